@@ -1,0 +1,103 @@
+"""A camera simulator: writes docked-camera folders in the dock inbox format (contract §3).
+
+Used by the demo, the tests and the benchmarks, so every one of them docks cameras the
+same way a real dock would: clips and sidecars first, ``DOCKED`` last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import msgspec
+
+from fleet.clock import utc_now
+from fleet.protocol import Battery, ClipSidecar, DeviceInfo
+
+TAGS = ["stop_and_search", "domestic_abuse", "public_order", "use_of_force", "traffic", "arrest"]
+
+
+@dataclass
+class SimClip:
+    size: int
+    recorded_at: datetime
+    clip_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    tags: list[str] = field(default_factory=list)
+    evidential: bool = False
+    duration_s: float = 60.0
+    include_sha256: bool = True
+    seed: int | None = None
+
+    def content(self) -> bytes:
+        """Deterministic pseudo-random bytes for clips small enough to build in memory."""
+        return random.Random(self.seed if self.seed is not None else self.clip_id).randbytes(self.size)
+
+
+def write_clip_file(path: Path, clip: SimClip, block: int = 1 << 20) -> str:
+    """Write the clip's bytes in blocks (bounded memory for GiB clips); return their SHA-256."""
+    digest = hashlib.sha256()
+    rng = random.Random(clip.seed if clip.seed is not None else clip.clip_id)
+    with open(path, "wb") as f:
+        remaining = clip.size
+        while remaining:
+            piece = rng.randbytes(min(block, remaining))
+            digest.update(piece)
+            f.write(piece)
+            remaining -= len(piece)
+    return digest.hexdigest()
+
+
+def dock_camera(dock_dir: str | Path, serial: str, clips: list[SimClip], *, folder_name: str | None = None,
+                docked_at: datetime | None = None, battery_pct: float = 35.0, marker: bool = True) -> Path:
+    """Write one camera's folder; ``DOCKED`` is written last (omit it with marker=False)."""
+    docked_at = docked_at or utc_now()
+    folder = Path(dock_dir) / (folder_name or f"{serial}-{docked_at.strftime('%Y%m%dT%H%M%S%f')}")
+    (folder / "clips").mkdir(parents=True, exist_ok=True)
+    for index, clip in enumerate(clips):
+        stem = f"{clip.recorded_at.strftime('%Y%m%d_%H%M%S')}_{index:03d}"
+        sha256 = write_clip_file(folder / "clips" / f"{stem}.mp4", clip)
+        sidecar = ClipSidecar(
+            clip_id=uuid.UUID(clip.clip_id), recorded_at=clip.recorded_at, duration_s=clip.duration_s,
+            pre_record_s=30, tags=clip.tags, evidential=clip.evidential,
+            sha256=sha256 if clip.include_sha256 else None,
+        )
+        (folder / "clips" / f"{stem}.json").write_bytes(msgspec.json.encode(sidecar))
+    device = DeviceInfo(
+        serial=serial, model="Axon Body 2", firmware="1.4.2", docked_at=docked_at,
+        battery=Battery(level_pct=battery_pct, voltage_mv=3710, temperature_c=29.5, cycle_count=212,
+                        full_charge_mah=2710, design_mah=3000),
+        storage_used_bytes=sum(c.size for c in clips),
+    )
+    (folder / "device.json").write_bytes(msgspec.json.encode(device))
+    if marker:
+        (folder / "DOCKED").touch()
+    return folder
+
+
+def random_shift(rng: random.Random, count: int, *, min_size: int, max_size: int,
+                 evidential_share: float = 0.05, now: datetime | None = None) -> list[SimClip]:
+    """A shift's worth of clips of varied sizes, some tagged, a few evidential."""
+    now = now or utc_now()
+    clips = []
+    for i in range(count):
+        tags = rng.sample(TAGS, k=rng.choice([0, 0, 1, 2]))
+        clips.append(SimClip(
+            size=rng.randint(min_size, max_size),
+            recorded_at=now - timedelta(hours=rng.uniform(0.5, 10)),
+            clip_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            tags=sorted(tags), evidential=rng.random() < evidential_share,
+            duration_s=round(rng.uniform(20, 900), 1), seed=rng.getrandbits(32),
+        ))
+    return clips
+
+
+def remove_marker_after_ingest(folder: Path) -> None:
+    """Undock: what a dock does when the camera is taken out (the folder goes away)."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    os.rmdir(folder)

@@ -1,0 +1,159 @@
+"""Configuration files (contract §4): TOML decoded into strict msgspec Structs.
+
+Config Structs forbid unknown keys so a typo is a clear error at start-up. Any secret may
+be given as ``<key>_env = "VAR"`` instead of inline. Relative paths are taken relative to
+the config file, so a config folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+from fleet.errors import ConfigError
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+PositiveInt = Annotated[int, Meta(gt=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+NonNegativeFloat = Annotated[float, Meta(ge=0)]
+Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+StationId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+class StationEntry(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A station central accepts: ``[stations.<station_id>]``."""
+
+    borough: Annotated[str, Meta(min_length=1)]
+    token: str | None = None
+    token_env: str | None = None
+    token_sha256: Sha256Hex | None = None
+    """The token's SHA-256 instead of the token, so central's file holds no usable secret."""
+
+
+class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Central's config file."""
+
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    admin_token: str | None = None
+    admin_token_env: str | None = None
+    admin_token_sha256: Sha256Hex | None = None
+    stations: dict[StationId, StationEntry] = {}
+    max_upload_bytes: PositiveInt = 64 * GiB
+    """Largest clip central accepts (advertised as ``Tus-Max-Size``)."""
+    upload_expiry_hours: PositiveFloat = 7 * 24.0
+    """An unfinished upload untouched this long is removed (tus expiration)."""
+    expiry_check_minutes: PositiveFloat = 30.0
+    log_level: str = "info"
+
+
+class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A station node's config file."""
+
+    station_id: StationId
+    borough: Annotated[str, Meta(min_length=1)]
+    central_url: Annotated[str, Meta(pattern=r"^https?://")]
+    data_dir: str
+    dock_dir: str
+    token: str | None = None
+    token_env: str | None = None
+    scan_interval_s: PositiveFloat = 2.0
+    """How often the dock folder is scanned for newly docked cameras."""
+    sync_interval_s: PositiveFloat = 10.0
+    """How often the sync worker runs when nothing wakes it earlier."""
+    concurrent_uploads: Annotated[int, Meta(ge=1, le=32)] = 2
+    chunk_bytes: Annotated[int, Meta(ge=64 * 1024, le=256 * MiB)] = 16 * MiB
+    """Size of one tus PATCH; each carries its own Upload-Checksum."""
+    bandwidth_limit_mbps: NonNegativeFloat = 0.0
+    """Cap on upload bandwidth for the whole station in Mbit/s; 0 means no cap."""
+    verified_grace_hours: NonNegativeFloat = 24.0
+    """How long a verified clip's local copy is kept before it is deleted."""
+    retry_initial_s: PositiveFloat = 1.0
+    retry_max_s: PositiveFloat = 300.0
+    """Backoff between attempts grows from ``retry_initial_s`` to at most this (full jitter)."""
+    request_timeout_s: PositiveFloat = 30.0
+    log_level: str = "info"
+
+
+SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
+
+
+def resolve_secret(owner: Any, key: str, where: str) -> None:
+    """Fill ``owner.<key>`` from ``owner.<key>_env`` when the secret is given by name.
+
+    Central's secrets may also be given as ``<key>_sha256``; then ``<key>`` stays None.
+    """
+    inline, env_name = getattr(owner, key), getattr(owner, f"{key}_env")
+    hashed = getattr(owner, f"{key}_sha256", None)
+    given = [name for name, value in ((key, inline), (f"{key}_env", env_name), (f"{key}_sha256", hashed))
+             if value is not None]
+    if len(given) > 1:
+        raise ConfigError(f"{where}: give only one of {', '.join(given)}")
+    if hashed is not None:
+        return
+    if env_name is not None:
+        value = os.environ.get(env_name)
+        if not value:
+            raise ConfigError(f"{where}: {key}_env names ${env_name}, which is not set")
+        setattr(owner, key, value)
+    elif inline is None:
+        raise ConfigError(f"{where}: {key} (or {key}_env) is required")
+    elif not inline.strip():
+        raise ConfigError(f"{where}: {key} must not be empty")
+
+
+def _resolve_path(base: Path, value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def load_settings(path: str | os.PathLike[str], kind: type[SettingsT]) -> SettingsT:
+    """Read and validate a config file; ConfigError with a one-line reason otherwise."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return settings_from_dict(raw, kind, where=str(path), base=path.parent)
+
+
+def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str = "config",
+                       base: Path | None = None) -> SettingsT:
+    """Validate already-parsed settings (also used by tests and the demo)."""
+    try:
+        settings = msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    base = base or Path.cwd()
+    if isinstance(settings, CentralSettings):
+        resolve_secret(settings, "admin_token", where)
+        for station_id, entry in settings.stations.items():
+            resolve_secret(entry, "token", f"{where}: [stations.{station_id}]")
+        settings.data_dir = _resolve_path(base, settings.data_dir)
+    else:
+        resolve_secret(settings, "token", where)
+        settings.data_dir = _resolve_path(base, settings.data_dir)
+        settings.dock_dir = _resolve_path(base, settings.dock_dir)
+        settings.central_url = settings.central_url.rstrip("/")
+    return settings
+
+
+def token_sha256(owner: Any, key: str) -> str:
+    """The SHA-256 (hex) of a resolved secret: what central keeps in memory and compares."""
+    import hashlib
+
+    hashed = getattr(owner, f"{key}_sha256", None)
+    return hashed if hashed is not None else hashlib.sha256(getattr(owner, key).encode()).hexdigest()

@@ -1,0 +1,230 @@
+"""Wire types shared by stations and central, and the dock inbox formats (contract §3).
+
+Wire types never forbid unknown fields and new fields go last with defaults, so an older
+station keeps talking to a newer central (msgspec's schema-evolution rules).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+from fleet.errors import BadRequest
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,checksum,termination,expiration"
+TUS_CHECKSUM_ALGORITHMS = "sha1,sha256"
+CLIP_STATE_HEADER = "Fleet-Clip-State"
+"""Response header on tus requests: ``receiving`` or ``verified`` (central recorded the clip)."""
+
+Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="SHA-256, lowercase hex")]
+AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
+Serial = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+ClipState = Literal["receiving", "verified"]
+TransferState = Literal["queued", "uploading", "waiting", "verified", "failed"]
+
+
+# -- dock inbox (contract §3) --------------------------------------------------------------
+
+
+class Battery(Struct, kw_only=True):
+    level_pct: Annotated[float, Meta(ge=0, le=100)]
+    voltage_mv: Annotated[int, Meta(ge=0)] | None = None
+    temperature_c: Annotated[float, Meta(ge=-60, le=150)] | None = None
+    cycle_count: Annotated[int, Meta(ge=0)] | None = None
+    full_charge_mah: Annotated[int, Meta(ge=0)] | None = None
+    design_mah: Annotated[int, Meta(gt=0)] | None = None
+
+
+class DeviceInfo(Struct, kw_only=True):
+    """``device.json``: the camera's identity and telemetry at docking."""
+
+    serial: Serial
+    model: str = ""
+    firmware: str = ""
+    docked_at: AwareDatetime | None = None
+    battery: Battery | None = None
+    storage_used_bytes: Annotated[int, Meta(ge=0)] | None = None
+
+
+class ClipSidecar(Struct, kw_only=True):
+    """``clips/<name>.json``: metadata of one recording."""
+
+    clip_id: uuid.UUID
+    recorded_at: AwareDatetime
+    duration_s: Annotated[float, Meta(ge=0)] = 0.0
+    pre_record_s: Annotated[float, Meta(ge=0)] = 0.0
+    tags: list[Tag] = []
+    evidential: bool = False
+    sha256: Sha256Hex | None = None
+
+
+class IngestedEntry(Struct, kw_only=True):
+    clip_id: str
+    size: int
+    sha256: str
+    name: str = ""
+    """The clip's file stem in ``clips/`` (fleet extension: lets an interrupted wipe finish)."""
+
+
+class IngestedFile(Struct, kw_only=True):
+    """``INGESTED.json``: written by the station once every clip is durably in its store."""
+
+    station_id: str
+    ingested_at: datetime
+    clips: list[IngestedEntry]
+
+
+# -- tus Upload-Metadata -------------------------------------------------------------------
+
+
+class UploadMetadata(Struct, kw_only=True, forbid_unknown_fields=False):
+    """What a station declares about a clip when it creates its upload."""
+
+    clip_id: uuid.UUID
+    sha256: Sha256Hex
+    device_serial: Serial
+    recorded_at: AwareDatetime
+    filename: Annotated[str, Meta(min_length=1, max_length=255)]
+    evidential: bool = False
+    tags: list[Tag] = []
+    duration_s: Annotated[float, Meta(ge=0)] = 0.0
+
+
+_META_TYPES = {"evidential": bool, "duration_s": float, "tags": list}
+
+
+def encode_upload_metadata(meta: UploadMetadata) -> str:
+    """Encode as the tus ``Upload-Metadata`` header: ``key base64(value)`` pairs."""
+    pairs = []
+    for key, value in msgspec.to_builtins(meta).items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        pairs.append(f"{key} {base64.b64encode(text.encode()).decode()}")
+    return ",".join(pairs)
+
+
+def parse_upload_metadata_header(header: str) -> dict[str, str]:
+    """Split a tus ``Upload-Metadata`` header into text values; BadRequest when malformed."""
+    values: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in header.split(","))):
+        key, _, encoded = pair.partition(" ")
+        if not key or " " in encoded.strip() or key in values:
+            raise BadRequest(f"Upload-Metadata: malformed pair {pair[:40]!r}")
+        try:
+            values[key] = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise BadRequest(f"Upload-Metadata: value of {key!r} is not base64 UTF-8") from None
+    return values
+
+
+def decode_upload_metadata(header: str) -> UploadMetadata:
+    """Parse and validate ``Upload-Metadata`` into an UploadMetadata; BadRequest explains why not."""
+    raw: dict[str, object] = dict(parse_upload_metadata_header(header))
+    for key, kind in _META_TYPES.items():
+        if key not in raw:
+            continue
+        text = str(raw[key])
+        if kind is bool:
+            if text not in ("true", "false"):
+                raise BadRequest(f"Upload-Metadata: {key} must be 'true' or 'false'")
+            raw[key] = text == "true"
+        elif kind is float:
+            try:
+                raw[key] = float(text)
+            except ValueError:
+                raise BadRequest(f"Upload-Metadata: {key} must be a number") from None
+        else:
+            raw[key] = [t for t in text.split(",") if t]
+    try:
+        return msgspec.convert(raw, UploadMetadata, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"Upload-Metadata: {exc}") from None
+
+
+# -- central's clip API (contract §5) ------------------------------------------------------
+
+
+class ClipInfo(Struct, kw_only=True):
+    clip_id: str
+    sha256: str
+    size: int
+    state: ClipState
+    station_id: str | None
+    device_serial: str
+    recorded_at: datetime
+    filename: str
+    evidential: bool = False
+    tags: list[str] = []
+    duration_s: float = 0.0
+    verified_at: datetime | None = None
+
+
+class ClipPage(Struct, kw_only=True):
+    items: list[ClipInfo]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` to get the next page; ``null`` on the last page."""
+
+
+class ErrorBody(Struct, kw_only=True):
+    """The one JSON shape of every error central answers."""
+
+    status: int
+    error: str
+    message: str
+    details: list[dict[str, str]] | None = None
+
+
+class Health(Struct, kw_only=True):
+    status: Literal["ok"]
+    version: str
+
+
+# -- station status (contract §4) ----------------------------------------------------------
+
+
+class FailedFolder(Struct, kw_only=True):
+    folder: str
+    reason: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+class ClipTransfer(Struct, kw_only=True):
+    clip_id: str
+    state: TransferState
+    size: int
+    evidential: bool
+    recorded_at: datetime
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    uploaded_bytes: int = 0
+
+
+class StationStatus(Struct, kw_only=True):
+    station_id: str
+    borough: str
+    pending_clips: int
+    pending_bytes: int
+    verified_clips: int
+    failed_folders: list[FailedFolder]
+    last_sync_ok_at: datetime | None
+    clips_by_state: dict[str, int] = {}
+    failed_clips: list[ClipTransfer] = []
+    waiting_clips: list[ClipTransfer] = []
+    local_copies: int = 0
+    local_bytes: int = 0
+    oldest_pending_recorded_at: datetime | None = None
+

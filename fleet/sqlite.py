@@ -1,0 +1,93 @@
+"""SQLite the same way in every process: WAL, synchronous=FULL, BEGIN IMMEDIATE, migrations.
+
+An acknowledgement (INGESTED.json, "verified") is only ever given after a FULL-synchronous
+commit, so a power cut cannot take back what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from fleet.errors import FleetError
+
+
+def open_database(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating if needed) a database tuned for durable, concurrent use from threads."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return sqlite_utils.Database(conn)
+
+
+class Writer:
+    """Serialises one process's access to its connection; every write is BEGIN IMMEDIATE."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite_utils.Database]:
+        with self._lock:
+            if self.db.conn.in_transaction:  # nested: the outer transaction commits
+                yield self.db
+                return
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.db.conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite_utils.Database]:
+        with self._lock:
+            yield self.db
+
+
+def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
+    """Apply the migrations not yet applied (PRAGMA user_version counts them); return the version.
+
+    Each migration runs in its own transaction with its version bump, so a crash leaves the
+    schema at a whole step.
+    """
+    current = db.execute("PRAGMA user_version").fetchone()[0]
+    if current > len(migrations):
+        raise FleetError(
+            f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it"
+        )
+    for version, script in enumerate(migrations[current:], start=current + 1):
+        conn = db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return len(migrations)
+
+
+def _split_statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit on its own)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

@@ -1,0 +1,208 @@
+"""Dock ingest: copy each clip into the station's store while hashing it, then commit.
+
+The order of durable steps is what makes a crash at any line harmless:
+
+1. copy + hash each new clip to ``tmp/<clip_id>.part`` and fsync it;
+2. check the camera's own hash where it gave one (mismatch: the folder is bad, nothing kept);
+3. rename every copy to ``clips/<clip_id>.mp4`` and fsync the folder;
+4. record the docking and its clips in one SQLite transaction   ← the commit point
+5. write ``INGESTED.json`` atomically;
+6. wipe the clip files from the dock folder.
+
+Before 4 a restart copies again (renames overwrite, nothing is recorded twice); after 4 the
+database knows every clip, so a restart skips the copy and finishes steps 5 and 6.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import msgspec
+
+from fleet.clock import utc_now
+from fleet.errors import DockFolderError
+from fleet.hashing import atomic_write_bytes, copy_and_hash, fsync_dir
+from fleet.protocol import IngestedEntry, IngestedFile
+from station import dock
+from station.store import NewClip, StationStore
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_RETRY = timedelta(seconds=60)
+
+
+@dataclass
+class IngestReport:
+    ingested_folders: list[str] = field(default_factory=list)
+    new_clips: int = 0
+    new_bytes: int = 0
+    bad_folders: list[str] = field(default_factory=list)
+
+
+class Ingestor:
+    """Scans the dock folder and ingests every complete camera folder, one at a time."""
+
+    def __init__(self, store: StationStore, station_id: str, dock_dir: str | Path,
+                 on_new_clips: Callable[[], None] = lambda: None,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.store = store
+        self.station_id = station_id
+        self.dock_dir = Path(dock_dir)
+        self.on_new_clips = on_new_clips
+        self.progress = progress
+
+    def scan(self) -> IngestReport:
+        """One pass over the dock folder. A bad folder is reported and never blocks the others."""
+        report = IngestReport()
+        bad = self.store.bad_folder_signatures()
+        folders = dock.docked_folders(self.dock_dir)
+        for folder in folders:
+            if self._is_done(folder) or self._skip_bad(folder, bad.get(folder.name)):
+                continue
+            signature = dock.folder_signature(folder)
+            try:
+                added, size = self.ingest_folder(folder)
+            except DockFolderError as exc:
+                log.warning("dock folder %s not ingested: %s", folder.name, exc.reason)
+                self.store.record_bad_folder(folder.name, exc.reason, signature, transient=False)
+                report.bad_folders.append(folder.name)
+            except OSError as exc:
+                reason = _os_reason(exc)
+                log.warning("dock folder %s not ingested, will retry: %s", folder.name, reason)
+                self.store.record_bad_folder(folder.name, reason, signature, transient=True)
+                report.bad_folders.append(folder.name)
+            else:
+                report.ingested_folders.append(folder.name)
+                report.new_clips += added
+                report.new_bytes += size
+                if added:
+                    self.on_new_clips()
+        self.store.forget_bad_folders({f.name for f in folders})
+        return report
+
+    def ingest_folder(self, folder: Path) -> tuple[int, int]:
+        """Ingest one docked folder; return (new clips, new bytes)."""
+        self._finish_interrupted_wipe(folder)
+        camera = dock.read_docked_camera(folder)
+        known = self.store.known_clips(str(c.sidecar.clip_id) for c in camera.clips)
+        for clip in camera.clips:
+            self._check_against_known(folder, clip, known.get(str(clip.sidecar.clip_id)))
+
+        copied: list[tuple[dock.DockedClip, Path, int, str]] = []
+        try:
+            for clip in camera.clips:
+                clip_id = str(clip.sidecar.clip_id)
+                if clip_id in known:
+                    continue
+                part = self.store.tmp_dir / f"{clip_id}.part"
+                size, sha256 = copy_and_hash(clip.video, part)
+                copied.append((clip, part, size, sha256))
+                if self.progress:
+                    self.progress(size)
+                if clip.sidecar.sha256 and clip.sidecar.sha256 != sha256:
+                    raise DockFolderError(
+                        folder.name,
+                        f"clips/{clip.video.name}: SHA-256 {sha256[:12]}… does not match the camera's "
+                        f"{clip.sidecar.sha256[:12]}… (copy not kept; camera footage left in place)",
+                    )
+                if size != clip.size:
+                    raise DockFolderError(folder.name, f"clips/{clip.video.name} changed size while copied")
+        except BaseException:
+            for _, part, _, _ in copied:
+                part.unlink(missing_ok=True)
+            raise
+
+        new_clips = []
+        for clip, part, size, sha256 in copied:
+            clip_id = str(clip.sidecar.clip_id)
+            final = self.store.clips_dir / f"{clip_id}.mp4"
+            os.replace(part, final)
+            new_clips.append(NewClip(
+                clip_id=clip_id, sha256=sha256, size=size, device_serial=camera.device.serial,
+                recorded_at=clip.sidecar.recorded_at, filename=clip.video.name,
+                duration_s=clip.sidecar.duration_s, pre_record_s=clip.sidecar.pre_record_s,
+                tags=list(clip.sidecar.tags), evidential=clip.sidecar.evidential,
+                local_path=str(final.relative_to(self.store.data_dir)),
+            ))
+        if new_clips:
+            fsync_dir(self.store.clips_dir)
+        self.store.record_ingest(folder.name, camera.device, camera.device_json, new_clips)
+
+        entries = self._ingested_entries(camera, known, new_clips)
+        self._write_ingested(folder, camera, entries)
+        self._wipe(folder, [c.name for c in camera.clips])
+        log.info("ingested %s: %d new clips, %d bytes", folder.name, len(new_clips), sum(c.size for c in new_clips))
+        return len(new_clips), sum(c.size for c in new_clips)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _check_against_known(self, folder: Path, clip: dock.DockedClip, known) -> None:
+        """A clip_id seen before must be the same recording; anything else is not ours to overwrite."""
+        if known is None:
+            return
+        if known.size != clip.size or (clip.sidecar.sha256 and clip.sidecar.sha256 != known.sha256):
+            raise DockFolderError(
+                folder.name,
+                f"clips/{clip.video.name}: clip_id {known.clip_id} was already ingested with different content",
+            )
+
+    def _ingested_entries(self, camera: dock.DockedCamera, known, new_clips: list[NewClip]) -> list[IngestedEntry]:
+        entries = {e.clip_id: e for e in (camera.ingested.clips if camera.ingested else [])}
+        names = {str(c.sidecar.clip_id): c.name for c in camera.clips}
+        for k in known.values():
+            entries[k.clip_id] = IngestedEntry(clip_id=k.clip_id, size=k.size, sha256=k.sha256,
+                                               name=names.get(k.clip_id, ""))
+        for c in new_clips:
+            entries[c.clip_id] = IngestedEntry(clip_id=c.clip_id, size=c.size, sha256=c.sha256,
+                                               name=names[c.clip_id])
+        return sorted(entries.values(), key=lambda e: e.name or e.clip_id)
+
+    def _write_ingested(self, folder: Path, camera: dock.DockedCamera, entries: list[IngestedEntry]) -> None:
+        record = IngestedFile(station_id=self.station_id, ingested_at=utc_now(), clips=entries)
+        atomic_write_bytes(folder / dock.INGESTED_FILE, msgspec.json.format(msgspec.json.encode(record)))
+
+    def _wipe(self, folder: Path, stems: list[str]) -> None:
+        """The "wipe camera" step: only ever after INGESTED.json is durable."""
+        clips_dir = folder / dock.CLIPS_DIR
+        for stem in stems:
+            # Video first: a sidecar left alone is recognised through INGESTED.json on restart.
+            for suffix in (dock.VIDEO_SUFFIX, dock.SIDECAR_SUFFIX):
+                (clips_dir / f"{stem}{suffix}").unlink(missing_ok=True)
+        if stems and clips_dir.exists():
+            fsync_dir(clips_dir)
+
+    def _finish_interrupted_wipe(self, folder: Path) -> None:
+        """Files an earlier ingest already accounted for in INGESTED.json are wiped before parsing."""
+        ingested = dock.read_ingested(folder)
+        if ingested is None:
+            return
+        recorded = self.store.known_clips(e.clip_id for e in ingested.clips)
+        stems = [e.name for e in ingested.clips if e.name and e.clip_id in recorded]
+        present = set(dock.clip_files(folder))
+        leftovers = [s for s in stems if f"{s}{dock.VIDEO_SUFFIX}" in present or f"{s}{dock.SIDECAR_SUFFIX}" in present]
+        if leftovers:
+            self._wipe(folder, leftovers)
+
+    def _is_done(self, folder: Path) -> bool:
+        return (folder / dock.INGESTED_FILE).exists() and not dock.clip_files(folder)
+
+    def _skip_bad(self, folder: Path, previous: tuple[str, bool, object] | None) -> bool:
+        """Retry a bad folder only when the camera rewrote it, or after a pause for I/O errors."""
+        if previous is None:
+            return False
+        signature, transient, last_seen = previous
+        if transient:
+            return utc_now() - last_seen < TRANSIENT_RETRY  # type: ignore[operator]
+        return dock.folder_signature(folder) == signature
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "station disk full: clip left on the camera, will retry"
+    return f"{exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})".strip()

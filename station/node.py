@@ -1,0 +1,105 @@
+"""A running station: store, dock ingest, sync worker and their apscheduler jobs, wired once."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+
+import httpx
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from fleet.clock import utc_now
+from fleet.config import StationSettings
+from fleet.retry import RetryPolicy
+from station.ingest import Ingestor
+from station.store import StationStore
+from station.sync import SyncWorker, purge_local_copies
+from station.throttle import from_mbps
+from station.uploader import TusUploader
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL = timedelta(minutes=5)
+
+
+def build_client(settings: StationSettings) -> httpx.Client:
+    """The one HTTP client to central: bearer token, timeouts, connection pool per upload slot."""
+    return httpx.Client(
+        base_url=settings.central_url,
+        headers={"Authorization": f"Bearer {settings.token}", "User-Agent": f"fleet-station/{settings.station_id}"},
+        timeout=httpx.Timeout(settings.request_timeout_s),
+        limits=httpx.Limits(max_connections=settings.concurrent_uploads + 2),
+    )
+
+
+class StationNode:
+    """Owns every resource of a station process; ``run()`` blocks until stopped."""
+
+    def __init__(self, settings: StationSettings, *, client: httpx.Client | None = None,
+                 policy: RetryPolicy | None = None) -> None:
+        self.settings = settings
+        self.store = StationStore(settings.data_dir)
+        self.policy = policy or RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s)
+        self.client = client or build_client(settings)
+        self.uploader = TusUploader(self.client, self.store, self.policy, chunk_bytes=settings.chunk_bytes,
+                                    throttle=from_mbps(settings.bandwidth_limit_mbps))
+        self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
+        self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync)
+        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
+                                                                            "misfire_grace_time": None})
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        recovered = self.store.recover_interrupted()
+        if recovered:
+            log.info("requeued %d clips interrupted mid-upload by the last shutdown", recovered)
+        s = self.settings
+        now = utc_now()
+        self.scheduler.add_job(self.ingestor.scan, "interval", seconds=s.scan_interval_s, id="scan", next_run_time=now)
+        self.scheduler.add_job(self._sync_pass, "interval", seconds=s.sync_interval_s, id="sync", next_run_time=now)
+        self.scheduler.add_job(self.purge, "interval", seconds=PURGE_INTERVAL.total_seconds(), id="purge",
+                               next_run_time=now)
+        self.scheduler.start()
+        log.info("station %s (%s) watching %s, syncing to %s", s.station_id, s.borough, s.dock_dir, s.central_url)
+
+    def wake_sync(self) -> None:
+        self.sync.wake()
+        if self.scheduler.running:
+            self.scheduler.modify_job("sync", next_run_time=utc_now())
+
+    def purge(self) -> int:
+        removed = purge_local_copies(self.store, timedelta(hours=self.settings.verified_grace_hours))
+        if removed:
+            log.info("deleted %d local copies verified more than %sh ago", removed, self.settings.verified_grace_hours)
+        return removed
+
+    def _sync_pass(self) -> None:
+        self.sync.run_once()
+        upcoming = self.store.next_attempt_at()
+        job = self.scheduler.get_job("sync")
+        if upcoming is not None and job is not None and job.next_run_time and upcoming < job.next_run_time:
+            self.scheduler.modify_job("sync", next_run_time=max(upcoming, utc_now()))
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.sync.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.client.close()
+        self.store.close()
+        log.info("station %s stopped", self.settings.station_id)
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()

@@ -1,0 +1,52 @@
+"""The station's status (contract §4), as JSON for scripts and as a table for people."""
+
+from __future__ import annotations
+
+from fleet.config import StationSettings
+from fleet.protocol import StationStatus
+from station.store import StationStore
+
+
+def station_status(settings: StationSettings, store: StationStore) -> StationStatus:
+    return StationStatus(station_id=settings.station_id, borough=settings.borough, **store.summary())
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def render_status(status: StationStatus) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Station {status.station_id} ({status.borough})", show_header=False)
+    table.add_row("pending clips", f"{status.pending_clips} ({_size(status.pending_bytes)})")
+    table.add_row("verified at central", str(status.verified_clips))
+    table.add_row("local copies kept", f"{status.local_copies} ({_size(status.local_bytes)})")
+    table.add_row("by state", ", ".join(f"{k}: {v}" for k, v in sorted(status.clips_by_state.items())) or "-")
+    table.add_row("last contact with central", status.last_sync_ok_at.isoformat() if status.last_sync_ok_at else "never")
+    if status.oldest_pending_recorded_at:
+        table.add_row("oldest pending recording", status.oldest_pending_recorded_at.isoformat())
+    console.print(table)
+    if status.failed_folders:
+        bad = Table(title="Dock folders not ingested (left in place)")
+        bad.add_column("folder")
+        bad.add_column("reason")
+        for f in status.failed_folders:
+            bad.add_row(f.folder, f.reason)
+        console.print(bad)
+    for title, clips in (("Clips refused by central (run `fleet station retry` after fixing)", status.failed_clips),
+                         ("Clips waiting to retry", status.waiting_clips)):
+        if clips:
+            t = Table(title=title)
+            for col in ("clip", "attempts", "next attempt", "last error"):
+                t.add_column(col)
+            for c in clips:
+                t.add_row(c.clip_id, str(c.attempts), c.next_attempt_at.isoformat() if c.next_attempt_at else "-",
+                          c.last_error or "")
+            console.print(t)

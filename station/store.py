@@ -1,0 +1,382 @@
+"""The station's one store: its SQLite queue of clips, dockings and bad folders.
+
+Transfer states of a clip::
+
+    queued ──▶ uploading ──▶ verified ──(grace period)──▶ local copy deleted
+       ▲           │
+       └─ waiting ◀┘ (transient failure: attempts, next_attempt_at, last_error persisted)
+                   └──▶ failed (permanent refusal, with reason; `fleet station retry` requeues)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from fleet import sqlite
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.protocol import ClipTransfer, DeviceInfo, FailedFolder
+
+MIGRATIONS = [
+    """
+    CREATE TABLE clips (
+        clip_id         TEXT PRIMARY KEY,
+        sha256          TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        device_serial   TEXT NOT NULL,
+        recorded_at     TEXT NOT NULL,
+        filename        TEXT NOT NULL,
+        duration_s      REAL NOT NULL DEFAULT 0,
+        pre_record_s    REAL NOT NULL DEFAULT 0,
+        tags            TEXT NOT NULL DEFAULT '[]',
+        evidential      INTEGER NOT NULL DEFAULT 0,
+        dock_folder     TEXT NOT NULL,
+        ingested_at     TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'queued'
+                        CHECK (state IN ('queued', 'uploading', 'waiting', 'verified', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error      TEXT,
+        upload_url      TEXT,
+        uploaded_bytes  INTEGER NOT NULL DEFAULT 0,
+        verified_at     TEXT,
+        local_path      TEXT,
+        local_deleted_at TEXT
+    );
+    CREATE INDEX clips_due ON clips (state, evidential DESC, recorded_at);
+    CREATE INDEX clips_local ON clips (state, verified_at) WHERE local_path IS NOT NULL;
+    CREATE TABLE dockings (
+        id              INTEGER PRIMARY KEY,
+        folder          TEXT NOT NULL,
+        device_serial   TEXT NOT NULL,
+        docked_at       TEXT,
+        ingested_at     TEXT NOT NULL,
+        clip_count      INTEGER NOT NULL,
+        device_json     TEXT NOT NULL
+    );
+    CREATE TABLE bad_folders (
+        folder          TEXT PRIMARY KEY,
+        reason          TEXT NOT NULL,
+        signature       TEXT NOT NULL,
+        transient       INTEGER NOT NULL,
+        first_seen_at   TEXT NOT NULL,
+        last_seen_at    TEXT NOT NULL
+    );
+    CREATE TABLE meta (
+        key             TEXT PRIMARY KEY,
+        value           TEXT NOT NULL
+    );
+    """,
+]
+
+PENDING_STATES = ("queued", "uploading", "waiting")
+
+
+@dataclass(frozen=True)
+class NewClip:
+    """A clip durably copied into the store, about to be recorded."""
+
+    clip_id: str
+    sha256: str
+    size: int
+    device_serial: str
+    recorded_at: datetime
+    filename: str
+    duration_s: float
+    pre_record_s: float
+    tags: list[str]
+    evidential: bool
+    local_path: str
+
+
+@dataclass(frozen=True)
+class QueuedClip:
+    """A clip as the sync worker needs it."""
+
+    clip_id: str
+    sha256: str
+    size: int
+    device_serial: str
+    recorded_at: datetime
+    filename: str
+    duration_s: float
+    tags: list[str]
+    evidential: bool
+    local_path: str | None
+    attempts: int
+    upload_url: str | None
+
+
+@dataclass(frozen=True)
+class KnownClip:
+    clip_id: str
+    sha256: str
+    size: int
+
+
+class StationStore:
+    """All reads and writes of the station database; one instance per process."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.clips_dir = self.data_dir / "clips"
+        self.tmp_dir = self.data_dir / "tmp"
+        for folder in (self.data_dir, self.clips_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite.open_database(self.data_dir / "station.db")
+        sqlite.migrate(self.db, MIGRATIONS)
+        self._writer = sqlite.Writer(self.db)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def known_clips(self, clip_ids: Iterable[str]) -> dict[str, KnownClip]:
+        ids = list(clip_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        with self._writer.read() as db:
+            rows = db.execute(f"SELECT clip_id, sha256, size FROM clips WHERE clip_id IN ({marks})", ids)
+            return {r[0]: KnownClip(*r) for r in rows.fetchall()}
+
+    def record_ingest(self, folder: str, device: DeviceInfo, device_json: str, clips: list[NewClip]) -> None:
+        """Record a docking and its clips in one durable transaction (the ingest commit point)."""
+        now = to_iso(utc_now())
+        rows = [
+            {
+                "clip_id": c.clip_id, "sha256": c.sha256, "size": c.size, "device_serial": c.device_serial,
+                "recorded_at": to_iso(c.recorded_at), "filename": c.filename, "duration_s": c.duration_s,
+                "pre_record_s": c.pre_record_s, "tags": json.dumps(c.tags), "evidential": int(c.evidential),
+                "dock_folder": folder, "ingested_at": now, "local_path": c.local_path,
+            }
+            for c in clips
+        ]
+        with self._writer.write() as db:
+            if rows:
+                db["clips"].insert_all(rows, ignore=True)
+            db["dockings"].insert({
+                "folder": folder, "device_serial": device.serial,
+                "docked_at": to_iso(device.docked_at) if device.docked_at else None,
+                "ingested_at": now, "clip_count": len(clips), "device_json": device_json,
+            })
+            db.execute("DELETE FROM bad_folders WHERE folder = ?", [folder])
+
+    def record_bad_folder(self, folder: str, reason: str, signature: str, transient: bool) -> None:
+        now = to_iso(utc_now())
+        with self._writer.write() as db:
+            db.execute(
+                """INSERT INTO bad_folders (folder, reason, signature, transient, first_seen_at, last_seen_at)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (folder) DO UPDATE SET reason = excluded.reason,
+                       signature = excluded.signature, transient = excluded.transient,
+                       last_seen_at = excluded.last_seen_at""",
+                [folder, reason, signature, int(transient), now, now],
+            )
+
+    def bad_folder_signatures(self) -> dict[str, tuple[str, bool, datetime]]:
+        """Bad folders as folder → (signature, transient, last_seen_at): what the scan may skip."""
+        with self._writer.read() as db:
+            rows = db.execute("SELECT folder, signature, transient, last_seen_at FROM bad_folders").fetchall()
+        return {r[0]: (r[1], bool(r[2]), from_iso(r[3])) for r in rows}
+
+    def forget_bad_folders(self, keep: set[str]) -> None:
+        """Drop reports of folders that are no longer docked."""
+        with self._writer.write() as db:
+            for (folder,) in db.execute("SELECT folder FROM bad_folders").fetchall():
+                if folder not in keep:
+                    db.execute("DELETE FROM bad_folders WHERE folder = ?", [folder])
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def recover_interrupted(self) -> int:
+        """At start-up: clips left 'uploading' by a crash go back to the queue, attempts kept."""
+        with self._writer.write() as db:
+            return db.execute("UPDATE clips SET state = 'queued' WHERE state = 'uploading'").rowcount
+
+    def claim_due(self, limit: int, now: datetime | None = None) -> list[QueuedClip]:
+        """Mark up to ``limit`` due clips 'uploading' and return them, evidential first."""
+        now_iso = to_iso(now or utc_now())
+        with self._writer.write() as db:
+            rows = db.execute(
+                """SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
+                          evidential, local_path, attempts, upload_url
+                   FROM clips
+                   WHERE state IN ('queued', 'waiting') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+                   ORDER BY evidential DESC, recorded_at, clip_id
+                   LIMIT ?""",
+                [now_iso, limit],
+            ).fetchall()
+            claimed = [
+                QueuedClip(r[0], r[1], r[2], r[3], from_iso(r[4]), r[5], r[6], json.loads(r[7]), bool(r[8]),
+                           r[9], r[10], r[11])
+                for r in rows
+            ]
+            db.conn.executemany(
+                "UPDATE clips SET state = 'uploading' WHERE clip_id = ?", [(c.clip_id,) for c in claimed]
+            )
+        return claimed
+
+    def set_upload_url(self, clip_id: str, url: str | None) -> None:
+        with self._writer.write() as db:
+            db.execute("UPDATE clips SET upload_url = ? WHERE clip_id = ?", [url, clip_id])
+
+    def set_progress(self, clip_id: str, uploaded_bytes: int) -> None:
+        with self._writer.write() as db:
+            db.execute("UPDATE clips SET uploaded_bytes = ? WHERE clip_id = ?", [uploaded_bytes, clip_id])
+
+    def mark_verified(self, clip_id: str) -> None:
+        now = to_iso(utc_now())
+        with self._writer.write() as db:
+            db.execute(
+                """UPDATE clips SET state = 'verified', verified_at = ?, uploaded_bytes = size,
+                       last_error = NULL, next_attempt_at = NULL, attempts = attempts + 1
+                   WHERE clip_id = ?""",
+                [now, clip_id],
+            )
+            self._set_meta(db, "last_sync_ok_at", now)
+
+    def mark_waiting(self, clip_id: str, error: str, next_attempt_at: datetime) -> None:
+        with self._writer.write() as db:
+            db.execute(
+                """UPDATE clips SET state = 'waiting', attempts = attempts + 1, last_error = ?,
+                       next_attempt_at = ? WHERE clip_id = ?""",
+                [error, to_iso(next_attempt_at), clip_id],
+            )
+
+    def mark_failed(self, clip_id: str, reason: str) -> None:
+        with self._writer.write() as db:
+            db.execute(
+                """UPDATE clips SET state = 'failed', attempts = attempts + 1, last_error = ?,
+                       next_attempt_at = NULL WHERE clip_id = ?""",
+                [reason, clip_id],
+            )
+
+    def release(self, clip_ids: Iterable[str]) -> None:
+        """Return claimed clips to the queue untried (shutdown before their turn)."""
+        with self._writer.write() as db:
+            db.conn.executemany(
+                "UPDATE clips SET state = 'queued' WHERE clip_id = ? AND state = 'uploading'",
+                [(c,) for c in clip_ids],
+            )
+
+    def requeue_failed(self) -> int:
+        """Operator action after fixing the cause (a token, a limit): failed clips go back in line."""
+        with self._writer.write() as db:
+            return db.execute(
+                "UPDATE clips SET state = 'queued', next_attempt_at = NULL WHERE state = 'failed'"
+            ).rowcount
+
+    def note_contact(self) -> None:
+        """Central answered: remember when, for the status page."""
+        with self._writer.write() as db:
+            self._set_meta(db, "last_sync_ok_at", to_iso(utc_now()))
+
+    def next_attempt_at(self) -> datetime | None:
+        with self._writer.read() as db:
+            row = db.execute(
+                "SELECT MIN(next_attempt_at) FROM clips WHERE state = 'waiting'"
+            ).fetchone()
+        return from_iso(row[0]) if row and row[0] else None
+
+    def has_due(self, now: datetime | None = None) -> bool:
+        with self._writer.read() as db:
+            row = db.execute(
+                """SELECT 1 FROM clips WHERE state IN ('queued', 'waiting')
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?) LIMIT 1""",
+                [to_iso(now or utc_now())],
+            ).fetchone()
+        return row is not None
+
+    # -- local copies ----------------------------------------------------------------------
+
+    def purgeable(self, grace: timedelta, now: datetime | None = None, limit: int = 500) -> list[tuple[str, str]]:
+        """(clip_id, local_path) of verified clips whose grace period is over."""
+        cutoff = to_iso((now or utc_now()) - grace)
+        with self._writer.read() as db:
+            return [tuple(r) for r in db.execute(
+                """SELECT clip_id, local_path FROM clips
+                   WHERE state = 'verified' AND local_path IS NOT NULL AND verified_at <= ?
+                   ORDER BY verified_at LIMIT ?""",
+                [cutoff, limit],
+            ).fetchall()]
+
+    def mark_local_deleted(self, clip_id: str) -> None:
+        with self._writer.write() as db:
+            db.execute(
+                "UPDATE clips SET local_path = NULL, local_deleted_at = ? WHERE clip_id = ? AND state = 'verified'",
+                [to_iso(utc_now()), clip_id],
+            )
+
+    def local_path(self, relative: str) -> Path:
+        return self.data_dir / relative
+
+    # -- status ----------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        """Counts and lists for ``fleet station status``; built from the database alone."""
+        with self._writer.read() as db:
+            by_state = dict(db.execute("SELECT state, COUNT(*) FROM clips GROUP BY state").fetchall())
+            pending_clips, pending_bytes, oldest = db.execute(
+                """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM clips
+                   WHERE state IN ('queued', 'uploading', 'waiting')"""
+            ).fetchone()
+            local_copies, local_bytes = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM clips WHERE local_path IS NOT NULL"
+            ).fetchone()
+            folders = [
+                FailedFolder(folder=r[0], reason=r[1], first_seen_at=from_iso(r[2]), last_seen_at=from_iso(r[3]))
+                for r in db.execute(
+                    "SELECT folder, reason, first_seen_at, last_seen_at FROM bad_folders ORDER BY folder"
+                ).fetchall()
+            ]
+            transfers = {
+                state: [self._transfer(r) for r in db.execute(
+                    f"""SELECT clip_id, state, size, evidential, recorded_at, attempts, next_attempt_at,
+                               last_error, uploaded_bytes
+                        FROM clips WHERE state = ? ORDER BY recorded_at LIMIT 100""",
+                    [state],
+                ).fetchall()]
+                for state in ("failed", "waiting")
+            }
+            last = db.execute("SELECT value FROM meta WHERE key = 'last_sync_ok_at'").fetchone()
+        return {
+            "clips_by_state": by_state,
+            "pending_clips": pending_clips,
+            "pending_bytes": pending_bytes,
+            "oldest_pending_recorded_at": from_iso(oldest) if oldest else None,
+            "verified_clips": by_state.get("verified", 0),
+            "failed_folders": folders,
+            "failed_clips": transfers["failed"],
+            "waiting_clips": transfers["waiting"],
+            "last_sync_ok_at": from_iso(last[0]) if last else None,
+            "local_copies": local_copies,
+            "local_bytes": local_bytes,
+        }
+
+    def transfers(self, clip_ids: Iterable[str] | None = None) -> list[ClipTransfer]:
+        with self._writer.read() as db:
+            sql = """SELECT clip_id, state, size, evidential, recorded_at, attempts, next_attempt_at,
+                            last_error, uploaded_bytes FROM clips"""
+            rows = db.execute(sql + " ORDER BY recorded_at").fetchall()
+        wanted = set(clip_ids) if clip_ids is not None else None
+        return [self._transfer(r) for r in rows if wanted is None or r[0] in wanted]
+
+    @staticmethod
+    def _transfer(r) -> ClipTransfer:
+        return ClipTransfer(
+            clip_id=r[0], state=r[1], size=r[2], evidential=bool(r[3]), recorded_at=from_iso(r[4]),
+            attempts=r[5], next_attempt_at=from_iso(r[6]) if r[6] else None, last_error=r[7],
+            uploaded_bytes=r[8],
+        )
+
+    @staticmethod
+    def _set_meta(db, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )

@@ -1,0 +1,186 @@
+"""Uploading one clip to central with tus 1.0.0 (docs/sync-protocol.md).
+
+Create (idempotent by clip_id) → HEAD for central's offset → PATCH chunks, each with its
+own ``Upload-Checksum``. After any failure the next try asks HEAD again and resumes from
+central's offset; nothing restarts from zero unless central says so. Success means
+central answered ``Fleet-Clip-State: verified``, nothing less.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from fleet.errors import OffsetMismatch, PermanentTransferError, TransferError, TransientTransferError, transfer_error_for_status
+from fleet.protocol import CLIP_STATE_HEADER, TUS_VERSION, UploadMetadata, encode_upload_metadata
+from fleet.retry import RetryPolicy, parse_retry_after
+from station.store import QueuedClip, StationStore
+from station.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+UPLOADS_PATH = "/api/v1/uploads/"
+THROTTLE_SLICE = 256 * 1024
+
+
+class TusUploader:
+    """Sends clips to central; collaborators injected so tests can use MockTransport or TestClient."""
+
+    def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, *,
+                 chunk_bytes: int = 16 << 20, throttle: Throttle | None = None,
+                 on_progress: Callable[[str, int], None] | None = None) -> None:
+        self.client = client
+        self.store = store
+        self.policy = policy
+        self.chunk_bytes = chunk_bytes
+        self.throttle = throttle
+        self.on_progress = on_progress
+
+    def upload(self, clip: QueuedClip) -> None:
+        """Return once central has verified the clip; raise TransferError otherwise."""
+        if clip.local_path is None:
+            raise PermanentTransferError("no local copy of this clip is left to upload")
+        path = self.store.local_path(clip.local_path)
+        if not path.is_file():
+            raise PermanentTransferError(f"local copy is missing: {path}")
+        state = {"url": clip.upload_url}
+        for attempt in self.policy.retrying():
+            with attempt:
+                self._transfer(clip, path, state)
+
+    # -- one try ---------------------------------------------------------------------------
+
+    def _transfer(self, clip: QueuedClip, path: Path, state: dict) -> None:
+        url = state["url"]
+        head = self._head(url) if url else None
+        if head is None:
+            url, head = self._create(clip)
+            state["url"] = url
+            self.store.set_upload_url(clip.clip_id, url)
+        offset, verified = head
+        if verified:
+            return
+        if offset > clip.size:
+            raise PermanentTransferError(f"central reports offset {offset} beyond the clip's {clip.size} bytes")
+        if offset == clip.size:
+            # Every byte is there but central has not said "verified" (it may have died before
+            # finishing): an empty PATCH at the end asks it to finish.
+            offset, verified = self._patch(url, offset, b"", None)
+            if not verified:
+                raise TransientTransferError("central holds every byte but has not verified the clip")
+            return
+        for chunk_offset, data, checksum in self._chunks(path, offset, clip.size):
+            offset, verified = self._patch(url, chunk_offset, data, checksum)
+            if self.on_progress:
+                self.on_progress(clip.clip_id, offset)
+            if offset != chunk_offset + len(data):
+                raise TransientTransferError(f"central's offset {offset} is not where this chunk ended")
+        if not verified:
+            raise TransientTransferError("upload complete but central did not confirm 'verified'")
+
+    def _create(self, clip: QueuedClip) -> tuple[str, tuple[int, bool]]:
+        meta = UploadMetadata(
+            clip_id=clip.clip_id, sha256=clip.sha256, device_serial=clip.device_serial,
+            recorded_at=clip.recorded_at, filename=clip.filename, evidential=clip.evidential,
+            tags=clip.tags, duration_s=clip.duration_s,
+        )
+        response = self.client.post(UPLOADS_PATH, headers={
+            "Tus-Resumable": TUS_VERSION,
+            "Upload-Length": str(clip.size),
+            "Upload-Metadata": encode_upload_metadata(meta),
+        })
+        self._raise_for(response, (200, 201))
+        location = response.headers.get("Location")
+        if not location:
+            raise TransientTransferError("central created the upload but sent no Location")
+        url = str(self.client.base_url.join(location)) if not location.startswith("http") else location
+        return url, self._offset_and_state(response, default_offset=0)
+
+    def _head(self, url: str) -> tuple[int, bool] | None:
+        response = self.client.head(url, headers={"Tus-Resumable": TUS_VERSION})
+        if response.status_code in (404, 410):
+            return None  # expired or removed at central: create it again
+        self._raise_for(response, (200,))
+        return self._offset_and_state(response)
+
+    def _patch(self, url: str, offset: int, data: bytes, checksum: str | None) -> tuple[int, bool]:
+        headers = {
+            "Tus-Resumable": TUS_VERSION,
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(len(data)),
+        }
+        if checksum:
+            headers["Upload-Checksum"] = f"sha256 {checksum}"
+        content = self._throttled(data) if self.throttle and data else data
+        response = self.client.patch(url, content=content, headers=headers)
+        self._raise_for(response, (204, 200))
+        return self._offset_and_state(response)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _chunks(self, path: Path, offset: int, size: int) -> Iterator[tuple[int, bytes, str]]:
+        """Chunks from ``offset`` with their checksums; the next is read and hashed while one is sent."""
+        def read(at: int) -> tuple[int, bytes, str]:
+            with open(path, "rb") as f:
+                f.seek(at)
+                data = f.read(min(self.chunk_bytes, size - at))
+            if not data:
+                raise PermanentTransferError(f"local copy {path} is shorter than recorded")
+            return at, data, base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-reader") as reader:
+            upcoming: Future | None = reader.submit(read, offset)
+            while upcoming is not None:
+                at, data, checksum = upcoming.result()
+                following = at + len(data)
+                upcoming = reader.submit(read, following) if following < size else None
+                yield at, data, checksum
+
+    def _throttled(self, data: bytes) -> Iterator[bytes]:
+        view = memoryview(data)
+        for start in range(0, len(view), THROTTLE_SLICE):
+            piece = view[start:start + THROTTLE_SLICE]
+            self.throttle.consume(len(piece))
+            yield bytes(piece)
+
+    @staticmethod
+    def _offset_and_state(response: httpx.Response, default_offset: int | None = None) -> tuple[int, bool]:
+        verified = response.headers.get(CLIP_STATE_HEADER) == "verified"
+        raw = response.headers.get("Upload-Offset")
+        if raw is None and default_offset is not None:
+            return default_offset, verified
+        try:
+            return int(raw), verified
+        except (TypeError, ValueError):
+            raise TransientTransferError(f"central sent no usable Upload-Offset ({raw!r})") from None
+
+    @staticmethod
+    def _raise_for(response: httpx.Response, ok: tuple[int, ...]) -> None:
+        if response.status_code in ok:
+            return
+        raise error_from_response(response)
+
+
+def error_from_response(response: httpx.Response) -> TransferError:
+    """Turn central's error (one JSON shape) into a transient or permanent TransferError."""
+    message, code = response.reason_phrase or "error", None
+    try:
+        body = msgspec.json.decode(response.content)
+        if isinstance(body, dict):
+            message = str(body.get("message") or message)
+            code = body.get("error")
+    except msgspec.DecodeError:
+        if response.content:
+            message = response.text[:200]
+    if code == OffsetMismatch.code:
+        # Our idea of the offset was stale (a chunk landed after all): ask HEAD and go on.
+        return TransientTransferError(f"HTTP 409: {message}", status=409)
+    return transfer_error_for_status(response.status_code, message, parse_retry_after(response.headers.get("Retry-After")))
