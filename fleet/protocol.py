@@ -124,7 +124,7 @@ def parse_upload_metadata_header(header: str) -> dict[str, str]:
             raise BadRequest(f"Upload-Metadata: malformed pair {pair[:40]!r}")
         try:
             values[key] = base64.b64decode(encoded.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII base64
             raise BadRequest(f"Upload-Metadata: value of {key!r} is not base64 UTF-8") from None
     return values
 

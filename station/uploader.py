@@ -20,7 +20,7 @@ import msgspec
 
 from fleet.errors import OffsetMismatch, PermanentTransferError, TransferError, TransientTransferError, transfer_error_for_status
 from fleet.protocol import CLIP_STATE_HEADER, TUS_VERSION, UploadMetadata, encode_upload_metadata
-from fleet.retry import RetryPolicy, parse_retry_after
+from fleet.retry import RetryPolicy, as_transfer_error, parse_retry_after
 from station.store import QueuedClip, StationStore
 from station.throttle import Throttle
 
@@ -51,9 +51,14 @@ class TusUploader:
         if not path.is_file():
             raise PermanentTransferError(f"local copy is missing: {path}")
         state = {"url": clip.upload_url}
-        for attempt in self.policy.retrying():
-            with attempt:
-                self._transfer(clip, path, state)
+        try:
+            for attempt in self.policy.retrying():
+                with attempt:
+                    self._transfer(clip, path, state)
+        except TransferError:
+            raise
+        except Exception as exc:  # network errors and the like, after the quick retries
+            raise as_transfer_error(exc) from exc
 
     # -- one try ---------------------------------------------------------------------------
 

@@ -1,0 +1,75 @@
+"""A small in-memory tus server for station unit tests (httpx.MockTransport).
+
+It implements just enough of docs/sync-protocol.md to exercise the uploader's decisions;
+the real central is exercised in tests/e2e and tests/central.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Callable
+
+import httpx
+
+from fleet.protocol import CLIP_STATE_HEADER, parse_upload_metadata_header
+
+
+class FakeTus:
+    def __init__(self) -> None:
+        self.uploads: dict[str, dict] = {}
+        self.by_clip: dict[str, str] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.patched_bytes = 0
+        self.fault: Callable[[httpx.Request], httpx.Response | None] | None = None
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(lambda request: self.handle(request))
+
+    def verified(self) -> dict[str, bytes]:
+        return {u["clip_id"]: bytes(u["data"]) for u in self.uploads.values() if u["verified"]}
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
+        if self.fault and (response := self.fault(request)) is not None:
+            return response
+        upload_id = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "POST":
+            meta = parse_upload_metadata_header(request.headers["Upload-Metadata"])
+            existing = self.by_clip.get(meta["clip_id"])
+            if existing:
+                return self._state(201 if False else 200, self.uploads[existing], location=existing)
+            upload_id = uuid.uuid4().hex
+            self.uploads[upload_id] = {"clip_id": meta["clip_id"], "sha256": meta["sha256"],
+                                       "length": int(request.headers["Upload-Length"]), "data": bytearray(),
+                                       "verified": False}
+            self.by_clip[meta["clip_id"]] = upload_id
+            return self._state(201, self.uploads[upload_id], location=upload_id)
+        upload = self.uploads.get(upload_id)
+        if upload is None:
+            return httpx.Response(404, json={"status": 404, "error": "not_found", "message": "no such upload"})
+        if request.method == "HEAD":
+            return self._state(200, upload)
+        body = request.read()
+        if int(request.headers["Upload-Offset"]) != len(upload["data"]):
+            return httpx.Response(409, json={"status": 409, "error": "offset_mismatch", "message": "offset"})
+        algorithm, _, encoded = request.headers.get("Upload-Checksum", "sha256 ").partition(" ")
+        if encoded and base64.b64decode(encoded) != hashlib.new(algorithm, body).digest():
+            return httpx.Response(460, json={"status": 460, "error": "checksum_mismatch", "message": "chunk"})
+        upload["data"] += body
+        self.patched_bytes += len(body)
+        if len(upload["data"]) == upload["length"] and not upload["verified"]:
+            if hashlib.sha256(upload["data"]).hexdigest() != upload["sha256"]:
+                upload["data"] = bytearray()
+                return httpx.Response(460, json={"status": 460, "error": "checksum_mismatch", "message": "whole"})
+            upload["verified"] = True
+        return self._state(204, upload)
+
+    @staticmethod
+    def _state(status: int, upload: dict, location: str | None = None) -> httpx.Response:
+        headers = {"Upload-Offset": str(len(upload["data"])), "Tus-Resumable": "1.0.0",
+                   CLIP_STATE_HEADER: "verified" if upload["verified"] else "receiving"}
+        if location:
+            headers["Location"] = f"/api/v1/uploads/{location}"
+        return httpx.Response(status, headers=headers)

@@ -1,0 +1,145 @@
+import threading
+from datetime import timedelta
+
+import httpx
+
+from fleet.camera import SimClip, dock_camera
+from fleet.clock import utc_now
+from fleet.retry import RetryPolicy
+from station.ingest import Ingestor
+from station.store import StationStore
+from station.sync import SyncWorker, purge_local_copies
+from station.uploader import TusUploader
+from tests.station.conftest import RECORDED
+from tests.station.fake_tus import FakeTus
+from tests.station.test_uploader import FAST
+
+
+def worker(store, server, concurrency=2, policy=FAST):
+    client = httpx.Client(base_url="http://central", transport=server.transport())
+    return SyncWorker(store, TusUploader(client, store, policy, chunk_bytes=64 * 1024), policy,
+                      concurrency=concurrency)
+
+
+def dock(store, dock_dir, clips, name="cam"):
+    dock_camera(dock_dir, "BWV-000001", clips, folder_name=name)
+    Ingestor(store, "camden", dock_dir).scan()
+
+
+def states(store):
+    return dict(store.db.execute("SELECT clip_id, state FROM clips").fetchall())
+
+
+def test_drains_the_queue_evidential_first(store, dock_dir):
+    routine = [SimClip(1000, RECORDED - timedelta(hours=i)) for i in range(3)]
+    evidential = SimClip(1000, RECORDED, evidential=True)
+    dock(store, dock_dir, routine + [evidential])
+    server = FakeTus()
+    report = worker(store, server, concurrency=1).run_once()
+    assert sorted(report.verified) == sorted(c.clip_id for c in routine + [evidential])
+    posts = [r for r in server.requests if r[0] == "POST"]
+    assert len(posts) == 4
+    first_clip = next(iter(server.uploads.values()))["clip_id"]
+    assert first_clip == evidential.clip_id
+    assert set(states(store).values()) == {"verified"}
+    assert store.summary()["last_sync_ok_at"] is not None
+
+
+def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_dir):
+    store = StationStore(tmp_path / "data")
+    dock(store, dock_dir, [SimClip(1000, RECORDED), SimClip(1000, RECORDED)])
+    server = FakeTus()
+    server.fault = lambda r: httpx.Response(503, headers={"Retry-After": "600"}, json={"message": "maintenance"})
+    report = worker(store, server).run_once()
+    assert len(report.waiting) == 2 and not report.verified
+    [a, b] = store.transfers()
+    for t in (a, b):
+        assert t.state == "waiting" and t.attempts == 1 and "maintenance" in t.last_error
+        assert timedelta(seconds=590) < t.next_attempt_at - utc_now() <= timedelta(seconds=600)
+    store.close()
+
+    store = StationStore(tmp_path / "data")  # a restart keeps the schedule
+    server.fault = None
+    assert worker(store, server).run_once().verified == []
+    assert [t.attempts for t in store.transfers()] == [1, 1]
+    store.db.execute("UPDATE clips SET next_attempt_at = ?", ["2000-01-01T00:00:00Z"])
+    assert len(worker(store, server).run_once().verified) == 2
+    store.close()
+
+
+def test_unreachable_central_stops_the_pass_early(store, dock_dir):
+    dock(store, dock_dir, [SimClip(100, RECORDED) for _ in range(10)])
+    server = FakeTus()
+
+    def down(request):
+        raise httpx.ConnectError("connection refused")
+
+    server.fault = down
+    report = worker(store, server, concurrency=2).run_once()
+    assert report.central_unreachable
+    assert len(report.waiting) <= 2  # did not hammer central with all ten
+    assert list(states(store).values()).count("queued") >= 8
+
+
+def test_permanent_refusal_marks_failed_and_retry_command_requeues(store, dock_dir):
+    dock(store, dock_dir, [SimClip(100, RECORDED)])
+    server = FakeTus()
+    server.fault = lambda r: httpx.Response(413, json={"message": "too large"})
+    report = worker(store, server).run_once()
+    assert len(report.failed) == 1
+    [failed] = store.summary()["failed_clips"]
+    assert "too large" in failed.last_error
+    assert store.requeue_failed() == 1
+    server.fault = None
+    assert len(worker(store, server).run_once().verified) == 1
+
+
+def test_concurrency_is_respected(store, dock_dir):
+    dock(store, dock_dir, [SimClip(100, RECORDED) for _ in range(8)])
+    server = FakeTus()
+    active, peak, lock = [0], [0], threading.Lock()
+    inner = server.handle
+
+    def counting(request):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            return inner(request)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    server.handle = counting
+    assert len(worker(store, server, concurrency=3).run_once().verified) == 8
+    assert peak[0] <= 3
+
+
+def test_wake_during_a_pass_picks_up_new_work(store, dock_dir):
+    dock(store, dock_dir, [SimClip(100, RECORDED)], name="a")
+    server = FakeTus()
+    w = worker(store, server, concurrency=1)
+    inner = server.handle
+    docked = []
+
+    def dock_mid_pass(request):
+        if not docked:
+            docked.append(1)
+            dock(store, dock_dir, [SimClip(100, RECORDED)], name="b")
+            w.wake()
+        return inner(request)
+
+    server.handle = dock_mid_pass
+    assert len(w.run_once().verified) == 2
+
+
+def test_purge_deletes_only_verified_copies_past_grace(store, dock_dir):
+    dock(store, dock_dir, [SimClip(100, RECORDED), SimClip(100, RECORDED)])
+    [first, second] = store.claim_due(2)
+    store.mark_verified(first.clip_id)
+    store.mark_waiting(second.clip_id, "down", utc_now())
+    assert purge_local_copies(store, timedelta(hours=1)) == 0  # within grace
+    assert purge_local_copies(store, timedelta(0)) == 1
+    assert not store.local_path(first.local_path).exists()
+    assert store.local_path(second.local_path).exists()  # unverified: kept
+    assert purge_local_copies(store, timedelta(0)) == 0

@@ -1,0 +1,145 @@
+import hashlib
+
+import httpx
+import pytest
+from tenacity.wait import wait_none
+
+from fleet.camera import SimClip, dock_camera
+from fleet.errors import PermanentTransferError, TransientTransferError
+from fleet.retry import RetryPolicy
+from station.ingest import Ingestor
+from station.uploader import TusUploader
+from tests.station.conftest import RECORDED
+from tests.station.fake_tus import FakeTus
+
+FAST = RetryPolicy(quick_attempts=3, quick_wait=wait_none(), sleep=lambda s: None)
+CHUNK = 64 * 1024
+
+
+def queue(store, dock_dir, *clips):
+    dock_camera(dock_dir, "BWV-000001", list(clips))
+    Ingestor(store, "camden", dock_dir).scan()
+    return store.claim_due(100)
+
+
+def uploader(store, server, **kw):
+    client = httpx.Client(base_url="http://central", transport=server.transport())
+    return TusUploader(client, store, kw.pop("policy", FAST), chunk_bytes=CHUNK, **kw)
+
+
+def test_uploads_in_checksummed_chunks_until_verified(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(5 * CHUNK + 123, RECORDED))
+    uploader(store, server).upload(clip)
+    assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
+    assert [m for m, _ in server.requests].count("PATCH") == 6
+
+
+def test_resumes_from_centrals_offset_after_a_cut(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(4 * CHUNK, RECORDED))
+    patches = {"n": 0}
+
+    def cut_third_patch(request):
+        if request.method == "PATCH":
+            patches["n"] += 1
+            if patches["n"] == 3:
+                raise httpx.RemoteProtocolError("connection reset")
+        return None
+
+    server.fault = cut_third_patch
+    uploader(store, server).upload(clip)
+    assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
+    assert server.patched_bytes == clip.size  # nothing sent twice
+    assert ("HEAD", server.requests[-3][1]) in server.requests  # it asked where to resume
+
+
+def test_restart_uses_the_saved_upload_url_and_head(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(3 * CHUNK, RECORDED))
+
+    def down_after_first_chunk(request):
+        if request.method == "PATCH" and server.patched_bytes >= CHUNK:
+            raise httpx.ConnectError("down")
+
+    server.fault = down_after_first_chunk
+    with pytest.raises(TransientTransferError, match="down"):
+        uploader(store, server).upload(clip)
+    server.fault = None
+    store.release([clip.clip_id])
+    [again] = store.claim_due(10)
+    assert again.upload_url and again.upload_url.endswith(server.by_clip[clip.clip_id])
+    server.requests.clear()
+    uploader(store, server).upload(again)
+    assert server.requests[0][0] == "HEAD"
+    assert server.patched_bytes == clip.size
+
+
+def test_chunk_checksum_mismatch_is_retried(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(2 * CHUNK, RECORDED))
+    seen = {"n": 0}
+
+    def corrupt_first(request):
+        if request.method == "PATCH" and seen["n"] == 0:
+            seen["n"] = 1
+            request.headers["Upload-Checksum"] = "sha256 " + "A" * 43 + "="
+        return None
+
+    server.fault = corrupt_first
+    uploader(store, server).upload(clip)
+    assert clip.clip_id in server.verified()
+
+
+def test_permanent_refusal_is_not_retried(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(100, RECORDED))
+    server.fault = lambda r: httpx.Response(403, json={"status": 403, "error": "forbidden", "message": "not yours"})
+    with pytest.raises(PermanentTransferError, match="not yours"):
+        uploader(store, server).upload(clip)
+    assert len(server.requests) == 1
+
+
+def test_retry_after_is_carried_on_the_error(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(100, RECORDED))
+    server.fault = lambda r: httpx.Response(503, headers={"Retry-After": "42"}, json={"message": "busy"})
+    with pytest.raises(TransientTransferError) as info:
+        uploader(store, server).upload(clip)
+    assert info.value.retry_after == 42.0 and info.value.status == 503
+    assert len(server.requests) == 3  # the quick attempts
+
+
+def test_already_verified_clip_costs_one_request(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(1000, RECORDED))
+    uploader(store, server).upload(clip)
+    server.requests.clear()
+    store.set_upload_url(clip.clip_id, None)
+    store.release([clip.clip_id])
+    uploader(store, server).upload(store.claim_due(1)[0])
+    assert [m for m, _ in server.requests] == ["POST"]
+
+
+def test_missing_local_copy_is_permanent(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(100, RECORDED))
+    store.local_path(clip.local_path).unlink()
+    with pytest.raises(PermanentTransferError, match="missing"):
+        uploader(store, server).upload(clip)
+
+
+def test_bandwidth_cap_meters_every_byte(store, dock_dir):
+    from station.throttle import Throttle
+
+    consumed = []
+
+    class Recording(Throttle):
+        def consume(self, n):
+            consumed.append(n)
+
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(3 * CHUNK + 5, RECORDED))
+    uploader(store, server, throttle=Recording(1e6)).upload(clip)
+    assert sum(consumed) == clip.size
+    assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
