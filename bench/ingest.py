@@ -1,0 +1,114 @@
+"""P1 ingest: copy + hash + fsync + queue of ≥ 1 GiB of clips, against ``cp`` + ``sync``.
+
+Each round (cp+sync, our ingest, openssl dgst) runs on the same files, in rotating order,
+with the page cache dropped before each run when the kernel allows it; medians and ratios
+are reported. Also: peak RSS of a station process ingesting one 4 GiB clip.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from bench.common import drop_caches, machine, median, mib_s, save, timed
+from fleet.camera import SimClip, dock_camera
+from fleet.clock import utc_now
+
+GiB = 1 << 30
+
+
+def make_dock(root: Path, total: int, clip_size: int) -> Path:
+    dock = root / "dock"
+    clips = [SimClip(clip_size, utc_now(), seed=i) for i in range(total // clip_size)]
+    dock_camera(dock, "BWV-000001", clips, folder_name="cam")
+    return dock
+
+
+def one_ingest(dock: Path, data: Path) -> None:
+    from station.ingest import Ingestor
+    from station.store import StationStore
+
+    store = StationStore(data)
+    try:
+        folder = dock / "cam"
+        Ingestor(store, "bench", dock).ingest_folder(folder)
+    finally:
+        store.close()
+
+
+def restore_dock(pristine: Path, dock: Path) -> None:
+    """Ingest wipes the camera: give it its clips back (hard links: no extra I/O)."""
+    if dock.exists():
+        shutil.rmtree(dock)
+    shutil.copytree(pristine, dock, copy_function=lambda s, d: __import__("os").link(s, d))
+
+
+def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip: int = 4 * GiB) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=Path.cwd()))
+    try:
+        pristine = make_dock(root / "pristine", total, clip_size)
+        files = sorted((pristine / "cam" / "clips").glob("*.mp4"))
+        nbytes = sum(f.stat().st_size for f in files)
+        dropped = drop_caches()
+        times: dict[str, list[float]] = {"cp+sync": [], "ingest": [], "openssl": []}
+
+        def cp_sync() -> None:
+            target = root / "cp"
+            target.mkdir()
+            subprocess.run(["cp", *map(str, files), str(target)], check=True)
+            subprocess.run(["sync"], check=True)
+
+        def ingest() -> None:
+            one_ingest(root / "dock", root / "station")
+
+        def openssl() -> None:
+            subprocess.run(["openssl", "dgst", "-sha256", *map(str, files)], check=True, capture_output=True)
+
+        runs = {"cp+sync": cp_sync, "ingest": ingest, "openssl": openssl}
+        order = list(runs)
+        for r in range(rounds):
+            for name in order[r % 3:] + order[:r % 3]:
+                shutil.rmtree(root / "cp", ignore_errors=True)
+                shutil.rmtree(root / "station", ignore_errors=True)
+                restore_dock(pristine, root / "dock")
+                drop_caches()
+                times[name].append(timed(runs[name]))
+        medians = {k: median(v) for k, v in times.items()}
+        result = {
+            "machine": machine(), "bytes": nbytes, "files": len(files), "rounds": rounds,
+            "page_cache_dropped": dropped, "seconds": times, "median_s": medians,
+            "MiB_per_s": {k: mib_s(nbytes, v) for k, v in medians.items()},
+            "ratio_ingest_vs_cp_sync": medians["cp+sync"] / medians["ingest"],
+            "ratio_ingest_vs_openssl": medians["openssl"] / medians["ingest"],
+        }
+        shutil.rmtree(root / "pristine")
+        if rss_clip:
+            result["peak_rss_4gib_clip_mib"] = peak_rss_ingest(root / "rss", rss_clip)
+        return result
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def peak_rss_ingest(root: Path, size: int) -> float:
+    """Peak RSS of a fresh process that ingests one clip of ``size`` bytes."""
+    dock = root / "dock"
+    dock_camera(dock, "BWV-000002", [SimClip(size, utc_now(), clip_id=str(uuid.uuid4()), seed=1)],
+                folder_name="cam")
+    code = ("import sys; from bench.ingest import one_ingest; from pathlib import Path; "
+            "one_ingest(Path(sys.argv[1]), Path(sys.argv[2]))")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-c", code, str(dock), str(root / "station")], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) / 1024
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(save("ingest", run()), indent=2))

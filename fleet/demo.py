@@ -1,0 +1,303 @@
+"""``fleet demo``: central, several borough stations and a camera simulator, all local.
+
+Everything runs as real processes (``fleet central serve``, ``fleet station run``) with
+their state under one folder, talking real HTTP on loopback. The demo only drives them
+through their public interfaces: the dock inbox, ``fleet station status --json`` and
+central's API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from fleet.camera import dock_camera, random_shift, remove_marker_after_ingest
+from fleet.errors import FleetError
+
+DEFAULT_STATIONS = ("camden", "barnet", "lewisham")
+BOROUGHS = {"camden": "Camden", "barnet": "Barnet", "lewisham": "Lewisham", "bexley": "Bexley",
+            "bromley": "Bromley", "brent": "Brent", "croydon": "Croydon", "ealing": "Ealing",
+            "havering": "Havering", "hillingdon": "Hillingdon"}
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    demo = groups.add_parser(
+        "demo", help="run central, borough stations and a camera simulator locally",
+        description="Start central and several borough stations as separate processes, dock simulated "
+                    "cameras every few seconds and show clips flowing to central. Ctrl-C stops everything.",
+    )
+    demo.add_argument("--dir", default="demo-data", metavar="DIR",
+                      help="folder for all demo state: configs, databases, dock folders, logs (default: demo-data)")
+    demo.add_argument("--stations", default=",".join(DEFAULT_STATIONS), metavar="IDS",
+                      help=f"comma-separated station ids, one per borough (default: {','.join(DEFAULT_STATIONS)}; "
+                           f"known: {', '.join(BOROUGHS)})")
+    demo.add_argument("--port", type=int, default=8000,
+                      help="central's port; if it is taken a free one is used (default: 8000)")
+    demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                      help="dock cameras for this long, wait for every clip to be verified, print a final "
+                           "summary and exit (non-zero if any docked clip was not verified)")
+    demo.add_argument("--interval", type=float, default=3.0, metavar="SECONDS",
+                      help="a camera docks somewhere every this many seconds (default: 3)")
+    demo.add_argument("--max-clip-mib", type=float, default=8.0, metavar="MIB",
+                      help="largest simulated clip in MiB (default: 8)")
+    demo.add_argument("--drain-timeout", type=float, default=120.0, metavar="SECONDS",
+                      help="with --duration: how long to wait for the last clips to be verified (default: 120)")
+    demo.add_argument("--seed", type=int, default=None, help="random seed for the camera simulator")
+    demo.set_defaults(handler=run_demo)
+
+
+@dataclass
+class DockedClip:
+    clip_id: str
+    station_id: str
+    sha256: str
+    size: int
+
+
+@dataclass
+class Demo:
+    root: Path
+    stations: list[str]
+    port: int
+    admin_token: str = field(default_factory=lambda: "demo-admin-" + secrets.token_urlsafe(16))
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    docked: list[DockedClip] = field(default_factory=list)
+    statuses: dict[str, dict] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def station_config(self, station_id: str) -> Path:
+        return self.root / "stations" / station_id / "station.toml"
+
+    def dock_dir(self, station_id: str) -> Path:
+        return self.root / "stations" / station_id / "dock"
+
+    def write_configs(self) -> None:
+        """Fresh demo tokens every run (marked DEMO); central keeps only their hashes."""
+        (self.root / "central").mkdir(parents=True, exist_ok=True)
+        lines = ["# DEMO configuration written by `fleet demo`: demo tokens, not secrets.",
+                 'host = "127.0.0.1"', f"port = {self.port}", 'data_dir = "data"',
+                 f'admin_token_sha256 = "{hashlib.sha256(self.admin_token.encode()).hexdigest()}"', ""]
+        for station_id in self.stations:
+            token = f"demo-{station_id}-" + secrets.token_urlsafe(12)
+            lines += [f"[stations.{station_id}]", f'borough = "{BOROUGHS.get(station_id, station_id.title())}"',
+                      f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"', ""]
+            folder = self.station_config(station_id).parent
+            self.dock_dir(station_id).mkdir(parents=True, exist_ok=True)
+            self.station_config(station_id).write_text("\n".join([
+                "# DEMO station configuration written by `fleet demo`: demo token, not a secret.",
+                f'station_id = "{station_id}"', f'borough = "{BOROUGHS.get(station_id, station_id.title())}"',
+                f'central_url = "{self.url}"', f'token = "{token}"', 'data_dir = "data"', 'dock_dir = "dock"',
+                "scan_interval_s = 1.0", "sync_interval_s = 5.0", "retry_initial_s = 0.5", "retry_max_s = 10.0",
+                "verified_grace_hours = 0.01", "",
+            ]))
+            (folder / "data").mkdir(exist_ok=True)
+        (self.root / "central" / "central.toml").write_text("\n".join(lines))
+        (self.root / "admin-token.txt").write_text(self.admin_token + "\n")
+
+    def start(self) -> None:
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        self._spawn("central", ["central", "serve", "--config", str(self.root / "central" / "central.toml")], logs)
+        self.wait_for_central()
+        for station_id in self.stations:
+            self._spawn(station_id, ["station", "run", "--config", str(self.station_config(station_id))], logs)
+
+    def _spawn(self, name: str, args: list[str], logs: Path) -> None:
+        log = open(logs / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "fleet.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+    def wait_for_central(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes["central"].poll() is not None:
+                raise FleetError(f"central exited at start-up; see {self.root / 'logs' / 'central.log'}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise FleetError(f"central did not answer on {self.url} within {timeout:.0f}s")
+
+    def dock_one(self, rng: random.Random, max_clip_bytes: int) -> None:
+        station_id = rng.choice(self.stations)
+        serial = f"BWV-{rng.randint(1, 20000):06d}"
+        clips = random_shift(rng, rng.randint(1, 4), min_size=64 * 1024, max_size=max_clip_bytes)
+        dock_camera(self.dock_dir(station_id), serial, clips)
+        with self.lock:
+            for c in clips:
+                self.docked.append(DockedClip(c.clip_id, station_id, hashlib.sha256(c.content()).hexdigest(), c.size))
+
+    def undock_ingested(self) -> None:
+        """Take cameras out of docks once their station wrote INGESTED.json and wiped them."""
+        for station_id in self.stations:
+            for folder in self.dock_dir(station_id).iterdir():
+                if (folder / "INGESTED.json").exists() and not any((folder / "clips").iterdir()):
+                    remove_marker_after_ingest(folder)
+
+    def refresh_statuses(self) -> None:
+        def one(station_id: str) -> None:
+            result = subprocess.run(
+                [sys.executable, "-m", "fleet.cli", "station", "status", "--json", "--config",
+                 str(self.station_config(station_id))], capture_output=True, timeout=30,
+            )
+            if result.returncode == 0:
+                self.statuses[station_id] = msgspec.json.decode(result.stdout)
+
+        threads = [threading.Thread(target=one, args=(s,)) for s in self.stations]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def verified_at_central(self) -> set[str]:
+        """Clip ids central reports verified with the SHA-256 the camera recorded."""
+        with self.lock:
+            expected = {c.clip_id: c.sha256 for c in self.docked}
+        verified, cursor = set(), None
+        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"},
+                          timeout=10.0) as client:
+            while True:
+                params = {"limit": 1000, "state": "verified"} | ({"cursor": cursor} if cursor else {})
+                page = client.get("/api/v1/clips", params=params).raise_for_status().json()
+                verified |= {c["clip_id"] for c in page["items"] if expected.get(c["clip_id"]) == c["sha256"]}
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    return verified
+
+    def check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise FleetError(f"{name} exited unexpectedly (status {proc.returncode}); "
+                                 f"see {self.root / 'logs' / (name + '.log')}")
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def summary_table(demo: Demo, at_central: set[str]):
+    from rich.table import Table
+
+    table = Table(title=f"Body-worn video fleet demo — central {demo.url}")
+    for column in ("station", "docked", "queued", "uploading", "waiting", "failed", "verified (station)",
+                   "verified at central", "bad folders"):
+        table.add_column(column, justify="right" if column != "station" else "left")
+    with demo.lock:
+        docked = list(demo.docked)
+    for station_id in demo.stations:
+        status = demo.statuses.get(station_id, {})
+        by_state = status.get("clips_by_state", {})
+        mine = [c.clip_id for c in docked if c.station_id == station_id]
+        table.add_row(station_id, str(len(mine)), *(str(by_state.get(s, 0)) for s in
+                      ("queued", "uploading", "waiting", "failed", "verified")),
+                      str(sum(1 for c in mine if c in at_central)), str(len(status.get("failed_folders", []))))
+    return table
+
+
+def free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise FleetError("no free port on 127.0.0.1")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    stations = [s.strip() for s in args.stations.split(",") if s.strip()]
+    if not stations or len(set(stations)) != len(stations):
+        raise FleetError("--stations needs one or more distinct station ids")
+    if args.interval <= 0 or args.max_clip_mib <= 0.0625:
+        raise FleetError("--interval must be positive and --max-clip-mib at least 0.0625")
+    console = Console()
+    root = Path(args.dir).resolve()
+    demo = Demo(root=root, stations=stations, port=free_port(args.port))
+    demo.write_configs()
+    rng = random.Random(args.seed)
+    max_clip = int(args.max_clip_mib * (1 << 20))
+    console.print(f"[bold]Starting central and {len(stations)} stations[/] (state and logs in {root})")
+    try:
+        demo.start()
+        console.print(f"""
+  central API      {demo.url}/api/v1/clips   (Authorization: Bearer <token in {root / 'admin-token.txt'}>)
+  health           {demo.url}/healthz
+  OpenAPI          {demo.url}/schema/openapi.json
+  try              curl -H "Authorization: Bearer $(cat {root / 'admin-token.txt'})" {demo.url}/api/v1/clips?limit=5
+  station status   fleet station status --config {demo.station_config(stations[0])}
+  dock a camera    drop a folder into {demo.dock_dir(stations[0])}/ (format: README, "Dock inbox")
+""")
+        started = time.monotonic()
+        next_dock = started
+        at_central: set[str] = set()
+        with Live(summary_table(demo, at_central), console=console, refresh_per_second=2,
+                  transient=False) as live:
+            while args.duration is None or time.monotonic() - started < args.duration:
+                if time.monotonic() >= next_dock:
+                    demo.dock_one(rng, max_clip)
+                    next_dock += args.interval
+                demo.undock_ingested()
+                demo.refresh_statuses()
+                at_central = demo.verified_at_central()
+                live.update(summary_table(demo, at_central))
+                demo.check_alive()
+                time.sleep(0.5)
+            if args.duration is None:
+                return 0
+            deadline = time.monotonic() + args.drain_timeout
+            while time.monotonic() < deadline:
+                demo.undock_ingested()
+                demo.refresh_statuses()
+                at_central = demo.verified_at_central()
+                live.update(summary_table(demo, at_central))
+                if len(at_central) == len(demo.docked):
+                    break
+                demo.check_alive()
+                time.sleep(0.5)
+        missing = [c for c in demo.docked if c.clip_id not in at_central]
+        total = sum(c.size for c in demo.docked)
+        console.print(f"\n[bold]{len(demo.docked)} clips ({total / (1 << 20):.1f} MiB) docked at "
+                      f"{len(stations)} stations; {len(at_central)} verified at central with matching SHA-256; "
+                      f"{len(missing)} missing.[/]")
+        for clip in missing[:20]:
+            console.print(f"  not verified: {clip.clip_id} (docked at {clip.station_id})")
+        return 0 if not missing else 1
+    except KeyboardInterrupt:
+        console.print("\nStopping…")
+        return 0
+    finally:
+        demo.stop()

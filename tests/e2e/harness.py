@@ -1,0 +1,196 @@
+"""Real processes for end-to-end tests: central under uvicorn and stations, on loopback.
+
+Every process is started exactly as an operator would start it (``fleet … --config``),
+with its own config file, and killed with SIGTERM or SIGKILL at the moment a test wants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_TOKEN = "test-admin-token"  # test value, not a secret
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, message: str = "condition",
+               interval: float = 0.05, check: Callable[[], None] | None = None) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``message`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if check:
+            check()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@dataclass
+class Process:
+    name: str
+    args: list[str]
+    log: Path
+    popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.popen = subprocess.Popen([sys.executable, "-m", "fleet.cli", *self.args], stdout=log,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, sig)
+            self.popen.wait(timeout=30)
+
+    def check(self) -> None:
+        if self.popen is not None and self.popen.poll() is not None and self.popen.returncode not in (0, -15):
+            raise AssertionError(f"{self.name} died with {self.popen.returncode}:\n{self.log.read_text()[-3000:]}")
+
+
+@dataclass
+class Cluster:
+    root: Path
+    station_ids: tuple[str, ...] = ("camden",)
+    station_settings: dict[str, Any] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        (self.root / "central").mkdir(parents=True, exist_ok=True)
+        lines = [f'port = {self.port}', 'data_dir = "data"', f'admin_token = "{ADMIN_TOKEN}"',
+                 'log_level = "debug"']
+        for sid in self.station_ids:
+            lines += [f"[stations.{sid}]", f'borough = "{sid.title()}"',
+                      f'token_sha256 = "{hashlib.sha256(self.token(sid).encode()).hexdigest()}"']
+        (self.root / "central" / "central.toml").write_text("\n".join(lines) + "\n")
+        for sid in self.station_ids:
+            self.write_station_config(sid, self.url)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @staticmethod
+    def token(station_id: str) -> str:
+        return f"test-token-{station_id}"  # test value, not a secret
+
+    def write_station_config(self, station_id: str, central_url: str, **overrides: Any) -> Path:
+        folder = self.root / station_id
+        (folder / "dock").mkdir(parents=True, exist_ok=True)
+        settings = {"station_id": station_id, "borough": station_id.title(), "central_url": central_url,
+                    "token": self.token(station_id), "data_dir": "data", "dock_dir": "dock",
+                    "scan_interval_s": 0.2, "sync_interval_s": 0.5, "retry_initial_s": 0.2, "retry_max_s": 1.0,
+                    "verified_grace_hours": 0.0, "chunk_bytes": 256 * 1024, "log_level": "debug",
+                    **self.station_settings, **overrides}
+        text = "\n".join(f"{k} = {_toml(v)}" for k, v in settings.items()) + "\n"
+        (folder / "station.toml").write_text(text)
+        return folder / "station.toml"
+
+    def dock_dir(self, station_id: str) -> Path:
+        return self.root / station_id / "dock"
+
+    def station_data(self, station_id: str) -> Path:
+        return self.root / station_id / "data"
+
+    def central_data(self) -> Path:
+        return self.root / "central" / "data"
+
+    # -- processes -------------------------------------------------------------------------
+
+    def start_central(self) -> Process:
+        proc = Process("central", ["central", "serve", "--config", str(self.root / "central" / "central.toml")],
+                       self.root / "central.log")
+        proc.start()
+        self.processes["central"] = proc
+        wait_until(self.central_healthy, 30, "central /healthz", check=proc.check)
+        return proc
+
+    def start_station(self, station_id: str) -> Process:
+        proc = Process(station_id, ["station", "run", "--config", str(self.root / station_id / "station.toml")],
+                       self.root / f"{station_id}.log")
+        proc.start()
+        self.processes[station_id] = proc
+        return proc
+
+    def central_healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop_all(self) -> None:
+        for proc in self.processes.values():
+            proc.kill(signal.SIGTERM)
+
+    def check_alive(self) -> None:
+        for proc in self.processes.values():
+            proc.check()
+
+    # -- observations ----------------------------------------------------------------------
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10.0)
+
+    def clip(self, clip_id: str) -> dict | None:
+        with self.admin() as client:
+            response = client.get(f"/api/v1/clips/{clip_id}")
+        return response.json() if response.status_code == 200 else None
+
+    def central_clips(self) -> list[dict]:
+        items, cursor = [], None
+        with self.admin() as client:
+            while True:
+                params = {"limit": 1000} | ({"cursor": cursor} if cursor else {})
+                page = client.get("/api/v1/clips", params=params).raise_for_status().json()
+                items += page["items"]
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    return items
+
+    def verified(self, clip_ids) -> bool:
+        try:
+            clips = {c["clip_id"]: c for c in self.central_clips()}
+        except httpx.TransportError:
+            return False
+        return all(clips.get(i, {}).get("state") == "verified" for i in clip_ids)
+
+    def station_status(self, station_id: str) -> dict:
+        import json
+
+        result = subprocess.run(
+            [sys.executable, "-m", "fleet.cli", "station", "status", "--json", "--config",
+             str(self.root / station_id / "station.toml")], capture_output=True, timeout=60,
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        return json.loads(result.stdout)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
