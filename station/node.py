@@ -76,7 +76,8 @@ class StationNode:
         return removed
 
     def _sync_pass(self) -> None:
-        self.sync.run_once()
+        if self.sync.run_once().verified:
+            self.purge()  # a zero grace period means "as soon as verified"
         upcoming = self.store.next_attempt_at()
         job = self.scheduler.get_job("sync")
         if upcoming is not None and job is not None and job.next_run_time and upcoming < job.next_run_time:

@@ -1,0 +1,67 @@
+"""The one way to build central: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from fleet import __version__
+from fleet.config import CentralSettings
+from fleet.protocol import Health
+from central.auth import TokenRegistry, provide_principal
+from central.blobstore import FilesystemBlobStore
+from central.clips import ClipController
+from central.errors import EXCEPTION_HANDLERS, error_response
+from central.jobs import build_scheduler
+from central.receiver import UploadReceiver
+from central.store import CentralStore
+from central.uploads import UploadController
+
+
+@get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"])
+async def healthz(request: Request) -> Response:
+    try:
+        ok = request.app.state.store.ping()
+    except Exception:
+        ok = False
+    if not ok:
+        return error_response(503, "unavailable", "database not reachable")
+    return Response(Health(status="ok", version=__version__))
+
+
+def create_app(settings: CentralSettings) -> Litestar:
+    """Build central; resources open in the lifespan, so building has no side effects."""
+    data_dir = Path(settings.data_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        store = CentralStore(data_dir)
+        blobs = FilesystemBlobStore(data_dir / "blobs")
+        receiver = UploadReceiver(store, blobs, data_dir / "uploads", max_upload_bytes=settings.max_upload_bytes,
+                                  expiry=timedelta(hours=settings.upload_expiry_hours))
+        await receiver.recover()
+        scheduler = build_scheduler(receiver, timedelta(minutes=settings.expiry_check_minutes))
+        app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler)
+        scheduler.start()
+        try:
+            yield
+        finally:
+            scheduler.shutdown(wait=False)
+            store.close()
+
+    return Litestar(
+        route_handlers=[healthz, UploadController, ClipController],
+        dependencies={"principal": Provide(provide_principal)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        state=State({"tokens": TokenRegistry(settings)}),
+        openapi_config=OpenAPIConfig(title="Body-worn video fleet: central", version=__version__),
+        debug=False,
+    )

@@ -1,0 +1,120 @@
+"""The clip read API (contract §5): one clip, a filtered keyset-paginated list, the bytes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, PathParameter, QueryParameter
+from litestar.response import Stream
+
+from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
+from fleet.protocol import ClipInfo, ClipPage
+from central.auth import Principal
+
+ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
+Caller = NamedDependency[Principal]
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _cursor_encode(clip: ClipInfo) -> str:
+    from fleet.clock import to_iso
+
+    return base64.urlsafe_b64encode(f"{to_iso(clip.recorded_at)}|{clip.clip_id}".encode()).decode()
+
+
+def _cursor_decode(cursor: str) -> tuple[str, str]:
+    try:
+        recorded_at, _, clip_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+    except (binascii.Error, ValueError):
+        raise BadRequest("cursor is not one this server gave out") from None
+    if not recorded_at or not clip_id:
+        raise BadRequest("cursor is not one this server gave out")
+    return recorded_at, clip_id
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=a-b`` range as (start, end-exclusive), None for the whole file."""
+    if not header:
+        return None
+    match = RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        raise RangeNotSatisfiable(f"unsupported Range {header[:60]!r}: use one 'bytes=start-end'",
+                                  headers={"Content-Range": f"bytes */{size}"})
+    first, last = match.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size
+    else:
+        start = int(first)
+        end = min(size, int(last) + 1) if last else size
+    if start >= size or start >= end:
+        raise RangeNotSatisfiable(f"Range {header[:60]!r} is outside the {size}-byte clip",
+                                  headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+class ClipController(Controller):
+    path = "/api/v1/clips"
+    tags = ["clips"]
+
+    @get("/", summary="List clips, oldest recording first, filtered")
+    async def list_clips(
+        self, request: Request, principal: Caller,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        cursor: FromQuery[str | None] = None,
+        station_id: FromQuery[str | None] = None,
+        device_serial: FromQuery[str | None] = None,
+        clip_state: Annotated[Literal["receiving", "verified"] | None, QueryParameter(name="state")] = None,
+        evidential: FromQuery[bool | None] = None,
+        recorded_from: FromQuery[datetime | None] = None,
+        recorded_to: FromQuery[datetime | None] = None,
+    ) -> ClipPage:
+        principal.require_user()
+        for name, moment in (("recorded_from", recorded_from), ("recorded_to", recorded_to)):
+            if moment is not None and moment.tzinfo is None:
+                raise BadRequest(f"{name} needs a time zone, e.g. 2026-11-20T14:00:00Z")
+        items = request.app.state.store.list_clips(
+            limit=limit + 1, after=_cursor_decode(cursor) if cursor else None,
+            filters={"station_id": station_id, "device_serial": device_serial, "state": clip_state,
+                     "evidential": evidential, "recorded_from": recorded_from, "recorded_to": recorded_to},
+        )
+        more = len(items) > limit
+        items = items[:limit]
+        return ClipPage(items=items, next_cursor=_cursor_encode(items[-1]) if more else None)
+
+    @get("/{clip_id:str}", summary="One clip")
+    async def get_clip(self, request: Request, principal: Caller, clip_id: ClipId) -> ClipInfo:
+        principal.require_user()
+        clip = request.app.state.store.clip(clip_id)
+        if clip is None:
+            raise NotFound(f"no clip {clip_id}")
+        return clip
+
+    @get("/{clip_id:str}/content", summary="The clip's bytes (Range supported; every download is logged)",
+         media_type="video/mp4")
+    async def content(self, request: Request, principal: Caller, clip_id: ClipId) -> Response:
+        principal.require_user()
+        store, blobs = request.app.state.store, request.app.state.blobs
+        key = store.blob_key(clip_id)
+        if key is None:
+            raise NotFound(f"no verified clip {clip_id}")
+        size = blobs.size(key)
+        span = parse_range(request.headers.get("range"), size)
+        start, end = span or (0, size)
+        store.log_access(principal.name, "download", clip_id, f"bytes {start}-{end - 1}/{size}")
+
+        async def body() -> AsyncIterator[bytes]:
+            for piece in blobs.read(key, start, end):
+                yield piece
+
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start),
+                   "Content-Disposition": f'attachment; filename="{clip_id}.mp4"'}
+        if span:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        return Stream(body(), status_code=206 if span else 200, headers=headers, media_type="video/mp4")

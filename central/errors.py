@@ -1,0 +1,53 @@
+"""One JSON error shape for every failure central answers (fleet.protocol.ErrorBody).
+
+Domain errors carry their status (fleet.errors.ApiError); Litestar's own exceptions
+(validation, unknown route, wrong method, body too large) are mapped to the same shape;
+anything unexpected is logged and answered 500 with a generic message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from fleet.errors import ApiError
+from fleet.protocol import TUS_VERSION, ErrorBody
+
+log = logging.getLogger(__name__)
+
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+         409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+         500: "internal_error", 503: "unavailable"}
+
+
+def error_response(status: int, code: str, message: str, details: list[dict[str, str]] | None = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    body = ErrorBody(status=status, error=code, message=message, details=details)
+    return Response(content=msgspec.json.encode(body), status_code=status, media_type="application/json",
+                    headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
+
+
+def handle_api_error(request: Request, exc: ApiError) -> Response:
+    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+
+
+def handle_http_exception(request: Request, exc: HTTPException) -> Response:
+    details = None
+    if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+        details = [{k: str(v) for k, v in item.items()} for item in exc.extra if isinstance(item, dict)]
+    message = exc.detail or CODES.get(exc.status_code, "error")
+    if details:
+        message = f"{message}: " + "; ".join(f"{d.get('key', '')} {d.get('message', '')}".strip() for d in details)
+    headers = {k: v for k, v in (exc.headers or {}).items()}
+    return error_response(exc.status_code, CODES.get(exc.status_code, "error"), message, details, headers)
+
+
+def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; the details are in central's log")
+
+
+EXCEPTION_HANDLERS = {ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_unexpected}

@@ -1,0 +1,313 @@
+"""Receiving clips: the tus upload state machine, independent of HTTP.
+
+Durability rules (docs/sync-protocol.md): bytes go to ``uploads/<id>.part``; the offset is
+committed to SQLite only after the file is fsynced; a checksummed chunk counts only when
+complete and matching; on the last byte the whole-file SHA-256 is checked, the file moved
+atomically into the blob store and the clip committed, and only then is "verified" said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import errno
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from fleet.clock import utc_now
+from fleet.errors import (
+    BadRequest, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound, OffsetMismatch,
+    PayloadTooLarge,
+)
+from fleet.hashing import fsync_dir
+from fleet.protocol import decode_upload_metadata
+from central.auth import Principal
+from central.blobstore import BlobStore
+from central.store import CentralStore, Upload
+
+log = logging.getLogger(__name__)
+
+CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32}
+FLUSH_BYTES = 4 << 20
+"""Received bytes are written and hashed on a worker thread in pieces of this size, so the
+event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algorithm: str
+    digest: bytes
+
+    @classmethod
+    def parse(cls, header: str) -> Checksum:
+        algorithm, _, encoded = header.strip().partition(" ")
+        if algorithm not in CHECKSUM_ALGORITHMS:
+            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} (use sha1 or sha256)")
+        try:
+            digest = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("Upload-Checksum: the digest is not base64") from None
+        if len(digest) != CHECKSUM_ALGORITHMS[algorithm]:
+            raise BadRequest(f"Upload-Checksum: a {algorithm} digest has {CHECKSUM_ALGORITHMS[algorithm]} bytes")
+        return cls(algorithm, digest)
+
+
+class _Sink:
+    """Writes one PATCH's bytes and keeps its hashes; runs on a worker thread."""
+
+    def __init__(self, f, whole, chunk) -> None:
+        self.f, self.whole, self.chunk = f, whole, chunk
+        self.count = 0
+
+    def consume(self, data: bytearray) -> None:
+        self.f.write(data)
+        self.whole.update(data)
+        if self.chunk is not None:
+            self.chunk.update(data)
+        self.count += len(data)
+
+
+class UploadReceiver:
+    """All uploads of this central process; one instance, owned by the app."""
+
+    def __init__(self, store: CentralStore, blobs: BlobStore, uploads_dir: Path, *, max_upload_bytes: int,
+                 expiry: timedelta) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.dir = uploads_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_upload_bytes = max_upload_bytes
+        self.expiry = expiry
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._hashes: dict[str, tuple[int, object]] = {}
+
+    def part(self, upload_id: str) -> Path:
+        return self.dir / f"{upload_id}.part"
+
+    # -- creation / lookup / termination ---------------------------------------------------
+
+    def create(self, principal: Principal, length: int, raw_metadata: str) -> tuple[Upload, bool]:
+        """Create the upload for a clip, or return the one it already has (idempotent by clip_id)."""
+        if length > self.max_upload_bytes:
+            raise PayloadTooLarge(f"Upload-Length {length} is over this server's limit of {self.max_upload_bytes}")
+        meta = decode_upload_metadata(raw_metadata)
+        existing = self.store.upload_for_clip(str(meta.clip_id))
+        if existing is None:
+            upload_id = uuid.uuid4().hex
+            part = self.part(upload_id)
+            with open(part, "wb") as f:
+                os.fsync(f.fileno())
+            fsync_dir(self.dir)
+            upload = self.store.create_upload(upload_id, meta, raw_metadata, length, principal.station_id,
+                                              utc_now() + self.expiry)
+            if upload.upload_id == upload_id:
+                log.info("upload %s created for clip %s (%d bytes) by %s", upload_id, meta.clip_id, length,
+                         principal.name)
+                return upload, True
+            part.unlink(missing_ok=True)
+            existing = upload
+        if existing.sha256 != meta.sha256 or existing.length != length:
+            raise Conflict(f"clip {meta.clip_id} already has an upload with a different sha256 or length")
+        if not existing.verified and principal.is_station and existing.station_id != principal.station_id:
+            raise Locked(f"clip {meta.clip_id} is being uploaded by station {existing.station_id}",
+                         headers={"Retry-After": "60"})
+        return existing, False
+
+    def get(self, principal: Principal, upload_id: str) -> Upload:
+        upload = self.store.upload(upload_id)
+        if upload is None:
+            raise NotFound(f"no upload {upload_id} (it may have expired or been terminated): create it again")
+        principal.require_owner(upload.station_id)
+        return upload
+
+    def terminate(self, principal: Principal, upload_id: str) -> None:
+        upload = self.get(principal, upload_id)
+        if upload.verified:
+            raise Conflict("this clip is verified and stored as evidence; an upload cannot delete it")
+        if self._lock(upload_id).locked():
+            raise Locked("a PATCH is writing this upload", headers={"Retry-After": "5"})
+        self._forget(upload)
+        log.info("upload %s terminated by %s", upload_id, principal.name)
+
+    def _forget(self, upload: Upload) -> None:
+        self.store.delete_upload(upload.upload_id)
+        self.part(upload.upload_id).unlink(missing_ok=True)
+        self._hashes.pop(upload.upload_id, None)
+        self._locks.pop(upload.upload_id, None)
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(upload_id, asyncio.Lock())
+
+    # -- appending -------------------------------------------------------------------------
+
+    async def append(self, principal: Principal, upload_id: str, offset: int, checksum: Checksum | None,
+                     body: AsyncIterator[bytes]) -> Upload:
+        upload = self.get(principal, upload_id)
+        lock = self._lock(upload_id)
+        if lock.locked():
+            raise Locked("another PATCH is writing this upload", headers={"Retry-After": "1"})
+        async with lock:
+            upload = self.get(principal, upload_id)
+            if upload.verified:
+                if offset == upload.length:
+                    return upload
+                raise OffsetMismatch(f"Upload-Offset {offset} but the upload is complete ({upload.length})")
+            if offset != upload.offset:
+                raise OffsetMismatch(f"Upload-Offset {offset} does not match the server's {upload.offset}")
+            whole = await self._whole_hash(upload)
+            try:
+                return await self._receive(upload, whole, checksum, body)
+            except OSError as exc:
+                raise storage_error(exc) from exc
+
+    async def _receive(self, upload: Upload, whole, checksum: Checksum | None, body: AsyncIterator[bytes]) -> Upload:
+        loop = asyncio.get_running_loop()
+        part = self.part(upload.upload_id)
+        if not part.exists():
+            raise Gone("the upload's data is gone; create it again")
+        room = upload.length - upload.offset
+        running = whole.copy() if checksum else whole
+        with open(part, "r+b", buffering=0) as f:
+            f.truncate(upload.offset)
+            f.seek(upload.offset)
+            sink = _Sink(f, running, hashlib.new(checksum.algorithm) if checksum else None)
+            pending = None
+            buffer = bytearray()
+            seen = 0
+            cut_short = False
+            try:
+                try:
+                    async for piece in body:
+                        seen += len(piece)
+                        if seen > room:
+                            raise PayloadTooLarge(f"more bytes than Upload-Length allows ({room} left)")
+                        buffer += piece
+                        if len(buffer) >= FLUSH_BYTES:
+                            if pending is not None:
+                                await pending
+                            pending = loop.run_in_executor(None, sink.consume, buffer)
+                            buffer = bytearray()
+                except PayloadTooLarge:
+                    raise
+                except Exception as exc:  # client went away mid-body
+                    cut_short = True
+                    log.info("upload %s: body cut short after %d bytes (%s)", upload.upload_id, seen, exc)
+                if pending is not None:
+                    await pending
+                if buffer:
+                    await loop.run_in_executor(None, sink.consume, buffer)
+            except OSError as exc:
+                f.truncate(upload.offset)
+                raise storage_error(exc) from exc
+            except BaseException:
+                f.truncate(upload.offset)
+                raise
+            if checksum is not None and (cut_short or sink.chunk.digest() != checksum.digest):
+                f.truncate(upload.offset)
+                if cut_short:
+                    return upload  # nothing counted; the client resumes from the same offset
+                raise ChecksumMismatch(f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
+                                       f"it was discarded, send it again from offset {upload.offset}")
+            await loop.run_in_executor(None, os.fsync, f.fileno())
+        new_offset = upload.offset + sink.count
+        self.store.set_offset(upload.upload_id, new_offset, utc_now() + self.expiry)
+        self._hashes[upload.upload_id] = (new_offset, running)
+        upload = self.store.upload(upload.upload_id)
+        if new_offset == upload.length and not cut_short:
+            return await self._finish(upload, running)
+        return upload
+
+    async def _finish(self, upload: Upload, whole) -> Upload:
+        digest = whole.hexdigest()
+        if digest != upload.sha256:
+            part = self.part(upload.upload_id)
+            os.truncate(part, 0)
+            self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+            self._hashes.pop(upload.upload_id, None)
+            log.warning("upload %s: whole-file SHA-256 mismatch, reset to 0", upload.upload_id)
+            raise ChecksumMismatch(
+                f"the received file's SHA-256 {digest} does not match the declared {upload.sha256}; "
+                "the upload was reset to offset 0: send the clip again")
+        await asyncio.get_running_loop().run_in_executor(None, self.blobs.put, self.part(upload.upload_id),
+                                                         upload.clip_id)
+        self.store.mark_verified(upload.upload_id, upload.clip_id)
+        self._hashes.pop(upload.upload_id, None)
+        log.info("clip %s verified (%d bytes, sha256 %s)", upload.clip_id, upload.length, digest)
+        return self.store.upload(upload.upload_id)
+
+    async def _whole_hash(self, upload: Upload):
+        """The running SHA-256 of bytes 0..offset; rebuilt from the .part file after a restart."""
+        cached = self._hashes.get(upload.upload_id)
+        if cached is not None and cached[0] == upload.offset:
+            return cached[1]
+        return await asyncio.get_running_loop().run_in_executor(None, self._hash_prefix, upload)
+
+    def _hash_prefix(self, upload: Upload):
+        digest = hashlib.sha256()
+        with open(self.part(upload.upload_id), "rb") as f:
+            remaining = upload.offset
+            while remaining:
+                piece = f.read(min(FLUSH_BYTES, remaining))
+                if not piece:
+                    raise Gone("the upload's data is shorter than its recorded offset; create it again")
+                digest.update(piece)
+                remaining -= len(piece)
+        return digest
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start-up, before serving: make files and database agree after any crash."""
+        for upload in self.store.receiving_uploads():
+            part = self.part(upload.upload_id)
+            if not part.exists():
+                if self.blobs.exists(upload.clip_id) and self._blob_sha256(upload.clip_id) == upload.sha256:
+                    self.store.mark_verified(upload.upload_id, upload.clip_id)
+                    log.info("recovered clip %s: stored before the last crash, now recorded", upload.clip_id)
+                else:
+                    part.touch()
+                    self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+                continue
+            size = part.stat().st_size
+            if size > upload.offset:
+                os.truncate(part, upload.offset)  # bytes after the last committed offset were never counted
+            elif size < upload.offset:
+                self.store.set_offset(upload.upload_id, size, utc_now() + self.expiry)
+            if upload.offset == upload.length and size >= upload.offset:
+                whole = self._hash_prefix(upload)
+                try:
+                    await self._finish(upload, whole)
+                except ChecksumMismatch:
+                    pass  # reset to offset 0: the station sends it again
+
+    def _blob_sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        for piece in self.blobs.read(key):
+            digest.update(piece)
+        return digest.hexdigest()
+
+    def expire(self, now: datetime | None = None) -> int:
+        """Remove unfinished uploads untouched for longer than the expiry (tus expiration)."""
+        removed = 0
+        for upload in self.store.expired_uploads(now or utc_now()):
+            if self._lock(upload.upload_id).locked():
+                continue
+            self._forget(upload)
+            removed += 1
+        if removed:
+            log.info("removed %d expired unfinished uploads", removed)
+        return removed
+
+
+def storage_error(exc: OSError) -> Exception:
+    """A full disk is the client's cue to come back later (507 + Retry-After); other I/O errors are ours."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("central's storage is full; try again later", headers={"Retry-After": "60"})
+    return exc

@@ -1,0 +1,230 @@
+"""Central's one SQLite store: uploads in progress, verified clips, the access log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fleet import sqlite
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.protocol import ClipInfo, UploadMetadata
+
+MIGRATIONS = [
+    """
+    CREATE TABLE uploads (
+        upload_id   TEXT PRIMARY KEY,
+        clip_id     TEXT NOT NULL UNIQUE,
+        station_id  TEXT,
+        length      INTEGER NOT NULL,
+        offset      INTEGER NOT NULL DEFAULT 0,
+        metadata    TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        state       TEXT NOT NULL DEFAULT 'receiving' CHECK (state IN ('receiving', 'verified')),
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        expires_at  TEXT
+    );
+    CREATE INDEX uploads_expiry ON uploads (expires_at) WHERE state = 'receiving';
+    CREATE TABLE clips (
+        clip_id       TEXT PRIMARY KEY,
+        upload_id     TEXT NOT NULL,
+        sha256        TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        state         TEXT NOT NULL CHECK (state IN ('receiving', 'verified')),
+        station_id    TEXT,
+        device_serial TEXT NOT NULL,
+        recorded_at   TEXT NOT NULL,
+        filename      TEXT NOT NULL,
+        evidential    INTEGER NOT NULL DEFAULT 0,
+        tags          TEXT NOT NULL DEFAULT '[]',
+        duration_s    REAL NOT NULL DEFAULT 0,
+        verified_at   TEXT,
+        blob_key      TEXT
+    );
+    CREATE INDEX clips_recorded ON clips (recorded_at, clip_id);
+    CREATE INDEX clips_station ON clips (station_id, recorded_at, clip_id);
+    CREATE INDEX clips_device ON clips (device_serial, recorded_at, clip_id);
+    CREATE TABLE access_log (
+        id        INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        clip_id   TEXT,
+        detail    TEXT
+    );
+    """,
+]
+
+CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
+                "tags, duration_s, verified_at")
+
+
+@dataclass(frozen=True)
+class Upload:
+    upload_id: str
+    clip_id: str
+    station_id: str | None
+    length: int
+    offset: int
+    metadata: str
+    sha256: str
+    state: str
+    expires_at: datetime | None
+
+    @property
+    def verified(self) -> bool:
+        return self.state == "verified"
+
+
+class CentralStore:
+    """All reads and writes of central's database; one per process."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite.open_database(self.data_dir / "central.db")
+        sqlite.migrate(self.db, MIGRATIONS)
+        self._writer = sqlite.Writer(self.db)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def ping(self) -> bool:
+        with self._writer.read() as db:
+            return db.execute("SELECT 1").fetchone() == (1,)
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    def upload(self, upload_id: str) -> Upload | None:
+        return self._one_upload("upload_id", upload_id)
+
+    def upload_for_clip(self, clip_id: str) -> Upload | None:
+        return self._one_upload("clip_id", clip_id)
+
+    def _one_upload(self, column: str, value: str) -> Upload | None:
+        with self._writer.read() as db:
+            row = db.execute(
+                f"""SELECT upload_id, clip_id, station_id, length, offset, metadata, sha256, state, expires_at
+                    FROM uploads WHERE {column} = ?""", [value]).fetchone()
+        return _upload(row) if row else None
+
+    def create_upload(self, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
+                      station_id: str | None, expires_at: datetime) -> Upload:
+        """Insert the upload and its 'receiving' clip row, unless the clip already has one."""
+        now = to_iso(utc_now())
+        clip_id = str(meta.clip_id)
+        with self._writer.write() as db:
+            existing = self.upload_for_clip(clip_id)
+            if existing:
+                return existing
+            db.execute(
+                """INSERT INTO uploads (upload_id, clip_id, station_id, length, metadata, sha256, created_at,
+                                        updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [upload_id, clip_id, station_id, length, raw_metadata, meta.sha256, now, now, to_iso(expires_at)],
+            )
+            db.execute(
+                """INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial,
+                                      recorded_at, filename, evidential, tags, duration_s)
+                   VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?, ?, ?, ?)""",
+                [clip_id, upload_id, meta.sha256, length, station_id, meta.device_serial,
+                 to_iso(meta.recorded_at), meta.filename, int(meta.evidential), json.dumps(meta.tags),
+                 meta.duration_s],
+            )
+        return self.upload(upload_id)
+
+    def set_offset(self, upload_id: str, offset: int, expires_at: datetime) -> None:
+        with self._writer.write() as db:
+            db.execute("UPDATE uploads SET offset = ?, updated_at = ?, expires_at = ? WHERE upload_id = ?",
+                       [offset, to_iso(utc_now()), to_iso(expires_at), upload_id])
+
+    def mark_verified(self, upload_id: str, blob_key: str) -> None:
+        """The clip is stored: the one commit after which central answers 'verified'."""
+        now = to_iso(utc_now())
+        with self._writer.write() as db:
+            db.execute("""UPDATE uploads SET state = 'verified', offset = length, updated_at = ?, expires_at = NULL
+                          WHERE upload_id = ?""", [now, upload_id])
+            db.execute("UPDATE clips SET state = 'verified', verified_at = ?, blob_key = ? WHERE upload_id = ?",
+                       [now, blob_key, upload_id])
+
+    def delete_upload(self, upload_id: str) -> None:
+        """Forget an unfinished upload (termination or expiry); verified ones are never deleted here."""
+        with self._writer.write() as db:
+            db.execute("DELETE FROM clips WHERE upload_id = ? AND state = 'receiving'", [upload_id])
+            db.execute("DELETE FROM uploads WHERE upload_id = ? AND state = 'receiving'", [upload_id])
+
+    def receiving_uploads(self) -> list[Upload]:
+        with self._writer.read() as db:
+            rows = db.execute("""SELECT upload_id, clip_id, station_id, length, offset, metadata, sha256, state,
+                                        expires_at FROM uploads WHERE state = 'receiving'""").fetchall()
+        return [_upload(r) for r in rows]
+
+    def expired_uploads(self, now: datetime) -> list[Upload]:
+        with self._writer.read() as db:
+            rows = db.execute("""SELECT upload_id, clip_id, station_id, length, offset, metadata, sha256, state,
+                                        expires_at FROM uploads WHERE state = 'receiving' AND expires_at <= ?""",
+                              [to_iso(now)]).fetchall()
+        return [_upload(r) for r in rows]
+
+    # -- clips -----------------------------------------------------------------------------
+
+    def clip(self, clip_id: str) -> ClipInfo | None:
+        with self._writer.read() as db:
+            row = db.execute(f"SELECT {CLIP_COLUMNS} FROM clips WHERE clip_id = ?", [clip_id]).fetchone()
+        return _clip(row) if row else None
+
+    def blob_key(self, clip_id: str) -> str | None:
+        with self._writer.read() as db:
+            row = db.execute("SELECT blob_key FROM clips WHERE clip_id = ? AND state = 'verified'",
+                             [clip_id]).fetchone()
+        return row[0] if row else None
+
+    def list_clips(self, *, limit: int, after: tuple[str, str] | None, filters: dict[str, Any]) -> list[ClipInfo]:
+        """Clips in (recorded_at, clip_id) order after the keyset ``after``; ``limit`` of them."""
+        where, params = [], []
+        for column in ("station_id", "device_serial", "state"):
+            if filters.get(column) is not None:
+                where.append(f"{column} = ?")
+                params.append(filters[column])
+        if filters.get("evidential") is not None:
+            where.append("evidential = ?")
+            params.append(int(filters["evidential"]))
+        if filters.get("recorded_from") is not None:
+            where.append("recorded_at >= ?")
+            params.append(to_iso(filters["recorded_from"]))
+        if filters.get("recorded_to") is not None:
+            where.append("recorded_at < ?")
+            params.append(to_iso(filters["recorded_to"]))
+        if after is not None:
+            where.append("(recorded_at, clip_id) > (?, ?)")
+            params.extend(after)
+        sql = f"SELECT {CLIP_COLUMNS} FROM clips"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY recorded_at, clip_id LIMIT ?"
+        with self._writer.read() as db:
+            rows = db.execute(sql, [*params, limit]).fetchall()
+        return [_clip(r) for r in rows]
+
+    def log_access(self, actor: str, action: str, clip_id: str | None, detail: str = "") -> None:
+        with self._writer.write() as db:
+            db.execute("INSERT INTO access_log (at, actor, action, clip_id, detail) VALUES (?, ?, ?, ?, ?)",
+                       [to_iso(utc_now()), actor, action, clip_id, detail])
+
+    def access_log(self) -> list[sqlite3.Row | tuple]:
+        with self._writer.read() as db:
+            return db.execute("SELECT at, actor, action, clip_id, detail FROM access_log ORDER BY id").fetchall()
+
+
+def _upload(row) -> Upload:
+    return Upload(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+                  from_iso(row[8]) if row[8] else None)
+
+
+def _clip(row) -> ClipInfo:
+    return ClipInfo(clip_id=row[0], sha256=row[1], size=row[2], state=row[3], station_id=row[4],
+                    device_serial=row[5], recorded_at=from_iso(row[6]), filename=row[7], evidential=bool(row[8]),
+                    tags=json.loads(row[9]), duration_s=row[10], verified_at=from_iso(row[11]) if row[11] else None)

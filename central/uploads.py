@@ -1,0 +1,113 @@
+"""tus 1.0.0 endpoints under /api/v1/uploads/ (docs/sync-protocol.md): HTTP in, receiver out."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+
+from typing import Annotated
+
+from litestar import Controller, Request, Response, delete, head, patch, post, route
+from litestar.di import NamedDependency
+from litestar.params import PathParameter
+
+from fleet.errors import BadRequest, PreconditionFailed, UnsupportedMediaType
+from fleet.protocol import (
+    CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
+)
+from central.auth import Principal
+from central.receiver import Checksum, UploadReceiver
+from central.store import Upload
+
+UploadId = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{32}$",
+                                         description="the id in the Location of the creation response")]
+Caller = NamedDependency[Principal]
+
+
+def _receiver(request: Request) -> UploadReceiver:
+    return request.app.state.receiver
+
+
+def _require_tus(request: Request) -> None:
+    version = request.headers.get("tus-resumable")
+    if version != TUS_VERSION:
+        raise PreconditionFailed(f"Tus-Resumable must be {TUS_VERSION} (got {version!r})",
+                                 headers={"Tus-Version": TUS_VERSION})
+
+
+def _int_header(request: Request, name: str) -> int:
+    raw = request.headers.get(name)
+    if raw is None:
+        raise BadRequest(f"{name} header is required")
+    if not raw.strip().isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer (got {raw[:40]!r})")
+    return int(raw)
+
+
+def _state_headers(upload: Upload) -> dict[str, str]:
+    headers = {
+        "Tus-Resumable": TUS_VERSION,
+        "Upload-Offset": str(upload.offset),
+        "Upload-Length": str(upload.length),
+        CLIP_STATE_HEADER: upload.state,
+        "Cache-Control": "no-store",
+    }
+    if not upload.verified and upload.expires_at is not None:
+        headers["Upload-Expires"] = format_datetime(upload.expires_at, usegmt=True)
+    return headers
+
+
+class UploadController(Controller):
+    path = "/api/v1/uploads"
+    tags = ["uploads (tus 1.0.0)"]
+
+    # Litestar registers a controller's handlers in name order and adds its own OPTIONS
+    # handler to a path that has none yet: this one must sort before ``create``.
+    @route("/", http_method=["OPTIONS"], status_code=204, summary="tus discovery")
+    async def capabilities(self, request: Request, principal: Caller) -> Response[None]:
+        return Response(content=None, status_code=204, headers={
+            "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
+            "Tus-Max-Size": str(_receiver(request).max_upload_bytes),
+            "Tus-Checksum-Algorithm": TUS_CHECKSUM_ALGORITHMS,
+        })
+
+    @post("/", status_code=201, summary="Create an upload (idempotent by clip_id)")
+    async def create(self, request: Request, principal: Caller) -> Response[None]:
+        _require_tus(request)
+        if request.headers.get("upload-defer-length"):
+            raise BadRequest("Upload-Defer-Length is not supported: send Upload-Length")
+        if int(request.headers.get("content-length") or 0) > 0:
+            raise BadRequest("creation-with-upload is not supported: send the bytes with PATCH")
+        length = _int_header(request, "Upload-Length")
+        raw_metadata = request.headers.get("upload-metadata")
+        if not raw_metadata:
+            raise BadRequest("Upload-Metadata is required (clip_id, sha256, device_serial, recorded_at, filename)")
+        upload, created = _receiver(request).create(principal, length, raw_metadata)
+        return Response(content=None, status_code=201 if created else 200, headers={
+            **_state_headers(upload), "Location": f"/api/v1/uploads/{upload.upload_id}",
+        })
+
+    @head("/{upload_id:str}", summary="Where an upload stands")
+    async def status(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
+        _require_tus(request)
+        upload = _receiver(request).get(principal, upload_id)
+        return Response(content=None, status_code=200,
+                        headers={**_state_headers(upload), "Upload-Metadata": upload.metadata})
+
+    @patch("/{upload_id:str}", status_code=204, request_max_body_size=None,
+           summary="Append bytes at Upload-Offset, optionally with Upload-Checksum")
+    async def append(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
+        _require_tus(request)
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip() != "application/offset+octet-stream":
+            raise UnsupportedMediaType("PATCH needs Content-Type: application/offset+octet-stream")
+        offset = _int_header(request, "Upload-Offset")
+        raw_checksum = request.headers.get("upload-checksum")
+        checksum = Checksum.parse(raw_checksum) if raw_checksum is not None else None
+        upload = await _receiver(request).append(principal, upload_id, offset, checksum, request.stream())
+        return Response(content=None, status_code=204, headers=_state_headers(upload))
+
+    @delete("/{upload_id:str}", status_code=204, summary="Terminate an unfinished upload")
+    async def terminate(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
+        _require_tus(request)
+        _receiver(request).terminate(principal, upload_id)
+        return Response(content=None, status_code=204, headers={"Tus-Resumable": TUS_VERSION})
