@@ -1,0 +1,64 @@
+import base64
+import hashlib
+import os
+import uuid
+
+import pytest
+from litestar.testing import TestClient
+
+from central.app import create_app
+from fleet.config import CentralSettings, settings_from_dict
+from fleet.protocol import UploadMetadata, encode_upload_metadata
+from tests.station.conftest import RECORDED
+
+ADMIN = {"Authorization": "Bearer admin-test-token"}  # test values, not secrets
+CAMDEN = {"Authorization": "Bearer camden-test-token"}
+BARNET = {"Authorization": "Bearer barnet-test-token"}
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def make_settings(data_dir, **overrides) -> CentralSettings:
+    return settings_from_dict({
+        "data_dir": str(data_dir), "admin_token": "admin-test-token",
+        "stations": {"camden": {"borough": "Camden", "token": "camden-test-token"},
+                     "barnet": {"borough": "Barnet", "token_sha256": hashlib.sha256(b"barnet-test-token").hexdigest()}},
+        **overrides,
+    }, CentralSettings)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return make_settings(tmp_path / "central")
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def metadata(data: bytes, clip_id: str | None = None, **extra) -> str:
+    return encode_upload_metadata(UploadMetadata(
+        clip_id=uuid.UUID(clip_id) if clip_id else uuid.uuid4(), sha256=hashlib.sha256(data).hexdigest(),
+        device_serial="BWV-000123", recorded_at=RECORDED, filename="clip.mp4", **extra))
+
+
+def create(client, data: bytes, headers=CAMDEN, clip_id: str | None = None, length: int | None = None):
+    return client.post("/api/v1/uploads/", headers={**headers, **TUS, "Upload-Length": str(len(data) if length is None else length),
+                                                    "Upload-Metadata": metadata(data, clip_id)})
+
+
+def checksum(data: bytes, algorithm: str = "sha256") -> str:
+    return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}"
+
+
+def patch(client, location: str, offset: int, data: bytes, headers=CAMDEN, with_checksum=True, **extra):
+    h = {**headers, **TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream", **extra}
+    if with_checksum:
+        h.setdefault("Upload-Checksum", checksum(data))
+    return client.patch(location, content=data, headers=h)
+
+
+@pytest.fixture
+def blob():
+    return os.urandom(300_000)

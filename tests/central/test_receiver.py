@@ -1,0 +1,167 @@
+"""The upload state machine directly: concurrency, cut-short bodies, crash recovery, expiry."""
+
+import asyncio
+import base64
+import hashlib
+import os
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from central.auth import Principal
+from central.blobstore import FilesystemBlobStore
+from central.receiver import Checksum, UploadReceiver
+from central.store import CentralStore
+from fleet.clock import utc_now
+from fleet.errors import Locked
+from tests.central.conftest import metadata
+
+CAMDEN = Principal("station:camden", station_id="camden")
+
+
+@pytest.fixture
+def parts(tmp_path):
+    store = CentralStore(tmp_path)
+    yield store, FilesystemBlobStore(tmp_path / "blobs"), tmp_path / "uploads"
+    store.close()
+
+
+def receiver(parts, **kw) -> UploadReceiver:
+    store, blobs, uploads = parts
+    return UploadReceiver(store, blobs, uploads, max_upload_bytes=1 << 30,
+                          expiry=kw.pop("expiry", timedelta(hours=1)))
+
+
+def sha256_checksum(data: bytes) -> Checksum:
+    return Checksum("sha256", hashlib.sha256(data).digest())
+
+
+async def body(*pieces: bytes, fail_after: bool = False, gate: asyncio.Event | None = None):
+    for piece in pieces:
+        yield piece
+        if gate is not None:
+            await gate.wait()
+    if fail_after:
+        raise ConnectionResetError("client went away")
+
+
+def test_concurrent_patch_is_locked_never_interleaved(parts):
+    data = os.urandom(200_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+
+    async def scenario():
+        gate = asyncio.Event()
+        first = asyncio.create_task(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:1000], gate=gate)))
+        await asyncio.sleep(0)  # let the first PATCH take the lock and start reading
+        while not r._lock(upload.upload_id).locked():
+            await asyncio.sleep(0)
+        with pytest.raises(Locked):
+            await r.append(CAMDEN, upload.upload_id, 0, None, body(data[:1000]))
+        gate.set()
+        return await first
+
+    result = asyncio.run(scenario())
+    assert result.offset == 1000
+
+
+def test_cut_short_checksummed_chunk_counts_nothing(parts):
+    data = os.urandom(100_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    after = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data[:50_000]),
+                                 body(data[:20_000], fail_after=True)))
+    assert after.offset == 0
+    assert r.part(upload.upload_id).stat().st_size == 0
+
+
+def test_cut_short_plain_chunk_keeps_what_arrived(parts):
+    data = os.urandom(100_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    after = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:20_000], data[20_000:30_000],
+                                                                         fail_after=True)))
+    assert after.offset == 30_000
+    done = asyncio.run(r.append(CAMDEN, upload.upload_id, 30_000, None, body(data[30_000:])))
+    assert done.verified
+
+
+def test_restart_rebuilds_the_running_hash_from_the_part_file(parts):
+    data = os.urandom(100_000)
+    upload, _ = receiver(parts).create(CAMDEN, len(data), metadata(data))
+    asyncio.run(receiver(parts).append(CAMDEN, upload.upload_id, 0, None, body(data[:40_000])))
+    fresh = receiver(parts)  # a new process: no hash in memory
+    done = asyncio.run(fresh.append(CAMDEN, upload.upload_id, 40_000, None, body(data[40_000:])))
+    assert done.verified
+
+
+def test_recovery_truncates_bytes_past_the_committed_offset(parts):
+    data = os.urandom(100_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:40_000])))
+    with open(r.part(upload.upload_id), "ab") as f:  # written, never committed: the crash case
+        f.write(b"garbage" * 100)
+    fresh = receiver(parts)
+    asyncio.run(fresh.recover())
+    assert r.part(upload.upload_id).stat().st_size == 40_000
+    assert asyncio.run(fresh.append(CAMDEN, upload.upload_id, 40_000, None, body(data[40_000:]))).verified
+
+
+def test_recovery_records_a_blob_moved_before_the_crash(parts):
+    store, blobs, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    part = r.part(upload.upload_id)
+    part.write_bytes(data)
+    store.set_offset(upload.upload_id, len(data), utc_now() + timedelta(hours=1))
+    blobs.put(part, upload.clip_id)  # crash right after the rename, before the commit
+    asyncio.run(receiver(parts).recover())
+    assert store.upload(upload.upload_id).verified
+    assert store.clip(upload.clip_id).state == "verified"
+
+
+def test_recovery_finishes_an_upload_whose_last_byte_was_committed(parts):
+    store, _, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    r.part(upload.upload_id).write_bytes(data)
+    store.set_offset(upload.upload_id, len(data), utc_now() + timedelta(hours=1))
+    asyncio.run(receiver(parts).recover())
+    assert store.upload(upload.upload_id).verified
+
+
+def test_expired_unfinished_uploads_are_removed_verified_ones_kept(parts):
+    store, _, _ = parts
+    r = receiver(parts, expiry=timedelta(seconds=0))
+    stale = os.urandom(1000)
+    done = os.urandom(1000)
+    s_upload, _ = r.create(CAMDEN, len(stale), metadata(stale))
+    d_upload, _ = r.create(CAMDEN, len(done), metadata(done))
+    asyncio.run(r.append(CAMDEN, d_upload.upload_id, 0, None, body(done)))
+    assert r.expire(utc_now() + timedelta(seconds=1)) == 1
+    assert store.upload(s_upload.upload_id) is None and not r.part(s_upload.upload_id).exists()
+    assert store.clip(s_upload.clip_id) is None
+    assert store.upload(d_upload.upload_id).verified
+
+
+def test_disk_full_is_507_with_retry_after(parts, monkeypatch):
+    from central import receiver as receiver_module
+    from fleet.errors import InsufficientStorage
+
+    data = os.urandom(1000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+
+    def full(self, chunk):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(receiver_module._Sink, "consume", full)
+    with pytest.raises(InsufficientStorage) as info:
+        asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data)))
+    assert info.value.status_code == 507 and info.value.headers["Retry-After"]
+    assert r.part(upload.upload_id).stat().st_size == 0
