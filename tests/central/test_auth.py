@@ -1,0 +1,56 @@
+"""Who may call what: 401 without a known token, 403 with the wrong rights (contract §5)."""
+
+import os
+
+import pytest
+
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, create
+
+ROUTES = [
+    ("GET", "/api/v1/clips"),
+    ("GET", "/api/v1/clips/6f1c1d3e-8a7b-4c2d-9e0f-1a2b3c4d5e6f"),
+    ("GET", "/api/v1/clips/6f1c1d3e-8a7b-4c2d-9e0f-1a2b3c4d5e6f/content"),
+    ("OPTIONS", "/api/v1/uploads/"),
+    ("POST", "/api/v1/uploads/"),
+    ("HEAD", "/api/v1/uploads/" + "0" * 32),
+    ("PATCH", "/api/v1/uploads/" + "0" * 32),
+    ("DELETE", "/api/v1/uploads/" + "0" * 32),
+]
+
+
+@pytest.mark.parametrize("method, path", ROUTES)
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YTpi"},
+                                     {"Authorization": "Bearer "}])
+def test_every_route_needs_a_known_token(client, method, path, headers):
+    r = client.request(method, path, headers={**headers, **TUS})
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    if method != "HEAD":
+        assert r.json()["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/clips", "/api/v1/clips/6f1c1d3e-8a7b-4c2d-9e0f-1a2b3c4d5e6f",
+                                  "/api/v1/clips/6f1c1d3e-8a7b-4c2d-9e0f-1a2b3c4d5e6f/content"])
+def test_stations_may_not_read_clips(client, path):
+    assert client.get(path, headers=CAMDEN).status_code == 403
+    assert client.get(path, headers=ADMIN).status_code in (200, 404)
+
+
+def test_healthz_needs_no_token(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_stations_touch_only_their_own_uploads_and_admin_any(client):
+    data = os.urandom(100)
+    location = create(client, data, headers=CAMDEN).headers["Location"]
+    assert client.head(location, headers={**BARNET, **TUS}).status_code == 403
+    assert client.head(location, headers={**ADMIN, **TUS}).status_code == 200
+    assert client.head(location, headers={**CAMDEN, **TUS}).status_code == 200
+
+
+def test_tokens_are_not_kept_in_memory_in_clear(settings):
+    from central.auth import TokenRegistry
+
+    registry = TokenRegistry(settings)
+    assert all(len(known) == 32 for known, _ in registry._entries)
+    assert b"camden-test-token" not in repr(registry._entries).encode()

@@ -1,0 +1,51 @@
+"""Every error central answers has one JSON shape: status, error, message, details."""
+
+import os
+
+import msgspec
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from fleet.protocol import ErrorBody
+from tests.central.conftest import ADMIN, CAMDEN, TUS, create, patch
+
+
+def assert_shape(response, status):
+    assert response.status_code == status, response.text
+    body = msgspec.json.decode(response.content, type=ErrorBody)
+    assert body.status == status and body.message and body.error
+    assert response.headers["content-type"].startswith("application/json")
+
+
+def test_error_shape_across_kinds(client):
+    data = os.urandom(100)
+    location = create(client, data).headers["Location"]
+    assert_shape(client.get("/api/v1/clips"), 401)
+    assert_shape(client.get("/api/v1/clips", headers=CAMDEN), 403)
+    assert_shape(client.get("/api/v1/clips/nope", headers=ADMIN), 404)
+    assert_shape(client.get("/no/such/route", headers=ADMIN), 404)
+    assert_shape(client.put("/api/v1/clips", headers=ADMIN), 405)
+    assert_shape(client.get("/api/v1/clips", params={"limit": "x"}, headers=ADMIN), 400)
+    assert_shape(patch(client, location, 3, data), 409)
+    assert_shape(patch(client, location, 0, data, **{"Content-Type": "text/plain"}), 415)
+    assert_shape(patch(client, location, 0, data, **{"Upload-Checksum": "sha256 " + "A" * 43 + "="}), 460)
+    assert_shape(client.post("/api/v1/uploads/", headers={**CAMDEN, "Upload-Length": "1"}), 412)
+
+
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+
+
+@hsettings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(length=header_text, meta=header_text, offset=header_text, checksum=header_text,
+       content_type=header_text, body=st.binary(max_size=64))
+def test_random_headers_never_cause_a_server_error(client, length, meta, offset, checksum, content_type, body):
+    created = client.post("/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": length,
+                                                       "Upload-Metadata": meta})
+    assert created.status_code < 500, created.text
+    location = create(client, b"x" * 64).headers["Location"]
+    r = client.patch(location, content=body, headers={**CAMDEN, **TUS, "Upload-Offset": offset,
+                                                      "Upload-Checksum": checksum, "Content-Type": content_type})
+    assert r.status_code < 500, r.text
+    r = client.patch(location, content=body, headers={**CAMDEN, **TUS, "Upload-Offset": "0",
+                                                      "Upload-Checksum": checksum,
+                                                      "Content-Type": "application/offset+octet-stream"})
+    assert r.status_code < 500, r.text

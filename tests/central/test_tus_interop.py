@@ -1,0 +1,41 @@
+"""A tus client nobody here wrote (tuspy) uploads to central under a real uvicorn server."""
+
+import hashlib
+import os
+import uuid
+
+import pytest
+from tusclient import client as tus_client
+
+from tests.e2e.harness import ADMIN_TOKEN, Cluster
+from tests.station.conftest import RECORDED
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def central(tmp_path):
+    cluster = Cluster(tmp_path / "cluster")
+    cluster.start_central()
+    yield cluster
+    cluster.stop_all()
+
+
+@pytest.mark.parametrize("chunk_size, checksum", [(None, False), (256 * 1024, True)])
+def test_tuspy_upload_is_verified(central, tmp_path, chunk_size, checksum):
+    data = os.urandom(1_000_000 + 17)
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(data)
+    clip_id = str(uuid.uuid4())
+    client = tus_client.TusClient(f"{central.url}/api/v1/uploads/",
+                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    options = {"chunk_size": chunk_size} if chunk_size else {}
+    with open(path, "rb") as stream:  # tuspy leaves a file it opened itself unclosed
+        uploader = client.uploader(file_stream=stream, upload_checksum=checksum, metadata={
+            "clip_id": clip_id, "sha256": hashlib.sha256(data).hexdigest(), "device_serial": "BWV-000777",
+            "recorded_at": RECORDED.isoformat(), "filename": "clip.mp4",
+        }, **options)
+        uploader.upload()
+    clip = central.clip(clip_id)
+    assert clip["state"] == "verified" and clip["sha256"] == hashlib.sha256(data).hexdigest()
+    assert clip["size"] == len(data)
