@@ -58,21 +58,23 @@ class Writer:
 def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
     """Apply the migrations not yet applied (PRAGMA user_version counts them); return the version.
 
-    Each migration runs in its own transaction with its version bump, so a crash leaves the
-    schema at a whole step.
+    Each step reads the version and applies itself inside one BEGIN IMMEDIATE transaction,
+    so a crash leaves the schema at a whole step and two processes opening the same file
+    at once (a station and its status command) never both apply it.
     """
-    current = db.execute("PRAGMA user_version").fetchone()[0]
-    if current > len(migrations):
-        raise FleetError(
-            f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it"
-        )
-    for version, script in enumerate(migrations[current:], start=current + 1):
-        conn = db.conn
+    conn = db.conn
+    for version, script in enumerate(migrations, start=1):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _split_statements(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version}")
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current > len(migrations):
+                raise FleetError(
+                    f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it"
+                )
+            if current < version:
+                for statement in _split_statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -180,6 +180,7 @@ class Cluster:
     def station_status(self, station_id: str) -> dict:
         import json
 
+        wait_until(lambda: (self.station_data(station_id) / "station.db").exists(), 30, "the station's database")
         result = subprocess.run(
             [sys.executable, "-m", "fleet.cli", "station", "status", "--json", "--config",
              str(self.root / station_id / "station.toml")], capture_output=True, timeout=60,

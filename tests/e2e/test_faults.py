@@ -48,8 +48,9 @@ def test_station_killed_mid_upload_then_restarted(make_cluster):
     station = cluster.start_station("camden")
     clips = random_shift(random.Random(5), 2, min_size=6 * MiB, max_size=8 * MiB)
     dock_camera(cluster.dock_dir("camden"), "BWV-000001", clips)
-    wait_until(lambda: any((c := cluster.clip(x.clip_id)) and c["state"] == "receiving" for x in clips), 30,
-               "an upload under way")
+    parts = cluster.central_data() / "uploads"
+    wait_until(lambda: any(p.stat().st_size > 1 * MiB for p in parts.glob("*.part")), 30,
+               "central holding part of an upload")
     station.kill(signal.SIGKILL)
     cluster.start_station("camden")
     want = expected(clips)
@@ -74,6 +75,7 @@ def test_central_killed_mid_chunk_upload_resumes_from_its_offset(make_cluster):
         wait_until(lambda: cluster.verified(want), 120, "verified after central restart", check=cluster.check_alive)
         assert_exactly_once(cluster, want)
         resent = proxy.bytes_up - size
+        print(f"sent before crash {sent_before_crash}, re-sent {resent}")
         # Resumed from central's last durable chunk: at most the chunk in flight (plus headers) again.
         assert sent_before_crash > size // 2
         assert resent < 2 * MiB, f"{resent} bytes re-sent: the upload restarted instead of resuming"

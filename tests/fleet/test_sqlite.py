@@ -1,0 +1,52 @@
+import threading
+
+import pytest
+
+from fleet.errors import FleetError
+from fleet.sqlite import Writer, migrate, open_database
+
+STEPS = ["CREATE TABLE a (x INTEGER);", "CREATE TABLE b (y TEXT);\nCREATE INDEX b_y ON b (y);"]
+
+
+def test_migrations_apply_once_and_in_order(tmp_path):
+    db = open_database(tmp_path / "x.db")
+    assert migrate(db, STEPS) == 2
+    assert migrate(db, STEPS) == 2
+    assert set(db.table_names()) == {"a", "b"}
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_concurrent_openers_never_apply_a_step_twice(tmp_path):
+    errors = []
+
+    def open_and_migrate():
+        try:
+            migrate(open_database(tmp_path / "x.db"), STEPS)
+        except Exception as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_migrate) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_newer_schema_is_refused(tmp_path):
+    db = open_database(tmp_path / "x.db")
+    migrate(db, STEPS)
+    with pytest.raises(FleetError, match="newer than this program"):
+        migrate(db, STEPS[:1])
+
+
+def test_failed_write_rolls_back(tmp_path):
+    db = open_database(tmp_path / "x.db")
+    migrate(db, STEPS)
+    writer = Writer(db)
+    with pytest.raises(RuntimeError):
+        with writer.write() as w:
+            w.execute("INSERT INTO a (x) VALUES (1)")
+            raise RuntimeError("boom")
+    assert db.execute("SELECT COUNT(*) FROM a").fetchone()[0] == 0
