@@ -63,5 +63,6 @@ def create_app(settings: CentralSettings) -> Litestar:
         lifespan=[lifespan],
         state=State({"tokens": TokenRegistry(settings)}),
         openapi_config=OpenAPIConfig(title="Body-worn video fleet: central", version=__version__),
+        logging_config=None,  # the process configures logging once (fleet.logs)
         debug=False,
     )

@@ -48,7 +48,7 @@ class FilesystemBlobStore:
     def put(self, source: Path, key: str) -> None:
         target = self._path(key)
         created = not target.parent.exists()
-        target.parent.mkdir(exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         if created:
             fsync_dir(self.root)
         os.replace(source, target)

@@ -71,8 +71,10 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     sync_interval_s: PositiveFloat = 10.0
     """How often the sync worker runs when nothing wakes it earlier."""
     concurrent_uploads: Annotated[int, Meta(ge=1, le=32)] = 2
-    chunk_bytes: Annotated[int, Meta(ge=64 * 1024, le=256 * MiB)] = 16 * MiB
-    """Size of one tus PATCH; each carries its own Upload-Checksum."""
+    chunk_bytes: Annotated[int, Meta(ge=64 * 1024, le=1024 * MiB)] = 64 * MiB
+    """Size of one tus PATCH; each carries its own Upload-Checksum. Chunks are streamed from
+    disk (no memory cost); larger ones mean fewer fsyncs at central, smaller ones less
+    to resend after a cut."""
     bandwidth_limit_mbps: NonNegativeFloat = 0.0
     """Cap on upload bandwidth for the whole station in Mbit/s; 0 means no cap."""
     verified_grace_hours: NonNegativeFloat = 24.0

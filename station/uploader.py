@@ -27,7 +27,8 @@ from station.throttle import Throttle
 log = logging.getLogger(__name__)
 
 UPLOADS_PATH = "/api/v1/uploads/"
-THROTTLE_SLICE = 256 * 1024
+SEND_PIECE = 256 * 1024
+READ_PIECE = 1 << 20
 
 
 class TusUploader:
@@ -77,15 +78,16 @@ class TusUploader:
         if offset == clip.size:
             # Every byte is there but central has not said "verified" (it may have died before
             # finishing): an empty PATCH at the end asks it to finish.
-            offset, verified = self._patch(url, offset, b"", None)
+            offset, verified = self._patch(url, offset, b"", 0, None)
             if not verified:
                 raise TransientTransferError("central holds every byte but has not verified the clip")
             return
-        for chunk_offset, data, checksum in self._chunks(path, offset, clip.size):
-            offset, verified = self._patch(url, chunk_offset, data, checksum)
+        for chunk_offset, length, checksum in self._chunks(path, offset, clip.size):
+            offset, verified = self._patch(url, chunk_offset, self._body(path, chunk_offset, length), length,
+                                           checksum)
             if self.on_progress:
                 self.on_progress(clip.clip_id, offset)
-            if offset != chunk_offset + len(data):
+            if offset != chunk_offset + length:
                 raise TransientTransferError(f"central's offset {offset} is not where this chunk ended")
         if not verified:
             raise TransientTransferError("upload complete but central did not confirm 'verified'")
@@ -115,46 +117,63 @@ class TusUploader:
         self._raise_for(response, (200,))
         return self._offset_and_state(response)
 
-    def _patch(self, url: str, offset: int, data: bytes, checksum: str | None) -> tuple[int, bool]:
+    def _patch(self, url: str, offset: int, body: Iterator[bytes] | bytes, length: int,
+               checksum: str | None) -> tuple[int, bool]:
         headers = {
             "Tus-Resumable": TUS_VERSION,
             "Upload-Offset": str(offset),
             "Content-Type": "application/offset+octet-stream",
-            "Content-Length": str(len(data)),
+            "Content-Length": str(length),
         }
         if checksum:
             headers["Upload-Checksum"] = f"sha256 {checksum}"
-        content = self._throttled(data) if self.throttle and data else data
-        response = self.client.patch(url, content=content, headers=headers)
+        response = self.client.patch(url, content=body, headers=headers)
         self._raise_for(response, (204, 200))
         return self._offset_and_state(response)
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _chunks(self, path: Path, offset: int, size: int) -> Iterator[tuple[int, bytes, str]]:
-        """Chunks from ``offset`` with their checksums; the next is read and hashed while one is sent."""
-        def read(at: int) -> tuple[int, bytes, str]:
+    def _chunks(self, path: Path, offset: int, size: int) -> Iterator[tuple[int, int, str]]:
+        """(offset, length, checksum) of each chunk from ``offset``; the next chunk is hashed on a
+        helper thread while the current one is sent. Chunks are read from the file, never held
+        whole in memory, so a large chunk (fewer fsyncs at central) costs no memory."""
+        def checksum(at: int) -> tuple[int, int, str]:
+            length = min(self.chunk_bytes, size - at)
+            digest = hashlib.sha256()
             with open(path, "rb") as f:
                 f.seek(at)
-                data = f.read(min(self.chunk_bytes, size - at))
-            if not data:
-                raise PermanentTransferError(f"local copy {path} is shorter than recorded")
-            return at, data, base64.b64encode(hashlib.sha256(data).digest()).decode()
+                remaining = length
+                while remaining:
+                    piece = f.read(min(READ_PIECE, remaining))
+                    if not piece:
+                        raise PermanentTransferError(f"local copy {path} is shorter than recorded")
+                    digest.update(piece)
+                    remaining -= len(piece)
+            return at, length, base64.b64encode(digest.digest()).decode()
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-reader") as reader:
-            upcoming: Future | None = reader.submit(read, offset)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hasher") as hasher:
+            upcoming: Future | None = hasher.submit(checksum, offset)
             while upcoming is not None:
-                at, data, checksum = upcoming.result()
-                following = at + len(data)
-                upcoming = reader.submit(read, following) if following < size else None
-                yield at, data, checksum
+                at, length, digest = upcoming.result()
+                following = at + length
+                upcoming = hasher.submit(checksum, following) if following < size else None
+                yield at, length, digest
 
-    def _throttled(self, data: bytes) -> Iterator[bytes]:
-        view = memoryview(data)
-        for start in range(0, len(view), THROTTLE_SLICE):
-            piece = view[start:start + THROTTLE_SLICE]
-            self.throttle.consume(len(piece))
-            yield bytes(piece)
+    def _body(self, path: Path, at: int, length: int) -> Iterator[bytes]:
+        """The chunk's bytes in small pieces, metered by the bandwidth cap when there is one.
+
+        Pieces, not one ``bytes``: httpcore re-slices a large body on every partial socket send."""
+        with open(path, "rb") as f:
+            f.seek(at)
+            remaining = length
+            while remaining:
+                piece = f.read(min(SEND_PIECE, remaining))
+                if not piece:
+                    raise PermanentTransferError(f"local copy {path} is shorter than recorded")
+                if self.throttle:
+                    self.throttle.consume(len(piece))
+                remaining -= len(piece)
+                yield piece
 
     @staticmethod
     def _offset_and_state(response: httpx.Response, default_offset: int | None = None) -> tuple[int, bool]:

@@ -1,0 +1,183 @@
+"""P2 upload: station→central verified upload over loopback against ``curl -T``.
+
+Central runs as a real process (``fleet central serve``, uvicorn + httptools + uvloop).
+Ours: the station's TusUploader sending a ≥ 1 GiB clip in checksummed 16 MiB chunks until
+central answers "verified". Baseline: ``curl -T`` of the same bytes into a single tus PATCH
+of a fresh upload on the same central (which also checks the whole-file SHA-256 before
+answering). Rounds alternate; medians and the ratio are reported. Then many small clips:
+2,000 × 64 KiB through the station's sync worker, in clips per second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.common import machine, median, mib_s, save, timed
+from fleet.camera import SimClip, dock_camera
+from fleet.clock import utc_now
+from fleet.config import StationSettings, settings_from_dict
+from fleet.protocol import UploadMetadata, encode_upload_metadata
+
+ADMIN = "bench-admin-token"  # benchmark value, not a secret
+STATION = "bench-station-token"
+GiB = 1 << 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Central:
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.root = root
+        (root / "central").mkdir(parents=True)
+        (root / "central" / "central.toml").write_text(
+            f'port = {self.port}\ndata_dir = "data"\nadmin_token = "{ADMIN}"\nlog_level = "warning"\n'
+            f'[stations.bench]\nborough = "Camden"\ntoken = "{STATION}"\n')
+        self.proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "central", "serve", "--config",
+                                      str(root / "central" / "central.toml")], start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("central did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def station_settings(root: Path, url: str, **extra) -> StationSettings:
+    return settings_from_dict({"station_id": "bench", "borough": "Camden", "central_url": url, "token": STATION,
+                               "data_dir": str(root / "data"), "dock_dir": str(root / "dock"), **extra},
+                              StationSettings)
+
+
+def ingest(settings: StationSettings, clips: list[SimClip]) -> None:
+    from station.ingest import Ingestor
+    from station.store import StationStore
+
+    Path(settings.dock_dir).mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(clips), 50):
+        dock_camera(settings.dock_dir, "BWV-000001", clips[start:start + 50], folder_name=f"cam{start:06d}")
+    store = StationStore(settings.data_dir)
+    Ingestor(store, settings.station_id, settings.dock_dir).scan()
+    store.close()
+
+
+def ours_big(settings: StationSettings) -> None:
+    """One full verified upload of the queued clip by the station's own uploader."""
+    from station.node import build_client
+    from fleet.retry import RetryPolicy
+    from station.store import StationStore
+    from station.uploader import TusUploader
+
+    store = StationStore(settings.data_dir)
+    store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL")
+    with build_client(settings) as client:
+        [clip] = store.claim_due(1)
+        TusUploader(client, store, RetryPolicy(), chunk_bytes=settings.chunk_bytes).upload(clip)
+    store.close()
+
+
+def curl_big(central: Central, path: Path, sha256: str, size: int) -> None:
+    meta = UploadMetadata(clip_id=uuid.uuid4(), sha256=sha256, device_serial="BWV-000002",
+                          recorded_at=utc_now(), filename="curl.mp4")
+    created = httpx.post(f"{central.url}/api/v1/uploads/", headers={
+        "Authorization": f"Bearer {ADMIN}", "Tus-Resumable": "1.0.0", "Upload-Length": str(size),
+        "Upload-Metadata": encode_upload_metadata(meta)})
+    created.raise_for_status()
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH", "-T", str(path),
+                          "-H", f"Authorization: Bearer {ADMIN}", "-H", "Tus-Resumable: 1.0.0",
+                          "-H", "Upload-Offset: 0", "-H", "Content-Type: application/offset+octet-stream",
+                          "-H", "Expect:", central.url + created.headers["Location"]],
+                         check=True, capture_output=True, text=True)
+    if out.stdout != "204":
+        raise RuntimeError(f"curl PATCH answered {out.stdout}")
+
+
+def many_small(central: Central, root: Path, count: int, size: int, concurrency: int) -> dict:
+    from fleet.retry import RetryPolicy
+    from station.node import build_client
+    from station.store import StationStore
+    from station.sync import SyncWorker
+    from station.uploader import TusUploader
+
+    settings = station_settings(root, central.url, concurrent_uploads=concurrency)
+    ingest(settings, [SimClip(size, utc_now(), seed=i) for i in range(count)])
+    store = StationStore(settings.data_dir)
+    policy = RetryPolicy()
+    with build_client(settings) as client:
+        worker = SyncWorker(store, TusUploader(client, store, policy), policy, concurrency=concurrency)
+        start = time.perf_counter()
+        report = worker.run_once()
+        seconds = time.perf_counter() - start
+    store.close()
+    if len(report.verified) != count:
+        raise RuntimeError(f"only {len(report.verified)} of {count} small clips verified")
+    return {"clips": count, "clip_bytes": size, "concurrency": concurrency, "seconds": seconds,
+            "clips_per_s": count / seconds, "MiB_per_s": mib_s(count * size, seconds)}
+
+
+def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: int = 64 * 1024) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=Path.cwd()))
+    central = Central(root)
+    try:
+        settings = station_settings(root / "station", central.url)
+        clip = SimClip(size, utc_now(), seed=42)
+        ingest(settings, [clip])
+        local = next((Path(settings.data_dir) / "clips").glob("*.mp4"))
+        with open(local, "rb") as f:
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+        times: dict[str, list[float]] = {"ours": [], "curl": []}
+        for r in range(rounds):
+            for name in (["ours", "curl"] if r % 2 == 0 else ["curl", "ours"]):
+                fn = (lambda: ours_big(settings)) if name == "ours" else (lambda: curl_big(central, local, sha256, size))
+                times[name].append(timed(fn))
+                for blob in (root / "central" / "data" / "blobs").rglob("*"):
+                    if blob.is_file():
+                        blob.unlink()
+                if name == "ours":  # let the next round upload the same clip again
+                    subprocess.run([sys.executable, "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
+                                    "c.execute('DELETE FROM clips'); c.execute('DELETE FROM uploads'); c.commit()",
+                                    str(root / "central" / "data" / "central.db")], check=True)
+        medians = {k: median(v) for k, v in times.items()}
+        result = {
+            "machine": machine(), "bytes": size, "rounds": rounds, "chunk_bytes": settings.chunk_bytes,
+            "seconds": times, "median_s": medians, "MiB_per_s": {k: mib_s(size, v) for k, v in medians.items()},
+            "ratio_ours_vs_curl": medians["curl"] / medians["ours"],
+        }
+        if small_count:
+            result["small_clips"] = many_small(central, root / "small", small_count, small_size, concurrency=4)
+        return result
+    finally:
+        central.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(save("upload", run()), indent=2))
