@@ -83,7 +83,7 @@ def ingest(settings: StationSettings, clips: list[SimClip]) -> None:
     for start in range(0, len(clips), 50):
         dock_camera(settings.dock_dir, "BWV-000001", clips[start:start + 50], folder_name=f"cam{start:06d}")
     store = StationStore(settings.data_dir)
-    Ingestor(store, settings.station_id, settings.dock_dir).scan()
+    Ingestor(store, settings.station_id, settings.dock_dir, chunk_bytes=settings.chunk_bytes).scan()
     store.close()
 
 

@@ -54,6 +54,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             yield
         finally:
             scheduler.shutdown(wait=False)
+            receiver.close()
             store.close()
 
     return Litestar(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 COPY_BUFFER_BYTES = 4 << 20
@@ -16,6 +17,7 @@ COPY_BUFFER_BYTES = 4 << 20
 # One helper thread per process hashes while the caller writes: hashlib releases the GIL
 # on large buffers, so hashing hides behind I/O instead of adding to it.
 _hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hasher")
+_chunk_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hasher")
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -32,32 +34,71 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def copy_and_hash(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> tuple[int, str]:
-    """Copy ``src`` to ``dst`` (which must not be its final name), fsync it; return (size, sha256).
+@dataclass(frozen=True)
+class CopyResult:
+    size: int
+    sha256: str
+    chunk_sha256: list[bytes]
+    """SHA-256 digests of each ``chunk_bytes`` slice, when asked for (the upload's chunk checksums)."""
 
-    Reads once: each buffer is hashed on a helper thread while the previous one is written.
-    Memory stays at two buffers whatever the file size.
+
+class _ChunkHasher:
+    """Digests of consecutive fixed-size slices of a stream fed in arbitrary pieces."""
+
+    def __init__(self, chunk_bytes: int) -> None:
+        self.chunk_bytes = chunk_bytes
+        self.digests: list[bytes] = []
+        self._current = hashlib.sha256()
+        self._filled = 0
+
+    def update(self, view: memoryview) -> None:
+        while view:
+            take = min(len(view), self.chunk_bytes - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.chunk_bytes:
+                self.digests.append(self._current.digest())
+                self._current, self._filled = hashlib.sha256(), 0
+
+    def finish(self) -> list[bytes]:
+        if self._filled:
+            self.digests.append(self._current.digest())
+            self._filled = 0
+        return self.digests
+
+
+def copy_and_hash(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                  chunk_bytes: int | None = None) -> CopyResult:
+    """Copy ``src`` to ``dst`` (which must not be its final name) and fsync it, hashing on the way.
+
+    Reads once: each buffer is hashed on helper threads while the previous one is written.
+    With ``chunk_bytes`` the per-chunk digests an upload will need are computed in the same
+    pass, on a second thread. Memory stays at two buffers whatever the file size.
     """
     digest = hashlib.sha256()
+    chunks = _ChunkHasher(chunk_bytes) if chunk_bytes else None
     size = 0
     buffers = [bytearray(COPY_BUFFER_BYTES), bytearray(COPY_BUFFER_BYTES)]
     with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
-        pending = None
+        pending: list = []
         turn = 0
         while True:
             buf = buffers[turn]
             n = fin.readinto(buf)
-            if pending is not None:
-                pending.result()
+            for future in pending:
+                future.result()
             if not n:
                 break
             view = memoryview(buf)[:n]
-            pending = _hasher.submit(digest.update, view)
+            pending = [_hasher.submit(digest.update, view)]
+            if chunks is not None:
+                pending.append(_chunk_hasher.submit(chunks.update, view))
             _write_all(fout, view)
             size += n
             turn ^= 1
         os.fsync(fout.fileno())
-    return size, digest.hexdigest()
+    return CopyResult(size, digest.hexdigest(), chunks.finish() if chunks else [])
 
 
 def _write_all(f, view: memoryview) -> None:

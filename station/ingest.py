@@ -15,6 +15,7 @@ database knows every clip, so a restart skips the copy and finishes steps 5 and 
 
 from __future__ import annotations
 
+import base64
 import errno
 import logging
 import os
@@ -27,7 +28,7 @@ import msgspec
 
 from fleet.clock import utc_now
 from fleet.errors import DockFolderError
-from fleet.hashing import atomic_write_bytes, copy_and_hash, fsync_dir
+from fleet.hashing import CopyResult, atomic_write_bytes, copy_and_hash, fsync_dir
 from fleet.protocol import IngestedEntry, IngestedFile
 from station import dock
 from station.store import NewClip, StationStore
@@ -50,8 +51,9 @@ class Ingestor:
 
     def __init__(self, store: StationStore, station_id: str, dock_dir: str | Path,
                  on_new_clips: Callable[[], None] = lambda: None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, chunk_bytes: int | None = None) -> None:
         self.store = store
+        self.chunk_bytes = chunk_bytes
         self.station_id = station_id
         self.dock_dir = Path(dock_dir)
         self.on_new_clips = on_new_clips
@@ -94,15 +96,16 @@ class Ingestor:
         for clip in camera.clips:
             self._check_against_known(folder, clip, known.get(str(clip.sidecar.clip_id)))
 
-        copied: list[tuple[dock.DockedClip, Path, int, str]] = []
+        copied: list[tuple[dock.DockedClip, Path, CopyResult]] = []
         try:
             for clip in camera.clips:
                 clip_id = str(clip.sidecar.clip_id)
                 if clip_id in known:
                     continue
                 part = self.store.tmp_dir / f"{clip_id}.part"
-                size, sha256 = copy_and_hash(clip.video, part)
-                copied.append((clip, part, size, sha256))
+                result = copy_and_hash(clip.video, part, self.chunk_bytes)
+                copied.append((clip, part, result))
+                size, sha256 = result.size, result.sha256
                 if self.progress:
                     self.progress(size)
                 if clip.sidecar.sha256 and clip.sidecar.sha256 != sha256:
@@ -114,21 +117,23 @@ class Ingestor:
                 if size != clip.size:
                     raise DockFolderError(folder.name, f"clips/{clip.video.name} changed size while copied")
         except BaseException:
-            for _, part, _, _ in copied:
+            for _, part, _ in copied:
                 part.unlink(missing_ok=True)
             raise
 
         new_clips = []
-        for clip, part, size, sha256 in copied:
+        for clip, part, result in copied:
             clip_id = str(clip.sidecar.clip_id)
             final = self.store.clips_dir / f"{clip_id}.mp4"
             os.replace(part, final)
             new_clips.append(NewClip(
-                clip_id=clip_id, sha256=sha256, size=size, device_serial=camera.device.serial,
+                clip_id=clip_id, sha256=result.sha256, size=result.size, device_serial=camera.device.serial,
                 recorded_at=clip.sidecar.recorded_at, filename=clip.video.name,
                 duration_s=clip.sidecar.duration_s, pre_record_s=clip.sidecar.pre_record_s,
                 tags=list(clip.sidecar.tags), evidential=clip.sidecar.evidential,
                 local_path=str(final.relative_to(self.store.data_dir)),
+                chunk_bytes=self.chunk_bytes if self.chunk_bytes else None,
+                chunk_sha256=[base64.b64encode(d).decode() for d in result.chunk_sha256] if self.chunk_bytes else None,
             ))
         if new_clips:
             fsync_dir(self.store.clips_dir)

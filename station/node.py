@@ -46,7 +46,8 @@ class StationNode:
         self.uploader = TusUploader(self.client, self.store, self.policy, chunk_bytes=settings.chunk_bytes,
                                     throttle=from_mbps(settings.bandwidth_limit_mbps))
         self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
-        self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync)
+        self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync,
+                                 chunk_bytes=settings.chunk_bytes)
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                             "misfire_grace_time": None})
         self._stopped = threading.Event()

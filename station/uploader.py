@@ -82,7 +82,7 @@ class TusUploader:
             if not verified:
                 raise TransientTransferError("central holds every byte but has not verified the clip")
             return
-        for chunk_offset, length, checksum in self._chunks(path, offset, clip.size):
+        for chunk_offset, length, checksum in self._chunks(clip, path, offset):
             offset, verified = self._patch(url, chunk_offset, self._body(path, chunk_offset, length), length,
                                            checksum)
             if self.on_progress:
@@ -133,10 +133,19 @@ class TusUploader:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _chunks(self, path: Path, offset: int, size: int) -> Iterator[tuple[int, int, str]]:
-        """(offset, length, checksum) of each chunk from ``offset``; the next chunk is hashed on a
-        helper thread while the current one is sent. Chunks are read from the file, never held
-        whole in memory, so a large chunk (fewer fsyncs at central) costs no memory."""
+    def _chunks(self, clip: QueuedClip, path: Path, offset: int) -> Iterator[tuple[int, int, str]]:
+        """(offset, length, checksum) of each chunk from ``offset``.
+
+        Checksums computed at ingest are used when they fit (same chunk size, aligned offset);
+        otherwise the next chunk is hashed on a helper thread while the current one is sent.
+        Chunks are read from the file, never held whole in memory, so a large chunk (fewer
+        fsyncs at central) costs no memory."""
+        size = clip.size
+        if clip.chunk_sha256 and clip.chunk_bytes == self.chunk_bytes and offset % self.chunk_bytes == 0:
+            for at in range(offset, size, self.chunk_bytes):
+                yield at, min(self.chunk_bytes, size - at), clip.chunk_sha256[at // self.chunk_bytes]
+            return
+
         def checksum(at: int) -> tuple[int, int, str]:
             length = min(self.chunk_bytes, size - at)
             digest = hashlib.sha256()

@@ -149,19 +149,21 @@ def test_expired_unfinished_uploads_are_removed_verified_ones_kept(parts):
     assert store.upload(d_upload.upload_id).verified
 
 
-def test_disk_full_is_507_with_retry_after(parts, monkeypatch):
+@pytest.mark.parametrize("size", [1000, 3 * (4 << 20) + 5])  # within one piece and across pieces
+def test_disk_full_is_507_with_retry_after(parts, monkeypatch, size):
     from central import receiver as receiver_module
     from fleet.errors import InsufficientStorage
 
-    data = os.urandom(1000)
+    data = os.urandom(size)
     r = receiver(parts)
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
 
     def full(self, chunk):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(receiver_module._Sink, "consume", full)
+    monkeypatch.setattr(receiver_module._Sink, "_write", full)
     with pytest.raises(InsufficientStorage) as info:
-        asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data)))
+        asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(*(data[i:i + 65536]
+                                                                       for i in range(0, size, 65536)))))
     assert info.value.status_code == 507 and info.value.headers["Retry-After"]
     assert r.part(upload.upload_id).stat().st_size == 0

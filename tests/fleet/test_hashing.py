@@ -9,7 +9,8 @@ def test_copy_and_hash_matches_hashlib_across_buffer_boundaries(tmp_path):
         data = os.urandom(size)
         src, dst = tmp_path / f"s{size}", tmp_path / f"d{size}"
         src.write_bytes(data)
-        assert copy_and_hash(src, dst) == (size, hashlib.sha256(data).hexdigest())
+        result = copy_and_hash(src, dst)
+        assert (result.size, result.sha256) == (size, hashlib.sha256(data).hexdigest())
         assert dst.read_bytes() == data
         assert file_sha256(dst) == hashlib.sha256(data).hexdigest()
 
@@ -20,3 +21,13 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
     atomic_write_bytes(target, b"two")
     assert target.read_bytes() == b"two"
     assert sorted(os.listdir(tmp_path)) == ["INGESTED.json"]
+
+
+def test_chunk_digests_match_slices_whatever_the_alignment(tmp_path):
+    data = os.urandom(3 * COPY_BUFFER_BYTES + 12345)
+    src = tmp_path / "s"
+    src.write_bytes(data)
+    for chunk in (1000, COPY_BUFFER_BYTES, COPY_BUFFER_BYTES + 1, 5 * COPY_BUFFER_BYTES):
+        result = copy_and_hash(src, tmp_path / f"d{chunk}", chunk_bytes=chunk)
+        expected = [hashlib.sha256(data[i:i + chunk]).digest() for i in range(0, len(data), chunk)]
+        assert result.chunk_sha256 == expected

@@ -143,3 +143,22 @@ def test_bandwidth_cap_meters_every_byte(store, dock_dir):
     uploader(store, server, throttle=Recording(1e6)).upload(clip)
     assert sum(consumed) == clip.size
     assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
+
+
+def test_checksums_from_ingest_are_used_and_right(store, dock_dir):
+    dock_camera(dock_dir, "BWV-000001", [SimClip(5 * CHUNK + 7, RECORDED)])
+    Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK).scan()
+    [clip] = store.claim_due(1)
+    assert clip.chunk_bytes == CHUNK and len(clip.chunk_sha256) == 6
+    server = FakeTus()  # verifies every Upload-Checksum it is sent
+    uploader(store, server).upload(clip)
+    assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
+
+
+def test_a_different_chunk_size_falls_back_to_hashing_on_the_fly(store, dock_dir):
+    dock_camera(dock_dir, "BWV-000001", [SimClip(3 * CHUNK, RECORDED)])
+    Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK // 2).scan()
+    [clip] = store.claim_due(1)
+    server = FakeTus()
+    uploader(store, server).upload(clip)
+    assert clip.clip_id in server.verified()
