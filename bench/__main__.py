@@ -1,0 +1,35 @@
+"""``python -m bench [ingest|upload|all] [--quick]``: run benchmarks, print and save the results.
+
+Results go to bench/out/<name>.json; BENCHMARKS.md quotes them with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bench import ingest, upload
+from bench.common import save
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (medians are reported)")
+    args = parser.parse_args()
+    gib = 1 << 30
+    if args.which in ("ingest", "all"):
+        result = ingest.run(total=(64 << 20) if args.quick else gib, clip_size=(16 << 20) if args.quick else 128 << 20,
+                            rounds=args.rounds, rss_clip=(64 << 20) if args.quick else 4 * gib)
+        print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
+        save("ingest", result)
+    if args.which in ("upload", "all"):
+        result = upload.run(size=(64 << 20) if args.quick else gib, rounds=args.rounds,
+                            small_count=100 if args.quick else 2000)
+        print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
+        save("upload", result)
+
+
+if __name__ == "__main__":
+    main()

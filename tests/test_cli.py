@@ -1,0 +1,115 @@
+"""The command line as operators meet it: help for everything, one-line errors, no tracebacks."""
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from fleet.cli import build_parser, main
+from fleet.config import CentralSettings, StationSettings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def leaf_parsers(parser: argparse.ArgumentParser, path=()):
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+        return
+    for name, sub in subs[0].choices.items():
+        yield from leaf_parsers(sub, path + (name,))
+
+
+def test_every_command_and_option_has_help():
+    leaves = list(leaf_parsers(build_parser()))
+    assert {" ".join(p) for p, _ in leaves} >= {"central serve", "station run", "station status", "demo"}
+    for path, parser in leaves:
+        assert parser.description, f"fleet {' '.join(path)} has no description"
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"fleet {' '.join(path)} {action.option_strings[0]} has no help"
+
+
+def test_help_runs_for_every_command():
+    for path, _ in leaf_parsers(build_parser()):
+        result = subprocess.run([sys.executable, "-m", "fleet.cli", *path, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: fleet" in result.stdout
+
+
+@pytest.mark.parametrize("kind", [CentralSettings, StationSettings])
+def test_every_config_setting_is_documented(kind):
+    """Each setting appears, commented, in the example file in config/."""
+    example = (ROOT / "config" / f"{'central' if kind is CentralSettings else 'station'}.example.toml").read_text()
+    for field in msgspec.structs.fields(kind):
+        if field.name.endswith(("_env", "_sha256")) or field.name == "stations":
+            continue
+        assert f"{field.name} =" in example or f"{field.name}_env =" in example, field.name
+
+
+def test_example_configs_load(monkeypatch):
+    monkeypatch.setenv("FLEET_ADMIN_TOKEN", "x")
+    monkeypatch.setenv("FLEET_TOKEN_CAMDEN", "y")
+    assert load_settings(ROOT / "config" / "central.example.toml", CentralSettings).stations["barnet"]
+    assert load_settings(ROOT / "config" / "station.example.toml", StationSettings).chunk_bytes == 64 << 20
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fleet.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "config file not found"),
+    ("port = [", "not valid TOML"),
+    ('station_id = "x"\nsurprise = 1', "unknown field `"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path, content, message):
+    path = tmp_path / "s.toml"
+    if content is not None:
+        path.write_text(content)
+    for command in (("station", "run"), ("station", "status"), ("central", "serve")):
+        result = run_cli(*command, "--config", str(path))
+        assert result.returncode == 2, result
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert result.stderr.startswith("fleet: error:")
+
+
+def test_status_before_the_station_ever_ran(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
+                    'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n')
+    result = run_cli("station", "status", "--config", str(path), "--json")
+    assert result.returncode == 2 and "has `fleet station run` started?" in result.stderr
+
+
+def test_status_json_has_the_contract_keys(tmp_path):
+    from fleet.camera import SimClip, dock_camera
+    from station.ingest import Ingestor
+    from station.store import StationStore
+    from tests.station.conftest import RECORDED
+
+    path = tmp_path / "s.toml"
+    path.write_text('station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
+                    'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n')
+    store = StationStore(tmp_path / "data")
+    dock_camera(tmp_path / "dock", "BWV-000001", [SimClip(1000, RECORDED), SimClip(500, RECORDED)])
+    Ingestor(store, "camden", tmp_path / "dock").scan()
+    store.close()
+    result = run_cli("station", "status", "--config", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    status = msgspec.json.decode(result.stdout)
+    assert {"pending_clips", "pending_bytes", "verified_clips", "failed_folders", "last_sync_ok_at"} <= set(status)
+    assert (status["pending_clips"], status["pending_bytes"], status["verified_clips"]) == (2, 1500, 0)
+    assert status["last_sync_ok_at"] is None and status["failed_folders"] == []
+    table = run_cli("station", "status", "--config", str(path))
+    assert table.returncode == 0 and "pending clips" in table.stdout
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["nope"])
+    assert exit_info.value.code == 2
