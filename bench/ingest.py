@@ -1,13 +1,13 @@
 """P1 ingest: copy + hash + fsync + queue of ≥ 1 GiB of clips, against ``cp`` + ``sync``.
 
-Each round (cp+sync, our ingest, openssl dgst) runs on the same files, in rotating order,
-with the page cache dropped before each run when the kernel allows it; medians and ratios
-are reported. Also: peak RSS of a station process ingesting one 4 GiB clip.
+Each round (cp+sync, our ingest, openssl dgst) runs on the same files, the two writers in
+alternating order, with the page cache dropped before each run when the kernel allows it;
+medians and ratios are reported. Also: peak RSS of a station process ingesting one 4 GiB clip.
 """
 
 from __future__ import annotations
 
-import random
+import os
 import resource
 import shutil
 import subprocess
@@ -31,13 +31,15 @@ def make_dock(root: Path, total: int, clip_size: int) -> Path:
 
 
 def one_ingest(dock: Path, data: Path) -> None:
+    from fleet.config import DEFAULT_CHUNK_BYTES
     from station.ingest import Ingestor
     from station.store import StationStore
 
     store = StationStore(data)
     try:
         folder = dock / "cam"
-        Ingestor(store, "bench", dock).ingest_folder(folder)
+        # As a station runs: the upload's chunk checksums are computed in the same pass.
+        Ingestor(store, "bench", dock, chunk_bytes=DEFAULT_CHUNK_BYTES).ingest_folder(folder)
     finally:
         store.close()
 
@@ -45,8 +47,8 @@ def one_ingest(dock: Path, data: Path) -> None:
 def restore_dock(pristine: Path, dock: Path) -> None:
     """Ingest wipes the camera: give it its clips back (hard links: no extra I/O)."""
     if dock.exists():
-        shutil.rmtree(dock)
-    shutil.copytree(pristine, dock, copy_function=lambda s, d: __import__("os").link(s, d))
+        shutil.rmtree(dock)  # hard links only: the data stays in ``pristine``
+    shutil.copytree(pristine, dock, copy_function=os.link)
 
 
 def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip: int = 4 * GiB) -> dict:
@@ -58,24 +60,35 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
         dropped = drop_caches()
         times: dict[str, list[float]] = {"cp+sync": [], "ingest": [], "openssl": []}
 
+        outputs = iter(range(1_000_000))
+
+        def fresh(name: str) -> Path:
+            # Every run writes to a new folder and nothing is deleted until the end: deleting a
+            # GiB just before a run makes the (discard-mounted) disk slow for whichever runs next.
+            return root / "runs" / f"{name}-{next(outputs)}"
+
         def cp_sync() -> None:
-            target = root / "cp"
-            target.mkdir()
+            target = fresh("cp")
+            target.mkdir(parents=True)
             subprocess.run(["cp", *map(str, files), str(target)], check=True)
             subprocess.run(["sync"], check=True)
 
         def ingest() -> None:
-            one_ingest(root / "dock", root / "station")
+            one_ingest(root / "dock", fresh("station"))
 
         def openssl() -> None:
             subprocess.run(["openssl", "dgst", "-sha256", *map(str, files)], check=True, capture_output=True)
 
         runs = {"cp+sync": cp_sync, "ingest": ingest, "openssl": openssl}
-        order = list(runs)
+        # The disk here is virtual: a run right after a GiB of writes is slowed while the host
+        # drains them. So one unrecorded warm-up of each writer, then each round alternates
+        # which writer goes first, so both follow the other's writes equally often.
+        for name in ("cp+sync", "ingest"):
+            restore_dock(pristine, root / "dock")
+            drop_caches()
+            runs[name]()
         for r in range(rounds):
-            for name in order[r % 3:] + order[:r % 3]:
-                shutil.rmtree(root / "cp", ignore_errors=True)
-                shutil.rmtree(root / "station", ignore_errors=True)
+            for name in ["openssl"] + (["cp+sync", "ingest"] if r % 2 == 0 else ["ingest", "cp+sync"]):
                 restore_dock(pristine, root / "dock")
                 drop_caches()
                 times[name].append(timed(runs[name]))

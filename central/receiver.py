@@ -28,7 +28,7 @@ from fleet.errors import (
     BadRequest, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound, OffsetMismatch,
     PayloadTooLarge,
 )
-from fleet.hashing import fsync_dir
+from fleet.hashing import fsync_dir, start_writeback
 from fleet.protocol import decode_upload_metadata
 from central.auth import Principal
 from central.blobstore import BlobStore
@@ -59,17 +59,6 @@ class Checksum:
         if len(digest) != CHECKSUM_ALGORITHMS[algorithm]:
             raise BadRequest(f"Upload-Checksum: a {algorithm} digest has {CHECKSUM_ALGORITHMS[algorithm]} bytes")
         return cls(algorithm, digest)
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing these bytes to disk now, without waiting.
-
-    The fsync before each reply then finds most of the chunk already written, instead of
-    stalling the client while the whole chunk goes to disk. (On Linux, POSIX_FADV_DONTNEED
-    starts writeback of dirty pages; central never reads them back from the cache.)
-    """
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 class _Sink:

@@ -26,6 +26,7 @@ StationId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9]
 
 MiB = 1 << 20
 GiB = 1 << 30
+DEFAULT_CHUNK_BYTES = 64 * MiB
 
 
 class StationEntry(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -71,7 +72,7 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     sync_interval_s: PositiveFloat = 10.0
     """How often the sync worker runs when nothing wakes it earlier."""
     concurrent_uploads: Annotated[int, Meta(ge=1, le=32)] = 2
-    chunk_bytes: Annotated[int, Meta(ge=64 * 1024, le=1024 * MiB)] = 64 * MiB
+    chunk_bytes: Annotated[int, Meta(ge=64 * 1024, le=1024 * MiB)] = DEFAULT_CHUNK_BYTES
     """Size of one tus PATCH; each carries its own Upload-Checksum. Chunks are streamed from
     disk (no memory cost); larger ones mean fewer fsyncs at central, smaller ones less
     to resend after a cut."""

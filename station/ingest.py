@@ -2,7 +2,7 @@
 
 The order of durable steps is what makes a crash at any line harmless:
 
-1. copy + hash each new clip to ``tmp/<clip_id>.part`` and fsync it;
+1. copy + hash each new clip to ``tmp/<clip_id>.part``, then fsync them all (one batch);
 2. check the camera's own hash where it gave one (mismatch: the folder is bad, nothing kept);
 3. rename every copy to ``clips/<clip_id>.mp4`` and fsync the folder;
 4. record the docking and its clips in one SQLite transaction   ← the commit point
@@ -28,7 +28,7 @@ import msgspec
 
 from fleet.clock import utc_now
 from fleet.errors import DockFolderError
-from fleet.hashing import CopyResult, atomic_write_bytes, copy_and_hash, fsync_dir
+from fleet.hashing import CopyResult, atomic_write_bytes, copy_and_hash, fsync_dir, fsync_file
 from fleet.protocol import IngestedEntry, IngestedFile
 from station import dock
 from station.store import NewClip, StationStore
@@ -103,7 +103,7 @@ class Ingestor:
                 if clip_id in known:
                     continue
                 part = self.store.tmp_dir / f"{clip_id}.part"
-                result = copy_and_hash(clip.video, part, self.chunk_bytes)
+                result = copy_and_hash(clip.video, part, self.chunk_bytes, fsync=False)
                 copied.append((clip, part, result))
                 size, sha256 = result.size, result.sha256
                 if self.progress:
@@ -116,6 +116,8 @@ class Ingestor:
                     )
                 if size != clip.size:
                     raise DockFolderError(folder.name, f"clips/{clip.video.name} changed size while copied")
+            for _, part, _ in copied:
+                fsync_file(part)
         except BaseException:
             for _, part, _ in copied:
                 part.unlink(missing_ok=True)

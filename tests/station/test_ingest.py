@@ -96,7 +96,7 @@ def test_folder_removed_from_dock_is_forgotten(store, dock_dir):
 def test_disk_full_is_reported_as_transient_and_nothing_recorded(store, dock_dir, monkeypatch):
     dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
 
-    def full(src, dst, chunk_bytes=None):
+    def full(src, dst, chunk_bytes=None, fsync=True):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ingest_module, "copy_and_hash", full)
@@ -111,7 +111,7 @@ class Crash(BaseException):
 
 
 # (what dies, on which call): covers every durable step of station/ingest.py's docstring.
-CRASH_POINTS = [("copy_and_hash", 2), ("replace", 2), ("fsync_dir", 1), ("record_ingest", 1),
+CRASH_POINTS = [("copy_and_hash", 2), ("fsync_file", 2), ("replace", 2), ("fsync_dir", 1), ("record_ingest", 1),
                 ("atomic_write_bytes", 1), ("unlink", 2), ("fsync_dir", 2)]
 
 
