@@ -51,6 +51,10 @@ class StationNode:
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                             "misfire_grace_time": None})
         self._stopped = threading.Event()
+        # Jobs reschedule the scheduler from its own threads; apscheduler's shutdown(wait=True)
+        # holds the job-store lock while it waits for those threads. ``_control`` makes sure no
+        # job touches the scheduler once stopping began, so the two can never deadlock.
+        self._control = threading.Lock()
 
     def start(self) -> None:
         recovered = self.store.recover_interrupted()
@@ -67,8 +71,16 @@ class StationNode:
 
     def wake_sync(self) -> None:
         self.sync.wake()
-        if self.scheduler.running:
-            self.scheduler.modify_job("sync", next_run_time=utc_now())
+        self._run_sync_at(utc_now())
+
+    def _run_sync_at(self, when, only_if_sooner: bool = False) -> None:
+        with self._control:
+            if self._stopped.is_set() or not self.scheduler.running:
+                return
+            job = self.scheduler.get_job("sync")
+            if job is None or (only_if_sooner and job.next_run_time and job.next_run_time <= when):
+                return
+            self.scheduler.modify_job("sync", next_run_time=max(when, utc_now()))
 
     def purge(self) -> int:
         removed = purge_local_copies(self.store, timedelta(hours=self.settings.verified_grace_hours))
@@ -80,14 +92,14 @@ class StationNode:
         if self.sync.run_once().verified:
             self.purge()  # a zero grace period means "as soon as verified"
         upcoming = self.store.next_attempt_at()
-        job = self.scheduler.get_job("sync")
-        if upcoming is not None and job is not None and job.next_run_time and upcoming < job.next_run_time:
-            self.scheduler.modify_job("sync", next_run_time=max(upcoming, utc_now()))
+        if upcoming is not None:
+            self._run_sync_at(upcoming, only_if_sooner=True)
 
     def stop(self) -> None:
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
+        with self._control:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
         self.sync.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)

@@ -149,15 +149,8 @@ class TusUploader:
         def checksum(at: int) -> tuple[int, int, str]:
             length = min(self.chunk_bytes, size - at)
             digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                f.seek(at)
-                remaining = length
-                while remaining:
-                    piece = f.read(min(READ_PIECE, remaining))
-                    if not piece:
-                        raise PermanentTransferError(f"local copy {path} is shorter than recorded")
-                    digest.update(piece)
-                    remaining -= len(piece)
+            for piece in read_range(path, at, length, READ_PIECE):
+                digest.update(piece)
             return at, length, base64.b64encode(digest.digest()).decode()
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hasher") as hasher:
@@ -172,17 +165,10 @@ class TusUploader:
         """The chunk's bytes in small pieces, metered by the bandwidth cap when there is one.
 
         Pieces, not one ``bytes``: httpcore re-slices a large body on every partial socket send."""
-        with open(path, "rb") as f:
-            f.seek(at)
-            remaining = length
-            while remaining:
-                piece = f.read(min(SEND_PIECE, remaining))
-                if not piece:
-                    raise PermanentTransferError(f"local copy {path} is shorter than recorded")
-                if self.throttle:
-                    self.throttle.consume(len(piece))
-                remaining -= len(piece)
-                yield piece
+        for piece in read_range(path, at, length, SEND_PIECE):
+            if self.throttle:
+                self.throttle.consume(len(piece))
+            yield piece
 
     @staticmethod
     def _offset_and_state(response: httpx.Response, default_offset: int | None = None) -> tuple[int, bool]:
@@ -200,6 +186,19 @@ class TusUploader:
         if response.status_code in ok:
             return
         raise error_from_response(response)
+
+
+def read_range(path: Path, at: int, length: int, piece_size: int) -> Iterator[bytes]:
+    """Bytes ``at``..``at+length`` of the local copy in pieces; a short file is a permanent error."""
+    with open(path, "rb") as f:
+        f.seek(at)
+        remaining = length
+        while remaining:
+            piece = f.read(min(piece_size, remaining))
+            if not piece:
+                raise PermanentTransferError(f"local copy {path} is shorter than recorded")
+            remaining -= len(piece)
+            yield piece
 
 
 def error_from_response(response: httpx.Response) -> TransferError:

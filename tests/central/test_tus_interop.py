@@ -39,3 +39,26 @@ def test_tuspy_upload_is_verified(central, tmp_path, chunk_size, checksum):
     clip = central.clip(clip_id)
     assert clip["state"] == "verified" and clip["sha256"] == hashlib.sha256(data).hexdigest()
     assert clip["size"] == len(data)
+
+
+def test_simultaneous_duplicate_creations_get_one_upload(central):
+    """Two stations' retries racing (or one station's retry racing its own slow request)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.central.conftest import metadata
+
+    data = os.urandom(1000)
+    header = metadata(data, clip_id=str(uuid.uuid4()))
+
+    def create(_):
+        return httpx.post(f"{central.url}/api/v1/uploads/", headers={
+            "Authorization": f"Bearer {ADMIN_TOKEN}", "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(len(data)), "Upload-Metadata": header})
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(create, range(16)))
+    assert sorted(r.status_code for r in responses) == [200] * 15 + [201]
+    assert len({r.headers["Location"] for r in responses}) == 1
+    assert len(list((central.central_data() / "uploads").glob("*.part"))) == 1

@@ -61,9 +61,16 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.alive():
-            os.killpg(self.popen.pid, sig)
-            self.popen.wait(timeout=30)
+        """Send ``sig``; a process that ignores SIGTERM is killed and reported as a failure."""
+        if not self.alive():
+            return
+        os.killpg(self.popen.pid, sig)
+        try:
+            self.popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+            raise AssertionError(f"{self.name} did not stop within 20 s of signal {sig}") from None
 
     def check(self) -> None:
         if self.popen is not None and self.popen.poll() is not None and self.popen.returncode not in (0, -15):
@@ -142,8 +149,14 @@ class Cluster:
             return False
 
     def stop_all(self) -> None:
+        """Stop every process cleanly; all are stopped even if one fails to."""
+        failures = []
         for proc in self.processes.values():
-            proc.kill(signal.SIGTERM)
+            try:
+                proc.kill(signal.SIGTERM)
+            except AssertionError as exc:
+                failures.append(str(exc))
+        assert not failures, failures
 
     def check_alive(self) -> None:
         for proc in self.processes.values():

@@ -111,3 +111,16 @@ def test_connection_reset_and_flipped_byte_are_survived(make_cluster):
         wait_until(lambda: cluster.verified(want), 60, "verified despite faults", check=cluster.check_alive)
         assert len(proxy.faults_fired) == 2
         assert_exactly_once(cluster, want)
+
+
+def test_station_stops_promptly_on_sigterm_while_retrying(make_cluster):
+    """A clean stop must not wait on (or deadlock with) jobs that are rescheduling themselves."""
+    cluster = make_cluster()
+    station = cluster.start_station("camden")  # central is down: every pass fails and reschedules
+    dock_camera(cluster.dock_dir("camden"), "BWV-000001", random_shift(random.Random(10), 3, min_size=1000,
+                                                                       max_size=5000))
+    wait_until(lambda: cluster.station_status("camden")["clips_by_state"].get("waiting", 0) >= 1, 30,
+               "uploads failing and being rescheduled")
+    station.kill(signal.SIGTERM)  # raises if the process does not exit
+    assert station.popen.returncode == 0
+    assert "station camden stopped" in station.log.read_text()
