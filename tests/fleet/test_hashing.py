@@ -1,10 +1,23 @@
+import errno
 import hashlib
 import os
+
+import pytest
 
 from fleet.hashing import COPY_BUFFER_BYTES, atomic_write_bytes, copy_and_hash, file_sha256
 
 
-def test_copy_and_hash_matches_hashlib_across_buffer_boundaries(tmp_path):
+@pytest.fixture(params=["kernel copy", "through the process"])
+def copy_path(request, monkeypatch):
+    """Both ways of copying: copy_file_range, and the fallback when the kernel refuses it."""
+    if request.param == "through the process":
+        def refuse(*args):
+            raise OSError(errno.EXDEV, "cross-device")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    return request.param
+
+
+def test_copy_and_hash_matches_hashlib_across_buffer_boundaries(tmp_path, copy_path):
     for size in (0, 1, COPY_BUFFER_BYTES - 1, COPY_BUFFER_BYTES, 2 * COPY_BUFFER_BYTES + 7):
         data = os.urandom(size)
         src, dst = tmp_path / f"s{size}", tmp_path / f"d{size}"
@@ -23,7 +36,7 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["INGESTED.json"]
 
 
-def test_chunk_digests_match_slices_whatever_the_alignment(tmp_path):
+def test_chunk_digests_match_slices_whatever_the_alignment(tmp_path, copy_path):
     data = os.urandom(3 * COPY_BUFFER_BYTES + 12345)
     src = tmp_path / "s"
     src.write_bytes(data)
