@@ -29,9 +29,6 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def path_hint(self, key: str) -> str:
-        """Where the blob is, for logs and operators."""
-
 
 class FilesystemBlobStore:
     """Blobs under ``root/<key[:2]>/<key>``: two-character fan-out keeps folders small."""
@@ -74,6 +71,3 @@ class FilesystemBlobStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
-
-    def path_hint(self, key: str) -> str:
-        return str(self._path(key))

@@ -84,7 +84,7 @@ def random_shift(rng: random.Random, count: int, *, min_size: int, max_size: int
     """A shift's worth of clips of varied sizes, some tagged, a few evidential."""
     now = now or utc_now()
     clips = []
-    for i in range(count):
+    for _ in range(count):
         tags = rng.sample(TAGS, k=rng.choice([0, 0, 1, 2]))
         clips.append(SimClip(
             size=rng.randint(min_size, max_size),
@@ -96,7 +96,7 @@ def random_shift(rng: random.Random, count: int, *, min_size: int, max_size: int
     return clips
 
 
-def remove_marker_after_ingest(folder: Path) -> None:
+def undock(folder: Path) -> None:
     """Undock: what a dock does when the camera is taken out (the folder goes away)."""
     for path in sorted(folder.rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from fleet.camera import dock_camera, random_shift, remove_marker_after_ingest
+from fleet.camera import dock_camera, random_shift, undock
 from fleet.errors import FleetError
 
 DEFAULT_STATIONS = ("camden", "barnet", "lewisham")
@@ -154,7 +154,7 @@ class Demo:
         for station_id in self.stations:
             for folder in self.dock_dir(station_id).iterdir():
                 if (folder / "INGESTED.json").exists() and not any((folder / "clips").iterdir()):
-                    remove_marker_after_ingest(folder)
+                    undock(folder)
 
     def refresh_statuses(self) -> None:
         def one(station_id: str) -> None:

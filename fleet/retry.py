@@ -9,7 +9,6 @@ persists that time, so a restart keeps the schedule and the attempt count.
 from __future__ import annotations
 
 import email.utils
-import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -101,7 +100,3 @@ class RetryPolicy:
         state.set_exception((type(exc), exc, exc.__traceback__))
         return self.backoff_wait(state)
 
-
-def jitter(seconds: float) -> float:
-    """A random share of ``seconds``, to spread periodic jobs of many stations."""
-    return random.uniform(0, seconds)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -77,5 +76,4 @@ def cmd_retry(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{count} failed clip(s) requeued; the running station uploads them on its next pass")
-    logging.getLogger(__name__).info("requeued %d failed clips", count)
     return 0

@@ -77,9 +77,6 @@ MIGRATIONS = [
     """,
 ]
 
-PENDING_STATES = ("queued", "uploading", "waiting")
-
-
 @dataclass(frozen=True)
 class NewClip:
     """A clip durably copied into the store, about to be recorded."""
@@ -295,15 +292,6 @@ class StationStore:
             ).fetchone()
         return from_iso(row[0]) if row and row[0] else None
 
-    def has_due(self, now: datetime | None = None) -> bool:
-        with self._writer.read() as db:
-            row = db.execute(
-                """SELECT 1 FROM clips WHERE state IN ('queued', 'waiting')
-                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?) LIMIT 1""",
-                [to_iso(now or utc_now())],
-            ).fetchone()
-        return row is not None
-
     # -- local copies ----------------------------------------------------------------------
 
     def purgeable(self, grace: timedelta, now: datetime | None = None, limit: int = 500) -> list[tuple[str, str]]:
@@ -348,7 +336,7 @@ class StationStore:
             ]
             transfers = {
                 state: [self._transfer(r) for r in db.execute(
-                    f"""SELECT clip_id, state, size, evidential, recorded_at, attempts, next_attempt_at,
+                    """SELECT clip_id, state, size, evidential, recorded_at, attempts, next_attempt_at,
                                last_error, uploaded_bytes
                         FROM clips WHERE state = ? ORDER BY recorded_at LIMIT 100""",
                     [state],

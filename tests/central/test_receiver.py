@@ -1,12 +1,9 @@
 """The upload state machine directly: concurrency, cut-short bodies, crash recovery, expiry."""
 
 import asyncio
-import base64
 import hashlib
 import os
-import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 

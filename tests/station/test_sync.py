@@ -5,7 +5,6 @@ import httpx
 
 from fleet.camera import SimClip, dock_camera
 from fleet.clock import utc_now
-from fleet.retry import RetryPolicy
 from station.ingest import Ingestor
 from station.store import StationStore
 from station.sync import SyncWorker, purge_local_copies
