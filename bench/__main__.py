@@ -17,6 +17,8 @@ def main() -> None:
     parser.add_argument("which", nargs="?", choices=["ingest", "upload", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (medians are reported)")
+    parser.add_argument("--dir", default=None, help="where the upload benchmark keeps its files (default: here); "
+                                                    "e.g. /dev/shm to take the disk out of the comparison")
     args = parser.parse_args()
     gib = 1 << 30
     if args.which in ("ingest", "all"):
@@ -26,7 +28,7 @@ def main() -> None:
         save("ingest", result)
     if args.which in ("upload", "all"):
         result = upload.run(size=(64 << 20) if args.quick else gib, rounds=args.rounds,
-                            small_count=100 if args.quick else 2000)
+                            small_count=100 if args.quick else 2000, where=args.dir)
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("upload", result)
 

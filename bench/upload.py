@@ -141,8 +141,9 @@ def many_small(central: Central, root: Path, count: int, size: int, concurrency:
             "clips_per_s": count / seconds, "MiB_per_s": mib_s(count * size, seconds)}
 
 
-def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: int = 64 * 1024) -> dict:
-    root = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=Path.cwd()))
+def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: int = 64 * 1024,
+        where: str | None = None) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=where or Path.cwd()))
     central = Central(root)
     try:
         settings = station_settings(root / "station", central.url)
@@ -167,7 +168,7 @@ def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: i
         result = {
             "machine": machine(), "bytes": size, "rounds": rounds, "chunk_bytes": settings.chunk_bytes,
             "seconds": times, "median_s": medians, "MiB_per_s": {k: mib_s(size, v) for k, v in medians.items()},
-            "ratio_ours_vs_curl": medians["curl"] / medians["ours"],
+            "ratio_ours_vs_curl": medians["curl"] / medians["ours"], "directory": str(root.parent),
         }
         if small_count:
             result["small_clips"] = many_small(central, root / "small", small_count, small_size, concurrency=4)

@@ -40,6 +40,8 @@ CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32}
 FLUSH_BYTES = 4 << 20
 """Received bytes are written and hashed on a worker thread in pieces of this size, so the
 event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
+MAX_BATCH_PIECES = 512
+"""Also hand over after this many pieces: one writev takes at most IOV_MAX (1024) buffers."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,17 @@ class Checksum:
         return cls(algorithm, digest)
 
 
+def write_all(fd: int, pieces: list[bytes]) -> int:
+    """Write every piece at the file's position with as few system calls as possible."""
+    total = sum(len(p) for p in pieces)
+    written = os.writev(fd, pieces)
+    if written < total:  # a partial write: finish the rest piece by piece
+        view = memoryview(b"".join(pieces))[written:]
+        while view:
+            view = view[os.write(fd, view):]
+    return total
+
+
 class _Sink:
     """Writes one PATCH's bytes and keeps its hashes, off the event loop.
 
@@ -74,23 +87,30 @@ class _Sink:
     MAX_IN_FLIGHT = 3
 
     def __init__(self, f, whole, chunk, pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor]) -> None:
+        # ``f`` is unbuffered, so os.writev on its descriptor and f.tell()/truncate() agree.
         self.f, self.whole, self.chunk = f, whole, chunk
         self.pools = pools
         self.count = 0
         self._in_flight: deque[asyncio.Future] = deque()
 
-    def _write(self, data: bytearray) -> None:
+    def _write(self, pieces: list[bytes]) -> None:
         start = self.f.tell()
-        self.f.write(data)
-        start_writeback(self.f.fileno(), start, len(data))
-        self.whole.update(data)
-        self.count += len(data)
+        length = write_all(self.f.fileno(), pieces)
+        start_writeback(self.f.fileno(), start, length)
+        for piece in pieces:
+            self.whole.update(piece)
+        self.count += length
 
-    async def feed(self, data: bytearray) -> None:
+    def _hash_chunk(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self.chunk.update(piece)
+
+    async def feed(self, pieces: list[bytes]) -> None:
+        """Hand over the pieces as received (no copying them together on the event loop)."""
         loop = asyncio.get_running_loop()
-        work = [loop.run_in_executor(self.pools[0], self._write, data)]
+        work = [loop.run_in_executor(self.pools[0], self._write, pieces)]
         if self.chunk is not None:
-            work.append(loop.run_in_executor(self.pools[1], self.chunk.update, data))
+            work.append(loop.run_in_executor(self.pools[1], self._hash_chunk, pieces))
         self._in_flight.append(asyncio.gather(*work))
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
@@ -218,14 +238,15 @@ class UploadReceiver:
             f.truncate(upload.offset)
             f.seek(upload.offset)
             sink = _Sink(f, running, hashlib.new(checksum.algorithm) if checksum else None, self._pools)
-            buffer = bytearray()
+            batch: list[bytes] = []
+            batched = 0
             seen = 0
             cut_short = False
             try:
-                pieces = aiter(body)
+                stream = aiter(body)
                 while True:
                     try:
-                        piece = await anext(pieces)
+                        piece = await anext(stream)
                     except StopAsyncIteration:
                         break
                     except Exception as exc:  # the client went away mid-body
@@ -235,12 +256,14 @@ class UploadReceiver:
                     seen += len(piece)
                     if seen > room:
                         raise PayloadTooLarge(f"more bytes than Upload-Length allows ({room} left)")
-                    buffer += piece
-                    if len(buffer) >= FLUSH_BYTES:
-                        await sink.feed(buffer)
-                        buffer = bytearray()
-                if buffer:
-                    await sink.feed(buffer)
+                    if piece:
+                        batch.append(piece)
+                        batched += len(piece)
+                    if batched >= FLUSH_BYTES or len(batch) >= MAX_BATCH_PIECES:
+                        await sink.feed(batch)
+                        batch, batched = [], 0
+                if batch:
+                    await sink.feed(batch)
                 await sink.drain()
             except OSError as exc:
                 await sink.drain_quietly()

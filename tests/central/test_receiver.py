@@ -164,3 +164,12 @@ def test_disk_full_is_507_with_retry_after(parts, monkeypatch, size):
                                                                        for i in range(0, size, 65536)))))
     assert info.value.status_code == 507 and info.value.headers["Retry-After"]
     assert r.part(upload.upload_id).stat().st_size == 0
+
+
+def test_a_body_in_thousands_of_tiny_pieces_is_stored_exactly(parts):
+    data = os.urandom(5000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    done = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data),
+                                body(*(data[i:i + 1] for i in range(len(data))))))
+    assert done.verified
