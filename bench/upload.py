@@ -83,7 +83,8 @@ def ingest(settings: StationSettings, clips: list[SimClip]) -> None:
     for start in range(0, len(clips), 50):
         dock_camera(settings.dock_dir, "BWV-000001", clips[start:start + 50], folder_name=f"cam{start:06d}")
     store = StationStore(settings.data_dir)
-    Ingestor(store, settings.station_id, settings.dock_dir, chunk_bytes=settings.chunk_bytes).scan()
+    Ingestor(store, settings.station_id, settings.dock_dir, chunk_bytes=settings.chunk_bytes,
+             chunk_algorithm=settings.chunk_checksum).scan()
     store.close()
 
 
@@ -98,7 +99,8 @@ def ours_big(settings: StationSettings) -> None:
     store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL")
     with build_client(settings) as client:
         [clip] = store.claim_due(1)
-        TusUploader(client, store, RetryPolicy(), chunk_bytes=settings.chunk_bytes).upload(clip)
+        TusUploader(client, store, RetryPolicy(), chunk_bytes=settings.chunk_bytes,
+                    chunk_algorithm=settings.chunk_checksum).upload(clip)
     store.close()
 
 

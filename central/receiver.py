@@ -28,7 +28,7 @@ from fleet.errors import (
     BadRequest, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound, OffsetMismatch,
     PayloadTooLarge,
 )
-from fleet.hashing import fsync_dir, start_writeback
+from fleet.hashing import fsync_dir, new_checksum, start_writeback
 from fleet.protocol import decode_upload_metadata
 from central.auth import Principal
 from central.blobstore import BlobStore
@@ -36,7 +36,7 @@ from central.store import CentralStore, Upload
 
 log = logging.getLogger(__name__)
 
-CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32}
+CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32, "crc32": 4}
 FLUSH_BYTES = 4 << 20
 """Received bytes are written and hashed on a worker thread in pieces of this size, so the
 event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
@@ -53,7 +53,7 @@ class Checksum:
     def parse(cls, header: str) -> Checksum:
         algorithm, _, encoded = header.strip().partition(" ")
         if algorithm not in CHECKSUM_ALGORITHMS:
-            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} (use sha1 or sha256)")
+            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} (use sha1, sha256 or crc32)")
         try:
             digest = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
@@ -237,7 +237,7 @@ class UploadReceiver:
         with open(part, "r+b", buffering=0) as f:
             f.truncate(upload.offset)
             f.seek(upload.offset)
-            sink = _Sink(f, running, hashlib.new(checksum.algorithm) if checksum else None, self._pools)
+            sink = _Sink(f, running, new_checksum(checksum.algorithm) if checksum else None, self._pools)
             batch: list[bytes] = []
             batched = 0
             seen = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
@@ -76,6 +76,9 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Size of one tus PATCH; each carries its own Upload-Checksum. Chunks are streamed from
     disk (no memory cost); larger ones mean fewer fsyncs at central, smaller ones less
     to resend after a cut."""
+    chunk_checksum: Literal["crc32", "sha1", "sha256"] = "crc32"
+    """Algorithm of each chunk's Upload-Checksum. It guards the transfer of that chunk; the
+    clip as a whole is always verified with SHA-256 before central says "verified"."""
     bandwidth_limit_mbps: NonNegativeFloat = 0.0
     """Cap on upload bandwidth for the whole station in Mbit/s; 0 means no cap."""
     verified_grace_hours: NonNegativeFloat = 24.0

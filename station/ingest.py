@@ -51,9 +51,11 @@ class Ingestor:
 
     def __init__(self, store: StationStore, station_id: str, dock_dir: str | Path,
                  on_new_clips: Callable[[], None] = lambda: None,
-                 progress: Callable[[int], None] | None = None, chunk_bytes: int | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, chunk_bytes: int | None = None,
+                 chunk_algorithm: str = "crc32") -> None:
         self.store = store
         self.chunk_bytes = chunk_bytes
+        self.chunk_algorithm = chunk_algorithm
         self.station_id = station_id
         self.dock_dir = Path(dock_dir)
         self.on_new_clips = on_new_clips
@@ -103,7 +105,8 @@ class Ingestor:
                 if clip_id in known:
                     continue
                 part = self.store.tmp_dir / f"{clip_id}.part"
-                result = copy_and_hash(clip.video, part, self.chunk_bytes, fsync=False)
+                result = copy_and_hash(clip.video, part, self.chunk_bytes, chunk_algorithm=self.chunk_algorithm,
+                                       fsync=False)
                 copied.append((clip, part, result))
                 size, sha256 = result.size, result.sha256
                 if self.progress:
@@ -135,7 +138,9 @@ class Ingestor:
                 tags=list(clip.sidecar.tags), evidential=clip.sidecar.evidential,
                 local_path=str(final.relative_to(self.store.data_dir)),
                 chunk_bytes=self.chunk_bytes if self.chunk_bytes else None,
-                chunk_sha256=[base64.b64encode(d).decode() for d in result.chunk_sha256] if self.chunk_bytes else None,
+                chunk_algorithm=self.chunk_algorithm if self.chunk_bytes else None,
+                chunk_checksums=[base64.b64encode(d).decode() for d in result.chunk_digests] if self.chunk_bytes
+                else None,
             ))
         if new_clips:
             fsync_dir(self.store.clips_dir)

@@ -44,11 +44,12 @@ class StationNode:
         self.policy = policy or RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s)
         self.client = client or build_client(settings)
         self.uploader = TusUploader(self.client, self.store, self.policy, chunk_bytes=settings.chunk_bytes,
+                                    chunk_algorithm=settings.chunk_checksum,
                                     throttle=from_mbps(settings.bandwidth_limit_mbps),
                                     on_progress=self.store.set_progress)
         self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
         self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync,
-                                 chunk_bytes=settings.chunk_bytes)
+                                 chunk_bytes=settings.chunk_bytes, chunk_algorithm=settings.chunk_checksum)
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                             "misfire_grace_time": None})
         self._stopped = threading.Event()

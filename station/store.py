@@ -70,10 +70,11 @@ MIGRATIONS = [
         value           TEXT NOT NULL
     );
     """,
-    # v2: the per-chunk SHA-256s computed at ingest, so uploads need not hash again.
+    # v2: the per-chunk checksums computed at ingest, so uploads need not hash again.
     """
     ALTER TABLE clips ADD COLUMN chunk_bytes INTEGER;
-    ALTER TABLE clips ADD COLUMN chunk_sha256 TEXT;
+    ALTER TABLE clips ADD COLUMN chunk_algorithm TEXT;
+    ALTER TABLE clips ADD COLUMN chunk_checksums TEXT;
     """,
 ]
 
@@ -93,8 +94,9 @@ class NewClip:
     evidential: bool
     local_path: str
     chunk_bytes: int | None = None
-    chunk_sha256: list[str] | None = None
-    """Base64 SHA-256 of each ``chunk_bytes`` slice: the upload's Upload-Checksum values."""
+    chunk_algorithm: str | None = None
+    chunk_checksums: list[str] | None = None
+    """Base64 digest of each ``chunk_bytes`` slice: the upload's Upload-Checksum values."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,8 @@ class QueuedClip:
     attempts: int
     upload_url: str | None
     chunk_bytes: int | None = None
-    chunk_sha256: list[str] | None = None
+    chunk_algorithm: str | None = None
+    chunk_checksums: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,8 +163,8 @@ class StationStore:
                 "recorded_at": to_iso(c.recorded_at), "filename": c.filename, "duration_s": c.duration_s,
                 "pre_record_s": c.pre_record_s, "tags": json.dumps(c.tags), "evidential": int(c.evidential),
                 "dock_folder": folder, "ingested_at": now, "local_path": c.local_path,
-                "chunk_bytes": c.chunk_bytes,
-                "chunk_sha256": json.dumps(c.chunk_sha256) if c.chunk_sha256 is not None else None,
+                "chunk_bytes": c.chunk_bytes, "chunk_algorithm": c.chunk_algorithm,
+                "chunk_checksums": json.dumps(c.chunk_checksums) if c.chunk_checksums is not None else None,
             }
             for c in clips
         ]
@@ -213,7 +216,8 @@ class StationStore:
         with self._writer.write() as db:
             rows = db.execute(
                 """SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
-                          evidential, local_path, attempts, upload_url, chunk_bytes, chunk_sha256
+                          evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
+                          chunk_checksums
                    FROM clips
                    WHERE state IN ('queued', 'waiting') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
                    ORDER BY evidential DESC, recorded_at, clip_id
@@ -222,7 +226,7 @@ class StationStore:
             ).fetchall()
             claimed = [
                 QueuedClip(r[0], r[1], r[2], r[3], from_iso(r[4]), r[5], r[6], json.loads(r[7]), bool(r[8]),
-                           r[9], r[10], r[11], r[12], json.loads(r[13]) if r[13] else None)
+                           r[9], r[10], r[11], r[12], r[13], json.loads(r[14]) if r[14] else None)
                 for r in rows
             ]
             db.conn.executemany(

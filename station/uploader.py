@@ -9,7 +9,6 @@ central answered ``Fleet-Clip-State: verified``, nothing less.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +18,7 @@ import httpx
 import msgspec
 
 from fleet.errors import OffsetMismatch, PermanentTransferError, TransferError, TransientTransferError, transfer_error_for_status
+from fleet.hashing import new_checksum
 from fleet.protocol import CLIP_STATE_HEADER, TUS_VERSION, UploadMetadata, encode_upload_metadata
 from fleet.retry import RetryPolicy, as_transfer_error, parse_retry_after
 from station.store import QueuedClip, StationStore
@@ -35,12 +35,13 @@ class TusUploader:
     """Sends clips to central; collaborators injected so tests can use MockTransport or TestClient."""
 
     def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, *,
-                 chunk_bytes: int = 16 << 20, throttle: Throttle | None = None,
+                 chunk_bytes: int = 16 << 20, chunk_algorithm: str = "crc32", throttle: Throttle | None = None,
                  on_progress: Callable[[str, int], None] | None = None) -> None:
         self.client = client
         self.store = store
         self.policy = policy
         self.chunk_bytes = chunk_bytes
+        self.chunk_algorithm = chunk_algorithm
         self.throttle = throttle
         self.on_progress = on_progress
 
@@ -126,7 +127,7 @@ class TusUploader:
             "Content-Length": str(length),
         }
         if checksum:
-            headers["Upload-Checksum"] = f"sha256 {checksum}"
+            headers["Upload-Checksum"] = f"{self.chunk_algorithm} {checksum}"
         response = self.client.patch(url, content=body, headers=headers)
         self._raise_for(response, (204, 200))
         return self._offset_and_state(response)
@@ -141,14 +142,15 @@ class TusUploader:
         Chunks are read from the file, never held whole in memory, so a large chunk (fewer
         fsyncs at central) costs no memory."""
         size = clip.size
-        if clip.chunk_sha256 and clip.chunk_bytes == self.chunk_bytes and offset % self.chunk_bytes == 0:
+        if (clip.chunk_checksums and clip.chunk_bytes == self.chunk_bytes
+                and clip.chunk_algorithm == self.chunk_algorithm and offset % self.chunk_bytes == 0):
             for at in range(offset, size, self.chunk_bytes):
-                yield at, min(self.chunk_bytes, size - at), clip.chunk_sha256[at // self.chunk_bytes]
+                yield at, min(self.chunk_bytes, size - at), clip.chunk_checksums[at // self.chunk_bytes]
             return
 
         def checksum(at: int) -> tuple[int, int, str]:
             length = min(self.chunk_bytes, size - at)
-            digest = hashlib.sha256()
+            digest = new_checksum(self.chunk_algorithm)
             for piece in read_range(path, at, length, READ_PIECE):
                 digest.update(piece)
             return at, length, base64.b64encode(digest.digest()).decode()

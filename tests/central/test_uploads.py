@@ -15,7 +15,7 @@ def test_options_advertises_tus(client):
     assert r.status_code == 204
     assert r.headers["Tus-Version"] == "1.0.0"
     assert set(r.headers["Tus-Extension"].split(",")) == {"creation", "checksum", "termination", "expiration"}
-    assert set(r.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256"}
+    assert set(r.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256", "crc32"}
     assert int(r.headers["Tus-Max-Size"]) > 0
 
 
@@ -72,12 +72,20 @@ def test_chunk_checksum_mismatch_discards_the_chunk(client, blob):
     assert patch(client, location, 0, blob[:1000]).headers["Upload-Offset"] == "1000"
 
 
-def test_sha1_checksums_are_accepted(client, blob):
-    from tests.central.conftest import checksum
+@pytest.mark.parametrize("algorithm", ["sha1", "crc32"])
+def test_other_checksum_algorithms_are_accepted_and_checked(client, blob, algorithm):
+    import base64
+
+    from fleet.hashing import new_checksum
 
     location = create(client, blob).headers["Location"]
-    r = patch(client, location, 0, blob, **{"Upload-Checksum": checksum(blob, "sha1")})
-    assert r.status_code == 204 and r.headers[CLIP_STATE_HEADER] == "verified"
+    digest = new_checksum(algorithm)
+    digest.update(blob[:1000])
+    good = f"{algorithm} {base64.b64encode(digest.digest()).decode()}"
+    bad = f"{algorithm} {base64.b64encode(bytes(len(digest.digest()))).decode()}"
+    assert patch(client, location, 0, blob[:1000], **{"Upload-Checksum": bad}).status_code == 460
+    r = patch(client, location, 0, blob[:1000], **{"Upload-Checksum": good})
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == "1000"
 
 
 def test_whole_file_mismatch_resets_the_upload(client, blob):

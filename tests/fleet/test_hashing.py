@@ -1,6 +1,7 @@
 import errno
 import hashlib
 import os
+import zlib
 
 import pytest
 
@@ -43,4 +44,7 @@ def test_chunk_digests_match_slices_whatever_the_alignment(tmp_path, copy_path):
     for chunk in (1000, COPY_BUFFER_BYTES, COPY_BUFFER_BYTES + 1, 5 * COPY_BUFFER_BYTES):
         result = copy_and_hash(src, tmp_path / f"d{chunk}", chunk_bytes=chunk)
         expected = [hashlib.sha256(data[i:i + chunk]).digest() for i in range(0, len(data), chunk)]
-        assert result.chunk_sha256 == expected
+        assert result.chunk_digests == expected
+        crc = copy_and_hash(src, tmp_path / f"c{chunk}", chunk_bytes=chunk, chunk_algorithm="crc32")
+        assert crc.chunk_digests == [zlib.crc32(data[i:i + chunk]).to_bytes(4, "big")
+                                     for i in range(0, len(data), chunk)]

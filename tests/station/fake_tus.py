@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import httpx
 
+from fleet.hashing import new_checksum
 from fleet.protocol import CLIP_STATE_HEADER, parse_upload_metadata_header
 
 
@@ -22,6 +23,7 @@ class FakeTus:
         self.by_clip: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         self.patched_bytes = 0
+        self.checksums: list[str] = []
         self.fault: Callable[[httpx.Request], httpx.Response | None] | None = None
 
     def transport(self) -> httpx.MockTransport:
@@ -54,8 +56,12 @@ class FakeTus:
         body = request.read()
         if int(request.headers["Upload-Offset"]) != len(upload["data"]):
             return httpx.Response(409, json={"status": 409, "error": "offset_mismatch", "message": "offset"})
-        algorithm, _, encoded = request.headers.get("Upload-Checksum", "sha256 ").partition(" ")
-        if encoded and base64.b64decode(encoded) != hashlib.new(algorithm, body).digest():
+        header = request.headers.get("Upload-Checksum", "sha256 ")
+        self.checksums.append(header)
+        algorithm, _, encoded = header.partition(" ")
+        digest = new_checksum(algorithm)
+        digest.update(body)
+        if encoded and base64.b64decode(encoded) != digest.digest():
             return httpx.Response(460, json={"status": 460, "error": "checksum_mismatch", "message": "chunk"})
         upload["data"] += body
         self.patched_bytes += len(body)

@@ -96,7 +96,7 @@ def test_folder_removed_from_dock_is_forgotten(store, dock_dir):
 def test_disk_full_is_reported_as_transient_and_nothing_recorded(store, dock_dir, monkeypatch):
     dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
 
-    def full(src, dst, chunk_bytes=None, fsync=True):
+    def full(src, dst, chunk_bytes=None, **options):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ingest_module, "copy_and_hash", full)

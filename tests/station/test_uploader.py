@@ -149,10 +149,22 @@ def test_checksums_from_ingest_are_used_and_right(store, dock_dir):
     dock_camera(dock_dir, "BWV-000001", [SimClip(5 * CHUNK + 7, RECORDED)])
     Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK).scan()
     [clip] = store.claim_due(1)
-    assert clip.chunk_bytes == CHUNK and len(clip.chunk_sha256) == 6
+    assert clip.chunk_bytes == CHUNK and len(clip.chunk_checksums) == 6 and clip.chunk_algorithm == "crc32"
     server = FakeTus()  # verifies every Upload-Checksum it is sent
     uploader(store, server).upload(clip)
     assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
+
+
+@pytest.mark.parametrize("algorithm", ["crc32", "sha1", "sha256"])
+def test_every_chunk_checksum_algorithm_is_accepted(store, dock_dir, algorithm):
+    dock_camera(dock_dir, "BWV-000001", [SimClip(3 * CHUNK + 1, RECORDED)])
+    Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK, chunk_algorithm=algorithm).scan()
+    [clip] = store.claim_due(1)
+    server = FakeTus()
+    client = httpx.Client(base_url="http://central", transport=server.transport())
+    TusUploader(client, store, FAST, chunk_bytes=CHUNK, chunk_algorithm=algorithm).upload(clip)
+    assert clip.clip_id in server.verified()
+    assert {r.split(" ")[0] for r in server.checksums} == {algorithm}
 
 
 def test_a_different_chunk_size_falls_back_to_hashing_on_the_fly(store, dock_dir):
