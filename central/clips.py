@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -20,6 +21,7 @@ from central.auth import Principal
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
 Caller = NamedDependency[Principal]
+log = logging.getLogger(__name__)
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -104,6 +106,10 @@ class ClipController(Controller):
         key = store.blob_key(clip_id)
         if key is None:
             raise NotFound(f"no verified clip {clip_id}")
+        if not blobs.exists(key):
+            log.error("clip %s is recorded as verified but its blob %s is missing", clip_id, key)
+            raise NotFound(f"the bytes of clip {clip_id} are missing from the blob store; "
+                           "this is logged for the operators")
         size = blobs.size(key)
         span = parse_range(request.headers.get("range"), size)
         start, end = span or (0, size)

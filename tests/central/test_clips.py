@@ -87,3 +87,14 @@ def test_content_streams_with_ranges_and_is_logged(client, settings):
 
 def test_unknown_clip_is_404(client):
     assert client.get(f"/api/v1/clips/{uuid.uuid4()}", headers=ADMIN).status_code == 404
+
+
+def test_a_missing_blob_is_a_clear_404_not_a_crash(client, settings):
+    from pathlib import Path
+
+    clip_id = upload(client, os.urandom(1000))
+    for blob in (Path(settings.data_dir) / "blobs").rglob("*"):
+        if blob.is_file():
+            blob.unlink()
+    r = client.get(f"/api/v1/clips/{clip_id}/content", headers=ADMIN)
+    assert r.status_code == 404 and "missing from the blob store" in r.json()["message"]
