@@ -19,6 +19,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (medians are reported)")
     parser.add_argument("--dir", default=None, help="where the upload benchmark keeps its files (default: here); "
                                                     "e.g. /dev/shm to take the disk out of the comparison")
+    parser.add_argument("--chunk-mib", type=int, default=None,
+                        help="upload chunk size in MiB (default: the station's default)")
     args = parser.parse_args()
     gib = 1 << 30
     if args.which in ("ingest", "all"):
@@ -28,7 +30,8 @@ def main() -> None:
         save("ingest", result)
     if args.which in ("upload", "all"):
         result = upload.run(size=(64 << 20) if args.quick else gib, rounds=args.rounds,
-                            small_count=100 if args.quick else 2000, where=args.dir)
+                            small_count=100 if args.quick else 2000, where=args.dir,
+                            chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None)
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("upload", result)
 

@@ -144,11 +144,12 @@ def many_small(central: Central, root: Path, count: int, size: int, concurrency:
 
 
 def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: int = 64 * 1024,
-        where: str | None = None) -> dict:
+        where: str | None = None, chunk_bytes: int | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=where or Path.cwd()))
     central = Central(root)
     try:
-        settings = station_settings(root / "station", central.url)
+        settings = station_settings(root / "station", central.url,
+                                    **({"chunk_bytes": chunk_bytes} if chunk_bytes else {}))
         clip = SimClip(size, utc_now(), seed=42)
         ingest(settings, [clip])
         local = next((Path(settings.data_dir) / "clips").glob("*.mp4"))
