@@ -15,12 +15,22 @@ from litestar.openapi import OpenAPIConfig
 from fleet import __version__
 from fleet.config import CentralSettings
 from fleet.protocol import Health
+import asyncio
+
+from central.assignments import AssignmentController, AssignmentService
 from central.auth import TokenRegistry, provide_principal
 from central.blobstore import FilesystemBlobStore
+from central.changes import ChangeLog, ChangesController
 from central.clips import ClipController
+from central.devices import DeviceController, DeviceService
 from central.errors import EXCEPTION_HANDLERS, error_response
+from central.events import EventLog, EventsController
+from central.fleet_health import FleetHealth
 from central.jobs import build_scheduler
+from central.officers import OfficerController, OfficerService
+from central.projection import Projector
 from central.receiver import UploadReceiver
+from central.stations import StationController, StationService
 from central.store import CentralStore
 from central.uploads import UploadController
 
@@ -36,6 +46,20 @@ async def healthz(request: Request) -> Response:
     return Response(Health(status="ok", version=__version__))
 
 
+def build_services(store: CentralStore, settings: CentralSettings) -> dict:
+    """Central's fleet services over its one store (also used by CLI commands and benchmarks)."""
+    changes = ChangeLog(store.writer, settings)
+    stations = StationService(store.writer, settings)
+    return {
+        "changes": changes, "stations": stations,
+        "events": EventLog(store.writer, Projector(settings.fleet)),
+        "devices": DeviceService(store.writer, changes),
+        "officers": OfficerService(store.writer, changes),
+        "assignments": AssignmentService(store.writer, changes),
+        "health": FleetHealth(store.writer, settings, stations, changes),
+    }
+
+
 def create_app(settings: CentralSettings) -> Litestar:
     """Build central; resources open in the lifespan, so building has no side effects."""
     data_dir = Path(settings.data_dir)
@@ -47,8 +71,12 @@ def create_app(settings: CentralSettings) -> Litestar:
         receiver = UploadReceiver(store, blobs, data_dir / "uploads", max_upload_bytes=settings.max_upload_bytes,
                                   expiry=timedelta(hours=settings.upload_expiry_hours))
         await receiver.recover()
-        scheduler = build_scheduler(receiver, timedelta(minutes=settings.expiry_check_minutes))
-        app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler)
+        services = build_services(store, settings)
+        services["changes"].bind(asyncio.get_running_loop())
+        services["changes"].publish_policies()
+        scheduler = build_scheduler(receiver, timedelta(minutes=settings.expiry_check_minutes), services["health"],
+                                    timedelta(minutes=settings.fleet.health_check_minutes))
+        app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler, **services)
         scheduler.start()
         try:
             yield
@@ -58,11 +86,12 @@ def create_app(settings: CentralSettings) -> Litestar:
             store.close()
 
     return Litestar(
-        route_handlers=[healthz, UploadController, ClipController],
+        route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
+                        DeviceController, OfficerController, AssignmentController, StationController],
         dependencies={"principal": Provide(provide_principal)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"tokens": TokenRegistry(settings)}),
+        state=State({"tokens": TokenRegistry(settings), "settings": settings}),
         openapi_config=OpenAPIConfig(title="Body-worn video fleet: central", version=__version__),
         logging_config=None,  # the process configures logging once (fleet.logs)
         debug=False,

@@ -12,6 +12,7 @@ import hmac
 from dataclasses import dataclass
 
 from litestar import Request
+from litestar.di import NamedDependency
 
 from fleet.config import CentralSettings, token_sha256
 from fleet.errors import Forbidden, Unauthorized
@@ -24,6 +25,8 @@ class Principal:
     name: str
     station_id: str | None = None
     roles: frozenset[str] = frozenset()
+    borough: str | None = None
+    """A station's borough: the only fleet data it may read."""
 
     @property
     def is_station(self) -> bool:
@@ -33,6 +36,14 @@ class Principal:
         """Clip reads are for people with the right role, never for station tokens."""
         if self.is_station or (role not in self.roles and "admin" not in self.roles):
             raise Forbidden(f"{self.name} may not do this (needs role {role!r})")
+
+    def require_borough(self, borough: str | None, role: str = "viewer") -> None:
+        """Fleet data: a station sees its own borough's; a user needs the role."""
+        if self.is_station:
+            if borough != self.borough:
+                raise Forbidden(f"{self.name} may only see {self.borough}'s fleet data")
+            return
+        self.require_user(role)
 
     def require_owner(self, station_id: str | None) -> None:
         """Stations touch only their own uploads; users with admin may touch any."""
@@ -49,7 +60,8 @@ class TokenRegistry:
         ]
         for station_id, entry in settings.stations.items():
             self._entries.append((bytes.fromhex(token_sha256(entry, "token")),
-                                  Principal(f"station:{station_id}", station_id=station_id)))
+                                  Principal(f"station:{station_id}", station_id=station_id,
+                                            borough=entry.borough)))
 
     def resolve(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
@@ -69,3 +81,7 @@ class TokenRegistry:
 async def provide_principal(request: Request) -> Principal:
     """Litestar dependency: every route but /healthz takes ``principal``."""
     return request.app.state.tokens.resolve(request.headers.get("authorization"))
+
+
+Caller = NamedDependency[Principal]
+"""A handler parameter ``principal: Caller`` receives the resolved principal."""

@@ -11,16 +11,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, Request, Response, get
-from litestar.di import NamedDependency
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
 from fleet.protocol import ClipInfo, ClipPage
-from central.auth import Principal
+from central.auth import Caller
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
-Caller = NamedDependency[Principal]
 log = logging.getLogger(__name__)
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 

@@ -7,13 +7,22 @@ from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+
+from fleet.clock import utc_now
+from central.fleet_health import FleetHealth
 from central.receiver import UploadReceiver
 
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def build_scheduler(receiver: UploadReceiver, expiry_check: timedelta) -> AsyncIOScheduler:
+def build_scheduler(receiver: UploadReceiver, expiry_check: timedelta, health: FleetHealth,
+                    health_check: timedelta) -> AsyncIOScheduler:
     """Must be started inside the running loop (a lifespan hook), never at import."""
-    scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+    scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1},
+                                 executors={"default": {"type": "asyncio"}, "threads": ThreadPoolExecutor(1)})
     scheduler.add_job(receiver.expire, "interval", seconds=expiry_check.total_seconds(), id="expire-uploads")
+    # The health job reads and writes SQLite for a while: off the event loop, in apscheduler's pool.
+    scheduler.add_job(health.run, "interval", seconds=health_check.total_seconds(), id="fleet-health",
+                      executor="threads", next_run_time=utc_now())
     return scheduler

@@ -57,6 +57,156 @@ MIGRATIONS = [
         detail    TEXT
     );
     """,
+    # v2: fleet state, derived from station events (stored by (station, seq)) and from
+    # users' actions; the changes feed for stations; the audit trail of fleet actions.
+    """
+    CREATE TABLE stations (
+        station_id      TEXT PRIMARY KEY,
+        borough         TEXT NOT NULL,
+        acked_seq       INTEGER NOT NULL DEFAULT 0,
+        last_seen_at    TEXT,
+        clock_skew_s    REAL,
+        backlog         TEXT,
+        oldest_pending_recorded_at TEXT,
+        pending_clips   INTEGER NOT NULL DEFAULT 0,
+        pending_bytes   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE events (
+        station_id      TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        kind            TEXT NOT NULL,
+        station_at      TEXT NOT NULL,
+        received_at     TEXT NOT NULL,
+        body            BLOB NOT NULL,
+        PRIMARY KEY (station_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE devices (
+        serial          TEXT PRIMARY KEY,
+        model           TEXT NOT NULL DEFAULT '',
+        firmware        TEXT NOT NULL DEFAULT '',
+        lifecycle       TEXT NOT NULL DEFAULT 'in_stock',
+        borough         TEXT,
+        home_station    TEXT,
+        assignment_mode TEXT,
+        registered_by   TEXT NOT NULL,
+        registered_at   TEXT NOT NULL,
+        last_docked_at  TEXT,
+        last_station    TEXT,
+        last_upload_at  TEXT,
+        last_clip_at    TEXT,
+        telemetry       TEXT,
+        battery_soh     REAL,
+        battery_cycles  INTEGER,
+        battery_temp_c  REAL,
+        battery_level   REAL,
+        replace_by      TEXT,
+        flag_short_shift INTEGER NOT NULL DEFAULT 0,
+        flag_over_temp  INTEGER NOT NULL DEFAULT 0,
+        flag_capacity_drop INTEGER NOT NULL DEFAULT 0,
+        flag_stale      INTEGER NOT NULL DEFAULT 0,
+        battery_dirty   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX devices_borough ON devices (borough, serial);
+    CREATE INDEX devices_lifecycle ON devices (lifecycle, serial);
+    CREATE INDEX devices_short_shift ON devices (serial) WHERE flag_short_shift;
+    CREATE INDEX devices_over_temp ON devices (serial) WHERE flag_over_temp;
+    CREATE INDEX devices_capacity_drop ON devices (serial) WHERE flag_capacity_drop;
+    CREATE INDEX devices_stale ON devices (serial) WHERE flag_stale;
+    CREATE INDEX devices_battery_dirty ON devices (serial) WHERE battery_dirty;
+    CREATE TABLE device_history (
+        id              INTEGER PRIMARY KEY,
+        serial          TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        place           TEXT,
+        from_state      TEXT,
+        to_state        TEXT NOT NULL,
+        reason          TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX device_history_serial ON device_history (serial, id);
+    CREATE TABLE battery_readings (
+        serial          TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        station_id      TEXT,
+        soh_pct         REAL,
+        cycle_count     INTEGER,
+        temperature_c   REAL,
+        level_pct       REAL,
+        full_mah        INTEGER,
+        design_mah      INTEGER
+    );
+    CREATE INDEX battery_readings_serial ON battery_readings (serial, at);
+    CREATE TABLE officers (
+        officer_id      TEXT PRIMARY KEY,
+        borough         TEXT NOT NULL,
+        team            TEXT NOT NULL DEFAULT '',
+        role            TEXT NOT NULL,
+        name            TEXT NOT NULL DEFAULT '',
+        active          INTEGER NOT NULL DEFAULT 1,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE INDEX officers_borough ON officers (borough, officer_id);
+    CREATE TABLE assignments (
+        id              INTEGER PRIMARY KEY,
+        device_serial   TEXT NOT NULL,
+        officer_id      TEXT NOT NULL,
+        mode            TEXT NOT NULL CHECK (mode IN ('personal', 'pool')),
+        started_at      TEXT NOT NULL,
+        ended_at        TEXT,
+        station_id      TEXT,
+        started_by      TEXT NOT NULL,
+        ended_by        TEXT,
+        end_reason      TEXT
+    );
+    CREATE INDEX assignments_device ON assignments (device_serial, started_at);
+    CREATE INDEX assignments_officer ON assignments (officer_id, started_at);
+    CREATE INDEX assignments_open ON assignments (device_serial) WHERE ended_at IS NULL;
+    CREATE TABLE conflicts (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        borough         TEXT,
+        device_serial   TEXT,
+        officer_id      TEXT,
+        detail          TEXT NOT NULL,
+        detected_at     TEXT NOT NULL,
+        resolved_at     TEXT,
+        resolved_by     TEXT,
+        resolution      TEXT
+    );
+    CREATE INDEX conflicts_open ON conflicts (detected_at) WHERE resolved_at IS NULL;
+    CREATE TABLE attributions (
+        clip_id         TEXT PRIMARY KEY,
+        device_serial   TEXT NOT NULL,
+        recorded_at     TEXT NOT NULL,
+        station_id      TEXT,
+        officer_id      TEXT,
+        assignment_id   INTEGER,
+        resolved_by     TEXT,
+        resolved_at     TEXT
+    );
+    CREATE INDEX attributions_device ON attributions (device_serial, recorded_at);
+    CREATE INDEX attributions_officer ON attributions (officer_id, recorded_at);
+    CREATE INDEX attributions_unattributed ON attributions (recorded_at) WHERE officer_id IS NULL;
+    CREATE TABLE changes (
+        cursor          INTEGER PRIMARY KEY AUTOINCREMENT,
+        borough         TEXT,
+        kind            TEXT NOT NULL,
+        key             TEXT NOT NULL,
+        body            BLOB NOT NULL
+    );
+    CREATE INDEX changes_borough ON changes (borough, cursor);
+    CREATE TABLE audit (
+        id              INTEGER PRIMARY KEY,
+        at              TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        place           TEXT,
+        action          TEXT NOT NULL,
+        object_type     TEXT NOT NULL,
+        object_id       TEXT NOT NULL,
+        detail          TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_object ON audit (object_type, object_id, id);
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
@@ -88,7 +238,7 @@ class CentralStore:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite.open_database(self.data_dir / "central.db")
         sqlite.migrate(self.db, MIGRATIONS)
-        self._writer = sqlite.Writer(self.db)
+        self.writer = self._writer = sqlite.Writer(self.db)
 
     def close(self) -> None:
         self.db.conn.close()

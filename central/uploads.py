@@ -7,20 +7,18 @@ from email.utils import format_datetime
 from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, head, patch, post, route
-from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from fleet.errors import BadRequest, PreconditionFailed, UnsupportedMediaType
 from fleet.protocol import (
     CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
 )
-from central.auth import Principal
+from central.auth import Caller
 from central.receiver import Checksum, UploadReceiver
 from central.store import Upload
 
 UploadId = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{32}$",
                                          description="the id in the Location of the creation response")]
-Caller = NamedDependency[Principal]
 
 
 def _receiver(request: Request) -> UploadReceiver:

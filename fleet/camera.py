@@ -53,7 +53,8 @@ def write_clip_file(path: Path, clip: SimClip, block: int = 1 << 20) -> str:
 
 
 def dock_camera(dock_dir: str | Path, serial: str, clips: list[SimClip], *, folder_name: str | None = None,
-                docked_at: datetime | None = None, battery_pct: float = 35.0, marker: bool = True) -> Path:
+                docked_at: datetime | None = None, battery_pct: float = 35.0, marker: bool = True,
+                battery: Battery | None = None) -> Path:
     """Write one camera's folder; ``DOCKED`` is written last (omit it with marker=False)."""
     docked_at = docked_at or utc_now()
     folder = Path(dock_dir) / (folder_name or f"{serial}-{docked_at.strftime('%Y%m%dT%H%M%S%f')}")
@@ -69,8 +70,8 @@ def dock_camera(dock_dir: str | Path, serial: str, clips: list[SimClip], *, fold
         (folder / "clips" / f"{stem}.json").write_bytes(msgspec.json.encode(sidecar))
     device = DeviceInfo(
         serial=serial, model="Axon Body 2", firmware="1.4.2", docked_at=docked_at,
-        battery=Battery(level_pct=battery_pct, voltage_mv=3710, temperature_c=29.5, cycle_count=212,
-                        full_charge_mah=2710, design_mah=3000),
+        battery=battery or Battery(level_pct=battery_pct, voltage_mv=3710, temperature_c=29.5, cycle_count=212,
+                                   full_charge_mah=2710, design_mah=3000),
         storage_used_bytes=sum(c.size for c in clips),
     )
     (folder / "device.json").write_bytes(msgspec.json.encode(device))

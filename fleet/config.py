@@ -39,6 +39,36 @@ class StationEntry(Struct, kw_only=True, forbid_unknown_fields=True):
     """The token's SHA-256 instead of the token, so central's file holds no usable secret."""
 
 
+AssignmentModeSetting = Literal["personal", "pool"]
+
+
+class FleetSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[fleet]`` in central's file: assignment policy, battery thresholds, staleness."""
+
+    default_assignment_mode: AssignmentModeSetting = "pool"
+    assignment_modes: dict[str, AssignmentModeSetting] = {}
+    """Per-borough policy, e.g. ``{Camden = "personal"}``; others use the default."""
+    min_checkout_pct: Annotated[float, Meta(ge=0, le=100)] = 80.0
+    """A pool camera is handed out only when charged at least this much."""
+    recharge_hours: PositiveFloat = 9.0
+    """Empty to full on a dock (Axon Body 2 class: up to ~9 h)."""
+    shift_hours: PositiveFloat = 10.0
+    rated_runtime_hours: PositiveFloat = 12.0
+    replace_below_soh_pct: Annotated[float, Meta(gt=0, le=100)] = 80.0
+    over_temperature_c: float = 45.0
+    sudden_drop_pct: PositiveFloat = 5.0
+    stale_device_days: PositiveFloat = 7.0
+    """A camera not docked for this long is listed as stale (possibly lost)."""
+    stale_station_hours: PositiveFloat = 6.0
+    """A station not heard from for this long is listed as stale."""
+    health_check_minutes: PositiveFloat = 10.0
+    change_history: Annotated[int, Meta(ge=100)] = 1_000_000
+    """Changes kept for the stations' feed; a station further behind reloads a snapshot."""
+
+    def assignment_mode(self, borough: str) -> str:
+        return self.assignment_modes.get(borough, self.default_assignment_mode)
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -55,6 +85,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """An unfinished upload untouched this long is removed (tus expiration)."""
     expiry_check_minutes: PositiveFloat = 30.0
     log_level: str = "info"
+    fleet: FleetSettings = msgspec.field(default_factory=FleetSettings)
 
 
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -88,6 +119,19 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Backoff between attempts grows from ``retry_initial_s`` to at most this (full jitter)."""
     request_timeout_s: PositiveFloat = 30.0
     log_level: str = "info"
+    events_interval_s: PositiveFloat = 5.0
+    """How often unsent events go up (ingest and checkouts also send at once)."""
+    heartbeat_s: PositiveFloat = 60.0
+    """With nothing to send, report the backlog to central this often."""
+    events_batch: Annotated[int, Meta(ge=1, le=5000)] = 1000
+    feed_wait_s: Annotated[float, Meta(gt=0, le=60)] = 20.0
+    """Long-poll of central's changes feed: how long central may hold the request."""
+    api_host: str = "127.0.0.1"
+    api_port: Port | None = None
+    """The desk's local HTTP API (checkout/check-in, status); off unless a port is given."""
+    api_token: str | None = None
+    api_token_env: str | None = None
+    """Needed when the local API listens beyond loopback."""
 
 
 SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
@@ -151,6 +195,11 @@ def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str
         settings.data_dir = _resolve_path(base, settings.data_dir)
     else:
         resolve_secret(settings, "token", where)
+        if settings.api_token is not None or settings.api_token_env is not None:
+            resolve_secret(settings, "api_token", where)
+        elif settings.api_port is not None and settings.api_host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"{where}: api_host {settings.api_host!r} is not loopback: set api_token "
+                              "(or api_token_env) so only the desk can check cameras out")
         settings.data_dir = _resolve_path(base, settings.data_dir)
         settings.dock_dir = _resolve_path(base, settings.dock_dir)
         settings.central_url = settings.central_url.rstrip("/")

@@ -11,9 +11,10 @@
         ├── Unauthorized            401 missing or unknown token
         ├── Forbidden               403 known token, not allowed
         ├── NotFound                404 no such resource
-        ├── Conflict                409 contradicting re-creation, terminating evidence, ...
+        ├── Conflict                409 contradicting re-creation, a refused checkout, ...
         │   └── OffsetMismatch      409 the client's Upload-Offset is not central's (ask HEAD)
         ├── Gone                    410 expired or terminated upload
+        │   └── CursorExpired       410 a changes cursor older than central's history
         ├── PreconditionFailed      412 unsupported tus version
         ├── PayloadTooLarge         413 over the configured size limits
         ├── UnsupportedMediaType    415 wrong Content-Type on a PATCH
@@ -110,6 +111,12 @@ class Gone(ApiError):
     """The upload expired or was terminated (410)."""
 
     status_code, code = 410, "gone"
+
+
+class CursorExpired(Gone):
+    """A changes cursor older than central's history; reload the snapshot (410)."""
+
+    code = "cursor_expired"
 
 
 class PreconditionFailed(ApiError):

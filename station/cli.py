@@ -35,6 +35,30 @@ def register(groups: argparse._SubParsersAction) -> None:
     retry.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     retry.set_defaults(handler=cmd_retry)
 
+    checkout = commands.add_parser(
+        "checkout", help="check a pool camera out to an officer for a shift (works with central down)",
+        description="Hand a docked pool camera to an officer. Refused, with the reason, when the camera is "
+                    "not charged enough, is held by someone, is personally issued, or the officer already "
+                    "holds one. Recorded locally and sent to central when it can be reached.")
+    checkout.add_argument("serial", help="the camera's serial, e.g. BWV-000123")
+    checkout.add_argument("officer", help="the officer's shoulder or warrant number")
+    checkout.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    checkout.add_argument("--by", metavar="NAME", help="who is handing it out (default: your login name)")
+    checkout.set_defaults(handler=cmd_checkout)
+
+    checkin = commands.add_parser("checkin", help="check a camera back in by hand (docking does it by itself)",
+                                  description="End a camera's checkout at this station without docking it.")
+    checkin.add_argument("serial", help="the camera's serial")
+    checkin.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    checkin.add_argument("--by", metavar="NAME", help="who took it back (default: your login name)")
+    checkin.set_defaults(handler=cmd_checkin)
+
+    checkouts = commands.add_parser("checkouts", help="list the cameras checked out at this station",
+                                    description="Cameras out now, with officer, time and charge at checkout.")
+    checkouts.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    checkouts.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    checkouts.set_defaults(handler=cmd_checkouts)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from station.node import StationNode
@@ -76,4 +100,65 @@ def cmd_retry(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{count} failed clip(s) requeued; the running station uploads them on its next pass")
+    return 0
+
+
+def _desk(config: str):
+    from station.desk import Desk
+    from station.mirror import Mirror
+
+    settings, store = _open_store(config)
+    return store, Desk(store, Mirror(store.writer), settings.station_id)
+
+
+def _operator(args: argparse.Namespace) -> str:
+    import getpass
+
+    return args.by or getpass.getuser()
+
+
+def cmd_checkout(args: argparse.Namespace) -> int:
+    store, desk = _desk(args.config)
+    try:
+        out = desk.checkout(args.serial, args.officer, by=_operator(args))
+    finally:
+        store.close()
+    charge = f", charged ~{out.battery_pct:.0f}%" if out.battery_pct is not None else ""
+    print(f"{out.device_serial} checked out to {out.officer_id}{charge}; central is told on the next sync")
+    return 0
+
+
+def cmd_checkin(args: argparse.Namespace) -> int:
+    store, desk = _desk(args.config)
+    try:
+        back = desk.checkin(args.serial, by=_operator(args))
+    finally:
+        store.close()
+    print(f"{back.device_serial} checked in from {back.officer_id}")
+    return 0
+
+
+def cmd_checkouts(args: argparse.Namespace) -> int:
+    from fleet.clock import to_iso
+
+    store, desk = _desk(args.config)
+    try:
+        rows = desk.open_checkouts()
+    finally:
+        store.close()
+    if args.json:
+        print(msgspec.json.encode([{"device_serial": c.device_serial, "officer_id": c.officer_id,
+                                    "out_at": to_iso(c.out_at), "battery_pct": c.battery_pct, "out_by": c.out_by}
+                                   for c in rows]).decode())
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Checked out ({len(rows)})")
+    for column in ("camera", "officer", "out since", "charge", "by"):
+        table.add_column(column)
+    for c in rows:
+        table.add_row(c.device_serial, c.officer_id, to_iso(c.out_at)[:16].replace("T", " "),
+                      f"{c.battery_pct:.0f}%" if c.battery_pct is not None else "?", c.out_by)
+    Console().print(table)
     return 0

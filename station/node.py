@@ -13,15 +13,21 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.retry import RetryPolicy
+from station.desk import Desk
+from station.feed import FeedFollower
 from station.ingest import Ingestor
+from station.mirror import Mirror
 from station.store import StationStore
 from station.sync import SyncWorker, purge_local_copies
 from station.throttle import from_mbps
+from station.uplink import EventSender
 from station.uploader import TusUploader
 
 log = logging.getLogger(__name__)
 
 PURGE_INTERVAL = timedelta(minutes=5)
+OUTBOX_KEEP = timedelta(days=30)
+"""Acknowledged events are kept this long at the station, for its own inspection."""
 
 
 def build_client(settings: StationSettings) -> httpx.Client:
@@ -50,6 +56,15 @@ class StationNode:
         self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
         self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync,
                                  chunk_bytes=settings.chunk_bytes, chunk_algorithm=settings.chunk_checksum)
+        self.mirror = Mirror(self.store.writer)
+        self.desk = Desk(self.store, self.mirror, settings.station_id, on_event=self.wake_events)
+        self.uplink = EventSender(self.client, self.store, self.policy, batch_size=settings.events_batch,
+                                  heartbeat=timedelta(seconds=settings.heartbeat_s))
+        # The long poll gets a client of its own, so it never holds an upload's connection.
+        self.feed_client = build_client(settings)
+        self.feed = FeedFollower(self.feed_client, self.mirror, self.policy, wait_s=settings.feed_wait_s)
+        self._feed_thread = threading.Thread(target=self.feed.run, name="changes-feed", daemon=True)
+        self.api = None
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                             "misfire_grace_time": None})
         self._stopped = threading.Event()
@@ -68,34 +83,49 @@ class StationNode:
         self.scheduler.add_job(self._sync_pass, "interval", seconds=s.sync_interval_s, id="sync", next_run_time=now)
         self.scheduler.add_job(self.purge, "interval", seconds=PURGE_INTERVAL.total_seconds(), id="purge",
                                next_run_time=now)
+        self.scheduler.add_job(self.uplink.run_once, "interval", seconds=s.events_interval_s, id="events",
+                               next_run_time=now)
         self.scheduler.start()
+        self._feed_thread.start()
+        if s.api_port is not None:
+            from station.api import DeskServer
+
+            self.api = DeskServer(self, s.api_host, s.api_port)
+            self.api.start()
         log.info("station %s (%s) watching %s, syncing to %s", s.station_id, s.borough, s.dock_dir, s.central_url)
 
     def wake_sync(self) -> None:
         self.sync.wake()
-        self._run_sync_at(utc_now())
+        self._run_job_at("sync", utc_now())
+        self.wake_events()
 
-    def _run_sync_at(self, when, only_if_sooner: bool = False) -> None:
+    def wake_events(self) -> None:
+        """New events in the outbox: send them now rather than at the next interval."""
+        self._run_job_at("events", utc_now())
+
+    def _run_job_at(self, job_id: str, when, only_if_sooner: bool = False) -> None:
         with self._control:
             if self._stopped.is_set() or not self.scheduler.running:
                 return
-            job = self.scheduler.get_job("sync")
+            job = self.scheduler.get_job(job_id)
             if job is None or (only_if_sooner and job.next_run_time and job.next_run_time <= when):
                 return
-            self.scheduler.modify_job("sync", next_run_time=max(when, utc_now()))
+            self.scheduler.modify_job(job_id, next_run_time=max(when, utc_now()))
 
     def purge(self) -> int:
         removed = purge_local_copies(self.store, timedelta(hours=self.settings.verified_grace_hours))
+        self.uplink.outbox.prune(OUTBOX_KEEP)
         if removed:
             log.info("deleted %d local copies verified more than %sh ago", removed, self.settings.verified_grace_hours)
         return removed
 
     def _sync_pass(self) -> None:
         if self.sync.run_once().verified:
+            self.wake_events()  # tell central "verified" promptly
             self.purge()  # a zero grace period means "as soon as verified"
         upcoming = self.store.next_attempt_at()
         if upcoming is not None:
-            self._run_sync_at(upcoming, only_if_sooner=True)
+            self._run_job_at("sync", upcoming, only_if_sooner=True)
 
     def stop(self) -> None:
         with self._control:
@@ -103,10 +133,15 @@ class StationNode:
                 return
             self._stopped.set()
         self.sync.stopping.set()
+        self.feed.stopping.set()
+        if self.api is not None:
+            self.api.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.client.close()
-        self.store.close()
+        with self.feed.applying:  # a page being applied finishes; none starts after this
+            self.feed_client.close()
+            self.store.close()
         log.info("station %s stopped", self.settings.station_id)
 
     def run(self) -> None:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from fleet import sqlite
 from fleet.clock import from_iso, to_iso, utc_now
+from fleet.events import BadFolder, CameraDocked, CheckedIn, ClipIngested, ClipVerified
 from fleet.protocol import ClipTransfer, DeviceInfo, FailedFolder
+from station import outbox
 
 MIGRATIONS = [
     """
@@ -75,6 +77,53 @@ MIGRATIONS = [
     ALTER TABLE clips ADD COLUMN chunk_bytes INTEGER;
     ALTER TABLE clips ADD COLUMN chunk_algorithm TEXT;
     ALTER TABLE clips ADD COLUMN chunk_checksums TEXT;
+    """,
+    # v3: two-way sync. The event outbox (seq never reused: AUTOINCREMENT), the mirror of
+    # central's registry for this borough, and the pool checkouts made at this desk.
+    """
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind            TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        body            BLOB NOT NULL
+    );
+    CREATE TABLE officers (
+        officer_id      TEXT PRIMARY KEY,
+        borough         TEXT NOT NULL,
+        team            TEXT NOT NULL,
+        role            TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        active          INTEGER NOT NULL
+    );
+    CREATE TABLE devices (
+        serial          TEXT PRIMARY KEY,
+        model           TEXT NOT NULL,
+        lifecycle       TEXT NOT NULL,
+        borough         TEXT,
+        home_station    TEXT,
+        assignment_mode TEXT
+    );
+    CREATE TABLE personal_issues (
+        device_serial   TEXT PRIMARY KEY,
+        officer_id      TEXT NOT NULL,
+        since           TEXT NOT NULL
+    );
+    CREATE INDEX personal_issues_officer ON personal_issues (officer_id);
+    CREATE TABLE checkouts (
+        id              INTEGER PRIMARY KEY,
+        device_serial   TEXT NOT NULL,
+        officer_id      TEXT NOT NULL,
+        out_at          TEXT NOT NULL,
+        battery_pct     REAL,
+        out_by          TEXT NOT NULL,
+        in_at           TEXT,
+        in_reason       TEXT,
+        in_by           TEXT
+    );
+    CREATE UNIQUE INDEX checkouts_open_device ON checkouts (device_serial) WHERE in_at IS NULL;
+    CREATE UNIQUE INDEX checkouts_open_officer ON checkouts (officer_id) WHERE in_at IS NULL;
+    CREATE INDEX checkouts_device ON checkouts (device_serial, id);
+    CREATE INDEX dockings_device ON dockings (device_serial, id);
     """,
 ]
 
@@ -138,7 +187,7 @@ class StationStore:
             folder.mkdir(parents=True, exist_ok=True)
         self.db = sqlite.open_database(self.data_dir / "station.db")
         sqlite.migrate(self.db, MIGRATIONS)
-        self._writer = sqlite.Writer(self.db)
+        self.writer = self._writer = sqlite.Writer(self.db)
 
     def close(self) -> None:
         self.db.conn.close()
@@ -169,8 +218,24 @@ class StationStore:
             for c in clips
         ]
         with self._writer.write() as db:
+            known = set(self.known_clips(c.clip_id for c in clips))
             if rows:
                 db["clips"].insert_all(rows, ignore=True)
+            events: list = [CameraDocked(device=device, folder=folder, clip_count=len(clips))]
+            events += [
+                ClipIngested(clip_id=c.clip_id, device_serial=c.device_serial, recorded_at=c.recorded_at,
+                             size=c.size, sha256=c.sha256, evidential=c.evidential, tags=c.tags,
+                             duration_s=c.duration_s)
+                for c in clips if c.clip_id not in known
+            ]
+            checkout = db.execute("SELECT officer_id FROM checkouts WHERE device_serial = ? AND in_at IS NULL",
+                                  [device.serial]).fetchone()
+            if checkout:  # docking ends a pool checkout
+                db.execute("UPDATE checkouts SET in_at = ?, in_reason = 'docked', in_by = 'dock' "
+                           "WHERE device_serial = ? AND in_at IS NULL", [now, device.serial])
+                events.append(CheckedIn(device_serial=device.serial, officer_id=checkout[0], reason="docked",
+                                        by="dock"))
+            outbox.append(db, events)
             db["dockings"].insert({
                 "folder": folder, "device_serial": device.serial,
                 "docked_at": to_iso(device.docked_at) if device.docked_at else None,
@@ -181,6 +246,9 @@ class StationStore:
     def record_bad_folder(self, folder: str, reason: str, signature: str, transient: bool) -> None:
         now = to_iso(utc_now())
         with self._writer.write() as db:
+            before = db.execute("SELECT reason FROM bad_folders WHERE folder = ?", [folder]).fetchone()
+            if before is None or before[0] != reason:  # report each new problem once, not each rescan
+                outbox.append(db, [BadFolder(folder=folder, reason=reason)])
             db.execute(
                 """INSERT INTO bad_folders (folder, reason, signature, transient, first_seen_at, last_seen_at)
                    VALUES (?, ?, ?, ?, ?, ?)
@@ -245,12 +313,14 @@ class StationStore:
     def mark_verified(self, clip_id: str) -> None:
         now = to_iso(utc_now())
         with self._writer.write() as db:
-            db.execute(
+            changed = db.execute(
                 """UPDATE clips SET state = 'verified', verified_at = ?, uploaded_bytes = size,
                        last_error = NULL, next_attempt_at = NULL, attempts = attempts + 1
-                   WHERE clip_id = ?""",
+                   WHERE clip_id = ? AND state != 'verified'""",
                 [now, clip_id],
-            )
+            ).rowcount
+            if changed:
+                outbox.append(db, [ClipVerified(clip_id=clip_id)])
             self._set_meta(db, "last_sync_ok_at", now)
 
     def mark_waiting(self, clip_id: str, error: str, next_attempt_at: datetime) -> None:

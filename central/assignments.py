@@ -1,0 +1,272 @@
+"""Assignments: personal issue by a supervisor or planner; pool checkouts arrive as station events.
+
+Also what only central can see after offline periods: conflicts (one officer with two
+cameras, one camera with two officers) listed for a supervisor, and clips with no holder
+("unattributed") that a supervisor attributes by hand. Every change is audited.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import FromQuery, PathParameter, QueryParameter
+
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import Conflict, NotFound
+from fleet.events import OfficerId, PersonalIssue
+from fleet.protocol import Serial
+from central import audit
+from central.auth import Caller
+from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
+from central.projection import reattribute
+
+UNISSUABLE = ("repair", "lost", "retired")
+
+
+class IssueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    device_serial: Serial
+    officer_id: OfficerId
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class EndRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class ConflictInfo(msgspec.Struct, kw_only=True):
+    id: int
+    kind: str
+    borough: str | None
+    device_serial: str | None
+    officer_id: str | None
+    detail: str
+    detected_at: datetime
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+
+
+class ResolveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    resolution: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class Attribution(msgspec.Struct, kw_only=True):
+    clip_id: str
+    device_serial: str
+    recorded_at: datetime
+    station_id: str | None
+    officer_id: str | None
+    resolved_by: str | None = None
+
+
+class AttributeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    officer_id: OfficerId
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class AssignmentService:
+    def __init__(self, writer, changes) -> None:
+        self.writer = writer
+        self.changes = changes
+
+    def issue(self, request: IssueRequest, actor: str, mode_for) -> AssignmentInfo:
+        """Issue a camera personally; ``mode_for(borough)`` is the borough's policy."""
+        now = to_iso(utc_now())
+        with self.writer.write() as db:
+            device = db.execute("SELECT lifecycle, borough, assignment_mode FROM devices WHERE serial = ?",
+                                [request.device_serial]).fetchone()
+            if device is None:
+                raise NotFound(f"no camera {request.device_serial} in the registry")
+            officer = db.execute("SELECT borough, active FROM officers WHERE officer_id = ?",
+                                 [request.officer_id]).fetchone()
+            if officer is None:
+                raise NotFound(f"no officer {request.officer_id}")
+            lifecycle, borough, mode = device
+            if lifecycle in UNISSUABLE:
+                raise Conflict(f"camera {request.device_serial} is {lifecycle}; it cannot be issued")
+            if not officer[1]:
+                raise Conflict(f"officer {request.officer_id} is inactive")
+            if (mode or mode_for(borough or officer[0])) == "pool":
+                raise Conflict(f"camera {request.device_serial} is a pool camera ({borough or officer[0]}'s policy); "
+                               "set its assignment_mode to personal to issue it")
+            held = db.execute("SELECT officer_id, mode FROM assignments WHERE device_serial = ? AND ended_at IS NULL",
+                              [request.device_serial]).fetchone()
+            if held:
+                raise Conflict(f"camera {request.device_serial} is held by {held[0]} ({held[1]}); end that first")
+            holding = db.execute("SELECT device_serial FROM assignments WHERE officer_id = ? AND ended_at IS NULL",
+                                 [request.officer_id]).fetchone()
+            if holding:
+                raise Conflict(f"officer {request.officer_id} already holds camera {holding[0]}; one per officer")
+            assignment_id = db.execute(
+                "INSERT INTO assignments (device_serial, officer_id, mode, started_at, started_by) "
+                "VALUES (?, ?, 'personal', ?, ?)", [request.device_serial, request.officer_id, now, actor]).lastrowid
+            if lifecycle in ("in_stock", "allocated"):
+                db.execute("UPDATE devices SET lifecycle = 'issued', borough = COALESCE(borough, ?) WHERE serial = ?",
+                           [officer[0], request.device_serial])
+                db.execute("INSERT INTO device_history (serial, at, actor, from_state, to_state, reason) "
+                           "VALUES (?, ?, ?, ?, 'issued', ?)",
+                           [request.device_serial, now, actor, lifecycle, f"issued to {request.officer_id}"])
+            audit.record(db, actor=actor, action="assign", object_type="device", object_id=request.device_serial,
+                         detail=f"personal issue to {request.officer_id}. {request.reason}".strip())
+            reattribute(db, request.device_serial, now)
+            self.changes.emit(db, PersonalIssue(device_serial=request.device_serial, officer_id=request.officer_id,
+                                                since=from_iso(now)), officer[0], borough)
+            row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [assignment_id]).fetchone()
+        return _assignment(row)
+
+    def end(self, serial: str, reason: str, actor: str) -> AssignmentInfo:
+        now = to_iso(utc_now())
+        with self.writer.write() as db:
+            row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE device_serial = ? "
+                             "AND ended_at IS NULL", [serial]).fetchone()
+            if row is None:
+                raise NotFound(f"camera {serial} is not assigned to anyone")
+            db.execute("UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ? WHERE id = ?",
+                       [now, actor, reason, row[0]])
+            audit.record(db, actor=actor, action="unassign", object_type="device", object_id=serial,
+                         detail=f"{row[3]} assignment to {row[2]} ended: {reason}")
+            reattribute(db, serial, now)
+            if row[3] == "personal":
+                boroughs = db.execute("SELECT (SELECT borough FROM officers WHERE officer_id = ?), "
+                                      "(SELECT borough FROM devices WHERE serial = ?)", [row[2], serial]).fetchone()
+                self.changes.emit(db, PersonalIssue(device_serial=serial, officer_id=None, since=from_iso(now)),
+                                  *boroughs)
+            row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [row[0]]).fetchone()
+        return _assignment(row)
+
+    def list(self, *, officer_id: str | None, device_serial: str | None, borough: str | None, active: bool | None,
+             limit: int) -> list[AssignmentInfo]:
+        where, params = [], []
+        if officer_id:
+            where.append("a.officer_id = ?")
+            params.append(officer_id)
+        if device_serial:
+            where.append("a.device_serial = ?")
+            params.append(device_serial)
+        if borough:
+            where.append("o.borough = ?")
+            params.append(borough)
+        if active is not None:
+            where.append("a.ended_at IS NULL" if active else "a.ended_at IS NOT NULL")
+        columns = ", ".join(f"a.{c.strip()}" for c in ASSIGNMENT_COLUMNS.split(","))
+        sql = (f"SELECT {columns} FROM assignments a LEFT JOIN officers o ON o.officer_id = a.officer_id"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY a.started_at DESC, a.id DESC LIMIT ?")
+        with self.writer.read() as db:
+            return [_assignment(r) for r in db.execute(sql, [*params, limit])]
+
+    def conflicts(self, borough: str | None, open_only: bool) -> list[ConflictInfo]:
+        where = [w for w, on in (("borough = ?", borough is not None), ("resolved_at IS NULL", open_only)) if on]
+        sql = ("SELECT id, kind, borough, device_serial, officer_id, detail, detected_at, resolved_at, resolved_by, "
+               "resolution FROM conflicts" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY id DESC LIMIT 1000")
+        with self.writer.read() as db:
+            rows = db.execute(sql, [borough] if borough is not None else []).fetchall()
+        return [ConflictInfo(id=r[0], kind=r[1], borough=r[2], device_serial=r[3], officer_id=r[4], detail=r[5],
+                             detected_at=from_iso(r[6]), resolved_at=from_iso(r[7]) if r[7] else None,
+                             resolved_by=r[8], resolution=r[9]) for r in rows]
+
+    def resolve_conflict(self, conflict_id: int, resolution: str, actor: str) -> ConflictInfo:
+        with self.writer.write() as db:
+            row = db.execute("SELECT resolved_at FROM conflicts WHERE id = ?", [conflict_id]).fetchone()
+            if row is None:
+                raise NotFound(f"no conflict {conflict_id}")
+            if row[0] is not None:
+                raise Conflict(f"conflict {conflict_id} was already resolved")
+            db.execute("UPDATE conflicts SET resolved_at = ?, resolved_by = ?, resolution = ? WHERE id = ?",
+                       [to_iso(utc_now()), actor, resolution, conflict_id])
+            audit.record(db, actor=actor, action="resolve-conflict", object_type="conflict",
+                         object_id=str(conflict_id), detail=resolution)
+        return next(c for c in self.conflicts(None, False) if c.id == conflict_id)
+
+    def unattributed(self, borough: str | None, limit: int) -> list[Attribution]:
+        sql = """SELECT a.clip_id, a.device_serial, a.recorded_at, a.station_id, a.officer_id, a.resolved_by
+                 FROM attributions a LEFT JOIN devices d ON d.serial = a.device_serial
+                 WHERE a.officer_id IS NULL""" + (" AND d.borough = ?" if borough else "") + \
+              " ORDER BY a.recorded_at LIMIT ?"
+        with self.writer.read() as db:
+            rows = db.execute(sql, [borough, limit] if borough else [limit]).fetchall()
+        return [_attribution(r) for r in rows]
+
+    def attribution(self, clip_id: str) -> Attribution:
+        with self.writer.read() as db:
+            row = db.execute("SELECT clip_id, device_serial, recorded_at, station_id, officer_id, resolved_by "
+                             "FROM attributions WHERE clip_id = ?", [clip_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no clip {clip_id} has been reported by a station")
+        return _attribution(row)
+
+    def attribute(self, clip_id: str, request: AttributeRequest, actor: str) -> Attribution:
+        with self.writer.write() as db:
+            before = self.attribution(clip_id)
+            if db.execute("SELECT 1 FROM officers WHERE officer_id = ?", [request.officer_id]).fetchone() is None:
+                raise NotFound(f"no officer {request.officer_id}")
+            db.execute("UPDATE attributions SET officer_id = ?, assignment_id = NULL, resolved_by = ?, "
+                       "resolved_at = ? WHERE clip_id = ?", [request.officer_id, actor, to_iso(utc_now()), clip_id])
+            audit.record(db, actor=actor, action="attribute", object_type="clip", object_id=clip_id,
+                         detail=f"{before.officer_id or 'unattributed'} → {request.officer_id}: {request.reason}")
+        return self.attribution(clip_id)
+
+
+def _attribution(r) -> Attribution:
+    return Attribution(clip_id=r[0], device_serial=r[1], recorded_at=from_iso(r[2]), station_id=r[3],
+                       officer_id=r[4], resolved_by=r[5])
+
+
+class AssignmentController(Controller):
+    path = "/api/v1"
+    tags = ["assignments"]
+
+    @get("/assignments", summary="Assignments (personal issue and pool checkouts), newest first")
+    async def list_assignments(
+        self, request: Request, principal: Caller, officer_id: FromQuery[str | None] = None,
+        device_serial: FromQuery[str | None] = None, borough: FromQuery[str | None] = None,
+        active: FromQuery[bool | None] = None, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> list[AssignmentInfo]:
+        borough = scoped_borough(principal, borough)
+        return request.app.state.assignments.list(officer_id=officer_id, device_serial=device_serial,
+                                                  borough=borough, active=active, limit=limit)
+
+    @post("/assignments", status_code=201, summary="Issue a camera personally to an officer")
+    async def issue(self, request: Request, principal: Caller, data: IssueRequest) -> AssignmentInfo:
+        principal.require_user("supervisor")
+        fleet = request.app.state.settings.fleet
+        return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode)
+
+    @post("/assignments/{device_serial:str}/end", status_code=200, summary="End a camera's current assignment")
+    async def end(self, request: Request, principal: Caller,
+                  device_serial: Annotated[str, PathParameter(max_length=64)], data: EndRequest) -> AssignmentInfo:
+        principal.require_user("supervisor")
+        return request.app.state.assignments.end(device_serial, data.reason, principal.name)
+
+    @get("/conflicts", summary="Conflicts found after offline periods, for a supervisor")
+    async def conflicts(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
+                        open_only: Annotated[bool, QueryParameter(name="open")] = True) -> list[ConflictInfo]:
+        principal.require_user("supervisor")
+        return request.app.state.assignments.conflicts(borough, open_only)
+
+    @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved")
+    async def resolve(self, request: Request, principal: Caller, conflict_id: int,
+                      data: ResolveRequest) -> ConflictInfo:
+        principal.require_user("supervisor")
+        return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
+
+    @get("/unattributed", summary="Clips recorded when no officer held the camera")
+    async def unattributed(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
+                           limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Attribution]:
+        principal.require_user("supervisor")
+        return request.app.state.assignments.unattributed(borough, limit)
+
+    @get("/clips/{clip_id:str}/attribution", summary="Whose clip this is (the holder at recorded_at)")
+    async def get_attribution(self, request: Request, principal: Caller,
+                              clip_id: Annotated[str, PathParameter(max_length=64)]) -> Attribution:
+        principal.require_user("supervisor")
+        return request.app.state.assignments.attribution(clip_id)
+
+    @post("/clips/{clip_id:str}/attribution", status_code=200, summary="Attribute a clip by hand (audited)")
+    async def attribute(self, request: Request, principal: Caller,
+                        clip_id: Annotated[str, PathParameter(max_length=64)], data: AttributeRequest) -> Attribution:
+        principal.require_user("supervisor")
+        return request.app.state.assignments.attribute(clip_id, data, principal.name)

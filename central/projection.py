@@ -1,0 +1,217 @@
+"""Fleet state derived from station events: devices, battery readings, pool checkouts, attribution.
+
+Events are applied in each station's seq order, inside the transaction that stores them,
+so "acknowledged" always means "stored and applied". Consecutive events of one kind are
+applied together (``executemany``), statement by statement, which keeps their order where
+it matters (one device's readings, one device's checkouts) and is what makes tens of
+thousands of events a second possible on one core.
+
+Times: ``at`` is the station's clock. It orders nothing here except what it must: a pool
+checkout is an interval of station time, and a clip belongs to whoever held the camera at
+its ``recorded_at`` (the camera's clock). Late events (a station back after an outage)
+re-attribute the clips their interval covers; clips a supervisor attributed by hand stay.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from fleet import battery
+from fleet.clock import to_iso, utc_now
+from fleet.config import FleetSettings
+from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event
+from central import audit
+
+_encoder = msgspec.json.Encoder()
+ACTIVE_AT = """FROM assignments WHERE device_serial = :serial AND started_at <= :at
+               AND (ended_at IS NULL OR ended_at > :at) ORDER BY started_at DESC, id DESC LIMIT 1"""
+
+
+@dataclass(frozen=True)
+class Applied:
+    seq: int
+    at: str
+    """The station's clock, RFC 3339 UTC."""
+    event: Event
+
+
+def health_policy(fleet: FleetSettings) -> battery.HealthPolicy:
+    return battery.HealthPolicy(replace_below_soh_pct=fleet.replace_below_soh_pct, shift_hours=fleet.shift_hours,
+                                rated_runtime_hours=fleet.rated_runtime_hours,
+                                over_temperature_c=fleet.over_temperature_c, sudden_drop_pct=fleet.sudden_drop_pct)
+
+
+def reattribute(db, serial: str, start: str, end: str | None = None) -> None:
+    """Recompute the owner of this camera's clips recorded in [start, end), except hand-resolved ones."""
+    db.execute(
+        f"""UPDATE attributions SET
+                officer_id = (SELECT officer_id {ACTIVE_AT.replace(':at', 'attributions.recorded_at')}),
+                assignment_id = (SELECT id {ACTIVE_AT.replace(':at', 'attributions.recorded_at')})
+            WHERE device_serial = :serial AND recorded_at >= :start AND (:end IS NULL OR recorded_at < :end)
+              AND resolved_by IS NULL""",
+        {"serial": serial, "start": start, "end": end})
+
+
+class Projector:
+    def __init__(self, fleet: FleetSettings) -> None:
+        self.fleet = fleet
+        self.policy = health_policy(fleet)
+
+    def apply(self, db, station_id: str, borough: str, events: Sequence[Applied]) -> None:
+        for kind, run in itertools.groupby(events, key=lambda a: type(a.event)):
+            handler = self._handlers.get(kind)
+            if handler is not None:
+                handler(self, db, station_id, borough, list(run))
+
+    # -- docking: telemetry, battery, lifecycle, the end of a pool checkout -----------------
+
+    def _docked(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+        now = to_iso(utc_now())
+        rows, readings = [], []
+        for a in run:
+            e: CameraDocked = a.event
+            b = e.device.battery
+            docked_at = to_iso(e.device.docked_at) if e.device.docked_at else a.at
+            soh = battery.state_of_health(b.full_charge_mah, b.design_mah) if b else None
+            rows.append({
+                "serial": e.device.serial, "model": e.device.model, "firmware": e.device.firmware,
+                "borough": borough, "station": station_id, "by": f"dock:{station_id}", "now": now,
+                "docked_at": docked_at, "clips": e.clip_count,
+                "telemetry": _encoder.encode(e.device).decode(), "soh": soh,
+                "cycles": b.cycle_count if b else None, "temp": b.temperature_c if b else None,
+                "level": b.level_pct if b else None,
+                "short": int(soh is not None and battery.will_not_last_shift(soh, self.policy)),
+                "hot": int(b is not None and battery.over_temperature(b.temperature_c, self.policy)),
+                "drop": self.fleet.sudden_drop_pct,
+            })
+            if b is not None:
+                readings.append((e.device.serial, docked_at, station_id, soh, b.cycle_count, b.temperature_c,
+                                 b.level_pct, b.full_charge_mah, b.design_mah))
+        db.conn.executemany(
+            """INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
+                   registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
+                   battery_temp_c, battery_level, flag_short_shift, flag_over_temp, battery_dirty)
+               VALUES (:serial, :model, :firmware, CASE WHEN :clips > 0 THEN 'in_service' ELSE 'issued' END,
+                   :borough, :station, :by, :now, :docked_at, :station, :telemetry, :soh, :cycles, :temp, :level,
+                   :short, :hot, 1)
+               ON CONFLICT (serial) DO UPDATE SET
+                   model = CASE WHEN excluded.model != '' THEN excluded.model ELSE model END,
+                   firmware = CASE WHEN excluded.firmware != '' THEN excluded.firmware ELSE firmware END,
+                   home_station = COALESCE(home_station, excluded.home_station),
+                   borough = COALESCE(borough, excluded.borough),
+                   flag_capacity_drop = MAX(flag_capacity_drop, CASE
+                       WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                        AND battery_soh - excluded.battery_soh >= :drop THEN 1 ELSE 0 END),
+                   telemetry = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                       THEN excluded.telemetry ELSE telemetry END,
+                   battery_soh = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                       THEN COALESCE(excluded.battery_soh, battery_soh) ELSE battery_soh END,
+                   battery_cycles = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                       THEN COALESCE(excluded.battery_cycles, battery_cycles) ELSE battery_cycles END,
+                   battery_temp_c = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                       THEN excluded.battery_temp_c ELSE battery_temp_c END,
+                   battery_level = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                       THEN excluded.battery_level ELSE battery_level END,
+                   flag_short_shift = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                       THEN excluded.flag_short_shift ELSE flag_short_shift END,
+                   flag_over_temp = MAX(flag_over_temp, excluded.flag_over_temp),
+                   flag_stale = 0,
+                   battery_dirty = 1,
+                   last_station = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                       THEN excluded.last_station ELSE last_station END,
+                   last_docked_at = MAX(COALESCE(last_docked_at, ''), excluded.last_docked_at)""",
+            rows)
+        if readings:
+            db.conn.executemany("INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, "
+                                "temperature_c, level_pct, full_mah, design_mah) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                readings)
+        # A camera that docks with clips is in service; a lost one that docks is found.
+        serving = [r for r in rows if r["clips"] > 0]
+        db.conn.executemany(
+            """INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason)
+               SELECT serial, :now, :by, :station, lifecycle, 'in_service',
+                      CASE lifecycle WHEN 'lost' THEN 'found: docked with clips' ELSE 'docked with clips' END
+               FROM devices WHERE serial = :serial AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost')""",
+            serving)
+        db.conn.executemany("UPDATE devices SET lifecycle = 'in_service' WHERE serial = :serial "
+                            "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost')", serving)
+        # Docking ends a pool checkout made before it (at this or another station).
+        for r in rows:
+            closed = db.execute(
+                """UPDATE assignments SET ended_at = :docked_at, ended_by = :by, end_reason = 'docked'
+                   WHERE device_serial = :serial AND mode = 'pool' AND ended_at IS NULL AND started_at <= :docked_at
+                   RETURNING officer_id""", r).fetchall()
+            for (officer_id,) in closed:
+                audit.record(db, actor=r["by"], place=station_id, action="check-in", object_type="device",
+                             object_id=r["serial"], detail=f"officer {officer_id}: docked")
+                reattribute(db, r["serial"], r["docked_at"])
+
+    # -- clips: attribution to the officer holding the camera at recorded_at -------------------
+
+    def _ingested(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+        rows = [{"clip": a.event.clip_id, "serial": a.event.device_serial, "at": to_iso(a.event.recorded_at),
+                 "station": station_id} for a in run]
+        db.conn.executemany(
+            f"""INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id)
+                VALUES (:clip, :serial, :at, :station, (SELECT officer_id {ACTIVE_AT}), (SELECT id {ACTIVE_AT}))
+                ON CONFLICT (clip_id) DO NOTHING""", rows)
+        db.conn.executemany("UPDATE devices SET last_clip_at = MAX(COALESCE(last_clip_at, ''), :at) "
+                            "WHERE serial = :serial", rows)
+
+    def _verified(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+        db.conn.executemany(
+            """UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), :at)
+               WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""",
+            [{"at": a.at, "clip": a.event.clip_id} for a in run])
+
+    # -- pool checkouts: intervals of station time; conflicts listed, never dropped ------------
+
+    def _checked_out(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+        for a in run:
+            e: CheckedOut = a.event
+            actor = f"{e.by or 'desk'}@{station_id}"
+            for (other, other_station) in db.execute(
+                    "SELECT device_serial, station_id FROM assignments WHERE officer_id = ? AND ended_at IS NULL "
+                    "AND device_serial != ?", [e.officer_id, e.device_serial]).fetchall():
+                self._conflict(db, "officer_two_cameras", borough, e.device_serial, e.officer_id,
+                               f"officer {e.officer_id} checked out {e.device_serial} at {station_id} ({a.at}) "
+                               f"while holding {other} (from {other_station or 'personal issue'})")
+            for (holder, holder_station) in db.execute(
+                    "SELECT officer_id, station_id FROM assignments WHERE device_serial = ? AND ended_at IS NULL "
+                    "AND officer_id != ?", [e.device_serial, e.officer_id]).fetchall():
+                self._conflict(db, "camera_two_officers", borough, e.device_serial, e.officer_id,
+                               f"{e.device_serial} checked out to {e.officer_id} at {station_id} ({a.at}) while "
+                               f"still held by {holder} (from {holder_station or 'personal issue'})")
+            db.execute("INSERT INTO assignments (device_serial, officer_id, mode, started_at, station_id, started_by) "
+                       "VALUES (?, ?, 'pool', ?, ?, ?)", [e.device_serial, e.officer_id, a.at, station_id, actor])
+            audit.record(db, actor=actor, place=station_id, action="check-out", object_type="device",
+                         object_id=e.device_serial, at=None,
+                         detail=f"officer {e.officer_id}, battery {e.battery_pct}%, station time {a.at}")
+            reattribute(db, e.device_serial, a.at)
+
+    def _checked_in(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+        for a in run:
+            e: CheckedIn = a.event
+            actor = f"{e.by or 'desk'}@{station_id}"
+            closed = db.execute(
+                """UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ?
+                   WHERE device_serial = ? AND officer_id = ? AND mode = 'pool' AND ended_at IS NULL
+                   RETURNING id""", [a.at, actor, e.reason, e.device_serial, e.officer_id]).fetchall()
+            if closed:  # already closed by a docking seen first: nothing left to do
+                audit.record(db, actor=actor, place=station_id, action="check-in", object_type="device",
+                             object_id=e.device_serial, detail=f"officer {e.officer_id}: {e.reason}")
+                reattribute(db, e.device_serial, a.at)
+
+    def _conflict(self, db, kind: str, borough: str, serial: str, officer_id: str, detail: str) -> None:
+        db.execute("INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", [kind, borough, serial, officer_id, detail, to_iso(utc_now())])
+
+    _handlers = {
+        CameraDocked: _docked, ClipIngested: _ingested, ClipVerified: _verified,
+        CheckedOut: _checked_out, CheckedIn: _checked_in, BadFolder: None,
+    }
+

@@ -1,0 +1,89 @@
+"""Stations as central sees them: last contact, backlog, clock skew; stale ones listed.
+
+Every event batch (an empty one is a heartbeat) updates a station's row, so "last heard
+from" and its backlog (oldest un-synced clip) come from the station itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.params import PathParameter
+
+from fleet.clock import from_iso, utc_now
+from fleet.config import CentralSettings
+from fleet.errors import NotFound
+from central.auth import Caller
+
+
+class StationHealth(msgspec.Struct, kw_only=True):
+    station_id: str
+    borough: str
+    last_seen_at: datetime | None
+    stale: bool
+    """Not heard from for longer than ``[fleet] stale_station_hours`` (or never)."""
+    acked_seq: int = 0
+    clock_skew_s: float | None = None
+    """The station's clock minus central's, at its last batch."""
+    pending_clips: int = 0
+    pending_bytes: int = 0
+    oldest_pending_recorded_at: datetime | None = None
+    oldest_pending_age_h: float | None = None
+    failed_clips: int = 0
+    failed_folders: int = 0
+    checked_out: int = 0
+
+
+class StationService:
+    def __init__(self, writer, settings: CentralSettings) -> None:
+        self.writer = writer
+        self.settings = settings
+
+    def all(self, now: datetime | None = None) -> list[StationHealth]:
+        now = now or utc_now()
+        with self.writer.read() as db:
+            rows = {r[0]: r for r in db.execute(
+                "SELECT station_id, borough, last_seen_at, acked_seq, clock_skew_s, backlog, pending_clips, "
+                "pending_bytes, oldest_pending_recorded_at FROM stations")}
+        stale_after = timedelta(hours=self.settings.fleet.stale_station_hours)
+        out = []
+        for station_id in sorted(set(rows) | set(self.settings.stations)):
+            configured = self.settings.stations.get(station_id)
+            r = rows.get(station_id)
+            seen = from_iso(r[2]) if r and r[2] else None
+            oldest = from_iso(r[8]) if r and r[8] else None
+            backlog = msgspec.json.decode(r[5]) if r and r[5] else {}
+            out.append(StationHealth(
+                station_id=station_id, borough=configured.borough if configured else r[1], last_seen_at=seen,
+                stale=seen is None or now - seen > stale_after, acked_seq=r[3] if r else 0,
+                clock_skew_s=r[4] if r else None, pending_clips=r[6] if r else 0, pending_bytes=r[7] if r else 0,
+                oldest_pending_recorded_at=oldest,
+                oldest_pending_age_h=round((now - oldest).total_seconds() / 3600, 2) if oldest else None,
+                failed_clips=backlog.get("failed_clips", 0), failed_folders=backlog.get("failed_folders", 0),
+                checked_out=backlog.get("checked_out", 0)))
+        return out
+
+
+class StationController(Controller):
+    path = "/api/v1/stations"
+    tags = ["stations"]
+
+    @get("/", summary="Every station: last contact, stale or not, backlog and oldest un-synced clip")
+    async def list_stations(self, request: Request, principal: Caller) -> list[StationHealth]:
+        principal.require_user("viewer")
+        return request.app.state.stations.all()
+
+    @get("/{station_id:str}", summary="One station's health")
+    async def get_station(self, request: Request, principal: Caller,
+                          station_id: Annotated[str, PathParameter(max_length=64)]) -> StationHealth:
+        if principal.is_station:
+            principal.require_owner(station_id)
+        else:
+            principal.require_user("viewer")
+        for station in request.app.state.stations.all():
+            if station.station_id == station_id:
+                return station
+        raise NotFound(f"no station {station_id}")

@@ -1,0 +1,188 @@
+"""Wire types of the two-way sync: the station's event outbox (up) and central's changes feed (down).
+
+Up: every state change that matters at a station is an event written in the same SQLite
+transaction as the change, numbered by a per-station sequence. Central stores events by
+(station, seq), applies them in seq order and acknowledges the highest gap-free seq; the
+station resends from there. Ordering never relies on clocks: ``at`` is the station's clock,
+kept as information (and for attribution), never as an order.
+
+Down: central's changes a station needs (its borough's officers, device registry entries,
+personal-issue assignments, config) carry a global cursor. A station applies a page of
+changes and the new cursor in one transaction; a cursor older than central's history is
+answered 410 ``cursor_expired`` and the station reloads a full snapshot.
+
+Like every wire type, these never forbid unknown fields; new fields go last with defaults.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+from fleet.protocol import AwareDatetime, DeviceInfo, Serial, Sha256Hex, Tag
+
+OfficerId = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$",
+                                description="shoulder or warrant number")]
+OfficerRole = Literal["neighbourhood", "response", "armed", "other"]
+AssignmentMode = Literal["personal", "pool"]
+Seq = Annotated[int, Meta(ge=1)]
+MAX_EVENTS_PER_BATCH = 5000
+
+# -- events: station → central ---------------------------------------------------------------
+
+
+class CameraDocked(Struct, tag="camera_docked", kw_only=True):
+    """A camera was docked and its folder ingested: its full ``device.json`` telemetry."""
+
+    device: DeviceInfo
+    folder: str
+    clip_count: Annotated[int, Meta(ge=0)] = 0
+
+
+class ClipIngested(Struct, tag="clip_ingested", kw_only=True):
+    clip_id: str
+    device_serial: Serial
+    recorded_at: AwareDatetime
+    size: Annotated[int, Meta(ge=0)]
+    sha256: Sha256Hex
+    evidential: bool = False
+    tags: list[Tag] = []
+    duration_s: Annotated[float, Meta(ge=0)] = 0.0
+
+
+class ClipVerified(Struct, tag="clip_verified", kw_only=True):
+    """Central answered "verified" for this clip (the station may now purge it after grace)."""
+
+    clip_id: str
+
+
+class CheckedOut(Struct, tag="checked_out", kw_only=True):
+    """A pool camera handed to an officer for a shift, at this station's desk."""
+
+    device_serial: Serial
+    officer_id: OfficerId
+    battery_pct: Annotated[float, Meta(ge=0, le=100)] | None = None
+    by: str = ""
+    """Who handed it out (the station operator), for the audit trail."""
+
+
+class CheckedIn(Struct, tag="checked_in", kw_only=True):
+    device_serial: Serial
+    officer_id: OfficerId
+    reason: Literal["docked", "manual"] = "manual"
+    by: str = ""
+
+
+class BadFolder(Struct, tag="bad_folder", kw_only=True):
+    folder: str
+    reason: str
+
+
+Event = CameraDocked | ClipIngested | ClipVerified | CheckedOut | CheckedIn | BadFolder
+EVENT_KINDS = ("camera_docked", "clip_ingested", "clip_verified", "checked_out", "checked_in", "bad_folder")
+
+
+class EventEnvelope(Struct, kw_only=True):
+    seq: Seq
+    at: AwareDatetime
+    """The station's clock when the event happened (information, never the order)."""
+    event: Event
+
+
+class Backlog(Struct, kw_only=True):
+    """What a station still holds, reported with every batch (the dashboard's sync lag)."""
+
+    pending_clips: Annotated[int, Meta(ge=0)] = 0
+    pending_bytes: Annotated[int, Meta(ge=0)] = 0
+    oldest_pending_recorded_at: AwareDatetime | None = None
+    failed_clips: Annotated[int, Meta(ge=0)] = 0
+    failed_folders: Annotated[int, Meta(ge=0)] = 0
+    checked_out: Annotated[int, Meta(ge=0)] = 0
+
+
+class EventBatch(Struct, kw_only=True):
+    """``POST /api/v1/events``: events in seq order (an empty batch is a heartbeat)."""
+
+    sent_at: AwareDatetime
+    events: Annotated[list[EventEnvelope], Meta(max_length=MAX_EVENTS_PER_BATCH)] = []
+    backlog: Backlog | None = None
+
+
+class EventAck(Struct, kw_only=True):
+    acked_seq: int
+    """Every event up to here is durably stored and applied; resend from ``acked_seq + 1``."""
+    stored: int = 0
+    """Events of this batch that were new to central."""
+    duplicates: int = 0
+
+
+# -- changes: central → station --------------------------------------------------------------
+
+
+class Officer(Struct, kw_only=True, tag="officer"):
+    """Minimal personal data: an id, where they work, and what kind of duty."""
+
+    officer_id: OfficerId
+    borough: Annotated[str, Meta(min_length=1, max_length=64)]
+    team: Annotated[str, Meta(max_length=64)] = ""
+    role: OfficerRole = "other"
+    name: Annotated[str, Meta(max_length=128)] = ""
+    active: bool = True
+
+
+class DeviceEntry(Struct, kw_only=True, tag="device"):
+    """A camera's registry entry: what a station needs to decide a checkout."""
+
+    serial: Serial
+    model: str = ""
+    lifecycle: str = "in_stock"
+    borough: str | None = None
+    home_station: str | None = None
+    assignment_mode: AssignmentMode | None = None
+    """None: the borough's policy decides."""
+
+
+class PersonalIssue(Struct, kw_only=True, tag="personal_issue"):
+    """A camera personally issued to an officer (``officer_id`` None: no longer issued)."""
+
+    device_serial: Serial
+    officer_id: OfficerId | None
+    since: datetime
+
+
+class StationPolicy(Struct, kw_only=True, tag="policy"):
+    """Central's settings for the stations of a borough."""
+
+    assignment_mode: AssignmentMode = "pool"
+    min_checkout_pct: Annotated[float, Meta(ge=0, le=100)] = 80.0
+    recharge_hours: Annotated[float, Meta(gt=0)] = 9.0
+    shift_hours: Annotated[float, Meta(gt=0)] = 10.0
+
+
+ChangeItem = Officer | DeviceEntry | PersonalIssue | StationPolicy
+
+
+class Change(Struct, kw_only=True):
+    cursor: int
+    item: ChangeItem
+
+
+class ChangePage(Struct, kw_only=True):
+    """``GET /api/v1/changes?since=N``: changes after N, oldest first."""
+
+    changes: list[Change]
+    cursor: int
+    """Pass as ``since`` next time; apply it in the same transaction as the changes."""
+    more: bool = False
+
+
+class Snapshot(Struct, kw_only=True):
+    """``GET /api/v1/changes/snapshot``: everything a station mirrors, as of ``cursor``."""
+
+    cursor: int
+    officers: list[Officer]
+    devices: list[DeviceEntry]
+    personal_issues: list[PersonalIssue]
+    policy: StationPolicy

@@ -1,0 +1,131 @@
+"""The desk's local HTTP API: checkout, check-in and status at the station, with central down or up.
+
+Served by the station process itself (uvicorn in a thread) on ``api_host:api_port``;
+loopback by default. Beyond loopback a bearer ``api_token`` is required (checked in
+constant time). Errors have the same JSON shape as central's.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hmac
+import threading
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+import uvicorn
+from litestar import Litestar, Request, Response, get, post
+from litestar.exceptions import HTTPException
+from litestar.params import QueryParameter
+
+from fleet.errors import ApiError, Unauthorized
+from fleet.events import OfficerId
+from fleet.protocol import ErrorBody, Serial, StationStatus
+from station.desk import Checkout
+
+if TYPE_CHECKING:
+    from station.node import StationNode
+
+
+class CheckoutRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    device_serial: Serial
+    officer_id: OfficerId
+    by: Annotated[str, msgspec.Meta(max_length=64)] = ""
+
+
+class CheckinRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    device_serial: Serial
+    by: Annotated[str, msgspec.Meta(max_length=64)] = ""
+
+
+class CheckoutInfo(msgspec.Struct, kw_only=True):
+    device_serial: str
+    officer_id: str
+    out_at: datetime
+    battery_pct: float | None
+    out_by: str
+    in_at: datetime | None = None
+    in_reason: str | None = None
+
+
+def _info(c: Checkout) -> CheckoutInfo:
+    return CheckoutInfo(device_serial=c.device_serial, officer_id=c.officer_id, out_at=c.out_at,
+                        battery_pct=c.battery_pct, out_by=c.out_by, in_at=c.in_at, in_reason=c.in_reason)
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(msgspec.json.encode(ErrorBody(status=status, error=code, message=message)), status_code=status,
+                    media_type="application/json")
+
+
+def create_desk_app(node: StationNode) -> Litestar:
+    token = node.settings.api_token
+    operator = getpass.getuser()
+
+    def authorize(request: Request) -> None:
+        if token is None:
+            return
+        given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise Unauthorized("this desk API needs 'Authorization: Bearer <api_token>'")
+
+    @get("/healthz", summary="The station process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "station_id": node.settings.station_id}
+
+    @get("/status", summary="The station's queue (as `fleet station status --json`)", sync_to_thread=True)
+    def status(request: Request) -> StationStatus:
+        from station.status import station_status
+
+        authorize(request)
+        return station_status(node.settings, node.store)
+
+    @get("/checkouts", summary="Cameras checked out now (or the history of one camera)", sync_to_thread=True)
+    def checkouts(request: Request,
+                  serial: Annotated[str | None, QueryParameter(max_length=64)] = None) -> list[CheckoutInfo]:
+        authorize(request)
+        rows = node.desk.history(serial) if serial else node.desk.open_checkouts()
+        return [_info(c) for c in rows]
+
+    @post("/checkouts", status_code=201, summary="Check a pool camera out to an officer", sync_to_thread=True)
+    def checkout(request: Request, data: CheckoutRequest) -> CheckoutInfo:
+        authorize(request)
+        return _info(node.desk.checkout(data.device_serial, data.officer_id, by=data.by or operator))
+
+    @post("/checkins", status_code=200, summary="Check a camera back in by hand", sync_to_thread=True)
+    def checkin(request: Request, data: CheckinRequest) -> CheckoutInfo:
+        authorize(request)
+        return _info(node.desk.checkin(data.device_serial, by=data.by or operator))
+
+    return Litestar(
+        route_handlers=[healthz, status, checkouts, checkout, checkin],
+        exception_handlers={
+            ApiError: lambda _, exc: _error(exc.status_code, exc.code, exc.message),
+            HTTPException: lambda _, exc: _error(exc.status_code, "bad_request" if exc.status_code == 400 else "error",
+                                                 f"{exc.detail}: {exc.extra}" if exc.extra else exc.detail),
+        },
+        logging_config=None,
+        debug=False,
+    )
+
+
+class DeskServer:
+    """uvicorn on a thread of the station process, started and stopped by the node."""
+
+    def __init__(self, node: StationNode, host: str, port: int) -> None:
+        config = uvicorn.Config(create_desk_app(node), host=host, port=port, log_config=None, access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="desk-api", daemon=True)
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

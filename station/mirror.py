@@ -1,0 +1,102 @@
+"""The station's mirror of central's registry for its borough, kept by the changes feed.
+
+A page of changes and the new cursor are applied in one transaction, so a crash leaves the
+mirror at one cursor or the next, never between. A full snapshot replaces the mirror the
+same way (after central said our cursor is older than its history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from fleet.clock import to_iso
+from fleet.events import ChangeItem, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy
+from fleet.sqlite import Writer
+
+POLICY_KEY = "station_policy"
+CURSOR_KEY = "feed_cursor"
+
+
+def _put(db, item: ChangeItem) -> None:
+    match item:
+        case Officer():
+            db.execute(
+                """INSERT INTO officers (officer_id, borough, team, role, name, active) VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (officer_id) DO UPDATE SET borough = excluded.borough, team = excluded.team,
+                       role = excluded.role, name = excluded.name, active = excluded.active""",
+                [item.officer_id, item.borough, item.team, item.role, item.name, int(item.active)])
+        case DeviceEntry():
+            db.execute(
+                """INSERT INTO devices (serial, model, lifecycle, borough, home_station, assignment_mode)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (serial) DO UPDATE SET model = excluded.model, lifecycle = excluded.lifecycle,
+                       borough = excluded.borough, home_station = excluded.home_station,
+                       assignment_mode = excluded.assignment_mode""",
+                [item.serial, item.model, item.lifecycle, item.borough, item.home_station, item.assignment_mode])
+        case PersonalIssue(officer_id=None):
+            db.execute("DELETE FROM personal_issues WHERE device_serial = ?", [item.device_serial])
+        case PersonalIssue():
+            db.execute(
+                """INSERT INTO personal_issues (device_serial, officer_id, since) VALUES (?, ?, ?)
+                   ON CONFLICT (device_serial) DO UPDATE SET officer_id = excluded.officer_id,
+                       since = excluded.since""",
+                [item.device_serial, item.officer_id, to_iso(item.since)])
+        case StationPolicy():
+            _set_meta(db, POLICY_KEY, msgspec.json.encode(item).decode())
+
+
+def _set_meta(db, key: str, value: str) -> None:
+    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+               [key, value])
+
+
+class Mirror:
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    def cursor(self) -> int:
+        with self.writer.read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", [CURSOR_KEY]).fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, items: Iterable[ChangeItem], cursor: int) -> None:
+        """Apply changes and move the cursor, together."""
+        with self.writer.write() as db:
+            for item in items:
+                _put(db, item)
+            _set_meta(db, CURSOR_KEY, str(cursor))
+
+    def replace(self, snapshot: Snapshot) -> None:
+        """Reload everything from a snapshot (our cursor was older than central's history)."""
+        with self.writer.write() as db:
+            for table in ("officers", "devices", "personal_issues"):
+                db.execute(f"DELETE FROM {table}")
+            for item in [*snapshot.officers, *snapshot.devices, *snapshot.personal_issues, snapshot.policy]:
+                _put(db, item)
+            _set_meta(db, CURSOR_KEY, str(snapshot.cursor))
+
+    def policy(self) -> StationPolicy | None:
+        with self.writer.read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", [POLICY_KEY]).fetchone()
+        return msgspec.json.decode(row[0], type=StationPolicy) if row else None
+
+    def officer(self, officer_id: str) -> Officer | None:
+        with self.writer.read() as db:
+            row = db.execute("SELECT officer_id, borough, team, role, name, active FROM officers "
+                             "WHERE officer_id = ?", [officer_id]).fetchone()
+        return Officer(officer_id=row[0], borough=row[1], team=row[2], role=row[3], name=row[4],
+                       active=bool(row[5])) if row else None
+
+    def device(self, serial: str) -> DeviceEntry | None:
+        with self.writer.read() as db:
+            row = db.execute("SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
+                             "WHERE serial = ?", [serial]).fetchone()
+        return DeviceEntry(serial=row[0], model=row[1], lifecycle=row[2], borough=row[3], home_station=row[4],
+                           assignment_mode=row[5]) if row else None
+
+    def counts(self) -> dict[str, int]:
+        with self.writer.read() as db:
+            return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    for table in ("officers", "devices", "personal_issues")}

@@ -1,0 +1,112 @@
+"""Sends the outbox to central in batches; resends from central's acknowledged seq.
+
+Central acknowledges the highest gap-free seq it stored and applied; everything after it
+is sent again, so a lost reply, a cut connection or a central restart costs a resend,
+never an event. With nothing to send, an empty batch every ``heartbeat`` reports the
+station's backlog (central's "last heard from" and oldest un-synced clip).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+import msgspec
+
+from fleet.clock import utc_now
+from fleet.errors import PermanentTransferError
+from fleet.events import Backlog, EventAck
+from fleet.retry import RetryPolicy, as_transfer_error
+from station.outbox import Outbox, PendingEvent
+from station.store import StationStore
+from station.uploader import error_from_response
+
+log = logging.getLogger(__name__)
+EVENTS_PATH = "/api/v1/events/"
+
+
+class _Batch(msgspec.Struct, kw_only=True):
+    sent_at: datetime
+    events: list[PendingEvent]
+    backlog: Backlog | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_ack_decoder = msgspec.json.Decoder(EventAck)
+
+
+@dataclass
+class UplinkReport:
+    sent: int = 0
+    acked_seq: int = 0
+    error: str | None = None
+
+
+class EventSender:
+    def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, *, batch_size: int = 1000,
+                 heartbeat: timedelta = timedelta(seconds=60)) -> None:
+        self.client = client
+        self.store = store
+        self.outbox = Outbox(store.writer)
+        self.policy = policy
+        self.batch_size = batch_size
+        self.heartbeat = heartbeat
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._not_before: datetime | None = None
+        self._last_contact: datetime | None = None
+
+    def run_once(self, force: bool = False) -> UplinkReport:
+        """Send everything pending (or a heartbeat when due); never raises."""
+        with self._lock:
+            report = UplinkReport(acked_seq=self.outbox.acked_seq())
+            now = utc_now()
+            if not force and self._not_before is not None and now < self._not_before:
+                return report
+            try:
+                while True:
+                    pending = self.outbox.pending(self.batch_size)
+                    heartbeat_due = self._last_contact is None or now - self._last_contact >= self.heartbeat
+                    if not pending and not heartbeat_due:
+                        break
+                    ack = self._send(pending)
+                    self._last_contact = now = utc_now()
+                    report.sent += len(pending)
+                    progressed = ack.acked_seq > report.acked_seq
+                    self.outbox.acknowledge(ack.acked_seq)
+                    report.acked_seq = max(report.acked_seq, ack.acked_seq)
+                    if not pending or not progressed:
+                        break
+            except Exception as exc:  # recorded and retried later with backoff, never raised into the job
+                error = as_transfer_error(exc)
+                self._failures += 1
+                delay = self.policy.backoff_delay(self._failures, error)
+                self._not_before = utc_now() + timedelta(seconds=delay)
+                report.error = str(error)
+                level = logging.ERROR if isinstance(error, PermanentTransferError) else logging.WARNING
+                log.log(level, "events not sent (%s); next try in %.1fs", error, delay)
+            else:
+                self._failures, self._not_before = 0, None
+            return report
+
+    def _send(self, pending: list[PendingEvent]) -> EventAck:
+        body = _encoder.encode(_Batch(sent_at=utc_now(), events=pending, backlog=self.backlog()))
+        for attempt in self.policy.retrying():
+            with attempt:
+                response = self.client.post(EVENTS_PATH, content=body,
+                                            headers={"Content-Type": "application/json"})
+                if response.status_code != 200:
+                    raise error_from_response(response)
+                return _ack_decoder.decode(response.content)
+        raise AssertionError("unreachable: retrying re-raises")
+
+    def backlog(self) -> Backlog:
+        s = self.store.summary()
+        with self.store.writer.read() as db:
+            out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
+        return Backlog(pending_clips=s["pending_clips"], pending_bytes=s["pending_bytes"],
+                       oldest_pending_recorded_at=s["oldest_pending_recorded_at"],
+                       failed_clips=len(s["failed_clips"]), failed_folders=len(s["failed_folders"]), checked_out=out)

@@ -1,0 +1,134 @@
+"""The desk decides checkouts from the station's own database: central may be down."""
+
+from datetime import timedelta
+
+import msgspec
+import pytest
+
+from fleet.camera import SimClip, dock_camera
+from fleet.clock import utc_now
+from fleet.errors import Conflict, NotFound
+from fleet.events import CheckedIn, CheckedOut, DeviceEntry, Event, Officer, PersonalIssue, StationPolicy
+from station.desk import Desk, estimate_charge
+from station.ingest import Ingestor
+from station.mirror import Mirror
+from station.outbox import Outbox
+from tests.station.conftest import RECORDED
+
+
+@pytest.fixture
+def mirror(store):
+    m = Mirror(store.writer)
+    m.apply([Officer(officer_id="PC1001", borough="Camden", role="response"),
+             Officer(officer_id="PC1002", borough="Camden", role="neighbourhood"),
+             Officer(officer_id="PC1003", borough="Camden", active=False),
+             StationPolicy(min_checkout_pct=80, recharge_hours=9)], cursor=4)
+    return m
+
+
+@pytest.fixture
+def desk(store, mirror):
+    return Desk(store, mirror, "camden")
+
+
+def dock(store, dock_dir, serial, battery_pct=95.0, clips=()):
+    dock_camera(dock_dir, serial, list(clips), battery_pct=battery_pct, folder_name=f"{serial}-{utc_now().timestamp()}")
+    Ingestor(store, "camden", dock_dir).scan()
+
+
+def outbox_events(store) -> list[Event]:
+    return [msgspec.json.decode(body, type=Event) for _, _, _, body in Outbox(store.writer).events()]
+
+
+def test_checkout_then_checkin_record_events_in_the_same_transaction(store, desk, dock_dir):
+    dock(store, dock_dir, "BWV-1")
+    out = desk.checkout("BWV-1", "PC1001", by="sgt-a")
+    assert (out.device_serial, out.officer_id) == ("BWV-1", "PC1001") and out.battery_pct >= 95
+    back = desk.checkin("BWV-1", by="sgt-b")
+    assert back.in_reason == "manual"
+    events = outbox_events(store)
+    assert [type(e) for e in events[-2:]] == [CheckedOut, CheckedIn]
+    assert events[-2].officer_id == "PC1001" and events[-2].by == "sgt-a" and events[-1].by == "sgt-b"
+    assert desk.open_checkouts() == []
+
+
+def test_docking_checks_a_camera_back_in(store, desk, dock_dir):
+    dock(store, dock_dir, "BWV-1")
+    desk.checkout("BWV-1", "PC1001", by="sgt")
+    dock(store, dock_dir, "BWV-1", battery_pct=20, clips=[SimClip(100, RECORDED)])
+    assert desk.open_checkouts() == []
+    checked_in = [e for e in outbox_events(store) if isinstance(e, CheckedIn)]
+    assert [(e.device_serial, e.officer_id, e.reason) for e in checked_in] == [("BWV-1", "PC1001", "docked")]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown officer", "not on this station's list"),
+    ("inactive officer", "inactive"),
+    ("never docked", "dock it first"),
+    ("low charge", "pool checkouts need at least 80%"),
+    ("camera taken", "already checked out to officer PC1001"),
+    ("officer holds one", "already has camera BWV-1"),
+    ("personal issue", "personally issued to officer PC1002"),
+    ("officer has personal camera", "has personal-issue camera BWV-9"),
+    ("device in repair", "in repair"),
+    ("personal-mode device", "for personal issue"),
+])
+def test_checkout_refusals_say_why(store, desk, mirror, dock_dir, case, message):
+    dock(store, dock_dir, "BWV-1")
+    dock(store, dock_dir, "BWV-2")
+    serial, officer = "BWV-2", "PC1002"
+    if case == "unknown officer":
+        officer = "PC9999"
+    elif case == "inactive officer":
+        officer = "PC1003"
+    elif case == "never docked":
+        serial = "BWV-3"
+    elif case == "low charge":
+        dock(store, dock_dir, "BWV-2", battery_pct=40)
+    elif case == "camera taken":
+        desk.checkout("BWV-2", "PC1001", by="x")
+    elif case == "officer holds one":
+        desk.checkout("BWV-1", "PC1002", by="x")
+    elif case == "personal issue":
+        mirror.apply([PersonalIssue(device_serial="BWV-2", officer_id="PC1002", since=RECORDED)], cursor=5)
+        officer = "PC1001"
+    elif case == "officer has personal camera":
+        mirror.apply([PersonalIssue(device_serial="BWV-9", officer_id="PC1002", since=RECORDED)], cursor=5)
+    elif case == "device in repair":
+        mirror.apply([DeviceEntry(serial="BWV-2", lifecycle="repair", borough="Camden")], cursor=5)
+    elif case == "personal-mode device":
+        mirror.apply([DeviceEntry(serial="BWV-2", lifecycle="in_service", assignment_mode="personal")], cursor=5)
+    before = Outbox(store.writer).last_seq()
+    with pytest.raises((Conflict, NotFound), match=message):
+        desk.checkout(serial, officer, by="x")
+    assert Outbox(store.writer).last_seq() == before  # a refusal writes nothing
+
+
+def test_charge_grows_while_docked():
+    policy = StationPolicy(recharge_hours=10)
+    docked = RECORDED
+    assert estimate_charge(30, docked, docked, policy) == 30
+    assert estimate_charge(30, docked, docked + timedelta(hours=5), policy) == pytest.approx(80)
+    assert estimate_charge(30, docked, docked + timedelta(hours=20), policy) == 100
+    assert estimate_charge(None, docked, docked, policy) is None
+
+
+def test_a_low_camera_becomes_available_after_charging(store, desk, dock_dir):
+    dock(store, dock_dir, "BWV-1", battery_pct=35)
+    with pytest.raises(Conflict, match="charged to about 35%"):
+        desk.checkout("BWV-1", "PC1001", by="x")
+    later = utc_now() + timedelta(hours=5)  # 35% + 5h × 100/9 %/h ≈ 90%
+    assert desk.checkout("BWV-1", "PC1001", by="x", now=later).battery_pct == pytest.approx(90.6, abs=0.5)
+
+
+def test_checkin_of_a_camera_not_out_is_refused(desk):
+    with pytest.raises(NotFound, match="not checked out"):
+        desk.checkin("BWV-1", by="x")
+
+
+def test_camera_must_dock_again_after_a_manual_checkin(store, desk, dock_dir):
+    dock(store, dock_dir, "BWV-1")
+    desk.checkout("BWV-1", "PC1001", by="x")
+    desk.checkin("BWV-1", by="x")
+    with pytest.raises(Conflict, match="dock it first"):
+        desk.checkout("BWV-1", "PC1002", by="x")
