@@ -81,7 +81,7 @@ def create_app(settings: CentralSettings) -> Litestar:
         try:
             yield
         finally:
-            scheduler.shutdown(wait=False)
+            scheduler.shutdown(wait=True)  # the health job runs on a thread: let it finish
             receiver.close()
             store.close()
 

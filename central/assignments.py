@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import FromQuery, PathParameter, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import Conflict, NotFound
@@ -230,14 +230,14 @@ class AssignmentController(Controller):
                                                   borough=borough, active=active, limit=limit)
 
     @post("/assignments", status_code=201, summary="Issue a camera personally to an officer")
-    async def issue(self, request: Request, principal: Caller, data: IssueRequest) -> AssignmentInfo:
+    async def issue(self, request: Request, principal: Caller, data: JSONBody[IssueRequest]) -> AssignmentInfo:
         principal.require_user("supervisor")
         fleet = request.app.state.settings.fleet
         return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode)
 
     @post("/assignments/{device_serial:str}/end", status_code=200, summary="End a camera's current assignment")
     async def end(self, request: Request, principal: Caller,
-                  device_serial: Annotated[str, PathParameter(max_length=64)], data: EndRequest) -> AssignmentInfo:
+                  device_serial: Annotated[str, PathParameter(max_length=64)], data: JSONBody[EndRequest]) -> AssignmentInfo:
         principal.require_user("supervisor")
         return request.app.state.assignments.end(device_serial, data.reason, principal.name)
 
@@ -248,8 +248,8 @@ class AssignmentController(Controller):
         return request.app.state.assignments.conflicts(borough, open_only)
 
     @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved")
-    async def resolve(self, request: Request, principal: Caller, conflict_id: int,
-                      data: ResolveRequest) -> ConflictInfo:
+    async def resolve(self, request: Request, principal: Caller, conflict_id: FromPath[int],
+                      data: JSONBody[ResolveRequest]) -> ConflictInfo:
         principal.require_user("supervisor")
         return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
 
@@ -267,6 +267,6 @@ class AssignmentController(Controller):
 
     @post("/clips/{clip_id:str}/attribution", status_code=200, summary="Attribute a clip by hand (audited)")
     async def attribute(self, request: Request, principal: Caller,
-                        clip_id: Annotated[str, PathParameter(max_length=64)], data: AttributeRequest) -> Attribution:
+                        clip_id: Annotated[str, PathParameter(max_length=64)], data: JSONBody[AttributeRequest]) -> Attribution:
         principal.require_user("supervisor")
         return request.app.state.assignments.attribute(clip_id, data, principal.name)

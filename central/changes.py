@@ -67,7 +67,7 @@ class ChangeLog:
     def emit(self, db, item: ChangeItem, *boroughs: str | None) -> None:
         kind, key = _key(item)
         body = _encoder.encode(item)
-        for borough in dict.fromkeys(boroughs):  # each borough once, in order
+        for borough in dict.fromkeys(b for b in boroughs if b):  # each borough concerned, once
             db.execute("INSERT INTO changes (borough, kind, key, body) VALUES (?, ?, ?, ?)", [borough, kind, key, body])
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake)

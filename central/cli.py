@@ -30,5 +30,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger(__name__).info("central on http://%s:%d, data in %s", settings.host, settings.port,
                                      settings.data_dir)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                log_level=settings.log_level.lower(), access_log=False, lifespan="on", log_config=None)
+                log_level=settings.log_level.lower(), access_log=False, lifespan="on", log_config=None,
+                timeout_graceful_shutdown=5)  # long polls and slow uploads may not hold a shutdown up
     return 0

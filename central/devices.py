@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import FromQuery, PathParameter, QueryParameter
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet import lifecycle
 from fleet.clock import from_iso, to_iso, utc_now
@@ -311,7 +311,7 @@ class DeviceController(Controller):
 
     @post("/", status_code=201, summary="Register cameras (new ones start in stock, or allocated to a borough)")
     async def register(self, request: Request, principal: Caller,
-                       data: list[DeviceRegistration]) -> RegistrationResult:
+                       data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
         principal.require_user("fleet_manager")
         if len(data) > 50_000:
             raise BadRequest("register at most 50,000 cameras per request")
@@ -319,6 +319,6 @@ class DeviceController(Controller):
 
     @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)")
     async def set_lifecycle(self, request: Request, principal: Caller, serial: SerialPath,
-                            data: LifecycleRequest) -> DeviceSummary:
+                            data: JSONBody[LifecycleRequest]) -> DeviceSummary:
         principal.require_user("fleet_manager")
         return request.app.state.devices.change_lifecycle(serial, data, principal.name)

@@ -16,7 +16,7 @@ import msgspec
 from litestar import Controller, Request, post
 
 from fleet.clock import to_iso, utc_now
-from fleet.errors import BadRequest, Conflict
+from fleet.errors import BadRequest, Conflict, Forbidden
 from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, EventAck
 from fleet.protocol import AwareDatetime
 from fleet.sqlite import Writer
@@ -165,5 +165,5 @@ class EventsController(Controller):
                       "An empty batch is a heartbeat carrying the station's backlog.")
     async def receive(self, request: Request, principal: Caller) -> EventAck:
         if not principal.is_station:
-            raise BadRequest("only stations send events (with their own token)")
+            raise Forbidden("only stations send events, each with its own token")
         return request.app.state.events.ingest(principal.station_id, principal.borough, await request.body())

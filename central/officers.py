@@ -11,7 +11,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromQuery, PathParameter, QueryParameter
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet import csvio
 from fleet.clock import to_iso, utc_now
@@ -172,7 +172,7 @@ class OfficerController(Controller):
         return detail
 
     @post("/", status_code=200, summary="Create or update officers (JSON list)")
-    async def upsert(self, request: Request, principal: Caller, data: list[Officer]) -> ImportResult:
+    async def upsert(self, request: Request, principal: Caller, data: JSONBody[list[Officer]]) -> ImportResult:
         principal.require_user("supervisor")
         if len(data) > MAX_IMPORT:
             raise BadRequest(f"at most {MAX_IMPORT} officers per request")

@@ -33,7 +33,7 @@ MAX_EVENTS_PER_BATCH = 5000
 # -- events: station → central ---------------------------------------------------------------
 
 
-class CameraDocked(Struct, tag="camera_docked", kw_only=True):
+class CameraDocked(Struct, tag_field="kind", tag="camera_docked", kw_only=True):
     """A camera was docked and its folder ingested: its full ``device.json`` telemetry."""
 
     device: DeviceInfo
@@ -41,7 +41,7 @@ class CameraDocked(Struct, tag="camera_docked", kw_only=True):
     clip_count: Annotated[int, Meta(ge=0)] = 0
 
 
-class ClipIngested(Struct, tag="clip_ingested", kw_only=True):
+class ClipIngested(Struct, tag_field="kind", tag="clip_ingested", kw_only=True):
     clip_id: str
     device_serial: Serial
     recorded_at: AwareDatetime
@@ -52,13 +52,13 @@ class ClipIngested(Struct, tag="clip_ingested", kw_only=True):
     duration_s: Annotated[float, Meta(ge=0)] = 0.0
 
 
-class ClipVerified(Struct, tag="clip_verified", kw_only=True):
+class ClipVerified(Struct, tag_field="kind", tag="clip_verified", kw_only=True):
     """Central answered "verified" for this clip (the station may now purge it after grace)."""
 
     clip_id: str
 
 
-class CheckedOut(Struct, tag="checked_out", kw_only=True):
+class CheckedOut(Struct, tag_field="kind", tag="checked_out", kw_only=True):
     """A pool camera handed to an officer for a shift, at this station's desk."""
 
     device_serial: Serial
@@ -68,14 +68,14 @@ class CheckedOut(Struct, tag="checked_out", kw_only=True):
     """Who handed it out (the station operator), for the audit trail."""
 
 
-class CheckedIn(Struct, tag="checked_in", kw_only=True):
+class CheckedIn(Struct, tag_field="kind", tag="checked_in", kw_only=True):
     device_serial: Serial
     officer_id: OfficerId
     reason: Literal["docked", "manual"] = "manual"
     by: str = ""
 
 
-class BadFolder(Struct, tag="bad_folder", kw_only=True):
+class BadFolder(Struct, tag_field="kind", tag="bad_folder", kw_only=True):
     folder: str
     reason: str
 
@@ -121,7 +121,7 @@ class EventAck(Struct, kw_only=True):
 # -- changes: central → station --------------------------------------------------------------
 
 
-class Officer(Struct, kw_only=True, tag="officer"):
+class Officer(Struct, kw_only=True, tag_field="kind", tag="officer"):
     """Minimal personal data: an id, where they work, and what kind of duty."""
 
     officer_id: OfficerId
@@ -132,7 +132,7 @@ class Officer(Struct, kw_only=True, tag="officer"):
     active: bool = True
 
 
-class DeviceEntry(Struct, kw_only=True, tag="device"):
+class DeviceEntry(Struct, kw_only=True, tag_field="kind", tag="device"):
     """A camera's registry entry: what a station needs to decide a checkout."""
 
     serial: Serial
@@ -144,7 +144,7 @@ class DeviceEntry(Struct, kw_only=True, tag="device"):
     """None: the borough's policy decides."""
 
 
-class PersonalIssue(Struct, kw_only=True, tag="personal_issue"):
+class PersonalIssue(Struct, kw_only=True, tag_field="kind", tag="personal_issue"):
     """A camera personally issued to an officer (``officer_id`` None: no longer issued)."""
 
     device_serial: Serial
@@ -152,7 +152,7 @@ class PersonalIssue(Struct, kw_only=True, tag="personal_issue"):
     since: datetime
 
 
-class StationPolicy(Struct, kw_only=True, tag="policy"):
+class StationPolicy(Struct, kw_only=True, tag_field="kind", tag="policy"):
     """Central's settings for the stations of a borough."""
 
     assignment_mode: AssignmentMode = "pool"

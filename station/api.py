@@ -18,7 +18,7 @@ import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
-from litestar.params import QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from fleet.errors import ApiError, Unauthorized
 from fleet.events import OfficerId
@@ -90,12 +90,12 @@ def create_desk_app(node: StationNode) -> Litestar:
         return [_info(c) for c in rows]
 
     @post("/checkouts", status_code=201, summary="Check a pool camera out to an officer", sync_to_thread=True)
-    def checkout(request: Request, data: CheckoutRequest) -> CheckoutInfo:
+    def checkout(request: Request, data: JSONBody[CheckoutRequest]) -> CheckoutInfo:
         authorize(request)
         return _info(node.desk.checkout(data.device_serial, data.officer_id, by=data.by or operator))
 
     @post("/checkins", status_code=200, summary="Check a camera back in by hand", sync_to_thread=True)
-    def checkin(request: Request, data: CheckinRequest) -> CheckoutInfo:
+    def checkin(request: Request, data: JSONBody[CheckinRequest]) -> CheckoutInfo:
         authorize(request)
         return _info(node.desk.checkin(data.device_serial, by=data.by or operator))
 

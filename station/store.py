@@ -190,7 +190,9 @@ class StationStore:
         self.writer = self._writer = sqlite.Writer(self.db)
 
     def close(self) -> None:
-        self.db.conn.close()
+        """Close once no thread is inside a read or write (closing under a running query crashes SQLite)."""
+        with self._writer.read():
+            self.db.conn.close()
 
     # -- ingest ----------------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ class Cluster:
                     "token": self.token(station_id), "data_dir": "data", "dock_dir": "dock",
                     "scan_interval_s": 0.2, "sync_interval_s": 0.5, "retry_initial_s": 0.2, "retry_max_s": 1.0,
                     "verified_grace_hours": 0.0, "chunk_bytes": 256 * 1024, "log_level": "debug",
+                    "events_interval_s": 0.3, "feed_wait_s": 1.0,
                     **self.station_settings, **overrides}
         text = "\n".join(f"{k} = {_toml(v)}" for k, v in settings.items()) + "\n"
         (folder / "station.toml").write_text(text)

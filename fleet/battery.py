@@ -1,0 +1,169 @@
+"""Battery health from dock telemetry, so worn-out packs are swapped before they fail a shift.
+
+A camera reports its pack's full-charge and design capacity each time it docks. State of
+health (SoH) is one over the other; a least-squares line through SoH over time predicts
+when the pack falls below the replacement threshold, early enough to order spares.
+Everything here is pure arithmetic on readings: no clock, no I/O, no numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from math import fsum
+
+SECONDS_PER_DAY = 86_400.0
+# Floating-point slack when comparing differences of percentages (50.05 - 45.05 is not quite 5.0).
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One dock telemetry sample; any field the camera did not report is None."""
+
+    at: datetime
+    full_charge_mah: int | None
+    design_mah: int | None
+    cycle_count: int | None = None
+    temperature_c: float | None = None
+    level_pct: float | None = None
+
+    def __post_init__(self) -> None:
+        # Mixing naive and aware times fails far from the cause; refuse at the boundary.
+        if self.at.tzinfo is None or self.at.utcoffset() is None:
+            raise ValueError(f"Reading.at must be timezone-aware, got {self.at!r}")
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """Thresholds a force sets for its fleet; the defaults suit Axon-Body-2-class packs."""
+
+    replace_below_soh_pct: float = 80.0
+    shift_hours: float = 10.0
+    rated_runtime_hours: float = 12.0
+    over_temperature_c: float = 45.0
+    sudden_drop_pct: float = 5.0
+    min_readings_for_trend: int = 3
+
+
+@dataclass(frozen=True)
+class Trend:
+    """The fitted SoH line: value ``intercept_soh`` at ``intercept_at`` (the first reading)."""
+
+    slope_pct_per_day: float
+    intercept_at: datetime
+    intercept_soh: float
+    predicted_replace_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BatteryAssessment:
+    """What the dashboard shows for one pack, from its latest reading and its trend."""
+
+    soh_pct: float | None
+    runtime_hours: float | None
+    short_shift: bool
+    over_temperature: bool
+    sudden_drop: bool
+    predicted_replace_at: datetime | None
+
+
+def state_of_health(full_charge_mah: int | None, design_mah: int | None) -> float | None:
+    """Full-charge over design capacity in percent, clamped to [0, 120] against bad gauges."""
+    if full_charge_mah is None or design_mah is None or design_mah <= 0:
+        return None
+    return min(120.0, max(0.0, full_charge_mah / design_mah * 100.0))
+
+
+def runtime_hours(soh_pct: float, policy: HealthPolicy) -> float:
+    """Expected recording time on a full charge: rated runtime scales with capacity."""
+    return policy.rated_runtime_hours * soh_pct / 100.0
+
+
+def will_not_last_shift(soh_pct: float | None, policy: HealthPolicy) -> bool:
+    """True when a full charge no longer covers a shift; unknown SoH is not flagged."""
+    return soh_pct is not None and runtime_hours(soh_pct, policy) < policy.shift_hours
+
+
+def over_temperature(temperature_c: float | None, policy: HealthPolicy) -> bool:
+    """True when the pack is hotter than the policy allows; no reading is not flagged."""
+    return temperature_c is not None and temperature_c > policy.over_temperature_c
+
+
+def sudden_drop(previous_soh: float | None, current_soh: float | None, policy: HealthPolicy) -> bool:
+    """True when SoH fell by at least ``sudden_drop_pct`` points between two readings,
+    a sign of a damaged cell rather than ordinary ageing."""
+    if previous_soh is None or current_soh is None:
+        return False
+    return previous_soh - current_soh >= policy.sudden_drop_pct - _EPSILON
+
+
+def _ordered(readings: Sequence[Reading]) -> list[Reading]:
+    """Readings by time, ties broken by their values, so input order never changes a result."""
+
+    def key(reading: Reading) -> tuple:
+        values = (reading.full_charge_mah, reading.design_mah, reading.cycle_count,
+                  reading.temperature_c, reading.level_pct)
+        return (reading.at, *((value is not None, value or 0) for value in values))
+
+    return sorted(readings, key=key)
+
+
+def trend(readings: Sequence[Reading], policy: HealthPolicy) -> Trend | None:
+    """Least-squares SoH-per-day line, or None without enough readings spread over time.
+
+    ``predicted_replace_at`` is when the line crosses the replacement threshold going down.
+    A pack whose line is already below the threshold at its latest reading is due now
+    (that reading's time), even if it fades no further; otherwise a flat or rising line
+    predicts nothing.
+    """
+    points = [(r.at, soh) for r in _ordered(readings)
+              if (soh := state_of_health(r.full_charge_mah, r.design_mah)) is not None]
+    if len(points) < max(2, policy.min_readings_for_trend):
+        return None
+    origin, latest = points[0][0], points[-1][0]
+    xs = [(at - origin).total_seconds() / SECONDS_PER_DAY for at, _ in points]
+    # Relative to the first SoH, so a pack that never changes has a slope of exactly 0
+    # rather than a rounding error's sign (which would predict a date centuries away).
+    base = points[0][1]
+    dys = [soh - base for _, soh in points]
+    mean_x, mean_dy = fsum(xs) / len(xs), fsum(dys) / len(dys)
+    sxx = fsum((x - mean_x) ** 2 for x in xs)
+    if sxx == 0.0:
+        return None
+    slope = fsum((x - mean_x) * (dy - mean_dy) for x, dy in zip(xs, dys)) / sxx
+    intercept = base + mean_dy - slope * mean_x
+
+    predicted: datetime | None = None
+    threshold = policy.replace_below_soh_pct
+    if intercept + slope * xs[-1] < threshold:
+        predicted = latest
+    elif slope < 0:
+        try:
+            crossing = origin + timedelta(days=(threshold - intercept) / slope)
+            predicted = max(crossing, latest)  # rounding must not put it before the evidence
+        except OverflowError:  # so slow a fade that the date is past year 9999
+            predicted = None
+    return Trend(slope, origin, intercept, predicted)
+
+
+def assess(readings: Sequence[Reading], policy: HealthPolicy) -> BatteryAssessment:
+    """The pack's state from its latest reading, the one before it, and its trend."""
+    ordered = _ordered(readings)
+    if not ordered:
+        return BatteryAssessment(None, None, False, False, False, None)
+    latest = ordered[-1]
+    soh = state_of_health(latest.full_charge_mah, latest.design_mah)
+    previous_soh = None
+    if len(ordered) >= 2:
+        previous_soh = state_of_health(ordered[-2].full_charge_mah, ordered[-2].design_mah)
+    fitted = trend(ordered, policy)
+    return BatteryAssessment(
+        soh_pct=soh,
+        runtime_hours=None if soh is None else runtime_hours(soh, policy),
+        short_shift=will_not_last_shift(soh, policy),
+        over_temperature=over_temperature(latest.temperature_c, policy),
+        sudden_drop=sudden_drop(previous_soh, soh, policy),
+        predicted_replace_at=None if fitted is None else fitted.predicted_replace_at,
+    )

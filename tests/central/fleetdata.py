@@ -1,0 +1,51 @@
+"""Building station event batches for central's tests (what a station's outbox would send)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import msgspec
+
+from fleet.events import CameraDocked, CheckedIn, CheckedOut, ClipIngested, EventBatch, EventEnvelope
+from fleet.protocol import Battery, DeviceInfo
+from tests.station.conftest import RECORDED
+
+T0 = RECORDED
+
+
+def at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def docked(serial: str, hours: float = 0, *, clips: int = 0, level: float = 90, full: int = 2900,
+           design: int = 3000, temp: float = 30.0, cycles: int = 100) -> CameraDocked:
+    return CameraDocked(device=DeviceInfo(serial=serial, model="Axon Body 2", firmware="1.4.2", docked_at=at(hours),
+                                          battery=Battery(level_pct=level, temperature_c=temp, cycle_count=cycles,
+                                                          full_charge_mah=full, design_mah=design)),
+                        folder=f"{serial}-{hours}", clip_count=clips)
+
+
+def ingested(serial: str, recorded_hours: float, clip_id: str | None = None) -> ClipIngested:
+    return ClipIngested(clip_id=clip_id or str(uuid.uuid4()), device_serial=serial, recorded_at=at(recorded_hours),
+                        size=100, sha256="0" * 64)
+
+
+def out(serial: str, officer: str) -> CheckedOut:
+    return CheckedOut(device_serial=serial, officer_id=officer, battery_pct=95, by="desk")
+
+
+def back(serial: str, officer: str) -> CheckedIn:
+    return CheckedIn(device_serial=serial, officer_id=officer, reason="manual", by="desk")
+
+
+def batch(events, first_seq: int = 1, *, hours: list[float] | None = None) -> bytes:
+    """Events numbered from ``first_seq``; ``hours`` gives each one's station time (default: T0 + seq h)."""
+    envelopes = [EventEnvelope(seq=first_seq + i, at=at(hours[i] if hours else first_seq + i), event=e)
+                 for i, e in enumerate(events)]
+    return msgspec.json.encode(EventBatch(sent_at=at(0), events=envelopes))
+
+
+def post(client, headers, events, first_seq: int = 1, **kw):
+    return client.post("/api/v1/events/", content=batch(events, first_seq, **kw),
+                       headers={**headers, "Content-Type": "application/json"})

@@ -1,0 +1,40 @@
+"""A clip belongs to whoever held the camera at recorded_at, however late the events arrive."""
+
+from tests.central.conftest import ADMIN, BARNET, CAMDEN
+from tests.central.fleetdata import back, docked, ingested, out, post
+
+
+def owner(client, clip_id):
+    return client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).json()["officer_id"]
+
+
+def test_attribution_across_reassignments(client):
+    clips = {h: ingested("A", h) for h in (1.5, 3.5, 5.5, 7.5)}
+    post(client, CAMDEN, [docked("A"), out("A", "PC1"), back("A", "PC1"), out("A", "PC2"),
+                          docked("A", 7, clips=4), *clips.values()],
+         hours=[0, 1, 3, 5, 7, 7, 7, 7, 7])
+    assert [owner(client, c.clip_id) for c in clips.values()] == ["PC1", None, "PC2", None]
+    unattributed = client.get("/api/v1/unattributed", headers=ADMIN).json()
+    assert {u["clip_id"] for u in unattributed} == {clips[3.5].clip_id, clips[7.5].clip_id}
+
+
+def test_a_checkout_that_arrives_late_reattributes_clips(client):
+    """Station B uploads the clip first; station A (offline) reports the checkout afterwards."""
+    clip = ingested("A", 2)
+    post(client, BARNET, [docked("A", 6, clips=1), clip], hours=[6, 6])
+    assert owner(client, clip.clip_id) is None
+    post(client, CAMDEN, [out("A", "PC7")], hours=[1])
+    assert owner(client, clip.clip_id) == "PC7"
+
+
+def test_a_supervisor_attributes_by_hand_and_it_sticks(client):
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC9", "borough": "Camden"}])
+    clip = ingested("A", 2)
+    post(client, CAMDEN, [docked("A", 3, clips=1), clip], hours=[3, 3])
+    r = client.post(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN,
+                    json={"officer_id": "PC9", "reason": "officer confirmed on the incident log"})
+    assert r.status_code == 200 and r.json()["resolved_by"] == "admin"
+    post(client, CAMDEN, [out("A", "PC1")], first_seq=3, hours=[1])  # a late checkout covering the clip
+    assert owner(client, clip.clip_id) == "PC9"
+    assert client.post(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN,
+                       json={"officer_id": "NOBODY", "reason": "x"}).status_code == 404

@@ -1,0 +1,119 @@
+"""Events: stored by (station, seq), applied once in seq order, acknowledged gap-free."""
+
+import msgspec
+
+from tests.central.conftest import ADMIN, BARNET, CAMDEN
+from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
+
+
+def count(client, table: str) -> int:
+    return client.app.state.store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def test_a_batch_is_stored_applied_and_acknowledged(client):
+    r = post(client, CAMDEN, [docked("BWV-1", clips=1), ingested("BWV-1", -1)])
+    assert r.status_code == 200, r.text
+    assert r.json() == {"acked_seq": 2, "stored": 2, "duplicates": 0}
+    device = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()
+    assert device["device"]["lifecycle"] == "in_service" and device["device"]["last_station"] == "camden"
+    assert device["device"]["borough"] == "Camden" and device["device"]["battery_soh_pct"] == 2900 / 3000 * 100
+    assert [p["level_pct"] for p in device["battery"]] == [90]
+    assert device["telemetry"]["serial"] == "BWV-1"
+
+
+def test_a_resent_batch_is_recognised_and_not_applied_twice(client):
+    body = batch([docked("BWV-1"), docked("BWV-1", 1)])
+    first = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+    again = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+    assert first.json()["acked_seq"] == again.json()["acked_seq"] == 2
+    assert again.json() == {"acked_seq": 2, "stored": 0, "duplicates": 2}
+    assert count(client, "battery_readings") == 2
+
+
+def test_gaps_hold_the_acknowledgement_until_filled(client):
+    assert post(client, CAMDEN, [docked("A"), docked("B")]).json()["acked_seq"] == 2
+    assert post(client, CAMDEN, [docked("D"), docked("E")], first_seq=4).json()["acked_seq"] == 2
+    assert client.get("/api/v1/devices/D", headers=ADMIN).status_code == 404  # stored, not applied yet
+    assert post(client, CAMDEN, [docked("C")], first_seq=3).json()["acked_seq"] == 5
+    assert client.get("/api/v1/devices/E", headers=ADMIN).status_code == 200
+
+
+def test_each_station_has_its_own_sequence(client):
+    assert post(client, CAMDEN, [docked("A")]).json()["acked_seq"] == 1
+    assert post(client, BARNET, [docked("B")]).json()["acked_seq"] == 1
+    assert client.app.state.events.events("camden")[0][0] == client.app.state.events.events("barnet")[0][0] == 1
+
+
+def test_a_reused_seq_with_other_content_is_refused(client):
+    post(client, CAMDEN, [docked("A")])
+    r = post(client, CAMDEN, [docked("Z")])
+    assert r.status_code == 409 and "database replaced" in r.json()["message"]
+
+
+def test_unknown_event_kinds_are_kept_but_not_applied(client):
+    body = (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z",'
+            b'"event":{"kind":"firmware_flashed","version":"2.0"}}]}')
+    r = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+    assert r.json()["acked_seq"] == 1
+    assert client.app.state.events.events("camden")[0][1] == "firmware_flashed"
+
+
+def test_bad_batches_are_refused_clearly(client):
+    for body, fragment in [
+        (b"not json", "event batch"),
+        (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":0,"at":"2026-11-20T14:00:00Z","event":{}}]}', ">= 1"),
+        (batch([docked("A"), docked("B")])[:-3] + b"}]}", "event batch"),
+        (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z",'
+         b'"event":{"kind":"checked_out","device_serial":"A"}}]}', "officer_id"),
+    ]:
+        r = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+        assert r.status_code == 400, (body, r.text)
+        assert fragment in r.json()["message"]
+    out_of_order = msgspec.json.decode(batch([docked("A"), docked("B")]))
+    out_of_order["events"].reverse()
+    r = client.post("/api/v1/events/", content=msgspec.json.encode(out_of_order), headers=CAMDEN)
+    assert r.status_code == 400 and "seq order" in r.json()["message"]
+
+
+def test_only_stations_send_events(client):
+    assert post(client, ADMIN, [docked("A")]).status_code == 403
+
+
+def test_a_heartbeat_reports_the_backlog(client):
+    body = msgspec.json.encode({"sent_at": "2026-11-20T14:00:00Z", "events": [],
+                                "backlog": {"pending_clips": 7, "pending_bytes": 7000,
+                                            "oldest_pending_recorded_at": "2026-11-20T10:00:00Z"}})
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).json()["acked_seq"] == 0
+    camden = client.get("/api/v1/stations/camden", headers=ADMIN).json()
+    assert camden["pending_clips"] == 7 and camden["last_seen_at"] is not None and not camden["stale"]
+    assert camden["oldest_pending_recorded_at"].startswith("2026-11-20T10:00")
+    assert client.get("/api/v1/stations/barnet", headers=ADMIN).json()["stale"]  # never heard from
+
+
+def test_officer_with_two_cameras_at_two_stations_is_a_conflict(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1")])
+    post(client, BARNET, [docked("B"), out("B", "PC1")])
+    conflicts = client.get("/api/v1/conflicts", headers=ADMIN).json()
+    assert [c["kind"] for c in conflicts] == ["officer_two_cameras"]
+    assert "PC1" in conflicts[0]["detail"] and "barnet" in conflicts[0]["detail"]
+    held = client.get("/api/v1/assignments", params={"officer_id": "PC1", "active": True}, headers=ADMIN).json()
+    assert {a["device_serial"] for a in held} == {"A", "B"}  # both kept: nothing silently dropped
+    resolved = client.post(f"/api/v1/conflicts/{conflicts[0]['id']}/resolve", headers=ADMIN,
+                           json={"resolution": "B was a spare, returned"})
+    assert resolved.json()["resolved_by"] == "admin"
+    assert client.get("/api/v1/conflicts", headers=ADMIN).json() == []
+
+
+def test_docking_ends_a_pool_checkout_even_at_another_station(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1")], hours=[0, 1])
+    post(client, BARNET, [docked("A", 9)], hours=[9])
+    [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
+    assert a["ended_at"].startswith(at(9).isoformat()[:16]) and a["end_reason"] == "docked"
+
+
+def test_checkin_closes_the_checkout_with_the_station_time(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1"), back("A", "PC1")], hours=[0, 1, 8])
+    [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
+    assert a["started_at"].startswith("2026-11-20T15:00") and a["ended_at"].startswith("2026-11-20T22:00")
+    trail = client.get("/api/v1/devices/A", headers=ADMIN).json()["audit"]
+    assert [t["action"] for t in trail] == ["check-in", "check-out"] and trail[0]["place"] == "camden"

@@ -1,0 +1,36 @@
+"""Officers: JSON and CSV import/export; errors name the line."""
+
+from tests.central.conftest import ADMIN, CAMDEN
+
+CSV = "officer_id,borough,team,role,name\nPC1,Camden,Team A,response,\nPC2,Camden,Team B,neighbourhood,A. Smith\n"
+
+
+def test_csv_round_trip(client):
+    r = client.post("/api/v1/officers/import.csv", content=CSV.encode(), headers={**ADMIN, "Content-Type": "text/csv"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"created": 2, "updated": 0, "unchanged": 0}
+    exported = client.get("/api/v1/officers/export.csv", headers=ADMIN)
+    assert exported.headers["content-type"].startswith("text/csv")
+    lines = exported.text.splitlines()
+    assert lines[0] == "officer_id,borough,team,role,name,active" and lines[2].startswith("PC2,Camden,Team B")
+    again = client.post("/api/v1/officers/import.csv", content=exported.content,
+                        headers={**ADMIN, "Content-Type": "text/csv"})
+    assert again.json() == {"created": 0, "updated": 0, "unchanged": 2}
+
+
+def test_a_bad_csv_imports_nothing_and_names_the_line(client):
+    bad = CSV + "PC3,Camden,,sergeant,\n"
+    r = client.post("/api/v1/officers/import.csv", content=bad.encode(), headers={**ADMIN, "Content-Type": "text/csv"})
+    assert r.status_code == 400 and "line 4" in r.json()["message"] and "role" in r.json()["message"]
+    assert client.get("/api/v1/officers/", headers=ADMIN).json()["items"] == []
+
+
+def test_officer_detail_and_scoping(client):
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"},
+                                                          {"officer_id": "PC2", "borough": "Barnet"}])
+    assert client.get("/api/v1/officers/PC1", headers=CAMDEN).json()["officer"]["borough"] == "Camden"
+    assert client.get("/api/v1/officers/PC2", headers=CAMDEN).status_code == 403
+    assert [o["officer_id"] for o in client.get("/api/v1/officers/", headers=CAMDEN).json()["items"]] == ["PC1"]
+    assert client.post("/api/v1/officers/", headers=CAMDEN, json=[]).status_code == 403
+    assert client.post("/api/v1/officers/", headers=ADMIN,
+                       json=[{"officer_id": "PC1", "borough": "Camden"}] * 2).status_code == 400
