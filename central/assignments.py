@@ -19,7 +19,7 @@ from fleet.errors import Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from central import audit
-from central.auth import Caller
+from central.auth import Caller, user_with
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
 from central.projection import reattribute
 
@@ -229,44 +229,46 @@ class AssignmentController(Controller):
         return request.app.state.assignments.list(officer_id=officer_id, device_serial=device_serial,
                                                   borough=borough, active=active, limit=limit)
 
-    @post("/assignments", status_code=201, summary="Issue a camera personally to an officer")
+    @post("/assignments", status_code=201, summary="Issue a camera personally to an officer",
+          guards=[user_with("supervisor")])
     async def issue(self, request: Request, principal: Caller, data: JSONBody[IssueRequest]) -> AssignmentInfo:
-        principal.require_user("supervisor")
         fleet = request.app.state.settings.fleet
         return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode)
 
-    @post("/assignments/{device_serial:str}/end", status_code=200, summary="End a camera's current assignment")
+    @post("/assignments/{device_serial:str}/end", status_code=200, summary="End a camera's current assignment",
+          guards=[user_with("supervisor")])
     async def end(self, request: Request, principal: Caller,
-                  device_serial: Annotated[str, PathParameter(max_length=64)], data: JSONBody[EndRequest]) -> AssignmentInfo:
-        principal.require_user("supervisor")
+                  device_serial: Annotated[str, PathParameter(max_length=64)],
+                  data: JSONBody[EndRequest]) -> AssignmentInfo:
         return request.app.state.assignments.end(device_serial, data.reason, principal.name)
 
-    @get("/conflicts", summary="Conflicts found after offline periods, for a supervisor")
+    @get("/conflicts", summary="Conflicts found after offline periods, for a supervisor",
+         guards=[user_with("supervisor")])
     async def conflicts(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
                         open_only: Annotated[bool, QueryParameter(name="open")] = True) -> list[ConflictInfo]:
-        principal.require_user("supervisor")
         return request.app.state.assignments.conflicts(borough, open_only)
 
-    @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved")
+    @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved",
+          guards=[user_with("supervisor")])
     async def resolve(self, request: Request, principal: Caller, conflict_id: FromPath[int],
                       data: JSONBody[ResolveRequest]) -> ConflictInfo:
-        principal.require_user("supervisor")
         return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
 
-    @get("/unattributed", summary="Clips recorded when no officer held the camera")
+    @get("/unattributed", summary="Clips recorded when no officer held the camera",
+         guards=[user_with("supervisor")])
     async def unattributed(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
                            limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Attribution]:
-        principal.require_user("supervisor")
         return request.app.state.assignments.unattributed(borough, limit)
 
-    @get("/clips/{clip_id:str}/attribution", summary="Whose clip this is (the holder at recorded_at)")
+    @get("/clips/{clip_id:str}/attribution", summary="Whose clip this is (the holder at recorded_at)",
+         guards=[user_with("supervisor")])
     async def get_attribution(self, request: Request, principal: Caller,
                               clip_id: Annotated[str, PathParameter(max_length=64)]) -> Attribution:
-        principal.require_user("supervisor")
         return request.app.state.assignments.attribution(clip_id)
 
-    @post("/clips/{clip_id:str}/attribution", status_code=200, summary="Attribute a clip by hand (audited)")
+    @post("/clips/{clip_id:str}/attribution", status_code=200, summary="Attribute a clip by hand (audited)",
+          guards=[user_with("supervisor")])
     async def attribute(self, request: Request, principal: Caller,
-                        clip_id: Annotated[str, PathParameter(max_length=64)], data: JSONBody[AttributeRequest]) -> Attribution:
-        principal.require_user("supervisor")
+                        clip_id: Annotated[str, PathParameter(max_length=64)],
+                        data: JSONBody[AttributeRequest]) -> Attribution:
         return request.app.state.assignments.attribute(clip_id, data, principal.name)

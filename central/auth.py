@@ -83,5 +83,15 @@ async def provide_principal(request: Request) -> Principal:
     return request.app.state.tokens.resolve(request.headers.get("authorization"))
 
 
+def user_with(role: str):
+    """A route guard: only users with ``role`` (or admin). Guards run before the body is read,
+    so a caller without the right is told 403 whatever it sent."""
+
+    def guard(connection, _handler) -> None:
+        connection.app.state.tokens.resolve(connection.headers.get("authorization")).require_user(role)
+
+    return guard
+
+
 Caller = NamedDependency[Principal]
 """A handler parameter ``principal: Caller`` receives the resolved principal."""

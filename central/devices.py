@@ -23,7 +23,7 @@ from fleet.events import AssignmentMode, DeviceEntry
 from fleet.protocol import Serial
 from central import audit
 from central.audit import AuditRecord
-from central.auth import Caller, Principal
+from central.auth import Caller, user_with, Principal
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -309,16 +309,16 @@ class DeviceController(Controller):
             principal.require_user("viewer")
         return detail
 
-    @post("/", status_code=201, summary="Register cameras (new ones start in stock, or allocated to a borough)")
+    @post("/", status_code=201, summary="Register cameras (new ones start in stock, or allocated to a borough)",
+          guards=[user_with("fleet_manager")])
     async def register(self, request: Request, principal: Caller,
                        data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
-        principal.require_user("fleet_manager")
         if len(data) > 50_000:
             raise BadRequest("register at most 50,000 cameras per request")
         return request.app.state.devices.register(data, principal.name)
 
-    @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)")
+    @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)",
+          guards=[user_with("fleet_manager")])
     async def set_lifecycle(self, request: Request, principal: Caller, serial: SerialPath,
                             data: JSONBody[LifecycleRequest]) -> DeviceSummary:
-        principal.require_user("fleet_manager")
         return request.app.state.devices.change_lifecycle(serial, data, principal.name)

@@ -18,7 +18,7 @@ from fleet.clock import to_iso, utc_now
 from fleet.errors import BadRequest, NotFound, UnsupportedMediaType
 from fleet.events import Officer, OfficerRole
 from central import audit
-from central.auth import Caller
+from central.auth import Caller, user_with
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
 
 MAX_IMPORT = 200_000
@@ -171,18 +171,18 @@ class OfficerController(Controller):
         scoped_borough(principal, detail.officer.borough)
         return detail
 
-    @post("/", status_code=200, summary="Create or update officers (JSON list)")
+    @post("/", status_code=200, summary="Create or update officers (JSON list)",
+          guards=[user_with("supervisor")])
     async def upsert(self, request: Request, principal: Caller, data: JSONBody[list[Officer]]) -> ImportResult:
-        principal.require_user("supervisor")
         if len(data) > MAX_IMPORT:
             raise BadRequest(f"at most {MAX_IMPORT} officers per request")
         return request.app.state.officers.upsert(data, principal.name)
 
     @post("/import.csv", status_code=200, summary="Create or update officers from CSV",
           description="Columns: officer_id, borough, team, role, name, active (header row required). "
-                      "Errors name the line; nothing is imported unless every row is valid.")
+                      "Errors name the line; nothing is imported unless every row is valid.",
+          guards=[user_with("supervisor")])
     async def import_csv(self, request: Request, principal: Caller) -> ImportResult:
-        principal.require_user("supervisor")
         if "csv" not in (request.headers.get("content-type") or "text/csv"):
             raise UnsupportedMediaType("send the officers as text/csv")
         try:

@@ -227,4 +227,11 @@ class StationStatus(Struct, kw_only=True):
     local_copies: int = 0
     local_bytes: int = 0
     oldest_pending_recorded_at: datetime | None = None
+    pending_events: int = 0
+    """Events in the outbox central has not acknowledged yet."""
+    acked_event_seq: int = 0
+    checked_out: int = 0
+    feed_cursor: int = 0
+    mirrored: dict[str, int] = {}
+    """Officers, devices and personal issues mirrored from central for the desk."""
 

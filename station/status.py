@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from fleet.config import StationSettings
 from fleet.protocol import StationStatus
+from station.mirror import Mirror
+from station.outbox import Outbox
 from station.store import StationStore
 
 
 def station_status(settings: StationSettings, store: StationStore) -> StationStatus:
-    return StationStatus(station_id=settings.station_id, borough=settings.borough, **store.summary())
+    outbox, mirror = Outbox(store.writer), Mirror(store.writer)
+    with store.writer.read() as db:
+        checked_out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
+    return StationStatus(station_id=settings.station_id, borough=settings.borough, **store.summary(),
+                         pending_events=outbox.pending_count(), acked_event_seq=outbox.acked_seq(),
+                         checked_out=checked_out, feed_cursor=mirror.cursor(), mirrored=mirror.counts())
 
 
 def _size(n: int) -> str:
@@ -32,6 +39,9 @@ def render_status(status: StationStatus) -> None:
     table.add_row("last contact with central", status.last_sync_ok_at.isoformat() if status.last_sync_ok_at else "never")
     if status.oldest_pending_recorded_at:
         table.add_row("oldest pending recording", status.oldest_pending_recorded_at.isoformat())
+    table.add_row("events not yet at central", str(status.pending_events))
+    table.add_row("cameras checked out", str(status.checked_out))
+    table.add_row("mirrored from central", ", ".join(f"{k}: {v}" for k, v in status.mirrored.items()) or "-")
     console.print(table)
     if status.failed_folders:
         bad = Table(title="Dock folders not ingested (left in place)")

@@ -15,7 +15,45 @@ ROUTES = [
     ("HEAD", "/api/v1/uploads/" + "0" * 32),
     ("PATCH", "/api/v1/uploads/" + "0" * 32),
     ("DELETE", "/api/v1/uploads/" + "0" * 32),
+    ("POST", "/api/v1/events/"),
+    ("GET", "/api/v1/changes/"),
+    ("GET", "/api/v1/changes/snapshot"),
+    ("GET", "/api/v1/devices/"),
+    ("GET", "/api/v1/devices/BWV-1"),
+    ("POST", "/api/v1/devices/"),
+    ("POST", "/api/v1/devices/BWV-1/lifecycle"),
+    ("GET", "/api/v1/officers/"),
+    ("GET", "/api/v1/officers/PC1"),
+    ("GET", "/api/v1/officers/export.csv"),
+    ("POST", "/api/v1/officers/"),
+    ("POST", "/api/v1/officers/import.csv"),
+    ("GET", "/api/v1/assignments"),
+    ("POST", "/api/v1/assignments"),
+    ("POST", "/api/v1/assignments/BWV-1/end"),
+    ("GET", "/api/v1/conflicts"),
+    ("POST", "/api/v1/conflicts/1/resolve"),
+    ("GET", "/api/v1/unattributed"),
+    ("GET", "/api/v1/clips/x/attribution"),
+    ("POST", "/api/v1/clips/x/attribution"),
+    ("GET", "/api/v1/stations/"),
+    ("GET", "/api/v1/stations/camden"),
 ]
+
+STATION_FORBIDDEN = [
+    ("POST", "/api/v1/devices/"), ("POST", "/api/v1/devices/BWV-1/lifecycle"), ("POST", "/api/v1/officers/"),
+    ("POST", "/api/v1/officers/import.csv"), ("POST", "/api/v1/assignments"),
+    ("POST", "/api/v1/assignments/BWV-1/end"), ("GET", "/api/v1/conflicts"), ("POST", "/api/v1/conflicts/1/resolve"),
+    ("GET", "/api/v1/unattributed"), ("GET", "/api/v1/clips/x/attribution"), ("POST", "/api/v1/clips/x/attribution"),
+    ("GET", "/api/v1/stations/"), ("GET", "/api/v1/stations/barnet"), ("GET", "/api/v1/devices/?borough=Barnet"),
+    ("GET", "/api/v1/officers/?borough=Barnet"), ("GET", "/api/v1/changes/?borough=Barnet"),
+]
+
+
+@pytest.mark.parametrize("method, path", STATION_FORBIDDEN)
+def test_stations_may_not_administer_or_look_beyond_their_borough(client, method, path):
+    r = client.request(method, path, headers=CAMDEN, json={})
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "forbidden"
 
 
 @pytest.mark.parametrize("method, path", ROUTES)

@@ -34,3 +34,24 @@ def test_officer_detail_and_scoping(client):
     assert client.post("/api/v1/officers/", headers=CAMDEN, json=[]).status_code == 403
     assert client.post("/api/v1/officers/", headers=ADMIN,
                        json=[{"officer_id": "PC1", "borough": "Camden"}] * 2).status_code == 400
+
+
+def test_cli_import_and_export(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "central.toml"
+    config.write_text('data_dir = "data"\nadmin_token = "cli-test-token"\n')  # test value, not a secret
+    (tmp_path / "officers.csv").write_text(CSV)
+
+    def fleet(*args, stdin=None):
+        return subprocess.run([sys.executable, "-m", "fleet.cli", "central", "officers", *args, "--config",
+                               str(config)], capture_output=True, text=True, input=stdin, timeout=60)
+
+    done = fleet("import", str(tmp_path / "officers.csv"))
+    assert done.returncode == 0 and "2 created" in done.stdout, done.stderr
+    assert fleet("export", "--borough", "Camden").stdout.splitlines()[1].startswith("PC1,Camden,Team A,response")
+    bad = fleet("import", "-", stdin="officer_id,borough,role\nPC3,Camden,boss\n")
+    assert bad.returncode == 2 and "line 2: role" in bad.stderr and "Traceback" not in bad.stderr
+    missing = fleet("import", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

@@ -132,3 +132,17 @@ def test_camera_must_dock_again_after_a_manual_checkin(store, desk, dock_dir):
     desk.checkin("BWV-1", by="x")
     with pytest.raises(Conflict, match="dock it first"):
         desk.checkout("BWV-1", "PC1002", by="x")
+
+
+def test_status_reports_checkouts_events_and_the_mirror(store, desk, dock_dir):
+    from fleet.config import StationSettings, settings_from_dict
+    from station.status import station_status
+
+    dock(store, dock_dir, "BWV-1")
+    desk.checkout("BWV-1", "PC1001", by="x")
+    settings = settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
+                                   "token": "t", "data_dir": str(store.data_dir), "dock_dir": str(dock_dir)},
+                                  StationSettings)
+    status = station_status(settings, store)
+    assert status.checked_out == 1 and status.pending_events == 2 and status.acked_event_seq == 0
+    assert status.feed_cursor == 4 and status.mirrored == {"officers": 3, "devices": 0, "personal_issues": 0}
