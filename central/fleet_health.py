@@ -45,10 +45,12 @@ class FleetHealth:
         report = HealthReport()
         report.forecasts = self.refresh_forecasts()
         report.stale_devices, report.newly_stale_devices = self.mark_stale_devices(now)
-        stale = {s.station_id for s in self.stations.all(now) if s.stale}
+        stations = {s.station_id: s for s in self.stations.all(now) if s.stale}
+        stale = set(stations)
         for station_id in sorted(stale - self._stale_stations):
-            log.warning("station %s has not been heard from for over %sh", station_id,
-                        self.settings.fleet.stale_station_hours)
+            seen = stations[station_id].last_seen_at
+            log.warning("station %s %s", station_id, f"has not been heard from since {seen:%Y-%m-%d %H:%M}Z"
+                        if seen else "has never reported to central")
         self._stale_stations = stale
         report.stale_stations = sorted(stale)
         report.changes_trimmed = self.changes.trim()

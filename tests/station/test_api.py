@@ -1,0 +1,71 @@
+"""The desk's local HTTP API: the same rules as the CLI, the same error shape as central."""
+
+from types import SimpleNamespace
+
+import pytest
+from litestar.testing import TestClient
+
+from fleet.config import StationSettings, settings_from_dict
+from fleet.events import Officer, StationPolicy
+from station.api import create_desk_app
+from station.desk import Desk
+from station.mirror import Mirror
+from tests.station.test_desk import dock
+
+
+def node(store, dock_dir, **extra):
+    settings = settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
+                                   "token": "t", "data_dir": str(store.data_dir), "dock_dir": str(dock_dir),
+                                   **extra}, StationSettings)
+    mirror = Mirror(store.writer)
+    mirror.apply([Officer(officer_id="PC1", borough="Camden"), StationPolicy()], cursor=2)
+    return SimpleNamespace(settings=settings, store=store, desk=Desk(store, mirror, "camden"))
+
+
+@pytest.fixture
+def api(store, dock_dir):
+    with TestClient(create_desk_app(node(store, dock_dir))) as client:
+        yield client
+
+
+def test_checkout_list_and_checkin(api, store, dock_dir):
+    dock(store, dock_dir, "BWV-1")
+    r = api.post("/checkouts", json={"device_serial": "BWV-1", "officer_id": "PC1", "by": "sgt"})
+    assert r.status_code == 201, r.text
+    assert r.json()["out_by"] == "sgt"
+    assert [c["device_serial"] for c in api.get("/checkouts").json()] == ["BWV-1"]
+    assert api.get("/status").json()["checked_out"] == 1
+    assert api.post("/checkins", json={"device_serial": "BWV-1"}).json()["in_reason"] == "manual"
+    assert api.get("/checkouts").json() == []
+    assert len(api.get("/checkouts", params={"serial": "BWV-1"}).json()) == 1
+
+
+@pytest.mark.parametrize("body, status, error", [
+    ({"device_serial": "BWV-1", "officer_id": "NOPE"}, 404, "not_found"),
+    ({"device_serial": "BWV-9", "officer_id": "PC1"}, 409, "conflict"),
+    ({"device_serial": "bad serial", "officer_id": "PC1"}, 400, "bad_request"),
+    ({"device_serial": "BWV-1"}, 400, "bad_request"),
+])
+def test_refusals_have_one_error_shape(api, store, dock_dir, body, status, error):
+    dock(store, dock_dir, "BWV-1")
+    r = api.post("/checkouts", json=body)
+    assert r.status_code == status and set(r.json()) >= {"status", "error", "message"}
+    assert r.json()["error"] == error
+
+
+def test_a_token_is_checked_when_configured(store, dock_dir):
+    app = create_desk_app(node(store, dock_dir, api_token="desk-test-token"))  # test value, not a secret
+    with TestClient(app) as client:
+        assert client.get("/checkouts").status_code == 401
+        assert client.get("/checkouts", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/checkouts", headers={"Authorization": "Bearer desk-test-token"}).status_code == 200
+        assert client.get("/healthz").status_code == 200
+
+
+def test_a_non_loopback_desk_needs_a_token():
+    from fleet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="api_token"):
+        settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c", "token": "t",
+                            "data_dir": "d", "dock_dir": "k", "api_host": "0.0.0.0", "api_port": 8101},
+                           StationSettings)

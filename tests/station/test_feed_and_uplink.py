@@ -1,0 +1,83 @@
+"""The station's two sync clients against the real central app (Litestar TestClient)."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+
+from central.app import create_app
+from fleet.clock import utc_now
+from fleet.events import Officer
+from station import outbox
+from station.feed import FeedFollower
+from station.mirror import Mirror
+from station.outbox import Outbox
+from station.uplink import EventSender
+from tests.central.conftest import ADMIN, make_settings
+from tests.central.fleetdata import docked
+from tests.station.test_uploader import FAST
+
+STATION = {"Authorization": "Bearer camden-test-token"}  # test value, not a secret
+
+
+@pytest.fixture
+def central(tmp_path):
+    with TestClient(create_app(make_settings(tmp_path / "central", fleet={"change_history": 100})),
+                    base_url="http://central.local") as client:
+        yield client
+
+
+def station_client(central, **kw):
+    return httpx.Client(base_url="http://central.local", transport=central._transport, headers=STATION, **kw)
+
+
+def test_an_expired_cursor_reloads_the_snapshot(central, store):
+    central.post("/api/v1/officers/", headers=ADMIN,
+                 json=[{"officer_id": f"PC{i}", "borough": "Camden"} for i in range(150)])
+    central.app.state.changes.trim()
+    mirror = Mirror(store.writer)
+    mirror.apply([Officer(officer_id="GONE", borough="Camden")], cursor=3)  # an old cursor, a stale entry
+    feed = FeedFollower(station_client(central), mirror, FAST, wait_s=0)
+    assert feed.poll_once() == 150  # every Camden officer, via the snapshot
+    assert mirror.officer("GONE") is None and mirror.officer("PC149") is not None
+    assert mirror.cursor() > 3 and mirror.policy().min_checkout_pct == 80
+    assert feed.poll_once() == 0
+
+
+def test_events_go_up_and_failures_back_off(central, store):
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-1"), docked("BWV-2")])
+    broken = EventSender(httpx.Client(base_url="http://127.0.0.1:9", timeout=0.5), store, FAST)
+    report = broken.run_once()
+    assert report.error and report.sent == 0
+    assert broken.run_once().error is None and broken.run_once().sent == 0  # backing off: nothing tried
+    sender = EventSender(station_client(central), store, FAST, batch_size=1)
+    report = sender.run_once()
+    assert (report.sent, report.acked_seq, report.error) == (2, 2, None)
+    assert Outbox(store.writer).pending(10) == []
+    assert central.get("/api/v1/devices/BWV-2", headers=ADMIN).status_code == 200
+
+
+def test_a_heartbeat_reports_the_backlog_and_the_clock_skew(central, store, monkeypatch):
+    from station import uplink
+
+    ahead = utc_now() + timedelta(hours=2)  # this station's clock is two hours fast
+    monkeypatch.setattr(uplink, "utc_now", lambda: ahead)
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-1")], at=ahead)
+    assert EventSender(station_client(central), store, FAST).run_once().acked_seq == 1
+    camden = central.get("/api/v1/stations/camden", headers=ADMIN).json()
+    assert camden["clock_skew_s"] == pytest.approx(7200, abs=60)
+    assert not camden["stale"]  # judged by central's clock, not the station's
+    [(seq, kind, station_at, _)] = central.app.state.events.events("camden")
+    assert (seq, kind) == (1, "camera_docked") and station_at.startswith(ahead.strftime("%Y-%m-%dT%H"))
+
+
+def test_a_permanent_refusal_is_reported(central, store, caplog):
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-1")])
+    sender = EventSender(httpx.Client(base_url="http://central.local", transport=central._transport,
+                                      headers={"Authorization": "Bearer wrong"}), store, FAST)
+    report = sender.run_once()
+    assert "401" in report.error and Outbox(store.writer).acked_seq() == 0
