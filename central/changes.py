@@ -59,6 +59,7 @@ class ChangeLog:
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
+        self._closing = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Long polls wake on changes made in this process (others are found by polling)."""
@@ -69,6 +70,12 @@ class ChangeLog:
         body = _encoder.encode(item)
         for borough in dict.fromkeys(b for b in boroughs if b):  # each borough concerned, once
             db.execute("INSERT INTO changes (borough, kind, key, body) VALUES (?, ?, ?, ?)", [borough, kind, key, body])
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def close(self) -> None:
+        """Shutting down: every long poll returns now (callable from a signal handler)."""
+        self._closing = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake)
 
@@ -113,7 +120,7 @@ class ChangeLog:
         while True:
             page = self.page(borough, since)
             remaining = deadline - time.monotonic()
-            if page.changes or remaining <= 0:
+            if page.changes or remaining <= 0 or self._closing:
                 return page
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=min(1.0, remaining))

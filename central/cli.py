@@ -47,9 +47,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     logging.getLogger(__name__).info("central on http://%s:%d, data in %s", settings.host, settings.port,
                                      settings.data_dir)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                log_level=settings.log_level.lower(), access_log=False, lifespan="on", log_config=None,
-                timeout_graceful_shutdown=5)  # long polls and slow uploads may not hold a shutdown up
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # Long polls answer at once (an empty page) instead of holding the shutdown up.
+            changes = app.state.get("changes")
+            if changes is not None:
+                changes.close()
+            super().handle_exit(sig, frame)
+
+    Server(uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+                          log_level=settings.log_level.lower(), access_log=False, lifespan="on", log_config=None,
+                          timeout_graceful_shutdown=10)).run()
     return 0
 
 

@@ -1,5 +1,6 @@
 """Checkout at a station while central is down; central learns it, with the station's time."""
 
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -69,3 +70,15 @@ def test_offline_checkout_reaches_central_with_the_station_time(make_cluster):
         assert (a["officer_id"], a["mode"], a["station_id"]) == (officer, "pool", "camden")
         assert from_iso(a["started_at"]) == out_at[serial]  # the station's clock, not central's arrival time
     assert assignments["BWV-1"]["started_by"] == "sgt-test@camden"
+
+
+def test_central_stops_promptly_while_stations_long_poll(make_cluster):
+    cluster = make_cluster(station_ids=("camden",), station_settings={"feed_wait_s": 25.0})
+    central = cluster.start_central()
+    cluster.start_station("camden")
+    wait_until(lambda: station_db(cluster, "camden", "SELECT value FROM meta WHERE key = 'feed_cursor'"), 30,
+               "the station following the feed", check=cluster.check_alive)
+    central.kill(signal.SIGTERM)  # fails the test if it takes 20 s
+    log = (cluster.root / "central.log").read_text()
+    assert "Traceback" not in log and "timeout graceful shutdown exceeded" not in log
+    assert central.popen.returncode in (0, -15)
