@@ -71,7 +71,7 @@ class _Device(msgspec.Struct):
 def _devices(rng: random.Random, count: int, now: datetime) -> tuple[list[_Device], list[tuple]]:
     """The registry rows, with battery state and flags as the projection and health job leave them."""
     encode = msgspec.json.encode
-    states, weights = zip(*LIFECYCLES)
+    states, weights = zip(*LIFECYCLES, strict=True)
     devices, rows = [], []
     for n in range(count):
         serial = f"BWV-{n:06d}"
@@ -83,7 +83,8 @@ def _devices(rng: random.Random, count: int, now: datetime) -> tuple[list[_Devic
         hot = rng.random() < 0.01
         temp = round(rng.uniform(46, 55) if hot else rng.uniform(18, 40), 1)
         cycles, level = rng.randint(50, 900), round(rng.uniform(5, 100), 1)
-        docked = now - timedelta(hours=rng.uniform(0, 72)) if rng.random() < 0.99 else now - timedelta(days=rng.uniform(8, 60))
+        recent = rng.random() < 0.99  # ~1 % have not docked for over a week: stale
+        docked = now - (timedelta(hours=rng.uniform(0, 72)) if recent else timedelta(days=rng.uniform(8, 60)))
         docked_at = to_iso(docked) if state != "in_stock" else None
         stale = int(state in ("issued", "in_service") and docked < now - timedelta(days=7))
         replace_by = to_iso(now + timedelta(days=rng.uniform(10, 80) if short else rng.uniform(120, 1500)))
@@ -132,7 +133,7 @@ def _assignments(rng: random.Random, devices: list[_Device], officers: int, coun
     chosen = rng.sample(held, min(count, len(held), officers))
     holders = rng.sample(range(officers), len(chosen))
     rows = []
-    for d, officer in zip(chosen, holders):
+    for d, officer in zip(chosen, holders, strict=True):
         personal = rng.random() < 0.4
         started = now - (timedelta(days=rng.uniform(1, 300)) if personal else timedelta(hours=rng.uniform(0, 10)))
         rows.append((d.serial, f"MP{officer:06d}", "personal" if personal else "pool", to_iso(started),
@@ -170,8 +171,8 @@ def build(data_dir: Path, devices: int, officers: int, readings: int, assignment
                      flag_short_shift, flag_over_temp, flag_capacity_drop, flag_stale, battery_dirty)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)""",
                  device_rows, devices)
-            fill("device_history", "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
-                 "VALUES (?, ?, 'bench', NULL, ?, ?, ?)",
+            fill("device_history", "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, "
+                 "reason) VALUES (?, ?, 'bench', NULL, ?, ?, ?)",
                  ((d.serial, to_iso(now - timedelta(days=400)), None, d.lifecycle, "registered") for d in fleet),
                  devices)
             fill("officers", "INSERT INTO officers (officer_id, borough, team, role, name, active, updated_at) "

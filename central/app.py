@@ -24,7 +24,7 @@ from central.changes import ChangeLog, ChangesController
 from central.clips import ClipController
 from central.devices import DeviceController, DeviceService
 from central.errors import EXCEPTION_HANDLERS, error_response
-from central.events import EventLog, EventsController
+from central.events import EventLog, EventsController, ProjectionWorker
 from central.fleet_health import FleetHealth
 from central.jobs import build_scheduler
 from central.officers import OfficerController, OfficerService
@@ -74,6 +74,8 @@ def create_app(settings: CentralSettings) -> Litestar:
         services = build_services(store, settings)
         services["changes"].bind(asyncio.get_running_loop())
         services["changes"].publish_policies()
+        projection = ProjectionWorker(services["events"])
+        projection.start()
         scheduler = build_scheduler(receiver, timedelta(minutes=settings.expiry_check_minutes), services["health"],
                                     timedelta(minutes=settings.fleet.health_check_minutes))
         app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler, **services)
@@ -82,6 +84,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             yield
         finally:
             scheduler.shutdown(wait=True)  # the health job runs on a thread: let it finish
+            projection.stop()
             receiver.close()
             store.close()
 

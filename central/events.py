@@ -1,17 +1,21 @@
-"""Events from stations: stored by (station, seq), applied in seq order, acknowledged gap-free.
+"""Events from stations: stored by (station, seq), acknowledged gap-free, applied in seq order.
 
-One batch is one transaction (``synchronous=FULL``): new events are stored, every event
-that now continues the station's gap-free run is applied to fleet state, and the station's
-acknowledged seq moves on. Only then is the acknowledgement sent, so an acknowledged event
-is never lost, and a resent one is recognised and skipped. A seq that comes back with other
-bytes means the station's database was replaced: refused (409), never silently merged.
+One batch is one transaction (``synchronous=FULL``): new events are stored and the station's
+acknowledged seq moves to the end of its gap-free run. Only then is the acknowledgement
+sent, so an acknowledged event is never lost, and a resent one is recognised and skipped.
+A seq that comes back with other bytes means the station's database was replaced: refused
+(409), never silently merged. A projection worker applies acknowledged events to fleet
+state in seq order (``applied_seq`` per station), in larger transactions, off the hot path.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import datetime
 from typing import Annotated
 
+import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, post
 
@@ -22,6 +26,8 @@ from fleet.protocol import AwareDatetime
 from fleet.sqlite import Writer
 from central.auth import Caller
 from central.projection import Applied, Projector
+
+log = logging.getLogger(__name__)
 
 
 class _RawEnvelope(msgspec.Struct, kw_only=True):
@@ -75,9 +81,20 @@ def _kind_or_none(raw: msgspec.Raw) -> str | None:
 
 
 class EventLog:
+    """Stores and acknowledges events (durably, before answering); applies them in the background.
+
+    Acknowledging is the hot path (every station, every batch), so it only validates, stores
+    and moves the station's ``acked_seq``. Applying to fleet state is the projector's work,
+    in seq order per station, in larger transactions, tracked by ``applied_seq``: a crash
+    between the two leaves events stored and acknowledged, and the projector carries on
+    from ``applied_seq`` after the restart.
+    """
+
     def __init__(self, writer: Writer, projector: Projector) -> None:
         self.writer = writer
         self.projector = projector
+        self.pending = threading.Event()
+        """Set when there are acknowledged events to apply (wakes the projection worker)."""
 
     def ingest(self, station_id: str, borough: str, body: bytes, now: datetime | None = None) -> EventAck:
         batch, decoded = decode_batch(body)
@@ -95,7 +112,7 @@ class EventLog:
                     "SELECT seq, body FROM events WHERE station_id = ? AND seq BETWEEN ? AND ?",
                     [station_id, seqs[0], seqs[-1]])}
             for seq, body_then in stored.items():
-                if seq in envelopes and bytes(envelopes[seq].event) != body_then:
+                if bytes(envelopes[seq].event) != body_then:
                     raise Conflict(f"event seq {seq} of {station_id} was already stored with other content: "
                                    "was the station's database replaced? Central keeps the first; ask the "
                                    "fleet team to reconcile before this station sends again")
@@ -104,29 +121,50 @@ class EventLog:
                 "INSERT INTO events (station_id, seq, kind, station_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?)",
                 [(station_id, s, _kind_of(decoded[s], envelopes[s].event), to_iso(envelopes[s].at), received,
                   bytes(envelopes[s].event)) for s in new])
-            run = self._contiguous(db, station_id, acked, envelopes, decoded)
-            self.projector.apply(db, station_id, borough, [a for a in run if a.event is not None])
-            acked += len(run)
+            acked = self._gap_free(db, station_id, acked, envelopes)
             self._note_station(db, station_id, acked, received, now, batch)
+        if new:
+            self.pending.set()
         return EventAck(acked_seq=acked, stored=len(new), duplicates=len(seqs) - len(new))
 
     @staticmethod
-    def _contiguous(db, station_id: str, acked: int, envelopes, decoded) -> list[Applied]:
-        """The events that continue the gap-free run after ``acked``: from this batch, or stored earlier."""
-        run: list[Applied] = []
-        seq = acked + 1
-        while True:
-            if seq in envelopes:
-                run.append(Applied(seq, to_iso(envelopes[seq].at), decoded[seq]))
-            else:
-                row = db.execute("SELECT station_at, body FROM events WHERE station_id = ? AND seq = ?",
-                                 [station_id, seq]).fetchone()
-                if row is None:
-                    return run
-                event = decode_batch(b'{"sent_at":"2000-01-01T00:00:00Z","events":[{"seq":1,"at":"'
-                                     + row[0].encode() + b'","event":' + bytes(row[1]) + b"}]}")[1][1]
-                run.append(Applied(seq, row[0], event))
-            seq += 1
+    def _gap_free(db, station_id: str, acked: int, envelopes) -> int:
+        """The end of the gap-free run after ``acked``: this batch, then any stored after a gap."""
+        while acked + 1 in envelopes:
+            acked += 1
+        for (seq,) in db.execute("SELECT seq FROM events WHERE station_id = ? AND seq > ? ORDER BY seq",
+                                 [station_id, acked]):
+            if seq != acked + 1:
+                break
+            acked = seq
+        return acked
+
+    def apply_pending(self, limit: int = 2000) -> int:
+        """Apply up to ``limit`` acknowledged events not yet applied, in one transaction."""
+        applied = 0
+        with self.writer.write() as db:
+            behind = db.execute("SELECT station_id, borough, applied_seq, acked_seq FROM stations "
+                                "WHERE applied_seq < acked_seq ORDER BY station_id").fetchall()
+            for station_id, borough, done, acked in behind:
+                rows = db.execute("SELECT seq, station_at, body FROM events WHERE station_id = ? AND seq > ? "
+                                  "AND seq <= ? ORDER BY seq LIMIT ?",
+                                  [station_id, done, acked, limit - applied]).fetchall()
+                if not rows:
+                    continue
+                run = [Applied(r[0], r[1], _decode_stored(bytes(r[2]))) for r in rows]
+                self.projector.apply(db, station_id, borough, [a for a in run if a.event is not None])
+                db.execute("UPDATE stations SET applied_seq = ? WHERE station_id = ?", [rows[-1][0], station_id])
+                applied += len(rows)
+                if applied >= limit:
+                    break
+        return applied
+
+    def apply_all(self) -> int:
+        """Apply everything acknowledged so far (tests, and the worker's inner loop)."""
+        total = 0
+        while count := self.apply_pending():
+            total += count
+        return total
 
     @staticmethod
     def _note_station(db, station_id: str, acked: int, received: str, now: datetime, batch: _RawBatch) -> None:
@@ -152,6 +190,42 @@ class EventLog:
                 [station_id, after])]
 
 
+class ProjectionWorker:
+    """A thread that applies acknowledged events to fleet state as they arrive."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event-projection", daemon=True)
+
+    def start(self) -> None:
+        self.log.pending.set()  # events acknowledged before a restart are applied first
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.log.pending.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.log.pending.wait(timeout=5.0)
+            self.log.pending.clear()
+            try:
+                while not self._stopping.is_set() and self.log.apply_pending():
+                    pass
+            except Exception:  # logged; the events stay stored and are retried on the next wake
+                log.exception("applying events failed; they stay stored and will be retried")
+                self._stopping.wait(5.0)
+
+
+def _decode_stored(body: bytes) -> Event | None:
+    try:
+        return _event_decoder.decode(body)
+    except msgspec.DecodeError:
+        return None  # a kind this central does not know: kept, not applied
+
+
 def _kind_of(event: Event | None, raw: msgspec.Raw) -> str:
     return type(event).__struct_config__.tag if event is not None else (_kind_or_none(raw) or "unknown")
 
@@ -166,4 +240,7 @@ class EventsController(Controller):
     async def receive(self, request: Request, principal: Caller) -> EventAck:
         if not principal.is_station:
             raise Forbidden("only stations send events, each with its own token")
-        return request.app.state.events.ingest(principal.station_id, principal.borough, await request.body())
+        body = await request.body()
+        # Off the event loop: a batch's fsync must not stall other requests.
+        return await anyio.to_thread.run_sync(request.app.state.events.ingest, principal.station_id,
+                                              principal.borough, body)

@@ -27,8 +27,11 @@ from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIng
 from central import audit
 
 _encoder = msgspec.json.Encoder()
-ACTIVE_AT = """FROM assignments WHERE device_serial = :serial AND started_at <= :at
-               AND (ended_at IS NULL OR ended_at > :at) ORDER BY started_at DESC, id DESC LIMIT 1"""
+ACTIVE_AT = """FROM (SELECT officer_id, id, ended_at FROM assignments WHERE device_serial = :serial
+                     AND started_at <= :at ORDER BY started_at DESC, id DESC LIMIT 1)
+               WHERE ended_at IS NULL OR ended_at > :at"""
+"""The holder at a moment: the camera's latest assignment begun by then, if it had not ended.
+(One index probe, however long the camera's history.)"""
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,9 @@ class Projector:
         for r in rows:
             closed = db.execute(
                 """UPDATE assignments SET ended_at = :docked_at, ended_by = :by, end_reason = 'docked'
-                   WHERE device_serial = :serial AND mode = 'pool' AND ended_at IS NULL AND started_at <= :docked_at
+                   WHERE id IN (SELECT id FROM assignments INDEXED BY assignments_open
+                                WHERE device_serial = :serial AND ended_at IS NULL)
+                     AND mode = 'pool' AND started_at <= :docked_at
                    RETURNING officer_id""", r).fetchall()
             for (officer_id,) in closed:
                 audit.record(db, actor=r["by"], place=station_id, action="check-in", object_type="device",

@@ -26,6 +26,8 @@ class StationHealth(msgspec.Struct, kw_only=True):
     stale: bool
     """Not heard from for longer than ``[fleet] stale_station_hours`` (or never)."""
     acked_seq: int = 0
+    applied_seq: int = 0
+    """Events applied to fleet state so far (the projection catches up with ``acked_seq``)."""
     clock_skew_s: float | None = None
     """The station's clock minus central's, at its last batch."""
     pending_clips: int = 0
@@ -47,7 +49,7 @@ class StationService:
         with self.writer.read() as db:
             rows = {r[0]: r for r in db.execute(
                 "SELECT station_id, borough, last_seen_at, acked_seq, clock_skew_s, backlog, pending_clips, "
-                "pending_bytes, oldest_pending_recorded_at FROM stations")}
+                "pending_bytes, oldest_pending_recorded_at, applied_seq FROM stations")}
         stale_after = timedelta(hours=self.settings.fleet.stale_station_hours)
         out = []
         for station_id in sorted(set(rows) | set(self.settings.stations)):
@@ -59,6 +61,7 @@ class StationService:
             out.append(StationHealth(
                 station_id=station_id, borough=configured.borough if configured else r[1], last_seen_at=seen,
                 stale=seen is None or now - seen > stale_after, acked_seq=r[3] if r else 0,
+                applied_seq=r[9] if r else 0,
                 clock_skew_s=r[4] if r else None, pending_clips=r[6] if r else 0, pending_bytes=r[7] if r else 0,
                 oldest_pending_recorded_at=oldest,
                 oldest_pending_age_h=round((now - oldest).total_seconds() / 3600, 2) if oldest else None,

@@ -47,5 +47,8 @@ def batch(events, first_seq: int = 1, *, hours: list[float] | None = None) -> by
 
 
 def post(client, headers, events, first_seq: int = 1, **kw):
-    return client.post("/api/v1/events/", content=batch(events, first_seq, **kw),
-                       headers={**headers, "Content-Type": "application/json"})
+    """Send a batch, then apply what was acknowledged (as the projection worker does shortly after)."""
+    response = client.post("/api/v1/events/", content=batch(events, first_seq, **kw),
+                           headers={**headers, "Content-Type": "application/json"})
+    client.app.state.events.apply_all()
+    return response

@@ -117,3 +117,26 @@ def test_checkin_closes_the_checkout_with_the_station_time(client):
     assert a["started_at"].startswith("2026-11-20T15:00") and a["ended_at"].startswith("2026-11-20T22:00")
     trail = client.get("/api/v1/devices/A", headers=ADMIN).json()["audit"]
     assert [t["action"] for t in trail] == ["check-in", "check-out"] and trail[0]["place"] == "camden"
+
+
+def test_acknowledged_events_are_applied_after_a_crash_before_projection(settings):
+    """Acknowledged means stored: if central dies before applying, the restart applies them."""
+    from litestar.testing import TestClient
+
+    from central.app import create_app
+    from tests.central.fleetdata import batch
+
+    with TestClient(create_app(settings)) as client:
+        client.app.state.events.pending.clear()
+        worker_paused = client.app.state.events.apply_pending
+        client.app.state.events.apply_pending = lambda limit=2000: 0  # the projection never runs
+        r = client.post("/api/v1/events/", content=batch([docked("A"), docked("B")]), headers=CAMDEN)
+        assert r.json()["acked_seq"] == 2
+        assert client.get("/api/v1/devices/A", headers=ADMIN).status_code == 404
+        client.app.state.events.apply_pending = worker_paused
+    with TestClient(create_app(settings)) as client:  # the restart
+        from tests.e2e.harness import wait_until
+
+        wait_until(lambda: client.get("/api/v1/devices/B", headers=ADMIN).status_code == 200, 10,
+                   "the projection worker catching up")
+        assert client.get("/api/v1/stations/camden", headers=ADMIN).json()["applied_seq"] == 2

@@ -56,6 +56,7 @@ def test_events_go_up_and_failures_back_off(central, store):
     report = sender.run_once()
     assert (report.sent, report.acked_seq, report.error) == (2, 2, None)
     assert Outbox(store.writer).pending(10) == []
+    central.app.state.events.apply_all()
     assert central.get("/api/v1/devices/BWV-2", headers=ADMIN).status_code == 200
 
 
