@@ -241,9 +241,29 @@ def over_http(root: Path, stations: list[Station], plan: list[list[Batch]], send
             yield send
 
     try:
-        return in_threads(plan, senders, sender)
+        start = time.perf_counter()
+        acked_s = in_threads(plan, senders, sender)
+        wait_applied(central, sum(b[-1].last_seq for b in plan if b))
+        APPLIED_S.append(time.perf_counter() - start)
+        return acked_s
     finally:
         central.stop()
+
+
+APPLIED_S: list[float] = []
+"""Per HTTP round: seconds from the first batch until the projection had applied every event."""
+
+
+def wait_applied(central: Central, events: int, timeout: float = 600) -> None:
+    """Poll central's stations until every acknowledged event is applied to fleet state."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=central.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as client:
+        while time.monotonic() < deadline:
+            stations = client.get("/api/v1/stations/").raise_for_status().json()
+            if sum(s["applied_seq"] for s in stations) >= events:
+                return
+            time.sleep(0.05)
+    raise RuntimeError("the projection did not catch up within the timeout")
 
 
 def in_process(root: Path, stations: list[Station], plan: list[list[Batch]], senders: int) -> float:
@@ -330,6 +350,8 @@ def run(total: int = 200_000, batch: int = 1000, stations: int = 8, senders: int
             "ratio_http_vs_baseline": medians["http"] / medians["baseline"],
             "ratio_in_process_vs_baseline": medians["in_process"] / medians["baseline"],
             "ratio_http_vs_in_process": medians["http"] / medians["in_process"],
+            "http_applied_s": APPLIED_S,
+            "median_http_applied_events_per_s": median([events / t for t in APPLIED_S]),
             "target_events_per_s": 50_000, "directory": str(root.parent),
         }
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 from typing import Annotated
 
@@ -95,8 +96,24 @@ class EventLog:
         self.projector = projector
         self.pending = threading.Event()
         """Set when there are acknowledged events to apply (wakes the projection worker)."""
+        self._ingesting = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def ingesting(self) -> bool:
+        """A batch is being acknowledged: the projection worker lets it have the database first."""
+        return self._ingesting > 0
 
     def ingest(self, station_id: str, borough: str, body: bytes, now: datetime | None = None) -> EventAck:
+        with self._count_lock:
+            self._ingesting += 1
+        try:
+            return self._ingest(station_id, borough, body, now)
+        finally:
+            with self._count_lock:
+                self._ingesting -= 1
+
+    def _ingest(self, station_id: str, borough: str, body: bytes, now: datetime | None) -> EventAck:
         batch, decoded = decode_batch(body)
         now = now or utc_now()
         received = to_iso(now)
@@ -207,13 +224,22 @@ class ProjectionWorker:
         self.log.pending.set()
         self._thread.join(timeout=30)
 
+    MAX_YIELD_S = 1.0
+    """Acknowledging comes first, but under a sustained burst the projection still moves."""
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             self.log.pending.wait(timeout=5.0)
             self.log.pending.clear()
             try:
-                while not self._stopping.is_set() and self.log.apply_pending():
-                    pass
+                last = time.monotonic()
+                while not self._stopping.is_set():
+                    if self.log.ingesting and time.monotonic() - last < self.MAX_YIELD_S:
+                        self._stopping.wait(0.005)
+                        continue
+                    last = time.monotonic()
+                    if not self.log.apply_pending(limit=500):
+                        break
             except Exception:  # logged; the events stay stored and are retried on the next wake
                 log.exception("applying events failed; they stay stored and will be retried")
                 self._stopping.wait(5.0)
