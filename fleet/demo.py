@@ -78,6 +78,20 @@ class Demo:
     docked: list[DockedClip] = field(default_factory=list)
     statuses: dict[str, dict] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    desk_ports: dict[str, int] = field(default_factory=dict)
+    in_dock: set[str] = field(default_factory=set)
+    checkouts: int = 0
+
+    CAMERAS_PER_STATION = 6
+    OFFICERS_PER_STATION = 12
+
+    def cameras(self, station_id: str) -> list[str]:
+        """Each station's own pool of cameras: the same ones dock again and again."""
+        first = self.stations.index(station_id) * 1000 + 1
+        return [f"BWV-{n:06d}" for n in range(first, first + self.CAMERAS_PER_STATION)]
+
+    def officers(self, station_id: str) -> list[str]:
+        return [f"{station_id[:2].upper()}{n:04d}" for n in range(1, self.OFFICERS_PER_STATION + 1)]
 
     @property
     def url(self) -> str:
@@ -106,7 +120,8 @@ class Demo:
                 f'station_id = "{station_id}"', f'borough = "{BOROUGHS.get(station_id, station_id.title())}"',
                 f'central_url = "{self.url}"', f'token = "{token}"', 'data_dir = "data"', 'dock_dir = "dock"',
                 "scan_interval_s = 1.0", "sync_interval_s = 5.0", "retry_initial_s = 0.5", "retry_max_s = 10.0",
-                "verified_grace_hours = 0.01", "",
+                "verified_grace_hours = 0.01", "events_interval_s = 1.0", "feed_wait_s = 10.0",
+                f"api_port = {self.desk_ports.setdefault(station_id, free_port(0))}", "",
             ]))
             (folder / "data").mkdir(exist_ok=True)
         (self.root / "central" / "central.toml").write_text("\n".join(lines))
@@ -117,6 +132,7 @@ class Demo:
         logs.mkdir(exist_ok=True)
         self._spawn("central", ["central", "serve", "--config", str(self.root / "central" / "central.toml")], logs)
         self.wait_for_central()
+        self.seed_officers()
         for station_id in self.stations:
             self._spawn(station_id, ["station", "run", "--config", str(self.station_config(station_id))], logs)
 
@@ -140,21 +156,47 @@ class Demo:
             time.sleep(0.1)
         raise FleetError(f"central did not answer on {self.url} within {timeout:.0f}s")
 
+    def seed_officers(self) -> None:
+        """Each borough's officers, as a planner's CSV import would; stations mirror them."""
+        rows = [{"officer_id": officer, "borough": BOROUGHS.get(s, s.title()), "team": "Response team 1",
+                 "role": "response"} for s in self.stations for officer in self.officers(s)]
+        httpx.post(f"{self.url}/api/v1/officers/", json=rows, timeout=30,
+                   headers={"Authorization": f"Bearer {self.admin_token}"}).raise_for_status()
+
     def dock_one(self, rng: random.Random, max_clip_bytes: int) -> None:
         station_id = rng.choice(self.stations)
-        serial = f"BWV-{rng.randint(1, 20000):06d}"
+        free = [c for c in self.cameras(station_id) if c not in self.in_dock]
+        if not free:
+            return
+        serial = rng.choice(free)
         clips = random_shift(rng, rng.randint(1, 4), min_size=64 * 1024, max_size=max_clip_bytes)
-        dock_camera(self.dock_dir(station_id), serial, clips)
+        dock_camera(self.dock_dir(station_id), serial, clips, battery_pct=rng.uniform(82, 100),
+                    folder_name=f"{serial}-{time.time_ns()}")
         with self.lock:
+            self.in_dock.add(serial)
             for c in clips:
                 self.docked.append(DockedClip(c.clip_id, station_id, hashlib.sha256(c.content()).hexdigest(), c.size))
 
-    def undock_ingested(self) -> None:
-        """Take cameras out of docks once their station wrote INGESTED.json and wiped them."""
+    def undock_ingested(self, rng: random.Random) -> None:
+        """Take cameras out of docks once ingested; most go straight out on a shift (desk API)."""
         for station_id in self.stations:
             for folder in self.dock_dir(station_id).iterdir():
                 if (folder / "INGESTED.json").exists() and not any((folder / "clips").iterdir()):
+                    serial = folder.name.rsplit("-", 1)[0]
                     undock(folder)
+                    self.in_dock.discard(serial)
+                    if rng.random() < 0.7:
+                        self.check_out(station_id, serial, rng.choice(self.officers(station_id)))
+
+    def check_out(self, station_id: str, serial: str, officer: str) -> None:
+        """At the station desk; refusals (that officer already has a camera) are part of the day."""
+        try:
+            r = httpx.post(f"http://127.0.0.1:{self.desk_ports[station_id]}/checkouts", timeout=5,
+                           json={"device_serial": serial, "officer_id": officer, "by": "demo desk"})
+        except httpx.TransportError:
+            return
+        if r.status_code == 201:
+            self.checkouts += 1
 
     def refresh_statuses(self) -> None:
         def one(station_id: str) -> None:
@@ -209,8 +251,8 @@ def summary_table(demo: Demo, at_central: set[str]):
     from rich.table import Table
 
     table = Table(title=f"Body-worn video fleet demo — central {demo.url}")
-    for column in ("station", "docked", "queued", "uploading", "waiting", "failed", "verified (station)",
-                   "verified at central", "bad folders"):
+    for column in ("station", "docked", "queued", "uploading", "waiting", "failed", "verified", "at central",
+                   "bad folders", "cameras out"):
         table.add_column(column, justify="right" if column != "station" else "left")
     with demo.lock:
         docked = list(demo.docked)
@@ -220,7 +262,8 @@ def summary_table(demo: Demo, at_central: set[str]):
         mine = [c.clip_id for c in docked if c.station_id == station_id]
         table.add_row(station_id, str(len(mine)), *(str(by_state.get(s, 0)) for s in
                       ("queued", "uploading", "waiting", "failed", "verified")),
-                      str(sum(1 for c in mine if c in at_central)), str(len(status.get("failed_folders", []))))
+                      str(sum(1 for c in mine if c in at_central)), str(len(status.get("failed_folders", []))),
+                      str(status.get("checked_out", 0)))
     return table
 
 
@@ -257,7 +300,9 @@ def run_demo(args: argparse.Namespace) -> int:
   central API      {demo.url}/api/v1/clips   (Authorization: Bearer <token in {root / 'admin-token.txt'}>)
   health           {demo.url}/healthz
   OpenAPI          {demo.url}/schema/openapi.json
+  fleet            {demo.url}/api/v1/devices/  /api/v1/stations/  /api/v1/assignments?active=true
   try              curl -H "Authorization: Bearer $(cat {root / 'admin-token.txt'})" {demo.url}/api/v1/clips?limit=5
+  station desk     fleet station checkouts --config {demo.station_config(stations[0])}   (or http://127.0.0.1:{demo.desk_ports[stations[0]]}/checkouts)
   station status   fleet station status --config {demo.station_config(stations[0])}
   dock a camera    drop a folder into {demo.dock_dir(stations[0])}/ (format: README, "Dock inbox")
 """)
@@ -270,7 +315,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 if time.monotonic() >= next_dock:
                     demo.dock_one(rng, max_clip)
                     next_dock += args.interval
-                demo.undock_ingested()
+                demo.undock_ingested(rng)
                 demo.refresh_statuses()
                 at_central = demo.verified_at_central()
                 live.update(summary_table(demo, at_central))
@@ -280,7 +325,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 return 0
             deadline = time.monotonic() + args.drain_timeout
             while time.monotonic() < deadline:
-                demo.undock_ingested()
+                demo.undock_ingested(rng)
                 demo.refresh_statuses()
                 at_central = demo.verified_at_central()
                 live.update(summary_table(demo, at_central))
@@ -293,6 +338,8 @@ def run_demo(args: argparse.Namespace) -> int:
         console.print(f"\n[bold]{len(demo.docked)} clips ({total / (1 << 20):.1f} MiB) docked at "
                       f"{len(stations)} stations; {len(at_central)} verified at central with matching SHA-256; "
                       f"{len(missing)} missing.[/]")
+        console.print(f"{demo.checkouts} pool checkouts at the station desks; "
+                      f"see {demo.url}/api/v1/assignments and /api/v1/devices/")
         for clip in missing[:20]:
             console.print(f"  not verified: {clip.clip_id} (docked at {clip.station_id})")
         return 0 if not missing else 1
