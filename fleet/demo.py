@@ -270,6 +270,7 @@ def summary_table(demo: Demo, at_central: set[str]):
 def free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
