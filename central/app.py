@@ -52,7 +52,7 @@ def build_services(store: CentralStore, settings: CentralSettings) -> dict:
     stations = StationService(store.writer, settings)
     return {
         "changes": changes, "stations": stations,
-        "events": EventLog(store.writer, Projector(settings.fleet)),
+        "events": EventLog(store.writer, Projector(settings.fleet, changes)),
         "devices": DeviceService(store.writer, changes),
         "officers": OfficerService(store.writer, changes),
         "assignments": AssignmentService(store.writer, changes),

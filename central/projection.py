@@ -23,7 +23,9 @@ import msgspec
 from fleet import battery
 from fleet.clock import to_iso, utc_now
 from fleet.config import FleetSettings
-from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event
+from fleet.events import (
+    BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, DeviceEntry, Event,
+)
 from central import audit
 
 _encoder = msgspec.json.Encoder()
@@ -60,8 +62,10 @@ def reattribute(db, serial: str, start: str, end: str | None = None) -> None:
 
 
 class Projector:
-    def __init__(self, fleet: FleetSettings) -> None:
+    def __init__(self, fleet: FleetSettings, changes=None) -> None:
         self.fleet = fleet
+        self.changes = changes
+        """The changes feed, for the registry changes events cause (a lost camera docking)."""
         self.policy = health_policy(fleet)
 
     def apply(self, db, station_id: str, borough: str, events: Sequence[Applied]) -> None:
@@ -140,8 +144,15 @@ class Projector:
                       CASE lifecycle WHEN 'lost' THEN 'found: docked with clips' ELSE 'docked with clips' END
                FROM devices WHERE serial = :serial AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost')""",
             serving)
-        db.conn.executemany("UPDATE devices SET lifecycle = 'in_service' WHERE serial = :serial "
-                            "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost')", serving)
+        for r in serving:  # the stations of its borough learn the new state (a found camera is usable again)
+            for entry in db.execute(
+                    "UPDATE devices SET lifecycle = 'in_service' WHERE serial = :serial "
+                    "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost') "
+                    "RETURNING serial, model, borough, home_station, assignment_mode", r).fetchall():
+                if self.changes is not None and entry[2]:
+                    self.changes.emit(db, DeviceEntry(serial=entry[0], model=entry[1], lifecycle="in_service",
+                                                      borough=entry[2], home_station=entry[3],
+                                                      assignment_mode=entry[4]), entry[2])
         # Docking ends a pool checkout made before it (at this or another station).
         for r in rows:
             closed = db.execute(

@@ -44,6 +44,9 @@ def test_a_camera_that_is_out_cannot_be_retired_but_can_be_lost(client):
     device = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()
     assert device["device"]["lifecycle"] == "in_service"
     assert device["lifecycle_history"][0]["reason"] == "found: docked with clips"
+    told = [c["item"] for c in client.get("/api/v1/changes/", headers=CAMDEN).json()["changes"]
+            if c["item"]["kind"] == "device"]
+    assert [d["lifecycle"] for d in told] == ["lost", "in_service"]  # Camden's desks may hand it out again
 
 
 def test_bad_lifecycle_requests_are_4xx(client):
