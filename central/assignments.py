@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import Conflict, NotFound
@@ -250,7 +250,7 @@ class AssignmentController(Controller):
 
     @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved",
           guards=[user_with("supervisor")])
-    async def resolve(self, request: Request, principal: Caller, conflict_id: FromPath[int],
+    async def resolve(self, request: Request, principal: Caller, conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)],
                       data: JSONBody[ResolveRequest]) -> ConflictInfo:
         return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
 

@@ -98,11 +98,15 @@ class DeviceDetail(msgspec.Struct, kw_only=True):
     audit: list[AuditRecord]
 
 
+Borough = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Text = Annotated[str, msgspec.Meta(max_length=128)]
+
+
 class DeviceRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     serial: Serial
-    model: str = ""
-    borough: str | None = None
-    home_station: str | None = None
+    model: Text = ""
+    borough: Borough | None = None
+    home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     assignment_mode: AssignmentMode | None = None
 
 
@@ -114,8 +118,8 @@ class RegistrationResult(msgspec.Struct, kw_only=True):
 class LifecycleRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     state: lifecycle.Lifecycle
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-    borough: str | None = None
-    home_station: str | None = None
+    borough: Borough | None = None
+    home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
 SUMMARY_SQL = """

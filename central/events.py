@@ -22,7 +22,7 @@ from litestar import Controller, Request, post
 
 from fleet.clock import to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, Forbidden
-from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, EventAck
+from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, EventAck, Seq
 from fleet.protocol import AwareDatetime
 from fleet.sqlite import Writer
 from central.auth import Caller
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class _RawEnvelope(msgspec.Struct, kw_only=True):
-    seq: Annotated[int, msgspec.Meta(ge=1)]
+    seq: Seq
     at: AwareDatetime
     event: msgspec.Raw
 

@@ -27,7 +27,8 @@ OfficerId = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0
                                 description="shoulder or warrant number")]
 OfficerRole = Literal["neighbourhood", "response", "armed", "other"]
 AssignmentMode = Literal["personal", "pool"]
-Seq = Annotated[int, Meta(ge=1)]
+Seq = Annotated[int, Meta(ge=1, le=2**62)]
+"""A station's event number (fits SQLite's 64-bit integers with room to spare)."""
 MAX_EVENTS_PER_BATCH = 5000
 
 # -- events: station → central ---------------------------------------------------------------

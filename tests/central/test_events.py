@@ -140,3 +140,12 @@ def test_acknowledged_events_are_applied_after_a_crash_before_projection(setting
         wait_until(lambda: client.get("/api/v1/devices/B", headers=ADMIN).status_code == 200, 10,
                    "the projection worker catching up")
         assert client.get("/api/v1/stations/camden", headers=ADMIN).json()["applied_seq"] == 2
+
+
+def test_numbers_beyond_sqlite_integers_are_refused_not_crashed_on(client):
+    body = (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":99999999999999999999999,'
+            b'"at":"2026-11-20T14:00:00Z","event":{"kind":"bad_folder","folder":"a","reason":"b"}}]}')
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 400
+    r = client.post("/api/v1/conflicts/99999999999999999999999/resolve", headers=ADMIN, json={"resolution": "x"})
+    assert r.status_code == 400
+    assert client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "A", "borough": ""}]).status_code == 400
