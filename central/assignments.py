@@ -179,7 +179,15 @@ class AssignmentService:
                        [to_iso(utc_now()), actor, resolution, conflict_id])
             audit.record(db, actor=actor, action="resolve-conflict", object_type="conflict",
                          object_id=str(conflict_id), detail=resolution)
-        return next(c for c in self.conflicts(None, False) if c.id == conflict_id)
+        return self.conflict(conflict_id)
+
+    def conflict(self, conflict_id: int) -> ConflictInfo:
+        with self.writer.read() as db:
+            r = db.execute("SELECT id, kind, borough, device_serial, officer_id, detail, detected_at, resolved_at, "
+                           "resolved_by, resolution FROM conflicts WHERE id = ?", [conflict_id]).fetchone()
+        return ConflictInfo(id=r[0], kind=r[1], borough=r[2], device_serial=r[3], officer_id=r[4], detail=r[5],
+                            detected_at=from_iso(r[6]), resolved_at=from_iso(r[7]) if r[7] else None,
+                            resolved_by=r[8], resolution=r[9])
 
     def unattributed(self, borough: str | None, limit: int) -> list[Attribution]:
         sql = """SELECT a.clip_id, a.device_serial, a.recorded_at, a.station_id, a.officer_id, a.resolved_by

@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
@@ -128,8 +129,11 @@ SUMMARY_SQL = """
            d.battery_temp_c, d.battery_cycles, d.replace_by, d.flag_short_shift, d.flag_over_temp,
            d.flag_capacity_drop, d.flag_stale
     FROM devices d
-    LEFT JOIN assignments a ON a.device_serial = d.serial AND a.ended_at IS NULL
+    LEFT JOIN assignments a ON a.id = (SELECT id FROM assignments INDEXED BY assignments_open
+                                       WHERE device_serial = d.serial AND ended_at IS NULL
+                                       ORDER BY started_at DESC LIMIT 1)
 """
+"""One row per camera; its holder is its latest open assignment (two open ones are a conflict, listed)."""
 
 
 def _summary(r, now: datetime) -> DeviceSummary:
@@ -319,7 +323,7 @@ class DeviceController(Controller):
                        data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
         if len(data) > 50_000:
             raise BadRequest("register at most 50,000 cameras per request")
-        return request.app.state.devices.register(data, principal.name)
+        return await anyio.to_thread.run_sync(request.app.state.devices.register, data, principal.name)
 
     @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)",
           guards=[user_with("fleet_manager")])

@@ -118,8 +118,8 @@ class EventLog:
         now = now or utc_now()
         received = to_iso(now)
         with self.writer.write() as db:
-            db.execute("INSERT INTO stations (station_id, borough) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                       [station_id, borough])
+            db.execute("INSERT INTO stations (station_id, borough) VALUES (?, ?) "
+                       "ON CONFLICT (station_id) DO UPDATE SET borough = excluded.borough", [station_id, borough])
             acked = db.execute("SELECT acked_seq FROM stations WHERE station_id = ?", [station_id]).fetchone()[0]
             envelopes = {e.seq: e for e in batch.events}
             seqs = sorted(envelopes)
@@ -162,10 +162,11 @@ class EventLog:
         with self.writer.write() as db:
             behind = db.execute("SELECT station_id, borough, applied_seq, acked_seq FROM stations "
                                 "WHERE applied_seq < acked_seq ORDER BY station_id").fetchall()
+            share = max(100, limit // max(1, len(behind)))  # one station's long backlog delays no other
             for station_id, borough, done, acked in behind:
                 rows = db.execute("SELECT seq, station_at, body FROM events WHERE station_id = ? AND seq > ? "
                                   "AND seq <= ? ORDER BY seq LIMIT ?",
-                                  [station_id, done, acked, limit - applied]).fetchall()
+                                  [station_id, done, acked, min(share, limit - applied)]).fetchall()
                 if not rows:
                     continue
                 run = [Applied(r[0], r[1], _decode_stored(bytes(r[2]))) for r in rows]

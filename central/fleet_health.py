@@ -60,7 +60,9 @@ class FleetHealth:
         done = 0
         while True:
             with self.writer.read() as db:
-                serials = [r[0] for r in db.execute("SELECT serial FROM devices WHERE battery_dirty LIMIT ?", [BATCH])]
+                docked = dict(db.execute("SELECT serial, last_docked_at FROM devices WHERE battery_dirty LIMIT ?",
+                                         [BATCH]).fetchall())
+                serials = list(docked)
                 histories = {s: [battery.Reading(at=from_iso(r[0]), full_charge_mah=r[1], design_mah=r[2],
                                                  cycle_count=r[3], temperature_c=r[4], level_pct=r[5])
                                  for r in db.execute(
@@ -73,9 +75,10 @@ class FleetHealth:
             for serial, readings in histories.items():
                 assessed = battery.assess(readings, self.policy) if readings else None
                 when = assessed.predicted_replace_at if assessed else None
-                updates.append((to_iso(when) if when else None, serial))
-            with self.writer.write() as db:
-                db.conn.executemany("UPDATE devices SET replace_by = ?, battery_dirty = 0 WHERE serial = ?", updates)
+                updates.append((to_iso(when) if when else None, serial, docked[serial]))
+            with self.writer.write() as db:  # a docking applied meanwhile keeps its device dirty
+                db.conn.executemany("UPDATE devices SET replace_by = ?, battery_dirty = 0 WHERE serial = ? "
+                                    "AND last_docked_at IS ?", updates)
             done += len(updates)
 
     def mark_stale_devices(self, now: datetime) -> tuple[int, int]:

@@ -7,7 +7,10 @@ an officer moves, so its stations stop offering them).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
+
+import anyio.to_thread
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -63,10 +66,11 @@ class OfficerService:
         self.changes = changes
 
     def upsert(self, officers: list[Officer], actor: str) -> ImportResult:
-        ids = [o.officer_id for o in officers]
-        if len(set(ids)) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
-            raise BadRequest(f"officer ids appear more than once: {', '.join(dupes)}")
+        counts = Counter(o.officer_id for o in officers)
+        dupes = sorted(i for i, n in counts.items() if n > 1)
+        if dupes:
+            raise BadRequest(f"officer ids appear more than once: {', '.join(dupes[:5])}"
+                             + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else ""))
         created = updated = unchanged = 0
         now = to_iso(utc_now())
         with self.writer.write() as db:
@@ -176,7 +180,7 @@ class OfficerController(Controller):
     async def upsert(self, request: Request, principal: Caller, data: JSONBody[list[Officer]]) -> ImportResult:
         if len(data) > MAX_IMPORT:
             raise BadRequest(f"at most {MAX_IMPORT} officers per request")
-        return request.app.state.officers.upsert(data, principal.name)
+        return await anyio.to_thread.run_sync(request.app.state.officers.upsert, data, principal.name)
 
     @post("/import.csv", status_code=200, summary="Create or update officers from CSV",
           description="Columns: officer_id, borough, team, role, name, active (header row required). "
@@ -189,4 +193,5 @@ class OfficerController(Controller):
             text = (await request.body()).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise BadRequest("the CSV is not UTF-8 text") from None
-        return request.app.state.officers.upsert(officers_from_csv(text), principal.name)
+        officers = await anyio.to_thread.run_sync(officers_from_csv, text)
+        return await anyio.to_thread.run_sync(request.app.state.officers.upsert, officers, principal.name)

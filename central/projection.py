@@ -82,7 +82,8 @@ class Projector:
         for a in run:
             e: CameraDocked = a.event
             b = e.device.battery
-            docked_at = to_iso(e.device.docked_at) if e.device.docked_at else a.at
+            # The camera's clock may be wrong; it cannot have docked after the station saw it docked.
+            docked_at = min(to_iso(e.device.docked_at), a.at) if e.device.docked_at else a.at
             soh = battery.state_of_health(b.full_charge_mah, b.design_mah) if b else None
             rows.append({
                 "serial": e.device.serial, "model": e.device.model, "firmware": e.device.firmware,
@@ -110,9 +111,11 @@ class Projector:
                    firmware = CASE WHEN excluded.firmware != '' THEN excluded.firmware ELSE firmware END,
                    home_station = COALESCE(home_station, excluded.home_station),
                    borough = COALESCE(borough, excluded.borough),
-                   flag_capacity_drop = MAX(flag_capacity_drop, CASE
-                       WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                        AND battery_soh - excluded.battery_soh >= :drop THEN 1 ELSE 0 END),
+                   flag_capacity_drop = CASE
+                       WHEN excluded.last_docked_at < COALESCE(last_docked_at, '') THEN flag_capacity_drop
+                       WHEN battery_soh - excluded.battery_soh >= :drop THEN 1
+                       WHEN excluded.battery_soh - battery_soh >= :drop THEN 0  -- a new battery
+                       ELSE flag_capacity_drop END,
                    telemetry = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
                        THEN excluded.telemetry ELSE telemetry END,
                    battery_soh = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
@@ -125,7 +128,8 @@ class Projector:
                        THEN excluded.battery_level ELSE battery_level END,
                    flag_short_shift = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
                        THEN excluded.flag_short_shift ELSE flag_short_shift END,
-                   flag_over_temp = MAX(flag_over_temp, excluded.flag_over_temp),
+                   flag_over_temp = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                       THEN excluded.flag_over_temp ELSE flag_over_temp END,
                    flag_stale = 0,
                    battery_dirty = 1,
                    last_station = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
@@ -160,10 +164,11 @@ class Projector:
                    WHERE id IN (SELECT id FROM assignments INDEXED BY assignments_open
                                 WHERE device_serial = :serial AND ended_at IS NULL)
                      AND mode = 'pool' AND started_at <= :docked_at
-                   RETURNING officer_id""", r).fetchall()
-            for (officer_id,) in closed:
+                   RETURNING id, officer_id""", r).fetchall()
+            for assignment_id, officer_id in closed:
                 audit.record(db, actor=r["by"], place=station_id, action="check-in", object_type="device",
                              object_id=r["serial"], detail=f"officer {officer_id}: docked")
+                self._find_conflicts(db, assignment_id, borough)
                 reattribute(db, r["serial"], r["docked_at"])
 
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
@@ -190,23 +195,19 @@ class Projector:
         for a in run:
             e: CheckedOut = a.event
             actor = f"{e.by or 'desk'}@{station_id}"
-            for (other, other_station) in db.execute(
-                    "SELECT device_serial, station_id FROM assignments WHERE officer_id = ? AND ended_at IS NULL "
-                    "AND device_serial != ?", [e.officer_id, e.device_serial]).fetchall():
-                self._conflict(db, "officer_two_cameras", borough, e.device_serial, e.officer_id,
-                               f"officer {e.officer_id} checked out {e.device_serial} at {station_id} ({a.at}) "
-                               f"while holding {other} (from {other_station or 'personal issue'})")
-            for (holder, holder_station) in db.execute(
-                    "SELECT officer_id, station_id FROM assignments WHERE device_serial = ? AND ended_at IS NULL "
-                    "AND officer_id != ?", [e.device_serial, e.officer_id]).fetchall():
-                self._conflict(db, "camera_two_officers", borough, e.device_serial, e.officer_id,
-                               f"{e.device_serial} checked out to {e.officer_id} at {station_id} ({a.at}) while "
-                               f"still held by {holder} (from {holder_station or 'personal issue'})")
-            db.execute("INSERT INTO assignments (device_serial, officer_id, mode, started_at, station_id, started_by) "
-                       "VALUES (?, ?, 'pool', ?, ?, ?)", [e.device_serial, e.officer_id, a.at, station_id, actor])
+            assignment_id = db.execute(
+                "INSERT INTO assignments (device_serial, officer_id, mode, started_at, station_id, started_by) "
+                "VALUES (?, ?, 'pool', ?, ?, ?)", [e.device_serial, e.officer_id, a.at, station_id, actor]).lastrowid
             audit.record(db, actor=actor, place=station_id, action="check-out", object_type="device",
-                         object_id=e.device_serial, at=None,
+                         object_id=e.device_serial,
                          detail=f"officer {e.officer_id}, battery {e.battery_pct}%, station time {a.at}")
+            # Reported late (the station was offline)? A docking central already knows ended it.
+            docked = db.execute("SELECT MIN(at) FROM battery_readings WHERE serial = ? AND at > ?",
+                                [e.device_serial, a.at]).fetchone()[0]
+            if docked is not None:
+                db.execute("UPDATE assignments SET ended_at = ?, ended_by = 'dock', end_reason = 'docked' "
+                           "WHERE id = ?", [docked, assignment_id])
+            self._find_conflicts(db, assignment_id, borough)
             reattribute(db, e.device_serial, a.at)
 
     def _checked_in(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
@@ -217,14 +218,43 @@ class Projector:
                 """UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ?
                    WHERE device_serial = ? AND officer_id = ? AND mode = 'pool' AND ended_at IS NULL
                    RETURNING id""", [a.at, actor, e.reason, e.device_serial, e.officer_id]).fetchall()
-            if closed:  # already closed by a docking seen first: nothing left to do
+            for (assignment_id,) in closed:  # none: already closed by a docking seen first
                 audit.record(db, actor=actor, place=station_id, action="check-in", object_type="device",
                              object_id=e.device_serial, detail=f"officer {e.officer_id}: {e.reason}")
+                self._find_conflicts(db, assignment_id, borough)
                 reattribute(db, e.device_serial, a.at)
 
-    def _conflict(self, db, kind: str, borough: str, serial: str, officer_id: str, detail: str) -> None:
-        db.execute("INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", [kind, borough, serial, officer_id, detail, to_iso(utc_now())])
+    def _find_conflicts(self, db, assignment_id: int, borough: str) -> None:
+        """List overlaps with this assignment: one officer with two cameras, one camera with two officers.
+
+        Judged on intervals of station time, whatever order the stations reported in. An
+        assignment still open is judged at its start only (its end is not known yet); when it
+        ends, it is judged on its whole interval. Each pair is listed once.
+        """
+        device, officer, start, end, station = db.execute(
+            "SELECT device_serial, officer_id, started_at, ended_at, station_id FROM assignments WHERE id = ?",
+            [assignment_id]).fetchone()
+        window_end = end if end is not None else start
+        overlapping = db.execute(
+            """SELECT id, device_serial, officer_id, station_id, started_at FROM assignments
+               WHERE id != :id AND (officer_id = :officer OR device_serial = :device)
+                 AND NOT (officer_id = :officer AND device_serial = :device)
+                 AND started_at <= :window_end AND (ended_at IS NULL OR ended_at > :start)""",
+            {"id": assignment_id, "officer": officer, "device": device, "start": start,
+             "window_end": window_end}).fetchall()
+        for other_id, other_device, other_officer, other_station, other_start in overlapping:
+            if other_officer == officer:
+                kind, detail = "officer_two_cameras", (
+                    f"officer {officer} held {device} (from {station or 'personal issue'}, {start}) and "
+                    f"{other_device} (from {other_station or 'personal issue'}, {other_start}) at once")
+            else:
+                kind, detail = "camera_two_officers", (
+                    f"{device} was held by {officer} (from {station or 'personal issue'}, {start}) and by "
+                    f"{other_officer} (from {other_station or 'personal issue'}, {other_start}) at once")
+            first, second = sorted((assignment_id, other_id))
+            db.execute("INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at, "
+                       "assignment_a, assignment_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       [kind, borough, device, officer, detail, to_iso(utc_now()), first, second])
 
     _handlers = {
         CameraDocked: _docked, ClipIngested: _ingested, ClipVerified: _verified,

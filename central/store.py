@@ -217,6 +217,12 @@ MIGRATIONS = [
     CREATE INDEX devices_last_station ON devices (last_station, serial);
     CREATE INDEX devices_replace_by ON devices (replace_by) WHERE replace_by IS NOT NULL;
     """,
+    # v4: a conflict names the two assignments that overlap, and is listed once.
+    """
+    ALTER TABLE conflicts ADD COLUMN assignment_a INTEGER;
+    ALTER TABLE conflicts ADD COLUMN assignment_b INTEGER;
+    CREATE UNIQUE INDEX conflicts_pair ON conflicts (assignment_a, assignment_b);
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

@@ -21,8 +21,8 @@ Port = Annotated[int, Meta(ge=0, le=65535)]
 PositiveInt = Annotated[int, Meta(gt=0)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
 NonNegativeFloat = Annotated[float, Meta(ge=0)]
-Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
-StationId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]
+StationId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$(?!\n)")]
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -124,7 +124,7 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     heartbeat_s: PositiveFloat = 60.0
     """With nothing to send, report the backlog to central this often."""
     events_batch: Annotated[int, Meta(ge=1, le=5000)] = 1000
-    feed_wait_s: Annotated[float, Meta(gt=0, le=60)] = 20.0
+    feed_wait_s: Annotated[float, Meta(gt=0, le=30)] = 20.0
     """Long-poll of central's changes feed: how long central may hold the request."""
     api_host: str = "127.0.0.1"
     api_port: Port | None = None

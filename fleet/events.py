@@ -23,7 +23,7 @@ from msgspec import Meta, Struct
 
 from fleet.protocol import AwareDatetime, DeviceInfo, Serial, Sha256Hex, Tag
 
-OfficerId = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$",
+OfficerId = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$(?!\n)",
                                 description="shoulder or warrant number")]
 OfficerRole = Literal["neighbourhood", "response", "armed", "other"]
 AssignmentMode = Literal["personal", "pool"]
@@ -92,15 +92,18 @@ class EventEnvelope(Struct, kw_only=True):
     event: Event
 
 
+Count = Annotated[int, Meta(ge=0, le=2**62)]
+
+
 class Backlog(Struct, kw_only=True):
     """What a station still holds, reported with every batch (the dashboard's sync lag)."""
 
-    pending_clips: Annotated[int, Meta(ge=0)] = 0
-    pending_bytes: Annotated[int, Meta(ge=0)] = 0
+    pending_clips: Count = 0
+    pending_bytes: Count = 0
     oldest_pending_recorded_at: AwareDatetime | None = None
-    failed_clips: Annotated[int, Meta(ge=0)] = 0
-    failed_folders: Annotated[int, Meta(ge=0)] = 0
-    checked_out: Annotated[int, Meta(ge=0)] = 0
+    failed_clips: Count = 0
+    failed_folders: Count = 0
+    checked_out: Count = 0
 
 
 class EventBatch(Struct, kw_only=True):

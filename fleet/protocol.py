@@ -23,10 +23,11 @@ TUS_CHECKSUM_ALGORITHMS = "sha1,sha256,crc32"
 CLIP_STATE_HEADER = "Fleet-Clip-State"
 """Response header on tus requests: ``receiving`` or ``verified`` (central recorded the clip)."""
 
-Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$", description="SHA-256, lowercase hex")]
+# Patterns end in `$(?!\n)`: Python's `$` also matches before a final newline; ids must not.
+Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)", description="SHA-256, lowercase hex")]
 AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
-Serial = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+Serial = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$(?!\n)")]
+Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$(?!\n)")]
 ClipState = Literal["receiving", "verified"]
 TransferState = Literal["queued", "uploading", "waiting", "verified", "failed"]
 

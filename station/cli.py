@@ -108,7 +108,7 @@ def _desk(config: str):
     from station.mirror import Mirror
 
     settings, store = _open_store(config)
-    return store, Desk(store, Mirror(store.writer), settings.station_id)
+    return store, Desk(store, Mirror(store.writer), settings.station_id, settings.borough)
 
 
 def _operator(args: argparse.Namespace) -> str:

@@ -13,9 +13,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
+
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, NotFound
-from fleet.events import CheckedIn, CheckedOut, StationPolicy
+from fleet.events import CheckedIn, CheckedOut, OfficerId, StationPolicy
+from fleet.protocol import Serial
 from station import outbox
 from station.mirror import Mirror
 from station.store import StationStore
@@ -51,11 +54,21 @@ def estimate_charge(level_at_dock: float | None, docked_at: datetime, now: datet
     return min(100.0, level_at_dock + hours * 100.0 / policy.recharge_hours)
 
 
+def _valid(kind, value: str, what: str) -> str:
+    """The id as typed at the desk, trimmed and checked like central will check it."""
+    try:
+        return msgspec.convert(value.strip(), kind)
+    except msgspec.ValidationError:
+        raise BadRequest(f"{value.strip()!r} is not a valid {what}") from None
+
+
 class Desk:
-    def __init__(self, store: StationStore, mirror: Mirror, station_id: str, *, on_event=None) -> None:
+    def __init__(self, store: StationStore, mirror: Mirror, station_id: str, borough: str | None = None, *,
+                 on_event=None) -> None:
         self.store = store
         self.mirror = mirror
         self.station_id = station_id
+        self.borough = borough
         self.on_event = on_event or (lambda: None)
 
     def policy(self) -> StationPolicy:
@@ -80,9 +93,7 @@ class Desk:
     def checkout(self, serial: str, officer_id: str, *, by: str, now: datetime | None = None) -> Checkout:
         """Hand a pool camera to an officer, or refuse with the reason (409)."""
         now = now or utc_now()
-        serial, officer_id = serial.strip(), officer_id.strip()
-        if not serial or not officer_id:
-            raise BadRequest("give a camera serial and an officer id")
+        serial, officer_id = _valid(Serial, serial, "camera serial"), _valid(OfficerId, officer_id, "officer id")
         policy = self.policy()
         officer = self.mirror.officer(officer_id)
         if officer is None:
@@ -90,6 +101,8 @@ class Desk:
                            "check the number, or wait for the next sync if they were added today")
         if not officer.active:
             raise Conflict(f"officer {officer_id} is marked inactive")
+        if self.borough is not None and officer.borough != self.borough:
+            raise Conflict(f"officer {officer_id} now belongs to {officer.borough}, not {self.borough}")
         device = self.mirror.device(serial)
         if device is not None and device.lifecycle in UNAVAILABLE:
             raise Conflict(f"camera {serial} is {UNAVAILABLE[device.lifecycle]}; it cannot be checked out")
@@ -129,9 +142,10 @@ class Desk:
     def checkin(self, serial: str, *, by: str, now: datetime | None = None) -> Checkout:
         """Take a camera back by hand (docking it checks it in by itself)."""
         now = now or utc_now()
+        serial = _valid(Serial, serial, "camera serial")
         with self.store.writer.write() as db:
             row = db.execute("SELECT officer_id FROM checkouts WHERE device_serial = ? AND in_at IS NULL",
-                             [serial.strip()]).fetchone()
+                             [serial]).fetchone()
             if row is None:
                 raise NotFound(f"camera {serial} is not checked out at this station")
             db.execute("UPDATE checkouts SET in_at = ?, in_reason = 'manual', in_by = ? "

@@ -57,7 +57,7 @@ class StationNode:
         self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync,
                                  chunk_bytes=settings.chunk_bytes, chunk_algorithm=settings.chunk_checksum)
         self.mirror = Mirror(self.store.writer)
-        self.desk = Desk(self.store, self.mirror, settings.station_id, on_event=self.wake_events)
+        self.desk = Desk(self.store, self.mirror, settings.station_id, settings.borough, on_event=self.wake_events)
         self.uplink = EventSender(self.client, self.store, self.policy, batch_size=settings.events_batch,
                                   heartbeat=timedelta(seconds=settings.heartbeat_s))
         # The long poll gets a client of its own, so it never holds an upload's connection.

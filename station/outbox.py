@@ -67,12 +67,13 @@ class Outbox:
             return db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
 
     def acknowledge(self, acked_seq: int) -> None:
-        """Central holds everything up to ``acked_seq``; never move backwards (a late reply)."""
+        """Central holds everything up to ``acked_seq``: its answer is the truth, even a smaller one
+        (a central restored from a backup must get the newer events again). Requests go one at
+        a time, so no late reply can overtake a newer one."""
         with self.writer.write() as db:
             db.execute(
                 """INSERT INTO meta (key, value) VALUES ('outbox_acked_seq', ?)
-                   ON CONFLICT (key) DO UPDATE SET value = excluded.value
-                   WHERE CAST(excluded.value AS INTEGER) > CAST(meta.value AS INTEGER)""",
+                   ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
                 [str(acked_seq)],
             )
 

@@ -75,9 +75,8 @@ class EventSender:
                     ack = self._send(pending)
                     self._last_contact = now = utc_now()
                     report.sent += len(pending)
-                    progressed = ack.acked_seq > report.acked_seq
-                    self.outbox.acknowledge(ack.acked_seq)
-                    report.acked_seq = max(report.acked_seq, ack.acked_seq)
+                    progressed = self._take(ack, report.acked_seq)
+                    report.acked_seq = ack.acked_seq
                     if not pending or not progressed:
                         break
             except Exception as exc:  # recorded and retried later with backoff, never raised into the job
@@ -91,6 +90,24 @@ class EventSender:
             else:
                 self._failures, self._not_before = 0, None
             return report
+
+    def _take(self, ack: EventAck, before: int) -> bool:
+        """Record central's acknowledgement; True when it moved forward."""
+        last = self.outbox.last_seq()
+        if ack.acked_seq > last:
+            raise PermanentTransferError(
+                f"central has acknowledged events up to seq {ack.acked_seq} but this station's outbox ends at "
+                f"{last}: was this station's database restored or replaced? New events are held back until "
+                "the fleet team reconciles the two")
+        if ack.acked_seq < before:
+            log.warning("central acknowledges events only up to seq %d (it had %d): was it restored from a "
+                        "backup? Sending them again", ack.acked_seq, before)
+        self.outbox.acknowledge(ack.acked_seq)
+        first = self.outbox.pending(1)
+        if first and first[0].seq != ack.acked_seq + 1:
+            log.error("events %d..%d are no longer at this station (pruned after central acknowledged them) "
+                      "and central does not have them", ack.acked_seq + 1, first[0].seq - 1)
+        return ack.acked_seq > before
 
     def _send(self, pending: list[PendingEvent]) -> EventAck:
         body = _encoder.encode(_Batch(sent_at=utc_now(), events=pending, backlog=self.backlog()))
@@ -109,4 +126,4 @@ class EventSender:
             out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
         return Backlog(pending_clips=s["pending_clips"], pending_bytes=s["pending_bytes"],
                        oldest_pending_recorded_at=s["oldest_pending_recorded_at"],
-                       failed_clips=len(s["failed_clips"]), failed_folders=len(s["failed_folders"]), checked_out=out)
+                       failed_clips=s["clips_by_state"].get("failed", 0), failed_folders=len(s["failed_folders"]), checked_out=out)

@@ -1,6 +1,7 @@
 """Events: stored by (station, seq), applied once in seq order, acknowledged gap-free."""
 
 import msgspec
+import pytest
 
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
@@ -149,3 +150,49 @@ def test_numbers_beyond_sqlite_integers_are_refused_not_crashed_on(client):
     r = client.post("/api/v1/conflicts/99999999999999999999999/resolve", headers=ADMIN, json={"resolution": "x"})
     assert r.status_code == 400
     assert client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "A", "borough": ""}]).status_code == 400
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+@pytest.mark.parametrize("b_hours, expected", [((9, 17), ["officer_two_cameras"]), ((14, 18), [])])
+def test_conflicts_are_judged_on_intervals_whatever_order_stations_report(client, a_first, b_hours, expected):
+    def a():
+        post(client, CAMDEN, [docked("A"), out("A", "PC1"), back("A", "PC1")], hours=[0, 8, 12 if not expected else 18])
+
+    def b():
+        post(client, BARNET, [docked("B"), out("B", "PC1"), back("B", "PC1")], hours=[0, *b_hours])
+
+    for report in ((a, b) if a_first else (b, a)):
+        report()
+    assert [c["kind"] for c in client.get("/api/v1/conflicts", headers=ADMIN).json()] == expected
+
+
+def test_a_checkout_reported_after_a_later_docking_is_closed_by_it(client):
+    post(client, BARNET, [docked("A", 6)], hours=[6])
+    post(client, CAMDEN, [out("A", "PC1")], hours=[1])  # camden was offline; the camera docked at barnet since
+    [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
+    assert a["end_reason"] == "docked" and a["ended_at"].startswith(at(6).isoformat()[:16])
+    assert client.get("/api/v1/devices/A", headers=ADMIN).json()["device"]["holder"] is None
+
+
+def test_a_camera_clock_in_the_future_does_not_freeze_its_telemetry(client):
+    wrong = docked("A", 24 * 365, full=2950)  # the camera thinks it is next year
+    post(client, CAMDEN, [wrong], hours=[0])
+    post(client, BARNET, [docked("A", 5, full=2650, temp=31)], first_seq=1, hours=[5])
+    device = client.get("/api/v1/devices/A", headers=ADMIN).json()["device"]
+    assert device["last_station"] == "barnet" and device["battery_soh_pct"] == pytest.approx(2650 / 30)
+
+
+def test_a_camera_held_twice_is_listed_once_with_its_latest_holder(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1")], hours=[0, 1])
+    post(client, BARNET, [out("A", "PC2")], hours=[2])
+    [conflict] = client.get("/api/v1/conflicts", headers=ADMIN).json()
+    assert conflict["kind"] == "camera_two_officers"
+    items = client.get("/api/v1/devices/", headers=ADMIN).json()["items"]
+    assert [(d["serial"], d["holder"]) for d in items] == [("A", "PC2")]
+    r = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", headers=ADMIN, json={"resolution": "swapped"})
+    assert r.status_code == 200 and r.json()["resolution"] == "swapped"
+
+
+def test_oversized_backlog_numbers_are_a_400(client):
+    body = b'{"sent_at":"2026-11-20T14:00:00Z","events":[],"backlog":{"pending_bytes":99999999999999999999}}'
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 400

@@ -7,7 +7,7 @@ import pytest
 
 from fleet.camera import SimClip, dock_camera
 from fleet.clock import utc_now
-from fleet.errors import Conflict, NotFound
+from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import CheckedIn, CheckedOut, DeviceEntry, Event, Officer, PersonalIssue, StationPolicy
 from station.desk import Desk, estimate_charge
 from station.ingest import Ingestor
@@ -28,7 +28,7 @@ def mirror(store):
 
 @pytest.fixture
 def desk(store, mirror):
-    return Desk(store, mirror, "camden")
+    return Desk(store, mirror, "camden", "Camden")
 
 
 def dock(store, dock_dir, serial, battery_pct=95.0, clips=()):
@@ -72,6 +72,8 @@ def test_docking_checks_a_camera_back_in(store, desk, dock_dir):
     ("officer has personal camera", "has personal-issue camera BWV-9"),
     ("device in repair", "in repair"),
     ("personal-mode device", "for personal issue"),
+    ("officer moved borough", "now belongs to Barnet"),
+    ("bad serial", "not a valid camera serial"),
 ])
 def test_checkout_refusals_say_why(store, desk, mirror, dock_dir, case, message):
     dock(store, dock_dir, "BWV-1")
@@ -96,10 +98,14 @@ def test_checkout_refusals_say_why(store, desk, mirror, dock_dir, case, message)
         mirror.apply([PersonalIssue(device_serial="BWV-9", officer_id="PC1002", since=RECORDED)], cursor=5)
     elif case == "device in repair":
         mirror.apply([DeviceEntry(serial="BWV-2", lifecycle="repair", borough="Camden")], cursor=5)
+    elif case == "officer moved borough":
+        mirror.apply([Officer(officer_id="PC1002", borough="Barnet")], cursor=5)
+    elif case == "bad serial":
+        serial = "BWV 2\n"
     elif case == "personal-mode device":
         mirror.apply([DeviceEntry(serial="BWV-2", lifecycle="in_service", assignment_mode="personal")], cursor=5)
     before = Outbox(store.writer).last_seq()
-    with pytest.raises((Conflict, NotFound), match=message):
+    with pytest.raises((BadRequest, Conflict, NotFound), match=message):
         desk.checkout(serial, officer, by="x")
     assert Outbox(store.writer).last_seq() == before  # a refusal writes nothing
 
@@ -146,3 +152,12 @@ def test_status_reports_checkouts_events_and_the_mirror(store, desk, dock_dir):
     status = station_status(settings, store)
     assert status.checked_out == 1 and status.pending_events == 2 and status.acked_event_seq == 0
     assert status.feed_cursor == 4 and status.mirrored == {"officers": 3, "devices": 0, "personal_issues": 0}
+
+
+def test_ids_typed_with_spaces_are_trimmed_everywhere(store, desk, dock_dir):
+    dock(store, dock_dir, "BWV-1")
+    desk.checkout(" BWV-1 ", " PC1001\n", by="x")
+    back = desk.checkin("BWV-1 \n", by="x")
+    assert back.device_serial == "BWV-1" and desk.open_checkouts() == []
+    assert {(e.device_serial, e.officer_id) for e in outbox_events(store) if isinstance(e, (CheckedOut, CheckedIn))} == {
+        ("BWV-1", "PC1001")}

@@ -82,3 +82,44 @@ def test_a_permanent_refusal_is_reported(central, store, caplog):
                                       headers={"Authorization": "Bearer wrong"}), store, FAST)
     report = sender.run_once()
     assert "401" in report.error and Outbox(store.writer).acked_seq() == 0
+
+
+def test_after_central_is_restored_from_a_backup_the_newer_events_go_again(tmp_path, store):
+    import shutil
+
+    settings = make_settings(tmp_path / "central")
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-1"), docked("BWV-2")])
+    with TestClient(create_app(settings), base_url="http://central.local") as central:
+        EventSender(station_client(central), store, FAST).run_once()
+    backup = tmp_path / "backup"
+    shutil.copytree(tmp_path / "central", backup)
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-3")])
+    with TestClient(create_app(settings), base_url="http://central.local") as central:
+        assert EventSender(station_client(central), store, FAST).run_once().acked_seq == 3
+    shutil.rmtree(tmp_path / "central")
+    shutil.copytree(backup, tmp_path / "central")  # central loses seq 3
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-4")])
+    with TestClient(create_app(settings), base_url="http://central.local") as central:
+        sender = EventSender(station_client(central), store, FAST)
+        sender.run_once()
+        assert sender.run_once(force=True).acked_seq == 4
+        assert [seq for seq, *_ in central.app.state.events.events("camden")] == [1, 2, 3, 4]
+
+
+def test_a_station_restored_from_a_backup_holds_its_new_events_back(central, store, tmp_path):
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-1"), docked("BWV-2")])
+    EventSender(station_client(central), store, FAST).run_once()
+    with store.writer.write() as db:  # the restored database "forgot" seq 2 and writes a new one there
+        db.execute("DELETE FROM outbox WHERE seq = 2")
+        db.execute("UPDATE sqlite_sequence SET seq = 1 WHERE name = 'outbox'")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'outbox_acked_seq'")
+    report = EventSender(station_client(central), store, FAST).run_once()
+    assert report.error and ("409" in report.error or "restored or replaced" in report.error)
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-NEW")])
+    report = EventSender(station_client(central), store, FAST).run_once()
+    assert report.error and [b for *_, b in central.app.state.events.events("camden") if b"BWV-NEW" in b] == []

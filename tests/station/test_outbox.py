@@ -61,15 +61,16 @@ def test_a_bad_folder_is_reported_once_per_problem(store, dock_dir):
     assert len(bad) == 1 and bad[0].folder == "broken" and "device.json" in bad[0].reason
 
 
-def test_pending_and_acknowledgement_never_go_backwards(store, dock_dir):
+def test_pending_follows_centrals_acknowledgement(store, dock_dir):
     dock_camera(dock_dir, "BWV-000001", [SimClip(100, RECORDED) for _ in range(4)])
     Ingestor(store, "camden", dock_dir).scan()
     outbox = Outbox(store.writer)
     assert [p.seq for p in outbox.pending(10)] == [1, 2, 3, 4, 5]
     outbox.acknowledge(3)
-    outbox.acknowledge(2)  # a late reply to an older batch
     assert outbox.acked_seq() == 3 and [p.seq for p in outbox.pending(10)] == [4, 5]
     assert [p.seq for p in outbox.pending(1)] == [4]
+    outbox.acknowledge(2)  # central restored from a backup: seq 3 goes again
+    assert [p.seq for p in outbox.pending(10)] == [3, 4, 5]
 
 
 def test_prune_forgets_only_acknowledged_old_events(store, dock_dir):
