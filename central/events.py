@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import typing
 from datetime import datetime
 from typing import Annotated
 
@@ -20,7 +21,7 @@ import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, post
 
-from fleet.clock import to_iso, utc_now
+from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.errors import BadRequest, Conflict, Forbidden
 from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, EventAck, Seq
 from fleet.protocol import AwareDatetime
@@ -134,10 +135,11 @@ class EventLog:
                                    "was the station's database replaced? Central keeps the first; ask the "
                                    "fleet team to reconcile before this station sends again")
             new = [s for s in seqs if s not in stored]
+            station_times = to_iso_many([envelopes[s].at for s in new])
             db.conn.executemany(
                 "INSERT INTO events (station_id, seq, kind, station_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?)",
-                [(station_id, s, _kind_of(decoded[s], envelopes[s].event), to_iso(envelopes[s].at), received,
-                  bytes(envelopes[s].event)) for s in new])
+                [(station_id, s, _kind_of(decoded[s], envelopes[s].event), at, received, bytes(envelopes[s].event))
+                 for s, at in zip(new, station_times)])
             acked = self._gap_free(db, station_id, acked, envelopes)
             self._note_station(db, station_id, acked, received, now, batch)
         if new:
@@ -253,8 +255,11 @@ def _decode_stored(body: bytes) -> Event | None:
         return None  # a kind this central does not know: kept, not applied
 
 
+_TAGS = {kind: kind.__struct_config__.tag for kind in typing.get_args(Event)}
+
+
 def _kind_of(event: Event | None, raw: msgspec.Raw) -> str:
-    return type(event).__struct_config__.tag if event is not None else (_kind_or_none(raw) or "unknown")
+    return _TAGS[type(event)] if event is not None else (_kind_or_none(raw) or "unknown")
 
 
 class EventsController(Controller):
