@@ -77,19 +77,21 @@ def write_all(fd: int, pieces: list[bytes]) -> int:
 class _Sink:
     """Writes one PATCH's bytes and keeps its hashes, off the event loop.
 
-    Each received piece goes to two single-thread pools: one writes it and updates the
-    whole-file hash, the other updates the chunk's own hash (hashlib releases the GIL, so
-    they run at once). Single threads keep each pool's work in arrival order; a few pieces
-    may be in flight, so the event loop keeps receiving meanwhile. Memory: at most
-    ``MAX_IN_FLIGHT`` pieces per upload.
+    Each batch of received pieces goes to one single-thread pool that writes it and then
+    updates the whole-file hash and the chunk's own hash while the bytes are still in the
+    CPU cache (hashlib and zlib release the GIL, so the event loop keeps receiving). One
+    pass over memory per batch: on 2 cores a second hashing thread re-reading the same
+    pieces cost more CPU than it saved in time. The single thread keeps batches in arrival
+    order; at most ``MAX_IN_FLIGHT`` batches are queued, which bounds memory and how long
+    the end of a chunk waits for the queue to drain.
     """
 
-    MAX_IN_FLIGHT = 3
+    MAX_IN_FLIGHT = 2
 
-    def __init__(self, f, whole, chunk, pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor]) -> None:
+    def __init__(self, f, whole, chunk, pool: ThreadPoolExecutor) -> None:
         # ``f`` is unbuffered, so os.writev on its descriptor and f.tell()/truncate() agree.
         self.f, self.whole, self.chunk = f, whole, chunk
-        self.pools = pools
+        self.pool = pool
         self.count = 0
         self._in_flight: deque[asyncio.Future] = deque()
 
@@ -99,19 +101,13 @@ class _Sink:
         start_writeback(self.f.fileno(), start, length)
         for piece in pieces:
             self.whole.update(piece)
+            if self.chunk is not None:
+                self.chunk.update(piece)
         self.count += length
-
-    def _hash_chunk(self, pieces: list[bytes]) -> None:
-        for piece in pieces:
-            self.chunk.update(piece)
 
     async def feed(self, pieces: list[bytes]) -> None:
         """Hand over the pieces as received (no copying them together on the event loop)."""
-        loop = asyncio.get_running_loop()
-        work = [loop.run_in_executor(self.pools[0], self._write, pieces)]
-        if self.chunk is not None:
-            work.append(loop.run_in_executor(self.pools[1], self._hash_chunk, pieces))
-        self._in_flight.append(asyncio.gather(*work))
+        self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.pool, self._write, pieces))
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
 
@@ -141,8 +137,7 @@ class UploadReceiver:
         self.max_upload_bytes = max_upload_bytes
         self.expiry = expiry
         self._locks: dict[str, asyncio.Lock] = {}
-        self._pools = (ThreadPoolExecutor(1, thread_name_prefix="upload-write"),
-                       ThreadPoolExecutor(1, thread_name_prefix="upload-chunk-hash"))
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="upload-write")
         self._hashes: dict[str, tuple[int, object]] = {}
 
     def part(self, upload_id: str) -> Path:
@@ -200,8 +195,7 @@ class UploadReceiver:
         self._locks.pop(upload.upload_id, None)
 
     def close(self) -> None:
-        for pool in self._pools:
-            pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
 
     def _lock(self, upload_id: str) -> asyncio.Lock:
         return self._locks.setdefault(upload_id, asyncio.Lock())
@@ -237,7 +231,7 @@ class UploadReceiver:
         with open(part, "r+b", buffering=0) as f:
             f.truncate(upload.offset)
             f.seek(upload.offset)
-            sink = _Sink(f, running, new_checksum(checksum.algorithm) if checksum else None, self._pools)
+            sink = _Sink(f, running, new_checksum(checksum.algorithm) if checksum else None, self._pool)
             batch: list[bytes] = []
             batched = 0
             seen = 0

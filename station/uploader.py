@@ -27,7 +27,7 @@ from station.throttle import Throttle
 log = logging.getLogger(__name__)
 
 UPLOADS_PATH = "/api/v1/uploads/"
-SEND_PIECE = 256 * 1024
+SEND_PIECE = 4 << 20
 READ_PIECE = 1 << 20
 
 
