@@ -1,7 +1,8 @@
 """Fleet state derived from station events: devices, battery readings, pool checkouts, attribution.
 
-Events are applied in each station's seq order, inside the transaction that stores them,
-so "acknowledged" always means "stored and applied". Consecutive events of one kind are
+Events are applied in each station's seq order by the projection worker
+(``central.events``), after they are acknowledged: "acknowledged" means durably stored;
+applying follows, tracked per station by ``applied_seq``. Consecutive events of one kind are
 applied together (``executemany``), statement by statement, which keeps their order where
 it matters (one device's readings, one device's checkouts) and is what makes tens of
 thousands of events a second possible on one core.
@@ -15,6 +16,7 @@ re-attribute the clips their interval covers; clips a supervisor attributed by h
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -94,11 +96,14 @@ class Projector:
                 "level": b.level_pct if b else None,
                 "short": int(soh is not None and battery.will_not_last_shift(soh, self.policy)),
                 "hot": int(b is not None and battery.over_temperature(b.temperature_c, self.policy)),
-                "drop": self.fleet.sudden_drop_pct,
+                "drop": battery.drop_threshold(self.policy),
             })
             if b is not None:
                 readings.append((e.device.serial, docked_at, station_id, soh, b.cycle_count, b.temperature_c,
                                  b.level_pct, b.full_charge_mah, b.design_mah))
+        serials = list(dict.fromkeys(r["serial"] for r in rows))
+        known = {serial for (serial,) in db.execute(
+            "SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [json.dumps(serials)])}
         db.conn.executemany(
             """INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
                    registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
@@ -140,23 +145,19 @@ class Projector:
             db.conn.executemany("INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, "
                                 "temperature_c, level_pct, full_mah, design_mah) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 readings)
+        for serial in serials:  # first seen here: registered in the station's borough
+            if serial not in known:
+                self._registry_change(db, station_id, serial, None, "first seen docked", now)
         # A camera that docks with clips is in service; a lost one that docks is found.
-        serving = [r for r in rows if r["clips"] > 0]
-        db.conn.executemany(
-            """INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason)
-               SELECT serial, :now, :by, :station, lifecycle, 'in_service',
-                      CASE lifecycle WHEN 'lost' THEN 'found: docked with clips' ELSE 'docked with clips' END
-               FROM devices WHERE serial = :serial AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost')""",
-            serving)
-        for r in serving:  # the stations of its borough learn the new state (a found camera is usable again)
-            for entry in db.execute(
-                    "UPDATE devices SET lifecycle = 'in_service' WHERE serial = :serial "
-                    "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost') "
-                    "RETURNING serial, model, borough, home_station, assignment_mode", r).fetchall():
-                if self.changes is not None and entry[2]:
-                    self.changes.emit(db, DeviceEntry(serial=entry[0], model=entry[1], lifecycle="in_service",
-                                                      borough=entry[2], home_station=entry[3],
-                                                      assignment_mode=entry[4]), entry[2])
+        for r in rows:
+            if r["clips"] == 0:
+                continue
+            before = db.execute("SELECT lifecycle FROM devices WHERE serial = :serial "
+                                "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost')", r).fetchone()
+            if before is not None:
+                db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = :serial", r)
+                reason = "found: docked with clips" if before[0] == "lost" else "docked with clips"
+                self._registry_change(db, station_id, r["serial"], before[0], reason, now)
         # Docking ends a pool checkout made before it (at this or another station).
         for r in rows:
             closed = db.execute(
@@ -170,6 +171,26 @@ class Projector:
                              object_id=r["serial"], detail=f"officer {officer_id}: docked")
                 self._find_conflicts(db, assignment_id, borough)
                 reattribute(db, r["serial"], r["docked_at"])
+
+    def _registry_change(self, db, station_id: str, serial: str, from_state: str | None, reason: str,
+                         now: str) -> None:
+        """Record what a docking did to the registry (history and audit, as a person's change is)
+        and tell the stations of the camera's borough (a found camera is usable again)."""
+        model, state, borough, home, mode = db.execute(
+            "SELECT model, lifecycle, borough, home_station, assignment_mode FROM devices WHERE serial = ?",
+            [serial]).fetchone()
+        actor = f"dock:{station_id}"
+        db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)", [serial, now, actor, station_id, from_state, state, reason])
+        if from_state is None:
+            audit.record(db, actor=actor, place=station_id, action="register", object_type="device",
+                         object_id=serial, detail=f"{state}, borough {borough or '-'}: {reason}")
+        else:
+            audit.record(db, actor=actor, place=station_id, action="lifecycle", object_type="device",
+                         object_id=serial, detail=f"{from_state} → {state}: {reason}")
+        if self.changes is not None and borough:
+            self.changes.emit(db, DeviceEntry(serial=serial, model=model, lifecycle=state, borough=borough,
+                                              home_station=home, assignment_mode=mode), borough)
 
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
 
@@ -214,15 +235,27 @@ class Projector:
         for a in run:
             e: CheckedIn = a.event
             actor = f"{e.by or 'desk'}@{station_id}"
-            closed = db.execute(
+            closed = [(assignment_id, None) for (assignment_id,) in db.execute(
                 """UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ?
                    WHERE device_serial = ? AND officer_id = ? AND mode = 'pool' AND ended_at IS NULL
-                   RETURNING id""", [a.at, actor, e.reason, e.device_serial, e.officer_id]).fetchall()
-            for (assignment_id,) in closed:  # none: already closed by a docking seen first
+                   RETURNING id""", [a.at, actor, e.reason, e.device_serial, e.officer_id])]
+            if not closed:
+                # Reported late: a docking seen first closed it, but later than this check-in. The
+                # check-in is what happened at the desk; the docking's end was only an inference.
+                closed = db.execute(
+                    """SELECT id, ended_at FROM assignments WHERE device_serial = ? AND officer_id = ?
+                         AND mode = 'pool' AND end_reason = 'docked' AND started_at <= ? AND ended_at > ?
+                       ORDER BY started_at DESC, id DESC LIMIT 1""",
+                    [e.device_serial, e.officer_id, a.at, a.at]).fetchall()
+                for assignment_id, _ in closed:
+                    db.execute("UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ? WHERE id = ?",
+                               [a.at, actor, e.reason, assignment_id])
+            for assignment_id, docked_end in closed:  # none: closed at or before this time already
+                late = f" (reported after a docking at {docked_end} had closed it)" if docked_end else ""
                 audit.record(db, actor=actor, place=station_id, action="check-in", object_type="device",
-                             object_id=e.device_serial, detail=f"officer {e.officer_id}: {e.reason}")
+                             object_id=e.device_serial, detail=f"officer {e.officer_id}: {e.reason}{late}")
                 self._find_conflicts(db, assignment_id, borough)
-                reattribute(db, e.device_serial, a.at)
+                reattribute(db, e.device_serial, a.at, docked_end)
 
     def _find_conflicts(self, db, assignment_id: int, borough: str) -> None:
         """List overlaps with this assignment: one officer with two cameras, one camera with two officers.

@@ -91,12 +91,18 @@ def over_temperature(temperature_c: float | None, policy: HealthPolicy) -> bool:
     return temperature_c is not None and temperature_c > policy.over_temperature_c
 
 
+def drop_threshold(policy: HealthPolicy) -> float:
+    """The fall in SoH points that counts as sudden: ``sudden_drop_pct``, less floating-point
+    slack. Central's SQL compares against this value, so both sides judge a drop alike."""
+    return policy.sudden_drop_pct - _EPSILON
+
+
 def sudden_drop(previous_soh: float | None, current_soh: float | None, policy: HealthPolicy) -> bool:
     """True when SoH fell by at least ``sudden_drop_pct`` points between two readings,
     a sign of a damaged cell rather than ordinary ageing."""
     if previous_soh is None or current_soh is None:
         return False
-    return previous_soh - current_soh >= policy.sudden_drop_pct - _EPSILON
+    return previous_soh - current_soh >= drop_threshold(policy)
 
 
 def _ordered(readings: Sequence[Reading]) -> list[Reading]:

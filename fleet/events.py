@@ -2,9 +2,10 @@
 
 Up: every state change that matters at a station is an event written in the same SQLite
 transaction as the change, numbered by a per-station sequence. Central stores events by
-(station, seq), applies them in seq order and acknowledges the highest gap-free seq; the
-station resends from there. Ordering never relies on clocks: ``at`` is the station's clock,
-kept as information (and for attribution), never as an order.
+(station, seq) and acknowledges the highest gap-free seq once durably stored (it applies
+them later, in seq order: ``applied_seq``); the station resends from there. Ordering never
+relies on clocks: ``at`` is the station's clock, kept as information (and for attribution),
+never as an order.
 
 Down: central's changes a station needs (its borough's officers, device registry entries,
 personal-issue assignments, config) carry a global cursor. A station applies a page of
@@ -116,7 +117,7 @@ class EventBatch(Struct, kw_only=True):
 
 class EventAck(Struct, kw_only=True):
     acked_seq: int
-    """Every event up to here is durably stored and applied; resend from ``acked_seq + 1``."""
+    """Every event up to here is durably stored (applied later, in seq order); resend from ``acked_seq + 1``."""
     stored: int = 0
     """Events of this batch that were new to central."""
     duplicates: int = 0

@@ -44,6 +44,8 @@ class Charge:
     level_at_dock: float | None
     docked_at: datetime
     estimated_pct: float | None
+    docking_id: int
+    """The docking's row here: dockings and checkouts are ordered by row ids, never by the clock."""
 
 
 def estimate_charge(level_at_dock: float | None, docked_at: datetime, now: datetime, policy: StationPolicy) -> float | None:
@@ -75,20 +77,22 @@ class Desk:
         return self.mirror.policy() or StationPolicy()
 
     def charge(self, serial: str, now: datetime | None = None) -> Charge | None:
-        """The camera's charge from its last docking here, unless it left the dock since."""
+        """The camera's charge from its last docking here, unless it was checked out from that docking."""
         now = now or utc_now()
         with self.store.writer.read() as db:
-            dock = db.execute("SELECT ingested_at, device_json FROM dockings WHERE device_serial = ? "
+            dock = db.execute("SELECT id, ingested_at, device_json FROM dockings WHERE device_serial = ? "
                               "ORDER BY id DESC LIMIT 1", [serial]).fetchone()
-            last_out = db.execute("SELECT MAX(out_at) FROM checkouts WHERE device_serial = ?", [serial]).fetchone()[0]
-        if dock is None or (last_out is not None and last_out > dock[0]):
+            last_out = db.execute("SELECT MAX(docking_id) FROM checkouts WHERE device_serial = ?",
+                                  [serial]).fetchone()[0]
+        if dock is None or (last_out is not None and last_out >= dock[0]):
             return None
+        docking_id, ingested_at, device_json = dock
         try:
-            level = (json.loads(dock[1]).get("battery") or {}).get("level_pct")
+            level = (json.loads(device_json).get("battery") or {}).get("level_pct")
         except ValueError:
             level = None
-        docked_at = from_iso(dock[0])
-        return Charge(level, docked_at, estimate_charge(level, docked_at, now, self.policy()))
+        docked_at = from_iso(ingested_at)
+        return Charge(level, docked_at, estimate_charge(level, docked_at, now, self.policy()), docking_id)
 
     def checkout(self, serial: str, officer_id: str, *, by: str, now: datetime | None = None) -> Checkout:
         """Hand a pool camera to an officer, or refuse with the reason (409)."""
@@ -132,8 +136,9 @@ class Desk:
                 known = "unknown" if charge.estimated_pct is None else f"about {charge.estimated_pct:.0f}%"
                 raise Conflict(f"camera {serial} is charged to {known}; pool checkouts need at least "
                                f"{policy.min_checkout_pct:.0f}%")
-            db.execute("INSERT INTO checkouts (device_serial, officer_id, out_at, battery_pct, out_by) "
-                       "VALUES (?, ?, ?, ?, ?)", [serial, officer_id, to_iso(now), charge.estimated_pct, by])
+            db.execute("INSERT INTO checkouts (device_serial, officer_id, out_at, battery_pct, out_by, docking_id) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       [serial, officer_id, to_iso(now), charge.estimated_pct, by, charge.docking_id])
             outbox.append(db, [CheckedOut(device_serial=serial, officer_id=officer_id,
                                           battery_pct=round(charge.estimated_pct, 1), by=by)], at=now)
         self.on_event()

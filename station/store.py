@@ -125,6 +125,14 @@ MIGRATIONS = [
     CREATE INDEX checkouts_device ON checkouts (device_serial, id);
     CREATE INDEX dockings_device ON dockings (device_serial, id);
     """,
+    # v4: a checkout remembers the docking it was charged from, so "docked since it was last
+    # out" compares row ids, which only grow, rather than station times, which can step back.
+    # Checkouts made before this version get the last docking their own clock put before them.
+    """
+    ALTER TABLE checkouts ADD COLUMN docking_id INTEGER;
+    UPDATE checkouts SET docking_id = (SELECT MAX(d.id) FROM dockings d WHERE d.device_serial = checkouts.device_serial
+                                       AND d.ingested_at < checkouts.out_at);
+    """,
 ]
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Sends the outbox to central in batches; resends from central's acknowledged seq.
 
-Central acknowledges the highest gap-free seq it stored and applied; everything after it
-is sent again, so a lost reply, a cut connection or a central restart costs a resend,
-never an event. With nothing to send, an empty batch every ``heartbeat`` reports the
-station's backlog (central's "last heard from" and oldest un-synced clip).
+Central acknowledges the highest gap-free seq it has durably stored (it applies them later,
+in seq order: its ``applied_seq``); everything after it is sent again, so a lost reply, a
+cut connection or a central restart costs a resend, never an event. With nothing to send,
+an empty batch every ``heartbeat`` reports the station's backlog (central's "last heard
+from" and oldest un-synced clip).
 """
 
 from __future__ import annotations

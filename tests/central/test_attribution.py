@@ -1,7 +1,7 @@
 """A clip belongs to whoever held the camera at recorded_at, however late the events arrive."""
 
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
-from tests.central.fleetdata import back, docked, ingested, out, post
+from tests.central.fleetdata import at, back, docked, ingested, out, post
 
 
 def owner(client, clip_id):
@@ -38,3 +38,16 @@ def test_a_supervisor_attributes_by_hand_and_it_sticks(client):
     assert owner(client, clip.clip_id) == "PC9"
     assert client.post(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN,
                        json={"officer_id": "NOBODY", "reason": "x"}).status_code == 404
+
+
+def test_a_late_checkin_moves_back_the_end_a_later_docking_gave_the_checkout(client):
+    """Station A (offline) checked the camera out at 1 h and in by hand at 3 h; it docked at B at 8 h,
+    and B's events are applied first."""
+    during, after = ingested("A", 2), ingested("A", 5)
+    post(client, BARNET, [docked("A", 8, clips=2), during, after], hours=[8, 8, 8])
+    post(client, CAMDEN, [docked("A"), out("A", "PC1"), back("A", "PC1")], hours=[0, 1, 3])
+    [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
+    assert a["ended_at"].startswith(at(3).isoformat()[:16]) and a["end_reason"] == "manual"
+    assert (owner(client, during.clip_id), owner(client, after.clip_id)) == ("PC1", None)
+    trail = client.get("/api/v1/devices/A", headers=ADMIN).json()["audit"]
+    assert [(t["action"], t["place"]) for t in trail][:2] == [("check-in", "camden"), ("check-out", "camden")]

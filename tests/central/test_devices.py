@@ -46,7 +46,8 @@ def test_a_camera_that_is_out_cannot_be_retired_but_can_be_lost(client):
     assert device["lifecycle_history"][0]["reason"] == "found: docked with clips"
     told = [c["item"] for c in client.get("/api/v1/changes/", headers=CAMDEN).json()["changes"]
             if c["item"]["kind"] == "device"]
-    assert [d["lifecycle"] for d in told] == ["lost", "in_service"]  # Camden's desks may hand it out again
+    # registered at its first docking; then lost; then found (Camden's desks may hand it out again)
+    assert [d["lifecycle"] for d in told] == ["in_service", "lost", "in_service"]
 
 
 def test_bad_lifecycle_requests_are_4xx(client):
@@ -128,3 +129,37 @@ def test_personal_issue_follows_the_policy(client, mode, status):
     client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
     r = client.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "BWV-1", "officer_id": "PC1"})
     assert r.status_code == status, r.text
+
+
+def test_an_exact_capacity_drop_is_flagged_as_fleet_battery_judges_it(client):
+    from fleet import battery
+
+    before, after = battery.state_of_health(2000, 3000), battery.state_of_health(1850, 3000)  # 66.67 → 61.67%
+    assert battery.sudden_drop(before, after, battery.HealthPolicy(sudden_drop_pct=5))
+    post(client, CAMDEN, [docked("EXACT", full=2000), docked("EXACT", 24, full=1850)], hours=[0, 24])
+    flags = client.get("/api/v1/devices/EXACT", headers=ADMIN).json()["device"]["flags"]
+    assert "capacity_drop" in flags
+
+
+def test_a_camera_first_seen_at_a_dock_is_registered_with_history_audit_and_a_feed_entry(client):
+    post(client, CAMDEN, [docked("NEW-1"), docked("NEW-1", 2, clips=1)], hours=[0, 2])
+    detail = client.get("/api/v1/devices/NEW-1", headers=ADMIN).json()
+    assert [(h["from_state"], h["to_state"], h["actor"], h["place"]) for h in detail["lifecycle_history"]] == [
+        ("issued", "in_service", "dock:camden", "camden"), (None, "issued", "dock:camden", "camden")]
+    assert [(t["action"], t["actor"], t["place"]) for t in detail["audit"]] == [
+        ("lifecycle", "dock:camden", "camden"), ("register", "dock:camden", "camden")]
+    told = [c["item"] for c in client.get("/api/v1/changes/", headers=CAMDEN).json()["changes"]
+            if c["item"]["kind"] == "device"]
+    assert [(d["serial"], d["lifecycle"], d["borough"], d["home_station"]) for d in told] == [
+        ("NEW-1", "issued", "Camden", "camden"), ("NEW-1", "in_service", "Camden", "camden")]
+    assert not [c for c in client.get("/api/v1/changes/", headers=BARNET).json()["changes"]
+                if c["item"]["kind"] == "device"]
+
+
+def test_a_registered_camera_docking_with_clips_is_audited(client):
+    register(client, {"serial": "BWV-1", "borough": "Camden"})
+    post(client, CAMDEN, [docked("BWV-1", clips=1)])
+    trail = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()["audit"]
+    assert [(t["action"], t["actor"], t["place"]) for t in trail] == [
+        ("lifecycle", "dock:camden", "camden"), ("register", "admin", None)]
+    assert "allocated → in_service" in trail[0]["detail"]

@@ -117,7 +117,7 @@ def test_checkin_closes_the_checkout_with_the_station_time(client):
     [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
     assert a["started_at"].startswith("2026-11-20T15:00") and a["ended_at"].startswith("2026-11-20T22:00")
     trail = client.get("/api/v1/devices/A", headers=ADMIN).json()["audit"]
-    assert [t["action"] for t in trail] == ["check-in", "check-out"] and trail[0]["place"] == "camden"
+    assert [t["action"] for t in trail] == ["check-in", "check-out", "register"] and trail[0]["place"] == "camden"
 
 
 def test_acknowledged_events_are_applied_after_a_crash_before_projection(settings):

@@ -161,3 +161,37 @@ def test_ids_typed_with_spaces_are_trimmed_everywhere(store, desk, dock_dir):
     assert back.device_serial == "BWV-1" and desk.open_checkouts() == []
     assert {(e.device_serial, e.officer_id) for e in outbox_events(store) if isinstance(e, (CheckedOut, CheckedIn))} == {
         ("BWV-1", "PC1001")}
+
+
+def test_a_station_clock_stepping_back_does_not_hide_a_fresh_docking(store, desk, dock_dir):
+    dock(store, dock_dir, "BWV-1")
+    ahead = utc_now() + timedelta(hours=3)  # the clock was fast, then corrected
+    desk.checkout("BWV-1", "PC1001", by="x", now=ahead)
+    dock(store, dock_dir, "BWV-1")  # docked back (and checked in) at the corrected, earlier time
+    assert desk.charge("BWV-1") is not None
+    assert desk.checkout("BWV-1", "PC1002", by="x").officer_id == "PC1002"
+    desk.checkin("BWV-1", by="x")
+    with pytest.raises(Conflict, match="dock it first"):  # still: out since its last docking
+        desk.checkout("BWV-1", "PC1001", by="x", now=utc_now() - timedelta(hours=5))
+
+
+def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
+    from fleet import sqlite
+    from station.store import MIGRATIONS, StationStore
+
+    (tmp_path / "data").mkdir()
+    db = sqlite.open_database(tmp_path / "data" / "station.db")
+    sqlite.migrate(db, MIGRATIONS[:3])
+    for row_id, at in ((1, "2026-11-20T08:00:00Z"), (2, "2026-11-20T12:00:00Z")):
+        db["dockings"].insert({"id": row_id, "folder": f"f{row_id}", "device_serial": "BWV-1", "ingested_at": at,
+                               "clip_count": 0, "device_json": "{}"})
+    db["checkouts"].insert({"device_serial": "BWV-1", "officer_id": "PC1", "out_at": "2026-11-20T09:00:00Z",
+                            "out_by": "x", "in_at": "2026-11-20T11:00:00Z"})
+    db.conn.close()
+    store = StationStore(tmp_path / "data")
+    try:
+        with store.writer.read() as conn:
+            assert conn.execute("SELECT docking_id FROM checkouts").fetchall() == [(1,)]
+        assert Desk(store, Mirror(store.writer), "camden").charge("BWV-1").docking_id == 2  # docked since
+    finally:
+        store.close()
