@@ -69,6 +69,15 @@ class FleetSettings(Struct, kw_only=True, forbid_unknown_fields=True):
         return self.assignment_modes.get(borough, self.default_assignment_mode)
 
 
+class RolloutFiles(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[rollout]`` in central's file: the plan that allocation and progress follow."""
+
+    boroughs: str | None = None
+    """The boroughs file (officers by role, stations, dock slots), e.g. config/boroughs.toml."""
+    scenario: str | None = None
+    """The roll-out scenario, e.g. config/rollout.toml."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -86,6 +95,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     expiry_check_minutes: PositiveFloat = 30.0
     log_level: str = "info"
     fleet: FleetSettings = msgspec.field(default_factory=FleetSettings)
+    rollout: RolloutFiles = msgspec.field(default_factory=RolloutFiles)
 
 
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -193,6 +203,11 @@ def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str
         for station_id, entry in settings.stations.items():
             resolve_secret(entry, "token", f"{where}: [stations.{station_id}]")
         settings.data_dir = _resolve_path(base, settings.data_dir)
+        for key in ("boroughs", "scenario"):
+            if getattr(settings.rollout, key) is not None:
+                setattr(settings.rollout, key, _resolve_path(base, getattr(settings.rollout, key)))
+        if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
+            raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
         resolve_secret(settings, "token", where)
         if settings.api_token is not None or settings.api_token_env is not None:
