@@ -29,6 +29,7 @@ from central.fleet_health import FleetHealth
 from central.jobs import build_scheduler
 from central.officers import OfficerController, OfficerService
 from central.projection import Projector
+from central.rollout import RolloutController, RolloutService
 from central.receiver import UploadReceiver
 from central.stations import StationController, StationService
 from central.store import CentralStore
@@ -57,6 +58,7 @@ def build_services(store: CentralStore, settings: CentralSettings) -> dict:
         "officers": OfficerService(store.writer, changes),
         "assignments": AssignmentService(store.writer, changes),
         "health": FleetHealth(store.writer, settings, stations, changes),
+        "rollout": RolloutService(store.writer, changes, settings),
     }
 
 
@@ -90,7 +92,8 @@ def create_app(settings: CentralSettings) -> Litestar:
 
     return Litestar(
         route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
-                        DeviceController, OfficerController, AssignmentController, StationController],
+                        DeviceController, OfficerController, AssignmentController, StationController,
+                        RolloutController],
         dependencies={"principal": Provide(provide_principal)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

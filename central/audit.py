@@ -31,6 +31,15 @@ def record(db, *, actor: str, action: str, object_type: str, object_id: str, pla
                [to_iso(at or utc_now()), actor, place, action, object_type, object_id, detail])
 
 
+def record_many(db, records: list[dict]) -> None:
+    """Append many records at once (bulk commits): each dict has ``record``'s keyword arguments."""
+    now = utc_now()
+    db.conn.executemany(
+        "INSERT INTO audit (at, actor, place, action, object_type, object_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(to_iso(r.get("at") or now), r["actor"], r.get("place"), r["action"], r["object_type"], r["object_id"],
+          r.get("detail", "")) for r in records])
+
+
 def records_for(db, object_type: str, object_id: str, limit: int = 200) -> list[AuditRecord]:
     rows = db.execute("SELECT at, actor, place, action, object_type, object_id, detail FROM audit "
                       "WHERE object_type = ? AND object_id = ? ORDER BY id DESC LIMIT ?",

@@ -223,6 +223,30 @@ MIGRATIONS = [
     ALTER TABLE conflicts ADD COLUMN assignment_b INTEGER;
     CREATE UNIQUE INDEX conflicts_pair ON conflicts (assignment_a, assignment_b);
     """,
+    # v5: roll-out allocation proposals, reviewed by a planner before they are committed.
+    """
+    CREATE TABLE rollout_proposals (
+        id              INTEGER PRIMARY KEY,
+        created_at      TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        description     TEXT NOT NULL DEFAULT '',
+        state           TEXT NOT NULL DEFAULT 'proposed' CHECK (state IN ('proposed', 'committed', 'discarded')),
+        decided_at      TEXT,
+        decided_by      TEXT
+    );
+    CREATE TABLE rollout_items (
+        proposal_id     INTEGER NOT NULL REFERENCES rollout_proposals (id),
+        device_serial   TEXT NOT NULL,
+        borough         TEXT NOT NULL,
+        mode            TEXT NOT NULL CHECK (mode IN ('personal', 'pool')),
+        officer_id      TEXT,
+        station_id      TEXT,
+        PRIMARY KEY (proposal_id, device_serial)
+    ) WITHOUT ROWID;
+    CREATE INDEX rollout_items_device ON rollout_items (device_serial);
+    CREATE INDEX rollout_items_officer ON rollout_items (officer_id) WHERE officer_id IS NOT NULL;
+    CREATE INDEX device_history_to_state ON device_history (to_state, serial);
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
