@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|upload|events|fleet|all] [--quick]``: run benchmarks, print and save the results.
+"""``python -m bench [ingest|upload|events|fleet|rollout|all] [--quick]``: run benchmarks, print and save the results.
 
 Results go to bench/out/<name>.json; BENCHMARKS.md quotes them with the command.
 """
@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import events, fleet, ingest, upload
+from bench import events, fleet, ingest, rollout, upload
 from bench.common import save
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "events", "fleet", "all"], default="all")
+    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "events", "fleet", "rollout", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (medians are reported)")
     parser.add_argument("--dir", default=None, help="where the upload benchmark keeps its files (default: here); "
@@ -42,6 +42,10 @@ def main() -> None:
         result = fleet.run(devices=2_000, officers=3_000, readings=50_000, requests=100) if args.quick else fleet.run()
         print(json.dumps(result, indent=2))
         save("fleet", result)
+    if args.which in ("rollout", "all"):
+        result = rollout.run(rounds=args.rounds, officers=2_000 if args.quick else 20_000)
+        print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
+        save("rollout", result)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ cameras, one camera with two officers) listed for a supervisor, and clips with n
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated
 
+import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
@@ -20,6 +22,7 @@ from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from central import audit
 from central.auth import Caller, user_with
+from central.csvhttp import csv_response
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
 from central.projection import reattribute
 
@@ -236,6 +239,17 @@ class AssignmentController(Controller):
         borough = scoped_borough(principal, borough)
         return request.app.state.assignments.list(officer_id=officer_id, device_serial=device_serial,
                                                   borough=borough, active=active, limit=limit)
+
+    @get("/assignments/export.csv", summary="Assignments as CSV (newest first), for spreadsheets")
+    async def export_csv(
+        self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
+        active: FromQuery[bool | None] = None,
+    ) -> Response:
+        borough = scoped_borough(principal, borough)
+        rows = await anyio.to_thread.run_sync(functools.partial(
+            request.app.state.assignments.list, officer_id=None, device_serial=None, borough=borough, active=active,
+            limit=1_000_000))
+        return csv_response(rows, AssignmentInfo, "assignments.csv")
 
     @post("/assignments", status_code=201, summary="Issue a camera personally to an officer",
           guards=[user_with("supervisor")])

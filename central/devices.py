@@ -8,16 +8,17 @@ changes go down the changes feed to the stations of the borough concerned.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
-from fleet import lifecycle
+from fleet import csvio, lifecycle
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import AssignmentMode, DeviceEntry
@@ -25,6 +26,7 @@ from fleet.protocol import Serial
 from central import audit
 from central.audit import AuditRecord
 from central.auth import Caller, user_with, Principal
+from central.csvhttp import csv_response, read_csv_body
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -187,6 +189,12 @@ class DeviceService:
         items = [_summary(r, now) for r in rows[:limit]]
         return DevicePage(items=items, next_cursor=items[-1].serial if more else None)
 
+    def all(self, borough: str | None = None) -> list[DeviceSummary]:
+        now = utc_now()
+        sql = SUMMARY_SQL + (" WHERE d.borough = ?" if borough else "") + " ORDER BY d.serial"
+        with self.writer.read() as db:
+            return [_summary(r, now) for r in db.execute(sql, [borough] if borough else [])]
+
     def summary(self, serial: str) -> DeviceSummary:
         with self.writer.read() as db:
             row = db.execute(SUMMARY_SQL + " WHERE d.serial = ?", [serial]).fetchone()
@@ -307,6 +315,20 @@ class DeviceController(Controller):
         borough = scoped_borough(principal, borough)
         return request.app.state.devices.page(borough=borough, lifecycle_state=lifecycle_state, flag=flag,
                                               station=station, q=q, after=cursor, limit=limit)
+
+    @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets")
+    async def export_csv(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None) -> Response:
+        borough = scoped_borough(principal, borough)
+        rows = await anyio.to_thread.run_sync(request.app.state.devices.all, borough)
+        return csv_response(rows, DeviceSummary, "devices.csv")
+
+    @post("/import.csv", status_code=201, summary="Register cameras from CSV (serial, model, borough, home_station, "
+                                                  "assignment_mode); nothing is registered unless every row is valid",
+          guards=[user_with("fleet_manager")])
+    async def import_csv(self, request: Request, principal: Caller) -> RegistrationResult:
+        rows = await read_csv_body(request, "cameras", functools.partial(csvio.read_csv, kind=DeviceRegistration,
+                                                                         max_rows=50_000))
+        return await anyio.to_thread.run_sync(request.app.state.devices.register, rows, principal.name)
 
     @get("/{serial:str}", summary="One camera with its assignment, lifecycle, battery and audit history")
     async def get_device(self, request: Request, principal: Caller, serial: SerialPath) -> DeviceDetail:

@@ -18,10 +18,11 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet import csvio
 from fleet.clock import to_iso, utc_now
-from fleet.errors import BadRequest, NotFound, UnsupportedMediaType
+from fleet.errors import BadRequest, NotFound
 from fleet.events import Officer, OfficerRole
 from central import audit
 from central.auth import Caller, user_with
+from central.csvhttp import csv_response, read_csv_body
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
 
 MAX_IMPORT = 200_000
@@ -165,9 +166,7 @@ class OfficerController(Controller):
     async def export_csv(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None) -> Response:
         borough = scoped_borough(principal, borough)
         rows = request.app.state.officers.all(borough)
-        return Response(csvio.write_csv((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow),
-                        media_type="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="officers.csv"'})
+        return csv_response((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow, "officers.csv")
 
     @get("/{officer_id:str}", summary="One officer with the camera they hold and their assignment history")
     async def get_officer(self, request: Request, principal: Caller, officer_id: OfficerPath) -> OfficerDetail:
@@ -187,11 +186,5 @@ class OfficerController(Controller):
                       "Errors name the line; nothing is imported unless every row is valid.",
           guards=[user_with("supervisor")])
     async def import_csv(self, request: Request, principal: Caller) -> ImportResult:
-        if "csv" not in (request.headers.get("content-type") or "text/csv"):
-            raise UnsupportedMediaType("send the officers as text/csv")
-        try:
-            text = (await request.body()).decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise BadRequest("the CSV is not UTF-8 text") from None
-        officers = await anyio.to_thread.run_sync(officers_from_csv, text)
+        officers = await read_csv_body(request, "officers", officers_from_csv)
         return await anyio.to_thread.run_sync(request.app.state.officers.upsert, officers, principal.name)

@@ -28,7 +28,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from fleet import csvio
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
+from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import DeviceEntry, OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from fleet.rollout.plan import Plan, Wave, plan as make_plan, week_of, week_start
@@ -37,6 +37,7 @@ from fleet.rollout.sizing import cameras_for, split_by_slots
 from fleet.rollout.storage import StorageForecast, forecast
 from central import audit
 from central.auth import Caller, user_with
+from central.csvhttp import csv_response, read_csv_body
 
 MAX_PROBLEMS = 20
 ProposalPath = Annotated[int, PathParameter(ge=1, le=2**62, description="the proposal's number")]
@@ -488,11 +489,6 @@ def _load_cached(boroughs: str, scenario: str, mtimes: tuple[float, ...]) -> tup
     return rollout, make_plan(rollout)
 
 
-def _csv(rows, kind, filename: str) -> Response:
-    return Response(csvio.write_csv(rows, kind), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
 class RolloutController(Controller):
     path = "/api/v1/rollout"
     tags = ["rollout"]
@@ -506,7 +502,7 @@ class RolloutController(Controller):
          guards=[user_with("viewer")])
     async def get_plan_csv(self, request: Request, principal: Caller) -> Response:
         plan = await anyio.to_thread.run_sync(request.app.state.rollout.plan)
-        return _csv(plan.waves, Wave, "rollout-plan.csv")
+        return csv_response(plan.waves, Wave, "rollout-plan.csv")
 
     @get("/storage", summary="Storage forecast, month by month", guards=[user_with("viewer")])
     async def get_storage(self, request: Request, principal: Caller) -> StorageForecast:
@@ -522,7 +518,7 @@ class RolloutController(Controller):
     async def get_progress_csv(self, request: Request, principal: Caller,
                                borough: FromQuery[str | None] = None) -> Response:
         progress = await anyio.to_thread.run_sync(request.app.state.rollout.progress, borough)
-        return _csv(progress.rows, ProgressRow, "rollout-progress.csv")
+        return csv_response(progress.rows, ProgressRow, "rollout-progress.csv")
 
     @post("/proposals", status_code=201, summary="Propose cameras for officers (reviewed, then committed)",
           guards=[user_with("planner")])
@@ -532,14 +528,7 @@ class RolloutController(Controller):
     @post("/proposals/import.csv", status_code=201, summary="A proposal from a CSV of device_serial, borough, mode, "
                                                             "officer_id, station_id", guards=[user_with("planner")])
     async def import_csv(self, request: Request, principal: Caller) -> Proposal:
-        if not request.headers.get("content-type", "").startswith("text/csv"):
-            raise UnsupportedMediaType("send the proposal as text/csv")
-        body = await request.body()
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise BadRequest("the CSV is not UTF-8") from None
-        items = csvio.read_csv(text, ProposalItem)
+        items = await read_csv_body(request, "proposal", functools.partial(csvio.read_csv, kind=ProposalItem))
         return await anyio.to_thread.run_sync(request.app.state.rollout.import_proposal, items, principal.name)
 
     @get("/proposals", summary="Proposals, newest first (without their items)", guards=[user_with("viewer")])
@@ -556,7 +545,7 @@ class RolloutController(Controller):
     @get("/proposals/{proposal_id:int}/items.csv", summary="A proposal's items as CSV", guards=[user_with("viewer")])
     async def get_proposal_csv(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Response:
         proposal = request.app.state.rollout.proposal(proposal_id)
-        return _csv(proposal.items, ProposalItem, f"rollout-proposal-{proposal_id}.csv")
+        return csv_response(proposal.items, ProposalItem, f"rollout-proposal-{proposal_id}.csv")
 
     @post("/proposals/{proposal_id:int}/commit", status_code=200, summary="Commit a proposal: all items or none",
           guards=[user_with("planner")])

@@ -220,3 +220,21 @@ def test_full_scale_allocation_20000_devices_to_20000_officers(tmp_path):
         assert [r for r in progress.rows if r.borough == "all"][-1].planned == 20_000
     finally:
         store.close()
+
+
+def test_planners_spreadsheets_devices_and_assignments(rolling):
+    csv = "serial,model,borough\nBWV-100001,Axon Body 2,Camden\nBWV-100002,Axon Body 2,\n"
+    response = rolling.post("/api/v1/devices/import.csv", content=csv, headers={**ADMIN, "Content-Type": "text/csv"})
+    assert response.status_code == 201, response.text
+    assert response.json()["created"] == ["BWV-100001", "BWV-100002"]
+    bad = rolling.post("/api/v1/devices/import.csv", content="serial,model\n,x\nBWV 1,y\n",
+                       headers={**ADMIN, "Content-Type": "text/csv"})
+    assert bad.status_code == 400 and "line 2" in bad.json()["message"] and "line 3" in bad.json()["message"]
+    exported = rolling.get("/api/v1/devices/export.csv?borough=Camden", headers=ADMIN)
+    assert exported.status_code == 200
+    lines = exported.text.splitlines()
+    assert lines[0].startswith("serial,model,firmware,lifecycle,borough") and lines[1].startswith("BWV-100001,")
+    proposal = rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Camden"], "count": 2}, headers=ADMIN).json()
+    rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN)
+    assignments = rolling.get("/api/v1/assignments/export.csv?active=true", headers=ADMIN).text.splitlines()
+    assert assignments[0].startswith("id,device_serial,officer_id,mode,started_at") and len(assignments) == 3
