@@ -196,6 +196,9 @@ class RolloutService:
                     target = cameras_for(officers, "pool", rollout.scenario.charging)
                     have = db.execute("SELECT count(*) FROM devices WHERE borough = ? AND assignment_mode = 'pool' "
                                       "AND lifecycle NOT IN ('retired', 'lost', 'repair')", [borough]).fetchone()[0]
+                    have += db.execute("SELECT count(*) FROM rollout_items i JOIN rollout_proposals p "
+                                       "ON p.id = i.proposal_id WHERE p.state = 'proposed' AND i.borough = ? "
+                                       "AND i.mode = 'pool'", [borough]).fetchone()[0]
                     want = max(0, target - have)
                     if request.count is not None:
                         want = min(want, request.count)
@@ -374,9 +377,13 @@ class RolloutService:
 
     @staticmethod
     def _equipped_officers(db, borough: str) -> int:
+        """Officers of the borough issued a camera, or in an open proposal for one."""
         return db.execute("""SELECT count(DISTINCT a.officer_id) FROM assignments a
                              JOIN officers o ON o.officer_id = a.officer_id
-                             WHERE o.borough = ? AND a.mode = 'personal'""", [borough]).fetchone()[0]
+                             WHERE o.borough = ? AND a.mode = 'personal'""", [borough]).fetchone()[0] + \
+            db.execute("""SELECT count(*) FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id
+                          WHERE p.state = 'proposed' AND i.borough = ? AND i.mode = 'personal'""",
+                       [borough]).fetchone()[0]
 
     @staticmethod
     def _open(db, proposal_id: int) -> None:

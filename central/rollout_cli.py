@@ -226,7 +226,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if not _emit(proposal, args):
         cameras = len(proposal.items)
         done = "committed" if args.decision == "commit" else "discarded"
-        print(f"proposal {proposal.id} {done}: {cameras} cameras in {len(proposal.boroughs)} boroughs")
+        boroughs = len(proposal.boroughs)
+        print(f"proposal {proposal.id} {done}: {cameras} cameras in {boroughs} borough{'s' if boroughs != 1 else ''}")
     return 0
 
 

@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     except FleetError as exc:
         print(f"fleet: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`fleet rollout plan | head`): not an error worth a traceback.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         return 130
 

@@ -99,6 +99,7 @@ class Plan(Struct, kw_only=True):
     start: date
     deadline: date
     deadline_week: int
+    """The last week that ends on or before the deadline."""
     officers_in_scope: int
     cameras_needed: int
     """Officers' and pool cameras plus spares."""
@@ -139,6 +140,12 @@ class _Run:
 
 def week_start(start: date, week: int) -> date:
     return start + timedelta(days=7 * (week - 1))
+
+
+def weeks_by(start: date, deadline: date) -> int:
+    """Whole plan weeks that end on or before the deadline: work in a week that ends after it
+    is not done by then."""
+    return ((deadline - start).days + 1) // 7
 
 
 def week_of(start: date, day: date) -> int:
@@ -272,7 +279,7 @@ def plan(rollout: Rollout, *, deliveries: int | None = None, training: int | Non
     needs = borough_needs(rollout)
     rates = Rates(units=scenario.units, deliveries=scenario.deliveries_per_week,
                   training=scenario.training_places_per_week, at_once=scenario.boroughs_at_once)
-    deadline_week = week_of(scenario.start, scenario.deadline)
+    deadline_week = weeks_by(scenario.start, scenario.deadline)
     run = simulate(rollout, needs, rates)
     cameras_needed = sum(n.cameras + n.spares for n in needs)
     feasible = run.complete and run.finish_week is not None and run.finish_week <= deadline_week

@@ -139,6 +139,9 @@ def test_allocation_follows_the_plan_week(rolling):
     planned = {w["borough"]: w["officers"] for w in plan["waves"] if w["week"] == 1}
     camden = [i for i in proposal["items"] if i["borough"] == "Camden"]
     assert len(camden) == planned["Camden"] == 5
+    # A second proposal for the same week finds nothing more to do while the first is open.
+    again = rolling.post("/api/v1/rollout/proposals", json={"week": 1, "boroughs": ["Camden"]}, headers=ADMIN)
+    assert again.status_code == 409, again.text
 
 
 def test_a_proposal_from_a_spreadsheet_is_checked_row_by_row(rolling):

@@ -44,24 +44,25 @@ def test_reference_scenario_against_a_hand_calculation(reference):
     - Spares at 5 %: every personal borough's headcount is a multiple of 20, so 5 % of
       19,160 = 958 exactly; Westminster ceil(939 × 0.05) = 47. Total 19,160 + 939 + 958 + 47
       = 21,104 cameras, within the 22,000 bought.
-    - Deadline: 2015-10-19 + 164 days = 2016-03-31, week 164 // 7 + 1 = 24.
-    - Deliveries: 24 × 800 = 19,200 cameras by the deadline < 21,104: infeasible, and
-      deliveries are what binds (training: 12 boroughs × 80 = 960 a week > 800).
-    - So at least ceil(21,104 / 24) = 880 a week (+80) would be needed, and at 800 a week the
-      last camera cannot arrive before week ceil(21,104 / 800) = 27 (deadline + 3 weeks).
+    - Deadline: 2015-10-19 to 2016-03-31 is 165 days, 23 whole weeks (week 23 ends on Sunday
+      27 March; week 24 would end after the deadline).
+    - Deliveries: 23 × 800 = 18,400 cameras by the deadline < 21,104: infeasible, and
+      deliveries are what binds (training: 14 boroughs × 80 = 1,120 a week > 800).
+    - So at least ceil(21,104 / 23) = 918 a week (+118) would be needed, and at 800 a week the
+      last camera cannot arrive before week ceil(21,104 / 800) = 27 (deadline + 4 weeks).
     """
     result = plan(reference)
     assert result.officers_in_scope == 20_410
     westminster = next(b for b in result.boroughs if b.borough == "Westminster")
     assert (westminster.policy, westminster.cameras, westminster.spares) == ("pool", 939, 47)
     assert result.cameras_needed == 21_104
-    assert result.deadline_week == 24
-    assert result.weeks[23].delivered == 19_200
+    assert result.deadline_week == 23
+    assert result.weeks[22].delivered == 18_400
     assert not result.feasible
     assert result.binding == "deliveries"
     remedies = {r.constraint: r for r in result.remedies}
-    assert remedies["deliveries"].to >= 880
-    assert remedies["deadline"].change >= 3
+    assert remedies["deliveries"].to >= 918
+    assert remedies["deadline"].change >= 4
     assert "training" not in remedies  # more training places cannot make up for missing cameras
     # The remedy is the smallest that works: exactly that many deliveries is feasible, one fewer is not.
     assert plan(reference, deliveries=remedies["deliveries"].to).feasible
