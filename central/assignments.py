@@ -17,16 +17,18 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.errors import Conflict, NotFound
+from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from central import audit
 from central.auth import Caller, user_with
 from central.csvhttp import csv_response
+from central.pagination import decode_cursor, decode_time_cursor, page_response
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
 from central.projection import reattribute
 
 UNISSUABLE = ("repair", "lost", "retired")
+CURSOR_HELP = "the X-Next-Cursor header of the previous page"
 
 
 class IssueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -109,8 +111,8 @@ class AssignmentService:
             if lifecycle in ("in_stock", "allocated"):
                 db.execute("UPDATE devices SET lifecycle = 'issued', borough = COALESCE(borough, ?) WHERE serial = ?",
                            [officer[0], request.device_serial])
-                db.execute("INSERT INTO device_history (serial, at, actor, from_state, to_state, reason) "
-                           "VALUES (?, ?, ?, ?, 'issued', ?)",
+                db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                           "VALUES (?, ?, ?, 'central', ?, 'issued', ?)",
                            [request.device_serial, now, actor, lifecycle, f"issued to {request.officer_id}"])
             audit.record(db, actor=actor, action="assign", object_type="device", object_id=request.device_serial,
                          detail=f"personal issue to {request.officer_id}. {request.reason}".strip())
@@ -141,8 +143,14 @@ class AssignmentService:
         return _assignment(row)
 
     def list(self, *, officer_id: str | None, device_serial: str | None, borough: str | None, active: bool | None,
-             limit: int) -> list[AssignmentInfo]:
+             limit: int, before: tuple[str, str] | None = None) -> list[AssignmentInfo]:
+        """Newest first; ``before`` is the (started_at, id) keyset of the last row of the previous page."""
         where, params = [], []
+        if before is not None:
+            if not before[1].isdigit():
+                raise BadRequest("cursor is not one this server gave out")
+            where.append("(a.started_at, a.id) < (?, ?)")
+            params.extend([before[0], int(before[1])])
         if officer_id:
             where.append("a.officer_id = ?")
             params.append(officer_id)
@@ -160,13 +168,17 @@ class AssignmentService:
         with self.writer.read() as db:
             return [_assignment(r) for r in db.execute(sql, [*params, limit])]
 
-    def conflicts(self, borough: str | None, open_only: bool) -> list[ConflictInfo]:
-        where = [w for w, on in (("borough = ?", borough is not None), ("resolved_at IS NULL", open_only)) if on]
+    def conflicts(self, borough: str | None, open_only: bool, limit: int = 1000,
+                  before: int | None = None) -> list[ConflictInfo]:
+        """Newest first; ``before`` is the id of the last row of the previous page."""
+        where = [w for w, on in (("borough = ?", borough is not None), ("resolved_at IS NULL", open_only),
+                                 ("id < ?", before is not None)) if on]
+        params = [p for p in (borough, before) if p is not None]
         sql = ("SELECT id, kind, borough, device_serial, officer_id, detail, detected_at, resolved_at, resolved_by, "
                "resolution FROM conflicts" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY id DESC LIMIT 1000")
+               + " ORDER BY id DESC LIMIT ?")
         with self.writer.read() as db:
-            rows = db.execute(sql, [borough] if borough is not None else []).fetchall()
+            rows = db.execute(sql, [*params, limit]).fetchall()
         return [ConflictInfo(id=r[0], kind=r[1], borough=r[2], device_serial=r[3], officer_id=r[4], detail=r[5],
                              detected_at=from_iso(r[6]), resolved_at=from_iso(r[7]) if r[7] else None,
                              resolved_by=r[8], resolution=r[9]) for r in rows]
@@ -192,13 +204,16 @@ class AssignmentService:
                             detected_at=from_iso(r[6]), resolved_at=from_iso(r[7]) if r[7] else None,
                             resolved_by=r[8], resolution=r[9])
 
-    def unattributed(self, borough: str | None, limit: int) -> list[Attribution]:
+    def unattributed(self, borough: str | None, limit: int, after: tuple[str, str] | None = None) -> list[Attribution]:
+        """Oldest first; ``after`` is the (recorded_at, clip_id) keyset of the previous page's last row."""
         sql = """SELECT a.clip_id, a.device_serial, a.recorded_at, a.station_id, a.officer_id, a.resolved_by
                  FROM attributions a LEFT JOIN devices d ON d.serial = a.device_serial
                  WHERE a.officer_id IS NULL""" + (" AND d.borough = ?" if borough else "") + \
-              " ORDER BY a.recorded_at LIMIT ?"
+              (" AND (a.recorded_at, a.clip_id) > (?, ?)" if after else "") + \
+              " ORDER BY a.recorded_at, a.clip_id LIMIT ?"
+        params = [*([borough] if borough else []), *(after or ()), limit]
         with self.writer.read() as db:
-            rows = db.execute(sql, [borough, limit] if borough else [limit]).fetchall()
+            rows = db.execute(sql, params).fetchall()
         return [_attribution(r) for r in rows]
 
     def attribution(self, clip_id: str) -> Attribution:
@@ -235,10 +250,13 @@ class AssignmentController(Controller):
         self, request: Request, principal: Caller, officer_id: FromQuery[str | None] = None,
         device_serial: FromQuery[str | None] = None, borough: FromQuery[str | None] = None,
         active: FromQuery[bool | None] = None, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    ) -> list[AssignmentInfo]:
+        cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
+    ) -> Response[list[AssignmentInfo]]:
         borough = scoped_borough(principal, borough)
-        return request.app.state.assignments.list(officer_id=officer_id, device_serial=device_serial,
-                                                  borough=borough, active=active, limit=limit)
+        rows = request.app.state.assignments.list(officer_id=officer_id, device_serial=device_serial,
+                                                  borough=borough, active=active, limit=limit + 1,
+                                                  before=decode_time_cursor(cursor) if cursor else None)
+        return page_response(rows, limit, lambda a: (to_iso(a.started_at), a.id))
 
     @get("/assignments/export.csv", summary="Assignments as CSV (newest first), for spreadsheets")
     async def export_csv(
@@ -267,8 +285,16 @@ class AssignmentController(Controller):
     @get("/conflicts", summary="Conflicts found after offline periods, for a supervisor",
          guards=[user_with("supervisor")])
     async def conflicts(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
-                        open_only: Annotated[bool, QueryParameter(name="open")] = True) -> list[ConflictInfo]:
-        return request.app.state.assignments.conflicts(borough, open_only)
+                        open_only: Annotated[bool, QueryParameter(name="open")] = True,
+                        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
+                        cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
+                        ) -> Response[list[ConflictInfo]]:
+        before = decode_cursor(cursor, 1)[0] if cursor else None
+        if before is not None and not before.isdigit():
+            raise BadRequest("cursor is not one this server gave out")
+        rows = request.app.state.assignments.conflicts(borough, open_only, limit + 1,
+                                                       int(before) if before is not None else None)
+        return page_response(rows, limit, lambda c: (c.id,))
 
     @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved",
           guards=[user_with("supervisor")])
@@ -279,8 +305,12 @@ class AssignmentController(Controller):
     @get("/unattributed", summary="Clips recorded when no officer held the camera",
          guards=[user_with("supervisor")])
     async def unattributed(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
-                           limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Attribution]:
-        return request.app.state.assignments.unattributed(borough, limit)
+                           limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+                           cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
+                           ) -> Response[list[Attribution]]:
+        rows = request.app.state.assignments.unattributed(borough, limit + 1,
+                                                          decode_time_cursor(cursor) if cursor else None)
+        return page_response(rows, limit, lambda a: (to_iso(a.recorded_at), a.clip_id))
 
     @get("/clips/{clip_id:str}/attribution", summary="Whose clip this is (the holder at recorded_at)",
          guards=[user_with("supervisor")])

@@ -13,6 +13,10 @@ from msgspec import Struct
 from fleet.clock import from_iso, to_iso, utc_now
 
 
+CENTRAL = "central"
+"""The place of actions taken at central (its API and commands); stations' carry the station id."""
+
+
 class AuditRecord(Struct, kw_only=True):
     at: datetime
     actor: str
@@ -28,7 +32,7 @@ def record(db, *, actor: str, action: str, object_type: str, object_id: str, pla
     """Append one record; call inside the transaction that makes the change."""
     db.execute("INSERT INTO audit (at, actor, place, action, object_type, object_id, detail) "
                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-               [to_iso(at or utc_now()), actor, place, action, object_type, object_id, detail])
+               [to_iso(at or utc_now()), actor, place or CENTRAL, action, object_type, object_id, detail])
 
 
 def record_many(db, records: list[dict]) -> None:
@@ -36,7 +40,7 @@ def record_many(db, records: list[dict]) -> None:
     now = utc_now()
     db.conn.executemany(
         "INSERT INTO audit (at, actor, place, action, object_type, object_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(to_iso(r.get("at") or now), r["actor"], r.get("place"), r["action"], r["object_type"], r["object_id"],
+        [(to_iso(r.get("at") or now), r["actor"], r.get("place") or CENTRAL, r["action"], r["object_type"], r["object_id"],
           r.get("detail", "")) for r in records])
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -16,6 +14,7 @@ from litestar.response import Stream
 
 from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
 from fleet.protocol import ClipInfo, ClipPage
+from central.pagination import decode_time_cursor, encode_cursor
 from central.auth import Caller
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
@@ -26,17 +25,11 @@ RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 def _cursor_encode(clip: ClipInfo) -> str:
     from fleet.clock import to_iso
 
-    return base64.urlsafe_b64encode(f"{to_iso(clip.recorded_at)}|{clip.clip_id}".encode()).decode()
+    return encode_cursor(to_iso(clip.recorded_at), clip.clip_id)
 
 
 def _cursor_decode(cursor: str) -> tuple[str, str]:
-    try:
-        recorded_at, _, clip_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-    except (binascii.Error, ValueError):
-        raise BadRequest("cursor is not one this server gave out") from None
-    if not recorded_at or not clip_id:
-        raise BadRequest("cursor is not one this server gave out")
-    return recorded_at, clip_id
+    return decode_time_cursor(cursor)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -236,8 +236,8 @@ class DeviceService:
                     existing.append(d.serial)
                     continue
                 created.append(d.serial)
-                db.execute("INSERT INTO device_history (serial, at, actor, from_state, to_state, reason) "
-                           "VALUES (?, ?, ?, NULL, ?, 'registered')", [d.serial, now, actor, state])
+                db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                           "VALUES (?, ?, ?, 'central', NULL, ?, 'registered')", [d.serial, now, actor, state])
                 audit.record(db, actor=actor, action="register", object_type="device", object_id=d.serial,
                              detail=f"{state}, borough {d.borough or '-'}")
                 if d.borough:
@@ -265,8 +265,8 @@ class DeviceService:
             now = utc_now()
             db.execute("UPDATE devices SET lifecycle = ?, borough = ?, home_station = ? WHERE serial = ?",
                        [request.state, target_borough, home_station, serial])
-            db.execute("INSERT INTO device_history (serial, at, actor, from_state, to_state, reason) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", [serial, to_iso(now), actor, current, request.state, request.reason])
+            db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                       "VALUES (?, ?, ?, 'central', ?, ?, ?)", [serial, to_iso(now), actor, current, request.state, request.reason])
             if request.state == "lost" and holder is not None:
                 audit.record(db, actor=actor, action="lost-while-held", object_type="device", object_id=serial,
                              detail=f"held by {holder[0]} ({holder[1]})")

@@ -286,7 +286,8 @@ class RolloutService:
                 "UPDATE devices SET lifecycle = 'allocated', borough = ?, home_station = ?, assignment_mode = 'pool' "
                 "WHERE serial = ?", [(i.borough, i.station_id, i.device_serial) for i in pool])
             db.conn.executemany(
-                "INSERT INTO device_history (serial, at, actor, from_state, to_state, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                "VALUES (?, ?, ?, 'central', ?, ?, ?)",
                 [(i.device_serial, now, actor, previous[i.device_serial], "issued" if i.mode == "personal" else "allocated",
                   f"{where}: " + (f"issued to {i.officer_id}" if i.mode == "personal" else f"pool at {i.station_id}"))
                  for i in items if previous[i.device_serial] != ("issued" if i.mode == "personal" else "allocated")])

@@ -161,5 +161,5 @@ def test_a_registered_camera_docking_with_clips_is_audited(client):
     post(client, CAMDEN, [docked("BWV-1", clips=1)])
     trail = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()["audit"]
     assert [(t["action"], t["actor"], t["place"]) for t in trail] == [
-        ("lifecycle", "dock:camden", "camden"), ("register", "admin", None)]
+        ("lifecycle", "dock:camden", "camden"), ("register", "admin", "central")]
     assert "allocated → in_service" in trail[0]["detail"]

@@ -28,6 +28,7 @@ def test_a_resent_batch_is_recognised_and_not_applied_twice(client):
     again = client.post("/api/v1/events/", content=body, headers=CAMDEN)
     assert first.json()["acked_seq"] == again.json()["acked_seq"] == 2
     assert again.json() == {"acked_seq": 2, "stored": 0, "duplicates": 2}
+    client.app.state.events.apply_all()  # applying follows acknowledgement (the projection worker)
     assert count(client, "battery_readings") == 2
 
 
@@ -196,3 +197,20 @@ def test_a_camera_held_twice_is_listed_once_with_its_latest_holder(client):
 def test_oversized_backlog_numbers_are_a_400(client):
     body = b'{"sent_at":"2026-11-20T14:00:00Z","events":[],"backlog":{"pending_bytes":99999999999999999999}}'
     assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 400
+
+
+def test_a_station_goes_stale_after_its_hours_of_silence(client):
+    from datetime import timedelta
+
+    from fleet.clock import utc_now
+
+    body = msgspec.json.encode({"sent_at": "2026-11-20T14:00:00Z", "events": []})
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 200
+    hours = client.app.state.settings.fleet.stale_station_hours
+    health = client.app.state.health
+    now = utc_now()
+    assert "camden" not in health.run(now=now + timedelta(hours=hours - 0.1)).stale_stations
+    assert "camden" in health.run(now=now + timedelta(hours=hours + 0.1)).stale_stations
+    assert "barnet" in health.run(now=now).stale_stations  # never heard from
+    stations = {s.station_id: s for s in client.app.state.stations.all(now + timedelta(hours=hours + 0.1))}
+    assert stations["camden"].stale and stations["camden"].last_seen_at is not None
