@@ -28,7 +28,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from fleet import csvio
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, Conflict, NotFound
+from fleet.errors import BadRequest, ConfigError, Conflict, NotFound, ServiceUnavailable
 from fleet.events import DeviceEntry, OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from fleet.rollout.plan import Plan, Wave, plan as make_plan, week_of, week_start
@@ -137,12 +137,19 @@ class RolloutService:
         files = self.settings.rollout
         if files.boroughs is None or files.scenario is None:
             raise NotFound("no roll-out scenario is configured: set [rollout] boroughs and scenario in central's config")
-        return _load_cached(files.boroughs, files.scenario, _mtimes(files.boroughs, files.scenario))[0]
+        return self._loaded()[0]
+
+    def _loaded(self) -> tuple[Rollout, Plan]:
+        files = self.settings.rollout
+        try:
+            return _load_cached(files.boroughs, files.scenario, _mtimes(files.boroughs, files.scenario))
+        except ConfigError as exc:
+            raise ServiceUnavailable(f"central's roll-out files are invalid, ask its operators to fix them: {exc}") \
+                from None
 
     def plan(self) -> Plan:
-        files = self.settings.rollout
         rollout = self.rollout()
-        plan = _load_cached(files.boroughs, files.scenario, _mtimes(files.boroughs, files.scenario))[1]
+        plan = self._loaded()[1]
         differ = [b for b in rollout.boroughs
                   if rollout.scenario.policy_of(b) != self.settings.fleet.assignment_mode(b)]
         if not differ:
@@ -160,7 +167,7 @@ class RolloutService:
     def propose(self, request: ProposeRequest, actor: str) -> Proposal:
         """Pair cameras in stock with officers still without one; nothing changes until commit."""
         rollout = self.rollout()
-        wanted = request.boroughs or rollout.order()
+        wanted = list(dict.fromkeys(request.boroughs or rollout.order()))  # each borough once
         unknown = [b for b in wanted if b not in rollout.boroughs]
         if unknown:
             raise BadRequest(f"unknown borough {unknown[0]!r}: not in the roll-out's boroughs file")
@@ -170,42 +177,35 @@ class RolloutService:
         items: list[ProposalItem] = []
         left_without: dict[str, int] = {}
         with self.writer.write() as db:
-            devices = self._free_devices(db)
+            stock = self._free_devices(db, None)
             for borough in wanted:
+                # Cameras already delivered to the borough go first, then the force's stock.
+                devices = self._free_devices(db, borough)
                 mode = self.settings.fleet.assignment_mode(borough)
                 if mode == "personal":
                     officers = self._officers_without_camera(db, borough, roles)
                     want = len(officers)
                     if planned is not None:
-                        equipped = self._equipped_officers(db, borough)
-                        want = max(0, min(want, planned.get(borough, 0) - equipped))
+                        want = max(0, min(want, planned.get(borough, 0) - self._equipped_officers(db, borough)))
                     if request.count is not None:
                         want = min(want, request.count)
-                    take = devices[:want]
-                    del devices[:want]
+                    take = _take(devices, stock, want)
                     items += [ProposalItem(device_serial=serial, borough=borough, mode="personal", officer_id=officer)
-                              for serial, officer in zip(take, officers[:want])]
+                              for serial, officer in zip(take, officers)]
                     left_without[borough] = want - len(take)
                 else:
-                    spec = rollout.boroughs[borough]
                     officers = db.execute(
                         f"SELECT count(*) FROM officers WHERE borough = ? AND active AND role IN "
                         f"({', '.join('?' * len(roles))})", [borough, *roles]).fetchone()[0]
                     if planned is not None:
                         officers = min(officers, planned.get(borough, 0))
                     target = cameras_for(officers, "pool", rollout.scenario.charging)
-                    have = db.execute("SELECT count(*) FROM devices WHERE borough = ? AND assignment_mode = 'pool' "
-                                      "AND lifecycle NOT IN ('retired', 'lost', 'repair')", [borough]).fetchone()[0]
-                    have += db.execute("SELECT count(*) FROM rollout_items i JOIN rollout_proposals p "
-                                       "ON p.id = i.proposal_id WHERE p.state = 'proposed' AND i.borough = ? "
-                                       "AND i.mode = 'pool'", [borough]).fetchone()[0]
-                    want = max(0, target - have)
+                    placed = self._pool_cameras(db, borough)
+                    want = max(0, target - sum(placed.values()))
                     if request.count is not None:
                         want = min(want, request.count)
-                    take = devices[:want]
-                    del devices[:want]
-                    shares = split_by_slots(len(take), spec.stations)
-                    stations = [station for station, n in shares.items() for _ in range(n)]
+                    take = _take(devices, stock, want)
+                    stations = _fill_stations(rollout.boroughs[borough].stations, placed, len(take))
                     items += [ProposalItem(device_serial=serial, borough=borough, mode="pool", station_id=station)
                               for serial, station in zip(take, stations)]
                     left_without[borough] = 0
@@ -315,6 +315,8 @@ class RolloutService:
 
     def progress(self, borough: str | None = None, today: date | None = None) -> Progress:
         plan = self.plan()
+        if borough is not None and borough not in {b.borough for b in plan.boroughs}:
+            raise NotFound(f"no borough {borough!r} in the roll-out plan")
         start = plan.start
         today = today or utc_now().date()
         current = max(1, week_of(start, today))
@@ -357,14 +359,33 @@ class RolloutService:
     # -- helpers -----------------------------------------------------------------------------
 
     @staticmethod
-    def _free_devices(db) -> list[str]:
-        """Cameras in stock, not held, not in an open proposal; in serial order."""
+    def _free_devices(db, borough: str | None) -> list[str]:
+        """Cameras free to hand out, in serial order: in stock (``borough`` None), or delivered to
+        ``borough`` and not yet placed; never held, never in an open proposal."""
+        where = ("lifecycle = 'in_stock'" if borough is None else
+                 "lifecycle = 'allocated' AND borough = ? AND home_station IS NULL "
+                 "AND (assignment_mode IS NULL OR assignment_mode = 'personal')")
         return [r[0] for r in db.execute(
-            """SELECT serial FROM devices d WHERE lifecycle = 'in_stock'
+            f"""SELECT serial FROM devices d WHERE {where}
                AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.device_serial = d.serial AND a.ended_at IS NULL)
                AND NOT EXISTS (SELECT 1 FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id
                                WHERE i.device_serial = d.serial AND p.state = 'proposed')
-               ORDER BY serial""")]
+               ORDER BY serial""", [borough] if borough else [])]
+
+    @staticmethod
+    def _pool_cameras(db, borough: str) -> Counter:
+        """Pool cameras a borough has per station (working ones, and those in open proposals)."""
+        placed: Counter = Counter()
+        for station, n in db.execute(
+                "SELECT home_station, count(*) FROM devices WHERE borough = ? AND lifecycle NOT IN "
+                "('retired', 'lost', 'repair', 'in_stock') AND (assignment_mode = 'pool' OR "
+                "(assignment_mode IS NULL AND home_station IS NOT NULL)) GROUP BY home_station", [borough]):
+            placed[station] += n
+        for station, n in db.execute(
+                "SELECT i.station_id, count(*) FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id "
+                "WHERE p.state = 'proposed' AND i.borough = ? AND i.mode = 'pool' GROUP BY i.station_id", [borough]):
+            placed[station] += n
+        return placed
 
     @staticmethod
     def _officers_without_camera(db, borough: str, roles) -> list[str]:
@@ -414,11 +435,14 @@ class RolloutService:
                 "(mode = 'pool' AND (station_id IS NULL OR officer_id IS NOT NULL))"):
             problems.append(f"{serial}: a {mode} item needs " + ("an officer_id and no station_id" if mode == "personal"
                                                                  else "a station_id and no officer_id"))
-        for serial, lifecycle in db.execute(
-                "SELECT c.device_serial, d.lifecycle FROM checking c LEFT JOIN devices d ON d.serial = c.device_serial "
-                "WHERE d.serial IS NULL OR d.lifecycle != 'in_stock'"):
-            problems.append(f"{serial}: " + ("not in the registry" if lifecycle is None
-                                             else f"is {lifecycle}, not in stock"))
+        for serial, lifecycle, borough, home in db.execute(
+                "SELECT c.device_serial, d.lifecycle, d.borough, d.home_station FROM checking c "
+                "LEFT JOIN devices d ON d.serial = c.device_serial WHERE d.serial IS NULL OR NOT ("
+                "d.lifecycle = 'in_stock' OR (d.lifecycle = 'allocated' AND d.borough = c.borough "
+                "AND d.home_station IS NULL))"):
+            problems.append(f"{serial}: " + ("not in the registry" if lifecycle is None else
+                                             f"is {lifecycle}" + (f" in {borough}" if borough else "")
+                                             + (f" at {home}" if home else "") + ", not free to hand out"))
         for serial, officer in db.execute(
                 "SELECT c.device_serial, a.officer_id FROM checking c JOIN assignments a "
                 "ON a.device_serial = c.device_serial AND a.ended_at IS NULL"):
@@ -438,12 +462,20 @@ class RolloutService:
                 "ON i.device_serial = c.device_serial JOIN rollout_proposals p ON p.id = i.proposal_id "
                 "WHERE p.state = 'proposed' AND i.proposal_id IS NOT ?", [proposal_id]):
             problems.append(f"{serial}: also in open proposal {other}")
-        known = set(self.settings.stations)
+        station_borough = {station: entry.borough for station, entry in self.settings.stations.items()}
         if self.settings.rollout.boroughs:
-            rollout = self.rollout()
-            known |= {s for b in rollout.boroughs.values() for s in b.stations}
-        problems += [f"{i.device_serial}: unknown station {i.station_id!r}" for i in items
-                     if i.station_id is not None and i.station_id not in known]
+            station_borough |= {st: name for name, b in self.rollout().boroughs.items() for st in b.stations}
+        for i in items:
+            policy = self.settings.fleet.assignment_mode(i.borough)
+            if i.mode != policy:
+                problems.append(f"{i.device_serial}: {i.borough}'s policy is {policy}, not {i.mode}")
+            if i.station_id is None:
+                continue
+            if i.station_id not in station_borough:
+                problems.append(f"{i.device_serial}: unknown station {i.station_id!r}")
+            elif station_borough[i.station_id] != i.borough:
+                problems.append(f"{i.device_serial}: station {i.station_id} is in {station_borough[i.station_id]}, "
+                                f"not {i.borough}")
         db.execute("DELETE FROM checking")
         return problems
 
@@ -458,6 +490,30 @@ class RolloutService:
         audit.record(db, actor=actor, action="rollout-propose", object_type="rollout_proposal",
                      object_id=str(proposal_id), detail=f"{len(items)} cameras: {description}")
         return proposal_id
+
+
+def _take(first: list[str], then: list[str], count: int) -> list[str]:
+    """Up to ``count`` serials from ``first``, then ``then``; taken serials leave both lists."""
+    taken = first[:count]
+    rest = count - len(taken)
+    taken += then[:rest]
+    chosen = set(taken)
+    first[:] = [s for s in first if s not in chosen]
+    then[:] = [s for s in then if s not in chosen]
+    return taken
+
+
+def _fill_stations(slots: dict[str, int], placed: Counter, count: int) -> list[str]:
+    """Stations for ``count`` new pool cameras: toward each station's share by dock slots of the
+    borough's whole pool, so wave after wave fills every station, not the first one."""
+    goal = split_by_slots(sum(placed.values()) + count, slots)
+    short = {station: max(0, goal[station] - placed.get(station, 0)) for station in goal}
+    order: list[str] = []
+    for station in sorted(short, key=lambda st: (-short[st], st)):
+        order += [station] * short[station]
+    while len(order) < count:  # more placed than the goal somewhere: spread the rest by slots
+        order += [st for st, n in split_by_slots(count - len(order), slots).items() for _ in range(n)]
+    return order[:count]
 
 
 def _describe(request: ProposeRequest) -> str:

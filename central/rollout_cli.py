@@ -103,6 +103,8 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    if value > 2**62:
+        raise argparse.ArgumentTypeError(f"{text} is too large")
     return value
 
 

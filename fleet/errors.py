@@ -21,6 +21,7 @@
         ├── RangeNotSatisfiable     416 bad Range on a download
         ├── Locked                  423 another PATCH holds the upload
         ├── ChecksumMismatch        460 chunk or whole-file checksum did not match
+        ├── ServiceUnavailable      503 a part of central cannot serve now (e.g. its roll-out files are invalid)
         └── InsufficientStorage     507 central's disk is full
 """
 
@@ -153,6 +154,12 @@ class ChecksumMismatch(ApiError):
     """The bytes received do not match their declared checksum (460, tus checksum extension)."""
 
     status_code, code = 460, "checksum_mismatch"
+
+
+class ServiceUnavailable(ApiError):
+    """503: this part of central cannot answer until its operators fix something."""
+
+    status_code, code = 503, "unavailable"
 
 
 class InsufficientStorage(ApiError):

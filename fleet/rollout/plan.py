@@ -23,7 +23,7 @@ from msgspec import Struct
 
 from fleet.errors import ConfigError
 from fleet.rollout.scenario import Rollout
-from fleet.rollout.sizing import BoroughNeeds, cameras_for, docks_for, spares_for, split_by_slots
+from fleet.rollout.sizing import BoroughNeeds, cameras_for, spares_for
 
 MAX_WEEKS = 520
 """Ten years: a scenario that has not finished by then is reported as not finishing."""
@@ -179,6 +179,9 @@ def simulate(rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, *, keep_
     waves: list[Wave] = []
     weeks: list[WeekTotal] = []
     out_total = officers_total = 0
+    for n in needs:
+        if n.officers == 0 and n.spares == 0:
+            finished[n.name] = 0  # nothing to do: no officers in scope
     for week in range(1, MAX_WEEKS + 1):
         arriving = min(rates.deliveries, undelivered)
         undelivered -= arriving
@@ -228,7 +231,7 @@ def simulate(rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, *, keep_
         if not moved and undelivered == 0:
             break  # nothing will ever change again: out of cameras
     complete = all(equipped[n.name] == n.officers and n.name in finished for n in needs)
-    last = max(finished.values(), default=None) if complete else None
+    last = max(1, max(finished.values(), default=1)) if complete else None
     return _Run(waves, weeks, equipped, started, finished, complete, last)
 
 
@@ -297,14 +300,9 @@ def plan(rollout: Rollout, *, deliveries: int | None = None, training: int | Non
                             start_week=run.started.get(n.name),
                             finish_week=run.finished.get(n.name) if run.equipped[n.name] == n.officers else None,
                             equipped=run.equipped[n.name]) for n in needs]
-    stations = []
-    for n in needs:
-        spec = rollout.boroughs[n.name]
-        for station, officers in split_by_slots(n.officers, spec.stations).items():
-            need = docks_for(officers, n.policy, charging)
-            stations.append(StationDocks(station_id=station, borough=n.name, dock_slots=spec.stations[station],
-                                         officers=officers, docks_needed=need,
-                                         shortfall=max(0, need - spec.stations[station])))
+    stations = [StationDocks(station_id=station, borough=n.name, dock_slots=slots, officers=officers,
+                             docks_needed=need, shortfall=max(0, need - slots))
+                for n in needs for station, (slots, officers, need) in n.stations.items()]
     finish_date = week_start(scenario.start, run.finish_week) + timedelta(days=6) if run.finish_week else None
     return Plan(scenario=scenario.name, start=scenario.start, deadline=scenario.deadline, deadline_week=deadline_week,
                 officers_in_scope=sum(n.officers for n in needs), cameras_needed=cameras_needed, units=scenario.units,
@@ -315,34 +313,38 @@ def plan(rollout: Rollout, *, deliveries: int | None = None, training: int | Non
 
 def _diagnose(rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, deadline_week: int, run: _Run,
               cameras_needed: int) -> tuple[Constraint, list[Remedy]]:
-    """Which constraint binds, and the smallest single change of each kind that fixes the plan."""
+    """Which constraint binds, and the smallest single change of each kind that fixes the plan.
+
+    Missing cameras and dock slots cannot be planned around: they are listed first, and the
+    rates are then judged as if they had been added, so every remedy leads to a feasible plan.
+    """
     remedies: list[Remedy] = []
     units_short = cameras_needed > rates.units
     short_docks = [n for n in needs if n.dock_shortfall]
+    if units_short:
+        extra = cameras_needed - rates.units
+        remedies.append(Remedy(constraint="units", change=extra, to=cameras_needed,
+                               text=f"+{extra} cameras ({cameras_needed} needed, {rates.units} bought)"))
     for n in short_docks:
         remedies.append(Remedy(constraint="docks", change=n.dock_shortfall, borough=n.name,
                                text=f"+{n.dock_shortfall} dock slots in {n.name} "
                                     f"({n.docks_needed} needed, {n.dock_slots} there)"))
-    if cameras_needed > rates.units:
-        extra = cameras_needed - rates.units
-        remedies.insert(0, Remedy(constraint="units", change=extra, to=cameras_needed,
-                                  text=f"+{extra} cameras ({cameras_needed} needed, {rates.units} bought)"))
-    if short_docks or cameras_needed > rates.units:
-        # No rate can fix these; rates are judged once they are fixed.
-        fixed_units = max(rates.units, cameras_needed)
-        binding: Constraint = "units" if cameras_needed > rates.units else "docks"
-        if short_docks:
-            return binding, remedies  # docks cannot be planned around: fix them, then plan again
-        rates = Rates(units=fixed_units, deliveries=rates.deliveries, training=rates.training, at_once=rates.at_once)
-        ok, _ = _feasible(rollout, needs, rates, deadline_week)
-        if ok:
-            return binding, remedies
+    first: Constraint | None = "units" if units_short else "docks" if short_docks else None
+    after = ""
+    if first is not None:
+        after = " once the " + " and ".join(w for w, on in (("cameras", units_short), ("dock slots", short_docks))
+                                            if on) + " are added"
+        needs = [n.with_enough_docks() if n.dock_shortfall else n for n in needs]
+        rates = Rates(units=max(rates.units, cameras_needed), deliveries=rates.deliveries, training=rates.training,
+                      at_once=rates.at_once)
         run = simulate(rollout, needs, rates, keep_detail=False)
+        if run.complete and run.finish_week is not None and run.finish_week <= deadline_week:
+            return first, remedies
 
-    most_officers = max((n.officers for n in needs), default=1)
+    most_officers = max((n.officers for n in needs), default=1) or 1
     candidates: dict[Constraint, tuple[int, Rates]] = {
         "deliveries": (rates.deliveries, Rates(rates.units, rates.units, rates.training, rates.at_once)),
-        "training": (rates.training, Rates(rates.units, rates.deliveries, max(most_officers, 1), rates.at_once)),
+        "training": (rates.training, Rates(rates.units, rates.deliveries, most_officers, rates.at_once)),
     }
     if rates.at_once:
         candidates["boroughs_at_once"] = (rates.at_once, Rates(rates.units, rates.deliveries, rates.training, 0))
@@ -350,29 +352,32 @@ def _diagnose(rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, deadlin
     for name, (_, relaxed) in candidates.items():
         finish = simulate(rollout, needs, relaxed, keep_detail=False).finish_week
         relaxed_finish[name] = finish if finish is not None else MAX_WEEKS + 1
-    binding = min(relaxed_finish, key=lambda name: (relaxed_finish[name], list(candidates).index(name)))
-    if units_short:
-        binding = "units"  # the rate remedies below assume the missing cameras are bought
+    binding = first or min(relaxed_finish, key=lambda name: (relaxed_finish[name], list(candidates).index(name)))
 
     def rates_with(name: Constraint, value: int) -> Rates:
         return Rates(rates.units, value if name == "deliveries" else rates.deliveries,
                      value if name == "training" else rates.training,
                      value if name == "boroughs_at_once" else rates.at_once)
 
-    limits = {"deliveries": rates.units, "training": max(most_officers, 1), "boroughs_at_once": len(needs)}
+    limits = {"deliveries": rates.units, "training": most_officers, "boroughs_at_once": len(needs)}
     units = {"deliveries": "deliveries a week", "training": "training places per borough per week",
              "boroughs_at_once": "boroughs at once"}
+    found = False
     for name, (current, _) in candidates.items():
         value = _smallest(lambda v, name=name: _feasible(rollout, needs, rates_with(name, v), deadline_week)[0],
                           current + 1, limits[name])
         if value is not None:
+            found = True
             remedies.append(Remedy(constraint=name, change=value - current, to=value,
-                                   text=f"+{value - current} {units[name]} ({value} instead of {current})"
-                                        + (" once the missing cameras are bought" if units_short else "")))
+                                   text=f"+{value - current} {units[name]} ({value} instead of {current}){after}"))
     if run.complete and run.finish_week is not None:
+        found = True
         late = run.finish_week - deadline_week
         finish = week_start(rollout.scenario.start, run.finish_week) + timedelta(days=6)
         remedies.append(Remedy(constraint="deadline", change=late,
-                               text=f"deadline + {late} weeks (done in week {run.finish_week}, by {finish})"))
+                               text=f"deadline + {late} weeks (done in week {run.finish_week}, by {finish}){after}"))
+    if not found:
+        remedies.append(Remedy(constraint=binding, change=0,
+                               text=f"no single change makes it feasible: it would not finish within {MAX_WEEKS} "
+                                    "weeks; change several figures together (try the what-if options)"))
     return binding, remedies
-

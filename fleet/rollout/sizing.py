@@ -88,9 +88,15 @@ def split_by_slots(officers: int, stations: dict[str, int]) -> dict[str, int]:
 
 
 class BoroughNeeds:
-    """What one borough needs in total under a scenario."""
+    """What one borough needs in total under a scenario.
 
-    __slots__ = ("name", "policy", "officers", "cameras", "spares", "dock_slots", "docks_needed", "dock_capped")
+    Its officers are shared among its stations by dock slots (``split_by_slots``) and each
+    station's docks charge its own officers' cameras, so the borough's dock need and the
+    officers its docks can serve are sums over its stations.
+    """
+
+    __slots__ = ("name", "policy", "officers", "cameras", "spares", "dock_slots", "docks_needed", "dock_capped",
+                 "stations")
 
     def __init__(self, name: str, borough: BoroughSpec, scenario: Scenario) -> None:
         charging = scenario.charging
@@ -100,10 +106,30 @@ class BoroughNeeds:
         self.cameras = cameras_for(self.officers, self.policy, charging)
         self.spares = spares_for(self.cameras, scenario.spares_ratio)
         self.dock_slots = borough.dock_slots
-        self.docks_needed = docks_for(self.officers, self.policy, charging)
-        self.dock_capped = most_officers_for_docks(self.dock_slots, self.officers, self.policy, charging)
-        """The most officers its docks can serve (= officers when the docks suffice)."""
+        self.stations: dict[str, tuple[int, int, int]] = {}
+        """Station → (dock slots, officers, dock slots needed)."""
+        capped = 0
+        for station, officers in split_by_slots(self.officers, borough.stations).items():
+            slots = borough.stations[station]
+            self.stations[station] = (slots, officers, docks_for(officers, self.policy, charging))
+            capped += most_officers_for_docks(slots, officers, self.policy, charging)
+        self.docks_needed = (sum(need for _, _, need in self.stations.values()) if self.stations
+                             else docks_for(self.officers, self.policy, charging))
+        self.dock_capped = capped if self.stations else 0
+        """The most officers its docks can serve (= officers when every station's docks suffice)."""
 
     @property
     def dock_shortfall(self) -> int:
-        return max(0, self.docks_needed - self.dock_slots)
+        if not self.stations:
+            return self.docks_needed  # no station at all: every slot is missing
+        return sum(max(0, need - slots) for slots, _, need in self.stations.values())
+
+    def with_enough_docks(self) -> BoroughNeeds:
+        """The same borough with every station's shortfall made good (to plan past it)."""
+        copy = object.__new__(BoroughNeeds)
+        for name in self.__slots__:
+            setattr(copy, name, getattr(self, name))
+        copy.stations = {s: (max(slots, need), officers, need) for s, (slots, officers, need) in self.stations.items()}
+        copy.dock_slots = max(self.docks_needed, sum(slots for slots, _, _ in copy.stations.values()))
+        copy.dock_capped = self.officers
+        return copy

@@ -44,7 +44,6 @@ def forecast(plan: Plan, scenario: Scenario) -> StorageForecast:
     s = scenario.storage
     hours_per_officer = s.clips_per_officer_per_month * s.minutes_per_clip / 60
     window_months = s.retention_days / DAYS_PER_MONTH
-    kept_months = round(s.kept_longer_years * 12)
     equipped_by_week = [w.officers_equipped for w in plan.weeks]
     months: list[StorageMonth] = []
     recorded: list[float] = []  # hours per month
@@ -58,7 +57,7 @@ def forecast(plan: Plan, scenario: Scenario) -> StorageForecast:
         # The standard store holds the last window's recordings (part of the current month,
         # or several months when retention is longer than a month).
         window = _last_months(recorded, window_months)
-        kept = sum(recorded[-kept_months:]) * s.kept_longer_share
+        kept = _last_months(recorded, s.kept_longer_years * 12) * s.kept_longer_share
         stored_hours = window * (1 - s.kept_longer_share) + kept
         months.append(StorageMonth(
             month=month, starts=starts, officers_equipped=officers, clips=round(officers * s.clips_per_officer_per_month),

@@ -241,3 +241,77 @@ def test_planners_spreadsheets_devices_and_assignments(rolling):
     rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN)
     assignments = rolling.get("/api/v1/assignments/export.csv?active=true", headers=ADMIN).text.splitlines()
     assert assignments[0].startswith("id,device_serial,officer_id,mode,started_at") and len(assignments) == 3
+
+
+def test_a_borough_named_twice_is_allocated_once(rolling):
+    proposal = rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Barnet", "Barnet", "Camden", "Camden"]},
+                            headers=ADMIN).json()
+    counts = {b["borough"]: b["cameras"] for b in proposal["boroughs"]}
+    assert counts == {"Barnet": 6, "Camden": 8}
+
+
+def test_imported_rows_must_follow_the_borough_policy_and_its_stations(rolling):
+    rows = [ProposalItem(device_serial="BWV-000001", borough="Camden", mode="pool", station_id="camden"),
+            ProposalItem(device_serial="BWV-000002", borough="Barnet", mode="personal", officer_id="PB001"),
+            ProposalItem(device_serial="BWV-000003", borough="Camden", mode="personal", officer_id="PB002"),
+            ProposalItem(device_serial="BWV-000004", borough="Barnet", mode="pool", station_id="holborn")]
+    response = rolling.post("/api/v1/rollout/proposals/import.csv", content=csvio.write_csv(rows, ProposalItem),
+                            headers={**ADMIN, "Content-Type": "text/csv"})
+    assert response.status_code == 409
+    message = response.json()["message"]
+    assert "BWV-000001: Camden's policy is personal, not pool" in message
+    assert "BWV-000002: Barnet's policy is pool, not personal" in message
+    assert "officer PB002: is in Barnet, not Camden" in message
+    assert "BWV-000004: station holborn is in Camden, not Barnet" in message
+
+
+def test_pool_waves_fill_every_station_by_dock_slots(tmp_path, files):
+    (files / "rollout.toml").write_text(SCENARIO.replace('policy = { Barnet = "pool" }', 'policy = { Camden = "pool" }'))
+    settings = make_settings(tmp_path / "central", rollout={"boroughs": str(files / "boroughs.toml"),
+                                                            "scenario": str(files / "rollout.toml")},
+                             fleet={"assignment_modes": {"Camden": "pool"}})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        c.post("/api/v1/officers/", json=[{"officer_id": f"PC{i}", "borough": "Camden", "role": "response"}
+                                          for i in range(40)], headers=ADMIN)
+        c.post("/api/v1/devices/", json=[{"serial": f"BWV-{i:06d}"} for i in range(40)], headers=ADMIN)
+        stations = []
+        for _ in range(6):  # one camera a wave
+            proposal = c.post("/api/v1/rollout/proposals", json={"count": 1}, headers=ADMIN).json()
+            assert c.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN).status_code == 200
+            stations += [i["station_id"] for i in proposal["items"]]
+        assert sorted(stations) == ["camden"] * 3 + ["holborn"] * 3  # 10 dock slots each
+
+
+def test_cameras_delivered_to_a_borough_are_handed_out_there_first(rolling):
+    assert rolling.post("/api/v1/devices/", json=[{"serial": "ZZZ-000001", "borough": "Camden"}],
+                        headers=ADMIN).status_code == 201
+    proposal = rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Camden"], "count": 1},
+                            headers=ADMIN).json()
+    assert [i["device_serial"] for i in proposal["items"]] == ["ZZZ-000001"]
+    assert rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN).status_code == 200
+
+
+def test_progress_counts_a_docking_with_clips_as_in_service_and_a_pool_checkout_as_issued(rolling):
+    from tests.central.fleetdata import docked, out, post
+
+    proposal = rolling.post("/api/v1/rollout/proposals", json={}, headers=ADMIN).json()
+    rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN)
+    personal = next(i for i in proposal["items"] if i["borough"] == "Camden")
+    pool = next(i for i in proposal["items"] if i["borough"] == "Barnet")
+    post(rolling, CAMDEN, [docked(personal["device_serial"], clips=2)])
+    from tests.central.conftest import BARNET
+
+    post(rolling, BARNET, [docked(pool["device_serial"]), out(pool["device_serial"], "PB003")])
+    progress = rolling.get("/api/v1/rollout/progress", headers=ADMIN).json()
+    now = {r["borough"]: r for r in progress["rows"] if r["week"] == progress["current_week"]}
+    assert now["Camden"]["in_service"] == 1 and now["Barnet"]["issued"] == 1
+    assert rolling.get("/api/v1/rollout/progress?borough=Nowhere", headers=ADMIN).status_code == 404
+
+
+def test_broken_rollout_files_are_a_clear_503_not_a_crash(rolling, files):
+    import os
+
+    (files / "rollout.toml").write_text(SCENARIO + "\nbogus = 1\n")
+    os.utime(files / "rollout.toml", ns=(1, 1))  # a new mtime, so central reads it again
+    response = rolling.get("/api/v1/rollout/plan", headers=ADMIN)
+    assert response.status_code == 503 and "unknown field `bogus`" in response.json()["message"]

@@ -8,13 +8,14 @@ from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet.errors import ConfigError
 from fleet.rollout.plan import plan, simulate, borough_needs, Rates
-from fleet.rollout.scenario import build_rollout, load_rollout
+from fleet.rollout.scenario import Rollout, build_rollout, load_rollout
 from fleet.rollout.sizing import cameras_for, docks_for, dock_turns, pool_turns, split_by_slots
 from fleet.rollout.storage import forecast
 
@@ -182,7 +183,7 @@ def test_capacities_are_never_exceeded(rollout):
         equipped[wave.borough] += wave.officers
         cameras[wave.borough] += wave.cameras + wave.spares
         n = needs[wave.borough]
-        assert docks_for(equipped[wave.borough], n.policy, scenario.charging) <= n.dock_slots
+        assert equipped[wave.borough] <= n.dock_capped  # what its stations' docks can charge
     assert all(v <= scenario.training_places_per_week for v in per_borough_week.values())
     for week in result.weeks:
         assert week.cameras_out <= week.delivered <= min(scenario.units, week.week * scenario.deliveries_per_week)
@@ -205,24 +206,37 @@ def test_feasible_means_every_officer_exactly_one_camera_else_a_reason(rollout):
             handed = sum(w.cameras for w in result.waves if w.borough == b.borough)
             assert handed == b.cameras  # one camera per officer (or the pool's size), spares apart
         assert result.finish_week is None or result.finish_week <= result.deadline_week
+        assert not any(s.shortfall for s in result.stations)  # every station's docks suffice
     else:
         assert result.binding in ("units", "docks", "deliveries", "training", "boroughs_at_once")
+        assert result.remedies  # always something to act on
         if result.binding == "units":
-            assert result.cameras_needed > scenario_units(rollout)
+            assert result.cameras_needed > rollout.scenario.units
         if result.binding == "docks":
             assert any(b.dock_shortfall for b in result.boroughs)
-        # every remedy with a new figure really makes the plan feasible
+        # Add the missing cameras and dock slots; then each rate remedy, or the deadline one, is feasible.
+        fixed = with_remedies(rollout, result)
+        if result.binding in ("units", "docks") and plan(fixed).feasible:
+            return
         for remedy in result.remedies:
             keyword = {"deliveries": "deliveries", "training": "training", "boroughs_at_once": "at_once"}.get(
                 remedy.constraint)
-            if keyword and result.binding != "docks":
-                # rates are judged with enough cameras bought
-                units = max(rollout.scenario.units, result.cameras_needed)
-                assert plan(rollout, units=units, **{keyword: remedy.to}).feasible
+            if keyword:
+                assert plan(fixed, **{keyword: remedy.to}).feasible
+            if remedy.constraint == "deadline":
+                assert plan(fixed, deadline=plan(fixed).finish_date).feasible
 
 
-def scenario_units(rollout) -> int:
-    return rollout.scenario.units
+def with_remedies(rollout, result):
+    """The rollout with the plan's units and dock-slot remedies applied."""
+    boroughs = {name: msgspec.structs.replace(b, stations=dict(b.stations)) for name, b in rollout.boroughs.items()}
+    for station in result.stations:
+        boroughs[station.borough].stations[station.station_id] += station.shortfall
+    for remedy in result.remedies:
+        if remedy.constraint == "docks" and not boroughs[remedy.borough].stations:
+            boroughs[remedy.borough].stations["added"] = remedy.change
+    units = max(rollout.scenario.units, result.cameras_needed)
+    return Rollout(boroughs=boroughs, scenario=msgspec.structs.replace(rollout.scenario, units=units), note="")
 
 
 @settings(max_examples=50, deadline=None)
