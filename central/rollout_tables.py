@@ -31,7 +31,7 @@ def print_plan(plan: Plan, storage: StorageForecast, rollout: Rollout, show: str
     if plan.binding:
         console.print(f"binding constraint: [bold]{plan.binding.replace('_', ' ')}[/]")
     for remedy in plan.remedies:
-        console.print(f"  would fix it: {remedy.text}")
+        console.print(f"  {'would fix it: ' if remedy.change else ''}{remedy.text}")
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if show in ("boroughs", "all"):

@@ -13,6 +13,7 @@ import hashlib
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -109,6 +110,12 @@ class Demo:
         lines = ["# DEMO configuration written by `fleet demo`: demo tokens, not secrets.",
                  'host = "127.0.0.1"', f"port = {self.port}", 'data_dir = "data"',
                  f'admin_token_sha256 = "{hashlib.sha256(self.admin_token.encode()).hexdigest()}"', ""]
+        reference = Path(__file__).resolve().parents[1] / "config"
+        if (reference / "boroughs.toml").is_file() and (reference / "rollout.toml").is_file():
+            # The reference roll-out (the Met's 2015-16 scenario), so /api/v1/rollout/ has a plan to show.
+            for name in ("boroughs.toml", "rollout.toml"):
+                shutil.copyfile(reference / name, self.root / "central" / name)
+            lines += ["[rollout]", 'boroughs = "boroughs.toml"', 'scenario = "rollout.toml"', ""]
         for station_id in self.stations:
             token = f"demo-{station_id}-" + secrets.token_urlsafe(12)
             lines += [f"[stations.{station_id}]", f'borough = "{BOROUGHS.get(station_id, station_id.title())}"',
@@ -302,6 +309,7 @@ def run_demo(args: argparse.Namespace) -> int:
   health           {demo.url}/healthz
   OpenAPI          {demo.url}/schema/openapi.json
   fleet            {demo.url}/api/v1/devices/  /api/v1/stations/  /api/v1/assignments?active=true
+  roll-out         {demo.url}/api/v1/rollout/plan  /api/v1/rollout/progress   (or: fleet rollout plan)
   try              curl -H "Authorization: Bearer $(cat {root / 'admin-token.txt'})" {demo.url}/api/v1/clips?limit=5
   station desk     fleet station checkouts --config {demo.station_config(stations[0])}   (or http://127.0.0.1:{demo.desk_ports[stations[0]]}/checkouts)
   station status   fleet station status --config {demo.station_config(stations[0])}
