@@ -1,0 +1,122 @@
+"""Retention rules: how long a clip is kept, from when it was recorded.
+
+Categories come from the camera (its sidecar tags and evidential flag) and later from
+authorised users at central. A clip in several categories keeps the longest period; a clip
+in none gets ``default_days`` (31: footage not marked evidential). The clock starts at
+``recorded_at``, never at upload. Years are calendar years (29 February + 1 year is
+28 February). Pure functions: central's retention job and the tests share them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+from fleet.errors import ConfigError
+
+CategoryName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_]*$(?!\n)")]
+
+
+class Category(Struct, kw_only=True, forbid_unknown_fields=True):
+    days: Annotated[int, Meta(ge=1, le=365_250)] | None = None
+    years: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    review: bool = False
+    """Kept for the period, then reviewed rather than deleted unseen (MoPI)."""
+    description: str = ""
+
+
+class RetentionRules(Struct, kw_only=True, forbid_unknown_fields=True):
+    default_days: Annotated[int, Meta(ge=1, le=36_500)] = 31
+    recovery_days: Annotated[int, Meta(ge=0, le=365)] = 7
+    """A soft-deleted clip can be restored for this long; then its bytes are purged."""
+    evidential_category: CategoryName = "evidential"
+    categories: dict[CategoryName, Category] = {}
+
+
+def rules_from_dict(raw: dict, where: str = "retention rules") -> RetentionRules:
+    try:
+        rules = msgspec.convert(raw, RetentionRules)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    for name, category in rules.categories.items():
+        if (category.days is None) == (category.years is None):
+            raise ConfigError(f"{where}: [categories.{name}] needs exactly one of days or years")
+    if rules.evidential_category not in rules.categories:
+        raise ConfigError(f"{where}: evidential_category {rules.evidential_category!r} is not one of the categories")
+    return rules
+
+
+def load_retention(path: str | Path) -> RetentionRules:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return rules_from_dict(raw, str(path))
+
+
+def categories_of(rules: RetentionRules, tags: Iterable[str], evidential: bool) -> list[str]:
+    """The retention categories a clip is in: tags that name one, and the evidential flag."""
+    found = {tag for tag in tags if tag in rules.categories}
+    if evidential:
+        found.add(rules.evidential_category)
+    return sorted(found)
+
+
+def _add_years(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year + years)
+    except ValueError:  # 29 February in a year without one
+        return moment.replace(year=moment.year + years, day=28)
+
+
+def period_end(rules: RetentionRules, category: str | None, recorded_at: datetime) -> datetime:
+    """When one category's (or the default's, for None) period ends for a clip recorded then."""
+    if category is None:
+        return recorded_at + timedelta(days=rules.default_days)
+    spec = rules.categories[category]
+    if spec.days is not None:
+        return recorded_at + timedelta(days=spec.days)
+    try:
+        return _add_years(recorded_at, spec.years)
+    except (ValueError, OverflowError):
+        return datetime.max.replace(tzinfo=recorded_at.tzinfo)
+
+
+def retain_until(rules: RetentionRules, recorded_at: datetime, categories: Iterable[str]) -> datetime:
+    """The end of retention: the longest of the clip's categories, or the default when it has none.
+
+    A category the rules do not know (renamed, removed) keeps the clip for the longest period
+    the rules know, so a configuration mistake never deletes footage early."""
+    names = list(categories)
+    if not names:
+        return period_end(rules, None, recorded_at)
+    ends = []
+    for name in names:
+        if name in rules.categories:
+            ends.append(period_end(rules, name, recorded_at))
+        else:
+            ends.append(max([period_end(rules, c, recorded_at) for c in rules.categories]
+                            + [period_end(rules, None, recorded_at)]))
+    return max(ends)
+
+
+def shortened(old: RetentionRules, new: RetentionRules) -> list[str]:
+    """Categories (and "default") whose period the new rules make shorter or remove: such a
+    change must first show how many clips it would delete, and be confirmed."""
+    probe = datetime(2000, 1, 1)
+    changed = ["default"] if new.default_days < old.default_days else []
+    for name in old.categories:
+        if name not in new.categories or period_end(new, name, probe) < period_end(old, name, probe):
+            changed.append(name)
+    return changed
