@@ -247,6 +247,21 @@ MIGRATIONS = [
     CREATE INDEX rollout_items_officer ON rollout_items (officer_id) WHERE officer_id IS NOT NULL;
     CREATE INDEX device_history_to_state ON device_history (to_state, serial);
     """,
+    # v6: the audit trail becomes a hash chain with a head and periodic anchors (central.audit).
+    """
+    ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+    ALTER TABLE audit ADD COLUMN hash TEXT;
+    CREATE TABLE audit_head (
+        one             INTEGER PRIMARY KEY CHECK (one = 1),
+        last_id         INTEGER NOT NULL,
+        last_hash       TEXT NOT NULL
+    );
+    CREATE TABLE audit_anchors (
+        audit_id        INTEGER PRIMARY KEY,
+        hash            TEXT NOT NULL,
+        at              TEXT NOT NULL
+    );
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
@@ -283,6 +298,10 @@ class CentralStore:
         self.db.execute("PRAGMA cache_size = -65536")
         self.db.execute("PRAGMA wal_autocheckpoint = 10000")
         self.writer = self._writer = sqlite.Writer(self.db)
+        from central import audit
+
+        with self.writer.write() as db:
+            audit.chain_unhashed(db)  # records from before the chain (schema v6): hashed once
 
     def close(self) -> None:
         """Close once no thread is inside a read or write (closing under a running query crashes SQLite)."""

@@ -1,0 +1,92 @@
+"""The audit trail is tamper-evident: any edit, deletion, insertion or reordering is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from central import audit
+from central.store import CentralStore
+from tests.test_cli import run_cli
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = CentralStore(tmp_path / "central")
+    with store.writer.write() as db:
+        for i in range(1, 11):
+            audit.record(db, actor=f"user{i}", action="assign", object_type="device", object_id=f"BWV-{i}",
+                         detail=f"to PC{i}")
+        audit.record_many(db, [dict(actor="planner", action="allocate", object_type="device", object_id=f"X-{i}")
+                               for i in range(5)])
+    yield store
+    store.close()
+
+
+def verify(store):
+    with store.writer.read() as db:
+        return audit.verify(db)
+
+
+def tamper(store, sql, *params):
+    with store.writer.write() as db:
+        db.execute(sql, list(params))
+
+
+def test_an_untouched_chain_verifies(store):
+    report = verify(store)
+    assert report.intact and report.records == 15
+
+
+@pytest.mark.parametrize("sql, params, broken", [
+    ("UPDATE audit SET detail = 'to PC99' WHERE id = ?", [4], 4),                 # an edit
+    ("UPDATE audit SET at = '2020-01-01T00:00:00.000000Z' WHERE id = ?", [12], 12),
+    ("DELETE FROM audit WHERE id = ?", [7], 7),                                    # a deletion
+    ("UPDATE audit SET id = 100 WHERE id = ?", [3], 3),                            # a move
+    ("DELETE FROM audit WHERE id = ?", [15], 15),                                  # the last one
+])
+def test_tampering_is_named(store, sql, params, broken):
+    tamper(store, sql, *params)
+    report = verify(store)
+    assert not report.intact and report.first_broken == broken, report
+
+
+def test_swapping_two_records_is_detected(store):
+    with store.writer.write() as db:
+        a = db.execute("SELECT actor, detail FROM audit WHERE id = 5").fetchone()
+        b = db.execute("SELECT actor, detail FROM audit WHERE id = 6").fetchone()
+        db.execute("UPDATE audit SET actor = ?, detail = ? WHERE id = 5", list(b))
+        db.execute("UPDATE audit SET actor = ?, detail = ? WHERE id = 6", list(a))
+    assert verify(store).first_broken == 5
+
+
+def test_rehashing_one_record_still_breaks_the_next(store):
+    """An editor who recomputes the edited record's own hash is caught by the record after it."""
+    with store.writer.write() as db:
+        row = db.execute(f"SELECT {audit.COLUMNS}, prev_hash FROM audit WHERE id = 8").fetchone()
+        forged = (*row[:7], "forged")
+        db.execute("UPDATE audit SET detail = 'forged', hash = ? WHERE id = 8", [audit.record_hash(forged, row[8])])
+    assert verify(store).first_broken == 9
+
+
+def test_records_written_before_the_chain_are_hashed_once(tmp_path):
+    store = CentralStore(tmp_path / "c")
+    with store.writer.write() as db:  # as a v5 database would have them
+        db.execute("INSERT INTO audit (id, at, actor, place, action, object_type, object_id) "
+                   "VALUES (1, '2026-01-01T00:00:00.000000Z', 'old', 'central', 'register', 'device', 'A')")
+        db.execute("DELETE FROM audit_head")
+    store.close()
+    store = CentralStore(tmp_path / "c")
+    with store.writer.write() as db:
+        audit.record(db, actor="new", action="assign", object_type="device", object_id="A")
+    assert verify(store).intact and verify(store).records == 2
+    store.close()
+
+
+def test_fleet_audit_verify_command(tmp_path, store):
+    config = tmp_path / "central.toml"
+    config.write_text(f'data_dir = "{store.data_dir}"\nadmin_token = "t"\n')
+    ok = run_cli("audit", "verify", "--config", str(config))
+    assert ok.returncode == 0 and "intact: 15 records" in ok.stdout
+    tamper(store, "UPDATE audit SET actor = 'someone else' WHERE id = 2")
+    broken = run_cli("audit", "verify", "--config", str(config))
+    assert broken.returncode == 1 and "BROKEN at record 2" in broken.stderr and "changed" in broken.stderr
