@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,7 +17,6 @@ from litestar.openapi import OpenAPIConfig
 from fleet import __version__
 from fleet.config import CentralSettings
 from fleet.protocol import Health
-import asyncio
 
 from central.assignments import AssignmentController, AssignmentService
 from central.auth import TokenRegistry, provide_principal
@@ -29,6 +30,7 @@ from central.fleet_health import FleetHealth
 from central.jobs import build_scheduler
 from central.officers import OfficerController, OfficerService
 from central.projection import Projector
+from central.retention import RetentionController, RetentionService
 from central.rollout import RolloutController, RolloutService
 from central.receiver import UploadReceiver
 from central.stations import StationController, StationService
@@ -47,7 +49,7 @@ async def healthz(request: Request) -> Response:
     return Response(Health(status="ok", version=__version__))
 
 
-def build_services(store: CentralStore, settings: CentralSettings) -> dict:
+def build_services(store: CentralStore, settings: CentralSettings, blobs=None) -> dict:
     """Central's fleet services over its one store (also used by CLI commands and benchmarks)."""
     changes = ChangeLog(store.writer, settings)
     stations = StationService(store.writer, settings)
@@ -59,6 +61,8 @@ def build_services(store: CentralStore, settings: CentralSettings) -> dict:
         "assignments": AssignmentService(store.writer, changes),
         "health": FleetHealth(store.writer, settings, stations, changes),
         "rollout": RolloutService(store.writer, changes, settings),
+        "retention": RetentionService(store.writer, changes,
+                                      blobs or FilesystemBlobStore(Path(settings.data_dir) / "blobs"), settings),
     }
 
 
@@ -73,13 +77,20 @@ def create_app(settings: CentralSettings) -> Litestar:
         receiver = UploadReceiver(store, blobs, data_dir / "uploads", max_upload_bytes=settings.max_upload_bytes,
                                   expiry=timedelta(hours=settings.upload_expiry_hours))
         await receiver.recover()
-        services = build_services(store, settings)
+        services = build_services(store, settings, blobs)
+        adopted = services["retention"].adopt_configured()
+        if adopted.shortened and not adopted.applied:
+            logging.getLogger(__name__).warning(
+                "the retention rules in %s shorten %s (%d clips would be deleted): NOT applied; the rules in force "
+                "stay. To apply them: fleet central retention apply --confirm", settings.retention.rules,
+                ", ".join(adopted.shortened), adopted.would_delete)
         services["changes"].bind(asyncio.get_running_loop())
         services["changes"].publish_policies()
         projection = ProjectionWorker(services["events"])
         projection.start()
         scheduler = build_scheduler(receiver, timedelta(minutes=settings.expiry_check_minutes), services["health"],
-                                    timedelta(minutes=settings.fleet.health_check_minutes))
+                                    timedelta(minutes=settings.fleet.health_check_minutes), services["retention"],
+                                    settings.retention.job_hour_utc)
         app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler, **services)
         scheduler.start()
         try:
@@ -93,7 +104,7 @@ def create_app(settings: CentralSettings) -> Litestar:
     return Litestar(
         route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
                         DeviceController, OfficerController, AssignmentController, StationController,
-                        RolloutController],
+                        RolloutController, RetentionController],
         dependencies={"principal": Provide(provide_principal)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

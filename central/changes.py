@@ -21,10 +21,11 @@ from litestar.params import QueryParameter
 from fleet.config import CentralSettings
 from fleet.errors import CursorExpired, Forbidden
 from fleet.events import (
-    Change, ChangeItem, ChangePage, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy,
+    Change, ChangeItem, ChangePage, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy,
 )
 from fleet.clock import from_iso
 from fleet.sqlite import Writer
+from central.retention import held_clips_of_borough
 from central.auth import Caller, Principal
 
 PAGE_LIMIT = 1000
@@ -43,6 +44,8 @@ def _key(item: ChangeItem) -> tuple[str, str]:
             return "personal_issue", item.device_serial
         case StationPolicy():
             return "policy", ""
+        case ClipHold():
+            return "clip_hold", item.clip_id
 
 
 def policy_for(settings: CentralSettings, borough: str) -> StationPolicy:
@@ -146,10 +149,11 @@ class ChangeLog:
                                  JOIN officers o ON o.officer_id = a.officer_id
                                  WHERE a.mode = 'personal' AND a.ended_at IS NULL AND o.borough = ?
                                  ORDER BY a.device_serial""", [borough])]
+                held = held_clips_of_borough(db, borough, self.settings)
             finally:
                 db.execute("COMMIT")
         return Snapshot(cursor=head, officers=officers, devices=devices, personal_issues=issues,
-                        policy=policy_for(self.settings, borough))
+                        policy=policy_for(self.settings, borough), held_clips=held)
 
     def trim(self) -> int:
         """Keep the newest ``change_history`` changes (the maintenance job calls this)."""

@@ -262,6 +262,49 @@ MIGRATIONS = [
         at              TEXT NOT NULL
     );
     """,
+    # v7: evidence governance: categories and end of retention per clip, soft deletion and
+    # purge, holds (clip, officer + window, case), cases, the retention rules in force.
+    """
+    ALTER TABLE clips ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE clips ADD COLUMN retain_until TEXT;
+    ALTER TABLE clips ADD COLUMN deleted_at TEXT;
+    ALTER TABLE clips ADD COLUMN purged_at TEXT;
+    CREATE INDEX clips_retain_until ON clips (retain_until) WHERE deleted_at IS NULL;
+    CREATE INDEX clips_unassessed ON clips (clip_id) WHERE retain_until IS NULL;
+    CREATE INDEX clips_deleted ON clips (deleted_at) WHERE deleted_at IS NOT NULL AND purged_at IS NULL;
+    CREATE TABLE holds (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('clip', 'officer', 'case')),
+        reason          TEXT NOT NULL,
+        clip_id         TEXT,
+        officer_id      TEXT,
+        window_from     TEXT,
+        window_to       TEXT,
+        case_ref        TEXT,
+        created_at      TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        released_at     TEXT,
+        released_by     TEXT,
+        release_reason  TEXT
+    );
+    CREATE INDEX holds_clip ON holds (clip_id) WHERE kind = 'clip' AND released_at IS NULL;
+    CREATE INDEX holds_case ON holds (case_ref) WHERE kind = 'case' AND released_at IS NULL;
+    CREATE INDEX holds_officer ON holds (officer_id, window_from) WHERE kind = 'officer' AND released_at IS NULL;
+    CREATE TABLE case_clips (
+        case_ref        TEXT NOT NULL,
+        clip_id         TEXT NOT NULL,
+        added_at        TEXT NOT NULL,
+        added_by        TEXT NOT NULL,
+        PRIMARY KEY (case_ref, clip_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX case_clips_clip ON case_clips (clip_id);
+    CREATE TABLE retention_rules (
+        one             INTEGER PRIMARY KEY CHECK (one = 1),
+        rules           TEXT NOT NULL,
+        applied_at      TEXT NOT NULL,
+        applied_by      TEXT NOT NULL
+    );
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

@@ -78,6 +78,15 @@ class RolloutFiles(Struct, kw_only=True, forbid_unknown_fields=True):
     """The roll-out scenario, e.g. config/rollout.toml."""
 
 
+class RetentionSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[retention]`` in central's file: the rules and when the deletion job runs."""
+
+    rules: str | None = None
+    """The retention rules file (e.g. config/retention.toml); without it: 31 days, evidential 6 years."""
+    job_hour_utc: Annotated[int, Meta(ge=0, le=23)] = 2
+    """The daily retention job (soft deletes, then purges) runs at this hour, UTC."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -96,6 +105,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: str = "info"
     fleet: FleetSettings = msgspec.field(default_factory=FleetSettings)
     rollout: RolloutFiles = msgspec.field(default_factory=RolloutFiles)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
 
 
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -206,6 +216,8 @@ def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str
         for key in ("boroughs", "scenario"):
             if getattr(settings.rollout, key) is not None:
                 setattr(settings.rollout, key, _resolve_path(base, getattr(settings.rollout, key)))
+        if settings.retention.rules is not None:
+            settings.retention.rules = _resolve_path(base, settings.retention.rules)
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:

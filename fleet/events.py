@@ -166,7 +166,14 @@ class StationPolicy(Struct, kw_only=True, tag_field="kind", tag="policy"):
     shift_hours: Annotated[float, Meta(gt=0)] = 10.0
 
 
-ChangeItem = Officer | DeviceEntry | PersonalIssue | StationPolicy
+class ClipHold(Struct, kw_only=True, tag_field="kind", tag="clip_hold"):
+    """A clip that must not be deleted anywhere (``held`` False: no hold applies any more)."""
+
+    clip_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    held: bool = True
+
+
+ChangeItem = Officer | DeviceEntry | PersonalIssue | StationPolicy | ClipHold
 
 
 class Change(Struct, kw_only=True):
@@ -191,3 +198,5 @@ class Snapshot(Struct, kw_only=True):
     devices: list[DeviceEntry]
     personal_issues: list[PersonalIssue]
     policy: StationPolicy
+    held_clips: list[str] = []
+    """Clips of the borough's stations that a hold protects."""

@@ -36,7 +36,8 @@ class RetentionRules(Struct, kw_only=True, forbid_unknown_fields=True):
     recovery_days: Annotated[int, Meta(ge=0, le=365)] = 7
     """A soft-deleted clip can be restored for this long; then its bytes are purged."""
     evidential_category: CategoryName = "evidential"
-    categories: dict[CategoryName, Category] = {}
+    categories: dict[CategoryName, Category] = msgspec.field(
+        default_factory=lambda: {"evidential": Category(years=6, review=True)})
 
 
 def rules_from_dict(raw: dict, where: str = "retention rules") -> RetentionRules:

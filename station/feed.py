@@ -16,7 +16,7 @@ import httpx
 import msgspec
 
 from fleet.errors import CursorExpired
-from fleet.events import ChangePage, Snapshot
+from fleet.events import ChangeItem, Snapshot
 from fleet.retry import RetryPolicy, as_transfer_error
 from station.mirror import Mirror
 from station.uploader import error_from_response
@@ -25,8 +25,33 @@ log = logging.getLogger(__name__)
 CHANGES_PATH = "/api/v1/changes/"
 SNAPSHOT_PATH = "/api/v1/changes/snapshot"
 
-_page_decoder = msgspec.json.Decoder(ChangePage)
+class _RawChange(msgspec.Struct):
+    cursor: int
+    item: msgspec.Raw
+
+
+class _RawPage(msgspec.Struct):
+    """A page whose items are decoded one by one, so a kind this station does not know (from a
+    newer central) is skipped instead of stopping the feed."""
+
+    changes: list[_RawChange]
+    cursor: int
+    more: bool = False
+
+
+_page_decoder = msgspec.json.Decoder(_RawPage)
+_item_decoder = msgspec.json.Decoder(ChangeItem)
 _snapshot_decoder = msgspec.json.Decoder(Snapshot)
+
+
+def known_items(page: _RawPage) -> list[ChangeItem]:
+    items = []
+    for change in page.changes:
+        try:
+            items.append(_item_decoder.decode(change.item))
+        except msgspec.ValidationError as exc:
+            log.warning("change %d skipped: %s (a newer central?)", change.cursor, exc)
+    return items
 
 
 class FeedFollower:
@@ -55,7 +80,7 @@ class FeedFollower:
         with self.applying:
             if self.stopping.is_set():
                 return 0
-            self.mirror.apply([c.item for c in page.changes], page.cursor)
+            self.mirror.apply(known_items(page), page.cursor)
         self.applied += len(page.changes)
         return len(page.changes)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import msgspec
 
 from fleet.clock import to_iso
-from fleet.events import ChangeItem, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy
+from fleet.events import ChangeItem, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy
 from fleet.sqlite import Writer
 
 POLICY_KEY = "station_policy"
@@ -45,6 +45,10 @@ def _put(db, item: ChangeItem) -> None:
                 [item.device_serial, item.officer_id, to_iso(item.since)])
         case StationPolicy():
             _set_meta(db, POLICY_KEY, msgspec.json.encode(item).decode())
+        case ClipHold(held=True):
+            db.execute("INSERT INTO held_clips (clip_id) VALUES (?) ON CONFLICT DO NOTHING", [item.clip_id])
+        case ClipHold():
+            db.execute("DELETE FROM held_clips WHERE clip_id = ?", [item.clip_id])
 
 
 def _set_meta(db, key: str, value: str) -> None:
@@ -71,9 +75,10 @@ class Mirror:
     def replace(self, snapshot: Snapshot) -> None:
         """Reload everything from a snapshot (our cursor was older than central's history)."""
         with self.writer.write() as db:
-            for table in ("officers", "devices", "personal_issues"):
+            for table in ("officers", "devices", "personal_issues", "held_clips"):
                 db.execute(f"DELETE FROM {table}")
-            for item in [*snapshot.officers, *snapshot.devices, *snapshot.personal_issues, snapshot.policy]:
+            holds = [ClipHold(clip_id=clip_id) for clip_id in snapshot.held_clips]
+            for item in [*snapshot.officers, *snapshot.devices, *snapshot.personal_issues, snapshot.policy, *holds]:
                 _put(db, item)
             _set_meta(db, CURSOR_KEY, str(snapshot.cursor))
 

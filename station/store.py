@@ -133,6 +133,12 @@ MIGRATIONS = [
     UPDATE checkouts SET docking_id = (SELECT MAX(d.id) FROM dockings d WHERE d.device_serial = checkouts.device_serial
                                        AND d.ingested_at < checkouts.out_at);
     """,
+    # v5: clips a hold protects (from central's changes feed): their local copies stay.
+    """
+    CREATE TABLE held_clips (
+        clip_id         TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    """,
 ]
 
 @dataclass(frozen=True)
@@ -379,12 +385,13 @@ class StationStore:
     # -- local copies ----------------------------------------------------------------------
 
     def purgeable(self, grace: timedelta, now: datetime | None = None, limit: int = 500) -> list[tuple[str, str]]:
-        """(clip_id, local_path) of verified clips whose grace period is over."""
+        """(clip_id, local_path) of verified clips whose grace period is over and no hold protects."""
         cutoff = to_iso((now or utc_now()) - grace)
         with self._writer.read() as db:
             return [tuple(r) for r in db.execute(
-                """SELECT clip_id, local_path FROM clips
+                """SELECT clip_id, local_path FROM clips c
                    WHERE state = 'verified' AND local_path IS NOT NULL AND verified_at <= ?
+                     AND NOT EXISTS (SELECT 1 FROM held_clips h WHERE h.clip_id = c.clip_id)
                    ORDER BY verified_at LIMIT ?""",
                 [cutoff, limit],
             ).fetchall()]

@@ -1,0 +1,559 @@
+"""Evidence governance at central: retention, holds, soft deletion, restore and purge.
+
+Wrongful deletion is made impossible by construction:
+- a clip's retention ends at ``fleet.retention.retain_until`` of its categories, counted
+  from ``recorded_at``; until it has been assessed (``retain_until`` NULL) it is never
+  deleted;
+- a hold (on a clip, on an officer for a time window, or on a case grouping clips) stops
+  soft deletion and purging while it applies; every deletion query carries the same
+  ``HELD`` predicate, evaluated in the transaction that deletes;
+- deletion is two steps: soft delete (recoverable for ``recovery_days``), then purge of the
+  bytes; the blob goes first and the purge commit after it, so a crash between them only
+  repeats the (idempotent) blob delete;
+- rules that shorten a retention period are applied only when confirmed, after showing how
+  many clips they would delete;
+- every step is in the audit chain (``central.audit``) with actor, time, place and clip.
+
+Holds reach the stations through the changes feed (``ClipHold``) so their local copies are
+not purged either.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
+
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.config import CentralSettings
+from fleet.errors import BadRequest, Conflict, Gone, NotFound
+from fleet.events import ClipHold, OfficerId
+from fleet.retention import RetentionRules, categories_of, load_retention, retain_until, shortened
+from central import audit
+from central.auth import Caller, user_with
+
+BATCH = 5000
+"""Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
+
+HELD = """(
+    EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'clip' AND h.clip_id = c.clip_id AND h.released_at IS NULL)
+    OR EXISTS (SELECT 1 FROM case_clips cc JOIN holds h ON h.kind = 'case' AND h.case_ref = cc.case_ref
+               AND h.released_at IS NULL WHERE cc.clip_id = c.clip_id)
+    OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.officer_id = a.officer_id
+               AND h.released_at IS NULL AND c.recorded_at >= h.window_from AND c.recorded_at < h.window_to
+               WHERE a.clip_id = c.clip_id)
+)"""
+"""True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe."""
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+CaseRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$(?!\n)")]
+ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
+
+
+class HoldRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    kind: Literal["clip", "officer", "case"]
+    reason: Text
+    clip_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    officer_id: OfficerId | None = None
+    window_from: datetime | None = None
+    window_to: datetime | None = None
+    case_ref: CaseRef | None = None
+
+
+class Hold(msgspec.Struct, kw_only=True):
+    id: int
+    kind: str
+    reason: str
+    clip_id: str | None
+    officer_id: str | None
+    window_from: datetime | None
+    window_to: datetime | None
+    case_ref: str | None
+    created_at: datetime
+    created_by: str
+    released_at: datetime | None = None
+    released_by: str | None = None
+    clips: int = 0
+    """Clips at central it protects now."""
+
+
+class ReleaseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: Text
+
+
+class CaseClips(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    clip_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+                        msgspec.Meta(min_length=1, max_length=10_000)]
+    reason: Text
+
+
+class CategoriesRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    categories: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+                          msgspec.Meta(max_length=32)]
+    reason: Text
+
+
+class RestoreRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: Text
+
+
+class ClipRetention(msgspec.Struct, kw_only=True):
+    clip_id: str
+    recorded_at: datetime
+    categories: list[str]
+    retain_until: datetime | None
+    """None: not assessed yet (never deleted until it is)."""
+    held_by: list[int]
+    """Ids of the holds that protect it."""
+    deleted_at: datetime | None
+    purged_at: datetime | None
+
+
+class JobReport(msgspec.Struct, kw_only=True):
+    assessed: int = 0
+    soft_deleted: int = 0
+    purged: int = 0
+    held_back: int = 0
+    """Clips past retention that a hold kept."""
+
+
+class DigestDay(msgspec.Struct, kw_only=True):
+    day: str
+    soft_deletes: int
+    purges: int
+
+
+class Digest(msgspec.Struct, kw_only=True):
+    """What the next days' runs will delete (no hold protects it today)."""
+
+    days: list[DigestDay]
+    held_back: int
+    """Clips whose retention ends in the window but a hold keeps."""
+    sample: list[str]
+    """Up to 100 clip ids due for soft deletion, soonest first."""
+
+
+class RulesChange(msgspec.Struct, kw_only=True):
+    shortened: list[str]
+    would_delete: int
+    """Clips whose retention ends by now under the new rules, not held: the next run deletes them."""
+    applied: bool
+
+
+class RetentionService:
+    def __init__(self, writer, changes, blobs, settings: CentralSettings) -> None:
+        self.writer = writer
+        self.changes = changes
+        self.blobs = blobs
+        self.settings = settings
+
+    # -- rules -------------------------------------------------------------------------------
+
+    def rules(self) -> RetentionRules:
+        """The rules last applied (stored with the data), else the configured ones."""
+        with self.writer.read() as db:
+            row = db.execute("SELECT rules FROM retention_rules WHERE one = 1").fetchone()
+        if row:
+            return msgspec.json.decode(row[0], type=RetentionRules)
+        return self.configured_rules()
+
+    def configured_rules(self) -> RetentionRules:
+        path = self.settings.retention.rules
+        return load_retention(path) if path else RetentionRules()
+
+    def apply_rules(self, new: RetentionRules, actor: str, *, confirm: bool = False,
+                    now: datetime | None = None) -> RulesChange:
+        """Adopt new rules. If they shorten any period, only with ``confirm`` (after seeing the count)."""
+        now = now or utc_now()
+        with self.writer.write() as db:
+            row = db.execute("SELECT rules FROM retention_rules WHERE one = 1").fetchone()
+            old = msgspec.json.decode(row[0], type=RetentionRules) if row else None
+            cut = shortened(old, new) if old is not None else []
+            would = self._count_due_under(db, new, now) if cut else 0
+            if cut and not confirm:
+                return RulesChange(shortened=cut, would_delete=would, applied=False)
+            if old is not None and msgspec.json.encode(old) == msgspec.json.encode(new):
+                return RulesChange(shortened=[], would_delete=0, applied=False)
+            db.execute("INSERT INTO retention_rules (one, rules, applied_at, applied_by) VALUES (1, ?, ?, ?) "
+                       "ON CONFLICT (one) DO UPDATE SET rules = excluded.rules, applied_at = excluded.applied_at, "
+                       "applied_by = excluded.applied_by", [msgspec.json.encode(new).decode(), to_iso(now), actor])
+            db.execute("UPDATE clips SET retain_until = NULL WHERE deleted_at IS NULL")  # reassessed below
+            audit.record(db, actor=actor, action="config-change", object_type="retention_rules", object_id="rules",
+                         detail=(f"shortened {', '.join(cut)}; {would} clips now due" if cut else "rules applied"))
+        self.assess(new)
+        return RulesChange(shortened=cut, would_delete=would, applied=True)
+
+    def adopt_configured(self) -> RulesChange:
+        """At start-up: adopt the config file's rules unless they shorten a period (then they wait
+        for ``fleet central retention apply --confirm``; the rules applied before stay in force)."""
+        return self.apply_rules(self.configured_rules(), "central:start-up")
+
+    def _count_due_under(self, db, rules: RetentionRules, now: datetime) -> int:
+        count = 0
+        for clip_id, recorded_at, categories in db.execute(
+                f"SELECT c.clip_id, c.recorded_at, c.categories FROM clips c WHERE c.state = 'verified' "
+                f"AND c.deleted_at IS NULL AND NOT {HELD}"):
+            if retain_until(rules, from_iso(recorded_at), json.loads(categories)) <= now:
+                count += 1
+        return count
+
+    # -- assessment --------------------------------------------------------------------------
+
+    def assess(self, rules: RetentionRules | None = None) -> int:
+        """Give every verified clip without one its categories and end of retention."""
+        rules = rules or self.rules()
+        done = 0
+        while True:
+            with self.writer.write() as db:
+                rows = db.execute("SELECT clip_id, recorded_at, tags, evidential, categories FROM clips "
+                                  "WHERE state = 'verified' AND retain_until IS NULL AND deleted_at IS NULL "
+                                  "LIMIT ?", [BATCH]).fetchall()
+                if not rows:
+                    return done
+                updates = []
+                for clip_id, recorded_at, tags, evidential, categories in rows:
+                    names = sorted(set(json.loads(categories)) | set(categories_of(rules, json.loads(tags),
+                                                                                     bool(evidential))))
+                    updates.append((json.dumps(names), to_iso(retain_until(rules, from_iso(recorded_at), names)),
+                                    clip_id))
+                db.conn.executemany("UPDATE clips SET categories = ?, retain_until = ? WHERE clip_id = ?", updates)
+                done += len(rows)
+
+    # -- the daily job -----------------------------------------------------------------------
+
+    def run(self, now: datetime | None = None) -> JobReport:
+        """Assess, soft-delete what retention ended and no hold protects, purge after recovery."""
+        now = now or utc_now()
+        rules = self.rules()
+        report = JobReport(assessed=self.assess(rules))
+        cutoff = to_iso(now)
+        while True:
+            with self.writer.write() as db:
+                ids = [r[0] for r in db.execute(
+                    f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
+                    f"AND c.retain_until IS NOT NULL AND c.retain_until <= ? AND NOT {HELD} LIMIT ?",
+                    [cutoff, BATCH])]
+                if not ids:
+                    break
+                db.conn.executemany("UPDATE clips SET deleted_at = ? WHERE clip_id = ?", [(cutoff, i) for i in ids])
+                audit.record_many(db, [dict(actor="retention-job", action="soft-delete", object_type="clip",
+                                            object_id=i, at=now, detail="retention ended, no hold")
+                                       for i in ids])
+                report.soft_deleted += len(ids)
+        purge_before = to_iso(now - timedelta(days=rules.recovery_days))
+        while True:
+            with self.writer.read() as db:
+                due = db.execute(
+                    f"SELECT c.clip_id, c.blob_key FROM clips c WHERE c.deleted_at IS NOT NULL "
+                    f"AND c.deleted_at <= ? AND c.purged_at IS NULL AND NOT {HELD} LIMIT ?",
+                    [purge_before, BATCH]).fetchall()
+            if not due:
+                break
+            for clip_id, key in due:
+                self.blobs.delete(key or clip_id)  # bytes first: a crash here only repeats this
+            with self.writer.write() as db:
+                still = [r[0] for r in db.execute(
+                    f"SELECT c.clip_id FROM clips c WHERE c.clip_id IN ({','.join('?' * len(due))}) "
+                    f"AND c.purged_at IS NULL", [d[0] for d in due])]
+                db.conn.executemany("UPDATE clips SET purged_at = ?, blob_key = NULL WHERE clip_id = ?",
+                                    [(cutoff, i) for i in still])
+                audit.record_many(db, [dict(actor="retention-job", action="purge", object_type="clip", object_id=i,
+                                            at=now, detail=f"{rules.recovery_days} days after soft deletion")
+                                       for i in still])
+                report.purged += len(still)
+        with self.writer.read() as db:
+            report.held_back = db.execute(
+                f"SELECT count(*) FROM clips c WHERE c.deleted_at IS NULL AND c.retain_until <= ? AND {HELD}",
+                [cutoff]).fetchone()[0]
+        return report
+
+    def digest(self, days: int, now: datetime | None = None) -> Digest:
+        now = now or utc_now()
+        rules = self.rules()
+        end = now + timedelta(days=days)
+        with self.writer.read() as db:
+            soft = dict(db.execute(
+                f"SELECT substr(c.retain_until, 1, 10), count(*) FROM clips c WHERE c.state = 'verified' "
+                f"AND c.deleted_at IS NULL AND c.retain_until < ? AND NOT {HELD} GROUP BY 1", [to_iso(end)]).fetchall())
+            purge = dict(db.execute(
+                f"SELECT substr(c.deleted_at, 1, 10), count(*) FROM clips c WHERE c.deleted_at IS NOT NULL "
+                f"AND c.purged_at IS NULL AND c.deleted_at < ? AND NOT {HELD} GROUP BY 1",
+                [to_iso(end - timedelta(days=rules.recovery_days))]).fetchall())
+            held = db.execute(f"SELECT count(*) FROM clips c WHERE c.deleted_at IS NULL AND c.retain_until < ? "
+                              f"AND {HELD}", [to_iso(end)]).fetchone()[0]
+            sample = [r[0] for r in db.execute(
+                f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
+                f"AND c.retain_until < ? AND NOT {HELD} ORDER BY c.retain_until LIMIT 100", [to_iso(end)])]
+        rows = []
+        for offset in range(days + 1):
+            day = (now + timedelta(days=offset)).date().isoformat()
+            # What is overdue today is deleted by today's run.
+            soft_n = sum(n for d, n in soft.items() if (d <= day if offset == 0 else d == day))
+            purge_day = (now + timedelta(days=offset - rules.recovery_days)).date().isoformat()
+            purge_n = sum(n for d, n in purge.items() if (d <= purge_day if offset == 0 else d == purge_day))
+            rows.append(DigestDay(day=day, soft_deletes=soft_n, purges=purge_n))
+        return Digest(days=rows, held_back=held, sample=sample)
+
+    # -- one clip ----------------------------------------------------------------------------
+
+    def clip(self, clip_id: str) -> ClipRetention:
+        with self.writer.read() as db:
+            return self._clip(db, clip_id)
+
+    def _clip(self, db, clip_id: str) -> ClipRetention:
+        row = db.execute("SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at FROM clips "
+                         "WHERE clip_id = ? AND state = 'verified'", [clip_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no verified clip {clip_id}")
+        return ClipRetention(clip_id=row[0], recorded_at=from_iso(row[1]), categories=json.loads(row[2]),
+                             retain_until=from_iso(row[3]) if row[3] else None, held_by=self._holds_on(db, clip_id),
+                             deleted_at=from_iso(row[4]) if row[4] else None,
+                             purged_at=from_iso(row[5]) if row[5] else None)
+
+    @staticmethod
+    def _holds_on(db, clip_id: str) -> list[int]:
+        return sorted(r[0] for r in db.execute(
+            """SELECT h.id FROM holds h WHERE h.released_at IS NULL AND (
+                   (h.kind = 'clip' AND h.clip_id = :clip)
+                   OR (h.kind = 'case' AND h.case_ref IN (SELECT case_ref FROM case_clips WHERE clip_id = :clip))
+                   OR (h.kind = 'officer' AND h.officer_id = (SELECT officer_id FROM attributions WHERE clip_id = :clip)
+                       AND (SELECT recorded_at FROM clips WHERE clip_id = :clip) >= h.window_from
+                       AND (SELECT recorded_at FROM clips WHERE clip_id = :clip) < h.window_to))""",
+            {"clip": clip_id}))
+
+    def categorise(self, clip_id: str, request: CategoriesRequest, actor: str) -> ClipRetention:
+        rules = self.rules()
+        unknown = [c for c in request.categories if c not in rules.categories]
+        if unknown:
+            raise BadRequest(f"unknown retention category {unknown[0]!r}; the rules have "
+                             f"{', '.join(sorted(rules.categories))}")
+        now = utc_now()
+        with self.writer.write() as db:
+            before = self._clip(db, clip_id)
+            if before.purged_at is not None:
+                raise Gone(f"clip {clip_id} was purged on {to_iso(before.purged_at)}")
+            names = sorted(set(request.categories))
+            until = retain_until(rules, before.recorded_at, names)
+            restore = before.deleted_at is not None and until > now
+            db.execute("UPDATE clips SET categories = ?, retain_until = ?" + (", deleted_at = NULL" if restore else "")
+                       + " WHERE clip_id = ?", [json.dumps(names), to_iso(until), clip_id])
+            audit.record(db, actor=actor, action="categorise", object_type="clip", object_id=clip_id,
+                         detail=f"{', '.join(before.categories) or 'none'} → {', '.join(names) or 'none'} "
+                                f"(kept until {to_iso(until)}): {request.reason}")
+            if restore:
+                audit.record(db, actor=actor, action="restore", object_type="clip", object_id=clip_id,
+                             detail="its new categories keep it")
+            return self._clip(db, clip_id)
+
+    def restore(self, clip_id: str, request: RestoreRequest, actor: str) -> ClipRetention:
+        """Undo a soft delete; the clip gets a fresh default period (categorise or hold it to keep it longer)."""
+        rules = self.rules()
+        now = utc_now()
+        with self.writer.write() as db:
+            clip = self._clip(db, clip_id)
+            if clip.purged_at is not None:
+                raise Gone(f"clip {clip_id} was purged on {to_iso(clip.purged_at)}: it cannot be restored")
+            if clip.deleted_at is None:
+                raise Conflict(f"clip {clip_id} is not deleted")
+            until = max(clip.retain_until or now, now + timedelta(days=rules.default_days))
+            db.execute("UPDATE clips SET deleted_at = NULL, retain_until = ? WHERE clip_id = ?", [to_iso(until), clip_id])
+            audit.record(db, actor=actor, action="restore", object_type="clip", object_id=clip_id,
+                         detail=f"kept until {to_iso(until)}: {request.reason}")
+            return self._clip(db, clip_id)
+
+    # -- holds -------------------------------------------------------------------------------
+
+    def place_hold(self, request: HoldRequest, actor: str) -> Hold:
+        fields = {"clip": ["clip_id"], "officer": ["officer_id", "window_from", "window_to"], "case": ["case_ref"]}
+        needed = fields[request.kind]
+        missing = [f for f in needed if getattr(request, f) is None]
+        extra = [f for k, names in fields.items() if k != request.kind for f in names if getattr(request, f) is not None]
+        if missing:
+            raise BadRequest(f"a {request.kind} hold needs {', '.join(missing)}")
+        if extra:
+            raise BadRequest(f"a {request.kind} hold does not take {', '.join(extra)}")
+        if request.kind == "officer" and request.window_to <= request.window_from:
+            raise BadRequest("window_to must be after window_from")
+        now = to_iso(utc_now())
+        with self.writer.write() as db:
+            if request.kind == "clip" and db.execute("SELECT 1 FROM clips WHERE clip_id = ?",
+                                                     [request.clip_id]).fetchone() is None:
+                raise NotFound(f"no clip {request.clip_id}")
+            if request.kind == "officer" and db.execute("SELECT 1 FROM officers WHERE officer_id = ?",
+                                                        [request.officer_id]).fetchone() is None:
+                raise NotFound(f"no officer {request.officer_id}")
+            hold_id = db.execute(
+                "INSERT INTO holds (kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
+                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [request.kind, request.reason, request.clip_id, request.officer_id,
+                 to_iso(request.window_from) if request.window_from else None,
+                 to_iso(request.window_to) if request.window_to else None, request.case_ref, now, actor]).lastrowid
+            audit.record(db, actor=actor, action="hold", object_type="hold", object_id=str(hold_id),
+                         detail=f"{_describe(request)}: {request.reason}")
+            clips = self._clips_of_hold(db, hold_id)
+            audit.record_many(db, [dict(actor=actor, action="hold", object_type="clip", object_id=c,
+                                        detail=f"hold {hold_id}: {request.reason}") for c in clips])
+            self._tell_stations(db, clips)
+            return self._hold(db, hold_id)
+
+    def release_hold(self, hold_id: int, request: ReleaseRequest, actor: str) -> Hold:
+        with self.writer.write() as db:
+            row = db.execute("SELECT released_at FROM holds WHERE id = ?", [hold_id]).fetchone()
+            if row is None:
+                raise NotFound(f"no hold {hold_id}")
+            if row[0] is not None:
+                raise Conflict(f"hold {hold_id} was already released")
+            clips = self._clips_of_hold(db, hold_id)
+            db.execute("UPDATE holds SET released_at = ?, released_by = ?, release_reason = ? WHERE id = ?",
+                       [to_iso(utc_now()), actor, request.reason, hold_id])
+            audit.record(db, actor=actor, action="release", object_type="hold", object_id=str(hold_id),
+                         detail=request.reason)
+            audit.record_many(db, [dict(actor=actor, action="release", object_type="clip", object_id=c,
+                                        detail=f"hold {hold_id}: {request.reason}") for c in clips])
+            self._tell_stations(db, clips)
+            return self._hold(db, hold_id)
+
+    def add_to_case(self, case_ref: str, request: CaseClips, actor: str) -> list[str]:
+        with self.writer.write() as db:
+            known = {r[0] for r in db.execute(
+                f"SELECT clip_id FROM clips WHERE clip_id IN ({','.join('?' * len(request.clip_ids))})",
+                request.clip_ids)}
+            missing = [c for c in request.clip_ids if c not in known]
+            if missing:
+                raise NotFound(f"no clip {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            db.conn.executemany("INSERT INTO case_clips (case_ref, clip_id, added_at, added_by) VALUES (?, ?, ?, ?) "
+                                "ON CONFLICT DO NOTHING",
+                                [(case_ref, c, to_iso(utc_now()), actor) for c in request.clip_ids])
+            audit.record_many(db, [dict(actor=actor, action="case-add", object_type="clip", object_id=c,
+                                        detail=f"case {case_ref}: {request.reason}") for c in request.clip_ids])
+            self._tell_stations(db, request.clip_ids)
+            return sorted(r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ?", [case_ref]))
+
+    def holds(self, active: bool | None, limit: int) -> list[Hold]:
+        sql = "SELECT id FROM holds" + ({True: " WHERE released_at IS NULL", False: " WHERE released_at IS NOT NULL",
+                                         None: ""}[active]) + " ORDER BY id DESC LIMIT ?"
+        with self.writer.read() as db:
+            return [self._hold(db, r[0]) for r in db.execute(sql, [limit]).fetchall()]
+
+    def _hold(self, db, hold_id: int) -> Hold:
+        r = db.execute("SELECT id, kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
+                       "created_by, released_at, released_by FROM holds WHERE id = ?", [hold_id]).fetchone()
+        if r is None:
+            raise NotFound(f"no hold {hold_id}")
+        clips = len(self._clips_of_hold(db, hold_id)) if r[10] is None else 0
+        return Hold(id=r[0], kind=r[1], reason=r[2], clip_id=r[3], officer_id=r[4],
+                    window_from=from_iso(r[5]) if r[5] else None, window_to=from_iso(r[6]) if r[6] else None,
+                    case_ref=r[7], created_at=from_iso(r[8]), created_by=r[9],
+                    released_at=from_iso(r[10]) if r[10] else None, released_by=r[11], clips=clips)
+
+    @staticmethod
+    def _clips_of_hold(db, hold_id: int) -> list[str]:
+        kind, clip_id, officer, start, end, case_ref = db.execute(
+            "SELECT kind, clip_id, officer_id, window_from, window_to, case_ref FROM holds WHERE id = ?",
+            [hold_id]).fetchone()
+        if kind == "clip":
+            return [clip_id]
+        if kind == "case":
+            return [r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ? ORDER BY clip_id",
+                                             [case_ref])]
+        return [r[0] for r in db.execute(
+            "SELECT clip_id FROM attributions WHERE officer_id = ? AND recorded_at >= ? AND recorded_at < ? "
+            "ORDER BY recorded_at", [officer, start, end])]
+
+    def _tell_stations(self, db, clip_ids: list[str]) -> None:
+        """Each clip's held state now, to the borough of the station that uploaded it."""
+        for start in range(0, len(clip_ids), 500):
+            chunk = clip_ids[start:start + 500]
+            rows = db.execute(
+                f"""SELECT c.clip_id, s.borough, {HELD} FROM clips c
+                    LEFT JOIN stations s ON s.station_id = c.station_id
+                    WHERE c.clip_id IN ({','.join('?' * len(chunk))})""", chunk).fetchall()
+            for clip_id, borough, held in rows:
+                borough = borough or self._configured_borough(db, clip_id)
+                if borough:
+                    self.changes.emit(db, ClipHold(clip_id=clip_id, held=bool(held)), borough)
+
+    def _configured_borough(self, db, clip_id: str) -> str | None:
+        row = db.execute("SELECT station_id FROM clips WHERE clip_id = ?", [clip_id]).fetchone()
+        entry = self.settings.stations.get(row[0]) if row and row[0] else None
+        return entry.borough if entry else None
+
+
+def held_clips_of_borough(db, borough: str, settings: CentralSettings) -> list[str]:
+    """For a station's snapshot: the borough's stations' clips that a hold protects."""
+    stations = [s for s, entry in settings.stations.items() if entry.borough == borough]
+    if not stations:
+        return []
+    return [r[0] for r in db.execute(
+        f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) AND c.purged_at IS NULL "
+        f"AND {HELD} ORDER BY c.clip_id", stations)]
+
+
+def _describe(request: HoldRequest) -> str:
+    if request.kind == "clip":
+        return f"clip {request.clip_id}"
+    if request.kind == "case":
+        return f"case {request.case_ref}"
+    return f"officer {request.officer_id} from {to_iso(request.window_from)} to {to_iso(request.window_to)}"
+
+
+class RetentionController(Controller):
+    path = "/api/v1"
+    tags = ["retention"]
+
+    @post("/holds", status_code=201, summary="Place a hold: on a clip, an officer and time window, or a case",
+          guards=[user_with("supervisor")])
+    async def place(self, request: Request, principal: Caller, data: JSONBody[HoldRequest]) -> Hold:
+        return await anyio.to_thread.run_sync(request.app.state.retention.place_hold, data, principal.name)
+
+    @get("/holds", summary="Holds, newest first", guards=[user_with("supervisor")])
+    async def list_holds(self, request: Request, principal: Caller, active: FromQuery[bool | None] = True,
+                         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Hold]:
+        return request.app.state.retention.holds(active, limit)
+
+    @post("/holds/{hold_id:int}/release", status_code=200, summary="Release a hold (audited)",
+          guards=[user_with("supervisor")])
+    async def release(self, request: Request, principal: Caller,
+                      hold_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ReleaseRequest]) -> Hold:
+        return await anyio.to_thread.run_sync(request.app.state.retention.release_hold, hold_id, data,
+                                              principal.name)
+
+    @post("/cases/{case_ref:str}/clips", status_code=200, summary="Add clips to a case (a case hold covers them)",
+          guards=[user_with("supervisor")])
+    async def add_to_case(self, request: Request, principal: Caller,
+                          case_ref: Annotated[str, PathParameter(min_length=1, max_length=64,
+                                                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$")],
+                          data: JSONBody[CaseClips]) -> list[str]:
+        return await anyio.to_thread.run_sync(request.app.state.retention.add_to_case, case_ref, data,
+                                              principal.name)
+
+    @get("/clips/{clip_id:str}/retention", summary="A clip's categories, end of retention, holds, deletion",
+         guards=[user_with("supervisor")])
+    async def clip_retention(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> ClipRetention:
+        return request.app.state.retention.clip(clip_id)
+
+    @post("/clips/{clip_id:str}/categories", status_code=200, summary="Set a clip's retention categories (audited)",
+          guards=[user_with("supervisor")])
+    async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath,
+                         data: JSONBody[CategoriesRequest]) -> ClipRetention:
+        return request.app.state.retention.categorise(clip_id, data, principal.name)
+
+    @post("/clips/{clip_id:str}/restore", status_code=200, summary="Restore a soft-deleted clip (before its purge)",
+          guards=[user_with("admin")])
+    async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath,
+                      data: JSONBody[RestoreRequest]) -> ClipRetention:
+        return request.app.state.retention.restore(clip_id, data, principal.name)
+
+    @get("/retention/digest", summary="Deletions due in the next days, for admins", guards=[user_with("admin")])
+    async def digest(self, request: Request, principal: Caller,
+                     days: Annotated[int, QueryParameter(ge=1, le=90)] = 7) -> Digest:
+        return await anyio.to_thread.run_sync(request.app.state.retention.digest, days)
+
+    @post("/retention/run", status_code=200, summary="Run the retention job now", guards=[user_with("admin")])
+    async def run_now(self, request: Request, principal: Caller) -> JobReport:
+        return await anyio.to_thread.run_sync(request.app.state.retention.run)
