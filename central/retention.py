@@ -45,7 +45,7 @@ HELD = """(
     OR EXISTS (SELECT 1 FROM case_clips cc JOIN holds h ON h.kind = 'case' AND h.case_ref = cc.case_ref
                AND h.released_at IS NULL WHERE cc.clip_id = c.clip_id)
     OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.officer_id = a.officer_id
-               AND h.released_at IS NULL AND c.recorded_at >= h.window_from AND c.recorded_at < h.window_to
+               AND h.released_at IS NULL AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
                WHERE a.clip_id = c.clip_id)
 )"""
 """True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe."""
@@ -321,18 +321,19 @@ class RetentionService:
             """SELECT h.id FROM holds h WHERE h.released_at IS NULL AND (
                    (h.kind = 'clip' AND h.clip_id = :clip)
                    OR (h.kind = 'case' AND h.case_ref IN (SELECT case_ref FROM case_clips WHERE clip_id = :clip))
-                   OR (h.kind = 'officer' AND h.officer_id = (SELECT officer_id FROM attributions WHERE clip_id = :clip)
-                       AND (SELECT recorded_at FROM clips WHERE clip_id = :clip) >= h.window_from
-                       AND (SELECT recorded_at FROM clips WHERE clip_id = :clip) < h.window_to))""",
+                   OR (h.kind = 'officer' AND EXISTS (
+                       SELECT 1 FROM attributions a WHERE a.clip_id = :clip AND a.officer_id = h.officer_id
+                       AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)))""",
             {"clip": clip_id}))
 
-    def categorise(self, clip_id: str, request: CategoriesRequest, actor: str) -> ClipRetention:
+    def categorise(self, clip_id: str, request: CategoriesRequest, actor: str,
+                   now: datetime | None = None) -> ClipRetention:
         rules = self.rules()
         unknown = [c for c in request.categories if c not in rules.categories]
         if unknown:
             raise BadRequest(f"unknown retention category {unknown[0]!r}; the rules have "
                              f"{', '.join(sorted(rules.categories))}")
-        now = utc_now()
+        now = now or utc_now()
         with self.writer.write() as db:
             before = self._clip(db, clip_id)
             if before.purged_at is not None:
@@ -350,10 +351,11 @@ class RetentionService:
                              detail="its new categories keep it")
             return self._clip(db, clip_id)
 
-    def restore(self, clip_id: str, request: RestoreRequest, actor: str) -> ClipRetention:
+    def restore(self, clip_id: str, request: RestoreRequest, actor: str,
+                now: datetime | None = None) -> ClipRetention:
         """Undo a soft delete; the clip gets a fresh default period (categorise or hold it to keep it longer)."""
         rules = self.rules()
-        now = utc_now()
+        now = now or utc_now()
         with self.writer.write() as db:
             clip = self._clip(db, clip_id)
             if clip.purged_at is not None:

@@ -1,0 +1,350 @@
+"""Retention at central: nothing protected is ever deleted; everything else goes on time."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from central import audit
+from central.app import build_services
+from central.blobstore import FilesystemBlobStore
+from central.retention import CategoriesRequest, CaseClips, HoldRequest, ReleaseRequest, RestoreRequest
+from central.store import CentralStore
+from fleet.config import CentralSettings, settings_from_dict
+from fleet.errors import Conflict, Gone
+from fleet.retention import RetentionRules, rules_from_dict, retain_until
+from tests.central.conftest import ADMIN, CAMDEN
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+RULES = {"default_days": 31, "recovery_days": 7,
+         "categories": {"evidential": {"years": 6}, "stop_and_search": {"days": 365}, "use_of_force": {"days": 90}}}
+
+
+def put_clip(store: CentralStore, blobs: FilesystemBlobStore, recorded_at: datetime, *, tags=(), evidential=False,
+             officer: str | None = None, station: str = "camden", clip_id: str | None = None) -> str:
+    clip_id = clip_id or str(uuid.uuid4())
+    with store.writer.write() as db:
+        db.execute("INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial, recorded_at, "
+                   "filename, evidential, tags, verified_at, blob_key) VALUES (?, ?, ?, 3, 'verified', ?, 'BWV-1', ?, "
+                   "'x.mp4', ?, ?, ?, ?)", [clip_id, clip_id, "0" * 64, station, _iso(recorded_at),
+                                            int(evidential), json.dumps(list(tags)), _iso(T0), clip_id])
+        db.execute("INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id) "
+                   "VALUES (?, 'BWV-1', ?, ?, ?)", [clip_id, _iso(recorded_at), station, officer])
+    source = store.data_dir / f"{clip_id}.tmp"
+    source.write_bytes(b"abc")
+    blobs.put(source, clip_id)
+    return clip_id
+
+
+def _iso(moment: datetime) -> str:
+    from fleet.clock import to_iso
+
+    return to_iso(moment)
+
+
+def service_for(tmp_path, rules: dict = RULES):
+    (tmp_path / "retention.toml").write_text(_toml(rules))
+    settings = settings_from_dict({"data_dir": str(tmp_path / "central"), "admin_token": "t",
+                                   "stations": {"camden": {"borough": "Camden", "token": "c"}},
+                                   "retention": {"rules": str(tmp_path / "retention.toml")}}, CentralSettings)
+    store = CentralStore(settings.data_dir)
+    blobs = FilesystemBlobStore(store.data_dir / "blobs")
+    services = build_services(store, settings, blobs)
+    services["retention"].adopt_configured()
+    with store.writer.write() as db:
+        for officer in ("PC1", "PC2", "PC3"):
+            db.execute("INSERT INTO officers (officer_id, borough, role, updated_at) VALUES (?, 'Camden', 'response', ?)",
+                       [officer, _iso(T0)])
+    return store, blobs, services
+
+
+def _toml(rules: dict) -> str:
+    lines = [f"default_days = {rules['default_days']}", f"recovery_days = {rules['recovery_days']}"]
+    for name, spec in rules["categories"].items():
+        lines.append(f"[categories.{name}]")
+        lines += [f"{k} = {v}" for k, v in spec.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def env(tmp_path):
+    store, blobs, services = service_for(tmp_path)
+    yield store, blobs, services["retention"], services
+    store.close()
+
+
+def state(store, clip_id):
+    with store.writer.read() as db:
+        return db.execute("SELECT deleted_at IS NOT NULL, purged_at IS NOT NULL FROM clips WHERE clip_id = ?",
+                          [clip_id]).fetchone()
+
+
+def test_unprotected_footage_goes_after_31_days_then_is_purged_after_7(env):
+    store, blobs, retention, _ = env
+    clip = put_clip(store, blobs, T0)
+    assert retention.run(T0 + timedelta(days=30)).soft_deleted == 0
+    report = retention.run(T0 + timedelta(days=31, hours=1))
+    assert report.soft_deleted == 1 and state(store, clip) == (1, 0) and blobs.exists(clip)
+    assert retention.run(T0 + timedelta(days=37)).purged == 0  # still recoverable
+    assert retention.run(T0 + timedelta(days=38, hours=2)).purged == 1
+    assert state(store, clip) == (1, 1) and not blobs.exists(clip)
+    with store.writer.read() as db:
+        actions = [r.action for r in audit.records_for(db, "clip", clip)]
+        assert actions == ["purge", "soft-delete"] and audit.verify(db).intact
+
+
+def test_the_clock_starts_at_recording_and_the_longest_category_wins(env):
+    store, blobs, retention, _ = env
+    clip = put_clip(store, blobs, T0, tags=["stop_and_search", "use_of_force", "traffic"])
+    retention.assess()
+    info = retention.clip(clip)
+    assert info.categories == ["stop_and_search", "use_of_force"]
+    assert info.retain_until == T0 + timedelta(days=365)
+    evidential = put_clip(store, blobs, T0, evidential=True)
+    retention.assess()
+    assert retention.clip(evidential).retain_until == datetime(2032, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("hold", ["clip", "officer", "case"])
+def test_every_kind_of_hold_keeps_a_clip_until_released(env, hold):
+    store, blobs, retention, _ = env
+    clip = put_clip(store, blobs, T0 + timedelta(hours=3), officer="PC1")
+    other = put_clip(store, blobs, T0 + timedelta(hours=3), officer="PC2")
+    request = {"clip": HoldRequest(kind="clip", clip_id=clip, reason="complaint 17"),
+               "officer": HoldRequest(kind="officer", officer_id="PC1", window_from=T0, window_to=T0 + timedelta(days=1),
+                                      reason="complaint names PC1, 1 Jan"),
+               "case": HoldRequest(kind="case", case_ref="CASE/2026/1", reason="trial")}[hold]
+    if hold == "case":
+        retention.add_to_case("CASE/2026/1", CaseClips(clip_ids=[clip], reason="exhibit"), "supervisor")
+    placed = retention.place_hold(request, "supervisor")
+    assert placed.clips == 1 and retention.clip(clip).held_by == [placed.id]
+    late = T0 + timedelta(days=400)
+    report = retention.run(late)
+    assert state(store, clip) == (0, 0) and state(store, other) == (1, 0) and report.held_back == 1
+    retention.run(late + timedelta(days=30))
+    assert state(store, clip) == (0, 0) and blobs.exists(clip)
+    retention.release_hold(placed.id, ReleaseRequest(reason="complaint closed"), "supervisor")
+    with pytest.raises(Conflict):
+        retention.release_hold(placed.id, ReleaseRequest(reason="again"), "supervisor")
+    retention.run(late + timedelta(days=31))
+    assert state(store, clip) == (1, 0)
+
+
+def test_a_hold_placed_during_recovery_stops_the_purge(env):
+    store, blobs, retention, _ = env
+    clip = put_clip(store, blobs, T0)
+    retention.run(T0 + timedelta(days=32))
+    retention.place_hold(HoldRequest(kind="clip", clip_id=clip, reason="late complaint"), "supervisor")
+    assert retention.run(T0 + timedelta(days=60)).purged == 0 and blobs.exists(clip)
+
+
+def test_restore_and_categorise(env):
+    store, blobs, retention, _ = env
+    clip = put_clip(store, blobs, T0)
+    retention.run(T0 + timedelta(days=32))
+    restored = retention.restore(clip, RestoreRequest(reason="deleted by mistake"), "admin")
+    assert restored.deleted_at is None and restored.retain_until > T0 + timedelta(days=32)
+    with pytest.raises(Conflict):
+        retention.restore(clip, RestoreRequest(reason="twice"), "admin")
+    kept = retention.categorise(clip, CategoriesRequest(categories=["evidential"], reason="charged"), "sergeant")
+    assert kept.retain_until == datetime(2032, 1, 1, tzinfo=timezone.utc)
+    gone = put_clip(store, blobs, T0)
+    retention.run(T0 + timedelta(days=32))
+    retention.run(T0 + timedelta(days=40))
+    with pytest.raises(Gone):
+        retention.restore(gone, RestoreRequest(reason="too late"), "admin")
+
+
+def test_rules_that_shorten_retention_need_confirmation(env, tmp_path):
+    store, blobs, retention, _ = env
+    clips = [put_clip(store, blobs, T0, tags=["use_of_force"]) for _ in range(3)]
+    retention.assess()
+    shorter = rules_from_dict({**RULES, "categories": {**RULES["categories"], "use_of_force": {"days": 10}}})
+    change = retention.apply_rules(shorter, "admin", now=T0 + timedelta(days=20))
+    assert change.shortened == ["use_of_force"] and change.would_delete == 3 and not change.applied
+    assert retention.clip(clips[0]).retain_until == T0 + timedelta(days=90)  # nothing changed
+    change = retention.apply_rules(shorter, "admin", confirm=True, now=T0 + timedelta(days=20))
+    assert change.applied and retention.clip(clips[0]).retain_until == T0 + timedelta(days=10)
+    longer = rules_from_dict({**RULES, "default_days": 60})
+    assert retention.apply_rules(longer, "admin").applied  # lengthening needs no confirmation
+
+
+def test_the_digest_lists_what_the_next_days_will_delete(env):
+    store, blobs, retention, _ = env
+    due = [put_clip(store, blobs, T0 - timedelta(days=31) + timedelta(days=d)) for d in (1, 2, 3)]
+    held = put_clip(store, blobs, T0 - timedelta(days=29))
+    retention.place_hold(HoldRequest(kind="clip", clip_id=held, reason="x"), "s")
+    retention.assess()
+    digest = retention.digest(7, now=T0)
+    assert sum(d.soft_deletes for d in digest.days) == 3 and digest.held_back == 1
+    assert digest.sample == due
+
+
+def test_holds_reach_the_station_feed_and_its_snapshot(env):
+    store, blobs, retention, services = env
+    clip = put_clip(store, blobs, T0, officer="PC3")
+    hold = retention.place_hold(HoldRequest(kind="officer", officer_id="PC3", window_from=T0 - timedelta(hours=1),
+                                            window_to=T0 + timedelta(hours=1), reason="complaint"), "s")
+    page = services["changes"].page("Camden", 0)
+    assert [(c.item.clip_id, c.item.held) for c in page.changes if c.item.__struct_config__.tag == "clip_hold"] == \
+        [(clip, True)]
+    assert services["changes"].snapshot("Camden").held_clips == [clip]
+    retention.release_hold(hold.id, ReleaseRequest(reason="closed"), "s")
+    page = services["changes"].page("Camden", 0)
+    assert [c.item.held for c in page.changes if c.item.__struct_config__.tag == "clip_hold"] == [True, False]
+    assert services["changes"].snapshot("Camden").held_clips == []
+
+
+def test_the_api_refuses_bad_holds_clearly(client):
+    bad = client.post("/api/v1/holds", json={"kind": "officer", "officer_id": "PC1", "reason": "x"}, headers=ADMIN)
+    assert bad.status_code == 400 and "needs window_from, window_to" in bad.json()["message"]
+    mixed = client.post("/api/v1/holds", json={"kind": "clip", "clip_id": "a", "case_ref": "C1", "reason": "x"},
+                        headers=ADMIN)
+    assert mixed.status_code == 400 and "does not take case_ref" in mixed.json()["message"]
+    assert client.post("/api/v1/holds", json={"kind": "clip", "clip_id": "nope", "reason": "x"},
+                       headers=ADMIN).status_code == 404
+    assert client.post("/api/v1/holds", json={"kind": "clip", "clip_id": "a", "reason": "x"},
+                       headers=CAMDEN).status_code == 403
+    assert client.get("/api/v1/retention/digest", headers=ADMIN).status_code == 200
+    assert client.post("/api/v1/retention/run", headers=ADMIN).json()["soft_deleted"] == 0
+
+
+# -- a simulated year -------------------------------------------------------------------------
+
+class RetentionYear(RuleBasedStateMachine):
+    """Clips, categories, holds of every kind, releases and daily runs over a year.
+
+    Invariants: no clip that any rule protects (retention not over, or an active hold) is
+    ever soft-deleted or purged; after each daily run every clip no rule protects and whose
+    retention ended is soft-deleted, and purged once its recovery week is over."""
+
+    @initialize(tmp=st.just(None))
+    def setup(self, tmp):
+        import tempfile
+        from pathlib import Path
+
+        self.dir = Path(tempfile.mkdtemp(prefix="retention-year-"))
+        self.store, self.blobs, services = service_for(self.dir)
+        self.retention = services["retention"]
+        self.rules: RetentionRules = self.retention.rules()
+        self.now = T0
+        self.clips: dict[str, dict] = {}
+        self.holds: dict[int, tuple] = {}
+        """Hold id → ("clip", clip) | ("case", ref) | ("officer", officer, from, to), as placed."""
+        self.cases: dict[str, set[str]] = {}
+
+    def teardown(self):
+        import shutil
+
+        if hasattr(self, "store"):
+            self.store.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(age_days=st.integers(0, 60), tags=st.lists(st.sampled_from(["stop_and_search", "use_of_force", "traffic"]),
+                                                     max_size=2),
+          evidential=st.booleans(), officer=st.sampled_from(["PC1", "PC2", None]))
+    def record_clip(self, age_days, tags, evidential, officer):
+        recorded = self.now - timedelta(days=age_days, hours=1)
+        clip = put_clip(self.store, self.blobs, recorded, tags=tags, evidential=evidential and age_days % 3 == 0,
+                        officer=officer)
+        self.clips[clip] = {"recorded": recorded, "officer": officer, "deleted_at": None, "purged": False}
+
+    @rule(data=st.data(), names=st.lists(st.sampled_from(["stop_and_search", "use_of_force", "evidential"]),
+                                         max_size=2))
+    def categorise(self, data, names):
+        alive = [c for c, s in self.clips.items() if not s["purged"]]
+        if alive:
+            clip = data.draw(st.sampled_from(sorted(alive)))
+            self.retention.categorise(clip, CategoriesRequest(categories=names, reason="review"), "sergeant",
+                                      now=self.now)
+            if self.clips[clip]["deleted_at"] is not None and self._until(clip) > self.now:
+                self.clips[clip]["deleted_at"] = None  # restored by its new categories
+
+    @rule(data=st.data(), kind=st.sampled_from(["clip", "officer", "case"]))
+    def hold(self, data, kind):
+        alive = sorted(c for c, s in self.clips.items() if not s["purged"])
+        if not alive:
+            return
+        clip = data.draw(st.sampled_from(alive))
+        if kind == "clip":
+            request, model = HoldRequest(kind="clip", clip_id=clip, reason="complaint"), ("clip", clip)
+        elif kind == "case":
+            ref = f"CASE-{len(self.cases)}"
+            self.retention.add_to_case(ref, CaseClips(clip_ids=[clip], reason="exhibit"), "s")
+            self.cases[ref] = {clip}
+            request, model = HoldRequest(kind="case", case_ref=ref, reason="trial"), ("case", ref)
+        else:
+            officer = self.clips[clip]["officer"] or "PC3"
+            start = self.clips[clip]["recorded"] - timedelta(hours=data.draw(st.integers(0, 48)))
+            end = start + timedelta(hours=data.draw(st.integers(1, 96)))
+            request = HoldRequest(kind="officer", officer_id=officer, window_from=start, window_to=end,
+                                  reason="complaint")
+            model = ("officer", officer, start, end)
+        self.holds[self.retention.place_hold(request, "supervisor").id] = model
+
+    @rule(data=st.data())
+    def release(self, data):
+        if self.holds:
+            hold_id = data.draw(st.sampled_from(sorted(self.holds)))
+            self.retention.release_hold(hold_id, ReleaseRequest(reason="closed"), "supervisor")
+            del self.holds[hold_id]
+
+    @rule(days=st.integers(1, 20))
+    def days_pass(self, days):
+        for _ in range(days):
+            self.now += timedelta(days=1)
+            self.retention.run(self.now)
+            self._expect_after_run()
+
+    def _until(self, clip) -> datetime:
+        return self.retention.clip(clip).retain_until or retain_until(self.rules, self.clips[clip]["recorded"], [])
+
+    def _held(self, clip) -> bool:
+        """From the model alone: an officer hold covers clips recorded in its window, whenever they arrive."""
+        s = self.clips[clip]
+        for hold in self.holds.values():
+            if hold[0] == "clip" and hold[1] == clip:
+                return True
+            if hold[0] == "case" and clip in self.cases[hold[1]]:
+                return True
+            if hold[0] == "officer" and s["officer"] == hold[1] and hold[2] <= s["recorded"] < hold[3]:
+                return True
+        return False
+
+    def _expect_after_run(self):
+        for clip, s in self.clips.items():
+            deleted, purged = state(self.store, clip)
+            if self._held(clip):
+                assert not purged
+            if s["deleted_at"] is None and deleted:
+                s["deleted_at"] = self.now
+            if purged:
+                s["purged"] = True
+            if not self._held(clip) and not deleted:
+                assert self._until(clip) > self.now, f"{clip} outlived its retention unprotected"
+            if not self._held(clip) and deleted and not purged:
+                assert s["deleted_at"] > self.now - timedelta(days=self.rules.recovery_days + 1), \
+                    f"{clip} was not purged after its recovery window"
+
+    @invariant()
+    def nothing_protected_is_deleted(self):
+        if not hasattr(self, "store"):
+            return
+        for clip, s in self.clips.items():
+            deleted, purged = state(self.store, clip)
+            if self._held(clip) or (not s["purged"] and self._until(clip) > self.now):
+                assert not purged, f"{clip} purged while protected"
+            if deleted and self._held(clip) and s["deleted_at"] is None:
+                raise AssertionError(f"{clip} soft-deleted while held")
+            assert self.blobs.exists(clip) == (not purged)
+
+
+TestRetentionYear = RetentionYear.TestCase
+TestRetentionYear.settings = settings(max_examples=int(__import__('os').environ.get('YEAR_EXAMPLES', 40)), stateful_step_count=25, deadline=None,
+                                      suppress_health_check=[HealthCheck.too_slow])
