@@ -13,6 +13,8 @@ from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 
 from fleet import __version__
 from fleet.config import CentralSettings
@@ -23,6 +25,7 @@ from central.auth import TokenRegistry, provide_principal
 from central.blobstore import FilesystemBlobStore
 from central.changes import ChangeLog, ChangesController
 from central.clips import ClipController
+from central.custody import CustodyController
 from central.devices import DeviceController, DeviceService
 from central.errors import EXCEPTION_HANDLERS, error_response
 from central.events import EventLog, EventsController, ProjectionWorker
@@ -104,11 +107,12 @@ def create_app(settings: CentralSettings) -> Litestar:
     return Litestar(
         route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
                         DeviceController, OfficerController, AssignmentController, StationController,
-                        RolloutController, RetentionController],
+                        RolloutController, RetentionController, CustodyController],
         dependencies={"principal": Provide(provide_principal)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"tokens": TokenRegistry(settings), "settings": settings}),
+        template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(title="Body-worn video fleet: central", version=__version__),
         logging_config=None,  # the process configures logging once (fleet.logs)
         debug=False,

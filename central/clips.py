@@ -87,6 +87,7 @@ class ClipController(Controller):
         clip = request.app.state.store.clip(clip_id)
         if clip is None:
             raise NotFound(f"no clip {clip_id}")
+        request.app.state.store.log_access(principal.name, "view", clip_id, "metadata")
         return clip
 
     @get("/{clip_id:str}/content", summary="The clip's bytes (Range supported; every download is logged)",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import msgspec
 
 from fleet import battery
-from fleet.clock import to_iso, utc_now
+from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import FleetSettings
 from fleet.events import (
     BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, DeviceEntry, Event,
@@ -203,6 +203,11 @@ class Projector:
                 ON CONFLICT (clip_id) DO NOTHING""", rows)
         db.conn.executemany("UPDATE devices SET last_clip_at = MAX(COALESCE(last_clip_at, ''), :at) "
                             "WHERE serial = :serial", rows)
+        # Chain of custody, first link: the station copied it off the camera in its dock.
+        audit.record_many(db, [dict(actor=f"station:{station_id}", place=station_id, action="ingest",
+                                    object_type="clip", object_id=a.event.clip_id, at=from_iso(a.at),
+                                    detail=f"copied from camera {a.event.device_serial} at the dock, "
+                                           f"{a.event.size} bytes, sha256 {a.event.sha256}") for a in run])
 
     def _verified(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
         db.conn.executemany(

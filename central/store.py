@@ -11,7 +11,9 @@ from typing import Any
 
 from fleet import sqlite
 from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import Gone
 from fleet.protocol import ClipInfo, UploadMetadata
+from central import audit
 
 MIGRATIONS = [
     """
@@ -341,8 +343,6 @@ class CentralStore:
         self.db.execute("PRAGMA cache_size = -65536")
         self.db.execute("PRAGMA wal_autocheckpoint = 10000")
         self.writer = self._writer = sqlite.Writer(self.db)
-        from central import audit
-
         with self.writer.write() as db:
             audit.chain_unhashed(db)  # records from before the chain (schema v6): hashed once
 
@@ -407,6 +407,12 @@ class CentralStore:
                           WHERE upload_id = ?""", [now, upload_id])
             db.execute("UPDATE clips SET state = 'verified', verified_at = ?, blob_key = ? WHERE upload_id = ?",
                        [now, blob_key, upload_id])
+            row = db.execute("SELECT clip_id, station_id, sha256, size FROM clips WHERE upload_id = ?",
+                             [upload_id]).fetchone()
+            if row:
+                audit.record(db, actor=f"station:{row[1]}" if row[1] else "upload", action="upload-verified",
+                             object_type="clip", object_id=row[0], at=from_iso(now),
+                             detail=f"whole-file SHA-256 {row[2]} matched, {row[3]} bytes stored")
 
     def delete_upload(self, upload_id: str) -> None:
         """Forget an unfinished upload (termination or expiry); verified ones are never deleted here."""
@@ -435,9 +441,15 @@ class CentralStore:
         return _clip(row) if row else None
 
     def blob_key(self, clip_id: str) -> str | None:
+        """The blob of a verified clip that is not deleted; Gone (410) once deleted or purged."""
         with self._writer.read() as db:
-            row = db.execute("SELECT blob_key FROM clips WHERE clip_id = ? AND state = 'verified'",
+            row = db.execute("SELECT blob_key, deleted_at, purged_at FROM clips WHERE clip_id = ? AND state = 'verified'",
                              [clip_id]).fetchone()
+        if row and row[2]:
+            raise Gone(f"clip {clip_id} was purged on {row[2]} at the end of its retention")
+        if row and row[1]:
+            raise Gone(f"clip {clip_id} was deleted on {row[1]} (retention ended); an admin can restore it "
+                       "until it is purged")
         return row[0] if row else None
 
     def list_clips(self, *, limit: int, after: tuple[str, str] | None, filters: dict[str, Any]) -> list[ClipInfo]:
@@ -468,9 +480,11 @@ class CentralStore:
         return [_clip(r) for r in rows]
 
     def log_access(self, actor: str, action: str, clip_id: str | None, detail: str = "") -> None:
+        """A view or download of footage: in the access log and in the audit chain."""
         with self._writer.write() as db:
             db.execute("INSERT INTO access_log (at, actor, action, clip_id, detail) VALUES (?, ?, ?, ?, ?)",
                        [to_iso(utc_now()), actor, action, clip_id, detail])
+            audit.record(db, actor=actor, action=action, object_type="clip", object_id=clip_id or "", detail=detail)
 
     def access_log(self) -> list[sqlite3.Row | tuple]:
         with self._writer.read() as db:

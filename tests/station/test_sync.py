@@ -142,3 +142,32 @@ def test_purge_deletes_only_verified_copies_past_grace(store, dock_dir):
     assert not store.local_path(first.local_path).exists()
     assert store.local_path(second.local_path).exists()  # unverified: kept
     assert purge_local_copies(store, timedelta(0)) == 0
+
+
+def test_purge_never_removes_a_held_copy_until_the_hold_is_released(store, dock_dir):
+    from fleet.events import ClipHold
+    from station.mirror import Mirror
+
+    dock(store, dock_dir, [SimClip(100, RECORDED), SimClip(100, RECORDED)])
+    [held, free] = store.claim_due(2)
+    store.mark_verified(held.clip_id)
+    store.mark_verified(free.clip_id)
+    mirror = Mirror(store.writer)
+    mirror.apply([ClipHold(clip_id=held.clip_id, held=True)], cursor=1)
+    assert purge_local_copies(store, timedelta(0)) == 1
+    assert store.local_path(held.local_path).exists() and not store.local_path(free.local_path).exists()
+    mirror.apply([ClipHold(clip_id=held.clip_id, held=False)], cursor=2)
+    assert purge_local_copies(store, timedelta(0)) == 1
+    assert not store.local_path(held.local_path).exists()
+
+
+def test_a_change_kind_this_station_does_not_know_is_skipped(store):
+    import msgspec
+
+    from station.feed import _page_decoder, known_items
+
+    body = msgspec.json.encode({"cursor": 3, "changes": [
+        {"cursor": 1, "item": {"kind": "firmware_target", "model": "Axon Body 2", "version": "2.0"}},
+        {"cursor": 2, "item": {"kind": "clip_hold", "clip_id": "c1", "held": True}}]})
+    items = known_items(_page_decoder.decode(body))
+    assert [type(i).__name__ for i in items] == ["ClipHold"]
