@@ -38,6 +38,74 @@ def register(groups: argparse._SubParsersAction) -> None:
     dump.set_defaults(handler=cmd_officers_export)
 
 
+    retention = commands.add_parser("retention", help="retention rules, the deletion job and its digest",
+                                    description="Footage retention at central, straight on its database.")
+    steps = retention.add_subparsers(dest="action", metavar="ACTION", required=True)
+    apply = steps.add_parser("apply", help="apply the [retention] rules file (shortening needs --confirm)",
+                             description="Adopt the rules in the config's [retention] rules file. If they shorten "
+                                         "any period, nothing changes unless --confirm is given: first you see how "
+                                         "many clips the next run would delete.")
+    apply.add_argument("--confirm", action="store_true", help="apply rules that shorten a retention period")
+    apply.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    apply.set_defaults(handler=cmd_retention_apply)
+    run = steps.add_parser("run", help="run the retention job now (soft deletes, then purges)",
+                           description="What the daily job does: clips whose retention ended and that no hold "
+                                       "protects are soft-deleted; soft-deleted ones past recovery are purged.")
+    run.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    run.set_defaults(handler=cmd_retention_run)
+    digest = steps.add_parser("digest", help="what the next days' runs will delete",
+                              description="Deletions due in the next days, and clips a hold keeps.")
+    digest.add_argument("--days", type=int, default=7, choices=range(1, 91), metavar="N", help="days ahead (1-90)")
+    digest.add_argument("--json", action="store_true", help="write JSON")
+    digest.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    digest.set_defaults(handler=cmd_retention_digest)
+
+
+def cmd_retention_apply(args: argparse.Namespace) -> int:
+    store, services = _services(args.config)
+    try:
+        retention = services["retention"]
+        change = retention.apply_rules(retention.configured_rules(), "cli:" + getpass.getuser(), confirm=args.confirm)
+    finally:
+        store.close()
+    if change.shortened and not change.applied:
+        print(f"these rules shorten {', '.join(change.shortened)}: the next run would delete {change.would_delete} "
+              "clips. Nothing was changed; run again with --confirm to apply them.")
+        return 1
+    print("retention rules applied" + (f" (shortened {', '.join(change.shortened)}; {change.would_delete} clips now "
+                                        "due)" if change.shortened else "") if change.applied
+          else "retention rules unchanged")
+    return 0
+
+
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    store, services = _services(args.config)
+    try:
+        report = services["retention"].run()
+    finally:
+        store.close()
+    print(f"{report.assessed} clips assessed, {report.soft_deleted} soft-deleted, {report.purged} purged, "
+          f"{report.held_back} kept by holds")
+    return 0
+
+
+def cmd_retention_digest(args: argparse.Namespace) -> int:
+    import msgspec
+
+    store, services = _services(args.config)
+    try:
+        digest = services["retention"].digest(args.days)
+    finally:
+        store.close()
+    if args.json:
+        print(msgspec.json.encode(digest).decode())
+        return 0
+    for day in digest.days:
+        print(f"{day.day}: {day.soft_deletes} to soft-delete, {day.purges} to purge")
+    print(f"{digest.held_back} clips past or near their retention are kept by holds")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 

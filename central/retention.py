@@ -275,6 +275,7 @@ class RetentionService:
     def digest(self, days: int, now: datetime | None = None) -> Digest:
         now = now or utc_now()
         rules = self.rules()
+        self.assess(rules)  # clips verified since the last assessment count too
         end = now + timedelta(days=days)
         with self.writer.read() as db:
             soft = dict(db.execute(

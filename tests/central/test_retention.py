@@ -348,3 +348,24 @@ class RetentionYear(RuleBasedStateMachine):
 TestRetentionYear = RetentionYear.TestCase
 TestRetentionYear.settings = settings(max_examples=int(__import__('os').environ.get('YEAR_EXAMPLES', 40)), stateful_step_count=25, deadline=None,
                                       suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_the_retention_commands(tmp_path):
+    from tests.test_cli import run_cli
+
+    store, blobs, services = service_for(tmp_path)
+    put_clip(store, blobs, T0 - timedelta(days=400), tags=["use_of_force"])
+    store.close()
+    config = tmp_path / "central.toml"
+    config.write_text(f'data_dir = "central"\nadmin_token = "t"\n[retention]\nrules = "retention.toml"\n')
+    digest = run_cli("central", "retention", "digest", "--config", str(config))
+    assert digest.returncode == 0 and "1 to soft-delete" in digest.stdout
+    (tmp_path / "retention.toml").write_text(_toml({**RULES, "default_days": 10}))
+    refused = run_cli("central", "retention", "apply", "--config", str(config))
+    assert refused.returncode == 1 and "shorten default" in refused.stdout and "--confirm" in refused.stdout
+    applied = run_cli("central", "retention", "apply", "--confirm", "--config", str(config))
+    assert applied.returncode == 0 and "applied" in applied.stdout
+    ran = run_cli("central", "retention", "run", "--config", str(config))
+    assert ran.returncode == 0 and "1 soft-deleted" in ran.stdout
+    verify = run_cli("audit", "verify", "--config", str(config))
+    assert verify.returncode == 0 and "intact" in verify.stdout
