@@ -84,7 +84,9 @@ def record(db, *, actor: str, action: str, object_type: str, object_id: str, pla
 def record_many(db, records: list[dict]) -> None:
     """Append many records at once (bulk commits): each dict has ``record``'s keyword arguments."""
     now = utc_now()
-    _append(db, [(to_iso(r.get("at") or now), r["actor"], r.get("place") or CENTRAL, r["action"], r["object_type"],
+    times: dict = {}  # bulk records mostly share one time: format it once
+    _append(db, [(times.get(r.get("at") or now) or times.setdefault(r.get("at") or now, to_iso(r.get("at") or now)),
+                  r["actor"], r.get("place") or CENTRAL, r["action"], r["object_type"],
                   r["object_id"], r.get("detail", "")) for r in records])
 
 

@@ -37,7 +37,7 @@ from fleet.retention import RetentionRules, categories_of, load_retention, retai
 from central import audit
 from central.auth import Caller, user_with
 
-BATCH = 5000
+BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
 
 HELD = """(
@@ -208,6 +208,14 @@ class RetentionService:
         """Give every verified clip without one its categories and end of retention."""
         rules = rules or self.rules()
         done = 0
+        with self.writer.write() as db:
+            # Most footage has no category: its end is recording + default_days, computed in SQL
+            # on the fixed-width text ("YYYY-MM-DDTHH:MM:SS" + ".ffffffZ"), equal to retain_until's.
+            done += db.execute(
+                "UPDATE clips SET retain_until = strftime('%Y-%m-%dT%H:%M:%S', substr(recorded_at, 1, 19), ?) "
+                "|| substr(recorded_at, 20) WHERE retain_until IS NULL AND state = 'verified' AND deleted_at IS NULL "
+                "AND categories = '[]' AND tags = '[]' AND NOT evidential AND length(recorded_at) = 27 "
+                "AND substr(recorded_at, 27) = 'Z'", [f"+{rules.default_days} days"]).rowcount
         while True:
             with self.writer.write() as db:
                 rows = db.execute("SELECT clip_id, recorded_at, tags, evidential, categories FROM clips "
@@ -227,50 +235,81 @@ class RetentionService:
     # -- the daily job -----------------------------------------------------------------------
 
     def run(self, now: datetime | None = None) -> JobReport:
-        """Assess, soft-delete what retention ended and no hold protects, purge after recovery."""
+        """Assess, soft-delete what retention ended and no hold protects, purge after recovery.
+
+        Each batch is one write transaction that first lists the clips protected right now
+        (``_hold_now``), so a hold placed a moment ago is always seen. A purge is committed
+        (``purged_at``) before the bytes are deleted; a crash in between leaves bytes that the
+        next run's sweep deletes (a leak for a moment, never a loss of something held)."""
         now = now or utc_now()
         rules = self.rules()
         report = JobReport(assessed=self.assess(rules))
         cutoff = to_iso(now)
+        report.purged += self._sweep()
         while True:
             with self.writer.write() as db:
+                self._hold_now(db)
                 ids = [r[0] for r in db.execute(
-                    f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
-                    f"AND c.retain_until IS NOT NULL AND c.retain_until <= ? AND NOT {HELD} LIMIT ?",
+                    "SELECT clip_id FROM clips INDEXED BY clips_retain_until WHERE deleted_at IS NULL "
+                    "AND retain_until <= ? AND state = 'verified' AND clip_id NOT IN held_now LIMIT ?",
                     [cutoff, BATCH])]
                 if not ids:
                     break
                 db.conn.executemany("UPDATE clips SET deleted_at = ? WHERE clip_id = ?", [(cutoff, i) for i in ids])
                 audit.record_many(db, [dict(actor="retention-job", action="soft-delete", object_type="clip",
-                                            object_id=i, at=now, detail="retention ended, no hold")
-                                       for i in ids])
+                                            object_id=i, at=now, detail="retention ended, no hold") for i in ids])
                 report.soft_deleted += len(ids)
         purge_before = to_iso(now - timedelta(days=rules.recovery_days))
         while True:
-            with self.writer.read() as db:
-                due = db.execute(
-                    f"SELECT c.clip_id, c.blob_key FROM clips c WHERE c.deleted_at IS NOT NULL "
-                    f"AND c.deleted_at <= ? AND c.purged_at IS NULL AND NOT {HELD} LIMIT ?",
-                    [purge_before, BATCH]).fetchall()
-            if not due:
-                break
-            for clip_id, key in due:
-                self.blobs.delete(key or clip_id)  # bytes first: a crash here only repeats this
             with self.writer.write() as db:
-                still = [r[0] for r in db.execute(
-                    f"SELECT c.clip_id FROM clips c WHERE c.clip_id IN ({','.join('?' * len(due))}) "
-                    f"AND c.purged_at IS NULL", [d[0] for d in due])]
-                db.conn.executemany("UPDATE clips SET purged_at = ?, blob_key = NULL WHERE clip_id = ?",
-                                    [(cutoff, i) for i in still])
+                self._hold_now(db)
+                ids = [r[0] for r in db.execute(
+                    "SELECT clip_id FROM clips INDEXED BY clips_deleted WHERE deleted_at IS NOT NULL "
+                    "AND purged_at IS NULL AND deleted_at <= ? AND clip_id NOT IN held_now LIMIT ?",
+                    [purge_before, BATCH])]
+                if not ids:
+                    break
+                db.conn.executemany("UPDATE clips SET purged_at = ? WHERE clip_id = ?", [(cutoff, i) for i in ids])
                 audit.record_many(db, [dict(actor="retention-job", action="purge", object_type="clip", object_id=i,
                                             at=now, detail=f"{rules.recovery_days} days after soft deletion")
-                                       for i in still])
-                report.purged += len(still)
-        with self.writer.read() as db:
+                                       for i in ids])
+                report.purged += len(ids)
+            self._sweep()
+        with self.writer.write() as db:
+            self._hold_now(db)
             report.held_back = db.execute(
-                f"SELECT count(*) FROM clips c WHERE c.deleted_at IS NULL AND c.retain_until <= ? AND {HELD}",
+                "SELECT count(*) FROM clips WHERE deleted_at IS NULL AND retain_until <= ? AND clip_id IN held_now",
                 [cutoff]).fetchone()[0]
         return report
+
+    def _sweep(self) -> int:
+        """Delete the bytes of purged clips that still have them (the blob goes after the commit)."""
+        swept = 0
+        while True:
+            with self.writer.read() as db:
+                rows = db.execute("SELECT clip_id, blob_key FROM clips WHERE purged_at IS NOT NULL "
+                                  "AND blob_key IS NOT NULL LIMIT ?", [BATCH]).fetchall()
+            if not rows:
+                return swept
+            for clip_id, key in rows:
+                self.blobs.delete(key)
+            with self.writer.write() as db:
+                db.conn.executemany("UPDATE clips SET blob_key = NULL WHERE clip_id = ?", [(r[0],) for r in rows])
+            swept += len(rows)
+
+    @staticmethod
+    def _hold_now(db) -> None:
+        """``held_now``: the clips an active hold protects, listed inside the caller's transaction."""
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute("DELETE FROM held_now")
+        db.execute("""INSERT OR IGNORE INTO held_now
+                      SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
+                      UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
+                            AND h.case_ref = cc.case_ref AND h.released_at IS NULL
+                      UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_officer
+                            ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
+                            AND a.recorded_at < h.window_to
+                            WHERE h.kind = 'officer' AND h.released_at IS NULL""")
 
     def digest(self, days: int, now: datetime | None = None) -> Digest:
         now = now or utc_now()
