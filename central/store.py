@@ -307,6 +307,10 @@ MIGRATIONS = [
         applied_by      TEXT NOT NULL
     );
     """,
+    # v8: purged clips whose bytes are still to be deleted (after a crash), found by index.
+    """
+    CREATE INDEX clips_unswept ON clips (clip_id) WHERE purged_at IS NOT NULL AND blob_key IS NOT NULL;
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
