@@ -70,10 +70,11 @@ def cmd_retention_apply(args: argparse.Namespace) -> int:
         store.close()
     if change.shortened and not change.applied:
         print(f"these rules shorten {', '.join(change.shortened)}: the next run would delete {change.would_delete} "
-              "clips. Nothing was changed; run again with --confirm to apply them.")
+              f"clip(s), {change.more_than_now} more than the rules in force. Nothing was changed; run again with "
+              "--confirm to apply them.")
         return 1
-    print("retention rules applied" + (f" (shortened {', '.join(change.shortened)}; {change.would_delete} clips now "
-                                        "due)" if change.shortened else "") if change.applied
+    print("retention rules applied" + (f" (shortened {', '.join(change.shortened)}; {change.would_delete} clip(s) "
+                                        "now due)" if change.shortened else "") if change.applied
           else "retention rules unchanged")
     return 0
 

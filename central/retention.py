@@ -144,6 +144,8 @@ class RulesChange(msgspec.Struct, kw_only=True):
     would_delete: int
     """Clips whose retention ends by now under the new rules, not held: the next run deletes them."""
     applied: bool
+    more_than_now: int = 0
+    """Of those, how many the rules in force would keep."""
 
 
 class RetentionService:
@@ -176,8 +178,9 @@ class RetentionService:
             old = msgspec.json.decode(row[0], type=RetentionRules) if row else None
             cut = shortened(old, new) if old is not None else []
             would = self._count_due_under(db, new, now) if cut else 0
+            more = would - self._count_due_under(db, old, now) if cut else 0
             if cut and not confirm:
-                return RulesChange(shortened=cut, would_delete=would, applied=False)
+                return RulesChange(shortened=cut, would_delete=would, applied=False, more_than_now=more)
             if old is not None and msgspec.json.encode(old) == msgspec.json.encode(new):
                 return RulesChange(shortened=[], would_delete=0, applied=False)
             db.execute("INSERT INTO retention_rules (one, rules, applied_at, applied_by) VALUES (1, ?, ?, ?) "
@@ -187,7 +190,7 @@ class RetentionService:
             audit.record(db, actor=actor, action="config-change", object_type="retention_rules", object_id="rules",
                          detail=(f"shortened {', '.join(cut)}; {would} clips now due" if cut else "rules applied"))
         self.assess(new)
-        return RulesChange(shortened=cut, would_delete=would, applied=True)
+        return RulesChange(shortened=cut, would_delete=would, applied=True, more_than_now=more)
 
     def adopt_configured(self) -> RulesChange:
         """At start-up: adopt the config file's rules unless they shorten a period (then they wait
