@@ -121,6 +121,8 @@ class JobReport(msgspec.Struct, kw_only=True):
     purged: int = 0
     held_back: int = 0
     """Clips past retention that a hold kept."""
+    swept: int = 0
+    """Bytes of clips purged before a crash, deleted now."""
 
 
 class DigestDay(msgspec.Struct, kw_only=True):
@@ -249,7 +251,7 @@ class RetentionService:
         rules = self.rules()
         report = JobReport(assessed=self.assess(rules))
         cutoff = to_iso(now)
-        report.purged += self._sweep()
+        report.swept = self._sweep()
         # Candidates are found by index, then visited in table order (sorted rowids, 8 bytes
         # each): a batch touches neighbouring pages instead of pages all over the database.
         with self.writer.read() as db:
@@ -277,16 +279,22 @@ class RetentionService:
             batch = due[start:start + BATCH]
             with self.writer.write() as db:
                 self._hold_now(db)
-                purged = sorted(db.execute(
-                    "UPDATE clips SET purged_at = ? WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT NULL "
-                    "AND purged_at IS NULL AND deleted_at <= ? AND clip_id NOT IN held_now "
-                    "AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id, blob_key",
-                    [cutoff, batch[0], batch[-1], purge_before, json.dumps(batch.tolist())]).fetchall())
+                rows = json.dumps(batch.tolist())
+                # What to delete goes in purge_pending in the same transaction as the purge itself.
+                db.execute("INSERT OR IGNORE INTO purge_pending (clip_id, blob_key) SELECT clip_id, "
+                           "COALESCE(blob_key, clip_id) FROM clips WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT "
+                           "NULL AND purged_at IS NULL AND deleted_at <= ? AND clip_id NOT IN held_now AND rowid IN "
+                           "(SELECT value FROM json_each(?))", [batch[0], batch[-1], purge_before, rows])
+                ids = sorted(r[0] for r in db.execute(
+                    "UPDATE clips SET purged_at = ?, blob_key = NULL WHERE rowid BETWEEN ? AND ? "
+                    "AND deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ? "
+                    "AND clip_id NOT IN held_now AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
+                    [cutoff, batch[0], batch[-1], purge_before, rows]))
                 audit.record_many(db, [dict(actor="retention-job", action="purge", object_type="clip", object_id=i,
                                             at=now, detail=f"{rules.recovery_days} days after soft deletion")
-                                       for i, _ in purged])
-                report.purged += len(purged)
-            self._delete_bytes(purged)
+                                       for i in ids])
+                report.purged += len(ids)
+            self._sweep()
         with self.writer.write() as db:
             self._hold_now(db)
             report.held_back = db.execute(
@@ -295,23 +303,21 @@ class RetentionService:
         return report
 
     def _sweep(self) -> int:
-        """Delete the bytes of purged clips that still have them: what a crash after a purge left."""
+        """Delete the bytes listed in ``purge_pending`` (purges already committed), then the list.
+
+        Called after each purge batch, and first thing in a run for what a crash left."""
         swept = 0
         while True:
             with self.writer.read() as db:
-                rows = db.execute("SELECT clip_id, blob_key FROM clips INDEXED BY clips_unswept "
-                                  "WHERE purged_at IS NOT NULL AND blob_key IS NOT NULL LIMIT ?", [BATCH]).fetchall()
+                rows = db.execute("SELECT clip_id, blob_key FROM purge_pending LIMIT ?", [BATCH]).fetchall()
             if not rows:
                 return swept
-            self._delete_bytes(rows)
+            for _, key in rows:
+                self.blobs.delete(key)
+            with self.writer.write() as db:
+                db.execute("DELETE FROM purge_pending WHERE clip_id IN (SELECT value FROM json_each(?))",
+                           [json.dumps([r[0] for r in rows])])
             swept += len(rows)
-
-    def _delete_bytes(self, purged: list[tuple[str, str | None]]) -> None:
-        """The blobs of clips whose purge is committed, then their keys (a crash between: swept later)."""
-        for clip_id, key in purged:
-            self.blobs.delete(key or clip_id)
-        with self.writer.write() as db:
-            db.conn.executemany("UPDATE clips SET blob_key = NULL WHERE clip_id = ?", [(c,) for c, _ in purged])
 
     @staticmethod
     def _hold_now(db) -> None:

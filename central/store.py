@@ -307,9 +307,12 @@ MIGRATIONS = [
         applied_by      TEXT NOT NULL
     );
     """,
-    # v8: purged clips whose bytes are still to be deleted (after a crash), found by index.
+    # v8: bytes of purged clips still to be deleted (written with the purge; emptied after).
     """
-    CREATE INDEX clips_unswept ON clips (clip_id) WHERE purged_at IS NOT NULL AND blob_key IS NOT NULL;
+    CREATE TABLE purge_pending (
+        clip_id         TEXT PRIMARY KEY,
+        blob_key        TEXT NOT NULL
+    ) WITHOUT ROWID;
     """,
 ]
 
