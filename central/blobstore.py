@@ -29,6 +29,10 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def delete_many(self, keys: list[str]) -> None:
+        """Delete these blobs durably (the retention job's purge); missing ones are no error."""
+        ...
+
 
 class FilesystemBlobStore:
     """Blobs under ``root/<key[:2]>/<key>``: two-character fan-out keeps folders small."""
@@ -71,3 +75,17 @@ class FilesystemBlobStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def delete_many(self, keys: list[str]) -> None:
+        folders: set[str] = set()
+        root = str(self.root)
+        for key in keys:
+            self._path(key)  # refuses a key that could leave the store
+            folder = f"{root}/{key[:2]}"
+            try:
+                os.unlink(f"{folder}/{key}")
+                folders.add(folder)
+            except FileNotFoundError:
+                pass
+        for folder in sorted(folders):  # one fsync per folder, so a purge stays done after a power cut
+            fsync_dir(Path(folder))

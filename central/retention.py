@@ -312,8 +312,7 @@ class RetentionService:
                 rows = db.execute("SELECT clip_id, blob_key FROM purge_pending LIMIT ?", [BATCH]).fetchall()
             if not rows:
                 return swept
-            for _, key in rows:
-                self.blobs.delete(key)
+            self.blobs.delete_many([key for _, key in rows])
             with self.writer.write() as db:
                 db.execute("DELETE FROM purge_pending WHERE clip_id IN (SELECT value FROM json_each(?))",
                            [json.dumps([r[0] for r in rows])])

@@ -390,10 +390,10 @@ def test_a_crash_between_the_purge_commit_and_the_blob_delete_is_swept_next_run(
     store, blobs, retention, _ = env
     clip = put_clip(store, blobs, T0)
     retention.run(T0 + timedelta(days=32))
-    def crash(key):
+    def crash(keys):
         raise RuntimeError("killed while deleting the bytes, after the purge commit")
 
-    monkeypatch.setattr(blobs, "delete", crash)
+    monkeypatch.setattr(blobs, "delete_many", crash)
     with pytest.raises(RuntimeError):
         retention.run(T0 + timedelta(days=40))
     monkeypatch.undo()
