@@ -91,7 +91,12 @@ def record_many(db, records: list[dict]) -> None:
 
 
 def chain_unhashed(db) -> int:
-    """Hash records written before the chain existed (schema v6), in id order; once."""
+    """Hash records written before the chain existed (schema v6), in id order; once.
+
+    Only while the chain has no head yet: afterwards a record without a hash is tampering,
+    for ``verify`` to report, never something to hash over."""
+    if db.execute("SELECT 1 FROM audit_head WHERE one = 1").fetchone():
+        return 0
     rows = db.execute(f"SELECT {COLUMNS} FROM audit WHERE hash IS NULL ORDER BY id").fetchall()
     if not rows:
         return 0
@@ -111,8 +116,27 @@ def chain_unhashed(db) -> int:
     return len(rows)
 
 
+def verify_file(path) -> ChainReport:
+    """``verify`` on its own read-only connection: a consistent snapshot (WAL) that blocks no writer."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        return verify(conn)
+    finally:
+        conn.close()
+
+
 def verify(db) -> ChainReport:
-    """Recompute the whole chain; the first record that does not match is named."""
+    """Recompute the whole chain in one read transaction; the first record that does not match is named."""
+    db.execute("BEGIN")
+    try:
+        return _verify(db)
+    finally:
+        db.execute("COMMIT")
+
+
+def _verify(db) -> ChainReport:
     prev, expected_id, count = GENESIS, 1, 0
     anchors = dict(db.execute("SELECT audit_id, hash FROM audit_anchors").fetchall())
     for row in db.execute(f"SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY id"):
@@ -132,6 +156,11 @@ def verify(db) -> ChainReport:
             return ChainReport(records=count, intact=False, last_hash=prev, first_broken=content[0],
                                reason=f"record {content[0]} does not match its anchor")
         prev, expected_id, count = computed, expected_id + 1, count + 1
+    beyond = [a for a in anchors if a > count]
+    if beyond:
+        return ChainReport(records=count, intact=False, last_hash=prev, first_broken=count + 1,
+                           reason=f"an anchor names record {min(beyond)}, which is gone (records at the end were "
+                                  "removed)")
     last_id, last_hash = _head(db)
     if (last_id, last_hash) != (count, prev):
         return ChainReport(records=count, intact=False, last_hash=prev, first_broken=count + 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import msgspec
 
@@ -31,12 +32,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from central.store import CentralStore
 
     settings = load_settings(args.config, CentralSettings)
-    store = CentralStore(settings.data_dir)
-    try:
-        with store.writer.read() as db:
-            report = audit.verify(db)
-    finally:
-        store.close()
+    CentralStore(settings.data_dir).close()  # creates or migrates the database if need be
+    report = audit.verify_file(Path(settings.data_dir) / "central.db")
     if args.json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     elif report.intact:

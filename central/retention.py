@@ -34,6 +34,7 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.events import ClipHold, OfficerId
+from fleet.protocol import AwareDatetime
 from fleet.retention import RetentionRules, categories_of, load_retention, retain_until, shortened
 from central import audit
 from central.auth import Caller, user_with
@@ -52,7 +53,7 @@ HELD = """(
 """True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe."""
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-CaseRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$(?!\n)")]
+CaseRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$(?!\n)")]
 ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
 
 
@@ -61,8 +62,8 @@ class HoldRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Text
     clip_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     officer_id: OfficerId | None = None
-    window_from: datetime | None = None
-    window_to: datetime | None = None
+    window_from: AwareDatetime | None = None
+    window_to: AwareDatetime | None = None
     case_ref: CaseRef | None = None
 
 
@@ -97,6 +98,8 @@ class CategoriesRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     categories: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
                           msgspec.Meta(max_length=32)]
     reason: Text
+    confirm: bool = False
+    """Needed when the new categories keep the clip for less time than now."""
 
 
 class RestoreRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -191,7 +194,7 @@ class RetentionService:
             db.execute("UPDATE clips SET retain_until = NULL WHERE deleted_at IS NULL")  # reassessed below
             audit.record(db, actor=actor, action="config-change", object_type="retention_rules", object_id="rules",
                          detail=(f"shortened {', '.join(cut)}; {would} clips now due" if cut else "rules applied"))
-        self.assess(new)
+        self.assess()
         return RulesChange(shortened=cut, would_delete=would, applied=True, more_than_now=more)
 
     def adopt_configured(self) -> RulesChange:
@@ -210,31 +213,41 @@ class RetentionService:
 
     # -- assessment --------------------------------------------------------------------------
 
+    def _rules_in(self, db) -> RetentionRules:
+        row = db.execute("SELECT rules FROM retention_rules WHERE one = 1").fetchone()
+        return msgspec.json.decode(row[0], type=RetentionRules) if row else self.configured_rules()
+
     def assess(self, rules: RetentionRules | None = None) -> int:
-        """Give every verified clip without one its categories and end of retention."""
-        rules = rules or self.rules()
+        """Give every verified clip without one its categories and end of retention.
+
+        The rules are read inside each batch's transaction, so a rules change committed
+        meanwhile is never overwritten by an assessment made under the old ones. A clip a
+        person categorised keeps exactly those categories; a restore's ``kept_until`` is a floor."""
         done = 0
         with self.writer.write() as db:
+            rules = self._rules_in(db)
             # Most footage has no category: its end is recording + default_days, computed in SQL
             # on the fixed-width text ("YYYY-MM-DDTHH:MM:SS" + ".ffffffZ"), equal to retain_until's.
             done += db.execute(
-                "UPDATE clips SET retain_until = strftime('%Y-%m-%dT%H:%M:%S', substr(recorded_at, 1, 19), ?) "
-                "|| substr(recorded_at, 20) WHERE retain_until IS NULL AND state = 'verified' AND deleted_at IS NULL "
-                "AND categories = '[]' AND tags = '[]' AND NOT evidential AND length(recorded_at) = 27 "
-                "AND substr(recorded_at, 27) = 'Z'", [f"+{rules.default_days} days"]).rowcount
+                "UPDATE clips SET retain_until = MAX(strftime('%Y-%m-%dT%H:%M:%S', substr(recorded_at, 1, 19), ?) "
+                "|| substr(recorded_at, 20), COALESCE(kept_until, '')) WHERE retain_until IS NULL "
+                "AND state = 'verified' AND deleted_at IS NULL AND categorised_at IS NULL AND categories = '[]' "
+                "AND tags = '[]' AND NOT evidential AND length(recorded_at) = 27 AND substr(recorded_at, 27) = 'Z' "
+                "AND recorded_at < '9000'", [f"+{rules.default_days} days"]).rowcount
         while True:
             with self.writer.write() as db:
-                rows = db.execute("SELECT clip_id, recorded_at, tags, evidential, categories FROM clips "
-                                  "WHERE state = 'verified' AND retain_until IS NULL AND deleted_at IS NULL "
-                                  "LIMIT ?", [BATCH]).fetchall()
+                rules = self._rules_in(db)
+                rows = db.execute("SELECT clip_id, recorded_at, tags, evidential, categories, categorised_at, "
+                                  "kept_until FROM clips WHERE state = 'verified' AND retain_until IS NULL "
+                                  "AND deleted_at IS NULL LIMIT ?", [BATCH]).fetchall()
                 if not rows:
                     return done
                 updates = []
-                for clip_id, recorded_at, tags, evidential, categories in rows:
-                    names = sorted(set(json.loads(categories)) | set(categories_of(rules, json.loads(tags),
-                                                                                     bool(evidential))))
-                    updates.append((json.dumps(names), to_iso(retain_until(rules, from_iso(recorded_at), names)),
-                                    clip_id))
+                for clip_id, recorded_at, tags, evidential, categories, by_hand, kept in rows:
+                    names = json.loads(categories) if by_hand else sorted(
+                        set(json.loads(categories)) | set(categories_of(rules, json.loads(tags), bool(evidential))))
+                    until = to_iso(retain_until(rules, from_iso(recorded_at), names))
+                    updates.append((json.dumps(names), max(until, kept or ""), clip_id))
                 db.conn.executemany("UPDATE clips SET categories = ?, retain_until = ? WHERE clip_id = ?", updates)
                 done += len(rows)
 
@@ -249,7 +262,7 @@ class RetentionService:
         next run's sweep deletes (a leak for a moment, never a loss of something held)."""
         now = now or utc_now()
         rules = self.rules()
-        report = JobReport(assessed=self.assess(rules))
+        report = JobReport(assessed=self.assess())
         cutoff = to_iso(now)
         report.swept = self._sweep()
         # Candidates are found by index, then visited in table order (sorted rowids, 8 bytes
@@ -335,7 +348,7 @@ class RetentionService:
     def digest(self, days: int, now: datetime | None = None) -> Digest:
         now = now or utc_now()
         rules = self.rules()
-        self.assess(rules)  # clips verified since the last assessment count too
+        self.assess()  # clips verified since the last assessment count too
         end = now + timedelta(days=days)
         with self.writer.read() as db:
             soft = dict(db.execute(
@@ -401,9 +414,15 @@ class RetentionService:
                 raise Gone(f"clip {clip_id} was purged on {to_iso(before.purged_at)}")
             names = sorted(set(request.categories))
             until = retain_until(rules, before.recorded_at, names)
+            if before.retain_until is not None and until < before.retain_until and not request.confirm:
+                raise Conflict(f"these categories keep clip {clip_id} until {to_iso(until)}, not "
+                               f"{to_iso(before.retain_until)}" + (": it would be deleted at the next run"
+                                                                     if until <= now else "")
+                               + "; send confirm: true to shorten its retention")
             restore = before.deleted_at is not None and until > now
-            db.execute("UPDATE clips SET categories = ?, retain_until = ?" + (", deleted_at = NULL" if restore else "")
-                       + " WHERE clip_id = ?", [json.dumps(names), to_iso(until), clip_id])
+            db.execute("UPDATE clips SET categories = ?, retain_until = ?, categorised_at = ?, kept_until = NULL"
+                       + (", deleted_at = NULL" if restore else "") + " WHERE clip_id = ?",
+                       [json.dumps(names), to_iso(until), to_iso(now), clip_id])
             audit.record(db, actor=actor, action="categorise", object_type="clip", object_id=clip_id,
                          detail=f"{', '.join(before.categories) or 'none'} → {', '.join(names) or 'none'} "
                                 f"(kept until {to_iso(until)}): {request.reason}")
@@ -424,14 +443,15 @@ class RetentionService:
             if clip.deleted_at is None:
                 raise Conflict(f"clip {clip_id} is not deleted")
             until = max(clip.retain_until or now, now + timedelta(days=rules.default_days))
-            db.execute("UPDATE clips SET deleted_at = NULL, retain_until = ? WHERE clip_id = ?", [to_iso(until), clip_id])
+            db.execute("UPDATE clips SET deleted_at = NULL, retain_until = ?, kept_until = ? WHERE clip_id = ?",
+                       [to_iso(until), to_iso(until), clip_id])
             audit.record(db, actor=actor, action="restore", object_type="clip", object_id=clip_id,
                          detail=f"kept until {to_iso(until)}: {request.reason}")
             return self._clip(db, clip_id)
 
     # -- holds -------------------------------------------------------------------------------
 
-    def place_hold(self, request: HoldRequest, actor: str) -> Hold:
+    def place_hold(self, request: HoldRequest, actor: str, now: datetime | None = None) -> Hold:
         fields = {"clip": ["clip_id"], "officer": ["officer_id", "window_from", "window_to"], "case": ["case_ref"]}
         needed = fields[request.kind]
         missing = [f for f in needed if getattr(request, f) is None]
@@ -440,9 +460,13 @@ class RetentionService:
             raise BadRequest(f"a {request.kind} hold needs {', '.join(missing)}")
         if extra:
             raise BadRequest(f"a {request.kind} hold does not take {', '.join(extra)}")
-        if request.kind == "officer" and request.window_to <= request.window_from:
-            raise BadRequest("window_to must be after window_from")
-        now = to_iso(utc_now())
+        if request.kind == "officer":
+            if not all(1970 <= t.year < 9000 for t in (request.window_from, request.window_to)):
+                raise BadRequest("the hold's window must lie between 1970 and 9000")
+            if request.window_to <= request.window_from:
+                raise BadRequest("window_to must be after window_from")
+        moment = now or utc_now()
+        now = to_iso(moment)
         with self.writer.write() as db:
             if request.kind == "clip" and db.execute("SELECT 1 FROM clips WHERE clip_id = ?",
                                                      [request.clip_id]).fetchone() is None:
@@ -461,8 +485,23 @@ class RetentionService:
             clips = self._clips_of_hold(db, hold_id)
             audit.record_many(db, [dict(actor=actor, action="hold", object_type="clip", object_id=c,
                                         detail=f"hold {hold_id}: {request.reason}") for c in clips])
+            self._restore_held(db, clips, hold_id, actor, moment)
             self._tell_stations(db, clips)
             return self._hold(db, hold_id)
+
+    def _restore_held(self, db, clips: list[str], hold_id: int, actor: str, now: datetime) -> None:
+        """Soft-deleted (not purged) clips a new hold covers come back, with a fresh default period
+        after it, so a release never purges them without their recovery window."""
+        rules = self._rules_in(db)
+        until = to_iso(now + timedelta(days=rules.default_days))
+        for start in range(0, len(clips), 500):
+            chunk = clips[start:start + 500]
+            back = [r[0] for r in db.execute(
+                f"UPDATE clips SET deleted_at = NULL, kept_until = MAX(COALESCE(kept_until, ''), ?), "
+                f"retain_until = MAX(COALESCE(retain_until, ''), ?) WHERE clip_id IN ({','.join('?' * len(chunk))}) "
+                f"AND deleted_at IS NOT NULL AND purged_at IS NULL RETURNING clip_id", [until, until, *chunk])]
+            audit.record_many(db, [dict(actor=actor, action="restore", object_type="clip", object_id=c,
+                                        detail=f"hold {hold_id} placed while it was soft-deleted") for c in back])
 
     def release_hold(self, hold_id: int, request: ReleaseRequest, actor: str) -> Hold:
         with self.writer.write() as db:
@@ -590,7 +629,7 @@ class RetentionController(Controller):
           guards=[user_with("supervisor")])
     async def add_to_case(self, request: Request, principal: Caller,
                           case_ref: Annotated[str, PathParameter(min_length=1, max_length=64,
-                                                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$")],
+                                                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")],
                           data: JSONBody[CaseClips]) -> list[str]:
         return await anyio.to_thread.run_sync(request.app.state.retention.add_to_case, case_ref, data,
                                               principal.name)
@@ -604,13 +643,13 @@ class RetentionController(Controller):
           guards=[user_with("supervisor")])
     async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                          data: JSONBody[CategoriesRequest]) -> ClipRetention:
-        return request.app.state.retention.categorise(clip_id, data, principal.name)
+        return await anyio.to_thread.run_sync(request.app.state.retention.categorise, clip_id, data, principal.name)
 
     @post("/clips/{clip_id:str}/restore", status_code=200, summary="Restore a soft-deleted clip (before its purge)",
           guards=[user_with("admin")])
     async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                       data: JSONBody[RestoreRequest]) -> ClipRetention:
-        return request.app.state.retention.restore(clip_id, data, principal.name)
+        return await anyio.to_thread.run_sync(request.app.state.retention.restore, clip_id, data, principal.name)
 
     @get("/retention/digest", summary="Deletions due in the next days, for admins", guards=[user_with("admin")])
     async def digest(self, request: Request, principal: Caller,

@@ -314,6 +314,11 @@ MIGRATIONS = [
         blob_key        TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # v9: a restore's floor on retention, and categories a person set (kept as set).
+    """
+    ALTER TABLE clips ADD COLUMN kept_until TEXT;
+    ALTER TABLE clips ADD COLUMN categorised_at TEXT;
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

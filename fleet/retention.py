@@ -84,13 +84,16 @@ def _add_years(moment: datetime, years: int) -> datetime:
 def period_end(rules: RetentionRules, category: str | None, recorded_at: datetime) -> datetime:
     """When one category's (or the default's, for None) period ends for a clip recorded then."""
     if category is None:
-        return recorded_at + timedelta(days=rules.default_days)
+        try:
+            return recorded_at + timedelta(days=rules.default_days)
+        except OverflowError:
+            return datetime.max.replace(tzinfo=recorded_at.tzinfo)
     spec = rules.categories[category]
-    if spec.days is not None:
-        return recorded_at + timedelta(days=spec.days)
     try:
+        if spec.days is not None:
+            return recorded_at + timedelta(days=spec.days)
         return _add_years(recorded_at, spec.years)
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError):  # beyond year 9999: kept for ever
         return datetime.max.replace(tzinfo=recorded_at.tzinfo)
 
 
@@ -113,11 +116,16 @@ def retain_until(rules: RetentionRules, recorded_at: datetime, categories: Itera
 
 
 def shortened(old: RetentionRules, new: RetentionRules) -> list[str]:
-    """Categories (and "default") whose period the new rules make shorter or remove: such a
-    change must first show how many clips it would delete, and be confirmed."""
-    probe = datetime(2000, 1, 1)
+    """What the new rules make shorter or remove: such a change must first show how many clips it
+    would delete, and be confirmed. Periods are compared on several dates (leap years)."""
+    probes = [datetime(2000, 1, 1), datetime(2000, 2, 29), datetime(2001, 3, 1)]
     changed = ["default"] if new.default_days < old.default_days else []
+    if new.recovery_days < old.recovery_days:
+        changed.append("recovery_days")
     for name in old.categories:
-        if name not in new.categories or period_end(new, name, probe) < period_end(old, name, probe):
+        if name not in new.categories or any(period_end(new, name, p) < period_end(old, name, p) for p in probes):
             changed.append(name)
+    if any(period_end(new, new.evidential_category if new.evidential_category in new.categories else None, p)
+           < period_end(old, old.evidential_category, p) for p in probes):
+        changed.append("evidential_category")
     return changed

@@ -90,3 +90,28 @@ def test_fleet_audit_verify_command(tmp_path, store):
     tamper(store, "UPDATE audit SET actor = 'someone else' WHERE id = 2")
     broken = run_cli("audit", "verify", "--config", str(config))
     assert broken.returncode == 1 and "BROKEN at record 2" in broken.stderr and "changed" in broken.stderr
+
+
+def test_clearing_hashes_does_not_get_them_recomputed(store, tmp_path):
+    """Records without a hash after the chain began are tampering: reopening must not re-hash them."""
+    tamper(store, "UPDATE audit SET detail = 'rewritten', hash = NULL, prev_hash = NULL WHERE id >= 9")
+    store.close()
+    reopened = CentralStore(store.data_dir)
+    try:
+        report = verify(reopened)
+        assert not report.intact and report.first_broken == 9
+    finally:
+        reopened.close()
+
+
+def test_cutting_the_tail_past_an_anchor_is_detected(tmp_path):
+    store = CentralStore(tmp_path / "c")
+    with store.writer.write() as db:
+        audit.record_many(db, [dict(actor="a", action="x", object_type="clip", object_id=str(i))
+                               for i in range(audit.ANCHOR_EVERY + 5)])
+        db.execute("DELETE FROM audit WHERE id > 990")
+        last = db.execute("SELECT hash FROM audit WHERE id = 990").fetchone()[0]
+        db.execute("UPDATE audit_head SET last_id = 990, last_hash = ?", [last])  # and the head forged
+    report = verify(store)
+    assert not report.intact and "anchor" in report.reason
+    store.close()

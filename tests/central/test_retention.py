@@ -152,7 +152,8 @@ def test_restore_and_categorise(env):
     assert restored.deleted_at is None and restored.retain_until > T0 + timedelta(days=32)
     with pytest.raises(Conflict):
         retention.restore(clip, RestoreRequest(reason="twice"), "admin")
-    kept = retention.categorise(clip, CategoriesRequest(categories=["evidential"], reason="charged"), "sergeant")
+    kept = retention.categorise(clip, CategoriesRequest(categories=["evidential"], reason="charged"), "sergeant",
+                                now=T0 + timedelta(days=32))
     assert kept.retain_until == datetime(2032, 1, 1, tzinfo=timezone.utc)
     gone = put_clip(store, blobs, T0)
     retention.run(T0 + timedelta(days=32))
@@ -261,7 +262,7 @@ class RetentionYear(RuleBasedStateMachine):
         alive = [c for c, s in self.clips.items() if not s["purged"]]
         if alive:
             clip = data.draw(st.sampled_from(sorted(alive)))
-            self.retention.categorise(clip, CategoriesRequest(categories=names, reason="review"), "sergeant",
+            self.retention.categorise(clip, CategoriesRequest(categories=names, reason="review", confirm=True), "sergeant",
                                       now=self.now)
             if self.clips[clip]["deleted_at"] is not None and self._until(clip) > self.now:
                 self.clips[clip]["deleted_at"] = None  # restored by its new categories
@@ -286,7 +287,7 @@ class RetentionYear(RuleBasedStateMachine):
             request = HoldRequest(kind="officer", officer_id=officer, window_from=start, window_to=end,
                                   reason="complaint")
             model = ("officer", officer, start, end)
-        self.holds[self.retention.place_hold(request, "supervisor").id] = model
+        self.holds[self.retention.place_hold(request, "supervisor", now=self.now).id] = model
 
     @rule(data=st.data())
     def release(self, data):
@@ -402,3 +403,42 @@ def test_a_crash_between_the_purge_commit_and_the_blob_delete_is_swept_next_run(
     assert not blobs.exists(clip)
     with store.writer.read() as db:
         assert db.execute("SELECT count(*) FROM purge_pending").fetchone()[0] == 0
+
+
+def test_bad_hold_windows_and_case_refs_are_400s_not_500s(client):
+    client.post("/api/v1/officers/", json=[{"officer_id": "PC1", "borough": "Camden"}], headers=ADMIN)
+    for window in ({"window_from": "2026-01-01T00:00:00Z", "window_to": "2026-01-02T00:00:00"},
+                   {"window_from": "0001-01-01T00:00:00+05:00", "window_to": "2026-01-02T00:00:00Z"},
+                   {"window_from": "2026-01-02T00:00:00Z", "window_to": "2026-01-01T00:00:00Z"}):
+        r = client.post("/api/v1/holds", json={"kind": "officer", "officer_id": "PC1", "reason": "x", **window},
+                        headers=ADMIN)
+        assert r.status_code == 400, (window, r.text)
+    r = client.post("/api/v1/holds", json={"kind": "case", "case_ref": "CR/1/26", "reason": "x"}, headers=ADMIN)
+    assert r.status_code == 400
+
+
+def test_shortening_a_clips_retention_by_hand_needs_confirm_and_hand_categories_stick(env):
+    store, blobs, retention, _ = env
+    clip = put_clip(store, blobs, T0, evidential=True)
+    retention.assess()
+    with pytest.raises(Conflict, match="send confirm"):
+        retention.categorise(clip, CategoriesRequest(categories=[], reason="not evidence"), "s", now=T0)
+    done = retention.categorise(clip, CategoriesRequest(categories=[], reason="not evidence", confirm=True), "s",
+                                now=T0)
+    assert done.categories == [] and done.retain_until == T0 + timedelta(days=31)
+    longer = rules_from_dict({**RULES, "default_days": 40})
+    retention.apply_rules(longer, "admin")  # re-assessment keeps what the person set, not the camera's flag
+    assert retention.clip(clip).categories == [] and retention.clip(clip).retain_until == T0 + timedelta(days=40)
+
+
+def test_a_restore_survives_a_rules_change_and_a_hold_brings_a_deleted_clip_back(env):
+    store, blobs, retention, _ = env
+    clip = put_clip(store, blobs, T0)
+    retention.run(T0 + timedelta(days=32))
+    kept = retention.restore(clip, RestoreRequest(reason="mistake"), "admin").retain_until
+    retention.apply_rules(rules_from_dict({**RULES, "default_days": 35}), "admin")
+    assert retention.clip(clip).retain_until == kept
+    other = put_clip(store, blobs, T0)
+    retention.run(T0 + timedelta(days=32))
+    retention.place_hold(HoldRequest(kind="clip", clip_id=other, reason="complaint"), "s")
+    assert retention.clip(other).deleted_at is None
