@@ -169,12 +169,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _service(config: str):
-    from central.app import build_services
-    from central.store import CentralStore
+    """Central's store and its roll-out service (the one way CLI commands open central: central.cli)."""
+    from central.cli import _services
 
-    settings = load_settings(config, CentralSettings)
-    store = CentralStore(settings.data_dir)
-    return store, build_services(store, settings)["rollout"]
+    store, services = _services(config)
+    return store, services["rollout"]
 
 
 def cmd_allocate(args: argparse.Namespace) -> int:

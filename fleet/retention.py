@@ -9,7 +9,6 @@ in none gets ``default_days`` (31: footage not marked evidential). The clock sta
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
+from fleet.config import read_toml
 from fleet.errors import ConfigError
 
 CategoryName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_]*$(?!\n)")]
@@ -54,16 +54,7 @@ def rules_from_dict(raw: dict, where: str = "retention rules") -> RetentionRules
 
 
 def load_retention(path: str | Path) -> RetentionRules:
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return rules_from_dict(raw, str(path))
+    return rules_from_dict(read_toml(path, "retention rules file"), str(path))
 
 
 def categories_of(rules: RetentionRules, tags: Iterable[str], evidential: bool) -> list[str]:

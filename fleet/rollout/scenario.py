@@ -7,7 +7,6 @@ file is a ``ConfigError`` with one clear line, before any planning starts.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,7 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from fleet.config import StationId
+from fleet.config import StationId, read_toml
 from fleet.errors import ConfigError
 
 Count = Annotated[int, Meta(ge=0, le=1_000_000)]
@@ -125,17 +124,6 @@ class Rollout(Struct, kw_only=True):
         return list(seen)
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
 def _convert(raw: dict, kind, where: str):
     try:
         return msgspec.convert(raw, kind)
@@ -169,5 +157,5 @@ def build_rollout(boroughs: dict, scenario: dict, *, where: tuple[str, str] = ("
 
 def load_rollout(boroughs_path: str | Path, scenario_path: str | Path) -> Rollout:
     boroughs_path, scenario_path = Path(boroughs_path), Path(scenario_path)
-    return build_rollout(_read_toml(boroughs_path), _read_toml(scenario_path),
+    return build_rollout(read_toml(boroughs_path, "boroughs file"), read_toml(scenario_path, "scenario file"),
                          where=(str(boroughs_path), str(scenario_path)))
