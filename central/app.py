@@ -91,9 +91,7 @@ def create_app(settings: CentralSettings) -> Litestar:
         services["changes"].publish_policies()
         projection = ProjectionWorker(services["events"])
         projection.start()
-        scheduler = build_scheduler(receiver, timedelta(minutes=settings.expiry_check_minutes), services["health"],
-                                    timedelta(minutes=settings.fleet.health_check_minutes), services["retention"],
-                                    settings.retention.job_hour_utc)
+        scheduler = build_scheduler(settings, receiver, services["health"], services["retention"])
         app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler, **services)
         scheduler.start()
         try:

@@ -23,12 +23,12 @@ from fleet.protocol import Serial
 from central import audit
 from central.auth import Caller, user_with
 from central.csvhttp import csv_response
-from central.pagination import decode_cursor, decode_time_cursor, page_response
+from central.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
 from central.projection import reattribute
+from central.retention import announce_reattributed
 
 UNISSUABLE = ("repair", "lost", "retired")
-CURSOR_HELP = "the X-Next-Cursor header of the previous page"
 
 
 class IssueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -116,7 +116,7 @@ class AssignmentService:
                            [request.device_serial, now, actor, lifecycle, f"issued to {request.officer_id}"])
             audit.record(db, actor=actor, action="assign", object_type="device", object_id=request.device_serial,
                          detail=f"personal issue to {request.officer_id}. {request.reason}".strip())
-            reattribute(db, request.device_serial, now)
+            reattribute(db, self.changes, request.device_serial, now)
             self.changes.emit(db, PersonalIssue(device_serial=request.device_serial, officer_id=request.officer_id,
                                                 since=from_iso(now)), officer[0], borough)
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [assignment_id]).fetchone()
@@ -133,7 +133,7 @@ class AssignmentService:
                        [now, actor, reason, row[0]])
             audit.record(db, actor=actor, action="unassign", object_type="device", object_id=serial,
                          detail=f"{row[3]} assignment to {row[2]} ended: {reason}")
-            reattribute(db, serial, now)
+            reattribute(db, self.changes, serial, now)
             if row[3] == "personal":
                 boroughs = db.execute("SELECT (SELECT borough FROM officers WHERE officer_id = ?), "
                                       "(SELECT borough FROM devices WHERE serial = ?)", [row[2], serial]).fetchone()
@@ -233,6 +233,7 @@ class AssignmentService:
                        "resolved_at = ? WHERE clip_id = ?", [request.officer_id, actor, to_iso(utc_now()), clip_id])
             audit.record(db, actor=actor, action="attribute", object_type="clip", object_id=clip_id,
                          detail=f"{before.officer_id or 'unattributed'} → {request.officer_id}: {request.reason}")
+            announce_reattributed(db, self.changes, [clip_id])
         return self.attribution(clip_id)
 
 

@@ -3,20 +3,29 @@
 Appended inside the transaction of the change it records, so a change is never without
 its record. Tamper-evident: each record carries the SHA-256 of its own content and of the
 record before it (a hash chain, from ``GENESIS``), the head of the chain (last id and hash)
-is kept beside it, and every ``ANCHOR_EVERY`` records an anchor is written (and can be
-published elsewhere). ``verify`` recomputes the chain and names the first record that does
-not match: an edited, deleted, inserted or reordered row breaks it from there on.
+is kept beside it, and every ``ANCHOR_EVERY`` records an anchor is written. ``verify``
+recomputes the chain and names the first record that does not match: an edited, deleted,
+inserted or reordered row breaks it from there on.
+
+Someone able to rewrite the whole database could recompute every hash, so the anchors and
+the head are also *published* (``publish``): appended to a file kept elsewhere (another
+host's mount, write-once storage). ``verify`` given that file checks the chain against it,
+so a rewritten or truncated chain no longer matches what was published before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 from msgspec import Struct
 
 from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import ConfigError
+from fleet.hashing import fsync_dir
 
 CENTRAL = "central"
 """The place of actions taken at central (its API and commands); stations' carry the station id."""
@@ -44,6 +53,16 @@ class ChainReport(Struct, kw_only=True):
     first_broken: int | None = None
     """The id of the first record that does not match (or where one is missing)."""
     reason: str | None = None
+
+
+class PublishedAnchor(Struct, kw_only=True, forbid_unknown_fields=True):
+    """One line of the published anchors file: the chain's hash at a record, as it was then."""
+
+    audit_id: int
+    hash: str
+    published_at: datetime
+    head: bool = False
+    """The chain's last record when published (anchors proper fall every ``ANCHOR_EVERY``)."""
 
 
 def record_hash(row: tuple, prev_hash: str) -> str:
@@ -116,29 +135,34 @@ def chain_unhashed(db) -> int:
     return len(rows)
 
 
-def verify_file(path) -> ChainReport:
+def verify_file(path, published: list[PublishedAnchor] = ()) -> ChainReport:
     """``verify`` on its own read-only connection: a consistent snapshot (WAL) that blocks no writer."""
     import sqlite3
 
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     try:
-        return verify(conn)
+        return verify(conn, published)
     finally:
         conn.close()
 
 
-def verify(db) -> ChainReport:
-    """Recompute the whole chain in one read transaction; the first record that does not match is named."""
+def verify(db, published: list[PublishedAnchor] = ()) -> ChainReport:
+    """Recompute the whole chain in one read transaction; the first record that does not match is named.
+
+    ``published``: anchors read back from where they were published; each must still match."""
     db.execute("BEGIN")
     try:
-        return _verify(db)
+        return _verify(db, published)
     finally:
         db.execute("COMMIT")
 
 
-def _verify(db) -> ChainReport:
+def _verify(db, published: list[PublishedAnchor] = ()) -> ChainReport:
     prev, expected_id, count = GENESIS, 1, 0
     anchors = dict(db.execute("SELECT audit_id, hash FROM audit_anchors").fetchall())
+    outside = {}
+    for anchor in published:
+        outside.setdefault(anchor.audit_id, anchor)
     for row in db.execute(f"SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY id"):
         content, prev_hash, stored = tuple(row[:8]), row[8], row[9]
         if content[0] != expected_id:
@@ -155,8 +179,12 @@ def _verify(db) -> ChainReport:
         if content[0] in anchors and anchors[content[0]] != computed:
             return ChainReport(records=count, intact=False, last_hash=prev, first_broken=content[0],
                                reason=f"record {content[0]} does not match its anchor")
+        if content[0] in outside and outside[content[0]].hash != computed:
+            return ChainReport(records=count, intact=False, last_hash=prev, first_broken=content[0],
+                               reason=f"record {content[0]} does not match the anchor published "
+                                      f"{to_iso(outside[content[0]].published_at)} (the chain was rewritten)")
         prev, expected_id, count = computed, expected_id + 1, count + 1
-    beyond = [a for a in anchors if a > count]
+    beyond = [a for a in [*anchors, *outside] if a > count]
     if beyond:
         return ChainReport(records=count, intact=False, last_hash=prev, first_broken=count + 1,
                            reason=f"an anchor names record {min(beyond)}, which is gone (records at the end were "
@@ -175,3 +203,84 @@ def records_for(db, object_type: str, object_id: str, limit: int = 200) -> list[
                       [object_type, object_id, limit]).fetchall()
     return [AuditRecord(at=from_iso(r[0]), actor=r[1], place=r[2], action=r[3], object_type=r[4],
                         object_id=r[5], detail=r[6]) for r in rows]
+
+
+# -- publishing anchors outside the database ---------------------------------------------------
+
+_anchor_line = msgspec.json.Encoder()
+_anchor_reader = msgspec.json.Decoder(PublishedAnchor)
+
+
+def read_published(path: Path) -> list[PublishedAnchor]:
+    """The anchors file, every complete line (a line cut short by a crash while appending is not one)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigError(f"cannot read the anchors file {path}: {exc.strerror}") from None
+    return _parse_published(data, path)
+
+
+def _parse_published(data: bytes, path: Path) -> list[PublishedAnchor]:
+    anchors = []
+    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
+        try:
+            anchors.append(_anchor_reader.decode(line))
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"{path}, line {number}: not a published anchor ({exc})") from None
+    return anchors
+
+
+def publish(db, path: Path, now: datetime | None = None) -> int:
+    """Append the anchors written since the last publication, and the head, to ``path``; fsynced.
+
+    Returns how many lines were appended (0 when nothing new). Crash-safe: a line cut short
+    is cut off before appending, and a repeat publishes nothing twice. Publishers (the
+    scheduled job, ``fleet audit publish``) take turns under an exclusive lock on the file."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
+        complete = data.rfind(b"\n") + 1
+        last = max((a.audit_id for a in _parse_published(data[:complete], path)), default=0)
+        db.execute("BEGIN")
+        try:
+            rows = db.execute("SELECT audit_id, hash FROM audit_anchors WHERE audit_id > ? ORDER BY audit_id",
+                              [last]).fetchall()
+            head = _head(db)
+        finally:
+            db.execute("COMMIT")
+        moment = now or utc_now()
+        lines = [PublishedAnchor(audit_id=i, hash=h, published_at=moment) for i, h in rows]
+        if head[0] > max([last, *(i for i, _ in rows)]):
+            lines.append(PublishedAnchor(audit_id=head[0], hash=head[1], published_at=moment, head=True))
+        if lines:
+            os.ftruncate(fd, complete)  # drops the tail of an append a crash interrupted, if any
+            os.lseek(fd, complete, os.SEEK_SET)
+            view = memoryview(b"".join(_anchor_line.encode(line) + b"\n" for line in lines))
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the lock
+    if created:
+        fsync_dir(path.parent)
+    return len(lines)
+
+
+def publish_file(db_path: Path, anchors_path: Path) -> int:
+    """``publish`` on its own read-only connection (the scheduled job and the CLI)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        return publish(conn, anchors_path)
+    finally:
+        conn.close()

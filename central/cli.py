@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+from contextlib import contextmanager
 
 from fleet.config import CentralSettings, load_settings
 from fleet.errors import FleetError
@@ -59,15 +60,31 @@ def register(groups: argparse._SubParsersAction) -> None:
     digest.add_argument("--json", action="store_true", help="write JSON")
     digest.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     digest.set_defaults(handler=cmd_retention_digest)
+    reviews = steps.add_parser("reviews", help="clips past a reviewed (MoPI) period, waiting for a decision",
+                               description="Clips whose deciding category is reviewed are never deleted unseen: "
+                                           "when the period ends they wait here for a reviewer.")
+    reviews.add_argument("--limit", type=int, default=100, choices=range(1, 100_001), metavar="N",
+                         help="at most N clips, longest waiting first (default 100)")
+    reviews.add_argument("--json", action="store_true", help="write JSON")
+    reviews.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    reviews.set_defaults(handler=cmd_retention_reviews)
+    review = steps.add_parser("review", help="record a review decision on a clip: retain or dispose",
+                              description="Retain keeps the clip for its categories' period again (or until "
+                                          "--until); dispose soft-deletes it (recoverable for the recovery days). "
+                                          "Audited with your user name and the reason.")
+    review.add_argument("clip_id", metavar="CLIP")
+    decision = review.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--retain", action="store_true", help="keep it for another period")
+    decision.add_argument("--dispose", action="store_true", help="dispose of it (soft delete)")
+    review.add_argument("--until", metavar="DATE", help="with --retain: keep until this date (YYYY-MM-DD)")
+    review.add_argument("--reason", required=True, help="why (goes into the audit trail)")
+    review.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    review.set_defaults(handler=cmd_retention_review)
 
 
 def cmd_retention_apply(args: argparse.Namespace) -> int:
-    store, services = _services(args.config)
-    try:
-        retention = services["retention"]
+    with central_service(args.config, "retention") as retention:
         change = retention.apply_rules(retention.configured_rules(), "cli:" + getpass.getuser(), confirm=args.confirm)
-    finally:
-        store.close()
     if change.shortened and not change.applied:
         print(f"these rules shorten {', '.join(change.shortened)}: the next run would delete {change.would_delete} "
               f"clip(s), {change.more_than_now} more than the rules in force. Nothing was changed; run again with "
@@ -80,30 +97,58 @@ def cmd_retention_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_retention_run(args: argparse.Namespace) -> int:
-    store, services = _services(args.config)
-    try:
-        report = services["retention"].run()
-    finally:
-        store.close()
+    with central_service(args.config, "retention") as retention:
+        report = retention.run()
     print(f"{report.assessed} clips assessed, {report.soft_deleted} soft-deleted, {report.purged} purged, "
-          f"{report.held_back} kept by holds")
+          f"{report.held_back} kept by holds, {report.for_review} waiting for review")
     return 0
 
 
 def cmd_retention_digest(args: argparse.Namespace) -> int:
-    import msgspec
-
-    store, services = _services(args.config)
-    try:
-        digest = services["retention"].digest(args.days)
-    finally:
-        store.close()
+    with central_service(args.config, "retention") as retention:
+        digest = retention.digest(args.days)
     if args.json:
-        print(msgspec.json.encode(digest).decode())
-        return 0
+        return _print_json(digest)
     for day in digest.days:
         print(f"{day.day}: {day.soft_deletes} to soft-delete, {day.purges} to purge")
     print(f"{digest.held_back} clips past or near their retention are kept by holds")
+    print(f"{digest.reviews_due} clip(s) due for review by then (a reviewer decides; nothing is deleted unseen)")
+    return 0
+
+
+def cmd_retention_reviews(args: argparse.Namespace) -> int:
+    with central_service(args.config, "retention") as retention:
+        due = retention.reviews(args.limit)
+    if args.json:
+        return _print_json(due)
+    for clip in due:
+        held = f", held by {', '.join(map(str, clip.held_by))}" if clip.held_by else ""
+        print(f"{clip.clip_id}: {', '.join(clip.categories)}, due since {clip.retain_until:%Y-%m-%d}{held}")
+    print(f"{len(due)} clip(s) waiting for review" + (" (more: raise --limit)" if len(due) == args.limit else ""))
+    return 0
+
+
+def cmd_retention_review(args: argparse.Namespace) -> int:
+    from datetime import date, datetime, timezone
+
+    from central.retention import ReviewRequest
+
+    until = None
+    if args.until:
+        if not args.retain:
+            raise FleetError("--until goes with --retain")
+        try:
+            until = datetime.combine(date.fromisoformat(args.until), datetime.min.time(), timezone.utc)
+        except ValueError:
+            raise FleetError(f"--until {args.until!r} is not a date (YYYY-MM-DD)") from None
+    if not args.reason.strip():
+        raise FleetError("--reason must say why")
+    request = ReviewRequest(decision="retain" if args.retain else "dispose", reason=args.reason,
+                            retain_until=until)
+    with central_service(args.config, "retention") as retention:
+        clip = retention.review(args.clip_id, request, "cli:" + getpass.getuser())
+    print(f"{clip.clip_id}: " + (f"retained until {clip.retain_until:%Y-%m-%d}" if args.retain
+                                 else "disposed of; recoverable until it is purged"))
     return 0
 
 
@@ -132,6 +177,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def central_service(config: str, name: str):
+    """One of central's services straight on its database: these commands work whether or
+    not central is serving (SQLite WAL; writes take their turn)."""
+    store, services = _services(config)
+    try:
+        yield services[name]
+    finally:
+        store.close()
+
+
+def _print_json(value) -> int:
+    import msgspec
+
+    print(msgspec.json.encode(value).decode())
+    return 0
+
+
 def _services(config: str):
     from central.app import build_services
     from central.store import CentralStore
@@ -151,11 +214,8 @@ def cmd_officers_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetError(f"cannot read {args.csv}: {exc}") from None
     officers = officers_from_csv(text)
-    store, services = _services(args.config)
-    try:
-        result = services["officers"].upsert(officers, "cli:" + getpass.getuser())
-    finally:
-        store.close()
+    with central_service(args.config, "officers") as service:
+        result = service.upsert(officers, "cli:" + getpass.getuser())
     print(f"{len(officers)} officers read: {result.created} created, {result.updated} updated, "
           f"{result.unchanged} unchanged")
     return 0
@@ -169,11 +229,8 @@ def cmd_officers_export(args: argparse.Namespace) -> int:
     from central.officers import OfficerRow
     from fleet import csvio
 
-    store, services = _services(args.config)
-    try:
-        rows = services["officers"].all(args.borough)
-    finally:
-        store.close()
+    with central_service(args.config, "officers") as service:
+        rows = service.all(args.borough)
     text = csvio.write_csv((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow)
     if args.csv == "-":
         sys.stdout.write(text)

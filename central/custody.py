@@ -59,6 +59,12 @@ class CustodyController(Controller):
     async def as_html(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Template:
         records = self._records(request, clip_id)
         clip = request.app.state.store.clip(clip_id)
+        if clip is None:  # reported by its station (ingested), not uploaded yet: what central knows
+            assignments = request.app.state.assignments
+            try:
+                clip = assignments.attribution(clip_id)
+            except NotFound:
+                clip = {"clip_id": clip_id}
         chain = await anyio.to_thread.run_sync(audit.verify_file, request.app.state.store.data_dir / "central.db")
         return Template(template_name="custody.html", context={
             "clip": clip, "records": records, "chain": chain, "printed": to_iso(utc_now()),

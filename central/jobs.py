@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from functools import partial
+from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from fleet.clock import utc_now
+from fleet.config import CentralSettings
+from central import audit
 from central.fleet_health import FleetHealth
 from central.receiver import UploadReceiver
+from central.retention import RetentionService
 
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def build_scheduler(receiver: UploadReceiver, expiry_check: timedelta, health: FleetHealth,
-                    health_check: timedelta, retention=None, retention_hour: int = 2) -> AsyncIOScheduler:
+def build_scheduler(settings: CentralSettings, receiver: UploadReceiver, health: FleetHealth,
+                    retention: RetentionService) -> AsyncIOScheduler:
     """Must be started inside the running loop (a lifespan hook), never at import."""
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1},
                                  executors={"default": {"type": "asyncio"}, "threads": ThreadPoolExecutor(1)})
-    scheduler.add_job(receiver.expire, "interval", seconds=expiry_check.total_seconds(), id="expire-uploads")
+    scheduler.add_job(receiver.expire, "interval", minutes=settings.expiry_check_minutes, id="expire-uploads")
     # The health job reads and writes SQLite for a while: off the event loop, in apscheduler's pool.
-    scheduler.add_job(health.run, "interval", seconds=health_check.total_seconds(), id="fleet-health",
+    scheduler.add_job(health.run, "interval", minutes=settings.fleet.health_check_minutes, id="fleet-health",
                       executor="threads", next_run_time=utc_now())
-    if retention is not None:
-        # Daily: soft-delete what retention ended and no hold protects, purge after recovery.
-        scheduler.add_job(retention.run, "cron", hour=retention_hour, minute=0, id="retention", executor="threads")
-        # New clips get their end of retention soon after they are verified.
-        scheduler.add_job(retention.assess, "interval", minutes=10, id="retention-assess", executor="threads")
+    # Daily: soft-delete what retention ended and no hold protects, purge after recovery.
+    scheduler.add_job(retention.run, "cron", hour=settings.retention.job_hour_utc, minute=0, id="retention",
+                      executor="threads")
+    # New clips get their end of retention soon after they are verified.
+    scheduler.add_job(retention.assess, "interval", minutes=10, id="retention-assess", executor="threads")
+    # The audit chain's anchors and head go to the file kept outside the database (first at start-up).
+    scheduler.add_job(partial(audit.publish_file, Path(settings.data_dir) / "central.db", settings.anchors_file),
+                      "interval", minutes=settings.audit.publish_minutes, id="publish-anchors", executor="threads",
+                      next_run_time=utc_now())
     return scheduler

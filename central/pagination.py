@@ -16,6 +16,7 @@ from fleet.clock import from_iso, to_iso
 from fleet.errors import BadRequest
 
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
+CURSOR_HELP = "the X-Next-Cursor header of the previous page"
 
 
 def encode_cursor(*parts: object) -> str:

@@ -29,6 +29,7 @@ from fleet.events import (
     BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, DeviceEntry, Event,
 )
 from central import audit
+from central.retention import announce_holds, announce_reattributed
 
 _encoder = msgspec.json.Encoder()
 ACTIVE_AT = """FROM (SELECT officer_id, id, ended_at FROM assignments WHERE device_serial = :serial
@@ -52,15 +53,17 @@ def health_policy(fleet: FleetSettings) -> battery.HealthPolicy:
                                 over_temperature_c=fleet.over_temperature_c, sudden_drop_pct=fleet.sudden_drop_pct)
 
 
-def reattribute(db, serial: str, start: str, end: str | None = None) -> None:
-    """Recompute the owner of this camera's clips recorded in [start, end), except hand-resolved ones."""
-    db.execute(
+def reattribute(db, changes, serial: str, start: str, end: str | None = None) -> None:
+    """Recompute the owner of this camera's clips recorded in [start, end), except hand-resolved ones,
+    and tell the stations about those an officer hold now covers (or no longer does)."""
+    clips = [r[0] for r in db.execute(
         f"""UPDATE attributions SET
                 officer_id = (SELECT officer_id {ACTIVE_AT.replace(':at', 'attributions.recorded_at')}),
                 assignment_id = (SELECT id {ACTIVE_AT.replace(':at', 'attributions.recorded_at')})
             WHERE device_serial = :serial AND recorded_at >= :start AND (:end IS NULL OR recorded_at < :end)
-              AND resolved_by IS NULL""",
-        {"serial": serial, "start": start, "end": end})
+              AND resolved_by IS NULL RETURNING clip_id""",
+        {"serial": serial, "start": start, "end": end})]
+    announce_reattributed(db, changes, clips)
 
 
 class Projector:
@@ -170,7 +173,7 @@ class Projector:
                 audit.record(db, actor=r["by"], place=station_id, action="check-in", object_type="device",
                              object_id=r["serial"], detail=f"officer {officer_id}: docked")
                 self._find_conflicts(db, assignment_id, borough)
-                reattribute(db, r["serial"], r["docked_at"])
+                reattribute(db, self.changes, r["serial"], r["docked_at"])
 
     def _registry_change(self, db, station_id: str, serial: str, from_state: str | None, reason: str,
                          now: str) -> None:
@@ -208,6 +211,9 @@ class Projector:
                                     object_type="clip", object_id=a.event.clip_id, at=from_iso(a.at),
                                     detail=f"copied from camera {a.event.device_serial} at the dock, "
                                            f"{a.event.size} bytes, sha256 {a.event.sha256}") for a in run])
+        # An officer hold placed before these clips reached central covers them already.
+        if self.changes is not None:
+            announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)
 
     def _verified(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
         db.conn.executemany(
@@ -234,7 +240,7 @@ class Projector:
                 db.execute("UPDATE assignments SET ended_at = ?, ended_by = 'dock', end_reason = 'docked' "
                            "WHERE id = ?", [docked, assignment_id])
             self._find_conflicts(db, assignment_id, borough)
-            reattribute(db, e.device_serial, a.at)
+            reattribute(db, self.changes, e.device_serial, a.at)
 
     def _checked_in(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
         for a in run:
@@ -260,7 +266,7 @@ class Projector:
                 audit.record(db, actor=actor, place=station_id, action="check-in", object_type="device",
                              object_id=e.device_serial, detail=f"officer {e.officer_id}: {e.reason}{late}")
                 self._find_conflicts(db, assignment_id, borough)
-                reattribute(db, e.device_serial, a.at, docked_end)
+                reattribute(db, self.changes, e.device_serial, a.at, docked_end)
 
     def _find_conflicts(self, db, assignment_id: int, borough: str) -> None:
         """List overlaps with this assignment: one officer with two cameras, one camera with two officers.

@@ -7,6 +7,9 @@ Wrongful deletion is made impossible by construction:
 - a hold (on a clip, on an officer for a time window, or on a case grouping clips) stops
   soft deletion and purging while it applies; every deletion query carries the same
   ``HELD`` predicate, evaluated in the transaction that deletes;
+- a clip whose deciding category is reviewed (MoPI) is put before a reviewer when its
+  period ends, never deleted unseen: the reviewer retains it for another period or disposes
+  of it (a soft delete);
 - deletion is two steps: soft delete (recoverable for ``recovery_days``), then purge of the
   bytes; the blob goes first and the purge commit after it, so a crash between them only
   repeats the (idempotent) blob delete;
@@ -27,7 +30,7 @@ from typing import Annotated, Literal
 
 import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
@@ -35,9 +38,10 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.events import ClipHold, OfficerId
 from fleet.protocol import AwareDatetime
-from fleet.retention import RetentionRules, categories_of, load_retention, retain_until, shortened
+from fleet.retention import RetentionRules, assessment, categories_of, load_retention, review_extension, shortened
 from central import audit
 from central.auth import Caller, user_with
+from central.pagination import CURSOR_HELP, decode_time_cursor, page_response
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
@@ -49,8 +53,15 @@ HELD = """(
     OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.officer_id = a.officer_id
                AND h.released_at IS NULL AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
                WHERE a.clip_id = c.clip_id)
+    OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.released_at IS NULL
+               AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
+               WHERE a.clip_id = c.clip_id AND a.officer_id IS NULL)
 )"""
-"""True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe."""
+"""True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe.
+
+An officer hold also covers the clips nobody is attributed to that were recorded in its
+window: any of them may be the officer's, so they are kept until a supervisor attributes
+them (then the hold covers them only if they are that officer's)."""
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 CaseRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$(?!\n)")]
@@ -88,6 +99,15 @@ class ReleaseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Text
 
 
+class ReviewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A reviewer's decision on a clip whose reviewed retention period has ended."""
+
+    decision: Literal["retain", "dispose"]
+    reason: Text
+    retain_until: AwareDatetime | None = None
+    """For "retain": until when (default: its categories' period again, from today)."""
+
+
 class CaseClips(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     clip_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
                         msgspec.Meta(min_length=1, max_length=10_000)]
@@ -116,6 +136,8 @@ class ClipRetention(msgspec.Struct, kw_only=True):
     """Ids of the holds that protect it."""
     deleted_at: datetime | None
     purged_at: datetime | None
+    review: bool = False
+    """At ``retain_until`` it goes before a reviewer (MoPI) instead of being deleted."""
 
 
 class JobReport(msgspec.Struct, kw_only=True):
@@ -124,6 +146,8 @@ class JobReport(msgspec.Struct, kw_only=True):
     purged: int = 0
     held_back: int = 0
     """Clips past retention that a hold kept."""
+    for_review: int = 0
+    """Clips past a reviewed retention period, waiting for a reviewer's decision."""
     swept: int = 0
     """Bytes of clips purged before a crash, deleted now."""
 
@@ -140,6 +164,8 @@ class Digest(msgspec.Struct, kw_only=True):
     days: list[DigestDay]
     held_back: int
     """Clips whose retention ends in the window but a hold keeps."""
+    reviews_due: int = 0
+    """Clips whose reviewed period ends by the window's end: a reviewer decides, nothing is deleted."""
     sample: list[str]
     """Up to 100 clip ids due for soft deletion, soonest first."""
 
@@ -207,7 +233,8 @@ class RetentionService:
         for clip_id, recorded_at, categories in db.execute(
                 f"SELECT c.clip_id, c.recorded_at, c.categories FROM clips c WHERE c.state = 'verified' "
                 f"AND c.deleted_at IS NULL AND NOT {HELD}"):
-            if retain_until(rules, from_iso(recorded_at), json.loads(categories)) <= now:
+            until, review = assessment(rules, from_iso(recorded_at), json.loads(categories))
+            if until <= now and not review:
                 count += 1
         return count
 
@@ -230,7 +257,7 @@ class RetentionService:
             # on the fixed-width text ("YYYY-MM-DDTHH:MM:SS" + ".ffffffZ"), equal to retain_until's.
             done += db.execute(
                 "UPDATE clips SET retain_until = MAX(strftime('%Y-%m-%dT%H:%M:%S', substr(recorded_at, 1, 19), ?) "
-                "|| substr(recorded_at, 20), COALESCE(kept_until, '')) WHERE retain_until IS NULL "
+                "|| substr(recorded_at, 20), COALESCE(kept_until, '')), review = 0 WHERE retain_until IS NULL "
                 "AND state = 'verified' AND deleted_at IS NULL AND categorised_at IS NULL AND categories = '[]' "
                 "AND tags = '[]' AND NOT evidential AND length(recorded_at) = 27 AND substr(recorded_at, 27) = 'Z' "
                 "AND recorded_at < '9000'", [f"+{rules.default_days} days"]).rowcount
@@ -246,9 +273,10 @@ class RetentionService:
                 for clip_id, recorded_at, tags, evidential, categories, by_hand, kept in rows:
                     names = json.loads(categories) if by_hand else sorted(
                         set(json.loads(categories)) | set(categories_of(rules, json.loads(tags), bool(evidential))))
-                    until = to_iso(retain_until(rules, from_iso(recorded_at), names))
-                    updates.append((json.dumps(names), max(until, kept or ""), clip_id))
-                db.conn.executemany("UPDATE clips SET categories = ?, retain_until = ? WHERE clip_id = ?", updates)
+                    until, review = assessment(rules, from_iso(recorded_at), names)
+                    updates.append((json.dumps(names), max(to_iso(until), kept or ""), review, clip_id))
+                db.conn.executemany("UPDATE clips SET categories = ?, retain_until = ?, review = ? WHERE clip_id = ?",
+                                    updates)
                 done += len(rows)
 
     # -- the daily job -----------------------------------------------------------------------
@@ -270,14 +298,14 @@ class RetentionService:
         with self.writer.read() as db:
             due = array("q", sorted(r[0] for r in db.execute(
                 "SELECT rowid FROM clips INDEXED BY clips_retain_until WHERE deleted_at IS NULL "
-                "AND retain_until <= ? AND state = 'verified'", [cutoff])))
+                "AND retain_until <= ? AND state = 'verified' AND NOT review", [cutoff])))
         for start in range(0, len(due), BATCH):
             batch = due[start:start + BATCH]
             with self.writer.write() as db:
                 self._hold_now(db)
                 ids = sorted(r[0] for r in db.execute(  # sorted: audit index inserts in key order
                     "UPDATE clips SET deleted_at = ? WHERE rowid BETWEEN ? AND ? AND deleted_at IS NULL "
-                    "AND retain_until <= ? AND state = 'verified' AND clip_id NOT IN held_now "
+                    "AND retain_until <= ? AND state = 'verified' AND NOT review AND clip_id NOT IN held_now "
                     "AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
                     [cutoff, batch[0], batch[-1], cutoff, json.dumps(batch.tolist())]))
                 audit.record_many(db, [dict(actor="retention-job", action="soft-delete", object_type="clip",
@@ -313,6 +341,9 @@ class RetentionService:
             report.held_back = db.execute(
                 "SELECT count(*) FROM clips WHERE deleted_at IS NULL AND retain_until <= ? AND clip_id IN held_now",
                 [cutoff]).fetchone()[0]
+            report.for_review = db.execute(
+                "SELECT count(*) FROM clips INDEXED BY clips_review_due WHERE review AND deleted_at IS NULL "
+                "AND retain_until <= ? AND state = 'verified' AND clip_id NOT IN held_now", [cutoff]).fetchone()[0]
         return report
 
     def _sweep(self) -> int:
@@ -343,6 +374,10 @@ class RetentionService:
                       UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_officer
                             ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
                             AND a.recorded_at < h.window_to
+                            WHERE h.kind = 'officer' AND h.released_at IS NULL
+                      UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_unattributed
+                            ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
+                            AND a.recorded_at < h.window_to
                             WHERE h.kind = 'officer' AND h.released_at IS NULL""")
 
     def digest(self, days: int, now: datetime | None = None) -> Digest:
@@ -353,7 +388,8 @@ class RetentionService:
         with self.writer.read() as db:
             soft = dict(db.execute(
                 f"SELECT substr(c.retain_until, 1, 10), count(*) FROM clips c WHERE c.state = 'verified' "
-                f"AND c.deleted_at IS NULL AND c.retain_until < ? AND NOT {HELD} GROUP BY 1", [to_iso(end)]).fetchall())
+                f"AND c.deleted_at IS NULL AND c.retain_until < ? AND NOT c.review AND NOT {HELD} GROUP BY 1",
+                [to_iso(end)]).fetchall())
             purge = dict(db.execute(
                 f"SELECT substr(c.deleted_at, 1, 10), count(*) FROM clips c WHERE c.deleted_at IS NOT NULL "
                 f"AND c.purged_at IS NULL AND c.deleted_at < ? AND NOT {HELD} GROUP BY 1",
@@ -362,7 +398,11 @@ class RetentionService:
                               f"AND {HELD}", [to_iso(end)]).fetchone()[0]
             sample = [r[0] for r in db.execute(
                 f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
-                f"AND c.retain_until < ? AND NOT {HELD} ORDER BY c.retain_until LIMIT 100", [to_iso(end)])]
+                f"AND c.retain_until < ? AND NOT c.review AND NOT {HELD} ORDER BY c.retain_until LIMIT 100",
+                [to_iso(end)])]
+            reviews = db.execute(f"SELECT count(*) FROM clips c INDEXED BY clips_review_due WHERE c.review "
+                                 f"AND c.deleted_at IS NULL AND c.retain_until < ? AND c.state = 'verified' "
+                                 f"AND NOT {HELD}", [to_iso(end)]).fetchone()[0]
         rows = []
         for offset in range(days + 1):
             day = (now + timedelta(days=offset)).date().isoformat()
@@ -371,7 +411,7 @@ class RetentionService:
             purge_day = (now + timedelta(days=offset - rules.recovery_days)).date().isoformat()
             purge_n = sum(n for d, n in purge.items() if (d <= purge_day if offset == 0 else d == purge_day))
             rows.append(DigestDay(day=day, soft_deletes=soft_n, purges=purge_n))
-        return Digest(days=rows, held_back=held, sample=sample)
+        return Digest(days=rows, held_back=held, sample=sample, reviews_due=reviews)
 
     # -- one clip ----------------------------------------------------------------------------
 
@@ -380,14 +420,11 @@ class RetentionService:
             return self._clip(db, clip_id)
 
     def _clip(self, db, clip_id: str) -> ClipRetention:
-        row = db.execute("SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at FROM clips "
-                         "WHERE clip_id = ? AND state = 'verified'", [clip_id]).fetchone()
+        row = db.execute("SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
+                         "FROM clips WHERE clip_id = ? AND state = 'verified'", [clip_id]).fetchone()
         if row is None:
             raise NotFound(f"no verified clip {clip_id}")
-        return ClipRetention(clip_id=row[0], recorded_at=from_iso(row[1]), categories=json.loads(row[2]),
-                             retain_until=from_iso(row[3]) if row[3] else None, held_by=self._holds_on(db, clip_id),
-                             deleted_at=from_iso(row[4]) if row[4] else None,
-                             purged_at=from_iso(row[5]) if row[5] else None)
+        return _retention(row, self._holds_on(db, clip_id))
 
     @staticmethod
     def _holds_on(db, clip_id: str) -> list[int]:
@@ -396,7 +433,8 @@ class RetentionService:
                    (h.kind = 'clip' AND h.clip_id = :clip)
                    OR (h.kind = 'case' AND h.case_ref IN (SELECT case_ref FROM case_clips WHERE clip_id = :clip))
                    OR (h.kind = 'officer' AND EXISTS (
-                       SELECT 1 FROM attributions a WHERE a.clip_id = :clip AND a.officer_id = h.officer_id
+                       SELECT 1 FROM attributions a WHERE a.clip_id = :clip
+                       AND (a.officer_id = h.officer_id OR a.officer_id IS NULL)
                        AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)))""",
             {"clip": clip_id}))
 
@@ -413,16 +451,16 @@ class RetentionService:
             if before.purged_at is not None:
                 raise Gone(f"clip {clip_id} was purged on {to_iso(before.purged_at)}")
             names = sorted(set(request.categories))
-            until = retain_until(rules, before.recorded_at, names)
+            until, review = assessment(rules, before.recorded_at, names)
             if before.retain_until is not None and until < before.retain_until and not request.confirm:
                 raise Conflict(f"these categories keep clip {clip_id} until {to_iso(until)}, not "
                                f"{to_iso(before.retain_until)}" + (": it would be deleted at the next run"
                                                                      if until <= now else "")
                                + "; send confirm: true to shorten its retention")
             restore = before.deleted_at is not None and until > now
-            db.execute("UPDATE clips SET categories = ?, retain_until = ?, categorised_at = ?, kept_until = NULL"
-                       + (", deleted_at = NULL" if restore else "") + " WHERE clip_id = ?",
-                       [json.dumps(names), to_iso(until), to_iso(now), clip_id])
+            db.execute("UPDATE clips SET categories = ?, retain_until = ?, review = ?, categorised_at = ?, "
+                       "kept_until = NULL" + (", deleted_at = NULL" if restore else "") + " WHERE clip_id = ?",
+                       [json.dumps(names), to_iso(until), review, to_iso(now), clip_id])
             audit.record(db, actor=actor, action="categorise", object_type="clip", object_id=clip_id,
                          detail=f"{', '.join(before.categories) or 'none'} → {', '.join(names) or 'none'} "
                                 f"(kept until {to_iso(until)}): {request.reason}")
@@ -447,6 +485,55 @@ class RetentionService:
                        [to_iso(until), to_iso(until), clip_id])
             audit.record(db, actor=actor, action="restore", object_type="clip", object_id=clip_id,
                          detail=f"kept until {to_iso(until)}: {request.reason}")
+            return self._clip(db, clip_id)
+
+    # -- MoPI review -------------------------------------------------------------------------
+
+    def reviews(self, limit: int, after: tuple[str, str] | None = None,
+                now: datetime | None = None) -> list[ClipRetention]:
+        """Clips whose reviewed period has ended, waiting for a decision; longest waiting first.
+        Held ones are listed too (a reviewer may retain them; disposal waits for the release)."""
+        self.assess()
+        with self.writer.read() as db:
+            rows = db.execute(
+                "SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
+                "FROM clips INDEXED BY clips_review_due WHERE review AND deleted_at IS NULL AND state = 'verified' "
+                "AND retain_until <= ?" + (" AND (retain_until, clip_id) > (?, ?)" if after else "")
+                + " ORDER BY retain_until, clip_id LIMIT ?",
+                [to_iso(now or utc_now()), *(after or ()), limit]).fetchall()
+            return [_retention(r, self._holds_on(db, r[0])) for r in rows]
+
+    def review(self, clip_id: str, request: ReviewRequest, actor: str,
+               now: datetime | None = None) -> ClipRetention:
+        """Record a reviewer's decision: retain for another period, or dispose (a soft delete,
+        recoverable for ``recovery_days`` like any other). Only for a clip that is due."""
+        now = now or utc_now()
+        with self.writer.write() as db:
+            clip = self._clip(db, clip_id)
+            if clip.deleted_at is not None or clip.purged_at is not None:
+                raise Gone(f"clip {clip_id} is deleted")
+            if not clip.review or clip.retain_until is None or clip.retain_until > now:
+                raise Conflict(f"clip {clip_id} is not due for review"
+                               + (f" until {to_iso(clip.retain_until)}" if clip.review and clip.retain_until else ""))
+            if request.decision == "retain":
+                until = request.retain_until or review_extension(self._rules_in(db), now, clip.categories)
+                if until <= now:
+                    raise BadRequest("retain_until must be in the future")
+                db.execute("UPDATE clips SET retain_until = ?, kept_until = ? WHERE clip_id = ?",
+                           [to_iso(until), to_iso(until), clip_id])
+                audit.record(db, actor=actor, action="review", object_type="clip", object_id=clip_id,
+                             detail=f"retained until {to_iso(until)}: {request.reason}")
+            else:
+                if request.retain_until is not None:
+                    raise BadRequest("retain_until goes with decision 'retain' only")
+                if clip.held_by:
+                    raise Conflict(f"clip {clip_id} is held by hold {', '.join(map(str, clip.held_by))}: "
+                                   "it cannot be disposed of until released")
+                db.execute("UPDATE clips SET deleted_at = ? WHERE clip_id = ?", [to_iso(now), clip_id])
+                audit.record(db, actor=actor, action="review", object_type="clip", object_id=clip_id,
+                             detail=f"disposed of: {request.reason}")
+                audit.record(db, actor=actor, action="soft-delete", object_type="clip", object_id=clip_id,
+                             detail="disposed of at review")
             return self._clip(db, clip_id)
 
     # -- holds -------------------------------------------------------------------------------
@@ -564,26 +651,58 @@ class RetentionService:
             return [r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ? ORDER BY clip_id",
                                              [case_ref])]
         return [r[0] for r in db.execute(
-            "SELECT clip_id FROM attributions WHERE officer_id = ? AND recorded_at >= ? AND recorded_at < ? "
-            "ORDER BY recorded_at", [officer, start, end])]
+            "SELECT clip_id FROM attributions WHERE (officer_id = ? OR officer_id IS NULL) AND recorded_at >= ? "
+            "AND recorded_at < ? ORDER BY recorded_at", [officer, start, end])]
 
     def _tell_stations(self, db, clip_ids: list[str]) -> None:
-        """Each clip's held state now, to the borough of the station that uploaded it."""
-        for start in range(0, len(clip_ids), 500):
-            chunk = clip_ids[start:start + 500]
-            rows = db.execute(
-                f"""SELECT c.clip_id, s.borough, {HELD} FROM clips c
-                    LEFT JOIN stations s ON s.station_id = c.station_id
-                    WHERE c.clip_id IN ({','.join('?' * len(chunk))})""", chunk).fetchall()
-            for clip_id, borough, held in rows:
-                borough = borough or self._configured_borough(db, clip_id)
-                if borough:
-                    self.changes.emit(db, ClipHold(clip_id=clip_id, held=bool(held)), borough)
+        announce_holds(db, self.changes, clip_ids)
 
-    def _configured_borough(self, db, clip_id: str) -> str | None:
-        row = db.execute("SELECT station_id FROM clips WHERE clip_id = ?", [clip_id]).fetchone()
-        entry = self.settings.stations.get(row[0]) if row and row[0] else None
-        return entry.borough if entry else None
+
+def announce_holds(db, changes, clip_ids: list[str], *, held_only: bool = False) -> None:
+    """Each clip's held state now, down the feed to the borough of the station that has its copy.
+
+    Called wherever a clip can come under a hold or leave one: a hold placed or released, a
+    clip added to a case, and a clip's attribution set or changed (an officer hold placed
+    before the clip reached central covers it from then on). ``held_only``: for clips new to
+    central, whose stations hold nothing yet, only the held ones are worth a message. A station
+    central has not heard from yet has the borough its config entry gives."""
+    for start in range(0, len(clip_ids), 500):
+        chunk = clip_ids[start:start + 500]
+        rows = db.execute(
+            f"""SELECT c.clip_id, COALESCE(cl.station_id, a.station_id), s.borough, {HELD}
+                FROM (SELECT value AS clip_id FROM json_each(?)) c
+                LEFT JOIN clips cl ON cl.clip_id = c.clip_id
+                LEFT JOIN attributions a ON a.clip_id = c.clip_id
+                LEFT JOIN stations s ON s.station_id = COALESCE(cl.station_id, a.station_id)""",
+            [json.dumps(chunk)]).fetchall()
+        for clip_id, station_id, borough, held in rows:
+            entry = changes.settings.stations.get(station_id) if station_id else None
+            borough = borough or (entry.borough if entry else None)
+            if borough and (held or not held_only):
+                changes.emit(db, ClipHold(clip_id=clip_id, held=bool(held)), borough)
+
+
+def announce_reattributed(db, changes, clip_ids: list[str]) -> None:
+    """After clips' attribution changed: an officer hold may now cover them or no longer.
+
+    Only clips recorded inside some active officer hold's window can have changed state, so
+    only those are announced (a docking re-attributes a few clips; most are in no window)."""
+    if changes is None or not clip_ids:
+        return
+    in_windows = [r[0] for r in db.execute(
+        """SELECT a.clip_id FROM attributions a WHERE a.clip_id IN (SELECT value FROM json_each(?))
+           AND EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'officer' AND h.released_at IS NULL
+                       AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)""",
+        [json.dumps(clip_ids)])]
+    announce_holds(db, changes, in_windows)
+
+
+def _retention(row, held_by: list[int]) -> ClipRetention:
+    """(clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review) → ClipRetention."""
+    return ClipRetention(clip_id=row[0], recorded_at=from_iso(row[1]), categories=json.loads(row[2]),
+                         retain_until=from_iso(row[3]) if row[3] else None, held_by=held_by,
+                         deleted_at=from_iso(row[4]) if row[4] else None,
+                         purged_at=from_iso(row[5]) if row[5] else None, review=bool(row[6]))
 
 
 def held_clips_of_borough(db, borough: str, settings: CentralSettings) -> list[str]:
@@ -650,6 +769,23 @@ class RetentionController(Controller):
     async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                       data: JSONBody[RestoreRequest]) -> ClipRetention:
         return await anyio.to_thread.run_sync(request.app.state.retention.restore, clip_id, data, principal.name)
+
+    @get("/retention/reviews", summary="Clips past a reviewed (MoPI) retention period, waiting for a decision",
+         guards=[user_with("admin")])
+    async def reviews(self, request: Request, principal: Caller,
+                      limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+                      cursor: Annotated[str | None, QueryParameter(max_length=200,
+                                                                   description=CURSOR_HELP)] = None,
+                      ) -> Response[list[ClipRetention]]:
+        after = decode_time_cursor(cursor) if cursor else None
+        rows = await anyio.to_thread.run_sync(request.app.state.retention.reviews, limit + 1, after)
+        return page_response(rows, limit, lambda c: (to_iso(c.retain_until), c.clip_id))
+
+    @post("/clips/{clip_id:str}/review", status_code=200, guards=[user_with("admin")],
+          summary="A reviewer's decision on a clip due for review: retain for another period, or dispose")
+    async def review(self, request: Request, principal: Caller, clip_id: ClipIdPath,
+                     data: JSONBody[ReviewRequest]) -> ClipRetention:
+        return await anyio.to_thread.run_sync(request.app.state.retention.review, clip_id, data, principal.name)
 
     @get("/retention/digest", summary="Deletions due in the next days, for admins", guards=[user_with("admin")])
     async def digest(self, request: Request, principal: Caller,

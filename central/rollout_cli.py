@@ -18,6 +18,7 @@ import msgspec
 from fleet import csvio
 from fleet.config import CentralSettings, load_settings
 from fleet.errors import ConfigError, FleetError
+from central.cli import central_service
 
 DEFAULT_BOROUGHS = Path("config/boroughs.toml")
 DEFAULT_SCENARIO = Path("config/rollout.toml")
@@ -168,20 +169,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _service(config: str):
-    """Central's store and its roll-out service (the one way CLI commands open central: central.cli)."""
-    from central.cli import _services
-
-    store, services = _services(config)
-    return store, services["rollout"]
-
-
 def cmd_allocate(args: argparse.Namespace) -> int:
     from central.rollout import ProposalItem, ProposeRequest
     from central.rollout_tables import print_proposal
 
-    store, service = _service(args.config)
-    try:
+    with central_service(args.config, "rollout") as service:
         actor = "cli:" + getpass.getuser()
         if args.from_csv:
             if args.borough or args.week or args.count:
@@ -194,8 +186,6 @@ def cmd_allocate(args: argparse.Namespace) -> int:
         else:
             request = ProposeRequest(boroughs=args.borough, week=args.week, count=args.count)
             proposal = service.propose(request, actor)
-    finally:
-        store.close()
     if not _emit(proposal, args, proposal.items, ProposalItem):
         print_proposal(proposal)
         print(f"review it (fleet rollout show {proposal.id} --csv), then: fleet rollout commit {proposal.id} "
@@ -207,23 +197,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     from central.rollout import ProposalItem
     from central.rollout_tables import print_proposal
 
-    store, service = _service(args.config)
-    try:
+    with central_service(args.config, "rollout") as service:
         proposal = service.proposal(args.proposal)
-    finally:
-        store.close()
     if not _emit(proposal, args, proposal.items, ProposalItem):
         print_proposal(proposal, items=True)
     return 0
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    store, service = _service(args.config)
-    try:
+    with central_service(args.config, "rollout") as service:
         actor = "cli:" + getpass.getuser()
         proposal = (service.commit if args.decision == "commit" else service.discard)(args.proposal, actor)
-    finally:
-        store.close()
     if not _emit(proposal, args):
         cameras = len(proposal.items)
         done = "committed" if args.decision == "commit" else "discarded"
@@ -236,11 +220,8 @@ def cmd_progress(args: argparse.Namespace) -> int:
     from central.rollout import ProgressRow
     from central.rollout_tables import print_progress
 
-    store, service = _service(args.config)
-    try:
+    with central_service(args.config, "rollout") as service:
         progress = service.progress(args.borough)
-    finally:
-        store.close()
     if not _emit(progress, args, progress.rows, ProgressRow):
         print_progress(progress, args.borough or "all")
     return 0

@@ -319,6 +319,13 @@ MIGRATIONS = [
     ALTER TABLE clips ADD COLUMN kept_until TEXT;
     ALTER TABLE clips ADD COLUMN categorised_at TEXT;
     """,
+    # v10: MoPI review: a clip whose deciding category is reviewed waits for a reviewer when its
+    # period ends instead of being deleted. Clips with categories are assessed again to set it.
+    """
+    ALTER TABLE clips ADD COLUMN review INTEGER NOT NULL DEFAULT 0;
+    UPDATE clips SET retain_until = NULL WHERE categories != '[]' AND deleted_at IS NULL;
+    CREATE INDEX clips_review_due ON clips (retain_until) WHERE review AND deleted_at IS NULL;
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

@@ -87,6 +87,17 @@ class RetentionSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """The daily retention job (soft deletes, then purges) runs at this hour, UTC."""
 
 
+class AuditSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[audit]`` in central's file: where the audit chain's anchors are published."""
+
+    anchors_file: str | None = None
+    """Append-only file the chain's anchors and head are published to (one JSON line each).
+    Put it where whoever could rewrite central's database cannot (another host's mount,
+    write-once storage). Default: ``audit-anchors.jsonl`` in the data directory."""
+    publish_minutes: PositiveFloat = 60.0
+    """How often new anchors and the head are published."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -106,6 +117,11 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     fleet: FleetSettings = msgspec.field(default_factory=FleetSettings)
     rollout: RolloutFiles = msgspec.field(default_factory=RolloutFiles)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
+    audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+
+    @property
+    def anchors_file(self) -> Path:
+        return Path(self.audit.anchors_file or Path(self.data_dir) / "audit-anchors.jsonl")
 
 
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -223,6 +239,8 @@ def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str
                 setattr(settings.rollout, key, _resolve_path(base, getattr(settings.rollout, key)))
         if settings.retention.rules is not None:
             settings.retention.rules = _resolve_path(base, settings.retention.rules)
+        if settings.audit.anchors_file is not None:
+            settings.audit.anchors_file = _resolve_path(base, settings.audit.anchors_file)
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:

@@ -89,21 +89,31 @@ def period_end(rules: RetentionRules, category: str | None, recorded_at: datetim
 
 
 def retain_until(rules: RetentionRules, recorded_at: datetime, categories: Iterable[str]) -> datetime:
-    """The end of retention: the longest of the clip's categories, or the default when it has none.
+    """The end of retention: the longest of the clip's categories, or the default when it has none."""
+    return assessment(rules, recorded_at, categories)[0]
 
-    A category the rules do not know (renamed, removed) keeps the clip for the longest period
-    the rules know, so a configuration mistake never deletes footage early."""
+
+def assessment(rules: RetentionRules, recorded_at: datetime, categories: Iterable[str]) -> tuple[datetime, bool]:
+    """(end of retention, whether that end calls for a review rather than deletion).
+
+    The longest category decides; if any category reaching that end is reviewed (MoPI), the
+    clip is put before a reviewer when its period ends, never deleted unseen. A category the
+    rules do not know (renamed, removed) keeps the clip for the longest period the rules know,
+    with review, so a configuration mistake never deletes footage early."""
     names = list(categories)
     if not names:
-        return period_end(rules, None, recorded_at)
-    ends = []
-    for name in names:
-        if name in rules.categories:
-            ends.append(period_end(rules, name, recorded_at))
-        else:
-            ends.append(max([period_end(rules, c, recorded_at) for c in rules.categories]
-                            + [period_end(rules, None, recorded_at)]))
-    return max(ends)
+        return period_end(rules, None, recorded_at), False
+    longest = max([period_end(rules, c, recorded_at) for c in rules.categories]
+                  + [period_end(rules, None, recorded_at)])
+    ends = [(period_end(rules, name, recorded_at), rules.categories[name].review) if name in rules.categories
+            else (longest, True) for name in names]
+    end = max(e for e, _ in ends)
+    return end, any(review for e, review in ends if e == end)
+
+
+def review_extension(rules: RetentionRules, reviewed_at: datetime, categories: Iterable[str]) -> datetime:
+    """A reviewer's "retain": the clip is kept for its categories' period again, counted from the review."""
+    return assessment(rules, reviewed_at, categories)[0]
 
 
 def shortened(old: RetentionRules, new: RetentionRules) -> list[str]:
@@ -116,6 +126,8 @@ def shortened(old: RetentionRules, new: RetentionRules) -> list[str]:
     for name in old.categories:
         if name not in new.categories or any(period_end(new, name, p) < period_end(old, name, p) for p in probes):
             changed.append(name)
+        elif old.categories[name].review and not new.categories[name].review:
+            changed.append(f"{name} (review)")  # deleted unseen where a reviewer decided before
     if any(period_end(new, new.evidential_category if new.evidential_category in new.categories else None, p)
            < period_end(old, old.evidential_category, p) for p in probes):
         changed.append("evidential_category")

@@ -51,3 +51,35 @@ def test_a_late_checkin_moves_back_the_end_a_later_docking_gave_the_checkout(cli
     assert (owner(client, during.clip_id), owner(client, after.clip_id)) == ("PC1", None)
     trail = client.get("/api/v1/devices/A", headers=ADMIN).json()["audit"]
     assert [(t["action"], t["place"]) for t in trail][:2] == [("check-in", "camden"), ("check-out", "camden")]
+
+
+def _holds_in_feed(client, borough="Camden"):
+    return [(c.item.clip_id, c.item.held) for c in client.app.state.changes.page(borough, 0).changes
+            if c.item.__struct_config__.tag == "clip_hold"]
+
+
+def test_a_clip_that_reaches_central_after_an_officer_hold_is_held_at_its_station_too(client):
+    """The complaint came first; the officer's camera docked afterwards."""
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
+    hold = client.post("/api/v1/holds", headers=ADMIN, json={
+        "kind": "officer", "officer_id": "PC1", "window_from": at(0).isoformat(), "window_to": at(4).isoformat(),
+        "reason": "complaint"})
+    assert hold.status_code == 201
+    inside, outside = ingested("A", 2), ingested("A", 6)
+    post(client, CAMDEN, [docked("A"), out("A", "PC1"), docked("A", 8, clips=2), inside, outside],
+         hours=[0, 1, 8, 8, 8])
+    assert owner(client, inside.clip_id) == "PC1"
+    assert _holds_in_feed(client) == [(inside.clip_id, True)]
+
+
+def test_a_late_checkout_that_moves_a_clip_out_of_an_officer_hold_tells_the_station(client):
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
+    client.post("/api/v1/holds", headers=ADMIN, json={
+        "kind": "officer", "officer_id": "PC1", "window_from": at(0).isoformat(), "window_to": at(4).isoformat(),
+        "reason": "complaint"})
+    clip = ingested("A", 2)
+    post(client, CAMDEN, [docked("A", 3, clips=1), clip], hours=[3, 3])
+    assert owner(client, clip.clip_id) is None and _holds_in_feed(client) == [(clip.clip_id, True)]  # maybe PC1's
+    post(client, CAMDEN, [out("A", "PC7")], first_seq=3, hours=[1])  # reported late: it was PC7's
+    assert owner(client, clip.clip_id) == "PC7"
+    assert _holds_in_feed(client) == [(clip.clip_id, True), (clip.clip_id, False)]

@@ -115,3 +115,97 @@ def test_cutting_the_tail_past_an_anchor_is_detected(tmp_path):
     report = verify(store)
     assert not report.intact and "anchor" in report.reason
     store.close()
+
+
+def _rewrite_whole_chain(store, record_id: int, detail: str) -> None:
+    """What someone with the database in hand could do: edit a record and recompute every hash,
+    the anchors and the head, so the database alone verifies."""
+    with store.writer.write() as db:
+        db.execute("UPDATE audit SET detail = ? WHERE id = ?", [detail, record_id])
+        prev = audit.GENESIS
+        for row in db.execute(f"SELECT {audit.COLUMNS} FROM audit ORDER BY id").fetchall():
+            computed = audit.record_hash(tuple(row), prev)
+            db.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", [prev, computed, row[0]])
+            db.execute("UPDATE audit_anchors SET hash = ? WHERE audit_id = ?", [computed, row[0]])
+            prev = computed
+        db.execute("UPDATE audit_head SET last_hash = ?", [prev])
+
+
+def test_published_anchors_catch_a_rewritten_chain(store, tmp_path):
+    anchors = tmp_path / "elsewhere" / "anchors.jsonl"
+    with store.writer.read() as db:
+        assert audit.publish(db, anchors) == 1  # the head (15 records: no anchor yet)
+        assert audit.publish(db, anchors) == 0  # nothing new: nothing twice
+    _rewrite_whole_chain(store, 3, "to PC99")
+    assert verify(store).intact  # the database alone cannot tell
+    with store.writer.read() as db:
+        report = audit.verify(db, audit.read_published(anchors))
+    assert not report.intact and report.first_broken == 15 and "published" in report.reason
+
+
+def test_published_head_catches_a_cut_tail(store, tmp_path):
+    anchors = tmp_path / "anchors.jsonl"
+    with store.writer.read() as db:
+        audit.publish(db, anchors)
+    with store.writer.write() as db:
+        db.execute("DELETE FROM audit WHERE id > 12")
+        last = db.execute("SELECT hash FROM audit WHERE id = 12").fetchone()[0]
+        db.execute("UPDATE audit_head SET last_id = 12, last_hash = ?", [last])
+    assert verify(store).intact
+    with store.writer.read() as db:
+        report = audit.verify(db, audit.read_published(anchors))
+    assert not report.intact and report.first_broken == 13 and "gone" in report.reason
+
+
+def test_publishing_appends_anchors_and_survives_a_torn_line(tmp_path):
+    store = CentralStore(tmp_path / "c")
+    anchors = tmp_path / "anchors.jsonl"
+    try:
+        with store.writer.write() as db:
+            audit.record_many(db, [dict(actor="a", action="x", object_type="clip", object_id=str(i))
+                                   for i in range(2 * audit.ANCHOR_EVERY + 3)])
+        with store.writer.read() as db:
+            assert audit.publish(db, anchors) == 3  # two anchors and the head
+        with open(anchors, "ab") as f:
+            f.write(b'{"audit_id": 99')  # a crash in the middle of the next append
+        assert [a.audit_id for a in audit.read_published(anchors)] == [1000, 2000, 2003]
+        with store.writer.write() as db:
+            audit.record(db, actor="a", action="x", object_type="clip", object_id="late")
+        with store.writer.read() as db:
+            assert audit.publish(db, anchors) == 1
+            published = audit.read_published(anchors)
+            assert [(a.audit_id, a.head) for a in published] == [(1000, False), (2000, False), (2003, True),
+                                                                 (2004, True)]
+            assert audit.verify(db, published).intact
+        assert anchors.read_bytes().endswith(b"\n") and b'"audit_id": 99' not in anchors.read_bytes()
+    finally:
+        store.close()
+
+
+def test_fleet_audit_publish_and_verify_against_the_published_file(tmp_path, store):
+    config = tmp_path / "central.toml"
+    config.write_text(f'data_dir = "{store.data_dir}"\nadmin_token = "t"\n[audit]\nanchors_file = "pub/a.jsonl"\n')
+    published = run_cli("audit", "publish", "--config", str(config))
+    assert published.returncode == 0 and "1 line(s) appended" in published.stdout
+    assert (tmp_path / "pub" / "a.jsonl").is_file()
+    ok = run_cli("audit", "verify", "--config", str(config))
+    assert ok.returncode == 0 and "matches the 1 anchors published" in ok.stdout
+    _rewrite_whole_chain(store, 2, "forged")
+    broken = run_cli("audit", "verify", "--config", str(config))
+    assert broken.returncode == 1 and "rewritten" in broken.stderr
+    missing = run_cli("audit", "verify", "--anchors", str(tmp_path / "nope"), "--config", str(config))
+    assert missing.returncode != 0 and "no anchors file" in missing.stderr
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    bad = run_cli("audit", "verify", "--anchors", str(tmp_path / "bad.jsonl"), "--config", str(config))
+    assert bad.returncode != 0 and "line 1: not a published anchor" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_central_publishes_its_anchors_on_a_schedule(client, settings):
+    job = client.app.state.scheduler.get_job("publish-anchors")
+    assert job is not None and job.trigger.interval.total_seconds() == settings.audit.publish_minutes * 60
+    client.post("/api/v1/officers/", json=[{"officer_id": "PC1", "borough": "Camden"}],
+                headers={"Authorization": f"Bearer {settings.admin_token}"})
+    job.func()
+    head = audit.read_published(settings.anchors_file)[-1]  # the start-up run published one already
+    with client.app.state.store.writer.read() as db:
+        assert head.head and (head.audit_id, head.hash) == audit._head(db)

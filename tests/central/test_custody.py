@@ -46,3 +46,15 @@ def test_a_deleted_clip_cannot_be_downloaded(client):
         db.execute("UPDATE clips SET deleted_at = '2026-11-01T00:00:00.000000Z' WHERE clip_id = ?", [clip_id])
     response = client.get(f"/api/v1/clips/{clip_id}/content", headers=ADMIN)
     assert response.status_code == 410 and "can restore it" in response.json()["message"]
+
+
+def test_the_page_of_a_clip_its_station_reported_but_not_yet_uploaded(client):
+    from tests.central.conftest import CAMDEN
+    from tests.central.fleetdata import docked, ingested, post
+
+    clip = ingested("BWV-77", 2)
+    post(client, CAMDEN, [docked("BWV-77", 3, clips=1), clip], hours=[3, 3])
+    page = client.get(f"/api/v1/clips/{clip.clip_id}/custody.html", headers=ADMIN)
+    assert page.status_code == 200
+    assert "BWV-77" in page.text and "camden" in page.text and "not yet" in page.text
+    assert "copied from camera BWV-77 at the dock" in page.text

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.errors import ConfigError
-from fleet.retention import categories_of, load_retention, period_end, retain_until, rules_from_dict, shortened
+from fleet.retention import (assessment, categories_of, load_retention, period_end, retain_until, rules_from_dict,
+                             shortened)
 
 RULES = load_retention(Path(__file__).resolve().parents[2] / "config" / "retention.toml")
 NAMES = sorted(RULES.categories)
@@ -52,6 +53,27 @@ def test_shortening_is_detected():
                                                                   "use_of_force": {"days": 400}}})) == ["use_of_force"]
     assert shortened(old, rules_from_dict({**base, "categories": {"evidential": {"years": 6}}})) == ["use_of_force"]
     assert shortened(old, rules_from_dict({**base, "default_days": 90})) == []
+
+
+def test_a_reviewed_category_that_decides_the_end_calls_for_review():
+    rules = rules_from_dict({"categories": {"evidential": {"years": 6, "review": True},
+                                            "stop_and_search": {"years": 1}, "short_review": {"days": 10,
+                                                                                               "review": True}}})
+    recorded = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert assessment(rules, recorded, []) == (recorded + timedelta(days=31), False)
+    assert assessment(rules, recorded, ["stop_and_search"])[1] is False
+    assert assessment(rules, recorded, ["evidential", "stop_and_search"]) == (datetime(2032, 1, 1, tzinfo=timezone.utc),
+                                                                             True)
+    # A reviewed category that is not the longest does not decide: the longer one ends it.
+    assert assessment(rules, recorded, ["short_review", "stop_and_search"])[1] is False
+    assert assessment(rules, recorded, ["renamed_category"])[1] is True  # unknown: longest, reviewed
+
+
+def test_dropping_a_review_counts_as_shortening():
+    base = {"categories": {"evidential": {"years": 6, "review": True}}}
+    assert shortened(rules_from_dict(base), rules_from_dict({"categories": {"evidential": {"years": 6}}})) == \
+        ["evidential (review)"]
+    assert shortened(rules_from_dict({"categories": {"evidential": {"years": 6}}}), rules_from_dict(base)) == []
 
 
 def test_bad_rules_are_one_clear_line():
