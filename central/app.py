@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -20,6 +21,7 @@ from fleet import __version__
 from fleet.config import CentralSettings
 from fleet.protocol import Health
 
+from central import audit
 from central.assignments import AssignmentController, AssignmentService
 from central.auth import TokenRegistry, provide_principal
 from central.blobstore import FilesystemBlobStore
@@ -81,6 +83,8 @@ def create_app(settings: CentralSettings) -> Litestar:
                                   expiry=timedelta(hours=settings.upload_expiry_hours))
         await receiver.recover()
         services = build_services(store, settings, blobs)
+        with store.writer.write() as db:
+            audit.record_config(db, msgspec.to_builtins(settings))
         adopted = services["retention"].adopt_configured()
         if adopted.shortened and not adopted.applied:
             logging.getLogger(__name__).warning(

@@ -284,3 +284,51 @@ def publish_file(db_path: Path, anchors_path: Path) -> int:
         return publish(conn, anchors_path)
     finally:
         conn.close()
+
+
+# -- configuration changes -------------------------------------------------------------------
+
+def _flatten(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        flat = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _without_secrets(config: dict) -> dict[str, object]:
+    """Each setting by dotted name; a secret (``…token``) only as its SHA-256, so a change is seen
+    but never stored."""
+    flat = _flatten(config)
+    return {key: ("sha256:" + hashlib.sha256(str(v).encode()).hexdigest()
+                  if key.rsplit(".", 1)[-1].endswith("token") and v is not None else v)
+            for key, v in flat.items()}
+
+
+def record_config(db, config: dict, actor: str = "central:start-up") -> list[str]:
+    """At start-up: audit what changed in central's configuration since it last started.
+
+    Returns the dotted names of the settings that changed (all of them on a first start)."""
+    now = _without_secrets(config)
+    row = db.execute("SELECT config FROM config_seen WHERE one = 1").fetchone()
+    before = msgspec.json.decode(row[0]) if row else {}
+    changed = sorted(k for k in now.keys() | before.keys() if now.get(k, "<unset>") != before.get(k, "<unset>"))
+    if not changed:
+        return []
+    detail = ("first start with this configuration" if not row else
+              "; ".join(f"{k}: {_shown(k, before.get(k))} → {_shown(k, now.get(k))}" for k in changed[:50])
+              + (f"; and {len(changed) - 50} more" if len(changed) > 50 else ""))
+    record(db, actor=actor, action="config-change", object_type="config", object_id="central", detail=detail)
+    db.execute("INSERT INTO config_seen (one, config, seen_at) VALUES (1, ?, ?) ON CONFLICT (one) DO UPDATE SET "
+               "config = excluded.config, seen_at = excluded.seen_at",
+               [msgspec.json.encode(now).decode(), to_iso(utc_now())])
+    return changed
+
+
+def _shown(key: str, value) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, str) and value.startswith("sha256:"):
+        return "(secret)"
+    return _encode(value).decode()

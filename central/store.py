@@ -326,6 +326,14 @@ MIGRATIONS = [
     UPDATE clips SET retain_until = NULL WHERE categories != '[]' AND deleted_at IS NULL;
     CREATE INDEX clips_review_due ON clips (retain_until) WHERE review AND deleted_at IS NULL;
     """,
+    # v11: the configuration central last started with (secrets as hashes), to audit changes.
+    """
+    CREATE TABLE config_seen (
+        one             INTEGER PRIMARY KEY CHECK (one = 1),
+        config          TEXT NOT NULL,
+        seen_at         TEXT NOT NULL
+    );
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from central import audit
@@ -209,3 +210,33 @@ def test_central_publishes_its_anchors_on_a_schedule(client, settings):
     head = audit.read_published(settings.anchors_file)[-1]  # the start-up run published one already
     with client.app.state.store.writer.read() as db:
         assert head.head and (head.audit_id, head.hash) == audit._head(db)
+
+
+def test_configuration_changes_are_audited_at_start_up_without_their_secrets(tmp_path):
+    from fleet.config import CentralSettings, settings_from_dict
+
+    def start(**extra):
+        settings = settings_from_dict({"data_dir": str(tmp_path / "c"), "admin_token": "first-secret",
+                                       "stations": {"camden": {"borough": "Camden", "token": "c"}}, **extra},
+                                      CentralSettings)
+        store = CentralStore(settings.data_dir)
+        try:
+            with store.writer.write() as db:
+                changed = audit.record_config(db, msgspec.to_builtins(settings))
+            with store.writer.read() as db:
+                return changed, audit.records_for(db, "config", "central")
+        finally:
+            store.close()
+
+    changed, trail = start()
+    assert "fleet.shift_hours" in changed and trail[0].detail == "first start with this configuration"
+    assert start() == ([], trail)  # the same again: nothing to record
+    changed, trail = start(admin_token="second-secret", fleet={"shift_hours": 12})
+    assert changed == ["admin_token", "fleet.shift_hours"] and len(trail) == 2
+    assert trail[0].detail == "admin_token: (secret) → (secret); fleet.shift_hours: 10.0 → 12.0"
+    store = CentralStore(tmp_path / "c")
+    try:
+        with store.writer.read() as db:
+            assert "secret" not in db.execute("SELECT config FROM config_seen").fetchone()[0]
+    finally:
+        store.close()
