@@ -41,6 +41,7 @@ from central.receiver import UploadReceiver
 from central.stations import StationController, StationService
 from central.store import CentralStore
 from central.uploads import UploadController
+from central.users import UserService
 
 
 @get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"])
@@ -66,6 +67,7 @@ def build_services(store: CentralStore, settings: CentralSettings, blobs=None) -
         "assignments": AssignmentService(store.writer, changes),
         "health": FleetHealth(store.writer, settings, stations, changes),
         "rollout": RolloutService(store.writer, changes, settings),
+        "users": UserService(store.writer),
         "retention": RetentionService(store.writer, changes,
                                       blobs or FilesystemBlobStore(Path(settings.data_dir) / "blobs"), settings),
     }
@@ -96,6 +98,7 @@ def create_app(settings: CentralSettings) -> Litestar:
         projection = ProjectionWorker(services["events"])
         projection.start()
         scheduler = build_scheduler(settings, receiver, services["health"], services["retention"])
+        app.state.tokens.users = services["users"]
         app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler, **services)
         scheduler.start()
         try:

@@ -1,8 +1,11 @@
-"""Who is calling: bearer tokens resolved to principals.
+"""Who is calling: bearer tokens and browser sessions resolved to principals.
 
 Central keeps only SHA-256 hashes of tokens (tokens are long random strings, so a fast
 hash is enough) and compares them in constant time. A station may only touch its own
-uploads; the admin token is a user with every role.
+uploads; the admin token is a user with every role; users' API tokens and sessions come
+from ``central.users``. A request authenticated by its session cookie that changes
+something must carry the session's CSRF token (``X-CSRF-Token``, or the form field
+``csrf_token`` that dashboard forms post and their handlers check).
 """
 
 from __future__ import annotations
@@ -12,12 +15,17 @@ import hmac
 from dataclasses import dataclass
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 
 from fleet.config import CentralSettings, token_sha256
 from fleet.errors import Forbidden, Unauthorized
+from central.users import TOKEN_PREFIX
 
 ALL_ROLES = frozenset({"admin"})
+SESSION_COOKIE = "bwv_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -27,15 +35,29 @@ class Principal:
     roles: frozenset[str] = frozenset()
     borough: str | None = None
     """A station's borough: the only fleet data it may read."""
+    acts_for: str | None = None
+    """A supervisor's borough: the only one they may act on (None: force-wide)."""
+    csrf: str | None = None
+    """Set when the caller came with a session cookie: its CSRF token."""
 
     @property
     def is_station(self) -> bool:
         return self.station_id is not None
 
     def require_user(self, role: str = "admin") -> None:
-        """Clip reads are for people with the right role, never for station tokens."""
-        if self.is_station or (role not in self.roles and "admin" not in self.roles):
+        """People with the role (admin has every role; every user is a viewer), never station tokens."""
+        if self.is_station or not self.roles or (role not in self.roles and "admin" not in self.roles
+                                                 and role != "viewer"):
             raise Forbidden(f"{self.name} may not do this (needs role {role!r})")
+
+    def require_acts_for(self, borough: str | None) -> None:
+        """A supervisor with a borough acts only on that borough's cameras, officers and clips."""
+        if self.acts_for is not None and borough != self.acts_for:
+            raise Forbidden(f"{self.name} acts for {self.acts_for} only, not {borough or 'a clip of no borough'}")
+
+    @property
+    def sees_footage(self) -> bool:
+        return not self.is_station and bool(self.roles & {"admin", "supervisor"})
 
     def require_borough(self, borough: str | None, role: str = "viewer") -> None:
         """Fleet data: a station sees its own borough's; a user needs the role."""
@@ -54,7 +76,9 @@ class Principal:
 class TokenRegistry:
     """Maps token hashes to principals, built once from the settings."""
 
-    def __init__(self, settings: CentralSettings) -> None:
+    def __init__(self, settings: CentralSettings, users=None) -> None:
+        self.users = users
+        """``central.users.UserService``: users' API tokens and sessions."""
         self._entries: list[tuple[bytes, Principal]] = [
             (bytes.fromhex(token_sha256(settings, "admin_token")), Principal("admin", roles=ALL_ROLES)),
         ]
@@ -73,14 +97,54 @@ class TokenRegistry:
         for known, principal in self._entries:  # compare against every entry: no early exit to time
             if hmac.compare_digest(known, digest):
                 found = principal
+        if found is None and self.users is not None and token.strip().startswith(TOKEN_PREFIX):
+            user = self.users.user_for_token(token.strip())
+            found = user_principal(user) if user else None
         if found is None:
             raise Unauthorized("unknown token", headers={"WWW-Authenticate": "Bearer"})
         return found
 
+    def from_session(self, cookie: str | None) -> Principal | None:
+        session = self.users.session(cookie) if cookie and self.users is not None else None
+        return user_principal(session.user, session.csrf) if session else None
+
+
+def user_principal(user, csrf: str | None = None) -> Principal:
+    return Principal(user.name, roles=frozenset({user.role}), acts_for=user.borough, csrf=csrf)
+
+
+def principal_of(connection: ASGIConnection) -> Principal:
+    """Who is calling, resolved once per request: a bearer token, else a session cookie.
+
+    A cookie-authenticated request that changes something needs the session's CSRF token in
+    ``X-CSRF-Token``, unless its handler is a dashboard form (``opt form_csrf``) that checks
+    the posted ``csrf_token`` field itself."""
+    cached = connection.scope.get("bwv_principal")
+    if cached is not None:
+        return cached
+    tokens = connection.app.state.tokens
+    authorization = connection.headers.get("authorization")
+    principal = None
+    if authorization is None:
+        principal = tokens.from_session(connection.cookies.get(SESSION_COOKIE))
+        if principal is not None and connection.scope.get("method", "GET") not in SAFE_METHODS \
+                and not connection.route_handler.opt.get("form_csrf"):
+            check_csrf(principal, connection.headers.get(CSRF_HEADER))
+    if principal is None:
+        principal = tokens.resolve(authorization)
+    connection.scope["bwv_principal"] = principal
+    return principal
+
+
+def check_csrf(principal: Principal, sent: str | None) -> None:
+    if principal.csrf is not None and not hmac.compare_digest((sent or "").encode(), principal.csrf.encode()):
+        raise Forbidden("this form is out of date or came from another site (CSRF token missing or wrong): "
+                        "reload the page and try again")
+
 
 async def provide_principal(request: Request) -> Principal:
     """Litestar dependency: every route but /healthz takes ``principal``."""
-    return request.app.state.tokens.resolve(request.headers.get("authorization"))
+    return principal_of(request)
 
 
 def user_with(role: str):
@@ -88,7 +152,7 @@ def user_with(role: str):
     so a caller without the right is told 403 whatever it sent."""
 
     def guard(connection, _handler) -> None:
-        connection.app.state.tokens.resolve(connection.headers.get("authorization")).require_user(role)
+        principal_of(connection).require_user(role)
 
     return guard
 

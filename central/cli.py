@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from fleet.config import CentralSettings, load_settings
 from fleet.errors import FleetError
 from fleet.logs import configure_logging
+from central.users import ROLES
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -38,6 +39,54 @@ def register(groups: argparse._SubParsersAction) -> None:
     dump.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     dump.set_defaults(handler=cmd_officers_export)
 
+
+    users = commands.add_parser("add-user", help="add a user with a role (password asked, or --password-stdin)",
+                                description="Add a person who uses central's dashboard or API. Roles: admin, "
+                                            "fleet_manager (devices, stations), planner (roll-out), supervisor "
+                                            "(assignments, unattributed clips, holds, footage; --borough limits "
+                                            "them to one), auditor (audit trail, read only), viewer (read only).")
+    users.add_argument("name", metavar="NAME", help="the user name (lower case, e.g. j.smith)")
+    users.add_argument("--role", required=True, choices=ROLES)
+    users.add_argument("--borough", help="a supervisor's borough (default: force-wide)")
+    users.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    users.add_argument("--no-password", action="store_true", help="no password: API tokens only")
+    users.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    users.set_defaults(handler=cmd_add_user)
+    password = commands.add_parser("set-password", help="set a user's password (ends their sessions)",
+                                   description="Set a user's password; every session they have ends.")
+    password.add_argument("name", metavar="NAME")
+    password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    password.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    password.set_defaults(handler=cmd_set_password)
+    disable = commands.add_parser("disable-user", help="disable a user: tokens revoked, sessions ended",
+                                  description="A disabled user can no longer log in or use a token.")
+    disable.add_argument("name", metavar="NAME")
+    disable.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    disable.set_defaults(handler=cmd_disable_user)
+    listing = commands.add_parser("users", help="list users", description="Every user with role and borough.")
+    listing.add_argument("--json", action="store_true", help="write JSON")
+    listing.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    listing.set_defaults(handler=cmd_users)
+    token = commands.add_parser("token", help="API tokens for scripts: create, list, revoke",
+                                description="A token is shown once when created; central keeps only its hash.")
+    token_actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = token_actions.add_parser("create", help="create a token for a user (printed once)",
+                                      description="Create an API token acting as the user, with their role.")
+    create.add_argument("name", metavar="USER")
+    create.add_argument("--label", required=True, help="what it is for (e.g. 'nightly export')")
+    create.add_argument("--days", type=int, choices=range(1, 3651), metavar="N", help="expires after N days")
+    create.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    create.set_defaults(handler=cmd_token_create)
+    tokens = token_actions.add_parser("list", help="list tokens (never the tokens themselves)",
+                                      description="Tokens with their user, label and state.")
+    tokens.add_argument("--user", help="only this user's")
+    tokens.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    tokens.set_defaults(handler=cmd_token_list)
+    revoke = token_actions.add_parser("revoke", help="revoke a token by its id",
+                                      description="A revoked token is refused from then on.")
+    revoke.add_argument("token_id", type=int, metavar="ID")
+    revoke.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    revoke.set_defaults(handler=cmd_token_revoke)
 
     retention = commands.add_parser("retention", help="retention rules, the deletion job and its digest",
                                     description="Footage retention at central, straight on its database.")
@@ -80,6 +129,82 @@ def register(groups: argparse._SubParsersAction) -> None:
     review.add_argument("--reason", required=True, help="why (goes into the audit trail)")
     review.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     review.set_defaults(handler=cmd_retention_review)
+
+
+def _read_password(from_stdin: bool) -> str:
+    import sys
+
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise FleetError("no terminal to ask for the password: pass it on standard input with --password-stdin")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise FleetError("the two passwords differ")
+    return first
+
+
+def cmd_add_user(args: argparse.Namespace) -> int:
+    password = None if args.no_password else _read_password(args.password_stdin)
+    with central_service(args.config, "users") as users:
+        user = users.add(args.name, args.role, "cli:" + getpass.getuser(), password=password, borough=args.borough)
+    print(f"user {user.name} added: {user.role}" + (f" for {user.borough}" if user.borough else "")
+          + ("" if user.has_password else " (no password: API tokens only)"))
+    return 0
+
+
+def cmd_set_password(args: argparse.Namespace) -> int:
+    password = _read_password(args.password_stdin)
+    with central_service(args.config, "users") as users:
+        users.set_password(args.name, password, "cli:" + getpass.getuser())
+    print(f"password of {args.name} set; their sessions ended")
+    return 0
+
+
+def cmd_disable_user(args: argparse.Namespace) -> int:
+    with central_service(args.config, "users") as users:
+        users.disable(args.name, "cli:" + getpass.getuser())
+    print(f"user {args.name} disabled: tokens revoked, sessions ended")
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    with central_service(args.config, "users") as users:
+        everyone = users.all()
+    if args.json:
+        return _print_json(everyone)
+    for user in everyone:
+        print(f"{user.name:24} {user.role:14} {user.borough or '-':20} "
+              + ("disabled" if user.disabled_at else "active"))
+    print(f"{len(everyone)} user(s)")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    import sys
+
+    with central_service(args.config, "users") as users:
+        new = users.create_token(args.name, args.label, "cli:" + getpass.getuser(), days=args.days)
+    print(new.token)
+    print(f"token {new.info.id} for {new.info.user} ({new.info.label}): shown once, keep it safe", file=sys.stderr)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    with central_service(args.config, "users") as users:
+        tokens = users.tokens(args.user)
+    for t in tokens:
+        state = "revoked" if t.revoked_at else (f"expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "live")
+        print(f"{t.id:5} {t.user:24} {t.label:32} {state}")
+    print(f"{len(tokens)} token(s)")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    with central_service(args.config, "users") as users:
+        token = users.revoke_token(args.token_id, "cli:" + getpass.getuser())
+    print(f"token {token.id} of {token.user} revoked")
+    return 0
 
 
 def cmd_retention_apply(args: argparse.Namespace) -> int:

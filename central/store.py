@@ -334,6 +334,35 @@ MIGRATIONS = [
         seen_at         TEXT NOT NULL
     );
     """,
+    # v12: users with a role, their API tokens (hashed) and browser sessions (hashed ids).
+    """
+    CREATE TABLE users (
+        name            TEXT PRIMARY KEY,
+        role            TEXT NOT NULL,
+        borough         TEXT,
+        password_hash   TEXT,
+        created_at      TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        disabled_at     TEXT
+    );
+    CREATE TABLE api_tokens (
+        id              INTEGER PRIMARY KEY,
+        user            TEXT NOT NULL REFERENCES users (name),
+        label           TEXT NOT NULL,
+        token_sha256    TEXT NOT NULL UNIQUE,
+        created_at      TEXT NOT NULL,
+        expires_at      TEXT,
+        revoked_at      TEXT
+    );
+    CREATE TABLE sessions (
+        id_sha256       TEXT PRIMARY KEY,
+        user            TEXT NOT NULL REFERENCES users (name),
+        csrf            TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        expires_at      TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user ON sessions (user);
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

@@ -1,0 +1,122 @@
+"""Users, roles, API tokens and browser sessions at central; every login audited."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from central import audit
+from central.users import UserService, hash_password, password_matches
+from fleet.errors import BadRequest, Conflict, Unauthorized
+from tests.central.conftest import ADMIN
+from tests.test_cli import ROOT
+
+PASSWORD = "correct horse battery"  # a test value, not a secret
+
+
+def test_passwords_are_salted_scrypt_and_checked():
+    stored = hash_password(PASSWORD)
+    assert stored.startswith("scrypt$16384$8$1$") and PASSWORD not in stored
+    assert stored != hash_password(PASSWORD)  # a salt of its own
+    assert password_matches(PASSWORD, stored) and not password_matches(PASSWORD + "!", stored)
+    assert not password_matches(PASSWORD, None)
+
+
+@pytest.fixture
+def users(client):
+    return client.app.state.users
+
+
+def trail(client, name):
+    with client.app.state.store.writer.read() as db:
+        return [(r.action, r.detail) for r in audit.records_for(db, "user", name)]
+
+
+def test_adding_users_is_validated_and_audited(users, client):
+    users.add("j.smith", "supervisor", "admin", password=PASSWORD, borough="Camden")
+    with pytest.raises(Conflict):
+        users.add("j.smith", "viewer", "admin")
+    with pytest.raises(BadRequest, match="unknown role"):
+        users.add("k.jones", "chief", "admin")
+    with pytest.raises(BadRequest, match="at least 12"):
+        users.add("k.jones", "viewer", "admin", password="short")
+    with pytest.raises(BadRequest, match="user name"):
+        users.add("Robert'); DROP", "viewer", "admin")
+    with pytest.raises(BadRequest, match="only a supervisor"):
+        users.add("k.jones", "planner", "admin", borough="Camden")
+    assert trail(client, "j.smith") == [("user-add", "role supervisor, borough Camden")]
+
+
+def test_logins_and_failed_logins_are_audited(users, client):
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    with pytest.raises(Unauthorized):
+        users.login("j.smith", "wrong password!", "192.0.2.7")
+    with pytest.raises(Unauthorized):
+        users.login("nobody", PASSWORD, "192.0.2.7")
+    cookie, session = users.login("j.smith", PASSWORD, "192.0.2.8")
+    assert users.session(cookie).user.name == "j.smith" and users.session("forged") is None
+    users.logout(cookie, "192.0.2.8")
+    assert users.session(cookie) is None
+    assert [a for a, _ in trail(client, "j.smith")] == ["logout", "login", "login-failed", "user-add"]
+    assert [a for a, _ in trail(client, "nobody")] == ["login-failed"]
+    with client.app.state.store.writer.read() as db:
+        assert db.execute("SELECT count(*) FROM sessions WHERE id_sha256 = ?", [cookie]).fetchone()[0] == 0
+
+
+def test_a_new_password_or_disabling_ends_sessions_and_tokens(users):
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    cookie, _ = users.login("j.smith", PASSWORD, "-")
+    users.set_password("j.smith", PASSWORD + " 2", "admin")
+    assert users.session(cookie) is None
+    token = users.create_token("j.smith", "export", "admin").token
+    assert users.user_for_token(token).name == "j.smith"
+    users.disable("j.smith", "admin")
+    assert users.user_for_token(token) is None
+    with pytest.raises(Unauthorized):
+        users.login("j.smith", PASSWORD + " 2", "-")
+
+
+def test_api_tokens_act_with_their_users_role(users, client):
+    users.add("p.lan", "planner", "admin")
+    users.add("v.iew", "viewer", "admin")
+    planner = {"Authorization": f"Bearer {users.create_token('p.lan', 'script', 'admin').token}"}
+    viewer = {"Authorization": f"Bearer {users.create_token('v.iew', 'script', 'admin').token}"}
+    assert client.get("/api/v1/devices/", headers=viewer).status_code == 200
+    assert client.get("/api/v1/clips/", headers=viewer).status_code == 403  # fleet data is not footage
+    assert client.get("/api/v1/rollout/progress", headers=planner).status_code != 403
+    assert client.post("/api/v1/holds", headers=planner, json={"kind": "clip", "clip_id": "x", "reason": "x"}
+                       ).status_code == 403
+    stored = users.tokens("p.lan")[0]
+    users.revoke_token(stored.id, "admin")
+    assert client.get("/api/v1/devices/", headers=planner).status_code == 401
+    assert client.get("/api/v1/devices/", headers={"Authorization": "Bearer bwv_made-up"}).status_code == 401
+
+
+def _cli(*args, stdin: str = ""):
+    return subprocess.run([sys.executable, "-m", "fleet.cli", "central", *args], input=stdin, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_the_user_and_token_commands(tmp_path):
+    config = tmp_path / "central.toml"
+    config.write_text('data_dir = "central"\nadmin_token = "t"\n')
+    added = _cli("add-user", "a.dmin", "--role", "admin", "--password-stdin", "--config", str(config),
+                 stdin=PASSWORD + "\n")
+    assert added.returncode == 0 and "user a.dmin added: admin" in added.stdout
+    no_tty = _cli("add-user", "b.user", "--role", "viewer", "--config", str(config))
+    assert no_tty.returncode != 0 and "--password-stdin" in no_tty.stderr
+    weak = _cli("add-user", "b.user", "--role", "viewer", "--password-stdin", "--config", str(config), stdin="x\n")
+    assert weak.returncode != 0 and "at least 12" in weak.stderr and "Traceback" not in weak.stderr
+    created = _cli("token", "create", "a.dmin", "--label", "nightly export", "--config", str(config))
+    assert created.returncode == 0 and created.stdout.startswith("bwv_") and "shown once" in created.stderr
+    listed = _cli("token", "list", "--config", str(config))
+    assert "nightly export" in listed.stdout and created.stdout.strip() not in listed.stdout
+    assert _cli("token", "revoke", "1", "--config", str(config)).returncode == 0
+    assert "revoked" in _cli("token", "list", "--config", str(config)).stdout
+    assert "a.dmin" in _cli("users", "--config", str(config)).stdout
+    assert _cli("disable-user", "a.dmin", "--config", str(config)).returncode == 0
+    assert _cli("set-password", "nobody", "--password-stdin", "--config", str(config),
+                stdin=PASSWORD + "\n").returncode != 0
