@@ -28,6 +28,7 @@ from central.blobstore import FilesystemBlobStore
 from central.changes import ChangeLog, ChangesController
 from central.clips import ClipController
 from central.custody import CustodyController
+from central.dashboard import DashboardController
 from central.devices import DeviceController, DeviceService
 from central.errors import EXCEPTION_HANDLERS, error_response
 from central.events import EventLog, EventsController, ProjectionWorker
@@ -112,7 +113,7 @@ def create_app(settings: CentralSettings) -> Litestar:
     return Litestar(
         route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
                         DeviceController, OfficerController, AssignmentController, StationController,
-                        RolloutController, RetentionController, CustodyController],
+                        RolloutController, RetentionController, CustodyController, DashboardController],
         dependencies={"principal": Provide(provide_principal)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -154,6 +154,7 @@ def user_with(role: str):
     def guard(connection, _handler) -> None:
         principal_of(connection).require_user(role)
 
+    guard.role = role
     return guard
 
 

@@ -12,10 +12,10 @@ from litestar import Controller, Request, Response, get
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response import Stream
 
-from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
+from fleet.errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable
 from fleet.protocol import ClipInfo, ClipPage
 from central.pagination import decode_time_cursor, encode_cursor
-from central.auth import Caller
+from central.auth import Caller, user_with
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
 log = logging.getLogger(__name__)
@@ -52,9 +52,18 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def _borough_of_station(request: Request, station_id: str | None) -> str | None:
+    entry = request.app.state.settings.stations.get(station_id) if station_id else None
+    return entry.borough if entry else None
+
+
 class ClipController(Controller):
+    """Footage: for admins and supervisors only (a supervisor with a borough: that borough's
+    stations' clips). Seeing a camera's battery does not grant seeing its clips."""
+
     path = "/api/v1/clips"
     tags = ["clips"]
+    guards = [user_with("supervisor")]
 
     @get("/", summary="List clips, oldest recording first, filtered")
     async def list_clips(
@@ -68,7 +77,11 @@ class ClipController(Controller):
         recorded_from: FromQuery[datetime | None] = None,
         recorded_to: FromQuery[datetime | None] = None,
     ) -> ClipPage:
-        principal.require_user()
+        if principal.acts_for is not None:
+            if station_id is None:
+                raise Forbidden(f"{principal.name} sees {principal.acts_for}'s clips only: name one of its stations "
+                                "with ?station_id=")
+            principal.require_acts_for(_borough_of_station(request, station_id))
         for name, moment in (("recorded_from", recorded_from), ("recorded_to", recorded_to)):
             if moment is not None and moment.tzinfo is None:
                 raise BadRequest(f"{name} needs a time zone, e.g. 2026-11-20T14:00:00Z")
@@ -83,18 +96,21 @@ class ClipController(Controller):
 
     @get("/{clip_id:str}", summary="One clip")
     async def get_clip(self, request: Request, principal: Caller, clip_id: ClipId) -> ClipInfo:
-        principal.require_user()
         clip = request.app.state.store.clip(clip_id)
         if clip is None:
             raise NotFound(f"no clip {clip_id}")
+        if principal.acts_for is not None:
+            principal.require_acts_for(_borough_of_station(request, clip.station_id))
         request.app.state.store.log_access(principal.name, "view", clip_id, "metadata")
         return clip
 
     @get("/{clip_id:str}/content", summary="The clip's bytes (Range supported; every download is logged)",
          media_type="video/mp4")
     async def content(self, request: Request, principal: Caller, clip_id: ClipId) -> Response:
-        principal.require_user()
         store, blobs = request.app.state.store, request.app.state.blobs
+        if principal.acts_for is not None:
+            clip = store.clip(clip_id)
+            principal.require_acts_for(_borough_of_station(request, clip.station_id if clip else None))
         key = store.blob_key(clip_id)
         if key is None:
             raise NotFound(f"no verified clip {clip_id}")

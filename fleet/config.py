@@ -98,6 +98,14 @@ class AuditSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """How often new anchors and the head are published."""
 
 
+class DashboardSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[dashboard]`` in central's file: the browser pages."""
+
+    secure_cookies: bool = True
+    """Session cookies only over HTTPS (browsers also send them to http://localhost). Set false
+    only for a demo on another plain-HTTP address."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -118,6 +126,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     rollout: RolloutFiles = msgspec.field(default_factory=RolloutFiles)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+    dashboard: DashboardSettings = msgspec.field(default_factory=DashboardSettings)
 
     @property
     def anchors_file(self) -> Path:

@@ -1,0 +1,215 @@
+"""The fleet dashboard: server-rendered pages (Jinja2) over the same services as the API.
+
+Browsers log in with a user name and password (``central.users``) and then carry an
+HTTP-only session cookie; every form posts the session's CSRF token. Pages ask for the
+same roles as the API routes they mirror. Errors are pages too: a caller without a
+session is sent to the login page, one without the right role sees a 403 page.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.params import PathParameter, QueryParameter
+from litestar.response import Redirect, Template
+
+from fleet.clock import utc_now
+from fleet.errors import ApiError, BadRequest, Unauthorized
+from fleet.lifecycle import LIFECYCLE_STATES
+from central import charts
+from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
+from central.devices import FLAG_SQL, REPLACE_SOON_DAYS
+from central.users import SESSION_HOURS
+
+NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer")]
+"""(path, label, role): the navigation each user sees."""
+
+ALERTS = [
+    ("replace_soon", "Batteries to replace within 30 days", "/devices?flag=replace_soon"),
+    ("short_shift", "Won't last a shift", "/devices?flag=short_shift"),
+    ("over_temp", "Over temperature at the last docking", "/devices?flag=over_temp"),
+    ("capacity_drop", "Sudden capacity drop", "/devices?flag=capacity_drop"),
+    ("lost", "Lost cameras", "/devices?flag=lost"),
+    ("stale", "Not docked for too long", "/devices?flag=stale"),
+]
+
+
+class Overview(msgspec.Struct, kw_only=True):
+    total: int
+    by_state: dict[str, int]
+    by_borough: list[tuple[str, dict[str, int], int]]
+    """(borough, cameras by state, total), largest first."""
+    alerts: list[tuple[str, str, int, str]]
+    """(key, label, count, link)."""
+    stations: list
+    healthy: int
+    stale: int
+    offline: int
+
+
+def overview(request: Request) -> Overview:
+    state = request.app.state
+    now = utc_now()
+    with state.store.writer.read() as db:
+        by_state = dict(db.execute("SELECT lifecycle, count(*) FROM devices GROUP BY 1").fetchall())
+        boroughs: dict[str, dict[str, int]] = {}
+        for borough, lifecycle, n in db.execute(
+                "SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices GROUP BY 1, 2"):
+            boroughs.setdefault(borough, {})[lifecycle] = n
+        params = {"replace_soon": (now + timedelta(days=REPLACE_SOON_DAYS)).isoformat()}
+        counts = {key: db.execute(f"SELECT count(*) FROM devices d WHERE {FLAG_SQL[key]}", params).fetchone()[0]
+                  for key, _, _ in ALERTS}
+        conflicts = db.execute("SELECT count(*) FROM conflicts WHERE resolved_at IS NULL").fetchone()[0]
+        unattributed = db.execute("SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
+                                  "WHERE officer_id IS NULL").fetchone()[0]
+    stations = state.stations.all(now)
+    offline_after = timedelta(hours=24)
+    offline = sum(1 for s in stations if s.last_seen_at is None or now - s.last_seen_at > offline_after)
+    stale = sum(1 for s in stations if s.stale) - offline
+    failed = sum(s.failed_clips for s in stations)
+    alerts = [(key, label, counts[key], link) for key, label, link in ALERTS]
+    alerts += [("failed_uploads", "Failed uploads at stations", failed, "/stations"),
+               ("conflicts", "Open assignment conflicts", conflicts, "/api/v1/conflicts"),
+               ("unattributed", "Clips attributed to nobody", unattributed, "/api/v1/unattributed")]
+    return Overview(total=sum(by_state.values()), by_state=by_state,
+                    by_borough=sorted(((b, s, sum(s.values())) for b, s in boroughs.items()), key=lambda r: -r[2]),
+                    alerts=alerts, stations=stations, healthy=len(stations) - stale - offline, stale=stale,
+                    offline=offline)
+
+
+def page(request: Request, template: str, **context) -> Template:
+    principal = principal_of(request)
+    nav = [(path, label) for path, label, role in NAV if _allowed(principal, role)]
+    return Template(template_name=template, context={
+        "me": principal, "nav": nav, "here": request.url.path, "csrf": principal.csrf, **context})
+
+
+def _allowed(principal, role: str) -> bool:
+    try:
+        principal.require_user(role)
+        return True
+    except ApiError:
+        return False
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (never //host or a scheme): no open redirect after login."""
+    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+        return "/"
+    return target
+
+
+def _error_page(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, Unauthorized):
+        return Redirect(f"/login?next={quote(request.url.path + ('?' + request.url.query if request.url.query else ''))}")
+    if isinstance(exc, ApiError):
+        status, message = exc.status_code, exc.message
+    elif isinstance(exc, NotFoundException):
+        status, message = 404, "no such page"
+    elif isinstance(exc, ValidationException):
+        status, message = 400, str(exc.detail)
+    elif isinstance(exc, HTTPException):
+        status, message = exc.status_code, str(exc.detail)
+    else:
+        raise exc
+    return Template(template_name="error.html", status_code=status,
+                    context={"status": status, "message": message, "me": None, "nav": [], "here": ""})
+
+
+class DashboardController(Controller):
+    path = "/"
+    include_in_schema = False
+    exception_handlers = {ApiError: _error_page, HTTPException: _error_page}
+
+    @get("/login", summary="The login page")
+    async def login_page(self, request: Request,
+                         next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
+                         ) -> Template:
+        return Template(template_name="login.html", context={"next": _safe_next(next_path), "error": None,
+                                                              "me": None, "nav": [], "here": "/login"})
+
+    @post("/login", summary="Log in")
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+        target = _safe_next(str(form.get("next", "/")))
+        place = f"browser:{request.client.host if request.client else '-'}"
+        try:
+            cookie, session = await anyio.to_thread.run_sync(request.app.state.users.login, name, password, place)
+        except Unauthorized as exc:
+            return Template(template_name="login.html", status_code=401, context={
+                "next": target, "error": exc.message, "name": name, "me": None, "nav": [], "here": "/login"})
+        secure = request.app.state.settings.dashboard.secure_cookies
+        return Redirect(target, status_code=303, cookies=[Cookie(
+            key=SESSION_COOKIE, value=cookie, httponly=True, secure=secure, samesite="lax", path="/",
+            max_age=SESSION_HOURS * 3600)])
+
+    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt={"form_csrf": True})
+    async def logout(self, request: Request, principal: Caller) -> Response:
+        form = await request.form()
+        check_csrf(principal, str(form.get("csrf_token", "")))
+        place = f"browser:{request.client.host if request.client else '-'}"
+        await anyio.to_thread.run_sync(request.app.state.users.logout, request.cookies.get(SESSION_COOKIE, ""), place)
+        return Redirect("/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
+
+    @get("/", summary="Overview", guards=[user_with("viewer")])
+    async def overview_page(self, request: Request, principal: Caller) -> Template:
+        data = await anyio.to_thread.run_sync(overview, request)
+        chart = charts.bar_chart("Cameras per borough", [(b, n) for b, _, n in data.by_borough[:32]],
+                                 description="Cameras registered to each borough, all states")
+        return page(request, "overview.html", o=data, states=LIFECYCLE_STATES, chart=chart)
+
+    @get("/stations", summary="Stations", guards=[user_with("viewer")])
+    async def stations_page(self, request: Request, principal: Caller) -> Template:
+        stations = await anyio.to_thread.run_sync(request.app.state.stations.all)
+        return page(request, "stations.html", stations=stations)
+
+    @get("/devices", summary="Devices", guards=[user_with("viewer")])
+    async def devices_page(
+        self, request: Request, principal: Caller,
+        q: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        lifecycle: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        flag: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        after: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> Template:
+        if lifecycle and lifecycle not in LIFECYCLE_STATES:
+            raise BadRequest(f"unknown lifecycle state {lifecycle!r}")
+        if flag and flag not in FLAG_SQL:
+            raise BadRequest(f"unknown flag {flag!r}")
+        devices = request.app.state.devices
+        result = await anyio.to_thread.run_sync(lambda: devices.page(
+            borough=borough or None, lifecycle_state=lifecycle or None, flag=flag or None, q=q or None,
+            after=after or None, limit=50))
+        filters = {"q": q or "", "borough": borough or "", "lifecycle": lifecycle or "", "flag": flag or ""}
+        with request.app.state.store.writer.read() as db:
+            boroughs = [r[0] for r in db.execute("SELECT DISTINCT borough FROM devices WHERE borough IS NOT NULL "
+                                                 "ORDER BY 1")]
+        return page(request, "devices.html", result=result, filters=filters, boroughs=boroughs,
+                    states=LIFECYCLE_STATES, flags=[(k, label) for k, label, _ in ALERTS],
+                    next_query="&".join(f"{k}={quote(v)}" for k, v in filters.items() if v))
+
+    @get("/devices/{serial:str}", summary="One device", guards=[user_with("viewer")])
+    async def device_page(self, request: Request, principal: Caller,
+                          serial: Annotated[str, PathParameter(max_length=64)]) -> Template:
+        detail = await anyio.to_thread.run_sync(request.app.state.devices.detail, serial)
+        threshold = request.app.state.settings.fleet.replace_below_soh_pct
+        soh = [(p.at, p.soh_pct) for p in detail.battery if p.soh_pct is not None]
+        forecast = []
+        if soh and detail.device.replace_by is not None:
+            forecast = [soh[-1], (detail.device.replace_by, threshold)]
+        chart = charts.time_chart(
+            f"Battery health of {serial}", [("state of health", soh, "solid"), ("forecast", forecast, "dashed")],
+            y_label="state of health %", y_min=min([threshold - 5, *(v for _, v in soh)]) if soh else 0, y_max=100,
+            threshold=(threshold, f"replace below {threshold:.0f} %"),
+            description=(f"{len(soh)} readings from {soh[0][0]:%Y-%m-%d} to {soh[-1][0]:%Y-%m-%d}, last "
+                         f"{soh[-1][1]:.1f} %" if soh else "no readings")
+            + (f"; forecast to reach {threshold:.0f} % on {detail.device.replace_by:%Y-%m-%d}" if forecast else ""))
+        return page(request, "device.html", d=detail, chart=chart, soh=soh[-10:][::-1])
