@@ -158,5 +158,17 @@ def user_with(role: str):
     return guard
 
 
+def station_or_user_with(role: str):
+    """A route guard for what stations do (uploads, the changes feed): any station, or users with ``role``."""
+
+    def guard(connection, _handler) -> None:
+        principal = principal_of(connection)
+        if not principal.is_station:
+            principal.require_user(role)
+
+    guard.role = f"station|{role}"
+    return guard
+
+
 Caller = NamedDependency[Principal]
 """A handler parameter ``principal: Caller`` receives the resolved principal."""

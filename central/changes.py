@@ -19,14 +19,14 @@ from litestar import Controller, Request, get
 from litestar.params import QueryParameter
 
 from fleet.config import CentralSettings
-from fleet.errors import CursorExpired, Forbidden
+from fleet.errors import BadRequest, CursorExpired, Forbidden
 from fleet.events import (
     Change, ChangeItem, ChangePage, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy,
 )
 from fleet.clock import from_iso
 from fleet.sqlite import Writer
 from central.retention import held_clips_of_borough
-from central.auth import Caller, Principal
+from central.auth import Caller, Principal, station_or_user_with
 
 PAGE_LIMIT = 1000
 MAX_WAIT_S = 30.0
@@ -169,15 +169,15 @@ def _borough_of(principal: Principal, borough: str | None) -> str:
         if borough is not None and borough != principal.borough:
             raise Forbidden(f"{principal.name} may only read {principal.borough}'s changes")
         return principal.borough
-    principal.require_user("fleet_manager")
     if borough is None:
-        raise Forbidden("name the borough whose changes you want (?borough=...)")
+        raise BadRequest("name the borough whose changes you want (?borough=...)")
     return borough
 
 
 class ChangesController(Controller):
     path = "/api/v1/changes"
     tags = ["sync"]
+    guards = [station_or_user_with("fleet_manager")]
 
     @get("/", summary="Changes for a station's borough after a cursor (long poll)")
     async def changes(

@@ -13,7 +13,7 @@ from fleet.errors import BadRequest, PreconditionFailed, UnsupportedMediaType
 from fleet.protocol import (
     CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
 )
-from central.auth import Caller
+from central.auth import Caller, station_or_user_with
 from central.receiver import Checksum, UploadReceiver
 from central.store import Upload
 
@@ -55,8 +55,11 @@ def _state_headers(upload: Upload) -> dict[str, str]:
 
 
 class UploadController(Controller):
+    """Stations upload their clips; of the users, only admins may (a manual upload of a recovered clip)."""
+
     path = "/api/v1/uploads"
     tags = ["uploads (tus 1.0.0)"]
+    guards = [station_or_user_with("admin")]
 
     # Litestar registers a controller's handlers in name order and adds its own OPTIONS
     # handler to a path that has none yet: this one must sort before ``create``.

@@ -29,6 +29,8 @@ import msgspec
 from fleet.camera import dock_camera, random_shift, undock
 from fleet.errors import FleetError
 
+DEMO_USER = "demo-admin"
+"""The dashboard login the demo makes (a DEMO account: its password is new every run)."""
 DEFAULT_STATIONS = ("camden", "barnet", "lewisham")
 BOROUGHS = {"camden": "Camden", "barnet": "Barnet", "lewisham": "Lewisham", "bexley": "Bexley",
             "bromley": "Bromley", "brent": "Brent", "croydon": "Croydon", "ealing": "Ealing",
@@ -75,6 +77,7 @@ class Demo:
     stations: list[str]
     port: int
     admin_token: str = field(default_factory=lambda: "demo-admin-" + secrets.token_urlsafe(16))
+    dashboard_password: str = field(default_factory=lambda: "demo-" + secrets.token_urlsafe(12))
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     docked: list[DockedClip] = field(default_factory=list)
     statuses: dict[str, dict] = field(default_factory=dict)
@@ -131,12 +134,25 @@ class Demo:
                 f"api_port = {self.desk_ports.setdefault(station_id, free_port(0))}", "",
             ]))
             (folder / "data").mkdir(exist_ok=True)
+        # The demo serves plain HTTP on 127.0.0.1: session cookies cannot be Secure there.
+        lines += ["[dashboard]", "secure_cookies = false", ""]
         (self.root / "central" / "central.toml").write_text("\n".join(lines))
         (self.root / "admin-token.txt").write_text(self.admin_token + "\n")
+        (self.root / "dashboard-login.txt").write_text(f"{DEMO_USER}\n{self.dashboard_password}\n")
+
+    def add_dashboard_user(self) -> None:
+        """A DEMO administrator for the dashboard, with a fresh password each run."""
+        done = subprocess.run(
+            [sys.executable, "-m", "fleet.cli", "central", "add-user", DEMO_USER, "--role", "admin", "--password-stdin",
+             "--config", str(self.root / "central" / "central.toml")],
+            input=self.dashboard_password + "\n", capture_output=True, text=True)
+        if done.returncode != 0 and "exists already" not in done.stderr:
+            raise FleetError(f"could not add the demo's dashboard user: {done.stderr.strip()}")
 
     def start(self) -> None:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
+        self.add_dashboard_user()
         self._spawn("central", ["central", "serve", "--config", str(self.root / "central" / "central.toml")], logs)
         self.wait_for_central()
         self.seed_officers()
@@ -305,6 +321,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         demo.start()
         console.print(f"""
+  dashboard        {demo.url}/   (log in as {DEMO_USER}; the password is in {root / 'dashboard-login.txt'})
   central API      {demo.url}/api/v1/clips   (Authorization: Bearer <token in {root / 'admin-token.txt'}>)
   health           {demo.url}/healthz
   OpenAPI          {demo.url}/schema/openapi.json

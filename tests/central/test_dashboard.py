@@ -1,0 +1,94 @@
+"""The dashboard in a browser's shoes: log in, see the fleet, forms need their CSRF token."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from litestar.testing import TestClient
+
+from central.app import create_app
+from tests.central.conftest import ADMIN, CAMDEN
+from tests.central.fleetdata import docked, post
+
+PASSWORD = "correct horse battery"  # a test value, not a secret
+
+
+@pytest.fixture
+def browser(settings):
+    """A client on https (session cookies are Secure), with a viewer and a planner account."""
+    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+        c.app.state.users.add("v.iewer", "viewer", "test", password=PASSWORD)
+        c.app.state.users.add("p.lanner", "planner", "test", password=PASSWORD)
+        yield c
+
+
+def log_in(browser, name="v.iewer", password=PASSWORD, next_path="/"):
+    return browser.post("/login", data={"name": name, "password": password, "next": next_path},
+                        follow_redirects=False)
+
+
+def csrf_of(page_html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page_html).group(1)
+
+
+def test_pages_send_a_stranger_to_the_login_page_and_back(browser):
+    r = browser.get("/devices?flag=lost", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == "/login?next=/devices%3Fflag%3Dlost"
+    assert browser.get(r.headers["location"]).status_code == 200
+    wrong = log_in(browser, password="not the password")
+    assert wrong.status_code == 401 and "wrong user name or password" in wrong.text
+    ok = log_in(browser, next_path="/devices?flag=lost")
+    assert ok.status_code == 303 and ok.headers["location"] == "/devices?flag=lost"
+    cookie = ok.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=lax" in cookie
+    assert browser.get("/devices?flag=lost").status_code == 200
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+def test_no_open_redirect_after_login(browser, target):
+    assert log_in(browser, next_path=target).headers["location"] == "/"
+
+
+def test_logging_out_needs_the_forms_csrf_token_and_ends_the_session(browser):
+    log_in(browser)
+    overview = browser.get("/")
+    assert browser.post("/logout", data={"csrf_token": "forged"}).status_code == 403
+    assert browser.post("/logout", data={}).status_code == 403
+    out = browser.post("/logout", data={"csrf_token": csrf_of(overview.text)}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert browser.get("/", follow_redirects=False).status_code == 302
+
+
+def test_a_session_cookie_cannot_change_things_without_the_csrf_header(browser):
+    log_in(browser, "p.lanner")
+    page = browser.get("/")
+    forged = browser.post("/api/v1/rollout/proposals", json={"borough": "Camden", "week": 1, "count": 1})
+    assert forged.status_code == 403 and "CSRF" in forged.json()["message"]
+    sent = browser.post("/api/v1/rollout/proposals", json={"borough": "Camden", "week": 1, "count": 1},
+                        headers={"X-CSRF-Token": csrf_of(page.text)})
+    assert sent.status_code not in (401, 403)
+    assert browser.get("/api/v1/devices/").status_code == 200  # reading needs no CSRF token
+
+
+def test_the_overview_shows_the_fleet(browser):
+    browser.post("/api/v1/devices/", headers=ADMIN, json=[
+        {"serial": f"BWV-{i}", "model": "Axon Body 2", "borough": "Camden"} for i in range(3)])
+    post(browser, CAMDEN, [docked("BWV-0", temp=61.0)])
+    log_in(browser)
+    page = browser.get("/").text
+    assert re.search(r'data-state="allocated"><a [^>]+><span class="n">3</span>', page)
+    assert re.search(r'data-alert="over_temp">\s*<a [^>]+><span class="n">1</span>', page)
+    assert "Camden" in page and "<svg" in page
+    devices = browser.get("/devices", params={"flag": "over_temp"}).text
+    assert "BWV-0" in devices and "BWV-1" not in devices
+    device = browser.get("/devices/BWV-0").text
+    assert "Battery health of BWV-0" in device and "over temp" in device
+    assert browser.get("/devices/NOPE").status_code == 404
+    assert browser.get("/devices", params={"flag": "nonsense"}).status_code == 400
+
+
+def test_a_viewer_sees_no_footage(browser):
+    log_in(browser)
+    r = browser.get("/api/v1/clips/")
+    assert r.status_code == 403 and "supervisor" in r.json()["message"]
