@@ -46,7 +46,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                                             "(assignments, unattributed clips, holds, footage; --borough limits "
                                             "them to one), auditor (audit trail, read only), viewer (read only).")
     users.add_argument("name", metavar="NAME", help="the user name (lower case, e.g. j.smith)")
-    users.add_argument("--role", required=True, choices=ROLES)
+    users.add_argument("--role", required=True, choices=ROLES, help="what the user may do (see above)")
     users.add_argument("--borough", help="a supervisor's borough (default: force-wide)")
     users.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     users.add_argument("--no-password", action="store_true", help="no password: API tokens only")
