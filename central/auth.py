@@ -55,10 +55,6 @@ class Principal:
         if self.acts_for is not None and borough != self.acts_for:
             raise Forbidden(f"{self.name} acts for {self.acts_for} only, not {borough or 'a clip of no borough'}")
 
-    @property
-    def sees_footage(self) -> bool:
-        return not self.is_station and bool(self.roles & {"admin", "supervisor"})
-
     def require_borough(self, borough: str | None, role: str = "viewer") -> None:
         """Fleet data: a station sees its own borough's; a user needs the role."""
         if self.is_station:
@@ -76,9 +72,9 @@ class Principal:
 class TokenRegistry:
     """Maps token hashes to principals, built once from the settings."""
 
-    def __init__(self, settings: CentralSettings, users=None) -> None:
-        self.users = users
-        """``central.users.UserService``: users' API tokens and sessions."""
+    def __init__(self, settings: CentralSettings) -> None:
+        self.users = None
+        """``central.users.UserService``: users' API tokens and sessions (set once the store is open)."""
         self._entries: list[tuple[bytes, Principal]] = [
             (bytes.fromhex(token_sha256(settings, "admin_token")), Principal("admin", roles=ALL_ROLES)),
         ]
@@ -154,7 +150,6 @@ def user_with(role: str):
     def guard(connection, _handler) -> None:
         principal_of(connection).require_user(role)
 
-    guard.role = role
     return guard
 
 
@@ -166,7 +161,6 @@ def station_or_user_with(role: str):
         if not principal.is_station:
             principal.require_user(role)
 
-    guard.role = f"station|{role}"
     return guard
 
 

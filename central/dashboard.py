@@ -25,7 +25,7 @@ from fleet.errors import ApiError, BadRequest, Unauthorized
 from fleet.lifecycle import LIFECYCLE_STATES
 from central import charts
 from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
-from central.devices import FLAG_SQL, REPLACE_SOON_DAYS
+from central.devices import FLAG_SQL
 from central.users import SESSION_HOURS
 
 NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer")]
@@ -63,16 +63,15 @@ def overview(request: Request) -> Overview:
         for borough, lifecycle, n in db.execute(
                 "SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices GROUP BY 1, 2"):
             boroughs.setdefault(borough, {})[lifecycle] = n
-        params = {"replace_soon": (now + timedelta(days=REPLACE_SOON_DAYS)).isoformat()}
-        counts = {key: db.execute(f"SELECT count(*) FROM devices d WHERE {FLAG_SQL[key]}", params).fetchone()[0]
-                  for key, _, _ in ALERTS}
         conflicts = db.execute("SELECT count(*) FROM conflicts WHERE resolved_at IS NULL").fetchone()[0]
         unattributed = db.execute("SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
                                   "WHERE officer_id IS NULL").fetchone()[0]
+    counts = state.devices.flag_counts()
     stations = state.stations.all(now)
     offline_after = timedelta(hours=24)
-    offline = sum(1 for s in stations if s.last_seen_at is None or now - s.last_seen_at > offline_after)
-    stale = sum(1 for s in stations if s.stale) - offline
+    gone = {s.station_id for s in stations if s.last_seen_at is None or now - s.last_seen_at > offline_after}
+    offline = len(gone)
+    stale = sum(1 for s in stations if s.stale and s.station_id not in gone)
     failed = sum(s.failed_clips for s in stations)
     alerts = [(key, label, counts[key], link) for key, label, link in ALERTS]
     alerts += [("failed_uploads", "Failed uploads at stations", failed, "/stations"),

@@ -160,6 +160,10 @@ FLAG_SQL = {
 }
 
 
+def _flag_params(now: datetime) -> dict[str, str]:
+    return {"replace_soon": to_iso(now + timedelta(days=REPLACE_SOON_DAYS))}
+
+
 class DeviceService:
     def __init__(self, writer, changes) -> None:
         self.writer = writer
@@ -169,7 +173,7 @@ class DeviceService:
              station: str | None = None, q: str | None = None, after: str | None = None,
              limit: int = 100) -> DevicePage:
         now = utc_now()
-        where, params = [], {"limit": limit + 1, "replace_soon": to_iso(now + timedelta(days=REPLACE_SOON_DAYS))}
+        where, params = [], {"limit": limit + 1, **_flag_params(now)}
         for column, value in (("d.borough", borough), ("d.lifecycle", lifecycle_state), ("d.last_station", station)):
             if value is not None:
                 where.append(f"{column} = :{column[2:]}")
@@ -188,6 +192,13 @@ class DeviceService:
         more = len(rows) > limit
         items = [_summary(r, now) for r in rows[:limit]]
         return DevicePage(items=items, next_cursor=items[-1].serial if more else None)
+
+    def flag_counts(self) -> dict[str, int]:
+        """How many cameras each alert flag marks now (the overview's alert cards)."""
+        params = _flag_params(utc_now())
+        with self.writer.read() as db:
+            return {flag: db.execute(f"SELECT count(*) FROM devices d WHERE {sql}", params).fetchone()[0]
+                    for flag, sql in FLAG_SQL.items()}
 
     def all(self, borough: str | None = None) -> list[DeviceSummary]:
         now = utc_now()

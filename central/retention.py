@@ -38,7 +38,7 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.events import ClipHold, OfficerId
 from fleet.protocol import AwareDatetime
-from fleet.retention import RetentionRules, assessment, categories_of, load_retention, review_extension, shortened
+from fleet.retention import RetentionRules, assessment, categories_of, load_retention, retain_until, shortened
 from central import audit
 from central.auth import Caller, user_with
 from central.pagination import CURSOR_HELP, decode_time_cursor, page_response
@@ -516,7 +516,8 @@ class RetentionService:
                 raise Conflict(f"clip {clip_id} is not due for review"
                                + (f" until {to_iso(clip.retain_until)}" if clip.review and clip.retain_until else ""))
             if request.decision == "retain":
-                until = request.retain_until or review_extension(self._rules_in(db), now, clip.categories)
+                # Default: its categories' period again, counted from the review.
+                until = request.retain_until or retain_until(self._rules_in(db), now, clip.categories)
                 if until <= now:
                     raise BadRequest("retain_until must be in the future")
                 db.execute("UPDATE clips SET retain_until = ?, kept_until = ? WHERE clip_id = ?",
@@ -573,7 +574,7 @@ class RetentionService:
             audit.record_many(db, [dict(actor=actor, action="hold", object_type="clip", object_id=c,
                                         detail=f"hold {hold_id}: {request.reason}") for c in clips])
             self._restore_held(db, clips, hold_id, actor, moment)
-            self._tell_stations(db, clips)
+            announce_holds(db, self.changes, clips)
             return self._hold(db, hold_id)
 
     def _restore_held(self, db, clips: list[str], hold_id: int, actor: str, now: datetime) -> None:
@@ -604,7 +605,7 @@ class RetentionService:
                          detail=request.reason)
             audit.record_many(db, [dict(actor=actor, action="release", object_type="clip", object_id=c,
                                         detail=f"hold {hold_id}: {request.reason}") for c in clips])
-            self._tell_stations(db, clips)
+            announce_holds(db, self.changes, clips)
             return self._hold(db, hold_id)
 
     def add_to_case(self, case_ref: str, request: CaseClips, actor: str) -> list[str]:
@@ -620,7 +621,7 @@ class RetentionService:
                                 [(case_ref, c, to_iso(utc_now()), actor) for c in request.clip_ids])
             audit.record_many(db, [dict(actor=actor, action="case-add", object_type="clip", object_id=c,
                                         detail=f"case {case_ref}: {request.reason}") for c in request.clip_ids])
-            self._tell_stations(db, request.clip_ids)
+            announce_holds(db, self.changes, request.clip_ids)
             return sorted(r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ?", [case_ref]))
 
     def holds(self, active: bool | None, limit: int) -> list[Hold]:
@@ -653,9 +654,6 @@ class RetentionService:
         return [r[0] for r in db.execute(
             "SELECT clip_id FROM attributions WHERE (officer_id = ? OR officer_id IS NULL) AND recorded_at >= ? "
             "AND recorded_at < ? ORDER BY recorded_at", [officer, start, end])]
-
-    def _tell_stations(self, db, clip_ids: list[str]) -> None:
-        announce_holds(db, self.changes, clip_ids)
 
 
 def announce_holds(db, changes, clip_ids: list[str], *, held_only: bool = False) -> None:

@@ -153,10 +153,6 @@ class UserService:
         with self.writer.read() as db:
             return [_user(r) for r in db.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")]
 
-    def get(self, name: str) -> User:
-        with self.writer.read() as db:
-            return self._user(db, name)
-
     @staticmethod
     def _user(db, name: str) -> User:
         row = db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", [name]).fetchone()

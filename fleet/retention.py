@@ -111,11 +111,6 @@ def assessment(rules: RetentionRules, recorded_at: datetime, categories: Iterabl
     return end, any(review for e, review in ends if e == end)
 
 
-def review_extension(rules: RetentionRules, reviewed_at: datetime, categories: Iterable[str]) -> datetime:
-    """A reviewer's "retain": the clip is kept for its categories' period again, counted from the review."""
-    return assessment(rules, reviewed_at, categories)[0]
-
-
 def shortened(old: RetentionRules, new: RetentionRules) -> list[str]:
     """What the new rules make shorter or remove: such a change must first show how many clips it
     would delete, and be confirmed. Periods are compared on several dates (leap years)."""

@@ -80,6 +80,9 @@ def test_the_overview_shows_the_fleet(browser):
     assert re.search(r'data-state="allocated"><a [^>]+><span class="n">3</span>', page)
     assert re.search(r'data-alert="over_temp">\s*<a [^>]+><span class="n">1</span>', page)
     assert "Camden" in page and "<svg" in page
+    # camden has just reported; barnet never has: one healthy, none stale, one offline
+    assert re.findall(r'<span class="n">(\d+)</span>(healthy|stale|offline)', page) == \
+        [("1", "healthy"), ("0", "stale"), ("1", "offline")]
     devices = browser.get("/devices", params={"flag": "over_temp"}).text
     assert "BWV-0" in devices and "BWV-1" not in devices
     device = browser.get("/devices/BWV-0").text
