@@ -21,7 +21,7 @@ from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from central import audit
-from central.auth import Caller, user_with
+from central.auth import Caller, check_within, user_with
 from central.csvhttp import csv_response
 from central.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
@@ -77,10 +77,13 @@ class AssignmentService:
         self.writer = writer
         self.changes = changes
 
-    def issue(self, request: IssueRequest, actor: str, mode_for) -> AssignmentInfo:
-        """Issue a camera personally; ``mode_for(borough)`` is the borough's policy."""
+    def issue(self, request: IssueRequest, actor: str, mode_for, within: str | None = None) -> AssignmentInfo:
+        """Issue a camera personally; ``mode_for(borough)`` is the borough's policy; ``within``: the
+        caller's borough, if they act for one."""
         now = to_iso(utc_now())
         with self.writer.write() as db:
+            check_within(db, within, "device", request.device_serial)
+            check_within(db, within, "officer", request.officer_id)
             device = db.execute("SELECT lifecycle, borough, assignment_mode FROM devices WHERE serial = ?",
                                 [request.device_serial]).fetchone()
             if device is None:
@@ -122,9 +125,10 @@ class AssignmentService:
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [assignment_id]).fetchone()
         return _assignment(row)
 
-    def end(self, serial: str, reason: str, actor: str) -> AssignmentInfo:
+    def end(self, serial: str, reason: str, actor: str, within: str | None = None) -> AssignmentInfo:
         now = to_iso(utc_now())
         with self.writer.write() as db:
+            check_within(db, within, "device", serial)
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE device_serial = ? "
                              "AND ended_at IS NULL", [serial]).fetchone()
             if row is None:
@@ -224,8 +228,11 @@ class AssignmentService:
             raise NotFound(f"no clip {clip_id} has been reported by a station")
         return _attribution(row)
 
-    def attribute(self, clip_id: str, request: AttributeRequest, actor: str) -> Attribution:
+    def attribute(self, clip_id: str, request: AttributeRequest, actor: str,
+                  within: str | None = None) -> Attribution:
         with self.writer.write() as db:
+            check_within(db, within, "clip", clip_id)
+            check_within(db, within, "officer", request.officer_id)
             before = self.attribution(clip_id)
             if db.execute("SELECT 1 FROM officers WHERE officer_id = ?", [request.officer_id]).fetchone() is None:
                 raise NotFound(f"no officer {request.officer_id}")
@@ -274,14 +281,14 @@ class AssignmentController(Controller):
           guards=[user_with("supervisor")])
     async def issue(self, request: Request, principal: Caller, data: JSONBody[IssueRequest]) -> AssignmentInfo:
         fleet = request.app.state.settings.fleet
-        return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode)
+        return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode, principal.acts_for)
 
     @post("/assignments/{device_serial:str}/end", status_code=200, summary="End a camera's current assignment",
           guards=[user_with("supervisor")])
     async def end(self, request: Request, principal: Caller,
                   device_serial: Annotated[str, PathParameter(max_length=64)],
                   data: JSONBody[EndRequest]) -> AssignmentInfo:
-        return request.app.state.assignments.end(device_serial, data.reason, principal.name)
+        return request.app.state.assignments.end(device_serial, data.reason, principal.name, principal.acts_for)
 
     @get("/conflicts", summary="Conflicts found after offline periods, for a supervisor",
          guards=[user_with("supervisor")])
@@ -309,7 +316,7 @@ class AssignmentController(Controller):
                            limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
                            cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
                            ) -> Response[list[Attribution]]:
-        rows = request.app.state.assignments.unattributed(borough, limit + 1,
+        rows = request.app.state.assignments.unattributed(principal.acts_for or borough, limit + 1,
                                                           decode_time_cursor(cursor) if cursor else None)
         return page_response(rows, limit, lambda a: (to_iso(a.recorded_at), a.clip_id))
 
@@ -324,4 +331,4 @@ class AssignmentController(Controller):
     async def attribute(self, request: Request, principal: Caller,
                         clip_id: Annotated[str, PathParameter(max_length=64)],
                         data: JSONBody[AttributeRequest]) -> Attribution:
-        return request.app.state.assignments.attribute(clip_id, data, principal.name)
+        return request.app.state.assignments.attribute(clip_id, data, principal.name, principal.acts_for)

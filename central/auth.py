@@ -164,5 +164,22 @@ def station_or_user_with(role: str):
     return guard
 
 
+_BOROUGH_OF = {
+    "device": "SELECT borough FROM devices WHERE serial = ?",
+    "officer": "SELECT borough FROM officers WHERE officer_id = ?",
+    "clip": "SELECT d.borough FROM attributions a JOIN devices d ON d.serial = a.device_serial WHERE a.clip_id = ?",
+}
+
+
+def check_within(db, within: str | None, kind: str, key: str | None) -> None:
+    """A supervisor for one borough (``within``) acts only on its cameras, officers and clips
+    (a clip belongs to its camera's borough). Checked inside the caller's transaction."""
+    if within is None or key is None:
+        return
+    row = db.execute(_BOROUGH_OF[kind], [key]).fetchone()
+    if row is not None and row[0] != within:
+        raise Forbidden(f"{kind} {key} is {row[0] or 'in no borough'}'s; you act for {within} only")
+
+
 Caller = NamedDependency[Principal]
 """A handler parameter ``principal: Caller`` receives the resolved principal."""

@@ -35,12 +35,12 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, Conflict, Gone, NotFound
+from fleet.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
 from fleet.events import ClipHold, OfficerId
 from fleet.protocol import AwareDatetime
 from fleet.retention import RetentionRules, assessment, categories_of, load_retention, retain_until, shortened
 from central import audit
-from central.auth import Caller, user_with
+from central.auth import Caller, check_within, user_with
 from central.pagination import CURSOR_HELP, decode_time_cursor, page_response
 
 BATCH = 50_000
@@ -539,7 +539,8 @@ class RetentionService:
 
     # -- holds -------------------------------------------------------------------------------
 
-    def place_hold(self, request: HoldRequest, actor: str, now: datetime | None = None) -> Hold:
+    def place_hold(self, request: HoldRequest, actor: str, now: datetime | None = None,
+                   within: str | None = None) -> Hold:
         fields = {"clip": ["clip_id"], "officer": ["officer_id", "window_from", "window_to"], "case": ["case_ref"]}
         needed = fields[request.kind]
         missing = [f for f in needed if getattr(request, f) is None]
@@ -562,6 +563,10 @@ class RetentionService:
             if request.kind == "officer" and db.execute("SELECT 1 FROM officers WHERE officer_id = ?",
                                                         [request.officer_id]).fetchone() is None:
                 raise NotFound(f"no officer {request.officer_id}")
+            check_within(db, within, "clip", request.clip_id)
+            check_within(db, within, "officer", request.officer_id)
+            if within is not None and request.kind == "case":
+                raise Forbidden("a case hold may cover any borough's clips: ask a force-wide supervisor")
             hold_id = db.execute(
                 "INSERT INTO holds (kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
                 "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -728,7 +733,8 @@ class RetentionController(Controller):
     @post("/holds", status_code=201, summary="Place a hold: on a clip, an officer and time window, or a case",
           guards=[user_with("supervisor")])
     async def place(self, request: Request, principal: Caller, data: JSONBody[HoldRequest]) -> Hold:
-        return await anyio.to_thread.run_sync(request.app.state.retention.place_hold, data, principal.name)
+        return await anyio.to_thread.run_sync(request.app.state.retention.place_hold, data, principal.name, None,
+                                              principal.acts_for)
 
     @get("/holds", summary="Holds, newest first", guards=[user_with("supervisor")])
     async def list_holds(self, request: Request, principal: Caller, active: FromQuery[bool | None] = True,

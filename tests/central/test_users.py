@@ -120,3 +120,34 @@ def test_the_user_and_token_commands(tmp_path):
     assert _cli("disable-user", "a.dmin", "--config", str(config)).returncode == 0
     assert _cli("set-password", "nobody", "--password-stdin", "--config", str(config),
                 stdin=PASSWORD + "\n").returncode != 0
+
+
+def test_a_borough_supervisor_acts_on_their_borough_only(users, client):
+    from tests.central.conftest import CAMDEN
+    from tests.central.fleetdata import docked, ingested, post
+
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"},
+                                                          {"officer_id": "PC2", "borough": "Barnet"}])
+    client.post("/api/v1/devices/", headers=ADMIN, json=[
+        {"serial": "CAM-1", "borough": "Camden", "assignment_mode": "personal"},
+        {"serial": "BAR-1", "borough": "Barnet", "assignment_mode": "personal"}])
+    users.add("s.camden", "supervisor", "admin", borough="Camden")
+    sup = {"Authorization": f"Bearer {users.create_token('s.camden', 'x', 'admin').token}"}
+    assert client.post("/api/v1/assignments", headers=sup, json={"device_serial": "CAM-1", "officer_id": "PC1"}
+                       ).status_code == 201
+    barnet = client.post("/api/v1/assignments", headers=sup, json={"device_serial": "BAR-1", "officer_id": "PC2"})
+    assert barnet.status_code == 403 and "Barnet's; you act for Camden only" in barnet.json()["message"]
+    assert client.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "BAR-1", "officer_id": "PC2"}
+                       ).status_code == 201
+    assert client.post("/api/v1/assignments/BAR-1/end", headers=sup, json={"reason": "x"}).status_code == 403
+    assert client.post("/api/v1/holds", headers=sup, json={
+        "kind": "officer", "officer_id": "PC2", "window_from": "2026-01-01T00:00:00Z",
+        "window_to": "2026-01-02T00:00:00Z", "reason": "complaint"}).status_code == 403
+    assert client.post("/api/v1/holds", headers=sup, json={"kind": "case", "case_ref": "C1", "reason": "x"}
+                       ).status_code == 403
+    theirs = ingested("BAR-9", 2)
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BAR-9", "borough": "Barnet"}])
+    post(client, CAMDEN, [docked("BAR-9", 3, clips=1), theirs], hours=[3, 3])
+    assert client.get("/api/v1/unattributed", headers=sup).json() == []  # Barnet's camera: not listed for Camden
+    assert client.post(f"/api/v1/clips/{theirs.clip_id}/attribution", headers=sup,
+                       json={"officer_id": "PC1", "reason": "x"}).status_code == 403
