@@ -29,6 +29,9 @@ from central.changes import ChangeLog, ChangesController
 from central.clips import ClipController
 from central.custody import CustodyController
 from central.dashboard import DashboardController
+from central.dashboard_evidence import EvidencePages
+from central.dashboard_people import PeoplePages
+from central.dashboard_rollout import RolloutPages
 from central.devices import DeviceController, DeviceService
 from central.errors import EXCEPTION_HANDLERS, error_response
 from central.events import EventLog, EventsController, ProjectionWorker
@@ -113,7 +116,8 @@ def create_app(settings: CentralSettings) -> Litestar:
     return Litestar(
         route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
                         DeviceController, OfficerController, AssignmentController, StationController,
-                        RolloutController, RetentionController, CustodyController, DashboardController],
+                        RolloutController, RetentionController, CustodyController, DashboardController,
+                        PeoplePages, EvidencePages, RolloutPages],
         dependencies={"principal": Provide(provide_principal)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -28,7 +28,9 @@ from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_
 from central.devices import FLAG_SQL
 from central.users import SESSION_HOURS
 
-NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer")]
+NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer"),
+       ("/officers", "Officers", "viewer"), ("/rollout", "Roll-out", "viewer"), ("/clips", "Clips", "supervisor"),
+       ("/audit", "Audit", "auditor")]
 """(path, label, role): the navigation each user sees."""
 
 ALERTS = [
@@ -87,7 +89,8 @@ def page(request: Request, template: str, **context) -> Template:
     principal = principal_of(request)
     nav = [(path, label) for path, label, role in NAV if _allowed(principal, role)]
     return Template(template_name=template, context={
-        "me": principal, "nav": nav, "here": request.url.path, "csrf": principal.csrf, **context})
+        "me": principal, "nav": nav, "here": request.url.path, "csrf": principal.csrf,
+        "done": request.query_params.get("done"), "failed": request.query_params.get("error"), **context})
 
 
 def _allowed(principal, role: str) -> bool:
@@ -122,10 +125,44 @@ def _error_page(request: Request, exc: Exception) -> Response:
                     context={"status": status, "message": message, "me": None, "nav": [], "here": ""})
 
 
-class DashboardController(Controller):
-    path = "/"
+class DashboardPages(Controller):
+    """The base of every dashboard controller: pages, not JSON, and HTML error pages."""
+
     include_in_schema = False
     exception_handlers = {ApiError: _error_page, HTTPException: _error_page}
+
+
+FORM = {"form_csrf": True}
+"""``opt`` of a handler that takes a posted form: it checks the form's CSRF token (``posted``)."""
+
+
+async def posted(request: Request):
+    """The posted form (a multi-dict), once its CSRF token matched the session's (else 403)."""
+    form = await request.form()
+    check_csrf(principal_of(request), str(form.get("csrf_token", "")))
+    return form
+
+
+def field(form, key: str, max_length: int = 500) -> str:
+    """One text field of a posted form, trimmed; BadRequest when longer than allowed."""
+    value = str(form.get(key, "")).strip()
+    if len(value) > max_length:
+        raise BadRequest(f"{key.replace('_', ' ')} may have at most {max_length} characters")
+    return value
+
+
+def back(path: str, *, done: str | None = None, error: str | None = None) -> Redirect:
+    """After a form: back to the page, with what happened shown on it (post/redirect/get)."""
+    query = "&".join(f"{k}={quote(v)}" for k, v in (("done", done), ("error", error)) if v)
+    return Redirect(path + (("&" if "?" in path else "?") + query if query else ""), status_code=303)
+
+
+def allowed(request: Request, role: str) -> bool:
+    return _allowed(principal_of(request), role)
+
+
+class DashboardController(DashboardPages):
+    path = "/"
 
     @get("/login", summary="The login page")
     async def login_page(self, request: Request,
@@ -150,10 +187,9 @@ class DashboardController(Controller):
             key=SESSION_COOKIE, value=cookie, httponly=True, secure=secure, samesite="lax", path="/",
             max_age=SESSION_HOURS * 3600)])
 
-    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt={"form_csrf": True})
+    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt=FORM)
     async def logout(self, request: Request, principal: Caller) -> Response:
-        form = await request.form()
-        check_csrf(principal, str(form.get("csrf_token", "")))
+        await posted(request)
         place = f"browser:{request.client.host if request.client else '-'}"
         await anyio.to_thread.run_sync(request.app.state.users.logout, request.cookies.get(SESSION_COOKIE, ""), place)
         return Redirect("/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])

@@ -63,6 +63,20 @@ An officer hold also covers the clips nobody is attributed to that were recorded
 window: any of them may be the officer's, so they are kept until a supervisor attributes
 them (then the hold covers them only if they are that officer's)."""
 
+HELD_CLIPS = """
+SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
+UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
+      AND h.case_ref = cc.case_ref AND h.released_at IS NULL
+UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_officer
+      ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
+      AND a.recorded_at < h.window_to
+      WHERE h.kind = 'officer' AND h.released_at IS NULL
+UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_unattributed
+      ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
+      AND a.recorded_at < h.window_to
+      WHERE h.kind = 'officer' AND h.released_at IS NULL"""
+"""Every clip an active hold protects, as one query (a set: for ``IN`` and the per-batch list)."""
+
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 CaseRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$(?!\n)")]
 ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
@@ -367,18 +381,7 @@ class RetentionService:
         """``held_now``: the clips an active hold protects, listed inside the caller's transaction."""
         db.execute("CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT PRIMARY KEY) WITHOUT ROWID")
         db.execute("DELETE FROM held_now")
-        db.execute("""INSERT OR IGNORE INTO held_now
-                      SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
-                      UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
-                            AND h.case_ref = cc.case_ref AND h.released_at IS NULL
-                      UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_officer
-                            ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
-                            AND a.recorded_at < h.window_to
-                            WHERE h.kind = 'officer' AND h.released_at IS NULL
-                      UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_unattributed
-                            ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
-                            AND a.recorded_at < h.window_to
-                            WHERE h.kind = 'officer' AND h.released_at IS NULL""")
+        db.execute(f"INSERT OR IGNORE INTO held_now {HELD_CLIPS}")
 
     def digest(self, days: int, now: datetime | None = None) -> Digest:
         now = now or utc_now()

@@ -95,3 +95,89 @@ def test_a_viewer_sees_no_footage(browser):
     log_in(browser)
     r = browser.get("/api/v1/clips/")
     assert r.status_code == 403 and "supervisor" in r.json()["message"]
+
+
+@pytest.fixture
+def staffed(browser):
+    """A supervisor and an auditor, two officers and three personal-issue cameras in Camden."""
+    browser.app.state.users.add("s.uper", "supervisor", "test", password=PASSWORD)
+    browser.app.state.users.add("a.uditor", "auditor", "test", password=PASSWORD)
+    browser.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": f"PC{i}", "borough": "Camden"}
+                                                          for i in (1, 2)])
+    browser.post("/api/v1/devices/", headers=ADMIN, json=[
+        {"serial": f"CAM-{i}", "borough": "Camden", "assignment_mode": "personal"} for i in (1, 2, 3)])
+    return browser
+
+
+def test_a_supervisor_assigns_and_bulk_unassigns_on_the_officers_page(staffed):
+    log_in(staffed, "s.uper")
+    token = csrf_of(staffed.get("/officers").text)
+    assert staffed.post("/officers/assign", data={"device_serial": "CAM-1", "officer_id": "PC1"}).status_code == 403
+    done = staffed.post("/officers/assign", data={"device_serial": "CAM-1", "officer_id": "PC1", "csrf_token": token})
+    assert done.status_code == 200 and "camera CAM-1 issued to PC1" in done.text
+    staffed.post("/officers/assign", data={"device_serial": "CAM-2", "officer_id": "PC2", "csrf_token": token})
+    refused = staffed.post("/officers/assign", data={"device_serial": "CAM-3", "officer_id": "PC1",
+                                                     "csrf_token": token})
+    assert "already holds camera CAM-1" in refused.text  # the service's refusal, shown on the page
+    page = staffed.get("/officers").text
+    assert 'value="CAM-1" aria-label="select camera CAM-1 of PC1"' in page
+    ended = staffed.post("/officers/unassign", data={"device_serial": ["CAM-1", "CAM-2"], "reason": "end of shift",
+                                                     "csrf_token": token})
+    assert "2 assignment(s) ended" in ended.text
+    assert staffed.get("/api/v1/assignments?active=true", headers=ADMIN).json() == []
+
+
+def test_a_viewer_sees_officers_but_no_assign_form(staffed):
+    log_in(staffed)
+    page = staffed.get("/officers").text
+    assert "PC1" in page and "/officers/assign" not in page
+    assert staffed.post("/officers/assign", data={"csrf_token": csrf_of(page)}).status_code == 403
+
+
+def test_a_clip_is_held_and_categorised_from_its_page_and_the_audit_page_shows_it(staffed):
+    from tests.central.test_clips import upload
+
+    clip_id = upload(staffed, b"footage bytes" * 100)
+    log_in(staffed, "s.uper")
+    listing = staffed.get("/clips").text
+    assert clip_id[:13] in listing
+    page = staffed.get(f"/clips/{clip_id}")
+    assert page.status_code == 200 and f'src="/api/v1/clips/{clip_id}/content"' in page.text
+    token = csrf_of(page.text)
+    no_reason = staffed.post(f"/clips/{clip_id}/hold", data={"reason": "", "csrf_token": token})
+    assert "say why" in no_reason.text
+    held = staffed.post(f"/clips/{clip_id}/hold", data={"reason": "complaint CMP-7", "csrf_token": token})
+    assert "held" in held.text and "complaint CMP-7" in held.text
+    assert clip_id[:13] in staffed.get("/clips", params={"state": "held"}).text
+    categorised = staffed.post(f"/clips/{clip_id}/categories", data={"category": "evidential",
+                                                                     "reason": "arrest", "csrf_token": token})
+    assert "categories set" in categorised.text and '<dd id="categories">evidential</dd>' in categorised.text
+    assert staffed.get(f"/clips/{clip_id}/restore").status_code in (404, 405)  # a form target, not a page
+    log_in(staffed, "a.uditor")
+    trail = staffed.get("/audit", params={"object_id": clip_id}).text
+    assert "complaint CMP-7" in trail and "categorise" in trail
+    verified = staffed.post("/audit/verify", data={"csrf_token": csrf_of(trail)})
+    assert "chain intact" in verified.text
+    assert staffed.get("/clips").status_code == 403  # an auditor reads the trail, not the footage
+
+
+def test_the_rollout_page_shows_the_verdict_and_a_planner_commits_a_proposal(tmp_path):
+    from central.app import create_app
+    from tests.central.conftest import make_settings
+
+    settings = make_settings(tmp_path / "c", rollout={"boroughs": "config/boroughs.toml",
+                                                      "scenario": "config/rollout.toml"})
+    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+        c.app.state.users.add("p.lanner", "planner", "test", password=PASSWORD)
+        c.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden",
+                                                          "role": "response"}])
+        c.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "NEW-1", "model": "Axon Body 2"}])
+        proposal = c.post("/api/v1/rollout/proposals", headers=ADMIN, json={"boroughs": ["Camden"]}).json()
+        log_in(c, "p.lanner")
+        page = c.get("/rollout").text
+        assert "not feasible" in page and "deliveries" in page and "<svg" in page
+        assert f"Proposal {proposal['id']}" in page
+        done = c.post(f"/rollout/proposals/{proposal['id']}/commit", data={"csrf_token": csrf_of(page)})
+        assert f"proposal {proposal['id']} committed" in done.text
+        assert proposal["items"][0]["device_serial"] == "NEW-1"
+        assert c.get("/api/v1/devices/NEW-1", headers=ADMIN).json()["device"]["borough"] == "Camden"  # committed

@@ -24,7 +24,13 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /healthz": PUBLIC, "GET /login": PUBLIC, "POST /login": PUBLIC,
     # the dashboard: every user reads fleet data
     "GET /": USERS, "GET /stations": USERS, "GET /devices": USERS, "GET /devices/{serial:str}": USERS,
-    "POST /logout": USERS,
+    "POST /logout": USERS, "GET /officers": USERS, "GET /rollout": USERS,
+    "POST /officers/assign": FOOTAGE, "POST /officers/unassign": FOOTAGE,
+    "POST /rollout/proposals/{proposal_id:int}/{decision:str}": frozenset({"planner", "admin"}),
+    "GET /clips": FOOTAGE, "GET /clips/{clip_id:str}": FOOTAGE, "POST /clips/{clip_id:str}/hold": FOOTAGE,
+    "POST /clips/{clip_id:str}/release/{hold_id:int}": FOOTAGE, "POST /clips/{clip_id:str}/categories": FOOTAGE,
+    "POST /clips/{clip_id:str}/restore": ADMIN,
+    "GET /audit": frozenset({"auditor", "admin"}), "POST /audit/verify": frozenset({"auditor", "admin"}),
     # what stations do; of the users only admins upload
     "POST /api/v1/uploads": ADMIN | {"station"}, "HEAD /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
     "PATCH /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
@@ -72,7 +78,8 @@ POLICY: dict[str, frozenset[str] | str] = {
 }
 
 SAMPLE = {"upload_id": "u1", "clip_id": "c1", "serial": "BWV-1", "officer_id": "PC1", "device_serial": "BWV-1",
-          "conflict_id": "1", "station_id": "camden", "proposal_id": "1", "case_ref": "CASE-1", "hold_id": "1"}
+          "conflict_id": "1", "station_id": "camden", "proposal_id": "1", "case_ref": "CASE-1", "hold_id": "1",
+          "decision": "commit"}
 QUERY = {"/api/v1/changes": "?borough=Camden", "/api/v1/changes/snapshot": "?borough=Camden"}
 
 

@@ -1,0 +1,87 @@
+"""Dashboard: officers and their cameras; assigning and unassigning (supervisors, admins)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+import msgspec
+from litestar import Request, get, post
+from litestar.params import QueryParameter
+from litestar.response import Redirect, Template
+
+from fleet.errors import ApiError, BadRequest
+from central.assignments import IssueRequest
+from central.auth import Caller, user_with
+from central.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
+
+
+class PeoplePages(DashboardPages):
+    path = "/officers"
+
+    @get("/", summary="Officers and the cameras they hold", guards=[user_with("viewer")])
+    async def officers_page(
+        self, request: Request, principal: Caller,
+        q: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        after: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> Template:
+        borough = borough or principal.acts_for or None
+        officers = request.app.state.officers
+        result = await anyio.to_thread.run_sync(lambda: officers.page(
+            borough=borough, role=None, team=None, q=q or None, after=after or None, limit=50))
+        ids = [o.officer_id for o in result.items]
+        with request.app.state.store.writer.read() as db:
+            holding = {r[0]: (r[1], r[2]) for r in db.execute(
+                f"SELECT officer_id, device_serial, mode FROM assignments WHERE ended_at IS NULL "
+                f"AND officer_id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
+            boroughs = [r[0] for r in db.execute("SELECT DISTINCT borough FROM officers ORDER BY 1")]
+        filters = {"q": q or "", "borough": borough or ""}
+        return page(request, "officers.html", result=result, holding=holding, filters=filters, boroughs=boroughs,
+                    can_assign=allowed(request, "supervisor"),
+                    next_query="&".join(f"{k}={v}" for k, v in filters.items() if v))
+
+    @post("/assign", summary="Issue a camera to an officer", guards=[user_with("supervisor")], opt=FORM)
+    async def assign(self, request: Request, principal: Caller) -> Redirect:
+        form = await posted(request)
+        try:
+            issue = msgspec.convert({"device_serial": _required(form, "device_serial"),
+                                     "officer_id": _required(form, "officer_id"), "reason": field(form, "reason")},
+                                    IssueRequest)
+            done = await anyio.to_thread.run_sync(
+                request.app.state.assignments.issue, issue, principal.name,
+                request.app.state.settings.fleet.assignment_mode, principal.acts_for)
+        except msgspec.ValidationError as exc:
+            return back("/officers", error=f"not a camera serial or officer id: {exc}")
+        except ApiError as exc:
+            return back("/officers", error=exc.message)
+        return back(f"/officers?q={done.officer_id}", done=f"camera {done.device_serial} issued to {done.officer_id}")
+
+    @post("/unassign", summary="End the assignments of the cameras ticked", guards=[user_with("supervisor")],
+          opt=FORM)
+    async def unassign(self, request: Request, principal: Caller) -> Redirect:
+        form = await posted(request)
+        serials = [str(s) for s in form.getall("device_serial", [])][:200]
+        try:
+            reason = field(form, "reason") or "ended on the dashboard"
+        except ApiError as exc:
+            return back("/officers", error=exc.message)
+        if not serials:
+            return back("/officers", error="tick at least one camera to unassign")
+        ended, failed = [], []
+        for serial in serials:  # each its own transaction: one refusal does not undo the others
+            try:
+                await anyio.to_thread.run_sync(request.app.state.assignments.end, serial, reason,
+                                               principal.name, principal.acts_for)
+                ended.append(serial)
+            except ApiError as exc:
+                failed.append(f"{serial}: {exc.message}")
+        return back("/officers", done=f"{len(ended)} assignment(s) ended" if ended else None,
+                    error="; ".join(failed) or None)
+
+
+def _required(form, key: str) -> str:
+    value = field(form, key, 64)
+    if not value:
+        raise BadRequest(f"{key.replace('_', ' ')} is needed")
+    return value
