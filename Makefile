@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench faults install clean help
+.PHONY: demo test bench faults install clean help browser screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,8 +24,18 @@ install: $(STAMP)  ## create the virtualenv and install everything
 demo: $(STAMP)  ## run central, three borough stations and a camera simulator locally
 	$(BIN)/fleet demo $(DEMO_ARGS)
 
-test: $(STAMP)  ## run the whole test suite
+# The browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:  ## install Debian's Chromium for the browser tests when it is missing
+	@test -x /usr/bin/chromium || { echo "installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		--no-install-recommends chromium >/dev/null; }
+
+test: $(STAMP) browser  ## run the whole test suite
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+screenshots: $(STAMP) browser  ## the browser tests, saving the dashboard's pages to docs/screenshots/
+	SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q
 
 bench: $(STAMP)  ## run the benchmarks; results go to bench/out/ and are quoted in BENCHMARKS.md
 	$(BIN)/python -m bench $(BENCH_ARGS)
