@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|upload|events|fleet|rollout|retention|all] [--quick]``: run benchmarks, print and save the results.
+"""``python -m bench [ingest|upload|events|fleet|rollout|retention|pages|all] [--quick]``: run benchmarks, print and save the results.
 
 Results go to bench/out/<name>.json; BENCHMARKS.md quotes them with the command.
 """
@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import events, fleet, ingest, retention, rollout, upload
+from bench import events, fleet, ingest, pages, retention, rollout, upload
 from bench.common import save
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "events", "fleet", "rollout", "retention", "all"], default="all")
+    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "events", "fleet", "rollout", "retention", "pages", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (medians are reported)")
     parser.add_argument("--dir", default=None, help="where the upload benchmark keeps its files (default: here); "
@@ -50,6 +50,10 @@ def main() -> None:
         result = retention.run(clips=50_000, holds=500) if args.quick else retention.run()
         print(json.dumps(result, indent=2))
         save("retention", result)
+    if args.which in ("pages", "all"):
+        result = pages.run(clips=20_000, devices=2_000, rounds=5) if args.quick else pages.run()
+        print(json.dumps(result, indent=2))
+        save("pages", result)
 
 
 if __name__ == "__main__":

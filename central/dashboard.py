@@ -21,7 +21,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from fleet.clock import utc_now
-from fleet.errors import ApiError, BadRequest, Unauthorized
+from fleet.errors import ApiError, BadRequest, NotFound, Unauthorized
 from fleet.lifecycle import LIFECYCLE_STATES
 from central import charts
 from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
@@ -202,9 +202,25 @@ class DashboardController(DashboardPages):
         return page(request, "overview.html", o=data, states=LIFECYCLE_STATES, chart=chart)
 
     @get("/stations", summary="Stations", guards=[user_with("viewer")])
-    async def stations_page(self, request: Request, principal: Caller) -> Template:
-        stations = await anyio.to_thread.run_sync(request.app.state.stations.all)
-        return page(request, "stations.html", stations=stations)
+    async def stations_page(self, request: Request, principal: Caller,
+                            station: Annotated[str | None, QueryParameter(max_length=64)] = None,
+                            days: Annotated[int, QueryParameter(ge=1, le=30)] = 7) -> Template:
+        service = request.app.state.stations
+        stations = await anyio.to_thread.run_sync(service.all)
+        if station and station not in {s.station_id for s in stations}:
+            raise NotFound(f"no station {station}")
+        history = await anyio.to_thread.run_sync(service.samples, station or None, utc_now() - timedelta(days=days))
+        who = f"station {station}" if station else "all stations"
+        lag = charts.time_chart(
+            f"Sync lag, {who}: age of the oldest clip not yet at central",
+            [("hours", [(s.at, s.lag_h or 0.0) for s in history], "solid")], y_label="hours", y_min=0,
+            description=f"{len(history)} samples over {days} days" + (
+                f"; now {history[-1].lag_h or 0:.1f} h" if history else ""))
+        backlog = charts.time_chart(
+            f"Clips waiting to sync, {who}", [("clips", [(s.at, s.pending_clips) for s in history], "solid")],
+            y_label="clips", y_min=0, description=f"{len(history)} samples over {days} days")
+        return page(request, "stations.html", stations=stations, station=station or "", days=days, lag=lag,
+                    backlog=backlog)
 
     @get("/devices", summary="Devices", guards=[user_with("viewer")])
     async def devices_page(

@@ -45,7 +45,9 @@ class FleetHealth:
         report = HealthReport()
         report.forecasts = self.refresh_forecasts()
         report.stale_devices, report.newly_stale_devices = self.mark_stale_devices(now)
-        stations = {s.station_id: s for s in self.stations.all(now) if s.stale}
+        everyone = self.stations.all(now)
+        self.stations.record_samples(everyone, now)  # the sync-lag history the stations page draws
+        stations = {s.station_id: s for s in everyone if s.stale}
         stale = set(stations)
         for station_id in sorted(stale - self._stale_stations):
             seen = stations[station_id].last_seen_at

@@ -13,7 +13,7 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.params import PathParameter
 
-from fleet.clock import from_iso, utc_now
+from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
 from central.auth import Caller
@@ -39,10 +39,41 @@ class StationHealth(msgspec.Struct, kw_only=True):
     checked_out: int = 0
 
 
+class Sample(msgspec.Struct, kw_only=True):
+    at: datetime
+    pending_clips: int
+    pending_bytes: int
+    lag_h: float | None
+    """Age of the oldest clip not yet at central (None: nothing waiting)."""
+
+
+SAMPLE_DAYS = 30
+"""How long the backlog history is kept."""
+
+
 class StationService:
     def __init__(self, writer, settings: CentralSettings) -> None:
         self.writer = writer
         self.settings = settings
+
+    def record_samples(self, stations: list[StationHealth], now: datetime) -> None:
+        """One sample of every station's backlog (the health job, every few minutes); 30 days kept."""
+        with self.writer.write() as db:
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO station_samples (station_id, at, pending_clips, pending_bytes, lag_h) "
+                "VALUES (?, ?, ?, ?, ?)", [(s.station_id, to_iso(now), s.pending_clips, s.pending_bytes,
+                                            s.oldest_pending_age_h) for s in stations])
+            db.execute("DELETE FROM station_samples WHERE at < ?", [to_iso(now - timedelta(days=SAMPLE_DAYS))])
+
+    def samples(self, station_id: str | None, since: datetime) -> list[Sample]:
+        """One station's samples, or the force's (summed backlog, worst lag) per sample time."""
+        sql = ("SELECT at, pending_clips, pending_bytes, lag_h FROM station_samples WHERE station_id = ? "
+               "AND at >= ? ORDER BY at" if station_id else
+               "SELECT at, sum(pending_clips), sum(pending_bytes), max(lag_h) FROM station_samples "
+               "INDEXED BY station_samples_at WHERE at >= ? GROUP BY at ORDER BY at")
+        with self.writer.read() as db:
+            rows = db.execute(sql, [station_id, to_iso(since)] if station_id else [to_iso(since)]).fetchall()
+        return [Sample(at=from_iso(r[0]), pending_clips=r[1], pending_bytes=r[2], lag_h=r[3]) for r in rows]
 
     def all(self, now: datetime | None = None) -> list[StationHealth]:
         now = now or utc_now()

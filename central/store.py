@@ -363,6 +363,18 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX sessions_user ON sessions (user);
     """,
+    # v13: each station's backlog over time (the health job samples it), for the sync-lag chart.
+    """
+    CREATE TABLE station_samples (
+        station_id      TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        pending_clips   INTEGER NOT NULL,
+        pending_bytes   INTEGER NOT NULL,
+        lag_h           REAL,
+        PRIMARY KEY (station_id, at)
+    ) WITHOUT ROWID;
+    CREATE INDEX station_samples_at ON station_samples (at);
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

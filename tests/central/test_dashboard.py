@@ -181,3 +181,29 @@ def test_the_rollout_page_shows_the_verdict_and_a_planner_commits_a_proposal(tmp
         assert f"proposal {proposal['id']} committed" in done.text
         assert proposal["items"][0]["device_serial"] == "NEW-1"
         assert c.get("/api/v1/devices/NEW-1", headers=ADMIN).json()["device"]["borough"] == "Camden"  # committed
+
+
+def test_the_stations_page_draws_sync_lag_from_the_health_jobs_samples(browser):
+    from datetime import timedelta
+
+    from central.stations import StationHealth
+    from fleet.clock import utc_now
+
+    stations = browser.app.state.stations
+    now = utc_now()
+    for hours_ago, camden_lag, barnet_lag in ((3, 1.5, None), (2, 4.0, 0.5), (1, 0.5, 2.0)):
+        stations.record_samples([
+            StationHealth(station_id="camden", borough="Camden", last_seen_at=now, stale=False, pending_clips=3,
+                          oldest_pending_age_h=camden_lag),
+            StationHealth(station_id="barnet", borough="Barnet", last_seen_at=now, stale=False, pending_clips=2,
+                          oldest_pending_age_h=barnet_lag)], now - timedelta(hours=hours_ago))
+    force = [s for s in stations.samples(None, now - timedelta(days=1)) if s.at < now - timedelta(minutes=30)]
+    assert [(s.pending_clips, s.lag_h) for s in force] == [(5, 1.5), (5, 4.0), (5, 2.0)]  # summed, worst lag
+    before = len(stations.samples("camden", now - timedelta(days=1)))  # ours, and the start-up run's
+    browser.app.state.health.run(now + timedelta(seconds=1))  # the job adds a sample of its own
+    assert len(stations.samples("camden", now - timedelta(days=1))) == before + 1
+    log_in(browser)
+    page = browser.get("/stations", params={"station": "camden", "days": 1}).text
+    lag = re.search(r'<figure id="lag-chart">.*?points="([^"]+)"', page, re.S).group(1)
+    assert len(lag.split()) == before + 1 and "Sync lag, station camden" in page
+    assert browser.get("/stations", params={"station": "nope"}).status_code == 404
