@@ -33,6 +33,7 @@ def _settings(root: Path):
         "data_dir": str(root / "central"), "admin_token": "bench-admin-token",
         "stations": {"camden": {"borough": "Camden", "token": "bench-station-token"}},
         "rollout": {"boroughs": str(ROOT / "config" / "boroughs.toml"), "scenario": str(ROOT / "config" / "rollout.toml")},
+        "retention": {"rules": str(ROOT / "config" / "retention.toml")},
     }, CentralSettings)
 
 
@@ -42,8 +43,13 @@ def build(root: Path, clips: int, devices: int) -> None:
     from central.store import CentralStore
     from fleet.clock import to_iso
 
+    from central.app import build_services
+
     retention.build(root, clips, 10_000)
     store = CentralStore(_settings(root).data_dir)
+    service = build_services(store, _settings(root))["retention"]
+    service.adopt_configured()
+    service.assess()  # categories (5 % evidential, 2 % stop and search) and ends of retention, as in service
     rng = random.Random(11)
     now = retention.NOW
     with store.writer.write() as db:
@@ -78,7 +84,8 @@ def measure(root: Path, rounds: int, clips: int, devices: int) -> dict[str, dict
     pages = ["/", "/stations", "/devices", "/devices?flag=over_temp", f"/devices?q={serial[:-1]}",
              "/devices?borough=Borough%2007&lifecycle=repair", f"/devices/{serial}", "/officers", "/officers?q=PC0004",
              "/clips", "/clips?officer=PC00042", f"/clips?device={serial}", "/clips?state=held",
-             "/clips?state=review", "/clips?category=stop_and_search", f"/clips/{clip}", "/audit",
+             "/clips?state=review", "/clips?category=stop_and_search", "/clips?category=use_of_force",
+             f"/clips/{clip}", "/audit",
              f"/audit?object_type=clip&object_id={clip}", "/audit?action=ingest", "/rollout", "/rollout?borough=Camden"]
     results = {}
     with TestClient(create_app(_settings(root)), base_url="https://bench.local") as client:

@@ -27,8 +27,12 @@ from central.retention import HELD_CLIPS, CategoriesRequest, HoldRequest, Releas
 STATES = {"": "any", "kept": "kept", "held": "held", "review": "due for review", "deleted": "soft-deleted",
           "purged": "purged"}
 STATE_SQL = {"kept": "c.deleted_at IS NULL", "deleted": "c.deleted_at IS NOT NULL AND c.purged_at IS NULL",
-             "purged": "c.purged_at IS NOT NULL", "review": "c.review AND c.deleted_at IS NULL AND c.retain_until <= :now",
+             "purged": "c.purged_at IS NOT NULL",
+             "review": "c.rowid IN (SELECT rowid FROM clips INDEXED BY clips_review_due WHERE review "
+                       "AND deleted_at IS NULL AND retain_until <= :now)",
              "held": f"c.clip_id IN ({HELD_CLIPS})"}
+SMALL_SETS = {"review", "held"}
+"""States whose clips are few: found through their own index and sorted, not by scanning all clips by time."""
 PAGE = 50
 ACTIONS = ("ingest", "upload-verified", "view", "download", "categorise", "hold", "release", "case-add", "review",
            "soft-delete", "restore", "purge", "assign", "unassign", "check-out", "check-in", "attribute", "register",
@@ -75,7 +79,8 @@ def search_clips(request: Request, filters: dict[str, str], within: str | None, 
             where.append(f"c.recorded_at {op} :{key}")
             params[key] = moment
     if filters["category"]:
-        where.append("EXISTS (SELECT 1 FROM json_each(c.categories) WHERE value = :category)")
+        # Through clips_categorised: only the clips that have a category are looked at.
+        where.append("c.categories != '[]' AND EXISTS (SELECT 1 FROM json_each(c.categories) WHERE value = :category)")
         params["category"] = filters["category"]
     if filters["state"]:
         where.append(STATE_SQL[filters["state"]])
@@ -87,8 +92,9 @@ def search_clips(request: Request, filters: dict[str, str], within: str | None, 
         params.update(b_at=before[0], b_id=before[1])
     sql = ("SELECT c.clip_id, c.recorded_at, c.device_serial, a.officer_id, c.station_id, c.categories, "
            "c.retain_until, c.deleted_at, c.purged_at, c.size FROM clips c LEFT JOIN attributions a ON "
-           "a.clip_id = c.clip_id WHERE " + " AND ".join(where) + " ORDER BY c.recorded_at DESC, c.clip_id DESC "
-           "LIMIT :limit")
+           "a.clip_id = c.clip_id WHERE " + " AND ".join(where)
+           + (" ORDER BY +c.recorded_at DESC, c.clip_id DESC" if filters["state"] in SMALL_SETS
+              else " ORDER BY c.recorded_at DESC, c.clip_id DESC") + " LIMIT :limit")
     with request.app.state.store.writer.read() as db:
         rows = db.execute(sql, params).fetchall()
     return [ClipRow(clip_id=r[0], recorded_at=from_iso(r[1]), device_serial=r[2], officer_id=r[3], station_id=r[4],

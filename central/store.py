@@ -375,6 +375,10 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX station_samples_at ON station_samples (at);
     """,
+    # v14: the clips that have a category, newest first, for the dashboard's category search.
+    """
+    CREATE INDEX clips_categorised ON clips (recorded_at, clip_id) WHERE categories != '[]';
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
