@@ -17,7 +17,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.errors import BadRequest, Conflict, NotFound
+from fleet.errors import BadRequest, Conflict, Forbidden, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from central import audit
@@ -187,11 +187,14 @@ class AssignmentService:
                              detected_at=from_iso(r[6]), resolved_at=from_iso(r[7]) if r[7] else None,
                              resolved_by=r[8], resolution=r[9]) for r in rows]
 
-    def resolve_conflict(self, conflict_id: int, resolution: str, actor: str) -> ConflictInfo:
+    def resolve_conflict(self, conflict_id: int, resolution: str, actor: str,
+                         within: str | None = None) -> ConflictInfo:
         with self.writer.write() as db:
-            row = db.execute("SELECT resolved_at FROM conflicts WHERE id = ?", [conflict_id]).fetchone()
+            row = db.execute("SELECT resolved_at, borough FROM conflicts WHERE id = ?", [conflict_id]).fetchone()
             if row is None:
                 raise NotFound(f"no conflict {conflict_id}")
+            if within is not None and row[1] != within:
+                raise Forbidden(f"conflict {conflict_id} is {row[1] or 'in no borough'}'s; you act for {within} only")
             if row[0] is not None:
                 raise Conflict(f"conflict {conflict_id} was already resolved")
             db.execute("UPDATE conflicts SET resolved_at = ?, resolved_by = ?, resolution = ? WHERE id = ?",
@@ -300,7 +303,7 @@ class AssignmentController(Controller):
         before = decode_cursor(cursor, 1)[0] if cursor else None
         if before is not None and not before.isdigit():
             raise BadRequest("cursor is not one this server gave out")
-        rows = request.app.state.assignments.conflicts(borough, open_only, limit + 1,
+        rows = request.app.state.assignments.conflicts(principal.acts_for or borough, open_only, limit + 1,
                                                        int(before) if before is not None else None)
         return page_response(rows, limit, lambda c: (c.id,))
 
@@ -308,7 +311,8 @@ class AssignmentController(Controller):
           guards=[user_with("supervisor")])
     async def resolve(self, request: Request, principal: Caller, conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)],
                       data: JSONBody[ResolveRequest]) -> ConflictInfo:
-        return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
+        return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name,
+                                                              principal.acts_for)
 
     @get("/unattributed", summary="Clips recorded when no officer held the camera",
          guards=[user_with("supervisor")])

@@ -77,8 +77,8 @@ def overview(request: Request) -> Overview:
     failed = sum(s.failed_clips for s in stations)
     alerts = [(key, label, counts[key], link) for key, label, link in ALERTS]
     alerts += [("failed_uploads", "Failed uploads at stations", failed, "/stations"),
-               ("conflicts", "Open assignment conflicts", conflicts, "/api/v1/conflicts"),
-               ("unattributed", "Clips attributed to nobody", unattributed, "/api/v1/unattributed")]
+               ("conflicts", "Open assignment conflicts", conflicts, "/officers/conflicts"),
+               ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed")]
     return Overview(total=sum(by_state.values()), by_state=by_state,
                     by_borough=sorted(((b, s, sum(s.values())) for b, s in boroughs.items()), key=lambda r: -r[2]),
                     alerts=alerts, stations=stations, healthy=len(stations) - stale - offline, stale=stale,

@@ -22,16 +22,19 @@ from fleet.errors import ApiError, BadRequest, NotFound
 from central import audit
 from central.auth import Caller, check_within, user_with
 from central.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
+from central.assignments import AttributeRequest
 from central.retention import HELD_CLIPS, CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest
 
-STATES = {"": "any", "kept": "kept", "held": "held", "review": "due for review", "deleted": "soft-deleted",
-          "purged": "purged"}
+STATES = {"": "any", "kept": "kept", "held": "held", "review": "due for review", "unattributed": "attributed to nobody",
+          "deleted": "soft-deleted", "purged": "purged"}
 STATE_SQL = {"kept": "c.deleted_at IS NULL", "deleted": "c.deleted_at IS NOT NULL AND c.purged_at IS NULL",
              "purged": "c.purged_at IS NOT NULL",
              "review": "c.rowid IN (SELECT rowid FROM clips INDEXED BY clips_review_due WHERE review "
                        "AND deleted_at IS NULL AND retain_until <= :now)",
-             "held": f"c.clip_id IN ({HELD_CLIPS})"}
-SMALL_SETS = {"review", "held"}
+             "held": f"c.clip_id IN ({HELD_CLIPS})",
+             "unattributed": "c.clip_id IN (SELECT clip_id FROM attributions INDEXED BY attributions_unattributed "
+                             "WHERE officer_id IS NULL)"}
+SMALL_SETS = {"review", "held", "unattributed"}
 """States whose clips are few: found through their own index and sorted, not by scanning all clips by time."""
 PAGE = 50
 ACTIONS = ("ingest", "upload-verified", "view", "download", "categorise", "hold", "release", "case-add", "review",
@@ -79,9 +82,10 @@ def search_clips(request: Request, filters: dict[str, str], within: str | None, 
             where.append(f"c.recorded_at {op} :{key}")
             params[key] = moment
     if filters["category"]:
-        # Through clips_categorised: only the clips that have a category are looked at.
-        where.append("c.categories != '[]' AND EXISTS (SELECT 1 FROM json_each(c.categories) WHERE value = :category)")
-        params["category"] = filters["category"]
+        # Through clips_categorised: only the clips that have a category are looked at. Names are
+        # [a-z0-9_], stored JSON-quoted, so '"name"' inside the array text matches exactly that category.
+        where.append("c.categories != '[]' AND instr(c.categories, :category) > 0")
+        params["category"] = f'"{filters["category"]}"'
     if filters["state"]:
         where.append(STATE_SQL[filters["state"]])
     if within:
@@ -124,13 +128,16 @@ class EvidencePages(DashboardPages):
                    "recorded_to": recorded_to or "", "category": category or "", "state": clip_state or ""}
         if filters["state"] not in STATES:
             raise BadRequest(f"unknown state {clip_state!r}")
+        categories = sorted(request.app.state.retention.rules().categories)
+        if filters["category"] and filters["category"] not in categories:
+            raise BadRequest(f"unknown category {category!r}; the rules have {', '.join(categories)}")
         keyset = tuple(before.split("|", 1)) if before and "|" in before else None
         rows = await anyio.to_thread.run_sync(search_clips, request, filters, principal.acts_for, keyset)
         more = len(rows) > PAGE
         rows = rows[:PAGE]
         query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
-        return page(request, "clips.html", rows=rows, filters=filters, states=STATES,
-                    categories=sorted(request.app.state.retention.rules().categories), query=query,
+        return page(request, "clips.html", rows=rows, filters=filters, states=STATES, categories=categories,
+                    query=query,
                     next_before=f"{to_iso(rows[-1].recorded_at)}|{rows[-1].clip_id}" if more else None)
 
     @get("/clips/{clip_id:str}", summary="One clip: retention, holds, playback", guards=[user_with("supervisor")])
@@ -173,6 +180,18 @@ class EvidencePages(DashboardPages):
         return await _act(f"/clips/{clip_id}", "categories set", lambda: request.app.state.retention.categorise(
             clip_id, CategoriesRequest(categories=[str(c) for c in form.getall("category", [])][:32],
                                        reason=_reason(form), confirm=form.get("confirm") == "yes"), principal.name))
+
+    @post("/clips/{clip_id:str}/attribution", summary="Attribute a clip to an officer",
+          guards=[user_with("supervisor")], opt=FORM)
+    async def attribute(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
+        form = await posted(request)
+
+        def attribute():
+            request_ = msgspec.convert({"officer_id": field(form, "officer_id", 64), "reason": _reason(form)},
+                                       AttributeRequest)
+            request.app.state.assignments.attribute(clip_id, request_, principal.name, principal.acts_for)
+
+        return await _act(f"/clips/{clip_id}", "attributed", attribute)
 
     @post("/clips/{clip_id:str}/restore", summary="Restore a soft-deleted clip", guards=[user_with("admin")], opt=FORM)
     async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
@@ -227,4 +246,6 @@ async def _act(path: str, done: str, action) -> Redirect:
         await anyio.to_thread.run_sync(action)
     except ApiError as exc:
         return back(path, error=exc.message)
+    except msgspec.ValidationError as exc:
+        return back(path, error=str(exc))
     return back(path, done=done)

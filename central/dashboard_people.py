@@ -7,7 +7,7 @@ from typing import Annotated
 import anyio.to_thread
 import msgspec
 from litestar import Request, get, post
-from litestar.params import QueryParameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from fleet.errors import ApiError, BadRequest
@@ -78,6 +78,29 @@ class PeoplePages(DashboardPages):
                 failed.append(f"{serial}: {exc.message}")
         return back("/officers", done=f"{len(ended)} assignment(s) ended" if ended else None,
                     error="; ".join(failed) or None)
+
+
+    @get("/conflicts", summary="Assignment conflicts to resolve", guards=[user_with("supervisor")])
+    async def conflicts_page(self, request: Request, principal: Caller,
+                             open_only: Annotated[bool, QueryParameter(name="open")] = True) -> Template:
+        rows = await anyio.to_thread.run_sync(request.app.state.assignments.conflicts, principal.acts_for,
+                                              open_only, 200)
+        return page(request, "conflicts.html", conflicts=rows, open_only=open_only)
+
+    @post("/conflicts/{conflict_id:int}/resolve", summary="Resolve a conflict", guards=[user_with("supervisor")],
+          opt=FORM)
+    async def resolve(self, request: Request, principal: Caller,
+                      conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
+        form = await posted(request)
+        try:
+            resolution = field(form, "resolution")
+            if not resolution:
+                raise BadRequest("say how it was resolved")
+            await anyio.to_thread.run_sync(request.app.state.assignments.resolve_conflict, conflict_id, resolution,
+                                           principal.name, principal.acts_for)
+        except ApiError as exc:
+            return back("/officers/conflicts", error=exc.message)
+        return back("/officers/conflicts", done=f"conflict {conflict_id} resolved")
 
 
 def _required(form, key: str) -> str:

@@ -152,6 +152,10 @@ def test_a_clip_is_held_and_categorised_from_its_page_and_the_audit_page_shows_i
     categorised = staffed.post(f"/clips/{clip_id}/categories", data={"category": "evidential",
                                                                      "reason": "arrest", "csrf_token": token})
     assert "categories set" in categorised.text and '<dd id="categories">evidential</dd>' in categorised.text
+    other = upload(staffed, b"other footage" * 100)
+    evidential = staffed.get("/clips", params={"category": "evidential"})
+    assert evidential.status_code == 200 and clip_id[:13] in evidential.text and other[:13] not in evidential.text
+    assert staffed.get("/clips", params={"category": 'x" OR 1'}).status_code == 400
     assert staffed.get(f"/clips/{clip_id}/restore").status_code in (404, 405)  # a form target, not a page
     log_in(staffed, "a.uditor")
     trail = staffed.get("/audit", params={"object_id": clip_id}).text
@@ -207,3 +211,31 @@ def test_the_stations_page_draws_sync_lag_from_the_health_jobs_samples(browser):
     lag = re.search(r'<figure id="lag-chart">.*?points="([^"]+)"', page, re.S).group(1)
     assert len(lag.split()) == before + 1 and "Sync lag, station camden" in page
     assert browser.get("/stations", params={"station": "nope"}).status_code == 404
+
+
+def test_unattributed_clips_are_found_attributed_and_conflicts_resolved_on_their_pages(staffed):
+    from tests.central.fleetdata import back as check_in, ingested, out
+
+    from tests.central.test_clips import upload
+
+    clip = ingested("BWV-000123", 0, clip_id=upload(staffed, b"nobody's footage" * 50))  # as uploaded
+    post(staffed, CAMDEN, [docked("BWV-000123", 6, clips=1), clip], hours=[6, 6])
+    # Two cameras out to PC1 at once: the station was offline, central lists the conflict.
+    post(staffed, CAMDEN, [out("CAM-1", "PC1"), out("CAM-2", "PC1"), check_in("CAM-1", "PC1"),
+                           check_in("CAM-2", "PC1")], first_seq=3, hours=[7, 7.5, 9, 9])
+    log_in(staffed, "s.uper")
+    overview = staffed.get("/").text
+    assert re.search(r'data-alert="unattributed">\s*<a href="/clips\?state=unattributed"><span class="n">1</span>',
+                     overview)
+    listing = staffed.get("/clips", params={"state": "unattributed"}).text
+    assert clip.clip_id[:13] in listing
+    page = staffed.get(f"/clips/{clip.clip_id}").text
+    attributed = staffed.post(f"/clips/{clip.clip_id}/attribution", data={
+        "officer_id": "PC2", "reason": "incident log", "csrf_token": csrf_of(page)})
+    assert "attributed" in attributed.text and "PC2" in re.search(r'<dd id="officer">(.*?)</dd>', attributed.text).group(1)
+    assert clip.clip_id[:13] not in staffed.get("/clips", params={"state": "unattributed"}).text
+    conflicts = staffed.get("/officers/conflicts").text
+    [conflict_id] = re.findall(r'action="/officers/conflicts/(\d+)/resolve"', conflicts)
+    resolved = staffed.post(f"/officers/conflicts/{conflict_id}/resolve",
+                            data={"resolution": "spare camera, logged", "csrf_token": csrf_of(conflicts)})
+    assert f"conflict {conflict_id} resolved" in resolved.text and "No conflict." in resolved.text

@@ -29,7 +29,8 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /rollout/proposals/{proposal_id:int}/{decision:str}": frozenset({"planner", "admin"}),
     "GET /clips": FOOTAGE, "GET /clips/{clip_id:str}": FOOTAGE, "POST /clips/{clip_id:str}/hold": FOOTAGE,
     "POST /clips/{clip_id:str}/release/{hold_id:int}": FOOTAGE, "POST /clips/{clip_id:str}/categories": FOOTAGE,
-    "POST /clips/{clip_id:str}/restore": ADMIN,
+    "POST /clips/{clip_id:str}/restore": ADMIN, "POST /clips/{clip_id:str}/attribution": FOOTAGE,
+    "GET /officers/conflicts": FOOTAGE, "POST /officers/conflicts/{conflict_id:int}/resolve": FOOTAGE,
     "GET /audit": frozenset({"auditor", "admin"}), "POST /audit/verify": frozenset({"auditor", "admin"}),
     # what stations do; of the users only admins upload
     "POST /api/v1/uploads": ADMIN | {"station"}, "HEAD /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
