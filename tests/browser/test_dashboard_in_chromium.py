@@ -75,8 +75,9 @@ def test_a_supervisor_assigns_a_camera_and_holds_a_clip(chromium, fleet, screens
     page.goto(base(fleet) + "/clips")
     page.screenshot(path=str(screenshots / "clips.png"), full_page=True)
     page.locator("#clips").get_by_role("link", name=re.compile(clip.clip_id[:13])).click()
-    page.get_by_label("Reason").first.fill("complaint CMP-2231")
-    page.get_by_role("button", name="Place a hold").click()
+    hold = page.locator('form[action$="/hold"]')
+    hold.get_by_label("Reason").fill("complaint CMP-2231")
+    hold.get_by_role("button", name="Place a hold").click()
     assert page.get_by_role("status").inner_text() == "held"
     assert "complaint CMP-2231" in page.locator("#holds").inner_text()
     page.screenshot(path=str(screenshots / "clip.png"), full_page=True)
