@@ -105,3 +105,23 @@ def test_the_rollout_page_shows_the_verdict_and_burn_up(chromium, fleet, screens
     assert page.locator("#boroughs tbody tr").count() == 32
     page.screenshot(path=str(screenshots / "rollout.png"), full_page=True)
     page.close()
+
+
+def test_pages_fit_a_tablet_and_work_from_the_keyboard(chromium, fleet):
+    page = logged_in(chromium, fleet, "f.manager")
+    page.set_viewport_size({"width": 768, "height": 1024})
+    for path in ("/", "/devices", "/devices/BWV-000001", "/officers", "/clips", "/audit", "/rollout", "/stations"):
+        page.goto(base(fleet) + path)
+        # wide tables scroll inside their own box; the page itself never scrolls sideways
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+    page.goto(base(fleet) + "/devices")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.url.endswith("#main")
+    page.get_by_label("Serial or officer").focus()
+    page.keyboard.type("BWV-000003")
+    page.keyboard.press("Enter")  # submits the filter form
+    page.wait_for_url(re.compile(r"q=BWV-000003"))
+    assert page.locator("#devices tbody tr").count() == 1
+    page.close()
