@@ -3,7 +3,8 @@
 Create (idempotent by clip_id) → HEAD for central's offset → PATCH chunks, each with its
 own ``Upload-Checksum``. After any failure the next try asks HEAD again and resumes from
 central's offset; nothing restarts from zero unless central says so. Success means
-central answered ``Fleet-Clip-State: verified``, nothing less.
+central answered ``Fleet-Clip-State: verified``, nothing less (``plain_tus`` relaxes that
+for a server without central's extras, such as the peer in bench/peer.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class TusUploader:
 
     def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, *,
                  chunk_bytes: int = 16 << 20, chunk_algorithm: str = "crc32", throttle: Throttle | None = None,
-                 on_progress: Callable[[str, int], None] | None = None) -> None:
+                 on_progress: Callable[[str, int], None] | None = None, plain_tus: bool = False) -> None:
+        """``plain_tus``: the server is a plain tus 1.0 server that never says "verified" (nor
+        checks Upload-Checksum or the SHA-256); an upload counts as done once it holds every
+        byte. Never for central: there, only "verified" means the clip is safe."""
         self.client = client
         self.store = store
         self.policy = policy
@@ -44,6 +48,7 @@ class TusUploader:
         self.chunk_algorithm = chunk_algorithm
         self.throttle = throttle
         self.on_progress = on_progress
+        self.plain_tus = plain_tus
 
     def upload(self, clip: QueuedClip) -> None:
         """Return once central has verified the clip; raise TransferError otherwise."""
@@ -72,7 +77,7 @@ class TusUploader:
             state["url"] = url
             self.store.set_upload_url(clip.clip_id, url)
         offset, verified = head
-        if verified:
+        if verified or self._plainly_done(offset, clip):
             return
         if offset > clip.size:
             raise PermanentTransferError(f"central reports offset {offset} beyond the clip's {clip.size} bytes")
@@ -90,8 +95,11 @@ class TusUploader:
                 self.on_progress(clip.clip_id, offset)
             if offset != chunk_offset + length:
                 raise TransientTransferError(f"central's offset {offset} is not where this chunk ended")
-        if not verified:
+        if not (verified or self._plainly_done(offset, clip)):
             raise TransientTransferError("upload complete but central did not confirm 'verified'")
+
+    def _plainly_done(self, offset: int, clip: QueuedClip) -> bool:
+        return self.plain_tus and offset == clip.size
 
     def _create(self, clip: QueuedClip) -> tuple[str, tuple[int, bool]]:
         meta = UploadMetadata(

@@ -18,7 +18,9 @@ from fleet.protocol import CLIP_STATE_HEADER, parse_upload_metadata_header
 
 
 class FakeTus:
-    def __init__(self) -> None:
+    def __init__(self, *, plain: bool = False) -> None:
+        self.plain = plain
+        """Answer like a plain tus server: no Fleet-Clip-State header, ever."""
         self.uploads: dict[str, dict] = {}
         self.by_clip: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
@@ -72,10 +74,10 @@ class FakeTus:
             upload["verified"] = True
         return self._state(204, upload)
 
-    @staticmethod
-    def _state(status: int, upload: dict, location: str | None = None) -> httpx.Response:
-        headers = {"Upload-Offset": str(len(upload["data"])), "Tus-Resumable": "1.0.0",
-                   CLIP_STATE_HEADER: "verified" if upload["verified"] else "receiving"}
+    def _state(self, status: int, upload: dict, location: str | None = None) -> httpx.Response:
+        headers = {"Upload-Offset": str(len(upload["data"])), "Tus-Resumable": "1.0.0"}
+        if not self.plain:
+            headers[CLIP_STATE_HEADER] = "verified" if upload["verified"] else "receiving"
         if location:
             headers["Location"] = f"/api/v1/uploads/{location}"
         return httpx.Response(status, headers=headers)

@@ -174,3 +174,33 @@ def test_a_different_chunk_size_falls_back_to_hashing_on_the_fly(store, dock_dir
     server = FakeTus()
     uploader(store, server).upload(clip)
     assert clip.clip_id in server.verified()
+
+
+def test_a_plain_tus_server_never_verifies_so_the_default_client_keeps_trying(store, dock_dir):
+    server = FakeTus(plain=True)
+    [clip] = queue(store, dock_dir, SimClip(2 * CHUNK, RECORDED))
+    with pytest.raises(TransientTransferError, match="verified"):
+        uploader(store, server).upload(clip)
+
+
+def test_plain_tus_mode_is_done_when_the_server_holds_every_byte(store, dock_dir):
+    server = FakeTus(plain=True)
+    [clip] = queue(store, dock_dir, SimClip(3 * CHUNK + 7, RECORDED))
+    cuts = {"n": 0}
+
+    def cut_second_patch(request):
+        if request.method == "PATCH":
+            cuts["n"] += 1
+            if cuts["n"] == 2:
+                raise httpx.RemoteProtocolError("connection reset")
+        return None
+
+    server.fault = cut_second_patch
+    uploader(store, server, plain_tus=True).upload(clip)
+    [upload] = server.uploads.values()
+    assert hashlib.sha256(upload["data"]).hexdigest() == clip.sha256
+    assert server.patched_bytes == clip.size  # resumed from the server's offset
+    server.requests.clear()
+    store.release([clip.clip_id])
+    uploader(store, server, plain_tus=True).upload(store.claim_due(1)[0])
+    assert [m for m, _ in server.requests] == ["HEAD"]  # a finished upload is asked about, not re-sent
