@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|upload|events|fleet|rollout|retention|pages|all] [--quick]``: run benchmarks, print and save the results.
+"""``python -m bench [ingest|upload|peer|events|fleet|rollout|retention|pages|all] [--quick]``: run benchmarks, print and save the results.
 
 Results go to bench/out/<name>.json; BENCHMARKS.md quotes them with the command.
 """
@@ -8,16 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import events, fleet, ingest, pages, retention, rollout, upload
+from bench import events, fleet, ingest, pages, peer, retention, rollout, upload
 from bench.common import save
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "events", "fleet", "rollout", "retention", "pages", "all"], default="all")
+    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "peer", "events", "fleet", "rollout", "retention", "pages", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (medians are reported)")
-    parser.add_argument("--dir", default=None, help="where the upload benchmark keeps its files (default: here); "
+    parser.add_argument("--dir", default=None, help="where the upload benchmarks keep their files (default: here); "
                                                     "e.g. /dev/shm to take the disk out of the comparison")
     parser.add_argument("--chunk-mib", type=int, default=None,
                         help="upload chunk size in MiB (default: the station's default)")
@@ -34,6 +34,12 @@ def main() -> None:
                             chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None)
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("upload", result)
+    if args.which in ("peer", "all"):
+        result = peer.run(size=(64 << 20) if args.quick else gib, rounds=args.rounds,
+                          small_count=100 if args.quick else 2000, where=args.dir,
+                          chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None)
+        print(json.dumps(peer.headline(result), indent=2))
+        save("peer", result)
     if args.which in ("events", "all"):
         result = events.run(total=20_000 if args.quick else 200_000, rounds=args.rounds)
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))

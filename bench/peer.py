@@ -1,0 +1,214 @@
+"""Issue 7: upload throughput of our central against a peer, the reference tus server.
+
+The peer is ``@tus/server`` with its ``FileStore`` on Node.js (bench/peer/server.js,
+versions pinned in bench/peer/package-lock.json, installed with ``npm ci`` on first run).
+Both receive the same clips from the same client: the station's sync worker and
+``TusUploader``, same chunk size, same precomputed ``Upload-Checksum`` headers. The only
+difference on the client side is ``plain_tus=True`` for the peer, which never answers
+"verified": there an upload is done once the peer holds every byte.
+
+What each server does per byte is not the same, and the report says so: central checks
+each chunk's checksum, keeps the whole-file SHA-256, fsyncs before answering, commits the
+offset to SQLite, and on the last byte checks the SHA-256, renames into the blob store
+and records the clip; the peer's FileStore appends to a file and answers (no checksum, no
+fsync; its offset is the file's size).
+
+Rounds alternate the order of the two servers; each round starts a fresh server on an
+empty folder (not timed) and ends with a ``sync`` (timed apart, not in the figures), so
+neither inherits the other's dirty pages. Two workloads: one big clip (MiB/s) and many
+small clips through 4 concurrent uploads (clips/s). Medians over rounds; the ratio is
+ours ÷ peer in throughput, so > 1 means ours is faster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from bench.common import machine, median, mib_s
+from bench.upload import Central, free_port, ingest, station_settings
+from fleet.camera import SimClip
+from fleet.clock import utc_now
+from fleet.config import DEFAULT_CHUNK_BYTES
+
+PEER_DIR = Path(__file__).parent / "peer"
+GiB = 1 << 30
+SERVERS = ("ours", "peer")
+
+
+def install_peer() -> dict:
+    """``npm ci`` the pinned peer once; return the versions in use."""
+    node = shutil.which("node")
+    if node is None or shutil.which("npm") is None:
+        raise SystemExit("bench peer needs Node.js (>= 20.19) and npm on PATH")
+    if not (PEER_DIR / "node_modules" / "@tus" / "server").is_dir():
+        print("installing the peer tus server (npm ci in bench/peer)", flush=True)
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
+    version = subprocess.run([node, "--version"], check=True, capture_output=True, text=True).stdout.strip()
+    packages = {name: json.loads((PEER_DIR / "node_modules" / "@tus" / name / "package.json").read_text())["version"]
+                for name in ("server", "file-store")}
+    return {"node": version, "@tus/server": packages["server"], "@tus/file-store": packages["file-store"]}
+
+
+class Peer:
+    """``node bench/peer/server.js`` on a free port, storing under ``root/files``."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.files = root / "files"
+        self.files.mkdir(parents=True)
+        with open(root / "peer.log", "wb") as log:
+            self.proc = subprocess.Popen(["node", str(PEER_DIR / "server.js"), str(self.port), str(self.files)],
+                                         stdout=log, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the peer exited with {self.proc.returncode}; see {root / 'peer.log'}")
+            try:
+                httpx.options(f"{self.url}/api/v1/uploads/")
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("the peer did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requeue(data_dir: str) -> None:
+    """Put every clip of the station back in the queue, as if freshly ingested."""
+    from station.store import StationStore
+
+    store = StationStore(data_dir)
+    store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL, attempts = 0, next_attempt_at = NULL, "
+                     "last_error = NULL, uploaded_bytes = 0, verified_at = NULL")
+    store.close()
+
+
+def sync_worker_pass(root: Path, url: str, *, plain_tus: bool, count: int, concurrency: int,
+                     chunk_bytes: int) -> None:
+    """The station's own sync pass over its queue: every clip must come back done."""
+    from fleet.retry import RetryPolicy
+    from station.node import build_client
+    from station.store import StationStore
+    from station.sync import SyncWorker
+    from station.uploader import TusUploader
+
+    settings = station_settings(root, url, concurrent_uploads=concurrency, chunk_bytes=chunk_bytes)
+    store = StationStore(settings.data_dir)
+    policy = RetryPolicy()
+    try:
+        with build_client(settings) as client:
+            uploader = TusUploader(client, store, policy, chunk_bytes=settings.chunk_bytes,
+                                   chunk_algorithm=settings.chunk_checksum, plain_tus=plain_tus)
+            report = SyncWorker(store, uploader, policy, concurrency=concurrency).run_once()
+    finally:
+        store.close()
+    if len(report.verified) != count:
+        raise RuntimeError(f"{len(report.verified)} of {count} clips done ({len(report.waiting)} waiting, "
+                           f"{len(report.failed)} failed)")
+
+
+def start(name: str, root: Path) -> Central | Peer:
+    return Central(root) if name == "ours" else Peer(root)
+
+
+def workload(root: Path, station: Path, *, rounds: int, count: int, concurrency: int, chunk_bytes: int) -> dict:
+    """Alternate the two servers over ``rounds``; every round of each on a fresh server."""
+    runs: dict[str, dict[str, list[float]]] = {n: {"seconds": [], "server_cpu_s": [], "client_cpu_s": [],
+                                                   "sync_after_s": []} for n in SERVERS}
+    for r in range(rounds):
+        for name in SERVERS if r % 2 == 0 else SERVERS[::-1]:
+            where = root / f"{name}-{r}"
+            requeue(str(station / "data"))
+            server = start(name, where)
+            try:
+                cpu_before, client_before = cpu_seconds(server.proc.pid), time.process_time()
+                began = time.perf_counter()
+                sync_worker_pass(station, server.url, plain_tus=name == "peer", count=count,
+                                 concurrency=concurrency, chunk_bytes=chunk_bytes)
+                runs[name]["seconds"].append(time.perf_counter() - began)
+                runs[name]["server_cpu_s"].append(cpu_seconds(server.proc.pid) - cpu_before)
+                runs[name]["client_cpu_s"].append(time.process_time() - client_before)
+                began = time.perf_counter()
+                subprocess.run(["sync"], check=True)  # the peer's bytes may still be in the page cache
+                runs[name]["sync_after_s"].append(time.perf_counter() - began)
+            finally:
+                server.stop()
+                shutil.rmtree(where, ignore_errors=True)
+            print(f"  round {r + 1}/{rounds} {name}: {runs[name]['seconds'][-1]:.2f} s", flush=True)
+    return {name: {**values, "median": {k: median(v) for k, v in values.items()}} for name, values in runs.items()}
+
+
+def summarise(runs: dict, per_round: Callable[[float], float], unit: str) -> dict:
+    medians = {name: runs[name]["median"]["seconds"] for name in SERVERS}
+    return {
+        "rounds": runs,
+        "median_s": medians,
+        unit: {name: per_round(seconds) for name, seconds in medians.items()},
+        "ratio_ours_vs_peer": medians["peer"] / medians["ours"],
+    }
+
+
+def run(size: int = GiB, rounds: int = 5, small_count: int = 2000, small_size: int = 64 * 1024,
+        concurrency: int = 4, where: str | None = None, chunk_bytes: int | None = None) -> dict:
+    versions = install_peer()
+    chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
+    root = Path(tempfile.mkdtemp(prefix="bench-peer-", dir=where or Path.cwd()))
+    try:
+        result: dict = {"machine": machine(), "peer": versions, "rounds": rounds, "chunk_bytes": chunk_bytes,
+                        "directory": str(root.parent)}
+        if size:
+            big = root / "station-big"
+            ingest(station_settings(big, "http://unused", chunk_bytes=chunk_bytes),
+                   [SimClip(size, utc_now(), seed=42)])
+            print(f"one clip of {size / GiB:.2f} GiB, {rounds} rounds each", flush=True)
+            runs = workload(root, big, rounds=rounds, count=1, concurrency=1, chunk_bytes=chunk_bytes)
+            result["big_clip"] = {"bytes": size, **summarise(runs, lambda s: mib_s(size, s), "MiB_per_s")}
+            shutil.rmtree(big, ignore_errors=True)
+        if small_count:
+            small = root / "station-small"
+            ingest(station_settings(small, "http://unused", chunk_bytes=chunk_bytes),
+                   [SimClip(small_size, utc_now(), seed=i) for i in range(small_count)])
+            print(f"{small_count} clips of {small_size >> 10} KiB, {concurrency} at once, {rounds} rounds each",
+                  flush=True)
+            runs = workload(root, small, rounds=rounds, count=small_count, concurrency=concurrency,
+                            chunk_bytes=chunk_bytes)
+            result["small_clips"] = {"clips": small_count, "clip_bytes": small_size, "concurrency": concurrency,
+                                     **summarise(runs, lambda s: small_count / s, "clips_per_s")}
+        return result
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def headline(result: dict) -> dict:
+    """The figures BENCHMARKS.md quotes, without every round."""
+    out = {k: v for k, v in result.items() if k not in ("big_clip", "small_clips")}
+    for workload_name in ("big_clip", "small_clips"):
+        if workload_name in result:
+            w = result[workload_name]
+            out[workload_name] = {
+                **{k: v for k, v in w.items() if k != "rounds"},
+                "median": {name: w["rounds"][name]["median"] for name in SERVERS},
+            }
+    return out
