@@ -51,6 +51,18 @@ class wait_retry_after(wait_base):
         return self.fallback(retry_state)
 
 
+class stop_if_asked_to_wait_over(tenacity.stop.stop_base):
+    """Stop when the failure carries a ``Retry-After`` longer than ``limit_s``."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        return (getattr(exc, "retry_after", None) or 0.0) > self.limit_s
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: network failures and the statuses central uses for 'later'."""
     if isinstance(exc, TransientTransferError):
@@ -76,6 +88,7 @@ class RetryPolicy:
     initial_s: float = 1.0
     max_s: float = 300.0
     quick_attempts: int = 3
+    quick_max_s: float = 2.0
     quick_wait: wait_base = field(default_factory=lambda: wait_random_exponential(multiplier=0.25, max=2.0))
     sleep: object = tenacity.nap.sleep
 
@@ -84,9 +97,14 @@ class RetryPolicy:
         return wait_retry_after(wait_random_exponential(multiplier=self.initial_s, max=self.max_s))
 
     def retrying(self) -> tenacity.Retrying:
-        """Quick in-transfer retries of transient failures; the last error is re-raised."""
+        """Quick in-transfer retries of transient failures; the last error is re-raised.
+
+        When central asks for a longer wait than a quick retry may take, the transfer stops
+        here and the persisted backoff honours the wait: a station never sleeps a minute
+        inside a request loop, where a shutdown could not interrupt it.
+        """
         return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.quick_attempts),
+            stop=tenacity.stop_after_attempt(self.quick_attempts) | stop_if_asked_to_wait_over(self.quick_max_s),
             wait=wait_retry_after(self.quick_wait),
             retry=tenacity.retry_if_exception(is_transient),
             sleep=self.sleep,

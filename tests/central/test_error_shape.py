@@ -1,10 +1,13 @@
 """Every error central answers has one JSON shape: status, error, message, details."""
 
 import os
+import sqlite3
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from central.events import EventLog
 from fleet.protocol import ErrorBody
 from tests.central.conftest import ADMIN, CAMDEN, TUS, create, patch
 
@@ -49,3 +52,28 @@ def test_random_headers_never_cause_a_server_error(client, length, meta, offset,
                                                       "Upload-Checksum": checksum,
                                                       "Content-Type": "application/offset+octet-stream"})
     assert r.status_code < 500, r.text
+
+
+def database_error(code: int, message: str) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return error
+
+
+@pytest.mark.parametrize("code, status", [(sqlite3.SQLITE_FULL, 507), (sqlite3.SQLITE_BUSY, 503)])
+def test_a_full_or_busy_database_is_later_not_a_server_error(client, monkeypatch, code, status):
+    def failing(*args, **kwargs):
+        raise database_error(code, "database or disk is full" if status == 507 else "database is locked")
+
+    monkeypatch.setattr(EventLog, "ingest", failing)
+    response = client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}')
+    assert_shape(response, status)
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_other_database_errors_are_still_500(client, monkeypatch):
+    def failing(*args, **kwargs):
+        raise database_error(sqlite3.SQLITE_IOERR, "disk I/O error")
+
+    monkeypatch.setattr(EventLog, "ingest", failing)
+    assert_shape(client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}'), 500)

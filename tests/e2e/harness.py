@@ -50,12 +50,15 @@ class Process:
     args: list[str]
     log: Path
     popen: subprocess.Popen | None = None
+    wrapper: tuple[str, ...] = ()
+    """A command the process runs under, e.g. ``("faketime", "-f", "+2h")`` for a skewed clock."""
 
     def start(self) -> None:
+        env = {**os.environ, "DONT_FAKE_MONOTONIC": "1"} if self.wrapper else None
         with open(self.log, "ab") as log:
-            self.popen = subprocess.Popen([sys.executable, "-m", "fleet.cli", *self.args], stdout=log,
+            self.popen = subprocess.Popen([*self.wrapper, sys.executable, "-m", "fleet.cli", *self.args], stdout=log,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
+                                          start_new_session=True, env=env)
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -82,13 +85,19 @@ class Cluster:
     root: Path
     station_ids: tuple[str, ...] = ("camden",)
     station_settings: dict[str, Any] = field(default_factory=dict)
+    central_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra tables of central's config, e.g. ``{"limits": {"uploads_in_flight": 2}}``."""
     port: int = field(default_factory=free_port)
     processes: dict[str, Process] = field(default_factory=dict)
+    wrappers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per process name, a command to run it under (see ``Process.wrapper``)."""
 
     def __post_init__(self) -> None:
         (self.root / "central").mkdir(parents=True, exist_ok=True)
         lines = [f'port = {self.port}', 'data_dir = "data"', f'admin_token = "{ADMIN_TOKEN}"',
                  'log_level = "debug"']
+        for table, values in self.central_tables.items():
+            lines += [f"[{table}]", *(f"{k} = {_toml(v)}" for k, v in values.items())]
         for sid in self.station_ids:
             lines += [f"[stations.{sid}]", f'borough = "{sid.title()}"',
                       f'token_sha256 = "{hashlib.sha256(self.token(sid).encode()).hexdigest()}"']
@@ -130,7 +139,7 @@ class Cluster:
 
     def start_central(self) -> Process:
         proc = Process("central", ["central", "serve", "--config", str(self.root / "central" / "central.toml")],
-                       self.root / "central.log")
+                       self.root / "central.log", wrapper=self.wrappers.get("central", ()))
         proc.start()
         self.processes["central"] = proc
         wait_until(self.central_healthy, 30, "central /healthz", check=proc.check)
@@ -138,7 +147,7 @@ class Cluster:
 
     def start_station(self, station_id: str) -> Process:
         proc = Process(station_id, ["station", "run", "--config", str(self.root / station_id / "station.toml")],
-                       self.root / f"{station_id}.log")
+                       self.root / f"{station_id}.log", wrapper=self.wrappers.get(station_id, ()))
         proc.start()
         self.processes[station_id] = proc
         return proc

@@ -59,3 +59,21 @@ def test_quick_retries_stop_on_permanent_and_give_up_after_n():
                 calls.append(1)
                 raise PermanentTransferError("no")
     assert len(calls) == 1
+
+
+def test_a_long_retry_after_ends_the_quick_retries_and_is_left_to_the_persisted_backoff():
+    slept = []
+    policy = RetryPolicy(quick_attempts=5, quick_max_s=2.0, sleep=slept.append)
+
+    def retry_all(asked):
+        calls = []
+        with pytest.raises(TransientTransferError):
+            for attempt in policy.retrying():
+                with attempt:
+                    calls.append(1)
+                    raise TransientTransferError("507 full", retry_after=asked)
+        return len(calls)
+
+    assert retry_all(60.0) == 1 and slept == []  # never sleeps a minute inside the transfer
+    assert policy.backoff_delay(1, TransientTransferError("507 full", retry_after=60.0)) == 60.0
+    assert retry_all(1.0) == 5 and slept == [1.0] * 4  # short waits are still honoured in place

@@ -106,6 +106,20 @@ def test_disk_full_is_reported_as_transient_and_nothing_recorded(store, dock_dir
     assert clip_rows(store) == []
 
 
+def test_a_folder_refused_for_a_full_disk_is_retried_once_space_is_freed(store, dock_dir, monkeypatch):
+    dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+    real = ingest_module.copy_and_hash
+    monkeypatch.setattr(ingest_module, "copy_and_hash", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "full")))
+    ingestor = Ingestor(store, "camden", dock_dir)
+    ingestor.scan()
+    monkeypatch.setattr(ingest_module, "copy_and_hash", real)
+    ingestor.scan()
+    assert clip_rows(store) == []  # within the pause after an I/O error: not retried yet
+    assert store.retry_transient_folders() == 1  # what the station does when it deleted local copies
+    ingestor.scan()
+    assert len(clip_rows(store)) == 1 and store.summary()["failed_folders"] == []
+
+
 class Crash(BaseException):
     """Stands for the process dying at that line (not an Exception: nothing may catch it)."""
 

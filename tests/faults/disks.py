@@ -1,0 +1,44 @@
+"""Size-limited disks for "disk full" faults: a tmpfs of a few MiB mounted over a data folder.
+
+A real full filesystem, so every write the process makes (clip files, SQLite pages, the
+WAL) meets a real ENOSPC at whatever point it happens to reach. Mounting needs root, which
+the test machine and its CI run as; without it the fault cannot be staged and the test
+says so rather than passing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+
+class SmallDisk:
+    def __init__(self, path: Path, size_bytes: int) -> None:
+        self.path = Path(path)
+        self.size_bytes = size_bytes
+        self.mounted = False
+
+    def mount(self) -> SmallDisk:
+        if os.geteuid() != 0:
+            raise AssertionError("the disk-full faults mount a small tmpfs, which needs root")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._run("mount", "-t", "tmpfs", "-o", f"size={self.size_bytes}", "tmpfs", str(self.path))
+        self.mounted = True
+        return self
+
+    def grow(self, size_bytes: int) -> None:
+        """What an operator does when the disk fills: give it more room (the data stays)."""
+        self._run("mount", "-o", f"remount,size={size_bytes}", str(self.path))
+        self.size_bytes = size_bytes
+
+    def unmount(self) -> None:
+        if self.mounted:
+            self._run("umount", "-l", str(self.path))
+            self.mounted = False
+
+    @staticmethod
+    def _run(*args: str) -> None:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        if result.returncode:
+            raise AssertionError(f"{' '.join(args)} failed: {result.stderr.strip()}")
