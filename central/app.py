@@ -24,7 +24,7 @@ from fleet.protocol import Health
 from central import audit
 from central.assignments import AssignmentController, AssignmentService
 from central.auth import TokenRegistry, provide_principal
-from central.blobstore import FilesystemBlobStore
+from central.blobstore import open_blob_store
 from central.changes import ChangeLog, ChangesController
 from central.clips import ClipController
 from central.custody import CustodyController
@@ -73,7 +73,7 @@ def build_services(store: CentralStore, settings: CentralSettings, blobs=None) -
         "rollout": RolloutService(store.writer, changes, settings),
         "users": UserService(store.writer),
         "retention": RetentionService(store.writer, changes,
-                                      blobs or FilesystemBlobStore(Path(settings.data_dir) / "blobs"), settings),
+                                      blobs or open_blob_store(settings), settings),
     }
 
 
@@ -83,8 +83,9 @@ def create_app(settings: CentralSettings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        blobs = open_blob_store(settings)
+        blobs.check()  # e.g. a missing bucket stops central here, before anything is opened or served
         store = CentralStore(data_dir)
-        blobs = FilesystemBlobStore(data_dir / "blobs")
         receiver = UploadReceiver(store, blobs, data_dir / "uploads", max_upload_bytes=settings.max_upload_bytes,
                                   expiry=timedelta(hours=settings.upload_expiry_hours))
         await receiver.recover()

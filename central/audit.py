@@ -298,11 +298,11 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
 
 
 def _without_secrets(config: dict) -> dict[str, object]:
-    """Each setting by dotted name; a secret (``…token``) only as its SHA-256, so a change is seen
-    but never stored."""
+    """Each setting by dotted name; a secret (``…token``, ``blobs.secret_access_key``) only as its
+    SHA-256, so a change is seen but never stored."""
     flat = _flatten(config)
     return {key: ("sha256:" + hashlib.sha256(str(v).encode()).hexdigest()
-                  if key.rsplit(".", 1)[-1].endswith("token") and v is not None else v)
+                  if key.rsplit(".", 1)[-1].endswith(("token", "secret_access_key")) and v is not None else v)
             for key, v in flat.items()}
 
 

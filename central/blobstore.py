@@ -1,7 +1,9 @@
-"""Where verified clips live. A small interface so an S3 backend can follow the filesystem one.
+"""Where verified clips live: one small interface, a filesystem and an S3 backend (central/blobstore_s3.py).
 
-A blob appears under its key only complete and durable: ``put`` moves an fsynced file
-into place with an atomic rename and fsyncs the folder.
+A blob appears under its key only complete and durable: ``put`` returns only once the
+bytes are stored and checked, and a failed ``put`` leaves nothing under the key. The
+filesystem store moves an fsynced file into place with an atomic rename and fsyncs the
+folder. ``open_blob_store`` picks the backend from ``[blobs]`` in central's config.
 """
 
 from __future__ import annotations
@@ -11,16 +13,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from fleet.config import CentralSettings
 from fleet.hashing import fsync_dir
 
 READ_PIECE = 1 << 20
 
 
-class BlobStore(Protocol):
-    def put(self, source: Path, key: str) -> None:
-        """Take ownership of the complete, fsynced ``source`` file and store it under ``key``."""
+def check_key(key: str) -> str:
+    """A blob key is one path segment (a clip id): nothing that could reach outside the store."""
+    if not key or "/" in key or key.startswith("."):
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
 
-    def exists(self, key: str) -> bool: ...
+
+class BlobStore(Protocol):
+    def check(self) -> None:
+        """At start-up: raise ConfigError if this store cannot be used, so central does not serve without it."""
+
+    def put(self, source: Path, key: str, sha256: str | None = None) -> None:
+        """Take ownership of the complete, fsynced ``source`` file and store it under ``key``.
+
+        ``sha256`` is the clip's verified digest: a backend that re-reads the file checks it and
+        keeps it with the blob. Raises (and stores nothing) when the store fails."""
+
+    def exists(self, key: str) -> bool:
+        """True only for a complete blob."""
 
     def size(self, key: str) -> int: ...
 
@@ -42,11 +59,13 @@ class FilesystemBlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        if not key or "/" in key or key.startswith("."):
-            raise ValueError(f"invalid blob key {key!r}")
+        key = check_key(key)
         return self.root / key[:2] / key
 
-    def put(self, source: Path, key: str) -> None:
+    def check(self) -> None:
+        pass  # the folder was made by the constructor
+
+    def put(self, source: Path, key: str, sha256: str | None = None) -> None:
         target = self._path(key)
         created = not target.parent.exists()
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -89,3 +108,12 @@ class FilesystemBlobStore:
                 pass
         for folder in sorted(folders):  # one fsync per folder, so a purge stays done after a power cut
             fsync_dir(Path(folder))
+
+
+def open_blob_store(settings: CentralSettings) -> BlobStore:
+    """The blob store ``[blobs]`` asks for (no I/O beyond creating the filesystem store's folder)."""
+    if settings.blobs.backend == "s3":
+        from central.blobstore_s3 import S3BlobStore  # boto3 is slow to import: only when used
+
+        return S3BlobStore(settings.blobs)
+    return FilesystemBlobStore(Path(settings.data_dir) / "blobs")

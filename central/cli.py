@@ -281,8 +281,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from central.app import create_app
+    from central.blobstore import open_blob_store
 
     settings = load_settings(args.config, CentralSettings)
+    # The app checks its blob store at start-up too, but a failure there reaches uvicorn as a traceback:
+    # checked here first, a missing bucket is one line and exit 2.
+    open_blob_store(settings).check()
     configure_logging(settings.log_level)
     logging.getLogger(__name__).info("central on http://%s:%d, data in %s", settings.host, settings.port,
                                      settings.data_dir)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from fleet.clock import utc_now
 from fleet.errors import (
-    BadRequest, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound, OffsetMismatch,
-    PayloadTooLarge,
+    BadRequest, BlobStoreUnavailable, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound,
+    OffsetMismatch, PayloadTooLarge,
 )
 from fleet.hashing import fsync_dir, new_checksum, start_writeback
 from fleet.protocol import decode_upload_metadata
@@ -293,8 +293,15 @@ class UploadReceiver:
             raise ChecksumMismatch(
                 f"the received file's SHA-256 {digest} does not match the declared {upload.sha256}; "
                 "the upload was reset to offset 0: send the clip again")
-        await asyncio.get_running_loop().run_in_executor(None, self.blobs.put, self.part(upload.upload_id),
-                                                         upload.clip_id)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.blobs.put, self.part(upload.upload_id),
+                                                             upload.clip_id, upload.sha256)
+        except BlobStoreUnavailable as exc:
+            # Answered 503 with Retry-After. The .part file and its offset stay: the station's retry
+            # (an empty PATCH at the end) stores it again.
+            log.warning("upload %s: clip %s not stored, kept for the station's retry: %s", upload.upload_id,
+                        upload.clip_id, exc)
+            raise
         self.store.mark_verified(upload.upload_id, upload.clip_id)
         self._hashes.pop(upload.upload_id, None)
         log.info("clip %s verified (%d bytes, sha256 %s)", upload.clip_id, upload.length, digest)
@@ -344,6 +351,8 @@ class UploadReceiver:
                     await self._finish(upload, whole)
                 except ChecksumMismatch:
                     pass  # reset to offset 0: the station sends it again
+                except BlobStoreUnavailable:
+                    pass  # logged; kept as it is, the station's retry stores it
 
     def _blob_sha256(self, key: str) -> str:
         digest = hashlib.sha256()

@@ -106,6 +106,37 @@ class DashboardSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     only for a demo on another plain-HTTP address."""
 
 
+PartBytes = Annotated[int, Meta(ge=5 * MiB, le=512 * MiB)]
+"""S3 parts are at least 5 MiB (but the last); each part is held in memory while it is sent."""
+
+
+class BlobSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[blobs]`` in central's file: where verified clips are kept (docs/storage.md)."""
+
+    backend: Literal["filesystem", "s3"] = "filesystem"
+    """``filesystem``: files under ``<data_dir>/blobs``; ``s3``: objects in an S3-compatible bucket."""
+    bucket: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$(?!\n)")] | None = None
+    """The bucket (backend ``s3``). Central refuses to start when it is missing, unless ``create_bucket``."""
+    create_bucket: bool = False
+    """Create the bucket at start-up when it does not exist (handy for a test server; off in production)."""
+    endpoint_url: Annotated[str, Meta(pattern=r"^https?://")] | None = None
+    """An S3-compatible server (MinIO, Ceph, ...), e.g. ``https://s3.internal:9000``; unset for AWS S3."""
+    region: Annotated[str, Meta(pattern=r"^[a-z0-9-]+$(?!\n)")] | None = None
+    prefix: Annotated[str, Meta(max_length=256, pattern=r"^(?![/.])[A-Za-z0-9._/-]*$(?!\n)")] = ""
+    """Put before every clip's key (e.g. ``"bwv/"``), so one bucket can serve several systems."""
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    secret_access_key_env: str | None = None
+    """Give both key settings or neither: without them boto3 finds credentials itself
+    (``AWS_*`` variables, a shared credentials file, an instance role)."""
+    multipart_threshold_bytes: PartBytes = 16 * MiB
+    """A clip this big or bigger goes up as a multipart upload, smaller ones in one PUT."""
+    part_bytes: PartBytes = 16 * MiB
+    """Size of one part (raised for huge clips: S3 allows at most 10,000 parts)."""
+    upload_concurrency: Annotated[int, Meta(ge=1, le=16)] = 4
+    """Parts of one clip sent at once; memory use is up to this many parts per clip being stored."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -127,6 +158,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     dashboard: DashboardSettings = msgspec.field(default_factory=DashboardSettings)
+    blobs: BlobSettings = msgspec.field(default_factory=BlobSettings)
 
     @property
     def anchors_file(self) -> Path:
@@ -250,6 +282,7 @@ def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str
             settings.retention.rules = _resolve_path(base, settings.retention.rules)
         if settings.audit.anchors_file is not None:
             settings.audit.anchors_file = _resolve_path(base, settings.audit.anchors_file)
+        _check_blobs(settings.blobs, f"{where}: [blobs]")
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
@@ -263,6 +296,25 @@ def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str
         settings.dock_dir = _resolve_path(base, settings.dock_dir)
         settings.central_url = settings.central_url.rstrip("/")
     return settings
+
+
+S3_ONLY = ("bucket", "endpoint_url", "region", "access_key_id", "secret_access_key", "secret_access_key_env")
+
+
+def _check_blobs(blobs: BlobSettings, where: str) -> None:
+    """The blob store's settings hang together; the S3 secret is resolved from its variable."""
+    given = [name for name in S3_ONLY if getattr(blobs, name) is not None] + (["prefix"] if blobs.prefix else [])
+    if blobs.backend == "filesystem":
+        if given:
+            raise ConfigError(f'{where}: {", ".join(given)} only apply to backend = "s3"')
+        return
+    if blobs.bucket is None:
+        raise ConfigError(f'{where}: backend = "s3" needs bucket')
+    if blobs.secret_access_key is not None or blobs.secret_access_key_env is not None:
+        resolve_secret(blobs, "secret_access_key", where)
+    if (blobs.access_key_id is None) != (blobs.secret_access_key is None):
+        raise ConfigError(f"{where}: give access_key_id and secret_access_key (or secret_access_key_env) "
+                          "together, or neither to let boto3 find credentials")
 
 
 def token_sha256(owner: Any, key: str) -> str:

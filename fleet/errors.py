@@ -22,6 +22,7 @@
         ├── Locked                  423 another PATCH holds the upload
         ├── ChecksumMismatch        460 chunk or whole-file checksum did not match
         ├── ServiceUnavailable      503 a part of central cannot serve now (e.g. its roll-out files are invalid)
+        │   └── BlobStoreUnavailable  503 the blob store failed or stored other bytes; nothing counted, retry
         └── InsufficientStorage     507 central's disk is full
 """
 
@@ -160,6 +161,13 @@ class ServiceUnavailable(ApiError):
     """503: this part of central cannot answer until its operators fix something."""
 
     status_code, code = 503, "unavailable"
+
+
+class BlobStoreUnavailable(ServiceUnavailable):
+    """503: the blob store failed, or what it stored did not check out; nothing counted, so a retry is safe."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 30) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
 class InsufficientStorage(ApiError):
