@@ -252,8 +252,9 @@ class S3BlobStore:
             errors = self._call("delete_objects", Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
             errors = [e for e in errors if e.get("Code") != "NoSuchKey"]
             if errors:  # the purge list is kept, so the next sweep tries these again
+                first = errors[0]
                 raise BlobStoreUnavailable(f"blob store: {len(errors)} of {len(batch)} deletions failed, e.g. "
-                                           f"{errors[0].get('Key')}: {errors[0].get('Code')} {errors[0].get('Message')}")
+                                           f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
 
     # -- one request -------------------------------------------------------------------------
 
