@@ -13,7 +13,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
+from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
@@ -21,7 +21,8 @@ from fleet import __version__
 from fleet.config import CentralSettings
 from fleet.protocol import Health
 
-from central import audit
+from central import audit, openapi
+from central.admission import Admission, AdmissionMiddleware
 from central.assignments import AssignmentController, AssignmentService
 from central.auth import TokenRegistry, provide_principal
 from central.blobstore import open_blob_store
@@ -48,7 +49,8 @@ from central.uploads import UploadController
 from central.users import UserService
 
 
-@get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"])
+@get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"],
+     responses=openapi.errors(503))
 async def healthz(request: Request) -> Response:
     try:
         ok = request.app.state.store.ping()
@@ -56,7 +58,7 @@ async def healthz(request: Request) -> Response:
         ok = False
     if not ok:
         return error_response(503, "unavailable", "database not reachable")
-    return Response(Health(status="ok", version=__version__))
+    return Response(Health(status="ok", version=__version__, load=request.app.state.admission.load()))
 
 
 def build_services(store: CentralStore, settings: CentralSettings, blobs=None) -> dict:
@@ -114,17 +116,21 @@ def create_app(settings: CentralSettings) -> Litestar:
             receiver.close()
             store.close()
 
-    return Litestar(
+    admission = Admission(settings.limits)
+    app = Litestar(
         route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
                         DeviceController, OfficerController, AssignmentController, StationController,
                         RolloutController, RetentionController, CustodyController, DashboardController,
                         PeoplePages, EvidencePages, RolloutPages],
         dependencies={"principal": Provide(provide_principal)},
+        middleware=[DefineMiddleware(AdmissionMiddleware, admission=admission)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        state=State({"tokens": TokenRegistry(settings), "settings": settings}),
+        state=State({"tokens": TokenRegistry(settings), "settings": settings, "admission": admission}),
         template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),
-        openapi_config=OpenAPIConfig(title="Body-worn video fleet: central", version=__version__),
+        openapi_config=openapi.config(),
         logging_config=None,  # the process configures logging once (fleet.logs)
         debug=False,
     )
+    openapi.describe(app)
+    return app

@@ -8,19 +8,20 @@ anything unexpected is logged and answered 500 with a generic message.
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from fleet.errors import ApiError
+from fleet.errors import ApiError, InsufficientStorage
 from fleet.protocol import TUS_VERSION, ErrorBody
 
 log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
-         500: "internal_error", 503: "unavailable"}
+         500: "internal_error", 503: "unavailable", 507: "insufficient_storage"}
 
 
 def error_response(status: int, code: str, message: str, details: list[dict[str, str]] | None = None,
@@ -30,8 +31,16 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
                     headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
 
 
+def storage_full_headers(request: Request) -> dict[str, str]:
+    """How long a client should wait when central's disk is full: an operator has to act ([limits])."""
+    return {"Retry-After": str(request.app.state.settings.limits.storage_full_retry_after_s)}
+
+
 def handle_api_error(request: Request, exc: ApiError) -> Response:
-    return error_response(exc.status_code, exc.code, exc.message, headers=exc.headers)
+    headers = exc.headers
+    if isinstance(exc, InsufficientStorage) and "Retry-After" not in headers:
+        headers = {**headers, **storage_full_headers(request)}
+    return error_response(exc.status_code, exc.code, exc.message, headers=headers)
 
 
 def handle_http_exception(request: Request, exc: HTTPException) -> Response:
@@ -45,9 +54,24 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     return error_response(exc.status_code, CODES.get(exc.status_code, "error"), message, details, headers)
 
 
+def handle_database_error(request: Request, exc: sqlite3.OperationalError) -> Response:
+    """A full disk (507) or a database busy past its timeout (503) is "later", not a server fault."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        log.error("central's disk is full: %s %s refused with 507", request.method, request.url.path)
+        return error_response(507, "insufficient_storage", "central's storage is full; try again later",
+                              headers=storage_full_headers(request))
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        log.warning("central's database is busy: %s %s refused with 503", request.method, request.url.path)
+        return error_response(503, "unavailable", "central's database is busy; try again later",
+                              headers={"Retry-After": "5"})
+    return handle_unexpected(request, exc)
+
+
 def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; the details are in central's log")
 
 
-EXCEPTION_HANDLERS = {ApiError: handle_api_error, HTTPException: handle_http_exception, Exception: handle_unexpected}
+EXCEPTION_HANDLERS = {ApiError: handle_api_error, HTTPException: handle_http_exception,
+                      sqlite3.OperationalError: handle_database_error, Exception: handle_unexpected}

@@ -42,6 +42,9 @@ FLUSH_BYTES = 4 << 20
 event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
 MAX_BATCH_PIECES = 512
 """Also hand over after this many pieces: one writev takes at most IOV_MAX (1024) buffers."""
+INLINE_BYTES = 256 << 10
+"""A batch this small, with nothing queued before it, is written and hashed on the event loop:
+handing it to the thread and back costs more than the work (a small clip is one such batch)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class _Sink:
 
     async def feed(self, pieces: list[bytes]) -> None:
         """Hand over the pieces as received (no copying them together on the event loop)."""
+        if not self._in_flight and sum(map(len, pieces)) <= INLINE_BYTES:
+            self._write(pieces)
+            return
         self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.pool, self._write, pieces))
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
@@ -275,14 +281,22 @@ class UploadReceiver:
                                        f"it was discarded, send it again from offset {upload.offset}")
             await asyncio.get_running_loop().run_in_executor(None, os.fsync, f.fileno())
         new_offset = upload.offset + sink.count
-        self.store.set_offset(upload.upload_id, new_offset, utc_now() + self.expiry)
-        self._hashes[upload.upload_id] = (new_offset, running)
-        upload = self.store.upload(upload.upload_id)
         if new_offset == upload.length and not cut_short:
-            return await self._finish(upload, running)
+            return await self._finish(upload, running)  # its one commit records the offset too
+        upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset)
+        self._hashes[upload.upload_id] = (new_offset, running)
         return upload
 
+    def _commit_offset(self, upload_id: str, offset: int) -> Upload:
+        """Count fsynced bytes (a FULL commit: on a worker thread, so other uploads keep moving)."""
+        self.store.set_offset(upload_id, offset, utc_now() + self.expiry)
+        return self.store.upload(upload_id)
+
     async def _finish(self, upload: Upload, whole) -> Upload:
+        """Every byte is in the fsynced .part file: check the SHA-256, store the blob, say verified.
+
+        The blob is stored before the one commit that records it; a crash between the two
+        is found by ``recover`` (blob present, SHA-256 matching)."""
         digest = whole.hexdigest()
         if digest != upload.sha256:
             part = self.part(upload.upload_id)
@@ -296,15 +310,23 @@ class UploadReceiver:
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.blobs.put, self.part(upload.upload_id),
                                                              upload.clip_id, upload.sha256)
-        except BlobStoreUnavailable as exc:
-            # Answered 503 with Retry-After. The .part file and its offset stay: the station's retry
-            # (an empty PATCH at the end) stores it again.
-            log.warning("upload %s: clip %s not stored, kept for the station's retry: %s", upload.upload_id,
-                        upload.clip_id, exc)
+        except Exception as exc:
+            # BlobStoreUnavailable is answered 503 with Retry-After. The .part file stays and every
+            # byte stays counted (committed here): the station's retry (an empty PATCH at the end)
+            # stores it again.
+            await asyncio.to_thread(self._commit_offset, upload.upload_id, upload.length)
+            self._hashes[upload.upload_id] = (upload.length, whole)
+            if isinstance(exc, BlobStoreUnavailable):
+                log.warning("upload %s: clip %s not stored, kept for the station's retry: %s", upload.upload_id,
+                            upload.clip_id, exc)
             raise
-        self.store.mark_verified(upload.upload_id, upload.clip_id)
+        upload = await asyncio.to_thread(self._commit_verified, upload)
         self._hashes.pop(upload.upload_id, None)
         log.info("clip %s verified (%d bytes, sha256 %s)", upload.clip_id, upload.length, digest)
+        return upload
+
+    def _commit_verified(self, upload: Upload) -> Upload:
+        self.store.mark_verified(upload.upload_id, upload.clip_id)  # also sets the offset to the length
         return self.store.upload(upload.upload_id)
 
     async def _whole_hash(self, upload: Upload):
@@ -312,6 +334,8 @@ class UploadReceiver:
         cached = self._hashes.get(upload.upload_id)
         if cached is not None and cached[0] == upload.offset:
             return cached[1]
+        if upload.offset == 0:  # nothing to read back (the first PATCH of every upload)
+            return hashlib.sha256()
         return await asyncio.get_running_loop().run_in_executor(None, self._hash_prefix, upload)
 
     def _hash_prefix(self, upload: Upload):
@@ -376,5 +400,5 @@ class UploadReceiver:
 def storage_error(exc: OSError) -> Exception:
     """A full disk is the client's cue to come back later (507 + Retry-After); other I/O errors are ours."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return InsufficientStorage("central's storage is full; try again later", headers={"Retry-After": "60"})
+        return InsufficientStorage("central's storage is full; try again later")  # Retry-After: central/errors.py
     return exc

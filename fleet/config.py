@@ -106,6 +106,26 @@ class DashboardSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     only for a demo on another plain-HTTP address."""
 
 
+class LimitsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[limits]`` in central's file: how much central takes on at once before it says "later".
+
+    Past a lane's limit central answers 503, past a client's share 429, both with
+    ``Retry-After`` (see central/admission.py). The defaults suit one central serving a
+    whole force: 64 stations uploading 2 clips each at once fit in the upload lane.
+    """
+
+    uploads_in_flight: PositiveInt = 192
+    events_in_flight: PositiveInt = 96
+    other_in_flight: PositiveInt = 256
+    """Everything else, the stations' long-polls on the changes feed included."""
+    per_client_in_flight: PositiveInt = 16
+    """Per lane, per bearer token or session."""
+    retry_after_s: PositiveInt = 2
+    """Refused clients are told to wait between this and twice this many seconds."""
+    storage_full_retry_after_s: PositiveInt = 60
+    """``Retry-After`` of a 507 (central's disk is full): someone has to make room first."""
+
+
 PartBytes = Annotated[int, Meta(ge=5 * MiB, le=512 * MiB)]
 """S3 parts are at least 5 MiB (but the last); each part is held in memory while it is sent."""
 
@@ -159,6 +179,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
     dashboard: DashboardSettings = msgspec.field(default_factory=DashboardSettings)
     blobs: BlobSettings = msgspec.field(default_factory=BlobSettings)
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
 
     @property
     def anchors_file(self) -> Path:
@@ -191,6 +212,10 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Cap on upload bandwidth for the whole station in Mbit/s; 0 means no cap."""
     verified_grace_hours: NonNegativeFloat = 24.0
     """How long a verified clip's local copy is kept before it is deleted."""
+    min_free_bytes: Annotated[int, Meta(ge=0)] = 256 * MiB
+    """Room always kept free on the station's disk, so its database can record what happens. A
+    camera whose clips would cut into it stays docked with its footage ("station disk full")
+    and is ingested as soon as uploaded clips free the space."""
     retry_initial_s: PositiveFloat = 1.0
     retry_max_s: PositiveFloat = 300.0
     """Backoff between attempts grows from ``retry_initial_s`` to at most this (full jitter)."""
@@ -198,6 +223,9 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     log_level: str = "info"
     events_interval_s: PositiveFloat = 5.0
     """How often unsent events go up (ingest and checkouts also send at once)."""
+    events_linger_s: NonNegativeFloat = 0.0
+    """After an ingest or a checkout, wait this long before sending, so the events of a rush
+    (a shift's cameras docking together) go up in one batch rather than one request each."""
     heartbeat_s: PositiveFloat = 60.0
     """With nothing to send, report the backlog to central this often."""
     events_batch: Annotated[int, Meta(ge=1, le=5000)] = 1000

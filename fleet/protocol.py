@@ -187,9 +187,21 @@ class ErrorBody(Struct, kw_only=True):
     details: list[dict[str, str]] | None = None
 
 
+class Load(Struct, kw_only=True):
+    """What central is carrying now, and how often it said "later" since it started."""
+
+    in_flight: dict[str, int]
+    """Requests being served, per lane (uploads, events, other)."""
+    refused_503: int
+    """Turned away because a lane was full."""
+    refused_429: int
+    """Turned away because one client held its share of a lane."""
+
+
 class Health(Struct, kw_only=True):
     status: Literal["ok"]
     version: str
+    load: Load | None = None
 
 
 # -- station status (contract §4) ----------------------------------------------------------

@@ -64,12 +64,17 @@ class stop_if_asked_to_wait_over(tenacity.stop.stop_base):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: network failures and the statuses central uses for 'later'."""
+    """Worth retrying: network failures, the statuses central uses for 'later', and local I/O errors.
+
+    An operating-system error here (a disk hiccup, a signal-interrupted call) says nothing
+    about the clip, so it is retried with backoff rather than failing the clip for good;
+    what truly cannot succeed (a missing local copy) is raised as PermanentTransferError.
+    """
     if isinstance(exc, TransientTransferError):
         return True
     if isinstance(exc, PermanentTransferError):
         return False
-    return isinstance(exc, (httpx.TransportError, TimeoutError, ConnectionError))
+    return isinstance(exc, (httpx.TransportError, TimeoutError, OSError))
 
 
 def as_transfer_error(exc: BaseException) -> TransferError:

@@ -19,6 +19,7 @@ import base64
 import errno
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -52,14 +53,18 @@ class Ingestor:
     def __init__(self, store: StationStore, station_id: str, dock_dir: str | Path,
                  on_new_clips: Callable[[], None] = lambda: None,
                  progress: Callable[[int], None] | None = None, chunk_bytes: int | None = None,
-                 chunk_algorithm: str = "crc32") -> None:
+                 chunk_algorithm: str = "crc32", reserve_bytes: int = 0) -> None:
         self.store = store
+        self.reserve_bytes = reserve_bytes
+        """Free space a folder may not cut into: the database must always be able to record."""
         self.chunk_bytes = chunk_bytes
         self.chunk_algorithm = chunk_algorithm
         self.station_id = station_id
         self.dock_dir = Path(dock_dir)
         self.on_new_clips = on_new_clips
         self.progress = progress
+        self._done: dict[str, tuple[int, int]] = {}
+        """Folders seen fully ingested, by name, with their ``dock.stamp``: skipped until they change."""
 
     def scan(self) -> IngestReport:
         """One pass over the dock folder. A bad folder is reported and never blocks the others."""
@@ -73,6 +78,8 @@ class Ingestor:
             try:
                 added, size = self.ingest_folder(folder)
             except DockFolderError as exc:
+                if not (folder / dock.DOCKED_MARKER).exists():  # taken out of the dock while this scan ran
+                    continue
                 log.warning("dock folder %s not ingested: %s", folder.name, exc.reason)
                 self.store.record_bad_folder(folder.name, exc.reason, signature, transient=False)
                 report.bad_folders.append(folder.name)
@@ -87,7 +94,9 @@ class Ingestor:
                 report.new_bytes += size
                 if added:
                     self.on_new_clips()
-        self.store.forget_bad_folders({f.name for f in folders})
+        docked = {f.name for f in folders}
+        self.store.forget_bad_folders(docked)
+        self._done = {name: stamp for name, stamp in self._done.items() if name in docked}
         return report
 
     def ingest_folder(self, folder: Path) -> tuple[int, int]:
@@ -98,6 +107,7 @@ class Ingestor:
         for clip in camera.clips:
             self._check_against_known(folder, clip, known.get(str(clip.sidecar.clip_id)))
 
+        self._check_room(sum(c.size for c in camera.clips if str(c.sidecar.clip_id) not in known))
         copied: list[tuple[dock.DockedClip, Path, CopyResult]] = []
         try:
             for clip in camera.clips:
@@ -154,6 +164,15 @@ class Ingestor:
 
     # -- steps -----------------------------------------------------------------------------
 
+    def _check_room(self, new_bytes: int) -> None:
+        """Refuse (as a full disk: transient, footage left on the camera) what would cut into the reserve."""
+        if not self.reserve_bytes or not new_bytes:
+            return
+        free = shutil.disk_usage(self.store.data_dir).free
+        if free - new_bytes < self.reserve_bytes:
+            raise OSError(errno.ENOSPC, f"{new_bytes} bytes to copy, {free} free, {self.reserve_bytes} kept in reserve",
+                          str(self.store.data_dir))
+
     def _check_against_known(self, folder: Path, clip: dock.DockedClip, known) -> None:
         """A clip_id seen before must be the same recording; anything else is not ours to overwrite."""
         if known is None:
@@ -202,7 +221,15 @@ class Ingestor:
             self._wipe(folder, leftovers)
 
     def _is_done(self, folder: Path) -> bool:
-        return (folder / dock.INGESTED_FILE).exists() and not dock.clip_files(folder)
+        """Ingested and wiped. A camera stays docked for hours: most folders of a scan are these, and
+        one unchanged since it was last seen done costs two stats, not a listing."""
+        stamp = dock.stamp(folder)
+        if self._done.get(folder.name) == stamp:
+            return True
+        done = (folder / dock.INGESTED_FILE).exists() and not dock.clip_files(folder)
+        if done:
+            self._done[folder.name] = stamp
+        return done
 
     def _skip_bad(self, folder: Path, previous: tuple[str, bool, object] | None) -> bool:
         """Retry a bad folder only when the camera rewrote it, or after a pause for I/O errors."""

@@ -55,7 +55,8 @@ class StationNode:
                                     on_progress=self.store.set_progress)
         self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
         self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync,
-                                 chunk_bytes=settings.chunk_bytes, chunk_algorithm=settings.chunk_checksum)
+                                 chunk_bytes=settings.chunk_bytes, chunk_algorithm=settings.chunk_checksum,
+                                 reserve_bytes=settings.min_free_bytes)
         self.mirror = Mirror(self.store.writer)
         self.desk = Desk(self.store, self.mirror, settings.station_id, settings.borough, on_event=self.wake_events)
         self.uplink = EventSender(self.client, self.store, self.policy, batch_size=settings.events_batch,
@@ -100,8 +101,8 @@ class StationNode:
         self.wake_events()
 
     def wake_events(self) -> None:
-        """New events in the outbox: send them now rather than at the next interval."""
-        self._run_job_at("events", utc_now())
+        """New events in the outbox: send them now (or after ``events_linger_s``) rather than at the next interval."""
+        self._run_job_at("events", utc_now() + timedelta(seconds=self.settings.events_linger_s), only_if_sooner=True)
 
     def _run_job_at(self, job_id: str, when, only_if_sooner: bool = False) -> None:
         with self._control:
@@ -117,6 +118,8 @@ class StationNode:
         self.uplink.outbox.prune(OUTBOX_KEEP)
         if removed:
             log.info("deleted %d local copies verified more than %sh ago", removed, self.settings.verified_grace_hours)
+            if self.store.retry_transient_folders():  # e.g. "disk full": there may be room now
+                self._run_job_at("scan", utc_now())
         return removed
 
     def _sync_pass(self) -> None:
@@ -146,11 +149,27 @@ class StationNode:
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        self.start()
-        try:
-            stop.wait()
-        finally:
-            self.stop()
+        run_nodes([self])
+
+
+def run_nodes(nodes: list[StationNode]) -> None:
+    """Run several stations in this process until SIGTERM or SIGINT, then stop each cleanly.
+
+    Each node keeps its own store, scheduler, clients and threads; they share only the
+    process (a host serving several stations, or ``fleet simulate`` packing 64 on 2 cores).
+    """
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    started: list[StationNode] = []
+    try:
+        for node in nodes:
+            node.start()
+            started.append(node)
+        stop.wait()
+    finally:  # in parallel: each stop waits for its own jobs to finish
+        stoppers = [threading.Thread(target=node.stop, name=f"stop-{node.settings.station_id}") for node in started]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()

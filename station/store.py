@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fleet import sqlite
@@ -280,12 +280,19 @@ class StationStore:
             rows = db.execute("SELECT folder, signature, transient, last_seen_at FROM bad_folders").fetchall()
         return {r[0]: (r[1], bool(r[2]), from_iso(r[3])) for r in rows}
 
-    def forget_bad_folders(self, keep: set[str]) -> None:
-        """Drop reports of folders that are no longer docked."""
+    def retry_transient_folders(self) -> int:
+        """Let the next scan retry folders that failed for a passing reason (such as a full disk) at once."""
         with self._writer.write() as db:
-            for (folder,) in db.execute("SELECT folder FROM bad_folders").fetchall():
-                if folder not in keep:
-                    db.execute("DELETE FROM bad_folders WHERE folder = ?", [folder])
+            return db.execute("UPDATE bad_folders SET last_seen_at = ? WHERE transient = 1",
+                              [to_iso(datetime.min.replace(tzinfo=timezone.utc))]).rowcount
+
+    def forget_bad_folders(self, keep: set[str]) -> None:
+        """Drop reports of folders that are no longer docked (every scan asks: no write unless one went)."""
+        with self._writer.read() as db:
+            gone = [(folder,) for (folder,) in db.execute("SELECT folder FROM bad_folders") if folder not in keep]
+        if gone:
+            with self._writer.write() as db:
+                db.conn.executemany("DELETE FROM bad_folders WHERE folder = ?", gone)
 
     # -- sync ------------------------------------------------------------------------------
 

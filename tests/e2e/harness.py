@@ -50,15 +50,13 @@ class Process:
     args: list[str]
     log: Path
     popen: subprocess.Popen | None = None
-    wrapper: tuple[str, ...] = ()
-    """A command the process runs under, e.g. ``("faketime", "-f", "+2h")`` for a skewed clock."""
+    launcher: tuple[str, ...] = (sys.executable, "-m", "fleet.cli")
+    """How ``fleet`` is started; the fault suite uses ``tests.faults.skewed_clock`` for a wrong clock."""
 
     def start(self) -> None:
-        env = {**os.environ, "DONT_FAKE_MONOTONIC": "1"} if self.wrapper else None
         with open(self.log, "ab") as log:
-            self.popen = subprocess.Popen([*self.wrapper, sys.executable, "-m", "fleet.cli", *self.args], stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True, env=env)
+            self.popen = subprocess.Popen([*self.launcher, *self.args], stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -89,8 +87,8 @@ class Cluster:
     """Extra tables of central's config, e.g. ``{"limits": {"uploads_in_flight": 2}}``."""
     port: int = field(default_factory=free_port)
     processes: dict[str, Process] = field(default_factory=dict)
-    wrappers: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """Per process name, a command to run it under (see ``Process.wrapper``)."""
+    launchers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per process name, how to start it (see ``Process.launcher``)."""
 
     def __post_init__(self) -> None:
         (self.root / "central").mkdir(parents=True, exist_ok=True)
@@ -139,7 +137,7 @@ class Cluster:
 
     def start_central(self) -> Process:
         proc = Process("central", ["central", "serve", "--config", str(self.root / "central" / "central.toml")],
-                       self.root / "central.log", wrapper=self.wrappers.get("central", ()))
+                       self.root / "central.log", **self._launcher("central"))
         proc.start()
         self.processes["central"] = proc
         wait_until(self.central_healthy, 30, "central /healthz", check=proc.check)
@@ -147,10 +145,13 @@ class Cluster:
 
     def start_station(self, station_id: str) -> Process:
         proc = Process(station_id, ["station", "run", "--config", str(self.root / station_id / "station.toml")],
-                       self.root / f"{station_id}.log", wrapper=self.wrappers.get(station_id, ()))
+                       self.root / f"{station_id}.log", **self._launcher(station_id))
         proc.start()
         self.processes[station_id] = proc
         return proc
+
+    def _launcher(self, name: str) -> dict:
+        return {"launcher": self.launchers[name]} if name in self.launchers else {}
 
     def central_healthy(self) -> bool:
         try:

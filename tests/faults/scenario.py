@@ -19,6 +19,7 @@ import random
 import shutil
 import signal
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,7 +45,7 @@ ROTATED = 4
 STATION_SETTINGS = {"request_timeout_s": 3.0, "retry_initial_s": 0.2, "retry_max_s": 2.0, "concurrent_uploads": 2,
                     "chunk_bytes": 256 * KiB}
 LIMITS = {"uploads_in_flight": 4, "events_in_flight": 2, "other_in_flight": 32, "per_client_in_flight": 3,
-          "retry_after_s": 1}
+          "retry_after_s": 1, "storage_full_retry_after_s": 2}
 """Tight on purpose: central is saturated often, so 503/429 and backing off are part of every run."""
 QUIET_TIMEOUT_S = 240.0
 
@@ -98,10 +99,12 @@ class Outcome:
     verdict: Verdict
     seconds: float
     refused: dict[str, int]
+    laps: dict[str, float]
+    skew_unseen: list[str]
 
     def as_dict(self) -> dict:
         return {"seed": self.seed, "kinds": self.kinds, **self.verdict.as_dict(), "seconds": round(self.seconds, 1),
-                "refused": self.refused, "problems": self.verdict.problems[:20]}
+                "refused": self.refused, "laps": self.laps, "problems": self.verdict.problems[:20]}
 
 
 class Runner:
@@ -113,14 +116,23 @@ class Runner:
         self.refused = {"503": 0, "429": 0}
         self.cluster = Cluster(root, station_ids=STATIONS, station_settings=STATION_SETTINGS,
                                central_tables={"limits": LIMITS},
-                               wrappers={sid: ("faketime", "-f", f"{hours:+.2f}h") for sid, hours in
-                                         plan.skewed.items()})
+                               launchers={sid: (sys.executable, "-m", "tests.faults.skewed_clock", f"{hours:+.2f}")
+                                          for sid, hours in plan.skewed.items()})
         self.proxies = {sid: FaultProxy("127.0.0.1", self.cluster.port).start() for sid in STATIONS}
         for sid, proxy in self.proxies.items():
-            self.cluster.write_station_config(sid, proxy.url)
+            small = {"min_free_bytes": 5 * MiB} if sid == plan.small_station else {}  # the WAL alone may take 4
+            self.cluster.write_station_config(sid, proxy.url, **small)
         self.disks: list[SmallDisk] = []
         self.central_disk: SmallDisk | None = None
         self.serial = 0
+        self.laps: dict[str, float] = {}
+        self.skew_unseen: list[str] = []
+        self._lap_at = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._lap_at, 1)
+        self._lap_at = now
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -133,21 +145,26 @@ class Runner:
                 self.cluster.start_station(sid)
             for sid in STATIONS:
                 self.dock(sid, 3)
+            self.lap("start")
             for step in self.plan.steps:
                 settled_before = self.verified_now()
                 getattr(self, f"fault_{step.kind}")(step)
                 self.history.fault_fired(settled_before)  # all not verified before the fault was in its way
                 self.cluster.check_alive()
+                self.lap(step.kind)
             self.heal()
             self.wait_quiet()
+            self.lap("settle")
             verdict = self.final_check()
+            self.lap("check")
         finally:
             self.tear_down()
-        return Outcome(self.plan.seed, self.plan.kinds, verdict, time.monotonic() - started, self.refused)
+        return Outcome(self.plan.seed, self.plan.kinds, verdict, time.monotonic() - started, self.refused, self.laps,
+                       self.skew_unseen)
 
     def _set_up_disks(self) -> None:
         if self.plan.small_station:
-            self.disks.append(SmallDisk(self.cluster.station_data(self.plan.small_station), 3 * MiB).mount())
+            self.disks.append(SmallDisk(self.cluster.station_data(self.plan.small_station), 12 * MiB).mount())
         if self.plan.small_central:
             self.central_disk = SmallDisk(self.cluster.central_data(), 6 * MiB).mount()
             self.disks.append(self.central_disk)
@@ -288,7 +305,7 @@ class Runner:
         self.central_disk.grow(512 * MiB)
 
     def fault_clock_skew(self, step: Step) -> None:
-        """Set up at start (the station runs under libfaketime); during the run it just works."""
+        """Set up at start (the station runs under tests.faults.skewed_clock); during the run it just works."""
         for sid in self.plan.skewed:
             self.dock(sid, 2)
 
@@ -355,7 +372,14 @@ class Runner:
         self.cluster.stop_all()
         blobs = sum(1 for p in (self.cluster.central_data() / "blobs").rglob("*") if p.is_file())
         events = read_events(self.cluster.central_data() / "central.db")
-        return check(self.history, clips, blobs, events)
+        verdict = check(self.history, clips, blobs, events)
+        with sqlite3.connect(self.cluster.central_data() / "central.db") as db:
+            seen = dict(db.execute("SELECT station_id, clock_skew_s FROM stations").fetchall())
+        for sid, hours in self.plan.skewed.items():  # the skew was real: central measured it
+            if seen.get(sid) is None or abs(seen[sid] - hours * 3600) > 600:
+                verdict.problems.append(f"{sid} ran {hours:+.1f} h off but central measured {seen.get(sid)} s")
+                self.skew_unseen.append(sid)
+        return verdict
 
 
 def read_events(db_path: Path) -> list[CentralEvent]:

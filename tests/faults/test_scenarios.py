@@ -10,6 +10,7 @@ def test_scenario_loses_duplicates_and_corrupts_nothing(seed, tmp_path, record_o
     record_outcome(outcome)
     print(outcome.as_dict())
     assert outcome.verdict.valid, "\n".join(outcome.verdict.problems)
+    assert not outcome.skew_unseen, "a station meant to run with a wrong clock did not"
     assert outcome.verdict.clips["recovered"] > 0, "no fault hit a clip in flight: the scenario tested nothing"
 
 

@@ -28,6 +28,7 @@ def test_network_errors_are_transient_and_others_permanent():
     assert is_transient(httpx.ReadTimeout("slow"))
     assert isinstance(as_transfer_error(httpx.RemoteProtocolError("reset")), TransientTransferError)
     assert isinstance(as_transfer_error(ValueError("bug")), PermanentTransferError)
+    assert isinstance(as_transfer_error(OSError(22, "Invalid argument")), TransientTransferError)  # local I/O
 
 
 def test_backoff_is_full_jitter_capped_and_honours_retry_after():

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
@@ -118,6 +119,19 @@ def test_a_folder_refused_for_a_full_disk_is_retried_once_space_is_freed(store, 
     assert store.retry_transient_folders() == 1  # what the station does when it deleted local copies
     ingestor.scan()
     assert len(clip_rows(store)) == 1 and store.summary()["failed_folders"] == []
+
+
+def test_a_folder_that_would_cut_into_the_reserve_stays_on_the_camera(store, dock_dir):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(1000, RECORDED)])
+    free = shutil.disk_usage(store.data_dir).free
+    Ingestor(store, "camden", dock_dir, reserve_bytes=free - 500).scan()  # 1,000 bytes would leave < reserve
+    [failed] = store.summary()["failed_folders"]
+    assert "disk full" in failed.reason and clip_rows(store) == []
+    assert list((folder / "clips").glob("*.mp4")) and not (folder / "INGESTED.json").exists()
+    assert list(store.tmp_dir.iterdir()) == []
+    store.retry_transient_folders()
+    Ingestor(store, "camden", dock_dir, reserve_bytes=free // 2).scan()
+    assert len(clip_rows(store)) == 1
 
 
 class Crash(BaseException):
