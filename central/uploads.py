@@ -14,6 +14,7 @@ from fleet.protocol import (
     CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
 )
 from central.auth import Caller, station_or_user_with
+from central.openapi import empty, errors
 from central.receiver import Checksum, UploadReceiver
 from central.store import Upload
 
@@ -63,7 +64,8 @@ class UploadController(Controller):
 
     # Litestar registers a controller's handlers in name order and adds its own OPTIONS
     # handler to a path that has none yet: this one must sort before ``create``.
-    @route("/", http_method=["OPTIONS"], status_code=204, summary="tus discovery")
+    @route("/", http_method=["OPTIONS"], status_code=204, summary="tus discovery",
+           responses={204: empty("Tus-Version, Tus-Extension, Tus-Max-Size and Tus-Checksum-Algorithm")})
     async def capabilities(self, request: Request, principal: Caller) -> Response[None]:
         return Response(content=None, status_code=204, headers={
             "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
@@ -71,7 +73,10 @@ class UploadController(Controller):
             "Tus-Checksum-Algorithm": TUS_CHECKSUM_ALGORITHMS,
         })
 
-    @post("/", status_code=201, summary="Create an upload (idempotent by clip_id)")
+    @post("/", status_code=201, summary="Create an upload (idempotent by clip_id)",
+          responses={201: empty("Created: Location names the upload"),
+                     200: empty("The clip's upload exists already: Location and Upload-Offset say where it stands"),
+                     **errors(400, 409, 412, 413, 423, 507)})
     async def create(self, request: Request, principal: Caller) -> Response[None]:
         _require_tus(request)
         if request.headers.get("upload-defer-length"):
@@ -87,7 +92,8 @@ class UploadController(Controller):
             **_state_headers(upload), "Location": f"/api/v1/uploads/{upload.upload_id}",
         })
 
-    @head("/{upload_id:str}", summary="Where an upload stands")
+    @head("/{upload_id:str}", summary="Where an upload stands",
+          responses={200: empty("Upload-Offset, Upload-Length and Upload-Metadata"), **errors(412)})
     async def status(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         upload = _receiver(request).get(principal, upload_id)
@@ -95,7 +101,9 @@ class UploadController(Controller):
                         headers={**_state_headers(upload), "Upload-Metadata": upload.metadata})
 
     @patch("/{upload_id:str}", status_code=204, request_max_body_size=None,
-           summary="Append bytes at Upload-Offset, optionally with Upload-Checksum")
+           summary="Append bytes at Upload-Offset, optionally with Upload-Checksum",
+           responses={204: empty("Appended: Upload-Offset is the new offset"),
+                      **errors(400, 409, 410, 412, 413, 415, 423, 460, 503, 507)})
     async def append(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         content_type = request.headers.get("content-type", "")
@@ -107,7 +115,8 @@ class UploadController(Controller):
         upload = await _receiver(request).append(principal, upload_id, offset, checksum, request.stream())
         return Response(content=None, status_code=204, headers=_state_headers(upload))
 
-    @delete("/{upload_id:str}", status_code=204, summary="Terminate an unfinished upload")
+    @delete("/{upload_id:str}", status_code=204, summary="Terminate an unfinished upload",
+            responses={204: empty("Terminated"), **errors(409, 412, 423)})
     async def terminate(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         _receiver(request).terminate(principal, upload_id)
