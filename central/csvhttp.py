@@ -25,5 +25,5 @@ async def read_csv_body(request: Request, what: str, parse: Callable[[str], list
 
 
 def csv_response(rows: Iterable[msgspec.Struct], kind: type[msgspec.Struct], filename: str) -> Response:
-    return Response(csvio.write_csv(rows, kind), media_type="text/csv; charset=utf-8",
+    return Response(csvio.write_csv(rows, kind), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
