@@ -22,7 +22,8 @@ from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from central import audit
 from central.auth import Caller, check_within, user_with
-from central.csvhttp import csv_response
+from central.csvhttp import CSV, csv_response
+from central.openapi import errors
 from central.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
 from central.projection import reattribute
@@ -269,7 +270,7 @@ class AssignmentController(Controller):
                                                   before=decode_time_cursor(cursor) if cursor else None)
         return page_response(rows, limit, lambda a: (to_iso(a.started_at), a.id))
 
-    @get("/assignments/export.csv", summary="Assignments as CSV (newest first), for spreadsheets")
+    @get("/assignments/export.csv", summary="Assignments as CSV (newest first), for spreadsheets", media_type=CSV)
     async def export_csv(
         self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
         active: FromQuery[bool | None] = None,
@@ -281,7 +282,7 @@ class AssignmentController(Controller):
         return csv_response(rows, AssignmentInfo, "assignments.csv")
 
     @post("/assignments", status_code=201, summary="Issue a camera personally to an officer",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], responses=errors(404, 409))
     async def issue(self, request: Request, principal: Caller, data: JSONBody[IssueRequest]) -> AssignmentInfo:
         fleet = request.app.state.settings.fleet
         return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode, principal.acts_for)
@@ -308,7 +309,7 @@ class AssignmentController(Controller):
         return page_response(rows, limit, lambda c: (c.id,))
 
     @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], responses=errors(409))
     async def resolve(self, request: Request, principal: Caller, conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)],
                       data: JSONBody[ResolveRequest]) -> ConflictInfo:
         return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name,

@@ -27,6 +27,7 @@ from fleet.clock import from_iso
 from fleet.sqlite import Writer
 from central.retention import held_clips_of_borough
 from central.auth import Caller, Principal, station_or_user_with
+from central.openapi import errors
 
 PAGE_LIMIT = 1000
 MAX_WAIT_S = 30.0
@@ -179,7 +180,7 @@ class ChangesController(Controller):
     tags = ["sync"]
     guards = [station_or_user_with("fleet_manager")]
 
-    @get("/", summary="Changes for a station's borough after a cursor (long poll)")
+    @get("/", summary="Changes for a station's borough after a cursor (long poll)", responses=errors(410))
     async def changes(
         self, request: Request, principal: Caller,
         since: Annotated[int, QueryParameter(ge=0, description="the cursor of the last change applied")] = 0,

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, Request, Response, get
+from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response import Stream
 
@@ -16,6 +17,7 @@ from fleet.errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable
 from fleet.protocol import ClipInfo, ClipPage
 from central.pagination import decode_time_cursor, encode_cursor
 from central.auth import Caller, user_with
+from central.openapi import errors
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
 log = logging.getLogger(__name__)
@@ -105,7 +107,10 @@ class ClipController(Controller):
         return clip
 
     @get("/{clip_id:str}/content", summary="The clip's bytes (Range supported; every download is logged)",
-         media_type="video/mp4")
+         media_type="video/mp4", responses={
+             206: ResponseSpec(data_container=bytes, media_type="video/mp4",
+                               description="The bytes of the Range asked for (Content-Range says which)"),
+             **errors(410, 416, 503)})
     async def content(self, request: Request, principal: Caller, clip_id: ClipId) -> Response:
         store, blobs = request.app.state.store, request.app.state.blobs
         if principal.acts_for is not None:

@@ -10,6 +10,12 @@ from litestar import Request, Response
 
 from fleet import csvio
 from fleet.errors import BadRequest, UnsupportedMediaType
+from central.openapi import errors
+
+CSV = "text/csv"
+"""The media type of every CSV route (Litestar adds "; charset=utf-8" to a text type itself)."""
+IMPORT_ERRORS = errors(400, 413, 415)
+"""What an import can refuse: a bad row (the message names its line), too big, not text/csv."""
 
 
 async def read_csv_body(request: Request, what: str, parse: Callable[[str], list]) -> list:
@@ -25,5 +31,5 @@ async def read_csv_body(request: Request, what: str, parse: Callable[[str], list
 
 
 def csv_response(rows: Iterable[msgspec.Struct], kind: type[msgspec.Struct], filename: str) -> Response:
-    return Response(csvio.write_csv(rows, kind), media_type="text/csv",
+    return Response(csvio.write_csv(rows, kind), media_type=CSV,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

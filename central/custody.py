@@ -19,7 +19,7 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import NotFound
 from central import audit
 from central.auth import Caller, user_with
-from central.csvhttp import csv_response
+from central.csvhttp import CSV, csv_response
 
 ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
 
@@ -50,7 +50,8 @@ class CustodyController(Controller):
     async def as_json(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> list[CustodyRecord]:
         return self._records(request, clip_id)
 
-    @get("/{clip_id:str}/custody.csv", summary="The chain of custody as CSV", guards=[user_with("auditor")])
+    @get("/{clip_id:str}/custody.csv", summary="The chain of custody as CSV", guards=[user_with("auditor")],
+         media_type=CSV)
     async def as_csv(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Response:
         return csv_response(self._records(request, clip_id), CustodyRecord, f"custody-{clip_id}.csv")
 

@@ -26,7 +26,8 @@ from fleet.protocol import Serial
 from central import audit
 from central.audit import AuditRecord
 from central.auth import Caller, user_with, Principal
-from central.csvhttp import csv_response, read_csv_body
+from central.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
+from central.openapi import errors
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -327,7 +328,7 @@ class DeviceController(Controller):
         return request.app.state.devices.page(borough=borough, lifecycle_state=lifecycle_state, flag=flag,
                                               station=station, q=q, after=cursor, limit=limit)
 
-    @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets")
+    @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets", media_type=CSV)
     async def export_csv(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None) -> Response:
         borough = scoped_borough(principal, borough)
         rows = await anyio.to_thread.run_sync(request.app.state.devices.all, borough)
@@ -335,7 +336,7 @@ class DeviceController(Controller):
 
     @post("/import.csv", status_code=201, summary="Register cameras from CSV (serial, model, borough, home_station, "
                                                   "assignment_mode); nothing is registered unless every row is valid",
-          guards=[user_with("fleet_manager")])
+          guards=[user_with("fleet_manager")], responses=IMPORT_ERRORS)
     async def import_csv(self, request: Request, principal: Caller) -> RegistrationResult:
         rows = await read_csv_body(request, "cameras", functools.partial(csvio.read_csv, kind=DeviceRegistration,
                                                                          max_rows=50_000))
@@ -359,7 +360,7 @@ class DeviceController(Controller):
         return await anyio.to_thread.run_sync(request.app.state.devices.register, data, principal.name)
 
     @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)",
-          guards=[user_with("fleet_manager")])
+          guards=[user_with("fleet_manager")], responses=errors(409))
     async def set_lifecycle(self, request: Request, principal: Caller, serial: SerialPath,
                             data: JSONBody[LifecycleRequest]) -> DeviceSummary:
         return request.app.state.devices.change_lifecycle(serial, data, principal.name)

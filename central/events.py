@@ -27,6 +27,7 @@ from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, Even
 from fleet.protocol import AwareDatetime
 from fleet.sqlite import Writer
 from central.auth import Caller
+from central.openapi import errors
 from central.projection import Applied, Projector
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,7 @@ class EventsController(Controller):
     tags = ["sync"]
 
     @post("/", status_code=200, summary="A station's events, in seq order; answers the highest gap-free seq",
+          responses=errors(400, 409, 413),
           description="Body: an EventBatch. Idempotent by (station, seq): resend anything after `acked_seq`. "
                       "An empty batch is a heartbeat carrying the station's backlog.")
     async def receive(self, request: Request, principal: Caller) -> EventAck:

@@ -22,7 +22,7 @@ from fleet.errors import BadRequest, NotFound
 from fleet.events import Officer, OfficerRole
 from central import audit
 from central.auth import Caller, user_with
-from central.csvhttp import csv_response, read_csv_body
+from central.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
 from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
 
 MAX_IMPORT = 200_000
@@ -162,7 +162,7 @@ class OfficerController(Controller):
         borough = scoped_borough(principal, borough)
         return request.app.state.officers.page(borough=borough, role=role, team=team, q=q, after=cursor, limit=limit)
 
-    @get("/export.csv", summary="Every officer (or one borough's) as CSV", media_type="text/csv")
+    @get("/export.csv", summary="Every officer (or one borough's) as CSV", media_type=CSV)
     async def export_csv(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None) -> Response:
         borough = scoped_borough(principal, borough)
         rows = request.app.state.officers.all(borough)
@@ -184,7 +184,7 @@ class OfficerController(Controller):
     @post("/import.csv", status_code=200, summary="Create or update officers from CSV",
           description="Columns: officer_id, borough, team, role, name, active (header row required). "
                       "Errors name the line; nothing is imported unless every row is valid.",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], responses=IMPORT_ERRORS)
     async def import_csv(self, request: Request, principal: Caller) -> ImportResult:
         officers = await read_csv_body(request, "officers", officers_from_csv)
         return await anyio.to_thread.run_sync(request.app.state.officers.upsert, officers, principal.name)

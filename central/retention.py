@@ -41,6 +41,7 @@ from fleet.protocol import AwareDatetime
 from fleet.retention import RetentionRules, assessment, categories_of, load_retention, retain_until, shortened
 from central import audit
 from central.auth import Caller, check_within, user_with
+from central.openapi import errors
 from central.pagination import CURSOR_HELP, decode_time_cursor, page_response
 
 BATCH = 50_000
@@ -734,7 +735,7 @@ class RetentionController(Controller):
     tags = ["retention"]
 
     @post("/holds", status_code=201, summary="Place a hold: on a clip, an officer and time window, or a case",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], responses=errors(404))
     async def place(self, request: Request, principal: Caller, data: JSONBody[HoldRequest]) -> Hold:
         return await anyio.to_thread.run_sync(request.app.state.retention.place_hold, data, principal.name, None,
                                               principal.acts_for)
@@ -745,7 +746,7 @@ class RetentionController(Controller):
         return request.app.state.retention.holds(active, limit)
 
     @post("/holds/{hold_id:int}/release", status_code=200, summary="Release a hold (audited)",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], responses=errors(409))
     async def release(self, request: Request, principal: Caller,
                       hold_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ReleaseRequest]) -> Hold:
         return await anyio.to_thread.run_sync(request.app.state.retention.release_hold, hold_id, data,
@@ -766,13 +767,13 @@ class RetentionController(Controller):
         return request.app.state.retention.clip(clip_id)
 
     @post("/clips/{clip_id:str}/categories", status_code=200, summary="Set a clip's retention categories (audited)",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], responses=errors(409, 410))
     async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                          data: JSONBody[CategoriesRequest]) -> ClipRetention:
         return await anyio.to_thread.run_sync(request.app.state.retention.categorise, clip_id, data, principal.name)
 
     @post("/clips/{clip_id:str}/restore", status_code=200, summary="Restore a soft-deleted clip (before its purge)",
-          guards=[user_with("admin")])
+          guards=[user_with("admin")], responses=errors(409, 410))
     async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                       data: JSONBody[RestoreRequest]) -> ClipRetention:
         return await anyio.to_thread.run_sync(request.app.state.retention.restore, clip_id, data, principal.name)
@@ -788,7 +789,7 @@ class RetentionController(Controller):
         rows = await anyio.to_thread.run_sync(request.app.state.retention.reviews, limit + 1, after)
         return page_response(rows, limit, lambda c: (to_iso(c.retain_until), c.clip_id))
 
-    @post("/clips/{clip_id:str}/review", status_code=200, guards=[user_with("admin")],
+    @post("/clips/{clip_id:str}/review", status_code=200, guards=[user_with("admin")], responses=errors(409, 410),
           summary="A reviewer's decision on a clip due for review: retain for another period, or dispose")
     async def review(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                      data: JSONBody[ReviewRequest]) -> ClipRetention:

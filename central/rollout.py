@@ -37,7 +37,11 @@ from fleet.rollout.sizing import cameras_for, split_by_slots
 from fleet.rollout.storage import StorageForecast, forecast
 from central import audit
 from central.auth import Caller, user_with
-from central.csvhttp import csv_response, read_csv_body
+from central.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
+from central.openapi import errors
+
+PLAN_ERRORS = errors(404, 503)
+"""A route that reads the plan: 404 when no scenario is configured, 503 when its files are invalid."""
 
 MAX_PROBLEMS = 20
 ProposalPath = Annotated[int, PathParameter(ge=1, le=2**62, description="the proposal's number")]
@@ -574,39 +578,42 @@ class RolloutController(Controller):
     tags = ["rollout"]
 
     @get("/plan", summary="The roll-out plan: waves, feasibility, binding constraint, remedies",
-         guards=[user_with("viewer")])
+         guards=[user_with("viewer")], responses=PLAN_ERRORS)
     async def get_plan(self, request: Request, principal: Caller) -> Plan:
         return await anyio.to_thread.run_sync(request.app.state.rollout.plan)
 
     @get("/plan.csv", summary="The plan's waves as CSV (week, borough, officers, cameras, spares)",
-         guards=[user_with("viewer")])
+         guards=[user_with("viewer")], media_type=CSV, responses=PLAN_ERRORS)
     async def get_plan_csv(self, request: Request, principal: Caller) -> Response:
         plan = await anyio.to_thread.run_sync(request.app.state.rollout.plan)
         return csv_response(plan.waves, Wave, "rollout-plan.csv")
 
-    @get("/storage", summary="Storage forecast, month by month", guards=[user_with("viewer")])
+    @get("/storage", summary="Storage forecast, month by month", guards=[user_with("viewer")],
+         responses=PLAN_ERRORS)
     async def get_storage(self, request: Request, principal: Caller) -> StorageForecast:
         return await anyio.to_thread.run_sync(request.app.state.rollout.storage)
 
     @get("/progress", summary="Planned vs delivered vs issued vs in service, per borough and week",
-         guards=[user_with("viewer")])
+         guards=[user_with("viewer")], responses=PLAN_ERRORS)
     async def get_progress(self, request: Request, principal: Caller,
                            borough: FromQuery[str | None] = None) -> Progress:
         return await anyio.to_thread.run_sync(request.app.state.rollout.progress, borough)
 
-    @get("/progress.csv", summary="Progress as CSV", guards=[user_with("viewer")])
+    @get("/progress.csv", summary="Progress as CSV", guards=[user_with("viewer")], media_type=CSV,
+         responses=PLAN_ERRORS)
     async def get_progress_csv(self, request: Request, principal: Caller,
                                borough: FromQuery[str | None] = None) -> Response:
         progress = await anyio.to_thread.run_sync(request.app.state.rollout.progress, borough)
         return csv_response(progress.rows, ProgressRow, "rollout-progress.csv")
 
     @post("/proposals", status_code=201, summary="Propose cameras for officers (reviewed, then committed)",
-          guards=[user_with("planner")])
+          guards=[user_with("planner")], responses={**PLAN_ERRORS, **errors(409)})
     async def propose(self, request: Request, principal: Caller, data: JSONBody[ProposeRequest]) -> Proposal:
         return await anyio.to_thread.run_sync(request.app.state.rollout.propose, data, principal.name)
 
     @post("/proposals/import.csv", status_code=201, summary="A proposal from a CSV of device_serial, borough, mode, "
-                                                            "officer_id, station_id", guards=[user_with("planner")])
+                                                            "officer_id, station_id", guards=[user_with("planner")],
+          responses={**IMPORT_ERRORS, **errors(409, 503)})
     async def import_csv(self, request: Request, principal: Caller) -> Proposal:
         items = await read_csv_body(request, "proposal", functools.partial(csvio.read_csv, kind=ProposalItem))
         return await anyio.to_thread.run_sync(request.app.state.rollout.import_proposal, items, principal.name)
@@ -622,17 +629,18 @@ class RolloutController(Controller):
     async def get_proposal(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
         return request.app.state.rollout.proposal(proposal_id)
 
-    @get("/proposals/{proposal_id:int}/items.csv", summary="A proposal's items as CSV", guards=[user_with("viewer")])
+    @get("/proposals/{proposal_id:int}/items.csv", summary="A proposal's items as CSV", guards=[user_with("viewer")],
+         media_type=CSV)
     async def get_proposal_csv(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Response:
         proposal = request.app.state.rollout.proposal(proposal_id)
         return csv_response(proposal.items, ProposalItem, f"rollout-proposal-{proposal_id}.csv")
 
     @post("/proposals/{proposal_id:int}/commit", status_code=200, summary="Commit a proposal: all items or none",
-          guards=[user_with("planner")])
+          guards=[user_with("planner")], responses=errors(409))
     async def commit(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
         return await anyio.to_thread.run_sync(request.app.state.rollout.commit, proposal_id, principal.name)
 
     @post("/proposals/{proposal_id:int}/discard", status_code=200, summary="Discard a proposal",
-          guards=[user_with("planner")])
+          guards=[user_with("planner")], responses=errors(409))
     async def discard(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
         return request.app.state.rollout.discard(proposal_id, principal.name)
