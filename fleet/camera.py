@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -98,7 +99,10 @@ def random_shift(rng: random.Random, count: int, *, min_size: int, max_size: int
 
 
 def undock(folder: Path) -> None:
-    """Undock: what a dock does when the camera is taken out (the folder goes away)."""
-    for path in sorted(folder.rglob("*"), reverse=True):
-        path.rmdir() if path.is_dir() else path.unlink()
-    os.rmdir(folder)
+    """Undock: what a dock does when the camera is taken out (the folder goes away at once).
+
+    The folder is first renamed to a hidden name, which the station ignores, so no scan ever
+    sees it half removed (``DOCKED`` still there, ``device.json`` already gone)."""
+    gone = folder.with_name(f".undocked-{folder.name}")
+    os.rename(folder, gone)
+    shutil.rmtree(gone)

@@ -154,6 +154,11 @@ class _KernelCopyUnsupported(Exception):
     pass
 
 
+INLINE_HASH_BYTES = 256 << 10
+"""A block this small is hashed on the copying thread: handing it to a helper and back costs more
+than hashing it (a small clip; the last block of a large one)."""
+
+
 class _Hashes:
     """The whole-file digest and the chunk digests, fed block by block on helper threads."""
 
@@ -164,6 +169,11 @@ class _Hashes:
 
     def feed(self, data: bytes) -> None:
         self.wait()  # at most one block hashes behind the one being copied
+        if len(data) <= INLINE_HASH_BYTES:
+            self.digest.update(data)
+            if self.chunks is not None:
+                self.chunks.update(memoryview(data))
+            return
         self._pending = [_hasher.submit(self.digest.update, data)]
         if self.chunks is not None:
             self._pending.append(_chunk_hasher.submit(self.chunks.update, memoryview(data)))

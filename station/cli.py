@@ -21,7 +21,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run the station (dock ingest + sync + jobs) until stopped",
                               description="Watch dock_dir, ingest docked cameras, upload clips to central. "
                                           "Stops cleanly on Ctrl-C or SIGTERM.")
-    run.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    run.add_argument("--config", required=True, metavar="FILE", action="append",
+                     help="the station's TOML config file; repeat it to run several stations in this one process")
     run.set_defaults(handler=cmd_run)
 
     status = commands.add_parser("status", help="show the local queue (works whether or not the station runs)",
@@ -61,11 +62,14 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from station.node import StationNode
+    from station.node import StationNode, run_nodes
 
-    settings = load_settings(args.config, StationSettings)
-    configure_logging(settings.log_level)
-    StationNode(settings).run()
+    settings = [load_settings(config, StationSettings) for config in args.config]
+    ids = [s.station_id for s in settings]
+    if len(set(ids)) != len(ids):
+        raise FleetError(f"--config names the same station twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
+    configure_logging(settings[0].log_level)
+    run_nodes([StationNode(s) for s in settings])
     return 0
 
 

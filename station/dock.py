@@ -65,6 +65,17 @@ def clip_files(folder: Path) -> list[str]:
         return []
 
 
+def stamp(folder: Path) -> tuple[int, int]:
+    """Modification times of the folder and its ``clips/``: both change when a file is added or removed."""
+    times = []
+    for path in (str(folder), os.path.join(folder, CLIPS_DIR)):
+        try:
+            times.append(os.stat(path).st_mtime_ns)
+        except FileNotFoundError:
+            times.append(-1)
+    return times[0], times[1]
+
+
 def folder_signature(folder: Path) -> str:
     """Changes whenever the camera rewrites the folder, so a bad folder is retried only then."""
     parts = []

@@ -91,7 +91,7 @@ class TusUploader:
         for chunk_offset, length, checksum in self._chunks(clip, path, offset):
             offset, verified = self._patch(url, chunk_offset, self._body(path, chunk_offset, length), length,
                                            checksum)
-            if self.on_progress:
+            if self.on_progress and not verified:  # "verified" records the whole size itself
                 self.on_progress(clip.clip_id, offset)
             if offset != chunk_offset + length:
                 raise TransientTransferError(f"central's offset {offset} is not where this chunk ended")
