@@ -107,14 +107,16 @@ def test_recovery_truncates_bytes_past_the_committed_offset(parts):
     assert asyncio.run(fresh.append(CAMDEN, upload.upload_id, 40_000, None, body(data[40_000:]))).verified
 
 
-def test_recovery_records_a_blob_moved_before_the_crash(parts):
+# The last PATCH's bytes are counted by the same commit that says verified: 0 until then.
+@pytest.mark.parametrize("committed", [0, 10_000])
+def test_recovery_records_a_blob_moved_before_the_crash(parts, committed):
     store, blobs, _ = parts
     data = os.urandom(10_000)
     r = receiver(parts)
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
     part = r.part(upload.upload_id)
     part.write_bytes(data)
-    store.set_offset(upload.upload_id, len(data), utc_now() + timedelta(hours=1))
+    store.set_offset(upload.upload_id, committed, utc_now() + timedelta(hours=1))
     blobs.put(part, upload.clip_id)  # crash right after the rename, before the commit
     asyncio.run(receiver(parts).recover())
     assert store.upload(upload.upload_id).verified
@@ -130,6 +132,25 @@ def test_recovery_finishes_an_upload_whose_last_byte_was_committed(parts):
     store.set_offset(upload.upload_id, len(data), utc_now() + timedelta(hours=1))
     asyncio.run(receiver(parts).recover())
     assert store.upload(upload.upload_id).verified
+
+
+def test_a_failing_blob_store_keeps_every_byte_counted_for_the_retry(parts, monkeypatch):
+    store, blobs, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    put = blobs.put
+
+    def unavailable(*args):
+        monkeypatch.setattr(blobs, "put", put)
+        raise OSError(5, "blob store unavailable")
+
+    monkeypatch.setattr(blobs, "put", unavailable)
+    with pytest.raises(OSError):
+        asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data), body(data)))
+    assert store.upload(upload.upload_id).offset == len(data) and not store.upload(upload.upload_id).verified
+    done = asyncio.run(r.append(CAMDEN, upload.upload_id, len(data), None, body()))  # the station's retry
+    assert done.verified and store.clip(upload.clip_id).state == "verified"
 
 
 def test_expired_unfinished_uploads_are_removed_verified_ones_kept(parts):
