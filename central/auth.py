@@ -147,7 +147,7 @@ def user_with(role: str):
     """A route guard: only users with ``role`` (or admin). Guards run before the body is read,
     so a caller without the right is told 403 whatever it sent."""
 
-    def guard(connection, _handler) -> None:
+    async def guard(connection, _handler) -> None:  # async: Litestar runs a sync guard on a worker thread
         principal_of(connection).require_user(role)
 
     return guard
@@ -156,7 +156,7 @@ def user_with(role: str):
 def station_or_user_with(role: str):
     """A route guard for what stations do (uploads, the changes feed): any station, or users with ``role``."""
 
-    def guard(connection, _handler) -> None:
+    async def guard(connection, _handler) -> None:  # async: no thread hop on every upload request
         principal = principal_of(connection)
         if not principal.is_station:
             principal.require_user(role)

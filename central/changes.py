@@ -11,9 +11,11 @@ station reloads ``/changes/snapshot``.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Annotated
 
+import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, get
 from litestar.params import QueryParameter
@@ -62,7 +64,10 @@ class ChangeLog:
         self.writer = writer
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._changed = asyncio.Event()
+        self._changed: dict[str, asyncio.Event] = {}
+        """Per borough, the event its long polls wait on: a change wakes only the stations it concerns."""
+        self._touched: set[str] = set()
+        self._touched_lock = threading.Lock()
         self._closing = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -72,20 +77,30 @@ class ChangeLog:
     def emit(self, db, item: ChangeItem, *boroughs: str | None) -> None:
         kind, key = _key(item)
         body = _encoder.encode(item)
-        for borough in dict.fromkeys(b for b in boroughs if b):  # each borough concerned, once
+        concerned = list(dict.fromkeys(b for b in boroughs if b))  # each borough concerned, once
+        for borough in concerned:
             db.execute("INSERT INTO changes (borough, kind, key, body) VALUES (?, ?, ?, ?)", [borough, kind, key, body])
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake)
+        if self._loop is not None and concerned:
+            # One wake-up for a whole run of changes (a projection batch emits hundreds), not one each.
+            with self._touched_lock:
+                first = not self._touched
+                self._touched.update(concerned)
+            if first:
+                self._loop.call_soon_threadsafe(self._wake)
 
     def close(self) -> None:
         """Shutting down: every long poll returns now (callable from a signal handler)."""
         self._closing = True
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake)
+            self._loop.call_soon_threadsafe(self._wake, True)
 
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _wake(self, everyone: bool = False) -> None:
+        with self._touched_lock:
+            touched, self._touched = self._touched, set()
+        for borough in list(self._changed) if everyone else touched:
+            event = self._changed.pop(borough, None)
+            if event is not None:
+                event.set()
 
     def publish_policies(self) -> int:
         """At start-up: send each borough's station policy if it differs from the last one sent."""
@@ -122,12 +137,14 @@ class ChangeLog:
     async def wait_page(self, borough: str, since: int, wait_s: float) -> ChangePage:
         deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
         while True:
-            page = self.page(borough, since)
+            changed = self._changed.setdefault(borough, asyncio.Event())
+            # On a worker thread: a writer's transaction (the projection's) must not stall the event loop.
+            page = await anyio.to_thread.run_sync(self.page, borough, since)
             remaining = deadline - time.monotonic()
             if page.changes or remaining <= 0 or self._closing:
                 return page
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout=min(1.0, remaining))
+                await asyncio.wait_for(changed.wait(), timeout=min(1.0, remaining))
             except TimeoutError:
                 pass
 

@@ -230,6 +230,12 @@ class ProjectionWorker:
 
     MAX_YIELD_S = 1.0
     """Acknowledging comes first, but under a sustained burst the projection still moves."""
+    BATCH = 200
+    """Events applied per transaction. The event loop's own reads (every upload request) wait
+    for the writer, so a longer transaction stalls every request behind it (``fleet simulate``
+    measured the loop blocked a third of the time with 500)."""
+    PAUSE_S = 0.001
+    """Between transactions: long enough for a request waiting on the writer to take it."""
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -242,8 +248,9 @@ class ProjectionWorker:
                         self._stopping.wait(0.005)
                         continue
                     last = time.monotonic()
-                    if not self.log.apply_pending(limit=500):
+                    if not self.log.apply_pending(limit=self.BATCH):
                         break
+                    self._stopping.wait(self.PAUSE_S)
             except Exception:  # logged; the events stay stored and are retried on the next wake
                 log.exception("applying events failed; they stay stored and will be retried")
                 self._stopping.wait(5.0)
