@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import random
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +25,7 @@ import msgspec
 
 from fleet.camera import dock_camera, random_shift, undock
 from fleet.errors import FleetError
+from fleet.local_cluster import FleetProcess, all_clips, free_port, start_central
 
 DEMO_USER = "demo-admin"
 """The dashboard login the demo makes (a DEMO account: its password is new every run)."""
@@ -78,7 +76,7 @@ class Demo:
     port: int
     admin_token: str = field(default_factory=lambda: "demo-admin-" + secrets.token_urlsafe(16))
     dashboard_password: str = field(default_factory=lambda: "demo-" + secrets.token_urlsafe(12))
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    processes: dict[str, FleetProcess] = field(default_factory=dict)
     docked: list[DockedClip] = field(default_factory=list)
     statuses: dict[str, dict] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -153,31 +151,14 @@ class Demo:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         self.add_dashboard_user()
-        self._spawn("central", ["central", "serve", "--config", str(self.root / "central" / "central.toml")], logs)
-        self.wait_for_central()
+        self.processes["central"] = start_central(self.root / "central" / "central.toml", logs / "central.log",
+                                                  self.url)
         self.seed_officers()
         for station_id in self.stations:
-            self._spawn(station_id, ["station", "run", "--config", str(self.station_config(station_id))], logs)
-
-    def _spawn(self, name: str, args: list[str], logs: Path) -> None:
-        log = open(logs / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "fleet.cli", *args], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-
-    def wait_for_central(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.processes["central"].poll() is not None:
-                raise FleetError(f"central exited at start-up; see {self.root / 'logs' / 'central.log'}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise FleetError(f"central did not answer on {self.url} within {timeout:.0f}s")
+            station = FleetProcess(station_id, ["station", "run", "--config", str(self.station_config(station_id))],
+                                   logs / f"{station_id}.log")
+            station.start()
+            self.processes[station_id] = station
 
     def seed_officers(self) -> None:
         """Each borough's officers, as a planner's CSV import would; stations mirror them."""
@@ -240,34 +221,21 @@ class Demo:
         """Clip ids central reports verified with the SHA-256 the camera recorded."""
         with self.lock:
             expected = {c.clip_id: c.sha256 for c in self.docked}
-        verified, cursor = set(), None
         with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"},
                           timeout=10.0) as client:
-            while True:
-                params = {"limit": 1000, "state": "verified"} | ({"cursor": cursor} if cursor else {})
-                page = client.get("/api/v1/clips", params=params).raise_for_status().json()
-                verified |= {c["clip_id"] for c in page["items"] if expected.get(c["clip_id"]) == c["sha256"]}
-                cursor = page.get("next_cursor")
-                if not cursor:
-                    return verified
+            clips = all_clips(client, state="verified")
+        return {c["clip_id"] for c in clips if expected.get(c["clip_id"]) == c["sha256"]}
 
     def check_alive(self) -> None:
-        for name, proc in self.processes.items():
-            if proc.poll() is not None:
-                raise FleetError(f"{name} exited unexpectedly (status {proc.returncode}); "
-                                 f"see {self.root / 'logs' / (name + '.log')}")
+        for proc in self.processes.values():
+            if not proc.alive():
+                raise FleetError(f"{proc.name} exited unexpectedly (status {proc.popen.returncode}); see {proc.log}")
 
     def stop(self) -> None:
         for proc in self.processes.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+            proc.signal()
         for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.stop(timeout=15)
 
 
 def summary_table(demo: Demo, at_central: set[str]):
@@ -288,18 +256,6 @@ def summary_table(demo: Demo, at_central: set[str]):
                       str(sum(1 for c in mine if c in at_central)), str(len(status.get("failed_folders", []))),
                       str(status.get("checked_out", 0)))
     return table
-
-
-def free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise FleetError("no free port on 127.0.0.1")
 
 
 def run_demo(args: argparse.Namespace) -> int:
