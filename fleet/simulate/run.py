@@ -1,0 +1,317 @@
+"""The simulated month, driven on a compressed clock: docking, the outage, the drain.
+
+One simulated day lasts ``day_seconds`` of wall time. Cameras dock at their simulated
+times (the dock folder is written then, ``DOCKED`` last, ``docked_at`` and ``recorded_at``
+in simulated time) and are taken out of the dock once the station has ingested them. In
+the middle of the month central is stopped for the outage (SIGTERM, as an operator would)
+and started again so that it answers when the outage ends; the stations keep ingesting and
+queueing meanwhile. After the month everything drains; then ``check`` compares what
+central holds with what the cameras docked.
+
+The month is placed just before the run (it ends at today's midnight UTC), so every
+simulated time is in the past: central trusts a camera's clock only up to the moment a
+station reported the docking.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+from fleet.camera import dock_camera, undock
+from fleet.errors import FleetError
+from fleet.protocol import Battery
+from fleet.simulate.cluster import SimCluster
+from fleet.simulate.usage import Docking, Layout, Month, UsageModel
+
+DONE_SETTLE_S = 0.5
+"""A folder is taken out of the dock this long after it was seen ingested (the station may still be wiping it)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to simulate (validated by the command)."""
+
+    devices: int = 20_000
+    boroughs: int = 32
+    stations_per_borough: int = 2
+    days: int = 30
+    outage_hours: float = 24.0
+    outage_at_hours: float | None = None
+    """Start of the outage, in hours from the start of the month; None: centred on the middle."""
+    seed: int = 7
+    day_seconds: float = 10.0
+    hosts: int = 4
+    model: UsageModel = field(default_factory=UsageModel)
+    sample_s: float = 2.0
+    drain_timeout_s: float = 600.0
+
+    @property
+    def outage_start_h(self) -> float:
+        if self.outage_at_hours is not None:
+            return self.outage_at_hours
+        return self.days * 12 - self.outage_hours / 2
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per wall second."""
+        return 86_400 / self.day_seconds
+
+
+@dataclass
+class DockRecord:
+    """One docking as the camera wrote it, and when (wall clock) things happened to it."""
+
+    station: int
+    serial: str
+    docked_at: datetime
+    battery: Battery
+    clips: list[tuple[str, str, int]]
+    """(clip_id, sha256, size) of every clip in the folder."""
+    folder: Path
+    wall_docked: float
+    evidential: int = 0
+    wall_ingested: float | None = None
+    in_outage: bool = False
+
+
+@dataclass
+class Sample:
+    wall: float
+    """Seconds since the month started, when every station had answered."""
+    began: float
+    """… when the first was asked."""
+    sim_h: float
+    central_up: bool
+    pending_clips: int
+    pending_events: int
+    verified_clips: int
+    failed_folders: int
+
+
+@dataclass
+class OutageLog:
+    stop_wall: float | None = None
+    """Seconds since the month started when central was stopped (it answered no more)."""
+    back_wall: float | None = None
+    """… and when it answered again."""
+    startup_s: float = 0.0
+
+
+@dataclass
+class Outcome:
+    records: list[DockRecord]
+    samples: list[Sample]
+    outage: OutageLog
+    sim_start: datetime
+    month_wall_s: float
+    drain_wall_s: float
+    drained: bool
+    wall_epoch: float
+    """``time.time()`` when the month started: the zero of every ``wall`` above."""
+
+
+class Simulation:
+    def __init__(self, plan: Plan, layout: Layout, cluster: SimCluster) -> None:
+        self.plan, self.layout, self.cluster = plan, layout, cluster
+        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.sim_start = today - timedelta(days=plan.days)
+        self.month = Month(layout, plan.model, self.sim_start, plan.seed)
+        self.queue: list[tuple[datetime, int, Docking]] = []
+        self._generated = 0
+        self._order = 0
+        self.records: list[DockRecord] = []
+        self.pending: list[deque[DockRecord]] = [deque() for _ in layout.stations]
+        self.seen_done: dict[int, float] = {}
+        self.samples: list[Sample] = []
+        self.outage = OutageLog()
+        self._central_job: threading.Thread | None = None
+        self._central_error: BaseException | None = None
+        self.mono0 = 0.0
+        self.epoch0 = 0.0
+        self._stop_sampling = threading.Event()
+
+    # -- clock -----------------------------------------------------------------------------
+
+    def sim_now(self) -> datetime:
+        return self.sim_start + timedelta(seconds=(time.monotonic() - self.mono0) * self.plan.speed)
+
+    def sim_hours(self, moment: datetime) -> float:
+        return (moment - self.sim_start).total_seconds() / 3600
+
+    def wall(self) -> float:
+        return time.monotonic() - self.mono0
+
+    # -- the month -------------------------------------------------------------------------
+
+    def run(self, progress=None) -> Outcome:
+        plan = self.plan
+        self.outage.startup_s = self.cluster.start_central()
+        self.cluster.start_hosts()
+        end = self.sim_start + timedelta(days=plan.days)
+        outage_start, outage_end = self.outage_window
+        self._generate_through(self.sim_start + timedelta(days=1))
+        self.mono0, self.epoch0 = time.monotonic(), time.time()
+        sampler = threading.Thread(target=self._sample_forever, name="sampler", daemon=True)
+        sampler.start()
+        phase = "before" if plan.outage_hours > 0 else "after"
+        try:
+            while True:
+                now = self.sim_now()
+                self._generate_through(now + timedelta(days=1))
+                self._dock_due(now)
+                self._undock_ingested()
+                phase = self._outage_step(phase, now, outage_start, outage_end)
+                if progress:
+                    progress(self, now)
+                if now >= end and not self.queue and self._generated >= plan.days and phase == "after":
+                    break
+                self._check_processes(phase)
+                time.sleep(0.02)
+            month_wall = self.wall()
+            drained = self._drain(progress)
+        finally:
+            self._stop_sampling.set()
+            sampler.join(timeout=30)
+        return Outcome(records=self.records, samples=self.samples, outage=self.outage, sim_start=self.sim_start,
+                       month_wall_s=month_wall, drain_wall_s=self.wall() - month_wall, drained=drained,
+                       wall_epoch=self.epoch0)
+
+    def _generate_through(self, moment: datetime) -> None:
+        """Keep the next day's dockings queued ahead of the clock (night shifts dock the morning after)."""
+        while self._generated < self.plan.days and self.sim_start + timedelta(days=self._generated) <= moment:
+            for docking in self.month.day(self._generated):
+                heapq.heappush(self.queue, (docking.at, self._order, docking))
+                self._order += 1
+            self._generated += 1
+
+    @property
+    def outage_window(self) -> tuple[datetime, datetime]:
+        start = self.sim_start + timedelta(hours=self.plan.outage_start_h)
+        return start, start + timedelta(hours=self.plan.outage_hours)
+
+    def _dock_due(self, now: datetime) -> None:
+        outage_start, outage_end = self.outage_window
+        while self.queue and self.queue[0][0] <= now:
+            _, _, d = heapq.heappop(self.queue)
+            folder = dock_camera(self.cluster.dock_dir(d.station), d.serial, d.clips, folder_name=d.folder_name,
+                                 docked_at=d.at, battery=d.battery)
+            record = DockRecord(station=d.station, serial=d.serial, docked_at=d.at, battery=d.battery,
+                                clips=[(c.clip_id, _sha256(c), c.size) for c in d.clips], folder=folder,
+                                wall_docked=time.time(), evidential=sum(c.evidential for c in d.clips),
+                                in_outage=outage_start <= d.at < outage_end)
+            self.records.append(record)
+            self.pending[d.station].append(record)
+
+    def _undock_ingested(self) -> None:
+        """Take out of its dock every camera its station has ingested (oldest first, as the station scans)."""
+        now = time.monotonic()
+        for queue in self.pending:
+            for record in queue:  # note when each is first seen ingested, up to the first that is not
+                if record.wall_ingested is None:
+                    if not _ingested(record.folder):
+                        break
+                    record.wall_ingested = time.time()
+                    self.seen_done[id(record)] = now
+            while queue and queue[0].wall_ingested is not None and now - self.seen_done[id(queue[0])] >= DONE_SETTLE_S:
+                record = queue.popleft()
+                del self.seen_done[id(record)]
+                undock(record.folder)
+
+    def _outage_step(self, phase: str, now: datetime, start: datetime, end: datetime) -> str:
+        """before → down (central stopped) → restarting → after; central is started and stopped off this thread."""
+        if self._central_error is not None:
+            raise self._central_error
+        busy = self._central_job is not None and self._central_job.is_alive()
+        if phase == "before" and now >= start:
+            self._in_background(self._stop_central)
+            return "down"
+        lead = timedelta(seconds=self.outage.startup_s * self.plan.speed)
+        if phase == "down" and not busy and now >= end - lead:
+            self._in_background(self._restart_central)
+            return "restarting"
+        if phase == "restarting" and not busy:
+            return "after"
+        return phase
+
+    def _in_background(self, job) -> None:
+        def run() -> None:
+            try:
+                job()
+            except BaseException as exc:  # raised again on the driver's thread
+                self._central_error = exc
+
+        self._central_job = threading.Thread(target=run, name="central-control", daemon=True)
+        self._central_job.start()
+
+    def _stop_central(self) -> None:
+        self.cluster.stop_central()
+        self.outage.stop_wall = self.wall()
+
+    def _restart_central(self) -> None:
+        self.cluster.start_central()
+        self.outage.back_wall = self.wall()
+
+    def _check_processes(self, phase: str) -> None:
+        self.cluster.check_hosts()
+        if phase in ("before", "after") and not (self.cluster.central and self.cluster.central.alive()):
+            raise FleetError(f"central exited unexpectedly; see {self.cluster.central.log}")
+
+    def _sample_forever(self) -> None:
+        """Every ``sample_s``: every station's queue, summed (on its own thread: a slow station never stalls docking)."""
+        while not self._stop_sampling.is_set():
+            started = time.monotonic()
+            try:
+                statuses = self.cluster.statuses()
+            except (httpx.HTTPError, FleetError):
+                statuses = None
+            if statuses is not None:
+                self.samples.append(Sample(
+                    wall=self.wall(), began=started - self.mono0, sim_h=self.sim_hours(self.sim_now()),
+                    central_up=self.outage.stop_wall is None or self.outage.back_wall is not None,
+                    pending_clips=sum(s["pending_clips"] for s in statuses),
+                    pending_events=sum(s.get("pending_events", 0) for s in statuses),
+                    verified_clips=sum(s["verified_clips"] for s in statuses),
+                    failed_folders=sum(len(s["failed_folders"]) for s in statuses)))
+            self._stop_sampling.wait(max(0.0, self.plan.sample_s - (time.monotonic() - started)))
+
+    def _drain(self, progress) -> bool:
+        """After the month: until every camera is ingested and a sample finds every clip and event at central."""
+        deadline = time.monotonic() + self.plan.drain_timeout_s
+        undocked_at = None
+        while time.monotonic() < deadline:
+            self._undock_ingested()
+            if progress:
+                progress(self, self.sim_now())
+            if undocked_at is None and not any(self.pending):
+                undocked_at = self.wall()  # every camera ingested: from now on a sample can say "drained"
+            last = self.samples[-1] if self.samples else None
+            if (undocked_at is not None and last is not None and last.began > undocked_at
+                    and last.pending_clips == 0 and last.pending_events == 0):
+                return True
+            self._check_processes("after")
+            time.sleep(0.2)
+        return False
+
+
+def _ingested(folder: Path) -> bool:
+    """The station wrote INGESTED.json and wiped the camera (contract §3)."""
+    if not (folder / "INGESTED.json").exists():
+        return False
+    try:
+        return not any((folder / "clips").iterdir())
+    except FileNotFoundError:
+        return True
+
+
+def _sha256(clip) -> str:
+    import hashlib
+
+    return hashlib.sha256(clip.content()).hexdigest()
