@@ -69,7 +69,7 @@ class Peer:
         with open(root / "peer.log", "wb") as log:
             self.proc = subprocess.Popen(["node", str(PEER_DIR / "server.js"), str(self.port), str(self.files)],
                                          stdout=log, start_new_session=True)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the peer exited with {self.proc.returncode}; see {root / 'peer.log'}")

@@ -51,7 +51,7 @@ class Central:
             f'[stations.bench]\nborough = "Camden"\ntoken = "{STATION}"\n')
         self.proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "central", "serve", "--config",
                                       str(root / "central" / "central.toml")], start_new_session=True)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # start-up can take half a minute on a busy 2-core host
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/healthz").status_code == 200:
