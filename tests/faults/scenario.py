@@ -44,7 +44,7 @@ SETUP = ("station_disk_full", "central_disk_full", "clock_skew")
 ROTATED = 4
 STATION_SETTINGS = {"request_timeout_s": 3.0, "retry_initial_s": 0.2, "retry_max_s": 2.0, "concurrent_uploads": 2,
                     "chunk_bytes": 256 * KiB}
-LIMITS = {"uploads_in_flight": 4, "events_in_flight": 2, "other_in_flight": 32, "per_client_in_flight": 3,
+LIMITS = {"uploads_in_flight": 3, "events_in_flight": 2, "other_in_flight": 32, "per_client_in_flight": 1,
           "retry_after_s": 1, "storage_full_retry_after_s": 2}
 """Tight on purpose: central is saturated often, so 503/429 and backing off are part of every run."""
 QUIET_TIMEOUT_S = 240.0
@@ -290,10 +290,12 @@ class Runner:
     def fault_station_disk_full(self, step: Step) -> None:
         """More than the station's small disk holds arrives at once; it fills, then frees as clips verify."""
         station = self.plan.small_station
-        for _ in range(2):
-            self.dock(station, 3, min_size=600 * KiB, max_size=900 * KiB)
-        wait_until(lambda: any("disk full" in f["reason"] for f in self.cluster.station_status(station)[
-            "failed_folders"]), 60, "the station's disk filling up")
+        self.proxies[station].stall()  # nothing leaves, so nothing is freed, until the disk has filled
+        for _ in range(3):
+            self.dock(station, 3, min_size=800 * KiB, max_size=1200 * KiB)
+        log = self.cluster.processes[station].log  # the report is gone again once space is freed: read the log
+        wait_until(lambda: "station disk full" in log.read_text(), 60, "the station's disk filling up", interval=0.2)
+        self.proxies[station].resume()
 
     def fault_central_disk_full(self, step: Step) -> None:
         """Central's small disk fills (507 + Retry-After); the operator then gives it room."""

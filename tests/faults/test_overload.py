@@ -14,14 +14,14 @@ STATIONS = ("camden", "barnet", "lewisham", "hackney")
 
 def test_saturated_central_sheds_load_and_every_station_still_drains(make_cluster):
     cluster = make_cluster(station_ids=STATIONS, central_tables={"limits": {
-        "uploads_in_flight": 2, "events_in_flight": 1, "per_client_in_flight": 1, "retry_after_s": 1}},
+        "uploads_in_flight": 3, "events_in_flight": 1, "per_client_in_flight": 2, "retry_after_s": 1}},
         station_settings={"concurrent_uploads": 4, "retry_initial_s": 0.2, "retry_max_s": 2.0})
     rng = random.Random(11)
     clips = []
     for sid in STATIONS:  # a backlog at every station before central comes up: they all arrive at once
         cluster.start_station(sid)
-        for camera in range(3):
-            shift = random_shift(rng, 4, min_size=50_000, max_size=400_000)
+        for camera in range(2):
+            shift = random_shift(rng, 3, min_size=50_000, max_size=400_000)
             dock_camera(cluster.dock_dir(sid), f"BWV-{sid[:2].upper()}{camera:04d}", shift)
             clips += shift
     wait_until(lambda: sum(cluster.station_status(s)["pending_clips"] for s in STATIONS) == len(clips), 60,
@@ -35,11 +35,11 @@ def test_saturated_central_sheds_load_and_every_station_still_drains(make_cluste
         health_seen.append(health.json()["load"])
         return cluster.verified(expected(clips))
 
-    wait_until(drained, 180, "every backlog drained through a saturated central", interval=0.2,
+    wait_until(drained, 300, "every backlog drained through a saturated central", interval=0.2,
                check=cluster.check_alive)
     assert_exactly_once(cluster, expected(clips))
     load = health_seen[-1]
     assert load["refused_503"] > 0 and load["refused_429"] > 0, load  # it really was saturated
-    assert max(h["in_flight"]["uploads"] for h in health_seen) <= 2
+    assert max(h["in_flight"]["uploads"] for h in health_seen) <= 3
     log = cluster.root.joinpath("central.log").read_text()
     assert "Traceback" not in log and " 500 " not in log
