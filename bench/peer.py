@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import machine, median, mib_s
-from bench.upload import Central, free_port, ingest, station_settings
+from bench.upload import Central, LocalServer, free_port, ingest, station_settings
 from fleet.camera import SimClip
 from fleet.clock import utc_now
 from fleet.config import DEFAULT_CHUNK_BYTES
@@ -59,7 +58,7 @@ def install_peer() -> dict:
     return {"node": version, "@tus/server": packages["server"], "@tus/file-store": packages["file-store"]}
 
 
-class Peer:
+class Peer(LocalServer):
     """``node bench/peer/server.js`` on a free port, storing under ``root/files``."""
 
     def __init__(self, root: Path) -> None:
@@ -69,24 +68,8 @@ class Peer:
         with open(root / "peer.log", "wb") as log:
             self.proc = subprocess.Popen(["node", str(PEER_DIR / "server.js"), str(self.port), str(self.files)],
                                          stdout=log, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the peer exited with {self.proc.returncode}; see {root / 'peer.log'}")
-            try:
-                httpx.options(f"{self.url}/api/v1/uploads/")
-                return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("the peer did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        self.wait_until_up(lambda: httpx.options(f"{self.url}/api/v1/uploads/").status_code == 204,
+                           f"the peer (log: {root / 'peer.log'})")
 
 
 def cpu_seconds(pid: int) -> float:

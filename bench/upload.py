@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -41,7 +42,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Central:
+class LocalServer:
+    """A server process on a loopback port, in its own session so ``stop`` ends it and its children."""
+
+    port: int
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_until_up(self, ready: Callable[[], bool], name: str) -> None:
+        deadline = time.monotonic() + 120  # start-up can take half a minute on a busy 2-core host
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.proc.returncode} before answering")
+            try:
+                if ready():
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{name} did not start")
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+class Central(LocalServer):
     def __init__(self, root: Path) -> None:
         self.port = free_port()
         self.root = root
@@ -51,22 +81,7 @@ class Central:
             f'[stations.bench]\nborough = "Camden"\ntoken = "{STATION}"\n')
         self.proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "central", "serve", "--config",
                                       str(root / "central" / "central.toml")], start_new_session=True)
-        deadline = time.monotonic() + 120  # start-up can take half a minute on a busy 2-core host
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("central did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        self.wait_until_up(lambda: httpx.get(f"{self.url}/healthz").status_code == 200, "central")
 
 
 def station_settings(root: Path, url: str, **extra) -> StationSettings:
