@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench faults install clean help browser screenshots
+.PHONY: demo test bench faults fuzz install clean help browser screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,12 @@ test: $(STAMP) browser  ## run the whole test suite
 
 screenshots: $(STAMP) browser  ## the browser tests, saving the dashboard's pages to docs/screenshots/
 	SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q
+
+# The suite runs the same fuzz bounded (5 examples an operation); this is the long mode.
+FUZZ_EXAMPLES ?= 500
+fuzz: $(STAMP)  ## schemathesis against central's API, FUZZ_EXAMPLES=500 per operation plus the coverage phase
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/central/test_api_fuzz.py -n 2 -q --timeout=0 \
+		-p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## run the benchmarks; results go to bench/out/ and are quoted in BENCHMARKS.md
 	$(BIN)/python -m bench $(BENCH_ARGS)
