@@ -8,6 +8,8 @@ completes each operation once, before the document is first built (lazily, on re
 - a route that takes the caller (``principal``) needs the bearer token: 401 and 403;
 - a route with parameters or a body: 400; with a path parameter: 404 (no such thing); with
   a JSON body: 413 (over the request size limit);
+- a route admission control may refuse (``central.admission.lane_of``: all but ``/healthz``):
+  429 and 503, with Retry-After;
 - whatever else a route can answer (409, 415, ...) its decorator declares with ``errors()``,
   and a success without a body (tus) with ``empty()``.
 """
@@ -24,6 +26,7 @@ from litestar.routes import HTTPRoute
 
 from fleet import __version__
 from fleet.protocol import ErrorBody
+from central.admission import lane_of
 
 BEARER = "bearer"
 
@@ -39,8 +42,10 @@ _MEANING = {
     415: "Wrong Content-Type",
     416: "The Range is not within the clip",
     423: "Another request is writing this upload: retry after Retry-After",
+    429: "This caller holds its share of central already: retry after Retry-After",
     460: "The chunk does not match Upload-Checksum (tus checksum extension)",
-    503: "Unavailable for now: the message says why",
+    503: "Unavailable for now (overloaded, a store unreachable, ...): the message says why; retry after "
+         "Retry-After when it is given",
     507: "Central's disk is full",
 }
 
@@ -71,14 +76,15 @@ def describe(app: Litestar) -> None:
             continue
         for handler in route.route_handlers:
             if handler.resolve_include_in_schema():
-                _describe(handler, has_path_parameters=bool(route.path_parameters))
+                _describe(handler, has_path_parameters=bool(route.path_parameters),
+                          admitted=any(lane_of(method, route.path) is not None for method in handler.http_methods))
 
 
-def _describe(handler: HTTPRouteHandler, *, has_path_parameters: bool) -> None:
+def _describe(handler: HTTPRouteHandler, *, has_path_parameters: bool, admitted: bool) -> None:
     inputs = set(handler.parsed_fn_signature.parameters) - {"request", "principal"}
     authenticated = "principal" in handler.parsed_fn_signature.parameters
     codes = ([400] * bool(inputs) + [401, 403] * authenticated + [404] * has_path_parameters
-             + [413] * ("data" in inputs))
+             + [413] * ("data" in inputs) + [429, 503] * admitted)
     handler.responses = {**errors(*codes), **(handler.responses or {})}
     if authenticated:
         handler.security = [*(handler.security or []), {BEARER: []}]

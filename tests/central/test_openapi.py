@@ -53,3 +53,8 @@ def test_tus_answers_are_headers_only(document):
                          ("POST /api/v1/uploads", "200"), ("HEAD /api/v1/uploads/{upload_id}", "200"),
                          ("PATCH /api/v1/uploads/{upload_id}", "204"), ("DELETE /api/v1/uploads/{upload_id}", "204")):
         assert "content" not in ops[name]["responses"][status], name
+
+
+def test_admission_refusals_are_documented_on_every_route_it_guards(document):
+    for name, operation in operations(document):
+        assert ({"429", "503"} <= operation["responses"].keys()) is (name != "GET /healthz"), name
