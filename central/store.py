@@ -415,14 +415,14 @@ class CentralStore:
         # checkpoints keep each commit to (mostly) one sequential WAL write.
         self.db.execute("PRAGMA cache_size = -65536")
         self.db.execute("PRAGMA wal_autocheckpoint = 10000")
-        self.writer = self._writer = sqlite.Writer(self.db)
+        # Reads on connections of their own: the event loop's never wait for the projection's writes.
+        self.writer = self._writer = sqlite.Writer(self.db, readers=self.data_dir / "central.db")
         with self.writer.write() as db:
             audit.chain_unhashed(db)  # records from before the chain (schema v6): hashed once
 
     def close(self) -> None:
-        """Close once no thread is inside a read or write (closing under a running query crashes SQLite)."""
-        with self._writer.read():
-            self.db.conn.close()
+        """Close once no thread is inside a write (closing under a running query crashes SQLite)."""
+        self._writer.close()
 
     def ping(self) -> bool:
         with self._writer.read() as db:

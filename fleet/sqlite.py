@@ -27,12 +27,30 @@ def open_database(path: str | Path) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
-class Writer:
-    """Serialises one process's access to its connection; every write is BEGIN IMMEDIATE."""
+def open_reader(path: str | Path) -> sqlite_utils.Database:
+    """A connection for reads only (``query_only``): in WAL mode it never waits for the writer."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA query_only=1")
+    return sqlite_utils.Database(conn)
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+
+class Writer:
+    """Serialises one process's access to its connection; every write is BEGIN IMMEDIATE.
+
+    With ``readers`` (the database's path), a read outside a write runs on a connection of the
+    reading thread's own: WAL readers see the last commit and never wait for the writer, so a
+    long write transaction no longer holds up every read (central's event loop reads for every
+    upload request, the changes feed for every station). Reads inside a write use the writer's
+    connection, so a transaction sees its own changes.
+    """
+
+    def __init__(self, db: sqlite_utils.Database, readers: str | Path | None = None) -> None:
         self.db = db
         self._lock = threading.RLock()
+        self._readers_path = readers
+        self._local = threading.local()
+        self._readers: list[sqlite_utils.Database] = []
 
     @contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
@@ -51,8 +69,24 @@ class Writer:
 
     @contextmanager
     def read(self) -> Iterator[sqlite_utils.Database]:
+        if self._readers_path is None or self._lock._is_owned():
+            with self._lock:
+                yield self.db
+            return
+        reader = getattr(self._local, "db", None)
+        if reader is None:
+            reader = self._local.db = open_reader(self._readers_path)
+            with self._lock:
+                self._readers.append(reader)
+        yield reader
+
+    def close(self) -> None:
+        """Close every connection once no thread is inside a write (closing under a query crashes SQLite)."""
         with self._lock:
-            yield self.db
+            for reader in self._readers:
+                reader.conn.close()
+            self._readers.clear()
+            self.db.conn.close()
 
 
 def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
