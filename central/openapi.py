@@ -70,7 +70,11 @@ def config() -> OpenAPIConfig:
 
 
 def describe(app: Litestar) -> None:
-    """Declare auth and the common errors on every documented operation (see the module doc)."""
+    """Declare auth and the common errors on every documented operation (see the module doc).
+
+    Litestar has no app-wide ``responses`` (and app-wide ``security`` would cover /healthz too),
+    so this fills in each registered handler's own: call it on a new app, before anything builds
+    the document."""
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
