@@ -89,7 +89,8 @@ def create_app(settings: CentralSettings) -> Litestar:
         blobs.check()  # e.g. a missing bucket stops central here, before anything is opened or served
         store = CentralStore(data_dir)
         receiver = UploadReceiver(store, blobs, data_dir / "uploads", max_upload_bytes=settings.max_upload_bytes,
-                                  expiry=timedelta(hours=settings.upload_expiry_hours))
+                                  expiry=timedelta(hours=settings.upload_expiry_hours),
+                                  body_idle_timeout_s=settings.limits.body_idle_timeout_s)
         await receiver.recover()
         services = build_services(store, settings, blobs)
         with store.writer.write() as db:

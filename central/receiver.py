@@ -135,8 +135,11 @@ class UploadReceiver:
     """All uploads of this central process; one instance, owned by the app."""
 
     def __init__(self, store: CentralStore, blobs: BlobStore, uploads_dir: Path, *, max_upload_bytes: int,
-                 expiry: timedelta) -> None:
+                 expiry: timedelta, body_idle_timeout_s: float = 60.0) -> None:
         self.store = store
+        self.body_idle_timeout_s = body_idle_timeout_s
+        """A PATCH whose body stalls this long is ended (what arrived is kept): a dead link must not
+        hold its place in central's upload lane (central/admission.py) for ever."""
         self.blobs = blobs
         self.dir = uploads_dir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -246,8 +249,13 @@ class UploadReceiver:
                 stream = aiter(body)
                 while True:
                     try:
-                        piece = await anext(stream)
+                        piece = await asyncio.wait_for(anext(stream), self.body_idle_timeout_s)
                     except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        cut_short = True
+                        log.warning("upload %s: no bytes for %.0f s after %d; ending the request (what arrived "
+                                    "is kept)", upload.upload_id, self.body_idle_timeout_s, seen)
                         break
                     except Exception as exc:  # the client went away mid-body
                         cut_short = True

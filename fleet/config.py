@@ -124,6 +124,9 @@ class LimitsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Refused clients are told to wait between this and twice this many seconds."""
     storage_full_retry_after_s: PositiveInt = 60
     """``Retry-After`` of a 507 (central's disk is full): someone has to make room first."""
+    body_idle_timeout_s: PositiveFloat = 60.0
+    """An upload whose body stops arriving this long is ended, keeping what arrived, so a dead
+    link does not hold its place in the upload lane."""
 
 
 PartBytes = Annotated[int, Meta(ge=5 * MiB, le=512 * MiB)]

@@ -77,3 +77,21 @@ def test_other_database_errors_are_still_500(client, monkeypatch):
 
     monkeypatch.setattr(EventLog, "ingest", failing)
     assert_shape(client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}'), 500)
+
+
+def test_insufficient_storage_carries_the_configured_retry_after(tmp_path, monkeypatch):
+    from litestar.testing import TestClient
+
+    from central.app import create_app
+    from fleet.errors import InsufficientStorage
+    from tests.central.conftest import make_settings
+
+    def full(*args, **kwargs):
+        raise InsufficientStorage("central's storage is full; try again later")
+
+    monkeypatch.setattr(EventLog, "ingest", full)
+    app = create_app(make_settings(tmp_path / "central", limits={"storage_full_retry_after_s": 7}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}')
+    assert_shape(response, 507)
+    assert response.headers["Retry-After"] == "7"

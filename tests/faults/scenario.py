@@ -45,7 +45,7 @@ ROTATED = 4
 STATION_SETTINGS = {"request_timeout_s": 3.0, "retry_initial_s": 0.2, "retry_max_s": 2.0, "concurrent_uploads": 2,
                     "chunk_bytes": 256 * KiB}
 LIMITS = {"uploads_in_flight": 3, "events_in_flight": 2, "other_in_flight": 32, "per_client_in_flight": 1,
-          "retry_after_s": 1, "storage_full_retry_after_s": 2}
+          "retry_after_s": 1, "storage_full_retry_after_s": 2, "body_idle_timeout_s": 5.0}
 """Tight on purpose: central is saturated often, so 503/429 and backing off are part of every run."""
 QUIET_TIMEOUT_S = 240.0
 
