@@ -16,6 +16,7 @@ station reported the docking.
 from __future__ import annotations
 
 import heapq
+import itertools
 import threading
 import time
 from collections import deque
@@ -33,6 +34,8 @@ from fleet.simulate.usage import Docking, Layout, Month, UsageModel
 
 DONE_SETTLE_S = 0.5
 """A folder is taken out of the dock this long after it was seen ingested (the station may still be wiping it)."""
+UNDOCK_WINDOW = 64
+"""How many of each station's oldest docked folders are looked at per pass (a station ingests in name order)."""
 
 
 @dataclass(frozen=True)
@@ -211,17 +214,18 @@ class Simulation:
             self.pending[d.station].append(record)
 
     def _undock_ingested(self) -> None:
-        """Take out of its dock every camera its station has ingested (oldest first, as the station scans)."""
+        """Take out of its dock every camera its station has ingested, looking at the oldest few of each
+        station (a folder left behind would make every scan of that station list it again)."""
         now = time.monotonic()
         for queue in self.pending:
-            for record in queue:  # note when each is first seen ingested, up to the first that is not
-                if record.wall_ingested is None:
-                    if not _ingested(record.folder):
-                        break
+            for record in itertools.islice(queue, UNDOCK_WINDOW):
+                if record.wall_ingested is None and _ingested(record.folder):
                     record.wall_ingested = time.time()
                     self.seen_done[id(record)] = now
-            while queue and queue[0].wall_ingested is not None and now - self.seen_done[id(queue[0])] >= DONE_SETTLE_S:
-                record = queue.popleft()
+            settled = [r for r in itertools.islice(queue, UNDOCK_WINDOW)
+                       if r.wall_ingested is not None and now - self.seen_done[id(r)] >= DONE_SETTLE_S]
+            for record in settled:
+                queue.remove(record)
                 del self.seen_done[id(record)]
                 undock(record.folder)
 
