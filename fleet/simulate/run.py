@@ -34,6 +34,8 @@ from fleet.simulate.usage import Docking, Layout, Month, UsageModel
 
 DONE_SETTLE_S = 0.5
 """A folder is taken out of the dock this long after it was seen ingested (the station may still be wiping it)."""
+DOCK_BATCH = 100
+"""At most this many cameras dock per pass of the driver, so it also takes ingested ones out when behind."""
 UNDOCK_WINDOW = 64
 """How many of each station's oldest docked folders are looked at per pass (a station ingests in name order)."""
 
@@ -200,9 +202,10 @@ class Simulation:
         start = self.sim_start + timedelta(hours=self.plan.outage_start_h)
         return start, start + timedelta(hours=self.plan.outage_hours)
 
-    def _dock_due(self, now: datetime) -> None:
+    def _dock_due(self, now: datetime, most: int = DOCK_BATCH) -> None:
         outage_start, outage_end = self.outage_window
-        while self.queue and self.queue[0][0] <= now:
+        while self.queue and self.queue[0][0] <= now and most > 0:
+            most -= 1
             _, _, d = heapq.heappop(self.queue)
             folder = dock_camera(self.cluster.dock_dir(d.station), d.serial, d.clips, folder_name=d.folder_name,
                                  docked_at=d.at, battery=d.battery)
