@@ -140,7 +140,7 @@ class Cluster:
                        self.root / "central.log", **self._launcher("central"))
         proc.start()
         self.processes["central"] = proc
-        wait_until(self.central_healthy, 30, "central /healthz", check=proc.check)
+        wait_until(self.central_healthy, 90, "central /healthz", check=proc.check)
         return proc
 
     def start_station(self, station_id: str) -> Process:
