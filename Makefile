@@ -34,6 +34,13 @@ browser:  ## install Debian's Chromium for the browser tests when it is missing
 test: $(STAMP) browser  ## run the whole test suite
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+SEEDS ?= 200
+faults: $(STAMP) browser  ## the fault-injection suite over many seeds (SEEDS=200); the table goes to bench/out/faults.md
+	@mkdir -p bench/out && rm -f bench/out/faults.jsonl
+	FAULTS_RESULTS=$(CURDIR)/bench/out/faults.jsonl $(BIN)/python -m pytest tests/faults/test_scenarios.py -n 2 \
+		-q --fault-seeds $(SEEDS) -k scenario $(PYTEST_ARGS); status=$$?; \
+		$(BIN)/python -m tests.faults.report bench/out/faults.jsonl; exit $$status
+
 screenshots: $(STAMP) browser  ## the browser tests, saving the dashboard's pages to docs/screenshots/
 	SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q
 
