@@ -9,10 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,28 +18,16 @@ from typing import Any
 
 import httpx
 
+from fleet import local_cluster
+from fleet.local_cluster import free_port  # noqa: F401  (tests import it from here)
+
 ADMIN_TOKEN = "test-admin-token"  # test value, not a secret
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, message: str = "condition",
                interval: float = 0.05, check: Callable[[], None] | None = None) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``message`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if check:
-            check()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    """``fleet.local_cluster.wait_until`` with the tests' defaults (a short poll, 30 s)."""
+    return local_cluster.wait_until(predicate, timeout, message, interval=interval, check=check)
 
 
 @dataclass
