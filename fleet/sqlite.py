@@ -51,6 +51,9 @@ class Writer:
         self._readers_path = readers
         self._local = threading.local()
         self._readers: list[sqlite_utils.Database] = []
+        self._reading = 0
+        self._idle = threading.Condition()
+        """Counts reads in progress on reader connections, so ``close`` can wait for them."""
 
     @contextmanager
     def write(self) -> Iterator[sqlite_utils.Database]:
@@ -78,11 +81,20 @@ class Writer:
             reader = self._local.db = open_reader(self._readers_path)
             with self._lock:
                 self._readers.append(reader)
-        yield reader
+        with self._idle:
+            self._reading += 1
+        try:
+            yield reader
+        finally:
+            with self._idle:
+                self._reading -= 1
+                self._idle.notify_all()
 
-    def close(self) -> None:
-        """Close every connection once no thread is inside a write (closing under a query crashes SQLite)."""
-        with self._lock:
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Close every connection once no thread is writing or reading (closing under a query crashes SQLite)."""
+        with self._idle:  # first, without the writer's lock: a reader may still want to write
+            self._idle.wait_for(lambda: self._reading == 0, timeout_s)
+        with self._lock, self._idle:
             for reader in self._readers:
                 reader.conn.close()
             self._readers.clear()

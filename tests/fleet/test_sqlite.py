@@ -50,3 +50,29 @@ def test_failed_write_rolls_back(tmp_path):
             w.execute("INSERT INTO a (x) VALUES (1)")
             raise RuntimeError("boom")
     assert db.execute("SELECT COUNT(*) FROM a").fetchone()[0] == 0
+
+
+def test_close_waits_for_a_read_in_progress_on_a_reader_connection(tmp_path):
+    """Closing a connection under a running query crashes SQLite (a segfault seen at central's shutdown)."""
+    db = open_database(tmp_path / "x.db")
+    migrate(db, STEPS)
+    writer = Writer(db, readers=tmp_path / "x.db")
+    reading, finish, rows = threading.Event(), threading.Event(), []
+
+    def read():
+        with writer.read() as r:
+            reading.set()
+            finish.wait(10)
+            rows.append(r.execute("SELECT COUNT(*) FROM a").fetchone()[0])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert reading.wait(10)
+    closer = threading.Thread(target=writer.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive(), "close did not wait for the read"
+    finish.set()
+    reader.join(10)
+    closer.join(10)
+    assert rows == [0] and not closer.is_alive()
