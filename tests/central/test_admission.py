@@ -46,6 +46,11 @@ class HeldUpload:
         return asyncio.create_task(send())
 
 
+async def create(client, headers, data: bytes):
+    return await client.post("/api/v1/uploads/", headers={
+        **headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata(data)})
+
+
 @pytest.fixture
 def app_with(tmp_path):
     return lambda **limits: create_app(make_settings(tmp_path / "central", limits=limits))
@@ -58,8 +63,7 @@ async def test_a_full_lane_is_503_with_retry_after_and_health_still_answers(app_
         held = HeldUpload(client, CAMDEN, b"x" * 1000)
         first = await held.start()
         await wait_for(lambda: app.state.admission.in_flight["uploads"] == 1)
-        refused = await client.post("/api/v1/uploads/", headers={
-            **BARNET, **TUS, "Upload-Length": "10", "Upload-Metadata": metadata(b"y" * 10)})
+        refused = await create(client, BARNET, b"y" * 10)
         assert refused.status_code == 503
         assert refused.json()["error"] == "overloaded" and "limit" in refused.json()["message"]
         assert 3 <= parse_retry_after(refused.headers["Retry-After"]) <= 6
@@ -71,8 +75,7 @@ async def test_a_full_lane_is_503_with_retry_after_and_health_still_answers(app_
         held.release.set()
         assert (await first).status_code == 204
         assert app.state.admission.in_flight["uploads"] == 0
-        again = await client.post("/api/v1/uploads/", headers={
-            **BARNET, **TUS, "Upload-Length": "10", "Upload-Metadata": metadata(b"y" * 10)})
+        again = await create(client, BARNET, b"y" * 10)
         assert again.status_code == 201
 
 
@@ -83,12 +86,10 @@ async def test_one_client_past_its_share_is_429_while_others_are_served(app_with
         held = HeldUpload(client, CAMDEN, b"x" * 1000)
         first = await held.start()
         await wait_for(lambda: app.state.admission.in_flight["uploads"] == 1)
-        mine = await client.post("/api/v1/uploads/", headers={
-            **CAMDEN, **TUS, "Upload-Length": "10", "Upload-Metadata": metadata(b"y" * 10)})
+        mine = await create(client, CAMDEN, b"y" * 10)
         assert mine.status_code == 429 and mine.json()["error"] == "too_many_requests"
         assert parse_retry_after(mine.headers["Retry-After"]) >= 1
-        theirs = await client.post("/api/v1/uploads/", headers={
-            **BARNET, **TUS, "Upload-Length": "10", "Upload-Metadata": metadata(b"y" * 10)})
+        theirs = await create(client, BARNET, b"y" * 10)
         assert theirs.status_code == 201
         held.release.set()
         assert (await first).status_code == 204
