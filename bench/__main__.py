@@ -21,6 +21,8 @@ def main() -> None:
                                                     "e.g. /dev/shm to take the disk out of the comparison")
     parser.add_argument("--chunk-mib", type=int, default=None,
                         help="upload chunk size in MiB (default: the station's default)")
+    parser.add_argument("--chunk-checksum", default=None, choices=["crc32c", "crc32", "sha1", "sha256"],
+                        help="upload: the station's per-chunk checksum (default: the station's default)")
     args = parser.parse_args()
     gib = 1 << 30
     if args.which in ("ingest", "all"):
@@ -31,7 +33,8 @@ def main() -> None:
     if args.which in ("upload", "all"):
         result = upload.run(size=(64 << 20) if args.quick else gib, rounds=args.rounds,
                             small_count=100 if args.quick else 2000, where=args.dir,
-                            chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None)
+                            chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None,
+                            chunk_checksum=args.chunk_checksum)
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("upload", result)
     if args.which in ("peer", "all"):

@@ -159,12 +159,13 @@ def many_small(central: Central, root: Path, count: int, size: int, concurrency:
 
 
 def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: int = 64 * 1024,
-        where: str | None = None, chunk_bytes: int | None = None) -> dict:
+        where: str | None = None, chunk_bytes: int | None = None, chunk_checksum: str | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=where or Path.cwd()))
     central = Central(root)
     try:
         settings = station_settings(root / "station", central.url,
-                                    **({"chunk_bytes": chunk_bytes} if chunk_bytes else {}))
+                                    **({"chunk_bytes": chunk_bytes} if chunk_bytes else {}),
+                                    **({"chunk_checksum": chunk_checksum} if chunk_checksum else {}))
         clip = SimClip(size, utc_now(), seed=42)
         ingest(settings, [clip])
         local = next((Path(settings.data_dir) / "clips").glob("*.mp4"))
@@ -185,6 +186,7 @@ def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: i
         medians = {k: median(v) for k, v in times.items()}
         result = {
             "machine": machine(), "bytes": size, "rounds": rounds, "chunk_bytes": settings.chunk_bytes,
+            "chunk_checksum": settings.chunk_checksum,
             "seconds": times, "median_s": medians, "MiB_per_s": {k: mib_s(size, v) for k, v in medians.items()},
             "ratio_ours_vs_curl": medians["curl"] / medians["ours"], "directory": str(root.parent),
         }

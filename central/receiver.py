@@ -36,7 +36,7 @@ from central.store import CentralStore, Upload
 
 log = logging.getLogger(__name__)
 
-CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32, "crc32": 4}
+CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32, "crc32": 4, "crc32c": 4}
 FLUSH_BYTES = 4 << 20
 """Received bytes are written and hashed on a worker thread in pieces of this size, so the
 event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
@@ -56,7 +56,7 @@ class Checksum:
     def parse(cls, header: str) -> Checksum:
         algorithm, _, encoded = header.strip().partition(" ")
         if algorithm not in CHECKSUM_ALGORITHMS:
-            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} (use sha1, sha256 or crc32)")
+            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} (use sha1, sha256, crc32 or crc32c)")
         try:
             digest = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):

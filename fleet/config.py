@@ -208,7 +208,7 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Size of one tus PATCH; each carries its own Upload-Checksum. Chunks are streamed from
     disk (no memory cost); larger ones mean fewer fsyncs at central, smaller ones less
     to resend after a cut."""
-    chunk_checksum: Literal["crc32", "sha1", "sha256"] = "crc32"
+    chunk_checksum: Literal["crc32c", "crc32", "sha1", "sha256"] = "crc32c"
     """Algorithm of each chunk's Upload-Checksum. It guards the transfer of that chunk; the
     clip as a whole is always verified with SHA-256 before central says "verified"."""
     bandwidth_limit_mbps: NonNegativeFloat = 0.0

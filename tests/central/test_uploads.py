@@ -15,7 +15,7 @@ def test_options_advertises_tus(client):
     assert r.status_code == 204
     assert r.headers["Tus-Version"] == "1.0.0"
     assert set(r.headers["Tus-Extension"].split(",")) == {"creation", "checksum", "termination", "expiration"}
-    assert set(r.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256", "crc32"}
+    assert set(r.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256", "crc32", "crc32c"}
     assert int(r.headers["Tus-Max-Size"]) > 0
 
 
@@ -72,7 +72,7 @@ def test_chunk_checksum_mismatch_discards_the_chunk(client, blob):
     assert patch(client, location, 0, blob[:1000]).headers["Upload-Offset"] == "1000"
 
 
-@pytest.mark.parametrize("algorithm", ["sha1", "crc32"])
+@pytest.mark.parametrize("algorithm", ["sha1", "crc32", "crc32c"])
 def test_other_checksum_algorithms_are_accepted_and_checked(client, blob, algorithm):
     import base64
 

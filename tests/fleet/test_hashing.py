@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 
-from fleet.hashing import COPY_BUFFER_BYTES, atomic_write_bytes, copy_and_hash, file_sha256
+from fleet.hashing import COPY_BUFFER_BYTES, atomic_write_bytes, copy_and_hash, file_sha256, new_checksum
 
 
 @pytest.fixture(params=["kernel copy", "through the process"])
@@ -48,3 +48,15 @@ def test_chunk_digests_match_slices_whatever_the_alignment(tmp_path, copy_path):
         crc = copy_and_hash(src, tmp_path / f"c{chunk}", chunk_bytes=chunk, chunk_algorithm="crc32")
         assert crc.chunk_digests == [zlib.crc32(data[i:i + chunk]).to_bytes(4, "big")
                                      for i in range(0, len(data), chunk)]
+        crc32c = copy_and_hash(src, tmp_path / f"k{chunk}", chunk_bytes=chunk, chunk_algorithm="crc32c")
+        assert [len(d) for d in crc32c.chunk_digests] == [4] * len(expected)
+        assert crc32c.chunk_digests != crc.chunk_digests
+
+
+@pytest.mark.parametrize(("algorithm", "check"), [("crc32", 0xCBF43926), ("crc32c", 0xE3069283)])
+def test_crc_check_values_in_pieces(algorithm, check):
+    """The catalogue check value of each CRC (of b"123456789"), fed in pieces of any type."""
+    digest = new_checksum(algorithm)
+    for piece in (b"12", memoryview(b"345"), bytearray(b"6789")):
+        digest.update(piece)
+    assert digest.digest() == check.to_bytes(4, "big")

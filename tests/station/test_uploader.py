@@ -149,13 +149,13 @@ def test_checksums_from_ingest_are_used_and_right(store, dock_dir):
     dock_camera(dock_dir, "BWV-000001", [SimClip(5 * CHUNK + 7, RECORDED)])
     Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK).scan()
     [clip] = store.claim_due(1)
-    assert clip.chunk_bytes == CHUNK and len(clip.chunk_checksums) == 6 and clip.chunk_algorithm == "crc32"
+    assert clip.chunk_bytes == CHUNK and len(clip.chunk_checksums) == 6 and clip.chunk_algorithm == "crc32c"
     server = FakeTus()  # verifies every Upload-Checksum it is sent
     uploader(store, server).upload(clip)
     assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
 
 
-@pytest.mark.parametrize("algorithm", ["crc32", "sha1", "sha256"])
+@pytest.mark.parametrize("algorithm", ["crc32c", "crc32", "sha1", "sha256"])
 def test_every_chunk_checksum_algorithm_is_accepted(store, dock_dir, algorithm):
     dock_camera(dock_dir, "BWV-000001", [SimClip(3 * CHUNK + 1, RECORDED)])
     Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK, chunk_algorithm=algorithm).scan()
