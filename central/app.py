@@ -37,7 +37,7 @@ from central.devices import DeviceController, DeviceService
 from central.errors import EXCEPTION_HANDLERS, error_response
 from central.events import EventLog, EventsController, ProjectionWorker
 from central.fleet_health import FleetHealth
-from central.jobs import build_scheduler
+from central.jobs import build_scheduler, stop_scheduler
 from central.officers import OfficerController, OfficerService
 from central.projection import Projector
 from central.retention import RetentionController, RetentionService
@@ -112,7 +112,7 @@ def create_app(settings: CentralSettings) -> Litestar:
         try:
             yield
         finally:
-            scheduler.shutdown(wait=True)  # the health job runs on a thread: let it finish
+            await stop_scheduler(scheduler)  # the health job runs on a thread: let it finish
             projection.stop()
             receiver.close()
             store.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from pathlib import Path
 
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -38,3 +40,15 @@ def build_scheduler(settings: CentralSettings, receiver: UploadReceiver, health:
                       "interval", minutes=settings.audit.publish_minutes, id="publish-anchors", executor="threads",
                       next_run_time=utc_now())
     return scheduler
+
+
+async def stop_scheduler(scheduler: AsyncIOScheduler) -> None:
+    """Stop the scheduler and return only once every running job has finished.
+
+    ``AsyncIOScheduler.shutdown(wait=True)`` only schedules the shutdown on the loop and
+    returns at once, so a thread job (the health check) could still be querying when the
+    store was closed under it, which crashed the process."""
+    stopped = asyncio.Event()
+    scheduler.add_listener(lambda _event: stopped.set(), EVENT_SCHEDULER_SHUTDOWN)
+    scheduler.shutdown(wait=True)
+    await stopped.wait()

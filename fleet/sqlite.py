@@ -52,6 +52,7 @@ class Writer:
         self._local = threading.local()
         self._readers: list[sqlite_utils.Database] = []
         self._reading = 0
+        self._closing = False
         self._idle = threading.Condition()
         """Counts reads in progress on reader connections, so ``close`` can wait for them."""
 
@@ -82,6 +83,8 @@ class Writer:
             with self._lock:
                 self._readers.append(reader)
         with self._idle:
+            if self._closing:
+                raise FleetError("the database is closed: the process is stopping")
             self._reading += 1
         try:
             yield reader
@@ -93,6 +96,7 @@ class Writer:
     def close(self, timeout_s: float = 30.0) -> None:
         """Close every connection once no thread is writing or reading (closing under a query crashes SQLite)."""
         with self._idle:  # first, without the writer's lock: a reader may still want to write
+            self._closing = True  # from here no read starts on a reader connection
             self._idle.wait_for(lambda: self._reading == 0, timeout_s)
         with self._lock, self._idle:
             for reader in self._readers:

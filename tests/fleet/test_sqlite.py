@@ -76,3 +76,16 @@ def test_close_waits_for_a_read_in_progress_on_a_reader_connection(tmp_path):
     reader.join(10)
     closer.join(10)
     assert rows == [0] and not closer.is_alive()
+
+
+def test_no_read_starts_once_close_has_begun(tmp_path):
+    """The race behind the shutdown segfault: a read that began after close's wait, under its close."""
+    db = open_database(tmp_path / "x.db")
+    migrate(db, STEPS)
+    writer = Writer(db, readers=tmp_path / "x.db")
+    with writer.read() as r:  # this thread's reader connection exists
+        r.execute("SELECT 1")
+    writer.close()
+    with pytest.raises(FleetError, match="closed"):
+        with writer.read():
+            pass
