@@ -28,7 +28,7 @@ from fleet.errors import (
     BadRequest, BlobStoreUnavailable, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound,
     OffsetMismatch, PayloadTooLarge,
 )
-from fleet.hashing import fsync_dir, new_checksum, start_writeback
+from fleet.hashing import new_checksum, start_writeback
 from fleet.protocol import decode_upload_metadata
 from central.auth import Principal
 from central.blobstore import BlobStore
@@ -163,9 +163,9 @@ class UploadReceiver:
         if existing is None:
             upload_id = uuid.uuid4().hex
             part = self.part(upload_id)
-            with open(part, "wb") as f:
-                os.fsync(f.fileno())
-            fsync_dir(self.dir)
+            # Not fsynced: an empty file has nothing to lose, and if a power cut takes it back,
+            # ``recover`` (or the first PATCH) finds it missing and starts the upload at 0 again.
+            part.touch()
             upload = self.store.create_upload(upload_id, meta, raw_metadata, length, principal.station_id,
                                               utc_now() + self.expiry)
             if upload.upload_id == upload_id:
@@ -234,7 +234,9 @@ class UploadReceiver:
     async def _receive(self, upload: Upload, whole, checksum: Checksum | None, body: AsyncIterator[bytes]) -> Upload:
         part = self.part(upload.upload_id)
         if not part.exists():
-            raise Gone("the upload's data is gone; create it again")
+            if upload.offset:
+                raise Gone("the upload's data is gone; create it again")
+            part.touch()  # a power cut took back the empty file made at creation
         room = upload.length - upload.offset
         running = whole.copy() if checksum else whole
         with open(part, "r+b", buffering=0) as f:

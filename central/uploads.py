@@ -20,6 +20,10 @@ from central.openapi import empty, errors
 from central.receiver import Checksum, UploadReceiver
 from central.store import Upload
 
+CREATION_BODY_MAX_BYTES = 64 << 20
+"""The most a creation-with-upload may carry (the station sends small clips whole this way;
+larger ones go in PATCH chunks). Streamed to the .part file like a PATCH, never held."""
+
 UploadId = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{32}$",
                                          description="the id in the Location of the creation response")]
 
@@ -42,6 +46,16 @@ def _int_header(request: Request, name: str) -> int:
     if not raw.strip().isdigit():
         raise BadRequest(f"{name} must be a non-negative integer (got {raw[:40]!r})")
     return int(raw)
+
+
+def _upload_body(request: Request) -> tuple[int, Checksum | None]:
+    """Length and Upload-Checksum of the bytes a PATCH, or a creation-with-upload, carries."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip() != "application/offset+octet-stream":
+        raise UnsupportedMediaType("upload bytes need Content-Type: application/offset+octet-stream")
+    raw_checksum = request.headers.get("upload-checksum")
+    return int(request.headers.get("content-length") or 0), (
+        Checksum.parse(raw_checksum) if raw_checksum is not None else None)
 
 
 def _state_headers(upload: Upload) -> dict[str, str]:
@@ -75,22 +89,33 @@ class UploadController(Controller):
             "Tus-Checksum-Algorithm": TUS_CHECKSUM_ALGORITHMS,
         })
 
-    @post("/", status_code=201, summary="Create an upload (idempotent by clip_id)",
-          responses={201: empty("Created: Location names the upload"),
+    @post("/", status_code=201, request_max_body_size=CREATION_BODY_MAX_BYTES,
+          summary="Create an upload (idempotent by clip_id), optionally with its first bytes",
+          description="tus creation-with-upload: a body (Content-Type: application/offset+octet-stream, "
+                      "optional Upload-Checksum) is appended at offset 0, as a PATCH would; a small clip is "
+                      "created and verified in one request. For an upload that already holds bytes the body "
+                      "is ignored: Upload-Offset says where to PATCH from.",
+          responses={201: empty("Created: Location names the upload, Upload-Offset counts the bytes taken"),
                      200: empty("The clip's upload exists already: Location and Upload-Offset say where it stands"),
-                     **errors(400, 409, 412, 413, 423, 507)})
+                     **errors(400, 409, 412, 413, 415, 423, 460, 503, 507)})
     async def create(self, request: Request, principal: Caller) -> Response[None]:
         _require_tus(request)
         if request.headers.get("upload-defer-length"):
             raise BadRequest("Upload-Defer-Length is not supported: send Upload-Length")
-        if int(request.headers.get("content-length") or 0) > 0:
-            raise BadRequest("creation-with-upload is not supported: send the bytes with PATCH")
         length = _int_header(request, "Upload-Length")
         raw_metadata = request.headers.get("upload-metadata")
         if not raw_metadata:
             raise BadRequest("Upload-Metadata is required (clip_id, sha256, device_serial, recorded_at, filename)")
-        # Two fsyncs and a FULL commit: on a worker thread, so the other uploads keep moving meanwhile.
-        upload, created = await asyncio.to_thread(_receiver(request).create, principal, length, raw_metadata)
+        body_length, checksum = _upload_body(request) if int(request.headers.get("content-length") or 0) else (0, None)
+        receiver = _receiver(request)
+        # A FULL commit: on a worker thread, so the other uploads keep moving meanwhile.
+        upload, created = await asyncio.to_thread(receiver.create, principal, length, raw_metadata)
+        if body_length:
+            if upload.offset == 0 and not upload.verified:
+                upload = await receiver.append(principal, upload.upload_id, 0, checksum, request.stream())
+            else:
+                async for _ in request.stream():  # bytes central holds already: read and drop them
+                    pass
         return Response(content=None, status_code=201 if created else 200, headers={
             **_state_headers(upload), "Location": f"/api/v1/uploads/{upload.upload_id}",
         })
@@ -109,12 +134,8 @@ class UploadController(Controller):
                       **errors(400, 409, 410, 412, 413, 415, 423, 460, 503, 507)})
     async def append(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
         _require_tus(request)
-        content_type = request.headers.get("content-type", "")
-        if content_type.split(";")[0].strip() != "application/offset+octet-stream":
-            raise UnsupportedMediaType("PATCH needs Content-Type: application/offset+octet-stream")
+        _, checksum = _upload_body(request)
         offset = _int_header(request, "Upload-Offset")
-        raw_checksum = request.headers.get("upload-checksum")
-        checksum = Checksum.parse(raw_checksum) if raw_checksum is not None else None
         upload = await _receiver(request).append(principal, upload_id, offset, checksum, request.stream())
         return Response(content=None, status_code=204, headers=_state_headers(upload))
 

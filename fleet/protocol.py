@@ -18,7 +18,7 @@ from msgspec import Meta, Struct
 from fleet.errors import BadRequest
 
 TUS_VERSION = "1.0.0"
-TUS_EXTENSIONS = "creation,checksum,termination,expiration"
+TUS_EXTENSIONS = "creation,creation-with-upload,checksum,termination,expiration"
 TUS_CHECKSUM_ALGORITHMS = "sha1,sha256,crc32,crc32c"
 CLIP_STATE_HEADER = "Fleet-Clip-State"
 """Response header on tus requests: ``receiving`` or ``verified`` (central recorded the clip)."""

@@ -2,19 +2,20 @@
 
 import hashlib
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
 from fleet.protocol import CLIP_STATE_HEADER
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, create, metadata, patch
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, checksum, create, metadata, patch
 
 
 def test_options_advertises_tus(client):
     r = client.options("/api/v1/uploads/", headers=CAMDEN)
     assert r.status_code == 204
     assert r.headers["Tus-Version"] == "1.0.0"
-    assert set(r.headers["Tus-Extension"].split(",")) == {"creation", "checksum", "termination", "expiration"}
+    assert set(r.headers["Tus-Extension"].split(",")) == {"creation", "creation-with-upload", "checksum", "termination", "expiration"}
     assert set(r.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256", "crc32", "crc32c"}
     assert int(r.headers["Tus-Max-Size"]) > 0
 
@@ -35,6 +36,50 @@ def test_full_upload_in_chunks_is_verified_and_stored(client, blob, settings):
     blobs = [p for p in (Path(settings.data_dir) / "blobs").rglob("*") if p.is_file()]
     assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in blobs] == [hashlib.sha256(blob).hexdigest()]
     assert list((Path(settings.data_dir) / "uploads").iterdir()) == []
+
+
+def create_with(client, data: bytes, body: bytes, clip_id: str | None = None, **extra):
+    """A creation-with-upload of ``data`` carrying ``body`` (its first bytes, or all of them)."""
+    return client.post("/api/v1/uploads/", content=body, headers={
+        **CAMDEN, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata(data, clip_id),
+        "Content-Type": "application/offset+octet-stream", "Upload-Checksum": checksum(body), **extra})
+
+
+def test_creation_with_the_whole_clip_is_verified_in_one_request(client, blob, settings):
+    r = create_with(client, blob, blob)
+    assert r.status_code == 201 and r.headers[CLIP_STATE_HEADER] == "verified"
+    assert r.headers["Upload-Offset"] == str(len(blob)) and r.headers["Location"]
+    blobs = [p for p in (Path(settings.data_dir) / "blobs").rglob("*") if p.is_file()]
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in blobs] == [hashlib.sha256(blob).hexdigest()]
+
+
+def test_creation_with_the_first_bytes_then_patch_the_rest(client, blob):
+    r = create_with(client, blob, blob[:1000])
+    assert r.status_code == 201 and r.headers["Upload-Offset"] == "1000"
+    assert r.headers[CLIP_STATE_HEADER] == "receiving"
+    r = patch(client, r.headers["Location"], 1000, blob[1000:])
+    assert r.status_code == 204 and r.headers[CLIP_STATE_HEADER] == "verified"
+
+
+def test_creation_with_a_bad_checksum_creates_the_upload_but_takes_no_bytes(client, blob):
+    clip_id = str(uuid.uuid4())
+    r = create_with(client, blob, blob, clip_id=clip_id, **{"Upload-Checksum": checksum(b"other bytes")})
+    assert r.status_code == 460 and r.json()["error"] == "checksum_mismatch"
+    again = create_with(client, blob, blob, clip_id=clip_id)  # the station's retry
+    assert again.status_code == 200 and again.headers[CLIP_STATE_HEADER] == "verified"
+
+
+def test_creation_with_bytes_for_an_upload_that_holds_some_ignores_them(client, blob):
+    clip_id = str(uuid.uuid4())
+    location = create_with(client, blob, blob[:1000], clip_id=clip_id).headers["Location"]
+    r = create_with(client, blob, blob[:5000], clip_id=clip_id)
+    assert r.status_code == 200 and r.headers["Upload-Offset"] == "1000" and r.headers["Location"] == location
+    assert client.head(location, headers={**CAMDEN, **TUS}).headers["Upload-Offset"] == "1000"
+
+
+def test_creation_with_bytes_of_the_wrong_type_is_415(client, blob):
+    r = create_with(client, blob, blob, **{"Content-Type": "application/octet-stream"})
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type"
 
 
 def test_creation_is_idempotent_by_clip_id(client, blob):

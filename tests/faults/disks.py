@@ -27,10 +27,15 @@ class SmallDisk:
         self.mounted = True
         return self
 
-    def grow(self, size_bytes: int) -> None:
-        """What an operator does when the disk fills: give it more room (the data stays)."""
+    def resize(self, size_bytes: int) -> None:
+        """Shrink it to what it holds and a little more (to fill it now), or, what an operator
+        does when it is full, give it more room. The data stays."""
         self._run("mount", "-o", f"remount,size={size_bytes}", str(self.path))
         self.size_bytes = size_bytes
+
+    def used_bytes(self) -> int:
+        stat = os.statvfs(self.path)
+        return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
 
     def unmount(self) -> None:
         if self.mounted:

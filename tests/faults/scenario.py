@@ -48,6 +48,10 @@ LIMITS = {"uploads_in_flight": 3, "events_in_flight": 2, "other_in_flight": 32, 
           "retry_after_s": 1, "storage_full_retry_after_s": 2, "body_idle_timeout_s": 5.0}
 """Tight on purpose: central is saturated often, so 503/429 and backing off are part of every run."""
 QUIET_TIMEOUT_S = 240.0
+ROOMY = 512 * MiB
+"""A small disk's size until its fault comes, and after: earlier and later steps' clips must not meet it."""
+STATION_RESERVE = 5 * MiB
+"""min_free_bytes of the station whose disk fills (the WAL alone may take 4 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,11 @@ class Runner:
                                           for sid, hours in plan.skewed.items()})
         self.proxies = {sid: FaultProxy("127.0.0.1", self.cluster.port).start() for sid in STATIONS}
         for sid, proxy in self.proxies.items():
-            small = {"min_free_bytes": 5 * MiB} if sid == plan.small_station else {}  # the WAL alone may take 4
+            small = {"min_free_bytes": STATION_RESERVE} if sid == plan.small_station else {}
             self.cluster.write_station_config(sid, proxy.url, **small)
         self.disks: list[SmallDisk] = []
         self.central_disk: SmallDisk | None = None
+        self.station_disk: SmallDisk | None = None
         self.serial = 0
         self.laps: dict[str, float] = {}
         self.skew_unseen: list[str] = []
@@ -163,10 +168,11 @@ class Runner:
                        self.skew_unseen)
 
     def _set_up_disks(self) -> None:
-        if self.plan.small_station:
-            self.disks.append(SmallDisk(self.cluster.station_data(self.plan.small_station), 12 * MiB).mount())
-        if self.plan.small_central:
-            self.central_disk = SmallDisk(self.cluster.central_data(), 6 * MiB).mount()
+        if self.plan.small_station:  # roomy until its fault comes, like central's
+            self.station_disk = SmallDisk(self.cluster.station_data(self.plan.small_station), ROOMY).mount()
+            self.disks.append(self.station_disk)
+        if self.plan.small_central:  # roomy until its fault comes (earlier clips must not fill it)
+            self.central_disk = SmallDisk(self.cluster.central_data(), ROOMY).mount()
             self.disks.append(self.central_disk)
 
     def tear_down(self) -> None:
@@ -240,6 +246,11 @@ class Runner:
         clip verified, central dies and the proxy drops the reply it was holding.
         """
         proxy = self.proxies[step.station]
+        # First let the station finish what it has: a reply held now (a HEAD, a creation) would
+        # keep it from ever sending the clip whose reply this fault is about.
+        self.dock(step.station, 1)
+        mine = [c for c, clip in self.history.clips.items() if clip.station_id == step.station]
+        wait_until(lambda: self.cluster.verified(mine), 90, f"{step.station} uploading what it holds", interval=0.3)
         verified_before = self._verified_count()
         proxy.bandwidth(1, direction="down")
         self.dock(step.station, 2)
@@ -288,23 +299,30 @@ class Runner:
         self._count_refusals()
 
     def fault_station_disk_full(self, step: Step) -> None:
-        """More than the station's small disk holds arrives at once; it fills, then frees as clips verify."""
+        """More than the station's disk holds arrives at once; it fills, then frees as clips verify."""
         station = self.plan.small_station
         self.proxies[station].stall()  # nothing leaves, so nothing is freed, until the disk has filled
-        for _ in range(3):
-            self.dock(station, 3, min_size=800 * KiB, max_size=1200 * KiB)
+        # Room for its reserve (min_free_bytes), its WAL's growth (up to 4 MiB) and a few of the
+        # nine clips below: the rest wait on the camera until copies verified at central are purged.
+        self.station_disk.resize(self.station_disk.used_bytes() + STATION_RESERVE + 8 * MiB)
+        folders = [self.dock(station, 3, min_size=800 * KiB, max_size=1200 * KiB) for _ in range(3)]
         log = self.cluster.processes[station].log  # the report is gone again once space is freed: read the log
         wait_until(lambda: "station disk full" in log.read_text(), 60, "the station's disk filling up", interval=0.2)
         self.proxies[station].resume()
+        # Copies verified at central are purged, which makes room for the rest: no operator needed.
+        wait_until(lambda: not any(f.exists() and not (f / "INGESTED.json").exists() for f in folders), 90,
+                   "the station ingesting the rest as verified copies are purged", interval=0.5)
+        self.station_disk.resize(ROOMY)
 
     def fault_central_disk_full(self, step: Step) -> None:
-        """Central's small disk fills (507 + Retry-After); the operator then gives it room."""
+        """Central's disk fills (507 + Retry-After); the operator then gives it room."""
+        self.central_disk.resize(self.central_disk.used_bytes() + 2 * MiB)  # what the next clips fill
         for sid in STATIONS:
             self.dock(sid, 3, min_size=500 * KiB, max_size=900 * KiB)
         wait_until(lambda: shutil.disk_usage(self.central_disk.path).free < 256 * KiB, 60,
                    "central's disk filling up", interval=0.1)
         time.sleep(self.rng.uniform(1.0, 3.0))  # requests meet the full disk for a while
-        self.central_disk.grow(512 * MiB)
+        self.central_disk.resize(ROOMY)
 
     def fault_clock_skew(self, step: Step) -> None:
         """Set up at start (the station runs under tests.faults.skewed_clock); during the run it just works."""
@@ -338,8 +356,9 @@ class Runner:
     def heal(self) -> None:
         for proxy in self.proxies.values():
             proxy.clear()
-        if self.central_disk is not None and self.central_disk.size_bytes < 512 * MiB:
-            self.central_disk.grow(512 * MiB)
+        for disk in self.disks:
+            if disk.size_bytes < ROOMY:
+                disk.resize(ROOMY)
         if not self.cluster.processes["central"].alive():
             self.cluster.start_central()
         for sid in STATIONS:

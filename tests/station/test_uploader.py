@@ -97,7 +97,7 @@ def test_permanent_refusal_is_not_retried(store, dock_dir):
     server.fault = lambda r: httpx.Response(403, json={"status": 403, "error": "forbidden", "message": "not yours"})
     with pytest.raises(PermanentTransferError, match="not yours"):
         uploader(store, server).upload(clip)
-    assert len(server.requests) == 1
+    assert [m for m, _ in server.requests] == ["OPTIONS", "POST"]  # the POST refused once, not retried
 
 
 def test_retry_after_is_carried_on_the_error(store, dock_dir):
@@ -118,7 +118,7 @@ def test_already_verified_clip_costs_one_request(store, dock_dir):
     store.set_upload_url(clip.clip_id, None)
     store.release([clip.clip_id])
     uploader(store, server).upload(store.claim_due(1)[0])
-    assert [m for m, _ in server.requests] == ["POST"]
+    assert [m for m, _ in server.requests] == ["OPTIONS", "POST"]  # OPTIONS: once per uploader, for its extensions
 
 
 def test_missing_local_copy_is_permanent(store, dock_dir):
@@ -204,3 +204,41 @@ def test_plain_tus_mode_is_done_when_the_server_holds_every_byte(store, dock_dir
     store.release([clip.clip_id])
     uploader(store, server, plain_tus=True).upload(store.claim_due(1)[0])
     assert [m for m, _ in server.requests] == ["HEAD"]  # a finished upload is asked about, not re-sent
+
+
+def test_a_small_clip_goes_whole_in_its_creation_when_the_server_offers_it(store, dock_dir):
+    server = FakeTus(creation_with_upload=True)
+    [clip] = queue(store, dock_dir, SimClip(CHUNK - 10, RECORDED))
+    uploader(store, server).upload(clip)
+    assert [m for m, _ in server.requests] == ["OPTIONS", "POST"]
+    assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
+    assert [c.split(" ")[0] for c in server.checksums] == ["crc32c"]  # checked by the server
+    # verified at once: there is nothing to resume, so no upload URL was written down
+    assert store.db.execute("SELECT upload_url FROM clips").fetchall() == [(None,)]
+
+
+def test_a_clip_over_one_chunk_is_created_empty_then_patched(store, dock_dir):
+    server = FakeTus(creation_with_upload=True)
+    [clip] = queue(store, dock_dir, SimClip(CHUNK + 10, RECORDED))
+    uploader(store, server).upload(clip)
+    assert [m for m, _ in server.requests] == ["POST", "PATCH", "PATCH"]  # too big to go whole: no need to ask
+    assert clip.clip_id in server.verified()
+
+
+def test_a_lost_reply_to_a_creation_with_the_whole_clip_is_retried_and_verified(store, dock_dir):
+    """Central took the bytes and verified the clip, but its reply never arrived."""
+    server = FakeTus(creation_with_upload=True)
+    [clip] = queue(store, dock_dir, SimClip(5000, RECORDED))
+
+    def lose_the_first_reply(request):
+        if request.method == "POST" and not server.verified():
+            server.fault = None
+            server.handle(request)
+            server.fault = lose_the_first_reply
+            raise httpx.ReadError("connection reset by peer")
+        return None
+
+    server.fault = lose_the_first_reply
+    uploader(store, server).upload(clip)
+    assert [m for m, _ in server.requests].count("POST") == 3  # the lost one (counted twice here), the retry
+    assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
