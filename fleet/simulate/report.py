@@ -170,15 +170,18 @@ def table(summary: dict):
             ("cameras tracked", f"{c['devices_tracked']:,} at central; {c['devices_showing_last_docking']:,} of "
                                 f"{c['devices_docked']:,} show their last docking"),
         ]
-    rows += [
-        ("backlog peak", f"{b['peak_clips']:,} clips (sim hour {b['peak_clips_at_sim_hour']}), "
-                         f"{b['peak_events']:,} events (sim hour {b['peak_events_at_sim_hour']})"),
-        ("outage", f"central down {o['central_down_wall_s']} s wall = {o['central_down_sim_hours']} simulated h; "
-                   f"backlog then up to {o['outage_peak_clips']:,} clips, {o['outage_peak_events']:,} events"),
-        ("drain after the outage", f"{o['drain_wall_s']} s wall = {o['drain_sim_hours']} simulated h "
-                                   f"(back to the day before's {o['normal_backlog_clips']} clips, "
-                                   f"{o['normal_backlog_events']} events)"),
-    ]
+    rows.append(("backlog peak", f"{b['peak_clips']:,} clips (sim hour {b['peak_clips_at_sim_hour']}), "
+                                 f"{b['peak_events']:,} events (sim hour {b['peak_events_at_sim_hour']})"))
+    if o.get("central_down_wall_s") is None:
+        rows.append(("outage", "none in this run (--outage 0)"))
+    else:
+        rows += [
+            ("outage", f"central down {o['central_down_wall_s']} s wall = {o['central_down_sim_hours']} simulated h; "
+                       f"backlog then up to {o['outage_peak_clips']:,} clips, {o['outage_peak_events']:,} events"),
+            ("drain after the outage", f"{o['drain_wall_s']} s wall = {o['drain_sim_hours']} simulated h "
+                                       f"(back to the day before's {o['normal_backlog_clips']} clips, "
+                                       f"{o['normal_backlog_events']} events)"),
+        ]
     for key, label in (("clip_dock_to_verified", "dock → verified, p95"),
                        ("clip_dock_to_verified_outside_outage", "… outside the outage, p95"),
                        ("telemetry_dock_to_central", "telemetry dock → central, p95"),

@@ -116,3 +116,19 @@ def test_drain_is_measured_from_central_back_to_the_days_normal_backlog():
     assert (figures["normal_backlog_clips"], figures["normal_backlog_events"]) == (4, 5)
     assert (figures["outage_peak_clips"], figures["outage_peak_events"]) == (120, 300)
     assert figures["drain_wall_s"] == 5.0 and figures["drain_sim_hours"] == 12.0
+
+
+def test_the_table_of_a_run_without_an_outage_says_so():
+    from rich.console import Console
+
+    from fleet.simulate.report import summarise, table
+
+    plan = Plan(days=1, outage_hours=0)
+    outcome = Outcome(records=[], samples=[], outage=OutageLog(), sim_start=START, month_wall_s=10, drain_wall_s=0,
+                      drained=True, wall_epoch=0)
+    summary = summarise(plan, outcome, None, stations=2, wall={"total": 12.0, "setup": 2.0, "month": 10.0, "drain": 0.0},
+                        cpu={"central": 1.0}, command="x")
+    console = Console(width=200, record=True)
+    console.print(table(summary))
+    text = console.export_text()
+    assert "none in this run" in text and "None" not in text
