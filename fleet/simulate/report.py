@@ -171,7 +171,8 @@ def table(summary: dict):
                                 f"{c['devices_docked']:,} show their last docking"),
         ]
     rows.append(("backlog peak", f"{b['peak_clips']:,} clips (sim hour {b['peak_clips_at_sim_hour']}), "
-                                 f"{b['peak_events']:,} events (sim hour {b['peak_events_at_sim_hour']})"))
+                                 f"{b['peak_events']:,} events (sim hour {b['peak_events_at_sim_hour']})"
+                 if b["samples"] else "not sampled (the month was too short)"))
     if o.get("central_down_wall_s") is None:
         rows.append(("outage", "none in this run (--outage 0)"))
     else:
@@ -186,7 +187,7 @@ def table(summary: dict):
                        ("clip_dock_to_verified_outside_outage", "… outside the outage, p95"),
                        ("telemetry_dock_to_central", "telemetry dock → central, p95"),
                        ("dock_to_ingested", "dock → ingested, p95")):
-        if key in lat:
+        if lat.get(key, {}).get("count"):
             rows.append((label, f"{lat[key]['p95']} s (p50 {lat[key]['p50']} s, max {lat[key]['max']} s, wall)"))
     check = summary.get("check")
     if check:
