@@ -403,6 +403,32 @@ def test_stall_holds_both_directions_until_resume(echo_server, clients):
         assert recv_exactly(sock, len(want)) == want
 
 
+def test_delay_holds_each_piece_then_forwards_it_in_order(echo_server, clients):
+    with FaultProxy("127.0.0.1", echo_server.port) as proxy:
+        sock = clients(proxy.address)
+        proxy.delay(1.0, direction="down")
+        sock.sendall(b"one")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # the echo is held...
+            sock.recv(100)
+        sock.settimeout(5)
+        assert recv_exactly(sock, 3) == b"one"  # ...then arrives
+        proxy.delay(None, direction="down")
+        assert echo_round_trip(sock, b"two") == b"two"
+
+
+def test_a_piece_held_by_a_delay_is_dropped_with_its_connection(echo_server, clients):
+    with FaultProxy("127.0.0.1", echo_server.port) as proxy:
+        sock = clients(proxy.address)
+        proxy.delay(2.0, direction="down")
+        sock.sendall(b"never")
+        wait_for(lambda: echo_server.peer().count == 5, "the server echoing")
+        proxy.refuse()
+        sock.settimeout(5)
+        with pytest.raises(ConnectionResetError):
+            assert sock.recv(100) == b""
+
+
 def test_timed_stall_ends_by_itself(sink_server, clients):
     with FaultProxy("127.0.0.1", sink_server.port) as proxy:
         proxy.stall(0.2)

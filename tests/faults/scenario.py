@@ -48,6 +48,9 @@ LIMITS = {"uploads_in_flight": 3, "events_in_flight": 2, "other_in_flight": 32, 
           "retry_after_s": 1, "storage_full_retry_after_s": 2, "body_idle_timeout_s": 5.0}
 """Tight on purpose: central is saturated often, so 503/429 and backing off are part of every run."""
 QUIET_TIMEOUT_S = 240.0
+REPLY_DELAY_S = 1.5
+"""Latency on replies while central is killed before its reply: the window to kill it in,
+and under the station's request timeout (3 s) so that uploads keep going meanwhile."""
 ROOMY = 512 * MiB
 """A small disk's size until its fault comes, and after: earlier and later steps' clips must not meet it."""
 STATION_RESERVE = 5 * MiB
@@ -242,8 +245,9 @@ class Runner:
     def fault_kill_central_before_reply(self, step: Step) -> None:
         """SIGKILL central after it committed a clip but before its "verified" reached the station.
 
-        Replies to the station are slowed to a trickle; once central (asked directly) has the
-        clip verified, central dies and the proxy drops the reply it was holding.
+        Replies to the station arrive late (latency below the station's request timeout, so it
+        keeps working); once central (asked directly) has the clip verified, central dies and the
+        proxy drops the reply it was holding.
         """
         proxy = self.proxies[step.station]
         # First let the station finish what it has: a reply held now (a HEAD, a creation) would
@@ -252,9 +256,9 @@ class Runner:
         mine = [c for c, clip in self.history.clips.items() if clip.station_id == step.station]
         wait_until(lambda: self.cluster.verified(mine), 90, f"{step.station} uploading what it holds", interval=0.3)
         verified_before = self._verified_count()
-        proxy.bandwidth(1, direction="down")
+        proxy.delay(REPLY_DELAY_S, direction="down")
         self.dock(step.station, 2)
-        wait_until(lambda: self._verified_count() > verified_before, 60, "central committing a clip")
+        wait_until(lambda: self._verified_count() > verified_before, 60, "central committing a clip", interval=0.05)
         self.cluster.processes["central"].kill(signal.SIGKILL)
         proxy.refuse()  # the held reply is dropped with its connection
         proxy.clear()

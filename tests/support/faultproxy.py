@@ -9,6 +9,7 @@ synchronous test code::
         proxy.reset_after(300 * 1024)   # RST the connection carrying the 300 KiB-th byte from now
         proxy.flip_byte_at(900 * 1024)  # corrupt one bit of the byte at that offset from now
         proxy.bandwidth(256 * 1024)     # cap client->server to 256 KiB/s
+        proxy.delay(1.5, direction="down")  # every reply piece arrives 1.5 s late
         proxy.stall(); ...; proxy.resume()
         proxy.refuse(); ...; proxy.accept()
         assert proxy.faults_fired ...
@@ -141,6 +142,7 @@ class FaultProxy:
         self._flip_in: dict[str, int | None] = {"up": None, "down": None}
         self._rate: dict[str, float | None] = {"up": None, "down": None}
         self._pace_clock = {"up": 0.0, "down": 0.0}
+        self._delay: dict[str, float] = {"up": 0.0, "down": 0.0}
         self._stalled_until = 0.0
         self._refusing = False
         # Counters (guarded by _lock).
@@ -318,6 +320,18 @@ class FaultProxy:
             self._pace_clock[direction] = 0.0
         self._set(apply)
 
+    def delay(self, seconds: float | None, *, direction: Direction = "up") -> None:
+        """Hold each piece of ``direction`` for ``seconds`` before forwarding it (latency, per
+        connection, order kept); None or 0 removes it. A piece held when its connection is reset
+        (``refuse``) is never forwarded."""
+        if seconds is not None and seconds < 0:
+            raise ValueError(f"seconds must be >= 0 or None, got {seconds!r}")
+        _check_direction(direction)
+
+        def apply() -> None:
+            self._delay[direction] = float(seconds or 0.0)
+        self._set(apply)
+
     def refuse(self) -> None:
         """Simulate the server being down: reset every open connection now, and reset each new one as
         soon as it is accepted, until :meth:`accept`. When this returns, the RSTs have been sent."""
@@ -337,6 +351,7 @@ class FaultProxy:
         def apply() -> None:
             for d in _DIRECTIONS:
                 self._reset_in[d] = self._flip_in[d] = self._rate[d] = None
+                self._delay[d] = 0.0
             self._stalled_until = 0.0
             self._refusing = False
         self._set(apply)
@@ -518,6 +533,10 @@ class FaultProxy:
             conn.kill(rst=True)
 
     async def _forward(self, conn: _Conn, direction: Direction, data: bytes, dest: asyncio.StreamWriter) -> None:
+        with self._lock:
+            delay = self._delay[direction]
+        if delay:
+            await asyncio.sleep(delay)
         pos = 0
         while pos < len(data):
             allowed = await self._gate(direction, len(data) - pos)
