@@ -37,6 +37,12 @@ DONE_SETTLE_S = 0.5
 DOCK_BATCH = 100
 """At most this many cameras dock per pass of the driver, so it also takes ingested ones out when behind."""
 UNDOCK_WINDOW = 64
+TICK_S = 0.05
+"""The driver's pass: docking times are simulated times written into the folders, so a
+coarser pass only delays when a folder appears (by 0.05 s = 7 simulated minutes)."""
+UNDOCK_EVERY_S = 0.25
+"""How often the docked folders are looked at for INGESTED.json: each look stats up to 64
+folders per station, and on 2 cores the driver's polling takes CPU from central."""
 """How many of each station's oldest docked folders are looked at per pass (a station ingests in name order)."""
 
 
@@ -135,6 +141,7 @@ class Simulation:
         self.records: list[DockRecord] = []
         self.pending: list[deque[DockRecord]] = [deque() for _ in layout.stations]
         self.seen_done: dict[int, float] = {}
+        self._undocked_at = 0.0
         self.samples: list[Sample] = []
         self.outage = OutageLog()
         self._central_job: threading.Thread | None = None
@@ -179,7 +186,7 @@ class Simulation:
                 if now >= end and not self.queue and self._generated >= plan.days and phase == "after":
                     break
                 self._check_processes(phase)
-                time.sleep(0.02)
+                time.sleep(TICK_S)
             month_wall = self.wall()
             drained = self._drain(progress)
         finally:
@@ -220,6 +227,9 @@ class Simulation:
         """Take out of its dock every camera its station has ingested, looking at the oldest few of each
         station (a folder left behind would make every scan of that station list it again)."""
         now = time.monotonic()
+        if now - self._undocked_at < UNDOCK_EVERY_S:
+            return
+        self._undocked_at = now
         for queue in self.pending:
             for record in itertools.islice(queue, UNDOCK_WINDOW):
                 if record.wall_ingested is None and _ingested(record.folder):
