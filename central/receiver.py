@@ -225,6 +225,8 @@ class UploadReceiver:
                 raise OffsetMismatch(f"Upload-Offset {offset} but the upload is complete ({upload.length})")
             if offset != upload.offset:
                 raise OffsetMismatch(f"Upload-Offset {offset} does not match the server's {upload.offset}")
+            if upload.offset and not self.part(upload_id).exists():
+                return await asyncio.to_thread(self._account_for_missing_part, upload)
             whole = await self._whole_hash(upload)
             try:
                 return await self._receive(upload, whole, checksum, body)
@@ -234,9 +236,7 @@ class UploadReceiver:
     async def _receive(self, upload: Upload, whole, checksum: Checksum | None, body: AsyncIterator[bytes]) -> Upload:
         part = self.part(upload.upload_id)
         if not part.exists():
-            if upload.offset:
-                raise Gone("the upload's data is gone; create it again")
-            part.touch()  # a power cut took back the empty file made at creation
+            part.touch()  # a power cut took back the empty file made at creation (offset 0: see append)
         room = upload.length - upload.offset
         running = whole.copy() if checksum else whole
         with open(part, "r+b", buffering=0) as f:
@@ -335,6 +335,22 @@ class UploadReceiver:
         log.info("clip %s verified (%d bytes, sha256 %s)", upload.clip_id, upload.length, digest)
         return upload
 
+    def _account_for_missing_part(self, upload: Upload) -> Upload:
+        """Counted bytes with no .part file: either the clip reached the blob store and the
+        commit that records it failed (a full database), or the bytes were lost (a power cut
+        before the directory was synced). Record the first; restart the second from 0, so the
+        station resends instead of being refused."""
+        if self.blobs.exists(upload.clip_id) and self._blob_sha256(upload.clip_id) == upload.sha256:
+            log.info("clip %s was stored before its commit failed: recorded now", upload.clip_id)
+            self._hashes.pop(upload.upload_id, None)
+            return self._commit_verified(upload)
+        self.part(upload.upload_id).touch()
+        self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+        self._hashes.pop(upload.upload_id, None)
+        log.warning("upload %s: its %d counted bytes are gone; restarted at 0", upload.upload_id, upload.offset)
+        raise OffsetMismatch("central lost this upload's bytes; it restarted at offset 0: send the clip again "
+                             "from there (HEAD says so)")
+
     def _commit_verified(self, upload: Upload) -> Upload:
         self.store.mark_verified(upload.upload_id, upload.clip_id)  # also sets the offset to the length
         return self.store.upload(upload.upload_id)
@@ -367,12 +383,10 @@ class UploadReceiver:
         for upload in self.store.receiving_uploads():
             part = self.part(upload.upload_id)
             if not part.exists():
-                if self.blobs.exists(upload.clip_id) and self._blob_sha256(upload.clip_id) == upload.sha256:
-                    self.store.mark_verified(upload.upload_id, upload.clip_id)
-                    log.info("recovered clip %s: stored before the last crash, now recorded", upload.clip_id)
-                else:
-                    part.touch()
-                    self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+                try:
+                    self._account_for_missing_part(upload)
+                except OffsetMismatch:
+                    pass  # restarted at 0: the station's next HEAD finds out
                 continue
             size = part.stat().st_size
             if size > upload.offset:

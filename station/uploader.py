@@ -36,6 +36,10 @@ SEND_PIECE = 4 << 20
 READ_PIECE = 1 << 20
 
 
+class UploadGone(TransientTransferError):
+    """The upload URL is no longer known at central (tus: 404/410); the clip is not refused."""
+
+
 class TusUploader:
     """Sends clips to central; collaborators injected so tests can use MockTransport or TestClient."""
 
@@ -66,7 +70,12 @@ class TusUploader:
         try:
             for attempt in self.policy.retrying():
                 with attempt:
-                    self._transfer(clip, path, state)
+                    try:
+                        self._transfer(clip, path, state)
+                    except UploadGone:
+                        state["url"] = None  # the next try creates it again (idempotent by clip_id)
+                        self.store.set_upload_url(clip.clip_id, None)
+                        raise
         except TransferError:
             raise
         except Exception as exc:  # network errors and the like, after the quick retries
@@ -160,6 +169,9 @@ class TusUploader:
         if checksum:
             headers["Upload-Checksum"] = f"{self.chunk_algorithm} {checksum}"
         response = self.client.patch(url, content=body, headers=headers)
+        if response.status_code in (404, 410):  # expired or terminated at central meanwhile
+            raise UploadGone(f"HTTP {response.status_code}: central no longer has this upload; creating it again",
+                             status=response.status_code)
         self._raise_for(response, (204, 200))
         return self._offset_and_state(response)
 

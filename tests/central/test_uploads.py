@@ -221,3 +221,31 @@ def test_admin_may_upload_without_a_station(client):
     data = os.urandom(1000)
     location = create(client, data, headers=ADMIN).headers["Location"]
     assert patch(client, location, 0, data, headers=ADMIN).headers[CLIP_STATE_HEADER] == "verified"
+
+
+def test_a_clip_stored_before_its_commit_failed_is_recorded_by_the_next_patch(client, blob, settings, tmp_path):
+    """The blob store took the file, then the commit that records it failed (a full database)."""
+    clip_id = str(uuid.uuid4())
+    location = create(client, blob, clip_id=clip_id).headers["Location"]
+    half = len(blob) // 2
+    assert patch(client, location, 0, blob[:half]).status_code == 204
+    whole = tmp_path / "whole"
+    whole.write_bytes(blob)
+    client.app.state.blobs.put(whole, clip_id)
+    (Path(settings.data_dir) / "uploads" / f"{location.rsplit('/', 1)[1]}.part").unlink()
+    r = patch(client, location, half, blob[half:])  # the station's retry of the last chunk
+    assert r.status_code == 204 and r.headers[CLIP_STATE_HEADER] == "verified"
+    assert client.get(f"/api/v1/clips/{clip_id}", headers=ADMIN).json()["state"] == "verified"
+
+
+def test_counted_bytes_that_are_gone_restart_the_upload_at_zero(client, blob, settings):
+    """A power cut took the .part file back after its bytes were counted: resend, never refuse."""
+    location = create(client, blob).headers["Location"]
+    half = len(blob) // 2
+    assert patch(client, location, 0, blob[:half]).status_code == 204
+    (Path(settings.data_dir) / "uploads" / f"{location.rsplit('/', 1)[1]}.part").unlink()
+    r = patch(client, location, half, blob[half:])
+    assert r.status_code == 409 and r.json()["error"] == "offset_mismatch"
+    assert client.head(location, headers={**CAMDEN, **TUS}).headers["Upload-Offset"] == "0"
+    r = patch(client, location, 0, blob)
+    assert r.status_code == 204 and r.headers[CLIP_STATE_HEADER] == "verified"

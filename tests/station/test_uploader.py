@@ -242,3 +242,23 @@ def test_a_lost_reply_to_a_creation_with_the_whole_clip_is_retried_and_verified(
     uploader(store, server).upload(clip)
     assert [m for m, _ in server.requests].count("POST") == 3  # the lost one (counted twice here), the retry
     assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
+
+
+def test_an_upload_gone_at_central_mid_way_is_created_again_not_failed(store, dock_dir):
+    server = FakeTus()
+    [clip] = queue(store, dock_dir, SimClip(3 * CHUNK, RECORDED))
+    patches = []
+
+    def forget_the_upload_at_the_second_patch(request):
+        if request.method == "PATCH":
+            patches.append(request)
+            if len(patches) == 2:  # central expired it meanwhile: 410, and it is gone
+                server.uploads.clear()
+                server.by_clip.clear()
+                return httpx.Response(410, json={"status": 410, "error": "gone", "message": "expired"})
+        return None
+
+    server.fault = forget_the_upload_at_the_second_patch
+    uploader(store, server).upload(clip)
+    assert [m for m, _ in server.requests].count("POST") == 2
+    assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
