@@ -39,7 +39,7 @@ faults: $(STAMP) browser  ## the fault-injection suite over many seeds (SEEDS=20
 	@mkdir -p bench/out && rm -f bench/out/faults.jsonl
 	FAULTS_RESULTS=$(CURDIR)/bench/out/faults.jsonl $(BIN)/python -m pytest tests/faults/test_scenarios.py -n 2 \
 		-q --fault-seeds $(SEEDS) -k scenario $(PYTEST_ARGS); status=$$?; \
-		$(BIN)/python -m tests.faults.report bench/out/faults.jsonl; exit $$status
+		$(BIN)/python -m tests.faults.report bench/out/faults.jsonl $(SEEDS); exit $$status
 
 screenshots: $(STAMP) browser  ## the browser tests, saving the dashboard's pages to docs/screenshots/
 	SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q

@@ -1,6 +1,9 @@
 """Turn the fault suite's JSON lines into the table quoted in BENCHMARKS.md.
 
-    python -m tests.faults.report bench/out/faults.jsonl
+    python -m tests.faults.report bench/out/faults.jsonl [SEEDS]
+
+With SEEDS (the run's --fault-seeds), seeds 0..SEEDS-1 that left no line (the scenario
+itself failed: a fault that never fired, a process that would not start) are listed too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from tests.faults.checker import OUTCOMES
 
 
-def render(lines: list[dict]) -> str:
+def render(lines: list[dict], seeds: int | None = None) -> str:
     clips, docks, kinds, refused = Counter(), Counter(), Counter(), Counter()
     for line in lines:
         clips.update(line["clips"])
@@ -24,7 +27,9 @@ def render(lines: list[dict]) -> str:
     invalid = [line["seed"] for line in lines if not line["valid"]]
     seconds = [line["seconds"] for line in lines]
     columns = (*OUTCOMES, "unexpected")
-    out = [f"{len(lines)} seeded scenarios, {len(invalid)} invalid{': seeds ' + str(invalid) if invalid else ''}; "
+    missing = sorted(set(range(seeds)) - {line["seed"] for line in lines}) if seeds else []
+    out = [f"{len(lines)} seeded scenarios checked, {len(invalid)} invalid{': seeds ' + str(invalid) if invalid else ''}"
+           f"{f'; {len(missing)} of {seeds} failed before the check: seeds {missing}' if missing else ''}; "
            f"median {statistics.median(seconds):.0f} s a scenario (max {max(seconds):.0f} s).", "",
            "| items | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for name, counts in (("clips", clips), ("dock telemetry", docks)):
@@ -42,10 +47,12 @@ def main(argv: list[str]) -> int:
     if not lines:
         print(f"no results in {path}", file=sys.stderr)
         return 1
-    table = render(lines)
+    seeds = int(argv[1]) if len(argv) > 1 else None
+    table = render(lines, seeds)
     print(table)
     path.with_suffix(".md").write_text(table + "\n")
-    return 0 if all(line["valid"] for line in lines) else 1
+    complete = seeds is None or len({line["seed"] for line in lines}) == seeds
+    return 0 if complete and all(line["valid"] for line in lines) else 1
 
 
 if __name__ == "__main__":
