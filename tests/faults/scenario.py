@@ -307,9 +307,10 @@ class Runner:
         station = self.plan.small_station
         self.proxies[station].stall()  # nothing leaves, so nothing is freed, until the disk has filled
         # Room for its reserve (min_free_bytes), its WAL's growth (up to 4 MiB) and a few of the
-        # nine clips below: the rest wait on the camera until copies verified at central are purged.
+        # twelve clips below (at least 9.4 MiB): the rest wait on the camera until copies verified
+        # at central are purged.
         self.station_disk.resize(self.station_disk.used_bytes() + STATION_RESERVE + 8 * MiB)
-        folders = [self.dock(station, 3, min_size=800 * KiB, max_size=1200 * KiB) for _ in range(3)]
+        folders = [self.dock(station, 3, min_size=800 * KiB, max_size=1200 * KiB) for _ in range(4)]
         log = self.cluster.processes[station].log  # the report is gone again once space is freed: read the log
         wait_until(lambda: "station disk full" in log.read_text(), 60, "the station's disk filling up", interval=0.2)
         self.proxies[station].resume()
