@@ -139,6 +139,11 @@ MIGRATIONS = [
         clip_id         TEXT PRIMARY KEY
     ) WITHOUT ROWID;
     """,
+    # v6: a docking is looked up by its folder, so that redoing an ingest after a crash
+    # (recorded, but INGESTED.json not yet written) records the docking once.
+    """
+    CREATE INDEX dockings_folder ON dockings (folder);
+    """,
 ]
 
 @dataclass(frozen=True)
@@ -237,13 +242,13 @@ class StationStore:
             known = set(self.known_clips(c.clip_id for c in clips))
             if rows:
                 db["clips"].insert_all(rows, ignore=True)
+            if db.execute("SELECT 1 FROM dockings WHERE folder = ? LIMIT 1", [folder]).fetchone():
+                # Recorded before a crash that came before INGESTED.json: the redo adds nothing.
+                outbox.append(db, self._ingested_events([c for c in clips if c.clip_id not in known]))
+                db.execute("DELETE FROM bad_folders WHERE folder = ?", [folder])
+                return
             events: list = [CameraDocked(device=device, folder=folder, clip_count=len(clips))]
-            events += [
-                ClipIngested(clip_id=c.clip_id, device_serial=c.device_serial, recorded_at=c.recorded_at,
-                             size=c.size, sha256=c.sha256, evidential=c.evidential, tags=c.tags,
-                             duration_s=c.duration_s)
-                for c in clips if c.clip_id not in known
-            ]
+            events += self._ingested_events([c for c in clips if c.clip_id not in known])
             checkout = db.execute("SELECT officer_id FROM checkouts WHERE device_serial = ? AND in_at IS NULL",
                                   [device.serial]).fetchone()
             if checkout:  # docking ends a pool checkout
@@ -258,6 +263,12 @@ class StationStore:
                 "ingested_at": now, "clip_count": len(clips), "device_json": device_json,
             })
             db.execute("DELETE FROM bad_folders WHERE folder = ?", [folder])
+
+    @staticmethod
+    def _ingested_events(clips: list[NewClip]) -> list:
+        return [ClipIngested(clip_id=c.clip_id, device_serial=c.device_serial, recorded_at=c.recorded_at, size=c.size,
+                             sha256=c.sha256, evidential=c.evidential, tags=c.tags, duration_s=c.duration_s)
+                for c in clips]
 
     def record_bad_folder(self, folder: str, reason: str, signature: str, transient: bool) -> None:
         now = to_iso(utc_now())

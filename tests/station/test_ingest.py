@@ -181,6 +181,10 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(tmp_path, dock_dir, rng
         assert (store.data_dir / rows[clip.clip_id][3]).read_bytes() == clip.content()
     assert os.listdir(folder / "clips") == []
     assert len(json.loads((folder / "INGESTED.json").read_text())["clips"]) == 3
+    # ... and the docking and its clips reach central's feed once each (a redo after the commit adds nothing)
+    kinds = [r[0] for r in store.db.execute("SELECT kind FROM outbox ORDER BY seq")]
+    assert (kinds.count("camera_docked"), kinds.count("clip_ingested")) == (1, 3), kinds
+    assert store.db.execute("SELECT COUNT(*) FROM dockings").fetchone()[0] == 1
     store.close()
 
 
