@@ -48,14 +48,13 @@ def _int_header(request: Request, name: str) -> int:
     return int(raw)
 
 
-def _upload_body(request: Request) -> tuple[int, Checksum | None]:
-    """Length and Upload-Checksum of the bytes a PATCH, or a creation-with-upload, carries."""
+def _upload_checksum(request: Request) -> Checksum | None:
+    """Check the type of the bytes a PATCH, or a creation-with-upload, carries; parse their Upload-Checksum."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip() != "application/offset+octet-stream":
         raise UnsupportedMediaType("upload bytes need Content-Type: application/offset+octet-stream")
     raw_checksum = request.headers.get("upload-checksum")
-    return int(request.headers.get("content-length") or 0), (
-        Checksum.parse(raw_checksum) if raw_checksum is not None else None)
+    return Checksum.parse(raw_checksum) if raw_checksum is not None else None
 
 
 def _state_headers(upload: Upload) -> dict[str, str]:
@@ -106,11 +105,12 @@ class UploadController(Controller):
         raw_metadata = request.headers.get("upload-metadata")
         if not raw_metadata:
             raise BadRequest("Upload-Metadata is required (clip_id, sha256, device_serial, recorded_at, filename)")
-        body_length, checksum = _upload_body(request) if int(request.headers.get("content-length") or 0) else (0, None)
+        has_body = int(request.headers.get("content-length") or 0) > 0
+        checksum = _upload_checksum(request) if has_body else None
         receiver = _receiver(request)
         # A FULL commit: on a worker thread, so the other uploads keep moving meanwhile.
         upload, created = await asyncio.to_thread(receiver.create, principal, length, raw_metadata)
-        if body_length:
+        if has_body:
             if upload.offset == 0 and not upload.verified:
                 upload = await receiver.append(principal, upload.upload_id, 0, checksum, request.stream())
             else:
@@ -134,7 +134,7 @@ class UploadController(Controller):
                       **errors(400, 409, 410, 412, 413, 415, 423, 460, 503, 507)})
     async def append(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
         _require_tus(request)
-        _, checksum = _upload_body(request)
+        checksum = _upload_checksum(request)
         offset = _int_header(request, "Upload-Offset")
         upload = await _receiver(request).append(principal, upload_id, offset, checksum, request.stream())
         return Response(content=None, status_code=204, headers=_state_headers(upload))
