@@ -28,7 +28,7 @@ from fleet.errors import (
     BadRequest, BlobStoreUnavailable, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound,
     OffsetMismatch, PayloadTooLarge,
 )
-from fleet.hashing import new_checksum, start_writeback
+from fleet.hashing import CHUNK_CHECKSUMS, new_checksum, start_writeback
 from fleet.protocol import decode_upload_metadata
 from central.auth import Principal
 from central.blobstore import BlobStore
@@ -36,7 +36,8 @@ from central.store import CentralStore, Upload
 
 log = logging.getLogger(__name__)
 
-CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32, "crc32": 4, "crc32c": 4}
+CHECKSUM_ALGORITHMS = {name: new_checksum(name).digest_size for name in CHUNK_CHECKSUMS}
+"""Upload-Checksum algorithms central checks, with their digest sizes (fleet/hashing.py's list)."""
 FLUSH_BYTES = 4 << 20
 """Received bytes are written and hashed on a worker thread in pieces of this size, so the
 event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
@@ -56,7 +57,8 @@ class Checksum:
     def parse(cls, header: str) -> Checksum:
         algorithm, _, encoded = header.strip().partition(" ")
         if algorithm not in CHECKSUM_ALGORITHMS:
-            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} (use sha1, sha256, crc32 or crc32c)")
+            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} "
+                             f"(use one of {', '.join(CHECKSUM_ALGORITHMS)})")
         try:
             digest = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):

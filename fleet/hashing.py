@@ -10,11 +10,11 @@ import errno
 import hashlib
 import os
 import zlib
-
-import crc32c
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import crc32c
 
 COPY_BUFFER_BYTES = 4 << 20
 
