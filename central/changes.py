@@ -32,6 +32,10 @@ from central.auth import Caller, Principal, station_or_user_with
 from central.openapi import errors
 
 PAGE_LIMIT = 1000
+HISTORY_SQL = "SELECT (SELECT MIN(cursor) FROM changes), (SELECT COALESCE(MAX(cursor), 0) FROM changes)"
+"""The oldest and newest cursor, read by every long poll. Two subqueries: SQLite answers a lone
+MIN or MAX from the key's ends, but ``SELECT MIN(cursor), MAX(cursor)`` scans every row
+(16 ms at 100,000 changes; ``fleet simulate`` found it at 40 % of central's busy time)."""
 MAX_WAIT_S = 30.0
 _encoder = msgspec.json.Encoder()
 _item_decoder = msgspec.json.Decoder(ChangeItem)
@@ -120,7 +124,7 @@ class ChangeLog:
         with self.writer.read() as db:
             db.execute("BEGIN")  # one consistent view of the page and the head cursor
             try:
-                oldest, head = db.execute("SELECT MIN(cursor), COALESCE(MAX(cursor), 0) FROM changes").fetchone()
+                oldest, head = db.execute(HISTORY_SQL).fetchone()
                 if since > head or (oldest is not None and since < oldest - 1):
                     raise CursorExpired(f"cursor {since} is outside central's history ({oldest}..{head}); "
                                         "reload /api/v1/changes/snapshot")

@@ -110,3 +110,17 @@ def test_a_long_poll_returns_when_a_change_arrives(client):
     waiter.join(timeout=30)
     assert not waiter.is_alive()
     assert kinds(result["page"]) == [("officer", "PC1")]
+
+
+def test_every_long_poll_reads_the_history_bounds_without_scanning_the_feed(tmp_path):
+    """``MIN`` and ``MAX`` in one SELECT scan every change (16 ms at 100,000, per poll)."""
+    from central.changes import HISTORY_SQL
+    from central.store import CentralStore
+
+    store = CentralStore(tmp_path)
+    try:
+        with store.writer.read() as db:
+            plan = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + HISTORY_SQL).fetchall()]
+    finally:
+        store.close()
+    assert plan and not any(step.startswith("SCAN changes") for step in plan), plan
