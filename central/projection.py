@@ -151,18 +151,24 @@ class Projector:
         for serial in serials:  # first seen here: registered in the station's borough
             if serial not in known:
                 self._registry_change(db, station_id, serial, None, "first seen docked", now)
-        # A camera that docks with clips is in service; a lost one that docks is found.
+        # A camera that docks with clips is in service; a lost one that docks is found. (One
+        # query for the run, not one per docking: most cameras are in service already.)
+        with_clips = list(dict.fromkeys(r["serial"] for r in rows if r["clips"]))
+        for serial, before in db.execute(
+                "SELECT serial, lifecycle FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+                "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost') ORDER BY serial",
+                [json.dumps(with_clips)]).fetchall():
+            db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = ?", [serial])
+            reason = "found: docked with clips" if before == "lost" else "docked with clips"
+            self._registry_change(db, station_id, serial, before, reason, now)
+        # Docking ends a pool checkout made before it (at this or another station): only the
+        # run's cameras with an open assignment are looked at one by one.
+        open_serials = {serial for (serial,) in db.execute(
+            "SELECT device_serial FROM assignments INDEXED BY assignments_open "
+            "WHERE device_serial IN (SELECT value FROM json_each(?)) AND ended_at IS NULL", [json.dumps(serials)])}
         for r in rows:
-            if r["clips"] == 0:
+            if r["serial"] not in open_serials:
                 continue
-            before = db.execute("SELECT lifecycle FROM devices WHERE serial = :serial "
-                                "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost')", r).fetchone()
-            if before is not None:
-                db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = :serial", r)
-                reason = "found: docked with clips" if before[0] == "lost" else "docked with clips"
-                self._registry_change(db, station_id, r["serial"], before[0], reason, now)
-        # Docking ends a pool checkout made before it (at this or another station).
-        for r in rows:
             closed = db.execute(
                 """UPDATE assignments SET ended_at = :docked_at, ended_by = :by, end_reason = 'docked'
                    WHERE id IN (SELECT id FROM assignments INDEXED BY assignments_open
