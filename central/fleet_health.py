@@ -91,7 +91,7 @@ class FleetHealth:
                 """UPDATE devices SET flag_stale = 1 WHERE flag_stale = 0
                    AND lifecycle IN ('issued', 'in_service') AND last_docked_at IS NOT NULL AND last_docked_at < ?""",
                 [cutoff]).rowcount
-            db.execute("UPDATE devices SET flag_stale = 0 WHERE flag_stale = 1 AND (last_docked_at >= ? "
+            db.execute("UPDATE devices SET flag_stale = 0 WHERE flag_stale AND (last_docked_at >= ? "  # partial index
                        "OR lifecycle NOT IN ('issued', 'in_service'))", [cutoff])
             total = db.execute("SELECT COUNT(*) FROM devices WHERE flag_stale").fetchone()[0]
         if newly:

@@ -476,13 +476,16 @@ class CentralStore:
         """The clip is stored: the one commit after which central answers 'verified'."""
         now = to_iso(utc_now())
         with self._writer.write() as db:
-            db.execute("""UPDATE uploads SET state = 'verified', offset = length, updated_at = ?, expires_at = NULL
-                          WHERE upload_id = ?""", [now, upload_id])
-            db.execute("UPDATE clips SET state = 'verified', verified_at = ?, blob_key = ? WHERE upload_id = ?",
-                       [now, blob_key, upload_id])
-            row = db.execute("SELECT clip_id, station_id, sha256, size FROM clips WHERE upload_id = ?",
-                             [upload_id]).fetchone()
-            if row:
+            # The clip by its key, found through the upload's (clips has no index on upload_id:
+            # looking it up by that scanned every clip, ever more slowly as the month went on).
+            uploaded = db.execute("""UPDATE uploads SET state = 'verified', offset = length, updated_at = ?,
+                                         expires_at = NULL WHERE upload_id = ? RETURNING clip_id""",
+                                  [now, upload_id]).fetchall()
+            rows = uploaded and db.execute(
+                """UPDATE clips SET state = 'verified', verified_at = ?, blob_key = ? WHERE clip_id = ?
+                   AND upload_id = ? RETURNING clip_id, station_id, sha256, size""",
+                [now, blob_key, uploaded[0][0], upload_id]).fetchall()
+            for row in rows or []:
                 audit.record(db, actor=f"station:{row[1]}" if row[1] else "upload", action="upload-verified",
                              object_type="clip", object_id=row[0], at=from_iso(now),
                              detail=f"whole-file SHA-256 {row[2]} matched, {row[3]} bytes stored")
@@ -490,8 +493,10 @@ class CentralStore:
     def delete_upload(self, upload_id: str) -> None:
         """Forget an unfinished upload (termination or expiry); verified ones are never deleted here."""
         with self._writer.write() as db:
-            db.execute("DELETE FROM clips WHERE upload_id = ? AND state = 'receiving'", [upload_id])
-            db.execute("DELETE FROM uploads WHERE upload_id = ? AND state = 'receiving'", [upload_id])
+            for (clip_id,) in db.execute("DELETE FROM uploads WHERE upload_id = ? AND state = 'receiving' "
+                                         "RETURNING clip_id", [upload_id]).fetchall():
+                db.execute("DELETE FROM clips WHERE clip_id = ? AND upload_id = ? AND state = 'receiving'",
+                           [clip_id, upload_id])
 
     def receiving_uploads(self) -> list[Upload]:
         with self._writer.read() as db:

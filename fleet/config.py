@@ -234,6 +234,9 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     events_batch: Annotated[int, Meta(ge=1, le=5000)] = 1000
     feed_wait_s: Annotated[float, Meta(gt=0, le=30)] = 20.0
     """Long-poll of central's changes feed: how long central may hold the request."""
+    feed_linger_s: NonNegativeFloat = 0.0
+    """After a page of changes, wait this long before asking again, so a burst of changes
+    (cameras first seen all over a borough) comes in a few pages rather than a request each."""
     api_host: str = "127.0.0.1"
     api_port: Port | None = None
     """The desk's local HTTP API (checkout/check-in, status); off unless a port is given."""

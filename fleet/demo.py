@@ -25,7 +25,7 @@ import msgspec
 
 from fleet.camera import dock_camera, random_shift, undock
 from fleet.errors import FleetError
-from fleet.local_cluster import FleetProcess, all_clips, free_port, start_central
+from fleet.local_cluster import FleetProcess, all_clips, free_port, start_central, stop_on_sigterm
 
 DEMO_USER = "demo-admin"
 """The dashboard login the demo makes (a DEMO account: its password is new every run)."""
@@ -274,6 +274,7 @@ def run_demo(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     max_clip = int(args.max_clip_mib * (1 << 20))
     console.print(f"[bold]Starting central and {len(stations)} stations[/] (state and logs in {root})")
+    stop_on_sigterm()
     try:
         demo.start()
         console.print(f"""

@@ -24,6 +24,15 @@ import httpx
 
 from fleet.errors import FleetError
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, a CI timeout) stops a run as Ctrl-C does, so its ``finally`` stops the
+    processes it started; Python's default would exit at once and leave them running."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 CLEAN_EXITS = (0, -signal.SIGTERM)
 """uvicorn and the station exit with -15 after a clean SIGTERM shutdown: that is normal."""
 

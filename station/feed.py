@@ -55,11 +55,15 @@ def known_items(page: _RawPage) -> list[ChangeItem]:
 
 
 class FeedFollower:
-    def __init__(self, client: httpx.Client, mirror: Mirror, policy: RetryPolicy, *, wait_s: float = 20.0) -> None:
+    def __init__(self, client: httpx.Client, mirror: Mirror, policy: RetryPolicy, *, wait_s: float = 20.0,
+                 linger_s: float = 0.0) -> None:
         self.client = client
         self.mirror = mirror
         self.policy = policy
         self.wait_s = wait_s
+        self.linger_s = linger_s
+        self.caught_up = False
+        """The last page was the end of the feed (not ``more``): the next one may linger."""
         self.applying = threading.Lock()
         """Held while a page is applied; the node takes it before closing the store."""
         self.stopping = threading.Event()
@@ -82,6 +86,7 @@ class FeedFollower:
                 return 0
             self.mirror.apply(known_items(page), page.cursor)
         self.applied += len(page.changes)
+        self.caught_up = not page.more
         return len(page.changes)
 
     def reload(self) -> int:
@@ -102,8 +107,10 @@ class FeedFollower:
         failures = 0
         while not self.stopping.is_set():
             try:
-                self.poll_once()
+                applied = self.poll_once()
                 failures = 0
+                if applied and self.caught_up and self.linger_s:
+                    self.stopping.wait(self.linger_s)  # let the burst gather: one page, not a request each
             except Exception as exc:  # logged and retried with backoff; the mirror keeps serving
                 if self.stopping.is_set():
                     return

@@ -63,7 +63,8 @@ class StationNode:
                                   heartbeat=timedelta(seconds=settings.heartbeat_s))
         # The long poll gets a client of its own, so it never holds an upload's connection.
         self.feed_client = build_client(settings)
-        self.feed = FeedFollower(self.feed_client, self.mirror, self.policy, wait_s=settings.feed_wait_s)
+        self.feed = FeedFollower(self.feed_client, self.mirror, self.policy, wait_s=settings.feed_wait_s,
+                                 linger_s=settings.feed_linger_s)
         self._feed_thread = threading.Thread(target=self.feed.run, name="changes-feed", daemon=True)
         self.api = None
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,

@@ -195,6 +195,13 @@ class KnownClip:
     size: int
 
 
+_CLIP_COLUMNS = ("clip_id", "sha256", "size", "device_serial", "recorded_at", "filename", "duration_s", "pre_record_s",
+                 "tags", "evidential", "dock_folder", "ingested_at", "local_path", "chunk_bytes", "chunk_algorithm",
+                 "chunk_checksums")
+_INSERT_CLIP = (f"INSERT OR IGNORE INTO clips ({', '.join(_CLIP_COLUMNS)}) "
+                f"VALUES ({', '.join(':' + c for c in _CLIP_COLUMNS)})")
+
+
 class StationStore:
     """All reads and writes of the station database; one instance per process."""
 
@@ -240,8 +247,8 @@ class StationStore:
         ]
         with self._writer.write() as db:
             known = set(self.known_clips(c.clip_id for c in clips))
-            if rows:
-                db["clips"].insert_all(rows, ignore=True)
+            if rows:  # plain SQL: sqlite-utils' insert_all re-reads the schema on every call (a third of an ingest)
+                db.conn.executemany(_INSERT_CLIP, rows)
             if db.execute("SELECT 1 FROM dockings WHERE folder = ? LIMIT 1", [folder]).fetchone():
                 # Recorded before a crash that came before INGESTED.json: the redo adds nothing.
                 outbox.append(db, self._ingested_events([c for c in clips if c.clip_id not in known]))
@@ -257,11 +264,10 @@ class StationStore:
                 events.append(CheckedIn(device_serial=device.serial, officer_id=checkout[0], reason="docked",
                                         by="dock"))
             outbox.append(db, events)
-            db["dockings"].insert({
-                "folder": folder, "device_serial": device.serial,
-                "docked_at": to_iso(device.docked_at) if device.docked_at else None,
-                "ingested_at": now, "clip_count": len(clips), "device_json": device_json,
-            })
+            db.execute("INSERT INTO dockings (folder, device_serial, docked_at, ingested_at, clip_count, device_json) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       [folder, device.serial, to_iso(device.docked_at) if device.docked_at else None, now,
+                        len(clips), device_json])
             db.execute("DELETE FROM bad_folders WHERE folder = ?", [folder])
 
     @staticmethod

@@ -115,6 +115,7 @@ def plan_from(args: argparse.Namespace):
 def cmd_simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from fleet.local_cluster import stop_on_sigterm
     from fleet.simulate.check import check, wait_until_applied
     from fleet.simulate.cluster import SimCluster, prepare_workdir
     from fleet.simulate.progress import Progress
@@ -136,6 +137,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     simulation = Simulation(plan, layout, cluster)
     wall: dict[str, float] = {}
     result = None
+    stop_on_sigterm()
     try:
         with Progress(console, plan) as progress:
             outcome = simulation.run(progress.update)

@@ -49,9 +49,10 @@ def station_settings(day_seconds: float) -> dict:
         "scan_interval_s": 1.0,  # docked cameras are seen within a second
         "sync_interval_s": 5.0,  # ingest wakes the sync worker at once anyway
         "events_interval_s": 2.0,
-        "events_linger_s": 1.0,  # a shift's dockings go up in a few batches, not a request each
+        "events_linger_s": 2.0,  # a shift's dockings go up in a few batches, not a request each
         "heartbeat_s": 15.0,
         "feed_wait_s": 20.0,
+        "feed_linger_s": 2.0,  # 20,000 cameras are first seen this month, each a registry change to its borough
         "retry_initial_s": 0.5,
         "retry_max_s": 4.0,  # back within seconds of central's return, as a real station is within 5 minutes
         "chunk_bytes": 64 * 1024,  # small clips: one PATCH each

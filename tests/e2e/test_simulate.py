@@ -45,3 +45,57 @@ def test_a_small_force_through_an_outage_loses_nothing(tmp_path):
     # Only configs, logs and the summary are kept by default.
     assert not (tmp_path / "sim" / "central" / "data").exists()
     assert (tmp_path / "sim" / "logs" / "central.log").exists()
+
+
+def _processes_of(folder) -> list[int]:
+    """Processes whose command line names ``folder`` (the simulation's central and station hosts)."""
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmdline and "fleet.cli simulate" not in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_sigterm_stops_the_simulation_and_every_process_it_started(tmp_path):
+    import signal
+    import time
+
+    workdir = tmp_path / "sim"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "fleet.cli", "simulate", "--devices", "200", "--boroughs", "2", "--days", "30",
+         "--hosts", "2", "--workdir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_processes_of(workdir)) < 3 and time.monotonic() < deadline:  # central and both hosts
+            assert sim.poll() is None, "the simulation ended before it was stopped"
+            time.sleep(0.2)
+        assert len(_processes_of(workdir)) >= 3
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(timeout=120) == 130
+        deadline = time.monotonic() + 30
+        while _processes_of(workdir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_of(workdir) == []
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+        for pid in _processes_of(workdir):
+            os_kill(pid)
+
+
+def os_kill(pid: int) -> None:
+    import os
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -123,3 +123,54 @@ def test_a_station_restored_from_a_backup_holds_its_new_events_back(central, sto
         outbox.append(db, [docked("BWV-NEW")])
     report = EventSender(station_client(central), store, FAST).run_once()
     assert report.error and [b for *_, b in central.app.state.events.events("camden") if b"BWV-NEW" in b] == []
+
+
+def _scripted_feed(store, pages, linger_s):
+    """A follower whose central answers ``pages`` in turn (then empty pages); returns it and the request times."""
+    import threading
+    import time
+
+    asked: list[float] = []
+    lock = threading.Lock()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        with lock:
+            asked.append(time.monotonic())
+            index = len(asked) - 1
+        since = int(request.url.params["since"])
+        page = pages[index] if index < len(pages) else {"changes": [], "cursor": since, "more": False}
+        return httpx.Response(200, json=page)
+
+    client = httpx.Client(base_url="http://central.local", transport=httpx.MockTransport(answer))
+    return FeedFollower(client, Mirror(store.writer), FAST, wait_s=0.01, linger_s=linger_s), asked
+
+
+def _officer_page(cursor, more):
+    return {"changes": [{"cursor": cursor, "item": {"kind": "officer", "officer_id": f"PC{cursor}",
+                                                    "borough": "Camden"}}], "cursor": cursor, "more": more}
+
+
+def _follow_until(feed, asked, count, timeout=10.0):
+    import threading
+    import time
+
+    thread = threading.Thread(target=feed.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while len(asked) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    feed.stopping.set()
+    thread.join(timeout=5)
+    return len(asked) >= count
+
+
+def test_after_a_page_of_changes_the_feed_lingers_before_asking_again(store):
+    feed, asked = _scripted_feed(store, [_officer_page(1, more=False)], linger_s=0.3)
+    assert _follow_until(feed, asked, 2)
+    assert asked[1] - asked[0] >= 0.3  # the burst was given time to gather
+    assert feed.mirror.officer("PC1") is not None
+
+
+def test_a_page_that_says_more_is_followed_at_once_whatever_the_linger(store):
+    feed, asked = _scripted_feed(store, [_officer_page(1, more=True), _officer_page(2, more=False)], linger_s=60)
+    assert _follow_until(feed, asked, 2)  # with the 60 s linger after a "more" page this would time out
