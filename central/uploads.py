@@ -112,7 +112,8 @@ class UploadController(Controller):
         upload, created = await asyncio.to_thread(receiver.create, principal, length, raw_metadata)
         if has_body:
             if upload.offset == 0 and not upload.verified:
-                upload = await receiver.append(principal, upload.upload_id, 0, checksum, request.stream())
+                upload = await receiver.append(principal, upload.upload_id, 0, checksum, request.stream(),
+                                               just_created=created)
             else:
                 async for _ in request.stream():  # bytes central holds already: read and drop them
                     pass

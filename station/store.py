@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fleet import sqlite
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.events import BadFolder, CameraDocked, CheckedIn, ClipIngested, ClipVerified
+from fleet.events import Backlog, BadFolder, CameraDocked, CheckedIn, ClipIngested, ClipVerified
 from fleet.protocol import ClipTransfer, DeviceInfo, FailedFolder
 from station import outbox
 
@@ -431,6 +431,20 @@ class StationStore:
         return self.data_dir / relative
 
     # -- status ----------------------------------------------------------------------------
+
+    def backlog(self) -> Backlog:
+        """What this station still holds, sent with every event batch: index searches only (no
+        count of every clip by state, as ``summary`` makes for a person asking)."""
+        with self._writer.read() as db:
+            pending_clips, pending_bytes, oldest = db.execute(
+                """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM clips
+                   WHERE state IN ('queued', 'uploading', 'waiting')""").fetchone()
+            failed = db.execute("SELECT COUNT(*) FROM clips WHERE state = 'failed'").fetchone()[0]
+            folders = db.execute("SELECT COUNT(*) FROM bad_folders").fetchone()[0]
+            out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
+        return Backlog(pending_clips=pending_clips, pending_bytes=pending_bytes,
+                       oldest_pending_recorded_at=from_iso(oldest) if oldest else None, failed_clips=failed,
+                       failed_folders=folders, checked_out=out)
 
     def summary(self) -> dict:
         """Counts and lists for ``fleet station status``; built from the database alone."""

@@ -122,9 +122,4 @@ class EventSender:
         raise AssertionError("unreachable: retrying re-raises")
 
     def backlog(self) -> Backlog:
-        s = self.store.summary()
-        with self.store.writer.read() as db:
-            out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
-        return Backlog(pending_clips=s["pending_clips"], pending_bytes=s["pending_bytes"],
-                       oldest_pending_recorded_at=s["oldest_pending_recorded_at"],
-                       failed_clips=s["clips_by_state"].get("failed", 0), failed_folders=len(s["failed_folders"]), checked_out=out)
+        return self.store.backlog()

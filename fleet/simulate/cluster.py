@@ -78,7 +78,7 @@ class SimCluster:
         """CPU seconds of central processes already stopped (the outage restarts it)."""
         self._desk = httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=16,
                                                                     max_keepalive_connections=len(stations)))
-        self._pool = ThreadPoolExecutor(8, thread_name_prefix="status")
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="status")  # more only fight over the GIL
 
     @property
     def url(self) -> str:

@@ -8,16 +8,15 @@ unindexed ``upload_id``, and ``MIN`` with ``MAX`` of the changes feed in one SEL
 """
 
 import hashlib
-import re
 import uuid
 
 import pytest
 from litestar.testing import TestClient
 
 from central.app import create_app
-from fleet import sqlite
 from tests.central.conftest import ADMIN, CAMDEN, TUS, checksum, metadata, patch
 from tests.central.fleetdata import docked, ingested, out, post
+from tests.support.query_plans import DML, full_scans, report, trace_every_connection
 
 GROWING = ("clips", "uploads", "events", "changes", "devices", "battery_readings", "audit", "attributions",
            "assignments", "device_history", "holds", "case_clips", "conflicts")
@@ -27,32 +26,10 @@ GROWING = ("clips", "uploads", "events", "changes", "devices", "battery_readings
 @pytest.fixture
 def traced(monkeypatch, settings):
     """Central under the test client, with every statement on every connection recorded."""
-    statements: list[str] = []
-
-    def tracing(opener):
-        def open_traced(path):
-            db = opener(path)
-            db.conn.set_trace_callback(statements.append)
-            return db
-        return open_traced
-
-    monkeypatch.setattr(sqlite, "open_database", tracing(sqlite.open_database))
-    monkeypatch.setattr(sqlite, "open_reader", tracing(sqlite.open_reader))
+    statements = trace_every_connection(monkeypatch)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         statements.clear()  # start-up's own work (recovery, adopting retention rules) runs once, not per clip
         yield client, statements
-
-
-def scans(db, statement: str) -> list[str]:
-    """The plan's steps that read a whole growing table. Not counted: a scan in key order under a
-    LIMIT (it reads a few rows) and a scan of a partial index (it holds only the rows wanted)."""
-    partial = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
-                                              "AND sql LIKE '% WHERE %'")}
-    plan = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + statement).fetchall()]
-    bounded = re.search(r"\bLIMIT\b", statement, re.I) and not any("TEMP B-TREE" in step for step in plan)
-    return [step for step in plan
-            if (m := re.match(rf"SCAN ({'|'.join(GROWING)})\b(?: USING (?:COVERING )?INDEX (\w+))?", step))
-            and not bounded and m.group(2) not in partial]
 
 
 def upload_whole(client, data: bytes) -> None:
@@ -85,8 +62,6 @@ def test_uploads_events_and_the_feed_read_growing_tables_by_index_only(traced):
     page = client.get("/api/v1/changes/", params={"since": 0}, headers=CAMDEN).json()
     client.get("/api/v1/changes/", params={"since": page["cursor"]}, headers=CAMDEN)
 
-    hot = {s for s in statements if re.match(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", s, re.I)}
-    assert len(hot) > 30  # the trace saw the paths above (a broken trace would pass vacuously)
-    db = client.app.state.store.db.conn
-    found = {statement: steps for statement in sorted(hot) if (steps := scans(db, statement))}
-    assert not found, "\n\n".join(f"{steps}: {statement}" for statement, steps in found.items())
+    assert len({s for s in statements if DML.match(s)}) > 30  # the trace saw the paths above
+    found = full_scans(client.app.state.store.db.conn, statements, GROWING)
+    assert not found, report(found)

@@ -1,0 +1,56 @@
+"""Checking that statements read growing tables through an index (``EXPLAIN QUERY PLAN``).
+
+At test sizes a full scan costs nothing, so only the plan shows it; at a month of the Met
+it is what makes a process slower with every clip. Used by the central and station tests.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from fleet import sqlite
+
+DML = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.I)
+
+
+def trace_every_connection(monkeypatch, under: Path | None = None) -> list[str]:
+    """Record each statement run on every connection opened from now on (writer and readers),
+    or only on those to databases ``under`` a folder."""
+    statements: list[str] = []
+
+    def tracing(opener):
+        def open_traced(path):
+            db = opener(path)
+            if under is None or Path(path).is_relative_to(under):
+                db.conn.set_trace_callback(statements.append)
+            return db
+        return open_traced
+
+    monkeypatch.setattr(sqlite, "open_database", tracing(sqlite.open_database))
+    monkeypatch.setattr(sqlite, "open_reader", tracing(sqlite.open_reader))
+    return statements
+
+
+def scans(conn, statement: str, growing: Iterable[str]) -> list[str]:
+    """The plan's steps that read a whole growing table. Not counted: a scan in key order under a
+    LIMIT (it reads a few rows) and a scan of a partial index (it holds only the rows wanted)."""
+    partial = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                                "AND sql LIKE '% WHERE %'")}
+    plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()]
+    bounded = re.search(r"\bLIMIT\b", statement, re.I) and not any("TEMP B-TREE" in step for step in plan)
+    tables = "|".join(growing)
+    return [step for step in plan
+            if (m := re.match(rf"SCAN ({tables})\b(?: USING (?:COVERING )?INDEX (\w+))?", step))
+            and not bounded and m.group(2) not in partial]
+
+
+def full_scans(conn, statements: Iterable[str], growing: Iterable[str]) -> dict[str, list[str]]:
+    """Every data statement among ``statements`` that scans a growing table, with the offending steps."""
+    growing = tuple(growing)
+    return {s: steps for s in sorted({s for s in statements if DML.match(s)}) if (steps := scans(conn, s, growing))}
+
+
+def report(found: dict[str, list[str]]) -> str:
+    return "\n\n".join(f"{steps}: {statement}" for statement, steps in found.items())
