@@ -69,3 +69,34 @@ def test_a_non_loopback_desk_needs_a_token():
         settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c", "token": "t",
                             "data_dir": "d", "dock_dir": "k", "api_host": "0.0.0.0", "api_port": 8101},
                            StationSettings)
+
+
+def test_the_desks_of_one_process_share_a_loop_and_a_port_in_use_fails_only_its_own(store, dock_dir):
+    """A host of many stations serves every desk on one event-loop thread (fewer GIL hand-offs)."""
+    import socket
+    import threading
+
+    import httpx
+
+    from fleet.local_cluster import free_port
+    from station.api import DeskServer
+
+    desk = node(store, dock_dir)
+    first, second = DeskServer(desk, "127.0.0.1", free_port()), DeskServer(desk, "127.0.0.1", free_port())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        blocked = DeskServer(desk, "127.0.0.1", taken.getsockname()[1])
+        try:
+            for server in (first, blocked, second):
+                server.start()
+            for server in (first, second):
+                r = httpx.get(f"http://127.0.0.1:{server.server.config.port}/healthz", timeout=5)
+                assert r.status_code == 200
+            assert blocked.served.done() and not blocked.server.started
+            desk_threads = [t for t in threading.enumerate() if t.name == "desk-api"]
+            assert len(desk_threads) == 1
+        finally:
+            for server in (first, blocked, second):
+                server.stop()
+    assert first.served.done() and second.served.done()
