@@ -155,6 +155,8 @@ class DeskServer:
         deadline = time.monotonic() + timeout_s
         while not self.server.started and not self.served.done() and time.monotonic() < deadline:
             time.sleep(0.02)
+        if self.served.done() and self.served.exception() is not None:
+            log.error("%s; the station runs on without its desk API", self.served.exception())
 
     def stop(self) -> None:
         self.server.should_exit = True
