@@ -186,6 +186,7 @@ class QueuedClip:
     chunk_bytes: int | None = None
     chunk_algorithm: str | None = None
     chunk_checksums: list[str] | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,7 @@ class StationStore:
             rows = db.execute(
                 """SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
                           evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
-                          chunk_checksums
+                          chunk_checksums, last_error
                    FROM clips
                    WHERE state IN ('queued', 'waiting') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
                    ORDER BY evidential DESC, recorded_at, clip_id
@@ -334,7 +335,7 @@ class StationStore:
             ).fetchall()
             claimed = [
                 QueuedClip(r[0], r[1], r[2], r[3], from_iso(r[4]), r[5], r[6], json.loads(r[7]), bool(r[8]),
-                           r[9], r[10], r[11], r[12], r[13], json.loads(r[14]) if r[14] else None)
+                           r[9], r[10], r[11], r[12], r[13], json.loads(r[14]) if r[14] else None, r[15])
                 for r in rows
             ]
             db.conn.executemany(

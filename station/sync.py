@@ -22,6 +22,11 @@ from station.uploader import TusUploader
 
 log = logging.getLogger(__name__)
 
+REFUSED_ONCE = "refused once, trying again: "
+"""A refusal (4xx) is final only when it comes twice in the same words: a byte flipped on the
+way can turn a good request into a bad one (fault seed 67 turned ``Upload-Metadata`` into a
+header central did not know, and the clip was failed for good)."""
+
 
 @dataclass
 class SyncReport:
@@ -76,13 +81,15 @@ class SyncWorker:
             self.uploader.upload(clip)
         except Exception as exc:  # every failure is recorded against the clip, none escapes
             error = as_transfer_error(exc)
-            if isinstance(error, PermanentTransferError):
+            if isinstance(error, PermanentTransferError) and clip.last_error == f"{REFUSED_ONCE}{error}":
+                # Refused twice in the same words: the request itself is refused, not a damaged copy.
                 log.error("clip %s refused by central, not retried: %s", clip.clip_id, error)
                 self.store.mark_failed(clip.clip_id, str(error))
                 report.failed.append(clip.clip_id)
                 return
             delay = self.policy.backoff_delay(clip.attempts + 1, error)
-            self.store.mark_waiting(clip.clip_id, str(error), utc_now() + timedelta(seconds=delay))
+            reason = f"{REFUSED_ONCE}{error}" if isinstance(error, PermanentTransferError) else str(error)
+            self.store.mark_waiting(clip.clip_id, reason, utc_now() + timedelta(seconds=delay))
             report.waiting.append(clip.clip_id)
             if error.status is None:
                 report.central_unreachable = True  # no answer at all: stop claiming more this pass

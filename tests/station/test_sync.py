@@ -80,17 +80,44 @@ def test_unreachable_central_stops_the_pass_early(store, dock_dir):
     assert list(states(store).values()).count("queued") >= 8
 
 
+def _run_until(store, server, done, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        worker(store, server).run_once()
+        time.sleep(0.01)
+    return done()
+
+
 def test_permanent_refusal_marks_failed_and_retry_command_requeues(store, dock_dir):
     dock(store, dock_dir, [SimClip(100, RECORDED)])
     server = FakeTus()
     server.fault = lambda r: httpx.Response(413, json={"message": "too large"})
-    report = worker(store, server).run_once()
-    assert len(report.failed) == 1
+    assert _run_until(store, server, lambda: store.summary()["failed_clips"])
+    assert len([r for r in server.requests if r[0] == "POST"]) == 2  # refused twice in the same words: final
     [failed] = store.summary()["failed_clips"]
     assert "too large" in failed.last_error
     assert store.requeue_failed() == 1
     server.fault = None
     assert len(worker(store, server).run_once().verified) == 1
+
+
+def test_a_refusal_that_does_not_repeat_was_damage_on_the_way_and_the_clip_goes_through(store, dock_dir):
+    """Fault seed 67: a flipped byte turned a header into one central did not know (400)."""
+    dock(store, dock_dir, [SimClip(100, RECORDED)])
+    server = FakeTus()
+    refusals = []
+
+    def damaged_once(request):
+        if request.method == "POST" and not refusals:
+            refusals.append(request)
+            return httpx.Response(400, json={"error": "bad_request", "message": "Upload-Metadata is required"})
+        return None
+
+    server.fault = damaged_once
+    assert _run_until(store, server, lambda: store.summary()["verified_clips"] == 1)
+    assert len(refusals) == 1 and store.summary()["failed_clips"] == []
 
 
 def test_concurrency_is_respected(store, dock_dir):
