@@ -61,9 +61,8 @@ class Plan:
     day_seconds: float = 10.0
     hosts: int = 4
     model: UsageModel = field(default_factory=UsageModel)
-    sample_s: float = 5.0
-    """How often every station's status is read (half a simulated day): on 2 cores, reading 64
-    statuses every 2 s took the driver's thread from docking (the profile: over half its time)."""
+    sample_s: float | None = None
+    """How often every station's status is read; None: ``sample_every_s``."""
     drain_timeout_s: float = 600.0
 
     @property
@@ -71,6 +70,16 @@ class Plan:
         if self.outage_at_hours is not None:
             return self.outage_at_hours
         return self.days * 12 - self.outage_hours / 2
+
+    @property
+    def sample_every_s(self) -> float:
+        """At most every 5 s (half a simulated day by default: on 2 cores, reading 64 statuses
+        every 2 s took over half the driver's thread from docking), but at least twice in the
+        outage, so that the samples see the backlog it builds."""
+        if self.sample_s is not None:
+            return self.sample_s
+        outage_wall_s = self.outage_hours / 24 * self.day_seconds
+        return min(5.0, max(0.5, outage_wall_s / 2)) if self.outage_hours else 5.0
 
     @property
     def speed(self) -> float:
@@ -284,7 +293,7 @@ class Simulation:
             raise FleetError(f"central exited unexpectedly; see {self.cluster.central.log}")
 
     def _sample_forever(self) -> None:
-        """Every ``sample_s``: every station's queue, summed (on its own thread: a slow station never stalls docking)."""
+        """Every ``sample_every_s``: every station's queue, summed (on its own thread: a slow station never stalls docking)."""
         while not self._stop_sampling.is_set():
             started = time.monotonic()
             try:
@@ -299,7 +308,7 @@ class Simulation:
                     pending_events=sum(s.get("pending_events", 0) for s in statuses),
                     verified_clips=sum(s["verified_clips"] for s in statuses),
                     failed_folders=sum(len(s["failed_folders"]) for s in statuses)))
-            self._stop_sampling.wait(max(0.0, self.plan.sample_s - (time.monotonic() - started)))
+            self._stop_sampling.wait(max(0.0, self.plan.sample_every_s - (time.monotonic() - started)))
 
     def _drain(self, progress) -> bool:
         """After the month: until every camera is ingested and a sample finds every clip and event at central."""

@@ -132,3 +132,11 @@ def test_the_table_of_a_run_without_an_outage_says_so():
     console.print(table(summary))
     text = console.export_text()
     assert "none in this run" in text and "None" not in text
+
+
+def test_statuses_are_sampled_every_5_s_but_at_least_twice_in_the_outage():
+    assert Plan().sample_every_s == 5.0  # 24 h outage at 10 s a day: 10 s of wall
+    assert Plan(outage_hours=6, day_seconds=6).sample_every_s == 0.75  # 1.5 s of wall
+    assert Plan(outage_hours=0).sample_every_s == 5.0
+    assert Plan(outage_hours=0.1, day_seconds=1).sample_every_s == 0.5  # never busier than twice a second
+    assert Plan(sample_s=1.0).sample_every_s == 1.0
