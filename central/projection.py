@@ -105,8 +105,9 @@ class Projector:
                 readings.append((e.device.serial, docked_at, station_id, soh, b.cycle_count, b.temperature_c,
                                  b.level_pct, b.full_charge_mah, b.design_mah))
         serials = list(dict.fromkeys(r["serial"] for r in rows))
+        run_serials = json.dumps(serials)
         known = {serial for (serial,) in db.execute(
-            "SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [json.dumps(serials)])}
+            "SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [run_serials])}
         db.conn.executemany(
             """INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
                    registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
@@ -165,7 +166,7 @@ class Projector:
         # run's cameras with an open assignment are looked at one by one.
         open_serials = {serial for (serial,) in db.execute(
             "SELECT device_serial FROM assignments INDEXED BY assignments_open "
-            "WHERE device_serial IN (SELECT value FROM json_each(?)) AND ended_at IS NULL", [json.dumps(serials)])}
+            "WHERE device_serial IN (SELECT value FROM json_each(?)) AND ended_at IS NULL", [run_serials])}
         for r in rows:
             if r["serial"] not in open_serials:
                 continue

@@ -202,6 +202,10 @@ _CLIP_COLUMNS = ("clip_id", "sha256", "size", "device_serial", "recorded_at", "f
 _INSERT_CLIP = (f"INSERT OR IGNORE INTO clips ({', '.join(_CLIP_COLUMNS)}) "
                 f"VALUES ({', '.join(':' + c for c in _CLIP_COLUMNS)})")
 
+_PENDING_SQL = """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM clips
+                  WHERE state IN ('queued', 'uploading', 'waiting')"""
+"""What is still to upload: count, bytes and the oldest recording (status and every event batch)."""
+
 
 class StationStore:
     """All reads and writes of the station database; one instance per process."""
@@ -437,9 +441,7 @@ class StationStore:
         """What this station still holds, sent with every event batch: index searches only (no
         count of every clip by state, as ``summary`` makes for a person asking)."""
         with self._writer.read() as db:
-            pending_clips, pending_bytes, oldest = db.execute(
-                """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM clips
-                   WHERE state IN ('queued', 'uploading', 'waiting')""").fetchone()
+            pending_clips, pending_bytes, oldest = db.execute(_PENDING_SQL).fetchone()
             failed = db.execute("SELECT COUNT(*) FROM clips WHERE state = 'failed'").fetchone()[0]
             folders = db.execute("SELECT COUNT(*) FROM bad_folders").fetchone()[0]
             out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
@@ -451,10 +453,7 @@ class StationStore:
         """Counts and lists for ``fleet station status``; built from the database alone."""
         with self._writer.read() as db:
             by_state = dict(db.execute("SELECT state, COUNT(*) FROM clips GROUP BY state").fetchall())
-            pending_clips, pending_bytes, oldest = db.execute(
-                """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM clips
-                   WHERE state IN ('queued', 'uploading', 'waiting')"""
-            ).fetchone()
+            pending_clips, pending_bytes, oldest = db.execute(_PENDING_SQL).fetchone()
             local_copies, local_bytes = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM clips WHERE local_path IS NOT NULL"
             ).fetchone()
