@@ -15,7 +15,10 @@ STATIONS = ("camden", "barnet", "lewisham", "hackney")
 def test_saturated_central_sheds_load_and_every_station_still_drains(make_cluster):
     cluster = make_cluster(station_ids=STATIONS, central_tables={"limits": {
         "uploads_in_flight": 3, "events_in_flight": 1, "per_client_in_flight": 2, "retry_after_s": 1}},
-        station_settings={"concurrent_uploads": 4, "retry_initial_s": 0.2, "retry_max_s": 2.0})
+        # A bandwidth cap keeps each upload in its lane for a while: a small clip is now one short
+        # request, and without the cap the stations' uploads could all fit the lanes by chance.
+        station_settings={"concurrent_uploads": 4, "retry_initial_s": 0.2, "retry_max_s": 2.0,
+                          "bandwidth_limit_mbps": 8})
     rng = random.Random(11)
     clips = []
     for sid in STATIONS:  # a backlog at every station before central comes up: they all arrive at once
