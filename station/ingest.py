@@ -84,6 +84,8 @@ class Ingestor:
                 self.store.record_bad_folder(folder.name, exc.reason, signature, transient=False)
                 report.bad_folders.append(folder.name)
             except OSError as exc:
+                if not (folder / dock.DOCKED_MARKER).exists():  # as above: gone, not bad (the next scan forgets it)
+                    continue
                 reason = _os_reason(exc)
                 log.warning("dock folder %s not ingested, will retry: %s", folder.name, reason)
                 self.store.record_bad_folder(folder.name, reason, signature, transient=True)

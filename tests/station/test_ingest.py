@@ -94,6 +94,21 @@ def test_folder_removed_from_dock_is_forgotten(store, dock_dir):
     assert store.summary()["failed_folders"] == []
 
 
+def test_a_camera_taken_out_of_the_dock_mid_ingest_is_not_a_bad_folder(store, dock_dir, monkeypatch):
+    # Seen in the full-month simulation: the folder vanished between the scan's listing and
+    # the copy, and the station reported it as a bad folder (an event to central) for nothing.
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+
+    def undocked(src, dst, chunk_bytes=None, **options):
+        shutil.rmtree(folder)
+        raise FileNotFoundError(2, "No such file or directory", str(src))
+
+    monkeypatch.setattr(ingest_module, "copy_and_hash", undocked)
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == [] and store.summary()["failed_folders"] == []
+    assert clip_rows(store) == []
+
+
 def test_disk_full_is_reported_as_transient_and_nothing_recorded(store, dock_dir, monkeypatch):
     dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
 
