@@ -32,7 +32,9 @@ corrupted: another SHA-256) and every docking's telemetry against central's data
 (read-only). Prints throughput at central, backlog peak, drain time after the outage, p95
 latencies (wall) and the check; writes it all as JSON (--out). Exits 1 if anything was
 lost, duplicated or corrupted or the backlog did not drain, 2 on bad options.
-State goes to a fast folder (/dev/shm when there is one): the run is about coordination."""
+State goes to a fast folder (/dev/shm when there is one): the run is about coordination.
+The station host processes run at a lower CPU priority (nice 5) than central and the driver:
+in a force each station has a machine of its own, and here they would starve central."""
 
 
 def _default_workdir() -> Path:
