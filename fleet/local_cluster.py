@@ -77,9 +77,9 @@ def lower_priority(pid: int, niceness: int) -> None:
     """``niceness`` for a process that leads its own session, and for that session's autogroup.
 
     Linux (with autogroup, its default) shares CPU between sessions first, so the nice value of
-    a process alone in its session (``start_new_session``) alone changes nothing. Set from the
-    parent: a ``preexec_fn`` may deadlock a parent that runs threads."""
-    os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    a process alone in its session (``start_new_session``) changes nothing by itself. Set from
+    the parent: a ``preexec_fn`` may deadlock a parent that runs threads."""
+    os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + niceness)
     try:
         with open(f"/proc/{pid}/autogroup", "w") as f:
             f.write(str(niceness))

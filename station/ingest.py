@@ -77,18 +77,14 @@ class Ingestor:
             signature = dock.folder_signature(folder)
             try:
                 added, size = self.ingest_folder(folder)
-            except DockFolderError as exc:
-                if not (folder / dock.DOCKED_MARKER).exists():  # taken out of the dock while this scan ran
-                    continue
-                log.warning("dock folder %s not ingested: %s", folder.name, exc.reason)
-                self.store.record_bad_folder(folder.name, exc.reason, signature, transient=False)
-                report.bad_folders.append(folder.name)
-            except OSError as exc:
-                if not (folder / dock.DOCKED_MARKER).exists():  # as above: gone, not bad (the next scan forgets it)
-                    continue
-                reason = _os_reason(exc)
-                log.warning("dock folder %s not ingested, will retry: %s", folder.name, reason)
-                self.store.record_bad_folder(folder.name, reason, signature, transient=True)
+            except (DockFolderError, OSError) as exc:
+                if not (folder / dock.DOCKED_MARKER).exists():
+                    continue  # taken out of the dock while this scan ran: gone, not bad (the next scan forgets it)
+                transient = not isinstance(exc, DockFolderError)
+                reason = _os_reason(exc) if transient else exc.reason
+                log.warning("dock folder %s not ingested%s: %s", folder.name, ", will retry" if transient else "",
+                            reason)
+                self.store.record_bad_folder(folder.name, reason, signature, transient=transient)
                 report.bad_folders.append(folder.name)
             else:
                 report.ingested_folders.append(folder.name)
