@@ -18,7 +18,7 @@ Simulate a month of a force at full roll-out on this machine: real central (`fle
 serve` under uvicorn) and real station nodes (several to a process: `fleet station run
 --config A --config B ...`); simulated cameras dock into the stations' dock inboxes on a
 compressed clock (a simulated day lasts --day-seconds of wall time; `docked_at` and
-`recorded_at` carry simulated times, the month ending at today's midnight UTC). In the
+`recorded_at` carry simulated times, the month ending at yesterday's midnight UTC). In the
 middle central is stopped for --outage hours while the stations keep ingesting and
 queueing; then it comes back and everything drains. Usage model: boroughs, stations and
 officers from config/boroughs.toml; 10-hour shifts at 07:00, 15:00 and 23:00; a camera goes

@@ -8,8 +8,9 @@ and started again so that it answers when the outage ends; the stations keep ing
 queueing meanwhile. After the month everything drains; then ``check`` compares what
 central holds with what the cameras docked.
 
-The month is placed just before the run (it ends at today's midnight UTC), so every
-simulated time is in the past: central trusts a camera's clock only up to the moment a
+The month is placed just before the run (it ends at yesterday's midnight UTC, so that the
+last night shift's dockings, up to ten hours later, are past too): every simulated time is
+in the past, as it must be, since central trusts a camera's clock only up to the moment a
 station reported the docking.
 """
 
@@ -140,11 +141,17 @@ class Outcome:
     """``time.time()`` when the month started: the zero of every ``wall`` above."""
 
 
+def month_start(days: int, now: datetime) -> datetime:
+    """The month ends at the midnight UTC before last: its last dockings, up to ten hours after
+    its end, are in the past at any time of day."""
+    today = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days + 1)
+
+
 class Simulation:
     def __init__(self, plan: Plan, layout: Layout, cluster: SimCluster) -> None:
         self.plan, self.layout, self.cluster = plan, layout, cluster
-        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-        self.sim_start = today - timedelta(days=plan.days)
+        self.sim_start = month_start(plan.days, datetime.now(timezone.utc))
         self.month = Month(layout, plan.model, self.sim_start, plan.seed)
         self.queue: list[tuple[datetime, int, Docking]] = []
         self._generated = 0

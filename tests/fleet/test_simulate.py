@@ -6,7 +6,7 @@ import pytest
 
 from fleet.cli import main
 from fleet.simulate.report import drain, peak_rate, percentiles
-from fleet.simulate.run import OutageLog, Outcome, Plan, Sample
+from fleet.simulate.run import OutageLog, Outcome, Plan, Sample, month_start
 from fleet.simulate.usage import Month, UsageModel, build_layout
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -89,6 +89,18 @@ def test_usage_follows_the_model():
         shift_end = d.at.replace(minute=0, second=0, microsecond=0)
         assert all(shift_end - timedelta(hours=10) <= c.recorded_at <= shift_end for c in d.clips)
         assert all(1024 <= c.size <= 8192 for c in d.clips)
+
+
+@pytest.mark.parametrize("now", [datetime(2026, 12, 2, 0, 5, tzinfo=timezone.utc),
+                                 datetime(2026, 12, 2, 23, 55, tzinfo=timezone.utc)])
+def test_every_docking_of_the_month_is_in_the_past_at_any_time_of_day(now):
+    """Central takes a docking time no later than the station's report of it: a docking in the future
+    would be recorded at the station's clock, and the check would find the camera not current."""
+    days = 2
+    month = Month(build_layout(500, 1, 1, 1), UsageModel(shifts_per_week=7), month_start(days, now), 1)
+    last = max(d.at for day in range(days) for d in month.day(day))
+    assert last.date() == (now - timedelta(days=1)).date()  # the night shift docks the morning after
+    assert last < now
 
 
 def test_days_are_generated_in_order():
