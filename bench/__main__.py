@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|upload|peer|events|fleet|rollout|retention|pages|all] [--quick]``: run benchmarks, print and save the results.
+"""``python -m bench [ingest|upload|writes|peer|events|fleet|rollout|retention|pages|all] [--quick]``: run benchmarks, print and save the results.
 
 Results go to bench/out/<name>.json; BENCHMARKS.md quotes them with the command.
 """
@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from bench import events, fleet, ingest, pages, peer, retention, rollout, upload
+from bench import events, fleet, ingest, pages, peer, retention, rollout, upload, writes
 from bench.common import save
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "peer", "events", "fleet", "rollout", "retention", "pages", "all"], default="all")
+    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "writes", "peer", "events", "fleet", "rollout", "retention", "pages", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (medians are reported)")
     parser.add_argument("--dir", default=None, help="where the upload benchmarks keep their files (default: here); "
@@ -37,6 +37,10 @@ def main() -> None:
                             chunk_checksum=args.chunk_checksum)
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("upload", result)
+    if args.which in ("writes", "all"):
+        result = writes.run(total=(64 << 20) if args.quick else gib, rounds=args.rounds, where=args.dir)
+        print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+        save("writes", result)
     if args.which in ("peer", "all"):
         result = peer.run(size=(64 << 20) if args.quick else gib, rounds=args.rounds,
                           small_count=100 if args.quick else 2000, where=args.dir,

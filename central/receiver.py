@@ -19,6 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,10 +29,11 @@ from fleet.errors import (
     BadRequest, BlobStoreUnavailable, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound,
     OffsetMismatch, PayloadTooLarge,
 )
-from fleet.hashing import CHUNK_CHECKSUMS, new_checksum, start_writeback
+from fleet.hashing import CHUNK_CHECKSUMS, new_checksum
 from fleet.protocol import decode_upload_metadata
 from central.auth import Principal
 from central.blobstore import BlobStore
+from central.partwriter import DIRECT_MIN_BYTES, PartWriter
 from central.store import CentralStore, Upload
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ MAX_BATCH_PIECES = 512
 """Also hand over after this many pieces: one writev takes at most IOV_MAX (1024) buffers."""
 INLINE_BYTES = 256 << 10
 """A batch this small, with nothing queued before it, is written and hashed on the event loop:
-handing it to the thread and back costs more than the work (a small clip is one such batch)."""
+handing it to the thread and back costs more than the work (a small clip is one such batch).
+Below ``DIRECT_MIN_BYTES``, so it never touches the writing thread's staging buffer."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +71,6 @@ class Checksum:
         return cls(algorithm, digest)
 
 
-def write_all(fd: int, pieces: list[bytes]) -> int:
-    """Write every piece at the file's position with as few system calls as possible."""
-    total = sum(len(p) for p in pieces)
-    written = os.writev(fd, pieces)
-    if written < total:  # a partial write: finish the rest piece by piece
-        view = memoryview(b"".join(pieces))[written:]
-        while view:
-            view = view[os.write(fd, view):]
-    return total
-
-
 class _Sink:
     """Writes one PATCH's bytes and keeps its hashes, off the event loop.
 
@@ -93,22 +85,21 @@ class _Sink:
 
     MAX_IN_FLIGHT = 2
 
-    def __init__(self, f, whole, chunk, pool: ThreadPoolExecutor) -> None:
-        # ``f`` is unbuffered, so os.writev on its descriptor and f.tell()/truncate() agree.
-        self.f, self.whole, self.chunk = f, whole, chunk
-        self.pool = pool
+    def __init__(self, fd: int, direct_fd: int | None, offset: int, whole, chunk, writer: PartWriter,
+                 pool: ThreadPoolExecutor) -> None:
+        self.fd, self.direct_fd, self.offset = fd, direct_fd, offset
+        self.whole, self.chunk = whole, chunk
+        self.writer, self.pool = writer, pool
         self.count = 0
         self._in_flight: deque[asyncio.Future] = deque()
 
     def _write(self, pieces: list[bytes]) -> None:
-        start = self.f.tell()
-        length = write_all(self.f.fileno(), pieces)
-        start_writeback(self.f.fileno(), start, length)
-        for piece in pieces:
+        written = self.writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count)
+        for piece in (written,) if isinstance(written, memoryview) else written:
             self.whole.update(piece)
             if self.chunk is not None:
                 self.chunk.update(piece)
-        self.count += length
+        self.count += sum(map(len, pieces))
 
     async def feed(self, pieces: list[bytes]) -> None:
         """Hand over the pieces as received (no copying them together on the event loop)."""
@@ -157,6 +148,8 @@ class UploadReceiver:
         self.expiry = expiry
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="upload-write")
+        self._writer = PartWriter(capacity=2 * FLUSH_BYTES)
+        """The pool thread's: batches are FLUSH_BYTES and one piece at most."""
         self._hashes: dict[str, tuple[int, object]] = {}
 
     def part(self, upload_id: str) -> Path:
@@ -251,10 +244,10 @@ class UploadReceiver:
             part.touch()  # a power cut took back the empty file made at creation (offset 0: see append)
         room = upload.length - upload.offset
         running = whole.copy() if checksum else whole
-        with open(part, "r+b", buffering=0) as f:
+        with open(part, "r+b", buffering=0) as f, self._direct(part, room) as direct_fd:
             f.truncate(upload.offset)
-            f.seek(upload.offset)
-            sink = _Sink(f, running, new_checksum(checksum.algorithm) if checksum else None, self._pool)
+            sink = _Sink(f.fileno(), direct_fd, upload.offset, running,
+                         new_checksum(checksum.algorithm) if checksum else None, self._writer, self._pool)
             batch: list[bytes] = []
             batched = 0
             seen = 0
@@ -310,6 +303,16 @@ class UploadReceiver:
         upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset)
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
+
+    @contextmanager
+    def _direct(self, part: Path, room: int):
+        """A direct-I/O descriptor of the part file for a PATCH that may bring enough bytes to use it."""
+        fd = self._writer.open_direct(part) if room >= DIRECT_MIN_BYTES else None
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _commit_offset(self, upload_id: str, offset: int) -> Upload:
         """Count fsynced bytes (a FULL commit: on a worker thread, so other uploads keep moving)."""

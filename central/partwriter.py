@@ -1,0 +1,110 @@
+"""Appending received bytes to a ``.part`` file, the bulk of them past the page cache (O_DIRECT).
+
+Why: central writes each clip once and rarely reads it soon after, and the fsync at the end of
+every chunk must put the bytes on disk anyway. Through the page cache each new byte is first
+copied into newly allocated cache pages; on this machine (a VM whose free memory the host
+takes back) that copy cost 10-13 s of kernel CPU per GiB, against under 1 s written direct
+(BENCHMARKS.md, "Where a buffered write's time goes").
+
+Direct I/O needs the file offset, the length and the memory address aligned to the device's
+block. So a batch is copied once into an aligned staging buffer, placed so that its first
+block boundary falls on a page; the aligned middle is written direct, the head and tail
+(under a block each) through the page cache. A filesystem that refuses O_DIRECT, a batch too
+small to gain from it, or any refusal of a direct write gets plain writes: the bytes on disk
+are the same, only the path there differs. Not thread-safe: the receiver's single writing
+thread owns the one staging buffer.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import mmap
+import os
+from pathlib import Path
+
+from fleet.hashing import start_writeback
+
+log = logging.getLogger(__name__)
+
+BLOCK = 4096
+"""Alignment of direct writes: a page, a multiple of every common logical block size."""
+DIRECT_MIN_BYTES = 1 << 20
+"""Smaller batches are written through the page cache: a direct write waits for the device,
+a small one costs more in that wait than it saves in copying."""
+
+
+def write_all(fd: int, pieces: list[bytes], offset: int) -> int:
+    """Write every piece at ``offset`` with as few system calls as possible."""
+    total = sum(len(p) for p in pieces)
+    written = os.pwritev(fd, pieces, offset)
+    if written < total:  # a partial write: finish the rest (a full disk raises here)
+        _pwrite_all(fd, memoryview(b"".join(pieces))[written:], offset + written)
+    return total
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+class PartWriter:
+    """Writes batches of pieces into ``.part`` files; one instance per writing thread."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        """The largest batch written direct; larger ones (never made by the receiver) go buffered."""
+        self._stage: mmap.mmap | None = None  # page-aligned; made on first use
+        self.direct = hasattr(os, "O_DIRECT")
+        """False once a filesystem refused direct I/O: from then on every write is buffered."""
+
+    def open_direct(self, path: Path) -> int | None:
+        """A second descriptor of ``path`` for direct writes, or None where there is none to have."""
+        if not self.direct:
+            return None
+        try:
+            return os.open(path, os.O_WRONLY | os.O_DIRECT)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._refused(path)
+            return None
+
+    def write(self, fd: int, direct_fd: int | None, pieces: list[bytes], offset: int) -> memoryview | list[bytes]:
+        """Write the batch at ``offset``; return its bytes, contiguous where they were staged (to hash)."""
+        total = sum(len(p) for p in pieces)
+        if direct_fd is None or not self.direct or total < DIRECT_MIN_BYTES or total > self.capacity:
+            write_all(fd, pieces, offset)
+            start_writeback(fd, offset, total)
+            return pieces
+        phase = offset % BLOCK
+        stage = self._staging()
+        end = phase
+        for piece in pieces:
+            stage[end:end + len(piece)] = piece
+            end += len(piece)
+        batch = stage[phase:end]
+        head = (BLOCK - phase) % BLOCK
+        body = (total - head) // BLOCK * BLOCK
+        if head:
+            _pwrite_all(fd, batch[:head], offset)
+        try:
+            done = os.pwrite(direct_fd, stage[phase + head:phase + head + body], offset + head)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._refused(None)
+            done = 0
+        _pwrite_all(fd, batch[head + done:], offset + head + done)  # the tail, or what was not written direct
+        return batch
+
+    def _staging(self) -> memoryview:
+        if self._stage is None:
+            self._stage = mmap.mmap(-1, self.capacity + BLOCK)
+        return memoryview(self._stage)
+
+    def _refused(self, path: Path | None) -> None:
+        self.direct = False
+        log.info("direct I/O refused%s; uploads are written through the page cache",
+                 f" for {path}" if path else "")
