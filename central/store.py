@@ -445,10 +445,14 @@ class CentralStore:
 
     def create_upload(self, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
                       station_id: str | None, expires_at: datetime) -> Upload:
-        """Insert the upload and its 'receiving' clip row, unless the clip already has one."""
+        """Insert the upload and its 'receiving' clip row, unless the clip already has one.
+
+        Not a durable commit: it acknowledges no bytes. A power cut may take it back; the
+        station then finds the upload gone (404) and creates it again. Every commit that
+        counts bytes or says "verified" is durable, and makes this one durable with it."""
         now = to_iso(utc_now())
         clip_id = str(meta.clip_id)
-        with self._writer.write() as db:
+        with self._writer.write(durable=False) as db:
             existing = self.upload_for_clip(clip_id)
             if existing:
                 return existing

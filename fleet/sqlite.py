@@ -57,19 +57,30 @@ class Writer:
         """Counts reads in progress on reader connections, so ``close`` can wait for them."""
 
     @contextmanager
-    def write(self) -> Iterator[sqlite_utils.Database]:
+    def write(self, *, durable: bool = True) -> Iterator[sqlite_utils.Database]:
+        """One transaction. ``durable=False`` commits without syncing the WAL (``synchronous=NORMAL``):
+        still atomic, and made durable by the next durable commit (the WAL is one file, synced
+        whole); for a change that acknowledges nothing, whose loss in a power cut a client
+        recovers from by itself (an upload created but not yet written to)."""
         with self._lock:
-            if self.db.conn.in_transaction:  # nested: the outer transaction commits
+            conn = self.db.conn
+            if conn.in_transaction:  # nested: the outer transaction commits
                 yield self.db
                 return
-            self.db.conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self.db
-            except BaseException:
-                self.db.conn.execute("ROLLBACK")
-                raise
-            else:
-                self.db.conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                else:
+                    conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
     def read(self) -> Iterator[sqlite_utils.Database]:

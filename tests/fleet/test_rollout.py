@@ -233,7 +233,8 @@ def with_remedies(rollout, result):
     for station in result.stations:
         boroughs[station.borough].stations[station.station_id] += station.shortfall
     for remedy in result.remedies:
-        if remedy.constraint == "docks" and not boroughs[remedy.borough].stations:
+        # (The "no single change" remedy names the binding constraint, docks too, but no borough.)
+        if remedy.constraint == "docks" and remedy.borough is not None and not boroughs[remedy.borough].stations:
             boroughs[remedy.borough].stations["added"] = remedy.change
     units = max(rollout.scenario.units, result.cameras_needed)
     return Rollout(boroughs=boroughs, scenario=msgspec.structs.replace(rollout.scenario, units=units), note="")

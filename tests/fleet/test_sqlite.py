@@ -52,6 +52,26 @@ def test_failed_write_rolls_back(tmp_path):
     assert db.execute("SELECT COUNT(*) FROM a").fetchone()[0] == 0
 
 
+def test_a_write_that_is_not_durable_commits_without_syncing_and_the_next_one_syncs_again(tmp_path):
+    db = open_database(tmp_path / "x.db")
+    migrate(db, STEPS)
+    writer = Writer(db)
+    seen = []
+    db.conn.set_trace_callback(seen.append)
+    with writer.write(durable=False) as w:
+        w.execute("INSERT INTO a (x) VALUES (1)")
+    assert seen[0] == "PRAGMA synchronous=NORMAL" and seen[-1] == "PRAGMA synchronous=FULL"
+    with pytest.raises(RuntimeError):
+        with writer.write(durable=False) as w:
+            raise RuntimeError("boom")
+    db.conn.set_trace_callback(None)
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again, after a failure too
+    with writer.write() as w:
+        with writer.write(durable=False) as inner:  # nested: the outer transaction decides
+            assert inner.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert db.execute("SELECT x FROM a").fetchall() == [(1,)]
+
+
 def test_close_waits_for_a_read_in_progress_on_a_reader_connection(tmp_path):
     """Closing a connection under a running query crashes SQLite (a segfault seen at central's shutdown)."""
     db = open_database(tmp_path / "x.db")
