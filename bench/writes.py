@@ -1,8 +1,8 @@
 """Why central writes uploads past the page cache: 1 GiB in 4 MiB batches, fsync every 64 MiB.
 
-Side by side, alternating: *buffered* is every byte through the page cache (``pwritev``, as
-central did before), *ours* is ``central.partwriter.PartWriter`` (the aligned middle of each
-batch O_DIRECT). Both fsync every 64 MiB and at the end, as central does per chunk. Each
+Side by side, alternating, both through ``central.partwriter.PartWriter``: *buffered* without
+a direct descriptor (every byte through the page cache, as central wrote before), *ours* as
+central writes now (the aligned middle of each batch O_DIRECT). Both fsync every 64 MiB and at the end, as central does per chunk. Each
 round writes a new file and deletes it after. Reported: wall and kernel (system) CPU of
 each, medians.
 """
@@ -22,16 +22,14 @@ BATCH = 4 << 20
 CHUNK = 64 << 20
 
 
-def _write(path: Path, total: int, writer: PartWriter | None, batch: list[bytes]) -> tuple[float, float]:
+def _write(path: Path, total: int, direct_io: bool, batch: list[bytes]) -> tuple[float, float]:
     before, began = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    writer = PartWriter(2 * BATCH)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    direct = writer.open_direct(path) if writer else None
+    direct = writer.open_direct(path) if direct_io else None
     try:
         for offset in range(0, total, BATCH):
-            if writer:
-                writer.write(fd, direct, batch, offset)
-            else:
-                os.pwritev(fd, batch, offset)
+            writer.write(fd, direct, batch, offset)
             if (offset + BATCH) % CHUNK == 0:
                 os.fsync(fd)
         os.fsync(fd)
@@ -51,7 +49,7 @@ def run(total: int = 1 << 30, rounds: int = 5, where: str | None = None) -> dict
         for r in range(rounds):
             for name in ("buffered", "ours") if r % 2 == 0 else ("ours", "buffered"):
                 path = folder / f"{name}-{r}.part"
-                seconds, system = _write(path, total, PartWriter(2 * BATCH) if name == "ours" else None, batch)
+                seconds, system = _write(path, total, name == "ours", batch)
                 path.unlink()
                 runs[name]["seconds"].append(seconds)
                 runs[name]["system_cpu_s"].append(system)

@@ -71,8 +71,8 @@ class PartWriter:
             self._refused(path)
             return None
 
-    def write(self, fd: int, direct_fd: int | None, pieces: list[bytes], offset: int) -> memoryview | list[bytes]:
-        """Write the batch at ``offset``; return its bytes, contiguous where they were staged (to hash)."""
+    def write(self, fd: int, direct_fd: int | None, pieces: list[bytes], offset: int) -> list[bytes] | list[memoryview]:
+        """Write the batch at ``offset``; return its bytes to hash (one contiguous piece where it was staged)."""
         total = sum(len(p) for p in pieces)
         if direct_fd is None or not self.direct or total < DIRECT_MIN_BYTES or total > self.capacity:
             write_all(fd, pieces, offset)
@@ -97,7 +97,7 @@ class PartWriter:
             self._refused(None)
             done = 0
         _pwrite_all(fd, batch[head + done:], offset + head + done)  # the tail, or what was not written direct
-        return batch
+        return [batch]
 
     def _staging(self) -> memoryview:
         if self._stage is None:

@@ -95,7 +95,7 @@ class _Sink:
 
     def _write(self, pieces: list[bytes]) -> None:
         written = self.writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count)
-        for piece in (written,) if isinstance(written, memoryview) else written:
+        for piece in written:
             self.whole.update(piece)
             if self.chunk is not None:
                 self.chunk.update(piece)
