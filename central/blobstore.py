@@ -72,8 +72,9 @@ class FilesystemBlobStore:
         if created:
             fsync_dir(self.root)
         os.replace(source, target)
+        # The target's folder only: should a power cut bring the source's name back too, the
+        # receiver's start-up removes .part files that no upload is receiving.
         fsync_dir(target.parent)
-        fsync_dir(source.parent)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -9,10 +9,10 @@ takes back) that copy cost 10-13 s of kernel CPU per GiB, against under 1 s writ
 Direct I/O needs the file offset, the length and the memory address aligned to the device's
 block. So a batch is copied once into an aligned staging buffer, placed so that its first
 block boundary falls on a page; the aligned middle is written direct, the head and tail
-(under a block each) through the page cache. A filesystem that refuses O_DIRECT, a batch too
-small to gain from it, or any refusal of a direct write gets plain writes: the bytes on disk
-are the same, only the path there differs. Not thread-safe: the receiver's single writing
-thread owns the one staging buffer.
+(under a block each) through the page cache. A filesystem that refuses O_DIRECT, a batch with
+no whole block in it, or any refusal of a direct write gets plain writes: the bytes on disk
+are the same, only the path there differs. Not thread-safe: each writing thread (the
+receiver's pool thread, and its event loop for small batches) owns its own instance.
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 
 BLOCK = 4096
 """Alignment of direct writes: a page, a multiple of every common logical block size."""
-DIRECT_MIN_BYTES = 1 << 20
-"""Smaller batches are written through the page cache: a direct write waits for the device,
-a small one costs more in that wait than it saves in copying."""
+DIRECT_MIN_BYTES = BLOCK
+"""A batch with no whole block in it is written through the page cache. Anything larger is
+worth writing direct, even a small clip's one batch: every PATCH ends in an fsync, so the
+device's wait comes either way, and on this machine a 64 KiB clip written through fresh cache
+pages cost 1.6 ms of kernel CPU against 0.2 ms direct (BENCHMARKS.md, "Small clips direct")."""
 
 
 def write_all(fd: int, pieces: list[bytes], offset: int) -> int:
@@ -74,19 +76,19 @@ class PartWriter:
     def write(self, fd: int, direct_fd: int | None, pieces: list[bytes], offset: int) -> list[bytes] | list[memoryview]:
         """Write the batch at ``offset``; return its bytes to hash (one contiguous piece where it was staged)."""
         total = sum(len(p) for p in pieces)
-        if direct_fd is None or not self.direct or total < DIRECT_MIN_BYTES or total > self.capacity:
+        phase = offset % BLOCK
+        head = (BLOCK - phase) % BLOCK
+        body = max(total - head, 0) // BLOCK * BLOCK
+        if direct_fd is None or not self.direct or body < DIRECT_MIN_BYTES or total > self.capacity:
             write_all(fd, pieces, offset)
             start_writeback(fd, offset, total)
             return pieces
-        phase = offset % BLOCK
         stage = self._staging()
         end = phase
         for piece in pieces:
             stage[end:end + len(piece)] = piece
             end += len(piece)
         batch = stage[phase:end]
-        head = (BLOCK - phase) % BLOCK
-        body = (total - head) // BLOCK * BLOCK
         if head:
             _pwrite_all(fd, batch[:head], offset)
         try:

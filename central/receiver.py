@@ -30,7 +30,7 @@ from fleet.errors import (
     OffsetMismatch, PayloadTooLarge,
 )
 from fleet.hashing import CHUNK_CHECKSUMS, new_checksum
-from fleet.protocol import decode_upload_metadata
+from fleet.protocol import UploadMetadata, decode_upload_metadata
 from central.auth import Principal
 from central.blobstore import BlobStore
 from central.partwriter import DIRECT_MIN_BYTES, PartWriter
@@ -48,7 +48,7 @@ MAX_BATCH_PIECES = 512
 INLINE_BYTES = 256 << 10
 """A batch this small, with nothing queued before it, is written and hashed on the event loop:
 handing it to the thread and back costs more than the work (a small clip is one such batch).
-Below ``DIRECT_MIN_BYTES``, so it never touches the writing thread's staging buffer."""
+The event loop has its own PartWriter (and staging buffer) for these."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,17 @@ class Checksum:
         return cls(algorithm, digest)
 
 
+@dataclass(frozen=True)
+class _Writers:
+    """The receiver's writing threads, each with its own PartWriter: one thread's staging buffer
+    is never touched by another."""
+
+    pool: ThreadPoolExecutor
+    pool_writer: PartWriter
+    loop: PartWriter
+    """The event loop's, for batches of at most INLINE_BYTES."""
+
+
 class _Sink:
     """Writes one PATCH's bytes and keeps its hashes, off the event loop.
 
@@ -85,16 +96,15 @@ class _Sink:
 
     MAX_IN_FLIGHT = 2
 
-    def __init__(self, fd: int, direct_fd: int | None, offset: int, whole, chunk, writer: PartWriter,
-                 pool: ThreadPoolExecutor) -> None:
+    def __init__(self, fd: int, direct_fd: int | None, offset: int, whole, chunk, writers: _Writers) -> None:
         self.fd, self.direct_fd, self.offset = fd, direct_fd, offset
         self.whole, self.chunk = whole, chunk
-        self.writer, self.pool = writer, pool
+        self.writers = writers
         self.count = 0
         self._in_flight: deque[asyncio.Future] = deque()
 
-    def _write(self, pieces: list[bytes]) -> None:
-        written = self.writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count)
+    def _write(self, writer: PartWriter, pieces: list[bytes]) -> None:
+        written = writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count)
         for piece in written:
             self.whole.update(piece)
             if self.chunk is not None:
@@ -104,9 +114,10 @@ class _Sink:
     async def feed(self, pieces: list[bytes]) -> None:
         """Hand over the pieces as received (no copying them together on the event loop)."""
         if not self._in_flight and sum(map(len, pieces)) <= INLINE_BYTES:
-            self._write(pieces)
+            self._write(self.writers.loop, pieces)
             return
-        self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.pool, self._write, pieces))
+        self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write,
+                                                                          self.writers.pool_writer, pieces))
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
 
@@ -148,9 +159,11 @@ class UploadReceiver:
         self.expiry = expiry
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="upload-write")
-        self._writer = PartWriter(capacity=2 * FLUSH_BYTES)
-        """The pool thread's: batches are FLUSH_BYTES and one piece at most."""
+        self._writers = _Writers(self._pool, PartWriter(capacity=2 * FLUSH_BYTES), PartWriter(capacity=INLINE_BYTES))
+        """The pool thread's batches are FLUSH_BYTES and one piece at most."""
         self._hashes: dict[str, tuple[int, object]] = {}
+        self._creating: set[str] = set()
+        """Clips whose creation request is being handled (event loop only)."""
 
     def part(self, upload_id: str) -> Path:
         return self.dir / f"{upload_id}.part"
@@ -159,9 +172,7 @@ class UploadReceiver:
 
     def create(self, principal: Principal, length: int, raw_metadata: str) -> tuple[Upload, bool]:
         """Create the upload for a clip, or return the one it already has (idempotent by clip_id)."""
-        if length > self.max_upload_bytes:
-            raise PayloadTooLarge(f"Upload-Length {length} is over this server's limit of {self.max_upload_bytes}")
-        meta = decode_upload_metadata(raw_metadata)
+        meta = self._creation(length, raw_metadata)
         existing = self.store.upload_for_clip(str(meta.clip_id))
         if existing is None:
             upload_id = uuid.uuid4().hex
@@ -177,12 +188,71 @@ class UploadReceiver:
                 return upload, True
             part.unlink(missing_ok=True)
             existing = upload
+        return self._existing(principal, existing, meta, length), False
+
+    async def create_with_body(self, principal: Principal, length: int, raw_metadata: str,
+                               checksum: Checksum | None, body: AsyncIterator[bytes] | None, *,
+                               whole: bool = False) -> tuple[Upload, bool]:
+        """A creation request: create (or find) the clip's upload, then take the body if there is
+        one (tus creation-with-upload).
+
+        ``whole``: the body is the entire clip. A new clip's upload then gets no row until the clip
+        is stored, and one durable commit records it verified (a small clip was a creation commit,
+        a worker-thread hop, then the verified commit). Anything that fails on the way leaves
+        nothing behind: the station creates it again. Creations of one clip are one at a time
+        (423 for a second at once), so no two requests store the same clip's blob together."""
+        meta = self._creation(length, raw_metadata)
+        clip_id = str(meta.clip_id)
+        if clip_id in self._creating:
+            raise Locked(f"another request is creating clip {clip_id}'s upload", headers={"Retry-After": "1"})
+        self._creating.add(clip_id)
+        try:
+            existing = self.store.upload_for_clip(clip_id)
+            if existing is None and whole:
+                return await self._create_whole(principal, meta, length, raw_metadata, checksum, body), True
+            upload, created = await asyncio.to_thread(self.create, principal, length, raw_metadata)
+        finally:
+            self._creating.discard(clip_id)
+        if body is None:
+            return upload, created
+        if upload.offset == 0 and not upload.verified:
+            return await self.append(principal, upload.upload_id, 0, checksum, body, just_created=created), created
+        async for _ in body:  # bytes central holds already: read and drop them
+            pass
+        return upload, created
+
+    async def _create_whole(self, principal: Principal, meta: UploadMetadata, length: int, raw_metadata: str,
+                            checksum: Checksum | None, body: AsyncIterator[bytes]) -> Upload:
+        upload = Upload(uuid.uuid4().hex, str(meta.clip_id), principal.station_id, length, 0, raw_metadata,
+                        meta.sha256, "receiving", None)
+        try:
+            upload = await self._receive(upload, hashlib.sha256(), checksum, body, new=meta)
+        except OSError as exc:
+            self.part(upload.upload_id).unlink(missing_ok=True)
+            raise storage_error(exc) from exc
+        except BaseException:
+            self.part(upload.upload_id).unlink(missing_ok=True)
+            raise
+        return upload
+
+    async def _create_row(self, upload: Upload, new: UploadMetadata) -> Upload:
+        """A whole clip's creation cut short: its upload is made after all, to resume as usual."""
+        return await asyncio.to_thread(self.store.create_upload, upload.upload_id, new, upload.metadata,
+                                       upload.length, upload.station_id, utc_now() + self.expiry)
+
+    def _creation(self, length: int, raw_metadata: str) -> UploadMetadata:
+        if length > self.max_upload_bytes:
+            raise PayloadTooLarge(f"Upload-Length {length} is over this server's limit of {self.max_upload_bytes}")
+        return decode_upload_metadata(raw_metadata)
+
+    def _existing(self, principal: Principal, existing: Upload, meta: UploadMetadata, length: int) -> Upload:
+        """The clip's upload, made before: the same clip, and this caller may go on with it."""
         if existing.sha256 != meta.sha256 or existing.length != length:
             raise Conflict(f"clip {meta.clip_id} already has an upload with a different sha256 or length")
         if not existing.verified and principal.is_station and existing.station_id != principal.station_id:
             raise Locked(f"clip {meta.clip_id} is being uploaded by station {existing.station_id}",
                          headers={"Retry-After": "60"})
-        return existing, False
+        return existing
 
     def get(self, principal: Principal, upload_id: str) -> Upload:
         upload = self.store.upload(upload_id)
@@ -238,7 +308,9 @@ class UploadReceiver:
             except OSError as exc:
                 raise storage_error(exc) from exc
 
-    async def _receive(self, upload: Upload, whole, checksum: Checksum | None, body: AsyncIterator[bytes]) -> Upload:
+    async def _receive(self, upload: Upload, whole, checksum: Checksum | None, body: AsyncIterator[bytes], *,
+                       new: UploadMetadata | None = None) -> Upload:
+        """``new``: the upload has no row yet (``_create_whole``); one is made once bytes are counted."""
         part = self.part(upload.upload_id)
         if not part.exists():
             part.touch()  # a power cut took back the empty file made at creation (offset 0: see append)
@@ -247,7 +319,7 @@ class UploadReceiver:
         with open(part, "r+b", buffering=0) as f, self._direct(part, room) as direct_fd:
             f.truncate(upload.offset)
             sink = _Sink(f.fileno(), direct_fd, upload.offset, running,
-                         new_checksum(checksum.algorithm) if checksum else None, self._writer, self._pool)
+                         new_checksum(checksum.algorithm) if checksum else None, self._writers)
             batch: list[bytes] = []
             batched = 0
             seen = 0
@@ -290,16 +362,18 @@ class UploadReceiver:
                 raise
             if checksum is not None and (cut_short or sink.chunk.digest() != checksum.digest):
                 f.truncate(upload.offset)
-                if cut_short:
-                    return upload  # nothing counted; the client resumes from the same offset
+                if cut_short:  # nothing counted; the client resumes from the same offset
+                    return await self._create_row(upload, new) if new is not None else upload
                 raise ChecksumMismatch(f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
                                        f"it was discarded, send it again from offset {upload.offset}")
             new_offset = upload.offset + sink.count
             if new_offset == upload.length and not cut_short:
                 # fsync, blob store and the one commit (which records the offset too) in one hop to a
                 # worker thread: a small clip is three hops' worth of work for a few microseconds each.
-                return await self._finish(upload, running, fsync_fd=f.fileno())
+                return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
             await asyncio.get_running_loop().run_in_executor(None, os.fsync, f.fileno())
+        if new is not None:  # cut short: keep what arrived, as a PATCH would
+            await self._create_row(upload, new)
         upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset)
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
@@ -307,7 +381,7 @@ class UploadReceiver:
     @contextmanager
     def _direct(self, part: Path, room: int):
         """A direct-I/O descriptor of the part file for a PATCH that may bring enough bytes to use it."""
-        fd = self._writer.open_direct(part) if room >= DIRECT_MIN_BYTES else None
+        fd = self._writers.pool_writer.open_direct(part) if room >= DIRECT_MIN_BYTES else None
         try:
             yield fd
         finally:
@@ -319,7 +393,8 @@ class UploadReceiver:
         self.store.set_offset(upload_id, offset, utc_now() + self.expiry)
         return self.store.upload(upload_id)
 
-    async def _finish(self, upload: Upload, whole, fsync_fd: int | None = None) -> Upload:
+    async def _finish(self, upload: Upload, whole, fsync_fd: int | None = None,
+                      new: UploadMetadata | None = None) -> Upload:
         """Every byte is in the .part file (fsynced, or ``fsync_fd`` is synced first): check the
         SHA-256, store the blob, say verified.
 
@@ -329,16 +404,18 @@ class UploadReceiver:
         if digest != upload.sha256:
             part = self.part(upload.upload_id)
             os.truncate(part, 0)
-            self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+            if new is None:
+                self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
             self._hashes.pop(upload.upload_id, None)
             log.warning("upload %s: whole-file SHA-256 mismatch, reset to 0", upload.upload_id)
             raise ChecksumMismatch(
                 f"the received file's SHA-256 {digest} does not match the declared {upload.sha256}; "
                 "the upload was reset to offset 0: send the clip again")
         try:
-            upload = await asyncio.to_thread(self._store_and_commit, upload, fsync_fd)
+            upload = await asyncio.to_thread(self._store_and_commit, upload, fsync_fd, new)
         except _NotStored as failure:
-            self._hashes[upload.upload_id] = (upload.length, whole)
+            if new is None:
+                self._hashes[upload.upload_id] = (upload.length, whole)
             if isinstance(failure.cause, BlobStoreUnavailable):
                 log.warning("upload %s: clip %s not stored, kept for the station's retry: %s", upload.upload_id,
                             upload.clip_id, failure.cause)
@@ -347,7 +424,7 @@ class UploadReceiver:
         log.info("clip %s verified (%d bytes, sha256 %s)", upload.clip_id, upload.length, digest)
         return upload
 
-    def _store_and_commit(self, upload: Upload, fsync_fd: int | None) -> Upload:
+    def _store_and_commit(self, upload: Upload, fsync_fd: int | None, new: UploadMetadata | None) -> Upload:
         """On a worker thread: fsync (an error here counts nothing), the blob, the verified commit."""
         if fsync_fd is not None:
             os.fsync(fsync_fd)
@@ -356,10 +433,14 @@ class UploadReceiver:
         except Exception as exc:
             # BlobStoreUnavailable is answered 503 with Retry-After. The .part file stays and every
             # byte stays counted (committed here): the station's retry (an empty PATCH at the end)
-            # stores it again.
-            self._commit_offset(upload.upload_id, upload.length)
+            # stores it again. A new upload leaves nothing: the station creates it again.
+            if new is None:
+                self._commit_offset(upload.upload_id, upload.length)
             raise _NotStored(exc) from exc
-        return self._commit_verified(upload)
+        if new is None:
+            return self._commit_verified(upload)
+        return self.store.record_stored_upload(upload.upload_id, new, upload.metadata, upload.length,
+                                               upload.station_id, upload.clip_id)
 
     def _account_for_missing_part(self, upload: Upload) -> Upload:
         """Counted bytes with no .part file: either the clip reached the blob store and the
@@ -406,7 +487,13 @@ class UploadReceiver:
 
     async def recover(self) -> None:
         """At start-up, before serving: make files and database agree after any crash."""
-        for upload in self.store.receiving_uploads():
+        receiving = self.store.receiving_uploads()
+        known = {upload.upload_id for upload in receiving}
+        for part in self.dir.glob("*.part"):
+            if part.stem not in known:  # a whole clip's creation that died before its commit, or one
+                part.unlink()           # stored whose move out of this folder a power cut took back
+                log.info("removed %s: no upload is receiving it", part.name)
+        for upload in receiving:
             part = self.part(upload.upload_id)
             if not part.exists():
                 try:

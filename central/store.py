@@ -450,26 +450,46 @@ class CentralStore:
         Not a durable commit: it acknowledges no bytes. A power cut may take it back; the
         station then finds the upload gone (404) and creates it again. Every commit that
         counts bytes or says "verified" is durable, and makes this one durable with it."""
-        now = to_iso(utc_now())
-        clip_id = str(meta.clip_id)
         with self._writer.write(durable=False) as db:
-            existing = self.upload_for_clip(clip_id)
+            existing = self.upload_for_clip(str(meta.clip_id))
             if existing:
                 return existing
-            db.execute(
-                """INSERT INTO uploads (upload_id, clip_id, station_id, length, metadata, sha256, created_at,
-                                        updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [upload_id, clip_id, station_id, length, raw_metadata, meta.sha256, now, now, to_iso(expires_at)],
-            )
-            db.execute(
-                """INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial,
-                                      recorded_at, filename, evidential, tags, duration_s)
-                   VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?, ?, ?, ?)""",
-                [clip_id, upload_id, meta.sha256, length, station_id, meta.device_serial,
-                 to_iso(meta.recorded_at), meta.filename, int(meta.evidential), json.dumps(meta.tags),
-                 meta.duration_s],
-            )
+            self._insert_upload(db, upload_id, meta, raw_metadata, length, station_id, expires_at)
         return self.upload(upload_id)
+
+    def record_stored_upload(self, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
+                             station_id: str | None, blob_key: str) -> Upload:
+        """A clip that came whole in its creation request and is stored: its upload and clip rows,
+        both verified, in one durable commit (no 'receiving' commit before it). The clip's
+        existing upload instead, if it has one."""
+        with self._writer.write() as db:
+            existing = self.upload_for_clip(str(meta.clip_id))
+            if existing:
+                return existing
+            self._insert_upload(db, upload_id, meta, raw_metadata, length, station_id, None)
+            self._verify(db, upload_id, blob_key)
+        return Upload(upload_id, str(meta.clip_id), station_id, length, length, raw_metadata, meta.sha256,
+                      "verified", None)
+
+    @staticmethod
+    def _insert_upload(db, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
+                       station_id: str | None, expires_at: datetime | None) -> None:
+        now = to_iso(utc_now())
+        clip_id = str(meta.clip_id)
+        db.execute(
+            """INSERT INTO uploads (upload_id, clip_id, station_id, length, metadata, sha256, created_at,
+                                    updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [upload_id, clip_id, station_id, length, raw_metadata, meta.sha256, now, now,
+             to_iso(expires_at) if expires_at else None],
+        )
+        db.execute(
+            """INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial,
+                                  recorded_at, filename, evidential, tags, duration_s)
+               VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?, ?, ?, ?)""",
+            [clip_id, upload_id, meta.sha256, length, station_id, meta.device_serial,
+             to_iso(meta.recorded_at), meta.filename, int(meta.evidential), json.dumps(meta.tags),
+             meta.duration_s],
+        )
 
     def set_offset(self, upload_id: str, offset: int, expires_at: datetime) -> None:
         with self._writer.write() as db:
@@ -478,21 +498,25 @@ class CentralStore:
 
     def mark_verified(self, upload_id: str, blob_key: str) -> None:
         """The clip is stored: the one commit after which central answers 'verified'."""
-        now = to_iso(utc_now())
         with self._writer.write() as db:
-            # The clip by its key, found through the upload's (clips has no index on upload_id:
-            # looking it up by that scanned every clip, ever more slowly as the month went on).
-            uploaded = db.execute("""UPDATE uploads SET state = 'verified', offset = length, updated_at = ?,
-                                         expires_at = NULL WHERE upload_id = ? RETURNING clip_id""",
-                                  [now, upload_id]).fetchall()
-            rows = uploaded and db.execute(
-                """UPDATE clips SET state = 'verified', verified_at = ?, blob_key = ? WHERE clip_id = ?
-                   AND upload_id = ? RETURNING clip_id, station_id, sha256, size""",
-                [now, blob_key, uploaded[0][0], upload_id]).fetchall()
-            for row in rows or []:
-                audit.record(db, actor=f"station:{row[1]}" if row[1] else "upload", action="upload-verified",
-                             object_type="clip", object_id=row[0], at=from_iso(now),
-                             detail=f"whole-file SHA-256 {row[2]} matched, {row[3]} bytes stored")
+            self._verify(db, upload_id, blob_key)
+
+    @staticmethod
+    def _verify(db, upload_id: str, blob_key: str) -> None:
+        now = to_iso(utc_now())
+        # The clip by its key, found through the upload's (clips has no index on upload_id:
+        # looking it up by that scanned every clip, ever more slowly as the month went on).
+        uploaded = db.execute("""UPDATE uploads SET state = 'verified', offset = length, updated_at = ?,
+                                     expires_at = NULL WHERE upload_id = ? RETURNING clip_id""",
+                              [now, upload_id]).fetchall()
+        rows = uploaded and db.execute(
+            """UPDATE clips SET state = 'verified', verified_at = ?, blob_key = ? WHERE clip_id = ?
+               AND upload_id = ? RETURNING clip_id, station_id, sha256, size""",
+            [now, blob_key, uploaded[0][0], upload_id]).fetchall()
+        for row in rows or []:
+            audit.record(db, actor=f"station:{row[1]}" if row[1] else "upload", action="upload-verified",
+                         object_type="clip", object_id=row[0], at=from_iso(now),
+                         detail=f"whole-file SHA-256 {row[2]} matched, {row[3]} bytes stored")
 
     def delete_upload(self, upload_id: str) -> None:
         """Forget an unfinished upload (termination or expiry); verified ones are never deleted here."""

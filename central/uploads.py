@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from email.utils import format_datetime
 
@@ -105,18 +104,11 @@ class UploadController(Controller):
         raw_metadata = request.headers.get("upload-metadata")
         if not raw_metadata:
             raise BadRequest("Upload-Metadata is required (clip_id, sha256, device_serial, recorded_at, filename)")
-        has_body = int(request.headers.get("content-length") or 0) > 0
-        checksum = _upload_checksum(request) if has_body else None
-        receiver = _receiver(request)
-        # A FULL commit: on a worker thread, so the other uploads keep moving meanwhile.
-        upload, created = await asyncio.to_thread(receiver.create, principal, length, raw_metadata)
-        if has_body:
-            if upload.offset == 0 and not upload.verified:
-                upload = await receiver.append(principal, upload.upload_id, 0, checksum, request.stream(),
-                                               just_created=created)
-            else:
-                async for _ in request.stream():  # bytes central holds already: read and drop them
-                    pass
+        body_bytes = int(request.headers.get("content-length") or 0)
+        checksum = _upload_checksum(request) if body_bytes else None
+        upload, created = await _receiver(request).create_with_body(
+            principal, length, raw_metadata, checksum, request.stream() if body_bytes else None,
+            whole=body_bytes == length)
         return Response(content=None, status_code=201 if created else 200, headers={
             **_state_headers(upload), "Location": f"/api/v1/uploads/{upload.upload_id}",
         })

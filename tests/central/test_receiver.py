@@ -12,7 +12,8 @@ from central.blobstore import FilesystemBlobStore
 from central.receiver import Checksum, UploadReceiver
 from central.store import CentralStore
 from fleet.clock import utc_now
-from fleet.errors import Locked
+from fleet.errors import ChecksumMismatch, Locked
+from fleet.protocol import decode_upload_metadata
 from tests.central.conftest import metadata
 
 CAMDEN = Principal("station:camden", station_id="camden")
@@ -186,7 +187,7 @@ def test_disk_full_is_507_with_retry_after(parts, monkeypatch, size):
     r = receiver(parts)
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
 
-    def full(self, chunk):
+    def full(self, writer, chunk):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(receiver_module._Sink, "_write", full)
@@ -204,3 +205,99 @@ def test_a_body_in_thousands_of_tiny_pieces_is_stored_exactly(parts):
     done = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data),
                                 body(*(data[i:i + 1] for i in range(len(data))))))
     assert done.verified
+
+
+# -- a whole clip in its creation request ---------------------------------------------------
+
+
+def _writes(store, monkeypatch) -> list[bool]:
+    """The durability of every transaction the store opens from here on."""
+    seen: list[bool] = []
+    real = store._writer.write
+
+    def write(*, durable: bool = True):
+        seen.append(durable)
+        return real(durable=durable)
+
+    monkeypatch.setattr(store._writer, "write", write)
+    return seen
+
+
+def test_a_whole_clip_in_its_creation_is_one_durable_commit(parts, monkeypatch):
+    store, blobs, _ = parts
+    data = os.urandom(70_000)
+    r = receiver(parts)
+    commits = _writes(store, monkeypatch)
+    meta = metadata(data)
+    upload, created = asyncio.run(r.create_with_body(CAMDEN, len(data), meta, sha256_checksum(data),
+                                                     body(data[:30_000], data[30_000:]), whole=True))
+    assert created and upload.verified and upload.offset == len(data)
+    assert commits == [True]
+    assert store.upload(upload.upload_id) == upload
+    assert store.clip(upload.clip_id).state == "verified"
+    assert b"".join(blobs.read(upload.clip_id)) == data
+    again, created = asyncio.run(r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True))
+    assert not created and again.upload_id == upload.upload_id and again.verified
+
+
+@pytest.mark.parametrize("failure", ["checksum", "sha256", "blob store"])
+def test_a_whole_clip_that_fails_in_its_creation_leaves_nothing_behind(parts, monkeypatch, failure):
+    store, blobs, uploads = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    meta = metadata(data if failure != "sha256" else b"other bytes")
+    checksum = sha256_checksum(b"other" if failure == "checksum" else data)
+    if failure == "blob store":
+        monkeypatch.setattr(blobs, "put", lambda *a: (_ for _ in ()).throw(OSError(5, "blob store unavailable")))
+    with pytest.raises(OSError if failure == "blob store" else ChecksumMismatch):
+        asyncio.run(r.create_with_body(CAMDEN, len(data), meta, checksum, body(data), whole=True))
+    assert not list(uploads.glob("*.part"))
+    assert store.receiving_uploads() == [] and store.clip(str(decode_upload_metadata(meta).clip_id)) is None
+
+
+# Without a chunk checksum what arrived counts; with one, a cut-short chunk counts nothing.
+@pytest.mark.parametrize("with_checksum", [False, True])
+def test_a_whole_clip_cut_short_in_its_creation_is_an_upload_to_resume(parts, with_checksum):
+    store, _, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, created = asyncio.run(r.create_with_body(CAMDEN, len(data), metadata(data),
+                                                     sha256_checksum(data) if with_checksum else None,
+                                                     body(data[:4000], fail_after=True), whole=True))
+    kept = 0 if with_checksum else 4000
+    assert created and not upload.verified and upload.offset == kept
+    assert store.upload(upload.upload_id).offset == kept and r.part(upload.upload_id).stat().st_size == kept
+    done = asyncio.run(r.append(CAMDEN, upload.upload_id, kept, None, body(data[kept:])))
+    assert done.verified
+
+
+def test_a_second_creation_of_a_clip_while_the_first_is_running_is_locked(parts):
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    meta = metadata(data)
+
+    async def scenario():
+        gate = asyncio.Event()
+        first = asyncio.create_task(r.create_with_body(CAMDEN, len(data), meta, None,
+                                                       body(data[:100], data[100:], gate=gate), whole=True))
+        while not r._creating:
+            await asyncio.sleep(0)
+        with pytest.raises(Locked):
+            await r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True)
+        with pytest.raises(Locked):
+            await r.create_with_body(CAMDEN, len(data), meta, None, None)
+        gate.set()
+        return await first
+
+    upload, created = asyncio.run(scenario())
+    assert created and upload.verified and not r._creating
+
+
+def test_recovery_removes_part_files_no_upload_is_receiving(parts):
+    data = os.urandom(1000)
+    r = receiver(parts)
+    kept, _ = r.create(CAMDEN, len(data), metadata(data))
+    orphan = r.part("0" * 32)
+    orphan.write_bytes(b"a whole clip's creation that died before its commit")
+    asyncio.run(receiver(parts).recover())
+    assert not orphan.exists() and r.part(kept.upload_id).exists()

@@ -61,12 +61,21 @@ def test_creation_with_the_first_bytes_then_patch_the_rest(client, blob):
     assert r.status_code == 204 and r.headers[CLIP_STATE_HEADER] == "verified"
 
 
-def test_creation_with_a_bad_checksum_creates_the_upload_but_takes_no_bytes(client, blob):
+def test_a_whole_clip_with_a_bad_checksum_in_its_creation_leaves_nothing(client, blob, settings):
     clip_id = str(uuid.uuid4())
     r = create_with(client, blob, blob, clip_id=clip_id, **{"Upload-Checksum": checksum(b"other bytes")})
     assert r.status_code == 460 and r.json()["error"] == "checksum_mismatch"
-    again = create_with(client, blob, blob, clip_id=clip_id)  # the station's retry
-    assert again.status_code == 200 and again.headers[CLIP_STATE_HEADER] == "verified"
+    assert not list((Path(settings.data_dir) / "uploads").glob("*.part"))
+    again = create_with(client, blob, blob, clip_id=clip_id)  # the station's retry creates it afresh
+    assert again.status_code == 201 and again.headers[CLIP_STATE_HEADER] == "verified"
+
+
+def test_the_first_bytes_with_a_bad_checksum_create_the_upload_but_count_nothing(client, blob):
+    clip_id = str(uuid.uuid4())
+    r = create_with(client, blob, blob[:1000], clip_id=clip_id, **{"Upload-Checksum": checksum(b"other bytes")})
+    assert r.status_code == 460 and r.json()["error"] == "checksum_mismatch"
+    again = create_with(client, blob, blob[:1000], clip_id=clip_id)  # the station's retry
+    assert again.status_code == 200 and again.headers["Upload-Offset"] == "1000"
 
 
 def test_creation_with_bytes_for_an_upload_that_holds_some_ignores_them(client, blob):
