@@ -127,7 +127,7 @@ def workload(root: Path, station: Path, *, rounds: int, count: int, concurrency:
                                                    "sync_after_s": []} for n in SERVERS}
     for r in range(rounds):
         for name in SERVERS if r % 2 == 0 else SERVERS[::-1]:
-            where = root / f"{name}-{r}"
+            where = root / f"{station.name}-{name}-{r}"
             requeue(str(station / "data"))
             server = start(name, where)
             try:

@@ -95,7 +95,24 @@ def test_the_aligned_middle_of_a_big_batch_goes_direct_and_the_edges_through_the
     assert part.read_bytes() == b"x" * 100 + data
 
 
-def test_a_small_batch_is_written_through_the_cache(tmp_path, monkeypatch):
+def test_a_small_clips_whole_blocks_go_direct_too(tmp_path, monkeypatch):
+    counting = _Counting(monkeypatch)
+    writer = PartWriter(capacity=8 * MiB)
+    part, fd, direct = _open(tmp_path, writer, counting)
+    if direct is None:
+        pytest.fail(f"this test needs a filesystem with O_DIRECT (tmp_path {tmp_path})")
+    data = random.Random(3).randbytes(64 * 1024 + 10)
+    try:
+        writer.write(fd, direct, [data], 0)
+    finally:
+        os.close(fd)
+        os.close(direct)
+    assert counting.calls[0] == (direct, 64 * 1024, 0)  # no head: the file starts on a block
+    assert counting.calls[1] == (fd, 10, 64 * 1024)
+    assert part.read_bytes() == data
+
+
+def test_a_batch_with_no_whole_block_is_written_through_the_cache(tmp_path, monkeypatch):
     counting = _Counting(monkeypatch)
     writer = PartWriter(capacity=8 * MiB)
     part, fd, direct = _open(tmp_path, writer, counting)
