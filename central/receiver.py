@@ -16,10 +16,10 @@ import hashlib
 import logging
 import os
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -162,8 +162,9 @@ class UploadReceiver:
         self._writers = _Writers(self._pool, PartWriter(capacity=2 * FLUSH_BYTES), PartWriter(capacity=INLINE_BYTES))
         """The pool thread's batches are FLUSH_BYTES and one piece at most."""
         self._hashes: dict[str, tuple[int, object]] = {}
-        self._creating: set[str] = set()
-        """Clips whose creation request is being handled (event loop only)."""
+        self._creating: dict[str, asyncio.Lock] = {}
+        """Clips whose creation requests are being handled, and how many want each (event loop only)."""
+        self._wanting: Counter[str] = Counter()
 
     def part(self, upload_id: str) -> Path:
         return self.dir / f"{upload_id}.part"
@@ -199,20 +200,16 @@ class UploadReceiver:
         ``whole``: the body is the entire clip. A new clip's upload then gets no row until the clip
         is stored, and one durable commit records it verified (a small clip was a creation commit,
         a worker-thread hop, then the verified commit). Anything that fails on the way leaves
-        nothing behind: the station creates it again. Creations of one clip are one at a time
-        (423 for a second at once), so no two requests store the same clip's blob together."""
+        nothing behind: the station creates it again. Creations of one clip take turns (a second
+        waits for the first, then finds its upload), so no two requests store one clip's blob
+        together."""
         meta = self._creation(length, raw_metadata)
         clip_id = str(meta.clip_id)
-        if clip_id in self._creating:
-            raise Locked(f"another request is creating clip {clip_id}'s upload", headers={"Retry-After": "1"})
-        self._creating.add(clip_id)
-        try:
+        async with self._turn_to_create(clip_id):
             existing = self.store.upload_for_clip(clip_id)
             if existing is None and whole:
                 return await self._create_whole(principal, meta, length, raw_metadata, checksum, body), True
             upload, created = await asyncio.to_thread(self.create, principal, length, raw_metadata)
-        finally:
-            self._creating.discard(clip_id)
         if body is None:
             return upload, created
         if upload.offset == 0 and not upload.verified:
@@ -220,6 +217,19 @@ class UploadReceiver:
         async for _ in body:  # bytes central holds already: read and drop them
             pass
         return upload, created
+
+    @asynccontextmanager
+    async def _turn_to_create(self, clip_id: str):
+        """One creation request of a clip at a time; the lock goes when no request wants it."""
+        lock = self._creating.setdefault(clip_id, asyncio.Lock())
+        self._wanting[clip_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._wanting[clip_id] -= 1
+            if not self._wanting[clip_id]:
+                del self._wanting[clip_id], self._creating[clip_id]
 
     async def _create_whole(self, principal: Principal, meta: UploadMetadata, length: int, raw_metadata: str,
                             checksum: Checksum | None, body: AsyncIterator[bytes]) -> Upload:

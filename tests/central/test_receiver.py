@@ -271,7 +271,7 @@ def test_a_whole_clip_cut_short_in_its_creation_is_an_upload_to_resume(parts, wi
     assert done.verified
 
 
-def test_a_second_creation_of_a_clip_while_the_first_is_running_is_locked(parts):
+def test_a_second_creation_of_a_clip_waits_for_the_first_then_finds_its_upload(parts):
     data = os.urandom(10_000)
     r = receiver(parts)
     meta = metadata(data)
@@ -282,15 +282,18 @@ def test_a_second_creation_of_a_clip_while_the_first_is_running_is_locked(parts)
                                                        body(data[:100], data[100:], gate=gate), whole=True))
         while not r._creating:
             await asyncio.sleep(0)
-        with pytest.raises(Locked):
-            await r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True)
-        with pytest.raises(Locked):
-            await r.create_with_body(CAMDEN, len(data), meta, None, None)
+        second = asyncio.create_task(r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True))
+        third = asyncio.create_task(r.create_with_body(CAMDEN, len(data), meta, None, None))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not second.done() and not third.done()  # their turn comes after the first's commit
         gate.set()
-        return await first
+        return await first, await second, await third
 
-    upload, created = asyncio.run(scenario())
-    assert created and upload.verified and not r._creating
+    (upload, created), (again, created_again), (third, created_third) = asyncio.run(scenario())
+    assert created and upload.verified and not created_again and not created_third
+    assert again.upload_id == third.upload_id == upload.upload_id and again.verified
+    assert not r._creating and not r._wanting
 
 
 def test_recovery_removes_part_files_no_upload_is_receiving(parts):
