@@ -33,7 +33,7 @@ DIRECT_MIN_BYTES = BLOCK
 """A batch with no whole block in it is written through the page cache. Anything larger is
 worth writing direct, even a small clip's one batch: every PATCH ends in an fsync, so the
 device's wait comes either way, and on this machine a 64 KiB clip written through fresh cache
-pages cost 1.6 ms of kernel CPU against 0.2 ms direct (BENCHMARKS.md, "Small clips direct")."""
+pages cost 1.6 ms of kernel CPU against 0.2 ms direct (BENCHMARKS.md, the peer benchmark, stop 18)."""
 
 
 def write_all(fd: int, pieces: list[bytes], offset: int) -> int:
