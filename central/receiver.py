@@ -3,7 +3,8 @@
 Durability rules (docs/sync-protocol.md): bytes go to ``uploads/<id>.part``; the offset is
 committed to SQLite only after the file is fsynced; a checksummed chunk counts only when
 complete and matching; on the last byte the whole-file SHA-256 is checked, the file moved
-atomically into the blob store and the clip committed, and only then is "verified" said.
+atomically into the blob store and the clip committed, and only then is "verified" said. A
+clip whole in its creation request has no row until then: one commit creates it verified.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class _Writers:
 
     pool: ThreadPoolExecutor
     pool_writer: PartWriter
-    loop: PartWriter
+    loop_writer: PartWriter
     """The event loop's, for batches of at most INLINE_BYTES."""
 
 
@@ -114,7 +115,7 @@ class _Sink:
     async def feed(self, pieces: list[bytes]) -> None:
         """Hand over the pieces as received (no copying them together on the event loop)."""
         if not self._in_flight and sum(map(len, pieces)) <= INLINE_BYTES:
-            self._write(self.writers.loop, pieces)
+            self._write(self.writers.loop_writer, pieces)
             return
         self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write,
                                                                           self.writers.pool_writer, pieces))
@@ -236,14 +237,12 @@ class UploadReceiver:
         upload = Upload(uuid.uuid4().hex, str(meta.clip_id), principal.station_id, length, 0, raw_metadata,
                         meta.sha256, "receiving", None)
         try:
-            upload = await self._receive(upload, hashlib.sha256(), checksum, body, new=meta)
-        except OSError as exc:
-            self.part(upload.upload_id).unlink(missing_ok=True)
-            raise storage_error(exc) from exc
-        except BaseException:
-            self.part(upload.upload_id).unlink(missing_ok=True)
+            return await self._receive(upload, hashlib.sha256(), checksum, body, new=meta)
+        except BaseException as exc:
+            self.part(upload.upload_id).unlink(missing_ok=True)  # no row names it: nothing to keep
+            if isinstance(exc, OSError):
+                raise storage_error(exc) from exc
             raise
-        return upload
 
     async def _create_row(self, upload: Upload, new: UploadMetadata) -> Upload:
         """A whole clip's creation cut short: its upload is made after all, to resume as usual."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from email.utils import format_datetime
 
 from typing import Annotated

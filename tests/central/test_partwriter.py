@@ -48,6 +48,14 @@ def _open(tmp_path, writer: PartWriter, counting: _Counting | None = None):
     return part, fd, direct
 
 
+def _open_direct(tmp_path, writer: PartWriter, counting: _Counting):
+    """As ``_open``, for a test that is about direct writes: there must be a direct descriptor."""
+    part, fd, direct = _open(tmp_path, writer, counting)
+    if direct is None:
+        pytest.fail(f"this test needs a filesystem with O_DIRECT (tmp_path {tmp_path})")
+    return part, fd, direct
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(start=st.integers(0, 3 * BLOCK), sizes=st.lists(st.sampled_from([0, 1, 5000, DIRECT_MIN_BYTES - 1,
                                                                          DIRECT_MIN_BYTES, 3 * MiB + 123]),
@@ -78,9 +86,7 @@ def test_batches_land_at_their_offsets_byte_for_byte(tmp_path_factory, start, si
 def test_the_aligned_middle_of_a_big_batch_goes_direct_and_the_edges_through_the_cache(tmp_path, monkeypatch):
     counting = _Counting(monkeypatch)
     writer = PartWriter(capacity=8 * MiB)
-    part, fd, direct = _open(tmp_path, writer, counting)
-    if direct is None:
-        pytest.fail(f"this test needs a filesystem with O_DIRECT (tmp_path {tmp_path})")
+    part, fd, direct = _open_direct(tmp_path, writer, counting)
     data = random.Random(1).randbytes(2 * MiB)
     try:
         os.pwrite(fd, b"x" * 100, 0)
@@ -98,9 +104,7 @@ def test_the_aligned_middle_of_a_big_batch_goes_direct_and_the_edges_through_the
 def test_a_small_clips_whole_blocks_go_direct_too(tmp_path, monkeypatch):
     counting = _Counting(monkeypatch)
     writer = PartWriter(capacity=8 * MiB)
-    part, fd, direct = _open(tmp_path, writer, counting)
-    if direct is None:
-        pytest.fail(f"this test needs a filesystem with O_DIRECT (tmp_path {tmp_path})")
+    part, fd, direct = _open_direct(tmp_path, writer, counting)
     data = random.Random(3).randbytes(64 * 1024 + 10)
     try:
         writer.write(fd, direct, [data], 0)
@@ -130,9 +134,7 @@ def test_a_batch_with_no_whole_block_is_written_through_the_cache(tmp_path, monk
 def test_a_refused_direct_write_is_written_through_the_cache_and_direct_io_is_given_up(tmp_path, monkeypatch):
     counting = _Counting(monkeypatch, refuse_direct=True)
     writer = PartWriter(capacity=8 * MiB)
-    part, fd, direct = _open(tmp_path, writer, counting)
-    if direct is None:
-        pytest.fail(f"this test needs a filesystem with O_DIRECT (tmp_path {tmp_path})")
+    part, fd, direct = _open_direct(tmp_path, writer, counting)
     data = random.Random(2).randbytes(2 * MiB + 7)
     try:
         writer.write(fd, direct, [data], 0)
