@@ -43,6 +43,7 @@ from central.projection import Projector
 from central.retention import RetentionController, RetentionService
 from central.rollout import RolloutController, RolloutService
 from central.receiver import UploadReceiver
+from central.scope import OwnerLookup, check_declarations, enforce_scope, no_borough, provide_within
 from central.stations import StationController, StationService
 from central.store import CentralStore
 from central.uploads import UploadController
@@ -50,7 +51,7 @@ from central.users import UserService
 
 
 @get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"],
-     responses=openapi.errors(503))
+     responses=openapi.errors(503), scope=no_borough("whether central answers"))
 async def healthz(request: Request) -> Response:
     try:
         ok = request.app.state.store.ping()
@@ -107,7 +108,8 @@ def create_app(settings: CentralSettings) -> Litestar:
         projection.start()
         scheduler = build_scheduler(settings, receiver, services["health"], services["retention"])
         app.state.tokens.users = services["users"]
-        app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler, **services)
+        app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler,
+                         owners=OwnerLookup(store.writer, settings), **services)
         scheduler.start()
         try:
             yield
@@ -123,7 +125,8 @@ def create_app(settings: CentralSettings) -> Litestar:
                         DeviceController, OfficerController, AssignmentController, StationController,
                         RolloutController, RetentionController, CustodyController, DashboardController,
                         PeoplePages, EvidencePages, RolloutPages],
-        dependencies={"principal": Provide(provide_principal)},
+        dependencies={"principal": Provide(provide_principal), "within": Provide(provide_within)},
+        guards=[enforce_scope],
         middleware=[DefineMiddleware(AdmissionMiddleware, admission=admission)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
@@ -134,4 +137,5 @@ def create_app(settings: CentralSettings) -> Litestar:
         debug=False,
     )
     openapi.describe(app)
+    check_declarations(app, skip_prefix=app.openapi_config.path or "/schema")
     return app

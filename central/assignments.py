@@ -17,17 +17,18 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.errors import BadRequest, Conflict, Forbidden, NotFound
+from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
 from central import audit
-from central.auth import Caller, check_within, user_with
+from central.auth import Caller, station_or_user_with, user_with
 from central.csvhttp import CSV, csv_response
 from central.openapi import errors
 from central.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
-from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
+from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from central.projection import reattribute
 from central.retention import announce_reattributed
+from central.scope import LISTS, Scoped, in_json, in_path, touches
 
 UNISSUABLE = ("repair", "lost", "retired")
 
@@ -78,13 +79,10 @@ class AssignmentService:
         self.writer = writer
         self.changes = changes
 
-    def issue(self, request: IssueRequest, actor: str, mode_for, within: str | None = None) -> AssignmentInfo:
-        """Issue a camera personally; ``mode_for(borough)`` is the borough's policy; ``within``: the
-        caller's borough, if they act for one."""
+    def issue(self, request: IssueRequest, actor: str, mode_for) -> AssignmentInfo:
+        """Issue a camera personally; ``mode_for(borough)`` is the borough's policy."""
         now = to_iso(utc_now())
         with self.writer.write() as db:
-            check_within(db, within, "device", request.device_serial)
-            check_within(db, within, "officer", request.officer_id)
             device = db.execute("SELECT lifecycle, borough, assignment_mode FROM devices WHERE serial = ?",
                                 [request.device_serial]).fetchone()
             if device is None:
@@ -126,10 +124,9 @@ class AssignmentService:
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [assignment_id]).fetchone()
         return _assignment(row)
 
-    def end(self, serial: str, reason: str, actor: str, within: str | None = None) -> AssignmentInfo:
+    def end(self, serial: str, reason: str, actor: str) -> AssignmentInfo:
         now = to_iso(utc_now())
         with self.writer.write() as db:
-            check_within(db, within, "device", serial)
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE device_serial = ? "
                              "AND ended_at IS NULL", [serial]).fetchone()
             if row is None:
@@ -188,14 +185,11 @@ class AssignmentService:
                              detected_at=from_iso(r[6]), resolved_at=from_iso(r[7]) if r[7] else None,
                              resolved_by=r[8], resolution=r[9]) for r in rows]
 
-    def resolve_conflict(self, conflict_id: int, resolution: str, actor: str,
-                         within: str | None = None) -> ConflictInfo:
+    def resolve_conflict(self, conflict_id: int, resolution: str, actor: str) -> ConflictInfo:
         with self.writer.write() as db:
             row = db.execute("SELECT resolved_at, borough FROM conflicts WHERE id = ?", [conflict_id]).fetchone()
             if row is None:
                 raise NotFound(f"no conflict {conflict_id}")
-            if within is not None and row[1] != within:
-                raise Forbidden(f"conflict {conflict_id} is {row[1] or 'in no borough'}'s; you act for {within} only")
             if row[0] is not None:
                 raise Conflict(f"conflict {conflict_id} was already resolved")
             db.execute("UPDATE conflicts SET resolved_at = ?, resolved_by = ?, resolution = ? WHERE id = ?",
@@ -232,11 +226,8 @@ class AssignmentService:
             raise NotFound(f"no clip {clip_id} has been reported by a station")
         return _attribution(row)
 
-    def attribute(self, clip_id: str, request: AttributeRequest, actor: str,
-                  within: str | None = None) -> Attribution:
+    def attribute(self, clip_id: str, request: AttributeRequest, actor: str) -> Attribution:
         with self.writer.write() as db:
-            check_within(db, within, "clip", clip_id)
-            check_within(db, within, "officer", request.officer_id)
             before = self.attribution(clip_id)
             if db.execute("SELECT 1 FROM officers WHERE officer_id = ?", [request.officer_id]).fetchone() is None:
                 raise NotFound(f"no officer {request.officer_id}")
@@ -257,46 +248,48 @@ class AssignmentController(Controller):
     path = "/api/v1"
     tags = ["assignments"]
 
-    @get("/assignments", summary="Assignments (personal issue and pool checkouts), newest first")
+    @get("/assignments", summary="Assignments (personal issue and pool checkouts), newest first",
+         guards=[station_or_user_with("viewer")], scope=LISTS)
     async def list_assignments(
-        self, request: Request, principal: Caller, officer_id: FromQuery[str | None] = None,
+        self, request: Request, within: Scoped, officer_id: FromQuery[str | None] = None,
         device_serial: FromQuery[str | None] = None, borough: FromQuery[str | None] = None,
         active: FromQuery[bool | None] = None, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
     ) -> Response[list[AssignmentInfo]]:
-        borough = scoped_borough(principal, borough)
         rows = request.app.state.assignments.list(officer_id=officer_id, device_serial=device_serial,
-                                                  borough=borough, active=active, limit=limit + 1,
+                                                  borough=within.narrow(borough), active=active, limit=limit + 1,
                                                   before=decode_time_cursor(cursor) if cursor else None)
         return page_response(rows, limit, lambda a: (to_iso(a.started_at), a.id))
 
-    @get("/assignments/export.csv", summary="Assignments as CSV (newest first), for spreadsheets", media_type=CSV)
+    @get("/assignments/export.csv", summary="Assignments as CSV (newest first), for spreadsheets", media_type=CSV,
+         guards=[station_or_user_with("viewer")], scope=LISTS)
     async def export_csv(
-        self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
+        self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
         active: FromQuery[bool | None] = None,
     ) -> Response:
-        borough = scoped_borough(principal, borough)
         rows = await anyio.to_thread.run_sync(functools.partial(
-            request.app.state.assignments.list, officer_id=None, device_serial=None, borough=borough, active=active,
+            request.app.state.assignments.list, officer_id=None, device_serial=None, borough=within.narrow(borough),
+            active=active,
             limit=1_000_000))
         return csv_response(rows, AssignmentInfo, "assignments.csv")
 
     @post("/assignments", status_code=201, summary="Issue a camera personally to an officer",
-          guards=[user_with("supervisor")], responses=errors(404, 409))
+          guards=[user_with("supervisor")], responses=errors(404, 409),
+          scope=touches(in_json("device", "device_serial"), in_json("officer", "officer_id")))
     async def issue(self, request: Request, principal: Caller, data: JSONBody[IssueRequest]) -> AssignmentInfo:
         fleet = request.app.state.settings.fleet
-        return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode, principal.acts_for)
+        return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode)
 
     @post("/assignments/{device_serial:str}/end", status_code=200, summary="End a camera's current assignment",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], scope=touches(in_path("device", "device_serial")))
     async def end(self, request: Request, principal: Caller,
                   device_serial: Annotated[str, PathParameter(max_length=64)],
                   data: JSONBody[EndRequest]) -> AssignmentInfo:
-        return request.app.state.assignments.end(device_serial, data.reason, principal.name, principal.acts_for)
+        return request.app.state.assignments.end(device_serial, data.reason, principal.name)
 
     @get("/conflicts", summary="Conflicts found after offline periods, for a supervisor",
-         guards=[user_with("supervisor")])
-    async def conflicts(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
+         guards=[user_with("supervisor")], scope=LISTS)
+    async def conflicts(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
                         open_only: Annotated[bool, QueryParameter(name="open")] = True,
                         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
                         cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
@@ -304,36 +297,35 @@ class AssignmentController(Controller):
         before = decode_cursor(cursor, 1)[0] if cursor else None
         if before is not None and not before.isdigit():
             raise BadRequest("cursor is not one this server gave out")
-        rows = request.app.state.assignments.conflicts(principal.acts_for or borough, open_only, limit + 1,
+        rows = request.app.state.assignments.conflicts(within.narrow(borough), open_only, limit + 1,
                                                        int(before) if before is not None else None)
         return page_response(rows, limit, lambda c: (c.id,))
 
     @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved",
-          guards=[user_with("supervisor")], responses=errors(409))
+          guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("conflict", "conflict_id")))
     async def resolve(self, request: Request, principal: Caller, conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)],
                       data: JSONBody[ResolveRequest]) -> ConflictInfo:
-        return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name,
-                                                              principal.acts_for)
+        return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
 
     @get("/unattributed", summary="Clips recorded when no officer held the camera",
-         guards=[user_with("supervisor")])
-    async def unattributed(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
+         guards=[user_with("supervisor")], scope=LISTS)
+    async def unattributed(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
                            limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
                            cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
                            ) -> Response[list[Attribution]]:
-        rows = request.app.state.assignments.unattributed(principal.acts_for or borough, limit + 1,
+        rows = request.app.state.assignments.unattributed(within.narrow(borough), limit + 1,
                                                           decode_time_cursor(cursor) if cursor else None)
         return page_response(rows, limit, lambda a: (to_iso(a.recorded_at), a.clip_id))
 
     @get("/clips/{clip_id:str}/attribution", summary="Whose clip this is (the holder at recorded_at)",
-         guards=[user_with("supervisor")])
+         guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")))
     async def get_attribution(self, request: Request, principal: Caller,
                               clip_id: Annotated[str, PathParameter(max_length=64)]) -> Attribution:
         return request.app.state.assignments.attribution(clip_id)
 
     @post("/clips/{clip_id:str}/attribution", status_code=200, summary="Attribute a clip by hand (audited)",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id"), in_json("officer", "officer_id")))
     async def attribute(self, request: Request, principal: Caller,
                         clip_id: Annotated[str, PathParameter(max_length=64)],
                         data: JSONBody[AttributeRequest]) -> Attribution:
-        return request.app.state.assignments.attribute(clip_id, data, principal.name, principal.acts_for)
+        return request.app.state.assignments.attribute(clip_id, data, principal.name)

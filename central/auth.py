@@ -1,9 +1,9 @@
 """Who is calling: bearer tokens and browser sessions resolved to principals.
 
 Central keeps only SHA-256 hashes of tokens (tokens are long random strings, so a fast
-hash is enough) and compares them in constant time. A station may only touch its own
-uploads; the admin token is a user with every role; users' API tokens and sessions come
-from ``central.users``. A request authenticated by its session cookie that changes
+hash is enough) and compares them in constant time. What a caller may do is its role (the
+guards here) and its borough scope (``central.scope``); the admin token is a user with every
+role; users' API tokens and sessions come from ``central.users``. A request authenticated by its session cookie that changes
 something must carry the session's CSRF token (``X-CSRF-Token``, or the form field
 ``csrf_token`` that dashboard forms post and their handlers check).
 """
@@ -34,9 +34,9 @@ class Principal:
     station_id: str | None = None
     roles: frozenset[str] = frozenset()
     borough: str | None = None
-    """A station's borough: the only fleet data it may read."""
+    """A station's borough: the only fleet data it may read (``central.scope``)."""
     acts_for: str | None = None
-    """A supervisor's borough: the only one they may act on (None: force-wide)."""
+    """A supervisor's borough: the only one they may act on (None: force-wide; ``central.scope``)."""
     csrf: str | None = None
     """Set when the caller came with a session cookie: its CSRF token."""
 
@@ -50,23 +50,6 @@ class Principal:
                                                  and role != "viewer"):
             raise Forbidden(f"{self.name} may not do this (needs role {role!r})")
 
-    def require_acts_for(self, borough: str | None) -> None:
-        """A supervisor with a borough acts only on that borough's cameras, officers and clips."""
-        if self.acts_for is not None and borough != self.acts_for:
-            raise Forbidden(f"{self.name} acts for {self.acts_for} only, not {borough or 'a clip of no borough'}")
-
-    def require_borough(self, borough: str | None, role: str = "viewer") -> None:
-        """Fleet data: a station sees its own borough's; a user needs the role."""
-        if self.is_station:
-            if borough != self.borough:
-                raise Forbidden(f"{self.name} may only see {self.borough}'s fleet data")
-            return
-        self.require_user(role)
-
-    def require_owner(self, station_id: str | None) -> None:
-        """Stations touch only their own uploads; users with admin may touch any."""
-        if self.is_station and self.station_id != station_id:
-            raise Forbidden(f"{self.name} may not touch another station's upload")
 
 
 class TokenRegistry:
@@ -153,6 +136,12 @@ def user_with(role: str):
     return guard
 
 
+async def stations_only(connection, _handler) -> None:
+    """A route guard for what only stations send (events), each with its own token."""
+    if not principal_of(connection).is_station:
+        raise Forbidden("only stations send events, each with its own token")
+
+
 def station_or_user_with(role: str):
     """A route guard for what stations do (uploads, the changes feed): any station, or users with ``role``."""
 
@@ -162,23 +151,6 @@ def station_or_user_with(role: str):
             principal.require_user(role)
 
     return guard
-
-
-_BOROUGH_OF = {
-    "device": "SELECT borough FROM devices WHERE serial = ?",
-    "officer": "SELECT borough FROM officers WHERE officer_id = ?",
-    "clip": "SELECT d.borough FROM attributions a JOIN devices d ON d.serial = a.device_serial WHERE a.clip_id = ?",
-}
-
-
-def check_within(db, within: str | None, kind: str, key: str | None) -> None:
-    """A supervisor for one borough (``within``) acts only on its cameras, officers and clips
-    (a clip belongs to its camera's borough). Checked inside the caller's transaction."""
-    if within is None or key is None:
-        return
-    row = db.execute(_BOROUGH_OF[kind], [key]).fetchone()
-    if row is not None and row[0] != within:
-        raise Forbidden(f"{kind} {key} is {row[0] or 'in no borough'}'s; you act for {within} only")
 
 
 Caller = NamedDependency[Principal]

@@ -21,7 +21,7 @@ from litestar import Controller, Request, get
 from litestar.params import QueryParameter
 
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, CursorExpired, Forbidden
+from fleet.errors import BadRequest, CursorExpired
 from fleet.events import (
     Change, ChangeItem, ChangePage, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy,
 )
@@ -30,6 +30,7 @@ from fleet.sqlite import Writer
 from central.retention import held_clips_of_borough
 from central.auth import Caller, Principal, station_or_user_with
 from central.openapi import errors
+from central.scope import in_query, touches
 
 PAGE_LIMIT = 1000
 HISTORY_SQL = "SELECT (SELECT MIN(cursor) FROM changes), (SELECT COALESCE(MAX(cursor), 0) FROM changes)"
@@ -186,11 +187,10 @@ class ChangeLog:
 
 
 def _borough_of(principal: Principal, borough: str | None) -> str:
-    """Stations read their own borough's feed; users name the borough they want to see."""
+    """Stations read their own borough's feed (their scope allows no other); users name the
+    borough they want to see."""
     if principal.is_station:
-        if borough is not None and borough != principal.borough:
-            raise Forbidden(f"{principal.name} may only read {principal.borough}'s changes")
-        return principal.borough
+        return borough or principal.borough
     if borough is None:
         raise BadRequest("name the borough whose changes you want (?borough=...)")
     return borough
@@ -201,7 +201,8 @@ class ChangesController(Controller):
     tags = ["sync"]
     guards = [station_or_user_with("fleet_manager")]
 
-    @get("/", summary="Changes for a station's borough after a cursor (long poll)", responses=errors(410))
+    @get("/", summary="Changes for a station's borough after a cursor (long poll)", responses=errors(410),
+         scope=touches(in_query("borough", "borough")))
     async def changes(
         self, request: Request, principal: Caller,
         since: Annotated[int, QueryParameter(ge=0, description="the cursor of the last change applied")] = 0,
@@ -211,7 +212,8 @@ class ChangesController(Controller):
     ) -> ChangePage:
         return await request.app.state.changes.wait_page(_borough_of(principal, borough), since, wait)
 
-    @get("/snapshot", summary="Everything a station mirrors, with the cursor to follow on from")
+    @get("/snapshot", summary="Everything a station mirrors, with the cursor to follow on from",
+         scope=touches(in_query("borough", "borough")))
     async def snapshot(self, request: Request, principal: Caller,
                        borough: Annotated[str | None, QueryParameter(description="users only")] = None) -> Snapshot:
         return request.app.state.changes.snapshot(_borough_of(principal, borough))

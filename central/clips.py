@@ -13,11 +13,12 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response import Stream
 
-from fleet.errors import BadRequest, Forbidden, NotFound, RangeNotSatisfiable
+from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
 from fleet.protocol import ClipInfo, ClipPage
 from central.pagination import decode_time_cursor, encode_cursor
 from central.auth import Caller, user_with
 from central.openapi import errors
+from central.scope import LISTS, Scoped, in_path, touches
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
 log = logging.getLogger(__name__)
@@ -54,22 +55,17 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _borough_of_station(request: Request, station_id: str | None) -> str | None:
-    entry = request.app.state.settings.stations.get(station_id) if station_id else None
-    return entry.borough if entry else None
-
-
 class ClipController(Controller):
-    """Footage: for admins and supervisors only (a supervisor with a borough: that borough's
-    stations' clips). Seeing a camera's battery does not grant seeing its clips."""
+    """Footage: for admins and supervisors only (a supervisor with a borough: the clips its
+    stations took in). Seeing a camera's battery does not grant seeing its clips."""
 
     path = "/api/v1/clips"
     tags = ["clips"]
     guards = [user_with("supervisor")]
 
-    @get("/", summary="List clips, oldest recording first, filtered")
+    @get("/", summary="List clips, oldest recording first, filtered", scope=LISTS)
     async def list_clips(
-        self, request: Request, principal: Caller,
+        self, request: Request, within: Scoped,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: FromQuery[str | None] = None,
         station_id: FromQuery[str | None] = None,
@@ -79,30 +75,23 @@ class ClipController(Controller):
         recorded_from: FromQuery[datetime | None] = None,
         recorded_to: FromQuery[datetime | None] = None,
     ) -> ClipPage:
-        if principal.acts_for is not None:
-            if station_id is None:
-                raise Forbidden(f"{principal.name} sees {principal.acts_for}'s clips only: name one of its stations "
-                                "with ?station_id=")
-            principal.require_acts_for(_borough_of_station(request, station_id))
         for name, moment in (("recorded_from", recorded_from), ("recorded_to", recorded_to)):
             if moment is not None and moment.tzinfo is None:
                 raise BadRequest(f"{name} needs a time zone, e.g. 2026-11-20T14:00:00Z")
         items = request.app.state.store.list_clips(
             limit=limit + 1, after=_cursor_decode(cursor) if cursor else None,
-            filters={"station_id": station_id, "device_serial": device_serial, "state": clip_state,
+            filters={"borough": within.borough, "station_id": station_id, "device_serial": device_serial, "state": clip_state,
                      "evidential": evidential, "recorded_from": recorded_from, "recorded_to": recorded_to},
         )
         more = len(items) > limit
         items = items[:limit]
         return ClipPage(items=items, next_cursor=_cursor_encode(items[-1]) if more else None)
 
-    @get("/{clip_id:str}", summary="One clip")
+    @get("/{clip_id:str}", summary="One clip", scope=touches(in_path("clip", "clip_id")))
     async def get_clip(self, request: Request, principal: Caller, clip_id: ClipId) -> ClipInfo:
         clip = request.app.state.store.clip(clip_id)
         if clip is None:
             raise NotFound(f"no clip {clip_id}")
-        if principal.acts_for is not None:
-            principal.require_acts_for(_borough_of_station(request, clip.station_id))
         request.app.state.store.log_access(principal.name, "view", clip_id, "metadata")
         return clip
 
@@ -110,12 +99,9 @@ class ClipController(Controller):
          media_type="video/mp4", responses={
              206: ResponseSpec(data_container=bytes, media_type="video/mp4",
                                description="The bytes of the Range asked for (Content-Range says which)"),
-             **errors(410, 416, 503)})
+             **errors(410, 416, 503)}, scope=touches(in_path("clip", "clip_id")))
     async def content(self, request: Request, principal: Caller, clip_id: ClipId) -> Response:
         store, blobs = request.app.state.store, request.app.state.blobs
-        if principal.acts_for is not None:
-            clip = store.clip(clip_id)
-            principal.require_acts_for(_borough_of_station(request, clip.station_id if clip else None))
         key = store.blob_key(clip_id)
         if key is None:
             raise NotFound(f"no verified clip {clip_id}")

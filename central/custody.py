@@ -20,6 +20,7 @@ from fleet.errors import NotFound
 from central import audit
 from central.auth import Caller, user_with
 from central.csvhttp import CSV, csv_response
+from central.scope import in_path, touches
 
 ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
 
@@ -46,17 +47,18 @@ class CustodyController(Controller):
             raise NotFound(f"no clip {clip_id}")
         return records
 
-    @get("/{clip_id:str}/custody", summary="The clip's chain of custody, oldest first", guards=[user_with("auditor")])
+    @get("/{clip_id:str}/custody", summary="The clip's chain of custody, oldest first", guards=[user_with("auditor")],
+         scope=touches(in_path("clip", "clip_id")))
     async def as_json(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> list[CustodyRecord]:
         return self._records(request, clip_id)
 
     @get("/{clip_id:str}/custody.csv", summary="The chain of custody as CSV", guards=[user_with("auditor")],
-         media_type=CSV)
+         media_type=CSV, scope=touches(in_path("clip", "clip_id")))
     async def as_csv(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Response:
         return csv_response(self._records(request, clip_id), CustodyRecord, f"custody-{clip_id}.csv")
 
     @get("/{clip_id:str}/custody.html", summary="The chain of custody as a printable page",
-         guards=[user_with("auditor")])
+         guards=[user_with("auditor")], scope=touches(in_path("clip", "clip_id")))
     async def as_html(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Template:
         records = self._records(request, clip_id)
         clip = request.app.state.store.clip(clip_id)

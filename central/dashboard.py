@@ -26,6 +26,7 @@ from fleet.lifecycle import LIFECYCLE_STATES
 from central import charts
 from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
 from central.devices import FLAG_SQL
+from central.scope import LISTS, Scoped, in_path, in_query, lists, no_borough, touches
 from central.users import SESSION_HOURS
 
 NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer"),
@@ -56,20 +57,27 @@ class Overview(msgspec.Struct, kw_only=True):
     offline: int
 
 
-def overview(request: Request) -> Overview:
+def overview(request: Request, within: str | None = None) -> Overview:
+    """The whole force's figures, or one borough's (``within``)."""
     state = request.app.state
     now = utc_now()
+    only = "WHERE borough = :b" if within is not None else ""
+    params = {"b": within}
     with state.store.writer.read() as db:
-        by_state = dict(db.execute("SELECT lifecycle, count(*) FROM devices GROUP BY 1").fetchall())
+        by_state = dict(db.execute(f"SELECT lifecycle, count(*) FROM devices {only} GROUP BY 1", params).fetchall())
         boroughs: dict[str, dict[str, int]] = {}
         for borough, lifecycle, n in db.execute(
-                "SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices GROUP BY 1, 2"):
+                f"SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices {only} GROUP BY 1, 2",
+                params):
             boroughs.setdefault(borough, {})[lifecycle] = n
-        conflicts = db.execute("SELECT count(*) FROM conflicts WHERE resolved_at IS NULL").fetchone()[0]
+        conflicts = db.execute("SELECT count(*) FROM conflicts WHERE resolved_at IS NULL"
+                               + (" AND borough = :b" if within is not None else ""), params).fetchone()[0]
         unattributed = db.execute("SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
-                                  "WHERE officer_id IS NULL").fetchone()[0]
-    counts = state.devices.flag_counts()
-    stations = state.stations.all(now)
+                                  "WHERE officer_id IS NULL" + (" AND device_serial IN (SELECT serial FROM devices "
+                                                                "WHERE borough = :b)" if within is not None else ""),
+                                  params).fetchone()[0]
+    counts = state.devices.flag_counts(within)
+    stations = [s for s in state.stations.all(now) if within in (None, s.borough)]
     offline_after = timedelta(hours=24)
     gone = {s.station_id for s in stations if s.last_seen_at is None or now - s.last_seen_at > offline_after}
     offline = len(gone)
@@ -164,14 +172,14 @@ def allowed(request: Request, role: str) -> bool:
 class DashboardController(DashboardPages):
     path = "/"
 
-    @get("/login", summary="The login page")
+    @get("/login", summary="The login page", scope=no_borough("the login form"))
     async def login_page(self, request: Request,
                          next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
                          ) -> Template:
         return Template(template_name="login.html", context={"next": _safe_next(next_path), "error": None,
                                                               "me": None, "nav": [], "here": "/login"})
 
-    @post("/login", summary="Log in")
+    @post("/login", summary="Log in", scope=no_borough("logging in"))
     async def login(self, request: Request) -> Response:
         form = await request.form()
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
@@ -187,29 +195,30 @@ class DashboardController(DashboardPages):
             key=SESSION_COOKIE, value=cookie, httponly=True, secure=secure, samesite="lax", path="/",
             max_age=SESSION_HOURS * 3600)])
 
-    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt=FORM)
+    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt=FORM, scope=no_borough("logging out"))
     async def logout(self, request: Request, principal: Caller) -> Response:
         await posted(request)
         place = f"browser:{request.client.host if request.client else '-'}"
         await anyio.to_thread.run_sync(request.app.state.users.logout, request.cookies.get(SESSION_COOKIE, ""), place)
         return Redirect("/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
 
-    @get("/", summary="Overview", guards=[user_with("viewer")])
-    async def overview_page(self, request: Request, principal: Caller) -> Template:
-        data = await anyio.to_thread.run_sync(overview, request)
+    @get("/", summary="Overview", guards=[user_with("viewer")], scope=LISTS)
+    async def overview_page(self, request: Request, within: Scoped) -> Template:
+        data = await anyio.to_thread.run_sync(overview, request, within.borough)
         chart = charts.bar_chart("Cameras per borough", [(b, n) for b, _, n in data.by_borough[:32]],
                                  description="Cameras registered to each borough, all states")
         return page(request, "overview.html", o=data, states=LIFECYCLE_STATES, chart=chart)
 
-    @get("/stations", summary="Stations", guards=[user_with("viewer")])
-    async def stations_page(self, request: Request, principal: Caller,
+    @get("/stations", summary="Stations", guards=[user_with("viewer")], scope=lists(in_query("station", "station")))
+    async def stations_page(self, request: Request, within: Scoped,
                             station: Annotated[str | None, QueryParameter(max_length=64)] = None,
                             days: Annotated[int, QueryParameter(ge=1, le=30)] = 7) -> Template:
         service = request.app.state.stations
-        stations = await anyio.to_thread.run_sync(service.all)
+        stations = [s for s in await anyio.to_thread.run_sync(service.all) if within.borough in (None, s.borough)]
         if station and station not in {s.station_id for s in stations}:
             raise NotFound(f"no station {station}")
-        history = await anyio.to_thread.run_sync(service.samples, station or None, utc_now() - timedelta(days=days))
+        history = await anyio.to_thread.run_sync(service.samples, station or None, utc_now() - timedelta(days=days),
+                                                 [s.station_id for s in stations] if within.borough else None)
         who = f"station {station}" if station else "all stations"
         lag = charts.time_chart(
             f"Sync lag, {who}: age of the oldest clip not yet at central",
@@ -222,9 +231,9 @@ class DashboardController(DashboardPages):
         return page(request, "stations.html", stations=stations, station=station or "", days=days, lag=lag,
                     backlog=backlog)
 
-    @get("/devices", summary="Devices", guards=[user_with("viewer")])
+    @get("/devices", summary="Devices", guards=[user_with("viewer")], scope=LISTS)
     async def devices_page(
-        self, request: Request, principal: Caller,
+        self, request: Request, within: Scoped,
         q: Annotated[str | None, QueryParameter(max_length=64)] = None,
         borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
         lifecycle: Annotated[str | None, QueryParameter(max_length=32)] = None,
@@ -236,18 +245,20 @@ class DashboardController(DashboardPages):
         if flag and flag not in FLAG_SQL:
             raise BadRequest(f"unknown flag {flag!r}")
         devices = request.app.state.devices
+        borough = within.narrow(borough or None)
         result = await anyio.to_thread.run_sync(lambda: devices.page(
-            borough=borough or None, lifecycle_state=lifecycle or None, flag=flag or None, q=q or None,
+            borough=borough, lifecycle_state=lifecycle or None, flag=flag or None, q=q or None,
             after=after or None, limit=50))
         filters = {"q": q or "", "borough": borough or "", "lifecycle": lifecycle or "", "flag": flag or ""}
         with request.app.state.store.writer.read() as db:
             boroughs = [r[0] for r in db.execute("SELECT DISTINCT borough FROM devices WHERE borough IS NOT NULL "
-                                                 "ORDER BY 1")]
+                                                 "ORDER BY 1") if within.borough in (None, r[0])]
         return page(request, "devices.html", result=result, filters=filters, boroughs=boroughs,
                     states=LIFECYCLE_STATES, flags=[(k, label) for k, label, _ in ALERTS],
                     next_query="&".join(f"{k}={quote(v)}" for k, v in filters.items() if v))
 
-    @get("/devices/{serial:str}", summary="One device", guards=[user_with("viewer")])
+    @get("/devices/{serial:str}", summary="One device", guards=[user_with("viewer")],
+         scope=touches(in_path("device", "serial")))
     async def device_page(self, request: Request, principal: Caller,
                           serial: Annotated[str, PathParameter(max_length=64)]) -> Template:
         detail = await anyio.to_thread.run_sync(request.app.state.devices.detail, serial)

@@ -20,9 +20,10 @@ from litestar.response import Redirect, Template
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import ApiError, BadRequest, NotFound
 from central import audit
-from central.auth import Caller, check_within, user_with
+from central.auth import Caller, user_with
 from central.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
 from central.assignments import AttributeRequest
+from central.scope import FORCE_WIDE, LISTS, Scoped, in_form, in_path, touches
 from central.retention import HELD_CLIPS, CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest
 
 STATES = {"": "any", "kept": "kept", "held": "held", "review": "due for review", "unattributed": "attributed to nobody",
@@ -68,7 +69,8 @@ def _day(value: str | None, name: str) -> str | None:
 
 def search_clips(request: Request, filters: dict[str, str], within: str | None, before: tuple[str, str] | None
                  ) -> list[ClipRow]:
-    """Newest first, keyset-paged; every filter rides an index (officer, camera, time)."""
+    """Newest first, keyset-paged; every filter rides an index (officer, camera, time). ``within``:
+    only the clips that borough's cameras recorded."""
     where, params = ["c.state = 'verified'"], {"now": to_iso(utc_now()), "limit": PAGE + 1}
     if filters["officer"]:
         where.append("a.officer_id = :officer")
@@ -113,9 +115,9 @@ ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
 class EvidencePages(DashboardPages):
     path = "/"
 
-    @get("/clips", summary="Search clips", guards=[user_with("supervisor")])
+    @get("/clips", summary="Search clips", guards=[user_with("supervisor")], scope=LISTS)
     async def clips_page(
-        self, request: Request, principal: Caller,
+        self, request: Request, within: Scoped,
         officer: Annotated[str | None, QueryParameter(max_length=64)] = None,
         device: Annotated[str | None, QueryParameter(max_length=64)] = None,
         recorded_from: Annotated[str | None, QueryParameter(max_length=10)] = None,
@@ -132,7 +134,7 @@ class EvidencePages(DashboardPages):
         if filters["category"] and filters["category"] not in categories:
             raise BadRequest(f"unknown category {category!r}; the rules have {', '.join(categories)}")
         keyset = tuple(before.split("|", 1)) if before and "|" in before else None
-        rows = await anyio.to_thread.run_sync(search_clips, request, filters, principal.acts_for, keyset)
+        rows = await anyio.to_thread.run_sync(search_clips, request, filters, within.borough, keyset)
         more = len(rows) > PAGE
         rows = rows[:PAGE]
         query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
@@ -140,7 +142,8 @@ class EvidencePages(DashboardPages):
                     query=query,
                     next_before=f"{to_iso(rows[-1].recorded_at)}|{rows[-1].clip_id}" if more else None)
 
-    @get("/clips/{clip_id:str}", summary="One clip: retention, holds, playback", guards=[user_with("supervisor")])
+    @get("/clips/{clip_id:str}", summary="One clip: retention, holds, playback", guards=[user_with("supervisor")],
+         scope=touches(in_path("clip", "clip_id")))
     async def clip_page(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Template:
         clip = request.app.state.store.clip(clip_id)
         if clip is None:
@@ -150,31 +153,29 @@ class EvidencePages(DashboardPages):
             attribution = request.app.state.assignments.attribution(clip_id)
         except NotFound:
             pass
-        if principal.acts_for is not None:
-            with request.app.state.store.writer.read() as db:
-                check_within(db, principal.acts_for, "clip", clip_id)
         retention = await anyio.to_thread.run_sync(request.app.state.retention.clip, clip_id)
         holds = [h for h in request.app.state.retention.holds(True, 1000) if h.id in retention.held_by]
         return page(request, "clip.html", clip=clip, attribution=attribution, r=retention, holds=holds,
                     categories=sorted(request.app.state.retention.rules().categories),
                     can_restore=allowed(request, "admin"), can_custody=allowed(request, "auditor"))
 
-    @post("/clips/{clip_id:str}/hold", summary="Hold a clip", guards=[user_with("supervisor")], opt=FORM)
+    @post("/clips/{clip_id:str}/hold", summary="Hold a clip", guards=[user_with("supervisor")], opt=FORM,
+          scope=touches(in_path("clip", "clip_id")))
     async def hold(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
         form = await posted(request)
         return await _act(f"/clips/{clip_id}", "held", lambda: request.app.state.retention.place_hold(
-            HoldRequest(kind="clip", clip_id=clip_id, reason=_reason(form)), principal.name, None,
-            principal.acts_for))
+            HoldRequest(kind="clip", clip_id=clip_id, reason=_reason(form)), principal.name))
 
     @post("/clips/{clip_id:str}/release/{hold_id:int}", summary="Release a hold", guards=[user_with("supervisor")],
-          opt=FORM)
+          opt=FORM, scope=touches(in_path("clip", "clip_id"), in_path("hold", "hold_id")))
     async def release(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                       hold_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
         form = await posted(request)
         return await _act(f"/clips/{clip_id}", f"hold {hold_id} released", lambda: request.app.state.retention
                           .release_hold(hold_id, ReleaseRequest(reason=_reason(form)), principal.name))
 
-    @post("/clips/{clip_id:str}/categories", summary="Set categories", guards=[user_with("supervisor")], opt=FORM)
+    @post("/clips/{clip_id:str}/categories", summary="Set categories", guards=[user_with("supervisor")], opt=FORM,
+          scope=touches(in_path("clip", "clip_id")))
     async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
         form = await posted(request)
         return await _act(f"/clips/{clip_id}", "categories set", lambda: request.app.state.retention.categorise(
@@ -182,24 +183,26 @@ class EvidencePages(DashboardPages):
                                        reason=_reason(form), confirm=form.get("confirm") == "yes"), principal.name))
 
     @post("/clips/{clip_id:str}/attribution", summary="Attribute a clip to an officer",
-          guards=[user_with("supervisor")], opt=FORM)
+          guards=[user_with("supervisor")], opt=FORM,
+          scope=touches(in_path("clip", "clip_id"), in_form("officer", "officer_id")))
     async def attribute(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
         form = await posted(request)
 
         def attribute():
             request_ = msgspec.convert({"officer_id": field(form, "officer_id", 64), "reason": _reason(form)},
                                        AttributeRequest)
-            request.app.state.assignments.attribute(clip_id, request_, principal.name, principal.acts_for)
+            request.app.state.assignments.attribute(clip_id, request_, principal.name)
 
         return await _act(f"/clips/{clip_id}", "attributed", attribute)
 
-    @post("/clips/{clip_id:str}/restore", summary="Restore a soft-deleted clip", guards=[user_with("admin")], opt=FORM)
+    @post("/clips/{clip_id:str}/restore", summary="Restore a soft-deleted clip", guards=[user_with("admin")], opt=FORM,
+          scope=touches(in_path("clip", "clip_id")))
     async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
         form = await posted(request)
         return await _act(f"/clips/{clip_id}", "restored", lambda: request.app.state.retention.restore(
             clip_id, RestoreRequest(reason=_reason(form)), principal.name))
 
-    @get("/audit", summary="The audit trail", guards=[user_with("auditor")])
+    @get("/audit", summary="The audit trail", guards=[user_with("auditor")], scope=FORCE_WIDE)
     async def audit_page(
         self, request: Request, principal: Caller,
         actor: Annotated[str | None, QueryParameter(max_length=64)] = None,
@@ -221,7 +224,8 @@ class EvidencePages(DashboardPages):
                     query="&".join(f"{k}={v}" for k, v in filters.items() if v),
                     next_before=rows[PAGE - 1][0] if more else None)
 
-    @post("/audit/verify", summary="Recompute the audit chain now", guards=[user_with("auditor")], opt=FORM)
+    @post("/audit/verify", summary="Recompute the audit chain now", guards=[user_with("auditor")], opt=FORM,
+          scope=FORCE_WIDE)
     async def verify(self, request: Request, principal: Caller) -> Redirect:
         await posted(request)
         settings = request.app.state.settings

@@ -13,20 +13,21 @@ from litestar.response import Redirect, Template
 from fleet.errors import ApiError, BadRequest
 from central.assignments import IssueRequest
 from central.auth import Caller, user_with
+from central.scope import LISTS, Scoped, in_form, in_path, touches
 from central.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
 
 
 class PeoplePages(DashboardPages):
     path = "/officers"
 
-    @get("/", summary="Officers and the cameras they hold", guards=[user_with("viewer")])
+    @get("/", summary="Officers and the cameras they hold", guards=[user_with("viewer")], scope=LISTS)
     async def officers_page(
-        self, request: Request, principal: Caller,
+        self, request: Request, within: Scoped,
         q: Annotated[str | None, QueryParameter(max_length=64)] = None,
         borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
         after: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Template:
-        borough = borough or principal.acts_for or None
+        borough = within.narrow(borough or None)
         officers = request.app.state.officers
         result = await anyio.to_thread.run_sync(lambda: officers.page(
             borough=borough, role=None, team=None, q=q or None, after=after or None, limit=50))
@@ -35,13 +36,15 @@ class PeoplePages(DashboardPages):
             holding = {r[0]: (r[1], r[2]) for r in db.execute(
                 f"SELECT officer_id, device_serial, mode FROM assignments WHERE ended_at IS NULL "
                 f"AND officer_id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
-            boroughs = [r[0] for r in db.execute("SELECT DISTINCT borough FROM officers ORDER BY 1")]
+            boroughs = [r[0] for r in db.execute("SELECT DISTINCT borough FROM officers ORDER BY 1")
+                        if within.borough in (None, r[0])]
         filters = {"q": q or "", "borough": borough or ""}
         return page(request, "officers.html", result=result, holding=holding, filters=filters, boroughs=boroughs,
                     can_assign=allowed(request, "supervisor"),
                     next_query="&".join(f"{k}={v}" for k, v in filters.items() if v))
 
-    @post("/assign", summary="Issue a camera to an officer", guards=[user_with("supervisor")], opt=FORM)
+    @post("/assign", summary="Issue a camera to an officer", guards=[user_with("supervisor")], opt=FORM,
+          scope=touches(in_form("device", "device_serial"), in_form("officer", "officer_id")))
     async def assign(self, request: Request, principal: Caller) -> Redirect:
         form = await posted(request)
         try:
@@ -50,7 +53,7 @@ class PeoplePages(DashboardPages):
                                     IssueRequest)
             done = await anyio.to_thread.run_sync(
                 request.app.state.assignments.issue, issue, principal.name,
-                request.app.state.settings.fleet.assignment_mode, principal.acts_for)
+                request.app.state.settings.fleet.assignment_mode)
         except msgspec.ValidationError as exc:
             return back("/officers", error=f"not a camera serial or officer id: {exc}")
         except ApiError as exc:
@@ -58,7 +61,7 @@ class PeoplePages(DashboardPages):
         return back(f"/officers?q={done.officer_id}", done=f"camera {done.device_serial} issued to {done.officer_id}")
 
     @post("/unassign", summary="End the assignments of the cameras ticked", guards=[user_with("supervisor")],
-          opt=FORM)
+          opt=FORM, scope=touches(in_form("device", "device_serial")))
     async def unassign(self, request: Request, principal: Caller) -> Redirect:
         form = await posted(request)
         serials = [str(s) for s in form.getall("device_serial", [])][:200]
@@ -71,8 +74,7 @@ class PeoplePages(DashboardPages):
         ended, failed = [], []
         for serial in serials:  # each its own transaction: one refusal does not undo the others
             try:
-                await anyio.to_thread.run_sync(request.app.state.assignments.end, serial, reason,
-                                               principal.name, principal.acts_for)
+                await anyio.to_thread.run_sync(request.app.state.assignments.end, serial, reason, principal.name)
                 ended.append(serial)
             except ApiError as exc:
                 failed.append(f"{serial}: {exc.message}")
@@ -80,15 +82,15 @@ class PeoplePages(DashboardPages):
                     error="; ".join(failed) or None)
 
 
-    @get("/conflicts", summary="Assignment conflicts to resolve", guards=[user_with("supervisor")])
-    async def conflicts_page(self, request: Request, principal: Caller,
+    @get("/conflicts", summary="Assignment conflicts to resolve", guards=[user_with("supervisor")], scope=LISTS)
+    async def conflicts_page(self, request: Request, within: Scoped,
                              open_only: Annotated[bool, QueryParameter(name="open")] = True) -> Template:
-        rows = await anyio.to_thread.run_sync(request.app.state.assignments.conflicts, principal.acts_for,
+        rows = await anyio.to_thread.run_sync(request.app.state.assignments.conflicts, within.borough,
                                               open_only, 200)
         return page(request, "conflicts.html", conflicts=rows, open_only=open_only)
 
     @post("/conflicts/{conflict_id:int}/resolve", summary="Resolve a conflict", guards=[user_with("supervisor")],
-          opt=FORM)
+          opt=FORM, scope=touches(in_path("conflict", "conflict_id")))
     async def resolve(self, request: Request, principal: Caller,
                       conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
         form = await posted(request)
@@ -97,7 +99,7 @@ class PeoplePages(DashboardPages):
             if not resolution:
                 raise BadRequest("say how it was resolved")
             await anyio.to_thread.run_sync(request.app.state.assignments.resolve_conflict, conflict_id, resolution,
-                                           principal.name, principal.acts_for)
+                                           principal.name)
         except ApiError as exc:
             return back("/officers/conflicts", error=exc.message)
         return back("/officers/conflicts", done=f"conflict {conflict_id} resolved")

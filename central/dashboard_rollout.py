@@ -13,6 +13,8 @@ from litestar.response import Redirect, Template
 from fleet.errors import ApiError
 from central import charts
 from central.auth import Caller, user_with
+from central.rollout import PLAN_FIGURES
+from central.scope import FORCE_WIDE
 from central.dashboard import FORM, DashboardPages, allowed, back, page, posted
 
 
@@ -23,7 +25,7 @@ def _at(day) -> datetime:
 class RolloutPages(DashboardPages):
     path = "/rollout"
 
-    @get("/", summary="Roll-out: plan against actual", guards=[user_with("viewer")])
+    @get("/", summary="Roll-out: plan against actual", guards=[user_with("viewer")], scope=PLAN_FIGURES)
     async def rollout_page(self, request: Request, principal: Caller,
                            borough: Annotated[str | None, QueryParameter(max_length=64)] = None) -> Template:
         service = request.app.state.rollout
@@ -46,7 +48,7 @@ class RolloutPages(DashboardPages):
                     now=done[-1] if done else None, proposals=proposals, can_plan=allowed(request, "planner"))
 
     @post("/proposals/{proposal_id:int}/{decision:str}", summary="Commit or discard a proposal",
-          guards=[user_with("planner")], opt=FORM)
+          guards=[user_with("planner")], opt=FORM, scope=FORCE_WIDE)
     async def decide(self, request: Request, principal: Caller,
                      proposal_id: Annotated[int, PathParameter(ge=1, le=2**62)],
                      decision: Annotated[str, PathParameter(max_length=16)]) -> Redirect:

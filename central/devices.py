@@ -25,9 +25,10 @@ from fleet.events import AssignmentMode, DeviceEntry
 from fleet.protocol import Serial
 from central import audit
 from central.audit import AuditRecord
-from central.auth import Caller, user_with, Principal
+from central.auth import Caller, station_or_user_with, user_with
 from central.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
 from central.openapi import errors
+from central.scope import FORCE_WIDE, LISTS, Scoped, in_path, touches
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -194,11 +195,12 @@ class DeviceService:
         items = [_summary(r, now) for r in rows[:limit]]
         return DevicePage(items=items, next_cursor=items[-1].serial if more else None)
 
-    def flag_counts(self) -> dict[str, int]:
-        """How many cameras each alert flag marks now (the overview's alert cards)."""
-        params = _flag_params(utc_now())
+    def flag_counts(self, borough: str | None = None) -> dict[str, int]:
+        """How many cameras each alert flag marks now (the overview's alert cards), of one borough or all."""
+        params = {**_flag_params(utc_now()), "borough": borough}
+        only = " AND d.borough = :borough" if borough is not None else ""
         with self.writer.read() as db:
-            return {flag: db.execute(f"SELECT count(*) FROM devices d WHERE {sql}", params).fetchone()[0]
+            return {flag: db.execute(f"SELECT count(*) FROM devices d WHERE {sql}{only}", params).fetchone()[0]
                     for flag, sql in FLAG_SQL.items()}
 
     def all(self, borough: str | None = None) -> list[DeviceSummary]:
@@ -300,22 +302,14 @@ def _assignment(r) -> AssignmentInfo:
                           ended_by=r[8], end_reason=r[9])
 
 
-def scoped_borough(principal: Principal, borough: str | None) -> str | None:
-    """A station's queries are limited to its own borough; users may ask for any."""
-    if principal.is_station:
-        principal.require_borough(borough if borough is not None else principal.borough)
-        return principal.borough
-    principal.require_user("viewer")
-    return borough
-
-
 class DeviceController(Controller):
     path = "/api/v1/devices"
     tags = ["devices"]
 
-    @get("/", summary="Cameras, by serial, filtered; keyset-paginated")
+    @get("/", summary="Cameras, by serial, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
+         scope=LISTS)
     async def list_devices(
-        self, request: Request, principal: Caller,
+        self, request: Request, within: Scoped,
         borough: FromQuery[str | None] = None,
         lifecycle_state: Annotated[lifecycle.Lifecycle | None, QueryParameter(name="lifecycle")] = None,
         flag: FromQuery[DeviceFlag | None] = None,
@@ -324,35 +318,30 @@ class DeviceController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> DevicePage:
-        borough = scoped_borough(principal, borough)
-        return request.app.state.devices.page(borough=borough, lifecycle_state=lifecycle_state, flag=flag,
+        return request.app.state.devices.page(borough=within.narrow(borough), lifecycle_state=lifecycle_state, flag=flag,
                                               station=station, q=q, after=cursor, limit=limit)
 
-    @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets", media_type=CSV)
-    async def export_csv(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None) -> Response:
-        borough = scoped_borough(principal, borough)
-        rows = await anyio.to_thread.run_sync(request.app.state.devices.all, borough)
+    @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets", media_type=CSV,
+         guards=[station_or_user_with("viewer")], scope=LISTS)
+    async def export_csv(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None) -> Response:
+        rows = await anyio.to_thread.run_sync(request.app.state.devices.all, within.narrow(borough))
         return csv_response(rows, DeviceSummary, "devices.csv")
 
     @post("/import.csv", status_code=201, summary="Register cameras from CSV (serial, model, borough, home_station, "
                                                   "assignment_mode); nothing is registered unless every row is valid",
-          guards=[user_with("fleet_manager")], responses=IMPORT_ERRORS)
+          guards=[user_with("fleet_manager")], responses=IMPORT_ERRORS, scope=FORCE_WIDE)
     async def import_csv(self, request: Request, principal: Caller) -> RegistrationResult:
         rows = await read_csv_body(request, "cameras", functools.partial(csvio.read_csv, kind=DeviceRegistration,
                                                                          max_rows=50_000))
         return await anyio.to_thread.run_sync(request.app.state.devices.register, rows, principal.name)
 
-    @get("/{serial:str}", summary="One camera with its assignment, lifecycle, battery and audit history")
+    @get("/{serial:str}", summary="One camera with its assignment, lifecycle, battery and audit history",
+         guards=[station_or_user_with("viewer")], scope=touches(in_path("device", "serial")))
     async def get_device(self, request: Request, principal: Caller, serial: SerialPath) -> DeviceDetail:
-        detail = request.app.state.devices.detail(serial)
-        if principal.is_station:
-            principal.require_borough(detail.device.borough)
-        else:
-            principal.require_user("viewer")
-        return detail
+        return request.app.state.devices.detail(serial)
 
     @post("/", status_code=201, summary="Register cameras (new ones start in stock, or allocated to a borough)",
-          guards=[user_with("fleet_manager")])
+          guards=[user_with("fleet_manager")], scope=FORCE_WIDE)
     async def register(self, request: Request, principal: Caller,
                        data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
         if len(data) > 50_000:
@@ -360,7 +349,7 @@ class DeviceController(Controller):
         return await anyio.to_thread.run_sync(request.app.state.devices.register, data, principal.name)
 
     @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)",
-          guards=[user_with("fleet_manager")], responses=errors(409))
+          guards=[user_with("fleet_manager")], responses=errors(409), scope=FORCE_WIDE)
     async def set_lifecycle(self, request: Request, principal: Caller, serial: SerialPath,
                             data: JSONBody[LifecycleRequest]) -> DeviceSummary:
         return request.app.state.devices.change_lifecycle(serial, data, principal.name)

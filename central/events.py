@@ -22,12 +22,13 @@ import msgspec
 from litestar import Controller, Request, post
 
 from fleet.clock import to_iso, to_iso_many, utc_now
-from fleet.errors import BadRequest, Conflict, Forbidden
+from fleet.errors import BadRequest, Conflict
 from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, EventAck, Seq
 from fleet.protocol import AwareDatetime
 from fleet.sqlite import Writer
-from central.auth import Caller
+from central.auth import Caller, stations_only
 from central.openapi import errors
+from central.scope import OWN_RECORDS
 from central.projection import Applied, Projector
 
 log = logging.getLogger(__name__)
@@ -275,12 +276,10 @@ class EventsController(Controller):
     tags = ["sync"]
 
     @post("/", status_code=200, summary="A station's events, in seq order; answers the highest gap-free seq",
-          responses=errors(400, 409, 413),
+          responses=errors(400, 409, 413), guards=[stations_only], scope=OWN_RECORDS,
           description="Body: an EventBatch. Idempotent by (station, seq): resend anything after `acked_seq`. "
                       "An empty batch is a heartbeat carrying the station's backlog.")
     async def receive(self, request: Request, principal: Caller) -> EventAck:
-        if not principal.is_station:
-            raise Forbidden("only stations send events, each with its own token")
         body = await request.body()
         # Off the event loop: a batch's fsync must not stall other requests.
         return await anyio.to_thread.run_sync(request.app.state.events.ingest, principal.station_id,

@@ -21,9 +21,10 @@ from fleet.clock import to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import Officer, OfficerRole
 from central import audit
-from central.auth import Caller, user_with
+from central.auth import Caller, station_or_user_with, user_with
 from central.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
-from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment, scoped_borough
+from central.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
+from central.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
 
 MAX_IMPORT = 200_000
 OfficerPath = Annotated[str, PathParameter(min_length=1, max_length=32, description="shoulder or warrant number")]
@@ -152,30 +153,32 @@ class OfficerController(Controller):
     path = "/api/v1/officers"
     tags = ["officers"]
 
-    @get("/", summary="Officers, by id, filtered; keyset-paginated")
+    @get("/", summary="Officers, by id, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
+         scope=LISTS)
     async def list_officers(
-        self, request: Request, principal: Caller, borough: FromQuery[str | None] = None,
+        self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
         role: FromQuery[OfficerRole | None] = None, team: FromQuery[str | None] = None,
         q: Annotated[str | None, QueryParameter(max_length=64)] = None, cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> OfficerPage:
-        borough = scoped_borough(principal, borough)
-        return request.app.state.officers.page(borough=borough, role=role, team=team, q=q, after=cursor, limit=limit)
+        return request.app.state.officers.page(borough=within.narrow(borough), role=role, team=team, q=q, after=cursor, limit=limit)
 
-    @get("/export.csv", summary="Every officer (or one borough's) as CSV", media_type=CSV)
-    async def export_csv(self, request: Request, principal: Caller, borough: FromQuery[str | None] = None) -> Response:
-        borough = scoped_borough(principal, borough)
-        rows = request.app.state.officers.all(borough)
+    @get("/export.csv", summary="Every officer (or one borough's) as CSV", media_type=CSV,
+         guards=[station_or_user_with("viewer")], scope=LISTS)
+    async def export_csv(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None) -> Response:
+        rows = request.app.state.officers.all(within.narrow(borough))
         return csv_response((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow, "officers.csv")
 
-    @get("/{officer_id:str}", summary="One officer with the camera they hold and their assignment history")
+    @get("/{officer_id:str}", summary="One officer with the camera they hold and their assignment history",
+         guards=[station_or_user_with("viewer")], scope=touches(in_path("officer", "officer_id")))
     async def get_officer(self, request: Request, principal: Caller, officer_id: OfficerPath) -> OfficerDetail:
-        detail = request.app.state.officers.detail(officer_id)
-        scoped_borough(principal, detail.officer.borough)
-        return detail
+        return request.app.state.officers.detail(officer_id)
 
     @post("/", status_code=200, summary="Create or update officers (JSON list)",
-          guards=[user_with("supervisor")])
+          description="A supervisor for one borough creates and edits that borough's officers only (an officer "
+                      "of theirs cannot be moved to another borough either).",
+          guards=[user_with("supervisor")],
+          scope=touches(in_json("officer", "*.officer_id"), in_json("borough", "*.borough")))
     async def upsert(self, request: Request, principal: Caller, data: JSONBody[list[Officer]]) -> ImportResult:
         if len(data) > MAX_IMPORT:
             raise BadRequest(f"at most {MAX_IMPORT} officers per request")
@@ -184,7 +187,7 @@ class OfficerController(Controller):
     @post("/import.csv", status_code=200, summary="Create or update officers from CSV",
           description="Columns: officer_id, borough, team, role, name, active (header row required). "
                       "Errors name the line; nothing is imported unless every row is valid.",
-          guards=[user_with("supervisor")], responses=IMPORT_ERRORS)
+          guards=[user_with("supervisor")], responses=IMPORT_ERRORS, scope=FORCE_WIDE)
     async def import_csv(self, request: Request, principal: Caller) -> ImportResult:
         officers = await read_csv_body(request, "officers", officers_from_csv)
         return await anyio.to_thread.run_sync(request.app.state.officers.upsert, officers, principal.name)

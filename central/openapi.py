@@ -85,8 +85,9 @@ def describe(app: Litestar) -> None:
 
 
 def _describe(handler: HTTPRouteHandler, *, has_path_parameters: bool, admitted: bool) -> None:
-    inputs = set(handler.parsed_fn_signature.parameters) - {"request", "principal"}
-    authenticated = "principal" in handler.parsed_fn_signature.parameters
+    caller = {"principal", "within"}  # dependencies that resolve the caller: the route needs a token
+    inputs = set(handler.parsed_fn_signature.parameters) - {"request"} - caller
+    authenticated = bool(caller & set(handler.parsed_fn_signature.parameters))
     codes = ([400] * bool(inputs) + [401, 403] * authenticated + [404] * has_path_parameters
              + [413] * ("data" in inputs) + [429, 503] * admitted)
     handler.responses = {**errors(*codes), **(handler.responses or {})}

@@ -35,14 +35,15 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, Conflict, Forbidden, Gone, NotFound
+from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.events import ClipHold, OfficerId
 from fleet.protocol import AwareDatetime
 from fleet.retention import RetentionRules, assessment, categories_of, load_retention, retain_until, shortened
 from central import audit
-from central.auth import Caller, check_within, user_with
+from central.auth import Caller, user_with
 from central.openapi import errors
 from central.pagination import CURSOR_HELP, decode_time_cursor, page_response
+from central.scope import CLIPS_OF_BOROUGH, FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
@@ -543,8 +544,7 @@ class RetentionService:
 
     # -- holds -------------------------------------------------------------------------------
 
-    def place_hold(self, request: HoldRequest, actor: str, now: datetime | None = None,
-                   within: str | None = None) -> Hold:
+    def place_hold(self, request: HoldRequest, actor: str, now: datetime | None = None) -> Hold:
         fields = {"clip": ["clip_id"], "officer": ["officer_id", "window_from", "window_to"], "case": ["case_ref"]}
         needed = fields[request.kind]
         missing = [f for f in needed if getattr(request, f) is None]
@@ -567,10 +567,6 @@ class RetentionService:
             if request.kind == "officer" and db.execute("SELECT 1 FROM officers WHERE officer_id = ?",
                                                         [request.officer_id]).fetchone() is None:
                 raise NotFound(f"no officer {request.officer_id}")
-            check_within(db, within, "clip", request.clip_id)
-            check_within(db, within, "officer", request.officer_id)
-            if within is not None and request.kind == "case":
-                raise Forbidden("a case hold may cover any borough's clips: ask a force-wide supervisor")
             hold_id = db.execute(
                 "INSERT INTO holds (kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
                 "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -633,11 +629,21 @@ class RetentionService:
             announce_holds(db, self.changes, request.clip_ids)
             return sorted(r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ?", [case_ref]))
 
-    def holds(self, active: bool | None, limit: int) -> list[Hold]:
-        sql = "SELECT id FROM holds" + ({True: " WHERE released_at IS NULL", False: " WHERE released_at IS NOT NULL",
-                                         None: ""}[active]) + " ORDER BY id DESC LIMIT ?"
+    def holds(self, active: bool | None, limit: int, borough: str | None = None) -> list[Hold]:
+        """Newest first; ``borough``: only that borough's holds, as ``central.scope`` places them (a
+        clip hold in its clip's camera's borough, an officer hold in the officer's; a case hold in none)."""
+        where = [{True: "h.released_at IS NULL", False: "h.released_at IS NOT NULL", None: "1"}[active]]
+        params: list = []
+        if borough is not None:
+            where.append(f"""((h.kind = 'clip' AND COALESCE((SELECT device_serial FROM clips WHERE clip_id = h.clip_id),
+                                   (SELECT device_serial FROM attributions WHERE clip_id = h.clip_id))
+                                  IN ({CLIPS_OF_BOROUGH}))
+                              OR (h.kind = 'officer' AND (SELECT borough FROM officers
+                                                          WHERE officer_id = h.officer_id) = ?))""")
+            params += [borough, borough]
+        sql = f"SELECT h.id FROM holds h WHERE {' AND '.join(where)} ORDER BY h.id DESC LIMIT ?"
         with self.writer.read() as db:
-            return [self._hold(db, r[0]) for r in db.execute(sql, [limit]).fetchall()]
+            return [self._hold(db, r[0]) for r in db.execute(sql, [*params, limit]).fetchall()]
 
     def _hold(self, db, hold_id: int) -> Hold:
         r = db.execute("SELECT id, kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
@@ -735,25 +741,27 @@ class RetentionController(Controller):
     tags = ["retention"]
 
     @post("/holds", status_code=201, summary="Place a hold: on a clip, an officer and time window, or a case",
-          guards=[user_with("supervisor")], responses=errors(404))
+          guards=[user_with("supervisor")], responses=errors(404),
+          description="A supervisor for one borough holds that borough's clips and officers; case holds are "
+                      "force-wide (a case may span boroughs).",
+          scope=touches(in_json("clip", "clip_id"), in_json("officer", "officer_id"), in_json("case", "case_ref")))
     async def place(self, request: Request, principal: Caller, data: JSONBody[HoldRequest]) -> Hold:
-        return await anyio.to_thread.run_sync(request.app.state.retention.place_hold, data, principal.name, None,
-                                              principal.acts_for)
+        return await anyio.to_thread.run_sync(request.app.state.retention.place_hold, data, principal.name)
 
-    @get("/holds", summary="Holds, newest first", guards=[user_with("supervisor")])
-    async def list_holds(self, request: Request, principal: Caller, active: FromQuery[bool | None] = True,
+    @get("/holds", summary="Holds, newest first", guards=[user_with("supervisor")], scope=LISTS)
+    async def list_holds(self, request: Request, within: Scoped, active: FromQuery[bool | None] = True,
                          limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Hold]:
-        return request.app.state.retention.holds(active, limit)
+        return await anyio.to_thread.run_sync(request.app.state.retention.holds, active, limit, within.borough)
 
     @post("/holds/{hold_id:int}/release", status_code=200, summary="Release a hold (audited)",
-          guards=[user_with("supervisor")], responses=errors(409))
+          guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("hold", "hold_id")))
     async def release(self, request: Request, principal: Caller,
                       hold_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ReleaseRequest]) -> Hold:
         return await anyio.to_thread.run_sync(request.app.state.retention.release_hold, hold_id, data,
                                               principal.name)
 
     @post("/cases/{case_ref:str}/clips", status_code=200, summary="Add clips to a case (a case hold covers them)",
-          guards=[user_with("supervisor")])
+          guards=[user_with("supervisor")], scope=touches(in_path("case", "case_ref"), in_json("clip", "clip_ids")))
     async def add_to_case(self, request: Request, principal: Caller,
                           case_ref: Annotated[str, PathParameter(min_length=1, max_length=64,
                                                                  pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")],
@@ -762,24 +770,24 @@ class RetentionController(Controller):
                                               principal.name)
 
     @get("/clips/{clip_id:str}/retention", summary="A clip's categories, end of retention, holds, deletion",
-         guards=[user_with("supervisor")])
+         guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")))
     async def clip_retention(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> ClipRetention:
         return request.app.state.retention.clip(clip_id)
 
     @post("/clips/{clip_id:str}/categories", status_code=200, summary="Set a clip's retention categories (audited)",
-          guards=[user_with("supervisor")], responses=errors(409, 410))
+          guards=[user_with("supervisor")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")))
     async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                          data: JSONBody[CategoriesRequest]) -> ClipRetention:
         return await anyio.to_thread.run_sync(request.app.state.retention.categorise, clip_id, data, principal.name)
 
     @post("/clips/{clip_id:str}/restore", status_code=200, summary="Restore a soft-deleted clip (before its purge)",
-          guards=[user_with("admin")], responses=errors(409, 410))
+          guards=[user_with("admin")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")))
     async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                       data: JSONBody[RestoreRequest]) -> ClipRetention:
         return await anyio.to_thread.run_sync(request.app.state.retention.restore, clip_id, data, principal.name)
 
     @get("/retention/reviews", summary="Clips past a reviewed (MoPI) retention period, waiting for a decision",
-         guards=[user_with("admin")])
+         guards=[user_with("admin")], scope=FORCE_WIDE)
     async def reviews(self, request: Request, principal: Caller,
                       limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
                       cursor: Annotated[str | None, QueryParameter(max_length=200,
@@ -790,16 +798,19 @@ class RetentionController(Controller):
         return page_response(rows, limit, lambda c: (to_iso(c.retain_until), c.clip_id))
 
     @post("/clips/{clip_id:str}/review", status_code=200, guards=[user_with("admin")], responses=errors(409, 410),
+          scope=touches(in_path("clip", "clip_id")),
           summary="A reviewer's decision on a clip due for review: retain for another period, or dispose")
     async def review(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                      data: JSONBody[ReviewRequest]) -> ClipRetention:
         return await anyio.to_thread.run_sync(request.app.state.retention.review, clip_id, data, principal.name)
 
-    @get("/retention/digest", summary="Deletions due in the next days, for admins", guards=[user_with("admin")])
+    @get("/retention/digest", summary="Deletions due in the next days, for admins", guards=[user_with("admin")],
+         scope=FORCE_WIDE)
     async def digest(self, request: Request, principal: Caller,
                      days: Annotated[int, QueryParameter(ge=1, le=90)] = 7) -> Digest:
         return await anyio.to_thread.run_sync(request.app.state.retention.digest, days)
 
-    @post("/retention/run", status_code=200, summary="Run the retention job now", guards=[user_with("admin")])
+    @post("/retention/run", status_code=200, summary="Run the retention job now", guards=[user_with("admin")],
+          scope=FORCE_WIDE)
     async def run_now(self, request: Request, principal: Caller) -> JobReport:
         return await anyio.to_thread.run_sync(request.app.state.retention.run)

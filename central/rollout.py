@@ -39,6 +39,7 @@ from central import audit
 from central.auth import Caller, user_with
 from central.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
 from central.openapi import errors
+from central.scope import FORCE_WIDE, no_borough
 
 PLAN_ERRORS = errors(404, 503)
 """A route that reads the plan: 404 when no scenario is configured, 503 when its files are invalid."""
@@ -573,33 +574,36 @@ def _load_cached(boroughs: str, scenario: str, mtimes: tuple[float, ...]) -> tup
     return rollout, make_plan(rollout)
 
 
+PLAN_FIGURES = no_borough("the force's roll-out plan and its figures, by borough: no one's records")
+
+
 class RolloutController(Controller):
     path = "/api/v1/rollout"
     tags = ["rollout"]
 
     @get("/plan", summary="The roll-out plan: waves, feasibility, binding constraint, remedies",
-         guards=[user_with("viewer")], responses=PLAN_ERRORS)
+         guards=[user_with("viewer")], scope=PLAN_FIGURES, responses=PLAN_ERRORS)
     async def get_plan(self, request: Request, principal: Caller) -> Plan:
         return await anyio.to_thread.run_sync(request.app.state.rollout.plan)
 
     @get("/plan.csv", summary="The plan's waves as CSV (week, borough, officers, cameras, spares)",
-         guards=[user_with("viewer")], media_type=CSV, responses=PLAN_ERRORS)
+         guards=[user_with("viewer")], scope=PLAN_FIGURES, media_type=CSV, responses=PLAN_ERRORS)
     async def get_plan_csv(self, request: Request, principal: Caller) -> Response:
         plan = await anyio.to_thread.run_sync(request.app.state.rollout.plan)
         return csv_response(plan.waves, Wave, "rollout-plan.csv")
 
-    @get("/storage", summary="Storage forecast, month by month", guards=[user_with("viewer")],
+    @get("/storage", summary="Storage forecast, month by month", guards=[user_with("viewer")], scope=PLAN_FIGURES,
          responses=PLAN_ERRORS)
     async def get_storage(self, request: Request, principal: Caller) -> StorageForecast:
         return await anyio.to_thread.run_sync(request.app.state.rollout.storage)
 
     @get("/progress", summary="Planned vs delivered vs issued vs in service, per borough and week",
-         guards=[user_with("viewer")], responses=PLAN_ERRORS)
+         guards=[user_with("viewer")], scope=PLAN_FIGURES, responses=PLAN_ERRORS)
     async def get_progress(self, request: Request, principal: Caller,
                            borough: FromQuery[str | None] = None) -> Progress:
         return await anyio.to_thread.run_sync(request.app.state.rollout.progress, borough)
 
-    @get("/progress.csv", summary="Progress as CSV", guards=[user_with("viewer")], media_type=CSV,
+    @get("/progress.csv", summary="Progress as CSV", guards=[user_with("viewer")], scope=PLAN_FIGURES, media_type=CSV,
          responses=PLAN_ERRORS)
     async def get_progress_csv(self, request: Request, principal: Caller,
                                borough: FromQuery[str | None] = None) -> Response:
@@ -607,40 +611,40 @@ class RolloutController(Controller):
         return csv_response(progress.rows, ProgressRow, "rollout-progress.csv")
 
     @post("/proposals", status_code=201, summary="Propose cameras for officers (reviewed, then committed)",
-          guards=[user_with("planner")], responses={**PLAN_ERRORS, **errors(409)})
+          guards=[user_with("planner")], scope=FORCE_WIDE, responses={**PLAN_ERRORS, **errors(409)})
     async def propose(self, request: Request, principal: Caller, data: JSONBody[ProposeRequest]) -> Proposal:
         return await anyio.to_thread.run_sync(request.app.state.rollout.propose, data, principal.name)
 
     @post("/proposals/import.csv", status_code=201, summary="A proposal from a CSV of device_serial, borough, mode, "
-                                                            "officer_id, station_id", guards=[user_with("planner")],
+                                                            "officer_id, station_id", guards=[user_with("planner")], scope=FORCE_WIDE,
           responses={**IMPORT_ERRORS, **errors(409, 503)})
     async def import_csv(self, request: Request, principal: Caller) -> Proposal:
         items = await read_csv_body(request, "proposal", functools.partial(csvio.read_csv, kind=ProposalItem))
         return await anyio.to_thread.run_sync(request.app.state.rollout.import_proposal, items, principal.name)
 
-    @get("/proposals", summary="Proposals, newest first (without their items)", guards=[user_with("viewer")])
+    @get("/proposals", summary="Proposals, newest first (without their items)", guards=[user_with("viewer")], scope=PLAN_FIGURES)
     async def list_proposals(self, request: Request, principal: Caller,
                              state_is: Annotated[Literal["proposed", "committed", "discarded"] | None,
                                                  QueryParameter(name="state")] = None,
                              limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Proposal]:
         return request.app.state.rollout.proposals(state_is, limit)
 
-    @get("/proposals/{proposal_id:int}", summary="One proposal with its items", guards=[user_with("viewer")])
+    @get("/proposals/{proposal_id:int}", summary="One proposal with its items", guards=[user_with("viewer")], scope=FORCE_WIDE)
     async def get_proposal(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
         return request.app.state.rollout.proposal(proposal_id)
 
-    @get("/proposals/{proposal_id:int}/items.csv", summary="A proposal's items as CSV", guards=[user_with("viewer")],
+    @get("/proposals/{proposal_id:int}/items.csv", summary="A proposal's items as CSV", guards=[user_with("viewer")], scope=FORCE_WIDE,
          media_type=CSV)
     async def get_proposal_csv(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Response:
         proposal = request.app.state.rollout.proposal(proposal_id)
         return csv_response(proposal.items, ProposalItem, f"rollout-proposal-{proposal_id}.csv")
 
     @post("/proposals/{proposal_id:int}/commit", status_code=200, summary="Commit a proposal: all items or none",
-          guards=[user_with("planner")], responses=errors(409))
+          guards=[user_with("planner")], scope=FORCE_WIDE, responses=errors(409))
     async def commit(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
         return await anyio.to_thread.run_sync(request.app.state.rollout.commit, proposal_id, principal.name)
 
     @post("/proposals/{proposal_id:int}/discard", status_code=200, summary="Discard a proposal",
-          guards=[user_with("planner")], responses=errors(409))
+          guards=[user_with("planner")], scope=FORCE_WIDE, responses=errors(409))
     async def discard(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
         return request.app.state.rollout.discard(proposal_id, principal.name)

@@ -16,7 +16,8 @@ from litestar.params import PathParameter
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
-from central.auth import Caller
+from central.auth import Caller, station_or_user_with, user_with
+from central.scope import LISTS, Scoped, in_path, touches
 
 
 class StationHealth(msgspec.Struct, kw_only=True):
@@ -65,14 +66,18 @@ class StationService:
                                             s.oldest_pending_age_h) for s in stations])
             db.execute("DELETE FROM station_samples WHERE at < ?", [to_iso(now - timedelta(days=SAMPLE_DAYS))])
 
-    def samples(self, station_id: str | None, since: datetime) -> list[Sample]:
-        """One station's samples, or the force's (summed backlog, worst lag) per sample time."""
+    def samples(self, station_id: str | None, since: datetime, among: list[str] | None = None) -> list[Sample]:
+        """One station's samples, or the force's (summed backlog, worst lag) per sample time; ``among``:
+        only these stations' (a borough's)."""
+        only = " AND station_id IN (SELECT value FROM json_each(?))" if among is not None else ""
         sql = ("SELECT at, pending_clips, pending_bytes, lag_h FROM station_samples WHERE station_id = ? "
                "AND at >= ? ORDER BY at" if station_id else
                "SELECT at, sum(pending_clips), sum(pending_bytes), max(lag_h) FROM station_samples "
-               "INDEXED BY station_samples_at WHERE at >= ? GROUP BY at ORDER BY at")
+               f"INDEXED BY station_samples_at WHERE at >= ?{only} GROUP BY at ORDER BY at")
+        params = [station_id, to_iso(since)] if station_id else [to_iso(since)] + (
+            [msgspec.json.encode(among).decode()] if among is not None else [])
         with self.writer.read() as db:
-            rows = db.execute(sql, [station_id, to_iso(since)] if station_id else [to_iso(since)]).fetchall()
+            rows = db.execute(sql, params).fetchall()
         return [Sample(at=from_iso(r[0]), pending_clips=r[1], pending_bytes=r[2], lag_h=r[3]) for r in rows]
 
     def all(self, now: datetime | None = None) -> list[StationHealth]:
@@ -105,18 +110,15 @@ class StationController(Controller):
     path = "/api/v1/stations"
     tags = ["stations"]
 
-    @get("/", summary="Every station: last contact, stale or not, backlog and oldest un-synced clip")
-    async def list_stations(self, request: Request, principal: Caller) -> list[StationHealth]:
-        principal.require_user("viewer")
-        return request.app.state.stations.all()
+    @get("/", summary="Every station: last contact, stale or not, backlog and oldest un-synced clip",
+         guards=[user_with("viewer")], scope=LISTS)
+    async def list_stations(self, request: Request, within: Scoped) -> list[StationHealth]:
+        return [s for s in request.app.state.stations.all() if within.borough in (None, s.borough)]
 
-    @get("/{station_id:str}", summary="One station's health")
+    @get("/{station_id:str}", summary="One station's health", guards=[station_or_user_with("viewer")],
+         scope=touches(in_path("station", "station_id")))
     async def get_station(self, request: Request, principal: Caller,
                           station_id: Annotated[str, PathParameter(max_length=64)]) -> StationHealth:
-        if principal.is_station:
-            principal.require_owner(station_id)
-        else:
-            principal.require_user("viewer")
         for station in request.app.state.stations.all():
             if station.station_id == station_id:
                 return station

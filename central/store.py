@@ -14,6 +14,7 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import Gone
 from fleet.protocol import ClipInfo, UploadMetadata
 from central import audit
+from central.scope import CLIPS_OF_BOROUGH
 
 MIGRATIONS = [
     """
@@ -561,6 +562,9 @@ class CentralStore:
     def list_clips(self, *, limit: int, after: tuple[str, str] | None, filters: dict[str, Any]) -> list[ClipInfo]:
         """Clips in (recorded_at, clip_id) order after the keyset ``after``; ``limit`` of them."""
         where, params = [], []
+        if filters.get("borough") is not None:
+            where.append(f"device_serial IN ({CLIPS_OF_BOROUGH})")
+            params.append(filters["borough"])
         for column in ("station_id", "device_serial", "state"):
             if filters.get(column) is not None:
                 where.append(f"{column} = ?")

@@ -14,6 +14,7 @@ from fleet.protocol import (
     CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
 )
 from central.auth import Caller, station_or_user_with
+from central.scope import OWN_RECORDS, in_path, touches
 from central.openapi import empty, errors
 from central.receiver import Checksum, UploadReceiver
 from central.store import Upload
@@ -78,7 +79,8 @@ class UploadController(Controller):
     # Litestar registers a controller's handlers in name order and adds its own OPTIONS
     # handler to a path that has none yet: this one must sort before ``create``.
     @route("/", http_method=["OPTIONS"], status_code=204, summary="tus discovery",
-           responses={204: empty("Tus-Version, Tus-Extension, Tus-Max-Size and Tus-Checksum-Algorithm")})
+           responses={204: empty("Tus-Version, Tus-Extension, Tus-Max-Size and Tus-Checksum-Algorithm")},
+           scope=OWN_RECORDS)
     async def capabilities(self, request: Request, principal: Caller) -> Response[None]:
         return Response(content=None, status_code=204, headers={
             "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
@@ -94,7 +96,7 @@ class UploadController(Controller):
                       "is ignored: Upload-Offset says where to PATCH from.",
           responses={201: empty("Created: Location names the upload, Upload-Offset counts the bytes taken"),
                      200: empty("The clip's upload exists already: Location and Upload-Offset say where it stands"),
-                     **errors(400, 409, 412, 413, 415, 423, 460, 503, 507)})
+                     **errors(400, 409, 412, 413, 415, 423, 460, 503, 507)}, scope=OWN_RECORDS)
     async def create(self, request: Request, principal: Caller) -> Response[None]:
         _require_tus(request)
         if request.headers.get("upload-defer-length"):
@@ -113,17 +115,19 @@ class UploadController(Controller):
         })
 
     @head("/{upload_id:str}", summary="Where an upload stands",
-          responses={200: empty("Upload-Offset, Upload-Length and Upload-Metadata"), **errors(412)})
+          responses={200: empty("Upload-Offset, Upload-Length and Upload-Metadata"), **errors(412)},
+          scope=touches(in_path("upload", "upload_id")))
     async def status(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
         _require_tus(request)
-        upload = _receiver(request).get(principal, upload_id)
+        upload = _receiver(request).get(upload_id)
         return Response(content=None, status_code=200,
                         headers={**_state_headers(upload), "Upload-Metadata": upload.metadata})
 
     @patch("/{upload_id:str}", status_code=204, request_max_body_size=None,
            summary="Append bytes at Upload-Offset, optionally with Upload-Checksum",
            responses={204: empty("Appended: Upload-Offset is the new offset"),
-                      **errors(400, 409, 410, 412, 413, 415, 423, 460, 503, 507)})
+                      **errors(400, 409, 410, 412, 413, 415, 423, 460, 503, 507)},
+           scope=touches(in_path("upload", "upload_id")))
     async def append(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         checksum = _upload_checksum(request)
@@ -132,7 +136,7 @@ class UploadController(Controller):
         return Response(content=None, status_code=204, headers=_state_headers(upload))
 
     @delete("/{upload_id:str}", status_code=204, summary="Terminate an unfinished upload",
-            responses={204: empty("Terminated"), **errors(409, 412, 423)})
+            responses={204: empty("Terminated"), **errors(409, 412, 423)}, scope=touches(in_path("upload", "upload_id")))
     async def terminate(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         _receiver(request).terminate(principal, upload_id)

@@ -136,7 +136,7 @@ def test_a_borough_supervisor_acts_on_their_borough_only(users, client):
     assert client.post("/api/v1/assignments", headers=sup, json={"device_serial": "CAM-1", "officer_id": "PC1"}
                        ).status_code == 201
     barnet = client.post("/api/v1/assignments", headers=sup, json={"device_serial": "BAR-1", "officer_id": "PC2"})
-    assert barnet.status_code == 403 and "Barnet's; you act for Camden only" in barnet.json()["message"]
+    assert barnet.status_code == 403 and "outside s.camden's scope (Camden only)" in barnet.json()["message"]
     assert client.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "BAR-1", "officer_id": "PC2"}
                        ).status_code == 201
     assert client.post("/api/v1/assignments/BAR-1/end", headers=sup, json={"reason": "x"}).status_code == 403
