@@ -209,7 +209,9 @@ class UploadReceiver:
         async with self._turn_to_create(clip_id):
             existing = self.store.upload_for_clip(clip_id)
             if existing is None and whole:
-                return await self._create_whole(principal, meta, length, raw_metadata, checksum, body), True
+                # A zero-byte clip is whole with no body at all: stored and verified like any other.
+                return await self._create_whole(principal, meta, length, raw_metadata, checksum,
+                                                body if body is not None else _no_bytes()), True
             upload, created = await asyncio.to_thread(self.create, principal, length, raw_metadata)
         if body is None:
             return upload, created
@@ -541,6 +543,11 @@ class UploadReceiver:
         if removed:
             log.info("removed %d expired unfinished uploads", removed)
         return removed
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
 
 
 def storage_error(exc: OSError) -> Exception:

@@ -217,7 +217,7 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """How long a verified clip's local copy is kept before it is deleted."""
     min_free_bytes: Annotated[int, Meta(ge=0)] = 256 * MiB
     """Room always kept free on the station's disk, so its database can record what happens. A
-    camera whose clips would cut into it stays docked with its footage ("station disk full")
+    camera whose clips would cut into it stays docked with its footage ("disk full: ...")
     and is ingested as soon as uploaded clips free the space."""
     retry_initial_s: PositiveFloat = 1.0
     retry_max_s: PositiveFloat = 300.0

@@ -133,7 +133,7 @@ class _ChunkHasher:
         return self.digests
 
 
-def copy_and_hash(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+def copy_and_hash(src: str | os.PathLike[str] | int, dst: str | os.PathLike[str],
                   chunk_bytes: int | None = None, *, chunk_algorithm: str = "sha256",
                   fsync: bool = True) -> CopyResult:
     """Copy ``src`` to ``dst`` (which must not be its final name), hashing what was stored.
@@ -143,13 +143,14 @@ def copy_and_hash(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     (``copy_file_range``), and each block is hashed as read back from ``dst``'s page cache,
     so the digest describes the stored bytes; where the kernel cannot copy between these
     two files, the bytes pass through this process instead. With ``chunk_bytes`` the
-    upload's per-chunk digests are computed in the same pass.
+    upload's per-chunk digests are computed in the same pass. ``src`` may be a descriptor
+    already open for reading (left open), so the caller decides how the source is opened.
 
     ``fsync=False`` leaves the fsync to the caller: copying several files first and then
     fsyncing them all lets the disk write them as one batch (here about 3× faster than an
     fsync after each file), with the same guarantee once the last fsync returns.
     """
-    with open(src, "rb", buffering=0) as fin, open(dst, "w+b", buffering=0) as fout:
+    with open(src, "rb", buffering=0, closefd=not isinstance(src, int)) as fin, open(dst, "w+b", buffering=0) as fout:
         if hasattr(os, "posix_fadvise"):  # a larger read-ahead window for one sequential pass
             os.posix_fadvise(fin.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         hashes = _Hashes(chunk_bytes, chunk_algorithm)

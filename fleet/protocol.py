@@ -247,4 +247,7 @@ class StationStatus(Struct, kw_only=True):
     feed_cursor: int = 0
     mirrored: dict[str, int] = {}
     """Officers, devices and personal issues mirrored from central for the desk."""
+    problems: list[str] = []
+    """What keeps this station from ingesting now, one line each: a disk below its reserve, a
+    database it cannot write, folders waiting for room."""
 

@@ -10,7 +10,13 @@ The order of durable steps is what makes a crash at any line harmless:
 6. wipe the clip files from the dock folder.
 
 Before 4 a restart copies again (renames overwrite, nothing is recorded twice); after 4 the
-database knows every clip, so a restart skips the copy and finishes steps 5 and 6.
+database knows every clip, so a restart skips the copy and finishes steps 5 and 6. A copy
+that fails (a full disk) is removed at once, and one left by a process that died mid-copy
+at the next start; a database that cannot be written fails step 4, so the camera keeps its
+clips until a later scan records them.
+
+The camera folder is read, written and wiped only through ``dock.CameraFolder`` (no link
+followed, no special file opened), so nothing outside it is ever read or deleted.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import errno
 import logging
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,7 +36,8 @@ import msgspec
 
 from fleet.clock import utc_now
 from fleet.errors import DockFolderError
-from fleet.hashing import CopyResult, atomic_write_bytes, copy_and_hash, fsync_dir, fsync_file
+from fleet.hashing import CopyResult, copy_and_hash, fsync_dir, fsync_file
+from fleet.logs import Repeats
 from fleet.protocol import IngestedEntry, IngestedFile
 from station import dock
 from station.store import NewClip, StationStore
@@ -65,28 +73,52 @@ class Ingestor:
         self.progress = progress
         self._done: dict[str, tuple[int, int]] = {}
         """Folders seen fully ingested, by name, with their ``dock.stamp``: skipped until they change."""
+        self._unrecorded: dict[str, object] = {}
+        """Folders that failed when the database could not record it either: name → when, for the pause."""
+        self._repeats = Repeats(log)
+        self.remove_partial_copies()
+
+    def remove_partial_copies(self) -> int:
+        """Copies left in ``tmp/`` by a process that died mid-copy: never recorded, so never needed."""
+        removed = 0
+        for part in self.store.tmp_dir.glob("*.part"):
+            part.unlink(missing_ok=True)
+            removed += 1
+        if removed:
+            log.info("removed %d partial copies left by an interrupted ingest", removed)
+        return removed
 
     def scan(self) -> IngestReport:
-        """One pass over the dock folder. A bad folder is reported and never blocks the others."""
+        """One pass over the dock folder. A bad folder is reported and never blocks the others.
+
+        Never raises for a condition of the disk or the database: it is logged once a minute
+        and shown by ``fleet station status``, and the next scan tries again."""
         report = IngestReport()
+        try:
+            self._scan(report)
+        except sqlite3.Error as exc:
+            self._repeats.warning("database", "dock not scanned: %s", _db_reason(exc))
+        except OSError as exc:
+            self._repeats.warning("dock", "dock not scanned: %s", _os_reason(exc))
+        return report
+
+    def _scan(self, report: IngestReport) -> None:
         bad = self.store.bad_folder_signatures()
         folders = dock.docked_folders(self.dock_dir)
         for folder in folders:
-            if self._is_done(folder) or self._skip_bad(folder, bad.get(folder.name)):
-                continue
-            signature = dock.folder_signature(folder)
             try:
+                if self._is_done(folder) or self._skip_bad(folder, bad.get(folder.name)):
+                    continue
+                signature = dock.folder_signature(folder)
                 added, size = self.ingest_folder(folder)
-            except (DockFolderError, OSError) as exc:
-                if not (folder / dock.DOCKED_MARKER).exists():
+            except (DockFolderError, OSError, sqlite3.Error) as exc:
+                if not dock.still_docked(folder):
                     continue  # taken out of the dock while this scan ran: gone, not bad (the next scan forgets it)
-                transient = not isinstance(exc, DockFolderError)
-                reason = _os_reason(exc) if transient else exc.reason
-                log.warning("dock folder %s not ingested%s: %s", folder.name, ", will retry" if transient else "",
-                            reason)
-                self.store.record_bad_folder(folder.name, reason, signature, transient=transient)
+                self._report_bad(folder, dock.folder_signature(folder), exc)
                 report.bad_folders.append(folder.name)
             else:
+                self._unrecorded.pop(folder.name, None)
+                self._repeats.clear(folder.name)
                 report.ingested_folders.append(folder.name)
                 report.new_clips += added
                 report.new_bytes += size
@@ -95,26 +127,57 @@ class Ingestor:
         docked = {f.name for f in folders}
         self.store.forget_bad_folders(docked)
         self._done = {name: stamp for name, stamp in self._done.items() if name in docked}
-        return report
+        self._unrecorded = {name: when for name, when in self._unrecorded.items() if name in docked}
+
+    def _report_bad(self, folder: Path, signature: str, exc: Exception) -> None:
+        """One log line per folder and reason (repeated at most once a minute), and the status row."""
+        transient = not isinstance(exc, DockFolderError)
+        if isinstance(exc, DockFolderError):
+            reason = exc.reason
+        elif isinstance(exc, sqlite3.Error):
+            reason = f"{_db_reason(exc)}: clips left on the camera, will retry"
+        else:
+            reason = _os_reason(exc, self.store.data_dir)
+        self._repeats.warning(folder.name, "dock folder %s not ingested%s: %s", folder.name,
+                              ", will retry" if transient and "will retry" not in reason else "", reason)
+        try:
+            self.store.record_bad_folder(folder.name, reason, signature, transient=transient)
+        except sqlite3.Error:
+            # The database cannot say "retry later" either: this process remembers it, so an
+            # unwritable database does not mean copying the whole folder again at every scan.
+            self._unrecorded[folder.name] = utc_now()
+        else:
+            self._unrecorded.pop(folder.name, None)
 
     def ingest_folder(self, folder: Path) -> tuple[int, int]:
         """Ingest one docked folder; return (new clips, new bytes)."""
-        self._finish_interrupted_wipe(folder)
-        camera = dock.read_docked_camera(folder)
+        with dock.CameraFolder(folder) as opened:
+            return self._ingest(opened)
+
+    def _ingest(self, opened: dock.CameraFolder) -> tuple[int, int]:
+        folder = opened.path
+        self._finish_interrupted_wipe(opened)
+        camera = dock.read_docked_camera(opened)
         known = self.store.known_clips(str(c.sidecar.clip_id) for c in camera.clips)
         for clip in camera.clips:
             self._check_against_known(folder, clip, known.get(str(clip.sidecar.clip_id)))
 
         self._check_room(sum(c.size for c in camera.clips if str(c.sidecar.clip_id) not in known))
         copied: list[tuple[dock.DockedClip, Path, CopyResult]] = []
+        parts: list[Path] = []
         try:
             for clip in camera.clips:
                 clip_id = str(clip.sidecar.clip_id)
                 if clip_id in known:
                     continue
                 part = self.store.tmp_dir / f"{clip_id}.part"
-                result = copy_and_hash(clip.video, part, self.chunk_bytes, chunk_algorithm=self.chunk_algorithm,
-                                       fsync=False)
+                parts.append(part)  # before the copy: a copy that fails half way is removed too
+                source = opened.open_file(f"{dock.CLIPS_DIR}/{clip.video.name}")
+                try:
+                    result = copy_and_hash(source, part, self.chunk_bytes, chunk_algorithm=self.chunk_algorithm,
+                                           fsync=False)
+                finally:
+                    os.close(source)
                 copied.append((clip, part, result))
                 size, sha256 = result.size, result.sha256
                 if self.progress:
@@ -130,7 +193,7 @@ class Ingestor:
             for _, part, _ in copied:
                 fsync_file(part)
         except BaseException:
-            for _, part, _ in copied:
+            for part in parts:
                 part.unlink(missing_ok=True)
             raise
 
@@ -155,8 +218,8 @@ class Ingestor:
         self.store.record_ingest(folder.name, camera.device, camera.device_json, new_clips)
 
         entries = self._ingested_entries(camera, known, new_clips)
-        self._write_ingested(folder, camera, entries)
-        self._wipe(folder, [c.name for c in camera.clips])
+        self._write_ingested(opened, entries)
+        self._wipe(opened, [c.name for c in camera.clips])
         log.info("ingested %s: %d new clips, %d bytes", folder.name, len(new_clips), sum(c.size for c in new_clips))
         return len(new_clips), sum(c.size for c in new_clips)
 
@@ -192,31 +255,30 @@ class Ingestor:
                                                name=names[c.clip_id])
         return sorted(entries.values(), key=lambda e: e.name or e.clip_id)
 
-    def _write_ingested(self, folder: Path, camera: dock.DockedCamera, entries: list[IngestedEntry]) -> None:
+    def _write_ingested(self, opened: dock.CameraFolder, entries: list[IngestedEntry]) -> None:
         record = IngestedFile(station_id=self.station_id, ingested_at=utc_now(), clips=entries)
-        atomic_write_bytes(folder / dock.INGESTED_FILE, msgspec.json.format(msgspec.json.encode(record)))
+        opened.write_atomic(dock.INGESTED_FILE, msgspec.json.format(msgspec.json.encode(record)))
 
-    def _wipe(self, folder: Path, stems: list[str]) -> None:
-        """The "wipe camera" step: only ever after INGESTED.json is durable."""
-        clips_dir = folder / dock.CLIPS_DIR
+    def _wipe(self, opened: dock.CameraFolder, stems: list[str]) -> None:
+        """The "wipe camera" step: only ever after INGESTED.json is durable, and only names in ``clips/``."""
         for stem in stems:
             # Video first: a sidecar left alone is recognised through INGESTED.json on restart.
             for suffix in (dock.VIDEO_SUFFIX, dock.SIDECAR_SUFFIX):
-                (clips_dir / f"{stem}{suffix}").unlink(missing_ok=True)
-        if stems and clips_dir.exists():
-            fsync_dir(clips_dir)
+                opened.remove_clip_file(f"{stem}{suffix}")
+        if stems:
+            opened.sync_clips()
 
-    def _finish_interrupted_wipe(self, folder: Path) -> None:
+    def _finish_interrupted_wipe(self, opened: dock.CameraFolder) -> None:
         """Files an earlier ingest already accounted for in INGESTED.json are wiped before parsing."""
-        ingested = dock.read_ingested(folder)
+        ingested = dock.read_ingested(opened)
         if ingested is None:
             return
         recorded = self.store.known_clips(e.clip_id for e in ingested.clips)
         stems = [e.name for e in ingested.clips if e.name and e.clip_id in recorded]
-        present = set(dock.clip_files(folder))
+        present = set(opened.clip_names())
         leftovers = [s for s in stems if f"{s}{dock.VIDEO_SUFFIX}" in present or f"{s}{dock.SIDECAR_SUFFIX}" in present]
         if leftovers:
-            self._wipe(folder, leftovers)
+            self._wipe(opened, leftovers)
 
     def _is_done(self, folder: Path) -> bool:
         """Ingested and wiped. A camera stays docked for hours: most folders of a scan are these, and
@@ -224,13 +286,20 @@ class Ingestor:
         stamp = dock.stamp(folder)
         if self._done.get(folder.name) == stamp:
             return True
-        done = (folder / dock.INGESTED_FILE).exists() and not dock.clip_files(folder)
+        try:
+            with dock.CameraFolder(folder) as opened:
+                done = opened.lstat(dock.INGESTED_FILE) is not None and not opened.clip_names()
+        except (DockFolderError, OSError):
+            return False  # the ingest that follows says what is wrong
         if done:
             self._done[folder.name] = stamp
         return done
 
     def _skip_bad(self, folder: Path, previous: tuple[str, bool, object] | None) -> bool:
         """Retry a bad folder only when the camera rewrote it, or after a pause for I/O errors."""
+        unrecorded = self._unrecorded.get(folder.name)
+        if unrecorded is not None and utc_now() - unrecorded < TRANSIENT_RETRY:  # type: ignore[operator]
+            return True
         if previous is None:
             return False
         signature, transient, last_seen = previous
@@ -239,7 +308,14 @@ class Ingestor:
         return dock.folder_signature(folder) == signature
 
 
-def _os_reason(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "station disk full: clip left on the camera, will retry"
+def _os_reason(exc: OSError, store_dir: Path | None = None) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        detail = exc.strerror or "no space left on device"
+        where = exc.filename or store_dir
+        return (f"disk full: {detail[:1].lower()}{detail[1:]}{f' in {where}' if where else ''}; "
+                "clips left on the camera, will retry")
     return f"{exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})".strip()
+
+
+def _db_reason(exc: sqlite3.Error) -> str:
+    return f"station database cannot be written: {exc}"

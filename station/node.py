@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from fleet.clock import utc_now
 from fleet.config import StationSettings
+from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
 from station.desk import Desk
 from station.feed import FeedFollower
@@ -74,19 +76,42 @@ class StationNode:
         # holds the job-store lock while it waits for those threads. ``_control`` makes sure no
         # job touches the scheduler once stopping began, so the two can never deadlock.
         self._control = threading.Lock()
+        self._repeats = Repeats(log)
 
-    def start(self) -> None:
-        recovered = self.store.recover_interrupted()
+    def recover(self) -> None:
+        """Clips left 'uploading' by the last shutdown go back to the queue (a database that cannot
+        be written leaves them there: the sync pass retries them once it can)."""
+        try:
+            recovered = self.store.recover_interrupted()
+        except sqlite3.Error as exc:
+            self._repeats.warning("start", "clips interrupted mid-upload not requeued: station database cannot be "
+                                  "written: %s", exc)
+            return
         if recovered:
             log.info("requeued %d clips interrupted mid-upload by the last shutdown", recovered)
+
+    def guarded(self, name: str, job):
+        """A scheduled job that meets a database it cannot use says so once a minute and runs again
+        at its next turn: the process keeps going and the log does not fill with tracebacks."""
+        def run():
+            try:
+                return job()
+            except sqlite3.Error as exc:
+                self._repeats.warning(name, "%s not done: station database cannot be written: %s", name, exc)
+                return None
+        return run
+
+    def start(self) -> None:
+        self.recover()
         s = self.settings
         now = utc_now()
         self.scheduler.add_job(self.ingestor.scan, "interval", seconds=s.scan_interval_s, id="scan", next_run_time=now)
-        self.scheduler.add_job(self._sync_pass, "interval", seconds=s.sync_interval_s, id="sync", next_run_time=now)
-        self.scheduler.add_job(self.purge, "interval", seconds=PURGE_INTERVAL.total_seconds(), id="purge",
+        self.scheduler.add_job(self.guarded("sync", self._sync_pass), "interval", seconds=s.sync_interval_s, id="sync",
                                next_run_time=now)
-        self.scheduler.add_job(self.uplink.run_once, "interval", seconds=s.events_interval_s, id="events",
-                               next_run_time=now)
+        self.scheduler.add_job(self.guarded("purge", self.purge), "interval", seconds=PURGE_INTERVAL.total_seconds(),
+                               id="purge", next_run_time=now)
+        self.scheduler.add_job(self.guarded("events", self.uplink.run_once), "interval", seconds=s.events_interval_s,
+                               id="events", next_run_time=now)
         self.scheduler.start()
         self._feed_thread.start()
         if s.api_port is not None:

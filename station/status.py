@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 from fleet.config import StationSettings
 from fleet.protocol import StationStatus
 from station.mirror import Mirror
@@ -13,9 +15,27 @@ def station_status(settings: StationSettings, store: StationStore) -> StationSta
     outbox, mirror = Outbox(store.writer), Mirror(store.writer)
     with store.writer.read() as db:
         checked_out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
-    return StationStatus(station_id=settings.station_id, borough=settings.borough, **store.summary(),
+    summary = store.summary()
+    return StationStatus(station_id=settings.station_id, borough=settings.borough, **summary,
                          pending_events=outbox.pending_count(), acked_event_seq=outbox.acked_seq(),
-                         checked_out=checked_out, feed_cursor=mirror.cursor(), mirrored=mirror.counts())
+                         checked_out=checked_out, feed_cursor=mirror.cursor(), mirrored=mirror.counts(),
+                         problems=problems(settings, store, summary["failed_folders"]))
+
+
+def problems(settings: StationSettings, store: StationStore, failed_folders) -> list[str]:
+    """Conditions that stop ingest, checked now: the running station cannot record a database
+    it cannot write, so this asks the disk and the database itself."""
+    found = []
+    free = shutil.disk_usage(store.data_dir).free
+    if free < settings.min_free_bytes or free == 0:
+        found.append(f"disk full: {_size(free)} free in {store.data_dir}, {_size(settings.min_free_bytes)} kept "
+                     "in reserve; docked cameras keep their clips until there is room")
+    waiting = [f.folder for f in failed_folders if f.reason.startswith("disk full")]
+    if waiting:
+        found.append(f"disk full: {len(waiting)} docked folder(s) wait for room: {', '.join(waiting[:5])}")
+    if (db_problem := store.write_problem()) is not None:
+        found.append(db_problem)
+    return found
 
 
 def _size(n: int) -> str:
@@ -31,6 +51,8 @@ def render_status(status: StationStatus) -> None:
     from rich.table import Table
 
     console = Console()
+    for problem in status.problems:
+        console.print(f"[bold red]{problem}[/]")
     table = Table(title=f"Station {status.station_id} ({status.borough})", show_header=False)
     table.add_row("pending clips", f"{status.pending_clips} ({_size(status.pending_bytes)})")
     table.add_row("verified at central", str(status.verified_clips))

@@ -11,6 +11,7 @@ Transfer states of a clip::
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -205,6 +206,10 @@ _INSERT_CLIP = (f"INSERT OR IGNORE INTO clips ({', '.join(_CLIP_COLUMNS)}) "
 _PENDING_SQL = """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM clips
                   WHERE state IN ('queued', 'uploading', 'waiting')"""
 """What is still to upload: count, bytes and the oldest recording (status and every event batch)."""
+
+
+class _RolledBack(Exception):
+    """Ends a probing write without committing it."""
 
 
 class StationStore:
@@ -486,6 +491,19 @@ class StationStore:
             "local_copies": local_copies,
             "local_bytes": local_bytes,
         }
+
+    def write_problem(self) -> str | None:
+        """Why the database cannot take a write now, or None. The probe's write is rolled back."""
+        try:
+            with self._writer.write() as db:
+                self._set_meta(db, "write_probe", to_iso(utc_now()))
+                raise _RolledBack
+        except _RolledBack:
+            return None
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):  # busy with another writer: it can be written
+                return None
+            return f"station database cannot be written: {exc}"
 
     def transfers(self, clip_ids: Iterable[str] | None = None) -> list[ClipTransfer]:
         with self._writer.read() as db:

@@ -62,3 +62,18 @@ def test_simultaneous_duplicate_creations_get_one_upload(central):
     assert sorted(r.status_code for r in responses) == [200] * 15 + [201]
     assert len({r.headers["Location"] for r in responses}) == 1
     assert len(list((central.central_data() / "uploads").glob("*.part"))) == 1
+
+
+def test_tuspy_zero_byte_upload_is_verified(central, tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    clip_id = str(uuid.uuid4())
+    client = tus_client.TusClient(f"{central.url}/api/v1/uploads/",
+                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with open(path, "rb") as stream:
+        client.uploader(file_stream=stream, metadata={
+            "clip_id": clip_id, "sha256": hashlib.sha256(b"").hexdigest(), "device_serial": "BWV-000777",
+            "recorded_at": RECORDED.isoformat(), "filename": "empty.mp4",
+        }).upload()
+    clip = central.clip(clip_id)
+    assert clip["state"] == "verified" and clip["size"] == 0

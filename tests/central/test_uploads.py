@@ -258,3 +258,21 @@ def test_counted_bytes_that_are_gone_restart_the_upload_at_zero(client, blob, se
     assert client.head(location, headers={**CAMDEN, **TUS}).headers["Upload-Offset"] == "0"
     r = patch(client, location, 0, blob)
     assert r.status_code == 204 and r.headers[CLIP_STATE_HEADER] == "verified"
+
+
+def test_a_zero_byte_clip_is_created_and_verified_in_its_creation(client, settings):
+    r = create(client, b"")  # Upload-Length: 0, no body: the whole clip
+    assert r.status_code == 201 and r.headers[CLIP_STATE_HEADER] == "verified"
+    assert r.headers["Upload-Offset"] == "0"
+    head = client.head(r.headers["Location"], headers={**CAMDEN, **TUS})
+    assert head.headers[CLIP_STATE_HEADER] == "verified" and head.headers["Upload-Length"] == "0"
+    blobs = [p for p in (Path(settings.data_dir) / "blobs").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in blobs] == [b""]
+    again = create(client, b"")  # another empty clip: its own upload
+    assert again.status_code == 201 and again.headers[CLIP_STATE_HEADER] == "verified"
+
+
+def test_a_zero_byte_clip_with_an_empty_creation_body_is_verified(client):
+    r = create_with(client, b"", b"")
+    assert r.status_code == 201 and r.headers[CLIP_STATE_HEADER] == "verified"
+    assert patch(client, r.headers["Location"], 0, b"").status_code == 204  # the empty PATCH at the end: idempotent

@@ -312,7 +312,7 @@ class Runner:
         self.station_disk.resize(self.station_disk.used_bytes() + STATION_RESERVE + 8 * MiB)
         folders = [self.dock(station, 3, min_size=800 * KiB, max_size=1200 * KiB) for _ in range(4)]
         log = self.cluster.processes[station].log  # the report is gone again once space is freed: read the log
-        wait_until(lambda: "station disk full" in log.read_text(), 60, "the station's disk filling up", interval=0.2)
+        wait_until(lambda: "disk full: " in log.read_text(), 60, "the station's disk filling up", interval=0.2)
         self.proxies[station].resume()
         # Copies verified at central are purged, which makes room for the rest: no operator needed.
         wait_until(lambda: not any(f.exists() and not (f / "INGESTED.json").exists() for f in folders), 90,

@@ -1,14 +1,21 @@
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sqlite3
+from datetime import timedelta
 
 import pytest
 
 from fleet.camera import SimClip, dock_camera, random_shift
+from fleet.config import StationSettings, settings_from_dict
 from station import ingest as ingest_module
+from station.dock import CameraFolder
 from station.ingest import Ingestor
+from station.status import station_status
 from station.store import StationStore
+from tests.faults.disks import SmallDisk
 from tests.station.conftest import RECORDED
 
 
@@ -155,7 +162,7 @@ class Crash(BaseException):
 
 # (what dies, on which call): covers every durable step of station/ingest.py's docstring.
 CRASH_POINTS = [("copy_and_hash", 2), ("fsync_file", 2), ("replace", 2), ("fsync_dir", 1), ("record_ingest", 1),
-                ("atomic_write_bytes", 1), ("unlink", 2), ("fsync_dir", 2)]
+                ("write_atomic", 1), ("remove_clip_file", 2), ("sync_clips", 1)]
 
 
 @pytest.mark.parametrize("point, on_call", CRASH_POINTS)
@@ -178,8 +185,8 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(tmp_path, dock_dir, rng
             m.setattr(ingest_module.os, "replace", crashing(os.replace))
         elif point == "record_ingest":
             m.setattr(store, "record_ingest", crashing(store.record_ingest))
-        elif point == "unlink":
-            m.setattr(ingest_module.Path, "unlink", crashing(ingest_module.Path.unlink))
+        elif hasattr(CameraFolder, point):  # the steps that write or wipe the camera's folder
+            m.setattr(CameraFolder, point, crashing(getattr(CameraFolder, point)))
         else:
             m.setattr(ingest_module, point, crashing(getattr(ingest_module, point)))
         with pytest.raises(Crash):
@@ -212,3 +219,255 @@ def test_interrupted_wipe_with_a_lone_sidecar_is_finished(store, dock_dir):
     sidecar.write_bytes(saved)  # as if the crash came between the video and the sidecar unlink
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.bad_folders == [] and os.listdir(folder / "clips") == []
+
+
+# -- the dock inbox is hostile input -------------------------------------------------------
+# A dock folder is written by whoever holds the camera: links, special files and planted
+# names must never make the station read, upload or delete anything outside that folder.
+
+def only_clip(folder, suffix=".mp4"):
+    [path] = (folder / "clips").glob(f"*{suffix}")
+    return path
+
+
+def failed_reason(store, name):
+    return {f.folder: f.reason for f in store.summary()["failed_folders"]}.get(name)
+
+
+def test_a_clip_linked_to_a_station_file_is_refused(store, dock_dir, tmp_path):
+    secret = tmp_path / "station.toml"
+    secret.write_text('token = "camden-secret"\n')
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED, include_sha256=False)])
+    video = only_clip(folder)
+    video.unlink()
+    video.symlink_to(secret)
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == [folder.name]
+    assert "symbolic link" in failed_reason(store, folder.name)
+    assert clip_rows(store) == [] and os.listdir(store.clips_dir) == []
+    assert video.is_symlink() and secret.read_text() == 'token = "camden-secret"\n'
+    assert not (folder / "INGESTED.json").exists()
+
+
+def test_a_linked_clips_folder_is_refused_and_the_files_it_points_at_survive(store, dock_dir, tmp_path):
+    elsewhere = dock_camera(tmp_path / "elsewhere", "BWV-000009", [SimClip(10, RECORDED), SimClip(20, RECORDED)])
+    outside = sorted(p.name for p in (elsewhere / "clips").iterdir())
+    folder = dock_camera(dock_dir, "BWV-000001", [])
+    (folder / "clips").rmdir()
+    (folder / "clips").symlink_to(elsewhere / "clips")
+    good = dock_camera(dock_dir, "BWV-000002", [SimClip(10, RECORDED)], folder_name="zz-good")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == [folder.name] and report.ingested_folders == [good.name]
+    assert "clips is a symbolic link" in failed_reason(store, folder.name)
+    assert sorted(p.name for p in (elsewhere / "clips").iterdir()) == outside
+    assert len(clip_rows(store)) == 1  # the good folder's one clip, nothing from outside
+    assert not (folder / "INGESTED.json").exists()
+
+
+@pytest.mark.parametrize("which", ["device.json", "sidecar"])
+def test_a_linked_device_json_or_sidecar_is_refused(store, dock_dir, tmp_path, which):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+    target = folder / "device.json" if which == "device.json" else only_clip(folder, ".json")
+    outside = tmp_path / f"outside-{target.name}"
+    shutil.copy(target, outside)  # a valid file: only the link makes it wrong
+    target.unlink()
+    target.symlink_to(outside)
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == [folder.name]
+    assert f"{target.relative_to(folder)} is a symbolic link" in failed_reason(store, folder.name)
+    assert clip_rows(store) == [] and outside.exists()
+    assert only_clip(folder).exists()  # left in place
+
+
+def test_a_linked_camera_folder_is_reported_and_never_followed(store, dock_dir, tmp_path):
+    elsewhere = dock_camera(tmp_path / "elsewhere", "BWV-000009", [SimClip(10, RECORDED, include_sha256=False)])
+    (dock_dir / "cam").symlink_to(elsewhere)
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == ["cam"]
+    assert "symbolic link" in failed_reason(store, "cam")
+    assert clip_rows(store) == [] and len(list((elsewhere / "clips").iterdir())) == 2
+    assert not (elsewhere / "INGESTED.json").exists()
+
+
+def test_ingested_json_is_never_written_through_a_planted_link(store, dock_dir, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not the camera's")
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+    (folder / ".INGESTED.json.tmp").symlink_to(victim)  # the temporary name INGESTED.json is written under
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.ingested_folders == [folder.name]
+    assert victim.read_text() == "not the camera's"
+    assert (folder / "INGESTED.json").is_file() and not (folder / "INGESTED.json").is_symlink()
+
+
+def test_a_linked_ingested_json_is_refused(store, dock_dir, tmp_path):
+    victim = tmp_path / "victim.json"
+    victim.write_text('{"station_id": "x", "ingested_at": "2026-11-20T18:04:05Z", "clips": []}')
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+    (folder / "INGESTED.json").symlink_to(victim)
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == [folder.name]
+    assert "INGESTED.json is a symbolic link" in failed_reason(store, folder.name)
+    assert victim.read_text().startswith('{"station_id": "x"') and clip_rows(store) == []
+
+
+def scan_with_deadline(ingestor, unblock, deadline_s=10.0):
+    """Run a scan on a thread and wait for it at most ``deadline_s``; a blocked scan is a failure."""
+    import threading
+    import time
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(report=ingestor.scan()), daemon=True)
+    thread.start()
+    end = time.monotonic() + deadline_s
+    while thread.is_alive() and time.monotonic() < end:
+        thread.join(0.05)
+    try:
+        assert not thread.is_alive(), "ingest blocked on a special file"
+    finally:
+        if thread.is_alive():
+            unblock()
+            thread.join(5)
+    return result["report"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("which", ["video", "sidecar", "device.json"])
+def test_a_fifo_is_refused_without_blocking_ingest(store, dock_dir, which):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+    good = dock_camera(dock_dir, "BWV-000002", [SimClip(10, RECORDED)], folder_name="zz-good")
+    target = {"video": only_clip(folder), "sidecar": only_clip(folder, ".json"),
+              "device.json": folder / "device.json"}[which]
+    target.unlink()
+    os.mkfifo(target)
+
+    def unblock():  # a writer that closes at once gives a blocked reader its end of file
+        os.close(os.open(target, os.O_WRONLY | os.O_NONBLOCK))
+
+    report = scan_with_deadline(Ingestor(store, "camden", dock_dir), unblock)
+    assert report.bad_folders == [folder.name] and report.ingested_folders == [good.name]
+    assert f"{target.relative_to(folder)} is a FIFO, not a regular file" in failed_reason(store, folder.name)
+    assert len(clip_rows(store)) == 1
+
+
+@pytest.mark.parametrize("which", ["video", "sidecar"])
+def test_a_device_node_is_refused(store, dock_dir, which):
+    import stat
+
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+    target = only_clip(folder) if which == "video" else only_clip(folder, ".json")
+    target.unlink()
+    try:
+        os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # what /dev/null is
+    except PermissionError:
+        pytest.skip("making a device node needs CAP_MKNOD")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == [folder.name]
+    assert f"{target.relative_to(folder)} is a character device, not a regular file" in failed_reason(store, folder.name)
+    assert clip_rows(store) == [] and target.exists()
+
+
+def test_a_hard_link_is_ingested_and_the_wipe_removes_only_its_name(store, dock_dir, tmp_path):
+    # A hard link can only name a file of the same filesystem, which the camera's own storage
+    # never shares with the station: accepted as the regular file it is.
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+    other = tmp_path / "other-name"
+    os.link(only_clip(folder), other)
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.ingested_folders == [folder.name] and len(clip_rows(store)) == 1
+    assert other.exists() and os.listdir(folder / "clips") == []
+
+
+def test_a_zero_byte_clip_is_a_clip(store, dock_dir):
+    clip = SimClip(0, RECORDED)
+    folder = dock_camera(dock_dir, "BWV-000001", [clip])
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.ingested_folders == [folder.name] and report.new_clips == 1
+    [(clip_id, sha, size, local)] = clip_rows(store)
+    assert (clip_id, size, sha) == (clip.clip_id, 0, hashlib.sha256(b"").hexdigest())
+    assert (store.data_dir / local).read_bytes() == b""
+
+
+# -- a full disk, a database that cannot be written ------------------------------------------
+
+def station_settings(store, dock_dir, **extra):
+    return settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
+                               "token": "t", "data_dir": str(store.data_dir), "dock_dir": str(dock_dir), **extra},
+                              StationSettings)
+
+
+def folder_lines(caplog, name):
+    return [r for r in caplog.records if name in r.getMessage()]
+
+
+def test_a_partial_copy_left_by_a_crash_is_removed_at_start_up(store, dock_dir):
+    (store.tmp_dir / "0b2e4f3c-0000-4000-8000-000000000000.part").write_bytes(b"x" * 10)
+    Ingestor(store, "camden", dock_dir)
+    assert os.listdir(store.tmp_dir) == []
+
+
+def test_a_disk_filling_up_mid_copy_removes_the_partial_copy_and_says_so_once(tmp_path, dock_dir, monkeypatch,
+                                                                              caplog):
+    disk = SmallDisk(tmp_path / "data", 1 << 20).mount()  # a real full filesystem, not an injected error
+    try:
+        store = StationStore(tmp_path / "data")
+        folder = dock_camera(dock_dir, "BWV-000001", [SimClip(2 << 20, RECORDED)])
+        monkeypatch.setattr(ingest_module, "TRANSIENT_RETRY", timedelta(0))  # retried at every scan
+        ingestor = Ingestor(store, "camden", dock_dir)
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):
+                assert ingestor.scan().bad_folders == [folder.name]
+        assert os.listdir(store.tmp_dir) == [] and os.listdir(store.clips_dir) == []
+        assert failed_reason(store, folder.name).startswith("disk full: ")
+        [line] = folder_lines(caplog, folder.name)
+        assert "disk full: " in line.getMessage() and line.exc_info is None
+        assert clip_rows(store) == [] and only_clip(folder).exists() and not (folder / "INGESTED.json").exists()
+
+        status = station_status(station_settings(store, dock_dir), store)
+        assert [p for p in status.problems if p.startswith("disk full: ")]
+        assert status.failed_folders[0].reason.startswith("disk full: ")
+        store.close()
+    finally:
+        disk.unmount()
+
+
+def test_a_database_that_cannot_be_written_is_reported_and_loses_nothing(store, dock_dir, monkeypatch, caplog):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(1000, RECORDED)])
+    store.db.execute("PRAGMA query_only = ON")  # SQLite's own refusal: "attempt to write a readonly database"
+    monkeypatch.setattr(ingest_module, "TRANSIENT_RETRY", timedelta(0))
+    ingestor = Ingestor(store, "camden", dock_dir)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            ingestor.scan()  # never raises: a scheduler would print its traceback every scan
+    [line] = folder_lines(caplog, folder.name)
+    assert "attempt to write a readonly database" in line.getMessage() and line.exc_info is None
+    assert only_clip(folder).exists() and not (folder / "INGESTED.json").exists()
+
+    status = station_status(station_settings(store, dock_dir, min_free_bytes=0), store)
+    assert status.problems == ["station database cannot be written: attempt to write a readonly database"]
+
+    store.db.execute("PRAGMA query_only = OFF")
+    assert ingestor.scan().ingested_folders == [folder.name]
+    assert len(clip_rows(store)) == 1 and os.listdir(folder / "clips") == []
+    assert station_status(station_settings(store, dock_dir, min_free_bytes=0), store).problems == []
+
+
+@pytest.mark.parametrize("message", ["disk I/O error", "database or disk is full"])
+def test_database_errors_at_the_commit_point_leave_the_camera_folder_in_place(store, dock_dir, monkeypatch, caplog,
+                                                                               message):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(1000, RECORDED)])
+
+    def fail(*args, **kwargs):
+        raise sqlite3.OperationalError(message)
+
+    monkeypatch.setattr(store, "record_ingest", fail)
+    monkeypatch.setattr(store, "record_bad_folder", fail)
+    monkeypatch.setattr(ingest_module, "TRANSIENT_RETRY", timedelta(0))
+    ingestor = Ingestor(store, "camden", dock_dir)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            assert ingestor.scan().bad_folders == [folder.name]
+    [line] = folder_lines(caplog, folder.name)
+    assert message in line.getMessage() and line.exc_info is None
+    assert only_clip(folder).exists() and only_clip(folder, ".json").exists()
+    assert not (folder / "INGESTED.json").exists()

@@ -262,3 +262,22 @@ def test_an_upload_gone_at_central_mid_way_is_created_again_not_failed(store, do
     uploader(store, server).upload(clip)
     assert [m for m, _ in server.requests].count("POST") == 2
     assert hashlib.sha256(server.verified()[clip.clip_id]).hexdigest() == clip.sha256
+
+
+@pytest.mark.parametrize("whole_at_creation", [True, False])
+def test_a_zero_byte_clip_is_verified_by_centrals_app(store, dock_dir, tmp_path, monkeypatch, whole_at_creation):
+    from litestar.testing import TestClient
+
+    from central.app import create_app
+    from station import uploader as uploader_module
+    from tests.central.conftest import ADMIN, CAMDEN, make_settings
+
+    if not whole_at_creation:  # an older station: the creation carries no body
+        monkeypatch.setattr(uploader_module, "WHOLE_AT_CREATION_BYTES", -1)
+    [clip] = queue(store, dock_dir, SimClip(0, RECORDED))
+    assert clip.size == 0
+    with TestClient(create_app(make_settings(tmp_path / "central")), base_url="http://central.local") as central:
+        central.headers.update(CAMDEN)
+        TusUploader(central, store, FAST, chunk_bytes=CHUNK).upload(clip)
+        listed = central.get(f"/api/v1/clips/{clip.clip_id}", headers=ADMIN).json()
+    assert listed["state"] == "verified" and listed["size"] == 0 and listed["sha256"] == hashlib.sha256(b"").hexdigest()
