@@ -39,8 +39,8 @@ SMALL_SETS = {"review", "held", "unattributed"}
 PAGE = 50
 ACTIONS = ("ingest", "upload-verified", "view", "download", "categorise", "hold", "release", "case-add", "review",
            "soft-delete", "restore", "purge", "assign", "unassign", "check-out", "check-in", "attribute", "register",
-           "lifecycle", "login", "login-failed", "login-lockout", "login-throttled", "logout", "user-add", "token-create", "token-revoke",
-           "config-change", "rollout-commit")
+           "lifecycle", "login", "login-failed", "login-lockout", "login-throttled", "logout", "user-add",
+           "token-create", "token-revoke", "config-change", "rollout-commit")
 """Suggested in the audit page's action filter (any action can be typed)."""
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from central.app import create_app
 from tests.central.conftest import ADMIN
-from tests.central.test_dashboard import log_in, PASSWORD  # noqa: F401 (the browser fixture's password)
+from tests.central.test_dashboard import PASSWORD, log_in
 from tests.central.test_clips import upload
 
 TEMPLATES = Path(__file__).parents[2] / "central" / "templates"
@@ -36,7 +36,7 @@ def signed_in(settings):
     from litestar.testing import TestClient
 
     with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
-        c.app.state.users.add("f.manager", "admin", "test", password="correct horse battery")
+        c.app.state.users.add("f.manager", "admin", "test", password=PASSWORD)
         log_in(c, "f.manager")
         yield c
 
@@ -93,6 +93,5 @@ def test_api_viewers_are_off_and_no_page_loads_a_script_from_elsewhere(signed_in
                    "/schema/stoplight"):
         r = signed_in.get(viewer)
         assert r.status_code == 404, viewer
-    served = [signed_in.get(p).text for p in ["/login", *PAGES]]
-    for html in served:
-        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    for path in ["/login", *PAGES]:
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", signed_in.get(path).text), path
