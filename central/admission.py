@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from fleet.config import LimitsSettings
-from fleet.errors import ApiError
+from fleet.errors import ApiError, TooManyRequests
 from fleet.protocol import Load
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,6 @@ class Overloaded(ApiError):
     """503: central is at its limit for this kind of request; come back after ``Retry-After``."""
 
     status_code, code = 503, "overloaded"
-
-
-class TooManyRequests(ApiError):
-    """429: this client already holds its share of central; come back after ``Retry-After``."""
-
-    status_code, code = 429, "too_many_requests"
 
 
 def lane_of(method: str, path: str) -> str | None:

@@ -15,6 +15,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from fleet import __version__
@@ -35,6 +36,7 @@ from central.dashboard_people import PeoplePages
 from central.dashboard_rollout import RolloutPages
 from central.devices import DeviceController, DeviceService
 from central.errors import EXCEPTION_HANDLERS, error_response
+from central.headers import STATIC_PATH, add_security_headers
 from central.events import EventLog, EventsController, ProjectionWorker
 from central.fleet_health import FleetHealth
 from central.jobs import build_scheduler, stop_scheduler
@@ -60,6 +62,9 @@ async def healthz(request: Request) -> Response:
     if not ok:
         return error_response(503, "unavailable", "database not reachable")
     return Response(Health(status="ok", version=__version__, load=request.app.state.admission.load()))
+
+
+STATIC_FILES = no_borough("the dashboard's stylesheets")
 
 
 def build_services(store: CentralStore, settings: CentralSettings, blobs=None) -> dict:
@@ -124,11 +129,14 @@ def create_app(settings: CentralSettings) -> Litestar:
         route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
                         DeviceController, OfficerController, AssignmentController, StationController,
                         RolloutController, RetentionController, CustodyController, DashboardController,
-                        PeoplePages, EvidencePages, RolloutPages],
+                        PeoplePages, EvidencePages, RolloutPages,
+                        create_static_files_router(STATIC_PATH, [Path(__file__).parent / "static"],
+                                                   include_in_schema=False, opt={"scope": STATIC_FILES})],
         dependencies={"principal": Provide(provide_principal), "within": Provide(provide_within)},
         guards=[enforce_scope],
         middleware=[DefineMiddleware(AdmissionMiddleware, admission=admission)],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[add_security_headers],
         lifespan=[lifespan],
         state=State({"tokens": TokenRegistry(settings), "settings": settings, "admission": admission}),
         template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),

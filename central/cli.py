@@ -282,6 +282,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from central.app import create_app
     from central.blobstore import open_blob_store
+    from central.httpserver import uvicorn_config
 
     settings = load_settings(args.config, CentralSettings)
     # The app checks its blob store at start-up too, but a failure there reaches uvicorn as a traceback:
@@ -300,9 +301,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 changes.close()
             super().handle_exit(sig, frame)
 
-    Server(uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-                          log_level=settings.log_level.lower(), access_log=False, lifespan="on", log_config=None,
-                          timeout_graceful_shutdown=10)).run()
+    Server(uvicorn_config(app, settings)).run()
     return 0
 
 

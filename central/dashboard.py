@@ -21,9 +21,9 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from fleet.clock import utc_now
-from fleet.errors import ApiError, BadRequest, NotFound, Unauthorized
+from fleet.errors import ApiError, BadRequest, NotFound, TooManyRequests, Unauthorized
 from fleet.lifecycle import LIFECYCLE_STATES
-from central import charts
+from central import charts, login_csrf
 from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
 from central.devices import FLAG_SQL
 from central.scope import LISTS, Scoped, in_path, in_query, lists, no_borough, touches
@@ -93,12 +93,25 @@ def overview(request: Request, within: str | None = None) -> Overview:
                     offline=offline)
 
 
+DONE = {
+    "issued": "camera issued", "unassigned": "assignments ended", "resolved": "conflict resolved",
+    "committed": "proposal committed", "discarded": "proposal discarded", "held": "held",
+    "released": "hold released", "categorised": "categories set", "attributed": "attributed",
+    "restored": "restored", "chain_intact": "chain intact",
+}
+FAILED = {"chain_broken": "chain BROKEN: see the check below"}
+"""What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never
+the URL's own text, so a link from elsewhere cannot make central's pages say something.
+A refusal with details of its own is answered with the error page, not a redirect."""
+
+
 def page(request: Request, template: str, **context) -> Template:
     principal = principal_of(request)
     nav = [(path, label) for path, label, role in NAV if _allowed(principal, role)]
     return Template(template_name=template, context={
         "me": principal, "nav": nav, "here": request.url.path, "csrf": principal.csrf,
-        "done": request.query_params.get("done"), "failed": request.query_params.get("error"), **context})
+        "done": DONE.get(request.query_params.get("done", "")),
+        "failed": FAILED.get(request.query_params.get("error", "")), **context})
 
 
 def _allowed(principal, role: str) -> bool:
@@ -133,6 +146,19 @@ def _error_page(request: Request, exc: Exception) -> Response:
                     context={"status": status, "message": message, "me": None, "nav": [], "here": ""})
 
 
+def _login_form(request: Request, target: str, name: str = "", status: int = 200, error: str | None = None,
+                headers: dict[str, str] | None = None) -> Template:
+    """The login page, with its CSRF token (kept while the browser's is still good: two tabs work)."""
+    key = login_csrf.signing_key(request.app.state.settings)
+    token = request.cookies.get(login_csrf.COOKIE)
+    if not login_csrf.is_valid(key, token):
+        token = login_csrf.new_token(key)
+    return Template(template_name="login.html", status_code=status, headers=headers, context={
+        "next": target, "error": error, "name": name, "login_csrf": token, "me": None, "nav": [], "here": "/login"},
+        cookies=[Cookie(key=login_csrf.COOKIE, value=token, httponly=True, samesite="strict", path="/login",
+                        secure=request.app.state.settings.dashboard.secure_cookies, max_age=login_csrf.MAX_AGE_S)])
+
+
 class DashboardPages(Controller):
     """The base of every dashboard controller: pages, not JSON, and HTML error pages."""
 
@@ -160,8 +186,11 @@ def field(form, key: str, max_length: int = 500) -> str:
 
 
 def back(path: str, *, done: str | None = None, error: str | None = None) -> Redirect:
-    """After a form: back to the page, with what happened shown on it (post/redirect/get)."""
-    query = "&".join(f"{k}={quote(v)}" for k, v in (("done", done), ("error", error)) if v)
+    """After a form: back to the page, with what happened shown on it (post/redirect/get);
+    ``done`` a key of DONE, ``error`` of FAILED."""
+    if (done is not None and done not in DONE) or (error is not None and error not in FAILED):
+        raise ValueError(f"no such message: {done or error!r}")
+    query = "&".join(f"{k}={v}" for k, v in (("done", done), ("error", error)) if v)
     return Redirect(path + (("&" if "?" in path else "?") + query if query else ""), status_code=303)
 
 
@@ -176,24 +205,27 @@ class DashboardController(DashboardPages):
     async def login_page(self, request: Request,
                          next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
                          ) -> Template:
-        return Template(template_name="login.html", context={"next": _safe_next(next_path), "error": None,
-                                                              "me": None, "nav": [], "here": "/login"})
+        return _login_form(request, _safe_next(next_path))
 
     @post("/login", summary="Log in", scope=no_borough("logging in"))
     async def login(self, request: Request) -> Response:
         form = await request.form()
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
         target = _safe_next(str(form.get("next", "/")))
+        if not login_csrf.matches(login_csrf.signing_key(request.app.state.settings),
+                                  request.cookies.get(login_csrf.COOKIE), str(form.get(login_csrf.FIELD, ""))):
+            return _login_form(request, target, name, 400, "This form has expired or came from another site: "
+                                                           "log in again.")
         place = f"browser:{request.client.host if request.client else '-'}"
         try:
             cookie, session = await anyio.to_thread.run_sync(request.app.state.users.login, name, password, place)
-        except Unauthorized as exc:
-            return Template(template_name="login.html", status_code=401, context={
-                "next": target, "error": exc.message, "name": name, "me": None, "nav": [], "here": "/login"})
+        except (Unauthorized, TooManyRequests) as exc:
+            return _login_form(request, target, name, exc.status_code, exc.message, exc.headers)
         secure = request.app.state.settings.dashboard.secure_cookies
-        return Redirect(target, status_code=303, cookies=[Cookie(
-            key=SESSION_COOKIE, value=cookie, httponly=True, secure=secure, samesite="lax", path="/",
-            max_age=SESSION_HOURS * 3600)])
+        return Redirect(target, status_code=303, cookies=[
+            Cookie(key=SESSION_COOKIE, value=cookie, httponly=True, secure=secure, samesite="lax", path="/",
+                   max_age=SESSION_HOURS * 3600),
+            Cookie(key=login_csrf.COOKIE, value="", max_age=0, path="/login")])
 
     @post("/logout", summary="Log out", guards=[user_with("viewer")], opt=FORM, scope=no_borough("logging out"))
     async def logout(self, request: Request, principal: Caller) -> Response:

@@ -18,7 +18,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.errors import ApiError, BadRequest, NotFound
+from fleet.errors import BadRequest, NotFound
 from central import audit
 from central.auth import Caller, user_with
 from central.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
@@ -40,8 +40,8 @@ SMALL_SETS = {"review", "held", "unattributed"}
 PAGE = 50
 ACTIONS = ("ingest", "upload-verified", "view", "download", "categorise", "hold", "release", "case-add", "review",
            "soft-delete", "restore", "purge", "assign", "unassign", "check-out", "check-in", "attribute", "register",
-           "lifecycle", "login", "login-failed", "logout", "user-add", "token-create", "token-revoke",
-           "config-change", "rollout-commit")
+           "lifecycle", "login", "login-failed", "login-lockout", "login-throttled", "logout", "user-add",
+           "token-create", "token-revoke", "config-change", "rollout-commit")
 """Suggested in the audit page's action filter (any action can be typed)."""
 
 
@@ -171,14 +171,14 @@ class EvidencePages(DashboardPages):
     async def release(self, request: Request, principal: Caller, clip_id: ClipIdPath,
                       hold_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
         form = await posted(request)
-        return await _act(f"/clips/{clip_id}", f"hold {hold_id} released", lambda: request.app.state.retention
+        return await _act(f"/clips/{clip_id}", "released", lambda: request.app.state.retention
                           .release_hold(hold_id, ReleaseRequest(reason=_reason(form)), principal.name))
 
     @post("/clips/{clip_id:str}/categories", summary="Set categories", guards=[user_with("supervisor")], opt=FORM,
           scope=touches(in_path("clip", "clip_id")))
     async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
         form = await posted(request)
-        return await _act(f"/clips/{clip_id}", "categories set", lambda: request.app.state.retention.categorise(
+        return await _act(f"/clips/{clip_id}", "categorised", lambda: request.app.state.retention.categorise(
             clip_id, CategoriesRequest(categories=[str(c) for c in form.getall("category", [])][:32],
                                        reason=_reason(form), confirm=form.get("confirm") == "yes"), principal.name))
 
@@ -233,8 +233,7 @@ class EvidencePages(DashboardPages):
         report = await anyio.to_thread.run_sync(audit.verify_file, request.app.state.store.data_dir / "central.db",
                                                 published)
         request.app.state.chain_check = (utc_now(), report, len(published), principal.name)
-        return back("/audit", done="chain intact" if report.intact else None,
-                    error=None if report.intact else f"chain BROKEN at record {report.first_broken}: {report.reason}")
+        return back("/audit", done="chain_intact") if report.intact else back("/audit", error="chain_broken")
 
 
 def _reason(form) -> str:
@@ -245,11 +244,10 @@ def _reason(form) -> str:
 
 
 async def _act(path: str, done: str, action) -> Redirect:
-    """Run a retention action off the event loop; back to the page with what happened."""
+    """Run a retention action off the event loop; back to the page with what happened (a
+    refusal is the error page, with the service's reason)."""
     try:
         await anyio.to_thread.run_sync(action)
-    except ApiError as exc:
-        return back(path, error=exc.message)
     except msgspec.ValidationError as exc:
-        return back(path, error=str(exc))
+        raise BadRequest(str(exc)) from None
     return back(path, done=done)

@@ -10,7 +10,7 @@ from litestar import Request, get, post
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from fleet.errors import ApiError, BadRequest
+from fleet.errors import ApiError, BadRequest, Conflict
 from central.assignments import IssueRequest
 from central.auth import Caller, user_with
 from central.scope import LISTS, Scoped, in_form, in_path, touches
@@ -55,22 +55,17 @@ class PeoplePages(DashboardPages):
                 request.app.state.assignments.issue, issue, principal.name,
                 request.app.state.settings.fleet.assignment_mode)
         except msgspec.ValidationError as exc:
-            return back("/officers", error=f"not a camera serial or officer id: {exc}")
-        except ApiError as exc:
-            return back("/officers", error=exc.message)
-        return back(f"/officers?q={done.officer_id}", done=f"camera {done.device_serial} issued to {done.officer_id}")
+            raise BadRequest(f"not a camera serial or officer id: {exc}") from None
+        return back(f"/officers?q={done.officer_id}", done="issued")
 
     @post("/unassign", summary="End the assignments of the cameras ticked", guards=[user_with("supervisor")],
           opt=FORM, scope=touches(in_form("device", "device_serial")))
     async def unassign(self, request: Request, principal: Caller) -> Redirect:
         form = await posted(request)
         serials = [str(s) for s in form.getall("device_serial", [])][:200]
-        try:
-            reason = field(form, "reason") or "ended on the dashboard"
-        except ApiError as exc:
-            return back("/officers", error=exc.message)
+        reason = field(form, "reason") or "ended on the dashboard"
         if not serials:
-            return back("/officers", error="tick at least one camera to unassign")
+            raise BadRequest("tick at least one camera to unassign")
         ended, failed = [], []
         for serial in serials:  # each its own transaction: one refusal does not undo the others
             try:
@@ -78,8 +73,9 @@ class PeoplePages(DashboardPages):
                 ended.append(serial)
             except ApiError as exc:
                 failed.append(f"{serial}: {exc.message}")
-        return back("/officers", done=f"{len(ended)} assignment(s) ended" if ended else None,
-                    error="; ".join(failed) or None)
+        if failed:
+            raise Conflict(f"{len(ended)} assignment(s) ended; not ended: " + "; ".join(failed))
+        return back("/officers", done="unassigned")
 
 
     @get("/conflicts", summary="Assignment conflicts to resolve", guards=[user_with("supervisor")], scope=LISTS)
@@ -94,15 +90,12 @@ class PeoplePages(DashboardPages):
     async def resolve(self, request: Request, principal: Caller,
                       conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
         form = await posted(request)
-        try:
-            resolution = field(form, "resolution")
-            if not resolution:
-                raise BadRequest("say how it was resolved")
-            await anyio.to_thread.run_sync(request.app.state.assignments.resolve_conflict, conflict_id, resolution,
-                                           principal.name)
-        except ApiError as exc:
-            return back("/officers/conflicts", error=exc.message)
-        return back("/officers/conflicts", done=f"conflict {conflict_id} resolved")
+        resolution = field(form, "resolution")
+        if not resolution:
+            raise BadRequest("say how it was resolved")
+        await anyio.to_thread.run_sync(request.app.state.assignments.resolve_conflict, conflict_id, resolution,
+                                       principal.name)
+        return back("/officers/conflicts", done="resolved")
 
 
 def _required(form, key: str) -> str:

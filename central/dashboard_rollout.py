@@ -10,7 +10,7 @@ from litestar import Request, get, post
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from fleet.errors import ApiError
+from fleet.errors import BadRequest
 from central import charts
 from central.auth import Caller, user_with
 from central.rollout import PLAN_FIGURES
@@ -54,11 +54,8 @@ class RolloutPages(DashboardPages):
                      decision: Annotated[str, PathParameter(max_length=16)]) -> Redirect:
         await posted(request)
         service = request.app.state.rollout
-        act = {"commit": service.commit, "discard": service.discard}.get(decision)
+        act = {"commit": (service.commit, "committed"), "discard": (service.discard, "discarded")}.get(decision)
         if act is None:
-            return back("/rollout", error=f"unknown decision {decision!r}")
-        try:
-            done = await anyio.to_thread.run_sync(act, proposal_id, principal.name)
-        except ApiError as exc:
-            return back("/rollout", error=exc.message)
-        return back("/rollout", done=f"proposal {done.id} {done.state}")
+            raise BadRequest(f"unknown decision {decision!r}")
+        await anyio.to_thread.run_sync(act[0], proposal_id, principal.name)
+        return back("/rollout", done=act[1])

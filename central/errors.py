@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+         431: "request_header_fields_too_large",
          500: "internal_error", 503: "unavailable", 507: "insufficient_storage"}
 
 
@@ -68,10 +69,19 @@ def handle_database_error(request: Request, exc: sqlite3.OperationalError) -> Re
     return handle_unexpected(request, exc)
 
 
+def handle_recursion(request: Request, exc: RecursionError) -> Response:
+    """msgspec answers JSON nested deeper than the interpreter's recursion limit with a
+    RecursionError, not a DecodeError: that is bad input (400), whichever route decoded it."""
+    if "while deserializing" in str(exc):
+        return error_response(400, "bad_request", "the JSON body is nested too deeply")
+    return handle_unexpected(request, exc)
+
+
 def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; the details are in central's log")
 
 
 EXCEPTION_HANDLERS = {ApiError: handle_api_error, HTTPException: handle_http_exception,
-                      sqlite3.OperationalError: handle_database_error, Exception: handle_unexpected}
+                      sqlite3.OperationalError: handle_database_error, RecursionError: handle_recursion,
+                      Exception: handle_unexpected}

@@ -21,6 +21,7 @@ from http import HTTPStatus
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
@@ -62,8 +63,11 @@ def empty(description: str) -> ResponseSpec:
 
 
 def config() -> OpenAPIConfig:
+    """The document as JSON and YAML, no viewer: Litestar's viewers (Swagger UI, ReDoc, ...)
+    load their scripts from public CDNs, which central's pages must never run."""
     return OpenAPIConfig(
         title="Body-worn video fleet: central", version=__version__,
+        render_plugins=[YamlRenderPlugin(), JsonRenderPlugin()],
         components=Components(security_schemes={BEARER: SecurityScheme(
             type="http", scheme="bearer",
             description="A station's token, a user's API token, or the admin token")}))

@@ -381,6 +381,16 @@ MIGRATIONS = [
     """
     CREATE INDEX clips_categorised ON clips (recorded_at, clip_id, categories) WHERE categories != '[]';
     """,
+    # v15: failed dashboard logins per account and per client address (central.login_throttle),
+    # kept here so a lockout holds across restarts and for every central process on this database.
+    """
+    CREATE TABLE login_throttle (
+        key             TEXT PRIMARY KEY,
+        failures        INTEGER NOT NULL,
+        last_failed_at  TEXT NOT NULL,
+        locked_until    TEXT
+    ) WITHOUT ROWID;
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

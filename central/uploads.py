@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Controller, Request, Response, delete, head, patch, post, route
 from litestar.params import PathParameter
 
-from fleet.errors import BadRequest, PreconditionFailed, UnsupportedMediaType
+from fleet.errors import BadRequest, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
 from fleet.protocol import (
     CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
 )
@@ -106,6 +106,8 @@ class UploadController(Controller):
         if not raw_metadata:
             raise BadRequest("Upload-Metadata is required (clip_id, sha256, device_serial, recorded_at, filename)")
         body_bytes = int(request.headers.get("content-length") or 0)
+        if body_bytes > length:  # refused before anything is made: a creation is all or nothing
+            raise PayloadTooLarge(f"a body of {body_bytes} bytes is more than Upload-Length {length}")
         checksum = _upload_checksum(request) if body_bytes else None
         upload, created = await _receiver(request).create_with_body(
             principal, length, raw_metadata, checksum, request.stream() if body_bytes else None,

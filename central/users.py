@@ -7,6 +7,7 @@
   carries its own CSRF token (synchronizer pattern), so a form posted from another site
   fails, and logging out ends the session everywhere it was copied.
 - Every login, failed login, logout and user or token change is in the audit chain.
+- Failed logins are throttled per account and per client address (``central.login_throttle``).
 
 Roles: ``admin`` (everything), ``fleet_manager`` (devices, stations), ``planner`` (roll-out,
 allocation), ``supervisor`` (assignments, unattributed clips, holds, footage; for their
@@ -29,6 +30,7 @@ import msgspec
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, NotFound, Unauthorized
 from central import audit
+from central.login_throttle import LoginThrottle
 
 Role = Literal["admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer"]
 ROLES: tuple[str, ...] = ("admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer")
@@ -102,8 +104,9 @@ def check_password_strength(password: str) -> None:
 
 
 class UserService:
-    def __init__(self, writer) -> None:
+    def __init__(self, writer, throttle: LoginThrottle | None = None) -> None:
         self.writer = writer
+        self.throttle = throttle or LoginThrottle(writer)
 
     # -- users -------------------------------------------------------------------------------
 
@@ -217,7 +220,11 @@ class UserService:
     # -- browser sessions --------------------------------------------------------------------
 
     def login(self, name: str, password: str, place: str) -> tuple[str, Session]:
-        """Check the password; a new session (its cookie value, and the session). Audited either way."""
+        """Check the password; a new session (its cookie value, and the session). Audited either way.
+
+        ``place`` is where the attempt came from (``browser:<address>``): failures are counted
+        per name and per place, and a locked one is refused (TooManyRequests) before any check."""
+        self.throttle.check(name[:64], place)
         with self.writer.read() as db:
             row = db.execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE name = ?",
                              [name[:64]]).fetchone()
@@ -228,6 +235,7 @@ class UserService:
                 audit.record(db, actor=name[:64] or "-", action="login-failed", object_type="user",
                              object_id=name[:64] or "-", place=place,
                              detail="disabled user" if ok and user is not None else "wrong name or password")
+                self.throttle.failed(db, name[:64], place)
             raise Unauthorized("wrong user name or password")
         cookie = secrets.token_urlsafe(32)
         now = utc_now()
@@ -237,6 +245,7 @@ class UserService:
             db.execute("INSERT INTO sessions (id_sha256, user, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                        [sha256_hex(cookie), user.name, session.csrf, to_iso(now), to_iso(session.expires_at)])
             audit.record(db, actor=user.name, action="login", object_type="user", object_id=user.name, place=place)
+            self.throttle.succeeded(db, user.name)
         return cookie, session
 
     def session(self, cookie: str) -> Session | None:

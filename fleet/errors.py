@@ -20,6 +20,7 @@
         ├── UnsupportedMediaType    415 wrong Content-Type on a PATCH
         ├── RangeNotSatisfiable     416 bad Range on a download
         ├── Locked                  423 another PATCH holds the upload
+        ├── TooManyRequests         429 come back after Retry-After (a client over its share, a login locked out)
         ├── ChecksumMismatch        460 chunk or whole-file checksum did not match
         ├── ServiceUnavailable      503 a part of central cannot serve now (e.g. its roll-out files are invalid)
         │   └── BlobStoreUnavailable  503 the blob store failed or stored other bytes; nothing counted, retry
@@ -149,6 +150,12 @@ class Locked(ApiError):
     """Another request is writing this upload (423)."""
 
     status_code, code = 423, "locked"
+
+
+class TooManyRequests(ApiError):
+    """Come back after ``Retry-After`` (429)."""
+
+    status_code, code = 429, "too_many_requests"
 
 
 class ChecksumMismatch(ApiError):

@@ -3,6 +3,12 @@
 Served by the station process itself (uvicorn on an event-loop thread) on ``api_host:api_port``;
 loopback by default. Beyond loopback a bearer ``api_token`` is required (checked in
 constant time). Errors have the same JSON shape as central's.
+
+A web page open on the station PC must not drive the desk (``from_the_desk_only``): a
+request is refused (403) unless its ``Host`` names this desk (a loopback name or
+``api_host``, with ``api_port``: a DNS-rebound name does not) and its ``Origin``, if any, is
+the desk itself; a state-changing request needs ``Content-Type: application/json`` (415),
+which a plain HTML form or a ``no-cors`` fetch from another site cannot send.
 """
 
 from __future__ import annotations
@@ -16,14 +22,17 @@ import threading
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import Headers
+from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
 
-from fleet.errors import ApiError, FleetError, Unauthorized
+from fleet.errors import ApiError, FleetError, Forbidden, Unauthorized, UnsupportedMediaType
 from fleet.events import OfficerId
 from fleet.protocol import ErrorBody, Serial, StationStatus
 from station.desk import Checkout
@@ -63,6 +72,52 @@ def _info(c: Checkout) -> CheckoutInfo:
 def _error(status: int, code: str, message: str) -> Response:
     return Response(msgspec.json.encode(ErrorBody(status=status, error=code, message=message)), status_code=status,
                     media_type="application/json")
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def from_the_desk_only(settings):
+    """ASGI middleware: refuse what a browser page from elsewhere could send (module docstring)."""
+    names = LOOPBACK_NAMES | {settings.api_host.lower()}
+    # Bound to every interface, the desk is reached by names it cannot know; it then has a
+    # bearer token (fleet.config insists), which a page from another site cannot send.
+    any_name = settings.api_host in WILDCARD_HOSTS and settings.api_token is not None
+
+    def where(authority: str) -> tuple[str, int] | None:
+        try:
+            parts = urlsplit("//" + authority)
+            return (parts.hostname or "").lower(), parts.port or 80
+        except ValueError:
+            return None
+
+    def check(scope: Scope) -> None:
+        headers = Headers.from_scope(scope)
+        host = where(headers.get("host", ""))
+        if host is None or (host[0] not in names and not any_name) or \
+                (settings.api_port is not None and host[1] != settings.api_port):
+            raise Forbidden(f"this desk answers only to its own address, not Host {headers.get('host', '')!r} "
+                            "(a web page cannot reach it under another name)")
+        origin = headers.get("origin")
+        if origin is not None:
+            parts = urlsplit(origin)
+            if parts.scheme != "http" or where(parts.netloc) != host:
+                raise Forbidden(f"requests from another site (Origin {origin!r}) may not use this desk")
+        media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if scope["method"] not in SAFE_METHODS and media_type != "application/json":
+            raise UnsupportedMediaType(f"send Content-Type: application/json, not {media_type or 'none'!r}")
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                check(scope)
+            await app(scope, receive, send)
+
+        return guarded
+
+    return middleware
 
 
 def create_desk_app(node: StationNode) -> Litestar:
@@ -106,6 +161,7 @@ def create_desk_app(node: StationNode) -> Litestar:
 
     return Litestar(
         route_handlers=[healthz, status, checkouts, checkout, checkin],
+        middleware=[from_the_desk_only(node.settings)],
         exception_handlers={
             ApiError: lambda _, exc: _error(exc.status_code, exc.code, exc.message),
             HTTPException: lambda _, exc: _error(exc.status_code, "bad_request" if exc.status_code == 400 else "error",

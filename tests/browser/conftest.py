@@ -67,8 +67,23 @@ def fleet(tmp_path_factory):
     cluster.stop_all()
 
 
+class Watched:
+    """The browser, every page it opens watched for Content-Security-Policy violations
+    (Chromium reports each on the page's console)."""
+
+    def __init__(self, browser) -> None:
+        self.browser = browser
+        self.violations: list[str] = []
+
+    def new_page(self, **kwargs):
+        page = self.browser.new_page(**kwargs)
+        page.on("console", lambda message: self.violations.append(f"{page.url}: {message.text}")
+                if "Content Security Policy" in message.text else None)
+        return page
+
+
 @pytest.fixture(scope="module")
-def chromium():
+def browser_process():
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `make test` installs it (make browser)"
@@ -76,6 +91,14 @@ def chromium():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def chromium(browser_process):
+    """Chromium; a test fails when a page it opened broke the Content-Security-Policy."""
+    watched = Watched(browser_process)
+    yield watched
+    assert watched.violations == [], "Content-Security-Policy violations"
 
 
 @pytest.fixture

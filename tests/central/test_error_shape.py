@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from central.events import EventLog
 from fleet.protocol import ErrorBody
-from tests.central.conftest import ADMIN, CAMDEN, TUS, create, patch
+from tests.central.conftest import ADMIN, CAMDEN, TUS, create, metadata, patch
 
 
 def assert_shape(response, status):
@@ -95,3 +95,47 @@ def test_insufficient_storage_carries_the_configured_retry_after(tmp_path, monke
         response = client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}')
     assert_shape(response, 507)
     assert response.headers["Retry-After"] == "7"
+
+
+@pytest.mark.parametrize("path, headers", [("/api/v1/events/", CAMDEN), ("/api/v1/officers/", ADMIN)])
+def test_json_nested_thousands_deep_is_a_400(client, path, headers):
+    for deep in (b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000):
+        assert_shape(client.post(path, content=deep, headers={**headers, "Content-Type": "application/json"}), 400)
+
+
+def test_a_tus_creation_with_more_body_than_its_upload_length_is_refused(client):
+    data = b"x" * 10
+    r = client.post("/api/v1/uploads/", content=b"y" * 100, headers={
+        **CAMDEN, **TUS, "Upload-Length": "10", "Upload-Metadata": metadata(data),
+        "Content-Type": "application/offset+octet-stream"})
+    assert_shape(r, 413)
+    assert client.get("/api/v1/clips", headers=ADMIN).json()["items"] == []
+
+
+def test_a_request_head_of_megabytes_is_refused_by_the_server(settings):
+    import socket
+
+    from tests.central.serving import serving
+
+    with serving(settings) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: central\r\nX-Big: ")
+            try:
+                for _ in range(128):  # 8 MiB
+                    s.sendall(b"a" * 65536)
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # central stopped reading: allowed
+            answer = b""
+            try:
+                while chunk := s.recv(65536):
+                    answer += chunk
+            except OSError:
+                pass
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
+        error = msgspec.json.decode(body, type=ErrorBody)
+        assert error.status == 431 and error.error == "request_header_fields_too_large"
+        import httpx
+
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # and it serves on

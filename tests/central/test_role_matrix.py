@@ -22,6 +22,8 @@ PUBLIC = "public"
 POLICY: dict[str, frozenset[str] | str] = {
     # health, login and the API document need no token
     "GET /healthz": PUBLIC, "GET /login": PUBLIC, "POST /login": PUBLIC,
+    # the dashboard's stylesheets: the login page needs them before anyone has logged in
+    "GET /static/{file_path:path}": PUBLIC, "HEAD /static/{file_path:path}": PUBLIC,
     # the dashboard: every user reads fleet data
     "GET /": USERS, "GET /stations": USERS, "GET /devices": USERS, "GET /devices/{serial:str}": USERS,
     "POST /logout": USERS, "GET /officers": USERS, "GET /rollout": USERS,
@@ -80,7 +82,7 @@ POLICY: dict[str, frozenset[str] | str] = {
 
 SAMPLE = {"upload_id": "u1", "clip_id": "c1", "serial": "BWV-1", "officer_id": "PC1", "device_serial": "BWV-1",
           "conflict_id": "1", "station_id": "camden", "proposal_id": "1", "case_ref": "CASE-1", "hold_id": "1",
-          "decision": "commit"}
+          "decision": "commit", "file_path": "fleet.css"}
 QUERY = {"/api/v1/changes": "?borough=Camden", "/api/v1/changes/snapshot": "?borough=Camden"}
 
 

@@ -30,7 +30,8 @@ from fleet.protocol import UploadMetadata, encode_upload_metadata
 NO_BOROUGH, FORCE_WIDE, TOUCHES, LISTS = "no borough", "force-wide", "touches", "lists"
 
 SCOPE: dict[str, str] = {
-    "GET /healthz": NO_BOROUGH, "GET /login": NO_BOROUGH, "POST /login": NO_BOROUGH, "POST /logout": NO_BOROUGH,
+    "GET /healthz": NO_BOROUGH, "GET /static/{file_path:path}": NO_BOROUGH, "HEAD /static/{file_path:path}": NO_BOROUGH,
+    "GET /login": NO_BOROUGH, "POST /login": NO_BOROUGH, "POST /logout": NO_BOROUGH,
     # dashboard pages: a scoped user sees their borough's figures and records
     "GET /": LISTS, "GET /stations": LISTS, "GET /devices": LISTS, "GET /devices/{serial:str}": TOUCHES,
     "GET /officers": LISTS, "GET /officers/conflicts": LISTS, "GET /clips": LISTS,
@@ -170,7 +171,7 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
     values = {"clip_id": side.clip_id, "serial": side.serial, "device_serial": side.serial,
               "officer_id": side.officer_id, "hold_id": str(side.hold_id), "conflict_id": str(side.conflict_id),
               "station_id": side.station_id, "upload_id": side.upload_id, "case_ref": "CASE-1", "proposal_id": "1",
-              "decision": "commit"}
+              "decision": "commit", "file_path": "fleet.css"}
     path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], template)
     query = {"/api/v1/changes": f"?borough={side.borough}", "/api/v1/changes/snapshot": f"?borough={side.borough}",
              "/stations": f"?station={side.station_id}"}.get(template, "")

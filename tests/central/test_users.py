@@ -151,3 +151,101 @@ def test_a_borough_supervisor_acts_on_their_borough_only(users, client):
     assert client.get("/api/v1/unattributed", headers=sup).json() == []  # Barnet's camera: not listed for Camden
     assert client.post(f"/api/v1/clips/{theirs.clip_id}/attribution", headers=sup,
                        json={"officer_id": "PC1", "reason": "x"}).status_code == 403
+
+
+class Clock:
+    """A hand-driven clock for the login throttle."""
+
+    def __init__(self) -> None:
+        from fleet.clock import utc_now
+
+        self.now = utc_now()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clocked(client):
+    from central.login_throttle import LoginThrottle
+
+    clock = Clock()
+    return UserService(client.app.state.store.writer, LoginThrottle(client.app.state.store.writer, clock=clock)), clock
+
+
+def attempt(users, name, password, place="browser:192.0.2.7"):
+    """What a login attempt answered: 'ok', 'wrong' or the seconds to wait."""
+    from fleet.errors import TooManyRequests
+
+    try:
+        users.login(name, password, place)
+        return "ok"
+    except Unauthorized:
+        return "wrong"
+    except TooManyRequests as exc:
+        assert "too many failed logins" in exc.message
+        return int(exc.headers["Retry-After"])
+
+
+def test_failed_logins_lock_the_account_for_growing_times(clocked, client):
+    from central.login_throttle import ACCOUNT_FREE, BASE_LOCK_S
+
+    users, clock = clocked
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    assert [attempt(users, "j.smith", "wrong password!") for _ in range(ACCOUNT_FREE)] == ["wrong"] * ACCOUNT_FREE
+    assert attempt(users, "j.smith", PASSWORD) == BASE_LOCK_S  # the right password, refused unchecked
+    clock.advance(BASE_LOCK_S + 1)
+    assert attempt(users, "j.smith", "wrong again!!") == "wrong"
+    assert attempt(users, "j.smith", PASSWORD, place="browser:198.51.100.1") == 2 * BASE_LOCK_S  # any address
+    clock.advance(2 * BASE_LOCK_S + 1)
+    assert attempt(users, "j.smith", PASSWORD) == "ok"
+    assert attempt(users, "j.smith", "wrong password!") == "wrong"  # a success starts the count again
+    assert attempt(users, "j.smith", PASSWORD) == "ok"
+    actions = [a for a, _ in trail(client, "j.smith")]
+    assert actions.count("login-lockout") == 2 and actions.count("login-throttled") == 2
+    assert any("locked for 60 s" in d for a, d in trail(client, "j.smith") if a == "login-lockout")
+
+
+def test_a_locked_out_answer_does_not_tell_whether_the_account_exists(clocked):
+    from central.login_throttle import ACCOUNT_FREE
+
+    users, _ = clocked
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    answers = {}
+    for name in ("j.smith", "n.obody"):
+        seen = [attempt(users, name, "wrong password!", place=f"browser:{name}") for _ in range(ACCOUNT_FREE + 2)]
+        answers[name] = seen
+    assert answers["j.smith"] == answers["n.obody"]
+
+
+def test_many_names_from_one_address_lock_that_address(clocked, client):
+    from central.login_throttle import ADDRESS_FREE
+
+    users, _ = clocked
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    assert {attempt(users, f"guess{i}", "wrong password!") for i in range(ADDRESS_FREE)} == {"wrong"}
+    assert isinstance(attempt(users, "j.smith", PASSWORD), int)
+    assert attempt(users, "j.smith", PASSWORD, place="browser:198.51.100.1") == "ok"
+    with client.app.state.store.writer.read() as db:
+        assert [r.action for r in audit.records_for(db, "address", "browser:192.0.2.7")] == \
+            ["login-throttled", "login-lockout"]
+
+
+def test_a_lockout_is_kept_in_the_database_across_restarts(client, settings):
+    from central.login_throttle import ACCOUNT_FREE
+    from central.store import CentralStore
+
+    users = client.app.state.users
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    for _ in range(ACCOUNT_FREE):
+        attempt(users, "j.smith", "wrong password!")
+    other = CentralStore(settings.data_dir)  # another process on the same database, or central restarted
+    try:
+        assert isinstance(attempt(UserService(other.writer), "j.smith", PASSWORD), int)
+    finally:
+        other.close()

@@ -24,7 +24,7 @@ def node(store, dock_dir, **extra):
 
 @pytest.fixture
 def api(store, dock_dir):
-    with TestClient(create_desk_app(node(store, dock_dir))) as client:
+    with TestClient(create_desk_app(node(store, dock_dir)), base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -55,7 +55,7 @@ def test_refusals_have_one_error_shape(api, store, dock_dir, body, status, error
 
 def test_a_token_is_checked_when_configured(store, dock_dir):
     app = create_desk_app(node(store, dock_dir, api_token="desk-test-token"))  # test value, not a secret
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         assert client.get("/checkouts").status_code == 401
         assert client.get("/checkouts", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/checkouts", headers={"Authorization": "Bearer desk-test-token"}).status_code == 200
@@ -100,3 +100,48 @@ def test_the_desks_of_one_process_share_a_loop_and_a_port_in_use_fails_only_its_
             for server in (first, blocked, second):
                 server.stop()
     assert first.served.done() and second.served.done()
+
+
+PORT = 8099
+"""The desk's configured port in these tests (nothing listens on it: the client runs the app)."""
+
+
+@pytest.fixture
+def desk(store, dock_dir):
+    app = create_desk_app(node(store, dock_dir, api_port=PORT))
+    with TestClient(app, base_url=f"http://127.0.0.1:{PORT}") as client:
+        yield client
+
+
+CHECKOUT = {"device_serial": "BWV-1", "officer_id": "PC1"}
+
+
+@pytest.mark.parametrize("headers, status, says", [
+    ({"Origin": "https://evil.example"}, 403, "another site"),
+    ({"Origin": "null"}, 403, "another site"),
+    ({"Host": f"evil.example:{PORT}"}, 403, "Host"),
+    ({"Host": "127.0.0.1:1"}, 403, "Host"),
+    ({"Content-Type": "text/plain"}, 415, "application/json"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+])
+def test_a_web_page_cannot_check_cameras_out(desk, store, dock_dir, headers, status, says):
+    import msgspec
+
+    dock(store, dock_dir, "BWV-1")
+    r = desk.post("/checkouts", content=msgspec.json.encode(CHECKOUT),
+                  headers={"Content-Type": "application/json", **headers})
+    assert r.status_code == status and r.json()["status"] == status and says in r.json()["message"], r.text
+    assert desk.get("/checkouts").json() == []
+
+
+def test_a_rebound_name_cannot_read_the_desk_either(desk):
+    assert desk.get("/checkouts", headers={"Host": "evil.example"}).status_code == 403
+    assert desk.get("/status", headers={"Origin": "https://evil.example"}).status_code == 403
+
+
+@pytest.mark.parametrize("host", [f"127.0.0.1:{PORT}", f"localhost:{PORT}", f"[::1]:{PORT}"])
+def test_the_desk_itself_may_check_out(desk, store, dock_dir, host):
+    dock(store, dock_dir, "BWV-1")
+    origin = f"http://{host}"
+    r = desk.post("/checkouts", json=CHECKOUT, headers={"Host": host, "Origin": origin})
+    assert r.status_code == 201, r.text

@@ -1,0 +1,42 @@
+"""The security headers on every answer central gives (pages, API, errors, static files).
+
+One ``before_send`` hook on the app, so an answer no route produced (404, 405, an error
+before routing) carries them too:
+
+- a Content-Security-Policy that lets pages load script, style, images and forms from
+  central only and nothing inline (the templates have no inline script or style: the
+  stylesheets are static files), that no other site may frame;
+- ``nosniff``, ``no-referrer`` (a URL with a clip id or a case reference stays here);
+- ``Cache-Control: no-store`` on everything but the static files: pages and API answers
+  name officers and cameras, and clip content is footage; none of it belongs in a
+  browser's or a proxy's cache.
+"""
+
+from __future__ import annotations
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import Message, Scope
+
+STATIC_PATH = "/static"
+
+CSP = "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "object-src 'none'",
+    "base-uri 'none'", "frame-ancestors 'none'", "form-action 'self'",
+])
+
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    if message["type"] != "http.response.start":
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    for name, value in HEADERS.items():
+        headers[name] = value
+    if not scope["path"].startswith(STATIC_PATH + "/"):
+        headers["Cache-Control"] = "no-store"

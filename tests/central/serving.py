@@ -1,0 +1,36 @@
+"""Central under a real uvicorn (as ``fleet central serve`` runs it) on an ephemeral port, in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from central.app import create_app
+from central.httpserver import uvicorn_config
+from fleet.config import CentralSettings
+
+
+@contextmanager
+def serving(settings: CentralSettings) -> Iterator[int]:
+    """The port central answers on, until the block ends."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "central did not start"
+        time.sleep(0.02)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
