@@ -62,9 +62,10 @@ class TokenRegistry:
             (bytes.fromhex(token_sha256(settings, "admin_token")), Principal("admin", roles=ALL_ROLES)),
         ]
         for station_id, entry in settings.stations.items():
-            self._entries.append((bytes.fromhex(token_sha256(entry, "token")),
-                                  Principal(f"station:{station_id}", station_id=station_id,
-                                            borough=entry.borough)))
+            station = Principal(f"station:{station_id}", station_id=station_id, borough=entry.borough)
+            self._entries.append((bytes.fromhex(token_sha256(entry, "token")), station))
+            if entry.next_token_sha256 is not None:  # a rotation under way: the new token works too
+                self._entries.append((bytes.fromhex(entry.next_token_sha256), station))
 
     def resolve(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")

@@ -37,6 +37,9 @@ class StationEntry(Struct, kw_only=True, forbid_unknown_fields=True):
     token_env: str | None = None
     token_sha256: Sha256Hex | None = None
     """The token's SHA-256 instead of the token, so central's file holds no usable secret."""
+    next_token_sha256: Sha256Hex | None = None
+    """During a token rotation: the new token's SHA-256, accepted beside the current one until
+    the station runs with it; then it becomes ``token_sha256`` and this line goes (SECURITY.md)."""
 
 
 AssignmentModeSetting = Literal["personal", "pool"]

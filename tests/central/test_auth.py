@@ -92,3 +92,20 @@ def test_tokens_are_not_kept_in_memory_in_clear(settings):
     registry = TokenRegistry(settings)
     assert all(len(known) == 32 for known, _ in registry._entries)
     assert b"camden-test-token" not in repr(registry._entries).encode()
+
+
+def test_a_station_token_rotation_accepts_the_new_token_beside_the_old(tmp_path):
+    import hashlib
+
+    from central.auth import TokenRegistry
+    from fleet.errors import Unauthorized
+    from tests.central.conftest import make_settings
+
+    settings = make_settings(tmp_path, stations={"camden": {
+        "borough": "Camden", "token": "camden-test-token",
+        "next_token_sha256": hashlib.sha256(b"camden-new-token").hexdigest()}})
+    registry = TokenRegistry(settings)
+    old, new = registry.resolve("Bearer camden-test-token"), registry.resolve("Bearer camden-new-token")
+    assert old == new and new.station_id == "camden" and new.borough == "Camden"
+    with pytest.raises(Unauthorized):
+        registry.resolve("Bearer barnet-new-token")
