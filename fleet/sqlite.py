@@ -57,11 +57,13 @@ class Writer:
         """Counts reads in progress on reader connections, so ``close`` can wait for them."""
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[sqlite_utils.Database]:
+    def write(self, *, durable: bool = True, wait_s: float | None = None) -> Iterator[sqlite_utils.Database]:
         """One transaction. ``durable=False`` commits without syncing the WAL (``synchronous=NORMAL``):
         still atomic, and made durable by the next durable commit (the WAL is one file, synced
         whole); for a change that acknowledges nothing, whose loss in a power cut a client
-        recovers from by itself (an upload created but not yet written to)."""
+        recovers from by itself (an upload created but not yet written to). ``wait_s`` bounds
+        the wait for another process's write ("database is locked" after it) instead of the
+        connection's busy timeout."""
         with self._lock:
             conn = self.db.conn
             if conn.in_transaction:  # nested: the outer transaction commits
@@ -69,6 +71,9 @@ class Writer:
                 return
             if not durable:
                 conn.execute("PRAGMA synchronous=NORMAL")
+            busy_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            if wait_s is not None:
+                conn.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -79,6 +84,8 @@ class Writer:
                 else:
                     conn.execute("COMMIT")
             finally:
+                if wait_s is not None:
+                    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
                 if not durable:
                     conn.execute("PRAGMA synchronous=FULL")
 
@@ -121,18 +128,16 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
 
     Each step reads the version and applies itself inside one BEGIN IMMEDIATE transaction,
     so a crash leaves the schema at a whole step and two processes opening the same file
-    at once (a station and its status command) never both apply it.
+    at once (a station and its status command) never both apply it. A database already at
+    this version is not written to: it may be read-only, or another process may be writing.
     """
+    if check_version(db, migrations) == len(migrations):
+        return len(migrations)
     conn = db.conn
     for version, script in enumerate(migrations, start=1):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
-            if current > len(migrations):
-                raise FleetError(
-                    f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it"
-                )
-            if current < version:
+            if check_version(db, migrations) < version:
                 for statement in _split_statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version}")
@@ -141,6 +146,14 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
             raise
         conn.execute("COMMIT")
     return len(migrations)
+
+
+def check_version(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
+    """The schema version, read without a write; newer than this program is an error."""
+    current = db.conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > len(migrations):
+        raise FleetError(f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it")
+    return current
 
 
 def _split_statements(script: str) -> list[str]:

@@ -208,6 +208,9 @@ _PENDING_SQL = """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM
 """What is still to upload: count, bytes and the oldest recording (status and every event batch)."""
 
 
+PROBE_WAIT_S = 0.2
+
+
 class _RolledBack(Exception):
     """Ends a probing write without committing it."""
 
@@ -493,9 +496,12 @@ class StationStore:
         }
 
     def write_problem(self) -> str | None:
-        """Why the database cannot take a write now, or None. The probe's write is rolled back."""
+        """Why the database cannot take a write now, or None. The probe's write is rolled back.
+
+        Another process holding the write lock (the running station) proves the file can be
+        written, so the probe waits for it only briefly, never the 30 s busy timeout."""
         try:
-            with self._writer.write() as db:
+            with self._writer.write(wait_s=PROBE_WAIT_S) as db:
                 self._set_meta(db, "write_probe", to_iso(utc_now()))
                 raise _RolledBack
         except _RolledBack:

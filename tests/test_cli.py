@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -69,9 +70,47 @@ def test_example_configs_load(monkeypatch):
     assert load_settings(ROOT / "config" / "station.example.toml", StationSettings).chunk_bytes == 64 << 20
 
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "fleet.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=timeout)
+
+
+STATION_TOML = ('station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
+                'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n')
+
+
+def ingest_two_clips(root: Path, close: bool = True) -> None:
+    """A station database in ``root/data`` holding two ingested clips. Without ``close`` the
+    process dies holding it, as a killed station does: the clips are still only in its WAL."""
+    from fleet.camera import SimClip, dock_camera
+    from station.ingest import Ingestor
+    from station.store import StationStore
+    from tests.station.conftest import RECORDED
+
+    store = StationStore(root / "data")
+    dock_camera(root / "dock", "BWV-000001", [SimClip(1000, RECORDED), SimClip(500, RECORDED)])
+    Ingestor(store, "camden", root / "dock").scan()
+    if not close:
+        os._exit(0)
+    store.close()
+
+
+def test_status_does_not_wait_for_the_station_holding_the_write_lock(tmp_path):
+    config = tmp_path / "s.toml"
+    config.write_text(STATION_TOML)
+    ingest_two_clips(tmp_path)
+    station = sqlite3.connect(tmp_path / "data" / "station.db", isolation_level=None)
+    station.execute("BEGIN IMMEDIATE")  # a running station in the middle of a write
+    try:
+        # The deadline is a backstop far below SQLite's 30 s busy timeout, not a measure of speed.
+        result = run_cli("station", "status", "--config", str(config), "--json", timeout=20)
+    finally:
+        station.execute("ROLLBACK")
+        station.close()
+    assert result.returncode == 0, result.stderr
+    status = msgspec.json.decode(result.stdout)
+    assert status["pending_clips"] == 2
+    assert not [p for p in status["problems"] if "database" in p]  # busy with a writer: it can be written
 
 
 @pytest.mark.parametrize("content, message", [
