@@ -6,6 +6,7 @@ commit, so a power cut cannot take back what was acknowledged.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,51 @@ def open_reader(path: str | Path) -> sqlite_utils.Database:
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA query_only=1")
     return sqlite_utils.Database(conn)
+
+
+def open_read_only(path: str | Path) -> sqlite_utils.Database:
+    """Open a database that cannot be written (a read-only file or file system), for reads only.
+
+    A WAL left by a process that did not close the file is read with it. Without one (the
+    last connection closed cleanly) SQLite cannot create the shared-memory file it needs on a
+    read-only file system and refuses to open; the file is then opened as immutable, which is
+    true of it: no process can change it there, and it holds every commit.
+    """
+    uri = Path(path).resolve().as_uri()
+    try:
+        return _read_only(f"{uri}?mode=ro")
+    except sqlite3.OperationalError:
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size:
+            raise  # commits in the WAL that an immutable open would not see
+        return _read_only(f"{uri}?immutable=1")
+
+
+def _read_only(uri: str) -> sqlite_utils.Database:
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA user_version").fetchone()  # SQLite opens the file at the first statement
+    except BaseException:
+        conn.close()
+        raise
+    return sqlite_utils.Database(conn)
+
+
+def is_read_only(exc: sqlite3.Error) -> bool:
+    """A refusal no wait mends: the file or its file system is read-only, or cannot be opened."""
+    return getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+
+
+def unwritable_reason(path: str | Path, exc: BaseException) -> str:
+    """``exc`` from a write refused, and a read-only mount under ``path`` if that is the cause
+    (SQLite itself says only "readonly database" or "unable to open database file")."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return f"{exc} (read-only file system: {path})" if read_only else str(exc)
 
 
 class Writer:
