@@ -117,8 +117,8 @@ class Writer:
                 return
             if not durable:
                 conn.execute("PRAGMA synchronous=NORMAL")
-            busy_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
             if wait_s is not None:
+                busy_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
                 conn.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
             try:
                 conn.execute("BEGIN IMMEDIATE")

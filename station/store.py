@@ -210,6 +210,7 @@ _PENDING_SQL = """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM
 
 
 PROBE_WAIT_S = 0.2
+"""How long the write probe waits for another process's write lock (held: the file is writable)."""
 
 
 class _RolledBack(Exception):
@@ -248,7 +249,7 @@ class StationStore:
         read-only when it cannot be opened for writing, so the status can still say why."""
         try:
             return cls(data_dir)
-        except sqlite3.Error:
+        except (sqlite3.Error, OSError):
             return cls(data_dir, read_only=True)
 
     @classmethod
