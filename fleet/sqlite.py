@@ -6,6 +6,7 @@ commit, so a power cut cannot take back what was acknowledged.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,51 @@ def open_reader(path: str | Path) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
+def open_read_only(path: str | Path) -> sqlite_utils.Database:
+    """Open a database that cannot be written (a read-only file or file system), for reads only.
+
+    A WAL left by a process that did not close the file is read with it. Without one (the
+    last connection closed cleanly) SQLite cannot create the shared-memory file it needs on a
+    read-only file system and refuses to open; the file is then opened as immutable, which is
+    true of it: no process can change it there, and it holds every commit.
+    """
+    uri = Path(path).resolve().as_uri()
+    try:
+        return _read_only(f"{uri}?mode=ro")
+    except sqlite3.OperationalError:
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size:
+            raise  # commits in the WAL that an immutable open would not see
+        return _read_only(f"{uri}?immutable=1")
+
+
+def _read_only(uri: str) -> sqlite_utils.Database:
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA user_version").fetchone()  # SQLite opens the file at the first statement
+    except BaseException:
+        conn.close()
+        raise
+    return sqlite_utils.Database(conn)
+
+
+def is_read_only(exc: sqlite3.Error) -> bool:
+    """A refusal no wait mends: the file or its file system is read-only, or cannot be opened."""
+    return getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+
+
+def unwritable_reason(path: str | Path, exc: BaseException) -> str:
+    """``exc`` from a write refused, and a read-only mount under ``path`` if that is the cause
+    (SQLite itself says only "readonly database" or "unable to open database file")."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return f"{exc} (read-only file system: {path})" if read_only else str(exc)
+
+
 class Writer:
     """Serialises one process's access to its connection; every write is BEGIN IMMEDIATE.
 
@@ -57,11 +103,13 @@ class Writer:
         """Counts reads in progress on reader connections, so ``close`` can wait for them."""
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[sqlite_utils.Database]:
+    def write(self, *, durable: bool = True, wait_s: float | None = None) -> Iterator[sqlite_utils.Database]:
         """One transaction. ``durable=False`` commits without syncing the WAL (``synchronous=NORMAL``):
         still atomic, and made durable by the next durable commit (the WAL is one file, synced
         whole); for a change that acknowledges nothing, whose loss in a power cut a client
-        recovers from by itself (an upload created but not yet written to)."""
+        recovers from by itself (an upload created but not yet written to). ``wait_s`` bounds
+        the wait for another process's write ("database is locked" after it) instead of the
+        connection's busy timeout."""
         with self._lock:
             conn = self.db.conn
             if conn.in_transaction:  # nested: the outer transaction commits
@@ -69,6 +117,9 @@ class Writer:
                 return
             if not durable:
                 conn.execute("PRAGMA synchronous=NORMAL")
+            if wait_s is not None:
+                busy_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+                conn.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -79,6 +130,8 @@ class Writer:
                 else:
                     conn.execute("COMMIT")
             finally:
+                if wait_s is not None:
+                    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
                 if not durable:
                     conn.execute("PRAGMA synchronous=FULL")
 
@@ -121,18 +174,16 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
 
     Each step reads the version and applies itself inside one BEGIN IMMEDIATE transaction,
     so a crash leaves the schema at a whole step and two processes opening the same file
-    at once (a station and its status command) never both apply it.
+    at once (a station and its status command) never both apply it. A database already at
+    this version is not written to: it may be read-only, or another process may be writing.
     """
+    if check_version(db, migrations) == len(migrations):
+        return len(migrations)
     conn = db.conn
     for version, script in enumerate(migrations, start=1):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
-            if current > len(migrations):
-                raise FleetError(
-                    f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it"
-                )
-            if current < version:
+            if check_version(db, migrations) < version:
                 for statement in _split_statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version}")
@@ -141,6 +192,14 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
             raise
         conn.execute("COMMIT")
     return len(migrations)
+
+
+def check_version(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
+    """The schema version, read without a write; newer than this program is an error."""
+    current = db.conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > len(migrations):
+        raise FleetError(f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it")
+    return current
 
 
 def _split_statements(script: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
@@ -73,19 +74,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(config: str):
+def _open_store(config: str, *, writes: bool):
+    """The station's store for a command that writes to it, or only reads (opened read-only when
+    it cannot be written); a database that cannot be opened for that is one clear line."""
+    import sqlite3
+
     from station.store import StationStore
 
     settings = load_settings(config, StationSettings)
-    if not (Path(settings.data_dir) / "station.db").exists():
+    path = Path(settings.data_dir) / "station.db"
+    if not path.exists():
         raise FleetError(f"no station database in {settings.data_dir} yet: has `fleet station run` started?")
-    return settings, StationStore(settings.data_dir)
+    if writes:
+        return settings, StationStore.for_writing(settings.data_dir)
+    try:
+        return settings, StationStore.for_reading(settings.data_dir)
+    except sqlite3.Error as exc:
+        raise FleetError(f"station database {path} cannot be read: {exc}") from None
+
+
+@contextmanager
+def _writing(store):
+    """A write refused by the database (a full disk, failing I/O) is one clear line."""
+    import sqlite3
+
+    from fleet import sqlite
+
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(store.path, exc)}") \
+            from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from station.status import render_status, station_status
 
-    settings, store = _open_store(args.config)
+    settings, store = _open_store(args.config, writes=False)
     try:
         status = station_status(settings, store)
     finally:
@@ -98,20 +123,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    settings, store = _open_store(args.config)
+    settings, store = _open_store(args.config, writes=True)
     try:
-        count = store.requeue_failed()
+        with _writing(store):
+            count = store.requeue_failed()
     finally:
         store.close()
     print(f"{count} failed clip(s) requeued; the running station uploads them on its next pass")
     return 0
 
 
-def _desk(config: str):
+def _desk(config: str, *, writes: bool = True):
     from station.desk import Desk
     from station.mirror import Mirror
 
-    settings, store = _open_store(config)
+    settings, store = _open_store(config, writes=writes)
     return store, Desk(store, Mirror(store.writer), settings.station_id, settings.borough)
 
 
@@ -124,7 +150,8 @@ def _operator(args: argparse.Namespace) -> str:
 def cmd_checkout(args: argparse.Namespace) -> int:
     store, desk = _desk(args.config)
     try:
-        out = desk.checkout(args.serial, args.officer, by=_operator(args))
+        with _writing(store):
+            out = desk.checkout(args.serial, args.officer, by=_operator(args))
     finally:
         store.close()
     charge = f", charged ~{out.battery_pct:.0f}%" if out.battery_pct is not None else ""
@@ -135,7 +162,8 @@ def cmd_checkout(args: argparse.Namespace) -> int:
 def cmd_checkin(args: argparse.Namespace) -> int:
     store, desk = _desk(args.config)
     try:
-        back = desk.checkin(args.serial, by=_operator(args))
+        with _writing(store):
+            back = desk.checkin(args.serial, by=_operator(args))
     finally:
         store.close()
     print(f"{back.device_serial} checked in from {back.officer_id}")
@@ -145,7 +173,7 @@ def cmd_checkin(args: argparse.Namespace) -> int:
 def cmd_checkouts(args: argparse.Namespace) -> int:
     from fleet.clock import to_iso
 
-    store, desk = _desk(args.config)
+    store, desk = _desk(args.config, writes=False)
     try:
         rows = desk.open_checkouts()
     finally:

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_RETRY = timedelta(seconds=60)
 
+KEPT_IN_RESERVE = "kept in reserve"
+"""Ends the reason of a folder held back so the disk keeps its reserve: no write failed."""
+
 
 @dataclass
 class IngestReport:
@@ -231,7 +234,7 @@ class Ingestor:
             return
         free = shutil.disk_usage(self.store.data_dir).free
         if free - new_bytes < self.reserve_bytes:
-            raise OSError(errno.ENOSPC, f"{new_bytes} bytes to copy, {free} free, {self.reserve_bytes} kept in reserve",
+            raise OSError(errno.ENOSPC, f"{new_bytes} bytes to copy, {free} free, {self.reserve_bytes} {KEPT_IN_RESERVE}",
                           str(self.store.data_dir))
 
     def _check_against_known(self, folder: Path, clip: dock.DockedClip, known) -> None:

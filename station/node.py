@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from fleet.clock import utc_now
 from fleet.config import StationSettings
+from fleet.errors import FleetError
 from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
 from station.desk import Desk
@@ -48,7 +49,14 @@ class StationNode:
     def __init__(self, settings: StationSettings, *, client: httpx.Client | None = None,
                  policy: RetryPolicy | None = None) -> None:
         self.settings = settings
-        self.store = StationStore(settings.data_dir)
+        try:
+            # A station that cannot write its database could record neither what it ingests nor
+            # what it uploads: it does not start, and its supervisor starts it again once the
+            # disk is mended. Docked cameras keep their clips; `fleet station status` reads it.
+            self.store = StationStore.for_writing(settings.data_dir)
+        except FleetError as exc:
+            raise FleetError(f"station {settings.station_id} not started: {exc}; docked cameras keep their clips "
+                             "(`fleet station status` shows the rest)") from None
         self.policy = policy or RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s)
         self.client = client or build_client(settings)
         self.uploader = TusUploader(self.client, self.store, self.policy, chunk_bytes=settings.chunk_bytes,

@@ -6,6 +6,7 @@ import shutil
 
 from fleet.config import StationSettings
 from fleet.protocol import StationStatus
+from station.ingest import KEPT_IN_RESERVE
 from station.mirror import Mirror
 from station.outbox import Outbox
 from station.store import StationStore
@@ -24,24 +25,30 @@ def station_status(settings: StationSettings, store: StationStore) -> StationSta
 
 def problems(settings: StationSettings, store: StationStore, failed_folders) -> list[str]:
     """Conditions that stop ingest, checked now: the running station cannot record a database
-    it cannot write, so this asks the disk and the database itself."""
+    it cannot write, so this asks the disk and the database itself.
+
+    A disk is "full" only once a write failed for want of room; below the reserve, with every
+    write still succeeding, it is "low" (ingest holds cameras back so the database can record)."""
     found = []
+    waiting = [f for f in failed_folders if f.reason.startswith("disk full")]
     free = shutil.disk_usage(store.data_dir).free
+    state = "disk full" if free == 0 or any(KEPT_IN_RESERVE not in f.reason for f in waiting) else "disk low"
     if free < settings.min_free_bytes or free == 0:
-        found.append(f"disk full: {_size(free)} free in {store.data_dir}, {_size(settings.min_free_bytes)} kept "
-                     "in reserve; docked cameras keep their clips until there is room")
-    waiting = [f.folder for f in failed_folders if f.reason.startswith("disk full")]
+        found.append(f"{state}: {_size(free)} free in {store.data_dir}, below the reserve of "
+                     f"{_size(settings.min_free_bytes)} (min_free_bytes); docked cameras keep their clips until "
+                     "there is room")
     if waiting:
-        found.append(f"disk full: {len(waiting)} docked folder(s) wait for room: {', '.join(waiting[:5])}")
+        found.append(f"{state}: {len(waiting)} docked folder(s) wait for room: "
+                     f"{', '.join(f.folder for f in waiting[:5])}")
     if (db_problem := store.write_problem()) is not None:
         found.append(db_problem)
     return found
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == "B" or n == int(n) else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
 

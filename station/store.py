@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fleet import sqlite
 from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import FleetError
 from fleet.events import Backlog, BadFolder, CameraDocked, CheckedIn, ClipIngested, ClipVerified
 from fleet.protocol import ClipTransfer, DeviceInfo, FailedFolder
 from station import outbox
@@ -208,6 +209,10 @@ _PENDING_SQL = """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM
 """What is still to upload: count, bytes and the oldest recording (status and every event batch)."""
 
 
+PROBE_WAIT_S = 0.2
+"""How long the write probe waits for another process's write lock (held: the file is writable)."""
+
+
 class _RolledBack(Exception):
     """Ends a probing write without committing it."""
 
@@ -215,15 +220,57 @@ class _RolledBack(Exception):
 class StationStore:
     """All reads and writes of the station database; one instance per process."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, *, read_only: bool = False) -> None:
+        """``read_only``: open an existing database for reads only (see ``for_reading``)."""
         self.data_dir = Path(data_dir)
         self.clips_dir = self.data_dir / "clips"
         self.tmp_dir = self.data_dir / "tmp"
-        for folder in (self.data_dir, self.clips_dir, self.tmp_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite.open_database(self.data_dir / "station.db")
-        sqlite.migrate(self.db, MIGRATIONS)
+        self.path = self.data_dir / "station.db"
+        if read_only:
+            self.db = sqlite.open_read_only(self.path)
+        else:
+            for folder in (self.data_dir, self.clips_dir, self.tmp_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite.open_database(self.path)
+        try:
+            if not read_only:
+                sqlite.migrate(self.db, MIGRATIONS)
+            elif (version := sqlite.check_version(self.db, MIGRATIONS)) < len(MIGRATIONS):
+                raise FleetError(f"station database {self.path} is at schema v{version}, this program reads "
+                                 f"v{len(MIGRATIONS)}; `fleet station run` upgrades it once it can be written")
+        except BaseException:
+            self.db.conn.close()
+            raise
         self.writer = self._writer = sqlite.Writer(self.db)
+
+    @classmethod
+    def for_reading(cls, data_dir: str | Path) -> StationStore:
+        """The store as it is, for a command that only reads (``fleet station status``): opened
+        read-only when it cannot be opened for writing, so the status can still say why."""
+        try:
+            return cls(data_dir)
+        except (sqlite3.Error, OSError):
+            return cls(data_dir, read_only=True)
+
+    @classmethod
+    def for_writing(cls, data_dir: str | Path) -> StationStore:
+        """The store for a process or command that writes. A database that can never be written as
+        it is (a read-only file or file system) is one clear error here, not a failure at each
+        write; a full disk or failing I/O is not: it may pass (purging verified copies makes
+        room), and the running station says so once a minute until it does."""
+        path = Path(data_dir) / "station.db"
+        try:
+            store = cls(data_dir)
+        except (sqlite3.Error, OSError) as exc:
+            raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(path, exc)}") from None
+        try:
+            store.probe_write()
+        except sqlite3.Error as exc:
+            if sqlite.is_read_only(exc):
+                store.close()
+                raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(path, exc)}") \
+                    from None
+        return store
 
     def close(self) -> None:
         """Close once no thread is inside a read or write (closing under a running query crashes SQLite)."""
@@ -493,17 +540,27 @@ class StationStore:
         }
 
     def write_problem(self) -> str | None:
-        """Why the database cannot take a write now, or None. The probe's write is rolled back."""
+        """Why the database cannot take a write now, or None."""
         try:
-            with self._writer.write() as db:
+            self.probe_write()
+        except sqlite3.Error as exc:
+            return f"station database cannot be written: {sqlite.unwritable_reason(self.path, exc)}"
+        return None
+
+    def probe_write(self) -> None:
+        """Raise what a write would meet now; the probe's write is rolled back.
+
+        Another process holding the write lock (the running station) proves the file can be
+        written, so the probe waits for it only briefly, never the 30 s busy timeout."""
+        try:
+            with self._writer.write(wait_s=PROBE_WAIT_S) as db:
                 self._set_meta(db, "write_probe", to_iso(utc_now()))
                 raise _RolledBack
         except _RolledBack:
-            return None
+            return
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc):  # busy with another writer: it can be written
-                return None
-            return f"station database cannot be written: {exc}"
+            if "locked" not in str(exc):  # busy with another writer: it can be written
+                raise
 
     def transfers(self, clip_ids: Iterable[str] | None = None) -> list[ClipTransfer]:
         with self._writer.read() as db:

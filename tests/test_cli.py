@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -69,9 +70,101 @@ def test_example_configs_load(monkeypatch):
     assert load_settings(ROOT / "config" / "station.example.toml", StationSettings).chunk_bytes == 64 << 20
 
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "fleet.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=timeout)
+
+
+STATION_TOML = ('station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
+                'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n')
+
+
+def ingest_two_clips(root: Path, close: bool = True) -> None:
+    """A station database in ``root/data`` holding two ingested clips. Without ``close`` the
+    process dies holding it, as a killed station does: the clips are still only in its WAL."""
+    from fleet.camera import SimClip, dock_camera
+    from station.ingest import Ingestor
+    from station.store import StationStore
+    from tests.station.conftest import RECORDED
+
+    store = StationStore(root / "data")
+    dock_camera(root / "dock", "BWV-000001", [SimClip(1000, RECORDED), SimClip(500, RECORDED)])
+    Ingestor(store, "camden", root / "dock").scan()
+    if not close:
+        os._exit(0)
+    store.close()
+
+
+@pytest.fixture(params=["read-only file system", "read-only file system, WAL left by a killed station",
+                        "read-only database file"])
+def read_only_station(request, tmp_path):
+    """A station's config whose database holds two clips and cannot be written, even by root."""
+    from tests.faults.disks import ReadOnlyFile, SmallDisk
+
+    config = tmp_path / "s.toml"
+    config.write_text(STATION_TOML)
+    killed = "killed" in request.param
+    mounts = []
+    try:
+        if "file system" in request.param:
+            mounts.append(SmallDisk(tmp_path / "data", 4 << 20).mount())
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from tests.test_cli import "
+                        f"ingest_two_clips; ingest_two_clips(Path(sys.argv[1]), close={not killed})", str(tmp_path)],
+                       check=True, cwd=ROOT, timeout=120)
+        assert (tmp_path / "data" / "station.db-wal").exists() == killed
+        if mounts:
+            mounts[0].read_only()
+        else:
+            mounts.append(ReadOnlyFile(tmp_path / "data" / "station.db").mount())
+        yield config
+    finally:
+        for mount in reversed(mounts):
+            mount.unmount()
+
+
+def test_status_reads_a_database_that_cannot_be_written_and_says_why(read_only_station):
+    result = run_cli("station", "status", "--config", str(read_only_station), "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    status = msgspec.json.decode(result.stdout)
+    assert status["pending_clips"] == 2  # a killed station's last commits are read from its WAL too
+    database = [p for p in status["problems"] if p.startswith("station database")]
+    assert len(database) == 1, status["problems"]
+    problem = database[0]
+    assert problem.startswith("station database cannot be written: ") and "read-only" in problem
+    table = run_cli("station", "status", "--config", str(read_only_station))
+    assert table.returncode == 0 and "Traceback" not in table.stderr, table.stderr
+    assert "".join(problem.split()) in "".join(table.stdout.split())  # rich wraps long lines
+
+
+def test_run_refuses_a_database_it_cannot_write_in_one_line_and_leaves_the_cameras_alone(read_only_station):
+    from fleet.camera import SimClip, dock_camera
+    from tests.station.conftest import RECORDED
+
+    folder = dock_camera(read_only_station.parent / "dock", "BWV-000002", [SimClip(700, RECORDED)])
+    before = sorted(os.listdir(folder / "clips"))
+    result = run_cli("station", "run", "--config", str(read_only_station), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("fleet: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "station database cannot be written" in result.stderr and "camden" in result.stderr
+    assert sorted(os.listdir(folder / "clips")) == before and not (folder / "INGESTED.json").exists()
+
+
+def test_status_does_not_wait_for_the_station_holding_the_write_lock(tmp_path):
+    config = tmp_path / "s.toml"
+    config.write_text(STATION_TOML)
+    ingest_two_clips(tmp_path)
+    station = sqlite3.connect(tmp_path / "data" / "station.db", isolation_level=None)
+    station.execute("BEGIN IMMEDIATE")  # a running station in the middle of a write
+    try:
+        # The deadline is a backstop far below SQLite's 30 s busy timeout, not a measure of speed.
+        result = run_cli("station", "status", "--config", str(config), "--json", timeout=20)
+    finally:
+        station.execute("ROLLBACK")
+        station.close()
+    assert result.returncode == 0, result.stderr
+    status = msgspec.json.decode(result.stdout)
+    assert status["pending_clips"] == 2
+    assert not [p for p in status["problems"] if p.startswith("station database")]  # busy with a writer: it can be written
 
 
 @pytest.mark.parametrize("content, message", [

@@ -1,7 +1,12 @@
+import errno
+
 import msgspec
 
+from fleet.camera import SimClip, dock_camera
 from fleet.config import StationSettings, settings_from_dict
+from station.ingest import Ingestor, _os_reason
 from station.status import render_status, station_status
+from tests.station.conftest import RECORDED
 
 
 def settings_for(store, tmp_path, **extra):
@@ -23,10 +28,27 @@ def test_a_database_that_cannot_be_written_is_in_the_json_and_the_table(store, t
     assert "station database cannot be written" in capsys.readouterr().out
 
 
-def test_a_disk_below_its_reserve_is_a_problem_and_a_healthy_station_has_none(store, tmp_path):
+def test_a_disk_below_its_reserve_is_low_not_full_and_a_healthy_station_has_no_problem(store, tmp_path):
     huge = 1 << 60
     [line] = station_status(settings_for(store, tmp_path, min_free_bytes=huge), store).problems
-    assert line.startswith("disk full: ") and "kept in reserve" in line
+    assert line.startswith("disk low: ") and line.endswith(
+        f"free in {store.data_dir}, below the reserve of 1048576 TiB (min_free_bytes); "
+        "docked cameras keep their clips until there is room")
     assert station_status(settings_for(store, tmp_path, min_free_bytes=0), store).problems == []
     # the probe's write is rolled back: nothing is left behind
     assert store.db.execute("SELECT COUNT(*) FROM meta WHERE key = 'write_probe'").fetchone()[0] == 0
+
+
+def test_folders_kept_back_for_the_reserve_wait_on_a_low_disk_and_a_failed_write_is_a_full_one(store, tmp_path):
+    settings = settings_for(store, tmp_path, min_free_bytes=1 << 60)
+    kept_back = dock_camera(tmp_path / "dock", "BWV-000001", [SimClip(1000, RECORDED)])
+    Ingestor(store, "camden", tmp_path / "dock", reserve_bytes=settings.min_free_bytes).scan()
+    problems = station_status(settings, store).problems
+    assert [p.split(":")[0] for p in problems] == ["disk low", "disk low"]
+    assert problems[1] == f"disk low: 1 docked folder(s) wait for room: {kept_back.name}"
+    # what ingest records when a write meets a full disk
+    full = _os_reason(OSError(errno.ENOSPC, "No space left on device", str(store.tmp_dir / "x.part")))
+    store.record_bad_folder("BWV-000002-1", full, "sig", transient=True)
+    problems = station_status(settings, store).problems
+    assert [p.split(":")[0] for p in problems] == ["disk full", "disk full"]
+    assert problems[1] == f"disk full: 2 docked folder(s) wait for room: {kept_back.name}, BWV-000002-1"
