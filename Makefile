@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench faults fuzz install clean help browser screenshots
+.PHONY: demo test test-fast bench faults fuzz install clean help browser screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,9 @@ browser:  ## install Debian's Chromium for the browser tests when it is missing
 
 test: $(STAMP) browser  ## run the whole test suite
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## the quick lane (no real processes, browser, fuzzing or long property runs; under 2 minutes)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 SEEDS ?= 200
 faults: $(STAMP) browser  ## the fault-injection suite over many seeds (SEEDS=200); the table goes to bench/out/faults.md

@@ -156,6 +156,7 @@ def seconds(value) -> float:
         return 0.0
 
 
+@pytest.mark.slow  # every operation fuzzed: the whole suite and make fuzz, not test-fast
 @schema.parametrize()
 def test_central_answers_as_its_document_says(case, central):
     app, callers = central

@@ -183,6 +183,7 @@ def test_publishing_appends_anchors_and_survives_a_torn_line(tmp_path):
         store.close()
 
 
+@pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
 def test_fleet_audit_publish_and_verify_against_the_published_file(tmp_path, store):
     config = tmp_path / "central.toml"
     config.write_text(f'data_dir = "{store.data_dir}"\nadmin_token = "t"\n[audit]\nanchors_file = "pub/a.jsonl"\n')

@@ -1,12 +1,14 @@
 import asyncio
 import threading
 
+import pytest
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from central.jobs import stop_scheduler
 
 
+@pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
 def test_stop_scheduler_returns_after_a_running_thread_job_has_finished():
     """AsyncIOScheduler.shutdown(wait=True) alone returns before its jobs end (the store was closed under one)."""
     started, release, finished = threading.Event(), threading.Event(), threading.Event()

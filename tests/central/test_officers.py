@@ -1,5 +1,7 @@
 """Officers: JSON and CSV import/export; errors name the line."""
 
+import pytest
+
 from tests.central.conftest import ADMIN, CAMDEN
 
 CSV = "officer_id,borough,team,role,name\nPC1,Camden,Team A,response,\nPC2,Camden,Team B,neighbourhood,A. Smith\n"
@@ -36,6 +38,7 @@ def test_officer_detail_and_scoping(client):
                        json=[{"officer_id": "PC1", "borough": "Camden"}] * 2).status_code == 400
 
 
+@pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
 def test_cli_import_and_export(tmp_path):
     import subprocess
     import sys

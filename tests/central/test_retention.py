@@ -375,11 +375,12 @@ class RetentionYear(RuleBasedStateMachine):
             assert self.blobs.exists(clip) == (not purged)
 
 
-TestRetentionYear = RetentionYear.TestCase
+TestRetentionYear = pytest.mark.slow(RetentionYear.TestCase)  # a simulated year: not in test-fast
 TestRetentionYear.settings = settings(max_examples=int(__import__('os').environ.get('YEAR_EXAMPLES', 150)), stateful_step_count=25, deadline=None,
                                       suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
 def test_the_retention_commands(tmp_path):
     from tests.test_cli import run_cli
 

@@ -10,7 +10,10 @@ import re
 
 import pytest
 
-from tests.central.conftest import CAMDEN
+from litestar.testing import TestClient
+
+from central.app import create_app
+from tests.central.conftest import CAMDEN, make_settings
 
 ROLES = ("viewer", "fleet_manager", "planner", "supervisor", "auditor", "admin")
 USERS = frozenset(ROLES)
@@ -102,18 +105,22 @@ def test_every_route_has_a_policy(client):
     assert [r for r in POLICY if r not in routes] == [], "these routes are gone: drop them from POLICY"
 
 
-@pytest.fixture
-def callers(client):
-    users = client.app.state.users
-    headers = {"station": CAMDEN}
-    for role in ROLES:
-        users.add(f"u.{role}", role, "test")
-        headers[role] = {"Authorization": f"Bearer {users.create_token(f'u.{role}', 'matrix', 'test').token}"}
-    return headers
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    """One central for every route: the sample ids do not exist, so the calls change nothing that matters."""
+    with TestClient(create_app(make_settings(tmp_path_factory.mktemp("matrix") / "central")),
+                    raise_server_exceptions=False) as client:
+        users = client.app.state.users
+        headers = {"station": CAMDEN}
+        for role in ROLES:
+            users.add(f"u.{role}", role, "test")
+            headers[role] = {"Authorization": f"Bearer {users.create_token(f'u.{role}', 'matrix', 'test').token}"}
+        yield client, headers
 
 
 @pytest.mark.parametrize("route", sorted(POLICY))
-def test_the_role_matrix(client, callers, route):
+def test_the_role_matrix(matrix, route):
+    client, callers = matrix
     method, template = route.split(" ", 1)
     path = re.sub(r"\{(\w+):\w+\}", lambda m: SAMPLE[m.group(1)], template) + QUERY.get(template, "")
     allowed = POLICY[route]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.central.test_rollout import BOROUGHS, SCENARIO
 from tests.test_cli import ROOT, run_cli
 
@@ -30,6 +32,7 @@ def test_plan_refuses_bad_input_in_one_line(tmp_path):
     assert worse.returncode == 2 and "must be at least 1" in worse.stderr
 
 
+@pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
 def test_allocate_commit_progress_against_central_database(tmp_path):
     (tmp_path / "boroughs.toml").write_text(BOROUGHS)
     (tmp_path / "rollout.toml").write_text(SCENARIO)
@@ -40,9 +43,9 @@ def test_allocate_commit_progress_against_central_database(tmp_path):
     assert run_cli("central", "officers", "import", str(tmp_path / "officers.csv"), "--config", str(config)).returncode == 0
     nothing = run_cli("rollout", "allocate", "--config", str(config))
     assert nothing.returncode == 2 and "no cameras in stock" in nothing.stderr
+    from central.app import build_services
     from central.devices import DeviceRegistration
     from central.store import CentralStore
-    from central.app import build_services
     from fleet.config import CentralSettings, load_settings
 
     settings = load_settings(config, CentralSettings)

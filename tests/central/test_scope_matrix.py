@@ -231,6 +231,7 @@ def test_an_app_with_an_undecided_route_is_refused(settings):
         scope.check_declarations(Litestar(route_handlers=[undecided]), "/schema")
 
 
+@pytest.mark.slow  # a world per route (the admin's calls change it): the whole suite, not test-fast
 @pytest.mark.parametrize("route", sorted(SCOPE))
 def test_the_role_by_scope_matrix(world, route):
     client, inside, outside, callers = world

@@ -100,6 +100,7 @@ def _cli(*args, stdin: str = ""):
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
 def test_the_user_and_token_commands(tmp_path):
     config = tmp_path / "central.toml"
     config.write_text('data_dir = "central"\nadmin_token = "t"\n')

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -208,4 +209,4 @@ class TwoWaySyncMachine(TwoWaySync):
 
 TwoWaySyncMachine.TestCase.settings = settings(max_examples=20, stateful_step_count=20, deadline=None,
                                                suppress_health_check=[HealthCheck.too_slow])
-TestTwoWaySync = TwoWaySyncMachine.TestCase
+TestTwoWaySync = pytest.mark.slow(TwoWaySyncMachine.TestCase)  # many runs of two processes' state: not in test-fast
