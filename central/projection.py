@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import timedelta
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from fleet.config import FleetSettings
 from fleet.events import (
     BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, DeviceEntry, Event,
 )
-from central import audit
+from central import audit, claims
 from central.retention import announce_holds, announce_reattributed
 
 _encoder = msgspec.json.Encoder()
@@ -49,6 +50,8 @@ class Applied:
     at: str
     """The station's clock, RFC 3339 UTC."""
     event: Event
+    sent_at: str | None = None
+    """The station's clock when it sent the event's batch (None: stored before central kept it)."""
 
 
 def health_policy(fleet: FleetSettings) -> battery.HealthPolicy:
@@ -78,10 +81,39 @@ class Projector:
         self.policy = health_policy(fleet)
 
     def apply(self, db, station_id: str, borough: str, events: Sequence[Applied]) -> None:
-        for kind, run in itertools.groupby(events, key=lambda a: type(a.event)):
+        """Apply a station's events in seq order; what the station may not claim is refused (``central.claims``).
+
+        Each run of one kind is judged after the runs before it are applied: a camera first seen
+        docking is registered before the checkout that names it is judged."""
+        clock = claims.StationClock(db, station_id, timedelta(minutes=self.fleet.event_clock_tolerance_minutes))
+        for kind, group in itertools.groupby(events, key=lambda a: type(a.event)):
             handler = self._handlers.get(kind)
-            if handler is not None:
-                handler(self, db, station_id, borough, list(run))
+            if handler is None:
+                continue
+            run = list(group)
+            if kind is CameraDocked:
+                run = self._dated(db, station_id, clock, claims.admit_dockings(db, station_id, borough, run))
+            elif kind in (CheckedOut, CheckedIn):
+                tag = kind.__struct_config__.tag
+                run = self._dated(db, station_id, clock, claims.admit_pool_events(
+                    db, station_id, borough, run, tag, self.fleet.assignment_mode))
+            if run:
+                handler(self, db, station_id, borough, run)
+        clock.save(db, station_id)
+
+    @staticmethod
+    def _dated(db, station_id: str, clock: claims.StationClock, run: list[Applied]) -> list[Applied]:
+        """The events of a run whose station time is believable; the others are refused."""
+        accepted, refused = [], []
+        for a in run:
+            reason = clock.judge(a)
+            if reason is None:
+                accepted.append(a)
+                continue
+            subject = a.event.device.serial if isinstance(a.event, CameraDocked) else a.event.device_serial
+            refused.append((a.seq, a.event.__struct_config__.tag, subject, f"clock: {reason}", a.at))
+        claims.refuse(db, station_id, refused)
+        return accepted
 
     # -- docking: telemetry, battery, lifecycle, the end of a pool checkout -----------------
 
@@ -212,6 +244,7 @@ class Projector:
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
 
     def _ingested(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+        run, upload_verified = claims.admit_ingests(db, station_id, run)
         rows = [{"clip": a.event.clip_id, "serial": a.event.device_serial, "at": to_iso(a.event.recorded_at),
                  "station": station_id} for a in run]
         db.conn.executemany(
@@ -220,11 +253,10 @@ class Projector:
                 ON CONFLICT (clip_id) DO NOTHING""", rows)
         db.conn.executemany("UPDATE devices SET last_clip_at = MAX(COALESCE(last_clip_at, ''), :at) "
                             "WHERE serial = :serial", rows)
-        # Chain of custody, first link: the station copied it off the camera in its dock.
-        audit.record_many(db, [dict(actor=f"station:{station_id}", place=station_id, action="ingest",
-                                    object_type="clip", object_id=a.event.clip_id, at=from_iso(a.at),
-                                    detail=f"copied from camera {a.event.device_serial} at the dock, "
-                                           f"{a.event.size} bytes, sha256 {a.event.sha256}") for a in run])
+        # Chain of custody, first link, once the verified upload agrees (the others wait for it).
+        if upload_verified:
+            audit.record_many(db, [claims.ingest_record(station_id, a.event.clip_id, a.event.device_serial, a.event.size,
+                                                        a.event.sha256, a.at) for a in upload_verified])
         # An officer hold placed before these clips reached central covers them already.
         if self.changes is not None:
             announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)

@@ -101,8 +101,10 @@ def judge(scenario: Scenario, order: list[str]) -> tuple[set, set]:
             conflicts = {tuple(r) for r in db.execute(
                 "SELECT kind, borough, device_serial, officer_id, detail FROM conflicts")}
             attributions = {tuple(r) for r in db.execute("SELECT clip_id, officer_id FROM attributions")}
+            refused = db.execute("SELECT station_id, seq, reason FROM station_refusals").fetchall()
         finally:
             store.close()
+    assert refused == [], f"legitimate events were refused: {refused}"
     return conflicts, attributions
 
 
