@@ -198,3 +198,18 @@ class StationClock:
 
     def save(self, db, station_id: str) -> None:
         db.execute("UPDATE stations SET latest_at = ? WHERE station_id = ?", [self.latest, station_id])
+
+
+def refusals_count(db, since: str) -> int:
+    return db.execute("SELECT count(*) FROM station_refusals INDEXED BY station_refusals_at WHERE at >= ?",
+                      [since]).fetchone()[0]
+
+
+def recent_refusals(db, limit: int = 100) -> list[tuple]:
+    """(station, seq, kind, subject, reason, station time, refused at), newest first."""
+    return db.execute("SELECT station_id, seq, kind, subject, reason, station_at, at FROM station_refusals "
+                      "ORDER BY id DESC LIMIT ?", [limit]).fetchall()
+
+
+def counts_by_station(db) -> dict[str, int]:
+    return dict(db.execute("SELECT station_id, count(*) FROM station_refusals GROUP BY station_id").fetchall())

@@ -20,10 +20,10 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from fleet.clock import utc_now
+from fleet.clock import to_iso, utc_now
 from fleet.errors import ApiError, BadRequest, NotFound, Unauthorized
 from fleet.lifecycle import LIFECYCLE_STATES
-from central import charts
+from central import charts, claims
 from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
 from central.devices import FLAG_SQL
 from central.users import SESSION_HOURS
@@ -41,6 +41,10 @@ ALERTS = [
     ("lost", "Lost cameras", "/devices?flag=lost"),
     ("stale", "Not docked for too long", "/devices?flag=stale"),
 ]
+
+
+REFUSALS_SHOWN = timedelta(days=30)
+"""Refused station events count as an alert this long; the Stations page lists the latest whatever their age."""
 
 
 class Overview(msgspec.Struct, kw_only=True):
@@ -68,6 +72,7 @@ def overview(request: Request) -> Overview:
         conflicts = db.execute("SELECT count(*) FROM conflicts WHERE resolved_at IS NULL").fetchone()[0]
         unattributed = db.execute("SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
                                   "WHERE officer_id IS NULL").fetchone()[0]
+        refused = claims.refusals_count(db, to_iso(now - REFUSALS_SHOWN))
     counts = state.devices.flag_counts()
     stations = state.stations.all(now)
     offline_after = timedelta(hours=24)
@@ -78,11 +83,18 @@ def overview(request: Request) -> Overview:
     alerts = [(key, label, counts[key], link) for key, label, link in ALERTS]
     alerts += [("failed_uploads", "Failed uploads at stations", failed, "/stations"),
                ("conflicts", "Open assignment conflicts", conflicts, "/officers/conflicts"),
-               ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed")]
+               ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed"),
+               ("station_refusals", f"Station events refused (security), last {REFUSALS_SHOWN.days} days", refused,
+                "/stations#refusals")]
     return Overview(total=sum(by_state.values()), by_state=by_state,
                     by_borough=sorted(((b, s, sum(s.values())) for b, s in boroughs.items()), key=lambda r: -r[2]),
                     alerts=alerts, stations=stations, healthy=len(stations) - stale - offline, stale=stale,
                     offline=offline)
+
+
+def _recent_refusals(request: Request) -> list[tuple]:
+    with request.app.state.store.writer.read() as db:
+        return claims.recent_refusals(db)
 
 
 def page(request: Request, template: str, **context) -> Template:
@@ -219,8 +231,9 @@ class DashboardController(DashboardPages):
         backlog = charts.time_chart(
             f"Clips waiting to sync, {who}", [("clips", [(s.at, s.pending_clips) for s in history], "solid")],
             y_label="clips", y_min=0, description=f"{len(history)} samples over {days} days")
+        refusals = await anyio.to_thread.run_sync(_recent_refusals, request)
         return page(request, "stations.html", stations=stations, station=station or "", days=days, lag=lag,
-                    backlog=backlog)
+                    backlog=backlog, refusals=refusals)
 
     @get("/devices", summary="Devices", guards=[user_with("viewer")])
     async def devices_page(

@@ -200,6 +200,19 @@ def test_a_refused_event_is_acknowledged_and_the_station_keeps_syncing(client):
     r = post(client, BARNET, [docked("C", 4)], first_seq=4, hours=[4])
     assert r.json()["acked_seq"] == 4
     station = client.get("/api/v1/stations/barnet", headers=ADMIN).json()
-    assert station["applied_seq"] == 4
+    assert station["applied_seq"] == 4 and station["refused_events"] == 1
     assert client.get("/api/v1/devices/C", headers=ADMIN).status_code == 200
     assert len(client.get("/api/v1/devices/B", headers=ADMIN).json()["battery"]) == 2
+
+
+def test_refusals_are_a_security_alert_on_the_dashboard_and_the_stations_page(client):
+    post(client, CAMDEN, [docked("A")], hours=[0])
+    post(client, BARNET, [out("A", "PC9")], hours=[1])
+    home = client.get("/", headers=ADMIN)
+    assert home.status_code == 200
+    card = re.search(r'data-alert="station_refusals".*?</li>', home.text, re.S)
+    assert card is not None and ">1<" in card.group(0).replace(" ", "") and "/stations#refusals" in card.group(0)
+    page = client.get("/stations", headers=ADMIN)
+    assert page.status_code == 200 and 'id="refusals"' in page.text
+    table = page.text[page.text.index('id="refusals"'):]
+    assert "barnet" in table and "checked_out" in table and "Camden" in table
