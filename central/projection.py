@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import msgspec
 
 from fleet import battery
-from fleet.clock import from_iso, to_iso, utc_now
+from fleet.clock import to_iso, utc_now
 from fleet.config import FleetSettings
 from fleet.events import (
     BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, DeviceEntry, Event,

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from datetime import timedelta
 
-import pytest
+import msgspec
 
 from central import audit
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
+from fleet.events import EventBatch, EventEnvelope
+from fleet.protocol import UploadMetadata, encode_upload_metadata
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
 from tests.central.fleetdata import at, back, docked, ingested, out, post
 from tests.central.test_clips import upload
 
@@ -38,6 +41,15 @@ def chain_places(client, clip_id: str) -> set[str]:
 
 def chain_intact(client) -> bool:
     return audit.verify_file(client.app.state.store.data_dir / "central.db").intact
+
+
+def upload_reported(client, clip, data: bytes, headers=CAMDEN) -> None:
+    """Upload the clip a station reported (same id, SHA-256 and recording time)."""
+    meta = UploadMetadata(clip_id=uuid.UUID(clip.clip_id), sha256=clip.sha256, device_serial=clip.device_serial,
+                          recorded_at=clip.recorded_at, filename="c.mp4")
+    r = client.post("/api/v1/uploads/", headers={**headers, **TUS, "Upload-Length": str(len(data)),
+                                                 "Upload-Metadata": encode_upload_metadata(meta)})
+    patch(client, r.headers["Location"], 0, data, headers=headers)
 
 
 def owner(client, clip_id: str):
@@ -91,14 +103,7 @@ def test_an_ingest_before_its_upload_joins_the_chain_when_the_upload_matches(cli
     post(client, CAMDEN, [docked("BWV-000123", 1, clips=1), clip], hours=[1, 1])
     assert custody(client, clip.clip_id) == []  # reported, not yet uploaded: no link yet
     assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 200
-    from tests.central.conftest import TUS, patch
-    from fleet.protocol import UploadMetadata, encode_upload_metadata
-    import uuid
-    meta = UploadMetadata(clip_id=uuid.UUID(clip.clip_id), sha256=clip.sha256, device_serial="BWV-000123",
-                          recorded_at=clip.recorded_at, filename="c.mp4")
-    r = client.post("/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": str(len(data)),
-                                                 "Upload-Metadata": encode_upload_metadata(meta)})
-    patch(client, r.headers["Location"], 0, data)
+    upload_reported(client, clip, data)
     assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
     assert refusals(client) == [] and chain_intact(client)
 
@@ -108,14 +113,7 @@ def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(cl
     data = os.urandom(3000)
     forged = ingested("BWV-000123", 0, data=data)
     post(client, BARNET, [forged], hours=[1])
-    from tests.central.conftest import TUS, patch
-    from fleet.protocol import UploadMetadata, encode_upload_metadata
-    import uuid
-    meta = UploadMetadata(clip_id=uuid.UUID(forged.clip_id), sha256=forged.sha256, device_serial="BWV-000123",
-                          recorded_at=forged.recorded_at, filename="c.mp4")
-    r = client.post("/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": str(len(data)),
-                                                 "Upload-Metadata": encode_upload_metadata(meta)})
-    patch(client, r.headers["Location"], 0, data)
+    upload_reported(client, forged, data)  # by camden
     assert [(s, q) for s, q, _, _ in refusals(client)] == [("barnet", 1)]
     assert "barnet" not in chain_places(client, forged.clip_id)
     assert client.get(f"/api/v1/clips/{forged.clip_id}/attribution", headers=ADMIN).status_code == 404
@@ -167,8 +165,6 @@ def test_a_back_dated_checkout_does_not_reattribute_a_clip(client):
 
 
 def test_an_event_dated_far_beyond_the_measured_clock_skew_is_flagged(client):
-    from fleet.events import EventBatch, EventEnvelope
-    import msgspec
     post(client, CAMDEN, [docked("A")], hours=[0])
     future = EventEnvelope(seq=2, at=at(0) + timedelta(days=2), event=out("A", "PC1"))
     body = msgspec.json.encode(EventBatch(sent_at=at(0), events=[future]))
