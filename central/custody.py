@@ -44,7 +44,7 @@ class CustodyController(Controller):
         with request.app.state.store.writer.read() as db:
             records = custody(db, clip_id)
         if not records and request.app.state.store.clip(clip_id) is None:
-            raise NotFound(f"no clip {clip_id}")
+            request.app.state.assignments.attribution(clip_id)  # reported by its station, not yet uploaded?
         return records
 
     @get("/{clip_id:str}/custody", summary="The clip's chain of custody, oldest first", guards=[user_with("auditor")],

@@ -20,10 +20,10 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from fleet.clock import utc_now
+from fleet.clock import to_iso, utc_now
 from fleet.errors import ApiError, BadRequest, NotFound, TooManyRequests, Unauthorized
 from fleet.lifecycle import LIFECYCLE_STATES
-from central import charts, login_csrf
+from central import charts, claims, login_csrf
 from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
 from central.devices import FLAG_SQL
 from central.scope import LISTS, Scoped, in_path, in_query, lists, no_borough, touches
@@ -42,6 +42,10 @@ ALERTS = [
     ("lost", "Lost cameras", "/devices?flag=lost"),
     ("stale", "Not docked for too long", "/devices?flag=stale"),
 ]
+
+
+REFUSALS_SHOWN = timedelta(days=30)
+"""Refused station events count as an alert this long; the Stations page lists the latest whatever their age."""
 
 
 class Overview(msgspec.Struct, kw_only=True):
@@ -76,6 +80,8 @@ def overview(request: Request, within: str | None = None) -> Overview:
                                   "WHERE officer_id IS NULL" + (" AND device_serial IN (SELECT serial FROM devices "
                                                                 "WHERE borough = :b)" if within is not None else ""),
                                   params).fetchone()[0]
+        refused = claims.refusals_count(db, to_iso(now - REFUSALS_SHOWN), state.owners.stations_of(within)
+                                        if within is not None else None)
     counts = state.devices.flag_counts(within)
     stations = [s for s in state.stations.all(now) if within in (None, s.borough)]
     offline_after = timedelta(hours=24)
@@ -86,7 +92,9 @@ def overview(request: Request, within: str | None = None) -> Overview:
     alerts = [(key, label, counts[key], link) for key, label, link in ALERTS]
     alerts += [("failed_uploads", "Failed uploads at stations", failed, "/stations"),
                ("conflicts", "Open assignment conflicts", conflicts, "/officers/conflicts"),
-               ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed")]
+               ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed"),
+               ("station_refusals", f"Station events refused (security), last {REFUSALS_SHOWN.days} days", refused,
+                "/stations#refusals")]
     return Overview(total=sum(by_state.values()), by_state=by_state,
                     by_borough=sorted(((b, s, sum(s.values())) for b, s in boroughs.items()), key=lambda r: -r[2]),
                     alerts=alerts, stations=stations, healthy=len(stations) - stale - offline, stale=stale,
@@ -103,6 +111,12 @@ FAILED = {"chain_broken": "chain BROKEN: see the check below"}
 """What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never
 the URL's own text, so a link from elsewhere cannot make central's pages say something.
 A refusal with details of its own is answered with the error page, not a redirect."""
+
+
+def _recent_refusals(request: Request, within: str | None) -> list[tuple]:
+    stations = request.app.state.owners.stations_of(within) if within is not None else None
+    with request.app.state.store.writer.read() as db:
+        return claims.recent_refusals(db, stations=stations)
 
 
 def page(request: Request, template: str, **context) -> Template:
@@ -260,8 +274,9 @@ class DashboardController(DashboardPages):
         backlog = charts.time_chart(
             f"Clips waiting to sync, {who}", [("clips", [(s.at, s.pending_clips) for s in history], "solid")],
             y_label="clips", y_min=0, description=f"{len(history)} samples over {days} days")
+        refusals = await anyio.to_thread.run_sync(_recent_refusals, request, within.borough)
         return page(request, "stations.html", stations=stations, station=station or "", days=days, lag=lag,
-                    backlog=backlog)
+                    backlog=backlog, refusals=refusals)
 
     @get("/devices", summary="Devices", guards=[user_with("viewer")], scope=LISTS)
     async def devices_page(

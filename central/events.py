@@ -138,10 +138,12 @@ class EventLog:
                                    "fleet team to reconcile before this station sends again")
             new = [s for s in seqs if s not in stored]
             station_times = to_iso_many([envelopes[s].at for s in new])
+            sent = to_iso(batch.sent_at)
             db.conn.executemany(
-                "INSERT INTO events (station_id, seq, kind, station_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?)",
-                [(station_id, s, _kind_of(decoded[s], envelopes[s].event), at, received, bytes(envelopes[s].event))
-                 for s, at in zip(new, station_times)])
+                "INSERT INTO events (station_id, seq, kind, station_at, received_at, body, sent_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(station_id, s, _kind_of(decoded[s], envelopes[s].event), at, received, bytes(envelopes[s].event),
+                  sent) for s, at in zip(new, station_times)])
             acked = self._gap_free(db, station_id, acked, envelopes)
             self._note_station(db, station_id, acked, received, now, batch)
         if new:
@@ -168,12 +170,12 @@ class EventLog:
                                 "WHERE applied_seq < acked_seq ORDER BY station_id").fetchall()
             share = max(100, limit // max(1, len(behind)))  # one station's long backlog delays no other
             for station_id, borough, done, acked in behind:
-                rows = db.execute("SELECT seq, station_at, body FROM events WHERE station_id = ? AND seq > ? "
-                                  "AND seq <= ? ORDER BY seq LIMIT ?",
+                rows = db.execute("SELECT seq, station_at, body, sent_at FROM events WHERE station_id = ? "
+                                  "AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
                                   [station_id, done, acked, min(share, limit - applied)]).fetchall()
                 if not rows:
                     continue
-                run = [Applied(r[0], r[1], _decode_stored(bytes(r[2]))) for r in rows]
+                run = [Applied(r[0], r[1], _decode_stored(bytes(r[2])), r[3]) for r in rows]
                 self.projector.apply(db, station_id, borough, [a for a in run if a.event is not None])
                 db.execute("UPDATE stations SET applied_seq = ? WHERE station_id = ?", [rows[-1][0], station_id])
                 applied += len(rows)

@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import timedelta
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
 
 from fleet import battery
-from fleet.clock import from_iso, to_iso, utc_now
+from fleet.clock import to_iso, utc_now
 from fleet.config import FleetSettings
 from fleet.events import (
     BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, DeviceEntry, Event,
 )
-from central import audit
+from central import audit, claims
 from central.retention import announce_holds, announce_reattributed
 
 _encoder = msgspec.json.Encoder()
@@ -37,6 +38,10 @@ ACTIVE_AT = """FROM (SELECT officer_id, id, ended_at FROM assignments WHERE devi
                WHERE ended_at IS NULL OR ended_at > :at"""
 """The holder at a moment: the camera's latest assignment begun by then, if it had not ended.
 (One index probe, however long the camera's history.)"""
+_PAIR_COLUMNS = """id, device_serial, officer_id, started_at, station_id,
+    COALESCE((SELECT borough FROM stations WHERE station_id = a.station_id),
+             (SELECT borough FROM devices WHERE serial = a.device_serial))"""
+"""An assignment as a conflict describes it: (id, camera, officer, start, station, borough)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class Applied:
     at: str
     """The station's clock, RFC 3339 UTC."""
     event: Event
+    sent_at: str | None = None
+    """The station's clock when it sent the event's batch (None: stored before central kept it)."""
 
 
 def health_policy(fleet: FleetSettings) -> battery.HealthPolicy:
@@ -74,10 +81,39 @@ class Projector:
         self.policy = health_policy(fleet)
 
     def apply(self, db, station_id: str, borough: str, events: Sequence[Applied]) -> None:
-        for kind, run in itertools.groupby(events, key=lambda a: type(a.event)):
+        """Apply a station's events in seq order; what the station may not claim is refused (``central.claims``).
+
+        Each run of one kind is judged after the runs before it are applied: a camera first seen
+        docking is registered before the checkout that names it is judged."""
+        clock = claims.StationClock(db, station_id, timedelta(minutes=self.fleet.event_clock_tolerance_minutes))
+        for kind, group in itertools.groupby(events, key=lambda a: type(a.event)):
             handler = self._handlers.get(kind)
-            if handler is not None:
-                handler(self, db, station_id, borough, list(run))
+            if handler is None:
+                continue
+            run = list(group)
+            if kind is CameraDocked:
+                run = self._dated(db, station_id, clock, claims.admit_dockings(db, station_id, borough, run))
+            elif kind in (CheckedOut, CheckedIn):
+                tag = kind.__struct_config__.tag
+                run = self._dated(db, station_id, clock, claims.admit_pool_events(
+                    db, station_id, borough, run, tag, self.fleet.assignment_mode))
+            if run:
+                handler(self, db, station_id, borough, run)
+        clock.save(db, station_id)
+
+    @staticmethod
+    def _dated(db, station_id: str, clock: claims.StationClock, run: list[Applied]) -> list[Applied]:
+        """The events of a run whose station time is believable; the others are refused."""
+        accepted, refused = [], []
+        for a in run:
+            reason = clock.judge(a)
+            if reason is None:
+                accepted.append(a)
+                continue
+            subject = a.event.device.serial if isinstance(a.event, CameraDocked) else a.event.device_serial
+            refused.append((a.seq, a.event.__struct_config__.tag, subject, f"clock: {reason}", a.at))
+        claims.refuse(db, station_id, refused)
+        return accepted
 
     # -- docking: telemetry, battery, lifecycle, the end of a pool checkout -----------------
 
@@ -162,24 +198,27 @@ class Projector:
             db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = ?", [serial])
             reason = "found: docked with clips" if before == "lost" else "docked with clips"
             self._registry_change(db, station_id, serial, before, reason, now)
-        # Docking ends a pool checkout made before it (at this or another station): only the
-        # run's cameras with an open assignment are looked at one by one.
-        open_serials = {serial for (serial,) in db.execute(
-            "SELECT device_serial FROM assignments INDEXED BY assignments_open "
-            "WHERE device_serial IN (SELECT value FROM json_each(?)) AND ended_at IS NULL", [run_serials])}
+        # Docking ends a pool checkout made before it (at this or another station), or one whose
+        # end central had from a later docking or check-in (this docking was reported late):
+        # either way the camera was back by then. Only the run's cameras held at or after the
+        # run's earliest docking are looked at one by one.
+        held_serials = {serial for (serial,) in db.execute(
+            "SELECT device_serial FROM assignments WHERE device_serial IN (SELECT value FROM json_each(?)) "
+            "AND mode = 'pool' AND (ended_at IS NULL OR ended_at > ?)",
+            [run_serials, min(r["docked_at"] for r in rows)])}
         for r in rows:
-            if r["serial"] not in open_serials:
+            if r["serial"] not in held_serials:
                 continue
             closed = db.execute(
                 """UPDATE assignments SET ended_at = :docked_at, ended_by = :by, end_reason = 'docked'
-                   WHERE id IN (SELECT id FROM assignments INDEXED BY assignments_open
-                                WHERE device_serial = :serial AND ended_at IS NULL)
-                     AND mode = 'pool' AND started_at <= :docked_at
+                   WHERE device_serial = :serial AND mode = 'pool' AND started_at < :docked_at
+                     AND (ended_at IS NULL OR ended_at > :docked_at)
                    RETURNING id, officer_id""", r).fetchall()
             for assignment_id, officer_id in closed:
                 audit.record(db, actor=r["by"], place=station_id, action="check-in", object_type="device",
                              object_id=r["serial"], detail=f"officer {officer_id}: docked")
-                self._find_conflicts(db, assignment_id, borough)
+                self._find_conflicts(db, assignment_id)
+            if closed:
                 reattribute(db, self.changes, r["serial"], r["docked_at"])
 
     def _registry_change(self, db, station_id: str, serial: str, from_state: str | None, reason: str,
@@ -205,6 +244,7 @@ class Projector:
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
 
     def _ingested(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+        run, upload_verified = claims.admit_ingests(db, station_id, run)
         rows = [{"clip": a.event.clip_id, "serial": a.event.device_serial, "at": to_iso(a.event.recorded_at),
                  "station": station_id} for a in run]
         db.conn.executemany(
@@ -213,11 +253,10 @@ class Projector:
                 ON CONFLICT (clip_id) DO NOTHING""", rows)
         db.conn.executemany("UPDATE devices SET last_clip_at = MAX(COALESCE(last_clip_at, ''), :at) "
                             "WHERE serial = :serial", rows)
-        # Chain of custody, first link: the station copied it off the camera in its dock.
-        audit.record_many(db, [dict(actor=f"station:{station_id}", place=station_id, action="ingest",
-                                    object_type="clip", object_id=a.event.clip_id, at=from_iso(a.at),
-                                    detail=f"copied from camera {a.event.device_serial} at the dock, "
-                                           f"{a.event.size} bytes, sha256 {a.event.sha256}") for a in run])
+        # Chain of custody, first link, once the verified upload agrees (the others wait for it).
+        if upload_verified:
+            audit.record_many(db, [claims.ingest_record(station_id, a.event.clip_id, a.event.device_serial, a.event.size,
+                                                        a.event.sha256, a.at) for a in upload_verified])
         # An officer hold placed before these clips reached central covers them already.
         if self.changes is not None:
             announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)
@@ -246,7 +285,7 @@ class Projector:
             if docked is not None:
                 db.execute("UPDATE assignments SET ended_at = ?, ended_by = 'dock', end_reason = 'docked' "
                            "WHERE id = ?", [docked, assignment_id])
-            self._find_conflicts(db, assignment_id, borough)
+            self._find_conflicts(db, assignment_id)
             reattribute(db, self.changes, e.device_serial, a.at)
 
     def _checked_in(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
@@ -256,13 +295,14 @@ class Projector:
             closed = [(assignment_id, None) for (assignment_id,) in db.execute(
                 """UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ?
                    WHERE device_serial = ? AND officer_id = ? AND mode = 'pool' AND ended_at IS NULL
-                   RETURNING id""", [a.at, actor, e.reason, e.device_serial, e.officer_id])]
+                     AND started_at <= ?
+                   RETURNING id""", [a.at, actor, e.reason, e.device_serial, e.officer_id, a.at])]
             if not closed:
-                # Reported late: a docking seen first closed it, but later than this check-in. The
-                # check-in is what happened at the desk; the docking's end was only an inference.
+                # Reported late: a docking or check-in seen first closed it, but later than this
+                # check-in. The camera was back at the earliest of them.
                 closed = db.execute(
                     """SELECT id, ended_at FROM assignments WHERE device_serial = ? AND officer_id = ?
-                         AND mode = 'pool' AND end_reason = 'docked' AND started_at <= ? AND ended_at > ?
+                         AND mode = 'pool' AND started_at <= ? AND ended_at > ?
                        ORDER BY started_at DESC, id DESC LIMIT 1""",
                     [e.device_serial, e.officer_id, a.at, a.at]).fetchall()
                 for assignment_id, _ in closed:
@@ -272,40 +312,50 @@ class Projector:
                 late = f" (reported after a docking at {docked_end} had closed it)" if docked_end else ""
                 audit.record(db, actor=actor, place=station_id, action="check-in", object_type="device",
                              object_id=e.device_serial, detail=f"officer {e.officer_id}: {e.reason}{late}")
-                self._find_conflicts(db, assignment_id, borough)
+                self._find_conflicts(db, assignment_id)
                 reattribute(db, self.changes, e.device_serial, a.at, docked_end)
 
-    def _find_conflicts(self, db, assignment_id: int, borough: str) -> None:
-        """List overlaps with this assignment: one officer with two cameras, one camera with two officers.
+    def _find_conflicts(self, db, assignment_id: int) -> None:
+        """List overlaps with this assignment: one officer with two cameras, one camera with two officers;
+        withdraw listed ones it no longer overlaps (its interval shrank).
 
-        Judged on intervals of station time, whatever order the stations reported in. An
-        assignment still open is judged at its start only (its end is not known yet); when it
-        ends, it is judged on its whole interval. Each pair is listed once.
+        Judged on intervals of station time, [start, end), an open one reaching to the end of
+        time (nothing says it ended), and described the same way whichever of the pair was
+        reported first: the same facts give the same list, whatever order stations report in.
+        Resolved conflicts stay as they were resolved.
         """
-        device, officer, start, end, station = db.execute(
-            "SELECT device_serial, officer_id, started_at, ended_at, station_id FROM assignments WHERE id = ?",
+        device, officer, start, end = db.execute(
+            "SELECT device_serial, officer_id, started_at, ended_at FROM assignments WHERE id = ?",
             [assignment_id]).fetchone()
-        window_end = end if end is not None else start
-        overlapping = db.execute(
-            """SELECT id, device_serial, officer_id, station_id, started_at FROM assignments
-               WHERE id != :id AND (officer_id = :officer OR device_serial = :device)
-                 AND NOT (officer_id = :officer AND device_serial = :device)
-                 AND started_at <= :window_end AND (ended_at IS NULL OR ended_at > :start)""",
-            {"id": assignment_id, "officer": officer, "device": device, "start": start,
-             "window_end": window_end}).fetchall()
-        for other_id, other_device, other_officer, other_station, other_start in overlapping:
-            if other_officer == officer:
-                kind, detail = "officer_two_cameras", (
-                    f"officer {officer} held {device} (from {station or 'personal issue'}, {start}) and "
-                    f"{other_device} (from {other_station or 'personal issue'}, {other_start}) at once")
+        overlapping = {r[0]: r for r in db.execute(
+            f"""SELECT {_PAIR_COLUMNS} FROM assignments a
+                WHERE id != :id AND (officer_id = :officer OR device_serial = :device)
+                  AND NOT (officer_id = :officer AND device_serial = :device)
+                  AND (:end IS NULL OR started_at < :end) AND (ended_at IS NULL OR ended_at > :start)""",
+            {"id": assignment_id, "officer": officer, "device": device, "start": start, "end": end})}
+        for conflict_id, a, b in db.execute(
+                "SELECT id, assignment_a, assignment_b FROM conflicts WHERE resolved_at IS NULL "
+                "AND (assignment_a = :id OR assignment_b = :id)", {"id": assignment_id}).fetchall():
+            if (b if a == assignment_id else a) not in overlapping:
+                db.execute("DELETE FROM conflicts WHERE id = ?", [conflict_id])
+        if not overlapping:
+            return
+        this = db.execute(f"SELECT {_PAIR_COLUMNS} FROM assignments a WHERE id = ?", [assignment_id]).fetchone()
+        for other in overlapping.values():
+            # The earlier of the pair first (by station time, then place, camera, officer), not the later reported.
+            first, second = sorted((this, other), key=lambda r: (r[3], r[4] or "", r[1], r[2], r[0]))
+            if first[2] == second[2]:
+                kind, serial, officer_id, detail = "officer_two_cameras", first[1], first[2], (
+                    f"officer {first[2]} held {first[1]} (from {first[4] or 'personal issue'}, {first[3]}) and "
+                    f"{second[1]} (from {second[4] or 'personal issue'}, {second[3]}) at once")
             else:
-                kind, detail = "camera_two_officers", (
-                    f"{device} was held by {officer} (from {station or 'personal issue'}, {start}) and by "
-                    f"{other_officer} (from {other_station or 'personal issue'}, {other_start}) at once")
-            first, second = sorted((assignment_id, other_id))
+                kind, serial, officer_id, detail = "camera_two_officers", first[1], first[2], (
+                    f"{first[1]} was held by {first[2]} (from {first[4] or 'personal issue'}, {first[3]}) and by "
+                    f"{second[2]} (from {second[4] or 'personal issue'}, {second[3]}) at once")
             db.execute("INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at, "
                        "assignment_a, assignment_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                       [kind, borough, device, officer, detail, to_iso(utc_now()), first, second])
+                       [kind, first[5] or second[5], serial, officer_id, detail, to_iso(utc_now()),
+                        min(this[0], other[0]), max(this[0], other[0])])
 
     _handlers = {
         CameraDocked: _docked, ClipIngested: _ingested, ClipVerified: _verified,

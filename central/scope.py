@@ -154,6 +154,10 @@ class OwnerLookup:
         self.writer = writer
         self.settings = settings
 
+    def stations_of(self, borough: str) -> list[str]:
+        """A borough's stations, for a list of records kept per station (refusals, samples)."""
+        return sorted(s for s, entry in self.settings.stations.items() if entry.borough == borough)
+
     def station_borough(self, station_id: str | None) -> str | None:
         entry = self.settings.stations.get(station_id) if station_id else None
         return entry.borough if entry else None

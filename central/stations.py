@@ -16,6 +16,7 @@ from litestar.params import PathParameter
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
+from central import claims
 from central.auth import Caller, station_or_user_with, user_with
 from central.scope import LISTS, Scoped, in_path, touches
 
@@ -38,6 +39,8 @@ class StationHealth(msgspec.Struct, kw_only=True):
     failed_clips: int = 0
     failed_folders: int = 0
     checked_out: int = 0
+    refused_events: int = 0
+    """Events refused because they claimed more than this station may (``central.claims``)."""
 
 
 class Sample(msgspec.Struct, kw_only=True):
@@ -86,6 +89,7 @@ class StationService:
             rows = {r[0]: r for r in db.execute(
                 "SELECT station_id, borough, last_seen_at, acked_seq, clock_skew_s, backlog, pending_clips, "
                 "pending_bytes, oldest_pending_recorded_at, applied_seq FROM stations")}
+            refused = claims.counts_by_station(db)
         stale_after = timedelta(hours=self.settings.fleet.stale_station_hours)
         out = []
         for station_id in sorted(set(rows) | set(self.settings.stations)):
@@ -102,7 +106,7 @@ class StationService:
                 oldest_pending_recorded_at=oldest,
                 oldest_pending_age_h=round((now - oldest).total_seconds() / 3600, 2) if oldest else None,
                 failed_clips=backlog.get("failed_clips", 0), failed_folders=backlog.get("failed_folders", 0),
-                checked_out=backlog.get("checked_out", 0)))
+                checked_out=backlog.get("checked_out", 0), refused_events=refused.get(station_id, 0)))
         return out
 
 

@@ -13,7 +13,7 @@ from fleet import sqlite
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import Gone
 from fleet.protocol import ClipInfo, UploadMetadata
-from central import audit
+from central import audit, claims
 from central.scope import CLIPS_OF_BOROUGH
 
 MIGRATIONS = [
@@ -391,6 +391,38 @@ MIGRATIONS = [
         locked_until    TEXT
     ) WITHOUT ROWID;
     """,
+    # v16: what stations claimed beyond what they may (refused, never applied: ``central.claims``);
+    # ingests waiting for their upload before their custody record joins the chain; each
+    # station's latest accepted station time and each event's batch's sending time, both station
+    # clock (back-dated and future-dated events are flagged); conflicts found
+    # by either assignment of the pair (stale ones are withdrawn when an interval shrinks).
+    """
+    CREATE TABLE station_refusals (
+        id              INTEGER PRIMARY KEY,
+        station_id      TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        kind            TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        reason          TEXT NOT NULL,
+        station_at      TEXT NOT NULL,
+        at              TEXT NOT NULL
+    );
+    CREATE INDEX station_refusals_station ON station_refusals (station_id, id);
+    CREATE INDEX station_refusals_at ON station_refusals (at);
+    CREATE TABLE ingest_claims (
+        clip_id         TEXT NOT NULL,
+        station_id      TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        station_at      TEXT NOT NULL,
+        device_serial   TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        sha256          TEXT NOT NULL,
+        PRIMARY KEY (clip_id, station_id)
+    ) WITHOUT ROWID;
+    ALTER TABLE stations ADD COLUMN latest_at TEXT;
+    ALTER TABLE events ADD COLUMN sent_at TEXT;
+    CREATE INDEX conflicts_b ON conflicts (assignment_b);
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
@@ -525,6 +557,8 @@ class CentralStore:
                AND upload_id = ? RETURNING clip_id, station_id, sha256, size""",
             [now, blob_key, uploaded[0][0], upload_id]).fetchall()
         for row in rows or []:
+            # A station's ingest reported before this upload joins the chain now, if it matches.
+            claims.settle(db, row[0], row[1], row[2], row[3])
             audit.record(db, actor=f"station:{row[1]}" if row[1] else "upload", action="upload-verified",
                          object_type="clip", object_id=row[0], at=from_iso(now),
                          detail=f"whole-file SHA-256 {row[2]} matched, {row[3]} bytes stored")

@@ -67,6 +67,10 @@ class FleetSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     health_check_minutes: PositiveFloat = 10.0
     change_history: Annotated[int, Meta(ge=100)] = 1_000_000
     """Changes kept for the stations' feed; a station further behind reloads a snapshot."""
+    event_clock_tolerance_minutes: Annotated[float, Meta(ge=0)] = 15.0
+    """A station's docking, checkout or check-in dated further than this beyond its measured
+    clock skew (ahead of when it was sent, or before what the station reported already) is
+    refused and listed as a security alert, never applied."""
 
     def assignment_mode(self, borough: str) -> str:
         return self.assignment_modes.get(borough, self.default_assignment_mode)

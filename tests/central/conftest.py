@@ -14,6 +14,8 @@ from tests.station.conftest import RECORDED
 ADMIN = {"Authorization": "Bearer admin-test-token"}  # test values, not secrets
 CAMDEN = {"Authorization": "Bearer camden-test-token"}
 BARNET = {"Authorization": "Bearer barnet-test-token"}
+KENTISH = {"Authorization": "Bearer kentish-test-token"}
+"""A second station of Camden's."""
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
@@ -21,6 +23,7 @@ def make_settings(data_dir, **overrides) -> CentralSettings:
     return settings_from_dict({
         "data_dir": str(data_dir), "admin_token": "admin-test-token",
         "stations": {"camden": {"borough": "Camden", "token": "camden-test-token"},
+                     "kentish": {"borough": "Camden", "token": "kentish-test-token"},
                      "barnet": {"borough": "Barnet", "token_sha256": hashlib.sha256(b"barnet-test-token").hexdigest()}},
         **overrides,
     }, CentralSettings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime, timedelta
 
@@ -26,9 +27,12 @@ def docked(serial: str, hours: float = 0, *, clips: int = 0, level: float = 90, 
                         folder=f"{serial}-{hours}", clip_count=clips)
 
 
-def ingested(serial: str, recorded_hours: float, clip_id: str | None = None) -> ClipIngested:
+def ingested(serial: str, recorded_hours: float, clip_id: str | None = None, data: bytes | None = None,
+             ) -> ClipIngested:
+    """``data``: the clip's bytes, so that the ingest's size and SHA-256 agree with its upload."""
     return ClipIngested(clip_id=clip_id or str(uuid.uuid4()), device_serial=serial, recorded_at=at(recorded_hours),
-                        size=100, sha256="0" * 64)
+                        size=len(data) if data is not None else 100,
+                        sha256=hashlib.sha256(data).hexdigest() if data is not None else "0" * 64)
 
 
 def out(serial: str, officer: str) -> CheckedOut:
@@ -43,7 +47,8 @@ def batch(events, first_seq: int = 1, *, hours: list[float] | None = None) -> by
     """Events numbered from ``first_seq``; ``hours`` gives each one's station time (default: T0 + seq h)."""
     envelopes = [EventEnvelope(seq=first_seq + i, at=at(hours[i] if hours else first_seq + i), event=e)
                  for i, e in enumerate(events)]
-    return msgspec.json.encode(EventBatch(sent_at=at(0), events=envelopes))
+    # Sent after its last event happened, as a station does (central measures the clock skew from it).
+    return msgspec.json.encode(EventBatch(sent_at=max((e.at for e in envelopes), default=at(0)), events=envelopes))
 
 
 def post(client, headers, events, first_seq: int = 1, **kw):

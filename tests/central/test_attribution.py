@@ -1,6 +1,6 @@
 """A clip belongs to whoever held the camera at recorded_at, however late the events arrive."""
 
-from tests.central.conftest import ADMIN, BARNET, CAMDEN
+from tests.central.conftest import ADMIN, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, docked, ingested, out, post
 
 
@@ -21,7 +21,7 @@ def test_attribution_across_reassignments(client):
 def test_a_checkout_that_arrives_late_reattributes_clips(client):
     """Station B uploads the clip first; station A (offline) reports the checkout afterwards."""
     clip = ingested("A", 2)
-    post(client, BARNET, [docked("A", 6, clips=1), clip], hours=[6, 6])
+    post(client, KENTISH, [docked("A", 6, clips=1), clip], hours=[6, 6])
     assert owner(client, clip.clip_id) is None
     post(client, CAMDEN, [out("A", "PC7")], hours=[1])
     assert owner(client, clip.clip_id) == "PC7"
@@ -34,7 +34,7 @@ def test_a_supervisor_attributes_by_hand_and_it_sticks(client):
     r = client.post(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN,
                     json={"officer_id": "PC9", "reason": "officer confirmed on the incident log"})
     assert r.status_code == 200 and r.json()["resolved_by"] == "admin"
-    post(client, CAMDEN, [out("A", "PC1")], first_seq=3, hours=[1])  # a late checkout covering the clip
+    post(client, KENTISH, [docked("A", 0.5), out("A", "PC1")], hours=[0.5, 1])  # a late checkout covering the clip
     assert owner(client, clip.clip_id) == "PC9"
     assert client.post(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN,
                        json={"officer_id": "NOBODY", "reason": "x"}).status_code == 404
@@ -44,7 +44,7 @@ def test_a_late_checkin_moves_back_the_end_a_later_docking_gave_the_checkout(cli
     """Station A (offline) checked the camera out at 1 h and in by hand at 3 h; it docked at B at 8 h,
     and B's events are applied first."""
     during, after = ingested("A", 2), ingested("A", 5)
-    post(client, BARNET, [docked("A", 8, clips=2), during, after], hours=[8, 8, 8])
+    post(client, KENTISH, [docked("A", 8, clips=2), during, after], hours=[8, 8, 8])
     post(client, CAMDEN, [docked("A"), out("A", "PC1"), back("A", "PC1")], hours=[0, 1, 3])
     [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
     assert a["ended_at"].startswith(at(3).isoformat()[:16]) and a["end_reason"] == "manual"
@@ -80,6 +80,6 @@ def test_a_late_checkout_that_moves_a_clip_out_of_an_officer_hold_tells_the_stat
     clip = ingested("A", 2)
     post(client, CAMDEN, [docked("A", 3, clips=1), clip], hours=[3, 3])
     assert owner(client, clip.clip_id) is None and _holds_in_feed(client) == [(clip.clip_id, True)]  # maybe PC1's
-    post(client, CAMDEN, [out("A", "PC7")], first_seq=3, hours=[1])  # reported late: it was PC7's
+    post(client, KENTISH, [docked("A", 0.5), out("A", "PC7")], hours=[0.5, 1])  # reported late: it was PC7's
     assert owner(client, clip.clip_id) == "PC7"
     assert _holds_in_feed(client) == [(clip.clip_id, True), (clip.clip_id, False)]

@@ -86,9 +86,9 @@ def test_the_overview_shows_the_fleet(browser):
     assert re.search(r'data-state="allocated"><a [^>]+><span class="n">3</span>', page)
     assert re.search(r'data-alert="over_temp">\s*<a [^>]+><span class="n">1</span>', page)
     assert "Camden" in page and "<svg" in page
-    # camden has just reported; barnet never has: one healthy, none stale, one offline
+    # camden has just reported; barnet and kentish never have: one healthy, none stale, two offline
     assert re.findall(r'<span class="n">(\d+)</span>(healthy|stale|offline)', page) == \
-        [("1", "healthy"), ("0", "stale"), ("1", "offline")]
+        [("1", "healthy"), ("0", "stale"), ("2", "offline")]
     devices = browser.get("/devices", params={"flag": "over_temp"}).text
     assert "BWV-0" in devices and "BWV-1" not in devices
     device = browser.get("/devices/BWV-0").text
@@ -224,11 +224,13 @@ def test_unattributed_clips_are_found_attributed_and_conflicts_resolved_on_their
 
     from tests.central.test_clips import upload
 
-    clip = ingested("BWV-000123", 0, clip_id=upload(staffed, b"nobody's footage" * 50))  # as uploaded
+    footage = b"nobody's footage" * 50
+    clip = ingested("BWV-000123", 0, clip_id=upload(staffed, footage), data=footage)  # as uploaded
     post(staffed, CAMDEN, [docked("BWV-000123", 6, clips=1), clip], hours=[6, 6])
     # Two cameras out to PC1 at once: the station was offline, central lists the conflict.
-    post(staffed, CAMDEN, [out("CAM-1", "PC1"), out("CAM-2", "PC1"), check_in("CAM-1", "PC1"),
-                           check_in("CAM-2", "PC1")], first_seq=3, hours=[7, 7.5, 9, 9])
+    post(staffed, CAMDEN, [docked("POOL-1", 6.5), docked("POOL-2", 6.5), out("POOL-1", "PC1"), out("POOL-2", "PC1"),
+                           check_in("POOL-1", "PC1"), check_in("POOL-2", "PC1")], first_seq=3,
+         hours=[6.5, 6.5, 7, 7.5, 9, 9])
     log_in(staffed, "s.uper")
     overview = staffed.get("/").text
     assert re.search(r'data-alert="unattributed">\s*<a href="/clips\?state=unattributed"><span class="n">1</span>',

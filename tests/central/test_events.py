@@ -3,7 +3,7 @@
 import msgspec
 import pytest
 
-from tests.central.conftest import ADMIN, BARNET, CAMDEN
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
 
@@ -108,7 +108,7 @@ def test_officer_with_two_cameras_at_two_stations_is_a_conflict(client):
 
 def test_docking_ends_a_pool_checkout_even_at_another_station(client):
     post(client, CAMDEN, [docked("A"), out("A", "PC1")], hours=[0, 1])
-    post(client, BARNET, [docked("A", 9)], hours=[9])
+    post(client, KENTISH, [docked("A", 9)], hours=[9])
     [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
     assert a["ended_at"].startswith(at(9).isoformat()[:16]) and a["end_reason"] == "docked"
 
@@ -168,8 +168,9 @@ def test_conflicts_are_judged_on_intervals_whatever_order_stations_report(client
 
 
 def test_a_checkout_reported_after_a_later_docking_is_closed_by_it(client):
-    post(client, BARNET, [docked("A", 6)], hours=[6])
-    post(client, CAMDEN, [out("A", "PC1")], hours=[1])  # camden was offline; the camera docked at barnet since
+    post(client, CAMDEN, [docked("A", 0.5)], hours=[0.5])
+    post(client, KENTISH, [docked("A", 6)], hours=[6])
+    post(client, CAMDEN, [out("A", "PC1")], first_seq=2, hours=[1])  # camden was offline; A docked at kentish since
     [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
     assert a["end_reason"] == "docked" and a["ended_at"].startswith(at(6).isoformat()[:16])
     assert client.get("/api/v1/devices/A", headers=ADMIN).json()["device"]["holder"] is None
@@ -178,14 +179,14 @@ def test_a_checkout_reported_after_a_later_docking_is_closed_by_it(client):
 def test_a_camera_clock_in_the_future_does_not_freeze_its_telemetry(client):
     wrong = docked("A", 24 * 365, full=2950)  # the camera thinks it is next year
     post(client, CAMDEN, [wrong], hours=[0])
-    post(client, BARNET, [docked("A", 5, full=2650, temp=31)], first_seq=1, hours=[5])
+    post(client, KENTISH, [docked("A", 5, full=2650, temp=31)], first_seq=1, hours=[5])
     device = client.get("/api/v1/devices/A", headers=ADMIN).json()["device"]
-    assert device["last_station"] == "barnet" and device["battery_soh_pct"] == pytest.approx(2650 / 30)
+    assert device["last_station"] == "kentish" and device["battery_soh_pct"] == pytest.approx(2650 / 30)
 
 
 def test_a_camera_held_twice_is_listed_once_with_its_latest_holder(client):
     post(client, CAMDEN, [docked("A"), out("A", "PC1")], hours=[0, 1])
-    post(client, BARNET, [out("A", "PC2")], hours=[2])
+    post(client, KENTISH, [docked("A", 0.5), out("A", "PC2")], hours=[0.5, 2])  # kentish's clock, an hour slow
     [conflict] = client.get("/api/v1/conflicts", headers=ADMIN).json()
     assert conflict["kind"] == "camera_two_officers"
     items = client.get("/api/v1/devices/", headers=ADMIN).json()["items"]

@@ -174,3 +174,24 @@ def test_after_a_page_of_changes_the_feed_lingers_before_asking_again(store):
 def test_a_page_that_says_more_is_followed_at_once_whatever_the_linger(store):
     feed, asked = _scripted_feed(store, [_officer_page(1, more=True), _officer_page(2, more=False)], linger_s=60)
     assert _follow_until(feed, asked, 2)  # with the 60 s linger after a "more" page this would time out
+
+
+def test_an_event_central_refuses_does_not_jam_the_outbox(central, store):
+    """A camera of Barnet's docked at this Camden station: central refuses that claim when it applies
+    it, but it was stored and acknowledged, so the outbox moves on and later events go up and apply."""
+    central.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BAR-1", "borough": "Barnet"}])
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BAR-1"), docked("BWV-1")])
+    sender = EventSender(station_client(central), store, FAST)
+    assert sender.run_once().acked_seq == 2
+    central.app.state.events.apply_all()
+    with store.writer.write() as db:
+        outbox.append(db, [docked("BWV-2")])
+    report = sender.run_once()
+    assert (report.sent, report.acked_seq, report.error) == (1, 3, None)
+    assert Outbox(store.writer).pending(10) == []
+    central.app.state.events.apply_all()
+    camden = central.get("/api/v1/stations/camden", headers=ADMIN).json()
+    assert (camden["applied_seq"], camden["refused_events"]) == (3, 1)
+    assert central.get("/api/v1/devices/BWV-2", headers=ADMIN).status_code == 200
+    assert central.get("/api/v1/devices/BAR-1", headers=ADMIN).json()["device"]["last_station"] is None
