@@ -291,6 +291,7 @@ class Simulation:
         self.outage.stop_wall = self.wall()
 
     def _restart_central(self) -> None:
+        self._sample_once()  # the backlog the outage built, whatever the sampler's timing on a loaded host
         self.cluster.start_central()
         self.outage.back_wall = self.wall()
 
@@ -303,19 +304,22 @@ class Simulation:
         """Every ``sample_every_s``: every station's queue, summed (on its own thread: a slow station never stalls docking)."""
         while not self._stop_sampling.is_set():
             started = time.monotonic()
-            try:
-                statuses = self.cluster.statuses()
-            except (httpx.HTTPError, FleetError):
-                statuses = None
-            if statuses is not None:
-                self.samples.append(Sample(
-                    wall=self.wall(), began=started - self.mono0, sim_h=self.sim_hours(self.sim_now()),
-                    central_up=self.outage.stop_wall is None or self.outage.back_wall is not None,
-                    pending_clips=sum(s["pending_clips"] for s in statuses),
-                    pending_events=sum(s.get("pending_events", 0) for s in statuses),
-                    verified_clips=sum(s["verified_clips"] for s in statuses),
-                    failed_folders=sum(len(s["failed_folders"]) for s in statuses)))
+            self._sample_once()
             self._stop_sampling.wait(max(0.0, self.plan.sample_every_s - (time.monotonic() - started)))
+
+    def _sample_once(self) -> None:
+        started = time.monotonic()
+        try:
+            statuses = self.cluster.statuses()
+        except (httpx.HTTPError, FleetError):
+            return
+        self.samples.append(Sample(
+            wall=self.wall(), began=started - self.mono0, sim_h=self.sim_hours(self.sim_now()),
+            central_up=self.outage.stop_wall is None or self.outage.back_wall is not None,
+            pending_clips=sum(s["pending_clips"] for s in statuses),
+            pending_events=sum(s.get("pending_events", 0) for s in statuses),
+            verified_clips=sum(s["verified_clips"] for s in statuses),
+            failed_folders=sum(len(s["failed_folders"]) for s in statuses)))
 
     def _drain(self, progress) -> bool:
         """After the month: until every camera is ingested and a sample finds every clip and event at central."""
