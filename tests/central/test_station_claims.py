@@ -212,3 +212,25 @@ def test_refusals_are_a_security_alert_on_the_dashboard_and_the_stations_page(cl
     assert page.status_code == 200 and 'id="refusals"' in page.text
     table = page.text[page.text.index('id="refusals"'):]
     assert "barnet" in table and "checked_out" in table and "Camden" in table
+
+
+def test_a_number_past_sqlites_integers_is_refused_at_the_door_and_jams_no_station(client):
+    """Every count a station reports is stored in a 64-bit SQLite integer. A docking telling of
+    2**63 battery cycles (a camera's device.json is written by whoever holds the camera) was
+    acknowledged, then failed the projection's transaction every time it was retried: no
+    station's events were applied any more."""
+    from fleet.events import CameraDocked
+    from fleet.protocol import Battery, DeviceInfo
+
+    for field in ("cycle_count", "full_charge_mah", "design_mah", "voltage_mv"):
+        battery = Battery(level_pct=50, **{field: 2 ** 63})
+        event = CameraDocked(device=DeviceInfo(serial="CAM-HUGE", battery=battery), folder="f")
+        assert post(client, CAMDEN, [event]).status_code == 400, field
+    for event in (CameraDocked(device=DeviceInfo(serial="CAM-HUGE", storage_used_bytes=2 ** 63), folder="f"),
+                  CameraDocked(device=DeviceInfo(serial="CAM-HUGE"), folder="f", clip_count=2 ** 63)):
+        assert post(client, CAMDEN, [event]).status_code == 400, event
+    huge = ingested("CAM-HUGE", 1)
+    huge.size = 2 ** 63
+    assert post(client, CAMDEN, [huge]).status_code == 400
+    assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
+    assert client.get("/api/v1/devices/BAR-1", headers=ADMIN).status_code == 200  # the other station's was applied
