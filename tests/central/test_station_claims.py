@@ -17,7 +17,7 @@ from central import audit
 from fleet.events import EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
-from tests.central.fleetdata import at, back, docked, ingested, out, post
+from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 from tests.central.test_clips import upload
 
 
@@ -234,3 +234,27 @@ def test_a_number_past_sqlites_integers_is_refused_at_the_door_and_jams_no_stati
     assert post(client, CAMDEN, [huge]).status_code == 400
     assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
     assert client.get("/api/v1/devices/BAR-1", headers=ADMIN).status_code == 200  # the other station's was applied
+
+
+def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(client, monkeypatch):
+    """Whatever a future bug lets through: the run is applied again one event at a time, the event
+    that still fails is refused against its station, and every other event is applied."""
+    from central.projection import Projector
+
+    docked_handler = Projector._handlers[type(docked("X"))]
+
+    def failing(self, db, station_id, borough, run):
+        if any(a.event.device.serial == "CAM-POISON" for a in run):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return docked_handler(self, db, station_id, borough, run)
+
+    monkeypatch.setitem(Projector._handlers, type(docked("X")), failing)
+    client.post("/api/v1/events/", headers={**CAMDEN, "Content-Type": "application/json"},
+                content=batch([docked("CAM-1", 1), docked("CAM-POISON", 2), docked("CAM-2", 3)])).raise_for_status()
+    assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
+    for serial in ("CAM-1", "CAM-2", "BAR-1"):
+        assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial
+    assert client.get("/api/v1/devices/CAM-POISON", headers=ADMIN).status_code == 404
+    assert [(s, seq, kind) for s, seq, kind, _ in refusals(client)] == [("camden", 2, "camera_docked")]
+    assert "could not apply" in refusals(client)[0][3]
+    assert client.app.state.events.apply_all() == 0  # nothing left to retry
