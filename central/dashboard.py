@@ -26,7 +26,7 @@ from fleet.lifecycle import LIFECYCLE_STATES
 from central import charts, claims, login_csrf
 from central.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
 from central.devices import FLAG_SQL
-from central.scope import LISTS, Scoped, in_path, in_query, lists, no_borough, touches
+from central.scope import LISTS, Scoped, form_text, in_path, in_query, lists, no_borough, touches
 from central.users import SESSION_HOURS
 
 NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer"),
@@ -193,7 +193,7 @@ async def posted(request: Request):
 
 def field(form, key: str, max_length: int = 500) -> str:
     """One text field of a posted form, trimmed; BadRequest when longer than allowed."""
-    value = str(form.get(key, "")).strip()
+    value = form_text(form.get(key, ""))
     if len(value) > max_length:
         raise BadRequest(f"{key.replace('_', ' ')} may have at most {max_length} characters")
     return value

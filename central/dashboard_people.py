@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 from fleet.errors import ApiError, BadRequest, Conflict
 from central.assignments import IssueRequest
 from central.auth import Caller, user_with
-from central.scope import LISTS, Scoped, in_form, in_path, touches
+from central.scope import LISTS, Scoped, form_text, in_form, in_path, touches
 from central.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
 
 
@@ -62,7 +62,7 @@ class PeoplePages(DashboardPages):
           opt=FORM, scope=touches(in_form("device", "device_serial")))
     async def unassign(self, request: Request, principal: Caller) -> Redirect:
         form = await posted(request)
-        serials = [str(s) for s in form.getall("device_serial", [])][:200]
+        serials = [form_text(s) for s in form.getall("device_serial", [])][:200]
         reason = field(form, "reason") or "ended on the dashboard"
         if not serials:
             raise BadRequest("tick at least one camera to unassign")

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import typing
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -23,9 +24,10 @@ from litestar import Controller, Request, post
 
 from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.errors import BadRequest, Conflict
-from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, EventAck, Seq
+from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, CameraDocked, Event, EventAck, Seq
 from fleet.protocol import AwareDatetime
 from fleet.sqlite import Writer
+from central import claims
 from central.auth import Caller, stations_only
 from central.openapi import errors
 from central.scope import OWN_RECORDS
@@ -176,12 +178,32 @@ class EventLog:
                 if not rows:
                     continue
                 run = [Applied(r[0], r[1], _decode_stored(bytes(r[2])), r[3]) for r in rows]
-                self.projector.apply(db, station_id, borough, [a for a in run if a.event is not None])
+                self._apply_contained(db, station_id, borough, [a for a in run if a.event is not None])
                 db.execute("UPDATE stations SET applied_seq = ? WHERE station_id = ?", [rows[-1][0], station_id])
                 applied += len(rows)
                 if applied >= limit:
                     break
         return applied
+
+    def _apply_contained(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+        """Apply one station's run inside a savepoint. Should it raise, it is applied again one event
+        at a time and an event that still raises is refused (recorded against its station, never
+        applied): one station's event that central cannot apply must not roll back, and so stop,
+        every station's projection on every retry."""
+        try:
+            with _savepoint(db):
+                self.projector.apply(db, station_id, borough, run)
+            return
+        except Exception:
+            log.exception("applying %d events of station %s failed; applying them one by one", len(run), station_id)
+        for a in run:
+            try:
+                with _savepoint(db):
+                    self.projector.apply(db, station_id, borough, [a])
+            except Exception as exc:
+                log.exception("event %d of station %s cannot be applied: refused", a.seq, station_id)
+                claims.refuse(db, station_id, [(a.seq, _TAGS[type(a.event)], _subject(a.event),
+                                                f"central could not apply it ({type(exc).__name__})", a.at)])
 
     def apply_all(self) -> int:
         """Apply everything acknowledged so far (tests, and the worker's inner loop)."""
@@ -257,6 +279,25 @@ class ProjectionWorker:
             except Exception:  # logged; the events stay stored and are retried on the next wake
                 log.exception("applying events failed; they stay stored and will be retried")
                 self._stopping.wait(5.0)
+
+
+@contextmanager
+def _savepoint(db):
+    db.execute("SAVEPOINT apply_run")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK TO apply_run")
+        db.execute("RELEASE apply_run")
+        raise
+    db.execute("RELEASE apply_run")
+
+
+def _subject(event: Event) -> str:
+    """The camera or clip an event is about, as a refusal names it."""
+    if isinstance(event, CameraDocked):
+        return event.device.serial
+    return getattr(event, "clip_id", None) or getattr(event, "device_serial", None) or getattr(event, "folder", "-")
 
 
 def _decode_stored(body: bytes) -> Event | None:

@@ -141,6 +141,23 @@ class Within:
         raise Forbidden(f"you may see {self.borough}'s records only, not {asked}'s")
 
 
+def form_text(value) -> str:
+    """A posted form field as the dashboard's handlers read it (``central.dashboard.field``): text,
+    trimmed. The guard resolves the same text, so " BWV-1" cannot pass as a camera that does
+    not exist and then act, trimmed, on another borough's."""
+    return str(value).strip()
+
+
+def row_id(key: str) -> int | None:
+    """An integer id (holds, conflicts) as SQLite stores it; None when ``key`` can name no row: not
+    plain ASCII digits (``"²".isdigit()``), or past SQLite's 64-bit integers (a path's
+    ``{hold_id:int}`` is checked against its bounds only after the guards have run)."""
+    if not (key.isascii() and key.isdigit()) or len(key) > 19:
+        return None
+    value = int(key)
+    return value if value < 2 ** 63 else None
+
+
 def scope_of(principal: Principal) -> str | None:
     """The borough a caller is limited to (None: force-wide)."""
     return principal.borough if principal.is_station else principal.acts_for
@@ -184,17 +201,14 @@ class OwnerLookup:
             row = db.execute("SELECT station_id FROM uploads WHERE upload_id = ?", [key]).fetchone()
             return None if row is None else Owner(self.station_borough(row[0]), row[0])
         if kind == "hold":
-            if not key.isdigit():
-                return None
-            row = db.execute("SELECT kind, clip_id, officer_id FROM holds WHERE id = ?", [int(key)]).fetchone()
+            row = db.execute("SELECT kind, clip_id, officer_id FROM holds WHERE id = ?", [row_id(key)]).fetchone()
             if row is None:
                 return None
             if row[0] == "case":
                 return Owner(None)
             return self._owner(db, *(("clip", row[1]) if row[0] == "clip" else ("officer", row[2]))) or Owner(None)
         if kind == "conflict":
-            row = db.execute("SELECT borough FROM conflicts WHERE id = ?", [int(key)]).fetchone() \
-                if key.isdigit() else None
+            row = db.execute("SELECT borough FROM conflicts WHERE id = ?", [row_id(key)]).fetchone()
             return None if row is None else Owner(row[0])
         sql = {"officer": "SELECT borough FROM officers WHERE officer_id = ?",
                "device": "SELECT borough FROM devices WHERE serial = ?"}[kind]
@@ -219,7 +233,7 @@ async def _named(connection: ASGIConnection, target: Target) -> list[str]:
         return [str(v) for v in connection.query_params.getall(target.name, [])]
     if target.source == "form":
         form = await connection.form()  # Litestar keeps the parsed form for the handler
-        return [str(v) for v in form.getall(target.name, [])]
+        return [form_text(v) for v in form.getall(target.name, [])]
     try:
         body = msgspec.json.decode(await connection.body())  # the same decoder (last key wins) as the handler's
     except msgspec.DecodeError:

@@ -224,7 +224,7 @@ class UserService:
 
         ``place`` is where the attempt came from (``browser:<address>``): failures are counted
         per name and per place, and a locked one is refused (TooManyRequests) before any check."""
-        self.throttle.check(name[:64], place)
+        counted = self.throttle.admit(name[:64], place)
         with self.writer.read() as db:
             row = db.execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE name = ?",
                              [name[:64]]).fetchone()
@@ -235,7 +235,7 @@ class UserService:
                 audit.record(db, actor=name[:64] or "-", action="login-failed", object_type="user",
                              object_id=name[:64] or "-", place=place,
                              detail="disabled user" if ok and user is not None else "wrong name or password")
-                self.throttle.failed(db, name[:64], place)
+                self.throttle.failed(db, name[:64], place, counted)
             raise Unauthorized("wrong user name or password")
         cookie = secrets.token_urlsafe(32)
         now = utc_now()
@@ -245,7 +245,7 @@ class UserService:
             db.execute("INSERT INTO sessions (id_sha256, user, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                        [sha256_hex(cookie), user.name, session.csrf, to_iso(now), to_iso(session.expires_at)])
             audit.record(db, actor=user.name, action="login", object_type="user", object_id=user.name, place=place)
-            self.throttle.succeeded(db, user.name)
+            self.throttle.succeeded(db, user.name, place)
         return cookie, session
 
     def session(self, cookie: str) -> Session | None:

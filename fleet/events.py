@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
-from fleet.protocol import AwareDatetime, DeviceInfo, Serial, Sha256Hex, Tag
+from fleet.protocol import AwareDatetime, DeviceInfo, Quantity, Serial, Sha256Hex, Tag
 
 OfficerId = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$(?!\n)",
                                 description="shoulder or warrant number")]
@@ -40,14 +40,14 @@ class CameraDocked(Struct, tag_field="kind", tag="camera_docked", kw_only=True):
 
     device: DeviceInfo
     folder: str
-    clip_count: Annotated[int, Meta(ge=0)] = 0
+    clip_count: Quantity = 0
 
 
 class ClipIngested(Struct, tag_field="kind", tag="clip_ingested", kw_only=True):
     clip_id: str
     device_serial: Serial
     recorded_at: AwareDatetime
-    size: Annotated[int, Meta(ge=0)]
+    size: Quantity
     sha256: Sha256Hex
     evidential: bool = False
     tags: list[Tag] = []

@@ -28,6 +28,10 @@ Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)", description="SH
 AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
 Serial = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$(?!\n)")]
 Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$(?!\n)")]
+Quantity = Annotated[int, Meta(ge=0, le=2 ** 62)]
+"""A count or size a station reports: central stores it in a 64-bit SQLite integer, so a value past
+that (a camera's ``device.json`` is written by whoever holds the camera) is refused where it is
+decoded, never acknowledged and then failing every projection transaction that tries to apply it."""
 ClipState = Literal["receiving", "verified"]
 TransferState = Literal["queued", "uploading", "waiting", "verified", "failed"]
 
@@ -37,11 +41,11 @@ TransferState = Literal["queued", "uploading", "waiting", "verified", "failed"]
 
 class Battery(Struct, kw_only=True):
     level_pct: Annotated[float, Meta(ge=0, le=100)]
-    voltage_mv: Annotated[int, Meta(ge=0)] | None = None
+    voltage_mv: Quantity | None = None
     temperature_c: Annotated[float, Meta(ge=-60, le=150)] | None = None
-    cycle_count: Annotated[int, Meta(ge=0)] | None = None
-    full_charge_mah: Annotated[int, Meta(ge=0)] | None = None
-    design_mah: Annotated[int, Meta(gt=0)] | None = None
+    cycle_count: Quantity | None = None
+    full_charge_mah: Quantity | None = None
+    design_mah: Annotated[int, Meta(gt=0, le=2 ** 62)] | None = None
 
 
 class DeviceInfo(Struct, kw_only=True):
@@ -52,7 +56,7 @@ class DeviceInfo(Struct, kw_only=True):
     firmware: str = ""
     docked_at: AwareDatetime | None = None
     battery: Battery | None = None
-    storage_used_bytes: Annotated[int, Meta(ge=0)] | None = None
+    storage_used_bytes: Quantity | None = None
 
 
 class ClipSidecar(Struct, kw_only=True):

@@ -316,3 +316,46 @@ def test_a_clip_of_a_camera_in_no_borough_is_outside_every_scope(world):
     assert client.get(f"/api/v1/clips/{stray}", headers=supervisor).status_code == 403
     assert client.post("/api/v1/holds", headers=supervisor, json={"kind": "clip", "clip_id": stray, "reason": "x"}
                        ).status_code == 403
+
+
+def test_a_padded_form_field_names_the_same_thing_to_the_guard_and_the_handler(world):
+    """The dashboard's handlers trim what a form posts: the guard must resolve the trimmed text, or
+    " PCBAR1" passes as an officer that does not exist and is then acted on, trimmed, as Barnet's."""
+    client, inside, outside, callers = world
+    _, supervisor = callers["supervisor@Camden"]
+    client.post(f"/api/v1/assignments/{outside.serial}/end", headers=ADMIN, json={"reason": "x"}).raise_for_status()
+    for padded in (f" {outside.serial}", f"{outside.serial} ", f"\t{outside.serial}\n"):
+        response = client.post("/officers/assign", headers=supervisor, follow_redirects=False,
+                               data={"device_serial": padded, "officer_id": f" {outside.officer_id} "})
+        assert response.status_code == 403, (padded, response.status_code, response.text[:300])
+    response = client.post(f"/clips/{inside.clip_id}/attribution", headers=supervisor, follow_redirects=False,
+                           data={"officer_id": f"{outside.officer_id} ", "reason": "x"})
+    assert response.status_code == 403, response.text[:300]
+    response = client.post("/officers/unassign", headers=supervisor, follow_redirects=False,
+                           data={"device_serial": f" {inside.serial} "})
+    assert response.status_code == 303, response.text[:300]  # and its own camera, padded, is still its own
+    assert client.get(f"/api/v1/clips/{inside.clip_id}/attribution", headers=ADMIN).json()["officer_id"] is None
+    active = client.get("/api/v1/assignments", headers=ADMIN, params={"active": True}).json()
+    assert [a["device_serial"] for a in active] == [], active
+
+
+@pytest.mark.parametrize("bad", ["99999999999999999999", "9223372036854775808"])
+def test_an_id_past_sqlites_integers_is_refused_not_a_server_error(world, bad):
+    """A path's ``{hold_id:int}`` is bounded (le=2**62) only after the guards ran: the scope guard's
+    lookup must not hand SQLite an integer it cannot hold."""
+    client, inside, outside, callers = world
+    for who in ("supervisor@Camden", "station"):
+        _, headers = callers[who]
+        for method, path, body in [
+            ("POST", f"/api/v1/holds/{bad}/release", {"json": {"reason": "x"}}),
+            ("POST", f"/api/v1/conflicts/{bad}/resolve", {"json": {"resolution": "x"}}),
+            ("POST", f"/officers/conflicts/{bad}/resolve", {"data": {"resolution": "x"}}),
+            ("POST", f"/clips/{inside.clip_id}/release/{bad}", {"data": {"reason": "x"}}),
+        ]:
+            response = client.request(method, path, headers=headers, follow_redirects=False, **body)
+            assert response.status_code in (400, 403, 404), (who, path, response.status_code, response.text[:200])
+
+
+def test_row_ids_the_guard_resolves():
+    assert [scope.row_id(k) for k in ("7", "0", "²", "١٢", "-1", " 7", "9" * 19, str(2 ** 63 - 1), str(2 ** 63))] \
+        == [7, 0, None, None, None, None, None, 2 ** 63 - 1, None]

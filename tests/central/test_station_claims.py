@@ -17,7 +17,7 @@ from central import audit
 from fleet.events import EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
-from tests.central.fleetdata import at, back, docked, ingested, out, post
+from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 from tests.central.test_clips import upload
 
 
@@ -212,3 +212,49 @@ def test_refusals_are_a_security_alert_on_the_dashboard_and_the_stations_page(cl
     assert page.status_code == 200 and 'id="refusals"' in page.text
     table = page.text[page.text.index('id="refusals"'):]
     assert "barnet" in table and "checked_out" in table and "Camden" in table
+
+
+def test_a_number_past_sqlites_integers_is_refused_at_the_door_and_jams_no_station(client):
+    """Every count a station reports is stored in a 64-bit SQLite integer. A docking telling of
+    2**63 battery cycles (a camera's device.json is written by whoever holds the camera) was
+    acknowledged, then failed the projection's transaction every time it was retried: no
+    station's events were applied any more."""
+    from fleet.events import CameraDocked
+    from fleet.protocol import Battery, DeviceInfo
+
+    for field in ("cycle_count", "full_charge_mah", "design_mah", "voltage_mv"):
+        battery = Battery(level_pct=50, **{field: 2 ** 63})
+        event = CameraDocked(device=DeviceInfo(serial="CAM-HUGE", battery=battery), folder="f")
+        assert post(client, CAMDEN, [event]).status_code == 400, field
+    for event in (CameraDocked(device=DeviceInfo(serial="CAM-HUGE", storage_used_bytes=2 ** 63), folder="f"),
+                  CameraDocked(device=DeviceInfo(serial="CAM-HUGE"), folder="f", clip_count=2 ** 63)):
+        assert post(client, CAMDEN, [event]).status_code == 400, event
+    huge = ingested("CAM-HUGE", 1)
+    huge.size = 2 ** 63
+    assert post(client, CAMDEN, [huge]).status_code == 400
+    assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
+    assert client.get("/api/v1/devices/BAR-1", headers=ADMIN).status_code == 200  # the other station's was applied
+
+
+def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(client, monkeypatch):
+    """Whatever a future bug lets through: the run is applied again one event at a time, the event
+    that still fails is refused against its station, and every other event is applied."""
+    from central.projection import Projector
+
+    docked_handler = Projector._handlers[type(docked("X"))]
+
+    def failing(self, db, station_id, borough, run):
+        if any(a.event.device.serial == "CAM-POISON" for a in run):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return docked_handler(self, db, station_id, borough, run)
+
+    monkeypatch.setitem(Projector._handlers, type(docked("X")), failing)
+    client.post("/api/v1/events/", headers={**CAMDEN, "Content-Type": "application/json"},
+                content=batch([docked("CAM-1", 1), docked("CAM-POISON", 2), docked("CAM-2", 3)])).raise_for_status()
+    assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
+    for serial in ("CAM-1", "CAM-2", "BAR-1"):
+        assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial
+    assert client.get("/api/v1/devices/CAM-POISON", headers=ADMIN).status_code == 404
+    assert [(s, seq, kind) for s, seq, kind, _ in refusals(client)] == [("camden", 2, "camera_docked")]
+    assert "could not apply" in refusals(client)[0][3]
+    assert client.app.state.events.apply_all() == 0  # nothing left to retry

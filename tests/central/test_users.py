@@ -250,3 +250,31 @@ def test_a_lockout_is_kept_in_the_database_across_restarts(client, settings):
         assert isinstance(attempt(UserService(other.writer), "j.smith", PASSWORD), int)
     finally:
         other.close()
+
+
+def test_logins_sent_all_at_once_are_counted_as_if_sent_one_by_one(clocked, client):
+    """Each attempt is counted before its password is hashed: a burst of parallel guesses (each
+    from its own address) has no more passwords tried than the account's count allows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from central.login_throttle import ACCOUNT_FREE
+
+    users, _ = clocked
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: attempt(users, "j.smith", f"guess number {i}", place=f"browser:10.0.0.{i}"),
+                                range(32)))
+    assert answers.count("wrong") == ACCOUNT_FREE, answers
+    assert [a for a, _ in trail(client, "j.smith")].count("login-failed") == ACCOUNT_FREE
+
+
+def test_a_successful_login_gives_back_what_its_address_was_counted(clocked):
+    from central.login_throttle import ADDRESS_FREE
+
+    users, _ = clocked
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    assert {attempt(users, f"guess{i}", "wrong password!") for i in range(ADDRESS_FREE - 1)} == {"wrong"}
+    for _ in range(3):  # an office's right logins do not lock the address it shares
+        assert attempt(users, "j.smith", PASSWORD) == "ok"
+    assert attempt(users, "guess-last", "wrong password!") == "wrong"  # the 20th failure locks it
+    assert isinstance(attempt(users, "j.smith", PASSWORD), int)
