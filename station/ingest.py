@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -172,7 +173,7 @@ class Ingestor:
         camera = dock.read_docked_camera(opened)
         known = self.store.known_clips(str(c.sidecar.clip_id) for c in camera.clips)
         for clip in camera.clips:
-            self._check_against_known(folder, clip, known.get(str(clip.sidecar.clip_id)))
+            self._check_against_known(opened, clip, known.get(str(clip.sidecar.clip_id)))
 
         self._check_room(sum(c.size for c in camera.clips if str(c.sidecar.clip_id) not in known))
         copied: list[tuple[dock.DockedClip, Path, CopyResult]] = []
@@ -246,15 +247,30 @@ class Ingestor:
             raise OSError(errno.ENOSPC, f"{new_bytes} bytes to copy, {free} free, {self.reserve_bytes} {KEPT_IN_RESERVE}",
                           str(self.store.data_dir))
 
-    def _check_against_known(self, folder: Path, clip: dock.DockedClip, known) -> None:
-        """A clip_id seen before must be the same recording; anything else is not ours to overwrite."""
+    def _check_against_known(self, opened: dock.CameraFolder, clip: dock.DockedClip, known) -> None:
+        """A clip_id seen before must be the same recording; anything else is not ours to overwrite.
+
+        The same bytes, not only the same size: a clip found known is wiped from the camera
+        without a copy, so where the camera gave no SHA-256 of its own its file is hashed."""
         if known is None:
             return
-        if known.size != clip.size or (clip.sidecar.sha256 and clip.sidecar.sha256 != known.sha256):
+        same = known.size == clip.size and (clip.sidecar.sha256 or self._sha256_of(opened, clip)) == known.sha256
+        if not same:
             raise DockFolderError(
-                _name(folder),
+                opened.name,
                 f"clips/{clip.video.name}: clip_id {known.clip_id} was already ingested with different content",
             )
+
+    @staticmethod
+    def _sha256_of(opened: dock.CameraFolder, clip: dock.DockedClip) -> str:
+        digest = hashlib.sha256()
+        fd = opened.open_file(f"{dock.CLIPS_DIR}/{clip.video.name}")
+        try:
+            while piece := os.read(fd, 1 << 20):
+                digest.update(piece)
+        finally:
+            os.close(fd)
+        return digest.hexdigest()
 
     def _ingested_entries(self, camera: dock.DockedCamera, known, new_clips: list[NewClip]) -> list[IngestedEntry]:
         entries = {e.clip_id: e for e in (camera.ingested.clips if camera.ingested else [])}

@@ -532,3 +532,30 @@ def test_an_unexpected_error_in_one_folder_never_blocks_the_others(store, dock_d
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.bad_folders == ["a"] and report.ingested_folders == [good.name]
     assert "a bug met in folder a" in failed_reason(store, "a")
+
+
+def test_a_clip_id_seen_before_with_other_bytes_of_the_same_size_is_never_wiped(store, dock_dir):
+    # A camera that says no SHA-256 of its own: the size alone must not decide that the
+    # station already holds the recording, or a forged clip_id docked first (by whoever
+    # learnt it) has the real footage wiped from its camera without a copy.
+    forged = SimClip(5000, RECORDED, include_sha256=False, seed=1)
+    dock_camera(dock_dir, "BWV-000666", [forged], folder_name="a-forger")
+    assert Ingestor(store, "camden", dock_dir).scan().new_clips == 1
+    real = SimClip(5000, RECORDED, clip_id=forged.clip_id, include_sha256=False, seed=2)
+    assert real.content() != forged.content()
+    folder = dock_camera(dock_dir, "BWV-000001", [real], folder_name="b-real")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == ["b-real"]
+    assert "already ingested with different content" in failed_reason(store, "b-real")
+    assert only_clip(folder).read_bytes() == real.content()  # left on the camera
+    assert not (folder / "INGESTED.json").exists()
+
+
+def test_a_clip_redocked_without_its_sha256_is_recognised_by_its_bytes(store, dock_dir):
+    clip = SimClip(5000, RECORDED, include_sha256=False)
+    dock_camera(dock_dir, "BWV-000001", [clip], folder_name="a")
+    Ingestor(store, "camden", dock_dir).scan()
+    folder = dock_camera(dock_dir, "BWV-000001", [clip], folder_name="b")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.ingested_folders == ["b"] and report.new_clips == 0
+    assert os.listdir(folder / "clips") == []
