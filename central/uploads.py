@@ -23,6 +23,9 @@ CREATION_BODY_MAX_BYTES = 64 << 20
 """The most a creation-with-upload may carry (the station sends small clips whole this way;
 larger ones go in PATCH chunks). Streamed to the .part file like a PATCH, never held."""
 
+MAX_HEADER_DIGITS = 20
+"""Upload-Length and Upload-Offset: 2**64 has 20 digits; any length is far below."""
+
 UploadId = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{32}$",
                                          description="the id in the Location of the creation response")]
 
@@ -42,9 +45,13 @@ def _int_header(request: Request, name: str) -> int:
     raw = request.headers.get(name)
     if raw is None:
         raise BadRequest(f"{name} header is required")
-    if not raw.strip().isdigit():
-        raise BadRequest(f"{name} must be a non-negative integer (got {raw[:40]!r})")
-    return int(raw)
+    text = raw.strip()
+    # ASCII digits only: headers are read as Latin-1, and str.isdigit() also takes '²' (b"\xb2"),
+    # which int() refuses; and int() refuses more than 4300 digits. Both were 500s.
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_HEADER_DIGITS:
+        raise BadRequest(f"{name} must be a non-negative integer of at most {MAX_HEADER_DIGITS} digits "
+                         f"(got {raw[:40]!r})")
+    return int(text)
 
 
 def _upload_checksum(request: Request) -> Checksum | None:
