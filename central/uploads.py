@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Controller, Request, Response, delete, head, patch, post, route
 from litestar.params import PathParameter
 
-from fleet.errors import BadRequest, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
+from fleet.errors import BadRequest, LengthRequired, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
 from fleet.protocol import (
     CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
 )
@@ -103,7 +103,7 @@ class UploadController(Controller):
                       "is ignored: Upload-Offset says where to PATCH from.",
           responses={201: empty("Created: Location names the upload, Upload-Offset counts the bytes taken"),
                      200: empty("The clip's upload exists already: Location and Upload-Offset say where it stands"),
-                     **errors(400, 409, 412, 413, 415, 423, 460, 503, 507)}, scope=OWN_RECORDS)
+                     **errors(400, 409, 411, 412, 413, 415, 423, 460, 503, 507)}, scope=OWN_RECORDS)
     async def create(self, request: Request, principal: Caller) -> Response[None]:
         _require_tus(request)
         if request.headers.get("upload-defer-length"):
@@ -112,6 +112,9 @@ class UploadController(Controller):
         raw_metadata = request.headers.get("upload-metadata")
         if not raw_metadata:
             raise BadRequest("Upload-Metadata is required (clip_id, sha256, device_serial, recorded_at, filename)")
+        if request.headers.get("content-length") is None and request.headers.get("transfer-encoding"):
+            # A creation is all or nothing: its body's length must be known before anything is made.
+            raise LengthRequired("a creation-with-upload needs Content-Length (or PATCH the bytes after creating)")
         body_bytes = int(request.headers.get("content-length") or 0)
         if body_bytes > length:  # refused before anything is made: a creation is all or nothing
             raise PayloadTooLarge(f"a body of {body_bytes} bytes is more than Upload-Length {length}")

@@ -171,3 +171,19 @@ def test_a_tus_number_in_latin1_digits_is_a_400_from_the_server(settings):
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line.startswith(b"HTTP/1.1 400 "), answer[:300]
     assert msgspec.json.decode(rest.partition(b"\r\n\r\n")[2], type=ErrorBody).status == 400
+
+
+def test_a_tus_creation_with_a_body_of_unknown_length_is_refused_not_dropped(client):
+    """Without Content-Length the body's size is unknown before the creation: its bytes were
+    silently dropped (and one longer than Upload-Length never refused)."""
+    data = b"x" * 10
+
+    def chunked(body):
+        yield body
+
+    for body, length in ((data, "10"), (b"y" * 100, "10"), (b"y" * 100, "0")):
+        r = client.post("/api/v1/uploads/", content=chunked(body), headers={
+            **CAMDEN, **TUS, "Upload-Length": length, "Upload-Metadata": metadata(data if length == "10" else b""),
+            "Content-Type": "application/offset+octet-stream"})
+        assert_shape(r, 411)
+    assert client.get("/api/v1/clips", headers=ADMIN).json()["items"] == []
