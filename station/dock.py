@@ -18,6 +18,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import msgspec
@@ -293,6 +294,7 @@ def read_docked_camera(folder: Path | CameraFolder) -> DockedCamera:
     if camera.lstat(DEVICE_FILE) is None:
         raise DockFolderError(camera.name, f"{DEVICE_FILE} is missing")
     device, raw_device = _decode(camera, DEVICE_FILE, DeviceInfo)
+    _in_utc_range(camera, DEVICE_FILE, device.docked_at)
     device_json = raw_device.decode("utf-8", errors="replace")
     ingested = read_ingested(camera)
 
@@ -315,12 +317,22 @@ def read_docked_camera(folder: Path | CameraFolder) -> DockedCamera:
         sidecar_path = camera.path / CLIPS_DIR / f"{stem}{SIDECAR_SUFFIX}"
         st = camera.require_regular(f"{CLIPS_DIR}/{video.name}")
         sidecar, _ = _decode(camera, f"{CLIPS_DIR}/{sidecar_path.name}", ClipSidecar)
+        _in_utc_range(camera, f"{CLIPS_DIR}/{sidecar_path.name}", sidecar.recorded_at)
         clip_id = str(sidecar.clip_id)
         if clip_id in seen:
             raise DockFolderError(camera.name, f"clip_id {clip_id} used by both {seen[clip_id]} and {stem}")
         seen[clip_id] = stem
         clips.append(DockedClip(stem, video, sidecar_path, sidecar, st.st_size))
     return DockedCamera(camera.path, device, device_json, clips, ingested)
+
+
+def _in_utc_range(camera: CameraFolder, relative: str, moment: datetime | None) -> None:
+    """Times are kept in UTC: one a day from the ends of the calendar may have none."""
+    if moment is not None:
+        try:
+            moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise DockFolderError(camera.name, f"{relative}: {moment.isoformat()} is out of range in UTC") from None
 
 
 def _decode(camera: CameraFolder, relative: str, kind: type):

@@ -559,3 +559,18 @@ def test_a_clip_redocked_without_its_sha256_is_recognised_by_its_bytes(store, do
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.ingested_folders == ["b"] and report.new_clips == 0
     assert os.listdir(folder / "clips") == []
+
+
+@pytest.mark.parametrize("which, when", [("sidecar", "0001-01-01T00:00:00+14:00"),
+                                         ("sidecar", "9999-12-31T23:59:59-14:00"),
+                                         ("device.json", "9999-12-31T23:59:59-14:00")])
+def test_a_time_with_no_utc_equivalent_is_a_bad_folder_with_its_reason(store, dock_dir, which, when):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)], folder_name="a")
+    target = folder / "device.json" if which == "device.json" else only_clip(folder, ".json")
+    content = json.loads(target.read_text())
+    content["docked_at" if which == "device.json" else "recorded_at"] = when
+    target.write_text(json.dumps(content))
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == ["a"]
+    assert f"{target.relative_to(folder)}: " in failed_reason(store, "a")
+    assert "out of range" in failed_reason(store, "a") and "unexpected" not in failed_reason(store, "a")
