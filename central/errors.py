@@ -20,7 +20,7 @@ from fleet.protocol import TUS_VERSION, ErrorBody
 log = logging.getLogger(__name__)
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-         409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
+         409: "conflict", 411: "length_required", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
          431: "request_header_fields_too_large",
          500: "internal_error", 503: "unavailable", 507: "insufficient_storage"}
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Controller, Request, Response, delete, head, patch, post, route
 from litestar.params import PathParameter
 
-from fleet.errors import BadRequest, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
+from fleet.errors import BadRequest, LengthRequired, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
 from fleet.protocol import (
     CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
 )
@@ -22,6 +22,9 @@ from central.store import Upload
 CREATION_BODY_MAX_BYTES = 64 << 20
 """The most a creation-with-upload may carry (the station sends small clips whole this way;
 larger ones go in PATCH chunks). Streamed to the .part file like a PATCH, never held."""
+
+MAX_HEADER_DIGITS = 20
+"""Upload-Length and Upload-Offset: 2**64 has 20 digits; any length is far below."""
 
 UploadId = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{32}$",
                                          description="the id in the Location of the creation response")]
@@ -42,9 +45,13 @@ def _int_header(request: Request, name: str) -> int:
     raw = request.headers.get(name)
     if raw is None:
         raise BadRequest(f"{name} header is required")
-    if not raw.strip().isdigit():
-        raise BadRequest(f"{name} must be a non-negative integer (got {raw[:40]!r})")
-    return int(raw)
+    text = raw.strip()
+    # ASCII digits only: headers are read as Latin-1, and str.isdigit() also takes '²' (b"\xb2"),
+    # which int() refuses; and int() refuses more than 4300 digits. Both were 500s.
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_HEADER_DIGITS:
+        raise BadRequest(f"{name} must be a non-negative integer of at most {MAX_HEADER_DIGITS} digits "
+                         f"(got {raw[:40]!r})")
+    return int(text)
 
 
 def _upload_checksum(request: Request) -> Checksum | None:
@@ -96,7 +103,7 @@ class UploadController(Controller):
                       "is ignored: Upload-Offset says where to PATCH from.",
           responses={201: empty("Created: Location names the upload, Upload-Offset counts the bytes taken"),
                      200: empty("The clip's upload exists already: Location and Upload-Offset say where it stands"),
-                     **errors(400, 409, 412, 413, 415, 423, 460, 503, 507)}, scope=OWN_RECORDS)
+                     **errors(400, 409, 411, 412, 413, 415, 423, 460, 503, 507)}, scope=OWN_RECORDS)
     async def create(self, request: Request, principal: Caller) -> Response[None]:
         _require_tus(request)
         if request.headers.get("upload-defer-length"):
@@ -105,6 +112,9 @@ class UploadController(Controller):
         raw_metadata = request.headers.get("upload-metadata")
         if not raw_metadata:
             raise BadRequest("Upload-Metadata is required (clip_id, sha256, device_serial, recorded_at, filename)")
+        if request.headers.get("content-length") is None and request.headers.get("transfer-encoding"):
+            # A creation is all or nothing: its body's length must be known before anything is made.
+            raise LengthRequired("a creation-with-upload needs Content-Length (or PATCH the bytes after creating)")
         body_bytes = int(request.headers.get("content-length") or 0)
         if body_bytes > length:  # refused before anything is made: a creation is all or nothing
             raise PayloadTooLarge(f"a body of {body_bytes} bytes is more than Upload-Length {length}")

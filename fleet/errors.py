@@ -128,6 +128,12 @@ class PreconditionFailed(ApiError):
     status_code, code = 412, "precondition_failed"
 
 
+class LengthRequired(ApiError):
+    """A body whose length is not said up front where it must be (411)."""
+
+    status_code, code = 411, "length_required"
+
+
 class PayloadTooLarge(ApiError):
     """Over a configured size limit (413)."""
 

@@ -185,12 +185,13 @@ def cmd_checkouts(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"Checked out ({len(rows)})")
     for column in ("camera", "officer", "out since", "charge", "by"):
         table.add_column(column)
     for c in rows:
         table.add_row(c.device_serial, c.officer_id, to_iso(c.out_at)[:16].replace("T", " "),
-                      f"{c.battery_pct:.0f}%" if c.battery_pct is not None else "?", c.out_by)
+                      f"{c.battery_pct:.0f}%" if c.battery_pct is not None else "?", Text(c.out_by))  # free text: never console markup
     Console().print(table)
     return 0

@@ -18,6 +18,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import msgspec
@@ -58,6 +59,16 @@ class DockedCamera:
     """What an earlier, possibly interrupted, ingest of this folder already wrote."""
 
 
+def display_name(name: str) -> str:
+    """A name from the dock as printable text: the camera's bytes need not be UTF-8 (they arrive
+    as surrogates, which the database and the wire refuse) and may hold line breaks or terminal
+    escapes (which would forge log lines). Printable names are kept as they are."""
+    if name.isprintable():
+        return name
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -72,7 +83,7 @@ class CameraFolder:
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder)
-        self.name = self.path.name
+        self.name = display_name(self.path.name)
         self.fd = self._open_dir(None, str(self.path), "the camera folder")
         try:
             self.clips_fd = self._open_dir(self.fd, CLIPS_DIR, CLIPS_DIR)
@@ -265,7 +276,7 @@ def folder_signature(folder: Path) -> str:
         except (FileNotFoundError, NotADirectoryError):
             parts.append("-")
     parts.extend(clip_files(folder))
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+    return hashlib.sha256(os.fsencode("|".join(parts))).hexdigest()[:32]  # names need not be UTF-8
 
 
 def read_ingested(camera: CameraFolder) -> IngestedFile | None:
@@ -283,10 +294,15 @@ def read_docked_camera(folder: Path | CameraFolder) -> DockedCamera:
     if camera.lstat(DEVICE_FILE) is None:
         raise DockFolderError(camera.name, f"{DEVICE_FILE} is missing")
     device, raw_device = _decode(camera, DEVICE_FILE, DeviceInfo)
+    _in_utc_range(camera, DEVICE_FILE, device.docked_at)
     device_json = raw_device.decode("utf-8", errors="replace")
     ingested = read_ingested(camera)
 
     names = camera.clip_names()
+    if odd := [n for n in names if not n.isprintable()]:
+        # The name is the clip's filename at the station and at central: it must be text.
+        raise DockFolderError(camera.name, f"clips/{display_name(odd[0])} has a name that is not printable "
+                                           "UTF-8 text (left in place: rename it)")
     videos = {n[: -len(VIDEO_SUFFIX)] for n in names if n.endswith(VIDEO_SUFFIX)}
     sidecars = {n[: -len(SIDECAR_SUFFIX)] for n in names if n.endswith(SIDECAR_SUFFIX)}
     if orphans := sorted(sidecars - videos):
@@ -301,12 +317,22 @@ def read_docked_camera(folder: Path | CameraFolder) -> DockedCamera:
         sidecar_path = camera.path / CLIPS_DIR / f"{stem}{SIDECAR_SUFFIX}"
         st = camera.require_regular(f"{CLIPS_DIR}/{video.name}")
         sidecar, _ = _decode(camera, f"{CLIPS_DIR}/{sidecar_path.name}", ClipSidecar)
+        _in_utc_range(camera, f"{CLIPS_DIR}/{sidecar_path.name}", sidecar.recorded_at)
         clip_id = str(sidecar.clip_id)
         if clip_id in seen:
             raise DockFolderError(camera.name, f"clip_id {clip_id} used by both {seen[clip_id]} and {stem}")
         seen[clip_id] = stem
         clips.append(DockedClip(stem, video, sidecar_path, sidecar, st.st_size))
     return DockedCamera(camera.path, device, device_json, clips, ingested)
+
+
+def _in_utc_range(camera: CameraFolder, relative: str, moment: datetime | None) -> None:
+    """Times are kept in UTC: one a day from the ends of the calendar may have none."""
+    if moment is not None:
+        try:
+            moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise DockFolderError(camera.name, f"{relative}: {moment.isoformat()} is out of range in UTC") from None
 
 
 def _decode(camera: CameraFolder, relative: str, kind: type):
@@ -321,3 +347,5 @@ def _decode(camera: CameraFolder, relative: str, kind: type):
         raise DockFolderError(camera.name, f"{relative}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise DockFolderError(camera.name, f"{relative} is not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec's answer to nesting deeper than the interpreter's stack allows
+        raise DockFolderError(camera.name, f"{relative} is JSON nested too deeply") from None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import hashlib
 import logging
 import os
 import shutil
@@ -110,7 +111,7 @@ class Ingestor:
         folders = dock.docked_folders(self.dock_dir)
         for folder in folders:
             try:
-                if self._is_done(folder) or self._skip_bad(folder, bad.get(folder.name)):
+                if self._is_done(folder) or self._skip_bad(folder, bad.get(_name(folder))):
                     continue
                 signature = dock.folder_signature(folder)
                 added, size = self.ingest_folder(folder)
@@ -118,16 +119,25 @@ class Ingestor:
                 if not dock.still_docked(folder):
                     continue  # taken out of the dock while this scan ran: gone, not bad (the next scan forgets it)
                 self._report_bad(folder, dock.folder_signature(folder), exc)
-                report.bad_folders.append(folder.name)
+                report.bad_folders.append(_name(folder))
+            except Exception as exc:
+                # A fault this code did not foresee, met in one camera's folder: that folder is
+                # bad (with the traceback logged once), the others are still ingested.
+                if not dock.still_docked(folder):
+                    continue
+                log.exception("dock folder %s: unexpected error", _name(folder))  # once: a bad folder waits for a change
+                self._report_bad(folder, dock.folder_signature(folder),
+                                 DockFolderError(_name(folder), f"unexpected error: {type(exc).__name__}: {exc}"))
+                report.bad_folders.append(_name(folder))
             else:
-                self._unrecorded.pop(folder.name, None)
-                self._repeats.clear(folder.name)
-                report.ingested_folders.append(folder.name)
+                self._unrecorded.pop(_name(folder), None)
+                self._repeats.clear(_name(folder))
+                report.ingested_folders.append(_name(folder))
                 report.new_clips += added
                 report.new_bytes += size
                 if added:
                     self.on_new_clips()
-        docked = {f.name for f in folders}
+        docked = {_name(f) for f in folders}
         self.store.forget_bad_folders(docked)
         self._done = {name: stamp for name, stamp in self._done.items() if name in docked}
         self._unrecorded = {name: when for name, when in self._unrecorded.items() if name in docked}
@@ -141,16 +151,16 @@ class Ingestor:
             reason = f"{_db_reason(exc)}: clips left on the camera, will retry"
         else:
             reason = _os_reason(exc, self.store.data_dir)
-        self._repeats.warning(folder.name, "dock folder %s not ingested%s: %s", folder.name,
+        self._repeats.warning(_name(folder), "dock folder %s not ingested%s: %s", _name(folder),
                               ", will retry" if transient and "will retry" not in reason else "", reason)
         try:
-            self.store.record_bad_folder(folder.name, reason, signature, transient=transient)
+            self.store.record_bad_folder(_name(folder), reason, signature, transient=transient)
         except sqlite3.Error:
             # The database cannot say "retry later" either: this process remembers it, so an
             # unwritable database does not mean copying the whole folder again at every scan.
-            self._unrecorded[folder.name] = utc_now()
+            self._unrecorded[_name(folder)] = utc_now()
         else:
-            self._unrecorded.pop(folder.name, None)
+            self._unrecorded.pop(_name(folder), None)
 
     def ingest_folder(self, folder: Path) -> tuple[int, int]:
         """Ingest one docked folder; return (new clips, new bytes)."""
@@ -163,7 +173,7 @@ class Ingestor:
         camera = dock.read_docked_camera(opened)
         known = self.store.known_clips(str(c.sidecar.clip_id) for c in camera.clips)
         for clip in camera.clips:
-            self._check_against_known(folder, clip, known.get(str(clip.sidecar.clip_id)))
+            self._check_against_known(opened, clip, known.get(str(clip.sidecar.clip_id)))
 
         self._check_room(sum(c.size for c in camera.clips if str(c.sidecar.clip_id) not in known))
         copied: list[tuple[dock.DockedClip, Path, CopyResult]] = []
@@ -187,12 +197,12 @@ class Ingestor:
                     self.progress(size)
                 if clip.sidecar.sha256 and clip.sidecar.sha256 != sha256:
                     raise DockFolderError(
-                        folder.name,
+                        _name(folder),
                         f"clips/{clip.video.name}: SHA-256 {sha256[:12]}… does not match the camera's "
                         f"{clip.sidecar.sha256[:12]}… (copy not kept; camera footage left in place)",
                     )
                 if size != clip.size:
-                    raise DockFolderError(folder.name, f"clips/{clip.video.name} changed size while copied")
+                    raise DockFolderError(_name(folder), f"clips/{clip.video.name} changed size while copied")
             for _, part, _ in copied:
                 fsync_file(part)
         except BaseException:
@@ -218,12 +228,12 @@ class Ingestor:
             ))
         if new_clips:
             fsync_dir(self.store.clips_dir)
-        self.store.record_ingest(folder.name, camera.device, camera.device_json, new_clips)
+        self.store.record_ingest(_name(folder), camera.device, camera.device_json, new_clips)
 
         entries = self._ingested_entries(camera, known, new_clips)
         self._write_ingested(opened, entries)
         self._wipe(opened, [c.name for c in camera.clips])
-        log.info("ingested %s: %d new clips, %d bytes", folder.name, len(new_clips), sum(c.size for c in new_clips))
+        log.info("ingested %s: %d new clips, %d bytes", _name(folder), len(new_clips), sum(c.size for c in new_clips))
         return len(new_clips), sum(c.size for c in new_clips)
 
     # -- steps -----------------------------------------------------------------------------
@@ -237,15 +247,30 @@ class Ingestor:
             raise OSError(errno.ENOSPC, f"{new_bytes} bytes to copy, {free} free, {self.reserve_bytes} {KEPT_IN_RESERVE}",
                           str(self.store.data_dir))
 
-    def _check_against_known(self, folder: Path, clip: dock.DockedClip, known) -> None:
-        """A clip_id seen before must be the same recording; anything else is not ours to overwrite."""
+    def _check_against_known(self, opened: dock.CameraFolder, clip: dock.DockedClip, known) -> None:
+        """A clip_id seen before must be the same recording; anything else is not ours to overwrite.
+
+        The same bytes, not only the same size: a clip found known is wiped from the camera
+        without a copy, so where the camera gave no SHA-256 of its own its file is hashed."""
         if known is None:
             return
-        if known.size != clip.size or (clip.sidecar.sha256 and clip.sidecar.sha256 != known.sha256):
+        same = known.size == clip.size and (clip.sidecar.sha256 or self._sha256_of(opened, clip)) == known.sha256
+        if not same:
             raise DockFolderError(
-                folder.name,
+                opened.name,
                 f"clips/{clip.video.name}: clip_id {known.clip_id} was already ingested with different content",
             )
+
+    @staticmethod
+    def _sha256_of(opened: dock.CameraFolder, clip: dock.DockedClip) -> str:
+        digest = hashlib.sha256()
+        fd = opened.open_file(f"{dock.CLIPS_DIR}/{clip.video.name}")
+        try:
+            while piece := os.read(fd, 1 << 20):
+                digest.update(piece)
+        finally:
+            os.close(fd)
+        return digest.hexdigest()
 
     def _ingested_entries(self, camera: dock.DockedCamera, known, new_clips: list[NewClip]) -> list[IngestedEntry]:
         entries = {e.clip_id: e for e in (camera.ingested.clips if camera.ingested else [])}
@@ -287,7 +312,7 @@ class Ingestor:
         """Ingested and wiped. A camera stays docked for hours: most folders of a scan are these, and
         one unchanged since it was last seen done costs two stats, not a listing."""
         stamp = dock.stamp(folder)
-        if self._done.get(folder.name) == stamp:
+        if self._done.get(_name(folder)) == stamp:
             return True
         try:
             with dock.CameraFolder(folder) as opened:
@@ -295,12 +320,12 @@ class Ingestor:
         except (DockFolderError, OSError):
             return False  # the ingest that follows says what is wrong
         if done:
-            self._done[folder.name] = stamp
+            self._done[_name(folder)] = stamp
         return done
 
     def _skip_bad(self, folder: Path, previous: tuple[str, bool, object] | None) -> bool:
         """Retry a bad folder only when the camera rewrote it, or after a pause for I/O errors."""
-        unrecorded = self._unrecorded.get(folder.name)
+        unrecorded = self._unrecorded.get(_name(folder))
         if unrecorded is not None and utc_now() - unrecorded < TRANSIENT_RETRY:  # type: ignore[operator]
             return True
         if previous is None:
@@ -309,6 +334,11 @@ class Ingestor:
         if transient:
             return utc_now() - last_seen < TRANSIENT_RETRY  # type: ignore[operator]
         return dock.folder_signature(folder) == signature
+
+
+def _name(folder: Path) -> str:
+    """How a camera folder is named in the database, the log and the status (``dock.display_name``)."""
+    return dock.display_name(folder.name)
 
 
 def _os_reason(exc: OSError, store_dir: Path | None = None) -> str:

@@ -56,10 +56,13 @@ def _size(n: float) -> str:
 def render_status(status: StationStatus) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # Folder names and reasons come from the dock, errors from central: shown as text, never
+    # read as console markup (a folder named "[/]" stopped this command; others restyled it).
     console = Console()
     for problem in status.problems:
-        console.print(f"[bold red]{problem}[/]")
+        console.print(Text(problem, style="bold red"))
     table = Table(title=f"Station {status.station_id} ({status.borough})", show_header=False)
     table.add_row("pending clips", f"{status.pending_clips} ({_size(status.pending_bytes)})")
     table.add_row("verified at central", str(status.verified_clips))
@@ -77,7 +80,7 @@ def render_status(status: StationStatus) -> None:
         bad.add_column("folder")
         bad.add_column("reason")
         for f in status.failed_folders:
-            bad.add_row(f.folder, f.reason)
+            bad.add_row(Text(f.folder), Text(f.reason))
         console.print(bad)
     for title, clips in (("Clips refused by central (run `fleet station retry` after fixing)", status.failed_clips),
                          ("Clips waiting to retry", status.waiting_clips)):
@@ -86,6 +89,6 @@ def render_status(status: StationStatus) -> None:
             for col in ("clip", "attempts", "next attempt", "last error"):
                 t.add_column(col)
             for c in clips:
-                t.add_row(c.clip_id, str(c.attempts), c.next_attempt_at.isoformat() if c.next_attempt_at else "-",
-                          c.last_error or "")
+                t.add_row(Text(c.clip_id), str(c.attempts), c.next_attempt_at.isoformat() if c.next_attempt_at else "-",
+                          Text(c.last_error or ""))
             console.print(t)

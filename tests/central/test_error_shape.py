@@ -139,3 +139,51 @@ def test_a_request_head_of_megabytes_is_refused_by_the_server(settings):
         import httpx
 
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200  # and it serves on
+
+
+@pytest.mark.parametrize("value", ["1" * 5000, "0" * 4400 + "1"])
+@pytest.mark.parametrize("header", ["Upload-Length", "Upload-Offset"])
+def test_a_tus_number_of_thousands_of_digits_is_a_400(client, header, value):
+    data = b"x" * 10
+    if header == "Upload-Length":
+        r = client.post("/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": value,
+                                                     "Upload-Metadata": metadata(data)})
+    else:
+        location = create(client, data, length=20).headers["Location"]
+        r = client.patch(location, content=b"y", headers={**CAMDEN, **TUS, "Upload-Offset": value,
+                                                          "Content-Type": "application/offset+octet-stream"})
+    assert_shape(r, 400)
+
+
+def test_a_tus_number_in_latin1_digits_is_a_400_from_the_server(settings):
+    """Header bytes are read as Latin-1: b'\\xb2' is '²', which str.isdigit() takes for a digit."""
+    import socket
+
+    from tests.central.serving import serving
+
+    head = "".join(f"{k}: {v}\r\n" for k, v in {**CAMDEN, **TUS, "Host": "central", "Content-Length": "0",
+                                                 "Upload-Metadata": metadata(b"")}.items()).encode()
+    with serving(settings) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /api/v1/uploads/ HTTP/1.1\r\n" + head + b"Upload-Length: \xb2\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert msgspec.json.decode(rest.partition(b"\r\n\r\n")[2], type=ErrorBody).status == 400
+
+
+def test_a_tus_creation_with_a_body_of_unknown_length_is_refused_not_dropped(client):
+    """Without Content-Length the body's size is unknown before the creation: its bytes were
+    silently dropped (and one longer than Upload-Length never refused)."""
+    data = b"x" * 10
+
+    def chunked(body):
+        yield body
+
+    for body, length in ((data, "10"), (b"y" * 100, "10"), (b"y" * 100, "0")):
+        r = client.post("/api/v1/uploads/", content=chunked(body), headers={
+            **CAMDEN, **TUS, "Upload-Length": length, "Upload-Metadata": metadata(data if length == "10" else b""),
+            "Content-Type": "application/offset+octet-stream"})
+        assert_shape(r, 411)
+    assert client.get("/api/v1/clips", headers=ADMIN).json()["items"] == []

@@ -471,3 +471,106 @@ def test_database_errors_at_the_commit_point_leave_the_camera_folder_in_place(st
     assert message in line.getMessage() and line.exc_info is None
     assert only_clip(folder).exists() and only_clip(folder, ".json").exists()
     assert not (folder / "INGESTED.json").exists()
+
+
+# -- names and JSON no camera writes -------------------------------------------------------
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize("which", ["device.json", "sidecar", "INGESTED.json"])
+def test_json_nested_too_deeply_is_a_bad_folder_and_the_others_are_ingested(store, dock_dir, which):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)], folder_name="a")
+    good = dock_camera(dock_dir, "BWV-000002", [SimClip(10, RECORDED)], folder_name="zz-good")
+    target = {"device.json": folder / "device.json", "sidecar": only_clip(folder, ".json"),
+              "INGESTED.json": folder / "INGESTED.json"}[which]
+    original = json.loads(target.read_text()) if target.exists() else {"station_id": "x", "clips": [],
+                                                                        "ingested_at": "2026-11-20T18:04:05Z"}
+    target.write_bytes(json.dumps(original)[:-1].encode() + b', "x": ' + _nested(200_000) + b"}")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == ["a"] and report.ingested_folders == [good.name]
+    assert "nested too deeply" in failed_reason(store, "a")
+    assert len(clip_rows(store)) == 1 and only_clip(folder).exists()
+
+
+def test_a_folder_named_in_bytes_that_are_not_utf8_is_ingested_under_a_printable_name(store, dock_dir):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)], folder_name="a")
+    os.rename(folder, os.path.join(os.fsencode(dock_dir), b"cam\xff\n"))
+    good = dock_camera(dock_dir, "BWV-000002", [SimClip(10, RECORDED)], folder_name="zz-good")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert sorted(report.ingested_folders) == ["cam\\xff\\n", good.name] and report.bad_folders == []
+    assert len(clip_rows(store)) == 2
+    assert [r[0] for r in store.db.execute("SELECT folder FROM dockings ORDER BY folder")] == ["cam\\xff\\n", "zz-good"]
+    assert Ingestor(store, "camden", dock_dir).scan().ingested_folders == []  # done, and seen so
+
+
+@pytest.mark.parametrize("stem", [b"x\xff", b"x\nERROR forged log line", b"x\x1b[2J"])
+def test_a_clip_name_that_is_not_printable_text_is_a_bad_folder_and_the_others_are_ingested(store, dock_dir, stem):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)], folder_name="a")
+    for path in (folder / "clips").iterdir():
+        os.rename(path, os.path.join(os.fsencode(folder / "clips"), stem + os.fsencode(path.suffix)))
+    good = dock_camera(dock_dir, "BWV-000002", [SimClip(10, RECORDED)], folder_name="zz-good")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == ["a"] and report.ingested_folders == [good.name]
+    reason = failed_reason(store, "a")
+    assert "not printable" in reason and reason.isprintable()
+    assert len(clip_rows(store)) == 1 and len(os.listdir(folder / "clips")) == 2
+
+
+def test_an_unexpected_error_in_one_folder_never_blocks_the_others(store, dock_dir, monkeypatch, caplog):
+    dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)], folder_name="a")
+    good = dock_camera(dock_dir, "BWV-000002", [SimClip(10, RECORDED)], folder_name="zz-good")
+    real = ingest_module.dock.read_docked_camera
+
+    def broken(opened):
+        if opened.name == "a":
+            raise ValueError("a bug met in folder a")
+        return real(opened)
+
+    monkeypatch.setattr(ingest_module.dock, "read_docked_camera", broken)
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == ["a"] and report.ingested_folders == [good.name]
+    assert "a bug met in folder a" in failed_reason(store, "a")
+
+
+def test_a_clip_id_seen_before_with_other_bytes_of_the_same_size_is_never_wiped(store, dock_dir):
+    # A camera that says no SHA-256 of its own: the size alone must not decide that the
+    # station already holds the recording, or a forged clip_id docked first (by whoever
+    # learnt it) has the real footage wiped from its camera without a copy.
+    forged = SimClip(5000, RECORDED, include_sha256=False, seed=1)
+    dock_camera(dock_dir, "BWV-000666", [forged], folder_name="a-forger")
+    assert Ingestor(store, "camden", dock_dir).scan().new_clips == 1
+    real = SimClip(5000, RECORDED, clip_id=forged.clip_id, include_sha256=False, seed=2)
+    assert real.content() != forged.content()
+    folder = dock_camera(dock_dir, "BWV-000001", [real], folder_name="b-real")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == ["b-real"]
+    assert "already ingested with different content" in failed_reason(store, "b-real")
+    assert only_clip(folder).read_bytes() == real.content()  # left on the camera
+    assert not (folder / "INGESTED.json").exists()
+
+
+def test_a_clip_redocked_without_its_sha256_is_recognised_by_its_bytes(store, dock_dir):
+    clip = SimClip(5000, RECORDED, include_sha256=False)
+    dock_camera(dock_dir, "BWV-000001", [clip], folder_name="a")
+    Ingestor(store, "camden", dock_dir).scan()
+    folder = dock_camera(dock_dir, "BWV-000001", [clip], folder_name="b")
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.ingested_folders == ["b"] and report.new_clips == 0
+    assert os.listdir(folder / "clips") == []
+
+
+@pytest.mark.parametrize("which, when", [("sidecar", "0001-01-01T00:00:00+14:00"),
+                                         ("sidecar", "9999-12-31T23:59:59-14:00"),
+                                         ("device.json", "9999-12-31T23:59:59-14:00")])
+def test_a_time_with_no_utc_equivalent_is_a_bad_folder_with_its_reason(store, dock_dir, which, when):
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)], folder_name="a")
+    target = folder / "device.json" if which == "device.json" else only_clip(folder, ".json")
+    content = json.loads(target.read_text())
+    content["docked_at" if which == "device.json" else "recorded_at"] = when
+    target.write_text(json.dumps(content))
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == ["a"]
+    assert f"{target.relative_to(folder)}: " in failed_reason(store, "a")
+    assert "out of range" in failed_reason(store, "a") and "unexpected" not in failed_reason(store, "a")

@@ -52,3 +52,22 @@ def test_folders_kept_back_for_the_reserve_wait_on_a_low_disk_and_a_failed_write
     problems = station_status(settings, store).problems
     assert [p.split(":")[0] for p in problems] == ["disk full", "disk full"]
     assert problems[1] == f"disk full: 2 docked folder(s) wait for room: {kept_back.name}, BWV-000002-1"
+
+
+def test_names_from_the_dock_and_errors_from_central_are_shown_as_text_not_console_markup(store, tmp_path, capsys):
+    from datetime import datetime, timezone
+
+    from fleet.protocol import ClipTransfer, FailedFolder, StationStatus
+
+    now = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    status = StationStatus(
+        station_id="camden", borough="Camden", pending_clips=0, pending_bytes=0, verified_clips=0,
+        last_sync_ok_at=None, problems=["disk full: 1 docked folder(s) wait for room: cam[/]"],
+        failed_folders=[FailedFolder(folder="cam[/]", reason="clips/[bold red]x[/].json is missing",
+                                     first_seen_at=now, last_seen_at=now)],
+        waiting_clips=[ClipTransfer(clip_id="c1", state="waiting", size=1, evidential=False, recorded_at=now,
+                                    last_error="central said [/link] 503")])
+    render_status(status)
+    out = capsys.readouterr().out
+    for text in ("cam[/]", "[bold red]x[/].json", "[/link] 503"):
+        assert text in out
