@@ -139,6 +139,9 @@ class CameraFolder:
         if not stat.S_ISREG(st.st_mode):
             follow = " (not followed)" if stat.S_ISLNK(st.st_mode) else ""
             raise DockFolderError(self.name, f"{relative} is {_kind(st.st_mode)}, not a regular file{follow}")
+        if st.st_nlink > 1:  # a camera's FAT storage has none; a dock folder on the station's disk could name its files
+            raise DockFolderError(self.name, f"{relative} has {st.st_nlink} names (a hard link): a camera's own "
+                                             "files have one")
         return st
 
     def open_file(self, relative: str) -> int:

@@ -367,15 +367,20 @@ def test_a_device_node_is_refused(store, dock_dir, which):
     assert clip_rows(store) == [] and target.exists()
 
 
-def test_a_hard_link_is_ingested_and_the_wipe_removes_only_its_name(store, dock_dir, tmp_path):
-    # A hard link can only name a file of the same filesystem, which the camera's own storage
-    # never shares with the station: accepted as the regular file it is.
+def test_a_hard_link_is_refused_and_left_in_place(store, dock_dir, tmp_path):
+    # A dock folder copied onto the station's own disk (not a mounted camera) could hard-link a
+    # file of the station (its config, with its token): a camera's FAT storage has no hard links.
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
-    other = tmp_path / "other-name"
-    os.link(only_clip(folder), other)
+    secret = tmp_path / "station.toml"
+    secret.write_text('token = "station-secret"')
+    clip = only_clip(folder)
+    os.unlink(clip)
+    os.link(secret, clip)
     report = Ingestor(store, "camden", dock_dir).scan()
-    assert report.ingested_folders == [folder.name] and len(clip_rows(store)) == 1
-    assert other.exists() and os.listdir(folder / "clips") == []
+    assert report.ingested_folders == [] and clip_rows(store) == []
+    [(name, reason)] = [(f.folder, f.reason) for f in store.summary()["failed_folders"]]
+    assert name == folder.name and "hard link" in reason, reason
+    assert secret.read_text() == 'token = "station-secret"' and clip.exists()
 
 
 def test_a_zero_byte_clip_is_a_clip(store, dock_dir):
