@@ -55,10 +55,14 @@ def _in(values) -> str:
 # -- clips -----------------------------------------------------------------------------------------
 
 
-def admit_ingests(db, station_id: str, run) -> tuple[list, list]:
+def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
     """Sort a run of ``clip_ingested`` into (to attribute, whose custody record can be written now);
-    refused ones are recorded, the rest wait in ``ingest_claims`` for their upload."""
+    refused ones are recorded, the rest wait in ``ingest_claims`` for their upload. A clip of another
+    borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
     ids = _in(a.event.clip_id for a in run)
+    elsewhere = dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+                                "AND borough IS NOT NULL AND borough != ?",
+                                [_in(a.event.device_serial for a in run), borough]).fetchall())
     uploads = {r[0]: r[1:] for r in db.execute(
         "SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
         [ids])}
@@ -69,7 +73,10 @@ def admit_ingests(db, station_id: str, run) -> tuple[list, list]:
         e = a.event
         upload = uploads.get(e.clip_id)
         reason = None
-        if upload is not None and upload[0] != station_id:
+        if e.device_serial in elsewhere:
+            reason = (f"clip {e.clip_id} is of camera {e.device_serial}, registered to {elsewhere[e.device_serial]}, "
+                      f"not to {borough}")
+        elif upload is not None and upload[0] != station_id:
             reason = f"clip {e.clip_id} is uploaded by {_station(upload[0])}, not by {station_id}"
         elif upload is not None and upload[1] != e.size:
             reason = f"clip {e.clip_id}: reported size {e.size} bytes, its upload has {upload[1]}"

@@ -244,7 +244,7 @@ class Projector:
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
 
     def _ingested(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
-        run, upload_verified = claims.admit_ingests(db, station_id, run)
+        run, upload_verified = claims.admit_ingests(db, station_id, borough, run)
         rows = [{"clip": a.event.clip_id, "serial": a.event.device_serial, "at": to_iso(a.event.recorded_at),
                  "station": station_id} for a in run]
         db.conn.executemany(

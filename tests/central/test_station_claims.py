@@ -74,7 +74,7 @@ def test_a_forged_ingest_of_another_stations_verified_clip_is_refused(client):
          hours=[4, 4])
     assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("barnet", 1, "clip_ingested"),
                                                                ("barnet", 2, "clip_ingested")]
-    assert "camden" in refusals(client)[0][3]
+    assert "camden" in refusals(client)[0][3].lower()
     assert custody(client, clip_id) == [("upload-verified", "central"), ("ingest", "camden")]
     assert "barnet" not in chain_places(client, clip_id) and chain_intact(client)
     assert client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
@@ -258,3 +258,19 @@ def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(cli
     assert [(s, seq, kind) for s, seq, kind, _ in refusals(client)] == [("camden", 2, "camera_docked")]
     assert "could not apply" in refusals(client)[0][3]
     assert client.app.state.events.apply_all() == 0  # nothing left to retry
+
+
+def test_an_ingest_of_another_boroughs_camera_is_refused_and_its_clip_kept(client):
+    # Camden's station uploads bytes it says came off Barnet's camera: the clip is kept (evidence
+    # is never refused), but Camden cannot speak for Barnet's camera: no ingest record, no attribution.
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-BAR-9", "borough": "Barnet"}]
+                ).raise_for_status()
+    data = os.urandom(2000)
+    clip = ingested("BWV-BAR-9", 2, str(uuid.uuid4()), data)
+    upload_reported(client, clip, data)
+    post(client, CAMDEN, [clip], hours=[3])
+    [(station, seq, kind, reason)] = refusals(client)
+    assert (station, seq, kind) == ("camden", 1, "clip_ingested") and "Barnet" in reason, reason
+    assert custody(client, clip.clip_id) == [("upload-verified", "central")] and chain_intact(client)
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 404
+    assert client.get(f"/api/v1/clips/{clip.clip_id}", headers=ADMIN).json()["state"] == "verified"

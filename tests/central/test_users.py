@@ -124,7 +124,7 @@ def test_the_user_and_token_commands(tmp_path):
 
 
 def test_a_borough_supervisor_acts_on_their_borough_only(users, client):
-    from tests.central.conftest import CAMDEN
+    from tests.central.conftest import BARNET
     from tests.central.fleetdata import docked, ingested, post
 
     client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"},
@@ -148,7 +148,7 @@ def test_a_borough_supervisor_acts_on_their_borough_only(users, client):
                        ).status_code == 403
     theirs = ingested("BAR-9", 2)
     client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BAR-9", "borough": "Barnet"}])
-    post(client, CAMDEN, [docked("BAR-9", 3, clips=1), theirs], hours=[3, 3])
+    post(client, BARNET, [docked("BAR-9", 3, clips=1), theirs], hours=[3, 3])
     assert client.get("/api/v1/unattributed", headers=sup).json() == []  # Barnet's camera: not listed for Camden
     assert client.post(f"/api/v1/clips/{theirs.clip_id}/attribution", headers=sup,
                        json={"officer_id": "PC1", "reason": "x"}).status_code == 403
