@@ -101,6 +101,22 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
     return attribute, now
 
 
+def admit_verified(db, station_id: str, run) -> list:
+    """"Central verified this clip" from the station that uploaded it; about another's, refused."""
+    uploads = dict(db.execute("SELECT clip_id, station_id FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
+                              [_in(a.event.clip_id for a in run)]).fetchall())
+    accepted, refused = [], []
+    for a in run:
+        if a.event.clip_id in uploads and uploads[a.event.clip_id] == station_id:
+            accepted.append(a)
+            continue
+        reason = (f"clip {a.event.clip_id} is uploaded by {_station(uploads[a.event.clip_id])}, not by {station_id}"
+                  if a.event.clip_id in uploads else f"central has no upload of clip {a.event.clip_id}")
+        refused.append((a.seq, "clip_verified", a.event.clip_id, reason, a.at))
+    refuse(db, station_id, refused)
+    return accepted
+
+
 def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> None:
     """The upload of ``clip_id`` is verified: a waiting ingest claim joins the chain if it matches,
     else is refused and its attribution undone (the uploading station's own report attributes it)."""

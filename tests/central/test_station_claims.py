@@ -274,3 +274,30 @@ def test_an_ingest_of_another_boroughs_camera_is_refused_and_its_clip_kept(clien
     assert custody(client, clip.clip_id) == [("upload-verified", "central")] and chain_intact(client)
     assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 404
     assert client.get(f"/api/v1/clips/{clip.clip_id}", headers=ADMIN).json()["state"] == "verified"
+
+
+def test_every_event_kind_has_a_rule_for_what_a_station_may_claim():
+    import typing
+
+    from central.projection import Projector
+    from fleet.events import Event
+
+    kinds = set(typing.get_args(Event))
+    assert set(Projector._admissions) == kinds, "decide what a station may claim with this kind (central.claims)"
+    assert set(Projector._handlers) == kinds
+
+
+def test_a_verified_report_about_another_stations_clip_is_refused(client):
+    from fleet.events import ClipVerified
+
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Camden"}])
+    data = os.urandom(1500)
+    clip = ingested("BWV-000123", 2, str(uuid.uuid4()), data)
+    upload_reported(client, clip, data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    post(client, KENTISH, [ClipVerified(clip_id=clip.clip_id), ClipVerified(clip_id=str(uuid.uuid4()))], hours=[5, 5])
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("kentish", 1, "clip_verified"),
+                                                               ("kentish", 2, "clip_verified")]
+    assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is None
+    post(client, CAMDEN, [ClipVerified(clip_id=clip.clip_id)], first_seq=3, hours=[6])
+    assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is not None
