@@ -22,7 +22,7 @@ from fleet import __version__
 from fleet.config import CentralSettings
 from fleet.protocol import Health
 
-from central import audit, openapi
+from central import audit, login_csrf, openapi
 from central.admission import Admission, AdmissionMiddleware
 from central.assignments import AssignmentController, AssignmentService
 from central.auth import TokenRegistry, provide_principal
@@ -114,7 +114,8 @@ def create_app(settings: CentralSettings) -> Litestar:
         scheduler = build_scheduler(settings, receiver, services["health"], services["retention"])
         app.state.tokens.users = services["users"]
         app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler,
-                         owners=OwnerLookup(store.writer, settings), **services)
+                         owners=OwnerLookup(store.writer, settings),
+                         login_csrf_key=login_csrf.signing_key(store.writer), **services)
         scheduler.start()
         try:
             yield

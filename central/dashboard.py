@@ -163,7 +163,7 @@ def _error_page(request: Request, exc: Exception) -> Response:
 def _login_form(request: Request, target: str, name: str = "", status: int = 200, error: str | None = None,
                 headers: dict[str, str] | None = None) -> Template:
     """The login page, with its CSRF token (kept while the browser's is still good: two tabs work)."""
-    key = login_csrf.signing_key(request.app.state.settings)
+    key = request.app.state.login_csrf_key
     token = request.cookies.get(login_csrf.COOKIE)
     if not login_csrf.is_valid(key, token):
         token = login_csrf.new_token(key)
@@ -226,7 +226,7 @@ class DashboardController(DashboardPages):
         form = await request.form()
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
         target = _safe_next(str(form.get("next", "/")))
-        if not login_csrf.matches(login_csrf.signing_key(request.app.state.settings),
+        if not login_csrf.matches(request.app.state.login_csrf_key,
                                   request.cookies.get(login_csrf.COOKIE), str(form.get(login_csrf.FIELD, ""))):
             return _login_form(request, target, name, 400, "This form has expired or came from another site: "
                                                            "log in again.")

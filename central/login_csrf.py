@@ -4,8 +4,9 @@ The login page sets a cookie holding ``nonce.signature`` and puts the same value
 hidden field; a login is accepted only when the posted field equals the cookie (a page on
 another site can post the form but can neither read nor set the cookie) and the signature
 is central's (a cookie planted by a neighbouring host is not). Both compared in constant
-time. The signing key is derived from the admin token's hash, so every central process on
-one configuration accepts the tokens of the others and no further secret is kept.
+time. The signing key is random, made once and kept in central's database (``signing_keys``,
+written only here): every central process on that database accepts the tokens of the others,
+and nothing in a config file (where a token's hash may sit in the open) can forge one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import hashlib
 import hmac
 import secrets
 
-from fleet.config import CentralSettings, token_sha256
 
 COOKIE = "bwv_login_csrf"
 FIELD = "csrf_token"
@@ -22,8 +22,11 @@ MAX_AGE_S = 3600
 """A login page left open longer than this needs reloading."""
 
 
-def signing_key(settings: CentralSettings) -> bytes:
-    return hmac.new(bytes.fromhex(token_sha256(settings, "admin_token")), b"login form csrf", hashlib.sha256).digest()
+def signing_key(writer) -> bytes:
+    """The key, made on first use (a process racing another keeps whichever was stored first)."""
+    with writer.write() as db:
+        db.execute("INSERT OR IGNORE INTO signing_keys (name, key) VALUES ('login_csrf', ?)", [secrets.token_bytes(32)])
+        return db.execute("SELECT key FROM signing_keys WHERE name = 'login_csrf'").fetchone()[0]
 
 
 def new_token(key: bytes) -> str:

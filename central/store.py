@@ -423,6 +423,14 @@ MIGRATIONS = [
     ALTER TABLE events ADD COLUMN sent_at TEXT;
     CREATE INDEX conflicts_b ON conflicts (assignment_b);
     """,
+    # v17: random keys central signs with (central.login_csrf), one per use, made once and kept
+    # here so that every central process on this database signs alike and none is in a config file.
+    """
+    CREATE TABLE signing_keys (
+        name            TEXT PRIMARY KEY,
+        key             BLOB NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "

@@ -262,10 +262,10 @@ def test_the_login_form_needs_its_csrf_token(browser):
     assert post(csrf_token=token).status_code == 303
 
 
-def test_a_login_token_from_another_browser_does_not_match(browser, settings):
+def test_a_login_token_from_another_browser_does_not_match(browser):
     from central import login_csrf
 
-    theirs = login_csrf.new_token(login_csrf.signing_key(settings))  # as central gave another browser
+    theirs = login_csrf.new_token(browser.app.state.login_csrf_key)  # as central gave another browser
     browser.get("/login")
     r = browser.post("/login", data={"name": "v.iewer", "password": PASSWORD, "csrf_token": theirs},
                      follow_redirects=False)
@@ -301,3 +301,24 @@ def test_messages_on_a_page_come_from_a_fixed_list_not_the_url(browser, query):
     page = browser.get("/?" + query).text
     assert 'role="status"' not in page and 'role="alert"' not in page
     assert "0800" not in page and "phish" not in page
+
+
+def test_the_login_forms_key_is_random_kept_in_the_database_and_not_in_the_config(tmp_path):
+    import hashlib
+    import hmac
+
+    from central import login_csrf
+    from central.store import CentralStore
+    from tests.central.conftest import make_settings
+
+    settings = make_settings(tmp_path / "a")
+    derived = hmac.new(hashlib.sha256(b"admin-test-token").digest(), b"login form csrf", hashlib.sha256).digest()
+    first, again, other = (CentralStore(tmp_path / d) for d in ("a", "a", "b"))
+    try:
+        key = login_csrf.signing_key(first.writer)
+        assert len(key) == 32 and key != derived and settings.admin_token not in repr(key)
+        assert login_csrf.signing_key(again.writer) == key  # another process on the same database
+        assert login_csrf.signing_key(other.writer) != key
+    finally:
+        for store in (first, again, other):
+            store.close()
