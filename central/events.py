@@ -11,6 +11,7 @@ state in seq order (``applied_seq`` per station), in larger transactions, off th
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import typing
@@ -194,13 +195,17 @@ class EventLog:
             with _savepoint(db):
                 self.projector.apply(db, station_id, borough, run)
             return
-        except Exception:
+        except Exception as exc:
+            if _centrals_condition(exc):
+                raise  # the whole transaction is retried later, as the worker does after any failure
             log.exception("applying %d events of station %s failed; applying them one by one", len(run), station_id)
         for a in run:
             try:
                 with _savepoint(db):
                     self.projector.apply(db, station_id, borough, [a])
             except Exception as exc:
+                if _centrals_condition(exc):
+                    raise
                 log.exception("event %d of station %s cannot be applied: refused", a.seq, station_id)
                 claims.refuse(db, station_id, [(a.seq, _TAGS[type(a.event)], _subject(a.event),
                                                 f"central could not apply it ({type(exc).__name__})", a.at)])
@@ -281,14 +286,34 @@ class ProjectionWorker:
                 self._stopping.wait(5.0)
 
 
+_CONDITIONS = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR,
+               sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_CANTOPEN,
+               sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PROTOCOL}
+"""SQLite's answers about central's own disk and database, whatever the event."""
+
+
+def _centrals_condition(exc: BaseException) -> bool:
+    """Central could not write (a full disk, a busy or broken database, no memory), not "this event
+    cannot be applied": such an event waits and is applied once the condition clears. A refusal
+    is for good (the station's outbox never sends the event again), so it must not be made of
+    central's own trouble."""
+    if isinstance(exc, MemoryError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _CONDITIONS
+
+
 @contextmanager
 def _savepoint(db):
     db.execute("SAVEPOINT apply_run")
     try:
         yield
-    except BaseException:
-        db.execute("ROLLBACK TO apply_run")
-        db.execute("RELEASE apply_run")
+    except BaseException as exc:
+        try:
+            db.execute("ROLLBACK TO apply_run")
+            db.execute("RELEASE apply_run")
+        except sqlite3.Error:
+            raise exc from None  # SQLite ended the transaction itself (a full disk, I/O): its cause counts
         raise
     db.execute("RELEASE apply_run")
 

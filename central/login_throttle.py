@@ -46,10 +46,11 @@ class LoginThrottle:
         self.writer = writer
         self.clock = clock
 
-    def admit(self, name: str, place: str) -> dict[str, tuple[int, int | None]]:
+    def admit(self, name: str, place: str) -> dict[str, tuple]:
         """Refuse (TooManyRequests, audited) while the account or the address is locked; else count
         this attempt as failed. Returns, per key, (failures counted, seconds locked from now or
-        None), for ``failed`` to audit once the password turned out wrong."""
+        None, the key's row before), for ``failed`` to audit once the password turned out wrong
+        and for ``succeeded`` to give back once it was right."""
         now = self.clock()
         keys = _keys(name, place)
         with self.writer.write() as db:
@@ -68,38 +69,53 @@ class LoginThrottle:
         return counted
 
     @staticmethod
-    def _count(db, keys: tuple[str, str], now: datetime) -> dict[str, tuple[int, int | None]]:
+    def _count(db, keys: tuple[str, str], now: datetime) -> dict[str, tuple]:
         forget_before = to_iso(now - timedelta(seconds=FORGET_AFTER_S))
         db.execute("DELETE FROM login_throttle WHERE last_failed_at < ? AND (locked_until IS NULL "
                    "OR locked_until < ?)", [forget_before, to_iso(now)])
         counted = {}
         for key, free in zip(keys, (ACCOUNT_FREE, ADDRESS_FREE)):
-            row = db.execute("SELECT failures FROM login_throttle WHERE key = ?", [key]).fetchone()
+            row = db.execute("SELECT failures, last_failed_at, locked_until FROM login_throttle WHERE key = ?",
+                             [key]).fetchone()
             failures = (row[0] if row else 0) + 1
             lock_s = _lock_s(failures, free)
             db.execute("INSERT INTO login_throttle (key, failures, last_failed_at, locked_until) VALUES (?, ?, ?, ?) "
                        "ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, "
                        "last_failed_at = excluded.last_failed_at, locked_until = excluded.locked_until",
                        [key, failures, to_iso(now), to_iso(now + timedelta(seconds=lock_s)) if lock_s else None])
-            counted[key] = (failures, lock_s)
+            counted[key] = (failures, lock_s, tuple(row) if row else None)
         return counted
 
-    def failed(self, db, name: str, place: str, counted: dict[str, tuple[int, int | None]]) -> None:
+    def failed(self, db, name: str, place: str, counted: dict[str, tuple]) -> None:
         """The admitted attempt failed (it is counted already): audit the lockouts it caused;
         inside the transaction that records the failure."""
-        for key, (failures, lock_s) in counted.items():
+        for key, (failures, lock_s, _) in counted.items():
             if lock_s:
                 audit.record(db, actor=name or "-", action="login-lockout", **_object(key), place=place,
                              detail=f"{failures} failed logins: locked for {lock_s} s")
 
-    def succeeded(self, db, name: str, place: str) -> None:
+    def succeeded(self, db, name: str, place: str, counted: dict[str, tuple]) -> None:
         """A successful login clears its account's count and gives back the failure its admission
         counted against its address (inside the login's transaction). The address's count is never
-        cleared: a guesser with an account of its own must not reset the address it guesses from."""
+        cleared: a guesser with an account of its own must not reset the address it guesses from.
+
+        Given back whole when no attempt was counted since: the address's row as it was, with its
+        lock (over, or the attempt would not have been admitted) and its last failure's time. The
+        admission counted a failure past the threshold and locked the address for it, and moved
+        the time its count is forgotten: left so, every right login after a lockout would lock
+        out the next user of a shared address, and keep the count for ever."""
         db.execute("DELETE FROM login_throttle WHERE key = ?", [f"user:{name}"])
         _, address = _keys(name, place)
         row = db.execute("SELECT failures FROM login_throttle WHERE key = ?", [address]).fetchone()
         if row is None:
+            return
+        admitted, _, before = counted.get(address, (None, None, None))
+        if row[0] == admitted:
+            if before is None:
+                db.execute("DELETE FROM login_throttle WHERE key = ?", [address])
+            else:
+                db.execute("UPDATE login_throttle SET failures = ?, last_failed_at = ?, locked_until = ? "
+                           "WHERE key = ?", [*before, address])
             return
         failures = row[0] - 1
         if failures <= 0:

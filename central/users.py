@@ -245,7 +245,7 @@ class UserService:
             db.execute("INSERT INTO sessions (id_sha256, user, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                        [sha256_hex(cookie), user.name, session.csrf, to_iso(now), to_iso(session.expires_at)])
             audit.record(db, actor=user.name, action="login", object_type="user", object_id=user.name, place=place)
-            self.throttle.succeeded(db, user.name, place)
+            self.throttle.succeeded(db, user.name, place, counted)
         return cookie, session
 
     def session(self, cookie: str) -> Session | None:

@@ -146,7 +146,7 @@ class CameraFolder:
 
     def open_file(self, relative: str) -> int:
         """A read-only descriptor of a regular file of this folder (never through a link, never a FIFO)."""
-        self.require_regular(relative)
+        checked = self.require_regular(relative)
         dir_fd, name = self._where(relative)
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
@@ -156,7 +156,11 @@ class CameraFolder:
             raise DockFolderError(self.name, f"{relative} is a symbolic link, not a regular file (not followed)") \
                 from None
         try:
-            self.require_regular(relative, os.fstat(fd))  # what was opened, should it have been swapped
+            opened = self.require_regular(relative, os.fstat(fd))
+            # The file checked must be the file opened: a hard link swapped in between and its dock
+            # name removed again after the open has one name by the time it is looked at.
+            if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
+                raise DockFolderError(self.name, f"{relative} was replaced by another file while it was opened")
         except BaseException:
             os.close(fd)
             raise

@@ -109,3 +109,29 @@ def test_a_station_token_rotation_accepts_the_new_token_beside_the_old(tmp_path)
     assert old == new and new.station_id == "camden" and new.borough == "Camden"
     with pytest.raises(Unauthorized):
         registry.resolve("Bearer barnet-new-token")
+
+
+def test_a_station_token_rotation_through_the_app_ends_with_the_old_token_refused(tmp_path):
+    # SECURITY.md's procedure, step by step, as central's config and its HTTP answers see it.
+    import hashlib
+
+    from litestar.testing import TestClient
+
+    from central.app import create_app
+    from tests.central.conftest import make_settings
+
+    old, new = {"Authorization": "Bearer camden-test-token"}, {"Authorization": "Bearer camden-new-token"}
+    new_hash = hashlib.sha256(b"camden-new-token").hexdigest()
+
+    def answers(station: dict) -> dict[str, int]:
+        settings = make_settings(tmp_path / "central", stations={"camden": station})
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            return {name: client.get("/api/v1/stations/camden", headers=headers).status_code
+                    for name, headers in (("old", old), ("new", new))}
+
+    assert answers({"borough": "Camden", "token": "camden-test-token"}) == {"old": 200, "new": 401}
+    # 1. the new token's hash beside the old token: both work
+    assert answers({"borough": "Camden", "token": "camden-test-token",
+                    "next_token_sha256": new_hash}) == {"old": 200, "new": 200}
+    # 3. the new hash moved to token_sha256, next_token_sha256 gone: the old token is refused
+    assert answers({"borough": "Camden", "token_sha256": new_hash}) == {"old": 401, "new": 200}

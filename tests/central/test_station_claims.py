@@ -301,3 +301,34 @@ def test_a_verified_report_about_another_stations_clip_is_refused(client):
     assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is None
     post(client, CAMDEN, [ClipVerified(clip_id=clip.clip_id)], first_seq=3, hours=[6])
     assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is not None
+
+
+def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, monkeypatch):
+    """A full disk or a busy database is central's condition, not the event's: the events wait and
+    are applied once it clears, none refused (a refusal is for good: the outbox never resends)."""
+    import sqlite3
+
+    from central.projection import Projector
+
+    docked_handler = Projector._handlers[type(docked("X"))]
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL
+    failures = [full] * 2
+
+    def full_for_a_while(self, db, station_id, borough, run):
+        if failures:
+            raise failures.pop()
+        return docked_handler(self, db, station_id, borough, run)
+
+    monkeypatch.setitem(Projector._handlers, type(docked("X")), full_for_a_while)
+    client.post("/api/v1/events/", headers={**CAMDEN, "Content-Type": "application/json"},
+                content=batch([docked("CAM-1", 1), docked("CAM-2", 2)])).raise_for_status()
+    for _ in range(5):  # what the projection worker does: retry later
+        try:
+            client.app.state.events.apply_all()
+            break
+        except sqlite3.OperationalError:
+            continue
+    assert refusals(client) == []
+    for serial in ("CAM-1", "CAM-2"):
+        assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial

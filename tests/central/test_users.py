@@ -278,3 +278,20 @@ def test_a_successful_login_gives_back_what_its_address_was_counted(clocked):
         assert attempt(users, "j.smith", PASSWORD) == "ok"
     assert attempt(users, "guess-last", "wrong password!") == "wrong"  # the 20th failure locks it
     assert isinstance(attempt(users, "j.smith", PASSWORD), int)
+
+
+def test_right_logins_after_an_address_lockout_neither_lock_it_again_nor_keep_its_count(clocked):
+    from central.login_throttle import ADDRESS_FREE, FORGET_AFTER_S, MAX_LOCK_S
+
+    users, clock = clocked
+    users.add("j.smith", "viewer", "admin", password=PASSWORD)
+    users.add("a.jones", "viewer", "admin", password=PASSWORD)
+    for i in range(ADDRESS_FREE + 5):  # a guesser on the office's shared address
+        attempt(users, f"guess{i}", "wrong password!")
+        clock.advance(MAX_LOCK_S + 1)
+    for _ in range(4):  # the lock is over: the office logs in, one after another
+        assert attempt(users, "j.smith", PASSWORD) == "ok"
+        assert attempt(users, "a.jones", PASSWORD) == "ok"
+        clock.advance(FORGET_AFTER_S / 3)
+    # an hour and more after the last failure, the address's count is forgotten however many right logins came since
+    assert {attempt(users, f"typo{i}", "wrong password!") for i in range(ADDRESS_FREE - 1)} == {"wrong"}

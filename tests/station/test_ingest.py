@@ -11,7 +11,7 @@ import pytest
 from fleet.camera import SimClip, dock_camera, random_shift
 from fleet.config import StationSettings, settings_from_dict
 from station import ingest as ingest_module
-from station.dock import CameraFolder
+from station.dock import CameraFolder, DockFolderError
 from station.ingest import Ingestor
 from station.status import station_status
 from station.store import StationStore
@@ -381,6 +381,42 @@ def test_a_hard_link_is_refused_and_left_in_place(store, dock_dir, tmp_path):
     [(name, reason)] = [(f.folder, f.reason) for f in store.summary()["failed_folders"]]
     assert name == folder.name and "hard link" in reason, reason
     assert secret.read_text() == 'token = "station-secret"' and clip.exists()
+
+
+def test_a_hard_link_swapped_in_after_the_check_and_named_once_by_the_open_is_refused(dock_dir, tmp_path, monkeypatch):
+    # The camera's own file when checked; a hard link to a station file when opened; its dock
+    # name gone again before the opened file is looked at, so that file has one name by then.
+    folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
+    secret = tmp_path / "station.toml"
+    secret.write_text('token = "station-secret"')
+    clip = only_clip(folder)
+    relative = f"clips/{clip.name}"
+    camera = CameraFolder(folder)
+    checked = CameraFolder.require_regular
+
+    def check_then_swap(self, name, st=None):
+        result = checked(self, name, st)
+        if st is None and name == relative:
+            os.unlink(clip)
+            os.link(secret, clip)
+        return result
+
+    real_fstat = os.fstat
+
+    def unlink_then_fstat(fd):
+        if clip.exists() and os.stat(clip).st_ino == os.stat(secret).st_ino:
+            os.unlink(clip)
+        return real_fstat(fd)
+
+    monkeypatch.setattr(CameraFolder, "require_regular", check_then_swap)
+    monkeypatch.setattr(os, "fstat", unlink_then_fstat)
+    try:
+        with pytest.raises(DockFolderError, match="replaced"):
+            camera.read_bytes(relative, 1 << 20)
+    finally:
+        monkeypatch.undo()
+        camera.close()
+    assert secret.read_text() == 'token = "station-secret"'
 
 
 def test_a_zero_byte_clip_is_a_clip(store, dock_dir):
