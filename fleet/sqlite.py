@@ -14,14 +14,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
+import tenacity
 
 from fleet.errors import FleetError
+
+_SWITCH_TO_WAL = tenacity.Retrying(
+    retry=tenacity.retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+    stop=tenacity.stop_after_delay(30), wait=tenacity.wait_random(0.001, 0.05), reraise=True)
+"""Processes opening a new file at once race to switch it to WAL, and SQLite answers the losers
+"database is locked" at once, without its busy handler: they try again (as the handler would)."""
 
 
 def open_database(path: str | Path) -> sqlite_utils.Database:
     """Open (creating if needed) a database tuned for durable, concurrent use from threads."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
-    conn.execute("PRAGMA journal_mode=WAL")
+    _SWITCH_TO_WAL(conn.execute, "PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
