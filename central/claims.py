@@ -52,6 +52,20 @@ def _in(values) -> str:
     return json.dumps(list(dict.fromkeys(values)))
 
 
+def subject_of(event) -> str:
+    """The camera or clip an event is about, as a refusal names it."""
+    device = getattr(event, "device", None)
+    if device is not None:
+        return device.serial
+    return getattr(event, "clip_id", None) or getattr(event, "device_serial", None) or getattr(event, "folder", "-")
+
+
+def _registered_elsewhere(db, serials, borough: str) -> dict[str, str]:
+    """{serial: borough} of these cameras that are registered to a borough other than ``borough``."""
+    return dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+                           "AND borough IS NOT NULL AND borough != ?", [_in(serials), borough]).fetchall())
+
+
 # -- clips -----------------------------------------------------------------------------------------
 
 
@@ -60,9 +74,7 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
     refused ones are recorded, the rest wait in ``ingest_claims`` for their upload. A clip of another
     borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
     ids = _in(a.event.clip_id for a in run)
-    elsewhere = dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
-                                "AND borough IS NOT NULL AND borough != ?",
-                                [_in(a.event.device_serial for a in run), borough]).fetchall())
+    elsewhere = _registered_elsewhere(db, (a.event.device_serial for a in run), borough)
     uploads = {r[0]: r[1:] for r in db.execute(
         "SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
         [ids])}
@@ -144,9 +156,7 @@ def _station(station_id: str | None) -> str:
 
 def admit_dockings(db, station_id: str, borough: str, run) -> list:
     """Dockings of cameras of the station's borough, or never heard of; another borough's are refused."""
-    serials = _in(a.event.device.serial for a in run)
-    elsewhere = dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
-                                "AND borough IS NOT NULL AND borough != ?", [serials, borough]).fetchall())
+    elsewhere = _registered_elsewhere(db, (a.event.device.serial for a in run), borough)
     if not elsewhere:
         return list(run)
     refused = [(a.seq, "camera_docked", a.event.device.serial,

@@ -25,7 +25,7 @@ from litestar import Controller, Request, post
 
 from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.errors import BadRequest, Conflict
-from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, CameraDocked, Event, EventAck, Seq
+from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, EventAck, Seq
 from fleet.protocol import AwareDatetime
 from fleet.sqlite import Writer
 from central import claims
@@ -207,7 +207,7 @@ class EventLog:
                 if _centrals_condition(exc):
                     raise
                 log.exception("event %d of station %s cannot be applied: refused", a.seq, station_id)
-                claims.refuse(db, station_id, [(a.seq, _TAGS[type(a.event)], _subject(a.event),
+                claims.refuse(db, station_id, [(a.seq, _TAGS[type(a.event)], claims.subject_of(a.event),
                                                 f"central could not apply it ({type(exc).__name__})", a.at)])
 
     def apply_all(self) -> int:
@@ -316,13 +316,6 @@ def _savepoint(db):
             raise exc from None  # SQLite ended the transaction itself (a full disk, I/O): its cause counts
         raise
     db.execute("RELEASE apply_run")
-
-
-def _subject(event: Event) -> str:
-    """The camera or clip an event is about, as a refusal names it."""
-    if isinstance(event, CameraDocked):
-        return event.device.serial
-    return getattr(event, "clip_id", None) or getattr(event, "device_serial", None) or getattr(event, "folder", "-")
 
 
 def _decode_stored(body: bytes) -> Event | None:

@@ -119,8 +119,7 @@ class Projector:
             if reason is None:
                 accepted.append(a)
                 continue
-            subject = a.event.device.serial if isinstance(a.event, CameraDocked) else a.event.device_serial
-            refused.append((a.seq, a.event.__struct_config__.tag, subject, f"clock: {reason}", a.at))
+            refused.append((a.seq, a.event.__struct_config__.tag, claims.subject_of(a.event), f"clock: {reason}", a.at))
         claims.refuse(db, station_id, refused)
         return accepted
 
