@@ -50,7 +50,7 @@ screenshots: $(STAMP) browser  ## the browser tests, saving the dashboard's page
 # The suite runs the same fuzz bounded (5 examples an operation); this is the long mode.
 FUZZ_EXAMPLES ?= 500
 fuzz: $(STAMP)  ## schemathesis against central's API, FUZZ_EXAMPLES=500 per operation plus the coverage phase
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/central/test_api_fuzz.py -n 2 -q --timeout=0 \
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/central/core/test_api_fuzz.py -n 2 -q --timeout=0 \
 		-p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## run the benchmarks; results go to bench/out/ and are quoted in BENCHMARKS.md

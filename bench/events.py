@@ -267,8 +267,8 @@ def wait_applied(central: Central, events: int, timeout: float = 600) -> None:
 
 
 def in_process(root: Path, stations: list[Station], plan: list[list[Batch]], senders: int) -> float:
-    from central.app import build_services
-    from central.store import CentralStore
+    from central.core.app import build_services
+    from central.core.store import CentralStore
     from fleet.config import CentralSettings, settings_from_dict
 
     settings = settings_from_dict({"data_dir": str(root / "data"), "admin_token": ADMIN,

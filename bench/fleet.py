@@ -143,7 +143,7 @@ def _assignments(rng: random.Random, devices: list[_Device], officers: int, coun
 
 def build(data_dir: Path, devices: int, officers: int, readings: int, assignments: int, console: Console) -> dict:
     """Create central's database with the real schema, fill it in big transactions, ANALYZE."""
-    from central.store import CentralStore
+    from central.core.store import CentralStore
 
     rng = random.Random(7)
     now = utc_now()

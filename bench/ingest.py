@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 from bench.common import drop_caches, machine, median, mib_s, save, timed
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 
 GiB = 1 << 30

@@ -39,11 +39,11 @@ def _settings(root: Path):
 
 def build(root: Path, clips: int, devices: int) -> None:
     """retention.build's clips and holds, plus devices with battery histories and the audit chain."""
-    from central import audit
-    from central.store import CentralStore
+    from central.evidence import audit
+    from central.core.store import CentralStore
     from fleet.clock import to_iso
 
-    from central.app import build_services
+    from central.core.app import build_services
 
     retention.build(root, clips, 10_000)
     store = CentralStore(_settings(root).data_dir)
@@ -77,7 +77,7 @@ def build(root: Path, clips: int, devices: int) -> None:
 def measure(root: Path, rounds: int, clips: int, devices: int) -> dict[str, dict[str, float]]:
     from litestar.testing import TestClient
 
-    from central.app import create_app
+    from central.core.app import create_app
 
     headers = {"Authorization": "Bearer bench-admin-token"}
     serial, clip = f"BWV-{devices // 2:06d}", f"{clips // 2:032x}"

@@ -40,7 +40,7 @@ import httpx
 
 from bench.common import machine, median, mib_s
 from bench.upload import Central, LocalServer, free_port, ingest, station_settings
-from fleet.camera import SimClip
+from simulation.camera import SimClip
 from fleet.clock import utc_now
 from fleet.config import DEFAULT_CHUNK_BYTES
 

@@ -35,8 +35,8 @@ def _settings(root: Path):
 
 
 def build(root: Path, clips: int, holds: int) -> None:
-    from central.app import build_services
-    from central.store import CentralStore
+    from central.core.app import build_services
+    from central.core.store import CentralStore
     from fleet.clock import to_iso
 
     store = CentralStore(_settings(root).data_dir)
@@ -86,8 +86,8 @@ def build(root: Path, clips: int, holds: int) -> None:
 
 def step(root: str, which: str) -> None:
     """One measured step, in this (fresh) process; prints JSON."""
-    from central.app import build_services
-    from central.store import CentralStore
+    from central.core.app import build_services
+    from central.core.store import CentralStore
 
     settings = _settings(Path(root))
     store = CentralStore(settings.data_dir)

@@ -1,6 +1,6 @@
 """Roll-out planner: plan the reference scenario, then allocate 20,000 cameras to 20,000 officers.
 
-*Plan*: ``fleet.rollout.plan`` on config/boroughs.toml + config/rollout.toml (32 boroughs,
+*Plan*: ``central.rollout.plan`` on config/boroughs.toml + config/rollout.toml (32 boroughs,
 20,410 officers; includes the remedy searches, each a full re-plan). *Allocate*: a fresh
 central database with 20,000 officers in 32 boroughs and 20,000 cameras in stock; the
 proposal (``RolloutService.propose``) and its commit (assignments, lifecycle, history,
@@ -29,9 +29,9 @@ default_policy = "personal"
 
 
 def _central(root: Path, officers: int, devices: int):
-    from central.app import build_services
-    from central.devices import DeviceRegistration
-    from central.store import CentralStore
+    from central.core.app import build_services
+    from central.registry.devices import DeviceRegistration
+    from central.core.store import CentralStore
     from fleet.config import CentralSettings, settings_from_dict
     from fleet.events import Officer
 
@@ -52,9 +52,9 @@ def _central(root: Path, officers: int, devices: int):
 
 
 def run(rounds: int = 5, officers: int = 20_000) -> dict:
-    from central.rollout import ProposeRequest
-    from fleet.rollout.plan import plan
-    from fleet.rollout.scenario import load_rollout
+    from central.rollout.service import ProposeRequest
+    from central.rollout.plan import plan
+    from central.rollout.scenario import load_rollout
 
     times: dict[str, list[float]] = {"plan": [], "propose": [], "commit": [], "total": []}
     for _ in range(rounds):

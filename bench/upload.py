@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import machine, median, mib_s, save, timed
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from fleet.config import StationSettings, settings_from_dict
 from fleet.protocol import UploadMetadata, encode_upload_metadata

@@ -1,4 +1,4 @@
 """Central: the force-wide server. Receives clips (tus) and serves the clip API.
 
-Built by one ``central.app.create_app(settings)``; run with ``fleet central serve``.
+Built by one ``central.core.app.create_app(settings)``; run with ``fleet central serve``.
 """

@@ -117,7 +117,7 @@ class LimitsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """``[limits]`` in central's file: how much central takes on at once before it says "later".
 
     Past a lane's limit central answers 503, past a client's share 429, both with
-    ``Retry-After`` (see central/admission.py). The defaults suit one central serving a
+    ``Retry-After`` (see central/core/admission.py). The defaults suit one central serving a
     whole force: 64 stations uploading 2 clips each at once fit in the upload lane.
     """
 

@@ -82,7 +82,7 @@ STATION_TOML = ('station_id = "camden"\nborough = "Camden"\ncentral_url = "http:
 def ingest_two_clips(root: Path, close: bool = True) -> None:
     """A station database in ``root/data`` holding two ingested clips. Without ``close`` the
     process dies holding it, as a killed station does: the clips are still only in its WAL."""
-    from fleet.camera import SimClip, dock_camera
+    from simulation.camera import SimClip, dock_camera
     from station.ingest import Ingestor
     from station.store import StationStore
     from tests.station.conftest import RECORDED
@@ -137,7 +137,7 @@ def test_status_reads_a_database_that_cannot_be_written_and_says_why(read_only_s
 
 
 def test_run_refuses_a_database_it_cannot_write_in_one_line_and_leaves_the_cameras_alone(read_only_station):
-    from fleet.camera import SimClip, dock_camera
+    from simulation.camera import SimClip, dock_camera
     from tests.station.conftest import RECORDED
 
     folder = dock_camera(read_only_station.parent / "dock", "BWV-000002", [SimClip(700, RECORDED)])
@@ -192,7 +192,7 @@ def test_status_before_the_station_ever_ran(tmp_path):
 
 
 def test_status_json_has_the_contract_keys(tmp_path):
-    from fleet.camera import SimClip, dock_camera
+    from simulation.camera import SimClip, dock_camera
     from station.ingest import Ingestor
     from station.store import StationStore
     from tests.station.conftest import RECORDED

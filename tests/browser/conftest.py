@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from fleet.protocol import Battery
 from tests.e2e.harness import Cluster, wait_until

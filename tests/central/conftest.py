@@ -6,7 +6,7 @@ import uuid
 import pytest
 from litestar.testing import TestClient
 
-from central.app import create_app
+from central.core.app import create_app
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.station.conftest import RECORDED

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from central.app import create_app
-from central.httpserver import uvicorn_config
+from central.core.app import create_app
+from central.core.httpserver import uvicorn_config
 from fleet.config import CentralSettings
 
 

@@ -18,15 +18,15 @@ from typing import Any
 
 import httpx
 
-from fleet import local_cluster
-from fleet.local_cluster import free_port  # noqa: F401  (tests import it from here)
+from simulation import local_cluster
+from simulation.local_cluster import free_port  # noqa: F401  (tests import it from here)
 
 ADMIN_TOKEN = "test-admin-token"  # test value, not a secret
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, message: str = "condition",
                interval: float = 0.05, check: Callable[[], None] | None = None) -> Any:
-    """``fleet.local_cluster.wait_until`` with the tests' defaults (a short poll, 30 s)."""
+    """``simulation.local_cluster.wait_until`` with the tests' defaults (a short poll, 30 s)."""
     return local_cluster.wait_until(predicate, timeout, message, interval=interval, check=check)
 
 

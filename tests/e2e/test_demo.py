@@ -20,7 +20,7 @@ def test_demo_runs_and_verifies_every_docked_clip(tmp_path):
         assert (tmp_path / "demo" / "stations" / station / "data" / "station.db").exists()
     # The demo's central plans the reference roll-out: its config names the boroughs and scenario files.
     from fleet.config import CentralSettings, load_settings
-    from fleet.rollout.scenario import load_rollout
+    from central.rollout.scenario import load_rollout
 
     settings = load_settings(tmp_path / "demo" / "central" / "central.toml", CentralSettings)
     assert len(load_rollout(settings.rollout.boroughs, settings.rollout.scenario).boroughs) == 32

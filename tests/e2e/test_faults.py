@@ -4,7 +4,7 @@ import hashlib
 import random
 import signal
 
-from fleet.camera import SimClip, dock_camera, random_shift
+from simulation.camera import SimClip, dock_camera, random_shift
 from tests.e2e.harness import wait_until
 from tests.station.conftest import RECORDED
 from tests.e2e.test_pipeline import expected

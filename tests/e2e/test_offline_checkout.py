@@ -7,7 +7,7 @@ import sys
 
 import httpx
 
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.clock import from_iso
 from tests.e2e.harness import free_port, wait_until
 from tests.station.conftest import RECORDED

@@ -3,7 +3,7 @@
 import hashlib
 import random
 
-from fleet.camera import SimClip, dock_camera, random_shift
+from simulation.camera import SimClip, dock_camera, random_shift
 from tests.e2e.harness import wait_until
 from tests.station.conftest import RECORDED
 

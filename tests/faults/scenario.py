@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from fleet.camera import SimClip, dock_camera, random_shift
+from simulation.camera import SimClip, dock_camera, random_shift
 from fleet.clock import utc_now
 from tests.e2e.harness import Cluster, wait_until
 from tests.faults.checker import CentralClip, CentralEvent, CreatedClip, CreatedDock, History, Verdict, check

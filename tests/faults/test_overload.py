@@ -4,7 +4,7 @@ import random
 
 import httpx
 
-from fleet.camera import dock_camera, random_shift
+from simulation.camera import dock_camera, random_shift
 from tests.e2e.harness import wait_until
 from tests.e2e.test_faults import assert_exactly_once
 from tests.e2e.test_pipeline import expected

@@ -78,7 +78,7 @@ def test_the_desks_of_one_process_share_a_loop_and_a_port_in_use_fails_only_its_
 
     import httpx
 
-    from fleet.local_cluster import free_port
+    from simulation.local_cluster import free_port
     from station.api import DeskServer
 
     desk = node(store, dock_dir)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.errors import DockFolderError
 from station.dock import docked_folders, folder_signature, read_docked_camera
 from tests.station.conftest import RECORDED

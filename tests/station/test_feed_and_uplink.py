@@ -6,7 +6,7 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from central.app import create_app
+from central.core.app import create_app
 from fleet.clock import utc_now
 from fleet.events import Officer
 from station import outbox

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from fleet.camera import SimClip, dock_camera, random_shift
+from simulation.camera import SimClip, dock_camera, random_shift
 from fleet.config import StationSettings, settings_from_dict
 from station import ingest as ingest_module
 from station.dock import CameraFolder, DockFolderError

@@ -5,7 +5,7 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from fleet.events import BadFolder, CameraDocked, ClipIngested, ClipVerified, Event
 from station.ingest import Ingestor

@@ -1,6 +1,6 @@
 """The station's own hot paths never scan a table that grows with its clips and events.
 
-The same check as central's (tests/central/test_query_plans.py): every statement a station
+The same check as central's (tests/central/core/test_query_plans.py): every statement a station
 runs while ingesting, uploading, sending events and following the feed is checked with
 ``EXPLAIN QUERY PLAN``. Not checked: migrations, and the status report, whose totals are
 counts of every clip by state (one covering-index pass, asked for by people and monitoring,
@@ -13,8 +13,8 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from central.app import create_app
-from fleet.camera import SimClip, dock_camera
+from central.core.app import create_app
+from simulation.camera import SimClip, dock_camera
 from station.feed import FeedFollower
 from station.ingest import Ingestor
 from station.mirror import Mirror

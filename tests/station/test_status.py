@@ -2,7 +2,7 @@ import errno
 
 import msgspec
 
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.config import StationSettings, settings_from_dict
 from station.ingest import Ingestor, _os_reason
 from station.status import render_status, station_status

@@ -3,7 +3,7 @@ from datetime import timedelta
 
 import httpx
 
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from station.ingest import Ingestor
 from station.store import StationStore

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
 from station.store import StationStore
 from station.sync import SyncWorker, purge_local_copies

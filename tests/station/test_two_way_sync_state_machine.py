@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from litestar.testing import TestClient
 
-from central.app import create_app
+from central.core.app import create_app
 from fleet.clock import from_iso
 from fleet.events import BadFolder, CheckedIn, CheckedOut
 from station import outbox

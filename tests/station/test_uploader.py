@@ -4,7 +4,7 @@ import httpx
 import pytest
 from tenacity.wait import wait_none
 
-from fleet.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera
 from fleet.errors import PermanentTransferError, TransientTransferError
 from fleet.retry import RetryPolicy
 from station.ingest import Ingestor
@@ -268,7 +268,7 @@ def test_an_upload_gone_at_central_mid_way_is_created_again_not_failed(store, do
 def test_a_zero_byte_clip_is_verified_by_centrals_app(store, dock_dir, tmp_path, monkeypatch, whole_at_creation):
     from litestar.testing import TestClient
 
-    from central.app import create_app
+    from central.core.app import create_app
     from station import uploader as uploader_module
     from tests.central.conftest import ADMIN, CAMDEN, make_settings
 

@@ -1,0 +1,158 @@
+"""Who is calling: bearer tokens and browser sessions resolved to principals.
+
+Central keeps only SHA-256 hashes of tokens (tokens are long random strings, so a fast
+hash is enough) and compares them in constant time. What a caller may do is its role (the
+guards here) and its borough scope (``central.access.scope``); the admin token is a user with every
+role; users' API tokens and sessions come from ``central.access.users``. A request authenticated by its session cookie that changes
+something must carry the session's CSRF token (``X-CSRF-Token``, or the form field
+``csrf_token`` that dashboard forms post and their handlers check).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+
+from fleet.config import CentralSettings, token_sha256
+from fleet.errors import Forbidden, Unauthorized
+from central.access.users import TOKEN_PREFIX
+
+ALL_ROLES = frozenset({"admin"})
+SESSION_COOKIE = "bwv_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    station_id: str | None = None
+    roles: frozenset[str] = frozenset()
+    borough: str | None = None
+    """A station's borough: the only fleet data it may read (``central.access.scope``)."""
+    acts_for: str | None = None
+    """A supervisor's borough: the only one they may act on (None: force-wide; ``central.access.scope``)."""
+    csrf: str | None = None
+    """Set when the caller came with a session cookie: its CSRF token."""
+
+    @property
+    def is_station(self) -> bool:
+        return self.station_id is not None
+
+    def require_user(self, role: str = "admin") -> None:
+        """People with the role (admin has every role; every user is a viewer), never station tokens."""
+        if self.is_station or not self.roles or (role not in self.roles and "admin" not in self.roles
+                                                 and role != "viewer"):
+            raise Forbidden(f"{self.name} may not do this (needs role {role!r})")
+
+
+
+class TokenRegistry:
+    """Maps token hashes to principals, built once from the settings."""
+
+    def __init__(self, settings: CentralSettings) -> None:
+        self.users = None
+        """``central.access.users.UserService``: users' API tokens and sessions (set once the store is open)."""
+        self._entries: list[tuple[bytes, Principal]] = [
+            (bytes.fromhex(token_sha256(settings, "admin_token")), Principal("admin", roles=ALL_ROLES)),
+        ]
+        for station_id, entry in settings.stations.items():
+            station = Principal(f"station:{station_id}", station_id=station_id, borough=entry.borough)
+            self._entries.append((bytes.fromhex(token_sha256(entry, "token")), station))
+            if entry.next_token_sha256 is not None:  # a rotation under way: the new token works too
+                self._entries.append((bytes.fromhex(entry.next_token_sha256), station))
+
+    def resolve(self, authorization: str | None) -> Principal:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'",
+                               headers={"WWW-Authenticate": "Bearer"})
+        digest = hashlib.sha256(token.strip().encode()).digest()
+        found = None
+        for known, principal in self._entries:  # compare against every entry: no early exit to time
+            if hmac.compare_digest(known, digest):
+                found = principal
+        if found is None and self.users is not None and token.strip().startswith(TOKEN_PREFIX):
+            user = self.users.user_for_token(token.strip())
+            found = user_principal(user) if user else None
+        if found is None:
+            raise Unauthorized("unknown token", headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    def from_session(self, cookie: str | None) -> Principal | None:
+        session = self.users.session(cookie) if cookie and self.users is not None else None
+        return user_principal(session.user, session.csrf) if session else None
+
+
+def user_principal(user, csrf: str | None = None) -> Principal:
+    return Principal(user.name, roles=frozenset({user.role}), acts_for=user.borough, csrf=csrf)
+
+
+def principal_of(connection: ASGIConnection) -> Principal:
+    """Who is calling, resolved once per request: a bearer token, else a session cookie.
+
+    A cookie-authenticated request that changes something needs the session's CSRF token in
+    ``X-CSRF-Token``, unless its handler is a dashboard form (``opt form_csrf``) that checks
+    the posted ``csrf_token`` field itself."""
+    cached = connection.scope.get("bwv_principal")
+    if cached is not None:
+        return cached
+    tokens = connection.app.state.tokens
+    authorization = connection.headers.get("authorization")
+    principal = None
+    if authorization is None:
+        principal = tokens.from_session(connection.cookies.get(SESSION_COOKIE))
+        if principal is not None and connection.scope.get("method", "GET") not in SAFE_METHODS \
+                and not connection.route_handler.opt.get("form_csrf"):
+            check_csrf(principal, connection.headers.get(CSRF_HEADER))
+    if principal is None:
+        principal = tokens.resolve(authorization)
+    connection.scope["bwv_principal"] = principal
+    return principal
+
+
+def check_csrf(principal: Principal, sent: str | None) -> None:
+    if principal.csrf is not None and not hmac.compare_digest((sent or "").encode(), principal.csrf.encode()):
+        raise Forbidden("this form is out of date or came from another site (CSRF token missing or wrong): "
+                        "reload the page and try again")
+
+
+async def provide_principal(request: Request) -> Principal:
+    """Litestar dependency: every route but /healthz takes ``principal``."""
+    return principal_of(request)
+
+
+def user_with(role: str):
+    """A route guard: only users with ``role`` (or admin). Guards run before the body is read,
+    so a caller without the right is told 403 whatever it sent."""
+
+    async def guard(connection, _handler) -> None:  # async: Litestar runs a sync guard on a worker thread
+        principal_of(connection).require_user(role)
+
+    return guard
+
+
+async def stations_only(connection, _handler) -> None:
+    """A route guard for what only stations send (events), each with its own token."""
+    if not principal_of(connection).is_station:
+        raise Forbidden("only stations send events, each with its own token")
+
+
+def station_or_user_with(role: str):
+    """A route guard for what stations do (uploads, the changes feed): any station, or users with ``role``."""
+
+    async def guard(connection, _handler) -> None:  # async: no thread hop on every upload request
+        principal = principal_of(connection)
+        if not principal.is_station:
+            principal.require_user(role)
+
+    return guard
+
+
+Caller = NamedDependency[Principal]
+"""A handler parameter ``principal: Caller`` receives the resolved principal."""

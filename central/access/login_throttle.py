@@ -1,0 +1,139 @@
+"""Throttling of dashboard logins: per account and per client address, growing lockouts.
+
+Each failed login counts against the name tried (whether or not such a user exists, so a
+lockout says nothing about who has an account) and against the place it came from. From
+its ``ACCOUNT_FREE``-th failure an account (an address: ``ADDRESS_FREE``, higher, as one
+office may share an address) is locked for ``BASE_LOCK_S``, doubled at every further
+failure, at most ``MAX_LOCK_S``. A count is forgotten ``FORGET_AFTER_S`` after its last
+failure; a successful login clears its account's count, never its address's (a guesser
+with an account of its own must not be able to reset the count of the address it guesses
+from). While either is locked an attempt is refused unchecked, no password hashed: 429 with
+``Retry-After``. Each attempt is counted before its password is hashed, in the transaction
+that checks the locks, and given back when it succeeds: logins sent all at once are counted
+as if sent one by one, so a burst has no more passwords tried than the count allows.
+
+The counts are rows of central's database (``login_throttle``, written only here), so a
+fresh cookie jar, a restart or another central process on the same database starts no
+count afresh. Lockouts, and attempts refused while locked, go to the audit trail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import TooManyRequests
+from central.evidence import audit
+
+ACCOUNT_FREE = 5
+"""Failed logins in a row on one account before it is locked."""
+ADDRESS_FREE = 20
+"""Failed logins from one client address, whatever the names tried, before it is locked."""
+BASE_LOCK_S = 30
+MAX_LOCK_S = 15 * 60
+FORGET_AFTER_S = 60 * 60
+
+
+class LoginThrottle:
+    """An attempt is counted as a failure before its password is hashed (``admit``, one write
+    transaction with the lock check), and given back if the password was right (``succeeded``):
+    parallel attempts each see the ones admitted before them, so a burst of logins sent at once
+    is held to the same count as the same logins sent one by one."""
+
+    def __init__(self, writer, clock: Callable[[], datetime] = utc_now) -> None:
+        self.writer = writer
+        self.clock = clock
+
+    def admit(self, name: str, place: str) -> dict[str, tuple]:
+        """Refuse (TooManyRequests, audited) while the account or the address is locked; else count
+        this attempt as failed. Returns, per key, (failures counted, seconds locked from now or
+        None, the key's row before), for ``failed`` to audit once the password turned out wrong
+        and for ``succeeded`` to give back once it was right."""
+        now = self.clock()
+        keys = _keys(name, place)
+        with self.writer.write() as db:
+            rows = db.execute("SELECT key, locked_until FROM login_throttle WHERE key IN (?, ?) "
+                              "AND locked_until > ?", [*keys, to_iso(now)]).fetchall()
+            if rows:
+                wait = max(1, math.ceil((max(from_iso(r[1]) for r in rows) - now).total_seconds()))
+                for key, _ in rows:
+                    audit.record(db, actor=name or "-", action="login-throttled", **_object(key), place=place,
+                                 detail=f"refused unchecked: locked for {wait} s more")
+            else:
+                counted = self._count(db, keys, now)
+        if rows:
+            raise TooManyRequests(f"too many failed logins: try again in {wait} seconds",
+                                  headers={"Retry-After": str(wait)})
+        return counted
+
+    @staticmethod
+    def _count(db, keys: tuple[str, str], now: datetime) -> dict[str, tuple]:
+        forget_before = to_iso(now - timedelta(seconds=FORGET_AFTER_S))
+        db.execute("DELETE FROM login_throttle WHERE last_failed_at < ? AND (locked_until IS NULL "
+                   "OR locked_until < ?)", [forget_before, to_iso(now)])
+        counted = {}
+        for key, free in zip(keys, (ACCOUNT_FREE, ADDRESS_FREE)):
+            row = db.execute("SELECT failures, last_failed_at, locked_until FROM login_throttle WHERE key = ?",
+                             [key]).fetchone()
+            failures = (row[0] if row else 0) + 1
+            lock_s = _lock_s(failures, free)
+            db.execute("INSERT INTO login_throttle (key, failures, last_failed_at, locked_until) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, "
+                       "last_failed_at = excluded.last_failed_at, locked_until = excluded.locked_until",
+                       [key, failures, to_iso(now), to_iso(now + timedelta(seconds=lock_s)) if lock_s else None])
+            counted[key] = (failures, lock_s, tuple(row) if row else None)
+        return counted
+
+    def failed(self, db, name: str, place: str, counted: dict[str, tuple]) -> None:
+        """The admitted attempt failed (it is counted already): audit the lockouts it caused;
+        inside the transaction that records the failure."""
+        for key, (failures, lock_s, _) in counted.items():
+            if lock_s:
+                audit.record(db, actor=name or "-", action="login-lockout", **_object(key), place=place,
+                             detail=f"{failures} failed logins: locked for {lock_s} s")
+
+    def succeeded(self, db, name: str, place: str, counted: dict[str, tuple]) -> None:
+        """A successful login clears its account's count and gives back the failure its admission
+        counted against its address (inside the login's transaction). The address's count is never
+        cleared: a guesser with an account of its own must not reset the address it guesses from.
+
+        Given back whole when no attempt was counted since: the address's row as it was, with its
+        lock (over, or the attempt would not have been admitted) and its last failure's time. The
+        admission counted a failure past the threshold and locked the address for it, and moved
+        the time its count is forgotten: left so, every right login after a lockout would lock
+        out the next user of a shared address, and keep the count for ever."""
+        db.execute("DELETE FROM login_throttle WHERE key = ?", [f"user:{name}"])
+        _, address = _keys(name, place)
+        row = db.execute("SELECT failures FROM login_throttle WHERE key = ?", [address]).fetchone()
+        if row is None:
+            return
+        admitted, _, before = counted.get(address, (None, None, None))
+        if row[0] == admitted:
+            if before is None:
+                db.execute("DELETE FROM login_throttle WHERE key = ?", [address])
+            else:
+                db.execute("UPDATE login_throttle SET failures = ?, last_failed_at = ?, locked_until = ? "
+                           "WHERE key = ?", [*before, address])
+            return
+        failures = row[0] - 1
+        if failures <= 0:
+            db.execute("DELETE FROM login_throttle WHERE key = ?", [address])
+        elif _lock_s(failures, ADDRESS_FREE) is None:
+            db.execute("UPDATE login_throttle SET failures = ?, locked_until = NULL WHERE key = ?", [failures, address])
+        else:
+            db.execute("UPDATE login_throttle SET failures = ? WHERE key = ?", [failures, address])
+
+
+def _lock_s(failures: int, free: int) -> int | None:
+    return min(MAX_LOCK_S, BASE_LOCK_S * 2 ** (failures - free)) if failures >= free else None
+
+
+def _keys(name: str, place: str) -> tuple[str, str]:
+    return f"user:{name}", f"address:{place}"
+
+
+def _object(key: str) -> dict[str, str]:
+    kind, _, value = key.partition(":")
+    return {"object_type": kind, "object_id": value or "-"}

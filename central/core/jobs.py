@@ -1,0 +1,54 @@
+"""Central's scheduled jobs (apscheduler 3, on the app's event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from pathlib import Path
+
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from fleet.clock import utc_now
+from fleet.config import CentralSettings
+from central.evidence import audit
+from central.registry.fleet_health import FleetHealth
+from central.uploads.receiver import UploadReceiver
+from central.evidence.retention import RetentionService
+
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def build_scheduler(settings: CentralSettings, receiver: UploadReceiver, health: FleetHealth,
+                    retention: RetentionService) -> AsyncIOScheduler:
+    """Must be started inside the running loop (a lifespan hook), never at import."""
+    scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1},
+                                 executors={"default": {"type": "asyncio"}, "threads": ThreadPoolExecutor(1)})
+    scheduler.add_job(receiver.expire, "interval", minutes=settings.expiry_check_minutes, id="expire-uploads")
+    # The health job reads and writes SQLite for a while: off the event loop, in apscheduler's pool.
+    scheduler.add_job(health.run, "interval", minutes=settings.fleet.health_check_minutes, id="fleet-health",
+                      executor="threads", next_run_time=utc_now())
+    # Daily: soft-delete what retention ended and no hold protects, purge after recovery.
+    scheduler.add_job(retention.run, "cron", hour=settings.retention.job_hour_utc, minute=0, id="retention",
+                      executor="threads")
+    # New clips get their end of retention soon after they are verified.
+    scheduler.add_job(retention.assess, "interval", minutes=10, id="retention-assess", executor="threads")
+    # The audit chain's anchors and head go to the file kept outside the database (first at start-up).
+    scheduler.add_job(partial(audit.publish_file, Path(settings.data_dir) / "central.db", settings.anchors_file),
+                      "interval", minutes=settings.audit.publish_minutes, id="publish-anchors", executor="threads",
+                      next_run_time=utc_now())
+    return scheduler
+
+
+async def stop_scheduler(scheduler: AsyncIOScheduler) -> None:
+    """Stop the scheduler and return only once every running job has finished.
+
+    ``AsyncIOScheduler.shutdown(wait=True)`` only schedules the shutdown on the loop and
+    returns at once, so a thread job (the health check) could still be querying when the
+    store was closed under it, which crashed the process."""
+    stopped = asyncio.Event()
+    scheduler.add_listener(lambda _event: stopped.set(), EVENT_SCHEDULER_SHUTDOWN)
+    scheduler.shutdown(wait=True)
+    await stopped.wait()

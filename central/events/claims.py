@@ -1,0 +1,253 @@
+"""What a station claims, checked against what central knows; what it may not claim is refused.
+
+A station's token speaks for that station only. It may report the ingest of clips it uploads
+(or will upload), dockings at itself of cameras of its own borough (or of cameras central has
+never heard of: a camera first seen docking is that station's borough's, so offline-first
+roll-out keeps working), and checkouts and check-ins of its own borough's pool cameras, dated
+within its measured clock skew. An event that claims more is refused: recorded here against
+the station (``station_refusals``, a security alert on the dashboard), never applied, never in
+any chain of custody. The event stays stored and acknowledged, so the station's outbox moves
+on and never retries it.
+
+Refused when applied (the projection), not when acknowledged: a claim is judged on fleet state
+as of its place in the station's seq order (the same batch's docking registers the camera its
+checkout then names), and acknowledging stays a durable store and nothing more (the hot path).
+
+An ingest reported before its upload exists is attributed at once (an officer hold must reach
+the station before the clip leaves it), but its custody record waits here (``ingest_claims``)
+until the upload is verified: it joins the chain only if that upload came from the same station
+with the same size and SHA-256; otherwise the claim is refused and its attribution undone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+
+from fleet.clock import from_iso, to_iso, utc_now
+from central.evidence import audit
+
+Refusal = tuple[int, str, str, str, str]
+"""(seq, kind, subject, reason, station time) of one refused event."""
+
+
+def refuse(db, station_id: str, refusals: Sequence[Refusal]) -> None:
+    if not refusals:
+        return
+    now = to_iso(utc_now())
+    db.conn.executemany(
+        "INSERT INTO station_refusals (station_id, seq, kind, subject, reason, station_at, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)", [(station_id, *r, now) for r in refusals])
+
+
+def ingest_record(station_id: str, clip_id: str, serial: str, size: int, sha256: str, station_at: str) -> dict:
+    """The chain of custody's first link: the station copied the clip off the camera in its dock."""
+    return dict(actor=f"station:{station_id}", place=station_id, action="ingest", object_type="clip",
+                object_id=clip_id, at=from_iso(station_at),
+                detail=f"copied from camera {serial} at the dock, {size} bytes, sha256 {sha256}")
+
+
+def _in(values) -> str:
+    return json.dumps(list(dict.fromkeys(values)))
+
+
+def subject_of(event) -> str:
+    """The camera or clip an event is about, as a refusal names it."""
+    device = getattr(event, "device", None)
+    if device is not None:
+        return device.serial
+    return getattr(event, "clip_id", None) or getattr(event, "device_serial", None) or getattr(event, "folder", "-")
+
+
+def _registered_elsewhere(db, serials, borough: str) -> dict[str, str]:
+    """{serial: borough} of these cameras that are registered to a borough other than ``borough``."""
+    return dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+                           "AND borough IS NOT NULL AND borough != ?", [_in(serials), borough]).fetchall())
+
+
+# -- clips -----------------------------------------------------------------------------------------
+
+
+def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
+    """Sort a run of ``clip_ingested`` into (to attribute, whose custody record can be written now);
+    refused ones are recorded, the rest wait in ``ingest_claims`` for their upload. A clip of another
+    borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
+    ids = _in(a.event.clip_id for a in run)
+    elsewhere = _registered_elsewhere(db, (a.event.device_serial for a in run), borough)
+    uploads = {r[0]: r[1:] for r in db.execute(
+        "SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
+        [ids])}
+    reported = dict(db.execute("SELECT clip_id, station_id FROM attributions "
+                               "WHERE clip_id IN (SELECT value FROM json_each(?))", [ids]).fetchall())
+    attribute, now, held, refused = [], [], [], []
+    for a in run:
+        e = a.event
+        upload = uploads.get(e.clip_id)
+        reason = None
+        if e.device_serial in elsewhere:
+            reason = (f"clip {e.clip_id} is of camera {e.device_serial}, registered to {elsewhere[e.device_serial]}, "
+                      f"not to {borough}")
+        elif upload is not None and upload[0] != station_id:
+            reason = f"clip {e.clip_id} is uploaded by {_station(upload[0])}, not by {station_id}"
+        elif upload is not None and upload[1] != e.size:
+            reason = f"clip {e.clip_id}: reported size {e.size} bytes, its upload has {upload[1]}"
+        elif upload is not None and upload[2] != e.sha256:
+            reason = f"clip {e.clip_id}: reported SHA-256 {e.sha256}, its upload has {upload[2]}"
+        elif reported.get(e.clip_id, station_id) != station_id:
+            reason = f"clip {e.clip_id} was reported by station {reported[e.clip_id]}, not by {station_id}"
+        if reason is not None:
+            refused.append((a.seq, "clip_ingested", e.clip_id, reason, a.at))
+            continue
+        if e.clip_id in reported:
+            continue  # said again (the same station, the same clip): nothing new
+        reported[e.clip_id] = station_id
+        attribute.append(a)
+        (now if upload is not None and upload[3] == "verified" else held).append(a)
+    refuse(db, station_id, refused)
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(a.event.clip_id, station_id, a.seq, a.at, a.event.device_serial, a.event.size, a.event.sha256)
+         for a in held])
+    return attribute, now
+
+
+def admit_verified(db, station_id: str, run) -> list:
+    """"Central verified this clip" from the station that uploaded it; about another's, refused."""
+    uploads = dict(db.execute("SELECT clip_id, station_id FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
+                              [_in(a.event.clip_id for a in run)]).fetchall())
+    accepted, refused = [], []
+    for a in run:
+        if a.event.clip_id in uploads and uploads[a.event.clip_id] == station_id:
+            accepted.append(a)
+            continue
+        reason = (f"clip {a.event.clip_id} is uploaded by {_station(uploads[a.event.clip_id])}, not by {station_id}"
+                  if a.event.clip_id in uploads else f"central has no upload of clip {a.event.clip_id}")
+        refused.append((a.seq, "clip_verified", a.event.clip_id, reason, a.at))
+    refuse(db, station_id, refused)
+    return accepted
+
+
+def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> None:
+    """The upload of ``clip_id`` is verified: a waiting ingest claim joins the chain if it matches,
+    else is refused and its attribution undone (the uploading station's own report attributes it)."""
+    for claimant, seq, station_at, serial, claimed_size, claimed_sha in db.execute(
+            "DELETE FROM ingest_claims WHERE clip_id = ? RETURNING station_id, seq, station_at, device_serial, "
+            "size, sha256", [clip_id]).fetchall():
+        if claimant == station_id and claimed_size == size and claimed_sha == sha256:
+            audit.record(db, **ingest_record(claimant, clip_id, serial, size, sha256, station_at))
+            continue
+        reason = (f"clip {clip_id} was uploaded by {_station(station_id)}, not by {claimant}"
+                  if claimant != station_id else
+                  f"clip {clip_id}: reported {claimed_size} bytes, SHA-256 {claimed_sha}; its verified upload "
+                  f"has {size} bytes, SHA-256 {sha256}")
+        refuse(db, claimant, [(seq, "clip_ingested", clip_id, reason, station_at)])
+        db.execute("DELETE FROM attributions WHERE clip_id = ? AND station_id = ? AND resolved_by IS NULL",
+                   [clip_id, claimant])
+
+
+def _station(station_id: str | None) -> str:
+    return f"station {station_id}" if station_id else "a user at central"
+
+
+# -- cameras ---------------------------------------------------------------------------------------
+
+
+def admit_dockings(db, station_id: str, borough: str, run) -> list:
+    """Dockings of cameras of the station's borough, or never heard of; another borough's are refused."""
+    elsewhere = _registered_elsewhere(db, (a.event.device.serial for a in run), borough)
+    if not elsewhere:
+        return list(run)
+    refused = [(a.seq, "camera_docked", a.event.device.serial,
+                f"camera {a.event.device.serial} is registered to {elsewhere[a.event.device.serial]}, "
+                f"not to {borough}: move it in the registry first", a.at)
+               for a in run if a.event.device.serial in elsewhere]
+    refuse(db, station_id, refused)
+    return [a for a in run if a.event.device.serial not in elsewhere]
+
+
+def admit_pool_events(db, station_id: str, borough: str, run, kind: str, mode_for) -> list:
+    """Checkouts or check-ins of the station's own borough's pool cameras; ``mode_for(borough)``
+    is the borough's assignment policy."""
+    serials = _in(a.event.device_serial for a in run)
+    devices = {r[0]: r[1:] for r in db.execute(
+        """SELECT d.serial, d.borough, d.assignment_mode,
+                  (SELECT officer_id FROM assignments INDEXED BY assignments_open
+                   WHERE device_serial = d.serial AND ended_at IS NULL AND mode = 'personal')
+           FROM devices d WHERE d.serial IN (SELECT value FROM json_each(?))""", [serials])}
+    accepted, refused = [], []
+    for a in run:
+        serial = a.event.device_serial
+        device = devices.get(serial)
+        if device is None:
+            reason = f"camera {serial} was never docked anywhere central knows of"
+        elif device[0] != borough:
+            reason = f"camera {serial} is registered to {device[0] or 'no borough'}, not to {borough}"
+        elif device[2] is not None:
+            reason = f"camera {serial} is on personal issue to {device[2]}"
+        elif (device[1] or mode_for(borough)) == "personal":
+            reason = f"camera {serial} is for personal issue, not in {borough}'s pool"
+        else:
+            accepted.append(a)
+            continue
+        refused.append((a.seq, kind, serial, reason, a.at))
+    refuse(db, station_id, refused)
+    return accepted
+
+
+class StationClock:
+    """A station's events dated within its own clock: never after it sent them, never before what it
+    reported earlier, give or take ``tolerance``.
+
+    A station stamps events with its clock as it writes them, in seq order, and stamps each batch
+    as it sends it (central measures the skew from that): an event dated well after its batch was
+    sent, or well before an event the station reported earlier, was not written when it says.
+    """
+
+    def __init__(self, db, station_id: str, tolerance: timedelta) -> None:
+        row = db.execute("SELECT latest_at FROM stations WHERE station_id = ?", [station_id]).fetchone()
+        self.latest: str | None = row[0] if row else None
+        self.tolerance = tolerance
+        self._floor: tuple[str | None, str | None] = (None, None)
+        self._ceilings: dict[str, str] = {}
+
+    def judge(self, a) -> str | None:
+        """Why this event's date is not believable (None: it is; the station's latest date moves on)."""
+        if self.latest is not None and self._floor[0] != self.latest:
+            self._floor = (self.latest, to_iso(from_iso(self.latest) - self.tolerance))
+        if self._floor[1] is not None and a.at < self._floor[1]:
+            return (f"dated {a.at}, before {self.latest} of an event this station reported earlier "
+                    "(back-dated, or its clock was set back)")
+        if a.sent_at is not None:
+            ceiling = self._ceilings.get(a.sent_at)
+            if ceiling is None:
+                ceiling = self._ceilings[a.sent_at] = to_iso(from_iso(a.sent_at) + self.tolerance)
+            if a.at > ceiling:
+                return f"dated {a.at}, after the station sent it at {a.sent_at} by its own clock"
+        if self.latest is None or a.at > self.latest:
+            self.latest = a.at
+        return None
+
+    def save(self, db, station_id: str) -> None:
+        db.execute("UPDATE stations SET latest_at = ? WHERE station_id = ?", [self.latest, station_id])
+
+
+def refusals_count(db, since: str, stations: list[str] | None = None) -> int:
+    """Refusals since ``since``, of these stations only (a borough's) or of all."""
+    only = " AND station_id IN (SELECT value FROM json_each(?))" if stations is not None else ""
+    return db.execute(f"SELECT count(*) FROM station_refusals INDEXED BY station_refusals_at WHERE at >= ?{only}",
+                      [since, *([json.dumps(stations)] if stations is not None else [])]).fetchone()[0]
+
+
+def recent_refusals(db, limit: int = 100, stations: list[str] | None = None) -> list[tuple]:
+    """(station, seq, kind, subject, reason, station time, refused at), newest first; of these
+    stations only (a borough's) or of all."""
+    only = "WHERE station_id IN (SELECT value FROM json_each(?)) " if stations is not None else ""
+    return db.execute("SELECT station_id, seq, kind, subject, reason, station_at, at FROM station_refusals "
+                      f"{only}ORDER BY id DESC LIMIT ?",
+                      [*([json.dumps(stations)] if stations is not None else []), limit]).fetchall()
+
+
+def counts_by_station(db) -> dict[str, int]:
+    return dict(db.execute("SELECT station_id, count(*) FROM station_refusals GROUP BY station_id").fetchall())

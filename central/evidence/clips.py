@@ -1,0 +1,124 @@
+"""The clip read API (contract §5): one clip, a filtered keyset-paginated list, the bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from litestar import Controller, Request, Response, get
+from litestar.openapi import ResponseSpec
+from litestar.params import FromQuery, PathParameter, QueryParameter
+from litestar.response import Stream
+
+from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
+from fleet.protocol import ClipInfo, ClipPage
+from central.core.pagination import decode_time_cursor, encode_cursor
+from central.access.auth import Caller, user_with
+from central.core.openapi import errors
+from central.access.scope import LISTS, Scoped, in_path, touches
+
+ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
+log = logging.getLogger(__name__)
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _cursor_encode(clip: ClipInfo) -> str:
+    from fleet.clock import to_iso
+
+    return encode_cursor(to_iso(clip.recorded_at), clip.clip_id)
+
+
+def _cursor_decode(cursor: str) -> tuple[str, str]:
+    return decode_time_cursor(cursor)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=a-b`` range as (start, end-exclusive), None for the whole file."""
+    if not header:
+        return None
+    match = RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        raise RangeNotSatisfiable(f"unsupported Range {header[:60]!r}: use one 'bytes=start-end'",
+                                  headers={"Content-Range": f"bytes */{size}"})
+    first, last = match.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size
+    else:
+        start = int(first)
+        end = min(size, int(last) + 1) if last else size
+    if start >= size or start >= end:
+        raise RangeNotSatisfiable(f"Range {header[:60]!r} is outside the {size}-byte clip",
+                                  headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+class ClipController(Controller):
+    """Footage: for admins and supervisors only (a supervisor with a borough: the clips its
+    stations took in). Seeing a camera's battery does not grant seeing its clips."""
+
+    path = "/api/v1/clips"
+    tags = ["clips"]
+    guards = [user_with("supervisor")]
+
+    @get("/", summary="List clips, oldest recording first, filtered", scope=LISTS)
+    async def list_clips(
+        self, request: Request, within: Scoped,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        cursor: FromQuery[str | None] = None,
+        station_id: FromQuery[str | None] = None,
+        device_serial: FromQuery[str | None] = None,
+        clip_state: Annotated[Literal["receiving", "verified"] | None, QueryParameter(name="state")] = None,
+        evidential: FromQuery[bool | None] = None,
+        recorded_from: FromQuery[datetime | None] = None,
+        recorded_to: FromQuery[datetime | None] = None,
+    ) -> ClipPage:
+        for name, moment in (("recorded_from", recorded_from), ("recorded_to", recorded_to)):
+            if moment is not None and moment.tzinfo is None:
+                raise BadRequest(f"{name} needs a time zone, e.g. 2026-11-20T14:00:00Z")
+        items = request.app.state.store.list_clips(
+            limit=limit + 1, after=_cursor_decode(cursor) if cursor else None,
+            filters={"borough": within.borough, "station_id": station_id, "device_serial": device_serial, "state": clip_state,
+                     "evidential": evidential, "recorded_from": recorded_from, "recorded_to": recorded_to},
+        )
+        more = len(items) > limit
+        items = items[:limit]
+        return ClipPage(items=items, next_cursor=_cursor_encode(items[-1]) if more else None)
+
+    @get("/{clip_id:str}", summary="One clip", scope=touches(in_path("clip", "clip_id")))
+    async def get_clip(self, request: Request, principal: Caller, clip_id: ClipId) -> ClipInfo:
+        clip = request.app.state.store.clip(clip_id)
+        if clip is None:
+            raise NotFound(f"no clip {clip_id}")
+        request.app.state.store.log_access(principal.name, "view", clip_id, "metadata")
+        return clip
+
+    @get("/{clip_id:str}/content", summary="The clip's bytes (Range supported; every download is logged)",
+         media_type="video/mp4", responses={
+             206: ResponseSpec(data_container=bytes, media_type="video/mp4",
+                               description="The bytes of the Range asked for (Content-Range says which)"),
+             **errors(410, 416, 503)}, scope=touches(in_path("clip", "clip_id")))
+    async def content(self, request: Request, principal: Caller, clip_id: ClipId) -> Response:
+        store, blobs = request.app.state.store, request.app.state.blobs
+        key = store.blob_key(clip_id)
+        if key is None:
+            raise NotFound(f"no verified clip {clip_id}")
+        try:  # the blob store may be across the network (S3): ask it off the event loop
+            size = await asyncio.to_thread(blobs.size, key)
+        except FileNotFoundError:
+            log.error("clip %s is recorded as verified but its blob %s is missing", clip_id, key)
+            raise NotFound(f"the bytes of clip {clip_id} are missing from the blob store; "
+                           "this is logged for the operators") from None
+        span = parse_range(request.headers.get("range"), size)
+        start, end = span or (0, size)
+        store.log_access(principal.name, "download", clip_id, f"bytes {start}-{end - 1}/{size}")
+
+        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start),
+                   "Content-Disposition": f'attachment; filename="{clip_id}.mp4"'}
+        if span:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        # A plain iterator: Litestar takes each piece on a worker thread, so a slow store never blocks the loop.
+        return Stream(blobs.read(key, start, end), status_code=206 if span else 200, headers=headers,
+                      media_type="video/mp4")

@@ -1,0 +1,816 @@
+"""Evidence governance at central: retention, holds, soft deletion, restore and purge.
+
+Wrongful deletion is made impossible by construction:
+- a clip's retention ends at ``central.evidence.retention_rules.retain_until`` of its categories, counted
+  from ``recorded_at``; until it has been assessed (``retain_until`` NULL) it is never
+  deleted;
+- a hold (on a clip, on an officer for a time window, or on a case grouping clips) stops
+  soft deletion and purging while it applies; every deletion query carries the same
+  ``HELD`` predicate, evaluated in the transaction that deletes;
+- a clip whose deciding category is reviewed (MoPI) is put before a reviewer when its
+  period ends, never deleted unseen: the reviewer retains it for another period or disposes
+  of it (a soft delete);
+- deletion is two steps: soft delete (recoverable for ``recovery_days``), then purge of the
+  bytes; the blob goes first and the purge commit after it, so a crash between them only
+  repeats the (idempotent) blob delete;
+- rules that shorten a retention period are applied only when confirmed, after showing how
+  many clips they would delete;
+- every step is in the audit chain (``central.evidence.audit``) with actor, time, place and clip.
+
+Holds reach the stations through the changes feed (``ClipHold``) so their local copies are
+not purged either.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
+
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.config import CentralSettings
+from fleet.errors import BadRequest, Conflict, Gone, NotFound
+from fleet.events import ClipHold, OfficerId
+from fleet.protocol import AwareDatetime
+from central.evidence.retention_rules import RetentionRules, assessment, categories_of, load_retention, retain_until, shortened
+from central.evidence import audit
+from central.access.auth import Caller, user_with
+from central.core.openapi import errors
+from central.core.pagination import CURSOR_HELP, decode_time_cursor, page_response
+from central.access.scope import CLIPS_OF_BOROUGH, FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
+
+BATCH = 50_000
+"""Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
+
+HELD = """(
+    EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'clip' AND h.clip_id = c.clip_id AND h.released_at IS NULL)
+    OR EXISTS (SELECT 1 FROM case_clips cc JOIN holds h ON h.kind = 'case' AND h.case_ref = cc.case_ref
+               AND h.released_at IS NULL WHERE cc.clip_id = c.clip_id)
+    OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.officer_id = a.officer_id
+               AND h.released_at IS NULL AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
+               WHERE a.clip_id = c.clip_id)
+    OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.released_at IS NULL
+               AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
+               WHERE a.clip_id = c.clip_id AND a.officer_id IS NULL)
+)"""
+"""True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe.
+
+An officer hold also covers the clips nobody is attributed to that were recorded in its
+window: any of them may be the officer's, so they are kept until a supervisor attributes
+them (then the hold covers them only if they are that officer's)."""
+
+HELD_CLIPS = """
+SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
+UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
+      AND h.case_ref = cc.case_ref AND h.released_at IS NULL
+UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_officer
+      ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
+      AND a.recorded_at < h.window_to
+      WHERE h.kind = 'officer' AND h.released_at IS NULL
+UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_unattributed
+      ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
+      AND a.recorded_at < h.window_to
+      WHERE h.kind = 'officer' AND h.released_at IS NULL"""
+"""Every clip an active hold protects, as one query (a set: for ``IN`` and the per-batch list)."""
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+CaseRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$(?!\n)")]
+ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
+
+
+class HoldRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    kind: Literal["clip", "officer", "case"]
+    reason: Text
+    clip_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    officer_id: OfficerId | None = None
+    window_from: AwareDatetime | None = None
+    window_to: AwareDatetime | None = None
+    case_ref: CaseRef | None = None
+
+
+class Hold(msgspec.Struct, kw_only=True):
+    id: int
+    kind: str
+    reason: str
+    clip_id: str | None
+    officer_id: str | None
+    window_from: datetime | None
+    window_to: datetime | None
+    case_ref: str | None
+    created_at: datetime
+    created_by: str
+    released_at: datetime | None = None
+    released_by: str | None = None
+    clips: int = 0
+    """Clips at central it protects now."""
+
+
+class ReleaseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: Text
+
+
+class ReviewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A reviewer's decision on a clip whose reviewed retention period has ended."""
+
+    decision: Literal["retain", "dispose"]
+    reason: Text
+    retain_until: AwareDatetime | None = None
+    """For "retain": until when (default: its categories' period again, from today)."""
+
+
+class CaseClips(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    clip_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+                        msgspec.Meta(min_length=1, max_length=10_000)]
+    reason: Text
+
+
+class CategoriesRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    categories: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+                          msgspec.Meta(max_length=32)]
+    reason: Text
+    confirm: bool = False
+    """Needed when the new categories keep the clip for less time than now."""
+
+
+class RestoreRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    reason: Text
+
+
+class ClipRetention(msgspec.Struct, kw_only=True):
+    clip_id: str
+    recorded_at: datetime
+    categories: list[str]
+    retain_until: datetime | None
+    """None: not assessed yet (never deleted until it is)."""
+    held_by: list[int]
+    """Ids of the holds that protect it."""
+    deleted_at: datetime | None
+    purged_at: datetime | None
+    review: bool = False
+    """At ``retain_until`` it goes before a reviewer (MoPI) instead of being deleted."""
+
+
+class JobReport(msgspec.Struct, kw_only=True):
+    assessed: int = 0
+    soft_deleted: int = 0
+    purged: int = 0
+    held_back: int = 0
+    """Clips past retention that a hold kept."""
+    for_review: int = 0
+    """Clips past a reviewed retention period, waiting for a reviewer's decision."""
+    swept: int = 0
+    """Bytes of clips purged before a crash, deleted now."""
+
+
+class DigestDay(msgspec.Struct, kw_only=True):
+    day: str
+    soft_deletes: int
+    purges: int
+
+
+class Digest(msgspec.Struct, kw_only=True):
+    """What the next days' runs will delete (no hold protects it today)."""
+
+    days: list[DigestDay]
+    held_back: int
+    """Clips whose retention ends in the window but a hold keeps."""
+    reviews_due: int = 0
+    """Clips whose reviewed period ends by the window's end: a reviewer decides, nothing is deleted."""
+    sample: list[str]
+    """Up to 100 clip ids due for soft deletion, soonest first."""
+
+
+class RulesChange(msgspec.Struct, kw_only=True):
+    shortened: list[str]
+    would_delete: int
+    """Clips whose retention ends by now under the new rules, not held: the next run deletes them."""
+    applied: bool
+    more_than_now: int = 0
+    """Of those, how many the rules in force would keep."""
+
+
+class RetentionService:
+    def __init__(self, writer, changes, blobs, settings: CentralSettings) -> None:
+        self.writer = writer
+        self.changes = changes
+        self.blobs = blobs
+        self.settings = settings
+
+    # -- rules -------------------------------------------------------------------------------
+
+    def rules(self) -> RetentionRules:
+        """The rules last applied (stored with the data), else the configured ones."""
+        with self.writer.read() as db:
+            row = db.execute("SELECT rules FROM retention_rules WHERE one = 1").fetchone()
+        if row:
+            return msgspec.json.decode(row[0], type=RetentionRules)
+        return self.configured_rules()
+
+    def configured_rules(self) -> RetentionRules:
+        path = self.settings.retention.rules
+        return load_retention(path) if path else RetentionRules()
+
+    def apply_rules(self, new: RetentionRules, actor: str, *, confirm: bool = False,
+                    now: datetime | None = None) -> RulesChange:
+        """Adopt new rules. If they shorten any period, only with ``confirm`` (after seeing the count)."""
+        now = now or utc_now()
+        with self.writer.write() as db:
+            row = db.execute("SELECT rules FROM retention_rules WHERE one = 1").fetchone()
+            old = msgspec.json.decode(row[0], type=RetentionRules) if row else None
+            cut = shortened(old, new) if old is not None else []
+            would = self._count_due_under(db, new, now) if cut else 0
+            more = would - self._count_due_under(db, old, now) if cut else 0
+            if cut and not confirm:
+                return RulesChange(shortened=cut, would_delete=would, applied=False, more_than_now=more)
+            if old is not None and msgspec.json.encode(old) == msgspec.json.encode(new):
+                return RulesChange(shortened=[], would_delete=0, applied=False)
+            db.execute("INSERT INTO retention_rules (one, rules, applied_at, applied_by) VALUES (1, ?, ?, ?) "
+                       "ON CONFLICT (one) DO UPDATE SET rules = excluded.rules, applied_at = excluded.applied_at, "
+                       "applied_by = excluded.applied_by", [msgspec.json.encode(new).decode(), to_iso(now), actor])
+            db.execute("UPDATE clips SET retain_until = NULL WHERE deleted_at IS NULL")  # reassessed below
+            audit.record(db, actor=actor, action="config-change", object_type="retention_rules", object_id="rules",
+                         detail=(f"shortened {', '.join(cut)}; {would} clips now due" if cut else "rules applied"))
+        self.assess()
+        return RulesChange(shortened=cut, would_delete=would, applied=True, more_than_now=more)
+
+    def adopt_configured(self) -> RulesChange:
+        """At start-up: adopt the config file's rules unless they shorten a period (then they wait
+        for ``fleet central retention apply --confirm``; the rules applied before stay in force)."""
+        return self.apply_rules(self.configured_rules(), "central:start-up")
+
+    def _count_due_under(self, db, rules: RetentionRules, now: datetime) -> int:
+        count = 0
+        for clip_id, recorded_at, categories in db.execute(
+                f"SELECT c.clip_id, c.recorded_at, c.categories FROM clips c WHERE c.state = 'verified' "
+                f"AND c.deleted_at IS NULL AND NOT {HELD}"):
+            until, review = assessment(rules, from_iso(recorded_at), json.loads(categories))
+            if until <= now and not review:
+                count += 1
+        return count
+
+    # -- assessment --------------------------------------------------------------------------
+
+    def _rules_in(self, db) -> RetentionRules:
+        row = db.execute("SELECT rules FROM retention_rules WHERE one = 1").fetchone()
+        return msgspec.json.decode(row[0], type=RetentionRules) if row else self.configured_rules()
+
+    def assess(self, rules: RetentionRules | None = None) -> int:
+        """Give every verified clip without one its categories and end of retention.
+
+        The rules are read inside each batch's transaction, so a rules change committed
+        meanwhile is never overwritten by an assessment made under the old ones. A clip a
+        person categorised keeps exactly those categories; a restore's ``kept_until`` is a floor."""
+        done = 0
+        with self.writer.write() as db:
+            rules = self._rules_in(db)
+            # Most footage has no category: its end is recording + default_days, computed in SQL
+            # on the fixed-width text ("YYYY-MM-DDTHH:MM:SS" + ".ffffffZ"), equal to retain_until's.
+            done += db.execute(
+                "UPDATE clips SET retain_until = MAX(strftime('%Y-%m-%dT%H:%M:%S', substr(recorded_at, 1, 19), ?) "
+                "|| substr(recorded_at, 20), COALESCE(kept_until, '')), review = 0 WHERE retain_until IS NULL "
+                "AND state = 'verified' AND deleted_at IS NULL AND categorised_at IS NULL AND categories = '[]' "
+                "AND tags = '[]' AND NOT evidential AND length(recorded_at) = 27 AND substr(recorded_at, 27) = 'Z' "
+                "AND recorded_at < '9000'", [f"+{rules.default_days} days"]).rowcount
+        while True:
+            with self.writer.write() as db:
+                rules = self._rules_in(db)
+                rows = db.execute("SELECT clip_id, recorded_at, tags, evidential, categories, categorised_at, "
+                                  "kept_until FROM clips WHERE state = 'verified' AND retain_until IS NULL "
+                                  "AND deleted_at IS NULL LIMIT ?", [BATCH]).fetchall()
+                if not rows:
+                    return done
+                updates = []
+                for clip_id, recorded_at, tags, evidential, categories, by_hand, kept in rows:
+                    names = json.loads(categories) if by_hand else sorted(
+                        set(json.loads(categories)) | set(categories_of(rules, json.loads(tags), bool(evidential))))
+                    until, review = assessment(rules, from_iso(recorded_at), names)
+                    updates.append((json.dumps(names), max(to_iso(until), kept or ""), review, clip_id))
+                db.conn.executemany("UPDATE clips SET categories = ?, retain_until = ?, review = ? WHERE clip_id = ?",
+                                    updates)
+                done += len(rows)
+
+    # -- the daily job -----------------------------------------------------------------------
+
+    def run(self, now: datetime | None = None) -> JobReport:
+        """Assess, soft-delete what retention ended and no hold protects, purge after recovery.
+
+        Each batch is one write transaction that first lists the clips protected right now
+        (``_hold_now``), so a hold placed a moment ago is always seen. A purge is committed
+        (``purged_at``) before the bytes are deleted; a crash in between leaves bytes that the
+        next run's sweep deletes (a leak for a moment, never a loss of something held)."""
+        now = now or utc_now()
+        rules = self.rules()
+        report = JobReport(assessed=self.assess())
+        cutoff = to_iso(now)
+        report.swept = self._sweep()
+        # Candidates are found by index, then visited in table order (sorted rowids, 8 bytes
+        # each): a batch touches neighbouring pages instead of pages all over the database.
+        with self.writer.read() as db:
+            due = array("q", sorted(r[0] for r in db.execute(
+                "SELECT rowid FROM clips INDEXED BY clips_retain_until WHERE deleted_at IS NULL "
+                "AND retain_until <= ? AND state = 'verified' AND NOT review", [cutoff])))
+        for start in range(0, len(due), BATCH):
+            batch = due[start:start + BATCH]
+            with self.writer.write() as db:
+                self._hold_now(db)
+                ids = sorted(r[0] for r in db.execute(  # sorted: audit index inserts in key order
+                    "UPDATE clips SET deleted_at = ? WHERE rowid BETWEEN ? AND ? AND deleted_at IS NULL "
+                    "AND retain_until <= ? AND state = 'verified' AND NOT review AND clip_id NOT IN held_now "
+                    "AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
+                    [cutoff, batch[0], batch[-1], cutoff, json.dumps(batch.tolist())]))
+                audit.record_many(db, [dict(actor="retention-job", action="soft-delete", object_type="clip",
+                                            object_id=i, at=now, detail="retention ended, no hold") for i in ids])
+                report.soft_deleted += len(ids)
+        purge_before = to_iso(now - timedelta(days=rules.recovery_days))
+        with self.writer.read() as db:
+            due = array("q", sorted(r[0] for r in db.execute(
+                "SELECT rowid FROM clips INDEXED BY clips_deleted WHERE deleted_at IS NOT NULL AND purged_at IS NULL "
+                "AND deleted_at <= ?", [purge_before])))
+        for start in range(0, len(due), BATCH):
+            batch = due[start:start + BATCH]
+            with self.writer.write() as db:
+                self._hold_now(db)
+                rows = json.dumps(batch.tolist())
+                # What to delete goes in purge_pending in the same transaction as the purge itself.
+                db.execute("INSERT OR IGNORE INTO purge_pending (clip_id, blob_key) SELECT clip_id, "
+                           "COALESCE(blob_key, clip_id) FROM clips WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT "
+                           "NULL AND purged_at IS NULL AND deleted_at <= ? AND clip_id NOT IN held_now AND rowid IN "
+                           "(SELECT value FROM json_each(?))", [batch[0], batch[-1], purge_before, rows])
+                ids = sorted(r[0] for r in db.execute(
+                    "UPDATE clips SET purged_at = ?, blob_key = NULL WHERE rowid BETWEEN ? AND ? "
+                    "AND deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ? "
+                    "AND clip_id NOT IN held_now AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
+                    [cutoff, batch[0], batch[-1], purge_before, rows]))
+                audit.record_many(db, [dict(actor="retention-job", action="purge", object_type="clip", object_id=i,
+                                            at=now, detail=f"{rules.recovery_days} days after soft deletion")
+                                       for i in ids])
+                report.purged += len(ids)
+            self._sweep()
+        with self.writer.write() as db:
+            self._hold_now(db)
+            report.held_back = db.execute(
+                "SELECT count(*) FROM clips WHERE deleted_at IS NULL AND retain_until <= ? AND clip_id IN held_now",
+                [cutoff]).fetchone()[0]
+            report.for_review = db.execute(
+                "SELECT count(*) FROM clips INDEXED BY clips_review_due WHERE review AND deleted_at IS NULL "
+                "AND retain_until <= ? AND state = 'verified' AND clip_id NOT IN held_now", [cutoff]).fetchone()[0]
+        return report
+
+    def _sweep(self) -> int:
+        """Delete the bytes listed in ``purge_pending`` (purges already committed), then the list.
+
+        Called after each purge batch, and first thing in a run for what a crash left."""
+        swept = 0
+        while True:
+            with self.writer.read() as db:
+                rows = db.execute("SELECT clip_id, blob_key FROM purge_pending LIMIT ?", [BATCH]).fetchall()
+            if not rows:
+                return swept
+            self.blobs.delete_many([key for _, key in rows])
+            with self.writer.write() as db:
+                db.execute("DELETE FROM purge_pending WHERE clip_id IN (SELECT value FROM json_each(?))",
+                           [json.dumps([r[0] for r in rows])])
+            swept += len(rows)
+
+    @staticmethod
+    def _hold_now(db) -> None:
+        """``held_now``: the clips an active hold protects, listed inside the caller's transaction."""
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute("DELETE FROM held_now")
+        db.execute(f"INSERT OR IGNORE INTO held_now {HELD_CLIPS}")
+
+    def digest(self, days: int, now: datetime | None = None) -> Digest:
+        now = now or utc_now()
+        rules = self.rules()
+        self.assess()  # clips verified since the last assessment count too
+        end = now + timedelta(days=days)
+        with self.writer.read() as db:
+            soft = dict(db.execute(
+                f"SELECT substr(c.retain_until, 1, 10), count(*) FROM clips c WHERE c.state = 'verified' "
+                f"AND c.deleted_at IS NULL AND c.retain_until < ? AND NOT c.review AND NOT {HELD} GROUP BY 1",
+                [to_iso(end)]).fetchall())
+            purge = dict(db.execute(
+                f"SELECT substr(c.deleted_at, 1, 10), count(*) FROM clips c WHERE c.deleted_at IS NOT NULL "
+                f"AND c.purged_at IS NULL AND c.deleted_at < ? AND NOT {HELD} GROUP BY 1",
+                [to_iso(end - timedelta(days=rules.recovery_days))]).fetchall())
+            held = db.execute(f"SELECT count(*) FROM clips c WHERE c.deleted_at IS NULL AND c.retain_until < ? "
+                              f"AND {HELD}", [to_iso(end)]).fetchone()[0]
+            sample = [r[0] for r in db.execute(
+                f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
+                f"AND c.retain_until < ? AND NOT c.review AND NOT {HELD} ORDER BY c.retain_until LIMIT 100",
+                [to_iso(end)])]
+            reviews = db.execute(f"SELECT count(*) FROM clips c INDEXED BY clips_review_due WHERE c.review "
+                                 f"AND c.deleted_at IS NULL AND c.retain_until < ? AND c.state = 'verified' "
+                                 f"AND NOT {HELD}", [to_iso(end)]).fetchone()[0]
+        rows = []
+        for offset in range(days + 1):
+            day = (now + timedelta(days=offset)).date().isoformat()
+            # What is overdue today is deleted by today's run.
+            soft_n = sum(n for d, n in soft.items() if (d <= day if offset == 0 else d == day))
+            purge_day = (now + timedelta(days=offset - rules.recovery_days)).date().isoformat()
+            purge_n = sum(n for d, n in purge.items() if (d <= purge_day if offset == 0 else d == purge_day))
+            rows.append(DigestDay(day=day, soft_deletes=soft_n, purges=purge_n))
+        return Digest(days=rows, held_back=held, sample=sample, reviews_due=reviews)
+
+    # -- one clip ----------------------------------------------------------------------------
+
+    def clip(self, clip_id: str) -> ClipRetention:
+        with self.writer.read() as db:
+            return self._clip(db, clip_id)
+
+    def _clip(self, db, clip_id: str) -> ClipRetention:
+        row = db.execute("SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
+                         "FROM clips WHERE clip_id = ? AND state = 'verified'", [clip_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no verified clip {clip_id}")
+        return _retention(row, self._holds_on(db, clip_id))
+
+    @staticmethod
+    def _holds_on(db, clip_id: str) -> list[int]:
+        return sorted(r[0] for r in db.execute(
+            """SELECT h.id FROM holds h WHERE h.released_at IS NULL AND (
+                   (h.kind = 'clip' AND h.clip_id = :clip)
+                   OR (h.kind = 'case' AND h.case_ref IN (SELECT case_ref FROM case_clips WHERE clip_id = :clip))
+                   OR (h.kind = 'officer' AND EXISTS (
+                       SELECT 1 FROM attributions a WHERE a.clip_id = :clip
+                       AND (a.officer_id = h.officer_id OR a.officer_id IS NULL)
+                       AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)))""",
+            {"clip": clip_id}))
+
+    def categorise(self, clip_id: str, request: CategoriesRequest, actor: str,
+                   now: datetime | None = None) -> ClipRetention:
+        rules = self.rules()
+        unknown = [c for c in request.categories if c not in rules.categories]
+        if unknown:
+            raise BadRequest(f"unknown retention category {unknown[0]!r}; the rules have "
+                             f"{', '.join(sorted(rules.categories))}")
+        now = now or utc_now()
+        with self.writer.write() as db:
+            before = self._clip(db, clip_id)
+            if before.purged_at is not None:
+                raise Gone(f"clip {clip_id} was purged on {to_iso(before.purged_at)}")
+            names = sorted(set(request.categories))
+            until, review = assessment(rules, before.recorded_at, names)
+            if before.retain_until is not None and until < before.retain_until and not request.confirm:
+                raise Conflict(f"these categories keep clip {clip_id} until {to_iso(until)}, not "
+                               f"{to_iso(before.retain_until)}" + (": it would be deleted at the next run"
+                                                                     if until <= now else "")
+                               + "; send confirm: true to shorten its retention")
+            restore = before.deleted_at is not None and until > now
+            db.execute("UPDATE clips SET categories = ?, retain_until = ?, review = ?, categorised_at = ?, "
+                       "kept_until = NULL" + (", deleted_at = NULL" if restore else "") + " WHERE clip_id = ?",
+                       [json.dumps(names), to_iso(until), review, to_iso(now), clip_id])
+            audit.record(db, actor=actor, action="categorise", object_type="clip", object_id=clip_id,
+                         detail=f"{', '.join(before.categories) or 'none'} → {', '.join(names) or 'none'} "
+                                f"(kept until {to_iso(until)}): {request.reason}")
+            if restore:
+                audit.record(db, actor=actor, action="restore", object_type="clip", object_id=clip_id,
+                             detail="its new categories keep it")
+            return self._clip(db, clip_id)
+
+    def restore(self, clip_id: str, request: RestoreRequest, actor: str,
+                now: datetime | None = None) -> ClipRetention:
+        """Undo a soft delete; the clip gets a fresh default period (categorise or hold it to keep it longer)."""
+        rules = self.rules()
+        now = now or utc_now()
+        with self.writer.write() as db:
+            clip = self._clip(db, clip_id)
+            if clip.purged_at is not None:
+                raise Gone(f"clip {clip_id} was purged on {to_iso(clip.purged_at)}: it cannot be restored")
+            if clip.deleted_at is None:
+                raise Conflict(f"clip {clip_id} is not deleted")
+            until = max(clip.retain_until or now, now + timedelta(days=rules.default_days))
+            db.execute("UPDATE clips SET deleted_at = NULL, retain_until = ?, kept_until = ? WHERE clip_id = ?",
+                       [to_iso(until), to_iso(until), clip_id])
+            audit.record(db, actor=actor, action="restore", object_type="clip", object_id=clip_id,
+                         detail=f"kept until {to_iso(until)}: {request.reason}")
+            return self._clip(db, clip_id)
+
+    # -- MoPI review -------------------------------------------------------------------------
+
+    def reviews(self, limit: int, after: tuple[str, str] | None = None,
+                now: datetime | None = None) -> list[ClipRetention]:
+        """Clips whose reviewed period has ended, waiting for a decision; longest waiting first.
+        Held ones are listed too (a reviewer may retain them; disposal waits for the release)."""
+        self.assess()
+        with self.writer.read() as db:
+            rows = db.execute(
+                "SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
+                "FROM clips INDEXED BY clips_review_due WHERE review AND deleted_at IS NULL AND state = 'verified' "
+                "AND retain_until <= ?" + (" AND (retain_until, clip_id) > (?, ?)" if after else "")
+                + " ORDER BY retain_until, clip_id LIMIT ?",
+                [to_iso(now or utc_now()), *(after or ()), limit]).fetchall()
+            return [_retention(r, self._holds_on(db, r[0])) for r in rows]
+
+    def review(self, clip_id: str, request: ReviewRequest, actor: str,
+               now: datetime | None = None) -> ClipRetention:
+        """Record a reviewer's decision: retain for another period, or dispose (a soft delete,
+        recoverable for ``recovery_days`` like any other). Only for a clip that is due."""
+        now = now or utc_now()
+        with self.writer.write() as db:
+            clip = self._clip(db, clip_id)
+            if clip.deleted_at is not None or clip.purged_at is not None:
+                raise Gone(f"clip {clip_id} is deleted")
+            if not clip.review or clip.retain_until is None or clip.retain_until > now:
+                raise Conflict(f"clip {clip_id} is not due for review"
+                               + (f" until {to_iso(clip.retain_until)}" if clip.review and clip.retain_until else ""))
+            if request.decision == "retain":
+                # Default: its categories' period again, counted from the review.
+                until = request.retain_until or retain_until(self._rules_in(db), now, clip.categories)
+                if until <= now:
+                    raise BadRequest("retain_until must be in the future")
+                db.execute("UPDATE clips SET retain_until = ?, kept_until = ? WHERE clip_id = ?",
+                           [to_iso(until), to_iso(until), clip_id])
+                audit.record(db, actor=actor, action="review", object_type="clip", object_id=clip_id,
+                             detail=f"retained until {to_iso(until)}: {request.reason}")
+            else:
+                if request.retain_until is not None:
+                    raise BadRequest("retain_until goes with decision 'retain' only")
+                if clip.held_by:
+                    raise Conflict(f"clip {clip_id} is held by hold {', '.join(map(str, clip.held_by))}: "
+                                   "it cannot be disposed of until released")
+                db.execute("UPDATE clips SET deleted_at = ? WHERE clip_id = ?", [to_iso(now), clip_id])
+                audit.record(db, actor=actor, action="review", object_type="clip", object_id=clip_id,
+                             detail=f"disposed of: {request.reason}")
+                audit.record(db, actor=actor, action="soft-delete", object_type="clip", object_id=clip_id,
+                             detail="disposed of at review")
+            return self._clip(db, clip_id)
+
+    # -- holds -------------------------------------------------------------------------------
+
+    def place_hold(self, request: HoldRequest, actor: str, now: datetime | None = None) -> Hold:
+        fields = {"clip": ["clip_id"], "officer": ["officer_id", "window_from", "window_to"], "case": ["case_ref"]}
+        needed = fields[request.kind]
+        missing = [f for f in needed if getattr(request, f) is None]
+        extra = [f for k, names in fields.items() if k != request.kind for f in names if getattr(request, f) is not None]
+        if missing:
+            raise BadRequest(f"a {request.kind} hold needs {', '.join(missing)}")
+        if extra:
+            raise BadRequest(f"a {request.kind} hold does not take {', '.join(extra)}")
+        if request.kind == "officer":
+            if not all(1970 <= t.year < 9000 for t in (request.window_from, request.window_to)):
+                raise BadRequest("the hold's window must lie between 1970 and 9000")
+            if request.window_to <= request.window_from:
+                raise BadRequest("window_to must be after window_from")
+        moment = now or utc_now()
+        now = to_iso(moment)
+        with self.writer.write() as db:
+            if request.kind == "clip" and db.execute("SELECT 1 FROM clips WHERE clip_id = ?",
+                                                     [request.clip_id]).fetchone() is None:
+                raise NotFound(f"no clip {request.clip_id}")
+            if request.kind == "officer" and db.execute("SELECT 1 FROM officers WHERE officer_id = ?",
+                                                        [request.officer_id]).fetchone() is None:
+                raise NotFound(f"no officer {request.officer_id}")
+            hold_id = db.execute(
+                "INSERT INTO holds (kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
+                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [request.kind, request.reason, request.clip_id, request.officer_id,
+                 to_iso(request.window_from) if request.window_from else None,
+                 to_iso(request.window_to) if request.window_to else None, request.case_ref, now, actor]).lastrowid
+            audit.record(db, actor=actor, action="hold", object_type="hold", object_id=str(hold_id),
+                         detail=f"{_describe(request)}: {request.reason}")
+            clips = self._clips_of_hold(db, hold_id)
+            audit.record_many(db, [dict(actor=actor, action="hold", object_type="clip", object_id=c,
+                                        detail=f"hold {hold_id}: {request.reason}") for c in clips])
+            self._restore_held(db, clips, hold_id, actor, moment)
+            announce_holds(db, self.changes, clips)
+            return self._hold(db, hold_id)
+
+    def _restore_held(self, db, clips: list[str], hold_id: int, actor: str, now: datetime) -> None:
+        """Soft-deleted (not purged) clips a new hold covers come back, with a fresh default period
+        after it, so a release never purges them without their recovery window."""
+        rules = self._rules_in(db)
+        until = to_iso(now + timedelta(days=rules.default_days))
+        for start in range(0, len(clips), 500):
+            chunk = clips[start:start + 500]
+            back = [r[0] for r in db.execute(
+                f"UPDATE clips SET deleted_at = NULL, kept_until = MAX(COALESCE(kept_until, ''), ?), "
+                f"retain_until = MAX(COALESCE(retain_until, ''), ?) WHERE clip_id IN ({','.join('?' * len(chunk))}) "
+                f"AND deleted_at IS NOT NULL AND purged_at IS NULL RETURNING clip_id", [until, until, *chunk])]
+            audit.record_many(db, [dict(actor=actor, action="restore", object_type="clip", object_id=c,
+                                        detail=f"hold {hold_id} placed while it was soft-deleted") for c in back])
+
+    def release_hold(self, hold_id: int, request: ReleaseRequest, actor: str) -> Hold:
+        with self.writer.write() as db:
+            row = db.execute("SELECT released_at FROM holds WHERE id = ?", [hold_id]).fetchone()
+            if row is None:
+                raise NotFound(f"no hold {hold_id}")
+            if row[0] is not None:
+                raise Conflict(f"hold {hold_id} was already released")
+            clips = self._clips_of_hold(db, hold_id)
+            db.execute("UPDATE holds SET released_at = ?, released_by = ?, release_reason = ? WHERE id = ?",
+                       [to_iso(utc_now()), actor, request.reason, hold_id])
+            audit.record(db, actor=actor, action="release", object_type="hold", object_id=str(hold_id),
+                         detail=request.reason)
+            audit.record_many(db, [dict(actor=actor, action="release", object_type="clip", object_id=c,
+                                        detail=f"hold {hold_id}: {request.reason}") for c in clips])
+            announce_holds(db, self.changes, clips)
+            return self._hold(db, hold_id)
+
+    def add_to_case(self, case_ref: str, request: CaseClips, actor: str) -> list[str]:
+        with self.writer.write() as db:
+            known = {r[0] for r in db.execute(
+                f"SELECT clip_id FROM clips WHERE clip_id IN ({','.join('?' * len(request.clip_ids))})",
+                request.clip_ids)}
+            missing = [c for c in request.clip_ids if c not in known]
+            if missing:
+                raise NotFound(f"no clip {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            db.conn.executemany("INSERT INTO case_clips (case_ref, clip_id, added_at, added_by) VALUES (?, ?, ?, ?) "
+                                "ON CONFLICT DO NOTHING",
+                                [(case_ref, c, to_iso(utc_now()), actor) for c in request.clip_ids])
+            audit.record_many(db, [dict(actor=actor, action="case-add", object_type="clip", object_id=c,
+                                        detail=f"case {case_ref}: {request.reason}") for c in request.clip_ids])
+            announce_holds(db, self.changes, request.clip_ids)
+            return sorted(r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ?", [case_ref]))
+
+    def holds(self, active: bool | None, limit: int, borough: str | None = None) -> list[Hold]:
+        """Newest first; ``borough``: only that borough's holds, as ``central.access.scope`` places them (a
+        clip hold in its clip's camera's borough, an officer hold in the officer's; a case hold in none)."""
+        where = [{True: "h.released_at IS NULL", False: "h.released_at IS NOT NULL", None: "1"}[active]]
+        params: list = []
+        if borough is not None:
+            where.append(f"""((h.kind = 'clip' AND COALESCE((SELECT device_serial FROM clips WHERE clip_id = h.clip_id),
+                                   (SELECT device_serial FROM attributions WHERE clip_id = h.clip_id))
+                                  IN ({CLIPS_OF_BOROUGH}))
+                              OR (h.kind = 'officer' AND (SELECT borough FROM officers
+                                                          WHERE officer_id = h.officer_id) = ?))""")
+            params += [borough, borough]
+        sql = f"SELECT h.id FROM holds h WHERE {' AND '.join(where)} ORDER BY h.id DESC LIMIT ?"
+        with self.writer.read() as db:
+            return [self._hold(db, r[0]) for r in db.execute(sql, [*params, limit]).fetchall()]
+
+    def _hold(self, db, hold_id: int) -> Hold:
+        r = db.execute("SELECT id, kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
+                       "created_by, released_at, released_by FROM holds WHERE id = ?", [hold_id]).fetchone()
+        if r is None:
+            raise NotFound(f"no hold {hold_id}")
+        clips = len(self._clips_of_hold(db, hold_id)) if r[10] is None else 0
+        return Hold(id=r[0], kind=r[1], reason=r[2], clip_id=r[3], officer_id=r[4],
+                    window_from=from_iso(r[5]) if r[5] else None, window_to=from_iso(r[6]) if r[6] else None,
+                    case_ref=r[7], created_at=from_iso(r[8]), created_by=r[9],
+                    released_at=from_iso(r[10]) if r[10] else None, released_by=r[11], clips=clips)
+
+    @staticmethod
+    def _clips_of_hold(db, hold_id: int) -> list[str]:
+        kind, clip_id, officer, start, end, case_ref = db.execute(
+            "SELECT kind, clip_id, officer_id, window_from, window_to, case_ref FROM holds WHERE id = ?",
+            [hold_id]).fetchone()
+        if kind == "clip":
+            return [clip_id]
+        if kind == "case":
+            return [r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ? ORDER BY clip_id",
+                                             [case_ref])]
+        return [r[0] for r in db.execute(
+            "SELECT clip_id FROM attributions WHERE (officer_id = ? OR officer_id IS NULL) AND recorded_at >= ? "
+            "AND recorded_at < ? ORDER BY recorded_at", [officer, start, end])]
+
+
+def announce_holds(db, changes, clip_ids: list[str], *, held_only: bool = False) -> None:
+    """Each clip's held state now, down the feed to the borough of the station that has its copy.
+
+    Called wherever a clip can come under a hold or leave one: a hold placed or released, a
+    clip added to a case, and a clip's attribution set or changed (an officer hold placed
+    before the clip reached central covers it from then on). ``held_only``: for clips new to
+    central, whose stations hold nothing yet, only the held ones are worth a message. A station
+    central has not heard from yet has the borough its config entry gives."""
+    for start in range(0, len(clip_ids), 500):
+        chunk = clip_ids[start:start + 500]
+        rows = db.execute(
+            f"""SELECT c.clip_id, COALESCE(cl.station_id, a.station_id), s.borough, {HELD}
+                FROM (SELECT value AS clip_id FROM json_each(?)) c
+                LEFT JOIN clips cl ON cl.clip_id = c.clip_id
+                LEFT JOIN attributions a ON a.clip_id = c.clip_id
+                LEFT JOIN stations s ON s.station_id = COALESCE(cl.station_id, a.station_id)""",
+            [json.dumps(chunk)]).fetchall()
+        for clip_id, station_id, borough, held in rows:
+            entry = changes.settings.stations.get(station_id) if station_id else None
+            borough = borough or (entry.borough if entry else None)
+            if borough and (held or not held_only):
+                changes.emit(db, ClipHold(clip_id=clip_id, held=bool(held)), borough)
+
+
+def announce_reattributed(db, changes, clip_ids: list[str]) -> None:
+    """After clips' attribution changed: an officer hold may now cover them or no longer.
+
+    Only clips recorded inside some active officer hold's window can have changed state, so
+    only those are announced (a docking re-attributes a few clips; most are in no window)."""
+    if changes is None or not clip_ids:
+        return
+    in_windows = [r[0] for r in db.execute(
+        """SELECT a.clip_id FROM attributions a WHERE a.clip_id IN (SELECT value FROM json_each(?))
+           AND EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'officer' AND h.released_at IS NULL
+                       AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)""",
+        [json.dumps(clip_ids)])]
+    announce_holds(db, changes, in_windows)
+
+
+def _retention(row, held_by: list[int]) -> ClipRetention:
+    """(clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review) → ClipRetention."""
+    return ClipRetention(clip_id=row[0], recorded_at=from_iso(row[1]), categories=json.loads(row[2]),
+                         retain_until=from_iso(row[3]) if row[3] else None, held_by=held_by,
+                         deleted_at=from_iso(row[4]) if row[4] else None,
+                         purged_at=from_iso(row[5]) if row[5] else None, review=bool(row[6]))
+
+
+def held_clips_of_borough(db, borough: str, settings: CentralSettings) -> list[str]:
+    """For a station's snapshot: the borough's stations' clips that a hold protects."""
+    stations = [s for s, entry in settings.stations.items() if entry.borough == borough]
+    if not stations:
+        return []
+    return [r[0] for r in db.execute(
+        f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) AND c.purged_at IS NULL "
+        f"AND {HELD} ORDER BY c.clip_id", stations)]
+
+
+def _describe(request: HoldRequest) -> str:
+    if request.kind == "clip":
+        return f"clip {request.clip_id}"
+    if request.kind == "case":
+        return f"case {request.case_ref}"
+    return f"officer {request.officer_id} from {to_iso(request.window_from)} to {to_iso(request.window_to)}"
+
+
+class RetentionController(Controller):
+    path = "/api/v1"
+    tags = ["retention"]
+
+    @post("/holds", status_code=201, summary="Place a hold: on a clip, an officer and time window, or a case",
+          guards=[user_with("supervisor")], responses=errors(404),
+          description="A supervisor for one borough holds that borough's clips and officers; case holds are "
+                      "force-wide (a case may span boroughs).",
+          scope=touches(in_json("clip", "clip_id"), in_json("officer", "officer_id"), in_json("case", "case_ref")))
+    async def place(self, request: Request, principal: Caller, data: JSONBody[HoldRequest]) -> Hold:
+        return await anyio.to_thread.run_sync(request.app.state.retention.place_hold, data, principal.name)
+
+    @get("/holds", summary="Holds, newest first", guards=[user_with("supervisor")], scope=LISTS)
+    async def list_holds(self, request: Request, within: Scoped, active: FromQuery[bool | None] = True,
+                         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Hold]:
+        return await anyio.to_thread.run_sync(request.app.state.retention.holds, active, limit, within.borough)
+
+    @post("/holds/{hold_id:int}/release", status_code=200, summary="Release a hold (audited)",
+          guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("hold", "hold_id")))
+    async def release(self, request: Request, principal: Caller,
+                      hold_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ReleaseRequest]) -> Hold:
+        return await anyio.to_thread.run_sync(request.app.state.retention.release_hold, hold_id, data,
+                                              principal.name)
+
+    @post("/cases/{case_ref:str}/clips", status_code=200, summary="Add clips to a case (a case hold covers them)",
+          guards=[user_with("supervisor")], scope=touches(in_path("case", "case_ref"), in_json("clip", "clip_ids")))
+    async def add_to_case(self, request: Request, principal: Caller,
+                          case_ref: Annotated[str, PathParameter(min_length=1, max_length=64,
+                                                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")],
+                          data: JSONBody[CaseClips]) -> list[str]:
+        return await anyio.to_thread.run_sync(request.app.state.retention.add_to_case, case_ref, data,
+                                              principal.name)
+
+    @get("/clips/{clip_id:str}/retention", summary="A clip's categories, end of retention, holds, deletion",
+         guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")))
+    async def clip_retention(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> ClipRetention:
+        return request.app.state.retention.clip(clip_id)
+
+    @post("/clips/{clip_id:str}/categories", status_code=200, summary="Set a clip's retention categories (audited)",
+          guards=[user_with("supervisor")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")))
+    async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath,
+                         data: JSONBody[CategoriesRequest]) -> ClipRetention:
+        return await anyio.to_thread.run_sync(request.app.state.retention.categorise, clip_id, data, principal.name)
+
+    @post("/clips/{clip_id:str}/restore", status_code=200, summary="Restore a soft-deleted clip (before its purge)",
+          guards=[user_with("admin")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")))
+    async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath,
+                      data: JSONBody[RestoreRequest]) -> ClipRetention:
+        return await anyio.to_thread.run_sync(request.app.state.retention.restore, clip_id, data, principal.name)
+
+    @get("/retention/reviews", summary="Clips past a reviewed (MoPI) retention period, waiting for a decision",
+         guards=[user_with("admin")], scope=FORCE_WIDE)
+    async def reviews(self, request: Request, principal: Caller,
+                      limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+                      cursor: Annotated[str | None, QueryParameter(max_length=200,
+                                                                   description=CURSOR_HELP)] = None,
+                      ) -> Response[list[ClipRetention]]:
+        after = decode_time_cursor(cursor) if cursor else None
+        rows = await anyio.to_thread.run_sync(request.app.state.retention.reviews, limit + 1, after)
+        return page_response(rows, limit, lambda c: (to_iso(c.retain_until), c.clip_id))
+
+    @post("/clips/{clip_id:str}/review", status_code=200, guards=[user_with("admin")], responses=errors(409, 410),
+          scope=touches(in_path("clip", "clip_id")),
+          summary="A reviewer's decision on a clip due for review: retain for another period, or dispose")
+    async def review(self, request: Request, principal: Caller, clip_id: ClipIdPath,
+                     data: JSONBody[ReviewRequest]) -> ClipRetention:
+        return await anyio.to_thread.run_sync(request.app.state.retention.review, clip_id, data, principal.name)
+
+    @get("/retention/digest", summary="Deletions due in the next days, for admins", guards=[user_with("admin")],
+         scope=FORCE_WIDE)
+    async def digest(self, request: Request, principal: Caller,
+                     days: Annotated[int, QueryParameter(ge=1, le=90)] = 7) -> Digest:
+        return await anyio.to_thread.run_sync(request.app.state.retention.digest, days)
+
+    @post("/retention/run", status_code=200, summary="Run the retention job now", guards=[user_with("admin")],
+          scope=FORCE_WIDE)
+    async def run_now(self, request: Request, principal: Caller) -> JobReport:
+        return await anyio.to_thread.run_sync(request.app.state.retention.run)

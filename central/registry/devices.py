@@ -1,0 +1,356 @@
+"""Devices: the registry of every camera, its lifecycle, where it is, who holds it, its battery.
+
+Telemetry fields are kept up to date by station events (central.events.projection); registry
+fields (lifecycle, borough, home station, assignment mode) by people, validated by
+``central.registry.lifecycle`` and recorded in the device's history and the audit trail. Registry
+changes go down the changes feed to the stations of the borough concerned.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
+
+from fleet import csvio
+from central.registry import lifecycle
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import BadRequest, NotFound
+from fleet.events import AssignmentMode, DeviceEntry
+from fleet.protocol import Serial
+from central.evidence import audit
+from central.evidence.audit import AuditRecord
+from central.access.auth import Caller, station_or_user_with, user_with
+from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
+from central.core.openapi import errors
+from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_path, touches
+
+DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
+REPLACE_SOON_DAYS = 90
+SerialPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the camera's serial")]
+
+
+class DeviceSummary(msgspec.Struct, kw_only=True):
+    serial: str
+    model: str
+    firmware: str
+    lifecycle: str
+    borough: str | None
+    home_station: str | None
+    assignment_mode: str | None
+    holder: str | None = None
+    """The officer holding it now (personal issue or pool checkout)."""
+    holder_mode: str | None = None
+    last_docked_at: datetime | None = None
+    last_station: str | None = None
+    last_upload_at: datetime | None = None
+    battery_soh_pct: float | None = None
+    battery_level_pct: float | None = None
+    battery_temp_c: float | None = None
+    battery_cycles: int | None = None
+    replace_by: datetime | None = None
+    flags: list[str] = []
+
+
+class DevicePage(msgspec.Struct, kw_only=True):
+    items: list[DeviceSummary]
+    next_cursor: str | None = None
+    total: int | None = None
+
+
+class AssignmentInfo(msgspec.Struct, kw_only=True):
+    id: int
+    device_serial: str
+    officer_id: str
+    mode: str
+    started_at: datetime
+    ended_at: datetime | None
+    station_id: str | None
+    started_by: str
+    ended_by: str | None
+    end_reason: str | None
+
+
+class LifecycleChange(msgspec.Struct, kw_only=True):
+    at: datetime
+    actor: str
+    place: str | None
+    from_state: str | None
+    to_state: str
+    reason: str
+
+
+class BatteryPoint(msgspec.Struct, kw_only=True):
+    at: datetime
+    soh_pct: float | None
+    cycle_count: int | None
+    temperature_c: float | None
+    level_pct: float | None
+    station_id: str | None
+
+
+class DeviceDetail(msgspec.Struct, kw_only=True):
+    device: DeviceSummary
+    telemetry: dict[str, Any] | None
+    assignments: list[AssignmentInfo]
+    lifecycle_history: list[LifecycleChange]
+    battery: list[BatteryPoint]
+    audit: list[AuditRecord]
+
+
+Borough = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Text = Annotated[str, msgspec.Meta(max_length=128)]
+
+
+class DeviceRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    serial: Serial
+    model: Text = ""
+    borough: Borough | None = None
+    home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    assignment_mode: AssignmentMode | None = None
+
+
+class RegistrationResult(msgspec.Struct, kw_only=True):
+    created: list[str]
+    already_registered: list[str]
+
+
+class LifecycleRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    state: lifecycle.Lifecycle
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    borough: Borough | None = None
+    home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+SUMMARY_SQL = """
+    SELECT d.serial, d.model, d.firmware, d.lifecycle, d.borough, d.home_station, d.assignment_mode,
+           a.officer_id, a.mode, d.last_docked_at, d.last_station, d.last_upload_at, d.battery_soh, d.battery_level,
+           d.battery_temp_c, d.battery_cycles, d.replace_by, d.flag_short_shift, d.flag_over_temp,
+           d.flag_capacity_drop, d.flag_stale
+    FROM devices d
+    LEFT JOIN assignments a ON a.id = (SELECT id FROM assignments INDEXED BY assignments_open
+                                       WHERE device_serial = d.serial AND ended_at IS NULL
+                                       ORDER BY started_at DESC LIMIT 1)
+"""
+"""One row per camera; its holder is its latest open assignment (two open ones are a conflict, listed)."""
+
+
+def _summary(r, now: datetime) -> DeviceSummary:
+    replace_by = from_iso(r[16]) if r[16] else None
+    flags = [name for name, on in (("short_shift", r[17]), ("over_temp", r[18]), ("capacity_drop", r[19]),
+                                   ("stale", r[20])) if on]
+    if replace_by is not None and (replace_by - now).days <= REPLACE_SOON_DAYS:
+        flags.append("replace_soon")
+    if r[3] == "lost":
+        flags.append("lost")
+    return DeviceSummary(
+        serial=r[0], model=r[1], firmware=r[2], lifecycle=r[3], borough=r[4], home_station=r[5],
+        assignment_mode=r[6], holder=r[7], holder_mode=r[8], last_docked_at=from_iso(r[9]) if r[9] else None,
+        last_station=r[10], last_upload_at=from_iso(r[11]) if r[11] else None, battery_soh_pct=r[12],
+        battery_level_pct=r[13], battery_temp_c=r[14], battery_cycles=r[15], replace_by=replace_by, flags=flags)
+
+
+FLAG_SQL = {
+    "short_shift": "d.flag_short_shift", "over_temp": "d.flag_over_temp", "capacity_drop": "d.flag_capacity_drop",
+    "stale": "d.flag_stale", "lost": "d.lifecycle = 'lost'",
+    "replace_soon": "d.replace_by IS NOT NULL AND d.replace_by <= :replace_soon",
+}
+
+
+def _flag_params(now: datetime) -> dict[str, str]:
+    return {"replace_soon": to_iso(now + timedelta(days=REPLACE_SOON_DAYS))}
+
+
+class DeviceService:
+    def __init__(self, writer, changes) -> None:
+        self.writer = writer
+        self.changes = changes
+
+    def page(self, *, borough: str | None = None, lifecycle_state: str | None = None, flag: str | None = None,
+             station: str | None = None, q: str | None = None, after: str | None = None,
+             limit: int = 100) -> DevicePage:
+        now = utc_now()
+        where, params = [], {"limit": limit + 1, **_flag_params(now)}
+        for column, value in (("d.borough", borough), ("d.lifecycle", lifecycle_state), ("d.last_station", station)):
+            if value is not None:
+                where.append(f"{column} = :{column[2:]}")
+                params[column[2:]] = value
+        if flag is not None:
+            where.append(FLAG_SQL[flag])
+        if q:
+            where.append("(d.serial LIKE :q OR a.officer_id LIKE :q)")
+            params["q"] = f"%{q}%"
+        if after:
+            where.append("d.serial > :after")
+            params["after"] = after
+        sql = SUMMARY_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY d.serial LIMIT :limit"
+        with self.writer.read() as db:
+            rows = db.execute(sql, params).fetchall()
+        more = len(rows) > limit
+        items = [_summary(r, now) for r in rows[:limit]]
+        return DevicePage(items=items, next_cursor=items[-1].serial if more else None)
+
+    def flag_counts(self, borough: str | None = None) -> dict[str, int]:
+        """How many cameras each alert flag marks now (the overview's alert cards), of one borough or all."""
+        params = {**_flag_params(utc_now()), "borough": borough}
+        only = " AND d.borough = :borough" if borough is not None else ""
+        with self.writer.read() as db:
+            return {flag: db.execute(f"SELECT count(*) FROM devices d WHERE {sql}{only}", params).fetchone()[0]
+                    for flag, sql in FLAG_SQL.items()}
+
+    def all(self, borough: str | None = None) -> list[DeviceSummary]:
+        now = utc_now()
+        sql = SUMMARY_SQL + (" WHERE d.borough = ?" if borough else "") + " ORDER BY d.serial"
+        with self.writer.read() as db:
+            return [_summary(r, now) for r in db.execute(sql, [borough] if borough else [])]
+
+    def summary(self, serial: str) -> DeviceSummary:
+        with self.writer.read() as db:
+            row = db.execute(SUMMARY_SQL + " WHERE d.serial = ?", [serial]).fetchone()
+        if row is None:
+            raise NotFound(f"no camera {serial} in the registry")
+        return _summary(row, utc_now())
+
+    def detail(self, serial: str) -> DeviceDetail:
+        device = self.summary(serial)
+        with self.writer.read() as db:
+            telemetry = db.execute("SELECT telemetry FROM devices WHERE serial = ?", [serial]).fetchone()[0]
+            assignments = [_assignment(r) for r in db.execute(
+                f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE device_serial = ? "
+                "ORDER BY started_at DESC, id DESC LIMIT 200", [serial])]
+            history = [LifecycleChange(at=from_iso(r[0]), actor=r[1], place=r[2], from_state=r[3], to_state=r[4],
+                                       reason=r[5]) for r in db.execute(
+                "SELECT at, actor, place, from_state, to_state, reason FROM device_history WHERE serial = ? "
+                "ORDER BY id DESC LIMIT 200", [serial])]
+            readings = [BatteryPoint(at=from_iso(r[0]), soh_pct=r[1], cycle_count=r[2], temperature_c=r[3],
+                                     level_pct=r[4], station_id=r[5]) for r in db.execute(
+                "SELECT at, soh_pct, cycle_count, temperature_c, level_pct, station_id FROM battery_readings "
+                "WHERE serial = ? ORDER BY at DESC LIMIT 365", [serial])]
+            trail = audit.records_for(db, "device", serial)
+        return DeviceDetail(device=device, telemetry=json.loads(telemetry) if telemetry else None,
+                            assignments=assignments, lifecycle_history=history, battery=readings[::-1], audit=trail)
+
+    def register(self, devices: list[DeviceRegistration], actor: str) -> RegistrationResult:
+        now = to_iso(utc_now())
+        created, existing = [], []
+        with self.writer.write() as db:
+            for d in devices:
+                state = "allocated" if d.borough else "in_stock"
+                inserted = db.execute(
+                    """INSERT INTO devices (serial, model, lifecycle, borough, home_station, assignment_mode,
+                           registered_by, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (serial) DO NOTHING""",
+                    [d.serial, d.model, state, d.borough, d.home_station, d.assignment_mode, actor, now]).rowcount
+                if not inserted:
+                    existing.append(d.serial)
+                    continue
+                created.append(d.serial)
+                db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                           "VALUES (?, ?, ?, 'central', NULL, ?, 'registered')", [d.serial, now, actor, state])
+                audit.record(db, actor=actor, action="register", object_type="device", object_id=d.serial,
+                             detail=f"{state}, borough {d.borough or '-'}")
+                if d.borough:
+                    self.changes.emit(db, DeviceEntry(serial=d.serial, model=d.model, lifecycle=state,
+                                                      borough=d.borough, home_station=d.home_station,
+                                                      assignment_mode=d.assignment_mode), d.borough)
+        return RegistrationResult(created=created, already_registered=existing)
+
+    def change_lifecycle(self, serial: str, request: LifecycleRequest, actor: str) -> DeviceSummary:
+        with self.writer.write() as db:
+            row = db.execute("SELECT lifecycle, borough, home_station, model, assignment_mode FROM devices "
+                             "WHERE serial = ?", [serial]).fetchone()
+            if row is None:
+                raise NotFound(f"no camera {serial} in the registry")
+            current, borough, home, model, mode = row
+            target_borough = request.borough or borough
+            holder = db.execute("SELECT officer_id, mode FROM assignments WHERE device_serial = ? "
+                                "AND ended_at IS NULL", [serial]).fetchone()
+            lifecycle.check_transition(current, request.state, borough=target_borough,
+                                       has_open_assignment=holder is not None)
+            if request.state == "in_stock":
+                target_borough, home_station = None, None
+            else:
+                home_station = request.home_station or home
+            now = utc_now()
+            db.execute("UPDATE devices SET lifecycle = ?, borough = ?, home_station = ? WHERE serial = ?",
+                       [request.state, target_borough, home_station, serial])
+            db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                       "VALUES (?, ?, ?, 'central', ?, ?, ?)", [serial, to_iso(now), actor, current, request.state, request.reason])
+            if request.state == "lost" and holder is not None:
+                audit.record(db, actor=actor, action="lost-while-held", object_type="device", object_id=serial,
+                             detail=f"held by {holder[0]} ({holder[1]})")
+            audit.record(db, actor=actor, action="lifecycle", object_type="device", object_id=serial,
+                         detail=f"{current} → {request.state}: {request.reason}")
+            entry = DeviceEntry(serial=serial, model=model, lifecycle=request.state, borough=target_borough,
+                                home_station=home_station, assignment_mode=mode)
+            self.changes.emit(db, entry, borough, target_borough)
+        return self.summary(serial)
+
+
+ASSIGNMENT_COLUMNS = ("id, device_serial, officer_id, mode, started_at, ended_at, station_id, started_by, ended_by, "
+                      "end_reason")
+
+
+def _assignment(r) -> AssignmentInfo:
+    return AssignmentInfo(id=r[0], device_serial=r[1], officer_id=r[2], mode=r[3], started_at=from_iso(r[4]),
+                          ended_at=from_iso(r[5]) if r[5] else None, station_id=r[6], started_by=r[7],
+                          ended_by=r[8], end_reason=r[9])
+
+
+class DeviceController(Controller):
+    path = "/api/v1/devices"
+    tags = ["devices"]
+
+    @get("/", summary="Cameras, by serial, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
+         scope=LISTS)
+    async def list_devices(
+        self, request: Request, within: Scoped,
+        borough: FromQuery[str | None] = None,
+        lifecycle_state: Annotated[lifecycle.Lifecycle | None, QueryParameter(name="lifecycle")] = None,
+        flag: FromQuery[DeviceFlag | None] = None,
+        station: Annotated[str | None, QueryParameter(description="where it last docked")] = None,
+        q: Annotated[str | None, QueryParameter(max_length=64, description="serial or holder contains")] = None,
+        cursor: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> DevicePage:
+        return request.app.state.devices.page(borough=within.narrow(borough), lifecycle_state=lifecycle_state, flag=flag,
+                                              station=station, q=q, after=cursor, limit=limit)
+
+    @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets", media_type=CSV,
+         guards=[station_or_user_with("viewer")], scope=LISTS)
+    async def export_csv(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None) -> Response:
+        rows = await anyio.to_thread.run_sync(request.app.state.devices.all, within.narrow(borough))
+        return csv_response(rows, DeviceSummary, "devices.csv")
+
+    @post("/import.csv", status_code=201, summary="Register cameras from CSV (serial, model, borough, home_station, "
+                                                  "assignment_mode); nothing is registered unless every row is valid",
+          guards=[user_with("fleet_manager")], responses=IMPORT_ERRORS, scope=FORCE_WIDE)
+    async def import_csv(self, request: Request, principal: Caller) -> RegistrationResult:
+        rows = await read_csv_body(request, "cameras", functools.partial(csvio.read_csv, kind=DeviceRegistration,
+                                                                         max_rows=50_000))
+        return await anyio.to_thread.run_sync(request.app.state.devices.register, rows, principal.name)
+
+    @get("/{serial:str}", summary="One camera with its assignment, lifecycle, battery and audit history",
+         guards=[station_or_user_with("viewer")], scope=touches(in_path("device", "serial")))
+    async def get_device(self, request: Request, principal: Caller, serial: SerialPath) -> DeviceDetail:
+        return request.app.state.devices.detail(serial)
+
+    @post("/", status_code=201, summary="Register cameras (new ones start in stock, or allocated to a borough)",
+          guards=[user_with("fleet_manager")], scope=FORCE_WIDE)
+    async def register(self, request: Request, principal: Caller,
+                       data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
+        if len(data) > 50_000:
+            raise BadRequest("register at most 50,000 cameras per request")
+        return await anyio.to_thread.run_sync(request.app.state.devices.register, data, principal.name)
+
+    @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)",
+          guards=[user_with("fleet_manager")], responses=errors(409), scope=FORCE_WIDE)
+    async def set_lifecycle(self, request: Request, principal: Caller, serial: SerialPath,
+                            data: JSONBody[LifecycleRequest]) -> DeviceSummary:
+        return request.app.state.devices.change_lifecycle(serial, data, principal.name)

@@ -1,0 +1,193 @@
+"""Officers: id (shoulder/warrant number), borough, team, role; minimal personal data.
+
+Imported and exported as CSV (planners work in spreadsheets) or JSON; every change is
+audited and sent down the changes feed to the officer's borough (and the old borough when
+an officer moves, so its stations stop offering them).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+import anyio.to_thread
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
+
+from fleet import csvio
+from fleet.clock import to_iso, utc_now
+from fleet.errors import BadRequest, NotFound
+from fleet.events import Officer, OfficerRole
+from central.evidence import audit
+from central.access.auth import Caller, station_or_user_with, user_with
+from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
+from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
+from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
+
+MAX_IMPORT = 200_000
+OfficerPath = Annotated[str, PathParameter(min_length=1, max_length=32, description="shoulder or warrant number")]
+
+
+class OfficerRow(msgspec.Struct, kw_only=True):
+    """One row of the officers CSV (the same columns as ``Officer``)."""
+
+    officer_id: str
+    borough: str
+    team: str = ""
+    role: OfficerRole = "other"
+    name: str = ""
+    active: bool = True
+
+
+class OfficerPage(msgspec.Struct, kw_only=True):
+    items: list[Officer]
+    next_cursor: str | None = None
+
+
+class OfficerDetail(msgspec.Struct, kw_only=True):
+    officer: Officer
+    holding: list[AssignmentInfo]
+    history: list[AssignmentInfo]
+
+
+class ImportResult(msgspec.Struct, kw_only=True):
+    created: int
+    updated: int
+    unchanged: int
+
+
+def _officer(r) -> Officer:
+    return Officer(officer_id=r[0], borough=r[1], team=r[2], role=r[3], name=r[4], active=bool(r[5]))
+
+
+class OfficerService:
+    def __init__(self, writer, changes) -> None:
+        self.writer = writer
+        self.changes = changes
+
+    def upsert(self, officers: list[Officer], actor: str) -> ImportResult:
+        counts = Counter(o.officer_id for o in officers)
+        dupes = sorted(i for i, n in counts.items() if n > 1)
+        if dupes:
+            raise BadRequest(f"officer ids appear more than once: {', '.join(dupes[:5])}"
+                             + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else ""))
+        created = updated = unchanged = 0
+        now = to_iso(utc_now())
+        with self.writer.write() as db:
+            for o in officers:
+                before = db.execute("SELECT officer_id, borough, team, role, name, active FROM officers "
+                                    "WHERE officer_id = ?", [o.officer_id]).fetchone()
+                if before is not None and _officer(before) == o:
+                    unchanged += 1
+                    continue
+                db.execute(
+                    """INSERT INTO officers (officer_id, borough, team, role, name, active, updated_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (officer_id) DO UPDATE SET borough = excluded.borough, team = excluded.team,
+                           role = excluded.role, name = excluded.name, active = excluded.active,
+                           updated_at = excluded.updated_at""",
+                    [o.officer_id, o.borough, o.team, o.role, o.name, int(o.active), now])
+                old_borough = before[1] if before else None
+                self.changes.emit(db, o, o.borough, old_borough)
+                audit.record(db, actor=actor, action="officer-update" if before else "officer-create",
+                             object_type="officer", object_id=o.officer_id,
+                             detail=f"{o.borough}/{o.team}/{o.role}" + (f" (was {old_borough})"
+                                                                       if old_borough not in (None, o.borough) else ""))
+                if before:
+                    updated += 1
+                else:
+                    created += 1
+        return ImportResult(created=created, updated=updated, unchanged=unchanged)
+
+    def page(self, *, borough: str | None, role: str | None, team: str | None, q: str | None,
+             after: str | None, limit: int) -> OfficerPage:
+        where, params = [], []
+        for column, value in (("borough", borough), ("role", role), ("team", team)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if q:
+            where.append("(officer_id LIKE ? OR name LIKE ?)")
+            params += [f"%{q}%", f"%{q}%"]
+        if after:
+            where.append("officer_id > ?")
+            params.append(after)
+        sql = ("SELECT officer_id, borough, team, role, name, active FROM officers"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY officer_id LIMIT ?")
+        with self.writer.read() as db:
+            rows = db.execute(sql, [*params, limit + 1]).fetchall()
+        items = [_officer(r) for r in rows[:limit]]
+        return OfficerPage(items=items, next_cursor=items[-1].officer_id if len(rows) > limit else None)
+
+    def all(self, borough: str | None = None) -> list[Officer]:
+        with self.writer.read() as db:
+            sql = "SELECT officer_id, borough, team, role, name, active FROM officers"
+            rows = db.execute(sql + (" WHERE borough = ?" if borough else "") + " ORDER BY officer_id",
+                              [borough] if borough else []).fetchall()
+        return [_officer(r) for r in rows]
+
+    def detail(self, officer_id: str) -> OfficerDetail:
+        with self.writer.read() as db:
+            row = db.execute("SELECT officer_id, borough, team, role, name, active FROM officers WHERE officer_id = ?",
+                             [officer_id]).fetchone()
+            if row is None:
+                raise NotFound(f"no officer {officer_id}")
+            history = [_assignment(r) for r in db.execute(
+                f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE officer_id = ? ORDER BY started_at DESC, id DESC "
+                "LIMIT 200", [officer_id])]
+        return OfficerDetail(officer=_officer(row), holding=[a for a in history if a.ended_at is None],
+                             history=history)
+
+
+def officers_from_csv(text: str) -> list[Officer]:
+    rows = csvio.read_csv(text, OfficerRow, max_rows=MAX_IMPORT)
+    try:
+        return [msgspec.convert(msgspec.structs.asdict(r), Officer) for r in rows]
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"officers CSV: {exc}") from None
+
+
+class OfficerController(Controller):
+    path = "/api/v1/officers"
+    tags = ["officers"]
+
+    @get("/", summary="Officers, by id, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
+         scope=LISTS)
+    async def list_officers(
+        self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
+        role: FromQuery[OfficerRole | None] = None, team: FromQuery[str | None] = None,
+        q: Annotated[str | None, QueryParameter(max_length=64)] = None, cursor: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> OfficerPage:
+        return request.app.state.officers.page(borough=within.narrow(borough), role=role, team=team, q=q, after=cursor, limit=limit)
+
+    @get("/export.csv", summary="Every officer (or one borough's) as CSV", media_type=CSV,
+         guards=[station_or_user_with("viewer")], scope=LISTS)
+    async def export_csv(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None) -> Response:
+        rows = request.app.state.officers.all(within.narrow(borough))
+        return csv_response((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow, "officers.csv")
+
+    @get("/{officer_id:str}", summary="One officer with the camera they hold and their assignment history",
+         guards=[station_or_user_with("viewer")], scope=touches(in_path("officer", "officer_id")))
+    async def get_officer(self, request: Request, principal: Caller, officer_id: OfficerPath) -> OfficerDetail:
+        return request.app.state.officers.detail(officer_id)
+
+    @post("/", status_code=200, summary="Create or update officers (JSON list)",
+          description="A supervisor for one borough creates and edits that borough's officers only (an officer "
+                      "of theirs cannot be moved to another borough either).",
+          guards=[user_with("supervisor")],
+          scope=touches(in_json("officer", "*.officer_id"), in_json("borough", "*.borough")))
+    async def upsert(self, request: Request, principal: Caller, data: JSONBody[list[Officer]]) -> ImportResult:
+        if len(data) > MAX_IMPORT:
+            raise BadRequest(f"at most {MAX_IMPORT} officers per request")
+        return await anyio.to_thread.run_sync(request.app.state.officers.upsert, data, principal.name)
+
+    @post("/import.csv", status_code=200, summary="Create or update officers from CSV",
+          description="Columns: officer_id, borough, team, role, name, active (header row required). "
+                      "Errors name the line; nothing is imported unless every row is valid.",
+          guards=[user_with("supervisor")], responses=IMPORT_ERRORS, scope=FORCE_WIDE)
+    async def import_csv(self, request: Request, principal: Caller) -> ImportResult:
+        officers = await read_csv_body(request, "officers", officers_from_csv)
+        return await anyio.to_thread.run_sync(request.app.state.officers.upsert, officers, principal.name)

@@ -1,0 +1,129 @@
+"""Stations as central sees them: last contact, backlog, clock skew; stale ones listed.
+
+Every event batch (an empty one is a heartbeat) updates a station's row, so "last heard
+from" and its backlog (oldest un-synced clip) come from the station itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.params import PathParameter
+
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.config import CentralSettings
+from fleet.errors import NotFound
+from central.events import claims
+from central.access.auth import Caller, station_or_user_with, user_with
+from central.access.scope import LISTS, Scoped, in_path, touches
+
+
+class StationHealth(msgspec.Struct, kw_only=True):
+    station_id: str
+    borough: str
+    last_seen_at: datetime | None
+    stale: bool
+    """Not heard from for longer than ``[fleet] stale_station_hours`` (or never)."""
+    acked_seq: int = 0
+    applied_seq: int = 0
+    """Events applied to fleet state so far (the projection catches up with ``acked_seq``)."""
+    clock_skew_s: float | None = None
+    """The station's clock minus central's, at its last batch."""
+    pending_clips: int = 0
+    pending_bytes: int = 0
+    oldest_pending_recorded_at: datetime | None = None
+    oldest_pending_age_h: float | None = None
+    failed_clips: int = 0
+    failed_folders: int = 0
+    checked_out: int = 0
+    refused_events: int = 0
+    """Events refused because they claimed more than this station may (``central.events.claims``)."""
+
+
+class Sample(msgspec.Struct, kw_only=True):
+    at: datetime
+    pending_clips: int
+    pending_bytes: int
+    lag_h: float | None
+    """Age of the oldest clip not yet at central (None: nothing waiting)."""
+
+
+SAMPLE_DAYS = 30
+"""How long the backlog history is kept."""
+
+
+class StationService:
+    def __init__(self, writer, settings: CentralSettings) -> None:
+        self.writer = writer
+        self.settings = settings
+
+    def record_samples(self, stations: list[StationHealth], now: datetime) -> None:
+        """One sample of every station's backlog (the health job, every few minutes); 30 days kept."""
+        with self.writer.write() as db:
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO station_samples (station_id, at, pending_clips, pending_bytes, lag_h) "
+                "VALUES (?, ?, ?, ?, ?)", [(s.station_id, to_iso(now), s.pending_clips, s.pending_bytes,
+                                            s.oldest_pending_age_h) for s in stations])
+            db.execute("DELETE FROM station_samples WHERE at < ?", [to_iso(now - timedelta(days=SAMPLE_DAYS))])
+
+    def samples(self, station_id: str | None, since: datetime, among: list[str] | None = None) -> list[Sample]:
+        """One station's samples, or the force's (summed backlog, worst lag) per sample time; ``among``:
+        only these stations' (a borough's)."""
+        only = " AND station_id IN (SELECT value FROM json_each(?))" if among is not None else ""
+        sql = ("SELECT at, pending_clips, pending_bytes, lag_h FROM station_samples WHERE station_id = ? "
+               "AND at >= ? ORDER BY at" if station_id else
+               "SELECT at, sum(pending_clips), sum(pending_bytes), max(lag_h) FROM station_samples "
+               f"INDEXED BY station_samples_at WHERE at >= ?{only} GROUP BY at ORDER BY at")
+        params = [station_id, to_iso(since)] if station_id else [to_iso(since)] + (
+            [msgspec.json.encode(among).decode()] if among is not None else [])
+        with self.writer.read() as db:
+            rows = db.execute(sql, params).fetchall()
+        return [Sample(at=from_iso(r[0]), pending_clips=r[1], pending_bytes=r[2], lag_h=r[3]) for r in rows]
+
+    def all(self, now: datetime | None = None) -> list[StationHealth]:
+        now = now or utc_now()
+        with self.writer.read() as db:
+            rows = {r[0]: r for r in db.execute(
+                "SELECT station_id, borough, last_seen_at, acked_seq, clock_skew_s, backlog, pending_clips, "
+                "pending_bytes, oldest_pending_recorded_at, applied_seq FROM stations")}
+            refused = claims.counts_by_station(db)
+        stale_after = timedelta(hours=self.settings.fleet.stale_station_hours)
+        out = []
+        for station_id in sorted(set(rows) | set(self.settings.stations)):
+            configured = self.settings.stations.get(station_id)
+            r = rows.get(station_id)
+            seen = from_iso(r[2]) if r and r[2] else None
+            oldest = from_iso(r[8]) if r and r[8] else None
+            backlog = msgspec.json.decode(r[5]) if r and r[5] else {}
+            out.append(StationHealth(
+                station_id=station_id, borough=configured.borough if configured else r[1], last_seen_at=seen,
+                stale=seen is None or now - seen > stale_after, acked_seq=r[3] if r else 0,
+                applied_seq=r[9] if r else 0,
+                clock_skew_s=r[4] if r else None, pending_clips=r[6] if r else 0, pending_bytes=r[7] if r else 0,
+                oldest_pending_recorded_at=oldest,
+                oldest_pending_age_h=round((now - oldest).total_seconds() / 3600, 2) if oldest else None,
+                failed_clips=backlog.get("failed_clips", 0), failed_folders=backlog.get("failed_folders", 0),
+                checked_out=backlog.get("checked_out", 0), refused_events=refused.get(station_id, 0)))
+        return out
+
+
+class StationController(Controller):
+    path = "/api/v1/stations"
+    tags = ["stations"]
+
+    @get("/", summary="Every station: last contact, stale or not, backlog and oldest un-synced clip",
+         guards=[user_with("viewer")], scope=LISTS)
+    async def list_stations(self, request: Request, within: Scoped) -> list[StationHealth]:
+        return [s for s in request.app.state.stations.all() if within.borough in (None, s.borough)]
+
+    @get("/{station_id:str}", summary="One station's health", guards=[station_or_user_with("viewer")],
+         scope=touches(in_path("station", "station_id")))
+    async def get_station(self, request: Request, principal: Caller,
+                          station_id: Annotated[str, PathParameter(max_length=64)]) -> StationHealth:
+        for station in request.app.state.stations.all():
+            if station.station_id == station_id:
+                return station
+        raise NotFound(f"no station {station_id}")

@@ -1,0 +1,120 @@
+"""Where verified clips live: one small interface, a filesystem and an S3 backend (central/uploads/blobstore_s3.py).
+
+A blob appears under its key only complete and durable: ``put`` returns only once the
+bytes are stored and checked, and a failed ``put`` leaves nothing under the key. The
+filesystem store moves an fsynced file into place with an atomic rename and fsyncs the
+folder. ``open_blob_store`` picks the backend from ``[blobs]`` in central's config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from fleet.config import CentralSettings
+from fleet.hashing import fsync_dir
+
+READ_PIECE = 1 << 20
+
+
+def check_key(key: str) -> str:
+    """A blob key is one path segment (a clip id): nothing that could reach outside the store."""
+    if not key or "/" in key or key.startswith("."):
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
+
+
+class BlobStore(Protocol):
+    def check(self) -> None:
+        """At start-up: raise ConfigError if this store cannot be used, so central does not serve without it."""
+
+    def put(self, source: Path, key: str, sha256: str | None = None) -> None:
+        """Take ownership of the complete, fsynced ``source`` file and store it under ``key``.
+
+        ``sha256`` is the clip's verified digest: a backend that re-reads the file checks it and
+        keeps it with the blob. Raises (and stores nothing) when the store fails."""
+
+    def exists(self, key: str) -> bool:
+        """True only for a complete blob."""
+
+    def size(self, key: str) -> int: ...
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes ``start``..``end`` (exclusive) in pieces of bounded size."""
+
+    def delete(self, key: str) -> None: ...
+
+    def delete_many(self, keys: list[str]) -> None:
+        """Delete these blobs durably (the retention job's purge); missing ones are no error."""
+        ...
+
+
+class FilesystemBlobStore:
+    """Blobs under ``root/<key[:2]>/<key>``: two-character fan-out keeps folders small."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        key = check_key(key)
+        return self.root / key[:2] / key
+
+    def check(self) -> None:
+        pass  # the folder was made by the constructor
+
+    def put(self, source: Path, key: str, sha256: str | None = None) -> None:
+        target = self._path(key)
+        created = not target.parent.exists()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if created:
+            fsync_dir(self.root)
+        os.replace(source, target)
+        # The target's folder only: should a power cut bring the source's name back too, the
+        # receiver's start-up removes .part files that no upload is receiving.
+        fsync_dir(target.parent)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        with open(self._path(key), "rb") as f:
+            f.seek(start)
+            remaining = (end if end is not None else self.size(key)) - start
+            while remaining > 0:
+                piece = f.read(min(READ_PIECE, remaining))
+                if not piece:
+                    break
+                remaining -= len(piece)
+                yield piece
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_many(self, keys: list[str]) -> None:
+        folders: set[str] = set()
+        root = str(self.root)
+        for key in keys:
+            self._path(key)  # refuses a key that could leave the store
+            folder = f"{root}/{key[:2]}"
+            try:
+                os.unlink(f"{folder}/{key}")
+                folders.add(folder)
+            except FileNotFoundError:
+                pass
+        for folder in sorted(folders):  # one fsync per folder, so a purge stays done after a power cut
+            fsync_dir(Path(folder))
+
+
+def open_blob_store(settings: CentralSettings) -> BlobStore:
+    """The blob store ``[blobs]`` asks for (no I/O beyond creating the filesystem store's folder)."""
+    if settings.blobs.backend == "s3":
+        from central.uploads.blobstore_s3 import S3BlobStore  # boto3 is slow to import: only when used
+
+        return S3BlobStore(settings.blobs)
+    return FilesystemBlobStore(Path(settings.data_dir) / "blobs")

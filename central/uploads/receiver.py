@@ -1,0 +1,557 @@
+"""Receiving clips: the tus upload state machine, independent of HTTP.
+
+Durability rules (docs/sync-protocol.md): bytes go to ``uploads/<id>.part``; the offset is
+committed to SQLite only after the file is fsynced; a checksummed chunk counts only when
+complete and matching; on the last byte the whole-file SHA-256 is checked, the file moved
+atomically into the blob store and the clip committed, and only then is "verified" said. A
+clip whole in its creation request has no row until then: one commit creates it verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import errno
+import hashlib
+import logging
+import os
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from fleet.clock import utc_now
+from fleet.errors import (
+    BadRequest, BlobStoreUnavailable, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound,
+    OffsetMismatch, PayloadTooLarge,
+)
+from fleet.hashing import CHUNK_CHECKSUMS, new_checksum
+from fleet.protocol import UploadMetadata, decode_upload_metadata
+from central.access.auth import Principal
+from central.uploads.blobstore import BlobStore
+from central.uploads.partwriter import DIRECT_MIN_BYTES, PartWriter
+from central.core.store import CentralStore, Upload
+
+log = logging.getLogger(__name__)
+
+CHECKSUM_ALGORITHMS = {name: new_checksum(name).digest_size for name in CHUNK_CHECKSUMS}
+"""Upload-Checksum algorithms central checks, with their digest sizes (fleet/hashing.py's list)."""
+FLUSH_BYTES = 4 << 20
+"""Received bytes are written and hashed on a worker thread in pieces of this size, so the
+event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
+MAX_BATCH_PIECES = 512
+"""Also hand over after this many pieces: one writev takes at most IOV_MAX (1024) buffers."""
+INLINE_BYTES = 256 << 10
+"""A batch this small, with nothing queued before it, is written and hashed on the event loop:
+handing it to the thread and back costs more than the work (a small clip is one such batch).
+The event loop has its own PartWriter (and staging buffer) for these."""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algorithm: str
+    digest: bytes
+
+    @classmethod
+    def parse(cls, header: str) -> Checksum:
+        algorithm, _, encoded = header.strip().partition(" ")
+        if algorithm not in CHECKSUM_ALGORITHMS:
+            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} "
+                             f"(use one of {', '.join(CHECKSUM_ALGORITHMS)})")
+        try:
+            digest = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("Upload-Checksum: the digest is not base64") from None
+        if len(digest) != CHECKSUM_ALGORITHMS[algorithm]:
+            raise BadRequest(f"Upload-Checksum: a {algorithm} digest has {CHECKSUM_ALGORITHMS[algorithm]} bytes")
+        return cls(algorithm, digest)
+
+
+@dataclass(frozen=True)
+class _Writers:
+    """The receiver's writing threads, each with its own PartWriter: one thread's staging buffer
+    is never touched by another."""
+
+    pool: ThreadPoolExecutor
+    pool_writer: PartWriter
+    loop_writer: PartWriter
+    """The event loop's, for batches of at most INLINE_BYTES."""
+
+
+class _Sink:
+    """Writes one PATCH's bytes and keeps its hashes, off the event loop.
+
+    Each batch of received pieces goes to one single-thread pool that writes it and then
+    updates the whole-file hash and the chunk's own hash while the bytes are still in the
+    CPU cache (hashlib and zlib release the GIL, so the event loop keeps receiving). One
+    pass over memory per batch: on 2 cores a second hashing thread re-reading the same
+    pieces cost more CPU than it saved in time. The single thread keeps batches in arrival
+    order; at most ``MAX_IN_FLIGHT`` batches are queued, which bounds memory and how long
+    the end of a chunk waits for the queue to drain.
+    """
+
+    MAX_IN_FLIGHT = 2
+
+    def __init__(self, fd: int, direct_fd: int | None, offset: int, whole, chunk, writers: _Writers) -> None:
+        self.fd, self.direct_fd, self.offset = fd, direct_fd, offset
+        self.whole, self.chunk = whole, chunk
+        self.writers = writers
+        self.count = 0
+        self._in_flight: deque[asyncio.Future] = deque()
+
+    def _write(self, writer: PartWriter, pieces: list[bytes]) -> None:
+        written = writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count)
+        for piece in written:
+            self.whole.update(piece)
+            if self.chunk is not None:
+                self.chunk.update(piece)
+        self.count += sum(map(len, pieces))
+
+    async def feed(self, pieces: list[bytes]) -> None:
+        """Hand over the pieces as received (no copying them together on the event loop)."""
+        if not self._in_flight and sum(map(len, pieces)) <= INLINE_BYTES:
+            self._write(self.writers.loop_writer, pieces)
+            return
+        self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write,
+                                                                          self.writers.pool_writer, pieces))
+        if len(self._in_flight) > self.MAX_IN_FLIGHT:
+            await self._in_flight.popleft()
+
+    async def drain_quietly(self) -> None:
+        """After a failure: let queued pieces finish before the file is truncated."""
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight.clear()
+
+    async def drain(self) -> None:
+        """Wait for every piece; the first failure (a full disk) is raised after all have run."""
+        results = await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight.clear()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+class _NotStored(Exception):
+    """The blob store failed after every byte was counted; ``cause`` is what it raised."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class UploadReceiver:
+    """All uploads of this central process; one instance, owned by the app."""
+
+    def __init__(self, store: CentralStore, blobs: BlobStore, uploads_dir: Path, *, max_upload_bytes: int,
+                 expiry: timedelta, body_idle_timeout_s: float = 60.0) -> None:
+        self.store = store
+        self.body_idle_timeout_s = body_idle_timeout_s
+        """A PATCH whose body stalls this long is ended (what arrived is kept): a dead link must not
+        hold its place in central's upload lane (central/core/admission.py) for ever."""
+        self.blobs = blobs
+        self.dir = uploads_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_upload_bytes = max_upload_bytes
+        self.expiry = expiry
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="upload-write")
+        self._writers = _Writers(self._pool, PartWriter(capacity=2 * FLUSH_BYTES), PartWriter(capacity=INLINE_BYTES))
+        """The pool thread's batches are FLUSH_BYTES and one piece at most."""
+        self._hashes: dict[str, tuple[int, object]] = {}
+        self._creating: dict[str, asyncio.Lock] = {}
+        """Clips whose creation requests are being handled, and how many want each (event loop only)."""
+        self._wanting: Counter[str] = Counter()
+
+    def part(self, upload_id: str) -> Path:
+        return self.dir / f"{upload_id}.part"
+
+    # -- creation / lookup / termination ---------------------------------------------------
+
+    def create(self, principal: Principal, length: int, raw_metadata: str) -> tuple[Upload, bool]:
+        """Create the upload for a clip, or return the one it already has (idempotent by clip_id)."""
+        meta = self._creation(length, raw_metadata)
+        existing = self.store.upload_for_clip(str(meta.clip_id))
+        if existing is None:
+            upload_id = uuid.uuid4().hex
+            part = self.part(upload_id)
+            # Not fsynced: an empty file has nothing to lose, and if a power cut takes it back,
+            # ``recover`` (or the first PATCH) finds it missing and starts the upload at 0 again.
+            part.touch()
+            upload = self.store.create_upload(upload_id, meta, raw_metadata, length, principal.station_id,
+                                              utc_now() + self.expiry)
+            if upload.upload_id == upload_id:
+                log.info("upload %s created for clip %s (%d bytes) by %s", upload_id, meta.clip_id, length,
+                         principal.name)
+                return upload, True
+            part.unlink(missing_ok=True)
+            existing = upload
+        return self._existing(principal, existing, meta, length), False
+
+    async def create_with_body(self, principal: Principal, length: int, raw_metadata: str,
+                               checksum: Checksum | None, body: AsyncIterator[bytes] | None, *,
+                               whole: bool = False) -> tuple[Upload, bool]:
+        """A creation request: create (or find) the clip's upload, then take the body if there is
+        one (tus creation-with-upload).
+
+        ``whole``: the body is the entire clip. A new clip's upload then gets no row until the clip
+        is stored, and one durable commit records it verified (a small clip was a creation commit,
+        a worker-thread hop, then the verified commit). Anything that fails on the way leaves
+        nothing behind: the station creates it again. Creations of one clip take turns (a second
+        waits for the first, then finds its upload), so no two requests store one clip's blob
+        together."""
+        meta = self._creation(length, raw_metadata)
+        clip_id = str(meta.clip_id)
+        async with self._turn_to_create(clip_id):
+            existing = self.store.upload_for_clip(clip_id)
+            if existing is None and whole:
+                # A zero-byte clip is whole with no body at all: stored and verified like any other.
+                return await self._create_whole(principal, meta, length, raw_metadata, checksum,
+                                                body if body is not None else _no_bytes()), True
+            upload, created = await asyncio.to_thread(self.create, principal, length, raw_metadata)
+        if body is None:
+            return upload, created
+        if upload.offset == 0 and not upload.verified:
+            return await self.append(principal, upload.upload_id, 0, checksum, body, just_created=created), created
+        async for _ in body:  # bytes central holds already: read and drop them
+            pass
+        return upload, created
+
+    @asynccontextmanager
+    async def _turn_to_create(self, clip_id: str):
+        """One creation request of a clip at a time; the lock goes when no request wants it."""
+        lock = self._creating.setdefault(clip_id, asyncio.Lock())
+        self._wanting[clip_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._wanting[clip_id] -= 1
+            if not self._wanting[clip_id]:
+                del self._wanting[clip_id], self._creating[clip_id]
+
+    async def _create_whole(self, principal: Principal, meta: UploadMetadata, length: int, raw_metadata: str,
+                            checksum: Checksum | None, body: AsyncIterator[bytes]) -> Upload:
+        upload = Upload(uuid.uuid4().hex, str(meta.clip_id), principal.station_id, length, 0, raw_metadata,
+                        meta.sha256, "receiving", None)
+        try:
+            return await self._receive(upload, hashlib.sha256(), checksum, body, new=meta)
+        except BaseException as exc:
+            self.part(upload.upload_id).unlink(missing_ok=True)  # no row names it: nothing to keep
+            if isinstance(exc, OSError):
+                raise storage_error(exc) from exc
+            raise
+
+    async def _create_row(self, upload: Upload, new: UploadMetadata) -> Upload:
+        """A whole clip's creation cut short: its upload is made after all, to resume as usual."""
+        return await asyncio.to_thread(self.store.create_upload, upload.upload_id, new, upload.metadata,
+                                       upload.length, upload.station_id, utc_now() + self.expiry)
+
+    def _creation(self, length: int, raw_metadata: str) -> UploadMetadata:
+        if length > self.max_upload_bytes:
+            raise PayloadTooLarge(f"Upload-Length {length} is over this server's limit of {self.max_upload_bytes}")
+        return decode_upload_metadata(raw_metadata)
+
+    def _existing(self, principal: Principal, existing: Upload, meta: UploadMetadata, length: int) -> Upload:
+        """The clip's upload, made before: the same clip, and this caller may go on with it."""
+        if existing.sha256 != meta.sha256 or existing.length != length:
+            raise Conflict(f"clip {meta.clip_id} already has an upload with a different sha256 or length")
+        if not existing.verified and principal.is_station and existing.station_id != principal.station_id:
+            raise Locked(f"clip {meta.clip_id} is being uploaded by station {existing.station_id}",
+                         headers={"Retry-After": "60"})
+        return existing
+
+    def get(self, upload_id: str) -> Upload:
+        """The upload (its route's scope declaration let only its own station, or an admin, ask)."""
+        upload = self.store.upload(upload_id)
+        if upload is None:
+            raise NotFound(f"no upload {upload_id} (it may have expired or been terminated): create it again")
+        return upload
+
+    def terminate(self, principal: Principal, upload_id: str) -> None:
+        upload = self.get(upload_id)
+        if upload.verified:
+            raise Conflict("this clip is verified and stored as evidence; an upload cannot delete it")
+        if self._lock(upload_id).locked():
+            raise Locked("a PATCH is writing this upload", headers={"Retry-After": "5"})
+        self._forget(upload)
+        log.info("upload %s terminated by %s", upload_id, principal.name)
+
+    def _forget(self, upload: Upload) -> None:
+        self.store.delete_upload(upload.upload_id)
+        self.part(upload.upload_id).unlink(missing_ok=True)
+        self._hashes.pop(upload.upload_id, None)
+        self._locks.pop(upload.upload_id, None)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(upload_id, asyncio.Lock())
+
+    # -- appending -------------------------------------------------------------------------
+
+    async def append(self, principal: Principal, upload_id: str, offset: int, checksum: Checksum | None,
+                     body: AsyncIterator[bytes], *, just_created: bool = False) -> Upload:
+        """``just_created``: this request made the upload (and so may write it): one read fewer."""
+        if not just_created:
+            self.get(upload_id)
+        lock = self._lock(upload_id)
+        if lock.locked():
+            raise Locked("another PATCH is writing this upload", headers={"Retry-After": "1"})
+        async with lock:
+            upload = self.get(upload_id)
+            if upload.verified:
+                if offset == upload.length:
+                    return upload
+                raise OffsetMismatch(f"Upload-Offset {offset} but the upload is complete ({upload.length})")
+            if offset != upload.offset:
+                raise OffsetMismatch(f"Upload-Offset {offset} does not match the server's {upload.offset}")
+            if upload.offset and not self.part(upload_id).exists():
+                return await asyncio.to_thread(self._account_for_missing_part, upload)
+            whole = await self._whole_hash(upload)
+            try:
+                return await self._receive(upload, whole, checksum, body)
+            except OSError as exc:
+                raise storage_error(exc) from exc
+
+    async def _receive(self, upload: Upload, whole, checksum: Checksum | None, body: AsyncIterator[bytes], *,
+                       new: UploadMetadata | None = None) -> Upload:
+        """``new``: the upload has no row yet (``_create_whole``); one is made once bytes are counted."""
+        part = self.part(upload.upload_id)
+        if not part.exists():
+            part.touch()  # a power cut took back the empty file made at creation (offset 0: see append)
+        room = upload.length - upload.offset
+        running = whole.copy() if checksum else whole
+        with open(part, "r+b", buffering=0) as f, self._direct(part, room) as direct_fd:
+            f.truncate(upload.offset)
+            sink = _Sink(f.fileno(), direct_fd, upload.offset, running,
+                         new_checksum(checksum.algorithm) if checksum else None, self._writers)
+            batch: list[bytes] = []
+            batched = 0
+            seen = 0
+            cut_short = False
+            try:
+                stream = aiter(body)
+                while True:
+                    try:
+                        piece = await asyncio.wait_for(anext(stream), self.body_idle_timeout_s)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        cut_short = True
+                        log.warning("upload %s: no bytes for %.0f s after %d; ending the request (what arrived "
+                                    "is kept)", upload.upload_id, self.body_idle_timeout_s, seen)
+                        break
+                    except Exception as exc:  # the client went away mid-body
+                        cut_short = True
+                        log.info("upload %s: body cut short after %d bytes (%s)", upload.upload_id, seen, exc)
+                        break
+                    seen += len(piece)
+                    if seen > room:
+                        raise PayloadTooLarge(f"more bytes than Upload-Length allows ({room} left)")
+                    if piece:
+                        batch.append(piece)
+                        batched += len(piece)
+                    if batched >= FLUSH_BYTES or len(batch) >= MAX_BATCH_PIECES:
+                        await sink.feed(batch)
+                        batch, batched = [], 0
+                if batch:
+                    await sink.feed(batch)
+                await sink.drain()
+            except OSError as exc:
+                await sink.drain_quietly()
+                f.truncate(upload.offset)
+                raise storage_error(exc) from exc
+            except BaseException:
+                await sink.drain_quietly()
+                f.truncate(upload.offset)
+                raise
+            if checksum is not None and (cut_short or sink.chunk.digest() != checksum.digest):
+                f.truncate(upload.offset)
+                if cut_short:  # nothing counted; the client resumes from the same offset
+                    return await self._create_row(upload, new) if new is not None else upload
+                raise ChecksumMismatch(f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
+                                       f"it was discarded, send it again from offset {upload.offset}")
+            new_offset = upload.offset + sink.count
+            if new_offset == upload.length and not cut_short:
+                # fsync, blob store and the one commit (which records the offset too) in one hop to a
+                # worker thread: a small clip is three hops' worth of work for a few microseconds each.
+                return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
+            await asyncio.get_running_loop().run_in_executor(None, os.fsync, f.fileno())
+        if new is not None:  # cut short: keep what arrived, as a PATCH would
+            await self._create_row(upload, new)
+        upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset)
+        self._hashes[upload.upload_id] = (new_offset, running)
+        return upload
+
+    @contextmanager
+    def _direct(self, part: Path, room: int):
+        """A direct-I/O descriptor of the part file for a PATCH that may bring enough bytes to use it."""
+        fd = self._writers.pool_writer.open_direct(part) if room >= DIRECT_MIN_BYTES else None
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _commit_offset(self, upload_id: str, offset: int) -> Upload:
+        """Count fsynced bytes (a FULL commit: on a worker thread, so other uploads keep moving)."""
+        self.store.set_offset(upload_id, offset, utc_now() + self.expiry)
+        return self.store.upload(upload_id)
+
+    async def _finish(self, upload: Upload, whole, fsync_fd: int | None = None,
+                      new: UploadMetadata | None = None) -> Upload:
+        """Every byte is in the .part file (fsynced, or ``fsync_fd`` is synced first): check the
+        SHA-256, store the blob, say verified.
+
+        The blob is stored before the one commit that records it; a crash between the two
+        is found by ``recover`` (blob present, SHA-256 matching)."""
+        digest = whole.hexdigest()
+        if digest != upload.sha256:
+            part = self.part(upload.upload_id)
+            os.truncate(part, 0)
+            if new is None:
+                self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+            self._hashes.pop(upload.upload_id, None)
+            log.warning("upload %s: whole-file SHA-256 mismatch, reset to 0", upload.upload_id)
+            raise ChecksumMismatch(
+                f"the received file's SHA-256 {digest} does not match the declared {upload.sha256}; "
+                "the upload was reset to offset 0: send the clip again")
+        try:
+            upload = await asyncio.to_thread(self._store_and_commit, upload, fsync_fd, new)
+        except _NotStored as failure:
+            if new is None:
+                self._hashes[upload.upload_id] = (upload.length, whole)
+            if isinstance(failure.cause, BlobStoreUnavailable):
+                log.warning("upload %s: clip %s not stored, kept for the station's retry: %s", upload.upload_id,
+                            upload.clip_id, failure.cause)
+            raise failure.cause from None
+        self._hashes.pop(upload.upload_id, None)
+        log.info("clip %s verified (%d bytes, sha256 %s)", upload.clip_id, upload.length, digest)
+        return upload
+
+    def _store_and_commit(self, upload: Upload, fsync_fd: int | None, new: UploadMetadata | None) -> Upload:
+        """On a worker thread: fsync (an error here counts nothing), the blob, the verified commit."""
+        if fsync_fd is not None:
+            os.fsync(fsync_fd)
+        try:
+            self.blobs.put(self.part(upload.upload_id), upload.clip_id, upload.sha256)
+        except Exception as exc:
+            # BlobStoreUnavailable is answered 503 with Retry-After. The .part file stays and every
+            # byte stays counted (committed here): the station's retry (an empty PATCH at the end)
+            # stores it again. A new upload leaves nothing: the station creates it again.
+            if new is None:
+                self._commit_offset(upload.upload_id, upload.length)
+            raise _NotStored(exc) from exc
+        if new is None:
+            return self._commit_verified(upload)
+        return self.store.record_stored_upload(upload.upload_id, new, upload.metadata, upload.length,
+                                               upload.station_id, upload.clip_id)
+
+    def _account_for_missing_part(self, upload: Upload) -> Upload:
+        """Counted bytes with no .part file: either the clip reached the blob store and the
+        commit that records it failed (a full database), or the bytes were lost (a power cut
+        before the directory was synced). Record the first; restart the second from 0, so the
+        station resends instead of being refused."""
+        if self.blobs.exists(upload.clip_id) and self._blob_sha256(upload.clip_id) == upload.sha256:
+            log.info("clip %s was stored before its commit failed: recorded now", upload.clip_id)
+            self._hashes.pop(upload.upload_id, None)
+            return self._commit_verified(upload)
+        self.part(upload.upload_id).touch()
+        self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+        self._hashes.pop(upload.upload_id, None)
+        log.warning("upload %s: its %d counted bytes are gone; restarted at 0", upload.upload_id, upload.offset)
+        raise OffsetMismatch("central lost this upload's bytes; it restarted at offset 0: send the clip again "
+                             "from there (HEAD says so)")
+
+    def _commit_verified(self, upload: Upload) -> Upload:
+        self.store.mark_verified(upload.upload_id, upload.clip_id)  # also sets the offset to the length
+        return self.store.upload(upload.upload_id)
+
+    async def _whole_hash(self, upload: Upload):
+        """The running SHA-256 of bytes 0..offset; rebuilt from the .part file after a restart."""
+        cached = self._hashes.get(upload.upload_id)
+        if cached is not None and cached[0] == upload.offset:
+            return cached[1]
+        if upload.offset == 0:  # nothing to read back (the first PATCH of every upload)
+            return hashlib.sha256()
+        return await asyncio.get_running_loop().run_in_executor(None, self._hash_prefix, upload)
+
+    def _hash_prefix(self, upload: Upload):
+        digest = hashlib.sha256()
+        with open(self.part(upload.upload_id), "rb") as f:
+            remaining = upload.offset
+            while remaining:
+                piece = f.read(min(FLUSH_BYTES, remaining))
+                if not piece:
+                    raise Gone("the upload's data is shorter than its recorded offset; create it again")
+                digest.update(piece)
+                remaining -= len(piece)
+        return digest
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start-up, before serving: make files and database agree after any crash."""
+        receiving = self.store.receiving_uploads()
+        known = {upload.upload_id for upload in receiving}
+        for part in self.dir.glob("*.part"):
+            if part.stem not in known:  # a whole clip's creation that died before its commit, or one
+                part.unlink()           # stored whose move out of this folder a power cut took back
+                log.info("removed %s: no upload is receiving it", part.name)
+        for upload in receiving:
+            part = self.part(upload.upload_id)
+            if not part.exists():
+                try:
+                    self._account_for_missing_part(upload)
+                except OffsetMismatch:
+                    pass  # restarted at 0: the station's next HEAD finds out
+                continue
+            size = part.stat().st_size
+            if size > upload.offset:
+                os.truncate(part, upload.offset)  # bytes after the last committed offset were never counted
+            elif size < upload.offset:
+                self.store.set_offset(upload.upload_id, size, utc_now() + self.expiry)
+            if upload.offset == upload.length and size >= upload.offset:
+                whole = self._hash_prefix(upload)
+                try:
+                    await self._finish(upload, whole)
+                except ChecksumMismatch:
+                    pass  # reset to offset 0: the station sends it again
+                except BlobStoreUnavailable:
+                    pass  # logged; kept as it is, the station's retry stores it
+
+    def _blob_sha256(self, key: str) -> str:
+        digest = hashlib.sha256()
+        for piece in self.blobs.read(key):
+            digest.update(piece)
+        return digest.hexdigest()
+
+    def expire(self, now: datetime | None = None) -> int:
+        """Remove unfinished uploads untouched for longer than the expiry (tus expiration)."""
+        removed = 0
+        for upload in self.store.expired_uploads(now or utc_now()):
+            if self._lock(upload.upload_id).locked():
+                continue
+            self._forget(upload)
+            removed += 1
+        if removed:
+            log.info("removed %d expired unfinished uploads", removed)
+        return removed
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
+
+
+def storage_error(exc: OSError) -> Exception:
+    """A full disk is the client's cue to come back later (507 + Retry-After); other I/O errors are ours."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("central's storage is full; try again later")  # Retry-After: central/core/errors.py
+    return exc

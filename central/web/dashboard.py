@@ -1,0 +1,326 @@
+"""The fleet dashboard: server-rendered pages (Jinja2) over the same services as the API.
+
+Browsers log in with a user name and password (``central.access.users``) and then carry an
+HTTP-only session cookie; every form posts the session's CSRF token. Pages ask for the
+same roles as the API routes they mirror. Errors are pages too: a caller without a
+session is sent to the login page, one without the right role sees a 403 page.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+import anyio.to_thread
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.params import PathParameter, QueryParameter
+from litestar.response import Redirect, Template
+
+from fleet.clock import to_iso, utc_now
+from fleet.errors import ApiError, BadRequest, NotFound, TooManyRequests, Unauthorized
+from central.registry.lifecycle import LIFECYCLE_STATES
+from central.web import charts
+from central.events import claims
+from central.access import login_csrf
+from central.access.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
+from central.registry.devices import FLAG_SQL
+from central.access.scope import LISTS, Scoped, form_text, in_path, in_query, lists, no_borough, touches
+from central.access.users import SESSION_HOURS
+
+NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer"),
+       ("/officers", "Officers", "viewer"), ("/rollout", "Roll-out", "viewer"), ("/clips", "Clips", "supervisor"),
+       ("/audit", "Audit", "auditor")]
+"""(path, label, role): the navigation each user sees."""
+
+ALERTS = [
+    ("replace_soon", "Batteries to replace within 30 days", "/devices?flag=replace_soon"),
+    ("short_shift", "Won't last a shift", "/devices?flag=short_shift"),
+    ("over_temp", "Over temperature at the last docking", "/devices?flag=over_temp"),
+    ("capacity_drop", "Sudden capacity drop", "/devices?flag=capacity_drop"),
+    ("lost", "Lost cameras", "/devices?flag=lost"),
+    ("stale", "Not docked for too long", "/devices?flag=stale"),
+]
+
+
+REFUSALS_SHOWN = timedelta(days=30)
+"""Refused station events count as an alert this long; the Stations page lists the latest whatever their age."""
+
+
+class Overview(msgspec.Struct, kw_only=True):
+    total: int
+    by_state: dict[str, int]
+    by_borough: list[tuple[str, dict[str, int], int]]
+    """(borough, cameras by state, total), largest first."""
+    alerts: list[tuple[str, str, int, str]]
+    """(key, label, count, link)."""
+    stations: list
+    healthy: int
+    stale: int
+    offline: int
+
+
+def overview(request: Request, within: str | None = None) -> Overview:
+    """The whole force's figures, or one borough's (``within``)."""
+    state = request.app.state
+    now = utc_now()
+    only = "WHERE borough = :b" if within is not None else ""
+    params = {"b": within}
+    with state.store.writer.read() as db:
+        by_state = dict(db.execute(f"SELECT lifecycle, count(*) FROM devices {only} GROUP BY 1", params).fetchall())
+        boroughs: dict[str, dict[str, int]] = {}
+        for borough, lifecycle, n in db.execute(
+                f"SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices {only} GROUP BY 1, 2",
+                params):
+            boroughs.setdefault(borough, {})[lifecycle] = n
+        conflicts = db.execute("SELECT count(*) FROM conflicts WHERE resolved_at IS NULL"
+                               + (" AND borough = :b" if within is not None else ""), params).fetchone()[0]
+        unattributed = db.execute("SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
+                                  "WHERE officer_id IS NULL" + (" AND device_serial IN (SELECT serial FROM devices "
+                                                                "WHERE borough = :b)" if within is not None else ""),
+                                  params).fetchone()[0]
+        refused = claims.refusals_count(db, to_iso(now - REFUSALS_SHOWN), state.owners.stations_of(within)
+                                        if within is not None else None)
+    counts = state.devices.flag_counts(within)
+    stations = [s for s in state.stations.all(now) if within in (None, s.borough)]
+    offline_after = timedelta(hours=24)
+    gone = {s.station_id for s in stations if s.last_seen_at is None or now - s.last_seen_at > offline_after}
+    offline = len(gone)
+    stale = sum(1 for s in stations if s.stale and s.station_id not in gone)
+    failed = sum(s.failed_clips for s in stations)
+    alerts = [(key, label, counts[key], link) for key, label, link in ALERTS]
+    alerts += [("failed_uploads", "Failed uploads at stations", failed, "/stations"),
+               ("conflicts", "Open assignment conflicts", conflicts, "/officers/conflicts"),
+               ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed"),
+               ("station_refusals", f"Station events refused (security), last {REFUSALS_SHOWN.days} days", refused,
+                "/stations#refusals")]
+    return Overview(total=sum(by_state.values()), by_state=by_state,
+                    by_borough=sorted(((b, s, sum(s.values())) for b, s in boroughs.items()), key=lambda r: -r[2]),
+                    alerts=alerts, stations=stations, healthy=len(stations) - stale - offline, stale=stale,
+                    offline=offline)
+
+
+DONE = {
+    "issued": "camera issued", "unassigned": "assignments ended", "resolved": "conflict resolved",
+    "committed": "proposal committed", "discarded": "proposal discarded", "held": "held",
+    "released": "hold released", "categorised": "categories set", "attributed": "attributed",
+    "restored": "restored", "chain_intact": "chain intact",
+}
+FAILED = {"chain_broken": "chain BROKEN: see the check below"}
+"""What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never
+the URL's own text, so a link from elsewhere cannot make central's pages say something.
+A refusal with details of its own is answered with the error page, not a redirect."""
+
+
+def _recent_refusals(request: Request, within: str | None) -> list[tuple]:
+    stations = request.app.state.owners.stations_of(within) if within is not None else None
+    with request.app.state.store.writer.read() as db:
+        return claims.recent_refusals(db, stations=stations)
+
+
+def page(request: Request, template: str, **context) -> Template:
+    principal = principal_of(request)
+    nav = [(path, label) for path, label, role in NAV if _allowed(principal, role)]
+    return Template(template_name=template, context={
+        "me": principal, "nav": nav, "here": request.url.path, "csrf": principal.csrf,
+        "done": DONE.get(request.query_params.get("done", "")),
+        "failed": FAILED.get(request.query_params.get("error", "")), **context})
+
+
+def _allowed(principal, role: str) -> bool:
+    try:
+        principal.require_user(role)
+        return True
+    except ApiError:
+        return False
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (never //host or a scheme): no open redirect after login."""
+    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+        return "/"
+    return target
+
+
+def _error_page(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, Unauthorized):
+        return Redirect(f"/login?next={quote(request.url.path + ('?' + request.url.query if request.url.query else ''))}")
+    if isinstance(exc, ApiError):
+        status, message = exc.status_code, exc.message
+    elif isinstance(exc, NotFoundException):
+        status, message = 404, "no such page"
+    elif isinstance(exc, ValidationException):
+        status, message = 400, str(exc.detail)
+    elif isinstance(exc, HTTPException):
+        status, message = exc.status_code, str(exc.detail)
+    else:
+        raise exc
+    return Template(template_name="error.html", status_code=status,
+                    context={"status": status, "message": message, "me": None, "nav": [], "here": ""})
+
+
+def _login_form(request: Request, target: str, name: str = "", status: int = 200, error: str | None = None,
+                headers: dict[str, str] | None = None) -> Template:
+    """The login page, with its CSRF token (kept while the browser's is still good: two tabs work)."""
+    key = request.app.state.login_csrf_key
+    token = request.cookies.get(login_csrf.COOKIE)
+    if not login_csrf.is_valid(key, token):
+        token = login_csrf.new_token(key)
+    return Template(template_name="login.html", status_code=status, headers=headers, context={
+        "next": target, "error": error, "name": name, "login_csrf": token, "me": None, "nav": [], "here": "/login"},
+        cookies=[Cookie(key=login_csrf.COOKIE, value=token, httponly=True, samesite="strict", path="/login",
+                        secure=request.app.state.settings.dashboard.secure_cookies, max_age=login_csrf.MAX_AGE_S)])
+
+
+class DashboardPages(Controller):
+    """The base of every dashboard controller: pages, not JSON, and HTML error pages."""
+
+    include_in_schema = False
+    exception_handlers = {ApiError: _error_page, HTTPException: _error_page}
+
+
+FORM = {"form_csrf": True}
+"""``opt`` of a handler that takes a posted form: it checks the form's CSRF token (``posted``)."""
+
+
+async def posted(request: Request):
+    """The posted form (a multi-dict), once its CSRF token matched the session's (else 403)."""
+    form = await request.form()
+    check_csrf(principal_of(request), str(form.get("csrf_token", "")))
+    return form
+
+
+def field(form, key: str, max_length: int = 500) -> str:
+    """One text field of a posted form, trimmed; BadRequest when longer than allowed."""
+    value = form_text(form.get(key, ""))
+    if len(value) > max_length:
+        raise BadRequest(f"{key.replace('_', ' ')} may have at most {max_length} characters")
+    return value
+
+
+def back(path: str, *, done: str | None = None, error: str | None = None) -> Redirect:
+    """After a form: back to the page, with what happened shown on it (post/redirect/get);
+    ``done`` a key of DONE, ``error`` of FAILED."""
+    if (done is not None and done not in DONE) or (error is not None and error not in FAILED):
+        raise ValueError(f"no such message: {done or error!r}")
+    query = "&".join(f"{k}={v}" for k, v in (("done", done), ("error", error)) if v)
+    return Redirect(path + (("&" if "?" in path else "?") + query if query else ""), status_code=303)
+
+
+def allowed(request: Request, role: str) -> bool:
+    return _allowed(principal_of(request), role)
+
+
+class DashboardController(DashboardPages):
+    path = "/"
+
+    @get("/login", summary="The login page", scope=no_borough("the login form"))
+    async def login_page(self, request: Request,
+                         next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
+                         ) -> Template:
+        return _login_form(request, _safe_next(next_path))
+
+    @post("/login", summary="Log in", scope=no_borough("logging in"))
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+        target = _safe_next(str(form.get("next", "/")))
+        if not login_csrf.matches(request.app.state.login_csrf_key,
+                                  request.cookies.get(login_csrf.COOKIE), str(form.get(login_csrf.FIELD, ""))):
+            return _login_form(request, target, name, 400, "This form has expired or came from another site: "
+                                                           "log in again.")
+        place = f"browser:{request.client.host if request.client else '-'}"
+        try:
+            cookie, session = await anyio.to_thread.run_sync(request.app.state.users.login, name, password, place)
+        except (Unauthorized, TooManyRequests) as exc:
+            return _login_form(request, target, name, exc.status_code, exc.message, exc.headers)
+        secure = request.app.state.settings.dashboard.secure_cookies
+        return Redirect(target, status_code=303, cookies=[
+            Cookie(key=SESSION_COOKIE, value=cookie, httponly=True, secure=secure, samesite="lax", path="/",
+                   max_age=SESSION_HOURS * 3600),
+            Cookie(key=login_csrf.COOKIE, value="", max_age=0, path="/login")])
+
+    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt=FORM, scope=no_borough("logging out"))
+    async def logout(self, request: Request, principal: Caller) -> Response:
+        await posted(request)
+        place = f"browser:{request.client.host if request.client else '-'}"
+        await anyio.to_thread.run_sync(request.app.state.users.logout, request.cookies.get(SESSION_COOKIE, ""), place)
+        return Redirect("/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
+
+    @get("/", summary="Overview", guards=[user_with("viewer")], scope=LISTS)
+    async def overview_page(self, request: Request, within: Scoped) -> Template:
+        data = await anyio.to_thread.run_sync(overview, request, within.borough)
+        chart = charts.bar_chart("Cameras per borough", [(b, n) for b, _, n in data.by_borough[:32]],
+                                 description="Cameras registered to each borough, all states")
+        return page(request, "overview.html", o=data, states=LIFECYCLE_STATES, chart=chart)
+
+    @get("/stations", summary="Stations", guards=[user_with("viewer")], scope=lists(in_query("station", "station")))
+    async def stations_page(self, request: Request, within: Scoped,
+                            station: Annotated[str | None, QueryParameter(max_length=64)] = None,
+                            days: Annotated[int, QueryParameter(ge=1, le=30)] = 7) -> Template:
+        service = request.app.state.stations
+        stations = [s for s in await anyio.to_thread.run_sync(service.all) if within.borough in (None, s.borough)]
+        if station and station not in {s.station_id for s in stations}:
+            raise NotFound(f"no station {station}")
+        history = await anyio.to_thread.run_sync(service.samples, station or None, utc_now() - timedelta(days=days),
+                                                 [s.station_id for s in stations] if within.borough else None)
+        who = f"station {station}" if station else "all stations"
+        lag = charts.time_chart(
+            f"Sync lag, {who}: age of the oldest clip not yet at central",
+            [("hours", [(s.at, s.lag_h or 0.0) for s in history], "solid")], y_label="hours", y_min=0,
+            description=f"{len(history)} samples over {days} days" + (
+                f"; now {history[-1].lag_h or 0:.1f} h" if history else ""))
+        backlog = charts.time_chart(
+            f"Clips waiting to sync, {who}", [("clips", [(s.at, s.pending_clips) for s in history], "solid")],
+            y_label="clips", y_min=0, description=f"{len(history)} samples over {days} days")
+        refusals = await anyio.to_thread.run_sync(_recent_refusals, request, within.borough)
+        return page(request, "stations.html", stations=stations, station=station or "", days=days, lag=lag,
+                    backlog=backlog, refusals=refusals)
+
+    @get("/devices", summary="Devices", guards=[user_with("viewer")], scope=LISTS)
+    async def devices_page(
+        self, request: Request, within: Scoped,
+        q: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        lifecycle: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        flag: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        after: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> Template:
+        if lifecycle and lifecycle not in LIFECYCLE_STATES:
+            raise BadRequest(f"unknown lifecycle state {lifecycle!r}")
+        if flag and flag not in FLAG_SQL:
+            raise BadRequest(f"unknown flag {flag!r}")
+        devices = request.app.state.devices
+        borough = within.narrow(borough or None)
+        result = await anyio.to_thread.run_sync(lambda: devices.page(
+            borough=borough, lifecycle_state=lifecycle or None, flag=flag or None, q=q or None,
+            after=after or None, limit=50))
+        filters = {"q": q or "", "borough": borough or "", "lifecycle": lifecycle or "", "flag": flag or ""}
+        with request.app.state.store.writer.read() as db:
+            boroughs = [r[0] for r in db.execute("SELECT DISTINCT borough FROM devices WHERE borough IS NOT NULL "
+                                                 "ORDER BY 1") if within.borough in (None, r[0])]
+        return page(request, "devices.html", result=result, filters=filters, boroughs=boroughs,
+                    states=LIFECYCLE_STATES, flags=[(k, label) for k, label, _ in ALERTS],
+                    next_query="&".join(f"{k}={quote(v)}" for k, v in filters.items() if v))
+
+    @get("/devices/{serial:str}", summary="One device", guards=[user_with("viewer")],
+         scope=touches(in_path("device", "serial")))
+    async def device_page(self, request: Request, principal: Caller,
+                          serial: Annotated[str, PathParameter(max_length=64)]) -> Template:
+        detail = await anyio.to_thread.run_sync(request.app.state.devices.detail, serial)
+        threshold = request.app.state.settings.fleet.replace_below_soh_pct
+        soh = [(p.at, p.soh_pct) for p in detail.battery if p.soh_pct is not None]
+        forecast = []
+        if soh and detail.device.replace_by is not None:
+            forecast = [soh[-1], (detail.device.replace_by, threshold)]
+        chart = charts.time_chart(
+            f"Battery health of {serial}", [("state of health", soh, "solid"), ("forecast", forecast, "dashed")],
+            y_label="state of health %", y_min=min([threshold - 5, *(v for _, v in soh)]) if soh else 0, y_max=100,
+            threshold=(threshold, f"replace below {threshold:.0f} %"),
+            description=(f"{len(soh)} readings from {soh[0][0]:%Y-%m-%d} to {soh[-1][0]:%Y-%m-%d}, last "
+                         f"{soh[-1][1]:.1f} %" if soh else "no readings")
+            + (f"; forecast to reach {threshold:.0f} % on {detail.device.replace_by:%Y-%m-%d}" if forecast else ""))
+        return page(request, "device.html", d=detail, chart=chart, soh=soh[-10:][::-1])

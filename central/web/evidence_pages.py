@@ -1,0 +1,253 @@
+"""Dashboard: footage (search, retention and hold actions, playback) and the audit trail.
+
+Footage pages are for supervisors and admins, as the clip API is; a supervisor for one
+borough sees that borough's cameras' clips. Playback streams from the clip API, so every
+view is audited there. Custody reports link to the API's printable page and CSV.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated
+
+import anyio.to_thread
+import msgspec
+from litestar import Request, get, post
+from litestar.params import PathParameter, QueryParameter
+from litestar.response import Redirect, Template
+
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import BadRequest, NotFound
+from central.evidence import audit
+from central.access.auth import Caller, user_with
+from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
+from central.registry.assignments import AttributeRequest
+from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_form, in_path, touches
+from central.evidence.retention import HELD_CLIPS, CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest
+
+STATES = {"": "any", "kept": "kept", "held": "held", "review": "due for review", "unattributed": "attributed to nobody",
+          "deleted": "soft-deleted", "purged": "purged"}
+STATE_SQL = {"kept": "c.deleted_at IS NULL", "deleted": "c.deleted_at IS NOT NULL AND c.purged_at IS NULL",
+             "purged": "c.purged_at IS NOT NULL",
+             "review": "c.rowid IN (SELECT rowid FROM clips INDEXED BY clips_review_due WHERE review "
+                       "AND deleted_at IS NULL AND retain_until <= :now)",
+             "held": f"c.clip_id IN ({HELD_CLIPS})",
+             "unattributed": "c.clip_id IN (SELECT clip_id FROM attributions INDEXED BY attributions_unattributed "
+                             "WHERE officer_id IS NULL)"}
+SMALL_SETS = {"review", "held", "unattributed"}
+"""States whose clips are few: found through their own index and sorted, not by scanning all clips by time."""
+PAGE = 50
+ACTIONS = ("ingest", "upload-verified", "view", "download", "categorise", "hold", "release", "case-add", "review",
+           "soft-delete", "restore", "purge", "assign", "unassign", "check-out", "check-in", "attribute", "register",
+           "lifecycle", "login", "login-failed", "login-lockout", "login-throttled", "logout", "user-add",
+           "token-create", "token-revoke", "config-change", "rollout-commit")
+"""Suggested in the audit page's action filter (any action can be typed)."""
+
+
+class ClipRow(msgspec.Struct, kw_only=True):
+    clip_id: str
+    recorded_at: datetime
+    device_serial: str
+    officer_id: str | None
+    station_id: str | None
+    categories: list[str]
+    retain_until: datetime | None
+    deleted_at: datetime | None
+    purged_at: datetime | None
+    size: int
+
+
+def _day(value: str | None, name: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return to_iso(datetime.fromisoformat(value).replace(tzinfo=timezone.utc))
+    except ValueError:
+        raise BadRequest(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def search_clips(request: Request, filters: dict[str, str], within: str | None, before: tuple[str, str] | None
+                 ) -> list[ClipRow]:
+    """Newest first, keyset-paged; every filter rides an index (officer, camera, time). ``within``:
+    only the clips that borough's cameras recorded."""
+    where, params = ["c.state = 'verified'"], {"now": to_iso(utc_now()), "limit": PAGE + 1}
+    if filters["officer"]:
+        where.append("a.officer_id = :officer")
+        params["officer"] = filters["officer"]
+    if filters["device"]:
+        where.append("c.device_serial = :device")
+        params["device"] = filters["device"]
+    for key, op in (("recorded_from", ">="), ("recorded_to", "<")):
+        moment = _day(filters[key], key.replace("_", " "))
+        if moment:
+            where.append(f"c.recorded_at {op} :{key}")
+            params[key] = moment
+    if filters["category"]:
+        # Through clips_categorised: only the clips that have a category are looked at. Names are
+        # [a-z0-9_], stored JSON-quoted, so '"name"' inside the array text matches exactly that category.
+        where.append("c.categories != '[]' AND instr(c.categories, :category) > 0")
+        params["category"] = f'"{filters["category"]}"'
+    if filters["state"]:
+        where.append(STATE_SQL[filters["state"]])
+    if within:
+        where.append("c.device_serial IN (SELECT serial FROM devices WHERE borough = :within)")
+        params["within"] = within
+    if before:
+        where.append("(c.recorded_at, c.clip_id) < (:b_at, :b_id)")
+        params.update(b_at=before[0], b_id=before[1])
+    sql = ("SELECT c.clip_id, c.recorded_at, c.device_serial, a.officer_id, c.station_id, c.categories, "
+           "c.retain_until, c.deleted_at, c.purged_at, c.size FROM clips c LEFT JOIN attributions a ON "
+           "a.clip_id = c.clip_id WHERE " + " AND ".join(where)
+           + (" ORDER BY +c.recorded_at DESC, c.clip_id DESC" if filters["state"] in SMALL_SETS
+              else " ORDER BY c.recorded_at DESC, c.clip_id DESC") + " LIMIT :limit")
+    with request.app.state.store.writer.read() as db:
+        rows = db.execute(sql, params).fetchall()
+    return [ClipRow(clip_id=r[0], recorded_at=from_iso(r[1]), device_serial=r[2], officer_id=r[3], station_id=r[4],
+                    categories=json.loads(r[5]), retain_until=from_iso(r[6]) if r[6] else None,
+                    deleted_at=from_iso(r[7]) if r[7] else None, purged_at=from_iso(r[8]) if r[8] else None,
+                    size=r[9]) for r in rows]
+
+
+ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
+
+
+class EvidencePages(DashboardPages):
+    path = "/"
+
+    @get("/clips", summary="Search clips", guards=[user_with("supervisor")], scope=LISTS)
+    async def clips_page(
+        self, request: Request, within: Scoped,
+        officer: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        device: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        recorded_from: Annotated[str | None, QueryParameter(max_length=10)] = None,
+        recorded_to: Annotated[str | None, QueryParameter(max_length=10)] = None,
+        category: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        clip_state: Annotated[str | None, QueryParameter(name="state", max_length=16)] = None,
+        before: Annotated[str | None, QueryParameter(max_length=120)] = None,
+    ) -> Template:
+        filters = {"officer": officer or "", "device": device or "", "recorded_from": recorded_from or "",
+                   "recorded_to": recorded_to or "", "category": category or "", "state": clip_state or ""}
+        if filters["state"] not in STATES:
+            raise BadRequest(f"unknown state {clip_state!r}")
+        categories = sorted(request.app.state.retention.rules().categories)
+        if filters["category"] and filters["category"] not in categories:
+            raise BadRequest(f"unknown category {category!r}; the rules have {', '.join(categories)}")
+        keyset = tuple(before.split("|", 1)) if before and "|" in before else None
+        rows = await anyio.to_thread.run_sync(search_clips, request, filters, within.borough, keyset)
+        more = len(rows) > PAGE
+        rows = rows[:PAGE]
+        query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
+        return page(request, "clips.html", rows=rows, filters=filters, states=STATES, categories=categories,
+                    query=query,
+                    next_before=f"{to_iso(rows[-1].recorded_at)}|{rows[-1].clip_id}" if more else None)
+
+    @get("/clips/{clip_id:str}", summary="One clip: retention, holds, playback", guards=[user_with("supervisor")],
+         scope=touches(in_path("clip", "clip_id")))
+    async def clip_page(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Template:
+        clip = request.app.state.store.clip(clip_id)
+        if clip is None:
+            raise NotFound(f"no clip {clip_id} at central")
+        attribution = None
+        try:
+            attribution = request.app.state.assignments.attribution(clip_id)
+        except NotFound:
+            pass
+        retention = await anyio.to_thread.run_sync(request.app.state.retention.clip, clip_id)
+        holds = [h for h in request.app.state.retention.holds(True, 1000) if h.id in retention.held_by]
+        return page(request, "clip.html", clip=clip, attribution=attribution, r=retention, holds=holds,
+                    categories=sorted(request.app.state.retention.rules().categories),
+                    can_restore=allowed(request, "admin"), can_custody=allowed(request, "auditor"))
+
+    @post("/clips/{clip_id:str}/hold", summary="Hold a clip", guards=[user_with("supervisor")], opt=FORM,
+          scope=touches(in_path("clip", "clip_id")))
+    async def hold(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
+        form = await posted(request)
+        return await _act(f"/clips/{clip_id}", "held", lambda: request.app.state.retention.place_hold(
+            HoldRequest(kind="clip", clip_id=clip_id, reason=_reason(form)), principal.name))
+
+    @post("/clips/{clip_id:str}/release/{hold_id:int}", summary="Release a hold", guards=[user_with("supervisor")],
+          opt=FORM, scope=touches(in_path("clip", "clip_id"), in_path("hold", "hold_id")))
+    async def release(self, request: Request, principal: Caller, clip_id: ClipIdPath,
+                      hold_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
+        form = await posted(request)
+        return await _act(f"/clips/{clip_id}", "released", lambda: request.app.state.retention
+                          .release_hold(hold_id, ReleaseRequest(reason=_reason(form)), principal.name))
+
+    @post("/clips/{clip_id:str}/categories", summary="Set categories", guards=[user_with("supervisor")], opt=FORM,
+          scope=touches(in_path("clip", "clip_id")))
+    async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
+        form = await posted(request)
+        return await _act(f"/clips/{clip_id}", "categorised", lambda: request.app.state.retention.categorise(
+            clip_id, CategoriesRequest(categories=[str(c) for c in form.getall("category", [])][:32],
+                                       reason=_reason(form), confirm=form.get("confirm") == "yes"), principal.name))
+
+    @post("/clips/{clip_id:str}/attribution", summary="Attribute a clip to an officer",
+          guards=[user_with("supervisor")], opt=FORM,
+          scope=touches(in_path("clip", "clip_id"), in_form("officer", "officer_id")))
+    async def attribute(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
+        form = await posted(request)
+
+        def attribute():
+            request_ = msgspec.convert({"officer_id": field(form, "officer_id", 64), "reason": _reason(form)},
+                                       AttributeRequest)
+            request.app.state.assignments.attribute(clip_id, request_, principal.name)
+
+        return await _act(f"/clips/{clip_id}", "attributed", attribute)
+
+    @post("/clips/{clip_id:str}/restore", summary="Restore a soft-deleted clip", guards=[user_with("admin")], opt=FORM,
+          scope=touches(in_path("clip", "clip_id")))
+    async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
+        form = await posted(request)
+        return await _act(f"/clips/{clip_id}", "restored", lambda: request.app.state.retention.restore(
+            clip_id, RestoreRequest(reason=_reason(form)), principal.name))
+
+    @get("/audit", summary="The audit trail", guards=[user_with("auditor")], scope=FORCE_WIDE)
+    async def audit_page(
+        self, request: Request, principal: Caller,
+        actor: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        action: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        object_type: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        object_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        before: Annotated[int | None, QueryParameter(ge=1)] = None,
+    ) -> Template:
+        filters = {"actor": actor or "", "action": action or "", "object_type": object_type or "",
+                   "object_id": object_id or ""}
+        where = [f"{k} = :{k}" for k, v in filters.items() if v] + (["id < :before"] if before else [])
+        sql = ("SELECT id, at, actor, place, action, object_type, object_id, detail FROM audit"
+               + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id DESC LIMIT {PAGE + 1}")
+        with request.app.state.store.writer.read() as db:
+            rows = db.execute(sql, {**filters, "before": before}).fetchall()
+        more = len(rows) > PAGE
+        check = request.app.state.get("chain_check")
+        return page(request, "audit.html", rows=rows[:PAGE], filters=filters, actions=ACTIONS, check=check,
+                    query="&".join(f"{k}={v}" for k, v in filters.items() if v),
+                    next_before=rows[PAGE - 1][0] if more else None)
+
+    @post("/audit/verify", summary="Recompute the audit chain now", guards=[user_with("auditor")], opt=FORM,
+          scope=FORCE_WIDE)
+    async def verify(self, request: Request, principal: Caller) -> Redirect:
+        await posted(request)
+        settings = request.app.state.settings
+        published = audit.read_published(settings.anchors_file)
+        report = await anyio.to_thread.run_sync(audit.verify_file, request.app.state.store.data_dir / "central.db",
+                                                published)
+        request.app.state.chain_check = (utc_now(), report, len(published), principal.name)
+        return back("/audit", done="chain_intact") if report.intact else back("/audit", error="chain_broken")
+
+
+def _reason(form) -> str:
+    reason = field(form, "reason")
+    if not reason:
+        raise BadRequest("say why (a reason goes into the audit trail)")
+    return reason
+
+
+async def _act(path: str, done: str, action) -> Redirect:
+    """Run a retention action off the event loop; back to the page with what happened (a
+    refusal is the error page, with the service's reason)."""
+    try:
+        await anyio.to_thread.run_sync(action)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+    return back(path, done=done)

@@ -1,0 +1,30 @@
+import asyncio
+import threading
+
+import pytest
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from central.core.jobs import stop_scheduler
+
+
+@pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
+def test_stop_scheduler_returns_after_a_running_thread_job_has_finished():
+    """AsyncIOScheduler.shutdown(wait=True) alone returns before its jobs end (the store was closed under one)."""
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def job():
+        started.set()
+        release.wait(10)
+        finished.set()
+
+    async def main():
+        scheduler = AsyncIOScheduler(executors={"threads": ThreadPoolExecutor(1)})
+        scheduler.add_job(job, "date", executor="threads")
+        scheduler.start()
+        await asyncio.to_thread(started.wait, 10)
+        asyncio.get_running_loop().call_later(0.2, release.set)
+        await stop_scheduler(scheduler)
+        return finished.is_set()
+
+    assert asyncio.run(main()), "stop_scheduler returned while the job was still running"

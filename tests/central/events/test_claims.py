@@ -1,0 +1,334 @@
+"""A station speaks only for its own cameras and clips: what it claims is checked against what central knows.
+
+A refused event is acknowledged (the station's outbox moves on), recorded against the station
+and shown as a security alert, and changes nothing: no fleet state, no chain of custody.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from datetime import timedelta
+
+import msgspec
+
+from central.evidence import audit
+from fleet.events import EventBatch, EventEnvelope
+from fleet.protocol import UploadMetadata, encode_upload_metadata
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
+from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
+from tests.central.evidence.test_clips import upload
+
+
+def refusals(client, station: str | None = None) -> list[tuple[str, int, str, str]]:
+    """(station, seq, kind, reason) of every refusal, oldest first."""
+    rows = client.app.state.store.db.execute(
+        "SELECT station_id, seq, kind, reason FROM station_refusals ORDER BY id").fetchall()
+    return [tuple(r) for r in rows if station is None or r[0] == station]
+
+
+def custody(client, clip_id: str) -> list[tuple[str, str]]:
+    r = client.get(f"/api/v1/clips/{clip_id}/custody", headers=ADMIN)
+    return [] if r.status_code == 404 else [(c["action"], c["place"]) for c in r.json()]
+
+
+def chain_places(client, clip_id: str) -> set[str]:
+    db = client.app.state.store.db
+    return {r[0] for r in db.execute("SELECT place FROM audit WHERE object_type = 'clip' AND object_id = ?",
+                                     [clip_id])}
+
+
+def chain_intact(client) -> bool:
+    return audit.verify_file(client.app.state.store.data_dir / "central.db").intact
+
+
+def upload_reported(client, clip, data: bytes, headers=CAMDEN) -> None:
+    """Upload the clip a station reported (same id, SHA-256 and recording time)."""
+    meta = UploadMetadata(clip_id=uuid.UUID(clip.clip_id), sha256=clip.sha256, device_serial=clip.device_serial,
+                          recorded_at=clip.recorded_at, filename="c.mp4")
+    r = client.post("/api/v1/uploads/", headers={**headers, **TUS, "Upload-Length": str(len(data)),
+                                                 "Upload-Metadata": encode_upload_metadata(meta)})
+    patch(client, r.headers["Location"], 0, data, headers=headers)
+
+
+def owner(client, clip_id: str):
+    return client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).json()["officer_id"]
+
+
+def holder_intervals(client, serial: str) -> list[tuple[str, str | None]]:
+    return [(a["officer_id"], a["ended_at"]) for a in
+            client.get("/api/v1/assignments", params={"device_serial": serial}, headers=ADMIN).json()]
+
+
+# -- clips: a station reports the ingest of clips it uploads --------------------------------------
+
+
+def test_a_forged_ingest_of_another_stations_verified_clip_is_refused(client):
+    data = os.urandom(3000)
+    clip_id = upload(client, data, hours=2)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), ingested("BWV-000123", 2, clip_id, data)], hours=[3, 3])
+    assert custody(client, clip_id) == [("upload-verified", "central"), ("ingest", "camden")]
+    # Barnet's token claims it copied the clip off a camera: right size and hash, or any.
+    post(client, BARNET, [ingested("BWV-000123", 2, clip_id, data), ingested("BWV-000123", 2, clip_id)],
+         hours=[4, 4])
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("barnet", 1, "clip_ingested"),
+                                                               ("barnet", 2, "clip_ingested")]
+    assert "camden" in refusals(client)[0][3].lower()
+    assert custody(client, clip_id) == [("upload-verified", "central"), ("ingest", "camden")]
+    assert "barnet" not in chain_places(client, clip_id) and chain_intact(client)
+    assert client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+
+
+def test_an_ingest_whose_size_or_hash_differs_from_the_upload_is_refused(client):
+    data = os.urandom(3000)
+    clip_id = upload(client, data, hours=2)
+    wrong_size = ingested("BWV-000123", 2, clip_id, data)
+    wrong_size.size += 1
+    wrong_hash = ingested("BWV-000123", 2, clip_id, data)
+    wrong_hash.sha256 = "f" * 64
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), wrong_size, wrong_hash],
+         hours=[3, 3, 3])
+    assert [(q, k) for _, q, k, _ in refusals(client, "camden")] == [(2, "clip_ingested"), (3, "clip_ingested")]
+    assert "size" in refusals(client)[0][3] and "SHA-256" in refusals(client)[1][3]
+    assert custody(client, clip_id) == [("upload-verified", "central")]
+    post(client, CAMDEN, [ingested("BWV-000123", 2, clip_id, data)], first_seq=4, hours=[3])  # the true one
+    assert custody(client, clip_id) == [("upload-verified", "central"), ("ingest", "camden")]
+    assert chain_intact(client)
+
+
+def test_an_ingest_before_its_upload_joins_the_chain_when_the_upload_matches(client):
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 0, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 1, clips=1), clip], hours=[1, 1])
+    assert custody(client, clip.clip_id) == []  # reported, not yet uploaded: no link yet
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 200
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
+
+
+def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(client):
+    """The claim came first (no upload yet to check it against); the upload settles it."""
+    data = os.urandom(3000)
+    forged = ingested("BWV-000123", 0, data=data)
+    post(client, BARNET, [forged], hours=[1])
+    upload_reported(client, forged, data)  # by camden
+    assert [(s, q) for s, q, _, _ in refusals(client)] == [("barnet", 1)]
+    assert "barnet" not in chain_places(client, forged.clip_id)
+    assert client.get(f"/api/v1/clips/{forged.clip_id}/attribution", headers=ADMIN).status_code == 404
+    post(client, CAMDEN, [docked("BWV-000123", 1, clips=1), forged], hours=[1, 1])  # the true station's report
+    assert custody(client, forged.clip_id) == [("upload-verified", "central"), ("ingest", "camden")]
+    assert client.get(f"/api/v1/clips/{forged.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+
+
+# -- cameras: checkouts and check-ins of the station's own borough's pool -------------------------
+
+
+def test_a_checkout_of_another_boroughs_camera_is_refused(client):
+    post(client, CAMDEN, [docked("A")], hours=[0])
+    post(client, BARNET, [out("A", "PC9"), back("A", "PC9")], hours=[1, 2])
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("barnet", 1, "checked_out"),
+                                                               ("barnet", 2, "checked_in")]
+    assert "Camden" in refusals(client)[0][3]
+    assert holder_intervals(client, "A") == []
+    assert client.get("/api/v1/conflicts", headers=ADMIN).json() == []
+
+
+def test_a_checkout_of_an_unknown_or_personal_issue_camera_is_refused(client):
+    registered = client.post("/api/v1/devices/", headers=ADMIN,
+                             json=[{"serial": "P", "borough": "Camden", "assignment_mode": "personal"}])
+    assert registered.status_code == 201, registered.text
+    post(client, CAMDEN, [docked("P"), out("NEVER-SEEN", "PC1")], hours=[0, 1])
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC5", "borough": "Camden"}])
+    issued = client.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "P", "officer_id": "PC5"})
+    assert issued.status_code == 201, issued.text
+    post(client, CAMDEN, [out("P", "PC1")], first_seq=3, hours=[2])
+    assert [(q, k) for _, q, k, _ in refusals(client, "camden")] == [(2, "checked_out"), (3, "checked_out")]
+    assert "never" in refusals(client)[0][3] and "personal" in refusals(client)[1][3]
+    assert [o for o, _ in holder_intervals(client, "P")] == ["PC5"]
+
+
+def test_a_back_dated_checkout_does_not_reattribute_a_clip(client):
+    clip = ingested("A", 3)
+    post(client, CAMDEN, [docked("A"), out("A", "PC1"), docked("A", 6, clips=1), clip], hours=[0, 1, 6, 6])
+    assert owner(client, clip.clip_id) == "PC1"
+    # The same station, its next event dated hours before what it reported already.
+    post(client, CAMDEN, [out("A", "PC2")], first_seq=5, hours=[2])
+    # Another borough's station, dated to cover the clip.
+    post(client, BARNET, [docked("Z", 7), out("A", "PC3")], hours=[7, 2.5])
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("camden", 5, "checked_out"),
+                                                               ("barnet", 2, "checked_out")]
+    assert "before" in refusals(client)[0][3]
+    assert owner(client, clip.clip_id) == "PC1"
+    assert [o for o, _ in holder_intervals(client, "A")] == ["PC1"]
+
+
+def test_an_event_dated_far_beyond_the_measured_clock_skew_is_flagged(client):
+    post(client, CAMDEN, [docked("A")], hours=[0])
+    future = EventEnvelope(seq=2, at=at(0) + timedelta(days=2), event=out("A", "PC1"))
+    body = msgspec.json.encode(EventBatch(sent_at=at(0), events=[future]))
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).json()["acked_seq"] == 2
+    client.app.state.events.apply_all()
+    assert [(q, k) for _, q, k, _ in refusals(client, "camden")] == [(2, "checked_out")]
+    assert "clock" in refusals(client)[0][3]
+    assert holder_intervals(client, "A") == []
+
+
+def test_a_camera_first_seen_docking_is_the_stations_borough_and_another_boroughs_is_refused(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1")], hours=[0, 1])
+    post(client, BARNET, [docked("NEW", 2), docked("A", 3)], hours=[2, 3])  # A is Camden's
+    assert client.get("/api/v1/devices/NEW", headers=ADMIN).json()["device"]["borough"] == "Barnet"
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("barnet", 2, "camera_docked")]
+    device = client.get("/api/v1/devices/A", headers=ADMIN).json()["device"]
+    assert device["last_station"] == "camden" and device["holder"] == "PC1"  # Barnet's claim closed nothing
+    post(client, KENTISH, [docked("A", 4)], hours=[4])  # another station of Camden's: that is a docking
+    assert holder_intervals(client, "A")[0][1] is not None and len(refusals(client)) == 1
+
+
+# -- refusals: recorded, shown, never jamming the outbox -------------------------------------------
+
+
+def test_a_refused_event_is_acknowledged_and_the_station_keeps_syncing(client):
+    post(client, CAMDEN, [docked("A")], hours=[0])
+    r = post(client, BARNET, [out("A", "PC9"), docked("B", 2), docked("B", 3)], hours=[1, 2, 3])
+    assert r.json()["acked_seq"] == 3
+    r = post(client, BARNET, [docked("C", 4)], first_seq=4, hours=[4])
+    assert r.json()["acked_seq"] == 4
+    station = client.get("/api/v1/stations/barnet", headers=ADMIN).json()
+    assert station["applied_seq"] == 4 and station["refused_events"] == 1
+    assert client.get("/api/v1/devices/C", headers=ADMIN).status_code == 200
+    assert len(client.get("/api/v1/devices/B", headers=ADMIN).json()["battery"]) == 2
+
+
+def test_refusals_are_a_security_alert_on_the_dashboard_and_the_stations_page(client):
+    post(client, CAMDEN, [docked("A")], hours=[0])
+    post(client, BARNET, [out("A", "PC9")], hours=[1])
+    home = client.get("/", headers=ADMIN)
+    assert home.status_code == 200
+    card = re.search(r'data-alert="station_refusals".*?</li>', home.text, re.S)
+    assert card is not None and ">1<" in card.group(0).replace(" ", "") and "/stations#refusals" in card.group(0)
+    page = client.get("/stations", headers=ADMIN)
+    assert page.status_code == 200 and 'id="refusals"' in page.text
+    table = page.text[page.text.index('id="refusals"'):]
+    assert "barnet" in table and "checked_out" in table and "Camden" in table
+
+
+def test_a_number_past_sqlites_integers_is_refused_at_the_door_and_jams_no_station(client):
+    """Every count a station reports is stored in a 64-bit SQLite integer. A docking telling of
+    2**63 battery cycles (a camera's device.json is written by whoever holds the camera) was
+    acknowledged, then failed the projection's transaction every time it was retried: no
+    station's events were applied any more."""
+    from fleet.events import CameraDocked
+    from fleet.protocol import Battery, DeviceInfo
+
+    for field in ("cycle_count", "full_charge_mah", "design_mah", "voltage_mv"):
+        battery = Battery(level_pct=50, **{field: 2 ** 63})
+        event = CameraDocked(device=DeviceInfo(serial="CAM-HUGE", battery=battery), folder="f")
+        assert post(client, CAMDEN, [event]).status_code == 400, field
+    for event in (CameraDocked(device=DeviceInfo(serial="CAM-HUGE", storage_used_bytes=2 ** 63), folder="f"),
+                  CameraDocked(device=DeviceInfo(serial="CAM-HUGE"), folder="f", clip_count=2 ** 63)):
+        assert post(client, CAMDEN, [event]).status_code == 400, event
+    huge = ingested("CAM-HUGE", 1)
+    huge.size = 2 ** 63
+    assert post(client, CAMDEN, [huge]).status_code == 400
+    assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
+    assert client.get("/api/v1/devices/BAR-1", headers=ADMIN).status_code == 200  # the other station's was applied
+
+
+def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(client, monkeypatch):
+    """Whatever a future bug lets through: the run is applied again one event at a time, the event
+    that still fails is refused against its station, and every other event is applied."""
+    from central.events.projection import Projector
+
+    docked_handler = Projector._handlers[type(docked("X"))]
+
+    def failing(self, db, station_id, borough, run):
+        if any(a.event.device.serial == "CAM-POISON" for a in run):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return docked_handler(self, db, station_id, borough, run)
+
+    monkeypatch.setitem(Projector._handlers, type(docked("X")), failing)
+    client.post("/api/v1/events/", headers={**CAMDEN, "Content-Type": "application/json"},
+                content=batch([docked("CAM-1", 1), docked("CAM-POISON", 2), docked("CAM-2", 3)])).raise_for_status()
+    assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
+    for serial in ("CAM-1", "CAM-2", "BAR-1"):
+        assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial
+    assert client.get("/api/v1/devices/CAM-POISON", headers=ADMIN).status_code == 404
+    assert [(s, seq, kind) for s, seq, kind, _ in refusals(client)] == [("camden", 2, "camera_docked")]
+    assert "could not apply" in refusals(client)[0][3]
+    assert client.app.state.events.apply_all() == 0  # nothing left to retry
+
+
+def test_an_ingest_of_another_boroughs_camera_is_refused_and_its_clip_kept(client):
+    # Camden's station uploads bytes it says came off Barnet's camera: the clip is kept (evidence
+    # is never refused), but Camden cannot speak for Barnet's camera: no ingest record, no attribution.
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-BAR-9", "borough": "Barnet"}]
+                ).raise_for_status()
+    data = os.urandom(2000)
+    clip = ingested("BWV-BAR-9", 2, str(uuid.uuid4()), data)
+    upload_reported(client, clip, data)
+    post(client, CAMDEN, [clip], hours=[3])
+    [(station, seq, kind, reason)] = refusals(client)
+    assert (station, seq, kind) == ("camden", 1, "clip_ingested") and "Barnet" in reason, reason
+    assert custody(client, clip.clip_id) == [("upload-verified", "central")] and chain_intact(client)
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 404
+    assert client.get(f"/api/v1/clips/{clip.clip_id}", headers=ADMIN).json()["state"] == "verified"
+
+
+def test_every_event_kind_has_a_rule_for_what_a_station_may_claim():
+    import typing
+
+    from central.events.projection import Projector
+    from fleet.events import Event
+
+    kinds = set(typing.get_args(Event))
+    assert set(Projector._admissions) == kinds, "decide what a station may claim with this kind (central.events.claims)"
+    assert set(Projector._handlers) == kinds
+
+
+def test_a_verified_report_about_another_stations_clip_is_refused(client):
+    from fleet.events import ClipVerified
+
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Camden"}])
+    data = os.urandom(1500)
+    clip = ingested("BWV-000123", 2, str(uuid.uuid4()), data)
+    upload_reported(client, clip, data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    post(client, KENTISH, [ClipVerified(clip_id=clip.clip_id), ClipVerified(clip_id=str(uuid.uuid4()))], hours=[5, 5])
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("kentish", 1, "clip_verified"),
+                                                               ("kentish", 2, "clip_verified")]
+    assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is None
+    post(client, CAMDEN, [ClipVerified(clip_id=clip.clip_id)], first_seq=3, hours=[6])
+    assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is not None
+
+
+def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, monkeypatch):
+    """A full disk or a busy database is central's condition, not the event's: the events wait and
+    are applied once it clears, none refused (a refusal is for good: the outbox never resends)."""
+    import sqlite3
+
+    from central.events.projection import Projector
+
+    docked_handler = Projector._handlers[type(docked("X"))]
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL
+    failures = [full] * 2
+
+    def full_for_a_while(self, db, station_id, borough, run):
+        if failures:
+            raise failures.pop()
+        return docked_handler(self, db, station_id, borough, run)
+
+    monkeypatch.setitem(Projector._handlers, type(docked("X")), full_for_a_while)
+    client.post("/api/v1/events/", headers={**CAMDEN, "Content-Type": "application/json"},
+                content=batch([docked("CAM-1", 1), docked("CAM-2", 2)])).raise_for_status()
+    for _ in range(5):  # what the projection worker does: retry later
+        try:
+            client.app.state.events.apply_all()
+            break
+        except sqlite3.OperationalError:
+            continue
+    assert refusals(client) == []
+    for serial in ("CAM-1", "CAM-2"):
+        assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial

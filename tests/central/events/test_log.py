@@ -1,0 +1,217 @@
+"""Events: stored by (station, seq), applied once in seq order, acknowledged gap-free."""
+
+import msgspec
+import pytest
+
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
+from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
+
+
+def count(client, table: str) -> int:
+    return client.app.state.store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def test_a_batch_is_stored_applied_and_acknowledged(client):
+    r = post(client, CAMDEN, [docked("BWV-1", clips=1), ingested("BWV-1", -1)])
+    assert r.status_code == 200, r.text
+    assert r.json() == {"acked_seq": 2, "stored": 2, "duplicates": 0}
+    device = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()
+    assert device["device"]["lifecycle"] == "in_service" and device["device"]["last_station"] == "camden"
+    assert device["device"]["borough"] == "Camden" and device["device"]["battery_soh_pct"] == 2900 / 3000 * 100
+    assert [p["level_pct"] for p in device["battery"]] == [90]
+    assert device["telemetry"]["serial"] == "BWV-1"
+
+
+def test_a_resent_batch_is_recognised_and_not_applied_twice(client):
+    body = batch([docked("BWV-1"), docked("BWV-1", 1)])
+    first = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+    again = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+    assert first.json()["acked_seq"] == again.json()["acked_seq"] == 2
+    assert again.json() == {"acked_seq": 2, "stored": 0, "duplicates": 2}
+    client.app.state.events.apply_all()  # applying follows acknowledgement (the projection worker)
+    assert count(client, "battery_readings") == 2
+
+
+def test_gaps_hold_the_acknowledgement_until_filled(client):
+    assert post(client, CAMDEN, [docked("A"), docked("B")]).json()["acked_seq"] == 2
+    assert post(client, CAMDEN, [docked("D"), docked("E")], first_seq=4).json()["acked_seq"] == 2
+    assert client.get("/api/v1/devices/D", headers=ADMIN).status_code == 404  # stored, not applied yet
+    assert post(client, CAMDEN, [docked("C")], first_seq=3).json()["acked_seq"] == 5
+    assert client.get("/api/v1/devices/E", headers=ADMIN).status_code == 200
+
+
+def test_each_station_has_its_own_sequence(client):
+    assert post(client, CAMDEN, [docked("A")]).json()["acked_seq"] == 1
+    assert post(client, BARNET, [docked("B")]).json()["acked_seq"] == 1
+    assert client.app.state.events.events("camden")[0][0] == client.app.state.events.events("barnet")[0][0] == 1
+
+
+def test_a_reused_seq_with_other_content_is_refused(client):
+    post(client, CAMDEN, [docked("A")])
+    r = post(client, CAMDEN, [docked("Z")])
+    assert r.status_code == 409 and "database replaced" in r.json()["message"]
+
+
+def test_unknown_event_kinds_are_kept_but_not_applied(client):
+    body = (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z",'
+            b'"event":{"kind":"firmware_flashed","version":"2.0"}}]}')
+    r = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+    assert r.json()["acked_seq"] == 1
+    assert client.app.state.events.events("camden")[0][1] == "firmware_flashed"
+
+
+def test_bad_batches_are_refused_clearly(client):
+    for body, fragment in [
+        (b"not json", "event batch"),
+        (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":0,"at":"2026-11-20T14:00:00Z","event":{}}]}', ">= 1"),
+        (batch([docked("A"), docked("B")])[:-3] + b"}]}", "event batch"),
+        (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z",'
+         b'"event":{"kind":"checked_out","device_serial":"A"}}]}', "officer_id"),
+    ]:
+        r = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+        assert r.status_code == 400, (body, r.text)
+        assert fragment in r.json()["message"]
+    out_of_order = msgspec.json.decode(batch([docked("A"), docked("B")]))
+    out_of_order["events"].reverse()
+    r = client.post("/api/v1/events/", content=msgspec.json.encode(out_of_order), headers=CAMDEN)
+    assert r.status_code == 400 and "seq order" in r.json()["message"]
+
+
+def test_only_stations_send_events(client):
+    assert post(client, ADMIN, [docked("A")]).status_code == 403
+
+
+def test_a_heartbeat_reports_the_backlog(client):
+    body = msgspec.json.encode({"sent_at": "2026-11-20T14:00:00Z", "events": [],
+                                "backlog": {"pending_clips": 7, "pending_bytes": 7000,
+                                            "oldest_pending_recorded_at": "2026-11-20T10:00:00Z"}})
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).json()["acked_seq"] == 0
+    camden = client.get("/api/v1/stations/camden", headers=ADMIN).json()
+    assert camden["pending_clips"] == 7 and camden["last_seen_at"] is not None and not camden["stale"]
+    assert camden["oldest_pending_recorded_at"].startswith("2026-11-20T10:00")
+    assert client.get("/api/v1/stations/barnet", headers=ADMIN).json()["stale"]  # never heard from
+
+
+def test_officer_with_two_cameras_at_two_stations_is_a_conflict(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1")])
+    post(client, BARNET, [docked("B"), out("B", "PC1")])
+    conflicts = client.get("/api/v1/conflicts", headers=ADMIN).json()
+    assert [c["kind"] for c in conflicts] == ["officer_two_cameras"]
+    assert "PC1" in conflicts[0]["detail"] and "barnet" in conflicts[0]["detail"]
+    held = client.get("/api/v1/assignments", params={"officer_id": "PC1", "active": True}, headers=ADMIN).json()
+    assert {a["device_serial"] for a in held} == {"A", "B"}  # both kept: nothing silently dropped
+    resolved = client.post(f"/api/v1/conflicts/{conflicts[0]['id']}/resolve", headers=ADMIN,
+                           json={"resolution": "B was a spare, returned"})
+    assert resolved.json()["resolved_by"] == "admin"
+    assert client.get("/api/v1/conflicts", headers=ADMIN).json() == []
+
+
+def test_docking_ends_a_pool_checkout_even_at_another_station(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1")], hours=[0, 1])
+    post(client, KENTISH, [docked("A", 9)], hours=[9])
+    [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
+    assert a["ended_at"].startswith(at(9).isoformat()[:16]) and a["end_reason"] == "docked"
+
+
+def test_checkin_closes_the_checkout_with_the_station_time(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1"), back("A", "PC1")], hours=[0, 1, 8])
+    [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
+    assert a["started_at"].startswith("2026-11-20T15:00") and a["ended_at"].startswith("2026-11-20T22:00")
+    trail = client.get("/api/v1/devices/A", headers=ADMIN).json()["audit"]
+    assert [t["action"] for t in trail] == ["check-in", "check-out", "register"] and trail[0]["place"] == "camden"
+
+
+def test_acknowledged_events_are_applied_after_a_crash_before_projection(settings):
+    """Acknowledged means stored: if central dies before applying, the restart applies them."""
+    from litestar.testing import TestClient
+
+    from central.core.app import create_app
+    from tests.central.fleetdata import batch
+
+    with TestClient(create_app(settings)) as client:
+        client.app.state.events.pending.clear()
+        worker_paused = client.app.state.events.apply_pending
+        client.app.state.events.apply_pending = lambda limit=2000: 0  # the projection never runs
+        r = client.post("/api/v1/events/", content=batch([docked("A"), docked("B")]), headers=CAMDEN)
+        assert r.json()["acked_seq"] == 2
+        assert client.get("/api/v1/devices/A", headers=ADMIN).status_code == 404
+        client.app.state.events.apply_pending = worker_paused
+    with TestClient(create_app(settings)) as client:  # the restart
+        from tests.e2e.harness import wait_until
+
+        wait_until(lambda: client.get("/api/v1/devices/B", headers=ADMIN).status_code == 200, 10,
+                   "the projection worker catching up")
+        assert client.get("/api/v1/stations/camden", headers=ADMIN).json()["applied_seq"] == 2
+
+
+def test_numbers_beyond_sqlite_integers_are_refused_not_crashed_on(client):
+    body = (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":99999999999999999999999,'
+            b'"at":"2026-11-20T14:00:00Z","event":{"kind":"bad_folder","folder":"a","reason":"b"}}]}')
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 400
+    r = client.post("/api/v1/conflicts/99999999999999999999999/resolve", headers=ADMIN, json={"resolution": "x"})
+    assert r.status_code == 400
+    assert client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "A", "borough": ""}]).status_code == 400
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+@pytest.mark.parametrize("b_hours, expected", [((9, 17), ["officer_two_cameras"]), ((14, 18), [])])
+def test_conflicts_are_judged_on_intervals_whatever_order_stations_report(client, a_first, b_hours, expected):
+    def a():
+        post(client, CAMDEN, [docked("A"), out("A", "PC1"), back("A", "PC1")], hours=[0, 8, 12 if not expected else 18])
+
+    def b():
+        post(client, BARNET, [docked("B"), out("B", "PC1"), back("B", "PC1")], hours=[0, *b_hours])
+
+    for report in ((a, b) if a_first else (b, a)):
+        report()
+    assert [c["kind"] for c in client.get("/api/v1/conflicts", headers=ADMIN).json()] == expected
+
+
+def test_a_checkout_reported_after_a_later_docking_is_closed_by_it(client):
+    post(client, CAMDEN, [docked("A", 0.5)], hours=[0.5])
+    post(client, KENTISH, [docked("A", 6)], hours=[6])
+    post(client, CAMDEN, [out("A", "PC1")], first_seq=2, hours=[1])  # camden was offline; A docked at kentish since
+    [a] = client.get("/api/v1/assignments", params={"device_serial": "A"}, headers=ADMIN).json()
+    assert a["end_reason"] == "docked" and a["ended_at"].startswith(at(6).isoformat()[:16])
+    assert client.get("/api/v1/devices/A", headers=ADMIN).json()["device"]["holder"] is None
+
+
+def test_a_camera_clock_in_the_future_does_not_freeze_its_telemetry(client):
+    wrong = docked("A", 24 * 365, full=2950)  # the camera thinks it is next year
+    post(client, CAMDEN, [wrong], hours=[0])
+    post(client, KENTISH, [docked("A", 5, full=2650, temp=31)], first_seq=1, hours=[5])
+    device = client.get("/api/v1/devices/A", headers=ADMIN).json()["device"]
+    assert device["last_station"] == "kentish" and device["battery_soh_pct"] == pytest.approx(2650 / 30)
+
+
+def test_a_camera_held_twice_is_listed_once_with_its_latest_holder(client):
+    post(client, CAMDEN, [docked("A"), out("A", "PC1")], hours=[0, 1])
+    post(client, KENTISH, [docked("A", 0.5), out("A", "PC2")], hours=[0.5, 2])  # kentish's clock, an hour slow
+    [conflict] = client.get("/api/v1/conflicts", headers=ADMIN).json()
+    assert conflict["kind"] == "camera_two_officers"
+    items = client.get("/api/v1/devices/", headers=ADMIN).json()["items"]
+    assert [(d["serial"], d["holder"]) for d in items] == [("A", "PC2")]
+    r = client.post(f"/api/v1/conflicts/{conflict['id']}/resolve", headers=ADMIN, json={"resolution": "swapped"})
+    assert r.status_code == 200 and r.json()["resolution"] == "swapped"
+
+
+def test_oversized_backlog_numbers_are_a_400(client):
+    body = b'{"sent_at":"2026-11-20T14:00:00Z","events":[],"backlog":{"pending_bytes":99999999999999999999}}'
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 400
+
+
+def test_a_station_goes_stale_after_its_hours_of_silence(client):
+    from datetime import timedelta
+
+    from fleet.clock import utc_now
+
+    body = msgspec.json.encode({"sent_at": "2026-11-20T14:00:00Z", "events": []})
+    assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 200
+    hours = client.app.state.settings.fleet.stale_station_hours
+    health = client.app.state.health
+    now = utc_now()
+    assert "camden" not in health.run(now=now + timedelta(hours=hours - 0.1)).stale_stations
+    assert "camden" in health.run(now=now + timedelta(hours=hours + 0.1)).stale_stations
+    assert "barnet" in health.run(now=now).stale_stations  # never heard from
+    stations = {s.station_id: s for s in client.app.state.stations.all(now + timedelta(hours=hours + 0.1))}
+    assert stations["camden"].stale and stations["camden"].last_seen_at is not None

@@ -1,0 +1,81 @@
+"""The blob-store contract, held by every backend: the filesystem one and S3 (on a local moto server)."""
+
+import hashlib
+import os
+
+import pytest
+
+from central.uploads.blobstore import READ_PIECE, FilesystemBlobStore
+from tests.support.s3server import blob_settings
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def blobs(request, tmp_path):
+    if request.param == "filesystem":
+        return FilesystemBlobStore(tmp_path / "blobs")
+    from central.uploads.blobstore_s3 import S3BlobStore
+
+    store = S3BlobStore(blob_settings())
+    store.check()  # creates its fresh bucket
+    return store
+
+
+@pytest.fixture
+def source(tmp_path):
+    def write(data: bytes):
+        path = tmp_path / f"{hashlib.sha256(data).hexdigest()[:12]}.part"
+        path.write_bytes(data)
+        return path
+    return write
+
+
+def test_put_takes_the_file_and_reads_back_whole_and_in_ranges(blobs, source):
+    data = os.urandom(2 * READ_PIECE + 123)
+    path = source(data)
+    blobs.put(path, "clip-a", hashlib.sha256(data).hexdigest())
+    assert not path.exists()  # ownership taken
+    assert blobs.exists("clip-a") and blobs.size("clip-a") == len(data)
+    pieces = list(blobs.read("clip-a"))
+    assert b"".join(pieces) == data and max(len(p) for p in pieces) <= READ_PIECE  # bounded memory
+    assert b"".join(blobs.read("clip-a", 100, 200)) == data[100:200]
+    assert b"".join(blobs.read("clip-a", len(data) - 10)) == data[-10:]
+    assert b"".join(blobs.read("clip-a", 5, 5)) == b""
+    assert b"".join(blobs.read("clip-a", len(data) + 5, len(data) + 10)) == b""  # past the end: nothing
+
+
+def test_an_empty_clip_is_a_blob_too(blobs, source):
+    blobs.put(source(b""), "empty")
+    assert blobs.exists("empty") and blobs.size("empty") == 0 and b"".join(blobs.read("empty")) == b""
+
+
+def test_a_missing_blob_does_not_exist_and_cannot_be_read(blobs):
+    assert not blobs.exists("nothing")
+    with pytest.raises(FileNotFoundError):
+        blobs.size("nothing")
+    with pytest.raises(FileNotFoundError):
+        b"".join(blobs.read("nothing"))
+
+
+def test_delete_and_delete_many_ignore_missing_keys(blobs, source):
+    for key in ("k1", "k2", "k3"):
+        blobs.put(source(key.encode()), key)
+    blobs.delete("k1")
+    blobs.delete("k1")
+    blobs.delete_many(["k2", "never-there", "k3"])
+    assert [blobs.exists(k) for k in ("k1", "k2", "k3")] == [False, False, False]
+
+
+def test_put_again_replaces_the_blob(blobs, source):
+    blobs.put(source(b"first"), "again")
+    blobs.put(source(b"second"), "again")
+    assert b"".join(blobs.read("again")) == b"second"
+
+
+@pytest.mark.parametrize("key", ["", "../escape", "a/b", ".hidden"])
+def test_keys_that_could_leave_the_store_are_refused(blobs, source, key):
+    with pytest.raises(ValueError):
+        blobs.put(source(b"x"), key)
+    with pytest.raises(ValueError):
+        blobs.exists(key)
+    with pytest.raises(ValueError):
+        blobs.delete_many(["fine", key])

@@ -1,0 +1,306 @@
+"""The upload state machine directly: concurrency, cut-short bodies, crash recovery, expiry."""
+
+import asyncio
+import hashlib
+import os
+from datetime import timedelta
+
+import pytest
+
+from central.access.auth import Principal
+from central.uploads.blobstore import FilesystemBlobStore
+from central.uploads.receiver import Checksum, UploadReceiver
+from central.core.store import CentralStore
+from fleet.clock import utc_now
+from fleet.errors import ChecksumMismatch, Locked
+from fleet.protocol import decode_upload_metadata
+from tests.central.conftest import metadata
+
+CAMDEN = Principal("station:camden", station_id="camden")
+
+
+@pytest.fixture
+def parts(tmp_path):
+    store = CentralStore(tmp_path)
+    yield store, FilesystemBlobStore(tmp_path / "blobs"), tmp_path / "uploads"
+    store.close()
+
+
+def receiver(parts, **kw) -> UploadReceiver:
+    store, blobs, uploads = parts
+    return UploadReceiver(store, blobs, uploads, max_upload_bytes=1 << 30,
+                          expiry=kw.pop("expiry", timedelta(hours=1)), **kw)
+
+
+def sha256_checksum(data: bytes) -> Checksum:
+    return Checksum("sha256", hashlib.sha256(data).digest())
+
+
+async def body(*pieces: bytes, fail_after: bool = False, gate: asyncio.Event | None = None):
+    for piece in pieces:
+        yield piece
+        if gate is not None:
+            await gate.wait()
+    if fail_after:
+        raise ConnectionResetError("client went away")
+
+
+def test_concurrent_patch_is_locked_never_interleaved(parts):
+    data = os.urandom(200_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+
+    async def scenario():
+        gate = asyncio.Event()
+        first = asyncio.create_task(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:1000], gate=gate)))
+        await asyncio.sleep(0)  # let the first PATCH take the lock and start reading
+        while not r._lock(upload.upload_id).locked():
+            await asyncio.sleep(0)
+        with pytest.raises(Locked):
+            await r.append(CAMDEN, upload.upload_id, 0, None, body(data[:1000]))
+        gate.set()
+        return await first
+
+    result = asyncio.run(scenario())
+    assert result.offset == 1000
+
+
+def test_cut_short_checksummed_chunk_counts_nothing(parts):
+    data = os.urandom(100_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    after = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data[:50_000]),
+                                 body(data[:20_000], fail_after=True)))
+    assert after.offset == 0
+    assert r.part(upload.upload_id).stat().st_size == 0
+
+
+def test_cut_short_plain_chunk_keeps_what_arrived(parts):
+    data = os.urandom(100_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    after = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:20_000], data[20_000:30_000],
+                                                                         fail_after=True)))
+    assert after.offset == 30_000
+    done = asyncio.run(r.append(CAMDEN, upload.upload_id, 30_000, None, body(data[30_000:])))
+    assert done.verified
+
+
+def test_a_body_that_goes_silent_is_ended_keeping_what_arrived(parts):
+    data = os.urandom(100_000)
+    r = receiver(parts, body_idle_timeout_s=0.2)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    never = asyncio.Event()  # a dead link: the rest of the body never comes
+    after = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:30_000], gate=never)))
+    assert after.offset == 30_000 and not r._lock(upload.upload_id).locked()
+    assert asyncio.run(r.append(CAMDEN, upload.upload_id, 30_000, None, body(data[30_000:]))).verified
+
+
+def test_restart_rebuilds_the_running_hash_from_the_part_file(parts):
+    data = os.urandom(100_000)
+    upload, _ = receiver(parts).create(CAMDEN, len(data), metadata(data))
+    asyncio.run(receiver(parts).append(CAMDEN, upload.upload_id, 0, None, body(data[:40_000])))
+    fresh = receiver(parts)  # a new process: no hash in memory
+    done = asyncio.run(fresh.append(CAMDEN, upload.upload_id, 40_000, None, body(data[40_000:])))
+    assert done.verified
+
+
+def test_recovery_truncates_bytes_past_the_committed_offset(parts):
+    data = os.urandom(100_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:40_000])))
+    with open(r.part(upload.upload_id), "ab") as f:  # written, never committed: the crash case
+        f.write(b"garbage" * 100)
+    fresh = receiver(parts)
+    asyncio.run(fresh.recover())
+    assert r.part(upload.upload_id).stat().st_size == 40_000
+    assert asyncio.run(fresh.append(CAMDEN, upload.upload_id, 40_000, None, body(data[40_000:]))).verified
+
+
+# The last PATCH's bytes are counted by the same commit that says verified: 0 until then.
+@pytest.mark.parametrize("committed", [0, 10_000])
+def test_recovery_records_a_blob_moved_before_the_crash(parts, committed):
+    store, blobs, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    part = r.part(upload.upload_id)
+    part.write_bytes(data)
+    store.set_offset(upload.upload_id, committed, utc_now() + timedelta(hours=1))
+    blobs.put(part, upload.clip_id)  # crash right after the rename, before the commit
+    asyncio.run(receiver(parts).recover())
+    assert store.upload(upload.upload_id).verified
+    assert store.clip(upload.clip_id).state == "verified"
+
+
+def test_recovery_finishes_an_upload_whose_last_byte_was_committed(parts):
+    store, _, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    r.part(upload.upload_id).write_bytes(data)
+    store.set_offset(upload.upload_id, len(data), utc_now() + timedelta(hours=1))
+    asyncio.run(receiver(parts).recover())
+    assert store.upload(upload.upload_id).verified
+
+
+def test_a_failing_blob_store_keeps_every_byte_counted_for_the_retry(parts, monkeypatch):
+    store, blobs, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    put = blobs.put
+
+    def unavailable(*args):
+        monkeypatch.setattr(blobs, "put", put)
+        raise OSError(5, "blob store unavailable")
+
+    monkeypatch.setattr(blobs, "put", unavailable)
+    with pytest.raises(OSError):
+        asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data), body(data)))
+    assert store.upload(upload.upload_id).offset == len(data) and not store.upload(upload.upload_id).verified
+    done = asyncio.run(r.append(CAMDEN, upload.upload_id, len(data), None, body()))  # the station's retry
+    assert done.verified and store.clip(upload.clip_id).state == "verified"
+
+
+def test_expired_unfinished_uploads_are_removed_verified_ones_kept(parts):
+    store, _, _ = parts
+    r = receiver(parts, expiry=timedelta(seconds=0))
+    stale = os.urandom(1000)
+    done = os.urandom(1000)
+    s_upload, _ = r.create(CAMDEN, len(stale), metadata(stale))
+    d_upload, _ = r.create(CAMDEN, len(done), metadata(done))
+    asyncio.run(r.append(CAMDEN, d_upload.upload_id, 0, None, body(done)))
+    assert r.expire(utc_now() + timedelta(seconds=1)) == 1
+    assert store.upload(s_upload.upload_id) is None and not r.part(s_upload.upload_id).exists()
+    assert store.clip(s_upload.clip_id) is None
+    assert store.upload(d_upload.upload_id).verified
+
+
+@pytest.mark.parametrize("size", [1000, 3 * (4 << 20) + 5])  # within one piece and across pieces
+def test_disk_full_is_507_with_retry_after(parts, monkeypatch, size):
+    from central.uploads import receiver as receiver_module
+    from fleet.errors import InsufficientStorage
+
+    data = os.urandom(size)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+
+    def full(self, writer, chunk):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(receiver_module._Sink, "_write", full)
+    with pytest.raises(InsufficientStorage) as info:
+        asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(*(data[i:i + 65536]
+                                                                       for i in range(0, size, 65536)))))
+    assert info.value.status_code == 507  # Retry-After comes from [limits] (tests/central/core/test_error_shape.py)
+    assert r.part(upload.upload_id).stat().st_size == 0
+
+
+def test_a_body_in_thousands_of_tiny_pieces_is_stored_exactly(parts):
+    data = os.urandom(5000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    done = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data),
+                                body(*(data[i:i + 1] for i in range(len(data))))))
+    assert done.verified
+
+
+# -- a whole clip in its creation request ---------------------------------------------------
+
+
+def _writes(store, monkeypatch) -> list[bool]:
+    """The durability of every transaction the store opens from here on."""
+    seen: list[bool] = []
+    real = store._writer.write
+
+    def write(*, durable: bool = True):
+        seen.append(durable)
+        return real(durable=durable)
+
+    monkeypatch.setattr(store._writer, "write", write)
+    return seen
+
+
+def test_a_whole_clip_in_its_creation_is_one_durable_commit(parts, monkeypatch):
+    store, blobs, _ = parts
+    data = os.urandom(70_000)
+    r = receiver(parts)
+    commits = _writes(store, monkeypatch)
+    meta = metadata(data)
+    upload, created = asyncio.run(r.create_with_body(CAMDEN, len(data), meta, sha256_checksum(data),
+                                                     body(data[:30_000], data[30_000:]), whole=True))
+    assert created and upload.verified and upload.offset == len(data)
+    assert commits == [True]
+    assert store.upload(upload.upload_id) == upload
+    assert store.clip(upload.clip_id).state == "verified"
+    assert b"".join(blobs.read(upload.clip_id)) == data
+    again, created = asyncio.run(r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True))
+    assert not created and again.upload_id == upload.upload_id and again.verified
+
+
+@pytest.mark.parametrize("failure", ["checksum", "sha256", "blob store"])
+def test_a_whole_clip_that_fails_in_its_creation_leaves_nothing_behind(parts, monkeypatch, failure):
+    store, blobs, uploads = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    meta = metadata(data if failure != "sha256" else b"other bytes")
+    checksum = sha256_checksum(b"other" if failure == "checksum" else data)
+    if failure == "blob store":
+        monkeypatch.setattr(blobs, "put", lambda *a: (_ for _ in ()).throw(OSError(5, "blob store unavailable")))
+    with pytest.raises(OSError if failure == "blob store" else ChecksumMismatch):
+        asyncio.run(r.create_with_body(CAMDEN, len(data), meta, checksum, body(data), whole=True))
+    assert not list(uploads.glob("*.part"))
+    assert store.receiving_uploads() == [] and store.clip(str(decode_upload_metadata(meta).clip_id)) is None
+
+
+# Without a chunk checksum what arrived counts; with one, a cut-short chunk counts nothing.
+@pytest.mark.parametrize("with_checksum", [False, True])
+def test_a_whole_clip_cut_short_in_its_creation_is_an_upload_to_resume(parts, with_checksum):
+    store, _, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, created = asyncio.run(r.create_with_body(CAMDEN, len(data), metadata(data),
+                                                     sha256_checksum(data) if with_checksum else None,
+                                                     body(data[:4000], fail_after=True), whole=True))
+    kept = 0 if with_checksum else 4000
+    assert created and not upload.verified and upload.offset == kept
+    assert store.upload(upload.upload_id).offset == kept and r.part(upload.upload_id).stat().st_size == kept
+    done = asyncio.run(r.append(CAMDEN, upload.upload_id, kept, None, body(data[kept:])))
+    assert done.verified
+
+
+def test_a_second_creation_of_a_clip_waits_for_the_first_then_finds_its_upload(parts):
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    meta = metadata(data)
+
+    async def scenario():
+        gate = asyncio.Event()
+        first = asyncio.create_task(r.create_with_body(CAMDEN, len(data), meta, None,
+                                                       body(data[:100], data[100:], gate=gate), whole=True))
+        while not r._creating:
+            await asyncio.sleep(0)
+        second = asyncio.create_task(r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True))
+        third = asyncio.create_task(r.create_with_body(CAMDEN, len(data), meta, None, None))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not second.done() and not third.done()  # their turn comes after the first's commit
+        gate.set()
+        return await first, await second, await third
+
+    (upload, created), (again, created_again), (third, created_third) = asyncio.run(scenario())
+    assert created and upload.verified and not created_again and not created_third
+    assert again.upload_id == third.upload_id == upload.upload_id and again.verified
+    assert not r._creating and not r._wanting
+
+
+def test_recovery_removes_part_files_no_upload_is_receiving(parts):
+    data = os.urandom(1000)
+    r = receiver(parts)
+    kept, _ = r.create(CAMDEN, len(data), metadata(data))
+    orphan = r.part("0" * 32)
+    orphan.write_bytes(b"a whole clip's creation that died before its commit")
+    asyncio.run(receiver(parts).recover())
+    assert not orphan.exists() and r.part(kept.upload_id).exists()
