@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.events import Event
+from fleet.events import Event, RawEventEnvelope, kind_of
 from fleet.sqlite import Writer
 
 _encoder = msgspec.json.Encoder()
@@ -27,15 +27,8 @@ def append(db, events: Sequence[Event], at: datetime | None = None) -> None:
     when = to_iso(at or utc_now())
     db.conn.executemany(
         "INSERT INTO outbox (kind, at, body) VALUES (?, ?, ?)",
-        [(type(e).__struct_config__.tag, when, _encoder.encode(e)) for e in events],
+        [(kind_of(e), when, _encoder.encode(e)) for e in events],
     )
-
-
-class PendingEvent(msgspec.Struct, frozen=True):
-    seq: int
-    at: datetime
-    event: msgspec.Raw
-    """The event exactly as written at the station (sent as is, so both logs hold the same bytes)."""
 
 
 class Outbox:
@@ -49,13 +42,14 @@ class Outbox:
             row = db.execute("SELECT value FROM meta WHERE key = 'outbox_acked_seq'").fetchone()
         return int(row[0]) if row else 0
 
-    def pending(self, limit: int) -> list[PendingEvent]:
-        """Events after the last acknowledged one, in seq order."""
+    def pending(self, limit: int) -> list[RawEventEnvelope]:
+        """Events after the last acknowledged one, in seq order, each exactly as written here (sent
+        as is, so both logs hold the same bytes)."""
         acked = self.acked_seq()
         with self.writer.read() as db:
             rows = db.execute("SELECT seq, at, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                               [acked, limit]).fetchall()
-        return [PendingEvent(r[0], from_iso(r[1]), msgspec.Raw(bytes(r[2]))) for r in rows]
+        return [RawEventEnvelope(seq=r[0], at=from_iso(r[1]), event=msgspec.Raw(bytes(r[2]))) for r in rows]
 
     def pending_count(self) -> int:
         acked = self.acked_seq()

@@ -19,20 +19,14 @@ import msgspec
 
 from fleet.clock import utc_now
 from fleet.errors import PermanentTransferError
-from fleet.events import Backlog, EventAck
+from fleet.events import Backlog, EventAck, RawEventBatch, RawEventEnvelope
 from fleet.retry import RetryPolicy, as_transfer_error
-from station.outbox import Outbox, PendingEvent
+from station.outbox import Outbox
 from station.store import StationStore
 from station.uploader import error_from_response
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/api/v1/events/"
-
-
-class _Batch(msgspec.Struct, kw_only=True):
-    sent_at: datetime
-    events: list[PendingEvent]
-    backlog: Backlog | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -110,8 +104,8 @@ class EventSender:
                       "and central does not have them", ack.acked_seq + 1, first[0].seq - 1)
         return ack.acked_seq > before
 
-    def _send(self, pending: list[PendingEvent]) -> EventAck:
-        body = _encoder.encode(_Batch(sent_at=utc_now(), events=pending, backlog=self.backlog()))
+    def _send(self, pending: list[RawEventEnvelope]) -> EventAck:
+        body = _encoder.encode(RawEventBatch(sent_at=utc_now(), events=pending, backlog=self.backlog()))
         for attempt in self.policy.retrying():
             with attempt:
                 response = self.client.post(EVENTS_PATH, content=body,
