@@ -17,14 +17,13 @@ from fleet.errors import FleetError
 from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
 from station.desk import Desk
-from station.feed import FeedFollower
 from station.ingest import Ingestor
 from station.mirror import Mirror
 from station.store import StationStore
-from station.sync import SyncWorker, purge_local_copies
+from station.sync.changes import FeedFollower
+from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
+from station.sync.events import EventSender
 from station.throttle import from_mbps
-from station.uplink import EventSender
-from station.uploader import TusUploader
 
 log = logging.getLogger(__name__)
 

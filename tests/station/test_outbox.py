@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import msgspec
-import pytest
 
 from fleet.camera import SimClip, dock_camera
 from fleet.clock import utc_now

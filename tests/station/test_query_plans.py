@@ -15,16 +15,14 @@ from litestar.testing import TestClient
 
 from central.app import create_app
 from fleet.camera import SimClip, dock_camera
-from station.feed import FeedFollower
 from station.ingest import Ingestor
 from station.mirror import Mirror
 from station.store import StationStore
-from station.sync import SyncWorker, purge_local_copies
-from station.uplink import EventSender
-from station.uploader import TusUploader
+from station.sync.changes import FeedFollower
+from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
+from station.sync.events import EventSender
 from tests.central.conftest import ADMIN, make_settings
-from tests.station.conftest import RECORDED
-from tests.station.test_uploader import FAST
+from tests.station.conftest import FAST, RECORDED
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
 
 GROWING = ("clips", "dockings", "outbox", "checkouts", "officers", "devices", "personal_issues", "held_clips")

@@ -1,4 +1,4 @@
-"""Sends the outbox to central in batches; resends from central's acknowledged seq.
+"""Events up: the outbox goes to central in batches, resent from central's acknowledged seq.
 
 Central acknowledges the highest gap-free seq it has durably stored (it applies them later,
 in seq order: its ``applied_seq``); everything after it is sent again, so a lost reply, a
@@ -23,7 +23,7 @@ from fleet.events import Backlog, EventAck, RawEventBatch, RawEventEnvelope
 from fleet.retry import RetryPolicy, as_transfer_error
 from station.outbox import Outbox
 from station.store import StationStore
-from station.uploader import error_from_response
+from station.sync.errors import error_from_response
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/api/v1/events/"

@@ -2,17 +2,14 @@ import hashlib
 
 import httpx
 import pytest
-from tenacity.wait import wait_none
 
 from fleet.camera import SimClip, dock_camera
 from fleet.errors import PermanentTransferError, TransientTransferError
-from fleet.retry import RetryPolicy
 from station.ingest import Ingestor
-from station.uploader import TusUploader
-from tests.station.conftest import RECORDED
-from tests.station.fake_tus import FakeTus
+from station.sync.clips import TusUploader
+from tests.station.conftest import FAST, RECORDED
+from tests.station.sync.fake_tus import FakeTus
 
-FAST = RetryPolicy(quick_attempts=3, quick_wait=wait_none(), sleep=lambda s: None)
 CHUNK = 64 * 1024
 
 
@@ -269,7 +266,7 @@ def test_a_zero_byte_clip_is_verified_by_centrals_app(store, dock_dir, tmp_path,
     from litestar.testing import TestClient
 
     from central.app import create_app
-    from station import uploader as uploader_module
+    from station.sync import clips as uploader_module
     from tests.central.conftest import ADMIN, CAMDEN, make_settings
 
     if not whole_at_creation:  # an older station: the creation carries no body

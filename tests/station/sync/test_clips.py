@@ -7,11 +7,9 @@ from fleet.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from station.ingest import Ingestor
 from station.store import StationStore
-from station.sync import SyncWorker, purge_local_copies
-from station.uploader import TusUploader
-from tests.station.conftest import RECORDED
-from tests.station.fake_tus import FakeTus
-from tests.station.test_uploader import FAST
+from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
+from tests.station.conftest import FAST, RECORDED
+from tests.station.sync.fake_tus import FakeTus
 
 
 def worker(store, server, concurrency=2, policy=FAST):
@@ -186,15 +184,3 @@ def test_purge_never_removes_a_held_copy_until_the_hold_is_released(store, dock_
     mirror.apply([ClipHold(clip_id=held.clip_id, held=False)], cursor=2)
     assert purge_local_copies(store, timedelta(0)) == 1
     assert not store.local_path(held.local_path).exists()
-
-
-def test_a_change_kind_this_station_does_not_know_is_skipped(store):
-    import msgspec
-
-    from station.feed import _page_decoder, known_items
-
-    body = msgspec.json.encode({"cursor": 3, "changes": [
-        {"cursor": 1, "item": {"kind": "firmware_target", "model": "Axon Body 2", "version": "2.0"}},
-        {"cursor": 2, "item": {"kind": "clip_hold", "clip_id": "c1", "held": True}}]})
-    items = known_items(_page_decoder.decode(body))
-    assert [type(i).__name__ for i in items] == ["ClipHold"]

@@ -24,14 +24,14 @@ from central.app import create_app
 from fleet.clock import from_iso
 from fleet.events import BadFolder, CheckedIn, CheckedOut
 from station import outbox
-from station.feed import FeedFollower
 from station.mirror import Mirror
 from station.outbox import Outbox
 from station.store import StationStore
-from station.uplink import EventSender
+from station.sync.changes import FeedFollower
+from station.sync.events import EventSender
 from tests.central.conftest import ADMIN, make_settings
 from tests.central.fleetdata import docked
-from tests.station.test_uploader import FAST
+from tests.station.conftest import FAST
 
 STATION_TOKEN = "camden-test-token"  # test value, not a secret
 
