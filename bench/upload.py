@@ -113,7 +113,7 @@ def ours_big(settings: StationSettings) -> None:
     store = StationStore(settings.data_dir)
     store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL")
     with build_client(settings) as client:
-        [clip] = store.claim_due(1)
+        [clip] = store.queue.claim_due(1)
         TusUploader(client, store, RetryPolicy(), chunk_bytes=settings.chunk_bytes,
                     chunk_algorithm=settings.chunk_checksum).upload(clip)
     store.close()

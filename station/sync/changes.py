@@ -18,7 +18,7 @@ import msgspec
 from fleet.errors import CursorExpired
 from fleet.events import ChangeItem, Snapshot
 from fleet.retry import RetryPolicy, as_transfer_error
-from station.mirror import Mirror
+from station.store.mirror import Mirror
 from station.sync.errors import error_code, error_from_response
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ from fleet.errors import PermanentTransferError, TransferError, TransientTransfe
 from fleet.hashing import new_checksum
 from fleet.protocol import CLIP_STATE_HEADER, TUS_VERSION, UploadMetadata, encode_upload_metadata
 from fleet.retry import RetryPolicy, as_transfer_error
-from station.store import QueuedClip, StationStore
+from station.store import StationStore
+from station.store.queue import QueuedClip
 from station.sync.errors import error_from_response
 from station.throttle import Throttle
 
@@ -82,7 +83,7 @@ class SyncWorker:
                 self._woken.clear()
                 if not report.central_unreachable:
                     free = self.concurrency - len(running)
-                    for clip in self.store.claim_due(free) if free else []:
+                    for clip in self.store.queue.claim_due(free) if free else []:
                         running[pool.submit(self._upload, clip, report)] = clip
                 if not running:
                     if self._woken.is_set() and not report.central_unreachable:
@@ -96,7 +97,7 @@ class SyncWorker:
 
     def _upload(self, clip: QueuedClip, report: SyncReport) -> None:
         if self.stopping.is_set():
-            self.store.release([clip.clip_id])
+            self.store.queue.release([clip.clip_id])
             return
         try:
             self.uploader.upload(clip)
@@ -105,18 +106,18 @@ class SyncWorker:
             if isinstance(error, PermanentTransferError) and clip.last_error == f"{REFUSED_ONCE}{error}":
                 # Refused twice in the same words: the request itself is refused, not a damaged copy.
                 log.error("clip %s refused by central, not retried: %s", clip.clip_id, error)
-                self.store.mark_failed(clip.clip_id, str(error))
+                self.store.queue.mark_failed(clip.clip_id, str(error))
                 report.failed.append(clip.clip_id)
                 return
             delay = self.policy.backoff_delay(clip.attempts + 1, error)
             reason = f"{REFUSED_ONCE}{error}" if isinstance(error, PermanentTransferError) else str(error)
-            self.store.mark_waiting(clip.clip_id, reason, utc_now() + timedelta(seconds=delay))
+            self.store.queue.mark_waiting(clip.clip_id, reason, utc_now() + timedelta(seconds=delay))
             report.waiting.append(clip.clip_id)
             if error.status is None:
                 report.central_unreachable = True  # no answer at all: stop claiming more this pass
             log.warning("clip %s will be retried in %.1fs: %s", clip.clip_id, delay, error)
         else:
-            self.store.mark_verified(clip.clip_id)
+            self.store.queue.mark_verified(clip.clip_id)
             report.verified.append(clip.clip_id)
             log.info("clip %s verified at central", clip.clip_id)
 
@@ -124,10 +125,10 @@ class SyncWorker:
 def purge_local_copies(store: StationStore, grace: timedelta) -> int:
     """Delete local copies of clips central verified more than ``grace`` ago; return how many."""
     removed = 0
-    for clip_id, relative in store.purgeable(grace):
+    for clip_id, relative in store.queue.purgeable(grace):
         # Unlink first: a crash before the row update only means unlinking again next time.
         Path(store.local_path(relative)).unlink(missing_ok=True)
-        store.mark_local_deleted(clip_id)
+        store.queue.mark_local_deleted(clip_id)
         removed += 1
     return removed
 
@@ -173,7 +174,7 @@ class TusUploader:
                         self._transfer(clip, path, state)
                     except UploadGone:
                         state["url"] = None  # the next try creates it again (idempotent by clip_id)
-                        self.store.set_upload_url(clip.clip_id, None)
+                        self.store.queue.set_upload_url(clip.clip_id, None)
                         raise
         except TransferError:
             raise
@@ -189,7 +190,7 @@ class TusUploader:
             url, head = self._create(clip, path)
             state["url"] = url
             if not head[1]:  # a verified clip is never resumed: no need to remember where
-                self.store.set_upload_url(clip.clip_id, url)
+                self.store.queue.set_upload_url(clip.clip_id, url)
         offset, verified = head
         if verified or self._plainly_done(offset, clip):
             return

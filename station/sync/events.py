@@ -21,7 +21,6 @@ from fleet.clock import utc_now
 from fleet.errors import PermanentTransferError
 from fleet.events import Backlog, EventAck, RawEventBatch, RawEventEnvelope
 from fleet.retry import RetryPolicy, as_transfer_error
-from station.outbox import Outbox
 from station.store import StationStore
 from station.sync.errors import error_from_response
 
@@ -45,7 +44,7 @@ class EventSender:
                  heartbeat: timedelta = timedelta(seconds=60)) -> None:
         self.client = client
         self.store = store
-        self.outbox = Outbox(store.writer)
+        self.outbox = store.outbox
         self.policy = policy
         self.batch_size = batch_size
         self.heartbeat = heartbeat
@@ -116,4 +115,4 @@ class EventSender:
         raise AssertionError("unreachable: retrying re-raises")
 
     def backlog(self) -> Backlog:
-        return self.store.backlog()
+        return self.store.queue.backlog()

@@ -5,8 +5,18 @@ from datetime import datetime, timedelta, timezone
 
 import msgspec
 
-from fleet.events import (EVENT_KINDS, BadFolder, CheckedOut, ClipVerified, Event, EventBatch, EventEnvelope,
-                          RawEventBatch, RawEventEnvelope, kind_of)
+from fleet.events import (
+    EVENT_KINDS,
+    BadFolder,
+    CheckedOut,
+    ClipVerified,
+    Event,
+    EventBatch,
+    EventEnvelope,
+    RawEventBatch,
+    RawEventEnvelope,
+    kind_of,
+)
 
 AT = datetime(2026, 11, 20, 14, 0, 0, 123456, tzinfo=timezone.utc)
 EVENTS = [ClipVerified(clip_id="c1"), CheckedOut(device_serial="BWV-1", officer_id="PC1", battery_pct=91.5, by="sgt"),

@@ -16,7 +16,6 @@ from litestar.testing import TestClient
 from central.app import create_app
 from fleet.camera import SimClip, dock_camera
 from station.ingest import Ingestor
-from station.mirror import Mirror
 from station.store import StationStore
 from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
@@ -49,11 +48,11 @@ def test_ingest_upload_events_feed_and_status_read_growing_tables_by_index_only(
         Ingestor(store, "camden", dock_dir, chunk_bytes=64 * 1024).scan()
         worker = SyncWorker(store, TusUploader(client, store, FAST, chunk_bytes=64 * 1024), FAST)
         assert len(worker.run_once().verified) == 6
-        store.next_attempt_at()
+        store.queue.next_attempt_at()
         purge_local_copies(store, timedelta(0))
         sender = EventSender(client, store, FAST)
         assert sender.run_once().error is None
-        feed = FeedFollower(client, Mirror(store.writer), FAST, wait_s=0)
+        feed = FeedFollower(client, store.mirror, FAST, wait_s=0)
         feed.poll_once()
         feed.poll_once()
 

@@ -7,7 +7,6 @@ import httpx
 import msgspec
 
 from fleet.events import Officer
-from station.mirror import Mirror
 from station.sync.changes import FeedFollower, _page_decoder, known_items
 from tests.central.conftest import ADMIN
 from tests.station.conftest import FAST
@@ -18,7 +17,7 @@ def test_an_expired_cursor_reloads_the_snapshot(central, store):
     central.post("/api/v1/officers/", headers=ADMIN,
                  json=[{"officer_id": f"PC{i}", "borough": "Camden"} for i in range(150)])
     central.app.state.changes.trim()
-    mirror = Mirror(store.writer)
+    mirror = store.mirror
     mirror.apply([Officer(officer_id="GONE", borough="Camden")], cursor=3)  # an old cursor, a stale entry
     feed = FeedFollower(station_client(central), mirror, FAST, wait_s=0)
     assert feed.poll_once() == 150  # every Camden officer, via the snapshot
@@ -49,7 +48,7 @@ def _scripted_feed(store, pages, linger_s):
         return httpx.Response(200, json=page)
 
     client = httpx.Client(base_url="http://central.local", transport=httpx.MockTransport(answer))
-    return FeedFollower(client, Mirror(store.writer), FAST, wait_s=0.01, linger_s=linger_s), asked
+    return FeedFollower(client, store.mirror, FAST, wait_s=0.01, linger_s=linger_s), asked
 
 
 def _officer_page(cursor, more):

@@ -95,7 +95,7 @@ class SyncMachine(RuleBasedStateMachine):
     def restart(self):
         self.store.close()
         self.store = StationStore(self.root / "data")
-        self.store.recover_interrupted()
+        self.store.queue.recover_interrupted()
 
     @rule()
     def purge(self):
