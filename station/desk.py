@@ -119,7 +119,8 @@ class Desk:
             self.store.outbox.append([CheckedOut(device_serial=serial, officer_id=officer_id,
                                                  battery_pct=round(charge.estimated_pct, 1), by=by)], at=now)
         self.on_event()
-        return Checkout(serial, officer_id, now, charge.estimated_pct, by)
+        return Checkout(device_serial=serial, officer_id=officer_id, out_at=now, battery_pct=charge.estimated_pct,
+                        out_by=by)
 
     def checkin(self, serial: str, *, by: str, now: datetime | None = None) -> Checkout:
         """Take a camera back by hand (docking it checks it in by itself)."""

@@ -8,15 +8,17 @@ ids, which only grow, never station times, which can step back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from fleet.clock import from_iso, to_iso
 from fleet.sqlite import Writer
 
 
-@dataclass(frozen=True)
-class Checkout:
+class Checkout(msgspec.Struct, kw_only=True, frozen=True):
+    """A pool camera out with an officer (``in_at`` None: still out); what the desk API answers."""
+
     device_serial: str
     officer_id: str
     out_at: datetime
@@ -83,5 +85,5 @@ class Checkouts:
         with self.writer.read() as db:
             rows = db.execute("SELECT device_serial, officer_id, out_at, battery_pct, out_by, in_at, in_reason "
                               f"FROM checkouts {tail}", params).fetchall()
-        return [Checkout(r[0], r[1], from_iso(r[2]), r[3], r[4], from_iso(r[5]) if r[5] else None, r[6])
-                for r in rows]
+        return [Checkout(device_serial=r[0], officer_id=r[1], out_at=from_iso(r[2]), battery_pct=r[3], out_by=r[4],
+                         in_at=from_iso(r[5]) if r[5] else None, in_reason=r[6]) for r in rows]
