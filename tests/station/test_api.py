@@ -31,6 +31,7 @@ def test_checkout_list_and_checkin(api, store, dock_dir):
     dock(store, dock_dir, "BWV-1")
     r = api.post("/checkouts", json={"device_serial": "BWV-1", "officer_id": "PC1", "by": "sgt"})
     assert r.status_code == 201, r.text
+    assert list(r.json()) == ["device_serial", "officer_id", "out_at", "battery_pct", "out_by", "in_at", "in_reason"]
     assert r.json()["out_by"] == "sgt"
     assert [c["device_serial"] for c in api.get("/checkouts").json()] == ["BWV-1"]
     assert api.get("/status").json()["checked_out"] == 1
