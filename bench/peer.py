@@ -99,8 +99,7 @@ def sync_worker_pass(root: Path, url: str, *, plain_tus: bool, count: int, concu
     from fleet.retry import RetryPolicy
     from station.node import build_client
     from station.store import StationStore
-    from station.sync import SyncWorker
-    from station.uploader import TusUploader
+    from station.sync.clips import SyncWorker, TusUploader
 
     settings = station_settings(root, url, concurrent_uploads=concurrency, chunk_bytes=chunk_bytes)
     store = StationStore(settings.data_dir)

@@ -108,12 +108,12 @@ def ours_big(settings: StationSettings) -> None:
     from station.node import build_client
     from fleet.retry import RetryPolicy
     from station.store import StationStore
-    from station.uploader import TusUploader
+    from station.sync.clips import TusUploader
 
     store = StationStore(settings.data_dir)
     store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL")
     with build_client(settings) as client:
-        [clip] = store.claim_due(1)
+        [clip] = store.queue.claim_due(1)
         TusUploader(client, store, RetryPolicy(), chunk_bytes=settings.chunk_bytes,
                     chunk_algorithm=settings.chunk_checksum).upload(clip)
     store.close()
@@ -139,8 +139,7 @@ def many_small(central: Central, root: Path, count: int, size: int, concurrency:
     from fleet.retry import RetryPolicy
     from station.node import build_client
     from station.store import StationStore
-    from station.sync import SyncWorker
-    from station.uploader import TusUploader
+    from station.sync.clips import SyncWorker, TusUploader
 
     settings = station_settings(root, central.url, concurrent_uploads=concurrency)
     ingest(settings, [SimClip(size, utc_now(), seed=i) for i in range(count)])

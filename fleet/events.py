@@ -17,10 +17,11 @@ Like every wire type, these never forbid unknown fields; new fields go last with
 
 from __future__ import annotations
 
+import typing
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
-from msgspec import Meta, Struct
+from msgspec import Meta, Raw, Struct
 
 from fleet.protocol import AwareDatetime, DeviceInfo, Quantity, Serial, Sha256Hex, Tag
 
@@ -83,14 +84,29 @@ class BadFolder(Struct, tag_field="kind", tag="bad_folder", kw_only=True):
 
 
 Event = CameraDocked | ClipIngested | ClipVerified | CheckedOut | CheckedIn | BadFolder
-EVENT_KINDS = ("camera_docked", "clip_ingested", "clip_verified", "checked_out", "checked_in", "bad_folder")
 
 
-class EventEnvelope(Struct, kw_only=True):
+def kind_of(item: Struct) -> str:
+    """The ``kind`` an event (or a change item) goes by on the wire: its Struct tag."""
+    return _tag(type(item))
+
+
+def _tag(kind: type[Struct]) -> str:
+    return str(kind.__struct_config__.tag)
+
+
+EVENT_KINDS = tuple(_tag(member) for member in typing.get_args(Event))
+"""Every event kind this program knows, read off the union (a kind outside it is a newer station's)."""
+
+EventT = TypeVar("EventT")
+"""What an envelope carries: an ``Event`` decoded, or its ``Raw`` bytes (``RawEventBatch``)."""
+
+
+class EventEnvelope(Struct, Generic[EventT], kw_only=True):
     seq: Seq
     at: AwareDatetime
     """The station's clock when the event happened (information, never the order)."""
-    event: Event
+    event: EventT
 
 
 Count = Annotated[int, Meta(ge=0, le=2**62)]
@@ -107,12 +123,22 @@ class Backlog(Struct, kw_only=True):
     checked_out: Count = 0
 
 
-class EventBatch(Struct, kw_only=True):
-    """``POST /api/v1/events``: events in seq order (an empty batch is a heartbeat)."""
+class EventBatch(Struct, Generic[EventT], kw_only=True):
+    """``POST /api/v1/events``: events in seq order (an empty batch is a heartbeat).
+
+    ``EventBatch[Event]`` with each event decoded, ``RawEventBatch`` with each left as its bytes."""
 
     sent_at: AwareDatetime
-    events: Annotated[list[EventEnvelope], Meta(max_length=MAX_EVENTS_PER_BATCH)] = []
+    events: Annotated[list[EventEnvelope[EventT]], Meta(max_length=MAX_EVENTS_PER_BATCH)] = []
     backlog: Backlog | None = None
+
+
+RawEventEnvelope = EventEnvelope[Raw]
+RawEventBatch = EventBatch[Raw]
+"""The same batch with each event left as its bytes: the station sends its outbox's bytes as
+they were written, and a receiver decodes each event on its own, so one event of a kind it
+does not know (from a newer station) or cannot decode fails alone, and both sides' logs hold
+the same bytes. On the wire it is ``EventBatch[Event]``, byte for byte."""
 
 
 class EventAck(Struct, kw_only=True):

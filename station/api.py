@@ -20,7 +20,6 @@ import hmac
 import logging
 import threading
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
@@ -28,14 +27,14 @@ import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import Headers
-from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from fleet.errors import ApiError, FleetError, Forbidden, Unauthorized, UnsupportedMediaType
 from fleet.events import OfficerId
 from fleet.protocol import ErrorBody, Serial, StationStatus
-from station.desk import Checkout
+from station.store.checkouts import Checkout
 
 if TYPE_CHECKING:
     from station.node import StationNode
@@ -52,21 +51,6 @@ class CheckoutRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class CheckinRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     device_serial: Serial
     by: Annotated[str, msgspec.Meta(max_length=64)] = ""
-
-
-class CheckoutInfo(msgspec.Struct, kw_only=True):
-    device_serial: str
-    officer_id: str
-    out_at: datetime
-    battery_pct: float | None
-    out_by: str
-    in_at: datetime | None = None
-    in_reason: str | None = None
-
-
-def _info(c: Checkout) -> CheckoutInfo:
-    return CheckoutInfo(device_serial=c.device_serial, officer_id=c.officer_id, out_at=c.out_at,
-                        battery_pct=c.battery_pct, out_by=c.out_by, in_at=c.in_at, in_reason=c.in_reason)
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -144,20 +128,19 @@ def create_desk_app(node: StationNode) -> Litestar:
 
     @get("/checkouts", summary="Cameras checked out now (or the history of one camera)", sync_to_thread=True)
     def checkouts(request: Request,
-                  serial: Annotated[str | None, QueryParameter(max_length=64)] = None) -> list[CheckoutInfo]:
+                  serial: Annotated[str | None, QueryParameter(max_length=64)] = None) -> list[Checkout]:
         authorize(request)
-        rows = node.desk.history(serial) if serial else node.desk.open_checkouts()
-        return [_info(c) for c in rows]
+        return node.desk.history(serial) if serial else node.desk.open_checkouts()
 
     @post("/checkouts", status_code=201, summary="Check a pool camera out to an officer", sync_to_thread=True)
-    def checkout(request: Request, data: JSONBody[CheckoutRequest]) -> CheckoutInfo:
+    def checkout(request: Request, data: JSONBody[CheckoutRequest]) -> Checkout:
         authorize(request)
-        return _info(node.desk.checkout(data.device_serial, data.officer_id, by=data.by or operator))
+        return node.desk.checkout(data.device_serial, data.officer_id, by=data.by or operator)
 
     @post("/checkins", status_code=200, summary="Check a camera back in by hand", sync_to_thread=True)
-    def checkin(request: Request, data: JSONBody[CheckinRequest]) -> CheckoutInfo:
+    def checkin(request: Request, data: JSONBody[CheckinRequest]) -> Checkout:
         authorize(request)
-        return _info(node.desk.checkin(data.device_serial, by=data.by or operator))
+        return node.desk.checkin(data.device_serial, by=data.by or operator)
 
     return Litestar(
         route_handlers=[healthz, status, checkouts, checkout, checkin],

@@ -126,7 +126,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     settings, store = _open_store(args.config, writes=True)
     try:
         with _writing(store):
-            count = store.requeue_failed()
+            count = store.queue.requeue_failed()
     finally:
         store.close()
     print(f"{count} failed clip(s) requeued; the running station uploads them on its next pass")
@@ -135,10 +135,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def _desk(config: str, *, writes: bool = True):
     from station.desk import Desk
-    from station.mirror import Mirror
 
     settings, store = _open_store(config, writes=writes)
-    return store, Desk(store, Mirror(store.writer), settings.station_id, settings.borough)
+    return store, Desk(store, settings.station_id, settings.borough)
 
 
 def _operator(args: argparse.Namespace) -> str:

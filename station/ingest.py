@@ -41,7 +41,8 @@ from fleet.hashing import CopyResult, copy_and_hash, fsync_dir, fsync_file
 from fleet.logs import Repeats
 from fleet.protocol import IngestedEntry, IngestedFile
 from station import dock
-from station.store import NewClip, StationStore
+from station.store import StationStore
+from station.store.queue import NewClip
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Ingestor:
         return report
 
     def _scan(self, report: IngestReport) -> None:
-        bad = self.store.bad_folder_signatures()
+        bad = self.store.queue.bad_folder_signatures()
         folders = dock.docked_folders(self.dock_dir)
         for folder in folders:
             try:
@@ -138,7 +139,7 @@ class Ingestor:
                 if added:
                     self.on_new_clips()
         docked = {_name(f) for f in folders}
-        self.store.forget_bad_folders(docked)
+        self.store.queue.forget_bad_folders(docked)
         self._done = {name: stamp for name, stamp in self._done.items() if name in docked}
         self._unrecorded = {name: when for name, when in self._unrecorded.items() if name in docked}
 
@@ -154,7 +155,7 @@ class Ingestor:
         self._repeats.warning(_name(folder), "dock folder %s not ingested%s: %s", _name(folder),
                               ", will retry" if transient and "will retry" not in reason else "", reason)
         try:
-            self.store.record_bad_folder(_name(folder), reason, signature, transient=transient)
+            self.store.queue.record_bad_folder(_name(folder), reason, signature, transient=transient)
         except sqlite3.Error:
             # The database cannot say "retry later" either: this process remembers it, so an
             # unwritable database does not mean copying the whole folder again at every scan.
@@ -171,7 +172,7 @@ class Ingestor:
         folder = opened.path
         self._finish_interrupted_wipe(opened)
         camera = dock.read_docked_camera(opened)
-        known = self.store.known_clips(str(c.sidecar.clip_id) for c in camera.clips)
+        known = self.store.queue.known_clips(str(c.sidecar.clip_id) for c in camera.clips)
         for clip in camera.clips:
             self._check_against_known(opened, clip, known.get(str(clip.sidecar.clip_id)))
 
@@ -228,7 +229,7 @@ class Ingestor:
             ))
         if new_clips:
             fsync_dir(self.store.clips_dir)
-        self.store.record_ingest(_name(folder), camera.device, camera.device_json, new_clips)
+        self.store.queue.record_ingest(_name(folder), camera.device, camera.device_json, new_clips)
 
         entries = self._ingested_entries(camera, known, new_clips)
         self._write_ingested(opened, entries)
@@ -301,7 +302,7 @@ class Ingestor:
         ingested = dock.read_ingested(opened)
         if ingested is None:
             return
-        recorded = self.store.known_clips(e.clip_id for e in ingested.clips)
+        recorded = self.store.queue.known_clips(e.clip_id for e in ingested.clips)
         stems = [e.name for e in ingested.clips if e.name and e.clip_id in recorded]
         present = set(opened.clip_names())
         leftovers = [s for s in stems if f"{s}{dock.VIDEO_SUFFIX}" in present or f"{s}{dock.SIDECAR_SUFFIX}" in present]

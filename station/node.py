@@ -17,14 +17,12 @@ from fleet.errors import FleetError
 from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
 from station.desk import Desk
-from station.feed import FeedFollower
 from station.ingest import Ingestor
-from station.mirror import Mirror
 from station.store import StationStore
-from station.sync import SyncWorker, purge_local_copies
+from station.sync.changes import FeedFollower
+from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
+from station.sync.events import EventSender
 from station.throttle import from_mbps
-from station.uplink import EventSender
-from station.uploader import TusUploader
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +60,17 @@ class StationNode:
         self.uploader = TusUploader(self.client, self.store, self.policy, chunk_bytes=settings.chunk_bytes,
                                     chunk_algorithm=settings.chunk_checksum,
                                     throttle=from_mbps(settings.bandwidth_limit_mbps),
-                                    on_progress=self.store.set_progress)
+                                    on_progress=self.store.queue.set_progress)
         self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
         self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync,
                                  chunk_bytes=settings.chunk_bytes, chunk_algorithm=settings.chunk_checksum,
                                  reserve_bytes=settings.min_free_bytes)
-        self.mirror = Mirror(self.store.writer)
-        self.desk = Desk(self.store, self.mirror, settings.station_id, settings.borough, on_event=self.wake_events)
+        self.desk = Desk(self.store, settings.station_id, settings.borough, on_event=self.wake_events)
         self.uplink = EventSender(self.client, self.store, self.policy, batch_size=settings.events_batch,
                                   heartbeat=timedelta(seconds=settings.heartbeat_s))
         # The long poll gets a client of its own, so it never holds an upload's connection.
         self.feed_client = build_client(settings)
-        self.feed = FeedFollower(self.feed_client, self.mirror, self.policy, wait_s=settings.feed_wait_s,
+        self.feed = FeedFollower(self.feed_client, self.store.mirror, self.policy, wait_s=settings.feed_wait_s,
                                  linger_s=settings.feed_linger_s)
         self._feed_thread = threading.Thread(target=self.feed.run, name="changes-feed", daemon=True)
         self.api = None
@@ -90,7 +87,7 @@ class StationNode:
         """Clips left 'uploading' by the last shutdown go back to the queue (a database that cannot
         be written leaves them there: the sync pass retries them once it can)."""
         try:
-            recovered = self.store.recover_interrupted()
+            recovered = self.store.queue.recover_interrupted()
         except sqlite3.Error as exc:
             self._repeats.warning("start", "clips interrupted mid-upload not requeued: station database cannot be "
                                   "written: %s", exc)
@@ -149,10 +146,10 @@ class StationNode:
 
     def purge(self) -> int:
         removed = purge_local_copies(self.store, timedelta(hours=self.settings.verified_grace_hours))
-        self.uplink.outbox.prune(OUTBOX_KEEP)
+        self.store.outbox.prune(OUTBOX_KEEP)
         if removed:
             log.info("deleted %d local copies verified more than %sh ago", removed, self.settings.verified_grace_hours)
-            if self.store.retry_transient_folders():  # e.g. "disk full": there may be room now
+            if self.store.queue.retry_transient_folders():  # e.g. "disk full": there may be room now
                 self._run_job_at("scan", utc_now())
         return removed
 
@@ -160,7 +157,7 @@ class StationNode:
         if self.sync.run_once().verified:
             self.wake_events()  # tell central "verified" promptly
             self.purge()  # a zero grace period means "as soon as verified"
-        upcoming = self.store.next_attempt_at()
+        upcoming = self.store.queue.next_attempt_at()
         if upcoming is not None:
             self._run_job_at("sync", upcoming, only_if_sooner=True)
 

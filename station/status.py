@@ -7,19 +7,15 @@ import shutil
 from fleet.config import StationSettings
 from fleet.protocol import StationStatus
 from station.ingest import KEPT_IN_RESERVE
-from station.mirror import Mirror
-from station.outbox import Outbox
 from station.store import StationStore
 
 
 def station_status(settings: StationSettings, store: StationStore) -> StationStatus:
-    outbox, mirror = Outbox(store.writer), Mirror(store.writer)
-    with store.writer.read() as db:
-        checked_out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
-    summary = store.summary()
+    summary = store.queue.summary()
     return StationStatus(station_id=settings.station_id, borough=settings.borough, **summary,
-                         pending_events=outbox.pending_count(), acked_event_seq=outbox.acked_seq(),
-                         checked_out=checked_out, feed_cursor=mirror.cursor(), mirrored=mirror.counts(),
+                         pending_events=store.outbox.pending_count(), acked_event_seq=store.outbox.acked_seq(),
+                         checked_out=store.checkouts.open_count(), feed_cursor=store.mirror.cursor(),
+                         mirrored=store.mirror.counts(),
                          problems=problems(settings, store, summary["failed_folders"]))
 
 

@@ -2,7 +2,9 @@ import random
 from datetime import datetime, timezone
 
 import pytest
+from tenacity.wait import wait_none
 
+from fleet.retry import RetryPolicy
 from station.store import StationStore
 
 
@@ -26,3 +28,6 @@ def rng():
 
 
 RECORDED = datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
+
+FAST = RetryPolicy(quick_attempts=3, quick_wait=wait_none(), sleep=lambda s: None)
+"""Retries at once, for tests."""

@@ -9,7 +9,6 @@ from fleet.config import StationSettings, settings_from_dict
 from fleet.events import Officer, StationPolicy
 from station.api import create_desk_app
 from station.desk import Desk
-from station.mirror import Mirror
 from tests.station.test_desk import dock
 
 
@@ -17,9 +16,9 @@ def node(store, dock_dir, **extra):
     settings = settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
                                    "token": "t", "data_dir": str(store.data_dir), "dock_dir": str(dock_dir),
                                    **extra}, StationSettings)
-    mirror = Mirror(store.writer)
+    mirror = store.mirror
     mirror.apply([Officer(officer_id="PC1", borough="Camden"), StationPolicy()], cursor=2)
-    return SimpleNamespace(settings=settings, store=store, desk=Desk(store, mirror, "camden"))
+    return SimpleNamespace(settings=settings, store=store, desk=Desk(store, "camden"))
 
 
 @pytest.fixture
@@ -32,6 +31,7 @@ def test_checkout_list_and_checkin(api, store, dock_dir):
     dock(store, dock_dir, "BWV-1")
     r = api.post("/checkouts", json={"device_serial": "BWV-1", "officer_id": "PC1", "by": "sgt"})
     assert r.status_code == 201, r.text
+    assert list(r.json()) == ["device_serial", "officer_id", "out_at", "battery_pct", "out_by", "in_at", "in_reason"]
     assert r.json()["out_by"] == "sgt"
     assert [c["device_serial"] for c in api.get("/checkouts").json()] == ["BWV-1"]
     assert api.get("/status").json()["checked_out"] == 1

@@ -11,14 +11,12 @@ from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import CheckedIn, CheckedOut, DeviceEntry, Event, Officer, PersonalIssue, StationPolicy
 from station.desk import Desk, estimate_charge
 from station.ingest import Ingestor
-from station.mirror import Mirror
-from station.outbox import Outbox
 from tests.station.conftest import RECORDED
 
 
 @pytest.fixture
 def mirror(store):
-    m = Mirror(store.writer)
+    m = store.mirror
     m.apply([Officer(officer_id="PC1001", borough="Camden", role="response"),
              Officer(officer_id="PC1002", borough="Camden", role="neighbourhood"),
              Officer(officer_id="PC1003", borough="Camden", active=False),
@@ -28,7 +26,7 @@ def mirror(store):
 
 @pytest.fixture
 def desk(store, mirror):
-    return Desk(store, mirror, "camden", "Camden")
+    return Desk(store, "camden", "Camden")
 
 
 def dock(store, dock_dir, serial, battery_pct=95.0, clips=()):
@@ -37,7 +35,7 @@ def dock(store, dock_dir, serial, battery_pct=95.0, clips=()):
 
 
 def outbox_events(store) -> list[Event]:
-    return [msgspec.json.decode(body, type=Event) for _, _, _, body in Outbox(store.writer).events()]
+    return [msgspec.json.decode(body, type=Event) for _, _, _, body in store.outbox.events()]
 
 
 def test_checkout_then_checkin_record_events_in_the_same_transaction(store, desk, dock_dir):
@@ -104,10 +102,10 @@ def test_checkout_refusals_say_why(store, desk, mirror, dock_dir, case, message)
         serial = "BWV 2\n"
     elif case == "personal-mode device":
         mirror.apply([DeviceEntry(serial="BWV-2", lifecycle="in_service", assignment_mode="personal")], cursor=5)
-    before = Outbox(store.writer).last_seq()
+    before = store.outbox.last_seq()
     with pytest.raises((BadRequest, Conflict, NotFound), match=message):
         desk.checkout(serial, officer, by="x")
-    assert Outbox(store.writer).last_seq() == before  # a refusal writes nothing
+    assert store.outbox.last_seq() == before  # a refusal writes nothing
 
 
 def test_charge_grows_while_docked():
@@ -177,7 +175,8 @@ def test_a_station_clock_stepping_back_does_not_hide_a_fresh_docking(store, desk
 
 def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
     from fleet import sqlite
-    from station.store import MIGRATIONS, StationStore
+    from station.store import StationStore
+    from station.store.schema import MIGRATIONS
 
     (tmp_path / "data").mkdir()
     db = sqlite.open_database(tmp_path / "data" / "station.db")
@@ -192,6 +191,6 @@ def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
     try:
         with store.writer.read() as conn:
             assert conn.execute("SELECT docking_id FROM checkouts").fetchall() == [(1,)]
-        assert Desk(store, Mirror(store.writer), "camden").charge("BWV-1").docking_id == 2  # docked since
+        assert Desk(store, "camden").charge("BWV-1").docking_id == 2  # docked since
     finally:
         store.close()

@@ -60,7 +60,7 @@ def test_same_clip_id_with_other_content_is_refused(store, dock_dir):
     dock_camera(dock_dir, "BWV-000001", [forged], folder_name="b")
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.bad_folders == ["b"]
-    assert "already ingested with different content" in store.summary()["failed_folders"][0].reason
+    assert "already ingested with different content" in store.queue.summary()["failed_folders"][0].reason
     assert len(list((dock_dir / "b" / "clips").iterdir())) == 2  # left in place
 
 
@@ -72,7 +72,7 @@ def test_hash_mismatch_keeps_nothing_and_leaves_the_folder(store, dock_dir):
     assert report.bad_folders == [folder.name]
     assert clip_rows(store) == []
     assert os.listdir(store.tmp_dir) == [] and os.listdir(store.clips_dir) == []
-    assert "does not match the camera's" in store.summary()["failed_folders"][0].reason
+    assert "does not match the camera's" in store.queue.summary()["failed_folders"][0].reason
     assert not (folder / "INGESTED.json").exists()
 
 
@@ -87,7 +87,7 @@ def test_bad_folder_never_blocks_others_and_is_retried_only_when_changed(store, 
     (bad / "device.json").write_text(json.dumps({"serial": "BWV-000001"}))
     os.utime(bad, None)
     assert ingestor.scan().ingested_folders == ["a-bad"]
-    assert store.summary()["failed_folders"] == []
+    assert store.queue.summary()["failed_folders"] == []
 
 
 def test_folder_removed_from_dock_is_forgotten(store, dock_dir):
@@ -98,7 +98,7 @@ def test_folder_removed_from_dock_is_forgotten(store, dock_dir):
         p.rmdir() if p.is_dir() else p.unlink()
     bad.rmdir()
     Ingestor(store, "camden", dock_dir).scan()
-    assert store.summary()["failed_folders"] == []
+    assert store.queue.summary()["failed_folders"] == []
 
 
 def test_a_camera_taken_out_of_the_dock_mid_ingest_is_not_a_bad_folder(store, dock_dir, monkeypatch):
@@ -112,7 +112,7 @@ def test_a_camera_taken_out_of_the_dock_mid_ingest_is_not_a_bad_folder(store, do
 
     monkeypatch.setattr(ingest_module, "copy_and_hash", undocked)
     report = Ingestor(store, "camden", dock_dir).scan()
-    assert report.bad_folders == [] and store.summary()["failed_folders"] == []
+    assert report.bad_folders == [] and store.queue.summary()["failed_folders"] == []
     assert clip_rows(store) == []
 
 
@@ -124,7 +124,7 @@ def test_disk_full_is_reported_as_transient_and_nothing_recorded(store, dock_dir
 
     monkeypatch.setattr(ingest_module, "copy_and_hash", full)
     Ingestor(store, "camden", dock_dir).scan()
-    [folder] = store.summary()["failed_folders"]
+    [folder] = store.queue.summary()["failed_folders"]
     assert "disk full" in folder.reason
     assert clip_rows(store) == []
 
@@ -138,20 +138,20 @@ def test_a_folder_refused_for_a_full_disk_is_retried_once_space_is_freed(store, 
     monkeypatch.setattr(ingest_module, "copy_and_hash", real)
     ingestor.scan()
     assert clip_rows(store) == []  # within the pause after an I/O error: not retried yet
-    assert store.retry_transient_folders() == 1  # what the station does when it deleted local copies
+    assert store.queue.retry_transient_folders() == 1  # what the station does when it deleted local copies
     ingestor.scan()
-    assert len(clip_rows(store)) == 1 and store.summary()["failed_folders"] == []
+    assert len(clip_rows(store)) == 1 and store.queue.summary()["failed_folders"] == []
 
 
 def test_a_folder_that_would_cut_into_the_reserve_stays_on_the_camera(store, dock_dir):
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(1000, RECORDED)])
     free = shutil.disk_usage(store.data_dir).free
     Ingestor(store, "camden", dock_dir, reserve_bytes=free - 500).scan()  # 1,000 bytes would leave < reserve
-    [failed] = store.summary()["failed_folders"]
+    [failed] = store.queue.summary()["failed_folders"]
     assert "disk full" in failed.reason and clip_rows(store) == []
     assert list((folder / "clips").glob("*.mp4")) and not (folder / "INGESTED.json").exists()
     assert list(store.tmp_dir.iterdir()) == []
-    store.retry_transient_folders()
+    store.queue.retry_transient_folders()
     Ingestor(store, "camden", dock_dir, reserve_bytes=free // 2).scan()
     assert len(clip_rows(store)) == 1
 
@@ -184,7 +184,7 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(tmp_path, dock_dir, rng
         if point == "replace":
             m.setattr(ingest_module.os, "replace", crashing(os.replace))
         elif point == "record_ingest":
-            m.setattr(store, "record_ingest", crashing(store.record_ingest))
+            m.setattr(store.queue, "record_ingest", crashing(store.queue.record_ingest))
         elif hasattr(CameraFolder, point):  # the steps that write or wipe the camera's folder
             m.setattr(CameraFolder, point, crashing(getattr(CameraFolder, point)))
         else:
@@ -194,7 +194,7 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(tmp_path, dock_dir, rng
     store.close()
 
     store = StationStore(tmp_path / "data")  # restart
-    store.recover_interrupted()
+    store.queue.recover_interrupted()
     Ingestor(store, "camden", dock_dir).scan()
     rows = {r[0]: r for r in clip_rows(store)}
     assert sorted(rows) == sorted(c.clip_id for c in clips)  # all there, once
@@ -231,7 +231,7 @@ def only_clip(folder, suffix=".mp4"):
 
 
 def failed_reason(store, name):
-    return {f.folder: f.reason for f in store.summary()["failed_folders"]}.get(name)
+    return {f.folder: f.reason for f in store.queue.summary()["failed_folders"]}.get(name)
 
 
 def test_a_clip_linked_to_a_station_file_is_refused(store, dock_dir, tmp_path):
@@ -378,7 +378,7 @@ def test_a_hard_link_is_refused_and_left_in_place(store, dock_dir, tmp_path):
     os.link(secret, clip)
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.ingested_folders == [] and clip_rows(store) == []
-    [(name, reason)] = [(f.folder, f.reason) for f in store.summary()["failed_folders"]]
+    [(name, reason)] = [(f.folder, f.reason) for f in store.queue.summary()["failed_folders"]]
     assert name == folder.name and "hard link" in reason, reason
     assert secret.read_text() == 'token = "station-secret"' and clip.exists()
 
@@ -501,8 +501,8 @@ def test_database_errors_at_the_commit_point_leave_the_camera_folder_in_place(st
     def fail(*args, **kwargs):
         raise sqlite3.OperationalError(message)
 
-    monkeypatch.setattr(store, "record_ingest", fail)
-    monkeypatch.setattr(store, "record_bad_folder", fail)
+    monkeypatch.setattr(store.queue, "record_ingest", fail)
+    monkeypatch.setattr(store.queue, "record_bad_folder", fail)
     monkeypatch.setattr(ingest_module, "TRANSIENT_RETRY", timedelta(0))
     ingestor = Ingestor(store, "camden", dock_dir)
     with caplog.at_level(logging.INFO):

@@ -19,7 +19,7 @@ def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each
         with caplog.at_level(logging.INFO):
             node.recover()  # at start-up: a readonly database must not stop the process
             for _ in range(3):
-                node.guarded("sync", node.store.recover_interrupted)()
+                node.guarded("sync", node.store.queue.recover_interrupted)()
         lines = [r for r in caplog.records if "readonly" in r.getMessage()]
         assert len(lines) == 2 and all(r.exc_info is None for r in lines)  # one for start-up, one for the job
         assert all("station database cannot be written" in r.getMessage() for r in lines)

@@ -15,16 +15,13 @@ from litestar.testing import TestClient
 
 from central.core.app import create_app
 from simulation.camera import SimClip, dock_camera
-from station.feed import FeedFollower
 from station.ingest import Ingestor
-from station.mirror import Mirror
 from station.store import StationStore
-from station.sync import SyncWorker, purge_local_copies
-from station.uplink import EventSender
-from station.uploader import TusUploader
+from station.sync.changes import FeedFollower
+from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
+from station.sync.events import EventSender
 from tests.central.conftest import ADMIN, make_settings
-from tests.station.conftest import RECORDED
-from tests.station.test_uploader import FAST
+from tests.station.conftest import FAST, RECORDED
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
 
 GROWING = ("clips", "dockings", "outbox", "checkouts", "officers", "devices", "personal_issues", "held_clips")
@@ -51,11 +48,11 @@ def test_ingest_upload_events_feed_and_status_read_growing_tables_by_index_only(
         Ingestor(store, "camden", dock_dir, chunk_bytes=64 * 1024).scan()
         worker = SyncWorker(store, TusUploader(client, store, FAST, chunk_bytes=64 * 1024), FAST)
         assert len(worker.run_once().verified) == 6
-        store.next_attempt_at()
+        store.queue.next_attempt_at()
         purge_local_copies(store, timedelta(0))
         sender = EventSender(client, store, FAST)
         assert sender.run_once().error is None
-        feed = FeedFollower(client, Mirror(store.writer), FAST, wait_s=0)
+        feed = FeedFollower(client, store.mirror, FAST, wait_s=0)
         feed.poll_once()
         feed.poll_once()
 

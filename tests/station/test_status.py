@@ -48,7 +48,7 @@ def test_folders_kept_back_for_the_reserve_wait_on_a_low_disk_and_a_failed_write
     assert problems[1] == f"disk low: 1 docked folder(s) wait for room: {kept_back.name}"
     # what ingest records when a write meets a full disk
     full = _os_reason(OSError(errno.ENOSPC, "No space left on device", str(store.tmp_dir / "x.part")))
-    store.record_bad_folder("BWV-000002-1", full, "sig", transient=True)
+    store.queue.record_bad_folder("BWV-000002-1", full, "sig", transient=True)
     problems = station_status(settings, store).problems
     assert [p.split(":")[0] for p in problems] == ["disk full", "disk full"]
     assert problems[1] == f"disk full: 2 docked folder(s) wait for room: {kept_back.name}, BWV-000002-1"

@@ -1,28 +1,38 @@
-"""Uploading one clip to central with tus 1.0.0 (docs/sync-protocol.md).
+"""Clips up: the sync worker drains the clip queue to central over tus 1.0.0, evidential first.
 
-Create (idempotent by clip_id) → HEAD for central's offset → PATCH chunks, each with its
-own ``Upload-Checksum``. After any failure the next try asks HEAD again and resumes from
-central's offset; nothing restarts from zero unless central says so. Success means
-central answered ``Fleet-Clip-State: verified``, nothing less (``plain_tus`` relaxes that
-for a server without central's extras, such as the peer in bench/peer.py).
+The worker runs as an apscheduler job and is also woken the moment ingest queues new work.
+Each clip's attempts, last error and next-attempt time are persisted, so a restart keeps the
+backoff schedule. Permanent refusals are reported, never retried on their own.
+
+One clip's upload (docs/sync-protocol.md): create (idempotent by clip_id) → HEAD for
+central's offset → PATCH chunks, each with its own ``Upload-Checksum``. After any failure the
+next try asks HEAD again and resumes from central's offset; nothing restarts from zero unless
+central says so. Success means central answered ``Fleet-Clip-State: verified``, nothing less
+(``plain_tus`` relaxes that for a server without central's extras, such as the peer in
+bench/peer.py). Local copies are deleted only after "verified" and a grace period.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import msgspec
 
-from fleet.errors import OffsetMismatch, PermanentTransferError, TransferError, TransientTransferError, transfer_error_for_status
+from fleet.clock import utc_now
+from fleet.errors import PermanentTransferError, TransferError, TransientTransferError
 from fleet.hashing import new_checksum
 from fleet.protocol import CLIP_STATE_HEADER, TUS_VERSION, UploadMetadata, encode_upload_metadata
-from fleet.retry import RetryPolicy, as_transfer_error, parse_retry_after
-from station.store import QueuedClip, StationStore
+from fleet.retry import RetryPolicy, as_transfer_error
+from station.store import StationStore
+from station.store.queue import QueuedClip
+from station.sync.errors import error_from_response
 from station.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -34,6 +44,96 @@ server offers it): one request and one round trip instead of two. After a cut, t
 creation finds the upload and resumes it as usual; at most this much is sent twice."""
 SEND_PIECE = 4 << 20
 READ_PIECE = 1 << 20
+REFUSED_ONCE = "refused once, trying again: "
+"""A refusal (4xx) is final only when it comes twice in the same words: a byte flipped on the
+way can turn a good request into a bad one (``Upload-Metadata`` turned into a header central
+did not know, and the clip was failed for good)."""
+
+
+@dataclass
+class SyncReport:
+    verified: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    central_unreachable: bool = False
+
+
+class SyncWorker:
+    """Uploads due clips with up to ``concurrency`` transfers at once."""
+
+    def __init__(self, store: StationStore, uploader: TusUploader, policy: RetryPolicy, *,
+                 concurrency: int = 2) -> None:
+        self.store = store
+        self.uploader = uploader
+        self.policy = policy
+        self.concurrency = concurrency
+        self.stopping = threading.Event()
+        self._woken = threading.Event()
+
+    def wake(self) -> None:
+        """New work arrived: a pass already running picks it up before it ends."""
+        self._woken.set()
+
+    def run_once(self) -> SyncReport:
+        """Upload every clip that is due, until none is left or central stops answering."""
+        report = SyncReport()
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="upload") as pool:
+            running: dict[Future, QueuedClip] = {}
+            while not self.stopping.is_set():
+                self._woken.clear()
+                if not report.central_unreachable:
+                    free = self.concurrency - len(running)
+                    for clip in self.store.queue.claim_due(free) if free else []:
+                        running[pool.submit(self._upload, clip, report)] = clip
+                if not running:
+                    if self._woken.is_set() and not report.central_unreachable:
+                        continue
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    future.result()
+        return report
+
+    def _upload(self, clip: QueuedClip, report: SyncReport) -> None:
+        if self.stopping.is_set():
+            self.store.queue.release([clip.clip_id])
+            return
+        try:
+            self.uploader.upload(clip)
+        except Exception as exc:  # every failure is recorded against the clip, none escapes
+            error = as_transfer_error(exc)
+            if isinstance(error, PermanentTransferError) and clip.last_error == f"{REFUSED_ONCE}{error}":
+                # Refused twice in the same words: the request itself is refused, not a damaged copy.
+                log.error("clip %s refused by central, not retried: %s", clip.clip_id, error)
+                self.store.queue.mark_failed(clip.clip_id, str(error))
+                report.failed.append(clip.clip_id)
+                return
+            delay = self.policy.backoff_delay(clip.attempts + 1, error)
+            reason = f"{REFUSED_ONCE}{error}" if isinstance(error, PermanentTransferError) else str(error)
+            self.store.queue.mark_waiting(clip.clip_id, reason, utc_now() + timedelta(seconds=delay))
+            report.waiting.append(clip.clip_id)
+            if error.status is None:
+                report.central_unreachable = True  # no answer at all: stop claiming more this pass
+            log.warning("clip %s will be retried in %.1fs: %s", clip.clip_id, delay, error)
+        else:
+            self.store.queue.mark_verified(clip.clip_id)
+            report.verified.append(clip.clip_id)
+            log.info("clip %s verified at central", clip.clip_id)
+
+
+def purge_local_copies(store: StationStore, grace: timedelta) -> int:
+    """Delete local copies of clips central verified more than ``grace`` ago; return how many."""
+    removed = 0
+    for clip_id, relative in store.queue.purgeable(grace):
+        # Unlink first: a crash before the row update only means unlinking again next time.
+        Path(store.local_path(relative)).unlink(missing_ok=True)
+        store.queue.mark_local_deleted(clip_id)
+        removed += 1
+    return removed
+
+
+# -- one clip over tus ----------------------------------------------------------------------
 
 
 class UploadGone(TransientTransferError):
@@ -74,7 +174,7 @@ class TusUploader:
                         self._transfer(clip, path, state)
                     except UploadGone:
                         state["url"] = None  # the next try creates it again (idempotent by clip_id)
-                        self.store.set_upload_url(clip.clip_id, None)
+                        self.store.queue.set_upload_url(clip.clip_id, None)
                         raise
         except TransferError:
             raise
@@ -90,7 +190,7 @@ class TusUploader:
             url, head = self._create(clip, path)
             state["url"] = url
             if not head[1]:  # a verified clip is never resumed: no need to remember where
-                self.store.set_upload_url(clip.clip_id, url)
+                self.store.queue.set_upload_url(clip.clip_id, url)
         offset, verified = head
         if verified or self._plainly_done(offset, clip):
             return
@@ -244,20 +344,3 @@ def read_range(path: Path, at: int, length: int, piece_size: int) -> Iterator[by
                 raise PermanentTransferError(f"local copy {path} is shorter than recorded")
             remaining -= len(piece)
             yield piece
-
-
-def error_from_response(response: httpx.Response) -> TransferError:
-    """Turn central's error (one JSON shape) into a transient or permanent TransferError."""
-    message, code = response.reason_phrase or "error", None
-    try:
-        body = msgspec.json.decode(response.content)
-        if isinstance(body, dict):
-            message = str(body.get("message") or message)
-            code = body.get("error")
-    except msgspec.DecodeError:
-        if response.content:
-            message = response.text[:200]
-    if code == OffsetMismatch.code:
-        # Our idea of the offset was stale (a chunk landed after all): ask HEAD and go on.
-        return TransientTransferError(f"HTTP 409: {message}", status=409)
-    return transfer_error_for_status(response.status_code, message, parse_retry_after(response.headers.get("Retry-After")))

@@ -1,4 +1,4 @@
-"""Sends the outbox to central in batches; resends from central's acknowledged seq.
+"""Events up: the outbox goes to central in batches, resent from central's acknowledged seq.
 
 Central acknowledges the highest gap-free seq it has durably stored (it applies them later,
 in seq order: its ``applied_seq``); everything after it is sent again, so a lost reply, a
@@ -19,20 +19,13 @@ import msgspec
 
 from fleet.clock import utc_now
 from fleet.errors import PermanentTransferError
-from fleet.events import Backlog, EventAck
+from fleet.events import Backlog, EventAck, RawEventBatch, RawEventEnvelope
 from fleet.retry import RetryPolicy, as_transfer_error
-from station.outbox import Outbox, PendingEvent
 from station.store import StationStore
-from station.uploader import error_from_response
+from station.sync.errors import error_from_response
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/api/v1/events/"
-
-
-class _Batch(msgspec.Struct, kw_only=True):
-    sent_at: datetime
-    events: list[PendingEvent]
-    backlog: Backlog | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -51,7 +44,7 @@ class EventSender:
                  heartbeat: timedelta = timedelta(seconds=60)) -> None:
         self.client = client
         self.store = store
-        self.outbox = Outbox(store.writer)
+        self.outbox = store.outbox
         self.policy = policy
         self.batch_size = batch_size
         self.heartbeat = heartbeat
@@ -110,8 +103,8 @@ class EventSender:
                       "and central does not have them", ack.acked_seq + 1, first[0].seq - 1)
         return ack.acked_seq > before
 
-    def _send(self, pending: list[PendingEvent]) -> EventAck:
-        body = _encoder.encode(_Batch(sent_at=utc_now(), events=pending, backlog=self.backlog()))
+    def _send(self, pending: list[RawEventEnvelope]) -> EventAck:
+        body = _encoder.encode(RawEventBatch(sent_at=utc_now(), events=pending, backlog=self.backlog()))
         for attempt in self.policy.retrying():
             with attempt:
                 response = self.client.post(EVENTS_PATH, content=body,
@@ -122,4 +115,4 @@ class EventSender:
         raise AssertionError("unreachable: retrying re-raises")
 
     def backlog(self) -> Backlog:
-        return self.store.backlog()
+        return self.store.queue.backlog()

@@ -7,11 +7,9 @@ from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from station.ingest import Ingestor
 from station.store import StationStore
-from station.sync import SyncWorker, purge_local_copies
-from station.uploader import TusUploader
-from tests.station.conftest import RECORDED
-from tests.station.fake_tus import FakeTus
-from tests.station.test_uploader import FAST
+from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
+from tests.station.conftest import FAST, RECORDED
+from tests.station.sync.fake_tus import FakeTus
 
 
 def worker(store, server, concurrency=2, policy=FAST):
@@ -41,7 +39,7 @@ def test_drains_the_queue_evidential_first(store, dock_dir):
     first_clip = next(iter(server.uploads.values()))["clip_id"]
     assert first_clip == evidential.clip_id
     assert set(states(store).values()) == {"verified"}
-    assert store.summary()["last_sync_ok_at"] is not None
+    assert store.queue.summary()["last_sync_ok_at"] is not None
 
 
 def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_dir):
@@ -51,7 +49,7 @@ def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_
     server.fault = lambda r: httpx.Response(503, headers={"Retry-After": "600"}, json={"message": "maintenance"})
     report = worker(store, server).run_once()
     assert len(report.waiting) == 2 and not report.verified
-    [a, b] = store.transfers()
+    [a, b] = store.queue.transfers()
     for t in (a, b):
         assert t.state == "waiting" and t.attempts == 1 and "maintenance" in t.last_error
         assert timedelta(seconds=590) < t.next_attempt_at - utc_now() <= timedelta(seconds=600)
@@ -60,7 +58,7 @@ def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_
     store = StationStore(tmp_path / "data")  # a restart keeps the schedule
     server.fault = None
     assert worker(store, server).run_once().verified == []
-    assert [t.attempts for t in store.transfers()] == [1, 1]
+    assert [t.attempts for t in store.queue.transfers()] == [1, 1]
     store.db.execute("UPDATE clips SET next_attempt_at = ?", ["2000-01-01T00:00:00Z"])
     assert len(worker(store, server).run_once().verified) == 2
     store.close()
@@ -94,11 +92,11 @@ def test_permanent_refusal_marks_failed_and_retry_command_requeues(store, dock_d
     dock(store, dock_dir, [SimClip(100, RECORDED)])
     server = FakeTus()
     server.fault = lambda r: httpx.Response(413, json={"message": "too large"})
-    assert _run_until(store, server, lambda: store.summary()["failed_clips"])
+    assert _run_until(store, server, lambda: store.queue.summary()["failed_clips"])
     assert len([r for r in server.requests if r[0] == "POST"]) == 2  # refused twice in the same words: final
-    [failed] = store.summary()["failed_clips"]
+    [failed] = store.queue.summary()["failed_clips"]
     assert "too large" in failed.last_error
-    assert store.requeue_failed() == 1
+    assert store.queue.requeue_failed() == 1
     server.fault = None
     assert len(worker(store, server).run_once().verified) == 1
 
@@ -116,8 +114,8 @@ def test_a_refusal_that_does_not_repeat_was_damage_on_the_way_and_the_clip_goes_
         return None
 
     server.fault = damaged_once
-    assert _run_until(store, server, lambda: store.summary()["verified_clips"] == 1)
-    assert len(refusals) == 1 and store.summary()["failed_clips"] == []
+    assert _run_until(store, server, lambda: store.queue.summary()["verified_clips"] == 1)
+    assert len(refusals) == 1 and store.queue.summary()["failed_clips"] == []
 
 
 def test_concurrency_is_respected(store, dock_dir):
@@ -161,9 +159,9 @@ def test_wake_during_a_pass_picks_up_new_work(store, dock_dir):
 
 def test_purge_deletes_only_verified_copies_past_grace(store, dock_dir):
     dock(store, dock_dir, [SimClip(100, RECORDED), SimClip(100, RECORDED)])
-    [first, second] = store.claim_due(2)
-    store.mark_verified(first.clip_id)
-    store.mark_waiting(second.clip_id, "down", utc_now())
+    [first, second] = store.queue.claim_due(2)
+    store.queue.mark_verified(first.clip_id)
+    store.queue.mark_waiting(second.clip_id, "down", utc_now())
     assert purge_local_copies(store, timedelta(hours=1)) == 0  # within grace
     assert purge_local_copies(store, timedelta(0)) == 1
     assert not store.local_path(first.local_path).exists()
@@ -173,28 +171,15 @@ def test_purge_deletes_only_verified_copies_past_grace(store, dock_dir):
 
 def test_purge_never_removes_a_held_copy_until_the_hold_is_released(store, dock_dir):
     from fleet.events import ClipHold
-    from station.mirror import Mirror
-
+    
     dock(store, dock_dir, [SimClip(100, RECORDED), SimClip(100, RECORDED)])
-    [held, free] = store.claim_due(2)
-    store.mark_verified(held.clip_id)
-    store.mark_verified(free.clip_id)
-    mirror = Mirror(store.writer)
+    [held, free] = store.queue.claim_due(2)
+    store.queue.mark_verified(held.clip_id)
+    store.queue.mark_verified(free.clip_id)
+    mirror = store.mirror
     mirror.apply([ClipHold(clip_id=held.clip_id, held=True)], cursor=1)
     assert purge_local_copies(store, timedelta(0)) == 1
     assert store.local_path(held.local_path).exists() and not store.local_path(free.local_path).exists()
     mirror.apply([ClipHold(clip_id=held.clip_id, held=False)], cursor=2)
     assert purge_local_copies(store, timedelta(0)) == 1
     assert not store.local_path(held.local_path).exists()
-
-
-def test_a_change_kind_this_station_does_not_know_is_skipped(store):
-    import msgspec
-
-    from station.feed import _page_decoder, known_items
-
-    body = msgspec.json.encode({"cursor": 3, "changes": [
-        {"cursor": 1, "item": {"kind": "firmware_target", "model": "Axon Body 2", "version": "2.0"}},
-        {"cursor": 2, "item": {"kind": "clip_hold", "clip_id": "c1", "held": True}}]})
-    items = known_items(_page_decoder.decode(body))
-    assert [type(i).__name__ for i in items] == ["ClipHold"]

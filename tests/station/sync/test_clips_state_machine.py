@@ -17,11 +17,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
 from station.store import StationStore
-from station.sync import SyncWorker, purge_local_copies
-from station.uploader import TusUploader
-from tests.station.conftest import RECORDED
-from tests.station.fake_tus import FakeTus
-from tests.station.test_uploader import FAST
+from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
+from tests.station.conftest import FAST, RECORDED
+from tests.station.sync.fake_tus import FakeTus
 
 CHUNK = 64 * 1024
 
@@ -97,7 +95,7 @@ class SyncMachine(RuleBasedStateMachine):
     def restart(self):
         self.store.close()
         self.store = StationStore(self.root / "data")
-        self.store.recover_interrupted()
+        self.store.queue.recover_interrupted()
 
     @rule()
     def purge(self):

@@ -2,24 +2,21 @@ import hashlib
 
 import httpx
 import pytest
-from tenacity.wait import wait_none
 
 from simulation.camera import SimClip, dock_camera
 from fleet.errors import PermanentTransferError, TransientTransferError
-from fleet.retry import RetryPolicy
 from station.ingest import Ingestor
-from station.uploader import TusUploader
-from tests.station.conftest import RECORDED
-from tests.station.fake_tus import FakeTus
+from station.sync.clips import TusUploader
+from tests.station.conftest import FAST, RECORDED
+from tests.station.sync.fake_tus import FakeTus
 
-FAST = RetryPolicy(quick_attempts=3, quick_wait=wait_none(), sleep=lambda s: None)
 CHUNK = 64 * 1024
 
 
 def queue(store, dock_dir, *clips):
     dock_camera(dock_dir, "BWV-000001", list(clips))
     Ingestor(store, "camden", dock_dir).scan()
-    return store.claim_due(100)
+    return store.queue.claim_due(100)
 
 
 def uploader(store, server, **kw):
@@ -66,8 +63,8 @@ def test_restart_uses_the_saved_upload_url_and_head(store, dock_dir):
     with pytest.raises(TransientTransferError, match="down"):
         uploader(store, server).upload(clip)
     server.fault = None
-    store.release([clip.clip_id])
-    [again] = store.claim_due(10)
+    store.queue.release([clip.clip_id])
+    [again] = store.queue.claim_due(10)
     assert again.upload_url and again.upload_url.endswith(server.by_clip[clip.clip_id])
     server.requests.clear()
     uploader(store, server).upload(again)
@@ -115,9 +112,9 @@ def test_already_verified_clip_costs_one_request(store, dock_dir):
     [clip] = queue(store, dock_dir, SimClip(1000, RECORDED))
     uploader(store, server).upload(clip)
     server.requests.clear()
-    store.set_upload_url(clip.clip_id, None)
-    store.release([clip.clip_id])
-    uploader(store, server).upload(store.claim_due(1)[0])
+    store.queue.set_upload_url(clip.clip_id, None)
+    store.queue.release([clip.clip_id])
+    uploader(store, server).upload(store.queue.claim_due(1)[0])
     assert [m for m, _ in server.requests] == ["OPTIONS", "POST"]  # OPTIONS: once per uploader, for its extensions
 
 
@@ -148,7 +145,7 @@ def test_bandwidth_cap_meters_every_byte(store, dock_dir):
 def test_checksums_from_ingest_are_used_and_right(store, dock_dir):
     dock_camera(dock_dir, "BWV-000001", [SimClip(5 * CHUNK + 7, RECORDED)])
     Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK).scan()
-    [clip] = store.claim_due(1)
+    [clip] = store.queue.claim_due(1)
     assert clip.chunk_bytes == CHUNK and len(clip.chunk_checksums) == 6 and clip.chunk_algorithm == "crc32c"
     server = FakeTus()  # verifies every Upload-Checksum it is sent
     uploader(store, server).upload(clip)
@@ -159,7 +156,7 @@ def test_checksums_from_ingest_are_used_and_right(store, dock_dir):
 def test_every_chunk_checksum_algorithm_is_accepted(store, dock_dir, algorithm):
     dock_camera(dock_dir, "BWV-000001", [SimClip(3 * CHUNK + 1, RECORDED)])
     Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK, chunk_algorithm=algorithm).scan()
-    [clip] = store.claim_due(1)
+    [clip] = store.queue.claim_due(1)
     server = FakeTus()
     client = httpx.Client(base_url="http://central", transport=server.transport())
     TusUploader(client, store, FAST, chunk_bytes=CHUNK, chunk_algorithm=algorithm).upload(clip)
@@ -170,7 +167,7 @@ def test_every_chunk_checksum_algorithm_is_accepted(store, dock_dir, algorithm):
 def test_a_different_chunk_size_falls_back_to_hashing_on_the_fly(store, dock_dir):
     dock_camera(dock_dir, "BWV-000001", [SimClip(3 * CHUNK, RECORDED)])
     Ingestor(store, "camden", dock_dir, chunk_bytes=CHUNK // 2).scan()
-    [clip] = store.claim_due(1)
+    [clip] = store.queue.claim_due(1)
     server = FakeTus()
     uploader(store, server).upload(clip)
     assert clip.clip_id in server.verified()
@@ -201,8 +198,8 @@ def test_plain_tus_mode_is_done_when_the_server_holds_every_byte(store, dock_dir
     assert hashlib.sha256(upload["data"]).hexdigest() == clip.sha256
     assert server.patched_bytes == clip.size  # resumed from the server's offset
     server.requests.clear()
-    store.release([clip.clip_id])
-    uploader(store, server, plain_tus=True).upload(store.claim_due(1)[0])
+    store.queue.release([clip.clip_id])
+    uploader(store, server, plain_tus=True).upload(store.queue.claim_due(1)[0])
     assert [m for m, _ in server.requests] == ["HEAD"]  # a finished upload is asked about, not re-sent
 
 
@@ -269,7 +266,7 @@ def test_a_zero_byte_clip_is_verified_by_centrals_app(store, dock_dir, tmp_path,
     from litestar.testing import TestClient
 
     from central.core.app import create_app
-    from station import uploader as uploader_module
+    from station.sync import clips as uploader_module
     from tests.central.conftest import ADMIN, CAMDEN, make_settings
 
     if not whole_at_creation:  # an older station: the creation carries no body

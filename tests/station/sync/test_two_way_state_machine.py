@@ -23,15 +23,12 @@ from litestar.testing import TestClient
 from central.core.app import create_app
 from fleet.clock import from_iso
 from fleet.events import BadFolder, CheckedIn, CheckedOut
-from station import outbox
-from station.feed import FeedFollower
-from station.mirror import Mirror
-from station.outbox import Outbox
 from station.store import StationStore
-from station.uplink import EventSender
+from station.sync.changes import FeedFollower
+from station.sync.events import EventSender
 from tests.central.conftest import ADMIN, make_settings
 from tests.central.fleetdata import docked
-from tests.station.test_uploader import FAST
+from tests.station.conftest import FAST
 
 STATION_TOKEN = "camden-test-token"  # test value, not a secret
 
@@ -77,7 +74,7 @@ class TwoWaySync(RuleBasedStateMachine):
         self.client = httpx.Client(base_url="http://central.local", transport=self.transport,
                                    headers={"Authorization": f"Bearer {STATION_TOKEN}"})
         self.uplink = EventSender(self.client, self.store, FAST)
-        self.mirror = Mirror(self.store.writer)
+        self.mirror = self.store.mirror
         self.feed = FeedFollower(self.client, self.mirror, FAST, wait_s=0)
 
     def teardown(self) -> None:
@@ -101,8 +98,7 @@ class TwoWaySync(RuleBasedStateMachine):
                            CheckedIn(device_serial=serial, officer_id=officer)][: self.rng.randrange(1, 3)]
             else:
                 events.append(BadFolder(folder=f"f{i}", reason="device.json: not JSON"))
-        with self.store.writer.write() as db:
-            outbox.append(db, events)
+        self.store.outbox.append(events)
 
     # -- sending up, with faults -----------------------------------------------------------------
 
@@ -170,7 +166,7 @@ class TwoWaySync(RuleBasedStateMachine):
 
     @invariant()
     def central_holds_a_gap_free_prefix_of_the_station_log(self) -> None:
-        station = {seq: (kind, from_iso(at), body) for seq, kind, at, body in Outbox(self.store.writer).events()}
+        station = {seq: (kind, from_iso(at), body) for seq, kind, at, body in self.store.outbox.events()}
         central = self.central_log()
         seqs = [seq for seq, *_ in central]
         assert len(seqs) == len(set(seqs))
@@ -179,16 +175,16 @@ class TwoWaySync(RuleBasedStateMachine):
         assert seqs[:acked] == list(range(1, acked + 1))  # applied and acknowledged: no gaps
         for seq, kind, at, body in central:
             assert station[seq] == (kind, from_iso(at), body)
-        assert Outbox(self.store.writer).acked_seq() <= acked
+        assert self.store.outbox.acked_seq() <= acked
 
     def teardown_check(self) -> None:
         self.offline = False
         self.transport.mode = "ok"
         for _ in range(100):
             self.uplink.run_once(force=True)
-            if not Outbox(self.store.writer).pending(1):
+            if not self.store.outbox.pending(1):
                 break
-        station = [(seq, kind, from_iso(at), body) for seq, kind, at, body in Outbox(self.store.writer).events()]
+        station = [(seq, kind, from_iso(at), body) for seq, kind, at, body in self.store.outbox.events()]
         assert [(seq, kind, from_iso(at), body) for seq, kind, at, body in self.central_log()] == station
         while self.feed.poll_once(wait_s=0):
             pass

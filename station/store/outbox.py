@@ -3,7 +3,8 @@
 ``append`` is called inside the writer's transaction by whoever makes the change (ingest,
 verification, checkout), so a change and its event commit together or not at all. The
 sequence is SQLite's AUTOINCREMENT rowid: gap-free per committed event and never reused,
-whichever process (the running station or a CLI command) wrote it.
+whichever process (the running station or a CLI command) wrote it. Central's acknowledged
+seq is kept beside it (``meta``); what comes after it is still to send.
 """
 
 from __future__ import annotations
@@ -14,48 +15,45 @@ from datetime import datetime, timedelta
 import msgspec
 
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.events import Event
+from fleet.events import Event, RawEventEnvelope, kind_of
 from fleet.sqlite import Writer
+from station.store import meta
 
+ACKED_SEQ = "outbox_acked_seq"
 _encoder = msgspec.json.Encoder()
 
 
-def append(db, events: Sequence[Event], at: datetime | None = None) -> None:
-    """Add events to the outbox; call inside the transaction that makes the change."""
-    if not events:
-        return
-    when = to_iso(at or utc_now())
-    db.conn.executemany(
-        "INSERT INTO outbox (kind, at, body) VALUES (?, ?, ?)",
-        [(type(e).__struct_config__.tag, when, _encoder.encode(e)) for e in events],
-    )
-
-
-class PendingEvent(msgspec.Struct, frozen=True):
-    seq: int
-    at: datetime
-    event: msgspec.Raw
-    """The event exactly as written at the station (sent as is, so both logs hold the same bytes)."""
-
-
 class Outbox:
-    """Reads and acknowledgements of the outbox, over the station's one connection."""
+    """Every read and write of the ``outbox`` table, over the station's one connection."""
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
 
+    def append(self, events: Sequence[Event], at: datetime | None = None) -> None:
+        """Add events to the outbox; call inside the ``writer.write()`` that makes the change (it
+        joins that transaction)."""
+        if not events:
+            return
+        when = to_iso(at or utc_now())
+        with self.writer.write() as db:
+            db.conn.executemany(
+                "INSERT INTO outbox (kind, at, body) VALUES (?, ?, ?)",
+                [(kind_of(e), when, _encoder.encode(e)) for e in events],
+            )
+
     def acked_seq(self) -> int:
         with self.writer.read() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'outbox_acked_seq'").fetchone()
-        return int(row[0]) if row else 0
+            value = meta.get(db, ACKED_SEQ)
+        return int(value) if value is not None else 0
 
-    def pending(self, limit: int) -> list[PendingEvent]:
-        """Events after the last acknowledged one, in seq order."""
+    def pending(self, limit: int) -> list[RawEventEnvelope]:
+        """Events after the last acknowledged one, in seq order, each exactly as written here (sent
+        as is, so both logs hold the same bytes)."""
         acked = self.acked_seq()
         with self.writer.read() as db:
             rows = db.execute("SELECT seq, at, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                               [acked, limit]).fetchall()
-        return [PendingEvent(r[0], from_iso(r[1]), msgspec.Raw(bytes(r[2]))) for r in rows]
+        return [RawEventEnvelope(seq=r[0], at=from_iso(r[1]), event=msgspec.Raw(bytes(r[2]))) for r in rows]
 
     def pending_count(self) -> int:
         acked = self.acked_seq()
@@ -71,11 +69,7 @@ class Outbox:
         (a central restored from a backup must get the newer events again). Requests go one at
         a time, so no late reply can overtake a newer one."""
         with self.writer.write() as db:
-            db.execute(
-                """INSERT INTO meta (key, value) VALUES ('outbox_acked_seq', ?)
-                   ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
-                [str(acked_seq)],
-            )
+            meta.put(db, ACKED_SEQ, str(acked_seq))
 
     def events(self, after: int = 0) -> list[tuple[int, str, str, bytes]]:
         """(seq, kind, at, body) of every kept event: the station's side of the event log."""

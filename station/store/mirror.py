@@ -2,7 +2,8 @@
 
 A page of changes and the new cursor are applied in one transaction, so a crash leaves the
 mirror at one cursor or the next, never between. A full snapshot replaces the mirror the
-same way (after central said our cursor is older than its history).
+same way (after central said our cursor is older than its history). The desk reads it to
+decide checkouts, and the purge of verified copies skips the clips on hold (``not_held``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,16 @@ import msgspec
 from fleet.clock import to_iso
 from fleet.events import ChangeItem, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy
 from fleet.sqlite import Writer
+from station.store import meta
 
 POLICY_KEY = "station_policy"
 CURSOR_KEY = "feed_cursor"
+
+
+def not_held(clip_id: str) -> str:
+    """An SQL condition: no hold protects the clip whose id is in column ``clip_id``. A condition
+    rather than a list, so the purge's one query limits itself to the copies it may delete."""
+    return f"NOT EXISTS (SELECT 1 FROM held_clips h WHERE h.clip_id = {clip_id})"
 
 
 def _put(db, item: ChangeItem) -> None:
@@ -44,33 +52,30 @@ def _put(db, item: ChangeItem) -> None:
                        since = excluded.since""",
                 [item.device_serial, item.officer_id, to_iso(item.since)])
         case StationPolicy():
-            _set_meta(db, POLICY_KEY, msgspec.json.encode(item).decode())
+            meta.put(db, POLICY_KEY, msgspec.json.encode(item).decode())
         case ClipHold(held=True):
             db.execute("INSERT INTO held_clips (clip_id) VALUES (?) ON CONFLICT DO NOTHING", [item.clip_id])
         case ClipHold():
             db.execute("DELETE FROM held_clips WHERE clip_id = ?", [item.clip_id])
 
 
-def _set_meta(db, key: str, value: str) -> None:
-    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-               [key, value])
-
-
 class Mirror:
+    """Every read and write of ``officers``, ``devices``, ``personal_issues`` and ``held_clips``."""
+
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
 
     def cursor(self) -> int:
         with self.writer.read() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", [CURSOR_KEY]).fetchone()
-        return int(row[0]) if row else 0
+            value = meta.get(db, CURSOR_KEY)
+        return int(value) if value is not None else 0
 
     def apply(self, items: Iterable[ChangeItem], cursor: int) -> None:
         """Apply changes and move the cursor, together."""
         with self.writer.write() as db:
             for item in items:
                 _put(db, item)
-            _set_meta(db, CURSOR_KEY, str(cursor))
+            meta.put(db, CURSOR_KEY, str(cursor))
 
     def replace(self, snapshot: Snapshot) -> None:
         """Reload everything from a snapshot (our cursor was older than central's history)."""
@@ -80,12 +85,12 @@ class Mirror:
             holds = [ClipHold(clip_id=clip_id) for clip_id in snapshot.held_clips]
             for item in [*snapshot.officers, *snapshot.devices, *snapshot.personal_issues, snapshot.policy, *holds]:
                 _put(db, item)
-            _set_meta(db, CURSOR_KEY, str(snapshot.cursor))
+            meta.put(db, CURSOR_KEY, str(snapshot.cursor))
 
     def policy(self) -> StationPolicy | None:
         with self.writer.read() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", [POLICY_KEY]).fetchone()
-        return msgspec.json.decode(row[0], type=StationPolicy) if row else None
+            value = meta.get(db, POLICY_KEY)
+        return msgspec.json.decode(value, type=StationPolicy) if value is not None else None
 
     def officer(self, officer_id: str) -> Officer | None:
         with self.writer.read() as db:
@@ -100,6 +105,18 @@ class Mirror:
                              "WHERE serial = ?", [serial]).fetchone()
         return DeviceEntry(serial=row[0], model=row[1], lifecycle=row[2], borough=row[3], home_station=row[4],
                            assignment_mode=row[5]) if row else None
+
+    def issued_to(self, serial: str) -> str | None:
+        """The officer a camera is personally issued to, if it is."""
+        with self.writer.read() as db:
+            row = db.execute("SELECT officer_id FROM personal_issues WHERE device_serial = ?", [serial]).fetchone()
+        return row[0] if row else None
+
+    def personal_camera(self, officer_id: str) -> str | None:
+        """The camera personally issued to an officer, if any."""
+        with self.writer.read() as db:
+            row = db.execute("SELECT device_serial FROM personal_issues WHERE officer_id = ?", [officer_id]).fetchone()
+        return row[0] if row else None
 
     def counts(self) -> dict[str, int]:
         with self.writer.read() as db:

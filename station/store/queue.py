@@ -1,4 +1,5 @@
-"""The station's one store: its SQLite queue of clips, dockings and bad folders.
+"""The clip queue: each clip ingested, its transfer to central and its local copy; beside them the
+dockings it came with and the dock folders that could not be ingested.
 
 Transfer states of a clip::
 
@@ -11,142 +12,21 @@ Transfer states of a clip::
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-from fleet import sqlite
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.errors import FleetError
 from fleet.events import Backlog, BadFolder, CameraDocked, CheckedIn, ClipIngested, ClipVerified
 from fleet.protocol import ClipTransfer, DeviceInfo, FailedFolder
-from station import outbox
+from fleet.sqlite import Writer
+from station.store import meta
+from station.store.checkouts import Checkouts
+from station.store.mirror import not_held
+from station.store.outbox import Outbox
 
-MIGRATIONS = [
-    """
-    CREATE TABLE clips (
-        clip_id         TEXT PRIMARY KEY,
-        sha256          TEXT NOT NULL,
-        size            INTEGER NOT NULL,
-        device_serial   TEXT NOT NULL,
-        recorded_at     TEXT NOT NULL,
-        filename        TEXT NOT NULL,
-        duration_s      REAL NOT NULL DEFAULT 0,
-        pre_record_s    REAL NOT NULL DEFAULT 0,
-        tags            TEXT NOT NULL DEFAULT '[]',
-        evidential      INTEGER NOT NULL DEFAULT 0,
-        dock_folder     TEXT NOT NULL,
-        ingested_at     TEXT NOT NULL,
-        state           TEXT NOT NULL DEFAULT 'queued'
-                        CHECK (state IN ('queued', 'uploading', 'waiting', 'verified', 'failed')),
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at TEXT,
-        last_error      TEXT,
-        upload_url      TEXT,
-        uploaded_bytes  INTEGER NOT NULL DEFAULT 0,
-        verified_at     TEXT,
-        local_path      TEXT,
-        local_deleted_at TEXT
-    );
-    CREATE INDEX clips_due ON clips (state, evidential DESC, recorded_at);
-    CREATE INDEX clips_local ON clips (state, verified_at) WHERE local_path IS NOT NULL;
-    CREATE TABLE dockings (
-        id              INTEGER PRIMARY KEY,
-        folder          TEXT NOT NULL,
-        device_serial   TEXT NOT NULL,
-        docked_at       TEXT,
-        ingested_at     TEXT NOT NULL,
-        clip_count      INTEGER NOT NULL,
-        device_json     TEXT NOT NULL
-    );
-    CREATE TABLE bad_folders (
-        folder          TEXT PRIMARY KEY,
-        reason          TEXT NOT NULL,
-        signature       TEXT NOT NULL,
-        transient       INTEGER NOT NULL,
-        first_seen_at   TEXT NOT NULL,
-        last_seen_at    TEXT NOT NULL
-    );
-    CREATE TABLE meta (
-        key             TEXT PRIMARY KEY,
-        value           TEXT NOT NULL
-    );
-    """,
-    # v2: the per-chunk checksums computed at ingest, so uploads need not hash again.
-    """
-    ALTER TABLE clips ADD COLUMN chunk_bytes INTEGER;
-    ALTER TABLE clips ADD COLUMN chunk_algorithm TEXT;
-    ALTER TABLE clips ADD COLUMN chunk_checksums TEXT;
-    """,
-    # v3: two-way sync. The event outbox (seq never reused: AUTOINCREMENT), the mirror of
-    # central's registry for this borough, and the pool checkouts made at this desk.
-    """
-    CREATE TABLE outbox (
-        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind            TEXT NOT NULL,
-        at              TEXT NOT NULL,
-        body            BLOB NOT NULL
-    );
-    CREATE TABLE officers (
-        officer_id      TEXT PRIMARY KEY,
-        borough         TEXT NOT NULL,
-        team            TEXT NOT NULL,
-        role            TEXT NOT NULL,
-        name            TEXT NOT NULL,
-        active          INTEGER NOT NULL
-    );
-    CREATE TABLE devices (
-        serial          TEXT PRIMARY KEY,
-        model           TEXT NOT NULL,
-        lifecycle       TEXT NOT NULL,
-        borough         TEXT,
-        home_station    TEXT,
-        assignment_mode TEXT
-    );
-    CREATE TABLE personal_issues (
-        device_serial   TEXT PRIMARY KEY,
-        officer_id      TEXT NOT NULL,
-        since           TEXT NOT NULL
-    );
-    CREATE INDEX personal_issues_officer ON personal_issues (officer_id);
-    CREATE TABLE checkouts (
-        id              INTEGER PRIMARY KEY,
-        device_serial   TEXT NOT NULL,
-        officer_id      TEXT NOT NULL,
-        out_at          TEXT NOT NULL,
-        battery_pct     REAL,
-        out_by          TEXT NOT NULL,
-        in_at           TEXT,
-        in_reason       TEXT,
-        in_by           TEXT
-    );
-    CREATE UNIQUE INDEX checkouts_open_device ON checkouts (device_serial) WHERE in_at IS NULL;
-    CREATE UNIQUE INDEX checkouts_open_officer ON checkouts (officer_id) WHERE in_at IS NULL;
-    CREATE INDEX checkouts_device ON checkouts (device_serial, id);
-    CREATE INDEX dockings_device ON dockings (device_serial, id);
-    """,
-    # v4: a checkout remembers the docking it was charged from, so "docked since it was last
-    # out" compares row ids, which only grow, rather than station times, which can step back.
-    # Checkouts made before this version get the last docking their own clock put before them.
-    """
-    ALTER TABLE checkouts ADD COLUMN docking_id INTEGER;
-    UPDATE checkouts SET docking_id = (SELECT MAX(d.id) FROM dockings d WHERE d.device_serial = checkouts.device_serial
-                                       AND d.ingested_at < checkouts.out_at);
-    """,
-    # v5: clips a hold protects (from central's changes feed): their local copies stay.
-    """
-    CREATE TABLE held_clips (
-        clip_id         TEXT PRIMARY KEY
-    ) WITHOUT ROWID;
-    """,
-    # v6: a docking is looked up by its folder, so that redoing an ingest after a crash
-    # (recorded, but INGESTED.json not yet written) records the docking once.
-    """
-    CREATE INDEX dockings_folder ON dockings (folder);
-    """,
-]
+LAST_SYNC_OK = "last_sync_ok_at"
+
 
 @dataclass(frozen=True)
 class NewClip:
@@ -198,6 +78,15 @@ class KnownClip:
     size: int
 
 
+@dataclass(frozen=True)
+class Docking:
+    """A camera's last docking here, as the desk needs it to judge its charge."""
+
+    docking_id: int
+    ingested_at: datetime
+    device_json: str
+
+
 _CLIP_COLUMNS = ("clip_id", "sha256", "size", "device_serial", "recorded_at", "filename", "duration_s", "pre_record_s",
                  "tags", "evidential", "dock_folder", "ingested_at", "local_path", "chunk_bytes", "chunk_algorithm",
                  "chunk_checksums")
@@ -209,73 +98,13 @@ _PENDING_SQL = """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM
 """What is still to upload: count, bytes and the oldest recording (status and every event batch)."""
 
 
-PROBE_WAIT_S = 0.2
-"""How long the write probe waits for another process's write lock (held: the file is writable)."""
+class ClipQueue:
+    """Every read and write of ``clips``, ``dockings`` and ``bad_folders``."""
 
-
-class _RolledBack(Exception):
-    """Ends a probing write without committing it."""
-
-
-class StationStore:
-    """All reads and writes of the station database; one instance per process."""
-
-    def __init__(self, data_dir: str | Path, *, read_only: bool = False) -> None:
-        """``read_only``: open an existing database for reads only (see ``for_reading``)."""
-        self.data_dir = Path(data_dir)
-        self.clips_dir = self.data_dir / "clips"
-        self.tmp_dir = self.data_dir / "tmp"
-        self.path = self.data_dir / "station.db"
-        if read_only:
-            self.db = sqlite.open_read_only(self.path)
-        else:
-            for folder in (self.data_dir, self.clips_dir, self.tmp_dir):
-                folder.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite.open_database(self.path)
-        try:
-            if not read_only:
-                sqlite.migrate(self.db, MIGRATIONS)
-            elif (version := sqlite.check_version(self.db, MIGRATIONS)) < len(MIGRATIONS):
-                raise FleetError(f"station database {self.path} is at schema v{version}, this program reads "
-                                 f"v{len(MIGRATIONS)}; `fleet station run` upgrades it once it can be written")
-        except BaseException:
-            self.db.conn.close()
-            raise
-        self.writer = self._writer = sqlite.Writer(self.db)
-
-    @classmethod
-    def for_reading(cls, data_dir: str | Path) -> StationStore:
-        """The store as it is, for a command that only reads (``fleet station status``): opened
-        read-only when it cannot be opened for writing, so the status can still say why."""
-        try:
-            return cls(data_dir)
-        except (sqlite3.Error, OSError):
-            return cls(data_dir, read_only=True)
-
-    @classmethod
-    def for_writing(cls, data_dir: str | Path) -> StationStore:
-        """The store for a process or command that writes. A database that can never be written as
-        it is (a read-only file or file system) is one clear error here, not a failure at each
-        write; a full disk or failing I/O is not: it may pass (purging verified copies makes
-        room), and the running station says so once a minute until it does."""
-        path = Path(data_dir) / "station.db"
-        try:
-            store = cls(data_dir)
-        except (sqlite3.Error, OSError) as exc:
-            raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(path, exc)}") from None
-        try:
-            store.probe_write()
-        except sqlite3.Error as exc:
-            if sqlite.is_read_only(exc):
-                store.close()
-                raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(path, exc)}") \
-                    from None
-        return store
-
-    def close(self) -> None:
-        """Close once no thread is inside a read or write (closing under a running query crashes SQLite)."""
-        with self._writer.read():
-            self.db.conn.close()
+    def __init__(self, writer: Writer, outbox: Outbox, checkouts: Checkouts) -> None:
+        self.writer = writer
+        self.outbox = outbox
+        self.checkouts = checkouts
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -284,13 +113,14 @@ class StationStore:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             rows = db.execute(f"SELECT clip_id, sha256, size FROM clips WHERE clip_id IN ({marks})", ids)
             return {r[0]: KnownClip(*r) for r in rows.fetchall()}
 
     def record_ingest(self, folder: str, device: DeviceInfo, device_json: str, clips: list[NewClip]) -> None:
         """Record a docking and its clips in one durable transaction (the ingest commit point)."""
-        now = to_iso(utc_now())
+        moment = utc_now()
+        now = to_iso(moment)
         rows = [
             {
                 "clip_id": c.clip_id, "sha256": c.sha256, "size": c.size, "device_serial": c.device_serial,
@@ -302,25 +132,22 @@ class StationStore:
             }
             for c in clips
         ]
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             known = set(self.known_clips(c.clip_id for c in clips))
             if rows:  # plain SQL: sqlite-utils' insert_all re-reads the schema on every call (a third of an ingest)
                 db.conn.executemany(_INSERT_CLIP, rows)
             if db.execute("SELECT 1 FROM dockings WHERE folder = ? LIMIT 1", [folder]).fetchone():
                 # Recorded before a crash that came before INGESTED.json: the redo adds nothing.
-                outbox.append(db, self._ingested_events([c for c in clips if c.clip_id not in known]))
+                self.outbox.append(self._ingested_events([c for c in clips if c.clip_id not in known]))
                 db.execute("DELETE FROM bad_folders WHERE folder = ?", [folder])
                 return
             events: list = [CameraDocked(device=device, folder=folder, clip_count=len(clips))]
             events += self._ingested_events([c for c in clips if c.clip_id not in known])
-            checkout = db.execute("SELECT officer_id FROM checkouts WHERE device_serial = ? AND in_at IS NULL",
-                                  [device.serial]).fetchone()
-            if checkout:  # docking ends a pool checkout
-                db.execute("UPDATE checkouts SET in_at = ?, in_reason = 'docked', in_by = 'dock' "
-                           "WHERE device_serial = ? AND in_at IS NULL", [now, device.serial])
-                events.append(CheckedIn(device_serial=device.serial, officer_id=checkout[0], reason="docked",
+            officer_id = self.checkouts.check_in(device.serial, moment, "docked", "dock")
+            if officer_id is not None:  # docking ends a pool checkout
+                events.append(CheckedIn(device_serial=device.serial, officer_id=officer_id, reason="docked",
                                         by="dock"))
-            outbox.append(db, events)
+            self.outbox.append(events)
             db.execute("INSERT INTO dockings (folder, device_serial, docked_at, ingested_at, clip_count, device_json) "
                        "VALUES (?, ?, ?, ?, ?, ?)",
                        [folder, device.serial, to_iso(device.docked_at) if device.docked_at else None, now,
@@ -335,10 +162,10 @@ class StationStore:
 
     def record_bad_folder(self, folder: str, reason: str, signature: str, transient: bool) -> None:
         now = to_iso(utc_now())
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             before = db.execute("SELECT reason FROM bad_folders WHERE folder = ?", [folder]).fetchone()
             if before is None or before[0] != reason:  # report each new problem once, not each rescan
-                outbox.append(db, [BadFolder(folder=folder, reason=reason)])
+                self.outbox.append([BadFolder(folder=folder, reason=reason)])
             db.execute(
                 """INSERT INTO bad_folders (folder, reason, signature, transient, first_seen_at, last_seen_at)
                    VALUES (?, ?, ?, ?, ?, ?)
@@ -350,35 +177,41 @@ class StationStore:
 
     def bad_folder_signatures(self) -> dict[str, tuple[str, bool, datetime]]:
         """Bad folders as folder → (signature, transient, last_seen_at): what the scan may skip."""
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             rows = db.execute("SELECT folder, signature, transient, last_seen_at FROM bad_folders").fetchall()
         return {r[0]: (r[1], bool(r[2]), from_iso(r[3])) for r in rows}
 
     def retry_transient_folders(self) -> int:
         """Let the next scan retry folders that failed for a passing reason (such as a full disk) at once."""
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             return db.execute("UPDATE bad_folders SET last_seen_at = ? WHERE transient = 1",
                               [to_iso(datetime.min.replace(tzinfo=timezone.utc))]).rowcount
 
     def forget_bad_folders(self, keep: set[str]) -> None:
         """Drop reports of folders that are no longer docked (every scan asks: no write unless one went)."""
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             gone = [(folder,) for (folder,) in db.execute("SELECT folder FROM bad_folders") if folder not in keep]
         if gone:
-            with self._writer.write() as db:
+            with self.writer.write() as db:
                 db.conn.executemany("DELETE FROM bad_folders WHERE folder = ?", gone)
+
+    def last_docking(self, serial: str) -> Docking | None:
+        with self.writer.read() as db:
+            row = db.execute("SELECT id, ingested_at, device_json FROM dockings WHERE device_serial = ? "
+                             "ORDER BY id DESC LIMIT 1", [serial]).fetchone()
+        return Docking(row[0], from_iso(row[1]), row[2]) if row else None
 
     # -- sync ------------------------------------------------------------------------------
 
     def recover_interrupted(self) -> int:
         """At start-up: clips left 'uploading' by a crash go back to the queue, attempts kept."""
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             return db.execute("UPDATE clips SET state = 'queued' WHERE state = 'uploading'").rowcount
 
     def claim_due(self, limit: int, now: datetime | None = None) -> list[QueuedClip]:
         """Mark up to ``limit`` due clips 'uploading' and return them, evidential first."""
         now_iso = to_iso(now or utc_now())
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             rows = db.execute(
                 """SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
                           evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
@@ -400,16 +233,16 @@ class StationStore:
         return claimed
 
     def set_upload_url(self, clip_id: str, url: str | None) -> None:
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             db.execute("UPDATE clips SET upload_url = ? WHERE clip_id = ?", [url, clip_id])
 
     def set_progress(self, clip_id: str, uploaded_bytes: int) -> None:
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             db.execute("UPDATE clips SET uploaded_bytes = ? WHERE clip_id = ?", [uploaded_bytes, clip_id])
 
     def mark_verified(self, clip_id: str) -> None:
         now = to_iso(utc_now())
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             changed = db.execute(
                 """UPDATE clips SET state = 'verified', verified_at = ?, uploaded_bytes = size,
                        last_error = NULL, next_attempt_at = NULL, attempts = attempts + 1
@@ -417,11 +250,11 @@ class StationStore:
                 [now, clip_id],
             ).rowcount
             if changed:
-                outbox.append(db, [ClipVerified(clip_id=clip_id)])
-            self._set_meta(db, "last_sync_ok_at", now)
+                self.outbox.append([ClipVerified(clip_id=clip_id)])
+            meta.put(db, LAST_SYNC_OK, now)
 
     def mark_waiting(self, clip_id: str, error: str, next_attempt_at: datetime) -> None:
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             db.execute(
                 """UPDATE clips SET state = 'waiting', attempts = attempts + 1, last_error = ?,
                        next_attempt_at = ? WHERE clip_id = ?""",
@@ -429,7 +262,7 @@ class StationStore:
             )
 
     def mark_failed(self, clip_id: str, reason: str) -> None:
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             db.execute(
                 """UPDATE clips SET state = 'failed', attempts = attempts + 1, last_error = ?,
                        next_attempt_at = NULL WHERE clip_id = ?""",
@@ -438,7 +271,7 @@ class StationStore:
 
     def release(self, clip_ids: Iterable[str]) -> None:
         """Return claimed clips to the queue untried (shutdown before their turn)."""
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             db.conn.executemany(
                 "UPDATE clips SET state = 'queued' WHERE clip_id = ? AND state = 'uploading'",
                 [(c,) for c in clip_ids],
@@ -446,18 +279,18 @@ class StationStore:
 
     def requeue_failed(self) -> int:
         """Operator action after fixing the cause (a token, a limit): failed clips go back in line."""
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             return db.execute(
                 "UPDATE clips SET state = 'queued', next_attempt_at = NULL WHERE state = 'failed'"
             ).rowcount
 
     def note_contact(self) -> None:
         """Central answered: remember when, for the status page."""
-        with self._writer.write() as db:
-            self._set_meta(db, "last_sync_ok_at", to_iso(utc_now()))
+        with self.writer.write() as db:
+            meta.put(db, LAST_SYNC_OK, to_iso(utc_now()))
 
     def next_attempt_at(self) -> datetime | None:
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             row = db.execute(
                 "SELECT MIN(next_attempt_at) FROM clips WHERE state = 'waiting'"
             ).fetchone()
@@ -468,42 +301,39 @@ class StationStore:
     def purgeable(self, grace: timedelta, now: datetime | None = None, limit: int = 500) -> list[tuple[str, str]]:
         """(clip_id, local_path) of verified clips whose grace period is over and no hold protects."""
         cutoff = to_iso((now or utc_now()) - grace)
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             return [tuple(r) for r in db.execute(
-                """SELECT clip_id, local_path FROM clips c
+                f"""SELECT clip_id, local_path FROM clips c
                    WHERE state = 'verified' AND local_path IS NOT NULL AND verified_at <= ?
-                     AND NOT EXISTS (SELECT 1 FROM held_clips h WHERE h.clip_id = c.clip_id)
+                     AND {not_held("c.clip_id")}
                    ORDER BY verified_at LIMIT ?""",
                 [cutoff, limit],
             ).fetchall()]
 
     def mark_local_deleted(self, clip_id: str) -> None:
-        with self._writer.write() as db:
+        with self.writer.write() as db:
             db.execute(
                 "UPDATE clips SET local_path = NULL, local_deleted_at = ? WHERE clip_id = ? AND state = 'verified'",
                 [to_iso(utc_now()), clip_id],
             )
-
-    def local_path(self, relative: str) -> Path:
-        return self.data_dir / relative
 
     # -- status ----------------------------------------------------------------------------
 
     def backlog(self) -> Backlog:
         """What this station still holds, sent with every event batch: index searches only (no
         count of every clip by state, as ``summary`` makes for a person asking)."""
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             pending_clips, pending_bytes, oldest = db.execute(_PENDING_SQL).fetchone()
             failed = db.execute("SELECT COUNT(*) FROM clips WHERE state = 'failed'").fetchone()[0]
             folders = db.execute("SELECT COUNT(*) FROM bad_folders").fetchone()[0]
-            out = db.execute("SELECT COUNT(*) FROM checkouts WHERE in_at IS NULL").fetchone()[0]
+            out = self.checkouts.open_count()
         return Backlog(pending_clips=pending_clips, pending_bytes=pending_bytes,
                        oldest_pending_recorded_at=from_iso(oldest) if oldest else None, failed_clips=failed,
                        failed_folders=folders, checked_out=out)
 
     def summary(self) -> dict:
         """Counts and lists for ``fleet station status``; built from the database alone."""
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             by_state = dict(db.execute("SELECT state, COUNT(*) FROM clips GROUP BY state").fetchall())
             pending_clips, pending_bytes, oldest = db.execute(_PENDING_SQL).fetchone()
             local_copies, local_bytes = db.execute(
@@ -524,7 +354,7 @@ class StationStore:
                 ).fetchall()]
                 for state in ("failed", "waiting")
             }
-            last = db.execute("SELECT value FROM meta WHERE key = 'last_sync_ok_at'").fetchone()
+            last = meta.get(db, LAST_SYNC_OK)
         return {
             "clips_by_state": by_state,
             "pending_clips": pending_clips,
@@ -534,36 +364,13 @@ class StationStore:
             "failed_folders": folders,
             "failed_clips": transfers["failed"],
             "waiting_clips": transfers["waiting"],
-            "last_sync_ok_at": from_iso(last[0]) if last else None,
+            "last_sync_ok_at": from_iso(last) if last is not None else None,
             "local_copies": local_copies,
             "local_bytes": local_bytes,
         }
 
-    def write_problem(self) -> str | None:
-        """Why the database cannot take a write now, or None."""
-        try:
-            self.probe_write()
-        except sqlite3.Error as exc:
-            return f"station database cannot be written: {sqlite.unwritable_reason(self.path, exc)}"
-        return None
-
-    def probe_write(self) -> None:
-        """Raise what a write would meet now; the probe's write is rolled back.
-
-        Another process holding the write lock (the running station) proves the file can be
-        written, so the probe waits for it only briefly, never the 30 s busy timeout."""
-        try:
-            with self._writer.write(wait_s=PROBE_WAIT_S) as db:
-                self._set_meta(db, "write_probe", to_iso(utc_now()))
-                raise _RolledBack
-        except _RolledBack:
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc):  # busy with another writer: it can be written
-                raise
-
     def transfers(self, clip_ids: Iterable[str] | None = None) -> list[ClipTransfer]:
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             sql = """SELECT clip_id, state, size, evidential, recorded_at, attempts, next_attempt_at,
                             last_error, uploaded_bytes FROM clips"""
             rows = db.execute(sql + " ORDER BY recorded_at").fetchall()
@@ -576,11 +383,4 @@ class StationStore:
             clip_id=r[0], state=r[1], size=r[2], evidential=bool(r[3]), recorded_at=from_iso(r[4]),
             attempts=r[5], next_attempt_at=from_iso(r[6]) if r[6] else None, last_error=r[7],
             uploaded_bytes=r[8],
-        )
-
-    @staticmethod
-    def _set_meta(db, key: str, value: str) -> None:
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [key, value],
         )

@@ -1,4 +1,4 @@
-"""Follows central's changes feed (long poll) into the station's mirror.
+"""Changes down: central's changes feed (long poll), followed into the station's mirror.
 
 A thread of its own: each request may be held by central for ``wait`` seconds, which is
 no work for a scheduler job. Each page is applied with its cursor in one transaction; a
@@ -18,12 +18,13 @@ import msgspec
 from fleet.errors import CursorExpired
 from fleet.events import ChangeItem, Snapshot
 from fleet.retry import RetryPolicy, as_transfer_error
-from station.mirror import Mirror
-from station.uploader import error_from_response
+from station.store.mirror import Mirror
+from station.sync.errors import error_code, error_from_response
 
 log = logging.getLogger(__name__)
 CHANGES_PATH = "/api/v1/changes/"
 SNAPSHOT_PATH = "/api/v1/changes/snapshot"
+
 
 class _RawChange(msgspec.Struct):
     cursor: int
@@ -75,7 +76,7 @@ class FeedFollower:
         response = self.client.get(CHANGES_PATH, params={"since": since, "wait": self.wait_s if wait_s is None
                                                           else wait_s},
                                    timeout=httpx.Timeout(30.0, read=(wait_s or self.wait_s) + 30.0))
-        if response.status_code == 410 and _error_code(response) == CursorExpired.code:
+        if response.status_code == 410 and error_code(response) == CursorExpired.code:
             log.warning("feed cursor %d is older than central's history: reloading the snapshot", since)
             return self.reload()
         if response.status_code != 200:
@@ -119,11 +120,3 @@ class FeedFollower:
                 delay = self.policy.backoff_delay(failures, error)
                 log.warning("changes feed: %s; retrying in %.1fs", error, delay)
                 self.stopping.wait(delay)
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    try:
-        body = msgspec.json.decode(response.content)
-    except msgspec.DecodeError:
-        return None
-    return body.get("error") if isinstance(body, dict) else None

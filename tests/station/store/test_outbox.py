@@ -3,19 +3,17 @@
 from datetime import timedelta
 
 import msgspec
-import pytest
 
 from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from fleet.events import BadFolder, CameraDocked, ClipIngested, ClipVerified, Event
 from station.ingest import Ingestor
-from station.outbox import Outbox
 from station.store import StationStore
 from tests.station.conftest import RECORDED
 
 
 def events(store) -> list[tuple[int, Event]]:
-    return [(seq, msgspec.json.decode(body, type=Event)) for seq, _, _, body in Outbox(store.writer).events()]
+    return [(seq, msgspec.json.decode(body, type=Event)) for seq, _, _, body in store.outbox.events()]
 
 
 def test_ingest_writes_docked_and_ingested_events(store, dock_dir):
@@ -43,8 +41,8 @@ def test_verified_is_logged_once(store, dock_dir):
     clip = SimClip(100, RECORDED)
     dock_camera(dock_dir, "BWV-000001", [clip])
     Ingestor(store, "camden", dock_dir).scan()
-    store.mark_verified(clip.clip_id)
-    store.mark_verified(clip.clip_id)
+    store.queue.mark_verified(clip.clip_id)
+    store.queue.mark_verified(clip.clip_id)
     assert [e for _, e in events(store) if isinstance(e, ClipVerified)] == [ClipVerified(clip_id=clip.clip_id)]
 
 
@@ -64,7 +62,7 @@ def test_a_bad_folder_is_reported_once_per_problem(store, dock_dir):
 def test_pending_follows_centrals_acknowledgement(store, dock_dir):
     dock_camera(dock_dir, "BWV-000001", [SimClip(100, RECORDED) for _ in range(4)])
     Ingestor(store, "camden", dock_dir).scan()
-    outbox = Outbox(store.writer)
+    outbox = store.outbox
     assert [p.seq for p in outbox.pending(10)] == [1, 2, 3, 4, 5]
     outbox.acknowledge(3)
     assert outbox.acked_seq() == 3 and [p.seq for p in outbox.pending(10)] == [4, 5]
@@ -76,7 +74,7 @@ def test_pending_follows_centrals_acknowledgement(store, dock_dir):
 def test_prune_forgets_only_acknowledged_old_events(store, dock_dir):
     dock_camera(dock_dir, "BWV-000001", [SimClip(100, RECORDED)])
     Ingestor(store, "camden", dock_dir).scan()
-    outbox = Outbox(store.writer)
+    outbox = store.outbox
     outbox.acknowledge(1)
     assert outbox.prune(timedelta(days=1)) == 0  # acknowledged but recent
     assert outbox.prune(timedelta(days=1), now=utc_now() + timedelta(days=2)) == 1
@@ -87,12 +85,12 @@ def test_seqs_are_never_reused_after_pruning(tmp_path, dock_dir):
     store = StationStore(tmp_path / "data")
     dock_camera(dock_dir, "BWV-000001", [SimClip(100, RECORDED)], folder_name="a")
     Ingestor(store, "camden", dock_dir).scan()
-    outbox = Outbox(store.writer)
+    outbox = store.outbox
     outbox.acknowledge(2)
     outbox.prune(timedelta(0), now=utc_now() + timedelta(seconds=1))
     store.close()
     store = StationStore(tmp_path / "data")  # a restart
     dock_camera(dock_dir, "BWV-000001", [SimClip(100, RECORDED)], folder_name="b")
     Ingestor(store, "camden", dock_dir).scan()
-    assert [p.seq for p in Outbox(store.writer).pending(10)] == [3, 4]
+    assert [p.seq for p in store.outbox.pending(10)] == [3, 4]
     store.close()

@@ -1,0 +1,129 @@
+"""The station database's schema: every table's migrations, in order (PRAGMA user_version counts them).
+
+One history for the one file: a step may touch several tables, and each table's reads and
+writes belong to one module of this package (see its docstring). Steps are only ever added.
+"""
+
+MIGRATIONS = [
+    """
+    CREATE TABLE clips (
+        clip_id         TEXT PRIMARY KEY,
+        sha256          TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        device_serial   TEXT NOT NULL,
+        recorded_at     TEXT NOT NULL,
+        filename        TEXT NOT NULL,
+        duration_s      REAL NOT NULL DEFAULT 0,
+        pre_record_s    REAL NOT NULL DEFAULT 0,
+        tags            TEXT NOT NULL DEFAULT '[]',
+        evidential      INTEGER NOT NULL DEFAULT 0,
+        dock_folder     TEXT NOT NULL,
+        ingested_at     TEXT NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'queued'
+                        CHECK (state IN ('queued', 'uploading', 'waiting', 'verified', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error      TEXT,
+        upload_url      TEXT,
+        uploaded_bytes  INTEGER NOT NULL DEFAULT 0,
+        verified_at     TEXT,
+        local_path      TEXT,
+        local_deleted_at TEXT
+    );
+    CREATE INDEX clips_due ON clips (state, evidential DESC, recorded_at);
+    CREATE INDEX clips_local ON clips (state, verified_at) WHERE local_path IS NOT NULL;
+    CREATE TABLE dockings (
+        id              INTEGER PRIMARY KEY,
+        folder          TEXT NOT NULL,
+        device_serial   TEXT NOT NULL,
+        docked_at       TEXT,
+        ingested_at     TEXT NOT NULL,
+        clip_count      INTEGER NOT NULL,
+        device_json     TEXT NOT NULL
+    );
+    CREATE TABLE bad_folders (
+        folder          TEXT PRIMARY KEY,
+        reason          TEXT NOT NULL,
+        signature       TEXT NOT NULL,
+        transient       INTEGER NOT NULL,
+        first_seen_at   TEXT NOT NULL,
+        last_seen_at    TEXT NOT NULL
+    );
+    CREATE TABLE meta (
+        key             TEXT PRIMARY KEY,
+        value           TEXT NOT NULL
+    );
+    """,
+    # v2: the per-chunk checksums computed at ingest, so uploads need not hash again.
+    """
+    ALTER TABLE clips ADD COLUMN chunk_bytes INTEGER;
+    ALTER TABLE clips ADD COLUMN chunk_algorithm TEXT;
+    ALTER TABLE clips ADD COLUMN chunk_checksums TEXT;
+    """,
+    # v3: two-way sync. The event outbox (seq never reused: AUTOINCREMENT), the mirror of
+    # central's registry for this borough, and the pool checkouts made at this desk.
+    """
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind            TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        body            BLOB NOT NULL
+    );
+    CREATE TABLE officers (
+        officer_id      TEXT PRIMARY KEY,
+        borough         TEXT NOT NULL,
+        team            TEXT NOT NULL,
+        role            TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        active          INTEGER NOT NULL
+    );
+    CREATE TABLE devices (
+        serial          TEXT PRIMARY KEY,
+        model           TEXT NOT NULL,
+        lifecycle       TEXT NOT NULL,
+        borough         TEXT,
+        home_station    TEXT,
+        assignment_mode TEXT
+    );
+    CREATE TABLE personal_issues (
+        device_serial   TEXT PRIMARY KEY,
+        officer_id      TEXT NOT NULL,
+        since           TEXT NOT NULL
+    );
+    CREATE INDEX personal_issues_officer ON personal_issues (officer_id);
+    CREATE TABLE checkouts (
+        id              INTEGER PRIMARY KEY,
+        device_serial   TEXT NOT NULL,
+        officer_id      TEXT NOT NULL,
+        out_at          TEXT NOT NULL,
+        battery_pct     REAL,
+        out_by          TEXT NOT NULL,
+        in_at           TEXT,
+        in_reason       TEXT,
+        in_by           TEXT
+    );
+    CREATE UNIQUE INDEX checkouts_open_device ON checkouts (device_serial) WHERE in_at IS NULL;
+    CREATE UNIQUE INDEX checkouts_open_officer ON checkouts (officer_id) WHERE in_at IS NULL;
+    CREATE INDEX checkouts_device ON checkouts (device_serial, id);
+    CREATE INDEX dockings_device ON dockings (device_serial, id);
+    """,
+    # v4: a checkout remembers the docking it was charged from, so "docked since it was last
+    # out" compares row ids, which only grow, rather than station times, which can step back.
+    # Checkouts made before this version get the last docking their own clock put before them.
+    """
+    ALTER TABLE checkouts ADD COLUMN docking_id INTEGER;
+    UPDATE checkouts SET docking_id = (SELECT MAX(d.id) FROM dockings d WHERE d.device_serial = checkouts.device_serial
+                                       AND d.ingested_at < checkouts.out_at);
+    """,
+    # v5: clips a hold protects (from central's changes feed): their local copies stay.
+    """
+    CREATE TABLE held_clips (
+        clip_id         TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    """,
+    # v6: a docking is looked up by its folder, so that redoing an ingest after a crash
+    # (recorded, but INGESTED.json not yet written) records the docking once.
+    """
+    CREATE INDEX dockings_folder ON dockings (folder);
+    """,
+]
