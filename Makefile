@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench faults fuzz install clean help browser screenshots
+.PHONY: demo test test-fast lint fix bench faults fuzz install clean help browser screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -54,6 +54,10 @@ lint: $(STAMP)  ## ruff, mypy and the layer contracts (LINT_REPORT_ONLY names th
 # $(call lint_part,NAME,COMMAND): COMMAND, or when NAME is in LINT_REPORT_ONLY its summary line, never failing.
 lint_part = $(if $(filter $(1),$(LINT_REPORT_ONLY)),@echo "lint: $(1) (report-only): $$($(2) 2>&1 \
 	| grep -E '^(Found|[0-9]+ files? )' || echo clean)",$(2))
+
+fix: $(STAMP)  ## apply ruff's safe fixes and ruff format to the whole tree (review the diff, then make lint)
+	$(BIN)/ruff check --fix-only .
+	$(BIN)/ruff format .
 
 SEEDS ?= 200
 faults: $(STAMP) browser  ## the fault-injection suite over many seeds (SEEDS=200); the table goes to bench/out/faults.md
