@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_iso(moment: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, the form stored in every database."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def from_iso(text: str) -> datetime:
@@ -33,5 +33,5 @@ def to_iso_many(moments: Sequence[datetime]) -> list[str]:
     as ``…Z`` with six fraction digits, or none when they are zero; those get ``.000000``,
     so every stored time has the same width and compares correctly as text.
     """
-    utc = [m if m.utcoffset() == _ZERO else m.astimezone(timezone.utc) for m in moments]
+    utc = [m if m.utcoffset() == _ZERO else m.astimezone(UTC) for m in moments]
     return [t if len(t) == 27 else t[:-1] + ".000000Z" for t in _texts.decode(_encoder.encode(utc))]

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from types import UnionType
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 import msgspec
 import msgspec.inspect as mi
@@ -84,7 +84,7 @@ def _explain(error: msgspec.ValidationError, row: dict[str, Any], fields: dict[s
     """msgspec's message, led by the column name and showing the cell that was wrong."""
     match = _ERROR_AT.fullmatch(str(error))
     field = None if match is None else fields.get(match["field"])
-    if field is None:
+    if match is None or field is None:
         return str(error)
     text, value = match["text"], row.get(field.encode_name)
     if value == "":
@@ -127,7 +127,7 @@ def read_csv(text: str, kind: type[T], *, max_rows: int = 200_000) -> list[T]:
 
     Up to twenty problems are reported together, so a planner fixes a file in one pass.
     """
-    fields = list(mi.type_info(kind).fields)
+    fields = list(cast(mi.StructType, mi.type_info(kind)).fields)
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     try:
         header = next(reader, None)
@@ -147,7 +147,7 @@ def read_csv(text: str, kind: type[T], *, max_rows: int = 200_000) -> list[T]:
             if len(cells) != len(columns):
                 found = f"line {start}: {len(cells)} cells but the header has {len(columns)} columns"
             else:
-                row = {f.encode_name: value for f, cell in zip(columns, cells)
+                row = {f.encode_name: value for f, cell in zip(columns, cells, strict=True)
                        if (value := _cell_value(f, _undefuse(cell))) is not msgspec.NODEFAULT}
                 try:
                     rows.append(msgspec.convert(row, kind, strict=False))

@@ -10,11 +10,15 @@ import errno
 import hashlib
 import os
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import crc32c
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 COPY_BUFFER_BYTES = 4 << 20
 
@@ -63,6 +67,15 @@ default: hardware-accelerated (the crc32c package runs ~12 GiB/s here against 3.
 and 1.4 for SHA-256), and S3 and GCS take it as a part checksum. The whole file is SHA-256."""
 
 
+class Checksum(Protocol):
+    """What a chunk checksum offers: hashlib's objects and ``Crc`` alike."""
+
+    @property
+    def digest_size(self) -> int: ...
+    def update(self, data: ReadableBuffer, /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
 class Crc:
     """A CRC with hashlib's interface. Both implementations release the GIL on large buffers."""
 
@@ -73,7 +86,7 @@ class Crc:
         self.value = value
         self._extend = _crc32c_extend if name == "crc32c" else _zlib_extend
 
-    def update(self, data) -> None:
+    def update(self, data: ReadableBuffer) -> None:
         self.value = self._extend(self.value, data)
 
     def digest(self) -> bytes:
@@ -83,15 +96,15 @@ class Crc:
         return Crc(self.name, self.value)
 
 
-def _zlib_extend(value: int, data) -> int:
+def _zlib_extend(value: int, data: ReadableBuffer) -> int:
     return zlib.crc32(data, value)
 
 
-def _crc32c_extend(value: int, data) -> int:
+def _crc32c_extend(value: int, data: ReadableBuffer) -> int:
     return crc32c.crc32c(data, value)
 
 
-def new_checksum(algorithm: str):
+def new_checksum(algorithm: str) -> Checksum:
     """A fresh hasher for one of CHUNK_CHECKSUMS."""
     if algorithm not in CHUNK_CHECKSUMS:
         raise ValueError(f"unsupported checksum algorithm {algorithm!r}")
@@ -179,7 +192,7 @@ class _Hashes:
     def __init__(self, chunk_bytes: int | None, chunk_algorithm: str) -> None:
         self.digest = hashlib.sha256()
         self.chunks = _ChunkHasher(chunk_bytes, chunk_algorithm) if chunk_bytes else None
-        self._pending: list = []
+        self._pending: list[Future[None]] = []
 
     def feed(self, data: bytes) -> None:
         self.wait()  # at most one block hashes behind the one being copied
@@ -233,7 +246,7 @@ def _pread_exactly(fd: int, n: int, offset: int) -> bytes:
     return data
 
 
-def _copy_through_process(fin, fout, hashes: _Hashes) -> int:
+def _copy_through_process(fin: BinaryIO, fout: BinaryIO, hashes: _Hashes) -> int:
     """The portable path: a helper thread reads the next block while this one is written."""
     size = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reader") as reader:
@@ -248,7 +261,7 @@ def _copy_through_process(fin, fout, hashes: _Hashes) -> int:
             size += len(data)
 
 
-def _write_all(f, view: memoryview) -> None:
+def _write_all(f: BinaryIO, view: memoryview) -> None:
     while view:
         written = f.write(view)
         view = view[written:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fleet.errors import ConfigError
 
@@ -24,7 +25,8 @@ class Repeats:
     A condition that persists (a full disk, a database that cannot be written) is met at every
     scan; one line per key and condition keeps the log readable and the disk it fills free."""
 
-    def __init__(self, logger: logging.Logger, every_s: float = 60.0, clock=None) -> None:
+    def __init__(self, logger: logging.Logger, every_s: float = 60.0,
+                 clock: Callable[[], float] | None = None) -> None:
         import time
 
         self.logger = logger
@@ -32,7 +34,7 @@ class Repeats:
         self._clock = clock or time.monotonic
         self._said: dict[str, tuple[str, float]] = {}
 
-    def warning(self, key: str, message: str, *args) -> None:
+    def warning(self, key: str, message: str, *args: object) -> None:
         now = self._clock()
         text = message % args if args else message
         said = self._said.get(key)

@@ -9,8 +9,9 @@ persists that time, so a restart keeps the schedule and the attempt count.
 from __future__ import annotations
 
 import email.utils
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import tenacity
@@ -32,8 +33,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class wait_retry_after(wait_base):
@@ -95,7 +96,7 @@ class RetryPolicy:
     quick_attempts: int = 3
     quick_max_s: float = 2.0
     quick_wait: wait_base = field(default_factory=lambda: wait_random_exponential(multiplier=0.25, max=2.0))
-    sleep: object = tenacity.nap.sleep
+    sleep: Callable[[float], None] = tenacity.nap.sleep
 
     @property
     def backoff_wait(self) -> wait_base:

@@ -144,7 +144,9 @@ class Writer:
 
     @contextmanager
     def read(self) -> Iterator[sqlite_utils.Database]:
-        if self._readers_path is None or self._lock._is_owned():
+        # Inside a write (this thread holds the lock) read on the writer's connection. RLock's
+        # _is_owned is the only way to ask, and typeshed does not declare it.
+        if self._readers_path is None or self._lock._is_owned():  # type: ignore[attr-defined]
             with self._lock:
                 yield self.db
             return
@@ -203,7 +205,7 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
 
 def check_version(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
     """The schema version, read without a write; newer than this program is an error."""
-    current = db.conn.execute("PRAGMA user_version").fetchone()[0]
+    current: int = db.conn.execute("PRAGMA user_version").fetchone()[0]
     if current > len(migrations):
         raise FleetError(f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it")
     return current
