@@ -262,8 +262,11 @@ def resolve_secret(owner: Any, key: str, where: str) -> None:
     """
     inline, env_name = getattr(owner, key), getattr(owner, f"{key}_env")
     hashed = getattr(owner, f"{key}_sha256", None)
-    given = [name for name, value in ((key, inline), (f"{key}_env", env_name), (f"{key}_sha256", hashed))
-             if value is not None]
+    given = [
+        name
+        for name, value in ((key, inline), (f"{key}_env", env_name), (f"{key}_sha256", hashed))
+        if value is not None
+    ]
     if len(given) > 1:
         raise ConfigError(f"{where}: give only one of {', '.join(given)}")
     if hashed is not None:
@@ -303,8 +306,9 @@ def load_settings(path: str | os.PathLike[str], kind: type[SettingsT]) -> Settin
     return settings_from_dict(read_toml(path), kind, where=str(path), base=path.parent)
 
 
-def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str = "config",
-                       base: Path | None = None) -> SettingsT:
+def settings_from_dict(
+    raw: dict[str, Any], kind: type[SettingsT], *, where: str = "config", base: Path | None = None
+) -> SettingsT:
     """Validate already-parsed settings (also used by tests and the demo)."""
     try:
         settings = msgspec.convert(raw, kind)
@@ -331,8 +335,10 @@ def settings_from_dict(raw: dict[str, Any], kind: type[SettingsT], *, where: str
         if settings.api_token is not None or settings.api_token_env is not None:
             resolve_secret(settings, "api_token", where)
         elif settings.api_port is not None and settings.api_host not in ("127.0.0.1", "localhost", "::1"):
-            raise ConfigError(f"{where}: api_host {settings.api_host!r} is not loopback: set api_token "
-                              "(or api_token_env) so only the desk can check cameras out")
+            raise ConfigError(
+                f"{where}: api_host {settings.api_host!r} is not loopback: set api_token "
+                "(or api_token_env) so only the desk can check cameras out"
+            )
         settings.data_dir = _resolve_path(base, settings.data_dir)
         settings.dock_dir = _resolve_path(base, settings.dock_dir)
         settings.central_url = settings.central_url.rstrip("/")
@@ -354,8 +360,10 @@ def _check_blobs(blobs: BlobSettings, where: str) -> None:
     if blobs.secret_access_key is not None or blobs.secret_access_key_env is not None:
         resolve_secret(blobs, "secret_access_key", where)
     if (blobs.access_key_id is None) != (blobs.secret_access_key is None):
-        raise ConfigError(f"{where}: give access_key_id and secret_access_key (or secret_access_key_env) "
-                          "together, or neither to let boto3 find credentials")
+        raise ConfigError(
+            f"{where}: give access_key_id and secret_access_key (or secret_access_key_env) "
+            "together, or neither to let boto3 find credentials"
+        )
 
 
 def token_sha256(owner: Any, key: str) -> str:

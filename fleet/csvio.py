@@ -115,8 +115,7 @@ def _header(cells: list[str], fields: list[mi.Field]) -> list[mi.Field]:
             problems.append(f"line 1: column {field.name!r} appears more than once")
         else:
             columns.append(field)
-    problems += [f"line 1: missing required column {f.name!r}" for f in fields
-                 if f.required and f not in columns]
+    problems += [f"line 1: missing required column {f.name!r}" for f in fields if f.required and f not in columns]
     if problems:
         raise BadRequest("\n".join(problems))
     return columns
@@ -147,8 +146,11 @@ def read_csv(text: str, kind: type[T], *, max_rows: int = 200_000) -> list[T]:
             if len(cells) != len(columns):
                 found = f"line {start}: {len(cells)} cells but the header has {len(columns)} columns"
             else:
-                row = {f.encode_name: value for f, cell in zip(columns, cells, strict=True)
-                       if (value := _cell_value(f, _undefuse(cell))) is not msgspec.NODEFAULT}
+                row = {
+                    f.encode_name: value
+                    for f, cell in zip(columns, cells, strict=True)
+                    if (value := _cell_value(f, _undefuse(cell))) is not msgspec.NODEFAULT
+                }
                 try:
                     rows.append(msgspec.convert(row, kind, strict=False))
                     continue

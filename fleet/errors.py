@@ -1,30 +1,30 @@
 """One error hierarchy for the whole system.
 
-    FleetError                      anything this system raises on purpose
-    ├── ConfigError                 a config file or setting is wrong (start-up, CLI)
-    ├── DockFolderError             a docked camera folder cannot be ingested (left in place)
-    ├── TransferError               talking to central failed
-    │   ├── TransientTransferError  may succeed later: network, 5xx, 423, 429, 460, 503
-    │   └── PermanentTransferError  will never succeed as sent: other 4xx
-    └── ApiError                    a request central refuses; carries its HTTP status
-        ├── BadRequest              400 malformed input
-        ├── Unauthorized            401 missing or unknown token
-        ├── Forbidden               403 known token, not allowed
-        ├── NotFound                404 no such resource
-        ├── Conflict                409 contradicting re-creation, a refused checkout, ...
-        │   └── OffsetMismatch      409 the client's Upload-Offset is not central's (ask HEAD)
-        ├── Gone                    410 expired or terminated upload
-        │   └── CursorExpired       410 a changes cursor older than central's history
-        ├── PreconditionFailed      412 unsupported tus version
-        ├── PayloadTooLarge         413 over the configured size limits
-        ├── UnsupportedMediaType    415 wrong Content-Type on a PATCH
-        ├── RangeNotSatisfiable     416 bad Range on a download
-        ├── Locked                  423 another PATCH holds the upload
-        ├── TooManyRequests         429 come back after Retry-After (a client over its share, a login locked out)
-        ├── ChecksumMismatch        460 chunk or whole-file checksum did not match
-        ├── ServiceUnavailable      503 a part of central cannot serve now (e.g. its roll-out files are invalid)
-        │   └── BlobStoreUnavailable  503 the blob store failed or stored other bytes; nothing counted, retry
-        └── InsufficientStorage     507 central's disk is full
+FleetError                      anything this system raises on purpose
+├── ConfigError                 a config file or setting is wrong (start-up, CLI)
+├── DockFolderError             a docked camera folder cannot be ingested (left in place)
+├── TransferError               talking to central failed
+│   ├── TransientTransferError  may succeed later: network, 5xx, 423, 429, 460, 503
+│   └── PermanentTransferError  will never succeed as sent: other 4xx
+└── ApiError                    a request central refuses; carries its HTTP status
+    ├── BadRequest              400 malformed input
+    ├── Unauthorized            401 missing or unknown token
+    ├── Forbidden               403 known token, not allowed
+    ├── NotFound                404 no such resource
+    ├── Conflict                409 contradicting re-creation, a refused checkout, ...
+    │   └── OffsetMismatch      409 the client's Upload-Offset is not central's (ask HEAD)
+    ├── Gone                    410 expired or terminated upload
+    │   └── CursorExpired       410 a changes cursor older than central's history
+    ├── PreconditionFailed      412 unsupported tus version
+    ├── PayloadTooLarge         413 over the configured size limits
+    ├── UnsupportedMediaType    415 wrong Content-Type on a PATCH
+    ├── RangeNotSatisfiable     416 bad Range on a download
+    ├── Locked                  423 another PATCH holds the upload
+    ├── TooManyRequests         429 come back after Retry-After (a client over its share, a login locked out)
+    ├── ChecksumMismatch        460 chunk or whole-file checksum did not match
+    ├── ServiceUnavailable      503 a part of central cannot serve now (e.g. its roll-out files are invalid)
+    │   └── BlobStoreUnavailable  503 the blob store failed or stored other bytes; nothing counted, retry
+    └── InsufficientStorage     507 central's disk is full
 """
 
 from __future__ import annotations

@@ -25,8 +25,15 @@ from msgspec import Meta, Raw, Struct
 
 from fleet.protocol import AwareDatetime, DeviceInfo, Quantity, Serial, Sha256Hex, Tag
 
-OfficerId = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$(?!\n)",
-                                description="shoulder or warrant number")]
+OfficerId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$(?!\n)",
+        description="shoulder or warrant number",
+    ),
+]
 OfficerRole = Literal["neighbourhood", "response", "armed", "other"]
 AssignmentMode = Literal["personal", "pool"]
 Seq = Annotated[int, Meta(ge=1, le=2**62)]

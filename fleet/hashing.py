@@ -146,9 +146,14 @@ class _ChunkHasher:
         return self.digests
 
 
-def copy_and_hash(src: str | os.PathLike[str] | int, dst: str | os.PathLike[str],
-                  chunk_bytes: int | None = None, *, chunk_algorithm: str = "sha256",
-                  fsync: bool = True) -> CopyResult:
+def copy_and_hash(
+    src: str | os.PathLike[str] | int,
+    dst: str | os.PathLike[str],
+    chunk_bytes: int | None = None,
+    *,
+    chunk_algorithm: str = "sha256",
+    fsync: bool = True,
+) -> CopyResult:
     """Copy ``src`` to ``dst`` (which must not be its final name), hashing what was stored.
 
     One sequential pass over the source in bounded memory, with hashing on helper threads

@@ -25,8 +25,7 @@ class Repeats:
     A condition that persists (a full disk, a database that cannot be written) is met at every
     scan; one line per key and condition keeps the log readable and the disk it fills free."""
 
-    def __init__(self, logger: logging.Logger, every_s: float = 60.0,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, logger: logging.Logger, every_s: float = 60.0, clock: Callable[[], float] | None = None) -> None:
         import time
 
         self.logger = logger

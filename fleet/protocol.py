@@ -28,7 +28,7 @@ Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)", description="SH
 AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
 Serial = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$(?!\n)")]
 Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$(?!\n)")]
-Quantity = Annotated[int, Meta(ge=0, le=2 ** 62)]
+Quantity = Annotated[int, Meta(ge=0, le=2**62)]
 """A count or size a station reports: central stores it in a 64-bit SQLite integer, so a value past
 that (a camera's ``device.json`` is written by whoever holds the camera) is refused where it is
 decoded, never acknowledged and then failing every projection transaction that tries to apply it."""
@@ -45,7 +45,7 @@ class Battery(Struct, kw_only=True):
     temperature_c: Annotated[float, Meta(ge=-60, le=150)] | None = None
     cycle_count: Quantity | None = None
     full_charge_mah: Quantity | None = None
-    design_mah: Annotated[int, Meta(gt=0, le=2 ** 62)] | None = None
+    design_mah: Annotated[int, Meta(gt=0, le=2**62)] | None = None
 
 
 class DeviceInfo(Struct, kw_only=True):
@@ -254,4 +254,3 @@ class StationStatus(Struct, kw_only=True):
     problems: list[str] = []
     """What keeps this station from ingesting now, one line each: a disk below its reserve, a
     database it cannot write, folders waiting for room."""
-

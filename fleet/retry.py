@@ -123,4 +123,3 @@ class RetryPolicy:
         state.attempt_number = max(1, attempt_number)
         state.set_exception((type(exc), exc, exc.__traceback__))
         return self.backoff_wait(state)
-

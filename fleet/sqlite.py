@@ -20,7 +20,10 @@ from fleet.errors import FleetError
 
 _SWITCH_TO_WAL = tenacity.Retrying(
     retry=tenacity.retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
-    stop=tenacity.stop_after_delay(30), wait=tenacity.wait_random(0.001, 0.05), reraise=True)
+    stop=tenacity.stop_after_delay(30),
+    wait=tenacity.wait_random(0.001, 0.05),
+    reraise=True,
+)
 """Processes opening a new file at once race to switch it to WAL, and SQLite answers the losers
 "database is locked" at once, without its busy handler: they try again (as the handler would)."""
 

@@ -53,9 +53,17 @@ def write_clip_file(path: Path, clip: SimClip, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def dock_camera(dock_dir: str | Path, serial: str, clips: list[SimClip], *, folder_name: str | None = None,
-                docked_at: datetime | None = None, battery_pct: float = 35.0, marker: bool = True,
-                battery: Battery | None = None) -> Path:
+def dock_camera(
+    dock_dir: str | Path,
+    serial: str,
+    clips: list[SimClip],
+    *,
+    folder_name: str | None = None,
+    docked_at: datetime | None = None,
+    battery_pct: float = 35.0,
+    marker: bool = True,
+    battery: Battery | None = None,
+) -> Path:
     """Write one camera's folder; ``DOCKED`` is written last (omit it with marker=False)."""
     docked_at = docked_at or utc_now()
     folder = Path(dock_dir) / (folder_name or f"{serial}-{docked_at.strftime('%Y%m%dT%H%M%S%f')}")
@@ -64,15 +72,29 @@ def dock_camera(dock_dir: str | Path, serial: str, clips: list[SimClip], *, fold
         stem = f"{clip.recorded_at.strftime('%Y%m%d_%H%M%S')}_{index:03d}"
         sha256 = write_clip_file(folder / "clips" / f"{stem}.mp4", clip)
         sidecar = ClipSidecar(
-            clip_id=uuid.UUID(clip.clip_id), recorded_at=clip.recorded_at, duration_s=clip.duration_s,
-            pre_record_s=30, tags=clip.tags, evidential=clip.evidential,
+            clip_id=uuid.UUID(clip.clip_id),
+            recorded_at=clip.recorded_at,
+            duration_s=clip.duration_s,
+            pre_record_s=30,
+            tags=clip.tags,
+            evidential=clip.evidential,
             sha256=sha256 if clip.include_sha256 else None,
         )
         (folder / "clips" / f"{stem}.json").write_bytes(msgspec.json.encode(sidecar))
     device = DeviceInfo(
-        serial=serial, model="Axon Body 2", firmware="1.4.2", docked_at=docked_at,
-        battery=battery or Battery(level_pct=battery_pct, voltage_mv=3710, temperature_c=29.5, cycle_count=212,
-                                   full_charge_mah=2710, design_mah=3000),
+        serial=serial,
+        model="Axon Body 2",
+        firmware="1.4.2",
+        docked_at=docked_at,
+        battery=battery
+        or Battery(
+            level_pct=battery_pct,
+            voltage_mv=3710,
+            temperature_c=29.5,
+            cycle_count=212,
+            full_charge_mah=2710,
+            design_mah=3000,
+        ),
         storage_used_bytes=sum(c.size for c in clips),
     )
     (folder / "device.json").write_bytes(msgspec.json.encode(device))
@@ -81,20 +103,31 @@ def dock_camera(dock_dir: str | Path, serial: str, clips: list[SimClip], *, fold
     return folder
 
 
-def random_shift(rng: random.Random, count: int, *, min_size: int, max_size: int,
-                 evidential_share: float = 0.05, now: datetime | None = None) -> list[SimClip]:
+def random_shift(
+    rng: random.Random,
+    count: int,
+    *,
+    min_size: int,
+    max_size: int,
+    evidential_share: float = 0.05,
+    now: datetime | None = None,
+) -> list[SimClip]:
     """A shift's worth of clips of varied sizes, some tagged, a few evidential."""
     now = now or utc_now()
     clips = []
     for _ in range(count):
         tags = rng.sample(TAGS, k=rng.choice([0, 0, 1, 2]))
-        clips.append(SimClip(
-            size=rng.randint(min_size, max_size),
-            recorded_at=now - timedelta(hours=rng.uniform(0.5, 10)),
-            clip_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            tags=sorted(tags), evidential=rng.random() < evidential_share,
-            duration_s=round(rng.uniform(20, 900), 1), seed=rng.getrandbits(32),
-        ))
+        clips.append(
+            SimClip(
+                size=rng.randint(min_size, max_size),
+                recorded_at=now - timedelta(hours=rng.uniform(0.5, 10)),
+                clip_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                tags=sorted(tags),
+                evidential=rng.random() < evidential_share,
+                duration_s=round(rng.uniform(20, 900), 1),
+                seed=rng.getrandbits(32),
+            )
+        )
     return clips
 
 

@@ -23,40 +23,75 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from simulation.camera import dock_camera, random_shift, undock
 from fleet.errors import FleetError
+from simulation.camera import dock_camera, random_shift, undock
 from simulation.local_cluster import FleetProcess, all_clips, free_port, start_central, stop_on_sigterm
 
 DEMO_USER = "demo-admin"
 """The dashboard login the demo makes (a DEMO account: its password is new every run)."""
 DEFAULT_STATIONS = ("camden", "barnet", "lewisham")
-BOROUGHS = {"camden": "Camden", "barnet": "Barnet", "lewisham": "Lewisham", "bexley": "Bexley",
-            "bromley": "Bromley", "brent": "Brent", "croydon": "Croydon", "ealing": "Ealing",
-            "havering": "Havering", "hillingdon": "Hillingdon"}
+BOROUGHS = {
+    "camden": "Camden",
+    "barnet": "Barnet",
+    "lewisham": "Lewisham",
+    "bexley": "Bexley",
+    "bromley": "Bromley",
+    "brent": "Brent",
+    "croydon": "Croydon",
+    "ealing": "Ealing",
+    "havering": "Havering",
+    "hillingdon": "Hillingdon",
+}
 
 
 def register(groups: argparse._SubParsersAction) -> None:
     demo = groups.add_parser(
-        "demo", help="run central, borough stations and a camera simulator locally",
+        "demo",
+        help="run central, borough stations and a camera simulator locally",
         description="Start central and several borough stations as separate processes, dock simulated "
-                    "cameras every few seconds and show clips flowing to central. Ctrl-C stops everything.",
+        "cameras every few seconds and show clips flowing to central. Ctrl-C stops everything.",
     )
-    demo.add_argument("--dir", default="demo-data", metavar="DIR",
-                      help="folder for all demo state: configs, databases, dock folders, logs (default: demo-data)")
-    demo.add_argument("--stations", default=",".join(DEFAULT_STATIONS), metavar="IDS",
-                      help=f"comma-separated station ids, one per borough (default: {','.join(DEFAULT_STATIONS)}; "
-                           f"known: {', '.join(BOROUGHS)})")
-    demo.add_argument("--port", type=int, default=8000,
-                      help="central's port; if it is taken a free one is used (default: 8000)")
-    demo.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                      help="dock cameras for this long, wait for every clip to be verified, print a final "
-                           "summary and exit (non-zero if any docked clip was not verified)")
-    demo.add_argument("--interval", type=float, default=3.0, metavar="SECONDS",
-                      help="a camera docks somewhere every this many seconds (default: 3)")
-    demo.add_argument("--max-clip-mib", type=float, default=8.0, metavar="MIB",
-                      help="largest simulated clip in MiB (default: 8)")
-    demo.add_argument("--drain-timeout", type=float, default=120.0, metavar="SECONDS",
-                      help="with --duration: how long to wait for the last clips to be verified (default: 120)")
+    demo.add_argument(
+        "--dir",
+        default="demo-data",
+        metavar="DIR",
+        help="folder for all demo state: configs, databases, dock folders, logs (default: demo-data)",
+    )
+    demo.add_argument(
+        "--stations",
+        default=",".join(DEFAULT_STATIONS),
+        metavar="IDS",
+        help=f"comma-separated station ids, one per borough (default: {','.join(DEFAULT_STATIONS)}; "
+        f"known: {', '.join(BOROUGHS)})",
+    )
+    demo.add_argument(
+        "--port", type=int, default=8000, help="central's port; if it is taken a free one is used (default: 8000)"
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="dock cameras for this long, wait for every clip to be verified, print a final "
+        "summary and exit (non-zero if any docked clip was not verified)",
+    )
+    demo.add_argument(
+        "--interval",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="a camera docks somewhere every this many seconds (default: 3)",
+    )
+    demo.add_argument(
+        "--max-clip-mib", type=float, default=8.0, metavar="MIB", help="largest simulated clip in MiB (default: 8)"
+    )
+    demo.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --duration: how long to wait for the last clips to be verified (default: 120)",
+    )
     demo.add_argument("--seed", type=int, default=None, help="random seed for the camera simulator")
     demo.set_defaults(handler=run_demo)
 
@@ -108,9 +143,14 @@ class Demo:
     def write_configs(self) -> None:
         """Fresh demo tokens every run (marked DEMO); central keeps only their hashes."""
         (self.root / "central").mkdir(parents=True, exist_ok=True)
-        lines = ["# DEMO configuration written by `fleet demo`: demo tokens, not secrets.",
-                 'host = "127.0.0.1"', f"port = {self.port}", 'data_dir = "data"',
-                 f'admin_token_sha256 = "{hashlib.sha256(self.admin_token.encode()).hexdigest()}"', ""]
+        lines = [
+            "# DEMO configuration written by `fleet demo`: demo tokens, not secrets.",
+            'host = "127.0.0.1"',
+            f"port = {self.port}",
+            'data_dir = "data"',
+            f'admin_token_sha256 = "{hashlib.sha256(self.admin_token.encode()).hexdigest()}"',
+            "",
+        ]
         reference = Path(__file__).resolve().parents[1] / "config"
         if (reference / "boroughs.toml").is_file() and (reference / "rollout.toml").is_file():
             # The reference roll-out (the Met's 2015-16 scenario), so /api/v1/rollout/ has a plan to show.
@@ -119,18 +159,36 @@ class Demo:
             lines += ["[rollout]", 'boroughs = "boroughs.toml"', 'scenario = "rollout.toml"', ""]
         for station_id in self.stations:
             token = f"demo-{station_id}-" + secrets.token_urlsafe(12)
-            lines += [f"[stations.{station_id}]", f'borough = "{BOROUGHS.get(station_id, station_id.title())}"',
-                      f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"', ""]
+            lines += [
+                f"[stations.{station_id}]",
+                f'borough = "{BOROUGHS.get(station_id, station_id.title())}"',
+                f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"',
+                "",
+            ]
             folder = self.station_config(station_id).parent
             self.dock_dir(station_id).mkdir(parents=True, exist_ok=True)
-            self.station_config(station_id).write_text("\n".join([
-                "# DEMO station configuration written by `fleet demo`: demo token, not a secret.",
-                f'station_id = "{station_id}"', f'borough = "{BOROUGHS.get(station_id, station_id.title())}"',
-                f'central_url = "{self.url}"', f'token = "{token}"', 'data_dir = "data"', 'dock_dir = "dock"',
-                "scan_interval_s = 1.0", "sync_interval_s = 5.0", "retry_initial_s = 0.5", "retry_max_s = 10.0",
-                "verified_grace_hours = 0.01", "events_interval_s = 1.0", "feed_wait_s = 10.0",
-                f"api_port = {self.desk_ports.setdefault(station_id, free_port(0))}", "",
-            ]))
+            self.station_config(station_id).write_text(
+                "\n".join(
+                    [
+                        "# DEMO station configuration written by `fleet demo`: demo token, not a secret.",
+                        f'station_id = "{station_id}"',
+                        f'borough = "{BOROUGHS.get(station_id, station_id.title())}"',
+                        f'central_url = "{self.url}"',
+                        f'token = "{token}"',
+                        'data_dir = "data"',
+                        'dock_dir = "dock"',
+                        "scan_interval_s = 1.0",
+                        "sync_interval_s = 5.0",
+                        "retry_initial_s = 0.5",
+                        "retry_max_s = 10.0",
+                        "verified_grace_hours = 0.01",
+                        "events_interval_s = 1.0",
+                        "feed_wait_s = 10.0",
+                        f"api_port = {self.desk_ports.setdefault(station_id, free_port(0))}",
+                        "",
+                    ]
+                )
+            )
             (folder / "data").mkdir(exist_ok=True)
         # The demo serves plain HTTP on 127.0.0.1: session cookies cannot be Secure there.
         lines += ["[dashboard]", "secure_cookies = false", ""]
@@ -141,9 +199,23 @@ class Demo:
     def add_dashboard_user(self) -> None:
         """A DEMO administrator for the dashboard, with a fresh password each run."""
         done = subprocess.run(
-            [sys.executable, "-m", "fleet.cli", "central", "add-user", DEMO_USER, "--role", "admin", "--password-stdin",
-             "--config", str(self.root / "central" / "central.toml")],
-            input=self.dashboard_password + "\n", capture_output=True, text=True)
+            [
+                sys.executable,
+                "-m",
+                "fleet.cli",
+                "central",
+                "add-user",
+                DEMO_USER,
+                "--role",
+                "admin",
+                "--password-stdin",
+                "--config",
+                str(self.root / "central" / "central.toml"),
+            ],
+            input=self.dashboard_password + "\n",
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0 and "exists already" not in done.stderr:
             raise FleetError(f"could not add the demo's dashboard user: {done.stderr.strip()}")
 
@@ -151,21 +223,37 @@ class Demo:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         self.add_dashboard_user()
-        self.processes["central"] = start_central(self.root / "central" / "central.toml", logs / "central.log",
-                                                  self.url)
+        self.processes["central"] = start_central(
+            self.root / "central" / "central.toml", logs / "central.log", self.url
+        )
         self.seed_officers()
         for station_id in self.stations:
-            station = FleetProcess(station_id, ["station", "run", "--config", str(self.station_config(station_id))],
-                                   logs / f"{station_id}.log")
+            station = FleetProcess(
+                station_id,
+                ["station", "run", "--config", str(self.station_config(station_id))],
+                logs / f"{station_id}.log",
+            )
             station.start()
             self.processes[station_id] = station
 
     def seed_officers(self) -> None:
         """Each borough's officers, as a planner's CSV import would; stations mirror them."""
-        rows = [{"officer_id": officer, "borough": BOROUGHS.get(s, s.title()), "team": "Response team 1",
-                 "role": "response"} for s in self.stations for officer in self.officers(s)]
-        httpx.post(f"{self.url}/api/v1/officers/", json=rows, timeout=30,
-                   headers={"Authorization": f"Bearer {self.admin_token}"}).raise_for_status()
+        rows = [
+            {
+                "officer_id": officer,
+                "borough": BOROUGHS.get(s, s.title()),
+                "team": "Response team 1",
+                "role": "response",
+            }
+            for s in self.stations
+            for officer in self.officers(s)
+        ]
+        httpx.post(
+            f"{self.url}/api/v1/officers/",
+            json=rows,
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        ).raise_for_status()
 
     def dock_one(self, rng: random.Random, max_clip_bytes: int) -> None:
         station_id = rng.choice(self.stations)
@@ -174,8 +262,13 @@ class Demo:
             return
         serial = rng.choice(free)
         clips = random_shift(rng, rng.randint(1, 4), min_size=64 * 1024, max_size=max_clip_bytes)
-        dock_camera(self.dock_dir(station_id), serial, clips, battery_pct=rng.uniform(82, 100),
-                    folder_name=f"{serial}-{time.time_ns()}")
+        dock_camera(
+            self.dock_dir(station_id),
+            serial,
+            clips,
+            battery_pct=rng.uniform(82, 100),
+            folder_name=f"{serial}-{time.time_ns()}",
+        )
         with self.lock:
             self.in_dock.add(serial)
             for c in clips:
@@ -195,8 +288,11 @@ class Demo:
     def check_out(self, station_id: str, serial: str, officer: str) -> None:
         """At the station desk; refusals (that officer already has a camera) are part of the day."""
         try:
-            r = httpx.post(f"http://127.0.0.1:{self.desk_ports[station_id]}/checkouts", timeout=5,
-                           json={"device_serial": serial, "officer_id": officer, "by": "demo desk"})
+            r = httpx.post(
+                f"http://127.0.0.1:{self.desk_ports[station_id]}/checkouts",
+                timeout=5,
+                json={"device_serial": serial, "officer_id": officer, "by": "demo desk"},
+            )
         except httpx.TransportError:
             return
         if r.status_code == 201:
@@ -205,8 +301,18 @@ class Demo:
     def refresh_statuses(self) -> None:
         def one(station_id: str) -> None:
             result = subprocess.run(
-                [sys.executable, "-m", "fleet.cli", "station", "status", "--json", "--config",
-                 str(self.station_config(station_id))], capture_output=True, timeout=30,
+                [
+                    sys.executable,
+                    "-m",
+                    "fleet.cli",
+                    "station",
+                    "status",
+                    "--json",
+                    "--config",
+                    str(self.station_config(station_id)),
+                ],
+                capture_output=True,
+                timeout=30,
             )
             if result.returncode == 0:
                 self.statuses[station_id] = msgspec.json.decode(result.stdout)
@@ -221,8 +327,9 @@ class Demo:
         """Clip ids central reports verified with the SHA-256 the camera recorded."""
         with self.lock:
             expected = {c.clip_id: c.sha256 for c in self.docked}
-        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"},
-                          timeout=10.0) as client:
+        with httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=10.0
+        ) as client:
             clips = all_clips(client, state="verified")
         return {c["clip_id"] for c in clips if expected.get(c["clip_id"]) == c["sha256"]}
 
@@ -242,8 +349,18 @@ def summary_table(demo: Demo, at_central: set[str]):
     from rich.table import Table
 
     table = Table(title=f"Body-worn video fleet demo — central {demo.url}")
-    for column in ("station", "docked", "queued", "uploading", "waiting", "failed", "verified", "at central",
-                   "bad folders", "cameras out"):
+    for column in (
+        "station",
+        "docked",
+        "queued",
+        "uploading",
+        "waiting",
+        "failed",
+        "verified",
+        "at central",
+        "bad folders",
+        "cameras out",
+    ):
         table.add_column(column, justify="right" if column != "station" else "left")
     with demo.lock:
         docked = list(demo.docked)
@@ -251,10 +368,14 @@ def summary_table(demo: Demo, at_central: set[str]):
         status = demo.statuses.get(station_id, {})
         by_state = status.get("clips_by_state", {})
         mine = [c.clip_id for c in docked if c.station_id == station_id]
-        table.add_row(station_id, str(len(mine)), *(str(by_state.get(s, 0)) for s in
-                      ("queued", "uploading", "waiting", "failed", "verified")),
-                      str(sum(1 for c in mine if c in at_central)), str(len(status.get("failed_folders", []))),
-                      str(status.get("checked_out", 0)))
+        table.add_row(
+            station_id,
+            str(len(mine)),
+            *(str(by_state.get(s, 0)) for s in ("queued", "uploading", "waiting", "failed", "verified")),
+            str(sum(1 for c in mine if c in at_central)),
+            str(len(status.get("failed_folders", []))),
+            str(status.get("checked_out", 0)),
+        )
     return table
 
 
@@ -278,13 +399,13 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         demo.start()
         console.print(f"""
-  dashboard        {demo.url}/   (log in as {DEMO_USER}; the password is in {root / 'dashboard-login.txt'})
-  central API      {demo.url}/api/v1/clips   (Authorization: Bearer <token in {root / 'admin-token.txt'}>)
+  dashboard        {demo.url}/   (log in as {DEMO_USER}; the password is in {root / "dashboard-login.txt"})
+  central API      {demo.url}/api/v1/clips   (Authorization: Bearer <token in {root / "admin-token.txt"}>)
   health           {demo.url}/healthz
   OpenAPI          {demo.url}/schema/openapi.json
   fleet            {demo.url}/api/v1/devices/  /api/v1/stations/  /api/v1/assignments?active=true
   roll-out         {demo.url}/api/v1/rollout/plan  /api/v1/rollout/progress   (or: fleet rollout plan)
-  try              curl -H "Authorization: Bearer $(cat {root / 'admin-token.txt'})" {demo.url}/api/v1/clips?limit=5
+  try              curl -H "Authorization: Bearer $(cat {root / "admin-token.txt"})" {demo.url}/api/v1/clips?limit=5
   station desk     fleet station checkouts --config {demo.station_config(stations[0])}   (or http://127.0.0.1:{demo.desk_ports[stations[0]]}/checkouts)
   station status   fleet station status --config {demo.station_config(stations[0])}
   dock a camera    drop a folder into {demo.dock_dir(stations[0])}/ (format: README, "Dock inbox")
@@ -292,8 +413,7 @@ def run_demo(args: argparse.Namespace) -> int:
         started = time.monotonic()
         next_dock = started
         at_central: set[str] = set()
-        with Live(summary_table(demo, at_central), console=console, refresh_per_second=2,
-                  transient=False) as live:
+        with Live(summary_table(demo, at_central), console=console, refresh_per_second=2, transient=False) as live:
             while args.duration is None or time.monotonic() - started < args.duration:
                 if time.monotonic() >= next_dock:
                     demo.dock_one(rng, max_clip)
@@ -318,11 +438,15 @@ def run_demo(args: argparse.Namespace) -> int:
                 time.sleep(0.5)
         missing = [c for c in demo.docked if c.clip_id not in at_central]
         total = sum(c.size for c in demo.docked)
-        console.print(f"\n[bold]{len(demo.docked)} clips ({total / (1 << 20):.1f} MiB) docked at "
-                      f"{len(stations)} stations; {len(at_central)} verified at central with matching SHA-256; "
-                      f"{len(missing)} missing.[/]")
-        console.print(f"{demo.checkouts} pool checkouts at the station desks; "
-                      f"see {demo.url}/api/v1/assignments and /api/v1/devices/")
+        console.print(
+            f"\n[bold]{len(demo.docked)} clips ({total / (1 << 20):.1f} MiB) docked at "
+            f"{len(stations)} stations; {len(at_central)} verified at central with matching SHA-256; "
+            f"{len(missing)} missing.[/]"
+        )
+        console.print(
+            f"{demo.checkouts} pool checkouts at the station desks; "
+            f"see {demo.url}/api/v1/assignments and /api/v1/devices/"
+        )
         for clip in missing[:20]:
             console.print(f"  not verified: {clip.clip_id} (docked at {clip.station_id})")
         return 0 if not missing else 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-from signal import SIGTERM
 import socket
 import subprocess
 import sys
@@ -18,15 +17,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from signal import SIGTERM
 from typing import Any
 
 import httpx
 
 from fleet.errors import FleetError
 
+
 def stop_on_sigterm() -> None:
     """SIGTERM (``kill``, a CI timeout) stops a run as Ctrl-C does, so its ``finally`` stops the
     processes it started; Python's default would exit at once and leave them running."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
@@ -50,8 +52,14 @@ def free_port(preferred: int = 0) -> int:
     raise FleetError("no free port on 127.0.0.1")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, message: str, *, interval: float = 0.1,
-               check: Callable[[], None] | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float,
+    message: str,
+    *,
+    interval: float = 0.1,
+    check: Callable[[], None] | None = None,
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; FleetError naming ``message`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -100,8 +108,13 @@ class FleetProcess:
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
-            self.popen = subprocess.Popen([sys.executable, "-m", "fleet.cli", *self.args], stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "fleet.cli", *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         if self.niceness:
             lower_priority(self.popen.pid, self.niceness)
 

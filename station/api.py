@@ -54,8 +54,11 @@ class CheckinRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def _error(status: int, code: str, message: str) -> Response:
-    return Response(msgspec.json.encode(ErrorBody(status=status, error=code, message=message)), status_code=status,
-                    media_type="application/json")
+    return Response(
+        msgspec.json.encode(ErrorBody(status=status, error=code, message=message)),
+        status_code=status,
+        media_type="application/json",
+    )
 
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -80,10 +83,15 @@ def from_the_desk_only(settings):
     def check(scope: Scope) -> None:
         headers = Headers.from_scope(scope)
         host = where(headers.get("host", ""))
-        if host is None or (host[0] not in names and not any_name) or \
-                (settings.api_port is not None and host[1] != settings.api_port):
-            raise Forbidden(f"this desk answers only to its own address, not Host {headers.get('host', '')!r} "
-                            "(a web page cannot reach it under another name)")
+        if (
+            host is None
+            or (host[0] not in names and not any_name)
+            or (settings.api_port is not None and host[1] != settings.api_port)
+        ):
+            raise Forbidden(
+                f"this desk answers only to its own address, not Host {headers.get('host', '')!r} "
+                "(a web page cannot reach it under another name)"
+            )
         origin = headers.get("origin")
         if origin is not None:
             parts = urlsplit(origin)
@@ -127,8 +135,9 @@ def create_desk_app(node: StationNode) -> Litestar:
         return station_status(node.settings, node.store)
 
     @get("/checkouts", summary="Cameras checked out now (or the history of one camera)", sync_to_thread=True)
-    def checkouts(request: Request,
-                  serial: Annotated[str | None, QueryParameter(max_length=64)] = None) -> list[Checkout]:
+    def checkouts(
+        request: Request, serial: Annotated[str | None, QueryParameter(max_length=64)] = None
+    ) -> list[Checkout]:
         authorize(request)
         return node.desk.history(serial) if serial else node.desk.open_checkouts()
 
@@ -147,8 +156,11 @@ def create_desk_app(node: StationNode) -> Litestar:
         middleware=[from_the_desk_only(node.settings)],
         exception_handlers={
             ApiError: lambda _, exc: _error(exc.status_code, exc.code, exc.message),
-            HTTPException: lambda _, exc: _error(exc.status_code, "bad_request" if exc.status_code == 400 else "error",
-                                                 f"{exc.detail}: {exc.extra}" if exc.extra else exc.detail),
+            HTTPException: lambda _, exc: _error(
+                exc.status_code,
+                "bad_request" if exc.status_code == 400 else "error",
+                f"{exc.detail}: {exc.extra}" if exc.extra else exc.detail,
+            ),
         },
         logging_config=None,
         debug=False,
@@ -177,8 +189,15 @@ class DeskServer:
     """uvicorn on the process's desk loop (``_desk_loop``), started and stopped by the node."""
 
     def __init__(self, node: StationNode, host: str, port: int) -> None:
-        config = uvicorn.Config(create_desk_app(node), host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            create_desk_app(node),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
         self.server = uvicorn.Server(config)
         self.served: concurrent.futures.Future | None = None
 
@@ -186,8 +205,10 @@ class DeskServer:
         try:
             await self.server.serve()
         except SystemExit as exc:  # uvicorn's answer to a port in use: this desk fails, not the loop
-            raise FleetError(f"the desk API could not start on {self.server.config.host}:"
-                             f"{self.server.config.port} (exit {exc.code}); see the log above") from None
+            raise FleetError(
+                f"the desk API could not start on {self.server.config.host}:"
+                f"{self.server.config.port} (exit {exc.code}); see the log above"
+            ) from None
 
     def start(self, timeout_s: float = 10.0) -> None:
         self.served = asyncio.run_coroutine_threadsafe(self._serve(), _desk_loop())

@@ -15,48 +15,73 @@ from fleet.logs import configure_logging
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    station = groups.add_parser("station", help="run a borough docking station or inspect its queue",
-                                description="A borough docking station: dock ingest, local queue, sync to central.")
+    station = groups.add_parser(
+        "station",
+        help="run a borough docking station or inspect its queue",
+        description="A borough docking station: dock ingest, local queue, sync to central.",
+    )
     commands = station.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="run the station (dock ingest + sync + jobs) until stopped",
-                              description="Watch dock_dir, ingest docked cameras, upload clips to central. "
-                                          "Stops cleanly on Ctrl-C or SIGTERM.")
-    run.add_argument("--config", required=True, metavar="FILE", action="append",
-                     help="the station's TOML config file; repeat it to run several stations in this one process")
+    run = commands.add_parser(
+        "run",
+        help="run the station (dock ingest + sync + jobs) until stopped",
+        description="Watch dock_dir, ingest docked cameras, upload clips to central. "
+        "Stops cleanly on Ctrl-C or SIGTERM.",
+    )
+    run.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE",
+        action="append",
+        help="the station's TOML config file; repeat it to run several stations in this one process",
+    )
     run.set_defaults(handler=cmd_run)
 
-    status = commands.add_parser("status", help="show the local queue (works whether or not the station runs)",
-                                 description="Read the station's database and show its queue and problems.")
+    status = commands.add_parser(
+        "status",
+        help="show the local queue (works whether or not the station runs)",
+        description="Read the station's database and show its queue and problems.",
+    )
     status.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     status.add_argument("--json", action="store_true", help="print JSON (contract §4) instead of a table")
     status.set_defaults(handler=cmd_status)
 
-    retry = commands.add_parser("retry", help="requeue clips central refused, after fixing the cause",
-                                description="Put every clip in state 'failed' back in the upload queue.")
+    retry = commands.add_parser(
+        "retry",
+        help="requeue clips central refused, after fixing the cause",
+        description="Put every clip in state 'failed' back in the upload queue.",
+    )
     retry.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     retry.set_defaults(handler=cmd_retry)
 
     checkout = commands.add_parser(
-        "checkout", help="check a pool camera out to an officer for a shift (works with central down)",
+        "checkout",
+        help="check a pool camera out to an officer for a shift (works with central down)",
         description="Hand a docked pool camera to an officer. Refused, with the reason, when the camera is "
-                    "not charged enough, is held by someone, is personally issued, or the officer already "
-                    "holds one. Recorded locally and sent to central when it can be reached.")
+        "not charged enough, is held by someone, is personally issued, or the officer already "
+        "holds one. Recorded locally and sent to central when it can be reached.",
+    )
     checkout.add_argument("serial", help="the camera's serial, e.g. BWV-000123")
     checkout.add_argument("officer", help="the officer's shoulder or warrant number")
     checkout.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     checkout.add_argument("--by", metavar="NAME", help="who is handing it out (default: your login name)")
     checkout.set_defaults(handler=cmd_checkout)
 
-    checkin = commands.add_parser("checkin", help="check a camera back in by hand (docking does it by itself)",
-                                  description="End a camera's checkout at this station without docking it.")
+    checkin = commands.add_parser(
+        "checkin",
+        help="check a camera back in by hand (docking does it by itself)",
+        description="End a camera's checkout at this station without docking it.",
+    )
     checkin.add_argument("serial", help="the camera's serial")
     checkin.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     checkin.add_argument("--by", metavar="NAME", help="who took it back (default: your login name)")
     checkin.set_defaults(handler=cmd_checkin)
 
-    checkouts = commands.add_parser("checkouts", help="list the cameras checked out at this station",
-                                    description="Cameras out now, with officer, time and charge at checkout.")
+    checkouts = commands.add_parser(
+        "checkouts",
+        help="list the cameras checked out at this station",
+        description="Cameras out now, with officer, time and charge at checkout.",
+    )
     checkouts.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     checkouts.add_argument("--json", action="store_true", help="print JSON instead of a table")
     checkouts.set_defaults(handler=cmd_checkouts)
@@ -103,8 +128,7 @@ def _writing(store):
     try:
         yield
     except sqlite3.Error as exc:
-        raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(store.path, exc)}") \
-            from None
+        raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(store.path, exc)}") from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -178,9 +202,20 @@ def cmd_checkouts(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(msgspec.json.encode([{"device_serial": c.device_serial, "officer_id": c.officer_id,
-                                    "out_at": to_iso(c.out_at), "battery_pct": c.battery_pct, "out_by": c.out_by}
-                                   for c in rows]).decode())
+        print(
+            msgspec.json.encode(
+                [
+                    {
+                        "device_serial": c.device_serial,
+                        "officer_id": c.officer_id,
+                        "out_at": to_iso(c.out_at),
+                        "battery_pct": c.battery_pct,
+                        "out_by": c.out_by,
+                    }
+                    for c in rows
+                ]
+            ).decode()
+        )
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -190,7 +225,12 @@ def cmd_checkouts(args: argparse.Namespace) -> int:
     for column in ("camera", "officer", "out since", "charge", "by"):
         table.add_column(column)
     for c in rows:
-        table.add_row(c.device_serial, c.officer_id, to_iso(c.out_at)[:16].replace("T", " "),
-                      f"{c.battery_pct:.0f}%" if c.battery_pct is not None else "?", Text(c.out_by))  # free text: never console markup
+        table.add_row(
+            c.device_serial,
+            c.officer_id,
+            to_iso(c.out_at)[:16].replace("T", " "),
+            f"{c.battery_pct:.0f}%" if c.battery_pct is not None else "?",
+            Text(c.out_by),
+        )  # free text: never console markup
     Console().print(table)
     return 0

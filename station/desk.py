@@ -36,7 +36,9 @@ class Charge:
     """The docking's row here: dockings and checkouts are ordered by row ids, never by the clock."""
 
 
-def estimate_charge(level_at_dock: float | None, docked_at: datetime, now: datetime, policy: StationPolicy) -> float | None:
+def estimate_charge(
+    level_at_dock: float | None, docked_at: datetime, now: datetime, policy: StationPolicy
+) -> float | None:
     """The dock reports the level when docked; a dock charges empty → full in ``recharge_hours``."""
     if level_at_dock is None:
         return None
@@ -75,8 +77,9 @@ class Desk:
             level = (json.loads(dock.device_json).get("battery") or {}).get("level_pct")
         except ValueError:
             level = None
-        return Charge(level, dock.ingested_at, estimate_charge(level, dock.ingested_at, now, self.policy()),
-                      dock.docking_id)
+        return Charge(
+            level, dock.ingested_at, estimate_charge(level, dock.ingested_at, now, self.policy()), dock.docking_id
+        )
 
     def checkout(self, serial: str, officer_id: str, *, by: str, now: datetime | None = None) -> Checkout:
         """Hand a pool camera to an officer, or refuse with the reason (409)."""
@@ -85,8 +88,10 @@ class Desk:
         policy = self.policy()
         officer = self.mirror.officer(officer_id)
         if officer is None:
-            raise NotFound(f"officer {officer_id} is not on this station's list (synced from central); "
-                           "check the number, or wait for the next sync if they were added today")
+            raise NotFound(
+                f"officer {officer_id} is not on this station's list (synced from central); "
+                "check the number, or wait for the next sync if they were added today"
+            )
         if not officer.active:
             raise Conflict(f"officer {officer_id} is marked inactive")
         if self.borough is not None and officer.borough != self.borough:
@@ -94,7 +99,7 @@ class Desk:
         device = self.mirror.device(serial)
         if device is not None and device.lifecycle in UNAVAILABLE:
             raise Conflict(f"camera {serial} is {UNAVAILABLE[device.lifecycle]}; it cannot be checked out")
-        mode = (device.assignment_mode if device and device.assignment_mode else policy.assignment_mode)
+        mode = device.assignment_mode if device and device.assignment_mode else policy.assignment_mode
         checkouts = self.store.checkouts
         with self.store.writer.write():
             if (issued := self.mirror.issued_to(serial)) is not None:
@@ -109,18 +114,29 @@ class Desk:
                 raise Conflict(f"officer {officer_id} already has camera {holding} checked out; check it in first")
             charge = self.charge(serial, now)
             if charge is None:
-                raise Conflict(f"camera {serial} has not been docked here since it was last out: dock it first, "
-                               "so its clips are taken off and its charge is known")
+                raise Conflict(
+                    f"camera {serial} has not been docked here since it was last out: dock it first, "
+                    "so its clips are taken off and its charge is known"
+                )
             if charge.estimated_pct is None or charge.estimated_pct < policy.min_checkout_pct:
                 known = "unknown" if charge.estimated_pct is None else f"about {charge.estimated_pct:.0f}%"
-                raise Conflict(f"camera {serial} is charged to {known}; pool checkouts need at least "
-                               f"{policy.min_checkout_pct:.0f}%")
+                raise Conflict(
+                    f"camera {serial} is charged to {known}; pool checkouts need at least "
+                    f"{policy.min_checkout_pct:.0f}%"
+                )
             checkouts.check_out(serial, officer_id, now, charge.estimated_pct, by, charge.docking_id)
-            self.store.outbox.append([CheckedOut(device_serial=serial, officer_id=officer_id,
-                                                 battery_pct=round(charge.estimated_pct, 1), by=by)], at=now)
+            self.store.outbox.append(
+                [
+                    CheckedOut(
+                        device_serial=serial, officer_id=officer_id, battery_pct=round(charge.estimated_pct, 1), by=by
+                    )
+                ],
+                at=now,
+            )
         self.on_event()
-        return Checkout(device_serial=serial, officer_id=officer_id, out_at=now, battery_pct=charge.estimated_pct,
-                        out_by=by)
+        return Checkout(
+            device_serial=serial, officer_id=officer_id, out_at=now, battery_pct=charge.estimated_pct, out_by=by
+        )
 
     def checkin(self, serial: str, *, by: str, now: datetime | None = None) -> Checkout:
         """Take a camera back by hand (docking it checks it in by itself)."""
@@ -130,8 +146,9 @@ class Desk:
             officer_id = self.store.checkouts.check_in(serial, now, "manual", by)
             if officer_id is None:
                 raise NotFound(f"camera {serial} is not checked out at this station")
-            self.store.outbox.append([CheckedIn(device_serial=serial, officer_id=officer_id, reason="manual", by=by)],
-                                     at=now)
+            self.store.outbox.append(
+                [CheckedIn(device_serial=serial, officer_id=officer_id, reason="manual", by=by)], at=now
+            )
         self.on_event()
         return self.history(serial, limit=1)[0]
 

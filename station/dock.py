@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -70,9 +70,15 @@ def display_name(name: str) -> str:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file")):
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISREG, "a regular file"),
+    ):
         if test(mode):
             return name
     return "of an unknown type"
@@ -140,8 +146,9 @@ class CameraFolder:
             follow = " (not followed)" if stat.S_ISLNK(st.st_mode) else ""
             raise DockFolderError(self.name, f"{relative} is {_kind(st.st_mode)}, not a regular file{follow}")
         if st.st_nlink > 1:  # a camera's FAT storage has none; a dock folder on the station's disk could name its files
-            raise DockFolderError(self.name, f"{relative} has {st.st_nlink} names (a hard link): a camera's own "
-                                             "files have one")
+            raise DockFolderError(
+                self.name, f"{relative} has {st.st_nlink} names (a hard link): a camera's own files have one"
+            )
         return st
 
     def open_file(self, relative: str) -> int:
@@ -153,8 +160,9 @@ class CameraFolder:
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
-            raise DockFolderError(self.name, f"{relative} is a symbolic link, not a regular file (not followed)") \
-                from None
+            raise DockFolderError(
+                self.name, f"{relative} is a symbolic link, not a regular file (not followed)"
+            ) from None
         try:
             opened = self.require_regular(relative, os.fstat(fd))
             # The file checked must be the file opened: a hard link swapped in between and its dock
@@ -211,7 +219,7 @@ class CameraFolder:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -227,9 +235,10 @@ def docked_folders(dock_dir: Path) -> list[Path]:
     except FileNotFoundError:
         return []
     return [
-        Path(e.path) for e in entries
-        if not e.name.startswith(".") and (e.is_symlink() or (e.is_dir(follow_symlinks=False) and _lexists(
-            os.path.join(e.path, DOCKED_MARKER))))
+        Path(e.path)
+        for e in entries
+        if not e.name.startswith(".")
+        and (e.is_symlink() or (e.is_dir(follow_symlinks=False) and _lexists(os.path.join(e.path, DOCKED_MARKER))))
     ]
 
 
@@ -308,8 +317,10 @@ def read_docked_camera(folder: Path | CameraFolder) -> DockedCamera:
     names = camera.clip_names()
     if odd := [n for n in names if not n.isprintable()]:
         # The name is the clip's filename at the station and at central: it must be text.
-        raise DockFolderError(camera.name, f"clips/{display_name(odd[0])} has a name that is not printable "
-                                           "UTF-8 text (left in place: rename it)")
+        raise DockFolderError(
+            camera.name,
+            f"clips/{display_name(odd[0])} has a name that is not printable UTF-8 text (left in place: rename it)",
+        )
     videos = {n[: -len(VIDEO_SUFFIX)] for n in names if n.endswith(VIDEO_SUFFIX)}
     sidecars = {n[: -len(SIDECAR_SUFFIX)] for n in names if n.endswith(SIDECAR_SUFFIX)}
     if orphans := sorted(sidecars - videos):
@@ -337,7 +348,7 @@ def _in_utc_range(camera: CameraFolder, relative: str, moment: datetime | None) 
     """Times are kept in UTC: one a day from the ends of the calendar may have none."""
     if moment is not None:
         try:
-            moment.astimezone(timezone.utc)
+            moment.astimezone(UTC)
         except OverflowError:
             raise DockFolderError(camera.name, f"{relative}: {moment.isoformat()} is out of range in UTC") from None
 

@@ -63,10 +63,17 @@ class IngestReport:
 class Ingestor:
     """Scans the dock folder and ingests every complete camera folder, one at a time."""
 
-    def __init__(self, store: StationStore, station_id: str, dock_dir: str | Path,
-                 on_new_clips: Callable[[], None] = lambda: None,
-                 progress: Callable[[int], None] | None = None, chunk_bytes: int | None = None,
-                 chunk_algorithm: str = "crc32c", reserve_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        store: StationStore,
+        station_id: str,
+        dock_dir: str | Path,
+        on_new_clips: Callable[[], None] = lambda: None,
+        progress: Callable[[int], None] | None = None,
+        chunk_bytes: int | None = None,
+        chunk_algorithm: str = "crc32c",
+        reserve_bytes: int = 0,
+    ) -> None:
         self.store = store
         self.reserve_bytes = reserve_bytes
         """Free space a folder may not cut into: the database must always be able to record."""
@@ -126,9 +133,14 @@ class Ingestor:
                 # bad (with the traceback logged once), the others are still ingested.
                 if not dock.still_docked(folder):
                     continue
-                log.exception("dock folder %s: unexpected error", _name(folder))  # once: a bad folder waits for a change
-                self._report_bad(folder, dock.folder_signature(folder),
-                                 DockFolderError(_name(folder), f"unexpected error: {type(exc).__name__}: {exc}"))
+                log.exception(
+                    "dock folder %s: unexpected error", _name(folder)
+                )  # once: a bad folder waits for a change
+                self._report_bad(
+                    folder,
+                    dock.folder_signature(folder),
+                    DockFolderError(_name(folder), f"unexpected error: {type(exc).__name__}: {exc}"),
+                )
                 report.bad_folders.append(_name(folder))
             else:
                 self._unrecorded.pop(_name(folder), None)
@@ -152,8 +164,13 @@ class Ingestor:
             reason = f"{_db_reason(exc)}: clips left on the camera, will retry"
         else:
             reason = _os_reason(exc, self.store.data_dir)
-        self._repeats.warning(_name(folder), "dock folder %s not ingested%s: %s", _name(folder),
-                              ", will retry" if transient and "will retry" not in reason else "", reason)
+        self._repeats.warning(
+            _name(folder),
+            "dock folder %s not ingested%s: %s",
+            _name(folder),
+            ", will retry" if transient and "will retry" not in reason else "",
+            reason,
+        )
         try:
             self.store.queue.record_bad_folder(_name(folder), reason, signature, transient=transient)
         except sqlite3.Error:
@@ -188,8 +205,9 @@ class Ingestor:
                 parts.append(part)  # before the copy: a copy that fails half way is removed too
                 source = opened.open_file(f"{dock.CLIPS_DIR}/{clip.video.name}")
                 try:
-                    result = copy_and_hash(source, part, self.chunk_bytes, chunk_algorithm=self.chunk_algorithm,
-                                           fsync=False)
+                    result = copy_and_hash(
+                        source, part, self.chunk_bytes, chunk_algorithm=self.chunk_algorithm, fsync=False
+                    )
                 finally:
                     os.close(source)
                 copied.append((clip, part, result))
@@ -216,17 +234,26 @@ class Ingestor:
             clip_id = str(clip.sidecar.clip_id)
             final = self.store.clips_dir / f"{clip_id}.mp4"
             os.replace(part, final)
-            new_clips.append(NewClip(
-                clip_id=clip_id, sha256=result.sha256, size=result.size, device_serial=camera.device.serial,
-                recorded_at=clip.sidecar.recorded_at, filename=clip.video.name,
-                duration_s=clip.sidecar.duration_s, pre_record_s=clip.sidecar.pre_record_s,
-                tags=list(clip.sidecar.tags), evidential=clip.sidecar.evidential,
-                local_path=str(final.relative_to(self.store.data_dir)),
-                chunk_bytes=self.chunk_bytes if self.chunk_bytes else None,
-                chunk_algorithm=self.chunk_algorithm if self.chunk_bytes else None,
-                chunk_checksums=[base64.b64encode(d).decode() for d in result.chunk_digests] if self.chunk_bytes
-                else None,
-            ))
+            new_clips.append(
+                NewClip(
+                    clip_id=clip_id,
+                    sha256=result.sha256,
+                    size=result.size,
+                    device_serial=camera.device.serial,
+                    recorded_at=clip.sidecar.recorded_at,
+                    filename=clip.video.name,
+                    duration_s=clip.sidecar.duration_s,
+                    pre_record_s=clip.sidecar.pre_record_s,
+                    tags=list(clip.sidecar.tags),
+                    evidential=clip.sidecar.evidential,
+                    local_path=str(final.relative_to(self.store.data_dir)),
+                    chunk_bytes=self.chunk_bytes if self.chunk_bytes else None,
+                    chunk_algorithm=self.chunk_algorithm if self.chunk_bytes else None,
+                    chunk_checksums=[base64.b64encode(d).decode() for d in result.chunk_digests]
+                    if self.chunk_bytes
+                    else None,
+                )
+            )
         if new_clips:
             fsync_dir(self.store.clips_dir)
         self.store.queue.record_ingest(_name(folder), camera.device, camera.device_json, new_clips)
@@ -245,8 +272,11 @@ class Ingestor:
             return
         free = shutil.disk_usage(self.store.data_dir).free
         if free - new_bytes < self.reserve_bytes:
-            raise OSError(errno.ENOSPC, f"{new_bytes} bytes to copy, {free} free, {self.reserve_bytes} {KEPT_IN_RESERVE}",
-                          str(self.store.data_dir))
+            raise OSError(
+                errno.ENOSPC,
+                f"{new_bytes} bytes to copy, {free} free, {self.reserve_bytes} {KEPT_IN_RESERVE}",
+                str(self.store.data_dir),
+            )
 
     def _check_against_known(self, opened: dock.CameraFolder, clip: dock.DockedClip, known) -> None:
         """A clip_id seen before must be the same recording; anything else is not ours to overwrite.
@@ -277,11 +307,11 @@ class Ingestor:
         entries = {e.clip_id: e for e in (camera.ingested.clips if camera.ingested else [])}
         names = {str(c.sidecar.clip_id): c.name for c in camera.clips}
         for k in known.values():
-            entries[k.clip_id] = IngestedEntry(clip_id=k.clip_id, size=k.size, sha256=k.sha256,
-                                               name=names.get(k.clip_id, ""))
+            entries[k.clip_id] = IngestedEntry(
+                clip_id=k.clip_id, size=k.size, sha256=k.sha256, name=names.get(k.clip_id, "")
+            )
         for c in new_clips:
-            entries[c.clip_id] = IngestedEntry(clip_id=c.clip_id, size=c.size, sha256=c.sha256,
-                                               name=names[c.clip_id])
+            entries[c.clip_id] = IngestedEntry(clip_id=c.clip_id, size=c.size, sha256=c.sha256, name=names[c.clip_id])
         return sorted(entries.values(), key=lambda e: e.name or e.clip_id)
 
     def _write_ingested(self, opened: dock.CameraFolder, entries: list[IngestedEntry]) -> None:
@@ -346,8 +376,10 @@ def _os_reason(exc: OSError, store_dir: Path | None = None) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         detail = exc.strerror or "no space left on device"
         where = exc.filename or store_dir
-        return (f"disk full: {detail[:1].lower()}{detail[1:]}{f' in {where}' if where else ''}; "
-                "clips left on the camera, will retry")
+        return (
+            f"disk full: {detail[:1].lower()}{detail[1:]}{f' in {where}' if where else ''}; "
+            "clips left on the camera, will retry"
+        )
     return f"{exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})".strip()
 
 

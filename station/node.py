@@ -44,8 +44,9 @@ def build_client(settings: StationSettings) -> httpx.Client:
 class StationNode:
     """Owns every resource of a station process; ``run()`` blocks until stopped."""
 
-    def __init__(self, settings: StationSettings, *, client: httpx.Client | None = None,
-                 policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, settings: StationSettings, *, client: httpx.Client | None = None, policy: RetryPolicy | None = None
+    ) -> None:
         self.settings = settings
         try:
             # A station that cannot write its database could record neither what it ingests nor
@@ -53,29 +54,53 @@ class StationNode:
             # disk is mended. Docked cameras keep their clips; `fleet station status` reads it.
             self.store = StationStore.for_writing(settings.data_dir)
         except FleetError as exc:
-            raise FleetError(f"station {settings.station_id} not started: {exc}; docked cameras keep their clips "
-                             "(`fleet station status` shows the rest)") from None
+            raise FleetError(
+                f"station {settings.station_id} not started: {exc}; docked cameras keep their clips "
+                "(`fleet station status` shows the rest)"
+            ) from None
         self.policy = policy or RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s)
         self.client = client or build_client(settings)
-        self.uploader = TusUploader(self.client, self.store, self.policy, chunk_bytes=settings.chunk_bytes,
-                                    chunk_algorithm=settings.chunk_checksum,
-                                    throttle=from_mbps(settings.bandwidth_limit_mbps),
-                                    on_progress=self.store.queue.set_progress)
+        self.uploader = TusUploader(
+            self.client,
+            self.store,
+            self.policy,
+            chunk_bytes=settings.chunk_bytes,
+            chunk_algorithm=settings.chunk_checksum,
+            throttle=from_mbps(settings.bandwidth_limit_mbps),
+            on_progress=self.store.queue.set_progress,
+        )
         self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
-        self.ingestor = Ingestor(self.store, settings.station_id, settings.dock_dir, on_new_clips=self.wake_sync,
-                                 chunk_bytes=settings.chunk_bytes, chunk_algorithm=settings.chunk_checksum,
-                                 reserve_bytes=settings.min_free_bytes)
+        self.ingestor = Ingestor(
+            self.store,
+            settings.station_id,
+            settings.dock_dir,
+            on_new_clips=self.wake_sync,
+            chunk_bytes=settings.chunk_bytes,
+            chunk_algorithm=settings.chunk_checksum,
+            reserve_bytes=settings.min_free_bytes,
+        )
         self.desk = Desk(self.store, settings.station_id, settings.borough, on_event=self.wake_events)
-        self.uplink = EventSender(self.client, self.store, self.policy, batch_size=settings.events_batch,
-                                  heartbeat=timedelta(seconds=settings.heartbeat_s))
+        self.uplink = EventSender(
+            self.client,
+            self.store,
+            self.policy,
+            batch_size=settings.events_batch,
+            heartbeat=timedelta(seconds=settings.heartbeat_s),
+        )
         # The long poll gets a client of its own, so it never holds an upload's connection.
         self.feed_client = build_client(settings)
-        self.feed = FeedFollower(self.feed_client, self.store.mirror, self.policy, wait_s=settings.feed_wait_s,
-                                 linger_s=settings.feed_linger_s)
+        self.feed = FeedFollower(
+            self.feed_client,
+            self.store.mirror,
+            self.policy,
+            wait_s=settings.feed_wait_s,
+            linger_s=settings.feed_linger_s,
+        )
         self._feed_thread = threading.Thread(target=self.feed.run, name="changes-feed", daemon=True)
         self.api = None
-        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
-                                                                            "misfire_grace_time": None})
+        self.scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
         self._stopped = threading.Event()
         # Jobs reschedule the scheduler from its own threads; apscheduler's shutdown(wait=True)
         # holds the job-store lock while it waits for those threads. ``_control`` makes sure no
@@ -89,8 +114,9 @@ class StationNode:
         try:
             recovered = self.store.queue.recover_interrupted()
         except sqlite3.Error as exc:
-            self._repeats.warning("start", "clips interrupted mid-upload not requeued: station database cannot be "
-                                  "written: %s", exc)
+            self._repeats.warning(
+                "start", "clips interrupted mid-upload not requeued: station database cannot be written: %s", exc
+            )
             return
         if recovered:
             log.info("requeued %d clips interrupted mid-upload by the last shutdown", recovered)
@@ -98,12 +124,14 @@ class StationNode:
     def guarded(self, name: str, job):
         """A scheduled job that meets a database it cannot use says so once a minute and runs again
         at its next turn: the process keeps going and the log does not fill with tracebacks."""
+
         def run():
             try:
                 return job()
             except sqlite3.Error as exc:
                 self._repeats.warning(name, "%s not done: station database cannot be written: %s", name, exc)
                 return None
+
         return run
 
     def start(self) -> None:
@@ -111,12 +139,23 @@ class StationNode:
         s = self.settings
         now = utc_now()
         self.scheduler.add_job(self.ingestor.scan, "interval", seconds=s.scan_interval_s, id="scan", next_run_time=now)
-        self.scheduler.add_job(self.guarded("sync", self._sync_pass), "interval", seconds=s.sync_interval_s, id="sync",
-                               next_run_time=now)
-        self.scheduler.add_job(self.guarded("purge", self.purge), "interval", seconds=PURGE_INTERVAL.total_seconds(),
-                               id="purge", next_run_time=now)
-        self.scheduler.add_job(self.guarded("events", self.uplink.run_once), "interval", seconds=s.events_interval_s,
-                               id="events", next_run_time=now)
+        self.scheduler.add_job(
+            self.guarded("sync", self._sync_pass), "interval", seconds=s.sync_interval_s, id="sync", next_run_time=now
+        )
+        self.scheduler.add_job(
+            self.guarded("purge", self.purge),
+            "interval",
+            seconds=PURGE_INTERVAL.total_seconds(),
+            id="purge",
+            next_run_time=now,
+        )
+        self.scheduler.add_job(
+            self.guarded("events", self.uplink.run_once),
+            "interval",
+            seconds=s.events_interval_s,
+            id="events",
+            next_run_time=now,
+        )
         self.scheduler.start()
         self._feed_thread.start()
         if s.api_port is not None:

@@ -12,11 +12,17 @@ from station.store import StationStore
 
 def station_status(settings: StationSettings, store: StationStore) -> StationStatus:
     summary = store.queue.summary()
-    return StationStatus(station_id=settings.station_id, borough=settings.borough, **summary,
-                         pending_events=store.outbox.pending_count(), acked_event_seq=store.outbox.acked_seq(),
-                         checked_out=store.checkouts.open_count(), feed_cursor=store.mirror.cursor(),
-                         mirrored=store.mirror.counts(),
-                         problems=problems(settings, store, summary["failed_folders"]))
+    return StationStatus(
+        station_id=settings.station_id,
+        borough=settings.borough,
+        **summary,
+        pending_events=store.outbox.pending_count(),
+        acked_event_seq=store.outbox.acked_seq(),
+        checked_out=store.checkouts.open_count(),
+        feed_cursor=store.mirror.cursor(),
+        mirrored=store.mirror.counts(),
+        problems=problems(settings, store, summary["failed_folders"]),
+    )
 
 
 def problems(settings: StationSettings, store: StationStore, failed_folders) -> list[str]:
@@ -30,12 +36,15 @@ def problems(settings: StationSettings, store: StationStore, failed_folders) -> 
     free = shutil.disk_usage(store.data_dir).free
     state = "disk full" if free == 0 or any(KEPT_IN_RESERVE not in f.reason for f in waiting) else "disk low"
     if free < settings.min_free_bytes or free == 0:
-        found.append(f"{state}: {_size(free)} free in {store.data_dir}, below the reserve of "
-                     f"{_size(settings.min_free_bytes)} (min_free_bytes); docked cameras keep their clips until "
-                     "there is room")
+        found.append(
+            f"{state}: {_size(free)} free in {store.data_dir}, below the reserve of "
+            f"{_size(settings.min_free_bytes)} (min_free_bytes); docked cameras keep their clips until "
+            "there is room"
+        )
     if waiting:
-        found.append(f"{state}: {len(waiting)} docked folder(s) wait for room: "
-                     f"{', '.join(f.folder for f in waiting[:5])}")
+        found.append(
+            f"{state}: {len(waiting)} docked folder(s) wait for room: {', '.join(f.folder for f in waiting[:5])}"
+        )
     if (db_problem := store.write_problem()) is not None:
         found.append(db_problem)
     return found
@@ -64,7 +73,9 @@ def render_status(status: StationStatus) -> None:
     table.add_row("verified at central", str(status.verified_clips))
     table.add_row("local copies kept", f"{status.local_copies} ({_size(status.local_bytes)})")
     table.add_row("by state", ", ".join(f"{k}: {v}" for k, v in sorted(status.clips_by_state.items())) or "-")
-    table.add_row("last contact with central", status.last_sync_ok_at.isoformat() if status.last_sync_ok_at else "never")
+    table.add_row(
+        "last contact with central", status.last_sync_ok_at.isoformat() if status.last_sync_ok_at else "never"
+    )
     if status.oldest_pending_recorded_at:
         table.add_row("oldest pending recording", status.oldest_pending_recorded_at.isoformat())
     table.add_row("events not yet at central", str(status.pending_events))
@@ -78,13 +89,19 @@ def render_status(status: StationStatus) -> None:
         for f in status.failed_folders:
             bad.add_row(Text(f.folder), Text(f.reason))
         console.print(bad)
-    for title, clips in (("Clips refused by central (run `fleet station retry` after fixing)", status.failed_clips),
-                         ("Clips waiting to retry", status.waiting_clips)):
+    for title, clips in (
+        ("Clips refused by central (run `fleet station retry` after fixing)", status.failed_clips),
+        ("Clips waiting to retry", status.waiting_clips),
+    ):
         if clips:
             t = Table(title=title)
             for col in ("clip", "attempts", "next attempt", "last error"):
                 t.add_column(col)
             for c in clips:
-                t.add_row(Text(c.clip_id), str(c.attempts), c.next_attempt_at.isoformat() if c.next_attempt_at else "-",
-                          Text(c.last_error or ""))
+                t.add_row(
+                    Text(c.clip_id),
+                    str(c.attempts),
+                    c.next_attempt_at.isoformat() if c.next_attempt_at else "-",
+                    Text(c.last_error or ""),
+                )
             console.print(t)

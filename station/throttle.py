@@ -10,8 +10,14 @@ from collections.abc import Callable
 class Throttle:
     """Blocks callers so that, together, they send at most ``bytes_per_s`` on average."""
 
-    def __init__(self, bytes_per_s: float, *, burst_s: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        bytes_per_s: float,
+        *,
+        burst_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if bytes_per_s <= 0:
             raise ValueError("bytes_per_s must be positive")
         self.rate = bytes_per_s

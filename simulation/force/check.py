@@ -25,9 +25,9 @@ import msgspec
 
 from fleet.clock import from_iso
 from fleet.events import CameraDocked
-from simulation.local_cluster import all_clips
 from simulation.force.run import DockRecord
 from simulation.force.usage import Station
+from simulation.local_cluster import all_clips
 
 
 @dataclass
@@ -82,21 +82,37 @@ def wait_until_applied(db: Path, timeout: float) -> bool:
     return False
 
 
-def check(records: list[DockRecord], stations: list[Station], admin: httpx.Client, db: Path,
-          spot_checks: int = 100, seed: int = 0) -> Check:
+def check(
+    records: list[DockRecord],
+    stations: list[Station],
+    admin: httpx.Client,
+    db: Path,
+    spot_checks: int = 100,
+    seed: int = 0,
+) -> Check:
     clips, clip_latency, verified_at = _check_clips(records, stations, admin)
     telemetry, event_latency, received_at, kinds = _check_telemetry(records, stations, db)
     docked = {r.serial: r for r in sorted(records, key=lambda r: r.docked_at)}  # each camera's last docking
     with _read_only(db) as conn:
         central = dict(conn.execute("SELECT serial, last_docked_at FROM devices").fetchall())
         readings = conn.execute("SELECT COUNT(*) FROM battery_readings").fetchone()[0]
-    current = sum(1 for serial, r in docked.items()
-                  if central.get(serial) and from_iso(central[serial]) == r.docked_at)
+    current = sum(1 for serial, r in docked.items() if central.get(serial) and from_iso(central[serial]) == r.docked_at)
     checked, mismatched = _spot_check_bytes(records, admin, spot_checks, seed)
-    return Check(clips=clips, telemetry=telemetry, clip_latency_s=clip_latency, event_latency_s=event_latency,
-                 verified_at=verified_at, received_at=received_at, events_by_kind=kinds,
-                 devices_tracked=len(central), devices_docked=len(docked), devices_current=current,
-                 battery_readings=readings, bytes_checked=checked, bytes_mismatched=mismatched)
+    return Check(
+        clips=clips,
+        telemetry=telemetry,
+        clip_latency_s=clip_latency,
+        event_latency_s=event_latency,
+        verified_at=verified_at,
+        received_at=received_at,
+        events_by_kind=kinds,
+        devices_tracked=len(central),
+        devices_docked=len(docked),
+        devices_current=current,
+        battery_readings=readings,
+        bytes_checked=checked,
+        bytes_mismatched=mismatched,
+    )
 
 
 def _check_clips(records, stations, admin):
@@ -120,9 +136,12 @@ def _check_clips(records, stations, admin):
                 continue
             c = found[0]
             if (c["sha256"], c["size"], c["device_serial"], c["station_id"]) != (sha256, size, record.serial, station):
-                verdicts.note("corrupted", f"clip {clip_id}: central has sha256 {c['sha256'][:12]}… {c['size']} B "
-                                           f"from {c['device_serial']} at {c['station_id']}; docked {sha256[:12]}… "
-                                           f"{size} B from {record.serial} at {station}")
+                verdicts.note(
+                    "corrupted",
+                    f"clip {clip_id}: central has sha256 {c['sha256'][:12]}… {c['size']} B "
+                    f"from {c['device_serial']} at {c['station_id']}; docked {sha256[:12]}… "
+                    f"{size} B from {record.serial} at {station}",
+                )
                 continue
             verdicts.ok += 1
             done = from_iso(c["verified_at"]).timestamp()
@@ -163,9 +182,16 @@ def _check_telemetry(records, stations, db):
         station_id, received, event = found[0]
         device = event.device
         if (station_id, device.docked_at, device.battery, event.clip_count) != (
-                station, record.docked_at, record.battery, len(record.clips)):
-            verdicts.note("corrupted", f"docking {record.folder.name}: central has {station_id}, "
-                                       f"{device.docked_at}, {device.battery}, {event.clip_count} clips")
+            station,
+            record.docked_at,
+            record.battery,
+            len(record.clips),
+        ):
+            verdicts.note(
+                "corrupted",
+                f"docking {record.folder.name}: central has {station_id}, "
+                f"{device.docked_at}, {device.battery}, {event.clip_count} clips",
+            )
             continue
         verdicts.ok += 1
         latency.append(from_iso(received).timestamp() - record.wall_docked)
@@ -201,6 +227,11 @@ class _read_only:
 
 
 def counts(verdicts: Verdicts) -> dict:
-    return {"ok": verdicts.ok, "lost": verdicts.lost, "duplicated": verdicts.duplicated,
-            "corrupted": verdicts.corrupted, "unexpected": verdicts.unexpected, "examples": verdicts.examples}
-
+    return {
+        "ok": verdicts.ok,
+        "lost": verdicts.lost,
+        "duplicated": verdicts.duplicated,
+        "corrupted": verdicts.corrupted,
+        "unexpected": verdicts.unexpected,
+        "examples": verdicts.examples,
+    }

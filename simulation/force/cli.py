@@ -43,39 +43,100 @@ def _default_workdir() -> Path:
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    sim = groups.add_parser("simulate", help="simulate a month of the whole force (real central and stations)",
-                            description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sim = groups.add_parser(
+        "simulate",
+        help="simulate a month of the whole force (real central and stations)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = sim.add_argument
     add("--devices", type=int, default=20_000, metavar="N", help="cameras in the force (default: 20000)")
-    add("--boroughs", type=int, default=32, metavar="N",
-        help="boroughs (default: 32; the first 32 are config/boroughs.toml's, more are made up)")
-    add("--stations-per-borough", type=int, default=2, metavar="N",
-        help="stations in each borough (default: 2, so 64 stations)")
+    add(
+        "--boroughs",
+        type=int,
+        default=32,
+        metavar="N",
+        help="boroughs (default: 32; the first 32 are config/boroughs.toml's, more are made up)",
+    )
+    add(
+        "--stations-per-borough",
+        type=int,
+        default=2,
+        metavar="N",
+        help="stations in each borough (default: 2, so 64 stations)",
+    )
     add("--days", type=int, default=30, metavar="N", help="simulated days (default: 30)")
-    add("--outage", type=float, default=24.0, metavar="HOURS",
-        help="central is down this many simulated hours in the middle of the month (default: 24; 0: none)")
-    add("--outage-at", type=float, default=None, metavar="HOUR",
-        help="start the outage at this simulated hour of the month instead (default: centred on the middle)")
+    add(
+        "--outage",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="central is down this many simulated hours in the middle of the month (default: 24; 0: none)",
+    )
+    add(
+        "--outage-at",
+        type=float,
+        default=None,
+        metavar="HOUR",
+        help="start the outage at this simulated hour of the month instead (default: centred on the middle)",
+    )
     add("--seed", type=int, default=7, help="random seed of the usage model (default: 7)")
-    add("--day-seconds", type=float, default=10.0, metavar="S",
-        help="wall seconds one simulated day takes (default: 10)")
-    add("--shifts-per-week", type=float, default=1.25, metavar="N",
-        help="shifts a camera goes out on in a week, on average (default: 1.25)")
-    add("--clips-per-shift", type=float, default=0.7, metavar="N",
-        help="clips a camera records on a shift, on average (default: 0.7)")
-    add("--evidential-share", type=float, default=0.05, metavar="SHARE",
-        help="share of clips marked evidential on the camera (default: 0.05)")
-    add("--max-clip-kib", type=float, default=8.0, metavar="KIB",
-        help="largest clip in KiB; clips are 1 KiB up to this (default: 8)")
-    add("--hosts", type=int, default=4, metavar="N",
-        help="processes the station nodes are shared among (default: 4)")
-    add("--workdir", type=Path, default=None, metavar="DIR",
-        help=f"work folder for configs, databases, docks and logs, cleared first (default: {_default_workdir()})")
+    add(
+        "--day-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="wall seconds one simulated day takes (default: 10)",
+    )
+    add(
+        "--shifts-per-week",
+        type=float,
+        default=1.25,
+        metavar="N",
+        help="shifts a camera goes out on in a week, on average (default: 1.25)",
+    )
+    add(
+        "--clips-per-shift",
+        type=float,
+        default=0.7,
+        metavar="N",
+        help="clips a camera records on a shift, on average (default: 0.7)",
+    )
+    add(
+        "--evidential-share",
+        type=float,
+        default=0.05,
+        metavar="SHARE",
+        help="share of clips marked evidential on the camera (default: 0.05)",
+    )
+    add(
+        "--max-clip-kib",
+        type=float,
+        default=8.0,
+        metavar="KIB",
+        help="largest clip in KiB; clips are 1 KiB up to this (default: 8)",
+    )
+    add("--hosts", type=int, default=4, metavar="N", help="processes the station nodes are shared among (default: 4)")
+    add(
+        "--workdir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"work folder for configs, databases, docks and logs, cleared first (default: {_default_workdir()})",
+    )
     add("--out", type=Path, default=None, metavar="FILE", help="the JSON summary (default: WORKDIR/summary.json)")
-    add("--keep-state", action="store_true",
-        help="keep the databases, blobs and dock folders at the end (default: keep only configs, logs, summary)")
-    add("--drain-timeout", type=float, default=600.0, metavar="S",
-        help="after the month, give up waiting for the backlog to drain after this many wall seconds (default: 600)")
+    add(
+        "--keep-state",
+        action="store_true",
+        help="keep the databases, blobs and dock folders at the end (default: keep only configs, logs, summary)",
+    )
+    add(
+        "--drain-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="after the month, give up waiting for the backlog to drain after this many wall seconds (default: 600)",
+    )
     sim.set_defaults(handler=cmd_simulate)
 
 
@@ -102,28 +163,43 @@ def plan_from(args: argparse.Namespace):
     need(1 <= args.max_clip_kib <= 64 * 1024, "--max-clip-kib must be between 1 and 65536")
     need(1 <= args.hosts <= 64, "--hosts must be between 1 and 64")
     need(args.drain_timeout > 0, "--drain-timeout must be positive")
-    plan = Plan(devices=args.devices, boroughs=args.boroughs, stations_per_borough=args.stations_per_borough,
-                days=args.days, outage_hours=args.outage, outage_at_hours=args.outage_at, seed=args.seed,
-                day_seconds=args.day_seconds, hosts=min(args.hosts, stations), drain_timeout_s=args.drain_timeout,
-                model=UsageModel(shifts_per_week=args.shifts_per_week, clips_per_shift=args.clips_per_shift,
-                                 evidential_share=args.evidential_share, min_clip_bytes=1024,
-                                 max_clip_bytes=int(args.max_clip_kib * 1024)))
+    plan = Plan(
+        devices=args.devices,
+        boroughs=args.boroughs,
+        stations_per_borough=args.stations_per_borough,
+        days=args.days,
+        outage_hours=args.outage,
+        outage_at_hours=args.outage_at,
+        seed=args.seed,
+        day_seconds=args.day_seconds,
+        hosts=min(args.hosts, stations),
+        drain_timeout_s=args.drain_timeout,
+        model=UsageModel(
+            shifts_per_week=args.shifts_per_week,
+            clips_per_shift=args.clips_per_shift,
+            evidential_share=args.evidential_share,
+            min_clip_bytes=1024,
+            max_clip_bytes=int(args.max_clip_kib * 1024),
+        ),
+    )
     if args.outage:
-        need(0 <= plan.outage_start_h and plan.outage_start_h + args.outage <= args.days * 24,
-             "--outage-at: the outage must fall inside the month")
+        need(
+            plan.outage_start_h >= 0 and plan.outage_start_h + args.outage <= args.days * 24,
+            "--outage-at: the outage must fall inside the month",
+        )
     return plan
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from simulation.local_cluster import stop_on_sigterm
     from simulation.force.check import check, wait_until_applied
     from simulation.force.cluster import SimCluster, prepare_workdir
     from simulation.force.progress import Progress
     from simulation.force.report import summarise, table, write_json
     from simulation.force.run import Simulation
     from simulation.force.usage import build_layout
+    from simulation.local_cluster import stop_on_sigterm
 
     plan = plan_from(args)
     console = Console()
@@ -134,8 +210,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     layout = build_layout(plan.devices, plan.boroughs, plan.stations_per_borough, plan.seed)
     cluster = SimCluster(root, layout.stations, plan.hosts, plan.day_seconds)
     cluster.write_configs()
-    console.print(f"[bold]Simulating {plan.days} days of {plan.devices:,} cameras at {len(layout.stations)} stations "
-                  f"in {len(layout.boroughs)} boroughs[/] ({plan.hosts} station hosts; state and logs in {root})")
+    console.print(
+        f"[bold]Simulating {plan.days} days of {plan.devices:,} cameras at {len(layout.stations)} stations "
+        f"in {len(layout.boroughs)} boroughs[/] ({plan.hosts} station hosts; state and logs in {root})"
+    )
     simulation = Simulation(plan, layout, cluster)
     wall: dict[str, float] = {}
     result = None
@@ -160,11 +238,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu["driver"] = usage.ru_utime + usage.ru_stime
     wall["total"] = time.monotonic() - started
-    summary = summarise(plan, outcome, result, stations=len(layout.stations), wall=wall, cpu=cpu,
-                        command=shlex.join(["fleet", *sys.argv[1:]]))
+    summary = summarise(
+        plan,
+        outcome,
+        result,
+        stations=len(layout.stations),
+        wall=wall,
+        cpu=cpu,
+        command=shlex.join(["fleet", *sys.argv[1:]]),
+    )
     write_json(summary, out)
     if not args.keep_state:
-        for bulky in [root / "central" / "data", *(root / "stations").glob("*/data"), *(root / "stations").glob("*/dock")]:
+        for bulky in [
+            root / "central" / "data",
+            *(root / "stations").glob("*/data"),
+            *(root / "stations").glob("*/dock"),
+        ]:
             shutil.rmtree(bulky, ignore_errors=True)
     console.print(table(summary))
     console.print(f"summary written to {out}")

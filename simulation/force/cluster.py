@@ -20,14 +20,14 @@ import shutil
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from fleet.errors import FleetError
-from simulation.local_cluster import FleetProcess, free_port, healthy, start_central, wait_until, write_toml
 from simulation.force.usage import Station
+from simulation.local_cluster import FleetProcess, free_port, healthy, start_central, wait_until, write_toml
 
 MARKER = ".fleet-simulate"
 """Written into the work folder, so a later run may clear it (and no other folder)."""
@@ -82,8 +82,9 @@ class SimCluster:
         self.host_processes: list[FleetProcess] = []
         self.retired_cpu = 0.0
         """CPU seconds of central processes already stopped (the outage restarts it)."""
-        self._desk = httpx.Client(timeout=10.0, limits=httpx.Limits(max_connections=16,
-                                                                    max_keepalive_connections=len(stations)))
+        self._desk = httpx.Client(
+            timeout=10.0, limits=httpx.Limits(max_connections=16, max_keepalive_connections=len(stations))
+        )
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="status")  # more only fight over the GIL
 
     @property
@@ -103,24 +104,44 @@ class SimCluster:
     def write_configs(self) -> None:
         """Fresh SIMULATION tokens every run; central keeps only their hashes."""
         tokens = {s.station_id: "sim-" + secrets.token_urlsafe(12) for s in self.stations}
-        job_hour = (datetime.now(timezone.utc).hour + 12) % 24
-        write_toml(self.root / "central" / "central.toml", {
-            "host": "127.0.0.1", "port": self.port, "data_dir": "data", "log_level": "warning",
-            "admin_token_sha256": hashlib.sha256(self.admin_token.encode()).hexdigest(),
-            # The deletion job is not what is simulated: twelve hours away, it never runs during a run.
-            "retention": {"job_hour_utc": job_hour},
-            "stations": {s.station_id: {"borough": s.borough,
-                                        "token_sha256": hashlib.sha256(tokens[s.station_id].encode()).hexdigest()}
-                         for s in self.stations},
-        }, "SIMULATION configuration written by `fleet simulate`: tokens are new every run.")
+        job_hour = (datetime.now(UTC).hour + 12) % 24
+        write_toml(
+            self.root / "central" / "central.toml",
+            {
+                "host": "127.0.0.1",
+                "port": self.port,
+                "data_dir": "data",
+                "log_level": "warning",
+                "admin_token_sha256": hashlib.sha256(self.admin_token.encode()).hexdigest(),
+                # The deletion job is not what is simulated: twelve hours away, it never runs during a run.
+                "retention": {"job_hour_utc": job_hour},
+                "stations": {
+                    s.station_id: {
+                        "borough": s.borough,
+                        "token_sha256": hashlib.sha256(tokens[s.station_id].encode()).hexdigest(),
+                    }
+                    for s in self.stations
+                },
+            },
+            "SIMULATION configuration written by `fleet simulate`: tokens are new every run.",
+        )
         timers = station_settings(self.day_seconds)
         for index, s in enumerate(self.stations):
             self.dock_dir(index).mkdir(parents=True, exist_ok=True)
-            write_toml(self.config(index), {
-                "station_id": s.station_id, "borough": s.borough, "central_url": self.url,
-                "token": tokens[s.station_id], "data_dir": "data", "dock_dir": "dock",
-                "api_port": self.desk_ports[index], **timers,
-            }, "SIMULATION station written by `fleet simulate`: its token is new every run.")
+            write_toml(
+                self.config(index),
+                {
+                    "station_id": s.station_id,
+                    "borough": s.borough,
+                    "central_url": self.url,
+                    "token": tokens[s.station_id],
+                    "data_dir": "data",
+                    "dock_dir": "dock",
+                    "api_port": self.desk_ports[index],
+                    **timers,
+                },
+                "SIMULATION station written by `fleet simulate`: its token is new every run.",
+            )
         (self.root / "admin-token.txt").write_text(self.admin_token + "\n")
         (self.root / "logs").mkdir(exist_ok=True)
 
@@ -129,8 +150,9 @@ class SimCluster:
     def start_central(self) -> float:
         """Start central; return how long it took to answer."""
         started = time.monotonic()
-        self.central = start_central(self.root / "central" / "central.toml", self.root / "logs" / "central.log",
-                                     self.url, timeout=180)
+        self.central = start_central(
+            self.root / "central" / "central.toml", self.root / "logs" / "central.log", self.url, timeout=180
+        )
         return time.monotonic() - started
 
     def stop_central(self) -> None:
@@ -145,9 +167,12 @@ class SimCluster:
         """Station nodes, dealt round-robin to ``hosts`` processes (each host gets every borough's share)."""
         for h in range(self.hosts):
             configs = [str(self.config(i)) for i in range(h, len(self.stations), self.hosts)]
-            host = FleetProcess(f"station host {h + 1}", ["station", "run", *sum((["--config", c] for c in configs),
-                                                                                   [])],
-                                self.root / "logs" / f"host-{h + 1}.log", niceness=HOST_NICENESS)
+            host = FleetProcess(
+                f"station host {h + 1}",
+                ["station", "run", *sum((["--config", c] for c in configs), [])],
+                self.root / "logs" / f"host-{h + 1}.log",
+                niceness=HOST_NICENESS,
+            )
             host.start()
             self.host_processes.append(host)
         wait_until(self._desks_answer, 120, "every station's desk API", interval=0.5, check=self.check_hosts)
@@ -166,6 +191,7 @@ class SimCluster:
 
     def statuses(self) -> list[dict]:
         """Every station's status from its desk API (the same document as ``fleet station status --json``)."""
+
         def one(index: int) -> dict:
             response = self._desk.get(f"http://127.0.0.1:{self.desk_ports[index]}/status")
             if response.status_code != 200:
@@ -179,8 +205,10 @@ class SimCluster:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU used so far by central (every run of it) and by the station hosts."""
-        return {"central": self.retired_cpu + (self.central.cpu_seconds() if self.central else 0.0),
-                "station_hosts": sum(h.cpu_seconds() for h in self.host_processes)}
+        return {
+            "central": self.retired_cpu + (self.central.cpu_seconds() if self.central else 0.0),
+            "station_hosts": sum(h.cpu_seconds() for h in self.host_processes),
+        }
 
     def stop_all(self) -> None:
         for process in [*self.host_processes, self.central]:

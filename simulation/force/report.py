@@ -40,14 +40,23 @@ def drain(outcome: Outcome, plan: Plan) -> dict:
     back = outcome.outage.back_wall
     start_h = plan.outage_start_h
     before = [s for s in outcome.samples if start_h - 24 <= s.sim_h < start_h]
-    during = [s for s in outcome.samples if outcome.outage.stop_wall is not None and s.wall >= outcome.outage.stop_wall
-              and (back is None or s.wall <= back)]
+    during = [
+        s
+        for s in outcome.samples
+        if outcome.outage.stop_wall is not None
+        and s.wall >= outcome.outage.stop_wall
+        and (back is None or s.wall <= back)
+    ]
     normal_clips = max((s.pending_clips for s in before), default=0)
     normal_events = max((s.pending_events for s in before), default=0)
-    result = {"normal_backlog_clips": normal_clips, "normal_backlog_events": normal_events,
-              "outage_peak_clips": max((s.pending_clips for s in during), default=0),
-              "outage_peak_events": max((s.pending_events for s in during), default=0),
-              "drain_wall_s": None, "drain_sim_hours": None}
+    result = {
+        "normal_backlog_clips": normal_clips,
+        "normal_backlog_events": normal_events,
+        "outage_peak_clips": max((s.pending_clips for s in during), default=0),
+        "outage_peak_events": max((s.pending_events for s in during), default=0),
+        "drain_wall_s": None,
+        "drain_sim_hours": None,
+    }
     if back is None:
         return result
     for s in outcome.samples:
@@ -58,8 +67,16 @@ def drain(outcome: Outcome, plan: Plan) -> dict:
     return result
 
 
-def summarise(plan: Plan, outcome: Outcome, result: Check | None, *, stations: int, wall: dict[str, float],
-              cpu: dict[str, float], command: str) -> dict:
+def summarise(
+    plan: Plan,
+    outcome: Outcome,
+    result: Check | None,
+    *,
+    stations: int,
+    wall: dict[str, float],
+    cpu: dict[str, float],
+    command: str,
+) -> dict:
     records = outcome.records
     clips = [c for r in records for c in r.clips]
     samples = outcome.samples
@@ -69,29 +86,54 @@ def summarise(plan: Plan, outcome: Outcome, result: Check | None, *, stations: i
     summary = {
         "command": command,
         "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
-        "plan": {"devices": plan.devices, "boroughs": plan.boroughs, "stations": stations, "station_hosts": plan.hosts,
-                 "days": plan.days, "outage_hours": plan.outage_hours, "outage_starts_at_hour": plan.outage_start_h,
-                 "seed": plan.seed, "day_seconds": plan.day_seconds, "shifts_per_week": plan.model.shifts_per_week,
-                 "clips_per_shift": plan.model.clips_per_shift, "evidential_share": plan.model.evidential_share,
-                 "clip_bytes": [plan.model.min_clip_bytes, plan.model.max_clip_bytes],
-                 "month": [outcome.sim_start.isoformat(), None]},
+        "plan": {
+            "devices": plan.devices,
+            "boroughs": plan.boroughs,
+            "stations": stations,
+            "station_hosts": plan.hosts,
+            "days": plan.days,
+            "outage_hours": plan.outage_hours,
+            "outage_starts_at_hour": plan.outage_start_h,
+            "seed": plan.seed,
+            "day_seconds": plan.day_seconds,
+            "shifts_per_week": plan.model.shifts_per_week,
+            "clips_per_shift": plan.model.clips_per_shift,
+            "evidential_share": plan.model.evidential_share,
+            "clip_bytes": [plan.model.min_clip_bytes, plan.model.max_clip_bytes],
+            "month": [outcome.sim_start.isoformat(), None],
+        },
         "wall_s": {k: round(v, 1) for k, v in wall.items()},
-        "docked": {"dockings": len(records), "cameras": len({r.serial for r in records}), "clips": len(clips),
-                   "evidential_clips": sum(r.evidential for r in records), "bytes": sum(size for _, _, size in clips)},
-        "backlog": {"peak_clips": peak_clips.pending_clips if peak_clips else 0,
-                    "peak_clips_at_sim_hour": round(peak_clips.sim_h, 1) if peak_clips else None,
-                    "peak_events": peak_events.pending_events if peak_events else 0,
-                    "peak_events_at_sim_hour": round(peak_events.sim_h, 1) if peak_events else None,
-                    "samples": len(samples)},
-        "outage": {"central_stopped_at_wall_s": _round(outage.stop_wall),
-                   "central_back_at_wall_s": _round(outage.back_wall),
-                   "central_down_wall_s": _round(outage.back_wall - outage.stop_wall)
-                   if outage.back_wall is not None and outage.stop_wall is not None else None,
-                   "central_down_sim_hours": round((outage.back_wall - outage.stop_wall) * plan.speed / 3600, 1)
-                   if outage.back_wall is not None and outage.stop_wall is not None else None,
-                   "central_startup_s": round(outage.startup_s, 1), **drain(outcome, plan)},
-        "latency_s": {"dock_to_ingested": percentiles([r.wall_ingested - r.wall_docked for r in records
-                                                       if r.wall_ingested is not None])},
+        "docked": {
+            "dockings": len(records),
+            "cameras": len({r.serial for r in records}),
+            "clips": len(clips),
+            "evidential_clips": sum(r.evidential for r in records),
+            "bytes": sum(size for _, _, size in clips),
+        },
+        "backlog": {
+            "peak_clips": peak_clips.pending_clips if peak_clips else 0,
+            "peak_clips_at_sim_hour": round(peak_clips.sim_h, 1) if peak_clips else None,
+            "peak_events": peak_events.pending_events if peak_events else 0,
+            "peak_events_at_sim_hour": round(peak_events.sim_h, 1) if peak_events else None,
+            "samples": len(samples),
+        },
+        "outage": {
+            "central_stopped_at_wall_s": _round(outage.stop_wall),
+            "central_back_at_wall_s": _round(outage.back_wall),
+            "central_down_wall_s": _round(outage.back_wall - outage.stop_wall)
+            if outage.back_wall is not None and outage.stop_wall is not None
+            else None,
+            "central_down_sim_hours": round((outage.back_wall - outage.stop_wall) * plan.speed / 3600, 1)
+            if outage.back_wall is not None and outage.stop_wall is not None
+            else None,
+            "central_startup_s": round(outage.startup_s, 1),
+            **drain(outcome, plan),
+        },
+        "latency_s": {
+            "dock_to_ingested": percentiles(
+                [r.wall_ingested - r.wall_docked for r in records if r.wall_ingested is not None]
+            )
+        },
         "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
         "drained": outcome.drained,
     }
@@ -100,33 +142,65 @@ def summarise(plan: Plan, outcome: Outcome, result: Check | None, *, stations: i
         first = min(result.verified_at, default=0.0)
         last = max(result.verified_at, default=0.0)
         summary["central"] = {
-            "clips_verified": result.clips.ok, "events_stored": sum(result.events_by_kind.values()),
+            "clips_verified": result.clips.ok,
+            "events_stored": sum(result.events_by_kind.values()),
             "events_by_kind": result.events_by_kind,
             "clips_per_s": round(result.clips.ok / (last - first), 1) if last > first else None,
             "peak_clips_per_s": peak_rate(result.verified_at),
-            "events_per_s": _rate(result.received_at), "peak_events_per_s": peak_rate(result.received_at),
-            "devices_tracked": result.devices_tracked, "devices_docked": result.devices_docked,
-            "devices_showing_last_docking": result.devices_current, "battery_readings": result.battery_readings,
+            "events_per_s": _rate(result.received_at),
+            "peak_events_per_s": peak_rate(result.received_at),
+            "devices_tracked": result.devices_tracked,
+            "devices_docked": result.devices_docked,
+            "devices_showing_last_docking": result.devices_current,
+            "battery_readings": result.battery_readings,
         }
         back = outcome.outage.back_wall
         if back is not None and summary["outage"]["drain_wall_s"]:
             window = (outcome.wall_epoch + back, outcome.wall_epoch + back + summary["outage"]["drain_wall_s"])
             during = sum(1 for t in result.verified_at if window[0] <= t <= window[1])
             summary["outage"]["drain_clips_per_s"] = round(during / max(0.1, window[1] - window[0]), 1)
-        summary["latency_s"] |= {"clip_dock_to_verified": percentiles(result.clip_latency_s["all"]),
-                                 "clip_dock_to_verified_outside_outage":
-                                     percentiles(result.clip_latency_s["outside_outage"]),
-                                 "telemetry_dock_to_central": percentiles(result.event_latency_s)}
-        summary["check"] = {"clips": counts(result.clips), "telemetry": counts(result.telemetry),
-                            "bytes_spot_check": {"clips": result.bytes_checked, "mismatched": result.bytes_mismatched}}
-        summary["ok"] = (outcome.drained and not result.clips.bad and not result.telemetry.bad
-                         and not result.bytes_mismatched and result.devices_current == result.devices_docked)
+        summary["latency_s"] |= {
+            "clip_dock_to_verified": percentiles(result.clip_latency_s["all"]),
+            "clip_dock_to_verified_outside_outage": percentiles(result.clip_latency_s["outside_outage"]),
+            "telemetry_dock_to_central": percentiles(result.event_latency_s),
+        }
+        summary["check"] = {
+            "clips": counts(result.clips),
+            "telemetry": counts(result.telemetry),
+            "bytes_spot_check": {"clips": result.bytes_checked, "mismatched": result.bytes_mismatched},
+        }
+        summary["ok"] = (
+            outcome.drained
+            and not result.clips.bad
+            and not result.telemetry.bad
+            and not result.bytes_mismatched
+            and result.devices_current == result.devices_docked
+        )
     else:
         summary["ok"] = False
-    summary["samples"] = {"columns": ["wall_s", "sim_hour", "central_up", "pending_clips", "pending_events",
-                                      "verified_clips", "failed_folders"],
-                          "rows": [[round(s.wall, 2), round(s.sim_h, 2), s.central_up, s.pending_clips,
-                                    s.pending_events, s.verified_clips, s.failed_folders] for s in samples]}
+    summary["samples"] = {
+        "columns": [
+            "wall_s",
+            "sim_hour",
+            "central_up",
+            "pending_clips",
+            "pending_events",
+            "verified_clips",
+            "failed_folders",
+        ],
+        "rows": [
+            [
+                round(s.wall, 2),
+                round(s.sim_h, 2),
+                s.central_up,
+                s.pending_clips,
+                s.pending_events,
+                s.verified_clips,
+                s.failed_folders,
+            ]
+            for s in samples
+        ],
+    }
     return summary
 
 
@@ -149,57 +223,100 @@ def table(summary: dict):
     """The summary as a rich table (the JSON has everything, the samples too)."""
     from rich.table import Table
 
-    t = Table(title=f"fleet simulate: {summary['plan']['devices']:,} cameras, {summary['plan']['stations']} stations, "
-                    f"{summary['plan']['days']} days", show_header=False)
+    t = Table(
+        title=f"fleet simulate: {summary['plan']['devices']:,} cameras, {summary['plan']['stations']} stations, "
+        f"{summary['plan']['days']} days",
+        show_header=False,
+    )
     t.add_column("figure", style="bold")
     t.add_column("value")
     d, w, b, o, lat = summary["docked"], summary["wall_s"], summary["backlog"], summary["outage"], summary["latency_s"]
     rows = [
-        ("wall time", f"{w['total']:.0f} s (setup {w['setup']:.0f}, month {w['month']:.0f}, drain {w['drain']:.0f}, "
-                      f"check {w.get('check', 0):.0f})"),
-        ("docked", f"{d['dockings']:,} dockings of {d['cameras']:,} cameras, {d['clips']:,} clips "
-                   f"({d['bytes'] / (1 << 20):.1f} MiB)"),
+        (
+            "wall time",
+            f"{w['total']:.0f} s (setup {w['setup']:.0f}, month {w['month']:.0f}, drain {w['drain']:.0f}, "
+            f"check {w.get('check', 0):.0f})",
+        ),
+        (
+            "docked",
+            f"{d['dockings']:,} dockings of {d['cameras']:,} cameras, {d['clips']:,} clips "
+            f"({d['bytes'] / (1 << 20):.1f} MiB)",
+        ),
     ]
     c = summary.get("central")
     if c:
         rows += [
-            ("at central", f"{c['clips_verified']:,} clips verified, {c['events_stored']:,} events "
-                           f"({c['events_by_kind'].get('camera_docked', 0):,} dockings' telemetry)"),
-            ("throughput at central", f"{c['clips_per_s']} clips/s and {c['events_per_s']} events/s on average; "
-                                      f"peaks {c['peak_clips_per_s']} clips/s, {c['peak_events_per_s']} events/s"),
-            ("cameras tracked", f"{c['devices_tracked']:,} at central; {c['devices_showing_last_docking']:,} of "
-                                f"{c['devices_docked']:,} show their last docking"),
+            (
+                "at central",
+                f"{c['clips_verified']:,} clips verified, {c['events_stored']:,} events "
+                f"({c['events_by_kind'].get('camera_docked', 0):,} dockings' telemetry)",
+            ),
+            (
+                "throughput at central",
+                f"{c['clips_per_s']} clips/s and {c['events_per_s']} events/s on average; "
+                f"peaks {c['peak_clips_per_s']} clips/s, {c['peak_events_per_s']} events/s",
+            ),
+            (
+                "cameras tracked",
+                f"{c['devices_tracked']:,} at central; {c['devices_showing_last_docking']:,} of "
+                f"{c['devices_docked']:,} show their last docking",
+            ),
         ]
-    rows.append(("backlog peak", f"{b['peak_clips']:,} clips (sim hour {b['peak_clips_at_sim_hour']}), "
-                                 f"{b['peak_events']:,} events (sim hour {b['peak_events_at_sim_hour']})"
-                 if b["samples"] else "not sampled (the month was too short)"))
+    rows.append(
+        (
+            "backlog peak",
+            f"{b['peak_clips']:,} clips (sim hour {b['peak_clips_at_sim_hour']}), "
+            f"{b['peak_events']:,} events (sim hour {b['peak_events_at_sim_hour']})"
+            if b["samples"]
+            else "not sampled (the month was too short)",
+        )
+    )
     if o.get("central_down_wall_s") is None:
         rows.append(("outage", "none in this run (--outage 0)"))
     else:
         rows += [
-            ("outage", f"central down {o['central_down_wall_s']} s wall = {o['central_down_sim_hours']} simulated h; "
-                       f"backlog then up to {o['outage_peak_clips']:,} clips, {o['outage_peak_events']:,} events"),
-            ("drain after the outage", f"{o['drain_wall_s']} s wall = {o['drain_sim_hours']} simulated h "
-                                       f"(back to the day before's {o['normal_backlog_clips']} clips, "
-                                       f"{o['normal_backlog_events']} events)"),
+            (
+                "outage",
+                f"central down {o['central_down_wall_s']} s wall = {o['central_down_sim_hours']} simulated h; "
+                f"backlog then up to {o['outage_peak_clips']:,} clips, {o['outage_peak_events']:,} events",
+            ),
+            (
+                "drain after the outage",
+                f"{o['drain_wall_s']} s wall = {o['drain_sim_hours']} simulated h "
+                f"(back to the day before's {o['normal_backlog_clips']} clips, "
+                f"{o['normal_backlog_events']} events)",
+            ),
         ]
-    for key, label in (("clip_dock_to_verified", "dock → verified, p95"),
-                       ("clip_dock_to_verified_outside_outage", "… outside the outage, p95"),
-                       ("telemetry_dock_to_central", "telemetry dock → central, p95"),
-                       ("dock_to_ingested", "dock → ingested, p95")):
+    for key, label in (
+        ("clip_dock_to_verified", "dock → verified, p95"),
+        ("clip_dock_to_verified_outside_outage", "… outside the outage, p95"),
+        ("telemetry_dock_to_central", "telemetry dock → central, p95"),
+        ("dock_to_ingested", "dock → ingested, p95"),
+    ):
         if lat.get(key, {}).get("count"):
             rows.append((label, f"{lat[key]['p95']} s (p50 {lat[key]['p50']} s, max {lat[key]['max']} s, wall)"))
     check = summary.get("check")
     if check:
         for what in ("clips", "telemetry"):
             v = check[what]
-            rows.append((f"checked: {what}", f"{v['ok']:,} ok, {v['lost']} lost, {v['duplicated']} duplicated, "
-                                             f"{v['corrupted']} corrupted, {v['unexpected']} unexpected"))
+            rows.append(
+                (
+                    f"checked: {what}",
+                    f"{v['ok']:,} ok, {v['lost']} lost, {v['duplicated']} duplicated, "
+                    f"{v['corrupted']} corrupted, {v['unexpected']} unexpected",
+                )
+            )
         s = check["bytes_spot_check"]
         rows.append(("bytes downloaded and hashed", f"{s['clips']} clips, {s['mismatched']} mismatched"))
     rows.append(("CPU", ", ".join(f"{k} {v:.0f} s" for k, v in summary["cpu_s"].items())))
-    rows.append(("verdict", "[green]OK: nothing lost, duplicated or corrupted[/]" if summary["ok"]
-                 else "[red]FAILED: see the check and drain figures[/]"))
+    rows.append(
+        (
+            "verdict",
+            "[green]OK: nothing lost, duplicated or corrupted[/]"
+            if summary["ok"]
+            else "[red]FAILED: see the check and drain figures[/]",
+        )
+    )
     for name, value in rows:
         t.add_row(name, value)
     return t

@@ -22,14 +22,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
-from simulation.camera import dock_camera, undock
 from fleet.errors import FleetError
 from fleet.protocol import Battery
+from simulation.camera import dock_camera, undock
 from simulation.force.cluster import SimCluster
 from simulation.force.usage import Docking, Layout, Month, UsageModel
 
@@ -144,14 +144,14 @@ class Outcome:
 def month_start(days: int, now: datetime) -> datetime:
     """The month ends at the midnight UTC before last: its last dockings, up to ten hours after
     its end, are in the past at any time of day."""
-    today = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=days + 1)
 
 
 class Simulation:
     def __init__(self, plan: Plan, layout: Layout, cluster: SimCluster) -> None:
         self.plan, self.layout, self.cluster = plan, layout, cluster
-        self.sim_start = month_start(plan.days, datetime.now(timezone.utc))
+        self.sim_start = month_start(plan.days, datetime.now(UTC))
         self.month = Month(layout, plan.model, self.sim_start, plan.seed)
         self.queue: list[tuple[datetime, int, Docking]] = []
         self._generated = 0
@@ -210,9 +210,16 @@ class Simulation:
         finally:
             self._stop_sampling.set()
             sampler.join(timeout=30)
-        return Outcome(records=self.records, samples=self.samples, outage=self.outage, sim_start=self.sim_start,
-                       month_wall_s=month_wall, drain_wall_s=self.wall() - month_wall, drained=drained,
-                       wall_epoch=self.epoch0)
+        return Outcome(
+            records=self.records,
+            samples=self.samples,
+            outage=self.outage,
+            sim_start=self.sim_start,
+            month_wall_s=month_wall,
+            drain_wall_s=self.wall() - month_wall,
+            drained=drained,
+            wall_epoch=self.epoch0,
+        )
 
     def _generate_through(self, moment: datetime) -> None:
         """Keep the next day's dockings queued ahead of the clock (night shifts dock the morning after)."""
@@ -232,12 +239,25 @@ class Simulation:
         while self.queue and self.queue[0][0] <= now and most > 0:
             most -= 1
             _, _, d = heapq.heappop(self.queue)
-            folder = dock_camera(self.cluster.dock_dir(d.station), d.serial, d.clips, folder_name=d.folder_name,
-                                 docked_at=d.at, battery=d.battery)
-            record = DockRecord(station=d.station, serial=d.serial, docked_at=d.at, battery=d.battery,
-                                clips=[(c.clip_id, _sha256(c), c.size) for c in d.clips], folder=folder,
-                                wall_docked=time.time(), evidential=sum(c.evidential for c in d.clips),
-                                in_outage=outage_start <= d.at < outage_end)
+            folder = dock_camera(
+                self.cluster.dock_dir(d.station),
+                d.serial,
+                d.clips,
+                folder_name=d.folder_name,
+                docked_at=d.at,
+                battery=d.battery,
+            )
+            record = DockRecord(
+                station=d.station,
+                serial=d.serial,
+                docked_at=d.at,
+                battery=d.battery,
+                clips=[(c.clip_id, _sha256(c), c.size) for c in d.clips],
+                folder=folder,
+                wall_docked=time.time(),
+                evidential=sum(c.evidential for c in d.clips),
+                in_outage=outage_start <= d.at < outage_end,
+            )
             self.records.append(record)
             self.pending[d.station].append(record)
 
@@ -253,8 +273,11 @@ class Simulation:
                 if record.wall_ingested is None and _ingested(record.folder):
                     record.wall_ingested = time.time()
                     self.seen_done[id(record)] = now
-            settled = [r for r in itertools.islice(queue, UNDOCK_WINDOW)
-                       if r.wall_ingested is not None and now - self.seen_done[id(r)] >= DONE_SETTLE_S]
+            settled = [
+                r
+                for r in itertools.islice(queue, UNDOCK_WINDOW)
+                if r.wall_ingested is not None and now - self.seen_done[id(r)] >= DONE_SETTLE_S
+            ]
             for record in settled:
                 queue.remove(record)
                 del self.seen_done[id(record)]
@@ -313,13 +336,18 @@ class Simulation:
             statuses = self.cluster.statuses()
         except (httpx.HTTPError, FleetError):
             return
-        self.samples.append(Sample(
-            wall=self.wall(), began=started - self.mono0, sim_h=self.sim_hours(self.sim_now()),
-            central_up=self.outage.stop_wall is None or self.outage.back_wall is not None,
-            pending_clips=sum(s["pending_clips"] for s in statuses),
-            pending_events=sum(s.get("pending_events", 0) for s in statuses),
-            verified_clips=sum(s["verified_clips"] for s in statuses),
-            failed_folders=sum(len(s["failed_folders"]) for s in statuses)))
+        self.samples.append(
+            Sample(
+                wall=self.wall(),
+                began=started - self.mono0,
+                sim_h=self.sim_hours(self.sim_now()),
+                central_up=self.outage.stop_wall is None or self.outage.back_wall is not None,
+                pending_clips=sum(s["pending_clips"] for s in statuses),
+                pending_events=sum(s.get("pending_events", 0) for s in statuses),
+                verified_clips=sum(s["verified_clips"] for s in statuses),
+                failed_folders=sum(len(s["failed_folders"]) for s in statuses),
+            )
+        )
 
     def _drain(self, progress) -> bool:
         """After the month: until every camera is ingested and a sample finds every clip and event at central."""
@@ -332,8 +360,13 @@ class Simulation:
             if undocked_at is None and not any(self.pending):
                 undocked_at = self.wall()  # every camera ingested: from now on a sample can say "drained"
             last = self.samples[-1] if self.samples else None
-            if (undocked_at is not None and last is not None and last.began > undocked_at
-                    and last.pending_clips == 0 and last.pending_events == 0):
+            if (
+                undocked_at is not None
+                and last is not None
+                and last.began > undocked_at
+                and last.pending_clips == 0
+                and last.pending_events == 0
+            ):
                 return True
             self._check_processes("after")
             time.sleep(0.2)

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import msgspec
 
-from simulation.camera import SimClip, random_shift
+from central.rollout.scenario import BoroughsFile
 from fleet.config import read_toml
 from fleet.protocol import Battery
-from central.rollout.scenario import BoroughsFile
+from simulation.camera import SimClip, random_shift
 
 SHIFT_STARTS_H = (7, 15, 23)
 SHIFT_HOURS = 10
@@ -103,8 +103,13 @@ def _borough_specs(path: Path | None) -> list[tuple[str, int, dict[str, int]]]:
     return [(name, b.neighbourhood + b.response, dict(b.stations)) for name, b in spec.boroughs.items()]
 
 
-def build_layout(devices: int, boroughs: int, stations_per_borough: int, seed: int,
-                 boroughs_file: Path | None = DEFAULT_BOROUGHS_FILE) -> Layout:
+def build_layout(
+    devices: int,
+    boroughs: int,
+    stations_per_borough: int,
+    seed: int,
+    boroughs_file: Path | None = DEFAULT_BOROUGHS_FILE,
+) -> Layout:
     """Boroughs, their stations and every camera with its home station and shift."""
     known = _borough_specs(boroughs_file)
     rng = random.Random(f"layout-{seed}")
@@ -136,9 +141,16 @@ def build_layout(devices: int, boroughs: int, stations_per_borough: int, seed: i
             home = first[b] + k
             neighbours = tuple(i for i in range(first[b], first[b + 1]) if i != home)
             for _ in range(n):
-                cameras.append(Camera(serial=f"BWV-{len(cameras):06d}", home=home, neighbours=neighbours,
-                                      slot=rng.randrange(3), start_capacity=rng.uniform(0.82, 1.0),
-                                      start_cycles=rng.randint(20, 600)))
+                cameras.append(
+                    Camera(
+                        serial=f"BWV-{len(cameras):06d}",
+                        home=home,
+                        neighbours=neighbours,
+                        slot=rng.randrange(3),
+                        start_capacity=rng.uniform(0.82, 1.0),
+                        start_cycles=rng.randint(20, 600),
+                    )
+                )
     return Layout(boroughs=names, stations=stations, cameras=cameras)
 
 
@@ -181,10 +193,27 @@ class Month:
                 station = rng.choice(camera.neighbours)
             self._shifts[index] += 1
             count = _poisson(rng, model.clips_per_shift)
-            clips = random_shift(rng, count, min_size=model.min_clip_bytes, max_size=model.max_clip_bytes,
-                                 evidential_share=model.evidential_share, now=end) if count else []
-            dockings.append(Docking(at=at, station=station, serial=camera.serial, clips=clips,
-                                    battery=_battery(rng, camera, self._shifts[index])))
+            clips = (
+                random_shift(
+                    rng,
+                    count,
+                    min_size=model.min_clip_bytes,
+                    max_size=model.max_clip_bytes,
+                    evidential_share=model.evidential_share,
+                    now=end,
+                )
+                if count
+                else []
+            )
+            dockings.append(
+                Docking(
+                    at=at,
+                    station=station,
+                    serial=camera.serial,
+                    clips=clips,
+                    battery=_battery(rng, camera, self._shifts[index]),
+                )
+            )
         dockings.sort(key=lambda d: (d.at, d.serial))
         return dockings
 
@@ -193,8 +222,14 @@ def _battery(rng: random.Random, camera: Camera, shifts: int) -> Battery:
     cycles = camera.start_cycles + shifts
     capacity = camera.start_capacity * (1 - 0.0002 * shifts)
     level = round(rng.uniform(8, 60), 1)
-    return Battery(level_pct=level, voltage_mv=int(3300 + 9 * level), temperature_c=round(rng.uniform(24, 38), 1),
-                   cycle_count=cycles, full_charge_mah=int(DESIGN_MAH * capacity), design_mah=DESIGN_MAH)
+    return Battery(
+        level_pct=level,
+        voltage_mv=int(3300 + 9 * level),
+        temperature_c=round(rng.uniform(24, 38), 1),
+        cycle_count=cycles,
+        full_charge_mah=int(DESIGN_MAH * capacity),
+        design_mah=DESIGN_MAH,
+    )
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

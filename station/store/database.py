@@ -43,8 +43,10 @@ class StationStore:
             if not read_only:
                 sqlite.migrate(self.db, MIGRATIONS)
             elif (version := sqlite.check_version(self.db, MIGRATIONS)) < len(MIGRATIONS):
-                raise FleetError(f"station database {self.path} is at schema v{version}, this program reads "
-                                 f"v{len(MIGRATIONS)}; `fleet station run` upgrades it once it can be written")
+                raise FleetError(
+                    f"station database {self.path} is at schema v{version}, this program reads "
+                    f"v{len(MIGRATIONS)}; `fleet station run` upgrades it once it can be written"
+                )
         except BaseException:
             self.db.conn.close()
             raise
@@ -79,8 +81,7 @@ class StationStore:
         except sqlite3.Error as exc:
             if sqlite.is_read_only(exc):
                 store.close()
-                raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(path, exc)}") \
-                    from None
+                raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(path, exc)}") from None
         return store
 
     def close(self) -> None:

@@ -16,5 +16,7 @@ def get(db: sqlite_utils.Database, key: str) -> str | None:
 
 
 def put(db: sqlite_utils.Database, key: str, value: str) -> None:
-    db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-               [key, value])
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )

@@ -34,7 +34,8 @@ def _put(db, item: ChangeItem) -> None:
                 """INSERT INTO officers (officer_id, borough, team, role, name, active) VALUES (?, ?, ?, ?, ?, ?)
                    ON CONFLICT (officer_id) DO UPDATE SET borough = excluded.borough, team = excluded.team,
                        role = excluded.role, name = excluded.name, active = excluded.active""",
-                [item.officer_id, item.borough, item.team, item.role, item.name, int(item.active)])
+                [item.officer_id, item.borough, item.team, item.role, item.name, int(item.active)],
+            )
         case DeviceEntry():
             db.execute(
                 """INSERT INTO devices (serial, model, lifecycle, borough, home_station, assignment_mode)
@@ -42,7 +43,8 @@ def _put(db, item: ChangeItem) -> None:
                    ON CONFLICT (serial) DO UPDATE SET model = excluded.model, lifecycle = excluded.lifecycle,
                        borough = excluded.borough, home_station = excluded.home_station,
                        assignment_mode = excluded.assignment_mode""",
-                [item.serial, item.model, item.lifecycle, item.borough, item.home_station, item.assignment_mode])
+                [item.serial, item.model, item.lifecycle, item.borough, item.home_station, item.assignment_mode],
+            )
         case PersonalIssue(officer_id=None):
             db.execute("DELETE FROM personal_issues WHERE device_serial = ?", [item.device_serial])
         case PersonalIssue():
@@ -50,7 +52,8 @@ def _put(db, item: ChangeItem) -> None:
                 """INSERT INTO personal_issues (device_serial, officer_id, since) VALUES (?, ?, ?)
                    ON CONFLICT (device_serial) DO UPDATE SET officer_id = excluded.officer_id,
                        since = excluded.since""",
-                [item.device_serial, item.officer_id, to_iso(item.since)])
+                [item.device_serial, item.officer_id, to_iso(item.since)],
+            )
         case StationPolicy():
             meta.put(db, POLICY_KEY, msgspec.json.encode(item).decode())
         case ClipHold(held=True):
@@ -94,17 +97,33 @@ class Mirror:
 
     def officer(self, officer_id: str) -> Officer | None:
         with self.writer.read() as db:
-            row = db.execute("SELECT officer_id, borough, team, role, name, active FROM officers "
-                             "WHERE officer_id = ?", [officer_id]).fetchone()
-        return Officer(officer_id=row[0], borough=row[1], team=row[2], role=row[3], name=row[4],
-                       active=bool(row[5])) if row else None
+            row = db.execute(
+                "SELECT officer_id, borough, team, role, name, active FROM officers WHERE officer_id = ?", [officer_id]
+            ).fetchone()
+        return (
+            Officer(officer_id=row[0], borough=row[1], team=row[2], role=row[3], name=row[4], active=bool(row[5]))
+            if row
+            else None
+        )
 
     def device(self, serial: str) -> DeviceEntry | None:
         with self.writer.read() as db:
-            row = db.execute("SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
-                             "WHERE serial = ?", [serial]).fetchone()
-        return DeviceEntry(serial=row[0], model=row[1], lifecycle=row[2], borough=row[3], home_station=row[4],
-                           assignment_mode=row[5]) if row else None
+            row = db.execute(
+                "SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices WHERE serial = ?",
+                [serial],
+            ).fetchone()
+        return (
+            DeviceEntry(
+                serial=row[0],
+                model=row[1],
+                lifecycle=row[2],
+                borough=row[3],
+                home_station=row[4],
+                assignment_mode=row[5],
+            )
+            if row
+            else None
+        )
 
     def issued_to(self, serial: str) -> str | None:
         """The officer a camera is personally issued to, if it is."""
@@ -120,5 +139,7 @@ class Mirror:
 
     def counts(self) -> dict[str, int]:
         with self.writer.read() as db:
-            return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                    for table in ("officers", "devices", "personal_issues")}
+            return {
+                table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("officers", "devices", "personal_issues")
+            }

@@ -51,8 +51,9 @@ class Outbox:
         as is, so both logs hold the same bytes)."""
         acked = self.acked_seq()
         with self.writer.read() as db:
-            rows = db.execute("SELECT seq, at, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                              [acked, limit]).fetchall()
+            rows = db.execute(
+                "SELECT seq, at, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", [acked, limit]
+            ).fetchall()
         return [RawEventEnvelope(seq=r[0], at=from_iso(r[1]), event=msgspec.Raw(bytes(r[2]))) for r in rows]
 
     def pending_count(self) -> int:
@@ -74,8 +75,10 @@ class Outbox:
     def events(self, after: int = 0) -> list[tuple[int, str, str, bytes]]:
         """(seq, kind, at, body) of every kept event: the station's side of the event log."""
         with self.writer.read() as db:
-            return [(r[0], r[1], r[2], bytes(r[3])) for r in
-                    db.execute("SELECT seq, kind, at, body FROM outbox WHERE seq > ? ORDER BY seq", [after])]
+            return [
+                (r[0], r[1], r[2], bytes(r[3]))
+                for r in db.execute("SELECT seq, kind, at, body FROM outbox WHERE seq > ? ORDER BY seq", [after])
+            ]
 
     def prune(self, keep: timedelta, now: datetime | None = None) -> int:
         """Forget acknowledged events older than ``keep`` (central has them)."""

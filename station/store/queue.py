@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.events import Backlog, BadFolder, CameraDocked, CheckedIn, ClipIngested, ClipVerified
@@ -87,11 +87,27 @@ class Docking:
     device_json: str
 
 
-_CLIP_COLUMNS = ("clip_id", "sha256", "size", "device_serial", "recorded_at", "filename", "duration_s", "pre_record_s",
-                 "tags", "evidential", "dock_folder", "ingested_at", "local_path", "chunk_bytes", "chunk_algorithm",
-                 "chunk_checksums")
-_INSERT_CLIP = (f"INSERT OR IGNORE INTO clips ({', '.join(_CLIP_COLUMNS)}) "
-                f"VALUES ({', '.join(':' + c for c in _CLIP_COLUMNS)})")
+_CLIP_COLUMNS = (
+    "clip_id",
+    "sha256",
+    "size",
+    "device_serial",
+    "recorded_at",
+    "filename",
+    "duration_s",
+    "pre_record_s",
+    "tags",
+    "evidential",
+    "dock_folder",
+    "ingested_at",
+    "local_path",
+    "chunk_bytes",
+    "chunk_algorithm",
+    "chunk_checksums",
+)
+_INSERT_CLIP = (
+    f"INSERT OR IGNORE INTO clips ({', '.join(_CLIP_COLUMNS)}) VALUES ({', '.join(':' + c for c in _CLIP_COLUMNS)})"
+)
 
 _PENDING_SQL = """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM clips
                   WHERE state IN ('queued', 'uploading', 'waiting')"""
@@ -123,11 +139,21 @@ class ClipQueue:
         now = to_iso(moment)
         rows = [
             {
-                "clip_id": c.clip_id, "sha256": c.sha256, "size": c.size, "device_serial": c.device_serial,
-                "recorded_at": to_iso(c.recorded_at), "filename": c.filename, "duration_s": c.duration_s,
-                "pre_record_s": c.pre_record_s, "tags": json.dumps(c.tags), "evidential": int(c.evidential),
-                "dock_folder": folder, "ingested_at": now, "local_path": c.local_path,
-                "chunk_bytes": c.chunk_bytes, "chunk_algorithm": c.chunk_algorithm,
+                "clip_id": c.clip_id,
+                "sha256": c.sha256,
+                "size": c.size,
+                "device_serial": c.device_serial,
+                "recorded_at": to_iso(c.recorded_at),
+                "filename": c.filename,
+                "duration_s": c.duration_s,
+                "pre_record_s": c.pre_record_s,
+                "tags": json.dumps(c.tags),
+                "evidential": int(c.evidential),
+                "dock_folder": folder,
+                "ingested_at": now,
+                "local_path": c.local_path,
+                "chunk_bytes": c.chunk_bytes,
+                "chunk_algorithm": c.chunk_algorithm,
                 "chunk_checksums": json.dumps(c.chunk_checksums) if c.chunk_checksums is not None else None,
             }
             for c in clips
@@ -145,20 +171,37 @@ class ClipQueue:
             events += self._ingested_events([c for c in clips if c.clip_id not in known])
             officer_id = self.checkouts.check_in(device.serial, moment, "docked", "dock")
             if officer_id is not None:  # docking ends a pool checkout
-                events.append(CheckedIn(device_serial=device.serial, officer_id=officer_id, reason="docked",
-                                        by="dock"))
+                events.append(CheckedIn(device_serial=device.serial, officer_id=officer_id, reason="docked", by="dock"))
             self.outbox.append(events)
-            db.execute("INSERT INTO dockings (folder, device_serial, docked_at, ingested_at, clip_count, device_json) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
-                       [folder, device.serial, to_iso(device.docked_at) if device.docked_at else None, now,
-                        len(clips), device_json])
+            db.execute(
+                "INSERT INTO dockings (folder, device_serial, docked_at, ingested_at, clip_count, device_json) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    folder,
+                    device.serial,
+                    to_iso(device.docked_at) if device.docked_at else None,
+                    now,
+                    len(clips),
+                    device_json,
+                ],
+            )
             db.execute("DELETE FROM bad_folders WHERE folder = ?", [folder])
 
     @staticmethod
     def _ingested_events(clips: list[NewClip]) -> list:
-        return [ClipIngested(clip_id=c.clip_id, device_serial=c.device_serial, recorded_at=c.recorded_at, size=c.size,
-                             sha256=c.sha256, evidential=c.evidential, tags=c.tags, duration_s=c.duration_s)
-                for c in clips]
+        return [
+            ClipIngested(
+                clip_id=c.clip_id,
+                device_serial=c.device_serial,
+                recorded_at=c.recorded_at,
+                size=c.size,
+                sha256=c.sha256,
+                evidential=c.evidential,
+                tags=c.tags,
+                duration_s=c.duration_s,
+            )
+            for c in clips
+        ]
 
     def record_bad_folder(self, folder: str, reason: str, signature: str, transient: bool) -> None:
         now = to_iso(utc_now())
@@ -184,8 +227,10 @@ class ClipQueue:
     def retry_transient_folders(self) -> int:
         """Let the next scan retry folders that failed for a passing reason (such as a full disk) at once."""
         with self.writer.write() as db:
-            return db.execute("UPDATE bad_folders SET last_seen_at = ? WHERE transient = 1",
-                              [to_iso(datetime.min.replace(tzinfo=timezone.utc))]).rowcount
+            return db.execute(
+                "UPDATE bad_folders SET last_seen_at = ? WHERE transient = 1",
+                [to_iso(datetime.min.replace(tzinfo=UTC))],
+            ).rowcount
 
     def forget_bad_folders(self, keep: set[str]) -> None:
         """Drop reports of folders that are no longer docked (every scan asks: no write unless one went)."""
@@ -197,8 +242,10 @@ class ClipQueue:
 
     def last_docking(self, serial: str) -> Docking | None:
         with self.writer.read() as db:
-            row = db.execute("SELECT id, ingested_at, device_json FROM dockings WHERE device_serial = ? "
-                             "ORDER BY id DESC LIMIT 1", [serial]).fetchone()
+            row = db.execute(
+                "SELECT id, ingested_at, device_json FROM dockings WHERE device_serial = ? ORDER BY id DESC LIMIT 1",
+                [serial],
+            ).fetchone()
         return Docking(row[0], from_iso(row[1]), row[2]) if row else None
 
     # -- sync ------------------------------------------------------------------------------
@@ -223,8 +270,24 @@ class ClipQueue:
                 [now_iso, limit],
             ).fetchall()
             claimed = [
-                QueuedClip(r[0], r[1], r[2], r[3], from_iso(r[4]), r[5], r[6], json.loads(r[7]), bool(r[8]),
-                           r[9], r[10], r[11], r[12], r[13], json.loads(r[14]) if r[14] else None, r[15])
+                QueuedClip(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    from_iso(r[4]),
+                    r[5],
+                    r[6],
+                    json.loads(r[7]),
+                    bool(r[8]),
+                    r[9],
+                    r[10],
+                    r[11],
+                    r[12],
+                    r[13],
+                    json.loads(r[14]) if r[14] else None,
+                    r[15],
+                )
                 for r in rows
             ]
             db.conn.executemany(
@@ -291,9 +354,7 @@ class ClipQueue:
 
     def next_attempt_at(self) -> datetime | None:
         with self.writer.read() as db:
-            row = db.execute(
-                "SELECT MIN(next_attempt_at) FROM clips WHERE state = 'waiting'"
-            ).fetchone()
+            row = db.execute("SELECT MIN(next_attempt_at) FROM clips WHERE state = 'waiting'").fetchone()
         return from_iso(row[0]) if row and row[0] else None
 
     # -- local copies ----------------------------------------------------------------------
@@ -302,13 +363,16 @@ class ClipQueue:
         """(clip_id, local_path) of verified clips whose grace period is over and no hold protects."""
         cutoff = to_iso((now or utc_now()) - grace)
         with self.writer.read() as db:
-            return [tuple(r) for r in db.execute(
-                f"""SELECT clip_id, local_path FROM clips c
+            return [
+                tuple(r)
+                for r in db.execute(
+                    f"""SELECT clip_id, local_path FROM clips c
                    WHERE state = 'verified' AND local_path IS NOT NULL AND verified_at <= ?
                      AND {not_held("c.clip_id")}
                    ORDER BY verified_at LIMIT ?""",
-                [cutoff, limit],
-            ).fetchall()]
+                    [cutoff, limit],
+                ).fetchall()
+            ]
 
     def mark_local_deleted(self, clip_id: str) -> None:
         with self.writer.write() as db:
@@ -327,9 +391,14 @@ class ClipQueue:
             failed = db.execute("SELECT COUNT(*) FROM clips WHERE state = 'failed'").fetchone()[0]
             folders = db.execute("SELECT COUNT(*) FROM bad_folders").fetchone()[0]
             out = self.checkouts.open_count()
-        return Backlog(pending_clips=pending_clips, pending_bytes=pending_bytes,
-                       oldest_pending_recorded_at=from_iso(oldest) if oldest else None, failed_clips=failed,
-                       failed_folders=folders, checked_out=out)
+        return Backlog(
+            pending_clips=pending_clips,
+            pending_bytes=pending_bytes,
+            oldest_pending_recorded_at=from_iso(oldest) if oldest else None,
+            failed_clips=failed,
+            failed_folders=folders,
+            checked_out=out,
+        )
 
     def summary(self) -> dict:
         """Counts and lists for ``fleet station status``; built from the database alone."""
@@ -346,12 +415,15 @@ class ClipQueue:
                 ).fetchall()
             ]
             transfers = {
-                state: [self._transfer(r) for r in db.execute(
-                    """SELECT clip_id, state, size, evidential, recorded_at, attempts, next_attempt_at,
+                state: [
+                    self._transfer(r)
+                    for r in db.execute(
+                        """SELECT clip_id, state, size, evidential, recorded_at, attempts, next_attempt_at,
                                last_error, uploaded_bytes
                         FROM clips WHERE state = ? ORDER BY recorded_at LIMIT 100""",
-                    [state],
-                ).fetchall()]
+                        [state],
+                    ).fetchall()
+                ]
                 for state in ("failed", "waiting")
             }
             last = meta.get(db, LAST_SYNC_OK)
@@ -380,7 +452,13 @@ class ClipQueue:
     @staticmethod
     def _transfer(r) -> ClipTransfer:
         return ClipTransfer(
-            clip_id=r[0], state=r[1], size=r[2], evidential=bool(r[3]), recorded_at=from_iso(r[4]),
-            attempts=r[5], next_attempt_at=from_iso(r[6]) if r[6] else None, last_error=r[7],
+            clip_id=r[0],
+            state=r[1],
+            size=r[2],
+            evidential=bool(r[3]),
+            recorded_at=from_iso(r[4]),
+            attempts=r[5],
+            next_attempt_at=from_iso(r[6]) if r[6] else None,
+            last_error=r[7],
             uploaded_bytes=r[8],
         )

@@ -56,8 +56,9 @@ def known_items(page: _RawPage) -> list[ChangeItem]:
 
 
 class FeedFollower:
-    def __init__(self, client: httpx.Client, mirror: Mirror, policy: RetryPolicy, *, wait_s: float = 20.0,
-                 linger_s: float = 0.0) -> None:
+    def __init__(
+        self, client: httpx.Client, mirror: Mirror, policy: RetryPolicy, *, wait_s: float = 20.0, linger_s: float = 0.0
+    ) -> None:
         self.client = client
         self.mirror = mirror
         self.policy = policy
@@ -73,9 +74,11 @@ class FeedFollower:
     def poll_once(self, wait_s: float | None = None) -> int:
         """One request; apply what came (or reload the snapshot). Returns changes applied."""
         since = self.mirror.cursor()
-        response = self.client.get(CHANGES_PATH, params={"since": since, "wait": self.wait_s if wait_s is None
-                                                          else wait_s},
-                                   timeout=httpx.Timeout(30.0, read=(wait_s or self.wait_s) + 30.0))
+        response = self.client.get(
+            CHANGES_PATH,
+            params={"since": since, "wait": self.wait_s if wait_s is None else wait_s},
+            timeout=httpx.Timeout(30.0, read=(wait_s or self.wait_s) + 30.0),
+        )
         if response.status_code == 410 and error_code(response) == CursorExpired.code:
             log.warning("feed cursor %d is older than central's history: reloading the snapshot", since)
             return self.reload()

@@ -61,8 +61,9 @@ class SyncReport:
 class SyncWorker:
     """Uploads due clips with up to ``concurrency`` transfers at once."""
 
-    def __init__(self, store: StationStore, uploader: TusUploader, policy: RetryPolicy, *,
-                 concurrency: int = 2) -> None:
+    def __init__(
+        self, store: StationStore, uploader: TusUploader, policy: RetryPolicy, *, concurrency: int = 2
+    ) -> None:
         self.store = store
         self.uploader = uploader
         self.policy = policy
@@ -143,9 +144,18 @@ class UploadGone(TransientTransferError):
 class TusUploader:
     """Sends clips to central; collaborators injected so tests can use MockTransport or TestClient."""
 
-    def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, *,
-                 chunk_bytes: int = 16 << 20, chunk_algorithm: str = "crc32c", throttle: Throttle | None = None,
-                 on_progress: Callable[[str, int], None] | None = None, plain_tus: bool = False) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        store: StationStore,
+        policy: RetryPolicy,
+        *,
+        chunk_bytes: int = 16 << 20,
+        chunk_algorithm: str = "crc32c",
+        throttle: Throttle | None = None,
+        on_progress: Callable[[str, int], None] | None = None,
+        plain_tus: bool = False,
+    ) -> None:
         """``plain_tus``: the server is a plain tus 1.0 server that never says "verified" (nor
         checks Upload-Checksum or the SHA-256); an upload counts as done once it holds every
         byte. Never for central: there, only "verified" means the clip is safe."""
@@ -204,8 +214,7 @@ class TusUploader:
                 raise TransientTransferError("central holds every byte but has not verified the clip")
             return
         for chunk_offset, length, checksum in self._chunks(clip, path, offset):
-            offset, verified = self._patch(url, chunk_offset, self._body(path, chunk_offset, length), length,
-                                           checksum)
+            offset, verified = self._patch(url, chunk_offset, self._body(path, chunk_offset, length), length, checksum)
             if self.on_progress and not verified:  # "verified" records the whole size itself
                 self.on_progress(clip.clip_id, offset)
             if offset != chunk_offset + length:
@@ -218,9 +227,14 @@ class TusUploader:
 
     def _create(self, clip: QueuedClip, path: Path) -> tuple[str, tuple[int, bool]]:
         meta = UploadMetadata(
-            clip_id=clip.clip_id, sha256=clip.sha256, device_serial=clip.device_serial,
-            recorded_at=clip.recorded_at, filename=clip.filename, evidential=clip.evidential,
-            tags=clip.tags, duration_s=clip.duration_s,
+            clip_id=clip.clip_id,
+            sha256=clip.sha256,
+            device_serial=clip.device_serial,
+            recorded_at=clip.recorded_at,
+            filename=clip.filename,
+            evidential=clip.evidential,
+            tags=clip.tags,
+            duration_s=clip.duration_s,
         )
         headers = {
             "Tus-Resumable": TUS_VERSION,
@@ -230,8 +244,13 @@ class TusUploader:
         body = None
         if 0 < clip.size <= min(WHOLE_AT_CREATION_BYTES, self.chunk_bytes) and self._offers("creation-with-upload"):
             [(_, length, checksum)] = self._chunks(clip, path, 0)
-            headers.update({"Content-Type": "application/offset+octet-stream", "Content-Length": str(length),
-                            "Upload-Checksum": f"{self.chunk_algorithm} {checksum}"})
+            headers.update(
+                {
+                    "Content-Type": "application/offset+octet-stream",
+                    "Content-Length": str(length),
+                    "Upload-Checksum": f"{self.chunk_algorithm} {checksum}",
+                }
+            )
             body = self._body(path, 0, length)
         response = self.client.post(UPLOADS_PATH, headers=headers, content=body)
         self._raise_for(response, (200, 201))
@@ -258,8 +277,9 @@ class TusUploader:
         self._raise_for(response, (200,))
         return self._offset_and_state(response)
 
-    def _patch(self, url: str, offset: int, body: Iterator[bytes] | bytes, length: int,
-               checksum: str | None) -> tuple[int, bool]:
+    def _patch(
+        self, url: str, offset: int, body: Iterator[bytes] | bytes, length: int, checksum: str | None
+    ) -> tuple[int, bool]:
         headers = {
             "Tus-Resumable": TUS_VERSION,
             "Upload-Offset": str(offset),
@@ -270,8 +290,10 @@ class TusUploader:
             headers["Upload-Checksum"] = f"{self.chunk_algorithm} {checksum}"
         response = self.client.patch(url, content=body, headers=headers)
         if response.status_code in (404, 410):  # expired or terminated at central meanwhile
-            raise UploadGone(f"HTTP {response.status_code}: central no longer has this upload; creating it again",
-                             status=response.status_code)
+            raise UploadGone(
+                f"HTTP {response.status_code}: central no longer has this upload; creating it again",
+                status=response.status_code,
+            )
         self._raise_for(response, (204, 200))
         return self._offset_and_state(response)
 
@@ -285,8 +307,12 @@ class TusUploader:
         Chunks are read from the file, never held whole in memory, so a large chunk (fewer
         fsyncs at central) costs no memory."""
         size = clip.size
-        if (clip.chunk_checksums and clip.chunk_bytes == self.chunk_bytes
-                and clip.chunk_algorithm == self.chunk_algorithm and offset % self.chunk_bytes == 0):
+        if (
+            clip.chunk_checksums
+            and clip.chunk_bytes == self.chunk_bytes
+            and clip.chunk_algorithm == self.chunk_algorithm
+            and offset % self.chunk_bytes == 0
+        ):
             for at in range(offset, size, self.chunk_bytes):
                 yield at, min(self.chunk_bytes, size - at), clip.chunk_checksums[at // self.chunk_bytes]
             return

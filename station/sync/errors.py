@@ -23,7 +23,9 @@ def error_from_response(response: httpx.Response) -> TransferError:
     if code == OffsetMismatch.code:
         # Our idea of the offset was stale (a chunk landed after all): ask HEAD and go on.
         return TransientTransferError(f"HTTP 409: {message}", status=409)
-    return transfer_error_for_status(response.status_code, message, parse_retry_after(response.headers.get("Retry-After")))
+    return transfer_error_for_status(
+        response.status_code, message, parse_retry_after(response.headers.get("Retry-After"))
+    )
 
 
 def error_code(response: httpx.Response) -> str | None:

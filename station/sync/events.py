@@ -40,8 +40,15 @@ class UplinkReport:
 
 
 class EventSender:
-    def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, *, batch_size: int = 1000,
-                 heartbeat: timedelta = timedelta(seconds=60)) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        store: StationStore,
+        policy: RetryPolicy,
+        *,
+        batch_size: int = 1000,
+        heartbeat: timedelta = timedelta(seconds=60),
+    ) -> None:
         self.client = client
         self.store = store
         self.outbox = store.outbox
@@ -92,23 +99,31 @@ class EventSender:
             raise PermanentTransferError(
                 f"central has acknowledged events up to seq {ack.acked_seq} but this station's outbox ends at "
                 f"{last}: was this station's database restored or replaced? New events are held back until "
-                "the fleet team reconciles the two")
+                "the fleet team reconciles the two"
+            )
         if ack.acked_seq < before:
-            log.warning("central acknowledges events only up to seq %d (it had %d): was it restored from a "
-                        "backup? Sending them again", ack.acked_seq, before)
+            log.warning(
+                "central acknowledges events only up to seq %d (it had %d): was it restored from a "
+                "backup? Sending them again",
+                ack.acked_seq,
+                before,
+            )
         self.outbox.acknowledge(ack.acked_seq)
         first = self.outbox.pending(1)
         if first and first[0].seq != ack.acked_seq + 1:
-            log.error("events %d..%d are no longer at this station (pruned after central acknowledged them) "
-                      "and central does not have them", ack.acked_seq + 1, first[0].seq - 1)
+            log.error(
+                "events %d..%d are no longer at this station (pruned after central acknowledged them) "
+                "and central does not have them",
+                ack.acked_seq + 1,
+                first[0].seq - 1,
+            )
         return ack.acked_seq > before
 
     def _send(self, pending: list[RawEventEnvelope]) -> EventAck:
         body = _encoder.encode(RawEventBatch(sent_at=utc_now(), events=pending, backlog=self.backlog()))
         for attempt in self.policy.retrying():
             with attempt:
-                response = self.client.post(EVENTS_PATH, content=body,
-                                            headers={"Content-Type": "application/json"})
+                response = self.client.post(EVENTS_PATH, content=body, headers={"Content-Type": "application/json"})
                 if response.status_code != 200:
                     raise error_from_response(response)
                 return _ack_decoder.decode(response.content)
