@@ -4,7 +4,7 @@ Why: central writes each clip once and rarely reads it soon after, and the fsync
 every chunk must put the bytes on disk anyway. Through the page cache each new byte is first
 copied into newly allocated cache pages; on this machine (a VM whose free memory the host
 takes back) that copy cost 10-13 s of kernel CPU per GiB, against under 1 s written direct
-(BENCHMARKS.md, "Where a buffered write's time goes").
+(docs/benchmarks-history.md, "Where a buffered write's time goes").
 
 Direct I/O needs the file offset, the length and the memory address aligned to the device's
 block. So a batch is copied once into an aligned staging buffer, placed so that its first
@@ -33,7 +33,7 @@ DIRECT_MIN_BYTES = BLOCK
 """A batch with no whole block in it is written through the page cache. Anything larger is
 worth writing direct, even a small clip's one batch: every PATCH ends in an fsync, so the
 device's wait comes either way, and on this machine a 64 KiB clip written through fresh cache
-pages cost 1.6 ms of kernel CPU against 0.2 ms direct (BENCHMARKS.md, the peer benchmark, stop 18)."""
+pages cost 1.6 ms of kernel CPU against 0.2 ms direct (docs/benchmarks-history.md, the peer benchmark)."""
 
 
 def write_all(fd: int, pieces: list[bytes], offset: int) -> int:

@@ -1,7 +1,7 @@
 """The fault suite: ``make test`` runs the quick seeds; ``make faults SEEDS=200`` runs seeds 0..199.
 
 Each seed's outcome is appended as one JSON line to ``$FAULTS_RESULTS`` when it is set, for
-``python -m tests.faults.report`` to turn into the table in BENCHMARKS.md.
+``python -m tests.faults.report`` to turn into the table in BENCHMARKS.md and docs/benchmarks-history.md.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""Turn the fault suite's JSON lines into the table quoted in BENCHMARKS.md.
+"""Turn the fault suite's JSON lines into the table quoted in BENCHMARKS.md and docs/benchmarks-history.md.
 
     python -m tests.faults.report bench/out/faults.jsonl [SEEDS]
 
