@@ -30,6 +30,7 @@ from litestar.datastructures import Headers
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
+from uvicorn.loops.auto import auto_loop_factory
 
 from fleet.errors import ApiError, FleetError, Forbidden, Unauthorized, UnsupportedMediaType
 from fleet.events import OfficerId
@@ -179,7 +180,10 @@ def _desk_loop() -> asyncio.AbstractEventLoop:
     global _shared_loop
     with _shared_loop_lock:
         if _shared_loop is None:
-            loop = uvicorn.Config(app=None).get_loop_factory()()
+            # The loop uvicorn's default ``loop="auto"`` picks (uvloop when installed), asked of
+            # its factory directly: a throwaway ``uvicorn.Config`` would install uvicorn's own
+            # logging handlers over the station's.
+            loop = auto_loop_factory()()
             threading.Thread(target=loop.run_forever, name="desk-api", daemon=True).start()
             _shared_loop = loop
         return _shared_loop
