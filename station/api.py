@@ -20,6 +20,7 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
@@ -27,11 +28,13 @@ import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import Headers
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 from uvicorn.loops.auto import auto_loop_factory
 
+from fleet.config import StationSettings
 from fleet.errors import ApiError, FleetError, Forbidden, Unauthorized, UnsupportedMediaType
 from fleet.events import OfficerId
 from fleet.protocol import ErrorBody, Serial, StationStatus
@@ -67,7 +70,7 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def from_the_desk_only(settings):
+def from_the_desk_only(settings: StationSettings) -> Callable[[ASGIApp], ASGIApp]:
     """ASGI middleware: refuse what a browser page from elsewhere could send (module docstring)."""
     names = LOOPBACK_NAMES | {settings.api_host.lower()}
     # Bound to every interface, the desk is reached by names it cannot know; it then has a
@@ -81,7 +84,7 @@ def from_the_desk_only(settings):
         except ValueError:
             return None
 
-    def check(scope: Scope) -> None:
+    def check(scope: HTTPScope) -> None:
         headers = Headers.from_scope(scope)
         host = where(headers.get("host", ""))
         if (
@@ -104,7 +107,7 @@ def from_the_desk_only(settings):
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
+            if scope["type"] == ScopeType.HTTP:  # the desk serves no websockets
                 check(scope)
             await app(scope, receive, send)
 
