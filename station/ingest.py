@@ -121,7 +121,6 @@ class Ingestor:
             try:
                 if self._is_done(folder) or self._skip_bad(folder, bad.get(_name(folder))):
                     continue
-                signature = dock.folder_signature(folder)
                 added, size = self.ingest_folder(folder)
             except (DockFolderError, OSError, sqlite3.Error) as exc:
                 if not dock.still_docked(folder):
