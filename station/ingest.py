@@ -129,12 +129,11 @@ class Ingestor:
                 report.bad_folders.append(_name(folder))
             except Exception as exc:
                 # A fault this code did not foresee, met in one camera's folder: that folder is
-                # bad (with the traceback logged once), the others are still ingested.
+                # bad (with the traceback logged once: a bad folder waits for a change), the
+                # others are still ingested.
                 if not dock.still_docked(folder):
                     continue
-                log.exception(
-                    "dock folder %s: unexpected error", _name(folder)
-                )  # once: a bad folder waits for a change
+                log.exception("dock folder %s: unexpected error", _name(folder))
                 self._report_bad(
                     folder,
                     dock.folder_signature(folder),
@@ -154,7 +153,7 @@ class Ingestor:
         self._done = {name: stamp for name, stamp in self._done.items() if name in docked}
         self._unrecorded = {name: when for name, when in self._unrecorded.items() if name in docked}
 
-    def _report_bad(self, folder: Path, signature: str, exc: Exception) -> None:
+    def _report_bad(self, folder: Path, signature: str, exc: DockFolderError | OSError | sqlite3.Error) -> None:
         """One log line per folder and reason (repeated at most once a minute), and the status row."""
         transient = not isinstance(exc, DockFolderError)
         if isinstance(exc, DockFolderError):

@@ -86,7 +86,14 @@ class Mirror:
             for table in ("officers", "devices", "personal_issues", "held_clips"):
                 db.execute(f"DELETE FROM {table}")
             holds = [ClipHold(clip_id=clip_id) for clip_id in snapshot.held_clips]
-            for item in [*snapshot.officers, *snapshot.devices, *snapshot.personal_issues, snapshot.policy, *holds]:
+            items: list[ChangeItem] = [
+                *snapshot.officers,
+                *snapshot.devices,
+                *snapshot.personal_issues,
+                snapshot.policy,
+                *holds,
+            ]
+            for item in items:
                 _put(db, item)
             meta.put(db, CURSOR_KEY, str(snapshot.cursor))
 
