@@ -147,7 +147,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    settings, store = _open_store(args.config, writes=True)
+    _settings, store = _open_store(args.config, writes=True)
     try:
         with _writing(store):
             count = store.queue.requeue_failed()
