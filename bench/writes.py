@@ -59,6 +59,13 @@ def run(total: int = 1 << 30, rounds: int = 5, where: str | None = None) -> dict
             leftover.unlink()
         folder.rmdir()
     medians = {name: {k: median(v) for k, v in values.items()} for name, values in runs.items()}
-    return {"machine": machine(), "bytes": total, "rounds": rounds, "directory": str(folder.parent), "runs": runs,
-            "median": medians, "MiB_per_s": {n: mib_s(total, m["seconds"]) for n, m in medians.items()},
-            "ratio_ours_vs_buffered": medians["buffered"]["seconds"] / medians["ours"]["seconds"]}
+    return {
+        "machine": machine(),
+        "bytes": total,
+        "rounds": rounds,
+        "directory": str(folder.parent),
+        "runs": runs,
+        "median": medians,
+        "MiB_per_s": {n: mib_s(total, m["seconds"]) for n, m in medians.items()},
+        "ratio_ours_vs_buffered": medians["buffered"]["seconds"] / medians["ours"]["seconds"],
+    }
