@@ -324,7 +324,8 @@ class Simulation:
             raise FleetError(f"central exited unexpectedly; see {self.cluster.central_log}")
 
     def _sample_forever(self) -> None:
-        """Every ``sample_every_s``: every station's queue, summed (on its own thread: a slow station never stalls docking)."""
+        """Every ``sample_every_s``: every station's queue, summed (on its own thread: a slow
+        station never stalls docking)."""
         while not self._stop_sampling.is_set():
             started = time.monotonic()
             self._sample_once()
