@@ -1,4 +1,5 @@
-"""``python -m bench [ingest|upload|writes|peer|events|fleet|rollout|retention|pages|all] [--quick]``: run benchmarks, print and save the results.
+"""``python -m bench [ingest|upload|writes|peer|events|fleet|rollout|retention|pages|all] [--quick]``:
+run benchmarks, print and save the results.
 
 Results go to bench/out/<name>.json; BENCHMARKS.md quotes them with the command.
 """

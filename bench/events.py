@@ -42,7 +42,7 @@ import msgspec
 from bench.common import machine, median, save
 from bench.upload import ADMIN, free_port
 from fleet.clock import to_iso, utc_now
-from fleet.events import CameraDocked, ClipIngested, EventBatch, EventEnvelope
+from fleet.events import CameraDocked, ClipIngested, EventBatch, EventEnvelope, kind_of
 from fleet.protocol import Battery, DeviceInfo
 
 LONDON_BOROUGHS = [
@@ -214,10 +214,14 @@ def make_batches(
             for event in chunk:
                 seq += 1
                 # the station's clock: its clips are ingested right after the docking
-                at = event.device.docked_at if isinstance(event, CameraDocked) else at + timedelta(milliseconds=50)
+                if isinstance(event, CameraDocked):
+                    assert event.device.docked_at is not None  # _station_events dates every docking
+                    at = event.device.docked_at
+                else:
+                    at += timedelta(milliseconds=50)
                 envelopes.append(EventEnvelope(seq=seq, at=at, event=event))
             body = encode(EventBatch(sent_at=utc_now(), events=envelopes))
-            rows = [(e.seq, type(e.event).__struct_config__.tag, to_iso(e.at), encode(e.event)) for e in envelopes]
+            rows = [(e.seq, kind_of(e.event), to_iso(e.at), encode(e.event)) for e in envelopes]
             batches.append(Batch(station, seq, body, rows))
         plan.append(batches)
     return plan

@@ -16,7 +16,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -306,7 +306,7 @@ def _percentiles(ms: list[float]) -> dict:
 
 def measure(url: str, serials: list[str], requests: int, warmup: int = 20) -> dict:
     rng = random.Random(11)
-    queries = {
+    queries: dict[str, Callable[[], tuple[str, dict[str, str | int] | None]]] = {
         "list_by_borough": lambda: ("/api/v1/devices/", {"borough": rng.choice(LONDON_BOROUGHS), "limit": 100}),
         "list_short_shift": lambda: ("/api/v1/devices/", {"flag": "short_shift", "limit": 100}),
         "list_over_temp_in_borough": lambda: (

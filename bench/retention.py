@@ -92,7 +92,9 @@ def build(root: Path, clips: int, holds: int) -> None:
                 attributions,
             )
     with store.writer.write() as db:
-        hold_rows, case_rows = [], []
+        # (kind, clip_id, officer_id, window_from, window_to, case_ref): what each kind of hold names
+        hold_rows: list[tuple[str, str | None, str | None, str | None, str | None, str | None]] = []
+        case_rows: list[tuple[str, str, str, str]] = []
         for h in range(holds):
             kind = "clip" if h % 10 < 6 else "officer" if h % 10 < 9 else "case"
             if kind == "clip":

@@ -2,9 +2,9 @@
 
 Side by side, alternating, both through ``central.uploads.partwriter.PartWriter``: *buffered* without
 a direct descriptor (every byte through the page cache, as central wrote before), *ours* as
-central writes now (the aligned middle of each batch O_DIRECT). Both fsync every 64 MiB and at the end, as central does per chunk. Each
-round writes a new file and deletes it after. Reported: wall and kernel (system) CPU of
-each, medians.
+central writes now (the aligned middle of each batch O_DIRECT). Both fsync every 64 MiB and at
+the end, as central does per chunk. Each round writes a new file and deletes it after.
+Reported: wall and kernel (system) CPU of each, medians.
 """
 
 from __future__ import annotations
