@@ -42,7 +42,7 @@ from fleet.logs import Repeats
 from fleet.protocol import IngestedEntry, IngestedFile
 from station import dock
 from station.store import StationStore
-from station.store.queue import NewClip
+from station.store.queue import KnownClip, NewClip
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ class Ingestor:
                 str(self.store.data_dir),
             )
 
-    def _check_against_known(self, opened: dock.CameraFolder, clip: dock.DockedClip, known) -> None:
+    def _check_against_known(self, opened: dock.CameraFolder, clip: dock.DockedClip, known: KnownClip | None) -> None:
         """A clip_id seen before must be the same recording; anything else is not ours to overwrite.
 
         The same bytes, not only the same size: a clip found known is wiped from the camera
@@ -301,7 +301,9 @@ class Ingestor:
             os.close(fd)
         return digest.hexdigest()
 
-    def _ingested_entries(self, camera: dock.DockedCamera, known, new_clips: list[NewClip]) -> list[IngestedEntry]:
+    def _ingested_entries(
+        self, camera: dock.DockedCamera, known: dict[str, KnownClip], new_clips: list[NewClip]
+    ) -> list[IngestedEntry]:
         entries = {e.clip_id: e for e in (camera.ingested.clips if camera.ingested else [])}
         names = {str(c.sidecar.clip_id): c.name for c in camera.clips}
         for k in known.values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
+import sqlite_utils
 
 from fleet.clock import to_iso
 from fleet.events import ChangeItem, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy
@@ -27,7 +28,7 @@ def not_held(clip_id: str) -> str:
     return f"NOT EXISTS (SELECT 1 FROM held_clips h WHERE h.clip_id = {clip_id})"
 
 
-def _put(db, item: ChangeItem) -> None:
+def _put(db: sqlite_utils.Database, item: ChangeItem) -> None:
     match item:
         case Officer():
             db.execute(
