@@ -1,4 +1,5 @@
-"""``python -m bench [ingest|upload|writes|peer|events|fleet|rollout|retention|pages|all] [--quick]``: run benchmarks, print and save the results.
+"""``python -m bench [ingest|upload|writes|peer|events|fleet|rollout|retention|pages|all] [--quick]``:
+run benchmarks, print and save the results.
 
 Results go to bench/out/<name>.json; BENCHMARKS.md quotes them with the command.
 """
@@ -14,27 +15,49 @@ from bench.common import save
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("which", nargs="?", choices=["ingest", "upload", "writes", "peer", "events", "fleet", "rollout", "retention", "pages", "all"], default="all")
+    parser.add_argument(
+        "which",
+        nargs="?",
+        choices=["ingest", "upload", "writes", "peer", "events", "fleet", "rollout", "retention", "pages", "all"],
+        default="all",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the benchmarks run")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per measurement (medians are reported)")
-    parser.add_argument("--dir", default=None, help="where the upload benchmarks keep their files (default: here); "
-                                                    "e.g. /dev/shm to take the disk out of the comparison")
-    parser.add_argument("--chunk-mib", type=int, default=None,
-                        help="upload chunk size in MiB (default: the station's default)")
-    parser.add_argument("--chunk-checksum", default=None, choices=["crc32c", "crc32", "sha1", "sha256"],
-                        help="upload: the station's per-chunk checksum (default: the station's default)")
+    parser.add_argument(
+        "--dir",
+        default=None,
+        help="where the upload benchmarks keep their files (default: here); "
+        "e.g. /dev/shm to take the disk out of the comparison",
+    )
+    parser.add_argument(
+        "--chunk-mib", type=int, default=None, help="upload chunk size in MiB (default: the station's default)"
+    )
+    parser.add_argument(
+        "--chunk-checksum",
+        default=None,
+        choices=["crc32c", "crc32", "sha1", "sha256"],
+        help="upload: the station's per-chunk checksum (default: the station's default)",
+    )
     args = parser.parse_args()
     gib = 1 << 30
     if args.which in ("ingest", "all"):
-        result = ingest.run(total=(64 << 20) if args.quick else gib, clip_size=(16 << 20) if args.quick else 128 << 20,
-                            rounds=args.rounds, rss_clip=(64 << 20) if args.quick else 4 * gib)
+        result = ingest.run(
+            total=(64 << 20) if args.quick else gib,
+            clip_size=(16 << 20) if args.quick else 128 << 20,
+            rounds=args.rounds,
+            rss_clip=(64 << 20) if args.quick else 4 * gib,
+        )
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("ingest", result)
     if args.which in ("upload", "all"):
-        result = upload.run(size=(64 << 20) if args.quick else gib, rounds=args.rounds,
-                            small_count=100 if args.quick else 2000, where=args.dir,
-                            chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None,
-                            chunk_checksum=args.chunk_checksum)
+        result = upload.run(
+            size=(64 << 20) if args.quick else gib,
+            rounds=args.rounds,
+            small_count=100 if args.quick else 2000,
+            where=args.dir,
+            chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None,
+            chunk_checksum=args.chunk_checksum,
+        )
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("upload", result)
     if args.which in ("writes", "all"):
@@ -42,9 +65,13 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
         save("writes", result)
     if args.which in ("peer", "all"):
-        result = peer.run(size=(64 << 20) if args.quick else gib, rounds=args.rounds,
-                          small_count=100 if args.quick else 2000, where=args.dir,
-                          chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None)
+        result = peer.run(
+            size=(64 << 20) if args.quick else gib,
+            rounds=args.rounds,
+            small_count=100 if args.quick else 2000,
+            where=args.dir,
+            chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None,
+        )
         print(json.dumps(peer.headline(result), indent=2))
         save("peer", result)
     if args.which in ("events", "all"):

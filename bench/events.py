@@ -42,14 +42,41 @@ import msgspec
 from bench.common import machine, median, save
 from bench.upload import ADMIN, free_port
 from fleet.clock import to_iso, utc_now
-from fleet.events import CameraDocked, ClipIngested, EventBatch, EventEnvelope
+from fleet.events import CameraDocked, ClipIngested, EventBatch, EventEnvelope, kind_of
 from fleet.protocol import Battery, DeviceInfo
 
 LONDON_BOROUGHS = [
-    "Barking and Dagenham", "Barnet", "Bexley", "Brent", "Bromley", "Camden", "Croydon", "Ealing", "Enfield",
-    "Greenwich", "Hackney", "Hammersmith and Fulham", "Haringey", "Harrow", "Havering", "Hillingdon", "Hounslow",
-    "Islington", "Kensington and Chelsea", "Kingston upon Thames", "Lambeth", "Lewisham", "Merton", "Newham",
-    "Redbridge", "Richmond upon Thames", "Southwark", "Sutton", "Tower Hamlets", "Waltham Forest", "Wandsworth",
+    "Barking and Dagenham",
+    "Barnet",
+    "Bexley",
+    "Brent",
+    "Bromley",
+    "Camden",
+    "Croydon",
+    "Ealing",
+    "Enfield",
+    "Greenwich",
+    "Hackney",
+    "Hammersmith and Fulham",
+    "Haringey",
+    "Harrow",
+    "Havering",
+    "Hillingdon",
+    "Hounslow",
+    "Islington",
+    "Kensington and Chelsea",
+    "Kingston upon Thames",
+    "Lambeth",
+    "Lewisham",
+    "Merton",
+    "Newham",
+    "Redbridge",
+    "Richmond upon Thames",
+    "Southwark",
+    "Sutton",
+    "Tower Hamlets",
+    "Waltham Forest",
+    "Wandsworth",
     "Westminster",
 ]
 CLIPS_PER_DOCKING = 4  # one CameraDocked then its clips: ~20 % docked, ~80 % clips, as a station sends them
@@ -74,8 +101,10 @@ class Batch:
 
 
 def make_stations(count: int) -> list[Station]:
-    return [Station(f"st-{i:02d}", LONDON_BOROUGHS[i % len(LONDON_BOROUGHS)], f"bench-station-{i:02d}-token")
-            for i in range(count)]
+    return [
+        Station(f"st-{i:02d}", LONDON_BOROUGHS[i % len(LONDON_BOROUGHS)], f"bench-station-{i:02d}-token")
+        for i in range(count)
+    ]
 
 
 class Central:
@@ -85,13 +114,18 @@ class Central:
         self.port = free_port()
         root.mkdir(parents=True, exist_ok=True)
         config = root / "central.toml"
-        lines = [f"port = {self.port}", f'data_dir = "{data_dir or root / "data"}"', f'admin_token = "{ADMIN}"',
-                 'log_level = "error"']  # the health job warns about idle stations
+        lines = [
+            f"port = {self.port}",
+            f'data_dir = "{data_dir or root / "data"}"',
+            f'admin_token = "{ADMIN}"',
+            'log_level = "error"',  # the health job warns about idle stations
+        ]
         for s in stations:
             lines += [f"[stations.{s.station_id}]", f'borough = "{s.borough}"', f'token = "{s.token}"']
         config.write_text("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "central", "serve", "--config", str(config)],
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fleet.cli", "central", "serve", "--config", str(config)], start_new_session=True
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -117,8 +151,9 @@ class Central:
 # -- the workload ----------------------------------------------------------------------------
 
 
-def _station_events(rng: random.Random, station: int, stations: int, count: int, devices: int,
-                    start: datetime) -> Iterator[CameraDocked | ClipIngested]:
+def _station_events(
+    rng: random.Random, station: int, stations: int, count: int, devices: int, start: datetime
+) -> Iterator[CameraDocked | ClipIngested]:
     """``count`` events of one station: dockings of its own cameras, each followed by its clips."""
     own = range(station, devices, stations)  # a camera docks at its home station
     at = start
@@ -129,27 +164,42 @@ def _station_events(rng: random.Random, station: int, stations: int, count: int,
         design = 3000
         full = rng.randint(2300, 2480) if rng.random() < 0.05 else rng.randint(2530, 3000)  # ~5 % short shift
         yield CameraDocked(
-            device=DeviceInfo(serial=serial, model="Axon Body 3", firmware="1.12.4", docked_at=at,
-                              battery=Battery(level_pct=round(rng.uniform(5, 100), 1),
-                                              voltage_mv=rng.randint(3500, 4200),
-                                              temperature_c=round(rng.uniform(46, 55) if rng.random() < 0.01
-                                                                  else rng.uniform(18, 40), 1),
-                                              cycle_count=rng.randint(20, 900), full_charge_mah=full,
-                                              design_mah=design),
-                              storage_used_bytes=rng.randint(0, 64 << 30)),
-            folder=f"{serial}-{at:%Y%m%dT%H%M%S}", clip_count=CLIPS_PER_DOCKING)
+            device=DeviceInfo(
+                serial=serial,
+                model="Axon Body 3",
+                firmware="1.12.4",
+                docked_at=at,
+                battery=Battery(
+                    level_pct=round(rng.uniform(5, 100), 1),
+                    voltage_mv=rng.randint(3500, 4200),
+                    temperature_c=round(rng.uniform(46, 55) if rng.random() < 0.01 else rng.uniform(18, 40), 1),
+                    cycle_count=rng.randint(20, 900),
+                    full_charge_mah=full,
+                    design_mah=design,
+                ),
+                storage_used_bytes=rng.randint(0, 64 << 30),
+            ),
+            folder=f"{serial}-{at:%Y%m%dT%H%M%S}",
+            clip_count=CLIPS_PER_DOCKING,
+        )
         produced += 1
         for _ in range(min(CLIPS_PER_DOCKING, count - produced)):
-            yield ClipIngested(clip_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)), device_serial=serial,
-                               recorded_at=at - timedelta(hours=rng.uniform(1, 10)),
-                               size=rng.randint(10 << 20, 800 << 20), sha256=rng.randbytes(32).hex(),
-                               evidential=rng.random() < 0.1, tags=["stop_search"] if rng.random() < 0.2 else [],
-                               duration_s=round(rng.uniform(10, 1800), 1))
+            yield ClipIngested(
+                clip_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                device_serial=serial,
+                recorded_at=at - timedelta(hours=rng.uniform(1, 10)),
+                size=rng.randint(10 << 20, 800 << 20),
+                sha256=rng.randbytes(32).hex(),
+                evidential=rng.random() < 0.1,
+                tags=["stop_search"] if rng.random() < 0.2 else [],
+                duration_s=round(rng.uniform(10, 1800), 1),
+            )
             produced += 1
 
 
-def make_batches(stations: list[Station], total: int, batch: int, devices: int = 20_000,
-                 seed: int = 3) -> list[list[Batch]]:
+def make_batches(
+    stations: list[Station], total: int, batch: int, devices: int = 20_000, seed: int = 3
+) -> list[list[Batch]]:
     """Every station's batches, in seq order, encoded once (seqs from 1 per station)."""
     rng = random.Random(seed)
     start = utc_now() - timedelta(days=1)
@@ -164,10 +214,14 @@ def make_batches(stations: list[Station], total: int, batch: int, devices: int =
             for event in chunk:
                 seq += 1
                 # the station's clock: its clips are ingested right after the docking
-                at = event.device.docked_at if isinstance(event, CameraDocked) else at + timedelta(milliseconds=50)
+                if isinstance(event, CameraDocked):
+                    assert event.device.docked_at is not None  # _station_events dates every docking
+                    at = event.device.docked_at
+                else:
+                    at += timedelta(milliseconds=50)
                 envelopes.append(EventEnvelope(seq=seq, at=at, event=event))
             body = encode(EventBatch(sent_at=utc_now(), events=envelopes))
-            rows = [(e.seq, type(e.event).__struct_config__.tag, to_iso(e.at), encode(e.event)) for e in envelopes]
+            rows = [(e.seq, kind_of(e.event), to_iso(e.at), encode(e.event)) for e in envelopes]
             batches.append(Batch(station, seq, body, rows))
         plan.append(batches)
     return plan
@@ -182,8 +236,9 @@ def _round_robin(per_station: list[list[Batch]]) -> Iterator[Batch]:
         yield from (b for b in group if b is not None)
 
 
-def in_threads(plan: list[list[Batch]], senders: int,
-               sender: Callable[[], AbstractContextManager[Callable[[Batch], None]]]) -> float:
+def in_threads(
+    plan: list[list[Batch]], senders: int, sender: Callable[[], AbstractContextManager[Callable[[Batch], None]]]
+) -> float:
     """Seconds for ``senders`` threads, each owning distinct stations, to send every batch.
 
     ``sender()`` gives one thread its send function (and its own resources, such as a
@@ -225,13 +280,15 @@ def _check_ack(b: Batch, acked: int) -> None:
 
 def over_http(root: Path, stations: list[Station], plan: list[list[Batch]], senders: int) -> float:
     central = Central(root, stations)
-    headers = {s.station_id: {"Authorization": f"Bearer {s.token}", "Content-Type": "application/json"}
-               for s in stations}
+    headers = {
+        s.station_id: {"Authorization": f"Bearer {s.token}", "Content-Type": "application/json"} for s in stations
+    }
     decode = msgspec.json.Decoder(dict).decode
 
     @contextmanager
     def sender() -> Iterator[Callable[[Batch], None]]:
         with httpx.Client(base_url=central.url, timeout=120) as client:
+
             def send(b: Batch) -> None:
                 r = client.post(ENDPOINT, content=b.body, headers=headers[b.station.station_id])
                 if r.status_code != 200:
@@ -271,9 +328,14 @@ def in_process(root: Path, stations: list[Station], plan: list[list[Batch]], sen
     from central.core.store import CentralStore
     from fleet.config import CentralSettings, settings_from_dict
 
-    settings = settings_from_dict({"data_dir": str(root / "data"), "admin_token": ADMIN,
-                                   "stations": {s.station_id: {"borough": s.borough, "token": s.token}
-                                                for s in stations}}, CentralSettings)
+    settings = settings_from_dict(
+        {
+            "data_dir": str(root / "data"),
+            "admin_token": ADMIN,
+            "stations": {s.station_id: {"borough": s.borough, "token": s.token} for s in stations},
+        },
+        CentralSettings,
+    )
     store = CentralStore(settings.data_dir)
     try:
         events = build_services(store, settings)["events"]
@@ -308,8 +370,10 @@ def bare_sqlite(root: Path, stations: list[Station], plan: list[list[Batch]], se
         rows = [(station_id, seq, kind, at, received, body) for seq, kind, at, body in b.rows]
         with lock:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO events (station_id, seq, kind, station_at, received_at, body) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT INTO events (station_id, seq, kind, station_at, received_at, body) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             conn.execute("COMMIT")
 
     @contextmanager
@@ -337,22 +401,32 @@ def run(total: int = 200_000, batch: int = 1000, stations: int = 8, senders: int
         seconds: dict[str, list[float]] = {name: [] for name in WAYS}
         names = list(WAYS)
         for r in range(rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
                 where = root / f"round{r}-{name}"
                 seconds[name].append(WAYS[name](where, fleet, plan, senders))
                 shutil.rmtree(where, ignore_errors=True)
         rates = {name: [events / s for s in values] for name, values in seconds.items()}
         medians = {name: median(values) for name, values in rates.items()}
         return {
-            "machine": machine(), "events": events, "batch": batch, "stations": stations, "senders": senders,
-            "rounds": rounds, "batches": sum(len(b) for b in plan), "body_bytes": body_bytes,
-            "encode_s": encode_s, "seconds": seconds, "events_per_s": rates, "median_events_per_s": medians,
+            "machine": machine(),
+            "events": events,
+            "batch": batch,
+            "stations": stations,
+            "senders": senders,
+            "rounds": rounds,
+            "batches": sum(len(b) for b in plan),
+            "body_bytes": body_bytes,
+            "encode_s": encode_s,
+            "seconds": seconds,
+            "events_per_s": rates,
+            "median_events_per_s": medians,
             "ratio_http_vs_baseline": medians["http"] / medians["baseline"],
             "ratio_in_process_vs_baseline": medians["in_process"] / medians["baseline"],
             "ratio_http_vs_in_process": medians["http"] / medians["in_process"],
             "http_applied_s": APPLIED_S,
             "median_http_applied_events_per_s": median([events / t for t in APPLIED_S]),
-            "target_events_per_s": 50_000, "directory": str(root.parent),
+            "target_events_per_s": 50_000,
+            "directory": str(root.parent),
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 from bench.common import drop_caches, machine, median, mib_s, save, timed
-from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
+from simulation.camera import SimClip, dock_camera
 
 GiB = 1 << 30
 
@@ -94,8 +94,13 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
                 times[name].append(timed(runs[name]))
         medians = {k: median(v) for k, v in times.items()}
         result = {
-            "machine": machine(), "bytes": nbytes, "files": len(files), "rounds": rounds,
-            "page_cache_dropped": dropped, "seconds": times, "median_s": medians,
+            "machine": machine(),
+            "bytes": nbytes,
+            "files": len(files),
+            "rounds": rounds,
+            "page_cache_dropped": dropped,
+            "seconds": times,
+            "median_s": medians,
             "MiB_per_s": {k: mib_s(nbytes, v) for k, v in medians.items()},
             "ratio_ingest_vs_cp_sync": medians["cp+sync"] / medians["ingest"],
             "ratio_ingest_vs_openssl": medians["openssl"] / medians["ingest"],
@@ -111,10 +116,11 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
 def peak_rss_ingest(root: Path, size: int) -> float:
     """Peak RSS of a fresh process that ingests one clip of ``size`` bytes."""
     dock = root / "dock"
-    dock_camera(dock, "BWV-000002", [SimClip(size, utc_now(), clip_id=str(uuid.uuid4()), seed=1)],
-                folder_name="cam")
-    code = ("import sys; from bench.ingest import one_ingest; from pathlib import Path; "
-            "one_ingest(Path(sys.argv[1]), Path(sys.argv[2]))")
+    dock_camera(dock, "BWV-000002", [SimClip(size, utc_now(), clip_id=str(uuid.uuid4()), seed=1)], folder_name="cam")
+    code = (
+        "import sys; from bench.ingest import one_ingest; from pathlib import Path; "
+        "one_ingest(Path(sys.argv[1]), Path(sys.argv[2]))"
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     subprocess.run([sys.executable, "-c", code, str(dock), str(root / "station")], check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

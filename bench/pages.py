@@ -29,21 +29,27 @@ BOROUGHS = [f"Borough {i:02d}" for i in range(32)]
 def _settings(root: Path):
     from fleet.config import CentralSettings, settings_from_dict
 
-    return settings_from_dict({
-        "data_dir": str(root / "central"), "admin_token": "bench-admin-token",
-        "stations": {"camden": {"borough": "Camden", "token": "bench-station-token"}},
-        "rollout": {"boroughs": str(ROOT / "config" / "boroughs.toml"), "scenario": str(ROOT / "config" / "rollout.toml")},
-        "retention": {"rules": str(ROOT / "config" / "retention.toml")},
-    }, CentralSettings)
+    return settings_from_dict(
+        {
+            "data_dir": str(root / "central"),
+            "admin_token": "bench-admin-token",
+            "stations": {"camden": {"borough": "Camden", "token": "bench-station-token"}},
+            "rollout": {
+                "boroughs": str(ROOT / "config" / "boroughs.toml"),
+                "scenario": str(ROOT / "config" / "rollout.toml"),
+            },
+            "retention": {"rules": str(ROOT / "config" / "retention.toml")},
+        },
+        CentralSettings,
+    )
 
 
 def build(root: Path, clips: int, devices: int) -> None:
     """retention.build's clips and holds, plus devices with battery histories and the audit chain."""
-    from central.evidence import audit
-    from central.core.store import CentralStore
-    from fleet.clock import to_iso
-
     from central.core.app import build_services
+    from central.core.store import CentralStore
+    from central.evidence import audit
+    from fleet.clock import to_iso
 
     retention.build(root, clips, 10_000)
     store = CentralStore(_settings(root).data_dir)
@@ -57,20 +63,48 @@ def build(root: Path, clips: int, devices: int) -> None:
             "INSERT INTO devices (serial, model, lifecycle, borough, registered_by, registered_at, last_docked_at, "
             "last_station, battery_soh, battery_cycles, battery_temp_c, flag_over_temp, flag_short_shift, replace_by) "
             "VALUES (?, 'Axon Body 2', ?, ?, 'bench', ?, ?, 'camden', ?, ?, 30, ?, ?, ?)",
-            [(f"BWV-{i:06d}", ("in_service", "issued", "allocated", "repair")[i % 4], BOROUGHS[i % 32],
-              to_iso(now - timedelta(days=400)), to_iso(now - timedelta(hours=rng.randrange(72))),
-              70 + rng.random() * 30, rng.randrange(900), int(i % 400 == 0), int(i % 150 == 0),
-              to_iso(now + timedelta(days=rng.randrange(10, 400)))) for i in range(devices)])
+            [
+                (
+                    f"BWV-{i:06d}",
+                    ("in_service", "issued", "allocated", "repair")[i % 4],
+                    BOROUGHS[i % 32],
+                    to_iso(now - timedelta(days=400)),
+                    to_iso(now - timedelta(hours=rng.randrange(72))),
+                    70 + rng.random() * 30,
+                    rng.randrange(900),
+                    int(i % 400 == 0),
+                    int(i % 150 == 0),
+                    to_iso(now + timedelta(days=rng.randrange(10, 400))),
+                )
+                for i in range(devices)
+            ],
+        )
         db.conn.executemany(
             "INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, temperature_c, level_pct, "
             "full_mah, design_mah) VALUES (?, ?, 'camden', ?, ?, 30, 40, ?, 3000)",
-            [(f"BWV-{i:06d}", to_iso(now - timedelta(days=3 * k)), 100 - k * 0.5, 100 + k, 3000 - k * 15)
-             for i in range(devices) for k in range(20)])
+            [
+                (f"BWV-{i:06d}", to_iso(now - timedelta(days=3 * k)), 100 - k * 0.5, 100 + k, 3000 - k * 15)
+                for i in range(devices)
+                for k in range(20)
+            ],
+        )
     for start in range(0, clips, 100_000):
         with store.writer.write() as db:
-            audit.record_many(db, [dict(actor="station:camden", place="camden", action="ingest", object_type="clip",
-                                        object_id=f"{i:032x}", at=now, detail="copied from camera at the dock")
-                                   for i in range(start, min(clips, start + 100_000))])
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor="station:camden",
+                        place="camden",
+                        action="ingest",
+                        object_type="clip",
+                        object_id=f"{i:032x}",
+                        at=now,
+                        detail="copied from camera at the dock",
+                    )
+                    for i in range(start, min(clips, start + 100_000))
+                ],
+            )
     store.close()
 
 
@@ -81,12 +115,30 @@ def measure(root: Path, rounds: int, clips: int, devices: int) -> dict[str, dict
 
     headers = {"Authorization": "Bearer bench-admin-token"}
     serial, clip = f"BWV-{devices // 2:06d}", f"{clips // 2:032x}"
-    pages = ["/", "/stations", "/devices", "/devices?flag=over_temp", f"/devices?q={serial[:-1]}",
-             "/devices?borough=Borough%2007&lifecycle=repair", f"/devices/{serial}", "/officers", "/officers?q=PC0004",
-             "/clips", "/clips?officer=PC00042", f"/clips?device={serial}", "/clips?state=held",
-             "/clips?state=review", "/clips?category=stop_and_search", "/clips?category=use_of_force",
-             f"/clips/{clip}", "/audit",
-             f"/audit?object_type=clip&object_id={clip}", "/audit?action=ingest", "/rollout", "/rollout?borough=Camden"]
+    pages = [
+        "/",
+        "/stations",
+        "/devices",
+        "/devices?flag=over_temp",
+        f"/devices?q={serial[:-1]}",
+        "/devices?borough=Borough%2007&lifecycle=repair",
+        f"/devices/{serial}",
+        "/officers",
+        "/officers?q=PC0004",
+        "/clips",
+        "/clips?officer=PC00042",
+        f"/clips?device={serial}",
+        "/clips?state=held",
+        "/clips?state=review",
+        "/clips?category=stop_and_search",
+        "/clips?category=use_of_force",
+        f"/clips/{clip}",
+        "/audit",
+        f"/audit?object_type=clip&object_id={clip}",
+        "/audit?action=ingest",
+        "/rollout",
+        "/rollout?borough=Camden",
+    ]
     results = {}
     with TestClient(create_app(_settings(root)), base_url="https://bench.local") as client:
         for path in pages:
@@ -98,8 +150,10 @@ def measure(root: Path, rounds: int, clips: int, devices: int) -> dict[str, dict
                 times.append((time.perf_counter() - start) * 1000)
                 assert response.status_code == 200, (path, response.status_code)
             times.sort()
-            results[path] = {"median_ms": round(statistics.median(times), 1),
-                             "p95_ms": round(times[max(0, int(len(times) * 0.95) - 1)], 1)}
+            results[path] = {
+                "median_ms": round(statistics.median(times), 1),
+                "p95_ms": round(times[max(0, int(len(times) * 0.95) - 1)], 1),
+            }
     return results
 
 
@@ -111,9 +165,16 @@ def run(clips: int = 1_000_000, devices: int = 20_000, rounds: int = 40) -> dict
         built = time.perf_counter() - start
         pages = measure(root, rounds, clips, devices)
         worst = max(pages.items(), key=lambda kv: kv[1]["p95_ms"])
-        return {"machine": machine(), "clips": clips, "devices": devices, "rounds": rounds,
-                "build_s": round(built, 1), "pages": pages, "worst_p95": {"page": worst[0], **worst[1]},
-                "target_p95_ms": 150}
+        return {
+            "machine": machine(),
+            "clips": clips,
+            "devices": devices,
+            "rounds": rounds,
+            "build_s": round(built, 1),
+            "pages": pages,
+            "worst_p95": {"page": worst[0], **worst[1]},
+            "target_p95_ms": 150,
+        }
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -40,9 +40,9 @@ import httpx
 
 from bench.common import machine, median, mib_s
 from bench.upload import Central, LocalServer, free_port, ingest, station_settings
-from simulation.camera import SimClip
 from fleet.clock import utc_now
 from fleet.config import DEFAULT_CHUNK_BYTES
+from simulation.camera import SimClip
 
 PEER_DIR = Path(__file__).parent / "peer"
 GiB = 1 << 30
@@ -58,8 +58,10 @@ def install_peer() -> dict:
         print("installing the peer tus server (npm ci in bench/peer)", flush=True)
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
     version = subprocess.run([node, "--version"], check=True, capture_output=True, text=True).stdout.strip()
-    packages = {name: json.loads((PEER_DIR / "node_modules" / "@tus" / name / "package.json").read_text())["version"]
-                for name in ("server", "file-store")}
+    packages = {
+        name: json.loads((PEER_DIR / "node_modules" / "@tus" / name / "package.json").read_text())["version"]
+        for name in ("server", "file-store")
+    }
     return {"node": version, "@tus/server": packages["server"], "@tus/file-store": packages["file-store"]}
 
 
@@ -71,10 +73,15 @@ class Peer(LocalServer):
         self.files = root / "files"
         self.files.mkdir(parents=True)
         with open(root / "peer.log", "wb") as log:
-            self.proc = subprocess.Popen(["node", str(PEER_DIR / "server.js"), str(self.port), str(self.files)],
-                                         stdout=log, start_new_session=True)
-        self.wait_until_up(lambda: httpx.options(f"{self.url}/api/v1/uploads/").status_code == 204,
-                           f"the peer (log: {root / 'peer.log'})")
+            self.proc = subprocess.Popen(
+                ["node", str(PEER_DIR / "server.js"), str(self.port), str(self.files)],
+                stdout=log,
+                start_new_session=True,
+            )
+        self.wait_until_up(
+            lambda: httpx.options(f"{self.url}/api/v1/uploads/").status_code == 204,
+            f"the peer (log: {root / 'peer.log'})",
+        )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -88,13 +95,14 @@ def requeue(data_dir: str) -> None:
     from station.store import StationStore
 
     store = StationStore(data_dir)
-    store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL, attempts = 0, next_attempt_at = NULL, "
-                     "last_error = NULL, uploaded_bytes = 0, verified_at = NULL")
+    store.db.execute(
+        "UPDATE clips SET state = 'queued', upload_url = NULL, attempts = 0, next_attempt_at = NULL, "
+        "last_error = NULL, uploaded_bytes = 0, verified_at = NULL"
+    )
     store.close()
 
 
-def sync_worker_pass(root: Path, url: str, *, plain_tus: bool, count: int, concurrency: int,
-                     chunk_bytes: int) -> None:
+def sync_worker_pass(root: Path, url: str, *, plain_tus: bool, count: int, concurrency: int, chunk_bytes: int) -> None:
     """The station's own sync pass over its queue: every clip must come back done."""
     from fleet.retry import RetryPolicy
     from station.node import build_client
@@ -106,14 +114,21 @@ def sync_worker_pass(root: Path, url: str, *, plain_tus: bool, count: int, concu
     policy = RetryPolicy()
     try:
         with build_client(settings) as client:
-            uploader = TusUploader(client, store, policy, chunk_bytes=settings.chunk_bytes,
-                                   chunk_algorithm=settings.chunk_checksum, plain_tus=plain_tus)
+            uploader = TusUploader(
+                client,
+                store,
+                policy,
+                chunk_bytes=settings.chunk_bytes,
+                chunk_algorithm=settings.chunk_checksum,
+                plain_tus=plain_tus,
+            )
             report = SyncWorker(store, uploader, policy, concurrency=concurrency).run_once()
     finally:
         store.close()
     if len(report.verified) != count:
-        raise RuntimeError(f"{len(report.verified)} of {count} clips done ({len(report.waiting)} waiting, "
-                           f"{len(report.failed)} failed)")
+        raise RuntimeError(
+            f"{len(report.verified)} of {count} clips done ({len(report.waiting)} waiting, {len(report.failed)} failed)"
+        )
 
 
 def start(name: str, root: Path) -> Central | Peer:
@@ -122,8 +137,9 @@ def start(name: str, root: Path) -> Central | Peer:
 
 def workload(root: Path, station: Path, *, rounds: int, count: int, concurrency: int, chunk_bytes: int) -> dict:
     """Alternate the two servers over ``rounds``; every round of each on a fresh server."""
-    runs: dict[str, dict[str, list[float]]] = {n: {"seconds": [], "server_cpu_s": [], "client_cpu_s": [],
-                                                   "sync_after_s": []} for n in SERVERS}
+    runs: dict[str, dict[str, list[float]]] = {
+        n: {"seconds": [], "server_cpu_s": [], "client_cpu_s": [], "sync_after_s": []} for n in SERVERS
+    }
     for r in range(rounds):
         for name in SERVERS if r % 2 == 0 else SERVERS[::-1]:
             where = root / f"{station.name}-{name}-{r}"
@@ -132,8 +148,14 @@ def workload(root: Path, station: Path, *, rounds: int, count: int, concurrency:
             try:
                 cpu_before, client_before = cpu_seconds(server.proc.pid), time.process_time()
                 began = time.perf_counter()
-                sync_worker_pass(station, server.url, plain_tus=name == "peer", count=count,
-                                 concurrency=concurrency, chunk_bytes=chunk_bytes)
+                sync_worker_pass(
+                    station,
+                    server.url,
+                    plain_tus=name == "peer",
+                    count=count,
+                    concurrency=concurrency,
+                    chunk_bytes=chunk_bytes,
+                )
                 runs[name]["seconds"].append(time.perf_counter() - began)
                 runs[name]["server_cpu_s"].append(cpu_seconds(server.proc.pid) - cpu_before)
                 runs[name]["client_cpu_s"].append(time.process_time() - client_before)
@@ -156,32 +178,52 @@ def summarise(runs: dict, per_round: Callable[[float], float], unit: str) -> dic
     }
 
 
-def run(size: int = GiB, rounds: int = 5, small_count: int = 2000, small_size: int = 64 * 1024,
-        concurrency: int = 4, where: str | None = None, chunk_bytes: int | None = None) -> dict:
+def run(
+    size: int = GiB,
+    rounds: int = 5,
+    small_count: int = 2000,
+    small_size: int = 64 * 1024,
+    concurrency: int = 4,
+    where: str | None = None,
+    chunk_bytes: int | None = None,
+) -> dict:
     versions = install_peer()
     chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
     root = Path(tempfile.mkdtemp(prefix="bench-peer-", dir=where or Path.cwd()))
     try:
-        result: dict = {"machine": machine(), "peer": versions, "rounds": rounds, "chunk_bytes": chunk_bytes,
-                        "directory": str(root.parent)}
+        result: dict = {
+            "machine": machine(),
+            "peer": versions,
+            "rounds": rounds,
+            "chunk_bytes": chunk_bytes,
+            "directory": str(root.parent),
+        }
         if size:
             big = root / "station-big"
-            ingest(station_settings(big, "http://unused", chunk_bytes=chunk_bytes),
-                   [SimClip(size, utc_now(), seed=42)])
+            ingest(station_settings(big, "http://unused", chunk_bytes=chunk_bytes), [SimClip(size, utc_now(), seed=42)])
             print(f"one clip of {size / GiB:.2f} GiB, {rounds} rounds each", flush=True)
             runs = workload(root, big, rounds=rounds, count=1, concurrency=1, chunk_bytes=chunk_bytes)
             result["big_clip"] = {"bytes": size, **summarise(runs, lambda s: mib_s(size, s), "MiB_per_s")}
             shutil.rmtree(big, ignore_errors=True)
         if small_count:
             small = root / "station-small"
-            ingest(station_settings(small, "http://unused", chunk_bytes=chunk_bytes),
-                   [SimClip(small_size, utc_now(), seed=i) for i in range(small_count)])
-            print(f"{small_count} clips of {small_size >> 10} KiB, {concurrency} at once, {rounds} rounds each",
-                  flush=True)
-            runs = workload(root, small, rounds=rounds, count=small_count, concurrency=concurrency,
-                            chunk_bytes=chunk_bytes)
-            result["small_clips"] = {"clips": small_count, "clip_bytes": small_size, "concurrency": concurrency,
-                                     **summarise(runs, lambda s: small_count / s, "clips_per_s")}
+            ingest(
+                station_settings(small, "http://unused", chunk_bytes=chunk_bytes),
+                [SimClip(small_size, utc_now(), seed=i) for i in range(small_count)],
+            )
+            print(
+                f"{small_count} clips of {small_size >> 10} KiB, {concurrency} at once, {rounds} rounds each",
+                flush=True,
+            )
+            runs = workload(
+                root, small, rounds=rounds, count=small_count, concurrency=concurrency, chunk_bytes=chunk_bytes
+            )
+            result["small_clips"] = {
+                "clips": small_count,
+                "clip_bytes": small_size,
+                "concurrency": concurrency,
+                **summarise(runs, lambda s: small_count / s, "clips_per_s"),
+            }
         return result
     finally:
         shutil.rmtree(root, ignore_errors=True)

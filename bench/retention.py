@@ -18,20 +18,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import machine
 
-NOW = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 
 
 def _settings(root: Path):
     from fleet.config import CentralSettings, settings_from_dict
 
-    return settings_from_dict({"data_dir": str(root / "central"), "admin_token": "bench-admin-token",
-                               "stations": {"camden": {"borough": "Camden", "token": "bench-station-token"}}},
-                              CentralSettings)
+    return settings_from_dict(
+        {
+            "data_dir": str(root / "central"),
+            "admin_token": "bench-admin-token",
+            "stations": {"camden": {"borough": "Camden", "token": "bench-station-token"}},
+        },
+        CentralSettings,
+    )
 
 
 def build(root: Path, clips: int, holds: int) -> None:
@@ -44,8 +49,10 @@ def build(root: Path, clips: int, holds: int) -> None:
     rng = random.Random(7)
     officers = max(1, clips // 100)
     with store.writer.write() as db:
-        db.conn.executemany("INSERT INTO officers (officer_id, borough, role, updated_at) VALUES (?, 'Camden', "
-                            "'response', ?)", [(f"PC{i:05d}", to_iso(NOW)) for i in range(officers)])
+        db.conn.executemany(
+            "INSERT INTO officers (officer_id, borough, role, updated_at) VALUES (?, 'Camden', 'response', ?)",
+            [(f"PC{i:05d}", to_iso(NOW)) for i in range(officers)],
+        )
     recorded = []
     for start in range(0, clips, 100_000):
         rows, attributions = [], []
@@ -54,32 +61,65 @@ def build(root: Path, clips: int, holds: int) -> None:
             tags = ["stop_and_search"] if i % 50 == 0 else []
             clip_id = f"{i:032x}"
             recorded.append(at)
-            rows.append((clip_id, clip_id, "0" * 64, 100, "verified", "camden", f"BWV-{i % 20000:06d}", at, "c.mp4",
-                         int(i % 20 == 0), json.dumps(tags), at, clip_id))
+            rows.append(
+                (
+                    clip_id,
+                    clip_id,
+                    "0" * 64,
+                    100,
+                    "verified",
+                    "camden",
+                    f"BWV-{i % 20000:06d}",
+                    at,
+                    "c.mp4",
+                    int(i % 20 == 0),
+                    json.dumps(tags),
+                    at,
+                    clip_id,
+                )
+            )
             attributions.append((clip_id, f"BWV-{i % 20000:06d}", at, "camden", f"PC{i % officers:05d}"))
         with store.writer.write() as db:
-            db.conn.executemany("INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial, "
-                                "recorded_at, filename, evidential, tags, verified_at, blob_key) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            db.conn.executemany("INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id) "
-                                "VALUES (?, ?, ?, ?, ?)", attributions)
+            db.conn.executemany(
+                "INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial, "
+                "recorded_at, filename, evidential, tags, verified_at, blob_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.conn.executemany(
+                "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                attributions,
+            )
     with store.writer.write() as db:
-        hold_rows, case_rows = [], []
+        # (kind, clip_id, officer_id, window_from, window_to, case_ref): what each kind of hold names
+        hold_rows: list[tuple[str, str | None, str | None, str | None, str | None, str | None]] = []
+        case_rows: list[tuple[str, str, str, str]] = []
         for h in range(holds):
             kind = "clip" if h % 10 < 6 else "officer" if h % 10 < 9 else "case"
             if kind == "clip":
                 hold_rows.append(("clip", f"{rng.randrange(clips):032x}", None, None, None, None))
             elif kind == "officer":
                 day = NOW - timedelta(days=rng.randrange(365))
-                hold_rows.append(("officer", None, f"PC{rng.randrange(officers):05d}", to_iso(day),
-                                  to_iso(day + timedelta(days=1)), None))
+                hold_rows.append(
+                    (
+                        "officer",
+                        None,
+                        f"PC{rng.randrange(officers):05d}",
+                        to_iso(day),
+                        to_iso(day + timedelta(days=1)),
+                        None,
+                    )
+                )
             else:
                 ref = f"CASE-{h}"
                 hold_rows.append(("case", None, None, None, None, ref))
                 case_rows += [(ref, f"{rng.randrange(clips):032x}", to_iso(NOW), "bench") for _ in range(5)]
-        db.conn.executemany("INSERT INTO holds (kind, clip_id, officer_id, window_from, window_to, case_ref, reason, "
-                            "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, 'bench', ?, 'bench')",
-                            [(*r, to_iso(NOW)) for r in hold_rows])
+        db.conn.executemany(
+            "INSERT INTO holds (kind, clip_id, officer_id, window_from, window_to, case_ref, reason, "
+            "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, 'bench', ?, 'bench')",
+            [(*r, to_iso(NOW)) for r in hold_rows],
+        )
         db.conn.executemany("INSERT INTO case_clips VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", case_rows)
     store.close()
 
@@ -104,8 +144,14 @@ def step(root: str, which: str) -> None:
     seconds = time.perf_counter() - start
     store.close()
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent that built the data.
-    peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-                if line.startswith("VmHWM:")) / 1024
+    peak = (
+        next(
+            int(line.split()[1])
+            for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith("VmHWM:")
+        )
+        / 1024
+    )
     print(json.dumps({**result, "seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1)}))
 
 
@@ -117,13 +163,21 @@ def run(clips: int = 2_000_000, holds: int = 10_000) -> dict:
         built = time.perf_counter() - start
         steps = {}
         for which in ("assess", "run", "purge"):
-            out = subprocess.run([sys.executable, "-m", "bench.retention", str(root), which], check=True,
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.retention", str(root), which], check=True, capture_output=True, text=True
+            )
             steps[which] = json.loads(out.stdout.strip().splitlines()[-1])
         size = sum(p.stat().st_size for p in (root / "central").glob("central.db*"))
-        return {"machine": machine(), "clips": clips, "holds": holds, "build_s": round(built, 1),
-                "db_mib": round(size / (1 << 20)), "steps": steps,
-                "job_s": round(steps["run"]["seconds"] + steps["purge"]["seconds"], 2), "target_s": 60}
+        return {
+            "machine": machine(),
+            "clips": clips,
+            "holds": holds,
+            "build_s": round(built, 1),
+            "db_mib": round(size / (1 << 20)),
+            "steps": steps,
+            "job_s": round(steps["run"]["seconds"] + steps["purge"]["seconds"], 2),
+            "target_s": 60,
+        }
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -30,31 +30,43 @@ default_policy = "personal"
 
 def _central(root: Path, officers: int, devices: int):
     from central.core.app import build_services
-    from central.registry.devices import DeviceRegistration
     from central.core.store import CentralStore
+    from central.registry.devices import DeviceRegistration
     from fleet.config import CentralSettings, settings_from_dict
     from fleet.events import Officer
 
     per = officers // 32
-    (root / "boroughs.toml").write_text("".join(f'[boroughs."B{b:02d}"]\nresponse = {per}\nstations = {{ s{b:02d} = {per} }}\n'
-                                                for b in range(32)))
+    (root / "boroughs.toml").write_text(
+        "".join(f'[boroughs."B{b:02d}"]\nresponse = {per}\nstations = {{ s{b:02d} = {per} }}\n' for b in range(32))
+    )
     (root / "rollout.toml").write_text(SCENARIO)
-    settings = settings_from_dict({"data_dir": str(root / "central"), "admin_token": "bench-admin-token",
-                                   "fleet": {"default_assignment_mode": "personal"},
-                                   "rollout": {"boroughs": str(root / "boroughs.toml"),
-                                               "scenario": str(root / "rollout.toml")}}, CentralSettings)
+    settings = settings_from_dict(
+        {
+            "data_dir": str(root / "central"),
+            "admin_token": "bench-admin-token",
+            "fleet": {"default_assignment_mode": "personal"},
+            "rollout": {"boroughs": str(root / "boroughs.toml"), "scenario": str(root / "rollout.toml")},
+        },
+        CentralSettings,
+    )
     store = CentralStore(settings.data_dir)
     services = build_services(store, settings)
-    services["officers"].upsert([Officer(officer_id=f"PC{b:02d}{i:05d}", borough=f"B{b:02d}", role="response")
-                                 for b in range(32) for i in range(per)], "bench")
+    services["officers"].upsert(
+        [
+            Officer(officer_id=f"PC{b:02d}{i:05d}", borough=f"B{b:02d}", role="response")
+            for b in range(32)
+            for i in range(per)
+        ],
+        "bench",
+    )
     services["devices"].register([DeviceRegistration(serial=f"BWV-{i:06d}") for i in range(devices)], "bench")
     return store, services["rollout"]
 
 
 def run(rounds: int = 5, officers: int = 20_000) -> dict:
-    from central.rollout.service import ProposeRequest
     from central.rollout.plan import plan
     from central.rollout.scenario import load_rollout
+    from central.rollout.service import ProposeRequest
 
     times: dict[str, list[float]] = {"plan": [], "propose": [], "commit": [], "total": []}
     for _ in range(rounds):
@@ -76,5 +88,12 @@ def run(rounds: int = 5, officers: int = 20_000) -> dict:
             times["total"].append(committed - start)
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    return {"machine": machine(), "officers": officers, "devices": officers, "rounds": rounds, "seconds": times,
-            "median_s": {k: round(median(v), 3) for k, v in times.items()}, "target_s": 2.0}
+    return {
+        "machine": machine(),
+        "officers": officers,
+        "devices": officers,
+        "rounds": rounds,
+        "seconds": times,
+        "median_s": {k: round(median(v), 3) for k, v in times.items()},
+        "target_s": 2.0,
+    }

@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 
 from bench.common import machine, median, mib_s, save, timed
-from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from fleet.config import StationSettings, settings_from_dict
 from fleet.protocol import UploadMetadata, encode_upload_metadata
+from simulation.camera import SimClip, dock_camera
 
 ADMIN = "bench-admin-token"  # benchmark value, not a secret
 STATION = "bench-station-token"
@@ -78,16 +78,28 @@ class Central(LocalServer):
         (root / "central").mkdir(parents=True)
         (root / "central" / "central.toml").write_text(
             f'port = {self.port}\ndata_dir = "data"\nadmin_token = "{ADMIN}"\nlog_level = "warning"\n'
-            f'[stations.bench]\nborough = "Camden"\ntoken = "{STATION}"\n')
-        self.proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "central", "serve", "--config",
-                                      str(root / "central" / "central.toml")], start_new_session=True)
+            f'[stations.bench]\nborough = "Camden"\ntoken = "{STATION}"\n'
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fleet.cli", "central", "serve", "--config", str(root / "central" / "central.toml")],
+            start_new_session=True,
+        )
         self.wait_until_up(lambda: httpx.get(f"{self.url}/healthz").status_code == 200, "central")
 
 
 def station_settings(root: Path, url: str, **extra) -> StationSettings:
-    return settings_from_dict({"station_id": "bench", "borough": "Camden", "central_url": url, "token": STATION,
-                               "data_dir": str(root / "data"), "dock_dir": str(root / "dock"), **extra},
-                              StationSettings)
+    return settings_from_dict(
+        {
+            "station_id": "bench",
+            "borough": "Camden",
+            "central_url": url,
+            "token": STATION,
+            "data_dir": str(root / "data"),
+            "dock_dir": str(root / "dock"),
+            **extra,
+        },
+        StationSettings,
+    )
 
 
 def ingest(settings: StationSettings, clips: list[SimClip]) -> None:
@@ -96,17 +108,22 @@ def ingest(settings: StationSettings, clips: list[SimClip]) -> None:
 
     Path(settings.dock_dir).mkdir(parents=True, exist_ok=True)
     for start in range(0, len(clips), 50):
-        dock_camera(settings.dock_dir, "BWV-000001", clips[start:start + 50], folder_name=f"cam{start:06d}")
+        dock_camera(settings.dock_dir, "BWV-000001", clips[start : start + 50], folder_name=f"cam{start:06d}")
     store = StationStore(settings.data_dir)
-    Ingestor(store, settings.station_id, settings.dock_dir, chunk_bytes=settings.chunk_bytes,
-             chunk_algorithm=settings.chunk_checksum).scan()
+    Ingestor(
+        store,
+        settings.station_id,
+        settings.dock_dir,
+        chunk_bytes=settings.chunk_bytes,
+        chunk_algorithm=settings.chunk_checksum,
+    ).scan()
     store.close()
 
 
 def ours_big(settings: StationSettings) -> None:
     """One full verified upload of the queued clip by the station's own uploader."""
-    from station.node import build_client
     from fleet.retry import RetryPolicy
+    from station.node import build_client
     from station.store import StationStore
     from station.sync.clips import TusUploader
 
@@ -114,23 +131,54 @@ def ours_big(settings: StationSettings) -> None:
     store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL")
     with build_client(settings) as client:
         [clip] = store.queue.claim_due(1)
-        TusUploader(client, store, RetryPolicy(), chunk_bytes=settings.chunk_bytes,
-                    chunk_algorithm=settings.chunk_checksum).upload(clip)
+        TusUploader(
+            client, store, RetryPolicy(), chunk_bytes=settings.chunk_bytes, chunk_algorithm=settings.chunk_checksum
+        ).upload(clip)
     store.close()
 
 
 def curl_big(central: Central, path: Path, sha256: str, size: int) -> None:
-    meta = UploadMetadata(clip_id=uuid.uuid4(), sha256=sha256, device_serial="BWV-000002",
-                          recorded_at=utc_now(), filename="curl.mp4")
-    created = httpx.post(f"{central.url}/api/v1/uploads/", headers={
-        "Authorization": f"Bearer {ADMIN}", "Tus-Resumable": "1.0.0", "Upload-Length": str(size),
-        "Upload-Metadata": encode_upload_metadata(meta)})
+    meta = UploadMetadata(
+        clip_id=uuid.uuid4(), sha256=sha256, device_serial="BWV-000002", recorded_at=utc_now(), filename="curl.mp4"
+    )
+    created = httpx.post(
+        f"{central.url}/api/v1/uploads/",
+        headers={
+            "Authorization": f"Bearer {ADMIN}",
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(size),
+            "Upload-Metadata": encode_upload_metadata(meta),
+        },
+    )
     created.raise_for_status()
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH", "-T", str(path),
-                          "-H", f"Authorization: Bearer {ADMIN}", "-H", "Tus-Resumable: 1.0.0",
-                          "-H", "Upload-Offset: 0", "-H", "Content-Type: application/offset+octet-stream",
-                          "-H", "Expect:", central.url + created.headers["Location"]],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PATCH",
+            "-T",
+            str(path),
+            "-H",
+            f"Authorization: Bearer {ADMIN}",
+            "-H",
+            "Tus-Resumable: 1.0.0",
+            "-H",
+            "Upload-Offset: 0",
+            "-H",
+            "Content-Type: application/offset+octet-stream",
+            "-H",
+            "Expect:",
+            central.url + created.headers["Location"],
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     if out.stdout != "204":
         raise RuntimeError(f"curl PATCH answered {out.stdout}")
 
@@ -153,18 +201,34 @@ def many_small(central: Central, root: Path, count: int, size: int, concurrency:
     store.close()
     if len(report.verified) != count:
         raise RuntimeError(f"only {len(report.verified)} of {count} small clips verified")
-    return {"clips": count, "clip_bytes": size, "concurrency": concurrency, "seconds": seconds,
-            "clips_per_s": count / seconds, "MiB_per_s": mib_s(count * size, seconds)}
+    return {
+        "clips": count,
+        "clip_bytes": size,
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "clips_per_s": count / seconds,
+        "MiB_per_s": mib_s(count * size, seconds),
+    }
 
 
-def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: int = 64 * 1024,
-        where: str | None = None, chunk_bytes: int | None = None, chunk_checksum: str | None = None) -> dict:
+def run(
+    size: int = GiB,
+    rounds: int = 3,
+    small_count: int = 2000,
+    small_size: int = 64 * 1024,
+    where: str | None = None,
+    chunk_bytes: int | None = None,
+    chunk_checksum: str | None = None,
+) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=where or Path.cwd()))
     central = Central(root)
     try:
-        settings = station_settings(root / "station", central.url,
-                                    **({"chunk_bytes": chunk_bytes} if chunk_bytes else {}),
-                                    **({"chunk_checksum": chunk_checksum} if chunk_checksum else {}))
+        settings = station_settings(
+            root / "station",
+            central.url,
+            **({"chunk_bytes": chunk_bytes} if chunk_bytes else {}),
+            **({"chunk_checksum": chunk_checksum} if chunk_checksum else {}),
+        )
         clip = SimClip(size, utc_now(), seed=42)
         ingest(settings, [clip])
         local = next((Path(settings.data_dir) / "clips").glob("*.mp4"))
@@ -172,22 +236,37 @@ def run(size: int = GiB, rounds: int = 3, small_count: int = 2000, small_size: i
             sha256 = hashlib.file_digest(f, "sha256").hexdigest()
         times: dict[str, list[float]] = {"ours": [], "curl": []}
         for r in range(rounds):
-            for name in (["ours", "curl"] if r % 2 == 0 else ["curl", "ours"]):
-                fn = (lambda: ours_big(settings)) if name == "ours" else (lambda: curl_big(central, local, sha256, size))
+            for name in ["ours", "curl"] if r % 2 == 0 else ["curl", "ours"]:
+                fn = (
+                    (lambda: ours_big(settings)) if name == "ours" else (lambda: curl_big(central, local, sha256, size))
+                )
                 times[name].append(timed(fn))
                 for blob in (root / "central" / "data" / "blobs").rglob("*"):
                     if blob.is_file():
                         blob.unlink()
                 if name == "ours":  # let the next round upload the same clip again
-                    subprocess.run([sys.executable, "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
-                                    "c.execute('DELETE FROM clips'); c.execute('DELETE FROM uploads'); c.commit()",
-                                    str(root / "central" / "data" / "central.db")], check=True)
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            "-c",
+                            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
+                            "c.execute('DELETE FROM clips'); c.execute('DELETE FROM uploads'); c.commit()",
+                            str(root / "central" / "data" / "central.db"),
+                        ],
+                        check=True,
+                    )
         medians = {k: median(v) for k, v in times.items()}
         result = {
-            "machine": machine(), "bytes": size, "rounds": rounds, "chunk_bytes": settings.chunk_bytes,
+            "machine": machine(),
+            "bytes": size,
+            "rounds": rounds,
+            "chunk_bytes": settings.chunk_bytes,
             "chunk_checksum": settings.chunk_checksum,
-            "seconds": times, "median_s": medians, "MiB_per_s": {k: mib_s(size, v) for k, v in medians.items()},
-            "ratio_ours_vs_curl": medians["curl"] / medians["ours"], "directory": str(root.parent),
+            "seconds": times,
+            "median_s": medians,
+            "MiB_per_s": {k: mib_s(size, v) for k, v in medians.items()},
+            "ratio_ours_vs_curl": medians["curl"] / medians["ours"],
+            "directory": str(root.parent),
         }
         if small_count:
             result["small_clips"] = many_small(central, root / "small", small_count, small_size, concurrency=4)

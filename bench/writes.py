@@ -2,9 +2,9 @@
 
 Side by side, alternating, both through ``central.uploads.partwriter.PartWriter``: *buffered* without
 a direct descriptor (every byte through the page cache, as central wrote before), *ours* as
-central writes now (the aligned middle of each batch O_DIRECT). Both fsync every 64 MiB and at the end, as central does per chunk. Each
-round writes a new file and deletes it after. Reported: wall and kernel (system) CPU of
-each, medians.
+central writes now (the aligned middle of each batch O_DIRECT). Both fsync every 64 MiB and at
+the end, as central does per chunk. Each round writes a new file and deletes it after.
+Reported: wall and kernel (system) CPU of each, medians.
 """
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ def run(total: int = 1 << 30, rounds: int = 5, where: str | None = None) -> dict
             leftover.unlink()
         folder.rmdir()
     medians = {name: {k: median(v) for k, v in values.items()} for name, values in runs.items()}
-    return {"machine": machine(), "bytes": total, "rounds": rounds, "directory": str(folder.parent), "runs": runs,
-            "median": medians, "MiB_per_s": {n: mib_s(total, m["seconds"]) for n, m in medians.items()},
-            "ratio_ours_vs_buffered": medians["buffered"]["seconds"] / medians["ours"]["seconds"]}
+    return {
+        "machine": machine(),
+        "bytes": total,
+        "rounds": rounds,
+        "directory": str(folder.parent),
+        "runs": runs,
+        "median": medians,
+        "MiB_per_s": {n: mib_s(total, m["seconds"]) for n, m in medians.items()},
+        "ratio_ours_vs_buffered": medians["buffered"]["seconds"] / medians["ours"]["seconds"],
+    }

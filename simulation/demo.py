@@ -336,7 +336,7 @@ class Demo:
     def check_alive(self) -> None:
         for proc in self.processes.values():
             if not proc.alive():
-                raise FleetError(f"{proc.name} exited unexpectedly (status {proc.popen.returncode}); see {proc.log}")
+                raise FleetError(f"{proc.name} exited unexpectedly (status {proc.returncode}); see {proc.log}")
 
     def stop(self) -> None:
         for proc in self.processes.values():

@@ -118,24 +118,36 @@ class FleetProcess:
         if self.niceness:
             lower_priority(self.popen.pid, self.niceness)
 
+    def _running(self) -> subprocess.Popen | None:
+        """The process while it runs: None before ``start()`` and once it has exited."""
+        if self.popen is not None and self.popen.poll() is None:
+            return self.popen
+        return None
+
     def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+        return self._running() is not None
+
+    @property
+    def returncode(self) -> int | None:
+        """How it exited (negative: the signal that ended it); None while it runs or before it starts."""
+        return self.popen.returncode if self.popen is not None else None
 
     def signal(self, sig: int = SIGTERM) -> None:
-        if self.alive():
-            os.killpg(self.popen.pid, sig)
+        if (popen := self._running()) is not None:
+            os.killpg(popen.pid, sig)
 
     def stop(self, sig: int = SIGTERM, timeout: float = 20.0) -> bool:
         """Send ``sig`` and wait; SIGKILL after ``timeout``. True when it stopped by itself."""
-        if not self.alive():
+        popen = self._running()
+        if popen is None:
             return True
         self.signal(sig)
         try:
-            self.popen.wait(timeout=timeout)
+            popen.wait(timeout=timeout)
             return True
         except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
             return False
 
     def check(self) -> None:
@@ -144,10 +156,12 @@ class FleetProcess:
             raise FleetError(f"{self.name} exited unexpectedly (status {self.popen.returncode}); see {self.log}")
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the process has used so far; 0 once it is gone."""
+        """CPU time (user + system) the process has used so far; 0 before it starts and once it is gone."""
+        if self.popen is None:
+            return 0.0
         try:
             fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (AttributeError, OSError):
+        except OSError:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -159,7 +173,7 @@ def start_central(config: Path, log: Path, url: str, timeout: float = 30.0) -> F
 
     def exited() -> None:
         if not central.alive():
-            raise FleetError(f"central exited at start-up (status {central.popen.returncode}); see {log}")
+            raise FleetError(f"central exited at start-up (status {central.returncode}); see {log}")
 
     try:
         wait_until(lambda: healthy(url), timeout, f"central on {url}", check=exited)

@@ -20,6 +20,7 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
@@ -27,10 +28,13 @@ import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import Headers
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+from uvicorn.loops.auto import auto_loop_factory
 
+from fleet.config import StationSettings
 from fleet.errors import ApiError, FleetError, Forbidden, Unauthorized, UnsupportedMediaType
 from fleet.events import OfficerId
 from fleet.protocol import ErrorBody, Serial, StationStatus
@@ -66,7 +70,7 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def from_the_desk_only(settings):
+def from_the_desk_only(settings: StationSettings) -> Callable[[ASGIApp], ASGIApp]:
     """ASGI middleware: refuse what a browser page from elsewhere could send (module docstring)."""
     names = LOOPBACK_NAMES | {settings.api_host.lower()}
     # Bound to every interface, the desk is reached by names it cannot know; it then has a
@@ -80,7 +84,7 @@ def from_the_desk_only(settings):
         except ValueError:
             return None
 
-    def check(scope: Scope) -> None:
+    def check(scope: HTTPScope) -> None:
         headers = Headers.from_scope(scope)
         host = where(headers.get("host", ""))
         if (
@@ -103,7 +107,7 @@ def from_the_desk_only(settings):
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
+            if scope["type"] == ScopeType.HTTP:  # the desk serves no websockets
                 check(scope)
             await app(scope, receive, send)
 
@@ -179,7 +183,10 @@ def _desk_loop() -> asyncio.AbstractEventLoop:
     global _shared_loop
     with _shared_loop_lock:
         if _shared_loop is None:
-            loop = uvicorn.Config(app=None).get_loop_factory()()
+            # The loop uvicorn's default ``loop="auto"`` picks (uvloop when installed), asked of
+            # its factory directly: a throwaway ``uvicorn.Config`` would install uvicorn's own
+            # logging handlers over the station's.
+            loop = auto_loop_factory()()
             threading.Thread(target=loop.run_forever, name="desk-api", daemon=True).start()
             _shared_loop = loop
         return _shared_loop

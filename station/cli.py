@@ -6,12 +6,17 @@ import argparse
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from fleet.config import StationSettings, load_settings
 from fleet.errors import FleetError
 from fleet.logs import configure_logging
+
+if TYPE_CHECKING:  # the commands import these where they use them
+    from station.desk import Desk
+    from station.store import StationStore
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -99,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(config: str, *, writes: bool):
+def _open_store(config: str, *, writes: bool) -> tuple[StationSettings, StationStore]:
     """The station's store for a command that writes to it, or only reads (opened read-only when
     it cannot be written); a database that cannot be opened for that is one clear line."""
     import sqlite3
@@ -147,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    settings, store = _open_store(args.config, writes=True)
+    _settings, store = _open_store(args.config, writes=True)
     try:
         with _writing(store):
             count = store.queue.requeue_failed()
@@ -157,7 +162,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 0
 
 
-def _desk(config: str, *, writes: bool = True):
+def _desk(config: str, *, writes: bool = True) -> tuple[StationStore, Desk]:
     from station.desk import Desk
 
     settings, store = _open_store(config, writes=writes)

@@ -10,6 +10,7 @@ are found there, from the events, and listed for a supervisor.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,7 +56,14 @@ def _valid(kind, value: str, what: str) -> str:
 
 
 class Desk:
-    def __init__(self, store: StationStore, station_id: str, borough: str | None = None, *, on_event=None) -> None:
+    def __init__(
+        self,
+        store: StationStore,
+        station_id: str,
+        borough: str | None = None,
+        *,
+        on_event: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.mirror = store.mirror
         self.station_id = station_id

@@ -20,6 +20,7 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import overload
 
 import msgspec
 
@@ -97,6 +98,11 @@ class CameraFolder:
             os.close(self.fd)
             raise
 
+    # The camera folder itself must exist; a folder below it may be missing.
+    @overload
+    def _open_dir(self, dir_fd: None, name: str, label: str) -> int: ...
+    @overload
+    def _open_dir(self, dir_fd: int, name: str, label: str) -> int | None: ...
     def _open_dir(self, dir_fd: int | None, name: str, label: str) -> int | None:
         try:
             return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)

@@ -42,7 +42,7 @@ from fleet.logs import Repeats
 from fleet.protocol import IngestedEntry, IngestedFile
 from station import dock
 from station.store import StationStore
-from station.store.queue import NewClip
+from station.store.queue import KnownClip, NewClip
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,6 @@ class Ingestor:
             try:
                 if self._is_done(folder) or self._skip_bad(folder, bad.get(_name(folder))):
                     continue
-                signature = dock.folder_signature(folder)
                 added, size = self.ingest_folder(folder)
             except (DockFolderError, OSError, sqlite3.Error) as exc:
                 if not dock.still_docked(folder):
@@ -130,12 +129,11 @@ class Ingestor:
                 report.bad_folders.append(_name(folder))
             except Exception as exc:
                 # A fault this code did not foresee, met in one camera's folder: that folder is
-                # bad (with the traceback logged once), the others are still ingested.
+                # bad (with the traceback logged once: a bad folder waits for a change), the
+                # others are still ingested.
                 if not dock.still_docked(folder):
                     continue
-                log.exception(
-                    "dock folder %s: unexpected error", _name(folder)
-                )  # once: a bad folder waits for a change
+                log.exception("dock folder %s: unexpected error", _name(folder))
                 self._report_bad(
                     folder,
                     dock.folder_signature(folder),
@@ -155,7 +153,7 @@ class Ingestor:
         self._done = {name: stamp for name, stamp in self._done.items() if name in docked}
         self._unrecorded = {name: when for name, when in self._unrecorded.items() if name in docked}
 
-    def _report_bad(self, folder: Path, signature: str, exc: Exception) -> None:
+    def _report_bad(self, folder: Path, signature: str, exc: DockFolderError | OSError | sqlite3.Error) -> None:
         """One log line per folder and reason (repeated at most once a minute), and the status row."""
         transient = not isinstance(exc, DockFolderError)
         if isinstance(exc, DockFolderError):
@@ -278,7 +276,7 @@ class Ingestor:
                 str(self.store.data_dir),
             )
 
-    def _check_against_known(self, opened: dock.CameraFolder, clip: dock.DockedClip, known) -> None:
+    def _check_against_known(self, opened: dock.CameraFolder, clip: dock.DockedClip, known: KnownClip | None) -> None:
         """A clip_id seen before must be the same recording; anything else is not ours to overwrite.
 
         The same bytes, not only the same size: a clip found known is wiped from the camera
@@ -303,7 +301,9 @@ class Ingestor:
             os.close(fd)
         return digest.hexdigest()
 
-    def _ingested_entries(self, camera: dock.DockedCamera, known, new_clips: list[NewClip]) -> list[IngestedEntry]:
+    def _ingested_entries(
+        self, camera: dock.DockedCamera, known: dict[str, KnownClip], new_clips: list[NewClip]
+    ) -> list[IngestedEntry]:
         entries = {e.clip_id: e for e in (camera.ingested.clips if camera.ingested else [])}
         names = {str(c.sidecar.clip_id): c.name for c in camera.clips}
         for k in known.values():

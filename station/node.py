@@ -6,7 +6,9 @@ import logging
 import signal
 import sqlite3
 import threading
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,6 +25,9 @@ from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
 from station.sync.events import EventSender
 from station.throttle import from_mbps
+
+if TYPE_CHECKING:
+    from station.api import DeskServer  # imported by start(), and only when the desk API is on
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +102,7 @@ class StationNode:
             linger_s=settings.feed_linger_s,
         )
         self._feed_thread = threading.Thread(target=self.feed.run, name="changes-feed", daemon=True)
-        self.api = None
+        self.api: DeskServer | None = None  # started by start() when api_port is set
         self.scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
@@ -121,11 +126,11 @@ class StationNode:
         if recovered:
             log.info("requeued %d clips interrupted mid-upload by the last shutdown", recovered)
 
-    def guarded(self, name: str, job):
+    def guarded(self, name: str, job: Callable[[], object]) -> Callable[[], object]:
         """A scheduled job that meets a database it cannot use says so once a minute and runs again
         at its next turn: the process keeps going and the log does not fill with tracebacks."""
 
-        def run():
+        def run() -> object:
             try:
                 return job()
             except sqlite3.Error as exc:
@@ -174,7 +179,7 @@ class StationNode:
         """New events in the outbox: send them now (or after ``events_linger_s``) rather than at the next interval."""
         self._run_job_at("events", utc_now() + timedelta(seconds=self.settings.events_linger_s), only_if_sooner=True)
 
-    def _run_job_at(self, job_id: str, when, only_if_sooner: bool = False) -> None:
+    def _run_job_at(self, job_id: str, when: datetime, only_if_sooner: bool = False) -> None:
         with self._control:
             if self._stopped.is_set() or not self.scheduler.running:
                 return

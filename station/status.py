@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from fleet.config import StationSettings
-from fleet.protocol import StationStatus
+from fleet.protocol import FailedFolder, StationStatus
 from station.ingest import KEPT_IN_RESERVE
 from station.store import StationStore
 
@@ -25,7 +25,7 @@ def station_status(settings: StationSettings, store: StationStore) -> StationSta
     )
 
 
-def problems(settings: StationSettings, store: StationStore, failed_folders) -> list[str]:
+def problems(settings: StationSettings, store: StationStore, failed_folders: list[FailedFolder]) -> list[str]:
     """Conditions that stop ingest, checked now: the running station cannot record a database
     it cannot write, so this asks the disk and the database itself.
 

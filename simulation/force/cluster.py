@@ -98,6 +98,10 @@ class SimCluster:
         return self.root / "stations" / self.stations[station].station_id / "dock"
 
     @property
+    def central_log(self) -> Path:
+        return self.root / "logs" / "central.log"
+
+    @property
     def central_db(self) -> Path:
         return self.root / "central" / "data" / "central.db"
 
@@ -150,13 +154,12 @@ class SimCluster:
     def start_central(self) -> float:
         """Start central; return how long it took to answer."""
         started = time.monotonic()
-        self.central = start_central(
-            self.root / "central" / "central.toml", self.root / "logs" / "central.log", self.url, timeout=180
-        )
+        self.central = start_central(self.root / "central" / "central.toml", self.central_log, self.url, timeout=180)
         return time.monotonic() - started
 
     def stop_central(self) -> None:
         """Stop central as an operator would (SIGTERM; SIGKILL if it hangs)."""
+        assert self.central is not None, "stop_central() before start_central()"
         self.retired_cpu += self.central.cpu_seconds()
         self.central.stop(signal.SIGTERM, timeout=30)
 
@@ -169,7 +172,7 @@ class SimCluster:
             configs = [str(self.config(i)) for i in range(h, len(self.stations), self.hosts)]
             host = FleetProcess(
                 f"station host {h + 1}",
-                ["station", "run", *sum((["--config", c] for c in configs), [])],
+                ["station", "run", *(arg for c in configs for arg in ("--config", c))],
                 self.root / "logs" / f"host-{h + 1}.log",
                 niceness=HOST_NICENESS,
             )
@@ -187,7 +190,7 @@ class SimCluster:
     def check_hosts(self) -> None:
         for host in self.host_processes:
             if not host.alive():
-                raise FleetError(f"{host.name} exited (status {host.popen.returncode}); see {host.log}")
+                raise FleetError(f"{host.name} exited (status {host.returncode}); see {host.log}")
 
     def statuses(self) -> list[dict]:
         """Every station's status from its desk API (the same document as ``fleet station status --json``)."""

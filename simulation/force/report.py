@@ -7,6 +7,7 @@ import os
 import platform
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from simulation.force.check import Check, counts
 from simulation.force.run import Outcome, Plan
@@ -49,7 +50,7 @@ def drain(outcome: Outcome, plan: Plan) -> dict:
     ]
     normal_clips = max((s.pending_clips for s in before), default=0)
     normal_events = max((s.pending_events for s in before), default=0)
-    result = {
+    result: dict[str, float | None] = {
         "normal_backlog_clips": normal_clips,
         "normal_backlog_events": normal_events,
         "outage_peak_clips": max((s.pending_clips for s in during), default=0),
@@ -83,9 +84,11 @@ def summarise(
     peak_clips = max(samples, key=lambda s: s.pending_clips, default=None)
     peak_events = max(samples, key=lambda s: s.pending_events, default=None)
     outage = outcome.outage
-    summary = {
+    summary: dict[str, Any] = {  # the JSON document: its values are of every shape
         "command": command,
-        "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "machine": (
+            f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+        ),
         "plan": {
             "devices": plan.devices,
             "boroughs": plan.boroughs,

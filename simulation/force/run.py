@@ -321,10 +321,11 @@ class Simulation:
     def _check_processes(self, phase: str) -> None:
         self.cluster.check_hosts()
         if phase in ("before", "after") and not (self.cluster.central and self.cluster.central.alive()):
-            raise FleetError(f"central exited unexpectedly; see {self.cluster.central.log}")
+            raise FleetError(f"central exited unexpectedly; see {self.cluster.central_log}")
 
     def _sample_forever(self) -> None:
-        """Every ``sample_every_s``: every station's queue, summed (on its own thread: a slow station never stalls docking)."""
+        """Every ``sample_every_s``: every station's queue, summed (on its own thread: a slow
+        station never stalls docking)."""
         while not self._stop_sampling.is_set():
             started = time.monotonic()
             self._sample_once()

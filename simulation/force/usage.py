@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -113,7 +114,9 @@ def build_layout(
     """Boroughs, their stations and every camera with its home station and shift."""
     known = _borough_specs(boroughs_file)
     rng = random.Random(f"layout-{seed}")
-    names, weights, station_slots = [], [], []
+    names: list[str] = []
+    weights: list[float] = []  # officers per borough; a borough with none listed gets the mean
+    station_slots: list[list[tuple[str, int]]] = []
     for index in range(boroughs):
         if index < len(known):
             name, officers, listed = known[index]
@@ -154,7 +157,7 @@ def build_layout(
     return Layout(boroughs=names, stations=stations, cameras=cameras)
 
 
-def _apportion(total: int, weights: list[float]) -> list[int]:
+def _apportion(total: int, weights: Sequence[float]) -> list[int]:
     """``total`` split in proportion to ``weights`` (largest remainders), summing exactly."""
     scale = total / sum(weights)
     shares = [w * scale for w in weights]

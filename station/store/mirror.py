@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
+import sqlite_utils
 
 from fleet.clock import to_iso
 from fleet.events import ChangeItem, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy
@@ -27,7 +28,7 @@ def not_held(clip_id: str) -> str:
     return f"NOT EXISTS (SELECT 1 FROM held_clips h WHERE h.clip_id = {clip_id})"
 
 
-def _put(db, item: ChangeItem) -> None:
+def _put(db: sqlite_utils.Database, item: ChangeItem) -> None:
     match item:
         case Officer():
             db.execute(
@@ -86,7 +87,14 @@ class Mirror:
             for table in ("officers", "devices", "personal_issues", "held_clips"):
                 db.execute(f"DELETE FROM {table}")
             holds = [ClipHold(clip_id=clip_id) for clip_id in snapshot.held_clips]
-            for item in [*snapshot.officers, *snapshot.devices, *snapshot.personal_issues, snapshot.policy, *holds]:
+            items: list[ChangeItem] = [
+                *snapshot.officers,
+                *snapshot.devices,
+                *snapshot.personal_issues,
+                snapshot.policy,
+                *holds,
+            ]
+            for item in items:
                 _put(db, item)
             meta.put(db, CURSOR_KEY, str(snapshot.cursor))
 

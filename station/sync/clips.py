@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -227,7 +228,9 @@ class TusUploader:
 
     def _create(self, clip: QueuedClip, path: Path) -> tuple[str, tuple[int, bool]]:
         meta = UploadMetadata(
-            clip_id=clip.clip_id,
+            # The queue holds the canonical text of the sidecar's UUID (ingest writes
+            # str(UUID)), so the header carries the very same text.
+            clip_id=uuid.UUID(clip.clip_id),
             sha256=clip.sha256,
             device_serial=clip.device_serial,
             recorded_at=clip.recorded_at,

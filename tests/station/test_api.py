@@ -145,3 +145,30 @@ def test_the_desk_itself_may_check_out(desk, store, dock_dir, host):
     origin = f"http://{host}"
     r = desk.post("/checkouts", json=CHECKOUT, headers={"Host": host, "Origin": origin})
     assert r.status_code == 201, r.text
+
+
+def test_starting_the_desk_loop_leaves_the_process_logging_alone(monkeypatch):
+    """uvicorn's messages go through the station's logging (its format, its level): building the
+    shared desk loop must not install uvicorn's own handlers, as a default ``uvicorn.Config`` does."""
+    import logging
+    import threading
+
+    from station import api as desk_api
+
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", [])
+        monkeypatch.setattr(logger, "propagate", True)
+        monkeypatch.setattr(logger, "level", logging.NOTSET)
+    monkeypatch.setattr(desk_api, "_shared_loop", None)
+    before = set(threading.enumerate())
+    loop = desk_api._desk_loop()
+    try:
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logger = logging.getLogger(name)
+            assert (logger.handlers, logger.propagate, logger.level) == ([], True, logging.NOTSET), name
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        for thread in set(threading.enumerate()) - before:
+            thread.join(timeout=5)
+        loop.close()

@@ -183,3 +183,21 @@ def test_purge_never_removes_a_held_copy_until_the_hold_is_released(store, dock_
     mirror.apply([ClipHold(clip_id=held.clip_id, held=False)], cursor=2)
     assert purge_local_copies(store, timedelta(0)) == 1
     assert not store.local_path(held.local_path).exists()
+
+
+def test_the_clip_id_goes_to_central_as_the_station_records_it(store, dock_dir):
+    """Upload-Metadata carries the clip id as the canonical text of the camera's UUID, the same
+    text the queue holds, whatever case the camera wrote it in."""
+    import base64
+    import uuid
+
+    written = str(uuid.uuid4()).upper()
+    dock(store, dock_dir, [SimClip(1000, RECORDED, clip_id=written)])
+    server = FakeTus()
+    headers = []
+    server.fault = lambda request: headers.append(request.headers.get("Upload-Metadata")) if request.method == "POST" else None
+    worker(store, server).run_once()
+    [header] = headers
+    first = header.split(",")[0]
+    assert first == "clip_id " + base64.b64encode(written.lower().encode()).decode()
+    assert list(states(store)) == [written.lower()]
