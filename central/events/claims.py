@@ -27,6 +27,7 @@ from datetime import timedelta
 
 from fleet.clock import from_iso, to_iso, utc_now
 from central.evidence import audit
+from central.uploads import records as upload_records
 
 Refusal = tuple[int, str, str, str, str]
 """(seq, kind, subject, reason, station time) of one refused event."""
@@ -75,9 +76,7 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
     borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
     ids = _in(a.event.clip_id for a in run)
     elsewhere = _registered_elsewhere(db, (a.event.device_serial for a in run), borough)
-    uploads = {r[0]: r[1:] for r in db.execute(
-        "SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
-        [ids])}
+    uploads = upload_records.of_clips(db, (a.event.clip_id for a in run))
     reported = dict(db.execute("SELECT clip_id, station_id FROM attributions "
                                "WHERE clip_id IN (SELECT value FROM json_each(?))", [ids]).fetchall())
     attribute, now, held, refused = [], [], [], []
@@ -115,8 +114,7 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
 
 def admit_verified(db, station_id: str, run) -> list:
     """"Central verified this clip" from the station that uploaded it; about another's, refused."""
-    uploads = dict(db.execute("SELECT clip_id, station_id FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
-                              [_in(a.event.clip_id for a in run)]).fetchall())
+    uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, (a.event.clip_id for a in run)).items()}
     accepted, refused = [], []
     for a in run:
         if a.event.clip_id in uploads and uploads[a.event.clip_id] == station_id:
