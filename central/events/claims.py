@@ -203,9 +203,9 @@ class StationClock:
     sent, or well before an event the station reported earlier, was not written when it says.
     """
 
-    def __init__(self, db, station_id: str, tolerance: timedelta) -> None:
-        row = db.execute("SELECT latest_at FROM stations WHERE station_id = ?", [station_id]).fetchone()
-        self.latest: str | None = row[0] if row else None
+    def __init__(self, latest: str | None, tolerance: timedelta) -> None:
+        self.latest = latest
+        """The latest station time of an event accepted from this station (None: none yet)."""
         self.tolerance = tolerance
         self._floor: tuple[str | None, str | None] = (None, None)
         self._ceilings: dict[str, str] = {}
@@ -226,9 +226,6 @@ class StationClock:
         if self.latest is None or a.at > self.latest:
             self.latest = a.at
         return None
-
-    def save(self, db, station_id: str) -> None:
-        db.execute("UPDATE stations SET latest_at = ? WHERE station_id = ?", [self.latest, station_id])
 
 
 def refusals_count(db, since: str, stations: list[str] | None = None) -> int:

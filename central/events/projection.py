@@ -31,6 +31,7 @@ from fleet.events import (
 )
 from central.evidence import audit
 from central.events import claims
+from central.registry import stations
 from central.evidence.retention import announce_holds, announce_reattributed
 
 _encoder = msgspec.json.Encoder()
@@ -86,13 +87,14 @@ class Projector:
 
         Each run of one kind is judged after the runs before it are applied: a camera first seen
         docking is registered before the checkout that names it is judged."""
-        clock = claims.StationClock(db, station_id, timedelta(minutes=self.fleet.event_clock_tolerance_minutes))
+        clock = claims.StationClock(stations.latest_at(db, station_id),
+                                    timedelta(minutes=self.fleet.event_clock_tolerance_minutes))
         for kind, group in itertools.groupby(events, key=lambda a: type(a.event)):
             run = self._admissions[kind](self, db, station_id, borough, clock, list(group))
             handler = self._handlers[kind]
             if run and handler is not None:
                 handler(self, db, station_id, borough, run)
-        clock.save(db, station_id)
+        stations.set_latest_at(db, station_id, clock.latest)
 
     def _admit_dockings(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
         return self._dated(db, station_id, clock, claims.admit_dockings(db, station_id, borough, run))
