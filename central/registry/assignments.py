@@ -26,8 +26,8 @@ from central.core.csvhttp import CSV, csv_response
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
-from central.events.projection import reattribute
 from central.evidence.retention import announce_reattributed
+from central.registry import attribution
 from central.access.scope import LISTS, Scoped, in_json, in_path, touches
 
 UNISSUABLE = ("repair", "lost", "retired")
@@ -118,7 +118,7 @@ class AssignmentService:
                            [request.device_serial, now, actor, lifecycle, f"issued to {request.officer_id}"])
             audit.record(db, actor=actor, action="assign", object_type="device", object_id=request.device_serial,
                          detail=f"personal issue to {request.officer_id}. {request.reason}".strip())
-            reattribute(db, self.changes, request.device_serial, now)
+            announce_reattributed(db, self.changes, attribution.reattribute(db, request.device_serial, now))
             self.changes.emit(db, PersonalIssue(device_serial=request.device_serial, officer_id=request.officer_id,
                                                 since=from_iso(now)), officer[0], borough)
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [assignment_id]).fetchone()
@@ -135,7 +135,7 @@ class AssignmentService:
                        [now, actor, reason, row[0]])
             audit.record(db, actor=actor, action="unassign", object_type="device", object_id=serial,
                          detail=f"{row[3]} assignment to {row[2]} ended: {reason}")
-            reattribute(db, self.changes, serial, now)
+            announce_reattributed(db, self.changes, attribution.reattribute(db, serial, now))
             if row[3] == "personal":
                 boroughs = db.execute("SELECT (SELECT borough FROM officers WHERE officer_id = ?), "
                                       "(SELECT borough FROM devices WHERE serial = ?)", [row[2], serial]).fetchone()
@@ -231,8 +231,7 @@ class AssignmentService:
             before = self.attribution(clip_id)
             if db.execute("SELECT 1 FROM officers WHERE officer_id = ?", [request.officer_id]).fetchone() is None:
                 raise NotFound(f"no officer {request.officer_id}")
-            db.execute("UPDATE attributions SET officer_id = ?, assignment_id = NULL, resolved_by = ?, "
-                       "resolved_at = ? WHERE clip_id = ?", [request.officer_id, actor, to_iso(utc_now()), clip_id])
+            attribution.by_hand(db, clip_id, request.officer_id, actor, to_iso(utc_now()))
             audit.record(db, actor=actor, action="attribute", object_type="clip", object_id=clip_id,
                          detail=f"{before.officer_id or 'unattributed'} → {request.officer_id}: {request.reason}")
             announce_reattributed(db, self.changes, [clip_id])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -165,6 +166,21 @@ FLAG_SQL = {
 
 def _flag_params(now: datetime) -> dict[str, str]:
     return {"replace_soon": to_iso(now + timedelta(days=REPLACE_SOON_DAYS))}
+
+
+def registered_elsewhere(db, serials: Iterable[str], borough: str) -> dict[str, str]:
+    """{serial: borough} of these cameras that are registered to a borough other than ``borough``."""
+    return dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+                           "AND borough IS NOT NULL AND borough != ?",
+                           [json.dumps(list(dict.fromkeys(serials))), borough]).fetchall())
+
+
+def record_uploads(db, uploads: Sequence[dict]) -> None:
+    """Clips uploaded ({clip, at}): each one's camera (as attributed) was last uploaded from at ``at``
+    or later; never moved back (the same fact may arrive twice, and late)."""
+    db.conn.executemany(
+        """UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), :at)
+           WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""", uploads)
 
 
 class DeviceService:
