@@ -8,8 +8,10 @@ cameras, one camera with two officers) listed for a supervisor, and clips with n
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import anyio.to_thread
 import msgspec
@@ -72,6 +74,46 @@ class Attribution(msgspec.Struct, kw_only=True):
 class AttributeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     officer_id: OfficerId
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+
+
+class Allocation(Protocol):
+    """A camera handed out in bulk (a roll-out proposal's item)."""
+
+    device_serial: str
+    borough: str
+    mode: str
+    """"personal": issued to ``officer_id``; "pool": allocated to ``station_id``."""
+    officer_id: str | None
+    station_id: str | None
+
+
+def allocate(db, items: Sequence[Allocation], actor: str, now: str, why: str) -> dict[str, str]:
+    """Hand out many cameras at once (checked by the caller): personal issues open their
+    assignments, pool cameras join their station's pool; each change of state goes in the
+    camera's history, ``why`` first. {serial: model} of the cameras handed out."""
+    serials = json.dumps([i.device_serial for i in items])
+    models = dict(db.execute("SELECT serial, model FROM devices WHERE serial IN (SELECT value FROM json_each(?))",
+                             [serials]).fetchall())
+    previous = dict(db.execute("SELECT serial, lifecycle FROM devices WHERE serial IN (SELECT value FROM json_each(?))",
+                               [serials]).fetchall())
+    personal = [i for i in items if i.mode == "personal"]
+    pool = [i for i in items if i.mode == "pool"]
+    db.conn.executemany(
+        "INSERT INTO assignments (device_serial, officer_id, mode, started_at, started_by) "
+        "VALUES (?, ?, 'personal', ?, ?)", [(i.device_serial, i.officer_id, now, actor) for i in personal])
+    db.conn.executemany(
+        "UPDATE devices SET lifecycle = 'issued', borough = ?, assignment_mode = 'personal' WHERE serial = ?",
+        [(i.borough, i.device_serial) for i in personal])
+    db.conn.executemany(
+        "UPDATE devices SET lifecycle = 'allocated', borough = ?, home_station = ?, assignment_mode = 'pool' "
+        "WHERE serial = ?", [(i.borough, i.station_id, i.device_serial) for i in pool])
+    db.conn.executemany(
+        "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+        "VALUES (?, ?, ?, 'central', ?, ?, ?)",
+        [(i.device_serial, now, actor, previous[i.device_serial], "issued" if i.mode == "personal" else "allocated",
+          f"{why}: " + (f"issued to {i.officer_id}" if i.mode == "personal" else f"pool at {i.station_id}"))
+         for i in items if previous[i.device_serial] != ("issued" if i.mode == "personal" else "allocated")])
+    return models
 
 
 class AssignmentService:
