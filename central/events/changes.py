@@ -27,7 +27,7 @@ from fleet.events import (
 )
 from fleet.clock import from_iso
 from fleet.sqlite import Writer
-from central.evidence.retention import held_clips_of_borough
+from central.evidence.holds import held_clips_of_borough
 from central.access.auth import Caller, Principal, station_or_user_with
 from central.core.openapi import errors
 from central.access.scope import in_query, touches

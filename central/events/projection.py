@@ -31,8 +31,7 @@ from fleet.clock import to_iso, utc_now
 from fleet.config import FleetSettings
 from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event
 from central.events import claims
-from central.evidence import audit
-from central.evidence import retention as holds
+from central.evidence import audit, holds
 from central.registry import attribution, battery, checkouts, devices, docking, stations
 
 _encoder = msgspec.json.Encoder()

@@ -28,7 +28,7 @@ from central.core.csvhttp import CSV, csv_response
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
-from central.evidence.retention import announce_reattributed
+from central.evidence.holds import announce_reattributed
 from central.registry import attribution
 from central.access.scope import LISTS, Scoped, in_json, in_path, touches
 

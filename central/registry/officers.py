@@ -62,6 +62,10 @@ def _officer(r) -> Officer:
     return Officer(officer_id=r[0], borough=r[1], team=r[2], role=r[3], name=r[4], active=bool(r[5]))
 
 
+def exists(db, officer_id: str) -> bool:
+    return db.execute("SELECT 1 FROM officers WHERE officer_id = ?", [officer_id]).fetchone() is not None
+
+
 class OfficerService:
     def __init__(self, writer, changes) -> None:
         self.writer = writer
