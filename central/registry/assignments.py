@@ -116,6 +116,15 @@ def allocate(db, items: Sequence[Allocation], actor: str, now: str, why: str) ->
     return models
 
 
+def personal_issues_of_borough(db, borough: str) -> list[PersonalIssue]:
+    """The cameras issued personally to a borough's officers now, as its stations mirror them."""
+    return [PersonalIssue(device_serial=r[0], officer_id=r[1], since=from_iso(r[2])) for r in db.execute(
+        """SELECT a.device_serial, a.officer_id, a.started_at FROM assignments a
+           JOIN officers o ON o.officer_id = a.officer_id
+           WHERE a.mode = 'personal' AND a.ended_at IS NULL AND o.borough = ?
+           ORDER BY a.device_serial""", [borough])]
+
+
 class AssignmentService:
     def __init__(self, writer, changes) -> None:
         self.writer = writer

@@ -183,6 +183,13 @@ def record_uploads(db, uploads: Sequence[dict]) -> None:
            WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""", uploads)
 
 
+def entries_of_borough(db, borough: str) -> list[DeviceEntry]:
+    """A borough's cameras, as its stations mirror them."""
+    return [DeviceEntry(serial=r[0], model=r[1], lifecycle=r[2], borough=r[3], home_station=r[4], assignment_mode=r[5])
+            for r in db.execute("SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
+                                "WHERE borough = ? ORDER BY serial", [borough])]
+
+
 class DeviceService:
     def __init__(self, writer, changes) -> None:
         self.writer = writer
