@@ -175,9 +175,17 @@ def registered_elsewhere(db, serials: Iterable[str], borough: str) -> dict[str, 
                            [json.dumps(list(dict.fromkeys(serials))), borough]).fetchall())
 
 
+def record_upload(db, serial: str, at: str) -> None:
+    """Central verified a clip of this camera at ``at`` (its own clock): the camera's last upload,
+    never moved back (a station's report of the same upload may arrive before or after)."""
+    db.execute("UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), ?) WHERE serial = ?",
+               [at, serial])
+
+
 def record_uploads(db, uploads: Sequence[dict]) -> None:
-    """Clips uploaded ({clip, at}): each one's camera (as attributed) was last uploaded from at ``at``
-    or later; never moved back (the same fact may arrive twice, and late)."""
+    """Stations report clips uploaded ({clip, at}, station clock): each one's camera (as attributed)
+    was last uploaded from at ``at`` or later; never moved back (``record_upload`` has central's
+    own time already, and the same report may arrive twice)."""
     db.conn.executemany(
         """UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), :at)
            WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""", uploads)

@@ -2,7 +2,8 @@
 
 Each commit writes the upload (``central.uploads.records``) and, in the same transaction, what
 follows from it elsewhere: the clip's record (``central.evidence.clip_records``) and, when
-verified, the station's waiting ingest claim (``central.events.claims``) and the custody record.
+verified, the station's waiting ingest claim (``central.events.claims``), the custody record
+and the camera's last upload (``central.registry.devices``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.protocol import UploadMetadata
 from central.events import claims
 from central.evidence import audit, clip_records
+from central.registry import devices
 from central.uploads import records
 from central.uploads.records import Upload
 
@@ -83,12 +85,15 @@ class UploadService:
         clip_id = records.verify(db, upload_id, now)
         clip = clip_id and clip_records.verify(db, clip_id, upload_id, blob_key, now)
         if clip:
-            clip_id, station_id, sha256, size, _ = clip
+            clip_id, station_id, sha256, size, serial = clip
             # A station's ingest reported before this upload joins the chain now, if it matches.
             claims.settle(db, clip_id, station_id, sha256, size)
             audit.record(db, actor=f"station:{station_id}" if station_id else "upload", action="upload-verified",
                          object_type="clip", object_id=clip_id, at=from_iso(now),
                          detail=f"whole-file SHA-256 {sha256} matched, {size} bytes stored")
+            # The camera's last upload is central's to say, now: not when the station, told
+            # "verified", reports it back (``clip_verified``, applied later and kept if later).
+            devices.record_upload(db, serial, now)
 
     def delete_upload(self, upload_id: str) -> None:
         """Forget an unfinished upload (termination or expiry); verified ones are never deleted here."""
