@@ -10,8 +10,9 @@ The hand-offs with other packages are calls into this module, inside the caller'
 ``announce_holds`` when clips reach central (the projection), ``announce_reattributed`` when
 attributions change (the projection, a supervisor), ``held_clips_of_borough`` for a station's
 snapshot (the changes feed). The holds' predicates read the registry's ``attributions`` (who
-a clip is attributed to) in SQL: a deletion and the attribution it depends on must be judged
-in one statement, and these are the retention job's hot paths.
+a clip is attributed to) in SQL: a deletion and the attribution it depends on are judged in
+one statement, and these are the retention job's hot paths; ``announce_holds`` reads a
+station's borough from the registry's ``stations`` in the same query.
 """
 
 from __future__ import annotations
