@@ -1,4 +1,33 @@
 """Central: the force-wide server. Receives clips (tus) and serves the clip API.
 
 Built by one ``central.core.app.create_app(settings)``; run with ``fleet central serve``.
+
+One package per feature. Each owns its tables (declared in its ``schema.py`` with the
+migrations that build them) and is the only one to write them: the others call its
+functions, inside their own transaction where the change must commit with theirs.
+
+    core/      builds central and holds what every package shares: the app factory, the
+               database and its migration runner, errors, OpenAPI, pagination, jobs, CLI
+               tables: none
+    access/    decides who may do what: users, API tokens, sessions, logins, borough scope
+               tables: users, api_tokens, sessions, login_throttle, signing_keys
+    uploads/   receives clips over tus and records each upload until its clip is verified
+               tables: uploads
+    events/    takes in what stations report (events, stored, acknowledged, then applied
+               through the packages that own what they change) and feeds back what they mirror
+               tables: events, changes, station_refusals, ingest_claims
+    registry/  knows the fleet: cameras, officers, who held what (so whose clip is whose),
+               conflicts, and each station as central hears from it
+               tables: devices, device_history, battery_readings, officers, assignments,
+               conflicts, attributions, stations, station_samples
+    evidence/  keeps footage as evidence: clip records, retention, holds, custody, audit
+               tables: clips, access_log, audit, audit_head, audit_anchors, holds, case_clips,
+               retention_rules, purge_pending, config_seen, held_now (temporary)
+    rollout/   plans the roll-out and hands cameras out in bulk through the registry
+               tables: rollout_proposals, rollout_items, checking (temporary)
+    web/       the dashboard's pages, over the other packages' services
+               tables: none
+
+``tests/central/core/test_table_ownership.py`` holds this map to the packages' ``schema.py``,
+and each package to writing its own tables only.
 """

@@ -25,9 +25,11 @@ from fleet.errors import BadRequest, CursorExpired
 from fleet.events import (
     Change, ChangeItem, ChangePage, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy,
 )
-from fleet.clock import from_iso
 from fleet.sqlite import Writer
-from central.evidence.retention import held_clips_of_borough
+from central.evidence.holds import held_clips_of_borough
+from central.registry import assignments
+from central.registry import devices as registry_devices
+from central.registry import officers as registry_officers
 from central.access.auth import Caller, Principal, station_or_user_with
 from central.core.openapi import errors
 from central.access.scope import in_query, touches
@@ -158,20 +160,9 @@ class ChangeLog:
             db.execute("BEGIN")
             try:
                 head = db.execute("SELECT COALESCE(MAX(cursor), 0) FROM changes").fetchone()[0]
-                officers = [Officer(officer_id=r[0], borough=r[1], team=r[2], role=r[3], name=r[4], active=bool(r[5]))
-                            for r in db.execute("SELECT officer_id, borough, team, role, name, active FROM officers "
-                                                "WHERE borough = ? ORDER BY officer_id", [borough])]
-                devices = [DeviceEntry(serial=r[0], model=r[1], lifecycle=r[2], borough=r[3], home_station=r[4],
-                                       assignment_mode=r[5])
-                           for r in db.execute("SELECT serial, model, lifecycle, borough, home_station, "
-                                               "assignment_mode FROM devices WHERE borough = ? ORDER BY serial",
-                                               [borough])]
-                issues = [PersonalIssue(device_serial=r[0], officer_id=r[1], since=from_iso(r[2]))
-                          for r in db.execute(
-                              """SELECT a.device_serial, a.officer_id, a.started_at FROM assignments a
-                                 JOIN officers o ON o.officer_id = a.officer_id
-                                 WHERE a.mode = 'personal' AND a.ended_at IS NULL AND o.borough = ?
-                                 ORDER BY a.device_serial""", [borough])]
+                officers = registry_officers.of_borough(db, borough)
+                devices = registry_devices.entries_of_borough(db, borough)
+                issues = assignments.personal_issues_of_borough(db, borough)
                 held = held_clips_of_borough(db, borough, self.settings)
             finally:
                 db.execute("COMMIT")

@@ -27,6 +27,8 @@ from datetime import timedelta
 
 from fleet.clock import from_iso, to_iso, utc_now
 from central.evidence import audit
+from central.registry import attribution, checkouts, devices
+from central.uploads import records as upload_records
 
 Refusal = tuple[int, str, str, str, str]
 """(seq, kind, subject, reason, station time) of one refused event."""
@@ -48,22 +50,12 @@ def ingest_record(station_id: str, clip_id: str, serial: str, size: int, sha256:
                 detail=f"copied from camera {serial} at the dock, {size} bytes, sha256 {sha256}")
 
 
-def _in(values) -> str:
-    return json.dumps(list(dict.fromkeys(values)))
-
-
 def subject_of(event) -> str:
     """The camera or clip an event is about, as a refusal names it."""
     device = getattr(event, "device", None)
     if device is not None:
         return device.serial
     return getattr(event, "clip_id", None) or getattr(event, "device_serial", None) or getattr(event, "folder", "-")
-
-
-def _registered_elsewhere(db, serials, borough: str) -> dict[str, str]:
-    """{serial: borough} of these cameras that are registered to a borough other than ``borough``."""
-    return dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
-                           "AND borough IS NOT NULL AND borough != ?", [_in(serials), borough]).fetchall())
 
 
 # -- clips -----------------------------------------------------------------------------------------
@@ -73,13 +65,9 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
     """Sort a run of ``clip_ingested`` into (to attribute, whose custody record can be written now);
     refused ones are recorded, the rest wait in ``ingest_claims`` for their upload. A clip of another
     borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
-    ids = _in(a.event.clip_id for a in run)
-    elsewhere = _registered_elsewhere(db, (a.event.device_serial for a in run), borough)
-    uploads = {r[0]: r[1:] for r in db.execute(
-        "SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
-        [ids])}
-    reported = dict(db.execute("SELECT clip_id, station_id FROM attributions "
-                               "WHERE clip_id IN (SELECT value FROM json_each(?))", [ids]).fetchall())
+    elsewhere = devices.registered_elsewhere(db, (a.event.device_serial for a in run), borough)
+    uploads = upload_records.of_clips(db, (a.event.clip_id for a in run))
+    reported = attribution.reporters(db, (a.event.clip_id for a in run))
     attribute, now, held, refused = [], [], [], []
     for a in run:
         e = a.event
@@ -115,8 +103,7 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
 
 def admit_verified(db, station_id: str, run) -> list:
     """"Central verified this clip" from the station that uploaded it; about another's, refused."""
-    uploads = dict(db.execute("SELECT clip_id, station_id FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
-                              [_in(a.event.clip_id for a in run)]).fetchall())
+    uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, (a.event.clip_id for a in run)).items()}
     accepted, refused = [], []
     for a in run:
         if a.event.clip_id in uploads and uploads[a.event.clip_id] == station_id:
@@ -143,8 +130,7 @@ def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> 
                   f"clip {clip_id}: reported {claimed_size} bytes, SHA-256 {claimed_sha}; its verified upload "
                   f"has {size} bytes, SHA-256 {sha256}")
         refuse(db, claimant, [(seq, "clip_ingested", clip_id, reason, station_at)])
-        db.execute("DELETE FROM attributions WHERE clip_id = ? AND station_id = ? AND resolved_by IS NULL",
-                   [clip_id, claimant])
+        attribution.withdraw(db, clip_id, claimant)
 
 
 def _station(station_id: str | None) -> str:
@@ -156,7 +142,7 @@ def _station(station_id: str | None) -> str:
 
 def admit_dockings(db, station_id: str, borough: str, run) -> list:
     """Dockings of cameras of the station's borough, or never heard of; another borough's are refused."""
-    elsewhere = _registered_elsewhere(db, (a.event.device.serial for a in run), borough)
+    elsewhere = devices.registered_elsewhere(db, (a.event.device.serial for a in run), borough)
     if not elsewhere:
         return list(run)
     refused = [(a.seq, "camera_docked", a.event.device.serial,
@@ -170,16 +156,11 @@ def admit_dockings(db, station_id: str, borough: str, run) -> list:
 def admit_pool_events(db, station_id: str, borough: str, run, kind: str, mode_for) -> list:
     """Checkouts or check-ins of the station's own borough's pool cameras; ``mode_for(borough)``
     is the borough's assignment policy."""
-    serials = _in(a.event.device_serial for a in run)
-    devices = {r[0]: r[1:] for r in db.execute(
-        """SELECT d.serial, d.borough, d.assignment_mode,
-                  (SELECT officer_id FROM assignments INDEXED BY assignments_open
-                   WHERE device_serial = d.serial AND ended_at IS NULL AND mode = 'personal')
-           FROM devices d WHERE d.serial IN (SELECT value FROM json_each(?))""", [serials])}
+    cameras = checkouts.standing(db, (a.event.device_serial for a in run))
     accepted, refused = [], []
     for a in run:
         serial = a.event.device_serial
-        device = devices.get(serial)
+        device = cameras.get(serial)
         if device is None:
             reason = f"camera {serial} was never docked anywhere central knows of"
         elif device[0] != borough:
@@ -205,9 +186,9 @@ class StationClock:
     sent, or well before an event the station reported earlier, was not written when it says.
     """
 
-    def __init__(self, db, station_id: str, tolerance: timedelta) -> None:
-        row = db.execute("SELECT latest_at FROM stations WHERE station_id = ?", [station_id]).fetchone()
-        self.latest: str | None = row[0] if row else None
+    def __init__(self, latest: str | None, tolerance: timedelta) -> None:
+        self.latest = latest
+        """The latest station time of an event accepted from this station (None: none yet)."""
         self.tolerance = tolerance
         self._floor: tuple[str | None, str | None] = (None, None)
         self._ceilings: dict[str, str] = {}
@@ -228,9 +209,6 @@ class StationClock:
         if self.latest is None or a.at > self.latest:
             self.latest = a.at
         return None
-
-    def save(self, db, station_id: str) -> None:
-        db.execute("UPDATE stations SET latest_at = ? WHERE station_id = ?", [self.latest, station_id])
 
 
 def refusals_count(db, since: str, stations: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from central.access.auth import Caller, stations_only
 from central.core.openapi import errors
 from central.access.scope import OWN_RECORDS
 from central.events.projection import Applied, Projector
+from central.registry import stations
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,7 @@ class EventLog:
         now = now or utc_now()
         received = to_iso(now)
         with self.writer.write() as db:
-            db.execute("INSERT INTO stations (station_id, borough) VALUES (?, ?) "
-                       "ON CONFLICT (station_id) DO UPDATE SET borough = excluded.borough", [station_id, borough])
-            acked = db.execute("SELECT acked_seq FROM stations WHERE station_id = ?", [station_id]).fetchone()[0]
+            acked = stations.heard_from(db, station_id, borough)
             envelopes = {e.seq: e for e in batch.events}
             seqs = sorted(envelopes)
             stored = {}
@@ -148,7 +147,7 @@ class EventLog:
                 [(station_id, s, _kind_of(decoded[s], envelopes[s].event), at, received, bytes(envelopes[s].event),
                   sent) for s, at in zip(new, station_times)])
             acked = self._gap_free(db, station_id, acked, envelopes)
-            self._note_station(db, station_id, acked, received, now, batch)
+            stations.note_batch(db, station_id, acked, received, (batch.sent_at - now).total_seconds(), batch.backlog)
         if new:
             self.pending.set()
         return EventAck(acked_seq=acked, stored=len(new), duplicates=len(seqs) - len(new))
@@ -169,8 +168,7 @@ class EventLog:
         """Apply up to ``limit`` acknowledged events not yet applied, in one transaction."""
         applied = 0
         with self.writer.write() as db:
-            behind = db.execute("SELECT station_id, borough, applied_seq, acked_seq FROM stations "
-                                "WHERE applied_seq < acked_seq ORDER BY station_id").fetchall()
+            behind = stations.behind(db)
             share = max(100, limit // max(1, len(behind)))  # one station's long backlog delays no other
             for station_id, borough, done, acked in behind:
                 rows = db.execute("SELECT seq, station_at, body, sent_at FROM events WHERE station_id = ? "
@@ -180,7 +178,7 @@ class EventLog:
                     continue
                 run = [Applied(r[0], r[1], _decode_stored(bytes(r[2])), r[3]) for r in rows]
                 self._apply_contained(db, station_id, borough, [a for a in run if a.event is not None])
-                db.execute("UPDATE stations SET applied_seq = ? WHERE station_id = ?", [rows[-1][0], station_id])
+                stations.applied(db, station_id, rows[-1][0])
                 applied += len(rows)
                 if applied >= limit:
                     break
@@ -216,22 +214,6 @@ class EventLog:
         while count := self.apply_pending():
             total += count
         return total
-
-    @staticmethod
-    def _note_station(db, station_id: str, acked: int, received: str, now: datetime, batch: _RawBatch) -> None:
-        backlog = batch.backlog
-        db.execute(
-            """UPDATE stations SET acked_seq = ?, last_seen_at = ?, clock_skew_s = ?,
-                   backlog = COALESCE(?, backlog), pending_clips = COALESCE(?, pending_clips),
-                   pending_bytes = COALESCE(?, pending_bytes),
-                   oldest_pending_recorded_at = CASE WHEN ? THEN ? ELSE oldest_pending_recorded_at END
-               WHERE station_id = ?""",
-            [acked, received, (batch.sent_at - now).total_seconds(),
-             msgspec.json.encode(backlog).decode() if backlog else None,
-             backlog.pending_clips if backlog else None, backlog.pending_bytes if backlog else None,
-             backlog is not None,
-             to_iso(backlog.oldest_pending_recorded_at) if backlog and backlog.oldest_pending_recorded_at else None,
-             station_id])
 
     def events(self, station_id: str, after: int = 0) -> list[tuple[int, str, str, bytes]]:
         """(seq, kind, station_at, body) of a station's events: central's side of the log."""

@@ -17,8 +17,8 @@ Wrongful deletion is made impossible by construction:
   many clips they would delete;
 - every step is in the audit chain (``central.evidence.audit``) with actor, time, place and clip.
 
-Holds reach the stations through the changes feed (``ClipHold``) so their local copies are
-not purged either.
+What a hold covers, and how the stations hear of it (``ClipHold`` down the changes feed, so
+their local copies are not purged either), is ``central.evidence.holds``'s.
 """
 
 from __future__ import annotations
@@ -36,48 +36,19 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound
-from fleet.events import ClipHold, OfficerId
+from fleet.events import OfficerId
 from fleet.protocol import AwareDatetime
 from central.evidence.retention_rules import RetentionRules, assessment, categories_of, load_retention, retain_until, shortened
-from central.evidence import audit
+from central.evidence import audit, holds
+from central.evidence.holds import HELD, Hold
 from central.access.auth import Caller, user_with
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_time_cursor, page_response
-from central.access.scope import CLIPS_OF_BOROUGH, FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
+from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
+from central.registry import officers
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
-
-HELD = """(
-    EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'clip' AND h.clip_id = c.clip_id AND h.released_at IS NULL)
-    OR EXISTS (SELECT 1 FROM case_clips cc JOIN holds h ON h.kind = 'case' AND h.case_ref = cc.case_ref
-               AND h.released_at IS NULL WHERE cc.clip_id = c.clip_id)
-    OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.officer_id = a.officer_id
-               AND h.released_at IS NULL AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
-               WHERE a.clip_id = c.clip_id)
-    OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.released_at IS NULL
-               AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
-               WHERE a.clip_id = c.clip_id AND a.officer_id IS NULL)
-)"""
-"""True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe.
-
-An officer hold also covers the clips nobody is attributed to that were recorded in its
-window: any of them may be the officer's, so they are kept until a supervisor attributes
-them (then the hold covers them only if they are that officer's)."""
-
-HELD_CLIPS = """
-SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
-UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
-      AND h.case_ref = cc.case_ref AND h.released_at IS NULL
-UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_officer
-      ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
-      AND a.recorded_at < h.window_to
-      WHERE h.kind = 'officer' AND h.released_at IS NULL
-UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_unattributed
-      ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
-      AND a.recorded_at < h.window_to
-      WHERE h.kind = 'officer' AND h.released_at IS NULL"""
-"""Every clip an active hold protects, as one query (a set: for ``IN`` and the per-batch list)."""
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 CaseRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$(?!\n)")]
@@ -92,23 +63,6 @@ class HoldRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     window_from: AwareDatetime | None = None
     window_to: AwareDatetime | None = None
     case_ref: CaseRef | None = None
-
-
-class Hold(msgspec.Struct, kw_only=True):
-    id: int
-    kind: str
-    reason: str
-    clip_id: str | None
-    officer_id: str | None
-    window_from: datetime | None
-    window_to: datetime | None
-    case_ref: str | None
-    created_at: datetime
-    created_by: str
-    released_at: datetime | None = None
-    released_by: str | None = None
-    clips: int = 0
-    """Clips at central it protects now."""
 
 
 class ReleaseRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -301,7 +255,7 @@ class RetentionService:
         """Assess, soft-delete what retention ended and no hold protects, purge after recovery.
 
         Each batch is one write transaction that first lists the clips protected right now
-        (``_hold_now``), so a hold placed a moment ago is always seen. A purge is committed
+        (``holds.list_held_now``), so a hold placed a moment ago is always seen. A purge is committed
         (``purged_at``) before the bytes are deleted; a crash in between leaves bytes that the
         next run's sweep deletes (a leak for a moment, never a loss of something held)."""
         now = now or utc_now()
@@ -318,7 +272,7 @@ class RetentionService:
         for start in range(0, len(due), BATCH):
             batch = due[start:start + BATCH]
             with self.writer.write() as db:
-                self._hold_now(db)
+                holds.list_held_now(db)
                 ids = sorted(r[0] for r in db.execute(  # sorted: audit index inserts in key order
                     "UPDATE clips SET deleted_at = ? WHERE rowid BETWEEN ? AND ? AND deleted_at IS NULL "
                     "AND retain_until <= ? AND state = 'verified' AND NOT review AND clip_id NOT IN held_now "
@@ -335,7 +289,7 @@ class RetentionService:
         for start in range(0, len(due), BATCH):
             batch = due[start:start + BATCH]
             with self.writer.write() as db:
-                self._hold_now(db)
+                holds.list_held_now(db)
                 rows = json.dumps(batch.tolist())
                 # What to delete goes in purge_pending in the same transaction as the purge itself.
                 db.execute("INSERT OR IGNORE INTO purge_pending (clip_id, blob_key) SELECT clip_id, "
@@ -353,7 +307,7 @@ class RetentionService:
                 report.purged += len(ids)
             self._sweep()
         with self.writer.write() as db:
-            self._hold_now(db)
+            holds.list_held_now(db)
             report.held_back = db.execute(
                 "SELECT count(*) FROM clips WHERE deleted_at IS NULL AND retain_until <= ? AND clip_id IN held_now",
                 [cutoff]).fetchone()[0]
@@ -377,13 +331,6 @@ class RetentionService:
                 db.execute("DELETE FROM purge_pending WHERE clip_id IN (SELECT value FROM json_each(?))",
                            [json.dumps([r[0] for r in rows])])
             swept += len(rows)
-
-    @staticmethod
-    def _hold_now(db) -> None:
-        """``held_now``: the clips an active hold protects, listed inside the caller's transaction."""
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT PRIMARY KEY) WITHOUT ROWID")
-        db.execute("DELETE FROM held_now")
-        db.execute(f"INSERT OR IGNORE INTO held_now {HELD_CLIPS}")
 
     def digest(self, days: int, now: datetime | None = None) -> Digest:
         now = now or utc_now()
@@ -429,19 +376,7 @@ class RetentionService:
                          "FROM clips WHERE clip_id = ? AND state = 'verified'", [clip_id]).fetchone()
         if row is None:
             raise NotFound(f"no verified clip {clip_id}")
-        return _retention(row, self._holds_on(db, clip_id))
-
-    @staticmethod
-    def _holds_on(db, clip_id: str) -> list[int]:
-        return sorted(r[0] for r in db.execute(
-            """SELECT h.id FROM holds h WHERE h.released_at IS NULL AND (
-                   (h.kind = 'clip' AND h.clip_id = :clip)
-                   OR (h.kind = 'case' AND h.case_ref IN (SELECT case_ref FROM case_clips WHERE clip_id = :clip))
-                   OR (h.kind = 'officer' AND EXISTS (
-                       SELECT 1 FROM attributions a WHERE a.clip_id = :clip
-                       AND (a.officer_id = h.officer_id OR a.officer_id IS NULL)
-                       AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)))""",
-            {"clip": clip_id}))
+        return _retention(row, holds.on_clip(db, clip_id))
 
     def categorise(self, clip_id: str, request: CategoriesRequest, actor: str,
                    now: datetime | None = None) -> ClipRetention:
@@ -506,7 +441,7 @@ class RetentionService:
                 "AND retain_until <= ?" + (" AND (retain_until, clip_id) > (?, ?)" if after else "")
                 + " ORDER BY retain_until, clip_id LIMIT ?",
                 [to_iso(now or utc_now()), *(after or ()), limit]).fetchall()
-            return [_retention(r, self._holds_on(db, r[0])) for r in rows]
+            return [_retention(r, holds.on_clip(db, r[0])) for r in rows]
 
     def review(self, clip_id: str, request: ReviewRequest, actor: str,
                now: datetime | None = None) -> ClipRetention:
@@ -564,23 +499,19 @@ class RetentionService:
             if request.kind == "clip" and db.execute("SELECT 1 FROM clips WHERE clip_id = ?",
                                                      [request.clip_id]).fetchone() is None:
                 raise NotFound(f"no clip {request.clip_id}")
-            if request.kind == "officer" and db.execute("SELECT 1 FROM officers WHERE officer_id = ?",
-                                                        [request.officer_id]).fetchone() is None:
+            if request.kind == "officer" and not officers.exists(db, request.officer_id):
                 raise NotFound(f"no officer {request.officer_id}")
-            hold_id = db.execute(
-                "INSERT INTO holds (kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
-                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [request.kind, request.reason, request.clip_id, request.officer_id,
-                 to_iso(request.window_from) if request.window_from else None,
-                 to_iso(request.window_to) if request.window_to else None, request.case_ref, now, actor]).lastrowid
+            hold_id = holds.place(db, request.kind, request.reason, request.clip_id, request.officer_id,
+                                  to_iso(request.window_from) if request.window_from else None,
+                                  to_iso(request.window_to) if request.window_to else None, request.case_ref, actor, now)
             audit.record(db, actor=actor, action="hold", object_type="hold", object_id=str(hold_id),
                          detail=f"{_describe(request)}: {request.reason}")
-            clips = self._clips_of_hold(db, hold_id)
+            clips = holds.clips_of(db, hold_id)
             audit.record_many(db, [dict(actor=actor, action="hold", object_type="clip", object_id=c,
                                         detail=f"hold {hold_id}: {request.reason}") for c in clips])
             self._restore_held(db, clips, hold_id, actor, moment)
-            announce_holds(db, self.changes, clips)
-            return self._hold(db, hold_id)
+            holds.announce_holds(db, self.changes, clips)
+            return holds.read(db, hold_id)
 
     def _restore_held(self, db, clips: list[str], hold_id: int, actor: str, now: datetime) -> None:
         """Soft-deleted (not purged) clips a new hold covers come back, with a fresh default period
@@ -598,20 +529,16 @@ class RetentionService:
 
     def release_hold(self, hold_id: int, request: ReleaseRequest, actor: str) -> Hold:
         with self.writer.write() as db:
-            row = db.execute("SELECT released_at FROM holds WHERE id = ?", [hold_id]).fetchone()
-            if row is None:
-                raise NotFound(f"no hold {hold_id}")
-            if row[0] is not None:
+            if holds.released_at(db, hold_id) is not None:
                 raise Conflict(f"hold {hold_id} was already released")
-            clips = self._clips_of_hold(db, hold_id)
-            db.execute("UPDATE holds SET released_at = ?, released_by = ?, release_reason = ? WHERE id = ?",
-                       [to_iso(utc_now()), actor, request.reason, hold_id])
+            clips = holds.clips_of(db, hold_id)
+            holds.release(db, hold_id, actor, request.reason, to_iso(utc_now()))
             audit.record(db, actor=actor, action="release", object_type="hold", object_id=str(hold_id),
                          detail=request.reason)
             audit.record_many(db, [dict(actor=actor, action="release", object_type="clip", object_id=c,
                                         detail=f"hold {hold_id}: {request.reason}") for c in clips])
-            announce_holds(db, self.changes, clips)
-            return self._hold(db, hold_id)
+            holds.announce_holds(db, self.changes, clips)
+            return holds.read(db, hold_id)
 
     def add_to_case(self, case_ref: str, request: CaseClips, actor: str) -> list[str]:
         with self.writer.write() as db:
@@ -621,93 +548,16 @@ class RetentionService:
             missing = [c for c in request.clip_ids if c not in known]
             if missing:
                 raise NotFound(f"no clip {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-            db.conn.executemany("INSERT INTO case_clips (case_ref, clip_id, added_at, added_by) VALUES (?, ?, ?, ?) "
-                                "ON CONFLICT DO NOTHING",
-                                [(case_ref, c, to_iso(utc_now()), actor) for c in request.clip_ids])
+            in_case = holds.add_to_case(db, case_ref, request.clip_ids, actor)
             audit.record_many(db, [dict(actor=actor, action="case-add", object_type="clip", object_id=c,
                                         detail=f"case {case_ref}: {request.reason}") for c in request.clip_ids])
-            announce_holds(db, self.changes, request.clip_ids)
-            return sorted(r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ?", [case_ref]))
+            holds.announce_holds(db, self.changes, request.clip_ids)
+            return in_case
 
     def holds(self, active: bool | None, limit: int, borough: str | None = None) -> list[Hold]:
-        """Newest first; ``borough``: only that borough's holds, as ``central.access.scope`` places them (a
-        clip hold in its clip's camera's borough, an officer hold in the officer's; a case hold in none)."""
-        where = [{True: "h.released_at IS NULL", False: "h.released_at IS NOT NULL", None: "1"}[active]]
-        params: list = []
-        if borough is not None:
-            where.append(f"""((h.kind = 'clip' AND COALESCE((SELECT device_serial FROM clips WHERE clip_id = h.clip_id),
-                                   (SELECT device_serial FROM attributions WHERE clip_id = h.clip_id))
-                                  IN ({CLIPS_OF_BOROUGH}))
-                              OR (h.kind = 'officer' AND (SELECT borough FROM officers
-                                                          WHERE officer_id = h.officer_id) = ?))""")
-            params += [borough, borough]
-        sql = f"SELECT h.id FROM holds h WHERE {' AND '.join(where)} ORDER BY h.id DESC LIMIT ?"
+        """Newest first; ``borough``: only that borough's holds (``central.evidence.holds.listing``)."""
         with self.writer.read() as db:
-            return [self._hold(db, r[0]) for r in db.execute(sql, [*params, limit]).fetchall()]
-
-    def _hold(self, db, hold_id: int) -> Hold:
-        r = db.execute("SELECT id, kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
-                       "created_by, released_at, released_by FROM holds WHERE id = ?", [hold_id]).fetchone()
-        if r is None:
-            raise NotFound(f"no hold {hold_id}")
-        clips = len(self._clips_of_hold(db, hold_id)) if r[10] is None else 0
-        return Hold(id=r[0], kind=r[1], reason=r[2], clip_id=r[3], officer_id=r[4],
-                    window_from=from_iso(r[5]) if r[5] else None, window_to=from_iso(r[6]) if r[6] else None,
-                    case_ref=r[7], created_at=from_iso(r[8]), created_by=r[9],
-                    released_at=from_iso(r[10]) if r[10] else None, released_by=r[11], clips=clips)
-
-    @staticmethod
-    def _clips_of_hold(db, hold_id: int) -> list[str]:
-        kind, clip_id, officer, start, end, case_ref = db.execute(
-            "SELECT kind, clip_id, officer_id, window_from, window_to, case_ref FROM holds WHERE id = ?",
-            [hold_id]).fetchone()
-        if kind == "clip":
-            return [clip_id]
-        if kind == "case":
-            return [r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ? ORDER BY clip_id",
-                                             [case_ref])]
-        return [r[0] for r in db.execute(
-            "SELECT clip_id FROM attributions WHERE (officer_id = ? OR officer_id IS NULL) AND recorded_at >= ? "
-            "AND recorded_at < ? ORDER BY recorded_at", [officer, start, end])]
-
-
-def announce_holds(db, changes, clip_ids: list[str], *, held_only: bool = False) -> None:
-    """Each clip's held state now, down the feed to the borough of the station that has its copy.
-
-    Called wherever a clip can come under a hold or leave one: a hold placed or released, a
-    clip added to a case, and a clip's attribution set or changed (an officer hold placed
-    before the clip reached central covers it from then on). ``held_only``: for clips new to
-    central, whose stations hold nothing yet, only the held ones are worth a message. A station
-    central has not heard from yet has the borough its config entry gives."""
-    for start in range(0, len(clip_ids), 500):
-        chunk = clip_ids[start:start + 500]
-        rows = db.execute(
-            f"""SELECT c.clip_id, COALESCE(cl.station_id, a.station_id), s.borough, {HELD}
-                FROM (SELECT value AS clip_id FROM json_each(?)) c
-                LEFT JOIN clips cl ON cl.clip_id = c.clip_id
-                LEFT JOIN attributions a ON a.clip_id = c.clip_id
-                LEFT JOIN stations s ON s.station_id = COALESCE(cl.station_id, a.station_id)""",
-            [json.dumps(chunk)]).fetchall()
-        for clip_id, station_id, borough, held in rows:
-            entry = changes.settings.stations.get(station_id) if station_id else None
-            borough = borough or (entry.borough if entry else None)
-            if borough and (held or not held_only):
-                changes.emit(db, ClipHold(clip_id=clip_id, held=bool(held)), borough)
-
-
-def announce_reattributed(db, changes, clip_ids: list[str]) -> None:
-    """After clips' attribution changed: an officer hold may now cover them or no longer.
-
-    Only clips recorded inside some active officer hold's window can have changed state, so
-    only those are announced (a docking re-attributes a few clips; most are in no window)."""
-    if changes is None or not clip_ids:
-        return
-    in_windows = [r[0] for r in db.execute(
-        """SELECT a.clip_id FROM attributions a WHERE a.clip_id IN (SELECT value FROM json_each(?))
-           AND EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'officer' AND h.released_at IS NULL
-                       AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)""",
-        [json.dumps(clip_ids)])]
-    announce_holds(db, changes, in_windows)
+            return holds.listing(db, active, limit, borough)
 
 
 def _retention(row, held_by: list[int]) -> ClipRetention:
@@ -716,16 +566,6 @@ def _retention(row, held_by: list[int]) -> ClipRetention:
                          retain_until=from_iso(row[3]) if row[3] else None, held_by=held_by,
                          deleted_at=from_iso(row[4]) if row[4] else None,
                          purged_at=from_iso(row[5]) if row[5] else None, review=bool(row[6]))
-
-
-def held_clips_of_borough(db, borough: str, settings: CentralSettings) -> list[str]:
-    """For a station's snapshot: the borough's stations' clips that a hold protects."""
-    stations = [s for s, entry in settings.stations.items() if entry.borough == borough]
-    if not stations:
-        return []
-    return [r[0] for r in db.execute(
-        f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) AND c.purged_at IS NULL "
-        f"AND {HELD} ORDER BY c.clip_id", stations)]
 
 
 def _describe(request: HoldRequest) -> str:

@@ -8,8 +8,10 @@ cameras, one camera with two officers) listed for a supervisor, and clips with n
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import anyio.to_thread
 import msgspec
@@ -26,8 +28,8 @@ from central.core.csvhttp import CSV, csv_response
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
-from central.events.projection import reattribute
-from central.evidence.retention import announce_reattributed
+from central.evidence.holds import announce_reattributed
+from central.registry import attribution
 from central.access.scope import LISTS, Scoped, in_json, in_path, touches
 
 UNISSUABLE = ("repair", "lost", "retired")
@@ -74,6 +76,55 @@ class AttributeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 
 
+class Allocation(Protocol):
+    """A camera handed out in bulk (a roll-out proposal's item)."""
+
+    device_serial: str
+    borough: str
+    mode: str
+    """"personal": issued to ``officer_id``; "pool": allocated to ``station_id``."""
+    officer_id: str | None
+    station_id: str | None
+
+
+def allocate(db, items: Sequence[Allocation], actor: str, now: str, why: str) -> dict[str, str]:
+    """Hand out many cameras at once (checked by the caller): personal issues open their
+    assignments, pool cameras join their station's pool; each change of state goes in the
+    camera's history, ``why`` first. {serial: model} of the cameras handed out."""
+    serials = json.dumps([i.device_serial for i in items])
+    models = dict(db.execute("SELECT serial, model FROM devices WHERE serial IN (SELECT value FROM json_each(?))",
+                             [serials]).fetchall())
+    previous = dict(db.execute("SELECT serial, lifecycle FROM devices WHERE serial IN (SELECT value FROM json_each(?))",
+                               [serials]).fetchall())
+    personal = [i for i in items if i.mode == "personal"]
+    pool = [i for i in items if i.mode == "pool"]
+    db.conn.executemany(
+        "INSERT INTO assignments (device_serial, officer_id, mode, started_at, started_by) "
+        "VALUES (?, ?, 'personal', ?, ?)", [(i.device_serial, i.officer_id, now, actor) for i in personal])
+    db.conn.executemany(
+        "UPDATE devices SET lifecycle = 'issued', borough = ?, assignment_mode = 'personal' WHERE serial = ?",
+        [(i.borough, i.device_serial) for i in personal])
+    db.conn.executemany(
+        "UPDATE devices SET lifecycle = 'allocated', borough = ?, home_station = ?, assignment_mode = 'pool' "
+        "WHERE serial = ?", [(i.borough, i.station_id, i.device_serial) for i in pool])
+    db.conn.executemany(
+        "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+        "VALUES (?, ?, ?, 'central', ?, ?, ?)",
+        [(i.device_serial, now, actor, previous[i.device_serial], "issued" if i.mode == "personal" else "allocated",
+          f"{why}: " + (f"issued to {i.officer_id}" if i.mode == "personal" else f"pool at {i.station_id}"))
+         for i in items if previous[i.device_serial] != ("issued" if i.mode == "personal" else "allocated")])
+    return models
+
+
+def personal_issues_of_borough(db, borough: str) -> list[PersonalIssue]:
+    """The cameras issued personally to a borough's officers now, as its stations mirror them."""
+    return [PersonalIssue(device_serial=r[0], officer_id=r[1], since=from_iso(r[2])) for r in db.execute(
+        """SELECT a.device_serial, a.officer_id, a.started_at FROM assignments a
+           JOIN officers o ON o.officer_id = a.officer_id
+           WHERE a.mode = 'personal' AND a.ended_at IS NULL AND o.borough = ?
+           ORDER BY a.device_serial""", [borough])]
+
+
 class AssignmentService:
     def __init__(self, writer, changes) -> None:
         self.writer = writer
@@ -118,7 +169,7 @@ class AssignmentService:
                            [request.device_serial, now, actor, lifecycle, f"issued to {request.officer_id}"])
             audit.record(db, actor=actor, action="assign", object_type="device", object_id=request.device_serial,
                          detail=f"personal issue to {request.officer_id}. {request.reason}".strip())
-            reattribute(db, self.changes, request.device_serial, now)
+            announce_reattributed(db, self.changes, attribution.reattribute(db, request.device_serial, now))
             self.changes.emit(db, PersonalIssue(device_serial=request.device_serial, officer_id=request.officer_id,
                                                 since=from_iso(now)), officer[0], borough)
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [assignment_id]).fetchone()
@@ -135,7 +186,7 @@ class AssignmentService:
                        [now, actor, reason, row[0]])
             audit.record(db, actor=actor, action="unassign", object_type="device", object_id=serial,
                          detail=f"{row[3]} assignment to {row[2]} ended: {reason}")
-            reattribute(db, self.changes, serial, now)
+            announce_reattributed(db, self.changes, attribution.reattribute(db, serial, now))
             if row[3] == "personal":
                 boroughs = db.execute("SELECT (SELECT borough FROM officers WHERE officer_id = ?), "
                                       "(SELECT borough FROM devices WHERE serial = ?)", [row[2], serial]).fetchone()
@@ -231,8 +282,7 @@ class AssignmentService:
             before = self.attribution(clip_id)
             if db.execute("SELECT 1 FROM officers WHERE officer_id = ?", [request.officer_id]).fetchone() is None:
                 raise NotFound(f"no officer {request.officer_id}")
-            db.execute("UPDATE attributions SET officer_id = ?, assignment_id = NULL, resolved_by = ?, "
-                       "resolved_at = ? WHERE clip_id = ?", [request.officer_id, actor, to_iso(utc_now()), clip_id])
+            attribution.by_hand(db, clip_id, request.officer_id, actor, to_iso(utc_now()))
             audit.record(db, actor=actor, action="attribute", object_type="clip", object_id=clip_id,
                          detail=f"{before.officer_id or 'unattributed'} → {request.officer_id}: {request.reason}")
             announce_reattributed(db, self.changes, [clip_id])

@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from math import fsum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fleet.config import FleetSettings
 
 SECONDS_PER_DAY = 86_400.0
 # Floating-point slack when comparing differences of percentages (50.05 - 45.05 is not quite 5.0).
@@ -45,6 +49,13 @@ class HealthPolicy:
     over_temperature_c: float = 45.0
     sudden_drop_pct: float = 5.0
     min_readings_for_trend: int = 3
+
+
+def health_policy(fleet: FleetSettings) -> HealthPolicy:
+    """The policy central's ``[fleet]`` settings give."""
+    return HealthPolicy(replace_below_soh_pct=fleet.replace_below_soh_pct, shift_hours=fleet.shift_hours,
+                        rated_runtime_hours=fleet.rated_runtime_hours,
+                        over_temperature_c=fleet.over_temperature_c, sudden_drop_pct=fleet.sudden_drop_pct)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -165,6 +166,36 @@ FLAG_SQL = {
 
 def _flag_params(now: datetime) -> dict[str, str]:
     return {"replace_soon": to_iso(now + timedelta(days=REPLACE_SOON_DAYS))}
+
+
+def registered_elsewhere(db, serials: Iterable[str], borough: str) -> dict[str, str]:
+    """{serial: borough} of these cameras that are registered to a borough other than ``borough``."""
+    return dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+                           "AND borough IS NOT NULL AND borough != ?",
+                           [json.dumps(list(dict.fromkeys(serials))), borough]).fetchall())
+
+
+def record_upload(db, serial: str, at: str) -> None:
+    """Central verified a clip of this camera at ``at`` (its own clock): the camera's last upload,
+    never moved back (a station's report of the same upload may arrive before or after)."""
+    db.execute("UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), ?) WHERE serial = ?",
+               [at, serial])
+
+
+def record_uploads(db, uploads: Sequence[dict]) -> None:
+    """Stations report clips uploaded ({clip, at}, station clock): each one's camera (as attributed)
+    was last uploaded from at ``at`` or later; never moved back (``record_upload`` has central's
+    own time already, and the same report may arrive twice)."""
+    db.conn.executemany(
+        """UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), :at)
+           WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""", uploads)
+
+
+def entries_of_borough(db, borough: str) -> list[DeviceEntry]:
+    """A borough's cameras, as its stations mirror them."""
+    return [DeviceEntry(serial=r[0], model=r[1], lifecycle=r[2], borough=r[3], home_station=r[4], assignment_mode=r[5])
+            for r in db.execute("SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
+                                "WHERE borough = ? ORDER BY serial", [borough])]
 
 
 class DeviceService:

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from central.registry import battery
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from central.events.projection import health_policy
 
 log = logging.getLogger(__name__)
 TREND_READINGS = 60
@@ -35,7 +34,7 @@ class FleetHealth:
     def __init__(self, writer, settings: CentralSettings, stations, changes) -> None:
         self.writer = writer
         self.settings = settings
-        self.policy = health_policy(settings.fleet)
+        self.policy = battery.health_policy(settings.fleet)
         self.stations = stations
         self.changes = changes
         self._stale_stations: set[str] = set()

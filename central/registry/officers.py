@@ -62,6 +62,16 @@ def _officer(r) -> Officer:
     return Officer(officer_id=r[0], borough=r[1], team=r[2], role=r[3], name=r[4], active=bool(r[5]))
 
 
+def exists(db, officer_id: str) -> bool:
+    return db.execute("SELECT 1 FROM officers WHERE officer_id = ?", [officer_id]).fetchone() is not None
+
+
+def of_borough(db, borough: str) -> list[Officer]:
+    """A borough's officers, as its stations mirror them."""
+    return [_officer(r) for r in db.execute("SELECT officer_id, borough, team, role, name, active FROM officers "
+                                            "WHERE borough = ? ORDER BY officer_id", [borough])]
+
+
 class OfficerService:
     def __init__(self, writer, changes) -> None:
         self.writer = writer

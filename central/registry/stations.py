@@ -1,7 +1,10 @@
 """Stations as central sees them: last contact, backlog, clock skew; stale ones listed.
 
 Every event batch (an empty one is a heartbeat) updates a station's row, so "last heard
-from" and its backlog (oldest un-synced clip) come from the station itself.
+from" and its backlog (oldest un-synced clip) come from the station itself. The row also
+keeps the event log's place in the station's events (``central.events.log``): how far they
+are acknowledged and applied, and the latest station time accepted. The event log writes
+it through the functions below, inside its own transactions.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from litestar.params import PathParameter
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
+from fleet.events import Backlog
 from central.events import claims
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import LISTS, Scoped, in_path, touches
@@ -53,6 +57,50 @@ class Sample(msgspec.Struct, kw_only=True):
 
 SAMPLE_DAYS = 30
 """How long the backlog history is kept."""
+
+
+def heard_from(db, station_id: str, borough: str) -> int:
+    """A batch from this station (of this borough, by its token): its row, made if new; its acked seq."""
+    db.execute("INSERT INTO stations (station_id, borough) VALUES (?, ?) "
+               "ON CONFLICT (station_id) DO UPDATE SET borough = excluded.borough", [station_id, borough])
+    return db.execute("SELECT acked_seq FROM stations WHERE station_id = ?", [station_id]).fetchone()[0]
+
+
+def note_batch(db, station_id: str, acked: int, received: str, clock_skew_s: float, backlog: Backlog | None) -> None:
+    """What a batch told central: events acknowledged up to ``acked``, when, the station's clock
+    skew and, if it sent one, its backlog."""
+    db.execute(
+        """UPDATE stations SET acked_seq = ?, last_seen_at = ?, clock_skew_s = ?,
+               backlog = COALESCE(?, backlog), pending_clips = COALESCE(?, pending_clips),
+               pending_bytes = COALESCE(?, pending_bytes),
+               oldest_pending_recorded_at = CASE WHEN ? THEN ? ELSE oldest_pending_recorded_at END
+           WHERE station_id = ?""",
+        [acked, received, clock_skew_s,
+         msgspec.json.encode(backlog).decode() if backlog else None,
+         backlog.pending_clips if backlog else None, backlog.pending_bytes if backlog else None,
+         backlog is not None,
+         to_iso(backlog.oldest_pending_recorded_at) if backlog and backlog.oldest_pending_recorded_at else None,
+         station_id])
+
+
+def behind(db) -> list[tuple[str, str, int, int]]:
+    """(station, borough, applied seq, acked seq) of the stations with events acknowledged, not applied."""
+    return db.execute("SELECT station_id, borough, applied_seq, acked_seq FROM stations "
+                      "WHERE applied_seq < acked_seq ORDER BY station_id").fetchall()
+
+
+def applied(db, station_id: str, seq: int) -> None:
+    db.execute("UPDATE stations SET applied_seq = ? WHERE station_id = ?", [seq, station_id])
+
+
+def latest_at(db, station_id: str) -> str | None:
+    """The latest station time of an event central accepted from this station (``central.events.claims``)."""
+    row = db.execute("SELECT latest_at FROM stations WHERE station_id = ?", [station_id]).fetchone()
+    return row[0] if row else None
+
+
+def set_latest_at(db, station_id: str, latest: str | None) -> None:
+    db.execute("UPDATE stations SET latest_at = ? WHERE station_id = ?", [latest, station_id])
 
 
 class StationService:

@@ -36,6 +36,7 @@ from central.rollout.scenario import Rollout, load_rollout
 from central.rollout.sizing import cameras_for, split_by_slots
 from central.rollout.storage import StorageForecast, forecast
 from central.evidence import audit
+from central.registry import assignments
 from central.access.auth import Caller, user_with
 from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
 from central.core.openapi import errors
@@ -272,30 +273,10 @@ class RolloutService:
             if problems:
                 raise Conflict(_listing(f"proposal {proposal_id} is out of date; nothing was committed. "
                                         "Discard it and allocate again", problems))
-            models = dict(db.execute(
-                "SELECT serial, model FROM devices WHERE serial IN (SELECT device_serial FROM rollout_items "
-                "WHERE proposal_id = ?)", [proposal_id]).fetchall())
-            previous = dict(db.execute(
-                "SELECT serial, lifecycle FROM devices WHERE serial IN (SELECT device_serial FROM rollout_items "
-                "WHERE proposal_id = ?)", [proposal_id]).fetchall())
             personal = [i for i in items if i.mode == "personal"]
             pool = [i for i in items if i.mode == "pool"]
             where = f"roll-out proposal {proposal_id}"
-            db.conn.executemany(
-                "INSERT INTO assignments (device_serial, officer_id, mode, started_at, started_by) "
-                "VALUES (?, ?, 'personal', ?, ?)", [(i.device_serial, i.officer_id, now, actor) for i in personal])
-            db.conn.executemany(
-                "UPDATE devices SET lifecycle = 'issued', borough = ?, assignment_mode = 'personal' WHERE serial = ?",
-                [(i.borough, i.device_serial) for i in personal])
-            db.conn.executemany(
-                "UPDATE devices SET lifecycle = 'allocated', borough = ?, home_station = ?, assignment_mode = 'pool' "
-                "WHERE serial = ?", [(i.borough, i.station_id, i.device_serial) for i in pool])
-            db.conn.executemany(
-                "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
-                "VALUES (?, ?, ?, 'central', ?, ?, ?)",
-                [(i.device_serial, now, actor, previous[i.device_serial], "issued" if i.mode == "personal" else "allocated",
-                  f"{where}: " + (f"issued to {i.officer_id}" if i.mode == "personal" else f"pool at {i.station_id}"))
-                 for i in items if previous[i.device_serial] != ("issued" if i.mode == "personal" else "allocated")])
+            models = assignments.allocate(db, items, actor, now, where)
             audit.record_many(db, [dict(
                 actor=actor, action="assign" if i.mode == "personal" else "allocate", object_type="device",
                 object_id=i.device_serial, at=since,

@@ -35,7 +35,9 @@ from fleet.protocol import UploadMetadata, decode_upload_metadata
 from central.access.auth import Principal
 from central.uploads.blobstore import BlobStore
 from central.uploads.partwriter import DIRECT_MIN_BYTES, PartWriter
-from central.core.store import CentralStore, Upload
+from central.core.store import CentralStore
+from central.uploads.records import Upload
+from central.uploads.service import UploadService
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ class UploadReceiver:
 
     def __init__(self, store: CentralStore, blobs: BlobStore, uploads_dir: Path, *, max_upload_bytes: int,
                  expiry: timedelta, body_idle_timeout_s: float = 60.0) -> None:
-        self.store = store
+        self.uploads = UploadService(store.writer)
         self.body_idle_timeout_s = body_idle_timeout_s
         """A PATCH whose body stalls this long is ended (what arrived is kept): a dead link must not
         hold its place in central's upload lane (central/core/admission.py) for ever."""
@@ -175,14 +177,14 @@ class UploadReceiver:
     def create(self, principal: Principal, length: int, raw_metadata: str) -> tuple[Upload, bool]:
         """Create the upload for a clip, or return the one it already has (idempotent by clip_id)."""
         meta = self._creation(length, raw_metadata)
-        existing = self.store.upload_for_clip(str(meta.clip_id))
+        existing = self.uploads.upload_for_clip(str(meta.clip_id))
         if existing is None:
             upload_id = uuid.uuid4().hex
             part = self.part(upload_id)
             # Not fsynced: an empty file has nothing to lose, and if a power cut takes it back,
             # ``recover`` (or the first PATCH) finds it missing and starts the upload at 0 again.
             part.touch()
-            upload = self.store.create_upload(upload_id, meta, raw_metadata, length, principal.station_id,
+            upload = self.uploads.create_upload(upload_id, meta, raw_metadata, length, principal.station_id,
                                               utc_now() + self.expiry)
             if upload.upload_id == upload_id:
                 log.info("upload %s created for clip %s (%d bytes) by %s", upload_id, meta.clip_id, length,
@@ -207,7 +209,7 @@ class UploadReceiver:
         meta = self._creation(length, raw_metadata)
         clip_id = str(meta.clip_id)
         async with self._turn_to_create(clip_id):
-            existing = self.store.upload_for_clip(clip_id)
+            existing = self.uploads.upload_for_clip(clip_id)
             if existing is None and whole:
                 # A zero-byte clip is whole with no body at all: stored and verified like any other.
                 return await self._create_whole(principal, meta, length, raw_metadata, checksum,
@@ -248,7 +250,7 @@ class UploadReceiver:
 
     async def _create_row(self, upload: Upload, new: UploadMetadata) -> Upload:
         """A whole clip's creation cut short: its upload is made after all, to resume as usual."""
-        return await asyncio.to_thread(self.store.create_upload, upload.upload_id, new, upload.metadata,
+        return await asyncio.to_thread(self.uploads.create_upload, upload.upload_id, new, upload.metadata,
                                        upload.length, upload.station_id, utc_now() + self.expiry)
 
     def _creation(self, length: int, raw_metadata: str) -> UploadMetadata:
@@ -267,7 +269,7 @@ class UploadReceiver:
 
     def get(self, upload_id: str) -> Upload:
         """The upload (its route's scope declaration let only its own station, or an admin, ask)."""
-        upload = self.store.upload(upload_id)
+        upload = self.uploads.upload(upload_id)
         if upload is None:
             raise NotFound(f"no upload {upload_id} (it may have expired or been terminated): create it again")
         return upload
@@ -282,7 +284,7 @@ class UploadReceiver:
         log.info("upload %s terminated by %s", upload_id, principal.name)
 
     def _forget(self, upload: Upload) -> None:
-        self.store.delete_upload(upload.upload_id)
+        self.uploads.delete_upload(upload.upload_id)
         self.part(upload.upload_id).unlink(missing_ok=True)
         self._hashes.pop(upload.upload_id, None)
         self._locks.pop(upload.upload_id, None)
@@ -401,8 +403,8 @@ class UploadReceiver:
 
     def _commit_offset(self, upload_id: str, offset: int) -> Upload:
         """Count fsynced bytes (a FULL commit: on a worker thread, so other uploads keep moving)."""
-        self.store.set_offset(upload_id, offset, utc_now() + self.expiry)
-        return self.store.upload(upload_id)
+        self.uploads.set_offset(upload_id, offset, utc_now() + self.expiry)
+        return self.uploads.upload(upload_id)
 
     async def _finish(self, upload: Upload, whole, fsync_fd: int | None = None,
                       new: UploadMetadata | None = None) -> Upload:
@@ -416,7 +418,7 @@ class UploadReceiver:
             part = self.part(upload.upload_id)
             os.truncate(part, 0)
             if new is None:
-                self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+                self.uploads.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
             self._hashes.pop(upload.upload_id, None)
             log.warning("upload %s: whole-file SHA-256 mismatch, reset to 0", upload.upload_id)
             raise ChecksumMismatch(
@@ -450,7 +452,7 @@ class UploadReceiver:
             raise _NotStored(exc) from exc
         if new is None:
             return self._commit_verified(upload)
-        return self.store.record_stored_upload(upload.upload_id, new, upload.metadata, upload.length,
+        return self.uploads.record_stored_upload(upload.upload_id, new, upload.metadata, upload.length,
                                                upload.station_id, upload.clip_id)
 
     def _account_for_missing_part(self, upload: Upload) -> Upload:
@@ -463,15 +465,15 @@ class UploadReceiver:
             self._hashes.pop(upload.upload_id, None)
             return self._commit_verified(upload)
         self.part(upload.upload_id).touch()
-        self.store.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
+        self.uploads.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
         self._hashes.pop(upload.upload_id, None)
         log.warning("upload %s: its %d counted bytes are gone; restarted at 0", upload.upload_id, upload.offset)
         raise OffsetMismatch("central lost this upload's bytes; it restarted at offset 0: send the clip again "
                              "from there (HEAD says so)")
 
     def _commit_verified(self, upload: Upload) -> Upload:
-        self.store.mark_verified(upload.upload_id, upload.clip_id)  # also sets the offset to the length
-        return self.store.upload(upload.upload_id)
+        self.uploads.mark_verified(upload.upload_id, upload.clip_id)  # also sets the offset to the length
+        return self.uploads.upload(upload.upload_id)
 
     async def _whole_hash(self, upload: Upload):
         """The running SHA-256 of bytes 0..offset; rebuilt from the .part file after a restart."""
@@ -498,7 +500,7 @@ class UploadReceiver:
 
     async def recover(self) -> None:
         """At start-up, before serving: make files and database agree after any crash."""
-        receiving = self.store.receiving_uploads()
+        receiving = self.uploads.receiving_uploads()
         known = {upload.upload_id for upload in receiving}
         for part in self.dir.glob("*.part"):
             if part.stem not in known:  # a whole clip's creation that died before its commit, or one
@@ -516,7 +518,7 @@ class UploadReceiver:
             if size > upload.offset:
                 os.truncate(part, upload.offset)  # bytes after the last committed offset were never counted
             elif size < upload.offset:
-                self.store.set_offset(upload.upload_id, size, utc_now() + self.expiry)
+                self.uploads.set_offset(upload.upload_id, size, utc_now() + self.expiry)
             if upload.offset == upload.length and size >= upload.offset:
                 whole = self._hash_prefix(upload)
                 try:
@@ -535,7 +537,7 @@ class UploadReceiver:
     def expire(self, now: datetime | None = None) -> int:
         """Remove unfinished uploads untouched for longer than the expiry (tus expiration)."""
         removed = 0
-        for upload in self.store.expired_uploads(now or utc_now()):
+        for upload in self.uploads.expired_uploads(now or utc_now()):
             if self._lock(upload.upload_id).locked():
                 continue
             self._forget(upload)

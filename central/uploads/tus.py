@@ -17,7 +17,7 @@ from central.access.auth import Caller, station_or_user_with
 from central.access.scope import OWN_RECORDS, in_path, touches
 from central.core.openapi import empty, errors
 from central.uploads.receiver import Checksum, UploadReceiver
-from central.core.store import Upload
+from central.uploads.records import Upload
 
 CREATION_BODY_MAX_BYTES = 64 << 20
 """The most a creation-with-upload may carry (the station sends small clips whole this way;

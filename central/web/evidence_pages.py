@@ -24,7 +24,8 @@ from central.access.auth import Caller, user_with
 from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
 from central.registry.assignments import AttributeRequest
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_form, in_path, touches
-from central.evidence.retention import HELD_CLIPS, CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest
+from central.evidence.holds import HELD_CLIPS
+from central.evidence.retention import CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest
 
 STATES = {"": "any", "kept": "kept", "held": "held", "review": "due for review", "unattributed": "attributed to nobody",
           "deleted": "soft-deleted", "purged": "purged"}

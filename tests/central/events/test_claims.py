@@ -14,6 +14,7 @@ from datetime import timedelta
 import msgspec
 
 from central.evidence import audit
+from fleet.clock import from_iso
 from fleet.events import EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
@@ -295,12 +296,22 @@ def test_a_verified_report_about_another_stations_clip_is_refused(client):
     clip = ingested("BWV-000123", 2, str(uuid.uuid4()), data)
     upload_reported(client, clip, data)
     post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
-    post(client, KENTISH, [ClipVerified(clip_id=clip.clip_id), ClipVerified(clip_id=str(uuid.uuid4()))], hours=[5, 5])
+    # Central set the camera's last upload itself when it verified the clip (no report needed):
+    # a refused report leaves it as it was; the uploader's own report may only move it later.
+    verified_at = from_iso(client.get(f"/api/v1/clips/{clip.clip_id}", headers=ADMIN).json()["verified_at"])
+    assert last_upload(client, "BWV-000123") == verified_at
+    post(client, KENTISH, [ClipVerified(clip_id=clip.clip_id), ClipVerified(clip_id=str(uuid.uuid4()))],
+         hours=[10_000, 10_000])
     assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("kentish", 1, "clip_verified"),
                                                                ("kentish", 2, "clip_verified")]
-    assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is None
+    assert last_upload(client, "BWV-000123") == verified_at
     post(client, CAMDEN, [ClipVerified(clip_id=clip.clip_id)], first_seq=3, hours=[6])
-    assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is not None
+    assert last_upload(client, "BWV-000123") == max(verified_at, at(6))
+
+
+def last_upload(client, serial: str):
+    seen = client.get(f"/api/v1/devices/{serial}", headers=ADMIN).json()["device"]["last_upload_at"]
+    return from_iso(seen) if seen else None
 
 
 def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, monkeypatch):

@@ -293,10 +293,10 @@ def test_a_clip_stored_just_before_a_crash_is_recorded_at_start_up(tmp_path):
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         blobs, receiver = client.app.state.blobs, client.app.state.receiver
         location = create(client, data).headers["Location"]
-        upload = receiver.store.upload(location.rsplit("/", 1)[-1])
+        upload = receiver.uploads.upload(location.rsplit("/", 1)[-1])
         part = receiver.part(upload.upload_id)
         part.write_bytes(data)
-        receiver.store.set_offset(upload.upload_id, len(data), upload.expires_at)
+        receiver.uploads.set_offset(upload.upload_id, len(data), upload.expires_at)
         blobs.put(part, upload.clip_id, upload.sha256)  # the crash: stored, never committed
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         assert client.get(f"/api/v1/clips/{upload.clip_id}", headers=ADMIN).json()["state"] == "verified"

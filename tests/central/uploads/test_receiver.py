@@ -11,6 +11,7 @@ from central.access.auth import Principal
 from central.uploads.blobstore import FilesystemBlobStore
 from central.uploads.receiver import Checksum, UploadReceiver
 from central.core.store import CentralStore
+from central.uploads.service import UploadService
 from fleet.clock import utc_now
 from fleet.errors import ChecksumMismatch, Locked
 from fleet.protocol import decode_upload_metadata
@@ -24,6 +25,10 @@ def parts(tmp_path):
     store = CentralStore(tmp_path)
     yield store, FilesystemBlobStore(tmp_path / "blobs"), tmp_path / "uploads"
     store.close()
+
+
+def uploads_of(store) -> UploadService:
+    return UploadService(store.writer)
 
 
 def receiver(parts, **kw) -> UploadReceiver:
@@ -127,10 +132,10 @@ def test_recovery_records_a_blob_moved_before_the_crash(parts, committed):
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
     part = r.part(upload.upload_id)
     part.write_bytes(data)
-    store.set_offset(upload.upload_id, committed, utc_now() + timedelta(hours=1))
+    uploads_of(store).set_offset(upload.upload_id, committed, utc_now() + timedelta(hours=1))
     blobs.put(part, upload.clip_id)  # crash right after the rename, before the commit
     asyncio.run(receiver(parts).recover())
-    assert store.upload(upload.upload_id).verified
+    assert uploads_of(store).upload(upload.upload_id).verified
     assert store.clip(upload.clip_id).state == "verified"
 
 
@@ -140,9 +145,9 @@ def test_recovery_finishes_an_upload_whose_last_byte_was_committed(parts):
     r = receiver(parts)
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
     r.part(upload.upload_id).write_bytes(data)
-    store.set_offset(upload.upload_id, len(data), utc_now() + timedelta(hours=1))
+    uploads_of(store).set_offset(upload.upload_id, len(data), utc_now() + timedelta(hours=1))
     asyncio.run(receiver(parts).recover())
-    assert store.upload(upload.upload_id).verified
+    assert uploads_of(store).upload(upload.upload_id).verified
 
 
 def test_a_failing_blob_store_keeps_every_byte_counted_for_the_retry(parts, monkeypatch):
@@ -159,7 +164,7 @@ def test_a_failing_blob_store_keeps_every_byte_counted_for_the_retry(parts, monk
     monkeypatch.setattr(blobs, "put", unavailable)
     with pytest.raises(OSError):
         asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data), body(data)))
-    assert store.upload(upload.upload_id).offset == len(data) and not store.upload(upload.upload_id).verified
+    assert uploads_of(store).upload(upload.upload_id).offset == len(data) and not uploads_of(store).upload(upload.upload_id).verified
     done = asyncio.run(r.append(CAMDEN, upload.upload_id, len(data), None, body()))  # the station's retry
     assert done.verified and store.clip(upload.clip_id).state == "verified"
 
@@ -173,9 +178,9 @@ def test_expired_unfinished_uploads_are_removed_verified_ones_kept(parts):
     d_upload, _ = r.create(CAMDEN, len(done), metadata(done))
     asyncio.run(r.append(CAMDEN, d_upload.upload_id, 0, None, body(done)))
     assert r.expire(utc_now() + timedelta(seconds=1)) == 1
-    assert store.upload(s_upload.upload_id) is None and not r.part(s_upload.upload_id).exists()
+    assert uploads_of(store).upload(s_upload.upload_id) is None and not r.part(s_upload.upload_id).exists()
     assert store.clip(s_upload.clip_id) is None
-    assert store.upload(d_upload.upload_id).verified
+    assert uploads_of(store).upload(d_upload.upload_id).verified
 
 
 @pytest.mark.parametrize("size", [1000, 3 * (4 << 20) + 5])  # within one piece and across pieces
@@ -233,7 +238,7 @@ def test_a_whole_clip_in_its_creation_is_one_durable_commit(parts, monkeypatch):
                                                      body(data[:30_000], data[30_000:]), whole=True))
     assert created and upload.verified and upload.offset == len(data)
     assert commits == [True]
-    assert store.upload(upload.upload_id) == upload
+    assert uploads_of(store).upload(upload.upload_id) == upload
     assert store.clip(upload.clip_id).state == "verified"
     assert b"".join(blobs.read(upload.clip_id)) == data
     again, created = asyncio.run(r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True))
@@ -252,7 +257,7 @@ def test_a_whole_clip_that_fails_in_its_creation_leaves_nothing_behind(parts, mo
     with pytest.raises(OSError if failure == "blob store" else ChecksumMismatch):
         asyncio.run(r.create_with_body(CAMDEN, len(data), meta, checksum, body(data), whole=True))
     assert not list(uploads.glob("*.part"))
-    assert store.receiving_uploads() == [] and store.clip(str(decode_upload_metadata(meta).clip_id)) is None
+    assert uploads_of(store).receiving_uploads() == [] and store.clip(str(decode_upload_metadata(meta).clip_id)) is None
 
 
 # Without a chunk checksum what arrived counts; with one, a cut-short chunk counts nothing.
@@ -266,7 +271,7 @@ def test_a_whole_clip_cut_short_in_its_creation_is_an_upload_to_resume(parts, wi
                                                      body(data[:4000], fail_after=True), whole=True))
     kept = 0 if with_checksum else 4000
     assert created and not upload.verified and upload.offset == kept
-    assert store.upload(upload.upload_id).offset == kept and r.part(upload.upload_id).stat().st_size == kept
+    assert uploads_of(store).upload(upload.upload_id).offset == kept and r.part(upload.upload_id).stat().st_size == kept
     done = asyncio.run(r.append(CAMDEN, upload.upload_id, kept, None, body(data[kept:])))
     assert done.verified
 

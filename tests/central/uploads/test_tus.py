@@ -276,3 +276,19 @@ def test_a_zero_byte_clip_with_an_empty_creation_body_is_verified(client):
     r = create_with(client, b"", b"")
     assert r.status_code == 201 and r.headers[CLIP_STATE_HEADER] == "verified"
     assert patch(client, r.headers["Location"], 0, b"").status_code == 204  # the empty PATCH at the end: idempotent
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_verifying_a_clip_records_the_cameras_last_upload_at_once(client, whole):
+    """Central's own verification time, in the verifying commit: the station's later report of
+    the upload (``clip_verified``) is not needed for it."""
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Camden"}])
+    data, clip_id = os.urandom(5000), str(uuid.uuid4())
+    if whole:
+        assert create_with(client, data, data, clip_id).headers[CLIP_STATE_HEADER] == "verified"
+    else:
+        location = create(client, data, clip_id=clip_id).headers["Location"]
+        assert patch(client, location, 0, data).headers[CLIP_STATE_HEADER] == "verified"
+    verified_at = client.get(f"/api/v1/clips/{clip_id}", headers=ADMIN).json()["verified_at"]
+    device = client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]
+    assert verified_at is not None and device["last_upload_at"] == verified_at

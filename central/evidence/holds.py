@@ -1,0 +1,221 @@
+"""Holds: what keeps clips from deletion, and how the stations hear of it.
+
+A hold is on a clip, on an officer for a time window (the clips attributed to them then, and
+those attributed to nobody, since any may be theirs), or on a case (the clips added to it).
+Every deletion query of ``central.evidence.retention`` carries ``HELD``, evaluated in the
+transaction that deletes; the stations learn each clip's held state down the changes feed
+(``ClipHold``), so their local copies are not purged either.
+
+The hand-offs with other packages are calls into this module, inside the caller's transaction:
+``announce_holds`` when clips reach central (the projection), ``announce_reattributed`` when
+attributions change (the projection, a supervisor), ``held_clips_of_borough`` for a station's
+snapshot (the changes feed). The holds' predicates read the registry's ``attributions`` (who
+a clip is attributed to) in SQL: a deletion and the attribution it depends on are judged in
+one statement, and these are the retention job's hot paths; ``announce_holds`` reads a
+station's borough from the registry's ``stations`` in the same query.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import msgspec
+
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.config import CentralSettings
+from fleet.errors import NotFound
+from fleet.events import ClipHold
+from central.access.scope import CLIPS_OF_BOROUGH
+
+HELD = """(
+    EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'clip' AND h.clip_id = c.clip_id AND h.released_at IS NULL)
+    OR EXISTS (SELECT 1 FROM case_clips cc JOIN holds h ON h.kind = 'case' AND h.case_ref = cc.case_ref
+               AND h.released_at IS NULL WHERE cc.clip_id = c.clip_id)
+    OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.officer_id = a.officer_id
+               AND h.released_at IS NULL AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
+               WHERE a.clip_id = c.clip_id)
+    OR EXISTS (SELECT 1 FROM attributions a JOIN holds h ON h.kind = 'officer' AND h.released_at IS NULL
+               AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
+               WHERE a.clip_id = c.clip_id AND a.officer_id IS NULL)
+)"""
+"""True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe.
+
+An officer hold also covers the clips nobody is attributed to that were recorded in its
+window: any of them may be the officer's, so they are kept until a supervisor attributes
+them (then the hold covers them only if they are that officer's)."""
+
+HELD_CLIPS = """
+SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
+UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
+      AND h.case_ref = cc.case_ref AND h.released_at IS NULL
+UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_officer
+      ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
+      AND a.recorded_at < h.window_to
+      WHERE h.kind = 'officer' AND h.released_at IS NULL
+UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_unattributed
+      ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
+      AND a.recorded_at < h.window_to
+      WHERE h.kind = 'officer' AND h.released_at IS NULL"""
+"""Every clip an active hold protects, as one query (a set: for ``IN`` and the per-batch list)."""
+
+
+class Hold(msgspec.Struct, kw_only=True):
+    id: int
+    kind: str
+    reason: str
+    clip_id: str | None
+    officer_id: str | None
+    window_from: datetime | None
+    window_to: datetime | None
+    case_ref: str | None
+    created_at: datetime
+    created_by: str
+    released_at: datetime | None = None
+    released_by: str | None = None
+    clips: int = 0
+    """Clips at central it protects now."""
+
+
+def place(db, kind: str, reason: str, clip_id: str | None, officer_id: str | None, window_from: str | None,
+          window_to: str | None, case_ref: str | None, actor: str, now: str) -> int:
+    """A new hold (checked by the caller); its id."""
+    return db.execute(
+        "INSERT INTO holds (kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
+        "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [kind, reason, clip_id, officer_id, window_from, window_to, case_ref, now, actor]).lastrowid
+
+
+def released_at(db, hold_id: int) -> str | None:
+    """When the hold was released (None: it applies); NotFound if there is no such hold."""
+    row = db.execute("SELECT released_at FROM holds WHERE id = ?", [hold_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no hold {hold_id}")
+    return row[0]
+
+
+def release(db, hold_id: int, actor: str, reason: str, now: str) -> None:
+    db.execute("UPDATE holds SET released_at = ?, released_by = ?, release_reason = ? WHERE id = ?",
+               [now, actor, reason, hold_id])
+
+
+def add_to_case(db, case_ref: str, clip_ids: list[str], actor: str) -> list[str]:
+    """Add clips to a case (a case hold covers them); every clip of the case, sorted."""
+    db.conn.executemany("INSERT INTO case_clips (case_ref, clip_id, added_at, added_by) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT DO NOTHING", [(case_ref, c, to_iso(utc_now()), actor) for c in clip_ids])
+    return sorted(r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ?", [case_ref]))
+
+
+def listing(db, active: bool | None, limit: int, borough: str | None = None) -> list[Hold]:
+    """Newest first; ``borough``: only that borough's holds, as ``central.access.scope`` places them (a
+    clip hold in its clip's camera's borough, an officer hold in the officer's; a case hold in none)."""
+    where = [{True: "h.released_at IS NULL", False: "h.released_at IS NOT NULL", None: "1"}[active]]
+    params: list = []
+    if borough is not None:
+        where.append(f"""((h.kind = 'clip' AND COALESCE((SELECT device_serial FROM clips WHERE clip_id = h.clip_id),
+                               (SELECT device_serial FROM attributions WHERE clip_id = h.clip_id))
+                              IN ({CLIPS_OF_BOROUGH}))
+                          OR (h.kind = 'officer' AND (SELECT borough FROM officers
+                                                      WHERE officer_id = h.officer_id) = ?))""")
+        params += [borough, borough]
+    sql = f"SELECT h.id FROM holds h WHERE {' AND '.join(where)} ORDER BY h.id DESC LIMIT ?"
+    return [read(db, r[0]) for r in db.execute(sql, [*params, limit]).fetchall()]
+
+
+def read(db, hold_id: int) -> Hold:
+    r = db.execute("SELECT id, kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
+                   "created_by, released_at, released_by FROM holds WHERE id = ?", [hold_id]).fetchone()
+    if r is None:
+        raise NotFound(f"no hold {hold_id}")
+    clips = len(clips_of(db, hold_id)) if r[10] is None else 0
+    return Hold(id=r[0], kind=r[1], reason=r[2], clip_id=r[3], officer_id=r[4],
+                window_from=from_iso(r[5]) if r[5] else None, window_to=from_iso(r[6]) if r[6] else None,
+                case_ref=r[7], created_at=from_iso(r[8]), created_by=r[9],
+                released_at=from_iso(r[10]) if r[10] else None, released_by=r[11], clips=clips)
+
+
+def clips_of(db, hold_id: int) -> list[str]:
+    """The clips at central this hold covers (whether or not it still applies)."""
+    kind, clip_id, officer, start, end, case_ref = db.execute(
+        "SELECT kind, clip_id, officer_id, window_from, window_to, case_ref FROM holds WHERE id = ?",
+        [hold_id]).fetchone()
+    if kind == "clip":
+        return [clip_id]
+    if kind == "case":
+        return [r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ? ORDER BY clip_id",
+                                         [case_ref])]
+    return [r[0] for r in db.execute(
+        "SELECT clip_id FROM attributions WHERE (officer_id = ? OR officer_id IS NULL) AND recorded_at >= ? "
+        "AND recorded_at < ? ORDER BY recorded_at", [officer, start, end])]
+
+
+def on_clip(db, clip_id: str) -> list[int]:
+    """Ids of the holds that protect this clip now."""
+    return sorted(r[0] for r in db.execute(
+        """SELECT h.id FROM holds h WHERE h.released_at IS NULL AND (
+               (h.kind = 'clip' AND h.clip_id = :clip)
+               OR (h.kind = 'case' AND h.case_ref IN (SELECT case_ref FROM case_clips WHERE clip_id = :clip))
+               OR (h.kind = 'officer' AND EXISTS (
+                   SELECT 1 FROM attributions a WHERE a.clip_id = :clip
+                   AND (a.officer_id = h.officer_id OR a.officer_id IS NULL)
+                   AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)))""",
+        {"clip": clip_id}))
+
+
+def list_held_now(db) -> None:
+    """``held_now``: the clips an active hold protects, listed inside the caller's transaction."""
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("DELETE FROM held_now")
+    db.execute(f"INSERT OR IGNORE INTO held_now {HELD_CLIPS}")
+
+
+# -- hand-offs: called by other packages, inside their transactions ---------------------------
+
+
+def announce_holds(db, changes, clip_ids: list[str], *, held_only: bool = False) -> None:
+    """Each clip's held state now, down the feed to the borough of the station that has its copy.
+
+    Called wherever a clip can come under a hold or leave one: a hold placed or released, a
+    clip added to a case, and a clip's attribution set or changed (an officer hold placed
+    before the clip reached central covers it from then on). ``held_only``: for clips new to
+    central, whose stations hold nothing yet, only the held ones are worth a message. A station
+    central has not heard from yet has the borough its config entry gives."""
+    for start in range(0, len(clip_ids), 500):
+        chunk = clip_ids[start:start + 500]
+        rows = db.execute(
+            f"""SELECT c.clip_id, COALESCE(cl.station_id, a.station_id), s.borough, {HELD}
+                FROM (SELECT value AS clip_id FROM json_each(?)) c
+                LEFT JOIN clips cl ON cl.clip_id = c.clip_id
+                LEFT JOIN attributions a ON a.clip_id = c.clip_id
+                LEFT JOIN stations s ON s.station_id = COALESCE(cl.station_id, a.station_id)""",
+            [json.dumps(chunk)]).fetchall()
+        for clip_id, station_id, borough, held in rows:
+            entry = changes.settings.stations.get(station_id) if station_id else None
+            borough = borough or (entry.borough if entry else None)
+            if borough and (held or not held_only):
+                changes.emit(db, ClipHold(clip_id=clip_id, held=bool(held)), borough)
+
+
+def announce_reattributed(db, changes, clip_ids: list[str]) -> None:
+    """After clips' attribution changed: an officer hold may now cover them or no longer.
+
+    Only clips recorded inside some active officer hold's window can have changed state, so
+    only those are announced (a docking re-attributes a few clips; most are in no window)."""
+    if changes is None or not clip_ids:
+        return
+    in_windows = [r[0] for r in db.execute(
+        """SELECT a.clip_id FROM attributions a WHERE a.clip_id IN (SELECT value FROM json_each(?))
+           AND EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'officer' AND h.released_at IS NULL
+                       AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)""",
+        [json.dumps(clip_ids)])]
+    announce_holds(db, changes, in_windows)
+
+
+def held_clips_of_borough(db, borough: str, settings: CentralSettings) -> list[str]:
+    """For a station's snapshot: the borough's stations' clips that a hold protects."""
+    stations = [s for s, entry in settings.stations.items() if entry.borough == borough]
+    if not stations:
+        return []
+    return [r[0] for r in db.execute(
+        f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) AND c.purged_at IS NULL "
+        f"AND {HELD} ORDER BY c.clip_id", stations)]

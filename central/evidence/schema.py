@@ -1,0 +1,147 @@
+"""The evidence package's tables: clips, the access log, the audit chain, holds and cases,
+retention rules and purges, the configuration last audited."""
+
+from __future__ import annotations
+
+from central.core.migrations import Step
+
+TABLES = frozenset({"clips", "access_log", "audit", "audit_head", "audit_anchors", "holds", "case_clips",
+                    "retention_rules", "purge_pending", "config_seen",
+                    "held_now"})  # temporary: the clips held now, listed in the retention job's transaction
+
+STEPS = [
+    # v1: verified clips (and those still being received), the access log.
+    Step(1, """
+    CREATE TABLE clips (
+        clip_id       TEXT PRIMARY KEY,
+        upload_id     TEXT NOT NULL,
+        sha256        TEXT NOT NULL,
+        size          INTEGER NOT NULL,
+        state         TEXT NOT NULL CHECK (state IN ('receiving', 'verified')),
+        station_id    TEXT,
+        device_serial TEXT NOT NULL,
+        recorded_at   TEXT NOT NULL,
+        filename      TEXT NOT NULL,
+        evidential    INTEGER NOT NULL DEFAULT 0,
+        tags          TEXT NOT NULL DEFAULT '[]',
+        duration_s    REAL NOT NULL DEFAULT 0,
+        verified_at   TEXT,
+        blob_key      TEXT
+    );
+    CREATE INDEX clips_recorded ON clips (recorded_at, clip_id);
+    CREATE INDEX clips_station ON clips (station_id, recorded_at, clip_id);
+    CREATE INDEX clips_device ON clips (device_serial, recorded_at, clip_id);
+    CREATE TABLE access_log (
+        id        INTEGER PRIMARY KEY,
+        at        TEXT NOT NULL,
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        clip_id   TEXT,
+        detail    TEXT
+    );
+    """, part=2),
+    # v2: the audit trail of fleet actions.
+    Step(2, """
+    CREATE TABLE audit (
+        id              INTEGER PRIMARY KEY,
+        at              TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        place           TEXT,
+        action          TEXT NOT NULL,
+        object_type     TEXT NOT NULL,
+        object_id       TEXT NOT NULL,
+        detail          TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_object ON audit (object_type, object_id, id);
+    """, part=5),
+    # v6: the audit trail becomes a hash chain with a head and periodic anchors (central.evidence.audit).
+    Step(6, """
+    ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+    ALTER TABLE audit ADD COLUMN hash TEXT;
+    CREATE TABLE audit_head (
+        one             INTEGER PRIMARY KEY CHECK (one = 1),
+        last_id         INTEGER NOT NULL,
+        last_hash       TEXT NOT NULL
+    );
+    CREATE TABLE audit_anchors (
+        audit_id        INTEGER PRIMARY KEY,
+        hash            TEXT NOT NULL,
+        at              TEXT NOT NULL
+    );
+    """),
+    # v7: evidence governance: categories and end of retention per clip, soft deletion and
+    # purge, holds (clip, officer + window, case), cases, the retention rules in force.
+    Step(7, """
+    ALTER TABLE clips ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE clips ADD COLUMN retain_until TEXT;
+    ALTER TABLE clips ADD COLUMN deleted_at TEXT;
+    ALTER TABLE clips ADD COLUMN purged_at TEXT;
+    CREATE INDEX clips_retain_until ON clips (retain_until) WHERE deleted_at IS NULL;
+    CREATE INDEX clips_unassessed ON clips (clip_id) WHERE retain_until IS NULL;
+    CREATE INDEX clips_deleted ON clips (deleted_at) WHERE deleted_at IS NOT NULL AND purged_at IS NULL;
+    CREATE TABLE holds (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('clip', 'officer', 'case')),
+        reason          TEXT NOT NULL,
+        clip_id         TEXT,
+        officer_id      TEXT,
+        window_from     TEXT,
+        window_to       TEXT,
+        case_ref        TEXT,
+        created_at      TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        released_at     TEXT,
+        released_by     TEXT,
+        release_reason  TEXT
+    );
+    CREATE INDEX holds_clip ON holds (clip_id) WHERE kind = 'clip' AND released_at IS NULL;
+    CREATE INDEX holds_case ON holds (case_ref) WHERE kind = 'case' AND released_at IS NULL;
+    CREATE INDEX holds_officer ON holds (officer_id, window_from) WHERE kind = 'officer' AND released_at IS NULL;
+    CREATE TABLE case_clips (
+        case_ref        TEXT NOT NULL,
+        clip_id         TEXT NOT NULL,
+        added_at        TEXT NOT NULL,
+        added_by        TEXT NOT NULL,
+        PRIMARY KEY (case_ref, clip_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX case_clips_clip ON case_clips (clip_id);
+    CREATE TABLE retention_rules (
+        one             INTEGER PRIMARY KEY CHECK (one = 1),
+        rules           TEXT NOT NULL,
+        applied_at      TEXT NOT NULL,
+        applied_by      TEXT NOT NULL
+    );
+    """),
+    # v8: bytes of purged clips still to be deleted (written with the purge; emptied after).
+    Step(8, """
+    CREATE TABLE purge_pending (
+        clip_id         TEXT PRIMARY KEY,
+        blob_key        TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """),
+    # v9: a restore's floor on retention, and categories a person set (kept as set).
+    Step(9, """
+    ALTER TABLE clips ADD COLUMN kept_until TEXT;
+    ALTER TABLE clips ADD COLUMN categorised_at TEXT;
+    """),
+    # v10: MoPI review: a clip whose deciding category is reviewed waits for a reviewer when its
+    # period ends instead of being deleted. Clips with categories are assessed again to set it.
+    Step(10, """
+    ALTER TABLE clips ADD COLUMN review INTEGER NOT NULL DEFAULT 0;
+    UPDATE clips SET retain_until = NULL WHERE categories != '[]' AND deleted_at IS NULL;
+    CREATE INDEX clips_review_due ON clips (retain_until) WHERE review AND deleted_at IS NULL;
+    """),
+    # v11: the configuration central last started with (secrets as hashes), to audit changes.
+    Step(11, """
+    CREATE TABLE config_seen (
+        one             INTEGER PRIMARY KEY CHECK (one = 1),
+        config          TEXT NOT NULL,
+        seen_at         TEXT NOT NULL
+    );
+    """),
+    # v14: the clips that have a category, newest first, with the categories (covering: the
+    # dashboard's category search reads the index, not every categorised clip's row).
+    Step(14, """
+    CREATE INDEX clips_categorised ON clips (recorded_at, clip_id, categories) WHERE categories != '[]';
+    """),
+]

@@ -1,0 +1,100 @@
+"""What a docking tells the registry: the camera's telemetry and battery, that it exists, that it is in use.
+
+A camera first seen docking is registered in the station's borough (offline-first roll-out
+keeps working); one that docks with clips is in service, and a lost one is found. Telemetry
+is kept from the latest docking by the camera's time, whatever order dockings are reported
+in. Run inside the projection's transaction (``central.events.projection``), a run of
+dockings at a time (``executemany``: tens of thousands of events a second on one core).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from fleet.events import DeviceEntry
+from central.evidence import audit
+
+
+def record(db, dockings: Sequence[dict], readings: Sequence[tuple]) -> list[str]:
+    """A run of dockings and their battery readings; the cameras first seen here, in run order.
+
+    Each docking is a dict: serial, model, firmware, borough, station, by, now, docked_at, clips,
+    telemetry, soh, cycles, temp, level, short, hot, drop (the capacity-drop threshold)."""
+    serials = list(dict.fromkeys(d["serial"] for d in dockings))
+    known = {serial for (serial,) in db.execute(
+        "SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [json.dumps(serials)])}
+    db.conn.executemany(
+        """INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
+               registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
+               battery_temp_c, battery_level, flag_short_shift, flag_over_temp, battery_dirty)
+           VALUES (:serial, :model, :firmware, CASE WHEN :clips > 0 THEN 'in_service' ELSE 'issued' END,
+               :borough, :station, :by, :now, :docked_at, :station, :telemetry, :soh, :cycles, :temp, :level,
+               :short, :hot, 1)
+           ON CONFLICT (serial) DO UPDATE SET
+               model = CASE WHEN excluded.model != '' THEN excluded.model ELSE model END,
+               firmware = CASE WHEN excluded.firmware != '' THEN excluded.firmware ELSE firmware END,
+               home_station = COALESCE(home_station, excluded.home_station),
+               borough = COALESCE(borough, excluded.borough),
+               flag_capacity_drop = CASE
+                   WHEN excluded.last_docked_at < COALESCE(last_docked_at, '') THEN flag_capacity_drop
+                   WHEN battery_soh - excluded.battery_soh >= :drop THEN 1
+                   WHEN excluded.battery_soh - battery_soh >= :drop THEN 0  -- a new battery
+                   ELSE flag_capacity_drop END,
+               telemetry = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                   THEN excluded.telemetry ELSE telemetry END,
+               battery_soh = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                   THEN COALESCE(excluded.battery_soh, battery_soh) ELSE battery_soh END,
+               battery_cycles = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                   THEN COALESCE(excluded.battery_cycles, battery_cycles) ELSE battery_cycles END,
+               battery_temp_c = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                   THEN excluded.battery_temp_c ELSE battery_temp_c END,
+               battery_level = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                   THEN excluded.battery_level ELSE battery_level END,
+               flag_short_shift = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                   THEN excluded.flag_short_shift ELSE flag_short_shift END,
+               flag_over_temp = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                   THEN excluded.flag_over_temp ELSE flag_over_temp END,
+               flag_stale = 0,
+               battery_dirty = 1,
+               last_station = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
+                   THEN excluded.last_station ELSE last_station END,
+               last_docked_at = MAX(COALESCE(last_docked_at, ''), excluded.last_docked_at)""",
+        dockings)
+    if readings:
+        db.conn.executemany("INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, "
+                            "temperature_c, level_pct, full_mah, design_mah) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            readings)
+    return [serial for serial in serials if serial not in known]
+
+
+def put_in_service(db, serials: Sequence[str]) -> list[tuple[str, str]]:
+    """These cameras docked with clips: in service now, a lost one found. (serial, state before)
+    of those whose state changed (one query for a run: most cameras are in service already)."""
+    changed = db.execute(
+        "SELECT serial, lifecycle FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+        "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost') ORDER BY serial",
+        [json.dumps(list(serials))]).fetchall()
+    for serial, _ in changed:
+        db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = ?", [serial])
+    return changed
+
+
+def record_change(db, changes, station_id: str, serial: str, from_state: str | None, reason: str, now: str) -> None:
+    """Record what a docking did to the registry (history and audit, as a person's change is)
+    and tell the stations of the camera's borough (a found camera is usable again)."""
+    model, state, borough, home, mode = db.execute(
+        "SELECT model, lifecycle, borough, home_station, assignment_mode FROM devices WHERE serial = ?",
+        [serial]).fetchone()
+    actor = f"dock:{station_id}"
+    db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?)", [serial, now, actor, station_id, from_state, state, reason])
+    if from_state is None:
+        audit.record(db, actor=actor, place=station_id, action="register", object_type="device",
+                     object_id=serial, detail=f"{state}, borough {borough or '-'}: {reason}")
+    else:
+        audit.record(db, actor=actor, place=station_id, action="lifecycle", object_type="device",
+                     object_id=serial, detail=f"{from_state} → {state}: {reason}")
+    if changes is not None and borough:
+        changes.emit(db, DeviceEntry(serial=serial, model=model, lifecycle=state, borough=borough,
+                                     home_station=home, assignment_mode=mode), borough)

@@ -1,0 +1,111 @@
+"""An upload's commits: created, bytes counted, verified, forgotten.
+
+Each commit writes the upload (``central.uploads.records``) and, in the same transaction, what
+follows from it elsewhere: the clip's record (``central.evidence.clip_records``) and, when
+verified, the station's waiting ingest claim (``central.events.claims``), the custody record
+and the camera's last upload (``central.registry.devices``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.protocol import UploadMetadata
+from central.events import claims
+from central.evidence import audit, clip_records
+from central.registry import devices
+from central.uploads import records
+from central.uploads.records import Upload
+
+
+class UploadService:
+    """Reads and writes of uploads; one per process (the receiver's)."""
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+
+    def upload(self, upload_id: str) -> Upload | None:
+        with self.writer.read() as db:
+            return records.by(db, "upload_id", upload_id)
+
+    def upload_for_clip(self, clip_id: str) -> Upload | None:
+        with self.writer.read() as db:
+            return records.by(db, "clip_id", clip_id)
+
+    def create_upload(self, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
+                      station_id: str | None, expires_at: datetime) -> Upload:
+        """Insert the upload and its 'receiving' clip row, unless the clip already has one.
+
+        Not a durable commit: it acknowledges no bytes. A power cut may take it back; the
+        station then finds the upload gone (404) and creates it again. Every commit that
+        counts bytes or says "verified" is durable, and makes this one durable with it."""
+        with self.writer.write(durable=False) as db:
+            existing = self.upload_for_clip(str(meta.clip_id))
+            if existing:
+                return existing
+            self._insert(db, upload_id, meta, raw_metadata, length, station_id, expires_at)
+        return self.upload(upload_id)
+
+    def record_stored_upload(self, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
+                             station_id: str | None, blob_key: str) -> Upload:
+        """A clip that came whole in its creation request and is stored: its upload and clip rows,
+        both verified, in one durable commit (no 'receiving' commit before it). The clip's
+        existing upload instead, if it has one."""
+        with self.writer.write() as db:
+            existing = self.upload_for_clip(str(meta.clip_id))
+            if existing:
+                return existing
+            self._insert(db, upload_id, meta, raw_metadata, length, station_id, None)
+            self._verify(db, upload_id, blob_key)
+        return Upload(upload_id, str(meta.clip_id), station_id, length, length, raw_metadata, meta.sha256,
+                      "verified", None)
+
+    @staticmethod
+    def _insert(db, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
+                station_id: str | None, expires_at: datetime | None) -> None:
+        records.insert(db, upload_id, str(meta.clip_id), station_id, length, raw_metadata, meta.sha256,
+                       to_iso(utc_now()), expires_at)
+        clip_records.begin(db, upload_id, meta, length, station_id)
+
+    def set_offset(self, upload_id: str, offset: int, expires_at: datetime) -> None:
+        with self.writer.write() as db:
+            records.set_offset(db, upload_id, offset, to_iso(utc_now()), expires_at)
+
+    def mark_verified(self, upload_id: str, blob_key: str) -> None:
+        """The clip is stored: the one commit after which central answers 'verified'."""
+        with self.writer.write() as db:
+            self._verify(db, upload_id, blob_key)
+
+    @staticmethod
+    def _verify(db, upload_id: str, blob_key: str) -> None:
+        now = to_iso(utc_now())
+        # The clip by its key, found through the upload's (clips has no index on upload_id:
+        # looking it up by that scanned every clip, ever more slowly as the month went on).
+        clip_id = records.verify(db, upload_id, now)
+        clip = clip_id and clip_records.verify(db, clip_id, upload_id, blob_key, now)
+        if clip:
+            clip_id, station_id, sha256, size, serial = clip
+            # A station's ingest reported before this upload joins the chain now, if it matches.
+            claims.settle(db, clip_id, station_id, sha256, size)
+            audit.record(db, actor=f"station:{station_id}" if station_id else "upload", action="upload-verified",
+                         object_type="clip", object_id=clip_id, at=from_iso(now),
+                         detail=f"whole-file SHA-256 {sha256} matched, {size} bytes stored")
+            # The camera's last upload is central's to say, now: not when the station, told
+            # "verified", reports it back (``clip_verified``, applied later and kept if later).
+            devices.record_upload(db, serial, now)
+
+    def delete_upload(self, upload_id: str) -> None:
+        """Forget an unfinished upload (termination or expiry); verified ones are never deleted here."""
+        with self.writer.write() as db:
+            clip_id = records.forget(db, upload_id)
+            if clip_id is not None:
+                clip_records.abandon(db, clip_id, upload_id)
+
+    def receiving_uploads(self) -> list[Upload]:
+        with self.writer.read() as db:
+            return records.receiving(db)
+
+    def expired_uploads(self, now: datetime) -> list[Upload]:
+        with self.writer.read() as db:
+            return records.expired(db, now)

@@ -1,0 +1,83 @@
+"""The schema assembled from the packages' steps is the one central always had.
+
+The packages' ``schema.py`` steps are assembled into one script per version
+(``central.core.migrations``). A database at any version must go on migrating exactly as
+before, and a fresh one must come out as it always did: the expected values below were taken
+from the single ordered list of migrations central had before its tables were shared out
+(commit 79f534e), and are history: a new migration adds a version, it never changes these.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from central.core import migrations
+from central.core.store import MIGRATIONS
+from fleet import sqlite
+
+FROZEN = {
+    1: "a0b68dc52c178f0eee0e2a680abe9c3fa5aa32955af69f9dbfd27315a9c5cd03",
+    2: "3a514509e7aef5279fc3920a17dc28b7ad365edcb99a7de3e0e9f8a8e6d6037e",
+    3: "fa16b0dc96307fd53d5eba98111cd8e556287d05676b52d5f9a27717611bd29d",
+    4: "2643f2514104575ce6a857c1d7d0565524494c08a28ac90eceded152b8c6f1d0",
+    5: "d6a7c74e95f4eae1aea46f416090b39ab112f4d179a747dd2102c192f0c414be",
+    6: "6c40098da165726f8b3123cfef4e7bf504af52f8aa2a292fb65aac9eb4b7cc51",
+    7: "0d4b3d6d3cfaade2fcc218771310c611ffcfaa935b467dedf742b89516a2db6d",
+    8: "1b1e10cb43b1cfcea2012bd33f92865aab8818479414ca858e2481bd08b37eec",
+    9: "89c296a16d68b3a3697e0fe78630fe122880d0f61f3992beb788278dfb43b293",
+    10: "88fb40cb4bf482a0f959e7fa26a16e1f27ab857bf7efaa2a5689100dad1d29fa",
+    11: "d2bd08e02622d74a92647b5046776403084d18c4eefcfe2715005326534b5f2b",
+    12: "b4b59852aebf240b552b6d9ab957a994158e2d5acf8d2fedbf560c18f8acbbb4",
+    13: "f7260ecccfb576cc80fba7bdc2c93a41292dfb543efdeff93cdbf3387c4ff500",
+    14: "9a0e591c634bf998cea6332c81bbce22826fe7bbb04eaf563a358f5ebcf7f0c9",
+    15: "5c2dc62c1641361ecffc0bf8eba4fc15336d4cebaffe1b38e1bc9c10a0edcd33",
+    16: "753e02839826cf0a3fc928d3b603bbd2e9ddb77abdca829448ece2df8bdaa31e",
+    17: "39ec4d4de6ac77d8f828d79c7a81ec59005ba35d8cfec31dc5a190741f007ede",
+}
+"""SHA-256 of each version's statements (split as ``fleet.sqlite.migrate`` runs them, joined by
+newlines) in the single list of migrations at commit 79f534e."""
+SCHEMA_V17 = Path(__file__).with_name("schema_v17.json")
+"""``sqlite_master`` (type, name, table, root page, SQL, in rowid order) of a fresh database
+migrated to v17 by the code at commit 79f534e."""
+
+
+@pytest.mark.parametrize("version", sorted(FROZEN))
+def test_each_version_runs_the_statements_it_always_ran(version):
+    statements = sqlite._split_statements(MIGRATIONS[version - 1])
+    assert hashlib.sha256("\n".join(statements).encode()).hexdigest() == FROZEN[version], (
+        f"schema v{version} changed: a released migration is history; add a new version instead")
+
+
+def test_a_fresh_database_at_v17_is_byte_for_byte_the_one_built_before(tmp_path):
+    db = sqlite.open_database(tmp_path / "central.db")
+    try:
+        sqlite.migrate(db, MIGRATIONS[:17])
+        rows = [list(r) for r in db.conn.execute(
+            "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY rowid")]
+    finally:
+        db.conn.close()
+    assert rows == json.loads(SCHEMA_V17.read_text())
+
+
+def _schema(name, *steps):
+    return SimpleNamespace(__name__=f"central.{name}.schema", STEPS=list(steps), TABLES=frozenset())
+
+
+def test_a_version_shared_by_packages_runs_its_parts_in_order():
+    first = _schema("a", migrations.Step(1, "CREATE TABLE a (x);"), migrations.Step(2, "ALTER TABLE a ADD y;", part=2))
+    second = _schema("b", migrations.Step(2, "CREATE TABLE b (x);", part=1))
+    assert [sqlite._split_statements(s) for s in migrations.assemble([first, second])] == [
+        ["CREATE TABLE a (x);"], ["CREATE TABLE b (x);", "ALTER TABLE a ADD y;"]]
+
+
+@pytest.mark.parametrize("steps, complaint", [
+    ([migrations.Step(1, "A;"), migrations.Step(3, "C;")], "without a gap"),
+    ([migrations.Step(1, "A;"), migrations.Step(1, "B;", part=3)], "parts must run"),
+    ([migrations.Step(1, "A;"), migrations.Step(1, "B;")], "declared by both"),
+])
+def test_a_gap_or_a_clash_in_the_steps_is_refused(steps, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        migrations.assemble([_schema("a", steps[0]), _schema("b", *steps[1:])])
