@@ -14,7 +14,8 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from litestar.testing import TestClient
 
-from central.core.app import build_services, create_app
+from central.core.app import create_app
+from central.core.services import build_services
 from central.uploads.blobstore_s3 import S3BlobStore
 from central.core.store import CentralStore
 from fleet.cli import main
@@ -311,7 +312,7 @@ def test_retention_purges_from_the_bucket(tmp_path):
     try:
         blobs = S3BlobStore(settings.blobs)
         blobs.check()
-        retention = build_services(store, settings, blobs)["retention"]
+        retention = build_services(settings, store, blobs).retention
         retention.adopt_configured()
         clip = put_clip(store, blobs, T0)
         assert retention.run(T0 + timedelta(days=31, hours=1)).soft_deleted == 1 and blobs.exists(clip)

@@ -1,0 +1,78 @@
+"""Central's composition root: every collaborator built in one place, with its type.
+
+``build_services(settings, store, blobs)`` makes the feature services over one store, for
+``create_app``'s lifespan, the commands (``fleet central …``, straight on the database) and
+the benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fleet.config import CentralSettings
+from central.access.scope import OwnerLookup
+from central.access.users import UserService
+from central.core.store import CentralStore
+from central.events.changes import ChangeLog
+from central.events.log import EventLog
+from central.events.projection import Projector
+from central.evidence.retention import RetentionService
+from central.registry.assignments import AssignmentService
+from central.registry.devices import DeviceService
+from central.registry.fleet_health import FleetHealth
+from central.registry.officers import OfficerService
+from central.registry.stations import StationService
+from central.rollout.service import RolloutService
+from central.uploads.blobstore import BlobStore, open_blob_store
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Services:
+    """The feature services over one store, and what they were built from."""
+
+    settings: CentralSettings
+    store: CentralStore
+    blobs: BlobStore
+    changes: ChangeLog
+    stations: StationService
+    events: EventLog
+    devices: DeviceService
+    officers: OfficerService
+    assignments: AssignmentService
+    health: FleetHealth
+    rollout: RolloutService
+    users: UserService
+    retention: RetentionService
+    owners: OwnerLookup
+
+
+def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobStore | None = None) -> Services:
+    """The feature services over ``store`` (``blobs``: the configured blob store when not given)."""
+    blobs = blobs or open_blob_store(settings)
+    changes = ChangeLog(store.writer, settings)
+    stations = StationService(store.writer, settings)
+    return Services(
+        settings=settings, store=store, blobs=blobs, changes=changes, stations=stations,
+        events=EventLog(store.writer, Projector(settings.fleet, changes)),
+        devices=DeviceService(store.writer, changes),
+        officers=OfficerService(store.writer, changes),
+        assignments=AssignmentService(store.writer, changes),
+        health=FleetHealth(store.writer, settings, stations, changes),
+        rollout=RolloutService(store.writer, changes, settings),
+        users=UserService(store.writer),
+        owners=OwnerLookup(store.writer, settings),
+        retention=RetentionService(store.writer, changes, blobs, settings),
+    )
+
+
+@contextmanager
+def open_services(settings: CentralSettings) -> Iterator[Services]:
+    """The services straight on central's database, for a command or a benchmark: they work
+    whether or not central is serving (SQLite WAL; writes take their turn)."""
+    store = CentralStore(settings.data_dir)
+    try:
+        yield build_services(settings, store)
+    finally:
+        store.close()
