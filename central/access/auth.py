@@ -20,7 +20,7 @@ from litestar.di import NamedDependency
 
 from fleet.config import CentralSettings, token_sha256
 from fleet.errors import Forbidden, Unauthorized
-from central.access.users import TOKEN_PREFIX
+from central.access.users import TOKEN_PREFIX, UserService
 
 ALL_ROLES = frozenset({"admin"})
 SESSION_COOKIE = "bwv_session"
@@ -55,9 +55,9 @@ class Principal:
 class TokenRegistry:
     """Maps token hashes to principals, built once from the settings."""
 
-    def __init__(self, settings: CentralSettings) -> None:
-        self.users = None
-        """``central.access.users.UserService``: users' API tokens and sessions (set once the store is open)."""
+    def __init__(self, settings: CentralSettings, users: UserService | None = None) -> None:
+        self.users = users
+        """Users' API tokens and sessions (None: only the configured tokens)."""
         self._entries: list[tuple[bytes, Principal]] = [
             (bytes.fromhex(token_sha256(settings, "admin_token")), Principal("admin", roles=ALL_ROLES)),
         ]

@@ -11,9 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import msgspec
-from litestar import Litestar, Request, Response, get
-from litestar.datastructures import State
-from litestar.di import Provide
+from litestar import Litestar, Response, get
+from litestar.di import NamedDependency, Provide
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -25,7 +24,7 @@ from fleet.protocol import Health
 
 from central.evidence import audit
 from central.access import login_csrf
-from central.core import openapi
+from central.core import openapi, providers
 from central.core.admission import Admission, AdmissionMiddleware
 from central.registry.assignments import AssignmentController
 from central.access.auth import TokenRegistry, provide_principal
@@ -34,7 +33,7 @@ from central.events.changes import ChangesController
 from central.evidence.clips import ClipController
 from central.evidence.custody import CustodyController
 from central.web.dashboard import DashboardController
-from central.web.evidence_pages import EvidencePages
+from central.web.evidence_pages import ChainCheck, EvidencePages
 from central.web.people_pages import PeoplePages
 from central.web.rollout_pages import RolloutPages
 from central.registry.devices import DeviceController
@@ -48,21 +47,21 @@ from central.rollout.service import RolloutController
 from central.uploads.receiver import UploadReceiver
 from central.access.scope import check_declarations, enforce_scope, no_borough, provide_within
 from central.registry.stations import StationController
-from central.core.services import build_services
+from central.core.services import AppServices, build_services
 from central.core.store import CentralStore
 from central.uploads.tus import UploadController
 
 
 @get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"],
-     responses=openapi.errors(503), scope=no_borough("whether central answers"))
-async def healthz(request: Request) -> Response:
+     responses=openapi.errors(503), scope=no_borough("whether central answers"), sync_to_thread=True)
+def healthz(store: NamedDependency[CentralStore], admission: NamedDependency[Admission]) -> Response:
     try:
-        ok = request.app.state.store.ping()
+        ok = store.ping()
     except Exception:
         ok = False
     if not ok:
         return error_response(503, "unavailable", "database not reachable")
-    return Response(Health(status="ok", version=__version__, load=request.app.state.admission.load()))
+    return Response(Health(status="ok", version=__version__, load=admission.load()))
 
 
 WEB = Path(__file__).parents[1] / "web"
@@ -96,9 +95,11 @@ def create_app(settings: CentralSettings) -> Litestar:
         projection = ProjectionWorker(services.events)
         projection.start()
         scheduler = build_scheduler(settings, receiver, services.health, services.retention)
-        app.state.tokens.users = services.users
-        app.state.update(receiver=receiver, scheduler=scheduler, login_csrf_key=login_csrf.signing_key(store.writer),
-                         **{f.name: getattr(services, f.name) for f in fields(services)})
+        opened = AppServices.serving(
+            services, receiver=receiver, tokens=TokenRegistry(settings, services.users), admission=admission,
+            scheduler=scheduler, login_csrf_key=login_csrf.signing_key(store.writer), chain_check=ChainCheck())
+        providers.keep(app, opened)
+        app.state.update({f.name: getattr(opened, f.name) for f in fields(opened) if f.name != "chain_check"})  # TRANSITIONAL
         scheduler.start()
         try:
             yield
@@ -116,13 +117,13 @@ def create_app(settings: CentralSettings) -> Litestar:
                         PeoplePages, EvidencePages, RolloutPages,
                         create_static_files_router(STATIC_PATH, [WEB / "static"],
                                                    include_in_schema=False, opt={"scope": STATIC_FILES})],
-        dependencies={"principal": Provide(provide_principal), "within": Provide(provide_within)},
+        dependencies={"principal": Provide(provide_principal), "within": Provide(provide_within),
+                      **providers.dependencies()},
         guards=[enforce_scope],
         middleware=[DefineMiddleware(AdmissionMiddleware, admission=admission)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         lifespan=[lifespan],
-        state=State({"tokens": TokenRegistry(settings), "settings": settings, "admission": admission}),
         template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
         openapi_config=openapi.config(),
         logging_config=None,  # the process configures logging once (fleet.logs)
@@ -130,4 +131,5 @@ def create_app(settings: CentralSettings) -> Litestar:
     )
     openapi.describe(app)
     check_declarations(app, skip_prefix=app.openapi_config.path or "/schema")
+    providers.check_handlers(app)
     return app

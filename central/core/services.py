@@ -1,19 +1,26 @@
 """Central's composition root: every collaborator built in one place, with its type.
 
-``build_services(settings, store, blobs)`` makes the feature services over one store, for
-``create_app``'s lifespan, the commands (``fleet central …``, straight on the database) and
-the benchmarks.
+``build_services(settings, store, blobs)`` makes the feature services over one store; the
+commands (``fleet central …``) and the benchmarks use them straight on the database. A serving
+central holds more, opened by ``create_app``'s lifespan: ``AppServices`` adds the upload
+receiver, the token registry, admission control, the scheduler and the login form's key.
+Handlers receive these by name and type through Litestar's dependency injection
+(``central.core.providers``); nothing else reaches into ``app.state``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from fleet.config import CentralSettings
+from central.access.auth import TokenRegistry
 from central.access.scope import OwnerLookup
 from central.access.users import UserService
+from central.core.admission import Admission
 from central.core.store import CentralStore
 from central.events.changes import ChangeLog
 from central.events.log import EventLog
@@ -26,6 +33,8 @@ from central.registry.officers import OfficerService
 from central.registry.stations import StationService
 from central.rollout.service import RolloutService
 from central.uploads.blobstore import BlobStore, open_blob_store
+from central.uploads.receiver import UploadReceiver
+from central.web.evidence_pages import ChainCheck
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,6 +55,28 @@ class Services:
     users: UserService
     retention: RetentionService
     owners: OwnerLookup
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AppServices(Services):
+    """What a serving central holds: its services and what only the app opens (the lifespan)."""
+
+    receiver: UploadReceiver
+    tokens: TokenRegistry
+    admission: Admission
+    scheduler: AsyncIOScheduler
+    login_csrf_key: bytes
+    chain_check: ChainCheck
+    """The audit page's last chain check (who asked, when, what it found)."""
+
+    @classmethod
+    def serving(cls, services: Services, **more) -> AppServices:
+        return cls(**{f.name: getattr(services, f.name) for f in fields(Services)}, **more)
+
+
+PLAIN_VALUES = frozenset({"settings", "admission", "login_csrf_key", "chain_check"})
+"""Fields that never touch the database, the disk or the network: any handler may take them
+(the others are services: see the event-loop rule in ``central.core.providers``)."""
 
 
 def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobStore | None = None) -> Services:

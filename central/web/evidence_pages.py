@@ -8,6 +8,7 @@ view is audited there. Custody reports link to the API's printable page and CSV.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated
 
@@ -43,6 +44,13 @@ ACTIONS = ("ingest", "upload-verified", "view", "download", "categorise", "hold"
            "lifecycle", "login", "login-failed", "login-lockout", "login-throttled", "logout", "user-add",
            "token-create", "token-revoke", "config-change", "rollout-commit")
 """Suggested in the audit page's action filter (any action can be typed)."""
+
+
+@dataclass
+class ChainCheck:
+    """The audit page's last check of the chain while central runs: (when, report, anchors read, by whom)."""
+
+    last: tuple[datetime, audit.ChainReport, int, str] | None = None
 
 
 class ClipRow(msgspec.Struct, kw_only=True):
