@@ -28,7 +28,6 @@ the same rule for the lists.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -293,7 +292,7 @@ def check_declarations(app: Litestar, skip_prefix: str) -> None:
                 continue
             if not isinstance(declared, Declaration):
                 missing.append(f"{methods} {route.path}: no scope= declaration")
-            elif isinstance(declared, Lists) and "within" not in inspect.signature(handler.fn).parameters:
+            elif isinstance(declared, Lists) and "within" not in handler.parsed_fn_signature.parameters:
                 missing.append(f"{methods} {route.path}: declares LISTS but takes no within")
     if missing:
         raise RuntimeError("routes without a borough-scope decision (central.access.scope):\n  " + "\n  ".join(missing))
