@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 from litestar import Litestar, Response, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -25,6 +25,7 @@ from fleet.protocol import Health
 from central.evidence import audit
 from central.access import login_csrf
 from central.core import openapi, providers
+from central.core.providers import Injected
 from central.core.admission import Admission, AdmissionMiddleware
 from central.registry.assignments import AssignmentController
 from central.access.auth import TokenRegistry, provide_principal
@@ -54,7 +55,7 @@ from central.uploads.tus import UploadController
 
 @get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"],
      responses=openapi.errors(503), scope=no_borough("whether central answers"), sync_to_thread=True)
-def healthz(store: NamedDependency[CentralStore], admission: NamedDependency[Admission]) -> Response:
+def healthz(store: Injected[CentralStore], admission: Injected[Admission]) -> Response:
     try:
         ok = store.ping()
     except Exception:

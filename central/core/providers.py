@@ -33,14 +33,21 @@ from __future__ import annotations
 
 import typing
 from dataclasses import fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from litestar import Litestar, Request
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import SkipValidation
 from litestar.routes import HTTPRoute
 
 if TYPE_CHECKING:
     from central.core.services import AppServices
+
+T = TypeVar("T")
+
+Injected: TypeAlias = NamedDependency[SkipValidation[T]]
+"""A handler's parameter ``devices: Injected[DeviceService]`` receives the dependency of its
+name. Litestar does not check it on every request: ``check_handlers`` checks the type once."""
 
 
 def services(app: Litestar) -> AppServices:

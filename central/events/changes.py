@@ -18,7 +18,6 @@ from typing import Annotated
 import anyio.to_thread
 import msgspec
 from litestar import Controller, get
-from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from fleet.config import CentralSettings
@@ -31,6 +30,7 @@ from fleet.sqlite import Writer
 from central.evidence.retention import held_clips_of_borough
 from central.access.auth import Caller, Principal, station_or_user_with
 from central.core.openapi import errors
+from central.core.providers import Injected
 from central.access.scope import in_query, touches
 
 PAGE_LIMIT = 1000
@@ -206,7 +206,7 @@ class ChangesController(Controller):
          scope=touches(in_query("borough", "borough")),
          on_loop="a long poll waits for changes (ChangeLog.wait_page reads on a worker thread)")
     async def changes(
-        self, principal: Caller, changes: NamedDependency[ChangeLog],
+        self, principal: Caller, changes: Injected[ChangeLog],
         since: Annotated[int, QueryParameter(ge=0, description="the cursor of the last change applied")] = 0,
         wait: Annotated[float, QueryParameter(ge=0, le=MAX_WAIT_S, description="seconds to hold the request "
                                                                                "when there is nothing new")] = 0.0,
@@ -216,6 +216,6 @@ class ChangesController(Controller):
 
     @get("/snapshot", summary="Everything a station mirrors, with the cursor to follow on from",
          scope=touches(in_query("borough", "borough")), sync_to_thread=True)
-    def snapshot(self, principal: Caller, changes: NamedDependency[ChangeLog],
+    def snapshot(self, principal: Caller, changes: Injected[ChangeLog],
                  borough: Annotated[str | None, QueryParameter(description="users only")] = None) -> Snapshot:
         return changes.snapshot(_borough_of(principal, borough))

@@ -21,7 +21,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, post
-from litestar.di import NamedDependency
 from litestar.params import RawBody
 
 from fleet.clock import to_iso, to_iso_many, utc_now
@@ -32,6 +31,7 @@ from fleet.sqlite import Writer
 from central.events import claims
 from central.access.auth import Caller, stations_only
 from central.core.openapi import errors
+from central.core.providers import Injected
 from central.access.scope import OWN_RECORDS
 from central.events.projection import Applied, Projector
 
@@ -341,5 +341,5 @@ class EventsController(Controller):
           responses=errors(400, 409, 413), guards=[stations_only], scope=OWN_RECORDS,
           description="Body: an EventBatch. Idempotent by (station, seq): resend anything after `acked_seq`. "
                       "An empty batch is a heartbeat carrying the station's backlog.", sync_to_thread=True)
-    def receive(self, principal: Caller, body: RawBody, events: NamedDependency[EventLog]) -> EventAck:
+    def receive(self, principal: Caller, body: RawBody, events: Injected[EventLog]) -> EventAck:
         return events.ingest(principal.station_id, principal.borough, body)

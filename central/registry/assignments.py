@@ -12,7 +12,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
@@ -25,6 +24,7 @@ from central.access.auth import Caller, station_or_user_with, user_with
 from central.core.csvhttp import CSV, csv_response
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
+from central.core.providers import Injected
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from central.events.projection import reattribute
 from central.evidence.retention import announce_reattributed
@@ -251,7 +251,7 @@ class AssignmentController(Controller):
     @get("/assignments", summary="Assignments (personal issue and pool checkouts), newest first",
          guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
     def list_assignments(
-        self, within: Scoped, assignments: NamedDependency[AssignmentService], officer_id: FromQuery[str | None] = None,
+        self, within: Scoped, assignments: Injected[AssignmentService], officer_id: FromQuery[str | None] = None,
         device_serial: FromQuery[str | None] = None, borough: FromQuery[str | None] = None,
         active: FromQuery[bool | None] = None, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
@@ -264,7 +264,7 @@ class AssignmentController(Controller):
     @get("/assignments/export.csv", summary="Assignments as CSV (newest first), for spreadsheets", media_type=CSV,
          guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
     def export_csv(
-        self, within: Scoped, assignments: NamedDependency[AssignmentService],
+        self, within: Scoped, assignments: Injected[AssignmentService],
         borough: FromQuery[str | None] = None, active: FromQuery[bool | None] = None,
     ) -> Response:
         rows = assignments.list(officer_id=None, device_serial=None, borough=within.narrow(borough), active=active,
@@ -274,20 +274,20 @@ class AssignmentController(Controller):
     @post("/assignments", status_code=201, summary="Issue a camera personally to an officer",
           guards=[user_with("supervisor")], responses=errors(404, 409),
           scope=touches(in_json("device", "device_serial"), in_json("officer", "officer_id")), sync_to_thread=True)
-    def issue(self, principal: Caller, assignments: NamedDependency[AssignmentService],
-              settings: NamedDependency[CentralSettings], data: JSONBody[IssueRequest]) -> AssignmentInfo:
+    def issue(self, principal: Caller, assignments: Injected[AssignmentService],
+              settings: Injected[CentralSettings], data: JSONBody[IssueRequest]) -> AssignmentInfo:
         return assignments.issue(data, principal.name, settings.fleet.assignment_mode)
 
     @post("/assignments/{device_serial:str}/end", status_code=200, summary="End a camera's current assignment",
           guards=[user_with("supervisor")], scope=touches(in_path("device", "device_serial")), sync_to_thread=True)
-    def end(self, principal: Caller, assignments: NamedDependency[AssignmentService],
+    def end(self, principal: Caller, assignments: Injected[AssignmentService],
             device_serial: Annotated[str, PathParameter(max_length=64)],
             data: JSONBody[EndRequest]) -> AssignmentInfo:
         return assignments.end(device_serial, data.reason, principal.name)
 
     @get("/conflicts", summary="Conflicts found after offline periods, for a supervisor",
          guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
-    def conflicts(self, within: Scoped, assignments: NamedDependency[AssignmentService],
+    def conflicts(self, within: Scoped, assignments: Injected[AssignmentService],
                   borough: FromQuery[str | None] = None,
                   open_only: Annotated[bool, QueryParameter(name="open")] = True,
                   limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
@@ -303,14 +303,14 @@ class AssignmentController(Controller):
     @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved",
           guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("conflict", "conflict_id")),
           sync_to_thread=True)
-    def resolve(self, principal: Caller, assignments: NamedDependency[AssignmentService],
+    def resolve(self, principal: Caller, assignments: Injected[AssignmentService],
                 conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ResolveRequest],
                 ) -> ConflictInfo:
         return assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
 
     @get("/unattributed", summary="Clips recorded when no officer held the camera",
          guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
-    def unattributed(self, within: Scoped, assignments: NamedDependency[AssignmentService],
+    def unattributed(self, within: Scoped, assignments: Injected[AssignmentService],
                      borough: FromQuery[str | None] = None,
                      limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
                      cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
@@ -321,14 +321,14 @@ class AssignmentController(Controller):
 
     @get("/clips/{clip_id:str}/attribution", summary="Whose clip this is (the holder at recorded_at)",
          guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def get_attribution(self, principal: Caller, assignments: NamedDependency[AssignmentService],
+    def get_attribution(self, principal: Caller, assignments: Injected[AssignmentService],
                         clip_id: Annotated[str, PathParameter(max_length=64)]) -> Attribution:
         return assignments.attribution(clip_id)
 
     @post("/clips/{clip_id:str}/attribution", status_code=200, summary="Attribute a clip by hand (audited)",
           guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id"), in_json("officer", "officer_id")),
           sync_to_thread=True)
-    def attribute(self, principal: Caller, assignments: NamedDependency[AssignmentService],
+    def attribute(self, principal: Caller, assignments: Injected[AssignmentService],
                   clip_id: Annotated[str, PathParameter(max_length=64)], data: JSONBody[AttributeRequest],
                   ) -> Attribution:
         return assignments.attribute(clip_id, data, principal.name)

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet import csvio
@@ -28,6 +27,7 @@ from central.evidence.audit import AuditRecord
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
 from central.core.openapi import errors
+from central.core.providers import Injected
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_path, touches
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
@@ -309,7 +309,7 @@ class DeviceController(Controller):
     @get("/", summary="Cameras, by serial, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
          scope=LISTS, sync_to_thread=True)
     def list_devices(
-        self, within: Scoped, devices: NamedDependency[DeviceService],
+        self, within: Scoped, devices: Injected[DeviceService],
         borough: FromQuery[str | None] = None,
         lifecycle_state: Annotated[lifecycle.Lifecycle | None, QueryParameter(name="lifecycle")] = None,
         flag: FromQuery[DeviceFlag | None] = None,
@@ -323,7 +323,7 @@ class DeviceController(Controller):
 
     @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets", media_type=CSV,
          guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
-    def export_csv(self, within: Scoped, devices: NamedDependency[DeviceService],
+    def export_csv(self, within: Scoped, devices: Injected[DeviceService],
                    borough: FromQuery[str | None] = None) -> Response:
         return csv_response(devices.all(within.narrow(borough)), DeviceSummary, "devices.csv")
 
@@ -331,19 +331,19 @@ class DeviceController(Controller):
                                                   "assignment_mode); nothing is registered unless every row is valid",
           guards=[user_with("fleet_manager")], responses=IMPORT_ERRORS, scope=FORCE_WIDE,
           dependencies=csv_body("cameras"), sync_to_thread=True)
-    def import_csv(self, principal: Caller, csv: NamedDependency[str],
-                   devices: NamedDependency[DeviceService]) -> RegistrationResult:
+    def import_csv(self, principal: Caller, csv: Injected[str],
+                   devices: Injected[DeviceService]) -> RegistrationResult:
         return devices.register(csvio.read_csv(csv, kind=DeviceRegistration, max_rows=50_000), principal.name)
 
     @get("/{serial:str}", summary="One camera with its assignment, lifecycle, battery and audit history",
          guards=[station_or_user_with("viewer")], scope=touches(in_path("device", "serial")), sync_to_thread=True)
-    def get_device(self, principal: Caller, devices: NamedDependency[DeviceService],
+    def get_device(self, principal: Caller, devices: Injected[DeviceService],
                    serial: SerialPath) -> DeviceDetail:
         return devices.detail(serial)
 
     @post("/", status_code=201, summary="Register cameras (new ones start in stock, or allocated to a borough)",
           guards=[user_with("fleet_manager")], scope=FORCE_WIDE, sync_to_thread=True)
-    def register(self, principal: Caller, devices: NamedDependency[DeviceService],
+    def register(self, principal: Caller, devices: Injected[DeviceService],
                  data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
         if len(data) > 50_000:
             raise BadRequest("register at most 50,000 cameras per request")
@@ -351,6 +351,6 @@ class DeviceController(Controller):
 
     @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)",
           guards=[user_with("fleet_manager")], responses=errors(409), scope=FORCE_WIDE, sync_to_thread=True)
-    def set_lifecycle(self, principal: Caller, devices: NamedDependency[DeviceService], serial: SerialPath,
+    def set_lifecycle(self, principal: Caller, devices: Injected[DeviceService], serial: SerialPath,
                       data: JSONBody[LifecycleRequest]) -> DeviceSummary:
         return devices.change_lifecycle(serial, data, principal.name)

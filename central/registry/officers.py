@@ -12,7 +12,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet import csvio
@@ -22,6 +21,7 @@ from fleet.events import Officer, OfficerRole
 from central.evidence import audit
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
+from central.core.providers import Injected
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
 
@@ -155,7 +155,7 @@ class OfficerController(Controller):
     @get("/", summary="Officers, by id, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
          scope=LISTS, sync_to_thread=True)
     def list_officers(
-        self, within: Scoped, officers: NamedDependency[OfficerService], borough: FromQuery[str | None] = None,
+        self, within: Scoped, officers: Injected[OfficerService], borough: FromQuery[str | None] = None,
         role: FromQuery[OfficerRole | None] = None, team: FromQuery[str | None] = None,
         q: Annotated[str | None, QueryParameter(max_length=64)] = None, cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
@@ -164,7 +164,7 @@ class OfficerController(Controller):
 
     @get("/export.csv", summary="Every officer (or one borough's) as CSV", media_type=CSV,
          guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
-    def export_csv(self, within: Scoped, officers: NamedDependency[OfficerService],
+    def export_csv(self, within: Scoped, officers: Injected[OfficerService],
                    borough: FromQuery[str | None] = None) -> Response:
         rows = officers.all(within.narrow(borough))
         return csv_response((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow, "officers.csv")
@@ -172,7 +172,7 @@ class OfficerController(Controller):
     @get("/{officer_id:str}", summary="One officer with the camera they hold and their assignment history",
          guards=[station_or_user_with("viewer")], scope=touches(in_path("officer", "officer_id")),
          sync_to_thread=True)
-    def get_officer(self, principal: Caller, officers: NamedDependency[OfficerService],
+    def get_officer(self, principal: Caller, officers: Injected[OfficerService],
                     officer_id: OfficerPath) -> OfficerDetail:
         return officers.detail(officer_id)
 
@@ -181,7 +181,7 @@ class OfficerController(Controller):
                       "of theirs cannot be moved to another borough either).",
           guards=[user_with("supervisor")],
           scope=touches(in_json("officer", "*.officer_id"), in_json("borough", "*.borough")), sync_to_thread=True)
-    def upsert(self, principal: Caller, officers: NamedDependency[OfficerService],
+    def upsert(self, principal: Caller, officers: Injected[OfficerService],
                data: JSONBody[list[Officer]]) -> ImportResult:
         if len(data) > MAX_IMPORT:
             raise BadRequest(f"at most {MAX_IMPORT} officers per request")
@@ -192,6 +192,6 @@ class OfficerController(Controller):
                       "Errors name the line; nothing is imported unless every row is valid.",
           guards=[user_with("supervisor")], responses=IMPORT_ERRORS, scope=FORCE_WIDE,
           dependencies=csv_body("officers"), sync_to_thread=True)
-    def import_csv(self, principal: Caller, csv: NamedDependency[str],
-                   officers: NamedDependency[OfficerService]) -> ImportResult:
+    def import_csv(self, principal: Caller, csv: Injected[str],
+                   officers: Injected[OfficerService]) -> ImportResult:
         return officers.upsert(officers_from_csv(csv), principal.name)

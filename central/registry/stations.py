@@ -11,7 +11,6 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, get
-from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
@@ -20,6 +19,7 @@ from fleet.errors import NotFound
 from central.events import claims
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import LISTS, Scoped, in_path, touches
+from central.core.providers import Injected
 
 
 class StationHealth(msgspec.Struct, kw_only=True):
@@ -117,12 +117,12 @@ class StationController(Controller):
 
     @get("/", summary="Every station: last contact, stale or not, backlog and oldest un-synced clip",
          guards=[user_with("viewer")], scope=LISTS, sync_to_thread=True)
-    def list_stations(self, within: Scoped, stations: NamedDependency[StationService]) -> list[StationHealth]:
+    def list_stations(self, within: Scoped, stations: Injected[StationService]) -> list[StationHealth]:
         return [s for s in stations.all() if within.borough in (None, s.borough)]
 
     @get("/{station_id:str}", summary="One station's health", guards=[station_or_user_with("viewer")],
          scope=touches(in_path("station", "station_id")), sync_to_thread=True)
-    def get_station(self, principal: Caller, stations: NamedDependency[StationService],
+    def get_station(self, principal: Caller, stations: Injected[StationService],
                     station_id: Annotated[str, PathParameter(max_length=64)]) -> StationHealth:
         for station in stations.all():
             if station.station_id == station_id:

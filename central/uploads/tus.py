@@ -7,7 +7,6 @@ from email.utils import format_datetime
 from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, head, patch, post, route
-from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from fleet.config import CentralSettings
@@ -20,6 +19,7 @@ from central.access.scope import OWN_RECORDS, in_path, touches
 from central.core.openapi import empty, errors
 from central.uploads.receiver import Checksum, UploadReceiver
 from central.core.store import Upload
+from central.core.providers import Injected
 
 CREATION_BODY_MAX_BYTES = 64 << 20
 """The most a creation-with-upload may carry (the station sends small clips whole this way;
@@ -89,7 +89,7 @@ class UploadController(Controller):
     @route("/", http_method=["OPTIONS"], status_code=204, summary="tus discovery",
            responses={204: empty("Tus-Version, Tus-Extension, Tus-Max-Size and Tus-Checksum-Algorithm")},
            scope=OWN_RECORDS)
-    async def capabilities(self, principal: Caller, settings: NamedDependency[CentralSettings]) -> Response[None]:
+    async def capabilities(self, principal: Caller, settings: Injected[CentralSettings]) -> Response[None]:
         return Response(content=None, status_code=204, headers={
             "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
             "Tus-Max-Size": str(settings.max_upload_bytes),
@@ -106,7 +106,7 @@ class UploadController(Controller):
                      200: empty("The clip's upload exists already: Location and Upload-Offset say where it stands"),
                      **errors(400, 409, 411, 412, 413, 415, 423, 460, 503, 507)}, scope=OWN_RECORDS, on_loop=STREAMS)
     async def create(self, request: Request, principal: Caller,
-                     receiver: NamedDependency[UploadReceiver]) -> Response[None]:
+                     receiver: Injected[UploadReceiver]) -> Response[None]:
         _require_tus(request)
         if request.headers.get("upload-defer-length"):
             raise BadRequest("Upload-Defer-Length is not supported: send Upload-Length")
@@ -131,7 +131,7 @@ class UploadController(Controller):
     @head("/{upload_id:str}", summary="Where an upload stands",
           responses={200: empty("Upload-Offset, Upload-Length and Upload-Metadata"), **errors(412)},
           scope=touches(in_path("upload", "upload_id")), sync_to_thread=True)
-    def status(self, request: Request, principal: Caller, receiver: NamedDependency[UploadReceiver],
+    def status(self, request: Request, principal: Caller, receiver: Injected[UploadReceiver],
                upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         upload = receiver.get(upload_id)
@@ -143,7 +143,7 @@ class UploadController(Controller):
            responses={204: empty("Appended: Upload-Offset is the new offset"),
                       **errors(400, 409, 410, 412, 413, 415, 423, 460, 503, 507)},
            scope=touches(in_path("upload", "upload_id")), on_loop=STREAMS)
-    async def append(self, request: Request, principal: Caller, receiver: NamedDependency[UploadReceiver],
+    async def append(self, request: Request, principal: Caller, receiver: Injected[UploadReceiver],
                      upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         checksum = _upload_checksum(request)
@@ -156,7 +156,7 @@ class UploadController(Controller):
             scope=touches(in_path("upload", "upload_id")),
             on_loop="it checks that no PATCH holds the upload's lock (an asyncio lock) and forgets the upload in "
                     "one step, which only the loop makes atomic")
-    async def terminate(self, request: Request, principal: Caller, receiver: NamedDependency[UploadReceiver],
+    async def terminate(self, request: Request, principal: Caller, receiver: Injected[UploadReceiver],
                         upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         receiver.terminate(principal, upload_id)
