@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-import anyio.to_thread
 import msgspec
 from litestar import Request, Response
 from litestar.di import Provide
@@ -17,18 +16,6 @@ CSV = "text/csv"
 """The media type of every CSV route (Litestar adds "; charset=utf-8" to a text type itself)."""
 IMPORT_ERRORS = errors(400, 413, 415)
 """What an import can refuse: a bad row (the message names its line), too big, not text/csv."""
-
-
-async def read_csv_body(request: Request, what: str, parse: Callable[[str], list]) -> list:
-    """The request's CSV parsed off the event loop; a wrong type, bad UTF-8 or any bad row is a
-    4xx naming the line (``parse`` is e.g. ``csvio.read_csv`` bound to a Struct)."""
-    if "csv" not in (request.headers.get("content-type") or "text/csv"):
-        raise UnsupportedMediaType(f"send the {what} as text/csv")
-    try:
-        text = (await request.body()).decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadRequest("the CSV is not UTF-8 text") from None
-    return await anyio.to_thread.run_sync(parse, text)
 
 
 def csv_body(what: str) -> dict[str, Provide]:
