@@ -21,6 +21,7 @@ from litestar.di import NamedDependency
 from fleet.config import CentralSettings, token_sha256
 from fleet.errors import Forbidden, Unauthorized
 from central.access.users import TOKEN_PREFIX, UserService
+from central.core.providers import services
 
 ALL_ROLES = frozenset({"admin"})
 SESSION_COOKIE = "bwv_session"
@@ -102,7 +103,7 @@ def principal_of(connection: ASGIConnection) -> Principal:
     cached = connection.scope.get("bwv_principal")
     if cached is not None:
         return cached
-    tokens = connection.app.state.tokens
+    tokens = services(connection.app).tokens
     authorization = connection.headers.get("authorization")
     principal = None
     if authorization is None:

@@ -39,6 +39,7 @@ from litestar.handlers import BaseRouteHandler
 
 from fleet.errors import Forbidden
 from central.access.auth import Principal, principal_of
+from central.core.providers import services
 
 CLIPS_OF_BOROUGH = "SELECT serial FROM devices WHERE borough = ?"
 """A borough's clips, for a list's ``device_serial IN (...)``: those its cameras recorded."""
@@ -264,7 +265,7 @@ async def enforce_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
         return
     if scope is None and not principal.is_station:
         return
-    lookup: OwnerLookup = connection.app.state.owners
+    lookup = services(connection.app).owners
     for target in declared.targets:
         for key in await _named(connection, target):
             owner = lookup.owner(target.kind, key)

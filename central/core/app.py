@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import fields
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -96,11 +95,9 @@ def create_app(settings: CentralSettings) -> Litestar:
         projection = ProjectionWorker(services.events)
         projection.start()
         scheduler = build_scheduler(settings, receiver, services.health, services.retention)
-        opened = AppServices.serving(
+        providers.keep(app, AppServices.serving(
             services, receiver=receiver, tokens=TokenRegistry(settings, services.users), admission=admission,
-            scheduler=scheduler, login_csrf_key=login_csrf.signing_key(store.writer), chain_check=ChainCheck())
-        providers.keep(app, opened)
-        app.state.update({f.name: getattr(opened, f.name) for f in fields(opened) if f.name != "chain_check"})  # TRANSITIONAL
+            scheduler=scheduler, login_csrf_key=login_csrf.signing_key(store.writer), chain_check=ChainCheck()))
         scheduler.start()
         try:
             yield

@@ -288,6 +288,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from central.core.app import create_app
+    from central.core.providers import started
     from central.uploads.blobstore import open_blob_store
     from central.core.httpserver import uvicorn_config
 
@@ -303,9 +304,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
             # Long polls answer at once (an empty page) instead of holding the shutdown up.
-            changes = app.state.get("changes")
-            if changes is not None:
-                changes.close()
+            serving = started(app)
+            if serving is not None:
+                serving.changes.close()
             super().handle_exit(sig, frame)
 
     Server(uvicorn_config(app, settings)).run()

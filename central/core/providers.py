@@ -55,8 +55,8 @@ def services(app: Litestar) -> AppServices:
     return app.state.services
 
 
-def keep(app: Litestar, opened: AppServices | None) -> None:
-    """The lifespan hands over what it opened (None: closed)."""
+def keep(app: Litestar, opened: AppServices) -> None:
+    """The lifespan hands over what it opened."""
     app.state.services = opened
 
 
@@ -82,7 +82,7 @@ def _provider(name: str):
 
 def check_handlers(app: Litestar) -> None:
     """Refuse to build an app whose handlers break the typed wiring or the event-loop rule."""
-    from central.core.services import AppServices
+    from central.core.services import PLAIN_VALUES, AppServices
 
     types = typing.get_type_hints(AppServices)
     problems = []
@@ -95,5 +95,12 @@ def check_handlers(app: Litestar) -> None:
             taken = [name for name in parameters if name in types]
             problems += [f"{where}: {name} is a {types[name].__name__}, not {parameters[name].annotation!r}"
                          for name in taken if parameters[name].annotation is not types[name]]
+            blocking = [name for name in taken if name not in PLAIN_VALUES]
+            on_loop = handler.opt.get("on_loop")
+            if handler.sync_to_thread and on_loop:
+                problems.append(f"{where}: runs on a worker thread, yet says on_loop={on_loop!r}")
+            elif blocking and not handler.sync_to_thread and not on_loop:
+                problems.append(f"{where}: takes {', '.join(blocking)} on the event loop: make it a def with "
+                                "sync_to_thread=True, or say why it must be async with on_loop=")
     if problems:
         raise RuntimeError("handlers against the wiring rules (central.core.providers):\n  " + "\n  ".join(problems))

@@ -5,7 +5,7 @@ commands (``fleet central …``) and the benchmarks use them straight on the dat
 central holds more, opened by ``create_app``'s lifespan: ``AppServices`` adds the upload
 receiver, the token registry, admission control, the scheduler and the login form's key.
 Handlers receive these by name and type through Litestar's dependency injection
-(``central.core.providers``); nothing else reaches into ``app.state``.
+(``central.core.providers``), never by looking them up on the app's state.
 """
 
 from __future__ import annotations

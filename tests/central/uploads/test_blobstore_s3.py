@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from litestar.testing import TestClient
 
+from central.core.providers import services
 from central.core.app import create_app
 from central.core.services import build_services
 from central.uploads.blobstore_s3 import S3BlobStore
@@ -233,7 +234,7 @@ def test_the_app_does_not_start_without_its_bucket(tmp_path):
 def central(tmp_path):
     settings = make_settings(tmp_path / "central", blobs=s3_settings())
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client, client.app.state.blobs, settings
+        yield client, services(client.app).blobs, settings
 
 
 def send(client, data: bytes, chunk: int = 4 * MiB):
@@ -292,7 +293,7 @@ def test_a_clip_stored_just_before_a_crash_is_recorded_at_start_up(tmp_path):
     settings = make_settings(tmp_path / "central", blobs=s3_settings())
     data = os.urandom(10_000)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        blobs, receiver = client.app.state.blobs, client.app.state.receiver
+        blobs, receiver = services(client.app).blobs, services(client.app).receiver
         location = create(client, data).headers["Location"]
         upload = receiver.store.upload(location.rsplit("/", 1)[-1])
         part = receiver.part(upload.upload_id)
