@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
@@ -38,7 +39,7 @@ from litestar.di import NamedDependency
 from litestar.handlers import BaseRouteHandler
 
 from fleet.errors import Forbidden
-from central.access.auth import Principal, principal_of
+from central.access.auth import Principal, authenticate
 from central.core.providers import services
 
 CLIPS_OF_BOROUGH = "SELECT serial FROM devices WHERE borough = ?"
@@ -257,7 +258,7 @@ async def enforce_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
         if handler.opt.get("openapi_document"):
             return
         raise Forbidden("this route declares no borough scope")  # check_declarations makes this unreachable
-    principal = principal_of(connection)
+    principal = await authenticate(connection)
     scope = scope_of(principal)
     if isinstance(declared, ForceWide):
         if scope is not None:
@@ -267,15 +268,19 @@ async def enforce_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
         return
     lookup = services(connection.app).owners
     for target in declared.targets:
-        for key in await _named(connection, target):
-            owner = lookup.owner(target.kind, key)
+        keys = await _named(connection, target)
+        if not keys:
+            continue
+        # Where each thing belongs is in central's tables: looked up on a worker thread.
+        owners = await anyio.to_thread.run_sync(lambda: [lookup.owner(target.kind, key) for key in keys])
+        for key, owner in zip(keys, owners):
             if owner is not None and not allows(principal, target.kind, owner):
                 raise Forbidden(f"{target.kind} {key} is outside {principal.name}'s scope ({scope} only)")
 
 
 async def provide_within(request: Request) -> Within:
     """Litestar dependency ``within``: what a ``LISTS`` handler may answer."""
-    return Within(scope_of(principal_of(request)))
+    return Within(scope_of(await authenticate(request)))
 
 
 def check_declarations(app: Litestar, skip_prefix: str) -> None:

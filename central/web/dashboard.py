@@ -27,7 +27,7 @@ from central.registry.lifecycle import LIFECYCLE_STATES
 from central.web import charts
 from central.events import claims
 from central.access import login_csrf
-from central.access.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
+from central.access.auth import SESSION_COOKIE, Caller, authenticate, check_csrf, principal_of, user_with
 from central.registry.devices import FLAG_SQL, DeviceService
 from central.registry.stations import StationService
 from central.access.scope import (
@@ -187,7 +187,7 @@ FORM = {"form_csrf": True}
 async def posted(request: Request) -> FormMultiDict:
     """The posted form (a multi-dict), once its CSRF token matched the session's (else 403)."""
     form = await request.form()
-    check_csrf(principal_of(request), str(form.get("csrf_token", "")))
+    check_csrf(await authenticate(request), str(form.get("csrf_token", "")))
     return form
 
 

@@ -10,8 +10,8 @@ import msgspec
 
 from fleet.events import CameraDocked, CheckedIn, CheckedOut, ClipIngested, EventBatch, EventEnvelope
 from fleet.protocol import Battery, DeviceInfo
-from tests.station.conftest import RECORDED
 from central.core.providers import services
+from tests.station.conftest import RECORDED
 
 T0 = RECORDED
 
