@@ -94,7 +94,7 @@ def create_app(settings: CentralSettings) -> Litestar:
         services.changes.publish_policies()
         projection = ProjectionWorker(services.events)
         projection.start()
-        scheduler = build_scheduler(settings, receiver, services.health, services.retention)
+        scheduler = build_scheduler(services, receiver)
         providers.keep(app, AppServices.serving(
             services, receiver=receiver, tokens=TokenRegistry(settings, services.users), admission=admission,
             scheduler=scheduler, login_csrf_key=login_csrf.signing_key(store.writer), chain_check=ChainCheck()))
