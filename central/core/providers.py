@@ -4,7 +4,7 @@ Typed dependencies
     The lifespan keeps one ``AppServices`` (``central.core.services``) on the app, and
     ``services(app)`` is the one place that reads it. Each of its fields is a Litestar
     dependency of the same name: a handler declares what it uses, with its type
-    (``devices: DeviceService``), and receives it. Guards, exception handlers and tests, which
+    (``devices: Injected[DeviceService]``), and receives it. Guards, exception handlers and tests, which
     Litestar does not inject, call ``services(app)``.
 
 Off the event loop

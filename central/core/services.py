@@ -70,8 +70,10 @@ class AppServices(Services):
     """The audit page's last chain check (who asked, when, what it found)."""
 
     @classmethod
-    def serving(cls, services: Services, **more) -> AppServices:
-        return cls(**{f.name: getattr(services, f.name) for f in fields(Services)}, **more)
+    def serving(cls, services: Services, *, receiver: UploadReceiver, tokens: TokenRegistry, admission: Admission,
+                scheduler: AsyncIOScheduler, login_csrf_key: bytes, chain_check: ChainCheck) -> AppServices:
+        return cls(**{f.name: getattr(services, f.name) for f in fields(Services)}, receiver=receiver, tokens=tokens,
+                   admission=admission, scheduler=scheduler, login_csrf_key=login_csrf_key, chain_check=chain_check)
 
 
 PLAIN_VALUES = frozenset({"settings", "admission", "login_csrf_key", "chain_check"})
@@ -100,8 +102,8 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
 
 @contextmanager
 def open_services(settings: CentralSettings) -> Iterator[Services]:
-    """The services straight on central's database, for a command or a benchmark: they work
-    whether or not central is serving (SQLite WAL; writes take their turn)."""
+    """The services straight on central's database, for a command: it works whether or not
+    central is serving (SQLite WAL; writes take their turn)."""
     store = CentralStore(settings.data_dir)
     try:
         yield build_services(settings, store)
