@@ -15,7 +15,6 @@ import hmac
 from dataclasses import dataclass
 
 import anyio.to_thread
-
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency

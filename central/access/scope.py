@@ -271,11 +271,14 @@ async def enforce_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
         keys = await _named(connection, target)
         if not keys:
             continue
-        # Where each thing belongs is in central's tables: looked up on a worker thread.
-        owners = await anyio.to_thread.run_sync(lambda: [lookup.owner(target.kind, key) for key in keys])
+        owners = await anyio.to_thread.run_sync(_owners, lookup, target.kind, keys)  # central's tables: off the loop
         for key, owner in zip(keys, owners):
             if owner is not None and not allows(principal, target.kind, owner):
                 raise Forbidden(f"{target.kind} {key} is outside {principal.name}'s scope ({scope} only)")
+
+
+def _owners(lookup: OwnerLookup, kind: Kind, keys: list[str]) -> list[Owner | None]:
+    return [lookup.owner(kind, key) for key in keys]
 
 
 async def provide_within(request: Request) -> Within:
