@@ -69,7 +69,7 @@ class Overview(msgspec.Struct, kw_only=True):
     offline: int
 
 
-def overview(store: CentralStore, owners: OwnerLookup, devices: DeviceService, stations: StationService,
+def overview(store: CentralStore, owners: OwnerLookup, devices: DeviceService, station_service: StationService,
              within: str | None = None) -> Overview:
     """The whole force's figures, or one borough's (``within``)."""
     now = utc_now()
@@ -91,7 +91,7 @@ def overview(store: CentralStore, owners: OwnerLookup, devices: DeviceService, s
         refused = claims.refusals_count(db, to_iso(now - REFUSALS_SHOWN), owners.stations_of(within)
                                         if within is not None else None)
     counts = devices.flag_counts(within)
-    stations = [s for s in stations.all(now) if within in (None, s.borough)]
+    stations = [s for s in station_service.all(now) if within in (None, s.borough)]
     offline_after = timedelta(hours=24)
     gone = {s.station_id for s in stations if s.last_seen_at is None or now - s.last_seen_at > offline_after}
     offline = len(gone)
