@@ -324,7 +324,7 @@ def wait_applied(central: Central, events: int, timeout: float = 600) -> None:
 
 
 def in_process(root: Path, stations: list[Station], plan: list[list[Batch]], senders: int) -> float:
-    from central.core.app import build_services
+    from central.core.services import build_services
     from central.core.store import CentralStore
     from fleet.config import CentralSettings, settings_from_dict
 
@@ -338,7 +338,7 @@ def in_process(root: Path, stations: list[Station], plan: list[list[Batch]], sen
     )
     store = CentralStore(settings.data_dir)
     try:
-        events = build_services(store, settings)["events"]
+        events = build_services(settings, store).events
 
         @contextmanager
         def sender() -> Iterator[Callable[[Batch], None]]:

@@ -46,14 +46,14 @@ def _settings(root: Path):
 
 def build(root: Path, clips: int, devices: int) -> None:
     """retention.build's clips and holds, plus devices with battery histories and the audit chain."""
-    from central.core.app import build_services
+    from central.core.services import build_services
     from central.core.store import CentralStore
     from central.evidence import audit
     from fleet.clock import to_iso
 
     retention.build(root, clips, 10_000)
     store = CentralStore(_settings(root).data_dir)
-    service = build_services(store, _settings(root))["retention"]
+    service = build_services(_settings(root), store).retention
     service.adopt_configured()
     service.assess()  # categories (5 % evidential, 2 % stop and search) and ends of retention, as in service
     rng = random.Random(11)

@@ -40,12 +40,12 @@ def _settings(root: Path):
 
 
 def build(root: Path, clips: int, holds: int) -> None:
-    from central.core.app import build_services
+    from central.core.services import build_services
     from central.core.store import CentralStore
     from fleet.clock import to_iso
 
     store = CentralStore(_settings(root).data_dir)
-    build_services(store, _settings(root))["retention"].adopt_configured()
+    build_services(_settings(root), store).retention.adopt_configured()
     rng = random.Random(7)
     officers = max(1, clips // 100)
     with store.writer.write() as db:
@@ -126,12 +126,12 @@ def build(root: Path, clips: int, holds: int) -> None:
 
 def step(root: str, which: str) -> None:
     """One measured step, in this (fresh) process; prints JSON."""
-    from central.core.app import build_services
+    from central.core.services import build_services
     from central.core.store import CentralStore
 
     settings = _settings(Path(root))
     store = CentralStore(settings.data_dir)
-    retention = build_services(store, settings)["retention"]
+    retention = build_services(settings, store).retention
     start = time.perf_counter()
     if which == "assess":
         result = {"assessed": retention.assess()}

@@ -29,7 +29,7 @@ default_policy = "personal"
 
 
 def _central(root: Path, officers: int, devices: int):
-    from central.core.app import build_services
+    from central.core.services import build_services
     from central.core.store import CentralStore
     from central.registry.devices import DeviceRegistration
     from fleet.config import CentralSettings, settings_from_dict
@@ -50,8 +50,8 @@ def _central(root: Path, officers: int, devices: int):
         CentralSettings,
     )
     store = CentralStore(settings.data_dir)
-    services = build_services(store, settings)
-    services["officers"].upsert(
+    services = build_services(settings, store)
+    services.officers.upsert(
         [
             Officer(officer_id=f"PC{b:02d}{i:05d}", borough=f"B{b:02d}", role="response")
             for b in range(32)
@@ -59,8 +59,8 @@ def _central(root: Path, officers: int, devices: int):
         ],
         "bench",
     )
-    services["devices"].register([DeviceRegistration(serial=f"BWV-{i:06d}") for i in range(devices)], "bench")
-    return store, services["rollout"]
+    services.devices.register([DeviceRegistration(serial=f"BWV-{i:06d}") for i in range(devices)], "bench")
+    return store, services.rollout
 
 
 def run(rounds: int = 5, officers: int = 20_000) -> dict:

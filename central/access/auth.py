@@ -14,13 +14,15 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+import anyio.to_thread
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 
 from fleet.config import CentralSettings, token_sha256
 from fleet.errors import Forbidden, Unauthorized
-from central.access.users import TOKEN_PREFIX
+from central.access.users import TOKEN_PREFIX, UserService
+from central.core.providers import services
 
 ALL_ROLES = frozenset({"admin"})
 SESSION_COOKIE = "bwv_session"
@@ -55,9 +57,9 @@ class Principal:
 class TokenRegistry:
     """Maps token hashes to principals, built once from the settings."""
 
-    def __init__(self, settings: CentralSettings) -> None:
-        self.users = None
-        """``central.access.users.UserService``: users' API tokens and sessions (set once the store is open)."""
+    def __init__(self, settings: CentralSettings, users: UserService | None = None) -> None:
+        self.users = users
+        """Users' API tokens and sessions (None: only the configured tokens)."""
         self._entries: list[tuple[bytes, Principal]] = [
             (bytes.fromhex(token_sha256(settings, "admin_token")), Principal("admin", roles=ALL_ROLES)),
         ]
@@ -72,16 +74,26 @@ class TokenRegistry:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'",
                                headers={"WWW-Authenticate": "Bearer"})
-        digest = hashlib.sha256(token.strip().encode()).digest()
-        found = None
-        for known, principal in self._entries:  # compare against every entry: no early exit to time
-            if hmac.compare_digest(known, digest):
-                found = principal
+        found = self._configured(token.strip())
         if found is None and self.users is not None and token.strip().startswith(TOKEN_PREFIX):
             user = self.users.user_for_token(token.strip())
             found = user_principal(user) if user else None
         if found is None:
             raise Unauthorized("unknown token", headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    def configured(self, authorization: str) -> Principal | None:
+        """The principal of a configured bearer token (the admin's, a station's), from memory;
+        None for anything else (a user's token, or no token at all: ``resolve`` decides)."""
+        scheme, _, token = authorization.partition(" ")
+        return self._configured(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+
+    def _configured(self, token: str) -> Principal | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        found = None
+        for known, principal in self._entries:  # compare against every entry: no early exit to time
+            if hmac.compare_digest(known, digest):
+                found = principal
         return found
 
     def from_session(self, cookie: str | None) -> Principal | None:
@@ -102,7 +114,7 @@ def principal_of(connection: ASGIConnection) -> Principal:
     cached = connection.scope.get("bwv_principal")
     if cached is not None:
         return cached
-    tokens = connection.app.state.tokens
+    tokens = services(connection.app).tokens
     authorization = connection.headers.get("authorization")
     principal = None
     if authorization is None:
@@ -116,6 +128,21 @@ def principal_of(connection: ASGIConnection) -> Principal:
     return principal
 
 
+async def authenticate(connection: ASGIConnection) -> Principal:
+    """``principal_of`` for guards and dependencies, which run on the event loop: a configured
+    token (a station's, the admin's) is matched in memory, anything else (a session, a user's
+    API token, a refusal) is resolved on a worker thread, as it reads the database."""
+    cached = connection.scope.get("bwv_principal")
+    if cached is not None:
+        return cached
+    authorization = connection.headers.get("authorization")
+    configured = services(connection.app).tokens.configured(authorization) if authorization is not None else None
+    if configured is not None:
+        connection.scope["bwv_principal"] = configured
+        return configured
+    return await anyio.to_thread.run_sync(principal_of, connection)
+
+
 def check_csrf(principal: Principal, sent: str | None) -> None:
     if principal.csrf is not None and not hmac.compare_digest((sent or "").encode(), principal.csrf.encode()):
         raise Forbidden("this form is out of date or came from another site (CSRF token missing or wrong): "
@@ -124,7 +151,7 @@ def check_csrf(principal: Principal, sent: str | None) -> None:
 
 async def provide_principal(request: Request) -> Principal:
     """Litestar dependency: every route but /healthz takes ``principal``."""
-    return principal_of(request)
+    return await authenticate(request)
 
 
 def user_with(role: str):
@@ -132,14 +159,14 @@ def user_with(role: str):
     so a caller without the right is told 403 whatever it sent."""
 
     async def guard(connection, _handler) -> None:  # async: Litestar runs a sync guard on a worker thread
-        principal_of(connection).require_user(role)
+        (await authenticate(connection)).require_user(role)
 
     return guard
 
 
 async def stations_only(connection, _handler) -> None:
     """A route guard for what only stations send (events), each with its own token."""
-    if not principal_of(connection).is_station:
+    if not (await authenticate(connection)).is_station:
         raise Forbidden("only stations send events, each with its own token")
 
 
@@ -147,7 +174,7 @@ def station_or_user_with(role: str):
     """A route guard for what stations do (uploads, the changes feed): any station, or users with ``role``."""
 
     async def guard(connection, _handler) -> None:  # async: no thread hop on every upload request
-        principal = principal_of(connection)
+        principal = await authenticate(connection)
         if not principal.is_station:
             principal.require_user(role)
 

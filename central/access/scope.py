@@ -28,10 +28,10 @@ the same rule for the lists.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Literal
 
+import anyio.to_thread
 import msgspec
 from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
@@ -39,7 +39,8 @@ from litestar.di import NamedDependency
 from litestar.handlers import BaseRouteHandler
 
 from fleet.errors import Forbidden
-from central.access.auth import Principal, principal_of
+from central.access.auth import Principal, authenticate
+from central.core.providers import services
 
 CLIPS_OF_BOROUGH = "SELECT serial FROM devices WHERE borough = ?"
 """A borough's clips, for a list's ``device_serial IN (...)``: those its cameras recorded."""
@@ -257,7 +258,7 @@ async def enforce_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
         if handler.opt.get("openapi_document"):
             return
         raise Forbidden("this route declares no borough scope")  # check_declarations makes this unreachable
-    principal = principal_of(connection)
+    principal = await authenticate(connection)
     scope = scope_of(principal)
     if isinstance(declared, ForceWide):
         if scope is not None:
@@ -265,17 +266,24 @@ async def enforce_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
         return
     if scope is None and not principal.is_station:
         return
-    lookup: OwnerLookup = connection.app.state.owners
+    lookup = services(connection.app).owners
     for target in declared.targets:
-        for key in await _named(connection, target):
-            owner = lookup.owner(target.kind, key)
+        keys = await _named(connection, target)
+        if not keys:
+            continue
+        owners = await anyio.to_thread.run_sync(_owners, lookup, target.kind, keys)  # central's tables: off the loop
+        for key, owner in zip(keys, owners):
             if owner is not None and not allows(principal, target.kind, owner):
                 raise Forbidden(f"{target.kind} {key} is outside {principal.name}'s scope ({scope} only)")
 
 
+def _owners(lookup: OwnerLookup, kind: Kind, keys: list[str]) -> list[Owner | None]:
+    return [lookup.owner(kind, key) for key in keys]
+
+
 async def provide_within(request: Request) -> Within:
     """Litestar dependency ``within``: what a ``LISTS`` handler may answer."""
-    return Within(scope_of(principal_of(request)))
+    return Within(scope_of(await authenticate(request)))
 
 
 def check_declarations(app: Litestar, skip_prefix: str) -> None:
@@ -293,7 +301,7 @@ def check_declarations(app: Litestar, skip_prefix: str) -> None:
                 continue
             if not isinstance(declared, Declaration):
                 missing.append(f"{methods} {route.path}: no scope= declaration")
-            elif isinstance(declared, Lists) and "within" not in inspect.signature(handler.fn).parameters:
+            elif isinstance(declared, Lists) and "within" not in handler.parsed_fn_signature.parameters:
                 missing.append(f"{methods} {route.path}: declares LISTS but takes no within")
     if missing:
         raise RuntimeError("routes without a borough-scope decision (central.access.scope):\n  " + "\n  ".join(missing))

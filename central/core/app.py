@@ -10,8 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import msgspec
-from litestar import Litestar, Request, Response, get
-from litestar.datastructures import State
+from litestar import Litestar, Response, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -24,68 +23,49 @@ from fleet.protocol import Health
 
 from central.evidence import audit
 from central.access import login_csrf
-from central.core import openapi
+from central.core import openapi, providers
+from central.core.providers import Injected
 from central.core.admission import Admission, AdmissionMiddleware
-from central.registry.assignments import AssignmentController, AssignmentService
+from central.registry.assignments import AssignmentController
 from central.access.auth import TokenRegistry, provide_principal
 from central.uploads.blobstore import open_blob_store
-from central.events.changes import ChangeLog, ChangesController
+from central.events.changes import ChangesController
 from central.evidence.clips import ClipController
 from central.evidence.custody import CustodyController
 from central.web.dashboard import DashboardController
-from central.web.evidence_pages import EvidencePages
+from central.web.evidence_pages import ChainCheck, EvidencePages
 from central.web.people_pages import PeoplePages
 from central.web.rollout_pages import RolloutPages
-from central.registry.devices import DeviceController, DeviceService
+from central.registry.devices import DeviceController
 from central.core.errors import EXCEPTION_HANDLERS, error_response
 from central.core.headers import STATIC_PATH, add_security_headers
-from central.events.log import EventLog, EventsController, ProjectionWorker
-from central.registry.fleet_health import FleetHealth
+from central.events.log import EventsController, ProjectionWorker
 from central.core.jobs import build_scheduler, stop_scheduler
-from central.registry.officers import OfficerController, OfficerService
-from central.events.projection import Projector
-from central.evidence.retention import RetentionController, RetentionService
-from central.rollout.service import RolloutController, RolloutService
+from central.registry.officers import OfficerController
+from central.evidence.retention import RetentionController
+from central.rollout.service import RolloutController
 from central.uploads.receiver import UploadReceiver
-from central.access.scope import OwnerLookup, check_declarations, enforce_scope, no_borough, provide_within
-from central.registry.stations import StationController, StationService
+from central.access.scope import check_declarations, enforce_scope, no_borough, provide_within
+from central.registry.stations import StationController
+from central.core.services import AppServices, build_services
 from central.core.store import CentralStore
 from central.uploads.tus import UploadController
-from central.access.users import UserService
 
 
 @get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"],
-     responses=openapi.errors(503), scope=no_borough("whether central answers"))
-async def healthz(request: Request) -> Response:
+     responses=openapi.errors(503), scope=no_borough("whether central answers"), sync_to_thread=True)
+def healthz(store: Injected[CentralStore], admission: Injected[Admission]) -> Response:
     try:
-        ok = request.app.state.store.ping()
+        ok = store.ping()
     except Exception:
         ok = False
     if not ok:
         return error_response(503, "unavailable", "database not reachable")
-    return Response(Health(status="ok", version=__version__, load=request.app.state.admission.load()))
+    return Response(Health(status="ok", version=__version__, load=admission.load()))
 
 
 WEB = Path(__file__).parents[1] / "web"
 STATIC_FILES = no_borough("the dashboard's stylesheets")
-
-
-def build_services(store: CentralStore, settings: CentralSettings, blobs=None) -> dict:
-    """Central's fleet services over its one store (also used by CLI commands and benchmarks)."""
-    changes = ChangeLog(store.writer, settings)
-    stations = StationService(store.writer, settings)
-    return {
-        "changes": changes, "stations": stations,
-        "events": EventLog(store.writer, Projector(settings.fleet, changes)),
-        "devices": DeviceService(store.writer, changes),
-        "officers": OfficerService(store.writer, changes),
-        "assignments": AssignmentService(store.writer, changes),
-        "health": FleetHealth(store.writer, settings, stations, changes),
-        "rollout": RolloutService(store.writer, changes, settings),
-        "users": UserService(store.writer),
-        "retention": RetentionService(store.writer, changes,
-                                      blobs or open_blob_store(settings), settings),
-    }
 
 
 def create_app(settings: CentralSettings) -> Litestar:
@@ -101,24 +81,23 @@ def create_app(settings: CentralSettings) -> Litestar:
                                   expiry=timedelta(hours=settings.upload_expiry_hours),
                                   body_idle_timeout_s=settings.limits.body_idle_timeout_s)
         await receiver.recover()
-        services = build_services(store, settings, blobs)
+        services = build_services(settings, store, blobs)
         with store.writer.write() as db:
             audit.record_config(db, msgspec.to_builtins(settings))
-        adopted = services["retention"].adopt_configured()
+        adopted = services.retention.adopt_configured()
         if adopted.shortened and not adopted.applied:
             logging.getLogger(__name__).warning(
                 "the retention rules in %s shorten %s (%d clips would be deleted): NOT applied; the rules in force "
                 "stay. To apply them: fleet central retention apply --confirm", settings.retention.rules,
                 ", ".join(adopted.shortened), adopted.would_delete)
-        services["changes"].bind(asyncio.get_running_loop())
-        services["changes"].publish_policies()
-        projection = ProjectionWorker(services["events"])
+        services.changes.bind(asyncio.get_running_loop())
+        services.changes.publish_policies()
+        projection = ProjectionWorker(services.events)
         projection.start()
-        scheduler = build_scheduler(settings, receiver, services["health"], services["retention"])
-        app.state.tokens.users = services["users"]
-        app.state.update(store=store, blobs=blobs, receiver=receiver, scheduler=scheduler,
-                         owners=OwnerLookup(store.writer, settings),
-                         login_csrf_key=login_csrf.signing_key(store.writer), **services)
+        scheduler = build_scheduler(services, receiver)
+        providers.keep(app, AppServices.serving(
+            services, receiver=receiver, tokens=TokenRegistry(settings, services.users), admission=admission,
+            scheduler=scheduler, login_csrf_key=login_csrf.signing_key(store.writer), chain_check=ChainCheck()))
         scheduler.start()
         try:
             yield
@@ -136,13 +115,13 @@ def create_app(settings: CentralSettings) -> Litestar:
                         PeoplePages, EvidencePages, RolloutPages,
                         create_static_files_router(STATIC_PATH, [WEB / "static"],
                                                    include_in_schema=False, opt={"scope": STATIC_FILES})],
-        dependencies={"principal": Provide(provide_principal), "within": Provide(provide_within)},
+        dependencies={"principal": Provide(provide_principal), "within": Provide(provide_within),
+                      **providers.dependencies()},
         guards=[enforce_scope],
         middleware=[DefineMiddleware(AdmissionMiddleware, admission=admission)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         lifespan=[lifespan],
-        state=State({"tokens": TokenRegistry(settings), "settings": settings, "admission": admission}),
         template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
         openapi_config=openapi.config(),
         logging_config=None,  # the process configures logging once (fleet.logs)
@@ -150,4 +129,5 @@ def create_app(settings: CentralSettings) -> Litestar:
     )
     openapi.describe(app)
     check_declarations(app, skip_prefix=app.openapi_config.path or "/schema")
+    providers.check_handlers(app)
     return app

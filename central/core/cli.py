@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from fleet.config import CentralSettings, load_settings
 from fleet.errors import FleetError
 from fleet.logs import configure_logging
 from central.access.users import ROLES
+
+if TYPE_CHECKING:
+    from central.core.services import Services
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -146,8 +151,9 @@ def _read_password(from_stdin: bool) -> str:
 
 def cmd_add_user(args: argparse.Namespace) -> int:
     password = None if args.no_password else _read_password(args.password_stdin)
-    with central_service(args.config, "users") as users:
-        user = users.add(args.name, args.role, "cli:" + getpass.getuser(), password=password, borough=args.borough)
+    with central_services(args.config) as services:
+        user = services.users.add(args.name, args.role, "cli:" + getpass.getuser(), password=password,
+                                  borough=args.borough)
     print(f"user {user.name} added: {user.role}" + (f" for {user.borough}" if user.borough else "")
           + ("" if user.has_password else " (no password: API tokens only)"))
     return 0
@@ -155,22 +161,22 @@ def cmd_add_user(args: argparse.Namespace) -> int:
 
 def cmd_set_password(args: argparse.Namespace) -> int:
     password = _read_password(args.password_stdin)
-    with central_service(args.config, "users") as users:
-        users.set_password(args.name, password, "cli:" + getpass.getuser())
+    with central_services(args.config) as services:
+        services.users.set_password(args.name, password, "cli:" + getpass.getuser())
     print(f"password of {args.name} set; their sessions ended")
     return 0
 
 
 def cmd_disable_user(args: argparse.Namespace) -> int:
-    with central_service(args.config, "users") as users:
-        users.disable(args.name, "cli:" + getpass.getuser())
+    with central_services(args.config) as services:
+        services.users.disable(args.name, "cli:" + getpass.getuser())
     print(f"user {args.name} disabled: tokens revoked, sessions ended")
     return 0
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    with central_service(args.config, "users") as users:
-        everyone = users.all()
+    with central_services(args.config) as services:
+        everyone = services.users.all()
     if args.json:
         return _print_json(everyone)
     for user in everyone:
@@ -183,16 +189,16 @@ def cmd_users(args: argparse.Namespace) -> int:
 def cmd_token_create(args: argparse.Namespace) -> int:
     import sys
 
-    with central_service(args.config, "users") as users:
-        new = users.create_token(args.name, args.label, "cli:" + getpass.getuser(), days=args.days)
+    with central_services(args.config) as services:
+        new = services.users.create_token(args.name, args.label, "cli:" + getpass.getuser(), days=args.days)
     print(new.token)
     print(f"token {new.info.id} for {new.info.user} ({new.info.label}): shown once, keep it safe", file=sys.stderr)
     return 0
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    with central_service(args.config, "users") as users:
-        tokens = users.tokens(args.user)
+    with central_services(args.config) as services:
+        tokens = services.users.tokens(args.user)
     for t in tokens:
         state = "revoked" if t.revoked_at else (f"expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "live")
         print(f"{t.id:5} {t.user:24} {t.label:32} {state}")
@@ -201,14 +207,15 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    with central_service(args.config, "users") as users:
-        token = users.revoke_token(args.token_id, "cli:" + getpass.getuser())
+    with central_services(args.config) as services:
+        token = services.users.revoke_token(args.token_id, "cli:" + getpass.getuser())
     print(f"token {token.id} of {token.user} revoked")
     return 0
 
 
 def cmd_retention_apply(args: argparse.Namespace) -> int:
-    with central_service(args.config, "retention") as retention:
+    with central_services(args.config) as services:
+        retention = services.retention
         change = retention.apply_rules(retention.configured_rules(), "cli:" + getpass.getuser(), confirm=args.confirm)
     if change.shortened and not change.applied:
         print(f"these rules shorten {', '.join(change.shortened)}: the next run would delete {change.would_delete} "
@@ -222,16 +229,16 @@ def cmd_retention_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_retention_run(args: argparse.Namespace) -> int:
-    with central_service(args.config, "retention") as retention:
-        report = retention.run()
+    with central_services(args.config) as services:
+        report = services.retention.run()
     print(f"{report.assessed} clips assessed, {report.soft_deleted} soft-deleted, {report.purged} purged, "
           f"{report.held_back} kept by holds, {report.for_review} waiting for review")
     return 0
 
 
 def cmd_retention_digest(args: argparse.Namespace) -> int:
-    with central_service(args.config, "retention") as retention:
-        digest = retention.digest(args.days)
+    with central_services(args.config) as services:
+        digest = services.retention.digest(args.days)
     if args.json:
         return _print_json(digest)
     for day in digest.days:
@@ -242,8 +249,8 @@ def cmd_retention_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_retention_reviews(args: argparse.Namespace) -> int:
-    with central_service(args.config, "retention") as retention:
-        due = retention.reviews(args.limit)
+    with central_services(args.config) as services:
+        due = services.retention.reviews(args.limit)
     if args.json:
         return _print_json(due)
     for clip in due:
@@ -270,8 +277,8 @@ def cmd_retention_review(args: argparse.Namespace) -> int:
         raise FleetError("--reason must say why")
     request = ReviewRequest(decision="retain" if args.retain else "dispose", reason=args.reason,
                             retain_until=until)
-    with central_service(args.config, "retention") as retention:
-        clip = retention.review(args.clip_id, request, "cli:" + getpass.getuser())
+    with central_services(args.config) as services:
+        clip = services.retention.review(args.clip_id, request, "cli:" + getpass.getuser())
     print(f"{clip.clip_id}: " + (f"retained until {clip.retain_until:%Y-%m-%d}" if args.retain
                                  else "disposed of; recoverable until it is purged"))
     return 0
@@ -281,6 +288,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from central.core.app import create_app
+    from central.core.providers import started
     from central.uploads.blobstore import open_blob_store
     from central.core.httpserver import uvicorn_config
 
@@ -296,9 +304,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
             # Long polls answer at once (an empty page) instead of holding the shutdown up.
-            changes = app.state.get("changes")
-            if changes is not None:
-                changes.close()
+            serving = started(app)
+            if serving is not None:
+                serving.changes.close()
             super().handle_exit(sig, frame)
 
     Server(uvicorn_config(app, settings)).run()
@@ -306,14 +314,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def central_service(config: str, name: str):
-    """One of central's services straight on its database: these commands work whether or
-    not central is serving (SQLite WAL; writes take their turn)."""
-    store, services = _services(config)
-    try:
-        yield services[name]
-    finally:
-        store.close()
+def central_services(config: str) -> Iterator[Services]:
+    """Central's services straight on its database: these commands work whether or not
+    central is serving (SQLite WAL; writes take their turn)."""
+    from central.core.services import open_services
+
+    with open_services(load_settings(config, CentralSettings)) as services:
+        yield services
 
 
 def _print_json(value) -> int:
@@ -321,15 +328,6 @@ def _print_json(value) -> int:
 
     print(msgspec.json.encode(value).decode())
     return 0
-
-
-def _services(config: str):
-    from central.core.app import build_services
-    from central.core.store import CentralStore
-
-    settings = load_settings(config, CentralSettings)
-    store = CentralStore(settings.data_dir)
-    return store, build_services(store, settings)
 
 
 def cmd_officers_import(args: argparse.Namespace) -> int:
@@ -342,8 +340,8 @@ def cmd_officers_import(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetError(f"cannot read {args.csv}: {exc}") from None
     officers = officers_from_csv(text)
-    with central_service(args.config, "officers") as service:
-        result = service.upsert(officers, "cli:" + getpass.getuser())
+    with central_services(args.config) as services:
+        result = services.officers.upsert(officers, "cli:" + getpass.getuser())
     print(f"{len(officers)} officers read: {result.created} created, {result.updated} updated, "
           f"{result.unchanged} unchanged")
     return 0
@@ -357,8 +355,8 @@ def cmd_officers_export(args: argparse.Namespace) -> int:
     from central.registry.officers import OfficerRow
     from fleet import csvio
 
-    with central_service(args.config, "officers") as service:
-        rows = service.all(args.borough)
+    with central_services(args.config) as services:
+        rows = services.officers.all(args.borough)
     text = csvio.write_csv((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow)
     if args.csv == "-":
         sys.stdout.write(text)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-import anyio.to_thread
 import msgspec
 from litestar import Request, Response
+from litestar.di import Provide
 
 from fleet import csvio
 from fleet.errors import BadRequest, UnsupportedMediaType
@@ -18,16 +18,20 @@ IMPORT_ERRORS = errors(400, 413, 415)
 """What an import can refuse: a bad row (the message names its line), too big, not text/csv."""
 
 
-async def read_csv_body(request: Request, what: str, parse: Callable[[str], list]) -> list:
-    """The request's CSV parsed off the event loop; a wrong type, bad UTF-8 or any bad row is a
-    4xx naming the line (``parse`` is e.g. ``csvio.read_csv`` bound to a Struct)."""
-    if "csv" not in (request.headers.get("content-type") or "text/csv"):
-        raise UnsupportedMediaType(f"send the {what} as text/csv")
-    try:
-        text = (await request.body()).decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadRequest("the CSV is not UTF-8 text") from None
-    return await anyio.to_thread.run_sync(parse, text)
+def csv_body(what: str) -> dict[str, Provide]:
+    """A CSV import's ``dependencies``: ``csv``, the request's body as text, read on the event
+    loop before the handler runs on its worker thread (where it parses); a wrong type is 415,
+    bad UTF-8 400 (``what`` names the rows in the message, e.g. "cameras")."""
+
+    async def provide_csv(request: Request) -> str:
+        if "csv" not in (request.headers.get("content-type") or "text/csv"):
+            raise UnsupportedMediaType(f"send the {what} as text/csv")
+        try:
+            return (await request.body()).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise BadRequest("the CSV is not UTF-8 text") from None
+
+    return {"csv": Provide(provide_csv)}
 
 
 def csv_response(rows: Iterable[msgspec.Struct], kind: type[msgspec.Struct], filename: str) -> Response:

@@ -16,6 +16,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from fleet.errors import ApiError, InsufficientStorage
 from fleet.protocol import TUS_VERSION, ErrorBody
+from central.core.providers import services
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def error_response(status: int, code: str, message: str, details: list[dict[str,
 
 def storage_full_headers(request: Request) -> dict[str, str]:
     """How long a client should wait when central's disk is full: an operator has to act ([limits])."""
-    return {"Retry-After": str(request.app.state.settings.limits.storage_full_retry_after_s)}
+    return {"Retry-After": str(services(request.app).settings.limits.storage_full_retry_after_s)}
 
 
 def handle_api_error(request: Request, exc: ApiError) -> Response:

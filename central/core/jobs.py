@@ -12,20 +12,19 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from fleet.clock import utc_now
-from fleet.config import CentralSettings
+from central.core.services import Services
 from central.evidence import audit
-from central.registry.fleet_health import FleetHealth
 from central.uploads.receiver import UploadReceiver
-from central.evidence.retention import RetentionService
 
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def build_scheduler(settings: CentralSettings, receiver: UploadReceiver, health: FleetHealth,
-                    retention: RetentionService) -> AsyncIOScheduler:
+def build_scheduler(services: Services, receiver: UploadReceiver) -> AsyncIOScheduler:
     """Must be started inside the running loop (a lifespan hook), never at import."""
+    settings, health, retention = services.settings, services.health, services.retention
     scheduler = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1},
                                  executors={"default": {"type": "asyncio"}, "threads": ThreadPoolExecutor(1)})
+    # On the loop, like the receiver's requests: an upload is only forgotten when no PATCH holds its asyncio lock.
     scheduler.add_job(receiver.expire, "interval", minutes=settings.expiry_check_minutes, id="expire-uploads")
     # The health job reads and writes SQLite for a while: off the event loop, in apscheduler's pool.
     scheduler.add_job(health.run, "interval", minutes=settings.fleet.health_check_minutes, id="fleet-health",

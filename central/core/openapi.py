@@ -19,6 +19,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from litestar import Litestar
+from litestar.constants import RESERVED_KWARGS
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
@@ -90,8 +91,11 @@ def describe(app: Litestar) -> None:
 
 def _describe(handler: HTTPRouteHandler, *, has_path_parameters: bool, admitted: bool) -> None:
     caller = {"principal", "within"}  # dependencies that resolve the caller: the route needs a token
-    inputs = set(handler.parsed_fn_signature.parameters) - {"request"} - caller
-    authenticated = bool(caller & set(handler.parsed_fn_signature.parameters))
+    parameters = set(handler.parsed_fn_signature.parameters)
+    # What the request gives (path, query, data): neither dependencies (the caller, services, a
+    # form read for the handler) nor the connection and raw body that Litestar hands over as is.
+    inputs = parameters - set(handler.resolve_dependencies()) - (RESERVED_KWARGS - {"data"})
+    authenticated = bool(caller & parameters)
     codes = ([400] * bool(inputs) + [401, 403] * authenticated + [404] * has_path_parameters
              + [413] * ("data" in inputs) + [429, 503] * admitted)
     handler.responses = {**errors(*codes), **(handler.responses or {})}

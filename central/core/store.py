@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 from fleet import sqlite
-from fleet.protocol import ClipInfo
 from central.evidence import audit
-from central.evidence.clip_records import ClipRecords
 from central.access import schema as access_schema
 from central.core import migrations
 from central.events import schema as events_schema
@@ -43,7 +39,6 @@ class CentralStore:
         self.writer = self._writer = sqlite.Writer(self.db, readers=self.data_dir / "central.db")
         with self.writer.write() as db:
             audit.chain_unhashed(db)  # records from before the chain (schema v6): hashed once
-        self.clips = ClipRecords(self.writer)
 
     def close(self) -> None:
         """Close once no thread is inside a write (closing under a running query crashes SQLite)."""
@@ -52,20 +47,3 @@ class CentralStore:
     def ping(self) -> bool:
         with self._writer.read() as db:
             return db.execute("SELECT 1").fetchone() == (1,)
-
-    # -- the clip API's reads (``central.evidence.clip_records``), as its handlers ask for them ----
-
-    def clip(self, clip_id: str) -> ClipInfo | None:
-        return self.clips.clip(clip_id)
-
-    def blob_key(self, clip_id: str) -> str | None:
-        return self.clips.blob_key(clip_id)
-
-    def list_clips(self, *, limit: int, after: tuple[str, str] | None, filters: dict[str, Any]) -> list[ClipInfo]:
-        return self.clips.list_clips(limit=limit, after=after, filters=filters)
-
-    def log_access(self, actor: str, action: str, clip_id: str | None, detail: str = "") -> None:
-        self.clips.log_access(actor, action, clip_id, detail)
-
-    def access_log(self) -> list[sqlite3.Row | tuple]:
-        return self.clips.access_log()

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import QueryParameter
 
 from fleet.config import CentralSettings
@@ -32,6 +32,7 @@ from central.registry import devices as registry_devices
 from central.registry import officers as registry_officers
 from central.access.auth import Caller, Principal, station_or_user_with
 from central.core.openapi import errors
+from central.core.providers import Injected
 from central.access.scope import in_query, touches
 
 PAGE_LIMIT = 1000
@@ -193,18 +194,19 @@ class ChangesController(Controller):
     guards = [station_or_user_with("fleet_manager")]
 
     @get("/", summary="Changes for a station's borough after a cursor (long poll)", responses=errors(410),
-         scope=touches(in_query("borough", "borough")))
+         scope=touches(in_query("borough", "borough")),
+         on_loop="a long poll waits for changes (ChangeLog.wait_page reads on a worker thread)")
     async def changes(
-        self, request: Request, principal: Caller,
+        self, principal: Caller, changes: Injected[ChangeLog],
         since: Annotated[int, QueryParameter(ge=0, description="the cursor of the last change applied")] = 0,
         wait: Annotated[float, QueryParameter(ge=0, le=MAX_WAIT_S, description="seconds to hold the request "
                                                                                "when there is nothing new")] = 0.0,
         borough: Annotated[str | None, QueryParameter(description="users only: which borough")] = None,
     ) -> ChangePage:
-        return await request.app.state.changes.wait_page(_borough_of(principal, borough), since, wait)
+        return await changes.wait_page(_borough_of(principal, borough), since, wait)
 
     @get("/snapshot", summary="Everything a station mirrors, with the cursor to follow on from",
-         scope=touches(in_query("borough", "borough")))
-    async def snapshot(self, request: Request, principal: Caller,
-                       borough: Annotated[str | None, QueryParameter(description="users only")] = None) -> Snapshot:
-        return request.app.state.changes.snapshot(_borough_of(principal, borough))
+         scope=touches(in_query("borough", "borough")), sync_to_thread=True)
+    def snapshot(self, principal: Caller, changes: Injected[ChangeLog],
+                 borough: Annotated[str | None, QueryParameter(description="users only")] = None) -> Snapshot:
+        return changes.snapshot(_borough_of(principal, borough))

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
-import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, post
+from litestar.params import RawBody
 
 from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.errors import BadRequest, Conflict
@@ -31,6 +31,7 @@ from fleet.sqlite import Writer
 from central.events import claims
 from central.access.auth import Caller, stations_only
 from central.core.openapi import errors
+from central.core.providers import Injected
 from central.access.scope import OWN_RECORDS
 from central.events.projection import Applied, Projector
 from central.registry import stations
@@ -321,9 +322,6 @@ class EventsController(Controller):
     @post("/", status_code=200, summary="A station's events, in seq order; answers the highest gap-free seq",
           responses=errors(400, 409, 413), guards=[stations_only], scope=OWN_RECORDS,
           description="Body: an EventBatch. Idempotent by (station, seq): resend anything after `acked_seq`. "
-                      "An empty batch is a heartbeat carrying the station's backlog.")
-    async def receive(self, request: Request, principal: Caller) -> EventAck:
-        body = await request.body()
-        # Off the event loop: a batch's fsync must not stall other requests.
-        return await anyio.to_thread.run_sync(request.app.state.events.ingest, principal.station_id,
-                                              principal.borough, body)
+                      "An empty batch is a heartbeat carrying the station's backlog.", sync_to_thread=True)
+    def receive(self, principal: Caller, body: RawBody, events: Injected[EventLog]) -> EventAck:
+        return events.ingest(principal.station_id, principal.borough, body)

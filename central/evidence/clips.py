@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from datetime import datetime
@@ -19,6 +18,9 @@ from central.core.pagination import decode_time_cursor, encode_cursor
 from central.access.auth import Caller, user_with
 from central.core.openapi import errors
 from central.access.scope import LISTS, Scoped, in_path, touches
+from central.core.providers import Injected
+from central.evidence.clip_records import ClipRecords
+from central.uploads.blobstore import BlobStore
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
 log = logging.getLogger(__name__)
@@ -63,9 +65,9 @@ class ClipController(Controller):
     tags = ["clips"]
     guards = [user_with("supervisor")]
 
-    @get("/", summary="List clips, oldest recording first, filtered", scope=LISTS)
-    async def list_clips(
-        self, request: Request, within: Scoped,
+    @get("/", summary="List clips, oldest recording first, filtered", scope=LISTS, sync_to_thread=True)
+    def list_clips(
+        self, within: Scoped, clips: Injected[ClipRecords],
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: FromQuery[str | None] = None,
         station_id: FromQuery[str | None] = None,
@@ -78,7 +80,7 @@ class ClipController(Controller):
         for name, moment in (("recorded_from", recorded_from), ("recorded_to", recorded_to)):
             if moment is not None and moment.tzinfo is None:
                 raise BadRequest(f"{name} needs a time zone, e.g. 2026-11-20T14:00:00Z")
-        items = request.app.state.store.list_clips(
+        items = clips.list_clips(
             limit=limit + 1, after=_cursor_decode(cursor) if cursor else None,
             filters={"borough": within.borough, "station_id": station_id, "device_serial": device_serial, "state": clip_state,
                      "evidential": evidential, "recorded_from": recorded_from, "recorded_to": recorded_to},
@@ -87,33 +89,33 @@ class ClipController(Controller):
         items = items[:limit]
         return ClipPage(items=items, next_cursor=_cursor_encode(items[-1]) if more else None)
 
-    @get("/{clip_id:str}", summary="One clip", scope=touches(in_path("clip", "clip_id")))
-    async def get_clip(self, request: Request, principal: Caller, clip_id: ClipId) -> ClipInfo:
-        clip = request.app.state.store.clip(clip_id)
+    @get("/{clip_id:str}", summary="One clip", scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def get_clip(self, principal: Caller, clips: Injected[ClipRecords], clip_id: ClipId) -> ClipInfo:
+        clip = clips.clip(clip_id)
         if clip is None:
             raise NotFound(f"no clip {clip_id}")
-        request.app.state.store.log_access(principal.name, "view", clip_id, "metadata")
+        clips.log_access(principal.name, "view", clip_id, "metadata")
         return clip
 
     @get("/{clip_id:str}/content", summary="The clip's bytes (Range supported; every download is logged)",
          media_type="video/mp4", responses={
              206: ResponseSpec(data_container=bytes, media_type="video/mp4",
                                description="The bytes of the Range asked for (Content-Range says which)"),
-             **errors(410, 416, 503)}, scope=touches(in_path("clip", "clip_id")))
-    async def content(self, request: Request, principal: Caller, clip_id: ClipId) -> Response:
-        store, blobs = request.app.state.store, request.app.state.blobs
-        key = store.blob_key(clip_id)
+             **errors(410, 416, 503)}, scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def content(self, request: Request, principal: Caller, clips: Injected[ClipRecords],
+                blobs: Injected[BlobStore], clip_id: ClipId) -> Response:
+        key = clips.blob_key(clip_id)
         if key is None:
             raise NotFound(f"no verified clip {clip_id}")
-        try:  # the blob store may be across the network (S3): ask it off the event loop
-            size = await asyncio.to_thread(blobs.size, key)
+        try:
+            size = blobs.size(key)
         except FileNotFoundError:
             log.error("clip %s is recorded as verified but its blob %s is missing", clip_id, key)
             raise NotFound(f"the bytes of clip {clip_id} are missing from the blob store; "
                            "this is logged for the operators") from None
         span = parse_range(request.headers.get("range"), size)
         start, end = span or (0, size)
-        store.log_access(principal.name, "download", clip_id, f"bytes {start}-{end - 1}/{size}")
+        clips.log_access(principal.name, "download", clip_id, f"bytes {start}-{end - 1}/{size}")
 
         headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start),
                    "Content-Disposition": f'attachment; filename="{clip_id}.mp4"'}

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio.to_thread
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.params import PathParameter
 from litestar.response import Template
 
@@ -21,6 +20,10 @@ from central.evidence import audit
 from central.access.auth import Caller, user_with
 from central.core.csvhttp import CSV, csv_response
 from central.access.scope import in_path, touches
+from central.core.store import CentralStore
+from central.core.providers import Injected
+from central.evidence.clip_records import ClipRecords
+from central.registry.assignments import AssignmentService
 
 ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
 
@@ -36,40 +39,42 @@ def custody(db, clip_id: str) -> list[CustodyRecord]:
                           object_id=r[6], detail=r[7]) for r in rows]
 
 
+def _records(store: CentralStore, clips: ClipRecords, assignments: AssignmentService, clip_id: str) -> list[CustodyRecord]:
+    with store.writer.read() as db:
+        records = custody(db, clip_id)
+    if not records and clips.clip(clip_id) is None:
+        assignments.attribution(clip_id)  # reported by its station, not yet uploaded?
+    return records
+
+
 class CustodyController(Controller):
     path = "/api/v1/clips"
     tags = ["clips"]
 
-    def _records(self, request: Request, clip_id: str) -> list[CustodyRecord]:
-        with request.app.state.store.writer.read() as db:
-            records = custody(db, clip_id)
-        if not records and request.app.state.store.clip(clip_id) is None:
-            request.app.state.assignments.attribution(clip_id)  # reported by its station, not yet uploaded?
-        return records
-
     @get("/{clip_id:str}/custody", summary="The clip's chain of custody, oldest first", guards=[user_with("auditor")],
-         scope=touches(in_path("clip", "clip_id")))
-    async def as_json(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> list[CustodyRecord]:
-        return self._records(request, clip_id)
+         scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def as_json(self, principal: Caller, store: Injected[CentralStore], clips: Injected[ClipRecords],
+                assignments: Injected[AssignmentService], clip_id: ClipIdPath) -> list[CustodyRecord]:
+        return _records(store, clips, assignments, clip_id)
 
     @get("/{clip_id:str}/custody.csv", summary="The chain of custody as CSV", guards=[user_with("auditor")],
-         media_type=CSV, scope=touches(in_path("clip", "clip_id")))
-    async def as_csv(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Response:
-        return csv_response(self._records(request, clip_id), CustodyRecord, f"custody-{clip_id}.csv")
+         media_type=CSV, scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def as_csv(self, principal: Caller, store: Injected[CentralStore], clips: Injected[ClipRecords],
+               assignments: Injected[AssignmentService], clip_id: ClipIdPath) -> Response:
+        return csv_response(_records(store, clips, assignments, clip_id), CustodyRecord, f"custody-{clip_id}.csv")
 
     @get("/{clip_id:str}/custody.html", summary="The chain of custody as a printable page",
-         guards=[user_with("auditor")], scope=touches(in_path("clip", "clip_id")))
-    async def as_html(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Template:
-        records = self._records(request, clip_id)
-        clip = request.app.state.store.clip(clip_id)
+         guards=[user_with("auditor")], scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def as_html(self, principal: Caller, store: Injected[CentralStore], clips: Injected[ClipRecords],
+                assignments: Injected[AssignmentService], clip_id: ClipIdPath) -> Template:
+        records = _records(store, clips, assignments, clip_id)
+        clip = clips.clip(clip_id)
         if clip is None:  # reported by its station (ingested), not uploaded yet: what central knows
-            assignments = request.app.state.assignments
             try:
                 clip = assignments.attribution(clip_id)
             except NotFound:
                 clip = {"clip_id": clip_id}
-        chain = await anyio.to_thread.run_sync(audit.verify_file, request.app.state.store.data_dir / "central.db")
+        chain = audit.verify_file(store.data_dir / "central.db")
         return Template(template_name="custody.html", context={
             "clip": clip, "records": records, "chain": chain, "printed": to_iso(utc_now()),
             "printed_by": principal.name})
-

@@ -28,9 +28,8 @@ from array import array
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
@@ -46,6 +45,7 @@ from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_time_cursor, page_response
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
 from central.registry import officers
+from central.core.providers import Injected
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
@@ -584,73 +584,78 @@ class RetentionController(Controller):
           guards=[user_with("supervisor")], responses=errors(404),
           description="A supervisor for one borough holds that borough's clips and officers; case holds are "
                       "force-wide (a case may span boroughs).",
-          scope=touches(in_json("clip", "clip_id"), in_json("officer", "officer_id"), in_json("case", "case_ref")))
-    async def place(self, request: Request, principal: Caller, data: JSONBody[HoldRequest]) -> Hold:
-        return await anyio.to_thread.run_sync(request.app.state.retention.place_hold, data, principal.name)
+          scope=touches(in_json("clip", "clip_id"), in_json("officer", "officer_id"), in_json("case", "case_ref")),
+          sync_to_thread=True)
+    def place(self, principal: Caller, retention: Injected[RetentionService],
+              data: JSONBody[HoldRequest]) -> Hold:
+        return retention.place_hold(data, principal.name)
 
-    @get("/holds", summary="Holds, newest first", guards=[user_with("supervisor")], scope=LISTS)
-    async def list_holds(self, request: Request, within: Scoped, active: FromQuery[bool | None] = True,
-                         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Hold]:
-        return await anyio.to_thread.run_sync(request.app.state.retention.holds, active, limit, within.borough)
+    @get("/holds", summary="Holds, newest first", guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
+    def list_holds(self, within: Scoped, retention: Injected[RetentionService],
+                   active: FromQuery[bool | None] = True,
+                   limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Hold]:
+        return retention.holds(active, limit, within.borough)
 
     @post("/holds/{hold_id:int}/release", status_code=200, summary="Release a hold (audited)",
-          guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("hold", "hold_id")))
-    async def release(self, request: Request, principal: Caller,
-                      hold_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ReleaseRequest]) -> Hold:
-        return await anyio.to_thread.run_sync(request.app.state.retention.release_hold, hold_id, data,
-                                              principal.name)
+          guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("hold", "hold_id")),
+          sync_to_thread=True)
+    def release(self, principal: Caller, retention: Injected[RetentionService],
+                hold_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ReleaseRequest]) -> Hold:
+        return retention.release_hold(hold_id, data, principal.name)
 
     @post("/cases/{case_ref:str}/clips", status_code=200, summary="Add clips to a case (a case hold covers them)",
-          guards=[user_with("supervisor")], scope=touches(in_path("case", "case_ref"), in_json("clip", "clip_ids")))
-    async def add_to_case(self, request: Request, principal: Caller,
-                          case_ref: Annotated[str, PathParameter(min_length=1, max_length=64,
-                                                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")],
-                          data: JSONBody[CaseClips]) -> list[str]:
-        return await anyio.to_thread.run_sync(request.app.state.retention.add_to_case, case_ref, data,
-                                              principal.name)
+          guards=[user_with("supervisor")], scope=touches(in_path("case", "case_ref"), in_json("clip", "clip_ids")),
+          sync_to_thread=True)
+    def add_to_case(self, principal: Caller, retention: Injected[RetentionService],
+                    case_ref: Annotated[str, PathParameter(min_length=1, max_length=64,
+                                                           pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")],
+                    data: JSONBody[CaseClips]) -> list[str]:
+        return retention.add_to_case(case_ref, data, principal.name)
 
     @get("/clips/{clip_id:str}/retention", summary="A clip's categories, end of retention, holds, deletion",
-         guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")))
-    async def clip_retention(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> ClipRetention:
-        return request.app.state.retention.clip(clip_id)
+         guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def clip_retention(self, principal: Caller, retention: Injected[RetentionService],
+                       clip_id: ClipIdPath) -> ClipRetention:
+        return retention.clip(clip_id)
 
     @post("/clips/{clip_id:str}/categories", status_code=200, summary="Set a clip's retention categories (audited)",
-          guards=[user_with("supervisor")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")))
-    async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath,
-                         data: JSONBody[CategoriesRequest]) -> ClipRetention:
-        return await anyio.to_thread.run_sync(request.app.state.retention.categorise, clip_id, data, principal.name)
+          guards=[user_with("supervisor")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")),
+          sync_to_thread=True)
+    def categorise(self, principal: Caller, retention: Injected[RetentionService], clip_id: ClipIdPath,
+                   data: JSONBody[CategoriesRequest]) -> ClipRetention:
+        return retention.categorise(clip_id, data, principal.name)
 
     @post("/clips/{clip_id:str}/restore", status_code=200, summary="Restore a soft-deleted clip (before its purge)",
-          guards=[user_with("admin")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")))
-    async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath,
-                      data: JSONBody[RestoreRequest]) -> ClipRetention:
-        return await anyio.to_thread.run_sync(request.app.state.retention.restore, clip_id, data, principal.name)
+          guards=[user_with("admin")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")),
+          sync_to_thread=True)
+    def restore(self, principal: Caller, retention: Injected[RetentionService], clip_id: ClipIdPath,
+                data: JSONBody[RestoreRequest]) -> ClipRetention:
+        return retention.restore(clip_id, data, principal.name)
 
     @get("/retention/reviews", summary="Clips past a reviewed (MoPI) retention period, waiting for a decision",
-         guards=[user_with("admin")], scope=FORCE_WIDE)
-    async def reviews(self, request: Request, principal: Caller,
-                      limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-                      cursor: Annotated[str | None, QueryParameter(max_length=200,
-                                                                   description=CURSOR_HELP)] = None,
-                      ) -> Response[list[ClipRetention]]:
+         guards=[user_with("admin")], scope=FORCE_WIDE, sync_to_thread=True)
+    def reviews(self, principal: Caller, retention: Injected[RetentionService],
+                limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+                cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
+                ) -> Response[list[ClipRetention]]:
         after = decode_time_cursor(cursor) if cursor else None
-        rows = await anyio.to_thread.run_sync(request.app.state.retention.reviews, limit + 1, after)
+        rows = retention.reviews(limit + 1, after)
         return page_response(rows, limit, lambda c: (to_iso(c.retain_until), c.clip_id))
 
     @post("/clips/{clip_id:str}/review", status_code=200, guards=[user_with("admin")], responses=errors(409, 410),
-          scope=touches(in_path("clip", "clip_id")),
+          scope=touches(in_path("clip", "clip_id")), sync_to_thread=True,
           summary="A reviewer's decision on a clip due for review: retain for another period, or dispose")
-    async def review(self, request: Request, principal: Caller, clip_id: ClipIdPath,
-                     data: JSONBody[ReviewRequest]) -> ClipRetention:
-        return await anyio.to_thread.run_sync(request.app.state.retention.review, clip_id, data, principal.name)
+    def review(self, principal: Caller, retention: Injected[RetentionService], clip_id: ClipIdPath,
+               data: JSONBody[ReviewRequest]) -> ClipRetention:
+        return retention.review(clip_id, data, principal.name)
 
     @get("/retention/digest", summary="Deletions due in the next days, for admins", guards=[user_with("admin")],
-         scope=FORCE_WIDE)
-    async def digest(self, request: Request, principal: Caller,
-                     days: Annotated[int, QueryParameter(ge=1, le=90)] = 7) -> Digest:
-        return await anyio.to_thread.run_sync(request.app.state.retention.digest, days)
+         scope=FORCE_WIDE, sync_to_thread=True)
+    def digest(self, principal: Caller, retention: Injected[RetentionService],
+               days: Annotated[int, QueryParameter(ge=1, le=90)] = 7) -> Digest:
+        return retention.digest(days)
 
     @post("/retention/run", status_code=200, summary="Run the retention job now", guards=[user_with("admin")],
-          scope=FORCE_WIDE)
-    async def run_now(self, request: Request, principal: Caller) -> JobReport:
-        return await anyio.to_thread.run_sync(request.app.state.retention.run)
+          scope=FORCE_WIDE, sync_to_thread=True)
+    def run_now(self, principal: Caller, retention: Injected[RetentionService]) -> JobReport:
+        return retention.run()

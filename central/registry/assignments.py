@@ -7,18 +7,17 @@ cameras, one camera with two officers) listed for a supervisor, and clips with n
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Protocol
 
-import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
+from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
@@ -27,6 +26,7 @@ from central.access.auth import Caller, station_or_user_with, user_with
 from central.core.csvhttp import CSV, csv_response
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
+from central.core.providers import Injected
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from central.evidence.holds import announce_reattributed
 from central.registry import attribution
@@ -299,83 +299,86 @@ class AssignmentController(Controller):
     tags = ["assignments"]
 
     @get("/assignments", summary="Assignments (personal issue and pool checkouts), newest first",
-         guards=[station_or_user_with("viewer")], scope=LISTS)
-    async def list_assignments(
-        self, request: Request, within: Scoped, officer_id: FromQuery[str | None] = None,
+         guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
+    def list_assignments(
+        self, within: Scoped, assignments: Injected[AssignmentService], officer_id: FromQuery[str | None] = None,
         device_serial: FromQuery[str | None] = None, borough: FromQuery[str | None] = None,
         active: FromQuery[bool | None] = None, limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
     ) -> Response[list[AssignmentInfo]]:
-        rows = request.app.state.assignments.list(officer_id=officer_id, device_serial=device_serial,
-                                                  borough=within.narrow(borough), active=active, limit=limit + 1,
-                                                  before=decode_time_cursor(cursor) if cursor else None)
+        rows = assignments.list(officer_id=officer_id, device_serial=device_serial, borough=within.narrow(borough),
+                                active=active, limit=limit + 1,
+                                before=decode_time_cursor(cursor) if cursor else None)
         return page_response(rows, limit, lambda a: (to_iso(a.started_at), a.id))
 
     @get("/assignments/export.csv", summary="Assignments as CSV (newest first), for spreadsheets", media_type=CSV,
-         guards=[station_or_user_with("viewer")], scope=LISTS)
-    async def export_csv(
-        self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
-        active: FromQuery[bool | None] = None,
+         guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
+    def export_csv(
+        self, within: Scoped, assignments: Injected[AssignmentService],
+        borough: FromQuery[str | None] = None, active: FromQuery[bool | None] = None,
     ) -> Response:
-        rows = await anyio.to_thread.run_sync(functools.partial(
-            request.app.state.assignments.list, officer_id=None, device_serial=None, borough=within.narrow(borough),
-            active=active,
-            limit=1_000_000))
+        rows = assignments.list(officer_id=None, device_serial=None, borough=within.narrow(borough), active=active,
+                                limit=1_000_000)
         return csv_response(rows, AssignmentInfo, "assignments.csv")
 
     @post("/assignments", status_code=201, summary="Issue a camera personally to an officer",
           guards=[user_with("supervisor")], responses=errors(404, 409),
-          scope=touches(in_json("device", "device_serial"), in_json("officer", "officer_id")))
-    async def issue(self, request: Request, principal: Caller, data: JSONBody[IssueRequest]) -> AssignmentInfo:
-        fleet = request.app.state.settings.fleet
-        return request.app.state.assignments.issue(data, principal.name, fleet.assignment_mode)
+          scope=touches(in_json("device", "device_serial"), in_json("officer", "officer_id")), sync_to_thread=True)
+    def issue(self, principal: Caller, assignments: Injected[AssignmentService],
+              settings: Injected[CentralSettings], data: JSONBody[IssueRequest]) -> AssignmentInfo:
+        return assignments.issue(data, principal.name, settings.fleet.assignment_mode)
 
     @post("/assignments/{device_serial:str}/end", status_code=200, summary="End a camera's current assignment",
-          guards=[user_with("supervisor")], scope=touches(in_path("device", "device_serial")))
-    async def end(self, request: Request, principal: Caller,
-                  device_serial: Annotated[str, PathParameter(max_length=64)],
-                  data: JSONBody[EndRequest]) -> AssignmentInfo:
-        return request.app.state.assignments.end(device_serial, data.reason, principal.name)
+          guards=[user_with("supervisor")], scope=touches(in_path("device", "device_serial")), sync_to_thread=True)
+    def end(self, principal: Caller, assignments: Injected[AssignmentService],
+            device_serial: Annotated[str, PathParameter(max_length=64)],
+            data: JSONBody[EndRequest]) -> AssignmentInfo:
+        return assignments.end(device_serial, data.reason, principal.name)
 
     @get("/conflicts", summary="Conflicts found after offline periods, for a supervisor",
-         guards=[user_with("supervisor")], scope=LISTS)
-    async def conflicts(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
-                        open_only: Annotated[bool, QueryParameter(name="open")] = True,
-                        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
-                        cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
-                        ) -> Response[list[ConflictInfo]]:
+         guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
+    def conflicts(self, within: Scoped, assignments: Injected[AssignmentService],
+                  borough: FromQuery[str | None] = None,
+                  open_only: Annotated[bool, QueryParameter(name="open")] = True,
+                  limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
+                  cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
+                  ) -> Response[list[ConflictInfo]]:
         before = decode_cursor(cursor, 1)[0] if cursor else None
         if before is not None and not before.isdigit():
             raise BadRequest("cursor is not one this server gave out")
-        rows = request.app.state.assignments.conflicts(within.narrow(borough), open_only, limit + 1,
-                                                       int(before) if before is not None else None)
+        rows = assignments.conflicts(within.narrow(borough), open_only, limit + 1,
+                                     int(before) if before is not None else None)
         return page_response(rows, limit, lambda c: (c.id,))
 
     @post("/conflicts/{conflict_id:int}/resolve", status_code=200, summary="Record how a conflict was resolved",
-          guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("conflict", "conflict_id")))
-    async def resolve(self, request: Request, principal: Caller, conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)],
-                      data: JSONBody[ResolveRequest]) -> ConflictInfo:
-        return request.app.state.assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
+          guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("conflict", "conflict_id")),
+          sync_to_thread=True)
+    def resolve(self, principal: Caller, assignments: Injected[AssignmentService],
+                conflict_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ResolveRequest],
+                ) -> ConflictInfo:
+        return assignments.resolve_conflict(conflict_id, data.resolution, principal.name)
 
     @get("/unattributed", summary="Clips recorded when no officer held the camera",
-         guards=[user_with("supervisor")], scope=LISTS)
-    async def unattributed(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
-                           limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-                           cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
-                           ) -> Response[list[Attribution]]:
-        rows = request.app.state.assignments.unattributed(within.narrow(borough), limit + 1,
-                                                          decode_time_cursor(cursor) if cursor else None)
+         guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
+    def unattributed(self, within: Scoped, assignments: Injected[AssignmentService],
+                     borough: FromQuery[str | None] = None,
+                     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+                     cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
+                     ) -> Response[list[Attribution]]:
+        rows = assignments.unattributed(within.narrow(borough), limit + 1,
+                                        decode_time_cursor(cursor) if cursor else None)
         return page_response(rows, limit, lambda a: (to_iso(a.recorded_at), a.clip_id))
 
     @get("/clips/{clip_id:str}/attribution", summary="Whose clip this is (the holder at recorded_at)",
-         guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")))
-    async def get_attribution(self, request: Request, principal: Caller,
-                              clip_id: Annotated[str, PathParameter(max_length=64)]) -> Attribution:
-        return request.app.state.assignments.attribution(clip_id)
+         guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def get_attribution(self, principal: Caller, assignments: Injected[AssignmentService],
+                        clip_id: Annotated[str, PathParameter(max_length=64)]) -> Attribution:
+        return assignments.attribution(clip_id)
 
     @post("/clips/{clip_id:str}/attribution", status_code=200, summary="Attribute a clip by hand (audited)",
-          guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id"), in_json("officer", "officer_id")))
-    async def attribute(self, request: Request, principal: Caller,
-                        clip_id: Annotated[str, PathParameter(max_length=64)],
-                        data: JSONBody[AttributeRequest]) -> Attribution:
-        return request.app.state.assignments.attribute(clip_id, data, principal.name)
+          guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id"), in_json("officer", "officer_id")),
+          sync_to_thread=True)
+    def attribute(self, principal: Caller, assignments: Injected[AssignmentService],
+                  clip_id: Annotated[str, PathParameter(max_length=64)], data: JSONBody[AttributeRequest],
+                  ) -> Attribution:
+        return assignments.attribute(clip_id, data, principal.name)

@@ -8,15 +8,13 @@ changes go down the changes feed to the stations of the borough concerned.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet import csvio
@@ -28,8 +26,9 @@ from fleet.protocol import Serial
 from central.evidence import audit
 from central.evidence.audit import AuditRecord
 from central.access.auth import Caller, station_or_user_with, user_with
-from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
+from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
 from central.core.openapi import errors
+from central.core.providers import Injected
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_path, touches
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
@@ -339,9 +338,9 @@ class DeviceController(Controller):
     tags = ["devices"]
 
     @get("/", summary="Cameras, by serial, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
-         scope=LISTS)
-    async def list_devices(
-        self, request: Request, within: Scoped,
+         scope=LISTS, sync_to_thread=True)
+    def list_devices(
+        self, within: Scoped, devices: Injected[DeviceService],
         borough: FromQuery[str | None] = None,
         lifecycle_state: Annotated[lifecycle.Lifecycle | None, QueryParameter(name="lifecycle")] = None,
         flag: FromQuery[DeviceFlag | None] = None,
@@ -350,38 +349,39 @@ class DeviceController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> DevicePage:
-        return request.app.state.devices.page(borough=within.narrow(borough), lifecycle_state=lifecycle_state, flag=flag,
-                                              station=station, q=q, after=cursor, limit=limit)
+        return devices.page(borough=within.narrow(borough), lifecycle_state=lifecycle_state, flag=flag,
+                            station=station, q=q, after=cursor, limit=limit)
 
     @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets", media_type=CSV,
-         guards=[station_or_user_with("viewer")], scope=LISTS)
-    async def export_csv(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None) -> Response:
-        rows = await anyio.to_thread.run_sync(request.app.state.devices.all, within.narrow(borough))
-        return csv_response(rows, DeviceSummary, "devices.csv")
+         guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
+    def export_csv(self, within: Scoped, devices: Injected[DeviceService],
+                   borough: FromQuery[str | None] = None) -> Response:
+        return csv_response(devices.all(within.narrow(borough)), DeviceSummary, "devices.csv")
 
     @post("/import.csv", status_code=201, summary="Register cameras from CSV (serial, model, borough, home_station, "
                                                   "assignment_mode); nothing is registered unless every row is valid",
-          guards=[user_with("fleet_manager")], responses=IMPORT_ERRORS, scope=FORCE_WIDE)
-    async def import_csv(self, request: Request, principal: Caller) -> RegistrationResult:
-        rows = await read_csv_body(request, "cameras", functools.partial(csvio.read_csv, kind=DeviceRegistration,
-                                                                         max_rows=50_000))
-        return await anyio.to_thread.run_sync(request.app.state.devices.register, rows, principal.name)
+          guards=[user_with("fleet_manager")], responses=IMPORT_ERRORS, scope=FORCE_WIDE,
+          dependencies=csv_body("cameras"), sync_to_thread=True)
+    def import_csv(self, principal: Caller, csv: Injected[str],
+                   devices: Injected[DeviceService]) -> RegistrationResult:
+        return devices.register(csvio.read_csv(csv, kind=DeviceRegistration, max_rows=50_000), principal.name)
 
     @get("/{serial:str}", summary="One camera with its assignment, lifecycle, battery and audit history",
-         guards=[station_or_user_with("viewer")], scope=touches(in_path("device", "serial")))
-    async def get_device(self, request: Request, principal: Caller, serial: SerialPath) -> DeviceDetail:
-        return request.app.state.devices.detail(serial)
+         guards=[station_or_user_with("viewer")], scope=touches(in_path("device", "serial")), sync_to_thread=True)
+    def get_device(self, principal: Caller, devices: Injected[DeviceService],
+                   serial: SerialPath) -> DeviceDetail:
+        return devices.detail(serial)
 
     @post("/", status_code=201, summary="Register cameras (new ones start in stock, or allocated to a borough)",
-          guards=[user_with("fleet_manager")], scope=FORCE_WIDE)
-    async def register(self, request: Request, principal: Caller,
-                       data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
+          guards=[user_with("fleet_manager")], scope=FORCE_WIDE, sync_to_thread=True)
+    def register(self, principal: Caller, devices: Injected[DeviceService],
+                 data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
         if len(data) > 50_000:
             raise BadRequest("register at most 50,000 cameras per request")
-        return await anyio.to_thread.run_sync(request.app.state.devices.register, data, principal.name)
+        return devices.register(data, principal.name)
 
     @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)",
-          guards=[user_with("fleet_manager")], responses=errors(409), scope=FORCE_WIDE)
-    async def set_lifecycle(self, request: Request, principal: Caller, serial: SerialPath,
-                            data: JSONBody[LifecycleRequest]) -> DeviceSummary:
-        return request.app.state.devices.change_lifecycle(serial, data, principal.name)
+          guards=[user_with("fleet_manager")], responses=errors(409), scope=FORCE_WIDE, sync_to_thread=True)
+    def set_lifecycle(self, principal: Caller, devices: Injected[DeviceService], serial: SerialPath,
+                      data: JSONBody[LifecycleRequest]) -> DeviceSummary:
+        return devices.change_lifecycle(serial, data, principal.name)

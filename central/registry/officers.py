@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated
 
-import anyio.to_thread
-
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet import csvio
@@ -22,7 +20,8 @@ from fleet.errors import BadRequest, NotFound
 from fleet.events import Officer, OfficerRole
 from central.evidence import audit
 from central.access.auth import Caller, station_or_user_with, user_with
-from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
+from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
+from central.core.providers import Injected
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
 
@@ -164,40 +163,45 @@ class OfficerController(Controller):
     tags = ["officers"]
 
     @get("/", summary="Officers, by id, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
-         scope=LISTS)
-    async def list_officers(
-        self, request: Request, within: Scoped, borough: FromQuery[str | None] = None,
+         scope=LISTS, sync_to_thread=True)
+    def list_officers(
+        self, within: Scoped, officers: Injected[OfficerService], borough: FromQuery[str | None] = None,
         role: FromQuery[OfficerRole | None] = None, team: FromQuery[str | None] = None,
         q: Annotated[str | None, QueryParameter(max_length=64)] = None, cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> OfficerPage:
-        return request.app.state.officers.page(borough=within.narrow(borough), role=role, team=team, q=q, after=cursor, limit=limit)
+        return officers.page(borough=within.narrow(borough), role=role, team=team, q=q, after=cursor, limit=limit)
 
     @get("/export.csv", summary="Every officer (or one borough's) as CSV", media_type=CSV,
-         guards=[station_or_user_with("viewer")], scope=LISTS)
-    async def export_csv(self, request: Request, within: Scoped, borough: FromQuery[str | None] = None) -> Response:
-        rows = request.app.state.officers.all(within.narrow(borough))
+         guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
+    def export_csv(self, within: Scoped, officers: Injected[OfficerService],
+                   borough: FromQuery[str | None] = None) -> Response:
+        rows = officers.all(within.narrow(borough))
         return csv_response((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow, "officers.csv")
 
     @get("/{officer_id:str}", summary="One officer with the camera they hold and their assignment history",
-         guards=[station_or_user_with("viewer")], scope=touches(in_path("officer", "officer_id")))
-    async def get_officer(self, request: Request, principal: Caller, officer_id: OfficerPath) -> OfficerDetail:
-        return request.app.state.officers.detail(officer_id)
+         guards=[station_or_user_with("viewer")], scope=touches(in_path("officer", "officer_id")),
+         sync_to_thread=True)
+    def get_officer(self, principal: Caller, officers: Injected[OfficerService],
+                    officer_id: OfficerPath) -> OfficerDetail:
+        return officers.detail(officer_id)
 
     @post("/", status_code=200, summary="Create or update officers (JSON list)",
           description="A supervisor for one borough creates and edits that borough's officers only (an officer "
                       "of theirs cannot be moved to another borough either).",
           guards=[user_with("supervisor")],
-          scope=touches(in_json("officer", "*.officer_id"), in_json("borough", "*.borough")))
-    async def upsert(self, request: Request, principal: Caller, data: JSONBody[list[Officer]]) -> ImportResult:
+          scope=touches(in_json("officer", "*.officer_id"), in_json("borough", "*.borough")), sync_to_thread=True)
+    def upsert(self, principal: Caller, officers: Injected[OfficerService],
+               data: JSONBody[list[Officer]]) -> ImportResult:
         if len(data) > MAX_IMPORT:
             raise BadRequest(f"at most {MAX_IMPORT} officers per request")
-        return await anyio.to_thread.run_sync(request.app.state.officers.upsert, data, principal.name)
+        return officers.upsert(data, principal.name)
 
     @post("/import.csv", status_code=200, summary="Create or update officers from CSV",
           description="Columns: officer_id, borough, team, role, name, active (header row required). "
                       "Errors name the line; nothing is imported unless every row is valid.",
-          guards=[user_with("supervisor")], responses=IMPORT_ERRORS, scope=FORCE_WIDE)
-    async def import_csv(self, request: Request, principal: Caller) -> ImportResult:
-        officers = await read_csv_body(request, "officers", officers_from_csv)
-        return await anyio.to_thread.run_sync(request.app.state.officers.upsert, officers, principal.name)
+          guards=[user_with("supervisor")], responses=IMPORT_ERRORS, scope=FORCE_WIDE,
+          dependencies=csv_body("officers"), sync_to_thread=True)
+    def import_csv(self, principal: Caller, csv: Injected[str],
+                   officers: Injected[OfficerService]) -> ImportResult:
+        return officers.upsert(officers_from_csv(csv), principal.name)

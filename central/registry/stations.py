@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import PathParameter
 
 from fleet.clock import from_iso, to_iso, utc_now
@@ -23,6 +23,7 @@ from fleet.events import Backlog
 from central.events import claims
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import LISTS, Scoped, in_path, touches
+from central.core.providers import Injected
 
 
 class StationHealth(msgspec.Struct, kw_only=True):
@@ -163,15 +164,15 @@ class StationController(Controller):
     tags = ["stations"]
 
     @get("/", summary="Every station: last contact, stale or not, backlog and oldest un-synced clip",
-         guards=[user_with("viewer")], scope=LISTS)
-    async def list_stations(self, request: Request, within: Scoped) -> list[StationHealth]:
-        return [s for s in request.app.state.stations.all() if within.borough in (None, s.borough)]
+         guards=[user_with("viewer")], scope=LISTS, sync_to_thread=True)
+    def list_stations(self, within: Scoped, stations: Injected[StationService]) -> list[StationHealth]:
+        return [s for s in stations.all() if within.borough in (None, s.borough)]
 
     @get("/{station_id:str}", summary="One station's health", guards=[station_or_user_with("viewer")],
-         scope=touches(in_path("station", "station_id")))
-    async def get_station(self, request: Request, principal: Caller,
-                          station_id: Annotated[str, PathParameter(max_length=64)]) -> StationHealth:
-        for station in request.app.state.stations.all():
+         scope=touches(in_path("station", "station_id")), sync_to_thread=True)
+    def get_station(self, principal: Caller, stations: Injected[StationService],
+                    station_id: Annotated[str, PathParameter(max_length=64)]) -> StationHealth:
+        for station in stations.all():
             if station.station_id == station_id:
                 return station
         raise NotFound(f"no station {station_id}")

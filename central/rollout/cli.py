@@ -18,7 +18,7 @@ import msgspec
 from fleet import csvio
 from fleet.config import CentralSettings, load_settings
 from fleet.errors import ConfigError, FleetError
-from central.core.cli import central_service
+from central.core.cli import central_services
 
 DEFAULT_BOROUGHS = Path("config/boroughs.toml")
 DEFAULT_SCENARIO = Path("config/rollout.toml")
@@ -173,8 +173,8 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     from central.rollout.service import ProposalItem, ProposeRequest
     from central.rollout.tables import print_proposal
 
-    with central_service(args.config, "rollout") as service:
-        actor = "cli:" + getpass.getuser()
+    with central_services(args.config) as services:
+        service, actor = services.rollout, "cli:" + getpass.getuser()
         if args.from_csv:
             if args.borough or args.week or args.count:
                 raise FleetError("--from-csv takes the proposal as it is: leave out --borough, --week and --count")
@@ -197,16 +197,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     from central.rollout.service import ProposalItem
     from central.rollout.tables import print_proposal
 
-    with central_service(args.config, "rollout") as service:
-        proposal = service.proposal(args.proposal)
+    with central_services(args.config) as services:
+        proposal = services.rollout.proposal(args.proposal)
     if not _emit(proposal, args, proposal.items, ProposalItem):
         print_proposal(proposal, items=True)
     return 0
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    with central_service(args.config, "rollout") as service:
-        actor = "cli:" + getpass.getuser()
+    with central_services(args.config) as services:
+        service, actor = services.rollout, "cli:" + getpass.getuser()
         proposal = (service.commit if args.decision == "commit" else service.discard)(args.proposal, actor)
     if not _emit(proposal, args):
         cameras = len(proposal.items)
@@ -220,8 +220,8 @@ def cmd_progress(args: argparse.Namespace) -> int:
     from central.rollout.service import ProgressRow
     from central.rollout.tables import print_progress
 
-    with central_service(args.config, "rollout") as service:
-        progress = service.progress(args.borough)
+    with central_services(args.config) as services:
+        progress = services.rollout.progress(args.borough)
     if not _emit(progress, args, progress.rows, ProgressRow):
         print_progress(progress, args.borough or "all")
     return 0

@@ -20,9 +20,8 @@ from collections import Counter, defaultdict
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-import anyio.to_thread
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from fleet import csvio
@@ -38,8 +37,9 @@ from central.rollout.storage import StorageForecast, forecast
 from central.evidence import audit
 from central.registry import assignments
 from central.access.auth import Caller, user_with
-from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_response, read_csv_body
+from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
 from central.core.openapi import errors
+from central.core.providers import Injected
 from central.access.scope import FORCE_WIDE, no_borough
 
 PLAN_ERRORS = errors(404, 503)
@@ -563,69 +563,69 @@ class RolloutController(Controller):
     tags = ["rollout"]
 
     @get("/plan", summary="The roll-out plan: waves, feasibility, binding constraint, remedies",
-         guards=[user_with("viewer")], scope=PLAN_FIGURES, responses=PLAN_ERRORS)
-    async def get_plan(self, request: Request, principal: Caller) -> Plan:
-        return await anyio.to_thread.run_sync(request.app.state.rollout.plan)
+         guards=[user_with("viewer")], scope=PLAN_FIGURES, responses=PLAN_ERRORS, sync_to_thread=True)
+    def get_plan(self, principal: Caller, rollout: Injected[RolloutService]) -> Plan:
+        return rollout.plan()
 
     @get("/plan.csv", summary="The plan's waves as CSV (week, borough, officers, cameras, spares)",
-         guards=[user_with("viewer")], scope=PLAN_FIGURES, media_type=CSV, responses=PLAN_ERRORS)
-    async def get_plan_csv(self, request: Request, principal: Caller) -> Response:
-        plan = await anyio.to_thread.run_sync(request.app.state.rollout.plan)
-        return csv_response(plan.waves, Wave, "rollout-plan.csv")
+         guards=[user_with("viewer")], scope=PLAN_FIGURES, media_type=CSV, responses=PLAN_ERRORS, sync_to_thread=True)
+    def get_plan_csv(self, principal: Caller, rollout: Injected[RolloutService]) -> Response:
+        return csv_response(rollout.plan().waves, Wave, "rollout-plan.csv")
 
     @get("/storage", summary="Storage forecast, month by month", guards=[user_with("viewer")], scope=PLAN_FIGURES,
-         responses=PLAN_ERRORS)
-    async def get_storage(self, request: Request, principal: Caller) -> StorageForecast:
-        return await anyio.to_thread.run_sync(request.app.state.rollout.storage)
+         responses=PLAN_ERRORS, sync_to_thread=True)
+    def get_storage(self, principal: Caller, rollout: Injected[RolloutService]) -> StorageForecast:
+        return rollout.storage()
 
     @get("/progress", summary="Planned vs delivered vs issued vs in service, per borough and week",
-         guards=[user_with("viewer")], scope=PLAN_FIGURES, responses=PLAN_ERRORS)
-    async def get_progress(self, request: Request, principal: Caller,
-                           borough: FromQuery[str | None] = None) -> Progress:
-        return await anyio.to_thread.run_sync(request.app.state.rollout.progress, borough)
+         guards=[user_with("viewer")], scope=PLAN_FIGURES, responses=PLAN_ERRORS, sync_to_thread=True)
+    def get_progress(self, principal: Caller, rollout: Injected[RolloutService],
+                     borough: FromQuery[str | None] = None) -> Progress:
+        return rollout.progress(borough)
 
     @get("/progress.csv", summary="Progress as CSV", guards=[user_with("viewer")], scope=PLAN_FIGURES, media_type=CSV,
-         responses=PLAN_ERRORS)
-    async def get_progress_csv(self, request: Request, principal: Caller,
-                               borough: FromQuery[str | None] = None) -> Response:
-        progress = await anyio.to_thread.run_sync(request.app.state.rollout.progress, borough)
-        return csv_response(progress.rows, ProgressRow, "rollout-progress.csv")
+         responses=PLAN_ERRORS, sync_to_thread=True)
+    def get_progress_csv(self, principal: Caller, rollout: Injected[RolloutService],
+                         borough: FromQuery[str | None] = None) -> Response:
+        return csv_response(rollout.progress(borough).rows, ProgressRow, "rollout-progress.csv")
 
     @post("/proposals", status_code=201, summary="Propose cameras for officers (reviewed, then committed)",
-          guards=[user_with("planner")], scope=FORCE_WIDE, responses={**PLAN_ERRORS, **errors(409)})
-    async def propose(self, request: Request, principal: Caller, data: JSONBody[ProposeRequest]) -> Proposal:
-        return await anyio.to_thread.run_sync(request.app.state.rollout.propose, data, principal.name)
+          guards=[user_with("planner")], scope=FORCE_WIDE, responses={**PLAN_ERRORS, **errors(409)},
+          sync_to_thread=True)
+    def propose(self, principal: Caller, rollout: Injected[RolloutService], data: JSONBody[ProposeRequest]) -> Proposal:
+        return rollout.propose(data, principal.name)
 
     @post("/proposals/import.csv", status_code=201, summary="A proposal from a CSV of device_serial, borough, mode, "
                                                             "officer_id, station_id", guards=[user_with("planner")], scope=FORCE_WIDE,
-          responses={**IMPORT_ERRORS, **errors(409, 503)})
-    async def import_csv(self, request: Request, principal: Caller) -> Proposal:
-        items = await read_csv_body(request, "proposal", functools.partial(csvio.read_csv, kind=ProposalItem))
-        return await anyio.to_thread.run_sync(request.app.state.rollout.import_proposal, items, principal.name)
+          responses={**IMPORT_ERRORS, **errors(409, 503)}, dependencies=csv_body("proposal"), sync_to_thread=True)
+    def import_csv(self, principal: Caller, csv: Injected[str], rollout: Injected[RolloutService]) -> Proposal:
+        return rollout.import_proposal(csvio.read_csv(csv, kind=ProposalItem), principal.name)
 
-    @get("/proposals", summary="Proposals, newest first (without their items)", guards=[user_with("viewer")], scope=PLAN_FIGURES)
-    async def list_proposals(self, request: Request, principal: Caller,
-                             state_is: Annotated[Literal["proposed", "committed", "discarded"] | None,
-                                                 QueryParameter(name="state")] = None,
-                             limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Proposal]:
-        return request.app.state.rollout.proposals(state_is, limit)
+    @get("/proposals", summary="Proposals, newest first (without their items)", guards=[user_with("viewer")],
+         scope=PLAN_FIGURES, sync_to_thread=True)
+    def list_proposals(self, principal: Caller, rollout: Injected[RolloutService],
+                       state_is: Annotated[Literal["proposed", "committed", "discarded"] | None,
+                                           QueryParameter(name="state")] = None,
+                       limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Proposal]:
+        return rollout.proposals(state_is, limit)
 
-    @get("/proposals/{proposal_id:int}", summary="One proposal with its items", guards=[user_with("viewer")], scope=FORCE_WIDE)
-    async def get_proposal(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
-        return request.app.state.rollout.proposal(proposal_id)
+    @get("/proposals/{proposal_id:int}", summary="One proposal with its items", guards=[user_with("viewer")],
+         scope=FORCE_WIDE, sync_to_thread=True)
+    def get_proposal(self, principal: Caller, rollout: Injected[RolloutService], proposal_id: ProposalPath) -> Proposal:
+        return rollout.proposal(proposal_id)
 
-    @get("/proposals/{proposal_id:int}/items.csv", summary="A proposal's items as CSV", guards=[user_with("viewer")], scope=FORCE_WIDE,
-         media_type=CSV)
-    async def get_proposal_csv(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Response:
-        proposal = request.app.state.rollout.proposal(proposal_id)
-        return csv_response(proposal.items, ProposalItem, f"rollout-proposal-{proposal_id}.csv")
+    @get("/proposals/{proposal_id:int}/items.csv", summary="A proposal's items as CSV", guards=[user_with("viewer")],
+         scope=FORCE_WIDE, media_type=CSV, sync_to_thread=True)
+    def get_proposal_csv(self, principal: Caller, rollout: Injected[RolloutService],
+                         proposal_id: ProposalPath) -> Response:
+        return csv_response(rollout.proposal(proposal_id).items, ProposalItem, f"rollout-proposal-{proposal_id}.csv")
 
     @post("/proposals/{proposal_id:int}/commit", status_code=200, summary="Commit a proposal: all items or none",
-          guards=[user_with("planner")], scope=FORCE_WIDE, responses=errors(409))
-    async def commit(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
-        return await anyio.to_thread.run_sync(request.app.state.rollout.commit, proposal_id, principal.name)
+          guards=[user_with("planner")], scope=FORCE_WIDE, responses=errors(409), sync_to_thread=True)
+    def commit(self, principal: Caller, rollout: Injected[RolloutService], proposal_id: ProposalPath) -> Proposal:
+        return rollout.commit(proposal_id, principal.name)
 
     @post("/proposals/{proposal_id:int}/discard", status_code=200, summary="Discard a proposal",
-          guards=[user_with("planner")], scope=FORCE_WIDE, responses=errors(409))
-    async def discard(self, request: Request, principal: Caller, proposal_id: ProposalPath) -> Proposal:
-        return request.app.state.rollout.discard(proposal_id, principal.name)
+          guards=[user_with("planner")], scope=FORCE_WIDE, responses=errors(409), sync_to_thread=True)
+    def discard(self, principal: Caller, rollout: Injected[RolloutService], proposal_id: ProposalPath) -> Proposal:
+        return rollout.discard(proposal_id, principal.name)

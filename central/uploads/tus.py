@@ -9,6 +9,7 @@ from typing import Annotated
 from litestar import Controller, Request, Response, delete, head, patch, post, route
 from litestar.params import PathParameter
 
+from fleet.config import CentralSettings
 from fleet.errors import BadRequest, LengthRequired, PayloadTooLarge, PreconditionFailed, UnsupportedMediaType
 from fleet.protocol import (
     CLIP_STATE_HEADER, TUS_CHECKSUM_ALGORITHMS, TUS_EXTENSIONS, TUS_VERSION,
@@ -18,6 +19,7 @@ from central.access.scope import OWN_RECORDS, in_path, touches
 from central.core.openapi import empty, errors
 from central.uploads.receiver import Checksum, UploadReceiver
 from central.uploads.records import Upload
+from central.core.providers import Injected
 
 CREATION_BODY_MAX_BYTES = 64 << 20
 """The most a creation-with-upload may carry (the station sends small clips whole this way;
@@ -26,12 +28,11 @@ larger ones go in PATCH chunks). Streamed to the .part file like a PATCH, never 
 MAX_HEADER_DIGITS = 20
 """Upload-Length and Upload-Offset: 2**64 has 20 digits; any length is far below."""
 
+STREAMS = "the body streams to the receiver, which writes and commits on threads of its own"
+"""Why the creation and PATCH handlers are async (``central.core.providers``)."""
+
 UploadId = Annotated[str, PathParameter(pattern=r"^[0-9a-f]{32}$",
                                          description="the id in the Location of the creation response")]
-
-
-def _receiver(request: Request) -> UploadReceiver:
-    return request.app.state.receiver
 
 
 def _require_tus(request: Request) -> None:
@@ -88,10 +89,10 @@ class UploadController(Controller):
     @route("/", http_method=["OPTIONS"], status_code=204, summary="tus discovery",
            responses={204: empty("Tus-Version, Tus-Extension, Tus-Max-Size and Tus-Checksum-Algorithm")},
            scope=OWN_RECORDS)
-    async def capabilities(self, request: Request, principal: Caller) -> Response[None]:
+    async def capabilities(self, principal: Caller, settings: Injected[CentralSettings]) -> Response[None]:
         return Response(content=None, status_code=204, headers={
             "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION, "Tus-Extension": TUS_EXTENSIONS,
-            "Tus-Max-Size": str(_receiver(request).max_upload_bytes),
+            "Tus-Max-Size": str(settings.max_upload_bytes),
             "Tus-Checksum-Algorithm": TUS_CHECKSUM_ALGORITHMS,
         })
 
@@ -103,8 +104,9 @@ class UploadController(Controller):
                       "is ignored: Upload-Offset says where to PATCH from.",
           responses={201: empty("Created: Location names the upload, Upload-Offset counts the bytes taken"),
                      200: empty("The clip's upload exists already: Location and Upload-Offset say where it stands"),
-                     **errors(400, 409, 411, 412, 413, 415, 423, 460, 503, 507)}, scope=OWN_RECORDS)
-    async def create(self, request: Request, principal: Caller) -> Response[None]:
+                     **errors(400, 409, 411, 412, 413, 415, 423, 460, 503, 507)}, scope=OWN_RECORDS, on_loop=STREAMS)
+    async def create(self, request: Request, principal: Caller,
+                     receiver: Injected[UploadReceiver]) -> Response[None]:
         _require_tus(request)
         if request.headers.get("upload-defer-length"):
             raise BadRequest("Upload-Defer-Length is not supported: send Upload-Length")
@@ -119,7 +121,7 @@ class UploadController(Controller):
         if body_bytes > length:  # refused before anything is made: a creation is all or nothing
             raise PayloadTooLarge(f"a body of {body_bytes} bytes is more than Upload-Length {length}")
         checksum = _upload_checksum(request) if body_bytes else None
-        upload, created = await _receiver(request).create_with_body(
+        upload, created = await receiver.create_with_body(
             principal, length, raw_metadata, checksum, request.stream() if body_bytes else None,
             whole=body_bytes == length)
         return Response(content=None, status_code=201 if created else 200, headers={
@@ -128,10 +130,11 @@ class UploadController(Controller):
 
     @head("/{upload_id:str}", summary="Where an upload stands",
           responses={200: empty("Upload-Offset, Upload-Length and Upload-Metadata"), **errors(412)},
-          scope=touches(in_path("upload", "upload_id")))
-    async def status(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
+          scope=touches(in_path("upload", "upload_id")), sync_to_thread=True)
+    def status(self, request: Request, principal: Caller, receiver: Injected[UploadReceiver],
+               upload_id: UploadId) -> Response[None]:
         _require_tus(request)
-        upload = _receiver(request).get(upload_id)
+        upload = receiver.get(upload_id)
         return Response(content=None, status_code=200,
                         headers={**_state_headers(upload), "Upload-Metadata": upload.metadata})
 
@@ -139,17 +142,22 @@ class UploadController(Controller):
            summary="Append bytes at Upload-Offset, optionally with Upload-Checksum",
            responses={204: empty("Appended: Upload-Offset is the new offset"),
                       **errors(400, 409, 410, 412, 413, 415, 423, 460, 503, 507)},
-           scope=touches(in_path("upload", "upload_id")))
-    async def append(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
+           scope=touches(in_path("upload", "upload_id")), on_loop=STREAMS)
+    async def append(self, request: Request, principal: Caller, receiver: Injected[UploadReceiver],
+                     upload_id: UploadId) -> Response[None]:
         _require_tus(request)
         checksum = _upload_checksum(request)
         offset = _int_header(request, "Upload-Offset")
-        upload = await _receiver(request).append(principal, upload_id, offset, checksum, request.stream())
+        upload = await receiver.append(principal, upload_id, offset, checksum, request.stream())
         return Response(content=None, status_code=204, headers=_state_headers(upload))
 
     @delete("/{upload_id:str}", status_code=204, summary="Terminate an unfinished upload",
-            responses={204: empty("Terminated"), **errors(409, 412, 423)}, scope=touches(in_path("upload", "upload_id")))
-    async def terminate(self, request: Request, principal: Caller, upload_id: UploadId) -> Response[None]:
+            responses={204: empty("Terminated"), **errors(409, 412, 423)},
+            scope=touches(in_path("upload", "upload_id")),
+            on_loop="it checks that no PATCH holds the upload's lock (an asyncio lock) and forgets the upload in "
+                    "one step, which only the loop makes atomic")
+    async def terminate(self, request: Request, principal: Caller, receiver: Injected[UploadReceiver],
+                        upload_id: UploadId) -> Response[None]:
         _require_tus(request)
-        _receiver(request).terminate(principal, upload_id)
+        receiver.terminate(principal, upload_id)
         return Response(content=None, status_code=204, headers={"Tus-Resumable": TUS_VERSION})

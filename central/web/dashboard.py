@@ -12,24 +12,30 @@ from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-import anyio.to_thread
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, FormMultiDict
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from fleet.clock import to_iso, utc_now
+from fleet.config import CentralSettings
 from fleet.errors import ApiError, BadRequest, NotFound, TooManyRequests, Unauthorized
 from central.registry.lifecycle import LIFECYCLE_STATES
 from central.web import charts
 from central.events import claims
 from central.access import login_csrf
-from central.access.auth import SESSION_COOKIE, Caller, check_csrf, principal_of, user_with
-from central.registry.devices import FLAG_SQL
-from central.access.scope import LISTS, Scoped, form_text, in_path, in_query, lists, no_borough, touches
-from central.access.users import SESSION_HOURS
+from central.access.auth import SESSION_COOKIE, Caller, authenticate, check_csrf, principal_of, user_with
+from central.registry.devices import FLAG_SQL, DeviceService
+from central.registry.stations import StationService
+from central.access.scope import (
+    LISTS, OwnerLookup, Scoped, form_text, in_path, in_query, lists, no_borough, touches,
+)
+from central.access.users import SESSION_HOURS, UserService
+from central.core.providers import Injected
+from central.core.store import CentralStore
 
 NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer"),
        ("/officers", "Officers", "viewer"), ("/rollout", "Roll-out", "viewer"), ("/clips", "Clips", "supervisor"),
@@ -63,13 +69,13 @@ class Overview(msgspec.Struct, kw_only=True):
     offline: int
 
 
-def overview(request: Request, within: str | None = None) -> Overview:
+def overview(store: CentralStore, owners: OwnerLookup, devices: DeviceService, station_service: StationService,
+             within: str | None = None) -> Overview:
     """The whole force's figures, or one borough's (``within``)."""
-    state = request.app.state
     now = utc_now()
     only = "WHERE borough = :b" if within is not None else ""
     params = {"b": within}
-    with state.store.writer.read() as db:
+    with store.writer.read() as db:
         by_state = dict(db.execute(f"SELECT lifecycle, count(*) FROM devices {only} GROUP BY 1", params).fetchall())
         boroughs: dict[str, dict[str, int]] = {}
         for borough, lifecycle, n in db.execute(
@@ -82,10 +88,10 @@ def overview(request: Request, within: str | None = None) -> Overview:
                                   "WHERE officer_id IS NULL" + (" AND device_serial IN (SELECT serial FROM devices "
                                                                 "WHERE borough = :b)" if within is not None else ""),
                                   params).fetchone()[0]
-        refused = claims.refusals_count(db, to_iso(now - REFUSALS_SHOWN), state.owners.stations_of(within)
+        refused = claims.refusals_count(db, to_iso(now - REFUSALS_SHOWN), owners.stations_of(within)
                                         if within is not None else None)
-    counts = state.devices.flag_counts(within)
-    stations = [s for s in state.stations.all(now) if within in (None, s.borough)]
+    counts = devices.flag_counts(within)
+    stations = [s for s in station_service.all(now) if within in (None, s.borough)]
     offline_after = timedelta(hours=24)
     gone = {s.station_id for s in stations if s.last_seen_at is None or now - s.last_seen_at > offline_after}
     offline = len(gone)
@@ -115,9 +121,9 @@ the URL's own text, so a link from elsewhere cannot make central's pages say som
 A refusal with details of its own is answered with the error page, not a redirect."""
 
 
-def _recent_refusals(request: Request, within: str | None) -> list[tuple]:
-    stations = request.app.state.owners.stations_of(within) if within is not None else None
-    with request.app.state.store.writer.read() as db:
+def _recent_refusals(store: CentralStore, owners: OwnerLookup, within: str | None) -> list[tuple]:
+    stations = owners.stations_of(within) if within is not None else None
+    with store.writer.read() as db:
         return claims.recent_refusals(db, stations=stations)
 
 
@@ -162,35 +168,41 @@ def _error_page(request: Request, exc: Exception) -> Response:
                     context={"status": status, "message": message, "me": None, "nav": [], "here": ""})
 
 
-def _login_form(request: Request, target: str, name: str = "", status: int = 200, error: str | None = None,
-                headers: dict[str, str] | None = None) -> Template:
+def _login_form(request: Request, key: bytes, settings: CentralSettings, target: str, name: str = "",
+                status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> Template:
     """The login page, with its CSRF token (kept while the browser's is still good: two tabs work)."""
-    key = request.app.state.login_csrf_key
     token = request.cookies.get(login_csrf.COOKIE)
     if not login_csrf.is_valid(key, token):
         token = login_csrf.new_token(key)
     return Template(template_name="login.html", status_code=status, headers=headers, context={
         "next": target, "error": error, "name": name, "login_csrf": token, "me": None, "nav": [], "here": "/login"},
         cookies=[Cookie(key=login_csrf.COOKIE, value=token, httponly=True, samesite="strict", path="/login",
-                        secure=request.app.state.settings.dashboard.secure_cookies, max_age=login_csrf.MAX_AGE_S)])
-
-
-class DashboardPages(Controller):
-    """The base of every dashboard controller: pages, not JSON, and HTML error pages."""
-
-    include_in_schema = False
-    exception_handlers = {ApiError: _error_page, HTTPException: _error_page}
+                        secure=settings.dashboard.secure_cookies, max_age=login_csrf.MAX_AGE_S)])
 
 
 FORM = {"form_csrf": True}
-"""``opt`` of a handler that takes a posted form: it checks the form's CSRF token (``posted``)."""
+"""``opt`` of a handler that takes a posted form: it checks the form's CSRF token (its ``form``)."""
 
 
-async def posted(request: Request):
+async def posted(request: Request) -> FormMultiDict:
     """The posted form (a multi-dict), once its CSRF token matched the session's (else 403)."""
     form = await request.form()
-    check_csrf(principal_of(request), str(form.get("csrf_token", "")))
+    check_csrf(await authenticate(request), str(form.get("csrf_token", "")))
     return form
+
+
+async def login_form(request: Request) -> FormMultiDict:
+    """The login form: no session yet, so its own CSRF token, which the handler checks."""
+    return await request.form()
+
+
+class DashboardPages(Controller):
+    """The base of every dashboard controller: pages, not JSON, and HTML error pages. A handler
+    that takes ``form: Injected[FormMultiDict]`` receives the posted form, its CSRF token checked."""
+
+    include_in_schema = False
+    exception_handlers = {ApiError: _error_page, HTTPException: _error_page}
+    dependencies = {"form": Provide(posted)}
 
 
 def field(form, key: str, max_length: int = 500) -> str:
@@ -218,55 +230,61 @@ class DashboardController(DashboardPages):
     path = "/"
 
     @get("/login", summary="The login page", scope=no_borough("the login form"))
-    async def login_page(self, request: Request,
+    async def login_page(self, request: Request, login_csrf_key: Injected[bytes], settings: Injected[CentralSettings],
                          next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
                          ) -> Template:
-        return _login_form(request, _safe_next(next_path))
+        return _login_form(request, login_csrf_key, settings, _safe_next(next_path))
 
-    @post("/login", summary="Log in", scope=no_borough("logging in"))
-    async def login(self, request: Request) -> Response:
-        form = await request.form()
-        name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
-        target = _safe_next(str(form.get("next", "/")))
-        if not login_csrf.matches(request.app.state.login_csrf_key,
-                                  request.cookies.get(login_csrf.COOKIE), str(form.get(login_csrf.FIELD, ""))):
-            return _login_form(request, target, name, 400, "This form has expired or came from another site: "
-                                                           "log in again.")
+    @post("/login", summary="Log in", scope=no_borough("logging in"), dependencies={"login_form": Provide(login_form)},
+          sync_to_thread=True)
+    def login(self, request: Request, login_form: Injected[FormMultiDict], users: Injected[UserService],
+              login_csrf_key: Injected[bytes], settings: Injected[CentralSettings]) -> Response:
+        name, password = str(login_form.get("name", "")).strip(), str(login_form.get("password", ""))
+        target = _safe_next(str(login_form.get("next", "/")))
+        if not login_csrf.matches(login_csrf_key, request.cookies.get(login_csrf.COOKIE),
+                                  str(login_form.get(login_csrf.FIELD, ""))):
+            return _login_form(request, login_csrf_key, settings, target, name, 400,
+                               "This form has expired or came from another site: log in again.")
         place = f"browser:{request.client.host if request.client else '-'}"
         try:
-            cookie, session = await anyio.to_thread.run_sync(request.app.state.users.login, name, password, place)
+            cookie, session = users.login(name, password, place)
         except (Unauthorized, TooManyRequests) as exc:
-            return _login_form(request, target, name, exc.status_code, exc.message, exc.headers)
-        secure = request.app.state.settings.dashboard.secure_cookies
+            return _login_form(request, login_csrf_key, settings, target, name, exc.status_code, exc.message,
+                               exc.headers)
+        secure = settings.dashboard.secure_cookies
         return Redirect(target, status_code=303, cookies=[
             Cookie(key=SESSION_COOKIE, value=cookie, httponly=True, secure=secure, samesite="lax", path="/",
                    max_age=SESSION_HOURS * 3600),
             Cookie(key=login_csrf.COOKIE, value="", max_age=0, path="/login")])
 
-    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt=FORM, scope=no_borough("logging out"))
-    async def logout(self, request: Request, principal: Caller) -> Response:
-        await posted(request)
+    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt=FORM, scope=no_borough("logging out"),
+          sync_to_thread=True)
+    def logout(self, request: Request, principal: Caller, form: Injected[FormMultiDict],
+               users: Injected[UserService]) -> Response:
         place = f"browser:{request.client.host if request.client else '-'}"
-        await anyio.to_thread.run_sync(request.app.state.users.logout, request.cookies.get(SESSION_COOKIE, ""), place)
+        users.logout(request.cookies.get(SESSION_COOKIE, ""), place)
         return Redirect("/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
 
-    @get("/", summary="Overview", guards=[user_with("viewer")], scope=LISTS)
-    async def overview_page(self, request: Request, within: Scoped) -> Template:
-        data = await anyio.to_thread.run_sync(overview, request, within.borough)
+    @get("/", summary="Overview", guards=[user_with("viewer")], scope=LISTS, sync_to_thread=True)
+    def overview_page(self, request: Request, within: Scoped, store: Injected[CentralStore],
+                      owners: Injected[OwnerLookup], devices: Injected[DeviceService],
+                      stations: Injected[StationService]) -> Template:
+        data = overview(store, owners, devices, stations, within.borough)
         chart = charts.bar_chart("Cameras per borough", [(b, n) for b, _, n in data.by_borough[:32]],
                                  description="Cameras registered to each borough, all states")
         return page(request, "overview.html", o=data, states=LIFECYCLE_STATES, chart=chart)
 
-    @get("/stations", summary="Stations", guards=[user_with("viewer")], scope=lists(in_query("station", "station")))
-    async def stations_page(self, request: Request, within: Scoped,
-                            station: Annotated[str | None, QueryParameter(max_length=64)] = None,
-                            days: Annotated[int, QueryParameter(ge=1, le=30)] = 7) -> Template:
-        service = request.app.state.stations
-        stations = [s for s in await anyio.to_thread.run_sync(service.all) if within.borough in (None, s.borough)]
-        if station and station not in {s.station_id for s in stations}:
+    @get("/stations", summary="Stations", guards=[user_with("viewer")], scope=lists(in_query("station", "station")),
+         sync_to_thread=True)
+    def stations_page(self, request: Request, within: Scoped, stations: Injected[StationService],
+                      store: Injected[CentralStore], owners: Injected[OwnerLookup],
+                      station: Annotated[str | None, QueryParameter(max_length=64)] = None,
+                      days: Annotated[int, QueryParameter(ge=1, le=30)] = 7) -> Template:
+        listed = [s for s in stations.all() if within.borough in (None, s.borough)]
+        if station and station not in {s.station_id for s in listed}:
             raise NotFound(f"no station {station}")
-        history = await anyio.to_thread.run_sync(service.samples, station or None, utc_now() - timedelta(days=days),
-                                                 [s.station_id for s in stations] if within.borough else None)
+        history = stations.samples(station or None, utc_now() - timedelta(days=days),
+                                   [s.station_id for s in listed] if within.borough else None)
         who = f"station {station}" if station else "all stations"
         lag = charts.time_chart(
             f"Sync lag, {who}: age of the oldest clip not yet at central",
@@ -276,13 +294,13 @@ class DashboardController(DashboardPages):
         backlog = charts.time_chart(
             f"Clips waiting to sync, {who}", [("clips", [(s.at, s.pending_clips) for s in history], "solid")],
             y_label="clips", y_min=0, description=f"{len(history)} samples over {days} days")
-        refusals = await anyio.to_thread.run_sync(_recent_refusals, request, within.borough)
-        return page(request, "stations.html", stations=stations, station=station or "", days=days, lag=lag,
+        refusals = _recent_refusals(store, owners, within.borough)
+        return page(request, "stations.html", stations=listed, station=station or "", days=days, lag=lag,
                     backlog=backlog, refusals=refusals)
 
-    @get("/devices", summary="Devices", guards=[user_with("viewer")], scope=LISTS)
-    async def devices_page(
-        self, request: Request, within: Scoped,
+    @get("/devices", summary="Devices", guards=[user_with("viewer")], scope=LISTS, sync_to_thread=True)
+    def devices_page(
+        self, request: Request, within: Scoped, devices: Injected[DeviceService], store: Injected[CentralStore],
         q: Annotated[str | None, QueryParameter(max_length=64)] = None,
         borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
         lifecycle: Annotated[str | None, QueryParameter(max_length=32)] = None,
@@ -293,13 +311,11 @@ class DashboardController(DashboardPages):
             raise BadRequest(f"unknown lifecycle state {lifecycle!r}")
         if flag and flag not in FLAG_SQL:
             raise BadRequest(f"unknown flag {flag!r}")
-        devices = request.app.state.devices
         borough = within.narrow(borough or None)
-        result = await anyio.to_thread.run_sync(lambda: devices.page(
-            borough=borough, lifecycle_state=lifecycle or None, flag=flag or None, q=q or None,
-            after=after or None, limit=50))
+        result = devices.page(borough=borough, lifecycle_state=lifecycle or None, flag=flag or None, q=q or None,
+                              after=after or None, limit=50)
         filters = {"q": q or "", "borough": borough or "", "lifecycle": lifecycle or "", "flag": flag or ""}
-        with request.app.state.store.writer.read() as db:
+        with store.writer.read() as db:
             boroughs = [r[0] for r in db.execute("SELECT DISTINCT borough FROM devices WHERE borough IS NOT NULL "
                                                  "ORDER BY 1") if within.borough in (None, r[0])]
         return page(request, "devices.html", result=result, filters=filters, boroughs=boroughs,
@@ -307,11 +323,12 @@ class DashboardController(DashboardPages):
                     next_query="&".join(f"{k}={quote(v)}" for k, v in filters.items() if v))
 
     @get("/devices/{serial:str}", summary="One device", guards=[user_with("viewer")],
-         scope=touches(in_path("device", "serial")))
-    async def device_page(self, request: Request, principal: Caller,
-                          serial: Annotated[str, PathParameter(max_length=64)]) -> Template:
-        detail = await anyio.to_thread.run_sync(request.app.state.devices.detail, serial)
-        threshold = request.app.state.settings.fleet.replace_below_soh_pct
+         scope=touches(in_path("device", "serial")), sync_to_thread=True)
+    def device_page(self, request: Request, principal: Caller, devices: Injected[DeviceService],
+                    settings: Injected[CentralSettings], serial: Annotated[str, PathParameter(max_length=64)],
+                    ) -> Template:
+        detail = devices.detail(serial)
+        threshold = settings.fleet.replace_below_soh_pct
         soh = [(p.at, p.soh_pct) for p in detail.battery if p.soh_pct is not None]
         forecast = []
         if soh and detail.device.replace_by is not None:

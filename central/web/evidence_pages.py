@@ -8,24 +8,29 @@ view is audited there. Custody reports link to the API's printable page and CSV.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated
 
-import anyio.to_thread
 import msgspec
 from litestar import Request, get, post
+from litestar.datastructures import FormMultiDict
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from fleet.clock import from_iso, to_iso, utc_now
+from fleet.config import CentralSettings
 from fleet.errors import BadRequest, NotFound
 from central.evidence import audit
 from central.access.auth import Caller, user_with
-from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page, posted
-from central.registry.assignments import AttributeRequest
+from central.core.providers import Injected
+from central.evidence.clip_records import ClipRecords
+from central.core.store import CentralStore
+from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page
+from central.registry.assignments import AssignmentService, AttributeRequest
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_form, in_path, touches
 from central.evidence.holds import HELD_CLIPS
-from central.evidence.retention import CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest
+from central.evidence.retention import CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest, RetentionService
 
 STATES = {"": "any", "kept": "kept", "held": "held", "review": "due for review", "unattributed": "attributed to nobody",
           "deleted": "soft-deleted", "purged": "purged"}
@@ -44,6 +49,13 @@ ACTIONS = ("ingest", "upload-verified", "view", "download", "categorise", "hold"
            "lifecycle", "login", "login-failed", "login-lockout", "login-throttled", "logout", "user-add",
            "token-create", "token-revoke", "config-change", "rollout-commit")
 """Suggested in the audit page's action filter (any action can be typed)."""
+
+
+@dataclass
+class ChainCheck:
+    """The audit page's last check of the chain while central runs: (when, report, anchors read, by whom)."""
+
+    last: tuple[datetime, audit.ChainReport, int, str] | None = None
 
 
 class ClipRow(msgspec.Struct, kw_only=True):
@@ -68,7 +80,7 @@ def _day(value: str | None, name: str) -> str | None:
         raise BadRequest(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def search_clips(request: Request, filters: dict[str, str], within: str | None, before: tuple[str, str] | None
+def search_clips(store: CentralStore, filters: dict[str, str], within: str | None, before: tuple[str, str] | None
                  ) -> list[ClipRow]:
     """Newest first, keyset-paged; every filter rides an index (officer, camera, time). ``within``:
     only the clips that borough's cameras recorded."""
@@ -102,7 +114,7 @@ def search_clips(request: Request, filters: dict[str, str], within: str | None, 
            "a.clip_id = c.clip_id WHERE " + " AND ".join(where)
            + (" ORDER BY +c.recorded_at DESC, c.clip_id DESC" if filters["state"] in SMALL_SETS
               else " ORDER BY c.recorded_at DESC, c.clip_id DESC") + " LIMIT :limit")
-    with request.app.state.store.writer.read() as db:
+    with store.writer.read() as db:
         rows = db.execute(sql, params).fetchall()
     return [ClipRow(clip_id=r[0], recorded_at=from_iso(r[1]), device_serial=r[2], officer_id=r[3], station_id=r[4],
                     categories=json.loads(r[5]), retain_until=from_iso(r[6]) if r[6] else None,
@@ -116,9 +128,9 @@ ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
 class EvidencePages(DashboardPages):
     path = "/"
 
-    @get("/clips", summary="Search clips", guards=[user_with("supervisor")], scope=LISTS)
-    async def clips_page(
-        self, request: Request, within: Scoped,
+    @get("/clips", summary="Search clips", guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
+    def clips_page(
+        self, request: Request, within: Scoped, retention: Injected[RetentionService], store: Injected[CentralStore],
         officer: Annotated[str | None, QueryParameter(max_length=64)] = None,
         device: Annotated[str | None, QueryParameter(max_length=64)] = None,
         recorded_from: Annotated[str | None, QueryParameter(max_length=10)] = None,
@@ -131,11 +143,11 @@ class EvidencePages(DashboardPages):
                    "recorded_to": recorded_to or "", "category": category or "", "state": clip_state or ""}
         if filters["state"] not in STATES:
             raise BadRequest(f"unknown state {clip_state!r}")
-        categories = sorted(request.app.state.retention.rules().categories)
+        categories = sorted(retention.rules().categories)
         if filters["category"] and filters["category"] not in categories:
             raise BadRequest(f"unknown category {category!r}; the rules have {', '.join(categories)}")
         keyset = tuple(before.split("|", 1)) if before and "|" in before else None
-        rows = await anyio.to_thread.run_sync(search_clips, request, filters, within.borough, keyset)
+        rows = search_clips(store, filters, within.borough, keyset)
         more = len(rows) > PAGE
         rows = rows[:PAGE]
         query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
@@ -144,68 +156,69 @@ class EvidencePages(DashboardPages):
                     next_before=f"{to_iso(rows[-1].recorded_at)}|{rows[-1].clip_id}" if more else None)
 
     @get("/clips/{clip_id:str}", summary="One clip: retention, holds, playback", guards=[user_with("supervisor")],
-         scope=touches(in_path("clip", "clip_id")))
-    async def clip_page(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Template:
-        clip = request.app.state.store.clip(clip_id)
+         scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def clip_page(self, request: Request, principal: Caller, clips: Injected[ClipRecords],
+                  assignments: Injected[AssignmentService], retention: Injected[RetentionService],
+                  clip_id: ClipIdPath) -> Template:
+        clip = clips.clip(clip_id)
         if clip is None:
             raise NotFound(f"no clip {clip_id} at central")
         attribution = None
         try:
-            attribution = request.app.state.assignments.attribution(clip_id)
+            attribution = assignments.attribution(clip_id)
         except NotFound:
             pass
-        retention = await anyio.to_thread.run_sync(request.app.state.retention.clip, clip_id)
-        holds = [h for h in request.app.state.retention.holds(True, 1000) if h.id in retention.held_by]
-        return page(request, "clip.html", clip=clip, attribution=attribution, r=retention, holds=holds,
-                    categories=sorted(request.app.state.retention.rules().categories),
+        kept = retention.clip(clip_id)
+        holds = [h for h in retention.holds(True, 1000) if h.id in kept.held_by]
+        return page(request, "clip.html", clip=clip, attribution=attribution, r=kept, holds=holds,
+                    categories=sorted(retention.rules().categories),
                     can_restore=allowed(request, "admin"), can_custody=allowed(request, "auditor"))
 
     @post("/clips/{clip_id:str}/hold", summary="Hold a clip", guards=[user_with("supervisor")], opt=FORM,
-          scope=touches(in_path("clip", "clip_id")))
-    async def hold(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
-        form = await posted(request)
-        return await _act(f"/clips/{clip_id}", "held", lambda: request.app.state.retention.place_hold(
+          scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def hold(self, principal: Caller, form: Injected[FormMultiDict], retention: Injected[RetentionService],
+             clip_id: ClipIdPath) -> Redirect:
+        return _act(f"/clips/{clip_id}", "held", lambda: retention.place_hold(
             HoldRequest(kind="clip", clip_id=clip_id, reason=_reason(form)), principal.name))
 
     @post("/clips/{clip_id:str}/release/{hold_id:int}", summary="Release a hold", guards=[user_with("supervisor")],
-          opt=FORM, scope=touches(in_path("clip", "clip_id"), in_path("hold", "hold_id")))
-    async def release(self, request: Request, principal: Caller, clip_id: ClipIdPath,
-                      hold_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
-        form = await posted(request)
-        return await _act(f"/clips/{clip_id}", "released", lambda: request.app.state.retention
-                          .release_hold(hold_id, ReleaseRequest(reason=_reason(form)), principal.name))
+          opt=FORM, scope=touches(in_path("clip", "clip_id"), in_path("hold", "hold_id")), sync_to_thread=True)
+    def release(self, principal: Caller, form: Injected[FormMultiDict], retention: Injected[RetentionService],
+                clip_id: ClipIdPath, hold_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
+        return _act(f"/clips/{clip_id}", "released", lambda: retention
+                    .release_hold(hold_id, ReleaseRequest(reason=_reason(form)), principal.name))
 
     @post("/clips/{clip_id:str}/categories", summary="Set categories", guards=[user_with("supervisor")], opt=FORM,
-          scope=touches(in_path("clip", "clip_id")))
-    async def categorise(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
-        form = await posted(request)
-        return await _act(f"/clips/{clip_id}", "categorised", lambda: request.app.state.retention.categorise(
+          scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def categorise(self, principal: Caller, form: Injected[FormMultiDict], retention: Injected[RetentionService],
+                   clip_id: ClipIdPath) -> Redirect:
+        return _act(f"/clips/{clip_id}", "categorised", lambda: retention.categorise(
             clip_id, CategoriesRequest(categories=[str(c) for c in form.getall("category", [])][:32],
                                        reason=_reason(form), confirm=form.get("confirm") == "yes"), principal.name))
 
     @post("/clips/{clip_id:str}/attribution", summary="Attribute a clip to an officer",
           guards=[user_with("supervisor")], opt=FORM,
-          scope=touches(in_path("clip", "clip_id"), in_form("officer", "officer_id")))
-    async def attribute(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
-        form = await posted(request)
+          scope=touches(in_path("clip", "clip_id"), in_form("officer", "officer_id")), sync_to_thread=True)
+    def attribute(self, principal: Caller, form: Injected[FormMultiDict], assignments: Injected[AssignmentService],
+                  clip_id: ClipIdPath) -> Redirect:
 
         def attribute():
             request_ = msgspec.convert({"officer_id": field(form, "officer_id", 64), "reason": _reason(form)},
                                        AttributeRequest)
-            request.app.state.assignments.attribute(clip_id, request_, principal.name)
+            assignments.attribute(clip_id, request_, principal.name)
 
-        return await _act(f"/clips/{clip_id}", "attributed", attribute)
+        return _act(f"/clips/{clip_id}", "attributed", attribute)
 
     @post("/clips/{clip_id:str}/restore", summary="Restore a soft-deleted clip", guards=[user_with("admin")], opt=FORM,
-          scope=touches(in_path("clip", "clip_id")))
-    async def restore(self, request: Request, principal: Caller, clip_id: ClipIdPath) -> Redirect:
-        form = await posted(request)
-        return await _act(f"/clips/{clip_id}", "restored", lambda: request.app.state.retention.restore(
+          scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
+    def restore(self, principal: Caller, form: Injected[FormMultiDict], retention: Injected[RetentionService],
+                clip_id: ClipIdPath) -> Redirect:
+        return _act(f"/clips/{clip_id}", "restored", lambda: retention.restore(
             clip_id, RestoreRequest(reason=_reason(form)), principal.name))
 
-    @get("/audit", summary="The audit trail", guards=[user_with("auditor")], scope=FORCE_WIDE)
-    async def audit_page(
-        self, request: Request, principal: Caller,
+    @get("/audit", summary="The audit trail", guards=[user_with("auditor")], scope=FORCE_WIDE, sync_to_thread=True)
+    def audit_page(
+        self, request: Request, principal: Caller, store: Injected[CentralStore], chain_check: Injected[ChainCheck],
         actor: Annotated[str | None, QueryParameter(max_length=64)] = None,
         action: Annotated[str | None, QueryParameter(max_length=32)] = None,
         object_type: Annotated[str | None, QueryParameter(max_length=32)] = None,
@@ -217,23 +230,20 @@ class EvidencePages(DashboardPages):
         where = [f"{k} = :{k}" for k, v in filters.items() if v] + (["id < :before"] if before else [])
         sql = ("SELECT id, at, actor, place, action, object_type, object_id, detail FROM audit"
                + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id DESC LIMIT {PAGE + 1}")
-        with request.app.state.store.writer.read() as db:
+        with store.writer.read() as db:
             rows = db.execute(sql, {**filters, "before": before}).fetchall()
         more = len(rows) > PAGE
-        check = request.app.state.get("chain_check")
-        return page(request, "audit.html", rows=rows[:PAGE], filters=filters, actions=ACTIONS, check=check,
+        return page(request, "audit.html", rows=rows[:PAGE], filters=filters, actions=ACTIONS, check=chain_check.last,
                     query="&".join(f"{k}={v}" for k, v in filters.items() if v),
                     next_before=rows[PAGE - 1][0] if more else None)
 
     @post("/audit/verify", summary="Recompute the audit chain now", guards=[user_with("auditor")], opt=FORM,
-          scope=FORCE_WIDE)
-    async def verify(self, request: Request, principal: Caller) -> Redirect:
-        await posted(request)
-        settings = request.app.state.settings
+          scope=FORCE_WIDE, sync_to_thread=True)
+    def verify(self, principal: Caller, form: Injected[FormMultiDict], settings: Injected[CentralSettings],
+               store: Injected[CentralStore], chain_check: Injected[ChainCheck]) -> Redirect:
         published = audit.read_published(settings.anchors_file)
-        report = await anyio.to_thread.run_sync(audit.verify_file, request.app.state.store.data_dir / "central.db",
-                                                published)
-        request.app.state.chain_check = (utc_now(), report, len(published), principal.name)
+        report = audit.verify_file(store.data_dir / "central.db", published)
+        chain_check.last = (utc_now(), report, len(published), principal.name)
         return back("/audit", done="chain_intact") if report.intact else back("/audit", error="chain_broken")
 
 
@@ -244,11 +254,11 @@ def _reason(form) -> str:
     return reason
 
 
-async def _act(path: str, done: str, action) -> Redirect:
-    """Run a retention action off the event loop; back to the page with what happened (a
-    refusal is the error page, with the service's reason)."""
+def _act(path: str, done: str, action) -> Redirect:
+    """Run a retention action; back to the page with what happened (a refusal is the error
+    page, with the service's reason)."""
     try:
-        await anyio.to_thread.run_sync(action)
+        action()
     except msgspec.ValidationError as exc:
         raise BadRequest(str(exc)) from None
     return back(path, done=done)

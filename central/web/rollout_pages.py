@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import datetime, time, timezone
 from typing import Annotated
 
-import anyio.to_thread
 from litestar import Request, get, post
+from litestar.datastructures import FormMultiDict
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
 from fleet.errors import BadRequest
 from central.web import charts
 from central.access.auth import Caller, user_with
-from central.rollout.service import PLAN_FIGURES
+from central.core.providers import Injected
+from central.rollout.service import PLAN_FIGURES, RolloutService
 from central.access.scope import FORCE_WIDE
-from central.web.dashboard import FORM, DashboardPages, allowed, back, page, posted
+from central.web.dashboard import FORM, DashboardPages, allowed, back, page
 
 
 def _at(day) -> datetime:
@@ -25,12 +26,12 @@ def _at(day) -> datetime:
 class RolloutPages(DashboardPages):
     path = "/rollout"
 
-    @get("/", summary="Roll-out: plan against actual", guards=[user_with("viewer")], scope=PLAN_FIGURES)
-    async def rollout_page(self, request: Request, principal: Caller,
-                           borough: Annotated[str | None, QueryParameter(max_length=64)] = None) -> Template:
-        service = request.app.state.rollout
-        plan = await anyio.to_thread.run_sync(service.plan)
-        progress = await anyio.to_thread.run_sync(service.progress, borough or None)
+    @get("/", summary="Roll-out: plan against actual", guards=[user_with("viewer")], scope=PLAN_FIGURES,
+         sync_to_thread=True)
+    def rollout_page(self, request: Request, principal: Caller, rollout: Injected[RolloutService],
+                     borough: Annotated[str | None, QueryParameter(max_length=64)] = None) -> Template:
+        plan = rollout.plan()
+        progress = rollout.progress(borough or None)
         scope = borough or "all"
         rows = [r for r in progress.rows if r.borough == scope]
         done = [r for r in rows if r.week <= progress.current_week]
@@ -42,20 +43,18 @@ class RolloutPages(DashboardPages):
             description=f"week {progress.current_week}: {done[-1].issued if done else 0:,} issued against "
                         f"{done[-1].planned if done else 0:,} planned")
         latest = {r.borough: r for r in progress.rows if r.week == progress.current_week and r.borough != "all"}
-        proposals = await anyio.to_thread.run_sync(service.proposals, "proposed", 20)
+        proposals = rollout.proposals("proposed", 20)
         return page(request, "rollout.html", plan=plan, chart=chart, current=progress.current_week,
                     latest=sorted(latest.values(), key=lambda r: r.borough), borough=borough or "",
                     now=done[-1] if done else None, proposals=proposals, can_plan=allowed(request, "planner"))
 
     @post("/proposals/{proposal_id:int}/{decision:str}", summary="Commit or discard a proposal",
-          guards=[user_with("planner")], opt=FORM, scope=FORCE_WIDE)
-    async def decide(self, request: Request, principal: Caller,
-                     proposal_id: Annotated[int, PathParameter(ge=1, le=2**62)],
-                     decision: Annotated[str, PathParameter(max_length=16)]) -> Redirect:
-        await posted(request)
-        service = request.app.state.rollout
-        act = {"commit": (service.commit, "committed"), "discard": (service.discard, "discarded")}.get(decision)
+          guards=[user_with("planner")], opt=FORM, scope=FORCE_WIDE, sync_to_thread=True)
+    def decide(self, principal: Caller, form: Injected[FormMultiDict], rollout: Injected[RolloutService],
+               proposal_id: Annotated[int, PathParameter(ge=1, le=2**62)],
+               decision: Annotated[str, PathParameter(max_length=16)]) -> Redirect:
+        act = {"commit": (rollout.commit, "committed"), "discard": (rollout.discard, "discarded")}.get(decision)
         if act is None:
             raise BadRequest(f"unknown decision {decision!r}")
-        await anyio.to_thread.run_sync(act[0], proposal_id, principal.name)
+        act[0](proposal_id, principal.name)
         return back("/rollout", done=act[1])

@@ -10,6 +10,7 @@ import msgspec
 
 from fleet.events import CameraDocked, CheckedIn, CheckedOut, ClipIngested, EventBatch, EventEnvelope
 from fleet.protocol import Battery, DeviceInfo
+from central.core.providers import services
 from tests.station.conftest import RECORDED
 
 T0 = RECORDED
@@ -55,5 +56,5 @@ def post(client, headers, events, first_seq: int = 1, **kw):
     """Send a batch, then apply what was acknowledged (as the projection worker does shortly after)."""
     response = client.post("/api/v1/events/", content=batch(events, first_seq, **kw),
                            headers={**headers, "Content-Type": "application/json"})
-    client.app.state.events.apply_all()
+    services(client.app).events.apply_all()
     return response

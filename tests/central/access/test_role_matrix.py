@@ -12,6 +12,7 @@ import pytest
 
 from litestar.testing import TestClient
 
+from central.core.providers import services
 from central.core.app import create_app
 from tests.central.conftest import CAMDEN, make_settings
 
@@ -110,7 +111,7 @@ def matrix(tmp_path_factory):
     """One central for every route: the sample ids do not exist, so the calls change nothing that matters."""
     with TestClient(create_app(make_settings(tmp_path_factory.mktemp("matrix") / "central")),
                     raise_server_exceptions=False) as client:
-        users = client.app.state.users
+        users = services(client.app).users
         headers = {"station": CAMDEN}
         for role in ROLES:
             users.add(f"u.{role}", role, "test")

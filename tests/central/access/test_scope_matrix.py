@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 from litestar.testing import TestClient
 
+from central.core.providers import services
 from central.access import scope
 from central.core.app import create_app
 from fleet.clock import to_iso
@@ -133,7 +134,7 @@ def _build(client) -> tuple[Side, Side]:
         side.officer_hold_id = client.post("/api/v1/holds", headers=ADMIN, json={
             "kind": "officer", "officer_id": side.officer_id, "window_from": to_iso(at(0)), "window_to": to_iso(at(9)),
             "reason": f"officer-hold-of-{side.borough}"}).json()["id"]
-        with client.app.state.store.writer.write() as db:  # conflicts come from offline checkouts; the row is what matters
+        with services(client.app).store.writer.write() as db:  # conflicts come from offline checkouts; the row is what matters
             side.conflict_id = db.execute(
                 "INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at) "
                 "VALUES ('officer_two_cameras', ?, ?, ?, 'conflict-of-' || ?, ?)",
@@ -154,7 +155,7 @@ def _identifiers(side: Side) -> list[str]:
 def world(tmp_path):
     with TestClient(create_app(make_settings(tmp_path / "central")), raise_server_exceptions=False) as client:
         inside, outside = _build(client)
-        users = client.app.state.users
+        users = services(client.app).users
         users.add("s.camden", "supervisor", "test", borough="Camden")
         callers = {
             "station": ("station", CAMDEN),

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from central.core.providers import services
 from central.evidence import audit
 from central.access.users import UserService, hash_password, password_matches
 from fleet.errors import BadRequest, Conflict, Unauthorized
@@ -27,11 +28,11 @@ def test_passwords_are_salted_scrypt_and_checked():
 
 @pytest.fixture
 def users(client):
-    return client.app.state.users
+    return services(client.app).users
 
 
 def trail(client, name):
-    with client.app.state.store.writer.read() as db:
+    with services(client.app).store.writer.read() as db:
         return [(r.action, r.detail) for r in audit.records_for(db, "user", name)]
 
 
@@ -62,7 +63,7 @@ def test_logins_and_failed_logins_are_audited(users, client):
     assert users.session(cookie) is None
     assert [a for a, _ in trail(client, "j.smith")] == ["logout", "login", "login-failed", "user-add"]
     assert [a for a, _ in trail(client, "nobody")] == ["login-failed"]
-    with client.app.state.store.writer.read() as db:
+    with services(client.app).store.writer.read() as db:
         assert db.execute("SELECT count(*) FROM sessions WHERE id_sha256 = ?", [cookie]).fetchone()[0] == 0
 
 
@@ -176,7 +177,8 @@ def clocked(client):
     from central.access.login_throttle import LoginThrottle
 
     clock = Clock()
-    return UserService(client.app.state.store.writer, LoginThrottle(client.app.state.store.writer, clock=clock)), clock
+    writer = services(client.app).store.writer
+    return UserService(writer, LoginThrottle(writer, clock=clock)), clock
 
 
 def attempt(users, name, password, place="browser:192.0.2.7"):
@@ -232,7 +234,7 @@ def test_many_names_from_one_address_lock_that_address(clocked, client):
     assert {attempt(users, f"guess{i}", "wrong password!") for i in range(ADDRESS_FREE)} == {"wrong"}
     assert isinstance(attempt(users, "j.smith", PASSWORD), int)
     assert attempt(users, "j.smith", PASSWORD, place="browser:198.51.100.1") == "ok"
-    with client.app.state.store.writer.read() as db:
+    with services(client.app).store.writer.read() as db:
         assert [r.action for r in audit.records_for(db, "address", "browser:192.0.2.7")] == \
             ["login-throttled", "login-lockout"]
 
@@ -241,7 +243,7 @@ def test_a_lockout_is_kept_in_the_database_across_restarts(client, settings):
     from central.access.login_throttle import ACCOUNT_FREE
     from central.core.store import CentralStore
 
-    users = client.app.state.users
+    users = services(client.app).users
     users.add("j.smith", "viewer", "admin", password=PASSWORD)
     for _ in range(ACCOUNT_FREE):
         attempt(users, "j.smith", "wrong password!")

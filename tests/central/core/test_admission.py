@@ -7,6 +7,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from central.core.providers import services
 from central.core.admission import lane_of
 from central.core.app import create_app
 from fleet.retry import parse_retry_after
@@ -62,7 +63,7 @@ async def test_a_full_lane_is_503_with_retry_after_and_health_still_answers(app_
     async with AsyncTestClient(app) as client:
         held = HeldUpload(client, CAMDEN, b"x" * 1000)
         first = await held.start()
-        await wait_for(lambda: app.state.admission.in_flight["uploads"] == 1)
+        await wait_for(lambda: services(app).admission.in_flight["uploads"] == 1)
         refused = await create(client, BARNET, b"y" * 10)
         assert refused.status_code == 503
         assert refused.json()["error"] == "overloaded" and "limit" in refused.json()["message"]
@@ -74,7 +75,7 @@ async def test_a_full_lane_is_503_with_retry_after_and_health_still_answers(app_
         assert (await client.get("/api/v1/clips", headers=ADMIN)).status_code == 200  # other lanes unaffected
         held.release.set()
         assert (await first).status_code == 204
-        assert app.state.admission.in_flight["uploads"] == 0
+        assert services(app).admission.in_flight["uploads"] == 0
         again = await create(client, BARNET, b"y" * 10)
         assert again.status_code == 201
 
@@ -85,7 +86,7 @@ async def test_one_client_past_its_share_is_429_while_others_are_served(app_with
     async with AsyncTestClient(app) as client:
         held = HeldUpload(client, CAMDEN, b"x" * 1000)
         first = await held.start()
-        await wait_for(lambda: app.state.admission.in_flight["uploads"] == 1)
+        await wait_for(lambda: services(app).admission.in_flight["uploads"] == 1)
         mine = await create(client, CAMDEN, b"y" * 10)
         assert mine.status_code == 429 and mine.json()["error"] == "too_many_requests"
         assert parse_retry_after(mine.headers["Retry-After"]) >= 1
@@ -102,7 +103,7 @@ async def test_a_failing_request_gives_its_place_back(app_with):
         for _ in range(3):
             bad = await client.post("/api/v1/events/", headers=CAMDEN, content=b"not json")
             assert bad.status_code == 400
-        assert app.state.admission.in_flight["events"] == 0 and app.state.admission.refused.total() == 0
+        assert services(app).admission.in_flight["events"] == 0 and services(app).admission.refused.total() == 0
 
 
 def test_lanes():

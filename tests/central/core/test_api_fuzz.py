@@ -40,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
     content_type_conformance, response_schema_conformance, status_code_conformance,
 )
 
+from central.core.providers import services
 from central.core.app import create_app
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, checksum, make_settings
@@ -133,8 +134,8 @@ def seed(http, app) -> dict[str, dict[str, str]]:
                                                               "clip_id": CLIPS[0]}), 201)["id"] == 1
     assert ok(http.post("/api/v1/rollout/proposals", headers=ADMIN, json={"boroughs": ["Camden"], "count": 1}),
               201)["id"] == 1
-    app.state.users.add("fuzz.viewer", "viewer", "test")
-    viewer = app.state.users.create_token("fuzz.viewer", "fuzz", "test").token
+    services(app).users.add("fuzz.viewer", "viewer", "test")
+    viewer = services(app).users.create_token("fuzz.viewer", "fuzz", "test").token
     return {"admin": ADMIN, "station": CAMDEN, "viewer": {"Authorization": f"Bearer {viewer}"},
             "unknown": {"Authorization": "Bearer not-a-token"}}
 

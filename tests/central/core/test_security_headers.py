@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from central.core.providers import services
 from central.core.app import create_app
 from tests.central.conftest import ADMIN
 from tests.central.web.test_dashboard import PASSWORD, log_in
@@ -36,7 +37,7 @@ def signed_in(settings):
     from litestar.testing import TestClient
 
     with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
-        c.app.state.users.add("f.manager", "admin", "test", password=PASSWORD)
+        services(c.app).users.add("f.manager", "admin", "test", password=PASSWORD)
         log_in(c, "f.manager")
         yield c
 

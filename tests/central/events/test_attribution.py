@@ -2,6 +2,7 @@
 
 from tests.central.conftest import ADMIN, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, docked, ingested, out, post
+from central.core.providers import services
 
 
 def owner(client, clip_id):
@@ -54,7 +55,7 @@ def test_a_late_checkin_moves_back_the_end_a_later_docking_gave_the_checkout(cli
 
 
 def _holds_in_feed(client, borough="Camden"):
-    return [(c.item.clip_id, c.item.held) for c in client.app.state.changes.page(borough, 0).changes
+    return [(c.item.clip_id, c.item.held) for c in services(client.app).changes.page(borough, 0).changes
             if c.item.__struct_config__.tag == "clip_hold"]
 
 

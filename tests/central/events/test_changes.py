@@ -4,6 +4,7 @@ import threading
 
 from fleet.clock import utc_now
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, make_settings
+from central.core.providers import services
 
 
 def officers(client, *rows):
@@ -75,7 +76,7 @@ def test_a_cursor_outside_the_history_asks_for_the_snapshot(tmp_path):
     settings = make_settings(tmp_path / "c", fleet={"change_history": 100})
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         officers(client, *({"officer_id": f"PC{i}", "borough": "Camden"} for i in range(300)))
-        client.app.state.changes.trim()
+        services(client.app).changes.trim()
         r = client.get("/api/v1/changes/", params={"since": 5}, headers=CAMDEN)
         assert r.status_code == 410 and r.json()["error"] == "cursor_expired"
         assert client.get("/api/v1/changes/", params={"since": 10**9}, headers=CAMDEN).status_code == 410

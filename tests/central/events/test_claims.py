@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import msgspec
 
+from central.core.providers import services
 from central.evidence import audit
 from fleet.clock import from_iso
 from fleet.events import EventBatch, EventEnvelope
@@ -24,7 +25,7 @@ from tests.central.evidence.test_clips import upload
 
 def refusals(client, station: str | None = None) -> list[tuple[str, int, str, str]]:
     """(station, seq, kind, reason) of every refusal, oldest first."""
-    rows = client.app.state.store.db.execute(
+    rows = services(client.app).store.db.execute(
         "SELECT station_id, seq, kind, reason FROM station_refusals ORDER BY id").fetchall()
     return [tuple(r) for r in rows if station is None or r[0] == station]
 
@@ -35,13 +36,13 @@ def custody(client, clip_id: str) -> list[tuple[str, str]]:
 
 
 def chain_places(client, clip_id: str) -> set[str]:
-    db = client.app.state.store.db
+    db = services(client.app).store.db
     return {r[0] for r in db.execute("SELECT place FROM audit WHERE object_type = 'clip' AND object_id = ?",
                                      [clip_id])}
 
 
 def chain_intact(client) -> bool:
-    return audit.verify_file(client.app.state.store.data_dir / "central.db").intact
+    return audit.verify_file(services(client.app).store.data_dir / "central.db").intact
 
 
 def upload_reported(client, clip, data: bytes, headers=CAMDEN) -> None:
@@ -170,7 +171,7 @@ def test_an_event_dated_far_beyond_the_measured_clock_skew_is_flagged(client):
     future = EventEnvelope(seq=2, at=at(0) + timedelta(days=2), event=out("A", "PC1"))
     body = msgspec.json.encode(EventBatch(sent_at=at(0), events=[future]))
     assert client.post("/api/v1/events/", content=body, headers=CAMDEN).json()["acked_seq"] == 2
-    client.app.state.events.apply_all()
+    services(client.app).events.apply_all()
     assert [(q, k) for _, q, k, _ in refusals(client, "camden")] == [(2, "checked_out")]
     assert "clock" in refusals(client)[0][3]
     assert holder_intervals(client, "A") == []
@@ -258,7 +259,7 @@ def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(cli
     assert client.get("/api/v1/devices/CAM-POISON", headers=ADMIN).status_code == 404
     assert [(s, seq, kind) for s, seq, kind, _ in refusals(client)] == [("camden", 2, "camera_docked")]
     assert "could not apply" in refusals(client)[0][3]
-    assert client.app.state.events.apply_all() == 0  # nothing left to retry
+    assert services(client.app).events.apply_all() == 0  # nothing left to retry
 
 
 def test_an_ingest_of_another_boroughs_camera_is_refused_and_its_clip_kept(client):
@@ -336,7 +337,7 @@ def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, 
                 content=batch([docked("CAM-1", 1), docked("CAM-2", 2)])).raise_for_status()
     for _ in range(5):  # what the projection worker does: retry later
         try:
-            client.app.state.events.apply_all()
+            services(client.app).events.apply_all()
             break
         except sqlite3.OperationalError:
             continue

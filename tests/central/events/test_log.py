@@ -5,10 +5,11 @@ import pytest
 
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
+from central.core.providers import services
 
 
 def count(client, table: str) -> int:
-    return client.app.state.store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    return services(client.app).store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
 def test_a_batch_is_stored_applied_and_acknowledged(client):
@@ -28,7 +29,7 @@ def test_a_resent_batch_is_recognised_and_not_applied_twice(client):
     again = client.post("/api/v1/events/", content=body, headers=CAMDEN)
     assert first.json()["acked_seq"] == again.json()["acked_seq"] == 2
     assert again.json() == {"acked_seq": 2, "stored": 0, "duplicates": 2}
-    client.app.state.events.apply_all()  # applying follows acknowledgement (the projection worker)
+    services(client.app).events.apply_all()  # applying follows acknowledgement (the projection worker)
     assert count(client, "battery_readings") == 2
 
 
@@ -43,7 +44,8 @@ def test_gaps_hold_the_acknowledgement_until_filled(client):
 def test_each_station_has_its_own_sequence(client):
     assert post(client, CAMDEN, [docked("A")]).json()["acked_seq"] == 1
     assert post(client, BARNET, [docked("B")]).json()["acked_seq"] == 1
-    assert client.app.state.events.events("camden")[0][0] == client.app.state.events.events("barnet")[0][0] == 1
+    events = services(client.app).events
+    assert events.events("camden")[0][0] == events.events("barnet")[0][0] == 1
 
 
 def test_a_reused_seq_with_other_content_is_refused(client):
@@ -57,7 +59,7 @@ def test_unknown_event_kinds_are_kept_but_not_applied(client):
             b'"event":{"kind":"firmware_flashed","version":"2.0"}}]}')
     r = client.post("/api/v1/events/", content=body, headers=CAMDEN)
     assert r.json()["acked_seq"] == 1
-    assert client.app.state.events.events("camden")[0][1] == "firmware_flashed"
+    assert services(client.app).events.events("camden")[0][1] == "firmware_flashed"
 
 
 def test_bad_batches_are_refused_clearly(client):
@@ -129,13 +131,13 @@ def test_acknowledged_events_are_applied_after_a_crash_before_projection(setting
     from tests.central.fleetdata import batch
 
     with TestClient(create_app(settings)) as client:
-        client.app.state.events.pending.clear()
-        worker_paused = client.app.state.events.apply_pending
-        client.app.state.events.apply_pending = lambda limit=2000: 0  # the projection never runs
+        services(client.app).events.pending.clear()
+        worker_paused = services(client.app).events.apply_pending
+        services(client.app).events.apply_pending = lambda limit=2000: 0  # the projection never runs
         r = client.post("/api/v1/events/", content=batch([docked("A"), docked("B")]), headers=CAMDEN)
         assert r.json()["acked_seq"] == 2
         assert client.get("/api/v1/devices/A", headers=ADMIN).status_code == 404
-        client.app.state.events.apply_pending = worker_paused
+        services(client.app).events.apply_pending = worker_paused
     with TestClient(create_app(settings)) as client:  # the restart
         from tests.e2e.harness import wait_until
 
@@ -207,11 +209,11 @@ def test_a_station_goes_stale_after_its_hours_of_silence(client):
 
     body = msgspec.json.encode({"sent_at": "2026-11-20T14:00:00Z", "events": []})
     assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 200
-    hours = client.app.state.settings.fleet.stale_station_hours
-    health = client.app.state.health
+    hours = services(client.app).settings.fleet.stale_station_hours
+    health = services(client.app).health
     now = utc_now()
     assert "camden" not in health.run(now=now + timedelta(hours=hours - 0.1)).stale_stations
     assert "camden" in health.run(now=now + timedelta(hours=hours + 0.1)).stale_stations
     assert "barnet" in health.run(now=now).stale_stations  # never heard from
-    stations = {s.station_id: s for s in client.app.state.stations.all(now + timedelta(hours=hours + 0.1))}
+    stations = {s.station_id: s for s in services(client.app).stations.all(now + timedelta(hours=hours + 0.1))}
     assert stations["camden"].stale and stations["camden"].last_seen_at is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from central.core.providers import services
 from central.evidence import audit
 from central.core.store import CentralStore
 from tests.test_cli import run_cli
@@ -203,13 +204,13 @@ def test_fleet_audit_publish_and_verify_against_the_published_file(tmp_path, sto
 
 
 def test_central_publishes_its_anchors_on_a_schedule(client, settings):
-    job = client.app.state.scheduler.get_job("publish-anchors")
+    job = services(client.app).scheduler.get_job("publish-anchors")
     assert job is not None and job.trigger.interval.total_seconds() == settings.audit.publish_minutes * 60
     client.post("/api/v1/officers/", json=[{"officer_id": "PC1", "borough": "Camden"}],
                 headers={"Authorization": f"Bearer {settings.admin_token}"})
     job.func()
     head = audit.read_published(settings.anchors_file)[-1]  # the start-up run published one already
-    with client.app.state.store.writer.read() as db:
+    with services(client.app).store.writer.read() as db:
         assert head.head and (head.audit_id, head.hash) == audit._head(db)
 
 

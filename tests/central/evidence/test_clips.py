@@ -78,9 +78,10 @@ def test_content_streams_with_ranges_and_is_logged(client, settings):
     bad = client.get(f"/api/v1/clips/{clip_id}/content", headers={**ADMIN, "Range": f"bytes={len(data)}-"})
     assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{len(data)}"
     from central.core.store import CentralStore
+    from central.evidence.clip_records import ClipRecords
 
     store = CentralStore(settings.data_dir)
-    log = store.access_log()
+    log = ClipRecords(store.writer).access_log()
     store.close()
     assert [(row[1], row[2], row[3]) for row in log] == [("admin", "download", clip_id)] * 3
 

@@ -5,6 +5,7 @@ import os
 from tests.central.conftest import ADMIN, CAMDEN
 from tests.central.fleetdata import ingested, post
 from tests.central.evidence.test_clips import upload
+from central.core.providers import services
 
 
 def test_dock_to_central_to_every_access_is_in_the_custody_report(client):
@@ -41,7 +42,7 @@ def test_html_in_audit_details_is_escaped(client):
 
 def test_a_deleted_clip_cannot_be_downloaded(client):
     clip_id = upload(client, os.urandom(100))
-    store = client.app.state.store
+    store = services(client.app).store
     with store.writer.write() as db:
         db.execute("UPDATE clips SET deleted_at = '2026-11-01T00:00:00.000000Z' WHERE clip_id = ?", [clip_id])
     response = client.get(f"/api/v1/clips/{clip_id}/content", headers=ADMIN)

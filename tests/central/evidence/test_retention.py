@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from central.evidence import audit
-from central.core.app import build_services
+from central.core.services import build_services
 from central.uploads.blobstore import FilesystemBlobStore
 from central.evidence.retention import CategoriesRequest, CaseClips, HoldRequest, ReleaseRequest, RestoreRequest, ReviewRequest
 from central.core.store import CentralStore
@@ -56,8 +56,8 @@ def service_for(tmp_path, rules: dict = RULES):
                                    "retention": {"rules": str(tmp_path / "retention.toml")}}, CentralSettings)
     store = CentralStore(settings.data_dir)
     blobs = FilesystemBlobStore(store.data_dir / "blobs")
-    services = build_services(store, settings, blobs)
-    services["retention"].adopt_configured()
+    services = build_services(settings, store, blobs)
+    services.retention.adopt_configured()
     with store.writer.write() as db:
         for officer in ("PC1", "PC2", "PC3"):
             db.execute("INSERT INTO officers (officer_id, borough, role, updated_at) VALUES (?, 'Camden', 'response', ?)",
@@ -76,7 +76,7 @@ def _toml(rules: dict) -> str:
 @pytest.fixture
 def env(tmp_path):
     store, blobs, services = service_for(tmp_path)
-    yield store, blobs, services["retention"], services
+    yield store, blobs, services.retention, services
     store.close()
 
 
@@ -193,14 +193,14 @@ def test_holds_reach_the_station_feed_and_its_snapshot(env):
     clip = put_clip(store, blobs, T0, officer="PC3")
     hold = retention.place_hold(HoldRequest(kind="officer", officer_id="PC3", window_from=T0 - timedelta(hours=1),
                                             window_to=T0 + timedelta(hours=1), reason="complaint"), "s")
-    page = services["changes"].page("Camden", 0)
+    page = services.changes.page("Camden", 0)
     assert [(c.item.clip_id, c.item.held) for c in page.changes if c.item.__struct_config__.tag == "clip_hold"] == \
         [(clip, True)]
-    assert services["changes"].snapshot("Camden").held_clips == [clip]
+    assert services.changes.snapshot("Camden").held_clips == [clip]
     retention.release_hold(hold.id, ReleaseRequest(reason="closed"), "s")
-    page = services["changes"].page("Camden", 0)
+    page = services.changes.page("Camden", 0)
     assert [c.item.held for c in page.changes if c.item.__struct_config__.tag == "clip_hold"] == [True, False]
-    assert services["changes"].snapshot("Camden").held_clips == []
+    assert services.changes.snapshot("Camden").held_clips == []
 
 
 def test_the_api_refuses_bad_holds_clearly(client):
@@ -233,7 +233,7 @@ class RetentionYear(RuleBasedStateMachine):
 
         self.dir = Path(tempfile.mkdtemp(prefix="retention-year-"))
         self.store, self.blobs, services = service_for(self.dir)
-        self.retention = services["retention"]
+        self.retention = services.retention
         self.rules: RetentionRules = self.retention.rules()
         self.now = T0
         self.clips: dict[str, dict] = {}
@@ -421,10 +421,10 @@ def test_the_sql_fast_path_gives_the_same_end_as_the_rules(tmp_path_factory, mom
     store, blobs, services = service_for(tmp_path_factory.mktemp("fast"))
     try:
         clips = {put_clip(store, blobs, m): m for m in moments}
-        services["retention"].assess()
-        rules = services["retention"].rules()
+        services.retention.assess()
+        rules = services.retention.rules()
         for clip, recorded in clips.items():
-            assert services["retention"].clip(clip).retain_until == retain_until(rules, recorded, [])
+            assert services.retention.clip(clip).retain_until == retain_until(rules, recorded, [])
     finally:
         store.close()
 
@@ -538,9 +538,9 @@ def test_an_officer_hold_keeps_clips_nobody_is_attributed_to_in_its_window(env):
     # A supervisor finds it was PC2's: the hold no longer covers it, and the station hears so.
     from central.registry.assignments import AttributeRequest
 
-    services["assignments"].attribute(nobody, AttributeRequest(officer_id="PC2", reason="incident log"), "sgt")
+    services.assignments.attribute(nobody, AttributeRequest(officer_id="PC2", reason="incident log"), "sgt")
     assert retention.clip(nobody).held_by == []
-    holds = [(c.item.clip_id, c.item.held) for c in services["changes"].page("Camden", 0).changes
+    holds = [(c.item.clip_id, c.item.held) for c in services.changes.page("Camden", 0).changes
              if c.item.__struct_config__.tag == "clip_hold"]
     assert holds == [(nobody, True), (nobody, False)]
     assert retention.run(T0 + timedelta(days=33)).soft_deleted == 1 and state(store, nobody) == (1, 0)

@@ -7,6 +7,7 @@ import pytest
 from fleet.clock import from_iso
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.fleetdata import T0, docked, out, post
+from central.core.providers import services
 
 
 def register(client, *rows):
@@ -76,21 +77,21 @@ def test_the_health_job_forecasts_replacement_and_lists_stale_cameras(client):
     fading = [docked("OLD", -24 * d, full=int(3000 * (0.95 - 0.0005 * d))) for d in days]
     post(client, CAMDEN, fading, hours=[-24 * d for d in days])
     post(client, BARNET, [docked("GONE", -24 * 20, clips=1)], hours=[-24 * 20])
-    report = client.app.state.health.run(now=T0)  # the test data's "now"
+    report = services(client.app).health.run(now=T0)  # the test data's "now"
     assert report.forecasts == 2 and report.stale_devices == 1
     old = client.get("/api/v1/devices/OLD", headers=ADMIN).json()["device"]
     assert old["battery_soh_pct"] == pytest.approx(95, abs=0.1) and "stale" not in old["flags"]
     assert old["replace_by"] is None  # improving, not fading: no replacement date
     stale = client.get("/api/v1/devices/", params={"flag": "stale"}, headers=ADMIN).json()["items"]
     assert [d["serial"] for d in stale] == ["GONE"]
-    assert client.app.state.health.run(now=T0 + timedelta(days=30)).stale_devices == 2
+    assert services(client.app).health.run(now=T0 + timedelta(days=30)).stale_devices == 2
 
 
 def test_a_fading_battery_gets_a_replacement_date(client):
     days = range(300, -1, -10)  # 95% → 80% over 300 days: crosses 80% at T0
     post(client, CAMDEN, [docked("OLD", -24 * d, full=int(3000 * (0.80 + 0.0005 * d))) for d in days],
          hours=[-24 * d for d in days])
-    client.app.state.health.run(now=T0)
+    services(client.app).health.run(now=T0)
     replace_by = from_iso(client.get("/api/v1/devices/OLD", headers=ADMIN).json()["device"]["replace_by"])
     assert abs(replace_by - T0) < timedelta(days=5)
 

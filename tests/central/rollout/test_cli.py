@@ -43,14 +43,14 @@ def test_allocate_commit_progress_against_central_database(tmp_path):
     assert run_cli("central", "officers", "import", str(tmp_path / "officers.csv"), "--config", str(config)).returncode == 0
     nothing = run_cli("rollout", "allocate", "--config", str(config))
     assert nothing.returncode == 2 and "no cameras in stock" in nothing.stderr
-    from central.core.app import build_services
+    from central.core.services import build_services
     from central.registry.devices import DeviceRegistration
     from central.core.store import CentralStore
     from fleet.config import CentralSettings, load_settings
 
     settings = load_settings(config, CentralSettings)
     store = CentralStore(settings.data_dir)
-    build_services(store, settings)["devices"].register([DeviceRegistration(serial=f"BWV-00000{i}") for i in range(3)],
+    build_services(settings, store).devices.register([DeviceRegistration(serial=f"BWV-00000{i}") for i in range(3)],
                                                         "test")
     store.close()
     proposed = run_cli("rollout", "allocate", "--borough", "Camden", "--config", str(config), "--json")

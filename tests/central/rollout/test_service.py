@@ -184,7 +184,7 @@ def test_progress_counts_planned_delivered_issued_in_service(rolling):
 
 def test_full_scale_allocation_20000_devices_to_20000_officers(tmp_path):
     """The Met's size: 20,000 officers across 32 boroughs, 20,000 serials, one proposal, one commit."""
-    from central.core.app import build_services
+    from central.core.services import build_services
     from central.core.store import CentralStore
     from fleet.events import Officer
 
@@ -199,13 +199,13 @@ def test_full_scale_allocation_20000_devices_to_20000_officers(tmp_path):
                              fleet={"default_assignment_mode": "personal"})
     store = CentralStore(settings.data_dir)
     try:
-        services = build_services(store, settings)
-        services["officers"].upsert([Officer(officer_id=f"PC{b:02d}{i:04d}", borough=f"B{b:02d}", role="response")
+        services = build_services(settings, store)
+        services.officers.upsert([Officer(officer_id=f"PC{b:02d}{i:04d}", borough=f"B{b:02d}", role="response")
                                      for b in range(32) for i in range(625)], "test")
         from central.registry.devices import DeviceRegistration
 
-        services["devices"].register([DeviceRegistration(serial=f"BWV-{i:06d}") for i in range(20_000)], "test")
-        rollout = services["rollout"]
+        services.devices.register([DeviceRegistration(serial=f"BWV-{i:06d}") for i in range(20_000)], "test")
+        rollout = services.rollout
         proposal = rollout.propose(ProposeRequest(), "planner")
         assert len(proposal.items) == 20_000
         assert len({i.officer_id for i in proposal.items}) == 20_000

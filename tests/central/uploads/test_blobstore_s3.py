@@ -14,7 +14,9 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from litestar.testing import TestClient
 
-from central.core.app import build_services, create_app
+from central.core.providers import services
+from central.core.app import create_app
+from central.core.services import build_services
 from central.uploads.blobstore_s3 import S3BlobStore
 from central.core.store import CentralStore
 from fleet.cli import main
@@ -232,7 +234,7 @@ def test_the_app_does_not_start_without_its_bucket(tmp_path):
 def central(tmp_path):
     settings = make_settings(tmp_path / "central", blobs=s3_settings())
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client, client.app.state.blobs, settings
+        yield client, services(client.app).blobs, settings
 
 
 def send(client, data: bytes, chunk: int = 4 * MiB):
@@ -291,7 +293,7 @@ def test_a_clip_stored_just_before_a_crash_is_recorded_at_start_up(tmp_path):
     settings = make_settings(tmp_path / "central", blobs=s3_settings())
     data = os.urandom(10_000)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        blobs, receiver = client.app.state.blobs, client.app.state.receiver
+        blobs, receiver = services(client.app).blobs, services(client.app).receiver
         location = create(client, data).headers["Location"]
         upload = receiver.uploads.upload(location.rsplit("/", 1)[-1])
         part = receiver.part(upload.upload_id)
@@ -311,7 +313,7 @@ def test_retention_purges_from_the_bucket(tmp_path):
     try:
         blobs = S3BlobStore(settings.blobs)
         blobs.check()
-        retention = build_services(store, settings, blobs)["retention"]
+        retention = build_services(settings, store, blobs).retention
         retention.adopt_configured()
         clip = put_clip(store, blobs, T0)
         assert retention.run(T0 + timedelta(days=31, hours=1)).soft_deleted == 1 and blobs.exists(clip)

@@ -11,6 +11,7 @@ from central.access.auth import Principal
 from central.uploads.blobstore import FilesystemBlobStore
 from central.uploads.receiver import Checksum, UploadReceiver
 from central.core.store import CentralStore
+from central.evidence.clip_records import ClipRecords
 from central.uploads.service import UploadService
 from fleet.clock import utc_now
 from fleet.errors import ChecksumMismatch, Locked
@@ -136,7 +137,7 @@ def test_recovery_records_a_blob_moved_before_the_crash(parts, committed):
     blobs.put(part, upload.clip_id)  # crash right after the rename, before the commit
     asyncio.run(receiver(parts).recover())
     assert uploads_of(store).upload(upload.upload_id).verified
-    assert store.clip(upload.clip_id).state == "verified"
+    assert ClipRecords(store.writer).clip(upload.clip_id).state == "verified"
 
 
 def test_recovery_finishes_an_upload_whose_last_byte_was_committed(parts):
@@ -166,7 +167,7 @@ def test_a_failing_blob_store_keeps_every_byte_counted_for_the_retry(parts, monk
         asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data), body(data)))
     assert uploads_of(store).upload(upload.upload_id).offset == len(data) and not uploads_of(store).upload(upload.upload_id).verified
     done = asyncio.run(r.append(CAMDEN, upload.upload_id, len(data), None, body()))  # the station's retry
-    assert done.verified and store.clip(upload.clip_id).state == "verified"
+    assert done.verified and ClipRecords(store.writer).clip(upload.clip_id).state == "verified"
 
 
 def test_expired_unfinished_uploads_are_removed_verified_ones_kept(parts):
@@ -179,7 +180,7 @@ def test_expired_unfinished_uploads_are_removed_verified_ones_kept(parts):
     asyncio.run(r.append(CAMDEN, d_upload.upload_id, 0, None, body(done)))
     assert r.expire(utc_now() + timedelta(seconds=1)) == 1
     assert uploads_of(store).upload(s_upload.upload_id) is None and not r.part(s_upload.upload_id).exists()
-    assert store.clip(s_upload.clip_id) is None
+    assert ClipRecords(store.writer).clip(s_upload.clip_id) is None
     assert uploads_of(store).upload(d_upload.upload_id).verified
 
 
@@ -239,7 +240,7 @@ def test_a_whole_clip_in_its_creation_is_one_durable_commit(parts, monkeypatch):
     assert created and upload.verified and upload.offset == len(data)
     assert commits == [True]
     assert uploads_of(store).upload(upload.upload_id) == upload
-    assert store.clip(upload.clip_id).state == "verified"
+    assert ClipRecords(store.writer).clip(upload.clip_id).state == "verified"
     assert b"".join(blobs.read(upload.clip_id)) == data
     again, created = asyncio.run(r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True))
     assert not created and again.upload_id == upload.upload_id and again.verified
@@ -257,7 +258,7 @@ def test_a_whole_clip_that_fails_in_its_creation_leaves_nothing_behind(parts, mo
     with pytest.raises(OSError if failure == "blob store" else ChecksumMismatch):
         asyncio.run(r.create_with_body(CAMDEN, len(data), meta, checksum, body(data), whole=True))
     assert not list(uploads.glob("*.part"))
-    assert uploads_of(store).receiving_uploads() == [] and store.clip(str(decode_upload_metadata(meta).clip_id)) is None
+    assert uploads_of(store).receiving_uploads() == [] and ClipRecords(store.writer).clip(str(decode_upload_metadata(meta).clip_id)) is None
 
 
 # Without a chunk checksum what arrived counts; with one, a cut-short chunk counts nothing.

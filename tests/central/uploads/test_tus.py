@@ -9,6 +9,7 @@ import pytest
 
 from fleet.protocol import CLIP_STATE_HEADER
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, checksum, create, metadata, patch
+from central.core.providers import services
 
 
 def test_options_advertises_tus(client):
@@ -240,7 +241,7 @@ def test_a_clip_stored_before_its_commit_failed_is_recorded_by_the_next_patch(cl
     assert patch(client, location, 0, blob[:half]).status_code == 204
     whole = tmp_path / "whole"
     whole.write_bytes(blob)
-    client.app.state.blobs.put(whole, clip_id)
+    services(client.app).blobs.put(whole, clip_id)
     (Path(settings.data_dir) / "uploads" / f"{location.rsplit('/', 1)[1]}.part").unlink()
     r = patch(client, location, half, blob[half:])  # the station's retry of the last chunk
     assert r.status_code == 204 and r.headers[CLIP_STATE_HEADER] == "verified"

@@ -7,6 +7,7 @@ import re
 import pytest
 from litestar.testing import TestClient
 
+from central.core.providers import services
 from central.core.app import create_app
 from tests.central.conftest import ADMIN, CAMDEN
 from tests.central.fleetdata import docked, post
@@ -18,8 +19,8 @@ PASSWORD = "correct horse battery"  # a test value, not a secret
 def browser(settings):
     """A client on https (session cookies are Secure), with a viewer and a planner account."""
     with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
-        c.app.state.users.add("v.iewer", "viewer", "test", password=PASSWORD)
-        c.app.state.users.add("p.lanner", "planner", "test", password=PASSWORD)
+        services(c.app).users.add("v.iewer", "viewer", "test", password=PASSWORD)
+        services(c.app).users.add("p.lanner", "planner", "test", password=PASSWORD)
         yield c
 
 
@@ -106,8 +107,8 @@ def test_a_viewer_sees_no_footage(browser):
 @pytest.fixture
 def staffed(browser):
     """A supervisor and an auditor, two officers and three personal-issue cameras in Camden."""
-    browser.app.state.users.add("s.uper", "supervisor", "test", password=PASSWORD)
-    browser.app.state.users.add("a.uditor", "auditor", "test", password=PASSWORD)
+    services(browser.app).users.add("s.uper", "supervisor", "test", password=PASSWORD)
+    services(browser.app).users.add("a.uditor", "auditor", "test", password=PASSWORD)
     browser.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": f"PC{i}", "borough": "Camden"}
                                                           for i in (1, 2)])
     browser.post("/api/v1/devices/", headers=ADMIN, json=[
@@ -178,7 +179,7 @@ def test_the_rollout_page_shows_the_verdict_and_a_planner_commits_a_proposal(tmp
     settings = make_settings(tmp_path / "c", rollout={"boroughs": "config/boroughs.toml",
                                                       "scenario": "config/rollout.toml"})
     with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
-        c.app.state.users.add("p.lanner", "planner", "test", password=PASSWORD)
+        services(c.app).users.add("p.lanner", "planner", "test", password=PASSWORD)
         c.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden",
                                                           "role": "response"}])
         c.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "NEW-1", "model": "Axon Body 2"}])
@@ -199,7 +200,7 @@ def test_the_stations_page_draws_sync_lag_from_the_health_jobs_samples(browser):
     from central.registry.stations import StationHealth
     from fleet.clock import utc_now
 
-    stations = browser.app.state.stations
+    stations = services(browser.app).stations
     now = utc_now()
     for hours_ago, camden_lag, barnet_lag in ((3, 1.5, None), (2, 4.0, 0.5), (1, 0.5, 2.0)):
         stations.record_samples([
@@ -210,7 +211,7 @@ def test_the_stations_page_draws_sync_lag_from_the_health_jobs_samples(browser):
     force = [s for s in stations.samples(None, now - timedelta(days=1)) if s.at < now - timedelta(minutes=30)]
     assert [(s.pending_clips, s.lag_h) for s in force] == [(5, 1.5), (5, 4.0), (5, 2.0)]  # summed, worst lag
     before = len(stations.samples("camden", now - timedelta(days=1)))  # ours, and the start-up run's
-    browser.app.state.health.run(now + timedelta(seconds=1))  # the job adds a sample of its own
+    services(browser.app).health.run(now + timedelta(seconds=1))  # the job adds a sample of its own
     assert len(stations.samples("camden", now - timedelta(days=1))) == before + 1
     log_in(browser)
     page = browser.get("/stations", params={"station": "camden", "days": 1}).text
@@ -265,7 +266,7 @@ def test_the_login_form_needs_its_csrf_token(browser):
 def test_a_login_token_from_another_browser_does_not_match(browser):
     from central.access import login_csrf
 
-    theirs = login_csrf.new_token(browser.app.state.login_csrf_key)  # as central gave another browser
+    theirs = login_csrf.new_token(services(browser.app).login_csrf_key)  # as central gave another browser
     browser.get("/login")
     r = browser.post("/login", data={"name": "v.iewer", "password": PASSWORD, "csrf_token": theirs},
                      follow_redirects=False)

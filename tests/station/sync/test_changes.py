@@ -6,6 +6,7 @@ import time
 import httpx
 import msgspec
 
+from central.core.providers import services
 from fleet.events import Officer
 from station.sync.changes import FeedFollower, _page_decoder, known_items
 from tests.central.conftest import ADMIN
@@ -16,7 +17,7 @@ from tests.station.sync.conftest import station_client
 def test_an_expired_cursor_reloads_the_snapshot(central, store):
     central.post("/api/v1/officers/", headers=ADMIN,
                  json=[{"officer_id": f"PC{i}", "borough": "Camden"} for i in range(150)])
-    central.app.state.changes.trim()
+    services(central.app).changes.trim()
     mirror = store.mirror
     mirror.apply([Officer(officer_id="GONE", borough="Camden")], cursor=3)  # an old cursor, a stale entry
     feed = FeedFollower(station_client(central), mirror, FAST, wait_s=0)

@@ -6,6 +6,7 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
+from central.core.providers import services
 from central.core.app import create_app
 from fleet.clock import utc_now
 from station.sync.events import EventSender
@@ -25,7 +26,7 @@ def test_events_go_up_and_failures_back_off(central, store):
     report = sender.run_once()
     assert (report.sent, report.acked_seq, report.error) == (2, 2, None)
     assert store.outbox.pending(10) == []
-    central.app.state.events.apply_all()
+    services(central.app).events.apply_all()
     assert central.get("/api/v1/devices/BWV-2", headers=ADMIN).status_code == 200
 
 
@@ -39,7 +40,7 @@ def test_a_heartbeat_reports_the_backlog_and_the_clock_skew(central, store, monk
     camden = central.get("/api/v1/stations/camden", headers=ADMIN).json()
     assert camden["clock_skew_s"] == pytest.approx(7200, abs=60)
     assert not camden["stale"]  # judged by central's clock, not the station's
-    [(seq, kind, station_at, _)] = central.app.state.events.events("camden")
+    [(seq, kind, station_at, _)] = services(central.app).events.events("camden")
     assert (seq, kind) == (1, "camera_docked") and station_at.startswith(ahead.strftime("%Y-%m-%dT%H"))
 
 
@@ -70,7 +71,7 @@ def test_after_central_is_restored_from_a_backup_the_newer_events_go_again(tmp_p
         sender = EventSender(station_client(central), store, FAST)
         sender.run_once()
         assert sender.run_once(force=True).acked_seq == 4
-        assert [seq for seq, *_ in central.app.state.events.events("camden")] == [1, 2, 3, 4]
+        assert [seq for seq, *_ in services(central.app).events.events("camden")] == [1, 2, 3, 4]
 
 
 def test_a_station_restored_from_a_backup_holds_its_new_events_back(central, store, tmp_path):
@@ -84,7 +85,7 @@ def test_a_station_restored_from_a_backup_holds_its_new_events_back(central, sto
     assert report.error and ("409" in report.error or "restored or replaced" in report.error)
     store.outbox.append([docked("BWV-NEW")])
     report = EventSender(station_client(central), store, FAST).run_once()
-    assert report.error and [b for *_, b in central.app.state.events.events("camden") if b"BWV-NEW" in b] == []
+    assert report.error and [b for *_, b in services(central.app).events.events("camden") if b"BWV-NEW" in b] == []
 
 
 def test_an_event_central_refuses_does_not_jam_the_outbox(central, store):
@@ -94,12 +95,12 @@ def test_an_event_central_refuses_does_not_jam_the_outbox(central, store):
     store.outbox.append([docked("BAR-1"), docked("BWV-1")])
     sender = EventSender(station_client(central), store, FAST)
     assert sender.run_once().acked_seq == 2
-    central.app.state.events.apply_all()
+    services(central.app).events.apply_all()
     store.outbox.append([docked("BWV-2")])
     report = sender.run_once()
     assert (report.sent, report.acked_seq, report.error) == (1, 3, None)
     assert store.outbox.pending(10) == []
-    central.app.state.events.apply_all()
+    services(central.app).events.apply_all()
     camden = central.get("/api/v1/stations/camden", headers=ADMIN).json()
     assert (camden["applied_seq"], camden["refused_events"]) == (3, 1)
     assert central.get("/api/v1/devices/BWV-2", headers=ADMIN).status_code == 200

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from litestar.testing import TestClient
 
+from central.core.providers import services
 from central.core.app import create_app
 from fleet.clock import from_iso
 from fleet.events import BadFolder, CheckedIn, CheckedOut
@@ -162,7 +163,7 @@ class TwoWaySync(RuleBasedStateMachine):
     # -- what must always hold -------------------------------------------------------------------
 
     def central_log(self):
-        return self.central.app.state.events.events("camden")
+        return services(self.central.app).events.events("camden")
 
     @invariant()
     def central_holds_a_gap_free_prefix_of_the_station_log(self) -> None:
@@ -170,7 +171,7 @@ class TwoWaySync(RuleBasedStateMachine):
         central = self.central_log()
         seqs = [seq for seq, *_ in central]
         assert len(seqs) == len(set(seqs))
-        acked = self.central.app.state.store.db.execute(
+        acked = services(self.central.app).store.db.execute(
             "SELECT COALESCE(MAX(acked_seq), 0) FROM stations WHERE station_id = 'camden'").fetchone()[0]
         assert seqs[:acked] == list(range(1, acked + 1))  # applied and acknowledged: no gaps
         for seq, kind, at, body in central:

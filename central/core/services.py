@@ -1,0 +1,113 @@
+"""Central's composition root: every collaborator built in one place, with its type.
+
+``build_services(settings, store, blobs)`` makes the feature services over one store; the
+commands (``fleet central …``) and the benchmarks use them straight on the database. A serving
+central holds more, opened by ``create_app``'s lifespan: ``AppServices`` adds the upload
+receiver, the token registry, admission control, the scheduler and the login form's key.
+Handlers receive these by name and type through Litestar's dependency injection
+(``central.core.providers``), never by looking them up on the app's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from fleet.config import CentralSettings
+from central.access.auth import TokenRegistry
+from central.access.scope import OwnerLookup
+from central.access.users import UserService
+from central.core.admission import Admission
+from central.core.store import CentralStore
+from central.evidence.clip_records import ClipRecords
+from central.events.changes import ChangeLog
+from central.events.log import EventLog
+from central.events.projection import Projector
+from central.evidence.retention import RetentionService
+from central.registry.assignments import AssignmentService
+from central.registry.devices import DeviceService
+from central.registry.fleet_health import FleetHealth
+from central.registry.officers import OfficerService
+from central.registry.stations import StationService
+from central.rollout.service import RolloutService
+from central.uploads.blobstore import BlobStore, open_blob_store
+from central.uploads.receiver import UploadReceiver
+from central.web.evidence_pages import ChainCheck
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Services:
+    """The feature services over one store, and what they were built from."""
+
+    settings: CentralSettings
+    store: CentralStore
+    clips: ClipRecords
+    blobs: BlobStore
+    changes: ChangeLog
+    stations: StationService
+    events: EventLog
+    devices: DeviceService
+    officers: OfficerService
+    assignments: AssignmentService
+    health: FleetHealth
+    rollout: RolloutService
+    users: UserService
+    retention: RetentionService
+    owners: OwnerLookup
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AppServices(Services):
+    """What a serving central holds: its services and what only the app opens (the lifespan)."""
+
+    receiver: UploadReceiver
+    tokens: TokenRegistry
+    admission: Admission
+    scheduler: AsyncIOScheduler
+    login_csrf_key: bytes
+    chain_check: ChainCheck
+    """The audit page's last chain check (who asked, when, what it found)."""
+
+    @classmethod
+    def serving(cls, services: Services, *, receiver: UploadReceiver, tokens: TokenRegistry, admission: Admission,
+                scheduler: AsyncIOScheduler, login_csrf_key: bytes, chain_check: ChainCheck) -> AppServices:
+        return cls(**{f.name: getattr(services, f.name) for f in fields(Services)}, receiver=receiver, tokens=tokens,
+                   admission=admission, scheduler=scheduler, login_csrf_key=login_csrf_key, chain_check=chain_check)
+
+
+PLAIN_VALUES = frozenset({"settings", "admission", "login_csrf_key", "chain_check"})
+"""Fields that never touch the database, the disk or the network: any handler may take them
+(the others are services: see the event-loop rule in ``central.core.providers``)."""
+
+
+def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobStore | None = None) -> Services:
+    """The feature services over ``store`` (``blobs``: the configured blob store when not given)."""
+    blobs = blobs or open_blob_store(settings)
+    changes = ChangeLog(store.writer, settings)
+    stations = StationService(store.writer, settings)
+    return Services(
+        settings=settings, store=store, clips=ClipRecords(store.writer), blobs=blobs, changes=changes, stations=stations,
+        events=EventLog(store.writer, Projector(settings.fleet, changes)),
+        devices=DeviceService(store.writer, changes),
+        officers=OfficerService(store.writer, changes),
+        assignments=AssignmentService(store.writer, changes),
+        health=FleetHealth(store.writer, settings, stations, changes),
+        rollout=RolloutService(store.writer, changes, settings),
+        users=UserService(store.writer),
+        owners=OwnerLookup(store.writer, settings),
+        retention=RetentionService(store.writer, changes, blobs, settings),
+    )
+
+
+@contextmanager
+def open_services(settings: CentralSettings) -> Iterator[Services]:
+    """The services straight on central's database, for a command: it works whether or not
+    central is serving (SQLite WAL; writes take their turn)."""
+    store = CentralStore(settings.data_dir)
+    try:
+        yield build_services(settings, store)
+    finally:
+        store.close()

@@ -1,0 +1,75 @@
+"""No database work on the event loop while central serves (the rule in central.core.providers).
+
+Every read and write goes through ``fleet.sqlite.Writer``: here each one notes whether its
+thread is running the event loop, while every route is called by every kind of caller (the
+role matrix's routes: an admin, a station, a borough's supervisor, a user's API token, a
+browser session). The upload receiver is the one exception, by design: under its per-upload
+asyncio locks it reads an upload's row on the loop; its writes and commits go to threads of
+its own."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import traceback
+from pathlib import Path
+
+from litestar.testing import TestClient
+
+from central.core.app import create_app
+from central.core.providers import services
+from fleet.sqlite import Writer
+from tests.central.access.test_role_matrix import POLICY, QUERY, SAMPLE
+from tests.central.conftest import ADMIN, CAMDEN, create, make_settings, patch
+from tests.central.fleetdata import batch, docked
+
+CENTRAL = Path(__file__).parents[3] / "central"
+RECEIVER = CENTRAL / "uploads" / "receiver.py"
+PASSWORD = "correct horse battery"  # a test value, not a secret
+
+
+def on_the_loop(monkeypatch) -> list[list[str]]:
+    """From now on, where central opens a transaction or a read on the event loop's thread: its frames in central/."""
+    seen: list[list[str]] = []
+    for name in ("read", "write"):
+        original = getattr(Writer, name)
+
+        def noted(self, *args, _original=original, **kwargs):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # a worker thread
+            else:
+                seen.append([f"{frame.filename}:{frame.name}" for frame in traceback.extract_stack()
+                             if frame.filename.startswith(str(CENTRAL))])
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Writer, name, noted)
+    return seen
+
+
+def test_no_route_reads_or_writes_the_database_on_the_event_loop(tmp_path, monkeypatch):
+    with TestClient(create_app(make_settings(tmp_path / "central")), base_url="https://central.test",
+                    raise_server_exceptions=False) as client:
+        users = services(client.app).users
+        users.add("s.camden", "supervisor", "test", borough="Camden")
+        users.add("v.iewer", "viewer", "test", password=PASSWORD)
+        supervisor = {"Authorization": f"Bearer {users.create_token('s.camden', 'loop', 'test').token}"}
+        seen = on_the_loop(monkeypatch)  # start-up is done: it may work on the loop, before anything is served
+
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+        client.post("/login", data={"name": "v.iewer", "password": PASSWORD, "next": "/", "csrf_token": token})
+        assert client.cookies.get("bwv_session")
+        assert client.post("/api/v1/events/", content=batch([docked("BWV-1")]), headers=CAMDEN).status_code == 200
+        upload = create(client, b"x" * 100, length=200)
+        assert patch(client, upload.headers["location"], 0, b"x" * 100).status_code == 204
+        for route in sorted(POLICY):
+            method, template = route.split(" ", 1)
+            path = re.sub(r"\{(\w+):\w+\}", lambda m: SAMPLE[m.group(1)], template) + QUERY.get(template, "")
+            for headers in (ADMIN, CAMDEN, supervisor, {}):  # {}: the browser's session
+                client.request(method, path, headers=headers, json={} if method in ("POST", "PATCH") else None,
+                               follow_redirects=False)
+
+    assert seen, "the check saw nothing: the receiver reads on the loop, by design"
+    elsewhere = [frames for frames in seen if not any(f.startswith(f"{RECEIVER}:") for f in frames)]
+    assert elsewhere == [], "database work on the event loop (see central.core.providers)"
