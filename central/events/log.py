@@ -14,10 +14,8 @@ import logging
 import sqlite3
 import threading
 import time
-import typing
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
 
 import msgspec
 from litestar import Controller, post
@@ -25,8 +23,7 @@ from litestar.params import RawBody
 
 from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.errors import BadRequest, Conflict
-from fleet.events import EVENT_KINDS, MAX_EVENTS_PER_BATCH, Backlog, Event, EventAck, Seq
-from fleet.protocol import AwareDatetime
+from fleet.events import EVENT_KINDS, Event, EventAck, RawEventBatch, kind_of
 from fleet.sqlite import Writer
 from central.events import claims
 from central.access.auth import Caller, stations_only
@@ -39,28 +36,16 @@ from central.registry import stations
 log = logging.getLogger(__name__)
 
 
-class _RawEnvelope(msgspec.Struct, kw_only=True):
-    seq: Seq
-    at: AwareDatetime
-    event: msgspec.Raw
-
-
-class _RawBatch(msgspec.Struct, kw_only=True):
-    sent_at: AwareDatetime
-    events: Annotated[list[_RawEnvelope], msgspec.Meta(max_length=MAX_EVENTS_PER_BATCH)] = []
-    backlog: Backlog | None = None
-
-
 class _Kind(msgspec.Struct):
     kind: str
 
 
-_batch_decoder = msgspec.json.Decoder(_RawBatch)
+_batch_decoder = msgspec.json.Decoder(RawEventBatch)
 _event_decoder = msgspec.json.Decoder(Event)
 _kind_decoder = msgspec.json.Decoder(_Kind)
 
 
-def decode_batch(body: bytes) -> tuple[_RawBatch, dict[int, Event | None]]:
+def decode_batch(body: bytes) -> tuple[RawEventBatch, dict[int, Event | None]]:
     """Validate a batch; events of kinds this central does not know are kept, unapplied (None)."""
     try:
         batch = _batch_decoder.decode(body)
@@ -206,7 +191,7 @@ class EventLog:
                 if _centrals_condition(exc):
                     raise
                 log.exception("event %d of station %s cannot be applied: refused", a.seq, station_id)
-                claims.refuse(db, station_id, [(a.seq, _TAGS[type(a.event)], claims.subject_of(a.event),
+                claims.refuse(db, station_id, [(a.seq, kind_of(a.event), claims.subject_of(a.event),
                                                 f"central could not apply it ({type(exc).__name__})", a.at)])
 
     def apply_all(self) -> int:
@@ -308,11 +293,8 @@ def _decode_stored(body: bytes) -> Event | None:
         return None  # a kind this central does not know: kept, not applied
 
 
-_TAGS = {kind: kind.__struct_config__.tag for kind in typing.get_args(Event)}
-
-
 def _kind_of(event: Event | None, raw: msgspec.Raw) -> str:
-    return _TAGS[type(event)] if event is not None else (_kind_or_none(raw) or "unknown")
+    return kind_of(event) if event is not None else (_kind_or_none(raw) or "unknown")
 
 
 class EventsController(Controller):

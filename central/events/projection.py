@@ -29,7 +29,7 @@ import msgspec
 
 from fleet.clock import to_iso, utc_now
 from fleet.config import FleetSettings
-from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event
+from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event, kind_of
 from central.events import claims
 from central.evidence import audit, holds
 from central.registry import attribution, battery, checkouts, devices, docking, stations
@@ -78,7 +78,7 @@ class Projector:
         return self._dated(db, station_id, clock, claims.admit_dockings(db, station_id, borough, run))
 
     def _admit_pool_events(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
-        tag = type(run[0].event).__struct_config__.tag
+        tag = kind_of(run[0].event)
         return self._dated(db, station_id, clock, claims.admit_pool_events(
             db, station_id, borough, run, tag, self.fleet.assignment_mode))
 
@@ -100,7 +100,7 @@ class Projector:
             if reason is None:
                 accepted.append(a)
                 continue
-            refused.append((a.seq, a.event.__struct_config__.tag, claims.subject_of(a.event), f"clock: {reason}", a.at))
+            refused.append((a.seq, kind_of(a.event), claims.subject_of(a.event), f"clock: {reason}", a.at))
         claims.refuse(db, station_id, refused)
         return accepted
 
