@@ -71,12 +71,20 @@ def test_example_configs_load(monkeypatch):
 
 
 def run_cli(*args, cwd=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "fleet.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "fleet.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=timeout,
+    )
 
 
-STATION_TOML = ('station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
-                'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n')
+STATION_TOML = (
+    'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
+    'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n'
+)
 
 
 def ingest_two_clips(root: Path, close: bool = True) -> None:
@@ -95,8 +103,9 @@ def ingest_two_clips(root: Path, close: bool = True) -> None:
     store.close()
 
 
-@pytest.fixture(params=["read-only file system", "read-only file system, WAL left by a killed station",
-                        "read-only database file"])
+@pytest.fixture(
+    params=["read-only file system", "read-only file system, WAL left by a killed station", "read-only database file"]
+)
 def read_only_station(request, tmp_path):
     """A station's config whose database holds two clips and cannot be written, even by root."""
     from tests.faults.disks import ReadOnlyFile, SmallDisk
@@ -108,9 +117,18 @@ def read_only_station(request, tmp_path):
     try:
         if "file system" in request.param:
             mounts.append(SmallDisk(tmp_path / "data", 4 << 20).mount())
-        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from tests.test_cli import "
-                        f"ingest_two_clips; ingest_two_clips(Path(sys.argv[1]), close={not killed})", str(tmp_path)],
-                       check=True, cwd=ROOT, timeout=120)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from tests.test_cli import "
+                f"ingest_two_clips; ingest_two_clips(Path(sys.argv[1]), close={not killed})",
+                str(tmp_path),
+            ],
+            check=True,
+            cwd=ROOT,
+            timeout=120,
+        )
         assert (tmp_path / "data" / "station.db-wal").exists() == killed
         if mounts:
             mounts[0].read_only()
@@ -164,14 +182,19 @@ def test_status_does_not_wait_for_the_station_holding_the_write_lock(tmp_path):
     assert result.returncode == 0, result.stderr
     status = msgspec.json.decode(result.stdout)
     assert status["pending_clips"] == 2
-    assert not [p for p in status["problems"] if p.startswith("station database")]  # busy with a writer: it can be written
+    assert not [
+        p for p in status["problems"] if p.startswith("station database")
+    ]  # busy with a writer: it can be written
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "config file not found"),
-    ("port = [", "not valid TOML"),
-    ('station_id = "x"\nsurprise = 1', "unknown field `"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "config file not found"),
+        ("port = [", "not valid TOML"),
+        ('station_id = "x"\nsurprise = 1', "unknown field `"),
+    ],
+)
 def test_bad_config_is_one_line_and_exit_2(tmp_path, content, message):
     path = tmp_path / "s.toml"
     if content is not None:
@@ -185,8 +208,10 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, content, message):
 
 def test_status_before_the_station_ever_ran(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text('station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
-                    'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n')
+    path.write_text(
+        'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
+        'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n'
+    )
     result = run_cli("station", "status", "--config", str(path), "--json")
     assert result.returncode == 2 and "has `fleet station run` started?" in result.stderr
 
@@ -198,8 +223,10 @@ def test_status_json_has_the_contract_keys(tmp_path):
     from tests.station.conftest import RECORDED
 
     path = tmp_path / "s.toml"
-    path.write_text('station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
-                    'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n')
+    path.write_text(
+        'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
+        'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n'
+    )
     store = StationStore(tmp_path / "data")
     dock_camera(tmp_path / "dock", "BWV-000001", [SimClip(1000, RECORDED), SimClip(500, RECORDED)])
     Ingestor(store, "camden", tmp_path / "dock").scan()

@@ -180,6 +180,7 @@ def recv_to_eof(sock: socket.socket) -> bytes:
 
 def echo_round_trip(sock: socket.socket, data: bytes) -> bytes:
     """Send ``data`` (from a thread, so a full pipe cannot deadlock), half-close, and read the echo to EOF."""
+
     def send() -> None:
         sock.sendall(data)
         sock.shutdown(socket.SHUT_WR)

@@ -19,10 +19,10 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 
-from fleet.config import CentralSettings, token_sha256
-from fleet.errors import Forbidden, Unauthorized
 from central.access.users import TOKEN_PREFIX, UserService
 from central.core.providers import services
+from fleet.config import CentralSettings, token_sha256
+from fleet.errors import Forbidden, Unauthorized
 
 ALL_ROLES = frozenset({"admin"})
 SESSION_COOKIE = "bwv_session"
@@ -48,10 +48,12 @@ class Principal:
 
     def require_user(self, role: str = "admin") -> None:
         """People with the role (admin has every role; every user is a viewer), never station tokens."""
-        if self.is_station or not self.roles or (role not in self.roles and "admin" not in self.roles
-                                                 and role != "viewer"):
+        if (
+            self.is_station
+            or not self.roles
+            or (role not in self.roles and "admin" not in self.roles and role != "viewer")
+        ):
             raise Forbidden(f"{self.name} may not do this (needs role {role!r})")
-
 
 
 class TokenRegistry:
@@ -72,8 +74,9 @@ class TokenRegistry:
     def resolve(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'",
-                               headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthorized(
+                "missing bearer token: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+            )
         found = self._configured(token.strip())
         if found is None and self.users is not None and token.strip().startswith(TOKEN_PREFIX):
             user = self.users.user_for_token(token.strip())
@@ -119,8 +122,11 @@ def principal_of(connection: ASGIConnection) -> Principal:
     principal = None
     if authorization is None:
         principal = tokens.from_session(connection.cookies.get(SESSION_COOKIE))
-        if principal is not None and connection.scope.get("method", "GET") not in SAFE_METHODS \
-                and not connection.route_handler.opt.get("form_csrf"):
+        if (
+            principal is not None
+            and connection.scope.get("method", "GET") not in SAFE_METHODS
+            and not connection.route_handler.opt.get("form_csrf")
+        ):
             check_csrf(principal, connection.headers.get(CSRF_HEADER))
     if principal is None:
         principal = tokens.resolve(authorization)
@@ -145,8 +151,10 @@ async def authenticate(connection: ASGIConnection) -> Principal:
 
 def check_csrf(principal: Principal, sent: str | None) -> None:
     if principal.csrf is not None and not hmac.compare_digest((sent or "").encode(), principal.csrf.encode()):
-        raise Forbidden("this form is out of date or came from another site (CSRF token missing or wrong): "
-                        "reload the page and try again")
+        raise Forbidden(
+            "this form is out of date or came from another site (CSRF token missing or wrong): "
+            "reload the page and try again"
+        )
 
 
 async def provide_principal(request: Request) -> Principal:

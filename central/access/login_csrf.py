@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import secrets
 
-
 COOKIE = "bwv_login_csrf"
 FIELD = "csrf_token"
 MAX_AGE_S = 3600

@@ -23,9 +23,9 @@ import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import TooManyRequests
-from central.evidence import audit
 
 ACCOUNT_FREE = 5
 """Failed logins in a row on one account before it is locked."""
@@ -54,35 +54,49 @@ class LoginThrottle:
         now = self.clock()
         keys = _keys(name, place)
         with self.writer.write() as db:
-            rows = db.execute("SELECT key, locked_until FROM login_throttle WHERE key IN (?, ?) "
-                              "AND locked_until > ?", [*keys, to_iso(now)]).fetchall()
+            rows = db.execute(
+                "SELECT key, locked_until FROM login_throttle WHERE key IN (?, ?) AND locked_until > ?",
+                [*keys, to_iso(now)],
+            ).fetchall()
             if rows:
                 wait = max(1, math.ceil((max(from_iso(r[1]) for r in rows) - now).total_seconds()))
                 for key, _ in rows:
-                    audit.record(db, actor=name or "-", action="login-throttled", **_object(key), place=place,
-                                 detail=f"refused unchecked: locked for {wait} s more")
+                    audit.record(
+                        db,
+                        actor=name or "-",
+                        action="login-throttled",
+                        **_object(key),
+                        place=place,
+                        detail=f"refused unchecked: locked for {wait} s more",
+                    )
             else:
                 counted = self._count(db, keys, now)
         if rows:
-            raise TooManyRequests(f"too many failed logins: try again in {wait} seconds",
-                                  headers={"Retry-After": str(wait)})
+            raise TooManyRequests(
+                f"too many failed logins: try again in {wait} seconds", headers={"Retry-After": str(wait)}
+            )
         return counted
 
     @staticmethod
     def _count(db, keys: tuple[str, str], now: datetime) -> dict[str, tuple]:
         forget_before = to_iso(now - timedelta(seconds=FORGET_AFTER_S))
-        db.execute("DELETE FROM login_throttle WHERE last_failed_at < ? AND (locked_until IS NULL "
-                   "OR locked_until < ?)", [forget_before, to_iso(now)])
+        db.execute(
+            "DELETE FROM login_throttle WHERE last_failed_at < ? AND (locked_until IS NULL OR locked_until < ?)",
+            [forget_before, to_iso(now)],
+        )
         counted = {}
         for key, free in zip(keys, (ACCOUNT_FREE, ADDRESS_FREE)):
-            row = db.execute("SELECT failures, last_failed_at, locked_until FROM login_throttle WHERE key = ?",
-                             [key]).fetchone()
+            row = db.execute(
+                "SELECT failures, last_failed_at, locked_until FROM login_throttle WHERE key = ?", [key]
+            ).fetchone()
             failures = (row[0] if row else 0) + 1
             lock_s = _lock_s(failures, free)
-            db.execute("INSERT INTO login_throttle (key, failures, last_failed_at, locked_until) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, "
-                       "last_failed_at = excluded.last_failed_at, locked_until = excluded.locked_until",
-                       [key, failures, to_iso(now), to_iso(now + timedelta(seconds=lock_s)) if lock_s else None])
+            db.execute(
+                "INSERT INTO login_throttle (key, failures, last_failed_at, locked_until) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, "
+                "last_failed_at = excluded.last_failed_at, locked_until = excluded.locked_until",
+                [key, failures, to_iso(now), to_iso(now + timedelta(seconds=lock_s)) if lock_s else None],
+            )
             counted[key] = (failures, lock_s, tuple(row) if row else None)
         return counted
 
@@ -91,8 +105,14 @@ class LoginThrottle:
         inside the transaction that records the failure."""
         for key, (failures, lock_s, _) in counted.items():
             if lock_s:
-                audit.record(db, actor=name or "-", action="login-lockout", **_object(key), place=place,
-                             detail=f"{failures} failed logins: locked for {lock_s} s")
+                audit.record(
+                    db,
+                    actor=name or "-",
+                    action="login-lockout",
+                    **_object(key),
+                    place=place,
+                    detail=f"{failures} failed logins: locked for {lock_s} s",
+                )
 
     def succeeded(self, db, name: str, place: str, counted: dict[str, tuple]) -> None:
         """A successful login clears its account's count and gives back the failure its admission
@@ -114,8 +134,10 @@ class LoginThrottle:
             if before is None:
                 db.execute("DELETE FROM login_throttle WHERE key = ?", [address])
             else:
-                db.execute("UPDATE login_throttle SET failures = ?, last_failed_at = ?, locked_until = ? "
-                           "WHERE key = ?", [*before, address])
+                db.execute(
+                    "UPDATE login_throttle SET failures = ?, last_failed_at = ?, locked_until = ? WHERE key = ?",
+                    [*before, address],
+                )
             return
         failures = row[0] - 1
         if failures <= 0:

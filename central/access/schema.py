@@ -8,7 +8,9 @@ TABLES = frozenset({"users", "api_tokens", "sessions", "login_throttle", "signin
 
 STEPS = [
     # v12: users with a role, their API tokens (hashed) and browser sessions (hashed ids).
-    Step(12, """
+    Step(
+        12,
+        """
     CREATE TABLE users (
         name            TEXT PRIMARY KEY,
         role            TEXT NOT NULL,
@@ -35,23 +37,30 @@ STEPS = [
         expires_at      TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX sessions_user ON sessions (user);
-    """),
+    """,
+    ),
     # v15: failed dashboard logins per account and per client address (central.access.login_throttle),
     # kept here so a lockout holds across restarts and for every central process on this database.
-    Step(15, """
+    Step(
+        15,
+        """
     CREATE TABLE login_throttle (
         key             TEXT PRIMARY KEY,
         failures        INTEGER NOT NULL,
         last_failed_at  TEXT NOT NULL,
         locked_until    TEXT
     ) WITHOUT ROWID;
-    """),
+    """,
+    ),
     # v17: random keys central signs with (central.access.login_csrf), one per use, made once and kept
     # here so that every central process on this database signs alike and none is in a config file.
-    Step(17, """
+    Step(
+        17,
+        """
     CREATE TABLE signing_keys (
         name            TEXT PRIMARY KEY,
         key             BLOB NOT NULL
     ) WITHOUT ROWID;
-    """),
+    """,
+    ),
 ]

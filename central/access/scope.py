@@ -38,9 +38,9 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers import BaseRouteHandler
 
-from fleet.errors import Forbidden
 from central.access.auth import Principal, authenticate
 from central.core.providers import services
+from fleet.errors import Forbidden
 
 CLIPS_OF_BOROUGH = "SELECT serial FROM devices WHERE borough = ?"
 """A borough's clips, for a list's ``device_serial IN (...)``: those its cameras recorded."""
@@ -156,7 +156,7 @@ def row_id(key: str) -> int | None:
     if not (key.isascii() and key.isdigit()) or len(key) > 19:
         return None
     value = int(key)
-    return value if value < 2 ** 63 else None
+    return value if value < 2**63 else None
 
 
 def scope_of(principal: Principal) -> str | None:
@@ -193,10 +193,12 @@ class OwnerLookup:
 
     def _owner(self, db, kind: Kind, key: str) -> Owner | None:
         if kind == "clip":
-            row = db.execute("SELECT c.clip_id, a.clip_id, d.borough FROM (SELECT ? AS id) k "
-                             "LEFT JOIN clips c ON c.clip_id = k.id LEFT JOIN attributions a ON a.clip_id = k.id "
-                             "LEFT JOIN devices d ON d.serial = COALESCE(c.device_serial, a.device_serial)",
-                             [key]).fetchone()
+            row = db.execute(
+                "SELECT c.clip_id, a.clip_id, d.borough FROM (SELECT ? AS id) k "
+                "LEFT JOIN clips c ON c.clip_id = k.id LEFT JOIN attributions a ON a.clip_id = k.id "
+                "LEFT JOIN devices d ON d.serial = COALESCE(c.device_serial, a.device_serial)",
+                [key],
+            ).fetchone()
             return None if row[0] is None and row[1] is None else Owner(row[2])
         if kind == "upload":
             row = db.execute("SELECT station_id FROM uploads WHERE upload_id = ?", [key]).fetchone()
@@ -211,8 +213,10 @@ class OwnerLookup:
         if kind == "conflict":
             row = db.execute("SELECT borough FROM conflicts WHERE id = ?", [row_id(key)]).fetchone()
             return None if row is None else Owner(row[0])
-        sql = {"officer": "SELECT borough FROM officers WHERE officer_id = ?",
-               "device": "SELECT borough FROM devices WHERE serial = ?"}[kind]
+        sql = {
+            "officer": "SELECT borough FROM officers WHERE officer_id = ?",
+            "device": "SELECT borough FROM devices WHERE serial = ?",
+        }[kind]
         row = db.execute(sql, [key]).fetchone()
         return None if row is None else Owner(row[0])
 

@@ -27,10 +27,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from central.access.login_throttle import LoginThrottle
+from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, NotFound, Unauthorized
-from central.evidence import audit
-from central.access.login_throttle import LoginThrottle
 
 Role = Literal["admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer"]
 ROLES: tuple[str, ...] = ("admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer")
@@ -42,7 +42,7 @@ SESSION_HOURS = 12
 MIN_PASSWORD = 12
 
 # scrypt at n=2**14, r=8 (16 MiB, ~50 ms here): OWASP's minimum for scrypt.
-_N, _R, _P = 2 ** 14, 8, 1
+_N, _R, _P = 2**14, 8, 1
 _DUMMY = "scrypt$16384$8$1$" + base64.b64encode(b"\0" * 16).decode() + "$" + base64.b64encode(b"\0" * 32).decode()
 
 
@@ -55,8 +55,9 @@ def hash_password(password: str) -> str:
 def password_matches(password: str, stored: str | None) -> bool:
     """Constant time; a user without a password (or none at all) costs the same scrypt run."""
     _, n, r, p, salt, digest = (stored or _DUMMY).split("$")
-    computed = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p),
-                              dklen=32, maxmem=256 << 20)
+    computed = hashlib.scrypt(
+        password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=32, maxmem=256 << 20
+    )
     return hmac.compare_digest(computed, base64.b64decode(digest)) and stored is not None
 
 
@@ -110,11 +111,12 @@ class UserService:
 
     # -- users -------------------------------------------------------------------------------
 
-    def add(self, name: str, role: str, actor: str, *, password: str | None = None,
-            borough: str | None = None) -> User:
+    def add(self, name: str, role: str, actor: str, *, password: str | None = None, borough: str | None = None) -> User:
         if not _valid_name(name):
-            raise BadRequest(f"user name {name!r}: lower-case letters, digits, '.', '_' or '-', at most 64, "
-                             "starting with a letter or digit")
+            raise BadRequest(
+                f"user name {name!r}: lower-case letters, digits, '.', '_' or '-', at most 64, "
+                "starting with a letter or digit"
+            )
         if role not in ROLES:
             raise BadRequest(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
         if borough is not None and role != "supervisor":
@@ -124,11 +126,19 @@ class UserService:
         with self.writer.write() as db:
             if db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
                 raise Conflict(f"user {name} exists already")
-            db.execute("INSERT INTO users (name, role, borough, password_hash, created_at, created_by) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
-                       [name, role, borough, hash_password(password) if password else None, to_iso(utc_now()), actor])
-            audit.record(db, actor=actor, action="user-add", object_type="user", object_id=name,
-                         detail=f"role {role}" + (f", borough {borough}" if borough else ""))
+            db.execute(
+                "INSERT INTO users (name, role, borough, password_hash, created_at, created_by) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [name, role, borough, hash_password(password) if password else None, to_iso(utc_now()), actor],
+            )
+            audit.record(
+                db,
+                actor=actor,
+                action="user-add",
+                object_type="user",
+                object_id=name,
+                detail=f"role {role}" + (f", borough {borough}" if borough else ""),
+            )
             return self._user(db, name)
 
     def set_password(self, name: str, password: str, actor: str) -> None:
@@ -148,8 +158,14 @@ class UserService:
             db.execute("UPDATE users SET disabled_at = ? WHERE name = ?", [now, name])
             db.execute("UPDATE api_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", [now, name])
             db.execute("DELETE FROM sessions WHERE user = ?", [name])
-            audit.record(db, actor=actor, action="user-disable", object_type="user", object_id=name,
-                         detail="its tokens revoked and sessions ended")
+            audit.record(
+                db,
+                actor=actor,
+                action="user-disable",
+                object_type="user",
+                object_id=name,
+                detail="its tokens revoked and sessions ended",
+            )
             return self._user(db, name)
 
     def all(self) -> list[User]:
@@ -174,16 +190,24 @@ class UserService:
                 raise Conflict(f"user {name} is disabled")
             token_id = db.execute(
                 "INSERT INTO api_tokens (user, label, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                [name, label, sha256_hex(token), to_iso(now),
-                 to_iso(now + timedelta(days=days)) if days else None]).lastrowid
-            audit.record(db, actor=actor, action="token-create", object_type="user", object_id=name,
-                         detail=f"token {token_id} ({label})" + (f", {days} days" if days else ""))
+                [name, label, sha256_hex(token), to_iso(now), to_iso(now + timedelta(days=days)) if days else None],
+            ).lastrowid
+            audit.record(
+                db,
+                actor=actor,
+                action="token-create",
+                object_type="user",
+                object_id=name,
+                detail=f"token {token_id} ({label})" + (f", {days} days" if days else ""),
+            )
             return NewToken(token=token, info=self._token(db, token_id))
 
     def tokens(self, name: str | None = None) -> list[ApiToken]:
         with self.writer.read() as db:
-            rows = db.execute(f"SELECT {_TOKEN_COLUMNS} FROM api_tokens" + (" WHERE user = ?" if name else "")
-                              + " ORDER BY id", [name] if name else []).fetchall()
+            rows = db.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM api_tokens" + (" WHERE user = ?" if name else "") + " ORDER BY id",
+                [name] if name else [],
+            ).fetchall()
         return [_token(r) for r in rows]
 
     def revoke_token(self, token_id: int, actor: str) -> ApiToken:
@@ -192,8 +216,14 @@ class UserService:
             if token.revoked_at is not None:
                 raise Conflict(f"token {token_id} was revoked already")
             db.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ?", [to_iso(utc_now()), token_id])
-            audit.record(db, actor=actor, action="token-revoke", object_type="user", object_id=token.user,
-                         detail=f"token {token_id} ({token.label})")
+            audit.record(
+                db,
+                actor=actor,
+                action="token-revoke",
+                object_type="user",
+                object_id=token.user,
+                detail=f"token {token_id} ({token.label})",
+            )
             return self._token(db, token_id)
 
     @staticmethod
@@ -210,7 +240,9 @@ class UserService:
             row = db.execute(
                 f"SELECT t.token_sha256, t.expires_at, {_U_COLUMNS} FROM api_tokens t "
                 "JOIN users u ON u.name = t.user WHERE t.token_sha256 = ? AND t.revoked_at IS NULL "
-                "AND u.disabled_at IS NULL", [digest]).fetchone()
+                "AND u.disabled_at IS NULL",
+                [digest],
+            ).fetchone()
         if row is None or not hmac.compare_digest(row[0], digest):
             return None
         if row[1] is not None and from_iso(row[1]) <= utc_now():
@@ -226,15 +258,20 @@ class UserService:
         per name and per place, and a locked one is refused (TooManyRequests) before any check."""
         counted = self.throttle.admit(name[:64], place)
         with self.writer.read() as db:
-            row = db.execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE name = ?",
-                             [name[:64]]).fetchone()
+            row = db.execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE name = ?", [name[:64]]).fetchone()
         user = _user(row[:-1]) if row else None
         ok = password_matches(password[:1024], row[-1] if row else None)
         if not ok or user is None or user.disabled_at is not None:
             with self.writer.write() as db:
-                audit.record(db, actor=name[:64] or "-", action="login-failed", object_type="user",
-                             object_id=name[:64] or "-", place=place,
-                             detail="disabled user" if ok and user is not None else "wrong name or password")
+                audit.record(
+                    db,
+                    actor=name[:64] or "-",
+                    action="login-failed",
+                    object_type="user",
+                    object_id=name[:64] or "-",
+                    place=place,
+                    detail="disabled user" if ok and user is not None else "wrong name or password",
+                )
                 self.throttle.failed(db, name[:64], place, counted)
             raise Unauthorized("wrong user name or password")
         cookie = secrets.token_urlsafe(32)
@@ -242,8 +279,10 @@ class UserService:
         session = Session(user=user, csrf=secrets.token_urlsafe(32), expires_at=now + timedelta(hours=SESSION_HOURS))
         with self.writer.write() as db:
             db.execute("DELETE FROM sessions WHERE expires_at <= ?", [to_iso(now)])
-            db.execute("INSERT INTO sessions (id_sha256, user, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                       [sha256_hex(cookie), user.name, session.csrf, to_iso(now), to_iso(session.expires_at)])
+            db.execute(
+                "INSERT INTO sessions (id_sha256, user, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                [sha256_hex(cookie), user.name, session.csrf, to_iso(now), to_iso(session.expires_at)],
+            )
             audit.record(db, actor=user.name, action="login", object_type="user", object_id=user.name, place=place)
             self.throttle.succeeded(db, user.name, place, counted)
         return cookie, session
@@ -254,7 +293,8 @@ class UserService:
             row = db.execute(
                 f"SELECT s.id_sha256, s.csrf, s.expires_at, {_U_COLUMNS} FROM sessions s "
                 "JOIN users u ON u.name = s.user WHERE s.id_sha256 = ? AND u.disabled_at IS NULL",
-                [digest]).fetchone()
+                [digest],
+            ).fetchone()
         if row is None or not hmac.compare_digest(row[0], digest) or from_iso(row[2]) <= utc_now():
             return None
         return Session(user=_user(row[3:]), csrf=row[1], expires_at=from_iso(row[2]))
@@ -272,13 +312,26 @@ _TOKEN_COLUMNS = "id, user, label, created_at, expires_at, revoked_at"
 
 
 def _user(r) -> User:
-    return User(name=r[0], role=r[1], borough=r[2], created_at=from_iso(r[3]), created_by=r[4],
-                disabled_at=from_iso(r[5]) if r[5] else None, has_password=bool(r[6]))
+    return User(
+        name=r[0],
+        role=r[1],
+        borough=r[2],
+        created_at=from_iso(r[3]),
+        created_by=r[4],
+        disabled_at=from_iso(r[5]) if r[5] else None,
+        has_password=bool(r[6]),
+    )
 
 
 def _token(r) -> ApiToken:
-    return ApiToken(id=r[0], user=r[1], label=r[2], created_at=from_iso(r[3]),
-                    expires_at=from_iso(r[4]) if r[4] else None, revoked_at=from_iso(r[5]) if r[5] else None)
+    return ApiToken(
+        id=r[0],
+        user=r[1],
+        label=r[2],
+        created_at=from_iso(r[3]),
+        expires_at=from_iso(r[4]) if r[4] else None,
+        revoked_at=from_iso(r[5]) if r[5] else None,
+    )
 
 
 def _valid_name(name: str) -> bool:

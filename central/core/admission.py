@@ -72,8 +72,11 @@ class Admission:
     rng: random.Random = field(default_factory=random.Random)
 
     def capacity(self, lane: str) -> int:
-        return {"uploads": self.limits.uploads_in_flight, "events": self.limits.events_in_flight,
-                "other": self.limits.other_in_flight}[lane]
+        return {
+            "uploads": self.limits.uploads_in_flight,
+            "events": self.limits.events_in_flight,
+            "other": self.limits.other_in_flight,
+        }[lane]
 
     def retry_after(self) -> dict[str, str]:
         base = self.limits.retry_after_s
@@ -84,13 +87,19 @@ class Admission:
         if self.in_flight[lane] >= self.capacity(lane):
             self.refused["503"] += 1
             self._log_refusal(lane, "central")
-            raise Overloaded(f"central is at its limit of {self.capacity(lane)} {lane} requests at once; "
-                             "try again after Retry-After seconds", headers=self.retry_after())
+            raise Overloaded(
+                f"central is at its limit of {self.capacity(lane)} {lane} requests at once; "
+                "try again after Retry-After seconds",
+                headers=self.retry_after(),
+            )
         if self.per_client[lane, client] >= self.limits.per_client_in_flight:
             self.refused["429"] += 1
             self._log_refusal(lane, "client")
-            raise TooManyRequests(f"this client already has {self.limits.per_client_in_flight} {lane} requests in "
-                                  "flight; try again after Retry-After seconds", headers=self.retry_after())
+            raise TooManyRequests(
+                f"this client already has {self.limits.per_client_in_flight} {lane} requests in "
+                "flight; try again after Retry-After seconds",
+                headers=self.retry_after(),
+            )
         self.in_flight[lane] += 1
         self.per_client[lane, client] += 1
 
@@ -101,8 +110,11 @@ class Admission:
             del self.per_client[lane, client]
 
     def load(self) -> Load:
-        return Load(in_flight={lane: self.in_flight[lane] for lane in LANES}, refused_503=self.refused["503"],
-                    refused_429=self.refused["429"])
+        return Load(
+            in_flight={lane: self.in_flight[lane] for lane in LANES},
+            refused_503=self.refused["503"],
+            refused_429=self.refused["429"],
+        )
 
     def _log_refusal(self, lane: str, whose: str) -> None:
         total = self.refused.total()

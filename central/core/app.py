@@ -17,43 +17,49 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from fleet import __version__
-from fleet.config import CentralSettings
-from fleet.protocol import Health
-
-from central.evidence import audit
 from central.access import login_csrf
-from central.core import openapi, providers
-from central.core.providers import Injected
-from central.core.admission import Admission, AdmissionMiddleware
-from central.registry.assignments import AssignmentController
 from central.access.auth import TokenRegistry, provide_principal
-from central.uploads.blobstore import open_blob_store
+from central.access.scope import check_declarations, enforce_scope, no_borough, provide_within
+from central.core import openapi, providers
+from central.core.admission import Admission, AdmissionMiddleware
+from central.core.errors import EXCEPTION_HANDLERS, error_response
+from central.core.headers import STATIC_PATH, add_security_headers
+from central.core.jobs import build_scheduler, stop_scheduler
+from central.core.providers import Injected
+from central.core.services import AppServices, build_services
+from central.core.store import CentralStore
 from central.events.changes import ChangesController
+from central.events.log import EventsController, ProjectionWorker
+from central.evidence import audit
 from central.evidence.clips import ClipController
 from central.evidence.custody import CustodyController
+from central.evidence.retention import RetentionController
+from central.registry.assignments import AssignmentController
+from central.registry.devices import DeviceController
+from central.registry.officers import OfficerController
+from central.registry.stations import StationController
+from central.rollout.service import RolloutController
+from central.uploads.blobstore import open_blob_store
+from central.uploads.receiver import UploadReceiver
+from central.uploads.tus import UploadController
 from central.web.dashboard import DashboardController
 from central.web.evidence_pages import ChainCheck, EvidencePages
 from central.web.people_pages import PeoplePages
 from central.web.rollout_pages import RolloutPages
-from central.registry.devices import DeviceController
-from central.core.errors import EXCEPTION_HANDLERS, error_response
-from central.core.headers import STATIC_PATH, add_security_headers
-from central.events.log import EventsController, ProjectionWorker
-from central.core.jobs import build_scheduler, stop_scheduler
-from central.registry.officers import OfficerController
-from central.evidence.retention import RetentionController
-from central.rollout.service import RolloutController
-from central.uploads.receiver import UploadReceiver
-from central.access.scope import check_declarations, enforce_scope, no_borough, provide_within
-from central.registry.stations import StationController
-from central.core.services import AppServices, build_services
-from central.core.store import CentralStore
-from central.uploads.tus import UploadController
+from fleet import __version__
+from fleet.config import CentralSettings
+from fleet.protocol import Health
 
 
-@get("/healthz", summary="Liveness: 200 when the database answers", exclude_from_auth=True, tags=["health"],
-     responses=openapi.errors(503), scope=no_borough("whether central answers"), sync_to_thread=True)
+@get(
+    "/healthz",
+    summary="Liveness: 200 when the database answers",
+    exclude_from_auth=True,
+    tags=["health"],
+    responses=openapi.errors(503),
+    scope=no_borough("whether central answers"),
+    sync_to_thread=True,
+)
 def healthz(store: Injected[CentralStore], admission: Injected[Admission]) -> Response:
     try:
         ok = store.ping()
@@ -77,9 +83,14 @@ def create_app(settings: CentralSettings) -> Litestar:
         blobs = open_blob_store(settings)
         blobs.check()  # e.g. a missing bucket stops central here, before anything is opened or served
         store = CentralStore(data_dir)
-        receiver = UploadReceiver(store, blobs, data_dir / "uploads", max_upload_bytes=settings.max_upload_bytes,
-                                  expiry=timedelta(hours=settings.upload_expiry_hours),
-                                  body_idle_timeout_s=settings.limits.body_idle_timeout_s)
+        receiver = UploadReceiver(
+            store,
+            blobs,
+            data_dir / "uploads",
+            max_upload_bytes=settings.max_upload_bytes,
+            expiry=timedelta(hours=settings.upload_expiry_hours),
+            body_idle_timeout_s=settings.limits.body_idle_timeout_s,
+        )
         await receiver.recover()
         services = build_services(settings, store, blobs)
         with store.writer.write() as db:
@@ -88,16 +99,28 @@ def create_app(settings: CentralSettings) -> Litestar:
         if adopted.shortened and not adopted.applied:
             logging.getLogger(__name__).warning(
                 "the retention rules in %s shorten %s (%d clips would be deleted): NOT applied; the rules in force "
-                "stay. To apply them: fleet central retention apply --confirm", settings.retention.rules,
-                ", ".join(adopted.shortened), adopted.would_delete)
+                "stay. To apply them: fleet central retention apply --confirm",
+                settings.retention.rules,
+                ", ".join(adopted.shortened),
+                adopted.would_delete,
+            )
         services.changes.bind(asyncio.get_running_loop())
         services.changes.publish_policies()
         projection = ProjectionWorker(services.events)
         projection.start()
         scheduler = build_scheduler(services, receiver)
-        providers.keep(app, AppServices.serving(
-            services, receiver=receiver, tokens=TokenRegistry(settings, services.users), admission=admission,
-            scheduler=scheduler, login_csrf_key=login_csrf.signing_key(store.writer), chain_check=ChainCheck()))
+        providers.keep(
+            app,
+            AppServices.serving(
+                services,
+                receiver=receiver,
+                tokens=TokenRegistry(settings, services.users),
+                admission=admission,
+                scheduler=scheduler,
+                login_csrf_key=login_csrf.signing_key(store.writer),
+                chain_check=ChainCheck(),
+            ),
+        )
         scheduler.start()
         try:
             yield
@@ -109,14 +132,32 @@ def create_app(settings: CentralSettings) -> Litestar:
 
     admission = Admission(settings.limits)
     app = Litestar(
-        route_handlers=[healthz, UploadController, ClipController, EventsController, ChangesController,
-                        DeviceController, OfficerController, AssignmentController, StationController,
-                        RolloutController, RetentionController, CustodyController, DashboardController,
-                        PeoplePages, EvidencePages, RolloutPages,
-                        create_static_files_router(STATIC_PATH, [WEB / "static"],
-                                                   include_in_schema=False, opt={"scope": STATIC_FILES})],
-        dependencies={"principal": Provide(provide_principal), "within": Provide(provide_within),
-                      **providers.dependencies()},
+        route_handlers=[
+            healthz,
+            UploadController,
+            ClipController,
+            EventsController,
+            ChangesController,
+            DeviceController,
+            OfficerController,
+            AssignmentController,
+            StationController,
+            RolloutController,
+            RetentionController,
+            CustodyController,
+            DashboardController,
+            PeoplePages,
+            EvidencePages,
+            RolloutPages,
+            create_static_files_router(
+                STATIC_PATH, [WEB / "static"], include_in_schema=False, opt={"scope": STATIC_FILES}
+            ),
+        ],
+        dependencies={
+            "principal": Provide(provide_principal),
+            "within": Provide(provide_within),
+            **providers.dependencies(),
+        },
         guards=[enforce_scope],
         middleware=[DefineMiddleware(AdmissionMiddleware, admission=admission)],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -7,34 +7,47 @@ import getpass
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 from typing import TYPE_CHECKING
 
+from central.access.users import ROLES
 from fleet.config import CentralSettings, load_settings
 from fleet.errors import FleetError
 from fleet.logs import configure_logging
-from central.access.users import ROLES
 
 if TYPE_CHECKING:
     from central.core.services import Services
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    central = groups.add_parser("central", help="run the force-wide central server",
-                                description="Central: receives clips from every station and serves the API.")
+    central = groups.add_parser(
+        "central",
+        help="run the force-wide central server",
+        description="Central: receives clips from every station and serves the API.",
+    )
     commands = central.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    serve = commands.add_parser("serve", help="serve the API under uvicorn until stopped",
-                                description="Serve central's API (tus uploads, clips) on host:port from the "
-                                            "config. Stops cleanly on Ctrl-C or SIGTERM.")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the API under uvicorn until stopped",
+        description="Serve central's API (tus uploads, clips) on host:port from the "
+        "config. Stops cleanly on Ctrl-C or SIGTERM.",
+    )
     serve.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     serve.set_defaults(handler=cmd_serve)
 
-    officers = commands.add_parser("officers", help="import or export officers as CSV",
-                                   description="Officers CSV (columns officer_id, borough, team, role, name, "
-                                               "active), read and written straight to central's database; "
-                                               "works whether or not central is serving.")
+    officers = commands.add_parser(
+        "officers",
+        help="import or export officers as CSV",
+        description="Officers CSV (columns officer_id, borough, team, role, name, "
+        "active), read and written straight to central's database; "
+        "works whether or not central is serving.",
+    )
     actions = officers.add_subparsers(dest="action", metavar="ACTION", required=True)
-    load = actions.add_parser("import", help="create or update officers from a CSV file",
-                              description="Nothing is imported unless every row is valid; errors name the line.")
+    load = actions.add_parser(
+        "import",
+        help="create or update officers from a CSV file",
+        description="Nothing is imported unless every row is valid; errors name the line.",
+    )
     load.add_argument("csv", metavar="FILE", help="the CSV file ('-' for standard input)")
     load.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     load.set_defaults(handler=cmd_officers_import)
@@ -44,12 +57,14 @@ def register(groups: argparse._SubParsersAction) -> None:
     dump.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     dump.set_defaults(handler=cmd_officers_export)
 
-
-    users = commands.add_parser("add-user", help="add a user with a role (password asked, or --password-stdin)",
-                                description="Add a person who uses central's dashboard or API. Roles: admin, "
-                                            "fleet_manager (devices, stations), planner (roll-out), supervisor "
-                                            "(assignments, unattributed clips, holds, footage; --borough limits "
-                                            "them to one), auditor (audit trail, read only), viewer (read only).")
+    users = commands.add_parser(
+        "add-user",
+        help="add a user with a role (password asked, or --password-stdin)",
+        description="Add a person who uses central's dashboard or API. Roles: admin, "
+        "fleet_manager (devices, stations), planner (roll-out), supervisor "
+        "(assignments, unattributed clips, holds, footage; --borough limits "
+        "them to one), auditor (audit trail, read only), viewer (read only).",
+    )
     users.add_argument("name", metavar="NAME", help="the user name (lower case, e.g. j.smith)")
     users.add_argument("--role", required=True, choices=ROLES, help="what the user may do (see above)")
     users.add_argument("--borough", help="a supervisor's borough (default: force-wide)")
@@ -57,14 +72,20 @@ def register(groups: argparse._SubParsersAction) -> None:
     users.add_argument("--no-password", action="store_true", help="no password: API tokens only")
     users.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     users.set_defaults(handler=cmd_add_user)
-    password = commands.add_parser("set-password", help="set a user's password (ends their sessions)",
-                                   description="Set a user's password; every session they have ends.")
+    password = commands.add_parser(
+        "set-password",
+        help="set a user's password (ends their sessions)",
+        description="Set a user's password; every session they have ends.",
+    )
     password.add_argument("name", metavar="NAME")
     password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     password.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     password.set_defaults(handler=cmd_set_password)
-    disable = commands.add_parser("disable-user", help="disable a user: tokens revoked, sessions ended",
-                                  description="A disabled user can no longer log in or use a token.")
+    disable = commands.add_parser(
+        "disable-user",
+        help="disable a user: tokens revoked, sessions ended",
+        description="A disabled user can no longer log in or use a token.",
+    )
     disable.add_argument("name", metavar="NAME")
     disable.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     disable.set_defaults(handler=cmd_disable_user)
@@ -72,60 +93,92 @@ def register(groups: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="write JSON")
     listing.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     listing.set_defaults(handler=cmd_users)
-    token = commands.add_parser("token", help="API tokens for scripts: create, list, revoke",
-                                description="A token is shown once when created; central keeps only its hash.")
+    token = commands.add_parser(
+        "token",
+        help="API tokens for scripts: create, list, revoke",
+        description="A token is shown once when created; central keeps only its hash.",
+    )
     token_actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = token_actions.add_parser("create", help="create a token for a user (printed once)",
-                                      description="Create an API token acting as the user, with their role.")
+    create = token_actions.add_parser(
+        "create",
+        help="create a token for a user (printed once)",
+        description="Create an API token acting as the user, with their role.",
+    )
     create.add_argument("name", metavar="USER")
     create.add_argument("--label", required=True, help="what it is for (e.g. 'nightly export')")
     create.add_argument("--days", type=int, choices=range(1, 3651), metavar="N", help="expires after N days")
     create.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     create.set_defaults(handler=cmd_token_create)
-    tokens = token_actions.add_parser("list", help="list tokens (never the tokens themselves)",
-                                      description="Tokens with their user, label and state.")
+    tokens = token_actions.add_parser(
+        "list", help="list tokens (never the tokens themselves)", description="Tokens with their user, label and state."
+    )
     tokens.add_argument("--user", help="only this user's")
     tokens.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     tokens.set_defaults(handler=cmd_token_list)
-    revoke = token_actions.add_parser("revoke", help="revoke a token by its id",
-                                      description="A revoked token is refused from then on.")
+    revoke = token_actions.add_parser(
+        "revoke", help="revoke a token by its id", description="A revoked token is refused from then on."
+    )
     revoke.add_argument("token_id", type=int, metavar="ID")
     revoke.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     revoke.set_defaults(handler=cmd_token_revoke)
 
-    retention = commands.add_parser("retention", help="retention rules, the deletion job and its digest",
-                                    description="Footage retention at central, straight on its database.")
+    retention = commands.add_parser(
+        "retention",
+        help="retention rules, the deletion job and its digest",
+        description="Footage retention at central, straight on its database.",
+    )
     steps = retention.add_subparsers(dest="action", metavar="ACTION", required=True)
-    apply = steps.add_parser("apply", help="apply the [retention] rules file (shortening needs --confirm)",
-                             description="Adopt the rules in the config's [retention] rules file. If they shorten "
-                                         "any period, nothing changes unless --confirm is given: first you see how "
-                                         "many clips the next run would delete.")
+    apply = steps.add_parser(
+        "apply",
+        help="apply the [retention] rules file (shortening needs --confirm)",
+        description="Adopt the rules in the config's [retention] rules file. If they shorten "
+        "any period, nothing changes unless --confirm is given: first you see how "
+        "many clips the next run would delete.",
+    )
     apply.add_argument("--confirm", action="store_true", help="apply rules that shorten a retention period")
     apply.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     apply.set_defaults(handler=cmd_retention_apply)
-    run = steps.add_parser("run", help="run the retention job now (soft deletes, then purges)",
-                           description="What the daily job does: clips whose retention ended and that no hold "
-                                       "protects are soft-deleted; soft-deleted ones past recovery are purged.")
+    run = steps.add_parser(
+        "run",
+        help="run the retention job now (soft deletes, then purges)",
+        description="What the daily job does: clips whose retention ended and that no hold "
+        "protects are soft-deleted; soft-deleted ones past recovery are purged.",
+    )
     run.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     run.set_defaults(handler=cmd_retention_run)
-    digest = steps.add_parser("digest", help="what the next days' runs will delete",
-                              description="Deletions due in the next days, and clips a hold keeps.")
+    digest = steps.add_parser(
+        "digest",
+        help="what the next days' runs will delete",
+        description="Deletions due in the next days, and clips a hold keeps.",
+    )
     digest.add_argument("--days", type=int, default=7, choices=range(1, 91), metavar="N", help="days ahead (1-90)")
     digest.add_argument("--json", action="store_true", help="write JSON")
     digest.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     digest.set_defaults(handler=cmd_retention_digest)
-    reviews = steps.add_parser("reviews", help="clips past a reviewed (MoPI) period, waiting for a decision",
-                               description="Clips whose deciding category is reviewed are never deleted unseen: "
-                                           "when the period ends they wait here for a reviewer.")
-    reviews.add_argument("--limit", type=int, default=100, choices=range(1, 100_001), metavar="N",
-                         help="at most N clips, longest waiting first (default 100)")
+    reviews = steps.add_parser(
+        "reviews",
+        help="clips past a reviewed (MoPI) period, waiting for a decision",
+        description="Clips whose deciding category is reviewed are never deleted unseen: "
+        "when the period ends they wait here for a reviewer.",
+    )
+    reviews.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        choices=range(1, 100_001),
+        metavar="N",
+        help="at most N clips, longest waiting first (default 100)",
+    )
     reviews.add_argument("--json", action="store_true", help="write JSON")
     reviews.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     reviews.set_defaults(handler=cmd_retention_reviews)
-    review = steps.add_parser("review", help="record a review decision on a clip: retain or dispose",
-                              description="Retain keeps the clip for its categories' period again (or until "
-                                          "--until); dispose soft-deletes it (recoverable for the recovery days). "
-                                          "Audited with your user name and the reason.")
+    review = steps.add_parser(
+        "review",
+        help="record a review decision on a clip: retain or dispose",
+        description="Retain keeps the clip for its categories' period again (or until "
+        "--until); dispose soft-deletes it (recoverable for the recovery days). "
+        "Audited with your user name and the reason.",
+    )
     review.add_argument("clip_id", metavar="CLIP")
     decision = review.add_mutually_exclusive_group(required=True)
     decision.add_argument("--retain", action="store_true", help="keep it for another period")
@@ -152,10 +205,14 @@ def _read_password(from_stdin: bool) -> str:
 def cmd_add_user(args: argparse.Namespace) -> int:
     password = None if args.no_password else _read_password(args.password_stdin)
     with central_services(args.config) as services:
-        user = services.users.add(args.name, args.role, "cli:" + getpass.getuser(), password=password,
-                                  borough=args.borough)
-    print(f"user {user.name} added: {user.role}" + (f" for {user.borough}" if user.borough else "")
-          + ("" if user.has_password else " (no password: API tokens only)"))
+        user = services.users.add(
+            args.name, args.role, "cli:" + getpass.getuser(), password=password, borough=args.borough
+        )
+    print(
+        f"user {user.name} added: {user.role}"
+        + (f" for {user.borough}" if user.borough else "")
+        + ("" if user.has_password else " (no password: API tokens only)")
+    )
     return 0
 
 
@@ -180,8 +237,9 @@ def cmd_users(args: argparse.Namespace) -> int:
     if args.json:
         return _print_json(everyone)
     for user in everyone:
-        print(f"{user.name:24} {user.role:14} {user.borough or '-':20} "
-              + ("disabled" if user.disabled_at else "active"))
+        print(
+            f"{user.name:24} {user.role:14} {user.borough or '-':20} " + ("disabled" if user.disabled_at else "active")
+        )
     print(f"{len(everyone)} user(s)")
     return 0
 
@@ -218,21 +276,32 @@ def cmd_retention_apply(args: argparse.Namespace) -> int:
         retention = services.retention
         change = retention.apply_rules(retention.configured_rules(), "cli:" + getpass.getuser(), confirm=args.confirm)
     if change.shortened and not change.applied:
-        print(f"these rules shorten {', '.join(change.shortened)}: the next run would delete {change.would_delete} "
-              f"clip(s), {change.more_than_now} more than the rules in force. Nothing was changed; run again with "
-              "--confirm to apply them.")
+        print(
+            f"these rules shorten {', '.join(change.shortened)}: the next run would delete {change.would_delete} "
+            f"clip(s), {change.more_than_now} more than the rules in force. Nothing was changed; run again with "
+            "--confirm to apply them."
+        )
         return 1
-    print("retention rules applied" + (f" (shortened {', '.join(change.shortened)}; {change.would_delete} clip(s) "
-                                        "now due)" if change.shortened else "") if change.applied
-          else "retention rules unchanged")
+    print(
+        "retention rules applied"
+        + (
+            f" (shortened {', '.join(change.shortened)}; {change.would_delete} clip(s) now due)"
+            if change.shortened
+            else ""
+        )
+        if change.applied
+        else "retention rules unchanged"
+    )
     return 0
 
 
 def cmd_retention_run(args: argparse.Namespace) -> int:
     with central_services(args.config) as services:
         report = services.retention.run()
-    print(f"{report.assessed} clips assessed, {report.soft_deleted} soft-deleted, {report.purged} purged, "
-          f"{report.held_back} kept by holds, {report.for_review} waiting for review")
+    print(
+        f"{report.assessed} clips assessed, {report.soft_deleted} soft-deleted, {report.purged} purged, "
+        f"{report.held_back} kept by holds, {report.for_review} waiting for review"
+    )
     return 0
 
 
@@ -261,7 +330,7 @@ def cmd_retention_reviews(args: argparse.Namespace) -> int:
 
 
 def cmd_retention_review(args: argparse.Namespace) -> int:
-    from datetime import date, datetime, timezone
+    from datetime import date, datetime
 
     from central.evidence.retention import ReviewRequest
 
@@ -270,17 +339,22 @@ def cmd_retention_review(args: argparse.Namespace) -> int:
         if not args.retain:
             raise FleetError("--until goes with --retain")
         try:
-            until = datetime.combine(date.fromisoformat(args.until), datetime.min.time(), timezone.utc)
+            until = datetime.combine(date.fromisoformat(args.until), datetime.min.time(), UTC)
         except ValueError:
             raise FleetError(f"--until {args.until!r} is not a date (YYYY-MM-DD)") from None
     if not args.reason.strip():
         raise FleetError("--reason must say why")
-    request = ReviewRequest(decision="retain" if args.retain else "dispose", reason=args.reason,
-                            retain_until=until)
+    request = ReviewRequest(decision="retain" if args.retain else "dispose", reason=args.reason, retain_until=until)
     with central_services(args.config) as services:
         clip = services.retention.review(args.clip_id, request, "cli:" + getpass.getuser())
-    print(f"{clip.clip_id}: " + (f"retained until {clip.retain_until:%Y-%m-%d}" if args.retain
-                                 else "disposed of; recoverable until it is purged"))
+    print(
+        f"{clip.clip_id}: "
+        + (
+            f"retained until {clip.retain_until:%Y-%m-%d}"
+            if args.retain
+            else "disposed of; recoverable until it is purged"
+        )
+    )
     return 0
 
 
@@ -288,17 +362,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from central.core.app import create_app
+    from central.core.httpserver import uvicorn_config
     from central.core.providers import started
     from central.uploads.blobstore import open_blob_store
-    from central.core.httpserver import uvicorn_config
 
     settings = load_settings(args.config, CentralSettings)
     # The app checks its blob store at start-up too, but a failure there reaches uvicorn as a traceback:
     # checked here first, a missing bucket is one line and exit 2.
     open_blob_store(settings).check()
     configure_logging(settings.log_level)
-    logging.getLogger(__name__).info("central on http://%s:%d, data in %s", settings.host, settings.port,
-                                     settings.data_dir)
+    logging.getLogger(__name__).info(
+        "central on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir
+    )
     app = create_app(settings)
 
     class Server(uvicorn.Server):
@@ -342,8 +417,10 @@ def cmd_officers_import(args: argparse.Namespace) -> int:
     officers = officers_from_csv(text)
     with central_services(args.config) as services:
         result = services.officers.upsert(officers, "cli:" + getpass.getuser())
-    print(f"{len(officers)} officers read: {result.created} created, {result.updated} updated, "
-          f"{result.unchanged} unchanged")
+    print(
+        f"{len(officers)} officers read: {result.created} created, {result.updated} updated, "
+        f"{result.unchanged} unchanged"
+    )
     return 0
 
 

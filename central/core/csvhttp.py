@@ -8,9 +8,9 @@ import msgspec
 from litestar import Request, Response
 from litestar.di import Provide
 
+from central.core.openapi import errors
 from fleet import csvio
 from fleet.errors import BadRequest, UnsupportedMediaType
-from central.core.openapi import errors
 
 CSV = "text/csv"
 """The media type of every CSV route (Litestar adds "; charset=utf-8" to a text type itself)."""
@@ -35,5 +35,8 @@ def csv_body(what: str) -> dict[str, Provide]:
 
 
 def csv_response(rows: Iterable[msgspec.Struct], kind: type[msgspec.Struct], filename: str) -> Response:
-    return Response(csvio.write_csv(rows, kind), media_type=CSV,
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        csvio.write_csv(rows, kind),
+        media_type=CSV,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

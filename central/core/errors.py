@@ -14,23 +14,44 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from central.core.providers import services
 from fleet.errors import ApiError, InsufficientStorage
 from fleet.protocol import TUS_VERSION, ErrorBody
-from central.core.providers import services
 
 log = logging.getLogger(__name__)
 
-CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-         409: "conflict", 411: "length_required", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests",
-         431: "request_header_fields_too_large",
-         500: "internal_error", 503: "unavailable", 507: "insufficient_storage"}
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    503: "unavailable",
+    507: "insufficient_storage",
+}
 
 
-def error_response(status: int, code: str, message: str, details: list[dict[str, str]] | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body = ErrorBody(status=status, error=code, message=message, details=details)
-    return Response(content=msgspec.json.encode(body), status_code=status, media_type="application/json",
-                    headers={"Tus-Resumable": TUS_VERSION, **(headers or {})})
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers={"Tus-Resumable": TUS_VERSION, **(headers or {})},
+    )
 
 
 def storage_full_headers(request: Request) -> dict[str, str]:
@@ -61,12 +82,17 @@ def handle_database_error(request: Request, exc: sqlite3.OperationalError) -> Re
     code = getattr(exc, "sqlite_errorcode", None)
     if code == sqlite3.SQLITE_FULL:
         log.error("central's disk is full: %s %s refused with 507", request.method, request.url.path)
-        return error_response(507, "insufficient_storage", "central's storage is full; try again later",
-                              headers=storage_full_headers(request))
+        return error_response(
+            507,
+            "insufficient_storage",
+            "central's storage is full; try again later",
+            headers=storage_full_headers(request),
+        )
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         log.warning("central's database is busy: %s %s refused with 503", request.method, request.url.path)
-        return error_response(503, "unavailable", "central's database is busy; try again later",
-                              headers={"Retry-After": "5"})
+        return error_response(
+            503, "unavailable", "central's database is busy; try again later", headers={"Retry-After": "5"}
+        )
     return handle_unexpected(request, exc)
 
 
@@ -83,6 +109,10 @@ def handle_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal_error", "internal error; the details are in central's log")
 
 
-EXCEPTION_HANDLERS = {ApiError: handle_api_error, HTTPException: handle_http_exception,
-                      sqlite3.OperationalError: handle_database_error, RecursionError: handle_recursion,
-                      Exception: handle_unexpected}
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    sqlite3.OperationalError: handle_database_error,
+    RecursionError: handle_recursion,
+    Exception: handle_unexpected,
+}

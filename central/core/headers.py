@@ -19,10 +19,17 @@ from litestar.types import Message, Scope
 
 STATIC_PATH = "/static"
 
-CSP = "; ".join([
-    "default-src 'self'", "script-src 'self'", "style-src 'self'", "object-src 'none'",
-    "base-uri 'none'", "frame-ancestors 'none'", "form-action 'self'",
-])
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ]
+)
 
 HEADERS = {
     "Content-Security-Policy": CSP,

@@ -14,9 +14,9 @@ import msgspec
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from central.core.headers import HEADERS
 from fleet.config import CentralSettings
 from fleet.protocol import ErrorBody
-from central.core.headers import HEADERS
 
 MAX_HEAD_BYTES = 64 * 1024
 """A request line and headers (tokens, cookies, tus metadata) fit in a few KiB."""
@@ -53,19 +53,46 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def _refuse(self) -> None:
         self._refused = True
-        body = msgspec.json.encode(ErrorBody(status=431, error="request_header_fields_too_large",
-                                             message=f"the request's headers are over {MAX_HEAD_BYTES} bytes"))
-        headers = {**HEADERS, "Cache-Control": "no-store", "Content-Type": "application/json",
-                   "Content-Length": str(len(body)), "Connection": "close"}
-        self.logger.warning("a request head over %d bytes from %s: refused with 431", MAX_HEAD_BYTES,
-                            "%s:%d" % self.client if self.client else "-")
-        self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                             + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n" + body)
+        body = msgspec.json.encode(
+            ErrorBody(
+                status=431,
+                error="request_header_fields_too_large",
+                message=f"the request's headers are over {MAX_HEAD_BYTES} bytes",
+            )
+        )
+        headers = {
+            **HEADERS,
+            "Cache-Control": "no-store",
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "Connection": "close",
+        }
+        self.logger.warning(
+            "a request head over %d bytes from %s: refused with 431",
+            MAX_HEAD_BYTES,
+            "%s:%d" % self.client if self.client else "-",
+        )
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
+            + b"\r\n"
+            + body
+        )
         self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def uvicorn_config(app, settings: CentralSettings) -> uvicorn.Config:
     """How ``fleet central serve`` runs central."""
-    return uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http=BoundedHttpTools,
-                          h11_max_incomplete_event_size=MAX_HEAD_BYTES, log_level=settings.log_level.lower(),
-                          access_log=False, lifespan="on", log_config=None, timeout_graceful_shutdown=10)
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http=BoundedHttpTools,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        lifespan="on",
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )

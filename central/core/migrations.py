@@ -39,8 +39,10 @@ def assemble(schemas: Iterable[ModuleType]) -> list[str]:
         for step in schema.STEPS:
             place = (step.version, step.part)
             if place in steps:
-                raise ValueError(f"schema v{step.version} part {step.part} is declared by both "
-                                 f"{steps[place][0]} and {schema.__name__}")
+                raise ValueError(
+                    f"schema v{step.version} part {step.part} is declared by both "
+                    f"{steps[place][0]} and {schema.__name__}"
+                )
             steps[place] = (schema.__name__, step)
     versions: dict[int, list[int]] = {}
     for version, part in sorted(steps):

@@ -26,9 +26,9 @@ from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
 
+from central.core.admission import lane_of
 from fleet import __version__
 from fleet.protocol import ErrorBody
-from central.core.admission import lane_of
 
 BEARER = "bearer"
 
@@ -47,15 +47,19 @@ _MEANING = {
     429: "This caller holds its share of central already: retry after Retry-After",
     460: "The chunk does not match Upload-Checksum (tus checksum extension)",
     503: "Unavailable for now (overloaded, a store unreachable, ...): the message says why; retry after "
-         "Retry-After when it is given",
+    "Retry-After when it is given",
     507: "Central's disk is full",
 }
 
 
 def errors(*codes: int) -> dict[int, ResponseSpec]:
     """Error answers for a route's ``responses=``, all in the one shape."""
-    return {code: ResponseSpec(data_container=ErrorBody, generate_examples=False,
-                               description=_MEANING.get(code) or HTTPStatus(code).phrase) for code in codes}
+    return {
+        code: ResponseSpec(
+            data_container=ErrorBody, generate_examples=False, description=_MEANING.get(code) or HTTPStatus(code).phrase
+        )
+        for code in codes
+    }
 
 
 def empty(description: str) -> ResponseSpec:
@@ -67,11 +71,19 @@ def config() -> OpenAPIConfig:
     """The document as JSON and YAML, no viewer: Litestar's viewers (Swagger UI, ReDoc, ...)
     load their scripts from public CDNs, which central's pages must never run."""
     return OpenAPIConfig(
-        title="Body-worn video fleet: central", version=__version__,
+        title="Body-worn video fleet: central",
+        version=__version__,
         render_plugins=[YamlRenderPlugin(), JsonRenderPlugin()],
-        components=Components(security_schemes={BEARER: SecurityScheme(
-            type="http", scheme="bearer",
-            description="A station's token, a user's API token, or the admin token")}))
+        components=Components(
+            security_schemes={
+                BEARER: SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    description="A station's token, a user's API token, or the admin token",
+                )
+            }
+        ),
+    )
 
 
 def describe(app: Litestar) -> None:
@@ -85,8 +97,11 @@ def describe(app: Litestar) -> None:
             continue
         for handler in route.route_handlers:
             if handler.resolve_include_in_schema():
-                _describe(handler, has_path_parameters=bool(route.path_parameters),
-                          admitted=any(lane_of(method, route.path) is not None for method in handler.http_methods))
+                _describe(
+                    handler,
+                    has_path_parameters=bool(route.path_parameters),
+                    admitted=any(lane_of(method, route.path) is not None for method in handler.http_methods),
+                )
 
 
 def _describe(handler: HTTPRouteHandler, *, has_path_parameters: bool, admitted: bool) -> None:
@@ -96,8 +111,13 @@ def _describe(handler: HTTPRouteHandler, *, has_path_parameters: bool, admitted:
     # form read for the handler) nor the connection and raw body that Litestar hands over as is.
     inputs = parameters - set(handler.resolve_dependencies()) - (RESERVED_KWARGS - {"data"})
     authenticated = bool(caller & parameters)
-    codes = ([400] * bool(inputs) + [401, 403] * authenticated + [404] * has_path_parameters
-             + [413] * ("data" in inputs) + [429, 503] * admitted)
+    codes = (
+        [400] * bool(inputs)
+        + [401, 403] * authenticated
+        + [404] * has_path_parameters
+        + [413] * ("data" in inputs)
+        + [429, 503] * admitted
+    )
     handler.responses = {**errors(*codes), **(handler.responses or {})}
     if authenticated:
         handler.security = [*(handler.security or []), {BEARER: []}]

@@ -93,14 +93,19 @@ def check_handlers(app: Litestar) -> None:
             where = f"{'/'.join(sorted(handler.http_methods))} {route.path}"
             parameters = handler.parsed_fn_signature.parameters
             taken = [name for name in parameters if name in types]
-            problems += [f"{where}: {name} is a {types[name].__name__}, not {parameters[name].annotation!r}"
-                         for name in taken if parameters[name].annotation is not types[name]]
+            problems += [
+                f"{where}: {name} is a {types[name].__name__}, not {parameters[name].annotation!r}"
+                for name in taken
+                if parameters[name].annotation is not types[name]
+            ]
             blocking = [name for name in taken if name not in PLAIN_VALUES]
             on_loop = handler.opt.get("on_loop")
             if handler.sync_to_thread and on_loop:
                 problems.append(f"{where}: runs on a worker thread, yet says on_loop={on_loop!r}")
             elif blocking and not handler.sync_to_thread and not on_loop:
-                problems.append(f"{where}: takes {', '.join(blocking)} on the event loop: make it a def with "
-                                "sync_to_thread=True, or say why it must be async with on_loop=")
+                problems.append(
+                    f"{where}: takes {', '.join(blocking)} on the event loop: make it a def with "
+                    "sync_to_thread=True, or say why it must be async with on_loop="
+                )
     if problems:
         raise RuntimeError("handlers against the wiring rules (central.core.providers):\n  " + "\n  ".join(problems))

@@ -16,16 +16,15 @@ from dataclasses import dataclass, fields
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from fleet.config import CentralSettings
 from central.access.auth import TokenRegistry
 from central.access.scope import OwnerLookup
 from central.access.users import UserService
 from central.core.admission import Admission
 from central.core.store import CentralStore
-from central.evidence.clip_records import ClipRecords
 from central.events.changes import ChangeLog
 from central.events.log import EventLog
 from central.events.projection import Projector
+from central.evidence.clip_records import ClipRecords
 from central.evidence.retention import RetentionService
 from central.registry.assignments import AssignmentService
 from central.registry.devices import DeviceService
@@ -36,6 +35,7 @@ from central.rollout.service import RolloutService
 from central.uploads.blobstore import BlobStore, open_blob_store
 from central.uploads.receiver import UploadReceiver
 from central.web.evidence_pages import ChainCheck
+from fleet.config import CentralSettings
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -72,10 +72,26 @@ class AppServices(Services):
     """The audit page's last chain check (who asked, when, what it found)."""
 
     @classmethod
-    def serving(cls, services: Services, *, receiver: UploadReceiver, tokens: TokenRegistry, admission: Admission,
-                scheduler: AsyncIOScheduler, login_csrf_key: bytes, chain_check: ChainCheck) -> AppServices:
-        return cls(**{f.name: getattr(services, f.name) for f in fields(Services)}, receiver=receiver, tokens=tokens,
-                   admission=admission, scheduler=scheduler, login_csrf_key=login_csrf_key, chain_check=chain_check)
+    def serving(
+        cls,
+        services: Services,
+        *,
+        receiver: UploadReceiver,
+        tokens: TokenRegistry,
+        admission: Admission,
+        scheduler: AsyncIOScheduler,
+        login_csrf_key: bytes,
+        chain_check: ChainCheck,
+    ) -> AppServices:
+        return cls(
+            **{f.name: getattr(services, f.name) for f in fields(Services)},
+            receiver=receiver,
+            tokens=tokens,
+            admission=admission,
+            scheduler=scheduler,
+            login_csrf_key=login_csrf_key,
+            chain_check=chain_check,
+        )
 
 
 PLAIN_VALUES = frozenset({"settings", "admission", "login_csrf_key", "chain_check"})
@@ -89,7 +105,12 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
     changes = ChangeLog(store.writer, settings)
     stations = StationService(store.writer, settings)
     return Services(
-        settings=settings, store=store, clips=ClipRecords(store.writer), blobs=blobs, changes=changes, stations=stations,
+        settings=settings,
+        store=store,
+        clips=ClipRecords(store.writer),
+        blobs=blobs,
+        changes=changes,
+        stations=stations,
         events=EventLog(store.writer, Projector(settings.fleet, changes)),
         devices=DeviceService(store.writer, changes),
         officers=OfficerService(store.writer, changes),

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleet import sqlite
-from central.evidence import audit
 from central.access import schema as access_schema
 from central.core import migrations
 from central.events import schema as events_schema
+from central.evidence import audit
 from central.evidence import schema as evidence_schema
 from central.registry import schema as registry_schema
 from central.rollout import schema as rollout_schema
 from central.uploads import schema as uploads_schema
+from fleet import sqlite
 
 SCHEMAS = (uploads_schema, evidence_schema, events_schema, registry_schema, rollout_schema, access_schema)
 """Each package's tables and schema steps (``central.core.migrations``)."""

@@ -20,20 +20,28 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from fleet.config import CentralSettings
-from fleet.errors import BadRequest, CursorExpired
-from fleet.events import (
-    Change, ChangeItem, ChangePage, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy,
-)
-from fleet.sqlite import Writer
+from central.access.auth import Caller, Principal, station_or_user_with
+from central.access.scope import in_query, touches
+from central.core.openapi import errors
+from central.core.providers import Injected
 from central.evidence.holds import held_clips_of_borough
 from central.registry import assignments
 from central.registry import devices as registry_devices
 from central.registry import officers as registry_officers
-from central.access.auth import Caller, Principal, station_or_user_with
-from central.core.openapi import errors
-from central.core.providers import Injected
-from central.access.scope import in_query, touches
+from fleet.config import CentralSettings
+from fleet.errors import BadRequest, CursorExpired
+from fleet.events import (
+    Change,
+    ChangeItem,
+    ChangePage,
+    ClipHold,
+    DeviceEntry,
+    Officer,
+    PersonalIssue,
+    Snapshot,
+    StationPolicy,
+)
+from fleet.sqlite import Writer
 
 PAGE_LIMIT = 1000
 HISTORY_SQL = "SELECT (SELECT MIN(cursor) FROM changes), (SELECT COALESCE(MAX(cursor), 0) FROM changes)"
@@ -61,8 +69,12 @@ def _key(item: ChangeItem) -> tuple[str, str]:
 
 def policy_for(settings: CentralSettings, borough: str) -> StationPolicy:
     fleet = settings.fleet
-    return StationPolicy(assignment_mode=fleet.assignment_mode(borough), min_checkout_pct=fleet.min_checkout_pct,
-                         recharge_hours=fleet.recharge_hours, shift_hours=fleet.shift_hours)
+    return StationPolicy(
+        assignment_mode=fleet.assignment_mode(borough),
+        min_checkout_pct=fleet.min_checkout_pct,
+        recharge_hours=fleet.recharge_hours,
+        shift_hours=fleet.shift_hours,
+    )
 
 
 class ChangeLog:
@@ -117,8 +129,10 @@ class ChangeLog:
         with self.writer.write() as db:
             for borough in boroughs:
                 policy = policy_for(self.settings, borough)
-                row = db.execute("SELECT body FROM changes WHERE kind = 'policy' AND borough = ? "
-                                 "ORDER BY cursor DESC LIMIT 1", [borough]).fetchone()
+                row = db.execute(
+                    "SELECT body FROM changes WHERE kind = 'policy' AND borough = ? ORDER BY cursor DESC LIMIT 1",
+                    [borough],
+                ).fetchone()
                 if row is None or bytes(row[0]) != _encoder.encode(policy):
                     self.emit(db, policy, borough)
                     sent += 1
@@ -130,10 +144,15 @@ class ChangeLog:
             try:
                 oldest, head = db.execute(HISTORY_SQL).fetchone()
                 if since > head or (oldest is not None and since < oldest - 1):
-                    raise CursorExpired(f"cursor {since} is outside central's history ({oldest}..{head}); "
-                                        "reload /api/v1/changes/snapshot")
-                rows = db.execute("SELECT cursor, body FROM changes WHERE (borough = ? OR borough IS NULL) "
-                                  "AND cursor > ? ORDER BY cursor LIMIT ?", [borough, since, limit + 1]).fetchall()
+                    raise CursorExpired(
+                        f"cursor {since} is outside central's history ({oldest}..{head}); "
+                        "reload /api/v1/changes/snapshot"
+                    )
+                rows = db.execute(
+                    "SELECT cursor, body FROM changes WHERE (borough = ? OR borough IS NULL) "
+                    "AND cursor > ? ORDER BY cursor LIMIT ?",
+                    [borough, since, limit + 1],
+                ).fetchall()
             finally:
                 db.execute("COMMIT")
         more = len(rows) > limit
@@ -167,15 +186,22 @@ class ChangeLog:
                 held = held_clips_of_borough(db, borough, self.settings)
             finally:
                 db.execute("COMMIT")
-        return Snapshot(cursor=head, officers=officers, devices=devices, personal_issues=issues,
-                        policy=policy_for(self.settings, borough), held_clips=held)
+        return Snapshot(
+            cursor=head,
+            officers=officers,
+            devices=devices,
+            personal_issues=issues,
+            policy=policy_for(self.settings, borough),
+            held_clips=held,
+        )
 
     def trim(self) -> int:
         """Keep the newest ``change_history`` changes (the maintenance job calls this)."""
         with self.writer.write() as db:
             head = db.execute("SELECT COALESCE(MAX(cursor), 0) FROM changes").fetchone()[0]
-            return db.execute("DELETE FROM changes WHERE cursor <= ?",
-                              [head - self.settings.fleet.change_history]).rowcount
+            return db.execute(
+                "DELETE FROM changes WHERE cursor <= ?", [head - self.settings.fleet.change_history]
+            ).rowcount
 
 
 def _borough_of(principal: Principal, borough: str | None) -> str:
@@ -193,20 +219,36 @@ class ChangesController(Controller):
     tags = ["sync"]
     guards = [station_or_user_with("fleet_manager")]
 
-    @get("/", summary="Changes for a station's borough after a cursor (long poll)", responses=errors(410),
-         scope=touches(in_query("borough", "borough")),
-         on_loop="a long poll waits for changes (ChangeLog.wait_page reads on a worker thread)")
+    @get(
+        "/",
+        summary="Changes for a station's borough after a cursor (long poll)",
+        responses=errors(410),
+        scope=touches(in_query("borough", "borough")),
+        on_loop="a long poll waits for changes (ChangeLog.wait_page reads on a worker thread)",
+    )
     async def changes(
-        self, principal: Caller, changes: Injected[ChangeLog],
+        self,
+        principal: Caller,
+        changes: Injected[ChangeLog],
         since: Annotated[int, QueryParameter(ge=0, description="the cursor of the last change applied")] = 0,
-        wait: Annotated[float, QueryParameter(ge=0, le=MAX_WAIT_S, description="seconds to hold the request "
-                                                                               "when there is nothing new")] = 0.0,
+        wait: Annotated[
+            float,
+            QueryParameter(ge=0, le=MAX_WAIT_S, description="seconds to hold the request when there is nothing new"),
+        ] = 0.0,
         borough: Annotated[str | None, QueryParameter(description="users only: which borough")] = None,
     ) -> ChangePage:
         return await changes.wait_page(_borough_of(principal, borough), since, wait)
 
-    @get("/snapshot", summary="Everything a station mirrors, with the cursor to follow on from",
-         scope=touches(in_query("borough", "borough")), sync_to_thread=True)
-    def snapshot(self, principal: Caller, changes: Injected[ChangeLog],
-                 borough: Annotated[str | None, QueryParameter(description="users only")] = None) -> Snapshot:
+    @get(
+        "/snapshot",
+        summary="Everything a station mirrors, with the cursor to follow on from",
+        scope=touches(in_query("borough", "borough")),
+        sync_to_thread=True,
+    )
+    def snapshot(
+        self,
+        principal: Caller,
+        changes: Injected[ChangeLog],
+        borough: Annotated[str | None, QueryParameter(description="users only")] = None,
+    ) -> Snapshot:
         return changes.snapshot(_borough_of(principal, borough))

@@ -25,10 +25,10 @@ import json
 from collections.abc import Sequence
 from datetime import timedelta
 
-from fleet.clock import from_iso, to_iso, utc_now
 from central.evidence import audit
 from central.registry import attribution, checkouts, devices
 from central.uploads import records as upload_records
+from fleet.clock import from_iso, to_iso, utc_now
 
 Refusal = tuple[int, str, str, str, str]
 """(seq, kind, subject, reason, station time) of one refused event."""
@@ -40,14 +40,22 @@ def refuse(db, station_id: str, refusals: Sequence[Refusal]) -> None:
     now = to_iso(utc_now())
     db.conn.executemany(
         "INSERT INTO station_refusals (station_id, seq, kind, subject, reason, station_at, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)", [(station_id, *r, now) for r in refusals])
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(station_id, *r, now) for r in refusals],
+    )
 
 
 def ingest_record(station_id: str, clip_id: str, serial: str, size: int, sha256: str, station_at: str) -> dict:
     """The chain of custody's first link: the station copied the clip off the camera in its dock."""
-    return dict(actor=f"station:{station_id}", place=station_id, action="ingest", object_type="clip",
-                object_id=clip_id, at=from_iso(station_at),
-                detail=f"copied from camera {serial} at the dock, {size} bytes, sha256 {sha256}")
+    return dict(
+        actor=f"station:{station_id}",
+        place=station_id,
+        action="ingest",
+        object_type="clip",
+        object_id=clip_id,
+        at=from_iso(station_at),
+        detail=f"copied from camera {serial} at the dock, {size} bytes, sha256 {sha256}",
+    )
 
 
 def subject_of(event) -> str:
@@ -74,8 +82,10 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
         upload = uploads.get(e.clip_id)
         reason = None
         if e.device_serial in elsewhere:
-            reason = (f"clip {e.clip_id} is of camera {e.device_serial}, registered to {elsewhere[e.device_serial]}, "
-                      f"not to {borough}")
+            reason = (
+                f"clip {e.clip_id} is of camera {e.device_serial}, registered to {elsewhere[e.device_serial]}, "
+                f"not to {borough}"
+            )
         elif upload is not None and upload[0] != station_id:
             reason = f"clip {e.clip_id} is uploaded by {_station(upload[0])}, not by {station_id}"
         elif upload is not None and upload[1] != e.size:
@@ -96,21 +106,24 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
     db.conn.executemany(
         "INSERT OR IGNORE INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(a.event.clip_id, station_id, a.seq, a.at, a.event.device_serial, a.event.size, a.event.sha256)
-         for a in held])
+        [(a.event.clip_id, station_id, a.seq, a.at, a.event.device_serial, a.event.size, a.event.sha256) for a in held],
+    )
     return attribute, now
 
 
 def admit_verified(db, station_id: str, run) -> list:
-    """"Central verified this clip" from the station that uploaded it; about another's, refused."""
+    """ "Central verified this clip" from the station that uploaded it; about another's, refused."""
     uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, (a.event.clip_id for a in run)).items()}
     accepted, refused = [], []
     for a in run:
         if a.event.clip_id in uploads and uploads[a.event.clip_id] == station_id:
             accepted.append(a)
             continue
-        reason = (f"clip {a.event.clip_id} is uploaded by {_station(uploads[a.event.clip_id])}, not by {station_id}"
-                  if a.event.clip_id in uploads else f"central has no upload of clip {a.event.clip_id}")
+        reason = (
+            f"clip {a.event.clip_id} is uploaded by {_station(uploads[a.event.clip_id])}, not by {station_id}"
+            if a.event.clip_id in uploads
+            else f"central has no upload of clip {a.event.clip_id}"
+        )
         refused.append((a.seq, "clip_verified", a.event.clip_id, reason, a.at))
     refuse(db, station_id, refused)
     return accepted
@@ -120,15 +133,19 @@ def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> 
     """The upload of ``clip_id`` is verified: a waiting ingest claim joins the chain if it matches,
     else is refused and its attribution undone (the uploading station's own report attributes it)."""
     for claimant, seq, station_at, serial, claimed_size, claimed_sha in db.execute(
-            "DELETE FROM ingest_claims WHERE clip_id = ? RETURNING station_id, seq, station_at, device_serial, "
-            "size, sha256", [clip_id]).fetchall():
+        "DELETE FROM ingest_claims WHERE clip_id = ? RETURNING station_id, seq, station_at, device_serial, "
+        "size, sha256",
+        [clip_id],
+    ).fetchall():
         if claimant == station_id and claimed_size == size and claimed_sha == sha256:
             audit.record(db, **ingest_record(claimant, clip_id, serial, size, sha256, station_at))
             continue
-        reason = (f"clip {clip_id} was uploaded by {_station(station_id)}, not by {claimant}"
-                  if claimant != station_id else
-                  f"clip {clip_id}: reported {claimed_size} bytes, SHA-256 {claimed_sha}; its verified upload "
-                  f"has {size} bytes, SHA-256 {sha256}")
+        reason = (
+            f"clip {clip_id} was uploaded by {_station(station_id)}, not by {claimant}"
+            if claimant != station_id
+            else f"clip {clip_id}: reported {claimed_size} bytes, SHA-256 {claimed_sha}; its verified upload "
+            f"has {size} bytes, SHA-256 {sha256}"
+        )
         refuse(db, claimant, [(seq, "clip_ingested", clip_id, reason, station_at)])
         attribution.withdraw(db, clip_id, claimant)
 
@@ -145,10 +162,18 @@ def admit_dockings(db, station_id: str, borough: str, run) -> list:
     elsewhere = devices.registered_elsewhere(db, (a.event.device.serial for a in run), borough)
     if not elsewhere:
         return list(run)
-    refused = [(a.seq, "camera_docked", a.event.device.serial,
-                f"camera {a.event.device.serial} is registered to {elsewhere[a.event.device.serial]}, "
-                f"not to {borough}: move it in the registry first", a.at)
-               for a in run if a.event.device.serial in elsewhere]
+    refused = [
+        (
+            a.seq,
+            "camera_docked",
+            a.event.device.serial,
+            f"camera {a.event.device.serial} is registered to {elsewhere[a.event.device.serial]}, "
+            f"not to {borough}: move it in the registry first",
+            a.at,
+        )
+        for a in run
+        if a.event.device.serial in elsewhere
+    ]
     refuse(db, station_id, refused)
     return [a for a in run if a.event.device.serial not in elsewhere]
 
@@ -198,8 +223,10 @@ class StationClock:
         if self.latest is not None and self._floor[0] != self.latest:
             self._floor = (self.latest, to_iso(from_iso(self.latest) - self.tolerance))
         if self._floor[1] is not None and a.at < self._floor[1]:
-            return (f"dated {a.at}, before {self.latest} of an event this station reported earlier "
-                    "(back-dated, or its clock was set back)")
+            return (
+                f"dated {a.at}, before {self.latest} of an event this station reported earlier "
+                "(back-dated, or its clock was set back)"
+            )
         if a.sent_at is not None:
             ceiling = self._ceilings.get(a.sent_at)
             if ceiling is None:
@@ -214,17 +241,21 @@ class StationClock:
 def refusals_count(db, since: str, stations: list[str] | None = None) -> int:
     """Refusals since ``since``, of these stations only (a borough's) or of all."""
     only = " AND station_id IN (SELECT value FROM json_each(?))" if stations is not None else ""
-    return db.execute(f"SELECT count(*) FROM station_refusals INDEXED BY station_refusals_at WHERE at >= ?{only}",
-                      [since, *([json.dumps(stations)] if stations is not None else [])]).fetchone()[0]
+    return db.execute(
+        f"SELECT count(*) FROM station_refusals INDEXED BY station_refusals_at WHERE at >= ?{only}",
+        [since, *([json.dumps(stations)] if stations is not None else [])],
+    ).fetchone()[0]
 
 
 def recent_refusals(db, limit: int = 100, stations: list[str] | None = None) -> list[tuple]:
     """(station, seq, kind, subject, reason, station time, refused at), newest first; of these
     stations only (a borough's) or of all."""
     only = "WHERE station_id IN (SELECT value FROM json_each(?)) " if stations is not None else ""
-    return db.execute("SELECT station_id, seq, kind, subject, reason, station_at, at FROM station_refusals "
-                      f"{only}ORDER BY id DESC LIMIT ?",
-                      [*([json.dumps(stations)] if stations is not None else []), limit]).fetchall()
+    return db.execute(
+        "SELECT station_id, seq, kind, subject, reason, station_at, at FROM station_refusals "
+        f"{only}ORDER BY id DESC LIMIT ?",
+        [*([json.dumps(stations)] if stations is not None else []), limit],
+    ).fetchall()
 
 
 def counts_by_station(db) -> dict[str, int]:

@@ -21,17 +21,17 @@ import msgspec
 from litestar import Controller, post
 from litestar.params import RawBody
 
+from central.access.auth import Caller, stations_only
+from central.access.scope import OWN_RECORDS
+from central.core.openapi import errors
+from central.core.providers import Injected
+from central.events import claims
+from central.events.projection import Applied, Projector
+from central.registry import stations
 from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.errors import BadRequest, Conflict
 from fleet.events import EVENT_KINDS, Event, EventAck, RawEventBatch, kind_of
 from fleet.sqlite import Writer
-from central.events import claims
-from central.access.auth import Caller, stations_only
-from central.core.openapi import errors
-from central.core.providers import Injected
-from central.access.scope import OWN_RECORDS
-from central.events.projection import Applied, Projector
-from central.registry import stations
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +116,39 @@ class EventLog:
             seqs = sorted(envelopes)
             stored = {}
             if seqs:
-                stored = {r[0]: bytes(r[1]) for r in db.execute(
-                    "SELECT seq, body FROM events WHERE station_id = ? AND seq BETWEEN ? AND ?",
-                    [station_id, seqs[0], seqs[-1]])}
+                stored = {
+                    r[0]: bytes(r[1])
+                    for r in db.execute(
+                        "SELECT seq, body FROM events WHERE station_id = ? AND seq BETWEEN ? AND ?",
+                        [station_id, seqs[0], seqs[-1]],
+                    )
+                }
             for seq, body_then in stored.items():
                 if bytes(envelopes[seq].event) != body_then:
-                    raise Conflict(f"event seq {seq} of {station_id} was already stored with other content: "
-                                   "was the station's database replaced? Central keeps the first; ask the "
-                                   "fleet team to reconcile before this station sends again")
+                    raise Conflict(
+                        f"event seq {seq} of {station_id} was already stored with other content: "
+                        "was the station's database replaced? Central keeps the first; ask the "
+                        "fleet team to reconcile before this station sends again"
+                    )
             new = [s for s in seqs if s not in stored]
             station_times = to_iso_many([envelopes[s].at for s in new])
             sent = to_iso(batch.sent_at)
             db.conn.executemany(
                 "INSERT INTO events (station_id, seq, kind, station_at, received_at, body, sent_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(station_id, s, _kind_of(decoded[s], envelopes[s].event), at, received, bytes(envelopes[s].event),
-                  sent) for s, at in zip(new, station_times)])
+                [
+                    (
+                        station_id,
+                        s,
+                        _kind_of(decoded[s], envelopes[s].event),
+                        at,
+                        received,
+                        bytes(envelopes[s].event),
+                        sent,
+                    )
+                    for s, at in zip(new, station_times)
+                ],
+            )
             acked = self._gap_free(db, station_id, acked, envelopes)
             stations.note_batch(db, station_id, acked, received, (batch.sent_at - now).total_seconds(), batch.backlog)
         if new:
@@ -143,8 +160,9 @@ class EventLog:
         """The end of the gap-free run after ``acked``: this batch, then any stored after a gap."""
         while acked + 1 in envelopes:
             acked += 1
-        for (seq,) in db.execute("SELECT seq FROM events WHERE station_id = ? AND seq > ? ORDER BY seq",
-                                 [station_id, acked]):
+        for (seq,) in db.execute(
+            "SELECT seq FROM events WHERE station_id = ? AND seq > ? ORDER BY seq", [station_id, acked]
+        ):
             if seq != acked + 1:
                 break
             acked = seq
@@ -157,9 +175,11 @@ class EventLog:
             behind = stations.behind(db)
             share = max(100, limit // max(1, len(behind)))  # one station's long backlog delays no other
             for station_id, borough, done, acked in behind:
-                rows = db.execute("SELECT seq, station_at, body, sent_at FROM events WHERE station_id = ? "
-                                  "AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                                  [station_id, done, acked, min(share, limit - applied)]).fetchall()
+                rows = db.execute(
+                    "SELECT seq, station_at, body, sent_at FROM events WHERE station_id = ? "
+                    "AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    [station_id, done, acked, min(share, limit - applied)],
+                ).fetchall()
                 if not rows:
                     continue
                 run = [Applied(r[0], r[1], _decode_stored(bytes(r[2])), r[3]) for r in rows]
@@ -191,8 +211,19 @@ class EventLog:
                 if _centrals_condition(exc):
                     raise
                 log.exception("event %d of station %s cannot be applied: refused", a.seq, station_id)
-                claims.refuse(db, station_id, [(a.seq, kind_of(a.event), claims.subject_of(a.event),
-                                                f"central could not apply it ({type(exc).__name__})", a.at)])
+                claims.refuse(
+                    db,
+                    station_id,
+                    [
+                        (
+                            a.seq,
+                            kind_of(a.event),
+                            claims.subject_of(a.event),
+                            f"central could not apply it ({type(exc).__name__})",
+                            a.at,
+                        )
+                    ],
+                )
 
     def apply_all(self) -> int:
         """Apply everything acknowledged so far (tests, and the worker's inner loop)."""
@@ -204,9 +235,13 @@ class EventLog:
     def events(self, station_id: str, after: int = 0) -> list[tuple[int, str, str, bytes]]:
         """(seq, kind, station_at, body) of a station's events: central's side of the log."""
         with self.writer.read() as db:
-            return [(r[0], r[1], r[2], bytes(r[3])) for r in db.execute(
-                "SELECT seq, kind, station_at, body FROM events WHERE station_id = ? AND seq > ? ORDER BY seq",
-                [station_id, after])]
+            return [
+                (r[0], r[1], r[2], bytes(r[3]))
+                for r in db.execute(
+                    "SELECT seq, kind, station_at, body FROM events WHERE station_id = ? AND seq > ? ORDER BY seq",
+                    [station_id, after],
+                )
+            ]
 
 
 class ProjectionWorker:
@@ -254,9 +289,19 @@ class ProjectionWorker:
                 self._stopping.wait(5.0)
 
 
-_CONDITIONS = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR,
-               sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_CANTOPEN,
-               sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PROTOCOL}
+_CONDITIONS = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_NOMEM,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_INTERRUPT,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_CORRUPT,
+    sqlite3.SQLITE_NOTADB,
+    sqlite3.SQLITE_PROTOCOL,
+}
 """SQLite's answers about central's own disk and database, whatever the event."""
 
 
@@ -301,9 +346,16 @@ class EventsController(Controller):
     path = "/api/v1/events"
     tags = ["sync"]
 
-    @post("/", status_code=200, summary="A station's events, in seq order; answers the highest gap-free seq",
-          responses=errors(400, 409, 413), guards=[stations_only], scope=OWN_RECORDS,
-          description="Body: an EventBatch. Idempotent by (station, seq): resend anything after `acked_seq`. "
-                      "An empty batch is a heartbeat carrying the station's backlog.", sync_to_thread=True)
+    @post(
+        "/",
+        status_code=200,
+        summary="A station's events, in seq order; answers the highest gap-free seq",
+        responses=errors(400, 409, 413),
+        guards=[stations_only],
+        scope=OWN_RECORDS,
+        description="Body: an EventBatch. Idempotent by (station, seq): resend anything after `acked_seq`. "
+        "An empty batch is a heartbeat carrying the station's backlog.",
+        sync_to_thread=True,
+    )
     def receive(self, principal: Caller, body: RawBody, events: Injected[EventLog]) -> EventAck:
         return events.ingest(principal.station_id, principal.borough, body)

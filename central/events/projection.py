@@ -21,18 +21,18 @@ re-attribute the clips their interval covers; clips a supervisor attributed by h
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import msgspec
 
-from fleet.clock import to_iso, utc_now
-from fleet.config import FleetSettings
-from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event, kind_of
 from central.events import claims
 from central.evidence import audit, holds
 from central.registry import attribution, battery, checkouts, devices, docking, stations
+from fleet.clock import to_iso, utc_now
+from fleet.config import FleetSettings
+from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event, kind_of
 
 _encoder = msgspec.json.Encoder()
 
@@ -65,8 +65,9 @@ class Projector:
 
         Each run of one kind is judged after the runs before it are applied: a camera first seen
         docking is registered before the checkout that names it is judged."""
-        clock = claims.StationClock(stations.latest_at(db, station_id),
-                                    timedelta(minutes=self.fleet.event_clock_tolerance_minutes))
+        clock = claims.StationClock(
+            stations.latest_at(db, station_id), timedelta(minutes=self.fleet.event_clock_tolerance_minutes)
+        )
         for kind, group in itertools.groupby(events, key=lambda a: type(a.event)):
             run = self._admissions[kind](self, db, station_id, borough, clock, list(group))
             handler = self._handlers[kind]
@@ -79,8 +80,12 @@ class Projector:
 
     def _admit_pool_events(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
         tag = kind_of(run[0].event)
-        return self._dated(db, station_id, clock, claims.admit_pool_events(
-            db, station_id, borough, run, tag, self.fleet.assignment_mode))
+        return self._dated(
+            db,
+            station_id,
+            clock,
+            claims.admit_pool_events(db, station_id, borough, run, tag, self.fleet.assignment_mode),
+        )
 
     def _admit_ingests(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
         return run  # judged by ``_ingested`` with the uploads, which it needs too (``claims.admit_ingests``)
@@ -115,20 +120,41 @@ class Projector:
             # The camera's clock may be wrong; it cannot have docked after the station saw it docked.
             docked_at = min(to_iso(e.device.docked_at), a.at) if e.device.docked_at else a.at
             soh = battery.state_of_health(b.full_charge_mah, b.design_mah) if b else None
-            rows.append({
-                "serial": e.device.serial, "model": e.device.model, "firmware": e.device.firmware,
-                "borough": borough, "station": station_id, "by": f"dock:{station_id}", "now": now,
-                "docked_at": docked_at, "clips": e.clip_count,
-                "telemetry": _encoder.encode(e.device).decode(), "soh": soh,
-                "cycles": b.cycle_count if b else None, "temp": b.temperature_c if b else None,
-                "level": b.level_pct if b else None,
-                "short": int(soh is not None and battery.will_not_last_shift(soh, self.policy)),
-                "hot": int(b is not None and battery.over_temperature(b.temperature_c, self.policy)),
-                "drop": battery.drop_threshold(self.policy),
-            })
+            rows.append(
+                {
+                    "serial": e.device.serial,
+                    "model": e.device.model,
+                    "firmware": e.device.firmware,
+                    "borough": borough,
+                    "station": station_id,
+                    "by": f"dock:{station_id}",
+                    "now": now,
+                    "docked_at": docked_at,
+                    "clips": e.clip_count,
+                    "telemetry": _encoder.encode(e.device).decode(),
+                    "soh": soh,
+                    "cycles": b.cycle_count if b else None,
+                    "temp": b.temperature_c if b else None,
+                    "level": b.level_pct if b else None,
+                    "short": int(soh is not None and battery.will_not_last_shift(soh, self.policy)),
+                    "hot": int(b is not None and battery.over_temperature(b.temperature_c, self.policy)),
+                    "drop": battery.drop_threshold(self.policy),
+                }
+            )
             if b is not None:
-                readings.append((e.device.serial, docked_at, station_id, soh, b.cycle_count, b.temperature_c,
-                                 b.level_pct, b.full_charge_mah, b.design_mah))
+                readings.append(
+                    (
+                        e.device.serial,
+                        docked_at,
+                        station_id,
+                        soh,
+                        b.cycle_count,
+                        b.temperature_c,
+                        b.level_pct,
+                        b.full_charge_mah,
+                        b.design_mah,
+                    )
+                )
         for serial in docking.record(db, rows, readings):  # first seen here: registered in the station's borough
             docking.record_change(db, self.changes, station_id, serial, None, "first seen docked", now)
         # A camera that docks with clips is in service; a lost one that docks is found.
@@ -145,8 +171,15 @@ class Projector:
                 continue
             closed = checkouts.close_at_docking(db, r["serial"], r["docked_at"], r["by"])
             for assignment_id, officer_id in closed:
-                audit.record(db, actor=r["by"], place=station_id, action="check-in", object_type="device",
-                             object_id=r["serial"], detail=f"officer {officer_id}: docked")
+                audit.record(
+                    db,
+                    actor=r["by"],
+                    place=station_id,
+                    action="check-in",
+                    object_type="device",
+                    object_id=r["serial"],
+                    detail=f"officer {officer_id}: docked",
+                )
                 checkouts.find_conflicts(db, assignment_id)
             if closed:
                 reattribute(db, self.changes, r["serial"], r["docked_at"])
@@ -155,13 +188,27 @@ class Projector:
 
     def _ingested(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
         run, upload_verified = claims.admit_ingests(db, station_id, borough, run)
-        rows = [{"clip": a.event.clip_id, "serial": a.event.device_serial, "at": to_iso(a.event.recorded_at),
-                 "station": station_id} for a in run]
+        rows = [
+            {
+                "clip": a.event.clip_id,
+                "serial": a.event.device_serial,
+                "at": to_iso(a.event.recorded_at),
+                "station": station_id,
+            }
+            for a in run
+        ]
         attribution.record_ingested(db, rows)
         # Chain of custody, first link, once the verified upload agrees (the others wait for it).
         if upload_verified:
-            audit.record_many(db, [claims.ingest_record(station_id, a.event.clip_id, a.event.device_serial, a.event.size,
-                                                        a.event.sha256, a.at) for a in upload_verified])
+            audit.record_many(
+                db,
+                [
+                    claims.ingest_record(
+                        station_id, a.event.clip_id, a.event.device_serial, a.event.size, a.event.sha256, a.at
+                    )
+                    for a in upload_verified
+                ],
+            )
         # An officer hold placed before these clips reached central covers them already.
         if self.changes is not None:
             holds.announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)
@@ -176,9 +223,15 @@ class Projector:
             e: CheckedOut = a.event
             actor = f"{e.by or 'desk'}@{station_id}"
             assignment_id = checkouts.check_out(db, e.device_serial, e.officer_id, a.at, station_id, actor)
-            audit.record(db, actor=actor, place=station_id, action="check-out", object_type="device",
-                         object_id=e.device_serial,
-                         detail=f"officer {e.officer_id}, battery {e.battery_pct}%, station time {a.at}")
+            audit.record(
+                db,
+                actor=actor,
+                place=station_id,
+                action="check-out",
+                object_type="device",
+                object_id=e.device_serial,
+                detail=f"officer {e.officer_id}, battery {e.battery_pct}%, station time {a.at}",
+            )
             checkouts.find_conflicts(db, assignment_id)
             reattribute(db, self.changes, e.device_serial, a.at)
 
@@ -189,19 +242,33 @@ class Projector:
             closed = checkouts.check_in(db, e.device_serial, e.officer_id, a.at, actor, e.reason)
             for assignment_id, docked_end in closed:  # none: closed at or before this time already
                 late = f" (reported after a docking at {docked_end} had closed it)" if docked_end else ""
-                audit.record(db, actor=actor, place=station_id, action="check-in", object_type="device",
-                             object_id=e.device_serial, detail=f"officer {e.officer_id}: {e.reason}{late}")
+                audit.record(
+                    db,
+                    actor=actor,
+                    place=station_id,
+                    action="check-in",
+                    object_type="device",
+                    object_id=e.device_serial,
+                    detail=f"officer {e.officer_id}: {e.reason}{late}",
+                )
                 checkouts.find_conflicts(db, assignment_id)
                 reattribute(db, self.changes, e.device_serial, a.at, docked_end)
 
     _handlers = {
-        CameraDocked: _docked, ClipIngested: _ingested, ClipVerified: _verified,
-        CheckedOut: _checked_out, CheckedIn: _checked_in, BadFolder: None,
+        CameraDocked: _docked,
+        ClipIngested: _ingested,
+        ClipVerified: _verified,
+        CheckedOut: _checked_out,
+        CheckedIn: _checked_in,
+        BadFolder: None,
     }
     _admissions = {
-        CameraDocked: _admit_dockings, ClipIngested: _admit_ingests, ClipVerified: _admit_verified,
-        CheckedOut: _admit_pool_events, CheckedIn: _admit_pool_events, BadFolder: _admit_own_dock,
+        CameraDocked: _admit_dockings,
+        ClipIngested: _admit_ingests,
+        ClipVerified: _admit_verified,
+        CheckedOut: _admit_pool_events,
+        CheckedIn: _admit_pool_events,
+        BadFolder: _admit_own_dock,
     }
     """What a station may claim, by event kind (``central.events.claims``): a kind with no rule here is
     never applied (``tests/central/events/test_claims.py`` fails for one)."""
-

@@ -8,7 +8,9 @@ TABLES = frozenset({"events", "changes", "station_refusals", "ingest_claims"})
 
 STEPS = [
     # v2: events from stations, stored by (station, seq) (between the registry's stations and devices).
-    Step(2, """
+    Step(
+        2,
+        """
     CREATE TABLE events (
         station_id      TEXT NOT NULL,
         seq             INTEGER NOT NULL,
@@ -18,9 +20,13 @@ STEPS = [
         body            BLOB NOT NULL,
         PRIMARY KEY (station_id, seq)
     ) WITHOUT ROWID;
-    """, part=2),
+    """,
+        part=2,
+    ),
     # v2: the changes feed for stations.
-    Step(2, """
+    Step(
+        2,
+        """
     CREATE TABLE changes (
         cursor          INTEGER PRIMARY KEY AUTOINCREMENT,
         borough         TEXT,
@@ -29,10 +35,14 @@ STEPS = [
         body            BLOB NOT NULL
     );
     CREATE INDEX changes_borough ON changes (borough, cursor);
-    """, part=4),
+    """,
+        part=4,
+    ),
     # v16: what stations claimed beyond what they may (refused, never applied: ``central.events.claims``);
     # ingests waiting for their upload before their custody record joins the chain.
-    Step(16, """
+    Step(
+        16,
+        """
     CREATE TABLE station_refusals (
         id              INTEGER PRIMARY KEY,
         station_id      TEXT NOT NULL,
@@ -55,9 +65,15 @@ STEPS = [
         sha256          TEXT NOT NULL,
         PRIMARY KEY (clip_id, station_id)
     ) WITHOUT ROWID;
-    """, part=1),
+    """,
+        part=1,
+    ),
     # v16: each event's batch's sending time, station clock (future-dated events are flagged).
-    Step(16, """
+    Step(
+        16,
+        """
     ALTER TABLE events ADD COLUMN sent_at TEXT;
-    """, part=3),
+    """,
+        part=3,
+    ),
 ]

@@ -86,16 +86,28 @@ def _append(db, rows: list[tuple]) -> None:
         chained.append((*row, prev_hash, prev))
         if last_id % ANCHOR_EVERY == 0:
             anchors.append((last_id, prev, content[0]))
-    db.conn.executemany(f"INSERT INTO audit ({COLUMNS}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        chained)
+    db.conn.executemany(
+        f"INSERT INTO audit ({COLUMNS}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chained
+    )
     db.conn.executemany("INSERT INTO audit_anchors (audit_id, hash, at) VALUES (?, ?, ?)", anchors)
-    db.execute("INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
-               "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
-               [last_id, prev])
+    db.execute(
+        "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
+        "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
+        [last_id, prev],
+    )
 
 
-def record(db, *, actor: str, action: str, object_type: str, object_id: str, place: str | None = None,
-           detail: str = "", at: datetime | None = None) -> None:
+def record(
+    db,
+    *,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    place: str | None = None,
+    detail: str = "",
+    at: datetime | None = None,
+) -> None:
     """Append one record; call inside the (BEGIN IMMEDIATE) transaction that makes the change."""
     _append(db, [(to_iso(at or utc_now()), actor, place or CENTRAL, action, object_type, object_id, detail)])
 
@@ -104,9 +116,21 @@ def record_many(db, records: list[dict]) -> None:
     """Append many records at once (bulk commits): each dict has ``record``'s keyword arguments."""
     now = utc_now()
     times: dict = {}  # bulk records mostly share one time: format it once
-    _append(db, [(times.get(r.get("at") or now) or times.setdefault(r.get("at") or now, to_iso(r.get("at") or now)),
-                  r["actor"], r.get("place") or CENTRAL, r["action"], r["object_type"],
-                  r["object_id"], r.get("detail", "")) for r in records])
+    _append(
+        db,
+        [
+            (
+                times.get(r.get("at") or now) or times.setdefault(r.get("at") or now, to_iso(r.get("at") or now)),
+                r["actor"],
+                r.get("place") or CENTRAL,
+                r["action"],
+                r["object_type"],
+                r["object_id"],
+                r.get("detail", ""),
+            )
+            for r in records
+        ],
+    )
 
 
 def chain_unhashed(db) -> int:
@@ -129,9 +153,11 @@ def chain_unhashed(db) -> int:
         prev_hash, prev = prev, record_hash(tuple(row), prev)
         updates.append((prev_hash, prev, row[0]))
     db.conn.executemany("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", updates)
-    db.execute("INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
-               "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
-               [rows[-1][0], prev])
+    db.execute(
+        "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
+        "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
+        [rows[-1][0], prev],
+    )
     return len(rows)
 
 
@@ -166,43 +192,82 @@ def _verify(db, published: list[PublishedAnchor] = ()) -> ChainReport:
     for row in db.execute(f"SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY id"):
         content, prev_hash, stored = tuple(row[:8]), row[8], row[9]
         if content[0] != expected_id:
-            return ChainReport(records=count, intact=False, last_hash=prev, first_broken=expected_id,
-                               reason=f"record {expected_id} is missing (the next one is {content[0]})")
+            return ChainReport(
+                records=count,
+                intact=False,
+                last_hash=prev,
+                first_broken=expected_id,
+                reason=f"record {expected_id} is missing (the next one is {content[0]})",
+            )
         if prev_hash != prev:
-            return ChainReport(records=count, intact=False, last_hash=prev, first_broken=content[0],
-                               reason=f"record {content[0]} does not follow record {content[0] - 1} "
-                                      "(removed, inserted or reordered)")
+            return ChainReport(
+                records=count,
+                intact=False,
+                last_hash=prev,
+                first_broken=content[0],
+                reason=f"record {content[0]} does not follow record {content[0] - 1} (removed, inserted or reordered)",
+            )
         computed = record_hash(content, prev)
         if computed != stored:
-            return ChainReport(records=count, intact=False, last_hash=prev, first_broken=content[0],
-                               reason=f"record {content[0]} was changed after it was written")
+            return ChainReport(
+                records=count,
+                intact=False,
+                last_hash=prev,
+                first_broken=content[0],
+                reason=f"record {content[0]} was changed after it was written",
+            )
         if content[0] in anchors and anchors[content[0]] != computed:
-            return ChainReport(records=count, intact=False, last_hash=prev, first_broken=content[0],
-                               reason=f"record {content[0]} does not match its anchor")
+            return ChainReport(
+                records=count,
+                intact=False,
+                last_hash=prev,
+                first_broken=content[0],
+                reason=f"record {content[0]} does not match its anchor",
+            )
         if content[0] in outside and outside[content[0]].hash != computed:
-            return ChainReport(records=count, intact=False, last_hash=prev, first_broken=content[0],
-                               reason=f"record {content[0]} does not match the anchor published "
-                                      f"{to_iso(outside[content[0]].published_at)} (the chain was rewritten)")
+            return ChainReport(
+                records=count,
+                intact=False,
+                last_hash=prev,
+                first_broken=content[0],
+                reason=f"record {content[0]} does not match the anchor published "
+                f"{to_iso(outside[content[0]].published_at)} (the chain was rewritten)",
+            )
         prev, expected_id, count = computed, expected_id + 1, count + 1
     beyond = [a for a in [*anchors, *outside] if a > count]
     if beyond:
-        return ChainReport(records=count, intact=False, last_hash=prev, first_broken=count + 1,
-                           reason=f"an anchor names record {min(beyond)}, which is gone (records at the end were "
-                                  "removed)")
+        return ChainReport(
+            records=count,
+            intact=False,
+            last_hash=prev,
+            first_broken=count + 1,
+            reason=f"an anchor names record {min(beyond)}, which is gone (records at the end were removed)",
+        )
     last_id, last_hash = _head(db)
     if (last_id, last_hash) != (count, prev):
-        return ChainReport(records=count, intact=False, last_hash=prev, first_broken=count + 1,
-                           reason=f"the chain's head says {last_id} records ending in {last_hash[:12]}…; "
-                                  f"{count} are there (records at the end were removed)")
+        return ChainReport(
+            records=count,
+            intact=False,
+            last_hash=prev,
+            first_broken=count + 1,
+            reason=f"the chain's head says {last_id} records ending in {last_hash[:12]}…; "
+            f"{count} are there (records at the end were removed)",
+        )
     return ChainReport(records=count, intact=True, last_hash=prev)
 
 
 def records_for(db, object_type: str, object_id: str, limit: int = 200) -> list[AuditRecord]:
-    rows = db.execute("SELECT at, actor, place, action, object_type, object_id, detail FROM audit "
-                      "WHERE object_type = ? AND object_id = ? ORDER BY id DESC LIMIT ?",
-                      [object_type, object_id, limit]).fetchall()
-    return [AuditRecord(at=from_iso(r[0]), actor=r[1], place=r[2], action=r[3], object_type=r[4],
-                        object_id=r[5], detail=r[6]) for r in rows]
+    rows = db.execute(
+        "SELECT at, actor, place, action, object_type, object_id, detail FROM audit "
+        "WHERE object_type = ? AND object_id = ? ORDER BY id DESC LIMIT ?",
+        [object_type, object_id, limit],
+    ).fetchall()
+    return [
+        AuditRecord(
+            at=from_iso(r[0]), actor=r[1], place=r[2], action=r[3], object_type=r[4], object_id=r[5], detail=r[6]
+        )
+        for r in rows
+    ]
 
 
 # -- publishing anchors outside the database ---------------------------------------------------
@@ -252,8 +317,9 @@ def publish(db, path: Path, now: datetime | None = None) -> int:
         last = max((a.audit_id for a in _parse_published(data[:complete], path)), default=0)
         db.execute("BEGIN")
         try:
-            rows = db.execute("SELECT audit_id, hash FROM audit_anchors WHERE audit_id > ? ORDER BY audit_id",
-                              [last]).fetchall()
+            rows = db.execute(
+                "SELECT audit_id, hash FROM audit_anchors WHERE audit_id > ? ORDER BY audit_id", [last]
+            ).fetchall()
             head = _head(db)
         finally:
             db.execute("COMMIT")
@@ -266,7 +332,7 @@ def publish(db, path: Path, now: datetime | None = None) -> int:
             os.lseek(fd, complete, os.SEEK_SET)
             view = memoryview(b"".join(_anchor_line.encode(line) + b"\n" for line in lines))
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
     finally:
         os.close(fd)  # releases the lock
@@ -288,6 +354,7 @@ def publish_file(db_path: Path, anchors_path: Path) -> int:
 
 # -- configuration changes -------------------------------------------------------------------
 
+
 def _flatten(value, prefix: str = "") -> dict[str, object]:
     if isinstance(value, dict):
         flat = {}
@@ -301,9 +368,14 @@ def _without_secrets(config: dict) -> dict[str, object]:
     """Each setting by dotted name; a secret (``…token``, ``blobs.secret_access_key``) only as its
     SHA-256, so a change is seen but never stored."""
     flat = _flatten(config)
-    return {key: ("sha256:" + hashlib.sha256(str(v).encode()).hexdigest()
-                  if key.rsplit(".", 1)[-1].endswith(("token", "secret_access_key")) and v is not None else v)
-            for key, v in flat.items()}
+    return {
+        key: (
+            "sha256:" + hashlib.sha256(str(v).encode()).hexdigest()
+            if key.rsplit(".", 1)[-1].endswith(("token", "secret_access_key")) and v is not None
+            else v
+        )
+        for key, v in flat.items()
+    }
 
 
 def record_config(db, config: dict, actor: str = "central:start-up") -> list[str]:
@@ -316,13 +388,18 @@ def record_config(db, config: dict, actor: str = "central:start-up") -> list[str
     changed = sorted(k for k in now.keys() | before.keys() if now.get(k, "<unset>") != before.get(k, "<unset>"))
     if not changed:
         return []
-    detail = ("first start with this configuration" if not row else
-              "; ".join(f"{k}: {_shown(k, before.get(k))} → {_shown(k, now.get(k))}" for k in changed[:50])
-              + (f"; and {len(changed) - 50} more" if len(changed) > 50 else ""))
+    detail = (
+        "first start with this configuration"
+        if not row
+        else "; ".join(f"{k}: {_shown(k, before.get(k))} → {_shown(k, now.get(k))}" for k in changed[:50])
+        + (f"; and {len(changed) - 50} more" if len(changed) > 50 else "")
+    )
     record(db, actor=actor, action="config-change", object_type="config", object_id="central", detail=detail)
-    db.execute("INSERT INTO config_seen (one, config, seen_at) VALUES (1, ?, ?) ON CONFLICT (one) DO UPDATE SET "
-               "config = excluded.config, seen_at = excluded.seen_at",
-               [msgspec.json.encode(now).decode(), to_iso(utc_now())])
+    db.execute(
+        "INSERT INTO config_seen (one, config, seen_at) VALUES (1, ?, ?) ON CONFLICT (one) DO UPDATE SET "
+        "config = excluded.config, seen_at = excluded.seen_at",
+        [msgspec.json.encode(now).decode(), to_iso(utc_now())],
+    )
     return changed
 
 

@@ -15,32 +15,42 @@ EXIT_BROKEN = 1
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    audit = groups.add_parser("audit", help="check central's tamper-evident audit trail",
-                              description="The audit trail is a hash chain: every record carries the hash of the "
-                                          "one before it.")
+    audit = groups.add_parser(
+        "audit",
+        help="check central's tamper-evident audit trail",
+        description="The audit trail is a hash chain: every record carries the hash of the one before it.",
+    )
     commands = audit.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    verify = commands.add_parser("verify", help="recompute the chain; exit 1 naming the first broken record",
-                                 description="Recompute every record's hash from the first; an edited, deleted, "
-                                             "inserted or reordered record is named. Works whether or not central "
-                                             "is serving.")
+    verify = commands.add_parser(
+        "verify",
+        help="recompute the chain; exit 1 naming the first broken record",
+        description="Recompute every record's hash from the first; an edited, deleted, "
+        "inserted or reordered record is named. Works whether or not central "
+        "is serving.",
+    )
     verify.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
-    verify.add_argument("--anchors", metavar="FILE",
-                        help="the published anchors to check the chain against (default: [audit] anchors_file, "
-                             "if it exists)")
+    verify.add_argument(
+        "--anchors",
+        metavar="FILE",
+        help="the published anchors to check the chain against (default: [audit] anchors_file, if it exists)",
+    )
     verify.add_argument("--json", action="store_true", help="write the result as JSON")
     verify.set_defaults(handler=cmd_verify)
-    publish = commands.add_parser("publish", help="append new anchors and the chain's head to the anchors file",
-                                  description="What central does every [audit] publish_minutes: the anchors "
-                                              "written since the last publication and the chain's head are "
-                                              "appended (fsynced) to the anchors file, kept outside the database.")
+    publish = commands.add_parser(
+        "publish",
+        help="append new anchors and the chain's head to the anchors file",
+        description="What central does every [audit] publish_minutes: the anchors "
+        "written since the last publication and the chain's head are "
+        "appended (fsynced) to the anchors file, kept outside the database.",
+    )
     publish.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     publish.add_argument("--to", metavar="FILE", help="another anchors file (default: [audit] anchors_file)")
     publish.set_defaults(handler=cmd_publish)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from central.evidence import audit
     from central.core.store import CentralStore
+    from central.evidence import audit
 
     settings = load_settings(args.config, CentralSettings)
     CentralStore(settings.data_dir).close()  # creates or migrates the database if need be
@@ -52,18 +62,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     elif report.intact:
-        checked = f"; matches the {len(published)} anchors published in {anchors_file}" if published else \
-            "; no published anchors to check against"
+        checked = (
+            f"; matches the {len(published)} anchors published in {anchors_file}"
+            if published
+            else "; no published anchors to check against"
+        )
         print(f"audit trail intact: {report.records} records, last hash {report.last_hash}{checked}")
     else:
-        print(f"audit trail BROKEN at record {report.first_broken}: {report.reason} "
-              f"({report.records} records verified before it)", file=sys.stderr)
+        print(
+            f"audit trail BROKEN at record {report.first_broken}: {report.reason} "
+            f"({report.records} records verified before it)",
+            file=sys.stderr,
+        )
     return 0 if report.intact else EXIT_BROKEN
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from central.evidence import audit
     from central.core.store import CentralStore
+    from central.evidence import audit
 
     settings = load_settings(args.config, CentralSettings)
     CentralStore(settings.data_dir).close()

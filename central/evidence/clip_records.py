@@ -12,14 +12,16 @@ import json
 import sqlite3
 from typing import Any
 
+from central.access.scope import CLIPS_OF_BOROUGH
+from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import Gone
 from fleet.protocol import ClipInfo, UploadMetadata
-from central.access.scope import CLIPS_OF_BOROUGH
-from central.evidence import audit
 
-CLIP_COLUMNS = ("clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
-                "tags, duration_s, verified_at")
+CLIP_COLUMNS = (
+    "clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
+    "tags, duration_s, verified_at"
+)
 
 
 def begin(db, upload_id: str, meta: UploadMetadata, length: int, station_id: str | None) -> None:
@@ -28,8 +30,19 @@ def begin(db, upload_id: str, meta: UploadMetadata, length: int, station_id: str
         """INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial,
                               recorded_at, filename, evidential, tags, duration_s)
            VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?, ?, ?, ?)""",
-        [str(meta.clip_id), upload_id, meta.sha256, length, station_id, meta.device_serial,
-         to_iso(meta.recorded_at), meta.filename, int(meta.evidential), json.dumps(meta.tags), meta.duration_s],
+        [
+            str(meta.clip_id),
+            upload_id,
+            meta.sha256,
+            length,
+            station_id,
+            meta.device_serial,
+            to_iso(meta.recorded_at),
+            meta.filename,
+            int(meta.evidential),
+            json.dumps(meta.tags),
+            meta.duration_s,
+        ],
     )
 
 
@@ -39,7 +52,8 @@ def verify(db, clip_id: str, upload_id: str, blob_key: str, now: str) -> tuple[s
     return db.execute(
         """UPDATE clips SET state = 'verified', verified_at = ?, blob_key = ? WHERE clip_id = ?
            AND upload_id = ? RETURNING clip_id, station_id, sha256, size, device_serial""",
-        [now, blob_key, clip_id, upload_id]).fetchone()
+        [now, blob_key, clip_id, upload_id],
+    ).fetchone()
 
 
 def abandon(db, clip_id: str, upload_id: str) -> None:
@@ -61,13 +75,15 @@ class ClipRecords:
     def blob_key(self, clip_id: str) -> str | None:
         """The blob of a verified clip that is not deleted; Gone (410) once deleted or purged."""
         with self.writer.read() as db:
-            row = db.execute("SELECT blob_key, deleted_at, purged_at FROM clips WHERE clip_id = ? AND state = 'verified'",
-                             [clip_id]).fetchone()
+            row = db.execute(
+                "SELECT blob_key, deleted_at, purged_at FROM clips WHERE clip_id = ? AND state = 'verified'", [clip_id]
+            ).fetchone()
         if row and row[2]:
             raise Gone(f"clip {clip_id} was purged on {row[2]} at the end of its retention")
         if row and row[1]:
-            raise Gone(f"clip {clip_id} was deleted on {row[1]} (retention ended); an admin can restore it "
-                       "until it is purged")
+            raise Gone(
+                f"clip {clip_id} was deleted on {row[1]} (retention ended); an admin can restore it until it is purged"
+            )
         return row[0] if row else None
 
     def list_clips(self, *, limit: int, after: tuple[str, str] | None, filters: dict[str, Any]) -> list[ClipInfo]:
@@ -103,8 +119,10 @@ class ClipRecords:
     def log_access(self, actor: str, action: str, clip_id: str | None, detail: str = "") -> None:
         """A view or download of footage: in the access log and in the audit chain."""
         with self.writer.write() as db:
-            db.execute("INSERT INTO access_log (at, actor, action, clip_id, detail) VALUES (?, ?, ?, ?, ?)",
-                       [to_iso(utc_now()), actor, action, clip_id, detail])
+            db.execute(
+                "INSERT INTO access_log (at, actor, action, clip_id, detail) VALUES (?, ?, ?, ?, ?)",
+                [to_iso(utc_now()), actor, action, clip_id, detail],
+            )
             audit.record(db, actor=actor, action=action, object_type="clip", object_id=clip_id or "", detail=detail)
 
     def access_log(self) -> list[sqlite3.Row | tuple]:
@@ -113,6 +131,17 @@ class ClipRecords:
 
 
 def _clip(row) -> ClipInfo:
-    return ClipInfo(clip_id=row[0], sha256=row[1], size=row[2], state=row[3], station_id=row[4],
-                    device_serial=row[5], recorded_at=from_iso(row[6]), filename=row[7], evidential=bool(row[8]),
-                    tags=json.loads(row[9]), duration_s=row[10], verified_at=from_iso(row[11]) if row[11] else None)
+    return ClipInfo(
+        clip_id=row[0],
+        sha256=row[1],
+        size=row[2],
+        state=row[3],
+        station_id=row[4],
+        device_serial=row[5],
+        recorded_at=from_iso(row[6]),
+        filename=row[7],
+        evidential=bool(row[8]),
+        tags=json.loads(row[9]),
+        duration_s=row[10],
+        verified_at=from_iso(row[11]) if row[11] else None,
+    )

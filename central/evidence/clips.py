@@ -12,15 +12,15 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response import Stream
 
-from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
-from fleet.protocol import ClipInfo, ClipPage
-from central.core.pagination import decode_time_cursor, encode_cursor
 from central.access.auth import Caller, user_with
-from central.core.openapi import errors
 from central.access.scope import LISTS, Scoped, in_path, touches
+from central.core.openapi import errors
+from central.core.pagination import decode_time_cursor, encode_cursor
 from central.core.providers import Injected
 from central.evidence.clip_records import ClipRecords
 from central.uploads.blobstore import BlobStore
+from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
+from fleet.protocol import ClipInfo, ClipPage
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
 log = logging.getLogger(__name__)
@@ -43,8 +43,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     match = RANGE.match(header.strip())
     if not match or match.groups() == ("", ""):
-        raise RangeNotSatisfiable(f"unsupported Range {header[:60]!r}: use one 'bytes=start-end'",
-                                  headers={"Content-Range": f"bytes */{size}"})
+        raise RangeNotSatisfiable(
+            f"unsupported Range {header[:60]!r}: use one 'bytes=start-end'",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
     first, last = match.groups()
     if first == "":
         start, end = max(0, size - int(last)), size
@@ -52,8 +54,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         start = int(first)
         end = min(size, int(last) + 1) if last else size
     if start >= size or start >= end:
-        raise RangeNotSatisfiable(f"Range {header[:60]!r} is outside the {size}-byte clip",
-                                  headers={"Content-Range": f"bytes */{size}"})
+        raise RangeNotSatisfiable(
+            f"Range {header[:60]!r} is outside the {size}-byte clip", headers={"Content-Range": f"bytes */{size}"}
+        )
     return start, end
 
 
@@ -67,7 +70,9 @@ class ClipController(Controller):
 
     @get("/", summary="List clips, oldest recording first, filtered", scope=LISTS, sync_to_thread=True)
     def list_clips(
-        self, within: Scoped, clips: Injected[ClipRecords],
+        self,
+        within: Scoped,
+        clips: Injected[ClipRecords],
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: FromQuery[str | None] = None,
         station_id: FromQuery[str | None] = None,
@@ -81,9 +86,17 @@ class ClipController(Controller):
             if moment is not None and moment.tzinfo is None:
                 raise BadRequest(f"{name} needs a time zone, e.g. 2026-11-20T14:00:00Z")
         items = clips.list_clips(
-            limit=limit + 1, after=_cursor_decode(cursor) if cursor else None,
-            filters={"borough": within.borough, "station_id": station_id, "device_serial": device_serial, "state": clip_state,
-                     "evidential": evidential, "recorded_from": recorded_from, "recorded_to": recorded_to},
+            limit=limit + 1,
+            after=_cursor_decode(cursor) if cursor else None,
+            filters={
+                "borough": within.borough,
+                "station_id": station_id,
+                "device_serial": device_serial,
+                "state": clip_state,
+                "evidential": evidential,
+                "recorded_from": recorded_from,
+                "recorded_to": recorded_to,
+            },
         )
         more = len(items) > limit
         items = items[:limit]
@@ -97,13 +110,29 @@ class ClipController(Controller):
         clips.log_access(principal.name, "view", clip_id, "metadata")
         return clip
 
-    @get("/{clip_id:str}/content", summary="The clip's bytes (Range supported; every download is logged)",
-         media_type="video/mp4", responses={
-             206: ResponseSpec(data_container=bytes, media_type="video/mp4",
-                               description="The bytes of the Range asked for (Content-Range says which)"),
-             **errors(410, 416, 503)}, scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def content(self, request: Request, principal: Caller, clips: Injected[ClipRecords],
-                blobs: Injected[BlobStore], clip_id: ClipId) -> Response:
+    @get(
+        "/{clip_id:str}/content",
+        summary="The clip's bytes (Range supported; every download is logged)",
+        media_type="video/mp4",
+        responses={
+            206: ResponseSpec(
+                data_container=bytes,
+                media_type="video/mp4",
+                description="The bytes of the Range asked for (Content-Range says which)",
+            ),
+            **errors(410, 416, 503),
+        },
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def content(
+        self,
+        request: Request,
+        principal: Caller,
+        clips: Injected[ClipRecords],
+        blobs: Injected[BlobStore],
+        clip_id: ClipId,
+    ) -> Response:
         key = clips.blob_key(clip_id)
         if key is None:
             raise NotFound(f"no verified clip {clip_id}")
@@ -111,16 +140,21 @@ class ClipController(Controller):
             size = blobs.size(key)
         except FileNotFoundError:
             log.error("clip %s is recorded as verified but its blob %s is missing", clip_id, key)
-            raise NotFound(f"the bytes of clip {clip_id} are missing from the blob store; "
-                           "this is logged for the operators") from None
+            raise NotFound(
+                f"the bytes of clip {clip_id} are missing from the blob store; this is logged for the operators"
+            ) from None
         span = parse_range(request.headers.get("range"), size)
         start, end = span or (0, size)
         clips.log_access(principal.name, "download", clip_id, f"bytes {start}-{end - 1}/{size}")
 
-        headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start),
-                   "Content-Disposition": f'attachment; filename="{clip_id}.mp4"'}
+        headers = {
+            "Accept-Ranges": "bytes",
+            "Content-Length": str(end - start),
+            "Content-Disposition": f'attachment; filename="{clip_id}.mp4"',
+        }
         if span:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         # A plain iterator: Litestar takes each piece on a worker thread, so a slow store never blocks the loop.
-        return Stream(blobs.read(key, start, end), status_code=206 if span else 200, headers=headers,
-                      media_type="video/mp4")
+        return Stream(
+            blobs.read(key, start, end), status_code=206 if span else 200, headers=headers, media_type="video/mp4"
+        )

@@ -14,16 +14,16 @@ from litestar import Controller, Response, get
 from litestar.params import PathParameter
 from litestar.response import Template
 
-from fleet.clock import from_iso, to_iso, utc_now
-from fleet.errors import NotFound
-from central.evidence import audit
 from central.access.auth import Caller, user_with
-from central.core.csvhttp import CSV, csv_response
 from central.access.scope import in_path, touches
-from central.core.store import CentralStore
+from central.core.csvhttp import CSV, csv_response
 from central.core.providers import Injected
+from central.core.store import CentralStore
+from central.evidence import audit
 from central.evidence.clip_records import ClipRecords
 from central.registry.assignments import AssignmentService
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import NotFound
 
 ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
 
@@ -33,13 +33,29 @@ class CustodyRecord(audit.AuditRecord, kw_only=True):
 
 
 def custody(db, clip_id: str) -> list[CustodyRecord]:
-    rows = db.execute("SELECT id, at, actor, place, action, object_type, object_id, detail FROM audit "
-                      "WHERE object_type = 'clip' AND object_id = ? ORDER BY id", [clip_id]).fetchall()
-    return [CustodyRecord(id=r[0], at=from_iso(r[1]), actor=r[2], place=r[3], action=r[4], object_type=r[5],
-                          object_id=r[6], detail=r[7]) for r in rows]
+    rows = db.execute(
+        "SELECT id, at, actor, place, action, object_type, object_id, detail FROM audit "
+        "WHERE object_type = 'clip' AND object_id = ? ORDER BY id",
+        [clip_id],
+    ).fetchall()
+    return [
+        CustodyRecord(
+            id=r[0],
+            at=from_iso(r[1]),
+            actor=r[2],
+            place=r[3],
+            action=r[4],
+            object_type=r[5],
+            object_id=r[6],
+            detail=r[7],
+        )
+        for r in rows
+    ]
 
 
-def _records(store: CentralStore, clips: ClipRecords, assignments: AssignmentService, clip_id: str) -> list[CustodyRecord]:
+def _records(
+    store: CentralStore, clips: ClipRecords, assignments: AssignmentService, clip_id: str
+) -> list[CustodyRecord]:
     with store.writer.read() as db:
         records = custody(db, clip_id)
     if not records and clips.clip(clip_id) is None:
@@ -51,22 +67,56 @@ class CustodyController(Controller):
     path = "/api/v1/clips"
     tags = ["clips"]
 
-    @get("/{clip_id:str}/custody", summary="The clip's chain of custody, oldest first", guards=[user_with("auditor")],
-         scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def as_json(self, principal: Caller, store: Injected[CentralStore], clips: Injected[ClipRecords],
-                assignments: Injected[AssignmentService], clip_id: ClipIdPath) -> list[CustodyRecord]:
+    @get(
+        "/{clip_id:str}/custody",
+        summary="The clip's chain of custody, oldest first",
+        guards=[user_with("auditor")],
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def as_json(
+        self,
+        principal: Caller,
+        store: Injected[CentralStore],
+        clips: Injected[ClipRecords],
+        assignments: Injected[AssignmentService],
+        clip_id: ClipIdPath,
+    ) -> list[CustodyRecord]:
         return _records(store, clips, assignments, clip_id)
 
-    @get("/{clip_id:str}/custody.csv", summary="The chain of custody as CSV", guards=[user_with("auditor")],
-         media_type=CSV, scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def as_csv(self, principal: Caller, store: Injected[CentralStore], clips: Injected[ClipRecords],
-               assignments: Injected[AssignmentService], clip_id: ClipIdPath) -> Response:
+    @get(
+        "/{clip_id:str}/custody.csv",
+        summary="The chain of custody as CSV",
+        guards=[user_with("auditor")],
+        media_type=CSV,
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def as_csv(
+        self,
+        principal: Caller,
+        store: Injected[CentralStore],
+        clips: Injected[ClipRecords],
+        assignments: Injected[AssignmentService],
+        clip_id: ClipIdPath,
+    ) -> Response:
         return csv_response(_records(store, clips, assignments, clip_id), CustodyRecord, f"custody-{clip_id}.csv")
 
-    @get("/{clip_id:str}/custody.html", summary="The chain of custody as a printable page",
-         guards=[user_with("auditor")], scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def as_html(self, principal: Caller, store: Injected[CentralStore], clips: Injected[ClipRecords],
-                assignments: Injected[AssignmentService], clip_id: ClipIdPath) -> Template:
+    @get(
+        "/{clip_id:str}/custody.html",
+        summary="The chain of custody as a printable page",
+        guards=[user_with("auditor")],
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def as_html(
+        self,
+        principal: Caller,
+        store: Injected[CentralStore],
+        clips: Injected[ClipRecords],
+        assignments: Injected[AssignmentService],
+        clip_id: ClipIdPath,
+    ) -> Template:
         records = _records(store, clips, assignments, clip_id)
         clip = clips.clip(clip_id)
         if clip is None:  # reported by its station (ingested), not uploaded yet: what central knows
@@ -75,6 +125,13 @@ class CustodyController(Controller):
             except NotFound:
                 clip = {"clip_id": clip_id}
         chain = audit.verify_file(store.data_dir / "central.db")
-        return Template(template_name="custody.html", context={
-            "clip": clip, "records": records, "chain": chain, "printed": to_iso(utc_now()),
-            "printed_by": principal.name})
+        return Template(
+            template_name="custody.html",
+            context={
+                "clip": clip,
+                "records": records,
+                "chain": chain,
+                "printed": to_iso(utc_now()),
+                "printed_by": principal.name,
+            },
+        )

@@ -22,11 +22,11 @@ from datetime import datetime
 
 import msgspec
 
+from central.access.scope import CLIPS_OF_BOROUGH
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
 from fleet.events import ClipHold
-from central.access.scope import CLIPS_OF_BOROUGH
 
 HELD = """(
     EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'clip' AND h.clip_id = c.clip_id AND h.released_at IS NULL)
@@ -77,13 +77,24 @@ class Hold(msgspec.Struct, kw_only=True):
     """Clips at central it protects now."""
 
 
-def place(db, kind: str, reason: str, clip_id: str | None, officer_id: str | None, window_from: str | None,
-          window_to: str | None, case_ref: str | None, actor: str, now: str) -> int:
+def place(
+    db,
+    kind: str,
+    reason: str,
+    clip_id: str | None,
+    officer_id: str | None,
+    window_from: str | None,
+    window_to: str | None,
+    case_ref: str | None,
+    actor: str,
+    now: str,
+) -> int:
     """A new hold (checked by the caller); its id."""
     return db.execute(
         "INSERT INTO holds (kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
         "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [kind, reason, clip_id, officer_id, window_from, window_to, case_ref, now, actor]).lastrowid
+        [kind, reason, clip_id, officer_id, window_from, window_to, case_ref, now, actor],
+    ).lastrowid
 
 
 def released_at(db, hold_id: int) -> str | None:
@@ -95,14 +106,18 @@ def released_at(db, hold_id: int) -> str | None:
 
 
 def release(db, hold_id: int, actor: str, reason: str, now: str) -> None:
-    db.execute("UPDATE holds SET released_at = ?, released_by = ?, release_reason = ? WHERE id = ?",
-               [now, actor, reason, hold_id])
+    db.execute(
+        "UPDATE holds SET released_at = ?, released_by = ?, release_reason = ? WHERE id = ?",
+        [now, actor, reason, hold_id],
+    )
 
 
 def add_to_case(db, case_ref: str, clip_ids: list[str], actor: str) -> list[str]:
     """Add clips to a case (a case hold covers them); every clip of the case, sorted."""
-    db.conn.executemany("INSERT INTO case_clips (case_ref, clip_id, added_at, added_by) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT DO NOTHING", [(case_ref, c, to_iso(utc_now()), actor) for c in clip_ids])
+    db.conn.executemany(
+        "INSERT INTO case_clips (case_ref, clip_id, added_at, added_by) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [(case_ref, c, to_iso(utc_now()), actor) for c in clip_ids],
+    )
     return sorted(r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ?", [case_ref]))
 
 
@@ -123,43 +138,67 @@ def listing(db, active: bool | None, limit: int, borough: str | None = None) -> 
 
 
 def read(db, hold_id: int) -> Hold:
-    r = db.execute("SELECT id, kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
-                   "created_by, released_at, released_by FROM holds WHERE id = ?", [hold_id]).fetchone()
+    r = db.execute(
+        "SELECT id, kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
+        "created_by, released_at, released_by FROM holds WHERE id = ?",
+        [hold_id],
+    ).fetchone()
     if r is None:
         raise NotFound(f"no hold {hold_id}")
     clips = len(clips_of(db, hold_id)) if r[10] is None else 0
-    return Hold(id=r[0], kind=r[1], reason=r[2], clip_id=r[3], officer_id=r[4],
-                window_from=from_iso(r[5]) if r[5] else None, window_to=from_iso(r[6]) if r[6] else None,
-                case_ref=r[7], created_at=from_iso(r[8]), created_by=r[9],
-                released_at=from_iso(r[10]) if r[10] else None, released_by=r[11], clips=clips)
+    return Hold(
+        id=r[0],
+        kind=r[1],
+        reason=r[2],
+        clip_id=r[3],
+        officer_id=r[4],
+        window_from=from_iso(r[5]) if r[5] else None,
+        window_to=from_iso(r[6]) if r[6] else None,
+        case_ref=r[7],
+        created_at=from_iso(r[8]),
+        created_by=r[9],
+        released_at=from_iso(r[10]) if r[10] else None,
+        released_by=r[11],
+        clips=clips,
+    )
 
 
 def clips_of(db, hold_id: int) -> list[str]:
     """The clips at central this hold covers (whether or not it still applies)."""
     kind, clip_id, officer, start, end, case_ref = db.execute(
-        "SELECT kind, clip_id, officer_id, window_from, window_to, case_ref FROM holds WHERE id = ?",
-        [hold_id]).fetchone()
+        "SELECT kind, clip_id, officer_id, window_from, window_to, case_ref FROM holds WHERE id = ?", [hold_id]
+    ).fetchone()
     if kind == "clip":
         return [clip_id]
     if kind == "case":
-        return [r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ? ORDER BY clip_id",
-                                         [case_ref])]
-    return [r[0] for r in db.execute(
-        "SELECT clip_id FROM attributions WHERE (officer_id = ? OR officer_id IS NULL) AND recorded_at >= ? "
-        "AND recorded_at < ? ORDER BY recorded_at", [officer, start, end])]
+        return [
+            r[0] for r in db.execute("SELECT clip_id FROM case_clips WHERE case_ref = ? ORDER BY clip_id", [case_ref])
+        ]
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT clip_id FROM attributions WHERE (officer_id = ? OR officer_id IS NULL) AND recorded_at >= ? "
+            "AND recorded_at < ? ORDER BY recorded_at",
+            [officer, start, end],
+        )
+    ]
 
 
 def on_clip(db, clip_id: str) -> list[int]:
     """Ids of the holds that protect this clip now."""
-    return sorted(r[0] for r in db.execute(
-        """SELECT h.id FROM holds h WHERE h.released_at IS NULL AND (
+    return sorted(
+        r[0]
+        for r in db.execute(
+            """SELECT h.id FROM holds h WHERE h.released_at IS NULL AND (
                (h.kind = 'clip' AND h.clip_id = :clip)
                OR (h.kind = 'case' AND h.case_ref IN (SELECT case_ref FROM case_clips WHERE clip_id = :clip))
                OR (h.kind = 'officer' AND EXISTS (
                    SELECT 1 FROM attributions a WHERE a.clip_id = :clip
                    AND (a.officer_id = h.officer_id OR a.officer_id IS NULL)
                    AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)))""",
-        {"clip": clip_id}))
+            {"clip": clip_id},
+        )
+    )
 
 
 def list_held_now(db) -> None:
@@ -181,14 +220,15 @@ def announce_holds(db, changes, clip_ids: list[str], *, held_only: bool = False)
     central, whose stations hold nothing yet, only the held ones are worth a message. A station
     central has not heard from yet has the borough its config entry gives."""
     for start in range(0, len(clip_ids), 500):
-        chunk = clip_ids[start:start + 500]
+        chunk = clip_ids[start : start + 500]
         rows = db.execute(
             f"""SELECT c.clip_id, COALESCE(cl.station_id, a.station_id), s.borough, {HELD}
                 FROM (SELECT value AS clip_id FROM json_each(?)) c
                 LEFT JOIN clips cl ON cl.clip_id = c.clip_id
                 LEFT JOIN attributions a ON a.clip_id = c.clip_id
                 LEFT JOIN stations s ON s.station_id = COALESCE(cl.station_id, a.station_id)""",
-            [json.dumps(chunk)]).fetchall()
+            [json.dumps(chunk)],
+        ).fetchall()
         for clip_id, station_id, borough, held in rows:
             entry = changes.settings.stations.get(station_id) if station_id else None
             borough = borough or (entry.borough if entry else None)
@@ -203,11 +243,15 @@ def announce_reattributed(db, changes, clip_ids: list[str]) -> None:
     only those are announced (a docking re-attributes a few clips; most are in no window)."""
     if changes is None or not clip_ids:
         return
-    in_windows = [r[0] for r in db.execute(
-        """SELECT a.clip_id FROM attributions a WHERE a.clip_id IN (SELECT value FROM json_each(?))
+    in_windows = [
+        r[0]
+        for r in db.execute(
+            """SELECT a.clip_id FROM attributions a WHERE a.clip_id IN (SELECT value FROM json_each(?))
            AND EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'officer' AND h.released_at IS NULL
                        AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)""",
-        [json.dumps(clip_ids)])]
+            [json.dumps(clip_ids)],
+        )
+    ]
     announce_holds(db, changes, in_windows)
 
 
@@ -216,6 +260,11 @@ def held_clips_of_borough(db, borough: str, settings: CentralSettings) -> list[s
     stations = [s for s, entry in settings.stations.items() if entry.borough == borough]
     if not stations:
         return []
-    return [r[0] for r in db.execute(
-        f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) AND c.purged_at IS NULL "
-        f"AND {HELD} ORDER BY c.clip_id", stations)]
+    return [
+        r[0]
+        for r in db.execute(
+            f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) AND c.purged_at IS NULL "
+            f"AND {HELD} ORDER BY c.clip_id",
+            stations,
+        )
+    ]

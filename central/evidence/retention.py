@@ -32,20 +32,27 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
+from central.access.auth import Caller, user_with
+from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
+from central.core.openapi import errors
+from central.core.pagination import CURSOR_HELP, decode_time_cursor, page_response
+from central.core.providers import Injected
+from central.evidence import audit, holds
+from central.evidence.holds import HELD, Hold
+from central.evidence.retention_rules import (
+    RetentionRules,
+    assessment,
+    categories_of,
+    load_retention,
+    retain_until,
+    shortened,
+)
+from central.registry import officers
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.events import OfficerId
 from fleet.protocol import AwareDatetime
-from central.evidence.retention_rules import RetentionRules, assessment, categories_of, load_retention, retain_until, shortened
-from central.evidence import audit, holds
-from central.evidence.holds import HELD, Hold
-from central.access.auth import Caller, user_with
-from central.core.openapi import errors
-from central.core.pagination import CURSOR_HELP, decode_time_cursor, page_response
-from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
-from central.registry import officers
-from central.core.providers import Injected
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
@@ -79,14 +86,14 @@ class ReviewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class CaseClips(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    clip_ids: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
-                        msgspec.Meta(min_length=1, max_length=10_000)]
+    clip_ids: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(min_length=1, max_length=10_000)
+    ]
     reason: Text
 
 
 class CategoriesRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    categories: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
-                          msgspec.Meta(max_length=32)]
+    categories: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=32)]
     reason: Text
     confirm: bool = False
     """Needed when the new categories keep the clip for less time than now."""
@@ -170,8 +177,9 @@ class RetentionService:
         path = self.settings.retention.rules
         return load_retention(path) if path else RetentionRules()
 
-    def apply_rules(self, new: RetentionRules, actor: str, *, confirm: bool = False,
-                    now: datetime | None = None) -> RulesChange:
+    def apply_rules(
+        self, new: RetentionRules, actor: str, *, confirm: bool = False, now: datetime | None = None
+    ) -> RulesChange:
         """Adopt new rules. If they shorten any period, only with ``confirm`` (after seeing the count)."""
         now = now or utc_now()
         with self.writer.write() as db:
@@ -184,12 +192,21 @@ class RetentionService:
                 return RulesChange(shortened=cut, would_delete=would, applied=False, more_than_now=more)
             if old is not None and msgspec.json.encode(old) == msgspec.json.encode(new):
                 return RulesChange(shortened=[], would_delete=0, applied=False)
-            db.execute("INSERT INTO retention_rules (one, rules, applied_at, applied_by) VALUES (1, ?, ?, ?) "
-                       "ON CONFLICT (one) DO UPDATE SET rules = excluded.rules, applied_at = excluded.applied_at, "
-                       "applied_by = excluded.applied_by", [msgspec.json.encode(new).decode(), to_iso(now), actor])
+            db.execute(
+                "INSERT INTO retention_rules (one, rules, applied_at, applied_by) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (one) DO UPDATE SET rules = excluded.rules, applied_at = excluded.applied_at, "
+                "applied_by = excluded.applied_by",
+                [msgspec.json.encode(new).decode(), to_iso(now), actor],
+            )
             db.execute("UPDATE clips SET retain_until = NULL WHERE deleted_at IS NULL")  # reassessed below
-            audit.record(db, actor=actor, action="config-change", object_type="retention_rules", object_id="rules",
-                         detail=(f"shortened {', '.join(cut)}; {would} clips now due" if cut else "rules applied"))
+            audit.record(
+                db,
+                actor=actor,
+                action="config-change",
+                object_type="retention_rules",
+                object_id="rules",
+                detail=(f"shortened {', '.join(cut)}; {would} clips now due" if cut else "rules applied"),
+            )
         self.assess()
         return RulesChange(shortened=cut, would_delete=would, applied=True, more_than_now=more)
 
@@ -201,8 +218,9 @@ class RetentionService:
     def _count_due_under(self, db, rules: RetentionRules, now: datetime) -> int:
         count = 0
         for clip_id, recorded_at, categories in db.execute(
-                f"SELECT c.clip_id, c.recorded_at, c.categories FROM clips c WHERE c.state = 'verified' "
-                f"AND c.deleted_at IS NULL AND NOT {HELD}"):
+            f"SELECT c.clip_id, c.recorded_at, c.categories FROM clips c WHERE c.state = 'verified' "
+            f"AND c.deleted_at IS NULL AND NOT {HELD}"
+        ):
             until, review = assessment(rules, from_iso(recorded_at), json.loads(categories))
             if until <= now and not review:
                 count += 1
@@ -230,23 +248,34 @@ class RetentionService:
                 "|| substr(recorded_at, 20), COALESCE(kept_until, '')), review = 0 WHERE retain_until IS NULL "
                 "AND state = 'verified' AND deleted_at IS NULL AND categorised_at IS NULL AND categories = '[]' "
                 "AND tags = '[]' AND NOT evidential AND length(recorded_at) = 27 AND substr(recorded_at, 27) = 'Z' "
-                "AND recorded_at < '9000'", [f"+{rules.default_days} days"]).rowcount
+                "AND recorded_at < '9000'",
+                [f"+{rules.default_days} days"],
+            ).rowcount
         while True:
             with self.writer.write() as db:
                 rules = self._rules_in(db)
-                rows = db.execute("SELECT clip_id, recorded_at, tags, evidential, categories, categorised_at, "
-                                  "kept_until FROM clips WHERE state = 'verified' AND retain_until IS NULL "
-                                  "AND deleted_at IS NULL LIMIT ?", [BATCH]).fetchall()
+                rows = db.execute(
+                    "SELECT clip_id, recorded_at, tags, evidential, categories, categorised_at, "
+                    "kept_until FROM clips WHERE state = 'verified' AND retain_until IS NULL "
+                    "AND deleted_at IS NULL LIMIT ?",
+                    [BATCH],
+                ).fetchall()
                 if not rows:
                     return done
                 updates = []
                 for clip_id, recorded_at, tags, evidential, categories, by_hand, kept in rows:
-                    names = json.loads(categories) if by_hand else sorted(
-                        set(json.loads(categories)) | set(categories_of(rules, json.loads(tags), bool(evidential))))
+                    names = (
+                        json.loads(categories)
+                        if by_hand
+                        else sorted(
+                            set(json.loads(categories)) | set(categories_of(rules, json.loads(tags), bool(evidential)))
+                        )
+                    )
                     until, review = assessment(rules, from_iso(recorded_at), names)
                     updates.append((json.dumps(names), max(to_iso(until), kept or ""), review, clip_id))
-                db.conn.executemany("UPDATE clips SET categories = ?, retain_until = ?, review = ? WHERE clip_id = ?",
-                                    updates)
+                db.conn.executemany(
+                    "UPDATE clips SET categories = ?, retain_until = ?, review = ? WHERE clip_id = ?", updates
+                )
                 done += len(rows)
 
     # -- the daily job -----------------------------------------------------------------------
@@ -266,54 +295,107 @@ class RetentionService:
         # Candidates are found by index, then visited in table order (sorted rowids, 8 bytes
         # each): a batch touches neighbouring pages instead of pages all over the database.
         with self.writer.read() as db:
-            due = array("q", sorted(r[0] for r in db.execute(
-                "SELECT rowid FROM clips INDEXED BY clips_retain_until WHERE deleted_at IS NULL "
-                "AND retain_until <= ? AND state = 'verified' AND NOT review", [cutoff])))
+            due = array(
+                "q",
+                sorted(
+                    r[0]
+                    for r in db.execute(
+                        "SELECT rowid FROM clips INDEXED BY clips_retain_until WHERE deleted_at IS NULL "
+                        "AND retain_until <= ? AND state = 'verified' AND NOT review",
+                        [cutoff],
+                    )
+                ),
+            )
         for start in range(0, len(due), BATCH):
-            batch = due[start:start + BATCH]
+            batch = due[start : start + BATCH]
             with self.writer.write() as db:
                 holds.list_held_now(db)
-                ids = sorted(r[0] for r in db.execute(  # sorted: audit index inserts in key order
-                    "UPDATE clips SET deleted_at = ? WHERE rowid BETWEEN ? AND ? AND deleted_at IS NULL "
-                    "AND retain_until <= ? AND state = 'verified' AND NOT review AND clip_id NOT IN held_now "
-                    "AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
-                    [cutoff, batch[0], batch[-1], cutoff, json.dumps(batch.tolist())]))
-                audit.record_many(db, [dict(actor="retention-job", action="soft-delete", object_type="clip",
-                                            object_id=i, at=now, detail="retention ended, no hold") for i in ids])
+                ids = sorted(
+                    r[0]
+                    for r in db.execute(  # sorted: audit index inserts in key order
+                        "UPDATE clips SET deleted_at = ? WHERE rowid BETWEEN ? AND ? AND deleted_at IS NULL "
+                        "AND retain_until <= ? AND state = 'verified' AND NOT review AND clip_id NOT IN held_now "
+                        "AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
+                        [cutoff, batch[0], batch[-1], cutoff, json.dumps(batch.tolist())],
+                    )
+                )
+                audit.record_many(
+                    db,
+                    [
+                        dict(
+                            actor="retention-job",
+                            action="soft-delete",
+                            object_type="clip",
+                            object_id=i,
+                            at=now,
+                            detail="retention ended, no hold",
+                        )
+                        for i in ids
+                    ],
+                )
                 report.soft_deleted += len(ids)
         purge_before = to_iso(now - timedelta(days=rules.recovery_days))
         with self.writer.read() as db:
-            due = array("q", sorted(r[0] for r in db.execute(
-                "SELECT rowid FROM clips INDEXED BY clips_deleted WHERE deleted_at IS NOT NULL AND purged_at IS NULL "
-                "AND deleted_at <= ?", [purge_before])))
+            due = array(
+                "q",
+                sorted(
+                    r[0]
+                    for r in db.execute(
+                        "SELECT rowid FROM clips INDEXED BY clips_deleted WHERE deleted_at IS NOT NULL AND purged_at IS NULL "
+                        "AND deleted_at <= ?",
+                        [purge_before],
+                    )
+                ),
+            )
         for start in range(0, len(due), BATCH):
-            batch = due[start:start + BATCH]
+            batch = due[start : start + BATCH]
             with self.writer.write() as db:
                 holds.list_held_now(db)
                 rows = json.dumps(batch.tolist())
                 # What to delete goes in purge_pending in the same transaction as the purge itself.
-                db.execute("INSERT OR IGNORE INTO purge_pending (clip_id, blob_key) SELECT clip_id, "
-                           "COALESCE(blob_key, clip_id) FROM clips WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT "
-                           "NULL AND purged_at IS NULL AND deleted_at <= ? AND clip_id NOT IN held_now AND rowid IN "
-                           "(SELECT value FROM json_each(?))", [batch[0], batch[-1], purge_before, rows])
-                ids = sorted(r[0] for r in db.execute(
-                    "UPDATE clips SET purged_at = ?, blob_key = NULL WHERE rowid BETWEEN ? AND ? "
-                    "AND deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ? "
-                    "AND clip_id NOT IN held_now AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
-                    [cutoff, batch[0], batch[-1], purge_before, rows]))
-                audit.record_many(db, [dict(actor="retention-job", action="purge", object_type="clip", object_id=i,
-                                            at=now, detail=f"{rules.recovery_days} days after soft deletion")
-                                       for i in ids])
+                db.execute(
+                    "INSERT OR IGNORE INTO purge_pending (clip_id, blob_key) SELECT clip_id, "
+                    "COALESCE(blob_key, clip_id) FROM clips WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT "
+                    "NULL AND purged_at IS NULL AND deleted_at <= ? AND clip_id NOT IN held_now AND rowid IN "
+                    "(SELECT value FROM json_each(?))",
+                    [batch[0], batch[-1], purge_before, rows],
+                )
+                ids = sorted(
+                    r[0]
+                    for r in db.execute(
+                        "UPDATE clips SET purged_at = ?, blob_key = NULL WHERE rowid BETWEEN ? AND ? "
+                        "AND deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ? "
+                        "AND clip_id NOT IN held_now AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
+                        [cutoff, batch[0], batch[-1], purge_before, rows],
+                    )
+                )
+                audit.record_many(
+                    db,
+                    [
+                        dict(
+                            actor="retention-job",
+                            action="purge",
+                            object_type="clip",
+                            object_id=i,
+                            at=now,
+                            detail=f"{rules.recovery_days} days after soft deletion",
+                        )
+                        for i in ids
+                    ],
+                )
                 report.purged += len(ids)
             self._sweep()
         with self.writer.write() as db:
             holds.list_held_now(db)
             report.held_back = db.execute(
                 "SELECT count(*) FROM clips WHERE deleted_at IS NULL AND retain_until <= ? AND clip_id IN held_now",
-                [cutoff]).fetchone()[0]
+                [cutoff],
+            ).fetchone()[0]
             report.for_review = db.execute(
                 "SELECT count(*) FROM clips INDEXED BY clips_review_due WHERE review AND deleted_at IS NULL "
-                "AND retain_until <= ? AND state = 'verified' AND clip_id NOT IN held_now", [cutoff]).fetchone()[0]
+                "AND retain_until <= ? AND state = 'verified' AND clip_id NOT IN held_now",
+                [cutoff],
+            ).fetchone()[0]
         return report
 
     def _sweep(self) -> int:
@@ -328,8 +410,10 @@ class RetentionService:
                 return swept
             self.blobs.delete_many([key for _, key in rows])
             with self.writer.write() as db:
-                db.execute("DELETE FROM purge_pending WHERE clip_id IN (SELECT value FROM json_each(?))",
-                           [json.dumps([r[0] for r in rows])])
+                db.execute(
+                    "DELETE FROM purge_pending WHERE clip_id IN (SELECT value FROM json_each(?))",
+                    [json.dumps([r[0] for r in rows])],
+                )
             swept += len(rows)
 
     def digest(self, days: int, now: datetime | None = None) -> Digest:
@@ -338,23 +422,38 @@ class RetentionService:
         self.assess()  # clips verified since the last assessment count too
         end = now + timedelta(days=days)
         with self.writer.read() as db:
-            soft = dict(db.execute(
-                f"SELECT substr(c.retain_until, 1, 10), count(*) FROM clips c WHERE c.state = 'verified' "
-                f"AND c.deleted_at IS NULL AND c.retain_until < ? AND NOT c.review AND NOT {HELD} GROUP BY 1",
-                [to_iso(end)]).fetchall())
-            purge = dict(db.execute(
-                f"SELECT substr(c.deleted_at, 1, 10), count(*) FROM clips c WHERE c.deleted_at IS NOT NULL "
-                f"AND c.purged_at IS NULL AND c.deleted_at < ? AND NOT {HELD} GROUP BY 1",
-                [to_iso(end - timedelta(days=rules.recovery_days))]).fetchall())
-            held = db.execute(f"SELECT count(*) FROM clips c WHERE c.deleted_at IS NULL AND c.retain_until < ? "
-                              f"AND {HELD}", [to_iso(end)]).fetchone()[0]
-            sample = [r[0] for r in db.execute(
-                f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
-                f"AND c.retain_until < ? AND NOT c.review AND NOT {HELD} ORDER BY c.retain_until LIMIT 100",
-                [to_iso(end)])]
-            reviews = db.execute(f"SELECT count(*) FROM clips c INDEXED BY clips_review_due WHERE c.review "
-                                 f"AND c.deleted_at IS NULL AND c.retain_until < ? AND c.state = 'verified' "
-                                 f"AND NOT {HELD}", [to_iso(end)]).fetchone()[0]
+            soft = dict(
+                db.execute(
+                    f"SELECT substr(c.retain_until, 1, 10), count(*) FROM clips c WHERE c.state = 'verified' "
+                    f"AND c.deleted_at IS NULL AND c.retain_until < ? AND NOT c.review AND NOT {HELD} GROUP BY 1",
+                    [to_iso(end)],
+                ).fetchall()
+            )
+            purge = dict(
+                db.execute(
+                    f"SELECT substr(c.deleted_at, 1, 10), count(*) FROM clips c WHERE c.deleted_at IS NOT NULL "
+                    f"AND c.purged_at IS NULL AND c.deleted_at < ? AND NOT {HELD} GROUP BY 1",
+                    [to_iso(end - timedelta(days=rules.recovery_days))],
+                ).fetchall()
+            )
+            held = db.execute(
+                f"SELECT count(*) FROM clips c WHERE c.deleted_at IS NULL AND c.retain_until < ? AND {HELD}",
+                [to_iso(end)],
+            ).fetchone()[0]
+            sample = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
+                    f"AND c.retain_until < ? AND NOT c.review AND NOT {HELD} ORDER BY c.retain_until LIMIT 100",
+                    [to_iso(end)],
+                )
+            ]
+            reviews = db.execute(
+                f"SELECT count(*) FROM clips c INDEXED BY clips_review_due WHERE c.review "
+                f"AND c.deleted_at IS NULL AND c.retain_until < ? AND c.state = 'verified' "
+                f"AND NOT {HELD}",
+                [to_iso(end)],
+            ).fetchone()[0]
         rows = []
         for offset in range(days + 1):
             day = (now + timedelta(days=offset)).date().isoformat()
@@ -372,19 +471,24 @@ class RetentionService:
             return self._clip(db, clip_id)
 
     def _clip(self, db, clip_id: str) -> ClipRetention:
-        row = db.execute("SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
-                         "FROM clips WHERE clip_id = ? AND state = 'verified'", [clip_id]).fetchone()
+        row = db.execute(
+            "SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
+            "FROM clips WHERE clip_id = ? AND state = 'verified'",
+            [clip_id],
+        ).fetchone()
         if row is None:
             raise NotFound(f"no verified clip {clip_id}")
         return _retention(row, holds.on_clip(db, clip_id))
 
-    def categorise(self, clip_id: str, request: CategoriesRequest, actor: str,
-                   now: datetime | None = None) -> ClipRetention:
+    def categorise(
+        self, clip_id: str, request: CategoriesRequest, actor: str, now: datetime | None = None
+    ) -> ClipRetention:
         rules = self.rules()
         unknown = [c for c in request.categories if c not in rules.categories]
         if unknown:
-            raise BadRequest(f"unknown retention category {unknown[0]!r}; the rules have "
-                             f"{', '.join(sorted(rules.categories))}")
+            raise BadRequest(
+                f"unknown retention category {unknown[0]!r}; the rules have {', '.join(sorted(rules.categories))}"
+            )
         now = now or utc_now()
         with self.writer.write() as db:
             before = self._clip(db, clip_id)
@@ -393,24 +497,39 @@ class RetentionService:
             names = sorted(set(request.categories))
             until, review = assessment(rules, before.recorded_at, names)
             if before.retain_until is not None and until < before.retain_until and not request.confirm:
-                raise Conflict(f"these categories keep clip {clip_id} until {to_iso(until)}, not "
-                               f"{to_iso(before.retain_until)}" + (": it would be deleted at the next run"
-                                                                     if until <= now else "")
-                               + "; send confirm: true to shorten its retention")
+                raise Conflict(
+                    f"these categories keep clip {clip_id} until {to_iso(until)}, not "
+                    f"{to_iso(before.retain_until)}"
+                    + (": it would be deleted at the next run" if until <= now else "")
+                    + "; send confirm: true to shorten its retention"
+                )
             restore = before.deleted_at is not None and until > now
-            db.execute("UPDATE clips SET categories = ?, retain_until = ?, review = ?, categorised_at = ?, "
-                       "kept_until = NULL" + (", deleted_at = NULL" if restore else "") + " WHERE clip_id = ?",
-                       [json.dumps(names), to_iso(until), review, to_iso(now), clip_id])
-            audit.record(db, actor=actor, action="categorise", object_type="clip", object_id=clip_id,
-                         detail=f"{', '.join(before.categories) or 'none'} → {', '.join(names) or 'none'} "
-                                f"(kept until {to_iso(until)}): {request.reason}")
+            db.execute(
+                "UPDATE clips SET categories = ?, retain_until = ?, review = ?, categorised_at = ?, "
+                "kept_until = NULL" + (", deleted_at = NULL" if restore else "") + " WHERE clip_id = ?",
+                [json.dumps(names), to_iso(until), review, to_iso(now), clip_id],
+            )
+            audit.record(
+                db,
+                actor=actor,
+                action="categorise",
+                object_type="clip",
+                object_id=clip_id,
+                detail=f"{', '.join(before.categories) or 'none'} → {', '.join(names) or 'none'} "
+                f"(kept until {to_iso(until)}): {request.reason}",
+            )
             if restore:
-                audit.record(db, actor=actor, action="restore", object_type="clip", object_id=clip_id,
-                             detail="its new categories keep it")
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="restore",
+                    object_type="clip",
+                    object_id=clip_id,
+                    detail="its new categories keep it",
+                )
             return self._clip(db, clip_id)
 
-    def restore(self, clip_id: str, request: RestoreRequest, actor: str,
-                now: datetime | None = None) -> ClipRetention:
+    def restore(self, clip_id: str, request: RestoreRequest, actor: str, now: datetime | None = None) -> ClipRetention:
         """Undo a soft delete; the clip gets a fresh default period (categorise or hold it to keep it longer)."""
         rules = self.rules()
         now = now or utc_now()
@@ -421,16 +540,25 @@ class RetentionService:
             if clip.deleted_at is None:
                 raise Conflict(f"clip {clip_id} is not deleted")
             until = max(clip.retain_until or now, now + timedelta(days=rules.default_days))
-            db.execute("UPDATE clips SET deleted_at = NULL, retain_until = ?, kept_until = ? WHERE clip_id = ?",
-                       [to_iso(until), to_iso(until), clip_id])
-            audit.record(db, actor=actor, action="restore", object_type="clip", object_id=clip_id,
-                         detail=f"kept until {to_iso(until)}: {request.reason}")
+            db.execute(
+                "UPDATE clips SET deleted_at = NULL, retain_until = ?, kept_until = ? WHERE clip_id = ?",
+                [to_iso(until), to_iso(until), clip_id],
+            )
+            audit.record(
+                db,
+                actor=actor,
+                action="restore",
+                object_type="clip",
+                object_id=clip_id,
+                detail=f"kept until {to_iso(until)}: {request.reason}",
+            )
             return self._clip(db, clip_id)
 
     # -- MoPI review -------------------------------------------------------------------------
 
-    def reviews(self, limit: int, after: tuple[str, str] | None = None,
-                now: datetime | None = None) -> list[ClipRetention]:
+    def reviews(
+        self, limit: int, after: tuple[str, str] | None = None, now: datetime | None = None
+    ) -> list[ClipRetention]:
         """Clips whose reviewed period has ended, waiting for a decision; longest waiting first.
         Held ones are listed too (a reviewer may retain them; disposal waits for the release)."""
         self.assess()
@@ -438,13 +566,14 @@ class RetentionService:
             rows = db.execute(
                 "SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
                 "FROM clips INDEXED BY clips_review_due WHERE review AND deleted_at IS NULL AND state = 'verified' "
-                "AND retain_until <= ?" + (" AND (retain_until, clip_id) > (?, ?)" if after else "")
+                "AND retain_until <= ?"
+                + (" AND (retain_until, clip_id) > (?, ?)" if after else "")
                 + " ORDER BY retain_until, clip_id LIMIT ?",
-                [to_iso(now or utc_now()), *(after or ()), limit]).fetchall()
+                [to_iso(now or utc_now()), *(after or ()), limit],
+            ).fetchall()
             return [_retention(r, holds.on_clip(db, r[0])) for r in rows]
 
-    def review(self, clip_id: str, request: ReviewRequest, actor: str,
-               now: datetime | None = None) -> ClipRetention:
+    def review(self, clip_id: str, request: ReviewRequest, actor: str, now: datetime | None = None) -> ClipRetention:
         """Record a reviewer's decision: retain for another period, or dispose (a soft delete,
         recoverable for ``recovery_days`` like any other). Only for a clip that is due."""
         now = now or utc_now()
@@ -453,28 +582,52 @@ class RetentionService:
             if clip.deleted_at is not None or clip.purged_at is not None:
                 raise Gone(f"clip {clip_id} is deleted")
             if not clip.review or clip.retain_until is None or clip.retain_until > now:
-                raise Conflict(f"clip {clip_id} is not due for review"
-                               + (f" until {to_iso(clip.retain_until)}" if clip.review and clip.retain_until else ""))
+                raise Conflict(
+                    f"clip {clip_id} is not due for review"
+                    + (f" until {to_iso(clip.retain_until)}" if clip.review and clip.retain_until else "")
+                )
             if request.decision == "retain":
                 # Default: its categories' period again, counted from the review.
                 until = request.retain_until or retain_until(self._rules_in(db), now, clip.categories)
                 if until <= now:
                     raise BadRequest("retain_until must be in the future")
-                db.execute("UPDATE clips SET retain_until = ?, kept_until = ? WHERE clip_id = ?",
-                           [to_iso(until), to_iso(until), clip_id])
-                audit.record(db, actor=actor, action="review", object_type="clip", object_id=clip_id,
-                             detail=f"retained until {to_iso(until)}: {request.reason}")
+                db.execute(
+                    "UPDATE clips SET retain_until = ?, kept_until = ? WHERE clip_id = ?",
+                    [to_iso(until), to_iso(until), clip_id],
+                )
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="review",
+                    object_type="clip",
+                    object_id=clip_id,
+                    detail=f"retained until {to_iso(until)}: {request.reason}",
+                )
             else:
                 if request.retain_until is not None:
                     raise BadRequest("retain_until goes with decision 'retain' only")
                 if clip.held_by:
-                    raise Conflict(f"clip {clip_id} is held by hold {', '.join(map(str, clip.held_by))}: "
-                                   "it cannot be disposed of until released")
+                    raise Conflict(
+                        f"clip {clip_id} is held by hold {', '.join(map(str, clip.held_by))}: "
+                        "it cannot be disposed of until released"
+                    )
                 db.execute("UPDATE clips SET deleted_at = ? WHERE clip_id = ?", [to_iso(now), clip_id])
-                audit.record(db, actor=actor, action="review", object_type="clip", object_id=clip_id,
-                             detail=f"disposed of: {request.reason}")
-                audit.record(db, actor=actor, action="soft-delete", object_type="clip", object_id=clip_id,
-                             detail="disposed of at review")
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="review",
+                    object_type="clip",
+                    object_id=clip_id,
+                    detail=f"disposed of: {request.reason}",
+                )
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="soft-delete",
+                    object_type="clip",
+                    object_id=clip_id,
+                    detail="disposed of at review",
+                )
             return self._clip(db, clip_id)
 
     # -- holds -------------------------------------------------------------------------------
@@ -483,7 +636,9 @@ class RetentionService:
         fields = {"clip": ["clip_id"], "officer": ["officer_id", "window_from", "window_to"], "case": ["case_ref"]}
         needed = fields[request.kind]
         missing = [f for f in needed if getattr(request, f) is None]
-        extra = [f for k, names in fields.items() if k != request.kind for f in names if getattr(request, f) is not None]
+        extra = [
+            f for k, names in fields.items() if k != request.kind for f in names if getattr(request, f) is not None
+        ]
         if missing:
             raise BadRequest(f"a {request.kind} hold needs {', '.join(missing)}")
         if extra:
@@ -496,19 +651,47 @@ class RetentionService:
         moment = now or utc_now()
         now = to_iso(moment)
         with self.writer.write() as db:
-            if request.kind == "clip" and db.execute("SELECT 1 FROM clips WHERE clip_id = ?",
-                                                     [request.clip_id]).fetchone() is None:
+            if (
+                request.kind == "clip"
+                and db.execute("SELECT 1 FROM clips WHERE clip_id = ?", [request.clip_id]).fetchone() is None
+            ):
                 raise NotFound(f"no clip {request.clip_id}")
             if request.kind == "officer" and not officers.exists(db, request.officer_id):
                 raise NotFound(f"no officer {request.officer_id}")
-            hold_id = holds.place(db, request.kind, request.reason, request.clip_id, request.officer_id,
-                                  to_iso(request.window_from) if request.window_from else None,
-                                  to_iso(request.window_to) if request.window_to else None, request.case_ref, actor, now)
-            audit.record(db, actor=actor, action="hold", object_type="hold", object_id=str(hold_id),
-                         detail=f"{_describe(request)}: {request.reason}")
+            hold_id = holds.place(
+                db,
+                request.kind,
+                request.reason,
+                request.clip_id,
+                request.officer_id,
+                to_iso(request.window_from) if request.window_from else None,
+                to_iso(request.window_to) if request.window_to else None,
+                request.case_ref,
+                actor,
+                now,
+            )
+            audit.record(
+                db,
+                actor=actor,
+                action="hold",
+                object_type="hold",
+                object_id=str(hold_id),
+                detail=f"{_describe(request)}: {request.reason}",
+            )
             clips = holds.clips_of(db, hold_id)
-            audit.record_many(db, [dict(actor=actor, action="hold", object_type="clip", object_id=c,
-                                        detail=f"hold {hold_id}: {request.reason}") for c in clips])
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor=actor,
+                        action="hold",
+                        object_type="clip",
+                        object_id=c,
+                        detail=f"hold {hold_id}: {request.reason}",
+                    )
+                    for c in clips
+                ],
+            )
             self._restore_held(db, clips, hold_id, actor, moment)
             holds.announce_holds(db, self.changes, clips)
             return holds.read(db, hold_id)
@@ -519,13 +702,29 @@ class RetentionService:
         rules = self._rules_in(db)
         until = to_iso(now + timedelta(days=rules.default_days))
         for start in range(0, len(clips), 500):
-            chunk = clips[start:start + 500]
-            back = [r[0] for r in db.execute(
-                f"UPDATE clips SET deleted_at = NULL, kept_until = MAX(COALESCE(kept_until, ''), ?), "
-                f"retain_until = MAX(COALESCE(retain_until, ''), ?) WHERE clip_id IN ({','.join('?' * len(chunk))}) "
-                f"AND deleted_at IS NOT NULL AND purged_at IS NULL RETURNING clip_id", [until, until, *chunk])]
-            audit.record_many(db, [dict(actor=actor, action="restore", object_type="clip", object_id=c,
-                                        detail=f"hold {hold_id} placed while it was soft-deleted") for c in back])
+            chunk = clips[start : start + 500]
+            back = [
+                r[0]
+                for r in db.execute(
+                    f"UPDATE clips SET deleted_at = NULL, kept_until = MAX(COALESCE(kept_until, ''), ?), "
+                    f"retain_until = MAX(COALESCE(retain_until, ''), ?) WHERE clip_id IN ({','.join('?' * len(chunk))}) "
+                    f"AND deleted_at IS NOT NULL AND purged_at IS NULL RETURNING clip_id",
+                    [until, until, *chunk],
+                )
+            ]
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor=actor,
+                        action="restore",
+                        object_type="clip",
+                        object_id=c,
+                        detail=f"hold {hold_id} placed while it was soft-deleted",
+                    )
+                    for c in back
+                ],
+            )
 
     def release_hold(self, hold_id: int, request: ReleaseRequest, actor: str) -> Hold:
         with self.writer.write() as db:
@@ -533,24 +732,53 @@ class RetentionService:
                 raise Conflict(f"hold {hold_id} was already released")
             clips = holds.clips_of(db, hold_id)
             holds.release(db, hold_id, actor, request.reason, to_iso(utc_now()))
-            audit.record(db, actor=actor, action="release", object_type="hold", object_id=str(hold_id),
-                         detail=request.reason)
-            audit.record_many(db, [dict(actor=actor, action="release", object_type="clip", object_id=c,
-                                        detail=f"hold {hold_id}: {request.reason}") for c in clips])
+            audit.record(
+                db, actor=actor, action="release", object_type="hold", object_id=str(hold_id), detail=request.reason
+            )
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor=actor,
+                        action="release",
+                        object_type="clip",
+                        object_id=c,
+                        detail=f"hold {hold_id}: {request.reason}",
+                    )
+                    for c in clips
+                ],
+            )
             holds.announce_holds(db, self.changes, clips)
             return holds.read(db, hold_id)
 
     def add_to_case(self, case_ref: str, request: CaseClips, actor: str) -> list[str]:
         with self.writer.write() as db:
-            known = {r[0] for r in db.execute(
-                f"SELECT clip_id FROM clips WHERE clip_id IN ({','.join('?' * len(request.clip_ids))})",
-                request.clip_ids)}
+            known = {
+                r[0]
+                for r in db.execute(
+                    f"SELECT clip_id FROM clips WHERE clip_id IN ({','.join('?' * len(request.clip_ids))})",
+                    request.clip_ids,
+                )
+            }
             missing = [c for c in request.clip_ids if c not in known]
             if missing:
-                raise NotFound(f"no clip {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+                raise NotFound(
+                    f"no clip {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                )
             in_case = holds.add_to_case(db, case_ref, request.clip_ids, actor)
-            audit.record_many(db, [dict(actor=actor, action="case-add", object_type="clip", object_id=c,
-                                        detail=f"case {case_ref}: {request.reason}") for c in request.clip_ids])
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor=actor,
+                        action="case-add",
+                        object_type="clip",
+                        object_id=c,
+                        detail=f"case {case_ref}: {request.reason}",
+                    )
+                    for c in request.clip_ids
+                ],
+            )
             holds.announce_holds(db, self.changes, request.clip_ids)
             return in_case
 
@@ -562,10 +790,16 @@ class RetentionService:
 
 def _retention(row, held_by: list[int]) -> ClipRetention:
     """(clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review) → ClipRetention."""
-    return ClipRetention(clip_id=row[0], recorded_at=from_iso(row[1]), categories=json.loads(row[2]),
-                         retain_until=from_iso(row[3]) if row[3] else None, held_by=held_by,
-                         deleted_at=from_iso(row[4]) if row[4] else None,
-                         purged_at=from_iso(row[5]) if row[5] else None, review=bool(row[6]))
+    return ClipRetention(
+        clip_id=row[0],
+        recorded_at=from_iso(row[1]),
+        categories=json.loads(row[2]),
+        retain_until=from_iso(row[3]) if row[3] else None,
+        held_by=held_by,
+        deleted_at=from_iso(row[4]) if row[4] else None,
+        purged_at=from_iso(row[5]) if row[5] else None,
+        review=bool(row[6]),
+    )
 
 
 def _describe(request: HoldRequest) -> str:
@@ -580,82 +814,171 @@ class RetentionController(Controller):
     path = "/api/v1"
     tags = ["retention"]
 
-    @post("/holds", status_code=201, summary="Place a hold: on a clip, an officer and time window, or a case",
-          guards=[user_with("supervisor")], responses=errors(404),
-          description="A supervisor for one borough holds that borough's clips and officers; case holds are "
-                      "force-wide (a case may span boroughs).",
-          scope=touches(in_json("clip", "clip_id"), in_json("officer", "officer_id"), in_json("case", "case_ref")),
-          sync_to_thread=True)
-    def place(self, principal: Caller, retention: Injected[RetentionService],
-              data: JSONBody[HoldRequest]) -> Hold:
+    @post(
+        "/holds",
+        status_code=201,
+        summary="Place a hold: on a clip, an officer and time window, or a case",
+        guards=[user_with("supervisor")],
+        responses=errors(404),
+        description="A supervisor for one borough holds that borough's clips and officers; case holds are "
+        "force-wide (a case may span boroughs).",
+        scope=touches(in_json("clip", "clip_id"), in_json("officer", "officer_id"), in_json("case", "case_ref")),
+        sync_to_thread=True,
+    )
+    def place(self, principal: Caller, retention: Injected[RetentionService], data: JSONBody[HoldRequest]) -> Hold:
         return retention.place_hold(data, principal.name)
 
     @get("/holds", summary="Holds, newest first", guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
-    def list_holds(self, within: Scoped, retention: Injected[RetentionService],
-                   active: FromQuery[bool | None] = True,
-                   limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Hold]:
+    def list_holds(
+        self,
+        within: Scoped,
+        retention: Injected[RetentionService],
+        active: FromQuery[bool | None] = True,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> list[Hold]:
         return retention.holds(active, limit, within.borough)
 
-    @post("/holds/{hold_id:int}/release", status_code=200, summary="Release a hold (audited)",
-          guards=[user_with("supervisor")], responses=errors(409), scope=touches(in_path("hold", "hold_id")),
-          sync_to_thread=True)
-    def release(self, principal: Caller, retention: Injected[RetentionService],
-                hold_id: Annotated[int, PathParameter(ge=1, le=2**62)], data: JSONBody[ReleaseRequest]) -> Hold:
+    @post(
+        "/holds/{hold_id:int}/release",
+        status_code=200,
+        summary="Release a hold (audited)",
+        guards=[user_with("supervisor")],
+        responses=errors(409),
+        scope=touches(in_path("hold", "hold_id")),
+        sync_to_thread=True,
+    )
+    def release(
+        self,
+        principal: Caller,
+        retention: Injected[RetentionService],
+        hold_id: Annotated[int, PathParameter(ge=1, le=2**62)],
+        data: JSONBody[ReleaseRequest],
+    ) -> Hold:
         return retention.release_hold(hold_id, data, principal.name)
 
-    @post("/cases/{case_ref:str}/clips", status_code=200, summary="Add clips to a case (a case hold covers them)",
-          guards=[user_with("supervisor")], scope=touches(in_path("case", "case_ref"), in_json("clip", "clip_ids")),
-          sync_to_thread=True)
-    def add_to_case(self, principal: Caller, retention: Injected[RetentionService],
-                    case_ref: Annotated[str, PathParameter(min_length=1, max_length=64,
-                                                           pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")],
-                    data: JSONBody[CaseClips]) -> list[str]:
+    @post(
+        "/cases/{case_ref:str}/clips",
+        status_code=200,
+        summary="Add clips to a case (a case hold covers them)",
+        guards=[user_with("supervisor")],
+        scope=touches(in_path("case", "case_ref"), in_json("clip", "clip_ids")),
+        sync_to_thread=True,
+    )
+    def add_to_case(
+        self,
+        principal: Caller,
+        retention: Injected[RetentionService],
+        case_ref: Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")],
+        data: JSONBody[CaseClips],
+    ) -> list[str]:
         return retention.add_to_case(case_ref, data, principal.name)
 
-    @get("/clips/{clip_id:str}/retention", summary="A clip's categories, end of retention, holds, deletion",
-         guards=[user_with("supervisor")], scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def clip_retention(self, principal: Caller, retention: Injected[RetentionService],
-                       clip_id: ClipIdPath) -> ClipRetention:
+    @get(
+        "/clips/{clip_id:str}/retention",
+        summary="A clip's categories, end of retention, holds, deletion",
+        guards=[user_with("supervisor")],
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def clip_retention(
+        self, principal: Caller, retention: Injected[RetentionService], clip_id: ClipIdPath
+    ) -> ClipRetention:
         return retention.clip(clip_id)
 
-    @post("/clips/{clip_id:str}/categories", status_code=200, summary="Set a clip's retention categories (audited)",
-          guards=[user_with("supervisor")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")),
-          sync_to_thread=True)
-    def categorise(self, principal: Caller, retention: Injected[RetentionService], clip_id: ClipIdPath,
-                   data: JSONBody[CategoriesRequest]) -> ClipRetention:
+    @post(
+        "/clips/{clip_id:str}/categories",
+        status_code=200,
+        summary="Set a clip's retention categories (audited)",
+        guards=[user_with("supervisor")],
+        responses=errors(409, 410),
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def categorise(
+        self,
+        principal: Caller,
+        retention: Injected[RetentionService],
+        clip_id: ClipIdPath,
+        data: JSONBody[CategoriesRequest],
+    ) -> ClipRetention:
         return retention.categorise(clip_id, data, principal.name)
 
-    @post("/clips/{clip_id:str}/restore", status_code=200, summary="Restore a soft-deleted clip (before its purge)",
-          guards=[user_with("admin")], responses=errors(409, 410), scope=touches(in_path("clip", "clip_id")),
-          sync_to_thread=True)
-    def restore(self, principal: Caller, retention: Injected[RetentionService], clip_id: ClipIdPath,
-                data: JSONBody[RestoreRequest]) -> ClipRetention:
+    @post(
+        "/clips/{clip_id:str}/restore",
+        status_code=200,
+        summary="Restore a soft-deleted clip (before its purge)",
+        guards=[user_with("admin")],
+        responses=errors(409, 410),
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def restore(
+        self,
+        principal: Caller,
+        retention: Injected[RetentionService],
+        clip_id: ClipIdPath,
+        data: JSONBody[RestoreRequest],
+    ) -> ClipRetention:
         return retention.restore(clip_id, data, principal.name)
 
-    @get("/retention/reviews", summary="Clips past a reviewed (MoPI) retention period, waiting for a decision",
-         guards=[user_with("admin")], scope=FORCE_WIDE, sync_to_thread=True)
-    def reviews(self, principal: Caller, retention: Injected[RetentionService],
-                limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-                cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
-                ) -> Response[list[ClipRetention]]:
+    @get(
+        "/retention/reviews",
+        summary="Clips past a reviewed (MoPI) retention period, waiting for a decision",
+        guards=[user_with("admin")],
+        scope=FORCE_WIDE,
+        sync_to_thread=True,
+    )
+    def reviews(
+        self,
+        principal: Caller,
+        retention: Injected[RetentionService],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
+    ) -> Response[list[ClipRetention]]:
         after = decode_time_cursor(cursor) if cursor else None
         rows = retention.reviews(limit + 1, after)
         return page_response(rows, limit, lambda c: (to_iso(c.retain_until), c.clip_id))
 
-    @post("/clips/{clip_id:str}/review", status_code=200, guards=[user_with("admin")], responses=errors(409, 410),
-          scope=touches(in_path("clip", "clip_id")), sync_to_thread=True,
-          summary="A reviewer's decision on a clip due for review: retain for another period, or dispose")
-    def review(self, principal: Caller, retention: Injected[RetentionService], clip_id: ClipIdPath,
-               data: JSONBody[ReviewRequest]) -> ClipRetention:
+    @post(
+        "/clips/{clip_id:str}/review",
+        status_code=200,
+        guards=[user_with("admin")],
+        responses=errors(409, 410),
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+        summary="A reviewer's decision on a clip due for review: retain for another period, or dispose",
+    )
+    def review(
+        self,
+        principal: Caller,
+        retention: Injected[RetentionService],
+        clip_id: ClipIdPath,
+        data: JSONBody[ReviewRequest],
+    ) -> ClipRetention:
         return retention.review(clip_id, data, principal.name)
 
-    @get("/retention/digest", summary="Deletions due in the next days, for admins", guards=[user_with("admin")],
-         scope=FORCE_WIDE, sync_to_thread=True)
-    def digest(self, principal: Caller, retention: Injected[RetentionService],
-               days: Annotated[int, QueryParameter(ge=1, le=90)] = 7) -> Digest:
+    @get(
+        "/retention/digest",
+        summary="Deletions due in the next days, for admins",
+        guards=[user_with("admin")],
+        scope=FORCE_WIDE,
+        sync_to_thread=True,
+    )
+    def digest(
+        self,
+        principal: Caller,
+        retention: Injected[RetentionService],
+        days: Annotated[int, QueryParameter(ge=1, le=90)] = 7,
+    ) -> Digest:
         return retention.digest(days)
 
-    @post("/retention/run", status_code=200, summary="Run the retention job now", guards=[user_with("admin")],
-          scope=FORCE_WIDE, sync_to_thread=True)
+    @post(
+        "/retention/run",
+        status_code=200,
+        summary="Run the retention job now",
+        guards=[user_with("admin")],
+        scope=FORCE_WIDE,
+        sync_to_thread=True,
+    )
     def run_now(self, principal: Caller, retention: Injected[RetentionService]) -> JobReport:
         return retention.run()

@@ -37,7 +37,8 @@ class RetentionRules(Struct, kw_only=True, forbid_unknown_fields=True):
     """A soft-deleted clip can be restored for this long; then its bytes are purged."""
     evidential_category: CategoryName = "evidential"
     categories: dict[CategoryName, Category] = msgspec.field(
-        default_factory=lambda: {"evidential": Category(years=6, review=True)})
+        default_factory=lambda: {"evidential": Category(years=6, review=True)}
+    )
 
 
 def rules_from_dict(raw: dict, where: str = "retention rules") -> RetentionRules:
@@ -103,10 +104,15 @@ def assessment(rules: RetentionRules, recorded_at: datetime, categories: Iterabl
     names = list(categories)
     if not names:
         return period_end(rules, None, recorded_at), False
-    longest = max([period_end(rules, c, recorded_at) for c in rules.categories]
-                  + [period_end(rules, None, recorded_at)])
-    ends = [(period_end(rules, name, recorded_at), rules.categories[name].review) if name in rules.categories
-            else (longest, True) for name in names]
+    longest = max(
+        [period_end(rules, c, recorded_at) for c in rules.categories] + [period_end(rules, None, recorded_at)]
+    )
+    ends = [
+        (period_end(rules, name, recorded_at), rules.categories[name].review)
+        if name in rules.categories
+        else (longest, True)
+        for name in names
+    ]
     end = max(e for e, _ in ends)
     return end, any(review for e, review in ends if e == end)
 
@@ -123,7 +129,10 @@ def shortened(old: RetentionRules, new: RetentionRules) -> list[str]:
             changed.append(name)
         elif old.categories[name].review and not new.categories[name].review:
             changed.append(f"{name} (review)")  # deleted unseen where a reviewer decided before
-    if any(period_end(new, new.evidential_category if new.evidential_category in new.categories else None, p)
-           < period_end(old, old.evidential_category, p) for p in probes):
+    if any(
+        period_end(new, new.evidential_category if new.evidential_category in new.categories else None, p)
+        < period_end(old, old.evidential_category, p)
+        for p in probes
+    ):
         changed.append("evidential_category")
     return changed

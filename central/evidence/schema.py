@@ -5,13 +5,27 @@ from __future__ import annotations
 
 from central.core.migrations import Step
 
-TABLES = frozenset({"clips", "access_log", "audit", "audit_head", "audit_anchors", "holds", "case_clips",
-                    "retention_rules", "purge_pending", "config_seen",
-                    "held_now"})  # temporary: the clips held now, listed in the retention job's transaction
+TABLES = frozenset(
+    {
+        "clips",
+        "access_log",
+        "audit",
+        "audit_head",
+        "audit_anchors",
+        "holds",
+        "case_clips",
+        "retention_rules",
+        "purge_pending",
+        "config_seen",
+        "held_now",
+    }
+)  # temporary: the clips held now, listed in the retention job's transaction
 
 STEPS = [
     # v1: verified clips (and those still being received), the access log.
-    Step(1, """
+    Step(
+        1,
+        """
     CREATE TABLE clips (
         clip_id       TEXT PRIMARY KEY,
         upload_id     TEXT NOT NULL,
@@ -39,9 +53,13 @@ STEPS = [
         clip_id   TEXT,
         detail    TEXT
     );
-    """, part=2),
+    """,
+        part=2,
+    ),
     # v2: the audit trail of fleet actions.
-    Step(2, """
+    Step(
+        2,
+        """
     CREATE TABLE audit (
         id              INTEGER PRIMARY KEY,
         at              TEXT NOT NULL,
@@ -53,9 +71,13 @@ STEPS = [
         detail          TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX audit_object ON audit (object_type, object_id, id);
-    """, part=5),
+    """,
+        part=5,
+    ),
     # v6: the audit trail becomes a hash chain with a head and periodic anchors (central.evidence.audit).
-    Step(6, """
+    Step(
+        6,
+        """
     ALTER TABLE audit ADD COLUMN prev_hash TEXT;
     ALTER TABLE audit ADD COLUMN hash TEXT;
     CREATE TABLE audit_head (
@@ -68,10 +90,13 @@ STEPS = [
         hash            TEXT NOT NULL,
         at              TEXT NOT NULL
     );
-    """),
+    """,
+    ),
     # v7: evidence governance: categories and end of retention per clip, soft deletion and
     # purge, holds (clip, officer + window, case), cases, the retention rules in force.
-    Step(7, """
+    Step(
+        7,
+        """
     ALTER TABLE clips ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE clips ADD COLUMN retain_until TEXT;
     ALTER TABLE clips ADD COLUMN deleted_at TEXT;
@@ -111,37 +136,53 @@ STEPS = [
         applied_at      TEXT NOT NULL,
         applied_by      TEXT NOT NULL
     );
-    """),
+    """,
+    ),
     # v8: bytes of purged clips still to be deleted (written with the purge; emptied after).
-    Step(8, """
+    Step(
+        8,
+        """
     CREATE TABLE purge_pending (
         clip_id         TEXT PRIMARY KEY,
         blob_key        TEXT NOT NULL
     ) WITHOUT ROWID;
-    """),
+    """,
+    ),
     # v9: a restore's floor on retention, and categories a person set (kept as set).
-    Step(9, """
+    Step(
+        9,
+        """
     ALTER TABLE clips ADD COLUMN kept_until TEXT;
     ALTER TABLE clips ADD COLUMN categorised_at TEXT;
-    """),
+    """,
+    ),
     # v10: MoPI review: a clip whose deciding category is reviewed waits for a reviewer when its
     # period ends instead of being deleted. Clips with categories are assessed again to set it.
-    Step(10, """
+    Step(
+        10,
+        """
     ALTER TABLE clips ADD COLUMN review INTEGER NOT NULL DEFAULT 0;
     UPDATE clips SET retain_until = NULL WHERE categories != '[]' AND deleted_at IS NULL;
     CREATE INDEX clips_review_due ON clips (retain_until) WHERE review AND deleted_at IS NULL;
-    """),
+    """,
+    ),
     # v11: the configuration central last started with (secrets as hashes), to audit changes.
-    Step(11, """
+    Step(
+        11,
+        """
     CREATE TABLE config_seen (
         one             INTEGER PRIMARY KEY CHECK (one = 1),
         config          TEXT NOT NULL,
         seen_at         TEXT NOT NULL
     );
-    """),
+    """,
+    ),
     # v14: the clips that have a category, newest first, with the categories (covering: the
     # dashboard's category search reads the index, not every categorised clip's row).
-    Step(14, """
+    Step(
+        14,
+        """
     CREATE INDEX clips_categorised ON clips (recorded_at, clip_id, categories) WHERE categories != '[]';
-    """),
+    """,
+    ),
 ]

@@ -28,37 +28,51 @@ def record_ingested(db, clips: Sequence[dict]) -> None:
     db.conn.executemany(
         f"""INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id)
             VALUES (:clip, :serial, :at, :station, (SELECT officer_id {ACTIVE_AT}), (SELECT id {ACTIVE_AT}))
-            ON CONFLICT (clip_id) DO NOTHING""", clips)
-    db.conn.executemany("UPDATE devices SET last_clip_at = MAX(COALESCE(last_clip_at, ''), :at) "
-                        "WHERE serial = :serial", clips)
+            ON CONFLICT (clip_id) DO NOTHING""",
+        clips,
+    )
+    db.conn.executemany(
+        "UPDATE devices SET last_clip_at = MAX(COALESCE(last_clip_at, ''), :at) WHERE serial = :serial", clips
+    )
 
 
 def reattribute(db, serial: str, start: str, end: str | None = None) -> list[str]:
     """Recompute the owner of this camera's clips recorded in [start, end), except hand-resolved
     ones; the clips looked at."""
-    return [r[0] for r in db.execute(
-        f"""UPDATE attributions SET
-                officer_id = (SELECT officer_id {ACTIVE_AT.replace(':at', 'attributions.recorded_at')}),
-                assignment_id = (SELECT id {ACTIVE_AT.replace(':at', 'attributions.recorded_at')})
+    return [
+        r[0]
+        for r in db.execute(
+            f"""UPDATE attributions SET
+                officer_id = (SELECT officer_id {ACTIVE_AT.replace(":at", "attributions.recorded_at")}),
+                assignment_id = (SELECT id {ACTIVE_AT.replace(":at", "attributions.recorded_at")})
             WHERE device_serial = :serial AND recorded_at >= :start AND (:end IS NULL OR recorded_at < :end)
               AND resolved_by IS NULL RETURNING clip_id""",
-        {"serial": serial, "start": start, "end": end})]
+            {"serial": serial, "start": start, "end": end},
+        )
+    ]
 
 
 def reporters(db, clip_ids: Iterable[str]) -> dict[str, str | None]:
     """{clip: the station that reported it} of these clips, where one has."""
-    return dict(db.execute("SELECT clip_id, station_id FROM attributions "
-                           "WHERE clip_id IN (SELECT value FROM json_each(?))",
-                           [json.dumps(list(dict.fromkeys(clip_ids)))]).fetchall())
+    return dict(
+        db.execute(
+            "SELECT clip_id, station_id FROM attributions WHERE clip_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(dict.fromkeys(clip_ids)))],
+        ).fetchall()
+    )
 
 
 def withdraw(db, clip_id: str, station_id: str) -> None:
     """A station's report of a clip was refused after all: its attribution goes, unless a person made it."""
-    db.execute("DELETE FROM attributions WHERE clip_id = ? AND station_id = ? AND resolved_by IS NULL",
-               [clip_id, station_id])
+    db.execute(
+        "DELETE FROM attributions WHERE clip_id = ? AND station_id = ? AND resolved_by IS NULL", [clip_id, station_id]
+    )
 
 
 def by_hand(db, clip_id: str, officer_id: str, actor: str, at: str) -> None:
     """A supervisor attributes a clip: it stays this officer's whatever assignments change later."""
-    db.execute("UPDATE attributions SET officer_id = ?, assignment_id = NULL, resolved_by = ?, "
-               "resolved_at = ? WHERE clip_id = ?", [officer_id, actor, at, clip_id])
+    db.execute(
+        "UPDATE attributions SET officer_id = ?, assignment_id = NULL, resolved_by = ?, "
+        "resolved_at = ? WHERE clip_id = ?",
+        [officer_id, actor, at, clip_id],
+    )

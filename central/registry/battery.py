@@ -53,9 +53,13 @@ class HealthPolicy:
 
 def health_policy(fleet: FleetSettings) -> HealthPolicy:
     """The policy central's ``[fleet]`` settings give."""
-    return HealthPolicy(replace_below_soh_pct=fleet.replace_below_soh_pct, shift_hours=fleet.shift_hours,
-                        rated_runtime_hours=fleet.rated_runtime_hours,
-                        over_temperature_c=fleet.over_temperature_c, sudden_drop_pct=fleet.sudden_drop_pct)
+    return HealthPolicy(
+        replace_below_soh_pct=fleet.replace_below_soh_pct,
+        shift_hours=fleet.shift_hours,
+        rated_runtime_hours=fleet.rated_runtime_hours,
+        over_temperature_c=fleet.over_temperature_c,
+        sudden_drop_pct=fleet.sudden_drop_pct,
+    )
 
 
 @dataclass(frozen=True)
@@ -120,8 +124,13 @@ def _ordered(readings: Sequence[Reading]) -> list[Reading]:
     """Readings by time, ties broken by their values, so input order never changes a result."""
 
     def key(reading: Reading) -> tuple:
-        values = (reading.full_charge_mah, reading.design_mah, reading.cycle_count,
-                  reading.temperature_c, reading.level_pct)
+        values = (
+            reading.full_charge_mah,
+            reading.design_mah,
+            reading.cycle_count,
+            reading.temperature_c,
+            reading.level_pct,
+        )
         return (reading.at, *((value is not None, value or 0) for value in values))
 
     return sorted(readings, key=key)
@@ -135,8 +144,9 @@ def trend(readings: Sequence[Reading], policy: HealthPolicy) -> Trend | None:
     (that reading's time), even if it fades no further; otherwise a flat or rising line
     predicts nothing.
     """
-    points = [(r.at, soh) for r in _ordered(readings)
-              if (soh := state_of_health(r.full_charge_mah, r.design_mah)) is not None]
+    points = [
+        (r.at, soh) for r in _ordered(readings) if (soh := state_of_health(r.full_charge_mah, r.design_mah)) is not None
+    ]
     if len(points) < max(2, policy.min_readings_for_trend):
         return None
     origin, latest = points[0][0], points[-1][0]

@@ -26,12 +26,16 @@ _PAIR_COLUMNS = """id, device_serial, officer_id, started_at, station_id,
 def standing(db, serials: Iterable[str]) -> dict[str, tuple[str | None, str | None, str | None]]:
     """{serial: (borough, assignment mode, officer it is personally issued to)} of these cameras,
     where the registry has them: what a station's checkout or check-in is judged against."""
-    return {r[0]: r[1:] for r in db.execute(
-        """SELECT d.serial, d.borough, d.assignment_mode,
+    return {
+        r[0]: r[1:]
+        for r in db.execute(
+            """SELECT d.serial, d.borough, d.assignment_mode,
                   (SELECT officer_id FROM assignments INDEXED BY assignments_open
                    WHERE device_serial = d.serial AND ended_at IS NULL AND mode = 'personal')
            FROM devices d WHERE d.serial IN (SELECT value FROM json_each(?))""",
-        [json.dumps(list(dict.fromkeys(serials)))])}
+            [json.dumps(list(dict.fromkeys(serials)))],
+        )
+    }
 
 
 def check_out(db, serial: str, officer_id: str, at: str, station_id: str, actor: str) -> int:
@@ -39,22 +43,31 @@ def check_out(db, serial: str, officer_id: str, at: str, station_id: str, actor:
     (it was reported late). The assignment's id."""
     assignment_id = db.execute(
         "INSERT INTO assignments (device_serial, officer_id, mode, started_at, station_id, started_by) "
-        "VALUES (?, ?, 'pool', ?, ?, ?)", [serial, officer_id, at, station_id, actor]).lastrowid
+        "VALUES (?, ?, 'pool', ?, ?, ?)",
+        [serial, officer_id, at, station_id, actor],
+    ).lastrowid
     docked = db.execute("SELECT MIN(at) FROM battery_readings WHERE serial = ? AND at > ?", [serial, at]).fetchone()[0]
     if docked is not None:
-        db.execute("UPDATE assignments SET ended_at = ?, ended_by = 'dock', end_reason = 'docked' "
-                   "WHERE id = ?", [docked, assignment_id])
+        db.execute(
+            "UPDATE assignments SET ended_at = ?, ended_by = 'dock', end_reason = 'docked' WHERE id = ?",
+            [docked, assignment_id],
+        )
     return assignment_id
 
 
 def check_in(db, serial: str, officer_id: str, at: str, actor: str, reason: str) -> list[tuple[int, str | None]]:
     """Close the officer's checkout of this camera at ``at``: (assignment, the end a docking had
     given it, if this check-in came after it) of each closed; none if closed at or before ``at``."""
-    closed = [(assignment_id, None) for (assignment_id,) in db.execute(
-        """UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ?
+    closed = [
+        (assignment_id, None)
+        for (assignment_id,) in db.execute(
+            """UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ?
            WHERE device_serial = ? AND officer_id = ? AND mode = 'pool' AND ended_at IS NULL
              AND started_at <= ?
-           RETURNING id""", [at, actor, reason, serial, officer_id, at])]
+           RETURNING id""",
+            [at, actor, reason, serial, officer_id, at],
+        )
+    ]
     if not closed:
         # Reported late: a docking or check-in seen first closed it, but later than this
         # check-in. The camera was back at the earliest of them.
@@ -62,18 +75,26 @@ def check_in(db, serial: str, officer_id: str, at: str, actor: str, reason: str)
             """SELECT id, ended_at FROM assignments WHERE device_serial = ? AND officer_id = ?
                  AND mode = 'pool' AND started_at <= ? AND ended_at > ?
                ORDER BY started_at DESC, id DESC LIMIT 1""",
-            [serial, officer_id, at, at]).fetchall()
+            [serial, officer_id, at, at],
+        ).fetchall()
         for assignment_id, _ in closed:
-            db.execute("UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ? WHERE id = ?",
-                       [at, actor, reason, assignment_id])
+            db.execute(
+                "UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ? WHERE id = ?",
+                [at, actor, reason, assignment_id],
+            )
     return closed
 
 
 def held_after(db, serials: Iterable[str], since: str) -> set[str]:
     """Those of these cameras in a pool checkout open at or after ``since`` (a docking may end it)."""
-    return {serial for (serial,) in db.execute(
-        "SELECT device_serial FROM assignments WHERE device_serial IN (SELECT value FROM json_each(?)) "
-        "AND mode = 'pool' AND (ended_at IS NULL OR ended_at > ?)", [json.dumps(list(serials)), since])}
+    return {
+        serial
+        for (serial,) in db.execute(
+            "SELECT device_serial FROM assignments WHERE device_serial IN (SELECT value FROM json_each(?)) "
+            "AND mode = 'pool' AND (ended_at IS NULL OR ended_at > ?)",
+            [json.dumps(list(serials)), since],
+        )
+    }
 
 
 def close_at_docking(db, serial: str, docked_at: str, by: str) -> list[tuple[int, str]]:
@@ -84,7 +105,9 @@ def close_at_docking(db, serial: str, docked_at: str, by: str) -> list[tuple[int
         """UPDATE assignments SET ended_at = :docked_at, ended_by = :by, end_reason = 'docked'
            WHERE device_serial = :serial AND mode = 'pool' AND started_at < :docked_at
              AND (ended_at IS NULL OR ended_at > :docked_at)
-           RETURNING id, officer_id""", {"serial": serial, "docked_at": docked_at, "by": by}).fetchall()
+           RETURNING id, officer_id""",
+        {"serial": serial, "docked_at": docked_at, "by": by},
+    ).fetchall()
 
 
 def find_conflicts(db, assignment_id: int) -> None:
@@ -97,17 +120,23 @@ def find_conflicts(db, assignment_id: int) -> None:
     Resolved conflicts stay as they were resolved.
     """
     device, officer, start, end = db.execute(
-        "SELECT device_serial, officer_id, started_at, ended_at FROM assignments WHERE id = ?",
-        [assignment_id]).fetchone()
-    overlapping = {r[0]: r for r in db.execute(
-        f"""SELECT {_PAIR_COLUMNS} FROM assignments a
+        "SELECT device_serial, officer_id, started_at, ended_at FROM assignments WHERE id = ?", [assignment_id]
+    ).fetchone()
+    overlapping = {
+        r[0]: r
+        for r in db.execute(
+            f"""SELECT {_PAIR_COLUMNS} FROM assignments a
             WHERE id != :id AND (officer_id = :officer OR device_serial = :device)
               AND NOT (officer_id = :officer AND device_serial = :device)
               AND (:end IS NULL OR started_at < :end) AND (ended_at IS NULL OR ended_at > :start)""",
-        {"id": assignment_id, "officer": officer, "device": device, "start": start, "end": end})}
+            {"id": assignment_id, "officer": officer, "device": device, "start": start, "end": end},
+        )
+    }
     for conflict_id, a, b in db.execute(
-            "SELECT id, assignment_a, assignment_b FROM conflicts WHERE resolved_at IS NULL "
-            "AND (assignment_a = :id OR assignment_b = :id)", {"id": assignment_id}).fetchall():
+        "SELECT id, assignment_a, assignment_b FROM conflicts WHERE resolved_at IS NULL "
+        "AND (assignment_a = :id OR assignment_b = :id)",
+        {"id": assignment_id},
+    ).fetchall():
         if (b if a == assignment_id else a) not in overlapping:
             db.execute("DELETE FROM conflicts WHERE id = ?", [conflict_id])
     if not overlapping:
@@ -117,14 +146,36 @@ def find_conflicts(db, assignment_id: int) -> None:
         # The earlier of the pair first (by station time, then place, camera, officer), not the later reported.
         first, second = sorted((this, other), key=lambda r: (r[3], r[4] or "", r[1], r[2], r[0]))
         if first[2] == second[2]:
-            kind, serial, officer_id, detail = "officer_two_cameras", first[1], first[2], (
-                f"officer {first[2]} held {first[1]} (from {first[4] or 'personal issue'}, {first[3]}) and "
-                f"{second[1]} (from {second[4] or 'personal issue'}, {second[3]}) at once")
+            kind, serial, officer_id, detail = (
+                "officer_two_cameras",
+                first[1],
+                first[2],
+                (
+                    f"officer {first[2]} held {first[1]} (from {first[4] or 'personal issue'}, {first[3]}) and "
+                    f"{second[1]} (from {second[4] or 'personal issue'}, {second[3]}) at once"
+                ),
+            )
         else:
-            kind, serial, officer_id, detail = "camera_two_officers", first[1], first[2], (
-                f"{first[1]} was held by {first[2]} (from {first[4] or 'personal issue'}, {first[3]}) and by "
-                f"{second[2]} (from {second[4] or 'personal issue'}, {second[3]}) at once")
-        db.execute("INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at, "
-                   "assignment_a, assignment_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                   [kind, first[5] or second[5], serial, officer_id, detail, to_iso(utc_now()),
-                    min(this[0], other[0]), max(this[0], other[0])])
+            kind, serial, officer_id, detail = (
+                "camera_two_officers",
+                first[1],
+                first[2],
+                (
+                    f"{first[1]} was held by {first[2]} (from {first[4] or 'personal issue'}, {first[3]}) and by "
+                    f"{second[2]} (from {second[4] or 'personal issue'}, {second[3]}) at once"
+                ),
+            )
+        db.execute(
+            "INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at, "
+            "assignment_a, assignment_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [
+                kind,
+                first[5] or second[5],
+                serial,
+                officer_id,
+                detail,
+                to_iso(utc_now()),
+                min(this[0], other[0]),
+                max(this[0], other[0]),
+            ],
+        )

@@ -17,19 +17,19 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
-from fleet import csvio
+from central.access.auth import Caller, station_or_user_with, user_with
+from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_path, touches
+from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
+from central.core.openapi import errors
+from central.core.providers import Injected
+from central.evidence import audit
+from central.evidence.audit import AuditRecord
 from central.registry import lifecycle
+from fleet import csvio
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import AssignmentMode, DeviceEntry
 from fleet.protocol import Serial
-from central.evidence import audit
-from central.evidence.audit import AuditRecord
-from central.access.auth import Caller, station_or_user_with, user_with
-from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
-from central.core.openapi import errors
-from central.core.providers import Injected
-from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_path, touches
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -143,22 +143,43 @@ SUMMARY_SQL = """
 
 def _summary(r, now: datetime) -> DeviceSummary:
     replace_by = from_iso(r[16]) if r[16] else None
-    flags = [name for name, on in (("short_shift", r[17]), ("over_temp", r[18]), ("capacity_drop", r[19]),
-                                   ("stale", r[20])) if on]
+    flags = [
+        name
+        for name, on in (("short_shift", r[17]), ("over_temp", r[18]), ("capacity_drop", r[19]), ("stale", r[20]))
+        if on
+    ]
     if replace_by is not None and (replace_by - now).days <= REPLACE_SOON_DAYS:
         flags.append("replace_soon")
     if r[3] == "lost":
         flags.append("lost")
     return DeviceSummary(
-        serial=r[0], model=r[1], firmware=r[2], lifecycle=r[3], borough=r[4], home_station=r[5],
-        assignment_mode=r[6], holder=r[7], holder_mode=r[8], last_docked_at=from_iso(r[9]) if r[9] else None,
-        last_station=r[10], last_upload_at=from_iso(r[11]) if r[11] else None, battery_soh_pct=r[12],
-        battery_level_pct=r[13], battery_temp_c=r[14], battery_cycles=r[15], replace_by=replace_by, flags=flags)
+        serial=r[0],
+        model=r[1],
+        firmware=r[2],
+        lifecycle=r[3],
+        borough=r[4],
+        home_station=r[5],
+        assignment_mode=r[6],
+        holder=r[7],
+        holder_mode=r[8],
+        last_docked_at=from_iso(r[9]) if r[9] else None,
+        last_station=r[10],
+        last_upload_at=from_iso(r[11]) if r[11] else None,
+        battery_soh_pct=r[12],
+        battery_level_pct=r[13],
+        battery_temp_c=r[14],
+        battery_cycles=r[15],
+        replace_by=replace_by,
+        flags=flags,
+    )
 
 
 FLAG_SQL = {
-    "short_shift": "d.flag_short_shift", "over_temp": "d.flag_over_temp", "capacity_drop": "d.flag_capacity_drop",
-    "stale": "d.flag_stale", "lost": "d.lifecycle = 'lost'",
+    "short_shift": "d.flag_short_shift",
+    "over_temp": "d.flag_over_temp",
+    "capacity_drop": "d.flag_capacity_drop",
+    "stale": "d.flag_stale",
+    "lost": "d.lifecycle = 'lost'",
     "replace_soon": "d.replace_by IS NOT NULL AND d.replace_by <= :replace_soon",
 }
 
@@ -169,16 +190,21 @@ def _flag_params(now: datetime) -> dict[str, str]:
 
 def registered_elsewhere(db, serials: Iterable[str], borough: str) -> dict[str, str]:
     """{serial: borough} of these cameras that are registered to a borough other than ``borough``."""
-    return dict(db.execute("SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
-                           "AND borough IS NOT NULL AND borough != ?",
-                           [json.dumps(list(dict.fromkeys(serials))), borough]).fetchall())
+    return dict(
+        db.execute(
+            "SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+            "AND borough IS NOT NULL AND borough != ?",
+            [json.dumps(list(dict.fromkeys(serials))), borough],
+        ).fetchall()
+    )
 
 
 def record_upload(db, serial: str, at: str) -> None:
     """Central verified a clip of this camera at ``at`` (its own clock): the camera's last upload,
     never moved back (a station's report of the same upload may arrive before or after)."""
-    db.execute("UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), ?) WHERE serial = ?",
-               [at, serial])
+    db.execute(
+        "UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), ?) WHERE serial = ?", [at, serial]
+    )
 
 
 def record_uploads(db, uploads: Sequence[dict]) -> None:
@@ -187,14 +213,21 @@ def record_uploads(db, uploads: Sequence[dict]) -> None:
     own time already, and the same report may arrive twice)."""
     db.conn.executemany(
         """UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), :at)
-           WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""", uploads)
+           WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""",
+        uploads,
+    )
 
 
 def entries_of_borough(db, borough: str) -> list[DeviceEntry]:
     """A borough's cameras, as its stations mirror them."""
-    return [DeviceEntry(serial=r[0], model=r[1], lifecycle=r[2], borough=r[3], home_station=r[4], assignment_mode=r[5])
-            for r in db.execute("SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
-                                "WHERE borough = ? ORDER BY serial", [borough])]
+    return [
+        DeviceEntry(serial=r[0], model=r[1], lifecycle=r[2], borough=r[3], home_station=r[4], assignment_mode=r[5])
+        for r in db.execute(
+            "SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
+            "WHERE borough = ? ORDER BY serial",
+            [borough],
+        )
+    ]
 
 
 class DeviceService:
@@ -202,9 +235,17 @@ class DeviceService:
         self.writer = writer
         self.changes = changes
 
-    def page(self, *, borough: str | None = None, lifecycle_state: str | None = None, flag: str | None = None,
-             station: str | None = None, q: str | None = None, after: str | None = None,
-             limit: int = 100) -> DevicePage:
+    def page(
+        self,
+        *,
+        borough: str | None = None,
+        lifecycle_state: str | None = None,
+        flag: str | None = None,
+        station: str | None = None,
+        q: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> DevicePage:
         now = utc_now()
         where, params = [], {"limit": limit + 1, **_flag_params(now)}
         for column, value in (("d.borough", borough), ("d.lifecycle", lifecycle_state), ("d.last_station", station)):
@@ -231,8 +272,10 @@ class DeviceService:
         params = {**_flag_params(utc_now()), "borough": borough}
         only = " AND d.borough = :borough" if borough is not None else ""
         with self.writer.read() as db:
-            return {flag: db.execute(f"SELECT count(*) FROM devices d WHERE {sql}{only}", params).fetchone()[0]
-                    for flag, sql in FLAG_SQL.items()}
+            return {
+                flag: db.execute(f"SELECT count(*) FROM devices d WHERE {sql}{only}", params).fetchone()[0]
+                for flag, sql in FLAG_SQL.items()
+            }
 
     def all(self, borough: str | None = None) -> list[DeviceSummary]:
         now = utc_now()
@@ -251,20 +294,46 @@ class DeviceService:
         device = self.summary(serial)
         with self.writer.read() as db:
             telemetry = db.execute("SELECT telemetry FROM devices WHERE serial = ?", [serial]).fetchone()[0]
-            assignments = [_assignment(r) for r in db.execute(
-                f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE device_serial = ? "
-                "ORDER BY started_at DESC, id DESC LIMIT 200", [serial])]
-            history = [LifecycleChange(at=from_iso(r[0]), actor=r[1], place=r[2], from_state=r[3], to_state=r[4],
-                                       reason=r[5]) for r in db.execute(
-                "SELECT at, actor, place, from_state, to_state, reason FROM device_history WHERE serial = ? "
-                "ORDER BY id DESC LIMIT 200", [serial])]
-            readings = [BatteryPoint(at=from_iso(r[0]), soh_pct=r[1], cycle_count=r[2], temperature_c=r[3],
-                                     level_pct=r[4], station_id=r[5]) for r in db.execute(
-                "SELECT at, soh_pct, cycle_count, temperature_c, level_pct, station_id FROM battery_readings "
-                "WHERE serial = ? ORDER BY at DESC LIMIT 365", [serial])]
+            assignments = [
+                _assignment(r)
+                for r in db.execute(
+                    f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE device_serial = ? "
+                    "ORDER BY started_at DESC, id DESC LIMIT 200",
+                    [serial],
+                )
+            ]
+            history = [
+                LifecycleChange(at=from_iso(r[0]), actor=r[1], place=r[2], from_state=r[3], to_state=r[4], reason=r[5])
+                for r in db.execute(
+                    "SELECT at, actor, place, from_state, to_state, reason FROM device_history WHERE serial = ? "
+                    "ORDER BY id DESC LIMIT 200",
+                    [serial],
+                )
+            ]
+            readings = [
+                BatteryPoint(
+                    at=from_iso(r[0]),
+                    soh_pct=r[1],
+                    cycle_count=r[2],
+                    temperature_c=r[3],
+                    level_pct=r[4],
+                    station_id=r[5],
+                )
+                for r in db.execute(
+                    "SELECT at, soh_pct, cycle_count, temperature_c, level_pct, station_id FROM battery_readings "
+                    "WHERE serial = ? ORDER BY at DESC LIMIT 365",
+                    [serial],
+                )
+            ]
             trail = audit.records_for(db, "device", serial)
-        return DeviceDetail(device=device, telemetry=json.loads(telemetry) if telemetry else None,
-                            assignments=assignments, lifecycle_history=history, battery=readings[::-1], audit=trail)
+        return DeviceDetail(
+            device=device,
+            telemetry=json.loads(telemetry) if telemetry else None,
+            assignments=assignments,
+            lifecycle_history=history,
+            battery=readings[::-1],
+            audit=trail,
+        )
 
     def register(self, devices: list[DeviceRegistration], actor: str) -> RegistrationResult:
         now = to_iso(utc_now())
@@ -276,71 +345,134 @@ class DeviceService:
                     """INSERT INTO devices (serial, model, lifecycle, borough, home_station, assignment_mode,
                            registered_by, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                        ON CONFLICT (serial) DO NOTHING""",
-                    [d.serial, d.model, state, d.borough, d.home_station, d.assignment_mode, actor, now]).rowcount
+                    [d.serial, d.model, state, d.borough, d.home_station, d.assignment_mode, actor, now],
+                ).rowcount
                 if not inserted:
                     existing.append(d.serial)
                     continue
                 created.append(d.serial)
-                db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
-                           "VALUES (?, ?, ?, 'central', NULL, ?, 'registered')", [d.serial, now, actor, state])
-                audit.record(db, actor=actor, action="register", object_type="device", object_id=d.serial,
-                             detail=f"{state}, borough {d.borough or '-'}")
+                db.execute(
+                    "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                    "VALUES (?, ?, ?, 'central', NULL, ?, 'registered')",
+                    [d.serial, now, actor, state],
+                )
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="register",
+                    object_type="device",
+                    object_id=d.serial,
+                    detail=f"{state}, borough {d.borough or '-'}",
+                )
                 if d.borough:
-                    self.changes.emit(db, DeviceEntry(serial=d.serial, model=d.model, lifecycle=state,
-                                                      borough=d.borough, home_station=d.home_station,
-                                                      assignment_mode=d.assignment_mode), d.borough)
+                    self.changes.emit(
+                        db,
+                        DeviceEntry(
+                            serial=d.serial,
+                            model=d.model,
+                            lifecycle=state,
+                            borough=d.borough,
+                            home_station=d.home_station,
+                            assignment_mode=d.assignment_mode,
+                        ),
+                        d.borough,
+                    )
         return RegistrationResult(created=created, already_registered=existing)
 
     def change_lifecycle(self, serial: str, request: LifecycleRequest, actor: str) -> DeviceSummary:
         with self.writer.write() as db:
-            row = db.execute("SELECT lifecycle, borough, home_station, model, assignment_mode FROM devices "
-                             "WHERE serial = ?", [serial]).fetchone()
+            row = db.execute(
+                "SELECT lifecycle, borough, home_station, model, assignment_mode FROM devices WHERE serial = ?",
+                [serial],
+            ).fetchone()
             if row is None:
                 raise NotFound(f"no camera {serial} in the registry")
             current, borough, home, model, mode = row
             target_borough = request.borough or borough
-            holder = db.execute("SELECT officer_id, mode FROM assignments WHERE device_serial = ? "
-                                "AND ended_at IS NULL", [serial]).fetchone()
-            lifecycle.check_transition(current, request.state, borough=target_borough,
-                                       has_open_assignment=holder is not None)
+            holder = db.execute(
+                "SELECT officer_id, mode FROM assignments WHERE device_serial = ? AND ended_at IS NULL", [serial]
+            ).fetchone()
+            lifecycle.check_transition(
+                current, request.state, borough=target_borough, has_open_assignment=holder is not None
+            )
             if request.state == "in_stock":
                 target_borough, home_station = None, None
             else:
                 home_station = request.home_station or home
             now = utc_now()
-            db.execute("UPDATE devices SET lifecycle = ?, borough = ?, home_station = ? WHERE serial = ?",
-                       [request.state, target_borough, home_station, serial])
-            db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
-                       "VALUES (?, ?, ?, 'central', ?, ?, ?)", [serial, to_iso(now), actor, current, request.state, request.reason])
+            db.execute(
+                "UPDATE devices SET lifecycle = ?, borough = ?, home_station = ? WHERE serial = ?",
+                [request.state, target_borough, home_station, serial],
+            )
+            db.execute(
+                "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                "VALUES (?, ?, ?, 'central', ?, ?, ?)",
+                [serial, to_iso(now), actor, current, request.state, request.reason],
+            )
             if request.state == "lost" and holder is not None:
-                audit.record(db, actor=actor, action="lost-while-held", object_type="device", object_id=serial,
-                             detail=f"held by {holder[0]} ({holder[1]})")
-            audit.record(db, actor=actor, action="lifecycle", object_type="device", object_id=serial,
-                         detail=f"{current} → {request.state}: {request.reason}")
-            entry = DeviceEntry(serial=serial, model=model, lifecycle=request.state, borough=target_borough,
-                                home_station=home_station, assignment_mode=mode)
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="lost-while-held",
+                    object_type="device",
+                    object_id=serial,
+                    detail=f"held by {holder[0]} ({holder[1]})",
+                )
+            audit.record(
+                db,
+                actor=actor,
+                action="lifecycle",
+                object_type="device",
+                object_id=serial,
+                detail=f"{current} → {request.state}: {request.reason}",
+            )
+            entry = DeviceEntry(
+                serial=serial,
+                model=model,
+                lifecycle=request.state,
+                borough=target_borough,
+                home_station=home_station,
+                assignment_mode=mode,
+            )
             self.changes.emit(db, entry, borough, target_borough)
         return self.summary(serial)
 
 
-ASSIGNMENT_COLUMNS = ("id, device_serial, officer_id, mode, started_at, ended_at, station_id, started_by, ended_by, "
-                      "end_reason")
+ASSIGNMENT_COLUMNS = (
+    "id, device_serial, officer_id, mode, started_at, ended_at, station_id, started_by, ended_by, end_reason"
+)
 
 
 def _assignment(r) -> AssignmentInfo:
-    return AssignmentInfo(id=r[0], device_serial=r[1], officer_id=r[2], mode=r[3], started_at=from_iso(r[4]),
-                          ended_at=from_iso(r[5]) if r[5] else None, station_id=r[6], started_by=r[7],
-                          ended_by=r[8], end_reason=r[9])
+    return AssignmentInfo(
+        id=r[0],
+        device_serial=r[1],
+        officer_id=r[2],
+        mode=r[3],
+        started_at=from_iso(r[4]),
+        ended_at=from_iso(r[5]) if r[5] else None,
+        station_id=r[6],
+        started_by=r[7],
+        ended_by=r[8],
+        end_reason=r[9],
+    )
 
 
 class DeviceController(Controller):
     path = "/api/v1/devices"
     tags = ["devices"]
 
-    @get("/", summary="Cameras, by serial, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
-         scope=LISTS, sync_to_thread=True)
+    @get(
+        "/",
+        summary="Cameras, by serial, filtered; keyset-paginated",
+        guards=[station_or_user_with("viewer")],
+        scope=LISTS,
+        sync_to_thread=True,
+    )
     def list_devices(
-        self, within: Scoped, devices: Injected[DeviceService],
+        self,
+        within: Scoped,
+        devices: Injected[DeviceService],
         borough: FromQuery[str | None] = None,
         lifecycle_state: Annotated[lifecycle.Lifecycle | None, QueryParameter(name="lifecycle")] = None,
         flag: FromQuery[DeviceFlag | None] = None,
@@ -349,39 +481,78 @@ class DeviceController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> DevicePage:
-        return devices.page(borough=within.narrow(borough), lifecycle_state=lifecycle_state, flag=flag,
-                            station=station, q=q, after=cursor, limit=limit)
+        return devices.page(
+            borough=within.narrow(borough),
+            lifecycle_state=lifecycle_state,
+            flag=flag,
+            station=station,
+            q=q,
+            after=cursor,
+            limit=limit,
+        )
 
-    @get("/export.csv", summary="Every camera (or one borough's) as CSV, for spreadsheets", media_type=CSV,
-         guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
-    def export_csv(self, within: Scoped, devices: Injected[DeviceService],
-                   borough: FromQuery[str | None] = None) -> Response:
+    @get(
+        "/export.csv",
+        summary="Every camera (or one borough's) as CSV, for spreadsheets",
+        media_type=CSV,
+        guards=[station_or_user_with("viewer")],
+        scope=LISTS,
+        sync_to_thread=True,
+    )
+    def export_csv(
+        self, within: Scoped, devices: Injected[DeviceService], borough: FromQuery[str | None] = None
+    ) -> Response:
         return csv_response(devices.all(within.narrow(borough)), DeviceSummary, "devices.csv")
 
-    @post("/import.csv", status_code=201, summary="Register cameras from CSV (serial, model, borough, home_station, "
-                                                  "assignment_mode); nothing is registered unless every row is valid",
-          guards=[user_with("fleet_manager")], responses=IMPORT_ERRORS, scope=FORCE_WIDE,
-          dependencies=csv_body("cameras"), sync_to_thread=True)
-    def import_csv(self, principal: Caller, csv: Injected[str],
-                   devices: Injected[DeviceService]) -> RegistrationResult:
+    @post(
+        "/import.csv",
+        status_code=201,
+        summary="Register cameras from CSV (serial, model, borough, home_station, "
+        "assignment_mode); nothing is registered unless every row is valid",
+        guards=[user_with("fleet_manager")],
+        responses=IMPORT_ERRORS,
+        scope=FORCE_WIDE,
+        dependencies=csv_body("cameras"),
+        sync_to_thread=True,
+    )
+    def import_csv(self, principal: Caller, csv: Injected[str], devices: Injected[DeviceService]) -> RegistrationResult:
         return devices.register(csvio.read_csv(csv, kind=DeviceRegistration, max_rows=50_000), principal.name)
 
-    @get("/{serial:str}", summary="One camera with its assignment, lifecycle, battery and audit history",
-         guards=[station_or_user_with("viewer")], scope=touches(in_path("device", "serial")), sync_to_thread=True)
-    def get_device(self, principal: Caller, devices: Injected[DeviceService],
-                   serial: SerialPath) -> DeviceDetail:
+    @get(
+        "/{serial:str}",
+        summary="One camera with its assignment, lifecycle, battery and audit history",
+        guards=[station_or_user_with("viewer")],
+        scope=touches(in_path("device", "serial")),
+        sync_to_thread=True,
+    )
+    def get_device(self, principal: Caller, devices: Injected[DeviceService], serial: SerialPath) -> DeviceDetail:
         return devices.detail(serial)
 
-    @post("/", status_code=201, summary="Register cameras (new ones start in stock, or allocated to a borough)",
-          guards=[user_with("fleet_manager")], scope=FORCE_WIDE, sync_to_thread=True)
-    def register(self, principal: Caller, devices: Injected[DeviceService],
-                 data: JSONBody[list[DeviceRegistration]]) -> RegistrationResult:
+    @post(
+        "/",
+        status_code=201,
+        summary="Register cameras (new ones start in stock, or allocated to a borough)",
+        guards=[user_with("fleet_manager")],
+        scope=FORCE_WIDE,
+        sync_to_thread=True,
+    )
+    def register(
+        self, principal: Caller, devices: Injected[DeviceService], data: JSONBody[list[DeviceRegistration]]
+    ) -> RegistrationResult:
         if len(data) > 50_000:
             raise BadRequest("register at most 50,000 cameras per request")
         return devices.register(data, principal.name)
 
-    @post("/{serial:str}/lifecycle", status_code=200, summary="Move a camera through its lifecycle (validated)",
-          guards=[user_with("fleet_manager")], responses=errors(409), scope=FORCE_WIDE, sync_to_thread=True)
-    def set_lifecycle(self, principal: Caller, devices: Injected[DeviceService], serial: SerialPath,
-                      data: JSONBody[LifecycleRequest]) -> DeviceSummary:
+    @post(
+        "/{serial:str}/lifecycle",
+        status_code=200,
+        summary="Move a camera through its lifecycle (validated)",
+        guards=[user_with("fleet_manager")],
+        responses=errors(409),
+        scope=FORCE_WIDE,
+        sync_to_thread=True,
+    )
+    def set_lifecycle(
+        self, principal: Caller, devices: Injected[DeviceService], serial: SerialPath, data: JSONBody[LifecycleRequest]
+    ) -> DeviceSummary:
         return devices.change_lifecycle(serial, data, principal.name)

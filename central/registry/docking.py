@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from fleet.events import DeviceEntry
 from central.evidence import audit
+from fleet.events import DeviceEntry
 
 
 def record(db, dockings: Sequence[dict], readings: Sequence[tuple]) -> list[str]:
@@ -22,8 +22,12 @@ def record(db, dockings: Sequence[dict], readings: Sequence[tuple]) -> list[str]
     Each docking is a dict: serial, model, firmware, borough, station, by, now, docked_at, clips,
     telemetry, soh, cycles, temp, level, short, hot, drop (the capacity-drop threshold)."""
     serials = list(dict.fromkeys(d["serial"] for d in dockings))
-    known = {serial for (serial,) in db.execute(
-        "SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [json.dumps(serials)])}
+    known = {
+        serial
+        for (serial,) in db.execute(
+            "SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [json.dumps(serials)]
+        )
+    }
     db.conn.executemany(
         """INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
                registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
@@ -60,11 +64,14 @@ def record(db, dockings: Sequence[dict], readings: Sequence[tuple]) -> list[str]
                last_station = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
                    THEN excluded.last_station ELSE last_station END,
                last_docked_at = MAX(COALESCE(last_docked_at, ''), excluded.last_docked_at)""",
-        dockings)
+        dockings,
+    )
     if readings:
-        db.conn.executemany("INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, "
-                            "temperature_c, level_pct, full_mah, design_mah) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            readings)
+        db.conn.executemany(
+            "INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, "
+            "temperature_c, level_pct, full_mah, design_mah) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            readings,
+        )
     return [serial for serial in serials if serial not in known]
 
 
@@ -74,7 +81,8 @@ def put_in_service(db, serials: Sequence[str]) -> list[tuple[str, str]]:
     changed = db.execute(
         "SELECT serial, lifecycle FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
         "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost') ORDER BY serial",
-        [json.dumps(list(serials))]).fetchall()
+        [json.dumps(list(serials))],
+    ).fetchall()
     for serial, _ in changed:
         db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = ?", [serial])
     return changed
@@ -84,17 +92,39 @@ def record_change(db, changes, station_id: str, serial: str, from_state: str | N
     """Record what a docking did to the registry (history and audit, as a person's change is)
     and tell the stations of the camera's borough (a found camera is usable again)."""
     model, state, borough, home, mode = db.execute(
-        "SELECT model, lifecycle, borough, home_station, assignment_mode FROM devices WHERE serial = ?",
-        [serial]).fetchone()
+        "SELECT model, lifecycle, borough, home_station, assignment_mode FROM devices WHERE serial = ?", [serial]
+    ).fetchone()
     actor = f"dock:{station_id}"
-    db.execute("INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
-               "VALUES (?, ?, ?, ?, ?, ?, ?)", [serial, now, actor, station_id, from_state, state, reason])
+    db.execute(
+        "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [serial, now, actor, station_id, from_state, state, reason],
+    )
     if from_state is None:
-        audit.record(db, actor=actor, place=station_id, action="register", object_type="device",
-                     object_id=serial, detail=f"{state}, borough {borough or '-'}: {reason}")
+        audit.record(
+            db,
+            actor=actor,
+            place=station_id,
+            action="register",
+            object_type="device",
+            object_id=serial,
+            detail=f"{state}, borough {borough or '-'}: {reason}",
+        )
     else:
-        audit.record(db, actor=actor, place=station_id, action="lifecycle", object_type="device",
-                     object_id=serial, detail=f"{from_state} → {state}: {reason}")
+        audit.record(
+            db,
+            actor=actor,
+            place=station_id,
+            action="lifecycle",
+            object_type="device",
+            object_id=serial,
+            detail=f"{from_state} → {state}: {reason}",
+        )
     if changes is not None and borough:
-        changes.emit(db, DeviceEntry(serial=serial, model=model, lifecycle=state, borough=borough,
-                                     home_station=home, assignment_mode=mode), borough)
+        changes.emit(
+            db,
+            DeviceEntry(
+                serial=serial, model=model, lifecycle=state, borough=borough, home_station=home, assignment_mode=mode
+            ),
+            borough,
+        )

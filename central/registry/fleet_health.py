@@ -50,8 +50,11 @@ class FleetHealth:
         stale = set(stations)
         for station_id in sorted(stale - self._stale_stations):
             seen = stations[station_id].last_seen_at
-            log.warning("station %s %s", station_id, f"has not been heard from since {seen:%Y-%m-%d %H:%M}Z"
-                        if seen else "has never reported to central")
+            log.warning(
+                "station %s %s",
+                station_id,
+                f"has not been heard from since {seen:%Y-%m-%d %H:%M}Z" if seen else "has never reported to central",
+            )
         self._stale_stations = stale
         report.stale_stations = sorted(stale)
         report.changes_trimmed = self.changes.trim()
@@ -61,15 +64,30 @@ class FleetHealth:
         done = 0
         while True:
             with self.writer.read() as db:
-                docked = dict(db.execute("SELECT serial, last_docked_at FROM devices WHERE battery_dirty LIMIT ?",
-                                         [BATCH]).fetchall())
+                docked = dict(
+                    db.execute(
+                        "SELECT serial, last_docked_at FROM devices WHERE battery_dirty LIMIT ?", [BATCH]
+                    ).fetchall()
+                )
                 serials = list(docked)
-                histories = {s: [battery.Reading(at=from_iso(r[0]), full_charge_mah=r[1], design_mah=r[2],
-                                                 cycle_count=r[3], temperature_c=r[4], level_pct=r[5])
-                                 for r in db.execute(
-                                     "SELECT at, full_mah, design_mah, cycle_count, temperature_c, level_pct FROM "
-                                     "(SELECT * FROM battery_readings WHERE serial = ? ORDER BY at DESC LIMIT ?)",
-                                     [s, TREND_READINGS])] for s in serials}
+                histories = {
+                    s: [
+                        battery.Reading(
+                            at=from_iso(r[0]),
+                            full_charge_mah=r[1],
+                            design_mah=r[2],
+                            cycle_count=r[3],
+                            temperature_c=r[4],
+                            level_pct=r[5],
+                        )
+                        for r in db.execute(
+                            "SELECT at, full_mah, design_mah, cycle_count, temperature_c, level_pct FROM "
+                            "(SELECT * FROM battery_readings WHERE serial = ? ORDER BY at DESC LIMIT ?)",
+                            [s, TREND_READINGS],
+                        )
+                    ]
+                    for s in serials
+                }
             if not serials:
                 return done
             updates = []
@@ -78,8 +96,10 @@ class FleetHealth:
                 when = assessed.predicted_replace_at if assessed else None
                 updates.append((to_iso(when) if when else None, serial, docked[serial]))
             with self.writer.write() as db:  # a docking applied meanwhile keeps its device dirty
-                db.conn.executemany("UPDATE devices SET replace_by = ?, battery_dirty = 0 WHERE serial = ? "
-                                    "AND last_docked_at IS ?", updates)
+                db.conn.executemany(
+                    "UPDATE devices SET replace_by = ?, battery_dirty = 0 WHERE serial = ? AND last_docked_at IS ?",
+                    updates,
+                )
             done += len(updates)
 
     def mark_stale_devices(self, now: datetime) -> tuple[int, int]:
@@ -89,10 +109,16 @@ class FleetHealth:
             newly = db.execute(
                 """UPDATE devices SET flag_stale = 1 WHERE flag_stale = 0
                    AND lifecycle IN ('issued', 'in_service') AND last_docked_at IS NOT NULL AND last_docked_at < ?""",
-                [cutoff]).rowcount
-            db.execute("UPDATE devices SET flag_stale = 0 WHERE flag_stale AND (last_docked_at >= ? "  # partial index
-                       "OR lifecycle NOT IN ('issued', 'in_service'))", [cutoff])
+                [cutoff],
+            ).rowcount
+            db.execute(
+                "UPDATE devices SET flag_stale = 0 WHERE flag_stale AND (last_docked_at >= ? "  # partial index
+                "OR lifecycle NOT IN ('issued', 'in_service'))",
+                [cutoff],
+            )
             total = db.execute("SELECT COUNT(*) FROM devices WHERE flag_stale").fetchone()[0]
         if newly:
-            log.warning("%d camera(s) newly stale: not docked for %s days", newly, self.settings.fleet.stale_device_days)
+            log.warning(
+                "%d camera(s) newly stale: not docked for %s days", newly, self.settings.fleet.stale_device_days
+            )
         return total, newly

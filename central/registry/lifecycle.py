@@ -49,10 +49,13 @@ def check_transition(current: str, target: str, *, borough: str | None, has_open
     if not TRANSITIONS[current]:
         raise Conflict(f"the device is {current}, which is final: it cannot become {target}")
     if target not in TRANSITIONS[current]:
-        raise Conflict(f"a device that is {current} cannot become {target}; "
-                       f"from {current} it can become {_allowed_from(current)}")
+        raise Conflict(
+            f"a device that is {current} cannot become {target}; from {current} it can become {_allowed_from(current)}"
+        )
     if target == "allocated" and borough is None:
         raise Conflict("say which borough to allocate the device to")
     if target in NEEDS_NO_OPEN_ASSIGNMENT and has_open_assignment:
-        raise Conflict(f"the device is checked out / issued to an officer: "
-                       f"check it in or unassign it first, then it can become {target}")
+        raise Conflict(
+            f"the device is checked out / issued to an officer: "
+            f"check it in or unassign it first, then it can become {target}"
+        )

@@ -14,16 +14,16 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
+from central.access.auth import Caller, station_or_user_with, user_with
+from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
+from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
+from central.core.providers import Injected
+from central.evidence import audit
+from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from fleet import csvio
 from fleet.clock import to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import Officer, OfficerRole
-from central.evidence import audit
-from central.access.auth import Caller, station_or_user_with, user_with
-from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
-from central.core.providers import Injected
-from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
-from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
 
 MAX_IMPORT = 200_000
 OfficerPath = Annotated[str, PathParameter(min_length=1, max_length=32, description="shoulder or warrant number")]
@@ -67,8 +67,13 @@ def exists(db, officer_id: str) -> bool:
 
 def of_borough(db, borough: str) -> list[Officer]:
     """A borough's officers, as its stations mirror them."""
-    return [_officer(r) for r in db.execute("SELECT officer_id, borough, team, role, name, active FROM officers "
-                                            "WHERE borough = ? ORDER BY officer_id", [borough])]
+    return [
+        _officer(r)
+        for r in db.execute(
+            "SELECT officer_id, borough, team, role, name, active FROM officers WHERE borough = ? ORDER BY officer_id",
+            [borough],
+        )
+    ]
 
 
 class OfficerService:
@@ -80,14 +85,18 @@ class OfficerService:
         counts = Counter(o.officer_id for o in officers)
         dupes = sorted(i for i, n in counts.items() if n > 1)
         if dupes:
-            raise BadRequest(f"officer ids appear more than once: {', '.join(dupes[:5])}"
-                             + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else ""))
+            raise BadRequest(
+                f"officer ids appear more than once: {', '.join(dupes[:5])}"
+                + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
+            )
         created = updated = unchanged = 0
         now = to_iso(utc_now())
         with self.writer.write() as db:
             for o in officers:
-                before = db.execute("SELECT officer_id, borough, team, role, name, active FROM officers "
-                                    "WHERE officer_id = ?", [o.officer_id]).fetchone()
+                before = db.execute(
+                    "SELECT officer_id, borough, team, role, name, active FROM officers WHERE officer_id = ?",
+                    [o.officer_id],
+                ).fetchone()
                 if before is not None and _officer(before) == o:
                     unchanged += 1
                     continue
@@ -97,21 +106,28 @@ class OfficerService:
                        ON CONFLICT (officer_id) DO UPDATE SET borough = excluded.borough, team = excluded.team,
                            role = excluded.role, name = excluded.name, active = excluded.active,
                            updated_at = excluded.updated_at""",
-                    [o.officer_id, o.borough, o.team, o.role, o.name, int(o.active), now])
+                    [o.officer_id, o.borough, o.team, o.role, o.name, int(o.active), now],
+                )
                 old_borough = before[1] if before else None
                 self.changes.emit(db, o, o.borough, old_borough)
-                audit.record(db, actor=actor, action="officer-update" if before else "officer-create",
-                             object_type="officer", object_id=o.officer_id,
-                             detail=f"{o.borough}/{o.team}/{o.role}" + (f" (was {old_borough})"
-                                                                       if old_borough not in (None, o.borough) else ""))
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="officer-update" if before else "officer-create",
+                    object_type="officer",
+                    object_id=o.officer_id,
+                    detail=f"{o.borough}/{o.team}/{o.role}"
+                    + (f" (was {old_borough})" if old_borough not in (None, o.borough) else ""),
+                )
                 if before:
                     updated += 1
                 else:
                     created += 1
         return ImportResult(created=created, updated=updated, unchanged=unchanged)
 
-    def page(self, *, borough: str | None, role: str | None, team: str | None, q: str | None,
-             after: str | None, limit: int) -> OfficerPage:
+    def page(
+        self, *, borough: str | None, role: str | None, team: str | None, q: str | None, after: str | None, limit: int
+    ) -> OfficerPage:
         where, params = [], []
         for column, value in (("borough", borough), ("role", role), ("team", team)):
             if value is not None:
@@ -123,8 +139,11 @@ class OfficerService:
         if after:
             where.append("officer_id > ?")
             params.append(after)
-        sql = ("SELECT officer_id, borough, team, role, name, active FROM officers"
-               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY officer_id LIMIT ?")
+        sql = (
+            "SELECT officer_id, borough, team, role, name, active FROM officers"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY officer_id LIMIT ?"
+        )
         with self.writer.read() as db:
             rows = db.execute(sql, [*params, limit + 1]).fetchall()
         items = [_officer(r) for r in rows[:limit]]
@@ -133,21 +152,27 @@ class OfficerService:
     def all(self, borough: str | None = None) -> list[Officer]:
         with self.writer.read() as db:
             sql = "SELECT officer_id, borough, team, role, name, active FROM officers"
-            rows = db.execute(sql + (" WHERE borough = ?" if borough else "") + " ORDER BY officer_id",
-                              [borough] if borough else []).fetchall()
+            rows = db.execute(
+                sql + (" WHERE borough = ?" if borough else "") + " ORDER BY officer_id", [borough] if borough else []
+            ).fetchall()
         return [_officer(r) for r in rows]
 
     def detail(self, officer_id: str) -> OfficerDetail:
         with self.writer.read() as db:
-            row = db.execute("SELECT officer_id, borough, team, role, name, active FROM officers WHERE officer_id = ?",
-                             [officer_id]).fetchone()
+            row = db.execute(
+                "SELECT officer_id, borough, team, role, name, active FROM officers WHERE officer_id = ?", [officer_id]
+            ).fetchone()
             if row is None:
                 raise NotFound(f"no officer {officer_id}")
-            history = [_assignment(r) for r in db.execute(
-                f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE officer_id = ? ORDER BY started_at DESC, id DESC "
-                "LIMIT 200", [officer_id])]
-        return OfficerDetail(officer=_officer(row), holding=[a for a in history if a.ended_at is None],
-                             history=history)
+            history = [
+                _assignment(r)
+                for r in db.execute(
+                    f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE officer_id = ? ORDER BY started_at DESC, id DESC "
+                    "LIMIT 200",
+                    [officer_id],
+                )
+            ]
+        return OfficerDetail(officer=_officer(row), holding=[a for a in history if a.ended_at is None], history=history)
 
 
 def officers_from_csv(text: str) -> list[Officer]:
@@ -162,46 +187,80 @@ class OfficerController(Controller):
     path = "/api/v1/officers"
     tags = ["officers"]
 
-    @get("/", summary="Officers, by id, filtered; keyset-paginated", guards=[station_or_user_with("viewer")],
-         scope=LISTS, sync_to_thread=True)
+    @get(
+        "/",
+        summary="Officers, by id, filtered; keyset-paginated",
+        guards=[station_or_user_with("viewer")],
+        scope=LISTS,
+        sync_to_thread=True,
+    )
     def list_officers(
-        self, within: Scoped, officers: Injected[OfficerService], borough: FromQuery[str | None] = None,
-        role: FromQuery[OfficerRole | None] = None, team: FromQuery[str | None] = None,
-        q: Annotated[str | None, QueryParameter(max_length=64)] = None, cursor: FromQuery[str | None] = None,
+        self,
+        within: Scoped,
+        officers: Injected[OfficerService],
+        borough: FromQuery[str | None] = None,
+        role: FromQuery[OfficerRole | None] = None,
+        team: FromQuery[str | None] = None,
+        q: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> OfficerPage:
         return officers.page(borough=within.narrow(borough), role=role, team=team, q=q, after=cursor, limit=limit)
 
-    @get("/export.csv", summary="Every officer (or one borough's) as CSV", media_type=CSV,
-         guards=[station_or_user_with("viewer")], scope=LISTS, sync_to_thread=True)
-    def export_csv(self, within: Scoped, officers: Injected[OfficerService],
-                   borough: FromQuery[str | None] = None) -> Response:
+    @get(
+        "/export.csv",
+        summary="Every officer (or one borough's) as CSV",
+        media_type=CSV,
+        guards=[station_or_user_with("viewer")],
+        scope=LISTS,
+        sync_to_thread=True,
+    )
+    def export_csv(
+        self, within: Scoped, officers: Injected[OfficerService], borough: FromQuery[str | None] = None
+    ) -> Response:
         rows = officers.all(within.narrow(borough))
         return csv_response((OfficerRow(**msgspec.structs.asdict(o)) for o in rows), OfficerRow, "officers.csv")
 
-    @get("/{officer_id:str}", summary="One officer with the camera they hold and their assignment history",
-         guards=[station_or_user_with("viewer")], scope=touches(in_path("officer", "officer_id")),
-         sync_to_thread=True)
-    def get_officer(self, principal: Caller, officers: Injected[OfficerService],
-                    officer_id: OfficerPath) -> OfficerDetail:
+    @get(
+        "/{officer_id:str}",
+        summary="One officer with the camera they hold and their assignment history",
+        guards=[station_or_user_with("viewer")],
+        scope=touches(in_path("officer", "officer_id")),
+        sync_to_thread=True,
+    )
+    def get_officer(
+        self, principal: Caller, officers: Injected[OfficerService], officer_id: OfficerPath
+    ) -> OfficerDetail:
         return officers.detail(officer_id)
 
-    @post("/", status_code=200, summary="Create or update officers (JSON list)",
-          description="A supervisor for one borough creates and edits that borough's officers only (an officer "
-                      "of theirs cannot be moved to another borough either).",
-          guards=[user_with("supervisor")],
-          scope=touches(in_json("officer", "*.officer_id"), in_json("borough", "*.borough")), sync_to_thread=True)
-    def upsert(self, principal: Caller, officers: Injected[OfficerService],
-               data: JSONBody[list[Officer]]) -> ImportResult:
+    @post(
+        "/",
+        status_code=200,
+        summary="Create or update officers (JSON list)",
+        description="A supervisor for one borough creates and edits that borough's officers only (an officer "
+        "of theirs cannot be moved to another borough either).",
+        guards=[user_with("supervisor")],
+        scope=touches(in_json("officer", "*.officer_id"), in_json("borough", "*.borough")),
+        sync_to_thread=True,
+    )
+    def upsert(
+        self, principal: Caller, officers: Injected[OfficerService], data: JSONBody[list[Officer]]
+    ) -> ImportResult:
         if len(data) > MAX_IMPORT:
             raise BadRequest(f"at most {MAX_IMPORT} officers per request")
         return officers.upsert(data, principal.name)
 
-    @post("/import.csv", status_code=200, summary="Create or update officers from CSV",
-          description="Columns: officer_id, borough, team, role, name, active (header row required). "
-                      "Errors name the line; nothing is imported unless every row is valid.",
-          guards=[user_with("supervisor")], responses=IMPORT_ERRORS, scope=FORCE_WIDE,
-          dependencies=csv_body("officers"), sync_to_thread=True)
-    def import_csv(self, principal: Caller, csv: Injected[str],
-                   officers: Injected[OfficerService]) -> ImportResult:
+    @post(
+        "/import.csv",
+        status_code=200,
+        summary="Create or update officers from CSV",
+        description="Columns: officer_id, borough, team, role, name, active (header row required). "
+        "Errors name the line; nothing is imported unless every row is valid.",
+        guards=[user_with("supervisor")],
+        responses=IMPORT_ERRORS,
+        scope=FORCE_WIDE,
+        dependencies=csv_body("officers"),
+        sync_to_thread=True,
+    )
+    def import_csv(self, principal: Caller, csv: Injected[str], officers: Injected[OfficerService]) -> ImportResult:
         return officers.upsert(officers_from_csv(csv), principal.name)

@@ -5,13 +5,26 @@ from __future__ import annotations
 
 from central.core.migrations import Step
 
-TABLES = frozenset({"devices", "device_history", "battery_readings", "officers", "assignments", "conflicts",
-                    "attributions", "stations", "station_samples"})
+TABLES = frozenset(
+    {
+        "devices",
+        "device_history",
+        "battery_readings",
+        "officers",
+        "assignments",
+        "conflicts",
+        "attributions",
+        "stations",
+        "station_samples",
+    }
+)
 
 STEPS = [
     # v2: fleet state, derived from station events and from users' actions: stations as central
     # hears from them ...
-    Step(2, """
+    Step(
+        2,
+        """
     CREATE TABLE stations (
         station_id      TEXT PRIMARY KEY,
         borough         TEXT NOT NULL,
@@ -23,9 +36,13 @@ STEPS = [
         pending_clips   INTEGER NOT NULL DEFAULT 0,
         pending_bytes   INTEGER NOT NULL DEFAULT 0
     );
-    """, part=1),
+    """,
+        part=1,
+    ),
     # ... and cameras, their history and battery, officers, who held what, conflicts, whose clip is whose.
-    Step(2, """
+    Step(
+        2,
+        """
     CREATE TABLE devices (
         serial          TEXT PRIMARY KEY,
         model           TEXT NOT NULL DEFAULT '',
@@ -133,29 +150,43 @@ STEPS = [
     CREATE INDEX attributions_device ON attributions (device_serial, recorded_at);
     CREATE INDEX attributions_officer ON attributions (officer_id, recorded_at);
     CREATE INDEX attributions_unattributed ON attributions (recorded_at) WHERE officer_id IS NULL;
-    """, part=3),
+    """,
+        part=3,
+    ),
     # v3: events are applied by a projection worker after they are acknowledged (``applied_seq``);
     # faster indexes for attribution and the device filters.
-    Step(3, """
+    Step(
+        3,
+        """
     ALTER TABLE stations ADD COLUMN applied_seq INTEGER NOT NULL DEFAULT 0;
     UPDATE stations SET applied_seq = acked_seq;
     DROP INDEX attributions_officer;
     CREATE INDEX attributions_officer ON attributions (officer_id, recorded_at) WHERE officer_id IS NOT NULL;
     CREATE INDEX devices_last_station ON devices (last_station, serial);
     CREATE INDEX devices_replace_by ON devices (replace_by) WHERE replace_by IS NOT NULL;
-    """),
+    """,
+    ),
     # v4: a conflict names the two assignments that overlap, and is listed once.
-    Step(4, """
+    Step(
+        4,
+        """
     ALTER TABLE conflicts ADD COLUMN assignment_a INTEGER;
     ALTER TABLE conflicts ADD COLUMN assignment_b INTEGER;
     CREATE UNIQUE INDEX conflicts_pair ON conflicts (assignment_a, assignment_b);
-    """),
+    """,
+    ),
     # v5: the roll-out's progress counts cameras by the state their history reached.
-    Step(5, """
+    Step(
+        5,
+        """
     CREATE INDEX device_history_to_state ON device_history (to_state, serial);
-    """, part=2),
+    """,
+        part=2,
+    ),
     # v13: each station's backlog over time (the health job samples it), for the sync-lag chart.
-    Step(13, """
+    Step(
+        13,
+        """
     CREATE TABLE station_samples (
         station_id      TEXT NOT NULL,
         at              TEXT NOT NULL,
@@ -165,14 +196,23 @@ STEPS = [
         PRIMARY KEY (station_id, at)
     ) WITHOUT ROWID;
     CREATE INDEX station_samples_at ON station_samples (at);
-    """),
+    """,
+    ),
     # v16: each station's latest accepted station time (back-dated events are flagged) ...
-    Step(16, """
+    Step(
+        16,
+        """
     ALTER TABLE stations ADD COLUMN latest_at TEXT;
-    """, part=2),
+    """,
+        part=2,
+    ),
     # ... and conflicts found by either assignment of the pair (stale ones are withdrawn when an
     # interval shrinks).
-    Step(16, """
+    Step(
+        16,
+        """
     CREATE INDEX conflicts_b ON conflicts (assignment_b);
-    """, part=4),
+    """,
+        part=4,
+    ),
 ]

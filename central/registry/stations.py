@@ -16,14 +16,14 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import PathParameter
 
+from central.access.auth import Caller, station_or_user_with, user_with
+from central.access.scope import LISTS, Scoped, in_path, touches
+from central.core.providers import Injected
+from central.events import claims
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
 from fleet.events import Backlog
-from central.events import claims
-from central.access.auth import Caller, station_or_user_with, user_with
-from central.access.scope import LISTS, Scoped, in_path, touches
-from central.core.providers import Injected
 
 
 class StationHealth(msgspec.Struct, kw_only=True):
@@ -62,8 +62,11 @@ SAMPLE_DAYS = 30
 
 def heard_from(db, station_id: str, borough: str) -> int:
     """A batch from this station (of this borough, by its token): its row, made if new; its acked seq."""
-    db.execute("INSERT INTO stations (station_id, borough) VALUES (?, ?) "
-               "ON CONFLICT (station_id) DO UPDATE SET borough = excluded.borough", [station_id, borough])
+    db.execute(
+        "INSERT INTO stations (station_id, borough) VALUES (?, ?) "
+        "ON CONFLICT (station_id) DO UPDATE SET borough = excluded.borough",
+        [station_id, borough],
+    )
     return db.execute("SELECT acked_seq FROM stations WHERE station_id = ?", [station_id]).fetchone()[0]
 
 
@@ -76,18 +79,26 @@ def note_batch(db, station_id: str, acked: int, received: str, clock_skew_s: flo
                pending_bytes = COALESCE(?, pending_bytes),
                oldest_pending_recorded_at = CASE WHEN ? THEN ? ELSE oldest_pending_recorded_at END
            WHERE station_id = ?""",
-        [acked, received, clock_skew_s,
-         msgspec.json.encode(backlog).decode() if backlog else None,
-         backlog.pending_clips if backlog else None, backlog.pending_bytes if backlog else None,
-         backlog is not None,
-         to_iso(backlog.oldest_pending_recorded_at) if backlog and backlog.oldest_pending_recorded_at else None,
-         station_id])
+        [
+            acked,
+            received,
+            clock_skew_s,
+            msgspec.json.encode(backlog).decode() if backlog else None,
+            backlog.pending_clips if backlog else None,
+            backlog.pending_bytes if backlog else None,
+            backlog is not None,
+            to_iso(backlog.oldest_pending_recorded_at) if backlog and backlog.oldest_pending_recorded_at else None,
+            station_id,
+        ],
+    )
 
 
 def behind(db) -> list[tuple[str, str, int, int]]:
     """(station, borough, applied seq, acked seq) of the stations with events acknowledged, not applied."""
-    return db.execute("SELECT station_id, borough, applied_seq, acked_seq FROM stations "
-                      "WHERE applied_seq < acked_seq ORDER BY station_id").fetchall()
+    return db.execute(
+        "SELECT station_id, borough, applied_seq, acked_seq FROM stations "
+        "WHERE applied_seq < acked_seq ORDER BY station_id"
+    ).fetchall()
 
 
 def applied(db, station_id: str, seq: int) -> None:
@@ -114,20 +125,30 @@ class StationService:
         with self.writer.write() as db:
             db.conn.executemany(
                 "INSERT OR REPLACE INTO station_samples (station_id, at, pending_clips, pending_bytes, lag_h) "
-                "VALUES (?, ?, ?, ?, ?)", [(s.station_id, to_iso(now), s.pending_clips, s.pending_bytes,
-                                            s.oldest_pending_age_h) for s in stations])
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (s.station_id, to_iso(now), s.pending_clips, s.pending_bytes, s.oldest_pending_age_h)
+                    for s in stations
+                ],
+            )
             db.execute("DELETE FROM station_samples WHERE at < ?", [to_iso(now - timedelta(days=SAMPLE_DAYS))])
 
     def samples(self, station_id: str | None, since: datetime, among: list[str] | None = None) -> list[Sample]:
         """One station's samples, or the force's (summed backlog, worst lag) per sample time; ``among``:
         only these stations' (a borough's)."""
         only = " AND station_id IN (SELECT value FROM json_each(?))" if among is not None else ""
-        sql = ("SELECT at, pending_clips, pending_bytes, lag_h FROM station_samples WHERE station_id = ? "
-               "AND at >= ? ORDER BY at" if station_id else
-               "SELECT at, sum(pending_clips), sum(pending_bytes), max(lag_h) FROM station_samples "
-               f"INDEXED BY station_samples_at WHERE at >= ?{only} GROUP BY at ORDER BY at")
-        params = [station_id, to_iso(since)] if station_id else [to_iso(since)] + (
-            [msgspec.json.encode(among).decode()] if among is not None else [])
+        sql = (
+            "SELECT at, pending_clips, pending_bytes, lag_h FROM station_samples WHERE station_id = ? "
+            "AND at >= ? ORDER BY at"
+            if station_id
+            else "SELECT at, sum(pending_clips), sum(pending_bytes), max(lag_h) FROM station_samples "
+            f"INDEXED BY station_samples_at WHERE at >= ?{only} GROUP BY at ORDER BY at"
+        )
+        params = (
+            [station_id, to_iso(since)]
+            if station_id
+            else [to_iso(since)] + ([msgspec.json.encode(among).decode()] if among is not None else [])
+        )
         with self.writer.read() as db:
             rows = db.execute(sql, params).fetchall()
         return [Sample(at=from_iso(r[0]), pending_clips=r[1], pending_bytes=r[2], lag_h=r[3]) for r in rows]
@@ -135,9 +156,13 @@ class StationService:
     def all(self, now: datetime | None = None) -> list[StationHealth]:
         now = now or utc_now()
         with self.writer.read() as db:
-            rows = {r[0]: r for r in db.execute(
-                "SELECT station_id, borough, last_seen_at, acked_seq, clock_skew_s, backlog, pending_clips, "
-                "pending_bytes, oldest_pending_recorded_at, applied_seq FROM stations")}
+            rows = {
+                r[0]: r
+                for r in db.execute(
+                    "SELECT station_id, borough, last_seen_at, acked_seq, clock_skew_s, backlog, pending_clips, "
+                    "pending_bytes, oldest_pending_recorded_at, applied_seq FROM stations"
+                )
+            }
             refused = claims.counts_by_station(db)
         stale_after = timedelta(hours=self.settings.fleet.stale_station_hours)
         out = []
@@ -147,15 +172,25 @@ class StationService:
             seen = from_iso(r[2]) if r and r[2] else None
             oldest = from_iso(r[8]) if r and r[8] else None
             backlog = msgspec.json.decode(r[5]) if r and r[5] else {}
-            out.append(StationHealth(
-                station_id=station_id, borough=configured.borough if configured else r[1], last_seen_at=seen,
-                stale=seen is None or now - seen > stale_after, acked_seq=r[3] if r else 0,
-                applied_seq=r[9] if r else 0,
-                clock_skew_s=r[4] if r else None, pending_clips=r[6] if r else 0, pending_bytes=r[7] if r else 0,
-                oldest_pending_recorded_at=oldest,
-                oldest_pending_age_h=round((now - oldest).total_seconds() / 3600, 2) if oldest else None,
-                failed_clips=backlog.get("failed_clips", 0), failed_folders=backlog.get("failed_folders", 0),
-                checked_out=backlog.get("checked_out", 0), refused_events=refused.get(station_id, 0)))
+            out.append(
+                StationHealth(
+                    station_id=station_id,
+                    borough=configured.borough if configured else r[1],
+                    last_seen_at=seen,
+                    stale=seen is None or now - seen > stale_after,
+                    acked_seq=r[3] if r else 0,
+                    applied_seq=r[9] if r else 0,
+                    clock_skew_s=r[4] if r else None,
+                    pending_clips=r[6] if r else 0,
+                    pending_bytes=r[7] if r else 0,
+                    oldest_pending_recorded_at=oldest,
+                    oldest_pending_age_h=round((now - oldest).total_seconds() / 3600, 2) if oldest else None,
+                    failed_clips=backlog.get("failed_clips", 0),
+                    failed_folders=backlog.get("failed_folders", 0),
+                    checked_out=backlog.get("checked_out", 0),
+                    refused_events=refused.get(station_id, 0),
+                )
+            )
         return out
 
 
@@ -163,15 +198,29 @@ class StationController(Controller):
     path = "/api/v1/stations"
     tags = ["stations"]
 
-    @get("/", summary="Every station: last contact, stale or not, backlog and oldest un-synced clip",
-         guards=[user_with("viewer")], scope=LISTS, sync_to_thread=True)
+    @get(
+        "/",
+        summary="Every station: last contact, stale or not, backlog and oldest un-synced clip",
+        guards=[user_with("viewer")],
+        scope=LISTS,
+        sync_to_thread=True,
+    )
     def list_stations(self, within: Scoped, stations: Injected[StationService]) -> list[StationHealth]:
         return [s for s in stations.all() if within.borough in (None, s.borough)]
 
-    @get("/{station_id:str}", summary="One station's health", guards=[station_or_user_with("viewer")],
-         scope=touches(in_path("station", "station_id")), sync_to_thread=True)
-    def get_station(self, principal: Caller, stations: Injected[StationService],
-                    station_id: Annotated[str, PathParameter(max_length=64)]) -> StationHealth:
+    @get(
+        "/{station_id:str}",
+        summary="One station's health",
+        guards=[station_or_user_with("viewer")],
+        scope=touches(in_path("station", "station_id")),
+        sync_to_thread=True,
+    )
+    def get_station(
+        self,
+        principal: Caller,
+        stations: Injected[StationService],
+        station_id: Annotated[str, PathParameter(max_length=64)],
+    ) -> StationHealth:
         for station in stations.all():
             if station.station_id == station_id:
                 return station

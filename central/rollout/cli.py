@@ -15,10 +15,10 @@ from pathlib import Path
 
 import msgspec
 
+from central.core.cli import central_services
 from fleet import csvio
 from fleet.config import CentralSettings, load_settings
 from fleet.errors import ConfigError, FleetError
-from central.core.cli import central_services
 
 DEFAULT_BOROUGHS = Path("config/boroughs.toml")
 DEFAULT_SCENARIO = Path("config/rollout.toml")
@@ -31,45 +31,72 @@ def _formats(parser: argparse.ArgumentParser) -> None:
 
 
 def _central(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--config", required=required, metavar="FILE",
-                        help="central's TOML config file (its [rollout] table names the boroughs and scenario)")
+    parser.add_argument(
+        "--config",
+        required=required,
+        metavar="FILE",
+        help="central's TOML config file (its [rollout] table names the boroughs and scenario)",
+    )
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    rollout = groups.add_parser("rollout", help="plan the roll-out, allocate cameras, track progress",
-                                description="The roll-out planner: week-by-week waves per borough within deliveries, "
-                                            "training places and dock slots; allocation of serials to officers; "
-                                            "progress against the plan.")
+    rollout = groups.add_parser(
+        "rollout",
+        help="plan the roll-out, allocate cameras, track progress",
+        description="The roll-out planner: week-by-week waves per borough within deliveries, "
+        "training places and dock slots; allocation of serials to officers; "
+        "progress against the plan.",
+    )
     commands = rollout.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    plan = commands.add_parser("plan", help="plan the roll-out: waves, feasibility, what binds, what would fix it",
-                               description="Plan the scenario week by week. Without --config, reads "
-                                           f"{DEFAULT_BOROUGHS} and {DEFAULT_SCENARIO} from the current folder. "
-                                           "The figure options are what-ifs: they override the scenario's.")
+    plan = commands.add_parser(
+        "plan",
+        help="plan the roll-out: waves, feasibility, what binds, what would fix it",
+        description="Plan the scenario week by week. Without --config, reads "
+        f"{DEFAULT_BOROUGHS} and {DEFAULT_SCENARIO} from the current folder. "
+        "The figure options are what-ifs: they override the scenario's.",
+    )
     _central(plan, required=False)
     plan.add_argument("--boroughs", metavar="FILE", help=f"the boroughs file (default {DEFAULT_BOROUGHS})")
     plan.add_argument("--scenario", metavar="FILE", help=f"the scenario file (default {DEFAULT_SCENARIO})")
     plan.add_argument("--deliveries", type=_positive, metavar="N", help="what if N cameras arrived a week")
     plan.add_argument("--training", type=_positive, metavar="N", help="what if a borough could train N officers a week")
-    plan.add_argument("--at-once", type=_non_negative, metavar="N", help="what if N boroughs could run at once (0: any)")
+    plan.add_argument(
+        "--at-once", type=_non_negative, metavar="N", help="what if N boroughs could run at once (0: any)"
+    )
     plan.add_argument("--units", type=_positive, metavar="N", help="what if N cameras were bought")
     plan.add_argument("--deadline", type=_date, metavar="YYYY-MM-DD", help="what if the deadline were this day")
-    plan.add_argument("--show", choices=["boroughs", "weeks", "stations", "storage", "all"], default="boroughs",
-                      help="which table to print after the summary (default: boroughs)")
+    plan.add_argument(
+        "--show",
+        choices=["boroughs", "weeks", "stations", "storage", "all"],
+        default="boroughs",
+        help="which table to print after the summary (default: boroughs)",
+    )
     _formats(plan)
     plan.set_defaults(handler=cmd_plan)
 
-    allocate = commands.add_parser("allocate", help="propose serials for officers (review, then commit)",
-                                   description="Pair cameras in stock with officers still without one, honouring "
-                                               "each borough's policy (central's [fleet] assignment modes). Nothing "
-                                               "changes until `fleet rollout commit ID`.")
+    allocate = commands.add_parser(
+        "allocate",
+        help="propose serials for officers (review, then commit)",
+        description="Pair cameras in stock with officers still without one, honouring "
+        "each borough's policy (central's [fleet] assignment modes). Nothing "
+        "changes until `fleet rollout commit ID`.",
+    )
     _central(allocate)
-    allocate.add_argument("--borough", action="append", default=[], metavar="NAME",
-                          help="this borough (repeat for several; default: every borough in plan order)")
+    allocate.add_argument(
+        "--borough",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="this borough (repeat for several; default: every borough in plan order)",
+    )
     allocate.add_argument("--week", type=_positive, metavar="N", help="what the plan has equipped by week N")
     allocate.add_argument("--count", type=_positive, metavar="N", help="at most N cameras per borough")
-    allocate.add_argument("--from-csv", metavar="FILE",
-                          help="the proposal from a CSV (device_serial, borough, mode, officer_id, station_id) instead")
+    allocate.add_argument(
+        "--from-csv",
+        metavar="FILE",
+        help="the proposal from a CSV (device_serial, borough, mode, officer_id, station_id) instead",
+    )
     _formats(allocate)
     allocate.set_defaults(handler=cmd_allocate)
 
@@ -86,13 +113,17 @@ def register(groups: argparse._SubParsersAction) -> None:
         action.add_argument("--json", action="store_true", help="write the proposal as JSON")
         action.set_defaults(handler=cmd_decide, decision=name)
 
-    progress = commands.add_parser("progress", help="planned vs delivered vs issued vs in service, by week",
-                                   description="Per borough and overall, cumulative by week: officers the plan "
-                                               "equipped, cameras delivered to the borough, issued to officers, "
-                                               "and in service (docked with clips).")
+    progress = commands.add_parser(
+        "progress",
+        help="planned vs delivered vs issued vs in service, by week",
+        description="Per borough and overall, cumulative by week: officers the plan "
+        "equipped, cameras delivered to the borough, issued to officers, "
+        "and in service (docked with clips).",
+    )
     _central(progress)
-    progress.add_argument("--borough", metavar="NAME", help="only this borough (default: the force, and every borough "
-                                                            "with --json/--csv)")
+    progress.add_argument(
+        "--borough", metavar="NAME", help="only this borough (default: the force, and every borough with --json/--csv)"
+    )
     _formats(progress)
     progress.set_defaults(handler=cmd_progress)
 
@@ -148,8 +179,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from central.rollout.storage import StorageMonth, forecast
 
     rollout = _load(args)
-    result = plan(rollout, deliveries=args.deliveries, training=args.training, at_once=args.at_once,
-                  units=args.units, deadline=args.deadline)
+    result = plan(
+        rollout,
+        deliveries=args.deliveries,
+        training=args.training,
+        at_once=args.at_once,
+        units=args.units,
+        deadline=args.deadline,
+    )
     storage = forecast(result, rollout.scenario)
     if args.json:
         return 0 if _emit({"plan": result, "storage": storage}, args) else 0
@@ -188,8 +225,10 @@ def cmd_allocate(args: argparse.Namespace) -> int:
             proposal = service.propose(request, actor)
     if not _emit(proposal, args, proposal.items, ProposalItem):
         print_proposal(proposal)
-        print(f"review it (fleet rollout show {proposal.id} --csv), then: fleet rollout commit {proposal.id} "
-              f"--config {args.config}")
+        print(
+            f"review it (fleet rollout show {proposal.id} --csv), then: fleet rollout commit {proposal.id} "
+            f"--config {args.config}"
+        )
     return 0
 
 

@@ -21,9 +21,9 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
-from fleet.errors import ConfigError
 from central.rollout.scenario import Rollout
 from central.rollout.sizing import BoroughNeeds, cameras_for, spares_for
+from fleet.errors import ConfigError
 
 MAX_WEEKS = 520
 """Ten years: a scenario that has not finished by then is reported as not finishing."""
@@ -217,15 +217,31 @@ def simulate(rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, *, keep_
             out_total += handed + given_spares
             officers_total += officers
             if keep_detail:
-                waves.append(Wave(week=week, starts=week_start(scenario.start, week), borough=name,
-                                  officers=officers, cameras=handed, spares=given_spares))
+                waves.append(
+                    Wave(
+                        week=week,
+                        starts=week_start(scenario.start, week),
+                        borough=name,
+                        officers=officers,
+                        cameras=handed,
+                        spares=given_spares,
+                    )
+                )
             if equipped[name] >= n.dock_capped and spares[name] >= _spares_due(n, cameras[name], scenario.spares_ratio):
                 finished[name] = week  # complete, or as complete as its docks allow
                 in_progress -= 1
         if keep_detail:
-            weeks.append(WeekTotal(week=week, starts=week_start(scenario.start, week), delivered=delivered,
-                                   in_stock=stock, officers_equipped=officers_total, cameras_out=out_total,
-                                   boroughs_in_progress=in_progress))
+            weeks.append(
+                WeekTotal(
+                    week=week,
+                    starts=week_start(scenario.start, week),
+                    delivered=delivered,
+                    in_stock=stock,
+                    officers_equipped=officers_total,
+                    cameras_out=out_total,
+                    boroughs_in_progress=in_progress,
+                )
+            )
         if len(finished) == len(needs):
             break
         if not moved and undelivered == 0:
@@ -266,22 +282,41 @@ def _smallest(check, low: int, high: int) -> int | None:
     return lo
 
 
-def plan(rollout: Rollout, *, deliveries: int | None = None, training: int | None = None,
-         at_once: int | None = None, units: int | None = None, deadline: date | None = None) -> Plan:
+def plan(
+    rollout: Rollout,
+    *,
+    deliveries: int | None = None,
+    training: int | None = None,
+    at_once: int | None = None,
+    units: int | None = None,
+    deadline: date | None = None,
+) -> Plan:
     """Plan the rollout; keyword figures override the scenario's (what-ifs)."""
     scenario = rollout.scenario
     if deadline is not None or any(v is not None for v in (deliveries, training, at_once, units)):
-        changes = {k: v for k, v in (("deliveries_per_week", deliveries), ("training_places_per_week", training),
-                                     ("boroughs_at_once", at_once), ("units", units), ("deadline", deadline))
-                   if v is not None}
+        changes = {
+            k: v
+            for k, v in (
+                ("deliveries_per_week", deliveries),
+                ("training_places_per_week", training),
+                ("boroughs_at_once", at_once),
+                ("units", units),
+                ("deadline", deadline),
+            )
+            if v is not None
+        }
         scenario = msgspec.structs.replace(scenario, **changes)
         if scenario.deadline < scenario.start:
             raise ConfigError(f"deadline {scenario.deadline} is before the roll-out starts ({scenario.start})")
         rollout = Rollout(boroughs=rollout.boroughs, scenario=scenario, note=rollout.note)
     charging = scenario.charging
     needs = borough_needs(rollout)
-    rates = Rates(units=scenario.units, deliveries=scenario.deliveries_per_week,
-                  training=scenario.training_places_per_week, at_once=scenario.boroughs_at_once)
+    rates = Rates(
+        units=scenario.units,
+        deliveries=scenario.deliveries_per_week,
+        training=scenario.training_places_per_week,
+        at_once=scenario.boroughs_at_once,
+    )
     deadline_week = weeks_by(scenario.start, scenario.deadline)
     run = simulate(rollout, needs, rates)
     cameras_needed = sum(n.cameras + n.spares for n in needs)
@@ -293,26 +328,63 @@ def plan(rollout: Rollout, *, deliveries: int | None = None, training: int | Non
 
     warnings = []
     if charging.runtime_hours < charging.shift_hours:
-        warnings.append(f"a camera's runtime ({charging.runtime_hours:g} h) is shorter than a shift "
-                        f"({charging.shift_hours:g} h): officers will need a second camera or a charge mid-shift")
-    boroughs = [BoroughPlan(borough=n.name, policy=n.policy, officers=n.officers, cameras=n.cameras, spares=n.spares,
-                            dock_slots=n.dock_slots, docks_needed=n.docks_needed, dock_shortfall=n.dock_shortfall,
-                            start_week=run.started.get(n.name),
-                            finish_week=run.finished.get(n.name) if run.equipped[n.name] == n.officers else None,
-                            equipped=run.equipped[n.name]) for n in needs]
-    stations = [StationDocks(station_id=station, borough=n.name, dock_slots=slots, officers=officers,
-                             docks_needed=need, shortfall=max(0, need - slots))
-                for n in needs for station, (slots, officers, need) in n.stations.items()]
+        warnings.append(
+            f"a camera's runtime ({charging.runtime_hours:g} h) is shorter than a shift "
+            f"({charging.shift_hours:g} h): officers will need a second camera or a charge mid-shift"
+        )
+    boroughs = [
+        BoroughPlan(
+            borough=n.name,
+            policy=n.policy,
+            officers=n.officers,
+            cameras=n.cameras,
+            spares=n.spares,
+            dock_slots=n.dock_slots,
+            docks_needed=n.docks_needed,
+            dock_shortfall=n.dock_shortfall,
+            start_week=run.started.get(n.name),
+            finish_week=run.finished.get(n.name) if run.equipped[n.name] == n.officers else None,
+            equipped=run.equipped[n.name],
+        )
+        for n in needs
+    ]
+    stations = [
+        StationDocks(
+            station_id=station,
+            borough=n.name,
+            dock_slots=slots,
+            officers=officers,
+            docks_needed=need,
+            shortfall=max(0, need - slots),
+        )
+        for n in needs
+        for station, (slots, officers, need) in n.stations.items()
+    ]
     finish_date = week_start(scenario.start, run.finish_week) + timedelta(days=6) if run.finish_week else None
-    return Plan(scenario=scenario.name, start=scenario.start, deadline=scenario.deadline, deadline_week=deadline_week,
-                officers_in_scope=sum(n.officers for n in needs), cameras_needed=cameras_needed, units=scenario.units,
-                feasible=feasible, finish_week=run.finish_week if run.complete else None,
-                finish_date=finish_date if run.complete else None, binding=binding, remedies=remedies,
-                warnings=warnings, boroughs=boroughs, weeks=run.weeks, waves=run.waves, stations=stations)
+    return Plan(
+        scenario=scenario.name,
+        start=scenario.start,
+        deadline=scenario.deadline,
+        deadline_week=deadline_week,
+        officers_in_scope=sum(n.officers for n in needs),
+        cameras_needed=cameras_needed,
+        units=scenario.units,
+        feasible=feasible,
+        finish_week=run.finish_week if run.complete else None,
+        finish_date=finish_date if run.complete else None,
+        binding=binding,
+        remedies=remedies,
+        warnings=warnings,
+        boroughs=boroughs,
+        weeks=run.weeks,
+        waves=run.waves,
+        stations=stations,
+    )
 
 
-def _diagnose(rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, deadline_week: int, run: _Run,
-              cameras_needed: int) -> tuple[Constraint, list[Remedy]]:
+def _diagnose(
+    rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, deadline_week: int, run: _Run, cameras_needed: int
+) -> tuple[Constraint, list[Remedy]]:
     """Which constraint binds, and the smallest single change of each kind that fixes the plan.
 
     Missing cameras and dock slots cannot be planned around: they are listed first, and the
@@ -323,20 +395,38 @@ def _diagnose(rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, deadlin
     short_docks = [n for n in needs if n.dock_shortfall]
     if units_short:
         extra = cameras_needed - rates.units
-        remedies.append(Remedy(constraint="units", change=extra, to=cameras_needed,
-                               text=f"+{extra} cameras ({cameras_needed} needed, {rates.units} bought)"))
+        remedies.append(
+            Remedy(
+                constraint="units",
+                change=extra,
+                to=cameras_needed,
+                text=f"+{extra} cameras ({cameras_needed} needed, {rates.units} bought)",
+            )
+        )
     for n in short_docks:
-        remedies.append(Remedy(constraint="docks", change=n.dock_shortfall, borough=n.name,
-                               text=f"+{n.dock_shortfall} dock slots in {n.name} "
-                                    f"({n.docks_needed} needed, {n.dock_slots} there)"))
+        remedies.append(
+            Remedy(
+                constraint="docks",
+                change=n.dock_shortfall,
+                borough=n.name,
+                text=f"+{n.dock_shortfall} dock slots in {n.name} ({n.docks_needed} needed, {n.dock_slots} there)",
+            )
+        )
     first: Constraint | None = "units" if units_short else "docks" if short_docks else None
     after = ""
     if first is not None:
-        after = " once the " + " and ".join(w for w, on in (("cameras", units_short), ("dock slots", short_docks))
-                                            if on) + " are added"
+        after = (
+            " once the "
+            + " and ".join(w for w, on in (("cameras", units_short), ("dock slots", short_docks)) if on)
+            + " are added"
+        )
         needs = [n.with_enough_docks() if n.dock_shortfall else n for n in needs]
-        rates = Rates(units=max(rates.units, cameras_needed), deliveries=rates.deliveries, training=rates.training,
-                      at_once=rates.at_once)
+        rates = Rates(
+            units=max(rates.units, cameras_needed),
+            deliveries=rates.deliveries,
+            training=rates.training,
+            at_once=rates.at_once,
+        )
         run = simulate(rollout, needs, rates, keep_detail=False)
         if run.complete and run.finish_week is not None and run.finish_week <= deadline_week:
             return first, remedies
@@ -355,29 +445,54 @@ def _diagnose(rollout: Rollout, needs: list[BoroughNeeds], rates: Rates, deadlin
     binding = first or min(relaxed_finish, key=lambda name: (relaxed_finish[name], list(candidates).index(name)))
 
     def rates_with(name: Constraint, value: int) -> Rates:
-        return Rates(rates.units, value if name == "deliveries" else rates.deliveries,
-                     value if name == "training" else rates.training,
-                     value if name == "boroughs_at_once" else rates.at_once)
+        return Rates(
+            rates.units,
+            value if name == "deliveries" else rates.deliveries,
+            value if name == "training" else rates.training,
+            value if name == "boroughs_at_once" else rates.at_once,
+        )
 
     limits = {"deliveries": rates.units, "training": most_officers, "boroughs_at_once": len(needs)}
-    units = {"deliveries": "deliveries a week", "training": "training places per borough per week",
-             "boroughs_at_once": "boroughs at once"}
+    units = {
+        "deliveries": "deliveries a week",
+        "training": "training places per borough per week",
+        "boroughs_at_once": "boroughs at once",
+    }
     found = False
     for name, (current, _) in candidates.items():
-        value = _smallest(lambda v, name=name: _feasible(rollout, needs, rates_with(name, v), deadline_week)[0],
-                          current + 1, limits[name])
+        value = _smallest(
+            lambda v, name=name: _feasible(rollout, needs, rates_with(name, v), deadline_week)[0],
+            current + 1,
+            limits[name],
+        )
         if value is not None:
             found = True
-            remedies.append(Remedy(constraint=name, change=value - current, to=value,
-                                   text=f"+{value - current} {units[name]} ({value} instead of {current}){after}"))
+            remedies.append(
+                Remedy(
+                    constraint=name,
+                    change=value - current,
+                    to=value,
+                    text=f"+{value - current} {units[name]} ({value} instead of {current}){after}",
+                )
+            )
     if run.complete and run.finish_week is not None:
         found = True
         late = run.finish_week - deadline_week
         finish = week_start(rollout.scenario.start, run.finish_week) + timedelta(days=6)
-        remedies.append(Remedy(constraint="deadline", change=late,
-                               text=f"deadline + {late} weeks (done in week {run.finish_week}, by {finish}){after}"))
+        remedies.append(
+            Remedy(
+                constraint="deadline",
+                change=late,
+                text=f"deadline + {late} weeks (done in week {run.finish_week}, by {finish}){after}",
+            )
+        )
     if not found:
-        remedies.append(Remedy(constraint=binding, change=0,
-                               text=f"no single change makes it feasible: it would not finish within {MAX_WEEKS} "
-                                    "weeks; change several figures together (try the what-if options)"))
+        remedies.append(
+            Remedy(
+                constraint=binding,
+                change=0,
+                text=f"no single change makes it feasible: it would not finish within {MAX_WEEKS} "
+                "weeks; change several figures together (try the what-if options)",
+            )
+        )
     return binding, remedies

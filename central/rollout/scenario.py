@@ -157,5 +157,8 @@ def build_rollout(boroughs: dict, scenario: dict, *, where: tuple[str, str] = ("
 
 def load_rollout(boroughs_path: str | Path, scenario_path: str | Path) -> Rollout:
     boroughs_path, scenario_path = Path(boroughs_path), Path(scenario_path)
-    return build_rollout(read_toml(boroughs_path, "boroughs file"), read_toml(scenario_path, "scenario file"),
-                         where=(str(boroughs_path), str(scenario_path)))
+    return build_rollout(
+        read_toml(boroughs_path, "boroughs file"),
+        read_toml(scenario_path, "scenario file"),
+        where=(str(boroughs_path), str(scenario_path)),
+    )

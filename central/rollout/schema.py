@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from central.core.migrations import Step
 
-TABLES = frozenset({"rollout_proposals", "rollout_items",
-                    "checking"})  # temporary: the items a commit checks, set-based
+TABLES = frozenset(
+    {"rollout_proposals", "rollout_items", "checking"}
+)  # temporary: the items a commit checks, set-based
 
 STEPS = [
     # v5: roll-out allocation proposals, reviewed by a planner before they are committed.
-    Step(5, """
+    Step(
+        5,
+        """
     CREATE TABLE rollout_proposals (
         id              INTEGER PRIMARY KEY,
         created_at      TEXT NOT NULL,
@@ -30,5 +33,7 @@ STEPS = [
     ) WITHOUT ROWID;
     CREATE INDEX rollout_items_device ON rollout_items (device_serial);
     CREATE INDEX rollout_items_officer ON rollout_items (officer_id) WHERE officer_id IS NOT NULL;
-    """, part=1),
+    """,
+        part=1,
+    ),
 ]

@@ -24,23 +24,24 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
+from central.access.auth import Caller, user_with
+from central.access.scope import FORCE_WIDE, no_borough
+from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
+from central.core.openapi import errors
+from central.core.providers import Injected
+from central.evidence import audit
+from central.registry import assignments
+from central.rollout.plan import Plan, Wave, week_of, week_start
+from central.rollout.plan import plan as make_plan
+from central.rollout.scenario import Rollout, load_rollout
+from central.rollout.sizing import cameras_for, split_by_slots
+from central.rollout.storage import StorageForecast, forecast
 from fleet import csvio
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, ConfigError, Conflict, NotFound, ServiceUnavailable
 from fleet.events import DeviceEntry, OfficerId, PersonalIssue
 from fleet.protocol import Serial
-from central.rollout.plan import Plan, Wave, plan as make_plan, week_of, week_start
-from central.rollout.scenario import Rollout, load_rollout
-from central.rollout.sizing import cameras_for, split_by_slots
-from central.rollout.storage import StorageForecast, forecast
-from central.evidence import audit
-from central.registry import assignments
-from central.access.auth import Caller, user_with
-from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
-from central.core.openapi import errors
-from central.core.providers import Injected
-from central.access.scope import FORCE_WIDE, no_borough
 
 PLAN_ERRORS = errors(404, 503)
 """A route that reads the plan: 404 when no scenario is configured, 503 when its files are invalid."""
@@ -110,23 +111,43 @@ class Progress(msgspec.Struct, kw_only=True):
 
 
 def _proposal_detail(db, proposal_id: int, left_without: dict[str, int] | None = None) -> Proposal:
-    head = db.execute("SELECT id, state, created_at, created_by, description, decided_at, decided_by "
-                      "FROM rollout_proposals WHERE id = ?", [proposal_id]).fetchone()
+    head = db.execute(
+        "SELECT id, state, created_at, created_by, description, decided_at, decided_by "
+        "FROM rollout_proposals WHERE id = ?",
+        [proposal_id],
+    ).fetchone()
     if head is None:
         raise NotFound(f"no roll-out proposal {proposal_id}")
-    items = [ProposalItem(device_serial=r[0], borough=r[1], mode=r[2], officer_id=r[3], station_id=r[4])
-             for r in db.execute("SELECT device_serial, borough, mode, officer_id, station_id FROM rollout_items "
-                                 "WHERE proposal_id = ? ORDER BY borough, officer_id, station_id, device_serial",
-                                 [proposal_id])]
+    items = [
+        ProposalItem(device_serial=r[0], borough=r[1], mode=r[2], officer_id=r[3], station_id=r[4])
+        for r in db.execute(
+            "SELECT device_serial, borough, mode, officer_id, station_id FROM rollout_items "
+            "WHERE proposal_id = ? ORDER BY borough, officer_id, station_id, device_serial",
+            [proposal_id],
+        )
+    ]
     counts = Counter((i.borough, i.mode) for i in items)
     left_without = left_without or {}
-    boroughs = [BoroughCount(borough=b, mode=m, cameras=n, officers_left_without=left_without.get(b, 0))
-                for (b, m), n in sorted(counts.items())]
-    boroughs += [BoroughCount(borough=b, mode="personal", cameras=0, officers_left_without=n)
-                 for b, n in sorted(left_without.items()) if n and not any(x.borough == b for x in boroughs)]
-    return Proposal(id=head[0], state=head[1], created_at=from_iso(head[2]), created_by=head[3], description=head[4],
-                    decided_at=from_iso(head[5]) if head[5] else None, decided_by=head[6], boroughs=boroughs,
-                    items=items)
+    boroughs = [
+        BoroughCount(borough=b, mode=m, cameras=n, officers_left_without=left_without.get(b, 0))
+        for (b, m), n in sorted(counts.items())
+    ]
+    boroughs += [
+        BoroughCount(borough=b, mode="personal", cameras=0, officers_left_without=n)
+        for b, n in sorted(left_without.items())
+        if n and not any(x.borough == b for x in boroughs)
+    ]
+    return Proposal(
+        id=head[0],
+        state=head[1],
+        created_at=from_iso(head[2]),
+        created_by=head[3],
+        description=head[4],
+        decided_at=from_iso(head[5]) if head[5] else None,
+        decided_by=head[6],
+        boroughs=boroughs,
+        items=items,
+    )
 
 
 class RolloutService:
@@ -142,7 +163,9 @@ class RolloutService:
     def rollout(self) -> Rollout:
         files = self.settings.rollout
         if files.boroughs is None or files.scenario is None:
-            raise NotFound("no roll-out scenario is configured: set [rollout] boroughs and scenario in central's config")
+            raise NotFound(
+                "no roll-out scenario is configured: set [rollout] boroughs and scenario in central's config"
+            )
         return self._loaded()[0]
 
     def _loaded(self) -> tuple[Rollout, Plan]:
@@ -150,19 +173,28 @@ class RolloutService:
         try:
             return _load_cached(files.boroughs, files.scenario, _mtimes(files.boroughs, files.scenario))
         except ConfigError as exc:
-            raise ServiceUnavailable(f"central's roll-out files are invalid, ask its operators to fix them: {exc}") \
-                from None
+            raise ServiceUnavailable(
+                f"central's roll-out files are invalid, ask its operators to fix them: {exc}"
+            ) from None
 
     def plan(self) -> Plan:
         rollout = self.rollout()
         plan = self._loaded()[1]
-        differ = [b for b in rollout.boroughs
-                  if rollout.scenario.policy_of(b) != self.settings.fleet.assignment_mode(b)]
+        differ = [
+            b for b in rollout.boroughs if rollout.scenario.policy_of(b) != self.settings.fleet.assignment_mode(b)
+        ]
         if not differ:
             return plan
-        return msgspec.structs.replace(plan, warnings=[*plan.warnings, (
-            f"the scenario plans {', '.join(differ[:5])}{' and more' if len(differ) > 5 else ''} with another policy "
-            "than central's [fleet] assignment modes; allocation follows central's")])
+        return msgspec.structs.replace(
+            plan,
+            warnings=[
+                *plan.warnings,
+                (
+                    f"the scenario plans {', '.join(differ[:5])}{' and more' if len(differ) > 5 else ''} with another policy "
+                    "than central's [fleet] assignment modes; allocation follows central's"
+                ),
+            ],
+        )
 
     def storage(self) -> StorageForecast:
         rollout = self.rollout()
@@ -196,13 +228,17 @@ class RolloutService:
                     if request.count is not None:
                         want = min(want, request.count)
                     take = _take(devices, stock, want)
-                    items += [ProposalItem(device_serial=serial, borough=borough, mode="personal", officer_id=officer)
-                              for serial, officer in zip(take, officers)]
+                    items += [
+                        ProposalItem(device_serial=serial, borough=borough, mode="personal", officer_id=officer)
+                        for serial, officer in zip(take, officers)
+                    ]
                     left_without[borough] = want - len(take)
                 else:
                     officers = db.execute(
                         f"SELECT count(*) FROM officers WHERE borough = ? AND active AND role IN "
-                        f"({', '.join('?' * len(roles))})", [borough, *roles]).fetchone()[0]
+                        f"({', '.join('?' * len(roles))})",
+                        [borough, *roles],
+                    ).fetchone()[0]
                     if planned is not None:
                         officers = min(officers, planned.get(borough, 0))
                     target = cameras_for(officers, "pool", rollout.scenario.charging)
@@ -212,12 +248,16 @@ class RolloutService:
                         want = min(want, request.count)
                     take = _take(devices, stock, want)
                     stations = _fill_stations(rollout.boroughs[borough].stations, placed, len(take))
-                    items += [ProposalItem(device_serial=serial, borough=borough, mode="pool", station_id=station)
-                              for serial, station in zip(take, stations)]
+                    items += [
+                        ProposalItem(device_serial=serial, borough=borough, mode="pool", station_id=station)
+                        for serial, station in zip(take, stations)
+                    ]
                     left_without[borough] = 0
             if not items:
-                raise Conflict("nothing to allocate: every officer in scope has a camera (or the plan has not reached "
-                               "them yet), or there are no cameras in stock")
+                raise Conflict(
+                    "nothing to allocate: every officer in scope has a camera (or the plan has not reached "
+                    "them yet), or there are no cameras in stock"
+                )
             description = _describe(request)
             proposal_id = self._store(db, items, actor, now, description)
             return _proposal_detail(db, proposal_id, left_without)
@@ -230,8 +270,11 @@ class RolloutService:
         with self.writer.write() as db:
             problems = self._problems(db, items, proposal_id=None)
             if rollout_boroughs is not None:
-                problems += [f"{i.device_serial}: unknown borough {i.borough!r}" for i in items
-                             if i.borough not in rollout_boroughs]
+                problems += [
+                    f"{i.device_serial}: unknown borough {i.borough!r}"
+                    for i in items
+                    if i.borough not in rollout_boroughs
+                ]
             if problems:
                 raise Conflict(_listing("the proposal cannot be accepted", problems))
             proposal_id = self._store(db, items, actor, to_iso(utc_now()), description)
@@ -243,9 +286,15 @@ class RolloutService:
 
     def proposals(self, state: str | None, limit: int) -> list[Proposal]:
         with self.writer.read() as db:
-            ids = [r[0] for r in db.execute(
-                "SELECT id FROM rollout_proposals" + (" WHERE state = ?" if state else "") + " ORDER BY id DESC LIMIT ?",
-                [state, limit] if state else [limit])]
+            ids = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM rollout_proposals"
+                    + (" WHERE state = ?" if state else "")
+                    + " ORDER BY id DESC LIMIT ?",
+                    [state, limit] if state else [limit],
+                )
+            ]
             summaries = []
             for proposal_id in ids:
                 detail = _proposal_detail(db, proposal_id)
@@ -256,10 +305,13 @@ class RolloutService:
         now = to_iso(utc_now())
         with self.writer.write() as db:
             self._open(db, proposal_id)
-            db.execute("UPDATE rollout_proposals SET state = 'discarded', decided_at = ?, decided_by = ? WHERE id = ?",
-                       [now, actor, proposal_id])
-            audit.record(db, actor=actor, action="rollout-discard", object_type="rollout_proposal",
-                         object_id=str(proposal_id))
+            db.execute(
+                "UPDATE rollout_proposals SET state = 'discarded', decided_at = ?, decided_by = ? WHERE id = ?",
+                [now, actor, proposal_id],
+            )
+            audit.record(
+                db, actor=actor, action="rollout-discard", object_type="rollout_proposal", object_id=str(proposal_id)
+            )
             return _proposal_detail(db, proposal_id)
 
     def commit(self, proposal_id: int, actor: str) -> Proposal:
@@ -271,30 +323,64 @@ class RolloutService:
             items = _proposal_detail(db, proposal_id).items
             problems = self._problems(db, items, proposal_id=proposal_id)
             if problems:
-                raise Conflict(_listing(f"proposal {proposal_id} is out of date; nothing was committed. "
-                                        "Discard it and allocate again", problems))
+                raise Conflict(
+                    _listing(
+                        f"proposal {proposal_id} is out of date; nothing was committed. Discard it and allocate again",
+                        problems,
+                    )
+                )
             personal = [i for i in items if i.mode == "personal"]
             pool = [i for i in items if i.mode == "pool"]
             where = f"roll-out proposal {proposal_id}"
             models = assignments.allocate(db, items, actor, now, where)
-            audit.record_many(db, [dict(
-                actor=actor, action="assign" if i.mode == "personal" else "allocate", object_type="device",
-                object_id=i.device_serial, at=since,
-                detail=f"{where}: " + (f"personal issue to {i.officer_id}, {i.borough}" if i.mode == "personal"
-                                      else f"pool camera for {i.station_id}, {i.borough}")) for i in items])
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor=actor,
+                        action="assign" if i.mode == "personal" else "allocate",
+                        object_type="device",
+                        object_id=i.device_serial,
+                        at=since,
+                        detail=f"{where}: "
+                        + (
+                            f"personal issue to {i.officer_id}, {i.borough}"
+                            if i.mode == "personal"
+                            else f"pool camera for {i.station_id}, {i.borough}"
+                        ),
+                    )
+                    for i in items
+                ],
+            )
             for i in items:
-                entry = DeviceEntry(serial=i.device_serial, model=models.get(i.device_serial, ""),
-                                    lifecycle="issued" if i.mode == "personal" else "allocated", borough=i.borough,
-                                    home_station=i.station_id, assignment_mode=i.mode)
+                entry = DeviceEntry(
+                    serial=i.device_serial,
+                    model=models.get(i.device_serial, ""),
+                    lifecycle="issued" if i.mode == "personal" else "allocated",
+                    borough=i.borough,
+                    home_station=i.station_id,
+                    assignment_mode=i.mode,
+                )
                 self.changes.emit(db, entry, i.borough)
                 if i.mode == "personal":
-                    self.changes.emit(db, PersonalIssue(device_serial=i.device_serial, officer_id=i.officer_id,
-                                                        since=since), i.borough)
-            db.execute("UPDATE rollout_proposals SET state = 'committed', decided_at = ?, decided_by = ? WHERE id = ?",
-                       [now, actor, proposal_id])
-            audit.record(db, actor=actor, action="rollout-commit", object_type="rollout_proposal",
-                         object_id=str(proposal_id), detail=f"{len(personal)} personal issues, {len(pool)} pool cameras",
-                         at=since)
+                    self.changes.emit(
+                        db,
+                        PersonalIssue(device_serial=i.device_serial, officer_id=i.officer_id, since=since),
+                        i.borough,
+                    )
+            db.execute(
+                "UPDATE rollout_proposals SET state = 'committed', decided_at = ?, decided_by = ? WHERE id = ?",
+                [now, actor, proposal_id],
+            )
+            audit.record(
+                db,
+                actor=actor,
+                action="rollout-commit",
+                object_type="rollout_proposal",
+                object_id=str(proposal_id),
+                detail=f"{len(personal)} personal issues, {len(pool)} pool cameras",
+                at=since,
+            )
             return _proposal_detail(db, proposal_id)
 
     # -- progress ----------------------------------------------------------------------------
@@ -313,13 +399,22 @@ class RolloutService:
         with self.writer.read() as db:
             firsts = db.execute(
                 f"""SELECT d.borough,
-                          {week.format("(SELECT min(at) FROM device_history h WHERE h.serial = d.serial "
-                                       "AND h.to_state IN ('allocated', 'issued', 'in_service'))")},
+                          {
+                    week.format(
+                        "(SELECT min(at) FROM device_history h WHERE h.serial = d.serial "
+                        "AND h.to_state IN ('allocated', 'issued', 'in_service'))"
+                    )
+                },
                           {week.format("(SELECT min(started_at) FROM assignments a WHERE a.device_serial = d.serial)")},
-                          {week.format("(SELECT min(at) FROM device_history h WHERE h.serial = d.serial "
-                                       "AND h.to_state = 'in_service')")}
-                   FROM devices d WHERE d.borough IS NOT NULL""" + (" AND d.borough = :borough" if borough else ""),
-                {"start": start.isoformat(), "borough": borough}).fetchall()
+                          {
+                    week.format(
+                        "(SELECT min(at) FROM device_history h WHERE h.serial = d.serial AND h.to_state = 'in_service')"
+                    )
+                }
+                   FROM devices d WHERE d.borough IS NOT NULL"""
+                + (" AND d.borough = :borough" if borough else ""),
+                {"start": start.isoformat(), "borough": borough},
+            ).fetchall()
         counts = {kind: defaultdict(Counter) for kind in ("delivered", "issued", "in_service")}
         delivered_c, issued_c, in_service_c = counts["delivered"], counts["issued"], counts["in_service"]
         for b, delivered, issued, in_service in firsts:
@@ -336,8 +431,10 @@ class RolloutService:
         rows: list[ProgressRow] = []
         # Running totals per borough: [planned, delivered, issued, in_service] (the hot loop: 32 × ~60 weeks).
         running = {name: [0, 0, 0, 0] for name in names}
-        weekly = {name: (planned_weekly[name], counts["delivered"][name], counts["issued"][name],
-                         counts["in_service"][name]) for name in names}
+        weekly = {
+            name: (planned_weekly[name], counts["delivered"][name], counts["issued"][name], counts["in_service"][name])
+            for name in names
+        }
         for week in range(1, last_week + 1):
             starts = week_start(start, week)
             total = [0, 0, 0, 0]
@@ -347,15 +444,33 @@ class RolloutService:
                 r[1] += delivered[week]
                 r[2] += issued[week]
                 r[3] += in_service[week]
-                rows.append(ProgressRow(week=week, starts=starts, borough=name, planned=r[0], delivered=r[1],
-                                        issued=r[2], in_service=r[3]))
+                rows.append(
+                    ProgressRow(
+                        week=week,
+                        starts=starts,
+                        borough=name,
+                        planned=r[0],
+                        delivered=r[1],
+                        issued=r[2],
+                        in_service=r[3],
+                    )
+                )
                 total[0] += r[0]
                 total[1] += r[1]
                 total[2] += r[2]
                 total[3] += r[3]
             if not borough:
-                rows.append(ProgressRow(week=week, starts=starts, borough="all", planned=total[0],
-                                        delivered=total[1], issued=total[2], in_service=total[3]))
+                rows.append(
+                    ProgressRow(
+                        week=week,
+                        starts=starts,
+                        borough="all",
+                        planned=total[0],
+                        delivered=total[1],
+                        issued=total[2],
+                        in_service=total[3],
+                    )
+                )
         return Progress(current_week=current, rows=rows)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -364,50 +479,74 @@ class RolloutService:
     def _free_devices(db, borough: str | None) -> list[str]:
         """Cameras free to hand out, in serial order: in stock (``borough`` None), or delivered to
         ``borough`` and not yet placed; never held, never in an open proposal."""
-        where = ("lifecycle = 'in_stock'" if borough is None else
-                 "lifecycle = 'allocated' AND borough = ? AND home_station IS NULL "
-                 "AND (assignment_mode IS NULL OR assignment_mode = 'personal')")
-        return [r[0] for r in db.execute(
-            f"""SELECT serial FROM devices d WHERE {where}
+        where = (
+            "lifecycle = 'in_stock'"
+            if borough is None
+            else "lifecycle = 'allocated' AND borough = ? AND home_station IS NULL "
+            "AND (assignment_mode IS NULL OR assignment_mode = 'personal')"
+        )
+        return [
+            r[0]
+            for r in db.execute(
+                f"""SELECT serial FROM devices d WHERE {where}
                AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.device_serial = d.serial AND a.ended_at IS NULL)
                AND NOT EXISTS (SELECT 1 FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id
                                WHERE i.device_serial = d.serial AND p.state = 'proposed')
-               ORDER BY serial""", [borough] if borough else [])]
+               ORDER BY serial""",
+                [borough] if borough else [],
+            )
+        ]
 
     @staticmethod
     def _pool_cameras(db, borough: str) -> Counter:
         """Pool cameras a borough has per station (working ones, and those in open proposals)."""
         placed: Counter = Counter()
         for station, n in db.execute(
-                "SELECT home_station, count(*) FROM devices WHERE borough = ? AND lifecycle NOT IN "
-                "('retired', 'lost', 'repair', 'in_stock') AND (assignment_mode = 'pool' OR "
-                "(assignment_mode IS NULL AND home_station IS NOT NULL)) GROUP BY home_station", [borough]):
+            "SELECT home_station, count(*) FROM devices WHERE borough = ? AND lifecycle NOT IN "
+            "('retired', 'lost', 'repair', 'in_stock') AND (assignment_mode = 'pool' OR "
+            "(assignment_mode IS NULL AND home_station IS NOT NULL)) GROUP BY home_station",
+            [borough],
+        ):
             placed[station] += n
         for station, n in db.execute(
-                "SELECT i.station_id, count(*) FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id "
-                "WHERE p.state = 'proposed' AND i.borough = ? AND i.mode = 'pool' GROUP BY i.station_id", [borough]):
+            "SELECT i.station_id, count(*) FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id "
+            "WHERE p.state = 'proposed' AND i.borough = ? AND i.mode = 'pool' GROUP BY i.station_id",
+            [borough],
+        ):
             placed[station] += n
         return placed
 
     @staticmethod
     def _officers_without_camera(db, borough: str, roles) -> list[str]:
-        return [r[0] for r in db.execute(
-            f"""SELECT officer_id FROM officers o WHERE borough = ? AND active
-                AND role IN ({', '.join('?' * len(roles))})
+        return [
+            r[0]
+            for r in db.execute(
+                f"""SELECT officer_id FROM officers o WHERE borough = ? AND active
+                AND role IN ({", ".join("?" * len(roles))})
                 AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.officer_id = o.officer_id AND a.ended_at IS NULL)
                 AND NOT EXISTS (SELECT 1 FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id
                                 WHERE i.officer_id = o.officer_id AND p.state = 'proposed')
-                ORDER BY team, officer_id""", [borough, *roles])]
+                ORDER BY team, officer_id""",
+                [borough, *roles],
+            )
+        ]
 
     @staticmethod
     def _equipped_officers(db, borough: str) -> int:
         """Officers of the borough issued a camera, or in an open proposal for one."""
-        return db.execute("""SELECT count(DISTINCT a.officer_id) FROM assignments a
+        return (
+            db.execute(
+                """SELECT count(DISTINCT a.officer_id) FROM assignments a
                              JOIN officers o ON o.officer_id = a.officer_id
-                             WHERE o.borough = ? AND a.mode = 'personal'""", [borough]).fetchone()[0] + \
-            db.execute("""SELECT count(*) FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id
+                             WHERE o.borough = ? AND a.mode = 'personal'""",
+                [borough],
+            ).fetchone()[0]
+            + db.execute(
+                """SELECT count(*) FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id
                           WHERE p.state = 'proposed' AND i.borough = ? AND i.mode = 'personal'""",
-                       [borough]).fetchone()[0]
+                [borough],
+            ).fetchone()[0]
+        )
 
     @staticmethod
     def _open(db, proposal_id: int) -> None:
@@ -420,49 +559,75 @@ class RolloutService:
     def _problems(self, db, items: list[ProposalItem], proposal_id: int | None) -> list[str]:
         """Everything that stops these items being applied now (set-based: one query per rule)."""
         problems: list[str] = []
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS checking (device_serial TEXT, officer_id TEXT, mode TEXT, "
-                   "borough TEXT, station_id TEXT)")
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS checking (device_serial TEXT, officer_id TEXT, mode TEXT, "
+            "borough TEXT, station_id TEXT)"
+        )
         db.execute("DELETE FROM checking")
-        db.conn.executemany("INSERT INTO checking VALUES (?, ?, ?, ?, ?)",
-                            [(i.device_serial, i.officer_id, i.mode, i.borough, i.station_id) for i in items])
-        for serial, n in db.execute("SELECT device_serial, count(*) FROM checking GROUP BY device_serial "
-                                    "HAVING count(*) > 1"):
+        db.conn.executemany(
+            "INSERT INTO checking VALUES (?, ?, ?, ?, ?)",
+            [(i.device_serial, i.officer_id, i.mode, i.borough, i.station_id) for i in items],
+        )
+        for serial, n in db.execute(
+            "SELECT device_serial, count(*) FROM checking GROUP BY device_serial HAVING count(*) > 1"
+        ):
             problems.append(f"{serial}: listed {n} times")
-        for officer, n in db.execute("SELECT officer_id, count(*) FROM checking WHERE officer_id IS NOT NULL "
-                                     "GROUP BY officer_id HAVING count(*) > 1"):
+        for officer, n in db.execute(
+            "SELECT officer_id, count(*) FROM checking WHERE officer_id IS NOT NULL "
+            "GROUP BY officer_id HAVING count(*) > 1"
+        ):
             problems.append(f"officer {officer}: listed {n} times (one camera per officer)")
         for serial, mode, officer, station in db.execute(
-                "SELECT device_serial, mode, officer_id, station_id FROM checking WHERE "
-                "(mode = 'personal' AND (officer_id IS NULL OR station_id IS NOT NULL)) OR "
-                "(mode = 'pool' AND (station_id IS NULL OR officer_id IS NOT NULL))"):
-            problems.append(f"{serial}: a {mode} item needs " + ("an officer_id and no station_id" if mode == "personal"
-                                                                 else "a station_id and no officer_id"))
+            "SELECT device_serial, mode, officer_id, station_id FROM checking WHERE "
+            "(mode = 'personal' AND (officer_id IS NULL OR station_id IS NOT NULL)) OR "
+            "(mode = 'pool' AND (station_id IS NULL OR officer_id IS NOT NULL))"
+        ):
+            problems.append(
+                f"{serial}: a {mode} item needs "
+                + ("an officer_id and no station_id" if mode == "personal" else "a station_id and no officer_id")
+            )
         for serial, lifecycle, borough, home in db.execute(
-                "SELECT c.device_serial, d.lifecycle, d.borough, d.home_station FROM checking c "
-                "LEFT JOIN devices d ON d.serial = c.device_serial WHERE d.serial IS NULL OR NOT ("
-                "d.lifecycle = 'in_stock' OR (d.lifecycle = 'allocated' AND d.borough = c.borough "
-                "AND d.home_station IS NULL))"):
-            problems.append(f"{serial}: " + ("not in the registry" if lifecycle is None else
-                                             f"is {lifecycle}" + (f" in {borough}" if borough else "")
-                                             + (f" at {home}" if home else "") + ", not free to hand out"))
+            "SELECT c.device_serial, d.lifecycle, d.borough, d.home_station FROM checking c "
+            "LEFT JOIN devices d ON d.serial = c.device_serial WHERE d.serial IS NULL OR NOT ("
+            "d.lifecycle = 'in_stock' OR (d.lifecycle = 'allocated' AND d.borough = c.borough "
+            "AND d.home_station IS NULL))"
+        ):
+            problems.append(
+                f"{serial}: "
+                + (
+                    "not in the registry"
+                    if lifecycle is None
+                    else f"is {lifecycle}"
+                    + (f" in {borough}" if borough else "")
+                    + (f" at {home}" if home else "")
+                    + ", not free to hand out"
+                )
+            )
         for serial, officer in db.execute(
-                "SELECT c.device_serial, a.officer_id FROM checking c JOIN assignments a "
-                "ON a.device_serial = c.device_serial AND a.ended_at IS NULL"):
+            "SELECT c.device_serial, a.officer_id FROM checking c JOIN assignments a "
+            "ON a.device_serial = c.device_serial AND a.ended_at IS NULL"
+        ):
             problems.append(f"{serial}: already held by {officer}")
         for officer, active, borough, wanted in db.execute(
-                "SELECT c.officer_id, o.active, o.borough, c.borough FROM checking c LEFT JOIN officers o "
-                "ON o.officer_id = c.officer_id WHERE c.officer_id IS NOT NULL AND "
-                "(o.officer_id IS NULL OR NOT o.active OR o.borough != c.borough)"):
-            problems.append(f"officer {officer}: " + ("unknown" if active is None else "inactive" if not active
-                                                      else f"is in {borough}, not {wanted}"))
+            "SELECT c.officer_id, o.active, o.borough, c.borough FROM checking c LEFT JOIN officers o "
+            "ON o.officer_id = c.officer_id WHERE c.officer_id IS NOT NULL AND "
+            "(o.officer_id IS NULL OR NOT o.active OR o.borough != c.borough)"
+        ):
+            problems.append(
+                f"officer {officer}: "
+                + ("unknown" if active is None else "inactive" if not active else f"is in {borough}, not {wanted}")
+            )
         for officer, serial in db.execute(
-                "SELECT c.officer_id, a.device_serial FROM checking c JOIN assignments a "
-                "ON a.officer_id = c.officer_id AND a.ended_at IS NULL WHERE c.officer_id IS NOT NULL"):
+            "SELECT c.officer_id, a.device_serial FROM checking c JOIN assignments a "
+            "ON a.officer_id = c.officer_id AND a.ended_at IS NULL WHERE c.officer_id IS NOT NULL"
+        ):
             problems.append(f"officer {officer}: already holds {serial}")
         for serial, other in db.execute(
-                "SELECT c.device_serial, i.proposal_id FROM checking c JOIN rollout_items i "
-                "ON i.device_serial = c.device_serial JOIN rollout_proposals p ON p.id = i.proposal_id "
-                "WHERE p.state = 'proposed' AND i.proposal_id IS NOT ?", [proposal_id]):
+            "SELECT c.device_serial, i.proposal_id FROM checking c JOIN rollout_items i "
+            "ON i.device_serial = c.device_serial JOIN rollout_proposals p ON p.id = i.proposal_id "
+            "WHERE p.state = 'proposed' AND i.proposal_id IS NOT ?",
+            [proposal_id],
+        ):
             problems.append(f"{serial}: also in open proposal {other}")
         station_borough = {station: entry.borough for station, entry in self.settings.stations.items()}
         if self.settings.rollout.boroughs:
@@ -476,21 +641,31 @@ class RolloutService:
             if i.station_id not in station_borough:
                 problems.append(f"{i.device_serial}: unknown station {i.station_id!r}")
             elif station_borough[i.station_id] != i.borough:
-                problems.append(f"{i.device_serial}: station {i.station_id} is in {station_borough[i.station_id]}, "
-                                f"not {i.borough}")
+                problems.append(
+                    f"{i.device_serial}: station {i.station_id} is in {station_borough[i.station_id]}, not {i.borough}"
+                )
         db.execute("DELETE FROM checking")
         return problems
 
     @staticmethod
     def _store(db, items: list[ProposalItem], actor: str, now: str, description: str) -> int:
-        proposal_id = db.execute("INSERT INTO rollout_proposals (created_at, created_by, description) VALUES (?, ?, ?)",
-                                 [now, actor, description]).lastrowid
-        db.conn.executemany("INSERT INTO rollout_items (proposal_id, device_serial, borough, mode, officer_id, "
-                            "station_id) VALUES (?, ?, ?, ?, ?, ?)",
-                            [(proposal_id, i.device_serial, i.borough, i.mode, i.officer_id, i.station_id)
-                             for i in items])
-        audit.record(db, actor=actor, action="rollout-propose", object_type="rollout_proposal",
-                     object_id=str(proposal_id), detail=f"{len(items)} cameras: {description}")
+        proposal_id = db.execute(
+            "INSERT INTO rollout_proposals (created_at, created_by, description) VALUES (?, ?, ?)",
+            [now, actor, description],
+        ).lastrowid
+        db.conn.executemany(
+            "INSERT INTO rollout_items (proposal_id, device_serial, borough, mode, officer_id, "
+            "station_id) VALUES (?, ?, ?, ?, ?, ?)",
+            [(proposal_id, i.device_serial, i.borough, i.mode, i.officer_id, i.station_id) for i in items],
+        )
+        audit.record(
+            db,
+            actor=actor,
+            action="rollout-propose",
+            object_type="rollout_proposal",
+            object_id=str(proposal_id),
+            detail=f"{len(items)} cameras: {description}",
+        )
         return proposal_id
 
 
@@ -562,70 +737,151 @@ class RolloutController(Controller):
     path = "/api/v1/rollout"
     tags = ["rollout"]
 
-    @get("/plan", summary="The roll-out plan: waves, feasibility, binding constraint, remedies",
-         guards=[user_with("viewer")], scope=PLAN_FIGURES, responses=PLAN_ERRORS, sync_to_thread=True)
+    @get(
+        "/plan",
+        summary="The roll-out plan: waves, feasibility, binding constraint, remedies",
+        guards=[user_with("viewer")],
+        scope=PLAN_FIGURES,
+        responses=PLAN_ERRORS,
+        sync_to_thread=True,
+    )
     def get_plan(self, principal: Caller, rollout: Injected[RolloutService]) -> Plan:
         return rollout.plan()
 
-    @get("/plan.csv", summary="The plan's waves as CSV (week, borough, officers, cameras, spares)",
-         guards=[user_with("viewer")], scope=PLAN_FIGURES, media_type=CSV, responses=PLAN_ERRORS, sync_to_thread=True)
+    @get(
+        "/plan.csv",
+        summary="The plan's waves as CSV (week, borough, officers, cameras, spares)",
+        guards=[user_with("viewer")],
+        scope=PLAN_FIGURES,
+        media_type=CSV,
+        responses=PLAN_ERRORS,
+        sync_to_thread=True,
+    )
     def get_plan_csv(self, principal: Caller, rollout: Injected[RolloutService]) -> Response:
         return csv_response(rollout.plan().waves, Wave, "rollout-plan.csv")
 
-    @get("/storage", summary="Storage forecast, month by month", guards=[user_with("viewer")], scope=PLAN_FIGURES,
-         responses=PLAN_ERRORS, sync_to_thread=True)
+    @get(
+        "/storage",
+        summary="Storage forecast, month by month",
+        guards=[user_with("viewer")],
+        scope=PLAN_FIGURES,
+        responses=PLAN_ERRORS,
+        sync_to_thread=True,
+    )
     def get_storage(self, principal: Caller, rollout: Injected[RolloutService]) -> StorageForecast:
         return rollout.storage()
 
-    @get("/progress", summary="Planned vs delivered vs issued vs in service, per borough and week",
-         guards=[user_with("viewer")], scope=PLAN_FIGURES, responses=PLAN_ERRORS, sync_to_thread=True)
-    def get_progress(self, principal: Caller, rollout: Injected[RolloutService],
-                     borough: FromQuery[str | None] = None) -> Progress:
+    @get(
+        "/progress",
+        summary="Planned vs delivered vs issued vs in service, per borough and week",
+        guards=[user_with("viewer")],
+        scope=PLAN_FIGURES,
+        responses=PLAN_ERRORS,
+        sync_to_thread=True,
+    )
+    def get_progress(
+        self, principal: Caller, rollout: Injected[RolloutService], borough: FromQuery[str | None] = None
+    ) -> Progress:
         return rollout.progress(borough)
 
-    @get("/progress.csv", summary="Progress as CSV", guards=[user_with("viewer")], scope=PLAN_FIGURES, media_type=CSV,
-         responses=PLAN_ERRORS, sync_to_thread=True)
-    def get_progress_csv(self, principal: Caller, rollout: Injected[RolloutService],
-                         borough: FromQuery[str | None] = None) -> Response:
+    @get(
+        "/progress.csv",
+        summary="Progress as CSV",
+        guards=[user_with("viewer")],
+        scope=PLAN_FIGURES,
+        media_type=CSV,
+        responses=PLAN_ERRORS,
+        sync_to_thread=True,
+    )
+    def get_progress_csv(
+        self, principal: Caller, rollout: Injected[RolloutService], borough: FromQuery[str | None] = None
+    ) -> Response:
         return csv_response(rollout.progress(borough).rows, ProgressRow, "rollout-progress.csv")
 
-    @post("/proposals", status_code=201, summary="Propose cameras for officers (reviewed, then committed)",
-          guards=[user_with("planner")], scope=FORCE_WIDE, responses={**PLAN_ERRORS, **errors(409)},
-          sync_to_thread=True)
+    @post(
+        "/proposals",
+        status_code=201,
+        summary="Propose cameras for officers (reviewed, then committed)",
+        guards=[user_with("planner")],
+        scope=FORCE_WIDE,
+        responses={**PLAN_ERRORS, **errors(409)},
+        sync_to_thread=True,
+    )
     def propose(self, principal: Caller, rollout: Injected[RolloutService], data: JSONBody[ProposeRequest]) -> Proposal:
         return rollout.propose(data, principal.name)
 
-    @post("/proposals/import.csv", status_code=201, summary="A proposal from a CSV of device_serial, borough, mode, "
-                                                            "officer_id, station_id", guards=[user_with("planner")], scope=FORCE_WIDE,
-          responses={**IMPORT_ERRORS, **errors(409, 503)}, dependencies=csv_body("proposal"), sync_to_thread=True)
+    @post(
+        "/proposals/import.csv",
+        status_code=201,
+        summary="A proposal from a CSV of device_serial, borough, mode, officer_id, station_id",
+        guards=[user_with("planner")],
+        scope=FORCE_WIDE,
+        responses={**IMPORT_ERRORS, **errors(409, 503)},
+        dependencies=csv_body("proposal"),
+        sync_to_thread=True,
+    )
     def import_csv(self, principal: Caller, csv: Injected[str], rollout: Injected[RolloutService]) -> Proposal:
         return rollout.import_proposal(csvio.read_csv(csv, kind=ProposalItem), principal.name)
 
-    @get("/proposals", summary="Proposals, newest first (without their items)", guards=[user_with("viewer")],
-         scope=PLAN_FIGURES, sync_to_thread=True)
-    def list_proposals(self, principal: Caller, rollout: Injected[RolloutService],
-                       state_is: Annotated[Literal["proposed", "committed", "discarded"] | None,
-                                           QueryParameter(name="state")] = None,
-                       limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100) -> list[Proposal]:
+    @get(
+        "/proposals",
+        summary="Proposals, newest first (without their items)",
+        guards=[user_with("viewer")],
+        scope=PLAN_FIGURES,
+        sync_to_thread=True,
+    )
+    def list_proposals(
+        self,
+        principal: Caller,
+        rollout: Injected[RolloutService],
+        state_is: Annotated[Literal["proposed", "committed", "discarded"] | None, QueryParameter(name="state")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> list[Proposal]:
         return rollout.proposals(state_is, limit)
 
-    @get("/proposals/{proposal_id:int}", summary="One proposal with its items", guards=[user_with("viewer")],
-         scope=FORCE_WIDE, sync_to_thread=True)
+    @get(
+        "/proposals/{proposal_id:int}",
+        summary="One proposal with its items",
+        guards=[user_with("viewer")],
+        scope=FORCE_WIDE,
+        sync_to_thread=True,
+    )
     def get_proposal(self, principal: Caller, rollout: Injected[RolloutService], proposal_id: ProposalPath) -> Proposal:
         return rollout.proposal(proposal_id)
 
-    @get("/proposals/{proposal_id:int}/items.csv", summary="A proposal's items as CSV", guards=[user_with("viewer")],
-         scope=FORCE_WIDE, media_type=CSV, sync_to_thread=True)
-    def get_proposal_csv(self, principal: Caller, rollout: Injected[RolloutService],
-                         proposal_id: ProposalPath) -> Response:
+    @get(
+        "/proposals/{proposal_id:int}/items.csv",
+        summary="A proposal's items as CSV",
+        guards=[user_with("viewer")],
+        scope=FORCE_WIDE,
+        media_type=CSV,
+        sync_to_thread=True,
+    )
+    def get_proposal_csv(
+        self, principal: Caller, rollout: Injected[RolloutService], proposal_id: ProposalPath
+    ) -> Response:
         return csv_response(rollout.proposal(proposal_id).items, ProposalItem, f"rollout-proposal-{proposal_id}.csv")
 
-    @post("/proposals/{proposal_id:int}/commit", status_code=200, summary="Commit a proposal: all items or none",
-          guards=[user_with("planner")], scope=FORCE_WIDE, responses=errors(409), sync_to_thread=True)
+    @post(
+        "/proposals/{proposal_id:int}/commit",
+        status_code=200,
+        summary="Commit a proposal: all items or none",
+        guards=[user_with("planner")],
+        scope=FORCE_WIDE,
+        responses=errors(409),
+        sync_to_thread=True,
+    )
     def commit(self, principal: Caller, rollout: Injected[RolloutService], proposal_id: ProposalPath) -> Proposal:
         return rollout.commit(proposal_id, principal.name)
 
-    @post("/proposals/{proposal_id:int}/discard", status_code=200, summary="Discard a proposal",
-          guards=[user_with("planner")], scope=FORCE_WIDE, responses=errors(409), sync_to_thread=True)
+    @post(
+        "/proposals/{proposal_id:int}/discard",
+        status_code=200,
+        summary="Discard a proposal",
+        guards=[user_with("planner")],
+        scope=FORCE_WIDE,
+        responses=errors(409),
+        sync_to_thread=True,
+    )
     def discard(self, principal: Caller, rollout: Injected[RolloutService], proposal_id: ProposalPath) -> Proposal:
         return rollout.discard(proposal_id, principal.name)

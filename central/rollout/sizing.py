@@ -95,8 +95,17 @@ class BoroughNeeds:
     officers its docks can serve are sums over its stations.
     """
 
-    __slots__ = ("name", "policy", "officers", "cameras", "spares", "dock_slots", "docks_needed", "dock_capped",
-                 "stations")
+    __slots__ = (
+        "cameras",
+        "dock_capped",
+        "dock_slots",
+        "docks_needed",
+        "name",
+        "officers",
+        "policy",
+        "spares",
+        "stations",
+    )
 
     def __init__(self, name: str, borough: BoroughSpec, scenario: Scenario) -> None:
         charging = scenario.charging
@@ -113,8 +122,11 @@ class BoroughNeeds:
             slots = borough.stations[station]
             self.stations[station] = (slots, officers, docks_for(officers, self.policy, charging))
             capped += most_officers_for_docks(slots, officers, self.policy, charging)
-        self.docks_needed = (sum(need for _, _, need in self.stations.values()) if self.stations
-                             else docks_for(self.officers, self.policy, charging))
+        self.docks_needed = (
+            sum(need for _, _, need in self.stations.values())
+            if self.stations
+            else docks_for(self.officers, self.policy, charging)
+        )
         self.dock_capped = capped if self.stations else 0
         """The most officers its docks can serve (= officers when every station's docks suffice)."""
 

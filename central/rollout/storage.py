@@ -59,17 +59,27 @@ def forecast(plan: Plan, scenario: Scenario) -> StorageForecast:
         window = _last_months(recorded, window_months)
         kept = _last_months(recorded, s.kept_longer_years * 12) * s.kept_longer_share
         stored_hours = window * (1 - s.kept_longer_share) + kept
-        months.append(StorageMonth(
-            month=month, starts=starts, officers_equipped=officers, clips=round(officers * s.clips_per_officer_per_month),
-            recorded_hours=round(hours, 1), recorded_tb_low=_tb(hours, s.gb_per_hour_low),
-            recorded_tb_high=_tb(hours, s.gb_per_hour_high), stored_tb_low=_tb(stored_hours, s.gb_per_hour_low),
-            stored_tb_high=_tb(stored_hours, s.gb_per_hour_high)))
+        months.append(
+            StorageMonth(
+                month=month,
+                starts=starts,
+                officers_equipped=officers,
+                clips=round(officers * s.clips_per_officer_per_month),
+                recorded_hours=round(hours, 1),
+                recorded_tb_low=_tb(hours, s.gb_per_hour_low),
+                recorded_tb_high=_tb(hours, s.gb_per_hour_high),
+                stored_tb_low=_tb(stored_hours, s.gb_per_hour_low),
+                stored_tb_high=_tb(stored_hours, s.gb_per_hour_high),
+            )
+        )
     steady = plan.officers_in_scope * hours_per_officer
     return StorageForecast(
-        months=months, steady_recorded_tb_per_month_low=_tb(steady, s.gb_per_hour_low),
+        months=months,
+        steady_recorded_tb_per_month_low=_tb(steady, s.gb_per_hour_low),
         steady_recorded_tb_per_month_high=_tb(steady, s.gb_per_hour_high),
         kept_longer_tb_per_year_low=_tb(steady * 12 * s.kept_longer_share, s.gb_per_hour_low),
-        kept_longer_tb_per_year_high=_tb(steady * 12 * s.kept_longer_share, s.gb_per_hour_high))
+        kept_longer_tb_per_year_high=_tb(steady * 12 * s.kept_longer_share, s.gb_per_hour_high),
+    )
 
 
 def _last_months(per_month: list[float], months: float) -> float:

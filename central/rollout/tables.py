@@ -24,10 +24,11 @@ def print_plan(plan: Plan, storage: StorageForecast, rollout: Rollout, show: str
     console.print(f"[bold]{plan.scenario}[/]")
     if rollout.note:
         console.print(f"[dim]{rollout.note}[/]")
-    console.print(f"{plan.officers_in_scope:,} officers in scope, {plan.cameras_needed:,} cameras needed "
-                  f"(spares included) of {plan.units:,} bought")
-    console.print(f"start {plan.start}, deadline {plan.deadline} (week {plan.deadline_week}): {verdict}; "
-                  f"done {finish}")
+    console.print(
+        f"{plan.officers_in_scope:,} officers in scope, {plan.cameras_needed:,} cameras needed "
+        f"(spares included) of {plan.units:,} bought"
+    )
+    console.print(f"start {plan.start}, deadline {plan.deadline} (week {plan.deadline_week}): {verdict}; done {finish}")
     if plan.binding:
         console.print(f"binding constraint: [bold]{plan.binding.replace('_', ' ')}[/]")
     for remedy in plan.remedies:
@@ -36,52 +37,97 @@ def print_plan(plan: Plan, storage: StorageForecast, rollout: Rollout, show: str
         console.print(f"[yellow]warning:[/] {warning}")
     if show in ("boroughs", "all"):
         table = Table(title="Boroughs, in roll-out order")
-        for column in ("borough", "policy", "officers", "cameras", "spares", "docks needed", "dock slots",
-                       "start wk", "done wk"):
+        for column in (
+            "borough",
+            "policy",
+            "officers",
+            "cameras",
+            "spares",
+            "docks needed",
+            "dock slots",
+            "start wk",
+            "done wk",
+        ):
             table.add_column(column, justify="left" if column in ("borough", "policy") else "right")
         for b in plan.boroughs:
             short = f"[red]{b.docks_needed}[/]" if b.dock_shortfall else str(b.docks_needed)
-            table.add_row(b.borough, b.policy, f"{b.officers:,}", f"{b.cameras:,}", str(b.spares), short,
-                          str(b.dock_slots), str(b.start_week or "-"), str(b.finish_week or "-"))
+            table.add_row(
+                b.borough,
+                b.policy,
+                f"{b.officers:,}",
+                f"{b.cameras:,}",
+                str(b.spares),
+                short,
+                str(b.dock_slots),
+                str(b.start_week or "-"),
+                str(b.finish_week or "-"),
+            )
         console.print(table)
     if show in ("weeks", "all"):
         table = Table(title="Week by week (cumulative)")
         for column in ("week", "starts", "delivered", "in stock", "officers equipped", "cameras out", "boroughs busy"):
             table.add_column(column, justify="right")
         for w in plan.weeks:
-            table.add_row(str(w.week), str(w.starts), f"{w.delivered:,}", f"{w.in_stock:,}",
-                          f"{w.officers_equipped:,}", f"{w.cameras_out:,}", str(w.boroughs_in_progress))
+            table.add_row(
+                str(w.week),
+                str(w.starts),
+                f"{w.delivered:,}",
+                f"{w.in_stock:,}",
+                f"{w.officers_equipped:,}",
+                f"{w.cameras_out:,}",
+                str(w.boroughs_in_progress),
+            )
         console.print(table)
     if show in ("stations", "all"):
         table = Table(title="Dock slots per station")
         for column in ("station", "borough", "officers", "docks needed", "dock slots", "short by"):
             table.add_column(column, justify="left" if column in ("station", "borough") else "right")
         for s in plan.stations:
-            table.add_row(s.station_id, s.borough, str(s.officers), str(s.docks_needed), str(s.dock_slots),
-                          f"[red]{s.shortfall}[/]" if s.shortfall else "-")
+            table.add_row(
+                s.station_id,
+                s.borough,
+                str(s.officers),
+                str(s.docks_needed),
+                str(s.dock_slots),
+                f"[red]{s.shortfall}[/]" if s.shortfall else "-",
+            )
         console.print(table)
     if show in ("storage", "all"):
         table = Table(title="Storage forecast (TB, low–high)")
         for column in ("month", "starts", "officers", "clips", "recorded", "stored"):
             table.add_column(column, justify="right")
         for m in storage.months:
-            table.add_row(str(m.month), str(m.starts), f"{m.officers_equipped:,}", f"{m.clips:,}",
-                          f"{m.recorded_tb_low:g}–{m.recorded_tb_high:g}", f"{m.stored_tb_low:g}–{m.stored_tb_high:g}")
+            table.add_row(
+                str(m.month),
+                str(m.starts),
+                f"{m.officers_equipped:,}",
+                f"{m.clips:,}",
+                f"{m.recorded_tb_low:g}–{m.recorded_tb_high:g}",
+                f"{m.stored_tb_low:g}–{m.stored_tb_high:g}",
+            )
         console.print(table)
-    console.print(f"at full strength: {storage.steady_recorded_tb_per_month_low:g}–"
-                  f"{storage.steady_recorded_tb_per_month_high:g} TB recorded a month; kept longer grows by "
-                  f"{storage.kept_longer_tb_per_year_low:g}–{storage.kept_longer_tb_per_year_high:g} TB a year")
+    console.print(
+        f"at full strength: {storage.steady_recorded_tb_per_month_low:g}–"
+        f"{storage.steady_recorded_tb_per_month_high:g} TB recorded a month; kept longer grows by "
+        f"{storage.kept_longer_tb_per_year_low:g}–{storage.kept_longer_tb_per_year_high:g} TB a year"
+    )
 
 
 def print_proposal(proposal, items: bool = False) -> None:
     console = _console()
-    console.print(f"[bold]proposal {proposal.id}[/] ({proposal.state}) by {proposal.created_by}: {proposal.description}")
+    console.print(
+        f"[bold]proposal {proposal.id}[/] ({proposal.state}) by {proposal.created_by}: {proposal.description}"
+    )
     table = Table()
     for column in ("borough", "policy", "cameras", "officers left without"):
         table.add_column(column, justify="left" if column in ("borough", "policy") else "right")
     for b in proposal.boroughs:
-        table.add_row(b.borough, b.mode, f"{b.cameras:,}",
-                      f"[red]{b.officers_left_without:,}[/]" if b.officers_left_without else "-")
+        table.add_row(
+            b.borough,
+            b.mode,
+            f"{b.cameras:,}",
+            f"[red]{b.officers_left_without:,}[/]" if b.officers_left_without else "-",
+        )
     console.print(table)
     if items:
         table = Table(title="Items")
@@ -94,14 +140,23 @@ def print_proposal(proposal, items: bool = False) -> None:
 
 def print_progress(progress, borough: str) -> None:
     console = _console()
-    table = Table(title=f"Progress vs plan: {'the force' if borough == 'all' else borough} (cumulative; now week "
-                        f"{progress.current_week})")
+    table = Table(
+        title=f"Progress vs plan: {'the force' if borough == 'all' else borough} (cumulative; now week "
+        f"{progress.current_week})"
+    )
     for column in ("week", "starts", "planned", "delivered", "issued", "in service"):
         table.add_column(column, justify="right")
     for row in progress.rows:
         if row.borough != borough:
             continue
         style = "bold" if row.week == progress.current_week else None
-        table.add_row(str(row.week), str(row.starts), f"{row.planned:,}", f"{row.delivered:,}", f"{row.issued:,}",
-                      f"{row.in_service:,}", style=style)
+        table.add_row(
+            str(row.week),
+            str(row.starts),
+            f"{row.planned:,}",
+            f"{row.delivered:,}",
+            f"{row.issued:,}",
+            f"{row.in_service:,}",
+            style=style,
+        )
     console.print(table)

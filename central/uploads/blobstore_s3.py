@@ -36,9 +36,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from central.uploads.blobstore import READ_PIECE, check_key
 from fleet.config import BlobSettings
 from fleet.errors import BlobStoreUnavailable, ConfigError
-from central.uploads.blobstore import READ_PIECE, check_key
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +58,33 @@ class S3BlobStore:
         options: dict[str, Any] = {}
         if settings.endpoint_url:
             options["s3"] = {"addressing_style": "path"}  # what S3-compatible servers expect
-        config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60,
-                        max_pool_connections=max(10, 2 * settings.upload_concurrency),
-                        # Content-MD5 guards each request; flexible checksums are not understood by every
-                        # S3-compatible server, and would cost another pass over the bytes.
-                        request_checksum_calculation="when_required",
-                        response_checksum_validation="when_required", **options)
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=max(10, 2 * settings.upload_concurrency),
+            # Content-MD5 guards each request; flexible checksums are not understood by every
+            # S3-compatible server, and would cost another pass over the bytes.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            **options,
+        )
         with _session_lock:  # a boto3 session is not thread-safe; its clients are
             self.client = _session().client(
-                "s3", endpoint_url=settings.endpoint_url, region_name=settings.region, config=config,
-                aws_access_key_id=settings.access_key_id, aws_secret_access_key=settings.secret_access_key)
+                "s3",
+                endpoint_url=settings.endpoint_url,
+                region_name=settings.region,
+                config=config,
+                aws_access_key_id=settings.access_key_id,
+                aws_secret_access_key=settings.secret_access_key,
+            )
 
     # -- start-up ----------------------------------------------------------------------------
 
     def check(self) -> None:
-        where = f"[blobs] bucket {self.bucket!r}" + (f" at {self.settings.endpoint_url}"
-                                                     if self.settings.endpoint_url else "")
+        where = f"[blobs] bucket {self.bucket!r}" + (
+            f" at {self.settings.endpoint_url}" if self.settings.endpoint_url else ""
+        )
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
@@ -110,15 +121,21 @@ class S3BlobStore:
         (a previous process still finishing one fails to complete it, and its station retries)."""
         aborted = 0
         try:
-            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
-                                                                                     Prefix=self.prefix):
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            ):
                 for upload in page.get("Uploads", []):
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
                     aborted += 1
         except (BotoCoreError, ClientError) as exc:
-            log.warning("could not list or abort unfinished multipart uploads in %s (%s); a bucket lifecycle rule "
-                        "(AbortIncompleteMultipartUpload) cleans them up too", self.bucket, _reason(exc))
+            log.warning(
+                "could not list or abort unfinished multipart uploads in %s (%s); a bucket lifecycle rule "
+                "(AbortIncompleteMultipartUpload) cleans them up too",
+                self.bucket,
+                _reason(exc),
+            )
         if aborted:
             log.info("aborted %d unfinished multipart uploads left by an earlier run", aborted)
 
@@ -158,8 +175,9 @@ class S3BlobStore:
             raise
         return f'"{hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest()}-{len(md5s)}"'
 
-    def _send_parts(self, f: BinaryIO, key: str, upload_id: str, part_bytes: int,
-                    sha256: str | None) -> tuple[list[dict[str, Any]], list[bytes]]:
+    def _send_parts(
+        self, f: BinaryIO, key: str, upload_id: str, part_bytes: int, sha256: str | None
+    ) -> tuple[list[dict[str, Any]], list[bytes]]:
         """Read the file once (SHA-256 and each part's MD5 on the way); up to ``upload_concurrency``
         parts in flight, so memory stays at that many parts whatever the clip's size."""
         whole = hashlib.sha256()
@@ -187,11 +205,13 @@ class S3BlobStore:
         return parts, md5s
 
     def _send_part(self, key: str, upload_id: str, number: int, piece: bytes, md5: bytes) -> dict[str, Any]:
-        etag = self._call("upload_part", key, UploadId=upload_id, PartNumber=number, Body=piece,
-                          ContentMD5=_b64(md5))["ETag"]
+        etag = self._call("upload_part", key, UploadId=upload_id, PartNumber=number, Body=piece, ContentMD5=_b64(md5))[
+            "ETag"
+        ]
         if etag.strip('"') != md5.hex():
-            raise BlobStoreUnavailable(f"blob store: part {number} of clip {key} was stored with ETag {etag}, "
-                                       "not the MD5 of the bytes sent")
+            raise BlobStoreUnavailable(
+                f"blob store: part {number} of clip {key} was stored with ETag {etag}, not the MD5 of the bytes sent"
+            )
         return {"PartNumber": number, "ETag": etag}
 
     def _abort(self, key: str, upload_id: str) -> None:
@@ -213,8 +233,10 @@ class S3BlobStore:
                 self._call("delete_object", key)
             except BlobStoreUnavailable as exc:
                 log.error("clip %s: could not delete the object that did not check out: %s", key, exc)
-            raise BlobStoreUnavailable(f"blob store: clip {key} was stored as (size, ETag, sha256) {stored}, "
-                                       f"expected {expected}; it was not kept")
+            raise BlobStoreUnavailable(
+                f"blob store: clip {key} was stored as (size, ETag, sha256) {stored}, "
+                f"expected {expected}; it was not kept"
+            )
 
     # -- reading and deleting ----------------------------------------------------------------
 
@@ -248,13 +270,15 @@ class S3BlobStore:
 
     def delete_many(self, keys: list[str]) -> None:
         for at in range(0, len(keys), DELETE_BATCH):
-            batch = [{"Key": self.prefix + check_key(key)} for key in keys[at:at + DELETE_BATCH]]
+            batch = [{"Key": self.prefix + check_key(key)} for key in keys[at : at + DELETE_BATCH]]
             errors = self._call("delete_objects", Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
             errors = [e for e in errors if e.get("Code") != "NoSuchKey"]
             if errors:  # the purge list is kept, so the next sweep tries these again
                 first = errors[0]
-                raise BlobStoreUnavailable(f"blob store: {len(errors)} of {len(batch)} deletions failed, e.g. "
-                                           f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}")
+                raise BlobStoreUnavailable(
+                    f"blob store: {len(errors)} of {len(batch)} deletions failed, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
 
     # -- one request -------------------------------------------------------------------------
 
@@ -287,8 +311,10 @@ def _session() -> boto3.session.Session:
 def _same_sha256(key: str, read: str, expected: str | None) -> None:
     """The file read for the upload is still the one the receiver verified (checked before it is visible)."""
     if expected is not None and read != expected:
-        raise BlobStoreUnavailable(f"blob store: the received file of clip {key} now hashes to {read}, not the "
-                                   f"verified {expected}; nothing was stored")
+        raise BlobStoreUnavailable(
+            f"blob store: the received file of clip {key} now hashes to {read}, not the "
+            f"verified {expected}; nothing was stored"
+        )
 
 
 def _status(exc: ClientError) -> int | None:

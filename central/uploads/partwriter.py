@@ -86,19 +86,19 @@ class PartWriter:
         stage = self._staging()
         end = phase
         for piece in pieces:
-            stage[end:end + len(piece)] = piece
+            stage[end : end + len(piece)] = piece
             end += len(piece)
         batch = stage[phase:end]
         if head:
             _pwrite_all(fd, batch[:head], offset)
         try:
-            done = os.pwrite(direct_fd, stage[phase + head:phase + head + body], offset + head)
+            done = os.pwrite(direct_fd, stage[phase + head : phase + head + body], offset + head)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             self._refused(None)
             done = 0
-        _pwrite_all(fd, batch[head + done:], offset + head + done)  # the tail, or what was not written direct
+        _pwrite_all(fd, batch[head + done :], offset + head + done)  # the tail, or what was not written direct
         return [batch]
 
     def _staging(self) -> memoryview:
@@ -108,5 +108,4 @@ class PartWriter:
 
     def _refused(self, path: Path | None) -> None:
         self.direct = False
-        log.info("direct I/O refused%s; uploads are written through the page cache",
-                 f" for {path}" if path else "")
+        log.info("direct I/O refused%s; uploads are written through the page cache", f" for {path}" if path else "")

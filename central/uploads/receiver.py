@@ -25,19 +25,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from central.access.auth import Principal
+from central.core.store import CentralStore
+from central.uploads.blobstore import BlobStore
+from central.uploads.partwriter import DIRECT_MIN_BYTES, PartWriter
+from central.uploads.records import Upload
+from central.uploads.service import UploadService
 from fleet.clock import utc_now
 from fleet.errors import (
-    BadRequest, BlobStoreUnavailable, ChecksumMismatch, Conflict, Gone, InsufficientStorage, Locked, NotFound,
-    OffsetMismatch, PayloadTooLarge,
+    BadRequest,
+    BlobStoreUnavailable,
+    ChecksumMismatch,
+    Conflict,
+    Gone,
+    InsufficientStorage,
+    Locked,
+    NotFound,
+    OffsetMismatch,
+    PayloadTooLarge,
 )
 from fleet.hashing import CHUNK_CHECKSUMS, new_checksum
 from fleet.protocol import UploadMetadata, decode_upload_metadata
-from central.access.auth import Principal
-from central.uploads.blobstore import BlobStore
-from central.uploads.partwriter import DIRECT_MIN_BYTES, PartWriter
-from central.core.store import CentralStore
-from central.uploads.records import Upload
-from central.uploads.service import UploadService
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +71,9 @@ class Checksum:
     def parse(cls, header: str) -> Checksum:
         algorithm, _, encoded = header.strip().partition(" ")
         if algorithm not in CHECKSUM_ALGORITHMS:
-            raise BadRequest(f"Upload-Checksum: unsupported algorithm {algorithm!r} "
-                             f"(use one of {', '.join(CHECKSUM_ALGORITHMS)})")
+            raise BadRequest(
+                f"Upload-Checksum: unsupported algorithm {algorithm!r} (use one of {', '.join(CHECKSUM_ALGORITHMS)})"
+            )
         try:
             digest = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
@@ -119,8 +128,9 @@ class _Sink:
         if not self._in_flight and sum(map(len, pieces)) <= INLINE_BYTES:
             self._write(self.writers.loop_writer, pieces)
             return
-        self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write,
-                                                                          self.writers.pool_writer, pieces))
+        self._in_flight.append(
+            asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write, self.writers.pool_writer, pieces)
+        )
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
 
@@ -149,8 +159,16 @@ class _NotStored(Exception):
 class UploadReceiver:
     """All uploads of this central process; one instance, owned by the app."""
 
-    def __init__(self, store: CentralStore, blobs: BlobStore, uploads_dir: Path, *, max_upload_bytes: int,
-                 expiry: timedelta, body_idle_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        store: CentralStore,
+        blobs: BlobStore,
+        uploads_dir: Path,
+        *,
+        max_upload_bytes: int,
+        expiry: timedelta,
+        body_idle_timeout_s: float = 60.0,
+    ) -> None:
         self.uploads = UploadService(store.writer)
         self.body_idle_timeout_s = body_idle_timeout_s
         """A PATCH whose body stalls this long is ended (what arrived is kept): a dead link must not
@@ -184,19 +202,28 @@ class UploadReceiver:
             # Not fsynced: an empty file has nothing to lose, and if a power cut takes it back,
             # ``recover`` (or the first PATCH) finds it missing and starts the upload at 0 again.
             part.touch()
-            upload = self.uploads.create_upload(upload_id, meta, raw_metadata, length, principal.station_id,
-                                              utc_now() + self.expiry)
+            upload = self.uploads.create_upload(
+                upload_id, meta, raw_metadata, length, principal.station_id, utc_now() + self.expiry
+            )
             if upload.upload_id == upload_id:
-                log.info("upload %s created for clip %s (%d bytes) by %s", upload_id, meta.clip_id, length,
-                         principal.name)
+                log.info(
+                    "upload %s created for clip %s (%d bytes) by %s", upload_id, meta.clip_id, length, principal.name
+                )
                 return upload, True
             part.unlink(missing_ok=True)
             existing = upload
         return self._existing(principal, existing, meta, length), False
 
-    async def create_with_body(self, principal: Principal, length: int, raw_metadata: str,
-                               checksum: Checksum | None, body: AsyncIterator[bytes] | None, *,
-                               whole: bool = False) -> tuple[Upload, bool]:
+    async def create_with_body(
+        self,
+        principal: Principal,
+        length: int,
+        raw_metadata: str,
+        checksum: Checksum | None,
+        body: AsyncIterator[bytes] | None,
+        *,
+        whole: bool = False,
+    ) -> tuple[Upload, bool]:
         """A creation request: create (or find) the clip's upload, then take the body if there is
         one (tus creation-with-upload).
 
@@ -212,8 +239,9 @@ class UploadReceiver:
             existing = self.uploads.upload_for_clip(clip_id)
             if existing is None and whole:
                 # A zero-byte clip is whole with no body at all: stored and verified like any other.
-                return await self._create_whole(principal, meta, length, raw_metadata, checksum,
-                                                body if body is not None else _no_bytes()), True
+                return await self._create_whole(
+                    principal, meta, length, raw_metadata, checksum, body if body is not None else _no_bytes()
+                ), True
             upload, created = await asyncio.to_thread(self.create, principal, length, raw_metadata)
         if body is None:
             return upload, created
@@ -236,10 +264,26 @@ class UploadReceiver:
             if not self._wanting[clip_id]:
                 del self._wanting[clip_id], self._creating[clip_id]
 
-    async def _create_whole(self, principal: Principal, meta: UploadMetadata, length: int, raw_metadata: str,
-                            checksum: Checksum | None, body: AsyncIterator[bytes]) -> Upload:
-        upload = Upload(uuid.uuid4().hex, str(meta.clip_id), principal.station_id, length, 0, raw_metadata,
-                        meta.sha256, "receiving", None)
+    async def _create_whole(
+        self,
+        principal: Principal,
+        meta: UploadMetadata,
+        length: int,
+        raw_metadata: str,
+        checksum: Checksum | None,
+        body: AsyncIterator[bytes],
+    ) -> Upload:
+        upload = Upload(
+            uuid.uuid4().hex,
+            str(meta.clip_id),
+            principal.station_id,
+            length,
+            0,
+            raw_metadata,
+            meta.sha256,
+            "receiving",
+            None,
+        )
         try:
             return await self._receive(upload, hashlib.sha256(), checksum, body, new=meta)
         except BaseException as exc:
@@ -250,8 +294,15 @@ class UploadReceiver:
 
     async def _create_row(self, upload: Upload, new: UploadMetadata) -> Upload:
         """A whole clip's creation cut short: its upload is made after all, to resume as usual."""
-        return await asyncio.to_thread(self.uploads.create_upload, upload.upload_id, new, upload.metadata,
-                                       upload.length, upload.station_id, utc_now() + self.expiry)
+        return await asyncio.to_thread(
+            self.uploads.create_upload,
+            upload.upload_id,
+            new,
+            upload.metadata,
+            upload.length,
+            upload.station_id,
+            utc_now() + self.expiry,
+        )
 
     def _creation(self, length: int, raw_metadata: str) -> UploadMetadata:
         if length > self.max_upload_bytes:
@@ -263,8 +314,9 @@ class UploadReceiver:
         if existing.sha256 != meta.sha256 or existing.length != length:
             raise Conflict(f"clip {meta.clip_id} already has an upload with a different sha256 or length")
         if not existing.verified and principal.is_station and existing.station_id != principal.station_id:
-            raise Locked(f"clip {meta.clip_id} is being uploaded by station {existing.station_id}",
-                         headers={"Retry-After": "60"})
+            raise Locked(
+                f"clip {meta.clip_id} is being uploaded by station {existing.station_id}", headers={"Retry-After": "60"}
+            )
         return existing
 
     def get(self, upload_id: str) -> Upload:
@@ -297,8 +349,16 @@ class UploadReceiver:
 
     # -- appending -------------------------------------------------------------------------
 
-    async def append(self, principal: Principal, upload_id: str, offset: int, checksum: Checksum | None,
-                     body: AsyncIterator[bytes], *, just_created: bool = False) -> Upload:
+    async def append(
+        self,
+        principal: Principal,
+        upload_id: str,
+        offset: int,
+        checksum: Checksum | None,
+        body: AsyncIterator[bytes],
+        *,
+        just_created: bool = False,
+    ) -> Upload:
         """``just_created``: this request made the upload (and so may write it): one read fewer."""
         if not just_created:
             self.get(upload_id)
@@ -321,8 +381,15 @@ class UploadReceiver:
             except OSError as exc:
                 raise storage_error(exc) from exc
 
-    async def _receive(self, upload: Upload, whole, checksum: Checksum | None, body: AsyncIterator[bytes], *,
-                       new: UploadMetadata | None = None) -> Upload:
+    async def _receive(
+        self,
+        upload: Upload,
+        whole,
+        checksum: Checksum | None,
+        body: AsyncIterator[bytes],
+        *,
+        new: UploadMetadata | None = None,
+    ) -> Upload:
         """``new``: the upload has no row yet (``_create_whole``); one is made once bytes are counted."""
         part = self.part(upload.upload_id)
         if not part.exists():
@@ -331,8 +398,14 @@ class UploadReceiver:
         running = whole.copy() if checksum else whole
         with open(part, "r+b", buffering=0) as f, self._direct(part, room) as direct_fd:
             f.truncate(upload.offset)
-            sink = _Sink(f.fileno(), direct_fd, upload.offset, running,
-                         new_checksum(checksum.algorithm) if checksum else None, self._writers)
+            sink = _Sink(
+                f.fileno(),
+                direct_fd,
+                upload.offset,
+                running,
+                new_checksum(checksum.algorithm) if checksum else None,
+                self._writers,
+            )
             batch: list[bytes] = []
             batched = 0
             seen = 0
@@ -346,8 +419,12 @@ class UploadReceiver:
                         break
                     except TimeoutError:
                         cut_short = True
-                        log.warning("upload %s: no bytes for %.0f s after %d; ending the request (what arrived "
-                                    "is kept)", upload.upload_id, self.body_idle_timeout_s, seen)
+                        log.warning(
+                            "upload %s: no bytes for %.0f s after %d; ending the request (what arrived is kept)",
+                            upload.upload_id,
+                            self.body_idle_timeout_s,
+                            seen,
+                        )
                         break
                     except Exception as exc:  # the client went away mid-body
                         cut_short = True
@@ -377,8 +454,10 @@ class UploadReceiver:
                 f.truncate(upload.offset)
                 if cut_short:  # nothing counted; the client resumes from the same offset
                     return await self._create_row(upload, new) if new is not None else upload
-                raise ChecksumMismatch(f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
-                                       f"it was discarded, send it again from offset {upload.offset}")
+                raise ChecksumMismatch(
+                    f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
+                    f"it was discarded, send it again from offset {upload.offset}"
+                )
             new_offset = upload.offset + sink.count
             if new_offset == upload.length and not cut_short:
                 # fsync, blob store and the one commit (which records the offset too) in one hop to a
@@ -406,8 +485,9 @@ class UploadReceiver:
         self.uploads.set_offset(upload_id, offset, utc_now() + self.expiry)
         return self.uploads.upload(upload_id)
 
-    async def _finish(self, upload: Upload, whole, fsync_fd: int | None = None,
-                      new: UploadMetadata | None = None) -> Upload:
+    async def _finish(
+        self, upload: Upload, whole, fsync_fd: int | None = None, new: UploadMetadata | None = None
+    ) -> Upload:
         """Every byte is in the .part file (fsynced, or ``fsync_fd`` is synced first): check the
         SHA-256, store the blob, say verified.
 
@@ -423,15 +503,20 @@ class UploadReceiver:
             log.warning("upload %s: whole-file SHA-256 mismatch, reset to 0", upload.upload_id)
             raise ChecksumMismatch(
                 f"the received file's SHA-256 {digest} does not match the declared {upload.sha256}; "
-                "the upload was reset to offset 0: send the clip again")
+                "the upload was reset to offset 0: send the clip again"
+            )
         try:
             upload = await asyncio.to_thread(self._store_and_commit, upload, fsync_fd, new)
         except _NotStored as failure:
             if new is None:
                 self._hashes[upload.upload_id] = (upload.length, whole)
             if isinstance(failure.cause, BlobStoreUnavailable):
-                log.warning("upload %s: clip %s not stored, kept for the station's retry: %s", upload.upload_id,
-                            upload.clip_id, failure.cause)
+                log.warning(
+                    "upload %s: clip %s not stored, kept for the station's retry: %s",
+                    upload.upload_id,
+                    upload.clip_id,
+                    failure.cause,
+                )
             raise failure.cause from None
         self._hashes.pop(upload.upload_id, None)
         log.info("clip %s verified (%d bytes, sha256 %s)", upload.clip_id, upload.length, digest)
@@ -452,8 +537,9 @@ class UploadReceiver:
             raise _NotStored(exc) from exc
         if new is None:
             return self._commit_verified(upload)
-        return self.uploads.record_stored_upload(upload.upload_id, new, upload.metadata, upload.length,
-                                               upload.station_id, upload.clip_id)
+        return self.uploads.record_stored_upload(
+            upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
+        )
 
     def _account_for_missing_part(self, upload: Upload) -> Upload:
         """Counted bytes with no .part file: either the clip reached the blob store and the
@@ -468,8 +554,9 @@ class UploadReceiver:
         self.uploads.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
         self._hashes.pop(upload.upload_id, None)
         log.warning("upload %s: its %d counted bytes are gone; restarted at 0", upload.upload_id, upload.offset)
-        raise OffsetMismatch("central lost this upload's bytes; it restarted at offset 0: send the clip again "
-                             "from there (HEAD says so)")
+        raise OffsetMismatch(
+            "central lost this upload's bytes; it restarted at offset 0: send the clip again from there (HEAD says so)"
+        )
 
     def _commit_verified(self, upload: Upload) -> Upload:
         self.uploads.mark_verified(upload.upload_id, upload.clip_id)  # also sets the offset to the length
@@ -504,7 +591,7 @@ class UploadReceiver:
         known = {upload.upload_id for upload in receiving}
         for part in self.dir.glob("*.part"):
             if part.stem not in known:  # a whole clip's creation that died before its commit, or one
-                part.unlink()           # stored whose move out of this folder a power cut took back
+                part.unlink()  # stored whose move out of this folder a power cut took back
                 log.info("removed %s: no upload is receiving it", part.name)
         for upload in receiving:
             part = self.part(upload.upload_id)

@@ -33,32 +33,56 @@ class Upload:
         return self.state == "verified"
 
 
-def insert(db, upload_id: str, clip_id: str, station_id: str | None, length: int, raw_metadata: str, sha256: str,
-           now: str, expires_at: datetime | None) -> None:
+def insert(
+    db,
+    upload_id: str,
+    clip_id: str,
+    station_id: str | None,
+    length: int,
+    raw_metadata: str,
+    sha256: str,
+    now: str,
+    expires_at: datetime | None,
+) -> None:
     db.execute(
         """INSERT INTO uploads (upload_id, clip_id, station_id, length, metadata, sha256, created_at,
                                 updated_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [upload_id, clip_id, station_id, length, raw_metadata, sha256, now, now,
-         to_iso(expires_at) if expires_at else None],
+        [
+            upload_id,
+            clip_id,
+            station_id,
+            length,
+            raw_metadata,
+            sha256,
+            now,
+            now,
+            to_iso(expires_at) if expires_at else None,
+        ],
     )
 
 
 def set_offset(db, upload_id: str, offset: int, now: str, expires_at: datetime) -> None:
-    db.execute("UPDATE uploads SET offset = ?, updated_at = ?, expires_at = ? WHERE upload_id = ?",
-               [offset, now, to_iso(expires_at), upload_id])
+    db.execute(
+        "UPDATE uploads SET offset = ?, updated_at = ?, expires_at = ? WHERE upload_id = ?",
+        [offset, now, to_iso(expires_at), upload_id],
+    )
 
 
 def verify(db, upload_id: str, now: str) -> str | None:
     """Every byte is counted and the clip stored: the upload's clip id (None: no such upload)."""
-    row = db.execute("""UPDATE uploads SET state = 'verified', offset = length, updated_at = ?,
-                            expires_at = NULL WHERE upload_id = ? RETURNING clip_id""", [now, upload_id]).fetchone()
+    row = db.execute(
+        """UPDATE uploads SET state = 'verified', offset = length, updated_at = ?,
+                            expires_at = NULL WHERE upload_id = ? RETURNING clip_id""",
+        [now, upload_id],
+    ).fetchone()
     return row[0] if row else None
 
 
 def forget(db, upload_id: str) -> str | None:
     """Delete an unfinished upload; its clip id (None: no such upload, or it is verified)."""
-    row = db.execute("DELETE FROM uploads WHERE upload_id = ? AND state = 'receiving' RETURNING clip_id",
-                     [upload_id]).fetchone()
+    row = db.execute(
+        "DELETE FROM uploads WHERE upload_id = ? AND state = 'receiving' RETURNING clip_id", [upload_id]
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -73,17 +97,24 @@ def receiving(db) -> list[Upload]:
 
 
 def expired(db, now: datetime) -> list[Upload]:
-    return [_upload(r) for r in db.execute(
-        f"SELECT {COLUMNS} FROM uploads WHERE state = 'receiving' AND expires_at <= ?", [to_iso(now)])]
+    return [
+        _upload(r)
+        for r in db.execute(
+            f"SELECT {COLUMNS} FROM uploads WHERE state = 'receiving' AND expires_at <= ?", [to_iso(now)]
+        )
+    ]
 
 
 def of_clips(db, clip_ids: Iterable[str]) -> dict[str, tuple[str | None, int, str, str]]:
     """{clip: (uploading station, length, sha256, state)} of these clips' uploads, where they have one."""
-    return {r[0]: r[1:] for r in db.execute(
-        "SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
-        [json.dumps(list(dict.fromkeys(clip_ids)))])}
+    return {
+        r[0]: r[1:]
+        for r in db.execute(
+            "SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(dict.fromkeys(clip_ids)))],
+        )
+    }
 
 
 def _upload(row) -> Upload:
-    return Upload(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                  from_iso(row[8]) if row[8] else None)
+    return Upload(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], from_iso(row[8]) if row[8] else None)

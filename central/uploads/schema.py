@@ -8,7 +8,9 @@ TABLES = frozenset({"uploads"})
 
 STEPS = [
     # v1: uploads in progress (the clips and the access log beside them are evidence's).
-    Step(1, """
+    Step(
+        1,
+        """
     CREATE TABLE uploads (
         upload_id   TEXT PRIMARY KEY,
         clip_id     TEXT NOT NULL UNIQUE,
@@ -23,5 +25,7 @@ STEPS = [
         expires_at  TEXT
     );
     CREATE INDEX uploads_expiry ON uploads (expires_at) WHERE state = 'receiving';
-    """, part=1),
+    """,
+        part=1,
+    ),
 ]

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fleet.clock import from_iso, to_iso, utc_now
-from fleet.protocol import UploadMetadata
 from central.events import claims
 from central.evidence import audit, clip_records
 from central.registry import devices
 from central.uploads import records
 from central.uploads.records import Upload
+from fleet.clock import from_iso, to_iso, utc_now
+from fleet.protocol import UploadMetadata
 
 
 class UploadService:
@@ -33,8 +33,15 @@ class UploadService:
         with self.writer.read() as db:
             return records.by(db, "clip_id", clip_id)
 
-    def create_upload(self, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
-                      station_id: str | None, expires_at: datetime) -> Upload:
+    def create_upload(
+        self,
+        upload_id: str,
+        meta: UploadMetadata,
+        raw_metadata: str,
+        length: int,
+        station_id: str | None,
+        expires_at: datetime,
+    ) -> Upload:
         """Insert the upload and its 'receiving' clip row, unless the clip already has one.
 
         Not a durable commit: it acknowledges no bytes. A power cut may take it back; the
@@ -47,8 +54,15 @@ class UploadService:
             self._insert(db, upload_id, meta, raw_metadata, length, station_id, expires_at)
         return self.upload(upload_id)
 
-    def record_stored_upload(self, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
-                             station_id: str | None, blob_key: str) -> Upload:
+    def record_stored_upload(
+        self,
+        upload_id: str,
+        meta: UploadMetadata,
+        raw_metadata: str,
+        length: int,
+        station_id: str | None,
+        blob_key: str,
+    ) -> Upload:
         """A clip that came whole in its creation request and is stored: its upload and clip rows,
         both verified, in one durable commit (no 'receiving' commit before it). The clip's
         existing upload instead, if it has one."""
@@ -58,14 +72,31 @@ class UploadService:
                 return existing
             self._insert(db, upload_id, meta, raw_metadata, length, station_id, None)
             self._verify(db, upload_id, blob_key)
-        return Upload(upload_id, str(meta.clip_id), station_id, length, length, raw_metadata, meta.sha256,
-                      "verified", None)
+        return Upload(
+            upload_id, str(meta.clip_id), station_id, length, length, raw_metadata, meta.sha256, "verified", None
+        )
 
     @staticmethod
-    def _insert(db, upload_id: str, meta: UploadMetadata, raw_metadata: str, length: int,
-                station_id: str | None, expires_at: datetime | None) -> None:
-        records.insert(db, upload_id, str(meta.clip_id), station_id, length, raw_metadata, meta.sha256,
-                       to_iso(utc_now()), expires_at)
+    def _insert(
+        db,
+        upload_id: str,
+        meta: UploadMetadata,
+        raw_metadata: str,
+        length: int,
+        station_id: str | None,
+        expires_at: datetime | None,
+    ) -> None:
+        records.insert(
+            db,
+            upload_id,
+            str(meta.clip_id),
+            station_id,
+            length,
+            raw_metadata,
+            meta.sha256,
+            to_iso(utc_now()),
+            expires_at,
+        )
         clip_records.begin(db, upload_id, meta, length, station_id)
 
     def set_offset(self, upload_id: str, offset: int, expires_at: datetime) -> None:
@@ -88,9 +119,15 @@ class UploadService:
             clip_id, station_id, sha256, size, serial = clip
             # A station's ingest reported before this upload joins the chain now, if it matches.
             claims.settle(db, clip_id, station_id, sha256, size)
-            audit.record(db, actor=f"station:{station_id}" if station_id else "upload", action="upload-verified",
-                         object_type="clip", object_id=clip_id, at=from_iso(now),
-                         detail=f"whole-file SHA-256 {sha256} matched, {size} bytes stored")
+            audit.record(
+                db,
+                actor=f"station:{station_id}" if station_id else "upload",
+                action="upload-verified",
+                object_type="clip",
+                object_id=clip_id,
+                at=from_iso(now),
+                detail=f"whole-file SHA-256 {sha256} matched, {size} bytes stored",
+            )
             # The camera's last upload is central's to say, now: not when the station, told
             # "verified", reports it back (``clip_verified``, applied later and kept if later).
             devices.record_upload(db, serial, now)

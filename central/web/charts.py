@@ -22,9 +22,16 @@ def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> 
     return out_lo + (value - lo) * (out_hi - out_lo) / (hi - lo)
 
 
-def time_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[datetime, float]], str]], *,
-               y_label: str, y_min: float | None = None, y_max: float | None = None,
-               threshold: tuple[float, str] | None = None, description: str = "") -> Markup:
+def time_chart(
+    title: str,
+    series: Sequence[tuple[str, Sequence[tuple[datetime, float]], str]],
+    *,
+    y_label: str,
+    y_min: float | None = None,
+    y_max: float | None = None,
+    threshold: tuple[float, str] | None = None,
+    description: str = "",
+) -> Markup:
     """Lines over time. ``series``: (name, points, style) with style 'solid' or 'dashed'."""
     points = [p for _, pts, _ in series for p in pts]
     if not points:
@@ -36,22 +43,28 @@ def time_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[datetime, 
     hi = max(values) if y_max is None else y_max
     x = lambda t: _scale(t.timestamp(), t0, t1, LEFT, WIDTH - RIGHT)  # noqa: E731
     y = lambda v: _scale(v, lo, hi, HEIGHT - BOTTOM, TOP)  # noqa: E731
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
-             f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{escape(title)}</title>'
-             f'<desc id="chart-desc">{escape(description)}</desc>']
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
+        f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{escape(title)}</title>'
+        f'<desc id="chart-desc">{escape(description)}</desc>'
+    ]
     for tick in range(5):
         value = lo + (hi - lo) * tick / 4
-        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}"/>'
-                     f'<text class="axis" x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.0f}</text>')
+        parts.append(
+            f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}"/>'
+            f'<text class="axis" x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.0f}</text>'
+        )
     for t, anchor in ((min(t for t, _ in points), "start"), (max(t for t, _ in points), "end")):
-        parts.append(f'<text class="axis" x="{x(t):.1f}" y="{HEIGHT - 10}" text-anchor="{anchor}">'
-                     f'{t:%Y-%m-%d}</text>')
-    parts.append(f'<text class="axis" x="12" y="{TOP + 4}" transform="rotate(90 12 {TOP + 4})">'
-                 f'{escape(y_label)}</text>')
+        parts.append(f'<text class="axis" x="{x(t):.1f}" y="{HEIGHT - 10}" text-anchor="{anchor}">{t:%Y-%m-%d}</text>')
+    parts.append(
+        f'<text class="axis" x="12" y="{TOP + 4}" transform="rotate(90 12 {TOP + 4})">{escape(y_label)}</text>'
+    )
     if threshold:
-        parts.append(f'<line class="threshold" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(threshold[0]):.1f}" '
-                     f'y2="{y(threshold[0]):.1f}"/><text class="axis threshold-label" x="{WIDTH - RIGHT}" '
-                     f'y="{y(threshold[0]) - 4:.1f}" text-anchor="end">{escape(threshold[1])}</text>')
+        parts.append(
+            f'<line class="threshold" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(threshold[0]):.1f}" '
+            f'y2="{y(threshold[0]):.1f}"/><text class="axis threshold-label" x="{WIDTH - RIGHT}" '
+            f'y="{y(threshold[0]) - 4:.1f}" text-anchor="end">{escape(threshold[1])}</text>'
+        )
     for name, pts, style in series:
         if not pts:
             continue
@@ -71,13 +84,17 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, description: str
     row, label_w = 18, 150
     height = TOP + row * len(bars) + 8
     top = max(v for _, v in bars) or 1
-    parts = [f'<svg class="chart bars" viewBox="0 0 {WIDTH} {height}" role="img" xmlns="http://www.w3.org/2000/svg">'
-             f'<title>{escape(title)}</title><desc>{escape(description)}</desc>']
+    parts = [
+        f'<svg class="chart bars" viewBox="0 0 {WIDTH} {height}" role="img" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(title)}</title><desc>{escape(description)}</desc>"
+    ]
     for i, (label, value) in enumerate(bars):
         y0 = TOP + i * row
         w = (WIDTH - label_w - 60) * value / top
-        parts.append(f'<text class="axis" x="{label_w - 6}" y="{y0 + 12}" text-anchor="end">{escape(label)}</text>'
-                     f'<rect class="bar" x="{label_w}" y="{y0 + 2}" width="{w:.1f}" height="{row - 5}"/>'
-                     f'<text class="axis" x="{label_w + w + 4:.1f}" y="{y0 + 12}">{value:,.0f}</text>')
+        parts.append(
+            f'<text class="axis" x="{label_w - 6}" y="{y0 + 12}" text-anchor="end">{escape(label)}</text>'
+            f'<rect class="bar" x="{label_w}" y="{y0 + 2}" width="{w:.1f}" height="{row - 5}"/>'
+            f'<text class="axis" x="{label_w + w + 4:.1f}" y="{y0 + 12}">{value:,.0f}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -20,26 +20,40 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from fleet.clock import to_iso, utc_now
-from fleet.config import CentralSettings
-from fleet.errors import ApiError, BadRequest, NotFound, TooManyRequests, Unauthorized
-from central.registry.lifecycle import LIFECYCLE_STATES
-from central.web import charts
-from central.events import claims
 from central.access import login_csrf
 from central.access.auth import SESSION_COOKIE, Caller, authenticate, check_csrf, principal_of, user_with
-from central.registry.devices import FLAG_SQL, DeviceService
-from central.registry.stations import StationService
 from central.access.scope import (
-    LISTS, OwnerLookup, Scoped, form_text, in_path, in_query, lists, no_borough, touches,
+    LISTS,
+    OwnerLookup,
+    Scoped,
+    form_text,
+    in_path,
+    in_query,
+    lists,
+    no_borough,
+    touches,
 )
 from central.access.users import SESSION_HOURS, UserService
 from central.core.providers import Injected
 from central.core.store import CentralStore
+from central.events import claims
+from central.registry.devices import FLAG_SQL, DeviceService
+from central.registry.lifecycle import LIFECYCLE_STATES
+from central.registry.stations import StationService
+from central.web import charts
+from fleet.clock import to_iso, utc_now
+from fleet.config import CentralSettings
+from fleet.errors import ApiError, BadRequest, NotFound, TooManyRequests, Unauthorized
 
-NAV = [("/", "Overview", "viewer"), ("/stations", "Stations", "viewer"), ("/devices", "Devices", "viewer"),
-       ("/officers", "Officers", "viewer"), ("/rollout", "Roll-out", "viewer"), ("/clips", "Clips", "supervisor"),
-       ("/audit", "Audit", "auditor")]
+NAV = [
+    ("/", "Overview", "viewer"),
+    ("/stations", "Stations", "viewer"),
+    ("/devices", "Devices", "viewer"),
+    ("/officers", "Officers", "viewer"),
+    ("/rollout", "Roll-out", "viewer"),
+    ("/clips", "Clips", "supervisor"),
+    ("/audit", "Audit", "auditor"),
+]
 """(path, label, role): the navigation each user sees."""
 
 ALERTS = [
@@ -69,8 +83,13 @@ class Overview(msgspec.Struct, kw_only=True):
     offline: int
 
 
-def overview(store: CentralStore, owners: OwnerLookup, devices: DeviceService, station_service: StationService,
-             within: str | None = None) -> Overview:
+def overview(
+    store: CentralStore,
+    owners: OwnerLookup,
+    devices: DeviceService,
+    station_service: StationService,
+    within: str | None = None,
+) -> Overview:
     """The whole force's figures, or one borough's (``within``)."""
     now = utc_now()
     only = "WHERE borough = :b" if within is not None else ""
@@ -79,17 +98,23 @@ def overview(store: CentralStore, owners: OwnerLookup, devices: DeviceService, s
         by_state = dict(db.execute(f"SELECT lifecycle, count(*) FROM devices {only} GROUP BY 1", params).fetchall())
         boroughs: dict[str, dict[str, int]] = {}
         for borough, lifecycle, n in db.execute(
-                f"SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices {only} GROUP BY 1, 2",
-                params):
+            f"SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices {only} GROUP BY 1, 2", params
+        ):
             boroughs.setdefault(borough, {})[lifecycle] = n
-        conflicts = db.execute("SELECT count(*) FROM conflicts WHERE resolved_at IS NULL"
-                               + (" AND borough = :b" if within is not None else ""), params).fetchone()[0]
-        unattributed = db.execute("SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
-                                  "WHERE officer_id IS NULL" + (" AND device_serial IN (SELECT serial FROM devices "
-                                                                "WHERE borough = :b)" if within is not None else ""),
-                                  params).fetchone()[0]
-        refused = claims.refusals_count(db, to_iso(now - REFUSALS_SHOWN), owners.stations_of(within)
-                                        if within is not None else None)
+        conflicts = db.execute(
+            "SELECT count(*) FROM conflicts WHERE resolved_at IS NULL"
+            + (" AND borough = :b" if within is not None else ""),
+            params,
+        ).fetchone()[0]
+        unattributed = db.execute(
+            "SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
+            "WHERE officer_id IS NULL"
+            + (" AND device_serial IN (SELECT serial FROM devices WHERE borough = :b)" if within is not None else ""),
+            params,
+        ).fetchone()[0]
+        refused = claims.refusals_count(
+            db, to_iso(now - REFUSALS_SHOWN), owners.stations_of(within) if within is not None else None
+        )
     counts = devices.flag_counts(within)
     stations = [s for s in station_service.all(now) if within in (None, s.borough)]
     offline_after = timedelta(hours=24)
@@ -98,22 +123,41 @@ def overview(store: CentralStore, owners: OwnerLookup, devices: DeviceService, s
     stale = sum(1 for s in stations if s.stale and s.station_id not in gone)
     failed = sum(s.failed_clips for s in stations)
     alerts = [(key, label, counts[key], link) for key, label, link in ALERTS]
-    alerts += [("failed_uploads", "Failed uploads at stations", failed, "/stations"),
-               ("conflicts", "Open assignment conflicts", conflicts, "/officers/conflicts"),
-               ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed"),
-               ("station_refusals", f"Station events refused (security), last {REFUSALS_SHOWN.days} days", refused,
-                "/stations#refusals")]
-    return Overview(total=sum(by_state.values()), by_state=by_state,
-                    by_borough=sorted(((b, s, sum(s.values())) for b, s in boroughs.items()), key=lambda r: -r[2]),
-                    alerts=alerts, stations=stations, healthy=len(stations) - stale - offline, stale=stale,
-                    offline=offline)
+    alerts += [
+        ("failed_uploads", "Failed uploads at stations", failed, "/stations"),
+        ("conflicts", "Open assignment conflicts", conflicts, "/officers/conflicts"),
+        ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed"),
+        (
+            "station_refusals",
+            f"Station events refused (security), last {REFUSALS_SHOWN.days} days",
+            refused,
+            "/stations#refusals",
+        ),
+    ]
+    return Overview(
+        total=sum(by_state.values()),
+        by_state=by_state,
+        by_borough=sorted(((b, s, sum(s.values())) for b, s in boroughs.items()), key=lambda r: -r[2]),
+        alerts=alerts,
+        stations=stations,
+        healthy=len(stations) - stale - offline,
+        stale=stale,
+        offline=offline,
+    )
 
 
 DONE = {
-    "issued": "camera issued", "unassigned": "assignments ended", "resolved": "conflict resolved",
-    "committed": "proposal committed", "discarded": "proposal discarded", "held": "held",
-    "released": "hold released", "categorised": "categories set", "attributed": "attributed",
-    "restored": "restored", "chain_intact": "chain intact",
+    "issued": "camera issued",
+    "unassigned": "assignments ended",
+    "resolved": "conflict resolved",
+    "committed": "proposal committed",
+    "discarded": "proposal discarded",
+    "held": "held",
+    "released": "hold released",
+    "categorised": "categories set",
+    "attributed": "attributed",
+    "restored": "restored",
+    "chain_intact": "chain intact",
 }
 FAILED = {"chain_broken": "chain BROKEN: see the check below"}
 """What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never
@@ -130,10 +174,18 @@ def _recent_refusals(store: CentralStore, owners: OwnerLookup, within: str | Non
 def page(request: Request, template: str, **context) -> Template:
     principal = principal_of(request)
     nav = [(path, label) for path, label, role in NAV if _allowed(principal, role)]
-    return Template(template_name=template, context={
-        "me": principal, "nav": nav, "here": request.url.path, "csrf": principal.csrf,
-        "done": DONE.get(request.query_params.get("done", "")),
-        "failed": FAILED.get(request.query_params.get("error", "")), **context})
+    return Template(
+        template_name=template,
+        context={
+            "me": principal,
+            "nav": nav,
+            "here": request.url.path,
+            "csrf": principal.csrf,
+            "done": DONE.get(request.query_params.get("done", "")),
+            "failed": FAILED.get(request.query_params.get("error", "")),
+            **context,
+        },
+    )
 
 
 def _allowed(principal, role: str) -> bool:
@@ -153,7 +205,9 @@ def _safe_next(target: str | None) -> str:
 
 def _error_page(request: Request, exc: Exception) -> Response:
     if isinstance(exc, Unauthorized):
-        return Redirect(f"/login?next={quote(request.url.path + ('?' + request.url.query if request.url.query else ''))}")
+        return Redirect(
+            f"/login?next={quote(request.url.path + ('?' + request.url.query if request.url.query else ''))}"
+        )
     if isinstance(exc, ApiError):
         status, message = exc.status_code, exc.message
     elif isinstance(exc, NotFoundException):
@@ -164,20 +218,52 @@ def _error_page(request: Request, exc: Exception) -> Response:
         status, message = exc.status_code, str(exc.detail)
     else:
         raise exc
-    return Template(template_name="error.html", status_code=status,
-                    context={"status": status, "message": message, "me": None, "nav": [], "here": ""})
+    return Template(
+        template_name="error.html",
+        status_code=status,
+        context={"status": status, "message": message, "me": None, "nav": [], "here": ""},
+    )
 
 
-def _login_form(request: Request, key: bytes, settings: CentralSettings, target: str, name: str = "",
-                status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> Template:
+def _login_form(
+    request: Request,
+    key: bytes,
+    settings: CentralSettings,
+    target: str,
+    name: str = "",
+    status: int = 200,
+    error: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Template:
     """The login page, with its CSRF token (kept while the browser's is still good: two tabs work)."""
     token = request.cookies.get(login_csrf.COOKIE)
     if not login_csrf.is_valid(key, token):
         token = login_csrf.new_token(key)
-    return Template(template_name="login.html", status_code=status, headers=headers, context={
-        "next": target, "error": error, "name": name, "login_csrf": token, "me": None, "nav": [], "here": "/login"},
-        cookies=[Cookie(key=login_csrf.COOKIE, value=token, httponly=True, samesite="strict", path="/login",
-                        secure=settings.dashboard.secure_cookies, max_age=login_csrf.MAX_AGE_S)])
+    return Template(
+        template_name="login.html",
+        status_code=status,
+        headers=headers,
+        context={
+            "next": target,
+            "error": error,
+            "name": name,
+            "login_csrf": token,
+            "me": None,
+            "nav": [],
+            "here": "/login",
+        },
+        cookies=[
+            Cookie(
+                key=login_csrf.COOKIE,
+                value=token,
+                httponly=True,
+                samesite="strict",
+                path="/login",
+                secure=settings.dashboard.secure_cookies,
+                max_age=login_csrf.MAX_AGE_S,
+            )
+        ],
+    )
 
 
 FORM = {"form_csrf": True}
@@ -230,77 +316,162 @@ class DashboardController(DashboardPages):
     path = "/"
 
     @get("/login", summary="The login page", scope=no_borough("the login form"))
-    async def login_page(self, request: Request, login_csrf_key: Injected[bytes], settings: Injected[CentralSettings],
-                         next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
-                         ) -> Template:
+    async def login_page(
+        self,
+        request: Request,
+        login_csrf_key: Injected[bytes],
+        settings: Injected[CentralSettings],
+        next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
+    ) -> Template:
         return _login_form(request, login_csrf_key, settings, _safe_next(next_path))
 
-    @post("/login", summary="Log in", scope=no_borough("logging in"), dependencies={"login_form": Provide(login_form)},
-          sync_to_thread=True)
-    def login(self, request: Request, login_form: Injected[FormMultiDict], users: Injected[UserService],
-              login_csrf_key: Injected[bytes], settings: Injected[CentralSettings]) -> Response:
+    @post(
+        "/login",
+        summary="Log in",
+        scope=no_borough("logging in"),
+        dependencies={"login_form": Provide(login_form)},
+        sync_to_thread=True,
+    )
+    def login(
+        self,
+        request: Request,
+        login_form: Injected[FormMultiDict],
+        users: Injected[UserService],
+        login_csrf_key: Injected[bytes],
+        settings: Injected[CentralSettings],
+    ) -> Response:
         name, password = str(login_form.get("name", "")).strip(), str(login_form.get("password", ""))
         target = _safe_next(str(login_form.get("next", "/")))
-        if not login_csrf.matches(login_csrf_key, request.cookies.get(login_csrf.COOKIE),
-                                  str(login_form.get(login_csrf.FIELD, ""))):
-            return _login_form(request, login_csrf_key, settings, target, name, 400,
-                               "This form has expired or came from another site: log in again.")
+        if not login_csrf.matches(
+            login_csrf_key, request.cookies.get(login_csrf.COOKIE), str(login_form.get(login_csrf.FIELD, ""))
+        ):
+            return _login_form(
+                request,
+                login_csrf_key,
+                settings,
+                target,
+                name,
+                400,
+                "This form has expired or came from another site: log in again.",
+            )
         place = f"browser:{request.client.host if request.client else '-'}"
         try:
             cookie, session = users.login(name, password, place)
         except (Unauthorized, TooManyRequests) as exc:
-            return _login_form(request, login_csrf_key, settings, target, name, exc.status_code, exc.message,
-                               exc.headers)
+            return _login_form(
+                request, login_csrf_key, settings, target, name, exc.status_code, exc.message, exc.headers
+            )
         secure = settings.dashboard.secure_cookies
-        return Redirect(target, status_code=303, cookies=[
-            Cookie(key=SESSION_COOKIE, value=cookie, httponly=True, secure=secure, samesite="lax", path="/",
-                   max_age=SESSION_HOURS * 3600),
-            Cookie(key=login_csrf.COOKIE, value="", max_age=0, path="/login")])
+        return Redirect(
+            target,
+            status_code=303,
+            cookies=[
+                Cookie(
+                    key=SESSION_COOKIE,
+                    value=cookie,
+                    httponly=True,
+                    secure=secure,
+                    samesite="lax",
+                    path="/",
+                    max_age=SESSION_HOURS * 3600,
+                ),
+                Cookie(key=login_csrf.COOKIE, value="", max_age=0, path="/login"),
+            ],
+        )
 
-    @post("/logout", summary="Log out", guards=[user_with("viewer")], opt=FORM, scope=no_borough("logging out"),
-          sync_to_thread=True)
-    def logout(self, request: Request, principal: Caller, form: Injected[FormMultiDict],
-               users: Injected[UserService]) -> Response:
+    @post(
+        "/logout",
+        summary="Log out",
+        guards=[user_with("viewer")],
+        opt=FORM,
+        scope=no_borough("logging out"),
+        sync_to_thread=True,
+    )
+    def logout(
+        self, request: Request, principal: Caller, form: Injected[FormMultiDict], users: Injected[UserService]
+    ) -> Response:
         place = f"browser:{request.client.host if request.client else '-'}"
         users.logout(request.cookies.get(SESSION_COOKIE, ""), place)
         return Redirect("/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
 
     @get("/", summary="Overview", guards=[user_with("viewer")], scope=LISTS, sync_to_thread=True)
-    def overview_page(self, request: Request, within: Scoped, store: Injected[CentralStore],
-                      owners: Injected[OwnerLookup], devices: Injected[DeviceService],
-                      stations: Injected[StationService]) -> Template:
+    def overview_page(
+        self,
+        request: Request,
+        within: Scoped,
+        store: Injected[CentralStore],
+        owners: Injected[OwnerLookup],
+        devices: Injected[DeviceService],
+        stations: Injected[StationService],
+    ) -> Template:
         data = overview(store, owners, devices, stations, within.borough)
-        chart = charts.bar_chart("Cameras per borough", [(b, n) for b, _, n in data.by_borough[:32]],
-                                 description="Cameras registered to each borough, all states")
+        chart = charts.bar_chart(
+            "Cameras per borough",
+            [(b, n) for b, _, n in data.by_borough[:32]],
+            description="Cameras registered to each borough, all states",
+        )
         return page(request, "overview.html", o=data, states=LIFECYCLE_STATES, chart=chart)
 
-    @get("/stations", summary="Stations", guards=[user_with("viewer")], scope=lists(in_query("station", "station")),
-         sync_to_thread=True)
-    def stations_page(self, request: Request, within: Scoped, stations: Injected[StationService],
-                      store: Injected[CentralStore], owners: Injected[OwnerLookup],
-                      station: Annotated[str | None, QueryParameter(max_length=64)] = None,
-                      days: Annotated[int, QueryParameter(ge=1, le=30)] = 7) -> Template:
+    @get(
+        "/stations",
+        summary="Stations",
+        guards=[user_with("viewer")],
+        scope=lists(in_query("station", "station")),
+        sync_to_thread=True,
+    )
+    def stations_page(
+        self,
+        request: Request,
+        within: Scoped,
+        stations: Injected[StationService],
+        store: Injected[CentralStore],
+        owners: Injected[OwnerLookup],
+        station: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        days: Annotated[int, QueryParameter(ge=1, le=30)] = 7,
+    ) -> Template:
         listed = [s for s in stations.all() if within.borough in (None, s.borough)]
         if station and station not in {s.station_id for s in listed}:
             raise NotFound(f"no station {station}")
-        history = stations.samples(station or None, utc_now() - timedelta(days=days),
-                                   [s.station_id for s in listed] if within.borough else None)
+        history = stations.samples(
+            station or None,
+            utc_now() - timedelta(days=days),
+            [s.station_id for s in listed] if within.borough else None,
+        )
         who = f"station {station}" if station else "all stations"
         lag = charts.time_chart(
             f"Sync lag, {who}: age of the oldest clip not yet at central",
-            [("hours", [(s.at, s.lag_h or 0.0) for s in history], "solid")], y_label="hours", y_min=0,
-            description=f"{len(history)} samples over {days} days" + (
-                f"; now {history[-1].lag_h or 0:.1f} h" if history else ""))
+            [("hours", [(s.at, s.lag_h or 0.0) for s in history], "solid")],
+            y_label="hours",
+            y_min=0,
+            description=f"{len(history)} samples over {days} days"
+            + (f"; now {history[-1].lag_h or 0:.1f} h" if history else ""),
+        )
         backlog = charts.time_chart(
-            f"Clips waiting to sync, {who}", [("clips", [(s.at, s.pending_clips) for s in history], "solid")],
-            y_label="clips", y_min=0, description=f"{len(history)} samples over {days} days")
+            f"Clips waiting to sync, {who}",
+            [("clips", [(s.at, s.pending_clips) for s in history], "solid")],
+            y_label="clips",
+            y_min=0,
+            description=f"{len(history)} samples over {days} days",
+        )
         refusals = _recent_refusals(store, owners, within.borough)
-        return page(request, "stations.html", stations=listed, station=station or "", days=days, lag=lag,
-                    backlog=backlog, refusals=refusals)
+        return page(
+            request,
+            "stations.html",
+            stations=listed,
+            station=station or "",
+            days=days,
+            lag=lag,
+            backlog=backlog,
+            refusals=refusals,
+        )
 
     @get("/devices", summary="Devices", guards=[user_with("viewer")], scope=LISTS, sync_to_thread=True)
     def devices_page(
-        self, request: Request, within: Scoped, devices: Injected[DeviceService], store: Injected[CentralStore],
+        self,
+        request: Request,
+        within: Scoped,
+        devices: Injected[DeviceService],
+        store: Injected[CentralStore],
         q: Annotated[str | None, QueryParameter(max_length=64)] = None,
         borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
         lifecycle: Annotated[str | None, QueryParameter(max_length=32)] = None,
@@ -312,21 +483,47 @@ class DashboardController(DashboardPages):
         if flag and flag not in FLAG_SQL:
             raise BadRequest(f"unknown flag {flag!r}")
         borough = within.narrow(borough or None)
-        result = devices.page(borough=borough, lifecycle_state=lifecycle or None, flag=flag or None, q=q or None,
-                              after=after or None, limit=50)
+        result = devices.page(
+            borough=borough,
+            lifecycle_state=lifecycle or None,
+            flag=flag or None,
+            q=q or None,
+            after=after or None,
+            limit=50,
+        )
         filters = {"q": q or "", "borough": borough or "", "lifecycle": lifecycle or "", "flag": flag or ""}
         with store.writer.read() as db:
-            boroughs = [r[0] for r in db.execute("SELECT DISTINCT borough FROM devices WHERE borough IS NOT NULL "
-                                                 "ORDER BY 1") if within.borough in (None, r[0])]
-        return page(request, "devices.html", result=result, filters=filters, boroughs=boroughs,
-                    states=LIFECYCLE_STATES, flags=[(k, label) for k, label, _ in ALERTS],
-                    next_query="&".join(f"{k}={quote(v)}" for k, v in filters.items() if v))
+            boroughs = [
+                r[0]
+                for r in db.execute("SELECT DISTINCT borough FROM devices WHERE borough IS NOT NULL ORDER BY 1")
+                if within.borough in (None, r[0])
+            ]
+        return page(
+            request,
+            "devices.html",
+            result=result,
+            filters=filters,
+            boroughs=boroughs,
+            states=LIFECYCLE_STATES,
+            flags=[(k, label) for k, label, _ in ALERTS],
+            next_query="&".join(f"{k}={quote(v)}" for k, v in filters.items() if v),
+        )
 
-    @get("/devices/{serial:str}", summary="One device", guards=[user_with("viewer")],
-         scope=touches(in_path("device", "serial")), sync_to_thread=True)
-    def device_page(self, request: Request, principal: Caller, devices: Injected[DeviceService],
-                    settings: Injected[CentralSettings], serial: Annotated[str, PathParameter(max_length=64)],
-                    ) -> Template:
+    @get(
+        "/devices/{serial:str}",
+        summary="One device",
+        guards=[user_with("viewer")],
+        scope=touches(in_path("device", "serial")),
+        sync_to_thread=True,
+    )
+    def device_page(
+        self,
+        request: Request,
+        principal: Caller,
+        devices: Injected[DeviceService],
+        settings: Injected[CentralSettings],
+        serial: Annotated[str, PathParameter(max_length=64)],
+    ) -> Template:
         detail = devices.detail(serial)
         threshold = settings.fleet.replace_below_soh_pct
         soh = [(p.at, p.soh_pct) for p in detail.battery if p.soh_pct is not None]
@@ -334,10 +531,17 @@ class DashboardController(DashboardPages):
         if soh and detail.device.replace_by is not None:
             forecast = [soh[-1], (detail.device.replace_by, threshold)]
         chart = charts.time_chart(
-            f"Battery health of {serial}", [("state of health", soh, "solid"), ("forecast", forecast, "dashed")],
-            y_label="state of health %", y_min=min([threshold - 5, *(v for _, v in soh)]) if soh else 0, y_max=100,
+            f"Battery health of {serial}",
+            [("state of health", soh, "solid"), ("forecast", forecast, "dashed")],
+            y_label="state of health %",
+            y_min=min([threshold - 5, *(v for _, v in soh)]) if soh else 0,
+            y_max=100,
             threshold=(threshold, f"replace below {threshold:.0f} %"),
-            description=(f"{len(soh)} readings from {soh[0][0]:%Y-%m-%d} to {soh[-1][0]:%Y-%m-%d}, last "
-                         f"{soh[-1][1]:.1f} %" if soh else "no readings")
-            + (f"; forecast to reach {threshold:.0f} % on {detail.device.replace_by:%Y-%m-%d}" if forecast else ""))
+            description=(
+                f"{len(soh)} readings from {soh[0][0]:%Y-%m-%d} to {soh[-1][0]:%Y-%m-%d}, last {soh[-1][1]:.1f} %"
+                if soh
+                else "no readings"
+            )
+            + (f"; forecast to reach {threshold:.0f} % on {detail.device.replace_by:%Y-%m-%d}" if forecast else ""),
+        )
         return page(request, "device.html", d=detail, chart=chart, soh=soh[-10:][::-1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -18,36 +18,73 @@ from litestar.datastructures import FormMultiDict
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
+from central.access.auth import Caller, user_with
+from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_form, in_path, touches
+from central.core.providers import Injected
+from central.core.store import CentralStore
+from central.evidence import audit
+from central.evidence.clip_records import ClipRecords
+from central.evidence.holds import HELD_CLIPS
+from central.evidence.retention import CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest, RetentionService
+from central.registry.assignments import AssignmentService, AttributeRequest
+from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, NotFound
-from central.evidence import audit
-from central.access.auth import Caller, user_with
-from central.core.providers import Injected
-from central.evidence.clip_records import ClipRecords
-from central.core.store import CentralStore
-from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page
-from central.registry.assignments import AssignmentService, AttributeRequest
-from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_form, in_path, touches
-from central.evidence.holds import HELD_CLIPS
-from central.evidence.retention import CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest, RetentionService
 
-STATES = {"": "any", "kept": "kept", "held": "held", "review": "due for review", "unattributed": "attributed to nobody",
-          "deleted": "soft-deleted", "purged": "purged"}
-STATE_SQL = {"kept": "c.deleted_at IS NULL", "deleted": "c.deleted_at IS NOT NULL AND c.purged_at IS NULL",
-             "purged": "c.purged_at IS NOT NULL",
-             "review": "c.rowid IN (SELECT rowid FROM clips INDEXED BY clips_review_due WHERE review "
-                       "AND deleted_at IS NULL AND retain_until <= :now)",
-             "held": f"c.clip_id IN ({HELD_CLIPS})",
-             "unattributed": "c.clip_id IN (SELECT clip_id FROM attributions INDEXED BY attributions_unattributed "
-                             "WHERE officer_id IS NULL)"}
+STATES = {
+    "": "any",
+    "kept": "kept",
+    "held": "held",
+    "review": "due for review",
+    "unattributed": "attributed to nobody",
+    "deleted": "soft-deleted",
+    "purged": "purged",
+}
+STATE_SQL = {
+    "kept": "c.deleted_at IS NULL",
+    "deleted": "c.deleted_at IS NOT NULL AND c.purged_at IS NULL",
+    "purged": "c.purged_at IS NOT NULL",
+    "review": "c.rowid IN (SELECT rowid FROM clips INDEXED BY clips_review_due WHERE review "
+    "AND deleted_at IS NULL AND retain_until <= :now)",
+    "held": f"c.clip_id IN ({HELD_CLIPS})",
+    "unattributed": "c.clip_id IN (SELECT clip_id FROM attributions INDEXED BY attributions_unattributed "
+    "WHERE officer_id IS NULL)",
+}
 SMALL_SETS = {"review", "held", "unattributed"}
 """States whose clips are few: found through their own index and sorted, not by scanning all clips by time."""
 PAGE = 50
-ACTIONS = ("ingest", "upload-verified", "view", "download", "categorise", "hold", "release", "case-add", "review",
-           "soft-delete", "restore", "purge", "assign", "unassign", "check-out", "check-in", "attribute", "register",
-           "lifecycle", "login", "login-failed", "login-lockout", "login-throttled", "logout", "user-add",
-           "token-create", "token-revoke", "config-change", "rollout-commit")
+ACTIONS = (
+    "ingest",
+    "upload-verified",
+    "view",
+    "download",
+    "categorise",
+    "hold",
+    "release",
+    "case-add",
+    "review",
+    "soft-delete",
+    "restore",
+    "purge",
+    "assign",
+    "unassign",
+    "check-out",
+    "check-in",
+    "attribute",
+    "register",
+    "lifecycle",
+    "login",
+    "login-failed",
+    "login-lockout",
+    "login-throttled",
+    "logout",
+    "user-add",
+    "token-create",
+    "token-revoke",
+    "config-change",
+    "rollout-commit",
+)
 """Suggested in the audit page's action filter (any action can be typed)."""
 
 
@@ -75,13 +112,14 @@ def _day(value: str | None, name: str) -> str | None:
     if not value:
         return None
     try:
-        return to_iso(datetime.fromisoformat(value).replace(tzinfo=timezone.utc))
+        return to_iso(datetime.fromisoformat(value).replace(tzinfo=UTC))
     except ValueError:
         raise BadRequest(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def search_clips(store: CentralStore, filters: dict[str, str], within: str | None, before: tuple[str, str] | None
-                 ) -> list[ClipRow]:
+def search_clips(
+    store: CentralStore, filters: dict[str, str], within: str | None, before: tuple[str, str] | None
+) -> list[ClipRow]:
     """Newest first, keyset-paged; every filter rides an index (officer, camera, time). ``within``:
     only the clips that borough's cameras recorded."""
     where, params = ["c.state = 'verified'"], {"now": to_iso(utc_now()), "limit": PAGE + 1}
@@ -109,17 +147,35 @@ def search_clips(store: CentralStore, filters: dict[str, str], within: str | Non
     if before:
         where.append("(c.recorded_at, c.clip_id) < (:b_at, :b_id)")
         params.update(b_at=before[0], b_id=before[1])
-    sql = ("SELECT c.clip_id, c.recorded_at, c.device_serial, a.officer_id, c.station_id, c.categories, "
-           "c.retain_until, c.deleted_at, c.purged_at, c.size FROM clips c LEFT JOIN attributions a ON "
-           "a.clip_id = c.clip_id WHERE " + " AND ".join(where)
-           + (" ORDER BY +c.recorded_at DESC, c.clip_id DESC" if filters["state"] in SMALL_SETS
-              else " ORDER BY c.recorded_at DESC, c.clip_id DESC") + " LIMIT :limit")
+    sql = (
+        "SELECT c.clip_id, c.recorded_at, c.device_serial, a.officer_id, c.station_id, c.categories, "
+        "c.retain_until, c.deleted_at, c.purged_at, c.size FROM clips c LEFT JOIN attributions a ON "
+        "a.clip_id = c.clip_id WHERE "
+        + " AND ".join(where)
+        + (
+            " ORDER BY +c.recorded_at DESC, c.clip_id DESC"
+            if filters["state"] in SMALL_SETS
+            else " ORDER BY c.recorded_at DESC, c.clip_id DESC"
+        )
+        + " LIMIT :limit"
+    )
     with store.writer.read() as db:
         rows = db.execute(sql, params).fetchall()
-    return [ClipRow(clip_id=r[0], recorded_at=from_iso(r[1]), device_serial=r[2], officer_id=r[3], station_id=r[4],
-                    categories=json.loads(r[5]), retain_until=from_iso(r[6]) if r[6] else None,
-                    deleted_at=from_iso(r[7]) if r[7] else None, purged_at=from_iso(r[8]) if r[8] else None,
-                    size=r[9]) for r in rows]
+    return [
+        ClipRow(
+            clip_id=r[0],
+            recorded_at=from_iso(r[1]),
+            device_serial=r[2],
+            officer_id=r[3],
+            station_id=r[4],
+            categories=json.loads(r[5]),
+            retain_until=from_iso(r[6]) if r[6] else None,
+            deleted_at=from_iso(r[7]) if r[7] else None,
+            purged_at=from_iso(r[8]) if r[8] else None,
+            size=r[9],
+        )
+        for r in rows
+    ]
 
 
 ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
@@ -130,7 +186,11 @@ class EvidencePages(DashboardPages):
 
     @get("/clips", summary="Search clips", guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
     def clips_page(
-        self, request: Request, within: Scoped, retention: Injected[RetentionService], store: Injected[CentralStore],
+        self,
+        request: Request,
+        within: Scoped,
+        retention: Injected[RetentionService],
+        store: Injected[CentralStore],
         officer: Annotated[str | None, QueryParameter(max_length=64)] = None,
         device: Annotated[str | None, QueryParameter(max_length=64)] = None,
         recorded_from: Annotated[str | None, QueryParameter(max_length=10)] = None,
@@ -139,8 +199,14 @@ class EvidencePages(DashboardPages):
         clip_state: Annotated[str | None, QueryParameter(name="state", max_length=16)] = None,
         before: Annotated[str | None, QueryParameter(max_length=120)] = None,
     ) -> Template:
-        filters = {"officer": officer or "", "device": device or "", "recorded_from": recorded_from or "",
-                   "recorded_to": recorded_to or "", "category": category or "", "state": clip_state or ""}
+        filters = {
+            "officer": officer or "",
+            "device": device or "",
+            "recorded_from": recorded_from or "",
+            "recorded_to": recorded_to or "",
+            "category": category or "",
+            "state": clip_state or "",
+        }
         if filters["state"] not in STATES:
             raise BadRequest(f"unknown state {clip_state!r}")
         categories = sorted(retention.rules().categories)
@@ -151,15 +217,33 @@ class EvidencePages(DashboardPages):
         more = len(rows) > PAGE
         rows = rows[:PAGE]
         query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
-        return page(request, "clips.html", rows=rows, filters=filters, states=STATES, categories=categories,
-                    query=query,
-                    next_before=f"{to_iso(rows[-1].recorded_at)}|{rows[-1].clip_id}" if more else None)
+        return page(
+            request,
+            "clips.html",
+            rows=rows,
+            filters=filters,
+            states=STATES,
+            categories=categories,
+            query=query,
+            next_before=f"{to_iso(rows[-1].recorded_at)}|{rows[-1].clip_id}" if more else None,
+        )
 
-    @get("/clips/{clip_id:str}", summary="One clip: retention, holds, playback", guards=[user_with("supervisor")],
-         scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def clip_page(self, request: Request, principal: Caller, clips: Injected[ClipRecords],
-                  assignments: Injected[AssignmentService], retention: Injected[RetentionService],
-                  clip_id: ClipIdPath) -> Template:
+    @get(
+        "/clips/{clip_id:str}",
+        summary="One clip: retention, holds, playback",
+        guards=[user_with("supervisor")],
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def clip_page(
+        self,
+        request: Request,
+        principal: Caller,
+        clips: Injected[ClipRecords],
+        assignments: Injected[AssignmentService],
+        retention: Injected[RetentionService],
+        clip_id: ClipIdPath,
+    ) -> Template:
         clip = clips.clip(clip_id)
         if clip is None:
             raise NotFound(f"no clip {clip_id} at central")
@@ -170,77 +254,192 @@ class EvidencePages(DashboardPages):
             pass
         kept = retention.clip(clip_id)
         holds = [h for h in retention.holds(True, 1000) if h.id in kept.held_by]
-        return page(request, "clip.html", clip=clip, attribution=attribution, r=kept, holds=holds,
-                    categories=sorted(retention.rules().categories),
-                    can_restore=allowed(request, "admin"), can_custody=allowed(request, "auditor"))
+        return page(
+            request,
+            "clip.html",
+            clip=clip,
+            attribution=attribution,
+            r=kept,
+            holds=holds,
+            categories=sorted(retention.rules().categories),
+            can_restore=allowed(request, "admin"),
+            can_custody=allowed(request, "auditor"),
+        )
 
-    @post("/clips/{clip_id:str}/hold", summary="Hold a clip", guards=[user_with("supervisor")], opt=FORM,
-          scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def hold(self, principal: Caller, form: Injected[FormMultiDict], retention: Injected[RetentionService],
-             clip_id: ClipIdPath) -> Redirect:
-        return _act(f"/clips/{clip_id}", "held", lambda: retention.place_hold(
-            HoldRequest(kind="clip", clip_id=clip_id, reason=_reason(form)), principal.name))
+    @post(
+        "/clips/{clip_id:str}/hold",
+        summary="Hold a clip",
+        guards=[user_with("supervisor")],
+        opt=FORM,
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def hold(
+        self,
+        principal: Caller,
+        form: Injected[FormMultiDict],
+        retention: Injected[RetentionService],
+        clip_id: ClipIdPath,
+    ) -> Redirect:
+        return _act(
+            f"/clips/{clip_id}",
+            "held",
+            lambda: retention.place_hold(
+                HoldRequest(kind="clip", clip_id=clip_id, reason=_reason(form)), principal.name
+            ),
+        )
 
-    @post("/clips/{clip_id:str}/release/{hold_id:int}", summary="Release a hold", guards=[user_with("supervisor")],
-          opt=FORM, scope=touches(in_path("clip", "clip_id"), in_path("hold", "hold_id")), sync_to_thread=True)
-    def release(self, principal: Caller, form: Injected[FormMultiDict], retention: Injected[RetentionService],
-                clip_id: ClipIdPath, hold_id: Annotated[int, PathParameter(ge=1, le=2**62)]) -> Redirect:
-        return _act(f"/clips/{clip_id}", "released", lambda: retention
-                    .release_hold(hold_id, ReleaseRequest(reason=_reason(form)), principal.name))
+    @post(
+        "/clips/{clip_id:str}/release/{hold_id:int}",
+        summary="Release a hold",
+        guards=[user_with("supervisor")],
+        opt=FORM,
+        scope=touches(in_path("clip", "clip_id"), in_path("hold", "hold_id")),
+        sync_to_thread=True,
+    )
+    def release(
+        self,
+        principal: Caller,
+        form: Injected[FormMultiDict],
+        retention: Injected[RetentionService],
+        clip_id: ClipIdPath,
+        hold_id: Annotated[int, PathParameter(ge=1, le=2**62)],
+    ) -> Redirect:
+        return _act(
+            f"/clips/{clip_id}",
+            "released",
+            lambda: retention.release_hold(hold_id, ReleaseRequest(reason=_reason(form)), principal.name),
+        )
 
-    @post("/clips/{clip_id:str}/categories", summary="Set categories", guards=[user_with("supervisor")], opt=FORM,
-          scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def categorise(self, principal: Caller, form: Injected[FormMultiDict], retention: Injected[RetentionService],
-                   clip_id: ClipIdPath) -> Redirect:
-        return _act(f"/clips/{clip_id}", "categorised", lambda: retention.categorise(
-            clip_id, CategoriesRequest(categories=[str(c) for c in form.getall("category", [])][:32],
-                                       reason=_reason(form), confirm=form.get("confirm") == "yes"), principal.name))
+    @post(
+        "/clips/{clip_id:str}/categories",
+        summary="Set categories",
+        guards=[user_with("supervisor")],
+        opt=FORM,
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def categorise(
+        self,
+        principal: Caller,
+        form: Injected[FormMultiDict],
+        retention: Injected[RetentionService],
+        clip_id: ClipIdPath,
+    ) -> Redirect:
+        return _act(
+            f"/clips/{clip_id}",
+            "categorised",
+            lambda: retention.categorise(
+                clip_id,
+                CategoriesRequest(
+                    categories=[str(c) for c in form.getall("category", [])][:32],
+                    reason=_reason(form),
+                    confirm=form.get("confirm") == "yes",
+                ),
+                principal.name,
+            ),
+        )
 
-    @post("/clips/{clip_id:str}/attribution", summary="Attribute a clip to an officer",
-          guards=[user_with("supervisor")], opt=FORM,
-          scope=touches(in_path("clip", "clip_id"), in_form("officer", "officer_id")), sync_to_thread=True)
-    def attribute(self, principal: Caller, form: Injected[FormMultiDict], assignments: Injected[AssignmentService],
-                  clip_id: ClipIdPath) -> Redirect:
+    @post(
+        "/clips/{clip_id:str}/attribution",
+        summary="Attribute a clip to an officer",
+        guards=[user_with("supervisor")],
+        opt=FORM,
+        scope=touches(in_path("clip", "clip_id"), in_form("officer", "officer_id")),
+        sync_to_thread=True,
+    )
+    def attribute(
+        self,
+        principal: Caller,
+        form: Injected[FormMultiDict],
+        assignments: Injected[AssignmentService],
+        clip_id: ClipIdPath,
+    ) -> Redirect:
 
         def attribute():
-            request_ = msgspec.convert({"officer_id": field(form, "officer_id", 64), "reason": _reason(form)},
-                                       AttributeRequest)
+            request_ = msgspec.convert(
+                {"officer_id": field(form, "officer_id", 64), "reason": _reason(form)}, AttributeRequest
+            )
             assignments.attribute(clip_id, request_, principal.name)
 
         return _act(f"/clips/{clip_id}", "attributed", attribute)
 
-    @post("/clips/{clip_id:str}/restore", summary="Restore a soft-deleted clip", guards=[user_with("admin")], opt=FORM,
-          scope=touches(in_path("clip", "clip_id")), sync_to_thread=True)
-    def restore(self, principal: Caller, form: Injected[FormMultiDict], retention: Injected[RetentionService],
-                clip_id: ClipIdPath) -> Redirect:
-        return _act(f"/clips/{clip_id}", "restored", lambda: retention.restore(
-            clip_id, RestoreRequest(reason=_reason(form)), principal.name))
+    @post(
+        "/clips/{clip_id:str}/restore",
+        summary="Restore a soft-deleted clip",
+        guards=[user_with("admin")],
+        opt=FORM,
+        scope=touches(in_path("clip", "clip_id")),
+        sync_to_thread=True,
+    )
+    def restore(
+        self,
+        principal: Caller,
+        form: Injected[FormMultiDict],
+        retention: Injected[RetentionService],
+        clip_id: ClipIdPath,
+    ) -> Redirect:
+        return _act(
+            f"/clips/{clip_id}",
+            "restored",
+            lambda: retention.restore(clip_id, RestoreRequest(reason=_reason(form)), principal.name),
+        )
 
     @get("/audit", summary="The audit trail", guards=[user_with("auditor")], scope=FORCE_WIDE, sync_to_thread=True)
     def audit_page(
-        self, request: Request, principal: Caller, store: Injected[CentralStore], chain_check: Injected[ChainCheck],
+        self,
+        request: Request,
+        principal: Caller,
+        store: Injected[CentralStore],
+        chain_check: Injected[ChainCheck],
         actor: Annotated[str | None, QueryParameter(max_length=64)] = None,
         action: Annotated[str | None, QueryParameter(max_length=32)] = None,
         object_type: Annotated[str | None, QueryParameter(max_length=32)] = None,
         object_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
         before: Annotated[int | None, QueryParameter(ge=1)] = None,
     ) -> Template:
-        filters = {"actor": actor or "", "action": action or "", "object_type": object_type or "",
-                   "object_id": object_id or ""}
+        filters = {
+            "actor": actor or "",
+            "action": action or "",
+            "object_type": object_type or "",
+            "object_id": object_id or "",
+        }
         where = [f"{k} = :{k}" for k, v in filters.items() if v] + (["id < :before"] if before else [])
-        sql = ("SELECT id, at, actor, place, action, object_type, object_id, detail FROM audit"
-               + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY id DESC LIMIT {PAGE + 1}")
+        sql = (
+            "SELECT id, at, actor, place, action, object_type, object_id, detail FROM audit"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY id DESC LIMIT {PAGE + 1}"
+        )
         with store.writer.read() as db:
             rows = db.execute(sql, {**filters, "before": before}).fetchall()
         more = len(rows) > PAGE
-        return page(request, "audit.html", rows=rows[:PAGE], filters=filters, actions=ACTIONS, check=chain_check.last,
-                    query="&".join(f"{k}={v}" for k, v in filters.items() if v),
-                    next_before=rows[PAGE - 1][0] if more else None)
+        return page(
+            request,
+            "audit.html",
+            rows=rows[:PAGE],
+            filters=filters,
+            actions=ACTIONS,
+            check=chain_check.last,
+            query="&".join(f"{k}={v}" for k, v in filters.items() if v),
+            next_before=rows[PAGE - 1][0] if more else None,
+        )
 
-    @post("/audit/verify", summary="Recompute the audit chain now", guards=[user_with("auditor")], opt=FORM,
-          scope=FORCE_WIDE, sync_to_thread=True)
-    def verify(self, principal: Caller, form: Injected[FormMultiDict], settings: Injected[CentralSettings],
-               store: Injected[CentralStore], chain_check: Injected[ChainCheck]) -> Redirect:
+    @post(
+        "/audit/verify",
+        summary="Recompute the audit chain now",
+        guards=[user_with("auditor")],
+        opt=FORM,
+        scope=FORCE_WIDE,
+        sync_to_thread=True,
+    )
+    def verify(
+        self,
+        principal: Caller,
+        form: Injected[FormMultiDict],
+        settings: Injected[CentralSettings],
+        store: Injected[CentralStore],
+        chain_check: Injected[ChainCheck],
+    ) -> Redirect:
         published = audit.read_published(settings.anchors_file)
         report = audit.verify_file(store.data_dir / "central.db", published)
         chain_check.last = (utc_now(), report, len(published), principal.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from typing import Annotated
 
 from litestar import Request, get, post
@@ -10,26 +10,36 @@ from litestar.datastructures import FormMultiDict
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from fleet.errors import BadRequest
-from central.web import charts
 from central.access.auth import Caller, user_with
+from central.access.scope import FORCE_WIDE
 from central.core.providers import Injected
 from central.rollout.service import PLAN_FIGURES, RolloutService
-from central.access.scope import FORCE_WIDE
+from central.web import charts
 from central.web.dashboard import FORM, DashboardPages, allowed, back, page
+from fleet.errors import BadRequest
 
 
 def _at(day) -> datetime:
-    return datetime.combine(day, time(), timezone.utc)
+    return datetime.combine(day, time(), UTC)
 
 
 class RolloutPages(DashboardPages):
     path = "/rollout"
 
-    @get("/", summary="Roll-out: plan against actual", guards=[user_with("viewer")], scope=PLAN_FIGURES,
-         sync_to_thread=True)
-    def rollout_page(self, request: Request, principal: Caller, rollout: Injected[RolloutService],
-                     borough: Annotated[str | None, QueryParameter(max_length=64)] = None) -> Template:
+    @get(
+        "/",
+        summary="Roll-out: plan against actual",
+        guards=[user_with("viewer")],
+        scope=PLAN_FIGURES,
+        sync_to_thread=True,
+    )
+    def rollout_page(
+        self,
+        request: Request,
+        principal: Caller,
+        rollout: Injected[RolloutService],
+        borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    ) -> Template:
         plan = rollout.plan()
         progress = rollout.progress(borough or None)
         scope = borough or "all"
@@ -37,22 +47,46 @@ class RolloutPages(DashboardPages):
         done = [r for r in rows if r.week <= progress.current_week]
         chart = charts.time_chart(
             f"Roll-out burn-up: {borough or 'the whole force'}",
-            [("planned: officers equipped", [(_at(r.starts), r.planned) for r in rows], "dashed"),
-             ("issued", [(_at(r.starts), r.issued) for r in done], "solid")],
-            y_label="officers", y_min=0,
+            [
+                ("planned: officers equipped", [(_at(r.starts), r.planned) for r in rows], "dashed"),
+                ("issued", [(_at(r.starts), r.issued) for r in done], "solid"),
+            ],
+            y_label="officers",
+            y_min=0,
             description=f"week {progress.current_week}: {done[-1].issued if done else 0:,} issued against "
-                        f"{done[-1].planned if done else 0:,} planned")
+            f"{done[-1].planned if done else 0:,} planned",
+        )
         latest = {r.borough: r for r in progress.rows if r.week == progress.current_week and r.borough != "all"}
         proposals = rollout.proposals("proposed", 20)
-        return page(request, "rollout.html", plan=plan, chart=chart, current=progress.current_week,
-                    latest=sorted(latest.values(), key=lambda r: r.borough), borough=borough or "",
-                    now=done[-1] if done else None, proposals=proposals, can_plan=allowed(request, "planner"))
+        return page(
+            request,
+            "rollout.html",
+            plan=plan,
+            chart=chart,
+            current=progress.current_week,
+            latest=sorted(latest.values(), key=lambda r: r.borough),
+            borough=borough or "",
+            now=done[-1] if done else None,
+            proposals=proposals,
+            can_plan=allowed(request, "planner"),
+        )
 
-    @post("/proposals/{proposal_id:int}/{decision:str}", summary="Commit or discard a proposal",
-          guards=[user_with("planner")], opt=FORM, scope=FORCE_WIDE, sync_to_thread=True)
-    def decide(self, principal: Caller, form: Injected[FormMultiDict], rollout: Injected[RolloutService],
-               proposal_id: Annotated[int, PathParameter(ge=1, le=2**62)],
-               decision: Annotated[str, PathParameter(max_length=16)]) -> Redirect:
+    @post(
+        "/proposals/{proposal_id:int}/{decision:str}",
+        summary="Commit or discard a proposal",
+        guards=[user_with("planner")],
+        opt=FORM,
+        scope=FORCE_WIDE,
+        sync_to_thread=True,
+    )
+    def decide(
+        self,
+        principal: Caller,
+        form: Injected[FormMultiDict],
+        rollout: Injected[RolloutService],
+        proposal_id: Annotated[int, PathParameter(ge=1, le=2**62)],
+        decision: Annotated[str, PathParameter(max_length=16)],
+    ) -> Redirect:
         act = {"commit": (rollout.commit, "committed"), "discard": (rollout.discard, "discarded")}.get(decision)
         if act is None:
             raise BadRequest(f"unknown decision {decision!r}")

@@ -11,16 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from fleet.protocol import Battery
+from simulation.camera import SimClip, dock_camera
 from tests.e2e.harness import Cluster, wait_until
 from tests.test_cli import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "browser test password"  # a test value, not a secret
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 """What this machine's closed network needs (see the env notes): no background connections."""
 
 
@@ -37,32 +45,66 @@ def fleet(tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("browser"), station_ids=("camden",))
     config = cluster.root / "central" / "central.toml"
     with config.open("a") as f:  # the reference roll-out, so the roll-out page has a plan to show
-        f.write(f'[rollout]\nboroughs = "{ROOT / "config" / "boroughs.toml"}"\n'
-                f'scenario = "{ROOT / "config" / "rollout.toml"}"\n')
+        f.write(
+            f'[rollout]\nboroughs = "{ROOT / "config" / "boroughs.toml"}"\n'
+            f'scenario = "{ROOT / "config" / "rollout.toml"}"\n'
+        )
     for name, role in (("f.manager", "admin"), ("s.uper", "supervisor")):
-        added = subprocess.run([sys.executable, "-m", "fleet.cli", "central", "add-user", name, "--role", role,
-                                "--password-stdin", "--config", str(config)], input=PASSWORD + "\n", text=True,
-                               capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        added = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fleet.cli",
+                "central",
+                "add-user",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
+                "--config",
+                str(config),
+            ],
+            input=PASSWORD + "\n",
+            text=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert added.returncode == 0, added.stderr
     cluster.start_central()
     with cluster.admin() as admin:
-        admin.post("/api/v1/officers/", json=[{"officer_id": f"PC{i}", "borough": "Camden", "role": "response"}
-                                              for i in (1, 2)]).raise_for_status()
-        admin.post("/api/v1/devices/", json=[{"serial": f"BWV-00000{i}", "model": "Axon Body 2", "borough": "Camden",
-                                              "assignment_mode": "personal"} for i in (1, 2, 3)]).raise_for_status()
+        admin.post(
+            "/api/v1/officers/",
+            json=[{"officer_id": f"PC{i}", "borough": "Camden", "role": "response"} for i in (1, 2)],
+        ).raise_for_status()
+        admin.post(
+            "/api/v1/devices/",
+            json=[
+                {"serial": f"BWV-00000{i}", "model": "Axon Body 2", "borough": "Camden", "assignment_mode": "personal"}
+                for i in (1, 2, 3)
+            ],
+        ).raise_for_status()
     cluster.start_station("camden")
     now = utc_now()
     clip = SimClip(size=64_000, recorded_at=now - timedelta(hours=2), tags=["stop_and_search"])
     for day, full_mah in enumerate((2950, 2900, 2840, 2780, 2720, 2650)):
-        dock_camera(cluster.dock_dir("camden"), "BWV-000001", [clip] if day == 5 else [],
-                    docked_at=now - timedelta(days=30 - 6 * day),
-                    battery=Battery(level_pct=40, temperature_c=30, cycle_count=100 + 40 * day,
-                                    full_charge_mah=full_mah, design_mah=3000))
-    wait_until(lambda: cluster.verified({clip.clip_id: None}), 60, "the clip verified at central",
-               check=cluster.check_alive)
+        dock_camera(
+            cluster.dock_dir("camden"),
+            "BWV-000001",
+            [clip] if day == 5 else [],
+            docked_at=now - timedelta(days=30 - 6 * day),
+            battery=Battery(
+                level_pct=40, temperature_c=30, cycle_count=100 + 40 * day, full_charge_mah=full_mah, design_mah=3000
+            ),
+        )
+    wait_until(
+        lambda: cluster.verified({clip.clip_id: None}), 60, "the clip verified at central", check=cluster.check_alive
+    )
     with cluster.admin() as admin:
-        wait_until(lambda: len(admin.get("/api/v1/devices/BWV-000001").json()["battery"]) == 6, 30,
-                   "six dockings applied at central")
+        wait_until(
+            lambda: len(admin.get("/api/v1/devices/BWV-000001").json()["battery"]) == 6,
+            30,
+            "six dockings applied at central",
+        )
     yield cluster, clip
     cluster.stop_all()
 
@@ -77,8 +119,14 @@ class Watched:
 
     def new_page(self, **kwargs):
         page = self.browser.new_page(**kwargs)
-        page.on("console", lambda message: self.violations.append(f"{page.url}: {message.text}")
-                if "Content Security Policy" in message.text else None)
+        page.on(
+            "console",
+            lambda message: (
+                self.violations.append(f"{page.url}: {message.text}")
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
         return page
 
 

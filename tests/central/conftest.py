@@ -20,13 +20,19 @@ TUS = {"Tus-Resumable": "1.0.0"}
 
 
 def make_settings(data_dir, **overrides) -> CentralSettings:
-    return settings_from_dict({
-        "data_dir": str(data_dir), "admin_token": "admin-test-token",
-        "stations": {"camden": {"borough": "Camden", "token": "camden-test-token"},
-                     "kentish": {"borough": "Camden", "token": "kentish-test-token"},
-                     "barnet": {"borough": "Barnet", "token_sha256": hashlib.sha256(b"barnet-test-token").hexdigest()}},
-        **overrides,
-    }, CentralSettings)
+    return settings_from_dict(
+        {
+            "data_dir": str(data_dir),
+            "admin_token": "admin-test-token",
+            "stations": {
+                "camden": {"borough": "Camden", "token": "camden-test-token"},
+                "kentish": {"borough": "Camden", "token": "kentish-test-token"},
+                "barnet": {"borough": "Barnet", "token_sha256": hashlib.sha256(b"barnet-test-token").hexdigest()},
+            },
+            **overrides,
+        },
+        CentralSettings,
+    )
 
 
 @pytest.fixture
@@ -41,14 +47,28 @@ def client(settings):
 
 
 def metadata(data: bytes, clip_id: str | None = None, **extra) -> str:
-    return encode_upload_metadata(UploadMetadata(
-        clip_id=uuid.UUID(clip_id) if clip_id else uuid.uuid4(), sha256=hashlib.sha256(data).hexdigest(),
-        device_serial="BWV-000123", recorded_at=RECORDED, filename="clip.mp4", **extra))
+    return encode_upload_metadata(
+        UploadMetadata(
+            clip_id=uuid.UUID(clip_id) if clip_id else uuid.uuid4(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            device_serial="BWV-000123",
+            recorded_at=RECORDED,
+            filename="clip.mp4",
+            **extra,
+        )
+    )
 
 
 def create(client, data: bytes, headers=CAMDEN, clip_id: str | None = None, length: int | None = None):
-    return client.post("/api/v1/uploads/", headers={**headers, **TUS, "Upload-Length": str(len(data) if length is None else length),
-                                                    "Upload-Metadata": metadata(data, clip_id)})
+    return client.post(
+        "/api/v1/uploads/",
+        headers={
+            **headers,
+            **TUS,
+            "Upload-Length": str(len(data) if length is None else length),
+            "Upload-Metadata": metadata(data, clip_id),
+        },
+    )
 
 
 def checksum(data: bytes, algorithm: str = "sha256") -> str:

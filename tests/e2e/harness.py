@@ -19,13 +19,18 @@ from typing import Any
 import httpx
 
 from simulation import local_cluster
-from simulation.local_cluster import free_port  # noqa: F401  (tests import it from here)
+from simulation.local_cluster import free_port
 
 ADMIN_TOKEN = "test-admin-token"  # test value, not a secret
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, message: str = "condition",
-               interval: float = 0.05, check: Callable[[], None] | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    message: str = "condition",
+    interval: float = 0.05,
+    check: Callable[[], None] | None = None,
+) -> Any:
     """``simulation.local_cluster.wait_until`` with the tests' defaults (a short poll, 30 s)."""
     return local_cluster.wait_until(predicate, timeout, message, interval=interval, check=check)
 
@@ -41,8 +46,13 @@ class Process:
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
-            self.popen = subprocess.Popen([*self.launcher, *self.args], stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self.popen = subprocess.Popen(
+                [*self.launcher, *self.args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -78,13 +88,15 @@ class Cluster:
 
     def __post_init__(self) -> None:
         (self.root / "central").mkdir(parents=True, exist_ok=True)
-        lines = [f'port = {self.port}', 'data_dir = "data"', f'admin_token = "{ADMIN_TOKEN}"',
-                 'log_level = "debug"']
+        lines = [f"port = {self.port}", 'data_dir = "data"', f'admin_token = "{ADMIN_TOKEN}"', 'log_level = "debug"']
         for table, values in self.central_tables.items():
             lines += [f"[{table}]", *(f"{k} = {_toml(v)}" for k, v in values.items())]
         for sid in self.station_ids:
-            lines += [f"[stations.{sid}]", f'borough = "{sid.title()}"',
-                      f'token_sha256 = "{hashlib.sha256(self.token(sid).encode()).hexdigest()}"']
+            lines += [
+                f"[stations.{sid}]",
+                f'borough = "{sid.title()}"',
+                f'token_sha256 = "{hashlib.sha256(self.token(sid).encode()).hexdigest()}"',
+            ]
         (self.root / "central" / "central.toml").write_text("\n".join(lines) + "\n")
         for sid in self.station_ids:
             self.write_station_config(sid, self.url)
@@ -100,12 +112,25 @@ class Cluster:
     def write_station_config(self, station_id: str, central_url: str, **overrides: Any) -> Path:
         folder = self.root / station_id
         (folder / "dock").mkdir(parents=True, exist_ok=True)
-        settings = {"station_id": station_id, "borough": station_id.title(), "central_url": central_url,
-                    "token": self.token(station_id), "data_dir": "data", "dock_dir": "dock",
-                    "scan_interval_s": 0.2, "sync_interval_s": 0.5, "retry_initial_s": 0.2, "retry_max_s": 1.0,
-                    "verified_grace_hours": 0.0, "chunk_bytes": 256 * 1024, "log_level": "debug",
-                    "events_interval_s": 0.3, "feed_wait_s": 1.0,
-                    **self.station_settings, **overrides}
+        settings = {
+            "station_id": station_id,
+            "borough": station_id.title(),
+            "central_url": central_url,
+            "token": self.token(station_id),
+            "data_dir": "data",
+            "dock_dir": "dock",
+            "scan_interval_s": 0.2,
+            "sync_interval_s": 0.5,
+            "retry_initial_s": 0.2,
+            "retry_max_s": 1.0,
+            "verified_grace_hours": 0.0,
+            "chunk_bytes": 256 * 1024,
+            "log_level": "debug",
+            "events_interval_s": 0.3,
+            "feed_wait_s": 1.0,
+            **self.station_settings,
+            **overrides,
+        }
         text = "\n".join(f"{k} = {_toml(v)}" for k, v in settings.items()) + "\n"
         (folder / "station.toml").write_text(text)
         return folder / "station.toml"
@@ -122,16 +147,24 @@ class Cluster:
     # -- processes -------------------------------------------------------------------------
 
     def start_central(self) -> Process:
-        proc = Process("central", ["central", "serve", "--config", str(self.root / "central" / "central.toml")],
-                       self.root / "central.log", **self._launcher("central"))
+        proc = Process(
+            "central",
+            ["central", "serve", "--config", str(self.root / "central" / "central.toml")],
+            self.root / "central.log",
+            **self._launcher("central"),
+        )
         proc.start()
         self.processes["central"] = proc
         wait_until(self.central_healthy, 90, "central /healthz", check=proc.check)
         return proc
 
     def start_station(self, station_id: str) -> Process:
-        proc = Process(station_id, ["station", "run", "--config", str(self.root / station_id / "station.toml")],
-                       self.root / f"{station_id}.log", **self._launcher(station_id))
+        proc = Process(
+            station_id,
+            ["station", "run", "--config", str(self.root / station_id / "station.toml")],
+            self.root / f"{station_id}.log",
+            **self._launcher(station_id),
+        )
         proc.start()
         self.processes[station_id] = proc
         return proc
@@ -192,8 +225,18 @@ class Cluster:
 
         wait_until(lambda: (self.station_data(station_id) / "station.db").exists(), 30, "the station's database")
         result = subprocess.run(
-            [sys.executable, "-m", "fleet.cli", "station", "status", "--json", "--config",
-             str(self.root / station_id / "station.toml")], capture_output=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "fleet.cli",
+                "station",
+                "status",
+                "--json",
+                "--config",
+                str(self.root / station_id / "station.toml"),
+            ],
+            capture_output=True,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr.decode()
         return json.loads(result.stdout)

@@ -6,8 +6,8 @@ import signal
 
 from simulation.camera import SimClip, dock_camera, random_shift
 from tests.e2e.harness import wait_until
-from tests.station.conftest import RECORDED
 from tests.e2e.test_pipeline import expected
+from tests.station.conftest import RECORDED
 from tests.support.faultproxy import FaultProxy
 
 MiB = 1 << 20
@@ -49,8 +49,9 @@ def test_station_killed_mid_upload_then_restarted(make_cluster):
     clips = random_shift(random.Random(5), 2, min_size=6 * MiB, max_size=8 * MiB)
     dock_camera(cluster.dock_dir("camden"), "BWV-000001", clips)
     parts = cluster.central_data() / "uploads"
-    wait_until(lambda: any(p.stat().st_size > 1 * MiB for p in parts.glob("*.part")), 30,
-               "central holding part of an upload")
+    wait_until(
+        lambda: any(p.stat().st_size > 1 * MiB for p in parts.glob("*.part")), 30, "central holding part of an upload"
+    )
     station.kill(signal.SIGKILL)
     cluster.start_station("camden")
     want = expected(clips)
@@ -86,8 +87,15 @@ def test_central_down_station_keeps_ingesting_then_drains(make_cluster):
     cluster.start_station("camden")  # central not started: it is "down"
     clips = random_shift(random.Random(8), 5, min_size=1000, max_size=200_000)
     dock_camera(cluster.dock_dir("camden"), "BWV-000001", clips)
-    status = wait_until(lambda: (s := cluster.station_status("camden"))["pending_clips"] == 5 and
-                        s["clips_by_state"].get("waiting", 0) >= 1 and s, 30, "clips ingested and waiting")
+    status = wait_until(
+        lambda: (
+            (s := cluster.station_status("camden"))["pending_clips"] == 5
+            and s["clips_by_state"].get("waiting", 0) >= 1
+            and s
+        ),
+        30,
+        "clips ingested and waiting",
+    )
     assert status["verified_clips"] == 0 and status["waiting_clips"][0]["last_error"]
     folder = next(cluster.dock_dir("camden").iterdir())
     assert (folder / "INGESTED.json").exists()  # the camera was wiped: the station holds them now
@@ -117,10 +125,14 @@ def test_station_stops_promptly_on_sigterm_while_retrying(make_cluster):
     """A clean stop must not wait on (or deadlock with) jobs that are rescheduling themselves."""
     cluster = make_cluster()
     station = cluster.start_station("camden")  # central is down: every pass fails and reschedules
-    dock_camera(cluster.dock_dir("camden"), "BWV-000001", random_shift(random.Random(10), 3, min_size=1000,
-                                                                       max_size=5000))
-    wait_until(lambda: cluster.station_status("camden")["clips_by_state"].get("waiting", 0) >= 1, 30,
-               "uploads failing and being rescheduled")
+    dock_camera(
+        cluster.dock_dir("camden"), "BWV-000001", random_shift(random.Random(10), 3, min_size=1000, max_size=5000)
+    )
+    wait_until(
+        lambda: cluster.station_status("camden")["clips_by_state"].get("waiting", 0) >= 1,
+        30,
+        "uploads failing and being rescheduled",
+    )
     station.kill(signal.SIGTERM)  # raises if the process does not exit
     assert station.popen.returncode == 0
     assert "station camden stopped" in station.log.read_text()

@@ -37,8 +37,11 @@ def test_docked_clips_arrive_verified_with_matching_sha256(make_cluster):
         body = client.get(f"/api/v1/clips/{some.clip_id}/content").raise_for_status().content
         assert hashlib.sha256(body).hexdigest() == want[some.clip_id][0]
 
-    status = wait_until(lambda: (s := cluster.station_status("camden"))["local_copies"] == 0 and s,
-                        30, "local copies deleted after the (zero) grace period")
+    status = wait_until(
+        lambda: (s := cluster.station_status("camden"))["local_copies"] == 0 and s,
+        30,
+        "local copies deleted after the (zero) grace period",
+    )
     assert status["pending_clips"] == 0 and status["verified_clips"] == 6
     assert status["failed_folders"] == []
 

@@ -10,11 +10,41 @@ def test_a_small_force_through_an_outage_loses_nothing(tmp_path):
     # Central's restart begins its start-up time before the outage's end; a short outage in a fast
     # day is eaten by that lead on a loaded host before a shift docks: 12 h at 2 simulated h a second.
     result = subprocess.run(
-        [sys.executable, "-m", "fleet.cli", "simulate", "--devices", "300", "--boroughs", "2",
-         "--stations-per-borough", "2", "--days", "2", "--outage", "12", "--day-seconds", "12", "--hosts", "2",
-         "--shifts-per-week", "5", "--clips-per-shift", "1", "--seed", "3", "--drain-timeout", "120",
-         "--workdir", str(tmp_path / "sim"), "--out", str(out)],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "fleet.cli",
+            "simulate",
+            "--devices",
+            "300",
+            "--boroughs",
+            "2",
+            "--stations-per-borough",
+            "2",
+            "--days",
+            "2",
+            "--outage",
+            "12",
+            "--day-seconds",
+            "12",
+            "--hosts",
+            "2",
+            "--shifts-per-week",
+            "5",
+            "--clips-per-shift",
+            "1",
+            "--seed",
+            "3",
+            "--drain-timeout",
+            "120",
+            "--workdir",
+            str(tmp_path / "sim"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     summary = json.loads(out.read_text())
@@ -22,10 +52,22 @@ def test_a_small_force_through_an_outage_loses_nothing(tmp_path):
 
     docked, check = summary["docked"], summary["check"]
     assert docked["dockings"] > 100 and docked["clips"] > 100
-    assert check["clips"] == {"ok": docked["clips"], "lost": 0, "duplicated": 0, "corrupted": 0, "unexpected": 0,
-                              "examples": []}
-    assert check["telemetry"] == {"ok": docked["dockings"], "lost": 0, "duplicated": 0, "corrupted": 0,
-                                  "unexpected": 0, "examples": []}
+    assert check["clips"] == {
+        "ok": docked["clips"],
+        "lost": 0,
+        "duplicated": 0,
+        "corrupted": 0,
+        "unexpected": 0,
+        "examples": [],
+    }
+    assert check["telemetry"] == {
+        "ok": docked["dockings"],
+        "lost": 0,
+        "duplicated": 0,
+        "corrupted": 0,
+        "unexpected": 0,
+        "examples": [],
+    }
     assert check["bytes_spot_check"]["clips"] > 0 and check["bytes_spot_check"]["mismatched"] == 0
     central = summary["central"]
     assert central["clips_verified"] == docked["clips"]
@@ -72,8 +114,25 @@ def test_sigterm_stops_the_simulation_and_every_process_it_started(tmp_path):
 
     workdir = tmp_path / "sim"
     sim = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli", "simulate", "--devices", "200", "--boroughs", "2", "--days", "30",
-         "--hosts", "2", "--workdir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "fleet.cli",
+            "simulate",
+            "--devices",
+            "200",
+            "--boroughs",
+            "2",
+            "--days",
+            "30",
+            "--hosts",
+            "2",
+            "--workdir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while len(_processes_of(workdir)) < 3 and time.monotonic() < deadline:  # central and both hosts

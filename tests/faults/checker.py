@@ -63,8 +63,9 @@ class History:
         A dock counts as in flight until all its clips are verified (its event goes up with them).
         """
         self.touched |= {c for c in self.clips if c not in settled_clips}
-        self.touched |= {f"{s}/{f}" for (s, f), d in self.docks.items()
-                         if not all(c in settled_clips for c in d.clip_ids)}
+        self.touched |= {
+            f"{s}/{f}" for (s, f), d in self.docks.items() if not all(c in settled_clips for c in d.clip_ids)
+        }
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,11 @@ class Verdict:
         return not any(self.clips[b] or self.docks[b] for b in BAD)
 
     def as_dict(self) -> dict:
-        return {"clips": {k: self.clips[k] for k in (*OUTCOMES, "unexpected")},
-                "docks": {k: self.docks[k] for k in (*OUTCOMES, "unexpected")}, "valid": self.valid}
+        return {
+            "clips": {k: self.clips[k] for k in (*OUTCOMES, "unexpected")},
+            "docks": {k: self.docks[k] for k in (*OUTCOMES, "unexpected")},
+            "valid": self.valid,
+        }
 
 
 def check(history: History, clips: list[CentralClip], blob_count: int, events: list[CentralEvent]) -> Verdict:
@@ -114,15 +118,20 @@ def check(history: History, clips: list[CentralClip], blob_count: int, events: l
             outcome = "lost"
         elif len(found) > 1:
             outcome = "duplicated"
-        elif (found[0].sha256, found[0].size, found[0].content_sha256) != (created.sha256, created.size,
-                                                                            created.sha256):
+        elif (found[0].sha256, found[0].size, found[0].content_sha256) != (
+            created.sha256,
+            created.size,
+            created.sha256,
+        ):
             outcome = "corrupted"
         else:
             outcome = "recovered" if clip_id in history.touched else "ok"
         verdict.clips[outcome] += 1
         if outcome not in ("ok", "recovered"):
-            verdict.problems.append(f"clip {clip_id} from {created.station_id}: {outcome} "
-                                    f"(central: {[(c.state, c.sha256[:12], c.size) for c in found]})")
+            verdict.problems.append(
+                f"clip {clip_id} from {created.station_id}: {outcome} "
+                f"(central: {[(c.state, c.sha256[:12], c.size) for c in found]})"
+            )
     for clip_id in set(by_id) - set(history.clips):
         verdict.clips["unexpected"] += 1
         verdict.problems.append(f"clip {clip_id} at central was never docked")
@@ -141,7 +150,9 @@ def check(history: History, clips: list[CentralClip], blob_count: int, events: l
         elif len(found) > 1:
             outcome = "duplicated"
         elif (found[0].body["device"]["serial"], float(found[0].body["device"]["battery"]["level_pct"])) != (
-                created.serial, created.battery_pct):
+            created.serial,
+            created.battery_pct,
+        ):
             outcome = "corrupted"
         else:
             outcome = "recovered" if f"{key[0]}/{key[1]}" in history.touched else "ok"

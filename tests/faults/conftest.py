@@ -16,8 +16,12 @@ QUICK_SEEDS = (0, 1, 2)
 
 
 def pytest_addoption(parser):
-    parser.addoption("--fault-seeds", type=int, default=None,
-                     help="run fault scenarios for seeds 0..N-1 (default: the quick set %s)" % (QUICK_SEEDS,))
+    parser.addoption(
+        "--fault-seeds",
+        type=int,
+        default=None,
+        help="run fault scenarios for seeds 0..N-1 (default: the quick set %s)" % (QUICK_SEEDS,),
+    )
 
 
 def pytest_generate_tests(metafunc):
@@ -40,4 +44,5 @@ def record_outcome():
         if path:
             with open(path, "a") as f:
                 f.write(json.dumps(outcome.as_dict()) + "\n")
+
     return record

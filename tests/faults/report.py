@@ -28,16 +28,23 @@ def render(lines: list[dict], seeds: int | None = None) -> str:
     seconds = [line["seconds"] for line in lines]
     columns = (*OUTCOMES, "unexpected")
     missing = sorted(set(range(seeds)) - {line["seed"] for line in lines}) if seeds else []
-    out = [f"{len(lines)} seeded scenarios checked, {len(invalid)} invalid{': seeds ' + str(invalid) if invalid else ''}"
-           f"{f'; {len(missing)} of {seeds} failed before the check: seeds {missing}' if missing else ''}; "
-           f"median {statistics.median(seconds):.0f} s a scenario (max {max(seconds):.0f} s).", "",
-           "| items | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    out = [
+        f"{len(lines)} seeded scenarios checked, {len(invalid)} invalid{': seeds ' + str(invalid) if invalid else ''}"
+        f"{f'; {len(missing)} of {seeds} failed before the check: seeds {missing}' if missing else ''}; "
+        f"median {statistics.median(seconds):.0f} s a scenario (max {max(seconds):.0f} s).",
+        "",
+        "| items | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
     for name, counts in (("clips", clips), ("dock telemetry", docks)):
         out.append(f"| {name} | " + " | ".join(f"{counts[c]:,}" for c in columns) + " |")
     out += ["", "| fault kind | scenarios |", "|---|---:|"]
     out += [f"| {kind} | {count} |" for kind, count in sorted(kinds.items())]
-    out += ["", f"Central refused {refused['503']:,} requests with 503 and {refused['429']:,} with 429 "
-            "(each with Retry-After) across the runs."]
+    out += [
+        "",
+        f"Central refused {refused['503']:,} requests with 503 and {refused['429']:,} with 429 "
+        "(each with Retry-After) across the runs.",
+    ]
     return "\n".join(out)
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from simulation.camera import SimClip, dock_camera, random_shift
 from fleet.clock import utc_now
+from simulation.camera import SimClip, dock_camera, random_shift
 from tests.e2e.harness import Cluster, wait_until
 from tests.faults.checker import CentralClip, CentralEvent, CreatedClip, CreatedDock, History, Verdict, check
 from tests.faults.disks import SmallDisk
@@ -36,16 +36,39 @@ from tests.support.faultproxy import FaultProxy
 
 KiB, MiB = 1 << 10, 1 << 20
 STATIONS = ("camden", "barnet", "lewisham")
-MENU = ("kill_station_ingest", "kill_station_upload", "kill_central_mid_chunk", "kill_central_before_reply",
-        "reset", "flip", "stall", "bandwidth", "outage_herd", "station_disk_full", "central_disk_full",
-        "clock_skew")
+MENU = (
+    "kill_station_ingest",
+    "kill_station_upload",
+    "kill_central_mid_chunk",
+    "kill_central_before_reply",
+    "reset",
+    "flip",
+    "stall",
+    "bandwidth",
+    "outage_herd",
+    "station_disk_full",
+    "central_disk_full",
+    "clock_skew",
+)
 SETUP = ("station_disk_full", "central_disk_full", "clock_skew")
 """Kinds that shape how the cluster starts; the others are steps during the run."""
 ROTATED = 4
-STATION_SETTINGS = {"request_timeout_s": 3.0, "retry_initial_s": 0.2, "retry_max_s": 2.0, "concurrent_uploads": 2,
-                    "chunk_bytes": 256 * KiB}
-LIMITS = {"uploads_in_flight": 3, "events_in_flight": 2, "other_in_flight": 32, "per_client_in_flight": 2,
-          "retry_after_s": 1, "storage_full_retry_after_s": 2, "body_idle_timeout_s": 5.0}
+STATION_SETTINGS = {
+    "request_timeout_s": 3.0,
+    "retry_initial_s": 0.2,
+    "retry_max_s": 2.0,
+    "concurrent_uploads": 2,
+    "chunk_bytes": 256 * KiB,
+}
+LIMITS = {
+    "uploads_in_flight": 3,
+    "events_in_flight": 2,
+    "other_in_flight": 32,
+    "per_client_in_flight": 2,
+    "retry_after_s": 1,
+    "storage_full_retry_after_s": 2,
+    "body_idle_timeout_s": 5.0,
+}
 """Tight on purpose: central is saturated often, so 503/429 and backing off are part of every run."""
 QUIET_TIMEOUT_S = 240.0
 REPLY_DELAY_S = 1.5
@@ -90,11 +113,16 @@ class Plan:
                 plan.small_station = station
             elif kind == "central_disk_full":
                 plan.small_central = True
-            value = {"reset": rng.randint(20 * KiB, 600 * KiB), "flip": rng.randint(1 * KiB, 600 * KiB),
-                     "stall": rng.uniform(1.0, 6.0), "bandwidth": rng.uniform(150 * KiB, 1 * MiB),
-                     "outage_herd": rng.uniform(2.0, 6.0), "kill_station_ingest": rng.uniform(0.0, 0.4),
-                     "kill_station_upload": rng.randint(64 * KiB, 1 * MiB),
-                     "kill_central_mid_chunk": rng.randint(64 * KiB, 1 * MiB)}.get(kind, 0.0)
+            value = {
+                "reset": rng.randint(20 * KiB, 600 * KiB),
+                "flip": rng.randint(1 * KiB, 600 * KiB),
+                "stall": rng.uniform(1.0, 6.0),
+                "bandwidth": rng.uniform(150 * KiB, 1 * MiB),
+                "outage_herd": rng.uniform(2.0, 6.0),
+                "kill_station_ingest": rng.uniform(0.0, 0.4),
+                "kill_station_upload": rng.randint(64 * KiB, 1 * MiB),
+                "kill_central_mid_chunk": rng.randint(64 * KiB, 1 * MiB),
+            }.get(kind, 0.0)
             plan.steps.append(Step(kind, station, value))
         return plan
 
@@ -110,8 +138,15 @@ class Outcome:
     skew_unseen: list[str]
 
     def as_dict(self) -> dict:
-        return {"seed": self.seed, "kinds": self.kinds, **self.verdict.as_dict(), "seconds": round(self.seconds, 1),
-                "refused": self.refused, "laps": self.laps, "problems": self.verdict.problems[:20]}
+        return {
+            "seed": self.seed,
+            "kinds": self.kinds,
+            **self.verdict.as_dict(),
+            "seconds": round(self.seconds, 1),
+            "refused": self.refused,
+            "laps": self.laps,
+            "problems": self.verdict.problems[:20],
+        }
 
 
 class Runner:
@@ -121,10 +156,16 @@ class Runner:
         self.history = History()
         self.settled: set[str] = set()
         self.refused = {"503": 0, "429": 0}
-        self.cluster = Cluster(root, station_ids=STATIONS, station_settings=STATION_SETTINGS,
-                               central_tables={"limits": LIMITS},
-                               launchers={sid: (sys.executable, "-m", "tests.faults.skewed_clock", f"{hours:+.2f}")
-                                          for sid, hours in plan.skewed.items()})
+        self.cluster = Cluster(
+            root,
+            station_ids=STATIONS,
+            station_settings=STATION_SETTINGS,
+            central_tables={"limits": LIMITS},
+            launchers={
+                sid: (sys.executable, "-m", "tests.faults.skewed_clock", f"{hours:+.2f}")
+                for sid, hours in plan.skewed.items()
+            },
+        )
         self.proxies = {sid: FaultProxy("127.0.0.1", self.cluster.port).start() for sid in STATIONS}
         for sid, proxy in self.proxies.items():
             small = {"min_free_bytes": STATION_RESERVE} if sid == plan.small_station else {}
@@ -167,8 +208,15 @@ class Runner:
             self.lap("check")
         finally:
             self.tear_down()
-        return Outcome(self.plan.seed, self.plan.kinds, verdict, time.monotonic() - started, self.refused, self.laps,
-                       self.skew_unseen)
+        return Outcome(
+            self.plan.seed,
+            self.plan.kinds,
+            verdict,
+            time.monotonic() - started,
+            self.refused,
+            self.laps,
+            self.skew_unseen,
+        )
 
     def _set_up_disks(self) -> None:
         if self.plan.small_station:  # roomy until its fault comes, like central's
@@ -192,14 +240,25 @@ class Runner:
 
     # -- the outside world: cameras docking --------------------------------------------------
 
-    def dock(self, station: str, clips: int, min_size: int = 20 * KiB, max_size: int = 600 * KiB,
-             extra: list[SimClip] | None = None) -> Path:
+    def dock(
+        self,
+        station: str,
+        clips: int,
+        min_size: int = 20 * KiB,
+        max_size: int = 600 * KiB,
+        extra: list[SimClip] | None = None,
+    ) -> Path:
         shift = random_shift(self.rng, clips, min_size=min_size, max_size=max_size) + (extra or [])
         self.serial += 1
         serial = f"BWV-{self.plan.seed % 1000:03d}{self.serial:03d}"
         battery = round(self.rng.uniform(5, 100), 1)
-        folder = dock_camera(self.cluster.dock_dir(station), serial, shift, battery_pct=battery,
-                             docked_at=utc_now() - timedelta(seconds=1))
+        folder = dock_camera(
+            self.cluster.dock_dir(station),
+            serial,
+            shift,
+            battery_pct=battery,
+            docked_at=utc_now() - timedelta(seconds=1),
+        )
         for clip in shift:
             self.history.created_clip(CreatedClip(clip.clip_id, _sha256(clip), clip.size, station))
         self.history.created_dock(CreatedDock(station, folder.name, serial, battery, tuple(c.clip_id for c in shift)))
@@ -315,8 +374,12 @@ class Runner:
         wait_until(lambda: "disk full: " in log.read_text(), 60, "the station's disk filling up", interval=0.2)
         self.proxies[station].resume()
         # Copies verified at central are purged, which makes room for the rest: no operator needed.
-        wait_until(lambda: not any(f.exists() and not (f / "INGESTED.json").exists() for f in folders), 90,
-                   "the station ingesting the rest as verified copies are purged", interval=0.5)
+        wait_until(
+            lambda: not any(f.exists() and not (f / "INGESTED.json").exists() for f in folders),
+            90,
+            "the station ingesting the rest as verified copies are purged",
+            interval=0.5,
+        )
         self.station_disk.resize(ROOMY)
 
     def fault_central_disk_full(self, step: Step) -> None:
@@ -324,8 +387,12 @@ class Runner:
         self.central_disk.resize(self.central_disk.used_bytes() + 2 * MiB)  # what the next clips fill
         for sid in STATIONS:
             self.dock(sid, 3, min_size=500 * KiB, max_size=900 * KiB)
-        wait_until(lambda: shutil.disk_usage(self.central_disk.path).free < 256 * KiB, 60,
-                   "central's disk filling up", interval=0.1)
+        wait_until(
+            lambda: shutil.disk_usage(self.central_disk.path).free < 256 * KiB,
+            60,
+            "central's disk filling up",
+            interval=0.1,
+        )
         time.sleep(self.rng.uniform(1.0, 3.0))  # requests meet the full disk for a while
         self.central_disk.resize(ROOMY)
 
@@ -378,19 +445,31 @@ class Runner:
             if not self.cluster.verified(want):
                 return False
             statuses = [self.cluster.station_status(sid) for sid in STATIONS]
-            return all(s["pending_clips"] == 0 and s["pending_events"] == 0 and not s["failed_folders"]
-                       for s in statuses)
+            return all(
+                s["pending_clips"] == 0 and s["pending_events"] == 0 and not s["failed_folders"] for s in statuses
+            )
 
-        wait_until(quiet, QUIET_TIMEOUT_S, "the system settling after the faults were healed", interval=0.5,
-                   check=self.cluster.check_alive)
+        wait_until(
+            quiet,
+            QUIET_TIMEOUT_S,
+            "the system settling after the faults were healed",
+            interval=0.5,
+            check=self.cluster.check_alive,
+        )
 
     def final_check(self) -> Verdict:
         self._count_refusals()
         clips = []
         with self.cluster.admin() as client:
             for c in self.cluster.central_clips():
-                response = wait_until(lambda: (r := client.get(f"/api/v1/clips/{c['clip_id']}/content")).status_code
-                                      not in (429, 503) and r, 30, "central serving a clip's bytes", interval=0.5)
+                response = wait_until(
+                    lambda: (
+                        (r := client.get(f"/api/v1/clips/{c['clip_id']}/content")).status_code not in (429, 503) and r
+                    ),
+                    30,
+                    "central serving a clip's bytes",
+                    interval=0.5,
+                )
                 content = _hex(response.content) if response.status_code == 200 else None
                 clips.append(CentralClip(c["clip_id"], c["sha256"], c["size"], c["state"], content))
         for folder in {(s, f) for s, f in self.history.docks}:

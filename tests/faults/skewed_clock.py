@@ -29,8 +29,8 @@ def skew(hours: float) -> None:
 
 def _skew_scheduler(offset: timedelta) -> None:
     """APScheduler reads ``datetime.now`` itself: give it the same wrong clock, as the OS would."""
-    import apscheduler.job  # noqa: F401
-    import apscheduler.schedulers.background  # noqa: F401
+    import apscheduler.job
+    import apscheduler.schedulers.background
     import apscheduler.triggers.interval  # noqa: F401
 
     class SkewedDatetime(datetime):

@@ -5,9 +5,16 @@ from tests.faults.report import main, render
 
 
 def line(seed: int, valid: bool = True) -> dict:
-    counts = {name: 1 for name in (*OUTCOMES, "unexpected")}
-    return {"seed": seed, "kinds": ["reset"], "clips": counts, "docks": counts, "valid": valid, "seconds": 10.0,
-            "refused": {"503": 2, "429": 1}}
+    counts = dict.fromkeys((*OUTCOMES, "unexpected"), 1)
+    return {
+        "seed": seed,
+        "kinds": ["reset"],
+        "clips": counts,
+        "docks": counts,
+        "valid": valid,
+        "seconds": 10.0,
+        "refused": {"503": 2, "429": 1},
+    }
 
 
 def test_seeds_that_left_no_result_are_listed_and_fail_the_run(tmp_path):

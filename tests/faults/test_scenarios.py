@@ -1,8 +1,8 @@
 """Seeded fault scenarios: after any mix of crashes, network faults, full disks, skewed clocks
 and overload, every clip and every dock's telemetry is at central exactly once and intact."""
 
-from tests.faults.scenario import MENU, Plan, Runner
 from tests.faults.conftest import QUICK_SEEDS
+from tests.faults.scenario import MENU, Plan, Runner
 
 
 def test_scenario_loses_duplicates_and_corrupts_nothing(seed, tmp_path, record_outcome):

@@ -1,15 +1,17 @@
 """Times are stored as fixed-width RFC 3339 UTC text, so they compare correctly as text."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fleet.clock import from_iso, to_iso, to_iso_many
 
-aware = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30),
-                     timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=1)),
-                                                timezone(timedelta(hours=-5, minutes=-30))]))
+aware = st.datetimes(
+    min_value=datetime(1970, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5, minutes=-30))]),
+)
 
 
 @given(st.lists(aware, max_size=20))

@@ -7,8 +7,12 @@ from fleet.config import CentralSettings, StationSettings, load_settings, settin
 from fleet.errors import ConfigError
 
 STATION = {
-    "station_id": "camden", "borough": "Camden", "central_url": "http://127.0.0.1:8000/",
-    "token": "t", "data_dir": "data", "dock_dir": "dock",
+    "station_id": "camden",
+    "borough": "Camden",
+    "central_url": "http://127.0.0.1:8000/",
+    "token": "t",
+    "data_dir": "data",
+    "dock_dir": "dock",
 }
 
 
@@ -27,16 +31,19 @@ def test_station_config_resolves_relative_paths_against_the_file(tmp_path):
 
 
 def test_unknown_key_is_a_clear_error(tmp_path):
-    path = write(tmp_path, "\n".join(f'{k} = "{v}"' for k, v in STATION.items()) + '\nchunk_byte = 5\n')
+    path = write(tmp_path, "\n".join(f'{k} = "{v}"' for k, v in STATION.items()) + "\nchunk_byte = 5\n")
     with pytest.raises(ConfigError, match="unknown field `chunk_byte`"):
         load_settings(path, StationSettings)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("data_dir = ", "not valid TOML"),
-    ('data_dir = "x"\nport = 70000', "port"),
-    ('data_dir = "x"\nport = "eighty"', "Expected `int`"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("data_dir = ", "not valid TOML"),
+        ('data_dir = "x"\nport = 70000', "port"),
+        ('data_dir = "x"\nport = "eighty"', "Expected `int`"),
+    ],
+)
 def test_bad_central_files(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, text), CentralSettings)
@@ -57,8 +64,7 @@ def test_secret_from_environment(monkeypatch):
 def test_secret_env_not_set_or_doubly_given(monkeypatch):
     monkeypatch.delenv("NOPE", raising=False)
     with pytest.raises(ConfigError, match=r"\$NOPE, which is not set"):
-        settings_from_dict({**{k: v for k, v in STATION.items() if k != "token"}, "token_env": "NOPE"},
-                           StationSettings)
+        settings_from_dict({**{k: v for k, v in STATION.items() if k != "token"}, "token_env": "NOPE"}, StationSettings)
     with pytest.raises(ConfigError, match="only one of token, token_env"):
         settings_from_dict(dict(STATION, token_env="X"), StationSettings)
     with pytest.raises(ConfigError, match="token .* is required"):
@@ -67,10 +73,14 @@ def test_secret_env_not_set_or_doubly_given(monkeypatch):
 
 def test_central_may_hold_only_token_hashes():
     digest = hashlib.sha256(b"s3cret").hexdigest()
-    settings = settings_from_dict({
-        "data_dir": "x", "admin_token_sha256": digest,
-        "stations": {"camden": {"borough": "Camden", "token": "s3cret"}},
-    }, CentralSettings)
+    settings = settings_from_dict(
+        {
+            "data_dir": "x",
+            "admin_token_sha256": digest,
+            "stations": {"camden": {"borough": "Camden", "token": "s3cret"}},
+        },
+        CentralSettings,
+    )
     assert settings.admin_token is None
     assert token_sha256(settings, "admin_token") == digest
     assert token_sha256(settings.stations["camden"], "token") == digest
@@ -78,5 +88,7 @@ def test_central_may_hold_only_token_hashes():
 
 def test_station_ids_are_validated():
     with pytest.raises(ConfigError, match="stations"):
-        settings_from_dict({"data_dir": "x", "admin_token": "a",
-                            "stations": {"Bad Id!": {"borough": "B", "token": "t"}}}, CentralSettings)
+        settings_from_dict(
+            {"data_dir": "x", "admin_token": "a", "stations": {"Bad Id!": {"borough": "B", "token": "t"}}},
+            CentralSettings,
+        )

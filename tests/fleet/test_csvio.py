@@ -52,6 +52,7 @@ def problems(text: str, kind: type = Officer, **kwargs) -> list[str]:
 
 # --- reading ----------------------------------------------------------------------------
 
+
 def test_reads_rows_converting_cells_and_using_defaults_for_empty_ones():
     text = "officer_id,borough,team,role,active\nPC1,Camden,A,response,false\nPC2,Hackney,,,\n"
     assert read_csv(text, Officer) == [
@@ -78,7 +79,8 @@ def test_empty_optional_cells_read_as_none_and_lists_split_on_semicolons():
     shift = read_csv("name,count,hours,on_call,starts,note,size\nx,1,2,False,2024-01-01T00:00:00Z,,\n", Shift)[0]
     assert (shift.on_call, shift.note, shift.size) == (False, None, None)
     assert read_csv("officer_id,days,tags\nPC1,1;2;3,a;b\nPC2,,\n", Rota) == [
-        Rota("PC1", [1, 2, 3], ["a", "b"]), Rota("PC2"),
+        Rota("PC1", [1, 2, 3], ["a", "b"]),
+        Rota("PC2"),
     ]
 
 
@@ -109,13 +111,15 @@ def test_a_bad_choice_names_its_line_column_and_the_choices():
 
 
 def test_problems_on_many_lines_are_reported_together():
-    text = ("name,count,hours,on_call,starts\n"
-            "a,one,1,true,2024-01-01T00:00:00Z\n"
-            "b,1,1,true,2024-01-01T00:00:00Z\n"
-            "c,1,1,maybe,2024-01-01T00:00:00Z\n"
-            "d,1,1,true,yesterday\n"
-            "e,1,1,true\n"
-            "f,,1,true,2024-01-01T00:00:00Z\n")
+    text = (
+        "name,count,hours,on_call,starts\n"
+        "a,one,1,true,2024-01-01T00:00:00Z\n"
+        "b,1,1,true,2024-01-01T00:00:00Z\n"
+        "c,1,1,maybe,2024-01-01T00:00:00Z\n"
+        "d,1,1,true,yesterday\n"
+        "e,1,1,true\n"
+        "f,,1,true,2024-01-01T00:00:00Z\n"
+    )
     assert problems(text, Shift) == [
         "line 2: count: Expected `int`, got `'one'`",
         "line 4: on_call: Expected `bool`, got `'maybe'`",
@@ -160,6 +164,7 @@ def test_malformed_csv_is_a_bad_request_with_its_line():
 
 # --- writing ----------------------------------------------------------------------------
 
+
 def test_writes_header_in_declaration_order_and_cells_in_their_plain_forms():
     shift = Shift("Early", 3, 7.5, False, datetime(2024, 3, 1, 6, tzinfo=UTC))
     assert write_csv([shift], Shift).splitlines() == [
@@ -174,7 +179,7 @@ def test_write_refuses_rows_of_another_kind():
         write_csv([Rota("PC1")], Officer)
 
 
-@pytest.mark.parametrize("dangerous", ["=HYPERLINK(\"x\")", "+1", "-1+2", "@SUM(A1)", "\tx", "\rx"])
+@pytest.mark.parametrize("dangerous", ['=HYPERLINK("x")', "+1", "-1+2", "@SUM(A1)", "\tx", "\rx"])
 def test_exported_text_that_a_spreadsheet_would_run_is_defused(dangerous):
     text = write_csv([Officer("PC1", dangerous)], Officer)
     cell = list(csv.reader(io.StringIO(text, newline="")))[1][1]
@@ -201,7 +206,9 @@ def test_apostrophes_survive_the_round_trip(value):
 # --- round trip -------------------------------------------------------------------------
 
 utc_datetimes = st.datetimes(
-    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC),
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.just(UTC),
 )
 int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 shifts = st.builds(

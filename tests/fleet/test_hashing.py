@@ -12,8 +12,10 @@ from fleet.hashing import COPY_BUFFER_BYTES, atomic_write_bytes, copy_and_hash, 
 def copy_path(request, monkeypatch):
     """Both ways of copying: copy_file_range, and the fallback when the kernel refuses it."""
     if request.param == "through the process":
+
         def refuse(*args):
             raise OSError(errno.EXDEV, "cross-device")
+
         monkeypatch.setattr(os, "copy_file_range", refuse)
     return request.param
 
@@ -43,11 +45,12 @@ def test_chunk_digests_match_slices_whatever_the_alignment(tmp_path, copy_path):
     src.write_bytes(data)
     for chunk in (1000, COPY_BUFFER_BYTES, COPY_BUFFER_BYTES + 1, 5 * COPY_BUFFER_BYTES):
         result = copy_and_hash(src, tmp_path / f"d{chunk}", chunk_bytes=chunk)
-        expected = [hashlib.sha256(data[i:i + chunk]).digest() for i in range(0, len(data), chunk)]
+        expected = [hashlib.sha256(data[i : i + chunk]).digest() for i in range(0, len(data), chunk)]
         assert result.chunk_digests == expected
         crc = copy_and_hash(src, tmp_path / f"c{chunk}", chunk_bytes=chunk, chunk_algorithm="crc32")
-        assert crc.chunk_digests == [zlib.crc32(data[i:i + chunk]).to_bytes(4, "big")
-                                     for i in range(0, len(data), chunk)]
+        assert crc.chunk_digests == [
+            zlib.crc32(data[i : i + chunk]).to_bytes(4, "big") for i in range(0, len(data), chunk)
+        ]
         crc32c = copy_and_hash(src, tmp_path / f"k{chunk}", chunk_bytes=chunk, chunk_algorithm="crc32c")
         assert [len(d) for d in crc32c.chunk_digests] == [4] * len(expected)
         assert crc32c.chunk_digests != crc.chunk_digests

@@ -1,9 +1,10 @@
 import base64
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fleet.errors import BadRequest
 from fleet.protocol import UploadMetadata, decode_upload_metadata, encode_upload_metadata
@@ -14,7 +15,7 @@ metadata = st.builds(
     clip_id=st.uuids(version=4),
     sha256=st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
     device_serial=st.from_regex(r"BWV-[0-9]{6}", fullmatch=True),
-    recorded_at=st.datetimes(timezones=st.just(timezone.utc)),
+    recorded_at=st.datetimes(timezones=st.just(UTC)),
     filename=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60),
     evidential=st.booleans(),
     tags=tags,
@@ -31,22 +32,30 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-GOOD = {"clip_id": str(uuid.uuid4()), "sha256": "a" * 64, "device_serial": "BWV-000001",
-        "recorded_at": "2026-11-20T14:00:00Z", "filename": "a.mp4"}
+GOOD = {
+    "clip_id": str(uuid.uuid4()),
+    "sha256": "a" * 64,
+    "device_serial": "BWV-000001",
+    "recorded_at": "2026-11-20T14:00:00Z",
+    "filename": "a.mp4",
+}
 
 
 def header(values: dict[str, str]) -> str:
     return ",".join(f"{k} {b64(v)}" for k, v in values.items())
 
 
-@pytest.mark.parametrize("values, message", [
-    ({**GOOD, "sha256": "xyz"}, "sha256"),
-    ({k: v for k, v in GOOD.items() if k != "clip_id"}, "clip_id"),
-    ({**GOOD, "recorded_at": "2026-11-20T14:00:00"}, "recorded_at"),
-    ({**GOOD, "evidential": "yes"}, "evidential"),
-    ({**GOOD, "duration_s": "long"}, "duration_s"),
-    ({**GOOD, "clip_id": "not-a-uuid"}, "clip_id"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({**GOOD, "sha256": "xyz"}, "sha256"),
+        ({k: v for k, v in GOOD.items() if k != "clip_id"}, "clip_id"),
+        ({**GOOD, "recorded_at": "2026-11-20T14:00:00"}, "recorded_at"),
+        ({**GOOD, "evidential": "yes"}, "evidential"),
+        ({**GOOD, "duration_s": "long"}, "duration_s"),
+        ({**GOOD, "clip_id": "not-a-uuid"}, "clip_id"),
+    ],
+)
 def test_bad_metadata_is_refused_with_the_field_named(values, message):
     with pytest.raises(BadRequest, match=message):
         decode_upload_metadata(header(values))
@@ -60,4 +69,4 @@ def test_malformed_metadata_header(raw):
 
 def test_recorded_at_keeps_its_instant():
     meta = decode_upload_metadata(header({**GOOD, "recorded_at": "2026-11-20T15:00:00+01:00"}))
-    assert meta.recorded_at == datetime(2026, 11, 20, 14, tzinfo=timezone.utc)
+    assert meta.recorded_at == datetime(2026, 11, 20, 14, tzinfo=UTC)

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -11,14 +11,26 @@ from fleet.retry import RetryPolicy, as_transfer_error, is_transient, parse_retr
 
 def test_retry_after_seconds_and_dates():
     assert parse_retry_after("7") == 7.0
-    soon = datetime.now(timezone.utc) + timedelta(seconds=60)
+    soon = datetime.now(UTC) + timedelta(seconds=60)
     assert 50 < parse_retry_after(format_datetime(soon, usegmt=True)) <= 60
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
 
 
-@pytest.mark.parametrize("status, transient", [(503, True), (429, True), (423, True), (460, True), (507, True),
-                                               (400, False), (403, False), (409, False), (413, False)])
+@pytest.mark.parametrize(
+    "status, transient",
+    [
+        (503, True),
+        (429, True),
+        (423, True),
+        (460, True),
+        (507, True),
+        (400, False),
+        (403, False),
+        (409, False),
+        (413, False),
+    ],
+)
 def test_status_classification(status, transient):
     assert is_transient(transfer_error_for_status(status, "x")) is transient
 

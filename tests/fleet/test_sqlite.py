@@ -48,10 +48,9 @@ def test_failed_write_rolls_back(tmp_path):
     db = open_database(tmp_path / "x.db")
     migrate(db, STEPS)
     writer = Writer(db)
-    with pytest.raises(RuntimeError):
-        with writer.write() as w:
-            w.execute("INSERT INTO a (x) VALUES (1)")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), writer.write() as w:
+        w.execute("INSERT INTO a (x) VALUES (1)")
+        raise RuntimeError("boom")
     assert db.execute("SELECT COUNT(*) FROM a").fetchone()[0] == 0
 
 
@@ -64,14 +63,12 @@ def test_a_write_that_is_not_durable_commits_without_syncing_and_the_next_one_sy
     with writer.write(durable=False) as w:
         w.execute("INSERT INTO a (x) VALUES (1)")
     assert seen[0] == "PRAGMA synchronous=NORMAL" and seen[-1] == "PRAGMA synchronous=FULL"
-    with pytest.raises(RuntimeError):
-        with writer.write(durable=False) as w:
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), writer.write(durable=False) as w:
+        raise RuntimeError("boom")
     db.conn.set_trace_callback(None)
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again, after a failure too
-    with writer.write() as w:
-        with writer.write(durable=False) as inner:  # nested: the outer transaction decides
-            assert inner.execute("PRAGMA synchronous").fetchone()[0] == 2
+    with writer.write() as w, writer.write(durable=False) as inner:  # nested: the outer transaction decides
+        assert inner.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert db.execute("SELECT x FROM a").fetchall() == [(1,)]
 
 
@@ -109,6 +106,5 @@ def test_no_read_starts_once_close_has_begun(tmp_path):
     with writer.read() as r:  # this thread's reader connection exists
         r.execute("SELECT 1")
     writer.close()
-    with pytest.raises(FleetError, match="closed"):
-        with writer.read():
-            pass
+    with pytest.raises(FleetError, match="closed"), writer.read():
+        pass

@@ -24,10 +24,13 @@ def _station(tmp_path, niceness: int) -> FleetProcess:
     """A station with no central to reach: it runs (offline) until stopped."""
     config = tmp_path / f"station-{niceness}.toml"
     (tmp_path / "dock").mkdir(exist_ok=True)
-    config.write_text('station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:9"\n'
-                      'token = "test-token"\ndata_dir = "data-%d"\ndock_dir = "dock"\napi_port = 0\n' % niceness)
-    return FleetProcess("station", ["station", "run", "--config", str(config)], tmp_path / "station.log",
-                        niceness=niceness)
+    config.write_text(
+        'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:9"\n'
+        'token = "test-token"\ndata_dir = "data-%d"\ndock_dir = "dock"\napi_port = 0\n' % niceness
+    )
+    return FleetProcess(
+        "station", ["station", "run", "--config", str(config)], tmp_path / "station.log", niceness=niceness
+    )
 
 
 def test_a_lower_priority_process_is_niced_with_its_own_autogroup(tmp_path):

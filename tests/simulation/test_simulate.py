@@ -1,6 +1,6 @@
 """``fleet simulate`` without processes: its options, the usage model, the figures it reports."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -9,25 +9,28 @@ from simulation.force.report import drain, peak_rate, percentiles
 from simulation.force.run import OutageLog, Outcome, Plan, Sample, month_start
 from simulation.force.usage import Month, UsageModel, build_layout
 
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--devices", "0"], "--devices must be between 1 and 999999"),
-    (["--boroughs", "0"], "--boroughs must be between"),
-    (["--stations-per-borough", "0"], "--stations-per-borough must be between"),
-    (["--boroughs", "100", "--stations-per-borough", "10"], "1000 stations is more than this machine can host"),
-    (["--days", "0"], "--days must be between"),
-    (["--outage", "-1"], "--outage must be at least 0"),
-    (["--days", "1", "--outage", "24"], "shorter than the month"),
-    (["--outage-at", "700"], "the outage must fall inside the month"),
-    (["--day-seconds", "0"], "--day-seconds must be more than 0"),
-    (["--shifts-per-week", "8"], "--shifts-per-week must be"),
-    (["--clips-per-shift", "-0.5"], "--clips-per-shift must be"),
-    (["--evidential-share", "1.5"], "--evidential-share must be"),
-    (["--max-clip-kib", "0"], "--max-clip-kib must be"),
-    (["--hosts", "0"], "--hosts must be between"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--devices", "0"], "--devices must be between 1 and 999999"),
+        (["--boroughs", "0"], "--boroughs must be between"),
+        (["--stations-per-borough", "0"], "--stations-per-borough must be between"),
+        (["--boroughs", "100", "--stations-per-borough", "10"], "1000 stations is more than this machine can host"),
+        (["--days", "0"], "--days must be between"),
+        (["--outage", "-1"], "--outage must be at least 0"),
+        (["--days", "1", "--outage", "24"], "shorter than the month"),
+        (["--outage-at", "700"], "the outage must fall inside the month"),
+        (["--day-seconds", "0"], "--day-seconds must be more than 0"),
+        (["--shifts-per-week", "8"], "--shifts-per-week must be"),
+        (["--clips-per-shift", "-0.5"], "--clips-per-shift must be"),
+        (["--evidential-share", "1.5"], "--evidential-share must be"),
+        (["--max-clip-kib", "0"], "--max-clip-kib must be"),
+        (["--hosts", "0"], "--hosts must be between"),
+    ],
+)
 def test_bad_options_are_one_line_and_exit_2(options, message, capsys, tmp_path):
     assert main(["simulate", *options, "--workdir", str(tmp_path / "sim")]) == 2
     err = capsys.readouterr().err
@@ -37,8 +40,24 @@ def test_bad_options_are_one_line_and_exit_2(options, message, capsys, tmp_path)
 
 def test_a_workdir_that_is_not_a_simulation_is_refused(capsys, tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
-    assert main(["simulate", "--devices", "10", "--boroughs", "1", "--days", "1", "--outage", "0",
-                 "--workdir", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "simulate",
+                "--devices",
+                "10",
+                "--boroughs",
+                "1",
+                "--days",
+                "1",
+                "--outage",
+                "0",
+                "--workdir",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "is not empty and not a previous simulation's" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
 
@@ -59,7 +78,10 @@ def test_layout_beyond_the_boroughs_file_makes_boroughs_and_stations_up():
     layout = build_layout(1000, 34, 3, seed=1)
     assert layout.boroughs[-1] == "Borough 34" and len(layout.stations) == 102
     assert [s.station_id for s in layout.stations if s.borough == "Borough 34"] == [
-        "borough-34-1", "borough-34-2", "borough-34-3"]
+        "borough-34-1",
+        "borough-34-2",
+        "borough-34-3",
+    ]
     assert sum(1 for _ in layout.cameras) == 1000
 
 
@@ -70,8 +92,7 @@ def dockings(seed: int, days: int = 3, model: UsageModel = UsageModel()):
 
 def test_the_month_is_the_same_for_the_same_seed_and_another_for_another():
     first, again, other = dockings(3), dockings(3), dockings(4)
-    key = lambda ds: [(d.folder_name, d.station, d.battery, [(c.clip_id, c.size, c.seed) for c in d.clips])
-                      for d in ds]
+    key = lambda ds: [(d.folder_name, d.station, d.battery, [(c.clip_id, c.size, c.seed) for c in d.clips]) for d in ds]
     assert key(first) == key(again)
     assert key(first) != key(other)
 
@@ -91,8 +112,7 @@ def test_usage_follows_the_model():
         assert all(1024 <= c.size <= 8192 for c in d.clips)
 
 
-@pytest.mark.parametrize("now", [datetime(2026, 12, 2, 0, 5, tzinfo=timezone.utc),
-                                 datetime(2026, 12, 2, 23, 55, tzinfo=timezone.utc)])
+@pytest.mark.parametrize("now", [datetime(2026, 12, 2, 0, 5, tzinfo=UTC), datetime(2026, 12, 2, 23, 55, tzinfo=UTC)])
 def test_every_docking_of_the_month_is_in_the_past_at_any_time_of_day(now):
     """Central takes a docking time no later than the station's report of it: a docking in the future
     would be recorded at the station's clock, and the check would find the camera not current."""
@@ -118,12 +138,38 @@ def test_percentiles_and_peak_rate():
 
 def test_drain_is_measured_from_central_back_to_the_days_normal_backlog():
     plan = Plan(days=4, outage_hours=24, day_seconds=10)  # outage from hour 36 to 60: wall 15 s to 25 s
-    rows = [(5.0, 12, True, 3, 5), (10.0, 24, True, 4, 2), (16.0, 38.4, False, 50, 90), (24.0, 57.6, False, 120, 300),
-            (26.0, 62.4, True, 80, 10), (30.0, 72.0, True, 4, 1), (34.0, 81.6, True, 1, 0)]
-    samples = [Sample(wall=w, began=w, sim_h=h, central_up=up, pending_clips=c, pending_events=e, verified_clips=0,
-                      failed_folders=0) for w, h, up, c, e in rows]
-    outcome = Outcome(records=[], samples=samples, outage=OutageLog(stop_wall=15.0, back_wall=25.0), sim_start=START,
-                      month_wall_s=40, drain_wall_s=0, drained=True, wall_epoch=0)
+    rows = [
+        (5.0, 12, True, 3, 5),
+        (10.0, 24, True, 4, 2),
+        (16.0, 38.4, False, 50, 90),
+        (24.0, 57.6, False, 120, 300),
+        (26.0, 62.4, True, 80, 10),
+        (30.0, 72.0, True, 4, 1),
+        (34.0, 81.6, True, 1, 0),
+    ]
+    samples = [
+        Sample(
+            wall=w,
+            began=w,
+            sim_h=h,
+            central_up=up,
+            pending_clips=c,
+            pending_events=e,
+            verified_clips=0,
+            failed_folders=0,
+        )
+        for w, h, up, c, e in rows
+    ]
+    outcome = Outcome(
+        records=[],
+        samples=samples,
+        outage=OutageLog(stop_wall=15.0, back_wall=25.0),
+        sim_start=START,
+        month_wall_s=40,
+        drain_wall_s=0,
+        drained=True,
+        wall_epoch=0,
+    )
     figures = drain(outcome, plan)
     assert (figures["normal_backlog_clips"], figures["normal_backlog_events"]) == (4, 5)
     assert (figures["outage_peak_clips"], figures["outage_peak_events"]) == (120, 300)
@@ -136,10 +182,25 @@ def test_the_table_of_a_run_without_an_outage_says_so():
     from simulation.force.report import summarise, table
 
     plan = Plan(days=1, outage_hours=0)
-    outcome = Outcome(records=[], samples=[], outage=OutageLog(), sim_start=START, month_wall_s=10, drain_wall_s=0,
-                      drained=True, wall_epoch=0)
-    summary = summarise(plan, outcome, None, stations=2, wall={"total": 12.0, "setup": 2.0, "month": 10.0, "drain": 0.0},
-                        cpu={"central": 1.0}, command="x")
+    outcome = Outcome(
+        records=[],
+        samples=[],
+        outage=OutageLog(),
+        sim_start=START,
+        month_wall_s=10,
+        drain_wall_s=0,
+        drained=True,
+        wall_epoch=0,
+    )
+    summary = summarise(
+        plan,
+        outcome,
+        None,
+        stations=2,
+        wall={"total": 12.0, "setup": 2.0, "month": 10.0, "drain": 0.0},
+        cpu={"central": 1.0},
+        command="x",
+    )
     console = Console(width=200, record=True)
     console.print(table(summary))
     text = console.export_text()

@@ -1,5 +1,5 @@
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from tenacity.wait import wait_none
@@ -27,7 +27,7 @@ def rng():
     return random.Random(20261122)
 
 
-RECORDED = datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
+RECORDED = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 
 FAST = RetryPolicy(quick_attempts=3, quick_wait=wait_none(), sleep=lambda s: None)
 """Retries at once, for tests."""

@@ -13,9 +13,18 @@ from tests.station.test_desk import dock
 
 
 def node(store, dock_dir, **extra):
-    settings = settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
-                                   "token": "t", "data_dir": str(store.data_dir), "dock_dir": str(dock_dir),
-                                   **extra}, StationSettings)
+    settings = settings_from_dict(
+        {
+            "station_id": "camden",
+            "borough": "Camden",
+            "central_url": "http://c",
+            "token": "t",
+            "data_dir": str(store.data_dir),
+            "dock_dir": str(dock_dir),
+            **extra,
+        },
+        StationSettings,
+    )
     mirror = store.mirror
     mirror.apply([Officer(officer_id="PC1", borough="Camden"), StationPolicy()], cursor=2)
     return SimpleNamespace(settings=settings, store=store, desk=Desk(store, "camden"))
@@ -40,12 +49,15 @@ def test_checkout_list_and_checkin(api, store, dock_dir):
     assert len(api.get("/checkouts", params={"serial": "BWV-1"}).json()) == 1
 
 
-@pytest.mark.parametrize("body, status, error", [
-    ({"device_serial": "BWV-1", "officer_id": "NOPE"}, 404, "not_found"),
-    ({"device_serial": "BWV-9", "officer_id": "PC1"}, 409, "conflict"),
-    ({"device_serial": "bad serial", "officer_id": "PC1"}, 400, "bad_request"),
-    ({"device_serial": "BWV-1"}, 400, "bad_request"),
-])
+@pytest.mark.parametrize(
+    "body, status, error",
+    [
+        ({"device_serial": "BWV-1", "officer_id": "NOPE"}, 404, "not_found"),
+        ({"device_serial": "BWV-9", "officer_id": "PC1"}, 409, "conflict"),
+        ({"device_serial": "bad serial", "officer_id": "PC1"}, 400, "bad_request"),
+        ({"device_serial": "BWV-1"}, 400, "bad_request"),
+    ],
+)
 def test_refusals_have_one_error_shape(api, store, dock_dir, body, status, error):
     dock(store, dock_dir, "BWV-1")
     r = api.post("/checkouts", json=body)
@@ -66,9 +78,19 @@ def test_a_non_loopback_desk_needs_a_token():
     from fleet.errors import ConfigError
 
     with pytest.raises(ConfigError, match="api_token"):
-        settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c", "token": "t",
-                            "data_dir": "d", "dock_dir": "k", "api_host": "0.0.0.0", "api_port": 8101},
-                           StationSettings)
+        settings_from_dict(
+            {
+                "station_id": "camden",
+                "borough": "Camden",
+                "central_url": "http://c",
+                "token": "t",
+                "data_dir": "d",
+                "dock_dir": "k",
+                "api_host": "0.0.0.0",
+                "api_port": 8101,
+            },
+            StationSettings,
+        )
 
 
 def test_the_desks_of_one_process_share_a_loop_and_a_port_in_use_fails_only_its_own(store, dock_dir):
@@ -116,20 +138,24 @@ def desk(store, dock_dir):
 CHECKOUT = {"device_serial": "BWV-1", "officer_id": "PC1"}
 
 
-@pytest.mark.parametrize("headers, status, says", [
-    ({"Origin": "https://evil.example"}, 403, "another site"),
-    ({"Origin": "null"}, 403, "another site"),
-    ({"Host": f"evil.example:{PORT}"}, 403, "Host"),
-    ({"Host": "127.0.0.1:1"}, 403, "Host"),
-    ({"Content-Type": "text/plain"}, 415, "application/json"),
-    ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
-])
+@pytest.mark.parametrize(
+    "headers, status, says",
+    [
+        ({"Origin": "https://evil.example"}, 403, "another site"),
+        ({"Origin": "null"}, 403, "another site"),
+        ({"Host": f"evil.example:{PORT}"}, 403, "Host"),
+        ({"Host": "127.0.0.1:1"}, 403, "Host"),
+        ({"Content-Type": "text/plain"}, 415, "application/json"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+    ],
+)
 def test_a_web_page_cannot_check_cameras_out(desk, store, dock_dir, headers, status, says):
     import msgspec
 
     dock(store, dock_dir, "BWV-1")
-    r = desk.post("/checkouts", content=msgspec.json.encode(CHECKOUT),
-                  headers={"Content-Type": "application/json", **headers})
+    r = desk.post(
+        "/checkouts", content=msgspec.json.encode(CHECKOUT), headers={"Content-Type": "application/json", **headers}
+    )
     assert r.status_code == status and r.json()["status"] == status and says in r.json()["message"], r.text
     assert desk.get("/checkouts").json() == []
 

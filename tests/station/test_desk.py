@@ -5,10 +5,10 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import CheckedIn, CheckedOut, DeviceEntry, Event, Officer, PersonalIssue, StationPolicy
+from simulation.camera import SimClip, dock_camera
 from station.desk import Desk, estimate_charge
 from station.ingest import Ingestor
 from tests.station.conftest import RECORDED
@@ -17,10 +17,15 @@ from tests.station.conftest import RECORDED
 @pytest.fixture
 def mirror(store):
     m = store.mirror
-    m.apply([Officer(officer_id="PC1001", borough="Camden", role="response"),
-             Officer(officer_id="PC1002", borough="Camden", role="neighbourhood"),
-             Officer(officer_id="PC1003", borough="Camden", active=False),
-             StationPolicy(min_checkout_pct=80, recharge_hours=9)], cursor=4)
+    m.apply(
+        [
+            Officer(officer_id="PC1001", borough="Camden", role="response"),
+            Officer(officer_id="PC1002", borough="Camden", role="neighbourhood"),
+            Officer(officer_id="PC1003", borough="Camden", active=False),
+            StationPolicy(min_checkout_pct=80, recharge_hours=9),
+        ],
+        cursor=4,
+    )
     return m
 
 
@@ -59,20 +64,23 @@ def test_docking_checks_a_camera_back_in(store, desk, dock_dir):
     assert [(e.device_serial, e.officer_id, e.reason) for e in checked_in] == [("BWV-1", "PC1001", "docked")]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("unknown officer", "not on this station's list"),
-    ("inactive officer", "inactive"),
-    ("never docked", "dock it first"),
-    ("low charge", "pool checkouts need at least 80%"),
-    ("camera taken", "already checked out to officer PC1001"),
-    ("officer holds one", "already has camera BWV-1"),
-    ("personal issue", "personally issued to officer PC1002"),
-    ("officer has personal camera", "has personal-issue camera BWV-9"),
-    ("device in repair", "in repair"),
-    ("personal-mode device", "for personal issue"),
-    ("officer moved borough", "now belongs to Barnet"),
-    ("bad serial", "not a valid camera serial"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unknown officer", "not on this station's list"),
+        ("inactive officer", "inactive"),
+        ("never docked", "dock it first"),
+        ("low charge", "pool checkouts need at least 80%"),
+        ("camera taken", "already checked out to officer PC1001"),
+        ("officer holds one", "already has camera BWV-1"),
+        ("personal issue", "personally issued to officer PC1002"),
+        ("officer has personal camera", "has personal-issue camera BWV-9"),
+        ("device in repair", "in repair"),
+        ("personal-mode device", "for personal issue"),
+        ("officer moved borough", "now belongs to Barnet"),
+        ("bad serial", "not a valid camera serial"),
+    ],
+)
 def test_checkout_refusals_say_why(store, desk, mirror, dock_dir, case, message):
     dock(store, dock_dir, "BWV-1")
     dock(store, dock_dir, "BWV-2")
@@ -144,9 +152,17 @@ def test_status_reports_checkouts_events_and_the_mirror(store, desk, dock_dir):
 
     dock(store, dock_dir, "BWV-1")
     desk.checkout("BWV-1", "PC1001", by="x")
-    settings = settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
-                                   "token": "t", "data_dir": str(store.data_dir), "dock_dir": str(dock_dir)},
-                                  StationSettings)
+    settings = settings_from_dict(
+        {
+            "station_id": "camden",
+            "borough": "Camden",
+            "central_url": "http://c",
+            "token": "t",
+            "data_dir": str(store.data_dir),
+            "dock_dir": str(dock_dir),
+        },
+        StationSettings,
+    )
     status = station_status(settings, store)
     assert status.checked_out == 1 and status.pending_events == 2 and status.acked_event_seq == 0
     assert status.feed_cursor == 4 and status.mirrored == {"officers": 3, "devices": 0, "personal_issues": 0}
@@ -157,8 +173,9 @@ def test_ids_typed_with_spaces_are_trimmed_everywhere(store, desk, dock_dir):
     desk.checkout(" BWV-1 ", " PC1001\n", by="x")
     back = desk.checkin("BWV-1 \n", by="x")
     assert back.device_serial == "BWV-1" and desk.open_checkouts() == []
-    assert {(e.device_serial, e.officer_id) for e in outbox_events(store) if isinstance(e, (CheckedOut, CheckedIn))} == {
-        ("BWV-1", "PC1001")}
+    assert {
+        (e.device_serial, e.officer_id) for e in outbox_events(store) if isinstance(e, (CheckedOut, CheckedIn))
+    } == {("BWV-1", "PC1001")}
 
 
 def test_a_station_clock_stepping_back_does_not_hide_a_fresh_docking(store, desk, dock_dir):
@@ -182,10 +199,25 @@ def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
     db = sqlite.open_database(tmp_path / "data" / "station.db")
     sqlite.migrate(db, MIGRATIONS[:3])
     for row_id, at in ((1, "2026-11-20T08:00:00Z"), (2, "2026-11-20T12:00:00Z")):
-        db["dockings"].insert({"id": row_id, "folder": f"f{row_id}", "device_serial": "BWV-1", "ingested_at": at,
-                               "clip_count": 0, "device_json": "{}"})
-    db["checkouts"].insert({"device_serial": "BWV-1", "officer_id": "PC1", "out_at": "2026-11-20T09:00:00Z",
-                            "out_by": "x", "in_at": "2026-11-20T11:00:00Z"})
+        db["dockings"].insert(
+            {
+                "id": row_id,
+                "folder": f"f{row_id}",
+                "device_serial": "BWV-1",
+                "ingested_at": at,
+                "clip_count": 0,
+                "device_json": "{}",
+            }
+        )
+    db["checkouts"].insert(
+        {
+            "device_serial": "BWV-1",
+            "officer_id": "PC1",
+            "out_at": "2026-11-20T09:00:00Z",
+            "out_by": "x",
+            "in_at": "2026-11-20T11:00:00Z",
+        }
+    )
     db.conn.close()
     store = StationStore(tmp_path / "data")
     try:

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from simulation.camera import SimClip, dock_camera
 from fleet.errors import DockFolderError
+from simulation.camera import SimClip, dock_camera
 from station.dock import docked_folders, folder_signature, read_docked_camera
 from tests.station.conftest import RECORDED
 
@@ -48,15 +48,18 @@ def break_folder(folder, how):
         (clips / "zz.mp4").write_bytes(b"x")
 
 
-@pytest.mark.parametrize("how, reason", [
-    ("device_json", "device.json is not valid JSON"),
-    ("no_device", "device.json is missing"),
-    ("sidecar_without_video", "sidecar without its video"),
-    ("video_without_sidecar", "video without its sidecar"),
-    ("bad_sidecar_field", "recorded_at"),
-    ("serial", "serial"),
-    ("duplicate_clip_id", "used by both"),
-])
+@pytest.mark.parametrize(
+    "how, reason",
+    [
+        ("device_json", "device.json is not valid JSON"),
+        ("no_device", "device.json is missing"),
+        ("sidecar_without_video", "sidecar without its video"),
+        ("video_without_sidecar", "video without its sidecar"),
+        ("bad_sidecar_field", "recorded_at"),
+        ("serial", "serial"),
+        ("duplicate_clip_id", "used by both"),
+    ],
+)
 def test_malformed_folders_name_the_problem(dock_dir, how, reason):
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
     break_folder(folder, how)

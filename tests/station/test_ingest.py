@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from simulation.camera import SimClip, dock_camera, random_shift
 from fleet.config import StationSettings, settings_from_dict
+from simulation.camera import SimClip, dock_camera, random_shift
 from station import ingest as ingest_module
 from station.dock import CameraFolder, DockFolderError
 from station.ingest import Ingestor
@@ -36,7 +36,9 @@ def test_ingest_copies_hashes_records_and_wipes(store, dock_dir, rng):
         assert (size, sha) == (clip.size, hashlib.sha256(clip.content()).hexdigest())
         assert hashlib.sha256(data).hexdigest() == sha
     ingested = json.loads((folder / "INGESTED.json").read_text())
-    assert {e["clip_id"]: (e["size"], e["sha256"]) for e in ingested["clips"]} == {r[0]: (r[2], r[1]) for r in rows.values()}
+    assert {e["clip_id"]: (e["size"], e["sha256"]) for e in ingested["clips"]} == {
+        r[0]: (r[2], r[1]) for r in rows.values()
+    }
     assert os.listdir(folder / "clips") == []
     assert os.listdir(store.tmp_dir) == []
 
@@ -161,8 +163,16 @@ class Crash(BaseException):
 
 
 # (what dies, on which call): covers every durable step of station/ingest.py's docstring.
-CRASH_POINTS = [("copy_and_hash", 2), ("fsync_file", 2), ("replace", 2), ("fsync_dir", 1), ("record_ingest", 1),
-                ("write_atomic", 1), ("remove_clip_file", 2), ("sync_clips", 1)]
+CRASH_POINTS = [
+    ("copy_and_hash", 2),
+    ("fsync_file", 2),
+    ("replace", 2),
+    ("fsync_dir", 1),
+    ("record_ingest", 1),
+    ("write_atomic", 1),
+    ("remove_clip_file", 2),
+    ("sync_clips", 1),
+]
 
 
 @pytest.mark.parametrize("point, on_call", CRASH_POINTS)
@@ -178,6 +188,7 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(tmp_path, dock_dir, rng
             if calls["n"] == on_call:
                 raise Crash(point)
             return original(*args, **kwargs)
+
         return wrapper
 
     with monkeypatch.context() as m:
@@ -224,6 +235,7 @@ def test_interrupted_wipe_with_a_lone_sidecar_is_finished(store, dock_dir):
 # -- the dock inbox is hostile input -------------------------------------------------------
 # A dock folder is written by whoever holds the camera: links, special files and planted
 # names must never make the station read, upload or delete anything outside that folder.
+
 
 def only_clip(folder, suffix=".mp4"):
     [path] = (folder / "clips").glob(f"*{suffix}")
@@ -336,8 +348,9 @@ def scan_with_deadline(ingestor, unblock, deadline_s=10.0):
 def test_a_fifo_is_refused_without_blocking_ingest(store, dock_dir, which):
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
     good = dock_camera(dock_dir, "BWV-000002", [SimClip(10, RECORDED)], folder_name="zz-good")
-    target = {"video": only_clip(folder), "sidecar": only_clip(folder, ".json"),
-              "device.json": folder / "device.json"}[which]
+    target = {"video": only_clip(folder), "sidecar": only_clip(folder, ".json"), "device.json": folder / "device.json"}[
+        which
+    ]
     target.unlink()
     os.mkfifo(target)
 
@@ -363,7 +376,9 @@ def test_a_device_node_is_refused(store, dock_dir, which):
         pytest.skip("making a device node needs CAP_MKNOD")
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.bad_folders == [folder.name]
-    assert f"{target.relative_to(folder)} is a character device, not a regular file" in failed_reason(store, folder.name)
+    assert f"{target.relative_to(folder)} is a character device, not a regular file" in failed_reason(
+        store, folder.name
+    )
     assert clip_rows(store) == [] and target.exists()
 
 
@@ -431,10 +446,20 @@ def test_a_zero_byte_clip_is_a_clip(store, dock_dir):
 
 # -- a full disk, a database that cannot be written ------------------------------------------
 
+
 def station_settings(store, dock_dir, **extra):
-    return settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
-                               "token": "t", "data_dir": str(store.data_dir), "dock_dir": str(dock_dir), **extra},
-                              StationSettings)
+    return settings_from_dict(
+        {
+            "station_id": "camden",
+            "borough": "Camden",
+            "central_url": "http://c",
+            "token": "t",
+            "data_dir": str(store.data_dir),
+            "dock_dir": str(dock_dir),
+            **extra,
+        },
+        StationSettings,
+    )
 
 
 def folder_lines(caplog, name):
@@ -447,8 +472,7 @@ def test_a_partial_copy_left_by_a_crash_is_removed_at_start_up(store, dock_dir):
     assert os.listdir(store.tmp_dir) == []
 
 
-def test_a_disk_filling_up_mid_copy_removes_the_partial_copy_and_says_so_once(tmp_path, dock_dir, monkeypatch,
-                                                                              caplog):
+def test_a_disk_filling_up_mid_copy_removes_the_partial_copy_and_says_so_once(tmp_path, dock_dir, monkeypatch, caplog):
     disk = SmallDisk(tmp_path / "data", 1 << 20).mount()  # a real full filesystem, not an injected error
     try:
         store = StationStore(tmp_path / "data")
@@ -494,8 +518,9 @@ def test_a_database_that_cannot_be_written_is_reported_and_loses_nothing(store, 
 
 
 @pytest.mark.parametrize("message", ["disk I/O error", "database or disk is full"])
-def test_database_errors_at_the_commit_point_leave_the_camera_folder_in_place(store, dock_dir, monkeypatch, caplog,
-                                                                               message):
+def test_database_errors_at_the_commit_point_leave_the_camera_folder_in_place(
+    store, dock_dir, monkeypatch, caplog, message
+):
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(1000, RECORDED)])
 
     def fail(*args, **kwargs):
@@ -516,6 +541,7 @@ def test_database_errors_at_the_commit_point_leave_the_camera_folder_in_place(st
 
 # -- names and JSON no camera writes -------------------------------------------------------
 
+
 def _nested(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
 
@@ -524,10 +550,16 @@ def _nested(depth: int) -> bytes:
 def test_json_nested_too_deeply_is_a_bad_folder_and_the_others_are_ingested(store, dock_dir, which):
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)], folder_name="a")
     good = dock_camera(dock_dir, "BWV-000002", [SimClip(10, RECORDED)], folder_name="zz-good")
-    target = {"device.json": folder / "device.json", "sidecar": only_clip(folder, ".json"),
-              "INGESTED.json": folder / "INGESTED.json"}[which]
-    original = json.loads(target.read_text()) if target.exists() else {"station_id": "x", "clips": [],
-                                                                        "ingested_at": "2026-11-20T18:04:05Z"}
+    target = {
+        "device.json": folder / "device.json",
+        "sidecar": only_clip(folder, ".json"),
+        "INGESTED.json": folder / "INGESTED.json",
+    }[which]
+    original = (
+        json.loads(target.read_text())
+        if target.exists()
+        else {"station_id": "x", "clips": [], "ingested_at": "2026-11-20T18:04:05Z"}
+    )
     target.write_bytes(json.dumps(original)[:-1].encode() + b', "x": ' + _nested(200_000) + b"}")
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.bad_folders == ["a"] and report.ingested_folders == [good.name]
@@ -602,9 +634,14 @@ def test_a_clip_redocked_without_its_sha256_is_recognised_by_its_bytes(store, do
     assert os.listdir(folder / "clips") == []
 
 
-@pytest.mark.parametrize("which, when", [("sidecar", "0001-01-01T00:00:00+14:00"),
-                                         ("sidecar", "9999-12-31T23:59:59-14:00"),
-                                         ("device.json", "9999-12-31T23:59:59-14:00")])
+@pytest.mark.parametrize(
+    "which, when",
+    [
+        ("sidecar", "0001-01-01T00:00:00+14:00"),
+        ("sidecar", "9999-12-31T23:59:59-14:00"),
+        ("device.json", "9999-12-31T23:59:59-14:00"),
+    ],
+)
 def test_a_time_with_no_utc_equivalent_is_a_bad_folder_with_its_reason(store, dock_dir, which, when):
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)], folder_name="a")
     target = folder / "device.json" if which == "device.json" else only_clip(folder, ".json")

@@ -10,9 +10,17 @@ from station.store import StationStore
 
 
 def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each_run(tmp_path, caplog):
-    settings = settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
-                                   "token": "t", "data_dir": str(tmp_path / "data"),
-                                   "dock_dir": str(tmp_path / "dock")}, StationSettings)
+    settings = settings_from_dict(
+        {
+            "station_id": "camden",
+            "borough": "Camden",
+            "central_url": "http://c",
+            "token": "t",
+            "data_dir": str(tmp_path / "data"),
+            "dock_dir": str(tmp_path / "dock"),
+        },
+        StationSettings,
+    )
     node = StationNode(settings)
     try:
         node.store.db.execute("PRAGMA query_only = ON")  # SQLite's "attempt to write a readonly database"
@@ -31,15 +39,24 @@ def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each
 
 
 def test_a_full_disk_at_start_up_does_not_stop_the_station_a_read_only_database_does(tmp_path, monkeypatch):
-    settings = settings_from_dict({"station_id": "camden", "borough": "Camden", "central_url": "http://c",
-                                   "token": "t", "data_dir": str(tmp_path / "data"),
-                                   "dock_dir": str(tmp_path / "dock")}, StationSettings)
+    settings = settings_from_dict(
+        {
+            "station_id": "camden",
+            "borough": "Camden",
+            "central_url": "http://c",
+            "token": "t",
+            "data_dir": str(tmp_path / "data"),
+            "dock_dir": str(tmp_path / "dock"),
+        },
+        StationSettings,
+    )
 
     def refuse(name, message):
         def probe_write(self):
             exc = sqlite3.OperationalError(message)
             exc.sqlite_errorname = name
             raise exc
+
         monkeypatch.setattr(StationStore, "probe_write", probe_write)
 
     refuse("SQLITE_FULL", "database or disk is full")  # purging verified copies makes room: it must run to do so

@@ -43,8 +43,12 @@ def test_ingest_upload_events_feed_and_status_read_growing_tables_by_index_only(
         client = httpx.Client(base_url="http://central.local", transport=central._transport, headers=STATION)
         dock_dir = tmp_path / "dock"
         for n in range(3):
-            dock_camera(dock_dir, f"BWV-{n}", [SimClip(2000, RECORDED - timedelta(hours=h), evidential=h == 0)
-                                               for h in range(2)], folder_name=f"cam{n}")
+            dock_camera(
+                dock_dir,
+                f"BWV-{n}",
+                [SimClip(2000, RECORDED - timedelta(hours=h), evidential=h == 0) for h in range(2)],
+                folder_name=f"cam{n}",
+            )
         Ingestor(store, "camden", dock_dir, chunk_bytes=64 * 1024).scan()
         worker = SyncWorker(store, TusUploader(client, store, FAST, chunk_bytes=64 * 1024), FAST)
         assert len(worker.run_once().verified) == 6

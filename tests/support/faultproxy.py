@@ -104,7 +104,7 @@ def _kill(writer: asyncio.StreamWriter | None, rst: bool) -> None:
 
 
 class _Conn:
-    __slots__ = ("id", "client", "upstream", "forwarded", "killed")
+    __slots__ = ("client", "forwarded", "id", "killed", "upstream")
 
     def __init__(self, conn_id: int, client: asyncio.StreamWriter) -> None:
         self.id = conn_id
@@ -170,8 +170,9 @@ class FaultProxy:
     def start(self) -> FaultProxy:
         if self._thread is not None:
             raise RuntimeError("FaultProxy already started (it is single use)")
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"FaultProxy->{self.upstream_host}:{self.upstream_port}")
+        self._thread = threading.Thread(
+            target=self._run, daemon=True, name=f"FaultProxy->{self.upstream_host}:{self.upstream_port}"
+        )
         self._thread.start()
         if not self._ready.wait(timeout=10):
             raise RuntimeError("FaultProxy did not start within 10 s")
@@ -280,6 +281,7 @@ class FaultProxy:
 
         def apply() -> None:
             self._reset_in[direction] = n_bytes
+
         self._set(apply)
 
     def flip_byte_at(self, n: int, *, direction: Direction = "up") -> None:
@@ -290,6 +292,7 @@ class FaultProxy:
 
         def apply() -> None:
             self._flip_in[direction] = n
+
         self._set(apply)
 
     def stall(self, seconds: float | None = None) -> None:
@@ -301,12 +304,15 @@ class FaultProxy:
 
         def apply() -> None:
             self._stalled_until = until
+
         self._set(apply)
 
     def resume(self) -> None:
         """End a stall; held data is forwarded at once."""
+
         def apply() -> None:
             self._stalled_until = 0.0
+
         self._set(apply)
 
     def bandwidth(self, bytes_per_s: float | None, *, direction: Direction = "up") -> None:
@@ -318,6 +324,7 @@ class FaultProxy:
         def apply() -> None:
             self._rate[direction] = None if bytes_per_s is None else float(bytes_per_s)
             self._pace_clock[direction] = 0.0
+
         self._set(apply)
 
     def delay(self, seconds: float | None, *, direction: Direction = "up") -> None:
@@ -330,30 +337,37 @@ class FaultProxy:
 
         def apply() -> None:
             self._delay[direction] = float(seconds or 0.0)
+
         self._set(apply)
 
     def refuse(self) -> None:
         """Simulate the server being down: reset every open connection now, and reset each new one as
         soon as it is accepted, until :meth:`accept`. When this returns, the RSTs have been sent."""
+
         def apply() -> None:
             self._refusing = True
+
         self._set(apply)
         self._call_in_loop(self._kill_all)
 
     def accept(self) -> None:
         """Stop refusing: new connections are proxied again."""
+
         def apply() -> None:
             self._refusing = False
+
         self._set(apply)
 
     def clear(self) -> None:
         """Disarm every fault: no pending reset/flip, no caps, no stall, accepting."""
+
         def apply() -> None:
             for d in _DIRECTIONS:
                 self._reset_in[d] = self._flip_in[d] = self._rate[d] = None
                 self._delay[d] = 0.0
             self._stalled_until = 0.0
             self._refusing = False
+
         self._set(apply)
 
     # ------------------------------------------------------------------ cross-thread plumbing
@@ -399,6 +413,7 @@ class FaultProxy:
                 # Aborted transports close their sockets in callbacks scheduled by abort();
                 # a callback scheduled now runs after those.
                 loop.call_soon(done.set)
+
         try:
             loop.call_soon_threadsafe(run)
         except RuntimeError:
@@ -543,7 +558,7 @@ class FaultProxy:
             if conn.killed or dest.transport.is_closing():
                 raise _Aborted
             with self._lock:
-                piece, cut = self._apply_faults(conn, direction, data[pos:pos + allowed])
+                piece, cut = self._apply_faults(conn, direction, data[pos : pos + allowed])
             if piece:
                 dest.write(piece)
             if cut:

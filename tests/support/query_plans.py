@@ -26,6 +26,7 @@ def trace_every_connection(monkeypatch, under: Path | None = None) -> list[str]:
             if under is None or Path(path).is_relative_to(under):
                 db.conn.set_trace_callback(statements.append)
             return db
+
         return open_traced
 
     monkeypatch.setattr(sqlite, "open_database", tracing(sqlite.open_database))
@@ -36,14 +37,19 @@ def trace_every_connection(monkeypatch, under: Path | None = None) -> list[str]:
 def scans(conn, statement: str, growing: Iterable[str]) -> list[str]:
     """The plan's steps that read a whole growing table. Not counted: a scan in key order under a
     LIMIT (it reads a few rows) and a scan of a partial index (it holds only the rows wanted)."""
-    partial = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
-                                                "AND sql LIKE '% WHERE %'")}
+    partial = {
+        name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'")
+    }
     plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()]
     bounded = re.search(r"\bLIMIT\b", statement, re.I) and not any("TEMP B-TREE" in step for step in plan)
     tables = "|".join(growing)
-    return [step for step in plan
-            if (m := re.match(rf"SCAN ({tables})\b(?: USING (?:COVERING )?INDEX (\w+))?", step))
-            and not bounded and m.group(2) not in partial]
+    return [
+        step
+        for step in plan
+        if (m := re.match(rf"SCAN ({tables})\b(?: USING (?:COVERING )?INDEX (\w+))?", step))
+        and not bounded
+        and m.group(2) not in partial
+    ]
 
 
 def full_scans(conn, statements: Iterable[str], growing: Iterable[str]) -> dict[str, list[str]]:

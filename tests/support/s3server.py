@@ -32,9 +32,18 @@ def endpoint() -> str:
 
 def s3_settings(**overrides) -> dict:
     """``[blobs]`` for a fresh bucket on the local server (created at start-up), as config would give it."""
-    return {"backend": "s3", "endpoint_url": endpoint(), "bucket": f"test-{uuid.uuid4().hex[:20]}",
-            "create_bucket": True, "region": REGION, "access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY,
-            "multipart_threshold_bytes": 5 * MiB, "part_bytes": 5 * MiB, **overrides}
+    return {
+        "backend": "s3",
+        "endpoint_url": endpoint(),
+        "bucket": f"test-{uuid.uuid4().hex[:20]}",
+        "create_bucket": True,
+        "region": REGION,
+        "access_key_id": ACCESS_KEY,
+        "secret_access_key": SECRET_KEY,
+        "multipart_threshold_bytes": 5 * MiB,
+        "part_bytes": 5 * MiB,
+        **overrides,
+    }
 
 
 def blob_settings(**overrides) -> BlobSettings:

@@ -40,12 +40,22 @@ ROUTES = [
 ]
 
 STATION_FORBIDDEN = [
-    ("POST", "/api/v1/devices/"), ("POST", "/api/v1/devices/BWV-1/lifecycle"), ("POST", "/api/v1/officers/"),
-    ("POST", "/api/v1/officers/import.csv"), ("POST", "/api/v1/assignments"),
-    ("POST", "/api/v1/assignments/BWV-1/end"), ("GET", "/api/v1/conflicts"), ("POST", "/api/v1/conflicts/1/resolve"),
-    ("GET", "/api/v1/unattributed"), ("GET", "/api/v1/clips/x/attribution"), ("POST", "/api/v1/clips/x/attribution"),
-    ("GET", "/api/v1/stations/"), ("GET", "/api/v1/stations/barnet"), ("GET", "/api/v1/devices/?borough=Barnet"),
-    ("GET", "/api/v1/officers/?borough=Barnet"), ("GET", "/api/v1/changes/?borough=Barnet"),
+    ("POST", "/api/v1/devices/"),
+    ("POST", "/api/v1/devices/BWV-1/lifecycle"),
+    ("POST", "/api/v1/officers/"),
+    ("POST", "/api/v1/officers/import.csv"),
+    ("POST", "/api/v1/assignments"),
+    ("POST", "/api/v1/assignments/BWV-1/end"),
+    ("GET", "/api/v1/conflicts"),
+    ("POST", "/api/v1/conflicts/1/resolve"),
+    ("GET", "/api/v1/unattributed"),
+    ("GET", "/api/v1/clips/x/attribution"),
+    ("POST", "/api/v1/clips/x/attribution"),
+    ("GET", "/api/v1/stations/"),
+    ("GET", "/api/v1/stations/barnet"),
+    ("GET", "/api/v1/devices/?borough=Barnet"),
+    ("GET", "/api/v1/officers/?borough=Barnet"),
+    ("GET", "/api/v1/changes/?borough=Barnet"),
 ]
 
 
@@ -57,8 +67,9 @@ def test_stations_may_not_administer_or_look_beyond_their_borough(client, method
 
 
 @pytest.mark.parametrize("method, path", ROUTES)
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YTpi"},
-                                     {"Authorization": "Bearer "}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YTpi"}, {"Authorization": "Bearer "}]
+)
 def test_every_route_needs_a_known_token(client, method, path, headers):
     r = client.request(method, path, headers={**headers, **TUS})
     assert r.status_code == 401
@@ -67,8 +78,14 @@ def test_every_route_needs_a_known_token(client, method, path, headers):
         assert r.json()["error"] == "unauthorized"
 
 
-@pytest.mark.parametrize("path", ["/api/v1/clips", "/api/v1/clips/6f1c1d3e-8a7b-4c2d-9e0f-1a2b3c4d5e6f",
-                                  "/api/v1/clips/6f1c1d3e-8a7b-4c2d-9e0f-1a2b3c4d5e6f/content"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/clips",
+        "/api/v1/clips/6f1c1d3e-8a7b-4c2d-9e0f-1a2b3c4d5e6f",
+        "/api/v1/clips/6f1c1d3e-8a7b-4c2d-9e0f-1a2b3c4d5e6f/content",
+    ],
+)
 def test_stations_may_not_read_clips(client, path):
     assert client.get(path, headers=CAMDEN).status_code == 403
     assert client.get(path, headers=ADMIN).status_code in (200, 404)
@@ -101,9 +118,16 @@ def test_a_station_token_rotation_accepts_the_new_token_beside_the_old(tmp_path)
     from fleet.errors import Unauthorized
     from tests.central.conftest import make_settings
 
-    settings = make_settings(tmp_path, stations={"camden": {
-        "borough": "Camden", "token": "camden-test-token",
-        "next_token_sha256": hashlib.sha256(b"camden-new-token").hexdigest()}})
+    settings = make_settings(
+        tmp_path,
+        stations={
+            "camden": {
+                "borough": "Camden",
+                "token": "camden-test-token",
+                "next_token_sha256": hashlib.sha256(b"camden-new-token").hexdigest(),
+            }
+        },
+    )
     registry = TokenRegistry(settings)
     old, new = registry.resolve("Bearer camden-test-token"), registry.resolve("Bearer camden-new-token")
     assert old == new and new.station_id == "camden" and new.borough == "Camden"
@@ -126,12 +150,16 @@ def test_a_station_token_rotation_through_the_app_ends_with_the_old_token_refuse
     def answers(station: dict) -> dict[str, int]:
         settings = make_settings(tmp_path / "central", stations={"camden": station})
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-            return {name: client.get("/api/v1/stations/camden", headers=headers).status_code
-                    for name, headers in (("old", old), ("new", new))}
+            return {
+                name: client.get("/api/v1/stations/camden", headers=headers).status_code
+                for name, headers in (("old", old), ("new", new))
+            }
 
     assert answers({"borough": "Camden", "token": "camden-test-token"}) == {"old": 200, "new": 401}
     # 1. the new token's hash beside the old token: both work
-    assert answers({"borough": "Camden", "token": "camden-test-token",
-                    "next_token_sha256": new_hash}) == {"old": 200, "new": 200}
+    assert answers({"borough": "Camden", "token": "camden-test-token", "next_token_sha256": new_hash}) == {
+        "old": 200,
+        "new": 200,
+    }
     # 3. the new hash moved to token_sha256, next_token_sha256 gone: the old token is refused
     assert answers({"borough": "Camden", "token_sha256": new_hash}) == {"old": 401, "new": 200}

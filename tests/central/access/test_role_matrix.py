@@ -9,11 +9,10 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from litestar.testing import TestClient
 
-from central.core.providers import services
 from central.core.app import create_app
+from central.core.providers import services
 from tests.central.conftest import CAMDEN, make_settings
 
 ROLES = ("viewer", "fleet_manager", "planner", "supervisor", "auditor", "admin")
@@ -25,58 +24,94 @@ PUBLIC = "public"
 
 POLICY: dict[str, frozenset[str] | str] = {
     # health, login and the API document need no token
-    "GET /healthz": PUBLIC, "GET /login": PUBLIC, "POST /login": PUBLIC,
+    "GET /healthz": PUBLIC,
+    "GET /login": PUBLIC,
+    "POST /login": PUBLIC,
     # the dashboard's stylesheets: the login page needs them before anyone has logged in
-    "GET /static/{file_path:path}": PUBLIC, "HEAD /static/{file_path:path}": PUBLIC,
+    "GET /static/{file_path:path}": PUBLIC,
+    "HEAD /static/{file_path:path}": PUBLIC,
     # the dashboard: every user reads fleet data
-    "GET /": USERS, "GET /stations": USERS, "GET /devices": USERS, "GET /devices/{serial:str}": USERS,
-    "POST /logout": USERS, "GET /officers": USERS, "GET /rollout": USERS,
-    "POST /officers/assign": FOOTAGE, "POST /officers/unassign": FOOTAGE,
+    "GET /": USERS,
+    "GET /stations": USERS,
+    "GET /devices": USERS,
+    "GET /devices/{serial:str}": USERS,
+    "POST /logout": USERS,
+    "GET /officers": USERS,
+    "GET /rollout": USERS,
+    "POST /officers/assign": FOOTAGE,
+    "POST /officers/unassign": FOOTAGE,
     "POST /rollout/proposals/{proposal_id:int}/{decision:str}": frozenset({"planner", "admin"}),
-    "GET /clips": FOOTAGE, "GET /clips/{clip_id:str}": FOOTAGE, "POST /clips/{clip_id:str}/hold": FOOTAGE,
-    "POST /clips/{clip_id:str}/release/{hold_id:int}": FOOTAGE, "POST /clips/{clip_id:str}/categories": FOOTAGE,
-    "POST /clips/{clip_id:str}/restore": ADMIN, "POST /clips/{clip_id:str}/attribution": FOOTAGE,
-    "GET /officers/conflicts": FOOTAGE, "POST /officers/conflicts/{conflict_id:int}/resolve": FOOTAGE,
-    "GET /audit": frozenset({"auditor", "admin"}), "POST /audit/verify": frozenset({"auditor", "admin"}),
+    "GET /clips": FOOTAGE,
+    "GET /clips/{clip_id:str}": FOOTAGE,
+    "POST /clips/{clip_id:str}/hold": FOOTAGE,
+    "POST /clips/{clip_id:str}/release/{hold_id:int}": FOOTAGE,
+    "POST /clips/{clip_id:str}/categories": FOOTAGE,
+    "POST /clips/{clip_id:str}/restore": ADMIN,
+    "POST /clips/{clip_id:str}/attribution": FOOTAGE,
+    "GET /officers/conflicts": FOOTAGE,
+    "POST /officers/conflicts/{conflict_id:int}/resolve": FOOTAGE,
+    "GET /audit": frozenset({"auditor", "admin"}),
+    "POST /audit/verify": frozenset({"auditor", "admin"}),
     # what stations do; of the users only admins upload
-    "POST /api/v1/uploads": ADMIN | {"station"}, "HEAD /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
+    "POST /api/v1/uploads": ADMIN | {"station"},
+    "HEAD /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
     "PATCH /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
     "DELETE /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
     "POST /api/v1/events": frozenset({"station"}),
     "GET /api/v1/changes": frozenset({"station", "fleet_manager", "admin"}),
     "GET /api/v1/changes/snapshot": frozenset({"station", "fleet_manager", "admin"}),
     # footage is not fleet data: seeing a camera's battery does not grant seeing its clips
-    "GET /api/v1/clips": FOOTAGE, "GET /api/v1/clips/{clip_id:str}": FOOTAGE,
-    "GET /api/v1/clips/{clip_id:str}/content": FOOTAGE, "GET /api/v1/clips/{clip_id:str}/attribution": FOOTAGE,
-    "POST /api/v1/clips/{clip_id:str}/attribution": FOOTAGE, "GET /api/v1/unattributed": FOOTAGE,
-    "GET /api/v1/clips/{clip_id:str}/retention": FOOTAGE, "POST /api/v1/clips/{clip_id:str}/categories": FOOTAGE,
-    "GET /api/v1/holds": FOOTAGE, "POST /api/v1/holds": FOOTAGE, "POST /api/v1/holds/{hold_id:int}/release": FOOTAGE,
+    "GET /api/v1/clips": FOOTAGE,
+    "GET /api/v1/clips/{clip_id:str}": FOOTAGE,
+    "GET /api/v1/clips/{clip_id:str}/content": FOOTAGE,
+    "GET /api/v1/clips/{clip_id:str}/attribution": FOOTAGE,
+    "POST /api/v1/clips/{clip_id:str}/attribution": FOOTAGE,
+    "GET /api/v1/unattributed": FOOTAGE,
+    "GET /api/v1/clips/{clip_id:str}/retention": FOOTAGE,
+    "POST /api/v1/clips/{clip_id:str}/categories": FOOTAGE,
+    "GET /api/v1/holds": FOOTAGE,
+    "POST /api/v1/holds": FOOTAGE,
+    "POST /api/v1/holds/{hold_id:int}/release": FOOTAGE,
     "POST /api/v1/cases/{case_ref:str}/clips": FOOTAGE,
-    "POST /api/v1/clips/{clip_id:str}/restore": ADMIN, "POST /api/v1/clips/{clip_id:str}/review": ADMIN,
-    "GET /api/v1/retention/reviews": ADMIN, "GET /api/v1/retention/digest": ADMIN,
+    "POST /api/v1/clips/{clip_id:str}/restore": ADMIN,
+    "POST /api/v1/clips/{clip_id:str}/review": ADMIN,
+    "GET /api/v1/retention/reviews": ADMIN,
+    "GET /api/v1/retention/digest": ADMIN,
     "POST /api/v1/retention/run": ADMIN,
     # the audit trail: auditors (and admins)
     "GET /api/v1/clips/{clip_id:str}/custody": frozenset({"auditor", "admin"}),
     "GET /api/v1/clips/{clip_id:str}/custody.csv": frozenset({"auditor", "admin"}),
     "GET /api/v1/clips/{clip_id:str}/custody.html": frozenset({"auditor", "admin"}),
     # fleet data: every user reads; stations read their own borough's
-    "GET /api/v1/devices": EVERYONE, "GET /api/v1/devices/export.csv": EVERYONE,
-    "GET /api/v1/devices/{serial:str}": EVERYONE, "GET /api/v1/officers": EVERYONE,
-    "GET /api/v1/officers/export.csv": EVERYONE, "GET /api/v1/officers/{officer_id:str}": EVERYONE,
-    "GET /api/v1/assignments": EVERYONE, "GET /api/v1/assignments/export.csv": EVERYONE,
-    "GET /api/v1/stations": USERS, "GET /api/v1/stations/{station_id:str}": EVERYONE,
+    "GET /api/v1/devices": EVERYONE,
+    "GET /api/v1/devices/export.csv": EVERYONE,
+    "GET /api/v1/devices/{serial:str}": EVERYONE,
+    "GET /api/v1/officers": EVERYONE,
+    "GET /api/v1/officers/export.csv": EVERYONE,
+    "GET /api/v1/officers/{officer_id:str}": EVERYONE,
+    "GET /api/v1/assignments": EVERYONE,
+    "GET /api/v1/assignments/export.csv": EVERYONE,
+    "GET /api/v1/stations": USERS,
+    "GET /api/v1/stations/{station_id:str}": EVERYONE,
     # device administration: fleet managers
     "POST /api/v1/devices": frozenset({"fleet_manager", "admin"}),
     "POST /api/v1/devices/import.csv": frozenset({"fleet_manager", "admin"}),
     "POST /api/v1/devices/{serial:str}/lifecycle": frozenset({"fleet_manager", "admin"}),
     # officers, assignments and conflicts: supervisors
-    "POST /api/v1/officers": FOOTAGE, "POST /api/v1/officers/import.csv": FOOTAGE,
-    "POST /api/v1/assignments": FOOTAGE, "POST /api/v1/assignments/{device_serial:str}/end": FOOTAGE,
-    "GET /api/v1/conflicts": FOOTAGE, "POST /api/v1/conflicts/{conflict_id:int}/resolve": FOOTAGE,
+    "POST /api/v1/officers": FOOTAGE,
+    "POST /api/v1/officers/import.csv": FOOTAGE,
+    "POST /api/v1/assignments": FOOTAGE,
+    "POST /api/v1/assignments/{device_serial:str}/end": FOOTAGE,
+    "GET /api/v1/conflicts": FOOTAGE,
+    "POST /api/v1/conflicts/{conflict_id:int}/resolve": FOOTAGE,
     # the roll-out: every user reads the plan and progress; planners allocate and commit
-    "GET /api/v1/rollout/plan": USERS, "GET /api/v1/rollout/plan.csv": USERS, "GET /api/v1/rollout/progress": USERS,
-    "GET /api/v1/rollout/progress.csv": USERS, "GET /api/v1/rollout/storage": USERS,
-    "GET /api/v1/rollout/proposals": USERS, "GET /api/v1/rollout/proposals/{proposal_id:int}": USERS,
+    "GET /api/v1/rollout/plan": USERS,
+    "GET /api/v1/rollout/plan.csv": USERS,
+    "GET /api/v1/rollout/progress": USERS,
+    "GET /api/v1/rollout/progress.csv": USERS,
+    "GET /api/v1/rollout/storage": USERS,
+    "GET /api/v1/rollout/proposals": USERS,
+    "GET /api/v1/rollout/proposals/{proposal_id:int}": USERS,
     "GET /api/v1/rollout/proposals/{proposal_id:int}/items.csv": USERS,
     "POST /api/v1/rollout/proposals": frozenset({"planner", "admin"}),
     "POST /api/v1/rollout/proposals/import.csv": frozenset({"planner", "admin"}),
@@ -84,9 +119,20 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /api/v1/rollout/proposals/{proposal_id:int}/discard": frozenset({"planner", "admin"}),
 }
 
-SAMPLE = {"upload_id": "u1", "clip_id": "c1", "serial": "BWV-1", "officer_id": "PC1", "device_serial": "BWV-1",
-          "conflict_id": "1", "station_id": "camden", "proposal_id": "1", "case_ref": "CASE-1", "hold_id": "1",
-          "decision": "commit", "file_path": "fleet.css"}
+SAMPLE = {
+    "upload_id": "u1",
+    "clip_id": "c1",
+    "serial": "BWV-1",
+    "officer_id": "PC1",
+    "device_serial": "BWV-1",
+    "conflict_id": "1",
+    "station_id": "camden",
+    "proposal_id": "1",
+    "case_ref": "CASE-1",
+    "hold_id": "1",
+    "decision": "commit",
+    "file_path": "fleet.css",
+}
 QUERY = {"/api/v1/changes": "?borough=Camden", "/api/v1/changes/snapshot": "?borough=Camden"}
 
 
@@ -109,8 +155,9 @@ def test_every_route_has_a_policy(client):
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
     """One central for every route: the sample ids do not exist, so the calls change nothing that matters."""
-    with TestClient(create_app(make_settings(tmp_path_factory.mktemp("matrix") / "central")),
-                    raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(make_settings(tmp_path_factory.mktemp("matrix") / "central")), raise_server_exceptions=False
+    ) as client:
         users = services(client.app).users
         headers = {"station": CAMDEN}
         for role in ROLES:
@@ -126,8 +173,9 @@ def test_the_role_matrix(matrix, route):
     path = re.sub(r"\{(\w+):\w+\}", lambda m: SAMPLE[m.group(1)], template) + QUERY.get(template, "")
     allowed = POLICY[route]
     for who, headers in callers.items():
-        response = client.request(method, path, headers=headers, json={} if method in ("POST", "PATCH") else None,
-                                  follow_redirects=False)
+        response = client.request(
+            method, path, headers=headers, json={} if method in ("POST", "PATCH") else None, follow_redirects=False
+        )
         if allowed == PUBLIC:  # no token needed (a login with no password is a 401 of its own)
             assert response.status_code != 403, (who, route, response.text[:200])
         elif who in allowed:

@@ -18,66 +18,106 @@ from dataclasses import dataclass
 import pytest
 from litestar.testing import TestClient
 
-from central.core.providers import services
 from central.access import scope
 from central.core.app import create_app
+from central.core.providers import services
 from fleet.clock import to_iso
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, make_settings
-from tests.central.fleetdata import at, docked, post
-from tests.central.access.test_role_matrix import PUBLIC, POLICY, app_routes
 from fleet.events import ClipIngested
 from fleet.protocol import UploadMetadata, encode_upload_metadata
+from tests.central.access.test_role_matrix import POLICY, PUBLIC, app_routes
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, make_settings
+from tests.central.fleetdata import at, docked, post
 
 NO_BOROUGH, FORCE_WIDE, TOUCHES, LISTS = "no borough", "force-wide", "touches", "lists"
 
 SCOPE: dict[str, str] = {
-    "GET /healthz": NO_BOROUGH, "GET /static/{file_path:path}": NO_BOROUGH, "HEAD /static/{file_path:path}": NO_BOROUGH,
-    "GET /login": NO_BOROUGH, "POST /login": NO_BOROUGH, "POST /logout": NO_BOROUGH,
+    "GET /healthz": NO_BOROUGH,
+    "GET /static/{file_path:path}": NO_BOROUGH,
+    "HEAD /static/{file_path:path}": NO_BOROUGH,
+    "GET /login": NO_BOROUGH,
+    "POST /login": NO_BOROUGH,
+    "POST /logout": NO_BOROUGH,
     # dashboard pages: a scoped user sees their borough's figures and records
-    "GET /": LISTS, "GET /stations": LISTS, "GET /devices": LISTS, "GET /devices/{serial:str}": TOUCHES,
-    "GET /officers": LISTS, "GET /officers/conflicts": LISTS, "GET /clips": LISTS,
-    "GET /rollout": NO_BOROUGH, "POST /rollout/proposals/{proposal_id:int}/{decision:str}": FORCE_WIDE,
-    "POST /officers/assign": TOUCHES, "POST /officers/unassign": TOUCHES,
+    "GET /": LISTS,
+    "GET /stations": LISTS,
+    "GET /devices": LISTS,
+    "GET /devices/{serial:str}": TOUCHES,
+    "GET /officers": LISTS,
+    "GET /officers/conflicts": LISTS,
+    "GET /clips": LISTS,
+    "GET /rollout": NO_BOROUGH,
+    "POST /rollout/proposals/{proposal_id:int}/{decision:str}": FORCE_WIDE,
+    "POST /officers/assign": TOUCHES,
+    "POST /officers/unassign": TOUCHES,
     "POST /officers/conflicts/{conflict_id:int}/resolve": TOUCHES,
-    "GET /clips/{clip_id:str}": TOUCHES, "POST /clips/{clip_id:str}/hold": TOUCHES,
-    "POST /clips/{clip_id:str}/release/{hold_id:int}": TOUCHES, "POST /clips/{clip_id:str}/categories": TOUCHES,
-    "POST /clips/{clip_id:str}/restore": TOUCHES, "POST /clips/{clip_id:str}/attribution": TOUCHES,
-    "GET /audit": FORCE_WIDE, "POST /audit/verify": FORCE_WIDE,
+    "GET /clips/{clip_id:str}": TOUCHES,
+    "POST /clips/{clip_id:str}/hold": TOUCHES,
+    "POST /clips/{clip_id:str}/release/{hold_id:int}": TOUCHES,
+    "POST /clips/{clip_id:str}/categories": TOUCHES,
+    "POST /clips/{clip_id:str}/restore": TOUCHES,
+    "POST /clips/{clip_id:str}/attribution": TOUCHES,
+    "GET /audit": FORCE_WIDE,
+    "POST /audit/verify": FORCE_WIDE,
     # a station's own uploads and events
-    "POST /api/v1/uploads": TOUCHES, "HEAD /api/v1/uploads/{upload_id:str}": TOUCHES,
-    "PATCH /api/v1/uploads/{upload_id:str}": TOUCHES, "DELETE /api/v1/uploads/{upload_id:str}": TOUCHES,
+    "POST /api/v1/uploads": TOUCHES,
+    "HEAD /api/v1/uploads/{upload_id:str}": TOUCHES,
+    "PATCH /api/v1/uploads/{upload_id:str}": TOUCHES,
+    "DELETE /api/v1/uploads/{upload_id:str}": TOUCHES,
     "POST /api/v1/events": TOUCHES,
-    "GET /api/v1/changes": TOUCHES, "GET /api/v1/changes/snapshot": TOUCHES,
+    "GET /api/v1/changes": TOUCHES,
+    "GET /api/v1/changes/snapshot": TOUCHES,
     # footage and its governance
-    "GET /api/v1/clips": LISTS, "GET /api/v1/clips/{clip_id:str}": TOUCHES,
-    "GET /api/v1/clips/{clip_id:str}/content": TOUCHES, "GET /api/v1/clips/{clip_id:str}/attribution": TOUCHES,
-    "POST /api/v1/clips/{clip_id:str}/attribution": TOUCHES, "GET /api/v1/unattributed": LISTS,
-    "GET /api/v1/clips/{clip_id:str}/retention": TOUCHES, "POST /api/v1/clips/{clip_id:str}/categories": TOUCHES,
-    "GET /api/v1/holds": LISTS, "POST /api/v1/holds": TOUCHES, "POST /api/v1/holds/{hold_id:int}/release": TOUCHES,
+    "GET /api/v1/clips": LISTS,
+    "GET /api/v1/clips/{clip_id:str}": TOUCHES,
+    "GET /api/v1/clips/{clip_id:str}/content": TOUCHES,
+    "GET /api/v1/clips/{clip_id:str}/attribution": TOUCHES,
+    "POST /api/v1/clips/{clip_id:str}/attribution": TOUCHES,
+    "GET /api/v1/unattributed": LISTS,
+    "GET /api/v1/clips/{clip_id:str}/retention": TOUCHES,
+    "POST /api/v1/clips/{clip_id:str}/categories": TOUCHES,
+    "GET /api/v1/holds": LISTS,
+    "POST /api/v1/holds": TOUCHES,
+    "POST /api/v1/holds/{hold_id:int}/release": TOUCHES,
     "POST /api/v1/cases/{case_ref:str}/clips": TOUCHES,
-    "POST /api/v1/clips/{clip_id:str}/restore": TOUCHES, "POST /api/v1/clips/{clip_id:str}/review": TOUCHES,
-    "GET /api/v1/retention/reviews": FORCE_WIDE, "GET /api/v1/retention/digest": FORCE_WIDE,
+    "POST /api/v1/clips/{clip_id:str}/restore": TOUCHES,
+    "POST /api/v1/clips/{clip_id:str}/review": TOUCHES,
+    "GET /api/v1/retention/reviews": FORCE_WIDE,
+    "GET /api/v1/retention/digest": FORCE_WIDE,
     "POST /api/v1/retention/run": FORCE_WIDE,
-    "GET /api/v1/clips/{clip_id:str}/custody": TOUCHES, "GET /api/v1/clips/{clip_id:str}/custody.csv": TOUCHES,
+    "GET /api/v1/clips/{clip_id:str}/custody": TOUCHES,
+    "GET /api/v1/clips/{clip_id:str}/custody.csv": TOUCHES,
     "GET /api/v1/clips/{clip_id:str}/custody.html": TOUCHES,
     # fleet data
-    "GET /api/v1/devices": LISTS, "GET /api/v1/devices/export.csv": LISTS, "GET /api/v1/devices/{serial:str}": TOUCHES,
-    "GET /api/v1/officers": LISTS, "GET /api/v1/officers/export.csv": LISTS,
-    "GET /api/v1/officers/{officer_id:str}": TOUCHES, "GET /api/v1/assignments": LISTS,
-    "GET /api/v1/assignments/export.csv": LISTS, "GET /api/v1/stations": LISTS,
+    "GET /api/v1/devices": LISTS,
+    "GET /api/v1/devices/export.csv": LISTS,
+    "GET /api/v1/devices/{serial:str}": TOUCHES,
+    "GET /api/v1/officers": LISTS,
+    "GET /api/v1/officers/export.csv": LISTS,
+    "GET /api/v1/officers/{officer_id:str}": TOUCHES,
+    "GET /api/v1/assignments": LISTS,
+    "GET /api/v1/assignments/export.csv": LISTS,
+    "GET /api/v1/stations": LISTS,
     "GET /api/v1/stations/{station_id:str}": TOUCHES,
-    "POST /api/v1/devices": FORCE_WIDE, "POST /api/v1/devices/import.csv": FORCE_WIDE,
+    "POST /api/v1/devices": FORCE_WIDE,
+    "POST /api/v1/devices/import.csv": FORCE_WIDE,
     "POST /api/v1/devices/{serial:str}/lifecycle": FORCE_WIDE,
-    "POST /api/v1/officers": TOUCHES, "POST /api/v1/officers/import.csv": FORCE_WIDE,
-    "POST /api/v1/assignments": TOUCHES, "POST /api/v1/assignments/{device_serial:str}/end": TOUCHES,
-    "GET /api/v1/conflicts": LISTS, "POST /api/v1/conflicts/{conflict_id:int}/resolve": TOUCHES,
+    "POST /api/v1/officers": TOUCHES,
+    "POST /api/v1/officers/import.csv": FORCE_WIDE,
+    "POST /api/v1/assignments": TOUCHES,
+    "POST /api/v1/assignments/{device_serial:str}/end": TOUCHES,
+    "GET /api/v1/conflicts": LISTS,
+    "POST /api/v1/conflicts/{conflict_id:int}/resolve": TOUCHES,
     # the roll-out: the plan's figures are no one's records; proposals name officers and cameras
-    "GET /api/v1/rollout/plan": NO_BOROUGH, "GET /api/v1/rollout/plan.csv": NO_BOROUGH,
-    "GET /api/v1/rollout/progress": NO_BOROUGH, "GET /api/v1/rollout/progress.csv": NO_BOROUGH,
-    "GET /api/v1/rollout/storage": NO_BOROUGH, "GET /api/v1/rollout/proposals": NO_BOROUGH,
+    "GET /api/v1/rollout/plan": NO_BOROUGH,
+    "GET /api/v1/rollout/plan.csv": NO_BOROUGH,
+    "GET /api/v1/rollout/progress": NO_BOROUGH,
+    "GET /api/v1/rollout/progress.csv": NO_BOROUGH,
+    "GET /api/v1/rollout/storage": NO_BOROUGH,
+    "GET /api/v1/rollout/proposals": NO_BOROUGH,
     "GET /api/v1/rollout/proposals/{proposal_id:int}": FORCE_WIDE,
     "GET /api/v1/rollout/proposals/{proposal_id:int}/items.csv": FORCE_WIDE,
-    "POST /api/v1/rollout/proposals": FORCE_WIDE, "POST /api/v1/rollout/proposals/import.csv": FORCE_WIDE,
+    "POST /api/v1/rollout/proposals": FORCE_WIDE,
+    "POST /api/v1/rollout/proposals/import.csv": FORCE_WIDE,
     "POST /api/v1/rollout/proposals/{proposal_id:int}/commit": FORCE_WIDE,
     "POST /api/v1/rollout/proposals/{proposal_id:int}/discard": FORCE_WIDE,
 }
@@ -103,12 +143,21 @@ class Side:
 
 def _upload(client, headers, serial: str, data: bytes, whole: bool) -> tuple[str, str]:
     clip_id = str(uuid.uuid4())
-    meta = encode_upload_metadata(UploadMetadata(clip_id=uuid.UUID(clip_id), sha256=hashlib.sha256(data).hexdigest(),
-                                                 device_serial=serial, recorded_at=at(1), filename="c.mp4"))
+    meta = encode_upload_metadata(
+        UploadMetadata(
+            clip_id=uuid.UUID(clip_id),
+            sha256=hashlib.sha256(data).hexdigest(),
+            device_serial=serial,
+            recorded_at=at(1),
+            filename="c.mp4",
+        )
+    )
     extra = {"Content-Type": "application/offset+octet-stream"} if whole else {}
-    response = client.post("/api/v1/uploads/", headers={**headers, **TUS, "Upload-Length": str(len(data)),
-                                                        "Upload-Metadata": meta, **extra},
-                           content=data if whole else None)
+    response = client.post(
+        "/api/v1/uploads/",
+        headers={**headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta, **extra},
+        content=data if whole else None,
+    )
     assert response.status_code == 201, response.text
     return clip_id, response.headers["location"].rsplit("/", 1)[1]
 
@@ -117,33 +166,64 @@ def _build(client) -> tuple[Side, Side]:
     """Camden's and Barnet's cameras, officers, a verified clip each (docked and ingested at
     its own station), an unfinished upload, a clip hold, an officer hold and an open conflict."""
     sides = (Side("Camden", "camden", "BWV-CAM-0001", "PCCAM1"), Side("Barnet", "barnet", "BWV-BAR-0001", "PCBAR1"))
-    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": s.officer_id, "borough": s.borough}
-                                                          for s in sides]).raise_for_status()
-    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": s.serial, "borough": s.borough,
-                                                          "assignment_mode": "personal"} for s in sides]
-                ).raise_for_status()
+    client.post(
+        "/api/v1/officers/", headers=ADMIN, json=[{"officer_id": s.officer_id, "borough": s.borough} for s in sides]
+    ).raise_for_status()
+    client.post(
+        "/api/v1/devices/",
+        headers=ADMIN,
+        json=[{"serial": s.serial, "borough": s.borough, "assignment_mode": "personal"} for s in sides],
+    ).raise_for_status()
     for side, headers in zip(sides, (CAMDEN, BARNET)):
         data = os.urandom(1000)
         side.clip_id, _ = _upload(client, headers, side.serial, data, whole=True)
         _, side.upload_id = _upload(client, headers, side.serial, b"x" * 10, whole=False)
-        post(client, headers, [docked(side.serial, 2, clips=1),
-                               ClipIngested(clip_id=side.clip_id, device_serial=side.serial, recorded_at=at(1),
-                                            size=len(data), sha256=hashlib.sha256(data).hexdigest())], hours=[2, 2])
-        side.hold_id = client.post("/api/v1/holds", headers=ADMIN, json={
-            "kind": "clip", "clip_id": side.clip_id, "reason": f"hold-of-{side.borough}"}).json()["id"]
-        side.officer_hold_id = client.post("/api/v1/holds", headers=ADMIN, json={
-            "kind": "officer", "officer_id": side.officer_id, "window_from": to_iso(at(0)), "window_to": to_iso(at(9)),
-            "reason": f"officer-hold-of-{side.borough}"}).json()["id"]
-        with services(client.app).store.writer.write() as db:  # conflicts come from offline checkouts; the row is what matters
+        post(
+            client,
+            headers,
+            [
+                docked(side.serial, 2, clips=1),
+                ClipIngested(
+                    clip_id=side.clip_id,
+                    device_serial=side.serial,
+                    recorded_at=at(1),
+                    size=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                ),
+            ],
+            hours=[2, 2],
+        )
+        side.hold_id = client.post(
+            "/api/v1/holds",
+            headers=ADMIN,
+            json={"kind": "clip", "clip_id": side.clip_id, "reason": f"hold-of-{side.borough}"},
+        ).json()["id"]
+        side.officer_hold_id = client.post(
+            "/api/v1/holds",
+            headers=ADMIN,
+            json={
+                "kind": "officer",
+                "officer_id": side.officer_id,
+                "window_from": to_iso(at(0)),
+                "window_to": to_iso(at(9)),
+                "reason": f"officer-hold-of-{side.borough}",
+            },
+        ).json()["id"]
+        with services(
+            client.app
+        ).store.writer.write() as db:  # conflicts come from offline checkouts; the row is what matters
             side.conflict_id = db.execute(
                 "INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at) "
                 "VALUES ('officer_two_cameras', ?, ?, ?, 'conflict-of-' || ?, ?)",
-                [side.borough, side.serial, side.officer_id, side.borough, to_iso(at(3))]).lastrowid
+                [side.borough, side.serial, side.officer_id, side.borough, to_iso(at(3))],
+            ).lastrowid
     for side in sides:  # issued now: the clips, recorded before, stay unattributed
-        client.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": side.serial,
-                                                                "officer_id": side.officer_id}).raise_for_status()
-    client.post("/api/v1/cases/CASE-1/clips", headers=ADMIN, json={"clip_ids": [sides[0].clip_id], "reason": "x"}
-                ).raise_for_status()
+        client.post(
+            "/api/v1/assignments", headers=ADMIN, json={"device_serial": side.serial, "officer_id": side.officer_id}
+        ).raise_for_status()
+    client.post(
+        "/api/v1/cases/CASE-1/clips", headers=ADMIN, json={"clip_ids": [sides[0].clip_id], "reason": "x"}
+    ).raise_for_status()
     return sides
 
 
@@ -159,8 +239,10 @@ def world(tmp_path):
         users.add("s.camden", "supervisor", "test", borough="Camden")
         callers = {
             "station": ("station", CAMDEN),
-            "supervisor@Camden": ("supervisor", {
-                "Authorization": f"Bearer {users.create_token('s.camden', 'matrix', 'test').token}"}),
+            "supervisor@Camden": (
+                "supervisor",
+                {"Authorization": f"Bearer {users.create_token('s.camden', 'matrix', 'test').token}"},
+            ),
             "admin": ("admin", ADMIN),
         }
         yield client, inside, outside, callers
@@ -169,13 +251,26 @@ def world(tmp_path):
 def _request(route: str, side: Side) -> tuple[str, str, dict]:
     """The method, the path and the body a route takes, naming ``side``'s things."""
     method, template = route.split(" ", 1)
-    values = {"clip_id": side.clip_id, "serial": side.serial, "device_serial": side.serial,
-              "officer_id": side.officer_id, "hold_id": str(side.hold_id), "conflict_id": str(side.conflict_id),
-              "station_id": side.station_id, "upload_id": side.upload_id, "case_ref": "CASE-1", "proposal_id": "1",
-              "decision": "commit", "file_path": "fleet.css"}
+    values = {
+        "clip_id": side.clip_id,
+        "serial": side.serial,
+        "device_serial": side.serial,
+        "officer_id": side.officer_id,
+        "hold_id": str(side.hold_id),
+        "conflict_id": str(side.conflict_id),
+        "station_id": side.station_id,
+        "upload_id": side.upload_id,
+        "case_ref": "CASE-1",
+        "proposal_id": "1",
+        "decision": "commit",
+        "file_path": "fleet.css",
+    }
     path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], template)
-    query = {"/api/v1/changes": f"?borough={side.borough}", "/api/v1/changes/snapshot": f"?borough={side.borough}",
-             "/stations": f"?station={side.station_id}"}.get(template, "")
+    query = {
+        "/api/v1/changes": f"?borough={side.borough}",
+        "/api/v1/changes/snapshot": f"?borough={side.borough}",
+        "/stations": f"?station={side.station_id}",
+    }.get(template, "")
     json_body = {
         "POST /api/v1/holds": {"kind": "clip", "clip_id": side.clip_id, "reason": "matrix"},
         "POST /api/v1/assignments": {"device_serial": side.serial, "officer_id": side.officer_id},
@@ -183,10 +278,11 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "POST /api/v1/clips/{clip_id:str}/attribution": {"officer_id": side.officer_id, "reason": "matrix"},
         "POST /api/v1/cases/{case_ref:str}/clips": {"clip_ids": [side.clip_id], "reason": "matrix"},
     }.get(route)
-    form = {"POST /officers/assign": {"device_serial": side.serial, "officer_id": side.officer_id},
-            "POST /officers/unassign": {"device_serial": side.serial},
-            "POST /clips/{clip_id:str}/attribution": {"officer_id": side.officer_id, "reason": "matrix"},
-            }.get(route)
+    form = {
+        "POST /officers/assign": {"device_serial": side.serial, "officer_id": side.officer_id},
+        "POST /officers/unassign": {"device_serial": side.serial},
+        "POST /clips/{clip_id:str}/attribution": {"officer_id": side.officer_id, "reason": "matrix"},
+    }.get(route)
     if form is not None:
         return method, path + query, {"data": form}
     if json_body is None and method in ("POST", "PATCH"):
@@ -209,8 +305,13 @@ def _expected(route: str, role: str, scoped: bool, where: str, names_things: boo
 
 
 def _declared(app) -> dict[str, scope.Declaration]:
-    return {f"{method} {route.path}": handler.opt["scope"] for route in app.routes if not route.path.startswith("/schema")
-            for handler in route.route_handlers for method in handler.http_methods - {"OPTIONS"}}
+    return {
+        f"{method} {route.path}": handler.opt["scope"]
+        for route in app.routes
+        if not route.path.startswith("/schema")
+        for handler in route.route_handlers
+        for method in handler.http_methods - {"OPTIONS"}
+    }
 
 
 def test_every_route_has_a_scope_decision_and_the_app_declares_it(client):
@@ -280,31 +381,51 @@ def test_a_request_naming_one_thing_inside_and_one_outside_is_refused(world):
         ("/api/v1/assignments", {"device_serial": outside.serial, "officer_id": inside.officer_id}),
         (f"/api/v1/clips/{inside.clip_id}/attribution", {"officer_id": outside.officer_id, "reason": "x"}),
         ("/api/v1/cases/CASE-2/clips", {"clip_ids": [inside.clip_id, outside.clip_id], "reason": "x"}),
-        ("/api/v1/officers/", [{"officer_id": inside.officer_id, "borough": inside.borough},
-                               {"officer_id": outside.officer_id, "borough": inside.borough}]),
+        (
+            "/api/v1/officers/",
+            [
+                {"officer_id": inside.officer_id, "borough": inside.borough},
+                {"officer_id": outside.officer_id, "borough": inside.borough},
+            ],
+        ),
         ("/api/v1/officers/", [{"officer_id": inside.officer_id, "borough": outside.borough}]),  # moving one out
         ("/api/v1/officers/", [{"officer_id": "PCNEW1", "borough": outside.borough}]),  # creating one elsewhere
     ]:
         response = client.post(route, headers=supervisor, json=body)
         assert response.status_code == 403, (route, body, response.text)
-    response = client.post("/officers/unassign", headers=supervisor,
-                           data={"device_serial": [inside.serial, outside.serial]})
+    response = client.post(
+        "/officers/unassign", headers=supervisor, data={"device_serial": [inside.serial, outside.serial]}
+    )
     assert response.status_code == 403, response.text
-    assert client.post(f"/clips/{inside.clip_id}/release/{outside.hold_id}", headers=supervisor,
-                       data={"reason": "x"}).status_code == 403
+    assert (
+        client.post(
+            f"/clips/{inside.clip_id}/release/{outside.hold_id}", headers=supervisor, data={"reason": "x"}
+        ).status_code
+        == 403
+    )
 
 
 def test_holds_of_no_borough_are_outside_every_scope(world):
     client, inside, outside, callers = world
     _, supervisor = callers["supervisor@Camden"]
-    case_hold = client.post("/api/v1/holds", headers=ADMIN, json={"kind": "case", "case_ref": "CASE-9",
-                                                                 "reason": "force-wide"}).json()["id"]
-    assert client.post(f"/api/v1/holds/{case_hold}/release", headers=supervisor, json={"reason": "x"}
-                       ).status_code == 403
-    assert client.post(f"/api/v1/holds/{inside.officer_hold_id}/release", headers=supervisor, json={"reason": "x"}
-                       ).status_code == 200
-    assert client.post(f"/api/v1/holds/{outside.officer_hold_id}/release", headers=supervisor, json={"reason": "x"}
-                       ).status_code == 403
+    case_hold = client.post(
+        "/api/v1/holds", headers=ADMIN, json={"kind": "case", "case_ref": "CASE-9", "reason": "force-wide"}
+    ).json()["id"]
+    assert (
+        client.post(f"/api/v1/holds/{case_hold}/release", headers=supervisor, json={"reason": "x"}).status_code == 403
+    )
+    assert (
+        client.post(
+            f"/api/v1/holds/{inside.officer_hold_id}/release", headers=supervisor, json={"reason": "x"}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            f"/api/v1/holds/{outside.officer_hold_id}/release", headers=supervisor, json={"reason": "x"}
+        ).status_code
+        == 403
+    )
     listed = {h["id"] for h in client.get("/api/v1/holds", headers=supervisor).json()}
     assert listed == {inside.hold_id}, listed  # not Barnet's, not the case hold; the released one is not active
 
@@ -315,8 +436,12 @@ def test_a_clip_of_a_camera_in_no_borough_is_outside_every_scope(world):
     stray, _ = _upload(client, CAMDEN, "BWV-UNREGISTERED-1", b"stray", whole=True)
     assert client.get(f"/api/v1/clips/{stray}", headers=ADMIN).status_code == 200
     assert client.get(f"/api/v1/clips/{stray}", headers=supervisor).status_code == 403
-    assert client.post("/api/v1/holds", headers=supervisor, json={"kind": "clip", "clip_id": stray, "reason": "x"}
-                       ).status_code == 403
+    assert (
+        client.post(
+            "/api/v1/holds", headers=supervisor, json={"kind": "clip", "clip_id": stray, "reason": "x"}
+        ).status_code
+        == 403
+    )
 
 
 def test_a_padded_form_field_names_the_same_thing_to_the_guard_and_the_handler(world):
@@ -326,14 +451,23 @@ def test_a_padded_form_field_names_the_same_thing_to_the_guard_and_the_handler(w
     _, supervisor = callers["supervisor@Camden"]
     client.post(f"/api/v1/assignments/{outside.serial}/end", headers=ADMIN, json={"reason": "x"}).raise_for_status()
     for padded in (f" {outside.serial}", f"{outside.serial} ", f"\t{outside.serial}\n"):
-        response = client.post("/officers/assign", headers=supervisor, follow_redirects=False,
-                               data={"device_serial": padded, "officer_id": f" {outside.officer_id} "})
+        response = client.post(
+            "/officers/assign",
+            headers=supervisor,
+            follow_redirects=False,
+            data={"device_serial": padded, "officer_id": f" {outside.officer_id} "},
+        )
         assert response.status_code == 403, (padded, response.status_code, response.text[:300])
-    response = client.post(f"/clips/{inside.clip_id}/attribution", headers=supervisor, follow_redirects=False,
-                           data={"officer_id": f"{outside.officer_id} ", "reason": "x"})
+    response = client.post(
+        f"/clips/{inside.clip_id}/attribution",
+        headers=supervisor,
+        follow_redirects=False,
+        data={"officer_id": f"{outside.officer_id} ", "reason": "x"},
+    )
     assert response.status_code == 403, response.text[:300]
-    response = client.post("/officers/unassign", headers=supervisor, follow_redirects=False,
-                           data={"device_serial": f" {inside.serial} "})
+    response = client.post(
+        "/officers/unassign", headers=supervisor, follow_redirects=False, data={"device_serial": f" {inside.serial} "}
+    )
     assert response.status_code == 303, response.text[:300]  # and its own camera, padded, is still its own
     assert client.get(f"/api/v1/clips/{inside.clip_id}/attribution", headers=ADMIN).json()["officer_id"] is None
     active = client.get("/api/v1/assignments", headers=ADMIN, params={"active": True}).json()
@@ -358,5 +492,14 @@ def test_an_id_past_sqlites_integers_is_refused_not_a_server_error(world, bad):
 
 
 def test_row_ids_the_guard_resolves():
-    assert [scope.row_id(k) for k in ("7", "0", "²", "١٢", "-1", " 7", "9" * 19, str(2 ** 63 - 1), str(2 ** 63))] \
-        == [7, 0, None, None, None, None, None, 2 ** 63 - 1, None]
+    assert [scope.row_id(k) for k in ("7", "0", "²", "١٢", "-1", " 7", "9" * 19, str(2**63 - 1), str(2**63))] == [
+        7,
+        0,
+        None,
+        None,
+        None,
+        None,
+        None,
+        2**63 - 1,
+        None,
+    ]

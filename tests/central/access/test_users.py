@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from central.access.users import UserService, hash_password, password_matches
 from central.core.providers import services
 from central.evidence import audit
-from central.access.users import UserService, hash_password, password_matches
 from fleet.errors import BadRequest, Conflict, Unauthorized
 from tests.central.conftest import ADMIN
 from tests.test_cli import ROOT
@@ -88,8 +88,10 @@ def test_api_tokens_act_with_their_users_role(users, client):
     assert client.get("/api/v1/devices/", headers=viewer).status_code == 200
     assert client.get("/api/v1/clips/", headers=viewer).status_code == 403  # fleet data is not footage
     assert client.get("/api/v1/rollout/progress", headers=planner).status_code != 403
-    assert client.post("/api/v1/holds", headers=planner, json={"kind": "clip", "clip_id": "x", "reason": "x"}
-                       ).status_code == 403
+    assert (
+        client.post("/api/v1/holds", headers=planner, json={"kind": "clip", "clip_id": "x", "reason": "x"}).status_code
+        == 403
+    )
     stored = users.tokens("p.lan")[0]
     users.revoke_token(stored.id, "admin")
     assert client.get("/api/v1/devices/", headers=planner).status_code == 401
@@ -97,16 +99,22 @@ def test_api_tokens_act_with_their_users_role(users, client):
 
 
 def _cli(*args, stdin: str = ""):
-    return subprocess.run([sys.executable, "-m", "fleet.cli", "central", *args], input=stdin, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "fleet.cli", "central", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 @pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
 def test_the_user_and_token_commands(tmp_path):
     config = tmp_path / "central.toml"
     config.write_text('data_dir = "central"\nadmin_token = "t"\n')
-    added = _cli("add-user", "a.dmin", "--role", "admin", "--password-stdin", "--config", str(config),
-                 stdin=PASSWORD + "\n")
+    added = _cli(
+        "add-user", "a.dmin", "--role", "admin", "--password-stdin", "--config", str(config), stdin=PASSWORD + "\n"
+    )
     assert added.returncode == 0 and "user a.dmin added: admin" in added.stdout
     no_tty = _cli("add-user", "b.user", "--role", "viewer", "--config", str(config))
     assert no_tty.returncode != 0 and "--password-stdin" in no_tty.stderr
@@ -120,39 +128,74 @@ def test_the_user_and_token_commands(tmp_path):
     assert "revoked" in _cli("token", "list", "--config", str(config)).stdout
     assert "a.dmin" in _cli("users", "--config", str(config)).stdout
     assert _cli("disable-user", "a.dmin", "--config", str(config)).returncode == 0
-    assert _cli("set-password", "nobody", "--password-stdin", "--config", str(config),
-                stdin=PASSWORD + "\n").returncode != 0
+    assert (
+        _cli("set-password", "nobody", "--password-stdin", "--config", str(config), stdin=PASSWORD + "\n").returncode
+        != 0
+    )
 
 
 def test_a_borough_supervisor_acts_on_their_borough_only(users, client):
     from tests.central.conftest import BARNET
     from tests.central.fleetdata import docked, ingested, post
 
-    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"},
-                                                          {"officer_id": "PC2", "borough": "Barnet"}])
-    client.post("/api/v1/devices/", headers=ADMIN, json=[
-        {"serial": "CAM-1", "borough": "Camden", "assignment_mode": "personal"},
-        {"serial": "BAR-1", "borough": "Barnet", "assignment_mode": "personal"}])
+    client.post(
+        "/api/v1/officers/",
+        headers=ADMIN,
+        json=[{"officer_id": "PC1", "borough": "Camden"}, {"officer_id": "PC2", "borough": "Barnet"}],
+    )
+    client.post(
+        "/api/v1/devices/",
+        headers=ADMIN,
+        json=[
+            {"serial": "CAM-1", "borough": "Camden", "assignment_mode": "personal"},
+            {"serial": "BAR-1", "borough": "Barnet", "assignment_mode": "personal"},
+        ],
+    )
     users.add("s.camden", "supervisor", "admin", borough="Camden")
     sup = {"Authorization": f"Bearer {users.create_token('s.camden', 'x', 'admin').token}"}
-    assert client.post("/api/v1/assignments", headers=sup, json={"device_serial": "CAM-1", "officer_id": "PC1"}
-                       ).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/assignments", headers=sup, json={"device_serial": "CAM-1", "officer_id": "PC1"}
+        ).status_code
+        == 201
+    )
     barnet = client.post("/api/v1/assignments", headers=sup, json={"device_serial": "BAR-1", "officer_id": "PC2"})
     assert barnet.status_code == 403 and "outside s.camden's scope (Camden only)" in barnet.json()["message"]
-    assert client.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "BAR-1", "officer_id": "PC2"}
-                       ).status_code == 201
+    assert (
+        client.post(
+            "/api/v1/assignments", headers=ADMIN, json={"device_serial": "BAR-1", "officer_id": "PC2"}
+        ).status_code
+        == 201
+    )
     assert client.post("/api/v1/assignments/BAR-1/end", headers=sup, json={"reason": "x"}).status_code == 403
-    assert client.post("/api/v1/holds", headers=sup, json={
-        "kind": "officer", "officer_id": "PC2", "window_from": "2026-01-01T00:00:00Z",
-        "window_to": "2026-01-02T00:00:00Z", "reason": "complaint"}).status_code == 403
-    assert client.post("/api/v1/holds", headers=sup, json={"kind": "case", "case_ref": "C1", "reason": "x"}
-                       ).status_code == 403
+    assert (
+        client.post(
+            "/api/v1/holds",
+            headers=sup,
+            json={
+                "kind": "officer",
+                "officer_id": "PC2",
+                "window_from": "2026-01-01T00:00:00Z",
+                "window_to": "2026-01-02T00:00:00Z",
+                "reason": "complaint",
+            },
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post("/api/v1/holds", headers=sup, json={"kind": "case", "case_ref": "C1", "reason": "x"}).status_code
+        == 403
+    )
     theirs = ingested("BAR-9", 2)
     client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BAR-9", "borough": "Barnet"}])
     post(client, BARNET, [docked("BAR-9", 3, clips=1), theirs], hours=[3, 3])
     assert client.get("/api/v1/unattributed", headers=sup).json() == []  # Barnet's camera: not listed for Camden
-    assert client.post(f"/api/v1/clips/{theirs.clip_id}/attribution", headers=sup,
-                       json={"officer_id": "PC1", "reason": "x"}).status_code == 403
+    assert (
+        client.post(
+            f"/api/v1/clips/{theirs.clip_id}/attribution", headers=sup, json={"officer_id": "PC1", "reason": "x"}
+        ).status_code
+        == 403
+    )
 
 
 class Clock:
@@ -235,8 +278,10 @@ def test_many_names_from_one_address_lock_that_address(clocked, client):
     assert isinstance(attempt(users, "j.smith", PASSWORD), int)
     assert attempt(users, "j.smith", PASSWORD, place="browser:198.51.100.1") == "ok"
     with services(client.app).store.writer.read() as db:
-        assert [r.action for r in audit.records_for(db, "address", "browser:192.0.2.7")] == \
-            ["login-throttled", "login-lockout"]
+        assert [r.action for r in audit.records_for(db, "address", "browser:192.0.2.7")] == [
+            "login-throttled",
+            "login-lockout",
+        ]
 
 
 def test_a_lockout_is_kept_in_the_database_across_restarts(client, settings):
@@ -264,8 +309,9 @@ def test_logins_sent_all_at_once_are_counted_as_if_sent_one_by_one(clocked, clie
     users, _ = clocked
     users.add("j.smith", "viewer", "admin", password=PASSWORD)
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda i: attempt(users, "j.smith", f"guess number {i}", place=f"browser:10.0.0.{i}"),
-                                range(32)))
+        answers = list(
+            pool.map(lambda i: attempt(users, "j.smith", f"guess number {i}", place=f"browser:10.0.0.{i}"), range(32))
+        )
     assert answers.count("wrong") == ACCOUNT_FREE, answers
     assert [a for a, _ in trail(client, "j.smith")].count("login-failed") == ACCOUNT_FREE
 

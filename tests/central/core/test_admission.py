@@ -7,9 +7,9 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from central.core.providers import services
 from central.core.admission import lane_of
 from central.core.app import create_app
+from central.core.providers import services
 from fleet.retry import parse_retry_after
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, checksum, make_settings, metadata
 
@@ -34,22 +34,40 @@ class HeldUpload:
 
     async def start(self) -> asyncio.Task:
         """Create the upload, then send its PATCH through httpx's ASGI transport, which reads bodies lazily."""
-        created = await self.client.post("/api/v1/uploads/", headers={
-            **self.headers, **TUS, "Upload-Length": str(len(self.data)), "Upload-Metadata": metadata(self.data)})
+        created = await self.client.post(
+            "/api/v1/uploads/",
+            headers={
+                **self.headers,
+                **TUS,
+                "Upload-Length": str(len(self.data)),
+                "Upload-Metadata": metadata(self.data),
+            },
+        )
         assert created.status_code == 201
         raw = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.client.app), base_url="http://testserver")
 
         async def send():
             async with raw:
-                return await raw.patch(created.headers["Location"], content=self.body(), headers={
-                    **self.headers, **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
-                    "Upload-Checksum": checksum(self.data)})
+                return await raw.patch(
+                    created.headers["Location"],
+                    content=self.body(),
+                    headers={
+                        **self.headers,
+                        **TUS,
+                        "Upload-Offset": "0",
+                        "Content-Type": "application/offset+octet-stream",
+                        "Upload-Checksum": checksum(self.data),
+                    },
+                )
+
         return asyncio.create_task(send())
 
 
 async def create(client, headers, data: bytes):
-    return await client.post("/api/v1/uploads/", headers={
-        **headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata(data)})
+    return await client.post(
+        "/api/v1/uploads/",
+        headers={**headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata(data)},
+    )
 
 
 @pytest.fixture
@@ -70,8 +88,11 @@ async def test_a_full_lane_is_503_with_retry_after_and_health_still_answers(app_
         assert 3 <= parse_retry_after(refused.headers["Retry-After"]) <= 6
         health = await client.get("/healthz")
         assert health.status_code == 200
-        assert health.json()["load"] == {"in_flight": {"uploads": 1, "events": 0, "other": 0},
-                                         "refused_503": 1, "refused_429": 0}
+        assert health.json()["load"] == {
+            "in_flight": {"uploads": 1, "events": 0, "other": 0},
+            "refused_503": 1,
+            "refused_429": 0,
+        }
         assert (await client.get("/api/v1/clips", headers=ADMIN)).status_code == 200  # other lanes unaffected
         held.release.set()
         assert (await first).status_code == 204

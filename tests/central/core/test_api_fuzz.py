@@ -37,11 +37,13 @@ from litestar.testing import TestClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
-    content_type_conformance, response_schema_conformance, status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
 )
 
-from central.core.providers import services
 from central.core.app import create_app
+from central.core.providers import services
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, checksum, make_settings
 from tests.station.conftest import RECORDED
@@ -54,18 +56,29 @@ ignores (as HTTP servers do, and as central's wire types ignore unknown fields) 
 bad input. Invalid data is still generated, and answering it with a 5xx still fails."""
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 
-CLIPS = ("5f0c6a1e-3b7d-4c2a-9e41-0d6f1a2b3c01", "5f0c6a1e-3b7d-4c2a-9e41-0d6f1a2b3c02",
-         "5f0c6a1e-3b7d-4c2a-9e41-0d6f1a2b3c03")
-KNOWN = {"clip_id": list(CLIPS), "serial": ["BWV-000123", "BWV-000200"], "device_serial": ["BWV-000123"],
-         "officer_id": ["PC4417", "PC3301"], "station_id": ["camden", "barnet"], "hold_id": [1],
-         "proposal_id": [1], "upload_id": []}
+CLIPS = (
+    "5f0c6a1e-3b7d-4c2a-9e41-0d6f1a2b3c01",
+    "5f0c6a1e-3b7d-4c2a-9e41-0d6f1a2b3c02",
+    "5f0c6a1e-3b7d-4c2a-9e41-0d6f1a2b3c03",
+)
+KNOWN = {
+    "clip_id": list(CLIPS),
+    "serial": ["BWV-000123", "BWV-000200"],
+    "device_serial": ["BWV-000123"],
+    "officer_id": ["PC4417", "PC3301"],
+    "station_id": ["camden", "barnet"],
+    "hold_id": [1],
+    "proposal_id": [1],
+    "upload_id": [],
+}
 """Ids the seeded database holds: path parameters are sometimes drawn from these (the upload
 ids are central's own, so seeding adds them)."""
 
 
 def settings_in(data_dir: Path):
-    return make_settings(data_dir, rollout={"boroughs": str(CONFIG / "boroughs.toml"),
-                                            "scenario": str(CONFIG / "rollout.toml")})
+    return make_settings(
+        data_dir, rollout={"boroughs": str(CONFIG / "boroughs.toml"), "scenario": str(CONFIG / "rollout.toml")}
+    )
 
 
 def served_document() -> dict:
@@ -77,11 +90,16 @@ def served_document() -> dict:
     return response.json()
 
 
-schema = schemathesis.openapi.from_dict(served_document(), config=schemathesis.config.SchemathesisConfig.from_dict({
-    "seed": 7,
-    "generation": {"max-examples": EXAMPLES, "deterministic": True, "database": "none"},
-    "phases": {"coverage": {"enabled": LONG}},
-}))
+schema = schemathesis.openapi.from_dict(
+    served_document(),
+    config=schemathesis.config.SchemathesisConfig.from_dict(
+        {
+            "seed": 7,
+            "generation": {"max-examples": EXAMPLES, "deterministic": True, "database": "none"},
+            "phases": {"coverage": {"enabled": LONG}},
+        }
+    ),
+)
 
 
 @schema.hook
@@ -90,54 +108,115 @@ def flatmap_path_parameters(context, path_parameters):
     known = {k: KNOWN[k] for k in path_parameters or () if k in KNOWN}
     if not known:
         return st.just(path_parameters)
-    return st.one_of(st.just(path_parameters), st.fixed_dictionaries(
-        {k: st.sampled_from(v) for k, v in known.items()}).map(lambda real: {**path_parameters, **real}))
+    return st.one_of(
+        st.just(path_parameters),
+        st.fixed_dictionaries({k: st.sampled_from(v) for k, v in known.items()}).map(
+            lambda real: {**path_parameters, **real}
+        ),
+    )
 
 
 def upload(http, headers, clip_id: str, serial: str, hours: int, data: bytes, **meta) -> str:
-    metadata = UploadMetadata(clip_id=uuid.UUID(clip_id), sha256=hashlib.sha256(data).hexdigest(),
-                              device_serial=serial, recorded_at=RECORDED + timedelta(hours=hours),
-                              filename=f"{hours:03d}.mp4", **meta)
-    created = http.post("/api/v1/uploads/", headers={**headers, **TUS, "Upload-Length": str(len(data)),
-                                                     "Upload-Metadata": encode_upload_metadata(metadata)})
+    metadata = UploadMetadata(
+        clip_id=uuid.UUID(clip_id),
+        sha256=hashlib.sha256(data).hexdigest(),
+        device_serial=serial,
+        recorded_at=RECORDED + timedelta(hours=hours),
+        filename=f"{hours:03d}.mp4",
+        **meta,
+    )
+    created = http.post(
+        "/api/v1/uploads/",
+        headers={
+            **headers,
+            **TUS,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": encode_upload_metadata(metadata),
+        },
+    )
     assert created.status_code == 201, created.text
-    patched = http.patch(created.headers["Location"], data=data, headers={
-        **headers, **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
-        "Upload-Checksum": checksum(data)})
+    patched = http.patch(
+        created.headers["Location"],
+        data=data,
+        headers={
+            **headers,
+            **TUS,
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": checksum(data),
+        },
+    )
     assert patched.status_code == 204, patched.text
     return created.headers["Location"].rsplit("/", 1)[1]
 
 
 def seed(http, app) -> dict[str, dict[str, str]]:
     """A little realistic data, put in through the API itself; the callers' headers."""
+
     def ok(response, status=200):
         assert response.status_code == status, response.text
         return response.json()
 
-    ok(http.post("/api/v1/officers/", headers=ADMIN, json=[
-        {"officer_id": "PC4417", "borough": "Camden", "team": "Team A", "role": "response", "name": "A. Khan"},
-        {"officer_id": "PC2210", "borough": "Camden", "team": "Team B", "role": "neighbourhood"},
-        {"officer_id": "PC3301", "borough": "Barnet", "team": "Team A", "role": "response"}]))
-    ok(http.post("/api/v1/devices/", headers=ADMIN, json=[
-        {"serial": "BWV-000123", "model": "Axon Body 2", "borough": "Camden", "home_station": "camden",
-         "assignment_mode": "personal"},
-        {"serial": "BWV-000124", "model": "Axon Body 2", "borough": "Camden", "home_station": "camden"},
-        {"serial": "BWV-000200", "model": "Axon Body 3", "borough": "Barnet", "home_station": "barnet"},
-        {"serial": "BWV-000300", "model": "Axon Body 3"}]), 201)
-    ok(http.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "BWV-000123", "officer_id": "PC4417"}),
-       201)
+    ok(
+        http.post(
+            "/api/v1/officers/",
+            headers=ADMIN,
+            json=[
+                {"officer_id": "PC4417", "borough": "Camden", "team": "Team A", "role": "response", "name": "A. Khan"},
+                {"officer_id": "PC2210", "borough": "Camden", "team": "Team B", "role": "neighbourhood"},
+                {"officer_id": "PC3301", "borough": "Barnet", "team": "Team A", "role": "response"},
+            ],
+        )
+    )
+    ok(
+        http.post(
+            "/api/v1/devices/",
+            headers=ADMIN,
+            json=[
+                {
+                    "serial": "BWV-000123",
+                    "model": "Axon Body 2",
+                    "borough": "Camden",
+                    "home_station": "camden",
+                    "assignment_mode": "personal",
+                },
+                {"serial": "BWV-000124", "model": "Axon Body 2", "borough": "Camden", "home_station": "camden"},
+                {"serial": "BWV-000200", "model": "Axon Body 3", "borough": "Barnet", "home_station": "barnet"},
+                {"serial": "BWV-000300", "model": "Axon Body 3"},
+            ],
+        ),
+        201,
+    )
+    ok(
+        http.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "BWV-000123", "officer_id": "PC4417"}),
+        201,
+    )
     KNOWN["upload_id"][:] = [
         upload(http, CAMDEN, CLIPS[0], "BWV-000123", 0, os.urandom(2000), evidential=True, tags=["stop_and_search"]),
         upload(http, CAMDEN, CLIPS[1], "BWV-000124", 1, os.urandom(2001)),
-        upload(http, BARNET, CLIPS[2], "BWV-000200", 2, os.urandom(2002))]
-    assert ok(http.post("/api/v1/holds", headers=ADMIN, json={"kind": "clip", "reason": "complaint",
-                                                              "clip_id": CLIPS[0]}), 201)["id"] == 1
-    assert ok(http.post("/api/v1/rollout/proposals", headers=ADMIN, json={"boroughs": ["Camden"], "count": 1}),
-              201)["id"] == 1
+        upload(http, BARNET, CLIPS[2], "BWV-000200", 2, os.urandom(2002)),
+    ]
+    assert (
+        ok(
+            http.post(
+                "/api/v1/holds", headers=ADMIN, json={"kind": "clip", "reason": "complaint", "clip_id": CLIPS[0]}
+            ),
+            201,
+        )["id"]
+        == 1
+    )
+    assert (
+        ok(http.post("/api/v1/rollout/proposals", headers=ADMIN, json={"boroughs": ["Camden"], "count": 1}), 201)["id"]
+        == 1
+    )
     services(app).users.add("fuzz.viewer", "viewer", "test")
     viewer = services(app).users.create_token("fuzz.viewer", "fuzz", "test").token
-    return {"admin": ADMIN, "station": CAMDEN, "viewer": {"Authorization": f"Bearer {viewer}"},
-            "unknown": {"Authorization": "Bearer not-a-token"}}
+    return {
+        "admin": ADMIN,
+        "station": CAMDEN,
+        "viewer": {"Authorization": f"Bearer {viewer}"},
+        "unknown": {"Authorization": "Bearer not-a-token"},
+    }
 
 
 @pytest.fixture(scope="module")

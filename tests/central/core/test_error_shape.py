@@ -5,7 +5,9 @@ import sqlite3
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from central.events.log import EventLog
 from fleet.protocol import ErrorBody
@@ -38,19 +40,37 @@ header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_si
 
 
 @hsettings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
-@given(length=header_text, meta=header_text, offset=header_text, checksum=header_text,
-       content_type=header_text, body=st.binary(max_size=64))
+@given(
+    length=header_text,
+    meta=header_text,
+    offset=header_text,
+    checksum=header_text,
+    content_type=header_text,
+    body=st.binary(max_size=64),
+)
 def test_random_headers_never_cause_a_server_error(client, length, meta, offset, checksum, content_type, body):
-    created = client.post("/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": length,
-                                                       "Upload-Metadata": meta})
+    created = client.post(
+        "/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": length, "Upload-Metadata": meta}
+    )
     assert created.status_code < 500, created.text
     location = create(client, b"x" * 64).headers["Location"]
-    r = client.patch(location, content=body, headers={**CAMDEN, **TUS, "Upload-Offset": offset,
-                                                      "Upload-Checksum": checksum, "Content-Type": content_type})
+    r = client.patch(
+        location,
+        content=body,
+        headers={**CAMDEN, **TUS, "Upload-Offset": offset, "Upload-Checksum": checksum, "Content-Type": content_type},
+    )
     assert r.status_code < 500, r.text
-    r = client.patch(location, content=body, headers={**CAMDEN, **TUS, "Upload-Offset": "0",
-                                                      "Upload-Checksum": checksum,
-                                                      "Content-Type": "application/offset+octet-stream"})
+    r = client.patch(
+        location,
+        content=body,
+        headers={
+            **CAMDEN,
+            **TUS,
+            "Upload-Offset": "0",
+            "Upload-Checksum": checksum,
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
     assert r.status_code < 500, r.text
 
 
@@ -66,7 +86,9 @@ def test_a_full_or_busy_database_is_later_not_a_server_error(client, monkeypatch
         raise database_error(code, "database or disk is full" if status == 507 else "database is locked")
 
     monkeypatch.setattr(EventLog, "ingest", failing)
-    response = client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}')
+    response = client.post(
+        "/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}'
+    )
     assert_shape(response, status)
     assert int(response.headers["Retry-After"]) > 0
 
@@ -76,7 +98,10 @@ def test_other_database_errors_are_still_500(client, monkeypatch):
         raise database_error(sqlite3.SQLITE_IOERR, "disk I/O error")
 
     monkeypatch.setattr(EventLog, "ingest", failing)
-    assert_shape(client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}'), 500)
+    assert_shape(
+        client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}'),
+        500,
+    )
 
 
 def test_insufficient_storage_carries_the_configured_retry_after(tmp_path, monkeypatch):
@@ -92,7 +117,9 @@ def test_insufficient_storage_carries_the_configured_retry_after(tmp_path, monke
     monkeypatch.setattr(EventLog, "ingest", full)
     app = create_app(make_settings(tmp_path / "central", limits={"storage_full_retry_after_s": 7}))
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}')
+        response = client.post(
+            "/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}'
+        )
     assert_shape(response, 507)
     assert response.headers["Retry-After"] == "7"
 
@@ -105,9 +132,17 @@ def test_json_nested_thousands_deep_is_a_400(client, path, headers):
 
 def test_a_tus_creation_with_more_body_than_its_upload_length_is_refused(client):
     data = b"x" * 10
-    r = client.post("/api/v1/uploads/", content=b"y" * 100, headers={
-        **CAMDEN, **TUS, "Upload-Length": "10", "Upload-Metadata": metadata(data),
-        "Content-Type": "application/offset+octet-stream"})
+    r = client.post(
+        "/api/v1/uploads/",
+        content=b"y" * 100,
+        headers={
+            **CAMDEN,
+            **TUS,
+            "Upload-Length": "10",
+            "Upload-Metadata": metadata(data),
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
     assert_shape(r, 413)
     assert client.get("/api/v1/clips", headers=ADMIN).json()["items"] == []
 
@@ -146,12 +181,16 @@ def test_a_request_head_of_megabytes_is_refused_by_the_server(settings):
 def test_a_tus_number_of_thousands_of_digits_is_a_400(client, header, value):
     data = b"x" * 10
     if header == "Upload-Length":
-        r = client.post("/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": value,
-                                                     "Upload-Metadata": metadata(data)})
+        r = client.post(
+            "/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": value, "Upload-Metadata": metadata(data)}
+        )
     else:
         location = create(client, data, length=20).headers["Location"]
-        r = client.patch(location, content=b"y", headers={**CAMDEN, **TUS, "Upload-Offset": value,
-                                                          "Content-Type": "application/offset+octet-stream"})
+        r = client.patch(
+            location,
+            content=b"y",
+            headers={**CAMDEN, **TUS, "Upload-Offset": value, "Content-Type": "application/offset+octet-stream"},
+        )
     assert_shape(r, 400)
 
 
@@ -161,8 +200,16 @@ def test_a_tus_number_in_latin1_digits_is_a_400_from_the_server(settings):
 
     from tests.central.serving import serving
 
-    head = "".join(f"{k}: {v}\r\n" for k, v in {**CAMDEN, **TUS, "Host": "central", "Content-Length": "0",
-                                                 "Upload-Metadata": metadata(b"")}.items()).encode()
+    head = "".join(
+        f"{k}: {v}\r\n"
+        for k, v in {
+            **CAMDEN,
+            **TUS,
+            "Host": "central",
+            "Content-Length": "0",
+            "Upload-Metadata": metadata(b""),
+        }.items()
+    ).encode()
     with serving(settings) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST /api/v1/uploads/ HTTP/1.1\r\n" + head + b"Upload-Length: \xb2\r\nConnection: close\r\n\r\n")
         answer = b""
@@ -182,8 +229,16 @@ def test_a_tus_creation_with_a_body_of_unknown_length_is_refused_not_dropped(cli
         yield body
 
     for body, length in ((data, "10"), (b"y" * 100, "10"), (b"y" * 100, "0")):
-        r = client.post("/api/v1/uploads/", content=chunked(body), headers={
-            **CAMDEN, **TUS, "Upload-Length": length, "Upload-Metadata": metadata(data if length == "10" else b""),
-            "Content-Type": "application/offset+octet-stream"})
+        r = client.post(
+            "/api/v1/uploads/",
+            content=chunked(body),
+            headers={
+                **CAMDEN,
+                **TUS,
+                "Upload-Length": length,
+                "Upload-Metadata": metadata(data if length == "10" else b""),
+                "Content-Type": "application/offset+octet-stream",
+            },
+        )
         assert_shape(r, 411)
     assert client.get("/api/v1/clips", headers=ADMIN).json()["items"] == []

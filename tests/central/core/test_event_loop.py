@@ -40,8 +40,13 @@ def on_the_loop(monkeypatch) -> list[list[str]]:
             except RuntimeError:
                 pass  # a worker thread
             else:
-                seen.append([f"{frame.filename}:{frame.name}" for frame in traceback.extract_stack()
-                             if frame.filename.startswith(str(CENTRAL))])
+                seen.append(
+                    [
+                        f"{frame.filename}:{frame.name}"
+                        for frame in traceback.extract_stack()
+                        if frame.filename.startswith(str(CENTRAL))
+                    ]
+                )
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(Writer, name, noted)
@@ -49,8 +54,9 @@ def on_the_loop(monkeypatch) -> list[list[str]]:
 
 
 def test_no_route_reads_or_writes_the_database_on_the_event_loop(tmp_path, monkeypatch):
-    with TestClient(create_app(make_settings(tmp_path / "central")), base_url="https://central.test",
-                    raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(make_settings(tmp_path / "central")), base_url="https://central.test", raise_server_exceptions=False
+    ) as client:
         users = services(client.app).users
         users.add("s.camden", "supervisor", "test", borough="Camden")
         users.add("v.iewer", "viewer", "test", password=PASSWORD)
@@ -67,8 +73,13 @@ def test_no_route_reads_or_writes_the_database_on_the_event_loop(tmp_path, monke
             method, template = route.split(" ", 1)
             path = re.sub(r"\{(\w+):\w+\}", lambda m: SAMPLE[m.group(1)], template) + QUERY.get(template, "")
             for headers in (ADMIN, CAMDEN, supervisor, {}):  # {}: the browser's session
-                client.request(method, path, headers=headers, json={} if method in ("POST", "PATCH") else None,
-                               follow_redirects=False)
+                client.request(
+                    method,
+                    path,
+                    headers=headers,
+                    json={} if method in ("POST", "PATCH") else None,
+                    follow_redirects=False,
+                )
 
     assert seen, "the check saw nothing: the receiver reads on the loop, by design"
     elsewhere = [frames for frames in seen if not any(f.startswith(f"{RECEIVER}:") for f in frames)]

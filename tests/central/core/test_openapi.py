@@ -21,7 +21,10 @@ def operations(document):
 
 def test_every_route_but_healthz_needs_the_bearer_token(document):
     assert document["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "description": "A station's token, a user's API token, or the admin token"}
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A station's token, a user's API token, or the admin token",
+    }
     for name, operation in operations(document):
         if name == "GET /healthz":
             assert "security" not in operation and "401" not in operation["responses"]
@@ -35,8 +38,9 @@ def test_every_error_is_documented_in_the_one_shape(document):
     for name, operation in operations(document):
         for status, response in operation["responses"].items():
             if int(status) >= 400:
-                assert response["content"] == {"application/json": {"schema": {
-                    "$ref": "#/components/schemas/ErrorBody"}}}, (name, status)
+                assert response["content"] == {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                }, (name, status)
     assert set(document["components"]["schemas"]["ErrorBody"]["required"]) == {"status", "error", "message"}
 
 
@@ -49,9 +53,14 @@ def test_inputs_can_be_refused_and_ids_not_found(document):
 
 def test_tus_answers_are_headers_only(document):
     ops = dict(operations(document))
-    for name, status in (("OPTIONS /api/v1/uploads", "204"), ("POST /api/v1/uploads", "201"),
-                         ("POST /api/v1/uploads", "200"), ("HEAD /api/v1/uploads/{upload_id}", "200"),
-                         ("PATCH /api/v1/uploads/{upload_id}", "204"), ("DELETE /api/v1/uploads/{upload_id}", "204")):
+    for name, status in (
+        ("OPTIONS /api/v1/uploads", "204"),
+        ("POST /api/v1/uploads", "201"),
+        ("POST /api/v1/uploads", "200"),
+        ("HEAD /api/v1/uploads/{upload_id}", "200"),
+        ("PATCH /api/v1/uploads/{upload_id}", "204"),
+        ("DELETE /api/v1/uploads/{upload_id}", "204"),
+    ):
         assert "content" not in ops[name]["responses"][status], name
 
 

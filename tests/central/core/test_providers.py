@@ -88,17 +88,25 @@ def test_only_streaming_uploads_and_the_long_poll_run_on_the_loop(tmp_path):
             elif takes - PLAIN_VALUES:
                 on_threads.add(where)
                 assert handler.sync_to_thread, where
-    assert on_loop == {"POST /api/v1/uploads", "PATCH /api/v1/uploads/{upload_id:str}",
-                       "DELETE /api/v1/uploads/{upload_id:str}", "GET /api/v1/changes"}
+    assert on_loop == {
+        "POST /api/v1/uploads",
+        "PATCH /api/v1/uploads/{upload_id:str}",
+        "DELETE /api/v1/uploads/{upload_id:str}",
+        "GET /api/v1/changes",
+    }
     assert {"POST /api/v1/events", "HEAD /api/v1/uploads/{upload_id:str}", "GET /", "GET /healthz"} <= on_threads
 
 
 def test_plain_values_are_fields():
-    assert PLAIN_VALUES <= {f.name for f in fields(AppServices)}
+    assert {f.name for f in fields(AppServices)} >= PLAIN_VALUES
 
 
 def test_nothing_but_the_providers_reads_app_state():
-    readers = [f"{path.relative_to(CENTRAL)}:{n}" for path in sorted(CENTRAL.rglob("*.py"))
-               if path.name != "providers.py"
-               for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(r"\bapp\.state\b", line)]
+    readers = [
+        f"{path.relative_to(CENTRAL)}:{n}"
+        for path in sorted(CENTRAL.rglob("*.py"))
+        if path.name != "providers.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bapp\.state\b", line)
+    ]
     assert readers == [], "reach services through central.core.providers (a dependency, or services(app))"

@@ -13,14 +13,27 @@ import uuid
 import pytest
 from litestar.testing import TestClient
 
-from central.core.providers import services
 from central.core.app import create_app
+from central.core.providers import services
 from tests.central.conftest import ADMIN, CAMDEN, TUS, checksum, metadata, patch
 from tests.central.fleetdata import docked, ingested, out, post
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
 
-GROWING = ("clips", "uploads", "events", "changes", "devices", "battery_readings", "audit", "attributions",
-           "assignments", "device_history", "holds", "case_clips", "conflicts")
+GROWING = (
+    "clips",
+    "uploads",
+    "events",
+    "changes",
+    "devices",
+    "battery_readings",
+    "audit",
+    "attributions",
+    "assignments",
+    "device_history",
+    "holds",
+    "case_clips",
+    "conflicts",
+)
 """Tables with rows per clip, event, camera or change: tens of thousands to millions at the Met."""
 
 
@@ -34,15 +47,26 @@ def traced(monkeypatch, settings):
 
 
 def upload_whole(client, data: bytes) -> None:
-    response = client.post("/api/v1/uploads/", content=data, headers={
-        **CAMDEN, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata(data),
-        "Content-Type": "application/offset+octet-stream", "Upload-Checksum": checksum(data)})
+    response = client.post(
+        "/api/v1/uploads/",
+        content=data,
+        headers={
+            **CAMDEN,
+            **TUS,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": metadata(data),
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": checksum(data),
+        },
+    )
     assert response.status_code == 201 and response.headers["Fleet-Clip-State"] == "verified", response.text
 
 
 def upload_in_chunks(client, data: bytes) -> None:
-    created = client.post("/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": str(len(data)),
-                                                        "Upload-Metadata": metadata(data)})
+    created = client.post(
+        "/api/v1/uploads/",
+        headers={**CAMDEN, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata(data)},
+    )
     assert created.status_code == 201, created.text
     location = created.headers["Location"]
     half = len(data) // 2
@@ -57,8 +81,17 @@ def test_uploads_events_and_the_feed_read_growing_tables_by_index_only(traced):
     for n in range(3):  # several of everything, so that "the row before" exists for each kind
         upload_whole(client, f"small clip {n}".encode())
         upload_in_chunks(client, hashlib.sha256(str(n).encode()).digest() * 64)
-    post(client, CAMDEN, [docked("BWV-1", clips=1), ingested("BWV-1", -1, str(uuid.uuid4())),
-                          out("BWV-1", "PC1"), docked("BWV-1", 1, clips=0), docked("BWV-2", 2)])
+    post(
+        client,
+        CAMDEN,
+        [
+            docked("BWV-1", clips=1),
+            ingested("BWV-1", -1, str(uuid.uuid4())),
+            out("BWV-1", "PC1"),
+            docked("BWV-1", 1, clips=0),
+            docked("BWV-2", 2),
+        ],
+    )
     post(client, CAMDEN, [docked("BWV-1", 3, clips=1), ingested("BWV-1", 2.5)], first_seq=6)
     page = client.get("/api/v1/changes/", params={"since": 0}, headers=CAMDEN).json()
     client.get("/api/v1/changes/", params={"since": page["cursor"]}, headers=CAMDEN)

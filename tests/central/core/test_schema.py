@@ -48,15 +48,18 @@ migrated to v17 by the code at commit 79f534e."""
 def test_each_version_runs_the_statements_it_always_ran(version):
     statements = sqlite._split_statements(MIGRATIONS[version - 1])
     assert hashlib.sha256("\n".join(statements).encode()).hexdigest() == FROZEN[version], (
-        f"schema v{version} changed: a released migration is history; add a new version instead")
+        f"schema v{version} changed: a released migration is history; add a new version instead"
+    )
 
 
 def test_a_fresh_database_at_v17_is_byte_for_byte_the_one_built_before(tmp_path):
     db = sqlite.open_database(tmp_path / "central.db")
     try:
         sqlite.migrate(db, MIGRATIONS[:17])
-        rows = [list(r) for r in db.conn.execute(
-            "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY rowid")]
+        rows = [
+            list(r)
+            for r in db.conn.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY rowid")
+        ]
     finally:
         db.conn.close()
     assert rows == json.loads(SCHEMA_V17.read_text())
@@ -70,14 +73,19 @@ def test_a_version_shared_by_packages_runs_its_parts_in_order():
     first = _schema("a", migrations.Step(1, "CREATE TABLE a (x);"), migrations.Step(2, "ALTER TABLE a ADD y;", part=2))
     second = _schema("b", migrations.Step(2, "CREATE TABLE b (x);", part=1))
     assert [sqlite._split_statements(s) for s in migrations.assemble([first, second])] == [
-        ["CREATE TABLE a (x);"], ["CREATE TABLE b (x);", "ALTER TABLE a ADD y;"]]
+        ["CREATE TABLE a (x);"],
+        ["CREATE TABLE b (x);", "ALTER TABLE a ADD y;"],
+    ]
 
 
-@pytest.mark.parametrize("steps, complaint", [
-    ([migrations.Step(1, "A;"), migrations.Step(3, "C;")], "without a gap"),
-    ([migrations.Step(1, "A;"), migrations.Step(1, "B;", part=3)], "parts must run"),
-    ([migrations.Step(1, "A;"), migrations.Step(1, "B;")], "declared by both"),
-])
+@pytest.mark.parametrize(
+    "steps, complaint",
+    [
+        ([migrations.Step(1, "A;"), migrations.Step(3, "C;")], "without a gap"),
+        ([migrations.Step(1, "A;"), migrations.Step(1, "B;", part=3)], "parts must run"),
+        ([migrations.Step(1, "A;"), migrations.Step(1, "B;")], "declared by both"),
+    ],
+)
 def test_a_gap_or_a_clash_in_the_steps_is_refused(steps, complaint):
     with pytest.raises(ValueError, match=complaint):
         migrations.assemble([_schema("a", steps[0]), _schema("b", *steps[1:])])

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from central.core.providers import services
 from central.core.app import create_app
+from central.core.providers import services
 from tests.central.conftest import ADMIN
-from tests.central.web.test_dashboard import PASSWORD, log_in
 from tests.central.evidence.test_clips import upload
+from tests.central.web.test_dashboard import PASSWORD, log_in
 
 TEMPLATES = Path(__file__).parents[3] / "central" / "templates"
 
@@ -53,8 +53,13 @@ def test_every_page_has_the_headers_and_is_not_cached(signed_in, path):
 
 
 def test_the_login_page_errors_and_health_have_the_headers(client):
-    for r in (client.get("/login"), client.get("/healthz"), client.get("/api/v1/clips"),
-              client.get("/no/such/route", headers=ADMIN), client.get("/api/v1/devices/", headers=ADMIN)):
+    for r in (
+        client.get("/login"),
+        client.get("/healthz"),
+        client.get("/api/v1/clips"),
+        client.get("/no/such/route", headers=ADMIN),
+        client.get("/api/v1/devices/", headers=ADMIN),
+    ):
         assert_secure(r)
     assert client.get("/api/v1/devices/", headers=ADMIN).headers["cache-control"] == "no-store"
     assert client.get("/login").headers["cache-control"] == "no-store"
@@ -90,8 +95,7 @@ def test_api_viewers_are_off_and_no_page_loads_a_script_from_elsewhere(signed_in
     assert signed_in.get("/schema/openapi.json").status_code == 200
     assert signed_in.get("/schema/openapi.yaml").status_code == 200
     assert "html" not in signed_in.get("/schema").headers["content-type"]  # the document itself, no viewer
-    for viewer in ("/schema/swagger", "/schema/redoc", "/schema/elements", "/schema/rapidoc",
-                   "/schema/stoplight"):
+    for viewer in ("/schema/swagger", "/schema/redoc", "/schema/elements", "/schema/rapidoc", "/schema/stoplight"):
         r = signed_in.get(viewer)
         assert r.status_code == 404, viewer
     for path in ["/login", *PAGES]:

@@ -27,22 +27,32 @@ WRITE = re.compile(
     r"\b(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO|DELETE\s+FROM|ALTER\s+TABLE|DROP\s+TABLE(?:\s+IF\s+EXISTS)?"
     r"|CREATE\s+(?:TEMP(?:ORARY)?\s+)?TABLE(?:\s+IF\s+NOT\s+EXISTS)?"
     r"|CREATE\s+(?:UNIQUE\s+)?INDEX(?:\s+IF\s+NOT\s+EXISTS)?\s+\w+\s+ON)\s+(\w+)"
-    r"|\bUPDATE\s+(\w+)\s+SET\b", re.IGNORECASE)
+    r"|\bUPDATE\s+(\w+)\s+SET\b",
+    re.IGNORECASE,
+)
 READ = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)", re.IGNORECASE)
 
 SHARED_READS = {
-    "access": ({"devices", "officers", "clips", "attributions", "uploads", "holds", "conflicts"},
-               "borough scope is decided in one place (``scope.OwnerLookup``): one indexed lookup of the "
-               "borough of each thing a route touches, on every scoped request"),
-    "evidence": ({"attributions", "officers", "stations"},
-                 "a hold covers the clips attributed to its officer: judged in the same statement as the "
-                 "deletion it stops (``holds.HELD``) and per retention batch; a station's borough for its "
-                 "``ClipHold``; the holds list's borough filter"),
-    "rollout": ({"devices", "assignments", "officers", "device_history"},
-                "planning, checking a proposal and progress are set-based queries over the whole registry "
-                "(one per rule, ~20,000 cameras), joined with the roll-out's own tables"),
-    "web": ({"devices", "conflicts", "attributions", "clips", "audit", "officers", "assignments"},
-            "the dashboard's read-only counts and listings"),
+    "access": (
+        {"devices", "officers", "clips", "attributions", "uploads", "holds", "conflicts"},
+        "borough scope is decided in one place (``scope.OwnerLookup``): one indexed lookup of the "
+        "borough of each thing a route touches, on every scoped request",
+    ),
+    "evidence": (
+        {"attributions", "officers", "stations"},
+        "a hold covers the clips attributed to its officer: judged in the same statement as the "
+        "deletion it stops (``holds.HELD``) and per retention batch; a station's borough for its "
+        "``ClipHold``; the holds list's borough filter",
+    ),
+    "rollout": (
+        {"devices", "assignments", "officers", "device_history"},
+        "planning, checking a proposal and progress are set-based queries over the whole registry "
+        "(one per rule, ~20,000 cameras), joined with the roll-out's own tables",
+    ),
+    "web": (
+        {"devices", "conflicts", "attributions", "clips", "audit", "officers", "assignments"},
+        "the dashboard's read-only counts and listings",
+    ),
 }
 """Reads of another package's tables left as SQL, by reading package, and why."""
 
@@ -72,24 +82,36 @@ def statements(package: str, pattern: re.Pattern) -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_a_package_writes_only_its_own_tables(package):
-    foreign = [f"{where}: writes {table} ({OWNERS.get(table, 'no package')}'s)"
-               for table, where in statements(package, WRITE) if OWNERS.get(table) != package]
+    foreign = [
+        f"{where}: writes {table} ({OWNERS.get(table, 'no package')}'s)"
+        for table, where in statements(package, WRITE)
+        if OWNERS.get(table) != package
+    ]
     assert not foreign, "call the owner's functions instead:\n" + "\n".join(foreign)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_a_package_reads_another_packages_tables_only_where_listed(package):
     allowed = SHARED_READS.get(package, (set(), ""))[0]
-    foreign = sorted({f"{where}: reads {table} ({OWNERS[table]}'s)" for table, where in statements(package, READ)
-                      if table in OWNERS and OWNERS[table] != package and table not in allowed})
+    foreign = sorted(
+        {
+            f"{where}: reads {table} ({OWNERS[table]}'s)"
+            for table, where in statements(package, READ)
+            if table in OWNERS and OWNERS[table] != package and table not in allowed
+        }
+    )
     assert not foreign, "read through the owner's functions, or list the read in SHARED_READS:\n" + "\n".join(foreign)
 
 
 def test_every_shared_read_is_still_made():
     """A listed read no package makes any more is taken off the list."""
     made = {(package, table) for package in SHARED_READS for table, _ in statements(package, READ)}
-    stale = [(package, table) for package, (tables, _) in SHARED_READS.items() for table in tables
-             if (package, table) not in made]
+    stale = [
+        (package, table)
+        for package, (tables, _) in SHARED_READS.items()
+        for table in tables
+        if (package, table) not in made
+    ]
     assert not stale
 
 
@@ -103,7 +125,8 @@ def test_the_write_scan_sees_writes(tmp_path, monkeypatch):
         'B = f"UPDATE devices SET lifecycle = {1} WHERE serial = ?"\n'
         'C = "DELETE FROM holds WHERE id = ?"\n'
         'D = "INSERT INTO x VALUES (1) ON CONFLICT (one) DO UPDATE SET rules = excluded.rules"\n'
-        'E = "CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT)"\n')
+        'E = "CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT)"\n'
+    )
     monkeypatch.setattr(sys.modules[__name__], "CENTRAL", tmp_path / "central")
     assert sorted(t for t, _ in statements("demo", WRITE)) == ["clips", "devices", "held_now", "holds", "x"]
 
@@ -128,8 +151,12 @@ def test_every_table_has_one_owner_and_the_docs_say_which(tmp_path):
     db = sqlite.open_database(tmp_path / "central.db")
     try:
         sqlite.migrate(db, MIGRATIONS)
-        tables = {name for (name,) in db.conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        tables = {
+            name
+            for (name,) in db.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
     finally:
         db.conn.close()
     assert tables == set(OWNERS) - {"held_now", "checking"}  # those two are temporary, made when used

@@ -1,8 +1,8 @@
 """A clip belongs to whoever held the camera at recorded_at, however late the events arrive."""
 
+from central.core.providers import services
 from tests.central.conftest import ADMIN, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, docked, ingested, out, post
-from central.core.providers import services
 
 
 def owner(client, clip_id):
@@ -11,9 +11,12 @@ def owner(client, clip_id):
 
 def test_attribution_across_reassignments(client):
     clips = {h: ingested("A", h) for h in (1.5, 3.5, 5.5, 7.5)}
-    post(client, CAMDEN, [docked("A"), out("A", "PC1"), back("A", "PC1"), out("A", "PC2"),
-                          docked("A", 7, clips=4), *clips.values()],
-         hours=[0, 1, 3, 5, 7, 7, 7, 7, 7])
+    post(
+        client,
+        CAMDEN,
+        [docked("A"), out("A", "PC1"), back("A", "PC1"), out("A", "PC2"), docked("A", 7, clips=4), *clips.values()],
+        hours=[0, 1, 3, 5, 7, 7, 7, 7, 7],
+    )
     assert [owner(client, c.clip_id) for c in clips.values()] == ["PC1", None, "PC2", None]
     unattributed = client.get("/api/v1/unattributed", headers=ADMIN).json()
     assert {u["clip_id"] for u in unattributed} == {clips[3.5].clip_id, clips[7.5].clip_id}
@@ -32,13 +35,20 @@ def test_a_supervisor_attributes_by_hand_and_it_sticks(client):
     client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC9", "borough": "Camden"}])
     clip = ingested("A", 2)
     post(client, CAMDEN, [docked("A", 3, clips=1), clip], hours=[3, 3])
-    r = client.post(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN,
-                    json={"officer_id": "PC9", "reason": "officer confirmed on the incident log"})
+    r = client.post(
+        f"/api/v1/clips/{clip.clip_id}/attribution",
+        headers=ADMIN,
+        json={"officer_id": "PC9", "reason": "officer confirmed on the incident log"},
+    )
     assert r.status_code == 200 and r.json()["resolved_by"] == "admin"
     post(client, KENTISH, [docked("A", 0.5), out("A", "PC1")], hours=[0.5, 1])  # a late checkout covering the clip
     assert owner(client, clip.clip_id) == "PC9"
-    assert client.post(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN,
-                       json={"officer_id": "NOBODY", "reason": "x"}).status_code == 404
+    assert (
+        client.post(
+            f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN, json={"officer_id": "NOBODY", "reason": "x"}
+        ).status_code
+        == 404
+    )
 
 
 def test_a_late_checkin_moves_back_the_end_a_later_docking_gave_the_checkout(client):
@@ -55,29 +65,49 @@ def test_a_late_checkin_moves_back_the_end_a_later_docking_gave_the_checkout(cli
 
 
 def _holds_in_feed(client, borough="Camden"):
-    return [(c.item.clip_id, c.item.held) for c in services(client.app).changes.page(borough, 0).changes
-            if c.item.__struct_config__.tag == "clip_hold"]
+    return [
+        (c.item.clip_id, c.item.held)
+        for c in services(client.app).changes.page(borough, 0).changes
+        if c.item.__struct_config__.tag == "clip_hold"
+    ]
 
 
 def test_a_clip_that_reaches_central_after_an_officer_hold_is_held_at_its_station_too(client):
     """The complaint came first; the officer's camera docked afterwards."""
     client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
-    hold = client.post("/api/v1/holds", headers=ADMIN, json={
-        "kind": "officer", "officer_id": "PC1", "window_from": at(0).isoformat(), "window_to": at(4).isoformat(),
-        "reason": "complaint"})
+    hold = client.post(
+        "/api/v1/holds",
+        headers=ADMIN,
+        json={
+            "kind": "officer",
+            "officer_id": "PC1",
+            "window_from": at(0).isoformat(),
+            "window_to": at(4).isoformat(),
+            "reason": "complaint",
+        },
+    )
     assert hold.status_code == 201
     inside, outside = ingested("A", 2), ingested("A", 6)
-    post(client, CAMDEN, [docked("A"), out("A", "PC1"), docked("A", 8, clips=2), inside, outside],
-         hours=[0, 1, 8, 8, 8])
+    post(
+        client, CAMDEN, [docked("A"), out("A", "PC1"), docked("A", 8, clips=2), inside, outside], hours=[0, 1, 8, 8, 8]
+    )
     assert owner(client, inside.clip_id) == "PC1"
     assert _holds_in_feed(client) == [(inside.clip_id, True)]
 
 
 def test_a_late_checkout_that_moves_a_clip_out_of_an_officer_hold_tells_the_station(client):
     client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
-    client.post("/api/v1/holds", headers=ADMIN, json={
-        "kind": "officer", "officer_id": "PC1", "window_from": at(0).isoformat(), "window_to": at(4).isoformat(),
-        "reason": "complaint"})
+    client.post(
+        "/api/v1/holds",
+        headers=ADMIN,
+        json={
+            "kind": "officer",
+            "officer_id": "PC1",
+            "window_from": at(0).isoformat(),
+            "window_to": at(4).isoformat(),
+            "reason": "complaint",
+        },
+    )
     clip = ingested("A", 2)
     post(client, CAMDEN, [docked("A", 3, clips=1), clip], hours=[3, 3])
     assert owner(client, clip.clip_id) is None and _holds_in_feed(client) == [(clip.clip_id, True)]  # maybe PC1's

@@ -2,9 +2,9 @@
 
 import threading
 
+from central.core.providers import services
 from fleet.clock import utc_now
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, make_settings
-from central.core.providers import services
 
 
 def officers(client, *rows):
@@ -27,8 +27,11 @@ def kinds(page):
 
 
 def test_a_station_sees_its_own_borough_only(client):
-    officers(client, {"officer_id": "PC1", "borough": "Camden", "role": "response"},
-             {"officer_id": "PC2", "borough": "Barnet"})
+    officers(
+        client,
+        {"officer_id": "PC1", "borough": "Camden", "role": "response"},
+        {"officer_id": "PC2", "borough": "Barnet"},
+    )
     camden = feed(client, CAMDEN)
     assert ("officer", "PC1") in kinds(camden) and ("officer", "PC2") not in kinds(camden)
     assert ("policy", "") in kinds(camden)  # the borough's station policy, published at start-up
@@ -55,8 +58,11 @@ def test_unchanged_officers_make_no_changes(client):
 
 
 def test_personal_issue_reaches_the_officers_station(client):
-    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-1", "borough": "Camden",
-                                                          "assignment_mode": "personal"}])
+    client.post(
+        "/api/v1/devices/",
+        headers=ADMIN,
+        json=[{"serial": "BWV-1", "borough": "Camden", "assignment_mode": "personal"}],
+    )
     officers(client, {"officer_id": "PC1", "borough": "Camden"})
     r = client.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "BWV-1", "officer_id": "PC1"})
     assert r.status_code == 201, r.text
@@ -115,8 +121,8 @@ def test_a_long_poll_returns_when_a_change_arrives(client):
 
 def test_every_long_poll_reads_the_history_bounds_without_scanning_the_feed(tmp_path):
     """``MIN`` and ``MAX`` in one SELECT scan every change (16 ms at 100,000, per poll)."""
-    from central.events.changes import HISTORY_SQL
     from central.core.store import CentralStore
+    from central.events.changes import HISTORY_SQL
 
     store = CentralStore(tmp_path)
     try:

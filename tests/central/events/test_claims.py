@@ -19,14 +19,17 @@ from fleet.clock import from_iso
 from fleet.events import EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
-from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 from tests.central.evidence.test_clips import upload
+from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
 
 def refusals(client, station: str | None = None) -> list[tuple[str, int, str, str]]:
     """(station, seq, kind, reason) of every refusal, oldest first."""
-    rows = services(client.app).store.db.execute(
-        "SELECT station_id, seq, kind, reason FROM station_refusals ORDER BY id").fetchall()
+    rows = (
+        services(client.app)
+        .store.db.execute("SELECT station_id, seq, kind, reason FROM station_refusals ORDER BY id")
+        .fetchall()
+    )
     return [tuple(r) for r in rows if station is None or r[0] == station]
 
 
@@ -37,8 +40,7 @@ def custody(client, clip_id: str) -> list[tuple[str, str]]:
 
 def chain_places(client, clip_id: str) -> set[str]:
     db = services(client.app).store.db
-    return {r[0] for r in db.execute("SELECT place FROM audit WHERE object_type = 'clip' AND object_id = ?",
-                                     [clip_id])}
+    return {r[0] for r in db.execute("SELECT place FROM audit WHERE object_type = 'clip' AND object_id = ?", [clip_id])}
 
 
 def chain_intact(client) -> bool:
@@ -47,10 +49,17 @@ def chain_intact(client) -> bool:
 
 def upload_reported(client, clip, data: bytes, headers=CAMDEN) -> None:
     """Upload the clip a station reported (same id, SHA-256 and recording time)."""
-    meta = UploadMetadata(clip_id=uuid.UUID(clip.clip_id), sha256=clip.sha256, device_serial=clip.device_serial,
-                          recorded_at=clip.recorded_at, filename="c.mp4")
-    r = client.post("/api/v1/uploads/", headers={**headers, **TUS, "Upload-Length": str(len(data)),
-                                                 "Upload-Metadata": encode_upload_metadata(meta)})
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=clip.sha256,
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    r = client.post(
+        "/api/v1/uploads/",
+        headers={**headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)},
+    )
     patch(client, r.headers["Location"], 0, data, headers=headers)
 
 
@@ -59,8 +68,10 @@ def owner(client, clip_id: str):
 
 
 def holder_intervals(client, serial: str) -> list[tuple[str, str | None]]:
-    return [(a["officer_id"], a["ended_at"]) for a in
-            client.get("/api/v1/assignments", params={"device_serial": serial}, headers=ADMIN).json()]
+    return [
+        (a["officer_id"], a["ended_at"])
+        for a in client.get("/api/v1/assignments", params={"device_serial": serial}, headers=ADMIN).json()
+    ]
 
 
 # -- clips: a station reports the ingest of clips it uploads --------------------------------------
@@ -72,10 +83,11 @@ def test_a_forged_ingest_of_another_stations_verified_clip_is_refused(client):
     post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), ingested("BWV-000123", 2, clip_id, data)], hours=[3, 3])
     assert custody(client, clip_id) == [("upload-verified", "central"), ("ingest", "camden")]
     # Barnet's token claims it copied the clip off a camera: right size and hash, or any.
-    post(client, BARNET, [ingested("BWV-000123", 2, clip_id, data), ingested("BWV-000123", 2, clip_id)],
-         hours=[4, 4])
-    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("barnet", 1, "clip_ingested"),
-                                                               ("barnet", 2, "clip_ingested")]
+    post(client, BARNET, [ingested("BWV-000123", 2, clip_id, data), ingested("BWV-000123", 2, clip_id)], hours=[4, 4])
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [
+        ("barnet", 1, "clip_ingested"),
+        ("barnet", 2, "clip_ingested"),
+    ]
     assert "camden" in refusals(client)[0][3].lower()
     assert custody(client, clip_id) == [("upload-verified", "central"), ("ingest", "camden")]
     assert "barnet" not in chain_places(client, clip_id) and chain_intact(client)
@@ -89,8 +101,7 @@ def test_an_ingest_whose_size_or_hash_differs_from_the_upload_is_refused(client)
     wrong_size.size += 1
     wrong_hash = ingested("BWV-000123", 2, clip_id, data)
     wrong_hash.sha256 = "f" * 64
-    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), wrong_size, wrong_hash],
-         hours=[3, 3, 3])
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), wrong_size, wrong_hash], hours=[3, 3, 3])
     assert [(q, k) for _, q, k, _ in refusals(client, "camden")] == [(2, "clip_ingested"), (3, "clip_ingested")]
     assert "size" in refusals(client)[0][3] and "SHA-256" in refusals(client)[1][3]
     assert custody(client, clip_id) == [("upload-verified", "central")]
@@ -130,16 +141,16 @@ def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(cl
 def test_a_checkout_of_another_boroughs_camera_is_refused(client):
     post(client, CAMDEN, [docked("A")], hours=[0])
     post(client, BARNET, [out("A", "PC9"), back("A", "PC9")], hours=[1, 2])
-    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("barnet", 1, "checked_out"),
-                                                               ("barnet", 2, "checked_in")]
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("barnet", 1, "checked_out"), ("barnet", 2, "checked_in")]
     assert "Camden" in refusals(client)[0][3]
     assert holder_intervals(client, "A") == []
     assert client.get("/api/v1/conflicts", headers=ADMIN).json() == []
 
 
 def test_a_checkout_of_an_unknown_or_personal_issue_camera_is_refused(client):
-    registered = client.post("/api/v1/devices/", headers=ADMIN,
-                             json=[{"serial": "P", "borough": "Camden", "assignment_mode": "personal"}])
+    registered = client.post(
+        "/api/v1/devices/", headers=ADMIN, json=[{"serial": "P", "borough": "Camden", "assignment_mode": "personal"}]
+    )
     assert registered.status_code == 201, registered.text
     post(client, CAMDEN, [docked("P"), out("NEVER-SEEN", "PC1")], hours=[0, 1])
     client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC5", "borough": "Camden"}])
@@ -159,8 +170,10 @@ def test_a_back_dated_checkout_does_not_reattribute_a_clip(client):
     post(client, CAMDEN, [out("A", "PC2")], first_seq=5, hours=[2])
     # Another borough's station, dated to cover the clip.
     post(client, BARNET, [docked("Z", 7), out("A", "PC3")], hours=[7, 2.5])
-    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("camden", 5, "checked_out"),
-                                                               ("barnet", 2, "checked_out")]
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [
+        ("camden", 5, "checked_out"),
+        ("barnet", 2, "checked_out"),
+    ]
     assert "before" in refusals(client)[0][3]
     assert owner(client, clip.clip_id) == "PC1"
     assert [o for o, _ in holder_intervals(client, "A")] == ["PC1"]
@@ -212,7 +225,7 @@ def test_refusals_are_a_security_alert_on_the_dashboard_and_the_stations_page(cl
     assert card is not None and ">1<" in card.group(0).replace(" ", "") and "/stations#refusals" in card.group(0)
     page = client.get("/stations", headers=ADMIN)
     assert page.status_code == 200 and 'id="refusals"' in page.text
-    table = page.text[page.text.index('id="refusals"'):]
+    table = page.text[page.text.index('id="refusals"') :]
     assert "barnet" in table and "checked_out" in table and "Camden" in table
 
 
@@ -225,14 +238,16 @@ def test_a_number_past_sqlites_integers_is_refused_at_the_door_and_jams_no_stati
     from fleet.protocol import Battery, DeviceInfo
 
     for field in ("cycle_count", "full_charge_mah", "design_mah", "voltage_mv"):
-        battery = Battery(level_pct=50, **{field: 2 ** 63})
+        battery = Battery(level_pct=50, **{field: 2**63})
         event = CameraDocked(device=DeviceInfo(serial="CAM-HUGE", battery=battery), folder="f")
         assert post(client, CAMDEN, [event]).status_code == 400, field
-    for event in (CameraDocked(device=DeviceInfo(serial="CAM-HUGE", storage_used_bytes=2 ** 63), folder="f"),
-                  CameraDocked(device=DeviceInfo(serial="CAM-HUGE"), folder="f", clip_count=2 ** 63)):
+    for event in (
+        CameraDocked(device=DeviceInfo(serial="CAM-HUGE", storage_used_bytes=2**63), folder="f"),
+        CameraDocked(device=DeviceInfo(serial="CAM-HUGE"), folder="f", clip_count=2**63),
+    ):
         assert post(client, CAMDEN, [event]).status_code == 400, event
     huge = ingested("CAM-HUGE", 1)
-    huge.size = 2 ** 63
+    huge.size = 2**63
     assert post(client, CAMDEN, [huge]).status_code == 400
     assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
     assert client.get("/api/v1/devices/BAR-1", headers=ADMIN).status_code == 200  # the other station's was applied
@@ -251,8 +266,11 @@ def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(cli
         return docked_handler(self, db, station_id, borough, run)
 
     monkeypatch.setitem(Projector._handlers, type(docked("X")), failing)
-    client.post("/api/v1/events/", headers={**CAMDEN, "Content-Type": "application/json"},
-                content=batch([docked("CAM-1", 1), docked("CAM-POISON", 2), docked("CAM-2", 3)])).raise_for_status()
+    client.post(
+        "/api/v1/events/",
+        headers={**CAMDEN, "Content-Type": "application/json"},
+        content=batch([docked("CAM-1", 1), docked("CAM-POISON", 2), docked("CAM-2", 3)]),
+    ).raise_for_status()
     assert post(client, BARNET, [docked("BAR-1", 1)]).status_code == 200
     for serial in ("CAM-1", "CAM-2", "BAR-1"):
         assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial
@@ -265,8 +283,9 @@ def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(cli
 def test_an_ingest_of_another_boroughs_camera_is_refused_and_its_clip_kept(client):
     # Camden's station uploads bytes it says came off Barnet's camera: the clip is kept (evidence
     # is never refused), but Camden cannot speak for Barnet's camera: no ingest record, no attribution.
-    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-BAR-9", "borough": "Barnet"}]
-                ).raise_for_status()
+    client.post(
+        "/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-BAR-9", "borough": "Barnet"}]
+    ).raise_for_status()
     data = os.urandom(2000)
     clip = ingested("BWV-BAR-9", 2, str(uuid.uuid4()), data)
     upload_reported(client, clip, data)
@@ -301,10 +320,16 @@ def test_a_verified_report_about_another_stations_clip_is_refused(client):
     # a refused report leaves it as it was; the uploader's own report may only move it later.
     verified_at = from_iso(client.get(f"/api/v1/clips/{clip.clip_id}", headers=ADMIN).json()["verified_at"])
     assert last_upload(client, "BWV-000123") == verified_at
-    post(client, KENTISH, [ClipVerified(clip_id=clip.clip_id), ClipVerified(clip_id=str(uuid.uuid4()))],
-         hours=[10_000, 10_000])
-    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("kentish", 1, "clip_verified"),
-                                                               ("kentish", 2, "clip_verified")]
+    post(
+        client,
+        KENTISH,
+        [ClipVerified(clip_id=clip.clip_id), ClipVerified(clip_id=str(uuid.uuid4()))],
+        hours=[10_000, 10_000],
+    )
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [
+        ("kentish", 1, "clip_verified"),
+        ("kentish", 2, "clip_verified"),
+    ]
     assert last_upload(client, "BWV-000123") == verified_at
     post(client, CAMDEN, [ClipVerified(clip_id=clip.clip_id)], first_seq=3, hours=[6])
     assert last_upload(client, "BWV-000123") == max(verified_at, at(6))
@@ -333,8 +358,11 @@ def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, 
         return docked_handler(self, db, station_id, borough, run)
 
     monkeypatch.setitem(Projector._handlers, type(docked("X")), full_for_a_while)
-    client.post("/api/v1/events/", headers={**CAMDEN, "Content-Type": "application/json"},
-                content=batch([docked("CAM-1", 1), docked("CAM-2", 2)])).raise_for_status()
+    client.post(
+        "/api/v1/events/",
+        headers={**CAMDEN, "Content-Type": "application/json"},
+        content=batch([docked("CAM-1", 1), docked("CAM-2", 2)]),
+    ).raise_for_status()
     for _ in range(5):  # what the projection worker does: retry later
         try:
             services(client.app).events.apply_all()

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import msgspec
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
+from central.core.store import CentralStore
 from central.events.changes import ChangeLog
 from central.events.log import EventLog
 from central.events.projection import Projector
-from central.core.store import CentralStore
 from fleet.events import EventBatch, EventEnvelope
 from tests.central.conftest import make_settings
 from tests.central.fleetdata import T0, back, docked, ingested, out
@@ -42,8 +43,13 @@ class Scenario:
         return {s: sorted(evs, key=lambda e: e[0]) for s, evs in self.events.items()}
 
 
-shift = st.tuples(st.sampled_from(OFFICERS), st.integers(0, 6), st.integers(1, 8),
-                  st.sampled_from(["dock", "checkin", "dock_elsewhere", "open"]), st.integers(0, 2))
+shift = st.tuples(
+    st.sampled_from(OFFICERS),
+    st.integers(0, 6),
+    st.integers(1, 8),
+    st.sampled_from(["dock", "checkin", "dock_elsewhere", "open"]),
+    st.integers(0, 2),
+)
 """(officer, hours after the camera is back, hours held, how it ends, clips recorded)."""
 
 
@@ -98,8 +104,9 @@ def judge(scenario: Scenario, order: list[str]) -> tuple[set, set]:
                 log.ingest(station, BOROUGH[station], body)
                 log.apply_all()
             db = store.db
-            conflicts = {tuple(r) for r in db.execute(
-                "SELECT kind, borough, device_serial, officer_id, detail FROM conflicts")}
+            conflicts = {
+                tuple(r) for r in db.execute("SELECT kind, borough, device_serial, officer_id, detail FROM conflicts")
+            }
             attributions = {tuple(r) for r in db.execute("SELECT clip_id, officer_id FROM attributions")}
             refused = db.execute("SELECT station_id, seq, reason FROM station_refusals").fetchall()
         finally:

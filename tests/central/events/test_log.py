@@ -3,9 +3,9 @@
 import msgspec
 import pytest
 
+from central.core.providers import services
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
-from central.core.providers import services
 
 
 def count(client, table: str) -> int:
@@ -55,8 +55,10 @@ def test_a_reused_seq_with_other_content_is_refused(client):
 
 
 def test_unknown_event_kinds_are_kept_but_not_applied(client):
-    body = (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z",'
-            b'"event":{"kind":"firmware_flashed","version":"2.0"}}]}')
+    body = (
+        b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z",'
+        b'"event":{"kind":"firmware_flashed","version":"2.0"}}]}'
+    )
     r = client.post("/api/v1/events/", content=body, headers=CAMDEN)
     assert r.json()["acked_seq"] == 1
     assert services(client.app).events.events("camden")[0][1] == "firmware_flashed"
@@ -67,8 +69,11 @@ def test_bad_batches_are_refused_clearly(client):
         (b"not json", "event batch"),
         (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":0,"at":"2026-11-20T14:00:00Z","event":{}}]}', ">= 1"),
         (batch([docked("A"), docked("B")])[:-3] + b"}]}", "event batch"),
-        (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z",'
-         b'"event":{"kind":"checked_out","device_serial":"A"}}]}', "officer_id"),
+        (
+            b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z",'
+            b'"event":{"kind":"checked_out","device_serial":"A"}}]}',
+            "officer_id",
+        ),
     ]:
         r = client.post("/api/v1/events/", content=body, headers=CAMDEN)
         assert r.status_code == 400, (body, r.text)
@@ -84,9 +89,17 @@ def test_only_stations_send_events(client):
 
 
 def test_a_heartbeat_reports_the_backlog(client):
-    body = msgspec.json.encode({"sent_at": "2026-11-20T14:00:00Z", "events": [],
-                                "backlog": {"pending_clips": 7, "pending_bytes": 7000,
-                                            "oldest_pending_recorded_at": "2026-11-20T10:00:00Z"}})
+    body = msgspec.json.encode(
+        {
+            "sent_at": "2026-11-20T14:00:00Z",
+            "events": [],
+            "backlog": {
+                "pending_clips": 7,
+                "pending_bytes": 7000,
+                "oldest_pending_recorded_at": "2026-11-20T10:00:00Z",
+            },
+        }
+    )
     assert client.post("/api/v1/events/", content=body, headers=CAMDEN).json()["acked_seq"] == 0
     camden = client.get("/api/v1/stations/camden", headers=ADMIN).json()
     assert camden["pending_clips"] == 7 and camden["last_seen_at"] is not None and not camden["stale"]
@@ -102,8 +115,9 @@ def test_officer_with_two_cameras_at_two_stations_is_a_conflict(client):
     assert "PC1" in conflicts[0]["detail"] and "barnet" in conflicts[0]["detail"]
     held = client.get("/api/v1/assignments", params={"officer_id": "PC1", "active": True}, headers=ADMIN).json()
     assert {a["device_serial"] for a in held} == {"A", "B"}  # both kept: nothing silently dropped
-    resolved = client.post(f"/api/v1/conflicts/{conflicts[0]['id']}/resolve", headers=ADMIN,
-                           json={"resolution": "B was a spare, returned"})
+    resolved = client.post(
+        f"/api/v1/conflicts/{conflicts[0]['id']}/resolve", headers=ADMIN, json={"resolution": "B was a spare, returned"}
+    )
     assert resolved.json()["resolved_by"] == "admin"
     assert client.get("/api/v1/conflicts", headers=ADMIN).json() == []
 
@@ -141,14 +155,19 @@ def test_acknowledged_events_are_applied_after_a_crash_before_projection(setting
     with TestClient(create_app(settings)) as client:  # the restart
         from tests.e2e.harness import wait_until
 
-        wait_until(lambda: client.get("/api/v1/devices/B", headers=ADMIN).status_code == 200, 10,
-                   "the projection worker catching up")
+        wait_until(
+            lambda: client.get("/api/v1/devices/B", headers=ADMIN).status_code == 200,
+            10,
+            "the projection worker catching up",
+        )
         assert client.get("/api/v1/stations/camden", headers=ADMIN).json()["applied_seq"] == 2
 
 
 def test_numbers_beyond_sqlite_integers_are_refused_not_crashed_on(client):
-    body = (b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":99999999999999999999999,'
-            b'"at":"2026-11-20T14:00:00Z","event":{"kind":"bad_folder","folder":"a","reason":"b"}}]}')
+    body = (
+        b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":99999999999999999999999,'
+        b'"at":"2026-11-20T14:00:00Z","event":{"kind":"bad_folder","folder":"a","reason":"b"}}]}'
+    )
     assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 400
     r = client.post("/api/v1/conflicts/99999999999999999999999/resolve", headers=ADMIN, json={"resolution": "x"})
     assert r.status_code == 400
@@ -164,7 +183,7 @@ def test_conflicts_are_judged_on_intervals_whatever_order_stations_report(client
     def b():
         post(client, BARNET, [docked("B"), out("B", "PC1"), back("B", "PC1")], hours=[0, *b_hours])
 
-    for report in ((a, b) if a_first else (b, a)):
+    for report in (a, b) if a_first else (b, a):
         report()
     assert [c["kind"] for c in client.get("/api/v1/conflicts", headers=ADMIN).json()] == expected
 

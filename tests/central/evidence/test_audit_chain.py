@@ -6,8 +6,8 @@ import msgspec
 import pytest
 
 from central.core.providers import services
-from central.evidence import audit
 from central.core.store import CentralStore
+from central.evidence import audit
 from tests.test_cli import run_cli
 
 
@@ -16,10 +16,12 @@ def store(tmp_path):
     store = CentralStore(tmp_path / "central")
     with store.writer.write() as db:
         for i in range(1, 11):
-            audit.record(db, actor=f"user{i}", action="assign", object_type="device", object_id=f"BWV-{i}",
-                         detail=f"to PC{i}")
-        audit.record_many(db, [dict(actor="planner", action="allocate", object_type="device", object_id=f"X-{i}")
-                               for i in range(5)])
+            audit.record(
+                db, actor=f"user{i}", action="assign", object_type="device", object_id=f"BWV-{i}", detail=f"to PC{i}"
+            )
+        audit.record_many(
+            db, [dict(actor="planner", action="allocate", object_type="device", object_id=f"X-{i}") for i in range(5)]
+        )
     yield store
     store.close()
 
@@ -39,13 +41,16 @@ def test_an_untouched_chain_verifies(store):
     assert report.intact and report.records == 15
 
 
-@pytest.mark.parametrize("sql, params, broken", [
-    ("UPDATE audit SET detail = 'to PC99' WHERE id = ?", [4], 4),                 # an edit
-    ("UPDATE audit SET at = '2020-01-01T00:00:00.000000Z' WHERE id = ?", [12], 12),
-    ("DELETE FROM audit WHERE id = ?", [7], 7),                                    # a deletion
-    ("UPDATE audit SET id = 100 WHERE id = ?", [3], 3),                            # a move
-    ("DELETE FROM audit WHERE id = ?", [15], 15),                                  # the last one
-])
+@pytest.mark.parametrize(
+    "sql, params, broken",
+    [
+        ("UPDATE audit SET detail = 'to PC99' WHERE id = ?", [4], 4),  # an edit
+        ("UPDATE audit SET at = '2020-01-01T00:00:00.000000Z' WHERE id = ?", [12], 12),
+        ("DELETE FROM audit WHERE id = ?", [7], 7),  # a deletion
+        ("UPDATE audit SET id = 100 WHERE id = ?", [3], 3),  # a move
+        ("DELETE FROM audit WHERE id = ?", [15], 15),  # the last one
+    ],
+)
 def test_tampering_is_named(store, sql, params, broken):
     tamper(store, sql, *params)
     report = verify(store)
@@ -73,8 +78,10 @@ def test_rehashing_one_record_still_breaks_the_next(store):
 def test_records_written_before_the_chain_are_hashed_once(tmp_path):
     store = CentralStore(tmp_path / "c")
     with store.writer.write() as db:  # as a v5 database would have them
-        db.execute("INSERT INTO audit (id, at, actor, place, action, object_type, object_id) "
-                   "VALUES (1, '2026-01-01T00:00:00.000000Z', 'old', 'central', 'register', 'device', 'A')")
+        db.execute(
+            "INSERT INTO audit (id, at, actor, place, action, object_type, object_id) "
+            "VALUES (1, '2026-01-01T00:00:00.000000Z', 'old', 'central', 'register', 'device', 'A')"
+        )
         db.execute("DELETE FROM audit_head")
     store.close()
     store = CentralStore(tmp_path / "c")
@@ -109,8 +116,10 @@ def test_clearing_hashes_does_not_get_them_recomputed(store, tmp_path):
 def test_cutting_the_tail_past_an_anchor_is_detected(tmp_path):
     store = CentralStore(tmp_path / "c")
     with store.writer.write() as db:
-        audit.record_many(db, [dict(actor="a", action="x", object_type="clip", object_id=str(i))
-                               for i in range(audit.ANCHOR_EVERY + 5)])
+        audit.record_many(
+            db,
+            [dict(actor="a", action="x", object_type="clip", object_id=str(i)) for i in range(audit.ANCHOR_EVERY + 5)],
+        )
         db.execute("DELETE FROM audit WHERE id > 990")
         last = db.execute("SELECT hash FROM audit WHERE id = 990").fetchone()[0]
         db.execute("UPDATE audit_head SET last_id = 990, last_hash = ?", [last])  # and the head forged
@@ -164,8 +173,13 @@ def test_publishing_appends_anchors_and_survives_a_torn_line(tmp_path):
     anchors = tmp_path / "anchors.jsonl"
     try:
         with store.writer.write() as db:
-            audit.record_many(db, [dict(actor="a", action="x", object_type="clip", object_id=str(i))
-                                   for i in range(2 * audit.ANCHOR_EVERY + 3)])
+            audit.record_many(
+                db,
+                [
+                    dict(actor="a", action="x", object_type="clip", object_id=str(i))
+                    for i in range(2 * audit.ANCHOR_EVERY + 3)
+                ],
+            )
         with store.writer.read() as db:
             assert audit.publish(db, anchors) == 3  # two anchors and the head
         with open(anchors, "ab") as f:
@@ -176,8 +190,12 @@ def test_publishing_appends_anchors_and_survives_a_torn_line(tmp_path):
         with store.writer.read() as db:
             assert audit.publish(db, anchors) == 1
             published = audit.read_published(anchors)
-            assert [(a.audit_id, a.head) for a in published] == [(1000, False), (2000, False), (2003, True),
-                                                                 (2004, True)]
+            assert [(a.audit_id, a.head) for a in published] == [
+                (1000, False),
+                (2000, False),
+                (2003, True),
+                (2004, True),
+            ]
             assert audit.verify(db, published).intact
         assert anchors.read_bytes().endswith(b"\n") and b'"audit_id": 99' not in anchors.read_bytes()
     finally:
@@ -206,8 +224,11 @@ def test_fleet_audit_publish_and_verify_against_the_published_file(tmp_path, sto
 def test_central_publishes_its_anchors_on_a_schedule(client, settings):
     job = services(client.app).scheduler.get_job("publish-anchors")
     assert job is not None and job.trigger.interval.total_seconds() == settings.audit.publish_minutes * 60
-    client.post("/api/v1/officers/", json=[{"officer_id": "PC1", "borough": "Camden"}],
-                headers={"Authorization": f"Bearer {settings.admin_token}"})
+    client.post(
+        "/api/v1/officers/",
+        json=[{"officer_id": "PC1", "borough": "Camden"}],
+        headers={"Authorization": f"Bearer {settings.admin_token}"},
+    )
     job.func()
     head = audit.read_published(settings.anchors_file)[-1]  # the start-up run published one already
     with services(client.app).store.writer.read() as db:
@@ -218,9 +239,15 @@ def test_configuration_changes_are_audited_at_start_up_without_their_secrets(tmp
     from fleet.config import CentralSettings, settings_from_dict
 
     def start(**extra):
-        settings = settings_from_dict({"data_dir": str(tmp_path / "c"), "admin_token": "first-secret",
-                                       "stations": {"camden": {"borough": "Camden", "token": "c"}}, **extra},
-                                      CentralSettings)
+        settings = settings_from_dict(
+            {
+                "data_dir": str(tmp_path / "c"),
+                "admin_token": "first-secret",
+                "stations": {"camden": {"borough": "Camden", "token": "c"}},
+                **extra,
+            },
+            CentralSettings,
+        )
         store = CentralStore(settings.data_dir)
         try:
             with store.writer.write() as db:

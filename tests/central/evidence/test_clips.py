@@ -9,11 +9,19 @@ from tests.station.conftest import RECORDED
 
 
 def upload(client, data: bytes, headers=CAMDEN, hours=0, serial="BWV-000123", evidential=False, finish=True):
-    meta = UploadMetadata(clip_id=uuid.uuid4(), sha256=hashlib.sha256(data).hexdigest(), device_serial=serial,
-                          recorded_at=RECORDED + timedelta(hours=hours), filename="c.mp4", evidential=evidential,
-                          tags=["stop_and_search"] if evidential else [])
-    r = client.post("/api/v1/uploads/", headers={**headers, **TUS, "Upload-Length": str(len(data)),
-                                                 "Upload-Metadata": encode_upload_metadata(meta)})
+    meta = UploadMetadata(
+        clip_id=uuid.uuid4(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        device_serial=serial,
+        recorded_at=RECORDED + timedelta(hours=hours),
+        filename="c.mp4",
+        evidential=evidential,
+        tags=["stop_and_search"] if evidential else [],
+    )
+    r = client.post(
+        "/api/v1/uploads/",
+        headers={**headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)},
+    )
     if finish:
         patch(client, r.headers["Location"], 0, data, headers=headers)
     return str(meta.clip_id)
@@ -36,8 +44,10 @@ def test_a_clip_being_received_is_listed_as_receiving(client):
 
 
 def test_list_paginates_with_a_cursor_and_filters(client):
-    ids = [upload(client, os.urandom(100), headers=CAMDEN if i % 2 else BARNET, hours=i,
-                  serial=f"BWV-00000{i % 3}") for i in range(7)]
+    ids = [
+        upload(client, os.urandom(100), headers=CAMDEN if i % 2 else BARNET, hours=i, serial=f"BWV-00000{i % 3}")
+        for i in range(7)
+    ]
     seen, cursor = [], None
     while True:
         params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
@@ -49,9 +59,14 @@ def test_list_paginates_with_a_cursor_and_filters(client):
     assert seen == ids  # recording order, each once
     camden = client.get("/api/v1/clips", params={"station_id": "camden"}, headers=ADMIN).json()["items"]
     assert [c["clip_id"] for c in camden] == ids[1::2]
-    window = client.get("/api/v1/clips", headers=ADMIN, params={
-        "recorded_from": (RECORDED + timedelta(hours=2)).isoformat(),
-        "recorded_to": (RECORDED + timedelta(hours=4)).isoformat()}).json()["items"]
+    window = client.get(
+        "/api/v1/clips",
+        headers=ADMIN,
+        params={
+            "recorded_from": (RECORDED + timedelta(hours=2)).isoformat(),
+            "recorded_to": (RECORDED + timedelta(hours=4)).isoformat(),
+        },
+    ).json()["items"]
     assert [c["clip_id"] for c in window] == ids[2:4]
     device = client.get("/api/v1/clips", params={"device_serial": "BWV-000001"}, headers=ADMIN).json()["items"]
     assert [c["clip_id"] for c in device] == [ids[1], ids[4]]
@@ -59,8 +74,14 @@ def test_list_paginates_with_a_cursor_and_filters(client):
 
 
 def test_bad_list_parameters_are_400(client):
-    for params in ({"limit": 0}, {"limit": 5000}, {"cursor": "!!"}, {"state": "lost"},
-                   {"recorded_from": "yesterday"}, {"recorded_from": "2026-11-20T14:00:00"}):
+    for params in (
+        {"limit": 0},
+        {"limit": 5000},
+        {"cursor": "!!"},
+        {"state": "lost"},
+        {"recorded_from": "yesterday"},
+        {"recorded_from": "2026-11-20T14:00:00"},
+    ):
         r = client.get("/api/v1/clips", params=params, headers=ADMIN)
         assert r.status_code == 400, (params, r.text)
 

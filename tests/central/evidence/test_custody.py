@@ -2,10 +2,10 @@
 
 import os
 
-from tests.central.conftest import ADMIN, CAMDEN
-from tests.central.fleetdata import ingested, post
-from tests.central.evidence.test_clips import upload
 from central.core.providers import services
+from tests.central.conftest import ADMIN, CAMDEN
+from tests.central.evidence.test_clips import upload
+from tests.central.fleetdata import ingested, post
 
 
 def test_dock_to_central_to_every_access_is_in_the_custody_report(client):
@@ -14,13 +14,18 @@ def test_dock_to_central_to_every_access_is_in_the_custody_report(client):
     post(client, CAMDEN, [ingested("BWV-000123", 0, clip_id=clip_id, data=data)])
     assert client.get(f"/api/v1/clips/{clip_id}", headers=ADMIN).status_code == 200
     assert client.get(f"/api/v1/clips/{clip_id}/content", headers=ADMIN).content == data
-    hold = client.post("/api/v1/holds", json={"kind": "clip", "clip_id": clip_id, "reason": "complaint 42"},
-                       headers=ADMIN)
+    hold = client.post(
+        "/api/v1/holds", json={"kind": "clip", "clip_id": clip_id, "reason": "complaint 42"}, headers=ADMIN
+    )
     assert hold.status_code == 201, hold.text
     records = client.get(f"/api/v1/clips/{clip_id}/custody", headers=ADMIN).json()
     assert [(r["action"], r["place"]) for r in records] == [
-        ("upload-verified", "central"), ("ingest", "camden"), ("view", "central"), ("download", "central"),
-        ("hold", "central")]
+        ("upload-verified", "central"),
+        ("ingest", "camden"),
+        ("view", "central"),
+        ("download", "central"),
+        ("hold", "central"),
+    ]
     assert "sha256" in records[1]["detail"] and records[4]["actor"] == "admin"
     csv = client.get(f"/api/v1/clips/{clip_id}/custody.csv", headers=ADMIN)
     assert csv.text.splitlines()[0].startswith("at,actor,place,action,object_type,object_id,detail,id")
@@ -34,8 +39,9 @@ def test_dock_to_central_to_every_access_is_in_the_custody_report(client):
 
 def test_html_in_audit_details_is_escaped(client):
     clip_id = upload(client, os.urandom(100))
-    client.post("/api/v1/holds", json={"kind": "clip", "clip_id": clip_id, "reason": "<script>alert(1)</script>"},
-                headers=ADMIN)
+    client.post(
+        "/api/v1/holds", json={"kind": "clip", "clip_id": clip_id, "reason": "<script>alert(1)</script>"}, headers=ADMIN
+    )
     page = client.get(f"/api/v1/clips/{clip_id}/custody.html", headers=ADMIN).text
     assert "<script>alert" not in page and "&lt;script&gt;" in page
 

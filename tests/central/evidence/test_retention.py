@@ -4,39 +4,76 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from central.evidence import audit
 from central.core.services import build_services
-from central.uploads.blobstore import FilesystemBlobStore
-from central.evidence.retention import CategoriesRequest, CaseClips, HoldRequest, ReleaseRequest, RestoreRequest, ReviewRequest
 from central.core.store import CentralStore
+from central.evidence import audit
+from central.evidence.retention import (
+    CaseClips,
+    CategoriesRequest,
+    HoldRequest,
+    ReleaseRequest,
+    RestoreRequest,
+    ReviewRequest,
+)
+from central.evidence.retention_rules import RetentionRules, assessment, retain_until, rules_from_dict
+from central.uploads.blobstore import FilesystemBlobStore
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.errors import Conflict, Gone
-from central.evidence.retention_rules import RetentionRules, assessment, rules_from_dict, retain_until
 from tests.central.conftest import ADMIN, CAMDEN
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-RULES = {"default_days": 31, "recovery_days": 7,
-         "categories": {"evidential": {"years": 6}, "stop_and_search": {"days": 365},
-                        "use_of_force": {"days": 45, "review": True}}}
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+RULES = {
+    "default_days": 31,
+    "recovery_days": 7,
+    "categories": {
+        "evidential": {"years": 6},
+        "stop_and_search": {"days": 365},
+        "use_of_force": {"days": 45, "review": True},
+    },
+}
 
 
-def put_clip(store: CentralStore, blobs: FilesystemBlobStore, recorded_at: datetime, *, tags=(), evidential=False,
-             officer: str | None = None, station: str = "camden", clip_id: str | None = None) -> str:
+def put_clip(
+    store: CentralStore,
+    blobs: FilesystemBlobStore,
+    recorded_at: datetime,
+    *,
+    tags=(),
+    evidential=False,
+    officer: str | None = None,
+    station: str = "camden",
+    clip_id: str | None = None,
+) -> str:
     clip_id = clip_id or str(uuid.uuid4())
     with store.writer.write() as db:
-        db.execute("INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial, recorded_at, "
-                   "filename, evidential, tags, verified_at, blob_key) VALUES (?, ?, ?, 3, 'verified', ?, 'BWV-1', ?, "
-                   "'x.mp4', ?, ?, ?, ?)", [clip_id, clip_id, "0" * 64, station, _iso(recorded_at),
-                                            int(evidential), json.dumps(list(tags)), _iso(T0), clip_id])
-        db.execute("INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id) "
-                   "VALUES (?, 'BWV-1', ?, ?, ?)", [clip_id, _iso(recorded_at), station, officer])
+        db.execute(
+            "INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial, recorded_at, "
+            "filename, evidential, tags, verified_at, blob_key) VALUES (?, ?, ?, 3, 'verified', ?, 'BWV-1', ?, "
+            "'x.mp4', ?, ?, ?, ?)",
+            [
+                clip_id,
+                clip_id,
+                "0" * 64,
+                station,
+                _iso(recorded_at),
+                int(evidential),
+                json.dumps(list(tags)),
+                _iso(T0),
+                clip_id,
+            ],
+        )
+        db.execute(
+            "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id) "
+            "VALUES (?, 'BWV-1', ?, ?, ?)",
+            [clip_id, _iso(recorded_at), station, officer],
+        )
     source = store.data_dir / f"{clip_id}.tmp"
     source.write_bytes(b"abc")
     blobs.put(source, clip_id)
@@ -51,17 +88,25 @@ def _iso(moment: datetime) -> str:
 
 def service_for(tmp_path, rules: dict = RULES):
     (tmp_path / "retention.toml").write_text(_toml(rules))
-    settings = settings_from_dict({"data_dir": str(tmp_path / "central"), "admin_token": "t",
-                                   "stations": {"camden": {"borough": "Camden", "token": "c"}},
-                                   "retention": {"rules": str(tmp_path / "retention.toml")}}, CentralSettings)
+    settings = settings_from_dict(
+        {
+            "data_dir": str(tmp_path / "central"),
+            "admin_token": "t",
+            "stations": {"camden": {"borough": "Camden", "token": "c"}},
+            "retention": {"rules": str(tmp_path / "retention.toml")},
+        },
+        CentralSettings,
+    )
     store = CentralStore(settings.data_dir)
     blobs = FilesystemBlobStore(store.data_dir / "blobs")
     services = build_services(settings, store, blobs)
     services.retention.adopt_configured()
     with store.writer.write() as db:
         for officer in ("PC1", "PC2", "PC3"):
-            db.execute("INSERT INTO officers (officer_id, borough, role, updated_at) VALUES (?, 'Camden', 'response', ?)",
-                       [officer, _iso(T0)])
+            db.execute(
+                "INSERT INTO officers (officer_id, borough, role, updated_at) VALUES (?, 'Camden', 'response', ?)",
+                [officer, _iso(T0)],
+            )
     return store, blobs, services
 
 
@@ -82,8 +127,9 @@ def env(tmp_path):
 
 def state(store, clip_id):
     with store.writer.read() as db:
-        return db.execute("SELECT deleted_at IS NOT NULL, purged_at IS NOT NULL FROM clips WHERE clip_id = ?",
-                          [clip_id]).fetchone()
+        return db.execute(
+            "SELECT deleted_at IS NOT NULL, purged_at IS NOT NULL FROM clips WHERE clip_id = ?", [clip_id]
+        ).fetchone()
 
 
 def test_unprotected_footage_goes_after_31_days_then_is_purged_after_7(env):
@@ -109,7 +155,7 @@ def test_the_clock_starts_at_recording_and_the_longest_category_wins(env):
     assert info.retain_until == T0 + timedelta(days=365)
     evidential = put_clip(store, blobs, T0, evidential=True)
     retention.assess()
-    assert retention.clip(evidential).retain_until == datetime(2032, 1, 1, tzinfo=timezone.utc)
+    assert retention.clip(evidential).retain_until == datetime(2032, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("hold", ["clip", "officer", "case"])
@@ -117,10 +163,17 @@ def test_every_kind_of_hold_keeps_a_clip_until_released(env, hold):
     store, blobs, retention, _ = env
     clip = put_clip(store, blobs, T0 + timedelta(hours=3), officer="PC1")
     other = put_clip(store, blobs, T0 + timedelta(hours=3), officer="PC2")
-    request = {"clip": HoldRequest(kind="clip", clip_id=clip, reason="complaint 17"),
-               "officer": HoldRequest(kind="officer", officer_id="PC1", window_from=T0, window_to=T0 + timedelta(days=1),
-                                      reason="complaint names PC1, 1 Jan"),
-               "case": HoldRequest(kind="case", case_ref="CASE/2026/1", reason="trial")}[hold]
+    request = {
+        "clip": HoldRequest(kind="clip", clip_id=clip, reason="complaint 17"),
+        "officer": HoldRequest(
+            kind="officer",
+            officer_id="PC1",
+            window_from=T0,
+            window_to=T0 + timedelta(days=1),
+            reason="complaint names PC1, 1 Jan",
+        ),
+        "case": HoldRequest(kind="case", case_ref="CASE/2026/1", reason="trial"),
+    }[hold]
     if hold == "case":
         retention.add_to_case("CASE/2026/1", CaseClips(clip_ids=[clip], reason="exhibit"), "supervisor")
     placed = retention.place_hold(request, "supervisor")
@@ -153,9 +206,10 @@ def test_restore_and_categorise(env):
     assert restored.deleted_at is None and restored.retain_until > T0 + timedelta(days=32)
     with pytest.raises(Conflict):
         retention.restore(clip, RestoreRequest(reason="twice"), "admin")
-    kept = retention.categorise(clip, CategoriesRequest(categories=["evidential"], reason="charged"), "sergeant",
-                                now=T0 + timedelta(days=32))
-    assert kept.retain_until == datetime(2032, 1, 1, tzinfo=timezone.utc)
+    kept = retention.categorise(
+        clip, CategoriesRequest(categories=["evidential"], reason="charged"), "sergeant", now=T0 + timedelta(days=32)
+    )
+    assert kept.retain_until == datetime(2032, 1, 1, tzinfo=UTC)
     gone = put_clip(store, blobs, T0)
     retention.run(T0 + timedelta(days=32))
     retention.run(T0 + timedelta(days=40))
@@ -191,11 +245,20 @@ def test_the_digest_lists_what_the_next_days_will_delete(env):
 def test_holds_reach_the_station_feed_and_its_snapshot(env):
     store, blobs, retention, services = env
     clip = put_clip(store, blobs, T0, officer="PC3")
-    hold = retention.place_hold(HoldRequest(kind="officer", officer_id="PC3", window_from=T0 - timedelta(hours=1),
-                                            window_to=T0 + timedelta(hours=1), reason="complaint"), "s")
+    hold = retention.place_hold(
+        HoldRequest(
+            kind="officer",
+            officer_id="PC3",
+            window_from=T0 - timedelta(hours=1),
+            window_to=T0 + timedelta(hours=1),
+            reason="complaint",
+        ),
+        "s",
+    )
     page = services.changes.page("Camden", 0)
-    assert [(c.item.clip_id, c.item.held) for c in page.changes if c.item.__struct_config__.tag == "clip_hold"] == \
-        [(clip, True)]
+    assert [(c.item.clip_id, c.item.held) for c in page.changes if c.item.__struct_config__.tag == "clip_hold"] == [
+        (clip, True)
+    ]
     assert services.changes.snapshot("Camden").held_clips == [clip]
     retention.release_hold(hold.id, ReleaseRequest(reason="closed"), "s")
     page = services.changes.page("Camden", 0)
@@ -206,18 +269,24 @@ def test_holds_reach_the_station_feed_and_its_snapshot(env):
 def test_the_api_refuses_bad_holds_clearly(client):
     bad = client.post("/api/v1/holds", json={"kind": "officer", "officer_id": "PC1", "reason": "x"}, headers=ADMIN)
     assert bad.status_code == 400 and "needs window_from, window_to" in bad.json()["message"]
-    mixed = client.post("/api/v1/holds", json={"kind": "clip", "clip_id": "a", "case_ref": "C1", "reason": "x"},
-                        headers=ADMIN)
+    mixed = client.post(
+        "/api/v1/holds", json={"kind": "clip", "clip_id": "a", "case_ref": "C1", "reason": "x"}, headers=ADMIN
+    )
     assert mixed.status_code == 400 and "does not take case_ref" in mixed.json()["message"]
-    assert client.post("/api/v1/holds", json={"kind": "clip", "clip_id": "nope", "reason": "x"},
-                       headers=ADMIN).status_code == 404
-    assert client.post("/api/v1/holds", json={"kind": "clip", "clip_id": "a", "reason": "x"},
-                       headers=CAMDEN).status_code == 403
+    assert (
+        client.post("/api/v1/holds", json={"kind": "clip", "clip_id": "nope", "reason": "x"}, headers=ADMIN).status_code
+        == 404
+    )
+    assert (
+        client.post("/api/v1/holds", json={"kind": "clip", "clip_id": "a", "reason": "x"}, headers=CAMDEN).status_code
+        == 403
+    )
     assert client.get("/api/v1/retention/digest", headers=ADMIN).status_code == 200
     assert client.post("/api/v1/retention/run", headers=ADMIN).json()["soft_deleted"] == 0
 
 
 # -- a simulated year -------------------------------------------------------------------------
+
 
 class RetentionYear(RuleBasedStateMachine):
     """Clips, categories, holds of every kind, releases and daily runs over a year.
@@ -248,19 +317,32 @@ class RetentionYear(RuleBasedStateMachine):
             self.store.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    @rule(age_days=st.integers(0, 60), tags=st.lists(st.sampled_from(["stop_and_search", "use_of_force", "traffic"]),
-                                                     max_size=2),
-          evidential=st.booleans(), officer=st.sampled_from(["PC1", "PC2", None]))
+    @rule(
+        age_days=st.integers(0, 60),
+        tags=st.lists(st.sampled_from(["stop_and_search", "use_of_force", "traffic"]), max_size=2),
+        evidential=st.booleans(),
+        officer=st.sampled_from(["PC1", "PC2", None]),
+    )
     def record_clip(self, age_days, tags, evidential, officer):
         recorded = self.now - timedelta(days=age_days, hours=1)
-        clip = put_clip(self.store, self.blobs, recorded, tags=tags, evidential=evidential and age_days % 3 == 0,
-                        officer=officer, clip_id=f"clip-{len(self.clips):04d}")  # not random: replays draw alike
+        clip = put_clip(
+            self.store,
+            self.blobs,
+            recorded,
+            tags=tags,
+            evidential=evidential and age_days % 3 == 0,
+            officer=officer,
+            clip_id=f"clip-{len(self.clips):04d}",
+        )  # not random: replays draw alike
         self.clips[clip] = {"recorded": recorded, "officer": officer, "deleted_at": None, "purged": False}
 
     @rule(data=st.data(), decision=st.sampled_from(["retain", "dispose"]))
     def review(self, data, decision):
-        due = sorted(c for c, s in self.clips.items()
-                     if not s["purged"] and s["deleted_at"] is None and self._review(c) and self._until(c) <= self.now)
+        due = sorted(
+            c
+            for c, s in self.clips.items()
+            if not s["purged"] and s["deleted_at"] is None and self._review(c) and self._until(c) <= self.now
+        )
         if not due:
             return
         clip = data.draw(st.sampled_from(due))
@@ -275,14 +357,16 @@ class RetentionYear(RuleBasedStateMachine):
         else:
             assert self._until(clip) > self.now
 
-    @rule(data=st.data(), names=st.lists(st.sampled_from(["stop_and_search", "use_of_force", "evidential"]),
-                                         max_size=2))
+    @rule(
+        data=st.data(), names=st.lists(st.sampled_from(["stop_and_search", "use_of_force", "evidential"]), max_size=2)
+    )
     def categorise(self, data, names):
         alive = [c for c, s in self.clips.items() if not s["purged"]]
         if alive:
             clip = data.draw(st.sampled_from(sorted(alive)))
-            self.retention.categorise(clip, CategoriesRequest(categories=names, reason="review", confirm=True), "sergeant",
-                                      now=self.now)
+            self.retention.categorise(
+                clip, CategoriesRequest(categories=names, reason="review", confirm=True), "sergeant", now=self.now
+            )
             if self.clips[clip]["deleted_at"] is not None and self._until(clip) > self.now:
                 self.clips[clip]["deleted_at"] = None  # restored by its new categories
 
@@ -303,8 +387,9 @@ class RetentionYear(RuleBasedStateMachine):
             officer = self.clips[clip]["officer"] or "PC3"
             start = self.clips[clip]["recorded"] - timedelta(hours=data.draw(st.integers(0, 48)))
             end = start + timedelta(hours=data.draw(st.integers(1, 96)))
-            request = HoldRequest(kind="officer", officer_id=officer, window_from=start, window_to=end,
-                                  reason="complaint")
+            request = HoldRequest(
+                kind="officer", officer_id=officer, window_from=start, window_to=end, reason="complaint"
+            )
             model = ("officer", officer, start, end)
         self.holds[self.retention.place_hold(request, "supervisor", now=self.now).id] = model
         for other, s in self.clips.items():  # a hold brings back the soft-deleted clips it covers
@@ -359,8 +444,9 @@ class RetentionYear(RuleBasedStateMachine):
             if not self._held(clip) and not deleted and not self._review(clip):
                 assert self._until(clip) > self.now, f"{clip} outlived its retention unprotected"
             if not self._held(clip) and deleted and not purged:
-                assert s["deleted_at"] > self.now - timedelta(days=self.rules.recovery_days + 1), \
+                assert s["deleted_at"] > self.now - timedelta(days=self.rules.recovery_days + 1), (
                     f"{clip} was not purged after its recovery window"
+                )
 
     @invariant()
     def nothing_protected_is_deleted(self):
@@ -376,8 +462,12 @@ class RetentionYear(RuleBasedStateMachine):
 
 
 TestRetentionYear = pytest.mark.slow(RetentionYear.TestCase)  # a simulated year: not in test-fast
-TestRetentionYear.settings = settings(max_examples=int(__import__('os').environ.get('YEAR_EXAMPLES', 150)), stateful_step_count=25, deadline=None,
-                                      suppress_health_check=[HealthCheck.too_slow])
+TestRetentionYear.settings = settings(
+    max_examples=int(__import__("os").environ.get("YEAR_EXAMPLES", 150)),
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
@@ -391,15 +481,38 @@ def test_the_retention_commands(tmp_path):
     config = tmp_path / "central.toml"
     config.write_text('data_dir = "central"\nadmin_token = "t"\n[retention]\nrules = "retention.toml"\n')
     digest = run_cli("central", "retention", "digest", "--config", str(config))
-    assert digest.returncode == 0 and "1 to soft-delete" in digest.stdout and "1 clip(s) due for review" \
-        in digest.stdout
+    assert (
+        digest.returncode == 0 and "1 to soft-delete" in digest.stdout and "1 clip(s) due for review" in digest.stdout
+    )
     due = run_cli("central", "retention", "reviews", "--config", str(config))
     assert due.returncode == 0 and f"{reviewed}: use_of_force, due since" in due.stdout
-    bad = run_cli("central", "retention", "review", reviewed, "--dispose", "--until", "2030-01-01", "--reason", "x",
-                  "--config", str(config))
+    bad = run_cli(
+        "central",
+        "retention",
+        "review",
+        reviewed,
+        "--dispose",
+        "--until",
+        "2030-01-01",
+        "--reason",
+        "x",
+        "--config",
+        str(config),
+    )
     assert bad.returncode != 0 and "--until goes with --retain" in bad.stderr
-    kept = run_cli("central", "retention", "review", reviewed, "--retain", "--until", "2030-01-01",
-                   "--reason", "linked to an open investigation", "--config", str(config))
+    kept = run_cli(
+        "central",
+        "retention",
+        "review",
+        reviewed,
+        "--retain",
+        "--until",
+        "2030-01-01",
+        "--reason",
+        "linked to an open investigation",
+        "--config",
+        str(config),
+    )
     assert kept.returncode == 0 and "retained until 2030-01-01" in kept.stdout
     again = run_cli("central", "retention", "review", reviewed, "--dispose", "--reason", "x", "--config", str(config))
     assert again.returncode != 0 and "not due for review until 2030-01-01" in again.stderr
@@ -415,8 +528,13 @@ def test_the_retention_commands(tmp_path):
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1),
-                             timezones=st.just(timezone.utc)), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.just(UTC)),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_the_sql_fast_path_gives_the_same_end_as_the_rules(tmp_path_factory, moments):
     store, blobs, services = service_for(tmp_path_factory.mktemp("fast"))
     try:
@@ -433,6 +551,7 @@ def test_a_crash_between_the_purge_commit_and_the_blob_delete_is_swept_next_run(
     store, blobs, retention, _ = env
     clip = put_clip(store, blobs, T0)
     retention.run(T0 + timedelta(days=32))
+
     def crash(keys):
         raise RuntimeError("killed while deleting the bytes, after the purge commit")
 
@@ -449,11 +568,14 @@ def test_a_crash_between_the_purge_commit_and_the_blob_delete_is_swept_next_run(
 
 def test_bad_hold_windows_and_case_refs_are_400s_not_500s(client):
     client.post("/api/v1/officers/", json=[{"officer_id": "PC1", "borough": "Camden"}], headers=ADMIN)
-    for window in ({"window_from": "2026-01-01T00:00:00Z", "window_to": "2026-01-02T00:00:00"},
-                   {"window_from": "0001-01-01T00:00:00+05:00", "window_to": "2026-01-02T00:00:00Z"},
-                   {"window_from": "2026-01-02T00:00:00Z", "window_to": "2026-01-01T00:00:00Z"}):
-        r = client.post("/api/v1/holds", json={"kind": "officer", "officer_id": "PC1", "reason": "x", **window},
-                        headers=ADMIN)
+    for window in (
+        {"window_from": "2026-01-01T00:00:00Z", "window_to": "2026-01-02T00:00:00"},
+        {"window_from": "0001-01-01T00:00:00+05:00", "window_to": "2026-01-02T00:00:00Z"},
+        {"window_from": "2026-01-02T00:00:00Z", "window_to": "2026-01-01T00:00:00Z"},
+    ):
+        r = client.post(
+            "/api/v1/holds", json={"kind": "officer", "officer_id": "PC1", "reason": "x", **window}, headers=ADMIN
+        )
         assert r.status_code == 400, (window, r.text)
     r = client.post("/api/v1/holds", json={"kind": "case", "case_ref": "CR/1/26", "reason": "x"}, headers=ADMIN)
     assert r.status_code == 400
@@ -465,8 +587,9 @@ def test_shortening_a_clips_retention_by_hand_needs_confirm_and_hand_categories_
     retention.assess()
     with pytest.raises(Conflict, match="send confirm"):
         retention.categorise(clip, CategoriesRequest(categories=[], reason="not evidence"), "s", now=T0)
-    done = retention.categorise(clip, CategoriesRequest(categories=[], reason="not evidence", confirm=True), "s",
-                                now=T0)
+    done = retention.categorise(
+        clip, CategoriesRequest(categories=[], reason="not evidence", confirm=True), "s", now=T0
+    )
     assert done.categories == [] and done.retain_until == T0 + timedelta(days=31)
     longer = rules_from_dict({**RULES, "default_days": 40})
     retention.apply_rules(longer, "admin")  # re-assessment keeps what the person set, not the camera's flag
@@ -506,8 +629,9 @@ def test_a_reviewed_category_goes_before_a_reviewer_instead_of_being_deleted(env
     retention.release_hold(hold.id, ReleaseRequest(reason="closed"), "s")
     again = later + timedelta(days=46)
     assert retention.run(again).for_review == 1 and state(store, clip) == (0, 0)  # due again: still not deleted
-    gone = retention.review(clip, ReviewRequest(decision="dispose", reason="no further policing purpose"), "imo",
-                            now=again)
+    gone = retention.review(
+        clip, ReviewRequest(decision="dispose", reason="no further policing purpose"), "imo", now=again
+    )
     assert gone.deleted_at == again and retention.run(again + timedelta(days=8)).purged == 1
     with store.writer.read() as db:
         trail = [(r.action, r.actor) for r in audit.records_for(db, "clip", clip)]
@@ -522,16 +646,26 @@ def test_the_review_api(client, tmp_path):
     assert r.status_code == 404
     r = client.post("/api/v1/clips/nope/review", json={"decision": "shred", "reason": "x"}, headers=ADMIN)
     assert r.status_code == 400 and "decision" in r.json()["message"]
-    assert client.post("/api/v1/clips/nope/review", json={"decision": "retain", "reason": "x"},
-                       headers=CAMDEN).status_code == 403
+    assert (
+        client.post("/api/v1/clips/nope/review", json={"decision": "retain", "reason": "x"}, headers=CAMDEN).status_code
+        == 403
+    )
 
 
 def test_an_officer_hold_keeps_clips_nobody_is_attributed_to_in_its_window(env):
     store, blobs, retention, services = env
     nobody = put_clip(store, blobs, T0 + timedelta(hours=2))
     outside = put_clip(store, blobs, T0 + timedelta(hours=9))
-    retention.place_hold(HoldRequest(kind="officer", officer_id="PC1", window_from=T0, window_to=T0 + timedelta(hours=4),
-                                     reason="complaint names PC1 between midnight and 4 am"), "s")
+    retention.place_hold(
+        HoldRequest(
+            kind="officer",
+            officer_id="PC1",
+            window_from=T0,
+            window_to=T0 + timedelta(hours=4),
+            reason="complaint names PC1 between midnight and 4 am",
+        ),
+        "s",
+    )
     assert retention.run(T0 + timedelta(days=32)).held_back == 1
     assert state(store, nobody) == (0, 0) and state(store, outside) == (1, 0)
     assert retention.clip(nobody).held_by != []
@@ -540,7 +674,10 @@ def test_an_officer_hold_keeps_clips_nobody_is_attributed_to_in_its_window(env):
 
     services.assignments.attribute(nobody, AttributeRequest(officer_id="PC2", reason="incident log"), "sgt")
     assert retention.clip(nobody).held_by == []
-    holds = [(c.item.clip_id, c.item.held) for c in services.changes.page("Camden", 0).changes
-             if c.item.__struct_config__.tag == "clip_hold"]
+    holds = [
+        (c.item.clip_id, c.item.held)
+        for c in services.changes.page("Camden", 0).changes
+        if c.item.__struct_config__.tag == "clip_hold"
+    ]
     assert holds == [(nobody, True), (nobody, False)]
     assert retention.run(T0 + timedelta(days=33)).soft_deleted == 1 and state(store, nobody) == (1, 0)

@@ -35,6 +35,7 @@ def wobble(i: int) -> float:
 
 # --- single-reading rules ---------------------------------------------------------------
 
+
 def test_state_of_health_is_full_over_design_in_percent():
     assert state_of_health(2400, 3000) == pytest.approx(80.0)
     assert state_of_health(3000, 3000) == 100.0
@@ -90,6 +91,7 @@ def test_readings_must_carry_a_timezone():
 
 
 # --- trend ------------------------------------------------------------------------------
+
 
 def test_linear_fade_predicts_the_true_crossing_within_a_few_days():
     # 100 % -> 70 % over 500 days crosses 80 % on day 333.3; we only see the first 250 days.
@@ -156,6 +158,7 @@ def test_trend_ignores_the_order_readings_arrive_in():
 
 # --- assessment -------------------------------------------------------------------------
 
+
 def test_assess_uses_the_latest_reading_even_when_it_arrives_first():
     readings = [
         at_soh(30, 82.0, temperature_c=47.0),  # latest: hot, worn, 8 points below the last
@@ -176,8 +179,12 @@ def test_assess_a_healthy_pack_flags_nothing():
     readings = [at_soh(day, 99.0, temperature_c=25.0) for day in range(0, 50, 10)]
     result = assess(readings, POLICY)
     assert result == BatteryAssessment(
-        soh_pct=pytest.approx(99.0), runtime_hours=pytest.approx(11.88),
-        short_shift=False, over_temperature=False, sudden_drop=False, predicted_replace_at=None,
+        soh_pct=pytest.approx(99.0),
+        runtime_hours=pytest.approx(11.88),
+        short_shift=False,
+        over_temperature=False,
+        sudden_drop=False,
+        predicted_replace_at=None,
     )
 
 

@@ -4,10 +4,10 @@ from datetime import timedelta
 
 import pytest
 
+from central.core.providers import services
 from fleet.clock import from_iso
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.fleetdata import T0, docked, out, post
-from central.core.providers import services
 
 
 def register(client, *rows):
@@ -17,13 +17,16 @@ def register(client, *rows):
 
 
 def lifecycle(client, serial, state, **extra):
-    return client.post(f"/api/v1/devices/{serial}/lifecycle", headers=ADMIN,
-                       json={"state": state, "reason": "test", **extra})
+    return client.post(
+        f"/api/v1/devices/{serial}/lifecycle", headers=ADMIN, json={"state": state, "reason": "test", **extra}
+    )
 
 
 def test_registration_and_the_lifecycle(client):
     assert register(client, {"serial": "BWV-1"}, {"serial": "BWV-2", "borough": "Camden"}) == {
-        "created": ["BWV-1", "BWV-2"], "already_registered": []}
+        "created": ["BWV-1", "BWV-2"],
+        "already_registered": [],
+    }
     assert register(client, {"serial": "BWV-1"})["already_registered"] == ["BWV-1"]
     r = lifecycle(client, "BWV-1", "allocated")
     assert r.status_code == 409 and "borough" in r.json()["message"]
@@ -33,7 +36,10 @@ def test_registration_and_the_lifecycle(client):
     assert r.status_code == 409 and "retired" in r.json()["message"]
     history = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()["lifecycle_history"]
     assert [(h["from_state"], h["to_state"]) for h in history] == [
-        ("allocated", "retired"), ("in_stock", "allocated"), (None, "in_stock")]
+        ("allocated", "retired"),
+        ("in_stock", "allocated"),
+        (None, "in_stock"),
+    ]
 
 
 def test_a_camera_that_is_out_cannot_be_retired_but_can_be_lost(client):
@@ -45,8 +51,11 @@ def test_a_camera_that_is_out_cannot_be_retired_but_can_be_lost(client):
     device = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()
     assert device["device"]["lifecycle"] == "in_service"
     assert device["lifecycle_history"][0]["reason"] == "found: docked with clips"
-    told = [c["item"] for c in client.get("/api/v1/changes/", headers=CAMDEN).json()["changes"]
-            if c["item"]["kind"] == "device"]
+    told = [
+        c["item"]
+        for c in client.get("/api/v1/changes/", headers=CAMDEN).json()["changes"]
+        if c["item"]["kind"] == "device"
+    ]
     # registered at its first docking; then lost; then found (Camden's desks may hand it out again)
     assert [d["lifecycle"] for d in told] == ["in_service", "lost", "in_service"]
 
@@ -60,15 +69,23 @@ def test_bad_lifecycle_requests_are_4xx(client):
 
 
 def test_battery_flags_from_dock_telemetry(client):
-    post(client, CAMDEN, [
-        docked("OK"),
-        docked("WEAK", full=2400),                # SoH 80% → 9.6 h < a 10 h shift
-        docked("HOT", temp=52),
-        docked("DROP", full=2900), docked("DROP", 24, full=2600),  # 96.7% → 86.7%
-    ])
-    flagged = {flag: [d["serial"] for d in client.get("/api/v1/devices/", params={"flag": flag},
-                                                      headers=ADMIN).json()["items"]]
-               for flag in ("short_shift", "over_temp", "capacity_drop")}
+    post(
+        client,
+        CAMDEN,
+        [
+            docked("OK"),
+            docked("WEAK", full=2400),  # SoH 80% → 9.6 h < a 10 h shift
+            docked("HOT", temp=52),
+            docked("DROP", full=2900),
+            docked("DROP", 24, full=2600),  # 96.7% → 86.7%
+        ],
+    )
+    flagged = {
+        flag: [
+            d["serial"] for d in client.get("/api/v1/devices/", params={"flag": flag}, headers=ADMIN).json()["items"]
+        ]
+        for flag in ("short_shift", "over_temp", "capacity_drop")
+    }
     assert flagged == {"short_shift": ["WEAK"], "over_temp": ["HOT"], "capacity_drop": ["DROP"]}
 
 
@@ -89,8 +106,12 @@ def test_the_health_job_forecasts_replacement_and_lists_stale_cameras(client):
 
 def test_a_fading_battery_gets_a_replacement_date(client):
     days = range(300, -1, -10)  # 95% → 80% over 300 days: crosses 80% at T0
-    post(client, CAMDEN, [docked("OLD", -24 * d, full=int(3000 * (0.80 + 0.0005 * d))) for d in days],
-         hours=[-24 * d for d in days])
+    post(
+        client,
+        CAMDEN,
+        [docked("OLD", -24 * d, full=int(3000 * (0.80 + 0.0005 * d))) for d in days],
+        hours=[-24 * d for d in days],
+    )
     services(client.app).health.run(now=T0)
     replace_by = from_iso(client.get("/api/v1/devices/OLD", headers=ADMIN).json()["device"]["replace_by"])
     assert abs(replace_by - T0) < timedelta(days=5)
@@ -112,15 +133,22 @@ def test_device_list_paginates_and_filters(client):
     register(client, *({"serial": f"BWV-{i:03d}", "borough": "Camden" if i % 2 else "Barnet"} for i in range(25)))
     seen, cursor = [], None
     while True:
-        page = client.get("/api/v1/devices/", params={"borough": "Camden", "limit": 5,
-                                                      **({"cursor": cursor} if cursor else {})}, headers=ADMIN).json()
+        page = client.get(
+            "/api/v1/devices/",
+            params={"borough": "Camden", "limit": 5, **({"cursor": cursor} if cursor else {})},
+            headers=ADMIN,
+        ).json()
         seen += [d["serial"] for d in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
             break
     assert seen == [f"BWV-{i:03d}" for i in range(25) if i % 2]
-    assert client.get("/api/v1/devices/", params={"lifecycle": "allocated", "q": "BWV-02"},
-                      headers=ADMIN).json()["items"][0]["serial"] == "BWV-020"
+    assert (
+        client.get("/api/v1/devices/", params={"lifecycle": "allocated", "q": "BWV-02"}, headers=ADMIN).json()["items"][
+            0
+        ]["serial"]
+        == "BWV-020"
+    )
     assert client.get("/api/v1/devices/", params={"flag": "nonsense"}, headers=ADMIN).status_code == 400
 
 
@@ -146,15 +174,25 @@ def test_a_camera_first_seen_at_a_dock_is_registered_with_history_audit_and_a_fe
     post(client, CAMDEN, [docked("NEW-1"), docked("NEW-1", 2, clips=1)], hours=[0, 2])
     detail = client.get("/api/v1/devices/NEW-1", headers=ADMIN).json()
     assert [(h["from_state"], h["to_state"], h["actor"], h["place"]) for h in detail["lifecycle_history"]] == [
-        ("issued", "in_service", "dock:camden", "camden"), (None, "issued", "dock:camden", "camden")]
+        ("issued", "in_service", "dock:camden", "camden"),
+        (None, "issued", "dock:camden", "camden"),
+    ]
     assert [(t["action"], t["actor"], t["place"]) for t in detail["audit"]] == [
-        ("lifecycle", "dock:camden", "camden"), ("register", "dock:camden", "camden")]
-    told = [c["item"] for c in client.get("/api/v1/changes/", headers=CAMDEN).json()["changes"]
-            if c["item"]["kind"] == "device"]
+        ("lifecycle", "dock:camden", "camden"),
+        ("register", "dock:camden", "camden"),
+    ]
+    told = [
+        c["item"]
+        for c in client.get("/api/v1/changes/", headers=CAMDEN).json()["changes"]
+        if c["item"]["kind"] == "device"
+    ]
     assert [(d["serial"], d["lifecycle"], d["borough"], d["home_station"]) for d in told] == [
-        ("NEW-1", "issued", "Camden", "camden"), ("NEW-1", "in_service", "Camden", "camden")]
-    assert not [c for c in client.get("/api/v1/changes/", headers=BARNET).json()["changes"]
-                if c["item"]["kind"] == "device"]
+        ("NEW-1", "issued", "Camden", "camden"),
+        ("NEW-1", "in_service", "Camden", "camden"),
+    ]
+    assert not [
+        c for c in client.get("/api/v1/changes/", headers=BARNET).json()["changes"] if c["item"]["kind"] == "device"
+    ]
 
 
 def test_a_registered_camera_docking_with_clips_is_audited(client):
@@ -162,5 +200,7 @@ def test_a_registered_camera_docking_with_clips_is_audited(client):
     post(client, CAMDEN, [docked("BWV-1", clips=1)])
     trail = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()["audit"]
     assert [(t["action"], t["actor"], t["place"]) for t in trail] == [
-        ("lifecycle", "dock:camden", "camden"), ("register", "admin", "central")]
+        ("lifecycle", "dock:camden", "camden"),
+        ("register", "admin", "central"),
+    ]
     assert "allocated → in_service" in trail[0]["detail"]

@@ -1,26 +1,41 @@
 import pytest
 
-from fleet.errors import BadRequest, Conflict
 from central.registry.lifecycle import LIFECYCLE_STATES, TRANSITIONS, check_transition
+from fleet.errors import BadRequest, Conflict
 
 # The rules as the force wrote them, spelled out again here so a slip in the module's table
 # fails a test instead of being copied into it.
 ALLOWED = {
-    ("in_stock", "allocated"), ("in_stock", "repair"), ("in_stock", "retired"),
-    ("allocated", "in_stock"), ("allocated", "issued"), ("allocated", "repair"),
-    ("allocated", "lost"), ("allocated", "retired"),
-    ("issued", "allocated"), ("issued", "in_service"), ("issued", "repair"),
-    ("issued", "lost"), ("issued", "retired"),
-    ("in_service", "allocated"), ("in_service", "issued"), ("in_service", "repair"),
-    ("in_service", "lost"), ("in_service", "retired"),
-    ("repair", "in_stock"), ("repair", "allocated"), ("repair", "retired"),
-    ("lost", "in_stock"), ("lost", "in_service"), ("lost", "retired"),
+    ("in_stock", "allocated"),
+    ("in_stock", "repair"),
+    ("in_stock", "retired"),
+    ("allocated", "in_stock"),
+    ("allocated", "issued"),
+    ("allocated", "repair"),
+    ("allocated", "lost"),
+    ("allocated", "retired"),
+    ("issued", "allocated"),
+    ("issued", "in_service"),
+    ("issued", "repair"),
+    ("issued", "lost"),
+    ("issued", "retired"),
+    ("in_service", "allocated"),
+    ("in_service", "issued"),
+    ("in_service", "repair"),
+    ("in_service", "lost"),
+    ("in_service", "retired"),
+    ("repair", "in_stock"),
+    ("repair", "allocated"),
+    ("repair", "retired"),
+    ("lost", "in_stock"),
+    ("lost", "in_service"),
+    ("lost", "retired"),
 }
 STATES = ["in_stock", "allocated", "issued", "in_service", "repair", "lost", "retired"]
 
 
 def test_states_are_listed_in_lifecycle_order_and_all_have_rules():
-    assert LIFECYCLE_STATES == tuple(STATES)
+    assert tuple(STATES) == LIFECYCLE_STATES
     assert set(TRANSITIONS) == set(STATES)
     assert {(a, b) for a, targets in TRANSITIONS.items() for b in targets} == ALLOWED
 
@@ -47,8 +62,7 @@ def test_a_refused_move_lists_where_the_device_can_go():
     with pytest.raises(Conflict) as refused:
         check_transition("in_stock", "issued", borough="Camden", has_open_assignment=False)
     assert refused.value.message == (
-        "a device that is in_stock cannot become issued; "
-        "from in_stock it can become allocated, repair or retired"
+        "a device that is in_stock cannot become issued; from in_stock it can become allocated, repair or retired"
     )
 
 
@@ -69,9 +83,9 @@ def test_other_moves_do_not_need_a_borough():
     assert check_transition("allocated", "issued", borough=None, has_open_assignment=False) is None
 
 
-@pytest.mark.parametrize("current, target", sorted(
-    (a, b) for a, b in ALLOWED if b in {"retired", "repair", "in_stock"}
-))
+@pytest.mark.parametrize(
+    "current, target", sorted((a, b) for a, b in ALLOWED if b in {"retired", "repair", "in_stock"})
+)
 def test_an_open_assignment_blocks_retire_repair_and_return_to_stock(current, target):
     with pytest.raises(Conflict) as refused:
         check_transition(current, target, borough="Camden", has_open_assignment=True)
@@ -79,9 +93,15 @@ def test_an_open_assignment_blocks_retire_repair_and_return_to_stock(current, ta
     assert target in refused.value.message
 
 
-@pytest.mark.parametrize("current, target", [
-    ("in_service", "lost"), ("issued", "in_service"), ("in_service", "allocated"), ("issued", "allocated"),
-])
+@pytest.mark.parametrize(
+    "current, target",
+    [
+        ("in_service", "lost"),
+        ("issued", "in_service"),
+        ("in_service", "allocated"),
+        ("issued", "allocated"),
+    ],
+)
 def test_an_open_assignment_does_not_block_other_moves(current, target):
     assert check_transition(current, target, borough="Camden", has_open_assignment=True) is None
 

@@ -15,8 +15,9 @@ def test_csv_round_trip(client):
     assert exported.headers["content-type"] == "text/csv; charset=utf-8"  # once: it was said twice
     lines = exported.text.splitlines()
     assert lines[0] == "officer_id,borough,team,role,name,active" and lines[2].startswith("PC2,Camden,Team B")
-    again = client.post("/api/v1/officers/import.csv", content=exported.content,
-                        headers={**ADMIN, "Content-Type": "text/csv"})
+    again = client.post(
+        "/api/v1/officers/import.csv", content=exported.content, headers={**ADMIN, "Content-Type": "text/csv"}
+    )
     assert again.json() == {"created": 0, "updated": 0, "unchanged": 2}
 
 
@@ -28,14 +29,21 @@ def test_a_bad_csv_imports_nothing_and_names_the_line(client):
 
 
 def test_officer_detail_and_scoping(client):
-    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"},
-                                                          {"officer_id": "PC2", "borough": "Barnet"}])
+    client.post(
+        "/api/v1/officers/",
+        headers=ADMIN,
+        json=[{"officer_id": "PC1", "borough": "Camden"}, {"officer_id": "PC2", "borough": "Barnet"}],
+    )
     assert client.get("/api/v1/officers/PC1", headers=CAMDEN).json()["officer"]["borough"] == "Camden"
     assert client.get("/api/v1/officers/PC2", headers=CAMDEN).status_code == 403
     assert [o["officer_id"] for o in client.get("/api/v1/officers/", headers=CAMDEN).json()["items"]] == ["PC1"]
     assert client.post("/api/v1/officers/", headers=CAMDEN, json=[]).status_code == 403
-    assert client.post("/api/v1/officers/", headers=ADMIN,
-                       json=[{"officer_id": "PC1", "borough": "Camden"}] * 2).status_code == 400
+    assert (
+        client.post(
+            "/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}] * 2
+        ).status_code
+        == 400
+    )
 
 
 @pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
@@ -48,8 +56,13 @@ def test_cli_import_and_export(tmp_path):
     (tmp_path / "officers.csv").write_text(CSV)
 
     def fleet(*args, stdin=None):
-        return subprocess.run([sys.executable, "-m", "fleet.cli", "central", "officers", *args, "--config",
-                               str(config)], capture_output=True, text=True, input=stdin, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "fleet.cli", "central", "officers", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+        )
 
     done = fleet("import", str(tmp_path / "officers.csv"))
     assert done.returncode == 0 and "2 created" in done.stdout, done.stderr

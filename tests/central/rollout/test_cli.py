@@ -37,21 +37,27 @@ def test_allocate_commit_progress_against_central_database(tmp_path):
     (tmp_path / "boroughs.toml").write_text(BOROUGHS)
     (tmp_path / "rollout.toml").write_text(SCENARIO)
     config = tmp_path / "central.toml"
-    config.write_text('data_dir = "data"\nadmin_token = "t"\n[fleet]\nassignment_modes = { Barnet = "pool", Camden = "personal" }\n'
-                      '[rollout]\nboroughs = "boroughs.toml"\nscenario = "rollout.toml"\n')
+    config.write_text(
+        'data_dir = "data"\nadmin_token = "t"\n[fleet]\nassignment_modes = { Barnet = "pool", Camden = "personal" }\n'
+        '[rollout]\nboroughs = "boroughs.toml"\nscenario = "rollout.toml"\n'
+    )
     (tmp_path / "officers.csv").write_text("officer_id,borough,role\nPC1,Camden,response\nPC2,Camden,response\n")
-    assert run_cli("central", "officers", "import", str(tmp_path / "officers.csv"), "--config", str(config)).returncode == 0
+    assert (
+        run_cli("central", "officers", "import", str(tmp_path / "officers.csv"), "--config", str(config)).returncode
+        == 0
+    )
     nothing = run_cli("rollout", "allocate", "--config", str(config))
     assert nothing.returncode == 2 and "no cameras in stock" in nothing.stderr
     from central.core.services import build_services
-    from central.registry.devices import DeviceRegistration
     from central.core.store import CentralStore
+    from central.registry.devices import DeviceRegistration
     from fleet.config import CentralSettings, load_settings
 
     settings = load_settings(config, CentralSettings)
     store = CentralStore(settings.data_dir)
-    build_services(settings, store).devices.register([DeviceRegistration(serial=f"BWV-00000{i}") for i in range(3)],
-                                                        "test")
+    build_services(settings, store).devices.register(
+        [DeviceRegistration(serial=f"BWV-00000{i}") for i in range(3)], "test"
+    )
     store.close()
     proposed = run_cli("rollout", "allocate", "--borough", "Camden", "--config", str(config), "--json")
     assert proposed.returncode == 0, proposed.stderr

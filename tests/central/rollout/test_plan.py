@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.errors import ConfigError
-from central.rollout.plan import plan, simulate, borough_needs, Rates
+from central.rollout.plan import Rates, borough_needs, plan, simulate
 from central.rollout.scenario import Rollout, build_rollout, load_rollout
-from central.rollout.sizing import cameras_for, docks_for, dock_turns, pool_turns, split_by_slots
+from central.rollout.sizing import cameras_for, dock_turns, docks_for, pool_turns, split_by_slots
 from central.rollout.storage import forecast
+from fleet.errors import ConfigError
 
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 
@@ -74,8 +74,8 @@ def test_reference_scenario_against_a_hand_calculation(reference):
 def test_pilot_boroughs_start_first_and_docks_suffice(reference):
     result = plan(reference)
     pilots = reference.scenario.pilot_boroughs
-    assert [b.borough for b in result.boroughs[:len(pilots)]] == pilots
-    assert all(b.start_week == 1 for b in result.boroughs[:len(pilots)])
+    assert [b.borough for b in result.boroughs[: len(pilots)]] == pilots
+    assert all(b.start_week == 1 for b in result.boroughs[: len(pilots)])
     assert all(b.dock_shortfall == 0 for b in result.boroughs)
     assert not any(s.shortfall for s in result.stations)
 
@@ -106,8 +106,13 @@ def test_storage_forecast_by_hand(reference):
 
 def test_bad_scenarios_are_refused_with_a_clear_line():
     boroughs = {"boroughs": {"A": {"response": 10, "stations": {"a": 10}}}}
-    base = {"units": 100, "start": date(2025, 1, 6), "deadline": date(2025, 6, 1), "deliveries_per_week": 10,
-            "training_places_per_week": 10}
+    base = {
+        "units": 100,
+        "start": date(2025, 1, 6),
+        "deadline": date(2025, 6, 1),
+        "deliveries_per_week": 10,
+        "training_places_per_week": 10,
+    }
     with pytest.raises(ConfigError, match="unknown borough 'B'"):
         build_rollout(boroughs, {**base, "pilot_boroughs": ["B"]})
     with pytest.raises(ConfigError, match="before start"):
@@ -121,10 +126,22 @@ def test_bad_scenarios_are_refused_with_a_clear_line():
 
 
 def test_a_dock_short_borough_is_the_binding_constraint():
-    rollout = build_rollout({"boroughs": {"A": {"response": 100, "stations": {"a1": 30, "a2": 0}},
-                                          "B": {"response": 100, "stations": {"b": 60}}}},
-                            {"units": 1000, "start": date(2025, 1, 6), "deadline": date(2025, 12, 1),
-                             "deliveries_per_week": 100, "training_places_per_week": 50, "spares_ratio": 0})
+    rollout = build_rollout(
+        {
+            "boroughs": {
+                "A": {"response": 100, "stations": {"a1": 30, "a2": 0}},
+                "B": {"response": 100, "stations": {"b": 60}},
+            }
+        },
+        {
+            "units": 1000,
+            "start": date(2025, 1, 6),
+            "deadline": date(2025, 12, 1),
+            "deliveries_per_week": 100,
+            "training_places_per_week": 50,
+            "spares_ratio": 0,
+        },
+    )
     result = plan(rollout)
     assert not result.feasible and result.binding == "docks"
     [fix] = [r for r in result.remedies if r.constraint == "docks"]
@@ -135,9 +152,17 @@ def test_a_dock_short_borough_is_the_binding_constraint():
 
 
 def test_too_few_units_is_the_binding_constraint():
-    rollout = build_rollout({"boroughs": {"A": {"response": 100, "stations": {"a": 100}}}},
-                            {"units": 90, "start": date(2025, 1, 6), "deadline": date(2025, 12, 1),
-                             "deliveries_per_week": 100, "training_places_per_week": 100, "spares_ratio": 0.1})
+    rollout = build_rollout(
+        {"boroughs": {"A": {"response": 100, "stations": {"a": 100}}}},
+        {
+            "units": 90,
+            "start": date(2025, 1, 6),
+            "deadline": date(2025, 12, 1),
+            "deliveries_per_week": 100,
+            "training_places_per_week": 100,
+            "spares_ratio": 0.1,
+        },
+    )
     result = plan(rollout)
     assert not result.feasible and result.binding == "units"
     assert result.remedies[0].constraint == "units" and result.remedies[0].change == 20
@@ -145,14 +170,19 @@ def test_too_few_units_is_the_binding_constraint():
 
 # -- properties over random scenarios -----------------------------------------------------------
 
+
 @st.composite
 def scenarios(draw):
     count = draw(st.integers(1, 6))
     boroughs = {}
     for i in range(count):
         stations = {f"s{i}-{j}": draw(st.integers(0, 80)) for j in range(draw(st.integers(1, 3)))}
-        boroughs[f"B{i}"] = {"neighbourhood": draw(st.integers(0, 150)), "response": draw(st.integers(0, 150)),
-                             "armed": draw(st.integers(0, 20)), "stations": stations}
+        boroughs[f"B{i}"] = {
+            "neighbourhood": draw(st.integers(0, 150)),
+            "response": draw(st.integers(0, 150)),
+            "armed": draw(st.integers(0, 20)),
+            "stations": stations,
+        }
     names = list(boroughs)
     scenario = {
         "units": draw(st.integers(1, 2500)),
@@ -220,7 +250,8 @@ def test_feasible_means_every_officer_exactly_one_camera_else_a_reason(rollout):
             return
         for remedy in result.remedies:
             keyword = {"deliveries": "deliveries", "training": "training", "boroughs_at_once": "at_once"}.get(
-                remedy.constraint)
+                remedy.constraint
+            )
             if keyword:
                 assert plan(fixed, **{keyword: remedy.to}).feasible
             if remedy.constraint == "deadline":
@@ -247,9 +278,16 @@ def test_plans_are_deterministic(rollout):
 
 
 def test_a_scenario_that_cannot_finish_stops_instead_of_looping():
-    rollout = build_rollout({"boroughs": {"A": {"response": 10, "stations": {"a": 0}}}},
-                            {"units": 10, "start": date(2025, 1, 6), "deadline": date(2025, 2, 1),
-                             "deliveries_per_week": 1, "training_places_per_week": 1})
+    rollout = build_rollout(
+        {"boroughs": {"A": {"response": 10, "stations": {"a": 0}}}},
+        {
+            "units": 10,
+            "start": date(2025, 1, 6),
+            "deadline": date(2025, 2, 1),
+            "deliveries_per_week": 1,
+            "training_places_per_week": 1,
+        },
+    )
     run = simulate(rollout, borough_needs(rollout), Rates(units=10, deliveries=1, training=1, at_once=0))
     assert not run.complete and len(run.weeks) <= 11
     assert math.isfinite(len(plan(rollout).weeks))

@@ -46,12 +46,21 @@ def files(tmp_path):
 
 @pytest.fixture
 def rolling(tmp_path, files):
-    settings = make_settings(tmp_path / "central", rollout={"boroughs": str(files / "boroughs.toml"),
-                                                            "scenario": str(files / "rollout.toml")},
-                             fleet={"assignment_modes": {"Camden": "personal", "Barnet": "pool"}})
+    settings = make_settings(
+        tmp_path / "central",
+        rollout={"boroughs": str(files / "boroughs.toml"), "scenario": str(files / "rollout.toml")},
+        fleet={"assignment_modes": {"Camden": "personal", "Barnet": "pool"}},
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        officers = [{"officer_id": f"PC{i:03d}", "borough": "Camden", "team": "T1" if i < 6 else "T2",
-                     "role": ("neighbourhood", "response", "other")[i % 3]} for i in range(12)]
+        officers = [
+            {
+                "officer_id": f"PC{i:03d}",
+                "borough": "Camden",
+                "team": "T1" if i < 6 else "T2",
+                "role": ("neighbourhood", "response", "other")[i % 3],
+            }
+            for i in range(12)
+        ]
         officers += [{"officer_id": f"PB{i:03d}", "borough": "Barnet", "role": "response"} for i in range(8)]
         assert c.post("/api/v1/officers/", json=officers, headers=ADMIN).status_code == 200
         devices = [{"serial": f"BWV-{i:06d}", "model": "Axon Body 2"} for i in range(30)]
@@ -95,8 +104,7 @@ def test_propose_review_commit_personal_and_pool(rolling):
     # Nothing changed yet.
     assert rolling.get("/api/v1/assignments?active=true", headers=ADMIN).json() == []
     # A second proposal cannot take the same cameras or officers.
-    assert rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Camden"]},
-                        headers=ADMIN).status_code == 409
+    assert rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Camden"]}, headers=ADMIN).status_code == 409
 
     committed = rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN)
     assert committed.status_code == 200, committed.text
@@ -119,16 +127,19 @@ def test_a_stale_proposal_commits_nothing_and_says_why(rolling):
     proposal = rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Camden"]}, headers=ADMIN).json()
     first = proposal["items"][0]
     # Meanwhile a supervisor issues one of the cameras by hand.
-    issued = rolling.post("/api/v1/assignments", json={"device_serial": first["device_serial"],
-                                                       "officer_id": "PC002"}, headers=ADMIN)
+    issued = rolling.post(
+        "/api/v1/assignments", json={"device_serial": first["device_serial"], "officer_id": "PC002"}, headers=ADMIN
+    )
     assert issued.status_code == 201, issued.text
     response = rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN)
     assert response.status_code == 409
     assert first["device_serial"] in response.json()["message"]
     assert len(rolling.get("/api/v1/assignments?active=true", headers=ADMIN).json()) == 1
     assert rolling.get(f"/api/v1/rollout/proposals/{proposal['id']}", headers=ADMIN).json()["state"] == "proposed"
-    assert rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/discard", headers=ADMIN).json()["state"] == \
-        "discarded"
+    assert (
+        rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/discard", headers=ADMIN).json()["state"]
+        == "discarded"
+    )
 
 
 def test_allocation_follows_the_plan_week(rolling):
@@ -144,26 +155,36 @@ def test_allocation_follows_the_plan_week(rolling):
 
 
 def test_a_proposal_from_a_spreadsheet_is_checked_row_by_row(rolling):
-    rows = [ProposalItem(device_serial="BWV-000001", borough="Camden", mode="personal", officer_id="PC000"),
-            ProposalItem(device_serial="BWV-000002", borough="Barnet", mode="pool", station_id="barnet")]
+    rows = [
+        ProposalItem(device_serial="BWV-000001", borough="Camden", mode="personal", officer_id="PC000"),
+        ProposalItem(device_serial="BWV-000002", borough="Barnet", mode="pool", station_id="barnet"),
+    ]
     text = csvio.write_csv(rows, ProposalItem)
-    response = rolling.post("/api/v1/rollout/proposals/import.csv", content=text,
-                            headers={**ADMIN, "Content-Type": "text/csv"})
+    response = rolling.post(
+        "/api/v1/rollout/proposals/import.csv", content=text, headers={**ADMIN, "Content-Type": "text/csv"}
+    )
     assert response.status_code == 201, response.text
     exported = rolling.get(f"/api/v1/rollout/proposals/{response.json()['id']}/items.csv", headers=ADMIN).text
     assert csvio.read_csv(exported, ProposalItem) == sorted(rows, key=lambda i: i.borough)
-    bad = csvio.write_csv([ProposalItem(device_serial="BWV-999999", borough="Camden", mode="personal",
-                                        officer_id="NOBODY"),
-                           ProposalItem(device_serial="BWV-000003", borough="Camden", mode="pool",
-                                        station_id="nowhere")], ProposalItem)
-    response = rolling.post("/api/v1/rollout/proposals/import.csv", content=bad,
-                            headers={**ADMIN, "Content-Type": "text/csv"})
+    bad = csvio.write_csv(
+        [
+            ProposalItem(device_serial="BWV-999999", borough="Camden", mode="personal", officer_id="NOBODY"),
+            ProposalItem(device_serial="BWV-000003", borough="Camden", mode="pool", station_id="nowhere"),
+        ],
+        ProposalItem,
+    )
+    response = rolling.post(
+        "/api/v1/rollout/proposals/import.csv", content=bad, headers={**ADMIN, "Content-Type": "text/csv"}
+    )
     assert response.status_code == 409
     message = response.json()["message"]
     assert "BWV-999999: not in the registry" in message and "officer NOBODY: unknown" in message
     assert "unknown station 'nowhere'" in message
-    garbled = rolling.post("/api/v1/rollout/proposals/import.csv", content="device_serial,colour\nX,red\n",
-                           headers={**ADMIN, "Content-Type": "text/csv"})
+    garbled = rolling.post(
+        "/api/v1/rollout/proposals/import.csv",
+        content="device_serial,colour\nX,red\n",
+        headers={**ADMIN, "Content-Type": "text/csv"},
+    )
     assert garbled.status_code == 400 and "unknown column 'colour'" in garbled.json()["message"]
 
 
@@ -190,18 +211,29 @@ def test_full_scale_allocation_20000_devices_to_20000_officers(tmp_path):
 
     boroughs = "".join(f'[boroughs."B{b:02d}"]\nresponse = 625\nstations = {{ s{b:02d} = 400 }}\n' for b in range(32))
     (tmp_path / "boroughs.toml").write_text(boroughs)
-    (tmp_path / "rollout.toml").write_text(SCENARIO.replace('policy = { Barnet = "pool" }', "")
-                                           .replace('pilot_boroughs = ["Camden"]', "").replace("units = 100", "units = 20000")
-                                           .replace("deliveries_per_week = 10", "deliveries_per_week = 2000")
-                                           .replace("training_places_per_week = 5", "training_places_per_week = 100"))
-    settings = make_settings(tmp_path / "central", rollout={"boroughs": str(tmp_path / "boroughs.toml"),
-                                                            "scenario": str(tmp_path / "rollout.toml")},
-                             fleet={"default_assignment_mode": "personal"})
+    (tmp_path / "rollout.toml").write_text(
+        SCENARIO.replace('policy = { Barnet = "pool" }', "")
+        .replace('pilot_boroughs = ["Camden"]', "")
+        .replace("units = 100", "units = 20000")
+        .replace("deliveries_per_week = 10", "deliveries_per_week = 2000")
+        .replace("training_places_per_week = 5", "training_places_per_week = 100")
+    )
+    settings = make_settings(
+        tmp_path / "central",
+        rollout={"boroughs": str(tmp_path / "boroughs.toml"), "scenario": str(tmp_path / "rollout.toml")},
+        fleet={"default_assignment_mode": "personal"},
+    )
     store = CentralStore(settings.data_dir)
     try:
         services = build_services(settings, store)
-        services.officers.upsert([Officer(officer_id=f"PC{b:02d}{i:04d}", borough=f"B{b:02d}", role="response")
-                                     for b in range(32) for i in range(625)], "test")
+        services.officers.upsert(
+            [
+                Officer(officer_id=f"PC{b:02d}{i:04d}", borough=f"B{b:02d}", role="response")
+                for b in range(32)
+                for i in range(625)
+            ],
+            "test",
+        )
         from central.registry.devices import DeviceRegistration
 
         services.devices.register([DeviceRegistration(serial=f"BWV-{i:06d}") for i in range(20_000)], "test")
@@ -229,33 +261,44 @@ def test_planners_spreadsheets_devices_and_assignments(rolling):
     response = rolling.post("/api/v1/devices/import.csv", content=csv, headers={**ADMIN, "Content-Type": "text/csv"})
     assert response.status_code == 201, response.text
     assert response.json()["created"] == ["BWV-100001", "BWV-100002"]
-    bad = rolling.post("/api/v1/devices/import.csv", content="serial,model\n,x\nBWV 1,y\n",
-                       headers={**ADMIN, "Content-Type": "text/csv"})
+    bad = rolling.post(
+        "/api/v1/devices/import.csv",
+        content="serial,model\n,x\nBWV 1,y\n",
+        headers={**ADMIN, "Content-Type": "text/csv"},
+    )
     assert bad.status_code == 400 and "line 2" in bad.json()["message"] and "line 3" in bad.json()["message"]
     exported = rolling.get("/api/v1/devices/export.csv?borough=Camden", headers=ADMIN)
     assert exported.status_code == 200
     lines = exported.text.splitlines()
     assert lines[0].startswith("serial,model,firmware,lifecycle,borough") and lines[1].startswith("BWV-100001,")
-    proposal = rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Camden"], "count": 2}, headers=ADMIN).json()
+    proposal = rolling.post(
+        "/api/v1/rollout/proposals", json={"boroughs": ["Camden"], "count": 2}, headers=ADMIN
+    ).json()
     rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN)
     assignments = rolling.get("/api/v1/assignments/export.csv?active=true", headers=ADMIN).text.splitlines()
     assert assignments[0].startswith("id,device_serial,officer_id,mode,started_at") and len(assignments) == 3
 
 
 def test_a_borough_named_twice_is_allocated_once(rolling):
-    proposal = rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Barnet", "Barnet", "Camden", "Camden"]},
-                            headers=ADMIN).json()
+    proposal = rolling.post(
+        "/api/v1/rollout/proposals", json={"boroughs": ["Barnet", "Barnet", "Camden", "Camden"]}, headers=ADMIN
+    ).json()
     counts = {b["borough"]: b["cameras"] for b in proposal["boroughs"]}
     assert counts == {"Barnet": 6, "Camden": 8}
 
 
 def test_imported_rows_must_follow_the_borough_policy_and_its_stations(rolling):
-    rows = [ProposalItem(device_serial="BWV-000001", borough="Camden", mode="pool", station_id="camden"),
-            ProposalItem(device_serial="BWV-000002", borough="Barnet", mode="personal", officer_id="PB001"),
-            ProposalItem(device_serial="BWV-000003", borough="Camden", mode="personal", officer_id="PB002"),
-            ProposalItem(device_serial="BWV-000004", borough="Barnet", mode="pool", station_id="holborn")]
-    response = rolling.post("/api/v1/rollout/proposals/import.csv", content=csvio.write_csv(rows, ProposalItem),
-                            headers={**ADMIN, "Content-Type": "text/csv"})
+    rows = [
+        ProposalItem(device_serial="BWV-000001", borough="Camden", mode="pool", station_id="camden"),
+        ProposalItem(device_serial="BWV-000002", borough="Barnet", mode="personal", officer_id="PB001"),
+        ProposalItem(device_serial="BWV-000003", borough="Camden", mode="personal", officer_id="PB002"),
+        ProposalItem(device_serial="BWV-000004", borough="Barnet", mode="pool", station_id="holborn"),
+    ]
+    response = rolling.post(
+        "/api/v1/rollout/proposals/import.csv",
+        content=csvio.write_csv(rows, ProposalItem),
+        headers={**ADMIN, "Content-Type": "text/csv"},
+    )
     assert response.status_code == 409
     message = response.json()["message"]
     assert "BWV-000001: Camden's policy is personal, not pool" in message
@@ -265,13 +308,20 @@ def test_imported_rows_must_follow_the_borough_policy_and_its_stations(rolling):
 
 
 def test_pool_waves_fill_every_station_by_dock_slots(tmp_path, files):
-    (files / "rollout.toml").write_text(SCENARIO.replace('policy = { Barnet = "pool" }', 'policy = { Camden = "pool" }'))
-    settings = make_settings(tmp_path / "central", rollout={"boroughs": str(files / "boroughs.toml"),
-                                                            "scenario": str(files / "rollout.toml")},
-                             fleet={"assignment_modes": {"Camden": "pool"}})
+    (files / "rollout.toml").write_text(
+        SCENARIO.replace('policy = { Barnet = "pool" }', 'policy = { Camden = "pool" }')
+    )
+    settings = make_settings(
+        tmp_path / "central",
+        rollout={"boroughs": str(files / "boroughs.toml"), "scenario": str(files / "rollout.toml")},
+        fleet={"assignment_modes": {"Camden": "pool"}},
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        c.post("/api/v1/officers/", json=[{"officer_id": f"PC{i}", "borough": "Camden", "role": "response"}
-                                          for i in range(40)], headers=ADMIN)
+        c.post(
+            "/api/v1/officers/",
+            json=[{"officer_id": f"PC{i}", "borough": "Camden", "role": "response"} for i in range(40)],
+            headers=ADMIN,
+        )
         c.post("/api/v1/devices/", json=[{"serial": f"BWV-{i:06d}"} for i in range(40)], headers=ADMIN)
         stations = []
         for _ in range(6):  # one camera a wave
@@ -282,10 +332,15 @@ def test_pool_waves_fill_every_station_by_dock_slots(tmp_path, files):
 
 
 def test_cameras_delivered_to_a_borough_are_handed_out_there_first(rolling):
-    assert rolling.post("/api/v1/devices/", json=[{"serial": "ZZZ-000001", "borough": "Camden"}],
-                        headers=ADMIN).status_code == 201
-    proposal = rolling.post("/api/v1/rollout/proposals", json={"boroughs": ["Camden"], "count": 1},
-                            headers=ADMIN).json()
+    assert (
+        rolling.post(
+            "/api/v1/devices/", json=[{"serial": "ZZZ-000001", "borough": "Camden"}], headers=ADMIN
+        ).status_code
+        == 201
+    )
+    proposal = rolling.post(
+        "/api/v1/rollout/proposals", json={"boroughs": ["Camden"], "count": 1}, headers=ADMIN
+    ).json()
     assert [i["device_serial"] for i in proposal["items"]] == ["ZZZ-000001"]
     assert rolling.post(f"/api/v1/rollout/proposals/{proposal['id']}/commit", headers=ADMIN).status_code == 200
 

@@ -26,6 +26,7 @@ def source(tmp_path):
         path = tmp_path / f"{hashlib.sha256(data).hexdigest()[:12]}.part"
         path.write_bytes(data)
         return path
+
     return write
 
 

@@ -14,11 +14,11 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from litestar.testing import TestClient
 
-from central.core.providers import services
 from central.core.app import create_app
+from central.core.providers import services
 from central.core.services import build_services
-from central.uploads.blobstore_s3 import S3BlobStore
 from central.core.store import CentralStore
+from central.uploads.blobstore_s3 import S3BlobStore
 from fleet.cli import main
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.errors import BlobStoreUnavailable, ConfigError
@@ -66,6 +66,7 @@ def network_down_at_part(number: int):
     def action(params):
         if params["PartNumber"] == number:
             network_down(params)
+
     return action
 
 
@@ -75,7 +76,7 @@ def flip_first_byte(params):
 
 def multipart_etag(data: bytes, part: int = 5 * MiB) -> str:
     """S3's ETag of a multipart object: the MD5 of the parts' MD5s, then ``-<parts>``."""
-    md5s = [hashlib.md5(data[at:at + part]).digest() for at in range(0, len(data), part)]
+    md5s = [hashlib.md5(data[at : at + part]).digest() for at in range(0, len(data), part)]
     return f'"{hashlib.md5(b"".join(md5s)).hexdigest()}-{len(md5s)}"'
 
 
@@ -87,13 +88,14 @@ def source(tmp_path, data: bytes):
 
 # -- the store on its own ------------------------------------------------------------------------
 
+
 def test_a_big_clip_goes_up_in_parts_with_its_sha256_and_checks_out(s3, tmp_path):
     data = os.urandom(BIG)
     s3.put(source(tmp_path, data), "big", hashlib.sha256(data).hexdigest())
     head = s3.client.head_object(Bucket=s3.bucket, Key="big")
     assert head["ETag"] == multipart_etag(data) and head["ETag"].endswith('-3"')
     assert head["Metadata"] == {"sha256": hashlib.sha256(data).hexdigest()}
-    assert b"".join(s3.read("big", 5 * MiB - 3, 5 * MiB + 3)) == data[5 * MiB - 3:5 * MiB + 3]  # across parts
+    assert b"".join(s3.read("big", 5 * MiB - 3, 5 * MiB + 3)) == data[5 * MiB - 3 : 5 * MiB + 3]  # across parts
     assert unfinished(s3) == []
 
 
@@ -173,19 +175,26 @@ def test_a_store_that_cannot_be_reached_is_unavailable_not_a_crash(s3):
 
 # -- configuration and start-up -----------------------------------------------------------------
 
+
 def central_settings(tmp_path, **blobs) -> CentralSettings:
     return settings_from_dict({"data_dir": str(tmp_path), "admin_token": "t", "blobs": blobs}, CentralSettings)
 
 
-@pytest.mark.parametrize("blobs, message", [
-    ({"backend": "s3"}, 'backend = "s3" needs bucket'),
-    ({"bucket": "clips"}, 'bucket only apply to backend = "s3"'),
-    ({"backend": "s3", "bucket": "clips", "access_key_id": "AKIA"}, "give access_key_id and secret_access_key"),
-    ({"backend": "s3", "bucket": "clips", "secret_access_key_env": "NO_SUCH_VARIABLE_SET"}, "$NO_SUCH_VARIABLE_SET"),
-    ({"backend": "s3", "bucket": "Bad_Bucket"}, "$.blobs.bucket"),
-    ({"backend": "s3", "bucket": "clips", "part_bytes": 1 << 20}, "$.blobs.part_bytes"),
-    ({"backend": "nfs"}, "$.blobs.backend"),
-])
+@pytest.mark.parametrize(
+    "blobs, message",
+    [
+        ({"backend": "s3"}, 'backend = "s3" needs bucket'),
+        ({"bucket": "clips"}, 'bucket only apply to backend = "s3"'),
+        ({"backend": "s3", "bucket": "clips", "access_key_id": "AKIA"}, "give access_key_id and secret_access_key"),
+        (
+            {"backend": "s3", "bucket": "clips", "secret_access_key_env": "NO_SUCH_VARIABLE_SET"},
+            "$NO_SUCH_VARIABLE_SET",
+        ),
+        ({"backend": "s3", "bucket": "Bad_Bucket"}, "$.blobs.bucket"),
+        ({"backend": "s3", "bucket": "clips", "part_bytes": 1 << 20}, "$.blobs.part_bytes"),
+        ({"backend": "nfs"}, "$.blobs.backend"),
+    ],
+)
 def test_bad_blob_settings_are_one_clear_error(tmp_path, blobs, message):
     with pytest.raises(ConfigError) as caught:
         central_settings(tmp_path, **blobs)
@@ -196,8 +205,9 @@ def test_the_secret_comes_from_the_environment_and_is_audited_only_as_a_hash(tmp
     from central.evidence import audit
 
     monkeypatch.setenv("BWV_S3_SECRET", "s3-secret-value")
-    settings = central_settings(tmp_path, backend="s3", bucket="clips", access_key_id="AKIA",
-                                secret_access_key_env="BWV_S3_SECRET")
+    settings = central_settings(
+        tmp_path, backend="s3", bucket="clips", access_key_id="AKIA", secret_access_key_env="BWV_S3_SECRET"
+    )
     assert settings.blobs.secret_access_key == "s3-secret-value"
     seen = audit._without_secrets(msgspec.to_builtins(settings))
     assert seen["blobs.secret_access_key"].startswith("sha256:") and "s3-secret-value" not in str(seen)
@@ -210,10 +220,13 @@ def write_config(tmp_path, blobs: dict) -> str:
     return str(tmp_path / "central.toml")
 
 
-@pytest.mark.parametrize("blobs, message", [
-    ({"backend": "s3"}, 'backend = "s3" needs bucket'),
-    (s3_settings(create_bucket=False), "does not exist: create it, or set create_bucket = true"),
-])
+@pytest.mark.parametrize(
+    "blobs, message",
+    [
+        ({"backend": "s3"}, 'backend = "s3" needs bucket'),
+        (s3_settings(create_bucket=False), "does not exist: create it, or set create_bucket = true"),
+    ],
+)
 def test_central_serve_refuses_to_start_with_one_line_and_exit_2(tmp_path, capsys, blobs, message):
     assert main(["central", "serve", "--config", write_config(tmp_path, blobs)]) == 2
     err = capsys.readouterr().err
@@ -230,6 +243,7 @@ def test_the_app_does_not_start_without_its_bucket(tmp_path):
 
 # -- through central ----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def central(tmp_path):
     settings = make_settings(tmp_path / "central", blobs=s3_settings())
@@ -240,15 +254,16 @@ def central(tmp_path):
 def send(client, data: bytes, chunk: int = 4 * MiB):
     location = create(client, data).headers["Location"]
     for offset in range(0, len(data), chunk):
-        r = patch(client, location, offset, data[offset:offset + chunk])
+        r = patch(client, location, offset, data[offset : offset + chunk])
     return location, r
 
 
 def clip_id_of(client, location: str) -> str:
     from fleet.protocol import decode_upload_metadata
 
-    return str(decode_upload_metadata(client.head(location, headers={**CAMDEN, **TUS}).headers["Upload-Metadata"])
-               .clip_id)
+    return str(
+        decode_upload_metadata(client.head(location, headers={**CAMDEN, **TUS}).headers["Upload-Metadata"]).clip_id
+    )
 
 
 def test_a_clip_sent_over_tus_is_verified_in_the_bucket_and_read_back_with_a_range(central):
@@ -264,7 +279,7 @@ def test_a_clip_sent_over_tus_is_verified_in_the_bucket_and_read_back_with_a_ran
     assert list((Path(settings.data_dir) / "uploads").iterdir()) == []
     at = 5 * MiB - 10
     r = client.get(f"/api/v1/clips/{clip_id}/content", headers={**ADMIN, "Range": f"bytes={at}-{at + 19}"})
-    assert r.status_code == 206 and r.content == data[at:at + 20]
+    assert r.status_code == 206 and r.content == data[at : at + 20]
     assert r.headers["Content-Range"] == f"bytes {at}-{at + 19}/{len(data)}"
     whole = client.get(f"/api/v1/clips/{clip_id}/content", headers=ADMIN)
     assert whole.status_code == 200 and hashlib.sha256(whole.content).digest() == hashlib.sha256(data).digest()
@@ -307,8 +322,9 @@ def test_a_clip_stored_just_before_a_crash_is_recorded_at_start_up(tmp_path):
 
 def test_retention_purges_from_the_bucket(tmp_path):
     (tmp_path / "retention.toml").write_text(_toml(RULES))
-    settings = make_settings(tmp_path / "central", blobs=s3_settings(),
-                             retention={"rules": str(tmp_path / "retention.toml")})
+    settings = make_settings(
+        tmp_path / "central", blobs=s3_settings(), retention={"rules": str(tmp_path / "retention.toml")}
+    )
     store = CentralStore(settings.data_dir)
     try:
         blobs = S3BlobStore(settings.blobs)

@@ -5,7 +5,8 @@ import os
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from central.uploads.partwriter import BLOCK, DIRECT_MIN_BYTES, PartWriter
 
@@ -57,9 +58,13 @@ def _open_direct(tmp_path, writer: PartWriter, counting: _Counting):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(start=st.integers(0, 3 * BLOCK), sizes=st.lists(st.sampled_from([0, 1, 5000, DIRECT_MIN_BYTES - 1,
-                                                                         DIRECT_MIN_BYTES, 3 * MiB + 123]),
-                                                       min_size=1, max_size=4), seed=st.integers(0, 1000))
+@given(
+    start=st.integers(0, 3 * BLOCK),
+    sizes=st.lists(
+        st.sampled_from([0, 1, 5000, DIRECT_MIN_BYTES - 1, DIRECT_MIN_BYTES, 3 * MiB + 123]), min_size=1, max_size=4
+    ),
+    seed=st.integers(0, 1000),
+)
 def test_batches_land_at_their_offsets_byte_for_byte(tmp_path_factory, start, sizes, seed):
     tmp_path = tmp_path_factory.mktemp("part")
     rng = random.Random(seed)

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from central.access.auth import Principal
-from central.uploads.blobstore import FilesystemBlobStore
-from central.uploads.receiver import Checksum, UploadReceiver
 from central.core.store import CentralStore
 from central.evidence.clip_records import ClipRecords
+from central.uploads.blobstore import FilesystemBlobStore
+from central.uploads.receiver import Checksum, UploadReceiver
 from central.uploads.service import UploadService
 from fleet.clock import utc_now
 from fleet.errors import ChecksumMismatch, Locked
@@ -34,8 +34,9 @@ def uploads_of(store) -> UploadService:
 
 def receiver(parts, **kw) -> UploadReceiver:
     store, blobs, uploads = parts
-    return UploadReceiver(store, blobs, uploads, max_upload_bytes=1 << 30,
-                          expiry=kw.pop("expiry", timedelta(hours=1)), **kw)
+    return UploadReceiver(
+        store, blobs, uploads, max_upload_bytes=1 << 30, expiry=kw.pop("expiry", timedelta(hours=1)), **kw
+    )
 
 
 def sha256_checksum(data: bytes) -> Checksum:
@@ -75,8 +76,9 @@ def test_cut_short_checksummed_chunk_counts_nothing(parts):
     data = os.urandom(100_000)
     r = receiver(parts)
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
-    after = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data[:50_000]),
-                                 body(data[:20_000], fail_after=True)))
+    after = asyncio.run(
+        r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data[:50_000]), body(data[:20_000], fail_after=True))
+    )
     assert after.offset == 0
     assert r.part(upload.upload_id).stat().st_size == 0
 
@@ -85,8 +87,9 @@ def test_cut_short_plain_chunk_keeps_what_arrived(parts):
     data = os.urandom(100_000)
     r = receiver(parts)
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
-    after = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:20_000], data[20_000:30_000],
-                                                                         fail_after=True)))
+    after = asyncio.run(
+        r.append(CAMDEN, upload.upload_id, 0, None, body(data[:20_000], data[20_000:30_000], fail_after=True))
+    )
     assert after.offset == 30_000
     done = asyncio.run(r.append(CAMDEN, upload.upload_id, 30_000, None, body(data[30_000:])))
     assert done.verified
@@ -165,7 +168,10 @@ def test_a_failing_blob_store_keeps_every_byte_counted_for_the_retry(parts, monk
     monkeypatch.setattr(blobs, "put", unavailable)
     with pytest.raises(OSError):
         asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data), body(data)))
-    assert uploads_of(store).upload(upload.upload_id).offset == len(data) and not uploads_of(store).upload(upload.upload_id).verified
+    assert (
+        uploads_of(store).upload(upload.upload_id).offset == len(data)
+        and not uploads_of(store).upload(upload.upload_id).verified
+    )
     done = asyncio.run(r.append(CAMDEN, upload.upload_id, len(data), None, body()))  # the station's retry
     assert done.verified and ClipRecords(store.writer).clip(upload.clip_id).state == "verified"
 
@@ -198,8 +204,9 @@ def test_disk_full_is_507_with_retry_after(parts, monkeypatch, size):
 
     monkeypatch.setattr(receiver_module._Sink, "_write", full)
     with pytest.raises(InsufficientStorage) as info:
-        asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(*(data[i:i + 65536]
-                                                                       for i in range(0, size, 65536)))))
+        asyncio.run(
+            r.append(CAMDEN, upload.upload_id, 0, None, body(*(data[i : i + 65536] for i in range(0, size, 65536))))
+        )
     assert info.value.status_code == 507  # Retry-After comes from [limits] (tests/central/core/test_error_shape.py)
     assert r.part(upload.upload_id).stat().st_size == 0
 
@@ -208,8 +215,9 @@ def test_a_body_in_thousands_of_tiny_pieces_is_stored_exactly(parts):
     data = os.urandom(5000)
     r = receiver(parts)
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
-    done = asyncio.run(r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data),
-                                body(*(data[i:i + 1] for i in range(len(data))))))
+    done = asyncio.run(
+        r.append(CAMDEN, upload.upload_id, 0, sha256_checksum(data), body(*(data[i : i + 1] for i in range(len(data)))))
+    )
     assert done.verified
 
 
@@ -235,8 +243,11 @@ def test_a_whole_clip_in_its_creation_is_one_durable_commit(parts, monkeypatch):
     r = receiver(parts)
     commits = _writes(store, monkeypatch)
     meta = metadata(data)
-    upload, created = asyncio.run(r.create_with_body(CAMDEN, len(data), meta, sha256_checksum(data),
-                                                     body(data[:30_000], data[30_000:]), whole=True))
+    upload, created = asyncio.run(
+        r.create_with_body(
+            CAMDEN, len(data), meta, sha256_checksum(data), body(data[:30_000], data[30_000:]), whole=True
+        )
+    )
     assert created and upload.verified and upload.offset == len(data)
     assert commits == [True]
     assert uploads_of(store).upload(upload.upload_id) == upload
@@ -258,7 +269,10 @@ def test_a_whole_clip_that_fails_in_its_creation_leaves_nothing_behind(parts, mo
     with pytest.raises(OSError if failure == "blob store" else ChecksumMismatch):
         asyncio.run(r.create_with_body(CAMDEN, len(data), meta, checksum, body(data), whole=True))
     assert not list(uploads.glob("*.part"))
-    assert uploads_of(store).receiving_uploads() == [] and ClipRecords(store.writer).clip(str(decode_upload_metadata(meta).clip_id)) is None
+    assert (
+        uploads_of(store).receiving_uploads() == []
+        and ClipRecords(store.writer).clip(str(decode_upload_metadata(meta).clip_id)) is None
+    )
 
 
 # Without a chunk checksum what arrived counts; with one, a cut-short chunk counts nothing.
@@ -267,9 +281,16 @@ def test_a_whole_clip_cut_short_in_its_creation_is_an_upload_to_resume(parts, wi
     store, _, _ = parts
     data = os.urandom(10_000)
     r = receiver(parts)
-    upload, created = asyncio.run(r.create_with_body(CAMDEN, len(data), metadata(data),
-                                                     sha256_checksum(data) if with_checksum else None,
-                                                     body(data[:4000], fail_after=True), whole=True))
+    upload, created = asyncio.run(
+        r.create_with_body(
+            CAMDEN,
+            len(data),
+            metadata(data),
+            sha256_checksum(data) if with_checksum else None,
+            body(data[:4000], fail_after=True),
+            whole=True,
+        )
+    )
     kept = 0 if with_checksum else 4000
     assert created and not upload.verified and upload.offset == kept
     assert uploads_of(store).upload(upload.upload_id).offset == kept and r.part(upload.upload_id).stat().st_size == kept
@@ -284,8 +305,9 @@ def test_a_second_creation_of_a_clip_waits_for_the_first_then_finds_its_upload(p
 
     async def scenario():
         gate = asyncio.Event()
-        first = asyncio.create_task(r.create_with_body(CAMDEN, len(data), meta, None,
-                                                       body(data[:100], data[100:], gate=gate), whole=True))
+        first = asyncio.create_task(
+            r.create_with_body(CAMDEN, len(data), meta, None, body(data[:100], data[100:], gate=gate), whole=True)
+        )
         while not r._creating:
             await asyncio.sleep(0)
         second = asyncio.create_task(r.create_with_body(CAMDEN, len(data), meta, None, body(data), whole=True))

@@ -7,16 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from central.core.providers import services
 from fleet.protocol import CLIP_STATE_HEADER
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, checksum, create, metadata, patch
-from central.core.providers import services
 
 
 def test_options_advertises_tus(client):
     r = client.options("/api/v1/uploads/", headers=CAMDEN)
     assert r.status_code == 204
     assert r.headers["Tus-Version"] == "1.0.0"
-    assert set(r.headers["Tus-Extension"].split(",")) == {"creation", "creation-with-upload", "checksum", "termination", "expiration"}
+    assert set(r.headers["Tus-Extension"].split(",")) == {
+        "creation",
+        "creation-with-upload",
+        "checksum",
+        "termination",
+        "expiration",
+    }
     assert set(r.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256", "crc32", "crc32c"}
     assert int(r.headers["Tus-Max-Size"]) > 0
 
@@ -26,7 +32,7 @@ def test_full_upload_in_chunks_is_verified_and_stored(client, blob, settings):
     assert r.status_code == 201 and r.headers["Upload-Offset"] == "0" and "Upload-Expires" in r.headers
     location = r.headers["Location"]
     for offset in range(0, len(blob), 100_000):
-        r = patch(client, location, offset, blob[offset:offset + 100_000])
+        r = patch(client, location, offset, blob[offset : offset + 100_000])
         assert r.status_code == 204
         assert int(r.headers["Upload-Offset"]) == min(len(blob), offset + 100_000)
     assert r.headers[CLIP_STATE_HEADER] == "verified"
@@ -41,9 +47,19 @@ def test_full_upload_in_chunks_is_verified_and_stored(client, blob, settings):
 
 def create_with(client, data: bytes, body: bytes, clip_id: str | None = None, **extra):
     """A creation-with-upload of ``data`` carrying ``body`` (its first bytes, or all of them)."""
-    return client.post("/api/v1/uploads/", content=body, headers={
-        **CAMDEN, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": metadata(data, clip_id),
-        "Content-Type": "application/offset+octet-stream", "Upload-Checksum": checksum(body), **extra})
+    return client.post(
+        "/api/v1/uploads/",
+        content=body,
+        headers={
+            **CAMDEN,
+            **TUS,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": metadata(data, clip_id),
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": checksum(body),
+            **extra,
+        },
+    )
 
 
 def test_creation_with_the_whole_clip_is_verified_in_one_request(client, blob, settings):
@@ -144,8 +160,10 @@ def test_other_checksum_algorithms_are_accepted_and_checked(client, blob, algori
 
 
 def test_whole_file_mismatch_resets_the_upload(client, blob):
-    r = client.post("/api/v1/uploads/", headers={**CAMDEN, **TUS, "Upload-Length": str(len(blob)),
-                                                 "Upload-Metadata": metadata(b"something else")})
+    r = client.post(
+        "/api/v1/uploads/",
+        headers={**CAMDEN, **TUS, "Upload-Length": str(len(blob)), "Upload-Metadata": metadata(b"something else")},
+    )
     location = r.headers["Location"]
     half = len(blob) // 2
     assert patch(client, location, 0, blob[:half]).status_code == 204
@@ -173,15 +191,18 @@ def test_unchecksummed_chunks_are_accepted(client, blob):
     assert r.status_code == 204 and r.headers[CLIP_STATE_HEADER] == "verified"
 
 
-@pytest.mark.parametrize("headers, status", [
-    ({"Tus-Resumable": "0.2.2"}, 412),
-    ({"Content-Type": "application/json"}, 415),
-    ({"Upload-Offset": "-1"}, 400),
-    ({"Upload-Offset": "abc"}, 400),
-    ({"Upload-Checksum": "md5 AAAA"}, 400),
-    ({"Upload-Checksum": "sha256 !!!"}, 400),
-    ({"Upload-Checksum": "sha256 AAAA"}, 400),
-])
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Tus-Resumable": "0.2.2"}, 412),
+        ({"Content-Type": "application/json"}, 415),
+        ({"Upload-Offset": "-1"}, 400),
+        ({"Upload-Offset": "abc"}, 400),
+        ({"Upload-Checksum": "md5 AAAA"}, 400),
+        ({"Upload-Checksum": "sha256 !!!"}, 400),
+        ({"Upload-Checksum": "sha256 AAAA"}, 400),
+    ],
+)
 def test_malformed_patch_headers_are_4xx(client, blob, headers, status):
     location = create(client, blob).headers["Location"]
     r = patch(client, location, 0, blob[:10], **headers)
@@ -189,15 +210,18 @@ def test_malformed_patch_headers_are_4xx(client, blob, headers, status):
     assert r.json()["message"]
 
 
-@pytest.mark.parametrize("headers, status", [
-    ({"Upload-Length": "x"}, 400),
-    ({"Upload-Length": "-5"}, 400),
-    ({"Upload-Length": str(1 << 60)}, 413),
-    ({"Upload-Metadata": "clip_id bm9wZQ=="}, 400),
-    ({"Upload-Metadata": ""}, 400),
-    ({"Upload-Defer-Length": "1"}, 400),
-    ({"Tus-Resumable": ""}, 412),
-])
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Upload-Length": "x"}, 400),
+        ({"Upload-Length": "-5"}, 400),
+        ({"Upload-Length": str(1 << 60)}, 413),
+        ({"Upload-Metadata": "clip_id bm9wZQ=="}, 400),
+        ({"Upload-Metadata": ""}, 400),
+        ({"Upload-Defer-Length": "1"}, 400),
+        ({"Tus-Resumable": ""}, 412),
+    ],
+)
 def test_malformed_creation_headers_are_4xx(client, blob, headers, status):
     h = {**CAMDEN, **TUS, "Upload-Length": str(len(blob)), "Upload-Metadata": metadata(blob), **headers}
     r = client.post("/api/v1/uploads/", headers=h)

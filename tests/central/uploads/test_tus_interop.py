@@ -27,14 +27,21 @@ def test_tuspy_upload_is_verified(central, tmp_path, chunk_size, checksum):
     path = tmp_path / "clip.mp4"
     path.write_bytes(data)
     clip_id = str(uuid.uuid4())
-    client = tus_client.TusClient(f"{central.url}/api/v1/uploads/",
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    client = tus_client.TusClient(f"{central.url}/api/v1/uploads/", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     options = {"chunk_size": chunk_size} if chunk_size else {}
     with open(path, "rb") as stream:  # tuspy leaves a file it opened itself unclosed
-        uploader = client.uploader(file_stream=stream, upload_checksum=checksum, metadata={
-            "clip_id": clip_id, "sha256": hashlib.sha256(data).hexdigest(), "device_serial": "BWV-000777",
-            "recorded_at": RECORDED.isoformat(), "filename": "clip.mp4",
-        }, **options)
+        uploader = client.uploader(
+            file_stream=stream,
+            upload_checksum=checksum,
+            metadata={
+                "clip_id": clip_id,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "device_serial": "BWV-000777",
+                "recorded_at": RECORDED.isoformat(),
+                "filename": "clip.mp4",
+            },
+            **options,
+        )
         uploader.upload()
     clip = central.clip(clip_id)
     assert clip["state"] == "verified" and clip["sha256"] == hashlib.sha256(data).hexdigest()
@@ -53,9 +60,15 @@ def test_simultaneous_duplicate_creations_get_one_upload(central):
     header = metadata(data, clip_id=str(uuid.uuid4()))
 
     def create(_):
-        return httpx.post(f"{central.url}/api/v1/uploads/", headers={
-            "Authorization": f"Bearer {ADMIN_TOKEN}", "Tus-Resumable": "1.0.0",
-            "Upload-Length": str(len(data)), "Upload-Metadata": header})
+        return httpx.post(
+            f"{central.url}/api/v1/uploads/",
+            headers={
+                "Authorization": f"Bearer {ADMIN_TOKEN}",
+                "Tus-Resumable": "1.0.0",
+                "Upload-Length": str(len(data)),
+                "Upload-Metadata": header,
+            },
+        )
 
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(create, range(16)))
@@ -68,12 +81,17 @@ def test_tuspy_zero_byte_upload_is_verified(central, tmp_path):
     path = tmp_path / "empty.mp4"
     path.write_bytes(b"")
     clip_id = str(uuid.uuid4())
-    client = tus_client.TusClient(f"{central.url}/api/v1/uploads/",
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    client = tus_client.TusClient(f"{central.url}/api/v1/uploads/", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     with open(path, "rb") as stream:
-        client.uploader(file_stream=stream, metadata={
-            "clip_id": clip_id, "sha256": hashlib.sha256(b"").hexdigest(), "device_serial": "BWV-000777",
-            "recorded_at": RECORDED.isoformat(), "filename": "empty.mp4",
-        }).upload()
+        client.uploader(
+            file_stream=stream,
+            metadata={
+                "clip_id": clip_id,
+                "sha256": hashlib.sha256(b"").hexdigest(),
+                "device_serial": "BWV-000777",
+                "recorded_at": RECORDED.isoformat(),
+                "filename": "empty.mp4",
+            },
+        ).upload()
     clip = central.clip(clip_id)
     assert clip["state"] == "verified" and clip["size"] == 0

@@ -7,8 +7,8 @@ import re
 import pytest
 from litestar.testing import TestClient
 
-from central.core.providers import services
 from central.core.app import create_app
+from central.core.providers import services
 from tests.central.conftest import ADMIN, CAMDEN
 from tests.central.fleetdata import docked, post
 
@@ -27,8 +27,11 @@ def browser(settings):
 def log_in(browser, name="v.iewer", password=PASSWORD, next_path="/"):
     """The login page, then its form posted (with the form's CSRF token, as a browser would)."""
     token = login_csrf_of(browser.get("/login").text)
-    return browser.post("/login", data={"name": name, "password": password, "next": next_path,
-                                        "csrf_token": token}, follow_redirects=False)
+    return browser.post(
+        "/login",
+        data={"name": name, "password": password, "next": next_path, "csrf_token": token},
+        follow_redirects=False,
+    )
 
 
 def login_csrf_of(page_html: str) -> str:
@@ -72,15 +75,21 @@ def test_a_session_cookie_cannot_change_things_without_the_csrf_header(browser):
     page = browser.get("/")
     forged = browser.post("/api/v1/rollout/proposals", json={"borough": "Camden", "week": 1, "count": 1})
     assert forged.status_code == 403 and "CSRF" in forged.json()["message"]
-    sent = browser.post("/api/v1/rollout/proposals", json={"borough": "Camden", "week": 1, "count": 1},
-                        headers={"X-CSRF-Token": csrf_of(page.text)})
+    sent = browser.post(
+        "/api/v1/rollout/proposals",
+        json={"borough": "Camden", "week": 1, "count": 1},
+        headers={"X-CSRF-Token": csrf_of(page.text)},
+    )
     assert sent.status_code not in (401, 403)
     assert browser.get("/api/v1/devices/").status_code == 200  # reading needs no CSRF token
 
 
 def test_the_overview_shows_the_fleet(browser):
-    browser.post("/api/v1/devices/", headers=ADMIN, json=[
-        {"serial": f"BWV-{i}", "model": "Axon Body 2", "borough": "Camden"} for i in range(3)])
+    browser.post(
+        "/api/v1/devices/",
+        headers=ADMIN,
+        json=[{"serial": f"BWV-{i}", "model": "Axon Body 2", "borough": "Camden"} for i in range(3)],
+    )
     post(browser, CAMDEN, [docked("BWV-0", temp=61.0)])
     log_in(browser)
     page = browser.get("/").text
@@ -88,8 +97,11 @@ def test_the_overview_shows_the_fleet(browser):
     assert re.search(r'data-alert="over_temp">\s*<a [^>]+><span class="n">1</span>', page)
     assert "Camden" in page and "<svg" in page
     # camden has just reported; barnet and kentish never have: one healthy, none stale, two offline
-    assert re.findall(r'<span class="n">(\d+)</span>(healthy|stale|offline)', page) == \
-        [("1", "healthy"), ("0", "stale"), ("2", "offline")]
+    assert re.findall(r'<span class="n">(\d+)</span>(healthy|stale|offline)', page) == [
+        ("1", "healthy"),
+        ("0", "stale"),
+        ("2", "offline"),
+    ]
     devices = browser.get("/devices", params={"flag": "over_temp"}).text
     assert "BWV-0" in devices and "BWV-1" not in devices
     device = browser.get("/devices/BWV-0").text
@@ -109,10 +121,14 @@ def staffed(browser):
     """A supervisor and an auditor, two officers and three personal-issue cameras in Camden."""
     services(browser.app).users.add("s.uper", "supervisor", "test", password=PASSWORD)
     services(browser.app).users.add("a.uditor", "auditor", "test", password=PASSWORD)
-    browser.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": f"PC{i}", "borough": "Camden"}
-                                                          for i in (1, 2)])
-    browser.post("/api/v1/devices/", headers=ADMIN, json=[
-        {"serial": f"CAM-{i}", "borough": "Camden", "assignment_mode": "personal"} for i in (1, 2, 3)])
+    browser.post(
+        "/api/v1/officers/", headers=ADMIN, json=[{"officer_id": f"PC{i}", "borough": "Camden"} for i in (1, 2)]
+    )
+    browser.post(
+        "/api/v1/devices/",
+        headers=ADMIN,
+        json=[{"serial": f"CAM-{i}", "borough": "Camden", "assignment_mode": "personal"} for i in (1, 2, 3)],
+    )
     return browser
 
 
@@ -123,13 +139,15 @@ def test_a_supervisor_assigns_and_bulk_unassigns_on_the_officers_page(staffed):
     done = staffed.post("/officers/assign", data={"device_serial": "CAM-1", "officer_id": "PC1", "csrf_token": token})
     assert done.status_code == 200 and "camera issued" in done.text and "CAM-1" in done.text
     staffed.post("/officers/assign", data={"device_serial": "CAM-2", "officer_id": "PC2", "csrf_token": token})
-    refused = staffed.post("/officers/assign", data={"device_serial": "CAM-3", "officer_id": "PC1",
-                                                     "csrf_token": token})
+    refused = staffed.post(
+        "/officers/assign", data={"device_serial": "CAM-3", "officer_id": "PC1", "csrf_token": token}
+    )
     assert "already holds camera CAM-1" in refused.text  # the service's refusal, shown on the page
     page = staffed.get("/officers").text
     assert 'value="CAM-1" aria-label="select camera CAM-1 of PC1"' in page
-    ended = staffed.post("/officers/unassign", data={"device_serial": ["CAM-1", "CAM-2"], "reason": "end of shift",
-                                                     "csrf_token": token})
+    ended = staffed.post(
+        "/officers/unassign", data={"device_serial": ["CAM-1", "CAM-2"], "reason": "end of shift", "csrf_token": token}
+    )
     assert "assignments ended" in ended.text
     assert staffed.get("/api/v1/assignments?active=true", headers=ADMIN).json() == []
 
@@ -156,8 +174,9 @@ def test_a_clip_is_held_and_categorised_from_its_page_and_the_audit_page_shows_i
     held = staffed.post(f"/clips/{clip_id}/hold", data={"reason": "complaint CMP-7", "csrf_token": token})
     assert "held" in held.text and "complaint CMP-7" in held.text
     assert clip_id[:13] in staffed.get("/clips", params={"state": "held"}).text
-    categorised = staffed.post(f"/clips/{clip_id}/categories", data={"category": "evidential",
-                                                                     "reason": "arrest", "csrf_token": token})
+    categorised = staffed.post(
+        f"/clips/{clip_id}/categories", data={"category": "evidential", "reason": "arrest", "csrf_token": token}
+    )
     assert "categories set" in categorised.text and '<dd id="categories">evidential</dd>' in categorised.text
     other = upload(staffed, b"other footage" * 100)
     evidential = staffed.get("/clips", params={"category": "evidential"})
@@ -176,12 +195,14 @@ def test_the_rollout_page_shows_the_verdict_and_a_planner_commits_a_proposal(tmp
     from central.core.app import create_app
     from tests.central.conftest import make_settings
 
-    settings = make_settings(tmp_path / "c", rollout={"boroughs": "config/boroughs.toml",
-                                                      "scenario": "config/rollout.toml"})
+    settings = make_settings(
+        tmp_path / "c", rollout={"boroughs": "config/boroughs.toml", "scenario": "config/rollout.toml"}
+    )
     with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
         services(c.app).users.add("p.lanner", "planner", "test", password=PASSWORD)
-        c.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden",
-                                                          "role": "response"}])
+        c.post(
+            "/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden", "role": "response"}]
+        )
         c.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "NEW-1", "model": "Axon Body 2"}])
         proposal = c.post("/api/v1/rollout/proposals", headers=ADMIN, json={"boroughs": ["Camden"]}).json()
         log_in(c, "p.lanner")
@@ -203,11 +224,27 @@ def test_the_stations_page_draws_sync_lag_from_the_health_jobs_samples(browser):
     stations = services(browser.app).stations
     now = utc_now()
     for hours_ago, camden_lag, barnet_lag in ((3, 1.5, None), (2, 4.0, 0.5), (1, 0.5, 2.0)):
-        stations.record_samples([
-            StationHealth(station_id="camden", borough="Camden", last_seen_at=now, stale=False, pending_clips=3,
-                          oldest_pending_age_h=camden_lag),
-            StationHealth(station_id="barnet", borough="Barnet", last_seen_at=now, stale=False, pending_clips=2,
-                          oldest_pending_age_h=barnet_lag)], now - timedelta(hours=hours_ago))
+        stations.record_samples(
+            [
+                StationHealth(
+                    station_id="camden",
+                    borough="Camden",
+                    last_seen_at=now,
+                    stale=False,
+                    pending_clips=3,
+                    oldest_pending_age_h=camden_lag,
+                ),
+                StationHealth(
+                    station_id="barnet",
+                    borough="Barnet",
+                    last_seen_at=now,
+                    stale=False,
+                    pending_clips=2,
+                    oldest_pending_age_h=barnet_lag,
+                ),
+            ],
+            now - timedelta(hours=hours_ago),
+        )
     force = [s for s in stations.samples(None, now - timedelta(days=1)) if s.at < now - timedelta(minutes=30)]
     assert [(s.pending_clips, s.lag_h) for s in force] == [(5, 1.5), (5, 4.0), (5, 2.0)]  # summed, worst lag
     before = len(stations.samples("camden", now - timedelta(days=1)))  # ours, and the start-up run's
@@ -221,39 +258,56 @@ def test_the_stations_page_draws_sync_lag_from_the_health_jobs_samples(browser):
 
 
 def test_unattributed_clips_are_found_attributed_and_conflicts_resolved_on_their_pages(staffed):
-    from tests.central.fleetdata import back as check_in, ingested, out
-
     from tests.central.evidence.test_clips import upload
+    from tests.central.fleetdata import back as check_in
+    from tests.central.fleetdata import ingested, out
 
     footage = b"nobody's footage" * 50
     clip = ingested("BWV-000123", 0, clip_id=upload(staffed, footage), data=footage)  # as uploaded
     post(staffed, CAMDEN, [docked("BWV-000123", 6, clips=1), clip], hours=[6, 6])
     # Two cameras out to PC1 at once: the station was offline, central lists the conflict.
-    post(staffed, CAMDEN, [docked("POOL-1", 6.5), docked("POOL-2", 6.5), out("POOL-1", "PC1"), out("POOL-2", "PC1"),
-                           check_in("POOL-1", "PC1"), check_in("POOL-2", "PC1")], first_seq=3,
-         hours=[6.5, 6.5, 7, 7.5, 9, 9])
+    post(
+        staffed,
+        CAMDEN,
+        [
+            docked("POOL-1", 6.5),
+            docked("POOL-2", 6.5),
+            out("POOL-1", "PC1"),
+            out("POOL-2", "PC1"),
+            check_in("POOL-1", "PC1"),
+            check_in("POOL-2", "PC1"),
+        ],
+        first_seq=3,
+        hours=[6.5, 6.5, 7, 7.5, 9, 9],
+    )
     log_in(staffed, "s.uper")
     overview = staffed.get("/").text
-    assert re.search(r'data-alert="unattributed">\s*<a href="/clips\?state=unattributed"><span class="n">1</span>',
-                     overview)
+    assert re.search(
+        r'data-alert="unattributed">\s*<a href="/clips\?state=unattributed"><span class="n">1</span>', overview
+    )
     listing = staffed.get("/clips", params={"state": "unattributed"}).text
     assert clip.clip_id[:13] in listing
     page = staffed.get(f"/clips/{clip.clip_id}").text
-    attributed = staffed.post(f"/clips/{clip.clip_id}/attribution", data={
-        "officer_id": "PC2", "reason": "incident log", "csrf_token": csrf_of(page)})
-    assert "attributed" in attributed.text and "PC2" in re.search(r'<dd id="officer">(.*?)</dd>', attributed.text).group(1)
+    attributed = staffed.post(
+        f"/clips/{clip.clip_id}/attribution",
+        data={"officer_id": "PC2", "reason": "incident log", "csrf_token": csrf_of(page)},
+    )
+    assert "attributed" in attributed.text and "PC2" in re.search(
+        r'<dd id="officer">(.*?)</dd>', attributed.text
+    ).group(1)
     assert clip.clip_id[:13] not in staffed.get("/clips", params={"state": "unattributed"}).text
     conflicts = staffed.get("/officers/conflicts").text
     [conflict_id] = re.findall(r'action="/officers/conflicts/(\d+)/resolve"', conflicts)
-    resolved = staffed.post(f"/officers/conflicts/{conflict_id}/resolve",
-                            data={"resolution": "spare camera, logged", "csrf_token": csrf_of(conflicts)})
+    resolved = staffed.post(
+        f"/officers/conflicts/{conflict_id}/resolve",
+        data={"resolution": "spare camera, logged", "csrf_token": csrf_of(conflicts)},
+    )
     assert "conflict resolved" in resolved.text and "No conflict." in resolved.text
 
 
 def test_the_login_form_needs_its_csrf_token(browser):
     def post(**fields):
-        return browser.post("/login", data={"name": "v.iewer", "password": PASSWORD, **fields},
-                            follow_redirects=False)
+        return browser.post("/login", data={"name": "v.iewer", "password": PASSWORD, **fields}, follow_redirects=False)
 
     token = login_csrf_of(browser.get("/login").text)
     for refused in (post(), post(csrf_token="forged"), post(csrf_token=token + "x")):
@@ -268,8 +322,9 @@ def test_a_login_token_from_another_browser_does_not_match(browser):
 
     theirs = login_csrf.new_token(services(browser.app).login_csrf_key)  # as central gave another browser
     browser.get("/login")
-    r = browser.post("/login", data={"name": "v.iewer", "password": PASSWORD, "csrf_token": theirs},
-                     follow_redirects=False)
+    r = browser.post(
+        "/login", data={"name": "v.iewer", "password": PASSWORD, "csrf_token": theirs}, follow_redirects=False
+    )
     assert r.status_code == 400
 
 
@@ -287,6 +342,7 @@ def test_failed_logins_are_throttled_whatever_cookies_are_sent(browser):
         locked = seen[-1]
         assert 0 < int(locked.headers["retry-after"]) <= 30
         assert "too many failed logins: try again in 30 seconds" in locked.text
+
     def same(r, name):
         return re.sub(r'name="csrf_token" value="[^"]+"', "", r.text).replace(name, "X")
 
@@ -295,8 +351,9 @@ def test_failed_logins_are_throttled_whatever_cookies_are_sent(browser):
     assert log_in(browser).status_code == 429  # the right password waits its turn too
 
 
-@pytest.mark.parametrize("query", ["done=Your+account+is+suspended%2C+call+0800", "error=<b>phish</b>",
-                                   "done=camera+X+issued"])
+@pytest.mark.parametrize(
+    "query", ["done=Your+account+is+suspended%2C+call+0800", "error=<b>phish</b>", "done=camera+X+issued"]
+)
 def test_messages_on_a_page_come_from_a_fixed_list_not_the_url(browser, query):
     log_in(browser)
     page = browser.get("/?" + query).text

@@ -4,9 +4,9 @@ from datetime import timedelta
 
 import msgspec
 
-from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
 from fleet.events import BadFolder, CameraDocked, ClipIngested, ClipVerified, Event
+from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
 from station.store import StationStore
 from tests.station.conftest import RECORDED

@@ -11,8 +11,9 @@ STATION = {"Authorization": "Bearer camden-test-token"}  # test value, not a sec
 @pytest.fixture
 def central(tmp_path):
     """The real central app, with a short change history (so a cursor can expire)."""
-    with TestClient(create_app(make_settings(tmp_path / "central", fleet={"change_history": 100})),
-                    base_url="http://central.local") as client:
+    with TestClient(
+        create_app(make_settings(tmp_path / "central", fleet={"change_history": 100})), base_url="http://central.local"
+    ) as client:
         yield client
 
 

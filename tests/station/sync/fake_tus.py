@@ -42,16 +42,22 @@ class FakeTus:
             return response
         upload_id = request.url.path.rsplit("/", 1)[-1]
         if request.method == "OPTIONS" and self.creation_with_upload:
-            return httpx.Response(204, headers={"Tus-Version": "1.0.0", "Tus-Extension": "creation,creation-with-upload"})
+            return httpx.Response(
+                204, headers={"Tus-Version": "1.0.0", "Tus-Extension": "creation,creation-with-upload"}
+            )
         if request.method == "POST":
             meta = parse_upload_metadata_header(request.headers["Upload-Metadata"])
             existing = self.by_clip.get(meta["clip_id"])
             if existing:
                 return self._state(201 if False else 200, self.uploads[existing], location=existing)
             upload_id = uuid.uuid4().hex
-            self.uploads[upload_id] = {"clip_id": meta["clip_id"], "sha256": meta["sha256"],
-                                       "length": int(request.headers["Upload-Length"]), "data": bytearray(),
-                                       "verified": False}
+            self.uploads[upload_id] = {
+                "clip_id": meta["clip_id"],
+                "sha256": meta["sha256"],
+                "length": int(request.headers["Upload-Length"]),
+                "data": bytearray(),
+                "verified": False,
+            }
             self.by_clip[meta["clip_id"]] = upload_id
             body = request.read()
             if body and self.creation_with_upload:
@@ -66,8 +72,9 @@ class FakeTus:
             return httpx.Response(409, json={"status": 409, "error": "offset_mismatch", "message": "offset"})
         return self._append(request, upload, request.read(), 204)
 
-    def _append(self, request: httpx.Request, upload: dict, body: bytes, status: int,
-                location: str | None = None) -> httpx.Response:
+    def _append(
+        self, request: httpx.Request, upload: dict, body: bytes, status: int, location: str | None = None
+    ) -> httpx.Response:
         header = request.headers.get("Upload-Checksum", "sha256 ")
         self.checksums.append(header)
         algorithm, _, encoded = header.partition(" ")

@@ -15,8 +15,9 @@ from tests.station.sync.conftest import station_client
 
 
 def test_an_expired_cursor_reloads_the_snapshot(central, store):
-    central.post("/api/v1/officers/", headers=ADMIN,
-                 json=[{"officer_id": f"PC{i}", "borough": "Camden"} for i in range(150)])
+    central.post(
+        "/api/v1/officers/", headers=ADMIN, json=[{"officer_id": f"PC{i}", "borough": "Camden"} for i in range(150)]
+    )
     services(central.app).changes.trim()
     mirror = store.mirror
     mirror.apply([Officer(officer_id="GONE", borough="Camden")], cursor=3)  # an old cursor, a stale entry
@@ -28,9 +29,15 @@ def test_an_expired_cursor_reloads_the_snapshot(central, store):
 
 
 def test_a_change_kind_this_station_does_not_know_is_skipped(store):
-    body = msgspec.json.encode({"cursor": 3, "changes": [
-        {"cursor": 1, "item": {"kind": "firmware_target", "model": "Axon Body 2", "version": "2.0"}},
-        {"cursor": 2, "item": {"kind": "clip_hold", "clip_id": "c1", "held": True}}]})
+    body = msgspec.json.encode(
+        {
+            "cursor": 3,
+            "changes": [
+                {"cursor": 1, "item": {"kind": "firmware_target", "model": "Axon Body 2", "version": "2.0"}},
+                {"cursor": 2, "item": {"kind": "clip_hold", "clip_id": "c1", "held": True}},
+            ],
+        }
+    )
     items = known_items(_page_decoder.decode(body))
     assert [type(i).__name__ for i in items] == ["ClipHold"]
 
@@ -53,8 +60,11 @@ def _scripted_feed(store, pages, linger_s):
 
 
 def _officer_page(cursor, more):
-    return {"changes": [{"cursor": cursor, "item": {"kind": "officer", "officer_id": f"PC{cursor}",
-                                                    "borough": "Camden"}}], "cursor": cursor, "more": more}
+    return {
+        "changes": [{"cursor": cursor, "item": {"kind": "officer", "officer_id": f"PC{cursor}", "borough": "Camden"}}],
+        "cursor": cursor,
+        "more": more,
+    }
 
 
 def _follow_until(feed, asked, count, timeout=10.0):

@@ -3,8 +3,8 @@ from datetime import timedelta
 
 import httpx
 
-from simulation.camera import SimClip, dock_camera
 from fleet.clock import utc_now
+from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
 from station.store import StationStore
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
@@ -14,8 +14,7 @@ from tests.station.sync.fake_tus import FakeTus
 
 def worker(store, server, concurrency=2, policy=FAST):
     client = httpx.Client(base_url="http://central", transport=server.transport())
-    return SyncWorker(store, TusUploader(client, store, policy, chunk_bytes=64 * 1024), policy,
-                      concurrency=concurrency)
+    return SyncWorker(store, TusUploader(client, store, policy, chunk_bytes=64 * 1024), policy, concurrency=concurrency)
 
 
 def dock(store, dock_dir, clips, name="cam"):
@@ -171,7 +170,7 @@ def test_purge_deletes_only_verified_copies_past_grace(store, dock_dir):
 
 def test_purge_never_removes_a_held_copy_until_the_hold_is_released(store, dock_dir):
     from fleet.events import ClipHold
-    
+
     dock(store, dock_dir, [SimClip(100, RECORDED), SimClip(100, RECORDED)])
     [held, free] = store.queue.claim_due(2)
     store.queue.mark_verified(held.clip_id)
@@ -195,7 +194,9 @@ def test_the_clip_id_goes_to_central_as_the_station_records_it(store, dock_dir):
     dock(store, dock_dir, [SimClip(1000, RECORDED, clip_id=written)])
     server = FakeTus()
     headers = []
-    server.fault = lambda request: headers.append(request.headers.get("Upload-Metadata")) if request.method == "POST" else None
+    server.fault = lambda request: (
+        headers.append(request.headers.get("Upload-Metadata")) if request.method == "POST" else None
+    )
     worker(store, server).run_once()
     [header] = headers
     first = header.split(",")[0]

@@ -56,12 +56,21 @@ class SyncMachine(RuleBasedStateMachine):
         self.store.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    @rule(sizes=st.lists(st.integers(min_value=0, max_value=4 * CHUNK), min_size=1, max_size=3),
-          seed=st.integers(0, 2**32))
+    @rule(
+        sizes=st.lists(st.integers(min_value=0, max_value=4 * CHUNK), min_size=1, max_size=3),
+        seed=st.integers(0, 2**32),
+    )
     def dock_camera(self, sizes, seed):
         rng = random.Random(seed)
-        clips = [SimClip(size, RECORDED + timedelta(minutes=rng.randint(0, 600)), seed=rng.getrandbits(32),
-                         evidential=rng.random() < 0.2) for size in sizes]
+        clips = [
+            SimClip(
+                size,
+                RECORDED + timedelta(minutes=rng.randint(0, 600)),
+                seed=rng.getrandbits(32),
+                evidential=rng.random() < 0.2,
+            )
+            for size in sizes
+        ]
         self.folders += 1
         dock_camera(self.dock, "BWV-000001", clips, folder_name=f"f{self.folders:04d}")
         Ingestor(self.store, "camden", self.dock, chunk_bytes=CHUNK if seed % 2 else None).scan()
@@ -83,8 +92,7 @@ class SyncMachine(RuleBasedStateMachine):
     @rule()
     def sync_pass(self):
         client = httpx.Client(base_url="http://central", transport=self.server.transport())
-        worker = SyncWorker(self.store, TusUploader(client, self.store, FAST, chunk_bytes=CHUNK), FAST,
-                            concurrency=2)
+        worker = SyncWorker(self.store, TusUploader(client, self.store, FAST, chunk_bytes=CHUNK), FAST, concurrency=2)
         self.store.db.execute("UPDATE clips SET next_attempt_at = NULL")  # time passes: backoff over
         try:
             worker.run_once()
@@ -127,6 +135,7 @@ class SyncMachine(RuleBasedStateMachine):
         assert len(self.server.uploads) == len(self.server.by_clip)  # one upload per clip, ever
 
 
-SyncMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None,
-                                         suppress_health_check=[HealthCheck.too_slow])
+SyncMachine.TestCase.settings = settings(
+    max_examples=25, stateful_step_count=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestSyncStateMachine = SyncMachine.TestCase

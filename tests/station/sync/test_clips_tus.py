@@ -3,8 +3,8 @@ import hashlib
 import httpx
 import pytest
 
-from simulation.camera import SimClip, dock_camera
 from fleet.errors import PermanentTransferError, TransientTransferError
+from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
 from station.sync.clips import TusUploader
 from tests.station.conftest import FAST, RECORDED

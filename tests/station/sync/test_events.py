@@ -6,8 +6,8 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from central.core.providers import services
 from central.core.app import create_app
+from central.core.providers import services
 from fleet.clock import utc_now
 from station.sync.events import EventSender
 from tests.central.conftest import ADMIN, make_settings
@@ -46,8 +46,13 @@ def test_a_heartbeat_reports_the_backlog_and_the_clock_skew(central, store, monk
 
 def test_a_permanent_refusal_is_reported(central, store, caplog):
     store.outbox.append([docked("BWV-1")])
-    sender = EventSender(httpx.Client(base_url="http://central.local", transport=central._transport,
-                                      headers={"Authorization": "Bearer wrong"}), store, FAST)
+    sender = EventSender(
+        httpx.Client(
+            base_url="http://central.local", transport=central._transport, headers={"Authorization": "Bearer wrong"}
+        ),
+        store,
+        FAST,
+    )
     report = sender.run_once()
     assert "401" in report.error and store.outbox.acked_seq() == 0
 

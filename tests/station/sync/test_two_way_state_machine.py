@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from litestar.testing import TestClient
 
-from central.core.providers import services
 from central.core.app import create_app
+from central.core.providers import services
 from fleet.clock import from_iso
 from fleet.events import BadFolder, CheckedIn, CheckedOut
 from station.store import StationStore
@@ -72,8 +72,11 @@ class TwoWaySync(RuleBasedStateMachine):
 
     def _open_station(self) -> None:
         self.store = StationStore(self.root / "station")
-        self.client = httpx.Client(base_url="http://central.local", transport=self.transport,
-                                   headers={"Authorization": f"Bearer {STATION_TOKEN}"})
+        self.client = httpx.Client(
+            base_url="http://central.local",
+            transport=self.transport,
+            headers={"Authorization": f"Bearer {STATION_TOKEN}"},
+        )
         self.uplink = EventSender(self.client, self.store, FAST)
         self.mirror = self.store.mirror
         self.feed = FeedFollower(self.client, self.mirror, FAST, wait_s=0)
@@ -95,8 +98,10 @@ class TwoWaySync(RuleBasedStateMachine):
                 events.append(docked(serial, self.rng.uniform(-48, 48), clips=self.rng.randrange(3)))
             elif kind == "checkout":
                 officer = f"PC{self.rng.randrange(5)}"
-                events += [CheckedOut(device_serial=serial, officer_id=officer),
-                           CheckedIn(device_serial=serial, officer_id=officer)][: self.rng.randrange(1, 3)]
+                events += [
+                    CheckedOut(device_serial=serial, officer_id=officer),
+                    CheckedIn(device_serial=serial, officer_id=officer),
+                ][: self.rng.randrange(1, 3)]
             else:
                 events.append(BadFolder(folder=f"f{i}", reason="device.json: not JSON"))
         self.store.outbox.append(events)
@@ -116,8 +121,7 @@ class TwoWaySync(RuleBasedStateMachine):
         batches = [(url, body) for url, body in self.transport.sent if url.endswith("/api/v1/events/")]
         if batches and not self.offline:
             url, body = data.draw(st.sampled_from(batches))
-            r = self.central.post("/api/v1/events/", content=body,
-                                  headers={"Authorization": f"Bearer {STATION_TOKEN}"})
+            r = self.central.post("/api/v1/events/", content=body, headers={"Authorization": f"Bearer {STATION_TOKEN}"})
             assert r.status_code == 200, r.text
 
     @rule()
@@ -171,8 +175,11 @@ class TwoWaySync(RuleBasedStateMachine):
         central = self.central_log()
         seqs = [seq for seq, *_ in central]
         assert len(seqs) == len(set(seqs))
-        acked = services(self.central.app).store.db.execute(
-            "SELECT COALESCE(MAX(acked_seq), 0) FROM stations WHERE station_id = 'camden'").fetchone()[0]
+        acked = (
+            services(self.central.app)
+            .store.db.execute("SELECT COALESCE(MAX(acked_seq), 0) FROM stations WHERE station_id = 'camden'")
+            .fetchone()[0]
+        )
         assert seqs[:acked] == list(range(1, acked + 1))  # applied and acknowledged: no gaps
         for seq, kind, at, body in central:
             assert station[seq] == (kind, from_iso(at), body)
@@ -189,10 +196,16 @@ class TwoWaySync(RuleBasedStateMachine):
         assert [(seq, kind, from_iso(at), body) for seq, kind, at, body in self.central_log()] == station
         while self.feed.poll_once(wait_s=0):
             pass
-        mirrored = {o.officer_id: (o.borough, o.team) for o in
-                    (self.mirror.officer(r[0]) for r in self.store.db.execute("SELECT officer_id FROM officers"))}
-        camden = {r["officer_id"]: (r["borough"], r["team"]) for r in self.central.get(
-            "/api/v1/officers/", params={"borough": "Camden", "limit": 1000}, headers=ADMIN).json()["items"]}
+        mirrored = {
+            o.officer_id: (o.borough, o.team)
+            for o in (self.mirror.officer(r[0]) for r in self.store.db.execute("SELECT officer_id FROM officers"))
+        }
+        camden = {
+            r["officer_id"]: (r["borough"], r["team"])
+            for r in self.central.get(
+                "/api/v1/officers/", params={"borough": "Camden", "limit": 1000}, headers=ADMIN
+            ).json()["items"]
+        }
         assert {k: v for k, v in mirrored.items() if v[0] == "Camden"} == camden
 
 
@@ -204,6 +217,7 @@ class TwoWaySyncMachine(TwoWaySync):
             super().teardown()
 
 
-TwoWaySyncMachine.TestCase.settings = settings(max_examples=20, stateful_step_count=20, deadline=None,
-                                               suppress_health_check=[HealthCheck.too_slow])
+TwoWaySyncMachine.TestCase.settings = settings(
+    max_examples=20, stateful_step_count=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 TestTwoWaySync = pytest.mark.slow(TwoWaySyncMachine.TestCase)  # many runs of two processes' state: not in test-fast
