@@ -1,5 +1,6 @@
 """The device registry: lifecycle rules, battery flags, staleness, borough scoping."""
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -56,8 +57,11 @@ def test_a_camera_that_is_out_cannot_be_retired_but_can_be_lost(client):
         for c in client.get("/api/v1/changes/", headers=CAMDEN).json()["changes"]
         if c["item"]["kind"] == "device"
     ]
-    # registered at its first docking; then lost; then found (Camden's desks may hand it out again)
-    assert [d["lifecycle"] for d in told] == ["in_service", "lost", "in_service"]
+    # registered at its first docking; then lost; then found (Camden's desks may hand it out again).
+    # The fleet-health job's first run, at start-up, may publish the camera once more (stale: the
+    # test's dates are fixed, so over a week old): a repeat of the same lifecycle, not a step.
+    steps = [state for state, _ in itertools.groupby(d["lifecycle"] for d in told)]
+    assert steps == ["in_service", "lost", "in_service"]
 
 
 def test_bad_lifecycle_requests_are_4xx(client):
