@@ -1,4 +1,4 @@
-"""Configuration files (contract §4): TOML decoded into strict msgspec Structs.
+"""Configuration files (docs/contracts.md §4): TOML decoded into strict msgspec Structs.
 
 Config Structs forbid unknown keys so a typo is a clear error at start-up. Any secret may
 be given as ``<key>_env = "VAR"`` instead of inline. Relative paths are taken relative to

@@ -1,4 +1,4 @@
-"""Wire types shared by stations and central, and the dock inbox formats (contract §3).
+"""Wire types shared by stations and central, and the dock inbox formats (docs/contracts.md §3).
 
 Wire types never forbid unknown fields and new fields go last with defaults, so an older
 station keeps talking to a newer central (msgspec's schema-evolution rules).
@@ -36,7 +36,7 @@ ClipState = Literal["receiving", "verified"]
 TransferState = Literal["queued", "uploading", "waiting", "verified", "failed"]
 
 
-# -- dock inbox (contract §3) --------------------------------------------------------------
+# -- dock inbox (docs/contracts.md §3) --
 
 
 class Battery(Struct, kw_only=True):
@@ -158,7 +158,7 @@ def decode_upload_metadata(header: str) -> UploadMetadata:
         raise BadRequest(f"Upload-Metadata: {exc}") from None
 
 
-# -- central's clip API (contract §5) ------------------------------------------------------
+# -- central's clip API (docs/contracts.md §5) --
 
 
 class ClipInfo(Struct, kw_only=True):
@@ -208,7 +208,7 @@ class Health(Struct, kw_only=True):
     load: Load | None = None
 
 
-# -- station status (contract §4) ----------------------------------------------------------
+# -- station status (docs/contracts.md §4) --
 
 
 class FailedFolder(Struct, kw_only=True):

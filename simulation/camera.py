@@ -1,4 +1,4 @@
-"""A camera simulator: writes docked-camera folders in the dock inbox format (contract §3).
+"""A camera simulator: writes docked-camera folders in the dock inbox format (docs/contracts.md §3).
 
 Used by the demo, the tests and the benchmarks, so every one of them docks cameras the
 same way a real dock would: clips and sidecars first, ``DOCKED`` last.

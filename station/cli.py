@@ -48,7 +48,7 @@ def register(groups: argparse._SubParsersAction) -> None:
         description="Read the station's database and show its queue and problems.",
     )
     status.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
-    status.add_argument("--json", action="store_true", help="print JSON (contract §4) instead of a table")
+    status.add_argument("--json", action="store_true", help="print JSON (docs/contracts.md §4) instead of a table")
     status.set_defaults(handler=cmd_status)
 
     retry = commands.add_parser(

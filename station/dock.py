@@ -1,4 +1,4 @@
-"""Reading the dock inbox (contract §3): one folder per docked camera.
+"""Reading the dock inbox (docs/contracts.md §3): one folder per docked camera.
 
 Parsing is strict and complete before anything is copied, so a bad folder is reported
 with one clear reason and nothing of it is half-ingested.

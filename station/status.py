@@ -1,4 +1,4 @@
-"""The station's status (contract §4), as JSON for scripts and as a table for people."""
+"""The station's status (docs/contracts.md §4), as JSON for scripts and as a table for people."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Litestar documents each route's success and, where a route validates input, a 400 in its
 own exception shape. Central answers every error in one shape (``fleet.protocol.ErrorBody``,
-contract §5) and needs a bearer token on every route but ``/healthz``, so ``describe(app)``
+docs/contracts.md §5) and needs a bearer token on every route but ``/healthz``, so ``describe(app)``
 completes each operation once, before the document is first built (lazily, on request):
 
 - a route that takes the caller (``principal``) needs the bearer token: 401 and 403;

@@ -1,4 +1,4 @@
-"""The clip read API (contract §5): one clip, a filtered keyset-paginated list, the bytes."""
+"""The clip read API (docs/contracts.md §5): one clip, a filtered keyset-paginated list, the bytes."""
 
 from __future__ import annotations
 

@@ -375,7 +375,7 @@ class Simulation:
 
 
 def _ingested(folder: Path) -> bool:
-    """The station wrote INGESTED.json and wiped the camera (contract §3)."""
+    """The station wrote INGESTED.json and wiped the camera (docs/contracts.md §3)."""
     if not (folder / "INGESTED.json").exists():
         return False
     try:

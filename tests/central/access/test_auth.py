@@ -1,4 +1,4 @@
-"""Who may call what: 401 without a known token, 403 with the wrong rights (contract §5)."""
+"""Who may call what: 401 without a known token, 403 with the wrong rights (docs/contracts.md §5)."""
 
 import os
 
