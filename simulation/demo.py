@@ -408,7 +408,7 @@ def run_demo(args: argparse.Namespace) -> int:
   try              curl -H "Authorization: Bearer $(cat {root / "admin-token.txt"})" {demo.url}/api/v1/clips?limit=5
   station desk     fleet station checkouts --config {demo.station_config(stations[0])}   (or http://127.0.0.1:{demo.desk_ports[stations[0]]}/checkouts)
   station status   fleet station status --config {demo.station_config(stations[0])}
-  dock a camera    drop a folder into {demo.dock_dir(stations[0])}/ (format: README, "Dock inbox")
+  dock a camera    drop a folder into {demo.dock_dir(stations[0])}/ (format: docs/contracts.md §3)
 """)
         started = time.monotonic()
         next_dock = started
