@@ -209,7 +209,7 @@ def build(data_dir: Path, devices: int, officers: int, readings: int, assignment
     now = utc_now()
     timings: dict[str, float] = {}
     store = CentralStore(data_dir)
-    conn = store.db.conn
+    conn = store.db
     try:
         with Progress(
             TextColumn("{task.description:<18}"),

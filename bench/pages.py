@@ -59,7 +59,7 @@ def build(root: Path, clips: int, devices: int) -> None:
     rng = random.Random(11)
     now = retention.NOW
     with store.writer.write() as db:
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO devices (serial, model, lifecycle, borough, registered_by, registered_at, last_docked_at, "
             "last_station, battery_soh, battery_cycles, battery_temp_c, flag_over_temp, flag_short_shift, replace_by) "
             "VALUES (?, 'Axon Body 2', ?, ?, 'bench', ?, ?, 'camden', ?, ?, 30, ?, ?, ?)",
@@ -79,7 +79,7 @@ def build(root: Path, clips: int, devices: int) -> None:
                 for i in range(devices)
             ],
         )
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, temperature_c, level_pct, "
             "full_mah, design_mah) VALUES (?, ?, 'camden', ?, ?, 30, 40, ?, 3000)",
             [

@@ -49,7 +49,7 @@ def build(root: Path, clips: int, holds: int) -> None:
     rng = random.Random(7)
     officers = max(1, clips // 100)
     with store.writer.write() as db:
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO officers (officer_id, borough, role, updated_at) VALUES (?, 'Camden', 'response', ?)",
             [(f"PC{i:05d}", to_iso(NOW)) for i in range(officers)],
         )
@@ -80,13 +80,13 @@ def build(root: Path, clips: int, holds: int) -> None:
             )
             attributions.append((clip_id, f"BWV-{i % 20000:06d}", at, "camden", f"PC{i % officers:05d}"))
         with store.writer.write() as db:
-            db.conn.executemany(
+            db.executemany(
                 "INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial, "
                 "recorded_at, filename, evidential, tags, verified_at, blob_key) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            db.conn.executemany(
+            db.executemany(
                 "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id) "
                 "VALUES (?, ?, ?, ?, ?)",
                 attributions,
@@ -115,12 +115,12 @@ def build(root: Path, clips: int, holds: int) -> None:
                 ref = f"CASE-{h}"
                 hold_rows.append(("case", None, None, None, None, ref))
                 case_rows += [(ref, f"{rng.randrange(clips):032x}", to_iso(NOW), "bench") for _ in range(5)]
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO holds (kind, clip_id, officer_id, window_from, window_to, case_ref, reason, "
             "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, 'bench', ?, 'bench')",
             [(*r, to_iso(NOW)) for r in hold_rows],
         )
-        db.conn.executemany("INSERT INTO case_clips VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", case_rows)
+        db.executemany("INSERT INTO case_clips VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", case_rows)
     store.close()
 
 

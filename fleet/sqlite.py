@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import sqlite_utils
 import tenacity
 
 from fleet.errors import FleetError
@@ -28,25 +27,25 @@ _SWITCH_TO_WAL = tenacity.Retrying(
 "database is locked" at once, without its busy handler: they try again (as the handler would)."""
 
 
-def open_database(path: str | Path) -> sqlite_utils.Database:
+def open_database(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) a database tuned for durable, concurrent use from threads."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
     _SWITCH_TO_WAL(conn.execute, "PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
-    return sqlite_utils.Database(conn)
+    return conn
 
 
-def open_reader(path: str | Path) -> sqlite_utils.Database:
+def open_reader(path: str | Path) -> sqlite3.Connection:
     """A connection for reads only (``query_only``): in WAL mode it never waits for the writer."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA query_only=1")
-    return sqlite_utils.Database(conn)
+    return conn
 
 
-def open_read_only(path: str | Path) -> sqlite_utils.Database:
+def open_read_only(path: str | Path) -> sqlite3.Connection:
     """Open a database that cannot be written (a read-only file or file system), for reads only.
 
     A WAL left by a process that did not close the file is read with it. Without one (the
@@ -64,7 +63,7 @@ def open_read_only(path: str | Path) -> sqlite_utils.Database:
         return _read_only(f"{uri}?immutable=1")
 
 
-def _read_only(uri: str) -> sqlite_utils.Database:
+def _read_only(uri: str) -> sqlite3.Connection:
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
     try:
         conn.execute("PRAGMA busy_timeout=30000")
@@ -73,7 +72,7 @@ def _read_only(uri: str) -> sqlite_utils.Database:
     except BaseException:
         conn.close()
         raise
-    return sqlite_utils.Database(conn)
+    return conn
 
 
 def is_read_only(exc: sqlite3.Error) -> bool:
@@ -101,19 +100,19 @@ class Writer:
     connection, so a transaction sees its own changes.
     """
 
-    def __init__(self, db: sqlite_utils.Database, readers: str | Path | None = None) -> None:
+    def __init__(self, db: sqlite3.Connection, readers: str | Path | None = None) -> None:
         self.db = db
         self._lock = threading.RLock()
         self._readers_path = readers
         self._local = threading.local()
-        self._readers: list[sqlite_utils.Database] = []
+        self._readers: list[sqlite3.Connection] = []
         self._reading = 0
         self._closing = False
         self._idle = threading.Condition()
         """Counts reads in progress on reader connections, so ``close`` can wait for them."""
 
     @contextmanager
-    def write(self, *, durable: bool = True, wait_s: float | None = None) -> Iterator[sqlite_utils.Database]:
+    def write(self, *, durable: bool = True, wait_s: float | None = None) -> Iterator[sqlite3.Connection]:
         """One transaction. ``durable=False`` commits without syncing the WAL (``synchronous=NORMAL``):
         still atomic, and made durable by the next durable commit (the WAL is one file, synced
         whole); for a change that acknowledges nothing, whose loss in a power cut a client
@@ -121,7 +120,7 @@ class Writer:
         the wait for another process's write ("database is locked" after it) instead of the
         connection's busy timeout."""
         with self._lock:
-            conn = self.db.conn
+            conn = self.db
             if conn.in_transaction:  # nested: the outer transaction commits
                 yield self.db
                 return
@@ -146,7 +145,7 @@ class Writer:
                     conn.execute("PRAGMA synchronous=FULL")
 
     @contextmanager
-    def read(self) -> Iterator[sqlite_utils.Database]:
+    def read(self) -> Iterator[sqlite3.Connection]:
         # Inside a write (this thread holds the lock) read on the writer's connection. RLock's
         # _is_owned is the only way to ask, and typeshed does not declare it.
         if self._readers_path is None or self._lock._is_owned():  # type: ignore[attr-defined]
@@ -176,12 +175,12 @@ class Writer:
             self._idle.wait_for(lambda: self._reading == 0, timeout_s)
         with self._lock, self._idle:
             for reader in self._readers:
-                reader.conn.close()
+                reader.close()
             self._readers.clear()
-            self.db.conn.close()
+            self.db.close()
 
 
-def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
+def migrate(db: sqlite3.Connection, migrations: Sequence[str]) -> int:
     """Apply the migrations not yet applied (PRAGMA user_version counts them); return the version.
 
     Each step reads the version and applies itself inside one BEGIN IMMEDIATE transaction,
@@ -191,7 +190,7 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
     """
     if check_version(db, migrations) == len(migrations):
         return len(migrations)
-    conn = db.conn
+    conn = db
     for version, script in enumerate(migrations, start=1):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -206,9 +205,9 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
     return len(migrations)
 
 
-def check_version(db: sqlite_utils.Database, migrations: Sequence[str]) -> int:
+def check_version(db: sqlite3.Connection, migrations: Sequence[str]) -> int:
     """The schema version, read without a write; newer than this program is an error."""
-    current: int = db.conn.execute("PRAGMA user_version").fetchone()[0]
+    current: int = db.execute("PRAGMA user_version").fetchone()[0]
     if current > len(migrations):
         raise FleetError(f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it")
     return current

@@ -38,7 +38,7 @@ def refuse(db, station_id: str, refusals: Sequence[Refusal]) -> None:
     if not refusals:
         return
     now = to_iso(utc_now())
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO station_refusals (station_id, seq, kind, subject, reason, station_at, at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(station_id, *r, now) for r in refusals],
@@ -103,7 +103,7 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
         attribute.append(a)
         (now if upload is not None and upload[3] == "verified" else held).append(a)
     refuse(db, station_id, refused)
-    db.conn.executemany(
+    db.executemany(
         "INSERT OR IGNORE INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(a.event.clip_id, station_id, a.seq, a.at, a.event.device_serial, a.event.size, a.event.sha256) for a in held],

@@ -133,7 +133,7 @@ class EventLog:
             new = [s for s in seqs if s not in stored]
             station_times = to_iso_many([envelopes[s].at for s in new])
             sent = to_iso(batch.sent_at)
-            db.conn.executemany(
+            db.executemany(
                 "INSERT INTO events (station_id, seq, kind, station_at, received_at, body, sent_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [

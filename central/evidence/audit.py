@@ -86,10 +86,10 @@ def _append(db, rows: list[tuple]) -> None:
         chained.append((*row, prev_hash, prev))
         if last_id % ANCHOR_EVERY == 0:
             anchors.append((last_id, prev, content[0]))
-    db.conn.executemany(
+    db.executemany(
         f"INSERT INTO audit ({COLUMNS}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chained
     )
-    db.conn.executemany("INSERT INTO audit_anchors (audit_id, hash, at) VALUES (?, ?, ?)", anchors)
+    db.executemany("INSERT INTO audit_anchors (audit_id, hash, at) VALUES (?, ?, ?)", anchors)
     db.execute(
         "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
         "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
@@ -152,7 +152,7 @@ def chain_unhashed(db) -> int:
     for row in rows:
         prev_hash, prev = prev, record_hash(tuple(row), prev)
         updates.append((prev_hash, prev, row[0]))
-    db.conn.executemany("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", updates)
+    db.executemany("UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", updates)
     db.execute(
         "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "
         "ON CONFLICT (one) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",

@@ -114,7 +114,7 @@ def release(db, hold_id: int, actor: str, reason: str, now: str) -> None:
 
 def add_to_case(db, case_ref: str, clip_ids: list[str], actor: str) -> list[str]:
     """Add clips to a case (a case hold covers them); every clip of the case, sorted."""
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO case_clips (case_ref, clip_id, added_at, added_by) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [(case_ref, c, to_iso(utc_now()), actor) for c in clip_ids],
     )

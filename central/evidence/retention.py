@@ -273,7 +273,7 @@ class RetentionService:
                     )
                     until, review = assessment(rules, from_iso(recorded_at), names)
                     updates.append((json.dumps(names), max(to_iso(until), kept or ""), review, clip_id))
-                db.conn.executemany(
+                db.executemany(
                     "UPDATE clips SET categories = ?, retain_until = ?, review = ? WHERE clip_id = ?", updates
                 )
                 done += len(rows)

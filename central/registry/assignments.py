@@ -104,21 +104,21 @@ def allocate(db, items: Sequence[Allocation], actor: str, now: str, why: str) ->
     )
     personal = [i for i in items if i.mode == "personal"]
     pool = [i for i in items if i.mode == "pool"]
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO assignments (device_serial, officer_id, mode, started_at, started_by) "
         "VALUES (?, ?, 'personal', ?, ?)",
         [(i.device_serial, i.officer_id, now, actor) for i in personal],
     )
-    db.conn.executemany(
+    db.executemany(
         "UPDATE devices SET lifecycle = 'issued', borough = ?, assignment_mode = 'personal' WHERE serial = ?",
         [(i.borough, i.device_serial) for i in personal],
     )
-    db.conn.executemany(
+    db.executemany(
         "UPDATE devices SET lifecycle = 'allocated', borough = ?, home_station = ?, assignment_mode = 'pool' "
         "WHERE serial = ?",
         [(i.borough, i.station_id, i.device_serial) for i in pool],
     )
-    db.conn.executemany(
+    db.executemany(
         "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
         "VALUES (?, ?, ?, 'central', ?, ?, ?)",
         [

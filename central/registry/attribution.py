@@ -25,13 +25,13 @@ ACTIVE_AT = """FROM (SELECT officer_id, id, ended_at FROM assignments WHERE devi
 def record_ingested(db, clips: Sequence[dict]) -> None:
     """Clips a station ingested ({clip, serial, at, station}): attributed to the holder at ``at``
     (a clip reported before keeps its row), and the camera's latest clip moves on."""
-    db.conn.executemany(
+    db.executemany(
         f"""INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id)
             VALUES (:clip, :serial, :at, :station, (SELECT officer_id {ACTIVE_AT}), (SELECT id {ACTIVE_AT}))
             ON CONFLICT (clip_id) DO NOTHING""",
         clips,
     )
-    db.conn.executemany(
+    db.executemany(
         "UPDATE devices SET last_clip_at = MAX(COALESCE(last_clip_at, ''), :at) WHERE serial = :serial", clips
     )
 

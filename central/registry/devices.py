@@ -211,7 +211,7 @@ def record_uploads(db, uploads: Sequence[dict]) -> None:
     """Stations report clips uploaded ({clip, at}, station clock): each one's camera (as attributed)
     was last uploaded from at ``at`` or later; never moved back (``record_upload`` has central's
     own time already, and the same report may arrive twice)."""
-    db.conn.executemany(
+    db.executemany(
         """UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), :at)
            WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""",
         uploads,

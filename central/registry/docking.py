@@ -28,7 +28,7 @@ def record(db, dockings: Sequence[dict], readings: Sequence[tuple]) -> list[str]
             "SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [json.dumps(serials)]
         )
     }
-    db.conn.executemany(
+    db.executemany(
         """INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
                registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
                battery_temp_c, battery_level, flag_short_shift, flag_over_temp, battery_dirty)
@@ -67,7 +67,7 @@ def record(db, dockings: Sequence[dict], readings: Sequence[tuple]) -> list[str]
         dockings,
     )
     if readings:
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, "
             "temperature_c, level_pct, full_mah, design_mah) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             readings,

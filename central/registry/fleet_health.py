@@ -96,7 +96,7 @@ class FleetHealth:
                 when = assessed.predicted_replace_at if assessed else None
                 updates.append((to_iso(when) if when else None, serial, docked[serial]))
             with self.writer.write() as db:  # a docking applied meanwhile keeps its device dirty
-                db.conn.executemany(
+                db.executemany(
                     "UPDATE devices SET replace_by = ?, battery_dirty = 0 WHERE serial = ? AND last_docked_at IS ?",
                     updates,
                 )

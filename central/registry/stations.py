@@ -123,7 +123,7 @@ class StationService:
     def record_samples(self, stations: list[StationHealth], now: datetime) -> None:
         """One sample of every station's backlog (the health job, every few minutes); 30 days kept."""
         with self.writer.write() as db:
-            db.conn.executemany(
+            db.executemany(
                 "INSERT OR REPLACE INTO station_samples (station_id, at, pending_clips, pending_bytes, lag_h) "
                 "VALUES (?, ?, ?, ?, ?)",
                 [

@@ -564,7 +564,7 @@ class RolloutService:
             "borough TEXT, station_id TEXT)"
         )
         db.execute("DELETE FROM checking")
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO checking VALUES (?, ?, ?, ?, ?)",
             [(i.device_serial, i.officer_id, i.mode, i.borough, i.station_id) for i in items],
         )
@@ -653,7 +653,7 @@ class RolloutService:
             "INSERT INTO rollout_proposals (created_at, created_by, description) VALUES (?, ?, ?)",
             [now, actor, description],
         ).lastrowid
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO rollout_items (proposal_id, device_serial, borough, mode, officer_id, "
             "station_id) VALUES (?, ?, ?, ?, ?, ?)",
             [(proposal_id, i.device_serial, i.borough, i.mode, i.officer_id, i.station_id) for i in items],

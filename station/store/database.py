@@ -48,7 +48,7 @@ class StationStore:
                     f"v{len(MIGRATIONS)}; `fleet station run` upgrades it once it can be written"
                 )
         except BaseException:
-            self.db.conn.close()
+            self.db.close()
             raise
         self.writer = sqlite.Writer(self.db)
         self.outbox = Outbox(self.writer)
@@ -87,7 +87,7 @@ class StationStore:
     def close(self) -> None:
         """Close once no thread is inside a read or write (closing under a running query crashes SQLite)."""
         with self.writer.read():
-            self.db.conn.close()
+            self.db.close()
 
     def write_problem(self) -> str | None:
         """Why the database cannot take a write now, or None."""

@@ -7,15 +7,15 @@ Called with the connection of the owner's own read or write.
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def get(db: sqlite_utils.Database, key: str) -> str | None:
+def get(db: sqlite3.Connection, key: str) -> str | None:
     row = db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
     return row[0] if row else None
 
 
-def put(db: sqlite_utils.Database, key: str, value: str) -> None:
+def put(db: sqlite3.Connection, key: str, value: str) -> None:
     db.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [key, value],

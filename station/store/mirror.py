@@ -8,10 +8,10 @@ decide checkouts, and the purge of verified copies skips the clips on hold (``no
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 
 import msgspec
-import sqlite_utils
 
 from fleet.clock import to_iso
 from fleet.events import ChangeItem, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy
@@ -28,7 +28,7 @@ def not_held(clip_id: str) -> str:
     return f"NOT EXISTS (SELECT 1 FROM held_clips h WHERE h.clip_id = {clip_id})"
 
 
-def _put(db: sqlite_utils.Database, item: ChangeItem) -> None:
+def _put(db: sqlite3.Connection, item: ChangeItem) -> None:
     match item:
         case Officer():
             db.execute(

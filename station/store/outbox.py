@@ -36,7 +36,7 @@ class Outbox:
             return
         when = to_iso(at or utc_now())
         with self.writer.write() as db:
-            db.conn.executemany(
+            db.executemany(
                 "INSERT INTO outbox (kind, at, body) VALUES (?, ?, ?)",
                 [(kind_of(e), when, _encoder.encode(e)) for e in events],
             )

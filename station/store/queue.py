@@ -161,7 +161,7 @@ class ClipQueue:
         with self.writer.write() as db:
             known = set(self.known_clips(c.clip_id for c in clips))
             if rows:  # plain SQL: sqlite-utils' insert_all re-reads the schema on every call (a third of an ingest)
-                db.conn.executemany(_INSERT_CLIP, rows)
+                db.executemany(_INSERT_CLIP, rows)
             if db.execute("SELECT 1 FROM dockings WHERE folder = ? LIMIT 1", [folder]).fetchone():
                 # Recorded before a crash that came before INGESTED.json: the redo adds nothing.
                 self.outbox.append(self._ingested_events([c for c in clips if c.clip_id not in known]))
@@ -238,7 +238,7 @@ class ClipQueue:
             gone = [(folder,) for (folder,) in db.execute("SELECT folder FROM bad_folders") if folder not in keep]
         if gone:
             with self.writer.write() as db:
-                db.conn.executemany("DELETE FROM bad_folders WHERE folder = ?", gone)
+                db.executemany("DELETE FROM bad_folders WHERE folder = ?", gone)
 
     def last_docking(self, serial: str) -> Docking | None:
         with self.writer.read() as db:
@@ -290,7 +290,7 @@ class ClipQueue:
                 )
                 for r in rows
             ]
-            db.conn.executemany(
+            db.executemany(
                 "UPDATE clips SET state = 'uploading' WHERE clip_id = ?", [(c.clip_id,) for c in claimed]
             )
         return claimed
@@ -335,7 +335,7 @@ class ClipQueue:
     def release(self, clip_ids: Iterable[str]) -> None:
         """Return claimed clips to the queue untried (shutdown before their turn)."""
         with self.writer.write() as db:
-            db.conn.executemany(
+            db.executemany(
                 "UPDATE clips SET state = 'queued' WHERE clip_id = ? AND state = 'uploading'",
                 [(c,) for c in clip_ids],
             )

@@ -1,6 +1,7 @@
 import threading
 
 import pytest
+import sqlite_utils
 
 from fleet.errors import FleetError
 from fleet.sqlite import Writer, migrate, open_database
@@ -12,7 +13,7 @@ def test_migrations_apply_once_and_in_order(tmp_path):
     db = open_database(tmp_path / "x.db")
     assert migrate(db, STEPS) == 2
     assert migrate(db, STEPS) == 2
-    assert set(db.table_names()) == {"a", "b"}
+    assert set(sqlite_utils.Database(db).table_names()) == {"a", "b"}
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
@@ -59,13 +60,13 @@ def test_a_write_that_is_not_durable_commits_without_syncing_and_the_next_one_sy
     migrate(db, STEPS)
     writer = Writer(db)
     seen = []
-    db.conn.set_trace_callback(seen.append)
+    db.set_trace_callback(seen.append)
     with writer.write(durable=False) as w:
         w.execute("INSERT INTO a (x) VALUES (1)")
     assert seen[0] == "PRAGMA synchronous=NORMAL" and seen[-1] == "PRAGMA synchronous=FULL"
     with pytest.raises(RuntimeError), writer.write(durable=False) as w:
         raise RuntimeError("boom")
-    db.conn.set_trace_callback(None)
+    db.set_trace_callback(None)
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again, after a failure too
     with writer.write() as w, writer.write(durable=False) as inner:  # nested: the outer transaction decides
         assert inner.execute("PRAGMA synchronous").fetchone()[0] == 2

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import msgspec
 import pytest
+import sqlite_utils
 
 from fleet.clock import utc_now
 from fleet.errors import BadRequest, Conflict, NotFound
@@ -199,7 +200,7 @@ def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
     db = sqlite.open_database(tmp_path / "data" / "station.db")
     sqlite.migrate(db, MIGRATIONS[:3])
     for row_id, at in ((1, "2026-11-20T08:00:00Z"), (2, "2026-11-20T12:00:00Z")):
-        db["dockings"].insert(
+        sqlite_utils.Database(db)["dockings"].insert(
             {
                 "id": row_id,
                 "folder": f"f{row_id}",
@@ -209,7 +210,7 @@ def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
                 "device_json": "{}",
             }
         )
-    db["checkouts"].insert(
+    sqlite_utils.Database(db)["checkouts"].insert(
         {
             "device_serial": "BWV-1",
             "officer_id": "PC1",
@@ -218,7 +219,7 @@ def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
             "in_at": "2026-11-20T11:00:00Z",
         }
     )
-    db.conn.close()
+    db.close()
     store = StationStore(tmp_path / "data")
     try:
         with store.writer.read() as conn:

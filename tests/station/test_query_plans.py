@@ -61,7 +61,7 @@ def test_ingest_upload_events_feed_and_status_read_growing_tables_by_index_only(
         feed.poll_once()
 
         assert len({s for s in statements if DML.match(s)}) > 20  # the trace saw the paths above
-        found = full_scans(store.db.conn, statements, GROWING)
+        found = full_scans(store.db, statements, GROWING)
         assert not found, report(found)
     finally:
         store.close()

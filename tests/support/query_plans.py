@@ -24,7 +24,7 @@ def trace_every_connection(monkeypatch, under: Path | None = None) -> list[str]:
         def open_traced(path):
             db = opener(path)
             if under is None or Path(path).is_relative_to(under):
-                db.conn.set_trace_callback(statements.append)
+                db.set_trace_callback(statements.append)
             return db
 
         return open_traced

@@ -97,5 +97,5 @@ def test_uploads_events_and_the_feed_read_growing_tables_by_index_only(traced):
     client.get("/api/v1/changes/", params={"since": page["cursor"]}, headers=CAMDEN)
 
     assert len({s for s in statements if DML.match(s)}) > 30  # the trace saw the paths above
-    found = full_scans(services(client.app).store.db.conn, statements, GROWING)
+    found = full_scans(services(client.app).store.db, statements, GROWING)
     assert not found, report(found)

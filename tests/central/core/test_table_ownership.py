@@ -153,11 +153,11 @@ def test_every_table_has_one_owner_and_the_docs_say_which(tmp_path):
         sqlite.migrate(db, MIGRATIONS)
         tables = {
             name
-            for (name,) in db.conn.execute(
+            for (name,) in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
             )
         }
     finally:
-        db.conn.close()
+        db.close()
     assert tables == set(OWNERS) - {"held_now", "checking"}  # those two are temporary, made when used
     assert documented_owners() == OWNERS
