@@ -22,7 +22,7 @@ def leaf_parsers(parser: argparse.ArgumentParser, path=()):
         yield path, parser
         return
     for name, sub in subs[0].choices.items():
-        yield from leaf_parsers(sub, path + (name,))
+        yield from leaf_parsers(sub, (*path, name))
 
 
 def test_every_command_and_option_has_help():

@@ -463,7 +463,7 @@ class Runner:
         with self.cluster.admin() as client:
             for c in self.cluster.central_clips():
                 response = wait_until(
-                    lambda: (
+                    lambda c=c: (
                         (r := client.get(f"/api/v1/clips/{c['clip_id']}/content")).status_code not in (429, 503) and r
                     ),
                     30,

@@ -26,7 +26,7 @@ def _station(tmp_path, niceness: int) -> FleetProcess:
     (tmp_path / "dock").mkdir(exist_ok=True)
     config.write_text(
         'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:9"\n'
-        'token = "test-token"\ndata_dir = "data-%d"\ndock_dir = "dock"\napi_port = 0\n' % niceness
+        f'token = "test-token"\ndata_dir = "data-{niceness}"\ndock_dir = "dock"\napi_port = 0\n'
     )
     return FleetProcess(
         "station", ["station", "run", "--config", str(config)], tmp_path / "station.log", niceness=niceness

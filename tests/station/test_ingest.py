@@ -31,7 +31,7 @@ def test_ingest_copies_hashes_records_and_wipes(store, dock_dir, rng):
     assert report.new_clips == 4 and woken == [1]
     rows = {r[0]: r for r in clip_rows(store)}
     for clip in clips:
-        clip_id, sha, size, local = rows[clip.clip_id]
+        _clip_id, sha, size, local = rows[clip.clip_id]
         data = (store.data_dir / local).read_bytes()
         assert (size, sha) == (clip.size, hashlib.sha256(clip.content()).hexdigest())
         assert hashlib.sha256(data).hexdigest() == sha

@@ -474,7 +474,7 @@ TestRetentionYear.settings = settings(
 def test_the_retention_commands(tmp_path):
     from tests.test_cli import run_cli
 
-    store, blobs, services = service_for(tmp_path)
+    store, blobs, _services = service_for(tmp_path)
     put_clip(store, blobs, T0 - timedelta(days=400), tags=["stop_and_search"])
     reviewed = put_clip(store, blobs, T0 - timedelta(days=400), tags=["use_of_force"])
     store.close()

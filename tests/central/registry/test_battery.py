@@ -144,7 +144,7 @@ def test_trend_needs_enough_readings_with_a_state_of_health():
     no_gauge = [Reading(START + timedelta(days=d), None, DESIGN) for d in (20, 30, 40)]
     assert trend(two + no_gauge, POLICY) is None
     assert trend(two + no_gauge, HealthPolicy(min_readings_for_trend=2)) is not None
-    assert trend(two + [at_soh(20, 93)], POLICY) is not None
+    assert trend([*two, at_soh(20, 93)], POLICY) is not None
 
 
 def test_trend_is_none_when_every_reading_is_at_the_same_instant():

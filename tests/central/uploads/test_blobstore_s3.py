@@ -235,9 +235,9 @@ def test_central_serve_refuses_to_start_with_one_line_and_exit_2(tmp_path, capsy
 
 def test_the_app_does_not_start_without_its_bucket(tmp_path):
     settings = make_settings(tmp_path / "central", blobs=s3_settings(create_bucket=False))
-    with pytest.raises(ExceptionGroup) as caught:  # the lifespan's failure, as Litestar's TestClient raises it
-        with TestClient(create_app(settings)):
-            pass
+    # the lifespan's failure, as Litestar's TestClient raises it
+    with pytest.raises(ExceptionGroup) as caught, TestClient(create_app(settings)):
+        pass
     assert caught.group_contains(ConfigError, match="does not exist")
 
 

@@ -29,10 +29,10 @@ def states(store):
 def test_drains_the_queue_evidential_first(store, dock_dir):
     routine = [SimClip(1000, RECORDED - timedelta(hours=i)) for i in range(3)]
     evidential = SimClip(1000, RECORDED, evidential=True)
-    dock(store, dock_dir, routine + [evidential])
+    dock(store, dock_dir, [*routine, evidential])
     server = FakeTus()
     report = worker(store, server, concurrency=1).run_once()
-    assert sorted(report.verified) == sorted(c.clip_id for c in routine + [evidential])
+    assert sorted(report.verified) == sorted(c.clip_id for c in [*routine, evidential])
     posts = [r for r in server.requests if r[0] == "POST"]
     assert len(posts) == 4
     first_clip = next(iter(server.uploads.values()))["clip_id"]

@@ -120,7 +120,7 @@ class TwoWaySync(RuleBasedStateMachine):
         """A delayed copy of an earlier request arrives late (a reordering on the network)."""
         batches = [(url, body) for url, body in self.transport.sent if url.endswith("/api/v1/events/")]
         if batches and not self.offline:
-            url, body = data.draw(st.sampled_from(batches))
+            _url, body = data.draw(st.sampled_from(batches))
             r = self.central.post("/api/v1/events/", content=body, headers={"Authorization": f"Bearer {STATION_TOKEN}"})
             assert r.status_code == 200, r.text
 
