@@ -12,7 +12,7 @@ from fleet.config import StationSettings, settings_from_dict
 from simulation.camera import SimClip, dock_camera, random_shift
 from station import ingest as ingest_module
 from station.dock import CameraFolder, DockFolderError
-from station.ingest import Ingestor
+from station.ingest import Ingestor, IngestReport
 from station.status import station_status
 from station.store import StationStore
 from tests.faults.disks import SmallDisk
@@ -328,7 +328,7 @@ def scan_with_deadline(ingestor, unblock, deadline_s=10.0):
     import threading
     import time
 
-    result = {}
+    result: dict[str, IngestReport] = {}
     thread = threading.Thread(target=lambda: result.update(report=ingestor.scan()), daemon=True)
     thread.start()
     end = time.monotonic() + deadline_s
