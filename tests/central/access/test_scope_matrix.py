@@ -212,11 +212,13 @@ def _build(client) -> tuple[Side, Side]:
         with services(
             client.app
         ).store.writer.write() as db:  # conflicts come from offline checkouts; the row is what matters
-            side.conflict_id = db.execute(
+            conflict_id = db.execute(
                 "INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at) "
                 "VALUES ('officer_two_cameras', ?, ?, ?, 'conflict-of-' || ?, ?)",
                 [side.borough, side.serial, side.officer_id, side.borough, to_iso(at(3))],
             ).lastrowid
+            assert conflict_id is not None
+            side.conflict_id = conflict_id
     for side in sides:  # issued now: the clips, recorded before, stay unattributed
         client.post(
             "/api/v1/assignments", headers=ADMIN, json={"device_serial": side.serial, "officer_id": side.officer_id}

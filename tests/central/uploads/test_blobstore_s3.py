@@ -210,7 +210,8 @@ def test_the_secret_comes_from_the_environment_and_is_audited_only_as_a_hash(tmp
     )
     assert settings.blobs.secret_access_key == "s3-secret-value"
     seen = audit._without_secrets(msgspec.to_builtins(settings))
-    assert seen["blobs.secret_access_key"].startswith("sha256:") and "s3-secret-value" not in str(seen)
+    secret = seen["blobs.secret_access_key"]
+    assert isinstance(secret, str) and secret.startswith("sha256:") and "s3-secret-value" not in str(seen)
 
 
 def write_config(tmp_path, blobs: dict) -> str:
@@ -311,6 +312,7 @@ def test_a_clip_stored_just_before_a_crash_is_recorded_at_start_up(tmp_path):
         blobs, receiver = services(client.app).blobs, services(client.app).receiver
         location = create(client, data).headers["Location"]
         upload = receiver.uploads.upload(location.rsplit("/", 1)[-1])
+        assert upload is not None and upload.expires_at is not None  # created, still receiving
         part = receiver.part(upload.upload_id)
         part.write_bytes(data)
         receiver.uploads.set_offset(upload.upload_id, len(data), upload.expires_at)
