@@ -22,7 +22,7 @@ def leaf_parsers(parser: argparse.ArgumentParser, path=()):
         yield path, parser
         return
     for name, sub in subs[0].choices.items():
-        yield from leaf_parsers(sub, path + (name,))
+        yield from leaf_parsers(sub, (*path, name))
 
 
 def test_every_command_and_option_has_help():
@@ -113,7 +113,7 @@ def read_only_station(request, tmp_path):
     config = tmp_path / "s.toml"
     config.write_text(STATION_TOML)
     killed = "killed" in request.param
-    mounts = []
+    mounts: list[SmallDisk | ReadOnlyFile] = []
     try:
         if "file system" in request.param:
             mounts.append(SmallDisk(tmp_path / "data", 4 << 20).mount())

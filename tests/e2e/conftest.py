@@ -5,7 +5,7 @@ from tests.e2e.harness import Cluster
 
 @pytest.fixture
 def make_cluster(tmp_path):
-    clusters = []
+    clusters: list[Cluster] = []
 
     def make(**kwargs) -> Cluster:
         cluster = Cluster(tmp_path / f"cluster{len(clusters)}", **kwargs)

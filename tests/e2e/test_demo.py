@@ -46,4 +46,6 @@ def test_demo_runs_and_verifies_every_docked_clip(tmp_path):
     from fleet.config import CentralSettings, load_settings
 
     settings = load_settings(tmp_path / "demo" / "central" / "central.toml", CentralSettings)
-    assert len(load_rollout(settings.rollout.boroughs, settings.rollout.scenario).boroughs) == 32
+    boroughs, scenario = settings.rollout.boroughs, settings.rollout.scenario
+    assert boroughs is not None and scenario is not None
+    assert len(load_rollout(boroughs, scenario).boroughs) == 32

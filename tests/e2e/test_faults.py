@@ -14,7 +14,7 @@ MiB = 1 << 20
 
 
 def assert_exactly_once(cluster, want):
-    at_central = [c for c in cluster.central_clips()]
+    at_central = list(cluster.central_clips())
     ids = [c["clip_id"] for c in at_central]
     assert sorted(ids) == sorted(want), "lost or extra clips at central"
     assert len(ids) == len(set(ids)), "duplicated clips at central"

@@ -143,22 +143,22 @@ def check(history: History, clips: list[CentralClip], blob_count: int, events: l
     for e in events:
         if e.kind == "camera_docked":
             docked.setdefault((e.station_id, e.body["folder"]), []).append(e)
-    for key, created in history.docks.items():
-        found = docked.get(key, [])
-        if not found:
+    for key, dock in history.docks.items():
+        arrived = docked.get(key, [])
+        if not arrived:
             outcome = "lost"
-        elif len(found) > 1:
+        elif len(arrived) > 1:
             outcome = "duplicated"
-        elif (found[0].body["device"]["serial"], float(found[0].body["device"]["battery"]["level_pct"])) != (
-            created.serial,
-            created.battery_pct,
+        elif (arrived[0].body["device"]["serial"], float(arrived[0].body["device"]["battery"]["level_pct"])) != (
+            dock.serial,
+            dock.battery_pct,
         ):
             outcome = "corrupted"
         else:
             outcome = "recovered" if f"{key[0]}/{key[1]}" in history.touched else "ok"
         verdict.docks[outcome] += 1
         if outcome not in ("ok", "recovered"):
-            verdict.problems.append(f"dock {key[0]}/{key[1]}: {outcome} ({len(found)} events at central)")
+            verdict.problems.append(f"dock {key[0]}/{key[1]}: {outcome} ({len(arrived)} events at central)")
     for key in set(docked) - set(history.docks):
         verdict.docks["unexpected"] += 1
         verdict.problems.append(f"dock event for {key[0]}/{key[1]} at central was never docked")

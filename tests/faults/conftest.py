@@ -20,7 +20,7 @@ def pytest_addoption(parser):
         "--fault-seeds",
         type=int,
         default=None,
-        help="run fault scenarios for seeds 0..N-1 (default: the quick set %s)" % (QUICK_SEEDS,),
+        help=f"run fault scenarios for seeds 0..N-1 (default: the quick set {QUICK_SEEDS})",
     )
 
 

@@ -18,7 +18,10 @@ from tests.faults.checker import OUTCOMES
 
 
 def render(lines: list[dict], seeds: int | None = None) -> str:
-    clips, docks, kinds, refused = Counter(), Counter(), Counter(), Counter()
+    clips: Counter[str] = Counter()
+    docks: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
     for line in lines:
         clips.update(line["clips"])
         docks.update(line["docks"])

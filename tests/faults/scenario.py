@@ -364,6 +364,7 @@ class Runner:
     def fault_station_disk_full(self, step: Step) -> None:
         """More than the station's disk holds arrives at once; it fills, then frees as clips verify."""
         station = self.plan.small_station
+        assert station is not None  # the plan chose it when it chose this fault
         self.proxies[station].stall()  # nothing leaves, so nothing is freed, until the disk has filled
         # Room for its reserve (min_free_bytes), its WAL's growth (up to 4 MiB) and a few of the
         # twelve clips below (at least 9.4 MiB): the rest wait on the camera until copies verified
@@ -462,10 +463,13 @@ class Runner:
         clips = []
         with self.cluster.admin() as client:
             for c in self.cluster.central_clips():
+
+                def served(clip_id: str = c["clip_id"]) -> httpx.Response | None:
+                    r = client.get(f"/api/v1/clips/{clip_id}/content")
+                    return r if r.status_code not in (429, 503) else None
+
                 response = wait_until(
-                    lambda: (
-                        (r := client.get(f"/api/v1/clips/{c['clip_id']}/content")).status_code not in (429, 503) and r
-                    ),
+                    served,
                     30,
                     "central serving a clip's bytes",
                     interval=0.5,

@@ -40,7 +40,7 @@ def _skew_scheduler(offset: timedelta) -> None:
 
     for name, module in list(sys.modules.items()):
         if name.startswith("apscheduler") and getattr(module, "datetime", None) is datetime:
-            module.datetime = SkewedDatetime
+            vars(module)["datetime"] = SkewedDatetime
 
 
 def main() -> None:

@@ -67,7 +67,7 @@ def test_secret_env_not_set_or_doubly_given(monkeypatch):
         settings_from_dict({**{k: v for k, v in STATION.items() if k != "token"}, "token_env": "NOPE"}, StationSettings)
     with pytest.raises(ConfigError, match="only one of token, token_env"):
         settings_from_dict(dict(STATION, token_env="X"), StationSettings)
-    with pytest.raises(ConfigError, match="token .* is required"):
+    with pytest.raises(ConfigError, match=r"token .* is required"):
         settings_from_dict({k: v for k, v in STATION.items() if k != "token"}, StationSettings)
 
 

@@ -1,6 +1,7 @@
 import base64
 import uuid
 from datetime import UTC, datetime
+from typing import Literal
 
 import pytest
 from hypothesis import given
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from fleet.errors import BadRequest
 from fleet.protocol import UploadMetadata, decode_upload_metadata, encode_upload_metadata
 
+SURROGATES: tuple[Literal["Cs"]] = ("Cs",)  # not encodable as UTF-8
 tags = st.lists(st.from_regex(r"[a-z0-9_]{1,20}", fullmatch=True), max_size=5)
 metadata = st.builds(
     UploadMetadata,
@@ -16,7 +18,7 @@ metadata = st.builds(
     sha256=st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
     device_serial=st.from_regex(r"BWV-[0-9]{6}", fullmatch=True),
     recorded_at=st.datetimes(timezones=st.just(UTC)),
-    filename=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60),
+    filename=st.text(st.characters(exclude_categories=SURROGATES), min_size=1, max_size=60),
     evidential=st.booleans(),
     tags=tags,
     duration_s=st.floats(min_value=0, max_value=1e5, allow_nan=False),

@@ -12,7 +12,8 @@ from fleet.retry import RetryPolicy, as_transfer_error, is_transient, parse_retr
 def test_retry_after_seconds_and_dates():
     assert parse_retry_after("7") == 7.0
     soon = datetime.now(UTC) + timedelta(seconds=60)
-    assert 50 < parse_retry_after(format_datetime(soon, usegmt=True)) <= 60
+    waited = parse_retry_after(format_datetime(soon, usegmt=True))
+    assert waited is not None and 50 < waited <= 60
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
 
@@ -75,7 +76,7 @@ def test_quick_retries_stop_on_permanent_and_give_up_after_n():
 
 
 def test_a_long_retry_after_ends_the_quick_retries_and_is_left_to_the_persisted_backoff():
-    slept = []
+    slept: list[float] = []
     policy = RetryPolicy(quick_attempts=5, quick_max_s=2.0, sleep=slept.append)
 
     def retry_all(asked):

@@ -59,7 +59,7 @@ def test_a_write_that_is_not_durable_commits_without_syncing_and_the_next_one_sy
     db = open_database(tmp_path / "x.db")
     migrate(db, STEPS)
     writer = Writer(db)
-    seen = []
+    seen: list[str] = []
     db.set_trace_callback(seen.append)
     with writer.write(durable=False) as w:
         w.execute("INSERT INTO a (x) VALUES (1)")

@@ -26,7 +26,7 @@ def _station(tmp_path, niceness: int) -> FleetProcess:
     (tmp_path / "dock").mkdir(exist_ok=True)
     config.write_text(
         'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:9"\n'
-        'token = "test-token"\ndata_dir = "data-%d"\ndock_dir = "dock"\napi_port = 0\n' % niceness
+        f'token = "test-token"\ndata_dir = "data-{niceness}"\ndock_dir = "dock"\napi_port = 0\n'
     )
     return FleetProcess(
         "station", ["station", "run", "--config", str(config)], tmp_path / "station.log", niceness=niceness
@@ -44,6 +44,7 @@ def test_a_lower_priority_process_is_niced_with_its_own_autogroup(tmp_path):
         assert _nice_of(plain.popen.pid) == ours
         group, plain_group = _autogroup_of(niced.popen.pid), _autogroup_of(plain.popen.pid)
         if group is not None:
+            assert plain_group is not None
             assert group[1] == 5 and plain_group[1] == 0
             assert group[0] != plain_group[0]
             assert _autogroup_of(os.getpid()) not in (group, plain_group)

@@ -85,14 +85,17 @@ def test_layout_beyond_the_boroughs_file_makes_boroughs_and_stations_up():
     assert sum(1 for _ in layout.cameras) == 1000
 
 
-def dockings(seed: int, days: int = 3, model: UsageModel = UsageModel()):
-    month = Month(build_layout(2000, 4, 2, seed), model, START, seed)
+def dockings(seed: int, days: int = 3, model: UsageModel | None = None):
+    month = Month(build_layout(2000, 4, 2, seed), UsageModel() if model is None else model, START, seed)
     return [d for day in range(days) for d in month.day(day)]
 
 
 def test_the_month_is_the_same_for_the_same_seed_and_another_for_another():
     first, again, other = dockings(3), dockings(3), dockings(4)
-    key = lambda ds: [(d.folder_name, d.station, d.battery, [(c.clip_id, c.size, c.seed) for c in d.clips]) for d in ds]
+
+    def key(ds):
+        return [(d.folder_name, d.station, d.battery, [(c.clip_id, c.size, c.seed) for c in d.clips]) for d in ds]
+
     assert key(first) == key(again)
     assert key(first) != key(other)
 

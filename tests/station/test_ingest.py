@@ -12,7 +12,7 @@ from fleet.config import StationSettings, settings_from_dict
 from simulation.camera import SimClip, dock_camera, random_shift
 from station import ingest as ingest_module
 from station.dock import CameraFolder, DockFolderError
-from station.ingest import Ingestor
+from station.ingest import Ingestor, IngestReport
 from station.status import station_status
 from station.store import StationStore
 from tests.faults.disks import SmallDisk
@@ -31,7 +31,7 @@ def test_ingest_copies_hashes_records_and_wipes(store, dock_dir, rng):
     assert report.new_clips == 4 and woken == [1]
     rows = {r[0]: r for r in clip_rows(store)}
     for clip in clips:
-        clip_id, sha, size, local = rows[clip.clip_id]
+        _clip_id, sha, size, local = rows[clip.clip_id]
         data = (store.data_dir / local).read_bytes()
         assert (size, sha) == (clip.size, hashlib.sha256(clip.content()).hexdigest())
         assert hashlib.sha256(data).hexdigest() == sha
@@ -328,7 +328,7 @@ def scan_with_deadline(ingestor, unblock, deadline_s=10.0):
     import threading
     import time
 
-    result = {}
+    result: dict[str, IngestReport] = {}
     thread = threading.Thread(target=lambda: result.update(report=ingestor.scan()), daemon=True)
     thread.start()
     end = time.monotonic() + deadline_s

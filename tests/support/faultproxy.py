@@ -633,7 +633,7 @@ class FaultProxy:
 def _check_direction(direction: str) -> Direction:
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
-    return direction  # type: ignore[return-value]
+    return direction
 
 
 def _check_count(n: int, name: str) -> None:

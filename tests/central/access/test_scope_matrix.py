@@ -174,7 +174,7 @@ def _build(client) -> tuple[Side, Side]:
         headers=ADMIN,
         json=[{"serial": s.serial, "borough": s.borough, "assignment_mode": "personal"} for s in sides],
     ).raise_for_status()
-    for side, headers in zip(sides, (CAMDEN, BARNET)):
+    for side, headers in zip(sides, (CAMDEN, BARNET), strict=True):
         data = os.urandom(1000)
         side.clip_id, _ = _upload(client, headers, side.serial, data, whole=True)
         _, side.upload_id = _upload(client, headers, side.serial, b"x" * 10, whole=False)
@@ -212,11 +212,13 @@ def _build(client) -> tuple[Side, Side]:
         with services(
             client.app
         ).store.writer.write() as db:  # conflicts come from offline checkouts; the row is what matters
-            side.conflict_id = db.execute(
+            conflict_id = db.execute(
                 "INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at) "
                 "VALUES ('officer_two_cameras', ?, ?, ?, 'conflict-of-' || ?, ?)",
                 [side.borough, side.serial, side.officer_id, side.borough, to_iso(at(3))],
             ).lastrowid
+            assert conflict_id is not None
+            side.conflict_id = conflict_id
     for side in sides:  # issued now: the clips, recorded before, stay unattributed
         client.post(
             "/api/v1/assignments", headers=ADMIN, json={"device_serial": side.serial, "officer_id": side.officer_id}
@@ -360,7 +362,7 @@ def test_lists_show_a_scoped_caller_nothing_of_another_borough(world, route):
         role, headers = callers[who]
         if POLICY[route] != PUBLIC and role not in POLICY[route]:
             continue
-        method, path, _ = _request(route, inside)
+        _method, path, _ = _request(route, inside)
         response = client.get(path, headers=headers)
         assert response.status_code == 200, (who, route, response.text[:300])
         leaked = [i for i in _identifiers(outside) if i in response.text]
@@ -431,7 +433,7 @@ def test_holds_of_no_borough_are_outside_every_scope(world):
 
 
 def test_a_clip_of_a_camera_in_no_borough_is_outside_every_scope(world):
-    client, inside, outside, callers = world
+    client, _inside, _outside, callers = world
     _, supervisor = callers["supervisor@Camden"]
     stray, _ = _upload(client, CAMDEN, "BWV-UNREGISTERED-1", b"stray", whole=True)
     assert client.get(f"/api/v1/clips/{stray}", headers=ADMIN).status_code == 200
@@ -478,7 +480,7 @@ def test_a_padded_form_field_names_the_same_thing_to_the_guard_and_the_handler(w
 def test_an_id_past_sqlites_integers_is_refused_not_a_server_error(world, bad):
     """A path's ``{hold_id:int}`` is bounded (le=2**62) only after the guards ran: the scope guard's
     lookup must not hand SQLite an integer it cannot hold."""
-    client, inside, outside, callers = world
+    client, inside, _outside, callers = world
     for who in ("supervisor@Camden", "station"):
         _, headers = callers[who]
         for method, path, body in [

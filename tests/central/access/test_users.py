@@ -57,7 +57,7 @@ def test_logins_and_failed_logins_are_audited(users, client):
         users.login("j.smith", "wrong password!", "192.0.2.7")
     with pytest.raises(Unauthorized):
         users.login("nobody", PASSWORD, "192.0.2.7")
-    cookie, session = users.login("j.smith", PASSWORD, "192.0.2.8")
+    cookie, _session = users.login("j.smith", PASSWORD, "192.0.2.8")
     assert users.session(cookie).user.name == "j.smith" and users.session("forged") is None
     users.logout(cookie, "192.0.2.8")
     assert users.session(cookie) is None

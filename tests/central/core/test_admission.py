@@ -85,7 +85,8 @@ async def test_a_full_lane_is_503_with_retry_after_and_health_still_answers(app_
         refused = await create(client, BARNET, b"y" * 10)
         assert refused.status_code == 503
         assert refused.json()["error"] == "overloaded" and "limit" in refused.json()["message"]
-        assert 3 <= parse_retry_after(refused.headers["Retry-After"]) <= 6
+        retry_after = parse_retry_after(refused.headers["Retry-After"])
+        assert retry_after is not None and 3 <= retry_after <= 6
         health = await client.get("/healthz")
         assert health.status_code == 200
         assert health.json()["load"] == {
@@ -110,7 +111,8 @@ async def test_one_client_past_its_share_is_429_while_others_are_served(app_with
         await wait_for(lambda: services(app).admission.in_flight["uploads"] == 1)
         mine = await create(client, CAMDEN, b"y" * 10)
         assert mine.status_code == 429 and mine.json()["error"] == "too_many_requests"
-        assert parse_retry_after(mine.headers["Retry-After"]) >= 1
+        retry_after = parse_retry_after(mine.headers["Retry-After"])
+        assert retry_after is not None and retry_after >= 1
         theirs = await create(client, BARNET, b"y" * 10)
         assert theirs.status_code == 201
         held.release.set()

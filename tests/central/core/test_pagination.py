@@ -2,6 +2,7 @@
 
 import pytest
 
+from fleet.events import Event
 from tests.central.conftest import ADMIN, CAMDEN
 from tests.central.fleetdata import back, docked, ingested, out, post
 
@@ -22,7 +23,8 @@ def walk(client, path: str, limit: int) -> list[dict]:
 
 
 def test_assignments_page_newest_first_without_gaps_or_repeats(client):
-    events, hours = [docked("A")], [0]
+    events: list[Event] = [docked("A")]
+    hours = [0]
     for i in range(5):
         events += [out("A", f"PC{i}"), back("A", f"PC{i}")]
         hours += [1 + 2 * i, 2 + 2 * i]

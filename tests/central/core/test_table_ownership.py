@@ -69,7 +69,8 @@ def sql_strings(path: Path) -> Iterator[tuple[int, str]]:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             yield node.lineno, node.value
         elif isinstance(node, ast.JoinedStr):
-            yield node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            text = (v.value if isinstance(v, ast.Constant) and isinstance(v.value, str) else "{}" for v in node.values)
+            yield node.lineno, "".join(text)
 
 
 def statements(package: str, pattern: re.Pattern) -> Iterator[tuple[str, str]]:
@@ -133,7 +134,9 @@ def test_the_write_scan_sees_writes(tmp_path, monkeypatch):
 
 def documented_owners() -> dict[str, str]:
     """{table: package} as ``central``'s docstring lists them."""
-    owners, package, listing = {}, None, False
+    owners: dict[str, str] = {}
+    package: str | None = None
+    listing = False
     for line in central.__doc__.splitlines():
         if m := re.match(r" {4}(\w+)/ ", line):
             package, listing = m.group(1), False
@@ -143,6 +146,7 @@ def documented_owners() -> dict[str, str]:
         elif not line.startswith(" " * 15):
             listing = False
         if listing:
+            assert package is not None, f"tables listed before any package: {line!r}"
             owners |= {name: package for name in re.findall(r"\w+", line.replace("(temporary)", "")) if name != "none"}
     return owners
 

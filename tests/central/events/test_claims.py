@@ -259,6 +259,7 @@ def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(cli
     from central.events.projection import Projector
 
     docked_handler = Projector._handlers[type(docked("X"))]
+    assert docked_handler is not None
 
     def failing(self, db, station_id, borough, run):
         if any(a.event.device.serial == "CAM-POISON" for a in run):
@@ -348,6 +349,7 @@ def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, 
     from central.events.projection import Projector
 
     docked_handler = Projector._handlers[type(docked("X"))]
+    assert docked_handler is not None
     full = sqlite3.OperationalError("database or disk is full")
     full.sqlite_errorcode = sqlite3.SQLITE_FULL
     failures = [full] * 2

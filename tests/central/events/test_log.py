@@ -144,14 +144,12 @@ def test_acknowledged_events_are_applied_after_a_crash_before_projection(setting
     from central.core.app import create_app
     from tests.central.fleetdata import batch
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings)) as client, pytest.MonkeyPatch.context() as patch:
         services(client.app).events.pending.clear()
-        worker_paused = services(client.app).events.apply_pending
-        services(client.app).events.apply_pending = lambda limit=2000: 0  # the projection never runs
+        patch.setattr(services(client.app).events, "apply_pending", lambda limit=2000: 0)  # the projection never runs
         r = client.post("/api/v1/events/", content=batch([docked("A"), docked("B")]), headers=CAMDEN)
         assert r.json()["acked_seq"] == 2
         assert client.get("/api/v1/devices/A", headers=ADMIN).status_code == 404
-        services(client.app).events.apply_pending = worker_paused
     with TestClient(create_app(settings)) as client:  # the restart
         from tests.e2e.harness import wait_until
 
@@ -230,9 +228,15 @@ def test_a_station_goes_stale_after_its_hours_of_silence(client):
     assert client.post("/api/v1/events/", content=body, headers=CAMDEN).status_code == 200
     hours = services(client.app).settings.fleet.stale_station_hours
     health = services(client.app).health
+
+    def stale_at(moment) -> list[str]:
+        stale = health.run(now=moment).stale_stations
+        assert stale is not None
+        return stale
+
     now = utc_now()
-    assert "camden" not in health.run(now=now + timedelta(hours=hours - 0.1)).stale_stations
-    assert "camden" in health.run(now=now + timedelta(hours=hours + 0.1)).stale_stations
-    assert "barnet" in health.run(now=now).stale_stations  # never heard from
+    assert "camden" not in stale_at(now + timedelta(hours=hours - 0.1))
+    assert "camden" in stale_at(now + timedelta(hours=hours + 0.1))
+    assert "barnet" in stale_at(now)  # never heard from
     stations = {s.station_id: s for s in services(client.app).stations.all(now + timedelta(hours=hours + 0.1))}
     assert stations["camden"].stale and stations["camden"].last_seen_at is not None

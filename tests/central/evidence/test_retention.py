@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,13 +24,13 @@ from central.evidence.retention import (
     ReviewRequest,
 )
 from central.evidence.retention_rules import RetentionRules, assessment, retain_until, rules_from_dict
-from central.uploads.blobstore import FilesystemBlobStore
+from central.uploads.blobstore import BlobStore, FilesystemBlobStore
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.errors import Conflict, Gone
 from tests.central.conftest import ADMIN, CAMDEN
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-RULES = {
+RULES: dict[str, Any] = {
     "default_days": 31,
     "recovery_days": 7,
     "categories": {
@@ -42,7 +43,7 @@ RULES = {
 
 def put_clip(
     store: CentralStore,
-    blobs: FilesystemBlobStore,
+    blobs: BlobStore,
     recorded_at: datetime,
     *,
     tags=(),
@@ -303,7 +304,7 @@ class RetentionYear(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="retention-year-"))
         self.store, self.blobs, services = service_for(self.dir)
         self.retention = services.retention
-        self.rules: RetentionRules = self.retention.rules()
+        self.retention_rules: RetentionRules = self.retention.rules()
         self.now = T0
         self.clips: dict[str, dict] = {}
         self.holds: dict[int, tuple] = {}
@@ -376,6 +377,7 @@ class RetentionYear(RuleBasedStateMachine):
         if not alive:
             return
         clip = data.draw(st.sampled_from(alive))
+        model: tuple[Any, ...]  # as self.holds keeps it
         if kind == "clip":
             request, model = HoldRequest(kind="clip", clip_id=clip, reason="complaint"), ("clip", clip)
         elif kind == "case":
@@ -411,11 +413,13 @@ class RetentionYear(RuleBasedStateMachine):
             self._expect_after_run()
 
     def _until(self, clip) -> datetime:
-        return self.retention.clip(clip).retain_until or retain_until(self.rules, self.clips[clip]["recorded"], [])
+        return self.retention.clip(clip).retain_until or retain_until(
+            self.retention_rules, self.clips[clip]["recorded"], []
+        )
 
     def _review(self, clip) -> bool:
         """Whether the clip's deciding category is reviewed: at its end it waits for a reviewer."""
-        return assessment(self.rules, self.clips[clip]["recorded"], self.retention.clip(clip).categories)[1]
+        return assessment(self.retention_rules, self.clips[clip]["recorded"], self.retention.clip(clip).categories)[1]
 
     def _held(self, clip) -> bool:
         """From the model alone: an officer hold covers clips recorded in its window, whenever they
@@ -444,7 +448,7 @@ class RetentionYear(RuleBasedStateMachine):
             if not self._held(clip) and not deleted and not self._review(clip):
                 assert self._until(clip) > self.now, f"{clip} outlived its retention unprotected"
             if not self._held(clip) and deleted and not purged:
-                assert s["deleted_at"] > self.now - timedelta(days=self.rules.recovery_days + 1), (
+                assert s["deleted_at"] > self.now - timedelta(days=self.retention_rules.recovery_days + 1), (
                     f"{clip} was not purged after its recovery window"
                 )
 
@@ -474,7 +478,7 @@ TestRetentionYear.settings = settings(
 def test_the_retention_commands(tmp_path):
     from tests.test_cli import run_cli
 
-    store, blobs, services = service_for(tmp_path)
+    store, blobs, _services = service_for(tmp_path)
     put_clip(store, blobs, T0 - timedelta(days=400), tags=["stop_and_search"])
     reviewed = put_clip(store, blobs, T0 - timedelta(days=400), tags=["use_of_force"])
     store.close()

@@ -81,6 +81,7 @@ def test_sudden_drop_flags_eight_points_but_not_ordinary_fade():
 
 def test_sudden_drop_of_exactly_the_threshold_counts_despite_float_rounding():
     before, after = state_of_health(1001, 2000), state_of_health(901, 2000)  # 50.05 % -> 45.05 %
+    assert before is not None and after is not None
     assert before - after < 5.0  # the rounding this guards against
     assert sudden_drop(before, after, POLICY) is True
 
@@ -102,6 +103,7 @@ def test_linear_fade_predicts_the_true_crossing_within_a_few_days():
     assert fitted.intercept_at == START
     assert fitted.intercept_soh == pytest.approx(100.0, abs=0.5)
     true_crossing = START + timedelta(days=1000 / 3)
+    assert fitted.predicted_replace_at is not None
     assert abs(fitted.predicted_replace_at - true_crossing) < timedelta(days=4)
 
 
@@ -144,7 +146,7 @@ def test_trend_needs_enough_readings_with_a_state_of_health():
     no_gauge = [Reading(START + timedelta(days=d), None, DESIGN) for d in (20, 30, 40)]
     assert trend(two + no_gauge, POLICY) is None
     assert trend(two + no_gauge, HealthPolicy(min_readings_for_trend=2)) is not None
-    assert trend(two + [at_soh(20, 93)], POLICY) is not None
+    assert trend([*two, at_soh(20, 93)], POLICY) is not None
 
 
 def test_trend_is_none_when_every_reading_is_at_the_same_instant():
@@ -178,9 +180,10 @@ def test_assess_uses_the_latest_reading_even_when_it_arrives_first():
 def test_assess_a_healthy_pack_flags_nothing():
     readings = [at_soh(day, 99.0, temperature_c=25.0) for day in range(0, 50, 10)]
     result = assess(readings, POLICY)
+    # approx() stands in for a float: the dataclass's == compares field by field.
     assert result == BatteryAssessment(
-        soh_pct=pytest.approx(99.0),
-        runtime_hours=pytest.approx(11.88),
+        soh_pct=pytest.approx(99.0),  # type: ignore[arg-type]
+        runtime_hours=pytest.approx(11.88),  # type: ignore[arg-type]
         short_shift=False,
         over_temperature=False,
         sudden_drop=False,
@@ -241,5 +244,5 @@ def test_state_of_health_is_none_exactly_when_unknowable_else_clamped(full, desi
     if full is None or design is None or design <= 0:
         assert soh is None
     else:
-        assert 0.0 <= soh <= 120.0
+        assert soh is not None and 0.0 <= soh <= 120.0
         assert assess([Reading(START, full, design)], POLICY).soh_pct == soh

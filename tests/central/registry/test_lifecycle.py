@@ -44,7 +44,7 @@ def test_states_are_listed_in_lifecycle_order_and_all_have_rules():
 @pytest.mark.parametrize("target", STATES)
 def test_every_pair_of_states_follows_the_table(current, target):
     if (current, target) in ALLOWED:
-        assert check_transition(current, target, borough="Camden", has_open_assignment=False) is None
+        check_transition(current, target, borough="Camden", has_open_assignment=False)  # allowed: does not raise
     else:
         with pytest.raises(Conflict) as refused:
             check_transition(current, target, borough="Camden", has_open_assignment=False)
@@ -76,11 +76,11 @@ def test_retired_is_final(target):
 def test_allocating_needs_a_borough(current):
     with pytest.raises(Conflict, match="say which borough"):
         check_transition(current, "allocated", borough=None, has_open_assignment=False)
-    assert check_transition(current, "allocated", borough="Hackney", has_open_assignment=False) is None
+    check_transition(current, "allocated", borough="Hackney", has_open_assignment=False)  # allowed: does not raise
 
 
 def test_other_moves_do_not_need_a_borough():
-    assert check_transition("allocated", "issued", borough=None, has_open_assignment=False) is None
+    check_transition("allocated", "issued", borough=None, has_open_assignment=False)  # allowed: does not raise
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_an_open_assignment_blocks_retire_repair_and_return_to_stock(current, ta
     ],
 )
 def test_an_open_assignment_does_not_block_other_moves(current, target):
-    assert check_transition(current, target, borough="Camden", has_open_assignment=True) is None
+    check_transition(current, target, borough="Camden", has_open_assignment=True)  # allowed: does not raise
 
 
 @pytest.mark.parametrize("current, target", [("stolen", "in_stock"), ("in_stock", "Allocated"), ("", "lost")])

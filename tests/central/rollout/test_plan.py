@@ -7,6 +7,7 @@ import tomllib
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -62,12 +63,13 @@ def test_reference_scenario_against_a_hand_calculation(reference):
     assert not result.feasible
     assert result.binding == "deliveries"
     remedies = {r.constraint: r for r in result.remedies}
-    assert remedies["deliveries"].to >= 918
+    deliveries = remedies["deliveries"].to
+    assert deliveries is not None and deliveries >= 918
     assert remedies["deadline"].change >= 4
     assert "training" not in remedies  # more training places cannot make up for missing cameras
     # The remedy is the smallest that works: exactly that many deliveries is feasible, one fewer is not.
-    assert plan(reference, deliveries=remedies["deliveries"].to).feasible
-    assert not plan(reference, deliveries=remedies["deliveries"].to - 1).feasible
+    assert plan(reference, deliveries=deliveries).feasible
+    assert not plan(reference, deliveries=deliveries - 1).feasible
     assert plan(reference, deadline=result.finish_date).feasible
 
 
@@ -204,9 +206,9 @@ def scenarios(draw):
 def test_capacities_are_never_exceeded(rollout):
     result = plan(rollout)
     scenario = rollout.scenario
-    per_borough_week = defaultdict(int)
-    equipped = defaultdict(int)
-    cameras = defaultdict(int)
+    per_borough_week: defaultdict[tuple[str, int], int] = defaultdict(int)
+    equipped: defaultdict[str, int] = defaultdict(int)
+    cameras: defaultdict[str, int] = defaultdict(int)
     needs = {n.name: n for n in borough_needs(rollout)}
     for wave in result.waves:
         per_borough_week[(wave.borough, wave.week)] += wave.officers
@@ -253,7 +255,8 @@ def test_feasible_means_every_officer_exactly_one_camera_else_a_reason(rollout):
                 remedy.constraint
             )
             if keyword:
-                assert plan(fixed, **{keyword: remedy.to}).feasible
+                what_if: dict[str, Any] = {keyword: remedy.to}  # one of plan()'s int overrides
+                assert plan(fixed, **what_if).feasible
             if remedy.constraint == "deadline":
                 assert plan(fixed, deadline=plan(fixed).finish_date).feasible
 

@@ -210,7 +210,8 @@ def test_the_secret_comes_from_the_environment_and_is_audited_only_as_a_hash(tmp
     )
     assert settings.blobs.secret_access_key == "s3-secret-value"
     seen = audit._without_secrets(msgspec.to_builtins(settings))
-    assert seen["blobs.secret_access_key"].startswith("sha256:") and "s3-secret-value" not in str(seen)
+    secret = seen["blobs.secret_access_key"]
+    assert isinstance(secret, str) and secret.startswith("sha256:") and "s3-secret-value" not in str(seen)
 
 
 def write_config(tmp_path, blobs: dict) -> str:
@@ -235,9 +236,9 @@ def test_central_serve_refuses_to_start_with_one_line_and_exit_2(tmp_path, capsy
 
 def test_the_app_does_not_start_without_its_bucket(tmp_path):
     settings = make_settings(tmp_path / "central", blobs=s3_settings(create_bucket=False))
-    with pytest.raises(ExceptionGroup) as caught:  # the lifespan's failure, as Litestar's TestClient raises it
-        with TestClient(create_app(settings)):
-            pass
+    # the lifespan's failure, as Litestar's TestClient raises it
+    with pytest.raises(ExceptionGroup) as caught, TestClient(create_app(settings)):
+        pass
     assert caught.group_contains(ConfigError, match="does not exist")
 
 
@@ -311,6 +312,7 @@ def test_a_clip_stored_just_before_a_crash_is_recorded_at_start_up(tmp_path):
         blobs, receiver = services(client.app).blobs, services(client.app).receiver
         location = create(client, data).headers["Location"]
         upload = receiver.uploads.upload(location.rsplit("/", 1)[-1])
+        assert upload is not None and upload.expires_at is not None  # created, still receiving
         part = receiver.part(upload.upload_id)
         part.write_bytes(data)
         receiver.uploads.set_offset(upload.upload_id, len(data), upload.expires_at)

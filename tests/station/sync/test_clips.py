@@ -29,10 +29,10 @@ def states(store):
 def test_drains_the_queue_evidential_first(store, dock_dir):
     routine = [SimClip(1000, RECORDED - timedelta(hours=i)) for i in range(3)]
     evidential = SimClip(1000, RECORDED, evidential=True)
-    dock(store, dock_dir, routine + [evidential])
+    dock(store, dock_dir, [*routine, evidential])
     server = FakeTus()
     report = worker(store, server, concurrency=1).run_once()
-    assert sorted(report.verified) == sorted(c.clip_id for c in routine + [evidential])
+    assert sorted(report.verified) == sorted(c.clip_id for c in [*routine, evidential])
     posts = [r for r in server.requests if r[0] == "POST"]
     assert len(posts) == 4
     first_clip = next(iter(server.uploads.values()))["clip_id"]
@@ -50,7 +50,9 @@ def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_
     assert len(report.waiting) == 2 and not report.verified
     [a, b] = store.queue.transfers()
     for t in (a, b):
-        assert t.state == "waiting" and t.attempts == 1 and "maintenance" in t.last_error
+        assert t.state == "waiting" and t.attempts == 1
+        assert t.last_error is not None and "maintenance" in t.last_error
+        assert t.next_attempt_at is not None
         assert timedelta(seconds=590) < t.next_attempt_at - utc_now() <= timedelta(seconds=600)
     store.close()
 
@@ -104,7 +106,7 @@ def test_a_refusal_that_does_not_repeat_was_damage_on_the_way_and_the_clip_goes_
     """Fault seed 67: a flipped byte turned a header into one central did not know (400)."""
     dock(store, dock_dir, [SimClip(100, RECORDED)])
     server = FakeTus()
-    refusals = []
+    refusals: list[httpx.Request] = []
 
     def damaged_once(request):
         if request.method == "POST" and not refusals:
@@ -117,7 +119,7 @@ def test_a_refusal_that_does_not_repeat_was_damage_on_the_way_and_the_clip_goes_
     assert len(refusals) == 1 and store.queue.summary()["failed_clips"] == []
 
 
-def test_concurrency_is_respected(store, dock_dir):
+def test_concurrency_is_respected(store, dock_dir, monkeypatch):
     dock(store, dock_dir, [SimClip(100, RECORDED) for _ in range(8)])
     server = FakeTus()
     active, peak, lock = [0], [0], threading.Lock()
@@ -133,17 +135,17 @@ def test_concurrency_is_respected(store, dock_dir):
             with lock:
                 active[0] -= 1
 
-    server.handle = counting
+    monkeypatch.setattr(server, "handle", counting)
     assert len(worker(store, server, concurrency=3).run_once().verified) == 8
     assert peak[0] <= 3
 
 
-def test_wake_during_a_pass_picks_up_new_work(store, dock_dir):
+def test_wake_during_a_pass_picks_up_new_work(store, dock_dir, monkeypatch):
     dock(store, dock_dir, [SimClip(100, RECORDED)], name="a")
     server = FakeTus()
     w = worker(store, server, concurrency=1)
     inner = server.handle
-    docked = []
+    docked: list[int] = []
 
     def dock_mid_pass(request):
         if not docked:
@@ -152,7 +154,7 @@ def test_wake_during_a_pass_picks_up_new_work(store, dock_dir):
             w.wake()
         return inner(request)
 
-    server.handle = dock_mid_pass
+    monkeypatch.setattr(server, "handle", dock_mid_pass)
     assert len(w.run_once().verified) == 2
 
 

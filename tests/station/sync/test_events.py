@@ -54,7 +54,7 @@ def test_a_permanent_refusal_is_reported(central, store, caplog):
         FAST,
     )
     report = sender.run_once()
-    assert "401" in report.error and store.outbox.acked_seq() == 0
+    assert report.error is not None and "401" in report.error and store.outbox.acked_seq() == 0
 
 
 def test_after_central_is_restored_from_a_backup_the_newer_events_go_again(tmp_path, store):

@@ -23,7 +23,7 @@ from litestar.testing import TestClient
 from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import from_iso
-from fleet.events import BadFolder, CheckedIn, CheckedOut
+from fleet.events import BadFolder, CheckedIn, CheckedOut, Event
 from station.store import StationStore
 from station.sync.changes import FeedFollower
 from station.sync.events import EventSender
@@ -91,17 +91,18 @@ class TwoWaySync(RuleBasedStateMachine):
 
     @rule(count=st.integers(1, 12), kind=st.sampled_from(["docked", "checkout", "bad_folder"]))
     def station_changes(self, count: int, kind: str) -> None:
-        events = []
+        events: list[Event] = []
         for i in range(count):
             serial = f"BWV-{self.rng.randrange(6)}"
             if kind == "docked":
                 events.append(docked(serial, self.rng.uniform(-48, 48), clips=self.rng.randrange(3)))
             elif kind == "checkout":
                 officer = f"PC{self.rng.randrange(5)}"
-                events += [
+                out_and_back: list[Event] = [
                     CheckedOut(device_serial=serial, officer_id=officer),
                     CheckedIn(device_serial=serial, officer_id=officer),
-                ][: self.rng.randrange(1, 3)]
+                ]
+                events += out_and_back[: self.rng.randrange(1, 3)]
             else:
                 events.append(BadFolder(folder=f"f{i}", reason="device.json: not JSON"))
         self.store.outbox.append(events)
@@ -120,7 +121,7 @@ class TwoWaySync(RuleBasedStateMachine):
         """A delayed copy of an earlier request arrives late (a reordering on the network)."""
         batches = [(url, body) for url, body in self.transport.sent if url.endswith("/api/v1/events/")]
         if batches and not self.offline:
-            url, body = data.draw(st.sampled_from(batches))
+            _url, body = data.draw(st.sampled_from(batches))
             r = self.central.post("/api/v1/events/", content=body, headers={"Authorization": f"Bearer {STATION_TOKEN}"})
             assert r.status_code == 200, r.text
 
