@@ -18,7 +18,7 @@ import logging
 import os
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -168,8 +168,9 @@ class UploadReceiver:
         max_upload_bytes: int,
         expiry: timedelta,
         body_idle_timeout_s: float = 60.0,
+        station_boroughs: Mapping[str, str] | None = None,
     ) -> None:
-        self.uploads = UploadService(store.writer)
+        self.uploads = UploadService(store.writer, station_boroughs)
         self.body_idle_timeout_s = body_idle_timeout_s
         """A PATCH whose body stalls this long is ended (what arrived is kept): a dead link must not
         hold its place in central's upload lane (central/core/admission.py) for ever."""
