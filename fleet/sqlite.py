@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,7 +106,9 @@ class Writer:
         self._lock = threading.RLock()
         self._readers_path = readers
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: dict[int, sqlite3.Connection] = {}
+        """Every thread's reader connection, by its thread's ``_ThreadReader``; closed when the thread
+        ends (worker pools retire idle threads and start new ones: anyio's after 10 s)."""
         self._reading = 0
         self._closing = False
         self._idle = threading.Condition()
@@ -152,11 +155,14 @@ class Writer:
             with self._lock:
                 yield self.db
             return
-        reader = getattr(self._local, "db", None)
-        if reader is None:
-            reader = self._local.db = open_reader(self._readers_path)
-            with self._lock:
-                self._readers.append(reader)
+        mine = getattr(self._local, "reader", None)
+        if mine is None:
+            mine = self._local.reader = _ThreadReader(open_reader(self._readers_path))
+            with self._idle:
+                self._readers[id(mine)] = mine.db
+            # The thread's local value goes when the thread ends: so does its connection.
+            weakref.finalize(mine, _forget_reader, self._readers, self._idle, id(mine)).atexit = False
+        reader = mine.db
         with self._idle:
             if self._closing:
                 raise FleetError("the database is closed: the process is stopping")
@@ -174,10 +180,27 @@ class Writer:
             self._closing = True  # from here no read starts on a reader connection
             self._idle.wait_for(lambda: self._reading == 0, timeout_s)
         with self._lock, self._idle:
-            for reader in self._readers:
+            for reader in self._readers.values():
                 reader.close()
             self._readers.clear()
             self.db.close()
+
+
+def _forget_reader(readers: dict[int, sqlite3.Connection], idle: threading.Condition, key: int) -> None:
+    """A reading thread ended: close its connection (no query can be running on it)."""
+    with idle:
+        reader = readers.pop(key, None)
+    if reader is not None:
+        reader.close()
+
+
+class _ThreadReader:
+    """One thread's reader connection, held in the writer's thread-local storage."""
+
+    __slots__ = ("__weakref__", "db")
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
 
 
 def migrate(db: sqlite3.Connection, migrations: Sequence[str]) -> int:

@@ -90,6 +90,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             max_upload_bytes=settings.max_upload_bytes,
             expiry=timedelta(hours=settings.upload_expiry_hours),
             body_idle_timeout_s=settings.limits.body_idle_timeout_s,
+            station_boroughs={station: entry.borough for station, entry in settings.stations.items()},
         )
         await receiver.recover()
         services = build_services(settings, store, blobs)

@@ -199,11 +199,16 @@ def registered_elsewhere(db, serials: Iterable[str], borough: str) -> dict[str, 
     )
 
 
-def record_upload(db, serial: str, at: str) -> None:
+def record_upload(db, serial: str, at: str, *, station: bool, borough: str | None) -> None:
     """Central verified a clip of this camera at ``at`` (its own clock): the camera's last upload,
-    never moved back (a station's report of the same upload may arrive before or after)."""
+    never moved back (a station's report of the same upload may arrive before or after). A
+    station's upload (of ``borough``) moves only a camera of its borough or of none: its clip of
+    another borough's camera is kept, but says nothing about that borough's fleet, as its
+    ``clip_ingested`` claim would be refused."""
     db.execute(
-        "UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), ?) WHERE serial = ?", [at, serial]
+        "UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), ?) "
+        "WHERE serial = ? AND (NOT ? OR borough IS NULL OR borough = ?)",
+        [at, serial, station, borough],
     )
 
 

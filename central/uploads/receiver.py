@@ -18,7 +18,7 @@ import logging
 import os
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -168,8 +168,9 @@ class UploadReceiver:
         max_upload_bytes: int,
         expiry: timedelta,
         body_idle_timeout_s: float = 60.0,
+        station_boroughs: Mapping[str, str] | None = None,
     ) -> None:
-        self.uploads = UploadService(store.writer)
+        self.uploads = UploadService(store.writer, station_boroughs)
         self.body_idle_timeout_s = body_idle_timeout_s
         """A PATCH whose body stalls this long is ended (what arrived is kept): a dead link must not
         hold its place in central's upload lane (central/core/admission.py) for ever."""
@@ -326,20 +327,29 @@ class UploadReceiver:
             raise NotFound(f"no upload {upload_id} (it may have expired or been terminated): create it again")
         return upload
 
-    def terminate(self, principal: Principal, upload_id: str) -> None:
+    async def terminate(self, principal: Principal, upload_id: str) -> None:
         upload = self.get(upload_id)
         if upload.verified:
             raise Conflict("this clip is verified and stored as evidence; an upload cannot delete it")
-        if self._lock(upload_id).locked():
+        lock = self._lock(upload_id)
+        if lock.locked():
             raise Locked("a PATCH is writing this upload", headers={"Retry-After": "5"})
-        self._forget(upload)
+        # Its commit on a worker thread (it waits for the writer and syncs the disk), under the
+        # upload's lock: a PATCH meanwhile is told 423, as it would be during any other.
+        async with lock:
+            await asyncio.to_thread(self._delete, upload)
+            self._hashes.pop(upload_id, None)
+            self._locks.pop(upload_id, None)  # in the same step as the release: no PATCH comes between
         log.info("upload %s terminated by %s", upload_id, principal.name)
 
     def _forget(self, upload: Upload) -> None:
-        self.uploads.delete_upload(upload.upload_id)
-        self.part(upload.upload_id).unlink(missing_ok=True)
+        self._delete(upload)
         self._hashes.pop(upload.upload_id, None)
         self._locks.pop(upload.upload_id, None)
+
+    def _delete(self, upload: Upload) -> None:
+        self.uploads.delete_upload(upload.upload_id)
+        self.part(upload.upload_id).unlink(missing_ok=True)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -8,6 +8,7 @@ and the camera's last upload (``central.registry.devices``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from central.events import claims
@@ -22,8 +23,10 @@ from fleet.protocol import UploadMetadata
 class UploadService:
     """Reads and writes of uploads; one per process (the receiver's)."""
 
-    def __init__(self, writer) -> None:
+    def __init__(self, writer, station_boroughs: Mapping[str, str] | None = None) -> None:
         self.writer = writer
+        self.station_boroughs = station_boroughs or {}
+        """Each station's borough (``[stations.<id>]``): whose cameras its uploads speak for."""
 
     def upload(self, upload_id: str) -> Upload | None:
         with self.writer.read() as db:
@@ -108,8 +111,7 @@ class UploadService:
         with self.writer.write() as db:
             self._verify(db, upload_id, blob_key)
 
-    @staticmethod
-    def _verify(db, upload_id: str, blob_key: str) -> None:
+    def _verify(self, db, upload_id: str, blob_key: str) -> None:
         now = to_iso(utc_now())
         # The clip by its key, found through the upload's (clips has no index on upload_id:
         # looking it up by that scanned every clip, ever more slowly as the month went on).
@@ -130,7 +132,8 @@ class UploadService:
             )
             # The camera's last upload is central's to say, now: not when the station, told
             # "verified", reports it back (``clip_verified``, applied later and kept if later).
-            devices.record_upload(db, serial, now)
+            borough = self.station_boroughs.get(station_id) if station_id else None
+            devices.record_upload(db, serial, now, station=station_id is not None, borough=borough)
 
     def delete_upload(self, upload_id: str) -> None:
         """Forget an unfinished upload (termination or expiry); verified ones are never deleted here."""

@@ -204,12 +204,11 @@ class UploadController(Controller):
         summary="Terminate an unfinished upload",
         responses={204: empty("Terminated"), **errors(409, 412, 423)},
         scope=touches(in_path("upload", "upload_id")),
-        on_loop="it checks that no PATCH holds the upload's lock (an asyncio lock) and forgets the upload in "
-        "one step, which only the loop makes atomic",
+        on_loop="it holds the upload's lock (an asyncio lock) while the upload is forgotten on a worker thread",
     )
     async def terminate(
         self, request: Request, principal: Caller, receiver: Injected[UploadReceiver], upload_id: UploadId
     ) -> Response[None]:
         _require_tus(request)
-        receiver.terminate(principal, upload_id)
+        await receiver.terminate(principal, upload_id)
         return Response(content=None, status_code=204, headers={"Tus-Resumable": TUS_VERSION})

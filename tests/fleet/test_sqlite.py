@@ -1,3 +1,5 @@
+import gc
+import os
 import threading
 
 import pytest
@@ -109,3 +111,36 @@ def test_no_read_starts_once_close_has_begun(tmp_path):
     writer.close()
     with pytest.raises(FleetError, match="closed"), writer.read():
         pass
+
+
+def open_files(path) -> int:
+    """How many descriptors this process has open on ``path`` (Linux's /proc)."""
+    fds = "/proc/self/fd"
+    return sum(1 for fd in os.listdir(fds) if os.path.realpath(os.path.join(fds, fd)) == os.path.realpath(path))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors through /proc")
+def test_a_threads_reader_connection_is_closed_when_the_thread_ends(tmp_path):
+    """Worker pools retire idle threads (anyio's after 10 s) and start new ones, each reading on a
+    connection of its own: kept after its thread ended, every burst of requests to central (an
+    unauthenticated one with a session cookie does) left its connections open until it ran out
+    of descriptors."""
+    db = open_database(tmp_path / "x.db")
+    migrate(db, STEPS)
+    writer = Writer(db, readers=tmp_path / "x.db")
+    before = open_files(tmp_path / "x.db")
+
+    def read():
+        with writer.read() as r:
+            r.execute("SELECT COUNT(*) FROM a").fetchone()
+
+    for _ in range(20):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join(10)
+    gc.collect()
+    assert open_files(tmp_path / "x.db") <= before + 1
+    with writer.read() as r:  # this thread's own connection works, and close closes everything
+        r.execute("SELECT 1")
+    writer.close()
+    assert open_files(tmp_path / "x.db") == 0

@@ -84,3 +84,31 @@ def test_no_route_reads_or_writes_the_database_on_the_event_loop(tmp_path, monke
     assert seen, "the check saw nothing: the receiver reads on the loop, by design"
     elsewhere = [frames for frames in seen if not any(f.startswith(f"{RECEIVER}:") for f in frames)]
     assert elsewhere == [], "database work on the event loop (see central.core.providers)"
+
+
+def test_the_upload_receiver_never_writes_on_the_event_loop(tmp_path, monkeypatch):
+    """The receiver may read an upload's row on the loop (under its per-upload locks), never
+    commit there: a commit waits for the writer's lock (the projection's batches, a retention
+    run) and syncs the disk, and every upload of every station would wait with it."""
+    writes: list[list[str]] = []
+    original = Writer.write
+
+    def noted(self, *args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            writes.append(
+                [f"{f.filename}:{f.name}" for f in traceback.extract_stack() if f.filename.startswith(str(CENTRAL))]
+            )
+        return original(self, *args, **kwargs)
+
+    with TestClient(create_app(make_settings(tmp_path / "central")), raise_server_exceptions=False) as client:
+        monkeypatch.setattr(Writer, "write", noted)
+        upload = create(client, b"x" * 100, length=200)
+        location = upload.headers["location"]
+        assert patch(client, location, 0, b"x" * 100).status_code == 204
+        assert client.delete(location, headers={**CAMDEN, "Tus-Resumable": "1.0.0"}).status_code == 204
+        assert client.head(location, headers={**CAMDEN, "Tus-Resumable": "1.0.0"}).status_code == 404
+    assert writes == []

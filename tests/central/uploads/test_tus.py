@@ -317,3 +317,19 @@ def test_verifying_a_clip_records_the_cameras_last_upload_at_once(client, whole)
     verified_at = client.get(f"/api/v1/clips/{clip_id}", headers=ADMIN).json()["verified_at"]
     device = client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]
     assert verified_at is not None and device["last_upload_at"] == verified_at
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_stations_upload_of_another_boroughs_camera_leaves_that_cameras_last_upload(client, whole):
+    """Evidence is kept whoever's camera it is, but a Camden station's upload naming a Barnet
+    camera writes nothing to Barnet's fleet data (a stolen token cannot freshen another
+    borough's cameras)."""
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Barnet"}])
+    data, clip_id = os.urandom(5000), str(uuid.uuid4())
+    if whole:
+        assert create_with(client, data, data, clip_id).headers[CLIP_STATE_HEADER] == "verified"
+    else:
+        location = create(client, data, clip_id=clip_id).headers["Location"]
+        assert patch(client, location, 0, data).headers[CLIP_STATE_HEADER] == "verified"
+    assert client.get(f"/api/v1/clips/{clip_id}", headers=ADMIN).json()["verified_at"] is not None
+    assert client.get("/api/v1/devices/BWV-000123", headers=ADMIN).json()["device"]["last_upload_at"] is None
