@@ -342,11 +342,6 @@ class UploadReceiver:
             self._locks.pop(upload_id, None)  # in the same step as the release: no PATCH comes between
         log.info("upload %s terminated by %s", upload_id, principal.name)
 
-    def _forget(self, upload: Upload) -> None:
-        self._delete(upload)
-        self._hashes.pop(upload.upload_id, None)
-        self._locks.pop(upload.upload_id, None)
-
     def _delete(self, upload: Upload) -> None:
         self.uploads.delete_upload(upload.upload_id)
         self.part(upload.upload_id).unlink(missing_ok=True)
@@ -631,13 +626,25 @@ class UploadReceiver:
             digest.update(piece)
         return digest.hexdigest()
 
-    def expire(self, now: datetime | None = None) -> int:
-        """Remove unfinished uploads untouched for longer than the expiry (tus expiration)."""
+    async def expire(self, now: datetime | None = None) -> int:
+        """Remove unfinished uploads untouched for longer than the expiry (tus expiration).
+
+        On the event loop, like every user of the per-upload locks: each upload is removed
+        under its lock, after checking it is still expired (a PATCH may have resumed it since
+        the list was read); the reads and deletes run on worker threads."""
+        now = now or utc_now()
         removed = 0
-        for upload in self.uploads.expired_uploads(now or utc_now()):
-            if self._lock(upload.upload_id).locked():
+        for listed in await asyncio.to_thread(self.uploads.expired_uploads, now):
+            lock = self._lock(listed.upload_id)
+            if lock.locked():
                 continue
-            self._forget(upload)
+            async with lock:
+                upload = await asyncio.to_thread(self.uploads.upload, listed.upload_id)
+                if upload is None or upload.verified or upload.expires_at is None or upload.expires_at > now:
+                    continue
+                await asyncio.to_thread(self._delete, upload)
+                self._hashes.pop(upload.upload_id, None)
+                self._locks.pop(upload.upload_id, None)  # in the same step as the release
             removed += 1
         if removed:
             log.info("removed %d expired unfinished uploads", removed)

@@ -184,10 +184,26 @@ def test_expired_unfinished_uploads_are_removed_verified_ones_kept(parts):
     s_upload, _ = r.create(CAMDEN, len(stale), metadata(stale))
     d_upload, _ = r.create(CAMDEN, len(done), metadata(done))
     asyncio.run(r.append(CAMDEN, d_upload.upload_id, 0, None, body(done)))
-    assert r.expire(utc_now() + timedelta(seconds=1)) == 1
+    assert asyncio.run(r.expire(utc_now() + timedelta(seconds=1))) == 1
     assert uploads_of(store).upload(s_upload.upload_id) is None and not r.part(s_upload.upload_id).exists()
     assert ClipRecords(store.writer).clip(s_upload.clip_id) is None
     assert uploads_of(store).upload(d_upload.upload_id).verified
+
+
+def test_an_upload_resumed_while_expiry_looked_is_kept(parts, monkeypatch):
+    """Expiry lists the stale uploads, then removes each under its lock: one a PATCH resumed
+    in between (its expiry moved on) is kept."""
+    store, _, _ = parts
+    r = receiver(parts, expiry=timedelta(seconds=0))
+    data = os.urandom(1000)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    later = utc_now() + timedelta(seconds=1)
+    listed = uploads_of(store).expired_uploads(later)  # what expiry saw...
+    asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:10])))  # ...then a PATCH resumed it
+    uploads_of(store).set_offset(upload.upload_id, 10, later + timedelta(hours=1))
+    monkeypatch.setattr(r.uploads, "expired_uploads", lambda now: listed)
+    assert asyncio.run(r.expire(later)) == 0
+    assert uploads_of(store).upload(upload.upload_id).offset == 10 and r.part(upload.upload_id).exists()
 
 
 @pytest.mark.parametrize("size", [1000, 3 * (4 << 20) + 5])  # within one piece and across pieces
