@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
@@ -85,7 +86,7 @@ class LoginThrottle:
             [forget_before, to_iso(now)],
         )
         counted = {}
-        for key, free in zip(keys, (ACCOUNT_FREE, ADDRESS_FREE)):
+        for key, free in zip(keys, (ACCOUNT_FREE, ADDRESS_FREE), strict=True):
             row = db.execute(
                 "SELECT failures, last_failed_at, locked_until FROM login_throttle WHERE key = ?", [key]
             ).fetchone()
@@ -156,6 +157,13 @@ def _keys(name: str, place: str) -> tuple[str, str]:
     return f"user:{name}", f"address:{place}"
 
 
-def _object(key: str) -> dict[str, str]:
+class _Object(TypedDict):
+    """An audit record's object, as ``audit.record`` takes it."""
+
+    object_type: str
+    object_id: str
+
+
+def _object(key: str) -> _Object:
     kind, _, value = key.partition(":")
     return {"object_type": kind, "object_id": value or "-"}
