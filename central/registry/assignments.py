@@ -257,7 +257,7 @@ class AssignmentService:
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [row[0]]).fetchone()
         return _assignment(row)
 
-    def list(
+    def find(
         self,
         *,
         officer_id: str | None,
@@ -445,7 +445,7 @@ class AssignmentController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
     ) -> Response[list[AssignmentInfo]]:
-        rows = assignments.list(
+        rows = assignments.find(
             officer_id=officer_id,
             device_serial=device_serial,
             borough=within.narrow(borough),
@@ -470,7 +470,7 @@ class AssignmentController(Controller):
         borough: FromQuery[str | None] = None,
         active: FromQuery[bool | None] = None,
     ) -> Response:
-        rows = assignments.list(
+        rows = assignments.find(
             officer_id=None, device_serial=None, borough=within.narrow(borough), active=active, limit=1_000_000
         )
         return csv_response(rows, AssignmentInfo, "assignments.csv")
