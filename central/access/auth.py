@@ -48,6 +48,12 @@ class Principal:
     def is_station(self) -> bool:
         return self.station_id is not None
 
+    def station(self) -> tuple[str, str]:
+        """A station's id and borough (every station token has both); Forbidden for anyone else."""
+        if self.station_id is None or self.borough is None:
+            raise Forbidden(f"{self.name} is not a station")
+        return self.station_id, self.borough
+
     def require_user(self, role: str = "admin") -> None:
         """People with the role (admin has every role; every user is a viewer), never station tokens."""
         if (
