@@ -77,14 +77,21 @@ class AttributeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
 
 class Allocation(Protocol):
-    """A camera handed out in bulk (a roll-out proposal's item)."""
+    """A camera handed out in bulk (a roll-out proposal's item); read, never written."""
 
-    device_serial: str
-    borough: str
-    mode: str
-    """"personal": issued to ``officer_id``; "pool": allocated to ``station_id``."""
-    officer_id: str | None
-    station_id: str | None
+    @property
+    def device_serial(self) -> str: ...
+    @property
+    def borough(self) -> str: ...
+    @property
+    def mode(self) -> str:
+        """Personal: issued to ``officer_id``; pool: allocated to ``station_id``."""
+        ...
+
+    @property
+    def officer_id(self) -> str | None: ...
+    @property
+    def station_id(self) -> str | None: ...
 
 
 def allocate(db, items: Sequence[Allocation], actor: str, now: str, why: str) -> dict[str, str]:
