@@ -175,7 +175,7 @@ class StationService:
             out.append(
                 StationHealth(
                     station_id=station_id,
-                    borough=configured.borough if configured else r[1],
+                    borough=configured.borough if configured else rows[station_id][1],  # seen, or configured
                     last_seen_at=seen,
                     stale=seen is None or now - seen > stale_after,
                     acked_seq=r[3] if r else 0,
