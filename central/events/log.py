@@ -146,7 +146,7 @@ class EventLog:
                         bytes(envelopes[s].event),
                         sent,
                     )
-                    for s, at in zip(new, station_times)
+                    for s, at in zip(new, station_times, strict=True)
                 ],
             )
             acked = self._gap_free(db, station_id, acked, envelopes)

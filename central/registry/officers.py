@@ -167,8 +167,8 @@ class OfficerService:
             history = [
                 _assignment(r)
                 for r in db.execute(
-                    f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE officer_id = ? ORDER BY started_at DESC, id DESC "
-                    "LIMIT 200",
+                    f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE officer_id = ? "
+                    "ORDER BY started_at DESC, id DESC LIMIT 200",
                     [officer_id],
                 )
             ]
