@@ -29,6 +29,13 @@ class UploadService:
         with self.writer.read() as db:
             return records.by(db, "upload_id", upload_id)
 
+    def written(self, upload_id: str) -> Upload:
+        """An upload this process has just written: its row is there."""
+        upload = self.upload(upload_id)
+        if upload is None:
+            raise RuntimeError(f"upload {upload_id} is gone right after it was written")
+        return upload
+
     def upload_for_clip(self, clip_id: str) -> Upload | None:
         with self.writer.read() as db:
             return records.by(db, "clip_id", clip_id)
@@ -52,7 +59,7 @@ class UploadService:
             if existing:
                 return existing
             self._insert(db, upload_id, meta, raw_metadata, length, station_id, expires_at)
-        return self.upload(upload_id)
+        return self.written(upload_id)
 
     def record_stored_upload(
         self,
