@@ -48,11 +48,13 @@ from central.evidence.retention_rules import (
     shortened,
 )
 from central.registry import officers
+from central.uploads.blobstore import BlobStore
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.events import OfficerId
 from fleet.protocol import AwareDatetime
+from fleet.sqlite import Writer
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
@@ -157,7 +159,7 @@ class RulesChange(msgspec.Struct, kw_only=True):
 
 
 class RetentionService:
-    def __init__(self, writer, changes, blobs, settings: CentralSettings) -> None:
+    def __init__(self, writer: Writer, changes, blobs: BlobStore, settings: CentralSettings) -> None:
         self.writer = writer
         self.changes = changes
         self.blobs = blobs

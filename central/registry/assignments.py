@@ -31,6 +31,7 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
+from fleet.sqlite import Writer
 
 UNISSUABLE = ("repair", "lost", "retired")
 
@@ -159,7 +160,7 @@ def personal_issues_of_borough(db, borough: str) -> list[PersonalIssue]:
 
 
 class AssignmentService:
-    def __init__(self, writer, changes) -> None:
+    def __init__(self, writer: Writer, changes) -> None:
         self.writer = writer
         self.changes = changes
 

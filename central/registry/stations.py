@@ -24,6 +24,7 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
 from fleet.events import Backlog
+from fleet.sqlite import Writer
 
 
 class StationHealth(msgspec.Struct, kw_only=True):
@@ -116,7 +117,7 @@ def set_latest_at(db, station_id: str, latest: str | None) -> None:
 
 
 class StationService:
-    def __init__(self, writer, settings: CentralSettings) -> None:
+    def __init__(self, writer: Writer, settings: CentralSettings) -> None:
         self.writer = writer
         self.settings = settings
 

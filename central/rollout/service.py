@@ -42,6 +42,7 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, ConfigError, Conflict, NotFound, ServiceUnavailable
 from fleet.events import DeviceEntry, OfficerId, PersonalIssue
 from fleet.protocol import Serial
+from fleet.sqlite import Writer
 
 PLAN_ERRORS = errors(404, 503)
 """A route that reads the plan: 404 when no scenario is configured, 503 when its files are invalid."""
@@ -153,7 +154,7 @@ def _proposal_detail(db, proposal_id: int, left_without: dict[str, int] | None =
 class RolloutService:
     """Plan, proposals, commit and progress over central's one store."""
 
-    def __init__(self, writer, changes, settings: CentralSettings) -> None:
+    def __init__(self, writer: Writer, changes, settings: CentralSettings) -> None:
         self.writer = writer
         self.changes = changes
         self.settings = settings

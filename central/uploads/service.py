@@ -17,12 +17,13 @@ from central.uploads import records
 from central.uploads.records import Upload
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.protocol import UploadMetadata
+from fleet.sqlite import Writer
 
 
 class UploadService:
     """Reads and writes of uploads; one per process (the receiver's)."""
 
-    def __init__(self, writer) -> None:
+    def __init__(self, writer: Writer) -> None:
         self.writer = writer
 
     def upload(self, upload_id: str) -> Upload | None:
