@@ -72,7 +72,7 @@ class FleetSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     clock skew (ahead of when it was sent, or before what the station reported already) is
     refused and listed as a security alert, never applied."""
 
-    def assignment_mode(self, borough: str) -> str:
+    def assignment_mode(self, borough: str) -> AssignmentModeSetting:
         return self.assignment_modes.get(borough, self.default_assignment_mode)
 
 

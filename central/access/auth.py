@@ -2,10 +2,11 @@
 
 Central keeps only SHA-256 hashes of tokens (tokens are long random strings, so a fast
 hash is enough) and compares them in constant time. What a caller may do is its role (the
-guards here) and its borough scope (``central.access.scope``); the admin token is a user with every
-role; users' API tokens and sessions come from ``central.access.users``. A request authenticated by its session cookie that changes
-something must carry the session's CSRF token (``X-CSRF-Token``, or the form field
-``csrf_token`` that dashboard forms post and their handlers check).
+guards here) and its borough scope (``central.access.scope``); the admin token is a user with
+every role; users' API tokens and sessions come from ``central.access.users``. A request
+authenticated by its session cookie that changes something must carry the session's CSRF
+token (``X-CSRF-Token``, or the form field ``csrf_token`` that dashboard forms post and their
+handlers check).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ ALL_ROLES = frozenset({"admin"})
 SESSION_COOKIE = "bwv_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_PRINCIPAL_KEY = "bwv_principal"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ class Principal:
     @property
     def is_station(self) -> bool:
         return self.station_id is not None
+
+    def station(self) -> tuple[str, str]:
+        """A station's id and borough (every station token has both); Forbidden for anyone else."""
+        if self.station_id is None or self.borough is None:
+            raise Forbidden(f"{self.name} is not a station")
+        return self.station_id, self.borough
 
     def require_user(self, role: str = "admin") -> None:
         """People with the role (admin has every role; every user is a viewer), never station tokens."""
@@ -114,7 +122,7 @@ def principal_of(connection: ASGIConnection) -> Principal:
     A cookie-authenticated request that changes something needs the session's CSRF token in
     ``X-CSRF-Token``, unless its handler is a dashboard form (``opt form_csrf``) that checks
     the posted ``csrf_token`` field itself."""
-    cached = connection.scope.get("bwv_principal")
+    cached = _cached(connection)
     if cached is not None:
         return cached
     tokens = services(connection.app).tokens
@@ -130,7 +138,7 @@ def principal_of(connection: ASGIConnection) -> Principal:
             check_csrf(principal, connection.headers.get(CSRF_HEADER))
     if principal is None:
         principal = tokens.resolve(authorization)
-    connection.scope["bwv_principal"] = principal
+    _cache(connection, principal)
     return principal
 
 
@@ -138,15 +146,24 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     """``principal_of`` for guards and dependencies, which run on the event loop: a configured
     token (a station's, the admin's) is matched in memory, anything else (a session, a user's
     API token, a refusal) is resolved on a worker thread, as it reads the database."""
-    cached = connection.scope.get("bwv_principal")
+    cached = _cached(connection)
     if cached is not None:
         return cached
     authorization = connection.headers.get("authorization")
     configured = services(connection.app).tokens.configured(authorization) if authorization is not None else None
     if configured is not None:
-        connection.scope["bwv_principal"] = configured
+        _cache(connection, configured)
         return configured
     return await anyio.to_thread.run_sync(principal_of, connection)
+
+
+def _cached(connection: ASGIConnection) -> Principal | None:
+    """The principal this request resolved already (its scope's state lives as long as the request)."""
+    return connection.scope.setdefault("state", {}).get(_PRINCIPAL_KEY)
+
+
+def _cache(connection: ASGIConnection, principal: Principal) -> None:
+    connection.scope.setdefault("state", {})[_PRINCIPAL_KEY] = principal
 
 
 def check_csrf(principal: Principal, sent: str | None) -> None:

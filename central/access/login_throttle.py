@@ -22,10 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import TooManyRequests
+from fleet.sqlite import Writer
 
 ACCOUNT_FREE = 5
 """Failed logins in a row on one account before it is locked."""
@@ -42,7 +44,7 @@ class LoginThrottle:
     parallel attempts each see the ones admitted before them, so a burst of logins sent at once
     is held to the same count as the same logins sent one by one."""
 
-    def __init__(self, writer, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, writer: Writer, clock: Callable[[], datetime] = utc_now) -> None:
         self.writer = writer
         self.clock = clock
 
@@ -85,7 +87,7 @@ class LoginThrottle:
             [forget_before, to_iso(now)],
         )
         counted = {}
-        for key, free in zip(keys, (ACCOUNT_FREE, ADDRESS_FREE)):
+        for key, free in zip(keys, (ACCOUNT_FREE, ADDRESS_FREE), strict=True):
             row = db.execute(
                 "SELECT failures, last_failed_at, locked_until FROM login_throttle WHERE key = ?", [key]
             ).fetchone()
@@ -156,6 +158,13 @@ def _keys(name: str, place: str) -> tuple[str, str]:
     return f"user:{name}", f"address:{place}"
 
 
-def _object(key: str) -> dict[str, str]:
+class _Object(TypedDict):
+    """An audit record's object, as ``audit.record`` takes it."""
+
+    object_type: str
+    object_id: str
+
+
+def _object(key: str) -> _Object:
     kind, _, value = key.partition(":")
     return {"object_type": kind, "object_id": value or "-"}

@@ -37,10 +37,13 @@ from litestar import Litestar, Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers import BaseRouteHandler
+from litestar.routes import HTTPRoute
 
 from central.access.auth import Principal, authenticate
 from central.core.providers import services
+from fleet.config import CentralSettings
 from fleet.errors import Forbidden
+from fleet.sqlite import Writer
 
 CLIPS_OF_BOROUGH = "SELECT serial FROM devices WHERE borough = ?"
 """A borough's clips, for a list's ``device_serial IN (...)``: those its cameras recorded."""
@@ -168,7 +171,7 @@ class OwnerLookup:
     """Resolves what a request names to where it belongs, from central's tables and the
     configured stations (a station's borough is its config entry's)."""
 
-    def __init__(self, writer, settings) -> None:
+    def __init__(self, writer: Writer, settings: CentralSettings) -> None:
         self.writer = writer
         self.settings = settings
 
@@ -236,6 +239,9 @@ async def _named(connection: ASGIConnection, target: Target) -> list[str]:
         return [] if value is None else [str(value)]
     if target.source == "query":
         return [str(v) for v in connection.query_params.getall(target.name, [])]
+    if not isinstance(connection, Request):
+        # Only an HTTP route's guards get a Request, and only a request has a body or a form.
+        raise TypeError(f"a {target.source} scope target on a route that takes no request body: {target.name}")
     if target.source == "form":
         form = await connection.form()  # Litestar keeps the parsed form for the handler
         return [form_text(v) for v in form.getall(target.name, [])]
@@ -276,7 +282,7 @@ async def enforce_scope(connection: ASGIConnection, handler: BaseRouteHandler) -
         if not keys:
             continue
         owners = await anyio.to_thread.run_sync(_owners, lookup, target.kind, keys)  # central's tables: off the loop
-        for key, owner in zip(keys, owners):
+        for key, owner in zip(keys, owners, strict=True):
             if owner is not None and not allows(principal, target.kind, owner):
                 raise Forbidden(f"{target.kind} {key} is outside {principal.name}'s scope ({scope} only)")
 
@@ -294,7 +300,9 @@ def check_declarations(app: Litestar, skip_prefix: str) -> None:
     """Refuse to build an app with a route nobody decided about (see the module docstring)."""
     missing = []
     for route in app.routes:
-        for handler in route.route_handlers:
+        # An HTTP route groups its methods' handlers; a websocket or mounted ASGI route has one.
+        handlers = route.route_handlers if isinstance(route, HTTPRoute) else [route.route_handler]
+        for handler in handlers:
             if route.path.startswith(skip_prefix):
                 handler.opt["openapi_document"] = True
                 continue

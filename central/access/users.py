@@ -31,6 +31,7 @@ from central.access.login_throttle import LoginThrottle
 from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, NotFound, Unauthorized
+from fleet.sqlite import Writer
 
 Role = Literal["admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer"]
 ROLES: tuple[str, ...] = ("admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer")
@@ -105,7 +106,7 @@ def check_password_strength(password: str) -> None:
 
 
 class UserService:
-    def __init__(self, writer, throttle: LoginThrottle | None = None) -> None:
+    def __init__(self, writer: Writer, throttle: LoginThrottle | None = None) -> None:
         self.writer = writer
         self.throttle = throttle or LoginThrottle(writer)
 
@@ -192,6 +193,7 @@ class UserService:
                 "INSERT INTO api_tokens (user, label, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                 [name, label, sha256_hex(token), to_iso(now), to_iso(now + timedelta(days=days)) if days else None],
             ).lastrowid
+            assert token_id is not None, "an INSERT sets its cursor's lastrowid"
             audit.record(
                 db,
                 actor=actor,

@@ -21,6 +21,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from fleet.config import LimitsSettings
@@ -130,7 +131,7 @@ class AdmissionMiddleware:
         self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lane = lane_of(scope.get("method", ""), scope["path"]) if scope["type"] == "http" else None
+        lane = lane_of(scope.get("method", ""), scope["path"]) if scope["type"] == ScopeType.HTTP else None
         if lane is None:
             await self.app(scope, receive, send)
             return

@@ -132,6 +132,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             store.close()
 
     admission = Admission(settings.limits)
+    openapi_config = openapi.config()
     app = Litestar(
         route_handlers=[
             healthz,
@@ -165,11 +166,11 @@ def create_app(settings: CentralSettings) -> Litestar:
         before_send=[add_security_headers],
         lifespan=[lifespan],
         template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
-        openapi_config=openapi.config(),
+        openapi_config=openapi_config,
         logging_config=None,  # the process configures logging once (fleet.logs)
         debug=False,
     )
     openapi.describe(app)
-    check_declarations(app, skip_prefix=app.openapi_config.path or "/schema")
+    check_declarations(app, skip_prefix=openapi_config.path or "/schema")
     providers.check_handlers(app)
     return app

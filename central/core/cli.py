@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from central.access.users import ROLES
@@ -411,7 +412,7 @@ def cmd_officers_import(args: argparse.Namespace) -> int:
     from central.registry.officers import officers_from_csv
 
     try:
-        text = sys.stdin.read() if args.csv == "-" else open(args.csv, encoding="utf-8-sig").read()
+        text = sys.stdin.read() if args.csv == "-" else Path(args.csv).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetError(f"cannot read {args.csv}: {exc}") from None
     officers = officers_from_csv(text)

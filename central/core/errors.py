@@ -13,6 +13,7 @@ import sqlite3
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
 
 from central.core.providers import services
 from fleet.errors import ApiError, InsufficientStorage
@@ -73,7 +74,7 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     message = exc.detail or CODES.get(exc.status_code, "error")
     if details:
         message = f"{message}: " + "; ".join(f"{d.get('key', '')} {d.get('message', '')}".strip() for d in details)
-    headers = {k: v for k, v in (exc.headers or {}).items()}
+    headers = dict(exc.headers or {})
     return error_response(exc.status_code, CODES.get(exc.status_code, "error"), message, details, headers)
 
 
@@ -105,11 +106,12 @@ def handle_recursion(request: Request, exc: RecursionError) -> Response:
 
 
 def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Litestar calls exception handlers inside its ``except`` block: the traceback is logged.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)  # noqa: LOG004
     return error_response(500, "internal_error", "internal error; the details are in central's log")
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
     sqlite3.OperationalError: handle_database_error,

@@ -70,7 +70,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         self.logger.warning(
             "a request head over %d bytes from %s: refused with 431",
             MAX_HEAD_BYTES,
-            "%s:%d" % self.client if self.client else "-",
+            "{}:{}".format(*self.client) if self.client else "-",
         )
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"

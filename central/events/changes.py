@@ -208,7 +208,7 @@ def _borough_of(principal: Principal, borough: str | None) -> str:
     """Stations read their own borough's feed (their scope allows no other); users name the
     borough they want to see."""
     if principal.is_station:
-        return borough or principal.borough
+        return borough or principal.station()[1]
     if borough is None:
         raise BadRequest("name the borough whose changes you want (?borough=...)")
     return borough

@@ -22,16 +22,24 @@ with the same size and SHA-256; otherwise the claim is refused and its attributi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from central.evidence import audit
 from central.registry import attribution, checkouts, devices
 from central.uploads import records as upload_records
 from fleet.clock import from_iso, to_iso, utc_now
+from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event
+
+if TYPE_CHECKING:
+    from central.events.projection import Applied  # the projection imports this module
 
 Refusal = tuple[int, str, str, str, str]
 """(seq, kind, subject, reason, station time) of one refused event."""
+
+PoolEvent = CheckedOut | CheckedIn
+"""What a station's desk reports about its pool cameras."""
 
 
 def refuse(db, station_id: str, refusals: Sequence[Refusal]) -> None:
@@ -58,25 +66,37 @@ def ingest_record(station_id: str, clip_id: str, serial: str, size: int, sha256:
     )
 
 
-def subject_of(event) -> str:
+def subject_of(event: Event) -> str:
     """The camera or clip an event is about, as a refusal names it."""
-    device = getattr(event, "device", None)
-    if device is not None:
-        return device.serial
-    return getattr(event, "clip_id", None) or getattr(event, "device_serial", None) or getattr(event, "folder", "-")
+    match event:
+        case CameraDocked():
+            return event.device.serial
+        case ClipIngested():
+            return event.clip_id or event.device_serial
+        case ClipVerified():
+            return event.clip_id or "-"
+        case CheckedOut() | CheckedIn():
+            return event.device_serial
+        case BadFolder():
+            return event.folder
 
 
 # -- clips -----------------------------------------------------------------------------------------
 
 
-def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
+def admit_ingests(
+    db, station_id: str, borough: str, run: list[Applied[ClipIngested]]
+) -> tuple[list[Applied[ClipIngested]], list[Applied[ClipIngested]]]:
     """Sort a run of ``clip_ingested`` into (to attribute, whose custody record can be written now);
     refused ones are recorded, the rest wait in ``ingest_claims`` for their upload. A clip of another
     borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
     elsewhere = devices.registered_elsewhere(db, (a.event.device_serial for a in run), borough)
     uploads = upload_records.of_clips(db, (a.event.clip_id for a in run))
     reported = attribution.reporters(db, (a.event.clip_id for a in run))
-    attribute, now, held, refused = [], [], [], []
+    attribute: list[Applied[ClipIngested]] = []
+    now: list[Applied[ClipIngested]] = []
+    held: list[Applied[ClipIngested]] = []
+    refused: list[Refusal] = []
     for a in run:
         e = a.event
         upload = uploads.get(e.clip_id)
@@ -111,7 +131,7 @@ def admit_ingests(db, station_id: str, borough: str, run) -> tuple[list, list]:
     return attribute, now
 
 
-def admit_verified(db, station_id: str, run) -> list:
+def admit_verified(db, station_id: str, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVerified]]:
     """ "Central verified this clip" from the station that uploaded it; about another's, refused."""
     uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, (a.event.clip_id for a in run)).items()}
     accepted, refused = [], []
@@ -157,7 +177,7 @@ def _station(station_id: str | None) -> str:
 # -- cameras ---------------------------------------------------------------------------------------
 
 
-def admit_dockings(db, station_id: str, borough: str, run) -> list:
+def admit_dockings(db, station_id: str, borough: str, run: list[Applied[CameraDocked]]) -> list[Applied[CameraDocked]]:
     """Dockings of cameras of the station's borough, or never heard of; another borough's are refused."""
     elsewhere = devices.registered_elsewhere(db, (a.event.device.serial for a in run), borough)
     if not elsewhere:
@@ -178,7 +198,9 @@ def admit_dockings(db, station_id: str, borough: str, run) -> list:
     return [a for a in run if a.event.device.serial not in elsewhere]
 
 
-def admit_pool_events(db, station_id: str, borough: str, run, kind: str, mode_for) -> list:
+def admit_pool_events(
+    db, station_id: str, borough: str, run: list[Applied[PoolEvent]], kind: str, mode_for: Callable[[str], str]
+) -> list[Applied[PoolEvent]]:
     """Checkouts or check-ins of the station's own borough's pool cameras; ``mode_for(borough)``
     is the borough's assignment policy."""
     cameras = checkouts.standing(db, (a.event.device_serial for a in run))
@@ -218,7 +240,7 @@ class StationClock:
         self._floor: tuple[str | None, str | None] = (None, None)
         self._ceilings: dict[str, str] = {}
 
-    def judge(self, a) -> str | None:
+    def judge(self, a: Applied[Event]) -> str | None:
         """Why this event's date is not believable (None: it is; the station's latest date moves on)."""
         if self.latest is not None and self._floor[0] != self.latest:
             self._floor = (self.latest, to_iso(from_iso(self.latest) - self.tolerance))

@@ -146,7 +146,7 @@ class EventLog:
                         bytes(envelopes[s].event),
                         sent,
                     )
-                    for s, at in zip(new, station_times)
+                    for s, at in zip(new, station_times, strict=True)
                 ],
             )
             acked = self._gap_free(db, station_id, acked, envelopes)
@@ -182,8 +182,10 @@ class EventLog:
                 ).fetchall()
                 if not rows:
                     continue
-                run = [Applied(r[0], r[1], _decode_stored(bytes(r[2])), r[3]) for r in rows]
-                self._apply_contained(db, station_id, borough, [a for a in run if a.event is not None])
+                run = [
+                    Applied(r[0], r[1], event, r[3]) for r in rows if (event := _decode_stored(bytes(r[2]))) is not None
+                ]
+                self._apply_contained(db, station_id, borough, run)
                 stations.applied(db, station_id, rows[-1][0])
                 applied += len(rows)
                 if applied >= limit:
@@ -358,4 +360,5 @@ class EventsController(Controller):
         sync_to_thread=True,
     )
     def receive(self, principal: Caller, body: RawBody, events: Injected[EventLog]) -> EventAck:
-        return events.ingest(principal.station_id, principal.borough, body)
+        station_id, borough = principal.station()  # stations_only let no one else through
+        return events.ingest(station_id, borough, body)

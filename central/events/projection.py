@@ -21,9 +21,10 @@ re-attribute the clips their interval covers; clips a supervisor attributed by h
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
@@ -35,14 +36,20 @@ from fleet.config import FleetSettings
 from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event, kind_of
 
 _encoder = msgspec.json.Encoder()
+EventT = TypeVar("EventT", bound=Event)
+
+
+E_co = TypeVar("E_co", bound=Event, covariant=True)
 
 
 @dataclass(frozen=True)
-class Applied:
+class Applied(Generic[E_co]):
+    """A stored event on its way to the projection (``Applied[CheckedOut]``: a checkout)."""
+
     seq: int
     at: str
     """The station's clock, RFC 3339 UTC."""
-    event: Event
+    event: E_co
     sent_at: str | None = None
     """The station's clock when it sent the event's batch (None: stored before central kept it)."""
 
@@ -60,7 +67,7 @@ class Projector:
         """The changes feed, for the registry changes events cause (a lost camera docking)."""
         self.policy = battery.health_policy(fleet)
 
-    def apply(self, db, station_id: str, borough: str, events: Sequence[Applied]) -> None:
+    def apply(self, db, station_id: str, borough: str, events: Sequence[Applied[Event]]) -> None:
         """Apply a station's events in seq order; what the station may not claim is refused (``central.events.claims``).
 
         Each run of one kind is judged after the runs before it are applied: a camera first seen
@@ -75,10 +82,14 @@ class Projector:
                 handler(self, db, station_id, borough, run)
         stations.set_latest_at(db, station_id, clock.latest)
 
-    def _admit_dockings(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
+    def _admit_dockings(
+        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[CameraDocked]]
+    ) -> list[Applied[CameraDocked]]:
         return self._dated(db, station_id, clock, claims.admit_dockings(db, station_id, borough, run))
 
-    def _admit_pool_events(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
+    def _admit_pool_events(
+        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[claims.PoolEvent]]
+    ) -> list[Applied[claims.PoolEvent]]:
         tag = kind_of(run[0].event)
         return self._dated(
             db,
@@ -87,19 +98,26 @@ class Projector:
             claims.admit_pool_events(db, station_id, borough, run, tag, self.fleet.assignment_mode),
         )
 
-    def _admit_ingests(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
+    def _admit_ingests(
+        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[ClipIngested]]
+    ) -> list[Applied[ClipIngested]]:
         return run  # judged by ``_ingested`` with the uploads, which it needs too (``claims.admit_ingests``)
 
-    def _admit_verified(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
+    def _admit_verified(
+        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[ClipVerified]]
+    ) -> list[Applied[ClipVerified]]:
         return claims.admit_verified(db, station_id, run)
 
-    def _admit_own_dock(self, db, station_id: str, borough: str, clock, run: list[Applied]) -> list[Applied]:
+    def _admit_own_dock(
+        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[BadFolder]]
+    ) -> list[Applied[BadFolder]]:
         return run  # a folder of its own dock it could not read: about the station itself, and applied to nothing
 
     @staticmethod
-    def _dated(db, station_id: str, clock: claims.StationClock, run: list[Applied]) -> list[Applied]:
+    def _dated(db, station_id: str, clock: claims.StationClock, run: list[Applied[EventT]]) -> list[Applied[EventT]]:
         """The events of a run whose station time is believable; the others are refused."""
-        accepted, refused = [], []
+        accepted: list[Applied[EventT]] = []
+        refused: list[claims.Refusal] = []
         for a in run:
             reason = clock.judge(a)
             if reason is None:
@@ -111,11 +129,12 @@ class Projector:
 
     # -- docking: telemetry, battery, lifecycle, the end of a pool checkout -----------------
 
-    def _docked(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+    def _docked(self, db, station_id: str, borough: str, run: list[Applied[CameraDocked]]) -> None:
         now = to_iso(utc_now())
-        rows, readings = [], []
+        rows: list[docking.Docking] = []
+        readings: list[tuple] = []
         for a in run:
-            e: CameraDocked = a.event
+            e = a.event
             b = e.device.battery
             # The camera's clock may be wrong; it cannot have docked after the station saw it docked.
             docked_at = min(to_iso(e.device.docked_at), a.at) if e.device.docked_at else a.at
@@ -186,7 +205,7 @@ class Projector:
 
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
 
-    def _ingested(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+    def _ingested(self, db, station_id: str, borough: str, run: list[Applied[ClipIngested]]) -> None:
         run, upload_verified = claims.admit_ingests(db, station_id, borough, run)
         rows = [
             {
@@ -213,14 +232,14 @@ class Projector:
         if self.changes is not None:
             holds.announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)
 
-    def _verified(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+    def _verified(self, db, station_id: str, borough: str, run: list[Applied[ClipVerified]]) -> None:
         devices.record_uploads(db, [{"at": a.at, "clip": a.event.clip_id} for a in run])
 
     # -- pool checkouts: intervals of station time; conflicts listed, never dropped ------------
 
-    def _checked_out(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+    def _checked_out(self, db, station_id: str, borough: str, run: list[Applied[CheckedOut]]) -> None:
         for a in run:
-            e: CheckedOut = a.event
+            e = a.event
             actor = f"{e.by or 'desk'}@{station_id}"
             assignment_id = checkouts.check_out(db, e.device_serial, e.officer_id, a.at, station_id, actor)
             audit.record(
@@ -235,9 +254,9 @@ class Projector:
             checkouts.find_conflicts(db, assignment_id)
             reattribute(db, self.changes, e.device_serial, a.at)
 
-    def _checked_in(self, db, station_id: str, borough: str, run: list[Applied]) -> None:
+    def _checked_in(self, db, station_id: str, borough: str, run: list[Applied[CheckedIn]]) -> None:
         for a in run:
-            e: CheckedIn = a.event
+            e = a.event
             actor = f"{e.by or 'desk'}@{station_id}"
             closed = checkouts.check_in(db, e.device_serial, e.officer_id, a.at, actor, e.reason)
             for assignment_id, docked_end in closed:  # none: closed at or before this time already
@@ -254,7 +273,9 @@ class Projector:
                 checkouts.find_conflicts(db, assignment_id)
                 reattribute(db, self.changes, e.device_serial, a.at, docked_end)
 
-    _handlers = {
+    # Each run goes to the rule and the handler of its kind, keyed by the events' type: the
+    # one place the checker takes the pairing on trust (a handler names the kind it takes).
+    _handlers: ClassVar[dict[type, Callable[[Projector, Any, str, str, list[Any]], None] | None]] = {
         CameraDocked: _docked,
         ClipIngested: _ingested,
         ClipVerified: _verified,
@@ -262,7 +283,9 @@ class Projector:
         CheckedIn: _checked_in,
         BadFolder: None,
     }
-    _admissions = {
+    _admissions: ClassVar[
+        dict[type, Callable[[Projector, Any, str, str, claims.StationClock, list[Any]], list[Any]]]
+    ] = {
         CameraDocked: _admit_dockings,
         ClipIngested: _admit_ingests,
         ClipVerified: _admit_verified,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def chain_unhashed(db) -> int:
     return len(rows)
 
 
-def verify_file(path, published: list[PublishedAnchor] = ()) -> ChainReport:
+def verify_file(path, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
     """``verify`` on its own read-only connection: a consistent snapshot (WAL) that blocks no writer."""
     import sqlite3
 
@@ -172,7 +173,7 @@ def verify_file(path, published: list[PublishedAnchor] = ()) -> ChainReport:
         conn.close()
 
 
-def verify(db, published: list[PublishedAnchor] = ()) -> ChainReport:
+def verify(db, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
     """Recompute the whole chain in one read transaction; the first record that does not match is named.
 
     ``published``: anchors read back from where they were published; each must still match."""
@@ -183,10 +184,10 @@ def verify(db, published: list[PublishedAnchor] = ()) -> ChainReport:
         db.execute("COMMIT")
 
 
-def _verify(db, published: list[PublishedAnchor] = ()) -> ChainReport:
+def _verify(db, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
     prev, expected_id, count = GENESIS, 1, 0
     anchors = dict(db.execute("SELECT audit_id, hash FROM audit_anchors").fetchall())
-    outside = {}
+    outside: dict[int, PublishedAnchor] = {}
     for anchor in published:
         outside.setdefault(anchor.audit_id, anchor)
     for row in db.execute(f"SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY id"):

@@ -21,9 +21,10 @@ from central.core.providers import Injected
 from central.core.store import CentralStore
 from central.evidence import audit
 from central.evidence.clip_records import ClipRecords
-from central.registry.assignments import AssignmentService
+from central.registry.assignments import AssignmentService, Attribution
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import NotFound
+from fleet.protocol import ClipInfo
 
 ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's id")]
 
@@ -118,7 +119,8 @@ class CustodyController(Controller):
         clip_id: ClipIdPath,
     ) -> Template:
         records = _records(store, clips, assignments, clip_id)
-        clip = clips.clip(clip_id)
+        # The template shows whichever central has: the clip, its attribution, or only its id.
+        clip: ClipInfo | Attribution | dict[str, str] | None = clips.clip(clip_id)
         if clip is None:  # reported by its station (ingested), not uploaded yet: what central knows
             try:
                 clip = assignments.attribution(clip_id)

@@ -263,8 +263,8 @@ def held_clips_of_borough(db, borough: str, settings: CentralSettings) -> list[s
     return [
         r[0]
         for r in db.execute(
-            f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) AND c.purged_at IS NULL "
-            f"AND {HELD} ORDER BY c.clip_id",
+            f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) "
+            f"AND c.purged_at IS NULL AND {HELD} ORDER BY c.clip_id",
             stations,
         )
     ]

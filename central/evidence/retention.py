@@ -48,11 +48,13 @@ from central.evidence.retention_rules import (
     shortened,
 )
 from central.registry import officers
+from central.uploads.blobstore import BlobStore
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.events import OfficerId
 from fleet.protocol import AwareDatetime
+from fleet.sqlite import Writer
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
@@ -157,7 +159,7 @@ class RulesChange(msgspec.Struct, kw_only=True):
 
 
 class RetentionService:
-    def __init__(self, writer, changes, blobs, settings: CentralSettings) -> None:
+    def __init__(self, writer: Writer, changes, blobs: BlobStore, settings: CentralSettings) -> None:
         self.writer = writer
         self.changes = changes
         self.blobs = blobs
@@ -186,8 +188,10 @@ class RetentionService:
             row = db.execute("SELECT rules FROM retention_rules WHERE one = 1").fetchone()
             old = msgspec.json.decode(row[0], type=RetentionRules) if row else None
             cut = shortened(old, new) if old is not None else []
-            would = self._count_due_under(db, new, now) if cut else 0
-            more = would - self._count_due_under(db, old, now) if cut else 0
+            would = more = 0
+            if old is not None and cut:
+                would = self._count_due_under(db, new, now)
+                more = would - self._count_due_under(db, old, now)
             if cut and not confirm:
                 return RulesChange(shortened=cut, would_delete=would, applied=False, more_than_now=more)
             if old is not None and msgspec.json.encode(old) == msgspec.json.encode(new):
@@ -217,8 +221,8 @@ class RetentionService:
 
     def _count_due_under(self, db, rules: RetentionRules, now: datetime) -> int:
         count = 0
-        for clip_id, recorded_at, categories in db.execute(
-            f"SELECT c.clip_id, c.recorded_at, c.categories FROM clips c WHERE c.state = 'verified' "
+        for recorded_at, categories in db.execute(
+            f"SELECT c.recorded_at, c.categories FROM clips c WHERE c.state = 'verified' "
             f"AND c.deleted_at IS NULL AND NOT {HELD}"
         ):
             until, review = assessment(rules, from_iso(recorded_at), json.loads(categories))
@@ -341,8 +345,8 @@ class RetentionService:
                 sorted(
                     r[0]
                     for r in db.execute(
-                        "SELECT rowid FROM clips INDEXED BY clips_deleted WHERE deleted_at IS NOT NULL AND purged_at IS NULL "
-                        "AND deleted_at <= ?",
+                        "SELECT rowid FROM clips INDEXED BY clips_deleted "
+                        "WHERE deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ?",
                         [purge_before],
                     )
                 ),
@@ -644,19 +648,20 @@ class RetentionService:
         if extra:
             raise BadRequest(f"a {request.kind} hold does not take {', '.join(extra)}")
         if request.kind == "officer":
-            if not all(1970 <= t.year < 9000 for t in (request.window_from, request.window_to)):
+            _, window_from, window_to = _officer_window(request)
+            if not all(1970 <= t.year < 9000 for t in (window_from, window_to)):
                 raise BadRequest("the hold's window must lie between 1970 and 9000")
-            if request.window_to <= request.window_from:
+            if window_to <= window_from:
                 raise BadRequest("window_to must be after window_from")
         moment = now or utc_now()
-        now = to_iso(moment)
+        at = to_iso(moment)
         with self.writer.write() as db:
             if (
                 request.kind == "clip"
                 and db.execute("SELECT 1 FROM clips WHERE clip_id = ?", [request.clip_id]).fetchone() is None
             ):
                 raise NotFound(f"no clip {request.clip_id}")
-            if request.kind == "officer" and not officers.exists(db, request.officer_id):
+            if request.kind == "officer" and not officers.exists(db, _officer_window(request)[0]):
                 raise NotFound(f"no officer {request.officer_id}")
             hold_id = holds.place(
                 db,
@@ -668,7 +673,7 @@ class RetentionService:
                 to_iso(request.window_to) if request.window_to else None,
                 request.case_ref,
                 actor,
-                now,
+                at,
             )
             audit.record(
                 db,
@@ -707,7 +712,8 @@ class RetentionService:
                 r[0]
                 for r in db.execute(
                     f"UPDATE clips SET deleted_at = NULL, kept_until = MAX(COALESCE(kept_until, ''), ?), "
-                    f"retain_until = MAX(COALESCE(retain_until, ''), ?) WHERE clip_id IN ({','.join('?' * len(chunk))}) "
+                    f"retain_until = MAX(COALESCE(retain_until, ''), ?) "
+                    f"WHERE clip_id IN ({','.join('?' * len(chunk))}) "
                     f"AND deleted_at IS NOT NULL AND purged_at IS NULL RETURNING clip_id",
                     [until, until, *chunk],
                 )
@@ -807,7 +813,15 @@ def _describe(request: HoldRequest) -> str:
         return f"clip {request.clip_id}"
     if request.kind == "case":
         return f"case {request.case_ref}"
-    return f"officer {request.officer_id} from {to_iso(request.window_from)} to {to_iso(request.window_to)}"
+    officer_id, window_from, window_to = _officer_window(request)
+    return f"officer {officer_id} from {to_iso(window_from)} to {to_iso(window_to)}"
+
+
+def _officer_window(request: HoldRequest) -> tuple[str, datetime, datetime]:
+    """An officer hold's officer and window (``place_hold`` refuses a request without them)."""
+    if request.officer_id is None or request.window_from is None or request.window_to is None:
+        raise BadRequest("an officer hold needs officer_id, window_from, window_to")
+    return request.officer_id, request.window_from, request.window_to
 
 
 class RetentionController(Controller):

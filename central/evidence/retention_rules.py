@@ -84,6 +84,7 @@ def period_end(rules: RetentionRules, category: str | None, recorded_at: datetim
     try:
         if spec.days is not None:
             return recorded_at + timedelta(days=spec.days)
+        assert spec.years is not None, "rules_from_dict lets a category through only with days or years"
         return _add_years(recorded_at, spec.years)
     except (ValueError, OverflowError):  # beyond year 9999: kept for ever
         return datetime.max.replace(tzinfo=recorded_at.tzinfo)

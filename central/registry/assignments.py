@@ -31,6 +31,7 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
+from fleet.sqlite import Writer
 
 UNISSUABLE = ("repair", "lost", "retired")
 
@@ -77,14 +78,21 @@ class AttributeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
 
 class Allocation(Protocol):
-    """A camera handed out in bulk (a roll-out proposal's item)."""
+    """A camera handed out in bulk (a roll-out proposal's item); read, never written."""
 
-    device_serial: str
-    borough: str
-    mode: str
-    """"personal": issued to ``officer_id``; "pool": allocated to ``station_id``."""
-    officer_id: str | None
-    station_id: str | None
+    @property
+    def device_serial(self) -> str: ...
+    @property
+    def borough(self) -> str: ...
+    @property
+    def mode(self) -> str:
+        """Personal: issued to ``officer_id``; pool: allocated to ``station_id``."""
+        ...
+
+    @property
+    def officer_id(self) -> str | None: ...
+    @property
+    def station_id(self) -> str | None: ...
 
 
 def allocate(db, items: Sequence[Allocation], actor: str, now: str, why: str) -> dict[str, str]:
@@ -152,7 +160,7 @@ def personal_issues_of_borough(db, borough: str) -> list[PersonalIssue]:
 
 
 class AssignmentService:
-    def __init__(self, writer, changes) -> None:
+    def __init__(self, writer: Writer, changes) -> None:
         self.writer = writer
         self.changes = changes
 
@@ -257,7 +265,7 @@ class AssignmentService:
             row = db.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?", [row[0]]).fetchone()
         return _assignment(row)
 
-    def list(
+    def find(
         self,
         *,
         officer_id: str | None,
@@ -445,7 +453,7 @@ class AssignmentController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
     ) -> Response[list[AssignmentInfo]]:
-        rows = assignments.list(
+        rows = assignments.find(
             officer_id=officer_id,
             device_serial=device_serial,
             borough=within.narrow(borough),
@@ -470,7 +478,7 @@ class AssignmentController(Controller):
         borough: FromQuery[str | None] = None,
         active: FromQuery[bool | None] = None,
     ) -> Response:
-        rows = assignments.list(
+        rows = assignments.find(
             officer_id=None, device_serial=None, borough=within.narrow(borough), active=active, limit=1_000_000
         )
         return csv_response(rows, AssignmentInfo, "assignments.csv")

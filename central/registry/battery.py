@@ -159,7 +159,7 @@ def trend(readings: Sequence[Reading], policy: HealthPolicy) -> Trend | None:
     sxx = fsum((x - mean_x) ** 2 for x in xs)
     if sxx == 0.0:
         return None
-    slope = fsum((x - mean_x) * (dy - mean_dy) for x, dy in zip(xs, dys)) / sxx
+    slope = fsum((x - mean_x) * (dy - mean_dy) for x, dy in zip(xs, dys, strict=True)) / sxx
     intercept = base + mean_dy - slope * mean_x
 
     predicted: datetime | None = None

@@ -58,7 +58,7 @@ def check_out(db, serial: str, officer_id: str, at: str, station_id: str, actor:
 def check_in(db, serial: str, officer_id: str, at: str, actor: str, reason: str) -> list[tuple[int, str | None]]:
     """Close the officer's checkout of this camera at ``at``: (assignment, the end a docking had
     given it, if this check-in came after it) of each closed; none if closed at or before ``at``."""
-    closed = [
+    closed: list[tuple[int, str | None]] = [
         (assignment_id, None)
         for (assignment_id,) in db.execute(
             """UPDATE assignments SET ended_at = ?, ended_by = ?, end_reason = ?

@@ -30,6 +30,7 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import AssignmentMode, DeviceEntry
 from fleet.protocol import Serial
+from fleet.sqlite import Writer
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -236,7 +237,7 @@ def entries_of_borough(db, borough: str) -> list[DeviceEntry]:
 
 
 class DeviceService:
-    def __init__(self, writer, changes) -> None:
+    def __init__(self, writer: Writer, changes) -> None:
         self.writer = writer
         self.changes = changes
 

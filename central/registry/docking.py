@@ -11,16 +11,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TypedDict
 
 from central.evidence import audit
 from fleet.events import DeviceEntry
 
 
-def record(db, dockings: Sequence[dict], readings: Sequence[tuple]) -> list[str]:
-    """A run of dockings and their battery readings; the cameras first seen here, in run order.
+class Docking(TypedDict):
+    """One docking, as ``record``'s statement takes its parameters."""
 
-    Each docking is a dict: serial, model, firmware, borough, station, by, now, docked_at, clips,
-    telemetry, soh, cycles, temp, level, short, hot, drop (the capacity-drop threshold)."""
+    serial: str
+    model: str
+    firmware: str
+    borough: str
+    station: str
+    by: str
+    now: str
+    docked_at: str
+    clips: int
+    telemetry: str
+    soh: float | None
+    cycles: int | None
+    temp: float | None
+    level: float | None
+    short: int
+    hot: int
+    drop: float
+    """The capacity-drop threshold (``battery.drop_threshold``)."""
+
+
+def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[str]:
+    """A run of dockings and their battery readings; the cameras first seen here, in run order."""
     serials = list(dict.fromkeys(d["serial"] for d in dockings))
     known = {
         serial

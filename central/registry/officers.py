@@ -24,6 +24,7 @@ from fleet import csvio
 from fleet.clock import to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import Officer, OfficerRole
+from fleet.sqlite import Writer
 
 MAX_IMPORT = 200_000
 OfficerPath = Annotated[str, PathParameter(min_length=1, max_length=32, description="shoulder or warrant number")]
@@ -77,7 +78,7 @@ def of_borough(db, borough: str) -> list[Officer]:
 
 
 class OfficerService:
-    def __init__(self, writer, changes) -> None:
+    def __init__(self, writer: Writer, changes) -> None:
         self.writer = writer
         self.changes = changes
 
@@ -167,8 +168,8 @@ class OfficerService:
             history = [
                 _assignment(r)
                 for r in db.execute(
-                    f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE officer_id = ? ORDER BY started_at DESC, id DESC "
-                    "LIMIT 200",
+                    f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE officer_id = ? "
+                    "ORDER BY started_at DESC, id DESC LIMIT 200",
                     [officer_id],
                 )
             ]

@@ -24,6 +24,7 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
 from fleet.events import Backlog
+from fleet.sqlite import Writer
 
 
 class StationHealth(msgspec.Struct, kw_only=True):
@@ -116,7 +117,7 @@ def set_latest_at(db, station_id: str, latest: str | None) -> None:
 
 
 class StationService:
-    def __init__(self, writer, settings: CentralSettings) -> None:
+    def __init__(self, writer: Writer, settings: CentralSettings) -> None:
         self.writer = writer
         self.settings = settings
 
@@ -175,7 +176,7 @@ class StationService:
             out.append(
                 StationHealth(
                     station_id=station_id,
-                    borough=configured.borough if configured else r[1],
+                    borough=configured.borough if configured else rows[station_id][1],  # seen, or configured
                     last_seen_at=seen,
                     stale=seen is None or now - seen > stale_after,
                     acked_seq=r[3] if r else 0,

@@ -168,7 +168,7 @@ def _load(args):
     if args.config:
         settings = load_settings(args.config, CentralSettings)
         files = settings.rollout
-        if files.boroughs is None:
+        if files.boroughs is None or files.scenario is None:  # load_settings lets through both or neither
             raise ConfigError(f"{args.config}: no [rollout] table naming the boroughs and scenario files")
         return load_rollout(args.boroughs or files.boroughs, args.scenario or files.scenario)
     return load_rollout(args.boroughs or DEFAULT_BOROUGHS, args.scenario or DEFAULT_SCENARIO)
@@ -189,7 +189,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     storage = forecast(result, rollout.scenario)
     if args.json:
-        return 0 if _emit({"plan": result, "storage": storage}, args) else 0
+        _emit({"plan": result, "storage": storage}, args)
+        return 0
     if args.csv:
         if args.show == "storage":
             sys.stdout.write(csvio.write_csv(storage.months, StorageMonth))

@@ -322,7 +322,8 @@ def plan(
     cameras_needed = sum(n.cameras + n.spares for n in needs)
     feasible = run.complete and run.finish_week is not None and run.finish_week <= deadline_week
 
-    binding, remedies = None, []
+    binding: Constraint | None = None
+    remedies: list[Remedy] = []
     if not feasible:
         binding, remedies = _diagnose(rollout, needs, rates, deadline_week, run, cameras_needed)
 
@@ -442,7 +443,11 @@ def _diagnose(
     for name, (_, relaxed) in candidates.items():
         finish = simulate(rollout, needs, relaxed, keep_detail=False).finish_week
         relaxed_finish[name] = finish if finish is not None else MAX_WEEKS + 1
-    binding = first or min(relaxed_finish, key=lambda name: (relaxed_finish[name], list(candidates).index(name)))
+    binding: Constraint = (
+        first
+        if first is not None
+        else min(relaxed_finish, key=lambda name: (relaxed_finish[name], list(candidates).index(name)))
+    )
 
     def rates_with(name: Constraint, value: int) -> Rates:
         return Rates(
@@ -478,12 +483,12 @@ def _diagnose(
     if run.complete and run.finish_week is not None:
         found = True
         late = run.finish_week - deadline_week
-        finish = week_start(rollout.scenario.start, run.finish_week) + timedelta(days=6)
+        done_by = week_start(rollout.scenario.start, run.finish_week) + timedelta(days=6)
         remedies.append(
             Remedy(
                 constraint="deadline",
                 change=late,
-                text=f"deadline + {late} weeks (done in week {run.finish_week}, by {finish}){after}",
+                text=f"deadline + {late} weeks (done in week {run.finish_week}, by {done_by}){after}",
             )
         )
     if not found:

@@ -42,6 +42,7 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, ConfigError, Conflict, NotFound, ServiceUnavailable
 from fleet.events import DeviceEntry, OfficerId, PersonalIssue
 from fleet.protocol import Serial
+from fleet.sqlite import Writer
 
 PLAN_ERRORS = errors(404, 503)
 """A route that reads the plan: 404 when no scenario is configured, 503 when its files are invalid."""
@@ -153,7 +154,7 @@ def _proposal_detail(db, proposal_id: int, left_without: dict[str, int] | None =
 class RolloutService:
     """Plan, proposals, commit and progress over central's one store."""
 
-    def __init__(self, writer, changes, settings: CentralSettings) -> None:
+    def __init__(self, writer: Writer, changes, settings: CentralSettings) -> None:
         self.writer = writer
         self.changes = changes
         self.settings = settings
@@ -161,15 +162,14 @@ class RolloutService:
     # -- the plan ----------------------------------------------------------------------------
 
     def rollout(self) -> Rollout:
+        return self._loaded()[0]
+
+    def _loaded(self) -> tuple[Rollout, Plan]:
         files = self.settings.rollout
         if files.boroughs is None or files.scenario is None:
             raise NotFound(
                 "no roll-out scenario is configured: set [rollout] boroughs and scenario in central's config"
             )
-        return self._loaded()[0]
-
-    def _loaded(self) -> tuple[Rollout, Plan]:
-        files = self.settings.rollout
         try:
             return _load_cached(files.boroughs, files.scenario, _mtimes(files.boroughs, files.scenario))
         except ConfigError as exc:
@@ -190,8 +190,8 @@ class RolloutService:
             warnings=[
                 *plan.warnings,
                 (
-                    f"the scenario plans {', '.join(differ[:5])}{' and more' if len(differ) > 5 else ''} with another policy "
-                    "than central's [fleet] assignment modes; allocation follows central's"
+                    f"the scenario plans {', '.join(differ[:5])}{' and more' if len(differ) > 5 else ''} "
+                    "with another policy than central's [fleet] assignment modes; allocation follows central's"
                 ),
             ],
         )
@@ -230,18 +230,18 @@ class RolloutService:
                     take = _take(devices, stock, want)
                     items += [
                         ProposalItem(device_serial=serial, borough=borough, mode="personal", officer_id=officer)
-                        for serial, officer in zip(take, officers)
+                        for serial, officer in zip(take, officers, strict=False)
                     ]
                     left_without[borough] = want - len(take)
                 else:
-                    officers = db.execute(
+                    officer_count = db.execute(
                         f"SELECT count(*) FROM officers WHERE borough = ? AND active AND role IN "
                         f"({', '.join('?' * len(roles))})",
                         [borough, *roles],
                     ).fetchone()[0]
                     if planned is not None:
-                        officers = min(officers, planned.get(borough, 0))
-                    target = cameras_for(officers, "pool", rollout.scenario.charging)
+                        officer_count = min(officer_count, planned.get(borough, 0))
+                    target = cameras_for(officer_count, "pool", rollout.scenario.charging)
                     placed = self._pool_cameras(db, borough)
                     want = max(0, target - sum(placed.values()))
                     if request.count is not None:
@@ -250,7 +250,7 @@ class RolloutService:
                     stations = _fill_stations(rollout.boroughs[borough].stations, placed, len(take))
                     items += [
                         ProposalItem(device_serial=serial, borough=borough, mode="pool", station_id=station)
-                        for serial, station in zip(take, stations)
+                        for serial, station in zip(take, stations, strict=True)
                     ]
                     left_without[borough] = 0
             if not items:
@@ -395,19 +395,21 @@ class RolloutService:
         last_week = max(current, len(plan.weeks))
         # Each camera's first delivery, issue and service, as plan weeks (week_of, clamped to week 1,
         # computed in SQL: ~20,000 cameras, each three times).
-        week = "MAX(1, CAST(julianday(substr({0}, 1, 10)) - julianday(:start) AS INTEGER) / 7 + 1)"
+        week_sql = "MAX(1, CAST(julianday(substr({0}, 1, 10)) - julianday(:start) AS INTEGER) / 7 + 1)"
         with self.writer.read() as db:
             firsts = db.execute(
                 f"""SELECT d.borough,
                           {
-                    week.format(
+                    week_sql.format(
                         "(SELECT min(at) FROM device_history h WHERE h.serial = d.serial "
                         "AND h.to_state IN ('allocated', 'issued', 'in_service'))"
                     )
                 },
-                          {week.format("(SELECT min(started_at) FROM assignments a WHERE a.device_serial = d.serial)")},
                           {
-                    week.format(
+                    week_sql.format("(SELECT min(started_at) FROM assignments a WHERE a.device_serial = d.serial)")
+                },
+                          {
+                    week_sql.format(
                         "(SELECT min(at) FROM device_history h WHERE h.serial = d.serial AND h.to_state = 'in_service')"
                     )
                 }
@@ -415,7 +417,9 @@ class RolloutService:
                 + (" AND d.borough = :borough" if borough else ""),
                 {"start": start.isoformat(), "borough": borough},
             ).fetchall()
-        counts = {kind: defaultdict(Counter) for kind in ("delivered", "issued", "in_service")}
+        counts: dict[str, defaultdict[str, Counter[int]]] = {
+            kind: defaultdict(Counter) for kind in ("delivered", "issued", "in_service")
+        }
         delivered_c, issued_c, in_service_c = counts["delivered"], counts["issued"], counts["in_service"]
         for b, delivered, issued, in_service in firsts:
             if delivered is not None:
@@ -577,8 +581,8 @@ class RolloutService:
             "GROUP BY officer_id HAVING count(*) > 1"
         ):
             problems.append(f"officer {officer}: listed {n} times (one camera per officer)")
-        for serial, mode, officer, station in db.execute(
-            "SELECT device_serial, mode, officer_id, station_id FROM checking WHERE "
+        for serial, mode in db.execute(
+            "SELECT device_serial, mode FROM checking WHERE "
             "(mode = 'personal' AND (officer_id IS NULL OR station_id IS NOT NULL)) OR "
             "(mode = 'pool' AND (station_id IS NULL OR officer_id IS NOT NULL))"
         ):

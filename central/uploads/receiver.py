@@ -18,11 +18,12 @@ import logging
 import os
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from io import FileIO
 from pathlib import Path
 
 from central.access.auth import Principal
@@ -396,13 +397,10 @@ class UploadReceiver:
         new: UploadMetadata | None = None,
     ) -> Upload:
         """``new``: the upload has no row yet (``_create_whole``); one is made once bytes are counted."""
-        part = self.part(upload.upload_id)
-        if not part.exists():
-            part.touch()  # a power cut took back the empty file made at creation (offset 0: see append)
         room = upload.length - upload.offset
         running = whole.copy() if checksum else whole
-        with open(part, "r+b", buffering=0) as f, self._direct(part, room) as direct_fd:
-            f.truncate(upload.offset)
+        f, direct = await self._open_part(upload, room)
+        with f, self._closing(direct) as direct_fd:
             sink = _Sink(
                 f.fileno(),
                 direct_fd,
@@ -475,10 +473,37 @@ class UploadReceiver:
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
 
+    async def _open_part(self, upload: Upload, room: int) -> tuple[FileIO, int | None]:
+        """The part file for a PATCH, opened on a worker thread (a disk that stalls stalls no other
+        request); if this request is cancelled meanwhile, what the thread opens is closed."""
+        opening = asyncio.ensure_future(asyncio.to_thread(self._opened_part, upload, room))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
+
+    def _opened_part(self, upload: Upload, room: int) -> tuple[FileIO, int | None]:
+        """On a worker thread: the part file cut back to the counted offset, and a direct-I/O
+        descriptor of it for a PATCH that may bring enough bytes to use one."""
+        part = self.part(upload.upload_id)
+        if not part.exists():
+            part.touch()  # a power cut took back the empty file made at creation (offset 0: see append)
+        f = open(part, "r+b", buffering=0)  # noqa: SIM115 -- handed to the caller, which closes it
+        direct_fd = None
+        try:
+            direct_fd = self._writers.pool_writer.open_direct(part) if room >= DIRECT_MIN_BYTES else None
+            f.truncate(upload.offset)
+        except BaseException:
+            f.close()
+            if direct_fd is not None:
+                os.close(direct_fd)
+            raise
+        return f, direct_fd
+
+    @staticmethod
     @contextmanager
-    def _direct(self, part: Path, room: int):
-        """A direct-I/O descriptor of the part file for a PATCH that may bring enough bytes to use it."""
-        fd = self._writers.pool_writer.open_direct(part) if room >= DIRECT_MIN_BYTES else None
+    def _closing(fd: int | None) -> Iterator[int | None]:
         try:
             yield fd
         finally:
@@ -488,7 +513,7 @@ class UploadReceiver:
     def _commit_offset(self, upload_id: str, offset: int) -> Upload:
         """Count fsynced bytes (a FULL commit: on a worker thread, so other uploads keep moving)."""
         self.uploads.set_offset(upload_id, offset, utc_now() + self.expiry)
-        return self.uploads.upload(upload_id)
+        return self.uploads.written(upload_id)
 
     async def _finish(
         self, upload: Upload, whole, fsync_fd: int | None = None, new: UploadMetadata | None = None
@@ -565,7 +590,7 @@ class UploadReceiver:
 
     def _commit_verified(self, upload: Upload) -> Upload:
         self.uploads.mark_verified(upload.upload_id, upload.clip_id)  # also sets the offset to the length
-        return self.uploads.upload(upload.upload_id)
+        return self.uploads.written(upload.upload_id)
 
     async def _whole_hash(self, upload: Upload):
         """The running SHA-256 of bytes 0..offset; rebuilt from the .part file after a restart."""
@@ -654,6 +679,16 @@ class UploadReceiver:
 async def _no_bytes() -> AsyncIterator[bytes]:
     return
     yield  # an async generator that yields nothing
+
+
+def _close_opened(opening: asyncio.Future[tuple[FileIO, int | None]]) -> None:
+    """Close what a worker thread opened for a request that was cancelled while it waited."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    f, direct_fd = opening.result()
+    f.close()
+    if direct_fd is not None:
+        os.close(direct_fd)
 
 
 def storage_error(exc: OSError) -> Exception:

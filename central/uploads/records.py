@@ -110,7 +110,8 @@ def of_clips(db, clip_ids: Iterable[str]) -> dict[str, tuple[str | None, int, st
     return {
         r[0]: r[1:]
         for r in db.execute(
-            "SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE clip_id IN (SELECT value FROM json_each(?))",
+            "SELECT clip_id, station_id, length, sha256, state FROM uploads "
+            "WHERE clip_id IN (SELECT value FROM json_each(?))",
             [json.dumps(list(dict.fromkeys(clip_ids)))],
         )
     }

@@ -18,12 +18,13 @@ from central.uploads import records
 from central.uploads.records import Upload
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.protocol import UploadMetadata
+from fleet.sqlite import Writer
 
 
 class UploadService:
     """Reads and writes of uploads; one per process (the receiver's)."""
 
-    def __init__(self, writer, station_boroughs: Mapping[str, str] | None = None) -> None:
+    def __init__(self, writer: Writer, station_boroughs: Mapping[str, str] | None = None) -> None:
         self.writer = writer
         self.station_boroughs = station_boroughs or {}
         """Each station's borough (``[stations.<id>]``): whose cameras its uploads speak for."""
@@ -31,6 +32,13 @@ class UploadService:
     def upload(self, upload_id: str) -> Upload | None:
         with self.writer.read() as db:
             return records.by(db, "upload_id", upload_id)
+
+    def written(self, upload_id: str) -> Upload:
+        """An upload this process has just written: its row is there."""
+        upload = self.upload(upload_id)
+        if upload is None:
+            raise RuntimeError(f"upload {upload_id} is gone right after it was written")
+        return upload
 
     def upload_for_clip(self, clip_id: str) -> Upload | None:
         with self.writer.read() as db:
@@ -55,7 +63,7 @@ class UploadService:
             if existing:
                 return existing
             self._insert(db, upload_id, meta, raw_metadata, length, station_id, expires_at)
-        return self.upload(upload_id)
+        return self.written(upload_id)
 
     def record_stored_upload(
         self,

@@ -356,7 +356,7 @@ class DashboardController(DashboardPages):
             )
         place = f"browser:{request.client.host if request.client else '-'}"
         try:
-            cookie, session = users.login(name, password, place)
+            cookie, _session = users.login(name, password, place)
         except (Unauthorized, TooManyRequests) as exc:
             return _login_form(
                 request, login_csrf_key, settings, target, name, exc.status_code, exc.message, exc.headers

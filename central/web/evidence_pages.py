@@ -212,7 +212,10 @@ class EvidencePages(DashboardPages):
         categories = sorted(retention.rules().categories)
         if filters["category"] and filters["category"] not in categories:
             raise BadRequest(f"unknown category {category!r}; the rules have {', '.join(categories)}")
-        keyset = tuple(before.split("|", 1)) if before and "|" in before else None
+        keyset = None
+        if before and "|" in before:
+            recorded_at, _, last_clip = before.partition("|")
+            keyset = (recorded_at, last_clip)
         rows = search_clips(store, filters, within.borough, keyset)
         more = len(rows) > PAGE
         rows = rows[:PAGE]
