@@ -37,23 +37,13 @@ test: $(STAMP) browser lint  ## lint, then run the whole test suite
 test-fast: $(STAMP) lint  ## lint, then the quick lane (no real processes, browser, fuzzing or long property runs; under 2 minutes)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
-# Lint: ruff, mypy (its cache in .mypy_cache/ makes a second run take ~1 s) and the layer
-# contracts. The kernel and the contracts are enforced now. The whole tree meets the other
-# parts only after the tree-wide `ruff check --fix`, `ruff format` and mypy fixes; until then
-# a part named in LINT_REPORT_ONLY prints one summary line and does not fail the build.
-# Empty it (`LINT_REPORT_ONLY :=`, or `make lint LINT_REPORT_ONLY=`) to enforce everything.
-LINT_REPORT_ONLY ?= ruff format mypy
-lint: $(STAMP)  ## ruff, mypy and the layer contracts (LINT_REPORT_ONLY names the parts that only report)
-	$(BIN)/ruff check --quiet fleet
-	$(BIN)/mypy --no-warn-unused-configs fleet
+# Lint: ruff (lint and format), mypy (strict on the kernel, checked everywhere; its cache in
+# .mypy_cache/ makes a second run take ~1 s) and the layer contracts (import-linter).
+lint: $(STAMP)  ## ruff, ruff format, mypy and the layer contracts
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
-	$(call lint_part,ruff,$(BIN)/ruff check .)
-	$(call lint_part,format,$(BIN)/ruff format --check .)
-	$(call lint_part,mypy,$(BIN)/mypy)
-
-# $(call lint_part,NAME,COMMAND): COMMAND, or when NAME is in LINT_REPORT_ONLY its summary line, never failing.
-lint_part = $(if $(filter $(1),$(LINT_REPORT_ONLY)),@echo "lint: $(1) (report-only): $$($(2) 2>&1 \
-	| grep -E '^(Found|[0-9]+ files? )' || echo clean)",$(2))
 
 fix: $(STAMP)  ## apply ruff's safe fixes and ruff format to the whole tree (review the diff, then make lint)
 	$(BIN)/ruff check --fix-only .

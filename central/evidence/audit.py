@@ -87,9 +87,7 @@ def _append(db, rows: list[tuple]) -> None:
         chained.append((*row, prev_hash, prev))
         if last_id % ANCHOR_EVERY == 0:
             anchors.append((last_id, prev, content[0]))
-    db.executemany(
-        f"INSERT INTO audit ({COLUMNS}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chained
-    )
+    db.executemany(f"INSERT INTO audit ({COLUMNS}, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", chained)
     db.executemany("INSERT INTO audit_anchors (audit_id, hash, at) VALUES (?, ?, ?)", anchors)
     db.execute(
         "INSERT INTO audit_head (one, last_id, last_hash) VALUES (1, ?, ?) "

@@ -290,9 +290,7 @@ class ClipQueue:
                 )
                 for r in rows
             ]
-            db.executemany(
-                "UPDATE clips SET state = 'uploading' WHERE clip_id = ?", [(c.clip_id,) for c in claimed]
-            )
+            db.executemany("UPDATE clips SET state = 'uploading' WHERE clip_id = ?", [(c.clip_id,) for c in claimed])
         return claimed
 
     def set_upload_url(self, clip_id: str, url: str | None) -> None:

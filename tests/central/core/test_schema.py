@@ -57,8 +57,7 @@ def test_a_fresh_database_at_v17_is_byte_for_byte_the_one_built_before(tmp_path)
     try:
         sqlite.migrate(db, MIGRATIONS[:17])
         rows = [
-            list(r)
-            for r in db.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY rowid")
+            list(r) for r in db.execute("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_master ORDER BY rowid")
         ]
     finally:
         db.close()
