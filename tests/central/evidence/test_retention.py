@@ -437,7 +437,7 @@ class RetentionYear(RuleBasedStateMachine):
     def _expect_after_run(self):
         for clip, s in self.clips.items():
             deleted, purged = state(self.store, clip)
-            if self._held(clip):
+            if self._held(clip) and not s["purged"]:  # a hold placed after the purge cannot bring it back
                 assert not purged
             if s["deleted_at"] is None and deleted:
                 assert not self._held(clip), f"{clip} soft-deleted while held"
@@ -458,7 +458,7 @@ class RetentionYear(RuleBasedStateMachine):
             return
         for clip, s in self.clips.items():
             deleted, purged = state(self.store, clip)
-            if self._held(clip) or (not s["purged"] and self._until(clip) > self.now):
+            if not s["purged"] and (self._held(clip) or self._until(clip) > self.now):
                 assert not purged, f"{clip} purged while protected"
             if deleted and self._held(clip) and s["deleted_at"] is None:
                 raise AssertionError(f"{clip} soft-deleted while held")
