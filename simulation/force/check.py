@@ -17,12 +17,14 @@ import random
 import sqlite3
 import time
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import msgspec
 
+from fleet import sqlite
 from fleet.clock import from_iso
 from fleet.events import CameraDocked
 from simulation.force.run import DockRecord
@@ -212,18 +214,9 @@ def _spot_check_bytes(records, admin, count: int, seed: int) -> tuple[int, int]:
     return len(sample), mismatched
 
 
-class _read_only:
+def _read_only(path: Path) -> closing[sqlite3.Connection]:
     """Central's database opened read-only (it may still be serving)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
-        return self.conn
-
-    def __exit__(self, *exc) -> None:
-        self.conn.close()
+    return closing(sqlite.open_read_only(path))
 
 
 def counts(verdicts: Verdicts) -> dict:
