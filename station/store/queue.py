@@ -345,11 +345,6 @@ class ClipQueue:
                 "UPDATE clips SET state = 'queued', next_attempt_at = NULL WHERE state = 'failed'"
             ).rowcount
 
-    def note_contact(self) -> None:
-        """Central answered: remember when, for the status page."""
-        with self.writer.write() as db:
-            meta.put(db, LAST_SYNC_OK, to_iso(utc_now()))
-
     def next_attempt_at(self) -> datetime | None:
         with self.writer.read() as db:
             row = db.execute("SELECT MIN(next_attempt_at) FROM clips WHERE state = 'waiting'").fetchone()
