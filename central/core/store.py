@@ -36,14 +36,14 @@ class CentralStore:
         self.db.execute("PRAGMA cache_size = -65536")
         self.db.execute("PRAGMA wal_autocheckpoint = 10000")
         # Reads on connections of their own: the event loop's never wait for the projection's writes.
-        self.writer = self._writer = sqlite.Writer(self.db, readers=self.data_dir / "central.db")
+        self.writer = sqlite.Writer(self.db, readers=self.data_dir / "central.db")
         with self.writer.write() as db:
             audit.chain_unhashed(db)  # records from before the chain (schema v6): hashed once
 
     def close(self) -> None:
         """Close once no thread is inside a write (closing under a running query crashes SQLite)."""
-        self._writer.close()
+        self.writer.close()
 
     def ping(self) -> bool:
-        with self._writer.read() as db:
+        with self.writer.read() as db:
             return db.execute("SELECT 1").fetchone() == (1,)

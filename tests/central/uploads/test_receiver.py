@@ -243,13 +243,13 @@ def test_a_body_in_thousands_of_tiny_pieces_is_stored_exactly(parts):
 def _writes(store, monkeypatch) -> list[bool]:
     """The durability of every transaction the store opens from here on."""
     seen: list[bool] = []
-    real = store._writer.write
+    real = store.writer.write
 
     def write(*, durable: bool = True):
         seen.append(durable)
         return real(durable=durable)
 
-    monkeypatch.setattr(store._writer, "write", write)
+    monkeypatch.setattr(store.writer, "write", write)
     return seen
 
 
