@@ -338,10 +338,16 @@ class UploadReceiver:
         # Its commit on a worker thread (it waits for the writer and syncs the disk), under the
         # upload's lock: a PATCH meanwhile is told 423, as it would be during any other.
         async with lock:
-            await asyncio.to_thread(self._delete, upload)
-            self._hashes.pop(upload_id, None)
-            self._locks.pop(upload_id, None)  # in the same step as the release: no PATCH comes between
+            await self._remove(upload)
         log.info("upload %s terminated by %s", upload_id, principal.name)
+
+    async def _remove(self, upload: Upload) -> None:
+        """Under the upload's lock (held by the caller): its row and part file go on a worker thread,
+        then what this process keeps for it, in the same step as the lock's release (no PATCH
+        comes between)."""
+        await asyncio.to_thread(self._delete, upload)
+        self._hashes.pop(upload.upload_id, None)
+        self._locks.pop(upload.upload_id, None)
 
     def _delete(self, upload: Upload) -> None:
         self.uploads.delete_upload(upload.upload_id)
@@ -667,9 +673,7 @@ class UploadReceiver:
                 upload = await asyncio.to_thread(self.uploads.upload, listed.upload_id)
                 if upload is None or upload.verified or upload.expires_at is None or upload.expires_at > now:
                     continue
-                await asyncio.to_thread(self._delete, upload)
-                self._hashes.pop(upload.upload_id, None)
-                self._locks.pop(upload.upload_id, None)  # in the same step as the release
+                await self._remove(upload)
             removed += 1
         if removed:
             log.info("removed %d expired unfinished uploads", removed)
