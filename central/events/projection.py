@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import msgspec
 
 from central.events import claims
+from central.events.changes import ChangeLog
 from central.evidence import audit, holds
 from central.registry import attribution, battery, checkouts, devices, docking, stations
 from fleet.clock import to_iso, utc_now
@@ -61,7 +62,7 @@ def reattribute(db, changes, serial: str, start: str, end: str | None = None) ->
 
 
 class Projector:
-    def __init__(self, fleet: FleetSettings, changes=None) -> None:
+    def __init__(self, fleet: FleetSettings, changes: ChangeLog) -> None:
         self.fleet = fleet
         self.changes = changes
         """The changes feed, for the registry changes events cause (a lost camera docking)."""
@@ -229,8 +230,7 @@ class Projector:
                 ],
             )
         # An officer hold placed before these clips reached central covers them already.
-        if self.changes is not None:
-            holds.announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)
+        holds.announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)
 
     def _verified(self, db, station_id: str, borough: str, run: list[Applied[ClipVerified]]) -> None:
         devices.record_uploads(db, [{"at": a.at, "clip": a.event.clip_id} for a in run])

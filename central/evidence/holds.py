@@ -241,7 +241,7 @@ def announce_reattributed(db, changes, clip_ids: list[str]) -> None:
 
     Only clips recorded inside some active officer hold's window can have changed state, so
     only those are announced (a docking re-attributes a few clips; most are in no window)."""
-    if changes is None or not clip_ids:
+    if not clip_ids:
         return
     in_windows = [
         r[0]

@@ -141,7 +141,7 @@ def record_change(db, changes, station_id: str, serial: str, from_state: str | N
             object_id=serial,
             detail=f"{from_state} → {state}: {reason}",
         )
-    if changes is not None and borough:
+    if borough:
         changes.emit(
             db,
             DeviceEntry(
