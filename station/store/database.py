@@ -86,8 +86,7 @@ class StationStore:
 
     def close(self) -> None:
         """Close once no thread is inside a read or write (closing under a running query crashes SQLite)."""
-        with self.writer.read():
-            self.db.close()
+        self.writer.close()
 
     def write_problem(self) -> str | None:
         """Why the database cannot take a write now, or None."""
