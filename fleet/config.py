@@ -8,6 +8,7 @@ the config file, so a config folder can be moved as a whole.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -167,6 +168,17 @@ class BlobSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Parts of one clip sent at once; memory use is up to this many parts per clip being stored."""
 
 
+class DatabaseSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[database]`` in central's file: without ``url``, SQLite under ``data_dir`` (docs/deployment.md)."""
+
+    url: Annotated[str, Meta(pattern=r"^postgres(ql)?://")] | None = None
+    """PostgreSQL, e.g. ``postgresql://fleet@db.internal/fleet``; its password through ``url_env``."""
+    url_env: str | None = None
+    """The name of an environment variable holding the whole URL (it carries the password)."""
+    readers: Annotated[int, Meta(ge=1, le=64)] = 8
+    """PostgreSQL connections each central process keeps for reads (besides its one for writes)."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -190,6 +202,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     dashboard: DashboardSettings = msgspec.field(default_factory=DashboardSettings)
     blobs: BlobSettings = msgspec.field(default_factory=BlobSettings)
     limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
 
     @property
     def anchors_file(self) -> Path:
@@ -328,6 +341,7 @@ def settings_from_dict(
         if settings.audit.anchors_file is not None:
             settings.audit.anchors_file = _resolve_path(base, settings.audit.anchors_file)
         _check_blobs(settings.blobs, f"{where}: [blobs]")
+        _check_database(settings.database, f"{where}: [database]")
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
@@ -364,6 +378,15 @@ def _check_blobs(blobs: BlobSettings, where: str) -> None:
             f"{where}: give access_key_id and secret_access_key (or secret_access_key_env) "
             "together, or neither to let boto3 find credentials"
         )
+
+
+def _check_database(database: DatabaseSettings, where: str) -> None:
+    """The URL given inline or by variable (not both); the variable's value is a PostgreSQL URL."""
+    if database.url_env is None:
+        return
+    resolve_secret(database, "url", where)
+    if not re.match(r"^postgres(ql)?://", database.url or ""):
+        raise ConfigError(f"{where}: ${database.url_env} is not a postgresql:// URL")
 
 
 def token_sha256(owner: Any, key: str) -> str:

@@ -28,9 +28,9 @@ _SWITCH_TO_WAL = tenacity.Retrying(
 "database is locked" at once, without its busy handler: they try again (as the handler would)."""
 
 
-def open_database(path: str | Path) -> sqlite3.Connection:
+def open_database(path: str | Path, factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
     """Open (creating if needed) a database tuned for durable, concurrent use from threads."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0, factory=factory)
     _SWITCH_TO_WAL(conn.execute, "PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -38,9 +38,9 @@ def open_database(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def open_reader(path: str | Path) -> sqlite3.Connection:
+def open_reader(path: str | Path, factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
     """A connection for reads only (``query_only``): in WAL mode it never waits for the writer."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0, factory=factory)
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA query_only=1")
     return conn
@@ -101,8 +101,14 @@ class Writer:
     connection, so a transaction sees its own changes.
     """
 
-    def __init__(self, db: sqlite3.Connection, readers: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        readers: str | Path | None = None,
+        factory: type[sqlite3.Connection] = sqlite3.Connection,
+    ) -> None:
         self.db = db
+        self._factory = factory
         self._lock = threading.RLock()
         self._readers_path = readers
         self._local = threading.local()
@@ -157,7 +163,7 @@ class Writer:
             return
         mine = getattr(self._local, "reader", None)
         if mine is None:
-            mine = self._local.reader = _ThreadReader(open_reader(self._readers_path))
+            mine = self._local.reader = _ThreadReader(open_reader(self._readers_path, self._factory))
             with self._idle:
                 self._readers[id(mine)] = mine.db
             # The thread's local value goes when the thread ends: so does its connection.
@@ -218,7 +224,7 @@ def migrate(db: sqlite3.Connection, migrations: Sequence[str]) -> int:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if check_version(db, migrations) < version:
-                for statement in _split_statements(script):
+                for statement in split_statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version}")
         except BaseException:
@@ -236,7 +242,7 @@ def check_version(db: sqlite3.Connection, migrations: Sequence[str]) -> int:
     return current
 
 
-def _split_statements(script: str) -> list[str]:
+def split_statements(script: str) -> list[str]:
     """Split a migration into statements (executescript would commit on its own)."""
     statements, buffer = [], ""
     for line in script.splitlines(keepends=True):

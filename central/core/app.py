@@ -82,7 +82,7 @@ def create_app(settings: CentralSettings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         blobs = open_blob_store(settings)
         blobs.check()  # e.g. a missing bucket stops central here, before anything is opened or served
-        store = CentralStore(data_dir)
+        store = CentralStore.open(settings)
         receiver = UploadReceiver(
             store,
             blobs,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import partial
-from pathlib import Path
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -46,7 +45,7 @@ def build_scheduler(services: Services, receiver: UploadReceiver) -> AsyncIOSche
     scheduler.add_job(retention.assess, "interval", minutes=10, id="retention-assess", executor="threads")
     # The audit chain's anchors and head go to the file kept outside the database (first at start-up).
     scheduler.add_job(
-        partial(audit.publish_file, Path(settings.data_dir) / "central.db", settings.anchors_file),
+        partial(audit.publish, services.store.writer, settings.anchors_file),
         "interval",
         minutes=settings.audit.publish_minutes,
         id="publish-anchors",

@@ -127,7 +127,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
 def open_services(settings: CentralSettings) -> Iterator[Services]:
     """The services straight on central's database, for a command: it works whether or not
     central is serving (SQLite WAL; writes take their turn)."""
-    store = CentralStore(settings.data_dir)
+    store = CentralStore.open(settings)
     try:
         yield build_services(settings, store)
     finally:

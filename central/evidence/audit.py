@@ -160,26 +160,18 @@ def chain_unhashed(db) -> int:
     return len(rows)
 
 
-def verify_file(path, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
-    """``verify`` on its own read-only connection: a consistent snapshot (WAL) that blocks no writer."""
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    try:
-        return verify(conn, published)
-    finally:
-        conn.close()
+def verify_database(database, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
+    """``verify`` in one read snapshot of central's database: one moment throughout, blocking no writer."""
+    with database.snapshot() as db:
+        return verify(db, published)
 
 
 def verify(db, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
-    """Recompute the whole chain in one read transaction; the first record that does not match is named.
+    """Recompute the whole chain as ``db`` sees it; the first record that does not match is named.
 
-    ``published``: anchors read back from where they were published; each must still match."""
-    db.execute("BEGIN")
-    try:
-        return _verify(db, published)
-    finally:
-        db.execute("COMMIT")
+    ``published``: anchors read back from where they were published; each must still match.
+    Give it a view of one moment (``verify_database``'s snapshot, or a write transaction)."""
+    return _verify(db, published)
 
 
 def _verify(db, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
@@ -296,7 +288,7 @@ def _parse_published(data: bytes, path: Path) -> list[PublishedAnchor]:
     return anchors
 
 
-def publish(db, path: Path, now: datetime | None = None) -> int:
+def publish(database, path: Path, now: datetime | None = None) -> int:
     """Append the anchors written since the last publication, and the head, to ``path``; fsynced.
 
     Returns how many lines were appended (0 when nothing new). Crash-safe: a line cut short
@@ -314,14 +306,11 @@ def publish(db, path: Path, now: datetime | None = None) -> int:
             data = f.read()
         complete = data.rfind(b"\n") + 1
         last = max((a.audit_id for a in _parse_published(data[:complete], path)), default=0)
-        db.execute("BEGIN")
-        try:
+        with database.snapshot() as db:
             rows = db.execute(
                 "SELECT audit_id, hash FROM audit_anchors WHERE audit_id > ? ORDER BY audit_id", [last]
             ).fetchall()
             head = _head(db)
-        finally:
-            db.execute("COMMIT")
         moment = now or utc_now()
         lines = [PublishedAnchor(audit_id=i, hash=h, published_at=moment) for i, h in rows]
         if head[0] > max([last, *(i for i, _ in rows)]):
@@ -338,17 +327,6 @@ def publish(db, path: Path, now: datetime | None = None) -> int:
     if created:
         fsync_dir(path.parent)
     return len(lines)
-
-
-def publish_file(db_path: Path, anchors_path: Path) -> int:
-    """``publish`` on its own read-only connection (the scheduled job and the CLI)."""
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None)
-    try:
-        return publish(conn, anchors_path)
-    finally:
-        conn.close()
 
 
 # -- configuration changes -------------------------------------------------------------------

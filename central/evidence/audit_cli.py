@@ -53,12 +53,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from central.evidence import audit
 
     settings = load_settings(args.config, CentralSettings)
-    CentralStore(settings.data_dir).close()  # creates or migrates the database if need be
     anchors_file = Path(args.anchors) if args.anchors else settings.anchors_file
     if args.anchors and not anchors_file.is_file():
         raise FleetError(f"no anchors file {anchors_file}")
     published = audit.read_published(anchors_file)
-    report = audit.verify_file(Path(settings.data_dir) / "central.db", published)
+    store = CentralStore.open(settings)  # creates or migrates the database if need be
+    try:
+        report = audit.verify_database(store.writer, published)
+    finally:
+        store.close()
     if args.json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     elif report.intact:
@@ -82,11 +85,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from central.evidence import audit
 
     settings = load_settings(args.config, CentralSettings)
-    CentralStore(settings.data_dir).close()
     target = Path(args.to) if args.to else settings.anchors_file
+    store = CentralStore.open(settings)
     try:
-        added = audit.publish_file(Path(settings.data_dir) / "central.db", target)
+        added = audit.publish(store.writer, target)
     except OSError as exc:
         raise FleetError(f"cannot publish to {target}: {exc.strerror}") from None
+    finally:
+        store.close()
     print(f"{added} line(s) appended to {target}" if added else f"{target} is up to date")
     return 0

@@ -126,7 +126,7 @@ class CustodyController(Controller):
                 clip = assignments.attribution(clip_id)
             except NotFound:
                 clip = {"clip_id": clip_id}
-        chain = audit.verify_file(store.data_dir / "central.db")
+        chain = audit.verify_database(store.writer)
         return Template(
             template_name="custody.html",
             context={

@@ -444,7 +444,7 @@ class EvidencePages(DashboardPages):
         chain_check: Injected[ChainCheck],
     ) -> Redirect:
         published = audit.read_published(settings.anchors_file)
-        report = audit.verify_file(store.data_dir / "central.db", published)
+        report = audit.verify_database(store.writer, published)
         chain_check.last = (utc_now(), report, len(published), principal.name)
         return back("/audit", done="chain_intact") if report.intact else back("/audit", error="chain_broken")
 

@@ -10,6 +10,7 @@ from central.core.app import create_app
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.station.conftest import RECORDED
+from tests.support.databases import BACKEND, BACKENDS
 
 ADMIN = {"Authorization": "Bearer admin-test-token"}  # test values, not secrets
 CAMDEN = {"Authorization": "Bearer camden-test-token"}
@@ -19,7 +20,32 @@ KENTISH = {"Authorization": "Bearer kentish-test-token"}
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
+def pytest_generate_tests(metafunc):
+    """Every central test runs on each database in BACKENDS, but for those marked ``sqlite_only``."""
+    if "database" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("database", ["sqlite"] if only_sqlite else list(BACKENDS), indirect=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_postgres():
+    """This worker's PostgreSQL, if a test started it, stops with the session."""
+    yield
+    BACKEND.stop()
+
+
+@pytest.fixture(autouse=True)
+def database(request):
+    """The database this run of the test uses (``tests/support/databases.py``)."""
+    BACKEND.use(request.param)
+    yield BACKEND
+    BACKEND.finish_test()
+
+
 def make_settings(data_dir, **overrides) -> CentralSettings:
+    url = BACKEND.url_for(data_dir)
+    if url is not None:
+        overrides.setdefault("database", {"url": url})
     return settings_from_dict(
         {
             "data_dir": str(data_dir),

@@ -44,7 +44,7 @@ def chain_places(client, clip_id: str) -> set[str]:
 
 
 def chain_intact(client) -> bool:
-    return audit.verify_file(services(client.app).store.data_dir / "central.db").intact
+    return audit.verify_database(services(client.app).store.writer).intact
 
 
 def upload_reported(client, clip, data: bytes, headers=CAMDEN) -> None:

@@ -1,0 +1,392 @@
+"""Central's database, on SQLite (the default, under ``data_dir``) or PostgreSQL (``[database] url``).
+
+Every package writes one SQL for both: SQLite's placeholders (``?`` and ``:name``), the
+common subset of the two dialects, and, where they differ, a fragment from the
+connection's ``dialect`` (``db.dialect.any_of("serial")``). A ``Database`` gives every
+caller the same two things on either engine:
+
+- ``write()``: one transaction, and writes are serialised, as SQLite's ``BEGIN IMMEDIATE``
+  serialises them; on PostgreSQL through a transaction-level advisory lock, so the code's
+  read-then-write steps (the audit chain's head, an allocation, a cursor) stay correct
+  with any number of central replicas writing at once.
+- ``read()``: a connection for reads that never waits for the writer (SQLite's WAL readers;
+  PostgreSQL's pooled connections in autocommit), and ``snapshot()`` for a read that must
+  see one moment (the audit chain's verification).
+
+The schema has one source, each package's ``schema.py`` in SQLite's dialect; on PostgreSQL
+each statement is translated (``postgres_ddl``), and the version kept in ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+import psycopg.adapt
+import psycopg.types.numeric
+from psycopg import pq
+from psycopg_pool import ConnectionPool
+
+from fleet import sqlite
+from fleet.errors import FleetError
+
+# -- what differs between the dialects -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The SQL fragments that differ between SQLite and PostgreSQL (everything else is written once)."""
+
+    name: str
+
+    @property
+    def postgres(self) -> bool:
+        return self.name == "postgresql"
+
+    def any_of(self, column: str, placeholder: str = "?") -> str:
+        """``column`` is one of a list given as one parameter (``many(values)``)."""
+        if self.postgres:
+            return f"{column} = ANY({placeholder})"
+        return f"{column} IN (SELECT value FROM json_each({placeholder}))"
+
+    def many(self, values: Iterable[Any]) -> Any:
+        """A list as one parameter, for ``any_of`` and ``values_of``."""
+        return list(values) if self.postgres else json.dumps(list(values))
+
+    def values_of(self, placeholder: str = "?", cast: str = "TEXT") -> str:
+        """A one-column table (``value``) of a list given as one parameter (``many``)."""
+        if self.postgres:
+            return f"(SELECT unnest(CAST({placeholder} AS {cast}[])) AS value)"
+        return f"(SELECT value FROM json_each({placeholder}))"
+
+    def greatest(self, *expressions: str) -> str:
+        return f"{'GREATEST' if self.postgres else 'MAX'}({', '.join(expressions)})"
+
+    def least(self, *expressions: str) -> str:
+        return f"{'LEAST' if self.postgres else 'MIN'}({', '.join(expressions)})"
+
+    def contains(self, haystack: str, needle: str) -> str:
+        """``needle`` occurs in ``haystack`` (a plain substring: no pattern characters)."""
+        return f"strpos({haystack}, {needle}) > 0" if self.postgres else f"instr({haystack}, {needle}) > 0"
+
+    def shifted_time(self, timestamp: str, amount: str) -> str:
+        """An ISO timestamp (``YYYY-MM-DDTHH:MM:SS…``) moved by ``amount`` (``'+31 days'``), to the second."""
+        if self.postgres:
+            return (
+                f"to_char(CAST(substr({timestamp}, 1, 19) AS timestamp) + CAST({amount} AS interval), "
+                "'YYYY-MM-DD\"T\"HH24:MI:SS')"
+            )
+        return f"strftime('%Y-%m-%dT%H:%M:%S', substr({timestamp}, 1, 19), {amount})"
+
+    def days_between(self, later: str, earlier: str) -> str:
+        """Whole days from the date ``earlier`` to the date ``later`` (both ``YYYY-MM-DD…``)."""
+        if self.postgres:
+            return f"(CAST(substr({later}, 1, 10) AS date) - CAST(substr({earlier}, 1, 10) AS date))"
+        return f"CAST(julianday(substr({later}, 1, 10)) - julianday(substr({earlier}, 1, 10)) AS INTEGER)"
+
+    def indexed_by(self, index: str) -> str:
+        """SQLite's ``INDEXED BY`` (where its planner needs the hint); nothing on PostgreSQL."""
+        return "" if self.postgres else f"INDEXED BY {index}"
+
+
+SQLITE = Dialect("sqlite")
+POSTGRESQL = Dialect("postgresql")
+
+
+class Database(Protocol):
+    """What the packages are given (as ``writer``): see the module's docstring."""
+
+    dialect: Dialect
+
+    def write(self, *, durable: bool = True, wait_s: float | None = None) -> Any: ...
+
+    def read(self) -> Any: ...
+
+    def snapshot(self) -> Any: ...
+
+    def close(self, timeout_s: float = 30.0) -> None: ...
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+class SqliteConnection(sqlite3.Connection):
+    """A plain sqlite3 connection that says its dialect."""
+
+    dialect = SQLITE
+
+
+class SqliteDatabase(sqlite.Writer):
+    """``fleet.sqlite.Writer`` on central's file, its connections saying their dialect."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(sqlite.open_database(path, factory=SqliteConnection), readers=path, factory=SqliteConnection)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every statement sees the same commit (WAL), blocking no writer."""
+        with self.read() as db:
+            if db.in_transaction:  # inside a write: the write's own view
+                yield db
+                return
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                db.execute("COMMIT")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+WRITE_LOCK = 0x466C6565_74575254  # "FleetWRT": the advisory lock that serialises central's writes
+MIGRATE_LOCK = 0x466C6565_744D4947  # "FleetMIG": one replica migrates at a time
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|::|\?|:[A-Za-z_]\w*|%")
+
+
+@lru_cache(maxsize=4096)
+def postgres_placeholders(sql: str) -> str:
+    """SQLite's placeholders (``?``, ``:name``) as psycopg's (``%s``, ``%(name)s``); ``%`` escaped."""
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group()
+        if token == "?":
+            return "%s"
+        if token == "%":
+            return "%%"
+        if token.startswith(":") and token != "::":
+            return f"%({token[1:]})s"
+        return token
+
+    return _TOKENS.sub(swap, sql)
+
+
+class _IntFromBool(psycopg.adapt.Dumper):
+    """Python's bools go to integer columns (SQLite has no boolean): 1 and 0, as SQLite stores them."""
+
+    oid = psycopg.postgres.types["int8"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
+class _NumberFromNumeric(psycopg.adapt.Loader):
+    """PostgreSQL's SUM of integers is ``numeric``: an int when whole (as SQLite gives), else a float."""
+
+    def load(self, data: Any) -> Any:
+        text = bytes(data).decode()
+        if "." in text or "e" in text.lower() or text in ("NaN", "Infinity", "-Infinity"):
+            return float(text)
+        return int(text)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_dumper(bool, _IntFromBool)
+    conn.adapters.register_loader("numeric", _NumberFromNumeric)
+
+
+class PostgresConnection:
+    """A psycopg connection that runs the SQL the packages write (SQLite's placeholders)."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> psycopg.Cursor[Any]:
+        if not params:  # psycopg reads no placeholders (and no %) in a statement without parameters
+            return self.raw.execute(sql, None)
+        return self.raw.execute(postgres_placeholders(sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> psycopg.Cursor[Any]:
+        cursor = self.raw.cursor()
+        rows = list(rows)
+        if rows:
+            cursor.executemany(postgres_placeholders(sql), rows)
+        return cursor
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+
+class PostgresDatabase:
+    """Central's state in PostgreSQL: one writing connection per process, a pool for reads."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, url: str, *, readers: int = 8, application_name: str = "fleet-central") -> None:
+        self.url = url
+        self._kwargs = {"autocommit": True, "application_name": application_name}
+        self._lock = threading.RLock()
+        self._writer: PostgresConnection | None = None
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=readers, kwargs=self._kwargs, configure=_configure, open=False, name="readers"
+        )
+        try:
+            self.pool.open(wait=True, timeout=30.0)
+        except psycopg.Error as exc:
+            self.pool.close()
+            raise FleetError(f"cannot connect to PostgreSQL at {_redacted(url)}: {exc}") from None
+        except Exception as exc:  # the pool's own timeout (PoolTimeout) wraps the reason
+            self.pool.close()
+            raise FleetError(f"cannot connect to PostgreSQL at {_redacted(url)}: {exc}") from None
+
+    def connect(self) -> PostgresConnection:
+        """A connection of its own (autocommit), for a caller that keeps it: the caller closes it."""
+        raw = psycopg.connect(self.url, **self._kwargs)  # type: ignore[arg-type]
+        _configure(raw)
+        return PostgresConnection(raw)
+
+    def _writing(self) -> PostgresConnection:
+        if self._writer is None or self._writer.raw.closed or self._writer.raw.broken:
+            if self._writer is not None:
+                self._writer.raw.close()
+            self._writer = self.connect()
+        return self._writer
+
+    @contextmanager
+    def write(self, *, durable: bool = True, wait_s: float | None = None) -> Iterator[PostgresConnection]:
+        """One transaction, serialised with every other central process's writes (see the module)."""
+        with self._lock:
+            conn = self._writing()
+            if conn.in_transaction:  # nested: the outer transaction commits
+                yield conn
+                return
+            raw = conn.raw
+            raw.execute("BEGIN")
+            try:
+                if wait_s is not None:
+                    raw.execute(f"SET LOCAL lock_timeout = {max(1, int(wait_s * 1000))}")
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                if not durable:
+                    raw.execute("SET LOCAL synchronous_commit = off")
+                yield conn
+            except BaseException:
+                if not raw.closed:
+                    try:
+                        raw.execute("ROLLBACK")
+                    except psycopg.OperationalError:
+                        pass  # the connection is gone, and the transaction with it
+                raise
+            else:
+                raw.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[PostgresConnection]:
+        if self._lock._is_owned():  # type: ignore[attr-defined]  # inside a write: see its changes
+            with self._lock:
+                yield self._writing()
+            return
+        with self.pool.connection() as raw:
+            yield PostgresConnection(raw)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[PostgresConnection]:
+        """One read transaction that sees one moment throughout (REPEATABLE READ, READ ONLY)."""
+        with self.read() as conn:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield conn
+            finally:
+                conn.raw.execute("COMMIT")
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.raw.close()
+                self._writer = None
+        self.pool.close(timeout=timeout_s)
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+# -- the schema on PostgreSQL ----------------------------------------------------------------
+
+_RESERVED = re.compile(r'(?<!["\w])(offset|user)(?![\w"])')
+"""Column names that are reserved words in PostgreSQL (``user`` is even a function there)."""
+_TYPES = (
+    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER PRIMARY KEY\b"), "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\)\s*WITHOUT ROWID\s*$"), ")"),
+)
+_FLAG_PREDICATE = re.compile(r"\b(WHERE|AND) (\w+)(?=\s*(?:\bAND\b|;|$))")
+"""A partial index on a bare integer flag (``WHERE flag_stale``): PostgreSQL wants a boolean."""
+
+
+def postgres_ddl(statement: str) -> str:
+    """One schema statement in SQLite's dialect, in PostgreSQL's.
+
+    Types map to their PostgreSQL peers (64-bit integers, doubles, bytea); ``INTEGER PRIMARY
+    KEY`` becomes an identity; a table with SQLite's implicit ``rowid`` (no ``WITHOUT ROWID``,
+    no integer key) gets a ``rowid`` identity column, so the code's ``rowid`` works on both;
+    reserved names are quoted; a bare flag in an index's ``WHERE`` compares with 0."""
+    sql = statement.strip().rstrip(";").strip()
+    head = sql.split(None, 3)
+    if head[:2] == ["CREATE", "TABLE"]:
+        implicit_rowid = not re.search(r"WITHOUT ROWID\s*$", sql) and "INTEGER PRIMARY KEY" not in sql
+        for pattern, replacement in _TYPES:
+            sql = pattern.sub(replacement, sql)
+        if implicit_rowid:
+            sql = sql[: sql.rindex(")")] + ",\n    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE)"
+    elif head[:2] == ["ALTER", "TABLE"]:
+        for pattern, replacement in _TYPES:
+            sql = pattern.sub(replacement, sql)
+    elif "INDEX" in head[:3] and " WHERE " in sql:
+        table, predicate = sql.split(" WHERE ", 1)
+        sql = table + _FLAG_PREDICATE.sub(r"\1 \2 <> 0", f" WHERE {predicate}")
+    return _RESERVED.sub(r'"\1"', sql)
+
+
+def migrate_postgres(db: PostgresDatabase, migrations: Sequence[str]) -> int:
+    """Apply the versions not yet applied, each in one transaction; replicas starting at once take turns."""
+    conn = db.connect()
+    try:
+        raw = conn.raw
+        raw.execute("CREATE TABLE IF NOT EXISTS schema_version (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)")
+        current = _version(raw)
+        if current > len(migrations):
+            raise FleetError(f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it")
+        if current == len(migrations):
+            return current
+        for version, script in enumerate(migrations, start=1):
+            with raw.transaction():
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATE_LOCK])
+                if _version(raw) >= version:
+                    continue
+                for statement in sqlite.split_statements(script):
+                    raw.execute(postgres_ddl(statement))
+                raw.execute(
+                    "INSERT INTO schema_version (one, version) VALUES (1, %s) "
+                    "ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+                    [version],
+                )
+        return len(migrations)
+    finally:
+        conn.raw.close()
+
+
+def _version(raw: psycopg.Connection[Any]) -> int:
+    row = raw.execute("SELECT version FROM schema_version WHERE one = 1").fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,108 @@
+"""A throwaway PostgreSQL server on loopback, for the tests, the demo, ``fleet simulate`` and the benchmarks.
+
+It runs Debian's ``postgresql`` binaries (``make`` installs the package when it is missing)
+on a free port, with its data in a folder of its own. PostgreSQL refuses to run as root,
+and CI runs as root: then ``initdb`` and the server run as the ``postgres`` user the Debian
+package creates, and the data folder is given to that user. Connections from loopback are
+trusted (the server listens on 127.0.0.1 only and lives as long as its caller): these are
+test values, never a deployment (docs/deployment.md says how central's database is run).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from fleet.errors import FleetError
+from simulation.local_cluster import free_port, wait_until
+
+USER = "fleet"
+"""The superuser the throwaway cluster is made with (trusted on loopback: a test value)."""
+
+
+def binaries() -> Path:
+    """The newest installed PostgreSQL's ``bin`` folder (Debian keeps them out of ``PATH``)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(Path(p).parts[4]))
+    if not found:
+        raise FleetError("PostgreSQL is not installed: run `make postgres` (installs Debian's postgresql package)")
+    return Path(found[-1]).parent
+
+
+class LocalPostgres:
+    """One PostgreSQL server: ``start`` makes the cluster when its folder is empty, ``stop`` ends it.
+
+    ``durable=False`` turns off fsync and synchronous commits: the tests' server (a SIGKILLed
+    process loses nothing the OS has; only a power cut would). The benchmarks keep them on."""
+
+    def __init__(self, root: Path, *, port: int | None = None, durable: bool = True) -> None:
+        self.root = Path(root)
+        self.data = self.root / "pgdata"
+        self.port = port or free_port()
+        self.durable = durable
+        self.bin = binaries()
+        self._as_postgres = os.geteuid() == 0
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [str(a) for a in args]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if check and done.returncode != 0:
+            raise FleetError(f"{Path(command[0 if not self._as_postgres else 4]).name} failed: {done.stderr.strip()}")
+        return done
+
+    def _own(self, path: Path) -> None:
+        if self._as_postgres:
+            user = pwd.getpwnam("postgres")
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def start(self) -> LocalPostgres:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._own(self.root)
+        if not (self.data / "PG_VERSION").exists():
+            self._run(
+                self.bin / "initdb", "-D", self.data, "-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"
+            )
+            settings = {
+                "listen_addresses": "'127.0.0.1'",
+                "unix_socket_directories": f"'{self.root}'",
+                "max_connections": "200",
+                "shared_buffers": "'256MB'",
+                "fsync": "on" if self.durable else "off",
+                "synchronous_commit": "on" if self.durable else "off",
+                "full_page_writes": "on" if self.durable else "off",
+                "max_wal_size": "'2GB'",
+                "log_min_messages": "warning",
+            }
+            with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
+                conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        self._run(
+            self.bin / "pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-o", f"-p {self.port}", "-w", "start"
+        )
+        wait_until(self.ready, 30, f"PostgreSQL on port {self.port}")
+        return self
+
+    def ready(self) -> bool:
+        return self._run(self.bin / "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False).returncode == 0
+
+    def stop(self, mode: str = "fast") -> None:
+        """``mode``: ``fast`` (roll back and stop), ``immediate`` (as if the machine died: recovery at the next start)."""
+        if (self.data / "postmaster.pid").exists():
+            self._run(self.bin / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> LocalPostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
