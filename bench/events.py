@@ -345,7 +345,8 @@ def in_process(root: Path, stations: list[Station], plan: list[list[Batch]], sen
             yield lambda b: _check_ack(b, events.ingest(b.station.station_id, b.station.borough, b.body).acked_seq)
 
         seconds = in_threads(plan, senders, sender)
-        stored = store.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        with store.writer.read() as db:
+            stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         expected = sum(len(b.rows) for batches in plan for b in batches)
         if stored != expected:
             raise RuntimeError(f"in-process: {stored} events stored, expected {expected}")

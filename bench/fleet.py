@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import httpx
 import msgspec
@@ -203,13 +204,14 @@ def _assignments(rng: random.Random, devices: list[_Device], officers: int, coun
 
 def build(data_dir: Path, devices: int, officers: int, readings: int, assignments: int, console: Console) -> dict:
     """Create central's database with the real schema, fill it in big transactions, ANALYZE."""
+    from central.core.database import SqliteDatabase
     from central.core.store import CentralStore
 
     rng = random.Random(7)
     now = utc_now()
     timings: dict[str, float] = {}
     store = CentralStore(data_dir)
-    conn = store.db
+    conn = cast(SqliteDatabase, store.writer).db  # filled on SQLite directly, in big transactions
     try:
         with Progress(
             TextColumn("{task.description:<18}"),

@@ -7,8 +7,9 @@ migrations that build them) and is the only one to write them: the others call i
 functions, inside their own transaction where the change must commit with theirs.
 
     core/      builds central and holds what every package shares: the app factory, the
-               database and its migration runner, errors, OpenAPI, pagination, jobs, CLI
-               tables: none
+               database (SQLite or PostgreSQL) and its migration runner, errors, OpenAPI,
+               pagination, jobs, CLI
+               tables: schema_version (PostgreSQL only)
     access/    decides who may do what: users, API tokens, sessions, logins, borough scope
                tables: users, api_tokens, sessions, login_throttle, signing_keys
     uploads/   receives clips over tus and records each upload until its clip is verified

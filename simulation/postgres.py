@@ -93,7 +93,7 @@ class LocalPostgres:
         return self._run(self.bin / "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False).returncode == 0
 
     def stop(self, mode: str = "fast") -> None:
-        """``mode``: ``fast`` (roll back and stop), ``immediate`` (as if the machine died: recovery at the next start)."""
+        """``fast``: roll back and stop; ``immediate``: as if the machine died (recovery at the next start)."""
         if (self.data / "postmaster.pid").exists():
             self._run(self.bin / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
 

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypedDict
 
+from central.core.database import Database
 from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import TooManyRequests
-from fleet.sqlite import Writer
 
 ACCOUNT_FREE = 5
 """Failed logins in a row on one account before it is locked."""
@@ -44,7 +44,7 @@ class LoginThrottle:
     parallel attempts each see the ones admitted before them, so a burst of logins sent at once
     is held to the same count as the same logins sent one by one."""
 
-    def __init__(self, writer: Writer, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, writer: Database, clock: Callable[[], datetime] = utc_now) -> None:
         self.writer = writer
         self.clock = clock
 

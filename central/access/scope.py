@@ -40,10 +40,10 @@ from litestar.handlers import BaseRouteHandler
 from litestar.routes import HTTPRoute
 
 from central.access.auth import Principal, authenticate
+from central.core.database import Database
 from central.core.providers import services
 from fleet.config import CentralSettings
 from fleet.errors import Forbidden
-from fleet.sqlite import Writer
 
 CLIPS_OF_BOROUGH = "SELECT serial FROM devices WHERE borough = ?"
 """A borough's clips, for a list's ``device_serial IN (...)``: those its cameras recorded."""
@@ -171,7 +171,7 @@ class OwnerLookup:
     """Resolves what a request names to where it belongs, from central's tables and the
     configured stations (a station's borough is its config entry's)."""
 
-    def __init__(self, writer: Writer, settings: CentralSettings) -> None:
+    def __init__(self, writer: Database, settings: CentralSettings) -> None:
         self.writer = writer
         self.settings = settings
 

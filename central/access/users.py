@@ -28,10 +28,10 @@ from typing import Annotated, Literal
 import msgspec
 
 from central.access.login_throttle import LoginThrottle
+from central.core.database import Database
 from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, NotFound, Unauthorized
-from fleet.sqlite import Writer
 
 Role = Literal["admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer"]
 ROLES: tuple[str, ...] = ("admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer")
@@ -106,7 +106,7 @@ def check_password_strength(password: str) -> None:
 
 
 class UserService:
-    def __init__(self, writer: Writer, throttle: LoginThrottle | None = None) -> None:
+    def __init__(self, writer: Database, throttle: LoginThrottle | None = None) -> None:
         self.writer = writer
         self.throttle = throttle or LoginThrottle(writer)
 
@@ -147,7 +147,7 @@ class UserService:
         with self.writer.write() as db:
             self._user(db, name)
             db.execute("UPDATE users SET password_hash = ? WHERE name = ?", [hash_password(password), name])
-            db.execute("DELETE FROM sessions WHERE user = ?", [name])  # logged out everywhere
+            db.execute('DELETE FROM sessions WHERE "user" = ?', [name])  # logged out everywhere
             audit.record(db, actor=actor, action="password-set", object_type="user", object_id=name)
 
     def disable(self, name: str, actor: str) -> User:
@@ -157,8 +157,8 @@ class UserService:
                 raise Conflict(f"user {name} is disabled already")
             now = to_iso(utc_now())
             db.execute("UPDATE users SET disabled_at = ? WHERE name = ?", [now, name])
-            db.execute("UPDATE api_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", [now, name])
-            db.execute("DELETE FROM sessions WHERE user = ?", [name])
+            db.execute('UPDATE api_tokens SET revoked_at = ? WHERE "user" = ? AND revoked_at IS NULL', [now, name])
+            db.execute('DELETE FROM sessions WHERE "user" = ?', [name])
             audit.record(
                 db,
                 actor=actor,
@@ -190,7 +190,7 @@ class UserService:
             if user.disabled_at is not None:
                 raise Conflict(f"user {name} is disabled")
             token_id = db.execute(
-                "INSERT INTO api_tokens (user, label, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                'INSERT INTO api_tokens ("user", label, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
                 [name, label, sha256_hex(token), to_iso(now), to_iso(now + timedelta(days=days)) if days else None],
             ).lastrowid
             assert token_id is not None, "an INSERT sets its cursor's lastrowid"
@@ -207,7 +207,7 @@ class UserService:
     def tokens(self, name: str | None = None) -> list[ApiToken]:
         with self.writer.read() as db:
             rows = db.execute(
-                f"SELECT {_TOKEN_COLUMNS} FROM api_tokens" + (" WHERE user = ?" if name else "") + " ORDER BY id",
+                f"SELECT {_TOKEN_COLUMNS} FROM api_tokens" + (' WHERE "user" = ?' if name else "") + " ORDER BY id",
                 [name] if name else [],
             ).fetchall()
         return [_token(r) for r in rows]
@@ -282,7 +282,7 @@ class UserService:
         with self.writer.write() as db:
             db.execute("DELETE FROM sessions WHERE expires_at <= ?", [to_iso(now)])
             db.execute(
-                "INSERT INTO sessions (id_sha256, user, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                'INSERT INTO sessions (id_sha256, "user", csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
                 [sha256_hex(cookie), user.name, session.csrf, to_iso(now), to_iso(session.expires_at)],
             )
             audit.record(db, actor=user.name, action="login", object_type="user", object_id=user.name, place=place)
@@ -303,14 +303,16 @@ class UserService:
 
     def logout(self, cookie: str, place: str) -> None:
         with self.writer.write() as db:
-            row = db.execute("DELETE FROM sessions WHERE id_sha256 = ? RETURNING user", [sha256_hex(cookie)]).fetchone()
+            row = db.execute(
+                'DELETE FROM sessions WHERE id_sha256 = ? RETURNING "user"', [sha256_hex(cookie)]
+            ).fetchone()
             if row:
                 audit.record(db, actor=row[0], action="logout", object_type="user", object_id=row[0], place=place)
 
 
 _USER_COLUMNS = "name, role, borough, created_at, created_by, disabled_at, password_hash IS NOT NULL"
 _U_COLUMNS = ", ".join(f"u.{c}" for c in _USER_COLUMNS.split(", "))
-_TOKEN_COLUMNS = "id, user, label, created_at, expires_at, revoked_at"
+_TOKEN_COLUMNS = 'id, "user", label, created_at, expires_at, revoked_at'
 
 
 def _user(r) -> User:

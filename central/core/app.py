@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -80,56 +80,56 @@ def create_app(settings: CentralSettings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        blobs = open_blob_store(settings)
-        blobs.check()  # e.g. a missing bucket stops central here, before anything is opened or served
-        store = CentralStore.open(settings)
-        receiver = UploadReceiver(
-            store,
-            blobs,
-            data_dir / "uploads",
-            max_upload_bytes=settings.max_upload_bytes,
-            expiry=timedelta(hours=settings.upload_expiry_hours),
-            body_idle_timeout_s=settings.limits.body_idle_timeout_s,
-            station_boroughs={station: entry.borough for station, entry in settings.stations.items()},
-        )
-        await receiver.recover()
-        services = build_services(settings, store, blobs)
-        with store.writer.write() as db:
-            audit.record_config(db, msgspec.to_builtins(settings))
-        adopted = services.retention.adopt_configured()
-        if adopted.shortened and not adopted.applied:
-            logging.getLogger(__name__).warning(
-                "the retention rules in %s shorten %s (%d clips would be deleted): NOT applied; the rules in force "
-                "stay. To apply them: fleet central retention apply --confirm",
-                settings.retention.rules,
-                ", ".join(adopted.shortened),
-                adopted.would_delete,
+        # Whatever was opened is closed again, also when a later step of the start-up fails.
+        async with AsyncExitStack() as opened:
+            blobs = open_blob_store(settings)
+            blobs.check()  # e.g. a missing bucket stops central here, before anything is opened or served
+            store = CentralStore.open(settings)
+            opened.callback(store.close)
+            receiver = UploadReceiver(
+                store,
+                blobs,
+                data_dir / "uploads",
+                max_upload_bytes=settings.max_upload_bytes,
+                expiry=timedelta(hours=settings.upload_expiry_hours),
+                body_idle_timeout_s=settings.limits.body_idle_timeout_s,
+                station_boroughs={station: entry.borough for station, entry in settings.stations.items()},
             )
-        services.changes.bind(asyncio.get_running_loop())
-        services.changes.publish_policies()
-        projection = ProjectionWorker(services.events)
-        projection.start()
-        scheduler = build_scheduler(services, receiver)
-        providers.keep(
-            app,
-            AppServices.serving(
-                services,
-                receiver=receiver,
-                tokens=TokenRegistry(settings, services.users),
-                admission=admission,
-                scheduler=scheduler,
-                login_csrf_key=login_csrf.signing_key(store.writer),
-                chain_check=ChainCheck(),
-            ),
-        )
-        scheduler.start()
-        try:
+            opened.callback(receiver.close)
+            await receiver.recover()
+            services = build_services(settings, store, blobs)
+            with store.writer.write() as db:
+                audit.record_config(db, msgspec.to_builtins(settings))
+            adopted = services.retention.adopt_configured()
+            if adopted.shortened and not adopted.applied:
+                logging.getLogger(__name__).warning(
+                    "the retention rules in %s shorten %s (%d clips would be deleted): NOT applied; the rules in "
+                    "force stay. To apply them: fleet central retention apply --confirm",
+                    settings.retention.rules,
+                    ", ".join(adopted.shortened),
+                    adopted.would_delete,
+                )
+            services.changes.bind(asyncio.get_running_loop())
+            services.changes.publish_policies()
+            projection = ProjectionWorker(services.events)
+            projection.start()
+            opened.callback(projection.stop)
+            scheduler = build_scheduler(services, receiver)
+            providers.keep(
+                app,
+                AppServices.serving(
+                    services,
+                    receiver=receiver,
+                    tokens=TokenRegistry(settings, services.users),
+                    admission=admission,
+                    scheduler=scheduler,
+                    login_csrf_key=login_csrf.signing_key(store.writer),
+                    chain_check=ChainCheck(),
+                ),
+            )
+            scheduler.start()
+            opened.push_async_callback(stop_scheduler, scheduler)  # the health job runs on a thread: let it finish
             yield
-        finally:
-            await stop_scheduler(scheduler)  # the health job runs on a thread: let it finish
-            projection.stop()
-            receiver.close()
-            store.close()
 
     admission = Admission(settings.limits)
     openapi_config = openapi.config()

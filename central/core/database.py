@@ -319,6 +319,45 @@ def _redacted(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+# -- the database's own trouble ---------------------------------------------------------------
+
+_SQLITE_TROUBLE = {
+    sqlite3.SQLITE_FULL: "full",
+    sqlite3.SQLITE_BUSY: "busy",
+    sqlite3.SQLITE_LOCKED: "busy",
+    sqlite3.SQLITE_IOERR: "broken",
+    sqlite3.SQLITE_NOMEM: "broken",
+    sqlite3.SQLITE_READONLY: "broken",
+    sqlite3.SQLITE_INTERRUPT: "broken",
+    sqlite3.SQLITE_CANTOPEN: "broken",
+    sqlite3.SQLITE_CORRUPT: "broken",
+    sqlite3.SQLITE_NOTADB: "broken",
+    sqlite3.SQLITE_PROTOCOL: "broken",
+}
+_POSTGRES_BUSY = (
+    psycopg.errors.LockNotAvailable,  # lock_timeout (a write's wait_s)
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+
+
+def trouble(exc: BaseException) -> str | None:
+    """The database's own condition behind ``exc``, whatever the statement: ``full`` (its disk),
+    ``busy`` (a wait ran out: try again soon), ``broken`` (unreachable, restarting, failing);
+    None when the statement itself is at fault (a constraint, a bug)."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return _SQLITE_TROUBLE.get(code & 0xFF) if code is not None else None
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return "full"
+    if isinstance(exc, _POSTGRES_BUSY) or type(exc).__name__ == "PoolTimeout":
+        return "busy"
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.errors.InternalError_):
+        return "broken"  # the connection lost, the server out of resources, shutting down or restarting
+    return None
+
+
 # -- the schema on PostgreSQL ----------------------------------------------------------------
 
 _RESERVED = re.compile(r'(?<!["\w])(offset|user)(?![\w"])')
@@ -364,7 +403,10 @@ def migrate_postgres(db: PostgresDatabase, migrations: Sequence[str]) -> int:
     conn = db.connect()
     try:
         raw = conn.raw
-        raw.execute("CREATE TABLE IF NOT EXISTS schema_version (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)")
+        raw.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)"
+        )
         current = _version(raw)
         if current > len(migrations):
             raise FleetError(f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it")

@@ -11,10 +11,12 @@ import logging
 import sqlite3
 
 import msgspec
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from central.core import database
 from central.core.providers import services
 from fleet.errors import ApiError, InsufficientStorage
 from fleet.protocol import TUS_VERSION, ErrorBody
@@ -78,10 +80,10 @@ def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     return error_response(exc.status_code, CODES.get(exc.status_code, "error"), message, details, headers)
 
 
-def handle_database_error(request: Request, exc: sqlite3.OperationalError) -> Response:
-    """A full disk (507) or a database busy past its timeout (503) is "later", not a server fault."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL:
+def handle_database_error(request: Request, exc: Exception) -> Response:
+    """A full disk (507), a database busy past its timeout or out of reach (503) is "later", not a server fault."""
+    condition = database.trouble(exc)
+    if condition == "full":
         log.error("central's disk is full: %s %s refused with 507", request.method, request.url.path)
         return error_response(
             507,
@@ -89,10 +91,17 @@ def handle_database_error(request: Request, exc: sqlite3.OperationalError) -> Re
             "central's storage is full; try again later",
             headers=storage_full_headers(request),
         )
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+    if condition == "busy":
         log.warning("central's database is busy: %s %s refused with 503", request.method, request.url.path)
         return error_response(
             503, "unavailable", "central's database is busy; try again later", headers={"Retry-After": "5"}
+        )
+    if condition == "broken" and not isinstance(exc, sqlite3.Error):  # PostgreSQL out of reach (SQLite's: a fault)
+        log.error(
+            "central's database is out of reach: %s %s refused with 503 (%s)", request.method, request.url.path, exc
+        )
+        return error_response(
+            503, "unavailable", "central's database is out of reach; try again later", headers={"Retry-After": "5"}
         )
     return handle_unexpected(request, exc)
 
@@ -115,6 +124,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
     sqlite3.OperationalError: handle_database_error,
+    psycopg.OperationalError: handle_database_error,
+    psycopg.InterfaceError: handle_database_error,
+    psycopg.errors.InternalError_: handle_database_error,
     RecursionError: handle_recursion,
     Exception: handle_unexpected,
 }

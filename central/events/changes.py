@@ -22,6 +22,7 @@ from litestar.params import QueryParameter
 
 from central.access.auth import Caller, Principal, station_or_user_with
 from central.access.scope import in_query, touches
+from central.core.database import Database
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence.holds import held_clips_of_borough
@@ -41,7 +42,6 @@ from fleet.events import (
     Snapshot,
     StationPolicy,
 )
-from fleet.sqlite import Writer
 
 PAGE_LIMIT = 1000
 HISTORY_SQL = "SELECT (SELECT MIN(cursor) FROM changes), (SELECT COALESCE(MAX(cursor), 0) FROM changes)"
@@ -80,7 +80,7 @@ def policy_for(settings: CentralSettings, borough: str) -> StationPolicy:
 class ChangeLog:
     """Writes and reads of the feed; ``emit`` runs inside the caller's transaction."""
 
-    def __init__(self, writer: Writer, settings: CentralSettings) -> None:
+    def __init__(self, writer: Database, settings: CentralSettings) -> None:
         self.writer = writer
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None

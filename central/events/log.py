@@ -18,11 +18,14 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import msgspec
+import psycopg
 from litestar import Controller, post
 from litestar.params import RawBody
 
 from central.access.auth import Caller, stations_only
 from central.access.scope import OWN_RECORDS
+from central.core import database
+from central.core.database import Database
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.events import claims
@@ -31,7 +34,6 @@ from central.registry import stations
 from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.errors import BadRequest, Conflict
 from fleet.events import EVENT_KINDS, Event, EventAck, RawEventBatch, kind_of
-from fleet.sqlite import Writer
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class EventLog:
     from ``applied_seq`` after the restart.
     """
 
-    def __init__(self, writer: Writer, projector: Projector) -> None:
+    def __init__(self, writer: Database, projector: Projector) -> None:
         self.writer = writer
         self.projector = projector
         self.pending = threading.Event()
@@ -291,31 +293,12 @@ class ProjectionWorker:
                 self._stopping.wait(5.0)
 
 
-_CONDITIONS = {
-    sqlite3.SQLITE_FULL,
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_NOMEM,
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_INTERRUPT,
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_CORRUPT,
-    sqlite3.SQLITE_NOTADB,
-    sqlite3.SQLITE_PROTOCOL,
-}
-"""SQLite's answers about central's own disk and database, whatever the event."""
-
-
 def _centrals_condition(exc: BaseException) -> bool:
     """Central could not write (a full disk, a busy or broken database, no memory), not "this event
     cannot be applied": such an event waits and is applied once the condition clears. A refusal
     is for good (the station's outbox never sends the event again), so it must not be made of
     central's own trouble."""
-    if isinstance(exc, MemoryError):
-        return True
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _CONDITIONS
+    return isinstance(exc, MemoryError) or database.trouble(exc) is not None
 
 
 @contextmanager
@@ -327,8 +310,8 @@ def _savepoint(db):
         try:
             db.execute("ROLLBACK TO apply_run")
             db.execute("RELEASE apply_run")
-        except sqlite3.Error:
-            raise exc from None  # SQLite ended the transaction itself (a full disk, I/O): its cause counts
+        except (sqlite3.Error, psycopg.Error):
+            raise exc from None  # the database ended the transaction itself (a full disk, I/O): its cause counts
         raise
     db.execute("RELEASE apply_run")
 

@@ -13,11 +13,11 @@ import sqlite3
 from typing import Any
 
 from central.access.scope import CLIPS_OF_BOROUGH
+from central.core.database import Database
 from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import Gone
 from fleet.protocol import ClipInfo, UploadMetadata
-from fleet.sqlite import Writer
 
 CLIP_COLUMNS = (
     "clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
@@ -65,7 +65,7 @@ def abandon(db, clip_id: str, upload_id: str) -> None:
 class ClipRecords:
     """The clip API's reads, and its access log (every view and download, also in the audit chain)."""
 
-    def __init__(self, writer: Writer) -> None:
+    def __init__(self, writer: Database) -> None:
         self.writer = writer
 
     def clip(self, clip_id: str) -> ClipInfo | None:

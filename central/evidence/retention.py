@@ -34,6 +34,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from central.access.auth import Caller, user_with
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
+from central.core.database import Database
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_time_cursor, page_response
 from central.core.providers import Injected
@@ -54,7 +55,6 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.events import OfficerId
 from fleet.protocol import AwareDatetime
-from fleet.sqlite import Writer
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
@@ -159,7 +159,7 @@ class RulesChange(msgspec.Struct, kw_only=True):
 
 
 class RetentionService:
-    def __init__(self, writer: Writer, changes, blobs: BlobStore, settings: CentralSettings) -> None:
+    def __init__(self, writer: Database, changes, blobs: BlobStore, settings: CentralSettings) -> None:
         self.writer = writer
         self.changes = changes
         self.blobs = blobs

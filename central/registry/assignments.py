@@ -19,6 +19,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import LISTS, Scoped, in_json, in_path, touches
 from central.core.csvhttp import CSV, csv_response
+from central.core.database import Database
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
 from central.core.providers import Injected
@@ -31,7 +32,6 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
-from fleet.sqlite import Writer
 
 UNISSUABLE = ("repair", "lost", "retired")
 
@@ -160,7 +160,7 @@ def personal_issues_of_borough(db, borough: str) -> list[PersonalIssue]:
 
 
 class AssignmentService:
-    def __init__(self, writer: Writer, changes) -> None:
+    def __init__(self, writer: Database, changes) -> None:
         self.writer = writer
         self.changes = changes
 

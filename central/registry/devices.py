@@ -20,6 +20,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_path, touches
 from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
+from central.core.database import Database
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
@@ -30,7 +31,6 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import AssignmentMode, DeviceEntry
 from fleet.protocol import Serial
-from fleet.sqlite import Writer
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -237,7 +237,7 @@ def entries_of_borough(db, borough: str) -> list[DeviceEntry]:
 
 
 class DeviceService:
-    def __init__(self, writer: Writer, changes) -> None:
+    def __init__(self, writer: Database, changes) -> None:
         self.writer = writer
         self.changes = changes
 

@@ -11,11 +11,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from central.core.database import Database
 from central.registry import battery
 from central.registry.stations import StationService
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.sqlite import Writer
 
 log = logging.getLogger(__name__)
 TREND_READINGS = 60
@@ -33,7 +33,7 @@ class HealthReport:
 
 
 class FleetHealth:
-    def __init__(self, writer: Writer, settings: CentralSettings, stations: StationService, changes) -> None:
+    def __init__(self, writer: Database, settings: CentralSettings, stations: StationService, changes) -> None:
         self.writer = writer
         self.settings = settings
         self.policy = battery.health_policy(settings.fleet)

@@ -17,6 +17,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
 from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
+from central.core.database import Database
 from central.core.providers import Injected
 from central.evidence import audit
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
@@ -24,7 +25,6 @@ from fleet import csvio
 from fleet.clock import to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import Officer, OfficerRole
-from fleet.sqlite import Writer
 
 MAX_IMPORT = 200_000
 OfficerPath = Annotated[str, PathParameter(min_length=1, max_length=32, description="shoulder or warrant number")]
@@ -78,7 +78,7 @@ def of_borough(db, borough: str) -> list[Officer]:
 
 
 class OfficerService:
-    def __init__(self, writer: Writer, changes) -> None:
+    def __init__(self, writer: Database, changes) -> None:
         self.writer = writer
         self.changes = changes
 

@@ -18,13 +18,13 @@ from litestar.params import PathParameter
 
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import LISTS, Scoped, in_path, touches
+from central.core.database import Database
 from central.core.providers import Injected
 from central.events import claims
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
 from fleet.events import Backlog
-from fleet.sqlite import Writer
 
 
 class StationHealth(msgspec.Struct, kw_only=True):
@@ -117,7 +117,7 @@ def set_latest_at(db, station_id: str, latest: str | None) -> None:
 
 
 class StationService:
-    def __init__(self, writer: Writer, settings: CentralSettings) -> None:
+    def __init__(self, writer: Database, settings: CentralSettings) -> None:
         self.writer = writer
         self.settings = settings
 

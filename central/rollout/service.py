@@ -27,6 +27,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from central.access.auth import Caller, user_with
 from central.access.scope import FORCE_WIDE, no_borough
 from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
+from central.core.database import Database
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
@@ -42,7 +43,6 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, ConfigError, Conflict, NotFound, ServiceUnavailable
 from fleet.events import DeviceEntry, OfficerId, PersonalIssue
 from fleet.protocol import Serial
-from fleet.sqlite import Writer
 
 PLAN_ERRORS = errors(404, 503)
 """A route that reads the plan: 404 when no scenario is configured, 503 when its files are invalid."""
@@ -154,7 +154,7 @@ def _proposal_detail(db, proposal_id: int, left_without: dict[str, int] | None =
 class RolloutService:
     """Plan, proposals, commit and progress over central's one store."""
 
-    def __init__(self, writer: Writer, changes, settings: CentralSettings) -> None:
+    def __init__(self, writer: Database, changes, settings: CentralSettings) -> None:
         self.writer = writer
         self.changes = changes
         self.settings = settings

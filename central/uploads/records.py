@@ -13,7 +13,7 @@ from datetime import datetime
 
 from fleet.clock import from_iso, to_iso
 
-COLUMNS = "upload_id, clip_id, station_id, length, offset, metadata, sha256, state, expires_at"
+COLUMNS = 'upload_id, clip_id, station_id, length, "offset", metadata, sha256, state, expires_at'
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def insert(
 
 def set_offset(db, upload_id: str, offset: int, now: str, expires_at: datetime) -> None:
     db.execute(
-        "UPDATE uploads SET offset = ?, updated_at = ?, expires_at = ? WHERE upload_id = ?",
+        'UPDATE uploads SET "offset" = ?, updated_at = ?, expires_at = ? WHERE upload_id = ?',
         [offset, now, to_iso(expires_at), upload_id],
     )
 
@@ -71,7 +71,7 @@ def set_offset(db, upload_id: str, offset: int, now: str, expires_at: datetime) 
 def verify(db, upload_id: str, now: str) -> str | None:
     """Every byte is counted and the clip stored: the upload's clip id (None: no such upload)."""
     row = db.execute(
-        """UPDATE uploads SET state = 'verified', offset = length, updated_at = ?,
+        """UPDATE uploads SET state = 'verified', "offset" = length, updated_at = ?,
                             expires_at = NULL WHERE upload_id = ? RETURNING clip_id""",
         [now, upload_id],
     ).fetchone()

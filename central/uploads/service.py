@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from central.core.database import Database
 from central.events import claims
 from central.evidence import audit, clip_records
 from central.registry import devices
@@ -18,13 +19,12 @@ from central.uploads import records
 from central.uploads.records import Upload
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.protocol import UploadMetadata
-from fleet.sqlite import Writer
 
 
 class UploadService:
     """Reads and writes of uploads; one per process (the receiver's)."""
 
-    def __init__(self, writer: Writer, station_boroughs: Mapping[str, str] | None = None) -> None:
+    def __init__(self, writer: Database, station_boroughs: Mapping[str, str] | None = None) -> None:
         self.writer = writer
         self.station_boroughs = station_boroughs or {}
         """Each station's borough (``[stations.<id>]``): whose cameras its uploads speak for."""

@@ -7,6 +7,7 @@ import pytest
 from litestar.testing import TestClient
 
 from central.core.app import create_app
+from central.core.store import CentralStore
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.station.conftest import RECORDED
@@ -40,6 +41,11 @@ def database(request):
     BACKEND.use(request.param)
     yield BACKEND
     BACKEND.finish_test()
+
+
+def central_store(data_dir) -> CentralStore:
+    """Central's store on this test's database (two calls on one folder: one database)."""
+    return CentralStore(data_dir, BACKEND.url_for(data_dir))
 
 
 def make_settings(data_dir, **overrides) -> CentralSettings:

@@ -50,7 +50,7 @@ class Backend:
     def _admin(self, sql: str) -> None:
         assert self._server is not None
         with psycopg.connect(self._server.url(), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]  # names made here, never from input
+            conn.execute(sql.encode())  # names made here, never from input
 
     def url_for(self, data_dir: str | os.PathLike[str]) -> str | None:
         """The database of central's ``data_dir`` in this test (made from the template at first use)."""

@@ -21,8 +21,8 @@ def trace_every_connection(monkeypatch, under: Path | None = None) -> list[str]:
     statements: list[str] = []
 
     def tracing(opener):
-        def open_traced(path):
-            db = opener(path)
+        def open_traced(path, *args, **kwargs):
+            db = opener(path, *args, **kwargs)
             if under is None or Path(path).is_relative_to(under):
                 db.set_trace_callback(statements.append)
             return db

@@ -292,7 +292,7 @@ def test_a_lockout_is_kept_in_the_database_across_restarts(client, settings):
     users.add("j.smith", "viewer", "admin", password=PASSWORD)
     for _ in range(ACCOUNT_FREE):
         attempt(users, "j.smith", "wrong password!")
-    other = CentralStore(settings.data_dir)  # another process on the same database, or central restarted
+    other = CentralStore.open(settings)  # another process on the same database, or central restarted
     try:
         assert isinstance(attempt(UserService(other.writer), "j.smith", PASSWORD), int)
     finally:

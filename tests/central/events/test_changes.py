@@ -4,7 +4,7 @@ import threading
 
 from central.core.providers import services
 from fleet.clock import utc_now
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, make_settings
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, central_store, make_settings
 
 
 def officers(client, *rows):
@@ -121,10 +121,9 @@ def test_a_long_poll_returns_when_a_change_arrives(client):
 
 def test_every_long_poll_reads_the_history_bounds_without_scanning_the_feed(tmp_path):
     """``MIN`` and ``MAX`` in one SELECT scan every change (16 ms at 100,000, per poll)."""
-    from central.core.store import CentralStore
     from central.events.changes import HISTORY_SQL
 
-    store = CentralStore(tmp_path)
+    store = central_store(tmp_path)
     try:
         with store.writer.read() as db:
             plan = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + HISTORY_SQL).fetchall()]

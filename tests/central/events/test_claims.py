@@ -25,11 +25,8 @@ from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
 def refusals(client, station: str | None = None) -> list[tuple[str, int, str, str]]:
     """(station, seq, kind, reason) of every refusal, oldest first."""
-    rows = (
-        services(client.app)
-        .store.db.execute("SELECT station_id, seq, kind, reason FROM station_refusals ORDER BY id")
-        .fetchall()
-    )
+    with services(client.app).store.writer.read() as db:
+        rows = db.execute("SELECT station_id, seq, kind, reason FROM station_refusals ORDER BY id").fetchall()
     return [tuple(r) for r in rows if station is None or r[0] == station]
 
 
@@ -39,8 +36,9 @@ def custody(client, clip_id: str) -> list[tuple[str, str]]:
 
 
 def chain_places(client, clip_id: str) -> set[str]:
-    db = services(client.app).store.db
-    return {r[0] for r in db.execute("SELECT place FROM audit WHERE object_type = 'clip' AND object_id = ?", [clip_id])}
+    with services(client.app).store.writer.read() as db:
+        rows = db.execute("SELECT place FROM audit WHERE object_type = 'clip' AND object_id = ?", [clip_id]).fetchall()
+    return {r[0] for r in rows}
 
 
 def chain_intact(client) -> bool:

@@ -16,12 +16,11 @@ import msgspec
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from central.core.store import CentralStore
 from central.events.changes import ChangeLog
 from central.events.log import EventLog
 from central.events.projection import Projector
 from fleet.events import EventBatch, EventEnvelope
-from tests.central.conftest import make_settings
+from tests.central.conftest import central_store, make_settings
 from tests.central.fleetdata import T0, back, docked, ingested, out
 
 BOROUGH = {"camden": "Camden", "kentish": "Camden", "barnet": "Barnet"}
@@ -88,7 +87,7 @@ def judge(scenario: Scenario, order: list[str]) -> tuple[set, set]:
     queues = {s: list(enumerate(evs, 1)) for s, evs in scenario.ordered().items()}
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
         settings_ = make_settings(tmp)
-        store = CentralStore(tmp)
+        store = central_store(tmp)
         try:
             log = EventLog(store.writer, Projector(settings_.fleet, ChangeLog(store.writer, settings_)))
             runs: list[tuple[str, int]] = []
@@ -103,12 +102,13 @@ def judge(scenario: Scenario, order: list[str]) -> tuple[set, set]:
                 body = msgspec.json.encode(EventBatch(sent_at=envelopes[-1].at, events=envelopes))
                 log.ingest(station, BOROUGH[station], body)
                 log.apply_all()
-            db = store.db
-            conflicts = {
-                tuple(r) for r in db.execute("SELECT kind, borough, device_serial, officer_id, detail FROM conflicts")
-            }
-            attributions = {tuple(r) for r in db.execute("SELECT clip_id, officer_id FROM attributions")}
-            refused = db.execute("SELECT station_id, seq, reason FROM station_refusals").fetchall()
+            with store.writer.read() as db:
+                conflicts = {
+                    tuple(r)
+                    for r in db.execute("SELECT kind, borough, device_serial, officer_id, detail FROM conflicts")
+                }
+                attributions = {tuple(r) for r in db.execute("SELECT clip_id, officer_id FROM attributions")}
+                refused = db.execute("SELECT station_id, seq, reason FROM station_refusals").fetchall()
         finally:
             store.close()
     assert refused == [], f"legitimate events were refused: {refused}"

@@ -9,7 +9,8 @@ from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
 
 def count(client, table: str) -> int:
-    return services(client.app).store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    with services(client.app).store.writer.read() as db:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
 def test_a_batch_is_stored_applied_and_acknowledged(client):

@@ -8,12 +8,13 @@ import pytest
 from central.core.providers import services
 from central.core.store import CentralStore
 from central.evidence import audit
+from tests.central.conftest import central_store
 from tests.test_cli import run_cli
 
 
 @pytest.fixture
 def store(tmp_path):
-    store = CentralStore(tmp_path / "central")
+    store = central_store(tmp_path / "central")
     with store.writer.write() as db:
         for i in range(1, 11):
             audit.record(
@@ -76,7 +77,7 @@ def test_rehashing_one_record_still_breaks_the_next(store):
 
 
 def test_records_written_before_the_chain_are_hashed_once(tmp_path):
-    store = CentralStore(tmp_path / "c")
+    store = central_store(tmp_path / "c")
     with store.writer.write() as db:  # as a v5 database would have them
         db.execute(
             "INSERT INTO audit (id, at, actor, place, action, object_type, object_id) "
@@ -84,7 +85,7 @@ def test_records_written_before_the_chain_are_hashed_once(tmp_path):
         )
         db.execute("DELETE FROM audit_head")
     store.close()
-    store = CentralStore(tmp_path / "c")
+    store = central_store(tmp_path / "c")
     with store.writer.write() as db:
         audit.record(db, actor="new", action="assign", object_type="device", object_id="A")
     assert verify(store).intact and verify(store).records == 2
@@ -105,7 +106,7 @@ def test_clearing_hashes_does_not_get_them_recomputed(store, tmp_path):
     """Records without a hash after the chain began are tampering: reopening must not re-hash them."""
     tamper(store, "UPDATE audit SET detail = 'rewritten', hash = NULL, prev_hash = NULL WHERE id >= 9")
     store.close()
-    reopened = CentralStore(store.data_dir)
+    reopened = central_store(store.data_dir)
     try:
         report = verify(reopened)
         assert not report.intact and report.first_broken == 9
@@ -114,7 +115,7 @@ def test_clearing_hashes_does_not_get_them_recomputed(store, tmp_path):
 
 
 def test_cutting_the_tail_past_an_anchor_is_detected(tmp_path):
-    store = CentralStore(tmp_path / "c")
+    store = central_store(tmp_path / "c")
     with store.writer.write() as db:
         audit.record_many(
             db,
@@ -145,8 +146,8 @@ def _rewrite_whole_chain(store, record_id: int, detail: str) -> None:
 def test_published_anchors_catch_a_rewritten_chain(store, tmp_path):
     anchors = tmp_path / "elsewhere" / "anchors.jsonl"
     with store.writer.read() as db:
-        assert audit.publish(db, anchors) == 1  # the head (15 records: no anchor yet)
-        assert audit.publish(db, anchors) == 0  # nothing new: nothing twice
+        assert audit.publish(store.writer, anchors) == 1  # the head (15 records: no anchor yet)
+        assert audit.publish(store.writer, anchors) == 0  # nothing new: nothing twice
     _rewrite_whole_chain(store, 3, "to PC99")
     assert verify(store).intact  # the database alone cannot tell
     with store.writer.read() as db:
@@ -158,7 +159,7 @@ def test_published_anchors_catch_a_rewritten_chain(store, tmp_path):
 def test_published_head_catches_a_cut_tail(store, tmp_path):
     anchors = tmp_path / "anchors.jsonl"
     with store.writer.read() as db:
-        audit.publish(db, anchors)
+        audit.publish(store.writer, anchors)
     with store.writer.write() as db:
         db.execute("DELETE FROM audit WHERE id > 12")
         last = db.execute("SELECT hash FROM audit WHERE id = 12").fetchone()[0]
@@ -171,7 +172,7 @@ def test_published_head_catches_a_cut_tail(store, tmp_path):
 
 
 def test_publishing_appends_anchors_and_survives_a_torn_line(tmp_path):
-    store = CentralStore(tmp_path / "c")
+    store = central_store(tmp_path / "c")
     anchors = tmp_path / "anchors.jsonl"
     try:
         with store.writer.write() as db:
@@ -183,14 +184,14 @@ def test_publishing_appends_anchors_and_survives_a_torn_line(tmp_path):
                 ],
             )
         with store.writer.read() as db:
-            assert audit.publish(db, anchors) == 3  # two anchors and the head
+            assert audit.publish(store.writer, anchors) == 3  # two anchors and the head
         with open(anchors, "ab") as f:
             f.write(b'{"audit_id": 99')  # a crash in the middle of the next append
         assert [a.audit_id for a in audit.read_published(anchors)] == [1000, 2000, 2003]
         with store.writer.write() as db:
             audit.record(db, actor="a", action="x", object_type="clip", object_id="late")
         with store.writer.read() as db:
-            assert audit.publish(db, anchors) == 1
+            assert audit.publish(store.writer, anchors) == 1
             published = audit.read_published(anchors)
             assert [(a.audit_id, a.head) for a in published] == [
                 (1000, False),
@@ -250,7 +251,7 @@ def test_configuration_changes_are_audited_at_start_up_without_their_secrets(tmp
             },
             CentralSettings,
         )
-        store = CentralStore(settings.data_dir)
+        store = CentralStore.open(settings)
         try:
             with store.writer.write() as db:
                 changed = audit.record_config(db, msgspec.to_builtins(settings))
@@ -265,7 +266,7 @@ def test_configuration_changes_are_audited_at_start_up_without_their_secrets(tmp
     changed, trail = start(admin_token="second-secret", fleet={"shift_hours": 12})
     assert changed == ["admin_token", "fleet.shift_hours"] and len(trail) == 2
     assert trail[0].detail == "admin_token: (secret) → (secret); fleet.shift_hours: 10.0 → 12.0"
-    store = CentralStore(tmp_path / "c")
+    store = central_store(tmp_path / "c")
     try:
         with store.writer.read() as db:
             seen = db.execute("SELECT config FROM config_seen").fetchone()[0]

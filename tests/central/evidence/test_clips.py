@@ -101,7 +101,7 @@ def test_content_streams_with_ranges_and_is_logged(client, settings):
     from central.core.store import CentralStore
     from central.evidence.clip_records import ClipRecords
 
-    store = CentralStore(settings.data_dir)
+    store = CentralStore.open(settings)
     log = ClipRecords(store.writer).access_log()
     store.close()
     assert [(row[1], row[2], row[3]) for row in log] == [("admin", "download", clip_id)] * 3

@@ -98,7 +98,7 @@ def service_for(tmp_path, rules: dict = RULES):
         },
         CentralSettings,
     )
-    store = CentralStore(settings.data_dir)
+    store = CentralStore.open(settings)
     blobs = FilesystemBlobStore(store.data_dir / "blobs")
     services = build_services(settings, store, blobs)
     services.retention.adopt_configured()

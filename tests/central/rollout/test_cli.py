@@ -54,7 +54,7 @@ def test_allocate_commit_progress_against_central_database(tmp_path):
     from fleet.config import CentralSettings, load_settings
 
     settings = load_settings(config, CentralSettings)
-    store = CentralStore(settings.data_dir)
+    store = CentralStore.open(settings)
     build_services(settings, store).devices.register(
         [DeviceRegistration(serial=f"BWV-00000{i}") for i in range(3)], "test"
     )

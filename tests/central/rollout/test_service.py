@@ -223,7 +223,7 @@ def test_full_scale_allocation_20000_devices_to_20000_officers(tmp_path):
         rollout={"boroughs": str(tmp_path / "boroughs.toml"), "scenario": str(tmp_path / "rollout.toml")},
         fleet={"default_assignment_mode": "personal"},
     )
-    store = CentralStore(settings.data_dir)
+    store = CentralStore.open(settings)
     try:
         services = build_services(settings, store)
         services.officers.upsert(

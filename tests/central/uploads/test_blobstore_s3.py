@@ -327,7 +327,7 @@ def test_retention_purges_from_the_bucket(tmp_path):
     settings = make_settings(
         tmp_path / "central", blobs=s3_settings(), retention={"rules": str(tmp_path / "retention.toml")}
     )
-    store = CentralStore(settings.data_dir)
+    store = CentralStore.open(settings)
     try:
         blobs = S3BlobStore(settings.blobs)
         blobs.check()

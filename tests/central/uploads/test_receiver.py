@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 
 from central.access.auth import Principal
-from central.core.store import CentralStore
 from central.evidence.clip_records import ClipRecords
 from central.uploads.blobstore import FilesystemBlobStore
 from central.uploads.receiver import Checksum, UploadReceiver
@@ -16,14 +15,14 @@ from central.uploads.service import UploadService
 from fleet.clock import utc_now
 from fleet.errors import ChecksumMismatch, Locked
 from fleet.protocol import decode_upload_metadata
-from tests.central.conftest import metadata
+from tests.central.conftest import central_store, metadata
 
 CAMDEN = Principal("station:camden", station_id="camden")
 
 
 @pytest.fixture
 def parts(tmp_path):
-    store = CentralStore(tmp_path)
+    store = central_store(tmp_path)
     yield store, FilesystemBlobStore(tmp_path / "blobs"), tmp_path / "uploads"
     store.close()
 

@@ -9,7 +9,7 @@ from litestar.testing import TestClient
 
 from central.core.app import create_app
 from central.core.providers import services
-from tests.central.conftest import ADMIN, CAMDEN
+from tests.central.conftest import ADMIN, CAMDEN, central_store
 from tests.central.fleetdata import docked, post
 
 PASSWORD = "correct horse battery"  # a test value, not a secret
@@ -366,12 +366,11 @@ def test_the_login_forms_key_is_random_kept_in_the_database_and_not_in_the_confi
     import hmac
 
     from central.access import login_csrf
-    from central.core.store import CentralStore
     from tests.central.conftest import make_settings
 
     settings = make_settings(tmp_path / "a")
     derived = hmac.new(hashlib.sha256(b"admin-test-token").digest(), b"login form csrf", hashlib.sha256).digest()
-    first, again, other = (CentralStore(tmp_path / d) for d in ("a", "a", "b"))
+    first, again, other = (central_store(tmp_path / d) for d in ("a", "a", "b"))
     try:
         key = login_csrf.signing_key(first.writer)
         assert len(key) == 32 and key != derived

@@ -176,11 +176,10 @@ class TwoWaySync(RuleBasedStateMachine):
         central = self.central_log()
         seqs = [seq for seq, *_ in central]
         assert len(seqs) == len(set(seqs))
-        acked = (
-            services(self.central.app)
-            .store.db.execute("SELECT COALESCE(MAX(acked_seq), 0) FROM stations WHERE station_id = 'camden'")
-            .fetchone()[0]
-        )
+        with services(self.central.app).store.writer.read() as db:
+            acked = db.execute(
+                "SELECT COALESCE(MAX(acked_seq), 0) FROM stations WHERE station_id = 'camden'"
+            ).fetchone()[0]
         assert seqs[:acked] == list(range(1, acked + 1))  # applied and acknowledged: no gaps
         for seq, kind, at, body in central:
             assert station[seq] == (kind, from_iso(at), body)
