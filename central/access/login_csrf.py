@@ -24,7 +24,10 @@ MAX_AGE_S = 3600
 def signing_key(writer) -> bytes:
     """The key, made on first use (a process racing another keeps whichever was stored first)."""
     with writer.write() as db:
-        db.execute("INSERT OR IGNORE INTO signing_keys (name, key) VALUES ('login_csrf', ?)", [secrets.token_bytes(32)])
+        db.execute(
+            "INSERT INTO signing_keys (name, key) VALUES ('login_csrf', ?) ON CONFLICT DO NOTHING",
+            [secrets.token_bytes(32)],
+        )
         return db.execute("SELECT key FROM signing_keys WHERE name = 'login_csrf'").fetchone()[0]
 
 

@@ -124,8 +124,8 @@ def admit_ingests(
         (now if upload is not None and upload[3] == "verified" else held).append(a)
     refuse(db, station_id, refused)
     db.executemany(
-        "INSERT OR IGNORE INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [(a.event.clip_id, station_id, a.seq, a.at, a.event.device_serial, a.event.size, a.event.sha256) for a in held],
     )
     return attribute, now

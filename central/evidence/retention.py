@@ -247,11 +247,13 @@ class RetentionService:
             rules = self._rules_in(db)
             # Most footage has no category: its end is recording + default_days, computed in SQL
             # on the fixed-width text ("YYYY-MM-DDTHH:MM:SS" + ".ffffffZ"), equal to retain_until's.
+            until = db.dialect.shifted_time("recorded_at", "?") + " || substr(recorded_at, 20)"
+            retain_until = db.dialect.greatest(until, "COALESCE(kept_until, '')")
             done += db.execute(
-                "UPDATE clips SET retain_until = MAX(strftime('%Y-%m-%dT%H:%M:%S', substr(recorded_at, 1, 19), ?) "
-                "|| substr(recorded_at, 20), COALESCE(kept_until, '')), review = 0 WHERE retain_until IS NULL "
+                f"UPDATE clips SET retain_until = {retain_until}, "
+                "review = 0 WHERE retain_until IS NULL "
                 "AND state = 'verified' AND deleted_at IS NULL AND categorised_at IS NULL AND categories = '[]' "
-                "AND tags = '[]' AND NOT evidential AND length(recorded_at) = 27 AND substr(recorded_at, 27) = 'Z' "
+                "AND tags = '[]' AND evidential = 0 AND length(recorded_at) = 27 AND substr(recorded_at, 27) = 'Z' "
                 "AND recorded_at < '9000'",
                 [f"+{rules.default_days} days"],
             ).rowcount

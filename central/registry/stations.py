@@ -125,8 +125,9 @@ class StationService:
         """One sample of every station's backlog (the health job, every few minutes); 30 days kept."""
         with self.writer.write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO station_samples (station_id, at, pending_clips, pending_bytes, lag_h) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO station_samples (station_id, at, pending_clips, pending_bytes, lag_h) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (station_id, at) DO UPDATE SET pending_clips = "
+                "excluded.pending_clips, pending_bytes = excluded.pending_bytes, lag_h = excluded.lag_h",
                 [
                     (s.station_id, to_iso(now), s.pending_clips, s.pending_bytes, s.oldest_pending_age_h)
                     for s in stations
