@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint fix bench faults fuzz install clean help browser screenshots
+.PHONY: demo test test-fast lint fix bench faults fuzz install clean help browser services screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create the virtualenv and install everything
 
-demo: $(STAMP)  ## run central, three borough stations and a camera simulator locally
+demo: $(STAMP) $(if $(findstring postgresql,$(DEMO_ARGS))$(findstring replicas,$(DEMO_ARGS)),services)  ## run central, three borough stations and a camera simulator locally
 	$(BIN)/fleet demo $(DEMO_ARGS)
 
 # The browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
@@ -31,11 +31,19 @@ browser:  ## install Debian's Chromium for the browser tests when it is missing
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		--no-install-recommends chromium >/dev/null; }
 
-test: $(STAMP) browser lint  ## lint, then run the whole test suite
+# Central's tests run on SQLite and on PostgreSQL, which they start themselves (as an
+# unprivileged user: initdb refuses root); the replica tests put Debian's HAProxy in front.
+PG_BIN = $(lastword $(sort $(wildcard /usr/lib/postgresql/*/bin/postgres)))
+services:  ## install Debian's postgresql and haproxy for the tests when they are missing
+	@test -n "$(PG_BIN)" && command -v haproxy >/dev/null || { echo "installing Debian's postgresql and haproxy for the tests"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+		--no-install-recommends postgresql haproxy >/dev/null; }
+
+test: $(STAMP) browser services lint  ## lint, then run the whole test suite (central's on SQLite and PostgreSQL)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-test-fast: $(STAMP) lint  ## lint, then the quick lane (no real processes, browser, fuzzing or long property runs; under 2 minutes)
-	$(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
+test-fast: $(STAMP) lint  ## lint, then the quick lane (SQLite only; no real processes, browser, fuzzing or long property runs; under 2 minutes)
+	FLEET_TEST_DATABASES=sqlite $(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 # Lint: ruff (lint and format), mypy (strict on the kernel, checked everywhere; its cache in
 # .mypy_cache/ makes a second run take ~1 s) and the layer contracts (import-linter).

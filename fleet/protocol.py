@@ -206,6 +206,8 @@ class Health(Struct, kw_only=True):
     status: Literal["ok"]
     version: str
     load: Load | None = None
+    leading: bool | None = None
+    """This central process runs the jobs that run once (one replica at a time: docs/deployment.md)."""
 
 
 # -- station status (docs/contracts.md §4) --

@@ -25,6 +25,7 @@ from central.core.admission import Admission, AdmissionMiddleware
 from central.core.errors import EXCEPTION_HANDLERS, error_response
 from central.core.headers import STATIC_PATH, add_security_headers
 from central.core.jobs import build_scheduler, stop_scheduler
+from central.core.leadership import Leadership
 from central.core.providers import Injected
 from central.core.services import AppServices, build_services
 from central.core.store import CentralStore
@@ -60,14 +61,16 @@ from fleet.protocol import Health
     scope=no_borough("whether central answers"),
     sync_to_thread=True,
 )
-def healthz(store: Injected[CentralStore], admission: Injected[Admission]) -> Response:
+def healthz(
+    store: Injected[CentralStore], admission: Injected[Admission], leadership: Injected[Leadership]
+) -> Response:
     try:
         ok = store.ping()
     except Exception:
         ok = False
     if not ok:
         return error_response(503, "unavailable", "database not reachable")
-    return Response(Health(status="ok", version=__version__, load=admission.load()))
+    return Response(Health(status="ok", version=__version__, load=admission.load(), leading=leadership.leading))
 
 
 WEB = Path(__file__).parents[1] / "web"
@@ -111,10 +114,12 @@ def create_app(settings: CentralSettings) -> Litestar:
                 )
             services.changes.bind(asyncio.get_running_loop())
             services.changes.publish_policies()
+            leadership = Leadership(store.writer, data_dir).start()
+            opened.callback(leadership.stop)
             projection = ProjectionWorker(services.events)
             projection.start()
             opened.callback(projection.stop)
-            scheduler = build_scheduler(services, receiver)
+            scheduler = build_scheduler(services, receiver, leadership)
             providers.keep(
                 app,
                 AppServices.serving(
@@ -125,6 +130,7 @@ def create_app(settings: CentralSettings) -> Litestar:
                     scheduler=scheduler,
                     login_csrf_key=login_csrf.signing_key(store.writer),
                     chain_check=ChainCheck(),
+                    leadership=leadership,
                 ),
             )
             scheduler.start()

@@ -10,6 +10,7 @@ from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from central.core.leadership import Leadership, when_leading, when_leading_async
 from central.core.services import Services
 from central.evidence import audit
 from central.uploads.receiver import UploadReceiver
@@ -18,19 +19,24 @@ from fleet.clock import utc_now
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def build_scheduler(services: Services, receiver: UploadReceiver) -> AsyncIOScheduler:
-    """Must be started inside the running loop (a lifespan hook), never at import."""
+def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Leadership) -> AsyncIOScheduler:
+    """Must be started inside the running loop (a lifespan hook), never at import.
+
+    Every replica schedules every job; each runs only where ``leadership`` says this process leads."""
     settings, health, retention = services.settings, services.health, services.retention
+    led, led_async = partial(when_leading, leadership), partial(when_leading_async, leadership)
     scheduler = AsyncIOScheduler(
         timezone="UTC",
         job_defaults={"coalesce": True, "max_instances": 1},
         executors={"default": {"type": "asyncio"}, "threads": ThreadPoolExecutor(1)},
     )
     # On the loop, like the receiver's requests: an upload is only forgotten when no PATCH holds its asyncio lock.
-    scheduler.add_job(receiver.expire, "interval", minutes=settings.expiry_check_minutes, id="expire-uploads")
+    scheduler.add_job(
+        led_async(receiver.expire), "interval", minutes=settings.expiry_check_minutes, id="expire-uploads"
+    )
     # The health job reads and writes SQLite for a while: off the event loop, in apscheduler's pool.
     scheduler.add_job(
-        health.run,
+        led(health.run),
         "interval",
         minutes=settings.fleet.health_check_minutes,
         id="fleet-health",
@@ -39,13 +45,13 @@ def build_scheduler(services: Services, receiver: UploadReceiver) -> AsyncIOSche
     )
     # Daily: soft-delete what retention ended and no hold protects, purge after recovery.
     scheduler.add_job(
-        retention.run, "cron", hour=settings.retention.job_hour_utc, minute=0, id="retention", executor="threads"
+        led(retention.run), "cron", hour=settings.retention.job_hour_utc, minute=0, id="retention", executor="threads"
     )
     # New clips get their end of retention soon after they are verified.
-    scheduler.add_job(retention.assess, "interval", minutes=10, id="retention-assess", executor="threads")
+    scheduler.add_job(led(retention.assess), "interval", minutes=10, id="retention-assess", executor="threads")
     # The audit chain's anchors and head go to the file kept outside the database (first at start-up).
     scheduler.add_job(
-        partial(audit.publish, services.store.writer, settings.anchors_file),
+        led(partial(audit.publish, services.store.writer, settings.anchors_file)),
         "interval",
         minutes=settings.audit.publish_minutes,
         id="publish-anchors",

@@ -20,6 +20,7 @@ from central.access.auth import TokenRegistry
 from central.access.scope import OwnerLookup
 from central.access.users import UserService
 from central.core.admission import Admission
+from central.core.leadership import Leadership
 from central.core.store import CentralStore
 from central.events.changes import ChangeLog
 from central.events.log import EventLog
@@ -70,6 +71,8 @@ class AppServices(Services):
     login_csrf_key: bytes
     chain_check: ChainCheck
     """The audit page's last chain check (who asked, when, what it found)."""
+    leadership: Leadership
+    """Whether this process runs the jobs that run once (``central.core.leadership``)."""
 
     @classmethod
     def serving(
@@ -82,6 +85,7 @@ class AppServices(Services):
         scheduler: AsyncIOScheduler,
         login_csrf_key: bytes,
         chain_check: ChainCheck,
+        leadership: Leadership,
     ) -> AppServices:
         return cls(
             **{f.name: getattr(services, f.name) for f in fields(Services)},
@@ -91,10 +95,11 @@ class AppServices(Services):
             scheduler=scheduler,
             login_csrf_key=login_csrf_key,
             chain_check=chain_check,
+            leadership=leadership,
         )
 
 
-PLAIN_VALUES = frozenset({"settings", "admission", "login_csrf_key", "chain_check"})
+PLAIN_VALUES = frozenset({"settings", "admission", "login_csrf_key", "chain_check", "leadership"})
 """Fields that never touch the database, the disk or the network: any handler may take them
 (the others are services: see the event-loop rule in ``central.core.providers``)."""
 

@@ -22,10 +22,16 @@ TUS = {"Tus-Resumable": "1.0.0"}
 
 
 def pytest_generate_tests(metafunc):
-    """Every central test runs on each database in BACKENDS, but for those marked ``sqlite_only``."""
+    """Every central test runs on each database in BACKENDS, but for those marked ``sqlite_only``
+    or ``postgresql_only`` (those are also ``slow``: the quick lane runs SQLite only)."""
     if "database" in metafunc.fixturenames:
-        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
-        metafunc.parametrize("database", ["sqlite"] if only_sqlite else list(BACKENDS), indirect=True)
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            backends = ["sqlite"]
+        elif metafunc.definition.get_closest_marker("postgresql_only"):
+            backends = ["postgresql"]
+        else:
+            backends = list(BACKENDS)
+        metafunc.parametrize("database", backends, indirect=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
