@@ -158,7 +158,7 @@ _TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|::|\?|:[A-Za-z_]\w*|%"
 
 @lru_cache(maxsize=4096)
 def postgres_placeholders(sql: str) -> str:
-    """SQLite's placeholders (``?``, ``:name``) as psycopg's (``%s``, ``%(name)s``); ``%`` escaped."""
+    """SQLite's placeholders (``?``, ``:name``) as psycopg's (``%s``, ``%(name)s``); every ``%`` escaped."""
 
     def swap(match: re.Match[str]) -> str:
         token = match.group()
@@ -168,7 +168,7 @@ def postgres_placeholders(sql: str) -> str:
             return "%%"
         if token.startswith(":") and token != "::":
             return f"%({token[1:]})s"
-        return token
+        return token.replace("%", "%%")  # psycopg reads % even in quotes and comments
 
     return _TOKENS.sub(swap, sql)
 
