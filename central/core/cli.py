@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from central.access.users import ROLES
 from fleet.config import CentralSettings, load_settings
-from fleet.errors import FleetError
+from fleet.errors import ConfigError, FleetError
 from fleet.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -34,6 +34,12 @@ def register(groups: argparse._SubParsersAction) -> None:
         "config. Stops cleanly on Ctrl-C or SIGTERM.",
     )
     serve.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    serve.add_argument(
+        "--port",
+        type=int,
+        metavar="N",
+        help="listen on this port instead of the config's (several replicas on one machine: docs/deployment.md)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     officers = commands.add_parser(
@@ -368,6 +374,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from central.uploads.blobstore import open_blob_store
 
     settings = load_settings(args.config, CentralSettings)
+    if args.port is not None:
+        if not 0 < args.port < 65536:
+            raise ConfigError(f"--port {args.port}: not a TCP port")
+        settings.port = args.port
     # The app checks its blob store at start-up too, but a failure there reaches uvicorn as a traceback:
     # checked here first, a missing bucket is one line and exit 2.
     open_blob_store(settings).check()
