@@ -3,7 +3,9 @@
 It runs Debian's ``postgresql`` binaries (``make`` installs the package when it is missing)
 on a free port, with its data in a folder of its own. PostgreSQL refuses to run as root,
 and CI runs as root: then ``initdb`` and the server run as the ``postgres`` user the Debian
-package creates, and the data folder is given to that user. Connections from loopback are
+package creates, and the data folder is given to that user; when ``root`` lies where that user
+cannot reach (under a 0700 folder of root's, as pytest's are), the data lives in
+``/var/tmp/fleet-postgres/`` and ``root/pgdata`` links to it. Connections from loopback are
 trusted (the server listens on 127.0.0.1 only and lives as long as its caller): these are
 test values, never a deployment (docs/deployment.md says how central's database is run).
 """
@@ -11,6 +13,7 @@ test values, never a deployment (docs/deployment.md says how central's database 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -46,6 +49,11 @@ class LocalPostgres:
         self.bin = binaries()
         self._as_postgres = os.geteuid() == 0
 
+    @property
+    def log(self) -> Path:
+        """The server's log (in its data folder: the one place its user can always write)."""
+        return self.data.resolve() / "server.log"
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
@@ -63,16 +71,34 @@ class LocalPostgres:
             user = pwd.getpwnam("postgres")
             os.chown(path, user.pw_uid, user.pw_gid)
 
+    def _reachable(self, path: Path) -> bool:
+        """Whether the server's user can enter ``path`` (root's own folders are often 0700)."""
+        return not self._as_postgres or self._run("test", "-x", path, check=False).returncode == 0
+
     def start(self) -> LocalPostgres:
         self.root.mkdir(parents=True, exist_ok=True)
         self._own(self.root)
+        if not self.data.exists() and not self._reachable(self.root):
+            elsewhere = (
+                Path("/var/tmp/fleet-postgres") / hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+            )
+            elsewhere.mkdir(parents=True, exist_ok=True)
+            self._own(elsewhere)
+            self.data.symlink_to(elsewhere, target_is_directory=True)
         if not (self.data / "PG_VERSION").exists():
             self._run(
-                self.bin / "initdb", "-D", self.data, "-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"
+                self.bin / "initdb",
+                "-D",
+                self.data.resolve(),
+                "-U",
+                USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
             )
             settings = {
                 "listen_addresses": "'127.0.0.1'",
-                "unix_socket_directories": f"'{self.root}'",
+                "unix_socket_directories": f"'{self.data.resolve()}'",
                 "max_connections": "200",
                 "shared_buffers": "'256MB'",
                 "fsync": "on" if self.durable else "off",
@@ -84,7 +110,7 @@ class LocalPostgres:
             with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
                 conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
         self._run(
-            self.bin / "pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-o", f"-p {self.port}", "-w", "start"
+            self.bin / "pg_ctl", "-D", self.data.resolve(), "-l", self.log, "-o", f"-p {self.port}", "-w", "start"
         )
         wait_until(self.ready, 30, f"PostgreSQL on port {self.port}")
         return self
@@ -95,10 +121,12 @@ class LocalPostgres:
     def stop(self, mode: str = "fast") -> None:
         """``fast``: roll back and stop; ``immediate``: as if the machine died (recovery at the next start)."""
         if (self.data / "postmaster.pid").exists():
-            self._run(self.bin / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
+            self._run(self.bin / "pg_ctl", "-D", self.data.resolve(), "-m", mode, "-w", "stop", check=False)
 
     def remove(self) -> None:
         self.stop("immediate")
+        if self.data.is_symlink():
+            shutil.rmtree(self.data.resolve(), ignore_errors=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> LocalPostgres:

@@ -2,6 +2,9 @@
 
 Every process is started exactly as an operator would start it (``fleet … --config``),
 with its own config file, and killed with SIGTERM or SIGKILL at the moment a test wants.
+With ``replicas`` > 1 central is several ``fleet central serve`` processes on one PostgreSQL
+(``database="postgresql"``, started for the cluster) behind HAProxy, whose port is the one
+stations and tests talk to (``url``); each replica also answers on its own (``replica_url``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from simulation import local_cluster
+from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import free_port
+from simulation.postgres import LocalPostgres
 
 ADMIN_TOKEN = "test-admin-token"  # test value, not a secret
 
@@ -85,10 +91,29 @@ class Cluster:
     processes: dict[str, Process] = field(default_factory=dict)
     launchers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Per process name, how to start it (see ``Process.launcher``)."""
+    replicas: int = 1
+    database: str = "sqlite"
+    """``postgresql``: a PostgreSQL server is started for the cluster (needed for replicas > 1)."""
+    postgres: LocalPostgres | None = None
+    balancer: LocalHAProxy | None = None
+    replica_ports: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         (self.root / "central").mkdir(parents=True, exist_ok=True)
-        lines = [f"port = {self.port}", 'data_dir = "data"', f'admin_token = "{ADMIN_TOKEN}"', 'log_level = "debug"']
+        if self.replicas > 1 and self.database != "postgresql":
+            raise ValueError("replicas share one PostgreSQL: give database='postgresql'")
+        self.replica_ports = [self.port] if self.replicas == 1 else [free_port() for _ in range(self.replicas)]
+        lines = [
+            f"port = {self.replica_ports[0]}",
+            'data_dir = "data"',
+            f'admin_token = "{ADMIN_TOKEN}"',
+            'log_level = "debug"',
+        ]
+        if self.database == "postgresql":
+            self.postgres = LocalPostgres(self.root / "postgres", durable=False).start()
+            with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE central")
+            lines += ["[database]", f'url = "{self.postgres.url("central")}"']
         for table, values in self.central_tables.items():
             lines += [f"[{table}]", *(f"{k} = {_toml(v)}" for k, v in values.items())]
         for sid in self.station_ids:
@@ -147,16 +172,56 @@ class Cluster:
     # -- processes -------------------------------------------------------------------------
 
     def start_central(self) -> Process:
+        """Every replica (and the balancer in front of them); the first replica's process."""
+        first = self.start_replica(1)
+        for number in range(2, self.replicas + 1):
+            self.start_replica(number)
+        if self.replicas > 1:
+            if self.balancer is None:
+                self.balancer = LocalHAProxy(self.root / "haproxy", self.replica_ports, port=self.port)
+            if not self.balancer.alive():
+                self.balancer.start()
+            wait_until(self.central_healthy, 30, "central through the balancer")
+        return first
+
+    @staticmethod
+    def replica_name(number: int) -> str:
+        return "central" if number == 1 else f"central{number}"
+
+    def replica_url(self, number: int) -> str:
+        return f"http://127.0.0.1:{self.replica_ports[number - 1]}"
+
+    def start_replica(self, number: int) -> Process:
+        """``fleet central serve`` (replica ``number`` on its own port) until its /healthz answers."""
+        name = self.replica_name(number)
         proc = Process(
-            "central",
-            ["central", "serve", "--config", str(self.root / "central" / "central.toml")],
-            self.root / "central.log",
-            **self._launcher("central"),
+            name,
+            [
+                "central",
+                "serve",
+                "--config",
+                str(self.root / "central" / "central.toml"),
+                "--port",
+                str(self.replica_ports[number - 1]),
+            ],
+            self.root / f"{name}.log",
+            **self._launcher(name),
         )
         proc.start()
-        self.processes["central"] = proc
-        wait_until(self.central_healthy, 90, "central /healthz", check=proc.check)
+        self.processes[name] = proc
+        url = self.replica_url(number)
+        wait_until(lambda: _healthy(url), 90, f"{name} /healthz", check=proc.check)
         return proc
+
+    def leader(self) -> int | None:
+        """The number of the replica that leads the jobs that run once (None: none answers that it does)."""
+        for number in range(1, self.replicas + 1):
+            try:
+                if httpx.get(f"{self.replica_url(number)}/healthz", timeout=1.0).json().get("leading"):
+                    return number
+            except (httpx.TransportError, ValueError):
+                continue
+        return None
 
     def start_station(self, station_id: str) -> Process:
         proc = Process(
@@ -179,13 +244,17 @@ class Cluster:
             return False
 
     def stop_all(self) -> None:
-        """Stop every process cleanly; all are stopped even if one fails to."""
+        """Stop every process cleanly (the balancer and the database last); all are stopped even if one fails to."""
         failures = []
         for proc in self.processes.values():
             try:
                 proc.kill(signal.SIGTERM)
             except AssertionError as exc:
                 failures.append(str(exc))
+        if self.balancer is not None:
+            self.balancer.stop()
+        if self.postgres is not None:
+            self.postgres.remove()
         assert not failures, failures
 
     def check_alive(self) -> None:
@@ -240,6 +309,13 @@ class Cluster:
         )
         assert result.returncode == 0, result.stderr.decode()
         return json.loads(result.stdout)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def _toml(value: Any) -> str:
