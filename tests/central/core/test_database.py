@@ -190,6 +190,7 @@ def test_the_writer_reconnects_after_its_session_is_cut(tmp_path):
     try:
         with store.writer.write() as db:
             pid = db.raw.info.backend_pid
+        assert store.url is not None
         with psycopg.connect(store.url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         with pytest.raises(psycopg.OperationalError) as lost, store.writer.write() as db:
