@@ -22,10 +22,13 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import psycopg
 
 from fleet.errors import FleetError
 from simulation.camera import dock_camera, random_shift, undock
+from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import FleetProcess, all_clips, free_port, start_central, stop_on_sigterm
+from simulation.postgres import LocalPostgres
 
 DEMO_USER = "demo-admin"
 """The dashboard login the demo makes (a DEMO account: its password is new every run)."""
@@ -93,6 +96,20 @@ def register(groups: argparse._SubParsersAction) -> None:
         help="with --duration: how long to wait for the last clips to be verified (default: 120)",
     )
     demo.add_argument("--seed", type=int, default=None, help="random seed for the camera simulator")
+    demo.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="central's database: SQLite in its data folder (default), or a PostgreSQL server the demo "
+        "starts with its data under --dir (Debian's postgresql: `make services` installs it)",
+    )
+    demo.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run central as N processes behind HAProxy on --port (needs --database postgresql; default: 1)",
+    )
     demo.set_defaults(handler=run_demo)
 
 
@@ -118,6 +135,11 @@ class Demo:
     desk_ports: dict[str, int] = field(default_factory=dict)
     in_dock: set[str] = field(default_factory=set)
     checkouts: int = 0
+    database: str = "sqlite"
+    replicas: int = 1
+    postgres: LocalPostgres | None = None
+    balancer: LocalHAProxy | None = None
+    replica_ports: list[int] = field(default_factory=list)
 
     CAMERAS_PER_STATION = 6
     OFFICERS_PER_STATION = 12
@@ -151,6 +173,8 @@ class Demo:
             f'admin_token_sha256 = "{hashlib.sha256(self.admin_token.encode()).hexdigest()}"',
             "",
         ]
+        if self.postgres is not None:  # trusted on loopback, no password: a DEMO server
+            lines += ["[database]", f'url = "{self.postgres.url("central")}"', ""]
         reference = Path(__file__).resolve().parents[1] / "config"
         if (reference / "boroughs.toml").is_file() and (reference / "rollout.toml").is_file():
             # The reference roll-out (the Met's 2015-16 scenario), so /api/v1/rollout/ has a plan to show.
@@ -219,13 +243,30 @@ class Demo:
         if done.returncode != 0 and "exists already" not in done.stderr:
             raise FleetError(f"could not add the demo's dashboard user: {done.stderr.strip()}")
 
+    def start_database(self) -> None:
+        """PostgreSQL for ``--database postgresql``, its data kept under the demo's folder between runs."""
+        if self.database != "postgresql":
+            return
+        self.postgres = LocalPostgres(self.root / "postgres").start()
+        with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'central'").fetchone():
+                conn.execute("CREATE DATABASE central")
+
     def start(self) -> None:
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         self.add_dashboard_user()
-        self.processes["central"] = start_central(
-            self.root / "central" / "central.toml", logs / "central.log", self.url
-        )
+        config = self.root / "central" / "central.toml"
+        if self.replicas == 1:
+            self.processes["central"] = start_central(config, logs / "central.log", self.url)
+        else:
+            self.replica_ports = [free_port() for _ in range(self.replicas)]
+            for number, port in enumerate(self.replica_ports, 1):
+                name = f"central{number}"
+                self.processes[name] = start_central(
+                    config, logs / f"{name}.log", f"http://127.0.0.1:{port}", port=port, name=name
+                )
+            self.balancer = LocalHAProxy(self.root / "haproxy", self.replica_ports, port=self.port).start()
         self.seed_officers()
         for station_id in self.stations:
             station = FleetProcess(
@@ -343,6 +384,10 @@ class Demo:
             proc.signal()
         for proc in self.processes.values():
             proc.stop(timeout=15)
+        if self.balancer is not None:
+            self.balancer.stop()
+        if self.postgres is not None:
+            self.postgres.stop()  # its data stays under the demo's folder, like SQLite's
 
 
 def summary_table(demo: Demo, at_central: set[str]):
@@ -388,15 +433,21 @@ def run_demo(args: argparse.Namespace) -> int:
         raise FleetError("--stations needs one or more distinct station ids")
     if args.interval <= 0 or args.max_clip_mib <= 0.0625:
         raise FleetError("--interval must be positive and --max-clip-mib at least 0.0625")
+    if args.replicas < 1 or (args.replicas > 1 and args.database != "postgresql"):
+        raise FleetError("--replicas N share one PostgreSQL: give --database postgresql (and N >= 1)")
     console = Console()
     root = Path(args.dir).resolve()
-    demo = Demo(root=root, stations=stations, port=free_port(args.port))
-    demo.write_configs()
+    demo = Demo(root=root, stations=stations, port=free_port(args.port), database=args.database, replicas=args.replicas)
     rng = random.Random(args.seed)
     max_clip = int(args.max_clip_mib * (1 << 20))
-    console.print(f"[bold]Starting central and {len(stations)} stations[/] (state and logs in {root})")
+    central = "central" if args.replicas == 1 else f"{args.replicas} central replicas behind HAProxy"
+    console.print(
+        f"[bold]Starting {central} on {args.database} and {len(stations)} stations[/] (state and logs in {root})"
+    )
     stop_on_sigterm()
     try:
+        demo.start_database()
+        demo.write_configs()
         demo.start()
         console.print(f"""
   dashboard        {demo.url}/   (log in as {DEMO_USER}; the password is in {root / "dashboard-login.txt"})
@@ -410,6 +461,15 @@ def run_demo(args: argparse.Namespace) -> int:
   station status   fleet station status --config {demo.station_config(stations[0])}
   dock a camera    drop a folder into {demo.dock_dir(stations[0])}/ (format: docs/contracts.md §3)
 """)
+        if demo.postgres is not None:
+            console.print(
+                f"  database         PostgreSQL {demo.postgres.url('central')} (data in {demo.postgres.data})"
+            )
+        if demo.balancer is not None:
+            ports = ", ".join(str(p) for p in demo.replica_ports)
+            console.print(
+                f"  replicas         {demo.replicas} on ports {ports}, HAProxy on {demo.port} (round-robin)\n"
+            )
         started = time.monotonic()
         next_dock = started
         at_central: set[str] = set()

@@ -166,17 +166,20 @@ class FleetProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_central(config: Path, log: Path, url: str, timeout: float = 30.0) -> FleetProcess:
-    """``fleet central serve`` until ``/healthz`` answers."""
-    central = FleetProcess("central", ["central", "serve", "--config", str(config)], log)
+def start_central(
+    config: Path, log: Path, url: str, timeout: float = 30.0, *, port: int | None = None, name: str = "central"
+) -> FleetProcess:
+    """``fleet central serve`` until ``/healthz`` answers (``port``: a replica's, not the config's)."""
+    args = ["central", "serve", "--config", str(config)] + (["--port", str(port)] if port is not None else [])
+    central = FleetProcess(name, args, log)
     central.start()
 
     def exited() -> None:
         if not central.alive():
-            raise FleetError(f"central exited at start-up (status {central.returncode}); see {log}")
+            raise FleetError(f"{name} exited at start-up (status {central.returncode}); see {log}")
 
     try:
-        wait_until(lambda: healthy(url), timeout, f"central on {url}", check=exited)
+        wait_until(lambda: healthy(url), timeout, f"{name} on {url}", check=exited)
     except BaseException:
         central.stop()  # never left running behind a failed start
         raise
