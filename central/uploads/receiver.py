@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -350,8 +351,24 @@ class UploadReceiver:
         self._locks.pop(upload.upload_id, None)
 
     def _delete(self, upload: Upload) -> None:
-        self.uploads.delete_upload(upload.upload_id)
-        self.part(upload.upload_id).unlink(missing_ok=True)
+        with self._part_locked(upload.upload_id):  # Locked (423) while another replica writes it
+            self.uploads.delete_upload(upload.upload_id)
+            self.part(upload.upload_id).unlink(missing_ok=True)
+
+    @contextmanager
+    def _part_locked(self, upload_id: str) -> Iterator[bool]:
+        """The part file's lock, for a step that must not run beside another replica's PATCH of
+        the same upload (``_lock_part``); yields False when there is no part file."""
+        try:
+            fd = os.open(self.part(upload_id), os.O_RDONLY)
+        except FileNotFoundError:
+            yield False
+            return
+        try:
+            _lock_part(fd, upload_id)
+            yield True
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -473,9 +490,11 @@ class UploadReceiver:
                 # worker thread: a small clip is three hops' worth of work for a few microseconds each.
                 return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
             await asyncio.get_running_loop().run_in_executor(None, os.fsync, f.fileno())
-        if new is not None:  # cut short: keep what arrived, as a PATCH would
-            await self._create_row(upload, new)
-        upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset)
+            # Counted while the part is still this request's (its lock goes with ``f``): no other
+            # replica's PATCH cuts the file back to the old offset in between.
+            if new is not None:  # cut short: keep what arrived, as a PATCH would
+                await self._create_row(upload, new)
+            upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset)
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
 
@@ -498,6 +517,7 @@ class UploadReceiver:
         f = open(part, "r+b", buffering=0)  # noqa: SIM115 -- handed to the caller, which closes it
         direct_fd = None
         try:
+            _lock_part(f.fileno(), upload.upload_id)
             direct_fd = self._writers.pool_writer.open_direct(part) if room >= DIRECT_MIN_BYTES else None
             f.truncate(upload.offset)
         except BaseException:
@@ -627,16 +647,31 @@ class UploadReceiver:
         known = {upload.upload_id for upload in receiving}
         for part in self.dir.glob("*.part"):
             if part.stem not in known:  # a whole clip's creation that died before its commit, or one
-                part.unlink()  # stored whose move out of this folder a power cut took back
+                try:  # stored whose move out of this folder a power cut took back
+                    with self._part_locked(part.stem):
+                        part.unlink(missing_ok=True)
+                except Locked:
+                    continue  # another replica is creating it right now
                 log.info("removed %s: no upload is receiving it", part.name)
         for upload in receiving:
-            part = self.part(upload.upload_id)
-            if not part.exists():
+            try:
+                await self._recover_one(upload)
+            except Locked:
+                pass  # another replica is writing it: its own PATCH keeps file and offset in step
+
+    async def _recover_one(self, upload: Upload) -> None:
+        """One receiving upload's file and offset made to agree, under its part's lock."""
+        with self._part_locked(upload.upload_id) as exists:
+            current = self.uploads.upload(upload.upload_id)  # as it is now, under the lock
+            if current is None or current.verified:
+                return  # finished or removed by another replica since the list was read
+            upload, part = current, self.part(upload.upload_id)
+            if not exists:
                 try:
                     self._account_for_missing_part(upload)
                 except OffsetMismatch:
                     pass  # restarted at 0: the station's next HEAD finds out
-                continue
+                return
             size = part.stat().st_size
             if size > upload.offset:
                 os.truncate(part, upload.offset)  # bytes after the last committed offset were never counted
@@ -673,11 +708,25 @@ class UploadReceiver:
                 upload = await asyncio.to_thread(self.uploads.upload, listed.upload_id)
                 if upload is None or upload.verified or upload.expires_at is None or upload.expires_at > now:
                     continue
-                await self._remove(upload)
+                try:
+                    await self._remove(upload)
+                except Locked:
+                    continue  # another replica is writing it: not expired after all
             removed += 1
         if removed:
             log.info("removed %d expired unfinished uploads", removed)
         return removed
+
+
+def _lock_part(fd: int, upload_id: str) -> None:
+    """The part file's exclusive lock for as long as ``fd`` is open: replicas sharing the uploads
+    folder never write one upload at once (a process's own requests take turns on an asyncio
+    lock first). The kernel lets go when the process dies, so a dead replica's upload is at
+    once free to resume elsewhere."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise Locked(f"another central process is writing upload {upload_id}", headers={"Retry-After": "1"}) from None
 
 
 async def _no_bytes() -> AsyncIterator[bytes]:

@@ -1,0 +1,54 @@
+"""Two central processes sharing one database and one uploads folder never write one upload at once."""
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from fleet.errors import Locked
+from tests.central.conftest import metadata
+from tests.central.uploads.test_receiver import CAMDEN, body, parts, receiver  # noqa: F401 -- parts is a fixture
+
+
+def locked(path) -> bool:
+    """Whether a process holds a flock on ``path`` (Linux lists every lock in /proc/locks)."""
+    try:
+        inode = os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+    locks = Path("/proc/locks").read_text().splitlines()
+    return any(line.split()[5].endswith(f":{inode}") for line in locks if "FLOCK" in line)
+
+
+def test_a_patch_on_one_replica_locks_the_upload_for_the_others(parts):  # noqa: F811
+    data = os.urandom(200_000)
+    one, other = receiver(parts), receiver(parts)  # two processes' receivers: separate asyncio locks
+    upload, _ = one.create(CAMDEN, len(data), metadata(data))
+
+    async def scenario():
+        gate = asyncio.Event()
+        first = asyncio.create_task(one.append(CAMDEN, upload.upload_id, 0, None, body(data[:1000], gate=gate)))
+        deadline = time.monotonic() + 30
+        while not locked(one.part(upload.upload_id)):  # the first PATCH locks it on a worker thread
+            assert time.monotonic() < deadline, "the first PATCH never locked its part file"
+            await asyncio.sleep(0.001)
+        try:
+            for attempt in (
+                other.append(CAMDEN, upload.upload_id, 0, None, body(data[:1000])),
+                other.terminate(CAMDEN, upload.upload_id),
+            ):
+                try:
+                    await attempt
+                except Locked:
+                    continue
+                raise AssertionError("another replica wrote or removed an upload being written")
+            await other.recover()  # a replica starting meanwhile leaves the upload alone
+        finally:
+            gate.set()
+        return await first
+
+    assert asyncio.run(scenario()).offset == 1000
+    assert one.part(upload.upload_id).stat().st_size == 1000
+    # Once the first PATCH is over, the other replica resumes it.
+    done = asyncio.run(other.append(CAMDEN, upload.upload_id, 1000, None, body(data[1000:])))
+    assert done.verified
