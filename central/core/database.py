@@ -239,10 +239,10 @@ class PostgresDatabase:
             self.pool.open(wait=True, timeout=30.0)
         except psycopg.Error as exc:
             self.pool.close()
-            raise FleetError(f"cannot connect to PostgreSQL at {_redacted(url)}: {exc}") from None
+            raise FleetError(f"cannot connect to PostgreSQL at {redacted(url)}: {exc}") from None
         except Exception as exc:  # the pool's own timeout (PoolTimeout) wraps the reason
             self.pool.close()
-            raise FleetError(f"cannot connect to PostgreSQL at {_redacted(url)}: {exc}") from None
+            raise FleetError(f"cannot connect to PostgreSQL at {redacted(url)}: {exc}") from None
 
     def connect(self) -> PostgresConnection:
         """A connection of its own (autocommit), for a caller that keeps it: the caller closes it."""
@@ -314,7 +314,7 @@ class PostgresDatabase:
         self.pool.close(timeout=timeout_s)
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """The URL without its password, for messages and logs."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 

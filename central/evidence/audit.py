@@ -24,6 +24,7 @@ from pathlib import Path
 import msgspec
 from msgspec import Struct
 
+from central.core.database import redacted
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import ConfigError
 from fleet.hashing import fsync_dir
@@ -343,16 +344,21 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
 
 def _without_secrets(config: dict) -> dict[str, object]:
     """Each setting by dotted name; a secret (``…token``, ``blobs.secret_access_key``) only as its
-    SHA-256, so a change is seen but never stored."""
+    SHA-256, so a change is seen but never stored; the database's URL with its password hidden
+    (where central's state lives is worth seeing) and the SHA-256 of the whole."""
     flat = _flatten(config)
-    return {
-        key: (
-            "sha256:" + hashlib.sha256(str(v).encode()).hexdigest()
-            if key.rsplit(".", 1)[-1].endswith(("token", "secret_access_key")) and v is not None
-            else v
-        )
-        for key, v in flat.items()
-    }
+    return {key: _seen(key, v) for key, v in flat.items()}
+
+
+def _seen(key: str, value: object) -> object:
+    if value is None:
+        return value
+    digest = "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()
+    if key.rsplit(".", 1)[-1].endswith(("token", "secret_access_key")):
+        return digest
+    if key == "database.url":
+        return f"{redacted(str(value))} ({digest})"
+    return value
 
 
 def record_config(db, config: dict, actor: str = "central:start-up") -> list[str]:

@@ -214,6 +214,17 @@ def test_the_secret_comes_from_the_environment_and_is_audited_only_as_a_hash(tmp
     assert isinstance(secret, str) and secret.startswith("sha256:") and "s3-secret-value" not in str(seen)
 
 
+def test_the_database_urls_password_is_never_audited(tmp_path):
+    from central.evidence import audit
+
+    url = "postgresql://fleet:pg-secret-value@db.internal:5432/fleet"
+    settings = central_settings(tmp_path, backend="filesystem")
+    settings.database.url = url
+    seen = audit._without_secrets(msgspec.to_builtins(settings))
+    assert "pg-secret-value" not in str(seen)
+    assert str(seen["database.url"]).startswith("postgresql://fleet:***@db.internal:5432/fleet (sha256:")
+
+
 def write_config(tmp_path, blobs: dict) -> str:
     lines = [f'data_dir = "{tmp_path / "central"}"', 'admin_token = "t"', "[blobs]"]
     lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in blobs.items()]
