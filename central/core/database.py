@@ -97,6 +97,14 @@ class Dialect:
         """SQLite's ``INDEXED BY`` (where its planner needs the hint); nothing on PostgreSQL."""
         return "" if self.postgres else f"INDEXED BY {index}"
 
+    def without_rowid(self) -> str:
+        """SQLite's ``WITHOUT ROWID`` (a table stored as its key's b-tree); nothing on PostgreSQL (a heap)."""
+        return "" if self.postgres else "WITHOUT ROWID"
+
+    def flag_set(self, column: str) -> str:
+        """A 0/1 flag is set, as a partial index says it: bare on SQLite (matched literally), ``<> 0`` on PostgreSQL."""
+        return f"{column} <> 0" if self.postgres else column
+
 
 SQLITE = Dialect("sqlite")
 POSTGRESQL = Dialect("postgresql")

@@ -9,7 +9,6 @@ transactions, so an upload and its clip always commit together. Everything else 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from central.access.scope import CLIPS_OF_BOROUGH
@@ -126,7 +125,7 @@ class ClipRecords:
             )
             audit.record(db, actor=actor, action=action, object_type="clip", object_id=clip_id or "", detail=detail)
 
-    def access_log(self) -> list[sqlite3.Row | tuple]:
+    def access_log(self) -> list[tuple]:
         with self.writer.read() as db:
             return db.execute("SELECT at, actor, action, clip_id, detail FROM access_log ORDER BY id").fetchall()
 

@@ -17,12 +17,12 @@ station's borough from the registry's ``stations`` in the same query.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import msgspec
 
 from central.access.scope import CLIPS_OF_BOROUGH
+from central.core.database import SQLITE, Dialect
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
@@ -45,19 +45,27 @@ An officer hold also covers the clips nobody is attributed to that were recorded
 window: any of them may be the officer's, so they are kept until a supervisor attributes
 them (then the hold covers them only if they are that officer's)."""
 
-HELD_CLIPS = """
+
+def held_clips(dialect: Dialect) -> str:
+    """Every clip an active hold protects, as one query (a set: for ``IN`` and the per-batch list).
+
+    SQLite is told which index each officer branch probes; PostgreSQL's planner chooses its own."""
+    return f"""
 SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
 UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
       AND h.case_ref = cc.case_ref AND h.released_at IS NULL
-UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_officer
+UNION SELECT a.clip_id FROM holds h JOIN attributions a {dialect.indexed_by("attributions_officer")}
       ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
       AND a.recorded_at < h.window_to
       WHERE h.kind = 'officer' AND h.released_at IS NULL
-UNION SELECT a.clip_id FROM holds h JOIN attributions a INDEXED BY attributions_unattributed
+UNION SELECT a.clip_id FROM holds h JOIN attributions a {dialect.indexed_by("attributions_unattributed")}
       ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
       AND a.recorded_at < h.window_to
       WHERE h.kind = 'officer' AND h.released_at IS NULL"""
-"""Every clip an active hold protects, as one query (a set: for ``IN`` and the per-batch list)."""
+
+
+HELD_CLIPS = held_clips(SQLITE)
+"""``held_clips`` in SQLite's dialect, for callers that do not ask their connection yet (``central.web``)."""
 
 
 class Hold(msgspec.Struct, kw_only=True):
@@ -92,9 +100,9 @@ def place(
     """A new hold (checked by the caller); its id."""
     return db.execute(
         "INSERT INTO holds (kind, reason, clip_id, officer_id, window_from, window_to, case_ref, created_at, "
-        "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         [kind, reason, clip_id, officer_id, window_from, window_to, case_ref, now, actor],
-    ).lastrowid
+    ).fetchone()[0]
 
 
 def released_at(db, hold_id: int) -> str | None:
@@ -124,7 +132,7 @@ def add_to_case(db, case_ref: str, clip_ids: list[str], actor: str) -> list[str]
 def listing(db, active: bool | None, limit: int, borough: str | None = None) -> list[Hold]:
     """Newest first; ``borough``: only that borough's holds, as ``central.access.scope`` places them (a
     clip hold in its clip's camera's borough, an officer hold in the officer's; a case hold in none)."""
-    where = [{True: "h.released_at IS NULL", False: "h.released_at IS NOT NULL", None: "1"}[active]]
+    where = [{True: "h.released_at IS NULL", False: "h.released_at IS NOT NULL", None: "TRUE"}[active]]
     params: list = []
     if borough is not None:
         where.append(f"""((h.kind = 'clip' AND COALESCE((SELECT device_serial FROM clips WHERE clip_id = h.clip_id),
@@ -203,9 +211,9 @@ def on_clip(db, clip_id: str) -> list[int]:
 
 def list_held_now(db) -> None:
     """``held_now``: the clips an active hold protects, listed inside the caller's transaction."""
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute(f"CREATE TEMP TABLE IF NOT EXISTS held_now (clip_id TEXT PRIMARY KEY) {db.dialect.without_rowid()}")
     db.execute("DELETE FROM held_now")
-    db.execute(f"INSERT OR IGNORE INTO held_now {HELD_CLIPS}")
+    db.execute(f"INSERT INTO held_now {held_clips(db.dialect)} ON CONFLICT DO NOTHING")
 
 
 # -- hand-offs: called by other packages, inside their transactions ---------------------------
@@ -223,11 +231,11 @@ def announce_holds(db, changes, clip_ids: list[str], *, held_only: bool = False)
         chunk = clip_ids[start : start + 500]
         rows = db.execute(
             f"""SELECT c.clip_id, COALESCE(cl.station_id, a.station_id), s.borough, {HELD}
-                FROM (SELECT value AS clip_id FROM json_each(?)) c
+                FROM (SELECT value AS clip_id FROM {db.dialect.values_of()} chunk) c
                 LEFT JOIN clips cl ON cl.clip_id = c.clip_id
                 LEFT JOIN attributions a ON a.clip_id = c.clip_id
                 LEFT JOIN stations s ON s.station_id = COALESCE(cl.station_id, a.station_id)""",
-            [json.dumps(chunk)],
+            [db.dialect.many(chunk)],
         ).fetchall()
         for clip_id, station_id, borough, held in rows:
             entry = changes.settings.stations.get(station_id) if station_id else None
@@ -246,10 +254,10 @@ def announce_reattributed(db, changes, clip_ids: list[str]) -> None:
     in_windows = [
         r[0]
         for r in db.execute(
-            """SELECT a.clip_id FROM attributions a WHERE a.clip_id IN (SELECT value FROM json_each(?))
+            f"""SELECT a.clip_id FROM attributions a WHERE {db.dialect.any_of("a.clip_id")}
            AND EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'officer' AND h.released_at IS NULL
                        AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to)""",
-            [json.dumps(clip_ids)],
+            [db.dialect.many(clip_ids)],
         )
     ]
     announce_holds(db, changes, in_windows)

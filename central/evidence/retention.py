@@ -306,8 +306,8 @@ class RetentionService:
                 sorted(
                     r[0]
                     for r in db.execute(
-                        "SELECT rowid FROM clips INDEXED BY clips_retain_until WHERE deleted_at IS NULL "
-                        "AND retain_until <= ? AND state = 'verified' AND NOT review",
+                        f"SELECT rowid FROM clips {db.dialect.indexed_by('clips_retain_until')} "
+                        "WHERE deleted_at IS NULL AND retain_until <= ? AND state = 'verified' AND review = 0",
                         [cutoff],
                     )
                 ),
@@ -320,9 +320,10 @@ class RetentionService:
                     r[0]
                     for r in db.execute(  # sorted: audit index inserts in key order
                         "UPDATE clips SET deleted_at = ? WHERE rowid BETWEEN ? AND ? AND deleted_at IS NULL "
-                        "AND retain_until <= ? AND state = 'verified' AND NOT review AND clip_id NOT IN held_now "
-                        "AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
-                        [cutoff, batch[0], batch[-1], cutoff, json.dumps(batch.tolist())],
+                        "AND retain_until <= ? AND state = 'verified' AND review = 0 "
+                        f"AND clip_id NOT IN (SELECT clip_id FROM held_now) AND {db.dialect.any_of('rowid')} "
+                        "RETURNING clip_id",
+                        [cutoff, batch[0], batch[-1], cutoff, db.dialect.many(batch.tolist())],
                     )
                 )
                 audit.record_many(
@@ -347,7 +348,7 @@ class RetentionService:
                 sorted(
                     r[0]
                     for r in db.execute(
-                        "SELECT rowid FROM clips INDEXED BY clips_deleted "
+                        f"SELECT rowid FROM clips {db.dialect.indexed_by('clips_deleted')} "
                         "WHERE deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ?",
                         [purge_before],
                     )
@@ -357,13 +358,13 @@ class RetentionService:
             batch = due[start : start + BATCH]
             with self.writer.write() as db:
                 holds.list_held_now(db)
-                rows = json.dumps(batch.tolist())
+                rows = db.dialect.many(batch.tolist())
                 # What to delete goes in purge_pending in the same transaction as the purge itself.
                 db.execute(
-                    "INSERT OR IGNORE INTO purge_pending (clip_id, blob_key) SELECT clip_id, "
-                    "COALESCE(blob_key, clip_id) FROM clips WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT "
-                    "NULL AND purged_at IS NULL AND deleted_at <= ? AND clip_id NOT IN held_now AND rowid IN "
-                    "(SELECT value FROM json_each(?))",
+                    "INSERT INTO purge_pending (clip_id, blob_key) SELECT clip_id, COALESCE(blob_key, clip_id) "
+                    "FROM clips WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT NULL AND purged_at IS NULL "
+                    "AND deleted_at <= ? AND clip_id NOT IN (SELECT clip_id FROM held_now) "
+                    f"AND {db.dialect.any_of('rowid')} ON CONFLICT DO NOTHING",
                     [batch[0], batch[-1], purge_before, rows],
                 )
                 ids = sorted(
@@ -371,7 +372,8 @@ class RetentionService:
                     for r in db.execute(
                         "UPDATE clips SET purged_at = ?, blob_key = NULL WHERE rowid BETWEEN ? AND ? "
                         "AND deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ? "
-                        "AND clip_id NOT IN held_now AND rowid IN (SELECT value FROM json_each(?)) RETURNING clip_id",
+                        f"AND clip_id NOT IN (SELECT clip_id FROM held_now) AND {db.dialect.any_of('rowid')} "
+                        "RETURNING clip_id",
                         [cutoff, batch[0], batch[-1], purge_before, rows],
                     )
                 )
@@ -394,12 +396,14 @@ class RetentionService:
         with self.writer.write() as db:
             holds.list_held_now(db)
             report.held_back = db.execute(
-                "SELECT count(*) FROM clips WHERE deleted_at IS NULL AND retain_until <= ? AND clip_id IN held_now",
+                "SELECT count(*) FROM clips WHERE deleted_at IS NULL AND retain_until <= ? "
+                "AND clip_id IN (SELECT clip_id FROM held_now)",
                 [cutoff],
             ).fetchone()[0]
             report.for_review = db.execute(
-                "SELECT count(*) FROM clips INDEXED BY clips_review_due WHERE review AND deleted_at IS NULL "
-                "AND retain_until <= ? AND state = 'verified' AND clip_id NOT IN held_now",
+                f"SELECT count(*) FROM clips {db.dialect.indexed_by('clips_review_due')} "
+                f"WHERE {db.dialect.flag_set('review')} AND deleted_at IS NULL AND retain_until <= ? "
+                "AND state = 'verified' AND clip_id NOT IN (SELECT clip_id FROM held_now)",
                 [cutoff],
             ).fetchone()[0]
         return report
@@ -417,8 +421,8 @@ class RetentionService:
             self.blobs.delete_many([key for _, key in rows])
             with self.writer.write() as db:
                 db.execute(
-                    "DELETE FROM purge_pending WHERE clip_id IN (SELECT value FROM json_each(?))",
-                    [json.dumps([r[0] for r in rows])],
+                    f"DELETE FROM purge_pending WHERE {db.dialect.any_of('clip_id')}",
+                    [db.dialect.many(r[0] for r in rows)],
                 )
             swept += len(rows)
 
@@ -431,7 +435,7 @@ class RetentionService:
             soft = dict(
                 db.execute(
                     f"SELECT substr(c.retain_until, 1, 10), count(*) FROM clips c WHERE c.state = 'verified' "
-                    f"AND c.deleted_at IS NULL AND c.retain_until < ? AND NOT c.review AND NOT {HELD} GROUP BY 1",
+                    f"AND c.deleted_at IS NULL AND c.retain_until < ? AND c.review = 0 AND NOT {HELD} GROUP BY 1",
                     [to_iso(end)],
                 ).fetchall()
             )
@@ -450,14 +454,14 @@ class RetentionService:
                 r[0]
                 for r in db.execute(
                     f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
-                    f"AND c.retain_until < ? AND NOT c.review AND NOT {HELD} ORDER BY c.retain_until LIMIT 100",
+                    f"AND c.retain_until < ? AND c.review = 0 AND NOT {HELD} ORDER BY c.retain_until LIMIT 100",
                     [to_iso(end)],
                 )
             ]
             reviews = db.execute(
-                f"SELECT count(*) FROM clips c INDEXED BY clips_review_due WHERE c.review "
-                f"AND c.deleted_at IS NULL AND c.retain_until < ? AND c.state = 'verified' "
-                f"AND NOT {HELD}",
+                f"SELECT count(*) FROM clips c {db.dialect.indexed_by('clips_review_due')} "
+                f"WHERE {db.dialect.flag_set('c.review')} AND c.deleted_at IS NULL AND c.retain_until < ? "
+                f"AND c.state = 'verified' AND NOT {HELD}",
                 [to_iso(end)],
             ).fetchone()[0]
         rows = []
@@ -571,8 +575,8 @@ class RetentionService:
         with self.writer.read() as db:
             rows = db.execute(
                 "SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
-                "FROM clips INDEXED BY clips_review_due WHERE review AND deleted_at IS NULL AND state = 'verified' "
-                "AND retain_until <= ?"
+                f"FROM clips {db.dialect.indexed_by('clips_review_due')} WHERE {db.dialect.flag_set('review')} "
+                "AND deleted_at IS NULL AND state = 'verified' AND retain_until <= ?"
                 + (" AND (retain_until, clip_id) > (?, ?)" if after else "")
                 + " ORDER BY retain_until, clip_id LIMIT ?",
                 [to_iso(now or utc_now()), *(after or ()), limit],
@@ -708,13 +712,14 @@ class RetentionService:
         after it, so a release never purges them without their recovery window."""
         rules = self._rules_in(db)
         until = to_iso(now + timedelta(days=rules.default_days))
+        kept_longer = db.dialect.greatest("COALESCE(kept_until, '')", "?")
+        retained_longer = db.dialect.greatest("COALESCE(retain_until, '')", "?")
         for start in range(0, len(clips), 500):
             chunk = clips[start : start + 500]
             back = [
                 r[0]
                 for r in db.execute(
-                    f"UPDATE clips SET deleted_at = NULL, kept_until = MAX(COALESCE(kept_until, ''), ?), "
-                    f"retain_until = MAX(COALESCE(retain_until, ''), ?) "
+                    f"UPDATE clips SET deleted_at = NULL, kept_until = {kept_longer}, retain_until = {retained_longer} "
                     f"WHERE clip_id IN ({','.join('?' * len(chunk))}) "
                     f"AND deleted_at IS NOT NULL AND purged_at IS NULL RETURNING clip_id",
                     [until, until, *chunk],

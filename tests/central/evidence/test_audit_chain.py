@@ -9,6 +9,7 @@ from central.core.providers import services
 from central.core.store import CentralStore
 from central.evidence import audit
 from tests.central.conftest import central_store
+from tests.support.databases import BACKEND, database_section
 from tests.test_cli import run_cli
 
 
@@ -94,7 +95,7 @@ def test_records_written_before_the_chain_are_hashed_once(tmp_path):
 
 def test_fleet_audit_verify_command(tmp_path, store):
     config = tmp_path / "central.toml"
-    config.write_text(f'data_dir = "{store.data_dir}"\nadmin_token = "t"\n')
+    config.write_text(f'data_dir = "{store.data_dir}"\nadmin_token = "t"\n{database_section(store.data_dir)}')
     ok = run_cli("audit", "verify", "--config", str(config))
     assert ok.returncode == 0 and "intact: 15 records" in ok.stdout
     tamper(store, "UPDATE audit SET actor = 'someone else' WHERE id = 2")
@@ -208,7 +209,10 @@ def test_publishing_appends_anchors_and_survives_a_torn_line(tmp_path):
 @pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
 def test_fleet_audit_publish_and_verify_against_the_published_file(tmp_path, store):
     config = tmp_path / "central.toml"
-    config.write_text(f'data_dir = "{store.data_dir}"\nadmin_token = "t"\n[audit]\nanchors_file = "pub/a.jsonl"\n')
+    config.write_text(
+        f'data_dir = "{store.data_dir}"\nadmin_token = "t"\n[audit]\nanchors_file = "pub/a.jsonl"\n'
+        + database_section(store.data_dir)
+    )
     published = run_cli("audit", "publish", "--config", str(config))
     assert published.returncode == 0 and "1 line(s) appended" in published.stdout
     assert (tmp_path / "pub" / "a.jsonl").is_file()
@@ -241,12 +245,15 @@ def test_central_publishes_its_anchors_on_a_schedule(client, settings):
 def test_configuration_changes_are_audited_at_start_up_without_their_secrets(tmp_path):
     from fleet.config import CentralSettings, settings_from_dict
 
+    url = BACKEND.url_for(tmp_path / "c")
+
     def start(**extra):
         settings = settings_from_dict(
             {
                 "data_dir": str(tmp_path / "c"),
                 "admin_token": "first-secret",
                 "stations": {"camden": {"borough": "Camden", "token": "c"}},
+                **({"database": {"url": url}} if url else {}),
                 **extra,
             },
             CentralSettings,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from central.core.services import build_services
 from central.core.store import CentralStore
@@ -28,6 +28,7 @@ from central.uploads.blobstore import BlobStore, FilesystemBlobStore
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.errors import Conflict, Gone
 from tests.central.conftest import ADMIN, CAMDEN
+from tests.support.databases import BACKEND, database_section
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RULES: dict[str, Any] = {
@@ -88,13 +89,16 @@ def _iso(moment: datetime) -> str:
 
 
 def service_for(tmp_path, rules: dict = RULES):
+    """Central's services on this test's database, under ``tmp_path / "central"``."""
     (tmp_path / "retention.toml").write_text(_toml(rules))
+    url = BACKEND.url_for(tmp_path / "central")
     settings = settings_from_dict(
         {
             "data_dir": str(tmp_path / "central"),
             "admin_token": "t",
             "stations": {"camden": {"borough": "Camden", "token": "c"}},
             "retention": {"rules": str(tmp_path / "retention.toml")},
+            **({"database": {"url": url}} if url else {}),
         },
         CentralSettings,
     )
@@ -465,13 +469,18 @@ class RetentionYear(RuleBasedStateMachine):
             assert self.blobs.exists(clip) == (not purged)
 
 
-TestRetentionYear = pytest.mark.slow(RetentionYear.TestCase)  # a simulated year: not in test-fast
-TestRetentionYear.settings = settings(
-    max_examples=int(__import__("os").environ.get("YEAR_EXAMPLES", 150)),
-    stateful_step_count=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@pytest.mark.slow  # a simulated year: not in test-fast
+def test_a_simulated_year():
+    """``RetentionYear`` run by a test function, which is parametrised over the databases (a ``TestCase`` is not)."""
+    run_state_machine_as_test(
+        RetentionYear,
+        settings=settings(
+            max_examples=int(__import__("os").environ.get("YEAR_EXAMPLES", 150)),
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
 
 
 @pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
@@ -483,7 +492,10 @@ def test_the_retention_commands(tmp_path):
     reviewed = put_clip(store, blobs, T0 - timedelta(days=400), tags=["use_of_force"])
     store.close()
     config = tmp_path / "central.toml"
-    config.write_text('data_dir = "central"\nadmin_token = "t"\n[retention]\nrules = "retention.toml"\n')
+    config.write_text(
+        'data_dir = "central"\nadmin_token = "t"\n[retention]\nrules = "retention.toml"\n'
+        + database_section(tmp_path / "central")
+    )
     digest = run_cli("central", "retention", "digest", "--config", str(config))
     assert (
         digest.returncode == 0 and "1 to soft-delete" in digest.stdout and "1 clip(s) due for review" in digest.stdout
