@@ -97,6 +97,14 @@ class Dialect:
         """SQLite's ``INDEXED BY`` (where its planner needs the hint); nothing on PostgreSQL."""
         return "" if self.postgres else f"INDEXED BY {index}"
 
+    def flag_set(self, column: str) -> str:
+        """A 0/1 flag is set, as a partial index says it: bare on SQLite (matched literally), ``<> 0`` on PostgreSQL."""
+        return f"{column} <> 0" if self.postgres else column
+
+    def same(self, left: str, right: str) -> str:
+        """``left`` equals ``right``, NULL equalling NULL (SQLite's ``IS``)."""
+        return f"{left} IS NOT DISTINCT FROM {right}" if self.postgres else f"{left} IS {right}"
+
 
 SQLITE = Dialect("sqlite")
 POSTGRESQL = Dialect("postgresql")
