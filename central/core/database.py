@@ -105,6 +105,10 @@ class Dialect:
         """A 0/1 flag is set, as a partial index says it: bare on SQLite (matched literally), ``<> 0`` on PostgreSQL."""
         return f"{column} <> 0" if self.postgres else column
 
+    def same(self, left: str, right: str) -> str:
+        """``left`` equals ``right``, NULL equalling NULL (SQLite's ``IS``)."""
+        return f"{left} IS NOT DISTINCT FROM {right}" if self.postgres else f"{left} IS {right}"
+
 
 SQLITE = Dialect("sqlite")
 POSTGRESQL = Dialect("postgresql")

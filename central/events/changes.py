@@ -1,9 +1,10 @@
 """The changes feed: what stations mirror (officers, registry entries, personal issues, policy).
 
-Every change is a row with a global cursor (AUTOINCREMENT, so cursors follow commit order:
-writes are serialised by BEGIN IMMEDIATE) and the borough it concerns (NULL: every
-borough). A station asks for changes after its cursor; with none, central holds the
-request (long poll) until one arrives or ``wait`` runs out. History is trimmed to the
+Every change is a row with a global cursor (SQLite's AUTOINCREMENT, PostgreSQL's identity:
+never reused; cursors follow commit order, as writes are serialised, by BEGIN IMMEDIATE or the
+advisory lock) and the borough it concerns (NULL: every borough). A station asks for changes
+after its cursor; with none, central holds the request (long poll) until one arrives or
+``wait`` runs out. History is trimmed to the
 configured length; a cursor older than that is answered 410 ``cursor_expired`` and the
 station reloads ``/changes/snapshot``.
 """
@@ -139,22 +140,17 @@ class ChangeLog:
         return sent
 
     def page(self, borough: str, since: int, limit: int = PAGE_LIMIT) -> ChangePage:
-        with self.writer.read() as db:
-            db.execute("BEGIN")  # one consistent view of the page and the head cursor
-            try:
-                oldest, head = db.execute(HISTORY_SQL).fetchone()
-                if since > head or (oldest is not None and since < oldest - 1):
-                    raise CursorExpired(
-                        f"cursor {since} is outside central's history ({oldest}..{head}); "
-                        "reload /api/v1/changes/snapshot"
-                    )
-                rows = db.execute(
-                    "SELECT cursor, body FROM changes WHERE (borough = ? OR borough IS NULL) "
-                    "AND cursor > ? ORDER BY cursor LIMIT ?",
-                    [borough, since, limit + 1],
-                ).fetchall()
-            finally:
-                db.execute("COMMIT")
+        with self.writer.snapshot() as db:  # one consistent view of the page and the head cursor
+            oldest, head = db.execute(HISTORY_SQL).fetchone()
+            if since > head or (oldest is not None and since < oldest - 1):
+                raise CursorExpired(
+                    f"cursor {since} is outside central's history ({oldest}..{head}); reload /api/v1/changes/snapshot"
+                )
+            rows = db.execute(
+                "SELECT cursor, body FROM changes WHERE (borough = ? OR borough IS NULL) "
+                "AND cursor > ? ORDER BY cursor LIMIT ?",
+                [borough, since, limit + 1],
+            ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         changes = [Change(cursor=r[0], item=_item_decoder.decode(r[1])) for r in rows]
@@ -176,16 +172,12 @@ class ChangeLog:
                 pass
 
     def snapshot(self, borough: str) -> Snapshot:
-        with self.writer.read() as db:
-            db.execute("BEGIN")
-            try:
-                head = db.execute("SELECT COALESCE(MAX(cursor), 0) FROM changes").fetchone()[0]
-                officers = registry_officers.of_borough(db, borough)
-                devices = registry_devices.entries_of_borough(db, borough)
-                issues = assignments.personal_issues_of_borough(db, borough)
-                held = held_clips_of_borough(db, borough, self.settings)
-            finally:
-                db.execute("COMMIT")
+        with self.writer.snapshot() as db:  # the cursor and what it reflects, of one moment
+            head = db.execute("SELECT COALESCE(MAX(cursor), 0) FROM changes").fetchone()[0]
+            officers = registry_officers.of_borough(db, borough)
+            devices = registry_devices.entries_of_borough(db, borough)
+            issues = assignments.personal_issues_of_borough(db, borough)
+            held = held_clips_of_borough(db, borough, self.settings)
         return Snapshot(
             cursor=head,
             officers=officers,

@@ -21,7 +21,6 @@ with the same size and SHA-256; otherwise the claim is refused and its attributi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -262,21 +261,21 @@ class StationClock:
 
 def refusals_count(db, since: str, stations: list[str] | None = None) -> int:
     """Refusals since ``since``, of these stations only (a borough's) or of all."""
-    only = " AND station_id IN (SELECT value FROM json_each(?))" if stations is not None else ""
+    only = f" AND {db.dialect.any_of('station_id')}" if stations is not None else ""
     return db.execute(
-        f"SELECT count(*) FROM station_refusals INDEXED BY station_refusals_at WHERE at >= ?{only}",
-        [since, *([json.dumps(stations)] if stations is not None else [])],
+        f"SELECT count(*) FROM station_refusals {db.dialect.indexed_by('station_refusals_at')} WHERE at >= ?{only}",
+        [since, *([db.dialect.many(stations)] if stations is not None else [])],
     ).fetchone()[0]
 
 
 def recent_refusals(db, limit: int = 100, stations: list[str] | None = None) -> list[tuple]:
     """(station, seq, kind, subject, reason, station time, refused at), newest first; of these
     stations only (a borough's) or of all."""
-    only = "WHERE station_id IN (SELECT value FROM json_each(?)) " if stations is not None else ""
+    only = f"WHERE {db.dialect.any_of('station_id')} " if stations is not None else ""
     return db.execute(
         "SELECT station_id, seq, kind, subject, reason, station_at, at FROM station_refusals "
         f"{only}ORDER BY id DESC LIMIT ?",
-        [*([json.dumps(stations)] if stations is not None else []), limit],
+        [*([db.dialect.many(stations)] if stations is not None else []), limit],
     ).fetchall()
 
 

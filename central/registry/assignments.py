@@ -7,7 +7,6 @@ cameras, one camera with two officers) listed for a supervisor, and clips with n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Protocol
@@ -99,16 +98,12 @@ def allocate(db, items: Sequence[Allocation], actor: str, now: str, why: str) ->
     """Hand out many cameras at once (checked by the caller): personal issues open their
     assignments, pool cameras join their station's pool; each change of state goes in the
     camera's history, ``why`` first. {serial: model} of the cameras handed out."""
-    serials = json.dumps([i.device_serial for i in items])
+    serials = db.dialect.many(i.device_serial for i in items)
     models = dict(
-        db.execute(
-            "SELECT serial, model FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [serials]
-        ).fetchall()
+        db.execute(f"SELECT serial, model FROM devices WHERE {db.dialect.any_of('serial')}", [serials]).fetchall()
     )
     previous = dict(
-        db.execute(
-            "SELECT serial, lifecycle FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [serials]
-        ).fetchall()
+        db.execute(f"SELECT serial, lifecycle FROM devices WHERE {db.dialect.any_of('serial')}", [serials]).fetchall()
     )
     personal = [i for i in items if i.mode == "personal"]
     pool = [i for i in items if i.mode == "pool"]
@@ -201,9 +196,9 @@ class AssignmentService:
                 raise Conflict(f"officer {request.officer_id} already holds camera {holding[0]}; one per officer")
             assignment_id = db.execute(
                 "INSERT INTO assignments (device_serial, officer_id, mode, started_at, started_by) "
-                "VALUES (?, ?, 'personal', ?, ?)",
+                "VALUES (?, ?, 'personal', ?, ?) RETURNING id",
                 [request.device_serial, request.officer_id, now, actor],
-            ).lastrowid
+            ).fetchone()[0]
             if lifecycle in ("in_stock", "allocated"):
                 db.execute(
                     "UPDATE devices SET lifecycle = 'issued', borough = COALESCE(borough, ?) WHERE serial = ?",

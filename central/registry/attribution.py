@@ -12,11 +12,10 @@ clip, or no longer).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 
 ACTIVE_AT = """FROM (SELECT officer_id, id, ended_at FROM assignments WHERE device_serial = :serial
-                     AND started_at <= :at ORDER BY started_at DESC, id DESC LIMIT 1)
+                     AND started_at <= :at ORDER BY started_at DESC, id DESC LIMIT 1) AS latest
                WHERE ended_at IS NULL OR ended_at > :at"""
 """The holder at a moment: the camera's latest assignment begun by then, if it had not ended.
 (One index probe, however long the camera's history.)"""
@@ -31,9 +30,8 @@ def record_ingested(db, clips: Sequence[dict]) -> None:
             ON CONFLICT (clip_id) DO NOTHING""",
         clips,
     )
-    db.executemany(
-        "UPDATE devices SET last_clip_at = MAX(COALESCE(last_clip_at, ''), :at) WHERE serial = :serial", clips
-    )
+    latest = db.dialect.greatest("COALESCE(last_clip_at, '')", ":at")
+    db.executemany(f"UPDATE devices SET last_clip_at = {latest} WHERE serial = :serial", clips)
 
 
 def reattribute(db, serial: str, start: str, end: str | None = None) -> list[str]:
@@ -45,7 +43,8 @@ def reattribute(db, serial: str, start: str, end: str | None = None) -> list[str
             f"""UPDATE attributions SET
                 officer_id = (SELECT officer_id {ACTIVE_AT.replace(":at", "attributions.recorded_at")}),
                 assignment_id = (SELECT id {ACTIVE_AT.replace(":at", "attributions.recorded_at")})
-            WHERE device_serial = :serial AND recorded_at >= :start AND (:end IS NULL OR recorded_at < :end)
+            WHERE device_serial = :serial AND recorded_at >= :start
+              AND (CAST(:end AS TEXT) IS NULL OR recorded_at < :end)
               AND resolved_by IS NULL RETURNING clip_id""",
             {"serial": serial, "start": start, "end": end},
         )
@@ -56,8 +55,8 @@ def reporters(db, clip_ids: Iterable[str]) -> dict[str, str | None]:
     """{clip: the station that reported it} of these clips, where one has."""
     return dict(
         db.execute(
-            "SELECT clip_id, station_id FROM attributions WHERE clip_id IN (SELECT value FROM json_each(?))",
-            [json.dumps(list(dict.fromkeys(clip_ids)))],
+            f"SELECT clip_id, station_id FROM attributions WHERE {db.dialect.any_of('clip_id')}",
+            [db.dialect.many(dict.fromkeys(clip_ids))],
         ).fetchall()
     )
 

@@ -12,7 +12,6 @@ audits each step and re-attributes the clips an interval covers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from fleet.clock import to_iso, utc_now
@@ -29,11 +28,11 @@ def standing(db, serials: Iterable[str]) -> dict[str, tuple[str | None, str | No
     return {
         r[0]: r[1:]
         for r in db.execute(
-            """SELECT d.serial, d.borough, d.assignment_mode,
-                  (SELECT officer_id FROM assignments INDEXED BY assignments_open
+            f"""SELECT d.serial, d.borough, d.assignment_mode,
+                  (SELECT officer_id FROM assignments {db.dialect.indexed_by("assignments_open")}
                    WHERE device_serial = d.serial AND ended_at IS NULL AND mode = 'personal')
-           FROM devices d WHERE d.serial IN (SELECT value FROM json_each(?))""",
-            [json.dumps(list(dict.fromkeys(serials)))],
+           FROM devices d WHERE {db.dialect.any_of("d.serial")}""",
+            [db.dialect.many(dict.fromkeys(serials))],
         )
     }
 
@@ -43,9 +42,9 @@ def check_out(db, serial: str, officer_id: str, at: str, station_id: str, actor:
     (it was reported late). The assignment's id."""
     assignment_id = db.execute(
         "INSERT INTO assignments (device_serial, officer_id, mode, started_at, station_id, started_by) "
-        "VALUES (?, ?, 'pool', ?, ?, ?)",
+        "VALUES (?, ?, 'pool', ?, ?, ?) RETURNING id",
         [serial, officer_id, at, station_id, actor],
-    ).lastrowid
+    ).fetchone()[0]
     docked = db.execute("SELECT MIN(at) FROM battery_readings WHERE serial = ? AND at > ?", [serial, at]).fetchone()[0]
     if docked is not None:
         db.execute(
@@ -90,9 +89,9 @@ def held_after(db, serials: Iterable[str], since: str) -> set[str]:
     return {
         serial
         for (serial,) in db.execute(
-            "SELECT device_serial FROM assignments WHERE device_serial IN (SELECT value FROM json_each(?)) "
+            f"SELECT device_serial FROM assignments WHERE {db.dialect.any_of('device_serial')} "
             "AND mode = 'pool' AND (ended_at IS NULL OR ended_at > ?)",
-            [json.dumps(list(serials)), since],
+            [db.dialect.many(serials), since],
         )
     }
 
@@ -128,7 +127,7 @@ def find_conflicts(db, assignment_id: int) -> None:
             f"""SELECT {_PAIR_COLUMNS} FROM assignments a
             WHERE id != :id AND (officer_id = :officer OR device_serial = :device)
               AND NOT (officer_id = :officer AND device_serial = :device)
-              AND (:end IS NULL OR started_at < :end) AND (ended_at IS NULL OR ended_at > :start)""",
+              AND (CAST(:end AS TEXT) IS NULL OR started_at < :end) AND (ended_at IS NULL OR ended_at > :start)""",
             {"id": assignment_id, "officer": officer, "device": device, "start": start, "end": end},
         )
     }

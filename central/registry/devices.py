@@ -9,7 +9,7 @@ changes go down the changes feed to the stations of the borough concerned.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -20,7 +20,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_path, touches
 from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
-from central.core.database import Database
+from central.core.database import Database, Dialect
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
@@ -129,17 +129,18 @@ class LifecycleRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
-SUMMARY_SQL = """
+def summary_sql(dialect: Dialect) -> str:
+    """One row per camera; its holder is its latest open assignment (two open ones are a conflict, listed)."""
+    return f"""
     SELECT d.serial, d.model, d.firmware, d.lifecycle, d.borough, d.home_station, d.assignment_mode,
            a.officer_id, a.mode, d.last_docked_at, d.last_station, d.last_upload_at, d.battery_soh, d.battery_level,
            d.battery_temp_c, d.battery_cycles, d.replace_by, d.flag_short_shift, d.flag_over_temp,
            d.flag_capacity_drop, d.flag_stale
     FROM devices d
-    LEFT JOIN assignments a ON a.id = (SELECT id FROM assignments INDEXED BY assignments_open
+    LEFT JOIN assignments a ON a.id = (SELECT id FROM assignments {dialect.indexed_by("assignments_open")}
                                        WHERE device_serial = d.serial AND ended_at IS NULL
                                        ORDER BY started_at DESC LIMIT 1)
 """
-"""One row per camera; its holder is its latest open assignment (two open ones are a conflict, listed)."""
 
 
 def _summary(r, now: datetime) -> DeviceSummary:
@@ -175,14 +176,15 @@ def _summary(r, now: datetime) -> DeviceSummary:
     )
 
 
-FLAG_SQL = {
-    "short_shift": "d.flag_short_shift",
-    "over_temp": "d.flag_over_temp",
-    "capacity_drop": "d.flag_capacity_drop",
-    "stale": "d.flag_stale",
-    "lost": "d.lifecycle = 'lost'",
-    "replace_soon": "d.replace_by IS NOT NULL AND d.replace_by <= :replace_soon",
+FLAG_SQL: dict[str, Callable[[Dialect], str]] = {
+    "short_shift": lambda dialect: dialect.flag_set("d.flag_short_shift"),
+    "over_temp": lambda dialect: dialect.flag_set("d.flag_over_temp"),
+    "capacity_drop": lambda dialect: dialect.flag_set("d.flag_capacity_drop"),
+    "stale": lambda dialect: dialect.flag_set("d.flag_stale"),
+    "lost": lambda dialect: "d.lifecycle = 'lost'",
+    "replace_soon": lambda dialect: "d.replace_by IS NOT NULL AND d.replace_by <= :replace_soon",
 }
+"""Each alert flag as a condition on ``devices d``, in the connection's dialect."""
 
 
 def _flag_params(now: datetime) -> dict[str, str]:
@@ -193,9 +195,9 @@ def registered_elsewhere(db, serials: Iterable[str], borough: str) -> dict[str, 
     """{serial: borough} of these cameras that are registered to a borough other than ``borough``."""
     return dict(
         db.execute(
-            "SELECT serial, borough FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+            f"SELECT serial, borough FROM devices WHERE {db.dialect.any_of('serial')} "
             "AND borough IS NOT NULL AND borough != ?",
-            [json.dumps(list(dict.fromkeys(serials))), borough],
+            [db.dialect.many(dict.fromkeys(serials)), borough],
         ).fetchall()
     )
 
@@ -206,10 +208,10 @@ def record_upload(db, serial: str, at: str, *, station: bool, borough: str | Non
     station's upload (of ``borough``) moves only a camera of its borough or of none: its clip of
     another borough's camera is kept, but says nothing about that borough's fleet, as its
     ``clip_ingested`` claim would be refused."""
+    latest = db.dialect.greatest("COALESCE(last_upload_at, '')", "?")
     db.execute(
-        "UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), ?) "
-        "WHERE serial = ? AND (NOT ? OR borough IS NULL OR borough = ?)",
-        [at, serial, station, borough],
+        f"UPDATE devices SET last_upload_at = {latest} WHERE serial = ? AND (? = 0 OR borough IS NULL OR borough = ?)",
+        [at, serial, int(station), borough],
     )
 
 
@@ -217,8 +219,9 @@ def record_uploads(db, uploads: Sequence[dict]) -> None:
     """Stations report clips uploaded ({clip, at}, station clock): each one's camera (as attributed)
     was last uploaded from at ``at`` or later; never moved back (``record_upload`` has central's
     own time already, and the same report may arrive twice)."""
+    latest = db.dialect.greatest("COALESCE(last_upload_at, '')", ":at")
     db.executemany(
-        """UPDATE devices SET last_upload_at = MAX(COALESCE(last_upload_at, ''), :at)
+        f"""UPDATE devices SET last_upload_at = {latest}
            WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""",
         uploads,
     )
@@ -259,14 +262,18 @@ class DeviceService:
                 where.append(f"{column} = :{column[2:]}")
                 params[column[2:]] = value
         if flag is not None:
-            where.append(FLAG_SQL[flag])
-        if q:
-            where.append("(d.serial LIKE :q OR a.officer_id LIKE :q)")
+            where.append(FLAG_SQL[flag](self.writer.dialect))
+        if q:  # either case, as SQLite's LIKE matches (PostgreSQL's is case-sensitive)
+            where.append("(lower(d.serial) LIKE lower(:q) OR lower(a.officer_id) LIKE lower(:q))")
             params["q"] = f"%{q}%"
         if after:
             where.append("d.serial > :after")
             params["after"] = after
-        sql = SUMMARY_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY d.serial LIMIT :limit"
+        sql = (
+            summary_sql(self.writer.dialect)
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY d.serial LIMIT :limit"
+        )
         with self.writer.read() as db:
             rows = db.execute(sql, params).fetchall()
         more = len(rows) > limit
@@ -279,19 +286,19 @@ class DeviceService:
         only = " AND d.borough = :borough" if borough is not None else ""
         with self.writer.read() as db:
             return {
-                flag: db.execute(f"SELECT count(*) FROM devices d WHERE {sql}{only}", params).fetchone()[0]
+                flag: db.execute(f"SELECT count(*) FROM devices d WHERE {sql(db.dialect)}{only}", params).fetchone()[0]
                 for flag, sql in FLAG_SQL.items()
             }
 
     def all(self, borough: str | None = None) -> list[DeviceSummary]:
         now = utc_now()
-        sql = SUMMARY_SQL + (" WHERE d.borough = ?" if borough else "") + " ORDER BY d.serial"
+        sql = summary_sql(self.writer.dialect) + (" WHERE d.borough = ?" if borough else "") + " ORDER BY d.serial"
         with self.writer.read() as db:
             return [_summary(r, now) for r in db.execute(sql, [borough] if borough else [])]
 
     def summary(self, serial: str) -> DeviceSummary:
         with self.writer.read() as db:
-            row = db.execute(SUMMARY_SQL + " WHERE d.serial = ?", [serial]).fetchone()
+            row = db.execute(summary_sql(db.dialect) + " WHERE d.serial = ?", [serial]).fetchone()
         if row is None:
             raise NotFound(f"no camera {serial} in the registry")
         return _summary(row, utc_now())

@@ -9,7 +9,6 @@ dockings at a time (``executemany``: tens of thousands of events a second on one
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TypedDict
 
@@ -46,45 +45,46 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
     known = {
         serial
         for (serial,) in db.execute(
-            "SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))", [json.dumps(serials)]
+            f"SELECT serial FROM devices WHERE {db.dialect.any_of('serial')}", [db.dialect.many(serials)]
         )
     }
+    latest = db.dialect.greatest("COALESCE(devices.last_docked_at, '')", "excluded.last_docked_at")
     db.executemany(
-        """INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
+        f"""INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
                registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
                battery_temp_c, battery_level, flag_short_shift, flag_over_temp, battery_dirty)
            VALUES (:serial, :model, :firmware, CASE WHEN :clips > 0 THEN 'in_service' ELSE 'issued' END,
                :borough, :station, :by, :now, :docked_at, :station, :telemetry, :soh, :cycles, :temp, :level,
                :short, :hot, 1)
            ON CONFLICT (serial) DO UPDATE SET
-               model = CASE WHEN excluded.model != '' THEN excluded.model ELSE model END,
-               firmware = CASE WHEN excluded.firmware != '' THEN excluded.firmware ELSE firmware END,
-               home_station = COALESCE(home_station, excluded.home_station),
-               borough = COALESCE(borough, excluded.borough),
+               model = CASE WHEN excluded.model != '' THEN excluded.model ELSE devices.model END,
+               firmware = CASE WHEN excluded.firmware != '' THEN excluded.firmware ELSE devices.firmware END,
+               home_station = COALESCE(devices.home_station, excluded.home_station),
+               borough = COALESCE(devices.borough, excluded.borough),
                flag_capacity_drop = CASE
-                   WHEN excluded.last_docked_at < COALESCE(last_docked_at, '') THEN flag_capacity_drop
-                   WHEN battery_soh - excluded.battery_soh >= :drop THEN 1
-                   WHEN excluded.battery_soh - battery_soh >= :drop THEN 0  -- a new battery
-                   ELSE flag_capacity_drop END,
-               telemetry = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                   THEN excluded.telemetry ELSE telemetry END,
-               battery_soh = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                   THEN COALESCE(excluded.battery_soh, battery_soh) ELSE battery_soh END,
-               battery_cycles = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                   THEN COALESCE(excluded.battery_cycles, battery_cycles) ELSE battery_cycles END,
-               battery_temp_c = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                   THEN excluded.battery_temp_c ELSE battery_temp_c END,
-               battery_level = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                   THEN excluded.battery_level ELSE battery_level END,
-               flag_short_shift = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                   THEN excluded.flag_short_shift ELSE flag_short_shift END,
-               flag_over_temp = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                   THEN excluded.flag_over_temp ELSE flag_over_temp END,
+                   WHEN excluded.last_docked_at < COALESCE(devices.last_docked_at, '') THEN devices.flag_capacity_drop
+                   WHEN devices.battery_soh - excluded.battery_soh >= :drop THEN 1
+                   WHEN excluded.battery_soh - devices.battery_soh >= :drop THEN 0  -- a new battery
+                   ELSE devices.flag_capacity_drop END,
+               telemetry = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
+                   THEN excluded.telemetry ELSE devices.telemetry END,
+               battery_soh = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
+                   THEN COALESCE(excluded.battery_soh, devices.battery_soh) ELSE devices.battery_soh END,
+               battery_cycles = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
+                   THEN COALESCE(excluded.battery_cycles, devices.battery_cycles) ELSE devices.battery_cycles END,
+               battery_temp_c = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
+                   THEN excluded.battery_temp_c ELSE devices.battery_temp_c END,
+               battery_level = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
+                   THEN excluded.battery_level ELSE devices.battery_level END,
+               flag_short_shift = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
+                   THEN excluded.flag_short_shift ELSE devices.flag_short_shift END,
+               flag_over_temp = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
+                   THEN excluded.flag_over_temp ELSE devices.flag_over_temp END,
                flag_stale = 0,
                battery_dirty = 1,
-               last_station = CASE WHEN excluded.last_docked_at >= COALESCE(last_docked_at, '')
-                   THEN excluded.last_station ELSE last_station END,
-               last_docked_at = MAX(COALESCE(last_docked_at, ''), excluded.last_docked_at)""",
+               last_station = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
+                   THEN excluded.last_station ELSE devices.last_station END,
+               last_docked_at = {latest}""",
         dockings,
     )
     if readings:
@@ -100,9 +100,9 @@ def put_in_service(db, serials: Sequence[str]) -> list[tuple[str, str]]:
     """These cameras docked with clips: in service now, a lost one found. (serial, state before)
     of those whose state changed (one query for a run: most cameras are in service already)."""
     changed = db.execute(
-        "SELECT serial, lifecycle FROM devices WHERE serial IN (SELECT value FROM json_each(?)) "
+        f"SELECT serial, lifecycle FROM devices WHERE {db.dialect.any_of('serial')} "
         "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost') ORDER BY serial",
-        [json.dumps(list(serials))],
+        [db.dialect.many(serials)],
     ).fetchall()
     for serial, _ in changed:
         db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = ?", [serial])

@@ -66,10 +66,9 @@ class FleetHealth:
         done = 0
         while True:
             with self.writer.read() as db:
+                dirty = db.dialect.flag_set("battery_dirty")  # the partial index's condition
                 docked = dict(
-                    db.execute(
-                        "SELECT serial, last_docked_at FROM devices WHERE battery_dirty LIMIT ?", [BATCH]
-                    ).fetchall()
+                    db.execute(f"SELECT serial, last_docked_at FROM devices WHERE {dirty} LIMIT ?", [BATCH]).fetchall()
                 )
                 serials = list(docked)
                 histories = {
@@ -84,7 +83,7 @@ class FleetHealth:
                         )
                         for r in db.execute(
                             "SELECT at, full_mah, design_mah, cycle_count, temperature_c, level_pct FROM "
-                            "(SELECT * FROM battery_readings WHERE serial = ? ORDER BY at DESC LIMIT ?)",
+                            "battery_readings WHERE serial = ? ORDER BY at DESC LIMIT ?",
                             [s, TREND_READINGS],
                         )
                     ]
@@ -99,7 +98,8 @@ class FleetHealth:
                 updates.append((to_iso(when) if when else None, serial, docked[serial]))
             with self.writer.write() as db:  # a docking applied meanwhile keeps its device dirty
                 db.executemany(
-                    "UPDATE devices SET replace_by = ?, battery_dirty = 0 WHERE serial = ? AND last_docked_at IS ?",
+                    "UPDATE devices SET replace_by = ?, battery_dirty = 0 WHERE serial = ? "
+                    f"AND {db.dialect.same('last_docked_at', '?')}",
                     updates,
                 )
             done += len(updates)
@@ -113,12 +113,13 @@ class FleetHealth:
                    AND lifecycle IN ('issued', 'in_service') AND last_docked_at IS NOT NULL AND last_docked_at < ?""",
                 [cutoff],
             ).rowcount
+            stale = db.dialect.flag_set("flag_stale")  # the partial index's condition
             db.execute(
-                "UPDATE devices SET flag_stale = 0 WHERE flag_stale AND (last_docked_at >= ? "  # partial index
+                f"UPDATE devices SET flag_stale = 0 WHERE {stale} AND (last_docked_at >= ? "
                 "OR lifecycle NOT IN ('issued', 'in_service'))",
                 [cutoff],
             )
-            total = db.execute("SELECT COUNT(*) FROM devices WHERE flag_stale").fetchone()[0]
+            total = db.execute(f"SELECT COUNT(*) FROM devices WHERE {stale}").fetchone()[0]
         if newly:
             log.warning(
                 "%d camera(s) newly stale: not docked for %s days", newly, self.settings.fleet.stale_device_days

@@ -134,8 +134,8 @@ class OfficerService:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if q:
-            where.append("(officer_id LIKE ? OR name LIKE ?)")
+        if q:  # either case, as SQLite's LIKE matches (PostgreSQL's is case-sensitive)
+            where.append("(lower(officer_id) LIKE lower(?) OR lower(name) LIKE lower(?))")
             params += [f"%{q}%", f"%{q}%"]
         if after:
             where.append("officer_id > ?")

@@ -78,7 +78,7 @@ def note_batch(db, station_id: str, acked: int, received: str, clock_skew_s: flo
         """UPDATE stations SET acked_seq = ?, last_seen_at = ?, clock_skew_s = ?,
                backlog = COALESCE(?, backlog), pending_clips = COALESCE(?, pending_clips),
                pending_bytes = COALESCE(?, pending_bytes),
-               oldest_pending_recorded_at = CASE WHEN ? THEN ? ELSE oldest_pending_recorded_at END
+               oldest_pending_recorded_at = CASE WHEN ? = 1 THEN ? ELSE oldest_pending_recorded_at END
            WHERE station_id = ?""",
         [
             acked,
@@ -87,7 +87,7 @@ def note_batch(db, station_id: str, acked: int, received: str, clock_skew_s: flo
             msgspec.json.encode(backlog).decode() if backlog else None,
             backlog.pending_clips if backlog else None,
             backlog.pending_bytes if backlog else None,
-            backlog is not None,
+            int(backlog is not None),
             to_iso(backlog.oldest_pending_recorded_at) if backlog and backlog.oldest_pending_recorded_at else None,
             station_id,
         ],
@@ -138,18 +138,19 @@ class StationService:
     def samples(self, station_id: str | None, since: datetime, among: list[str] | None = None) -> list[Sample]:
         """One station's samples, or the force's (summed backlog, worst lag) per sample time; ``among``:
         only these stations' (a borough's)."""
-        only = " AND station_id IN (SELECT value FROM json_each(?))" if among is not None else ""
+        dialect = self.writer.dialect
+        only = f" AND {dialect.any_of('station_id')}" if among is not None else ""
         sql = (
             "SELECT at, pending_clips, pending_bytes, lag_h FROM station_samples WHERE station_id = ? "
             "AND at >= ? ORDER BY at"
             if station_id
             else "SELECT at, sum(pending_clips), sum(pending_bytes), max(lag_h) FROM station_samples "
-            f"INDEXED BY station_samples_at WHERE at >= ?{only} GROUP BY at ORDER BY at"
+            f"{dialect.indexed_by('station_samples_at')} WHERE at >= ?{only} GROUP BY at ORDER BY at"
         )
         params = (
             [station_id, to_iso(since)]
             if station_id
-            else [to_iso(since)] + ([msgspec.json.encode(among).decode()] if among is not None else [])
+            else [to_iso(since)] + ([dialect.many(among)] if among is not None else [])
         )
         with self.writer.read() as db:
             rows = db.execute(sql, params).fetchall()

@@ -153,6 +153,8 @@ def test_device_list_paginates_and_filters(client):
         ]["serial"]
         == "BWV-020"
     )
+    either_case = client.get("/api/v1/devices/", params={"q": "bwv-02"}, headers=ADMIN).json()["items"]
+    assert [d["serial"] for d in either_case] == [f"BWV-{i:03d}" for i in range(20, 25)]  # as SQLite's LIKE matches
     assert client.get("/api/v1/devices/", params={"flag": "nonsense"}, headers=ADMIN).status_code == 400
 
 

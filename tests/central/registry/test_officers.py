@@ -19,6 +19,8 @@ def test_csv_round_trip(client):
         "/api/v1/officers/import.csv", content=exported.content, headers={**ADMIN, "Content-Type": "text/csv"}
     )
     assert again.json() == {"created": 0, "updated": 0, "unchanged": 2}
+    found = client.get("/api/v1/officers/", params={"q": "smith"}, headers=ADMIN).json()["items"]
+    assert [o["officer_id"] for o in found] == ["PC2"]  # either case, as SQLite's LIKE matches
 
 
 def test_a_bad_csv_imports_nothing_and_names_the_line(client):
