@@ -7,6 +7,9 @@ process so its peak RSS is its own: *assess* (categories and end of retention fo
 clip), *run* (the daily job: soft-deletes every clip past retention that no hold protects,
 each one audited in the hash chain), *purge run* (eight days later: the blobs of those clips
 are deleted and the purges audited). Target: < 60 s, memory bounded (it works in batches).
+
+On each database (``engines``): SQLite in the data folder, and PostgreSQL (``bench.databases``),
+the same rows and steps side by side.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import machine
+from bench.databases import ENGINES, databases, settings_section
 
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 
 
-def _settings(root: Path):
+def _settings(root: Path, url: str | None = None):
     from fleet.config import CentralSettings, settings_from_dict
 
     return settings_from_dict(
@@ -34,18 +38,20 @@ def _settings(root: Path):
             "data_dir": str(root / "central"),
             "admin_token": "bench-admin-token",
             "stations": {"camden": {"borough": "Camden", "token": "bench-station-token"}},
+            **settings_section(url),
         },
         CentralSettings,
     )
 
 
-def build(root: Path, clips: int, holds: int) -> None:
+def build(root: Path, clips: int, holds: int, url: str | None = None) -> None:
     from central.core.services import build_services
     from central.core.store import CentralStore
     from fleet.clock import to_iso
 
-    store = CentralStore(_settings(root).data_dir)
-    build_services(_settings(root), store).retention.adopt_configured()
+    settings = _settings(root, url)
+    store = CentralStore.open(settings)
+    build_services(settings, store).retention.adopt_configured()
     rng = random.Random(7)
     officers = max(1, clips // 100)
     with store.writer.write() as db:
@@ -121,16 +127,18 @@ def build(root: Path, clips: int, holds: int) -> None:
             [(*r, to_iso(NOW)) for r in hold_rows],
         )
         db.executemany("INSERT INTO case_clips VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", case_rows)
+        if db.dialect.postgres:
+            db.execute("ANALYZE")  # as autovacuum would have by now, on a year's rows
     store.close()
 
 
-def step(root: str, which: str) -> None:
+def step(root: str, which: str, url: str | None = None) -> None:
     """One measured step, in this (fresh) process; prints JSON."""
     from central.core.services import build_services
     from central.core.store import CentralStore
 
-    settings = _settings(Path(root))
-    store = CentralStore(settings.data_dir)
+    settings = _settings(Path(root), url)
+    store = CentralStore.open(settings)
     retention = build_services(settings, store).retention
     start = time.perf_counter()
     if which == "assess":
@@ -155,32 +163,46 @@ def step(root: str, which: str) -> None:
     print(json.dumps({**result, "seconds": round(seconds, 2), "peak_rss_mib": round(peak, 1)}))
 
 
-def run(clips: int = 2_000_000, holds: int = 10_000) -> dict:
+def _size_mib(root: Path, url: str | None) -> int:
+    if url is None:
+        return round(sum(p.stat().st_size for p in (root / "central").glob("central.db*")) / (1 << 20))
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return round((row[0] if row else 0) / (1 << 20))
+
+
+def run(clips: int = 2_000_000, holds: int = 10_000, engines: tuple[str, ...] = ENGINES) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-retention-", dir=Path.cwd()))
+    results: dict[str, dict] = {}
     try:
-        start = time.perf_counter()
-        build(root, clips, holds)
-        built = time.perf_counter() - start
-        steps = {}
-        for which in ("assess", "run", "purge"):
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.retention", str(root), which], check=True, capture_output=True, text=True
-            )
-            steps[which] = json.loads(out.stdout.strip().splitlines()[-1])
-        size = sum(p.stat().st_size for p in (root / "central").glob("central.db*"))
-        return {
-            "machine": machine(),
-            "clips": clips,
-            "holds": holds,
-            "build_s": round(built, 1),
-            "db_mib": round(size / (1 << 20)),
-            "steps": steps,
-            "job_s": round(steps["run"]["seconds"] + steps["purge"]["seconds"], 2),
-            "target_s": 60,
-        }
+        with databases(root) as found:
+            for engine in engines:
+                where = root / engine
+                url = found.url(engine)
+                start = time.perf_counter()
+                build(where, clips, holds, url)
+                built = time.perf_counter() - start
+                steps = {}
+                for which in ("assess", "run", "purge"):
+                    out = subprocess.run(
+                        [sys.executable, "-m", "bench.retention", str(where), which, *([url] if url else [])],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    steps[which] = json.loads(out.stdout.strip().splitlines()[-1])
+                results[engine] = {
+                    "build_s": round(built, 1),
+                    "db_mib": _size_mib(where, url),
+                    "steps": steps,
+                    "job_s": round(steps["run"]["seconds"] + steps["purge"]["seconds"], 2),
+                }
+        return {"machine": machine(), "clips": clips, "holds": holds, "target_s": 60, "engines": results}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    step(sys.argv[1], sys.argv[2])
+    step(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)

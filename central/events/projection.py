@@ -55,6 +55,50 @@ class Applied(Generic[E_co]):
     """The station's clock when it sent the event's batch (None: stored before central kept it)."""
 
 
+REORDERABLE = (CameraDocked, ClipIngested)
+"""Kinds whose effects on one camera never touch another's: a docking (its telemetry, battery,
+lifecycle, its own pool checkout) and the ingest of its clips (their attribution, custody)."""
+
+
+def in_runs(events: Sequence[Applied[Event]]) -> list[Applied[Event]]:
+    """The events in an order that makes long runs of one kind, with the same effect as seq order.
+
+    A station reports each docking followed by its clips, so in seq order the kinds alternate
+    (one docking, four ingests, one docking, …) and every run is a handful of events. Between
+    two events of other kinds (a checkout, a check-in, a verification: applied where they
+    stand), dockings and ingests are put in *generations* per camera: a camera's ingests
+    before its first docking here, its first docking, the ingests after it, its second
+    docking, … Every camera's own events keep their order, the dockings keep theirs (the
+    station's clock judges them in order), and each generation is one run of dockings and one
+    run of ingests for all cameras at once."""
+    ordered: list[Applied[Event]] = []
+    segment: list[Applied[Event]] = []
+
+    def flush() -> None:
+        dockings: dict[str, int] = {}
+        keyed = []
+        for a in segment:
+            e = a.event
+            if isinstance(e, CameraDocked):
+                generation = dockings[e.device.serial] = dockings.get(e.device.serial, 0) + 1
+                keyed.append(((generation, 0, a.seq), a))
+            else:
+                assert isinstance(e, ClipIngested)
+                keyed.append(((dockings.get(e.device_serial, 0), 1, a.seq), a))
+        keyed.sort(key=lambda pair: pair[0])
+        ordered.extend(a for _, a in keyed)
+        segment.clear()
+
+    for a in events:
+        if isinstance(a.event, REORDERABLE):
+            segment.append(a)
+        else:
+            flush()
+            ordered.append(a)
+    flush()
+    return ordered
+
+
 def reattribute(db, changes, serial: str, start: str, end: str | None = None) -> None:
     """Recompute the owner of this camera's clips recorded in [start, end), except hand-resolved ones,
     and tell the stations about those an officer hold now covers (or no longer does)."""
@@ -76,7 +120,7 @@ class Projector:
         clock = claims.StationClock(
             stations.latest_at(db, station_id), timedelta(minutes=self.fleet.event_clock_tolerance_minutes)
         )
-        for kind, group in itertools.groupby(events, key=lambda a: type(a.event)):
+        for kind, group in itertools.groupby(in_runs(events), key=lambda a: type(a.event)):
             run = self._admissions[kind](self, db, station_id, borough, clock, list(group))
             handler = self._handlers[kind]
             if run and handler is not None:
