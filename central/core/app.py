@@ -26,6 +26,7 @@ from central.core.errors import EXCEPTION_HANDLERS, error_response
 from central.core.headers import STATIC_PATH, add_security_headers
 from central.core.jobs import build_scheduler, stop_scheduler
 from central.core.leadership import Leadership
+from central.core.notifications import CHANGES, EVENTS, Listener
 from central.core.providers import Injected
 from central.core.services import AppServices, build_services
 from central.core.store import CentralStore
@@ -114,9 +115,15 @@ def create_app(settings: CentralSettings) -> Litestar:
                 )
             services.changes.bind(asyncio.get_running_loop())
             services.changes.publish_policies()
-            leadership = Leadership(store.writer, data_dir).start()
+            listener = Listener(store.writer)  # other replicas' commits (PostgreSQL; nothing on SQLite)
+            listener.subscribe(CHANGES, services.changes.heard)
+            listener.subscribe(EVENTS, lambda _station: services.events.pending.set())
+            listener.start()
+            opened.callback(listener.stop)
+            leadership = Leadership(store.writer, data_dir)
+            projection = ProjectionWorker(services.events, leadership)
+            leadership.start()
             opened.callback(leadership.stop)
-            projection = ProjectionWorker(services.events)
             projection.start()
             opened.callback(projection.stop)
             scheduler = build_scheduler(services, receiver, leadership)

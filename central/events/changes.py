@@ -24,6 +24,7 @@ from litestar.params import QueryParameter
 from central.access.auth import Caller, Principal, station_or_user_with
 from central.access.scope import in_query, touches
 from central.core.database import Database
+from central.core.notifications import CHANGES, notify
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence.holds import held_clips_of_borough
@@ -101,6 +102,7 @@ class ChangeLog:
         concerned = list(dict.fromkeys(b for b in boroughs if b))  # each borough concerned, once
         for borough in concerned:
             db.execute("INSERT INTO changes (borough, kind, key, body) VALUES (?, ?, ?, ?)", [borough, kind, key, body])
+            notify(db, CHANGES, borough)  # the long polls on the other replicas (this one's: below)
         if self._loop is not None and concerned:
             # One wake-up for a whole run of changes (a projection batch emits hundreds), not one each.
             with self._touched_lock:
@@ -108,6 +110,19 @@ class ChangeLog:
                 self._touched.update(concerned)
             if first:
                 self._loop.call_soon_threadsafe(self._wake)
+
+    def heard(self, borough: str | None) -> None:
+        """Another replica committed a change for ``borough`` (None: anything may have changed)."""
+        if self._loop is None:
+            return
+        if borough is None:
+            self._loop.call_soon_threadsafe(self._wake, True)
+            return
+        with self._touched_lock:
+            first = not self._touched
+            self._touched.add(borough)
+        if first:
+            self._loop.call_soon_threadsafe(self._wake)
 
     def close(self) -> None:
         """Shutting down: every long poll returns now (callable from a signal handler)."""

@@ -26,6 +26,8 @@ from central.access.auth import Caller, stations_only
 from central.access.scope import OWN_RECORDS
 from central.core import database
 from central.core.database import Database
+from central.core.leadership import Leadership
+from central.core.notifications import EVENTS, notify
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.events import claims
@@ -153,6 +155,8 @@ class EventLog:
             )
             acked = self._gap_free(db, station_id, acked, envelopes)
             stations.note_batch(db, station_id, acked, received, (batch.sent_at - now).total_seconds(), batch.backlog)
+            if new:
+                notify(db, EVENTS, station_id)  # the leading replica's projection, wherever it runs
         if new:
             self.pending.set()
         return EventAck(acked_seq=acked, stored=len(new), duplicates=len(seqs) - len(new))
@@ -249,10 +253,13 @@ class EventLog:
 
 
 class ProjectionWorker:
-    """A thread that applies acknowledged events to fleet state as they arrive."""
+    """A thread that applies acknowledged events to fleet state as they arrive, while this process
+    leads (``central.core.leadership``): one replica applies, whichever took the events in."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, leadership: Leadership) -> None:
         self.log = log
+        self.leadership = leadership
+        leadership.on_gain(log.pending.set)  # a new leader starts with what is waiting
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="event-projection", daemon=True)
 
@@ -278,6 +285,8 @@ class ProjectionWorker:
         while not self._stopping.is_set():
             self.log.pending.wait(timeout=5.0)
             self.log.pending.clear()
+            if not self.leadership.leading:
+                continue
             try:
                 last = time.monotonic()
                 while not self._stopping.is_set():
