@@ -40,7 +40,7 @@ def test_two_replicas_serve_as_one_and_the_jobs_move_when_the_leader_dies(make_c
     # The station's events (docked, ingested) were applied by the leader, whichever replica took them.
     wait_until(lambda: (d := device(cluster, "BWV-100001")) and d["last_docked_at"], 30, "the docking applied")
 
-    cluster.processes[cluster.replica_name(leader)].kill(signal.SIGKILL)
+    cluster.processes.pop(cluster.replica_name(leader)).kill(signal.SIGKILL)
     other = 2 if leader == 1 else 1
     wait_until(lambda: cluster.leader() == other, 30, "the other replica leading")
 
