@@ -117,6 +117,59 @@ def test_writes_from_two_processes_are_serialised(tmp_path):
             store.close()
 
 
+def test_only_an_insert_of_plain_values_goes_as_one_statement_over_arrays():
+    assert database._plain_insert("INSERT INTO t (a, b) VALUES (?, ?)") == ("t", ["a", "b"], "")
+    assert database._plain_insert("INSERT INTO t (a) VALUES (?) ON CONFLICT (a) DO NOTHING") == (
+        "t",
+        ["a"],
+        " ON CONFLICT (a) DO NOTHING",
+    )
+    for other in (
+        "INSERT INTO t (a, b) VALUES (?, 'x')",  # an expression among the values
+        "INSERT INTO t (a) VALUES (:a)",  # named: rows are dicts
+        "INSERT INTO t (a) VALUES (?) ON CONFLICT (a) DO UPDATE SET a = excluded.a",  # one key twice fails
+        "UPDATE t SET a = ? WHERE b = ?",
+    ):
+        assert database._plain_insert(other) is None
+
+
+def test_many_rows_insert_alike_on_both_engines_whatever_their_values(tmp_path):
+    """On PostgreSQL a plain INSERT of many rows is one statement over arrays: the rows, their
+    NULLs, flags given as bools, bytes, whole-number floats and duplicates skipped by
+    ON CONFLICT DO NOTHING come out as SQLite stores them."""
+    store = central_store(tmp_path / "central")
+    rows = [
+        ("BWV-1", "2026-01-01T00:00:00Z", "camden", 99.5, 10, 20.0, 80, 3000, 3100),
+        ("BWV-2", "2026-01-01T00:00:01Z", None, None, None, None, None, None, None),
+        ("BWV-3", "2026-01-01T00:00:02Z", "barnet", 100, True, 21, 55.5, 2900, 3100),
+    ]
+    try:
+        with store.writer.write() as db:
+            db.executemany(
+                "INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, temperature_c, "
+                "level_pct, full_mah, design_mah) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO signing_keys (name, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [("a", b"\x00\x01"), ("b", memoryview(b"\xff")), ("a", b"again")],
+            )
+        with store.writer.read() as db:
+            readings = db.execute(
+                "SELECT serial, at, station_id, soh_pct, cycle_count, temperature_c, level_pct, full_mah, "
+                "design_mah FROM battery_readings ORDER BY serial"
+            ).fetchall()
+            keys = db.execute("SELECT name, key FROM signing_keys ORDER BY name").fetchall()
+        assert [tuple(r) for r in readings] == [
+            ("BWV-1", "2026-01-01T00:00:00Z", "camden", 99.5, 10, 20.0, 80.0, 3000, 3100),
+            ("BWV-2", "2026-01-01T00:00:01Z", None, None, None, None, None, None, None),
+            ("BWV-3", "2026-01-01T00:00:02Z", "barnet", 100.0, 1, 21.0, 55.5, 2900, 3100),
+        ]
+        assert [(name, bytes(key)) for name, key in keys] == [("a", b"\x00\x01"), ("b", b"\xff")]
+    finally:
+        store.close()
+
+
 def test_a_snapshot_sees_one_moment(tmp_path):
     store = central_store(tmp_path / "central")
     try:
