@@ -6,7 +6,6 @@ Other packages read uploads through ``of_clips`` (what central knows of a statio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,9 +109,8 @@ def of_clips(db, clip_ids: Iterable[str]) -> dict[str, tuple[str | None, int, st
     return {
         r[0]: r[1:]
         for r in db.execute(
-            "SELECT clip_id, station_id, length, sha256, state FROM uploads "
-            "WHERE clip_id IN (SELECT value FROM json_each(?))",
-            [json.dumps(list(dict.fromkeys(clip_ids)))],
+            f"SELECT clip_id, station_id, length, sha256, state FROM uploads WHERE {db.dialect.any_of('clip_id')}",
+            [db.dialect.many(dict.fromkeys(clip_ids))],
         )
     }
 
