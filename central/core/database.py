@@ -97,6 +97,14 @@ class Dialect:
         """SQLite's ``INDEXED BY`` (where its planner needs the hint); nothing on PostgreSQL."""
         return "" if self.postgres else f"INDEXED BY {index}"
 
+    def flag_set(self, column: str) -> str:
+        """A 0/1 flag is set, as a partial index says it: bare on SQLite (matched literally), ``<> 0`` on PostgreSQL."""
+        return f"{column} <> 0" if self.postgres else column
+
+    def unindexed(self, expression: str) -> str:
+        """``expression`` hidden from SQLite's planner as an index to use (unary ``+``); as is on PostgreSQL."""
+        return expression if self.postgres else f"+{expression}"
+
 
 SQLITE = Dialect("sqlite")
 POSTGRESQL = Dialect("postgresql")

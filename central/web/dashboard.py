@@ -107,7 +107,7 @@ def overview(
             params,
         ).fetchone()[0]
         unattributed = db.execute(
-            "SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
+            f"SELECT count(*) FROM attributions {db.dialect.indexed_by('attributions_unattributed')} "
             "WHERE officer_id IS NULL"
             + (" AND device_serial IN (SELECT serial FROM devices WHERE borough = :b)" if within is not None else ""),
             params,
