@@ -190,10 +190,10 @@ class UserService:
             if user.disabled_at is not None:
                 raise Conflict(f"user {name} is disabled")
             token_id = db.execute(
-                'INSERT INTO api_tokens ("user", label, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+                'INSERT INTO api_tokens ("user", label, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?) '
+                "RETURNING id",
                 [name, label, sha256_hex(token), to_iso(now), to_iso(now + timedelta(days=days)) if days else None],
-            ).lastrowid
-            assert token_id is not None, "an INSERT sets its cursor's lastrowid"
+            ).fetchone()[0]
             audit.record(
                 db,
                 actor=actor,

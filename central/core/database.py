@@ -109,6 +109,10 @@ class Dialect:
         """``left`` equals ``right``, NULL equalling NULL (SQLite's ``IS``)."""
         return f"{left} IS NOT DISTINCT FROM {right}" if self.postgres else f"{left} IS {right}"
 
+    def unindexed(self, expression: str) -> str:
+        """``expression`` hidden from SQLite's planner as an index to use (unary ``+``); as is on PostgreSQL."""
+        return expression if self.postgres else f"+{expression}"
+
 
 SQLITE = Dialect("sqlite")
 POSTGRESQL = Dialect("postgresql")

@@ -123,7 +123,8 @@ def _proposal_detail(db, proposal_id: int, left_without: dict[str, int] | None =
         ProposalItem(device_serial=r[0], borough=r[1], mode=r[2], officer_id=r[3], station_id=r[4])
         for r in db.execute(
             "SELECT device_serial, borough, mode, officer_id, station_id FROM rollout_items "
-            "WHERE proposal_id = ? ORDER BY borough, officer_id, station_id, device_serial",
+            "WHERE proposal_id = ? "
+            "ORDER BY borough, officer_id NULLS FIRST, station_id NULLS FIRST, device_serial",
             [proposal_id],
         )
     ]
@@ -235,7 +236,7 @@ class RolloutService:
                     left_without[borough] = want - len(take)
                 else:
                     officer_count = db.execute(
-                        f"SELECT count(*) FROM officers WHERE borough = ? AND active AND role IN "
+                        f"SELECT count(*) FROM officers WHERE borough = ? AND active != 0 AND role IN "
                         f"({', '.join('?' * len(roles))})",
                         [borough, *roles],
                     ).fetchone()[0]
@@ -393,28 +394,24 @@ class RolloutService:
         today = today or utc_now().date()
         current = max(1, week_of(start, today))
         last_week = max(current, len(plan.weeks))
-        # Each camera's first delivery, issue and service, as plan weeks (week_of, clamped to week 1,
-        # computed in SQL: ~20,000 cameras, each three times).
-        week_sql = "MAX(1, CAST(julianday(substr({0}, 1, 10)) - julianday(:start) AS INTEGER) / 7 + 1)"
+        # Each camera's first delivery, issue and service, as plan weeks (week_of, computed in SQL:
+        # ~20,000 cameras, each three times); clamped to week 1 below, where None (not yet) stays None.
         with self.writer.read() as db:
+
+            def plan_week(first: str) -> str:
+                return f"{db.dialect.days_between(first, ':start')} / 7 + 1"
+
+            first_delivery = plan_week(
+                "(SELECT min(at) FROM device_history h WHERE h.serial = d.serial "
+                "AND h.to_state IN ('allocated', 'issued', 'in_service'))"
+            )
+            first_issue = plan_week("(SELECT min(started_at) FROM assignments a WHERE a.device_serial = d.serial)")
+            first_service = plan_week(
+                "(SELECT min(at) FROM device_history h WHERE h.serial = d.serial AND h.to_state = 'in_service')"
+            )
             firsts = db.execute(
-                f"""SELECT d.borough,
-                          {
-                    week_sql.format(
-                        "(SELECT min(at) FROM device_history h WHERE h.serial = d.serial "
-                        "AND h.to_state IN ('allocated', 'issued', 'in_service'))"
-                    )
-                },
-                          {
-                    week_sql.format("(SELECT min(started_at) FROM assignments a WHERE a.device_serial = d.serial)")
-                },
-                          {
-                    week_sql.format(
-                        "(SELECT min(at) FROM device_history h WHERE h.serial = d.serial AND h.to_state = 'in_service')"
-                    )
-                }
-                   FROM devices d WHERE d.borough IS NOT NULL"""
-                + (" AND d.borough = :borough" if borough else ""),
+                f"SELECT d.borough, {first_delivery}, {first_issue}, {first_service} FROM devices d "
+                "WHERE d.borough IS NOT NULL" + (" AND d.borough = :borough" if borough else ""),
                 {"start": start.isoformat(), "borough": borough},
             ).fetchall()
         counts: dict[str, defaultdict[str, Counter[int]]] = {
@@ -423,11 +420,11 @@ class RolloutService:
         delivered_c, issued_c, in_service_c = counts["delivered"], counts["issued"], counts["in_service"]
         for b, delivered, issued, in_service in firsts:
             if delivered is not None:
-                delivered_c[b][delivered] += 1
+                delivered_c[b][max(1, delivered)] += 1
             if issued is not None:
-                issued_c[b][issued] += 1
+                issued_c[b][max(1, issued)] += 1
             if in_service is not None:
-                in_service_c[b][in_service] += 1
+                in_service_c[b][max(1, in_service)] += 1
         planned_weekly: dict[str, Counter] = defaultdict(Counter)
         for wave in plan.waves:
             planned_weekly[wave.borough][wave.week] += wave.officers
@@ -525,7 +522,7 @@ class RolloutService:
         return [
             r[0]
             for r in db.execute(
-                f"""SELECT officer_id FROM officers o WHERE borough = ? AND active
+                f"""SELECT officer_id FROM officers o WHERE borough = ? AND active != 0
                 AND role IN ({", ".join("?" * len(roles))})
                 AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.officer_id = o.officer_id AND a.ended_at IS NULL)
                 AND NOT EXISTS (SELECT 1 FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id
@@ -615,7 +612,7 @@ class RolloutService:
         for officer, active, borough, wanted in db.execute(
             "SELECT c.officer_id, o.active, o.borough, c.borough FROM checking c LEFT JOIN officers o "
             "ON o.officer_id = c.officer_id WHERE c.officer_id IS NOT NULL AND "
-            "(o.officer_id IS NULL OR NOT o.active OR o.borough != c.borough)"
+            "(o.officer_id IS NULL OR o.active = 0 OR o.borough != c.borough)"
         ):
             problems.append(
                 f"officer {officer}: "
@@ -629,8 +626,8 @@ class RolloutService:
         for serial, other in db.execute(
             "SELECT c.device_serial, i.proposal_id FROM checking c JOIN rollout_items i "
             "ON i.device_serial = c.device_serial JOIN rollout_proposals p ON p.id = i.proposal_id "
-            "WHERE p.state = 'proposed' AND i.proposal_id IS NOT ?",
-            [proposal_id],
+            "WHERE p.state = 'proposed'" + (" AND i.proposal_id != ?" if proposal_id is not None else ""),
+            [proposal_id] if proposal_id is not None else [],
         ):
             problems.append(f"{serial}: also in open proposal {other}")
         station_borough = {station: entry.borough for station, entry in self.settings.stations.items()}
@@ -654,9 +651,9 @@ class RolloutService:
     @staticmethod
     def _store(db, items: list[ProposalItem], actor: str, now: str, description: str) -> int:
         proposal_id = db.execute(
-            "INSERT INTO rollout_proposals (created_at, created_by, description) VALUES (?, ?, ?)",
+            "INSERT INTO rollout_proposals (created_at, created_by, description) VALUES (?, ?, ?) RETURNING id",
             [now, actor, description],
-        ).lastrowid
+        ).fetchone()[0]
         db.executemany(
             "INSERT INTO rollout_items (proposal_id, device_serial, borough, mode, officer_id, "
             "station_id) VALUES (?, ?, ?, ?, ?, ?)",

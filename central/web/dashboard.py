@@ -97,8 +97,10 @@ def overview(
     with store.writer.read() as db:
         by_state = dict(db.execute(f"SELECT lifecycle, count(*) FROM devices {only} GROUP BY 1", params).fetchall())
         boroughs: dict[str, dict[str, int]] = {}
-        for borough, lifecycle, n in db.execute(
-            f"SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices {only} GROUP BY 1, 2", params
+        for borough, lifecycle, n in db.execute(  # in borough order: the table's ties keep it on either database
+            f"SELECT COALESCE(borough, '(unallocated)'), lifecycle, count(*) FROM devices {only} "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            params,
         ):
             boroughs.setdefault(borough, {})[lifecycle] = n
         conflicts = db.execute(
@@ -107,7 +109,7 @@ def overview(
             params,
         ).fetchone()[0]
         unattributed = db.execute(
-            "SELECT count(*) FROM attributions INDEXED BY attributions_unattributed "
+            f"SELECT count(*) FROM attributions {db.dialect.indexed_by('attributions_unattributed')} "
             "WHERE officer_id IS NULL"
             + (" AND device_serial IN (SELECT serial FROM devices WHERE borough = :b)" if within is not None else ""),
             params,

@@ -20,6 +20,7 @@ from litestar.response import Redirect, Template
 
 from central.access.auth import Caller, user_with
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_form, in_path, touches
+from central.core.database import Dialect
 from central.core.providers import Injected
 from central.core.store import CentralStore
 from central.evidence import audit
@@ -41,16 +42,22 @@ STATES = {
     "deleted": "soft-deleted",
     "purged": "purged",
 }
-STATE_SQL = {
-    "kept": "c.deleted_at IS NULL",
-    "deleted": "c.deleted_at IS NOT NULL AND c.purged_at IS NULL",
-    "purged": "c.purged_at IS NOT NULL",
-    "review": "c.rowid IN (SELECT rowid FROM clips INDEXED BY clips_review_due WHERE review "
-    "AND deleted_at IS NULL AND retain_until <= :now)",
-    "held": f"c.clip_id IN ({HELD_CLIPS})",
-    "unattributed": "c.clip_id IN (SELECT clip_id FROM attributions INDEXED BY attributions_unattributed "
-    "WHERE officer_id IS NULL)",
-}
+
+
+def state_sql(dialect: Dialect, state: str) -> str:
+    """The condition on a clip (alias ``c``) of a state in STATES: the small sets through their own index."""
+    return {
+        "kept": "c.deleted_at IS NULL",
+        "deleted": "c.deleted_at IS NOT NULL AND c.purged_at IS NULL",
+        "purged": "c.purged_at IS NOT NULL",
+        "review": f"c.rowid IN (SELECT rowid FROM clips {dialect.indexed_by('clips_review_due')} "
+        f"WHERE {dialect.flag_set('review')} AND deleted_at IS NULL AND retain_until <= :now)",
+        "held": f"c.clip_id IN ({HELD_CLIPS})",
+        "unattributed": "c.clip_id IN (SELECT clip_id FROM attributions "
+        f"{dialect.indexed_by('attributions_unattributed')} WHERE officer_id IS NULL)",
+    }[state]
+
+
 SMALL_SETS = {"review", "held", "unattributed"}
 """States whose clips are few: found through their own index and sorted, not by scanning all clips by time."""
 PAGE = 50
@@ -122,6 +129,7 @@ def search_clips(
 ) -> list[ClipRow]:
     """Newest first, keyset-paged; every filter rides an index (officer, camera, time). ``within``:
     only the clips that borough's cameras recorded."""
+    dialect = store.writer.dialect
     where, params = ["c.state = 'verified'"], {"now": to_iso(utc_now()), "limit": PAGE + 1}
     if filters["officer"]:
         where.append("a.officer_id = :officer")
@@ -137,10 +145,10 @@ def search_clips(
     if filters["category"]:
         # Through clips_categorised: only the clips that have a category are looked at. Names are
         # [a-z0-9_], stored JSON-quoted, so '"name"' inside the array text matches exactly that category.
-        where.append("c.categories != '[]' AND instr(c.categories, :category) > 0")
+        where.append(f"c.categories != '[]' AND {dialect.contains('c.categories', ':category')}")
         params["category"] = f'"{filters["category"]}"'
     if filters["state"]:
-        where.append(STATE_SQL[filters["state"]])
+        where.append(state_sql(dialect, filters["state"]))
     if within:
         where.append("c.device_serial IN (SELECT serial FROM devices WHERE borough = :within)")
         params["within"] = within
@@ -153,7 +161,7 @@ def search_clips(
         "a.clip_id = c.clip_id WHERE "
         + " AND ".join(where)
         + (
-            " ORDER BY +c.recorded_at DESC, c.clip_id DESC"
+            f" ORDER BY {dialect.unindexed('c.recorded_at')} DESC, c.clip_id DESC"
             if filters["state"] in SMALL_SETS
             else " ORDER BY c.recorded_at DESC, c.clip_id DESC"
         )

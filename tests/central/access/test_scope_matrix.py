@@ -214,10 +214,9 @@ def _build(client) -> tuple[Side, Side]:
         ).store.writer.write() as db:  # conflicts come from offline checkouts; the row is what matters
             conflict_id = db.execute(
                 "INSERT INTO conflicts (kind, borough, device_serial, officer_id, detail, detected_at) "
-                "VALUES ('officer_two_cameras', ?, ?, ?, 'conflict-of-' || ?, ?)",
+                "VALUES ('officer_two_cameras', ?, ?, ?, 'conflict-of-' || ?, ?) RETURNING id",
                 [side.borough, side.serial, side.officer_id, side.borough, to_iso(at(3))],
-            ).lastrowid
-            assert conflict_id is not None
+            ).fetchone()[0]
             side.conflict_id = conflict_id
     for side in sides:  # issued now: the clips, recorded before, stay unattributed
         client.post(

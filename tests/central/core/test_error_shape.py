@@ -4,6 +4,7 @@ import os
 import sqlite3
 
 import msgspec
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -74,34 +75,56 @@ def test_random_headers_never_cause_a_server_error(client, length, meta, offset,
     assert r.status_code < 500, r.text
 
 
-def database_error(code: int, message: str) -> sqlite3.OperationalError:
+def database_error(database, condition: str) -> Exception:
+    """What the engine in use raises when it is ``full`` (its disk), ``busy`` (a wait ran out),
+    ``failing`` (SQLite's file; PostgreSQL out of reach), or the statement is at ``fault`` (a bug)."""
+    if database.postgres:
+        return {
+            "full": psycopg.errors.DiskFull("could not extend file: No space left on device"),
+            "busy": psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"),
+            "failing": psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+            "fault": psycopg.errors.UndefinedColumn('column "x" does not exist'),
+        }[condition]
+    code, message = {
+        "full": (sqlite3.SQLITE_FULL, "database or disk is full"),
+        "busy": (sqlite3.SQLITE_BUSY, "database is locked"),
+        "failing": (sqlite3.SQLITE_IOERR, "disk I/O error"),
+        "fault": (sqlite3.SQLITE_ERROR, "no such column: x"),
+    }[condition]
     error = sqlite3.OperationalError(message)
     error.sqlite_errorcode = code
     return error
 
 
-@pytest.mark.parametrize("code, status", [(sqlite3.SQLITE_FULL, 507), (sqlite3.SQLITE_BUSY, 503)])
-def test_a_full_or_busy_database_is_later_not_a_server_error(client, monkeypatch, code, status):
+def failing_ingest(monkeypatch, error: Exception) -> None:
     def failing(*args, **kwargs):
-        raise database_error(code, "database or disk is full" if status == 507 else "database is locked")
+        raise error
 
     monkeypatch.setattr(EventLog, "ingest", failing)
-    response = client.post(
-        "/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}'
-    )
+
+
+def post_events(client):
+    return client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}')
+
+
+@pytest.mark.parametrize("condition, status", [("full", 507), ("busy", 503)])
+def test_a_full_or_busy_database_is_later_not_a_server_error(client, monkeypatch, database, condition, status):
+    failing_ingest(monkeypatch, database_error(database, condition))
+    response = post_events(client)
     assert_shape(response, status)
     assert int(response.headers["Retry-After"]) > 0
 
 
-def test_other_database_errors_are_still_500(client, monkeypatch):
-    def failing(*args, **kwargs):
-        raise database_error(sqlite3.SQLITE_IOERR, "disk I/O error")
-
-    monkeypatch.setattr(EventLog, "ingest", failing)
-    assert_shape(
-        client.post("/api/v1/events/", headers=CAMDEN, content=b'{"sent_at": "2026-11-20T14:00:00Z", "events": []}'),
-        500,
-    )
+def test_other_database_errors_are_still_500(client, monkeypatch, database):
+    """A statement at fault is central's bug, and so is SQLite's own file failing; PostgreSQL out of
+    reach (a server restarting, the network) is "later", as a busy database is."""
+    failing_ingest(monkeypatch, database_error(database, "fault"))
+    assert_shape(post_events(client), 500)
+    failing_ingest(monkeypatch, database_error(database, "failing"))
+    response = post_events(client)
+    assert_shape(response, 503 if database.postgres else 500)
+    if database.postgres:
+        assert int(response.headers["Retry-After"]) > 0
 
 
 def test_insufficient_storage_carries_the_configured_retry_after(tmp_path, monkeypatch):

@@ -1,11 +1,11 @@
 """No database work on the event loop while central serves (the rule in central.core.providers).
 
-Every read and write goes through ``fleet.sqlite.Writer``: here each one notes whether its
-thread is running the event loop, while every route is called by every kind of caller (the
-role matrix's routes: an admin, a station, a borough's supervisor, a user's API token, a
-browser session). The upload receiver is the one exception, by design: under its per-upload
-asyncio locks it reads an upload's row on the loop; its writes and commits go to threads of
-its own."""
+Every read and write goes through the store's database (``central.core.database``, on either
+engine): here each one notes whether its thread is running the event loop, while every route
+is called by every kind of caller (the role matrix's routes: an admin, a station, a borough's
+supervisor, a user's API token, a browser session). The upload receiver is the one exception,
+by design: under its per-upload asyncio locks it reads an upload's row on the loop; its writes
+and commits go to threads of its own."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from litestar.testing import TestClient
 
 from central.core.app import create_app
 from central.core.providers import services
-from fleet.sqlite import Writer
 from tests.central.access.test_role_matrix import POLICY, QUERY, SAMPLE
 from tests.central.conftest import ADMIN, CAMDEN, create, make_settings, patch
 from tests.central.fleetdata import batch, docked
@@ -28,11 +27,12 @@ RECEIVER = CENTRAL / "uploads" / "receiver.py"
 PASSWORD = "correct horse battery"  # a test value, not a secret
 
 
-def on_the_loop(monkeypatch) -> list[list[str]]:
+def on_the_loop(monkeypatch, app) -> list[list[str]]:
     """From now on, where central opens a transaction or a read on the event loop's thread: its frames in central/."""
     seen: list[list[str]] = []
+    database = type(services(app).store.writer)
     for name in ("read", "write"):
-        original = getattr(Writer, name)
+        original = getattr(database, name)
 
         def noted(self, *args, _original=original, **kwargs):
             try:
@@ -49,7 +49,7 @@ def on_the_loop(monkeypatch) -> list[list[str]]:
                 )
             return _original(self, *args, **kwargs)
 
-        monkeypatch.setattr(Writer, name, noted)
+        monkeypatch.setattr(database, name, noted)
     return seen
 
 
@@ -61,7 +61,8 @@ def test_no_route_reads_or_writes_the_database_on_the_event_loop(tmp_path, monke
         users.add("s.camden", "supervisor", "test", borough="Camden")
         users.add("v.iewer", "viewer", "test", password=PASSWORD)
         supervisor = {"Authorization": f"Bearer {users.create_token('s.camden', 'loop', 'test').token}"}
-        seen = on_the_loop(monkeypatch)  # start-up is done: it may work on the loop, before anything is served
+        # Start-up is done: it may work on the loop, before anything is served.
+        seen = on_the_loop(monkeypatch, client.app)
 
         token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
         client.post("/login", data={"name": "v.iewer", "password": PASSWORD, "next": "/", "csrf_token": token})
@@ -91,7 +92,6 @@ def test_the_upload_receiver_never_writes_on_the_event_loop(tmp_path, monkeypatc
     commit there: a commit waits for the writer's lock (the projection's batches, a retention
     run) and syncs the disk, and every upload of every station would wait with it."""
     writes: list[list[str]] = []
-    original = Writer.write
 
     def noted(self, *args, **kwargs):
         try:
@@ -105,7 +105,9 @@ def test_the_upload_receiver_never_writes_on_the_event_loop(tmp_path, monkeypatc
         return original(self, *args, **kwargs)
 
     with TestClient(create_app(make_settings(tmp_path / "central")), raise_server_exceptions=False) as client:
-        monkeypatch.setattr(Writer, "write", noted)
+        database = type(services(client.app).store.writer)
+        original = database.write
+        monkeypatch.setattr(database, "write", noted)
         upload = create(client, b"x" * 100, length=200)
         location = upload.headers["location"]
         assert patch(client, location, 0, b"x" * 100).status_code == 204

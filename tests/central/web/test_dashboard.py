@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from litestar.testing import TestClient
@@ -247,6 +248,11 @@ def test_the_stations_page_draws_sync_lag_from_the_health_jobs_samples(browser):
         )
     force = [s for s in stations.samples(None, now - timedelta(days=1)) if s.at < now - timedelta(minutes=30)]
     assert [(s.pending_clips, s.lag_h) for s in force] == [(5, 1.5), (5, 4.0), (5, 2.0)]  # summed, worst lag
+    # The job's start-up run is on a thread of its own: counted once it has recorded its sample.
+    deadline = time.monotonic() + 30
+    while not any(s.at > now - timedelta(minutes=30) for s in stations.samples("camden", now - timedelta(days=1))):
+        assert time.monotonic() < deadline, "the health job's start-up run recorded no sample"
+        time.sleep(0.02)
     before = len(stations.samples("camden", now - timedelta(days=1)))  # ours, and the start-up run's
     services(browser.app).health.run(now + timedelta(seconds=1))  # the job adds a sample of its own
     assert len(stations.samples("camden", now - timedelta(days=1))) == before + 1
