@@ -22,7 +22,7 @@ from datetime import datetime
 import msgspec
 
 from central.access.scope import CLIPS_OF_BOROUGH
-from central.core.database import SQLITE, Dialect
+from central.core.database import Dialect
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import NotFound
@@ -62,10 +62,6 @@ UNION SELECT a.clip_id FROM holds h JOIN attributions a {dialect.indexed_by("att
       ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
       AND a.recorded_at < h.window_to
       WHERE h.kind = 'officer' AND h.released_at IS NULL"""
-
-
-HELD_CLIPS = held_clips(SQLITE)
-"""``held_clips`` in SQLite's dialect, for callers that do not ask their connection yet (``central.web``)."""
 
 
 class Hold(msgspec.Struct, kw_only=True):

@@ -25,7 +25,7 @@ from central.core.providers import Injected
 from central.core.store import CentralStore
 from central.evidence import audit
 from central.evidence.clip_records import ClipRecords
-from central.evidence.holds import HELD_CLIPS
+from central.evidence.holds import held_clips
 from central.evidence.retention import CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest, RetentionService
 from central.registry.assignments import AssignmentService, AttributeRequest
 from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page
@@ -52,7 +52,7 @@ def state_sql(dialect: Dialect, state: str) -> str:
         "purged": "c.purged_at IS NOT NULL",
         "review": f"c.rowid IN (SELECT rowid FROM clips {dialect.indexed_by('clips_review_due')} "
         f"WHERE {dialect.flag_set('review')} AND deleted_at IS NULL AND retain_until <= :now)",
-        "held": f"c.clip_id IN ({HELD_CLIPS})",
+        "held": f"c.clip_id IN ({held_clips(dialect)})",
         "unattributed": "c.clip_id IN (SELECT clip_id FROM attributions "
         f"{dialect.indexed_by('attributions_unattributed')} WHERE officer_id IS NULL)",
     }[state]
