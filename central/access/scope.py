@@ -197,7 +197,7 @@ class OwnerLookup:
     def _owner(self, db, kind: Kind, key: str) -> Owner | None:
         if kind == "clip":
             row = db.execute(
-                "SELECT c.clip_id, a.clip_id, d.borough FROM (SELECT ? AS id) k "
+                "SELECT c.clip_id, a.clip_id, d.borough FROM (SELECT CAST(? AS TEXT) AS id) k "
                 "LEFT JOIN clips c ON c.clip_id = k.id LEFT JOIN attributions a ON a.clip_id = k.id "
                 "LEFT JOIN devices d ON d.serial = COALESCE(c.device_serial, a.device_serial)",
                 [key],
