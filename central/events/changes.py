@@ -124,6 +124,27 @@ class ChangeLog:
         if first:
             self._loop.call_soon_threadsafe(self._wake)
 
+    def emit_many(self, db, items: list[tuple[ChangeItem, tuple[str | None, ...]]]) -> None:
+        """``emit`` for many items at once (a bulk import): (item, the boroughs it concerns) each,
+        in one statement and one notification a borough."""
+        rows = []
+        for item, boroughs in items:
+            kind, key = _key(item)
+            body = _encoder.encode(item)
+            rows += [(b, kind, key, body) for b in dict.fromkeys(b for b in boroughs if b)]
+        if not rows:
+            return
+        db.executemany("INSERT INTO changes (borough, kind, key, body) VALUES (?, ?, ?, ?)", rows)
+        concerned = list(dict.fromkeys(r[0] for r in rows))
+        for borough in concerned:
+            notify(db, CHANGES, borough)
+        if self._loop is not None:
+            with self._touched_lock:
+                first = not self._touched
+                self._touched.update(concerned)
+            if first:
+                self._loop.call_soon_threadsafe(self._wake)
+
     def close(self) -> None:
         """Shutting down: every long poll returns now (callable from a signal handler)."""
         self._closing = True

@@ -114,6 +114,8 @@ def record(
 
 def record_many(db, records: list[dict]) -> None:
     """Append many records at once (bulk commits): each dict has ``record``'s keyword arguments."""
+    if not records:
+        return
     now = utc_now()
     times: dict = {}  # bulk records mostly share one time: format it once
     _append(

@@ -350,46 +350,68 @@ class DeviceService:
 
     def register(self, devices: list[DeviceRegistration], actor: str) -> RegistrationResult:
         now = to_iso(utc_now())
-        created, existing = [], []
+        existing: list[str] = []
+        # In bulk (a delivery is thousands of cameras): which are known, then one statement each.
         with self.writer.write() as db:
+            known = {
+                r[0]
+                for r in db.execute(
+                    f"SELECT serial FROM devices WHERE {db.dialect.any_of('serial')}",
+                    [db.dialect.many(d.serial for d in devices)],
+                )
+            }
+            new: dict[str, DeviceRegistration] = {}
             for d in devices:
-                state = "allocated" if d.borough else "in_stock"
-                inserted = db.execute(
-                    """INSERT INTO devices (serial, model, lifecycle, borough, home_station, assignment_mode,
-                           registered_by, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (serial) DO NOTHING""",
-                    [d.serial, d.model, state, d.borough, d.home_station, d.assignment_mode, actor, now],
-                ).rowcount
-                if not inserted:
+                if d.serial in known or d.serial in new:
                     existing.append(d.serial)
-                    continue
-                created.append(d.serial)
-                db.execute(
-                    "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
-                    "VALUES (?, ?, ?, 'central', NULL, ?, 'registered')",
-                    [d.serial, now, actor, state],
-                )
-                audit.record(
-                    db,
-                    actor=actor,
-                    action="register",
-                    object_type="device",
-                    object_id=d.serial,
-                    detail=f"{state}, borough {d.borough or '-'}",
-                )
-                if d.borough:
-                    self.changes.emit(
-                        db,
+                else:
+                    new[d.serial] = d
+            created = list(new)
+            state_of = {serial: "allocated" if d.borough else "in_stock" for serial, d in new.items()}
+            db.executemany(
+                """INSERT INTO devices (serial, model, lifecycle, borough, home_station, assignment_mode,
+                       registered_by, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                [
+                    (d.serial, d.model, state_of[d.serial], d.borough, d.home_station, d.assignment_mode, actor, now)
+                    for d in new.values()
+                ],
+            )
+            db.executemany(
+                "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(serial, now, actor, "central", None, state_of[serial], "registered") for serial in new],
+            )
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor=actor,
+                        action="register",
+                        object_type="device",
+                        object_id=d.serial,
+                        detail=f"{state_of[d.serial]}, borough {d.borough or '-'}",
+                    )
+                    for d in new.values()
+                ],
+            )
+            self.changes.emit_many(
+                db,
+                [
+                    (
                         DeviceEntry(
                             serial=d.serial,
                             model=d.model,
-                            lifecycle=state,
+                            lifecycle=state_of[d.serial],
                             borough=d.borough,
                             home_station=d.home_station,
                             assignment_mode=d.assignment_mode,
                         ),
-                        d.borough,
+                        (d.borough,),
                     )
+                    for d in new.values()
+                    if d.borough
+                ],
+            )
         return RegistrationResult(created=created, already_registered=existing)
 
     def change_lifecycle(self, serial: str, request: LifecycleRequest, actor: str) -> DeviceSummary:

@@ -90,40 +90,48 @@ class OfficerService:
                 f"officer ids appear more than once: {', '.join(dupes[:5])}"
                 + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
             )
-        created = updated = unchanged = 0
         now = to_iso(utc_now())
+        # In bulk: one read of who is known, one statement of rows, one of audit records (an import
+        # is thousands of officers, and on PostgreSQL every statement is a round trip).
         with self.writer.write() as db:
-            for o in officers:
-                before = db.execute(
-                    "SELECT officer_id, borough, team, role, name, active FROM officers WHERE officer_id = ?",
-                    [o.officer_id],
-                ).fetchone()
-                if before is not None and _officer(before) == o:
-                    unchanged += 1
-                    continue
-                db.execute(
-                    """INSERT INTO officers (officer_id, borough, team, role, name, active, updated_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (officer_id) DO UPDATE SET borough = excluded.borough, team = excluded.team,
-                           role = excluded.role, name = excluded.name, active = excluded.active,
-                           updated_at = excluded.updated_at""",
-                    [o.officer_id, o.borough, o.team, o.role, o.name, int(o.active), now],
+            known = {
+                r[0]: _officer(r)
+                for r in db.execute(
+                    "SELECT officer_id, borough, team, role, name, active FROM officers "
+                    f"WHERE {db.dialect.any_of('officer_id')}",
+                    [db.dialect.many(o.officer_id for o in officers)],
                 )
-                old_borough = before[1] if before else None
-                self.changes.emit(db, o, o.borough, old_borough)
-                audit.record(
-                    db,
-                    actor=actor,
-                    action="officer-update" if before else "officer-create",
-                    object_type="officer",
-                    object_id=o.officer_id,
-                    detail=f"{o.borough}/{o.team}/{o.role}"
-                    + (f" (was {old_borough})" if old_borough not in (None, o.borough) else ""),
+            }
+            changed = [o for o in officers if known.get(o.officer_id) != o]
+            unchanged = len(officers) - len(changed)
+            db.executemany(
+                """INSERT INTO officers (officer_id, borough, team, role, name, active, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (officer_id) DO UPDATE SET borough = excluded.borough, team = excluded.team,
+                       role = excluded.role, name = excluded.name, active = excluded.active,
+                       updated_at = excluded.updated_at""",
+                [[o.officer_id, o.borough, o.team, o.role, o.name, int(o.active), now] for o in changed],
+            )
+            self.changes.emit_many(
+                db, [(o, (o.borough, b.borough if (b := known.get(o.officer_id)) else None)) for o in changed]
+            )
+            records = []
+            for o in changed:
+                before = known.get(o.officer_id)
+                old_borough = before.borough if before else None
+                records.append(
+                    dict(
+                        actor=actor,
+                        action="officer-update" if before else "officer-create",
+                        object_type="officer",
+                        object_id=o.officer_id,
+                        detail=f"{o.borough}/{o.team}/{o.role}"
+                        + (f" (was {old_borough})" if old_borough not in (None, o.borough) else ""),
+                    )
                 )
-                if before:
-                    updated += 1
-                else:
-                    created += 1
+            audit.record_many(db, records)
+            updated = sum(1 for o in changed if o.officer_id in known)
+            created = len(changed) - updated
         return ImportResult(created=created, updated=updated, unchanged=unchanged)
 
     def page(

@@ -22,6 +22,7 @@ from central.events.projection import Projector
 from fleet.events import EventBatch, EventEnvelope
 from tests.central.conftest import central_store, make_settings
 from tests.central.fleetdata import T0, back, docked, ingested, out
+from tests.support.databases import BACKEND
 
 BOROUGH = {"camden": "Camden", "kentish": "Camden", "barnet": "Barnet"}
 CAMERAS = {"camden": ["A1", "A2"], "kentish": ["K1", "K2"], "barnet": ["B1"]}
@@ -111,6 +112,7 @@ def judge(scenario: Scenario, order: list[str]) -> tuple[set, set]:
                 refused = db.execute("SELECT station_id, seq, reason FROM station_refusals").fetchall()
         finally:
             store.close()
+            BACKEND.release(tmp)
     assert refused == [], f"legitimate events were refused: {refused}"
     return conflicts, attributions
 

@@ -320,6 +320,7 @@ class RetentionYear(RuleBasedStateMachine):
 
         if hasattr(self, "store"):
             self.store.close()
+            BACKEND.release(self.dir / "central")
             shutil.rmtree(self.dir, ignore_errors=True)
 
     @rule(
