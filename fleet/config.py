@@ -203,6 +203,10 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     blobs: BlobSettings = msgspec.field(default_factory=BlobSettings)
     limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    trusted_proxies: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+    """Addresses (or networks) of the load balancers in front of central: from them, the client's
+    address is taken from ``X-Forwarded-For`` (login throttling, the audit's place). Anyone else's
+    ``X-Forwarded-For`` is ignored. ``[]``: believe no one."""
 
     @property
     def anchors_file(self) -> Path:

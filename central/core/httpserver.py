@@ -95,4 +95,7 @@ def uvicorn_config(app, settings: CentralSettings) -> uvicorn.Config:
         lifespan="on",
         log_config=None,
         timeout_graceful_shutdown=10,
+        # Behind a balancer every connection comes from it: the client is whom it says (docs/deployment.md).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
     )
