@@ -14,6 +14,10 @@ start again at 1):
   batch): the durable-insert ceiling, with no HTTP, no decoding and no projection;
 - *in-process*: central's own ``EventLog.ingest`` on the same batches (decode, store, apply
   to fleet state, one transaction per batch), without HTTP, which shows what HTTP costs.
+
+*in-process* and *http* run on each database (``engines``): SQLite, and PostgreSQL started
+for the run (``bench.databases``, durable). For *http* the time until the projection has
+applied every event is measured too: "applied per second" beside "acknowledged per second".
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import httpx
 import msgspec
 
 from bench.common import machine, median, save
+from bench.databases import ENGINES, Databases, settings_section
 from bench.upload import ADMIN, free_port
 from fleet.clock import to_iso, utc_now
 from fleet.events import CameraDocked, ClipIngested, EventBatch, EventEnvelope, kind_of
@@ -110,7 +115,9 @@ def make_stations(count: int) -> list[Station]:
 class Central:
     """A real ``fleet central serve`` process on a free port, with a token per station."""
 
-    def __init__(self, root: Path, stations: list[Station], data_dir: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, stations: list[Station], data_dir: Path | None = None, url: str | None = None
+    ) -> None:
         self.port = free_port()
         root.mkdir(parents=True, exist_ok=True)
         config = root / "central.toml"
@@ -120,6 +127,8 @@ class Central:
             f'admin_token = "{ADMIN}"',
             'log_level = "error"',  # the health job warns about idle stations
         ]
+        if url:
+            lines += ["[database]", f'url = "{url}"']
         for s in stations:
             lines += [f"[stations.{s.station_id}]", f'borough = "{s.borough}"', f'token = "{s.token}"']
         config.write_text("\n".join(lines) + "\n")
@@ -278,8 +287,10 @@ def _check_ack(b: Batch, acked: int) -> None:
         raise RuntimeError(f"{b.station.station_id}: acked_seq {acked}, expected {b.last_seq}")
 
 
-def over_http(root: Path, stations: list[Station], plan: list[list[Batch]], senders: int) -> float:
-    central = Central(root, stations)
+def over_http(
+    root: Path, stations: list[Station], plan: list[list[Batch]], senders: int, url: str | None = None
+) -> float:
+    central = Central(root, stations, url=url)
     headers = {
         s.station_id: {"Authorization": f"Bearer {s.token}", "Content-Type": "application/json"} for s in stations
     }
@@ -301,14 +312,14 @@ def over_http(root: Path, stations: list[Station], plan: list[list[Batch]], send
         start = time.perf_counter()
         acked_s = in_threads(plan, senders, sender)
         wait_applied(central, sum(b[-1].last_seq for b in plan if b))
-        APPLIED_S.append(time.perf_counter() - start)
+        APPLIED_S.setdefault("postgresql" if url else "sqlite", []).append(time.perf_counter() - start)
         return acked_s
     finally:
         central.stop()
 
 
-APPLIED_S: list[float] = []
-"""Per HTTP round: seconds from the first batch until the projection had applied every event."""
+APPLIED_S: dict[str, list[float]] = {}
+"""Per database, per HTTP round: seconds from the first batch until the projection had applied every event."""
 
 
 def wait_applied(central: Central, events: int, timeout: float = 600) -> None:
@@ -323,7 +334,9 @@ def wait_applied(central: Central, events: int, timeout: float = 600) -> None:
     raise RuntimeError("the projection did not catch up within the timeout")
 
 
-def in_process(root: Path, stations: list[Station], plan: list[list[Batch]], senders: int) -> float:
+def in_process(
+    root: Path, stations: list[Station], plan: list[list[Batch]], senders: int, url: str | None = None
+) -> float:
     from central.core.services import build_services
     from central.core.store import CentralStore
     from fleet.config import CentralSettings, settings_from_dict
@@ -333,10 +346,11 @@ def in_process(root: Path, stations: list[Station], plan: list[list[Batch]], sen
             "data_dir": str(root / "data"),
             "admin_token": ADMIN,
             "stations": {s.station_id: {"borough": s.borough, "token": s.token} for s in stations},
+            **settings_section(url),
         },
         CentralSettings,
     )
-    store = CentralStore(settings.data_dir)
+    store = CentralStore.open(settings)
     try:
         events = build_services(settings, store).events
 
@@ -387,11 +401,25 @@ def bare_sqlite(root: Path, stations: list[Station], plan: list[list[Batch]], se
         conn.close()
 
 
-WAYS = {"baseline": bare_sqlite, "in_process": in_process, "http": over_http}
-
-
-def run(total: int = 200_000, batch: int = 1000, stations: int = 8, senders: int = 2, rounds: int = 3) -> dict:
+def run(
+    total: int = 200_000,
+    batch: int = 1000,
+    stations: int = 8,
+    senders: int = 2,
+    rounds: int = 3,
+    engines: tuple[str, ...] = ENGINES,
+) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-events-", dir=Path.cwd()))
+    found = Databases(root / "databases")
+    ways: dict[str, Callable[..., float]] = {"baseline": bare_sqlite}
+    for engine in engines:
+
+        def fresh(way: Callable[..., float], engine: str = engine) -> Callable[..., float]:
+            return lambda *args: way(*args, found.url(engine))  # a new database each round
+
+        ways[f"in_process_{engine}"] = fresh(in_process)
+        ways[f"http_{engine}"] = fresh(over_http)
+    APPLIED_S.clear()
     try:
         fleet = make_stations(stations)
         start = time.perf_counter()
@@ -399,12 +427,12 @@ def run(total: int = 200_000, batch: int = 1000, stations: int = 8, senders: int
         encode_s = time.perf_counter() - start
         events = sum(len(b.rows) for batches in plan for b in batches)
         body_bytes = sum(len(b.body) for batches in plan for b in batches)
-        seconds: dict[str, list[float]] = {name: [] for name in WAYS}
-        names = list(WAYS)
+        seconds: dict[str, list[float]] = {name: [] for name in ways}
+        names = list(ways)
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
                 where = root / f"round{r}-{name}"
-                seconds[name].append(WAYS[name](where, fleet, plan, senders))
+                seconds[name].append(ways[name](where, fleet, plan, senders))
                 shutil.rmtree(where, ignore_errors=True)
         rates = {name: [events / s for s in values] for name, values in seconds.items()}
         medians = {name: median(values) for name, values in rates.items()}
@@ -421,15 +449,16 @@ def run(total: int = 200_000, batch: int = 1000, stations: int = 8, senders: int
             "seconds": seconds,
             "events_per_s": rates,
             "median_events_per_s": medians,
-            "ratio_http_vs_baseline": medians["http"] / medians["baseline"],
-            "ratio_in_process_vs_baseline": medians["in_process"] / medians["baseline"],
-            "ratio_http_vs_in_process": medians["http"] / medians["in_process"],
+            "ratio_vs_baseline": {name: medians[name] / medians["baseline"] for name in names},
             "http_applied_s": APPLIED_S,
-            "median_http_applied_events_per_s": median([events / t for t in APPLIED_S]),
-            "target_events_per_s": 50_000,
+            "median_http_applied_events_per_s": {
+                engine: median([events / t for t in times]) for engine, times in APPLIED_S.items()
+            },
+            "target_events_per_s": {"sqlite": 50_000, "postgresql": 25_000},
             "directory": str(root.parent),
         }
     finally:
+        found.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
