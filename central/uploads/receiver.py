@@ -359,8 +359,8 @@ class UploadReceiver:
     def _part_locked(self, upload_id: str) -> Iterator[bool]:
         """The part file's lock, for a step that must not run beside another replica's PATCH of
         the same upload (``_lock_part``); yields False when there is no part file."""
-        try:
-            fd = os.open(self.part(upload_id), os.O_RDONLY)
+        try:  # open for writing: on NFS an exclusive flock is an fcntl lock, which needs it
+            fd = os.open(self.part(upload_id), os.O_RDWR)
         except FileNotFoundError:
             yield False
             return
@@ -513,11 +513,22 @@ class UploadReceiver:
         descriptor of it for a PATCH that may bring enough bytes to use one."""
         part = self.part(upload.upload_id)
         if not part.exists():
+            if upload.offset:  # another replica finished or removed it since the row was read
+                raise OffsetMismatch(f"upload {upload.upload_id} changed meanwhile: ask its offset again (HEAD)")
             part.touch()  # a power cut took back the empty file made at creation (offset 0: see append)
         f = open(part, "r+b", buffering=0)  # noqa: SIM115 -- handed to the caller, which closes it
         direct_fd = None
         try:
             _lock_part(f.fileno(), upload.upload_id)
+            # The row as it is now, under the lock: another replica may have written this upload (or
+            # finished it) between this request's read and its lock. Only the offset read here is cut to.
+            now = self.uploads.upload(upload.upload_id)
+            if now is not None and (now.verified or now.offset != upload.offset):
+                raise OffsetMismatch(
+                    f"upload {upload.upload_id} is now at offset {now.offset}"
+                    + (" and verified" if now.verified else "")
+                    + ": ask its offset again (HEAD)"
+                )
             direct_fd = self._writers.pool_writer.open_direct(part) if room >= DIRECT_MIN_BYTES else None
             f.truncate(upload.offset)
         except BaseException:

@@ -1,6 +1,7 @@
 """Two central processes sharing one database and one uploads folder never write one upload at once."""
 
 import asyncio
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -52,3 +53,44 @@ def test_a_patch_on_one_replica_locks_the_upload_for_the_others(parts):  # noqa:
     # Once the first PATCH is over, the other replica resumes it.
     done = asyncio.run(other.append(CAMDEN, upload.upload_id, 1000, None, body(data[1000:])))
     assert done.verified
+
+
+def test_a_stale_patch_on_another_replica_never_overwrites_a_verified_blob(parts):  # noqa: F811
+    """A station's retried final PATCH reaches a second replica, which reads the upload and
+    rebuilds its hash while the first replica finishes it: the second is refused under the
+    part's lock (the row changed), and a verified blob is never replaced."""
+    _store, blobs, _ = parts
+    data = os.urandom(200_000)
+    one, other = receiver(parts), receiver(parts)
+    upload, _ = one.create(CAMDEN, len(data), metadata(data))
+    half = 100_000
+    assert asyncio.run(one.append(CAMDEN, upload.upload_id, 0, None, body(data[:half]))).offset == half
+
+    async def scenario():
+        gate = asyncio.Event()
+        rebuilding = asyncio.Event()
+        original = other._whole_hash
+
+        async def slow_rebuild(u):  # the part file's prefix re-read (a GiB: about a second)
+            digest = await original(u)
+            rebuilding.set()
+            await gate.wait()
+            return digest
+
+        other._whole_hash = slow_rebuild
+        retry = asyncio.create_task(other.append(CAMDEN, upload.upload_id, half, None, body(data[half:])))
+        await rebuilding.wait()
+        first = await one.append(CAMDEN, upload.upload_id, half, None, body(data[half:]))
+        assert first.verified
+        gate.set()
+        try:
+            await retry
+        except Exception as exc:  # refusing the stale PATCH is the right answer
+            return exc
+        return None
+
+    asyncio.run(scenario())
+    stored = b"".join(blobs.read(str(upload.clip_id)))
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest(), (
+        f"the verified blob was overwritten: first {half} bytes zero: {stored[:half] == bytes(half)}"
+    )
