@@ -77,7 +77,7 @@ def test_a_stale_patch_on_another_replica_never_overwrites_a_verified_blob(parts
             await gate.wait()
             return digest
 
-        other._whole_hash = slow_rebuild
+        other._whole_hash = slow_rebuild  # type: ignore[method-assign]
         retry = asyncio.create_task(other.append(CAMDEN, upload.upload_id, half, None, body(data[half:])))
         await rebuilding.wait()
         first = await one.append(CAMDEN, upload.upload_id, half, None, body(data[half:]))
