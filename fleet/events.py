@@ -51,8 +51,13 @@ class CameraDocked(Struct, tag_field="kind", tag="camera_docked", kw_only=True):
     clip_count: Quantity = 0
 
 
+ClipId = Annotated[str, Meta(min_length=1, max_length=128)]
+"""A clip's id as a station reports it (a UUID from the camera's sidecar, or the station's own);
+bounded, as every key central indexes must be."""
+
+
 class ClipIngested(Struct, tag_field="kind", tag="clip_ingested", kw_only=True):
-    clip_id: str
+    clip_id: ClipId
     device_serial: Serial
     recorded_at: AwareDatetime
     size: Quantity
@@ -65,7 +70,7 @@ class ClipIngested(Struct, tag_field="kind", tag="clip_ingested", kw_only=True):
 class ClipVerified(Struct, tag_field="kind", tag="clip_verified", kw_only=True):
     """Central answered "verified" for this clip (the station may now purge it after grace)."""
 
-    clip_id: str
+    clip_id: ClipId
 
 
 class CheckedOut(Struct, tag_field="kind", tag="checked_out", kw_only=True):

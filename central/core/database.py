@@ -444,6 +444,12 @@ _POSTGRES_BUSY = (
 )
 
 
+_BROKEN_CLASSES = ("08", "53", "57", "58", "XX")
+"""SQLSTATE classes of the server's own state: connection, resources, operator intervention
+(a shutdown, a restart), system and internal errors. Every other class (a value too long for
+an index, bad data, a constraint, an aborted transaction) is the statement's own fault."""
+
+
 def trouble(exc: BaseException) -> str | None:
     """The database's own condition behind ``exc``, whatever the statement: ``full`` (its disk),
     ``busy`` (a wait ran out: try again soon), ``broken`` (unreachable, restarting, failing);
@@ -455,8 +461,12 @@ def trouble(exc: BaseException) -> str | None:
         return "full"
     if isinstance(exc, _POSTGRES_BUSY) or type(exc).__name__ == "PoolTimeout":
         return "busy"
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg.errors.InternalError_):
-        return "broken"  # the connection lost, the server out of resources, shutting down or restarting
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        if state is None:  # no answer from the server at all: the connection failed or was lost
+            return "broken" if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) else None
+        if state[:2] in _BROKEN_CLASSES:
+            return "broken"
     return None
 
 

@@ -106,6 +106,13 @@ def handle_database_error(request: Request, exc: Exception) -> Response:
     return handle_unexpected(request, exc)
 
 
+def handle_bad_value(request: Request, exc: Exception) -> Response:
+    """A value PostgreSQL cannot store or compare (a NUL character, a number past its range): bad
+    input, as SQLite would have found nothing (404) or stored it; never a server fault."""
+    log.info("%s %s: a value the database refuses: %s", request.method, request.url.path, exc)
+    return error_response(400, "bad_request", "a value in the request cannot be stored or looked up")
+
+
 def handle_recursion(request: Request, exc: RecursionError) -> Response:
     """msgspec answers JSON nested deeper than the interpreter's recursion limit with a
     RecursionError, not a DecodeError: that is bad input (400), whichever route decoded it."""
@@ -127,6 +134,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     psycopg.OperationalError: handle_database_error,
     psycopg.InterfaceError: handle_database_error,
     psycopg.errors.InternalError_: handle_database_error,
+    psycopg.DataError: handle_bad_value,
     RecursionError: handle_recursion,
     Exception: handle_unexpected,
 }

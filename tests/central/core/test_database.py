@@ -68,6 +68,9 @@ def test_the_fragments_that_differ_are_spelt_for_each_dialect():
         (psycopg.OperationalError("connection lost"), "broken"),
         (psycopg.errors.AdminShutdown(), "broken"),
         (psycopg.errors.UniqueViolation(), None),  # the statement's own fault
+        (psycopg.errors.ProgramLimitExceeded(), None),  # a key too long for an index: this statement's
+        (psycopg.errors.InFailedSqlTransaction(), None),  # a bug: an error ignored inside a transaction
+        (psycopg.errors.UntranslatableCharacter(), None),
         (psycopg.errors.UndefinedColumn(), None),
         (ValueError("not the database"), None),
     ],

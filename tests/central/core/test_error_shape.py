@@ -265,3 +265,12 @@ def test_a_tus_creation_with_a_body_of_unknown_length_is_refused_not_dropped(cli
         )
         assert_shape(r, 411)
     assert client.get("/api/v1/clips", headers=ADMIN).json()["items"] == []
+
+
+def test_a_nul_character_in_a_lookup_is_bad_input_on_either_database(client):
+    """PostgreSQL refuses a NUL in text (a DataError): bad input (400) there, nothing found on
+    SQLite; never a server error."""
+    for url in ("/api/v1/devices/BWV%00X", "/api/v1/devices/?q=BWV%00X"):
+        r = client.get(url, headers=ADMIN)
+        assert r.status_code in (200, 400, 404), (url, r.status_code, r.text)
+        assert r.status_code != 200 or r.json()["items"] == []

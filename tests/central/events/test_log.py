@@ -241,3 +241,14 @@ def test_a_station_goes_stale_after_its_hours_of_silence(client):
     assert "barnet" in stale_at(now)  # never heard from
     stations = {s.station_id: s for s in services(client.app).stations.all(now + timedelta(hours=hours + 0.1))}
     assert stations["camden"].stale and stations["camden"].last_seen_at is not None
+
+
+def test_a_clip_id_too_long_to_index_is_refused_at_the_door_and_stops_no_other_station(client):
+    """PostgreSQL cannot index a key of kilobytes; a bounded clip id is refused with its batch (400),
+    and another station's events are applied as ever."""
+    long_id = "x" * 4000
+    r = post(client, CAMDEN, [docked("BWV-1"), ingested("BWV-1", -1, clip_id=long_id)])
+    assert r.status_code == 400 and "clip_id" in r.json()["message"]
+    assert post(client, BARNET, [docked("BWV-2")]).status_code == 200
+    services(client.app).events.apply_all()
+    assert client.get("/api/v1/devices/BWV-2", headers=ADMIN).json()["device"]["last_docked_at"]
