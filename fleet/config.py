@@ -385,12 +385,23 @@ def _check_blobs(blobs: BlobSettings, where: str) -> None:
 
 
 def _check_database(database: DatabaseSettings, where: str) -> None:
-    """The URL given inline or by variable (not both); the variable's value is a PostgreSQL URL."""
-    if database.url_env is None:
+    """The URL given inline or by variable (not both), a PostgreSQL URL libpq can read. The
+    messages never repeat it: it carries the password."""
+    if database.url_env is not None:
+        resolve_secret(database, "url", where)
+        if not re.match(r"^postgres(ql)?://", database.url or ""):
+            raise ConfigError(f"{where}: ${database.url_env} is not a postgresql:// URL")
+    if database.url is None:
         return
-    resolve_secret(database, "url", where)
-    if not re.match(r"^postgres(ql)?://", database.url or ""):
-        raise ConfigError(f"{where}: ${database.url_env} is not a postgresql:// URL")
+    from psycopg import conninfo
+
+    try:
+        conninfo.conninfo_to_dict(database.url)
+    except Exception:  # its message quotes the URL, password and all
+        raise ConfigError(
+            f"{where}: url is not a valid PostgreSQL URL (a character in the password may need "
+            "percent-encoding, e.g. % as %25)"
+        ) from None
 
 
 def token_sha256(owner: Any, key: str) -> str:

@@ -35,7 +35,7 @@ defaults
     timeout queue 30s
     retries 3
     option redispatch
-    retry-on conn-failure empty-response
+    retry-on conn-failure
     option forwardfor
 
 frontend central

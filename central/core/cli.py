@@ -374,16 +374,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from central.uploads.blobstore import open_blob_store
 
     settings = load_settings(args.config, CentralSettings)
-    if args.port is not None:
-        if not 0 < args.port < 65536:
-            raise ConfigError(f"--port {args.port}: not a TCP port")
-        settings.port = args.port
+    if args.port is not None and not 0 < args.port < 65536:
+        raise ConfigError(f"--port {args.port}: not a TCP port")
     # The app checks its blob store at start-up too, but a failure there reaches uvicorn as a traceback:
     # checked here first, a missing bucket is one line and exit 2.
     open_blob_store(settings).check()
     configure_logging(settings.log_level)
     logging.getLogger(__name__).info(
-        "central on http://%s:%d, data in %s", settings.host, settings.port, settings.data_dir
+        "central on http://%s:%d, data in %s", settings.host, args.port or settings.port, settings.data_dir
     )
     app = create_app(settings)
 
@@ -395,7 +393,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 serving.changes.close()
             super().handle_exit(sig, frame)
 
-    Server(uvicorn_config(app, settings)).run()
+    # A replica's own port stays out of its settings: they are audited, and the same for every replica.
+    Server(uvicorn_config(app, settings, port=args.port)).run()
     return 0
 
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import psycopg
 import psycopg.adapt
 import psycopg.types.numeric
-from psycopg import pq
+from psycopg import conninfo, pq
 from psycopg_pool import ConnectionPool
 
 from fleet import sqlite
@@ -166,6 +166,16 @@ class SqliteDatabase(sqlite.Writer):
 
 # -- PostgreSQL ------------------------------------------------------------------------------
 
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+"""The client's side of each connection: a server that vanished is noticed within ~11 s."""
+SESSION = (
+    "-c lock_timeout=30000 -c idle_in_transaction_session_timeout=60000 "
+    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+)
+"""Each session's settings. A write waits at most 30 s for the write lock, as SQLite's busy
+timeout (then 503, and the client retries), never for ever behind a replica that froze in a
+transaction; the server ends a session idle in a transaction for a minute (its locks with
+it), and probes a silent client, so a vanished replica's session goes within ~11 s."""
 WRITE_LOCK = 0x466C6565_74575254  # "FleetWRT": the advisory lock that serialises central's writes
 MIGRATE_LOCK = 0x466C6565_744D4947  # "FleetMIG": one replica migrates at a time
 
@@ -331,7 +341,7 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, readers: int = 8, application_name: str = "fleet-central") -> None:
         self.url = url
-        self._kwargs = {"autocommit": True, "application_name": application_name}
+        self._kwargs = {"autocommit": True, "application_name": application_name, "options": SESSION, **KEEPALIVE}
         self._lock = threading.RLock()
         self._writer: PostgresConnection | None = None
         self.pool = ConnectionPool(
@@ -417,8 +427,14 @@ class PostgresDatabase:
 
 
 def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """Where a URL points, without its password (in the URL's user part or its parameters): for
+    messages, logs and the audit trail."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except Exception:  # its message would quote the URL
+        return "postgresql://(a URL that cannot be read)"
+    params.pop("password", None)
+    return conninfo.make_conninfo("", **params)
 
 
 # -- the database's own trouble ---------------------------------------------------------------
@@ -515,10 +531,12 @@ def migrate_postgres(db: PostgresDatabase, migrations: Sequence[str]) -> int:
     conn = db.connect()
     try:
         raw = conn.raw
-        raw.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version "
-            "(one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)"
-        )
+        with raw.transaction():  # under the lock: replicas creating it at once would collide
+            raw.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATE_LOCK])
+            raw.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)"
+            )
         current = _version(raw)
         if current > len(migrations):
             raise FleetError(f"database schema v{current} is newer than this program (v{len(migrations)}); upgrade it")

@@ -81,12 +81,12 @@ class BoundedHttpTools(HttpToolsProtocol):
         self.loop.call_later(LINGER_S, self.transport.close)
 
 
-def uvicorn_config(app, settings: CentralSettings) -> uvicorn.Config:
-    """How ``fleet central serve`` runs central."""
+def uvicorn_config(app, settings: CentralSettings, port: int | None = None) -> uvicorn.Config:
+    """How ``fleet central serve`` runs central (``port``: a replica's own, instead of the config's)."""
     return uvicorn.Config(
         app,
         host=settings.host,
-        port=settings.port,
+        port=settings.port if port is None else port,
         loop="uvloop",
         http=BoundedHttpTools,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,

@@ -31,15 +31,11 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from central.core.database import Database, PostgresDatabase
+from central.core.database import KEEPALIVE, SESSION, Database, PostgresDatabase
 
 log = logging.getLogger(__name__)
 
 LEAD_LOCK = 0x466C6565_744C4541  # "FleetLEA"
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
-"""The client's side: a server that vanished is noticed within ~11 s."""
-SERVER_KEEPALIVE = "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
-"""The server's side, for this session only: a leader whose machine vanished is let go within ~11 s."""
 
 T = TypeVar("T")
 
@@ -113,7 +109,7 @@ class Leadership:
                     self.database.url,
                     autocommit=True,
                     application_name=f"fleet-central-lead {self.name}",
-                    options=SERVER_KEEPALIVE,
+                    options=SESSION,  # the server probes it: a vanished leader is let go within ~11 s
                     **KEEPALIVE,  # type: ignore[arg-type]
                 )
             if self.leading:

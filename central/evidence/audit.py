@@ -346,8 +346,8 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
 
 def _without_secrets(config: dict) -> dict[str, object]:
     """Each setting by dotted name; a secret (``…token``, ``blobs.secret_access_key``) only as its
-    SHA-256, so a change is seen but never stored; the database's URL with its password hidden
-    (where central's state lives is worth seeing) and the SHA-256 of the whole."""
+    SHA-256, so a change is seen but never stored; the database's URL without its password
+    (where central's state lives is worth seeing; a password change is not seen)."""
     flat = _flatten(config)
     return {key: _seen(key, v) for key, v in flat.items()}
 
@@ -359,7 +359,7 @@ def _seen(key: str, value: object) -> object:
     if key.rsplit(".", 1)[-1].endswith(("token", "secret_access_key")):
         return digest
     if key == "database.url":
-        return f"{redacted(str(value))} ({digest})"
+        return redacted(str(value))  # no hash: with the rest in view, one would give the password away
     return value
 
 

@@ -256,3 +256,25 @@ def test_the_writer_reconnects_after_its_session_is_cut(tmp_path):
             assert db.execute("SELECT 1").fetchone() == (1,)
     finally:
         store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql_only
+def test_a_write_gives_up_behind_a_replica_frozen_in_its_write(tmp_path):
+    """Another replica froze holding the write lock: a write waits its time (30 s by default, as
+    SQLite's busy timeout; here a short ``wait_s``) and is answered busy, never waits for ever."""
+    store = central_store(tmp_path / "central")
+    assert store.url is not None
+    frozen = psycopg.connect(store.url, autocommit=True)
+    try:
+        frozen.execute("BEGIN")
+        frozen.execute("SELECT pg_advisory_xact_lock(%s)", [database.WRITE_LOCK])
+        with pytest.raises(psycopg.Error) as waited, store.writer.write(wait_s=0.3) as db:
+            db.execute("SELECT 1")
+        assert database.trouble(waited.value) == "busy"
+        with store.writer.read() as db:  # every session's defaults: a bounded wait, a frozen transaction ended
+            assert db.execute("SHOW lock_timeout").fetchone() == ("30s",)
+            assert db.execute("SHOW idle_in_transaction_session_timeout").fetchone() == ("1min",)
+    finally:
+        frozen.close()
+        store.close()

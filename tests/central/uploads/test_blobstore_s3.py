@@ -214,6 +214,21 @@ def test_the_secret_comes_from_the_environment_and_is_audited_only_as_a_hash(tmp
     assert isinstance(secret, str) and secret.startswith("sha256:") and "s3-secret-value" not in str(seen)
 
 
+def test_a_database_url_that_libpq_cannot_read_is_refused_without_repeating_it(tmp_path):
+    from fleet.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        settings_from_dict(
+            {
+                "data_dir": str(tmp_path),
+                "admin_token": "t",
+                "database": {"url": "postgresql://fleet:Sup3r%zzSecret@db/x"},
+            },
+            CentralSettings,
+        )
+    assert "Sup3r" not in str(refused.value) and "percent-encoding" in str(refused.value)
+
+
 def test_the_database_urls_password_is_never_audited(tmp_path):
     from central.evidence import audit
 
@@ -221,8 +236,8 @@ def test_the_database_urls_password_is_never_audited(tmp_path):
     settings = central_settings(tmp_path, backend="filesystem")
     settings.database.url = url
     seen = audit._without_secrets(msgspec.to_builtins(settings))
-    assert "pg-secret-value" not in str(seen)
-    assert str(seen["database.url"]).startswith("postgresql://fleet:***@db.internal:5432/fleet (sha256:")
+    assert "pg-secret-value" not in str(seen) and "sha256" not in str(seen["database.url"])
+    assert seen["database.url"] == "user=fleet dbname=fleet host=db.internal port=5432"
 
 
 def write_config(tmp_path, blobs: dict) -> str:
