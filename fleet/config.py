@@ -346,6 +346,7 @@ def settings_from_dict(
             settings.audit.anchors_file = _resolve_path(base, settings.audit.anchors_file)
         _check_blobs(settings.blobs, f"{where}: [blobs]")
         _check_database(settings.database, f"{where}: [database]")
+        _check_proxies(settings.trusted_proxies, where)
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
@@ -382,6 +383,19 @@ def _check_blobs(blobs: BlobSettings, where: str) -> None:
             f"{where}: give access_key_id and secret_access_key (or secret_access_key_env) "
             "together, or neither to let boto3 find credentials"
         )
+
+
+def _check_proxies(proxies: list[str], where: str) -> None:
+    """Each an address or a network: ``*`` would let any client say who it is (the login throttle's key)."""
+    import ipaddress
+
+    for entry in proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: trusted_proxies: {entry!r} is not an address or a network (list the balancers themselves)"
+            ) from None
 
 
 def _check_database(database: DatabaseSettings, where: str) -> None:

@@ -6,7 +6,6 @@ import psycopg
 import pytest
 
 from central.core.leadership import LEAD_LOCK, Leadership, when_leading
-from tests.central.conftest import central_store
 
 
 def poll(predicate, timeout: float = 20.0) -> bool:
@@ -16,15 +15,6 @@ def poll(predicate, timeout: float = 20.0) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-@pytest.fixture
-def two_replicas(tmp_path):
-    """Two central processes' stores on one database (one data folder: one SQLite file or database)."""
-    stores = [central_store(tmp_path / "central") for _ in range(2)]
-    yield stores
-    for store in stores:
-        store.close()
 
 
 def test_exactly_one_of_two_replicas_leads_and_the_other_takes_over_when_it_stops(two_replicas):

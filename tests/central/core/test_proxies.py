@@ -7,6 +7,7 @@ import pytest
 
 from central.core.store import CentralStore
 from central.evidence import audit
+from fleet.errors import ConfigError
 from tests.central.conftest import make_settings
 from tests.central.serving import serving
 
@@ -28,3 +29,9 @@ def test_the_client_address_is_read_from_x_forwarded_for_only_from_a_trusted_bal
             assert [(r.action, r.place) for r in audit.records_for(db, "user", "nobody")] == [("login-failed", place)]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("entry", ["*", "balancer.internal", "10.0.0.300"])
+def test_trusted_proxies_are_addresses_or_networks_never_everyone(tmp_path, entry):
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        make_settings(tmp_path / "central", trusted_proxies=[entry])
