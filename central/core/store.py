@@ -63,10 +63,6 @@ class CentralStore:
         database.db.execute("PRAGMA wal_autocheckpoint = 10000")
         return database
 
-    @property
-    def dialect(self):
-        return self.writer.dialect
-
     def close(self) -> None:
         """Close once no thread is inside a write (closing under a running query crashes SQLite)."""
         self.writer.close()

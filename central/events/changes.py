@@ -97,19 +97,7 @@ class ChangeLog:
         self._loop = loop
 
     def emit(self, db, item: ChangeItem, *boroughs: str | None) -> None:
-        kind, key = _key(item)
-        body = _encoder.encode(item)
-        concerned = list(dict.fromkeys(b for b in boroughs if b))  # each borough concerned, once
-        for borough in concerned:
-            db.execute("INSERT INTO changes (borough, kind, key, body) VALUES (?, ?, ?, ?)", [borough, kind, key, body])
-            notify(db, CHANGES, borough)  # the long polls on the other replicas (this one's: below)
-        if self._loop is not None and concerned:
-            # One wake-up for a whole run of changes (a projection batch emits hundreds), not one each.
-            with self._touched_lock:
-                first = not self._touched
-                self._touched.update(concerned)
-            if first:
-                self._loop.call_soon_threadsafe(self._wake)
+        self.emit_many(db, [(item, boroughs)])
 
     def heard(self, borough: str | None) -> None:
         """Another replica committed a change for ``borough`` (None: anything may have changed)."""
@@ -118,9 +106,16 @@ class ChangeLog:
         if borough is None:
             self._loop.call_soon_threadsafe(self._wake, True)
             return
+        self._touch([borough])
+
+    def _touch(self, boroughs: list[str]) -> None:
+        """Wake these boroughs' long polls in this process: one wake-up for a whole run of changes
+        (a projection batch emits hundreds), not one each."""
+        if self._loop is None or not boroughs:
+            return
         with self._touched_lock:
             first = not self._touched
-            self._touched.add(borough)
+            self._touched.update(boroughs)
         if first:
             self._loop.call_soon_threadsafe(self._wake)
 
@@ -137,13 +132,8 @@ class ChangeLog:
         db.executemany("INSERT INTO changes (borough, kind, key, body) VALUES (?, ?, ?, ?)", rows)
         concerned = list(dict.fromkeys(r[0] for r in rows))
         for borough in concerned:
-            notify(db, CHANGES, borough)
-        if self._loop is not None:
-            with self._touched_lock:
-                first = not self._touched
-                self._touched.update(concerned)
-            if first:
-                self._loop.call_soon_threadsafe(self._wake)
+            notify(db, CHANGES, borough)  # the long polls on the other replicas
+        self._touch(concerned)
 
     def close(self) -> None:
         """Shutting down: every long poll returns now (callable from a signal handler)."""
