@@ -105,9 +105,9 @@ def requeue(data_dir: str) -> None:
 def sync_worker_pass(root: Path, url: str, *, plain_tus: bool, count: int, concurrency: int, chunk_bytes: int) -> None:
     """The station's own sync pass over its queue: every clip must come back done."""
     from fleet.retry import RetryPolicy
-    from station.node import build_client
     from station.store import StationStore
     from station.sync.clips import SyncWorker, TusUploader
+    from station.sync.link import build_client
 
     settings = station_settings(root, url, concurrent_uploads=concurrency, chunk_bytes=chunk_bytes)
     store = StationStore(settings.data_dir)

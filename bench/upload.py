@@ -123,9 +123,9 @@ def ingest(settings: StationSettings, clips: list[SimClip]) -> None:
 def ours_big(settings: StationSettings) -> None:
     """One full verified upload of the queued clip by the station's own uploader."""
     from fleet.retry import RetryPolicy
-    from station.node import build_client
     from station.store import StationStore
     from station.sync.clips import TusUploader
+    from station.sync.link import build_client
 
     store = StationStore(settings.data_dir)
     store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL")
@@ -185,9 +185,9 @@ def curl_big(central: Central, path: Path, sha256: str, size: int) -> None:
 
 def many_small(central: Central, root: Path, count: int, size: int, concurrency: int) -> dict:
     from fleet.retry import RetryPolicy
-    from station.node import build_client
     from station.store import StationStore
     from station.sync.clips import SyncWorker, TusUploader
+    from station.sync.link import build_client
 
     settings = station_settings(root, central.url, concurrent_uploads=concurrency)
     ingest(settings, [SimClip(size, utc_now(), seed=i) for i in range(count)])

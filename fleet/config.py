@@ -179,6 +179,20 @@ class DatabaseSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """PostgreSQL connections each central process keeps for reads (besides its one for writes)."""
 
 
+class ServerTlsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[tls]`` in central's file: central serves HTTPS itself (SECURITY.md). Without it,
+    plain HTTP: on loopback, or behind a balancer that terminates TLS."""
+
+    certificate: str
+    """Central's certificate chain (PEM), the leaf first. Read again on SIGHUP."""
+    key: str
+    """Its private key (PEM, unencrypted; readable only by central's user). Read again on SIGHUP."""
+    client_ca: str | None = None
+    """Mutual TLS: the CA (PEM) that signs the stations' client certificates. When set, a
+    station's token is accepted only over a connection whose certificate names that station
+    (its common name or a DNS name equal to the station id). Browsers need no certificate."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -207,10 +221,26 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Addresses (or networks) of the load balancers in front of central: from them, the client's
     address is taken from ``X-Forwarded-For`` (login throttling, the audit's place). Anyone else's
     ``X-Forwarded-For`` is ignored. ``[]``: believe no one."""
+    tls: ServerTlsSettings | None = None
 
     @property
     def anchors_file(self) -> Path:
         return Path(self.audit.anchors_file or Path(self.data_dir) / "audit-anchors.jsonl")
+
+
+class StationTlsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[tls]`` in a station's file: whom the station trusts as central, and its own certificate
+    for mutual TLS (SECURITY.md). Without ``ca_bundle`` or ``pinned_certificate`` an
+    ``https://`` central is checked against the system's trust store."""
+
+    ca_bundle: str | None = None
+    """The CA certificates (PEM) that may sign central's certificate, and only they."""
+    pinned_certificate: str | None = None
+    """Central's own certificate (PEM): trusted alone, whoever signed it (its host name is still checked)."""
+    certificate: str | None = None
+    """The station's client certificate (PEM), naming the station id, for central's ``[tls] client_ca``."""
+    key: str | None = None
+    """Its private key (PEM, unencrypted; readable only by the station's user)."""
 
 
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -267,6 +297,7 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     api_token: str | None = None
     api_token_env: str | None = None
     """Needed when the local API listens beyond loopback."""
+    tls: StationTlsSettings | None = None
 
 
 SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
@@ -347,6 +378,8 @@ def settings_from_dict(
         _check_blobs(settings.blobs, f"{where}: [blobs]")
         _check_database(settings.database, f"{where}: [database]")
         _check_proxies(settings.trusted_proxies, where)
+        if settings.tls is not None:
+            _check_server_tls(settings.tls, base, f"{where}: [tls]")
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
@@ -361,7 +394,49 @@ def settings_from_dict(
         settings.data_dir = _resolve_path(base, settings.data_dir)
         settings.dock_dir = _resolve_path(base, settings.dock_dir)
         settings.central_url = settings.central_url.rstrip("/")
+        if settings.tls is not None:
+            _check_station_tls(settings.tls, settings.central_url, base, f"{where}: [tls]")
     return settings
+
+
+def _tls_files(tls: Any, keys: tuple[str, ...], base: Path, where: str) -> None:
+    """Each given file made absolute and checked readable now, not at the first handshake."""
+    for key in keys:
+        value = getattr(tls, key)
+        if value is None:
+            continue
+        path = Path(_resolve_path(base, value))
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{where}: {key} {path}: {exc.strerror or exc}") from None
+        setattr(tls, key, str(path))
+
+
+def _check_server_tls(tls: ServerTlsSettings, base: Path, where: str) -> None:
+    _tls_files(tls, ("certificate", "key", "client_ca"), base, where)
+    from fleet.tls import TlsError, server_context
+
+    try:
+        server_context(tls)  # the pair matches, the CA reads: checked before central starts
+    except TlsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_station_tls(tls: StationTlsSettings, central_url: str, base: Path, where: str) -> None:
+    if tls.ca_bundle is not None and tls.pinned_certificate is not None:
+        raise ConfigError(f"{where}: give ca_bundle or pinned_certificate, not both")
+    if (tls.certificate is None) != (tls.key is None):
+        raise ConfigError(f"{where}: give certificate and key together (mutual TLS), or neither")
+    if not central_url.startswith("https://"):
+        raise ConfigError(f"{where}: central_url {central_url} is not https://, so [tls] would never be used")
+    _tls_files(tls, ("ca_bundle", "pinned_certificate", "certificate", "key"), base, where)
+    from fleet.tls import TlsError, client_context
+
+    try:
+        client_context(tls)
+    except TlsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 S3_ONLY = ("bucket", "endpoint_url", "region", "access_key_id", "secret_access_key", "secret_access_key_env")

@@ -24,6 +24,7 @@ from station.store import StationStore
 from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
 from station.sync.events import EventSender
+from station.sync.link import build_client, plain_http_problem
 from station.throttle import from_mbps
 
 if TYPE_CHECKING:
@@ -34,16 +35,6 @@ log = logging.getLogger(__name__)
 PURGE_INTERVAL = timedelta(minutes=5)
 OUTBOX_KEEP = timedelta(days=30)
 """Acknowledged events are kept this long at the station, for its own inspection."""
-
-
-def build_client(settings: StationSettings) -> httpx.Client:
-    """The one HTTP client to central: bearer token, timeouts, connection pool per upload slot."""
-    return httpx.Client(
-        base_url=settings.central_url,
-        headers={"Authorization": f"Bearer {settings.token}", "User-Agent": f"fleet-station/{settings.station_id}"},
-        timeout=httpx.Timeout(settings.request_timeout_s),
-        limits=httpx.Limits(max_connections=settings.concurrent_uploads + 2),
-    )
 
 
 class StationNode:
@@ -64,7 +55,7 @@ class StationNode:
                 "(`fleet station status` shows the rest)"
             ) from None
         self.policy = policy or RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s)
-        self.client = client or build_client(settings)
+        self.client = client or build_client(settings, self.store.set_central_tls_problem)
         self.uploader = TusUploader(
             self.client,
             self.store,
@@ -93,7 +84,7 @@ class StationNode:
             heartbeat=timedelta(seconds=settings.heartbeat_s),
         )
         # The long poll gets a client of its own, so it never holds an upload's connection.
-        self.feed_client = build_client(settings)
+        self.feed_client = build_client(settings, self.store.set_central_tls_problem)
         self.feed = FeedFollower(
             self.feed_client,
             self.store.mirror,
@@ -169,6 +160,8 @@ class StationNode:
             self.api = DeskServer(self, s.api_host, s.api_port)
             self.api.start()
         log.info("station %s (%s) watching %s, syncing to %s", s.station_id, s.borough, s.dock_dir, s.central_url)
+        if (clear := plain_http_problem(s.central_url)) is not None:
+            log.warning("%s", clear)
 
     def wake_sync(self) -> None:
         self.sync.wake()

@@ -8,6 +8,7 @@ from fleet.config import StationSettings
 from fleet.protocol import FailedFolder, StationStatus
 from station.ingest import KEPT_IN_RESERVE
 from station.store import StationStore
+from station.sync.link import plain_http_problem
 
 
 def station_status(settings: StationSettings, store: StationStore) -> StationStatus:
@@ -47,6 +48,10 @@ def problems(settings: StationSettings, store: StationStore, failed_folders: lis
         )
     if (db_problem := store.write_problem()) is not None:
         found.append(db_problem)
+    if (tls_problem := store.central_tls_problem()) is not None:
+        found.append(tls_problem)
+    if (clear := plain_http_problem(settings.central_url)) is not None:
+        found.append(clear)
     return found
 
 

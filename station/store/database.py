@@ -15,6 +15,7 @@ from station.store.outbox import Outbox
 from station.store.queue import ClipQueue
 from station.store.schema import MIGRATIONS
 
+CENTRAL_TLS_PROBLEM = "central_tls_problem"
 PROBE_WAIT_S = 0.2
 """How long the write probe waits for another process's write lock (held: the file is writable)."""
 
@@ -110,6 +111,18 @@ class StationStore:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc):  # busy with another writer: it can be written
                 raise
+
+    def central_tls_problem(self) -> str | None:
+        """Why the station last refused central's certificate, while it still does (``station.sync.link``)."""
+        with self.writer.read() as db:
+            return meta.get(db, CENTRAL_TLS_PROBLEM)
+
+    def set_central_tls_problem(self, problem: str | None) -> None:
+        with self.writer.write() as db:
+            if problem is None:
+                db.execute("DELETE FROM meta WHERE key = ?", [CENTRAL_TLS_PROBLEM])
+            else:
+                meta.put(db, CENTRAL_TLS_PROBLEM, problem)
 
     def local_path(self, relative: str) -> Path:
         return self.data_dir / relative

@@ -157,7 +157,7 @@ def test_status_reports_checkouts_events_and_the_mirror(store, desk, dock_dir):
         {
             "station_id": "camden",
             "borough": "Camden",
-            "central_url": "http://c",
+            "central_url": "http://127.0.0.1:9",
             "token": "t",
             "data_dir": str(store.data_dir),
             "dock_dir": str(dock_dir),

@@ -15,7 +15,7 @@ def settings_for(store, tmp_path, **extra):
         {
             "station_id": "camden",
             "borough": "Camden",
-            "central_url": "http://c",
+            "central_url": "http://127.0.0.1:9",
             "token": "t",
             "data_dir": str(store.data_dir),
             "dock_dir": str(tmp_path / "dock"),
