@@ -70,6 +70,12 @@ def register(groups: argparse._SubParsersAction) -> None:
     checkout.add_argument("officer", help="the officer's shoulder or warrant number")
     checkout.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     checkout.add_argument("--by", metavar="NAME", help="who is handing it out (default: your login name)")
+    checkout.add_argument(
+        "--override-reason",
+        metavar="TEXT",
+        help="a supervisor's reason to hand out a camera the battery gate refuses "
+        "(won't last a shift, over temperature, due for replacement); audited at central",
+    )
     checkout.set_defaults(handler=cmd_checkout)
 
     checkin = commands.add_parser(
@@ -179,7 +185,7 @@ def cmd_checkout(args: argparse.Namespace) -> int:
     store, desk = _desk(args.config)
     try:
         with _writing(store):
-            out = desk.checkout(args.serial, args.officer, by=_operator(args))
+            out = desk.checkout(args.serial, args.officer, by=_operator(args), override=args.override_reason)
     finally:
         store.close()
     charge = f", charged ~{out.battery_pct:.0f}%" if out.battery_pct is not None else ""

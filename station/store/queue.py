@@ -248,6 +248,14 @@ class ClipQueue:
             ).fetchone()
         return Docking(row[0], from_iso(row[1]), row[2]) if row else None
 
+    def recently_docked(self, limit: int) -> list[str]:
+        """Serials of cameras docked here, the most recently docked first (the desk's rack)."""
+        with self.writer.read() as db:
+            rows = db.execute(
+                "SELECT device_serial FROM dockings GROUP BY device_serial ORDER BY MAX(id) DESC LIMIT ?", [limit]
+            ).fetchall()
+        return [r[0] for r in rows]
+
     # -- sync ------------------------------------------------------------------------------
 
     def recover_interrupted(self) -> int:
