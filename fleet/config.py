@@ -267,6 +267,12 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     clip as a whole is always verified with SHA-256 before central says "verified"."""
     bandwidth_limit_mbps: NonNegativeFloat = 0.0
     """Cap on upload bandwidth for the whole station in Mbit/s; 0 means no cap."""
+    upload_window: Annotated[str, Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$(?!\n)")] | None = None
+    """Hours when clips that are neither evidential nor held may use the link, e.g.
+    ``"19:00-07:00"`` (across midnight), in ``timezone``; evidential and held clips go up at
+    any time. Unset: any time."""
+    timezone: str = "Europe/London"
+    """The station's local time, for ``upload_window``."""
     verified_grace_hours: NonNegativeFloat = 24.0
     """How long a verified clip's local copy is kept before it is deleted."""
     min_free_bytes: Annotated[int, Meta(ge=0)] = 256 * MiB
@@ -394,9 +400,29 @@ def settings_from_dict(
         settings.data_dir = _resolve_path(base, settings.data_dir)
         settings.dock_dir = _resolve_path(base, settings.dock_dir)
         settings.central_url = settings.central_url.rstrip("/")
+        _check_window(settings, where)
         if settings.tls is not None:
             _check_station_tls(settings.tls, settings.central_url, base, f"{where}: [tls]")
     return settings
+
+
+def _check_window(settings: StationSettings, where: str) -> None:
+    """A known time zone, and a window of real times that opens and closes at different minutes."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: timezone {settings.timezone!r} is not a known time zone") from None
+    if settings.upload_window is None:
+        return
+    opens, _, closes = settings.upload_window.partition("-")
+    for moment in (opens, closes):
+        hour, minute = (int(part) for part in moment.split(":"))
+        if hour > 23 or minute > 59:
+            raise ConfigError(f"{where}: upload_window {settings.upload_window}: {moment} is not a time of day")
+    if opens == closes:
+        raise ConfigError(f"{where}: upload_window {settings.upload_window} opens and closes at once (leave it out)")
 
 
 def _tls_files(tls: Any, keys: tuple[str, ...], base: Path, where: str) -> None:

@@ -256,3 +256,8 @@ class StationStatus(Struct, kw_only=True):
     problems: list[str] = []
     """What keeps this station from ingesting now, one line each: a disk below its reserve, a
     database it cannot write, folders waiting for room."""
+    upload_window: str | None = None
+    """When routine clips may use the link (e.g. ``19:00-07:00 Europe/London``); None: any time."""
+    upload_window_open: bool = True
+    bandwidth_limit_mbps: float = 0.0
+    """The station's upload cap; 0: none."""

@@ -25,6 +25,7 @@ from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
 from station.sync.events import EventSender
 from station.sync.link import build_client, plain_http_problem
+from station.sync.window import UploadWindow
 from station.throttle import from_mbps
 
 if TYPE_CHECKING:
@@ -65,7 +66,13 @@ class StationNode:
             throttle=from_mbps(settings.bandwidth_limit_mbps),
             on_progress=self.store.queue.set_progress,
         )
-        self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
+        self.sync = SyncWorker(
+            self.store,
+            self.uploader,
+            self.policy,
+            concurrency=settings.concurrent_uploads,
+            window=UploadWindow.of(settings),
+        )
         self.ingestor = Ingestor(
             self.store,
             settings.station_id,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shutil
 
+from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.protocol import FailedFolder, StationStatus
 from station.ingest import KEPT_IN_RESERVE
 from station.store import StationStore
 from station.sync.link import plain_http_problem
+from station.sync.window import UploadWindow
 
 
 def station_status(settings: StationSettings, store: StationStore) -> StationStatus:
@@ -23,6 +25,9 @@ def station_status(settings: StationSettings, store: StationStore) -> StationSta
         feed_cursor=store.mirror.cursor(),
         mirrored=store.mirror.counts(),
         problems=problems(settings, store, summary["failed_folders"]),
+        upload_window=str(window) if (window := UploadWindow.of(settings)) else None,
+        upload_window_open=window is None or window.is_open(utc_now()),
+        bandwidth_limit_mbps=settings.bandwidth_limit_mbps,
     )
 
 
@@ -83,6 +88,13 @@ def render_status(status: StationStatus) -> None:
     )
     if status.oldest_pending_recorded_at:
         table.add_row("oldest pending recording", status.oldest_pending_recorded_at.isoformat())
+    if status.upload_window:
+        state = "open" if status.upload_window_open else "closed: only evidential and held clips go up"
+        table.add_row("upload window", f"{status.upload_window} ({state})")
+    else:
+        table.add_row("upload window", "any time")
+    cap = f"{status.bandwidth_limit_mbps:g} Mbit/s" if status.bandwidth_limit_mbps else "none"
+    table.add_row("bandwidth cap", cap)
     table.add_row("events not yet at central", str(status.pending_events))
     table.add_row("cameras checked out", str(status.checked_out))
     table.add_row("mirrored from central", ", ".join(f"{k}: {v}" for k, v in status.mirrored.items()) or "-")

@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import msgspec
@@ -55,9 +56,17 @@ def test_every_config_setting_is_documented(kind):
     for field in fields:
         if field.name.endswith(("_env", "_sha256")) or field.name == "stations":
             continue
-        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):  # a [table]
+        table = next(  # a [table], or an optional one (``[tls]``)
+            (
+                t
+                for t in (field.type, *typing.get_args(field.type))
+                if isinstance(t, type) and issubclass(t, msgspec.Struct)
+            ),
+            None,
+        )
+        if table is not None:
             assert f"[{field.name}]" in example, field.name
-            fields += msgspec.structs.fields(field.type)
+            fields += msgspec.structs.fields(table)
             continue
         assert f"{field.name} =" in example or f"{field.name}_env =" in example, field.name
 

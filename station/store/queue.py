@@ -22,7 +22,7 @@ from fleet.protocol import ClipTransfer, DeviceInfo, FailedFolder
 from fleet.sqlite import Writer
 from station.store import meta
 from station.store.checkouts import Checkouts
-from station.store.mirror import not_held
+from station.store.mirror import held, not_held
 from station.store.outbox import Outbox
 
 LAST_SYNC_OK = "last_sync_ok_at"
@@ -263,16 +263,19 @@ class ClipQueue:
         with self.writer.write() as db:
             return db.execute("UPDATE clips SET state = 'queued' WHERE state = 'uploading'").rowcount
 
-    def claim_due(self, limit: int, now: datetime | None = None) -> list[QueuedClip]:
-        """Mark up to ``limit`` due clips 'uploading' and return them, evidential first."""
+    def claim_due(self, limit: int, now: datetime | None = None, *, routine: bool = True) -> list[QueuedClip]:
+        """Mark up to ``limit`` due clips 'uploading' and return them, evidential first.
+        ``routine`` False (outside the upload window): only evidential and held clips."""
         now_iso = to_iso(now or utc_now())
+        urgent_only = "" if routine else f"AND (evidential = 1 OR {held('clips.clip_id')})"
         with self.writer.write() as db:
             rows = db.execute(
-                """SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
+                f"""SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
                           evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
                           chunk_checksums, last_error
                    FROM clips
                    WHERE state IN ('queued', 'waiting') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+                   {urgent_only}
                    ORDER BY evidential DESC, recorded_at, clip_id
                    LIMIT ?""",
                 [now_iso, limit],

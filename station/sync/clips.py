@@ -34,6 +34,7 @@ from fleet.retry import RetryPolicy, as_transfer_error
 from station.store import StationStore
 from station.store.queue import QueuedClip
 from station.sync.errors import error_from_response
+from station.sync.window import UploadWindow
 from station.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,17 @@ class SyncWorker:
     """Uploads due clips with up to ``concurrency`` transfers at once."""
 
     def __init__(
-        self, store: StationStore, uploader: TusUploader, policy: RetryPolicy, *, concurrency: int = 2
+        self,
+        store: StationStore,
+        uploader: TusUploader,
+        policy: RetryPolicy,
+        *,
+        concurrency: int = 2,
+        window: UploadWindow | None = None,
     ) -> None:
         self.store = store
+        self.window = window
+        """Outside it only evidential and held clips are claimed (None: any clip, any time)."""
         self.uploader = uploader
         self.policy = policy
         self.concurrency = concurrency
@@ -85,7 +94,8 @@ class SyncWorker:
                 self._woken.clear()
                 if not report.central_unreachable:
                     free = self.concurrency - len(running)
-                    for clip in self.store.queue.claim_due(free) if free else []:
+                    routine = self.window is None or self.window.is_open(utc_now())
+                    for clip in self.store.queue.claim_due(free, routine=routine) if free else []:
                         running[pool.submit(self._upload, clip, report)] = clip
                 if not running:
                     if self._woken.is_set() and not report.central_unreachable:
