@@ -51,6 +51,17 @@ def register(groups: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="print JSON (docs/contracts.md §4) instead of a table")
     status.set_defaults(handler=cmd_status)
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check what can go wrong at this station and say what to do about each",
+        description="The disk and how fast it fills, the database, the dock folder, central's reach, "
+        "certificate and token, and the clock against central's. Exit 1 when something stops the "
+        "station now; works whether or not the station runs.",
+    )
+    doctor.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    doctor.set_defaults(handler=cmd_doctor)
+
     retry = commands.add_parser(
         "retry",
         help="requeue clips central refused, after fixing the cause",
@@ -155,6 +166,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         render_status(status)
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from station.doctor import examine, render
+    from station.store import StationStore
+
+    settings = load_settings(args.config, StationSettings)
+    store, error = None, None
+    if not (Path(settings.data_dir) / "station.db").exists():
+        error = f"no station database in {settings.data_dir} yet: has `fleet station run` started?"
+    else:
+        try:
+            store = StationStore.for_reading(settings.data_dir)
+        except (FleetError, sqlite3.Error, OSError) as exc:
+            error = str(exc)
+    try:
+        findings = examine(settings, store, error)
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(findings)) + b"\n")
+    else:
+        render(findings)
+    return 1 if any(f.verdict == "fail" for f in findings) else 0
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

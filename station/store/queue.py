@@ -248,6 +248,13 @@ class ClipQueue:
             ).fetchone()
         return Docking(row[0], from_iso(row[1]), row[2]) if row else None
 
+    def ingested_bytes_since(self, since: datetime) -> int:
+        """Bytes of the clips ingested here since then (the doctor's disk trend)."""
+        with self.writer.read() as db:
+            return db.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM clips WHERE ingested_at >= ?", [to_iso(since)]
+            ).fetchone()[0]
+
     def recently_docked(self, limit: int) -> list[str]:
         """Serials of cameras docked here, the most recently docked first (the desk's rack)."""
         with self.writer.read() as db:

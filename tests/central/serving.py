@@ -18,7 +18,10 @@ from fleet.config import CentralSettings
 
 @contextmanager
 def serving(settings: CentralSettings, server_tls: ServerTls | None = None) -> Iterator[int]:
-    """The port central answers on (over TLS with ``server_tls``), until the block ends."""
+    """The port central answers on (over TLS when ``settings.tls``, through ``server_tls`` if given), until
+    the block ends."""
+    if server_tls is None and settings.tls is not None:
+        server_tls = ServerTls(settings.tls)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn_config(create_app(settings), settings, server_tls=server_tls))

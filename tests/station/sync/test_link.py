@@ -56,7 +56,7 @@ def refused(settings: StationSettings, store: StationStore | None = None) -> str
 
 def test_upload_events_and_feed_go_over_tls_with_the_stations_certificate(tmp_path, pki):
     settings = central_settings(tmp_path, pki.server(), client_ca=pki.client_ca)
-    with serving(settings, ServerTls(settings.tls)) as port:
+    with serving(settings) as port:
         station = station_settings(tmp_path, port, ca_bundle=pki.ca_bundle, **pki.station("camden"))
         data = b"footage over TLS" * 1000
         with build_client(station) as client:
@@ -87,7 +87,7 @@ def test_upload_events_and_feed_go_over_tls_with_the_stations_certificate(tmp_pa
 
 def test_with_mutual_tls_a_stations_token_needs_its_own_certificate(tmp_path, pki):
     settings = central_settings(tmp_path, pki.server(), client_ca=pki.client_ca)
-    with serving(settings, ServerTls(settings.tls)) as port:
+    with serving(settings) as port:
         cases = {"none": {}, "another station's": pki.station("barnet")}
         for case, certificate in cases.items():
             station = station_settings(tmp_path, port, ca_bundle=pki.ca_bundle, **certificate)
@@ -119,7 +119,7 @@ def test_a_station_refuses_a_central_it_cannot_trust_saying_why_in_its_status(tm
     ]
     for case, server, host, why in cases:
         settings = central_settings(tmp_path / case.replace(" ", "-"), server)
-        with serving(settings, ServerTls(settings.tls)) as port:
+        with serving(settings) as port:
             station = station_settings(tmp_path, port, host=host, ca_bundle=pki.ca_bundle)
             message = refused(station, store)
         assert why in message, case
@@ -127,7 +127,7 @@ def test_a_station_refuses_a_central_it_cannot_trust_saying_why_in_its_status(tm
         assert store.central_tls_problem() == message  # the one line `fleet station status` shows
     good = central_settings(tmp_path / "good", pki.server())
     with (
-        serving(good, ServerTls(good.tls)) as port,
+        serving(good) as port,
         build_client(station_settings(tmp_path, port, ca_bundle=pki.ca_bundle), store.set_central_tls_problem) as c,
     ):
         assert c.get("/healthz").status_code == 200
@@ -138,7 +138,7 @@ def test_a_station_refuses_a_central_it_cannot_trust_saying_why_in_its_status(tm
 def test_a_pinned_certificate_is_trusted_alone(tmp_path, pki):
     pinned = pki.server("pinned")
     settings = central_settings(tmp_path / "pinned", pinned)
-    with serving(settings, ServerTls(settings.tls)) as port:
+    with serving(settings) as port:
         # only the leaf, not its CA: the pin is the certificate itself
         leaf = tmp_path / "leaf.pem"
         chain = Path(pinned["certificate"]).read_text()
@@ -146,7 +146,7 @@ def test_a_pinned_certificate_is_trusted_alone(tmp_path, pki):
         with build_client(station_settings(tmp_path, port, pinned_certificate=str(leaf))) as client:
             assert client.get("/healthz").status_code == 200
     sibling = central_settings(tmp_path / "sibling", pki.server("sibling"))  # same CA, another certificate
-    with serving(sibling, ServerTls(sibling.tls)) as port:
+    with serving(sibling) as port:
         message = refused(station_settings(tmp_path, port, pinned_certificate=str(leaf)))
     assert "not the one pinned in [tls] pinned_certificate" in message
 
@@ -154,6 +154,7 @@ def test_a_pinned_certificate_is_trusted_alone(tmp_path, pki):
 def test_a_renewed_certificate_is_served_on_the_next_connection_and_a_bad_one_never(tmp_path, pki):
     first = pki.server("first")
     settings = central_settings(tmp_path, first)
+    assert settings.tls is not None
     server_tls = ServerTls(settings.tls)
 
     def served_serial(port: int) -> int:
