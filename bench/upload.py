@@ -6,6 +6,9 @@ central answers "verified". Baseline: ``curl -T`` of the same bytes into a singl
 of a fresh upload on the same central (which also checks the whole-file SHA-256 before
 answering). Rounds alternate; medians and the ratio are reported. Then many small clips:
 2,000 × 64 KiB through the station's sync worker, in clips per second.
+
+``--tls``: central serves HTTPS with a certificate from a throwaway CA (trustme); the station
+verifies it against that CA, and curl is given it with ``--cacert``: both pay for TLS.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -47,10 +51,16 @@ class LocalServer:
 
     port: int
     proc: subprocess.Popen
+    ca: Path | None = None
+    """Over TLS: the CA that signed its certificate."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.ca) if self.ca else True
 
     def wait_until_up(self, ready: Callable[[], bool], name: str) -> None:
         deadline = time.monotonic() + 120  # start-up can take half a minute on a busy 2-core host
@@ -72,22 +82,38 @@ class LocalServer:
 
 
 class Central(LocalServer):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls: bool = False) -> None:
         self.port = free_port()
         self.root = root
         (root / "central").mkdir(parents=True)
+        config = f'port = {self.port}\ndata_dir = "data"\nadmin_token = "{ADMIN}"\nlog_level = "warning"\n'
+        if tls:
+            self.ca = make_tls(root / "tls")
+            config += f'[tls]\ncertificate = "{root / "tls" / "central.pem"}"\nkey = "{root / "tls" / "central.key"}"\n'
         (root / "central" / "central.toml").write_text(
-            f'port = {self.port}\ndata_dir = "data"\nadmin_token = "{ADMIN}"\nlog_level = "warning"\n'
-            f'[stations.bench]\nborough = "Camden"\ntoken = "{STATION}"\n'
+            config + f'[stations.bench]\nborough = "Camden"\ntoken = "{STATION}"\n'
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fleet.cli", "central", "serve", "--config", str(root / "central" / "central.toml")],
             start_new_session=True,
         )
-        self.wait_until_up(lambda: httpx.get(f"{self.url}/healthz").status_code == 200, "central")
+        self.wait_until_up(lambda: httpx.get(f"{self.url}/healthz", verify=self.verify).status_code == 200, "central")
 
 
-def station_settings(root: Path, url: str, **extra) -> StationSettings:
+def make_tls(folder: Path) -> Path:
+    """A throwaway CA (benchmark values, not secrets) and central's certificate for 127.0.0.1; the CA's file."""
+    import trustme
+
+    folder.mkdir(parents=True)
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    (folder / "central.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(folder / "central.key")
+    ca.cert_pem.write_to_path(folder / "ca.pem")
+    return folder / "ca.pem"
+
+
+def station_settings(root: Path, url: str, ca: Path | None = None, **extra) -> StationSettings:
     return settings_from_dict(
         {
             "station_id": "bench",
@@ -96,6 +122,7 @@ def station_settings(root: Path, url: str, **extra) -> StationSettings:
             "token": STATION,
             "data_dir": str(root / "data"),
             "dock_dir": str(root / "dock"),
+            **({"tls": {"ca_bundle": str(ca)}} if ca else {}),
             **extra,
         },
         StationSettings,
@@ -143,6 +170,7 @@ def curl_big(central: Central, path: Path, sha256: str, size: int) -> None:
     )
     created = httpx.post(
         f"{central.url}/api/v1/uploads/",
+        verify=central.verify,
         headers={
             "Authorization": f"Bearer {ADMIN}",
             "Tus-Resumable": "1.0.0",
@@ -173,6 +201,7 @@ def curl_big(central: Central, path: Path, sha256: str, size: int) -> None:
             "Content-Type: application/offset+octet-stream",
             "-H",
             "Expect:",
+            *(["--cacert", str(central.ca)] if central.ca else []),
             central.url + created.headers["Location"],
         ],
         check=True,
@@ -189,7 +218,7 @@ def many_small(central: Central, root: Path, count: int, size: int, concurrency:
     from station.sync.clips import SyncWorker, TusUploader
     from station.sync.link import build_client
 
-    settings = station_settings(root, central.url, concurrent_uploads=concurrency)
+    settings = station_settings(root, central.url, central.ca, concurrent_uploads=concurrency)
     ingest(settings, [SimClip(size, utc_now(), seed=i) for i in range(count)])
     store = StationStore(settings.data_dir)
     policy = RetryPolicy()
@@ -219,13 +248,15 @@ def run(
     where: str | None = None,
     chunk_bytes: int | None = None,
     chunk_checksum: str | None = None,
+    tls: bool = False,
 ) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-upload-", dir=where or Path.cwd()))
-    central = Central(root)
+    central = Central(root, tls=tls)
     try:
         settings = station_settings(
             root / "station",
             central.url,
+            central.ca,
             **({"chunk_bytes": chunk_bytes} if chunk_bytes else {}),
             **({"chunk_checksum": chunk_checksum} if chunk_checksum else {}),
         )
@@ -260,6 +291,7 @@ def run(
             "machine": machine(),
             "bytes": size,
             "rounds": rounds,
+            "tls": tls,
             "chunk_bytes": settings.chunk_bytes,
             "chunk_checksum": settings.chunk_checksum,
             "seconds": times,
