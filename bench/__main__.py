@@ -39,6 +39,11 @@ def main() -> None:
         help="upload: the station's per-chunk checksum (default: the station's default)",
     )
     parser.add_argument(
+        "--standard",
+        action="store_true",
+        help="peer: also standard tus clients (curl in one PATCH, tuspy in fixed chunks) against both servers",
+    )
+    parser.add_argument(
         "--tls",
         action="store_true",
         help="upload: central serves HTTPS (a throwaway CA); the baseline pays for TLS too",
@@ -77,6 +82,7 @@ def main() -> None:
             small_count=100 if args.quick else 2000,
             where=args.dir,
             chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None,
+            standard=args.standard,
         )
         print(json.dumps(peer.headline(result), indent=2))
         save("peer", result)
