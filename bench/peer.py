@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import machine, median, mib_s
+from bench.common import bench_keys, machine, median, mib_s
 from bench.upload import Central, LocalServer, free_port, ingest, station_settings
 from fleet.clock import utc_now
 from fleet.config import DEFAULT_CHUNK_BYTES
@@ -99,7 +99,7 @@ def requeue(data_dir: str) -> None:
     """Put every clip of the station back in the queue, as if freshly ingested."""
     from station.store import StationStore
 
-    store = StationStore(data_dir)
+    store = StationStore(data_dir, keys=bench_keys())
     store.db.execute(
         "UPDATE clips SET state = 'queued', upload_url = NULL, attempts = 0, next_attempt_at = NULL, "
         "last_error = NULL, uploaded_bytes = 0, verified_at = NULL"
@@ -115,7 +115,7 @@ def sync_worker_pass(root: Path, url: str, *, plain_tus: bool, count: int, concu
     from station.sync.link import build_client
 
     settings = station_settings(root, url, concurrent_uploads=concurrency, chunk_bytes=chunk_bytes)
-    store = StationStore(settings.data_dir)
+    store = StationStore(settings.data_dir, keys=bench_keys())
     policy = RetryPolicy()
     try:
         with build_client(settings) as client:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import machine, median, mib_s, save, timed
+from bench.common import bench_keys, machine, median, mib_s, save, timed
 from fleet.clock import utc_now
 from fleet.config import StationSettings, settings_from_dict
 from fleet.protocol import UploadMetadata, encode_upload_metadata
@@ -136,7 +136,7 @@ def ingest(settings: StationSettings, clips: list[SimClip]) -> None:
     Path(settings.dock_dir).mkdir(parents=True, exist_ok=True)
     for start in range(0, len(clips), 50):
         dock_camera(settings.dock_dir, "BWV-000001", clips[start : start + 50], folder_name=f"cam{start:06d}")
-    store = StationStore(settings.data_dir)
+    store = StationStore(settings.data_dir, keys=bench_keys())
     Ingestor(
         store,
         settings.station_id,
@@ -154,7 +154,7 @@ def ours_big(settings: StationSettings) -> None:
     from station.sync.clips import TusUploader
     from station.sync.link import build_client
 
-    store = StationStore(settings.data_dir)
+    store = StationStore(settings.data_dir, keys=bench_keys())
     store.db.execute("UPDATE clips SET state = 'queued', upload_url = NULL")
     with build_client(settings) as client:
         [clip] = store.queue.claim_due(1)
@@ -220,7 +220,7 @@ def many_small(central: Central, root: Path, count: int, size: int, concurrency:
 
     settings = station_settings(root, central.url, central.ca, concurrent_uploads=concurrency)
     ingest(settings, [SimClip(size, utc_now(), seed=i) for i in range(count)])
-    store = StationStore(settings.data_dir)
+    store = StationStore(settings.data_dir, keys=bench_keys())
     policy = RetryPolicy()
     with build_client(settings) as client:
         worker = SyncWorker(store, TusUploader(client, store, policy), policy, concurrency=concurrency)

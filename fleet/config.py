@@ -243,6 +243,27 @@ class StationTlsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Its private key (PEM, unencrypted; readable only by the station's user)."""
 
 
+class KeySource(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where a station key is read from: exactly one of ``file``, ``env``, ``credential``."""
+
+    file: str | None = None
+    """A file holding the key as 64 hex digits, readable by the station's user only."""
+    env: str | None = None
+    """The name of an environment variable holding it."""
+    credential: str | None = None
+    """A systemd credential's name (``LoadCredential=``): read from ``$CREDENTIALS_DIRECTORY/<name>``."""
+
+
+class StationKeySettings(KeySource, kw_only=True, forbid_unknown_fields=True):
+    """``[station_key]`` in a station's file: the key its clips are sealed under (docs/at-rest.md).
+
+    Never in the station's database: a station without it does not start."""
+
+    previous: list[KeySource] = []
+    """During a key rotation, the keys replaced: still accepted for reading until
+    ``fleet station rotate-key`` has re-wrapped every clip's data key under the current one."""
+
+
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """A station node's config file."""
 
@@ -304,6 +325,7 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     api_token_env: str | None = None
     """Needed when the local API listens beyond loopback."""
     tls: StationTlsSettings | None = None
+    station_key: StationKeySettings = msgspec.field(default_factory=StationKeySettings)
 
 
 SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
@@ -403,6 +425,7 @@ def settings_from_dict(
         _check_window(settings, where)
         if settings.tls is not None:
             _check_station_tls(settings.tls, settings.central_url, base, f"{where}: [tls]")
+        _check_station_key(settings.station_key, base, f"{where}: [station_key]")
     return settings
 
 
@@ -463,6 +486,19 @@ def _check_station_tls(tls: StationTlsSettings, central_url: str, base: Path, wh
         client_context(tls)
     except TlsError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_station_key(keys: StationKeySettings, base: Path, where: str) -> None:
+    """One source per key (none at all: the station refuses to start, commands that only read work)."""
+    for n, source in enumerate([keys, *keys.previous]):
+        given = [name for name in ("file", "env", "credential") if getattr(source, name) is not None]
+        here = where if n == 0 else f"{where} previous[{n - 1}]"
+        if len(given) > 1 or (n and not given):
+            raise ConfigError(f"{here}: give exactly one of file, env, credential")
+        if source.file is not None:
+            source.file = _resolve_path(base, source.file)
+        if source.credential is not None and ("/" in source.credential or source.credential in (".", "..")):
+            raise ConfigError(f"{here}: credential is a name, not a path")
 
 
 S3_ONLY = ("bucket", "endpoint_url", "region", "access_key_id", "secret_access_key", "secret_access_key_env")

@@ -30,6 +30,7 @@ from simulation.camera import dock_camera, random_shift, undock
 from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import FleetProcess, all_clips, free_port, start_central, stop_on_sigterm
 from simulation.postgres import LocalPostgres
+from station.keys import write_new_key
 
 DEMO_USER = "demo-admin"
 """The dashboard login the demo makes (a DEMO account: its password is new every run)."""
@@ -228,6 +229,10 @@ class Demo:
                         "feed_wait_s = 10.0",
                         f"api_port = {self.desk_ports.setdefault(station_id, free_port(0))}",
                         "",
+                        "# A DEMO station key, made with the demo's data: its clips are stored encrypted under it.",
+                        "[station_key]",
+                        'file = "station.key"',
+                        "",
                         *(
                             [
                                 "[tls]",
@@ -243,6 +248,8 @@ class Demo:
                 )
             )
             (folder / "data").mkdir(exist_ok=True)
+            if not (folder / "station.key").exists():  # kept with the demo's data: its clips are sealed under it
+                write_new_key(folder / "station.key")
         if not self.tls:  # plain HTTP on 127.0.0.1: session cookies cannot be Secure there
             lines += ["[dashboard]", "secure_cookies = false", ""]
         (self.root / "central" / "central.toml").write_text("\n".join(lines))

@@ -108,6 +108,17 @@ def register(groups: argparse._SubParsersAction) -> None:
     checkouts.add_argument("--json", action="store_true", help="print JSON instead of a table")
     checkouts.set_defaults(handler=cmd_checkouts)
 
+    rotate = commands.add_parser(
+        "rotate-key",
+        help="re-wrap every clip's data key under the current station key (footage not rewritten)",
+        description="After [station_key] names the new key and lists the old one under previous: "
+        "re-wrap every stored clip's data key under the new key, in batches, each one transaction. "
+        "Safe to interrupt at any moment and to run while the station runs; run it again to finish. "
+        "When it reports nothing left under the old key, remove that key from previous.",
+    )
+    rotate.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    rotate.set_defaults(handler=cmd_rotate_key)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from station.node import StationNode, run_nodes
@@ -118,6 +129,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise FleetError(f"--config names the same station twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
     configure_logging(settings[0].log_level)
     run_nodes([StationNode(s) for s in settings])
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from station.keys import load_keyring, rotate
+
+    settings = load_settings(args.config, StationSettings)
+    keys = load_keyring(settings.station_key)
+    _, store = _open_store(args.config, writes=True)
+    try:
+        with _writing(store):
+            done = rotate(store, keys)
+    finally:
+        store.close()
+    print(f"{done.rewrapped} data key(s) re-wrapped under station key {keys.current_id}")
+    if done.remaining:
+        left = ", ".join(f"{n} under {key}" for key, n in sorted(done.remaining.items()))
+        print(f"still wrapped by another key: {left}; keep those keys and run this again")
+        return 1
+    old = sorted(keys.ids - {keys.current_id})
+    if old:
+        print(f"no clip needs key(s) {', '.join(old)} any more: remove them from [station_key] previous")
     return 0
 
 

@@ -20,6 +20,7 @@ from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
 from station.desk import Desk
 from station.ingest import Ingestor
+from station.keys import check_keys_cover, load_keyring
 from station.store import StationStore
 from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
@@ -46,15 +47,28 @@ class StationNode:
     ) -> None:
         self.settings = settings
         try:
+            # Clips are stored only sealed under the station key: without it the station could
+            # neither ingest nor upload, so it does not start, and says why.
+            keys = load_keyring(settings.station_key)
+        except FleetError as exc:
+            raise FleetError(f"station {settings.station_id} not started: {exc}") from None
+        try:
             # A station that cannot write its database could record neither what it ingests nor
             # what it uploads: it does not start, and its supervisor starts it again once the
             # disk is mended. Docked cameras keep their clips; `fleet station status` reads it.
-            self.store = StationStore.for_writing(settings.data_dir)
+            self.store = StationStore.for_writing(settings.data_dir, keys=keys)
         except FleetError as exc:
             raise FleetError(
                 f"station {settings.station_id} not started: {exc}; docked cameras keep their clips "
                 "(`fleet station status` shows the rest)"
             ) from None
+        try:
+            check_keys_cover(self.store, keys)
+        except FleetError as exc:
+            self.store.close()
+            raise FleetError(f"station {settings.station_id} not started: {exc}") from None
+        if plain := self.store.queue.plain_local_copies():
+            log.info("%d clips stored before encryption at rest stay plain until uploaded and purged", plain)
         self.policy = policy or RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s)
         self.client = client or build_client(settings, self.store.set_central_tls_problem)
         self.uploader = TusUploader(

@@ -28,6 +28,7 @@ import httpx
 from fleet.errors import FleetError
 from simulation.force.usage import Station
 from simulation.local_cluster import FleetProcess, free_port, healthy, start_central, wait_until, write_toml
+from station.keys import write_new_key
 
 MARKER = ".fleet-simulate"
 """Written into the work folder, so a later run may clear it (and no other folder)."""
@@ -132,6 +133,9 @@ class SimCluster:
         timers = station_settings(self.day_seconds)
         for index, s in enumerate(self.stations):
             self.dock_dir(index).mkdir(parents=True, exist_ok=True)
+            key = self.config(index).parent / "station.key"
+            if not key.exists():
+                write_new_key(key)
             write_toml(
                 self.config(index),
                 {
@@ -143,6 +147,7 @@ class SimCluster:
                     "dock_dir": "dock",
                     "api_port": self.desk_ports[index],
                     **timers,
+                    "station_key": {"file": "station.key"},  # a SIMULATION key, made with its data
                 },
                 "SIMULATION station written by `fleet simulate`: its token is new every run.",
             )

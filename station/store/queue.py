@@ -47,6 +47,9 @@ class NewClip:
     chunk_algorithm: str | None = None
     chunk_checksums: list[str] | None = None
     """Base64 digest of each ``chunk_bytes`` slice: the upload's Upload-Checksum values."""
+    wrapped_by: str | None = None
+    wrapped_key: bytes | None = None
+    """The clip's data key wrapped by station key ``wrapped_by``; None: stored plain (never for a new clip)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class QueuedClip:
     chunk_algorithm: str | None = None
     chunk_checksums: list[str] | None = None
     last_error: str | None = None
+    wrapped_by: str | None = None
+    wrapped_key: bytes | None = None
+    """As in ``NewClip``; None for a clip stored plain before encryption at rest (docs/at-rest.md)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,8 @@ _CLIP_COLUMNS = (
     "chunk_bytes",
     "chunk_algorithm",
     "chunk_checksums",
+    "wrapped_by",
+    "wrapped_key",
 )
 _INSERT_CLIP = (
     f"INSERT OR IGNORE INTO clips ({', '.join(_CLIP_COLUMNS)}) VALUES ({', '.join(':' + c for c in _CLIP_COLUMNS)})"
@@ -155,6 +163,8 @@ class ClipQueue:
                 "chunk_bytes": c.chunk_bytes,
                 "chunk_algorithm": c.chunk_algorithm,
                 "chunk_checksums": json.dumps(c.chunk_checksums) if c.chunk_checksums is not None else None,
+                "wrapped_by": c.wrapped_by,
+                "wrapped_key": c.wrapped_key,
             }
             for c in clips
         ]
@@ -279,7 +289,7 @@ class ClipQueue:
             rows = db.execute(
                 f"""SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
                           evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
-                          chunk_checksums, last_error
+                          chunk_checksums, last_error, wrapped_by, wrapped_key
                    FROM clips
                    WHERE state IN ('queued', 'waiting') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
                    {urgent_only}
@@ -305,6 +315,8 @@ class ClipQueue:
                     r[13],
                     json.loads(r[14]) if r[14] else None,
                     r[15],
+                    r[16],
+                    r[17],
                 )
                 for r in rows
             ]
@@ -386,10 +398,64 @@ class ClipQueue:
             ]
 
     def mark_local_deleted(self, clip_id: str) -> None:
+        """The copy is gone: its wrapped data key goes with it, so no left-over block of it can be read."""
         with self.writer.write() as db:
             db.execute(
-                "UPDATE clips SET local_path = NULL, local_deleted_at = ? WHERE clip_id = ? AND state = 'verified'",
+                """UPDATE clips SET local_path = NULL, local_deleted_at = ?, wrapped_key = NULL, wrapped_by = NULL
+                   WHERE clip_id = ? AND state = 'verified'""",
                 [to_iso(utc_now()), clip_id],
+            )
+
+    # -- station keys (station/keys.py) ----------------------------------------------------
+
+    def wrapping_key_ids(self) -> set[str]:
+        """The station keys some clip's data key is wrapped by (checked at start-up)."""
+        with self.writer.read() as db:
+            return {
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT wrapped_by FROM clips WHERE wrapped_key IS NOT NULL AND wrapped_by IS NOT NULL"
+                )
+            }
+
+    def wrapping_key_counts(self) -> dict[str, int]:
+        with self.writer.read() as db:
+            return dict(
+                db.execute(
+                    "SELECT wrapped_by, COUNT(*) FROM clips WHERE wrapped_key IS NOT NULL GROUP BY wrapped_by"
+                ).fetchall()
+            )
+
+    def plain_local_copies(self) -> int:
+        """Clips stored plain before encryption at rest, whose local copy is still here."""
+        with self.writer.read() as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM clips WHERE wrapped_key IS NULL AND local_path IS NOT NULL"
+            ).fetchone()[0]
+
+    def wrapped_elsewhere(self, key_id: str, limit: int) -> list[tuple[str, str, bytes]]:
+        """(clip_id, wrapped_by, wrapped_key) of up to ``limit`` clips wrapped by another key than ``key_id``."""
+        with self.writer.read() as db:
+            return [
+                (r[0], r[1], r[2])
+                for r in db.execute(
+                    """SELECT clip_id, wrapped_by, wrapped_key FROM clips
+                       WHERE wrapped_key IS NOT NULL AND wrapped_by != ? LIMIT ?""",
+                    [key_id, limit],
+                ).fetchall()
+            ]
+
+    def rewrap(self, rows: list[tuple[str, str, str, bytes]]) -> int:
+        """(clip_id, old key id, new key id, new wrapped key) in one transaction; a row whose key
+        changed meanwhile (purged) is left as it is. Returns the rows changed."""
+        with self.writer.write() as db:
+            return sum(
+                db.execute(
+                    """UPDATE clips SET wrapped_by = ?, wrapped_key = ?
+                       WHERE clip_id = ? AND wrapped_by = ? AND wrapped_key IS NOT NULL""",
+                    [new_id, wrapped, clip_id, old_id],
+                ).rowcount
+                for clip_id, old_id, new_id, wrapped in rows
             )
 
     # -- status ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from fleet.events import CheckedIn, CheckedOut, DeviceEntry, Event, Officer, Per
 from simulation.camera import SimClip, dock_camera
 from station.desk import Desk, estimate_charge
 from station.ingest import Ingestor
-from tests.station.conftest import RECORDED
+from tests.station.conftest import RECORDED, station_store
 
 
 @pytest.fixture
@@ -193,7 +193,6 @@ def test_a_station_clock_stepping_back_does_not_hide_a_fresh_docking(store, desk
 
 def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
     from fleet import sqlite
-    from station.store import StationStore
     from station.store.schema import MIGRATIONS
 
     (tmp_path / "data").mkdir()
@@ -220,7 +219,7 @@ def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
         }
     )
     db.close()
-    store = StationStore(tmp_path / "data")
+    store = station_store(tmp_path / "data")
     try:
         with store.writer.read() as conn:
             assert conn.execute("SELECT docking_id FROM checkouts").fetchall() == [(1,)]

@@ -6,9 +6,8 @@ import httpx
 from fleet.clock import utc_now
 from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
-from station.store import StationStore
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
-from tests.station.conftest import FAST, RECORDED
+from tests.station.conftest import FAST, RECORDED, station_store
 from tests.station.sync.fake_tus import FakeTus
 
 
@@ -42,7 +41,7 @@ def test_drains_the_queue_evidential_first(store, dock_dir):
 
 
 def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_dir):
-    store = StationStore(tmp_path / "data")
+    store = station_store(tmp_path / "data")
     dock(store, dock_dir, [SimClip(1000, RECORDED), SimClip(1000, RECORDED)])
     server = FakeTus()
     server.fault = lambda r: httpx.Response(503, headers={"Retry-After": "600"}, json={"message": "maintenance"})
@@ -56,7 +55,7 @@ def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_
         assert timedelta(seconds=590) < t.next_attempt_at - utc_now() <= timedelta(seconds=600)
     store.close()
 
-    store = StationStore(tmp_path / "data")  # a restart keeps the schedule
+    store = station_store(tmp_path / "data")  # a restart keeps the schedule
     server.fault = None
     assert worker(store, server).run_once().verified == []
     assert [t.attempts for t in store.queue.transfers()] == [1, 1]
