@@ -47,7 +47,7 @@ class Finding(msgspec.Struct, kw_only=True):
 
 def examine(settings: StationSettings, store: StationStore | None, store_error: str | None = None) -> list[Finding]:
     """Every check, in the order a person would look (local first, then the link to central)."""
-    findings = [*_disk(settings, store), _database(store, store_error), _dock(settings)]
+    findings = [*_disk(settings, store), _database(store, store_error), _key(settings, store), _dock(settings)]
     findings += _central(settings, store.mirror.cursor() if store is not None else 0)
     return findings
 
@@ -109,6 +109,27 @@ def _database(store: StationStore | None, store_error: str | None) -> Finding:
             check="database", verdict="fail", found=problem, todo="make the data folder writable by the station's user"
         )
     return Finding(check="database", verdict="ok", found=f"{store.path}: intact and writable")
+
+
+def _key(settings: StationSettings, store: StationStore | None) -> Finding:
+    """The station key readable as configured (never from the database), covering every sealed clip."""
+    from fleet.errors import ConfigError
+    from station.keys import check_keys_cover, load_keyring
+
+    try:
+        keyring = load_keyring(settings.station_key)
+        if store is not None:
+            check_keys_cover(store, keyring)
+    except ConfigError as exc:
+        return Finding(
+            check="station key",
+            verdict="fail",
+            found=str(exc),
+            todo="the station does not start without it: restore the key file (mode 600, the station's user) "
+            "or its credential from the force's key escrow",
+        )
+    source = settings.station_key.file or settings.station_key.env or settings.station_key.credential
+    return Finding(check="station key", verdict="ok", found=f"key {keyring.current_id} read from {source}")
 
 
 def _dock(settings: StationSettings) -> Finding:

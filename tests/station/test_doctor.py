@@ -15,10 +15,9 @@ from fleet.config import StationSettings, settings_from_dict
 from simulation.camera import SimClip, dock_camera
 from station import doctor
 from station.ingest import Ingestor
-from station.store import StationStore
 from tests.central.conftest import make_settings
 from tests.central.serving import serving
-from tests.station.conftest import RECORDED
+from tests.station.conftest import RECORDED, key_file, station_store
 from tests.support.pki import Pki
 
 
@@ -47,6 +46,7 @@ def station(tmp_path, port: int, pki: Pki, **extra) -> StationSettings:
             "dock_dir": str(tmp_path / "dock"),
             "min_free_bytes": 0,
             "tls": {"ca_bundle": pki.ca_bundle},
+            "station_key": {"file": key_file(tmp_path)},
             **extra,
         },
         StationSettings,
@@ -64,13 +64,14 @@ def by_check(findings, check):
 
 def test_a_healthy_station_is_all_ok(tmp_path, central, pki):
     settings = station(tmp_path, central, pki)
-    store = StationStore(settings.data_dir)
+    store = station_store(settings.data_dir)
     findings = doctor.examine(settings, store)
     store.close()
     assert verdicts(findings) == {
         "disk": "ok",
         "disk trend": "ok",
         "database": "ok",
+        "station key": "ok",
         "dock folder": "ok",
         "token": "ok",
         "TLS": "ok",
@@ -81,7 +82,7 @@ def test_a_healthy_station_is_all_ok(tmp_path, central, pki):
 
 def test_each_problem_is_found_with_what_to_do(tmp_path, central, pki, monkeypatch):
     settings = station(tmp_path, central, pki, token="stolen-or-stale")
-    store = StationStore(settings.data_dir)
+    store = station_store(settings.data_dir)
     dock_camera(settings.dock_dir, "BWV-1", [SimClip(300_000, RECORDED)], folder_name="cam")
     Ingestor(store, "camden", settings.dock_dir).scan()
     (tmp_path / "dock").chmod(0o777)
@@ -96,6 +97,7 @@ def test_each_problem_is_found_with_what_to_do(tmp_path, central, pki, monkeypat
         "disk": "ok",
         "disk trend": "warn",
         "database": "ok",
+        "station key": "ok",
         "dock folder": "warn",
         "token": "fail",
         "TLS": "ok",
@@ -123,6 +125,17 @@ def test_a_central_it_cannot_trust_or_reach_and_a_certificate_near_its_end(tmp_p
         assert by_check(findings, "database").verdict == "fail"
     findings = doctor.examine(station(tmp_path, 9, pki), None, "no station database yet")  # nothing listens on 9
     assert by_check(findings, "central").verdict == "warn" and "keeps working" in by_check(findings, "central").todo
+
+
+def test_a_missing_or_exposed_key_is_a_failure(tmp_path, pki):
+    settings = station(tmp_path, 9, pki)
+    exposed = tmp_path / "station.key"
+    exposed.chmod(0o644)
+    finding = by_check(doctor.examine(settings, None, "no database"), "station key")
+    assert finding.verdict == "fail" and "open to group or others" in finding.found
+    exposed.unlink()
+    finding = by_check(doctor.examine(settings, None, "no database"), "station key")
+    assert finding.verdict == "fail" and "not found" in finding.found and "key escrow" in finding.todo
 
 
 def test_the_command_exits_1_on_a_failure(tmp_path, pki):
