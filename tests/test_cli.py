@@ -57,13 +57,9 @@ def test_every_config_setting_is_documented(kind):
     for field in fields:
         if field.name.endswith(("_env", "_sha256")) or field.name == "stations":
             continue
+        optional = typing.get_args(field.type) if type(None) in typing.get_args(field.type) else ()
         table = next(  # a [table], or an optional one (``[tls]``)
-            (
-                t
-                for t in (field.type, *typing.get_args(field.type))
-                if isinstance(t, type) and issubclass(t, msgspec.Struct)
-            ),
-            None,
+            (t for t in (field.type, *optional) if isinstance(t, type) and issubclass(t, msgspec.Struct)), None
         )
         if table is not None:
             assert f"[{field.name}]" in example, field.name

@@ -144,9 +144,12 @@ def test_a_folder_refused_for_a_full_disk_is_retried_once_space_is_freed(store, 
     assert len(clip_rows(store)) == 1 and store.queue.summary()["failed_folders"] == []
 
 
-def test_a_folder_that_would_cut_into_the_reserve_stays_on_the_camera(store, dock_dir):
+def test_a_folder_that_would_cut_into_the_reserve_stays_on_the_camera(store, dock_dir, monkeypatch):
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(1000, RECORDED)])
-    free = shutil.disk_usage(store.data_dir).free
+    usage = shutil.disk_usage(store.data_dir)
+    free = usage.free
+    # The disk as it was: other processes writing to it meanwhile must not move the line by 500 bytes.
+    monkeypatch.setattr("station.ingest.shutil.disk_usage", lambda _path: usage)
     Ingestor(store, "camden", dock_dir, reserve_bytes=free - 500).scan()  # 1,000 bytes would leave < reserve
     [failed] = store.queue.summary()["failed_folders"]
     assert "disk full" in failed.reason and clip_rows(store) == []
