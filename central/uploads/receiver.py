@@ -443,7 +443,7 @@ class UploadReceiver:
                 raise OffsetMismatch(f"Upload-Offset {offset} does not match the server's {upload.offset}")
             if upload.staged:
                 return await self._staged().append(upload, checksum, body)
-            if upload.offset and not self.part(upload_id).exists():
+            if upload.offset and await asyncio.to_thread(self._part_short_of, upload):
                 return await asyncio.to_thread(self._account_for_missing_part, upload)
             whole = await self._whole_hash(upload)
             try:
@@ -462,7 +462,7 @@ class UploadReceiver:
     ) -> Upload:
         """``new``: the upload has no row yet (``_create_whole``); one is made once bytes are counted."""
         room = upload.length - upload.offset
-        running = whole.copy() if checksum else whole
+        running = whole.copy()  # the cached hash moves only once the bytes count (a refused PATCH fed it too)
         f, direct = await self._open_part(upload, room)
         with f, self._closing(direct) as direct_fd:
             sink = _Sink(
@@ -649,11 +649,19 @@ class UploadReceiver:
             upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
         )
 
+    def _part_short_of(self, upload: Upload) -> bool:
+        """Whether this process's .part file lacks bytes the upload counts (missing, or shorter)."""
+        try:
+            return self.part(upload.upload_id).stat().st_size < upload.offset
+        except FileNotFoundError:
+            return True
+
     def _account_for_missing_part(self, upload: Upload) -> Upload:
-        """Counted bytes with no .part file: either the clip reached the blob store and the
-        commit that records it failed (a full database), or the bytes were lost (a power cut
-        before the directory was synced). Record the first; restart the second from 0, so the
-        station resends instead of being refused."""
+        """Counted bytes this process's .part file does not hold: either the clip reached the blob
+        store and the commit that records it failed (a full database), or the bytes are not here:
+        lost (a power cut before the directory was synced), or received by another replica whose
+        uploads folder this one does not share (docs/deployment.md). Record the first; restart the
+        others from 0, so the station resends instead of being refused."""
         if self.blobs.exists(upload.clip_id) and self._blob_sha256(upload.clip_id) == upload.sha256:
             log.info("clip %s was stored before its commit failed: recorded now", upload.clip_id)
             self._hashes.pop(upload.upload_id, None)
@@ -661,7 +669,13 @@ class UploadReceiver:
         self.part(upload.upload_id).touch()
         self.uploads.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
         self._hashes.pop(upload.upload_id, None)
-        log.warning("upload %s: its %d counted bytes are gone; restarted at 0", upload.upload_id, upload.offset)
+        log.warning(
+            "upload %s: its %d counted bytes are not in %s (lost, or received by a replica that does not share "
+            "this folder); restarted at 0",
+            upload.upload_id,
+            upload.offset,
+            self.dir,
+        )
         raise OffsetMismatch(
             "central lost this upload's bytes; it restarted at offset 0: send the clip again from there (HEAD says so)"
         )
