@@ -308,7 +308,118 @@ def run(
         shutil.rmtree(root, ignore_errors=True)
 
 
+def s3_staging(
+    size: int = 256 << 20, chunk_bytes: int = 16 << 20, rounds: int = 3, endpoint: str | None = None
+) -> dict:
+    """Uploads in progress in .part files then put in the bucket, against staged in the bucket as
+    they arrive (``[blobs] stage_uploads``): one clip in checksummed chunks through central's
+    receiver until "verified", against moto's server in this process (``endpoint``: another).
+
+    ``staged_resumed_elsewhere``: the last chunk through a second receiver (another replica),
+    which has no running hash, so it completes the object and reads it back to hash it.
+    moto keeps objects in this process's memory and is slow: indicative figures only."""
+    import asyncio
+    from datetime import timedelta
+
+    import msgspec
+
+    from central.access.auth import Principal
+    from central.core.store import CentralStore
+    from central.uploads.blobstore_s3 import S3BlobStore
+    from central.uploads.receiver import Checksum, UploadReceiver
+    from fleet.config import BlobSettings
+
+    if endpoint is None:
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+    station = Principal("station:bench", station_id="bench")
+    data = os.urandom(size)
+    sha256 = hashlib.sha256(data).hexdigest()
+    chunks = [data[at : at + chunk_bytes] for at in range(0, size, chunk_bytes)]
+    sums = [Checksum("sha256", hashlib.sha256(c).digest()) for c in chunks]
+
+    async def body(piece: bytes):
+        for at in range(0, len(piece), 64 << 10):  # as uvicorn hands a body over
+            yield piece[at : at + (64 << 10)]
+
+    def send(receiver: UploadReceiver, upload_id: str, first: int, last: int) -> None:
+        for n in range(first, last):
+            done = asyncio.run(receiver.append(station, upload_id, n * chunk_bytes, sums[n], body(chunks[n])))
+            assert n < len(chunks) - 1 or done.verified
+
+    root = Path(tempfile.mkdtemp(prefix="bench-s3-"))
+    times: dict[str, list[float]] = {"files": [], "staged": [], "staged_resumed_elsewhere": []}
+    try:
+        for r in range(rounds):
+            for name in times:
+                settings = {
+                    "backend": "s3",
+                    "endpoint_url": endpoint,
+                    "bucket": f"bench-{uuid.uuid4().hex[:16]}",
+                    "create_bucket": True,
+                    "region": "eu-west-2",
+                    "access_key_id": "bench",
+                    "secret_access_key": "bench",  # moto takes anything; not a secret
+                    "stage_uploads": name != "files",
+                }
+                blobs = S3BlobStore(msgspec.convert(settings, BlobSettings))
+                blobs.check()
+                store = CentralStore(root / f"{name}-{r}")
+                receivers = [
+                    UploadReceiver(
+                        store,
+                        blobs,
+                        root / f"{name}-{r}" / f"uploads-{n}",
+                        max_upload_bytes=size,
+                        expiry=timedelta(hours=1),
+                    )
+                    for n in range(2)
+                ]
+                meta = UploadMetadata(
+                    clip_id=uuid.uuid4(),
+                    sha256=sha256,
+                    device_serial="BWV-BENCH",
+                    recorded_at=utc_now(),
+                    filename="c.mp4",
+                )
+                start = time.perf_counter()
+                upload, _ = receivers[0].create(station, size, encode_upload_metadata(meta))
+                last = len(chunks) - 1 if name == "staged_resumed_elsewhere" else len(chunks)
+                send(receivers[0], upload.upload_id, 0, last)
+                send(receivers[1], upload.upload_id, last, len(chunks))
+                times[name].append(time.perf_counter() - start)
+                for receiver in receivers:
+                    receiver.close()
+                store.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    medians = {k: median(v) for k, v in times.items()}
+    return {
+        "machine": machine(),
+        "bytes": size,
+        "chunk_bytes": chunk_bytes,
+        "rounds": rounds,
+        "server": endpoint,
+        "seconds": times,
+        "median_s": medians,
+        "MiB_per_s": {k: mib_s(size, v) for k, v in medians.items()},
+    }
+
+
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(save("upload", run()), indent=2))
+    if sys.argv[1:2] == ["s3"]:  # python -m bench.upload s3 [MiB]: staged uploads against moto
+        result = s3_staging(size=(int(sys.argv[2]) if sys.argv[2:] else 256) << 20)
+        save("upload-s3", result)
+    else:
+        result = run()
+        save("upload", result)
+    print(json.dumps(result, indent=2, default=str))

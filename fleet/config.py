@@ -166,6 +166,11 @@ class BlobSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Size of one part (raised for huge clips: S3 allows at most 10,000 parts)."""
     upload_concurrency: Annotated[int, Meta(ge=1, le=16)] = 4
     """Parts of one clip sent at once; memory use is up to this many parts per clip being stored."""
+    stage_uploads: bool | None = None
+    """Backend ``s3``: keep an upload's acknowledged bytes in the bucket as they arrive (the parts of
+    a multipart upload, as tusd's S3 store does), so any replica resumes it and a replica's death
+    loses none of them; ``data_dir`` then need not be shared. Unset: on with ``s3``
+    (docs/deployment.md, "Uploads in progress")."""
 
 
 class DatabaseSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -508,9 +513,14 @@ def _check_blobs(blobs: BlobSettings, where: str) -> None:
     """The blob store's settings hang together; the S3 secret is resolved from its variable."""
     given = [name for name in S3_ONLY if getattr(blobs, name) is not None] + (["prefix"] if blobs.prefix else [])
     if blobs.backend == "filesystem":
+        if blobs.stage_uploads:
+            given.append("stage_uploads")
         if given:
             raise ConfigError(f'{where}: {", ".join(given)} only apply to backend = "s3"')
+        blobs.stage_uploads = False
         return
+    if blobs.stage_uploads is None:
+        blobs.stage_uploads = True
     if blobs.bucket is None:
         raise ConfigError(f'{where}: backend = "s3" needs bucket')
     if blobs.secret_access_key is not None or blobs.secret_access_key_env is not None:
