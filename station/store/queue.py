@@ -75,6 +75,8 @@ class QueuedClip:
     wrapped_by: str | None = None
     wrapped_key: bytes | None = None
     """As in ``NewClip``; None for a clip stored plain before encryption at rest (docs/at-rest.md)."""
+    pre_record_s: float = 0.0
+    """Seconds at the start the camera kept from before the officer pressed record."""
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ class ClipQueue:
             rows = db.execute(
                 f"""SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
                           evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
-                          chunk_checksums, last_error, wrapped_by, wrapped_key
+                          chunk_checksums, last_error, wrapped_by, wrapped_key, pre_record_s
                    FROM clips
                    WHERE state IN ('queued', 'waiting') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
                    {urgent_only}
@@ -317,6 +319,7 @@ class ClipQueue:
                     r[15],
                     r[16],
                     r[17],
+                    r[18],
                 )
                 for r in rows
             ]

@@ -284,6 +284,7 @@ class TusUploader:
             evidential=clip.evidential,
             tags=clip.tags,
             duration_s=clip.duration_s,
+            pre_record_s=clip.pre_record_s,
         )
         headers = {
             "Tus-Resumable": TUS_VERSION,

@@ -205,6 +205,20 @@ def test_the_clip_id_goes_to_central_as_the_station_records_it(store, dock_dir):
     assert list(states(store)) == [written.lower()]
 
 
+def test_the_cameras_pre_record_buffer_goes_to_central_with_the_clip(store, dock_dir):
+    from fleet.protocol import parse_upload_metadata_header
+
+    dock(store, dock_dir, [SimClip(1000, RECORDED)])  # the simulated camera's sidecar says 30 s
+    server = FakeTus()
+    headers = []
+    server.fault = lambda request: (
+        headers.append(request.headers.get("Upload-Metadata")) if request.method == "POST" else None
+    )
+    worker(store, server).run_once()
+    [header] = headers
+    assert parse_upload_metadata_header(header)["pre_record_s"] == "30.0"
+
+
 def test_outside_the_upload_window_only_evidential_and_held_clips_go_up(store, dock_dir, monkeypatch):
     from datetime import UTC, datetime
 
