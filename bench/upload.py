@@ -33,7 +33,7 @@ from bench.common import bench_keys, machine, median, mib_s, save, timed
 from fleet.clock import utc_now
 from fleet.config import StationSettings, settings_from_dict
 from fleet.protocol import UploadMetadata, encode_upload_metadata
-from simulation.camera import SimClip, dock_camera
+from simulation.camera import SimClip, dock_camera, write_clip_file
 
 ADMIN = "bench-admin-token"  # benchmark value, not a secret
 STATION = "bench-station-token"
@@ -261,10 +261,9 @@ def run(
             **({"chunk_checksum": chunk_checksum} if chunk_checksum else {}),
         )
         clip = SimClip(size, utc_now(), seed=42)
-        ingest(settings, [clip])
-        local = next((Path(settings.data_dir) / "clips").glob("*.mp4"))
-        with open(local, "rb") as f:
-            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+        ingest(settings, [clip])  # the station's copy is sealed at rest: ours decrypts as it sends
+        local = root / "plain.mp4"  # curl sends the camera's bytes as they are
+        sha256 = write_clip_file(local, clip)
         times: dict[str, list[float]] = {"ours": [], "curl": []}
         for r in range(rounds):
             for name in ["ours", "curl"] if r % 2 == 0 else ["curl", "ours"]:
