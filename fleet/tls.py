@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -49,7 +50,7 @@ def client_context(tls: StationTlsSettings | None) -> ssl.SSLContext:
     if tls is not None and tls.ca_bundle is not None:
         _load_trust(context, tls.ca_bundle, "ca_bundle")  # only these CAs, not the system's as well
     elif tls is not None and tls.pinned_certificate is not None:
-        _load_trust(context, tls.pinned_certificate, "pinned_certificate")
+        _load_pin(context, tls.pinned_certificate)
     else:
         context.load_default_certs()
     if tls is not None and tls.pinned_certificate is not None:
@@ -108,6 +109,25 @@ def _load_chain(context: ssl.SSLContext, certificate: str, key: str) -> None:
         ) from None
     except OSError as exc:
         raise TlsError(f"cannot read {exc.filename or certificate}: {exc.strerror or exc}") from None
+
+
+def _load_pin(context: ssl.SSLContext, path: str) -> None:
+    """The pinned certificate alone: the first in the file (central's chain file puts its leaf
+    first). Any certificate after it (the chain's CA) is not trusted: trusted, it would let
+    every certificate that CA signs for central's name pass as the pinned one."""
+    try:
+        text = Path(path).read_text("ascii", "replace")
+    except OSError as exc:
+        raise TlsError(f"cannot read pinned_certificate {path}: {exc.strerror or exc}") from None
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = text.find(begin)
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        raise TlsError(f"pinned_certificate {path} holds no usable PEM certificate")
+    try:
+        context.load_verify_locations(cadata=text[start : stop + len(end)] + "\n")
+    except ssl.SSLError as exc:
+        raise TlsError(f"pinned_certificate {path} holds no usable PEM certificate: {exc.reason or exc}") from None
 
 
 def _load_trust(context: ssl.SSLContext, path: str, name: str) -> None:
