@@ -9,11 +9,15 @@ alone through OpenSSL's partial-chain flag: the leaf itself is the trust anchor.
 
 from __future__ import annotations
 
+import os
 import ssl
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 if TYPE_CHECKING:
     from fleet.config import ServerTlsSettings, StationTlsSettings
@@ -37,9 +41,35 @@ def server_context(tls: ServerTlsSettings) -> ssl.SSLContext:
 
 def reload(context: ssl.SSLContext, tls: ServerTlsSettings) -> None:
     """Load the certificate and key again into the live context, once a fresh context has
-    shown they work together: a mismatched pair never reaches the connections."""
-    server_context(tls)
-    _load_chain(context, tls.certificate, tls.key)
+    shown they work together: a mismatched pair never reaches the connections.
+
+    Both files are read once, into a private snapshot that the check and the live context
+    both load: read twice, they could change in between (a renewal writing the certificate,
+    then the key), and a failed load leaves the live context with a certificate and no key,
+    refusing every handshake."""
+    shm = "/dev/shm"  # memory, where there is one: the key's copy never reaches a disk
+    with tempfile.TemporaryDirectory(prefix="fleet-tls-", dir=shm if os.path.isdir(shm) else None) as folder:
+        certificate = _snapshot(tls.certificate, os.path.join(folder, "certificate.pem"))
+        key = _snapshot(tls.key, os.path.join(folder, "key.pem"))
+        try:
+            server_context(msgspec.structs.replace(tls, certificate=certificate, key=key))
+        except TlsError as exc:  # named by the configured files, not the snapshot's
+            raise TlsError(str(exc).replace(certificate, tls.certificate).replace(key, tls.key)) from None
+        _load_chain(context, certificate, key)
+
+
+def _snapshot(path: str, copy: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise TlsError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from None
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return copy
 
 
 def client_context(tls: StationTlsSettings | None) -> ssl.SSLContext:
