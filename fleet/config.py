@@ -241,7 +241,8 @@ class StationTlsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     ca_bundle: str | None = None
     """The CA certificates (PEM) that may sign central's certificate, and only they."""
     pinned_certificate: str | None = None
-    """Central's own certificate (PEM): trusted alone, whoever signed it (its host name is still checked)."""
+    """Central's own certificate (PEM): trusted alone, whoever signed it (its host name is still checked).
+    A chain file pins its first certificate (the leaf) only, never the CA certificates after it."""
     certificate: str | None = None
     """The station's client certificate (PEM), naming the station id, for central's ``[tls] client_ca``."""
     key: str | None = None

@@ -9,10 +9,15 @@ alone through OpenSSL's partial-chain flag: the leaf itself is the trust anchor.
 
 from __future__ import annotations
 
+import os
 import ssl
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 if TYPE_CHECKING:
     from fleet.config import ServerTlsSettings, StationTlsSettings
@@ -36,9 +41,35 @@ def server_context(tls: ServerTlsSettings) -> ssl.SSLContext:
 
 def reload(context: ssl.SSLContext, tls: ServerTlsSettings) -> None:
     """Load the certificate and key again into the live context, once a fresh context has
-    shown they work together: a mismatched pair never reaches the connections."""
-    server_context(tls)
-    _load_chain(context, tls.certificate, tls.key)
+    shown they work together: a mismatched pair never reaches the connections.
+
+    Both files are read once, into a private snapshot that the check and the live context
+    both load: read twice, they could change in between (a renewal writing the certificate,
+    then the key), and a failed load leaves the live context with a certificate and no key,
+    refusing every handshake."""
+    shm = "/dev/shm"  # memory, where there is one: the key's copy never reaches a disk
+    with tempfile.TemporaryDirectory(prefix="fleet-tls-", dir=shm if os.path.isdir(shm) else None) as folder:
+        certificate = _snapshot(tls.certificate, os.path.join(folder, "certificate.pem"))
+        key = _snapshot(tls.key, os.path.join(folder, "key.pem"))
+        try:
+            server_context(msgspec.structs.replace(tls, certificate=certificate, key=key))
+        except TlsError as exc:  # named by the configured files, not the snapshot's
+            raise TlsError(str(exc).replace(certificate, tls.certificate).replace(key, tls.key)) from None
+        _load_chain(context, certificate, key)
+
+
+def _snapshot(path: str, copy: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise TlsError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from None
+    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    return copy
 
 
 def client_context(tls: StationTlsSettings | None) -> ssl.SSLContext:
@@ -49,7 +80,7 @@ def client_context(tls: StationTlsSettings | None) -> ssl.SSLContext:
     if tls is not None and tls.ca_bundle is not None:
         _load_trust(context, tls.ca_bundle, "ca_bundle")  # only these CAs, not the system's as well
     elif tls is not None and tls.pinned_certificate is not None:
-        _load_trust(context, tls.pinned_certificate, "pinned_certificate")
+        _load_pin(context, tls.pinned_certificate)
     else:
         context.load_default_certs()
     if tls is not None and tls.pinned_certificate is not None:
@@ -108,6 +139,25 @@ def _load_chain(context: ssl.SSLContext, certificate: str, key: str) -> None:
         ) from None
     except OSError as exc:
         raise TlsError(f"cannot read {exc.filename or certificate}: {exc.strerror or exc}") from None
+
+
+def _load_pin(context: ssl.SSLContext, path: str) -> None:
+    """The pinned certificate alone: the first in the file (central's chain file puts its leaf
+    first). Any certificate after it (the chain's CA) is not trusted: trusted, it would let
+    every certificate that CA signs for central's name pass as the pinned one."""
+    try:
+        text = Path(path).read_text("ascii", "replace")
+    except OSError as exc:
+        raise TlsError(f"cannot read pinned_certificate {path}: {exc.strerror or exc}") from None
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = text.find(begin)
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        raise TlsError(f"pinned_certificate {path} holds no usable PEM certificate")
+    try:
+        context.load_verify_locations(cadata=text[start : stop + len(end)] + "\n")
+    except ssl.SSLError as exc:
+        raise TlsError(f"pinned_certificate {path} holds no usable PEM certificate: {exc.reason or exc}") from None
 
 
 def _load_trust(context: ssl.SSLContext, path: str, name: str) -> None:

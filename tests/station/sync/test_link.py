@@ -191,3 +191,49 @@ def test_plain_http_to_another_machine_is_called_out():
     assert plain_http_problem("http://localhost:8000") is None
     assert plain_http_problem("https://central.met.police.uk") is None
     assert "cross the network in clear" in (plain_http_problem("http://central.met.police.uk") or "")
+
+
+def test_a_pinned_chain_file_pins_its_leaf_not_the_ca_that_signed_it(tmp_path, pki):
+    """Central's certificate file is its chain, the leaf first (``[tls] certificate``): pinned as it
+    is, the intermediate in it must not become a trust anchor, or any certificate that CA signs
+    for central's host name (a balancer's, a mis-issued one) passes as "the pinned certificate"."""
+    intermediate = pki.ca.create_child_ca()
+    pinned = pki.server("pinned-chain", ca=intermediate)
+    assert Path(pinned["certificate"]).read_text().count("BEGIN CERTIFICATE") == 2  # leaf + intermediate
+    with serving(central_settings(tmp_path / "pinned", pinned)) as port:
+        station = station_settings(tmp_path, port, pinned_certificate=pinned["certificate"])
+        with build_client(station) as client:
+            assert client.get("/healthz").status_code == 200  # the pinned leaf itself: trusted
+    impostor = pki.server("impostor", ca=intermediate)  # same CA, same host names, another key
+    with serving(central_settings(tmp_path / "impostor", impostor)) as port:
+        message = refused(station_settings(tmp_path, port, pinned_certificate=pinned["certificate"]))
+    assert "not the one pinned in [tls] pinned_certificate" in message
+
+
+def test_a_certificate_changing_during_a_reload_never_leaves_central_without_a_working_pair(tmp_path, pki, monkeypatch):
+    """A reload checks the pair on a fresh context, then loads it into the live one. Read twice,
+    the files can change in between (a renewal writing the certificate, then the key): the live
+    context must get the very pair that was checked, or none, never a certificate without its key."""
+    from fleet import tls as fleet_tls
+
+    first = pki.server("first")
+    settings = central_settings(tmp_path, first)
+    assert settings.tls is not None
+    server_tls = ServerTls(settings.tls)
+    renewed, later = pki.server("renewed"), pki.server("later")
+    checked = fleet_tls.server_context
+
+    def check_then_race(tls_settings):
+        context = checked(tls_settings)
+        Path(first["key"]).write_bytes(Path(later["key"]).read_bytes())  # the next write lands now
+        return context
+
+    with serving(settings, server_tls) as port:
+        for key in ("certificate", "key"):
+            Path(first[key]).write_bytes(Path(renewed[key]).read_bytes())
+        monkeypatch.setattr(fleet_tls, "server_context", check_then_race)
+        server_tls.reload()
+        monkeypatch.undo()
+        context = ssl.create_default_context(cafile=pki.ca_bundle)
+        with httpx.Client(verify=context) as client:  # central still completes handshakes
+            assert client.get(f"https://127.0.0.1:{port}/healthz").status_code == 200
