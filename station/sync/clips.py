@@ -307,8 +307,12 @@ class TusUploader:
         location = response.headers.get("Location")
         if not location:
             raise TransientTransferError("central created the upload but sent no Location")
-        url = str(self.client.base_url.join(location)) if not location.startswith("http") else location
-        return url, self._offset_and_state(response, default_offset=0)
+        url = self.client.base_url.join(location)
+        base = self.client.base_url
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+            # The footage and the token go only where central_url (and its TLS check) says.
+            raise PermanentTransferError(f"central's Location {location[:200]!r} points away from {base}")
+        return str(url), self._offset_and_state(response, default_offset=0)
 
     def _offers(self, extension: str) -> bool:
         """Whether the server lists a tus extension (asked once; an older central lacks some)."""

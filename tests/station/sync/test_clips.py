@@ -269,3 +269,23 @@ def test_an_upload_window_that_is_not_a_window_is_refused_when_the_config_loads(
     ]:
         with pytest.raises(ConfigError, match=why):
             settings_from_dict({**base, "upload_window": window, "timezone": timezone}, StationSettings)
+
+
+def test_a_location_pointing_to_another_host_is_refused_and_nothing_is_sent_there(store, dock_dir):
+    dock(store, dock_dir, [SimClip(1000, RECORDED)])
+    server = FakeTus()
+    sent_elsewhere = []
+
+    def fault(request):
+        if request.url.host != "central":
+            sent_elsewhere.append(request)
+            return httpx.Response(204)
+        if request.method == "POST":
+            return httpx.Response(201, headers={"Location": "http://collector.example/up/1", "Upload-Offset": "0"})
+        return None
+
+    server.fault = fault
+    report = worker(store, server).run_once()
+    assert report.verified == [] and sent_elsewhere == []
+    [row] = store.db.execute("SELECT state, last_error FROM clips").fetchall()
+    assert row[0] == "waiting" and "points away from http://central" in row[1]
