@@ -219,13 +219,20 @@ class Projector:
                         b.design_mah,
                     )
                 )
-        for serial in docking.record(db, rows, readings):  # first seen here: registered in the station's borough
-            docking.record_change(db, self.changes, station_id, serial, None, "first seen docked", now)
+        first_seen = docking.record(db, rows, readings)  # registered in the station's borough
+        docking.record_changes(db, self.changes, station_id, [(s, None, "first seen docked") for s in first_seen], now)
         # A camera that docks with clips is in service; a lost one that docks is found.
         with_clips = list(dict.fromkeys(r["serial"] for r in rows if r["clips"]))
-        for serial, before in docking.put_in_service(db, with_clips):
-            reason = "found: docked with clips" if before == "lost" else "docked with clips"
-            docking.record_change(db, self.changes, station_id, serial, before, reason, now)
+        docking.record_changes(
+            db,
+            self.changes,
+            station_id,
+            [
+                (serial, before, "found: docked with clips" if before == "lost" else "docked with clips")
+                for serial, before in docking.put_in_service(db, with_clips)
+            ],
+            now,
+        )
         # Docking ends a pool checkout made before it, or one whose end central had from a later
         # docking or check-in (``checkouts.close_at_docking``). Only the run's cameras held at or
         # after the run's earliest docking are looked at one by one.

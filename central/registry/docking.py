@@ -104,48 +104,70 @@ def put_in_service(db, serials: Sequence[str]) -> list[tuple[str, str]]:
         "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost') ORDER BY serial",
         [db.dialect.many(serials)],
     ).fetchall()
-    for serial, _ in changed:
-        db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = ?", [serial])
+    if changed:
+        db.execute(
+            f"UPDATE devices SET lifecycle = 'in_service' WHERE {db.dialect.any_of('serial')}",
+            [db.dialect.many(serial for serial, _ in changed)],
+        )
     return changed
 
 
-def record_change(db, changes, station_id: str, serial: str, from_state: str | None, reason: str, now: str) -> None:
-    """Record what a docking did to the registry (history and audit, as a person's change is)
-    and tell the stations of the camera's borough (a found camera is usable again)."""
-    model, state, borough, home, mode = db.execute(
-        "SELECT model, lifecycle, borough, home_station, assignment_mode FROM devices WHERE serial = ?", [serial]
-    ).fetchone()
+Change = tuple[str, str | None, str]
+"""(serial, state before or None for a camera first seen, reason) of what a docking did to a camera."""
+
+
+def record_changes(db, changes, station_id: str, done: Sequence[Change], now: str) -> None:
+    """Record what a run of dockings did to the registry (history and audit, as a person's change
+    is) and tell the stations of each camera's borough (a found camera is usable again): a few
+    statements for the whole run, the records in the order of ``done``."""
+    if not done:
+        return
+    rows = {
+        r[0]: r[1:]
+        for r in db.execute(
+            "SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
+            f"WHERE {db.dialect.any_of('serial')}",
+            [db.dialect.many(dict.fromkeys(serial for serial, _, _ in done))],
+        )
+    }
     actor = f"dock:{station_id}"
-    db.execute(
+    db.executemany(
         "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [serial, now, actor, station_id, from_state, state, reason],
+        [(serial, now, actor, station_id, before, rows[serial][1], reason) for serial, before, reason in done],
     )
-    if from_state is None:
-        audit.record(
-            db,
-            actor=actor,
-            place=station_id,
-            action="register",
-            object_type="device",
-            object_id=serial,
-            detail=f"{state}, borough {borough or '-'}: {reason}",
-        )
-    else:
-        audit.record(
-            db,
-            actor=actor,
-            place=station_id,
-            action="lifecycle",
-            object_type="device",
-            object_id=serial,
-            detail=f"{from_state} → {state}: {reason}",
-        )
-    if borough:
-        changes.emit(
-            db,
-            DeviceEntry(
-                serial=serial, model=model, lifecycle=state, borough=borough, home_station=home, assignment_mode=mode
-            ),
-            borough,
-        )
+    audit.record_many(
+        db,
+        [
+            dict(
+                actor=actor,
+                place=station_id,
+                action="register" if before is None else "lifecycle",
+                object_type="device",
+                object_id=serial,
+                detail=f"{rows[serial][1]}, borough {rows[serial][2] or '-'}: {reason}"
+                if before is None
+                else f"{before} → {rows[serial][1]}: {reason}",
+            )
+            for serial, before, reason in done
+        ],
+    )
+    changes.emit_many(
+        db,
+        [
+            (
+                DeviceEntry(
+                    serial=serial,
+                    model=model,
+                    lifecycle=state,
+                    borough=borough,
+                    home_station=home,
+                    assignment_mode=mode,
+                ),
+                (borough,),
+            )
+            for serial, _, _ in done
+            for model, state, borough, home, mode in [rows[serial]]
+            if borough
+        ],
+    )
