@@ -39,6 +39,28 @@ class Docking(TypedDict):
     """The capacity-drop threshold (``battery.drop_threshold``)."""
 
 
+DOCKING_COLUMNS = (
+    "serial TEXT, model TEXT, firmware TEXT, borough TEXT, station TEXT, by TEXT, now TEXT, docked_at TEXT, "
+    "clips BIGINT, telemetry TEXT, soh DOUBLE PRECISION, cycles BIGINT, temp DOUBLE PRECISION, "
+    "level DOUBLE PRECISION, short BIGINT, hot BIGINT"
+)
+"""``Docking``'s fields as ``rows_of`` reads them (``drop`` is one value for the run)."""
+
+
+def _layers(dockings: Sequence[Docking]) -> list[list[Docking]]:
+    """The dockings in order, cut where a camera comes again (a run has one docking a camera,
+    ``projection.in_runs``, so mostly one layer): each layer meets a camera once."""
+    layers: list[list[Docking]] = [[]]
+    seen: set[str] = set()
+    for d in dockings:
+        if d["serial"] in seen or (layers[-1] and d["drop"] != layers[-1][0]["drop"]):
+            layers.append([])
+            seen.clear()
+        layers[-1].append(d)
+        seen.add(d["serial"])
+    return [layer for layer in layers if layer]
+
+
 def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[str]:
     """A run of dockings and their battery readings; the cameras first seen here, in run order."""
     serials = list(dict.fromkeys(d["serial"] for d in dockings))
@@ -49,13 +71,13 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
         )
     }
     latest = db.dialect.greatest("COALESCE(devices.last_docked_at, '')", "excluded.last_docked_at")
-    db.executemany(
-        f"""INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
+    upsert = f"""INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
                registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
                battery_temp_c, battery_level, flag_short_shift, flag_over_temp, battery_dirty)
-           VALUES (:serial, :model, :firmware, CASE WHEN :clips > 0 THEN 'in_service' ELSE 'issued' END,
-               :borough, :station, :by, :now, :docked_at, :station, :telemetry, :soh, :cycles, :temp, :level,
-               :short, :hot, 1)
+           SELECT v.serial, v.model, v.firmware, CASE WHEN v.clips > 0 THEN 'in_service' ELSE 'issued' END,
+               v.borough, v.station, v.by, v.now, v.docked_at, v.station, v.telemetry, v.soh, v.cycles, v.temp,
+               v.level, v.short, v.hot, 1
+           FROM {db.dialect.rows_of(DOCKING_COLUMNS, ":dockings")} WHERE true
            ON CONFLICT (serial) DO UPDATE SET
                model = CASE WHEN excluded.model != '' THEN excluded.model ELSE devices.model END,
                firmware = CASE WHEN excluded.firmware != '' THEN excluded.firmware ELSE devices.firmware END,
@@ -84,9 +106,9 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
                battery_dirty = 1,
                last_station = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
                    THEN excluded.last_station ELSE devices.last_station END,
-               last_docked_at = {latest}""",
-        dockings,
-    )
+               last_docked_at = {latest}"""
+    for layer in _layers(dockings):  # one statement may not meet a camera twice
+        db.execute(upsert, {"dockings": db.dialect.rows(layer), "drop": layer[0]["drop"]})
     if readings:
         db.executemany(
             "INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, "

@@ -133,3 +133,20 @@ def _docking(serial: str) -> docking.Docking:
         "hot": 0,
         "drop": 5.0,
     }
+
+
+def test_dockings_of_one_camera_in_one_call_keep_the_latest_telemetry_whatever_their_order(tmp_path):
+    """One statement may not meet a camera twice: a camera that comes again is in the next one."""
+    store = central_store(tmp_path / "central")
+    times = ["2026-01-01T02:00:00.000000Z", "2026-01-01T01:00:00.000000Z", "2026-01-01T03:00:00.000000Z"]
+    dockings = [_docking("A") for _ in times]
+    for i, (d, t) in enumerate(zip(dockings, times, strict=True)):
+        d["docked_at"], d["telemetry"], d["level"] = t, t, float(i)
+    try:
+        with store.writer.write() as db:
+            assert docking.record(db, [dockings[0], _docking("B"), *dockings[1:]], []) == ["A", "B"]
+        with store.writer.read() as db:
+            row = db.execute("SELECT last_docked_at, telemetry, battery_level FROM devices WHERE serial = 'A'")
+            assert tuple(row.fetchone()) == (times[2], times[2], 2.0)
+    finally:
+        store.close()
