@@ -274,14 +274,18 @@ class ProjectionWorker:
 
     MAX_YIELD_S = 1.0
     """Acknowledging comes first, but under a sustained burst the projection still moves."""
-    BATCH = 200
-    """Events applied per transaction. The event loop's own reads (every upload request) wait
-    for the writer, so a longer transaction stalls every request behind it (``fleet simulate``
-    measured the loop blocked a third of the time with 500)."""
+    TRANSACTION_S = 0.1
+    """How long one apply transaction should take. Long enough that a run's few statements and its
+    commit (a flush to disk) serve thousands of events, short enough that an acknowledgement
+    waiting for the writer waits little. (The event loop's reads no longer wait for the writer:
+    they have connections of their own.)"""
+    BATCH_MIN, BATCH_MAX = 200, 10_000
+    """Events applied per transaction: from ``TRANSACTION_S`` and the last transaction's pace, within these."""
     PAUSE_S = 0.001
     """Between transactions: long enough for a request waiting on the writer to take it."""
 
     def _run(self) -> None:
+        batch = self.BATCH_MIN
         while not self._stopping.is_set():
             self.log.pending.wait(timeout=5.0)
             self.log.pending.clear()
@@ -294,12 +298,23 @@ class ProjectionWorker:
                         self._stopping.wait(0.005)
                         continue
                     last = time.monotonic()
-                    if not self.log.apply_pending(limit=self.BATCH):
+                    applied = self.log.apply_pending(limit=batch)
+                    if not applied:
                         break
+                    batch = self.next_batch(batch, applied, time.monotonic() - last)
                     self._stopping.wait(self.PAUSE_S)
             except Exception:  # logged; the events stay stored and are retried on the next wake
                 log.exception("applying events failed; they stay stored and will be retried")
                 self._stopping.wait(5.0)
+
+    @classmethod
+    def next_batch(cls, batch: int, applied: int, seconds: float) -> int:
+        """The next transaction's events: as many as the last one's pace applies in ``TRANSACTION_S``
+        (a transaction not full says nothing of a larger one: it may grow by half at most)."""
+        pace = applied / max(seconds, 1e-6) * cls.TRANSACTION_S
+        if applied < batch:
+            pace = min(pace, batch * 1.5)
+        return max(cls.BATCH_MIN, min(cls.BATCH_MAX, int(pace)))
 
 
 def _centrals_condition(exc: BaseException) -> bool:

@@ -4,6 +4,7 @@ import msgspec
 import pytest
 
 from central.core.providers import services
+from central.events.log import ProjectionWorker
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
@@ -252,3 +253,14 @@ def test_a_clip_id_too_long_to_index_is_refused_at_the_door_and_stops_no_other_s
     assert post(client, BARNET, [docked("BWV-2")]).status_code == 200
     services(client.app).events.apply_all()
     assert client.get("/api/v1/devices/BWV-2", headers=ADMIN).json()["device"]["last_docked_at"]
+
+
+def test_the_projection_sizes_its_transactions_by_their_pace():
+    """As many events a transaction as the last one's pace applies in TRANSACTION_S, within bounds."""
+    worker = ProjectionWorker
+    per_transaction = worker.TRANSACTION_S
+    assert worker.next_batch(200, 200, 0.001) == worker.BATCH_MAX  # full and fast: as large as allowed
+    assert worker.next_batch(5000, 5000, 10 * per_transaction) == 500  # full and slow: what its time holds
+    assert worker.next_batch(5000, 5000, 1000 * per_transaction) == worker.BATCH_MIN
+    assert worker.next_batch(1000, 10, 0.0001) == 1500  # the backlog ran out: grows by half at most
+    assert worker.next_batch(1000, 10, per_transaction) == worker.BATCH_MIN  # a small one's fixed costs shrink it
