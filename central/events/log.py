@@ -274,13 +274,13 @@ class ProjectionWorker:
 
     MAX_YIELD_S = 1.0
     """Acknowledging comes first, but under a sustained burst the projection still moves."""
-    TRANSACTION_S = 0.1
-    """How long one apply transaction should take. Long enough that a run's few statements and its
-    commit (a flush to disk) serve thousands of events, short enough that an acknowledgement
-    waiting for the writer waits little. (The event loop's reads no longer wait for the writer:
-    they have connections of their own.)"""
-    BATCH_MIN, BATCH_MAX = 200, 10_000
-    """Events applied per transaction: from ``TRANSACTION_S`` and the last transaction's pace, within these."""
+    TRANSACTION_S = 0.2
+    """About how long one apply transaction should take. Long enough that a run's few statements and
+    its commit (a flush to disk) serve thousands of events, short enough that an acknowledgement
+    waiting for the writer waits little. (The event loop's reads do not wait for the writer: they
+    have connections of their own.)"""
+    BATCH_MIN, BATCH_MAX = 200, 20_000
+    """Events applied per transaction, sized by ``next_batch`` within these."""
     PAUSE_S = 0.001
     """Between transactions: long enough for a request waiting on the writer to take it."""
 
@@ -309,12 +309,15 @@ class ProjectionWorker:
 
     @classmethod
     def next_batch(cls, batch: int, applied: int, seconds: float) -> int:
-        """The next transaction's events: as many as the last one's pace applies in ``TRANSACTION_S``
-        (a transaction not full says nothing of a larger one: it may grow by half at most)."""
-        pace = applied / max(seconds, 1e-6) * cls.TRANSACTION_S
-        if applied < batch:
-            pace = min(pace, batch * 1.5)
-        return max(cls.BATCH_MIN, min(cls.BATCH_MAX, int(pace)))
+        """The next transaction's size: twice this one's while a full one takes less than
+        ``TRANSACTION_S``, half when one takes more than twice it. (Not this one's pace times the
+        time: a small transaction's fixed costs, a commit and a few statements a station, make
+        its pace slow, and the batch would stay small.)"""
+        if applied >= batch and seconds < cls.TRANSACTION_S:
+            batch *= 2
+        elif seconds > 2 * cls.TRANSACTION_S:
+            batch //= 2
+        return max(cls.BATCH_MIN, min(cls.BATCH_MAX, batch))
 
 
 def _centrals_condition(exc: BaseException) -> bool:

@@ -255,12 +255,12 @@ def test_a_clip_id_too_long_to_index_is_refused_at_the_door_and_stops_no_other_s
     assert client.get("/api/v1/devices/BWV-2", headers=ADMIN).json()["device"]["last_docked_at"]
 
 
-def test_the_projection_sizes_its_transactions_by_their_pace():
-    """As many events a transaction as the last one's pace applies in TRANSACTION_S, within bounds."""
-    worker = ProjectionWorker
-    per_transaction = worker.TRANSACTION_S
-    assert worker.next_batch(200, 200, 0.001) == worker.BATCH_MAX  # full and fast: as large as allowed
-    assert worker.next_batch(5000, 5000, 10 * per_transaction) == 500  # full and slow: what its time holds
-    assert worker.next_batch(5000, 5000, 1000 * per_transaction) == worker.BATCH_MIN
-    assert worker.next_batch(1000, 10, 0.0001) == 1500  # the backlog ran out: grows by half at most
-    assert worker.next_batch(1000, 10, per_transaction) == worker.BATCH_MIN  # a small one's fixed costs shrink it
+def test_the_projection_sizes_its_transactions_by_their_time():
+    """Twice as many events while a full transaction is quick, half when one is slow, within bounds."""
+    worker, quick, slow = ProjectionWorker, ProjectionWorker.TRANSACTION_S / 2, ProjectionWorker.TRANSACTION_S * 3
+    assert worker.next_batch(400, 400, quick) == 800
+    assert worker.next_batch(400, 100, quick) == 400  # the backlog ran out: says nothing of a larger one
+    assert worker.next_batch(400, 400, worker.TRANSACTION_S * 1.5) == 400  # about right
+    assert worker.next_batch(400, 400, slow) == worker.next_batch(400, 10, slow) == 200
+    assert worker.next_batch(worker.BATCH_MAX, worker.BATCH_MAX, quick) == worker.BATCH_MAX
+    assert worker.next_batch(worker.BATCH_MIN, worker.BATCH_MIN, slow) == worker.BATCH_MIN
