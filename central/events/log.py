@@ -273,8 +273,9 @@ class ProjectionWorker:
         self._thread.join(timeout=30)
 
     MAX_YIELD_S = 1.0
-    """Acknowledging comes first, but under a sustained burst the projection still moves."""
-    TRANSACTION_S = 0.2
+    """Acknowledging comes first, but under a sustained burst the projection still moves (``BATCH_MIN``
+    events a transaction then, as acknowledgements wait for it)."""
+    TRANSACTION_S = 0.1
     """About how long one apply transaction should take. Long enough that a run's few statements and
     its commit (a flush to disk) serve thousands of events, short enough that an acknowledgement
     waiting for the writer waits little. (The event loop's reads do not wait for the writer: they
@@ -298,10 +299,13 @@ class ProjectionWorker:
                         self._stopping.wait(0.005)
                         continue
                     last = time.monotonic()
-                    applied = self.log.apply_pending(limit=batch)
+                    # In a burst of acknowledgements (waited MAX_YIELD_S), a short transaction: they wait for it.
+                    bursting = self.log.ingesting
+                    applied = self.log.apply_pending(limit=self.BATCH_MIN if bursting else batch)
                     if not applied:
                         break
-                    batch = self.next_batch(batch, applied, time.monotonic() - last)
+                    if not bursting:
+                        batch = self.next_batch(batch, applied, time.monotonic() - last)
                     self._stopping.wait(self.PAUSE_S)
             except Exception:  # logged; the events stay stored and are retried on the next wake
                 log.exception("applying events failed; they stay stored and will be retried")
