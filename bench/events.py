@@ -12,8 +12,10 @@ start again at 1):
 - *baseline*: the same events inserted in-process into a bare SQLite table shaped like
   central's ``events`` (WAL, ``synchronous=FULL``, one ``executemany`` transaction per
   batch): the durable-insert ceiling, with no HTTP, no decoding and no projection;
-- *in-process*: central's own ``EventLog.ingest`` on the same batches (decode, store, apply
-  to fleet state, one transaction per batch), without HTTP, which shows what HTTP costs.
+- *in-process*: central's own ``EventLog.ingest`` on the same batches (decode, store, one
+  transaction per batch), without HTTP, which shows what HTTP costs; then the projection
+  applies them all, in transactions sized as its worker sizes them (``in_process_applied``:
+  applying alone, with nothing acknowledged beside it).
 
 *in-process* and *http* run on each database (``engines``): SQLite, and PostgreSQL started
 for the run (``bench.databases``, durable). For *http* the time until the projection has
@@ -364,9 +366,29 @@ def in_process(
         expected = sum(len(b.rows) for batches in plan for b in batches)
         if stored != expected:
             raise RuntimeError(f"in-process: {stored} events stored, expected {expected}")
+        IN_PROCESS_APPLIED_S.setdefault("postgresql" if url else "sqlite", []).append(apply_everything(events))
         return seconds
     finally:
         store.close()
+
+
+IN_PROCESS_APPLIED_S: dict[str, list[float]] = {}
+"""Per database, per in-process round: seconds for the projection to apply every acknowledged event."""
+
+
+def apply_everything(events) -> float:
+    """Seconds to apply every acknowledged event, a transaction at a time as the projection worker
+    sizes them (without its pauses: nothing else wants the writer here)."""
+    from central.events.log import ProjectionWorker
+
+    batch = ProjectionWorker.BATCH_MIN
+    start = time.perf_counter()
+    while True:
+        began = time.perf_counter()
+        applied = events.apply_pending(limit=batch)
+        if not applied:
+            return time.perf_counter() - start
+        batch = ProjectionWorker.next_batch(batch, applied, time.perf_counter() - began)
 
 
 def bare_sqlite(root: Path, stations: list[Station], plan: list[list[Batch]], senders: int) -> float:
@@ -420,6 +442,7 @@ def run(
         ways[f"in_process_{engine}"] = fresh(in_process)
         ways[f"http_{engine}"] = fresh(over_http)
     APPLIED_S.clear()
+    IN_PROCESS_APPLIED_S.clear()
     try:
         fleet = make_stations(stations)
         start = time.perf_counter()
@@ -451,6 +474,10 @@ def run(
             "median_events_per_s": medians,
             "ratio_vs_baseline": {name: medians[name] / medians["baseline"] for name in names},
             "http_applied_s": APPLIED_S,
+            "in_process_applied_s": IN_PROCESS_APPLIED_S,
+            "median_in_process_applied_events_per_s": {
+                engine: median([events / t for t in times]) for engine, times in IN_PROCESS_APPLIED_S.items()
+            },
             "median_http_applied_events_per_s": {
                 engine: median([events / t for t in times]) for engine, times in APPLIED_S.items()
             },

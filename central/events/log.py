@@ -273,15 +273,20 @@ class ProjectionWorker:
         self._thread.join(timeout=30)
 
     MAX_YIELD_S = 1.0
-    """Acknowledging comes first, but under a sustained burst the projection still moves."""
-    BATCH = 200
-    """Events applied per transaction. The event loop's own reads (every upload request) wait
-    for the writer, so a longer transaction stalls every request behind it (``fleet simulate``
-    measured the loop blocked a third of the time with 500)."""
+    """Acknowledging comes first, but under a sustained burst the projection still moves (``BATCH_MIN``
+    events a transaction then, as acknowledgements wait for it)."""
+    TRANSACTION_S = 0.1
+    """About how long one apply transaction should take. Long enough that a run's few statements and
+    its commit (a flush to disk) serve thousands of events, short enough that an acknowledgement
+    waiting for the writer waits little. (The event loop's reads do not wait for the writer: they
+    have connections of their own.)"""
+    BATCH_MIN, BATCH_MAX = 200, 20_000
+    """Events applied per transaction, sized by ``next_batch`` within these."""
     PAUSE_S = 0.001
     """Between transactions: long enough for a request waiting on the writer to take it."""
 
     def _run(self) -> None:
+        batch = self.BATCH_MIN
         while not self._stopping.is_set():
             self.log.pending.wait(timeout=5.0)
             self.log.pending.clear()
@@ -294,12 +299,29 @@ class ProjectionWorker:
                         self._stopping.wait(0.005)
                         continue
                     last = time.monotonic()
-                    if not self.log.apply_pending(limit=self.BATCH):
+                    # In a burst of acknowledgements (waited MAX_YIELD_S), a short transaction: they wait for it.
+                    bursting = self.log.ingesting
+                    applied = self.log.apply_pending(limit=self.BATCH_MIN if bursting else batch)
+                    if not applied:
                         break
+                    if not bursting:
+                        batch = self.next_batch(batch, applied, time.monotonic() - last)
                     self._stopping.wait(self.PAUSE_S)
             except Exception:  # logged; the events stay stored and are retried on the next wake
                 log.exception("applying events failed; they stay stored and will be retried")
                 self._stopping.wait(5.0)
+
+    @classmethod
+    def next_batch(cls, batch: int, applied: int, seconds: float) -> int:
+        """The next transaction's size: twice this one's while a full one takes less than
+        ``TRANSACTION_S``, half when one takes more than twice it. (Not this one's pace times the
+        time: a small transaction's fixed costs, a commit and a few statements a station, make
+        its pace slow, and the batch would stay small.)"""
+        if applied >= batch and seconds < cls.TRANSACTION_S:
+            batch *= 2
+        elif seconds > 2 * cls.TRANSACTION_S:
+            batch //= 2
+        return max(cls.BATCH_MIN, min(cls.BATCH_MAX, batch))
 
 
 def _centrals_condition(exc: BaseException) -> bool:

@@ -32,7 +32,7 @@ from central.events import claims
 from central.events.changes import ChangeLog
 from central.evidence import audit, holds
 from central.registry import attribution, battery, checkouts, devices, docking, stations
-from fleet.clock import to_iso, utc_now
+from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.config import FleetSettings
 from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event, kind_of
 
@@ -178,11 +178,12 @@ class Projector:
         now = to_iso(utc_now())
         rows: list[docking.Docking] = []
         readings: list[tuple] = []
+        camera_times = iter(to_iso_many([a.event.device.docked_at for a in run if a.event.device.docked_at]))
         for a in run:
             e = a.event
             b = e.device.battery
             # The camera's clock may be wrong; it cannot have docked after the station saw it docked.
-            docked_at = min(to_iso(e.device.docked_at), a.at) if e.device.docked_at else a.at
+            docked_at = min(next(camera_times), a.at) if e.device.docked_at else a.at
             soh = battery.state_of_health(b.full_charge_mah, b.design_mah) if b else None
             rows.append(
                 {
@@ -219,13 +220,20 @@ class Projector:
                         b.design_mah,
                     )
                 )
-        for serial in docking.record(db, rows, readings):  # first seen here: registered in the station's borough
-            docking.record_change(db, self.changes, station_id, serial, None, "first seen docked", now)
+        first_seen = docking.record(db, rows, readings)  # registered in the station's borough
+        docking.record_changes(db, self.changes, station_id, [(s, None, "first seen docked") for s in first_seen], now)
         # A camera that docks with clips is in service; a lost one that docks is found.
         with_clips = list(dict.fromkeys(r["serial"] for r in rows if r["clips"]))
-        for serial, before in docking.put_in_service(db, with_clips):
-            reason = "found: docked with clips" if before == "lost" else "docked with clips"
-            docking.record_change(db, self.changes, station_id, serial, before, reason, now)
+        docking.record_changes(
+            db,
+            self.changes,
+            station_id,
+            [
+                (serial, before, "found: docked with clips" if before == "lost" else "docked with clips")
+                for serial, before in docking.put_in_service(db, with_clips)
+            ],
+            now,
+        )
         # Docking ends a pool checkout made before it, or one whose end central had from a later
         # docking or check-in (``checkouts.close_at_docking``). Only the run's cameras held at or
         # after the run's earliest docking are looked at one by one.
@@ -253,13 +261,8 @@ class Projector:
     def _ingested(self, db, station_id: str, borough: str, run: list[Applied[ClipIngested]]) -> None:
         run, upload_verified = claims.admit_ingests(db, station_id, borough, run)
         rows = [
-            {
-                "clip": a.event.clip_id,
-                "serial": a.event.device_serial,
-                "at": to_iso(a.event.recorded_at),
-                "station": station_id,
-            }
-            for a in run
+            {"clip": a.event.clip_id, "serial": a.event.device_serial, "at": recorded, "station": station_id}
+            for a, recorded in zip(run, to_iso_many([a.event.recorded_at for a in run]), strict=True)
         ]
         attribution.record_ingested(db, rows)
         # Chain of custody, first link, once the verified upload agrees (the others wait for it).

@@ -227,21 +227,28 @@ def announce_holds(db, changes, clip_ids: list[str], *, held_only: bool = False)
     before the clip reached central covers it from then on). ``held_only``: for clips new to
     central, whose stations hold nothing yet, only the held ones are worth a message. A station
     central has not heard from yet has the borough its config entry gives."""
+    told: list[tuple[ClipHold, tuple[str | None, ...]]] = []
     for start in range(0, len(clip_ids), 500):
         chunk = clip_ids[start : start + 500]
+        # Lookups by key only (scalar subqueries), whatever the planner thinks of the tables' sizes:
+        # joins were hashed over all the attributions while a new database's statistics were young.
         rows = db.execute(
-            f"""SELECT c.clip_id, COALESCE(cl.station_id, a.station_id), s.borough, {HELD}
-                FROM (SELECT value AS clip_id FROM {db.dialect.values_of()} chunk) c
-                LEFT JOIN clips cl ON cl.clip_id = c.clip_id
-                LEFT JOIN attributions a ON a.clip_id = c.clip_id
-                LEFT JOIN stations s ON s.station_id = COALESCE(cl.station_id, a.station_id)""",
+            f"""SELECT c.clip_id, c.station_id, (SELECT borough FROM stations WHERE station_id = c.station_id), c.held
+                FROM (SELECT c.clip_id, {HELD} AS held,
+                             COALESCE(
+                                 (SELECT cl.station_id FROM clips cl WHERE cl.clip_id = c.clip_id),
+                                 (SELECT a.station_id FROM attributions a WHERE a.clip_id = c.clip_id)
+                             ) AS station_id
+                      FROM (SELECT value AS clip_id FROM {db.dialect.values_of()} chunk) c
+                      {"WHERE " + HELD if held_only else ""}) c""",
             [db.dialect.many(chunk)],
         ).fetchall()
         for clip_id, station_id, borough, held in rows:
             entry = changes.settings.stations.get(station_id) if station_id else None
             borough = borough or (entry.borough if entry else None)
-            if borough and (held or not held_only):
-                changes.emit(db, ClipHold(clip_id=clip_id, held=bool(held)), borough)
+            if borough:
+                told.append((ClipHold(clip_id=clip_id, held=bool(held)), (borough,)))
+    changes.emit_many(db, told)
 
 
 def announce_reattributed(db, changes, clip_ids: list[str]) -> None:

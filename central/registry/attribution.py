@@ -23,15 +23,27 @@ ACTIVE_AT = """FROM (SELECT officer_id, id, ended_at FROM assignments WHERE devi
 
 def record_ingested(db, clips: Sequence[dict]) -> None:
     """Clips a station ingested ({clip, serial, at, station}): attributed to the holder at ``at``
-    (a clip reported before keeps its row), and the camera's latest clip moves on."""
-    db.executemany(
+    (a clip reported before keeps its row), and each camera's latest clip moves on. A run of
+    clips is two statements, however long: its rows as one table (``rows_of``)."""
+    if not clips:
+        return
+    holder = ACTIVE_AT.replace(":serial", "v.serial").replace(":at", "v.at")
+    db.execute(
         f"""INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id)
-            VALUES (:clip, :serial, :at, :station, (SELECT officer_id {ACTIVE_AT}), (SELECT id {ACTIVE_AT}))
-            ON CONFLICT (clip_id) DO NOTHING""",
-        clips,
+            SELECT v.clip, v.serial, v.at, v.station, (SELECT officer_id {holder}), (SELECT id {holder})
+            FROM {db.dialect.rows_of("clip TEXT, serial TEXT, at TEXT, station TEXT")}
+            WHERE true ON CONFLICT (clip_id) DO NOTHING""",
+        [db.dialect.rows(clips)],
     )
-    latest = db.dialect.greatest("COALESCE(last_clip_at, '')", ":at")
-    db.executemany(f"UPDATE devices SET last_clip_at = {latest} WHERE serial = :serial", clips)
+    latest: dict[str, str] = {}
+    for c in clips:  # a camera's latest of the run (times of one width compare as text)
+        if c["at"] > latest.get(c["serial"], ""):
+            latest[c["serial"]] = c["at"]
+    db.execute(
+        f"""UPDATE devices SET last_clip_at = {db.dialect.greatest("COALESCE(last_clip_at, '')", "v.at")}
+            FROM {db.dialect.rows_of("serial TEXT, at TEXT")} WHERE devices.serial = v.serial""",
+        [db.dialect.rows({"serial": serial, "at": at} for serial, at in latest.items())],
+    )
 
 
 def reattribute(db, serial: str, start: str, end: str | None = None) -> list[str]:

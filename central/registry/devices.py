@@ -218,12 +218,18 @@ def record_upload(db, serial: str, at: str, *, station: bool, borough: str | Non
 def record_uploads(db, uploads: Sequence[dict]) -> None:
     """Stations report clips uploaded ({clip, at}, station clock): each one's camera (as attributed)
     was last uploaded from at ``at`` or later; never moved back (``record_upload`` has central's
-    own time already, and the same report may arrive twice)."""
-    latest = db.dialect.greatest("COALESCE(last_upload_at, '')", ":at")
-    db.executemany(
+    own time already, and the same report may arrive twice). One statement for a run: each
+    camera's latest of it."""
+    if not uploads:
+        return
+    latest = db.dialect.greatest("COALESCE(last_upload_at, '')", "u.at")
+    db.execute(
         f"""UPDATE devices SET last_upload_at = {latest}
-           WHERE serial = (SELECT device_serial FROM attributions WHERE clip_id = :clip)""",
-        uploads,
+           FROM (SELECT a.device_serial AS serial, MAX(v.at) AS at
+                 FROM {db.dialect.rows_of("clip TEXT, at TEXT")} JOIN attributions a ON a.clip_id = v.clip
+                 GROUP BY a.device_serial) AS u
+           WHERE devices.serial = u.serial""",
+        [db.dialect.rows(uploads)],
     )
 
 

@@ -39,6 +39,28 @@ class Docking(TypedDict):
     """The capacity-drop threshold (``battery.drop_threshold``)."""
 
 
+DOCKING_COLUMNS = (
+    "serial TEXT, model TEXT, firmware TEXT, borough TEXT, station TEXT, by TEXT, now TEXT, docked_at TEXT, "
+    "clips BIGINT, telemetry TEXT, soh DOUBLE PRECISION, cycles BIGINT, temp DOUBLE PRECISION, "
+    "level DOUBLE PRECISION, short BIGINT, hot BIGINT"
+)
+"""``Docking``'s fields as ``rows_of`` reads them (``drop`` is one value for the run)."""
+
+
+def _layers(dockings: Sequence[Docking]) -> list[list[Docking]]:
+    """The dockings in order, cut where a camera comes again (a run has one docking a camera,
+    ``projection.in_runs``, so mostly one layer): each layer meets a camera once."""
+    layers: list[list[Docking]] = [[]]
+    seen: set[str] = set()
+    for d in dockings:
+        if d["serial"] in seen or (layers[-1] and d["drop"] != layers[-1][0]["drop"]):
+            layers.append([])
+            seen.clear()
+        layers[-1].append(d)
+        seen.add(d["serial"])
+    return [layer for layer in layers if layer]
+
+
 def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[str]:
     """A run of dockings and their battery readings; the cameras first seen here, in run order."""
     serials = list(dict.fromkeys(d["serial"] for d in dockings))
@@ -49,13 +71,13 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
         )
     }
     latest = db.dialect.greatest("COALESCE(devices.last_docked_at, '')", "excluded.last_docked_at")
-    db.executemany(
-        f"""INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
+    upsert = f"""INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
                registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
                battery_temp_c, battery_level, flag_short_shift, flag_over_temp, battery_dirty)
-           VALUES (:serial, :model, :firmware, CASE WHEN :clips > 0 THEN 'in_service' ELSE 'issued' END,
-               :borough, :station, :by, :now, :docked_at, :station, :telemetry, :soh, :cycles, :temp, :level,
-               :short, :hot, 1)
+           SELECT v.serial, v.model, v.firmware, CASE WHEN v.clips > 0 THEN 'in_service' ELSE 'issued' END,
+               v.borough, v.station, v.by, v.now, v.docked_at, v.station, v.telemetry, v.soh, v.cycles, v.temp,
+               v.level, v.short, v.hot, 1
+           FROM {db.dialect.rows_of(DOCKING_COLUMNS, ":dockings")} WHERE true
            ON CONFLICT (serial) DO UPDATE SET
                model = CASE WHEN excluded.model != '' THEN excluded.model ELSE devices.model END,
                firmware = CASE WHEN excluded.firmware != '' THEN excluded.firmware ELSE devices.firmware END,
@@ -84,9 +106,9 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
                battery_dirty = 1,
                last_station = CASE WHEN excluded.last_docked_at >= COALESCE(devices.last_docked_at, '')
                    THEN excluded.last_station ELSE devices.last_station END,
-               last_docked_at = {latest}""",
-        dockings,
-    )
+               last_docked_at = {latest}"""
+    for layer in _layers(dockings):  # one statement may not meet a camera twice
+        db.execute(upsert, {"dockings": db.dialect.rows(layer), "drop": layer[0]["drop"]})
     if readings:
         db.executemany(
             "INSERT INTO battery_readings (serial, at, station_id, soh_pct, cycle_count, "
@@ -104,48 +126,70 @@ def put_in_service(db, serials: Sequence[str]) -> list[tuple[str, str]]:
         "AND lifecycle IN ('in_stock', 'allocated', 'issued', 'lost') ORDER BY serial",
         [db.dialect.many(serials)],
     ).fetchall()
-    for serial, _ in changed:
-        db.execute("UPDATE devices SET lifecycle = 'in_service' WHERE serial = ?", [serial])
+    if changed:
+        db.execute(
+            f"UPDATE devices SET lifecycle = 'in_service' WHERE {db.dialect.any_of('serial')}",
+            [db.dialect.many(serial for serial, _ in changed)],
+        )
     return changed
 
 
-def record_change(db, changes, station_id: str, serial: str, from_state: str | None, reason: str, now: str) -> None:
-    """Record what a docking did to the registry (history and audit, as a person's change is)
-    and tell the stations of the camera's borough (a found camera is usable again)."""
-    model, state, borough, home, mode = db.execute(
-        "SELECT model, lifecycle, borough, home_station, assignment_mode FROM devices WHERE serial = ?", [serial]
-    ).fetchone()
+Change = tuple[str, str | None, str]
+"""(serial, state before or None for a camera first seen, reason) of what a docking did to a camera."""
+
+
+def record_changes(db, changes, station_id: str, done: Sequence[Change], now: str) -> None:
+    """Record what a run of dockings did to the registry (history and audit, as a person's change
+    is) and tell the stations of each camera's borough (a found camera is usable again): a few
+    statements for the whole run, the records in the order of ``done``."""
+    if not done:
+        return
+    rows = {
+        r[0]: r[1:]
+        for r in db.execute(
+            "SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
+            f"WHERE {db.dialect.any_of('serial')}",
+            [db.dialect.many(dict.fromkeys(serial for serial, _, _ in done))],
+        )
+    }
     actor = f"dock:{station_id}"
-    db.execute(
+    db.executemany(
         "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [serial, now, actor, station_id, from_state, state, reason],
+        [(serial, now, actor, station_id, before, rows[serial][1], reason) for serial, before, reason in done],
     )
-    if from_state is None:
-        audit.record(
-            db,
-            actor=actor,
-            place=station_id,
-            action="register",
-            object_type="device",
-            object_id=serial,
-            detail=f"{state}, borough {borough or '-'}: {reason}",
-        )
-    else:
-        audit.record(
-            db,
-            actor=actor,
-            place=station_id,
-            action="lifecycle",
-            object_type="device",
-            object_id=serial,
-            detail=f"{from_state} → {state}: {reason}",
-        )
-    if borough:
-        changes.emit(
-            db,
-            DeviceEntry(
-                serial=serial, model=model, lifecycle=state, borough=borough, home_station=home, assignment_mode=mode
-            ),
-            borough,
-        )
+    audit.record_many(
+        db,
+        [
+            dict(
+                actor=actor,
+                place=station_id,
+                action="register" if before is None else "lifecycle",
+                object_type="device",
+                object_id=serial,
+                detail=f"{rows[serial][1]}, borough {rows[serial][2] or '-'}: {reason}"
+                if before is None
+                else f"{before} → {rows[serial][1]}: {reason}",
+            )
+            for serial, before, reason in done
+        ],
+    )
+    changes.emit_many(
+        db,
+        [
+            (
+                DeviceEntry(
+                    serial=serial,
+                    model=model,
+                    lifecycle=state,
+                    borough=borough,
+                    home_station=home,
+                    assignment_mode=mode,
+                ),
+                (borough,),
+            )
+            for serial, _, _ in done
+            for model, state, borough, home, mode in [rows[serial]]
+            if borough
+        ],
+    )

@@ -4,6 +4,7 @@ import msgspec
 import pytest
 
 from central.core.providers import services
+from central.events.log import ProjectionWorker
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
@@ -252,3 +253,14 @@ def test_a_clip_id_too_long_to_index_is_refused_at_the_door_and_stops_no_other_s
     assert post(client, BARNET, [docked("BWV-2")]).status_code == 200
     services(client.app).events.apply_all()
     assert client.get("/api/v1/devices/BWV-2", headers=ADMIN).json()["device"]["last_docked_at"]
+
+
+def test_the_projection_sizes_its_transactions_by_their_time():
+    """Twice as many events while a full transaction is quick, half when one is slow, within bounds."""
+    worker, quick, slow = ProjectionWorker, ProjectionWorker.TRANSACTION_S / 2, ProjectionWorker.TRANSACTION_S * 3
+    assert worker.next_batch(400, 400, quick) == 800
+    assert worker.next_batch(400, 100, quick) == 400  # the backlog ran out: says nothing of a larger one
+    assert worker.next_batch(400, 400, worker.TRANSACTION_S * 1.5) == 400  # about right
+    assert worker.next_batch(400, 400, slow) == worker.next_batch(400, 10, slow) == 200
+    assert worker.next_batch(worker.BATCH_MAX, worker.BATCH_MAX, quick) == worker.BATCH_MAX
+    assert worker.next_batch(worker.BATCH_MIN, worker.BATCH_MIN, slow) == worker.BATCH_MIN
