@@ -82,6 +82,8 @@ class StationDocks(Struct, kw_only=True):
     """The borough's officers in scope, shared among its stations by dock slots."""
     docks_needed: int
     shortfall: int
+    """Dock slots to add here so that every station of the borough has enough once its officers
+    are shared again by the new slots (officers follow slots: ``sizing.slots_to_add``)."""
 
 
 class Remedy(Struct, kw_only=True):
@@ -356,7 +358,7 @@ def plan(
             dock_slots=slots,
             officers=officers,
             docks_needed=need,
-            shortfall=max(0, need - slots),
+            shortfall=n.to_add[station],
         )
         for n in needs
         for station, (slots, officers, need) in n.stations.items()

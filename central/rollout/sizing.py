@@ -87,6 +87,26 @@ def split_by_slots(officers: int, stations: dict[str, int]) -> dict[str, int]:
     return shares
 
 
+def slots_to_add(officers: int, stations: dict[str, int], policy, charging) -> dict[str, int]:
+    """Dock slots to add per station so that each has enough for the officers it then serves.
+
+    Officers follow dock slots (``split_by_slots``), so slots added to a short station draw
+    officers from the others, which may leave one of those short: added until none is. Each
+    round adds slots and none takes any away, so it ends (bounded all the same)."""
+    slots = dict(stations)
+    added = dict.fromkeys(stations, 0)
+    for _ in range(1000):
+        split = split_by_slots(officers, slots)
+        short = {s: docks_for(split[s], policy, charging) - slots[s] for s in slots}
+        short = {s: n for s, n in short.items() if n > 0}
+        if not short:
+            break
+        for station, n in short.items():
+            slots[station] += n
+            added[station] += n
+    return added
+
+
 class BoroughNeeds:
     """What one borough needs in total under a scenario.
 
@@ -105,6 +125,7 @@ class BoroughNeeds:
         "policy",
         "spares",
         "stations",
+        "to_add",
     )
 
     def __init__(self, name: str, borough: BoroughSpec, scenario: Scenario) -> None:
@@ -129,19 +150,23 @@ class BoroughNeeds:
         )
         self.dock_capped = capped if self.stations else 0
         """The most officers its docks can serve (= officers when every station's docks suffice)."""
+        self.to_add = slots_to_add(self.officers, borough.stations, self.policy, charging)
+        """Station → dock slots to add so every station's docks suffice, its officers shared again."""
 
     @property
     def dock_shortfall(self) -> int:
         if not self.stations:
             return self.docks_needed  # no station at all: every slot is missing
-        return sum(max(0, need - slots) for slots, _, need in self.stations.values())
+        return sum(self.to_add.values())
 
     def with_enough_docks(self) -> BoroughNeeds:
         """The same borough with every station's shortfall made good (to plan past it)."""
         copy = object.__new__(BoroughNeeds)
         for name in self.__slots__:
             setattr(copy, name, getattr(self, name))
-        copy.stations = {s: (max(slots, need), officers, need) for s, (slots, officers, need) in self.stations.items()}
+        copy.stations = {
+            s: (slots + self.to_add[s], officers, need) for s, (slots, officers, need) in self.stations.items()
+        }
         copy.dock_slots = max(self.docks_needed, sum(slots for slots, _, _ in copy.stations.values()))
         copy.dock_capped = self.officers
         return copy

@@ -299,3 +299,26 @@ def test_a_scenario_that_cannot_finish_stops_instead_of_looping():
 def test_the_toml_files_parse_as_plain_toml():
     for name in ("boroughs.toml", "rollout.toml"):
         tomllib.loads((CONFIG / name).read_text())
+
+
+def test_dock_slots_added_where_short_leave_no_station_short_once_officers_follow_them():
+    """Officers are shared by dock slots, so slots added to a short station draw officers from
+    the others: the remedy counts the slots every station needs once they have moved (a case
+    Hypothesis found, where adding each station's first shortfall left another short)."""
+    rollout = build_rollout(
+        {"boroughs": {"B0": {"response": 35, "stations": {"s0": 19, "s1": 1, "s2": 1}}}},
+        {
+            "units": 2500,
+            "start": date(2025, 1, 6),
+            "deadline": date(2025, 9, 1),
+            "deliveries_per_week": 400,
+            "training_places_per_week": 120,
+            "policy": {"B0": "pool"},
+            "roles": ["response"],
+        },
+    )
+    short = plan(rollout)
+    # One slot short at s1 by its first share; once it has it, s2's share grows too.
+    assert {s.station_id: s.shortfall for s in short.stations} == {"s0": 0, "s1": 1, "s2": 1}
+    fixed = with_remedies(rollout, short)
+    assert not any(s.shortfall for s in plan(fixed).stations)
