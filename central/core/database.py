@@ -199,6 +199,31 @@ def postgres_placeholders(sql: str) -> str:
     return _TOKENS.sub(swap, sql)
 
 
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def _binary_list(value: Any) -> bool:
+    """Whether ``value`` is a list (``many``) of strings or of integers, sent faster as a binary array."""
+    if not isinstance(value, list) or not value:
+        return False
+    kind = type(value[0])
+    return (kind is str or kind is int) and all(type(v) is kind for v in value)
+
+
+@lru_cache(maxsize=1024)
+def _binary_placeholders(query: str, binary: tuple[bool, ...]) -> str:
+    """``query`` (psycopg's placeholders) with the n-th ``%s`` as ``%b`` where ``binary[n]``: psycopg
+    sends a list in text as one quoted element at a time (a regular expression each, ~2 µs),
+    in binary as it is."""
+    count = iter(binary)
+
+    def swap(match: re.Match[str]) -> str:
+        token = match.group()
+        return "%b" if token == "%s" and next(count, False) else token
+
+    return _PLACEHOLDER.sub(swap, query)
+
+
 class _IntFromBool(psycopg.adapt.Dumper):
     """Python's bools go to integer columns (SQLite has no boolean): 1 and 0, as SQLite stores them."""
 
@@ -234,7 +259,12 @@ class PostgresConnection:
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> psycopg.Cursor[Any]:
         if not params:  # psycopg reads no placeholders (and no %) in a statement without parameters
             return self.raw.execute(sql, None)
-        return self.raw.execute(postgres_placeholders(sql), params)
+        query = postgres_placeholders(sql)
+        if isinstance(params, list | tuple):
+            binary = tuple(_binary_list(p) for p in params)
+            if any(binary):
+                query = _binary_placeholders(query, binary)
+        return self.raw.execute(query, params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> psycopg.Cursor[Any]:
         """Many rows: an INSERT of plain values goes as one statement over arrays (``_unnested``),
@@ -267,7 +297,9 @@ class PostgresConnection:
         for values, cast in zip(arrays, casts, strict=True):
             if not _coerce(values, cast):
                 return None
-        unnest = ", ".join(f"CAST(%s AS {cast}[])" for cast in casts)
+        # Binary arrays (%b): psycopg's text format quotes every element of every string, a
+        # regular expression each, which cost more than the INSERT itself (~2 µs an element).
+        unnest = ", ".join(f"CAST(%b AS {cast}[])" for cast in casts)
         return f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({unnest}){tail}", arrays
 
     def _column_types(self, table: str) -> dict[str, str]:

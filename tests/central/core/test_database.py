@@ -173,6 +173,39 @@ def test_many_rows_insert_alike_on_both_engines_whatever_their_values(tmp_path):
         store.close()
 
 
+def test_a_list_of_strings_or_integers_goes_as_a_binary_array_and_any_other_as_text():
+    query = "a = %s AND b = ANY(%s) AND c LIKE '%%s' AND d = ANY(%s)"
+    assert database._binary_placeholders(query, (False, True, True)) == (
+        "a = %s AND b = ANY(%b) AND c LIKE '%%s' AND d = ANY(%b)"
+    )
+    assert database._binary_list(["a", "b"]) and database._binary_list([1, 2**40])
+    for text in ([], ["a", None], [True, False], [1, "a"], [1.5], "ab", 3):
+        assert not database._binary_list(text)
+
+
+def test_a_list_as_one_parameter_reads_alike_on_both_engines(tmp_path):
+    """``many`` lists of awkward strings (quotes, braces, backslashes, commas), of big integers,
+    with NULLs or empty, match and unnest as the values they are."""
+    store = central_store(tmp_path / "central")
+    awkward = ['a"b', "{c,d}", "e\\f", "g'h", "", "NULL", "ü"]
+    try:
+        with store.writer.read() as db:
+            d = db.dialect
+            for values, cast in ((awkward, "TEXT"), ([2**40, -3, 0], "BIGINT"), (["x", None], "TEXT"), ([], "TEXT")):
+                found = [r[0] for r in db.execute(f"SELECT value FROM {d.values_of(cast=cast)} v", [d.many(values)])]
+                assert found == values
+            assert (
+                db.execute(
+                    f"SELECT count(*) FROM {d.values_of()} v WHERE {d.any_of('value', '?')}",
+                    [d.many(awkward), d.many(["{c,d}", "g'h", "nothing"])],
+                ).fetchone()[0]
+                == 2
+            )
+            assert db.execute(f"SELECT 1 WHERE {d.any_of('?')}", [2**40, d.many([1, 2**40])]).fetchone() == (1,)
+    finally:
+        store.close()
+
+
 def test_a_snapshot_sees_one_moment(tmp_path):
     store = central_store(tmp_path / "central")
     try:
