@@ -109,9 +109,10 @@ class Dialect:
         """``left`` equals ``right``, NULL equalling NULL (SQLite's ``IS``)."""
         return f"{left} IS NOT DISTINCT FROM {right}" if self.postgres else f"{left} IS {right}"
 
-    def unindexed(self, expression: str) -> str:
-        """``expression`` hidden from SQLite's planner as an index to use (unary ``+``); as is on PostgreSQL."""
-        return expression if self.postgres else f"+{expression}"
+    def unindexed(self, text: str) -> str:
+        """A text expression hidden from the planner as an index to use: SQLite's unary ``+``; on
+        PostgreSQL joined to '' (its planner matches no index to that, and it sorts the same)."""
+        return f"({text} || '')" if self.postgres else f"+{text}"
 
 
 SQLITE = Dialect("sqlite")
@@ -170,12 +171,14 @@ KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "k
 """The client's side of each connection: a server that vanished is noticed within ~11 s."""
 SESSION = (
     "-c lock_timeout=30000 -c idle_in_transaction_session_timeout=60000 "
-    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 -c jit=off"
 )
 """Each session's settings. A write waits at most 30 s for the write lock, as SQLite's busy
 timeout (then 503, and the client retries), never for ever behind a replica that froze in a
 transaction; the server ends a session idle in a transaction for a minute (its locks with
-it), and probes a silent client, so a vanished replica's session goes within ~11 s."""
+it), and probes a silent client, so a vanished replica's session goes within ~11 s. No JIT:
+central's statements read a page of rows, and compiling one cost more than running it (a
+dashboard query whose estimate passed ``jit_above_cost`` spent 140 ms compiling, 1 ms running)."""
 WRITE_LOCK = 0x466C6565_74575254  # "FleetWRT": the advisory lock that serialises central's writes
 MIGRATE_LOCK = 0x466C6565_744D4947  # "FleetMIG": one replica migrates at a time
 

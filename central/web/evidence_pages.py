@@ -264,7 +264,7 @@ class EvidencePages(DashboardPages):
         except NotFound:
             pass
         kept = retention.clip(clip_id)
-        holds = [h for h in retention.holds(True, 1000) if h.id in kept.held_by]
+        holds = retention.holds_by_id(kept.held_by)
         return page(
             request,
             "clip.html",

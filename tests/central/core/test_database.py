@@ -57,6 +57,7 @@ def test_the_fragments_that_differ_are_spelt_for_each_dialect():
     assert POSTGRESQL.any_of("serial") == "serial = ANY(?)"
     assert SQLITE.many(["a", "b"]) == '["a", "b"]' and POSTGRESQL.many(("a", "b")) == ["a", "b"]
     assert SQLITE.greatest("a", "b") == "MAX(a, b)" and POSTGRESQL.greatest("a", "b") == "GREATEST(a, b)"
+    assert SQLITE.unindexed("c.at") == "+c.at" and POSTGRESQL.unindexed("c.at") == "(c.at || '')"
 
 
 @pytest.mark.parametrize(
@@ -202,6 +203,20 @@ def test_a_list_as_one_parameter_reads_alike_on_both_engines(tmp_path):
                 == 2
             )
             assert db.execute(f"SELECT 1 WHERE {d.any_of('?')}", [2**40, d.many([1, 2**40])]).fetchone() == (1,)
+    finally:
+        store.close()
+
+
+def test_postgresql_sessions_compile_no_query_just_in_time(tmp_path):
+    """Central's statements read a page of rows: JIT compiling one costs more than running it."""
+    store = central_store(tmp_path / "central")
+    try:
+        with store.writer.read() as db:
+            if db.dialect.postgres:
+                assert db.execute("SHOW jit").fetchone()[0] == "off"
+        with store.writer.write() as db:
+            if db.dialect.postgres:
+                assert db.execute("SHOW jit").fetchone()[0] == "off"
     finally:
         store.close()
 
