@@ -1,4 +1,5 @@
-"""``python -m bench [ingest|upload|writes|peer|events|fleet|rollout|retention|pages|all] [--quick]``:
+"""``python -m bench [ingest|upload|writes|peer|events|fleet|rollout|retention|pages|all] [--quick]
+[--engines sqlite,postgresql] [--clips N]``:
 run benchmarks, print and save the results.
 
 Results go to bench/out/<name>.json; BENCHMARKS.md quotes them with the command.
@@ -11,6 +12,7 @@ import json
 
 from bench import events, fleet, ingest, pages, peer, retention, rollout, upload, writes
 from bench.common import save
+from bench.databases import ENGINES
 
 
 def main() -> None:
@@ -48,7 +50,19 @@ def main() -> None:
         action="store_true",
         help="upload: central serves HTTPS (a throwaway CA); the baseline pays for TLS too",
     )
+    parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help=f"retention, pages: the databases to run on, comma-separated (default: {','.join(ENGINES)})",
+    )
+    parser.add_argument(
+        "--clips", type=int, default=None, help="retention, pages: clip records (default: the benchmark's full size)"
+    )
     args = parser.parse_args()
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        parser.error(f"--engines: one or more of {', '.join(ENGINES)}")
     gib = 1 << 30
     if args.which in ("ingest", "all"):
         result = ingest.run(
@@ -99,11 +113,17 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("rollout", result)
     if args.which in ("retention", "all"):
-        result = retention.run(clips=50_000, holds=500) if args.quick else retention.run()
+        sized = {"clips": 50_000, "holds": 500} if args.quick else {}
+        if args.clips:
+            sized["clips"] = args.clips
+        result = retention.run(**sized, engines=engines)
         print(json.dumps(result, indent=2))
         save("retention", result)
     if args.which in ("pages", "all"):
-        result = pages.run(clips=20_000, devices=2_000, rounds=5) if args.quick else pages.run()
+        sized = {"clips": 20_000, "devices": 2_000, "rounds": 5} if args.quick else {}
+        if args.clips:
+            sized["clips"] = args.clips
+        result = pages.run(**sized, engines=engines)
         print(json.dumps(result, indent=2))
         save("pages", result)
 

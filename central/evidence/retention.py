@@ -795,6 +795,11 @@ class RetentionService:
             holds.announce_holds(db, self.changes, request.clip_ids)
             return in_case
 
+    def holds_by_id(self, hold_ids: list[int]) -> list[Hold]:
+        """These holds, newest first (a clip's ``held_by``: a few reads, not a listing of every hold)."""
+        with self.writer.read() as db:
+            return [holds.read(db, hold_id) for hold_id in sorted(set(hold_ids), reverse=True)]
+
     def holds(self, active: bool | None, limit: int, borough: str | None = None) -> list[Hold]:
         """Newest first; ``borough``: only that borough's holds (``central.evidence.holds.listing``)."""
         with self.writer.read() as db:

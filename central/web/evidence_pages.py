@@ -155,10 +155,13 @@ def search_clips(
     if before:
         where.append("(c.recorded_at, c.clip_id) < (:b_at, :b_id)")
         params.update(b_at=before[0], b_id=before[1])
-    sql = (
-        "SELECT c.clip_id, c.recorded_at, c.device_serial, a.officer_id, c.station_id, c.categories, "
-        "c.retain_until, c.deleted_at, c.purged_at, c.size FROM clips c LEFT JOIN attributions a ON "
-        "a.clip_id = c.clip_id WHERE "
+    # The page's clips are chosen first and only they are joined to their officer: a small set
+    # (12,000 held clips) is sorted on the clips' own columns, not after 12,000 lookups of officers.
+    page_of_clips = (
+        "SELECT c.clip_id, c.recorded_at, c.device_serial, c.station_id, c.categories, c.retain_until, "
+        "c.deleted_at, c.purged_at, c.size FROM clips c"
+        + (" JOIN attributions a ON a.clip_id = c.clip_id" if filters["officer"] else "")
+        + " WHERE "
         + " AND ".join(where)
         + (
             f" ORDER BY {dialect.unindexed('c.recorded_at')} DESC, c.clip_id DESC"
@@ -166,6 +169,11 @@ def search_clips(
             else " ORDER BY c.recorded_at DESC, c.clip_id DESC"
         )
         + " LIMIT :limit"
+    )
+    sql = (
+        "SELECT p.clip_id, p.recorded_at, p.device_serial, a.officer_id, p.station_id, p.categories, "
+        f"p.retain_until, p.deleted_at, p.purged_at, p.size FROM ({page_of_clips}) p "
+        "LEFT JOIN attributions a ON a.clip_id = p.clip_id ORDER BY p.recorded_at DESC, p.clip_id DESC"
     )
     with store.writer.read() as db:
         rows = db.execute(sql, params).fetchall()
@@ -264,7 +272,7 @@ class EvidencePages(DashboardPages):
         except NotFound:
             pass
         kept = retention.clip(clip_id)
-        holds = [h for h in retention.holds(True, 1000) if h.id in kept.held_by]
+        holds = retention.holds_by_id(kept.held_by)
         return page(
             request,
             "clip.html",

@@ -58,6 +58,7 @@ def test_the_fragments_that_differ_are_spelt_for_each_dialect():
     assert POSTGRESQL.any_of("serial") == "serial = ANY(?)"
     assert SQLITE.many(["a", "b"]) == '["a", "b"]' and POSTGRESQL.many(("a", "b")) == ["a", "b"]
     assert SQLITE.greatest("a", "b") == "MAX(a, b)" and POSTGRESQL.greatest("a", "b") == "GREATEST(a, b)"
+    assert SQLITE.unindexed("c.at") == "+c.at" and POSTGRESQL.unindexed("c.at") == "(c.at || '')"
 
 
 @pytest.mark.parametrize(
@@ -195,6 +196,39 @@ def test_many_rows_given_as_one_parameter_read_as_a_table_alike_on_both_engines(
         store.close()
 
 
+def test_a_list_of_strings_or_integers_goes_as_a_binary_array_and_any_other_as_text():
+    query = "a = %s AND b = ANY(%s) AND c LIKE '%%s' AND d = ANY(%s)"
+    assert database._binary_placeholders(query, (False, True, True)) == (
+        "a = %s AND b = ANY(%b) AND c LIKE '%%s' AND d = ANY(%b)"
+    )
+    assert database._binary_list(["a", "b"]) and database._binary_list([1, 2**40])
+    for text in ([], ["a", None], [True, False], [1, "a"], [1.5], "ab", 3):
+        assert not database._binary_list(text)
+
+
+def test_a_list_as_one_parameter_reads_alike_on_both_engines(tmp_path):
+    """``many`` lists of awkward strings (quotes, braces, backslashes, commas), of big integers,
+    with NULLs or empty, match and unnest as the values they are."""
+    store = central_store(tmp_path / "central")
+    awkward = ['a"b', "{c,d}", "e\\f", "g'h", "", "NULL", "ü"]
+    try:
+        with store.writer.read() as db:
+            d = db.dialect
+            for values, cast in ((awkward, "TEXT"), ([2**40, -3, 0], "BIGINT"), (["x", None], "TEXT"), ([], "TEXT")):
+                found = [r[0] for r in db.execute(f"SELECT value FROM {d.values_of(cast=cast)} v", [d.many(values)])]
+                assert found == values
+            assert (
+                db.execute(
+                    f"SELECT count(*) FROM {d.values_of()} v WHERE {d.any_of('value', '?')}",
+                    [d.many(awkward), d.many(["{c,d}", "g'h", "nothing"])],
+                ).fetchone()[0]
+                == 2
+            )
+            assert db.execute(f"SELECT 1 WHERE {d.any_of('?')}", [2**40, d.many([1, 2**40])]).fetchone() == (1,)
+    finally:
+        store.close()
+
+
 @pytest.mark.slow
 @pytest.mark.postgresql_only
 def test_a_statement_over_a_list_is_planned_for_its_list_every_time(tmp_path):
@@ -211,6 +245,20 @@ def test_a_statement_over_a_list_is_planned_for_its_list_every_time(tmp_path):
             prepared = [r[0] for r in db.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
         assert any("serial = $1" in sql for sql in prepared)  # the control: prepared, as psycopg does
         assert not any("ANY" in sql or "json_to_recordset" in sql for sql in prepared)
+    finally:
+        store.close()
+
+
+def test_postgresql_sessions_compile_no_query_just_in_time(tmp_path):
+    """Central's statements read a page of rows: JIT compiling one costs more than running it."""
+    store = central_store(tmp_path / "central")
+    try:
+        with store.writer.read() as db:
+            if db.dialect.postgres:
+                assert db.execute("SHOW jit").fetchone()[0] == "off"
+        with store.writer.write() as db:
+            if db.dialect.postgres:
+                assert db.execute("SHOW jit").fetchone()[0] == "off"
     finally:
         store.close()
 
