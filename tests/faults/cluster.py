@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -46,8 +47,8 @@ TAKEOVER_S = 15.0
 """A leader's death is seen by PostgreSQL at once (its session ends) and every replica tries
 for the lead every second: another leads within seconds. 15 s leaves room for a loaded host."""
 UNAVAILABLE_S = 20.0
-"""How soon every replica must answer 503 once PostgreSQL is down (a health check's own read
-waits for a pooled connection at most this long)."""
+"""How soon every replica must answer 503 once PostgreSQL is down (a read waits at most
+``central.core.database.READ_WAIT_S`` for a pooled connection, then it is a 503)."""
 RECOVERY_S = 30.0
 """How soon every replica must answer 200 again once PostgreSQL is back, with no restart."""
 CLUSTER_STATION_SETTINGS = {
@@ -91,6 +92,11 @@ class ClusterRunner(Runner):
     def answers(self, number: int, status: int) -> bool:
         response = self.health(number)
         return response is not None and response.status_code == status
+
+    def all_answer(self, status: int) -> bool:
+        """Every replica answers its health check with ``status`` (asked at once: one may take seconds)."""
+        with ThreadPoolExecutor(REPLICAS) as pool:
+            return all(pool.map(lambda n: self.answers(n, status), self.numbers()))
 
     def in_flight(self, number: int, lane: str) -> int:
         response = self.health(number)
@@ -209,7 +215,7 @@ class ClusterRunner(Runner):
         postgres.stop(mode)
         stopped = time.monotonic()
         wait_until(
-            lambda: all(self.answers(n, 503) for n in self.numbers()),
+            lambda: self.all_answer(503),
             UNAVAILABLE_S,
             "every replica answering 503 while PostgreSQL is down",
             interval=0.2,
@@ -220,7 +226,7 @@ class ClusterRunner(Runner):
         postgres.start()
         restarted = time.monotonic()
         wait_until(
-            lambda: all(self.answers(n, 200) for n in self.numbers()),
+            lambda: self.all_answer(200),
             RECOVERY_S,
             "every replica answering again once PostgreSQL is back",
             interval=0.2,
@@ -235,17 +241,16 @@ class ClusterRunner(Runner):
     def fault_restart_balancer(self, step: Step) -> None:
         balancer = self.cluster.balancer
         assert balancer is not None
+        proxy = self.proxies[step.station]
+        proxy.bandwidth(512 * KiB)  # its uploads are under way when the balancer goes
+        self.dock(step.station, 3, min_size=1 * MiB, max_size=2 * MiB)
         for sid in STATIONS:
             self.dock(sid, 2)
-        wait_until(
-            lambda: any(self.in_flight(n, "uploads") or self.writing_part(n) for n in self.numbers()),
-            60,
-            "uploads under way",
-            interval=0.02,
-        )
+        wait_until(lambda: any(self.writing_part(n) for n in self.numbers()), 60, "an upload under way", interval=0.02)
         balancer.stop()
         time.sleep(step.value)
         balancer.start()
+        proxy.bandwidth(None)
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
