@@ -74,6 +74,8 @@ QUIET_TIMEOUT_S = 240.0
 REPLY_DELAY_S = 1.5
 """Latency on replies while central is killed before its reply: the window to kill it in,
 and under the station's request timeout (3 s) so that uploads keep going meanwhile."""
+FORGOTTEN_ACK = "was it restored from a backup?"
+"""What a station logs when central acknowledges fewer of its events than it had (station.sync.events)."""
 ROOMY = 512 * MiB
 """A small disk's size until its fault comes, and after: earlier and later steps' clips must not meet it."""
 STATION_RESERVE = 5 * MiB
@@ -516,6 +518,11 @@ class Runner:
             readings=state.readings,
             chain=(state.audit.intact, f"at record {state.audit.first_broken}: {state.audit.reason}"),
         )
+        for sid in STATIONS:  # an acknowledgement is durable: central never takes one back
+            log = self.cluster.root / f"{sid}.log"
+            for line in log.read_text(errors="replace").splitlines():
+                if FORGOTTEN_ACK in line:
+                    verdict.violated(f"{sid}: central took back an acknowledgement: {line.strip()[:200]}")
         seen = {sid: row.clock_skew_s for sid, row in state.stations.items()}
         for sid, hours in self.plan.skewed.items():  # the skew was real: central measured it
             measured = seen.get(sid)

@@ -41,3 +41,15 @@ def test_a_broken_audit_chain_is_a_violation():
     verdict = judged(chain=(False, "at record 12: its hash does not match"))
     assert not verdict.valid and verdict.violations == ["audit chain broken: at record 12: its hash does not match"]
     assert verdict.as_dict()["violations"] == 1
+
+
+def test_the_line_a_station_logs_when_central_takes_back_an_acknowledgement_is_the_one_looked_for():
+    """``Runner.final_check`` reads the stations' logs for it: rewording it must not blind the suite."""
+    import inspect
+    import re
+
+    from station.sync import events
+    from tests.faults.scenario import FORGOTTEN_ACK
+
+    source = re.sub(r'"\s*\n\s*"', "", inspect.getsource(events))  # adjacent literals joined
+    assert FORGOTTEN_ACK in source
