@@ -194,8 +194,8 @@ class SimCluster:
     def start_central(self) -> float:
         """Start central (every replica, and the balancer the first time); return how long it took to answer."""
         started = time.monotonic()
-        for number in range(1, len(self.replicas) + 1):
-            self.start_replica(number)
+        with ThreadPoolExecutor(len(self.replicas), thread_name_prefix="replica") as starting:
+            list(starting.map(self.start_replica, range(1, len(self.replicas) + 1)))  # at once; raises if one fails
         if len(self.replicas) > 1:
             if self.balancer is None:
                 self.balancer = LocalHAProxy(self.root / "haproxy", self.replica_ports, port=self.port)
