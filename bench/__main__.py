@@ -38,6 +38,16 @@ def main() -> None:
         choices=["crc32c", "crc32", "sha1", "sha256"],
         help="upload: the station's per-chunk checksum (default: the station's default)",
     )
+    parser.add_argument(
+        "--standard",
+        action="store_true",
+        help="peer: also standard tus clients (curl in one PATCH, tuspy in fixed chunks) against both servers",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="upload: central serves HTTPS (a throwaway CA); the baseline pays for TLS too",
+    )
     args = parser.parse_args()
     gib = 1 << 30
     if args.which in ("ingest", "all"):
@@ -57,9 +67,10 @@ def main() -> None:
             where=args.dir,
             chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None,
             chunk_checksum=args.chunk_checksum,
+            tls=args.tls,
         )
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
-        save("upload", result)
+        save("upload-tls" if args.tls else "upload", result)
     if args.which in ("writes", "all"):
         result = writes.run(total=(64 << 20) if args.quick else gib, rounds=args.rounds, where=args.dir)
         print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
@@ -71,6 +82,7 @@ def main() -> None:
             small_count=100 if args.quick else 2000,
             where=args.dir,
             chunk_bytes=args.chunk_mib << 20 if args.chunk_mib else None,
+            standard=args.standard,
         )
         print(json.dumps(peer.headline(result), indent=2))
         save("peer", result)

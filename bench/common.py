@@ -57,3 +57,10 @@ def save(name: str, result: dict) -> Path:
 
 def mib_s(nbytes: int, seconds: float) -> float:
     return nbytes / (1 << 20) / seconds
+
+
+def bench_keys():
+    """The station key of benchmark stations: a BENCHMARK value, not a secret."""
+    from fleet.cipher import Keyring
+
+    return Keyring(bytes.fromhex("be" * 32))

@@ -1,8 +1,11 @@
-"""P1 ingest: copy + hash + fsync + queue of ≥ 1 GiB of clips, against ``cp`` + ``sync``.
+"""P1 ingest: copy + hash + encrypt + fsync + queue of ≥ 1 GiB of clips, against ``cp`` + ``sync``.
 
-Each round (cp+sync, our ingest, openssl dgst) runs on the same files, the two writers in
-alternating order, with the page cache dropped before each run when the kernel allows it;
-medians and ratios are reported. Also: peak RSS of a station process ingesting one 4 GiB clip.
+Each round (cp+sync, the station's ingest, the same ingest with a plain copy instead of the
+sealed one, openssl dgst) runs on the same files, the writers in rotating order, with the page
+cache dropped before each run when the kernel allows it; medians and ratios are reported.
+"ingest-plain" is the ingest as it was before clips were sealed at rest (the kernel copies,
+``copy_and_hash``), everything else alike, so the cost of sealing is measured side by side.
+Also: peak RSS of a station process ingesting one 4 GiB clip (sealed).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from bench.common import drop_caches, machine, median, mib_s, save, timed
+from bench.common import bench_keys, drop_caches, machine, median, mib_s, save, timed
 from fleet.clock import utc_now
 from simulation.camera import SimClip, dock_camera
 
@@ -29,18 +32,28 @@ def make_dock(root: Path, total: int, clip_size: int) -> Path:
     return dock
 
 
-def one_ingest(dock: Path, data: Path) -> None:
+def one_ingest(dock: Path, data: Path, sealed: bool = True) -> None:
     from fleet.config import DEFAULT_CHUNK_BYTES
-    from station.ingest import Ingestor
+    from station import ingest
     from station.store import StationStore
 
-    store = StationStore(data)
+    store = StationStore(data, keys=bench_keys())
+    real = ingest.copy_hash_and_seal
+    if not sealed:  # the copy as it was before sealing: for comparison only, never in a station
+        ingest.copy_hash_and_seal = _plain_copy  # type: ignore[assignment]
     try:
         folder = dock / "cam"
         # As a station runs: the upload's chunk checksums are computed in the same pass.
-        Ingestor(store, "bench", dock, chunk_bytes=DEFAULT_CHUNK_BYTES).ingest_folder(folder)
+        ingest.Ingestor(store, "bench", dock, chunk_bytes=DEFAULT_CHUNK_BYTES).ingest_folder(folder)
     finally:
+        ingest.copy_hash_and_seal = real
         store.close()
+
+
+def _plain_copy(src, dst, _sealer, _size, chunk_bytes=None, **options):
+    from fleet.hashing import copy_and_hash
+
+    return copy_and_hash(src, dst, chunk_bytes, **options)
 
 
 def restore_dock(pristine: Path, dock: Path) -> None:
@@ -58,7 +71,7 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
         files = sorted((pristine / "cam" / "clips").glob("*.mp4"))
         nbytes = sum(f.stat().st_size for f in files)
         dropped = drop_caches()
-        times: dict[str, list[float]] = {"cp+sync": [], "ingest": [], "openssl": []}
+        times: dict[str, list[float]] = {"cp+sync": [], "ingest": [], "ingest-plain": [], "openssl": []}
 
         outputs = iter(range(1_000_000))
 
@@ -76,19 +89,23 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
         def ingest() -> None:
             one_ingest(root / "dock", fresh("station"))
 
+        def ingest_plain() -> None:
+            one_ingest(root / "dock", fresh("plain"), sealed=False)
+
         def openssl() -> None:
             subprocess.run(["openssl", "dgst", "-sha256", *map(str, files)], check=True, capture_output=True)
 
-        runs = {"cp+sync": cp_sync, "ingest": ingest, "openssl": openssl}
+        runs = {"cp+sync": cp_sync, "ingest": ingest, "ingest-plain": ingest_plain, "openssl": openssl}
+        writers = ["cp+sync", "ingest", "ingest-plain"]
         # The disk here is virtual: a run right after a GiB of writes is slowed while the host
-        # drains them. So one unrecorded warm-up of each writer, then each round alternates
-        # which writer goes first, so both follow the other's writes equally often.
-        for name in ("cp+sync", "ingest"):
+        # drains them. So one unrecorded warm-up of each writer, then each round rotates which
+        # writer goes first, so each follows the others' writes equally often.
+        for name in writers:
             restore_dock(pristine, root / "dock")
             drop_caches()
             runs[name]()
         for r in range(rounds):
-            for name in ["openssl"] + (["cp+sync", "ingest"] if r % 2 == 0 else ["ingest", "cp+sync"]):
+            for name in ["openssl", *writers[r % 3 :], *writers[: r % 3]]:
                 restore_dock(pristine, root / "dock")
                 drop_caches()
                 times[name].append(timed(runs[name]))
@@ -103,6 +120,8 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
             "median_s": medians,
             "MiB_per_s": {k: mib_s(nbytes, v) for k, v in medians.items()},
             "ratio_ingest_vs_cp_sync": medians["cp+sync"] / medians["ingest"],
+            "ratio_ingest_plain_vs_cp_sync": medians["cp+sync"] / medians["ingest-plain"],
+            "ratio_ingest_vs_ingest_plain": medians["ingest-plain"] / medians["ingest"],
             "ratio_ingest_vs_openssl": medians["openssl"] / medians["ingest"],
         }
         shutil.rmtree(root / "pristine")

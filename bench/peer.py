@@ -23,6 +23,11 @@ next round made every file that round created cost more, ever more with each rou
 at 15 % of central's CPU). Two workloads: one big clip (MiB/s) and many
 small clips through 4 concurrent uploads (clips/s). Medians over rounds; the ratio is
 ours ÷ peer in throughput, so > 1 means ours is faster.
+
+Then *standard clients*, not ours, on the same file against both servers (``--standard``):
+``curl -T`` sending the whole file in one PATCH, and tuspy (the Python tus client) sending it
+in fixed chunks without checksums; central still checks the whole file's SHA-256 and fsyncs
+before each answer, the peer appends.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import machine, median, mib_s
+from bench.common import bench_keys, machine, median, mib_s
 from bench.upload import Central, LocalServer, free_port, ingest, station_settings
 from fleet.clock import utc_now
 from fleet.config import DEFAULT_CHUNK_BYTES
@@ -94,7 +99,7 @@ def requeue(data_dir: str) -> None:
     """Put every clip of the station back in the queue, as if freshly ingested."""
     from station.store import StationStore
 
-    store = StationStore(data_dir)
+    store = StationStore(data_dir, keys=bench_keys())
     store.db.execute(
         "UPDATE clips SET state = 'queued', upload_url = NULL, attempts = 0, next_attempt_at = NULL, "
         "last_error = NULL, uploaded_bytes = 0, verified_at = NULL"
@@ -105,12 +110,12 @@ def requeue(data_dir: str) -> None:
 def sync_worker_pass(root: Path, url: str, *, plain_tus: bool, count: int, concurrency: int, chunk_bytes: int) -> None:
     """The station's own sync pass over its queue: every clip must come back done."""
     from fleet.retry import RetryPolicy
-    from station.node import build_client
     from station.store import StationStore
     from station.sync.clips import SyncWorker, TusUploader
+    from station.sync.link import build_client
 
     settings = station_settings(root, url, concurrent_uploads=concurrency, chunk_bytes=chunk_bytes)
-    store = StationStore(settings.data_dir)
+    store = StationStore(settings.data_dir, keys=bench_keys())
     policy = RetryPolicy()
     try:
         with build_client(settings) as client:
@@ -186,6 +191,7 @@ def run(
     concurrency: int = 4,
     where: str | None = None,
     chunk_bytes: int | None = None,
+    standard: bool = False,
 ) -> dict:
     versions = install_peer()
     chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
@@ -224,14 +230,106 @@ def run(
                 "concurrency": concurrency,
                 **summarise(runs, lambda s: small_count / s, "clips_per_s"),
             }
+        if standard and size:
+            print(f"standard clients (curl, tuspy) with {size / GiB:.2f} GiB, {rounds} rounds each", flush=True)
+            result["standard_clients"] = standard_clients(root, size, rounds)
         return result
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
+STANDARD_CHUNK = 16 << 20
+"""tuspy's chunks: fixed, no checksum (its default would be one PATCH, as curl's)."""
+
+
+def standard_upload(server: Central | Peer, client: str, path: Path, sha256: str) -> None:
+    """One whole upload of ``path`` by a standard tus client; raises unless every byte is taken."""
+    import base64
+    import uuid
+
+    from bench.upload import ADMIN
+    from fleet.protocol import UploadMetadata, encode_upload_metadata
+
+    size = path.stat().st_size
+    meta = UploadMetadata(
+        clip_id=uuid.uuid4(), sha256=sha256, device_serial="BWV-000009", recorded_at=utc_now(), filename=path.name
+    )
+    headers = {"Authorization": f"Bearer {ADMIN}", "Tus-Resumable": "1.0.0"}
+    if client == "tuspy":
+        from tusclient.client import TusClient
+
+        fields = dict(pair.split(" ") for pair in encode_upload_metadata(meta).split(","))
+        plain = {key: base64.b64decode(value).decode() for key, value in fields.items()}
+        uploader = TusClient(f"{server.url}/api/v1/uploads/", headers=headers).uploader(
+            str(path), chunk_size=STANDARD_CHUNK, metadata=plain
+        )
+        uploader.upload()
+        if uploader.offset != size:
+            raise RuntimeError(f"tuspy stopped at {uploader.offset} of {size}")
+        return
+    created = httpx.post(
+        f"{server.url}/api/v1/uploads/",
+        headers={**headers, "Upload-Length": str(size), "Upload-Metadata": encode_upload_metadata(meta)},
+    )
+    created.raise_for_status()
+    location = created.headers["Location"]
+    out = subprocess.run(
+        [
+            *("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH", "-T", str(path)),
+            *("-H", f"Authorization: Bearer {ADMIN}", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0"),
+            *("-H", "Content-Type: application/offset+octet-stream", "-H", "Expect:"),
+            location if location.startswith("http") else server.url + location,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    if out.stdout != "204":
+        raise RuntimeError(f"curl PATCH answered {out.stdout}")
+
+
+def standard_clients(root: Path, size: int, rounds: int) -> dict:
+    """Each standard client against each server, rounds alternating the servers' order, a fresh server each time."""
+    import hashlib
+
+    path = root / "standard.bin"
+    with open(path, "wb") as f:
+        for offset in range(0, size, 16 << 20):
+            f.write(os.urandom(min(16 << 20, size - offset)))
+    with open(path, "rb") as f:
+        sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+    result = {}
+    for client in ("curl", "tuspy"):
+        seconds: dict[str, list[float]] = {name: [] for name in SERVERS}
+        for r in range(rounds):
+            for name in SERVERS if r % 2 == 0 else SERVERS[::-1]:
+                server = start(name, root / f"standard-{client}-{name}-{r}")
+                try:
+                    began = time.perf_counter()
+                    standard_upload(server, client, path, sha256)
+                    seconds[name].append(time.perf_counter() - began)
+                finally:
+                    server.stop()
+                subprocess.run(["sync"], check=True)
+                print(f"  {client} round {r + 1}/{rounds} {name}: {seconds[name][-1]:.2f} s", flush=True)
+        medians = {name: median(v) for name, v in seconds.items()}
+        result[client] = {
+            "chunk_bytes": STANDARD_CHUNK if client == "tuspy" else size,
+            "seconds": seconds,
+            "median_s": medians,
+            "MiB_per_s": {name: mib_s(size, v) for name, v in medians.items()},
+            "ratio_ours_vs_peer": medians["peer"] / medians["ours"],
+        }
+    return result
+
+
 def headline(result: dict) -> dict:
     """The figures BENCHMARKS.md quotes, without every round."""
     out = {k: v for k, v in result.items() if k not in ("big_clip", "small_clips")}
+    if "standard_clients" in result:
+        out["standard_clients"] = {
+            client: {k: v for k, v in w.items() if k != "seconds"} for client, w in result["standard_clients"].items()
+        }
     for workload_name in ("big_clip", "small_clips"):
         if workload_name in result:
             w = result[workload_name]

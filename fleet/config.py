@@ -166,6 +166,11 @@ class BlobSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Size of one part (raised for huge clips: S3 allows at most 10,000 parts)."""
     upload_concurrency: Annotated[int, Meta(ge=1, le=16)] = 4
     """Parts of one clip sent at once; memory use is up to this many parts per clip being stored."""
+    stage_uploads: bool | None = None
+    """Backend ``s3``: keep an upload's acknowledged bytes in the bucket as they arrive (the parts of
+    a multipart upload, as tusd's S3 store does), so any replica resumes it and a replica's death
+    loses none of them; ``data_dir`` then need not be shared. Unset: on with ``s3``
+    (docs/deployment.md, "Uploads in progress")."""
 
 
 class DatabaseSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -177,6 +182,20 @@ class DatabaseSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """The name of an environment variable holding the whole URL (it carries the password)."""
     readers: Annotated[int, Meta(ge=1, le=64)] = 8
     """PostgreSQL connections each central process keeps for reads (besides its one for writes)."""
+
+
+class ServerTlsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[tls]`` in central's file: central serves HTTPS itself (SECURITY.md). Without it,
+    plain HTTP: on loopback, or behind a balancer that terminates TLS."""
+
+    certificate: str
+    """Central's certificate chain (PEM), the leaf first. Read again on SIGHUP."""
+    key: str
+    """Its private key (PEM, unencrypted; readable only by central's user). Read again on SIGHUP."""
+    client_ca: str | None = None
+    """Mutual TLS: the CA (PEM) that signs the stations' client certificates. When set, a
+    station's token is accepted only over a connection whose certificate names that station
+    (its common name or a DNS name equal to the station id). Browsers need no certificate."""
 
 
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -207,10 +226,48 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Addresses (or networks) of the load balancers in front of central: from them, the client's
     address is taken from ``X-Forwarded-For`` (login throttling, the audit's place). Anyone else's
     ``X-Forwarded-For`` is ignored. ``[]``: believe no one."""
+    tls: ServerTlsSettings | None = None
 
     @property
     def anchors_file(self) -> Path:
         return Path(self.audit.anchors_file or Path(self.data_dir) / "audit-anchors.jsonl")
+
+
+class StationTlsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[tls]`` in a station's file: whom the station trusts as central, and its own certificate
+    for mutual TLS (SECURITY.md). Without ``ca_bundle`` or ``pinned_certificate`` an
+    ``https://`` central is checked against the system's trust store."""
+
+    ca_bundle: str | None = None
+    """The CA certificates (PEM) that may sign central's certificate, and only they."""
+    pinned_certificate: str | None = None
+    """Central's own certificate (PEM): trusted alone, whoever signed it (its host name is still checked).
+    A chain file pins its first certificate (the leaf) only, never the CA certificates after it."""
+    certificate: str | None = None
+    """The station's client certificate (PEM), naming the station id, for central's ``[tls] client_ca``."""
+    key: str | None = None
+    """Its private key (PEM, unencrypted; readable only by the station's user)."""
+
+
+class KeySource(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where a station key is read from: exactly one of ``file``, ``env``, ``credential``."""
+
+    file: str | None = None
+    """A file holding the key as 64 hex digits, readable by the station's user only."""
+    env: str | None = None
+    """The name of an environment variable holding it."""
+    credential: str | None = None
+    """A systemd credential's name (``LoadCredential=``): read from ``$CREDENTIALS_DIRECTORY/<name>``."""
+
+
+class StationKeySettings(KeySource, kw_only=True, forbid_unknown_fields=True):
+    """``[station_key]`` in a station's file: the key its clips are sealed under (docs/at-rest.md).
+
+    Never in the station's database: a station without it does not start."""
+
+    previous: list[KeySource] = []
+    """During a key rotation, the keys replaced: still accepted for reading until
+    ``fleet station rotate-key`` has re-wrapped every clip's data key under the current one."""
 
 
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -237,6 +294,12 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     clip as a whole is always verified with SHA-256 before central says "verified"."""
     bandwidth_limit_mbps: NonNegativeFloat = 0.0
     """Cap on upload bandwidth for the whole station in Mbit/s; 0 means no cap."""
+    upload_window: Annotated[str, Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$(?!\n)")] | None = None
+    """Hours when clips that are neither evidential nor held may use the link, e.g.
+    ``"19:00-07:00"`` (across midnight), in ``timezone``; evidential and held clips go up at
+    any time. Unset: any time."""
+    timezone: str = "Europe/London"
+    """The station's local time, for ``upload_window``."""
     verified_grace_hours: NonNegativeFloat = 24.0
     """How long a verified clip's local copy is kept before it is deleted."""
     min_free_bytes: Annotated[int, Meta(ge=0)] = 256 * MiB
@@ -267,6 +330,8 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     api_token: str | None = None
     api_token_env: str | None = None
     """Needed when the local API listens beyond loopback."""
+    tls: StationTlsSettings | None = None
+    station_key: StationKeySettings = msgspec.field(default_factory=StationKeySettings)
 
 
 SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
@@ -347,6 +412,8 @@ def settings_from_dict(
         _check_blobs(settings.blobs, f"{where}: [blobs]")
         _check_database(settings.database, f"{where}: [database]")
         _check_proxies(settings.trusted_proxies, where)
+        if settings.tls is not None:
+            _check_server_tls(settings.tls, base, f"{where}: [tls]")
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
@@ -361,7 +428,83 @@ def settings_from_dict(
         settings.data_dir = _resolve_path(base, settings.data_dir)
         settings.dock_dir = _resolve_path(base, settings.dock_dir)
         settings.central_url = settings.central_url.rstrip("/")
+        _check_window(settings, where)
+        if settings.tls is not None:
+            _check_station_tls(settings.tls, settings.central_url, base, f"{where}: [tls]")
+        _check_station_key(settings.station_key, base, f"{where}: [station_key]")
     return settings
+
+
+def _check_window(settings: StationSettings, where: str) -> None:
+    """A known time zone, and a window of real times that opens and closes at different minutes."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: timezone {settings.timezone!r} is not a known time zone") from None
+    if settings.upload_window is None:
+        return
+    opens, _, closes = settings.upload_window.partition("-")
+    for moment in (opens, closes):
+        hour, minute = (int(part) for part in moment.split(":"))
+        if hour > 23 or minute > 59:
+            raise ConfigError(f"{where}: upload_window {settings.upload_window}: {moment} is not a time of day")
+    if opens == closes:
+        raise ConfigError(f"{where}: upload_window {settings.upload_window} opens and closes at once (leave it out)")
+
+
+def _tls_files(tls: Any, keys: tuple[str, ...], base: Path, where: str) -> None:
+    """Each given file made absolute and checked readable now, not at the first handshake."""
+    for key in keys:
+        value = getattr(tls, key)
+        if value is None:
+            continue
+        path = Path(_resolve_path(base, value))
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{where}: {key} {path}: {exc.strerror or exc}") from None
+        setattr(tls, key, str(path))
+
+
+def _check_server_tls(tls: ServerTlsSettings, base: Path, where: str) -> None:
+    _tls_files(tls, ("certificate", "key", "client_ca"), base, where)
+    from fleet.tls import TlsError, server_context
+
+    try:
+        server_context(tls)  # the pair matches, the CA reads: checked before central starts
+    except TlsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_station_tls(tls: StationTlsSettings, central_url: str, base: Path, where: str) -> None:
+    if tls.ca_bundle is not None and tls.pinned_certificate is not None:
+        raise ConfigError(f"{where}: give ca_bundle or pinned_certificate, not both")
+    if (tls.certificate is None) != (tls.key is None):
+        raise ConfigError(f"{where}: give certificate and key together (mutual TLS), or neither")
+    if not central_url.startswith("https://"):
+        raise ConfigError(f"{where}: central_url {central_url} is not https://, so [tls] would never be used")
+    _tls_files(tls, ("ca_bundle", "pinned_certificate", "certificate", "key"), base, where)
+    from fleet.tls import TlsError, client_context
+
+    try:
+        client_context(tls)
+    except TlsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _check_station_key(keys: StationKeySettings, base: Path, where: str) -> None:
+    """One source per key (none at all: the station refuses to start, commands that only read work)."""
+    for n, source in enumerate([keys, *keys.previous]):
+        given = [name for name in ("file", "env", "credential") if getattr(source, name) is not None]
+        here = where if n == 0 else f"{where} previous[{n - 1}]"
+        if len(given) > 1 or (n and not given):
+            raise ConfigError(f"{here}: give exactly one of file, env, credential")
+        if source.file is not None:
+            source.file = _resolve_path(base, source.file)
+        if source.credential is not None and ("/" in source.credential or source.credential in (".", "..")):
+            raise ConfigError(f"{here}: credential is a name, not a path")
 
 
 S3_ONLY = ("bucket", "endpoint_url", "region", "access_key_id", "secret_access_key", "secret_access_key_env")
@@ -371,9 +514,14 @@ def _check_blobs(blobs: BlobSettings, where: str) -> None:
     """The blob store's settings hang together; the S3 secret is resolved from its variable."""
     given = [name for name in S3_ONLY if getattr(blobs, name) is not None] + (["prefix"] if blobs.prefix else [])
     if blobs.backend == "filesystem":
+        if blobs.stage_uploads:
+            given.append("stage_uploads")
         if given:
             raise ConfigError(f'{where}: {", ".join(given)} only apply to backend = "s3"')
+        blobs.stage_uploads = False
         return
+    if blobs.stage_uploads is None:
+        blobs.stage_uploads = True
     if blobs.bucket is None:
         raise ConfigError(f'{where}: backend = "s3" needs bucket')
     if blobs.secret_access_key is not None or blobs.secret_access_key_env is not None:

@@ -3,6 +3,7 @@
 FleetError                      anything this system raises on purpose
 ├── ConfigError                 a config file or setting is wrong (start-up, CLI)
 ├── DockFolderError             a docked camera folder cannot be ingested (left in place)
+├── DamagedCopyError            a station's sealed local copy fails authentication (never sent on)
 ├── TransferError               talking to central failed
 │   ├── TransientTransferError  may succeed later: network, 5xx, 423, 429, 460, 503
 │   └── PermanentTransferError  will never succeed as sent: other 4xx
@@ -44,6 +45,15 @@ class DockFolderError(FleetError):
     def __init__(self, folder: str, reason: str) -> None:
         super().__init__(f"{folder}: {reason}")
         self.folder = folder
+        self.reason = reason
+
+
+class DamagedCopyError(FleetError):
+    """A clip's sealed local copy at the station fails authentication: altered, corrupted or cut short."""
+
+    def __init__(self, clip_id: str, reason: str) -> None:
+        super().__init__(f"clip {clip_id} is damaged at the station: {reason}")
+        self.clip_id = clip_id
         self.reason = reason
 
 

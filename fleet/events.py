@@ -23,6 +23,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from msgspec import Meta, Raw, Struct
 
+from fleet.battery import HealthPolicy
 from fleet.protocol import AwareDatetime, DeviceInfo, Quantity, Serial, Sha256Hex, Tag
 
 OfficerId = Annotated[
@@ -81,6 +82,9 @@ class CheckedOut(Struct, tag_field="kind", tag="checked_out", kw_only=True):
     battery_pct: Annotated[float, Meta(ge=0, le=100)] | None = None
     by: str = ""
     """Who handed it out (the station operator), for the audit trail."""
+    override: Annotated[str, Meta(max_length=500)] | None = None
+    """Why a camera the battery gate refused (won't last a shift, over temperature, due for
+    replacement) was handed out anyway: a supervisor's reason, audited at central."""
 
 
 class CheckedIn(Struct, tag_field="kind", tag="checked_in", kw_only=True):
@@ -202,6 +206,18 @@ class StationPolicy(Struct, kw_only=True, tag_field="kind", tag="policy"):
     min_checkout_pct: Annotated[float, Meta(ge=0, le=100)] = 80.0
     recharge_hours: Annotated[float, Meta(gt=0)] = 9.0
     shift_hours: Annotated[float, Meta(gt=0)] = 10.0
+    rated_runtime_hours: Annotated[float, Meta(gt=0)] = 12.0
+    replace_below_soh_pct: Annotated[float, Meta(gt=0, le=100)] = 80.0
+    over_temperature_c: float = 45.0
+    """The battery gate's thresholds (``fleet.battery``), as central's ``[fleet]`` sets them."""
+
+    def health(self) -> HealthPolicy:
+        return HealthPolicy(
+            replace_below_soh_pct=self.replace_below_soh_pct,
+            shift_hours=self.shift_hours,
+            rated_runtime_hours=self.rated_runtime_hours,
+            over_temperature_c=self.over_temperature_c,
+        )
 
 
 class ClipHold(Struct, kw_only=True, tag_field="kind", tag="clip_hold"):

@@ -20,6 +20,8 @@ import crc32c
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
+    from fleet.cipher import Sealer
+
 COPY_BUFFER_BYTES = 4 << 20
 
 # One helper thread per process hashes while the caller writes: hashlib releases the GIL
@@ -270,6 +272,67 @@ def _write_all(f: BinaryIO, view: memoryview) -> None:
     while view:
         written = f.write(view)
         view = view[written:]
+
+
+def copy_hash_and_seal(
+    src: str | os.PathLike[str] | int,
+    dst: str | os.PathLike[str],
+    sealer: Sealer,
+    size: int,
+    chunk_bytes: int | None = None,
+    *,
+    chunk_algorithm: str = "sha256",
+    fsync: bool = True,
+) -> CopyResult:
+    """Copy ``src`` (``size`` bytes expected) to ``dst`` sealed (fleet/cipher.py), hashing the original bytes.
+
+    One sequential pass in bounded memory, three things at once: a helper thread reads the next
+    block, another hashes this one (SHA-256 and the upload's chunk checksums, both of the camera's
+    bytes), and this thread seals it and writes it (AES-GCM and hashlib release the GIL). The
+    bytes pass through this process: they must, to be encrypted. A source longer or shorter than
+    ``size`` is reported in the result's size (the caller refuses the copy); what was written is
+    then not a valid sealed file. ``fsync`` as in ``copy_and_hash``.
+    """
+    with open(src, "rb", buffering=0, closefd=not isinstance(src, int)) as fin, open(dst, "w+b", buffering=0) as fout:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fin.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        hashes = _Hashes(chunk_bytes, chunk_algorithm)
+        block = max(sealer.segment_bytes, COPY_BUFFER_BYTES // sealer.segment_bytes * sealer.segment_bytes)
+        _write_all(fout, memoryview(sealer.header))
+        copied = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reader") as reader:
+            upcoming = reader.submit(_read_exactly, fin, min(block, size))
+            while True:
+                data = upcoming.result()
+                copied += len(data)
+                if copied >= size:  # one byte more means the file grew while it was copied
+                    upcoming = reader.submit(_read_exactly, fin, 1)
+                else:
+                    upcoming = reader.submit(_read_exactly, fin, min(block, size - copied))
+                if not data and (copied or size):
+                    break  # shorter than expected (an empty clip still seals its one empty segment)
+                hashes.feed(data)
+                _write_all(fout, sealer.seal(data))
+                if copied >= size:
+                    copied += len(upcoming.result())
+                    break
+        digest, chunks = hashes.finish()
+        if fsync:
+            os.fsync(fout.fileno())
+    return CopyResult(copied, digest, chunks)
+
+
+def _read_exactly(f: BinaryIO, n: int) -> bytes:
+    """``n`` bytes, fewer only at the end of the file."""
+    data = f.read(n)
+    if data is None or len(data) == n or not data:
+        return data or b""
+    parts = [data]
+    got = len(data)
+    while got < n and (more := f.read(n - got)):
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

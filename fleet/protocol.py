@@ -101,9 +101,12 @@ class UploadMetadata(Struct, kw_only=True, forbid_unknown_fields=False):
     evidential: bool = False
     tags: list[Tag] = []
     duration_s: Annotated[float, Meta(ge=0)] = 0.0
+    pre_record_s: Annotated[float, Meta(ge=0, le=3600)] = 0.0
+    """(Extension) The seconds at the clip's start recorded before the officer pressed record (the
+    camera's pre-record buffer, from the dock sidecar)."""
 
 
-_META_TYPES = {"evidential": bool, "duration_s": float, "tags": list}
+_META_TYPES = {"evidential": bool, "duration_s": float, "pre_record_s": float, "tags": list}
 
 
 def encode_upload_metadata(meta: UploadMetadata) -> str:
@@ -174,6 +177,8 @@ class ClipInfo(Struct, kw_only=True):
     tags: list[str] = []
     duration_s: float = 0.0
     verified_at: datetime | None = None
+    pre_record_s: float = 0.0
+    """(Extension) The first seconds, recorded before the officer pressed record (the camera's buffer)."""
 
 
 class ClipPage(Struct, kw_only=True):
@@ -256,3 +261,8 @@ class StationStatus(Struct, kw_only=True):
     problems: list[str] = []
     """What keeps this station from ingesting now, one line each: a disk below its reserve, a
     database it cannot write, folders waiting for room."""
+    upload_window: str | None = None
+    """When routine clips may use the link (e.g. ``19:00-07:00 Europe/London``); None: any time."""
+    upload_window_open: bool = True
+    bandwidth_limit_mbps: float = 0.0
+    """The station's upload cap; 0: none."""

@@ -13,6 +13,7 @@ import hashlib
 import random
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from simulation.camera import dock_camera, random_shift, undock
 from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import FleetProcess, all_clips, free_port, start_central, stop_on_sigterm
 from simulation.postgres import LocalPostgres
+from station.keys import write_new_key
 
 DEMO_USER = "demo-admin"
 """The dashboard login the demo makes (a DEMO account: its password is new every run)."""
@@ -110,6 +112,12 @@ def register(groups: argparse._SubParsersAction) -> None:
         metavar="N",
         help="run central as N processes behind HAProxy on --port (needs --database postgresql; default: 1)",
     )
+    demo.add_argument(
+        "--tls",
+        action="store_true",
+        help="central serves HTTPS with a certificate from a CA the demo makes (under --dir/tls), "
+        "and the stations verify it and present their own certificates (mutual TLS)",
+    )
     demo.set_defaults(handler=run_demo)
 
 
@@ -140,6 +148,8 @@ class Demo:
     postgres: LocalPostgres | None = None
     balancer: LocalHAProxy | None = None
     replica_ports: list[int] = field(default_factory=list)
+    tls: bool = False
+    """HTTPS with the demo's own CA (``make_demo_pki``), and a client certificate per station."""
 
     CAMERAS_PER_STATION = 6
     OFFICERS_PER_STATION = 12
@@ -154,7 +164,12 @@ class Demo:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """How the demo's own requests check central: against the demo's CA under ``--tls``."""
+        return ssl.create_default_context(cafile=self.root / "tls" / "ca.pem") if self.tls else True
 
     def station_config(self, station_id: str) -> Path:
         return self.root / "stations" / station_id / "station.toml"
@@ -175,6 +190,10 @@ class Demo:
         ]
         if self.postgres is not None:  # trusted on loopback, no password: a DEMO server
             lines += ["[database]", f'url = "{self.postgres.url("central")}"', ""]
+        if self.tls:
+            make_demo_pki(self.root / "tls", self.stations)
+            lines += ["[tls]", 'certificate = "../tls/central.pem"', 'key = "../tls/central.key"']
+            lines += ['client_ca = "../tls/stations-ca.pem"', ""]
         reference = Path(__file__).resolve().parents[1] / "config"
         if (reference / "boroughs.toml").is_file() and (reference / "rollout.toml").is_file():
             # The reference roll-out (the Met's 2015-16 scenario), so /api/v1/rollout/ has a plan to show.
@@ -210,12 +229,29 @@ class Demo:
                         "feed_wait_s = 10.0",
                         f"api_port = {self.desk_ports.setdefault(station_id, free_port(0))}",
                         "",
+                        "# A DEMO station key, made with the demo's data: its clips are stored encrypted under it.",
+                        "[station_key]",
+                        'file = "station.key"',
+                        "",
+                        *(
+                            [
+                                "[tls]",
+                                f'ca_bundle = "{self.root / "tls" / "ca.pem"}"',
+                                f'certificate = "{self.root / "tls" / f"station-{station_id}.pem"}"',
+                                f'key = "{self.root / "tls" / f"station-{station_id}.key"}"',
+                                "",
+                            ]
+                            if self.tls
+                            else []
+                        ),
                     ]
                 )
             )
             (folder / "data").mkdir(exist_ok=True)
-        # The demo serves plain HTTP on 127.0.0.1: session cookies cannot be Secure there.
-        lines += ["[dashboard]", "secure_cookies = false", ""]
+            if not (folder / "station.key").exists():  # kept with the demo's data: its clips are sealed under it
+                write_new_key(folder / "station.key")
+        if not self.tls:  # plain HTTP on 127.0.0.1: session cookies cannot be Secure there
+            lines += ["[dashboard]", "secure_cookies = false", ""]
         (self.root / "central" / "central.toml").write_text("\n".join(lines))
         (self.root / "admin-token.txt").write_text(self.admin_token + "\n")
         (self.root / "dashboard-login.txt").write_text(f"{DEMO_USER}\n{self.dashboard_password}\n")
@@ -258,7 +294,7 @@ class Demo:
         self.add_dashboard_user()
         config = self.root / "central" / "central.toml"
         if self.replicas == 1:
-            self.processes["central"] = start_central(config, logs / "central.log", self.url)
+            self.processes["central"] = start_central(config, logs / "central.log", self.url, verify=self.verify)
         else:
             self.replica_ports = [free_port() for _ in range(self.replicas)]
             for number, port in enumerate(self.replica_ports, 1):
@@ -294,6 +330,7 @@ class Demo:
             json=rows,
             timeout=30,
             headers={"Authorization": f"Bearer {self.admin_token}"},
+            verify=self.verify,
         ).raise_for_status()
 
     def dock_one(self, rng: random.Random, max_clip_bytes: int) -> None:
@@ -369,7 +406,7 @@ class Demo:
         with self.lock:
             expected = {c.clip_id: c.sha256 for c in self.docked}
         with httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=10.0
+            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=10.0, verify=self.verify
         ) as client:
             clips = all_clips(client, state="verified")
         return {c["clip_id"] for c in clips if expected.get(c["clip_id"]) == c["sha256"]}
@@ -388,6 +425,32 @@ class Demo:
             self.balancer.stop()
         if self.postgres is not None:
             self.postgres.stop()  # its data stays under the demo's folder, like SQLite's
+
+
+def make_demo_pki(folder: Path, stations: list[str]) -> None:
+    """A DEMO certificate authority (made once, kept under the demo's folder), central's
+    certificate for 127.0.0.1 and localhost, and one client certificate per station."""
+    import trustme
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_file, key_file = folder / "ca.pem", folder / "ca.key"
+    if ca_file.is_file() and key_file.is_file():
+        ca = trustme.CA.from_pem(ca_file.read_bytes(), key_file.read_bytes())
+    else:
+        ca = trustme.CA(organization_name="DEMO body-worn video fleet")
+        ca.cert_pem.write_to_path(ca_file)
+        ca.private_key_pem.write_to_path(key_file)
+        key_file.chmod(0o600)
+
+    def write(name: str, cert) -> None:
+        (folder / f"{name}.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+        cert.private_key_pem.write_to_path(folder / f"{name}.key")
+        (folder / f"{name}.key").chmod(0o600)
+
+    write("central", ca.issue_cert("127.0.0.1", "localhost"))
+    ca.cert_pem.write_to_path(folder / "stations-ca.pem")  # the same DEMO CA signs the stations
+    for station_id in stations:
+        write(f"station-{station_id}", ca.issue_cert(station_id, common_name=station_id))
 
 
 def summary_table(demo: Demo, at_central: set[str]):
@@ -435,9 +498,20 @@ def run_demo(args: argparse.Namespace) -> int:
         raise FleetError("--interval must be positive and --max-clip-mib at least 0.0625")
     if args.replicas < 1 or (args.replicas > 1 and args.database != "postgresql"):
         raise FleetError("--replicas N share one PostgreSQL: give --database postgresql (and N >= 1)")
+    if args.tls and args.replicas > 1:
+        raise FleetError(
+            "--tls serves one central itself; with --replicas the balancer would terminate TLS (not in the demo)"
+        )
     console = Console()
     root = Path(args.dir).resolve()
-    demo = Demo(root=root, stations=stations, port=free_port(args.port), database=args.database, replicas=args.replicas)
+    demo = Demo(
+        root=root,
+        stations=stations,
+        port=free_port(args.port),
+        database=args.database,
+        replicas=args.replicas,
+        tls=args.tls,
+    )
     rng = random.Random(args.seed)
     max_clip = int(args.max_clip_mib * (1 << 20))
     central = "central" if args.replicas == 1 else f"{args.replicas} central replicas behind HAProxy"
@@ -464,6 +538,11 @@ def run_demo(args: argparse.Namespace) -> int:
         if demo.postgres is not None:
             console.print(
                 f"  database         PostgreSQL {demo.postgres.url('central')} (data in {demo.postgres.data})"
+            )
+        if demo.tls:
+            console.print(
+                f"  TLS              the demo's CA: {root / 'tls' / 'ca.pem'} "
+                f"(curl --cacert it; stations present client certificates)\n"
             )
         if demo.balancer is not None:
             ports = ", ".join(str(p) for p in demo.replica_ports)

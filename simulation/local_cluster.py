@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -73,10 +74,10 @@ def wait_until(
         time.sleep(interval)
 
 
-def healthy(url: str) -> bool:
+def healthy(url: str, verify: ssl.SSLContext | bool = True) -> bool:
     """Central answers ``/healthz`` with 200."""
     try:
-        return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
+        return httpx.get(f"{url}/healthz", timeout=2.0, verify=verify).status_code == 200
     except httpx.TransportError:
         return False
 
@@ -167,7 +168,14 @@ class FleetProcess:
 
 
 def start_central(
-    config: Path, log: Path, url: str, timeout: float = 30.0, *, port: int | None = None, name: str = "central"
+    config: Path,
+    log: Path,
+    url: str,
+    timeout: float = 30.0,
+    *,
+    port: int | None = None,
+    name: str = "central",
+    verify: ssl.SSLContext | bool = True,
 ) -> FleetProcess:
     """``fleet central serve`` until ``/healthz`` answers (``port``: a replica's, not the config's)."""
     args = ["central", "serve", "--config", str(config)] + (["--port", str(port)] if port is not None else [])
@@ -179,7 +187,7 @@ def start_central(
             raise FleetError(f"{name} exited at start-up (status {central.returncode}); see {log}")
 
     try:
-        wait_until(lambda: healthy(url), timeout, f"{name} on {url}", check=exited)
+        wait_until(lambda: healthy(url, verify), timeout, f"{name} on {url}", check=exited)
     except BaseException:
         central.stop()  # never left running behind a failed start
         raise

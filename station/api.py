@@ -50,6 +50,8 @@ class CheckoutRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     device_serial: Serial
     officer_id: OfficerId
     by: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    override_reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    """A supervisor's reason to hand out a camera the battery gate refuses (audited at central)."""
 
 
 class CheckinRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -148,7 +150,9 @@ def create_desk_app(node: StationNode) -> Litestar:
     @post("/checkouts", status_code=201, summary="Check a pool camera out to an officer", sync_to_thread=True)
     def checkout(request: Request, data: JSONBody[CheckoutRequest]) -> Checkout:
         authorize(request)
-        return node.desk.checkout(data.device_serial, data.officer_id, by=data.by or operator)
+        return node.desk.checkout(
+            data.device_serial, data.officer_id, by=data.by or operator, override=data.override_reason
+        )
 
     @post("/checkins", status_code=200, summary="Check a camera back in by hand", sync_to_thread=True)
     def checkin(request: Request, data: JSONBody[CheckinRequest]) -> Checkout:

@@ -51,6 +51,17 @@ def register(groups: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="print JSON (docs/contracts.md §4) instead of a table")
     status.set_defaults(handler=cmd_status)
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check what can go wrong at this station and say what to do about each",
+        description="The disk and how fast it fills, the database, the dock folder, central's reach, "
+        "certificate and token, and the clock against central's. Exit 1 when something stops the "
+        "station now; works whether or not the station runs.",
+    )
+    doctor.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    doctor.set_defaults(handler=cmd_doctor)
+
     retry = commands.add_parser(
         "retry",
         help="requeue clips central refused, after fixing the cause",
@@ -70,6 +81,12 @@ def register(groups: argparse._SubParsersAction) -> None:
     checkout.add_argument("officer", help="the officer's shoulder or warrant number")
     checkout.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     checkout.add_argument("--by", metavar="NAME", help="who is handing it out (default: your login name)")
+    checkout.add_argument(
+        "--override-reason",
+        metavar="TEXT",
+        help="a supervisor's reason to hand out a camera the battery gate refuses "
+        "(won't last a shift, over temperature, due for replacement); audited at central",
+    )
     checkout.set_defaults(handler=cmd_checkout)
 
     checkin = commands.add_parser(
@@ -91,6 +108,17 @@ def register(groups: argparse._SubParsersAction) -> None:
     checkouts.add_argument("--json", action="store_true", help="print JSON instead of a table")
     checkouts.set_defaults(handler=cmd_checkouts)
 
+    rotate = commands.add_parser(
+        "rotate-key",
+        help="re-wrap every clip's data key under the current station key (footage not rewritten)",
+        description="After [station_key] names the new key and lists the old one under previous: "
+        "re-wrap every stored clip's data key under the new key, in batches, each one transaction. "
+        "Safe to interrupt at any moment and to run while the station runs; run it again to finish. "
+        "When it reports nothing left under the old key, remove that key from previous.",
+    )
+    rotate.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    rotate.set_defaults(handler=cmd_rotate_key)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from station.node import StationNode, run_nodes
@@ -101,6 +129,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise FleetError(f"--config names the same station twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
     configure_logging(settings[0].log_level)
     run_nodes([StationNode(s) for s in settings])
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    from station.keys import load_keyring, rotate
+
+    settings = load_settings(args.config, StationSettings)
+    keys = load_keyring(settings.station_key)
+    _, store = _open_store(args.config, writes=True)
+    try:
+        with _writing(store):
+            done = rotate(store, keys)
+    finally:
+        store.close()
+    print(f"{done.rewrapped} data key(s) re-wrapped under station key {keys.current_id}")
+    if done.remaining:
+        left = ", ".join(f"{n} under {key}" for key, n in sorted(done.remaining.items()))
+        print(f"still wrapped by another key: {left}; keep those keys and run this again")
+        return 1
+    old = sorted(keys.ids - {keys.current_id})
+    if old:
+        print(f"no clip needs key(s) {', '.join(old)} any more: remove them from [station_key] previous")
     return 0
 
 
@@ -151,6 +201,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from station.doctor import examine, render
+    from station.store import StationStore
+
+    settings = load_settings(args.config, StationSettings)
+    store, error = None, None
+    if not (Path(settings.data_dir) / "station.db").exists():
+        error = f"no station database in {settings.data_dir} yet: has `fleet station run` started?"
+    else:
+        try:
+            store = StationStore.for_reading(settings.data_dir)
+        except (FleetError, sqlite3.Error, OSError) as exc:
+            error = str(exc)
+    try:
+        findings = examine(settings, store, error)
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(findings)) + b"\n")
+    else:
+        render(findings)
+    return 1 if any(f.verdict == "fail" for f in findings) else 0
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     _settings, store = _open_store(args.config, writes=True)
     try:
@@ -179,7 +256,7 @@ def cmd_checkout(args: argparse.Namespace) -> int:
     store, desk = _desk(args.config)
     try:
         with _writing(store):
-            out = desk.checkout(args.serial, args.officer, by=_operator(args))
+            out = desk.checkout(args.serial, args.officer, by=_operator(args), override=args.override_reason)
     finally:
         store.close()
     charge = f", charged ~{out.battery_pct:.0f}%" if out.battery_pct is not None else ""

@@ -16,10 +16,11 @@ from datetime import datetime
 
 import msgspec
 
+from fleet.battery import unfit_for_shift
 from fleet.clock import utc_now
 from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import CheckedIn, CheckedOut, OfficerId, StationPolicy
-from fleet.protocol import Serial
+from fleet.protocol import Battery, DeviceInfo, Serial
 from station.store import StationStore
 from station.store.checkouts import Checkout
 
@@ -35,6 +36,8 @@ class Charge:
     estimated_pct: float | None
     docking_id: int
     """The docking's row here: dockings and checkouts are ordered by row ids, never by the clock."""
+    battery: Battery | None = None
+    """The pack as the dock read it (health, temperature), for the battery gate."""
 
 
 def estimate_charge(
@@ -85,13 +88,27 @@ class Desk:
             level = (json.loads(dock.device_json).get("battery") or {}).get("level_pct")
         except ValueError:
             level = None
+        try:
+            pack = msgspec.json.decode(dock.device_json, type=DeviceInfo).battery
+        except msgspec.ValidationError:  # a reading this version cannot judge: the gate knows nothing against it
+            pack = None
         return Charge(
-            level, dock.ingested_at, estimate_charge(level, dock.ingested_at, now, self.policy()), dock.docking_id
+            level,
+            dock.ingested_at,
+            estimate_charge(level, dock.ingested_at, now, self.policy()),
+            dock.docking_id,
+            pack,
         )
 
-    def checkout(self, serial: str, officer_id: str, *, by: str, now: datetime | None = None) -> Checkout:
-        """Hand a pool camera to an officer, or refuse with the reason (409)."""
+    def checkout(
+        self, serial: str, officer_id: str, *, by: str, override: str | None = None, now: datetime | None = None
+    ) -> Checkout:
+        """Hand a pool camera to an officer, or refuse with the reason and what to do instead (409).
+
+        ``override``: a supervisor's reason for handing out a camera the battery gate refuses
+        (sent to central with the checkout and audited there); it never overrides the charge."""
         now = now or utc_now()
+        override = (override or "").strip() or None
         serial, officer_id = _valid(Serial, serial, "camera serial"), _valid(OfficerId, officer_id, "officer id")
         policy = self.policy()
         officer = self.mirror.officer(officer_id)
@@ -130,13 +147,23 @@ class Desk:
                 known = "unknown" if charge.estimated_pct is None else f"about {charge.estimated_pct:.0f}%"
                 raise Conflict(
                     f"camera {serial} is charged to {known}; pool checkouts need at least "
-                    f"{policy.min_checkout_pct:.0f}%"
+                    f"{policy.min_checkout_pct:.0f}%{self._instead(serial, now)}"
+                )
+            unfit = unfit_for_shift(charge.battery, policy.health())
+            if unfit and override is None:
+                raise Conflict(
+                    f"camera {serial} should not go out: {'; '.join(unfit)}{self._instead(serial, now)}, "
+                    "or a supervisor may hand this one out with a reason (--override-reason)"
                 )
             checkouts.check_out(serial, officer_id, now, charge.estimated_pct, by, charge.docking_id)
             self.store.outbox.append(
                 [
                     CheckedOut(
-                        device_serial=serial, officer_id=officer_id, battery_pct=round(charge.estimated_pct, 1), by=by
+                        device_serial=serial,
+                        officer_id=officer_id,
+                        battery_pct=round(charge.estimated_pct, 1),
+                        by=by,
+                        override=override if unfit else None,
                     )
                 ],
                 at=now,
@@ -145,6 +172,36 @@ class Desk:
         return Checkout(
             device_serial=serial, officer_id=officer_id, out_at=now, battery_pct=charge.estimated_pct, out_by=by
         )
+
+    def ready(self, now: datetime | None = None, limit: int = 3, *, but: str | None = None) -> list[str]:
+        """Pool cameras in this station's docks that would pass every check now: charged, fit for
+        a shift, not out, not personal issue or unavailable. Up to ``limit``, most recently docked first."""
+        now = now or utc_now()
+        policy = self.policy()
+        found = []
+        for serial in self.store.queue.recently_docked(limit=500):
+            if serial == but or self.store.checkouts.holder(serial) is not None:
+                continue
+            device = self.mirror.device(serial)
+            if device is not None and (device.lifecycle in UNAVAILABLE or device.assignment_mode == "personal"):
+                continue
+            if self.mirror.issued_to(serial) is not None:
+                continue
+            charge = self.charge(serial, now)
+            if charge is None or charge.estimated_pct is None or charge.estimated_pct < policy.min_checkout_pct:
+                continue
+            if unfit_for_shift(charge.battery, policy.health()):
+                continue
+            found.append(serial)
+            if len(found) == limit:
+                break
+        return found
+
+    def _instead(self, serial: str, now: datetime) -> str:
+        ready = self.ready(now, but=serial)
+        if ready:
+            return f"; take another camera instead (ready now: {', '.join(ready)})"
+        return "; no other camera here is ready now: dock one to charge, or ask a neighbouring station"
 
     def checkin(self, serial: str, *, by: str, now: datetime | None = None) -> Checkout:
         """Take a camera back by hand (docking it checks it in by itself)."""

@@ -2,18 +2,25 @@
 
 The order of durable steps is what makes a crash at any line harmless:
 
-1. copy + hash each new clip to ``tmp/<clip_id>.part``, then fsync them all (one batch);
+1. copy + hash + seal each new clip to ``tmp/<clip_id>.part``, then fsync them all (one batch);
 2. check the camera's own hash where it gave one (mismatch: the folder is bad, nothing kept);
-3. rename every copy to ``clips/<clip_id>.mp4`` and fsync the folder;
-4. record the docking and its clips in one SQLite transaction   ← the commit point
+3. rename every copy to ``clips/<clip_id>.sealed`` and fsync the folder;
+4. record the docking and its clips, with each clip's wrapped data key, in one SQLite
+   transaction                                                  ← the commit point
 5. write ``INGESTED.json`` atomically;
 6. wipe the clip files from the dock folder.
 
 Before 4 a restart copies again (renames overwrite, nothing is recorded twice); after 4 the
-database knows every clip, so a restart skips the copy and finishes steps 5 and 6. A copy
+database knows every clip, so a restart skips the copy and finishes steps 5 and 6. A sealed
+copy renamed but not recorded (a crash between 3 and 4) is unreadable, its data key never
+written anywhere, and the redo overwrites it with a fresh key. A copy
 that fails (a full disk) is removed at once, and one left by a process that died mid-copy
 at the next start; a database that cannot be written fails step 4, so the camera keeps its
 clips until a later scan records them.
+
+Clips are sealed as they are copied (fleet/cipher.py, docs/at-rest.md): AES-256-GCM in
+segments under a fresh data key per clip, wrapped by the station key, so no byte of footage
+reaches the station's disk in clear; the SHA-256 is still the camera's bytes'.
 
 The camera folder is read, written and wiped only through ``dock.CameraFolder`` (no link
 followed, no special file opened), so nothing outside it is ever read or deleted.
@@ -35,9 +42,10 @@ from pathlib import Path
 
 import msgspec
 
+from fleet.cipher import Sealer, new_data_key
 from fleet.clock import utc_now
-from fleet.errors import DockFolderError
-from fleet.hashing import CopyResult, copy_and_hash, fsync_dir, fsync_file
+from fleet.errors import ConfigError, DockFolderError
+from fleet.hashing import CopyResult, copy_hash_and_seal, fsync_dir, fsync_file
 from fleet.logs import Repeats
 from fleet.protocol import IngestedEntry, IngestedFile
 from station import dock
@@ -74,6 +82,8 @@ class Ingestor:
         chunk_algorithm: str = "crc32c",
         reserve_bytes: int = 0,
     ) -> None:
+        if store.keys is None:
+            raise ConfigError("no station key: clips are never stored unencrypted, so nothing can be ingested")
         self.store = store
         self.reserve_bytes = reserve_bytes
         """Free space a folder may not cut into: the database must always be able to record."""
@@ -192,7 +202,9 @@ class Ingestor:
             self._check_against_known(opened, clip, known.get(str(clip.sidecar.clip_id)))
 
         self._check_room(sum(c.size for c in camera.clips if str(c.sidecar.clip_id) not in known))
-        copied: list[tuple[dock.DockedClip, Path, CopyResult]] = []
+        keys = self.store.keys
+        assert keys is not None  # checked when this ingestor was made
+        copied: list[tuple[dock.DockedClip, Path, CopyResult, tuple[str, bytes]]] = []
         parts: list[Path] = []
         try:
             for clip in camera.clips:
@@ -202,13 +214,20 @@ class Ingestor:
                 part = self.store.tmp_dir / f"{clip_id}.part"
                 parts.append(part)  # before the copy: a copy that fails half way is removed too
                 source = opened.open_file(f"{dock.CLIPS_DIR}/{clip.video.name}")
+                data_key = new_data_key()
                 try:
-                    result = copy_and_hash(
-                        source, part, self.chunk_bytes, chunk_algorithm=self.chunk_algorithm, fsync=False
+                    result = copy_hash_and_seal(
+                        source,
+                        part,
+                        Sealer(data_key, clip_id, clip.size),
+                        clip.size,
+                        self.chunk_bytes,
+                        chunk_algorithm=self.chunk_algorithm,
+                        fsync=False,
                     )
                 finally:
                     os.close(source)
-                copied.append((clip, part, result))
+                copied.append((clip, part, result, keys.wrap(data_key)))
                 size, sha256 = result.size, result.sha256
                 if self.progress:
                     self.progress(size)
@@ -220,7 +239,7 @@ class Ingestor:
                     )
                 if size != clip.size:
                     raise DockFolderError(_name(folder), f"clips/{clip.video.name} changed size while copied")
-            for _, part, _ in copied:
+            for _, part, _, _ in copied:
                 fsync_file(part)
         except BaseException:
             for part in parts:
@@ -228,9 +247,9 @@ class Ingestor:
             raise
 
         new_clips = []
-        for clip, part, result in copied:
+        for clip, part, result, (wrapped_by, wrapped_key) in copied:
             clip_id = str(clip.sidecar.clip_id)
-            final = self.store.clips_dir / f"{clip_id}.mp4"
+            final = self.store.clips_dir / f"{clip_id}.sealed"
             os.replace(part, final)
             new_clips.append(
                 NewClip(
@@ -250,6 +269,8 @@ class Ingestor:
                     chunk_checksums=[base64.b64encode(d).decode() for d in result.chunk_digests]
                     if self.chunk_bytes
                     else None,
+                    wrapped_by=wrapped_by,
+                    wrapped_key=wrapped_key,
                 )
             )
         if new_clips:

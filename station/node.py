@@ -20,10 +20,13 @@ from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
 from station.desk import Desk
 from station.ingest import Ingestor
+from station.keys import check_keys_cover, load_keyring
 from station.store import StationStore
 from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
 from station.sync.events import EventSender
+from station.sync.link import build_client, plain_http_problem
+from station.sync.window import UploadWindow
 from station.throttle import from_mbps
 
 if TYPE_CHECKING:
@@ -36,16 +39,6 @@ OUTBOX_KEEP = timedelta(days=30)
 """Acknowledged events are kept this long at the station, for its own inspection."""
 
 
-def build_client(settings: StationSettings) -> httpx.Client:
-    """The one HTTP client to central: bearer token, timeouts, connection pool per upload slot."""
-    return httpx.Client(
-        base_url=settings.central_url,
-        headers={"Authorization": f"Bearer {settings.token}", "User-Agent": f"fleet-station/{settings.station_id}"},
-        timeout=httpx.Timeout(settings.request_timeout_s),
-        limits=httpx.Limits(max_connections=settings.concurrent_uploads + 2),
-    )
-
-
 class StationNode:
     """Owns every resource of a station process; ``run()`` blocks until stopped."""
 
@@ -54,17 +47,30 @@ class StationNode:
     ) -> None:
         self.settings = settings
         try:
+            # Clips are stored only sealed under the station key: without it the station could
+            # neither ingest nor upload, so it does not start, and says why.
+            keys = load_keyring(settings.station_key)
+        except FleetError as exc:
+            raise FleetError(f"station {settings.station_id} not started: {exc}") from None
+        try:
             # A station that cannot write its database could record neither what it ingests nor
             # what it uploads: it does not start, and its supervisor starts it again once the
             # disk is mended. Docked cameras keep their clips; `fleet station status` reads it.
-            self.store = StationStore.for_writing(settings.data_dir)
+            self.store = StationStore.for_writing(settings.data_dir, keys=keys)
         except FleetError as exc:
             raise FleetError(
                 f"station {settings.station_id} not started: {exc}; docked cameras keep their clips "
                 "(`fleet station status` shows the rest)"
             ) from None
+        try:
+            check_keys_cover(self.store, keys)
+        except FleetError as exc:
+            self.store.close()
+            raise FleetError(f"station {settings.station_id} not started: {exc}") from None
+        if plain := self.store.queue.plain_local_copies():
+            log.info("%d clips stored before encryption at rest stay plain until uploaded and purged", plain)
         self.policy = policy or RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s)
-        self.client = client or build_client(settings)
+        self.client = client or build_client(settings, self.store.set_central_tls_problem)
         self.uploader = TusUploader(
             self.client,
             self.store,
@@ -74,7 +80,13 @@ class StationNode:
             throttle=from_mbps(settings.bandwidth_limit_mbps),
             on_progress=self.store.queue.set_progress,
         )
-        self.sync = SyncWorker(self.store, self.uploader, self.policy, concurrency=settings.concurrent_uploads)
+        self.sync = SyncWorker(
+            self.store,
+            self.uploader,
+            self.policy,
+            concurrency=settings.concurrent_uploads,
+            window=UploadWindow.of(settings),
+        )
         self.ingestor = Ingestor(
             self.store,
             settings.station_id,
@@ -93,7 +105,7 @@ class StationNode:
             heartbeat=timedelta(seconds=settings.heartbeat_s),
         )
         # The long poll gets a client of its own, so it never holds an upload's connection.
-        self.feed_client = build_client(settings)
+        self.feed_client = build_client(settings, self.store.set_central_tls_problem)
         self.feed = FeedFollower(
             self.feed_client,
             self.store.mirror,
@@ -169,6 +181,8 @@ class StationNode:
             self.api = DeskServer(self, s.api_host, s.api_port)
             self.api.start()
         log.info("station %s (%s) watching %s, syncing to %s", s.station_id, s.borough, s.dock_dir, s.central_url)
+        if (clear := plain_http_problem(s.central_url)) is not None:
+            log.warning("%s", clear)
 
     def wake_sync(self) -> None:
         self.sync.wake()

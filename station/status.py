@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import shutil
 
+from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.protocol import FailedFolder, StationStatus
 from station.ingest import KEPT_IN_RESERVE
 from station.store import StationStore
+from station.sync.link import plain_http_problem
+from station.sync.window import UploadWindow
 
 
 def station_status(settings: StationSettings, store: StationStore) -> StationStatus:
@@ -22,6 +25,9 @@ def station_status(settings: StationSettings, store: StationStore) -> StationSta
         feed_cursor=store.mirror.cursor(),
         mirrored=store.mirror.counts(),
         problems=problems(settings, store, summary["failed_folders"]),
+        upload_window=str(window) if (window := UploadWindow.of(settings)) else None,
+        upload_window_open=window is None or window.is_open(utc_now()),
+        bandwidth_limit_mbps=settings.bandwidth_limit_mbps,
     )
 
 
@@ -47,6 +53,10 @@ def problems(settings: StationSettings, store: StationStore, failed_folders: lis
         )
     if (db_problem := store.write_problem()) is not None:
         found.append(db_problem)
+    if (tls_problem := store.central_tls_problem()) is not None:
+        found.append(tls_problem)
+    if (clear := plain_http_problem(settings.central_url)) is not None:
+        found.append(clear)
     return found
 
 
@@ -78,6 +88,13 @@ def render_status(status: StationStatus) -> None:
     )
     if status.oldest_pending_recorded_at:
         table.add_row("oldest pending recording", status.oldest_pending_recorded_at.isoformat())
+    if status.upload_window:
+        state = "open" if status.upload_window_open else "closed: only evidential and held clips go up"
+        table.add_row("upload window", f"{status.upload_window} ({state})")
+    else:
+        table.add_row("upload window", "any time")
+    cap = f"{status.bandwidth_limit_mbps:g} Mbit/s" if status.bandwidth_limit_mbps else "none"
+    table.add_row("bandwidth cap", cap)
     table.add_row("events not yet at central", str(status.pending_events))
     table.add_row("cameras checked out", str(status.checked_out))
     table.add_row("mirrored from central", ", ".join(f"{k}: {v}" for k, v in status.mirrored.items()) or "-")

@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import msgspec
@@ -12,6 +13,7 @@ import pytest
 
 from fleet.cli import build_parser, main
 from fleet.config import CentralSettings, StationSettings, load_settings
+from tests.station.conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,9 +57,13 @@ def test_every_config_setting_is_documented(kind):
     for field in fields:
         if field.name.endswith(("_env", "_sha256")) or field.name == "stations":
             continue
-        if isinstance(field.type, type) and issubclass(field.type, msgspec.Struct):  # a [table]
+        optional = typing.get_args(field.type) if type(None) in typing.get_args(field.type) else ()
+        table = next(  # a [table], or an optional one (``[tls]``)
+            (t for t in (field.type, *optional) if isinstance(t, type) and issubclass(t, msgspec.Struct)), None
+        )
+        if table is not None:
             assert f"[{field.name}]" in example, field.name
-            fields += msgspec.structs.fields(field.type)
+            fields += msgspec.structs.fields(table)
             continue
         assert f"{field.name} =" in example or f"{field.name}_env =" in example, field.name
 
@@ -76,7 +82,7 @@ def run_cli(*args, cwd=None, timeout=120):
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "FLEET_TEST_STATION_KEY": TEST_KEY.hex()},
         timeout=timeout,
     )
 
@@ -84,6 +90,7 @@ def run_cli(*args, cwd=None, timeout=120):
 STATION_TOML = (
     'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
     'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n'
+    '[station_key]\nenv = "FLEET_TEST_STATION_KEY"\n'  # set by run_cli
 )
 
 
@@ -92,10 +99,9 @@ def ingest_two_clips(root: Path, close: bool = True) -> None:
     process dies holding it, as a killed station does: the clips are still only in its WAL."""
     from simulation.camera import SimClip, dock_camera
     from station.ingest import Ingestor
-    from station.store import StationStore
-    from tests.station.conftest import RECORDED
+    from tests.station.conftest import RECORDED, station_store
 
-    store = StationStore(root / "data")
+    store = station_store(root / "data")
     dock_camera(root / "dock", "BWV-000001", [SimClip(1000, RECORDED), SimClip(500, RECORDED)])
     Ingestor(store, "camden", root / "dock").scan()
     if not close:
@@ -219,15 +225,14 @@ def test_status_before_the_station_ever_ran(tmp_path):
 def test_status_json_has_the_contract_keys(tmp_path):
     from simulation.camera import SimClip, dock_camera
     from station.ingest import Ingestor
-    from station.store import StationStore
-    from tests.station.conftest import RECORDED
+    from tests.station.conftest import RECORDED, station_store
 
     path = tmp_path / "s.toml"
     path.write_text(
         'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:1"\n'
         'token = "t"\ndata_dir = "data"\ndock_dir = "dock"\n'
     )
-    store = StationStore(tmp_path / "data")
+    store = station_store(tmp_path / "data")
     dock_camera(tmp_path / "dock", "BWV-000001", [SimClip(1000, RECORDED), SimClip(500, RECORDED)])
     Ingestor(store, "camden", tmp_path / "dock").scan()
     store.close()

@@ -6,7 +6,8 @@ guards here) and its borough scope (``central.access.scope``); the admin token i
 every role; users' API tokens and sessions come from ``central.access.users``. A request
 authenticated by its session cookie that changes something must carry the session's CSRF
 token (``X-CSRF-Token``, or the form field ``csrf_token`` that dashboard forms post and their
-handlers check).
+handlers check). With ``[tls] client_ca`` (mutual TLS), a station's token counts only over a
+connection whose verified client certificate names that station (``admit``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class TokenRegistry:
 
     def __init__(self, settings: CentralSettings, users: UserService | None = None) -> None:
         self.users = users
+        self.stations_need_certificates = settings.tls is not None and settings.tls.client_ca is not None
         """Users' API tokens and sessions (None: only the configured tokens)."""
         self._entries: list[tuple[bytes, Principal]] = [
             (bytes.fromhex(token_sha256(settings, "admin_token")), Principal("admin", roles=ALL_ROLES)),
@@ -107,6 +109,21 @@ class TokenRegistry:
                 found = principal
         return found
 
+    def certified(self, connection: ASGIConnection, principal: Principal) -> Principal:
+        """A station's principal only with its certificate, when central asks for them (a stolen
+        token alone is not enough); everyone else as they are."""
+        if not self.stations_need_certificates or principal.station_id is None:
+            return principal
+        extensions: dict = connection.scope.get("extensions") or {}
+        names: list[str] = extensions.get("tls", {}).get("client_cert_names") or []
+        if principal.station_id not in names:
+            shown = f"names {', '.join(names)}" if names else "was not sent (or not signed by [tls] client_ca)"
+            raise Unauthorized(
+                f"station {principal.station_id}'s token needs its client certificate naming "
+                f"{principal.station_id}; this connection's certificate {shown}"
+            )
+        return principal
+
     def from_session(self, cookie: str | None) -> Principal | None:
         session = self.users.session(cookie) if cookie and self.users is not None else None
         return user_principal(session.user, session.csrf) if session else None
@@ -138,7 +155,7 @@ def principal_of(connection: ASGIConnection) -> Principal:
             check_csrf(principal, connection.headers.get(CSRF_HEADER))
     if principal is None:
         principal = tokens.resolve(authorization)
-    _cache(connection, principal)
+    _cache(connection, tokens.certified(connection, principal))
     return principal
 
 
@@ -150,9 +167,10 @@ async def authenticate(connection: ASGIConnection) -> Principal:
     if cached is not None:
         return cached
     authorization = connection.headers.get("authorization")
-    configured = services(connection.app).tokens.configured(authorization) if authorization is not None else None
+    tokens = services(connection.app).tokens
+    configured = tokens.configured(authorization) if authorization is not None else None
     if configured is not None:
-        _cache(connection, configured)
+        _cache(connection, tokens.certified(connection, configured))
         return configured
     return await anyio.to_thread.run_sync(principal_of, connection)
 

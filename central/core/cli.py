@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
@@ -369,7 +370,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from central.core.app import create_app
-    from central.core.httpserver import uvicorn_config
+    from central.core.httpserver import ServerTls, uvicorn_config
     from central.core.providers import started
     from central.uploads.blobstore import open_blob_store
 
@@ -380,10 +381,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # checked here first, a missing bucket is one line and exit 2.
     open_blob_store(settings).check()
     configure_logging(settings.log_level)
+    server_tls = ServerTls(settings.tls) if settings.tls is not None else None
     logging.getLogger(__name__).info(
-        "central on http://%s:%d, data in %s", settings.host, args.port or settings.port, settings.data_dir
+        "central on %s://%s:%d, data in %s",
+        "https" if server_tls else "http",
+        settings.host,
+        args.port or settings.port,
+        settings.data_dir,
     )
     app = create_app(settings)
+    if server_tls is not None:  # a renewed certificate, without a restart (uvicorn leaves SIGHUP alone)
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: server_tls.reload())
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:
@@ -394,7 +402,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             super().handle_exit(sig, frame)
 
     # A replica's own port stays out of its settings: they are audited, and the same for every replica.
-    Server(uvicorn_config(app, settings, port=args.port)).run()
+    Server(uvicorn_config(app, settings, port=args.port, server_tls=server_tls)).run()
     return 0
 
 

@@ -6,17 +6,28 @@ h11 parser. ``BoundedHttpTools`` counts a head's bytes as they arrive; past
 ``MAX_HEAD_BYTES`` it answers 431 in the one JSON error shape, then reads and drops what the
 client still sends for ``LINGER_S`` (so the client reads the answer rather than a reset)
 and closes the connection.
+
+Over TLS (``[tls]``) the context is central's own (``fleet.tls``), kept by ``ServerTls`` so
+SIGHUP loads a renewed certificate into it; the names of a verified client certificate are
+put in each request's scope (``scope["extensions"]["tls"]``, the ASGI TLS extension's place)
+for ``central.access`` to match against a station's token.
 """
 
 from __future__ import annotations
+
+import logging
+import ssl
 
 import msgspec
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from central.core.headers import HEADERS
-from fleet.config import CentralSettings
+from fleet import tls
+from fleet.config import CentralSettings, ServerTlsSettings
 from fleet.protocol import ErrorBody
+
+log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024
 """A request line and headers (tokens, cookies, tus metadata) fit in a few KiB."""
@@ -29,6 +40,22 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_body = False
         self._refused = False
+        self._tls: dict[object, object] | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:  # after the handshake: the client's certificate is known (or absent)
+            peer = ssl_object.getpeercert()
+            self._tls = {
+                "tls_version": ssl_object.version(),
+                "client_cert_names": sorted(tls.peer_names(peer)),
+            }
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._tls is not None:
+            self.scope["extensions"] = {"tls": dict(self._tls)}
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -81,8 +108,34 @@ class BoundedHttpTools(HttpToolsProtocol):
         self.loop.call_later(LINGER_S, self.transport.close)
 
 
-def uvicorn_config(app, settings: CentralSettings, port: int | None = None) -> uvicorn.Config:
-    """How ``fleet central serve`` runs central (``port``: a replica's own, instead of the config's)."""
+class ServerTls:
+    """Central's TLS context, made once; ``reload`` (on SIGHUP) loads the files again into it."""
+
+    def __init__(self, settings: ServerTlsSettings) -> None:
+        self.settings = settings
+        self.context = tls.server_context(settings)
+
+    def factory(self, _config, _default) -> ssl.SSLContext:
+        """uvicorn's ``ssl_context_factory``: this context, not one uvicorn builds and forgets."""
+        return self.context
+
+    def reload(self) -> bool:
+        """Read the certificate and key again; a pair that does not work is refused and the
+        connections keep the one they had (said in the log)."""
+        try:
+            tls.reload(self.context, self.settings)
+        except tls.TlsError as exc:
+            log.error("SIGHUP: kept the current certificate: %s", exc)
+            return False
+        log.info("SIGHUP: certificate %s loaded for new connections", self.settings.certificate)
+        return True
+
+
+def uvicorn_config(
+    app, settings: CentralSettings, port: int | None = None, server_tls: ServerTls | None = None
+) -> uvicorn.Config:
+    """How ``fleet central serve`` runs central (``port``: a replica's own, instead of the config's;
+    ``server_tls``: HTTPS with that context, else plain HTTP)."""
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -98,4 +151,5 @@ def uvicorn_config(app, settings: CentralSettings, port: int | None = None) -> u
         # Behind a balancer every connection comes from it: the client is whom it says (docs/deployment.md).
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies),
+        ssl_context_factory=server_tls.factory if server_tls is not None else None,
     )

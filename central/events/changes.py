@@ -76,6 +76,9 @@ def policy_for(settings: CentralSettings, borough: str) -> StationPolicy:
         min_checkout_pct=fleet.min_checkout_pct,
         recharge_hours=fleet.recharge_hours,
         shift_hours=fleet.shift_hours,
+        rated_runtime_hours=fleet.rated_runtime_hours,
+        replace_below_soh_pct=fleet.replace_below_soh_pct,
+        over_temperature_c=fleet.over_temperature_c,
     )
 
 

@@ -293,7 +293,8 @@ class Projector:
                 action="check-out",
                 object_type="device",
                 object_id=e.device_serial,
-                detail=f"officer {e.officer_id}, battery {e.battery_pct}%, station time {a.at}",
+                detail=f"officer {e.officer_id}, battery {e.battery_pct}%, station time {a.at}"
+                + (f"; handed out past the battery gate: {e.override}" if e.override else ""),
             )
             checkouts.find_conflicts(db, assignment_id)
             reattribute(db, self.changes, e.device_serial, a.at)

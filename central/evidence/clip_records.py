@@ -20,7 +20,7 @@ from fleet.protocol import ClipInfo, UploadMetadata
 
 CLIP_COLUMNS = (
     "clip_id, sha256, size, state, station_id, device_serial, recorded_at, filename, evidential, "
-    "tags, duration_s, verified_at"
+    "tags, duration_s, verified_at, pre_record_s"
 )
 
 
@@ -28,8 +28,8 @@ def begin(db, upload_id: str, meta: UploadMetadata, length: int, station_id: str
     """The clip's row as its upload starts: 'receiving', described by the station's metadata."""
     db.execute(
         """INSERT INTO clips (clip_id, upload_id, sha256, size, state, station_id, device_serial,
-                              recorded_at, filename, evidential, tags, duration_s)
-           VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?, ?, ?, ?)""",
+                              recorded_at, filename, evidential, tags, duration_s, pre_record_s)
+           VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?, ?, ?, ?, ?)""",
         [
             str(meta.clip_id),
             upload_id,
@@ -42,6 +42,7 @@ def begin(db, upload_id: str, meta: UploadMetadata, length: int, station_id: str
             int(meta.evidential),
             json.dumps(meta.tags),
             meta.duration_s,
+            meta.pre_record_s,
         ],
     )
 
@@ -144,4 +145,5 @@ def _clip(row) -> ClipInfo:
         tags=json.loads(row[9]),
         duration_s=row[10],
         verified_at=from_iso(row[11]) if row[11] else None,
+        pre_record_s=row[12],
     )

@@ -185,4 +185,12 @@ STEPS = [
     CREATE INDEX clips_categorised ON clips (recorded_at, clip_id, categories) WHERE categories != '[]';
     """,
     ),
+    # v19: the camera's pre-record buffer at the start of each clip (seconds recorded before the
+    # officer pressed record), as the station's upload declares it.
+    Step(
+        19,
+        """
+    ALTER TABLE clips ADD COLUMN pre_record_s REAL NOT NULL DEFAULT 0;
+    """,
+    ),
 ]

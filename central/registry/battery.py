@@ -14,8 +14,18 @@ from datetime import datetime, timedelta
 from math import fsum
 from typing import TYPE_CHECKING
 
+from fleet.battery import (  # judged alike at the station desk; here for the fleet's flags
+    HealthPolicy,
+    over_temperature,
+    runtime_hours,
+    state_of_health,
+    will_not_last_shift,
+)
+
 if TYPE_CHECKING:
     from fleet.config import FleetSettings
+
+__all__ = ["HealthPolicy", "over_temperature", "runtime_hours", "state_of_health", "will_not_last_shift"]
 
 SECONDS_PER_DAY = 86_400.0
 # Floating-point slack when comparing differences of percentages (50.05 - 45.05 is not quite 5.0).
@@ -37,18 +47,6 @@ class Reading:
         # Mixing naive and aware times fails far from the cause; refuse at the boundary.
         if self.at.tzinfo is None or self.at.utcoffset() is None:
             raise ValueError(f"Reading.at must be timezone-aware, got {self.at!r}")
-
-
-@dataclass(frozen=True)
-class HealthPolicy:
-    """Thresholds a force sets for its fleet; the defaults suit Axon-Body-2-class packs."""
-
-    replace_below_soh_pct: float = 80.0
-    shift_hours: float = 10.0
-    rated_runtime_hours: float = 12.0
-    over_temperature_c: float = 45.0
-    sudden_drop_pct: float = 5.0
-    min_readings_for_trend: int = 3
 
 
 def health_policy(fleet: FleetSettings) -> HealthPolicy:
@@ -82,28 +80,6 @@ class BatteryAssessment:
     over_temperature: bool
     sudden_drop: bool
     predicted_replace_at: datetime | None
-
-
-def state_of_health(full_charge_mah: int | None, design_mah: int | None) -> float | None:
-    """Full-charge over design capacity in percent, clamped to [0, 120] against bad gauges."""
-    if full_charge_mah is None or design_mah is None or design_mah <= 0:
-        return None
-    return min(120.0, max(0.0, full_charge_mah / design_mah * 100.0))
-
-
-def runtime_hours(soh_pct: float, policy: HealthPolicy) -> float:
-    """Expected recording time on a full charge: rated runtime scales with capacity."""
-    return policy.rated_runtime_hours * soh_pct / 100.0
-
-
-def will_not_last_shift(soh_pct: float | None, policy: HealthPolicy) -> bool:
-    """True when a full charge no longer covers a shift; unknown SoH is not flagged."""
-    return soh_pct is not None and runtime_hours(soh_pct, policy) < policy.shift_hours
-
-
-def over_temperature(temperature_c: float | None, policy: HealthPolicy) -> bool:
-    """True when the pack is hotter than the policy allows; no reading is not flagged."""
-    return temperature_c is not None and temperature_c > policy.over_temperature_c
 
 
 def drop_threshold(policy: HealthPolicy) -> float:

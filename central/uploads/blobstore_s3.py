@@ -53,6 +53,8 @@ class S3BlobStore:
 
     def __init__(self, settings: BlobSettings) -> None:
         self.settings = settings
+        self.stages_uploads = settings.stage_uploads is not False
+        """Uploads in progress are kept in the bucket (``central.uploads.staged``), not in .part files."""
         self.bucket = settings.bucket
         self.prefix = settings.prefix
         options: dict[str, Any] = {}
@@ -99,7 +101,10 @@ class S3BlobStore:
                 raise ConfigError(f"{where}: {_reason(exc)}") from None
         except BotoCoreError as exc:
             raise ConfigError(f"{where} cannot be used: {exc}") from None
-        self._abort_unfinished()
+        if not self.stages_uploads:
+            self._abort_unfinished()
+        # Staged, the bucket's multipart uploads are uploads in progress, other replicas' too: the
+        # upload-expiry job aborts those no upload names (central.uploads.staged, ``sweep``).
 
     def _create_bucket(self, where: str) -> None:
         params: dict[str, Any] = {}

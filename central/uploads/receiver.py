@@ -33,6 +33,7 @@ from central.uploads.blobstore import BlobStore
 from central.uploads.partwriter import DIRECT_MIN_BYTES, PartWriter
 from central.uploads.records import Upload
 from central.uploads.service import UploadService
+from central.uploads.staged import StagedUploads, staging_for
 from fleet.clock import utc_now
 from fleet.errors import (
     BadRequest,
@@ -189,6 +190,11 @@ class UploadReceiver:
         self._creating: dict[str, asyncio.Lock] = {}
         """Clips whose creation requests are being handled, and how many want each (event loop only)."""
         self._wanting: Counter[str] = Counter()
+        self.staged: StagedUploads | None = staging_for(
+            blobs, self.uploads, expiry=expiry, body_idle_timeout_s=body_idle_timeout_s
+        )
+        """Uploads staged in the bucket (S3 with ``stage_uploads``): new uploads are made there; an
+        upload's row says where its bytes are, so .part uploads made before go on as they were."""
 
     def part(self, upload_id: str) -> Path:
         return self.dir / f"{upload_id}.part"
@@ -199,6 +205,19 @@ class UploadReceiver:
         """Create the upload for a clip, or return the one it already has (idempotent by clip_id)."""
         meta = self._creation(length, raw_metadata)
         existing = self.uploads.upload_for_clip(str(meta.clip_id))
+        if existing is None and self.staged is not None:
+            upload_id = uuid.uuid4().hex
+            upload = self.staged.create(upload_id, meta, raw_metadata, length, principal.station_id)
+            if upload.upload_id == upload_id:
+                log.info(
+                    "upload %s created for clip %s (%d bytes) by %s, staged in the bucket",
+                    upload_id,
+                    meta.clip_id,
+                    length,
+                    principal.name,
+                )
+                return upload, True
+            existing = upload
         if existing is None:
             upload_id = uuid.uuid4().hex
             part = self.part(upload_id)
@@ -297,6 +316,11 @@ class UploadReceiver:
 
     async def _create_row(self, upload: Upload, new: UploadMetadata) -> Upload:
         """A whole clip's creation cut short: its upload is made after all, to resume as usual."""
+        if self.staged is not None:  # staged in the bucket, from 0: what arrived is sent again
+            self.part(upload.upload_id).unlink(missing_ok=True)
+            return await asyncio.to_thread(
+                self.staged.create, upload.upload_id, new, upload.metadata, upload.length, upload.station_id
+            )
         return await asyncio.to_thread(
             self.uploads.create_upload,
             upload.upload_id,
@@ -351,6 +375,11 @@ class UploadReceiver:
         self._locks.pop(upload.upload_id, None)
 
     def _delete(self, upload: Upload) -> None:
+        if upload.staged:
+            assert self.staged is not None, f"upload {upload.upload_id} is staged in a bucket this central does not use"
+            if not self.staged.remove(upload):
+                raise Conflict("this clip is verified and stored as evidence; an upload cannot delete it")
+            return
         with self._part_locked(upload.upload_id):  # Locked (423) while another replica writes it
             self.uploads.delete_upload(upload.upload_id)
             self.part(upload.upload_id).unlink(missing_ok=True)
@@ -372,6 +401,16 @@ class UploadReceiver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self.staged is not None:
+            self.staged.close()
+
+    def _staged(self) -> StagedUploads:
+        if self.staged is None:  # a row made while [blobs] stage_uploads was on, read with it off
+            raise BlobStoreUnavailable(
+                "this upload is staged in the S3 bucket, and this central process does not stage uploads "
+                "([blobs] stage_uploads): the replicas' configurations differ"
+            )
+        return self.staged
 
     def _lock(self, upload_id: str) -> asyncio.Lock:
         return self._locks.setdefault(upload_id, asyncio.Lock())
@@ -406,7 +445,9 @@ class UploadReceiver:
                 raise OffsetMismatch(f"Upload-Offset {offset} but the upload is complete ({upload.length})")
             if offset != upload.offset:
                 raise OffsetMismatch(f"Upload-Offset {offset} does not match the server's {upload.offset}")
-            if upload.offset and not self.part(upload_id).exists():
+            if upload.staged:
+                return await self._staged().append(upload, checksum, body)
+            if upload.offset and await asyncio.to_thread(self._part_short_of, upload):
                 return await asyncio.to_thread(self._account_for_missing_part, upload)
             whole = await self._whole_hash(upload)
             try:
@@ -425,7 +466,7 @@ class UploadReceiver:
     ) -> Upload:
         """``new``: the upload has no row yet (``_create_whole``); one is made once bytes are counted."""
         room = upload.length - upload.offset
-        running = whole.copy() if checksum else whole
+        running = whole.copy()  # the cached hash moves only once the bytes count (a refused PATCH fed it too)
         f, direct = await self._open_part(upload, room)
         with f, self._closing(direct) as direct_fd:
             sink = _Sink(
@@ -612,11 +653,19 @@ class UploadReceiver:
             upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
         )
 
+    def _part_short_of(self, upload: Upload) -> bool:
+        """Whether this process's .part file lacks bytes the upload counts (missing, or shorter)."""
+        try:
+            return self.part(upload.upload_id).stat().st_size < upload.offset
+        except FileNotFoundError:
+            return True
+
     def _account_for_missing_part(self, upload: Upload) -> Upload:
-        """Counted bytes with no .part file: either the clip reached the blob store and the
-        commit that records it failed (a full database), or the bytes were lost (a power cut
-        before the directory was synced). Record the first; restart the second from 0, so the
-        station resends instead of being refused."""
+        """Counted bytes this process's .part file does not hold: either the clip reached the blob
+        store and the commit that records it failed (a full database), or the bytes are not here:
+        lost (a power cut before the directory was synced), or received by another replica whose
+        uploads folder this one does not share (docs/deployment.md). Record the first; restart the
+        others from 0, so the station resends instead of being refused."""
         if self.blobs.exists(upload.clip_id) and self._blob_sha256(upload.clip_id) == upload.sha256:
             log.info("clip %s was stored before its commit failed: recorded now", upload.clip_id)
             self._hashes.pop(upload.upload_id, None)
@@ -624,7 +673,13 @@ class UploadReceiver:
         self.part(upload.upload_id).touch()
         self.uploads.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
         self._hashes.pop(upload.upload_id, None)
-        log.warning("upload %s: its %d counted bytes are gone; restarted at 0", upload.upload_id, upload.offset)
+        log.warning(
+            "upload %s: its %d counted bytes are not in %s (lost, or received by a replica that does not share "
+            "this folder); restarted at 0",
+            upload.upload_id,
+            upload.offset,
+            self.dir,
+        )
         raise OffsetMismatch(
             "central lost this upload's bytes; it restarted at offset 0: send the clip again from there (HEAD says so)"
         )
@@ -658,7 +713,7 @@ class UploadReceiver:
 
     async def recover(self) -> None:
         """At start-up, before serving: make files and database agree after any crash."""
-        receiving = self.uploads.receiving_uploads()
+        receiving = [upload for upload in self.uploads.receiving_uploads() if not upload.staged]
         known = {upload.upload_id for upload in receiving}
         for part in self.dir.glob("*.part"):
             if part.stem not in known:  # a whole clip's creation that died before its commit, or one
@@ -727,9 +782,19 @@ class UploadReceiver:
                     await self._remove(upload)
                 except Locked:
                     continue  # another replica is writing it: not expired after all
+                except Conflict:
+                    continue  # staged, and found stored by a process that died before recording it: recorded
+                except BlobStoreUnavailable as exc:
+                    log.warning("expired upload %s not removed, the bucket failed: %s", upload.upload_id, exc)
+                    continue
             removed += 1
         if removed:
             log.info("removed %d expired unfinished uploads", removed)
+        if self.staged is not None:
+            try:
+                await asyncio.to_thread(self.staged.sweep, now)
+            except BlobStoreUnavailable as exc:
+                log.warning("the bucket's abandoned multipart uploads were not swept: %s", exc)
         return removed
 
 

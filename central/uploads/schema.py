@@ -28,4 +28,16 @@ STEPS = [
     """,
         part=1,
     ),
+    # v18: an upload staged in the S3 bucket (``[blobs] stage_uploads``): its multipart upload, the
+    # size of its parts, the MD5 of each part stored (32 hex digits each, in order) and the object
+    # holding the bytes after the last whole part. NULL multipart_id: the bytes are in a .part file.
+    Step(
+        18,
+        """
+    ALTER TABLE uploads ADD COLUMN multipart_id TEXT;
+    ALTER TABLE uploads ADD COLUMN part_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE uploads ADD COLUMN parts_md5 TEXT NOT NULL DEFAULT '';
+    ALTER TABLE uploads ADD COLUMN tail TEXT;
+    """,
+    ),
 ]

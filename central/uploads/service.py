@@ -52,8 +52,10 @@ class UploadService:
         length: int,
         station_id: str | None,
         expires_at: datetime,
+        staging: tuple[str, int] | None = None,
     ) -> Upload:
         """Insert the upload and its 'receiving' clip row, unless the clip already has one.
+        ``staging``: its multipart upload and part size, for an upload staged in the bucket.
 
         Not a durable commit: it acknowledges no bytes. A power cut may take it back; the
         station then finds the upload gone (404) and creates it again. Every commit that
@@ -62,7 +64,7 @@ class UploadService:
             existing = self.upload_for_clip(str(meta.clip_id))
             if existing:
                 return existing
-            self._insert(db, upload_id, meta, raw_metadata, length, station_id, expires_at)
+            self._insert(db, upload_id, meta, raw_metadata, length, station_id, expires_at, staging)
         return self.written(upload_id)
 
     def record_stored_upload(
@@ -96,6 +98,7 @@ class UploadService:
         length: int,
         station_id: str | None,
         expires_at: datetime | None,
+        staging: tuple[str, int] | None = None,
     ) -> None:
         records.insert(
             db,
@@ -107,12 +110,30 @@ class UploadService:
             meta.sha256,
             to_iso(utc_now()),
             expires_at,
+            *(staging or ()),
         )
         clip_records.begin(db, upload_id, meta, length, station_id)
 
     def set_offset(self, upload_id: str, offset: int, expires_at: datetime) -> None:
         with self.writer.write() as db:
             records.set_offset(db, upload_id, offset, to_iso(utc_now()), expires_at)
+
+    def stage(
+        self, upload: Upload, offset: int, new_parts_md5: str, tail: str | None, expires_at: datetime
+    ) -> Upload | None:
+        """Count a staged upload's bytes up to ``offset`` (a durable commit), if it is still at the
+        offset ``upload`` was read at; None if another replica moved it meanwhile."""
+        with self.writer.write() as db:
+            moved = records.stage(
+                db, upload.upload_id, upload.offset, offset, new_parts_md5, tail, to_iso(utc_now()), expires_at
+            )
+        return self.written(upload.upload_id) if moved else None
+
+    def restage(self, upload_id: str, old: str, multipart_id: str, expires_at: datetime) -> Upload | None:
+        """A staged upload starts again at 0 in a new multipart upload, if still in ``old``; else None."""
+        with self.writer.write() as db:
+            restarted = records.restage(db, upload_id, old, multipart_id, to_iso(utc_now()), expires_at)
+        return self.written(upload_id) if restarted else None
 
     def mark_verified(self, upload_id: str, blob_key: str) -> None:
         """The clip is stored: the one commit after which central answers 'verified'."""

@@ -34,6 +34,7 @@ from simulation.force.usage import Station
 from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import FleetProcess, free_port, healthy, start_central, wait_until, write_toml
 from simulation.postgres import LocalPostgres
+from station.keys import write_new_key
 
 MARKER = ".fleet-simulate"
 """Written into the work folder, so a later run may clear it (and no other folder)."""
@@ -172,6 +173,9 @@ class SimCluster:
         timers = station_settings(self.day_seconds)
         for index, s in enumerate(self.stations):
             self.dock_dir(index).mkdir(parents=True, exist_ok=True)
+            key = self.config(index).parent / "station.key"
+            if not key.exists():
+                write_new_key(key)
             write_toml(
                 self.config(index),
                 {
@@ -183,6 +187,7 @@ class SimCluster:
                     "dock_dir": "dock",
                     "api_port": self.desk_ports[index],
                     **timers,
+                    "station_key": {"file": "station.key"},  # a SIMULATION key, made with its data
                 },
                 "SIMULATION station written by `fleet simulate`: its token is new every run.",
             )

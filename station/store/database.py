@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from fleet import sqlite
+from fleet.cipher import Keyring
 from fleet.clock import to_iso, utc_now
 from fleet.errors import FleetError
 from station.store import meta
@@ -15,6 +16,7 @@ from station.store.outbox import Outbox
 from station.store.queue import ClipQueue
 from station.store.schema import MIGRATIONS
 
+CENTRAL_TLS_PROBLEM = "central_tls_problem"
 PROBE_WAIT_S = 0.2
 """How long the write probe waits for another process's write lock (held: the file is writable)."""
 
@@ -27,9 +29,12 @@ class StationStore:
     """The station's database and files, opened once per process; each table's reads and writes
     are its owner's (``queue``, ``outbox``, ``mirror``, ``checkouts``)."""
 
-    def __init__(self, data_dir: str | Path, *, read_only: bool = False) -> None:
-        """``read_only``: open an existing database for reads only (see ``for_reading``)."""
+    def __init__(self, data_dir: str | Path, *, read_only: bool = False, keys: Keyring | None = None) -> None:
+        """``read_only``: open an existing database for reads only (see ``for_reading``). ``keys``: the
+        station keys its clips are sealed under, given by the process (never read from the database);
+        without them clips can be neither ingested nor uploaded."""
         self.data_dir = Path(data_dir)
+        self.keys = keys
         self.clips_dir = self.data_dir / "clips"
         self.tmp_dir = self.data_dir / "tmp"
         self.path = self.data_dir / "station.db"
@@ -39,6 +44,8 @@ class StationStore:
             for folder in (self.data_dir, self.clips_dir, self.tmp_dir):
                 folder.mkdir(parents=True, exist_ok=True)
             self.db = sqlite.open_database(self.path)
+            # A purged clip's wrapped data key is overwritten, not only unlinked from the b-tree.
+            self.db.execute("PRAGMA secure_delete = ON")
         try:
             if not read_only:
                 sqlite.migrate(self.db, MIGRATIONS)
@@ -66,14 +73,14 @@ class StationStore:
             return cls(data_dir, read_only=True)
 
     @classmethod
-    def for_writing(cls, data_dir: str | Path) -> StationStore:
+    def for_writing(cls, data_dir: str | Path, keys: Keyring | None = None) -> StationStore:
         """The store for a process or command that writes. A database that can never be written as
         it is (a read-only file or file system) is one clear error here, not a failure at each
         write; a full disk or failing I/O is not: it may pass (purging verified copies makes
         room), and the running station says so once a minute until it does."""
         path = Path(data_dir) / "station.db"
         try:
-            store = cls(data_dir)
+            store = cls(data_dir, keys=keys)
         except (sqlite3.Error, OSError) as exc:
             raise FleetError(f"station database cannot be written: {sqlite.unwritable_reason(path, exc)}") from None
         try:
@@ -110,6 +117,18 @@ class StationStore:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc):  # busy with another writer: it can be written
                 raise
+
+    def central_tls_problem(self) -> str | None:
+        """Why the station last refused central's certificate, while it still does (``station.sync.link``)."""
+        with self.writer.read() as db:
+            return meta.get(db, CENTRAL_TLS_PROBLEM)
+
+    def set_central_tls_problem(self, problem: str | None) -> None:
+        with self.writer.write() as db:
+            if problem is None:
+                db.execute("DELETE FROM meta WHERE key = ?", [CENTRAL_TLS_PROBLEM])
+            else:
+                meta.put(db, CENTRAL_TLS_PROBLEM, problem)
 
     def local_path(self, relative: str) -> Path:
         return self.data_dir / relative

@@ -28,6 +28,11 @@ def not_held(clip_id: str) -> str:
     return f"NOT EXISTS (SELECT 1 FROM held_clips h WHERE h.clip_id = {clip_id})"
 
 
+def held(clip_id: str) -> str:
+    """An SQL condition: a hold protects the clip (the upload window lets it through)."""
+    return f"EXISTS (SELECT 1 FROM held_clips h WHERE h.clip_id = {clip_id})"
+
+
 def _put(db: sqlite3.Connection, item: ChangeItem) -> None:
     match item:
         case Officer():

@@ -22,7 +22,7 @@ from fleet.protocol import ClipTransfer, DeviceInfo, FailedFolder
 from fleet.sqlite import Writer
 from station.store import meta
 from station.store.checkouts import Checkouts
-from station.store.mirror import not_held
+from station.store.mirror import held, not_held
 from station.store.outbox import Outbox
 
 LAST_SYNC_OK = "last_sync_ok_at"
@@ -47,6 +47,9 @@ class NewClip:
     chunk_algorithm: str | None = None
     chunk_checksums: list[str] | None = None
     """Base64 digest of each ``chunk_bytes`` slice: the upload's Upload-Checksum values."""
+    wrapped_by: str | None = None
+    wrapped_key: bytes | None = None
+    """The clip's data key wrapped by station key ``wrapped_by``; None: stored plain (never for a new clip)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,11 @@ class QueuedClip:
     chunk_algorithm: str | None = None
     chunk_checksums: list[str] | None = None
     last_error: str | None = None
+    wrapped_by: str | None = None
+    wrapped_key: bytes | None = None
+    """As in ``NewClip``; None for a clip stored plain before encryption at rest (docs/at-rest.md)."""
+    pre_record_s: float = 0.0
+    """Seconds at the start the camera kept from before the officer pressed record."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,8 @@ _CLIP_COLUMNS = (
     "chunk_bytes",
     "chunk_algorithm",
     "chunk_checksums",
+    "wrapped_by",
+    "wrapped_key",
 )
 _INSERT_CLIP = (
     f"INSERT OR IGNORE INTO clips ({', '.join(_CLIP_COLUMNS)}) VALUES ({', '.join(':' + c for c in _CLIP_COLUMNS)})"
@@ -155,6 +165,8 @@ class ClipQueue:
                 "chunk_bytes": c.chunk_bytes,
                 "chunk_algorithm": c.chunk_algorithm,
                 "chunk_checksums": json.dumps(c.chunk_checksums) if c.chunk_checksums is not None else None,
+                "wrapped_by": c.wrapped_by,
+                "wrapped_key": c.wrapped_key,
             }
             for c in clips
         ]
@@ -248,6 +260,21 @@ class ClipQueue:
             ).fetchone()
         return Docking(row[0], from_iso(row[1]), row[2]) if row else None
 
+    def ingested_bytes_since(self, since: datetime) -> int:
+        """Bytes of the clips ingested here since then (the doctor's disk trend)."""
+        with self.writer.read() as db:
+            return db.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM clips WHERE ingested_at >= ?", [to_iso(since)]
+            ).fetchone()[0]
+
+    def recently_docked(self, limit: int) -> list[str]:
+        """Serials of cameras docked here, the most recently docked first (the desk's rack)."""
+        with self.writer.read() as db:
+            rows = db.execute(
+                "SELECT device_serial FROM dockings GROUP BY device_serial ORDER BY MAX(id) DESC LIMIT ?", [limit]
+            ).fetchall()
+        return [r[0] for r in rows]
+
     # -- sync ------------------------------------------------------------------------------
 
     def recover_interrupted(self) -> int:
@@ -255,16 +282,19 @@ class ClipQueue:
         with self.writer.write() as db:
             return db.execute("UPDATE clips SET state = 'queued' WHERE state = 'uploading'").rowcount
 
-    def claim_due(self, limit: int, now: datetime | None = None) -> list[QueuedClip]:
-        """Mark up to ``limit`` due clips 'uploading' and return them, evidential first."""
+    def claim_due(self, limit: int, now: datetime | None = None, *, routine: bool = True) -> list[QueuedClip]:
+        """Mark up to ``limit`` due clips 'uploading' and return them, evidential first.
+        ``routine`` False (outside the upload window): only evidential and held clips."""
         now_iso = to_iso(now or utc_now())
+        urgent_only = "" if routine else f"AND (evidential = 1 OR {held('clips.clip_id')})"
         with self.writer.write() as db:
             rows = db.execute(
-                """SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
+                f"""SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
                           evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
-                          chunk_checksums, last_error
+                          chunk_checksums, last_error, wrapped_by, wrapped_key, pre_record_s
                    FROM clips
                    WHERE state IN ('queued', 'waiting') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+                   {urgent_only}
                    ORDER BY evidential DESC, recorded_at, clip_id
                    LIMIT ?""",
                 [now_iso, limit],
@@ -287,6 +317,9 @@ class ClipQueue:
                     r[13],
                     json.loads(r[14]) if r[14] else None,
                     r[15],
+                    r[16],
+                    r[17],
+                    r[18],
                 )
                 for r in rows
             ]
@@ -368,10 +401,64 @@ class ClipQueue:
             ]
 
     def mark_local_deleted(self, clip_id: str) -> None:
+        """The copy is gone: its wrapped data key goes with it, so no left-over block of it can be read."""
         with self.writer.write() as db:
             db.execute(
-                "UPDATE clips SET local_path = NULL, local_deleted_at = ? WHERE clip_id = ? AND state = 'verified'",
+                """UPDATE clips SET local_path = NULL, local_deleted_at = ?, wrapped_key = NULL, wrapped_by = NULL
+                   WHERE clip_id = ? AND state = 'verified'""",
                 [to_iso(utc_now()), clip_id],
+            )
+
+    # -- station keys (station/keys.py) ----------------------------------------------------
+
+    def wrapping_key_ids(self) -> set[str]:
+        """The station keys some clip's data key is wrapped by (checked at start-up)."""
+        with self.writer.read() as db:
+            return {
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT wrapped_by FROM clips WHERE wrapped_key IS NOT NULL AND wrapped_by IS NOT NULL"
+                )
+            }
+
+    def wrapping_key_counts(self) -> dict[str, int]:
+        with self.writer.read() as db:
+            return dict(
+                db.execute(
+                    "SELECT wrapped_by, COUNT(*) FROM clips WHERE wrapped_key IS NOT NULL GROUP BY wrapped_by"
+                ).fetchall()
+            )
+
+    def plain_local_copies(self) -> int:
+        """Clips stored plain before encryption at rest, whose local copy is still here."""
+        with self.writer.read() as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM clips WHERE wrapped_key IS NULL AND local_path IS NOT NULL"
+            ).fetchone()[0]
+
+    def wrapped_elsewhere(self, key_id: str, limit: int) -> list[tuple[str, str, bytes]]:
+        """(clip_id, wrapped_by, wrapped_key) of up to ``limit`` clips wrapped by another key than ``key_id``."""
+        with self.writer.read() as db:
+            return [
+                (r[0], r[1], r[2])
+                for r in db.execute(
+                    """SELECT clip_id, wrapped_by, wrapped_key FROM clips
+                       WHERE wrapped_key IS NOT NULL AND wrapped_by != ? LIMIT ?""",
+                    [key_id, limit],
+                ).fetchall()
+            ]
+
+    def rewrap(self, rows: list[tuple[str, str, str, bytes]]) -> int:
+        """(clip_id, old key id, new key id, new wrapped key) in one transaction; a row whose key
+        changed meanwhile (purged) is left as it is. Returns the rows changed."""
+        with self.writer.write() as db:
+            return sum(
+                db.execute(
+                    """UPDATE clips SET wrapped_by = ?, wrapped_key = ?
+                       WHERE clip_id = ? AND wrapped_by = ? AND wrapped_key IS NOT NULL""",
+                    [new_id, wrapped, clip_id, old_id],
+                ).rowcount
+                for clip_id, old_id, new_id, wrapped in rows
             )
 
     # -- status ----------------------------------------------------------------------------

@@ -126,4 +126,11 @@ MIGRATIONS = [
     """
     CREATE INDEX dockings_folder ON dockings (folder);
     """,
+    # v7: clips sealed at rest (docs/at-rest.md): each row's data key, wrapped by the station key
+    # named by wrapped_by. NULL for a clip stored plain before this version (uploaded as it is).
+    """
+    ALTER TABLE clips ADD COLUMN wrapped_by TEXT;
+    ALTER TABLE clips ADD COLUMN wrapped_key BLOB;
+    CREATE INDEX clips_wrapped_by ON clips (wrapped_by) WHERE wrapped_key IS NOT NULL;
+    """,
 ]

@@ -10,6 +10,11 @@ next try asks HEAD again and resumes from central's offset; nothing restarts fro
 central says so. Success means central answered ``Fleet-Clip-State: verified``, nothing less
 (``plain_tus`` relaxes that for a server without central's extras, such as the peer in
 bench/peer.py). Local copies are deleted only after "verified" and a grace period.
+
+Local copies are sealed (fleet/cipher.py): they are opened as they are read, from any offset,
+and central receives the camera's own bytes. A segment that fails authentication ends the
+upload before any of its bytes is sent; the clip is failed as damaged at the station, never
+verified. Clips stored plain before encryption at rest are read as they are.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import base64
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,14 +31,22 @@ from pathlib import Path
 
 import httpx
 
+from fleet.cipher import SealedReader
 from fleet.clock import utc_now
-from fleet.errors import PermanentTransferError, TransferError, TransientTransferError
+from fleet.errors import (
+    ConfigError,
+    DamagedCopyError,
+    PermanentTransferError,
+    TransferError,
+    TransientTransferError,
+)
 from fleet.hashing import new_checksum
 from fleet.protocol import CLIP_STATE_HEADER, TUS_VERSION, UploadMetadata, encode_upload_metadata
 from fleet.retry import RetryPolicy, as_transfer_error
 from station.store import StationStore
 from station.store.queue import QueuedClip
 from station.sync.errors import error_from_response
+from station.sync.window import UploadWindow
 from station.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -63,9 +76,17 @@ class SyncWorker:
     """Uploads due clips with up to ``concurrency`` transfers at once."""
 
     def __init__(
-        self, store: StationStore, uploader: TusUploader, policy: RetryPolicy, *, concurrency: int = 2
+        self,
+        store: StationStore,
+        uploader: TusUploader,
+        policy: RetryPolicy,
+        *,
+        concurrency: int = 2,
+        window: UploadWindow | None = None,
     ) -> None:
         self.store = store
+        self.window = window
+        """Outside it only evidential and held clips are claimed (None: any clip, any time)."""
         self.uploader = uploader
         self.policy = policy
         self.concurrency = concurrency
@@ -85,7 +106,8 @@ class SyncWorker:
                 self._woken.clear()
                 if not report.central_unreachable:
                     free = self.concurrency - len(running)
-                    for clip in self.store.queue.claim_due(free) if free else []:
+                    routine = self.window is None or self.window.is_open(utc_now())
+                    for clip in self.store.queue.claim_due(free, routine=routine) if free else []:
                         running[pool.submit(self._upload, clip, report)] = clip
                 if not running:
                     if self._woken.is_set() and not report.central_unreachable:
@@ -103,6 +125,12 @@ class SyncWorker:
             return
         try:
             self.uploader.upload(clip)
+        except DamagedCopyError as exc:
+            # Not central's refusal nor a passing fault: the station's copy itself is bad. Failed at
+            # once, for a person to look at (`fleet station status`); it is never marked verified.
+            log.error("clip %s not uploaded: %s", clip.clip_id, exc)
+            self.store.queue.mark_failed(clip.clip_id, str(exc))
+            report.failed.append(clip.clip_id)
         except Exception as exc:  # every failure is recorded against the clip, none escapes
             error = as_transfer_error(exc)
             if isinstance(error, PermanentTransferError) and clip.last_error == f"{REFUSED_ONCE}{error}":
@@ -178,27 +206,45 @@ class TusUploader:
         if not path.is_file():
             raise PermanentTransferError(f"local copy is missing: {path}")
         state = {"url": clip.upload_url}
+        read = self._reader(clip, path)
         try:
             for attempt in self.policy.retrying():
                 with attempt:
                     try:
-                        self._transfer(clip, path, state)
+                        self._transfer(clip, read, state)
                     except UploadGone:
                         state["url"] = None  # the next try creates it again (idempotent by clip_id)
                         self.store.queue.set_upload_url(clip.clip_id, None)
                         raise
-        except TransferError:
+        except (TransferError, DamagedCopyError):
             raise
         except Exception as exc:  # network errors and the like, after the quick retries
             raise as_transfer_error(exc) from exc
 
+    def _reader(self, clip: QueuedClip, path: Path) -> Reader:
+        """How this clip's original bytes are read: opened from its sealed copy, or plain (a legacy copy)."""
+        if clip.wrapped_key is None or clip.wrapped_by is None:
+            return lambda at, length, piece: read_range(path, at, length, piece)
+        if self.store.keys is None:
+            raise TransientTransferError(f"clip {clip.clip_id} is sealed and this station was given no key")
+        try:
+            data_key = self.store.keys.unwrap(clip.wrapped_by, clip.wrapped_key, clip.clip_id)
+        except ConfigError as exc:
+            raise TransientTransferError(str(exc)) from None
+
+        def read(at: int, length: int, piece: int) -> Iterator[bytes]:
+            with SealedReader(path, data_key, clip.clip_id, clip.size) as sealed:
+                yield from sealed.read_range(at, length, piece)
+
+        return read
+
     # -- one try ---------------------------------------------------------------------------
 
-    def _transfer(self, clip: QueuedClip, path: Path, state: dict) -> None:
+    def _transfer(self, clip: QueuedClip, read: Reader, state: dict) -> None:
         url = state["url"]
         head = self._head(url) if url else None
         if head is None:
-            url, head = self._create(clip, path)
+            url, head = self._create(clip, read)
             state["url"] = url
             if not head[1]:  # a verified clip is never resumed: no need to remember where
                 self.store.queue.set_upload_url(clip.clip_id, url)
@@ -214,8 +260,8 @@ class TusUploader:
             if not verified:
                 raise TransientTransferError("central holds every byte but has not verified the clip")
             return
-        for chunk_offset, length, checksum in self._chunks(clip, path, offset):
-            offset, verified = self._patch(url, chunk_offset, self._body(path, chunk_offset, length), length, checksum)
+        for chunk_offset, length, checksum in self._chunks(clip, read, offset):
+            offset, verified = self._patch(url, chunk_offset, self._body(read, chunk_offset, length), length, checksum)
             if self.on_progress and not verified:  # "verified" records the whole size itself
                 self.on_progress(clip.clip_id, offset)
             if offset != chunk_offset + length:
@@ -226,7 +272,7 @@ class TusUploader:
     def _plainly_done(self, offset: int, clip: QueuedClip) -> bool:
         return self.plain_tus and offset == clip.size
 
-    def _create(self, clip: QueuedClip, path: Path) -> tuple[str, tuple[int, bool]]:
+    def _create(self, clip: QueuedClip, read: Reader) -> tuple[str, tuple[int, bool]]:
         meta = UploadMetadata(
             # The queue holds the canonical text of the sidecar's UUID (ingest writes
             # str(UUID)), so the header carries the very same text.
@@ -238,6 +284,7 @@ class TusUploader:
             evidential=clip.evidential,
             tags=clip.tags,
             duration_s=clip.duration_s,
+            pre_record_s=clip.pre_record_s,
         )
         headers = {
             "Tus-Resumable": TUS_VERSION,
@@ -246,7 +293,7 @@ class TusUploader:
         }
         body = None
         if 0 < clip.size <= min(WHOLE_AT_CREATION_BYTES, self.chunk_bytes) and self._offers("creation-with-upload"):
-            [(_, length, checksum)] = self._chunks(clip, path, 0)
+            [(_, length, checksum)] = self._chunks(clip, read, 0)
             headers.update(
                 {
                     "Content-Type": "application/offset+octet-stream",
@@ -254,14 +301,18 @@ class TusUploader:
                     "Upload-Checksum": f"{self.chunk_algorithm} {checksum}",
                 }
             )
-            body = self._body(path, 0, length)
+            body = self._body(read, 0, length)
         response = self.client.post(UPLOADS_PATH, headers=headers, content=body)
         self._raise_for(response, (200, 201))
         location = response.headers.get("Location")
         if not location:
             raise TransientTransferError("central created the upload but sent no Location")
-        url = str(self.client.base_url.join(location)) if not location.startswith("http") else location
-        return url, self._offset_and_state(response, default_offset=0)
+        url = self.client.base_url.join(location)
+        base = self.client.base_url
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+            # The footage and the token go only where central_url (and its TLS check) says.
+            raise PermanentTransferError(f"central's Location {location[:200]!r} points away from {base}")
+        return str(url), self._offset_and_state(response, default_offset=0)
 
     def _offers(self, extension: str) -> bool:
         """Whether the server lists a tus extension (asked once; an older central lacks some)."""
@@ -302,7 +353,7 @@ class TusUploader:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _chunks(self, clip: QueuedClip, path: Path, offset: int) -> Iterator[tuple[int, int, str]]:
+    def _chunks(self, clip: QueuedClip, read: Reader, offset: int) -> Iterator[tuple[int, int, str]]:
         """(offset, length, checksum) of each chunk from ``offset``.
 
         Checksums computed at ingest are used when they fit (same chunk size, aligned offset);
@@ -323,7 +374,7 @@ class TusUploader:
         def checksum(at: int) -> tuple[int, int, str]:
             length = min(self.chunk_bytes, size - at)
             digest = new_checksum(self.chunk_algorithm)
-            for piece in read_range(path, at, length, READ_PIECE):
+            for piece in read(at, length, READ_PIECE):
                 digest.update(piece)
             return at, length, base64.b64encode(digest.digest()).decode()
 
@@ -335,11 +386,11 @@ class TusUploader:
                 upcoming = hasher.submit(checksum, following) if following < size else None
                 yield at, length, digest
 
-    def _body(self, path: Path, at: int, length: int) -> Iterator[bytes]:
+    def _body(self, read: Reader, at: int, length: int) -> Iterator[bytes]:
         """The chunk's bytes in small pieces, metered by the bandwidth cap when there is one.
 
         Pieces, not one ``bytes``: httpcore re-slices a large body on every partial socket send."""
-        for piece in read_range(path, at, length, SEND_PIECE):
+        for piece in read(at, length, SEND_PIECE):
             if self.throttle:
                 self.throttle.consume(len(piece))
             yield piece
@@ -360,6 +411,10 @@ class TusUploader:
         if response.status_code in ok:
             return
         raise error_from_response(response)
+
+
+Reader = Callable[[int, int, int], Iterable[bytes]]
+"""(offset, length, piece size) → the clip's original bytes in that range, in pieces."""
 
 
 def read_range(path: Path, at: int, length: int, piece_size: int) -> Iterator[bytes]:

@@ -12,16 +12,19 @@ from contextlib import contextmanager
 import uvicorn
 
 from central.core.app import create_app
-from central.core.httpserver import uvicorn_config
+from central.core.httpserver import ServerTls, uvicorn_config
 from fleet.config import CentralSettings
 
 
 @contextmanager
-def serving(settings: CentralSettings) -> Iterator[int]:
-    """The port central answers on, until the block ends."""
+def serving(settings: CentralSettings, server_tls: ServerTls | None = None) -> Iterator[int]:
+    """The port central answers on (over TLS when ``settings.tls``, through ``server_tls`` if given), until
+    the block ends."""
+    if server_tls is None and settings.tls is not None:
+        server_tls = ServerTls(settings.tls)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings, server_tls=server_tls))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

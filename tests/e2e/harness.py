@@ -26,6 +26,7 @@ from simulation import local_cluster
 from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import free_port
 from simulation.postgres import LocalPostgres
+from station.keys import write_new_key
 
 ADMIN_TOKEN = "test-admin-token"  # test value, not a secret
 
@@ -166,6 +167,10 @@ class Cluster:
             **overrides,
         }
         text = "\n".join(f"{k} = {_toml(v)}" for k, v in settings.items()) + "\n"
+        key = folder / "station.key"
+        if not key.exists():
+            write_new_key(key)  # a fresh TEST key for this test's station, never a secret
+        text += '[station_key]\nfile = "station.key"\n'
         (folder / "station.toml").write_text(text)
         return folder / "station.toml"
 

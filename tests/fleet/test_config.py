@@ -92,3 +92,38 @@ def test_station_ids_are_validated():
             {"data_dir": "x", "admin_token": "a", "stations": {"Bad Id!": {"borough": "B", "token": "t"}}},
             CentralSettings,
         )
+
+
+def test_tls_files_are_checked_when_the_config_loads(tmp_path):
+    from tests.support.pki import Pki
+
+    pki = Pki.make(tmp_path / "pki")
+    server, other = pki.server(), pki.server("other")
+    central = {"data_dir": "d", "admin_token": "a"}
+
+    def central_with(tls):
+        return settings_from_dict({**central, "tls": tls}, CentralSettings, where="central.toml", base=tmp_path)
+
+    loaded = central_with({"certificate": "pki/central.pem", "key": "pki/central.key"})  # relative to the file
+    assert loaded.tls.certificate == server["certificate"]
+    with pytest.raises(ConfigError, match=r"central.toml: \[tls\]: key .*missing.key: No such file"):
+        central_with({**server, "key": str(tmp_path / "missing.key")})
+    with pytest.raises(ConfigError, match=r"cannot be used together"):
+        central_with({"certificate": server["certificate"], "key": other["key"]})
+    with pytest.raises(ConfigError, match=r"client_ca .* holds no usable PEM certificate"):
+        central_with({**server, "client_ca": server["key"]})
+
+    station = {"station_id": "camden", "borough": "Camden", "central_url": "https://central", "token": "t"}
+    station |= {"data_dir": "d", "dock_dir": "k"}
+
+    def station_with(tls, url="https://central"):
+        raw = {**station, "central_url": url, "tls": tls}
+        return settings_from_dict(raw, StationSettings, where="station.toml", base=tmp_path)
+
+    assert station_with({"ca_bundle": "pki/ca.pem"}).tls.ca_bundle == pki.ca_bundle
+    with pytest.raises(ConfigError, match="give ca_bundle or pinned_certificate, not both"):
+        station_with({"ca_bundle": pki.ca_bundle, "pinned_certificate": server["certificate"]})
+    with pytest.raises(ConfigError, match="give certificate and key together"):
+        station_with({"ca_bundle": pki.ca_bundle, "certificate": server["certificate"]})
+    with pytest.raises(ConfigError, match=r"central_url http://central is not https://"):
+        station_with({"ca_bundle": pki.ca_bundle}, url="http://central")

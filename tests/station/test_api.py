@@ -17,7 +17,7 @@ def node(store, dock_dir, **extra):
         {
             "station_id": "camden",
             "borough": "Camden",
-            "central_url": "http://c",
+            "central_url": "http://127.0.0.1:9",
             "token": "t",
             "data_dir": str(store.data_dir),
             "dock_dir": str(dock_dir),
@@ -82,7 +82,7 @@ def test_a_non_loopback_desk_needs_a_token():
             {
                 "station_id": "camden",
                 "borough": "Camden",
-                "central_url": "http://c",
+                "central_url": "http://127.0.0.1:9",
                 "token": "t",
                 "data_dir": "d",
                 "dock_dir": "k",

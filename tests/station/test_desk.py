@@ -12,7 +12,7 @@ from fleet.events import CheckedIn, CheckedOut, DeviceEntry, Event, Officer, Per
 from simulation.camera import SimClip, dock_camera
 from station.desk import Desk, estimate_charge
 from station.ingest import Ingestor
-from tests.station.conftest import RECORDED
+from tests.station.conftest import RECORDED, station_store
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_status_reports_checkouts_events_and_the_mirror(store, desk, dock_dir):
         {
             "station_id": "camden",
             "borough": "Camden",
-            "central_url": "http://c",
+            "central_url": "http://127.0.0.1:9",
             "token": "t",
             "data_dir": str(store.data_dir),
             "dock_dir": str(dock_dir),
@@ -193,7 +193,6 @@ def test_a_station_clock_stepping_back_does_not_hide_a_fresh_docking(store, desk
 
 def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
     from fleet import sqlite
-    from station.store import StationStore
     from station.store.schema import MIGRATIONS
 
     (tmp_path / "data").mkdir()
@@ -220,10 +219,64 @@ def test_checkouts_made_before_v4_learn_the_docking_they_came_from(tmp_path):
         }
     )
     db.close()
-    store = StationStore(tmp_path / "data")
+    store = station_store(tmp_path / "data")
     try:
         with store.writer.read() as conn:
             assert conn.execute("SELECT docking_id FROM checkouts").fetchall() == [(1,)]
         assert Desk(store, "camden").charge("BWV-1").docking_id == 2  # docked since
     finally:
         store.close()
+
+
+def dock_pack(store, dock_dir, serial, *, full=2900, design=3000, temp=30.0, level=95.0):
+    from fleet.protocol import Battery
+
+    pack = Battery(level_pct=level, full_charge_mah=full, design_mah=design, temperature_c=temp)
+    dock_camera(dock_dir, serial, [], battery=pack, folder_name=f"{serial}-{utc_now().timestamp()}")
+    Ingestor(store, "camden", dock_dir).scan()
+
+
+@pytest.mark.parametrize(
+    "pack, why",
+    [
+        ({"full": 2400}, "will not last a 10-hour shift (about 9.6 h on a full charge)"),
+        ({"full": 2300}, "due for replacement (77% of design capacity, below 80%)"),
+        ({"temp": 52.0}, "over temperature when docked (52 °C, above 45 °C)"),
+    ],
+)
+def test_the_battery_gate_refuses_an_unfit_pack_and_names_one_that_is_ready(store, desk, dock_dir, pack, why):
+    dock_pack(store, dock_dir, "BWV-READY")
+    dock_pack(store, dock_dir, "BWV-WORN", **pack)
+    with pytest.raises(Conflict) as refused:
+        desk.checkout("BWV-WORN", "PC1001", by="sgt")
+    message = str(refused.value)
+    assert why in message
+    assert "take another camera instead (ready now: BWV-READY)" in message
+    assert "a supervisor may hand this one out with a reason" in message
+    assert desk.open_checkouts() == [] and not [e for e in outbox_events(store) if isinstance(e, CheckedOut)]
+
+
+def test_a_supervisor_overrides_the_battery_gate_with_a_reason_that_goes_to_central(store, desk, dock_dir):
+    dock_pack(store, dock_dir, "BWV-WORN", full=2000)
+    with pytest.raises(Conflict, match="no other camera here is ready now"):
+        desk.checkout("BWV-WORN", "PC1001", by="sgt")
+    with pytest.raises(Conflict):  # a blank reason is no reason
+        desk.checkout("BWV-WORN", "PC1001", by="sgt", override="   ")
+    desk.checkout("BWV-WORN", "PC1001", by="sgt", override="last camera left; spare battery issued")
+    [sent] = [e for e in outbox_events(store) if isinstance(e, CheckedOut)]
+    assert sent.override == "last camera left; spare battery issued"
+    dock_pack(store, dock_dir, "BWV-FIT")
+    desk.checkout("BWV-FIT", "PC1002", by="sgt", override="not needed")  # a fit camera carries no override
+    assert [e.override for e in outbox_events(store) if isinstance(e, CheckedOut)] == [sent.override, None]
+
+
+def test_the_gate_never_overrides_the_charge(store, desk, dock_dir):
+    dock_pack(store, dock_dir, "BWV-FLAT", level=30.0)
+    with pytest.raises(Conflict, match="charged to about 30%"):
+        desk.checkout("BWV-FLAT", "PC1001", by="sgt", override="urgent")
+
+
+def test_the_gate_uses_centrals_thresholds(store, desk, mirror, dock_dir):
+    dock_pack(store, dock_dir, "BWV-1", full=2400)  # 9.6 h: short of a 10-hour shift
+    mirror.apply([StationPolicy(min_checkout_pct=80, shift_hours=8, replace_below_soh_pct=70)], cursor=5)
+    assert desk.checkout("BWV-1", "PC1001", by="sgt").device_serial == "BWV-1"

@@ -14,9 +14,8 @@ from station import ingest as ingest_module
 from station.dock import CameraFolder, DockFolderError
 from station.ingest import Ingestor, IngestReport
 from station.status import station_status
-from station.store import StationStore
 from tests.faults.disks import SmallDisk
-from tests.station.conftest import RECORDED
+from tests.station.conftest import RECORDED, plain_copy, station_store
 
 
 def clip_rows(store):
@@ -31,8 +30,8 @@ def test_ingest_copies_hashes_records_and_wipes(store, dock_dir, rng):
     assert report.new_clips == 4 and woken == [1]
     rows = {r[0]: r for r in clip_rows(store)}
     for clip in clips:
-        _clip_id, sha, size, local = rows[clip.clip_id]
-        data = (store.data_dir / local).read_bytes()
+        _clip_id, sha, size, _local = rows[clip.clip_id]
+        data = plain_copy(store, clip.clip_id)
         assert (size, sha) == (clip.size, hashlib.sha256(clip.content()).hexdigest())
         assert hashlib.sha256(data).hexdigest() == sha
     ingested = json.loads((folder / "INGESTED.json").read_text())
@@ -108,11 +107,11 @@ def test_a_camera_taken_out_of_the_dock_mid_ingest_is_not_a_bad_folder(store, do
     # the copy, and the station reported it as a bad folder (an event to central) for nothing.
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
 
-    def undocked(src, dst, chunk_bytes=None, **options):
+    def undocked(src, dst, *args, **options):
         shutil.rmtree(folder)
         raise FileNotFoundError(2, "No such file or directory", str(src))
 
-    monkeypatch.setattr(ingest_module, "copy_and_hash", undocked)
+    monkeypatch.setattr(ingest_module, "copy_hash_and_seal", undocked)
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.bad_folders == [] and store.queue.summary()["failed_folders"] == []
     assert clip_rows(store) == []
@@ -121,10 +120,10 @@ def test_a_camera_taken_out_of_the_dock_mid_ingest_is_not_a_bad_folder(store, do
 def test_disk_full_is_reported_as_transient_and_nothing_recorded(store, dock_dir, monkeypatch):
     dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
 
-    def full(src, dst, chunk_bytes=None, **options):
+    def full(src, dst, *args, **options):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ingest_module, "copy_and_hash", full)
+    monkeypatch.setattr(ingest_module, "copy_hash_and_seal", full)
     Ingestor(store, "camden", dock_dir).scan()
     [folder] = store.queue.summary()["failed_folders"]
     assert "disk full" in folder.reason
@@ -133,11 +132,11 @@ def test_disk_full_is_reported_as_transient_and_nothing_recorded(store, dock_dir
 
 def test_a_folder_refused_for_a_full_disk_is_retried_once_space_is_freed(store, dock_dir, monkeypatch):
     dock_camera(dock_dir, "BWV-000001", [SimClip(10, RECORDED)])
-    real = ingest_module.copy_and_hash
-    monkeypatch.setattr(ingest_module, "copy_and_hash", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "full")))
+    real = ingest_module.copy_hash_and_seal
+    monkeypatch.setattr(ingest_module, "copy_hash_and_seal", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "full")))
     ingestor = Ingestor(store, "camden", dock_dir)
     ingestor.scan()
-    monkeypatch.setattr(ingest_module, "copy_and_hash", real)
+    monkeypatch.setattr(ingest_module, "copy_hash_and_seal", real)
     ingestor.scan()
     assert clip_rows(store) == []  # within the pause after an I/O error: not retried yet
     assert store.queue.retry_transient_folders() == 1  # what the station does when it deleted local copies
@@ -145,9 +144,12 @@ def test_a_folder_refused_for_a_full_disk_is_retried_once_space_is_freed(store, 
     assert len(clip_rows(store)) == 1 and store.queue.summary()["failed_folders"] == []
 
 
-def test_a_folder_that_would_cut_into_the_reserve_stays_on_the_camera(store, dock_dir):
+def test_a_folder_that_would_cut_into_the_reserve_stays_on_the_camera(store, dock_dir, monkeypatch):
     folder = dock_camera(dock_dir, "BWV-000001", [SimClip(1000, RECORDED)])
-    free = shutil.disk_usage(store.data_dir).free
+    usage = shutil.disk_usage(store.data_dir)
+    free = usage.free
+    # The disk as it was: other processes writing to it meanwhile must not move the line by 500 bytes.
+    monkeypatch.setattr("station.ingest.shutil.disk_usage", lambda _path: usage)
     Ingestor(store, "camden", dock_dir, reserve_bytes=free - 500).scan()  # 1,000 bytes would leave < reserve
     [failed] = store.queue.summary()["failed_folders"]
     assert "disk full" in failed.reason and clip_rows(store) == []
@@ -164,7 +166,7 @@ class Crash(BaseException):
 
 # (what dies, on which call): covers every durable step of station/ingest.py's docstring.
 CRASH_POINTS = [
-    ("copy_and_hash", 2),
+    ("copy_hash_and_seal", 2),
     ("fsync_file", 2),
     ("replace", 2),
     ("fsync_dir", 1),
@@ -179,7 +181,7 @@ CRASH_POINTS = [
 def test_a_crash_at_any_step_is_finished_by_the_next_run(tmp_path, dock_dir, rng, monkeypatch, point, on_call):
     clips = random_shift(rng, 3, min_size=1, max_size=50_000)
     folder = dock_camera(dock_dir, "BWV-000001", clips)
-    store = StationStore(tmp_path / "data")
+    store = station_store(tmp_path / "data")
     calls = {"n": 0}
 
     def crashing(original):
@@ -204,14 +206,14 @@ def test_a_crash_at_any_step_is_finished_by_the_next_run(tmp_path, dock_dir, rng
             Ingestor(store, "camden", dock_dir).scan()
     store.close()
 
-    store = StationStore(tmp_path / "data")  # restart
+    store = station_store(tmp_path / "data")  # restart
     store.queue.recover_interrupted()
     Ingestor(store, "camden", dock_dir).scan()
     rows = {r[0]: r for r in clip_rows(store)}
     assert sorted(rows) == sorted(c.clip_id for c in clips)  # all there, once
     for clip in clips:
         assert rows[clip.clip_id][1] == hashlib.sha256(clip.content()).hexdigest()
-        assert (store.data_dir / rows[clip.clip_id][3]).read_bytes() == clip.content()
+        assert plain_copy(store, clip.clip_id) == clip.content()
     assert os.listdir(folder / "clips") == []
     assert len(json.loads((folder / "INGESTED.json").read_text())["clips"]) == 3
     # ... and the docking and its clips reach central's feed once each (a redo after the commit adds nothing)
@@ -441,7 +443,8 @@ def test_a_zero_byte_clip_is_a_clip(store, dock_dir):
     assert report.ingested_folders == [folder.name] and report.new_clips == 1
     [(clip_id, sha, size, local)] = clip_rows(store)
     assert (clip_id, size, sha) == (clip.clip_id, 0, hashlib.sha256(b"").hexdigest())
-    assert (store.data_dir / local).read_bytes() == b""
+    assert plain_copy(store, clip_id) == b""
+    assert (store.data_dir / local).stat().st_size > 0  # sealed: even nothing is authenticated
 
 
 # -- a full disk, a database that cannot be written ------------------------------------------
@@ -452,7 +455,7 @@ def station_settings(store, dock_dir, **extra):
         {
             "station_id": "camden",
             "borough": "Camden",
-            "central_url": "http://c",
+            "central_url": "http://127.0.0.1:9",
             "token": "t",
             "data_dir": str(store.data_dir),
             "dock_dir": str(dock_dir),
@@ -475,7 +478,7 @@ def test_a_partial_copy_left_by_a_crash_is_removed_at_start_up(store, dock_dir):
 def test_a_disk_filling_up_mid_copy_removes_the_partial_copy_and_says_so_once(tmp_path, dock_dir, monkeypatch, caplog):
     disk = SmallDisk(tmp_path / "data", 1 << 20).mount()  # a real full filesystem, not an injected error
     try:
-        store = StationStore(tmp_path / "data")
+        store = station_store(tmp_path / "data")
         folder = dock_camera(dock_dir, "BWV-000001", [SimClip(2 << 20, RECORDED)])
         monkeypatch.setattr(ingest_module, "TRANSIENT_RETRY", timedelta(0))  # retried at every scan
         ingestor = Ingestor(store, "camden", dock_dir)

@@ -7,6 +7,7 @@ from fleet.config import StationSettings, settings_from_dict
 from fleet.errors import FleetError
 from station.node import StationNode
 from station.store import StationStore
+from tests.station.conftest import key_file
 
 
 def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each_run(tmp_path, caplog):
@@ -14,10 +15,11 @@ def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each
         {
             "station_id": "camden",
             "borough": "Camden",
-            "central_url": "http://c",
+            "central_url": "http://127.0.0.1:9",
             "token": "t",
             "data_dir": str(tmp_path / "data"),
             "dock_dir": str(tmp_path / "dock"),
+            "station_key": {"file": key_file(tmp_path)},
         },
         StationSettings,
     )
@@ -43,10 +45,11 @@ def test_a_full_disk_at_start_up_does_not_stop_the_station_a_read_only_database_
         {
             "station_id": "camden",
             "borough": "Camden",
-            "central_url": "http://c",
+            "central_url": "http://127.0.0.1:9",
             "token": "t",
             "data_dir": str(tmp_path / "data"),
             "dock_dir": str(tmp_path / "dock"),
+            "station_key": {"file": key_file(tmp_path)},
         },
         StationSettings,
     )

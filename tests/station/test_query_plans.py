@@ -16,12 +16,11 @@ from litestar.testing import TestClient
 from central.core.app import create_app
 from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
-from station.store import StationStore
 from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
 from station.sync.events import EventSender
 from tests.central.conftest import ADMIN, make_settings
-from tests.station.conftest import FAST, RECORDED
+from tests.station.conftest import FAST, RECORDED, station_store
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
 
 GROWING = ("clips", "dockings", "outbox", "checkouts", "officers", "devices", "personal_issues", "held_clips")
@@ -37,7 +36,7 @@ def central(tmp_path):
 def test_ingest_upload_events_feed_and_status_read_growing_tables_by_index_only(monkeypatch, tmp_path, central):
     central.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
     statements = trace_every_connection(monkeypatch, under=tmp_path / "station")
-    store = StationStore(tmp_path / "station")
+    store = station_store(tmp_path / "station")
     statements.clear()  # the migrations ran once, at opening
     try:
         client = httpx.Client(base_url="http://central.local", transport=central._transport, headers=STATION)

@@ -15,7 +15,7 @@ def settings_for(store, tmp_path, **extra):
         {
             "station_id": "camden",
             "borough": "Camden",
-            "central_url": "http://c",
+            "central_url": "http://127.0.0.1:9",
             "token": "t",
             "data_dir": str(store.data_dir),
             "dock_dir": str(tmp_path / "dock"),
@@ -32,7 +32,12 @@ def test_a_database_that_cannot_be_written_is_in_the_json_and_the_table(store, t
     finally:
         store.db.execute("PRAGMA query_only = OFF")
     as_json = msgspec.json.decode(msgspec.json.encode(status))
-    assert list(as_json)[-1] == "problems"  # a new key goes last (docs/contracts.md §4)
+    assert list(as_json)[-4:] == [
+        "problems",
+        "upload_window",
+        "upload_window_open",
+        "bandwidth_limit_mbps",
+    ]  # new keys go last (docs/contracts.md §4)
     assert as_json["problems"] == ["station database cannot be written: attempt to write a readonly database"]
     render_status(status)
     assert "station database cannot be written" in capsys.readouterr().out

@@ -114,3 +114,14 @@ def test_a_late_checkout_that_moves_a_clip_out_of_an_officer_hold_tells_the_stat
     post(client, KENTISH, [docked("A", 0.5), out("A", "PC7")], hours=[0.5, 1])  # reported late: it was PC7's
     assert owner(client, clip.clip_id) == "PC7"
     assert _holds_in_feed(client) == [(clip.clip_id, True), (clip.clip_id, False)]
+
+
+def test_a_checkout_past_the_battery_gate_is_audited_with_the_supervisors_reason(client):
+    from fleet.events import CheckedOut
+
+    past_gate = CheckedOut(device_serial="A", officer_id="PC1", battery_pct=95, by="sgt", override="last camera left")
+    post(client, CAMDEN, [docked("A"), past_gate], hours=[0, 1])
+    trail = client.get("/api/v1/devices/A", headers=ADMIN).json()["audit"]
+    [checkout] = [t for t in trail if t["action"] == "check-out"]
+    assert checkout["detail"].endswith("; handed out past the battery gate: last camera left")
+    assert checkout["actor"] == "sgt@camden"

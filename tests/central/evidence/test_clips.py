@@ -1,14 +1,16 @@
 import hashlib
 import os
+import re
 import uuid
 from datetime import timedelta
 
+from central.core.providers import services
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, patch
 from tests.station.conftest import RECORDED
 
 
-def upload(client, data: bytes, headers=CAMDEN, hours=0, serial="BWV-000123", evidential=False, finish=True):
+def upload(client, data: bytes, headers=CAMDEN, hours=0, serial="BWV-000123", evidential=False, finish=True, **extra):
     meta = UploadMetadata(
         clip_id=uuid.uuid4(),
         sha256=hashlib.sha256(data).hexdigest(),
@@ -17,6 +19,7 @@ def upload(client, data: bytes, headers=CAMDEN, hours=0, serial="BWV-000123", ev
         filename="c.mp4",
         evidential=evidential,
         tags=["stop_and_search"] if evidential else [],
+        **extra,
     )
     r = client.post(
         "/api/v1/uploads/",
@@ -25,6 +28,22 @@ def upload(client, data: bytes, headers=CAMDEN, hours=0, serial="BWV-000123", ev
     if finish:
         patch(client, r.headers["Location"], 0, data, headers=headers)
     return str(meta.clip_id)
+
+
+def test_the_pre_record_buffer_is_kept_with_the_clip_and_said_on_its_page(client):
+    from tests.central.web.test_dashboard import log_in
+
+    buffered = upload(client, os.urandom(500), duration_s=95, pre_record_s=30)
+    plain = upload(client, os.urandom(500), duration_s=40)
+    assert client.get(f"/api/v1/clips/{buffered}", headers=ADMIN).json()["pre_record_s"] == 30
+    assert client.get(f"/api/v1/clips/{plain}", headers=ADMIN).json()["pre_record_s"] == 0
+    services(client.app).users.add("s.uper", "supervisor", "test", password="correct horse battery")
+    client.base_url = "https://central.test"  # session cookies are Secure
+    log_in(client, "s.uper")
+    page = client.get(f"/clips/{buffered}").text
+    length = re.search(r'<dd id="length">(.*?)</dd>', page, re.S)
+    assert length and length[1].startswith("95 s, of which the first 30 s are the camera's pre-record buffer")
+    assert "pre-record" not in client.get(f"/clips/{plain}").text
 
 
 def test_one_clip_has_the_contract_fields(client):

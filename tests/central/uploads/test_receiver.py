@@ -347,3 +347,17 @@ def test_recovery_removes_part_files_no_upload_is_receiving(parts):
     orphan.write_bytes(b"a whole clip's creation that died before its commit")
     asyncio.run(receiver(parts).recover())
     assert not orphan.exists() and r.part(kept.upload_id).exists()
+
+
+def test_a_patch_refused_midway_leaves_the_running_hash_as_it_was(parts):
+    """The bytes of a PATCH that counts nothing (here: more than Upload-Length allows, with no
+    Upload-Checksum) never reach the whole-file hash kept for the next one."""
+    from fleet.errors import PayloadTooLarge
+
+    data = os.urandom(10 << 20)  # past the pieces hashed on the way (FLUSH_BYTES)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    assert asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[: 1 << 20]))).offset == 1 << 20
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(r.append(CAMDEN, upload.upload_id, 1 << 20, None, body(data[1 << 20 :], b"too much")))
+    assert asyncio.run(r.append(CAMDEN, upload.upload_id, 1 << 20, None, body(data[1 << 20 :]))).verified

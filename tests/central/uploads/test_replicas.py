@@ -6,7 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from fleet.errors import Locked
+import pytest
+
+from fleet.errors import Locked, OffsetMismatch
 from tests.central.conftest import metadata
 from tests.central.uploads.test_receiver import CAMDEN, body, parts, receiver  # noqa: F401 -- parts is a fixture
 
@@ -94,3 +96,37 @@ def test_a_stale_patch_on_another_replica_never_overwrites_a_verified_blob(parts
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest(), (
         f"the verified blob was overwritten: first {half} bytes zero: {stored[:half] == bytes(half)}"
     )
+
+
+def test_replicas_whose_uploads_folders_are_not_shared_restart_an_upload_never_fail_it(tmp_path):
+    """The filesystem backend with each replica's own data_dir (not the deployment docs/deployment.md
+    asks for): an upload resumed through the replica that does not hold its bytes restarts at 0
+    (409, HEAD says 0), wherever its next PATCHes land, and is verified in the end; never a 5xx,
+    never a 410 that would send the station to create an upload it already has."""
+    from central.uploads.blobstore import FilesystemBlobStore
+    from tests.central.conftest import central_store
+
+    stores = [central_store(tmp_path / "central") for _ in range(2)]
+    blobs = FilesystemBlobStore(tmp_path / "blobs")
+    one, other = (receiver((store, blobs, tmp_path / f"replica-{n}" / "uploads")) for n, store in enumerate(stores))
+    try:
+        data = os.urandom(300_000)
+        upload, _ = one.create(CAMDEN, len(data), metadata(data))
+        assert asyncio.run(one.append(CAMDEN, upload.upload_id, 0, None, body(data[:100_000]))).offset == 100_000
+        with pytest.raises(OffsetMismatch, match="restarted at offset 0"):
+            asyncio.run(other.append(CAMDEN, upload.upload_id, 100_000, None, body(data[100_000:200_000])))
+        assert one.get(upload.upload_id).offset == 0
+        # The station starts again from 0; its PATCHes land on the other replica now.
+        for at in range(0, 200_000, 100_000):
+            assert asyncio.run(other.append(CAMDEN, upload.upload_id, at, None, body(data[at : at + 100_000])))
+        # And back on the first, whose file holds fewer bytes than counted: a restart again, not a 410.
+        with pytest.raises(OffsetMismatch, match="restarted at offset 0"):
+            asyncio.run(one.append(CAMDEN, upload.upload_id, 200_000, None, body(data[200_000:])))
+        for at in range(0, len(data), 100_000):
+            done = asyncio.run(one.append(CAMDEN, upload.upload_id, at, None, body(data[at : at + 100_000])))
+        assert done.verified and b"".join(blobs.read(upload.clip_id)) == data
+    finally:
+        for r in (one, other):
+            r.close()
+        for store in stores:
+            store.close()

@@ -8,8 +8,7 @@ from fleet.clock import utc_now
 from fleet.events import BadFolder, CameraDocked, ClipIngested, ClipVerified, Event
 from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
-from station.store import StationStore
-from tests.station.conftest import RECORDED
+from tests.station.conftest import RECORDED, station_store
 
 
 def events(store) -> list[tuple[int, Event]]:
@@ -82,14 +81,14 @@ def test_prune_forgets_only_acknowledged_old_events(store, dock_dir):
 
 
 def test_seqs_are_never_reused_after_pruning(tmp_path, dock_dir):
-    store = StationStore(tmp_path / "data")
+    store = station_store(tmp_path / "data")
     dock_camera(dock_dir, "BWV-000001", [SimClip(100, RECORDED)], folder_name="a")
     Ingestor(store, "camden", dock_dir).scan()
     outbox = store.outbox
     outbox.acknowledge(2)
     outbox.prune(timedelta(0), now=utc_now() + timedelta(seconds=1))
     store.close()
-    store = StationStore(tmp_path / "data")  # a restart
+    store = station_store(tmp_path / "data")  # a restart
     dock_camera(dock_dir, "BWV-000001", [SimClip(100, RECORDED)], folder_name="b")
     Ingestor(store, "camden", dock_dir).scan()
     assert [p.seq for p in store.outbox.pending(10)] == [3, 4]

@@ -6,9 +6,8 @@ import httpx
 from fleet.clock import utc_now
 from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
-from station.store import StationStore
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
-from tests.station.conftest import FAST, RECORDED
+from tests.station.conftest import FAST, RECORDED, station_store
 from tests.station.sync.fake_tus import FakeTus
 
 
@@ -42,7 +41,7 @@ def test_drains_the_queue_evidential_first(store, dock_dir):
 
 
 def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_dir):
-    store = StationStore(tmp_path / "data")
+    store = station_store(tmp_path / "data")
     dock(store, dock_dir, [SimClip(1000, RECORDED), SimClip(1000, RECORDED)])
     server = FakeTus()
     server.fault = lambda r: httpx.Response(503, headers={"Retry-After": "600"}, json={"message": "maintenance"})
@@ -56,7 +55,7 @@ def test_transient_failure_persists_attempts_error_and_next_time(tmp_path, dock_
         assert timedelta(seconds=590) < t.next_attempt_at - utc_now() <= timedelta(seconds=600)
     store.close()
 
-    store = StationStore(tmp_path / "data")  # a restart keeps the schedule
+    store = station_store(tmp_path / "data")  # a restart keeps the schedule
     server.fault = None
     assert worker(store, server).run_once().verified == []
     assert [t.attempts for t in store.queue.transfers()] == [1, 1]
@@ -204,3 +203,89 @@ def test_the_clip_id_goes_to_central_as_the_station_records_it(store, dock_dir):
     first = header.split(",")[0]
     assert first == "clip_id " + base64.b64encode(written.lower().encode()).decode()
     assert list(states(store)) == [written.lower()]
+
+
+def test_the_cameras_pre_record_buffer_goes_to_central_with_the_clip(store, dock_dir):
+    from fleet.protocol import parse_upload_metadata_header
+
+    dock(store, dock_dir, [SimClip(1000, RECORDED)])  # the simulated camera's sidecar says 30 s
+    server = FakeTus()
+    headers = []
+    server.fault = lambda request: (
+        headers.append(request.headers.get("Upload-Metadata")) if request.method == "POST" else None
+    )
+    worker(store, server).run_once()
+    [header] = headers
+    assert parse_upload_metadata_header(header)["pre_record_s"] == "30.0"
+
+
+def test_outside_the_upload_window_only_evidential_and_held_clips_go_up(store, dock_dir, monkeypatch):
+    from datetime import UTC, datetime
+
+    from fleet.events import ClipHold
+    from fleet.protocol import StationStatus
+    from station.status import station_status
+    from station.sync import clips as clips_module
+    from station.sync.window import UploadWindow
+    from tests.station.test_status import settings_for
+
+    routine, held = SimClip(1000, RECORDED), SimClip(1000, RECORDED - timedelta(hours=1))
+    evidential = SimClip(1000, RECORDED - timedelta(hours=2), evidential=True)
+    dock(store, dock_dir, [routine, held, evidential])
+    store.mirror.apply([ClipHold(clip_id=held.clip_id)], cursor=1)
+    settings = settings_for(store, dock_dir.parent, upload_window="19:00-07:00", bandwidth_limit_mbps=20)
+    window = UploadWindow.of(settings)
+    noon, night = datetime(2026, 7, 1, 11, 0, tzinfo=UTC), datetime(2026, 7, 1, 22, 30, tzinfo=UTC)  # 12:00, 23:30 BST
+    assert window is not None and not window.is_open(noon) and window.is_open(night)
+    assert window.is_open(datetime(2026, 12, 1, 6, 30, tzinfo=UTC)) and not window.is_open(
+        datetime(2026, 7, 1, 6, 30, tzinfo=UTC)
+    )
+
+    server = FakeTus()
+    sync = worker(store, server, concurrency=1)
+    sync.window = window
+    monkeypatch.setattr(clips_module, "utc_now", lambda: noon)
+    assert sorted(sync.run_once().verified) == sorted([held.clip_id, evidential.clip_id])
+    assert states(store)[routine.clip_id] == "queued"
+    status: StationStatus = station_status(settings, store)
+    assert (status.upload_window, status.bandwidth_limit_mbps) == ("19:00-07:00 Europe/London", 20.0)
+    monkeypatch.setattr(clips_module, "utc_now", lambda: night)
+    assert sync.run_once().verified == [routine.clip_id]
+
+
+def test_an_upload_window_that_is_not_a_window_is_refused_when_the_config_loads(tmp_path):
+    import pytest
+
+    from fleet.config import StationSettings, settings_from_dict
+    from fleet.errors import ConfigError
+
+    base = {"station_id": "camden", "borough": "Camden", "central_url": "http://127.0.0.1:9", "token": "t"}
+    base |= {"data_dir": "d", "dock_dir": "k"}
+    for window, timezone, why in [
+        ("25:00-07:00", "Europe/London", "25:00 is not a time of day"),
+        ("07:00-07:00", "Europe/London", "opens and closes at once"),
+        ("19:00-07:00", "Mars/Olympus", "not a known time zone"),
+        ("7pm-7am", "Europe/London", "upload_window"),
+    ]:
+        with pytest.raises(ConfigError, match=why):
+            settings_from_dict({**base, "upload_window": window, "timezone": timezone}, StationSettings)
+
+
+def test_a_location_pointing_to_another_host_is_refused_and_nothing_is_sent_there(store, dock_dir):
+    dock(store, dock_dir, [SimClip(1000, RECORDED)])
+    server = FakeTus()
+    sent_elsewhere = []
+
+    def fault(request):
+        if request.url.host != "central":
+            sent_elsewhere.append(request)
+            return httpx.Response(204)
+        if request.method == "POST":
+            return httpx.Response(201, headers={"Location": "http://collector.example/up/1", "Upload-Offset": "0"})
+        return None
+
+    server.fault = fault
+    report = worker(store, server).run_once()
+    assert report.verified == [] and sent_elsewhere == []
+    [row] = store.db.execute("SELECT state, last_error FROM clips").fetchall()
+    assert row[0] == "waiting" and "points away from http://central" in row[1]

@@ -16,9 +16,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
-from station.store import StationStore
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
-from tests.station.conftest import FAST, RECORDED
+from tests.station.conftest import FAST, RECORDED, station_store
 from tests.station.sync.fake_tus import FakeTus
 
 CHUNK = 64 * 1024
@@ -35,7 +34,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.dock = self.root / "dock"
         self.dock.mkdir()
         self.server = FakeTus()
-        self.store = StationStore(self.root / "data")
+        self.store = station_store(self.root / "data")
         self.docked: dict[str, str] = {}  # clip_id -> sha256
         self.central_up = True
         self.crash_in: int | None = None
@@ -102,7 +101,7 @@ class SyncMachine(RuleBasedStateMachine):
     @rule()
     def restart(self):
         self.store.close()
-        self.store = StationStore(self.root / "data")
+        self.store = station_store(self.root / "data")
         self.store.queue.recover_interrupted()
 
     @rule()

@@ -24,12 +24,11 @@ from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import from_iso
 from fleet.events import BadFolder, CheckedIn, CheckedOut, Event
-from station.store import StationStore
 from station.sync.changes import FeedFollower
 from station.sync.events import EventSender
 from tests.central.conftest import ADMIN, make_settings
 from tests.central.fleetdata import docked
-from tests.station.conftest import FAST
+from tests.station.conftest import FAST, station_store
 
 STATION_TOKEN = "camden-test-token"  # test value, not a secret
 
@@ -71,7 +70,7 @@ class TwoWaySync(RuleBasedStateMachine):
         self._open_station()
 
     def _open_station(self) -> None:
-        self.store = StationStore(self.root / "station")
+        self.store = station_store(self.root / "station")
         self.client = httpx.Client(
             base_url="http://central.local",
             transport=self.transport,
