@@ -58,11 +58,16 @@ fix: $(STAMP)  ## apply ruff's safe fixes and ruff format to the whole tree (rev
 	$(BIN)/ruff format .
 
 SEEDS ?= 200
-faults: $(STAMP) browser  ## the fault-injection suite over many seeds (SEEDS=200); the table goes to bench/out/faults.md
-	@mkdir -p bench/out && rm -f bench/out/faults.jsonl
+CLUSTER_SEEDS ?= 20
+faults: $(STAMP) browser services  ## the fault suite over many seeds (SEEDS=200, CLUSTER_SEEDS=20); tables in bench/out/faults*.md
+	@mkdir -p bench/out && rm -f bench/out/faults.jsonl bench/out/faults-cluster.jsonl
 	FAULTS_RESULTS=$(CURDIR)/bench/out/faults.jsonl $(BIN)/python -m pytest tests/faults/test_scenarios.py -n 2 \
 		-q --fault-seeds $(SEEDS) -k scenario $(PYTEST_ARGS); status=$$?; \
-		$(BIN)/python -m tests.faults.report bench/out/faults.jsonl $(SEEDS); exit $$status
+		$(BIN)/python -m tests.faults.report bench/out/faults.jsonl $(SEEDS) || status=1; \
+		FAULTS_RESULTS=$(CURDIR)/bench/out/faults-cluster.jsonl $(BIN)/python -m pytest \
+		tests/faults/test_cluster_scenarios.py -n 2 -q --cluster-seeds $(CLUSTER_SEEDS) -k scenario $(PYTEST_ARGS) \
+		|| status=1; \
+		$(BIN)/python -m tests.faults.report bench/out/faults-cluster.jsonl $(CLUSTER_SEEDS) || status=1; exit $$status
 
 screenshots: $(STAMP) browser  ## the browser tests, saving the dashboard's pages to docs/screenshots/
 	SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q

@@ -33,6 +33,7 @@ defaults
     timeout server 120s
     timeout http-request 30s
     timeout queue 30s
+    timeout check 3s
     retries 3
     option redispatch
     retry-on conn-failure
@@ -50,7 +51,10 @@ backend replicas
 {servers}
 """
 """Long polls hold a request up to 30 s and an upload's body may pause for a while:
-the client and server timeouts leave room for both."""
+the client and server timeouts leave room for both. A health check may take up to 3 s to
+answer (without ``timeout check`` HAProxy gave it only ``inter``, 500 ms: on a loaded host
+both replicas were taken out at once and every request answered 503 by the balancer); a
+replica that is gone refuses the check's connection and is out within a second still."""
 
 
 def haproxy_binary() -> str:

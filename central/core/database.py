@@ -204,6 +204,11 @@ transaction; the server ends a session idle in a transaction for a minute (its l
 it), and probes a silent client, so a vanished replica's session goes within ~11 s. No JIT:
 central's statements read a page of rows, and compiling one cost more than running it (a
 dashboard query whose estimate passed ``jit_above_cost`` spent 140 ms compiling, 1 ms running)."""
+READ_WAIT_S = 5.0
+"""How long a read waits for a pooled connection before it is answered 503 (busy, Retry-After).
+While PostgreSQL is down or restarting the pool has none to give: at psycopg_pool's default
+(30 s) every request, health checks included, held a server thread that long, the threads ran
+out and not even ``/healthz`` answered until well after the database was back."""
 WRITE_LOCK = 0x466C6565_74575254  # "FleetWRT": the advisory lock that serialises central's writes
 MIGRATE_LOCK = 0x466C6565_744D4947  # "FleetMIG": one replica migrates at a time
 
@@ -415,7 +420,14 @@ class PostgresDatabase:
         self._lock = threading.RLock()
         self._writer: PostgresConnection | None = None
         self.pool = ConnectionPool(
-            url, min_size=1, max_size=readers, kwargs=self._kwargs, configure=_configure, open=False, name="readers"
+            url,
+            min_size=1,
+            max_size=readers,
+            kwargs=self._kwargs,
+            configure=_configure,
+            open=False,
+            name="readers",
+            timeout=READ_WAIT_S,
         )
         try:
             self.pool.open(wait=True, timeout=30.0)

@@ -258,7 +258,7 @@ class UploadReceiver:
         meta = self._creation(length, raw_metadata)
         clip_id = str(meta.clip_id)
         async with self._turn_to_create(clip_id):
-            existing = self.uploads.upload_for_clip(clip_id)
+            existing = await asyncio.to_thread(self.uploads.upload_for_clip, clip_id)
             if existing is None and whole:
                 # A zero-byte clip is whole with no body at all: stored and verified like any other.
                 return await self._create_whole(
@@ -354,7 +354,7 @@ class UploadReceiver:
         return upload
 
     async def terminate(self, principal: Principal, upload_id: str) -> None:
-        upload = self.get(upload_id)
+        upload = await asyncio.to_thread(self.get, upload_id)
         if upload.verified:
             raise Conflict("this clip is verified and stored as evidence; an upload cannot delete it")
         lock = self._lock(upload_id)
@@ -427,14 +427,18 @@ class UploadReceiver:
         *,
         just_created: bool = False,
     ) -> Upload:
-        """``just_created``: this request made the upload (and so may write it): one read fewer."""
+        """``just_created``: this request made the upload (and so may write it): one read fewer.
+
+        Its reads go to a worker thread, as every database call of a coroutine here: on the
+        event loop a read that waits (PostgreSQL down: up to ``READ_WAIT_S``) stalled every
+        request of the process, health checks included."""
         if not just_created:
-            self.get(upload_id)
+            await asyncio.to_thread(self.get, upload_id)
         lock = self._lock(upload_id)
         if lock.locked():
             raise Locked("another PATCH is writing this upload", headers={"Retry-After": "1"})
         async with lock:
-            upload = self.get(upload_id)
+            upload = await asyncio.to_thread(self.get, upload_id)
             if upload.verified:
                 if offset == upload.length:
                     return upload

@@ -2,7 +2,8 @@
 
 Clips are read through the admin API (``GET /api/v1/clips``, every page) and a sample of
 their bytes through ``/content``; telemetry and the fleet state derived from it are read
-from central's database, read-only, once central has applied every event it acknowledged.
+from central's database (SQLite's file, read-only, or PostgreSQL), once central has applied
+every event it acknowledged.
 Each docked clip is **ok**, **lost** (not verified at central), **duplicated** (listed more
 than once) or **corrupted** (another SHA-256, size, camera, recording time or station);
 each docking's ``camera_docked`` event is ok, lost, duplicated (stored twice) or corrupted
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import psycopg
 
 from fleet import sqlite
 from fleet.clock import from_iso
@@ -72,12 +74,12 @@ class Check:
     bytes_mismatched: int
 
 
-def wait_until_applied(db: Path, timeout: float) -> bool:
+def wait_until_applied(db: Path | str, timeout: float) -> bool:
     """Central applies acknowledged events in the background: wait until it has applied them all."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with _read_only(db) as conn:
-            behind = conn.execute("SELECT COUNT(*) FROM stations WHERE applied_seq < acked_seq").fetchone()[0]
+            behind = _count(conn, "SELECT COUNT(*) FROM stations WHERE applied_seq < acked_seq")
         if not behind:
             return True
         time.sleep(0.5)
@@ -88,7 +90,7 @@ def check(
     records: list[DockRecord],
     stations: list[Station],
     admin: httpx.Client,
-    db: Path,
+    db: Path | str,
     spot_checks: int = 100,
     seed: int = 0,
 ) -> Check:
@@ -97,7 +99,7 @@ def check(
     docked = {r.serial: r for r in sorted(records, key=lambda r: r.docked_at)}  # each camera's last docking
     with _read_only(db) as conn:
         central = dict(conn.execute("SELECT serial, last_docked_at FROM devices").fetchall())
-        readings = conn.execute("SELECT COUNT(*) FROM battery_readings").fetchone()[0]
+        readings = _count(conn, "SELECT COUNT(*) FROM battery_readings")
     current = sum(1 for serial, r in docked.items() if central.get(serial) and from_iso(central[serial]) == r.docked_at)
     checked, mismatched = _spot_check_bytes(records, admin, spot_checks, seed)
     return Check(
@@ -214,9 +216,18 @@ def _spot_check_bytes(records, admin, count: int, seed: int) -> tuple[int, int]:
     return len(sample), mismatched
 
 
-def _read_only(path: Path) -> closing[sqlite3.Connection]:
-    """Central's database opened read-only (it may still be serving)."""
-    return closing(sqlite.open_read_only(path))
+def _count(conn, sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _read_only(db: Path | str) -> closing[sqlite3.Connection] | psycopg.Connection:
+    """Central's database for reading while it may still be serving: the SQLite file read-only,
+    or a connection of its own to PostgreSQL (``db`` its URL; the queries here take no parameters,
+    so they read the same on both)."""
+    if isinstance(db, str):
+        return psycopg.connect(db, autocommit=True, application_name="fleet-simulate-check")
+    return closing(sqlite.open_read_only(db))
 
 
 def counts(verdicts: Verdicts) -> dict:

@@ -34,7 +34,15 @@ latencies (wall) and the check; writes it all as JSON (--out). Exits 1 if anythi
 lost, duplicated or corrupted or the backlog did not drain, 2 on bad options.
 State goes to a fast folder (/dev/shm when there is one): the run is about coordination.
 The station host processes run at a lower CPU priority (nice 5) than central and the driver:
-in a force each station has a machine of its own, and here they would starve central."""
+in a force each station has a machine of its own, and here they would starve central.
+
+With --database postgresql central's state is in a PostgreSQL server started for the run
+(Debian's postgresql: `make services` installs it), and with --replicas N central is N
+processes on it behind HAProxy, the stations talking to the balancer. Then the replica
+leading the jobs that run once is SIGKILLed a third of the way through the month
+(--kill-replica-at) and started again at once: another replica takes the jobs over, the
+stations' requests it held are retried, and the check still finds nothing lost. The outage
+stops every replica."""
 
 
 def _default_workdir() -> Path:
@@ -118,6 +126,27 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     add("--hosts", type=int, default=4, metavar="N", help="processes the station nodes are shared among (default: 4)")
     add(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="central's database: SQLite (default) or a PostgreSQL server started for the run",
+    )
+    add(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run central as N processes behind HAProxy (needs --database postgresql; default: 1)",
+    )
+    add(
+        "--kill-replica-at",
+        type=float,
+        default=None,
+        metavar="HOUR",
+        help="SIGKILL the leading replica at this simulated hour of the month and start it again "
+        "(default with --replicas 2 or more: a third of the way through the month)",
+    )
+    add(
         "--workdir",
         type=Path,
         default=None,
@@ -163,6 +192,19 @@ def plan_from(args: argparse.Namespace):
     need(1 <= args.max_clip_kib <= 64 * 1024, "--max-clip-kib must be between 1 and 65536")
     need(1 <= args.hosts <= 64, "--hosts must be between 1 and 64")
     need(args.drain_timeout > 0, "--drain-timeout must be positive")
+    need(1 <= args.replicas <= 8, "--replicas must be between 1 and 8")
+    need(
+        args.replicas == 1 or args.database == "postgresql",
+        "--replicas N share one PostgreSQL: give --database postgresql",
+    )
+    need(
+        args.kill_replica_at is None or args.replicas > 1,
+        "--kill-replica-at needs --replicas 2 or more (another replica takes over)",
+    )
+    kill_at = args.kill_replica_at
+    if kill_at is None and args.replicas > 1:
+        kill_at = args.days * 24 / 3
+    need(kill_at is None or 0 <= kill_at < args.days * 24, "--kill-replica-at must fall inside the month")
     plan = Plan(
         devices=args.devices,
         boroughs=args.boroughs,
@@ -174,6 +216,9 @@ def plan_from(args: argparse.Namespace):
         day_seconds=args.day_seconds,
         hosts=min(args.hosts, stations),
         drain_timeout_s=args.drain_timeout,
+        database=args.database,
+        replicas=args.replicas,
+        kill_replica_at_hours=kill_at,
         model=UsageModel(
             shifts_per_week=args.shifts_per_week,
             clips_per_shift=args.clips_per_shift,
@@ -208,17 +253,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     out = (args.out or root / "summary.json").resolve()
     prepare_workdir(root)
     layout = build_layout(plan.devices, plan.boroughs, plan.stations_per_borough, plan.seed)
-    cluster = SimCluster(root, layout.stations, plan.hosts, plan.day_seconds)
-    cluster.write_configs()
+    cluster = SimCluster(
+        root, layout.stations, plan.hosts, plan.day_seconds, database=plan.database, replicas=plan.replicas
+    )
+    central = (
+        f"central on {plan.database}"
+        if plan.replicas == 1
+        else f"{plan.replicas} central replicas on {plan.database} behind HAProxy"
+    )
     console.print(
         f"[bold]Simulating {plan.days} days of {plan.devices:,} cameras at {len(layout.stations)} stations "
-        f"in {len(layout.boroughs)} boroughs[/] ({plan.hosts} station hosts; state and logs in {root})"
+        f"in {len(layout.boroughs)} boroughs[/] ({central}; {plan.hosts} station hosts; state and logs in {root})"
     )
     simulation = Simulation(plan, layout, cluster)
     wall: dict[str, float] = {}
     result = None
     stop_on_sigterm()
     try:
+        cluster.start_database()
+        cluster.write_configs()
         with Progress(console, plan) as progress:
             outcome = simulation.run(progress.update)
         wall["setup"] = simulation.mono0 - started
@@ -249,6 +302,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     write_json(summary, out)
     if not args.keep_state:
+        if cluster.postgres is not None:
+            cluster.postgres.remove()
         for bulky in [
             root / "central" / "data",
             *(root / "stations").glob("*/data"),

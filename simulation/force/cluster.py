@@ -1,6 +1,9 @@
-"""The simulated force's processes: one real central and a few hosts of real station nodes.
+"""The simulated force's processes: a real central and a few hosts of real station nodes.
 
-Central is ``fleet central serve`` (uvicorn). The stations are real station nodes (ingest,
+Central is ``fleet central serve`` (uvicorn) on SQLite, or (``database="postgresql"``) on a
+PostgreSQL server started for the run, as ``replicas`` processes behind HAProxy, whose port
+is the one the stations use (the same ``simulation.postgres`` and ``simulation.haproxy`` as
+``fleet demo``). The stations are real station nodes (ingest,
 queue, sync worker, outbox, feed, desk API), several to a process (``fleet station run
 --config A --config B …``): 64 station processes would not fit 2 cores, and a node needs
 nothing of its process but its own threads. Everything else is their public interfaces:
@@ -24,10 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from fleet.errors import FleetError
 from simulation.force.usage import Station
+from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import FleetProcess, free_port, healthy, start_central, wait_until, write_toml
+from simulation.postgres import LocalPostgres
 from station.keys import write_new_key
 
 MARKER = ".fleet-simulate"
@@ -71,15 +77,29 @@ def station_settings(day_seconds: float) -> dict:
 class SimCluster:
     """Configs, processes and observations of one simulated force under ``root``."""
 
-    def __init__(self, root: Path, stations: list[Station], hosts: int, day_seconds: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        stations: list[Station],
+        hosts: int,
+        day_seconds: float,
+        *,
+        database: str = "sqlite",
+        replicas: int = 1,
+    ) -> None:
         self.root = root
         self.stations = stations
         self.hosts = min(hosts, len(stations))
         self.day_seconds = day_seconds
+        self.database = database
         self.port = free_port()
+        """The port stations talk to: central's own, or with replicas the balancer's."""
+        self.replica_ports = [self.port] if replicas == 1 else [free_port() for _ in range(replicas)]
         self.admin_token = "sim-admin-" + secrets.token_urlsafe(16)  # SIMULATION value, new every run
         self.desk_ports = [free_port() for _ in stations]
-        self.central: FleetProcess | None = None
+        self.replicas: list[FleetProcess | None] = [None] * replicas
+        self.postgres: LocalPostgres | None = None
+        self.balancer: LocalHAProxy | None = None
         self.host_processes: list[FleetProcess] = []
         self.retired_cpu = 0.0
         """CPU seconds of central processes already stopped (the outage restarts it)."""
@@ -99,12 +119,31 @@ class SimCluster:
         return self.root / "stations" / self.stations[station].station_id / "dock"
 
     @property
-    def central_log(self) -> Path:
-        return self.root / "logs" / "central.log"
+    def central(self) -> FleetProcess | None:
+        """The first replica (the only one on SQLite)."""
+        return self.replicas[0]
+
+    def replica_log(self, number: int) -> Path:
+        return self.root / "logs" / ("central.log" if len(self.replicas) == 1 else f"central{number}.log")
 
     @property
-    def central_db(self) -> Path:
+    def central_log(self) -> Path:
+        return self.replica_log(1)
+
+    @property
+    def central_db(self) -> Path | str:
+        """Central's database: the SQLite file, or the PostgreSQL URL."""
+        if self.postgres is not None:
+            return self.postgres.url("central")
         return self.root / "central" / "data" / "central.db"
+
+    def start_database(self) -> None:
+        """PostgreSQL for ``database="postgresql"``, its data under the work folder (nothing for SQLite)."""
+        if self.database != "postgresql":
+            return
+        self.postgres = LocalPostgres(self.root / "postgres").start()
+        with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE central")
 
     def write_configs(self) -> None:
         """Fresh SIMULATION tokens every run; central keeps only their hashes."""
@@ -120,6 +159,7 @@ class SimCluster:
                 "admin_token_sha256": hashlib.sha256(self.admin_token.encode()).hexdigest(),
                 # The deletion job is not what is simulated: twelve hours away, it never runs during a run.
                 "retention": {"job_hour_utc": job_hour},
+                **({"database": {"url": self.postgres.url("central")}} if self.postgres is not None else {}),
                 "stations": {
                     s.station_id: {
                         "borough": s.borough,
@@ -157,19 +197,74 @@ class SimCluster:
     # -- processes -------------------------------------------------------------------------
 
     def start_central(self) -> float:
-        """Start central; return how long it took to answer."""
+        """Start central (every replica, and the balancer the first time); return how long it took to answer."""
         started = time.monotonic()
-        self.central = start_central(self.root / "central" / "central.toml", self.central_log, self.url, timeout=180)
+        with ThreadPoolExecutor(len(self.replicas), thread_name_prefix="replica") as starting:
+            list(starting.map(self.start_replica, range(1, len(self.replicas) + 1)))  # at once; raises if one fails
+        if len(self.replicas) > 1:
+            if self.balancer is None:
+                self.balancer = LocalHAProxy(self.root / "haproxy", self.replica_ports, port=self.port)
+            if not self.balancer.alive():
+                self.balancer.start()
+            wait_until(lambda: healthy(self.url), 60, "central through the balancer", interval=0.2)
         return time.monotonic() - started
 
+    def replica_url(self, number: int) -> str:
+        return f"http://127.0.0.1:{self.replica_ports[number - 1]}"
+
+    def start_replica(self, number: int) -> None:
+        port = None if len(self.replicas) == 1 else self.replica_ports[number - 1]
+        self.replicas[number - 1] = start_central(
+            self.root / "central" / "central.toml",
+            self.replica_log(number),
+            self.replica_url(number),
+            timeout=180,
+            port=port,
+            name="central" if port is None else f"central replica {number}",
+        )
+
     def stop_central(self) -> None:
-        """Stop central as an operator would (SIGTERM; SIGKILL if it hangs)."""
+        """Stop central as an operator would (SIGTERM; SIGKILL if it hangs): every replica."""
         assert self.central is not None, "stop_central() before start_central()"
-        self.retired_cpu += self.central.cpu_seconds()
-        self.central.stop(signal.SIGTERM, timeout=30)
+        for replica in self.replicas:
+            if replica is not None:
+                self.retired_cpu += replica.cpu_seconds()
+                replica.signal()
+        for replica in self.replicas:
+            if replica is not None:
+                replica.stop(signal.SIGTERM, timeout=30)
+
+    def leader(self) -> int | None:
+        """The number of the replica that leads the jobs that run once (None: none says it does)."""
+        for number in range(1, len(self.replicas) + 1):
+            try:
+                if httpx.get(f"{self.replica_url(number)}/healthz", timeout=5.0).json().get("leading"):
+                    return number
+            except (httpx.TransportError, ValueError):
+                continue
+        return None
+
+    def kill_leader(self) -> tuple[int, float]:
+        """SIGKILL the leading replica and start it again; (its number, seconds until another led)."""
+        number = wait_until(self.leader, 60, "a leading replica", interval=0.2)
+        replica = self.replicas[number - 1]
+        assert replica is not None
+        self.retired_cpu += replica.cpu_seconds()
+        replica.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: self.leader() not in (None, number), 60, "another replica leading", interval=0.1)
+        takeover = time.monotonic() - killed
+        self.start_replica(number)
+        return number, takeover
 
     def central_up(self) -> bool:
-        return self.central is not None and self.central.alive() and healthy(self.url)
+        return any(r is not None and r.alive() for r in self.replicas) and healthy(self.url)
+
+    def check_central(self) -> None:
+        """FleetError if a replica that should be serving has exited."""
+        for number, replica in enumerate(self.replicas, 1):
+            if replica is None or not replica.alive():
+                raise FleetError(f"central replica {number} exited unexpectedly; see {self.replica_log(number)}")
 
     def start_hosts(self) -> None:
         """Station nodes, dealt round-robin to ``hosts`` processes (each host gets every borough's share)."""
@@ -214,16 +309,20 @@ class SimCluster:
     def cpu_seconds(self) -> dict[str, float]:
         """CPU used so far by central (every run of it) and by the station hosts."""
         return {
-            "central": self.retired_cpu + (self.central.cpu_seconds() if self.central else 0.0),
+            "central": self.retired_cpu + sum(r.cpu_seconds() for r in self.replicas if r is not None),
             "station_hosts": sum(h.cpu_seconds() for h in self.host_processes),
         }
 
     def stop_all(self) -> None:
-        for process in [*self.host_processes, self.central]:
+        for process in [*self.host_processes, *self.replicas]:
             if process is not None:
                 process.signal()
-        for process in [*self.host_processes, self.central]:
+        for process in [*self.host_processes, *self.replicas]:
             if process is not None:
                 process.stop(timeout=60)
+        if self.balancer is not None:
+            self.balancer.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
         self._pool.shutdown(wait=False)
         self._desk.close()

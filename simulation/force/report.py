@@ -94,6 +94,9 @@ def summarise(
             "boroughs": plan.boroughs,
             "stations": stations,
             "station_hosts": plan.hosts,
+            "database": plan.database,
+            "replicas": plan.replicas,
+            "kill_replica_at_hour": plan.kill_replica_at_hours,
             "days": plan.days,
             "outage_hours": plan.outage_hours,
             "outage_starts_at_hour": plan.outage_start_h,
@@ -131,6 +134,12 @@ def summarise(
             else None,
             "central_startup_s": round(outage.startup_s, 1),
             **drain(outcome, plan),
+        },
+        "replica_kill": {
+            "replica": outcome.kill.replica,
+            "killed_at_wall_s": _round(outcome.kill.killed_wall),
+            "another_leading_after_s": _round(outcome.kill.takeover_s),
+            "back_at_wall_s": _round(outcome.kill.back_wall),
         },
         "latency_s": {
             "dock_to_ingested": percentiles(
@@ -174,6 +183,7 @@ def summarise(
         }
         summary["ok"] = (
             outcome.drained
+            and (plan.kill_replica_at_hours is None or outcome.kill.back_wall is not None)
             and not result.clips.bad
             and not result.telemetry.bad
             and not result.bytes_mismatched
@@ -274,6 +284,15 @@ def table(summary: dict):
             else "not sampled (the month was too short)",
         )
     )
+    k = summary["replica_kill"]
+    if k["replica"] is not None:
+        rows.append(
+            (
+                "replica SIGKILLed",
+                f"replica {k['replica']} (leading) at {k['killed_at_wall_s']} s wall; another led "
+                f"{k['another_leading_after_s']} s later; it answered again at {k['back_at_wall_s']} s",
+            )
+        )
     if o.get("central_down_wall_s") is None:
         rows.append(("outage", "none in this run (--outage 0)"))
     else:

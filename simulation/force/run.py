@@ -65,6 +65,11 @@ class Plan:
     sample_s: float | None = None
     """How often every station's status is read; None: ``sample_every_s``."""
     drain_timeout_s: float = 600.0
+    database: str = "sqlite"
+    replicas: int = 1
+    kill_replica_at_hours: float | None = None
+    """When the leading replica is SIGKILLed (and started again at once), in hours from the start of
+    the month; None: never."""
 
     @property
     def outage_start_h(self) -> float:
@@ -129,6 +134,19 @@ class OutageLog:
 
 
 @dataclass
+class KillLog:
+    """The replica SIGKILLed in the month (``Plan.kill_replica_at_hours``)."""
+
+    replica: int | None = None
+    killed_wall: float | None = None
+    """Seconds since the month started when it was killed."""
+    takeover_s: float | None = None
+    """… until another replica led the jobs."""
+    back_wall: float | None = None
+    """… when it answered again."""
+
+
+@dataclass
 class Outcome:
     records: list[DockRecord]
     samples: list[Sample]
@@ -139,6 +157,7 @@ class Outcome:
     drained: bool
     wall_epoch: float
     """``time.time()`` when the month started: the zero of every ``wall`` above."""
+    kill: KillLog = field(default_factory=KillLog)
 
 
 def month_start(days: int, now: datetime) -> datetime:
@@ -162,6 +181,7 @@ class Simulation:
         self._undocked_at = 0.0
         self.samples: list[Sample] = []
         self.outage = OutageLog()
+        self.kill = KillLog()
         self._central_job: threading.Thread | None = None
         self._central_error: BaseException | None = None
         self.mono0 = 0.0
@@ -199,6 +219,7 @@ class Simulation:
                 self._dock_due(now)
                 self._undock_ingested()
                 phase = self._outage_step(phase, now, outage_start, outage_end)
+                self._kill_step(now)
                 if progress:
                     progress(self, now)
                 if now >= end and not self.queue and self._generated >= plan.days and phase == "after":
@@ -214,6 +235,7 @@ class Simulation:
             records=self.records,
             samples=self.samples,
             outage=self.outage,
+            kill=self.kill,
             sim_start=self.sim_start,
             month_wall_s=month_wall,
             drain_wall_s=self.wall() - month_wall,
@@ -288,7 +310,7 @@ class Simulation:
         if self._central_error is not None:
             raise self._central_error
         busy = self._central_job is not None and self._central_job.is_alive()
-        if phase == "before" and now >= start:
+        if phase == "before" and now >= start and not busy:  # a replica being killed and restarted: right after
             self._in_background(self._stop_central)
             return "down"
         lead = timedelta(seconds=self.outage.startup_s * self.plan.speed)
@@ -298,6 +320,23 @@ class Simulation:
         if phase == "restarting" and not busy:
             return "after"
         return phase
+
+    def _kill_step(self, now: datetime) -> None:
+        """SIGKILL the leading replica once, at ``kill_replica_at_hours`` (off this thread, as the outage)."""
+        at = self.plan.kill_replica_at_hours
+        if at is None or self.kill.killed_wall is not None or self._busy():
+            return
+        if now >= self.sim_start + timedelta(hours=at):
+            self.kill.killed_wall = self.wall()
+            self._in_background(self._kill_replica)
+
+    def _kill_replica(self) -> None:
+        self.kill.killed_wall = self.wall()
+        self.kill.replica, self.kill.takeover_s = self.cluster.kill_leader()
+        self.kill.back_wall = self.wall()
+
+    def _busy(self) -> bool:
+        return self._central_job is not None and self._central_job.is_alive()
 
     def _in_background(self, job) -> None:
         def run() -> None:
@@ -320,8 +359,8 @@ class Simulation:
 
     def _check_processes(self, phase: str) -> None:
         self.cluster.check_hosts()
-        if phase in ("before", "after") and not (self.cluster.central and self.cluster.central.alive()):
-            raise FleetError(f"central exited unexpectedly; see {self.cluster.central_log}")
+        if phase in ("before", "after") and not self._busy():  # not while a replica is killed and restarted
+            self.cluster.check_central()
 
     def _sample_forever(self) -> None:
         """Every ``sample_every_s``: every station's queue, summed (on its own thread: a slow

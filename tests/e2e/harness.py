@@ -131,6 +131,15 @@ class Cluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def database_url(self) -> str | None:
+        """Central's PostgreSQL database (None: SQLite in ``central_data()``)."""
+        return self.postgres.url("central") if self.postgres is not None else None
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "central" / "central.toml"
+
     @staticmethod
     def token(station_id: str) -> str:
         return f"test-token-{station_id}"  # test value, not a secret
@@ -248,14 +257,23 @@ class Cluster:
         except httpx.TransportError:
             return False
 
-    def stop_all(self) -> None:
-        """Stop every process cleanly (the balancer and the database last); all are stopped even if one fails to."""
+    def stop_processes(self) -> None:
+        """Stop central's replicas and the stations cleanly (SIGTERM); the database and the balancer stay."""
         failures = []
         for proc in self.processes.values():
             try:
                 proc.kill(signal.SIGTERM)
             except AssertionError as exc:
                 failures.append(str(exc))
+        assert not failures, failures
+
+    def stop_all(self) -> None:
+        """Stop every process cleanly (the balancer and the database last); all are stopped even if one fails to."""
+        failures = []
+        try:
+            self.stop_processes()
+        except AssertionError as exc:
+            failures.append(str(exc))
         if self.balancer is not None:
             self.balancer.stop()
         if self.postgres is not None:

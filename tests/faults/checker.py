@@ -12,8 +12,11 @@ one of:
   an event stored under two sequence numbers);
 - **corrupted**: at central, but its recorded or stored bytes differ from what was created.
 
-Items at central that nobody created are **unexpected**. A run is valid only with zero
-lost, duplicated, corrupted and unexpected.
+Items at central that nobody created are **unexpected**. Beyond the items, central's own
+bookkeeping must add up (``check_effects``): every event it acknowledged applied, each
+docking's effect (its battery reading) there once, the audit chain intact; a break is a
+**violation**. A run is valid only
+with zero lost, duplicated, corrupted and unexpected, and no violation.
 """
 
 from __future__ import annotations
@@ -92,15 +95,22 @@ class Verdict:
     clips: Counter = field(default_factory=Counter)
     docks: Counter = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    """Central's bookkeeping that does not add up (``check_effects``); each is also a problem."""
 
     @property
     def valid(self) -> bool:
-        return not any(self.clips[b] or self.docks[b] for b in BAD)
+        return not any(self.clips[b] or self.docks[b] for b in BAD) and not self.violations
+
+    def violated(self, what: str) -> None:
+        self.violations.append(what)
+        self.problems.append(what)
 
     def as_dict(self) -> dict:
         return {
             "clips": {k: self.clips[k] for k in (*OUTCOMES, "unexpected")},
             "docks": {k: self.docks[k] for k in (*OUTCOMES, "unexpected")},
+            "violations": len(self.violations),
             "valid": self.valid,
         }
 
@@ -163,3 +173,32 @@ def check(history: History, clips: list[CentralClip], blob_count: int, events: l
         verdict.docks["unexpected"] += 1
         verdict.problems.append(f"dock event for {key[0]}/{key[1]} at central was never docked")
     return verdict
+
+
+def check_effects(
+    verdict: Verdict,
+    history: History,
+    *,
+    behind: dict[str, tuple[int, int]],
+    readings: Counter[str],
+    chain: tuple[bool, str],
+) -> None:
+    """Central's bookkeeping after the run: every event applied, once; the audit chain intact.
+
+    ``behind``: stations whose ``applied_seq`` is short of their ``acked_seq``; ``readings``:
+    battery readings per camera serial (each docked camera docked once, so exactly one each:
+    none is a docking never applied, two one applied twice); ``chain``: the audit chain's
+    verification (intact, and why not). (That every station's mirror of the changes feed
+    reached its end is waited for before: ``Runner.wait_quiet``.)
+    """
+    for station, (applied, acked) in sorted(behind.items()):
+        verdict.violated(f"{station}: events acknowledged up to {acked} but applied only up to {applied}")
+    for (station, folder), dock in history.docks.items():
+        if readings[dock.serial] != 1:
+            verdict.violated(
+                f"dock {station}/{folder}: {readings[dock.serial]} battery readings for {dock.serial} (applied "
+                f"{'never' if not readings[dock.serial] else 'more than once'})"
+            )
+    intact, reason = chain
+    if not intact:
+        verdict.violated(f"audit chain broken: {reason}")

@@ -14,11 +14,9 @@ twelve, and up to two more at random.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import shutil
 import signal
-import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,9 +26,11 @@ from pathlib import Path
 import httpx
 
 from fleet.clock import utc_now
+from fleet.errors import FleetError
 from simulation.camera import SimClip, dock_camera, random_shift
 from tests.e2e.harness import Cluster, wait_until
-from tests.faults.checker import CentralClip, CentralEvent, CreatedClip, CreatedDock, History, Verdict, check
+from tests.faults.central_state import bookkeeping, read_state
+from tests.faults.checker import CentralClip, CreatedClip, CreatedDock, History, Verdict, check, check_effects
 from tests.faults.disks import SmallDisk
 from tests.support.faultproxy import FaultProxy
 
@@ -74,6 +74,8 @@ QUIET_TIMEOUT_S = 240.0
 REPLY_DELAY_S = 1.5
 """Latency on replies while central is killed before its reply: the window to kill it in,
 and under the station's request timeout (3 s) so that uploads keep going meanwhile."""
+FORGOTTEN_ACK = "was it restored from a backup?"
+"""What a station logs when central acknowledges fewer of its events than it had (station.sync.events)."""
 ROOMY = 512 * MiB
 """A small disk's size until its fault comes, and after: earlier and later steps' clips must not meet it."""
 STATION_RESERVE = 5 * MiB
@@ -156,16 +158,16 @@ class Runner:
         self.history = History()
         self.settled: set[str] = set()
         self.refused = {"503": 0, "429": 0}
-        self.cluster = Cluster(
-            root,
-            station_ids=STATIONS,
-            station_settings=STATION_SETTINGS,
-            central_tables={"limits": LIMITS},
-            launchers={
+        options = {
+            "station_ids": STATIONS,
+            "station_settings": STATION_SETTINGS,
+            "central_tables": {"limits": LIMITS},
+            "launchers": {
                 sid: (sys.executable, "-m", "tests.faults.skewed_clock", f"{hours:+.2f}")
                 for sid, hours in plan.skewed.items()
             },
-        )
+        }
+        self.cluster = Cluster(root, **(options | self.cluster_options()))
         self.proxies = {sid: FaultProxy("127.0.0.1", self.cluster.port).start() for sid in STATIONS}
         for sid, proxy in self.proxies.items():
             small = {"min_free_bytes": STATION_RESERVE} if sid == plan.small_station else {}
@@ -177,6 +179,10 @@ class Runner:
         self.laps: dict[str, float] = {}
         self.skew_unseen: list[str] = []
         self._lap_at = time.monotonic()
+
+    def cluster_options(self) -> dict:
+        """More of ``Cluster``'s options (replicas, database): one central on SQLite here."""
+        return {}
 
     def lap(self, name: str) -> None:
         now = time.monotonic()
@@ -439,24 +445,46 @@ class Runner:
                 self.cluster.start_station(sid)
 
     def wait_quiet(self) -> None:
-        """Every clip verified, every event acknowledged, every camera wiped: the system has settled."""
+        """Every clip verified, every event acknowledged and applied, every camera wiped, every
+        station's mirror of the changes feed at its end: the system has settled."""
         want = set(self.history.clips)
+        unsettled = ["nothing checked yet"]
 
         def quiet() -> bool:
             if not self.cluster.verified(want):
+                unsettled[0] = "clips not all verified at central"
                 return False
-            statuses = [self.cluster.station_status(sid) for sid in STATIONS]
-            return all(
-                s["pending_clips"] == 0 and s["pending_events"] == 0 and not s["failed_folders"] for s in statuses
-            )
+            statuses = {sid: self.cluster.station_status(sid) for sid in STATIONS}
+            busy = [
+                sid for sid, s in statuses.items() if s["pending_clips"] or s["pending_events"] or s["failed_folders"]
+            ]
+            if busy:
+                unsettled[0] = f"stations with clips or events pending: {busy}"
+                return False
+            lagging, ends = bookkeeping(self.cluster.central_data(), self.cluster.database_url)
+            if lagging:
+                unsettled[0] = f"events acknowledged, not applied (applied, acked): {lagging}"
+                return False
+            behind = {
+                sid: (s["feed_cursor"], ends.get(s["borough"], 0))
+                for sid, s in statuses.items()
+                if s["feed_cursor"] < ends.get(s["borough"], 0)
+            }
+            if behind:
+                unsettled[0] = f"stations' changes feed behind central's (mirrored, central): {behind}"
+                return False
+            return True
 
-        wait_until(
-            quiet,
-            QUIET_TIMEOUT_S,
-            "the system settling after the faults were healed",
-            interval=0.5,
-            check=self.cluster.check_alive,
-        )
+        try:
+            wait_until(
+                quiet,
+                QUIET_TIMEOUT_S,
+                "the system settling after the faults were healed",
+                interval=0.5,
+                check=self.cluster.check_alive,
+            )
+        except FleetError as exc:
+            raise AssertionError(f"{exc}; still: {unsettled[0]}") from None
 
     def final_check(self) -> Verdict:
         self._count_refusals()
@@ -479,23 +507,29 @@ class Runner:
         for folder in {(s, f) for s, f in self.history.docks}:
             path = self.cluster.dock_dir(folder[0]) / folder[1]
             assert (path / "INGESTED.json").exists(), f"{folder} never ingested"
-        self.cluster.stop_all()
+        self.cluster.stop_processes()  # central and the stations; its database (PostgreSQL) still up
         blobs = sum(1 for p in (self.cluster.central_data() / "blobs").rglob("*") if p.is_file())
-        events = read_events(self.cluster.central_data() / "central.db")
-        verdict = check(self.history, clips, blobs, events)
-        with sqlite3.connect(self.cluster.central_data() / "central.db") as db:
-            seen = dict(db.execute("SELECT station_id, clock_skew_s FROM stations").fetchall())
+        state = read_state(self.cluster.central_data(), self.cluster.database_url)
+        verdict = check(self.history, clips, blobs, state.events)
+        check_effects(
+            verdict,
+            self.history,
+            behind=state.behind(),
+            readings=state.readings,
+            chain=(state.audit.intact, f"at record {state.audit.first_broken}: {state.audit.reason}"),
+        )
+        for sid in STATIONS:  # an acknowledgement is durable: central never takes one back
+            log = self.cluster.root / f"{sid}.log"
+            for line in log.read_text(errors="replace").splitlines():
+                if FORGOTTEN_ACK in line:
+                    verdict.violated(f"{sid}: central took back an acknowledgement: {line.strip()[:200]}")
+        seen = {sid: row.clock_skew_s for sid, row in state.stations.items()}
         for sid, hours in self.plan.skewed.items():  # the skew was real: central measured it
-            if seen.get(sid) is None or abs(seen[sid] - hours * 3600) > 600:
+            measured = seen.get(sid)
+            if measured is None or abs(measured - hours * 3600) > 600:
                 verdict.problems.append(f"{sid} ran {hours:+.1f} h off but central measured {seen.get(sid)} s")
                 self.skew_unseen.append(sid)
         return verdict
-
-
-def read_events(db_path: Path) -> list[CentralEvent]:
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT station_id, seq, kind, body FROM events").fetchall()
-    return [CentralEvent(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
 
 def _sha256(clip: SimClip) -> str:

@@ -1,5 +1,6 @@
 """``fleet simulate`` without processes: its options, the usage model, the figures it reports."""
 
+import argparse
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,6 +30,13 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
         (["--evidential-share", "1.5"], "--evidential-share must be"),
         (["--max-clip-kib", "0"], "--max-clip-kib must be"),
         (["--hosts", "0"], "--hosts must be between"),
+        (["--replicas", "0"], "--replicas must be between 1 and 8"),
+        (["--replicas", "2"], "--replicas N share one PostgreSQL: give --database postgresql"),
+        (["--database", "postgresql", "--kill-replica-at", "5"], "--kill-replica-at needs --replicas 2 or more"),
+        (
+            ["--database", "postgresql", "--replicas", "2", "--days", "1", "--outage", "0", "--kill-replica-at", "24"],
+            "--kill-replica-at must fall inside the month",
+        ),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(options, message, capsys, tmp_path):
@@ -216,3 +224,19 @@ def test_statuses_are_sampled_every_5_s_but_at_least_twice_in_the_outage():
     assert Plan(outage_hours=0).sample_every_s == 5.0
     assert Plan(outage_hours=0.1, day_seconds=1).sample_every_s == 0.5  # never busier than twice a second
     assert Plan(sample_s=1.0).sample_every_s == 1.0
+
+
+def test_with_replicas_the_leader_is_killed_a_third_of_the_way_through_unless_told_when():
+    from simulation.force.cli import plan_from, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+
+    def plan(*options: str) -> Plan:
+        return plan_from(parser.parse_args(["simulate", *options]))
+
+    assert plan().kill_replica_at_hours is None and plan().database == "sqlite"
+    assert plan("--database", "postgresql").kill_replica_at_hours is None  # one replica: nothing to kill
+    two = plan("--database", "postgresql", "--replicas", "2")
+    assert (two.replicas, two.kill_replica_at_hours) == (2, 240.0)
+    assert plan("--database", "postgresql", "--replicas", "2", "--kill-replica-at", "100").kill_replica_at_hours == 100
