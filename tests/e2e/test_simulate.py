@@ -1,78 +1,18 @@
 """``fleet simulate`` at small scale: real central, real station nodes in two hosts, an outage."""
 
-import json
 import subprocess
 import sys
 
+from tests.simulation.small_force import assert_nothing_lost, simulate
+
 
 def test_a_small_force_through_an_outage_loses_nothing(tmp_path):
-    out = tmp_path / "summary.json"
-    # Central's restart begins its start-up time before the outage's end; a short outage in a fast
-    # day is eaten by that lead on a loaded host before a shift docks: 12 h at 2 simulated h a second.
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fleet.cli",
-            "simulate",
-            "--devices",
-            "300",
-            "--boroughs",
-            "2",
-            "--stations-per-borough",
-            "2",
-            "--days",
-            "2",
-            "--outage",
-            "12",
-            "--day-seconds",
-            "12",
-            "--hosts",
-            "2",
-            "--shifts-per-week",
-            "5",
-            "--clips-per-shift",
-            "1",
-            "--seed",
-            "3",
-            "--drain-timeout",
-            "120",
-            "--workdir",
-            str(tmp_path / "sim"),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    summary = json.loads(out.read_text())
-    assert summary["ok"] and summary["drained"]
-
-    docked, check = summary["docked"], summary["check"]
-    assert docked["dockings"] > 100 and docked["clips"] > 100
-    assert check["clips"] == {
-        "ok": docked["clips"],
-        "lost": 0,
-        "duplicated": 0,
-        "corrupted": 0,
-        "unexpected": 0,
-        "examples": [],
-    }
-    assert check["telemetry"] == {
-        "ok": docked["dockings"],
-        "lost": 0,
-        "duplicated": 0,
-        "corrupted": 0,
-        "unexpected": 0,
-        "examples": [],
-    }
-    assert check["bytes_spot_check"]["clips"] > 0 and check["bytes_spot_check"]["mismatched"] == 0
+    summary, printed = simulate(tmp_path)
+    assert_nothing_lost(summary)
+    docked = summary["docked"]
     central = summary["central"]
     assert central["clips_verified"] == docked["clips"]
     assert central["events_by_kind"]["camera_docked"] == docked["dockings"]
-    assert central["devices_tracked"] == central["devices_docked"] == central["devices_showing_last_docking"]
 
     # The outage happened: central stopped, the stations queued meanwhile, and it all drained after.
     outage, rows = summary["outage"], summary["samples"]["rows"]
@@ -85,7 +25,7 @@ def test_a_small_force_through_an_outage_loses_nothing(tmp_path):
     for key in ("clip_dock_to_verified", "telemetry_dock_to_central", "dock_to_ingested"):
         assert summary["latency_s"][key]["p95"] is not None
     assert central["clips_per_s"] and summary["backlog"]["peak_clips"] > 0
-    assert "OK: nothing lost" in result.stdout
+    assert "OK: nothing lost" in printed
     # Only configs, logs and the summary are kept by default.
     assert not (tmp_path / "sim" / "central" / "data").exists()
     assert (tmp_path / "sim" / "logs" / "central.log").exists()
