@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -129,19 +130,18 @@ class ClusterRunner(Runner):
         time.sleep(self.rng.uniform(0.0, 2.0))  # meanwhile the other replica serves alone
         self.cluster.start_replica(number)
 
+    def _kill_the_replica(self, caught: Callable[[int], object], what: str) -> None:
+        """SIGKILL the first replica caught in the act (polled closely: the act is short)."""
+        number = wait_until(lambda: next((n for n in self.numbers() if caught(n)), None), 60, what, interval=0.02)
+        self.kill_replica(number)
+
     def fault_kill_replica_mid_upload(self, step: Step) -> None:
         proxy = self.proxies[step.station]
         proxy.bandwidth(512 * KiB)  # a 256 KiB PATCH takes half a second
         before = proxy.bytes_up
         self.dock(step.station, 3, min_size=1 * MiB, max_size=2 * MiB)
         wait_until(lambda: proxy.bytes_up - before > step.value, 60, "an upload under way")
-        number = wait_until(
-            lambda: next((n for n in self.numbers() if self.writing_part(n)), None),
-            60,
-            "a replica writing an upload's part file",
-            interval=0.02,
-        )
-        self.kill_replica(number)
+        self._kill_the_replica(self.writing_part, "a replica writing an upload's part file")
         proxy.bandwidth(None)
 
     def fault_kill_replica_mid_events(self, step: Step) -> None:
@@ -152,13 +152,7 @@ class ClusterRunner(Runner):
         proxy.bandwidth(1 * KiB)  # an event batch's body now takes a second or more to arrive
         for _ in range(2):  # cameras without clips: what goes up is their docking events
             self.dock(step.station, 0)
-        number = wait_until(
-            lambda: next((n for n in self.numbers() if self.in_flight(n, "events")), None),
-            60,
-            "a replica receiving an event batch",
-            interval=0.02,
-        )
-        self.kill_replica(number)
+        self._kill_the_replica(lambda n: self.in_flight(n, "events"), "a replica receiving an event batch")
         proxy.bandwidth(None)
 
     def fault_kill_replica_mid_long_poll(self, step: Step) -> None:
