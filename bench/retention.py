@@ -97,6 +97,7 @@ def build(root: Path, clips: int, holds: int, url: str | None = None) -> None:
                 "VALUES (?, ?, ?, ?, ?)",
                 attributions,
             )
+            db.executemany("INSERT INTO clip_retention (clip_id) VALUES (?)", [(r[0],) for r in rows])
     with store.writer.write() as db:
         # (kind, clip_id, officer_id, window_from, window_to, case_ref): what each kind of hold names
         hold_rows: list[tuple[str, str | None, str | None, str | None, str | None, str | None]] = []

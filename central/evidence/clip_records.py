@@ -3,7 +3,7 @@
 An upload makes its clip's row (``begin``, state 'receiving'), verifies it (``verify``) or,
 unfinished, forgets it (``abandon``): the uploads package calls these inside its own
 transactions, so an upload and its clip always commit together. Everything else about a clip
-(categories, retention, deletion) is ``central.evidence.retention``'s.
+(categories, retention, deletion: ``clip_retention``) is ``central.evidence.retention``'s.
 """
 
 from __future__ import annotations
@@ -49,12 +49,16 @@ def begin(db, upload_id: str, meta: UploadMetadata, length: int, station_id: str
 
 def verify(db, clip_id: str, upload_id: str, blob_key: str, now: str) -> tuple[str, str | None, str, int, str] | None:
     """The clip of this upload is stored under ``blob_key``: (clip, station, sha256, size, camera),
-    or None if the clip's row is another upload's."""
-    return db.execute(
+    or None if the clip's row is another upload's. A verified clip has a retention row from
+    then on (``clip_retention``, not yet assessed), in the same transaction."""
+    row = db.execute(
         """UPDATE clips SET state = 'verified', verified_at = ?, blob_key = ? WHERE clip_id = ?
            AND upload_id = ? RETURNING clip_id, station_id, sha256, size, device_serial""",
         [now, blob_key, clip_id, upload_id],
     ).fetchone()
+    if row is not None:
+        db.execute("INSERT INTO clip_retention (clip_id) VALUES (?) ON CONFLICT DO NOTHING", [clip_id])
+    return row
 
 
 def abandon(db, clip_id: str, upload_id: str) -> None:
@@ -77,7 +81,9 @@ class ClipRecords:
         """The blob of a verified clip that is not deleted; Gone (410) once deleted or purged."""
         with self.writer.read() as db:
             row = db.execute(
-                "SELECT blob_key, deleted_at, purged_at FROM clips WHERE clip_id = ? AND state = 'verified'", [clip_id]
+                "SELECT c.blob_key, r.deleted_at, r.purged_at FROM clips c LEFT JOIN clip_retention r "
+                "ON r.clip_id = c.clip_id WHERE c.clip_id = ? AND c.state = 'verified'",
+                [clip_id],
             ).fetchone()
         if row and row[2]:
             raise Gone(f"clip {clip_id} was purged on {row[2]} at the end of its retention")

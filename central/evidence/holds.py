@@ -279,7 +279,8 @@ def held_clips_of_borough(db, borough: str, settings: CentralSettings) -> list[s
         r[0]
         for r in db.execute(
             f"SELECT c.clip_id FROM clips c WHERE c.station_id IN ({','.join('?' * len(stations))}) "
-            f"AND c.purged_at IS NULL AND {HELD} ORDER BY c.clip_id",
+            "AND NOT EXISTS (SELECT 1 FROM clip_retention r WHERE r.clip_id = c.clip_id AND r.purged_at IS NOT NULL) "
+            f"AND {HELD} ORDER BY c.clip_id",
             stations,
         )
     ]

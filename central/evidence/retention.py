@@ -58,6 +58,8 @@ from fleet.protocol import AwareDatetime
 
 BATCH = 50_000
 """Clips soft-deleted or purged per transaction: bounded memory, short write locks."""
+RETENTION_COLUMNS = "c.clip_id, c.recorded_at, c.categories, r.retain_until, r.deleted_at, r.purged_at, r.review"
+"""A verified clip (``c``) and its retention (``r``), as ``_retention`` reads them."""
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 CaseRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$(?!\n)")]
@@ -202,7 +204,7 @@ class RetentionService:
                 "applied_by = excluded.applied_by",
                 [msgspec.json.encode(new).decode(), to_iso(now), actor],
             )
-            db.execute("UPDATE clips SET retain_until = NULL WHERE deleted_at IS NULL")  # reassessed below
+            db.execute("UPDATE clip_retention SET retain_until = NULL WHERE deleted_at IS NULL")  # reassessed below
             audit.record(
                 db,
                 actor=actor,
@@ -222,8 +224,8 @@ class RetentionService:
     def _count_due_under(self, db, rules: RetentionRules, now: datetime) -> int:
         count = 0
         for recorded_at, categories in db.execute(
-            f"SELECT c.recorded_at, c.categories FROM clips c WHERE c.state = 'verified' "
-            f"AND c.deleted_at IS NULL AND NOT {HELD}"
+            "SELECT c.recorded_at, c.categories FROM clip_retention r JOIN clips c ON c.clip_id = r.clip_id "
+            f"WHERE c.state = 'verified' AND r.deleted_at IS NULL AND NOT {HELD}"
         ):
             until, review = assessment(rules, from_iso(recorded_at), json.loads(categories))
             if until <= now and not review:
@@ -247,28 +249,29 @@ class RetentionService:
             rules = self._rules_in(db)
             # Most footage has no category: its end is recording + default_days, computed in SQL
             # on the fixed-width text ("YYYY-MM-DDTHH:MM:SS" + ".ffffffZ"), equal to retain_until's.
-            until = db.dialect.shifted_time("recorded_at", "?") + " || substr(recorded_at, 20)"
-            retain_until = db.dialect.greatest(until, "COALESCE(kept_until, '')")
+            until = db.dialect.shifted_time("c.recorded_at", "?") + " || substr(c.recorded_at, 20)"
+            retain_until = db.dialect.greatest(until, "COALESCE(clip_retention.kept_until, '')")
             done += db.execute(
-                f"UPDATE clips SET retain_until = {retain_until}, "
-                "review = 0 WHERE retain_until IS NULL "
-                "AND state = 'verified' AND deleted_at IS NULL AND categorised_at IS NULL AND categories = '[]' "
-                "AND tags = '[]' AND evidential = 0 AND length(recorded_at) = 27 AND substr(recorded_at, 27) = 'Z' "
-                "AND recorded_at < '9000'",
+                f"UPDATE clip_retention SET retain_until = {retain_until}, review = 0 FROM clips c "
+                "WHERE c.clip_id = clip_retention.clip_id AND clip_retention.retain_until IS NULL "
+                "AND clip_retention.deleted_at IS NULL AND c.state = 'verified' AND c.categorised_at IS NULL "
+                "AND c.categories = '[]' AND c.tags = '[]' AND c.evidential = 0 AND length(c.recorded_at) = 27 "
+                "AND substr(c.recorded_at, 27) = 'Z' AND c.recorded_at < '9000'",
                 [f"+{rules.default_days} days"],
             ).rowcount
         while True:
             with self.writer.write() as db:
                 rules = self._rules_in(db)
                 rows = db.execute(
-                    "SELECT clip_id, recorded_at, tags, evidential, categories, categorised_at, "
-                    "kept_until FROM clips WHERE state = 'verified' AND retain_until IS NULL "
-                    "AND deleted_at IS NULL LIMIT ?",
+                    "SELECT c.clip_id, c.recorded_at, c.tags, c.evidential, c.categories, c.categorised_at, "
+                    f"r.kept_until FROM clip_retention r {db.dialect.indexed_by('clip_retention_unassessed')} "
+                    "JOIN clips c ON c.clip_id = r.clip_id WHERE r.retain_until IS NULL AND r.deleted_at IS NULL "
+                    "AND c.state = 'verified' LIMIT ?",
                     [BATCH],
                 ).fetchall()
                 if not rows:
                     return done
-                updates = []
+                updates, recategorised = [], []
                 for clip_id, recorded_at, tags, evidential, categories, by_hand, kept in rows:
                     names = (
                         json.loads(categories)
@@ -278,10 +281,22 @@ class RetentionService:
                         )
                     )
                     until, review = assessment(rules, from_iso(recorded_at), names)
-                    updates.append((json.dumps(names), max(to_iso(until), kept or ""), review, clip_id))
-                db.executemany(
-                    "UPDATE clips SET categories = ?, retain_until = ?, review = ? WHERE clip_id = ?", updates
+                    updates.append({"clip": clip_id, "until": max(to_iso(until), kept or ""), "review": int(review)})
+                    if json.dumps(names) != categories:
+                        recategorised.append({"clip": clip_id, "categories": json.dumps(names)})
+                # Two statements a batch, in key order; a clip's own row only where its categories changed.
+                db.execute(
+                    "UPDATE clip_retention SET retain_until = v.until, review = v.review "
+                    f"FROM {db.dialect.rows_of('clip TEXT, until TEXT, review BIGINT')} "
+                    "WHERE clip_retention.clip_id = v.clip",
+                    [db.dialect.rows(sorted(updates, key=lambda u: u["clip"]))],
                 )
+                if recategorised:
+                    db.execute(
+                        "UPDATE clips SET categories = v.categories "
+                        f"FROM {db.dialect.rows_of('clip TEXT, categories TEXT')} WHERE clips.clip_id = v.clip",
+                        [db.dialect.rows(sorted(recategorised, key=lambda u: u["clip"]))],
+                    )
                 done += len(rows)
 
     # -- the daily job -----------------------------------------------------------------------
@@ -298,32 +313,28 @@ class RetentionService:
         report = JobReport(assessed=self.assess())
         cutoff = to_iso(now)
         report.swept = self._sweep()
-        # Candidates are found by index, then visited in table order (sorted rowids, 8 bytes
-        # each): a batch touches neighbouring pages instead of pages all over the database.
-        with self.writer.read() as db:
-            due = array(
-                "q",
-                sorted(
-                    r[0]
-                    for r in db.execute(
-                        f"SELECT rowid FROM clips {db.dialect.indexed_by('clips_retain_until')} "
-                        "WHERE deleted_at IS NULL AND retain_until <= ? AND state = 'verified' AND review = 0",
-                        [cutoff],
-                    )
-                ),
-            )
-        for start in range(0, len(due), BATCH):
-            batch = due[start : start + BATCH]
+        # Each batch: the next clips due, by index in (end of retention, clip) order after the last
+        # batch's, then deleted by key in key order (the key index is written in order).
+        after = ("", "")
+        while True:
             with self.writer.write() as db:
+                batch = db.execute(
+                    f"SELECT retain_until, clip_id FROM clip_retention {db.dialect.indexed_by('clip_retention_due')} "
+                    "WHERE deleted_at IS NULL AND retain_until <= ? AND review = 0 AND (retain_until, clip_id) > (?, ?) "
+                    "ORDER BY retain_until, clip_id LIMIT ?",
+                    [cutoff, *after, BATCH],
+                ).fetchall()
+                if not batch:
+                    break
+                after = tuple(batch[-1])
                 holds.list_held_now(db)
                 ids = sorted(
                     r[0]
                     for r in db.execute(  # sorted: audit index inserts in key order
-                        "UPDATE clips SET deleted_at = ? WHERE rowid BETWEEN ? AND ? AND deleted_at IS NULL "
-                        "AND retain_until <= ? AND state = 'verified' AND review = 0 "
-                        f"AND clip_id NOT IN (SELECT clip_id FROM held_now) AND {db.dialect.any_of('rowid')} "
-                        "RETURNING clip_id",
-                        [cutoff, batch[0], batch[-1], cutoff, db.dialect.many(batch.tolist())],
+                        "UPDATE clip_retention SET deleted_at = ? WHERE deleted_at IS NULL AND retain_until <= ? "
+                        "AND review = 0 AND clip_id NOT IN (SELECT clip_id FROM held_now) "
+                        f"AND {db.dialect.any_of('clip_id')} RETURNING clip_id",
+                        [cutoff, cutoff, db.dialect.many(sorted(r[1] for r in batch))],
                     )
                 )
                 audit.record_many(
@@ -342,39 +353,36 @@ class RetentionService:
                 )
                 report.soft_deleted += len(ids)
         purge_before = to_iso(now - timedelta(days=rules.recovery_days))
-        with self.writer.read() as db:
-            due = array(
-                "q",
-                sorted(
-                    r[0]
-                    for r in db.execute(
-                        f"SELECT rowid FROM clips {db.dialect.indexed_by('clips_deleted')} "
-                        "WHERE deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ?",
-                        [purge_before],
-                    )
-                ),
-            )
-        for start in range(0, len(due), BATCH):
-            batch = due[start : start + BATCH]
+        after = ("", "")
+        while True:
             with self.writer.write() as db:
+                batch = db.execute(
+                    f"SELECT deleted_at, clip_id FROM clip_retention {db.dialect.indexed_by('clip_retention_deleted')} "
+                    "WHERE deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ? "
+                    "AND (deleted_at, clip_id) > (?, ?) ORDER BY deleted_at, clip_id LIMIT ?",
+                    [purge_before, *after, BATCH],
+                ).fetchall()
+                if not batch:
+                    break
+                after = tuple(batch[-1])
                 holds.list_held_now(db)
-                rows = db.dialect.many(batch.tolist())
+                keys = db.dialect.many(sorted(r[1] for r in batch))
                 # What to delete goes in purge_pending in the same transaction as the purge itself.
+                # The clip's own row keeps its blob_key (where the bytes were): purged_at says they are gone.
                 db.execute(
-                    "INSERT INTO purge_pending (clip_id, blob_key) SELECT clip_id, COALESCE(blob_key, clip_id) "
-                    "FROM clips WHERE rowid BETWEEN ? AND ? AND deleted_at IS NOT NULL AND purged_at IS NULL "
-                    "AND deleted_at <= ? AND clip_id NOT IN (SELECT clip_id FROM held_now) "
-                    f"AND {db.dialect.any_of('rowid')} ON CONFLICT DO NOTHING",
-                    [batch[0], batch[-1], purge_before, rows],
+                    "INSERT INTO purge_pending (clip_id, blob_key) SELECT c.clip_id, COALESCE(c.blob_key, c.clip_id) "
+                    "FROM clip_retention r JOIN clips c ON c.clip_id = r.clip_id WHERE r.deleted_at IS NOT NULL "
+                    "AND r.purged_at IS NULL AND r.deleted_at <= ? AND r.clip_id NOT IN (SELECT clip_id FROM held_now) "
+                    f"AND {db.dialect.any_of('r.clip_id')} ON CONFLICT DO NOTHING",
+                    [purge_before, keys],
                 )
                 ids = sorted(
                     r[0]
                     for r in db.execute(
-                        "UPDATE clips SET purged_at = ?, blob_key = NULL WHERE rowid BETWEEN ? AND ? "
-                        "AND deleted_at IS NOT NULL AND purged_at IS NULL AND deleted_at <= ? "
-                        f"AND clip_id NOT IN (SELECT clip_id FROM held_now) AND {db.dialect.any_of('rowid')} "
-                        "RETURNING clip_id",
-                        [cutoff, batch[0], batch[-1], purge_before, rows],
+                        "UPDATE clip_retention SET purged_at = ? WHERE deleted_at IS NOT NULL AND purged_at IS NULL "
+                        "AND deleted_at <= ? AND clip_id NOT IN (SELECT clip_id FROM held_now) "
+                        f"AND {db.dialect.any_of('clip_id')} RETURNING clip_id",
+                        [cutoff, purge_before, keys],
                     )
                 )
                 audit.record_many(
@@ -396,14 +404,14 @@ class RetentionService:
         with self.writer.write() as db:
             holds.list_held_now(db)
             report.held_back = db.execute(
-                "SELECT count(*) FROM clips WHERE deleted_at IS NULL AND retain_until <= ? "
+                "SELECT count(*) FROM clip_retention WHERE deleted_at IS NULL AND retain_until <= ? "
                 "AND clip_id IN (SELECT clip_id FROM held_now)",
                 [cutoff],
             ).fetchone()[0]
             report.for_review = db.execute(
-                f"SELECT count(*) FROM clips {db.dialect.indexed_by('clips_review_due')} "
+                f"SELECT count(*) FROM clip_retention {db.dialect.indexed_by('clip_retention_review_due')} "
                 f"WHERE {db.dialect.flag_set('review')} AND deleted_at IS NULL AND retain_until <= ? "
-                "AND state = 'verified' AND clip_id NOT IN (SELECT clip_id FROM held_now)",
+                "AND clip_id NOT IN (SELECT clip_id FROM held_now)",
                 [cutoff],
             ).fetchone()[0]
         return report
@@ -434,34 +442,34 @@ class RetentionService:
         with self.writer.read() as db:
             soft = dict(
                 db.execute(
-                    f"SELECT substr(c.retain_until, 1, 10), count(*) FROM clips c WHERE c.state = 'verified' "
-                    f"AND c.deleted_at IS NULL AND c.retain_until < ? AND c.review = 0 AND NOT {HELD} GROUP BY 1",
+                    "SELECT substr(c.retain_until, 1, 10), count(*) FROM clip_retention c "
+                    f"WHERE c.deleted_at IS NULL AND c.retain_until < ? AND c.review = 0 AND NOT {HELD} GROUP BY 1",
                     [to_iso(end)],
                 ).fetchall()
             )
             purge = dict(
                 db.execute(
-                    f"SELECT substr(c.deleted_at, 1, 10), count(*) FROM clips c WHERE c.deleted_at IS NOT NULL "
+                    f"SELECT substr(c.deleted_at, 1, 10), count(*) FROM clip_retention c WHERE c.deleted_at IS NOT NULL "
                     f"AND c.purged_at IS NULL AND c.deleted_at < ? AND NOT {HELD} GROUP BY 1",
                     [to_iso(end - timedelta(days=rules.recovery_days))],
                 ).fetchall()
             )
             held = db.execute(
-                f"SELECT count(*) FROM clips c WHERE c.deleted_at IS NULL AND c.retain_until < ? AND {HELD}",
+                f"SELECT count(*) FROM clip_retention c WHERE c.deleted_at IS NULL AND c.retain_until < ? AND {HELD}",
                 [to_iso(end)],
             ).fetchone()[0]
             sample = [
                 r[0]
                 for r in db.execute(
-                    f"SELECT c.clip_id FROM clips c WHERE c.state = 'verified' AND c.deleted_at IS NULL "
+                    "SELECT c.clip_id FROM clip_retention c WHERE c.deleted_at IS NULL "
                     f"AND c.retain_until < ? AND c.review = 0 AND NOT {HELD} ORDER BY c.retain_until LIMIT 100",
                     [to_iso(end)],
                 )
             ]
             reviews = db.execute(
-                f"SELECT count(*) FROM clips c {db.dialect.indexed_by('clips_review_due')} "
+                f"SELECT count(*) FROM clip_retention c {db.dialect.indexed_by('clip_retention_review_due')} "
                 f"WHERE {db.dialect.flag_set('c.review')} AND c.deleted_at IS NULL AND c.retain_until < ? "
-                f"AND c.state = 'verified' AND NOT {HELD}",
+                f"AND NOT {HELD}",
                 [to_iso(end)],
             ).fetchone()[0]
         rows = []
@@ -482,8 +490,8 @@ class RetentionService:
 
     def _clip(self, db, clip_id: str) -> ClipRetention:
         row = db.execute(
-            "SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
-            "FROM clips WHERE clip_id = ? AND state = 'verified'",
+            f"SELECT {RETENTION_COLUMNS} FROM clips c JOIN clip_retention r ON r.clip_id = c.clip_id "
+            "WHERE c.clip_id = ? AND c.state = 'verified'",
             [clip_id],
         ).fetchone()
         if row is None:
@@ -515,9 +523,14 @@ class RetentionService:
                 )
             restore = before.deleted_at is not None and until > now
             db.execute(
-                "UPDATE clips SET categories = ?, retain_until = ?, review = ?, categorised_at = ?, "
-                "kept_until = NULL" + (", deleted_at = NULL" if restore else "") + " WHERE clip_id = ?",
-                [json.dumps(names), to_iso(until), review, to_iso(now), clip_id],
+                "UPDATE clips SET categories = ?, categorised_at = ? WHERE clip_id = ?",
+                [json.dumps(names), to_iso(now), clip_id],
+            )
+            db.execute(
+                "UPDATE clip_retention SET retain_until = ?, review = ?, kept_until = NULL"
+                + (", deleted_at = NULL" if restore else "")
+                + " WHERE clip_id = ?",
+                [to_iso(until), review, clip_id],
             )
             audit.record(
                 db,
@@ -551,7 +564,7 @@ class RetentionService:
                 raise Conflict(f"clip {clip_id} is not deleted")
             until = max(clip.retain_until or now, now + timedelta(days=rules.default_days))
             db.execute(
-                "UPDATE clips SET deleted_at = NULL, retain_until = ?, kept_until = ? WHERE clip_id = ?",
+                "UPDATE clip_retention SET deleted_at = NULL, retain_until = ?, kept_until = ? WHERE clip_id = ?",
                 [to_iso(until), to_iso(until), clip_id],
             )
             audit.record(
@@ -574,11 +587,11 @@ class RetentionService:
         self.assess()
         with self.writer.read() as db:
             rows = db.execute(
-                "SELECT clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review "
-                f"FROM clips {db.dialect.indexed_by('clips_review_due')} WHERE {db.dialect.flag_set('review')} "
-                "AND deleted_at IS NULL AND state = 'verified' AND retain_until <= ?"
-                + (" AND (retain_until, clip_id) > (?, ?)" if after else "")
-                + " ORDER BY retain_until, clip_id LIMIT ?",
+                f"SELECT {RETENTION_COLUMNS} FROM clip_retention r {db.dialect.indexed_by('clip_retention_review_due')} "
+                f"JOIN clips c ON c.clip_id = r.clip_id WHERE {db.dialect.flag_set('r.review')} "
+                "AND r.deleted_at IS NULL AND r.retain_until <= ?"
+                + (" AND (r.retain_until, r.clip_id) > (?, ?)" if after else "")
+                + " ORDER BY r.retain_until, r.clip_id LIMIT ?",
                 [to_iso(now or utc_now()), *(after or ()), limit],
             ).fetchall()
             return [_retention(r, holds.on_clip(db, r[0])) for r in rows]
@@ -602,7 +615,7 @@ class RetentionService:
                 if until <= now:
                     raise BadRequest("retain_until must be in the future")
                 db.execute(
-                    "UPDATE clips SET retain_until = ?, kept_until = ? WHERE clip_id = ?",
+                    "UPDATE clip_retention SET retain_until = ?, kept_until = ? WHERE clip_id = ?",
                     [to_iso(until), to_iso(until), clip_id],
                 )
                 audit.record(
@@ -621,7 +634,7 @@ class RetentionService:
                         f"clip {clip_id} is held by hold {', '.join(map(str, clip.held_by))}: "
                         "it cannot be disposed of until released"
                     )
-                db.execute("UPDATE clips SET deleted_at = ? WHERE clip_id = ?", [to_iso(now), clip_id])
+                db.execute("UPDATE clip_retention SET deleted_at = ? WHERE clip_id = ?", [to_iso(now), clip_id])
                 audit.record(
                     db,
                     actor=actor,
@@ -719,7 +732,8 @@ class RetentionService:
             back = [
                 r[0]
                 for r in db.execute(
-                    f"UPDATE clips SET deleted_at = NULL, kept_until = {kept_longer}, retain_until = {retained_longer} "
+                    f"UPDATE clip_retention SET deleted_at = NULL, kept_until = {kept_longer}, "
+                    f"retain_until = {retained_longer} "
                     f"WHERE clip_id IN ({','.join('?' * len(chunk))}) "
                     f"AND deleted_at IS NOT NULL AND purged_at IS NULL RETURNING clip_id",
                     [until, until, *chunk],

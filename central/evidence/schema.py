@@ -18,6 +18,7 @@ TABLES = frozenset(
         "purge_pending",
         "config_seen",
         "held_now",
+        "clip_retention",
     }
 )  # temporary: the clips held now, listed in the retention job's transaction
 
@@ -191,6 +192,39 @@ STEPS = [
         19,
         """
     ALTER TABLE clips ADD COLUMN pre_record_s REAL NOT NULL DEFAULT 0;
+    """,
+    ),
+    # v20: a clip's retention state (end of retention, review, a restore's floor, soft deletion,
+    # purge) in a narrow table of its own, one row per verified clip. The retention job writes
+    # it for every clip it assesses, deletes or purges: on PostgreSQL an update of a column an
+    # index names (or its condition) writes the row anew and an entry in every index of its
+    # table, and ``clips`` has seven large ones; this table has its key and three small ones.
+    Step(
+        20,
+        """
+    CREATE TABLE clip_retention (
+        clip_id       TEXT PRIMARY KEY,
+        retain_until  TEXT,
+        review        INTEGER NOT NULL DEFAULT 0,
+        kept_until    TEXT,
+        deleted_at    TEXT,
+        purged_at     TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO clip_retention (clip_id, retain_until, review, kept_until, deleted_at, purged_at)
+        SELECT clip_id, retain_until, review, kept_until, deleted_at, purged_at FROM clips WHERE state = 'verified';
+    DROP INDEX clips_retain_until;
+    DROP INDEX clips_unassessed;
+    DROP INDEX clips_deleted;
+    DROP INDEX clips_review_due;
+    ALTER TABLE clips DROP COLUMN retain_until;
+    ALTER TABLE clips DROP COLUMN review;
+    ALTER TABLE clips DROP COLUMN kept_until;
+    ALTER TABLE clips DROP COLUMN deleted_at;
+    ALTER TABLE clips DROP COLUMN purged_at;
+    CREATE INDEX clip_retention_due ON clip_retention (retain_until, clip_id) WHERE deleted_at IS NULL;
+    CREATE INDEX clip_retention_unassessed ON clip_retention (clip_id) WHERE retain_until IS NULL;
+    CREATE INDEX clip_retention_deleted ON clip_retention (deleted_at, clip_id) WHERE deleted_at IS NOT NULL AND purged_at IS NULL;
+    CREATE INDEX clip_retention_review_due ON clip_retention (retain_until, clip_id) WHERE review AND deleted_at IS NULL;
     """,
     ),
 ]

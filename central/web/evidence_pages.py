@@ -45,12 +45,13 @@ STATES = {
 
 
 def state_sql(dialect: Dialect, state: str) -> str:
-    """The condition on a clip (alias ``c``) of a state in STATES: the small sets through their own index."""
+    """The condition on a clip (alias ``c``, its retention ``r``) of a state in STATES: the small sets
+    through their own index."""
     return {
-        "kept": "c.deleted_at IS NULL",
-        "deleted": "c.deleted_at IS NOT NULL AND c.purged_at IS NULL",
-        "purged": "c.purged_at IS NOT NULL",
-        "review": f"c.rowid IN (SELECT rowid FROM clips {dialect.indexed_by('clips_review_due')} "
+        "kept": "r.deleted_at IS NULL",
+        "deleted": "r.deleted_at IS NOT NULL AND r.purged_at IS NULL",
+        "purged": "r.purged_at IS NOT NULL",
+        "review": f"c.clip_id IN (SELECT clip_id FROM clip_retention {dialect.indexed_by('clip_retention_review_due')} "
         f"WHERE {dialect.flag_set('review')} AND deleted_at IS NULL AND retain_until <= :now)",
         "held": f"c.clip_id IN ({held_clips(dialect)})",
         "unattributed": "c.clip_id IN (SELECT clip_id FROM attributions "
@@ -158,8 +159,8 @@ def search_clips(
     # The page's clips are chosen first and only they are joined to their officer: a small set
     # (12,000 held clips) is sorted on the clips' own columns, not after 12,000 lookups of officers.
     page_of_clips = (
-        "SELECT c.clip_id, c.recorded_at, c.device_serial, c.station_id, c.categories, c.retain_until, "
-        "c.deleted_at, c.purged_at, c.size FROM clips c"
+        "SELECT c.clip_id, c.recorded_at, c.device_serial, c.station_id, c.categories, r.retain_until, "
+        "r.deleted_at, r.purged_at, c.size FROM clips c JOIN clip_retention r ON r.clip_id = c.clip_id"
         + (" JOIN attributions a ON a.clip_id = c.clip_id" if filters["officer"] else "")
         + " WHERE "
         + " AND ".join(where)

@@ -50,7 +50,7 @@ def test_a_deleted_clip_cannot_be_downloaded(client):
     clip_id = upload(client, os.urandom(100))
     store = services(client.app).store
     with store.writer.write() as db:
-        db.execute("UPDATE clips SET deleted_at = '2026-11-01T00:00:00.000000Z' WHERE clip_id = ?", [clip_id])
+        db.execute("UPDATE clip_retention SET deleted_at = '2026-11-01T00:00:00.000000Z' WHERE clip_id = ?", [clip_id])
     response = client.get(f"/api/v1/clips/{clip_id}/content", headers=ADMIN)
     assert response.status_code == 410 and "can restore it" in response.json()["message"]
 

@@ -71,6 +71,7 @@ def put_clip(
                 clip_id,
             ],
         )
+        db.execute("INSERT INTO clip_retention (clip_id) VALUES (?)", [clip_id])  # as a verified upload has
         db.execute(
             "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id) "
             "VALUES (?, 'BWV-1', ?, ?, ?)",
@@ -133,7 +134,7 @@ def env(tmp_path):
 def state(store, clip_id):
     with store.writer.read() as db:
         return db.execute(
-            "SELECT deleted_at IS NOT NULL, purged_at IS NOT NULL FROM clips WHERE clip_id = ?", [clip_id]
+            "SELECT deleted_at IS NOT NULL, purged_at IS NOT NULL FROM clip_retention WHERE clip_id = ?", [clip_id]
         ).fetchone()
 
 

@@ -25,6 +25,7 @@ def store(tmp_path):
                 "filename, verified_at) VALUES (?, ?, ?, 1, 'verified', 'camden', ?, ?, 'c.mp4', ?)",
                 [clip_id, clip_id, "0" * 64, f"CAM-{i % 2}", at, at],
             )
+            db.execute("INSERT INTO clip_retention (clip_id) VALUES (?)", [clip_id])  # as a verified upload has
             db.execute(
                 "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id) "
                 "VALUES (?, ?, ?, 'camden', ?)",
