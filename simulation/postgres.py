@@ -42,13 +42,17 @@ class LocalPostgres:
     to a power cut. Commits stay synchronous (each one's WAL handed to the OS before it is
     acknowledged, no fsync): with them off a crash of PostgreSQL itself (``stop("immediate")``)
     took back the last acknowledged commits, and central with them acknowledgements it had
-    given. The benchmarks keep fsync on."""
+    given. The benchmarks keep fsync on. ``settings``: more of ``postgresql.conf`` (the
+    benchmarks size the server as docs/deployment.md recommends)."""
 
-    def __init__(self, root: Path, *, port: int | None = None, durable: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, port: int | None = None, durable: bool = True, settings: dict[str, str] | None = None
+    ) -> None:
         self.root = Path(root)
         self.data = self.root / "pgdata"
         self.port = port or free_port()
         self.durable = durable
+        self.settings = settings or {}
         self.bin = binaries()
         self._as_postgres = os.geteuid() == 0
 
@@ -109,6 +113,7 @@ class LocalPostgres:
                 "full_page_writes": "on" if self.durable else "off",
                 "max_wal_size": "'2GB'",
                 "log_min_messages": "warning",
+                **self.settings,
             }
             with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
                 conf.writelines(f"{key} = {value}\n" for key, value in settings.items())

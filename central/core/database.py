@@ -115,6 +115,14 @@ class Dialect:
         """SQLite's ``INDEXED BY`` (where its planner needs the hint); nothing on PostgreSQL."""
         return "" if self.postgres else f"INDEXED BY {index}"
 
+    def join_each(self, table: str, alias: str, index: str, on: str) -> str:
+        """``JOIN table alias ON on``, looked up by ``index`` for each row on its left: SQLite's
+        ``INDEXED BY``; PostgreSQL's ``LATERAL``, whose planner otherwise misjudged a join on a
+        time window (a hold's) and hashed the whole table instead of probing it a few times."""
+        if self.postgres:
+            return f"CROSS JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {on} OFFSET 0) {alias}"
+        return f"JOIN {table} {alias} INDEXED BY {index} ON {on}"
+
     def without_rowid(self) -> str:
         """SQLite's ``WITHOUT ROWID`` (a table stored as its key's b-tree); nothing on PostgreSQL (a heap)."""
         return "" if self.postgres else "WITHOUT ROWID"

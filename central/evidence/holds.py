@@ -49,19 +49,25 @@ them (then the hold covers them only if they are that officer's)."""
 def held_clips(dialect: Dialect) -> str:
     """Every clip an active hold protects, as one query (a set: for ``IN`` and the per-batch list).
 
-    SQLite is told which index each officer branch probes; PostgreSQL's planner chooses its own."""
+    Each officer hold's window is looked up in the attributions by index, hold by hold."""
+    officers = dialect.join_each(
+        "attributions",
+        "a",
+        "attributions_officer",
+        "a.officer_id = h.officer_id AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to",
+    )
+    nobody = dialect.join_each(
+        "attributions",
+        "a",
+        "attributions_unattributed",
+        "a.officer_id IS NULL AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to",
+    )
     return f"""
 SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
 UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
       AND h.case_ref = cc.case_ref AND h.released_at IS NULL
-UNION SELECT a.clip_id FROM holds h JOIN attributions a {dialect.indexed_by("attributions_officer")}
-      ON a.officer_id = h.officer_id AND a.recorded_at >= h.window_from
-      AND a.recorded_at < h.window_to
-      WHERE h.kind = 'officer' AND h.released_at IS NULL
-UNION SELECT a.clip_id FROM holds h JOIN attributions a {dialect.indexed_by("attributions_unattributed")}
-      ON a.officer_id IS NULL AND a.recorded_at >= h.window_from
-      AND a.recorded_at < h.window_to
-      WHERE h.kind = 'officer' AND h.released_at IS NULL"""
+UNION SELECT a.clip_id FROM holds h {officers} WHERE h.kind = 'officer' AND h.released_at IS NULL
+UNION SELECT a.clip_id FROM holds h {nobody} WHERE h.kind = 'officer' AND h.released_at IS NULL"""
 
 
 class Hold(msgspec.Struct, kw_only=True):

@@ -24,7 +24,6 @@ their local copies are not purged either), is ``central.evidence.holds``'s.
 from __future__ import annotations
 
 import json
-from array import array
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -320,8 +319,8 @@ class RetentionService:
             with self.writer.write() as db:
                 batch = db.execute(
                     f"SELECT retain_until, clip_id FROM clip_retention {db.dialect.indexed_by('clip_retention_due')} "
-                    "WHERE deleted_at IS NULL AND retain_until <= ? AND review = 0 AND (retain_until, clip_id) > (?, ?) "
-                    "ORDER BY retain_until, clip_id LIMIT ?",
+                    "WHERE deleted_at IS NULL AND retain_until <= ? AND review = 0 "
+                    "AND (retain_until, clip_id) > (?, ?) ORDER BY retain_until, clip_id LIMIT ?",
                     [cutoff, *after, BATCH],
                 ).fetchall()
                 if not batch:
@@ -449,8 +448,9 @@ class RetentionService:
             )
             purge = dict(
                 db.execute(
-                    f"SELECT substr(c.deleted_at, 1, 10), count(*) FROM clip_retention c WHERE c.deleted_at IS NOT NULL "
-                    f"AND c.purged_at IS NULL AND c.deleted_at < ? AND NOT {HELD} GROUP BY 1",
+                    "SELECT substr(c.deleted_at, 1, 10), count(*) FROM clip_retention c "
+                    f"WHERE c.deleted_at IS NOT NULL AND c.purged_at IS NULL AND c.deleted_at < ? AND NOT {HELD} "
+                    "GROUP BY 1",
                     [to_iso(end - timedelta(days=rules.recovery_days))],
                 ).fetchall()
             )
@@ -587,8 +587,9 @@ class RetentionService:
         self.assess()
         with self.writer.read() as db:
             rows = db.execute(
-                f"SELECT {RETENTION_COLUMNS} FROM clip_retention r {db.dialect.indexed_by('clip_retention_review_due')} "
-                f"JOIN clips c ON c.clip_id = r.clip_id WHERE {db.dialect.flag_set('r.review')} "
+                f"SELECT {RETENTION_COLUMNS} FROM clip_retention r "
+                f"{db.dialect.indexed_by('clip_retention_review_due')} JOIN clips c ON c.clip_id = r.clip_id "
+                f"WHERE {db.dialect.flag_set('r.review')} "
                 "AND r.deleted_at IS NULL AND r.retain_until <= ?"
                 + (" AND (r.retain_until, r.clip_id) > (?, ?)" if after else "")
                 + " ORDER BY r.retain_until, r.clip_id LIMIT ?",

@@ -223,8 +223,10 @@ STEPS = [
     ALTER TABLE clips DROP COLUMN purged_at;
     CREATE INDEX clip_retention_due ON clip_retention (retain_until, clip_id) WHERE deleted_at IS NULL;
     CREATE INDEX clip_retention_unassessed ON clip_retention (clip_id) WHERE retain_until IS NULL;
-    CREATE INDEX clip_retention_deleted ON clip_retention (deleted_at, clip_id) WHERE deleted_at IS NOT NULL AND purged_at IS NULL;
-    CREATE INDEX clip_retention_review_due ON clip_retention (retain_until, clip_id) WHERE review AND deleted_at IS NULL;
+    CREATE INDEX clip_retention_deleted ON clip_retention (deleted_at, clip_id)
+        WHERE deleted_at IS NOT NULL AND purged_at IS NULL;
+    CREATE INDEX clip_retention_review_due ON clip_retention (retain_until, clip_id)
+        WHERE review AND deleted_at IS NULL;
     """,
     ),
 ]

@@ -51,7 +51,7 @@ SHARED_READS = {
         "(one per rule, ~20,000 cameras), joined with the roll-out's own tables",
     ),
     "web": (
-        {"devices", "conflicts", "attributions", "clips", "audit", "officers", "assignments"},
+        {"devices", "conflicts", "attributions", "clips", "clip_retention", "audit", "officers", "assignments"},
         "the dashboard's read-only counts and listings",
     ),
 }
