@@ -90,3 +90,34 @@ def test_a_version_shared_by_packages_runs_its_parts_in_order():
 def test_a_gap_or_a_clash_in_the_steps_is_refused(steps, complaint):
     with pytest.raises(ValueError, match=complaint):
         migrations.assemble([_schema("a", steps[0]), _schema("b", *steps[1:])])
+
+
+def test_v20_moves_each_verified_clips_retention_to_its_own_table(tmp_path):
+    db = sqlite.open_database(tmp_path / "central.db")
+    try:
+        sqlite.migrate(db, MIGRATIONS[:19])
+        clip = "INSERT INTO clips (clip_id, upload_id, sha256, size, state, device_serial, recorded_at, filename{}) "
+        db.execute(
+            clip.format(", retain_until, review, kept_until, deleted_at, purged_at")
+            + "VALUES ('kept', 'u1', 'h', 1, 'verified', 'BWV-1', '2026-01-01', 'a.mp4', '2027-01-01', 1, "
+            "'2026-06-01', NULL, NULL)"
+        )
+        db.execute(
+            clip.format(", retain_until, deleted_at, purged_at")
+            + "VALUES ('gone', 'u2', 'h', 1, 'verified', 'BWV-1', '2026-01-01', 'b.mp4', '2026-02-01', "
+            "'2026-02-02', '2026-02-09')"
+        )
+        db.execute(clip.format("") + "VALUES ('coming', 'u3', 'h', 1, 'receiving', 'BWV-1', '2026-01-01', 'c.mp4')")
+        db.commit()
+        sqlite.migrate(db, MIGRATIONS[:20])
+        moved = db.execute(
+            "SELECT clip_id, retain_until, review, kept_until, deleted_at, purged_at FROM clip_retention ORDER BY 1"
+        ).fetchall()
+        columns = {r[1] for r in db.execute("PRAGMA table_info(clips)")}
+    finally:
+        db.close()
+    assert [tuple(r) for r in moved] == [
+        ("gone", "2026-02-01", 0, None, "2026-02-02", "2026-02-09"),
+        ("kept", "2027-01-01", 1, "2026-06-01", None, None),
+    ]  # a clip still being received gets its row when it is verified
+    assert not columns & {"retain_until", "review", "kept_until", "deleted_at", "purged_at"}
