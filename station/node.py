@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -16,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.errors import FleetError
+from fleet.lockfile import FileClaim
 from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
 from station.desk import Desk
@@ -63,9 +67,15 @@ class StationNode:
                 "(`fleet station status` shows the rest)"
             ) from None
         try:
+            self._claim = claim_data_dir(settings)
+        except FleetError:
+            self.store.close()
+            raise
+        try:
             check_keys_cover(self.store, keys)
         except FleetError as exc:
             self.store.close()
+            self._claim.let_go()
             raise FleetError(f"station {settings.station_id} not started: {exc}") from None
         if plain := self.store.queue.plain_local_copies():
             log.info("%d clips stored before encryption at rest stay plain until uploaded and purged", plain)
@@ -234,11 +244,31 @@ class StationNode:
         with self.feed.applying:  # a page being applied finishes; none starts after this
             self.feed_client.close()
             self.store.close()
+        self._claim.let_go()
         log.info("station %s stopped", self.settings.station_id)
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
         run_nodes([self])
+
+
+def claim_data_dir(settings: StationSettings) -> FileClaim:
+    """One station process per data folder: two would ingest the same dock into one queue and
+    upload each clip twice over, each believing the other's rows were its own. Taken once the
+    database is open for writing (which the second process may do harmlessly), so a folder that
+    cannot be written is refused by the store, in its words."""
+    data_dir = Path(settings.data_dir)
+    try:
+        claim = FileClaim(data_dir / "station.lock")
+        taken = claim.try_take(f"{socket.gethostname()}:{os.getpid()}")
+    except OSError as exc:
+        raise FleetError(f"station {settings.station_id} not started: data folder {data_dir}: {exc.strerror}") from None
+    if not taken:
+        raise FleetError(
+            f"station {settings.station_id} not started: another station process ({claim.holder() or 'unknown'}) "
+            f"is running on data folder {data_dir}; stop it first, or give this one a data_dir of its own"
+        )
+    return claim
 
 
 def run_nodes(nodes: list[StationNode]) -> None:

@@ -225,9 +225,7 @@ def node_settings(tmp_path, **station_key):
 
 
 def close(node):
-    node.client.close()
-    node.feed_client.close()
-    node.store.close()
+    node.stop()
 
 
 def test_a_station_without_its_key_does_not_start_and_says_why(tmp_path, monkeypatch):

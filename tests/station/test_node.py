@@ -35,9 +35,7 @@ def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each
         assert all("station database cannot be written" in r.getMessage() for r in lines)
     finally:
         node.store.db.execute("PRAGMA query_only = OFF")
-        node.client.close()
-        node.feed_client.close()
-        node.store.close()
+        node.stop()
 
 
 def test_a_full_disk_at_start_up_does_not_stop_the_station_a_read_only_database_does(tmp_path, monkeypatch):
@@ -63,10 +61,30 @@ def test_a_full_disk_at_start_up_does_not_stop_the_station_a_read_only_database_
         monkeypatch.setattr(StationStore, "probe_write", probe_write)
 
     refuse("SQLITE_FULL", "database or disk is full")  # purging verified copies makes room: it must run to do so
-    node = StationNode(settings)
-    node.client.close()
-    node.feed_client.close()
-    node.store.close()
+    StationNode(settings).stop()
     refuse("SQLITE_READONLY", "attempt to write a readonly database")
     with pytest.raises(FleetError, match="station camden not started: station database cannot be written: attempt"):
         StationNode(settings)
+
+
+def test_a_second_station_process_on_the_same_data_folder_is_refused_until_the_first_stops(tmp_path):
+    settings = settings_from_dict(
+        {
+            "station_id": "camden",
+            "borough": "Camden",
+            "central_url": "http://127.0.0.1:9",
+            "token": "t",
+            "data_dir": str(tmp_path / "data"),
+            "dock_dir": str(tmp_path / "dock"),
+            "station_key": {"file": key_file(tmp_path)},
+        },
+        StationSettings,
+    )
+    first = StationNode(settings)
+    try:
+        with pytest.raises(FleetError, match=r"another station process \(.+:\d+\) is running on data folder .*data"):
+            StationNode(settings)
+        assert first.store.write_problem() is None  # the first is untouched by the refusal
+    finally:
+        first.stop()
+    StationNode(settings).stop()  # once the first has stopped, the folder is free again
