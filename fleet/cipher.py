@@ -49,14 +49,14 @@ def key_id(key: bytes) -> str:
 
 
 def parse_key(text: str | bytes, where: str) -> bytes:
-    """A station key written as 64 hex digits (``openssl rand -hex 32``); surrounding space ignored."""
+    """A 32-byte key (a station key, a signing key) as 64 hex digits (`openssl rand -hex 32`), space ignored."""
     raw = text.decode("ascii", "replace") if isinstance(text, bytes) else text
     try:
         key = bytes.fromhex(raw.strip())
     except ValueError:
         key = b""
     if len(key) != KEY_BYTES:
-        raise ConfigError(f"{where}: a station key is 64 hex digits (32 random bytes, `openssl rand -hex 32`)")
+        raise ConfigError(f"{where}: a key is 64 hex digits (32 random bytes, `openssl rand -hex 32`)")
     return key
 
 

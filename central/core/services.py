@@ -26,7 +26,9 @@ from central.events.changes import ChangeLog
 from central.events.log import EventLog
 from central.events.projection import Projector
 from central.evidence.clip_records import ClipRecords
+from central.evidence.disclosure import DisclosureService
 from central.evidence.retention import RetentionService
+from central.evidence.shares import ShareService
 from central.registry.assignments import AssignmentService
 from central.registry.devices import DeviceService
 from central.registry.fleet_health import FleetHealth
@@ -58,6 +60,8 @@ class Services:
     users: UserService
     retention: RetentionService
     owners: OwnerLookup
+    disclosure: DisclosureService
+    shares: ShareService
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -109,6 +113,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
     blobs = blobs or open_blob_store(settings)
     changes = ChangeLog(store.writer, settings)
     stations = StationService(store.writer, settings)
+    disclosure = DisclosureService(store.writer, blobs, settings)
     return Services(
         settings=settings,
         store=store,
@@ -125,6 +130,8 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         users=UserService(store.writer),
         owners=OwnerLookup(store.writer, settings),
         retention=RetentionService(store.writer, changes, blobs, settings),
+        disclosure=disclosure,
+        shares=ShareService(store.writer, blobs, disclosure, settings),
     )
 
 

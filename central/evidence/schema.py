@@ -18,6 +18,7 @@ TABLES = frozenset(
         "purge_pending",
         "config_seen",
         "held_now",
+        "case_shares",
     }
 )  # temporary: the clips held now, listed in the retention job's transaction
 
@@ -191,6 +192,24 @@ STEPS = [
         19,
         """
     ALTER TABLE clips ADD COLUMN pre_record_s REAL NOT NULL DEFAULT 0;
+    """,
+    ),
+    # v20: share links to a case's clips for a partner: the link's secret only as its SHA-256.
+    Step(
+        20,
+        """
+    CREATE TABLE case_shares (
+        id              INTEGER PRIMARY KEY,
+        case_ref        TEXT NOT NULL,
+        token_sha256    TEXT NOT NULL UNIQUE,
+        recipient       TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        expires_at      TEXT NOT NULL,
+        revoked_at      TEXT,
+        revoked_by      TEXT
+    );
+    CREATE INDEX case_shares_case ON case_shares (case_ref);
     """,
     ),
 ]

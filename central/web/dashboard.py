@@ -52,6 +52,7 @@ NAV = [
     ("/officers", "Officers", "viewer"),
     ("/rollout", "Roll-out", "viewer"),
     ("/clips", "Clips", "supervisor"),
+    ("/cases", "Cases", "supervisor"),
     ("/audit", "Audit", "auditor"),
 ]
 """(path, label, role): the navigation each user sees."""
@@ -160,6 +161,7 @@ DONE = {
     "attributed": "attributed",
     "restored": "restored",
     "chain_intact": "chain intact",
+    "withdrawn": "share link withdrawn",
 }
 FAILED = {"chain_broken": "chain BROKEN: see the check below"}
 """What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never
