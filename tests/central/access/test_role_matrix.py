@@ -50,6 +50,14 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /clips/{clip_id:str}/attribution": FOOTAGE,
     "GET /officers/conflicts": FOOTAGE,
     "POST /officers/conflicts/{conflict_id:int}/resolve": FOOTAGE,
+    "GET /cases": FOOTAGE,
+    "GET /cases/{case_ref:str}": FOOTAGE,
+    "POST /cases/{case_ref:str}/disclosure": FOOTAGE,
+    "POST /cases/{case_ref:str}/shares": FOOTAGE,
+    "POST /cases/{case_ref:str}/shares/{share_id:int}/withdraw": FOOTAGE,
+    # a partner's share link: its secret is the key (tests/central/evidence/test_disclosure.py)
+    "GET /shared/{token:str}": PUBLIC,
+    "GET /shared/{token:str}/clips/{clip_id:str}": PUBLIC,
     "GET /audit": frozenset({"auditor", "admin"}),
     "POST /audit/verify": frozenset({"auditor", "admin"}),
     # what stations do; of the users only admins upload
@@ -73,6 +81,13 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /api/v1/holds": FOOTAGE,
     "POST /api/v1/holds/{hold_id:int}/release": FOOTAGE,
     "POST /api/v1/cases/{case_ref:str}/clips": FOOTAGE,
+    "GET /api/v1/cases/{case_ref:str}": FOOTAGE,
+    "POST /api/v1/cases/{case_ref:str}/disclosure": FOOTAGE,
+    "GET /api/v1/cases/{case_ref:str}/shares": FOOTAGE,
+    "POST /api/v1/cases/{case_ref:str}/shares": FOOTAGE,
+    "POST /api/v1/cases/{case_ref:str}/shares/{share_id:int}/withdraw": FOOTAGE,
+    # the keys that sign disclosure packages are published for anyone holding one
+    "GET /api/v1/disclosure/keys": PUBLIC,
     "POST /api/v1/clips/{clip_id:str}/restore": ADMIN,
     "POST /api/v1/clips/{clip_id:str}/review": ADMIN,
     "GET /api/v1/retention/reviews": ADMIN,
@@ -130,6 +145,8 @@ SAMPLE = {
     "proposal_id": "1",
     "case_ref": "CASE-1",
     "hold_id": "1",
+    "share_id": "1",
+    "token": "no-such-share-link-secret-at-all",
     "decision": "commit",
     "file_path": "fleet.css",
 }

@@ -56,6 +56,13 @@ SCOPE: dict[str, str] = {
     "POST /clips/{clip_id:str}/categories": TOUCHES,
     "POST /clips/{clip_id:str}/restore": TOUCHES,
     "POST /clips/{clip_id:str}/attribution": TOUCHES,
+    "GET /cases": FORCE_WIDE,
+    "GET /cases/{case_ref:str}": FORCE_WIDE,
+    "POST /cases/{case_ref:str}/disclosure": FORCE_WIDE,
+    "POST /cases/{case_ref:str}/shares": FORCE_WIDE,
+    "POST /cases/{case_ref:str}/shares/{share_id:int}/withdraw": FORCE_WIDE,
+    "GET /shared/{token:str}": NO_BOROUGH,
+    "GET /shared/{token:str}/clips/{clip_id:str}": NO_BOROUGH,
     "GET /audit": FORCE_WIDE,
     "POST /audit/verify": FORCE_WIDE,
     # a station's own uploads and events
@@ -79,6 +86,12 @@ SCOPE: dict[str, str] = {
     "POST /api/v1/holds": TOUCHES,
     "POST /api/v1/holds/{hold_id:int}/release": TOUCHES,
     "POST /api/v1/cases/{case_ref:str}/clips": TOUCHES,
+    "GET /api/v1/cases/{case_ref:str}": TOUCHES,
+    "POST /api/v1/cases/{case_ref:str}/disclosure": TOUCHES,
+    "GET /api/v1/cases/{case_ref:str}/shares": TOUCHES,
+    "POST /api/v1/cases/{case_ref:str}/shares": TOUCHES,
+    "POST /api/v1/cases/{case_ref:str}/shares/{share_id:int}/withdraw": TOUCHES,
+    "GET /api/v1/disclosure/keys": NO_BOROUGH,
     "POST /api/v1/clips/{clip_id:str}/restore": TOUCHES,
     "POST /api/v1/clips/{clip_id:str}/review": TOUCHES,
     "GET /api/v1/retention/reviews": FORCE_WIDE,
@@ -121,7 +134,14 @@ SCOPE: dict[str, str] = {
     "POST /api/v1/rollout/proposals/{proposal_id:int}/commit": FORCE_WIDE,
     "POST /api/v1/rollout/proposals/{proposal_id:int}/discard": FORCE_WIDE,
 }
-NO_INSIDE = {"POST /api/v1/cases/{case_ref:str}/clips"}
+NO_INSIDE = {
+    "POST /api/v1/cases/{case_ref:str}/clips",
+    "GET /api/v1/cases/{case_ref:str}",
+    "POST /api/v1/cases/{case_ref:str}/disclosure",
+    "GET /api/v1/cases/{case_ref:str}/shares",
+    "POST /api/v1/cases/{case_ref:str}/shares",
+    "POST /api/v1/cases/{case_ref:str}/shares/{share_id:int}/withdraw",
+}
 """Routes that name a thing of no borough (a case may span boroughs): outside every scope."""
 KIND = {scope.NoBorough: NO_BOROUGH, scope.ForceWide: FORCE_WIDE, scope.Touches: TOUCHES, scope.Lists: LISTS}
 
@@ -262,6 +282,8 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "station_id": side.station_id,
         "upload_id": side.upload_id,
         "case_ref": "CASE-1",
+        "share_id": "1",
+        "token": "no-such-share-link-secret-at-all",
         "proposal_id": "1",
         "decision": "commit",
         "file_path": "fleet.css",
