@@ -8,9 +8,10 @@ the tables do it (``central.registry.docking``, ``.checkouts``, ``.attribution``
 Events are applied in each station's seq order by the projection worker (``central.events.log``),
 after they are acknowledged: "acknowledged" means durably stored; applying follows, tracked
 per station by ``applied_seq``. Consecutive events of one kind are applied together
-(``executemany``), statement by statement, which keeps their order where it matters (one
-device's readings, one device's checkouts) and is what makes tens of thousands of events a
-second possible on one core.
+(``executemany``, ``rows_of``), statement by statement, which keeps their order where it
+matters (one device's readings, one device's checkouts), and every station's run of a kind
+with them (``merged_runs``): a transaction costs a few statements however many stations it
+serves (on PostgreSQL each statement is a round trip).
 
 Times: ``at`` is the station's clock. It orders nothing here except what it must: a pool
 checkout is an interval of station time, and a clip belongs to whoever held the camera at
