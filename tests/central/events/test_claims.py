@@ -252,17 +252,18 @@ def test_a_number_past_sqlites_integers_is_refused_at_the_door_and_jams_no_stati
 
 
 def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(client, monkeypatch):
-    """Whatever a future bug lets through: the run is applied again one event at a time, the event
-    that still fails is refused against its station, and every other event is applied."""
+    """Whatever a future bug lets through: the stations' events are applied again a station at a time,
+    then one event at a time, the event that still fails is refused against its station, and every
+    other event is applied (both stations' events here are applied in one transaction)."""
     from central.events.projection import Projector
 
     docked_handler = Projector._handlers[type(docked("X"))]
     assert docked_handler is not None
 
-    def failing(self, db, station_id, borough, run):
+    def failing(self, db, run):
         if any(a.event.device.serial == "CAM-POISON" for a in run):
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
-        return docked_handler(self, db, station_id, borough, run)
+        return docked_handler(self, db, run)
 
     monkeypatch.setitem(Projector._handlers, type(docked("X")), failing)
     client.post(
@@ -352,10 +353,10 @@ def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, 
     full.sqlite_errorcode = sqlite3.SQLITE_FULL
     failures = [full] * 2
 
-    def full_for_a_while(self, db, station_id, borough, run):
+    def full_for_a_while(self, db, run):
         if failures:
             raise failures.pop()
-        return docked_handler(self, db, station_id, borough, run)
+        return docked_handler(self, db, run)
 
     monkeypatch.setitem(Projector._handlers, type(docked("X")), full_for_a_while)
     client.post(
