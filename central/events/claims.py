@@ -29,7 +29,16 @@ from central.evidence import audit
 from central.registry import attribution, checkouts, devices
 from central.uploads import records as upload_records
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event
+from fleet.events import (
+    BadFolder,
+    CameraDocked,
+    CheckedIn,
+    CheckedOut,
+    ClipDamaged,
+    ClipIngested,
+    ClipVerified,
+    Event,
+)
 
 if TYPE_CHECKING:
     from central.events.projection import Applied  # the projection imports this module
@@ -72,7 +81,7 @@ def subject_of(event: Event) -> str:
             return event.device.serial
         case ClipIngested():
             return event.clip_id or event.device_serial
-        case ClipVerified():
+        case ClipVerified() | ClipDamaged():
             return event.clip_id or "-"
         case CheckedOut() | CheckedIn():
             return event.device_serial
@@ -146,6 +155,23 @@ def admit_verified(db, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVer
             else f"central has no upload of clip {a.event.clip_id}"
         )
         refused.append((a.station, a.seq, "clip_verified", a.event.clip_id, reason, a.at))
+    refuse(db, refused)
+    return accepted
+
+
+def admit_damaged(db, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamaged]]:
+    """ "My copy of this clip is damaged" from the station that reported or uploaded it; about another's, refused."""
+    clip_ids = [a.event.clip_id for a in run]
+    reported = attribution.reporters(db, clip_ids)
+    uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, clip_ids).items()}
+    accepted: list[Applied[ClipDamaged]] = []
+    refused: list[Refusal] = []
+    for a in run:
+        if a.station in (reported.get(a.event.clip_id), uploads.get(a.event.clip_id)):
+            accepted.append(a)
+        else:
+            reason = f"clip {a.event.clip_id} was neither reported nor uploaded by {a.station}"
+            refused.append((a.station, a.seq, "clip_damaged", a.event.clip_id, reason, a.at))
     refuse(db, refused)
     return accepted
 

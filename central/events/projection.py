@@ -33,9 +33,19 @@ from central.events import claims
 from central.events.changes import ChangeLog
 from central.evidence import audit, holds
 from central.registry import attribution, battery, checkouts, devices, docking, stations
-from fleet.clock import to_iso, to_iso_many, utc_now
+from fleet.clock import from_iso, to_iso, to_iso_many, utc_now
 from fleet.config import FleetSettings
-from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event, kind_of
+from fleet.events import (
+    BadFolder,
+    CameraDocked,
+    CheckedIn,
+    CheckedOut,
+    ClipDamaged,
+    ClipIngested,
+    ClipVerified,
+    Event,
+    kind_of,
+)
 
 _encoder = msgspec.json.Encoder()
 EventT = TypeVar("EventT", bound=Event)
@@ -174,6 +184,9 @@ class Projector:
 
     def _admit_verified(self, db, clocks: Clocks, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVerified]]:
         return claims.admit_verified(db, run)
+
+    def _admit_damaged(self, db, clocks: Clocks, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamaged]]:
+        return claims.admit_damaged(db, run)
 
     def _admit_own_dock(self, db, clocks: Clocks, run: list[Applied[BadFolder]]) -> list[Applied[BadFolder]]:
         return run  # a folder of its own dock it could not read: about the station itself, and applied to nothing
@@ -318,6 +331,24 @@ class Projector:
     def _verified(self, db, run: list[Applied[ClipVerified]]) -> None:
         devices.record_uploads(db, [{"at": a.at, "clip": a.event.clip_id} for a in run])
 
+    def _damaged(self, db, run: list[Applied[ClipDamaged]]) -> None:
+        """A station's sealed copy failed authentication (tampering or a failing disk): in the clip's custody."""
+        audit.record_many(
+            db,
+            [
+                {
+                    "actor": f"station {a.station}",
+                    "place": a.station,
+                    "action": "damaged-at-station",
+                    "object_type": "clip",
+                    "object_id": a.event.clip_id,
+                    "detail": f"the station's encrypted copy failed authentication and was not sent: {a.event.reason}",
+                    "at": from_iso(a.at),
+                }
+                for a in run
+            ],
+        )
+
     # -- pool checkouts: intervals of station time; conflicts listed, never dropped ------------
 
     def _checked_out(self, db, run: list[Applied[CheckedOut]]) -> None:
@@ -366,6 +397,7 @@ class Projector:
         CheckedOut: _checked_out,
         CheckedIn: _checked_in,
         BadFolder: None,
+        ClipDamaged: _damaged,
     }
     _admissions: ClassVar[
         dict[type, Callable[[Projector, Any, dict[str, claims.StationClock], list[Any]], list[Any]]]
@@ -376,6 +408,7 @@ class Projector:
         CheckedOut: _admit_pool_events,
         CheckedIn: _admit_pool_events,
         BadFolder: _admit_own_dock,
+        ClipDamaged: _admit_damaged,
     }
     """What a station may claim, by event kind (``central.events.claims``): a kind with no rule here is
     never applied (``tests/central/events/test_claims.py`` fails for one)."""

@@ -373,3 +373,18 @@ def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, 
     assert refusals(client) == []
     for serial in ("CAM-1", "CAM-2"):
         assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial
+
+
+def test_a_damaged_copy_is_in_the_clips_custody_when_its_own_station_says_so(client):
+    from fleet.events import ClipDamaged
+
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Camden"}])
+    clip = ingested("BWV-000123", 2)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    damaged = ClipDamaged(clip_id=clip.clip_id, reason="segment 3 failed authentication")
+    post(client, KENTISH, [damaged], hours=[4])  # another station (of the same borough) cannot say so
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("kentish", 1, "clip_damaged")]
+    post(client, CAMDEN, [damaged], first_seq=3, hours=[4])
+    records = client.get(f"/api/v1/clips/{clip.clip_id}/custody", headers=ADMIN).json()
+    said = [(r["action"], r["place"], r["detail"]) for r in records if r["action"] == "damaged-at-station"]
+    assert len(said) == 1 and said[0][1] == "camden" and "segment 3 failed authentication" in said[0][2]
