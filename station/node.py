@@ -56,21 +56,21 @@ class StationNode:
             keys = load_keyring(settings.station_key)
         except FleetError as exc:
             raise FleetError(f"station {settings.station_id} not started: {exc}") from None
+        self._claim, unclaimed = claim_data_dir(settings)
         try:
             # A station that cannot write its database could record neither what it ingests nor
             # what it uploads: it does not start, and its supervisor starts it again once the
             # disk is mended. Docked cameras keep their clips; `fleet station status` reads it.
             self.store = StationStore.for_writing(settings.data_dir, keys=keys)
         except FleetError as exc:
+            self._claim.let_go()
             raise FleetError(
                 f"station {settings.station_id} not started: {exc}; docked cameras keep their clips "
                 "(`fleet station status` shows the rest)"
             ) from None
-        try:
-            self._claim = claim_data_dir(settings)
-        except FleetError:
+        if unclaimed is not None:  # the folder refused the lock file, yet the database opened
             self.store.close()
-            raise
+            raise FleetError(f"station {settings.station_id} not started: {unclaimed}")
         try:
             check_keys_cover(self.store, keys)
         except FleetError as exc:
@@ -252,23 +252,25 @@ class StationNode:
         run_nodes([self])
 
 
-def claim_data_dir(settings: StationSettings) -> FileClaim:
+def claim_data_dir(settings: StationSettings) -> tuple[FileClaim, str | None]:
     """One station process per data folder: two would ingest the same dock into one queue and
-    upload each clip twice over, each believing the other's rows were its own. Taken once the
-    database is open for writing (which the second process may do harmlessly), so a folder that
-    cannot be written is refused by the store, in its words."""
+    upload each clip twice over, each believing the other's rows were its own. Taken before the
+    database is opened, so a second process never migrates the running one's database. A
+    folder that refuses the lock file is answered with the claim unheld and why: the store then
+    says in its own words why the folder cannot be written (the usual cause)."""
     data_dir = Path(settings.data_dir)
+    claim = FileClaim(data_dir / "station.lock")
     try:
-        claim = FileClaim(data_dir / "station.lock")
+        data_dir.mkdir(parents=True, exist_ok=True)
         taken = claim.try_take(f"{socket.gethostname()}:{os.getpid()}")
     except OSError as exc:
-        raise FleetError(f"station {settings.station_id} not started: data folder {data_dir}: {exc.strerror}") from None
+        return claim, f"data folder {data_dir} refuses its lock file: {exc.strerror}"
     if not taken:
         raise FleetError(
             f"station {settings.station_id} not started: another station process ({claim.holder() or 'unknown'}) "
             f"is running on data folder {data_dir}; stop it first, or give this one a data_dir of its own"
         )
-    return claim
+    return claim, None
 
 
 def run_nodes(nodes: list[StationNode]) -> None:

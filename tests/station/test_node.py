@@ -3,10 +3,13 @@ import sqlite3
 
 import pytest
 
+from fleet import sqlite as fleet_sqlite
 from fleet.config import StationSettings, settings_from_dict
 from fleet.errors import FleetError
+from fleet.lockfile import FileClaim
 from station.node import StationNode
 from station.store import StationStore
+from station.store.schema import MIGRATIONS
 from tests.station.conftest import key_file
 
 
@@ -88,3 +91,32 @@ def test_a_second_station_process_on_the_same_data_folder_is_refused_until_the_f
     finally:
         first.stop()
     StationNode(settings).stop()  # once the first has stopped, the folder is free again
+
+
+def test_a_refused_second_station_leaves_the_running_ones_database_as_it_was(tmp_path):
+    """Found by the attack review: the lock was taken after the store had migrated the database."""
+    data = tmp_path / "data"
+    data.mkdir()
+    db = sqlite3.connect(data / "station.db", isolation_level=None)
+    fleet_sqlite.migrate(db, MIGRATIONS[:-1])  # the running (older) station's schema
+    db.close()
+    running = FileClaim(data / "station.lock")
+    assert running.try_take("old-station:1")
+    settings = settings_from_dict(
+        {
+            "station_id": "camden",
+            "borough": "Camden",
+            "central_url": "http://127.0.0.1:9",
+            "token": "t",
+            "data_dir": str(data),
+            "dock_dir": str(tmp_path / "dock"),
+            "station_key": {"file": key_file(tmp_path)},
+        },
+        StationSettings,
+    )
+    with pytest.raises(FleetError, match=r"another station process \(old-station:1\)"):
+        StationNode(settings)
+    check = sqlite3.connect(data / "station.db")
+    assert check.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) - 1
+    check.close()
+    running.let_go()
