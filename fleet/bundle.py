@@ -22,8 +22,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import stat
+import struct
 import sys
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -120,9 +123,60 @@ class _Folder:
                 yield piece
 
 
+ALLOWED_EXTRA_FIELDS = {0x0001, 0x5455, 0x7875}
+"""Zip64 sizes, extended timestamps, Unix owners: nothing that changes a name or where bytes go.
+(Others do: Info-ZIP's Unicode path field renames an entry for ``unzip`` and not for Python.)"""
+STORED_FLAGS = 0x0808
+"""A data descriptor follows the bytes (as central streams them), names in UTF-8: nothing else."""
+LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+
+
 class _Zip:
-    def __init__(self, archive: zipfile.ZipFile) -> None:
+    def __init__(self, archive: zipfile.ZipFile, path: Path) -> None:
         self.archive = archive
+        self.path = path
+
+    def layout_problems(self) -> list[str]:
+        """How the file's bytes differ from one plain run of entries: anything another unzip tool
+        could read differently from this one (bytes before, between or after the entries, an
+        entry's local header unlike its central record, fields that rename, links, folders)."""
+        problems: list[str] = []
+        infos = sorted(self.archive.infolist(), key=lambda i: i.header_offset)
+        with open(self.path, "rb") as f:
+            at = 0
+            for info in infos:
+                where = f"zip entry {info.filename!r}"
+                if info.header_offset != at:
+                    return [f"{where}: bytes at {at} that no entry accounts for (something was put in the zip)"]
+                f.seek(at)
+                fields = LOCAL_HEADER.unpack(f.read(LOCAL_HEADER.size))
+                signature, flags, method, name_len, extra_len = fields[0], fields[2], fields[3], fields[9], fields[10]
+                name, extra = f.read(name_len), f.read(extra_len)
+                if signature != b"PK\x03\x04":
+                    return [f"{where}: no entry where the zip's directory says one starts"]
+                local_name = name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+                if local_name != info.orig_filename or flags != info.flag_bits or method != info.compress_type:
+                    problems.append(f"{where}: its local header differs from the zip's directory")
+                if flags & ~STORED_FLAGS or method != zipfile.ZIP_STORED:
+                    problems.append(f"{where}: compressed or flagged as no package is")
+                unknown = _extra_ids(extra) | _extra_ids(info.extra)
+                if unknown - ALLOWED_EXTRA_FIELDS:
+                    problems.append(
+                        f"{where}: extra fields {sorted(unknown - ALLOWED_EXTRA_FIELDS)} (one may rename it)"
+                    )
+                mode = info.external_attr >> 16
+                if info.is_dir() or (info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG)):
+                    problems.append(f"{where}: not a plain file (a folder or a link)")
+                at += LOCAL_HEADER.size + name_len + extra_len + info.compress_size
+                if flags & 0x08:  # the data descriptor: [signature] CRC, sizes (8 bytes each with zip64)
+                    f.seek(at)
+                    first = f.read(4)
+                    at += (4 if first == b"PK\x07\x08" else 0) + 4 + (16 if 0x0001 in _extra_ids(extra) else 8)
+            end = os.fstat(f.fileno()).st_size
+            f.seek(max(end - 22, 0))
+            if getattr(self.archive, "start_dir", at) != at or f.read(4) != b"PK\x05\x06" or self.archive.comment:
+                problems.append("the zip has bytes after its last entry or a comment: something was put in it")
+        return problems
 
     def names(self) -> list[str]:
         return sorted(i.filename for i in self.archive.infolist() if not i.is_dir())
@@ -131,6 +185,15 @@ class _Zip:
         with self.archive.open(name) as f:
             while piece := f.read(READ_PIECE):
                 yield piece
+
+
+def _extra_ids(extra: bytes) -> set[int]:
+    ids, at = set(), 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack_from("<2H", extra, at)
+        ids.add(kind)
+        at += 4 + size
+    return ids
 
 
 class _Refused(Exception):
@@ -153,6 +216,9 @@ def _safe(name: str) -> bool:
 
 class Verdict(Struct, kw_only=True):
     ok: bool
+    """Intact and signed by a key the caller gave: the only answer that vouches for the footage."""
+    intact: bool
+    """Every file as the index lists it, and the index as its signature says (whoever signed it)."""
     problems: list[str]
     case_ref: str | None = None
     clips: int = 0
@@ -170,7 +236,13 @@ def verify(path: str | Path, trusted_keys: list[str] | None = None) -> Verdict:
         return _verify(_Folder(path), trusted_keys)
     try:
         with zipfile.ZipFile(path) as archive:
-            return _verify(_Zip(archive), trusted_keys)
+            package = _Zip(archive, path)
+            verdict = _verify(package, trusted_keys)
+            layout = package.layout_problems()
+            if layout:
+                verdict.problems[:0] = layout
+                verdict.ok = verdict.intact = False
+            return verdict
     except FileNotFoundError:
         raise FleetError(f"{path}: no such file or folder") from None
     except (zipfile.BadZipFile, OSError) as exc:
@@ -181,13 +253,14 @@ def _verify(package: _Package, trusted_keys: list[str] | None) -> Verdict:
     try:
         return _check(package, trusted_keys)
     except _Refused as exc:
-        return Verdict(ok=False, problems=[str(exc)])
+        return Verdict(ok=False, intact=False, problems=[str(exc)])
 
 
 def _check(package: _Package, trusted_keys: list[str] | None) -> Verdict:
     present = package.names()
+    names = set(present)
     for needed in (INDEX, SIGNATURE):
-        if needed not in present:
+        if needed not in names:
             raise _Refused(f"{needed} is missing: this is not a whole disclosure package")
     index_bytes = _read_all(package, INDEX, 64 << 20)
     try:
@@ -198,28 +271,23 @@ def _check(package: _Package, trusted_keys: list[str] | None) -> Verdict:
     if index.format != FORMAT:
         raise _Refused(f"{INDEX} is format {index.format!r}; this verifier reads {FORMAT}")
     problems: list[str] = []
-    for twice in sorted({n for n in present if present.count(n) > 1}):
+    for twice in sorted(name for name, n in Counter(present).items() if n > 1):
         problems.append(f"{twice} appears twice in the package: which one is read depends on the tool")
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(index.public_key)).verify(signature, index_bytes)
     except (InvalidSignature, ValueError):
         problems.append(f"the signature in {SIGNATURE} does not match {INDEX}: the index was altered or re-signed")
     trusted = trusted_keys is not None and index.public_key in trusted_keys
-    if trusted_keys is not None and not trusted:
-        problems.append(
-            f"signed by key {key_fingerprint(index.public_key)}, which is not the key you gave: "
-            "not signed by central, or by a key it does not publish"
-        )
 
     listed = {f.path: f for f in index.files}
     for name in sorted(listed):
         if not _safe(name) or name in (INDEX, SIGNATURE):
             problems.append(f"{INDEX} lists {name!r}, a name no package may hold")
             listed.pop(name)
-    for extra in sorted(set(present) - set(listed) - {INDEX, SIGNATURE}):
+    for extra in sorted(names - set(listed) - {INDEX, SIGNATURE}):
         problems.append(f"{extra} is in the package but not in {INDEX}: nothing vouches for it")
     for name, entry in sorted(listed.items()):
-        if name not in present:
+        if name not in names:
             problems.append(f"{name} is listed in {INDEX} but missing")
             continue
         digest, size = hashlib.sha256(), 0
@@ -241,8 +309,15 @@ def _check(package: _Package, trusted_keys: list[str] | None) -> Verdict:
             problems.append(f"clip {clip.clip_id}: its file {clip.file} is not the clip's recorded bytes")
         if clip.custody not in listed:
             problems.append(f"clip {clip.clip_id}: its chain of custody {clip.custody} is not in the package")
+    intact = not problems
+    if trusted_keys is not None and not trusted:  # intact, perhaps, but not what central signed
+        problems.append(
+            f"signed by key {key_fingerprint(index.public_key)}, which is not a key you gave: "
+            "not signed by central, or by a key it does not publish"
+        )
     return Verdict(
-        ok=not problems,
+        ok=intact and trusted,
+        intact=intact,
         problems=problems,
         case_ref=index.case_ref,
         clips=len(index.clips),
@@ -272,6 +347,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     check.set_defaults(handler=cmd_verify_bundle)
 
 
+EXIT_UNTRUSTED = 3
+"""Intact as signed, but by a key nobody vouched for (no ``--public-key``): not a pass."""
+
+
 def cmd_verify_bundle(args: argparse.Namespace) -> int:
     keys = None
     if args.public_key:
@@ -284,15 +363,17 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(verdict)) + b"\n")
     elif verdict.ok:
         print(f"intact: case {verdict.case_ref}, {verdict.clips} clip(s), {verdict.files} file(s) as signed")
-        if verdict.trusted:
-            print(f"signed by central's key {verdict.signed_by}")
-        else:
-            print(
-                f"signed by key {verdict.signed_by}; not checked against central's keys: "
-                "give --public-key (GET /api/v1/disclosure/keys) to know it is central's"
-            )
+        print(f"signed by a key you gave (fingerprint {verdict.signed_by})")
+    elif verdict.intact and keys is None:
+        print(f"intact as signed: case {verdict.case_ref}, {verdict.clips} clip(s), {verdict.files} file(s)")
+        print(
+            f"NOT CHECKED: signed by key {verdict.signed_by}, which anyone could have made. Get central's keys "
+            "from the force (GET /api/v1/disclosure/keys), never from the package, and give one as --public-key"
+        )
     else:
         print(f"NOT INTACT: {os.fspath(args.path)}")
         for problem in verdict.problems:
             print(f"  - {problem}")
-    return 0 if verdict.ok else 1
+    if verdict.ok:
+        return 0
+    return EXIT_UNTRUSTED if verdict.intact and keys is None else 1

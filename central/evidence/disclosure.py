@@ -54,10 +54,12 @@ chain of custody, this disclosure included.
 
 To check that nothing was altered, with the `fleet` program:
 
-    fleet verify-bundle <this folder or zip> --public-key {public_key}
+    fleet verify-bundle <this folder or zip> --public-key <central's public key>
 
-and check that key is one the force publishes (GET /api/v1/disclosure/keys on central).
-Signed by key {fingerprint}.
+Take central's public key from the force (GET /api/v1/disclosure/keys on central, or as the
+force publishes it), never from a package: anyone can sign a package with a key of their own.
+This package says its signing key has the fingerprint {fingerprint}; the command prints the
+fingerprint of the key it checked.
 """
 
 
@@ -263,7 +265,6 @@ def _index(
             prepared_at=to_iso(now),
             prepared_by=actor,
             prepared_for=prepared_for,
-            public_key=public_key,
             fingerprint=bundle.key_fingerprint(public_key),
         ).encode(),
         "manifest.csv": csvio.write_csv(

@@ -22,6 +22,7 @@ from central.core.providers import Injected
 from central.evidence.disclosure import CasePath, DisclosureService, package_response
 from central.evidence.shares import ShareRequest, ShareService
 from central.web.dashboard import FORM, DashboardPages, back, field, page
+from fleet.bundle import key_fingerprint
 from fleet.clock import utc_now
 from fleet.errors import BadRequest
 
@@ -78,6 +79,7 @@ class CasePages(DashboardPages):
             new_link=new_link,
             share_days=[d for d in SHARE_DAYS if d <= disclosure.settings.disclosure.share_max_days],
             public_key=signer.public_key,
+            fingerprint=key_fingerprint(signer.public_key) if signer.public_key else None,
         )
         template.status_code = status
         return template

@@ -3,7 +3,9 @@
 import io
 import os
 import shutil
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -131,6 +133,68 @@ def test_a_tampered_package_fails_the_check_naming_what_changed(client, case, tm
     assert out.startswith("NOT INTACT") and found in out
 
 
+def repacked(genuine, target, extra_for=None):
+    """The package's entries written again by Python (sizes in the headers, no data descriptors)."""
+    with zipfile.ZipFile(genuine) as src, zipfile.ZipFile(target, "w") as dst:
+        for info in src.infolist():
+            new = zipfile.ZipInfo(info.filename, info.date_time)
+            if extra_for is not None:
+                new.extra = extra_for(info.filename)
+            dst.writestr(new, src.read(info))
+    return target
+
+
+def test_a_package_zipped_again_plainly_still_checks(client, case, tmp_path):
+    assert bundle.verify(repacked(export(client, tmp_path), tmp_path / "again.zip"), central_keys(client)).ok
+
+
+def test_a_zip_field_that_renames_an_entry_for_other_tools_fails(client, case, tmp_path):
+    """Info-ZIP's Unicode path field (0x7075): `unzip` would write clip b's bytes under clip a's name,
+    while Python reads the plain name (found by the attack review)."""
+    a, b = sorted(case.uploaded)
+    swap = {f"clips/{a}.mp4": f"clips/{b}.mp4", f"clips/{b}.mp4": f"clips/{a}.mp4"}
+
+    def unicode_path(name):
+        if name not in swap:
+            return b""
+        body = b"\x01" + struct.pack("<I", zlib.crc32(name.encode())) + swap[name].encode()
+        return struct.pack("<HH", 0x7075, len(body)) + body
+
+    forged = repacked(export(client, tmp_path), tmp_path / "swapped.zip", unicode_path)
+    verdict = bundle.verify(forged, central_keys(client))
+    assert not verdict.ok and any(f"extra fields [{0x7075}]" in p for p in verdict.problems)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_bytes_no_entry_accounts_for_fail(client, case, tmp_path, where):
+    """A zip glued before the package (a streaming unzip reads its entries first), or bytes after it."""
+    genuine = export(client, tmp_path).read_bytes()
+    planted = io.BytesIO()
+    with zipfile.ZipFile(planted, "w") as other:
+        other.writestr(f"clips/{next(iter(case.uploaded))}.mp4", b"other footage")
+    path = tmp_path / "glued.zip"
+    path.write_bytes(planted.getvalue() + genuine if where == "before" else genuine + b"trailing")
+    verdict = bundle.verify(path, central_keys(client))
+    assert not verdict.ok and not verdict.intact
+
+
+def test_a_forgery_with_its_own_readme_and_key_is_not_a_pass(client, case, tmp_path, capsys):
+    """The package names a key; only a key from the force vouches (attack review)."""
+    folder = unpacked(export(client, tmp_path), tmp_path)
+    forger = Ed25519PrivateKey.generate()
+    index = msgspec.json.decode((folder / "index.json").read_bytes(), type=bundle.BundleIndex)
+    index.public_key = forger.public_key().public_bytes_raw().hex()
+    (folder / "index.json").write_bytes(bundle.encode_index(index))
+    (folder / "index.sig").write_text(forger.sign((folder / "index.json").read_bytes()).hex())
+    readme = (folder / "README.txt").read_text()
+    assert central_keys(client)[0] not in readme  # the package never offers a key to trust
+    assert fleet_main(["verify-bundle", str(folder), "--public-key", central_keys(client)[0]]) == 1
+    assert fleet_main(["verify-bundle", str(folder), "--public-key", index.public_key]) == 0  # the forger's own key
+    capsys.readouterr()
+    assert fleet_main(["verify-bundle", str(folder)]) == bundle.EXIT_UNTRUSTED
+    assert "NOT CHECKED" in capsys.readouterr().out
+
+
 def test_a_package_re_signed_by_another_key_is_told_apart_from_centrals(client, case, tmp_path, capsys):
     folder = unpacked(export(client, tmp_path), tmp_path)
     forger = Ed25519PrivateKey.generate()
@@ -140,11 +204,11 @@ def test_a_package_re_signed_by_another_key_is_told_apart_from_centrals(client, 
     (folder / "index.json").write_bytes(bundle.encode_index(index))
     (folder / "index.sig").write_text(forger.sign((folder / "index.json").read_bytes()).hex())
     # Consistent in itself, so without central's key the check can only say whose key signed...
-    assert fleet_main(["verify-bundle", str(folder)]) == 0
-    assert "not checked against central's keys" in capsys.readouterr().out
+    assert fleet_main(["verify-bundle", str(folder)]) == bundle.EXIT_UNTRUSTED
+    assert "NOT CHECKED: signed by key" in capsys.readouterr().out
     # ...and against central's published key it fails.
     verdict = bundle.verify(folder, central_keys(client))
-    assert not verdict.ok and "not the key you gave" in verdict.problems[0]
+    assert verdict.intact and not verdict.ok and "not a key you gave" in verdict.problems[0]
 
 
 def test_a_zip_holding_one_name_twice_fails(client, case, tmp_path):
