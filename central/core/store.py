@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from central.access import schema as access_schema
-from central.core import migrations
+from central.core import migrations, schema_reserved  # schema_reserved: DROP AT MERGE (v20–v22)
 from central.core.database import Database, PostgresDatabase, SqliteDatabase, migrate_postgres
 from central.events import schema as events_schema
 from central.evidence import audit
@@ -16,7 +16,15 @@ from central.uploads import schema as uploads_schema
 from fleet import sqlite
 from fleet.config import CentralSettings
 
-SCHEMAS = (uploads_schema, evidence_schema, events_schema, registry_schema, rollout_schema, access_schema)
+SCHEMAS = (
+    uploads_schema,
+    evidence_schema,
+    events_schema,
+    registry_schema,
+    rollout_schema,
+    access_schema,
+    schema_reserved,
+)
 """Each package's tables and schema steps (``central.core.migrations``)."""
 MIGRATIONS = migrations.assemble(SCHEMAS)
 """One script per schema version, each package's share in its place."""
