@@ -26,6 +26,7 @@ from central.events.changes import ChangeLog
 from central.events.log import EventLog
 from central.events.projection import Projector
 from central.evidence.clip_records import ClipRecords
+from central.evidence.keep_requests import KeepRequests
 from central.evidence.retention import RetentionService
 from central.registry.assignments import AssignmentService
 from central.registry.devices import DeviceService
@@ -58,6 +59,7 @@ class Services:
     users: UserService
     retention: RetentionService
     owners: OwnerLookup
+    keep_requests: KeepRequests
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -109,6 +111,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
     blobs = blobs or open_blob_store(settings)
     changes = ChangeLog(store.writer, settings)
     stations = StationService(store.writer, settings)
+    retention = RetentionService(store.writer, changes, blobs, settings)
     return Services(
         settings=settings,
         store=store,
@@ -124,7 +127,8 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         rollout=RolloutService(store.writer, changes, settings),
         users=UserService(store.writer),
         owners=OwnerLookup(store.writer, settings),
-        retention=RetentionService(store.writer, changes, blobs, settings),
+        retention=retention,
+        keep_requests=KeepRequests(store.writer, changes, retention, settings),
     )
 
 
