@@ -58,6 +58,16 @@ SCOPE: dict[str, str] = {
     "POST /clips/{clip_id:str}/attribution": TOUCHES,
     "GET /audit": FORCE_WIDE,
     "POST /audit/verify": FORCE_WIDE,
+    # the public's requests to keep footage: the public's pages show no borough's records; the
+    # queue lists a borough's requests, and a request is in the borough it names
+    "GET /public/keep-footage": NO_BOROUGH,
+    "POST /public/keep-footage": NO_BOROUGH,
+    "GET /public/keep-footage/received": NO_BOROUGH,
+    "GET /public/keep-footage/status": NO_BOROUGH,
+    "GET /keep-requests": LISTS,
+    "GET /keep-requests/{reference:str}": TOUCHES,
+    "POST /keep-requests/{reference:str}/narrow": TOUCHES,
+    "POST /keep-requests/{reference:str}/close": TOUCHES,
     # a station's own uploads and events
     "POST /api/v1/uploads": TOUCHES,
     "HEAD /api/v1/uploads/{upload_id:str}": TOUCHES,
@@ -265,6 +275,7 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "proposal_id": "1",
         "decision": "commit",
         "file_path": "fleet.css",
+        "reference": "KF-0000-0000-0000",
     }
     path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], template)
     query = {
