@@ -417,7 +417,8 @@ class KeepRequests:
         elif state == "narrowed":
             headline = "We are keeping the recordings that match your request"
             explanation = (
-                f"We have reviewed your request and are keeping {kept} recording{'s' * (kept != 1)} that match it. "
+                f"We have reviewed your request and are keeping {kept} recording{'s' * (kept != 1)} that "
+                f"match{'es' * (kept == 1)} it. "
                 "They will not be deleted while your request is open."
             )
         elif outcome == ALREADY_DELETED:

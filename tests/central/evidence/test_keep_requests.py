@@ -122,7 +122,7 @@ def test_a_request_whose_window_covers_clips_due_for_deletion_tomorrow_keeps_the
 
 
 def test_a_request_on_footage_already_purged_gets_the_truthful_answer(env):
-    store, blobs, retention, requests, clock = env
+    store, _blobs, retention, requests, clock = env
     gone = clip(env, INCIDENT + timedelta(minutes=10))
     retention.run(T0 + timedelta(days=31, hours=22))  # soft-deleted on 1 February
     retention.run(T0 + timedelta(days=39))  # purged a week later
@@ -151,7 +151,7 @@ def test_a_request_during_the_recovery_window_brings_soft_deleted_footage_back(e
 
 
 def test_a_clip_a_station_reported_but_has_not_sent_is_held_for_the_station(env):
-    store, blobs, retention, requests, clock = env
+    store, _blobs, _retention, requests, _clock = env
     with store.writer.write() as db:
         db.execute(
             "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id) VALUES ('late', 'BWV-1', ?, "
@@ -166,18 +166,21 @@ def test_a_clip_a_station_reported_but_has_not_sent_is_held_for_the_station(env)
 
 
 def test_a_reviewer_cannot_dispose_of_a_clip_a_request_keeps(env):
-    store, blobs, retention, requests, clock = env
+    store, blobs, retention, requests, _clock = env
     reviewed = put_clip(store, blobs, INCIDENT, tags=["use_of_force"])  # reviewed after 45 days
     retention.assess()
     ask(requests)
     with pytest.raises(Conflict, match="public request KF-"):
         retention.review(
-            reviewed, ReviewRequest(decision="dispose", reason="no further use"), "reviewer", now=T0 + timedelta(days=50)
+            reviewed,
+            ReviewRequest(decision="dispose", reason="no further use"),
+            "reviewer",
+            now=T0 + timedelta(days=50),
         )
 
 
 def test_over_retention_counts_clips_kept_only_by_public_requests(env):
-    store, blobs, retention, requests, clock = env
+    _store, _blobs, retention, requests, _clock = env
     only_requested = clip(env, INCIDENT)
     also_held = clip(env, INCIDENT + timedelta(minutes=1))
     retention.assess()
@@ -190,7 +193,7 @@ def test_over_retention_counts_clips_kept_only_by_public_requests(env):
 
 
 def test_the_queue_of_a_borough_shows_its_own_requests_only(env):
-    store, blobs, retention, requests, clock = env
+    _store, _blobs, _retention, requests, _clock = env
     camden = ask(requests, borough="Camden").reference
     barnet = ask(requests, borough="Barnet").reference
     assert [r.reference for r in requests.queue("Camden")] == [camden]
@@ -200,7 +203,7 @@ def test_the_queue_of_a_borough_shows_its_own_requests_only(env):
 
 
 def test_a_flood_from_one_address_is_held_to_a_few_requests_and_stores_nothing_more(env):
-    store, blobs, retention, requests, clock = env
+    store, _blobs, _retention, requests, clock = env
     for _ in range(ADDRESS_FREE):
         ask(requests, place="203.0.113.9")
     with pytest.raises(TooManyRequests, match="too many requests from your address") as refused:
@@ -218,7 +221,7 @@ def test_a_flood_from_one_address_is_held_to_a_few_requests_and_stores_nothing_m
 
 
 def test_references_are_unguessable_readable_and_forgiving(env):
-    store, blobs, retention, requests, clock = env
+    _store, _blobs, _retention, requests, _clock = env
     made = {new_reference() for _ in range(1000)}
     assert len(made) == 1000
     assert all(len(r) == 17 and set(r[3:].replace("-", "")) <= set(CROCKFORD) for r in made)
@@ -274,7 +277,7 @@ def test_the_form_checks_every_field_with_a_clear_message(env):
 
 
 def test_the_service_refuses_a_whole_borough_for_a_year_whatever_the_form_said(env):
-    store, blobs, retention, requests, clock = env
+    _store, _blobs, _retention, requests, _clock = env
     with pytest.raises(FormErrors, match="at most 24 hours"):
         ask(requests, start=T0 - timedelta(days=365), hours=365 * 24)
     with pytest.raises(FormErrors, match="borough"):
@@ -282,7 +285,7 @@ def test_the_service_refuses_a_whole_borough_for_a_year_whatever_the_form_said(e
 
 
 def test_figures_count_requests_by_borough_month_and_outcome_as_they_stood(env):
-    store, blobs, retention, requests, clock = env
+    store, _blobs, _retention, requests, clock = env
     first = ask(requests).reference
     ask(requests, borough="Barnet")
     clock.now = T0 + timedelta(days=40)

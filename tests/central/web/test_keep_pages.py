@@ -117,9 +117,7 @@ def test_the_officer_narrows_and_closes_and_the_requester_is_told(site):
     page = site.get(f"/keep-requests/{reference}")
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.text and "<script>" not in page.text
     assert "jo.public@example.org" in page.text  # the officer does see the contact
-    empty = site.post(
-        f"/keep-requests/{reference}/narrow", data={"csrf_token": csrf_of(page.text), "note": "x"}
-    )
+    empty = site.post(f"/keep-requests/{reference}/narrow", data={"csrf_token": csrf_of(page.text), "note": "x"})
     assert empty.status_code == 400 and "choose the clips" in empty.text
     forged = site.post(f"/keep-requests/{reference}/close", data={"outcome": "withdrawn", "note": "x"})
     assert forged.status_code == 403
@@ -132,9 +130,7 @@ def test_the_officer_narrows_and_closes_and_the_requester_is_told(site):
     told = site.get(f"{FORM}/status", params={"reference": reference}).text
     assert "found no recording that matches" in told and "no camera there" not in told
     with services(site.app).store.writer.read() as db:
-        actions = [
-            r[0] for r in db.execute("SELECT action FROM audit WHERE object_id = ? ORDER BY id", [reference])
-        ]
+        actions = [r[0] for r in db.execute("SELECT action FROM audit WHERE object_id = ? ORDER BY id", [reference])]
     assert actions == ["keep-request", "keep-request-close"]
 
 
