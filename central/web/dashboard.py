@@ -265,9 +265,8 @@ def signed_form_token(
     """The CSRF token of a form posted without a session (the login form, the public's forms):
     ``central.access.login_csrf``'s signed double-submit token, kept while the browser's is still
     good (two tabs work), and the cookie that carries it, for ``path`` only."""
-    token = request.cookies.get(cookie)
-    if not login_csrf.is_valid(key, token):
-        token = login_csrf.new_token(key)
+    kept = request.cookies.get(cookie)
+    token = kept if kept is not None and login_csrf.is_valid(key, kept) else login_csrf.new_token(key)
     return token, Cookie(
         key=cookie,
         value=token,

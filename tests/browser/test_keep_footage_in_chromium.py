@@ -86,7 +86,7 @@ def test_the_public_form_on_a_phone_with_the_keyboard_alone(chromium, fleet, scr
 
 
 def test_the_officer_narrows_a_request_to_the_clip_that_matches(chromium, fleet, screenshots):
-    cluster, clip = fleet
+    _cluster, clip = fleet
     recorded = clip.recorded_at.astimezone(LONDON)
     public = phone(chromium)
     public.goto(base(fleet) + "/public/keep-footage")
