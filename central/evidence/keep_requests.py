@@ -214,7 +214,7 @@ def normal_reference(text: str) -> str | None:
 
 
 def _text(value: str, name: str, shortest: int, longest: int, errors: dict[str, str]) -> str:
-    value = value.strip()
+    value = value.replace("\r\n", "\n").replace("\r", "\n").strip()  # a textarea's lines end in CR LF
     if len(value) < shortest:
         errors[name] = "this is needed" if not value else f"please give at least {shortest} characters"
     elif len(value) > longest:

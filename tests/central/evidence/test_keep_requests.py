@@ -253,6 +253,9 @@ def test_the_form_checks_every_field_with_a_clear_message(env):
     assert parsed.happened_from == datetime(2026, 11, 19, 23, 30, tzinfo=UTC)
     assert parsed.happened_to == datetime(2026, 11, 20, 0, 15, tzinfo=UTC)  # past midnight: the next day
     assert parsed.shoulder_numbers == ["1234AB", "56CD"]
+    assert parse_form({**good, "place": "High St\r\nby the bus stop"}, ["Camden"], now).place == (
+        "High St\nby the bus stop"  # as a browser posts a textarea's lines
+    )
     summer = parse_form({**good, "date": "2026-07-01", "time_from": "21:00", "time_to": "22:00"}, ["Camden"], now)
     assert summer.happened_from == datetime(2026, 7, 1, 20, tzinfo=UTC)  # typed in London's summer time
     cases = {
