@@ -23,16 +23,16 @@ from central.access import login_csrf
 from central.access.auth import Caller, user_with
 from central.access.scope import LISTS, Scoped, in_path, no_borough, touches
 from central.core.providers import Injected
-from central.evidence.keep_requests import (
+from central.evidence.keep_request_form import (
     LONGEST_WINDOW,
     MARGIN,
     OUTCOMES,
     REVIEW_DAYS,
     FormErrors,
-    KeepRequests,
     PublicStatus,
     parse_form,
 )
+from central.evidence.keep_requests import KeepRequests
 from central.web.dashboard import FORM, DashboardPages, back, client_place, field, login_form, page, signed_form_token
 from fleet.clock import utc_now
 from fleet.config import CentralSettings

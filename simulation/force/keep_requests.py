@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from central.core.services import open_services
-from central.evidence.keep_requests import MARGIN
+from central.evidence.keep_request_form import MARGIN
 from fleet.config import CentralSettings, load_settings
 from simulation.force.run import DockRecord
 from simulation.force.usage import Station

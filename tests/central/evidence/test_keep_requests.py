@@ -8,18 +8,15 @@ import pytest
 
 from central.evidence import audit
 from central.evidence.holds import HELD
-from central.evidence.keep_requests import (
-    ADDRESS_FREE,
+from central.evidence.keep_request_form import (
     CROCKFORD,
-    LOOKUP_MISSES_FREE,
     FormErrors,
-    KeepRequests,
     NewRequest,
-    counts_by_borough_month,
     new_reference,
     normal_reference,
     parse_form,
 )
+from central.evidence.keep_requests import ADDRESS_FREE, LOOKUP_MISSES_FREE, KeepRequests, counts_by_borough_month
 from central.evidence.retention import HoldRequest, ReviewRequest
 from fleet.clock import to_iso
 from fleet.errors import BadRequest, Conflict, NotFound, TooManyRequests
