@@ -22,7 +22,8 @@ keeps it in ``opt``), what it touches:
 route that takes no ``scope``; the role × scope matrix test calls every route from inside
 and outside a scope. Which borough a thing is in is decided here: a clip is in the borough
 of the camera that recorded it (whoever's station docked it), a hold in its clip's or
-officer's, an upload and a station record belong to their station. ``CLIPS_OF_BOROUGH`` is
+officer's, a public request to keep footage in the borough it names, an upload and a station
+record belong to their station. ``CLIPS_OF_BOROUGH`` is
 the same rule for the lists.
 """
 
@@ -48,7 +49,7 @@ from fleet.errors import Forbidden
 CLIPS_OF_BOROUGH = "SELECT serial FROM devices WHERE borough = ?"
 """A borough's clips, for a list's ``device_serial IN (...)``: those its cameras recorded."""
 
-Kind = Literal["clip", "officer", "device", "hold", "conflict", "station", "upload", "case", "borough"]
+Kind = Literal["clip", "officer", "device", "hold", "conflict", "station", "upload", "case", "borough", "keep_request"]
 Source = Literal["path", "query", "json", "form"]
 
 
@@ -219,6 +220,7 @@ class OwnerLookup:
         sql = {
             "officer": "SELECT borough FROM officers WHERE officer_id = ?",
             "device": "SELECT borough FROM devices WHERE serial = ?",
+            "keep_request": "SELECT borough FROM keep_requests WHERE reference = ?",
         }[kind]
         row = db.execute(sql, [key]).fetchone()
         return None if row is None else Owner(row[0])

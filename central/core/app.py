@@ -49,6 +49,7 @@ from central.uploads.tus import UploadController
 from central.web.case_pages import CasePages, SharedPages
 from central.web.dashboard import DashboardController
 from central.web.evidence_pages import ChainCheck, EvidencePages
+from central.web.keep_pages import KeepRequestPages, PublicKeepFootage
 from central.web.people_pages import PeoplePages
 from central.web.rollout_pages import RolloutPages
 from fleet import __version__
@@ -172,6 +173,8 @@ def create_app(settings: CentralSettings) -> Litestar:
             RolloutPages,
             CasePages,
             SharedPages,
+            PublicKeepFootage,
+            KeepRequestPages,
             create_static_files_router(
                 STATIC_PATH, [WEB / "static"], include_in_schema=False, opt={"scope": STATIC_FILES}
             ),

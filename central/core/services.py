@@ -27,6 +27,7 @@ from central.events.log import EventLog
 from central.events.projection import Projector
 from central.evidence.clip_records import ClipRecords
 from central.evidence.disclosure import DisclosureService
+from central.evidence.keep_requests import KeepRequests
 from central.evidence.retention import RetentionService
 from central.evidence.shares import ShareService
 from central.registry.assignments import AssignmentService
@@ -62,6 +63,7 @@ class Services:
     owners: OwnerLookup
     disclosure: DisclosureService
     shares: ShareService
+    keep_requests: KeepRequests
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -113,6 +115,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
     blobs = blobs or open_blob_store(settings)
     changes = ChangeLog(store.writer, settings)
     stations = StationService(store.writer, settings)
+    retention = RetentionService(store.writer, changes, blobs, settings)
     disclosure = DisclosureService(store.writer, blobs, settings)
     return Services(
         settings=settings,
@@ -129,9 +132,10 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         rollout=RolloutService(store.writer, changes, settings),
         users=UserService(store.writer),
         owners=OwnerLookup(store.writer, settings),
-        retention=RetentionService(store.writer, changes, blobs, settings),
+        retention=retention,
         disclosure=disclosure,
         shares=ShareService(store.writer, blobs, disclosure, settings),
+        keep_requests=KeepRequests(store.writer, changes, retention, settings),
     )
 
 

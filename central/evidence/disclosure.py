@@ -207,7 +207,7 @@ class DisclosureService:
                     for kind, key in disclosed
                 ],
             )
-            chains = {c.clip_id: custody(db, c.clip_id) for c in present}
+            chains = {c.clip_id: _for_this_case(custody(db, c.clip_id), case_ref) for c in present}
             keys = {
                 c.clip_id: db.execute("SELECT blob_key FROM clips WHERE clip_id = ?", [c.clip_id]).fetchone()[0]
                 for c in present
@@ -215,7 +215,33 @@ class DisclosureService:
         index, small_files = _index(case, present, chains, signer, actor, prepared_for, reason, now)
         index_bytes = bundle.encode_index(index)
         signature = signer.sign(index_bytes).hex().encode() + b"\n"
-        return self._stream(index_bytes, signature, small_files, present, keys)
+        pieces = self._stream(index_bytes, signature, small_files, present, keys)
+        return self._recorded_if_cut(pieces, actor, disclosed, f"case {case_ref}: the package for {prepared_for}")
+
+    def _recorded_if_cut(
+        self, pieces: Iterator[bytes], actor: str, disclosed: list[tuple[str, str]], what: str
+    ) -> Iterator[bytes]:
+        """The package's pieces; a package not delivered whole (a damaged blob, the receiver gone)
+        is recorded as such beside its ``disclose`` records, so custody never reads as delivered."""
+        try:
+            yield from pieces
+        except BaseException as exc:  # GeneratorExit too: the download was cut off
+            why = "the download was cut off" if isinstance(exc, GeneratorExit) else str(exc)
+            with self.writer.write() as db:
+                audit.record_many(
+                    db,
+                    [
+                        {
+                            "actor": actor,
+                            "action": "disclose-failed",
+                            "object_type": kind,
+                            "object_id": key,
+                            "detail": f"{what} was not delivered whole: {why}",
+                        }
+                        for kind, key in disclosed
+                    ],
+                )
+            raise
 
     def _stream(
         self,
@@ -241,6 +267,19 @@ class DisclosureService:
                     log.error("disclosure: clip %s in the blob store is not its recorded bytes", clip.clip_id)
                     raise RuntimeError(f"clip {clip.clip_id}'s stored bytes are not its recorded SHA-256; export ended")
         yield sink.take()
+
+
+def _for_this_case(records: list[CustodyRecord], case_ref: str) -> list[CustodyRecord]:
+    """A clip's custody as this case's receiver may read it: every step stays (its time, action and
+    place), but what another case did with the clip (to whom it was disclosed or shared, and why)
+    is that case's business, withheld from this package."""
+    own = f"case {case_ref}:"
+    for record in records:
+        if record.detail.startswith("case ") and not record.detail.startswith(own):
+            record.detail = "another case: withheld from this package"
+            if record.actor.startswith("share #"):
+                record.actor = "another case's share link"
+    return records
 
 
 def _clip_file(clip_id: str) -> str:

@@ -3,8 +3,9 @@
 A supervisor makes a link for a named receiver with an end date (at most
 ``[disclosure] share_max_days``); it can be withdrawn at any time. The link's secret is 32
 random bytes in its URL, shown once; central keeps only its SHA-256, so its database holds
-nothing that opens a link. Whoever holds the link sees the case's clips (never another
-case's, nor anything else of central's) and may download them; every page view and every
+nothing that opens a link. Whoever holds the link sees the case's clips as they were when it
+was made (never a clip added later, another case's, nor anything else of central's) while the
+case is held, and may download them; every page view and every
 download is recorded in each clip's chain of custody, naming the link and its receiver. An
 expired or withdrawn link answers 410 saying so; an unknown one 404.
 """
@@ -34,7 +35,7 @@ from central.evidence.retention import Text
 from central.uploads.blobstore import BlobStore
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, Gone, NotFound
+from fleet.errors import BadRequest, Conflict, Gone, NotFound
 from fleet.protocol import AwareDatetime
 
 TOKEN_BYTES = 32
@@ -106,20 +107,29 @@ class ShareService:
             raise BadRequest(f"a share link lives at most {longest.days} days ([disclosure] share_max_days)")
         token = secrets.token_urlsafe(TOKEN_BYTES)
         with self.writer.write() as db:
-            self.disclosure.case_in(db, case_ref)  # NotFound for no such case
+            case = self.disclosure.case_in(db, case_ref)  # NotFound for no such case
+            if not case.held:
+                raise Conflict(f"case {case_ref}'s hold is released: its clips follow their own retention now")
             row = db.execute(
                 "INSERT INTO case_shares (case_ref, token_sha256, recipient, created_at, created_by, expires_at) "
                 f"VALUES (?, ?, ?, ?, ?, ?) RETURNING {SHARE_COLUMNS}",
                 [case_ref, _digest(token), request.recipient, to_iso(now), actor, to_iso(request.expires_at)],
             ).fetchone()
             share = _share(row, now)
+            shared = [c.clip_id for c in case.clips if c.absent is None]
+            if shared:
+                db.executemany(
+                    "INSERT INTO case_share_clips (share_id, clip_id) VALUES (?, ?)",
+                    [(share.share_id, clip_id) for clip_id in shared],
+                )
             audit.record(
                 db,
                 actor=actor,
                 action="share-create",
                 object_type="case",
                 object_id=case_ref,
-                detail=f"share link #{share.share_id} for {request.recipient} until {to_iso(request.expires_at)}",
+                detail=f"share link #{share.share_id} for {request.recipient} until {to_iso(request.expires_at)}: "
+                f"{len(shared)} clip(s)",
             )
         return ShareCreated(share=share, path=f"/shared/{token}")
 
@@ -156,7 +166,7 @@ class ShareService:
         now = utc_now()
         with self.writer.write() as db:
             share = self._live(db, token, now)
-            case = self.disclosure.case_in(db, share.case_ref)
+            case = self._shared(db, share)
             audit.record_many(
                 db,
                 [
@@ -177,7 +187,7 @@ class ShareService:
         now = utc_now()
         with self.writer.write() as db:
             share = self._live(db, token, now)
-            clip = _clip_of(self.disclosure.case_in(db, share.case_ref), clip_id)
+            clip = _clip_of(self._shared(db, share), clip_id)
             key = db.execute("SELECT blob_key FROM clips WHERE clip_id = ?", [clip_id]).fetchone()[0]
             size = clip.size or 0
             span = parse_range(span_header, size)
@@ -199,6 +209,16 @@ class ShareService:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         pieces: Iterator[bytes] = self.blobs.read(key, start, end)
         return Stream(pieces, status_code=206 if span else 200, headers=headers, media_type="video/mp4")
+
+    def _shared(self, db, share: Share) -> CaseFile:
+        """The case as the link may show it: the clips it was made for that can still be disclosed,
+        while the case is held (a released case's clips follow their own retention: the link closes)."""
+        case = self.disclosure.case_in(db, share.case_ref)
+        if not case.held:
+            raise Gone("the case this link shares was closed; ask its sender if you still need the footage")
+        chosen = {r[0] for r in db.execute("SELECT clip_id FROM case_share_clips WHERE share_id = ?", [share.share_id])}
+        case.clips = [c for c in case.clips if c.clip_id in chosen]
+        return case
 
     def _live(self, db, token: str, now: datetime) -> Share:
         row = db.execute(f"SELECT {SHARE_COLUMNS} FROM case_shares WHERE token_sha256 = ?", [_digest(token)]).fetchone()

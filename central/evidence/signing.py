@@ -11,6 +11,8 @@ hold the same key, so without one a central on PostgreSQL refuses to export; a c
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -53,8 +55,7 @@ class Signer:
             return cls(None, previous)
         path = Path(settings.data_dir) / GENERATED_KEY
         if not path.exists():
-            write_key_file(path, Ed25519PrivateKey.generate().private_bytes_raw())
-            log.warning("no [disclosure] signing_key: made one for this central in %s (back it up)", path)
+            _make_key_once(path)
         seed = read_key(KeySource(file=str(path)), f"[disclosure] signing key made by central ({path})")
         return cls(Ed25519PrivateKey.from_private_bytes(seed), previous)
 
@@ -78,3 +79,18 @@ class Signer:
             PublishedKey(public_key=k, fingerprint=key_fingerprint(k), current=k == self.public_key)
             for k in [*keys, *self.previous]
         ]
+
+
+def _make_key_once(path: Path) -> None:
+    """A new key at ``path``, whole or not at all, and only once: written to a file of its own,
+    then linked into place, so a crash leaves no empty key and of two processes starting at once
+    the second finds the first's key."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    write_key_file(draft, Ed25519PrivateKey.generate().private_bytes_raw())
+    try:
+        os.link(draft, path)
+        log.warning("no [disclosure] signing_key: made one for this central in %s (back it up)", path)
+    except FileExistsError:
+        pass  # another process made it first: that key is the one
+    finally:
+        draft.unlink()

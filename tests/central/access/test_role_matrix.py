@@ -15,7 +15,7 @@ from central.core.app import create_app
 from central.core.providers import services
 from tests.central.conftest import CAMDEN, make_settings
 
-ROLES = ("viewer", "fleet_manager", "planner", "supervisor", "auditor", "admin")
+ROLES = ("viewer", "fleet_manager", "planner", "supervisor", "auditor", "information_manager", "admin")
 USERS = frozenset(ROLES)
 EVERYONE = USERS | {"station"}
 FOOTAGE = frozenset({"supervisor", "admin"})
@@ -60,6 +60,16 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /shared/{token:str}/clips/{clip_id:str}": PUBLIC,
     "GET /audit": frozenset({"auditor", "admin"}),
     "POST /audit/verify": frozenset({"auditor", "admin"}),
+    # the public's requests to keep footage: anyone asks and follows by reference; information
+    # managers (and admins) work the queue
+    "GET /public/keep-footage": PUBLIC,
+    "POST /public/keep-footage": PUBLIC,
+    "GET /public/keep-footage/received": PUBLIC,
+    "GET /public/keep-footage/status": PUBLIC,
+    "GET /keep-requests": frozenset({"information_manager", "admin"}),
+    "GET /keep-requests/{reference:str}": frozenset({"information_manager", "admin"}),
+    "POST /keep-requests/{reference:str}/narrow": frozenset({"information_manager", "admin"}),
+    "POST /keep-requests/{reference:str}/close": frozenset({"information_manager", "admin"}),
     # what stations do; of the users only admins upload
     "POST /api/v1/uploads": ADMIN | {"station"},
     "HEAD /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
@@ -149,6 +159,7 @@ SAMPLE = {
     "token": "no-such-share-link-secret-at-all",
     "decision": "commit",
     "file_path": "fleet.css",
+    "reference": "KF-0000-0000-0000",
 }
 QUERY = {"/api/v1/changes": "?borough=Camden", "/api/v1/changes/snapshot": "?borough=Camden"}
 

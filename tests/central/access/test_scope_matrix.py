@@ -65,6 +65,16 @@ SCOPE: dict[str, str] = {
     "GET /shared/{token:str}/clips/{clip_id:str}": NO_BOROUGH,
     "GET /audit": FORCE_WIDE,
     "POST /audit/verify": FORCE_WIDE,
+    # the public's requests to keep footage: the public's pages show no borough's records; the
+    # queue lists a borough's requests, and a request is in the borough it names
+    "GET /public/keep-footage": NO_BOROUGH,
+    "POST /public/keep-footage": NO_BOROUGH,
+    "GET /public/keep-footage/received": NO_BOROUGH,
+    "GET /public/keep-footage/status": NO_BOROUGH,
+    "GET /keep-requests": LISTS,
+    "GET /keep-requests/{reference:str}": TOUCHES,
+    "POST /keep-requests/{reference:str}/narrow": TOUCHES,
+    "POST /keep-requests/{reference:str}/close": TOUCHES,
     # a station's own uploads and events
     "POST /api/v1/uploads": TOUCHES,
     "HEAD /api/v1/uploads/{upload_id:str}": TOUCHES,
@@ -287,6 +297,7 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "proposal_id": "1",
         "decision": "commit",
         "file_path": "fleet.css",
+        "reference": "KF-0000-0000-0000",
     }
     path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], template)
     query = {
@@ -392,7 +403,8 @@ def test_lists_show_a_scoped_caller_nothing_of_another_borough(world, route):
             shown = [i for i in _identifiers(inside) if i in response.text]
             assert shown, (who, route, "shows nothing of its own borough either", response.text[:300])
     admin = client.get(_request(route, inside)[1], headers=ADMIN).text
-    if route not in ("GET /", "GET /stations", "GET /api/v1/stations"):
+    # (the queue of requests to keep footage lists requests, none in this world: tests/central/web/test_keep_pages.py)
+    if route not in ("GET /", "GET /stations", "GET /api/v1/stations", "GET /keep-requests"):
         assert any(i in admin for i in _identifiers(outside)), (route, "a force-wide caller sees every borough")
 
 

@@ -1,5 +1,6 @@
 """Disclosure: a case's clips exported as a signed package a receiver checks offline, and share links."""
 
+import contextlib
 import io
 import os
 import shutil
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central.core.providers import services
 from central.evidence.signing import GENERATED_KEY
+from central.uploads.blobstore import FilesystemBlobStore
 from fleet import bundle
 from fleet.cli import main as fleet_main
 from fleet.clock import to_iso, utc_now
@@ -379,3 +381,91 @@ def test_the_package_streams_clips_larger_than_a_read_piece(client, tmp_path):
     with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as archive:
         assert archive.read(f"clips/{clip_id}.mp4") == data
     shutil.rmtree(tmp_path / "central", ignore_errors=True)
+
+
+# -- found by the attack review ----------------------------------------------------------------
+
+
+def test_a_share_link_shares_the_clips_of_when_it_was_made_and_closes_with_the_case(client, case):
+    link = share(client).json()["path"]
+    later = upload(client, os.urandom(700))
+    added = client.post("/api/v1/cases/OP-7/clips", headers=ADMIN, json={"clip_ids": [later], "reason": "new"})
+    assert added.status_code == 200
+    assert client.get(f"{link}/clips/{later}").status_code == 404 and later not in client.get(link).text
+    hold = next(h for h in client.get("/api/v1/holds", headers=ADMIN).json() if h["case_ref"] == "OP-7")
+    released = client.post(f"/api/v1/holds/{hold['id']}/release", headers=ADMIN, json={"reason": "no further action"})
+    assert released.status_code == 200, released.text
+    closed = client.get(link)
+    assert closed.status_code == 410 and "was closed" in closed.text
+    assert share(client).status_code == 409  # no new link to a released case
+
+
+def test_another_cases_disclosures_are_withheld_from_this_cases_package(client, case, tmp_path):
+    clip_id = next(iter(case.uploaded))
+    client.post("/api/v1/holds", headers=ADMIN, json={"kind": "case", "case_ref": "PSD-9", "reason": "r"})
+    client.post("/api/v1/cases/PSD-9/clips", headers=ADMIN, json={"clip_ids": [clip_id], "reason": "r"})
+    other = {"prepared_for": "IOPC", "reason": "misconduct investigation of PC 4471"}
+    assert client.post("/api/v1/cases/PSD-9/disclosure", headers=ADMIN, json=other).status_code == 200
+    with zipfile.ZipFile(export(client, tmp_path)) as archive:
+        custody = archive.read(f"custody/{clip_id}.csv").decode()
+    assert "PC 4471" not in custody and "IOPC" not in custody
+    assert "another case: withheld from this package" in custody and "CPS London South" in custody
+
+
+def test_a_share_links_secret_never_reaches_centrals_log(client, case, caplog, monkeypatch):
+    import sqlite3
+
+    from central.evidence.shares import ShareService
+
+    link = share(client).json()["path"]
+
+    def busy(self, token):
+        raise sqlite3.OperationalError("database is locked")  # logged with the request's path
+
+    monkeypatch.setattr(ShareService, "opened", busy)
+    assert client.get(link).status_code >= 500
+    assert "/shared/…" in caplog.text and link.split("/")[-1] not in caplog.text
+
+
+def test_a_package_not_delivered_whole_is_recorded_so(client, case):
+    clip_id = next(iter(case.uploaded))
+    with services(client.app).store.writer.read() as db:
+        key = db.execute("SELECT blob_key FROM clips WHERE clip_id = ?", [clip_id]).fetchone()[0]
+    blobs = services(client.app).blobs
+    assert isinstance(blobs, FilesystemBlobStore)
+    blob = blobs._path(key)  # the file itself, altered at rest
+    blob.write_bytes(b"x" * blob.stat().st_size)
+    with contextlib.suppress(Exception):  # the stream ends with an error, however the client reports it
+        client.post("/api/v1/cases/OP-7/disclosure", headers=ADMIN, json=FOR)
+    actions = [r["action"] for r in client.get(f"/api/v1/clips/{clip_id}/custody", headers=ADMIN).json()]
+    assert actions[-2:] == ["disclose", "disclose-failed"]
+
+
+@pytest.mark.sqlite_only
+def test_two_centrals_starting_at_once_make_one_key(tmp_path, monkeypatch):
+    import threading
+
+    from central.evidence import signing
+
+    settings = make_settings(tmp_path / "central", disclosure={})
+    (tmp_path / "central").mkdir()
+    both, write = threading.Barrier(2), signing.write_key_file
+
+    def together(path, key):
+        both.wait()
+        write(path, key)
+
+    monkeypatch.setattr(signing, "write_key_file", together)
+    keys: list[str | None] = []
+    threads = [
+        threading.Thread(
+            target=lambda: keys.append(signing.Signer.from_settings(settings, single_machine=True).public_key)
+        )
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 2 and keys[0] == keys[1] is not None
+    assert sorted(p.name for p in (tmp_path / "central").iterdir()) == [GENERATED_KEY]
