@@ -36,6 +36,7 @@ from central.rollout.service import RolloutService
 from central.uploads.blobstore import BlobStore, open_blob_store
 from central.uploads.receiver import UploadReceiver
 from central.web.evidence_pages import ChainCheck
+from central.web.public_figures import PublicFigures
 from fleet.config import CentralSettings
 
 
@@ -58,6 +59,8 @@ class Services:
     users: UserService
     retention: RetentionService
     owners: OwnerLookup
+    public_figures: PublicFigures
+    """The published months' figures, computed once each in this process (``central.web.public_figures``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -125,6 +128,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         users=UserService(store.writer),
         owners=OwnerLookup(store.writer, settings),
         retention=RetentionService(store.writer, changes, blobs, settings),
+        public_figures=PublicFigures(store.writer, stations),
     )
 
 
