@@ -34,13 +34,13 @@ from fleet.errors import BadRequest, NotFound
 
 PUBLISH_AFTER = timedelta(days=2)
 """A month is published this long after it ends."""
-FIRST_YEAR = 2000
+FIRST_YEAR, LAST_YEAR = 2000, 2999
 SERIES_MONTHS = 12
 """Months drawn in the charts over time (the month asked and the eleven before it)."""
 ALL = "All boroughs"
 NO_BOROUGH = "No borough"
 """Clips uploaded by no station (by an administrator, by hand)."""
-MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ def month_start(month: str) -> datetime:
     found = MONTH.match(month)
     if not found or not 1 <= int(found[2]) <= 12:
         raise BadRequest(f"month must be a month as YYYY-MM (e.g. 2026-03), not {month[:20]!r}")
-    if int(found[1]) < FIRST_YEAR:
-        raise BadRequest(f"there are no figures before {FIRST_YEAR}")
+    if not FIRST_YEAR <= int(found[1]) <= LAST_YEAR:
+        raise BadRequest(f"there are figures only for months from {FIRST_YEAR}-01 to {LAST_YEAR}-12")
     return datetime(int(found[1]), int(found[2]), 1, tzinfo=UTC)
 
 
