@@ -221,6 +221,13 @@ class PublicFigures:
                 kept = self._months[month] = (computed, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
         return kept
 
+    def warm(self) -> None:
+        """Compute the latest published month now, so that no visitor waits for it."""
+        try:
+            self.month(self.latest())
+        except NotFound:
+            pass  # nothing published yet
+
     def series(self, month: str, measure: str) -> list[tuple[str, Figure | None]]:
         """The all-boroughs figure of ``measure`` for the ``SERIES_MONTHS`` months up to ``month``
         (None for a month before the first)."""
