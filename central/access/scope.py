@@ -23,7 +23,8 @@ keeps it in ``opt``), what it touches:
   such a route may.
 
 ``check_declarations`` makes ``create_app`` refuse a route that declares none, a ``LISTS``
-route that takes no ``scope``, and a ``PUBLIC`` route that could tell callers apart; the role × scope matrix test calls every route from inside
+route that takes no ``scope``, and a ``PUBLIC`` route that could tell callers apart; the
+role × scope matrix test calls every route from inside
 and outside a scope. Which borough a thing is in is decided here: a clip is in the borough
 of the camera that recorded it (whoever's station docked it), a hold in its clip's or
 officer's, an upload and a station record belong to their station. ``CLIPS_OF_BOROUGH`` is

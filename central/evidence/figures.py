@@ -71,7 +71,10 @@ def dock_to_central_hours(db, boroughs: Mapping[str, str], start: str, end: str)
         "GROUP BY c.clip_id, c.station_id, c.verified_at",
         [*params, start, end],
     ).fetchall()
-    return [(b, max(0.0, (from_iso(verified) - from_iso(docked)).total_seconds() / 3600)) for b, verified, docked in rows]
+    return [
+        (borough, max(0.0, (from_iso(verified) - from_iso(docked)).total_seconds() / 3600))
+        for borough, verified, docked in rows
+    ]
 
 
 class RequestCounts(msgspec.Struct, frozen=True, kw_only=True):

@@ -111,10 +111,15 @@ def _label(f: Figure | None) -> str:
     return f"{f.value:,.1f}" if f.unit in ("percent", "hours") else f"{f.value:,.0f}"
 
 
+def _bar_name(f: Figure) -> str:
+    """A bar's name: its borough, or for the requests' all-boroughs rows, the outcome."""
+    return f.outcome if f.borough == ALL and f.outcome not in ("", "received") else f.borough
+
+
 def _bars(title: str, rows: list[Figure], description: str) -> Markup:
     return charts.bar_chart(
         title,
-        [(r.outcome if r.borough == ALL and r.outcome not in ("", "received") else r.borough, r.value or 0) for r in rows],
+        [(_bar_name(r), r.value or 0) for r in rows],
         labels=[_label(r) for r in rows],
         description=description,
     )
@@ -144,16 +149,20 @@ class PublicPage(DashboardPages):
 
     def _render(self, request: Request, public: PublicFigures, found: MonthFigures) -> Template:
         rows = found.figures
-        of = lambda key, outcome="": [  # noqa: E731
-            f for f in rows if f.measure == key and (not outcome or f.outcome == outcome)
-        ]
+
+        def of(key: str) -> list[Figure]:
+            return [f for f in rows if f.measure == key]
+
+        def boroughs(key: str) -> list[Figure]:
+            return [f for f in of(key) if f.borough != ALL]
+
         start = month_start(found.month)
         first = public.first() or found.month
-        months, at = [], month_start(public.latest())
+        months: list[str] = []  # the picker's months, newest first (20 years at most)
+        at = month_start(public.latest())
         while f"{at:%Y-%m}" >= first and len(months) < 240:
             months.append(f"{at:%Y-%m}")
             at = previous_month(at)
-        boroughs = lambda key: [f for f in of(key) if f.borough != ALL]  # noqa: E731
         charts_by_measure = {
             "cameras_in_service": _bars(
                 "Cameras in service, by borough", boroughs("cameras_in_service"), "cameras that sent clips"

@@ -32,11 +32,10 @@ def _safe(hidden_sum: int, small: int, withheld: int, smallest_shown: int | None
     all hidden counts and that each of the ``withheld`` others lies in [5, smallest shown]?"""
     top = THRESHOLD - 1
     others_low = THRESHOLD * withheld  # the other small counts at 0, the withheld at 5
-    if smallest_shown is None and withheld:
-        others_high = None  # a withheld count with nothing shown above it: no upper bound
-    else:
-        others_high = top * (small - 1) + (smallest_shown or 0) * withheld
-    low_ok = others_high is None or hidden_sum - 0 <= others_high  # this count could be 0
+    # a withheld count with nothing shown above it has no upper bound
+    unbounded = smallest_shown is None and withheld > 0
+    others_high = top * (small - 1) + (smallest_shown or 0) * withheld
+    low_ok = unbounded or hidden_sum <= others_high  # this count could be 0
     high_ok = hidden_sum - top >= others_low  # ... and could be 4
     return low_ok and high_ok
 
@@ -45,7 +44,7 @@ def protect(counts: Mapping[str, int]) -> tuple[dict[str, Status], Status]:
     """Each count's status and the total's: what may be published of this table."""
     total = sum(counts.values())
     if total < THRESHOLD:
-        return {key: SMALL for key in counts}, SMALL
+        return dict.fromkeys(counts, SMALL), SMALL
     status: dict[str, Status] = {key: SMALL if n < THRESHOLD else SHOWN for key, n in counts.items()}
     small = sum(1 for s in status.values() if s == SMALL)
     if small == 0:

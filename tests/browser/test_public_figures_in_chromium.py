@@ -25,7 +25,7 @@ def central(tmp_path_factory):
         with store.writer.write() as db:
             for start, n in ((previous_month(latest), 40), (latest, 60)):
                 rows = [
-                    (f"{start:%Y%m}-{s}-{i}", s, f"BWV-{s}-{i % 4}", to_iso(start + timedelta(hours=i)), int(i % 5 == 0))
+                    (f"{start:%Y%m}-{s}-{i}", s, f"BWV-{s}-{i % 4}", to_iso(start + timedelta(hours=i)), i % 5 == 0)
                     for s, count in (("camden", n), ("barnet", 3))
                     for i in range(count)
                 ]
@@ -49,7 +49,7 @@ def central(tmp_path_factory):
 
 
 def test_the_public_reads_the_figures_with_no_script_from_the_keyboard_on_a_phone(chromium, central, screenshots):
-    cluster, latest, earlier = central
+    cluster, _latest, earlier = central
     context = chromium.browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 740})
     page = context.new_page()
     page.on("console", lambda m: chromium.violations.append(m.text) if "Content Security Policy" in m.text else None)

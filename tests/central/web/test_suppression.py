@@ -13,7 +13,6 @@ import pytest
 
 from central.web.suppression import SHOWN, SMALL, WITHHELD, protect, share_status
 
-
 TRIED = (0, 1, 2, 4, 5, 6, 9, 12)
 
 
