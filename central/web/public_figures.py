@@ -161,10 +161,6 @@ def latest_published(now: datetime) -> str:
     return f"{month:%Y-%m}"
 
 
-def _iso(moment: datetime) -> str:
-    return to_iso(moment)
-
-
 @dataclass
 class _Counts:
     """Every published month's clip counts, from one pass over the clips (for the charts over time)."""
@@ -238,7 +234,8 @@ class PublicFigures:
             if counts.first is None or key < counts.first:
                 break
             figures = self._tables(key, counts)
-            out.append((key, next((f for f in figures if f.measure == measure and f.borough == ALL), None)))
+            total = (f for f in figures if f.measure == measure and f.borough == ALL and not f.outcome)
+            out.append((key, next(total, None)))
             start = previous_month(start)
         return out[::-1]
 
@@ -254,7 +251,7 @@ class PublicFigures:
             return counts
         with self._lock:
             if self._counts is None or self._counts.latest != latest:
-                before = _iso(next_month(month_start(latest)))
+                before = to_iso(next_month(month_start(latest)))
                 boroughs = self._boroughs()
                 clips: dict[str, dict[str | None, tuple[int, int, int]]] = {}
                 purged: dict[str, dict[str | None, int]] = {}
@@ -269,7 +266,7 @@ class PublicFigures:
     def _requests(self, month: str) -> evidence.RequestCounts:
         start = month_start(month)
         with self.writer.read() as db:
-            return evidence.keep_request_counts(db, _iso(start), _iso(next_month(start)))
+            return evidence.keep_request_counts(db, to_iso(start), to_iso(next_month(start)))
 
     def _tables(self, month: str, counts: _Counts) -> list[Figure]:
         """The month's counted figures (all but the median), small counts hidden."""
@@ -318,7 +315,7 @@ class PublicFigures:
         start = month_start(month)
         out = self._tables(month, counts)
         with self.writer.read() as db:
-            hours = evidence.dock_to_central_hours(db, self._boroughs(), _iso(start), _iso(next_month(start)))
+            hours = evidence.dock_to_central_hours(db, self._boroughs(), to_iso(start), to_iso(next_month(start)))
         by_area: dict[str, list[float]] = {}
         for borough, h in hours:
             by_area.setdefault(_area(borough), []).append(h)
@@ -330,7 +327,7 @@ class PublicFigures:
                 if status == SHOWN
                 else _figure(month, "median_dock_to_central_hours", area, None, status)
             )
-        return MonthFigures(month=month, published_at=_iso(next_month(start) + PUBLISH_AFTER), figures=out)
+        return MonthFigures(month=month, published_at=to_iso(next_month(start) + PUBLISH_AFTER), figures=out)
 
 
 def _area(borough: str | None) -> str:

@@ -19,6 +19,7 @@ from central.access.scope import PUBLIC, check_declarations
 from central.core.app import create_app
 from central.core.providers import services
 from central.evidence import audit
+from central.evidence import figures as evidence
 from central.web.public_figures import PublicFigures
 from tests.central.conftest import ADMIN, central_store
 
@@ -237,3 +238,14 @@ def test_a_public_route_that_could_tell_callers_apart_is_refused():
     for handler, why in ((names_the_caller, "takes principal"), (guarded, "has guards")):
         with pytest.raises(RuntimeError, match=why):
             check_declarations(Litestar(route_handlers=[handler]), "/schema")
+
+
+def test_each_month_is_computed_once_whatever_is_asked(settings, client, monkeypatch):
+    add_clips(settings, MARCH, "camden", 20)
+    computed = []
+    original = evidence.dock_to_central_hours
+    monkeypatch.setattr(evidence, "dock_to_central_hours", lambda *args: computed.append(args[2]) or original(*args))
+    for _ in range(3):  # a visitor cycling through months: each published one is worked out once
+        for month in (MARCH, "2025-04", "2999-01", "1999-12", "2025-13", "2024-01", f"{MARCH}&month=2025-04"):
+            assert client.get(f"/public/figures.json?month={month}").status_code < 500
+    assert sorted(computed) == ["2025-03-01T00:00:00.000000Z", "2025-04-01T00:00:00.000000Z"]
