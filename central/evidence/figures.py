@@ -78,19 +78,21 @@ def dock_to_central_hours(db, boroughs: Mapping[str, str], start: str, end: str)
 
 
 class RequestCounts(msgspec.Struct, frozen=True, kw_only=True):
-    """Requests from the public to keep footage, in one month, by central's clock."""
+    """Requests from the public to keep footage received in one month (by central's clock)."""
 
     received: dict[str, int] = {}
     """{borough: requests received in the month}."""
-    closed: dict[str, dict[str, int]] = {}
-    """{borough: {outcome: requests closed in the month with that outcome}}."""
+    outcomes: dict[str, dict[str, int]] = {}
+    """{borough: {outcome: how many of those requests stood so at ``as_of``}}: every request
+    received counts under one outcome ("under_review" while open)."""
 
 
-def keep_request_counts(db, start: str, end: str) -> RequestCounts:
-    """Requests to keep footage received, and closed by outcome, in [start, end), by borough.
+def keep_request_counts(db, month: str, as_of: str) -> RequestCounts:
+    """Requests to keep footage received in ``month`` (``YYYY-MM``), by borough, and their
+    outcomes as they stood at ``as_of`` (the month's publication): the same answer whenever asked.
 
-    Zeros until requests to keep footage exist: at that merge this reads their table
-    (``central.evidence.public_requests``): a request counts in the month central received it,
-    and its outcome in the month it was closed, both by central's clock, so a month's counts
-    never change once it is over."""
+    Zeros until requests to keep footage are merged; then this is
+    ``rows = keep_requests.counts_by_borough_month(db, month, month, from_iso(as_of))`` and
+    ``RequestCounts(received={r.borough: r.received for r in rows},
+    outcomes={r.borough: r.outcomes for r in rows})``."""
     return RequestCounts()

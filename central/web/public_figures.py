@@ -88,9 +88,10 @@ MEASURES = [
         "keep_requests",
         "Requests to keep footage",
         "requests",
-        "Requests from the public to keep footage longer: those received in the month, by borough "
-        "(outcome 'received'), and those closed in the month, by outcome (all boroughs), both by central's "
-        "clock. A request received in one month and closed in the next counts in each month once.",
+        "Requests from the public to keep footage longer received in the month (central's clock), by borough "
+        "(outcome 'received'), and, for all boroughs, what had become of them when the month's figures were "
+        "published: still under review, footage kept, or the outcome they were closed with. Each request "
+        "counts under one outcome, so the outcomes add up to the requests received.",
     ),
     Measure(
         "median_dock_to_central_hours",
@@ -264,9 +265,8 @@ class PublicFigures:
             return self._counts
 
     def _requests(self, month: str) -> evidence.RequestCounts:
-        start = month_start(month)
         with self.writer.read() as db:
-            return evidence.keep_request_counts(db, to_iso(start), to_iso(next_month(start)))
+            return evidence.keep_request_counts(db, month, to_iso(next_month(month_start(month)) + PUBLISH_AFTER))
 
     def _tables(self, month: str, counts: _Counts) -> list[Figure]:
         """The month's counted figures (all but the median), small counts hidden."""
@@ -300,15 +300,21 @@ class PublicFigures:
             _figure(month, "evidential_share", ALL, round(100 * marked / uploaded, 1) if uploaded else 0, status),
             _figure(month, "evidential_share", ALL, marked, status, unit="clips", outcome="clips_marked_evidential"),
             *_table(month, "deleted_default_rule", {a: deleted.get(a, 0) for a in areas}),
-            *_table(month, "keep_requests", {a: requests.received.get(a, 0) for a in areas}, outcome="received"),
         ]
-        closed: dict[str, int] = {}
-        for outcomes in requests.closed.values():
-            for outcome, n in outcomes.items():
-                closed[outcome] = closed.get(outcome, 0) + n
-        statuses, total_status = suppression.protect(closed)
-        out += [_figure(month, "keep_requests", ALL, closed[o], statuses[o], outcome=o) for o in sorted(closed)]
-        out.append(_figure(month, "keep_requests", ALL, sum(closed.values()), total_status, outcome="closed"))
+        # Two tables with one total, the requests received: by borough, and by outcome. Each is
+        # protected as a table; where either must withhold the total, both do.
+        received = {a: requests.received.get(a, 0) for a in areas}
+        outcomes: dict[str, int] = {}
+        for per_borough in requests.outcomes.values():
+            for outcome, n in per_borough.items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + n
+        by_borough, borough_total = suppression.protect(received)
+        by_outcome, outcome_total = suppression.protect(outcomes)
+        total = borough_total if borough_total == outcome_total else suppression.WITHHELD
+        total_requests = sum(received.values())
+        out += [_figure(month, "keep_requests", a, received[a], by_borough[a], outcome="received") for a in areas]
+        out.append(_figure(month, "keep_requests", ALL, total_requests, total, outcome="received"))
+        out += [_figure(month, "keep_requests", ALL, outcomes[o], by_outcome[o], outcome=o) for o in sorted(outcomes)]
         return out
 
     def _compute(self, month: str, counts: _Counts) -> MonthFigures:

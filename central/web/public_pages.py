@@ -185,7 +185,7 @@ class PublicPage(DashboardPages):
                 "clips deleted for good",
             ),
             "keep_requests": _bars(
-                "Requests to keep footage: received, and closed by outcome",
+                "Requests to keep footage received, by what became of them",
                 [f for f in of("keep_requests") if f.borough == ALL],
                 "all boroughs",
             ),

@@ -254,3 +254,20 @@ def test_each_month_is_computed_once_whatever_is_asked(settings, client, monkeyp
         for month in (MARCH, "2025-04", "2999-01", "1999-12", "2025-13", "2024-01", f"{MARCH}&month=2025-04"):
             assert client.get(f"/public/figures.json?month={month}").status_code < 500
     assert sorted(computed) == ["2025-03-01T00:00:00.000000Z", "2025-04-01T00:00:00.000000Z"]
+
+
+def test_requests_by_borough_and_by_outcome_share_one_total_and_protect_it_together(settings, client, monkeypatch):
+    add_clips(settings, MARCH, "camden", 40)
+    add_clips(settings, MARCH, "barnet", 40)
+    counts = evidence.RequestCounts(  # as the requests' module reports them: each request under one outcome
+        received={"Camden": 40, "Barnet": 3},
+        outcomes={"Camden": {"under_review": 38, "footage_kept": 2}, "Barnet": {"under_review": 3}},
+    )
+    monkeypatch.setattr(evidence, "keep_request_counts", lambda db, month, as_of: counts)
+    body = figures(client)
+    assert value(body, "keep_requests", "Barnet", "received") == (None, "fewer than 5")
+    assert value(body, "keep_requests", outcome="footage_kept") == (None, "fewer than 5")
+    # the total stays, so in each table the other count is withheld: 40 or 41 beside 43 gives 3 or 2 away
+    assert value(body, "keep_requests", outcome="received") == (43, "shown")
+    assert value(body, "keep_requests", "Camden", "received") == (None, "withheld")
+    assert value(body, "keep_requests", outcome="under_review") == (None, "withheld")
