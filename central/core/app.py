@@ -51,6 +51,7 @@ from central.web.dashboard import DashboardController
 from central.web.evidence_pages import ChainCheck, EvidencePages
 from central.web.keep_pages import KeepRequestPages, PublicKeepFootage
 from central.web.people_pages import PeoplePages
+from central.web.public_pages import PublicData, PublicPage
 from central.web.rollout_pages import RolloutPages
 from fleet import __version__
 from fleet.config import CentralSettings
@@ -175,6 +176,8 @@ def create_app(settings: CentralSettings) -> Litestar:
             SharedPages,
             PublicKeepFootage,
             KeepRequestPages,
+            PublicPage,
+            PublicData,
             create_static_files_router(
                 STATIC_PATH, [WEB / "static"], include_in_schema=False, opt={"scope": STATIC_FILES}
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from functools import partial
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
@@ -57,6 +58,16 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
         id="publish-anchors",
         executor="threads",
         next_run_time=utc_now(),
+    )
+    # Every replica (no leader needed: a published month never changes) works out the latest
+    # public figures before the first visitor asks, a minute after start-up and then hourly.
+    scheduler.add_job(
+        services.public_figures.warm,
+        "interval",
+        hours=1,
+        id="public-figures",
+        executor="threads",
+        next_run_time=utc_now() + timedelta(minutes=1),
     )
     return scheduler
 

@@ -39,6 +39,7 @@ from central.rollout.service import RolloutService
 from central.uploads.blobstore import BlobStore, open_blob_store
 from central.uploads.receiver import UploadReceiver
 from central.web.evidence_pages import ChainCheck
+from central.web.public_figures import PublicFigures
 from fleet.config import CentralSettings
 
 
@@ -64,6 +65,8 @@ class Services:
     disclosure: DisclosureService
     shares: ShareService
     keep_requests: KeepRequests
+    public_figures: PublicFigures
+    """The published months' figures, computed once each in this process (``central.web.public_figures``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -136,6 +139,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         disclosure=disclosure,
         shares=ShareService(store.writer, blobs, disclosure, settings),
         keep_requests=KeepRequests(store.writer, changes, retention, settings),
+        public_figures=PublicFigures(store.writer, stations),
     )
 
 

@@ -30,6 +30,10 @@ POLICY: dict[str, frozenset[str] | str] = {
     # the dashboard's stylesheets: the login page needs them before anyone has logged in
     "GET /static/{file_path:path}": PUBLIC,
     "HEAD /static/{file_path:path}": PUBLIC,
+    # the public figures: for anyone, no login
+    "GET /public/figures": PUBLIC,
+    "GET /public/figures.csv": PUBLIC,
+    "GET /public/figures.json": PUBLIC,
     # the dashboard: every user reads fleet data
     "GET /": USERS,
     "GET /stations": USERS,

@@ -28,7 +28,7 @@ from tests.central.access.test_role_matrix import POLICY, PUBLIC, app_routes
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, make_settings
 from tests.central.fleetdata import at, docked, post
 
-NO_BOROUGH, FORCE_WIDE, TOUCHES, LISTS = "no borough", "force-wide", "touches", "lists"
+NO_BOROUGH, FORCE_WIDE, TOUCHES, LISTS, FOR_ANYONE = "no borough", "force-wide", "touches", "lists", "public"
 
 SCOPE: dict[str, str] = {
     "GET /healthz": NO_BOROUGH,
@@ -37,6 +37,10 @@ SCOPE: dict[str, str] = {
     "GET /login": NO_BOROUGH,
     "POST /login": NO_BOROUGH,
     "POST /logout": NO_BOROUGH,
+    # the public figures: the same for anyone, no borough's records
+    "GET /public/figures": FOR_ANYONE,
+    "GET /public/figures.csv": FOR_ANYONE,
+    "GET /public/figures.json": FOR_ANYONE,
     # dashboard pages: a scoped user sees their borough's figures and records
     "GET /": LISTS,
     "GET /stations": LISTS,
@@ -101,7 +105,7 @@ SCOPE: dict[str, str] = {
     "GET /api/v1/cases/{case_ref:str}/shares": TOUCHES,
     "POST /api/v1/cases/{case_ref:str}/shares": TOUCHES,
     "POST /api/v1/cases/{case_ref:str}/shares/{share_id:int}/withdraw": TOUCHES,
-    "GET /api/v1/disclosure/keys": NO_BOROUGH,
+    "GET /api/v1/disclosure/keys": FOR_ANYONE,
     "POST /api/v1/clips/{clip_id:str}/restore": TOUCHES,
     "POST /api/v1/clips/{clip_id:str}/review": TOUCHES,
     "GET /api/v1/retention/reviews": FORCE_WIDE,
@@ -153,7 +157,13 @@ NO_INSIDE = {
     "POST /api/v1/cases/{case_ref:str}/shares/{share_id:int}/withdraw",
 }
 """Routes that name a thing of no borough (a case may span boroughs): outside every scope."""
-KIND = {scope.NoBorough: NO_BOROUGH, scope.ForceWide: FORCE_WIDE, scope.Touches: TOUCHES, scope.Lists: LISTS}
+KIND = {
+    scope.NoBorough: NO_BOROUGH,
+    scope.ForceWide: FORCE_WIDE,
+    scope.Touches: TOUCHES,
+    scope.Lists: LISTS,
+    scope.Public: FOR_ANYONE,
+}
 
 
 @dataclass
