@@ -21,6 +21,7 @@ import errno
 import logging
 import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from fleet.hashing import start_writeback
@@ -73,13 +74,26 @@ class PartWriter:
             self._refused(path)
             return None
 
-    def write(self, fd: int, direct_fd: int | None, pieces: list[bytes], offset: int) -> list[bytes] | list[memoryview]:
-        """Write the batch at ``offset``; return its bytes to hash (one contiguous piece where it was staged)."""
+    def write(
+        self,
+        fd: int,
+        direct_fd: int | None,
+        pieces: list[bytes],
+        offset: int,
+        meanwhile: Callable[[list[bytes] | list[memoryview]], object] | None = None,
+    ) -> list[bytes] | list[memoryview]:
+        """Write the batch at ``offset``; return its bytes to hash (one contiguous piece where it was staged).
+
+        ``meanwhile`` is given those bytes before they are written, for work that reads them
+        while the write goes on (the receiver starts hashing them on another thread there); the
+        caller must let it finish before this writer's next batch overwrites the staging buffer."""
         total = sum(len(p) for p in pieces)
         phase = offset % BLOCK
         head = (BLOCK - phase) % BLOCK
         body = max(total - head, 0) // BLOCK * BLOCK
         if direct_fd is None or not self.direct or body < DIRECT_MIN_BYTES or total > self.capacity:
+            if meanwhile is not None:
+                meanwhile(pieces)
             write_all(fd, pieces, offset)
             start_writeback(fd, offset, total)
             return pieces
@@ -89,6 +103,8 @@ class PartWriter:
             stage[end : end + len(piece)] = piece
             end += len(piece)
         batch = stage[phase:end]
+        if meanwhile is not None:
+            meanwhile([batch])
         if head:
             _pwrite_all(fd, batch[:head], offset)
         try:

@@ -20,7 +20,7 @@ import os
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,6 +93,8 @@ class _Writers:
 
     pool: ThreadPoolExecutor
     pool_writer: PartWriter
+    hasher: ThreadPoolExecutor
+    """Hashes each batch while ``pool`` writes it."""
     loop_writer: PartWriter
     """The event loop's, for batches of at most INLINE_BYTES."""
 
@@ -100,13 +102,15 @@ class _Writers:
 class _Sink:
     """Writes one PATCH's bytes and keeps its hashes, off the event loop.
 
-    Each batch of received pieces goes to one single-thread pool that writes it and then
-    updates the whole-file hash and the chunk's own hash while the bytes are still in the
-    CPU cache (hashlib and zlib release the GIL, so the event loop keeps receiving). One
-    pass over memory per batch: on 2 cores a second hashing thread re-reading the same
-    pieces cost more CPU than it saved in time. The single thread keeps batches in arrival
-    order; at most ``MAX_IN_FLIGHT`` batches are queued, which bounds memory and how long
-    the end of a chunk waits for the queue to drain.
+    Each batch of received pieces goes to one single-thread pool that copies it into its
+    aligned staging buffer and writes it; as soon as it is staged, a second thread updates the
+    whole-file hash and the chunk's own hash from that one contiguous buffer while the write
+    goes on (hashlib and the CRCs release the GIL, and a direct write mostly waits for the
+    device), so a batch costs the longer of the two rather than their sum, and so does the
+    tail a PATCH waits for after its last byte. One large buffer per hash call, not each
+    received piece: every call hands the GIL back and forth with the event loop. The pool
+    keeps batches in arrival order; at most ``MAX_IN_FLIGHT`` batches are queued, which
+    bounds memory and how long the end of a chunk waits for the queue to drain.
     """
 
     MAX_IN_FLIGHT = 2
@@ -118,22 +122,36 @@ class _Sink:
         self.count = 0
         self._in_flight: deque[asyncio.Future] = deque()
 
-    def _write(self, writer: PartWriter, pieces: list[bytes]) -> None:
-        written = writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count)
-        for piece in written:
+    def _hash(self, pieces: list[bytes] | list[memoryview]) -> None:
+        for piece in pieces:
             self.whole.update(piece)
             if self.chunk is not None:
                 self.chunk.update(piece)
+
+    def _write(self, pieces: list[bytes]) -> None:
+        """On the pool's thread: write the batch, hashing it on the hasher's thread meanwhile."""
+        hashing: list[Future] = []
+        try:
+            self.writers.pool_writer.write(
+                self.fd,
+                self.direct_fd,
+                pieces,
+                self.offset + self.count,
+                lambda staged: hashing.append(self.writers.hasher.submit(self._hash, staged)),
+            )
+        finally:
+            wait(hashing)  # the staging buffer is the next batch's once the hash has read it
+        for done in hashing:
+            done.result()
         self.count += sum(map(len, pieces))
 
     async def feed(self, pieces: list[bytes]) -> None:
         """Hand over the pieces as received (no copying them together on the event loop)."""
         if not self._in_flight and sum(map(len, pieces)) <= INLINE_BYTES:
-            self._write(self.writers.loop_writer, pieces)
+            self._hash(self.writers.loop_writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count))
+            self.count += sum(map(len, pieces))
             return
-        self._in_flight.append(
-            asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write, self.writers.pool_writer, pieces)
-        )
+        self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write, pieces))
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
 
@@ -184,7 +202,10 @@ class UploadReceiver:
         self.expiry = expiry
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="upload-write")
-        self._writers = _Writers(self._pool, PartWriter(capacity=2 * FLUSH_BYTES), PartWriter(capacity=INLINE_BYTES))
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="upload-hash")
+        self._writers = _Writers(
+            self._pool, PartWriter(capacity=2 * FLUSH_BYTES), self._hasher, PartWriter(capacity=INLINE_BYTES)
+        )
         """The pool thread's batches are FLUSH_BYTES and one piece at most."""
         self._hashes: dict[str, tuple[int, object]] = {}
         self._creating: dict[str, asyncio.Lock] = {}
@@ -401,6 +422,7 @@ class UploadReceiver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._hasher.shutdown(wait=True)
         if self.staged is not None:
             self.staged.close()
 
