@@ -30,11 +30,12 @@ from pathlib import Path
 from central.access.auth import Principal
 from central.core.store import CentralStore
 from central.uploads.blobstore import BlobStore
-from central.uploads.partwriter import DIRECT_MIN_BYTES, PartWriter
+from central.uploads.body import RequestBody
 from central.uploads.records import Upload
 from central.uploads.service import UploadService
 from central.uploads.staged import StagedUploads, staging_for
 from fleet.clock import utc_now
+from fleet.directio import DIRECT_MIN_BYTES, PartWriter
 from fleet.errors import (
     BadRequest,
     BlobStoreUnavailable,
@@ -501,34 +502,11 @@ class UploadReceiver:
             )
             batch: list[bytes] = []
             batched = 0
-            seen = 0
-            cut_short = False
+            reader = RequestBody(body, room, self.body_idle_timeout_s, upload.upload_id)
             try:
-                stream = aiter(body)
-                while True:
-                    try:
-                        piece = await asyncio.wait_for(anext(stream), self.body_idle_timeout_s)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        cut_short = True
-                        log.warning(
-                            "upload %s: no bytes for %.0f s after %d; ending the request (what arrived is kept)",
-                            upload.upload_id,
-                            self.body_idle_timeout_s,
-                            seen,
-                        )
-                        break
-                    except Exception as exc:  # the client went away mid-body
-                        cut_short = True
-                        log.info("upload %s: body cut short after %d bytes (%s)", upload.upload_id, seen, exc)
-                        break
-                    seen += len(piece)
-                    if seen > room:
-                        raise PayloadTooLarge(f"more bytes than Upload-Length allows ({room} left)")
-                    if piece:
-                        batch.append(piece)
-                        batched += len(piece)
+                async for piece in reader.pieces():
+                    batch.append(piece)
+                    batched += len(piece)
                     if batched >= FLUSH_BYTES or len(batch) >= MAX_BATCH_PIECES:
                         await sink.feed(batch)
                         batch, batched = [], 0
@@ -543,16 +521,16 @@ class UploadReceiver:
                 await sink.drain_quietly()
                 f.truncate(upload.offset)
                 raise
-            if checksum is not None and (cut_short or sink.chunk.digest() != checksum.digest):
+            if checksum is not None and (reader.cut_short or sink.chunk.digest() != checksum.digest):
                 f.truncate(upload.offset)
-                if cut_short:  # nothing counted; the client resumes from the same offset
+                if reader.cut_short:  # nothing counted; the client resumes from the same offset
                     return await self._create_row(upload, new) if new is not None else upload
                 raise ChecksumMismatch(
                     f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
                     f"it was discarded, send it again from offset {upload.offset}"
                 )
             new_offset = upload.offset + sink.count
-            if new_offset == upload.length and not cut_short:
+            if new_offset == upload.length and not reader.cut_short:
                 # fsync, blob store and the one commit (which records the offset too) in one hop to a
                 # worker thread: a small clip is three hops' worth of work for a few microseconds each.
                 return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)

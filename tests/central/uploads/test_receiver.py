@@ -207,7 +207,7 @@ def test_an_upload_resumed_while_expiry_looked_is_kept(parts, monkeypatch):
 
 @pytest.mark.parametrize("size", [1000, 3 * (4 << 20) + 5])  # within one piece and across pieces
 def test_disk_full_is_507_with_retry_after(parts, monkeypatch, size):
-    from central.uploads.partwriter import PartWriter
+    from fleet.directio import PartWriter
     from fleet.errors import InsufficientStorage
 
     data = os.urandom(size)

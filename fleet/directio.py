@@ -1,10 +1,12 @@
-"""Appending received bytes to a ``.part`` file, the bulk of them past the page cache (O_DIRECT).
+"""Appending bytes to a file, the bulk of them past the page cache (O_DIRECT).
 
-Why: central writes each clip once and rarely reads it soon after, and the fsync at the end of
-every chunk must put the bytes on disk anyway. Through the page cache each new byte is first
-copied into newly allocated cache pages; on this machine (a VM whose free memory the host
-takes back) that copy cost 10-13 s of kernel CPU per GiB, against under 1 s written direct
-(docs/benchmarks-history.md, "Where a buffered write's time goes").
+Used by central's upload receiver (each PATCH's bytes into a ``.part`` file) and by the
+station's sealed ingest (``fleet.hashing.copy_hash_and_seal``). Why: both write each clip once
+and rarely read it soon after, and the fsync that follows must put the bytes on disk anyway.
+Through the page cache each new byte is first copied into newly allocated cache pages; on
+this machine (a VM whose free memory the host takes back) that copy cost 10-13 s of kernel
+CPU per GiB, against under 1 s written direct (docs/benchmarks-history.md, "Where a buffered
+write's time goes").
 
 Direct I/O needs the file offset, the length and the memory address aligned to the device's
 block. So a batch is copied once into an aligned staging buffer, placed so that its first
@@ -12,7 +14,8 @@ block boundary falls on a page; the aligned middle is written direct, the head a
 (under a block each) through the page cache. A filesystem that refuses O_DIRECT, a batch with
 no whole block in it, or any refusal of a direct write gets plain writes: the bytes on disk
 are the same, only the path there differs. Not thread-safe: each writing thread (the
-receiver's pool thread, and its event loop for small batches) owns its own instance.
+receiver's pool thread, its event loop for small batches, an ingest's copying thread) owns
+its own instance.
 """
 
 from __future__ import annotations
@@ -24,9 +27,19 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from fleet.hashing import start_writeback
-
 log = logging.getLogger(__name__)
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing these bytes to disk now, without waiting for them.
+
+    The fsync that must follow then finds most of the data already written. (On Linux,
+    POSIX_FADV_DONTNEED starts writeback of dirty pages and drops clean ones.) For the batches
+    a ``PartWriter`` cannot write direct.
+    """
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
 
 BLOCK = 4096
 """Alignment of direct writes: a page, a multiple of every common logical block size."""
