@@ -534,12 +534,16 @@ class UploadReceiver:
                 # fsync, blob store and the one commit (which records the offset too) in one hop to a
                 # worker thread: a small clip is three hops' worth of work for a few microseconds each.
                 return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
-            await asyncio.get_running_loop().run_in_executor(None, os.fsync, f.fileno())
-            # Counted while the part is still this request's (its lock goes with ``f``): no other
-            # replica's PATCH cuts the file back to the old offset in between.
+            fsync_fd: int | None = f.fileno()
             if new is not None:  # cut short: keep what arrived, as a PATCH would
+                await asyncio.to_thread(os.fsync, f.fileno())
                 await self._create_row(upload, new)
-            upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset)
+                fsync_fd = None
+            # The fsync and the offset's commit in one hop to a worker thread (each hop is a wait
+            # for a thread on a busy host). Counted while the part is still this request's (its
+            # lock goes with ``f``): no other replica's PATCH cuts the file back to the old offset
+            # in between.
+            upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset, fsync_fd)
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
 
@@ -592,8 +596,11 @@ class UploadReceiver:
             if fd is not None:
                 os.close(fd)
 
-    def _commit_offset(self, upload_id: str, offset: int) -> Upload:
-        """Count fsynced bytes (a FULL commit: on a worker thread, so other uploads keep moving)."""
+    def _commit_offset(self, upload_id: str, offset: int, fsync_fd: int | None = None) -> Upload:
+        """Count fsynced bytes, fsyncing ``fsync_fd`` first (an error there counts nothing); a FULL
+        commit, on a worker thread, so other uploads keep moving."""
+        if fsync_fd is not None:
+            os.fsync(fsync_fd)
         self.uploads.set_offset(upload_id, offset, utc_now() + self.expiry)
         return self.uploads.written(upload_id)
 
