@@ -101,23 +101,43 @@ class PartWriter:
         while the write goes on (the receiver starts hashing them on another thread there); the
         caller must let it finish before this writer's next batch overwrites the staging buffer."""
         total = sum(len(p) for p in pieces)
-        phase = offset % BLOCK
-        head = (BLOCK - phase) % BLOCK
-        body = max(total - head, 0) // BLOCK * BLOCK
-        if direct_fd is None or not self.direct or body < DIRECT_MIN_BYTES or total > self.capacity:
+        if not self._goes_direct(direct_fd, offset, total):
             if meanwhile is not None:
                 meanwhile(pieces)
             write_all(fd, pieces, offset)
             start_writeback(fd, offset, total)
             return pieces
-        stage = self._staging()
-        end = phase
+        batch = self.staged(offset, total)
+        end = 0
         for piece in pieces:
-            stage[end : end + len(piece)] = piece
+            batch[end : end + len(piece)] = piece
             end += len(piece)
-        batch = stage[phase:end]
         if meanwhile is not None:
             meanwhile([batch])
+        self.write_staged(fd, direct_fd, offset, total)
+        return [batch]
+
+    def staged(self, offset: int, length: int) -> memoryview:
+        """The staging buffer's place for ``length`` (at most ``capacity``) bytes bound for ``offset``:
+        a caller that makes the bytes there (the ingest's sealing) saves copying them in;
+        ``write_staged`` writes them."""
+        if length > self.capacity:
+            raise ValueError(f"a staged batch is at most {self.capacity} bytes")
+        phase = offset % BLOCK
+        return self._staging()[phase : phase + length]
+
+    def write_staged(self, fd: int, direct_fd: int | None, offset: int, length: int) -> None:
+        """Write the ``length`` bytes put in ``staged(offset, length)``."""
+        phase = offset % BLOCK
+        stage = self._staging()
+        batch = stage[phase : phase + length]
+        if not self._goes_direct(direct_fd, offset, length):
+            _pwrite_all(fd, batch, offset)
+            start_writeback(fd, offset, length)
+            return
+        assert direct_fd is not None
+        head = (BLOCK - phase) % BLOCK
+        body = (length - head) // BLOCK * BLOCK
         if head:
             _pwrite_all(fd, batch[:head], offset)
         try:
@@ -128,7 +148,11 @@ class PartWriter:
             self._refused(None)
             done = 0
         _pwrite_all(fd, batch[head + done :], offset + head + done)  # the tail, or what was not written direct
-        return [batch]
+
+    def _goes_direct(self, direct_fd: int | None, offset: int, length: int) -> bool:
+        head = (BLOCK - offset % BLOCK) % BLOCK
+        body = max(length - head, 0) // BLOCK * BLOCK
+        return direct_fd is not None and self.direct and body >= DIRECT_MIN_BYTES and length <= self.capacity
 
     def _staging(self) -> memoryview:
         if self._stage is None:

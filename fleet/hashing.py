@@ -10,6 +10,7 @@ import errno
 import hashlib
 import os
 import zlib
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import crc32c
 
-from fleet.cipher import TAG_BYTES
 from fleet.directio import DIRECT_MIN_BYTES, PartWriter
 
 if TYPE_CHECKING:
@@ -290,21 +290,27 @@ def copy_hash_and_seal(
     ``fsync`` as in ``copy_and_hash``.
     """
     block = max(sealer.segment_bytes, COPY_BUFFER_BYTES // sealer.segment_bytes * sealer.segment_bytes)
-    writer = PartWriter(capacity=block + TAG_BYTES * (block // sealer.segment_bytes))
+    # Two writers, alternating, so that block n is sealed into one's staging buffer while the
+    # writing thread writes block n-1 from the other's.
+    writers = [PartWriter(capacity=sealer.sealed_length(block)) for _ in range(2)]
     # Block n is read into buffer n % 3: read n+1 while n is sealed and hashed; by the time n+3
     # is read, n's hash was waited for (``_Hashes.feed`` of n+1) and n was sealed.
     buffers = [memoryview(bytearray(min(block, size))) for _ in range(3)]
     with open(src, "rb", buffering=0, closefd=not isinstance(src, int)) as fin, open(dst, "w+b", buffering=0) as fout:
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fin.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        direct_fd = writer.open_direct(Path(dst)) if size >= DIRECT_MIN_BYTES else None
+        direct_fd = writers[0].open_direct(Path(dst)) if size >= DIRECT_MIN_BYTES else None
         try:
             hashes = _Hashes(chunk_bytes, chunk_algorithm)
             _write_all(fout, memoryview(sealer.header))
             written = len(sealer.header)
             copied = 0
             n = 0
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reader") as reader:
+            writes: deque[Future[None]] = deque()
+            with (
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="reader") as reader,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as writing,
+            ):
                 upcoming = reader.submit(_read_into, fin, buffers[0][: min(block, size)])
                 while True:
                     data = upcoming.result()
@@ -317,12 +323,17 @@ def copy_hash_and_seal(
                     if not data and (copied or size):
                         break  # shorter than expected (an empty clip still seals its one empty segment)
                     hashes.feed(data)
-                    sealed = sealer.seal(data)
-                    writer.write(fout.fileno(), direct_fd, [sealed], written)
+                    writer = writers[n % 2]
+                    if len(writes) == 2:
+                        writes.popleft().result()  # this writer's previous block is written: its buffer is free
+                    sealed = sealer.seal(data, writer.staged(written, sealer.sealed_length(len(data))))
+                    writes.append(writing.submit(writer.write_staged, fout.fileno(), direct_fd, written, len(sealed)))
                     written += len(sealed)
                     if copied >= size:
                         copied += len(upcoming.result() or b"")
                         break
+                for done in writes:
+                    done.result()
             digest, chunks = hashes.finish()
         finally:
             if direct_fd is not None:
