@@ -21,6 +21,8 @@ import crc32c
 from fleet.directio import DIRECT_MIN_BYTES, PartWriter
 
 if TYPE_CHECKING:
+    from io import FileIO
+
     from _typeshed import ReadableBuffer
 
     from fleet.cipher import Sealer
@@ -193,7 +195,7 @@ class _Hashes:
         self.chunks = _ChunkHasher(chunk_bytes, chunk_algorithm) if chunk_bytes else None
         self._pending: list[Future[None]] = []
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self.wait()  # at most one block hashes behind the one being copied
         if len(data) <= INLINE_HASH_BYTES:
             self.digest.update(data)
@@ -317,7 +319,7 @@ def copy_hash_and_seal(
                     copied += len(data)
                     n += 1
                     if copied >= size:  # one byte more means the file grew while it was copied
-                        upcoming = reader.submit(fin.read, 1)
+                        upcoming = reader.submit(_read_into, fin, memoryview(bytearray(1)))
                     else:
                         upcoming = reader.submit(_read_into, fin, buffers[n % 3][: min(block, size - copied)])
                     if not data and (copied or size):
@@ -330,7 +332,7 @@ def copy_hash_and_seal(
                     writes.append(writing.submit(writer.write_staged, fout.fileno(), direct_fd, written, len(sealed)))
                     written += len(sealed)
                     if copied >= size:
-                        copied += len(upcoming.result() or b"")
+                        copied += len(upcoming.result())
                         break
                 for done in writes:
                     done.result()
@@ -343,7 +345,7 @@ def copy_hash_and_seal(
     return CopyResult(copied, digest, chunks)
 
 
-def _read_into(f: BinaryIO, view: memoryview) -> memoryview:
+def _read_into(f: FileIO, view: memoryview) -> memoryview:
     """Fill ``view`` from ``f``; the part filled (shorter only at the end of the file)."""
     got = 0
     while got < len(view):
