@@ -280,10 +280,11 @@ def copy_hash_and_seal(
 ) -> CopyResult:
     """Copy ``src`` (``size`` bytes expected) to ``dst`` sealed (fleet/cipher.py), hashing the original bytes.
 
-    One sequential pass in bounded memory, three things at once: a helper thread reads the next
+    One sequential pass in bounded memory, four things at once: a helper thread reads the next
     block, another hashes this one (SHA-256 and the upload's chunk checksums, both of the camera's
-    bytes), and this thread seals it and writes it (AES-GCM and hashlib release the GIL). The
-    bytes pass through this process: they must, to be encrypted. They are read into the same
+    bytes), this thread seals it, and a writing thread writes the one before (AES-GCM, hashlib
+    and the system calls release the GIL). The bytes pass through this process: they must, to
+    be encrypted. They are read into the same
     few buffers over and over, and written past the page cache where the filesystem allows it
     (``fleet.directio``): fresh memory for every block, and the copy into new cache pages that
     the final fsync then writes out, were most of a sealed copy's CPU on a VM whose free memory
