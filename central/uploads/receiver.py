@@ -56,8 +56,8 @@ log = logging.getLogger(__name__)
 CHECKSUM_ALGORITHMS = {name: new_checksum(name).digest_size for name in CHUNK_CHECKSUMS}
 """Upload-Checksum algorithms central checks, with their digest sizes (fleet/hashing.py's list)."""
 FLUSH_BYTES = 4 << 20
-"""Received bytes are written and hashed on a worker thread in pieces of this size, so the
-event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
+"""Received bytes are written and hashed on worker threads (``_Sink``) in batches of this size,
+so the event loop keeps receiving while the previous batch is written and hashed."""
 MAX_BATCH_PIECES = 512
 """Also hand over after this many pieces: one writev takes at most IOV_MAX (1024) buffers."""
 INLINE_BYTES = 256 << 10
