@@ -122,20 +122,19 @@ class Sealer:
         self.header = _HEADER.pack(MAGIC, VERSION, 0, segment_bytes, self._prefix)
         self._last = segment_count(size, segment_bytes) - 1
         self._index = 0
-        self._out = bytearray()
 
-    def seal(self, block: bytes | memoryview) -> memoryview:
-        """The sealed segments of the next ``block`` (valid until the next call: the buffer is reused).
+    def sealed_length(self, plain: int) -> int:
+        """Bytes that sealing a block of ``plain`` bytes makes."""
+        return plain + TAG_BYTES * segment_count(plain, self.segment_bytes)
+
+    def seal(self, block: bytes | memoryview, out: memoryview) -> memoryview:
+        """The sealed segments of the next ``block``, written into ``out`` (``sealed_length(len(block))``
+        bytes at least: the writer's staging buffer, so they are not copied again); the part filled.
 
         An empty block is sealed only as an empty clip's one segment."""
         view = memoryview(block)
-        segments = segment_count(len(view), self.segment_bytes)
-        need = len(view) + TAG_BYTES * segments
-        if len(self._out) < need:
-            self._out = bytearray(need)
-        out = memoryview(self._out)
         at = 0
-        for n in range(segments):
+        for n in range(segment_count(len(view), self.segment_bytes)):
             piece = view[n * self.segment_bytes : (n + 1) * self.segment_bytes]
             index = self._index
             if index > self._last:
