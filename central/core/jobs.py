@@ -48,6 +48,15 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
     scheduler.add_job(
         led(retention.run), "cron", hour=settings.retention.job_hour_utc, minute=0, id="retention", executor="threads"
     )
+    # Daily too: a closed public request's contact address is erased once it is no longer needed.
+    scheduler.add_job(
+        led(services.keep_requests.forget_contacts),
+        "cron",
+        hour=settings.retention.job_hour_utc,
+        minute=30,
+        id="keep-request-contacts",
+        executor="threads",
+    )
     # New clips get their end of retention soon after they are verified.
     scheduler.add_job(led(retention.assess), "interval", minutes=10, id="retention-assess", executor="threads")
     # The audit chain's anchors and head go to the file kept outside the database (first at start-up).

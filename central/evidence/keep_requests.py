@@ -59,6 +59,10 @@ ALL_FREE = 200
 """Requests from everyone together before the form waits: ~100 times the expected rate."""
 LOOKUP_MISSES_FREE = 20
 """Status lookups of a reference that does not exist, from one address, before it waits."""
+CONTACT_KEPT = timedelta(days=90)
+"""A closed request's contact address is erased this long after it closed: long enough to answer
+the requester's questions about the outcome, no longer (the rest of the request stays, for the
+figures and the audit; the requester can still look the outcome up by its reference)."""
 
 
 class QueueRow(msgspec.Struct, kw_only=True):
@@ -432,6 +436,34 @@ class KeepRequests:
         )
         stations = _area_clips(db, *window, stations=True) if request.state == "open" else was
         holds.announce_holds(db, self.changes, stations)
+
+    def forget_contacts(self) -> int:
+        """Erase the contact address of every request closed more than ``CONTACT_KEPT`` ago (the
+        leader's daily job); each erasure audited. How many were erased."""
+        now = self.clock()
+        with self.writer.write() as db:
+            erased = [
+                r[0]
+                for r in db.execute(
+                    "UPDATE keep_requests SET contact = '' WHERE state = 'closed' AND closed_at < ? AND contact != '' "
+                    "RETURNING reference",
+                    [to_iso(now - CONTACT_KEPT)],
+                ).fetchall()
+            ]
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor="central",
+                        action="keep-request-contact-erased",
+                        object_type="keep_request",
+                        object_id=reference,
+                        detail=f"closed more than {CONTACT_KEPT.days} days ago: the requester's contact address erased",
+                    )
+                    for reference in sorted(erased)
+                ],
+            )
+        return len(erased)
 
     def _open_row(self, db, reference: str) -> QueueRow:
         row = db.execute(f"SELECT {_COLUMNS} FROM keep_requests WHERE reference = ?", [reference]).fetchone()

@@ -16,7 +16,13 @@ from central.evidence.keep_request_form import (
     normal_reference,
     parse_form,
 )
-from central.evidence.keep_requests import ADDRESS_FREE, LOOKUP_MISSES_FREE, KeepRequests, counts_by_borough_month
+from central.evidence.keep_requests import (
+    ADDRESS_FREE,
+    CONTACT_KEPT,
+    LOOKUP_MISSES_FREE,
+    KeepRequests,
+    counts_by_borough_month,
+)
 from central.evidence.retention import HoldRequest, ReviewRequest
 from fleet.clock import to_iso
 from fleet.errors import BadRequest, Conflict, NotFound, TooManyRequests
@@ -300,3 +306,18 @@ def test_figures_count_requests_by_borough_month_and_outcome_as_they_stood(env):
     assert before["Camden", "2026-01"].outcomes["under_review"] == 1
     assert now["Camden", "2026-02"].outcomes["under_review"] == 1
     assert {(c.borough, c.month) for c in january} == {("Camden", "2026-01"), ("Barnet", "2026-01")}
+
+
+def test_a_closed_requests_contact_address_is_erased_after_it_is_no_longer_needed(env):
+    store, _blobs, _retention, requests, clock = env
+    kept = ask(requests, place="a").reference
+    closed = ask(requests, place="b").reference
+    requests.close(closed, "concluded", "nothing to add", "i.m")
+    assert requests.forget_contacts() == 0  # just closed: the requester may still ask about it
+    clock.now += CONTACT_KEPT + timedelta(days=1)
+    assert requests.forget_contacts() == 1
+    assert requests.request(closed)[0].contact == "" and requests.request(kept)[0].contact == "someone@example.org"
+    assert requests.forget_contacts() == 0  # once
+    with store.writer.read() as db:
+        erased = audit.records_for(db, "keep_request", closed)
+    assert [r.action for r in erased].count("keep-request-contact-erased") == 1
