@@ -24,6 +24,7 @@ so a flood cannot grow the audit trail by one record per refusal.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -188,7 +189,7 @@ class FormThrottle:
         self.clock = clock
 
     def _keys(self, place: str) -> dict[str, str]:
-        return {"address": f"{self.form}:{place}", "all": f"{self.form}:all"}
+        return {"address": f"{self.form}:{_network(place)}", "all": f"{self.form}:all"}
 
     def admit(self, db, place: str, *, count: bool = True) -> None:
         """Refuse (TooManyRequests) while the address or the form is locked; else count this submission
@@ -197,6 +198,10 @@ class FormThrottle:
         now = self.clock()
         keys = self._keys(place)
         locked, wait = _locked_for(db, list(keys.values()), now)
+        if locked == [keys["all"]] and count and _unseen(db, keys["address"]):
+            # The form is busy, but this address has sent nothing lately: its first request goes
+            # through, so a flood from some addresses never shuts the form for everyone else.
+            locked = []
         if locked:
             busy = keys["all"] in locked
             raise TooManyRequests(
@@ -227,6 +232,23 @@ class FormThrottle:
                 place=place,
                 detail=f"{failures} in a row: locked for {lock_s} s",
             )
+
+
+def _unseen(db, key: str) -> bool:
+    return db.execute("SELECT 1 FROM login_throttle WHERE key = ?", [key]).fetchone() is None
+
+
+def _network(place: str) -> str:
+    """The client a form counts as one: an IPv6 address by its /64 (one subscriber's line hands
+    out a whole /64, so counting single addresses would let one line send without end)."""
+    kind, _, host = place.partition(":")  # "browser:<address>" (``client_place``)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return place
+    if address.version == 6:
+        return f"{kind}:{ipaddress.ip_network(f'{address}/64', strict=False)}"
+    return place
 
 
 def _in_words(seconds: int) -> str:

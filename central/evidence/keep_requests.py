@@ -211,7 +211,9 @@ class KeepRequests:
                     for c in live
                 ],
             )
-            self.retention.restore_held(db, live, f"public request {reference}", "public", now)
+            # Footage a retention period ended comes back for review; what a reviewer decided to dispose
+            # of stays deleted (the request still stops its purge), for a person to weigh, not the form.
+            self.retention.restore_held(db, _not_disposed(db, live), f"public request {reference}", "public", now)
             gone = deleted_from_audit(
                 db, _area_clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=False), self._default_days()
             )
@@ -281,14 +283,19 @@ class KeepRequests:
     # -- the information-management officer's side ------------------------------------------
 
     def queue(self, borough: str | None, which: str = "active", limit: int = 200) -> list[QueueRow]:
-        """Open and narrowed requests (``which``: "active"), soonest deadline first; or the closed ones,
+        """Open and narrowed requests (``which``: "active"), soonest deadline first (the ``limit`` soonest
+        to be reviewed, so a flood of new ones never pushes an older one off); or the closed ones,
         newest first. ``borough``: that borough's only."""
         states = {"active": ("open", "narrowed"), "closed": ("closed",)}[which]
         with self.writer.read() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM keep_requests WHERE {db.dialect.any_of('state')}"
                 + (" AND borough = ?" if borough is not None else "")
-                + " ORDER BY received_at DESC, reference LIMIT ?",
+                + (
+                    " ORDER BY review_by, reference LIMIT ?"
+                    if which == "active"
+                    else " ORDER BY received_at DESC, reference LIMIT ?"
+                ),
                 [db.dialect.many(states), *([borough] if borough is not None else []), limit],
             ).fetchall()
             found = [self._row(db, r) for r in rows]
@@ -541,6 +548,21 @@ _COLUMNS = (
     "reference, borough, place, happened_from, happened_to, hold_from, hold_to, shoulder_numbers, contact, "
     "received_at, review_by, state, outcome, note, narrowed_at, narrowed_by, closed_at, closed_by"
 )
+
+
+def _not_disposed(db, clip_ids: list[str]) -> list[str]:
+    """Of these clips, those a reviewer has not disposed of (``RetentionService.review``)."""
+    if not clip_ids:
+        return []
+    disposed = {
+        r[0]
+        for r in db.execute(
+            "SELECT object_id FROM audit WHERE object_type = 'clip' AND action = 'soft-delete' "
+            f"AND detail = 'disposed of at review' AND {db.dialect.any_of('object_id')}",
+            [db.dialect.many(clip_ids)],
+        )
+    }
+    return [c for c in clip_ids if c not in disposed]
 
 
 def _area_clips(

@@ -311,6 +311,9 @@ class PublicFigures:
         by_borough, borough_total = suppression.protect(received)
         by_outcome, outcome_total = suppression.protect(outcomes)
         total = borough_total if borough_total == outcome_total else suppression.WITHHELD
+        if total == suppression.WITHHELD:  # neither table may then add up to it (the attack review)
+            by_borough = suppression.keep_total_hidden(received, by_borough)
+            by_outcome = suppression.keep_total_hidden(outcomes, by_outcome)
         total_requests = sum(received.values())
         out += [_figure(month, "keep_requests", a, received[a], by_borough[a], outcome="received") for a in areas]
         out.append(_figure(month, "keep_requests", ALL, total_requests, total, outcome="received"))

@@ -62,6 +62,18 @@ def protect(counts: Mapping[str, int]) -> tuple[dict[str, Status], Status]:
         withheld += 1
 
 
+def keep_total_hidden(counts: Mapping[str, int], status: dict[str, Status]) -> dict[str, Status]:
+    """``status`` made so that its table no longer gives its total away: for a total withheld
+    because another table sharing it needs it hidden. A table whose counts are all shown adds up
+    to the total; one count withheld (of 5 or more, so unbounded above) leaves the total unknown."""
+    if WITHHELD in status.values():
+        return status
+    shown = sorted((n, key) for key, n in counts.items() if status[key] == SHOWN)
+    if shown:
+        status = {**status, shown[0][1]: WITHHELD}
+    return status
+
+
 def share_status(part: int, whole: int) -> Status:
     """A share (``part`` of ``whole``) gives away both counts, ``part`` and ``whole - part``:
     shown only when neither is small."""

@@ -18,6 +18,7 @@ from central.evidence.keep_request_form import (
 )
 from central.evidence.keep_requests import (
     ADDRESS_FREE,
+    ALL_FREE,
     CONTACT_KEPT,
     LOOKUP_MISSES_FREE,
     KeepRequests,
@@ -321,3 +322,57 @@ def test_a_closed_requests_contact_address_is_erased_after_it_is_no_longer_neede
     with store.writer.read() as db:
         erased = audit.records_for(db, "keep_request", closed)
     assert [r.action for r in erased].count("keep-request-contact-erased") == 1
+
+
+# -- found by the attack review ----------------------------------------------------------------
+
+
+def test_a_request_never_undoes_a_reviewers_disposal(env):
+    store, blobs, retention, requests, clock = env
+    private = put_clip(store, blobs, INCIDENT, tags=["use_of_force"])
+    retention.assess()
+    retention.review(
+        private,
+        ReviewRequest(decision="dispose", reason="recorded in error inside a home"),
+        "r",
+        now=T0 + timedelta(days=46),
+    )
+    assert state(store, private) == (1, 0)  # soft-deleted by a reviewer's decision, awaiting purge
+    clock.now = T0 + timedelta(days=47)
+    ask(requests, place="anyone")
+    assert state(store, private) == (1, 0)  # still deleted: a person weighs it, not the form
+    retention.run(T0 + timedelta(days=120))
+    assert state(store, private) == (1, 0)  # and while the request is open, not purged either
+
+
+def test_a_flood_of_new_requests_never_pushes_an_older_one_off_the_queue(env):
+    _store, _blobs, _retention, requests, clock = env
+    genuine = ask(requests, place="198.51.100.7").reference  # the soonest review date of all
+    clock.now += timedelta(minutes=1)
+    for n in range(ALL_FREE - 1):
+        ask(requests, place=f"2001:db8:{n // ADDRESS_FREE:x}::1")  # each line its own /64
+    clock.now += timedelta(hours=2)
+    for n in range(10):
+        ask(requests, place=f"2001:db9:{n:x}::1")
+    shown = [r.reference for r in requests.queue(None)]
+    assert genuine in shown and len(shown) == 200
+
+
+def test_a_flood_never_shuts_the_form_to_someone_who_has_not_asked_before(env):
+    _store, _blobs, _retention, requests, clock = env
+    for n in range(ALL_FREE):  # a botnet: every address new, one request each
+        ask(requests, place=f"203.0.113.{n}")
+    with pytest.raises(TooManyRequests, match="very busy"):
+        ask(requests, place="203.0.113.1")  # one of the flood's addresses again: the form is busy
+    assert ask(requests, place="198.51.100.7").reference  # a first request from anyone else goes through
+    with pytest.raises(TooManyRequests):
+        ask(requests, place="198.51.100.7")  # but only the first, while the form is busy
+
+
+def test_an_ipv6_line_is_one_client_whatever_address_of_its_64_it_uses(env):
+    _store, _blobs, _retention, requests, clock = env
+    for n in range(ADDRESS_FREE):
+        ask(requests, place=f"2001:db8:1:2::{n:x}")
+    with pytest.raises(TooManyRequests, match="your address"):
+        ask(requests, place="2001:db8:1:2::ffff")
+    assert ask(requests, place="2001:db8:1:3::1").reference  # another /64: another line
