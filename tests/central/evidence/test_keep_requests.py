@@ -359,7 +359,7 @@ def test_a_flood_of_new_requests_never_pushes_an_older_one_off_the_queue(env):
 
 
 def test_a_flood_never_shuts_the_form_to_someone_who_has_not_asked_before(env):
-    _store, _blobs, _retention, requests, clock = env
+    _store, _blobs, _retention, requests, _clock = env
     for n in range(ALL_FREE):  # a botnet: every address new, one request each
         ask(requests, place=f"203.0.113.{n}")
     with pytest.raises(TooManyRequests, match="very busy"):
@@ -370,7 +370,7 @@ def test_a_flood_never_shuts_the_form_to_someone_who_has_not_asked_before(env):
 
 
 def test_an_ipv6_line_is_one_client_whatever_address_of_its_64_it_uses(env):
-    _store, _blobs, _retention, requests, clock = env
+    _store, _blobs, _retention, requests, _clock = env
     for n in range(ADDRESS_FREE):
         ask(requests, place=f"2001:db8:1:2::{n:x}")
     with pytest.raises(TooManyRequests, match="your address"):
