@@ -13,19 +13,24 @@ from station.store.schema import MIGRATIONS
 from tests.station.conftest import key_file
 
 
-def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each_run(tmp_path, caplog):
-    settings = settings_from_dict(
+def camden(tmp_path, data=None) -> StationSettings:
+    """A station whose central is out of reach (port 9), its data in ``data`` or ``tmp_path/data``."""
+    return settings_from_dict(
         {
             "station_id": "camden",
             "borough": "Camden",
             "central_url": "http://127.0.0.1:9",
             "token": "t",
-            "data_dir": str(tmp_path / "data"),
+            "data_dir": str(data or tmp_path / "data"),
             "dock_dir": str(tmp_path / "dock"),
             "station_key": {"file": key_file(tmp_path)},
         },
         StationSettings,
     )
+
+
+def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each_run(tmp_path, caplog):
+    settings = camden(tmp_path)
     node = StationNode(settings)
     try:
         node.store.db.execute("PRAGMA query_only = ON")  # SQLite's "attempt to write a readonly database"
@@ -42,18 +47,7 @@ def test_a_job_meeting_an_unwritable_database_logs_one_line_not_a_traceback_each
 
 
 def test_a_full_disk_at_start_up_does_not_stop_the_station_a_read_only_database_does(tmp_path, monkeypatch):
-    settings = settings_from_dict(
-        {
-            "station_id": "camden",
-            "borough": "Camden",
-            "central_url": "http://127.0.0.1:9",
-            "token": "t",
-            "data_dir": str(tmp_path / "data"),
-            "dock_dir": str(tmp_path / "dock"),
-            "station_key": {"file": key_file(tmp_path)},
-        },
-        StationSettings,
-    )
+    settings = camden(tmp_path)
 
     def refuse(name, message):
         def probe_write(self):
@@ -71,18 +65,7 @@ def test_a_full_disk_at_start_up_does_not_stop_the_station_a_read_only_database_
 
 
 def test_a_second_station_process_on_the_same_data_folder_is_refused_until_the_first_stops(tmp_path):
-    settings = settings_from_dict(
-        {
-            "station_id": "camden",
-            "borough": "Camden",
-            "central_url": "http://127.0.0.1:9",
-            "token": "t",
-            "data_dir": str(tmp_path / "data"),
-            "dock_dir": str(tmp_path / "dock"),
-            "station_key": {"file": key_file(tmp_path)},
-        },
-        StationSettings,
-    )
+    settings = camden(tmp_path)
     first = StationNode(settings)
     try:
         with pytest.raises(FleetError, match=r"another station process \(.+:\d+\) is running on data folder .*data"):
@@ -102,18 +85,7 @@ def test_a_refused_second_station_leaves_the_running_ones_database_as_it_was(tmp
     db.close()
     running = FileClaim(data / "station.lock")
     assert running.try_take("old-station:1")
-    settings = settings_from_dict(
-        {
-            "station_id": "camden",
-            "borough": "Camden",
-            "central_url": "http://127.0.0.1:9",
-            "token": "t",
-            "data_dir": str(data),
-            "dock_dir": str(tmp_path / "dock"),
-            "station_key": {"file": key_file(tmp_path)},
-        },
-        StationSettings,
-    )
+    settings = camden(tmp_path, data)
     with pytest.raises(FleetError, match=r"another station process \(old-station:1\)"):
         StationNode(settings)
     check = sqlite3.connect(data / "station.db")
