@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument(
         "--engines",
         default=",".join(ENGINES),
-        help=f"retention, pages: the databases to run on, comma-separated (default: {','.join(ENGINES)})",
+        help=f"events, retention, pages: the databases to run on, comma-separated (default: {','.join(ENGINES)})",
     )
     parser.add_argument(
         "--clips", type=int, default=None, help="retention, pages: clip records (default: the benchmark's full size)"
@@ -101,7 +101,7 @@ def main() -> None:
         print(json.dumps(peer.headline(result), indent=2))
         save("peer", result)
     if args.which in ("events", "all"):
-        result = events.run(total=20_000 if args.quick else 200_000, rounds=args.rounds)
+        result = events.run(total=20_000 if args.quick else 200_000, rounds=args.rounds, engines=engines)
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("events", result)
     if args.which in ("fleet", "all"):

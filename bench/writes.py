@@ -1,6 +1,6 @@
 """Why central writes uploads past the page cache: 1 GiB in 4 MiB batches, fsync every 64 MiB.
 
-Side by side, alternating, both through ``central.uploads.partwriter.PartWriter``: *buffered* without
+Side by side, alternating, both through ``fleet.directio.PartWriter``: *buffered* without
 a direct descriptor (every byte through the page cache, as central wrote before), *ours* as
 central writes now (the aligned middle of each batch O_DIRECT). Both fsync every 64 MiB and at
 the end, as central does per chunk. Each round writes a new file and deletes it after.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench.common import machine, median, mib_s
-from central.uploads.partwriter import PartWriter
+from fleet.directio import PartWriter
 
 BATCH = 4 << 20
 CHUNK = 64 << 20

@@ -21,9 +21,11 @@ functions, inside their own transaction where the change must commit with theirs
                conflicts, and each station as central hears from it
                tables: devices, device_history, battery_readings, officers, assignments,
                conflicts, attributions, stations, station_samples
-    evidence/  keeps footage as evidence: clip records, retention, holds, custody, audit
-               tables: clips, clip_retention, access_log, audit, audit_head, audit_anchors, holds,
-               case_clips, retention_rules, purge_pending, config_seen, held_now (temporary)
+    evidence/  keeps footage as evidence: clip records, retention, holds, the public's requests
+               to keep footage, disclosure to prosecutors and partners, custody, audit
+               tables: clips, clip_retention, access_log, audit, audit_head, audit_anchors, holds, case_clips,
+               retention_rules, purge_pending, config_seen, held_now (temporary),
+               keep_requests, keep_request_clips, case_shares, case_share_clips
     rollout/   plans the roll-out and hands cameras out in bulk through the registry
                tables: rollout_proposals, rollout_items, checking (temporary)
     web/       the dashboard's pages, over the other packages' services

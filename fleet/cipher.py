@@ -49,14 +49,14 @@ def key_id(key: bytes) -> str:
 
 
 def parse_key(text: str | bytes, where: str) -> bytes:
-    """A station key written as 64 hex digits (``openssl rand -hex 32``); surrounding space ignored."""
+    """A 32-byte key (a station key, a signing key) as 64 hex digits (`openssl rand -hex 32`), space ignored."""
     raw = text.decode("ascii", "replace") if isinstance(text, bytes) else text
     try:
         key = bytes.fromhex(raw.strip())
     except ValueError:
         key = b""
     if len(key) != KEY_BYTES:
-        raise ConfigError(f"{where}: a station key is 64 hex digits (32 random bytes, `openssl rand -hex 32`)")
+        raise ConfigError(f"{where}: a key is 64 hex digits (32 random bytes, `openssl rand -hex 32`)")
     return key
 
 
@@ -122,20 +122,19 @@ class Sealer:
         self.header = _HEADER.pack(MAGIC, VERSION, 0, segment_bytes, self._prefix)
         self._last = segment_count(size, segment_bytes) - 1
         self._index = 0
-        self._out = bytearray()
 
-    def seal(self, block: bytes | memoryview) -> memoryview:
-        """The sealed segments of the next ``block`` (valid until the next call: the buffer is reused).
+    def sealed_length(self, plain: int) -> int:
+        """Bytes that sealing a block of ``plain`` bytes makes."""
+        return plain + TAG_BYTES * segment_count(plain, self.segment_bytes)
+
+    def seal(self, block: bytes | memoryview, out: memoryview) -> memoryview:
+        """The sealed segments of the next ``block``, written into ``out`` (``sealed_length(len(block))``
+        bytes at least: the writer's staging buffer, so they are not copied again); the part filled.
 
         An empty block is sealed only as an empty clip's one segment."""
         view = memoryview(block)
-        segments = segment_count(len(view), self.segment_bytes)
-        need = len(view) + TAG_BYTES * segments
-        if len(self._out) < need:
-            self._out = bytearray(need)
-        out = memoryview(self._out)
         at = 0
-        for n in range(segments):
+        for n in range(segment_count(len(view), self.segment_bytes)):
             piece = view[n * self.segment_bytes : (n + 1) * self.segment_bytes]
             index = self._index
             if index > self._last:

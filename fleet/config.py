@@ -198,6 +198,21 @@ class ServerTlsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     (its common name or a DNS name equal to the station id). Browsers need no certificate."""
 
 
+class DisclosureSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[disclosure]`` in central's file: evidence handed to prosecutors and partners (docs/disclosure.md)."""
+
+    signing_key: KeySource | None = None
+    """The Ed25519 key that signs every disclosure package's index (its 32-byte seed as 64 hex
+    digits, ``openssl rand -hex 32``): a file readable by central's user only, an environment
+    variable or a systemd credential. Every replica must be given the same. Without it, a central
+    on SQLite makes one in its data directory on first start; on PostgreSQL exports are refused."""
+    previous_public_keys: list[Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]] = []
+    """Public keys (64 hex digits) of signing keys replaced: still published, so packages they
+    signed can still be checked against central's list."""
+    share_max_days: Annotated[int, Meta(ge=1, le=365)] = 30
+    """The longest a share link for a partner may live."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -227,6 +242,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     address is taken from ``X-Forwarded-For`` (login throttling, the audit's place). Anyone else's
     ``X-Forwarded-For`` is ignored. ``[]``: believe no one."""
     tls: ServerTlsSettings | None = None
+    disclosure: DisclosureSettings = msgspec.field(default_factory=DisclosureSettings)
 
     @property
     def anchors_file(self) -> Path:
@@ -414,6 +430,8 @@ def settings_from_dict(
         _check_proxies(settings.trusted_proxies, where)
         if settings.tls is not None:
             _check_server_tls(settings.tls, base, f"{where}: [tls]")
+        if settings.disclosure.signing_key is not None:
+            _check_key_source(settings.disclosure.signing_key, base, f"{where}: [disclosure] signing_key")
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
@@ -497,14 +515,17 @@ def _check_station_tls(tls: StationTlsSettings, central_url: str, base: Path, wh
 def _check_station_key(keys: StationKeySettings, base: Path, where: str) -> None:
     """One source per key (none at all: the station refuses to start, commands that only read work)."""
     for n, source in enumerate([keys, *keys.previous]):
-        given = [name for name in ("file", "env", "credential") if getattr(source, name) is not None]
-        here = where if n == 0 else f"{where} previous[{n - 1}]"
-        if len(given) > 1 or (n and not given):
-            raise ConfigError(f"{here}: give exactly one of file, env, credential")
-        if source.file is not None:
-            source.file = _resolve_path(base, source.file)
-        if source.credential is not None and ("/" in source.credential or source.credential in (".", "..")):
-            raise ConfigError(f"{here}: credential is a name, not a path")
+        _check_key_source(source, base, where if n == 0 else f"{where} previous[{n - 1}]", required=n > 0)
+
+
+def _check_key_source(source: KeySource, base: Path, where: str, *, required: bool = True) -> None:
+    given = [name for name in ("file", "env", "credential") if getattr(source, name) is not None]
+    if len(given) > 1 or (required and not given):
+        raise ConfigError(f"{where}: give exactly one of file, env, credential")
+    if source.file is not None:
+        source.file = _resolve_path(base, source.file)
+    if source.credential is not None and ("/" in source.credential or source.credential in (".", "..")):
+        raise ConfigError(f"{where}: credential is a name, not a path")
 
 
 S3_ONLY = ("bucket", "endpoint_url", "region", "access_key_id", "secret_access_key", "secret_access_key_env")

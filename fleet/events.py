@@ -99,7 +99,15 @@ class BadFolder(Struct, tag_field="kind", tag="bad_folder", kw_only=True):
     reason: str
 
 
-Event = CameraDocked | ClipIngested | ClipVerified | CheckedOut | CheckedIn | BadFolder
+class ClipDamaged(Struct, tag_field="kind", tag="clip_damaged", kw_only=True):
+    """(Extension) The station's sealed copy of a clip failed authentication: it was not sent and
+    is failed at the station. Central records it in the clip's chain of custody."""
+
+    clip_id: ClipId
+    reason: Annotated[str, Meta(max_length=500)]
+
+
+Event = CameraDocked | ClipIngested | ClipVerified | CheckedOut | CheckedIn | BadFolder | ClipDamaged
 
 
 def kind_of(item: Struct) -> str:

@@ -10,6 +10,7 @@ import errno
 import hashlib
 import os
 import zlib
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,11 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import crc32c
 
+from fleet.directio import DIRECT_MIN_BYTES, PartWriter
+
 if TYPE_CHECKING:
+    from io import FileIO
+
     from _typeshed import ReadableBuffer
 
     from fleet.cipher import Sealer
@@ -28,17 +33,6 @@ COPY_BUFFER_BYTES = 4 << 20
 # on large buffers, so hashing hides behind I/O instead of adding to it.
 _hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hasher")
 _chunk_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hasher")
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing these bytes to disk now, without waiting for them.
-
-    The fsync that must follow then finds most of the data already written. (On Linux,
-    POSIX_FADV_DONTNEED starts writeback of dirty pages and drops clean ones.) Central uses
-    it while receiving; ingest does not: there, one fsync batch per folder measured faster.
-    """
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def fsync_file(path: str | os.PathLike[str]) -> None:
@@ -201,7 +195,7 @@ class _Hashes:
         self.chunks = _ChunkHasher(chunk_bytes, chunk_algorithm) if chunk_bytes else None
         self._pending: list[Future[None]] = []
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self.wait()  # at most one block hashes behind the one being copied
         if len(data) <= INLINE_HASH_BYTES:
             self.digest.update(data)
@@ -286,53 +280,81 @@ def copy_hash_and_seal(
 ) -> CopyResult:
     """Copy ``src`` (``size`` bytes expected) to ``dst`` sealed (fleet/cipher.py), hashing the original bytes.
 
-    One sequential pass in bounded memory, three things at once: a helper thread reads the next
+    One sequential pass in bounded memory, four things at once: a helper thread reads the next
     block, another hashes this one (SHA-256 and the upload's chunk checksums, both of the camera's
-    bytes), and this thread seals it and writes it (AES-GCM and hashlib release the GIL). The
-    bytes pass through this process: they must, to be encrypted. A source longer or shorter than
-    ``size`` is reported in the result's size (the caller refuses the copy); what was written is
-    then not a valid sealed file. ``fsync`` as in ``copy_and_hash``.
+    bytes), this thread seals it, and a writing thread writes the one before (AES-GCM, hashlib
+    and the system calls release the GIL). The bytes pass through this process: they must, to
+    be encrypted. They are read into the same
+    few buffers over and over, and written past the page cache where the filesystem allows it
+    (``fleet.directio``): fresh memory for every block, and the copy into new cache pages that
+    the final fsync then writes out, were most of a sealed copy's CPU on a VM whose free memory
+    the host takes back. A source longer or shorter than ``size`` is reported in the result's
+    size (the caller refuses the copy); what was written is then not a valid sealed file.
+    ``fsync`` as in ``copy_and_hash``.
     """
+    block = max(sealer.segment_bytes, COPY_BUFFER_BYTES // sealer.segment_bytes * sealer.segment_bytes)
+    # Two writers, alternating, so that block n is sealed into one's staging buffer while the
+    # writing thread writes block n-1 from the other's.
+    writers = [PartWriter(capacity=sealer.sealed_length(block)) for _ in range(2)]
+    # Block n is read into buffer n % 3: read n+1 while n is sealed and hashed; by the time n+3
+    # is read, n's hash was waited for (``_Hashes.feed`` of n+1) and n was sealed.
+    buffers = [memoryview(bytearray(min(block, size))) for _ in range(3)]
     with open(src, "rb", buffering=0, closefd=not isinstance(src, int)) as fin, open(dst, "w+b", buffering=0) as fout:
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fin.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        hashes = _Hashes(chunk_bytes, chunk_algorithm)
-        block = max(sealer.segment_bytes, COPY_BUFFER_BYTES // sealer.segment_bytes * sealer.segment_bytes)
-        _write_all(fout, memoryview(sealer.header))
-        copied = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reader") as reader:
-            upcoming = reader.submit(_read_exactly, fin, min(block, size))
-            while True:
-                data = upcoming.result()
-                copied += len(data)
-                if copied >= size:  # one byte more means the file grew while it was copied
-                    upcoming = reader.submit(_read_exactly, fin, 1)
-                else:
-                    upcoming = reader.submit(_read_exactly, fin, min(block, size - copied))
-                if not data and (copied or size):
-                    break  # shorter than expected (an empty clip still seals its one empty segment)
-                hashes.feed(data)
-                _write_all(fout, sealer.seal(data))
-                if copied >= size:
-                    copied += len(upcoming.result())
-                    break
-        digest, chunks = hashes.finish()
+        direct_fd = writers[0].open_direct(Path(dst)) if size >= DIRECT_MIN_BYTES else None
+        try:
+            hashes = _Hashes(chunk_bytes, chunk_algorithm)
+            _write_all(fout, memoryview(sealer.header))
+            written = len(sealer.header)
+            copied = 0
+            n = 0
+            writes: deque[Future[None]] = deque()
+            with (
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="reader") as reader,
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as writing,
+            ):
+                upcoming = reader.submit(_read_into, fin, buffers[0][: min(block, size)])
+                while True:
+                    data = upcoming.result()
+                    copied += len(data)
+                    n += 1
+                    if copied >= size:  # one byte more means the file grew while it was copied
+                        upcoming = reader.submit(_read_into, fin, memoryview(bytearray(1)))
+                    else:
+                        upcoming = reader.submit(_read_into, fin, buffers[n % 3][: min(block, size - copied)])
+                    if not data and (copied or size):
+                        break  # shorter than expected (an empty clip still seals its one empty segment)
+                    hashes.feed(data)
+                    writer = writers[n % 2]
+                    if len(writes) == 2:
+                        writes.popleft().result()  # this writer's previous block is written: its buffer is free
+                    sealed = sealer.seal(data, writer.staged(written, sealer.sealed_length(len(data))))
+                    writes.append(writing.submit(writer.write_staged, fout.fileno(), direct_fd, written, len(sealed)))
+                    written += len(sealed)
+                    if copied >= size:
+                        copied += len(upcoming.result())
+                        break
+                for done in writes:
+                    done.result()
+            digest, chunks = hashes.finish()
+        finally:
+            if direct_fd is not None:
+                os.close(direct_fd)
         if fsync:
             os.fsync(fout.fileno())
     return CopyResult(copied, digest, chunks)
 
 
-def _read_exactly(f: BinaryIO, n: int) -> bytes:
-    """``n`` bytes, fewer only at the end of the file."""
-    data = f.read(n)
-    if data is None or len(data) == n or not data:
-        return data or b""
-    parts = [data]
-    got = len(data)
-    while got < n and (more := f.read(n - got)):
-        parts.append(more)
-        got += len(more)
-    return b"".join(parts)
+def _read_into(f: FileIO, view: memoryview) -> memoryview:
+    """Fill ``view`` from ``f``; the part filled (shorter only at the end of the file)."""
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return view[:got]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -38,6 +38,22 @@ def open_database(path: str | Path, factory: type[sqlite3.Connection] = sqlite3.
     return conn
 
 
+def open_existing(path: str | Path) -> sqlite3.Connection:
+    """Open a database that must already exist, for reads and writes, changing nothing on opening
+    (no file created, no journal mode switched): for a command beside the process that owns it."""
+    uri = f"{Path(path).resolve().as_uri()}?mode=rw"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA user_version").fetchone()  # SQLite opens the file at the first statement
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def open_reader(path: str | Path, factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
     """A connection for reads only (``query_only``): in WAL mode it never waits for the writer."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0, factory=factory)

@@ -24,8 +24,10 @@ from pathlib import Path
 import httpx
 import msgspec
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.errors import FleetError
+from fleet.keyfile import write_key_file
 from simulation.camera import dock_camera, random_shift, undock
 from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import FleetProcess, all_clips, free_port, start_central, stop_on_sigterm
@@ -190,6 +192,11 @@ class Demo:
         ]
         if self.postgres is not None:  # trusted on loopback, no password: a DEMO server
             lines += ["[database]", f'url = "{self.postgres.url("central")}"', ""]
+            # Replicas must share one signing key (on SQLite central makes its own): a DEMO key.
+            signing_key = self.root / "central" / "disclosure-signing.key"
+            if not signing_key.exists():
+                write_key_file(signing_key, Ed25519PrivateKey.generate().private_bytes_raw())
+            lines += ["[disclosure.signing_key]", 'file = "disclosure-signing.key"', ""]
         if self.tls:
             make_demo_pki(self.root / "tls", self.stations)
             lines += ["[tls]", 'certificate = "../tls/central.pem"', 'key = "../tls/central.key"']

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from fleet.cipher import Keyring, key_id, new_data_key, parse_key
-from fleet.config import KeySource, StationKeySettings
+from fleet.cipher import Keyring, key_id, new_data_key
+from fleet.config import StationKeySettings
 from fleet.errors import ConfigError
+from fleet.keyfile import read_key, write_key_file
 from station.store import StationStore
 
 log = logging.getLogger(__name__)
@@ -37,61 +36,12 @@ def load_keyring(settings: StationKeySettings, where: str = "[station_key]") -> 
     return Keyring(current, previous)
 
 
-def read_key(source: KeySource, where: str) -> bytes:
-    if source.file is not None:
-        return _read_key_file(Path(source.file), where)
-    if source.env is not None:
-        value = os.environ.get(source.env)
-        if not value:
-            raise ConfigError(f"{where}: env names ${source.env}, which is not set")
-        return parse_key(value, f"{where}: ${source.env}")
-    assert source.credential is not None
-    folder = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not folder:
-        raise ConfigError(
-            f"{where}: credential {source.credential!r} needs $CREDENTIALS_DIRECTORY "
-            "(set by systemd for a unit with LoadCredential=)"
-        )
-    return _read_key_file(Path(folder) / source.credential, where, private=False)
-
-
-def _read_key_file(path: Path, where: str, *, private: bool = True) -> bytes:
-    """The key in ``path``. ``private``: refused unless only its owner, the station's user, may read it
-    (systemd's credentials folder is itself private to the unit)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: key file {path} not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: key file {path} cannot be read: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{where}: key file {path} is not a regular file")
-        if private and info.st_mode & 0o077:
-            raise ConfigError(
-                f"{where}: key file {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                f"refused: `chmod 600 {path}`, and think of the key as seen"
-            )
-        if private and info.st_uid != os.geteuid():
-            raise ConfigError(f"{where}: key file {path} belongs to uid {info.st_uid}, not the station's user")
-        text = os.read(fd, 4096)
-    finally:
-        os.close(fd)
-    return parse_key(text, f"{where}: key file {path}")
-
-
 def write_new_key(path: str | os.PathLike[str]) -> str:
     """A fresh random key in a new file readable by its owner only; returns its key id.
 
     For the demo and tests (and an operator who prefers it to ``openssl rand -hex 32``)."""
     key = new_data_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, key.hex().encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_key_file(path, key)
     return key_id(key)
 
 

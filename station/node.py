@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -16,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.errors import FleetError
+from fleet.lockfile import FileClaim
 from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
 from station.desk import Desk
@@ -52,20 +56,26 @@ class StationNode:
             keys = load_keyring(settings.station_key)
         except FleetError as exc:
             raise FleetError(f"station {settings.station_id} not started: {exc}") from None
+        self._claim, unclaimed = claim_data_dir(settings)
         try:
             # A station that cannot write its database could record neither what it ingests nor
             # what it uploads: it does not start, and its supervisor starts it again once the
             # disk is mended. Docked cameras keep their clips; `fleet station status` reads it.
             self.store = StationStore.for_writing(settings.data_dir, keys=keys)
         except FleetError as exc:
+            self._claim.let_go()
             raise FleetError(
                 f"station {settings.station_id} not started: {exc}; docked cameras keep their clips "
                 "(`fleet station status` shows the rest)"
             ) from None
+        if unclaimed is not None:  # the folder refused the lock file, yet the database opened
+            self.store.close()
+            raise FleetError(f"station {settings.station_id} not started: {unclaimed}")
         try:
             check_keys_cover(self.store, keys)
         except FleetError as exc:
             self.store.close()
+            self._claim.let_go()
             raise FleetError(f"station {settings.station_id} not started: {exc}") from None
         if plain := self.store.queue.plain_local_copies():
             log.info("%d clips stored before encryption at rest stay plain until uploaded and purged", plain)
@@ -234,11 +244,33 @@ class StationNode:
         with self.feed.applying:  # a page being applied finishes; none starts after this
             self.feed_client.close()
             self.store.close()
+        self._claim.let_go()
         log.info("station %s stopped", self.settings.station_id)
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
         run_nodes([self])
+
+
+def claim_data_dir(settings: StationSettings) -> tuple[FileClaim, str | None]:
+    """One station process per data folder: two would ingest the same dock into one queue and
+    upload each clip twice over, each believing the other's rows were its own. Taken before the
+    database is opened, so a second process never migrates the running one's database. A
+    folder that refuses the lock file is answered with the claim unheld and why: the store then
+    says in its own words why the folder cannot be written (the usual cause)."""
+    data_dir = Path(settings.data_dir)
+    claim = FileClaim(data_dir / "station.lock")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        taken = claim.try_take(f"{socket.gethostname()}:{os.getpid()}")
+    except OSError as exc:
+        return claim, f"data folder {data_dir} refuses its lock file: {exc.strerror}"
+    if not taken:
+        raise FleetError(
+            f"station {settings.station_id} not started: another station process ({claim.holder() or 'unknown'}) "
+            f"is running on data folder {data_dir}; stop it first, or give this one a data_dir of its own"
+        )
+    return claim, None
 
 
 def run_nodes(nodes: list[StationNode]) -> None:

@@ -62,7 +62,7 @@ def test_every_config_setting_is_documented(kind):
             (t for t in (field.type, *optional) if isinstance(t, type) and issubclass(t, msgspec.Struct)), None
         )
         if table is not None:
-            assert f"[{field.name}]" in example, field.name
+            assert f"[{field.name}]" in example or f".{field.name}]" in example, field.name  # [a.b]: b, a table in a
             fields += msgspec.structs.fields(table)
             continue
         assert f"{field.name} =" in example or f"{field.name}_env =" in example, field.name

@@ -17,12 +17,18 @@ keeps it in ``opt``), what it touches:
   roll-out's proposals, retention runs, the audit trail): scoped callers are refused.
 - ``no_borough(why)``: it shows nothing of any one borough (health, login, the roll-out
   plan's figures): its role guard alone decides.
+- ``PUBLIC``: anyone may read it, with no login (the public figures). It may take no caller
+  (``principal``, ``within``) and have no guard but this one, so its answer is the same
+  whoever asks; that is what lets browsers and proxies cache it (``CACHEABLE``), and only
+  such a route may.
 
-``check_declarations`` makes ``create_app`` refuse a route that declares none, and a ``LISTS``
-route that takes no ``scope``; the role × scope matrix test calls every route from inside
+``check_declarations`` makes ``create_app`` refuse a route that declares none, a ``LISTS``
+route that takes no ``scope``, and a ``PUBLIC`` route that could tell callers apart; the
+role × scope matrix test calls every route from inside
 and outside a scope. Which borough a thing is in is decided here: a clip is in the borough
 of the camera that recorded it (whoever's station docked it), a hold in its clip's or
-officer's, an upload and a station record belong to their station. ``CLIPS_OF_BOROUGH`` is
+officer's, a public request to keep footage in the borough it names, an upload and a station
+record belong to their station. ``CLIPS_OF_BOROUGH`` is
 the same rule for the lists.
 """
 
@@ -41,6 +47,7 @@ from litestar.routes import HTTPRoute
 
 from central.access.auth import Principal, authenticate
 from central.core.database import Database
+from central.core.headers import CACHEABLE
 from central.core.providers import services
 from fleet.config import CentralSettings
 from fleet.errors import Forbidden
@@ -48,7 +55,7 @@ from fleet.errors import Forbidden
 CLIPS_OF_BOROUGH = "SELECT serial FROM devices WHERE borough = ?"
 """A borough's clips, for a list's ``device_serial IN (...)``: those its cameras recorded."""
 
-Kind = Literal["clip", "officer", "device", "hold", "conflict", "station", "upload", "case", "borough"]
+Kind = Literal["clip", "officer", "device", "hold", "conflict", "station", "upload", "case", "borough", "keep_request"]
 Source = Literal["path", "query", "json", "form"]
 
 
@@ -102,9 +109,15 @@ class NoBorough:
     why: str
 
 
-Declaration = Touches | Lists | ForceWide | NoBorough
+@dataclass(frozen=True)
+class Public:
+    """For anyone, with no login, the same answer whoever asks (``check_declarations``)."""
+
+
+Declaration = Touches | Lists | ForceWide | NoBorough | Public
 LISTS = Lists()
 FORCE_WIDE = ForceWide()
+PUBLIC = Public()
 
 
 def touches(*targets: Target) -> Touches:
@@ -219,6 +232,7 @@ class OwnerLookup:
         sql = {
             "officer": "SELECT borough FROM officers WHERE officer_id = ?",
             "device": "SELECT borough FROM devices WHERE serial = ?",
+            "keep_request": "SELECT borough FROM keep_requests WHERE reference = ?",
         }[kind]
         row = db.execute(sql, [key]).fetchone()
         return None if row is None else Owner(row[0])
@@ -262,7 +276,7 @@ async def _named(connection: ASGIConnection, target: Target) -> list[str]:
 async def enforce_scope(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """The one place borough scope is checked (an app-wide guard)."""
     declared = handler.opt.get("scope")
-    if isinstance(declared, NoBorough):
+    if isinstance(declared, NoBorough | Public):
         return
     if declared is None:
         if handler.opt.get("openapi_document"):
@@ -315,8 +329,26 @@ def check_declarations(app: Litestar, skip_prefix: str) -> None:
                 missing.append(f"{methods} {route.path}: no scope= declaration")
             elif isinstance(declared, Lists) and "within" not in handler.parsed_fn_signature.parameters:
                 missing.append(f"{methods} {route.path}: declares LISTS but takes no within")
+            elif isinstance(declared, Public):
+                missing += [f"{methods} {route.path}: {why}" for why in _not_public(handler)]
+                handler.opt[CACHEABLE] = True
+            elif handler.opt.get(CACHEABLE):
+                missing.append(f"{methods} {route.path}: only a PUBLIC route may be cached")
     if missing:
         raise RuntimeError("routes without a borough-scope decision (central.access.scope):\n  " + "\n  ".join(missing))
+
+
+def _not_public(handler: BaseRouteHandler) -> list[str]:
+    """Why a route declared ``PUBLIC`` could answer callers differently (nothing: it cannot)."""
+    why = [
+        f"declares PUBLIC but takes {name}"
+        for name in ("principal", "within")
+        if name in handler.parsed_fn_signature.parameters
+    ]
+    guards = [g for g in handler.resolve_guards() if g is not enforce_scope]
+    if guards:
+        why.append(f"declares PUBLIC but has guards ({', '.join(getattr(g, '__name__', str(g)) for g in guards)})")
+    return why
 
 
 Scoped = NamedDependency[Within]

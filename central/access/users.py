@@ -11,9 +11,12 @@
 
 Roles: ``admin`` (everything), ``fleet_manager`` (devices, stations), ``planner`` (roll-out,
 allocation), ``supervisor`` (assignments, unattributed clips, holds, footage; for their
-borough when they have one), ``auditor`` (audit trail and custody, read only), ``viewer``
-(fleet data, read only). Every user can read fleet data; only admin and supervisors see
-footage: seeing a camera's battery does not grant seeing its clips.
+borough when they have one), ``auditor`` (audit trail and custody, read only),
+``information_manager`` (the public's requests to keep footage: their queue, narrowing and
+closing them; for their borough when they have one), ``viewer`` (fleet data, read only).
+Every user can read fleet data; only admin and supervisors see footage: seeing a camera's
+battery does not grant seeing its clips (an information manager sees which clips a request
+matches, never their content).
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, NotFound, Unauthorized
 
-Role = Literal["admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer"]
-ROLES: tuple[str, ...] = ("admin", "fleet_manager", "planner", "supervisor", "auditor", "viewer")
+Role = Literal["admin", "fleet_manager", "planner", "supervisor", "auditor", "information_manager", "viewer"]
+ROLES: tuple[str, ...] = ("admin", "fleet_manager", "planner", "supervisor", "auditor", "information_manager", "viewer")
+BOROUGH_ROLES = ("supervisor", "information_manager")
+"""Roles a user may hold for one borough only."""
 UserName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$(?!\n)")]
 
 TOKEN_PREFIX = "bwv_"
@@ -120,8 +125,8 @@ class UserService:
             )
         if role not in ROLES:
             raise BadRequest(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-        if borough is not None and role != "supervisor":
-            raise BadRequest("only a supervisor has a borough")
+        if borough is not None and role not in BOROUGH_ROLES:
+            raise BadRequest(f"only a {' or an '.join(r.replace('_', ' ') for r in BOROUGH_ROLES)} has a borough")
         if password is not None:
             check_password_strength(password)
         with self.writer.write() as db:

@@ -35,7 +35,9 @@ from central.events.log import EventsController, ProjectionWorker
 from central.evidence import audit
 from central.evidence.clips import ClipController
 from central.evidence.custody import CustodyController
+from central.evidence.disclosure import DisclosureController
 from central.evidence.retention import RetentionController
+from central.evidence.shares import ShareController
 from central.registry.assignments import AssignmentController
 from central.registry.devices import DeviceController
 from central.registry.officers import OfficerController
@@ -44,9 +46,12 @@ from central.rollout.service import RolloutController
 from central.uploads.blobstore import open_blob_store
 from central.uploads.receiver import UploadReceiver
 from central.uploads.tus import UploadController
+from central.web.case_pages import CasePages, SharedPages
 from central.web.dashboard import DashboardController
 from central.web.evidence_pages import ChainCheck, EvidencePages
+from central.web.keep_pages import KeepRequestPages, PublicKeepFootage
 from central.web.people_pages import PeoplePages
+from central.web.public_pages import PublicData, PublicPage
 from central.web.rollout_pages import RolloutPages
 from fleet import __version__
 from fleet.config import CentralSettings
@@ -102,6 +107,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             opened.callback(receiver.close)
             await receiver.recover()
             services = build_services(settings, store, blobs)
+            services.disclosure.signer()  # a signing key that cannot be read stops central here, saying why
             with store.writer.write() as db:
                 audit.record_config(db, msgspec.to_builtins(settings))
             adopted = services.retention.adopt_configured()
@@ -160,10 +166,18 @@ def create_app(settings: CentralSettings) -> Litestar:
             RolloutController,
             RetentionController,
             CustodyController,
+            DisclosureController,
+            ShareController,
             DashboardController,
             PeoplePages,
             EvidencePages,
             RolloutPages,
+            CasePages,
+            SharedPages,
+            PublicKeepFootage,
+            KeepRequestPages,
+            PublicPage,
+            PublicData,
             create_static_files_router(
                 STATIC_PATH, [WEB / "static"], include_in_schema=False, opt={"scope": STATIC_FILES}
             ),

@@ -71,11 +71,12 @@ def register(groups: argparse._SubParsersAction) -> None:
         description="Add a person who uses central's dashboard or API. Roles: admin, "
         "fleet_manager (devices, stations), planner (roll-out), supervisor "
         "(assignments, unattributed clips, holds, footage; --borough limits "
-        "them to one), auditor (audit trail, read only), viewer (read only).",
+        "them to one), auditor (audit trail, read only), information_manager (the public's "
+        "requests to keep footage; --borough limits them to one), viewer (read only).",
     )
     users.add_argument("name", metavar="NAME", help="the user name (lower case, e.g. j.smith)")
     users.add_argument("--role", required=True, choices=ROLES, help="what the user may do (see above)")
-    users.add_argument("--borough", help="a supervisor's borough (default: force-wide)")
+    users.add_argument("--borough", help="a supervisor's or information manager's borough (default: force-wide)")
     users.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     users.add_argument("--no-password", action="store_true", help="no password: API tokens only")
     users.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")

@@ -8,6 +8,7 @@ anything unexpected is logged and answered 500 with a generic message.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 
 import msgspec
@@ -39,6 +40,15 @@ CODES = {
     503: "unavailable",
     507: "insufficient_storage",
 }
+
+
+SECRET_IN_PATH = re.compile(r"^(/shared/)[^/]+")
+"""A share link's secret is its path (``central.evidence.shares``): never written to a log."""
+
+
+def logged_path(request: Request) -> str:
+    """The request's path as logs may keep it: a share link's secret masked."""
+    return SECRET_IN_PATH.sub(r"\1…", request.url.path)
 
 
 def error_response(
@@ -84,7 +94,7 @@ def handle_database_error(request: Request, exc: Exception) -> Response:
     """A full disk (507), a database busy past its timeout or out of reach (503) is "later", not a server fault."""
     condition = database.trouble(exc)
     if condition == "full":
-        log.error("central's disk is full: %s %s refused with 507", request.method, request.url.path)
+        log.error("central's disk is full: %s %s refused with 507", request.method, logged_path(request))
         return error_response(
             507,
             "insufficient_storage",
@@ -92,13 +102,13 @@ def handle_database_error(request: Request, exc: Exception) -> Response:
             headers=storage_full_headers(request),
         )
     if condition == "busy":
-        log.warning("central's database is busy: %s %s refused with 503", request.method, request.url.path)
+        log.warning("central's database is busy: %s %s refused with 503", request.method, logged_path(request))
         return error_response(
             503, "unavailable", "central's database is busy; try again later", headers={"Retry-After": "5"}
         )
     if condition == "broken" and not isinstance(exc, sqlite3.Error):  # PostgreSQL out of reach (SQLite's: a fault)
         log.error(
-            "central's database is out of reach: %s %s refused with 503 (%s)", request.method, request.url.path, exc
+            "central's database is out of reach: %s %s refused with 503 (%s)", request.method, logged_path(request), exc
         )
         return error_response(
             503, "unavailable", "central's database is out of reach; try again later", headers={"Retry-After": "5"}
@@ -109,7 +119,7 @@ def handle_database_error(request: Request, exc: Exception) -> Response:
 def handle_bad_value(request: Request, exc: Exception) -> Response:
     """A value PostgreSQL cannot store or compare (a NUL character, a number past its range): bad
     input, as SQLite would have found nothing (404) or stored it; never a server fault."""
-    log.info("%s %s: a value the database refuses: %s", request.method, request.url.path, exc)
+    log.info("%s %s: a value the database refuses: %s", request.method, logged_path(request), exc)
     return error_response(400, "bad_request", "a value in the request cannot be stored or looked up")
 
 
@@ -123,7 +133,7 @@ def handle_recursion(request: Request, exc: RecursionError) -> Response:
 
 def handle_unexpected(request: Request, exc: Exception) -> Response:
     # Litestar calls exception handlers inside its ``except`` block: the traceback is logged.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)  # noqa: LOG004
+    log.exception("unhandled error on %s %s", request.method, logged_path(request))  # noqa: LOG004
     return error_response(500, "internal_error", "internal error; the details are in central's log")
 
 

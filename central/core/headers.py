@@ -7,9 +7,9 @@ before routing) carries them too:
   central only and nothing inline (the templates have no inline script or style: the
   stylesheets are static files), that no other site may frame;
 - ``nosniff``, ``no-referrer`` (a URL with a clip id or a case reference stays here);
-- ``Cache-Control: no-store`` on everything but the static files: pages and API answers
-  name officers and cameras, and clip content is footage; none of it belongs in a
-  browser's or a proxy's cache.
+- ``Cache-Control: no-store`` on everything but the static files and the routes marked
+  ``CACHEABLE``: pages and API answers name officers and cameras, and clip content is
+  footage; none of it belongs in a browser's or a proxy's cache.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
 STATIC_PATH = "/static"
+CACHEABLE = "cacheable"
+"""A route handler's ``opt`` key: its answers are the same for every caller and may be cached as
+it says (its own ``Cache-Control``; no-store when it sets none). Only ``central.access.scope``
+sets it, on the routes declared public."""
 
 CSP = "; ".join(
     [
@@ -45,5 +49,8 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
     headers = MutableScopeHeaders.from_message(message)
     for name, value in HEADERS.items():
         headers[name] = value
-    if not scope["path"].startswith(STATIC_PATH + "/"):
+    if scope["path"].startswith(STATIC_PATH + "/"):
+        return
+    handler = scope.get("route_handler")
+    if handler is None or not handler.opt.get(CACHEABLE) or "Cache-Control" not in headers:
         headers["Cache-Control"] = "no-store"

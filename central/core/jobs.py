@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from functools import partial
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
@@ -47,6 +48,15 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
     scheduler.add_job(
         led(retention.run), "cron", hour=settings.retention.job_hour_utc, minute=0, id="retention", executor="threads"
     )
+    # Daily too: a closed public request's contact address is erased once it is no longer needed.
+    scheduler.add_job(
+        led(services.keep_requests.forget_contacts),
+        "cron",
+        hour=settings.retention.job_hour_utc,
+        minute=30,
+        id="keep-request-contacts",
+        executor="threads",
+    )
     # New clips get their end of retention soon after they are verified.
     scheduler.add_job(led(retention.assess), "interval", minutes=10, id="retention-assess", executor="threads")
     # The audit chain's anchors and head go to the file kept outside the database (first at start-up).
@@ -57,6 +67,16 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
         id="publish-anchors",
         executor="threads",
         next_run_time=utc_now(),
+    )
+    # Every replica (no leader needed: a published month never changes) works out the latest
+    # public figures before the first visitor asks, a minute after start-up and then hourly.
+    scheduler.add_job(
+        services.public_figures.warm,
+        "interval",
+        hours=1,
+        id="public-figures",
+        executor="threads",
+        next_run_time=utc_now() + timedelta(minutes=1),
     )
     return scheduler
 

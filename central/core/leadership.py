@@ -19,7 +19,6 @@ nothing twice.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import socket
@@ -32,6 +31,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from central.core.database import KEEPALIVE, SESSION, Database, PostgresDatabase
+from fleet.lockfile import FileClaim
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,12 @@ class Leadership:
 
     def __init__(self, database: Database, data_dir: str | Path, *, check_s: float = 1.0) -> None:
         self.database = database
-        self.lock_file = Path(data_dir) / "central.lead"
+        self._claim = FileClaim(Path(data_dir) / "central.lead")
         self.check_s = check_s
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._leading = threading.Event()
         self._stopping = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
-        self._fd: int | None = None
         self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
         self._gained: list[Callable[[], None]] = []
 
@@ -117,22 +116,14 @@ class Leadership:
                 return True
             row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", [LEAD_LOCK]).fetchone()
             return bool(row and row[0])
-        if self._fd is None:
-            self._fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
+        return self._claim.try_take(self.name)
 
     def _let_go(self) -> None:
         self._leading.clear()
         if self._conn is not None:
             self._conn.close()  # the session's advisory lock goes with it
             self._conn = None
-        if self._fd is not None:
-            os.close(self._fd)  # and the flock with the file
-            self._fd = None
+        self._claim.let_go()  # and the flock with the file
 
 
 def when_leading(leadership: Leadership, job: Callable[..., T]) -> Callable[..., T | None]:

@@ -26,7 +26,10 @@ from central.events.changes import ChangeLog
 from central.events.log import EventLog
 from central.events.projection import Projector
 from central.evidence.clip_records import ClipRecords
+from central.evidence.disclosure import DisclosureService
+from central.evidence.keep_requests import KeepRequests
 from central.evidence.retention import RetentionService
+from central.evidence.shares import ShareService
 from central.registry.assignments import AssignmentService
 from central.registry.devices import DeviceService
 from central.registry.fleet_health import FleetHealth
@@ -36,6 +39,7 @@ from central.rollout.service import RolloutService
 from central.uploads.blobstore import BlobStore, open_blob_store
 from central.uploads.receiver import UploadReceiver
 from central.web.evidence_pages import ChainCheck
+from central.web.public_figures import PublicFigures
 from fleet.config import CentralSettings
 
 
@@ -58,6 +62,11 @@ class Services:
     users: UserService
     retention: RetentionService
     owners: OwnerLookup
+    disclosure: DisclosureService
+    shares: ShareService
+    keep_requests: KeepRequests
+    public_figures: PublicFigures
+    """The published months' figures, computed once each in this process (``central.web.public_figures``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -109,6 +118,8 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
     blobs = blobs or open_blob_store(settings)
     changes = ChangeLog(store.writer, settings)
     stations = StationService(store.writer, settings)
+    retention = RetentionService(store.writer, changes, blobs, settings)
+    disclosure = DisclosureService(store.writer, blobs, settings)
     return Services(
         settings=settings,
         store=store,
@@ -124,7 +135,11 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         rollout=RolloutService(store.writer, changes, settings),
         users=UserService(store.writer),
         owners=OwnerLookup(store.writer, settings),
-        retention=RetentionService(store.writer, changes, blobs, settings),
+        retention=retention,
+        disclosure=disclosure,
+        shares=ShareService(store.writer, blobs, disclosure, settings),
+        keep_requests=KeepRequests(store.writer, changes, retention, settings),
+        public_figures=PublicFigures(store.writer, stations),
     )
 
 

@@ -29,26 +29,35 @@ from central.evidence import audit
 from central.registry import attribution, checkouts, devices
 from central.uploads import records as upload_records
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event
+from fleet.events import (
+    BadFolder,
+    CameraDocked,
+    CheckedIn,
+    CheckedOut,
+    ClipDamaged,
+    ClipIngested,
+    ClipVerified,
+    Event,
+)
 
 if TYPE_CHECKING:
     from central.events.projection import Applied  # the projection imports this module
 
-Refusal = tuple[int, str, str, str, str]
-"""(seq, kind, subject, reason, station time) of one refused event."""
+Refusal = tuple[str, int, str, str, str, str]
+"""(station, seq, kind, subject, reason, station time) of one refused event."""
 
 PoolEvent = CheckedOut | CheckedIn
 """What a station's desk reports about its pool cameras."""
 
 
-def refuse(db, station_id: str, refusals: Sequence[Refusal]) -> None:
+def refuse(db, refusals: Sequence[Refusal]) -> None:
     if not refusals:
         return
     now = to_iso(utc_now())
     db.executemany(
         "INSERT INTO station_refusals (station_id, seq, kind, subject, reason, station_at, at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(station_id, *r, now) for r in refusals],
+        [(*r, now) for r in refusals],
     )
 
 
@@ -72,7 +81,7 @@ def subject_of(event: Event) -> str:
             return event.device.serial
         case ClipIngested():
             return event.clip_id or event.device_serial
-        case ClipVerified():
+        case ClipVerified() | ClipDamaged():
             return event.clip_id or "-"
         case CheckedOut() | CheckedIn():
             return event.device_serial
@@ -84,12 +93,13 @@ def subject_of(event: Event) -> str:
 
 
 def admit_ingests(
-    db, station_id: str, borough: str, run: list[Applied[ClipIngested]]
+    db, run: list[Applied[ClipIngested]]
 ) -> tuple[list[Applied[ClipIngested]], list[Applied[ClipIngested]]]:
-    """Sort a run of ``clip_ingested`` into (to attribute, whose custody record can be written now);
-    refused ones are recorded, the rest wait in ``ingest_claims`` for their upload. A clip of another
-    borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
-    elsewhere = devices.registered_elsewhere(db, (a.event.device_serial for a in run), borough)
+    """Sort a run of ``clip_ingested`` (of one or more stations) into (to attribute, whose custody
+    record can be written now); refused ones are recorded, the rest wait in ``ingest_claims`` for
+    their upload. A clip of another borough's camera is refused as its docking would be (its
+    upload, if any, stays: evidence)."""
+    registered = devices.registered_to(db, (a.event.device_serial for a in run))
     uploads = upload_records.of_clips(db, (a.event.clip_id for a in run))
     reported = attribution.reporters(db, (a.event.clip_id for a in run))
     attribute: list[Applied[ClipIngested]] = []
@@ -97,13 +107,13 @@ def admit_ingests(
     held: list[Applied[ClipIngested]] = []
     refused: list[Refusal] = []
     for a in run:
-        e = a.event
+        e, station_id = a.event, a.station
         upload = uploads.get(e.clip_id)
         reason = None
-        if e.device_serial in elsewhere:
+        if registered.get(e.device_serial, a.borough) != a.borough:
             reason = (
-                f"clip {e.clip_id} is of camera {e.device_serial}, registered to {elsewhere[e.device_serial]}, "
-                f"not to {borough}"
+                f"clip {e.clip_id} is of camera {e.device_serial}, registered to {registered[e.device_serial]}, "
+                f"not to {a.borough}"
             )
         elif upload is not None and upload[0] != station_id:
             reason = f"clip {e.clip_id} is uploaded by {_station(upload[0])}, not by {station_id}"
@@ -114,37 +124,55 @@ def admit_ingests(
         elif reported.get(e.clip_id, station_id) != station_id:
             reason = f"clip {e.clip_id} was reported by station {reported[e.clip_id]}, not by {station_id}"
         if reason is not None:
-            refused.append((a.seq, "clip_ingested", e.clip_id, reason, a.at))
+            refused.append((station_id, a.seq, "clip_ingested", e.clip_id, reason, a.at))
             continue
         if e.clip_id in reported:
             continue  # said again (the same station, the same clip): nothing new
         reported[e.clip_id] = station_id
         attribute.append(a)
         (now if upload is not None and upload[3] == "verified" else held).append(a)
-    refuse(db, station_id, refused)
+    refuse(db, refused)
     db.executemany(
         "INSERT INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [(a.event.clip_id, station_id, a.seq, a.at, a.event.device_serial, a.event.size, a.event.sha256) for a in held],
+        [(a.event.clip_id, a.station, a.seq, a.at, a.event.device_serial, a.event.size, a.event.sha256) for a in held],
     )
     return attribute, now
 
 
-def admit_verified(db, station_id: str, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVerified]]:
+def admit_verified(db, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVerified]]:
     """ "Central verified this clip" from the station that uploaded it; about another's, refused."""
     uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, (a.event.clip_id for a in run)).items()}
-    accepted, refused = [], []
+    accepted: list[Applied[ClipVerified]] = []
+    refused: list[Refusal] = []
     for a in run:
-        if a.event.clip_id in uploads and uploads[a.event.clip_id] == station_id:
+        if a.event.clip_id in uploads and uploads[a.event.clip_id] == a.station:
             accepted.append(a)
             continue
         reason = (
-            f"clip {a.event.clip_id} is uploaded by {_station(uploads[a.event.clip_id])}, not by {station_id}"
+            f"clip {a.event.clip_id} is uploaded by {_station(uploads[a.event.clip_id])}, not by {a.station}"
             if a.event.clip_id in uploads
             else f"central has no upload of clip {a.event.clip_id}"
         )
-        refused.append((a.seq, "clip_verified", a.event.clip_id, reason, a.at))
-    refuse(db, station_id, refused)
+        refused.append((a.station, a.seq, "clip_verified", a.event.clip_id, reason, a.at))
+    refuse(db, refused)
+    return accepted
+
+
+def admit_damaged(db, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamaged]]:
+    """ "My copy of this clip is damaged" from the station that reported or uploaded it; about another's, refused."""
+    clip_ids = [a.event.clip_id for a in run]
+    reported = attribution.reporters(db, clip_ids)
+    uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, clip_ids).items()}
+    accepted: list[Applied[ClipDamaged]] = []
+    refused: list[Refusal] = []
+    for a in run:
+        if a.station in (reported.get(a.event.clip_id), uploads.get(a.event.clip_id)):
+            accepted.append(a)
+        else:
+            reason = f"clip {a.event.clip_id} was neither reported nor uploaded by {a.station}"
+            refused.append((a.station, a.seq, "clip_damaged", a.event.clip_id, reason, a.at))
+    refuse(db, refused)
     return accepted
 
 
@@ -165,7 +193,7 @@ def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> 
             else f"clip {clip_id}: reported {claimed_size} bytes, SHA-256 {claimed_sha}; its verified upload "
             f"has {size} bytes, SHA-256 {sha256}"
         )
-        refuse(db, claimant, [(seq, "clip_ingested", clip_id, reason, station_at)])
+        refuse(db, [(claimant, seq, "clip_ingested", clip_id, reason, station_at)])
         attribution.withdraw(db, clip_id, claimant)
 
 
@@ -176,36 +204,43 @@ def _station(station_id: str | None) -> str:
 # -- cameras ---------------------------------------------------------------------------------------
 
 
-def admit_dockings(db, station_id: str, borough: str, run: list[Applied[CameraDocked]]) -> list[Applied[CameraDocked]]:
-    """Dockings of cameras of the station's borough, or never heard of; another borough's are refused."""
-    elsewhere = devices.registered_elsewhere(db, (a.event.device.serial for a in run), borough)
-    if not elsewhere:
-        return list(run)
-    refused = [
-        (
-            a.seq,
-            "camera_docked",
-            a.event.device.serial,
-            f"camera {a.event.device.serial} is registered to {elsewhere[a.event.device.serial]}, "
-            f"not to {borough}: move it in the registry first",
-            a.at,
+def admit_dockings(
+    db, run: list[Applied[CameraDocked]], misdated: Callable[[Applied[CameraDocked]], str | None]
+) -> list[Applied[CameraDocked]]:
+    """Dockings of cameras of the station's borough, or never heard of, dated believably (``misdated``:
+    why not, by the station's clock); the others are refused. A camera never heard of is its first
+    accepted docking's borough's from then on, as applying the run's stations one after another
+    would make it (``projection.merged_runs``)."""
+    registered = devices.registered_to(db, (a.event.device.serial for a in run))
+    accepted: list[Applied[CameraDocked]] = []
+    refused: list[Refusal] = []
+    for a in run:
+        serial = a.event.device.serial
+        borough = registered.get(serial, a.borough)
+        reason = (
+            f"camera {serial} is registered to {borough}, not to {a.borough}: move it in the registry first"
+            if borough != a.borough
+            else misdated(a)
         )
-        for a in run
-        if a.event.device.serial in elsewhere
-    ]
-    refuse(db, station_id, refused)
-    return [a for a in run if a.event.device.serial not in elsewhere]
+        if reason is None:
+            registered[serial] = borough
+            accepted.append(a)
+        else:
+            refused.append((a.station, a.seq, "camera_docked", serial, reason, a.at))
+    refuse(db, refused)
+    return accepted
 
 
 def admit_pool_events(
-    db, station_id: str, borough: str, run: list[Applied[PoolEvent]], kind: str, mode_for: Callable[[str], str]
+    db, run: list[Applied[PoolEvent]], kind: str, mode_for: Callable[[str], str]
 ) -> list[Applied[PoolEvent]]:
     """Checkouts or check-ins of the station's own borough's pool cameras; ``mode_for(borough)``
     is the borough's assignment policy."""
     cameras = checkouts.standing(db, (a.event.device_serial for a in run))
-    accepted, refused = [], []
+    accepted: list[Applied[PoolEvent]] = []
+    refused: list[Refusal] = []
     for a in run:
-        serial = a.event.device_serial
+        serial, borough = a.event.device_serial, a.borough
         device = cameras.get(serial)
         if device is None:
             reason = f"camera {serial} was never docked anywhere central knows of"
@@ -218,8 +253,8 @@ def admit_pool_events(
         else:
             accepted.append(a)
             continue
-        refused.append((a.seq, kind, serial, reason, a.at))
-    refuse(db, station_id, refused)
+        refused.append((a.station, a.seq, kind, serial, reason, a.at))
+    refuse(db, refused)
     return accepted
 
 

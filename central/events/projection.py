@@ -8,9 +8,10 @@ the tables do it (``central.registry.docking``, ``.checkouts``, ``.attribution``
 Events are applied in each station's seq order by the projection worker (``central.events.log``),
 after they are acknowledged: "acknowledged" means durably stored; applying follows, tracked
 per station by ``applied_seq``. Consecutive events of one kind are applied together
-(``executemany``), statement by statement, which keeps their order where it matters (one
-device's readings, one device's checkouts) and is what makes tens of thousands of events a
-second possible on one core.
+(``executemany``, ``rows_of``), statement by statement, which keeps their order where it
+matters (one device's readings, one device's checkouts), and every station's run of a kind
+with them (``merged_runs``): a transaction costs a few statements however many stations it
+serves (on PostgreSQL each statement is a round trip).
 
 Times: ``at`` is the station's clock. It orders nothing here except what it must: a pool
 checkout is an interval of station time, and a clip belongs to whoever held the camera at
@@ -32,21 +33,36 @@ from central.events import claims
 from central.events.changes import ChangeLog
 from central.evidence import audit, holds
 from central.registry import attribution, battery, checkouts, devices, docking, stations
-from fleet.clock import to_iso, to_iso_many, utc_now
+from fleet.clock import from_iso, to_iso, to_iso_many, utc_now
 from fleet.config import FleetSettings
-from fleet.events import BadFolder, CameraDocked, CheckedIn, CheckedOut, ClipIngested, ClipVerified, Event, kind_of
+from fleet.events import (
+    BadFolder,
+    CameraDocked,
+    CheckedIn,
+    CheckedOut,
+    ClipDamaged,
+    ClipIngested,
+    ClipVerified,
+    Event,
+    kind_of,
+)
 
 _encoder = msgspec.json.Encoder()
 EventT = TypeVar("EventT", bound=Event)
 
 
 E_co = TypeVar("E_co", bound=Event, covariant=True)
+Clocks = dict[str, claims.StationClock]
+"""Each station's clock (``claims.StationClock``), by station."""
 
 
 @dataclass(frozen=True)
 class Applied(Generic[E_co]):
     """A stored event on its way to the projection (``Applied[CheckedOut]``: a checkout)."""
 
+    station: str
+    borough: str
+    """The station's borough, as its token says (what it may claim is judged against it)."""
     seq: int
     at: str
     """The station's clock, RFC 3339 UTC."""
@@ -99,6 +115,31 @@ def in_runs(events: Sequence[Applied[Event]]) -> list[Applied[Event]]:
     return ordered
 
 
+def merged_runs(events: Sequence[Applied[Event]]) -> list[list[Applied[Event]]]:
+    """Runs of one kind across every station, in an order that keeps each station's: so that one
+    transaction's stations cost a few statements, not a few each.
+
+    Each station's events are put in runs (``in_runs``); then, again and again, the kind most of
+    the stations' next runs are of is taken, one run from each of those stations, in station
+    order. The effect is that of applying the stations' runs one after another in that order
+    (the claims see the run's earlier events: ``claims.admit_dockings``): one interleaving of
+    the stations, each in its own order, as the stations' batches themselves interleave."""
+    by_station: dict[str, list[Applied[Event]]] = {}
+    for a in events:
+        by_station.setdefault(a.station, []).append(a)
+    queues = [
+        [list(run) for _, run in itertools.groupby(in_runs(own), key=lambda a: type(a.event))]
+        for own in by_station.values()
+    ]
+    queues = [q[::-1] for q in queues]  # popped from the end
+    merged: list[list[Applied[Event]]] = []
+    while any(queues):
+        heads = [type(q[-1][0].event) for q in queues if q]
+        kind = max(dict.fromkeys(heads), key=heads.count)  # the commonest; the first of equals
+        merged.append([a for q in queues if q and type(q[-1][0].event) is kind for a in q.pop()])
+    return merged
+
+
 def reattribute(db, changes, serial: str, start: str, end: str | None = None) -> None:
     """Recompute the owner of this camera's clips recorded in [start, end), except hand-resolved ones,
     and tell the stations about those an officer hold now covers (or no longer does)."""
@@ -112,69 +153,67 @@ class Projector:
         """The changes feed, for the registry changes events cause (a lost camera docking)."""
         self.policy = battery.health_policy(fleet)
 
-    def apply(self, db, station_id: str, borough: str, events: Sequence[Applied[Event]]) -> None:
-        """Apply a station's events in seq order; what the station may not claim is refused (``central.events.claims``).
+    def apply(self, db, events: Sequence[Applied[Event]]) -> None:
+        """Apply events of one or more stations, each station's in its seq order; what a station may
+        not claim is refused (``central.events.claims``).
 
         Each run of one kind is judged after the runs before it are applied: a camera first seen
         docking is registered before the checkout that names it is judged."""
-        clock = claims.StationClock(
-            stations.latest_at(db, station_id), timedelta(minutes=self.fleet.event_clock_tolerance_minutes)
-        )
-        for kind, group in itertools.groupby(in_runs(events), key=lambda a: type(a.event)):
-            run = self._admissions[kind](self, db, station_id, borough, clock, list(group))
+        tolerance = timedelta(minutes=self.fleet.event_clock_tolerance_minutes)
+        latest = stations.latest_at(db, dict.fromkeys(a.station for a in events))
+        clocks = {station: claims.StationClock(at, tolerance) for station, at in latest.items()}
+        for run in merged_runs(events):
+            kind = type(run[0].event)
+            run = self._admissions[kind](self, db, clocks, run)
             handler = self._handlers[kind]
             if run and handler is not None:
-                handler(self, db, station_id, borough, run)
-        stations.set_latest_at(db, station_id, clock.latest)
+                handler(self, db, run)
+        stations.set_latest_at(db, {station: clock.latest for station, clock in clocks.items()})
 
-    def _admit_dockings(
-        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[CameraDocked]]
-    ) -> list[Applied[CameraDocked]]:
-        return self._dated(db, station_id, clock, claims.admit_dockings(db, station_id, borough, run))
+    def _admit_dockings(self, db, clocks: Clocks, run: list[Applied[CameraDocked]]) -> list[Applied[CameraDocked]]:
+        return claims.admit_dockings(db, run, lambda a: self._misdated(clocks, a))
 
     def _admit_pool_events(
-        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[claims.PoolEvent]]
+        self, db, clocks: Clocks, run: list[Applied[claims.PoolEvent]]
     ) -> list[Applied[claims.PoolEvent]]:
         tag = kind_of(run[0].event)
-        return self._dated(
-            db,
-            station_id,
-            clock,
-            claims.admit_pool_events(db, station_id, borough, run, tag, self.fleet.assignment_mode),
-        )
+        return self._dated(db, clocks, claims.admit_pool_events(db, run, tag, self.fleet.assignment_mode))
 
-    def _admit_ingests(
-        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[ClipIngested]]
-    ) -> list[Applied[ClipIngested]]:
+    def _admit_ingests(self, db, clocks: Clocks, run: list[Applied[ClipIngested]]) -> list[Applied[ClipIngested]]:
         return run  # judged by ``_ingested`` with the uploads, which it needs too (``claims.admit_ingests``)
 
-    def _admit_verified(
-        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[ClipVerified]]
-    ) -> list[Applied[ClipVerified]]:
-        return claims.admit_verified(db, station_id, run)
+    def _admit_verified(self, db, clocks: Clocks, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVerified]]:
+        return claims.admit_verified(db, run)
 
-    def _admit_own_dock(
-        self, db, station_id: str, borough: str, clock: claims.StationClock, run: list[Applied[BadFolder]]
-    ) -> list[Applied[BadFolder]]:
+    def _admit_damaged(self, db, clocks: Clocks, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamaged]]:
+        return claims.admit_damaged(db, run)
+
+    def _admit_own_dock(self, db, clocks: Clocks, run: list[Applied[BadFolder]]) -> list[Applied[BadFolder]]:
         return run  # a folder of its own dock it could not read: about the station itself, and applied to nothing
 
     @staticmethod
-    def _dated(db, station_id: str, clock: claims.StationClock, run: list[Applied[EventT]]) -> list[Applied[EventT]]:
+    def _misdated(clocks: Clocks, a: Applied[Event]) -> str | None:
+        """Why the event's station time is not believable, by its station's clock (None: it is)."""
+        reason = clocks[a.station].judge(a)
+        return None if reason is None else f"clock: {reason}"
+
+    @classmethod
+    def _dated(cls, db, clocks: Clocks, run: list[Applied[EventT]]) -> list[Applied[EventT]]:
         """The events of a run whose station time is believable; the others are refused."""
         accepted: list[Applied[EventT]] = []
         refused: list[claims.Refusal] = []
         for a in run:
-            reason = clock.judge(a)
+            reason = cls._misdated(clocks, a)
             if reason is None:
                 accepted.append(a)
                 continue
-            refused.append((a.seq, kind_of(a.event), claims.subject_of(a.event), f"clock: {reason}", a.at))
-        claims.refuse(db, station_id, refused)
+            refused.append((a.station, a.seq, kind_of(a.event), claims.subject_of(a.event), reason, a.at))
+        claims.refuse(db, refused)
         return accepted
 
     # -- docking: telemetry, battery, lifecycle, the end of a pool checkout -----------------
 
-    def _docked(self, db, station_id: str, borough: str, run: list[Applied[CameraDocked]]) -> None:
+    def _docked(self, db, run: list[Applied[CameraDocked]]) -> None:
         now = to_iso(utc_now())
         rows: list[docking.Docking] = []
         readings: list[tuple] = []
@@ -190,9 +229,9 @@ class Projector:
                     "serial": e.device.serial,
                     "model": e.device.model,
                     "firmware": e.device.firmware,
-                    "borough": borough,
-                    "station": station_id,
-                    "by": f"dock:{station_id}",
+                    "borough": a.borough,
+                    "station": a.station,
+                    "by": f"dock:{a.station}",
                     "now": now,
                     "docked_at": docked_at,
                     "clips": e.clip_count,
@@ -211,7 +250,7 @@ class Projector:
                     (
                         e.device.serial,
                         docked_at,
-                        station_id,
+                        a.station,
                         soh,
                         b.cycle_count,
                         b.temperature_c,
@@ -220,17 +259,27 @@ class Projector:
                         b.design_mah,
                     )
                 )
-        first_seen = docking.record(db, rows, readings)  # registered in the station's borough
-        docking.record_changes(db, self.changes, station_id, [(s, None, "first seen docked") for s in first_seen], now)
+        first_seen = docking.record(db, rows, readings)  # registered in its first docking station's borough
+        first_at: dict[str, str] = {}
+        for r in rows:
+            first_at.setdefault(r["serial"], r["station"])
+        docking.record_changes(db, self.changes, [(s, None, "first seen docked", first_at[s]) for s in first_seen], now)
         # A camera that docks with clips is in service; a lost one that docks is found.
-        with_clips = list(dict.fromkeys(r["serial"] for r in rows if r["clips"]))
+        with_clips: dict[str, str] = {}
+        for r in rows:
+            if r["clips"]:
+                with_clips.setdefault(r["serial"], r["station"])
         docking.record_changes(
             db,
             self.changes,
-            station_id,
             [
-                (serial, before, "found: docked with clips" if before == "lost" else "docked with clips")
-                for serial, before in docking.put_in_service(db, with_clips)
+                (
+                    serial,
+                    before,
+                    "found: docked with clips" if before == "lost" else "docked with clips",
+                    with_clips[serial],
+                )
+                for serial, before in docking.put_in_service(db, list(with_clips))
             ],
             now,
         )
@@ -246,7 +295,7 @@ class Projector:
                 audit.record(
                     db,
                     actor=r["by"],
-                    place=station_id,
+                    place=r["station"],
                     action="check-in",
                     object_type="device",
                     object_id=r["serial"],
@@ -258,10 +307,10 @@ class Projector:
 
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
 
-    def _ingested(self, db, station_id: str, borough: str, run: list[Applied[ClipIngested]]) -> None:
-        run, upload_verified = claims.admit_ingests(db, station_id, borough, run)
+    def _ingested(self, db, run: list[Applied[ClipIngested]]) -> None:
+        run, upload_verified = claims.admit_ingests(db, run)
         rows = [
-            {"clip": a.event.clip_id, "serial": a.event.device_serial, "at": recorded, "station": station_id}
+            {"clip": a.event.clip_id, "serial": a.event.device_serial, "at": recorded, "station": a.station}
             for a, recorded in zip(run, to_iso_many([a.event.recorded_at for a in run]), strict=True)
         ]
         attribution.record_ingested(db, rows)
@@ -271,7 +320,7 @@ class Projector:
                 db,
                 [
                     claims.ingest_record(
-                        station_id, a.event.clip_id, a.event.device_serial, a.event.size, a.event.sha256, a.at
+                        a.station, a.event.clip_id, a.event.device_serial, a.event.size, a.event.sha256, a.at
                     )
                     for a in upload_verified
                 ],
@@ -279,20 +328,38 @@ class Projector:
         # An officer hold placed before these clips reached central covers them already.
         holds.announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)
 
-    def _verified(self, db, station_id: str, borough: str, run: list[Applied[ClipVerified]]) -> None:
+    def _verified(self, db, run: list[Applied[ClipVerified]]) -> None:
         devices.record_uploads(db, [{"at": a.at, "clip": a.event.clip_id} for a in run])
+
+    def _damaged(self, db, run: list[Applied[ClipDamaged]]) -> None:
+        """A station's sealed copy failed authentication (tampering or a failing disk): in the clip's custody."""
+        audit.record_many(
+            db,
+            [
+                {
+                    "actor": f"station {a.station}",
+                    "place": a.station,
+                    "action": "damaged-at-station",
+                    "object_type": "clip",
+                    "object_id": a.event.clip_id,
+                    "detail": f"the station's encrypted copy failed authentication and was not sent: {a.event.reason}",
+                    "at": from_iso(a.at),
+                }
+                for a in run
+            ],
+        )
 
     # -- pool checkouts: intervals of station time; conflicts listed, never dropped ------------
 
-    def _checked_out(self, db, station_id: str, borough: str, run: list[Applied[CheckedOut]]) -> None:
+    def _checked_out(self, db, run: list[Applied[CheckedOut]]) -> None:
         for a in run:
             e = a.event
-            actor = f"{e.by or 'desk'}@{station_id}"
-            assignment_id = checkouts.check_out(db, e.device_serial, e.officer_id, a.at, station_id, actor)
+            actor = f"{e.by or 'desk'}@{a.station}"
+            assignment_id = checkouts.check_out(db, e.device_serial, e.officer_id, a.at, a.station, actor)
             audit.record(
                 db,
                 actor=actor,
-                place=station_id,
+                place=a.station,
                 action="check-out",
                 object_type="device",
                 object_id=e.device_serial,
@@ -302,17 +369,17 @@ class Projector:
             checkouts.find_conflicts(db, assignment_id)
             reattribute(db, self.changes, e.device_serial, a.at)
 
-    def _checked_in(self, db, station_id: str, borough: str, run: list[Applied[CheckedIn]]) -> None:
+    def _checked_in(self, db, run: list[Applied[CheckedIn]]) -> None:
         for a in run:
             e = a.event
-            actor = f"{e.by or 'desk'}@{station_id}"
+            actor = f"{e.by or 'desk'}@{a.station}"
             closed = checkouts.check_in(db, e.device_serial, e.officer_id, a.at, actor, e.reason)
             for assignment_id, docked_end in closed:  # none: closed at or before this time already
                 late = f" (reported after a docking at {docked_end} had closed it)" if docked_end else ""
                 audit.record(
                     db,
                     actor=actor,
-                    place=station_id,
+                    place=a.station,
                     action="check-in",
                     object_type="device",
                     object_id=e.device_serial,
@@ -323,16 +390,17 @@ class Projector:
 
     # Each run goes to the rule and the handler of its kind, keyed by the events' type: the
     # one place the checker takes the pairing on trust (a handler names the kind it takes).
-    _handlers: ClassVar[dict[type, Callable[[Projector, Any, str, str, list[Any]], None] | None]] = {
+    _handlers: ClassVar[dict[type, Callable[[Projector, Any, list[Any]], None] | None]] = {
         CameraDocked: _docked,
         ClipIngested: _ingested,
         ClipVerified: _verified,
         CheckedOut: _checked_out,
         CheckedIn: _checked_in,
         BadFolder: None,
+        ClipDamaged: _damaged,
     }
     _admissions: ClassVar[
-        dict[type, Callable[[Projector, Any, str, str, claims.StationClock, list[Any]], list[Any]]]
+        dict[type, Callable[[Projector, Any, dict[str, claims.StationClock], list[Any]], list[Any]]]
     ] = {
         CameraDocked: _admit_dockings,
         ClipIngested: _admit_ingests,
@@ -340,6 +408,7 @@ class Projector:
         CheckedOut: _admit_pool_events,
         CheckedIn: _admit_pool_events,
         BadFolder: _admit_own_dock,
+        ClipDamaged: _admit_damaged,
     }
     """What a station may claim, by event kind (``central.events.claims``): a kind with no rule here is
     never applied (``tests/central/events/test_claims.py`` fails for one)."""

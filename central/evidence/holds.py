@@ -2,6 +2,8 @@
 
 A hold is on a clip, on an officer for a time window (the clips attributed to them then, and
 those attributed to nobody, since any may be theirs), or on a case (the clips added to it).
+A public request to keep footage protects like a hold (``REQUEST_HELD``: its rows are
+``central.evidence.keep_requests``'s), so the retention job needs to know nothing of requests.
 Every deletion query of ``central.evidence.retention`` carries ``HELD``, evaluated in the
 transaction that deletes; the stations learn each clip's held state down the changes feed
 (``ClipHold``), so their local copies are not purged either.
@@ -28,7 +30,7 @@ from fleet.config import CentralSettings
 from fleet.errors import NotFound
 from fleet.events import ClipHold
 
-HELD = """(
+STAFF_HELD = """(
     EXISTS (SELECT 1 FROM holds h WHERE h.kind = 'clip' AND h.clip_id = c.clip_id AND h.released_at IS NULL)
     OR EXISTS (SELECT 1 FROM case_clips cc JOIN holds h ON h.kind = 'case' AND h.case_ref = cc.case_ref
                AND h.released_at IS NULL WHERE cc.clip_id = c.clip_id)
@@ -39,17 +41,52 @@ HELD = """(
                AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to
                WHERE a.clip_id = c.clip_id AND a.officer_id IS NULL)
 )"""
-"""True for a clip (alias ``c``) that any active hold protects. Each branch is an index probe.
+"""True for a clip (alias ``c``) that a hold placed by staff protects. Each branch is an index probe.
 
 An officer hold also covers the clips nobody is attributed to that were recorded in its
 window: any of them may be the officer's, so they are kept until a supervisor attributes
 them (then the hold covers them only if they are that officer's)."""
 
 
-def held_clips(dialect: Dialect) -> str:
-    """Every clip an active hold protects, as one query (a set: for ``IN`` and the per-batch list).
+def in_request_area(row: str, borough: str) -> str:
+    """SQL: true when ``row`` (an alias of ``clips`` or ``attributions``: a ``device_serial`` and a
+    ``station_id``) is of ``borough`` (an SQL expression) for a public request: docked at one of
+    the borough's stations, or recorded by one of its cameras. A clip's station never changes; its
+    camera may be re-allocated to another borough after the recording, which must not take the
+    clip out of a request made where it was recorded."""
+    return (
+        f"({row}.station_id IN (SELECT s.station_id FROM stations s WHERE s.borough = {borough}) "
+        f"OR {row}.device_serial IN (SELECT d.serial FROM devices d WHERE d.borough = {borough}))"
+    )
 
-    Each officer hold's window is looked up in the attributions by index, hold by hold."""
+
+REQUEST_HELD = f"""(
+    EXISTS (SELECT 1 FROM keep_request_clips kc JOIN keep_requests r ON r.reference = kc.reference
+            AND r.state = 'narrowed' WHERE kc.clip_id = c.clip_id)
+    OR EXISTS (SELECT 1 FROM clips rc JOIN keep_requests r ON r.state = 'open'
+               AND rc.recorded_at >= r.hold_from AND rc.recorded_at < r.hold_to
+               WHERE rc.clip_id = c.clip_id AND {in_request_area("rc", "r.borough")})
+    OR EXISTS (SELECT 1 FROM attributions a JOIN keep_requests r ON r.state = 'open'
+               AND a.recorded_at >= r.hold_from AND a.recorded_at < r.hold_to
+               WHERE a.clip_id = c.clip_id AND {in_request_area("a", "r.borough")})
+)"""
+"""True for a clip (alias ``c``) that a public request to keep footage protects
+(``central.evidence.keep_requests``): an open request, every clip recorded in its widened window
+in its borough (``in_request_area``; known to central by its upload or by the station's event,
+whichever came first); a narrowed one, the clips its officer chose."""
+
+HELD = f"({STAFF_HELD} OR {REQUEST_HELD})"
+"""True for a clip (alias ``c``) that anything protects: every deletion query carries it."""
+
+
+def held_clips(dialect: Dialect) -> str:
+    """Every clip an active hold or an open request protects, as one query (a set: for ``IN`` and
+    the per-batch list).
+
+    Each officer hold's window is looked up in the attributions by index, hold by hold. An open
+    request's clips at central are found by its borough's stations and by its cameras (each an
+    index); those central knows only from events, by its cameras: the station's branch would scan
+    the attributions, and such a clip is at its station, which deletes nothing not yet uploaded."""
     officers = dialect.join_each(
         "attributions",
         "a",
@@ -67,7 +104,18 @@ SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
 UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
       AND h.case_ref = cc.case_ref AND h.released_at IS NULL
 UNION SELECT a.clip_id FROM holds h {officers} WHERE h.kind = 'officer' AND h.released_at IS NULL
-UNION SELECT a.clip_id FROM holds h {nobody} WHERE h.kind = 'officer' AND h.released_at IS NULL"""
+UNION SELECT a.clip_id FROM holds h {nobody} WHERE h.kind = 'officer' AND h.released_at IS NULL
+UNION SELECT kc.clip_id FROM keep_request_clips kc JOIN keep_requests r ON r.reference = kc.reference
+      AND r.state = 'narrowed'
+UNION SELECT rc.clip_id FROM keep_requests r JOIN stations s ON s.borough = r.borough
+      JOIN clips rc ON rc.station_id = s.station_id AND rc.recorded_at >= r.hold_from AND rc.recorded_at < r.hold_to
+      WHERE r.state = 'open'
+UNION SELECT rc.clip_id FROM keep_requests r JOIN devices d ON d.borough = r.borough
+      JOIN clips rc ON rc.device_serial = d.serial AND rc.recorded_at >= r.hold_from AND rc.recorded_at < r.hold_to
+      WHERE r.state = 'open'
+UNION SELECT a.clip_id FROM keep_requests r JOIN devices d ON d.borough = r.borough
+      JOIN attributions a ON a.device_serial = d.serial AND a.recorded_at >= r.hold_from AND a.recorded_at < r.hold_to
+      WHERE r.state = 'open'"""
 
 
 class Hold(msgspec.Struct, kw_only=True):
@@ -192,6 +240,24 @@ def clips_of(db, hold_id: int) -> list[str]:
             [officer, start, end],
         )
     ]
+
+
+def requests_on_clip(db, clip_id: str) -> list[str]:
+    """References of the public requests that protect this clip now (``REQUEST_HELD``'s, for one clip)."""
+    return sorted(
+        r[0]
+        for r in db.execute(
+            f"""SELECT kc.reference FROM keep_request_clips kc JOIN keep_requests r ON r.reference = kc.reference
+               AND r.state = 'narrowed' WHERE kc.clip_id = :clip
+               UNION SELECT r.reference FROM clips rc JOIN keep_requests r ON r.state = 'open'
+               AND rc.recorded_at >= r.hold_from AND rc.recorded_at < r.hold_to
+               WHERE rc.clip_id = :clip AND {in_request_area("rc", "r.borough")}
+               UNION SELECT r.reference FROM attributions a JOIN keep_requests r ON r.state = 'open'
+               AND a.recorded_at >= r.hold_from AND a.recorded_at < r.hold_to
+               WHERE a.clip_id = :clip AND {in_request_area("a", "r.borough")}""",
+            {"clip": clip_id},
+        )
+    )
 
 
 def on_clip(db, clip_id: str) -> list[int]:

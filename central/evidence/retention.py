@@ -630,10 +630,12 @@ class RetentionService:
             else:
                 if request.retain_until is not None:
                     raise BadRequest("retain_until goes with decision 'retain' only")
-                if clip.held_by:
+                requests = holds.requests_on_clip(db, clip_id)
+                if clip.held_by or requests:
+                    by = [f"hold {', '.join(map(str, clip.held_by))}"] * bool(clip.held_by)
+                    by += [f"public request {', '.join(requests)}"] * bool(requests)
                     raise Conflict(
-                        f"clip {clip_id} is held by hold {', '.join(map(str, clip.held_by))}: "
-                        "it cannot be disposed of until released"
+                        f"clip {clip_id} is held by {' and '.join(by)}: it cannot be disposed of until released"
                     )
                 db.execute("UPDATE clip_retention SET deleted_at = ? WHERE clip_id = ?", [to_iso(now), clip_id])
                 audit.record(
@@ -717,13 +719,14 @@ class RetentionService:
                     for c in clips
                 ],
             )
-            self._restore_held(db, clips, hold_id, actor, moment)
+            self.restore_held(db, clips, f"hold {hold_id}", actor, moment)
             holds.announce_holds(db, self.changes, clips)
             return holds.read(db, hold_id)
 
-    def _restore_held(self, db, clips: list[str], hold_id: int, actor: str, now: datetime) -> None:
-        """Soft-deleted (not purged) clips a new hold covers come back, with a fresh default period
-        after it, so a release never purges them without their recovery window."""
+    def restore_held(self, db, clips: list[str], by: str, actor: str, now: datetime) -> None:
+        """Soft-deleted (not purged) clips a new hold (or public request: ``by``) covers come back,
+        with a fresh default period after it, so a release never purges them without their
+        recovery window. Inside the caller's transaction."""
         rules = self._rules_in(db)
         until = to_iso(now + timedelta(days=rules.default_days))
         kept_longer = db.dialect.greatest("COALESCE(kept_until, '')", "?")
@@ -748,7 +751,7 @@ class RetentionService:
                         action="restore",
                         object_type="clip",
                         object_id=c,
-                        detail=f"hold {hold_id} placed while it was soft-deleted",
+                        detail=f"{by} placed while it was soft-deleted",
                     )
                     for c in back
                 ],

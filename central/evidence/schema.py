@@ -1,5 +1,5 @@
 """The evidence package's tables: clips, the access log, the audit chain, holds and cases,
-retention rules and purges, the configuration last audited."""
+retention rules and purges, the configuration last audited, the public's requests to keep footage."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ TABLES = frozenset(
         "config_seen",
         "held_now",
         "clip_retention",
+        "case_shares",
+        "case_share_clips",
+        "keep_requests",
+        "keep_request_clips",
     }
 )  # temporary: the clips held now, listed in the retention job's transaction
 
@@ -194,13 +198,73 @@ STEPS = [
     ALTER TABLE clips ADD COLUMN pre_record_s REAL NOT NULL DEFAULT 0;
     """,
     ),
-    # v20: a clip's retention state (end of retention, review, a restore's floor, soft deletion,
+    # v20: share links to a case's clips for a partner (the link's secret only as its SHA-256), and
+    # the clips each link shares: those of the case when it was made, no others.
+    Step(
+        20,
+        """
+    CREATE TABLE case_shares (
+        id              INTEGER PRIMARY KEY,
+        case_ref        TEXT NOT NULL,
+        token_sha256    TEXT NOT NULL UNIQUE,
+        recipient       TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        expires_at      TEXT NOT NULL,
+        revoked_at      TEXT,
+        revoked_by      TEXT
+    );
+    CREATE INDEX case_shares_case ON case_shares (case_ref);
+    CREATE TABLE case_share_clips (
+        share_id        INTEGER NOT NULL,
+        clip_id         TEXT NOT NULL,
+        PRIMARY KEY (share_id, clip_id)
+    ) WITHOUT ROWID;
+    """,
+    ),
+    # v21: the public's requests to keep footage (central.evidence.keep_requests). An open request
+    # protects its borough's clips recorded in its widened window; a narrowed one, the clips its
+    # officer chose (keep_request_clips); a closed one, nothing.
+    Step(
+        21,
+        """
+    CREATE TABLE keep_requests (
+        reference       TEXT PRIMARY KEY,
+        borough         TEXT NOT NULL,
+        place           TEXT NOT NULL,
+        happened_from   TEXT NOT NULL,
+        happened_to     TEXT NOT NULL,
+        hold_from       TEXT NOT NULL,
+        hold_to         TEXT NOT NULL,
+        shoulder_numbers TEXT NOT NULL DEFAULT '',
+        contact         TEXT NOT NULL,
+        received_at     TEXT NOT NULL,
+        review_by       TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('open', 'narrowed', 'closed')),
+        narrowed_at     TEXT,
+        narrowed_by     TEXT,
+        closed_at       TEXT,
+        closed_by       TEXT,
+        outcome         TEXT,
+        note            TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX keep_requests_open ON keep_requests (borough, hold_from, hold_to) WHERE state = 'open';
+    CREATE INDEX keep_requests_received ON keep_requests (received_at, reference);
+    CREATE TABLE keep_request_clips (
+        reference       TEXT NOT NULL,
+        clip_id         TEXT NOT NULL,
+        PRIMARY KEY (reference, clip_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX keep_request_clips_clip ON keep_request_clips (clip_id, reference);
+    """,
+    ),
+    # v22: a clip's retention state (end of retention, review, a restore's floor, soft deletion,
     # purge) in a narrow table of its own, one row per verified clip. The retention job writes
     # it for every clip it assesses, deletes or purges: on PostgreSQL an update of a column an
     # index names (or its condition) writes the row anew and an entry in every index of its
     # table, and ``clips`` has seven large ones; this table has its key and three small ones.
     Step(
-        20,
+        22,
         """
     CREATE TABLE clip_retention (
         clip_id       TEXT PRIMARY KEY,

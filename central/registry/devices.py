@@ -191,13 +191,12 @@ def _flag_params(now: datetime) -> dict[str, str]:
     return {"replace_soon": to_iso(now + timedelta(days=REPLACE_SOON_DAYS))}
 
 
-def registered_elsewhere(db, serials: Iterable[str], borough: str) -> dict[str, str]:
-    """{serial: borough} of these cameras that are registered to a borough other than ``borough``."""
+def registered_to(db, serials: Iterable[str]) -> dict[str, str]:
+    """{serial: borough} of these cameras that are registered to a borough."""
     return dict(
         db.execute(
-            f"SELECT serial, borough FROM devices WHERE {db.dialect.any_of('serial')} "
-            "AND borough IS NOT NULL AND borough != ?",
-            [db.dialect.many(dict.fromkeys(serials)), borough],
+            f"SELECT serial, borough FROM devices WHERE {db.dialect.any_of('serial')} AND borough IS NOT NULL",
+            [db.dialect.many(dict.fromkeys(serials))],
         ).fetchall()
     )
 

@@ -134,11 +134,12 @@ def put_in_service(db, serials: Sequence[str]) -> list[tuple[str, str]]:
     return changed
 
 
-Change = tuple[str, str | None, str]
-"""(serial, state before or None for a camera first seen, reason) of what a docking did to a camera."""
+Change = tuple[str, str | None, str, str]
+"""(serial, state before or None for a camera first seen, reason, station docked at) of what a
+docking did to a camera."""
 
 
-def record_changes(db, changes, station_id: str, done: Sequence[Change], now: str) -> None:
+def record_changes(db, changes, done: Sequence[Change], now: str) -> None:
     """Record what a run of dockings did to the registry (history and audit, as a person's change
     is) and tell the stations of each camera's borough (a found camera is usable again): a few
     statements for the whole run, the records in the order of ``done``."""
@@ -149,21 +150,23 @@ def record_changes(db, changes, station_id: str, done: Sequence[Change], now: st
         for r in db.execute(
             "SELECT serial, model, lifecycle, borough, home_station, assignment_mode FROM devices "
             f"WHERE {db.dialect.any_of('serial')}",
-            [db.dialect.many(dict.fromkeys(serial for serial, _, _ in done))],
+            [db.dialect.many(dict.fromkeys(serial for serial, _, _, _ in done))],
         )
     }
-    actor = f"dock:{station_id}"
     db.executemany(
         "INSERT INTO device_history (serial, at, actor, place, from_state, to_state, reason) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(serial, now, actor, station_id, before, rows[serial][1], reason) for serial, before, reason in done],
+        [
+            (serial, now, f"dock:{station}", station, before, rows[serial][1], reason)
+            for serial, before, reason, station in done
+        ],
     )
     audit.record_many(
         db,
         [
             dict(
-                actor=actor,
-                place=station_id,
+                actor=f"dock:{station}",
+                place=station,
                 action="register" if before is None else "lifecycle",
                 object_type="device",
                 object_id=serial,
@@ -171,7 +174,7 @@ def record_changes(db, changes, station_id: str, done: Sequence[Change], now: st
                 if before is None
                 else f"{before} → {rows[serial][1]}: {reason}",
             )
-            for serial, before, reason in done
+            for serial, before, reason, station in done
         ],
     )
     changes.emit_many(
@@ -188,7 +191,7 @@ def record_changes(db, changes, station_id: str, done: Sequence[Change], now: st
                 ),
                 (borough,),
             )
-            for serial, _, _ in done
+            for serial, _, _, _ in done
             for model, state, borough, home, mode in [rows[serial]]
             if borough
         ],

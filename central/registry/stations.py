@@ -9,6 +9,7 @@ it through the functions below, inside its own transactions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -102,18 +103,34 @@ def behind(db) -> list[tuple[str, str, int, int]]:
     ).fetchall()
 
 
-def applied(db, station_id: str, seq: int) -> None:
-    db.execute("UPDATE stations SET applied_seq = ? WHERE station_id = ?", [seq, station_id])
+def applied(db, seqs: dict[str, int]) -> None:
+    """Each station's events are applied up to its seq here."""
+    db.execute(
+        f"UPDATE stations SET applied_seq = v.seq FROM {db.dialect.rows_of('station TEXT, seq BIGINT')} "
+        "WHERE stations.station_id = v.station",
+        [db.dialect.rows({"station": station, "seq": seq} for station, seq in seqs.items())],
+    )
 
 
-def latest_at(db, station_id: str) -> str | None:
-    """The latest station time of an event central accepted from this station (``central.events.claims``)."""
-    row = db.execute("SELECT latest_at FROM stations WHERE station_id = ?", [station_id]).fetchone()
-    return row[0] if row else None
+def latest_at(db, station_ids: Iterable[str]) -> dict[str, str | None]:
+    """The latest station time of an event central accepted from each of these stations (None: none
+    yet; ``central.events.claims``)."""
+    ids = list(station_ids)
+    found = dict(
+        db.execute(
+            f"SELECT station_id, latest_at FROM stations WHERE {db.dialect.any_of('station_id')}",
+            [db.dialect.many(ids)],
+        ).fetchall()
+    )
+    return {station: found.get(station) for station in ids}
 
 
-def set_latest_at(db, station_id: str, latest: str | None) -> None:
-    db.execute("UPDATE stations SET latest_at = ? WHERE station_id = ?", [latest, station_id])
+def set_latest_at(db, latest: dict[str, str | None]) -> None:
+    db.execute(
+        f"UPDATE stations SET latest_at = v.at FROM {db.dialect.rows_of('station TEXT, at TEXT')} "
+        "WHERE stations.station_id = v.station",
+        [db.dialect.rows({"station": station, "at": at} for station, at in latest.items())],
+    )
 
 
 class StationService:

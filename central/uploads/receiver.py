@@ -20,7 +20,7 @@ import os
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,11 +30,12 @@ from pathlib import Path
 from central.access.auth import Principal
 from central.core.store import CentralStore
 from central.uploads.blobstore import BlobStore
-from central.uploads.partwriter import DIRECT_MIN_BYTES, PartWriter
+from central.uploads.body import RequestBody
 from central.uploads.records import Upload
 from central.uploads.service import UploadService
 from central.uploads.staged import StagedUploads, staging_for
 from fleet.clock import utc_now
+from fleet.directio import DIRECT_MIN_BYTES, PartWriter
 from fleet.errors import (
     BadRequest,
     BlobStoreUnavailable,
@@ -55,8 +56,8 @@ log = logging.getLogger(__name__)
 CHECKSUM_ALGORITHMS = {name: new_checksum(name).digest_size for name in CHUNK_CHECKSUMS}
 """Upload-Checksum algorithms central checks, with their digest sizes (fleet/hashing.py's list)."""
 FLUSH_BYTES = 4 << 20
-"""Received bytes are written and hashed on a worker thread in pieces of this size, so the
-event loop keeps receiving while the previous piece is hashed (hashlib releases the GIL)."""
+"""Received bytes are written and hashed on worker threads (``_Sink``) in batches of this size,
+so the event loop keeps receiving while the previous batch is written and hashed."""
 MAX_BATCH_PIECES = 512
 """Also hand over after this many pieces: one writev takes at most IOV_MAX (1024) buffers."""
 INLINE_BYTES = 256 << 10
@@ -93,6 +94,8 @@ class _Writers:
 
     pool: ThreadPoolExecutor
     pool_writer: PartWriter
+    hasher: ThreadPoolExecutor
+    """Hashes each batch while ``pool`` writes it."""
     loop_writer: PartWriter
     """The event loop's, for batches of at most INLINE_BYTES."""
 
@@ -100,13 +103,15 @@ class _Writers:
 class _Sink:
     """Writes one PATCH's bytes and keeps its hashes, off the event loop.
 
-    Each batch of received pieces goes to one single-thread pool that writes it and then
-    updates the whole-file hash and the chunk's own hash while the bytes are still in the
-    CPU cache (hashlib and zlib release the GIL, so the event loop keeps receiving). One
-    pass over memory per batch: on 2 cores a second hashing thread re-reading the same
-    pieces cost more CPU than it saved in time. The single thread keeps batches in arrival
-    order; at most ``MAX_IN_FLIGHT`` batches are queued, which bounds memory and how long
-    the end of a chunk waits for the queue to drain.
+    Each batch of received pieces goes to one single-thread pool that copies it into its
+    aligned staging buffer and writes it; as soon as it is staged, a second thread updates the
+    whole-file hash and the chunk's own hash from that one contiguous buffer while the write
+    goes on (hashlib and the CRCs release the GIL, and a direct write mostly waits for the
+    device), so a batch costs the longer of the two rather than their sum, and so does the
+    tail a PATCH waits for after its last byte. One large buffer per hash call, not each
+    received piece: every call hands the GIL back and forth with the event loop. The pool
+    keeps batches in arrival order; at most ``MAX_IN_FLIGHT`` batches are queued, which
+    bounds memory and how long the end of a chunk waits for the queue to drain.
     """
 
     MAX_IN_FLIGHT = 2
@@ -118,22 +123,36 @@ class _Sink:
         self.count = 0
         self._in_flight: deque[asyncio.Future] = deque()
 
-    def _write(self, writer: PartWriter, pieces: list[bytes]) -> None:
-        written = writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count)
-        for piece in written:
+    def _hash(self, pieces: list[bytes] | list[memoryview]) -> None:
+        for piece in pieces:
             self.whole.update(piece)
             if self.chunk is not None:
                 self.chunk.update(piece)
+
+    def _write(self, pieces: list[bytes]) -> None:
+        """On the pool's thread: write the batch, hashing it on the hasher's thread meanwhile."""
+        hashing: list[Future] = []
+        try:
+            self.writers.pool_writer.write(
+                self.fd,
+                self.direct_fd,
+                pieces,
+                self.offset + self.count,
+                lambda staged: hashing.append(self.writers.hasher.submit(self._hash, staged)),
+            )
+        finally:
+            wait(hashing)  # the staging buffer is the next batch's once the hash has read it
+        for done in hashing:
+            done.result()
         self.count += sum(map(len, pieces))
 
     async def feed(self, pieces: list[bytes]) -> None:
         """Hand over the pieces as received (no copying them together on the event loop)."""
         if not self._in_flight and sum(map(len, pieces)) <= INLINE_BYTES:
-            self._write(self.writers.loop_writer, pieces)
+            self._hash(self.writers.loop_writer.write(self.fd, self.direct_fd, pieces, self.offset + self.count))
+            self.count += sum(map(len, pieces))
             return
-        self._in_flight.append(
-            asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write, self.writers.pool_writer, pieces)
-        )
+        self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write, pieces))
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
 
@@ -184,7 +203,10 @@ class UploadReceiver:
         self.expiry = expiry
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="upload-write")
-        self._writers = _Writers(self._pool, PartWriter(capacity=2 * FLUSH_BYTES), PartWriter(capacity=INLINE_BYTES))
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="upload-hash")
+        self._writers = _Writers(
+            self._pool, PartWriter(capacity=2 * FLUSH_BYTES), self._hasher, PartWriter(capacity=INLINE_BYTES)
+        )
         """The pool thread's batches are FLUSH_BYTES and one piece at most."""
         self._hashes: dict[str, tuple[int, object]] = {}
         self._creating: dict[str, asyncio.Lock] = {}
@@ -401,6 +423,7 @@ class UploadReceiver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._hasher.shutdown(wait=True)
         if self.staged is not None:
             self.staged.close()
 
@@ -479,34 +502,11 @@ class UploadReceiver:
             )
             batch: list[bytes] = []
             batched = 0
-            seen = 0
-            cut_short = False
+            reader = RequestBody(body, room, self.body_idle_timeout_s, upload.upload_id)
             try:
-                stream = aiter(body)
-                while True:
-                    try:
-                        piece = await asyncio.wait_for(anext(stream), self.body_idle_timeout_s)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        cut_short = True
-                        log.warning(
-                            "upload %s: no bytes for %.0f s after %d; ending the request (what arrived is kept)",
-                            upload.upload_id,
-                            self.body_idle_timeout_s,
-                            seen,
-                        )
-                        break
-                    except Exception as exc:  # the client went away mid-body
-                        cut_short = True
-                        log.info("upload %s: body cut short after %d bytes (%s)", upload.upload_id, seen, exc)
-                        break
-                    seen += len(piece)
-                    if seen > room:
-                        raise PayloadTooLarge(f"more bytes than Upload-Length allows ({room} left)")
-                    if piece:
-                        batch.append(piece)
-                        batched += len(piece)
+                async for piece in reader.pieces():
+                    batch.append(piece)
+                    batched += len(piece)
                     if batched >= FLUSH_BYTES or len(batch) >= MAX_BATCH_PIECES:
                         await sink.feed(batch)
                         batch, batched = [], 0
@@ -521,25 +521,29 @@ class UploadReceiver:
                 await sink.drain_quietly()
                 f.truncate(upload.offset)
                 raise
-            if checksum is not None and (cut_short or sink.chunk.digest() != checksum.digest):
+            if checksum is not None and (reader.cut_short or sink.chunk.digest() != checksum.digest):
                 f.truncate(upload.offset)
-                if cut_short:  # nothing counted; the client resumes from the same offset
+                if reader.cut_short:  # nothing counted; the client resumes from the same offset
                     return await self._create_row(upload, new) if new is not None else upload
                 raise ChecksumMismatch(
                     f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
                     f"it was discarded, send it again from offset {upload.offset}"
                 )
             new_offset = upload.offset + sink.count
-            if new_offset == upload.length and not cut_short:
+            if new_offset == upload.length and not reader.cut_short:
                 # fsync, blob store and the one commit (which records the offset too) in one hop to a
                 # worker thread: a small clip is three hops' worth of work for a few microseconds each.
                 return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
-            await asyncio.get_running_loop().run_in_executor(None, os.fsync, f.fileno())
-            # Counted while the part is still this request's (its lock goes with ``f``): no other
-            # replica's PATCH cuts the file back to the old offset in between.
+            fsync_fd: int | None = f.fileno()
             if new is not None:  # cut short: keep what arrived, as a PATCH would
+                await asyncio.to_thread(os.fsync, f.fileno())
                 await self._create_row(upload, new)
-            upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset)
+                fsync_fd = None
+            # The fsync and the offset's commit in one hop to a worker thread (each hop is a wait
+            # for a thread on a busy host). Counted while the part is still this request's (its
+            # lock goes with ``f``): no other replica's PATCH cuts the file back to the old offset
+            # in between.
+            upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset, fsync_fd)
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
 
@@ -592,8 +596,11 @@ class UploadReceiver:
             if fd is not None:
                 os.close(fd)
 
-    def _commit_offset(self, upload_id: str, offset: int) -> Upload:
-        """Count fsynced bytes (a FULL commit: on a worker thread, so other uploads keep moving)."""
+    def _commit_offset(self, upload_id: str, offset: int, fsync_fd: int | None = None) -> Upload:
+        """Count fsynced bytes, fsyncing ``fsync_fd`` first (an error there counts nothing); a FULL
+        commit, on a worker thread, so other uploads keep moving."""
+        if fsync_fd is not None:
+            os.fsync(fsync_fd)
         self.uploads.set_offset(upload_id, offset, utc_now() + self.expiry)
         return self.uploads.written(upload_id)
 

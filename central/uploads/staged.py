@@ -33,10 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from central.uploads.body import RequestBody
 from central.uploads.records import Upload
 from central.uploads.service import UploadService
 from fleet.clock import utc_now
-from fleet.errors import BlobStoreUnavailable, ChecksumMismatch, Conflict, NotFound, OffsetMismatch, PayloadTooLarge
+from fleet.errors import BlobStoreUnavailable, ChecksumMismatch, Conflict, NotFound, OffsetMismatch
 from fleet.hashing import new_checksum
 from fleet.protocol import UploadMetadata
 
@@ -116,7 +117,7 @@ class StagedUploads:
             buffer += await asyncio.to_thread(self._tail, upload)
         sender = _Sender(self, upload)
         hasher = _Hasher(self._hashing, [d for d in (running, chunk) if d is not None])
-        reader = _Body(body, upload.length - upload.offset, self.body_idle_timeout_s, upload.upload_id)
+        reader = RequestBody(body, upload.length - upload.offset, self.body_idle_timeout_s, upload.upload_id)
         try:
             try:
                 async for piece in reader.pieces():
@@ -358,41 +359,6 @@ def _mismatch(digest: str, declared: str) -> ChecksumMismatch:
 
 class _Gone(Exception):
     """A part found the multipart upload gone (raised out of ``_Sender``)."""
-
-
-class _Body:
-    """A request body's pieces; a body that stalls or breaks ends it (``cut_short``), keeping what came."""
-
-    def __init__(self, body: AsyncIterator[bytes], room: int, idle_timeout_s: float, upload_id: str) -> None:
-        self.body, self.room, self.idle_timeout_s, self.upload_id = body, room, idle_timeout_s, upload_id
-        self.seen = 0
-        self.cut_short = False
-
-    async def pieces(self) -> AsyncIterator[bytes]:
-        stream = aiter(self.body)
-        while True:
-            try:
-                piece = await asyncio.wait_for(anext(stream), self.idle_timeout_s)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                self.cut_short = True
-                log.warning(
-                    "upload %s: no bytes for %.0f s after %d; ending the request (what arrived is kept)",
-                    self.upload_id,
-                    self.idle_timeout_s,
-                    self.seen,
-                )
-                return
-            except Exception as exc:  # the client went away mid-body
-                self.cut_short = True
-                log.info("upload %s: body cut short after %d bytes (%s)", self.upload_id, self.seen, exc)
-                return
-            self.seen += len(piece)
-            if self.seen > self.room:
-                raise PayloadTooLarge(f"more bytes than Upload-Length allows ({self.room} left)")
-            if piece:
-                yield piece
 
 
 class _Sender:

@@ -31,8 +31,10 @@ def time_chart(
     y_max: float | None = None,
     threshold: tuple[float, str] | None = None,
     description: str = "",
+    key: str = "chart",
 ) -> Markup:
-    """Lines over time. ``series``: (name, points, style) with style 'solid' or 'dashed'."""
+    """Lines over time. ``series``: (name, points, style) with style 'solid' or 'dashed'; ``key``
+    names its title and description, unique on a page of several charts."""
     points = [p for _, pts, _ in series for p in pts]
     if not points:
         return Markup(f'<p class="empty">{escape(title)}: no readings yet.</p>')
@@ -44,9 +46,9 @@ def time_chart(
     x = lambda t: _scale(t.timestamp(), t0, t1, LEFT, WIDTH - RIGHT)  # noqa: E731
     y = lambda v: _scale(v, lo, hi, HEIGHT - BOTTOM, TOP)  # noqa: E731
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
-        f'xmlns="http://www.w3.org/2000/svg"><title id="chart-title">{escape(title)}</title>'
-        f'<desc id="chart-desc">{escape(description)}</desc>'
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{key}-title {key}-desc" '
+        f'xmlns="http://www.w3.org/2000/svg"><title id="{key}-title">{escape(title)}</title>'
+        f'<desc id="{key}-desc">{escape(description)}</desc>'
     ]
     for tick in range(5):
         value = lo + (hi - lo) * tick / 4
@@ -77,8 +79,11 @@ def time_chart(
     return Markup("".join(parts))
 
 
-def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, description: str = "") -> Markup:
-    """Horizontal bars, one per label (e.g. cameras per borough)."""
+def bar_chart(
+    title: str, bars: Sequence[tuple[str, float]], *, description: str = "", labels: Sequence[str] | None = None
+) -> Markup:
+    """Horizontal bars, one per label (e.g. cameras per borough); ``labels``: the text beside each
+    bar instead of its value (e.g. "fewer than 5" for a count not shown)."""
     if not bars:
         return Markup(f'<p class="empty">{escape(title)}: nothing yet.</p>')
     row, label_w = 18, 150
@@ -94,7 +99,8 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float]], *, description: str
         parts.append(
             f'<text class="axis" x="{label_w - 6}" y="{y0 + 12}" text-anchor="end">{escape(label)}</text>'
             f'<rect class="bar" x="{label_w}" y="{y0 + 2}" width="{w:.1f}" height="{row - 5}"/>'
-            f'<text class="axis" x="{label_w + w + 4:.1f}" y="{y0 + 12}">{value:,.0f}</text>'
+            f'<text class="axis" x="{label_w + w + 4:.1f}" y="{y0 + 12}">'
+            f"{escape(labels[i]) if labels is not None else f'{value:,.0f}'}</text>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))

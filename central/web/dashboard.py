@@ -52,7 +52,9 @@ NAV = [
     ("/officers", "Officers", "viewer"),
     ("/rollout", "Roll-out", "viewer"),
     ("/clips", "Clips", "supervisor"),
+    ("/cases", "Cases", "supervisor"),
     ("/audit", "Audit", "auditor"),
+    ("/keep-requests", "Requests to keep footage", "information_manager"),
 ]
 """(path, label, role): the navigation each user sees."""
 
@@ -160,6 +162,9 @@ DONE = {
     "attributed": "attributed",
     "restored": "restored",
     "chain_intact": "chain intact",
+    "withdrawn": "share link withdrawn",
+    "narrowed": "request narrowed: only the chosen clips are kept for it",
+    "closed": "request closed",
 }
 FAILED = {"chain_broken": "chain BROKEN: see the check below"}
 """What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never
@@ -237,10 +242,8 @@ def _login_form(
     error: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Template:
-    """The login page, with its CSRF token (kept while the browser's is still good: two tabs work)."""
-    token = request.cookies.get(login_csrf.COOKIE)
-    if not login_csrf.is_valid(key, token):
-        token = login_csrf.new_token(key)
+    """The login page, with its CSRF token."""
+    token, cookie = signed_form_token(request, key, settings, login_csrf.COOKIE, "/login")
     return Template(
         template_name="login.html",
         status_code=status,
@@ -254,17 +257,26 @@ def _login_form(
             "nav": [],
             "here": "/login",
         },
-        cookies=[
-            Cookie(
-                key=login_csrf.COOKIE,
-                value=token,
-                httponly=True,
-                samesite="strict",
-                path="/login",
-                secure=settings.dashboard.secure_cookies,
-                max_age=login_csrf.MAX_AGE_S,
-            )
-        ],
+        cookies=[cookie],
+    )
+
+
+def signed_form_token(
+    request: Request, key: bytes, settings: CentralSettings, cookie: str, path: str
+) -> tuple[str, Cookie]:
+    """The CSRF token of a form posted without a session (the login form, the public's forms):
+    ``central.access.login_csrf``'s signed double-submit token, kept while the browser's is still
+    good (two tabs work), and the cookie that carries it, for ``path`` only."""
+    kept = request.cookies.get(cookie)
+    token = kept if kept is not None and login_csrf.is_valid(key, kept) else login_csrf.new_token(key)
+    return token, Cookie(
+        key=cookie,
+        value=token,
+        httponly=True,
+        samesite="strict",
+        path=path,
+        secure=settings.dashboard.secure_cookies,
+        max_age=login_csrf.MAX_AGE_S,
     )
 
 
@@ -308,6 +320,12 @@ def back(path: str, *, done: str | None = None, error: str | None = None) -> Red
         raise ValueError(f"no such message: {done or error!r}")
     query = "&".join(f"{k}={v}" for k, v in (("done", done), ("error", error)) if v)
     return Redirect(path + (("&" if "?" in path else "?") + query if query else ""), status_code=303)
+
+
+def client_place(request: Request) -> str:
+    """Where a browser's request came from, as the audit trail and the throttles name it (the
+    address the server saw, a trusted proxy's ``X-Forwarded-For`` already applied)."""
+    return f"browser:{request.client.host if request.client else '-'}"
 
 
 def allowed(request: Request, role: str) -> bool:
@@ -356,7 +374,7 @@ class DashboardController(DashboardPages):
                 400,
                 "This form has expired or came from another site: log in again.",
             )
-        place = f"browser:{request.client.host if request.client else '-'}"
+        place = client_place(request)
         try:
             cookie, _session = users.login(name, password, place)
         except (Unauthorized, TooManyRequests) as exc:
@@ -392,7 +410,7 @@ class DashboardController(DashboardPages):
     def logout(
         self, request: Request, principal: Caller, form: Injected[FormMultiDict], users: Injected[UserService]
     ) -> Response:
-        place = f"browser:{request.client.host if request.client else '-'}"
+        place = client_place(request)
         users.logout(request.cookies.get(SESSION_COOKIE, ""), place)
         return Redirect("/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
 

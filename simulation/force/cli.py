@@ -9,6 +9,7 @@ import shlex
 import shutil
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from fleet.errors import FleetError
@@ -32,6 +33,12 @@ corrupted: another SHA-256) and every docking's telemetry against central's data
 (read-only). Prints throughput at central, backlog peak, drain time after the outage, p95
 latencies (wall) and the check; writes it all as JSON (--out). Exits 1 if anything was
 lost, duplicated or corrupted or the backlog did not drain, 2 on bad options.
+
+Then the public asks to keep footage (about one request per 2,000 clips, through the public
+form, each from an address of its own), an information manager narrows a third of the requests
+and closes a third, and the retention job runs as if 40 days had passed: the summary counts the
+wrongful deletions (a clip a request covered, deleted while it was open or after it was
+narrowed to keep it), which must be 0.
 State goes to a fast folder (/dev/shm when there is one): the run is about coordination.
 The station host processes run at a lower CPU priority (nice 5) than central and the driver:
 in a force each station has a machine of its own, and here they would starve central.
@@ -240,6 +247,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from simulation.force.check import check, wait_until_applied
     from simulation.force.cluster import SimCluster, prepare_workdir
+    from simulation.force.keep_requests import exercise
     from simulation.force.progress import Progress
     from simulation.force.report import summarise, table, write_json
     from simulation.force.run import Simulation
@@ -268,6 +276,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     simulation = Simulation(plan, layout, cluster)
     wall: dict[str, float] = {}
     result = None
+    requests = None
     stop_on_sigterm()
     try:
         cluster.start_database()
@@ -282,6 +291,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             with cluster.admin() as admin:
                 result = check(outcome.records, layout.stations, admin, cluster.central_db, seed=plan.seed)
         wall["check"] = time.monotonic() - checked
+        asked = time.monotonic()
+        console.print("the public asks to keep footage; an information manager decides; retention runs 40 days on…")
+        requests = exercise(
+            cluster.url,
+            root / "central" / "central.toml",
+            outcome.records,
+            layout.stations,
+            outcome.sim_start + timedelta(days=plan.days),
+            plan.seed,
+        )
+        wall["keep_requests"] = time.monotonic() - asked
         cpu = cluster.cpu_seconds()
     except KeyboardInterrupt:
         console.print("\nStopping…")
@@ -299,6 +319,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         wall=wall,
         cpu=cpu,
         command=shlex.join(["fleet", *sys.argv[1:]]),
+        keep_requests=requests,
     )
     write_json(summary, out)
     if not args.keep_state:

@@ -77,6 +77,7 @@ def summarise(
     wall: dict[str, float],
     cpu: dict[str, float],
     command: str,
+    keep_requests: dict | None = None,
 ) -> dict:
     records = outcome.records
     clips = [c for r in records for c in r.clips]
@@ -188,9 +189,13 @@ def summarise(
             and not result.telemetry.bad
             and not result.bytes_mismatched
             and result.devices_current == result.devices_docked
+            and keep_requests is not None
+            and keep_requests["wrongful_deletions"] == 0
+            and keep_requests["accepted"] == keep_requests["asked"]
         )
     else:
         summary["ok"] = False
+    summary["keep_requests"] = keep_requests
     summary["samples"] = {
         "columns": [
             "wall_s",
@@ -330,13 +335,23 @@ def table(summary: dict):
             )
         s = check["bytes_spot_check"]
         rows.append(("bytes downloaded and hashed", f"{s['clips']} clips, {s['mismatched']} mismatched"))
+    k = summary.get("keep_requests")
+    if k:
+        rows.append(
+            (
+                "requests to keep footage",
+                f"{k['accepted']} of {k['asked']} taken ({k['open']} left open, {k['narrowed']} narrowed, "
+                f"{k['closed']} closed); retention {k['retention_ran_as_of'][:10]}: {k['soft_deleted']:,} deleted, "
+                f"{k['held_back']:,} held back; wrongful deletions: {k['wrongful_deletions']}",
+            )
+        )
     rows.append(("CPU", ", ".join(f"{k} {v:.0f} s" for k, v in summary["cpu_s"].items())))
     rows.append(
         (
             "verdict",
             "[green]OK: nothing lost, duplicated or corrupted[/]"
             if summary["ok"]
-            else "[red]FAILED: see the check and drain figures[/]",
+            else "[red]FAILED: see the check, drain and requests figures[/]",
         )
     )
     for name, value in rows:

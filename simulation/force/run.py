@@ -108,6 +108,8 @@ class DockRecord:
     evidential: int = 0
     wall_ingested: float | None = None
     in_outage: bool = False
+    recorded_at: list[datetime] = field(default_factory=list)
+    """When each of ``clips`` was recorded (camera time)."""
 
 
 @dataclass
@@ -279,6 +281,7 @@ class Simulation:
                 wall_docked=time.time(),
                 evidential=sum(c.evidential for c in d.clips),
                 in_outage=outage_start <= d.at < outage_end,
+                recorded_at=[c.recorded_at for c in d.clips],
             )
             self.records.append(record)
             self.pending[d.station].append(record)

@@ -29,8 +29,11 @@ class StationStore:
     """The station's database and files, opened once per process; each table's reads and writes
     are its owner's (``queue``, ``outbox``, ``mirror``, ``checkouts``)."""
 
-    def __init__(self, data_dir: str | Path, *, read_only: bool = False, keys: Keyring | None = None) -> None:
-        """``read_only``: open an existing database for reads only (see ``for_reading``). ``keys``: the
+    def __init__(
+        self, data_dir: str | Path, *, read_only: bool = False, upgrade: bool = True, keys: Keyring | None = None
+    ) -> None:
+        """``read_only``: open an existing database for reads only. ``upgrade=False``: open an existing
+        database as it is, never creating folders or migrating it (see ``for_reading``). ``keys``: the
         station keys its clips are sealed under, given by the process (never read from the database);
         without them clips can be neither ingested nor uploaded."""
         self.data_dir = Path(data_dir)
@@ -40,6 +43,8 @@ class StationStore:
         self.path = self.data_dir / "station.db"
         if read_only:
             self.db = sqlite.open_read_only(self.path)
+        elif not upgrade:
+            self.db = sqlite.open_existing(self.path)
         else:
             for folder in (self.data_dir, self.clips_dir, self.tmp_dir):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -47,7 +52,7 @@ class StationStore:
             # A purged clip's wrapped data key is overwritten, not only unlinked from the b-tree.
             self.db.execute("PRAGMA secure_delete = ON")
         try:
-            if not read_only:
+            if upgrade and not read_only:
                 sqlite.migrate(self.db, MIGRATIONS)
             elif (version := sqlite.check_version(self.db, MIGRATIONS)) < len(MIGRATIONS):
                 raise FleetError(
@@ -65,10 +70,12 @@ class StationStore:
 
     @classmethod
     def for_reading(cls, data_dir: str | Path) -> StationStore:
-        """The store as it is, for a command that only reads (``fleet station status``): opened
-        read-only when it cannot be opened for writing, so the status can still say why."""
+        """The store as it is, for a command that only reads (``fleet station status``, ``doctor``).
+        It never migrates the database (a newer program's status must not upgrade it under the
+        running station) nor creates anything; it is opened for writing only so that the write
+        probe can say whether the running station could write, and read-only when it cannot be."""
         try:
-            return cls(data_dir)
+            return cls(data_dir, upgrade=False)
         except (sqlite3.Error, OSError):
             return cls(data_dir, read_only=True)
 

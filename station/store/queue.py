@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.events import Backlog, BadFolder, CameraDocked, CheckedIn, ClipIngested, ClipVerified
+from fleet.events import Backlog, BadFolder, CameraDocked, CheckedIn, ClipDamaged, ClipIngested, ClipVerified
 from fleet.protocol import ClipTransfer, DeviceInfo, FailedFolder
 from fleet.sqlite import Writer
 from station.store import meta
@@ -355,13 +355,17 @@ class ClipQueue:
                 [error, to_iso(next_attempt_at), clip_id],
             )
 
-    def mark_failed(self, clip_id: str, reason: str) -> None:
+    def mark_failed(self, clip_id: str, reason: str, *, damaged: bool = False) -> None:
+        """Failed for good, with the reason; ``damaged``: its local copy failed authentication, which
+        central is told in the same transaction (it goes into the clip's chain of custody there)."""
         with self.writer.write() as db:
             db.execute(
                 """UPDATE clips SET state = 'failed', attempts = attempts + 1, last_error = ?,
                        next_attempt_at = NULL WHERE clip_id = ?""",
                 [reason, clip_id],
             )
+            if damaged:
+                self.outbox.append([ClipDamaged(clip_id=clip_id, reason=reason[:500])])
 
     def release(self, clip_ids: Iterable[str]) -> None:
         """Return claimed clips to the queue untried (shutdown before their turn)."""

@@ -129,7 +129,7 @@ class SyncWorker:
             # Not central's refusal nor a passing fault: the station's copy itself is bad. Failed at
             # once, for a person to look at (`fleet station status`); it is never marked verified.
             log.error("clip %s not uploaded: %s", clip.clip_id, exc)
-            self.store.queue.mark_failed(clip.clip_id, str(exc))
+            self.store.queue.mark_failed(clip.clip_id, str(exc), damaged=True)
             report.failed.append(clip.clip_id)
         except Exception as exc:  # every failure is recorded against the clip, none escapes
             error = as_transfer_error(exc)

@@ -19,6 +19,8 @@ BARNET = {"Authorization": "Bearer barnet-test-token"}
 KENTISH = {"Authorization": "Bearer kentish-test-token"}
 """A second station of Camden's."""
 TUS = {"Tus-Resumable": "1.0.0"}
+TEST_SIGNING_KEY_ENV = "FLEET_TEST_DISCLOSURE_KEY"
+os.environ.setdefault(TEST_SIGNING_KEY_ENV, "7e57" * 16)  # a TEST Ed25519 seed, not a secret
 
 
 def pytest_generate_tests(metafunc):
@@ -58,6 +60,8 @@ def make_settings(data_dir, **overrides) -> CentralSettings:
     url = BACKEND.url_for(data_dir)
     if url is not None:
         overrides.setdefault("database", {"url": url})
+    # Every replica of a real cluster is given one signing key; so is every test's central.
+    overrides.setdefault("disclosure", {"signing_key": {"env": TEST_SIGNING_KEY_ENV}})
     return settings_from_dict(
         {
             "data_dir": str(data_dir),

@@ -1,6 +1,8 @@
 """The sealed clip format (fleet/cipher.py): round trips, reads from any offset, and every kind of
 damage refused with a clear error before a byte of the damaged segment is returned."""
 
+import errno
+import fcntl
 import hashlib
 import os
 
@@ -20,6 +22,7 @@ from fleet.cipher import (
     parse_key,
     sealed_size,
 )
+from fleet.directio import BLOCK, PartWriter
 from fleet.errors import ConfigError, DamagedCopyError
 from fleet.hashing import copy_hash_and_seal
 
@@ -209,3 +212,40 @@ def test_a_malformed_key_is_refused(text):
 
 def test_a_key_parses_with_surrounding_space():
     assert parse_key("  " + "ab" * 32 + "\n", "key") == bytes.fromhex("ab" * 32)
+
+
+def test_a_sealed_copy_is_written_past_the_page_cache_where_the_filesystem_allows(tmp_path, monkeypatch):
+    """The bulk of the sealed bytes goes through the direct descriptor, byte for byte."""
+    (tmp_path / "probe").touch()
+    probe = PartWriter(BLOCK).open_direct(tmp_path / "probe")
+    if probe is None:
+        pytest.skip("this filesystem refuses O_DIRECT")
+    os.close(probe)
+    direct_bytes = 0
+    real_pwrite = os.pwrite
+
+    def counting(fd, data, offset):
+        nonlocal direct_bytes
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            direct_bytes += len(data)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", counting)
+    data = os.urandom(9 * SEGMENT_BYTES + 5)
+    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES)
+    assert direct_bytes > 8 * SEGMENT_BYTES
+    assert read_all(path, key, len(data), piece=1 << 20) == data
+
+
+def test_a_sealed_copy_is_the_same_where_direct_io_is_refused(tmp_path, monkeypatch):
+    real_open = os.open
+
+    def refusing(path, flags, *args):
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing)
+    data = os.urandom(9 * SEGMENT_BYTES + 5)
+    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES)
+    assert read_all(path, key, len(data), piece=1 << 20) == data

@@ -28,7 +28,15 @@ EVENTS = [
 
 def test_the_kinds_on_the_wire_stay_the_same():
     """Stored events are told apart by these names on both sides: renaming one orphans them."""
-    assert EVENT_KINDS == ("camera_docked", "clip_ingested", "clip_verified", "checked_out", "checked_in", "bad_folder")
+    assert EVENT_KINDS == (
+        "camera_docked",
+        "clip_ingested",
+        "clip_verified",
+        "checked_out",
+        "checked_in",
+        "bad_folder",
+        "clip_damaged",
+    )
     assert len(set(EVENT_KINDS)) == len(typing.get_args(Event))
     assert [kind_of(e) for e in EVENTS] == ["clip_verified", "checked_out", "bad_folder"]
 

@@ -51,3 +51,6 @@ def assert_nothing_lost(summary: dict) -> None:
     assert check["bytes_spot_check"]["clips"] > 0 and check["bytes_spot_check"]["mismatched"] == 0
     central = summary["central"]
     assert central["devices_tracked"] == central["devices_docked"] == central["devices_showing_last_docking"]
+    requests = summary["keep_requests"]  # the public's requests to keep footage: none wrongly deleted
+    assert requests["accepted"] == requests["asked"] >= 1 and requests["wrongful_deletions"] == 0
+    assert requests["soft_deleted"] > 0  # the retention job did delete what nothing kept

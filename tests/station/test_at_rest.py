@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from fleet.cipher import HEADER_BYTES, SEGMENT_BYTES, TAG_BYTES, Keyring, key_id
@@ -171,6 +172,10 @@ def test_a_damaged_copy_stops_its_upload_and_is_reported_damaged_never_verified(
             assert clip.content().startswith(bytes(upload["data"]))
     failed = store.queue.summary()["failed_clips"]
     assert [(f.clip_id, "damaged at the station" in (f.last_error or "")) for f in failed] == [(clip.clip_id, True)]
+    # Central is told, in the transaction that failed it, so the clip's chain of custody says so.
+    told = [msgspec.json.decode(e.event) for e in store.outbox.pending(100)]
+    damaged = [e for e in told if e["kind"] == "clip_damaged"]
+    assert [(e["clip_id"], "damaged at the station" in e["reason"]) for e in damaged] == [(clip.clip_id, True)]
 
 
 # -- the key -----------------------------------------------------------------------------------
@@ -225,9 +230,7 @@ def node_settings(tmp_path, **station_key):
 
 
 def close(node):
-    node.client.close()
-    node.feed_client.close()
-    node.store.close()
+    node.stop()
 
 
 def test_a_station_without_its_key_does_not_start_and_says_why(tmp_path, monkeypatch):

@@ -3,8 +3,10 @@
 import os
 
 import pytest
+from litestar.testing import TestClient
 
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, create
+from central.core.app import create_app
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, create, make_settings
 
 ROUTES = [
     ("GET", "/api/v1/clips"),
@@ -59,19 +61,30 @@ STATION_FORBIDDEN = [
 ]
 
 
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory):
+    """One central for the refusals below: each is refused before it could change anything, and
+    none is about the database (so they run on SQLite only), so one app serves them all."""
+    settings = make_settings(tmp_path_factory.mktemp("refusing") / "central", database={})  # SQLite whatever ran before
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("method, path", STATION_FORBIDDEN)
-def test_stations_may_not_administer_or_look_beyond_their_borough(client, method, path):
-    r = client.request(method, path, headers=CAMDEN, json={})
+def test_stations_may_not_administer_or_look_beyond_their_borough(refusing, method, path):
+    r = refusing.request(method, path, headers=CAMDEN, json={})
     assert r.status_code == 403, r.text
     assert r.json()["error"] == "forbidden"
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("method, path", ROUTES)
 @pytest.mark.parametrize(
     "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YTpi"}, {"Authorization": "Bearer "}]
 )
-def test_every_route_needs_a_known_token(client, method, path, headers):
-    r = client.request(method, path, headers={**headers, **TUS})
+def test_every_route_needs_a_known_token(refusing, method, path, headers):
+    r = refusing.request(method, path, headers={**headers, **TUS})
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == "Bearer"
     if method != "HEAD":

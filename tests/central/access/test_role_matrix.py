@@ -15,7 +15,7 @@ from central.core.app import create_app
 from central.core.providers import services
 from tests.central.conftest import CAMDEN, make_settings
 
-ROLES = ("viewer", "fleet_manager", "planner", "supervisor", "auditor", "admin")
+ROLES = ("viewer", "fleet_manager", "planner", "supervisor", "auditor", "information_manager", "admin")
 USERS = frozenset(ROLES)
 EVERYONE = USERS | {"station"}
 FOOTAGE = frozenset({"supervisor", "admin"})
@@ -30,6 +30,10 @@ POLICY: dict[str, frozenset[str] | str] = {
     # the dashboard's stylesheets: the login page needs them before anyone has logged in
     "GET /static/{file_path:path}": PUBLIC,
     "HEAD /static/{file_path:path}": PUBLIC,
+    # the public figures: for anyone, no login
+    "GET /public/figures": PUBLIC,
+    "GET /public/figures.csv": PUBLIC,
+    "GET /public/figures.json": PUBLIC,
     # the dashboard: every user reads fleet data
     "GET /": USERS,
     "GET /stations": USERS,
@@ -50,8 +54,26 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /clips/{clip_id:str}/attribution": FOOTAGE,
     "GET /officers/conflicts": FOOTAGE,
     "POST /officers/conflicts/{conflict_id:int}/resolve": FOOTAGE,
+    "GET /cases": FOOTAGE,
+    "GET /cases/{case_ref:str}": FOOTAGE,
+    "POST /cases/{case_ref:str}/disclosure": FOOTAGE,
+    "POST /cases/{case_ref:str}/shares": FOOTAGE,
+    "POST /cases/{case_ref:str}/shares/{share_id:int}/withdraw": FOOTAGE,
+    # a partner's share link: its secret is the key (tests/central/evidence/test_disclosure.py)
+    "GET /shared/{token:str}": PUBLIC,
+    "GET /shared/{token:str}/clips/{clip_id:str}": PUBLIC,
     "GET /audit": frozenset({"auditor", "admin"}),
     "POST /audit/verify": frozenset({"auditor", "admin"}),
+    # the public's requests to keep footage: anyone asks and follows by reference; information
+    # managers (and admins) work the queue
+    "GET /public/keep-footage": PUBLIC,
+    "POST /public/keep-footage": PUBLIC,
+    "GET /public/keep-footage/received": PUBLIC,
+    "GET /public/keep-footage/status": PUBLIC,
+    "GET /keep-requests": frozenset({"information_manager", "admin"}),
+    "GET /keep-requests/{reference:str}": frozenset({"information_manager", "admin"}),
+    "POST /keep-requests/{reference:str}/narrow": frozenset({"information_manager", "admin"}),
+    "POST /keep-requests/{reference:str}/close": frozenset({"information_manager", "admin"}),
     # what stations do; of the users only admins upload
     "POST /api/v1/uploads": ADMIN | {"station"},
     "HEAD /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},
@@ -73,6 +95,13 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /api/v1/holds": FOOTAGE,
     "POST /api/v1/holds/{hold_id:int}/release": FOOTAGE,
     "POST /api/v1/cases/{case_ref:str}/clips": FOOTAGE,
+    "GET /api/v1/cases/{case_ref:str}": FOOTAGE,
+    "POST /api/v1/cases/{case_ref:str}/disclosure": FOOTAGE,
+    "GET /api/v1/cases/{case_ref:str}/shares": FOOTAGE,
+    "POST /api/v1/cases/{case_ref:str}/shares": FOOTAGE,
+    "POST /api/v1/cases/{case_ref:str}/shares/{share_id:int}/withdraw": FOOTAGE,
+    # the keys that sign disclosure packages are published for anyone holding one
+    "GET /api/v1/disclosure/keys": PUBLIC,
     "POST /api/v1/clips/{clip_id:str}/restore": ADMIN,
     "POST /api/v1/clips/{clip_id:str}/review": ADMIN,
     "GET /api/v1/retention/reviews": ADMIN,
@@ -130,8 +159,11 @@ SAMPLE = {
     "proposal_id": "1",
     "case_ref": "CASE-1",
     "hold_id": "1",
+    "share_id": "1",
+    "token": "no-such-share-link-secret-at-all",
     "decision": "commit",
     "file_path": "fleet.css",
+    "reference": "KF-0000-0000-0000",
 }
 QUERY = {"/api/v1/changes": "?borough=Camden", "/api/v1/changes/snapshot": "?borough=Camden"}
 

@@ -46,7 +46,7 @@ def test_adding_users_is_validated_and_audited(users, client):
         users.add("k.jones", "viewer", "admin", password="short")
     with pytest.raises(BadRequest, match="user name"):
         users.add("Robert'); DROP", "viewer", "admin")
-    with pytest.raises(BadRequest, match="only a supervisor"):
+    with pytest.raises(BadRequest, match="only a supervisor or an information manager"):
         users.add("k.jones", "planner", "admin", borough="Camden")
     assert trail(client, "j.smith") == [("user-add", "role supervisor, borough Camden")]
 

@@ -92,10 +92,10 @@ def test_a_gap_or_a_clash_in_the_steps_is_refused(steps, complaint):
         migrations.assemble([_schema("a", steps[0]), _schema("b", *steps[1:])])
 
 
-def test_v20_moves_each_verified_clips_retention_to_its_own_table(tmp_path):
+def test_v22_moves_each_verified_clips_retention_to_its_own_table(tmp_path):
     db = sqlite.open_database(tmp_path / "central.db")
     try:
-        sqlite.migrate(db, MIGRATIONS[:19])
+        sqlite.migrate(db, MIGRATIONS[:21])
         clip = "INSERT INTO clips (clip_id, upload_id, sha256, size, state, device_serial, recorded_at, filename{}) "
         db.execute(
             clip.format(", retain_until, review, kept_until, deleted_at, purged_at")
@@ -109,7 +109,7 @@ def test_v20_moves_each_verified_clips_retention_to_its_own_table(tmp_path):
         )
         db.execute(clip.format("") + "VALUES ('coming', 'u3', 'h', 1, 'receiving', 'BWV-1', '2026-01-01', 'c.mp4')")
         db.commit()
-        sqlite.migrate(db, MIGRATIONS[:20])
+        sqlite.migrate(db, MIGRATIONS[:22])
         moved = db.execute(
             "SELECT clip_id, retain_until, review, kept_until, deleted_at, purged_at FROM clip_retention ORDER BY 1"
         ).fetchall()

@@ -35,15 +35,16 @@ READ = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)", re.IGNORECASE)
 
 SHARED_READS = {
     "access": (
-        {"devices", "officers", "clips", "attributions", "uploads", "holds", "conflicts"},
+        {"devices", "officers", "clips", "attributions", "uploads", "holds", "conflicts", "keep_requests"},
         "borough scope is decided in one place (``scope.OwnerLookup``): one indexed lookup of the "
         "borough of each thing a route touches, on every scoped request",
     ),
     "evidence": (
-        {"attributions", "officers", "stations"},
+        {"attributions", "officers", "stations", "devices"},
         "a hold covers the clips attributed to its officer: judged in the same statement as the "
         "deletion it stops (``holds.HELD``) and per retention batch; a station's borough for its "
-        "``ClipHold``; the holds list's borough filter",
+        "``ClipHold``; the holds list's borough filter; a public request covers its borough's "
+        "cameras' clips (``holds.REQUEST_HELD``, the same statement)",
     ),
     "rollout": (
         {"devices", "assignments", "officers", "device_history"},

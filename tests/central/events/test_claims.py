@@ -252,17 +252,18 @@ def test_a_number_past_sqlites_integers_is_refused_at_the_door_and_jams_no_stati
 
 
 def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(client, monkeypatch):
-    """Whatever a future bug lets through: the run is applied again one event at a time, the event
-    that still fails is refused against its station, and every other event is applied."""
+    """Whatever a future bug lets through: the stations' events are applied again a station at a time,
+    then one event at a time, the event that still fails is refused against its station, and every
+    other event is applied (both stations' events here are applied in one transaction)."""
     from central.events.projection import Projector
 
     docked_handler = Projector._handlers[type(docked("X"))]
     assert docked_handler is not None
 
-    def failing(self, db, station_id, borough, run):
+    def failing(self, db, run):
         if any(a.event.device.serial == "CAM-POISON" for a in run):
             raise OverflowError("Python int too large to convert to SQLite INTEGER")
-        return docked_handler(self, db, station_id, borough, run)
+        return docked_handler(self, db, run)
 
     monkeypatch.setitem(Projector._handlers, type(docked("X")), failing)
     client.post(
@@ -352,10 +353,10 @@ def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, 
     full.sqlite_errorcode = sqlite3.SQLITE_FULL
     failures = [full] * 2
 
-    def full_for_a_while(self, db, station_id, borough, run):
+    def full_for_a_while(self, db, run):
         if failures:
             raise failures.pop()
-        return docked_handler(self, db, station_id, borough, run)
+        return docked_handler(self, db, run)
 
     monkeypatch.setitem(Projector._handlers, type(docked("X")), full_for_a_while)
     client.post(
@@ -372,3 +373,18 @@ def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, 
     assert refusals(client) == []
     for serial in ("CAM-1", "CAM-2"):
         assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial
+
+
+def test_a_damaged_copy_is_in_the_clips_custody_when_its_own_station_says_so(client):
+    from fleet.events import ClipDamaged
+
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Camden"}])
+    clip = ingested("BWV-000123", 2)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    damaged = ClipDamaged(clip_id=clip.clip_id, reason="segment 3 failed authentication")
+    post(client, KENTISH, [damaged], hours=[4])  # another station (of the same borough) cannot say so
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("kentish", 1, "clip_damaged")]
+    post(client, CAMDEN, [damaged], first_seq=3, hours=[4])
+    records = client.get(f"/api/v1/clips/{clip.clip_id}/custody", headers=ADMIN).json()
+    said = [(r["action"], r["place"], r["detail"]) for r in records if r["action"] == "damaged-at-station"]
+    assert len(said) == 1 and said[0][1] == "camden" and "segment 3 failed authentication" in said[0][2]

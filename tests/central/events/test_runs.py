@@ -150,3 +150,124 @@ def test_dockings_of_one_camera_in_one_call_keep_the_latest_telemetry_whatever_t
             assert tuple(row.fetchone()) == (times[2], times[2], 2.0)
     finally:
         store.close()
+
+
+SETUP = {
+    "camden": [(0, docked("A1", 0)), (0, docked("A2", 0))],
+    "kentish": [(0, docked("K1", 0))],
+    "barnet": [(0, docked("B1", 0))],
+}
+"""Cameras registered before the events below, so that whose each camera is does not depend on
+which station is applied first. (Where two stations claim the same, the first applied has it: any
+order of the stations is right, so below the first claim comes first either way.)"""
+STATIONS_EVENTS = {
+    "barnet": [
+        (1, docked("X", 1)),  # Camden's station docks it too, in the same run: the first applied registers it
+        (2, docked("B1", 2, clips=2)),
+        (2.1, ingested("B1", 0.5, "b1-one")),
+        (2.2, ingested("A1", 0.6, "barnet-says-a1")),  # Camden's camera: refused (applied first of barnet's)
+        (2.3, ingested("B1", 1.5, "b1-two")),
+    ],
+    "camden": [
+        (1, out("A1", "PC1")),
+        (1.5, docked("X", 1.5)),
+        (3, docked("A1", 3, clips=2)),  # ends PC1's checkout
+        (3.1, ingested("A1", 2.0, "a1-during")),
+        (3.2, ingested("A1", 3.5, "a1-after")),
+        (3.3, ingested("A2", 2.5, "reported-twice")),
+        (3.4, docked("A2", 3.4, clips=1, level=40)),
+        (0.5, docked("A2", 0.5, level=10)),  # back-dated by hours: refused by the station's clock
+        (3.5, ingested("A2", 3.2, "a2-one")),
+    ],
+    "kentish": [
+        (1, docked("K1", 1, clips=1)),
+        (1.1, ingested("K1", 0.5, "k1-one")),
+        (2, out("K1", "PC1")),  # PC1 holds A1 at camden then: a conflict
+        (4, docked("A1", 4)),  # a camera docks at another station of its borough
+        (4.1, ingested("A2", 2.5, "reported-twice")),  # camden reported it before: refused
+        (5, back("K1", "PC1")),
+    ],
+}
+
+
+def _final_state(data_dir, limit: int, stations_events=STATIONS_EVENTS) -> dict[str, list]:
+    """Central's state after SETUP, then ``stations_events``, each applied ``limit`` events a transaction."""
+    import msgspec
+
+    from central.events.changes import ChangeLog
+    from central.events.log import EventLog
+    from central.events.projection import Projector
+    from fleet.events import EventBatch, EventEnvelope
+    from tests.central.conftest import make_settings
+    from tests.support.databases import BACKEND
+
+    settings = make_settings(data_dir)
+    store = central_store(data_dir)
+    try:
+        log = EventLog(store.writer, Projector(settings.fleet, ChangeLog(store.writer, settings)))
+        seqs = dict.fromkeys(SETUP, 0)
+        for events in (SETUP, stations_events):
+            for station, evs in events.items():
+                if not evs:
+                    continue
+                envelopes = [EventEnvelope(seq=seqs[station] + i, at=at(h), event=e) for i, (h, e) in enumerate(evs, 1)]
+                seqs[station] += len(evs)
+                sent = max(e.at for e in envelopes)
+                borough = "Barnet" if station == "barnet" else "Camden"
+                log.ingest(station, borough, msgspec.json.encode(EventBatch(sent_at=sent, events=envelopes)))
+            while log.apply_pending(limit=limit):
+                pass
+        tables = {
+            "devices": "SELECT serial, model, firmware, lifecycle, borough, home_station, registered_by, "
+            "last_docked_at, last_station, last_clip_at, telemetry, battery_soh, battery_level, flag_short_shift, "
+            "flag_capacity_drop FROM devices ORDER BY serial",
+            "battery_readings": "SELECT serial, at, station_id, level_pct FROM battery_readings "
+            "ORDER BY serial, at, station_id",
+            "attributions": "SELECT clip_id, device_serial, recorded_at, station_id, officer_id FROM attributions "
+            "ORDER BY clip_id",
+            "ingest_claims": "SELECT clip_id, station_id, seq, station_at FROM ingest_claims ORDER BY clip_id",
+            "assignments": "SELECT device_serial, officer_id, mode, started_at, ended_at, station_id, ended_by, "
+            "end_reason FROM assignments ORDER BY device_serial, started_at",
+            "conflicts": "SELECT kind, borough, device_serial, officer_id, detail FROM conflicts ORDER BY detail",
+            "refusals": "SELECT station_id, seq, kind, subject, reason, station_at FROM station_refusals "
+            "ORDER BY station_id, seq",
+            "stations": "SELECT station_id, acked_seq, applied_seq, latest_at FROM stations ORDER BY station_id",
+            # Each record's place in its object's own history (the stations' records interleave).
+            "history": "SELECT serial, actor, place, from_state, to_state, reason FROM device_history ORDER BY id",
+            "audit": "SELECT object_id, actor, place, action, detail FROM audit ORDER BY id",
+            "changes": "SELECT key, borough, kind, body FROM changes ORDER BY cursor",
+        }
+        with store.writer.read() as db:
+            state = {name: [tuple(r) for r in db.execute(sql).fetchall()] for name, sql in tables.items()}
+        assert audit.verify_database(store.writer).intact
+    finally:
+        store.close()
+        BACKEND.release(data_dir)
+    for name in ("history", "audit", "changes"):  # by object, each in its own order
+        state[name] = sorted(state[name], key=lambda r: r[0])  # a stable sort keeps each object's order
+    return state
+
+
+def test_stations_applied_together_end_as_applied_one_event_at_a_time(tmp_path):
+    """A transaction applies every station's events together (``projection.merged_runs``): the
+    state is the one of applying them one event a transaction, station after station."""
+    together = _final_state(tmp_path / "together", limit=10_000)
+    one_by_one = _final_state(tmp_path / "one", limit=1)
+    assert together == one_by_one
+    refused = {(r[0], r[1]) for r in together["refusals"]}
+    assert refused == {("barnet", 5), ("camden", 4), ("camden", 10), ("kentish", 6)}, together["refusals"]
+    assert [c[0] for c in together["conflicts"]] == ["officer_two_cameras"]
+
+
+def test_a_camera_new_to_central_docked_at_two_boroughs_in_one_run_is_the_first_ones():
+    """Two stations' dockings of a camera never heard of, in one statement: the first registers it,
+    the other borough's is refused, as when applied one after the other."""
+    import tempfile
+    from pathlib import Path
+
+    both = {"barnet": [(1, docked("NEW", 1))], "camden": [(1, docked("NEW", 1)), (1.1, docked("A1", 1.1))]}
+    with tempfile.TemporaryDirectory() as tmp:
+        together = _final_state(Path(tmp) / "together", 10_000, both)
+        one_by_one = _final_state(Path(tmp) / "one", 1, both)
+    assert together == one_by_one
+    assert [r[:4] for r in together["refusals"]] == [("camden", 3, "camera_docked", "NEW")]

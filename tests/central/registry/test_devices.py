@@ -47,7 +47,9 @@ def test_a_camera_that_is_out_cannot_be_retired_but_can_be_lost(client):
     post(client, CAMDEN, [docked("BWV-1", clips=1), out("BWV-1", "PC1")])
     r = lifecycle(client, "BWV-1", "retired")
     assert r.status_code == 409 and "check it in" in r.json()["message"]
-    assert lifecycle(client, "BWV-1", "lost").json()["flags"] == ["lost"]
+    # "stale" too once the fleet-health job's first run (at start-up) has seen its docking, whose
+    # date is fixed and so over a week old: whether it ran yet is a race, and not this test's point.
+    assert set(lifecycle(client, "BWV-1", "lost").json()["flags"]) - {"stale"} == {"lost"}
     post(client, CAMDEN, [docked("BWV-1", 30, clips=2)], first_seq=3, hours=[30])  # found: it docked
     device = client.get("/api/v1/devices/BWV-1", headers=ADMIN).json()
     assert device["device"]["lifecycle"] == "in_service"

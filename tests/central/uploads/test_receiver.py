@@ -207,17 +207,17 @@ def test_an_upload_resumed_while_expiry_looked_is_kept(parts, monkeypatch):
 
 @pytest.mark.parametrize("size", [1000, 3 * (4 << 20) + 5])  # within one piece and across pieces
 def test_disk_full_is_507_with_retry_after(parts, monkeypatch, size):
-    from central.uploads import receiver as receiver_module
+    from fleet.directio import PartWriter
     from fleet.errors import InsufficientStorage
 
     data = os.urandom(size)
     r = receiver(parts)
     upload, _ = r.create(CAMDEN, len(data), metadata(data))
 
-    def full(self, writer, chunk):
+    def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(receiver_module._Sink, "_write", full)
+    monkeypatch.setattr(PartWriter, "write", full)
     with pytest.raises(InsufficientStorage) as info:
         asyncio.run(
             r.append(CAMDEN, upload.upload_id, 0, None, body(*(data[i : i + 65536] for i in range(0, size, 65536))))

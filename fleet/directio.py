@@ -1,10 +1,12 @@
-"""Appending received bytes to a ``.part`` file, the bulk of them past the page cache (O_DIRECT).
+"""Appending bytes to a file, the bulk of them past the page cache (O_DIRECT).
 
-Why: central writes each clip once and rarely reads it soon after, and the fsync at the end of
-every chunk must put the bytes on disk anyway. Through the page cache each new byte is first
-copied into newly allocated cache pages; on this machine (a VM whose free memory the host
-takes back) that copy cost 10-13 s of kernel CPU per GiB, against under 1 s written direct
-(docs/benchmarks-history.md, "Where a buffered write's time goes").
+Used by central's upload receiver (each PATCH's bytes into a ``.part`` file) and by the
+station's sealed ingest (``fleet.hashing.copy_hash_and_seal``). Why: both write each clip once
+and rarely read it soon after, and the fsync that follows must put the bytes on disk anyway.
+Through the page cache each new byte is first copied into newly allocated cache pages; on
+this machine (a VM whose free memory the host takes back) that copy cost 10-13 s of kernel
+CPU per GiB, against under 1 s written direct (docs/benchmarks-history.md, "Where a buffered
+write's time goes").
 
 Direct I/O needs the file offset, the length and the memory address aligned to the device's
 block. So a batch is copied once into an aligned staging buffer, placed so that its first
@@ -12,7 +14,8 @@ block boundary falls on a page; the aligned middle is written direct, the head a
 (under a block each) through the page cache. A filesystem that refuses O_DIRECT, a batch with
 no whole block in it, or any refusal of a direct write gets plain writes: the bytes on disk
 are the same, only the path there differs. Not thread-safe: each writing thread (the
-receiver's pool thread, and its event loop for small batches) owns its own instance.
+receiver's pool thread, its event loop for small batches, an ingest's copying thread) owns
+its own instance.
 """
 
 from __future__ import annotations
@@ -21,11 +24,22 @@ import errno
 import logging
 import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from fleet.hashing import start_writeback
-
 log = logging.getLogger(__name__)
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing these bytes to disk now, without waiting for them.
+
+    The fsync that must follow then finds most of the data already written. (On Linux,
+    POSIX_FADV_DONTNEED starts writeback of dirty pages and drops clean ones.) For the batches
+    a ``PartWriter`` cannot write direct.
+    """
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
 
 BLOCK = 4096
 """Alignment of direct writes: a page, a multiple of every common logical block size."""
@@ -73,22 +87,57 @@ class PartWriter:
             self._refused(path)
             return None
 
-    def write(self, fd: int, direct_fd: int | None, pieces: list[bytes], offset: int) -> list[bytes] | list[memoryview]:
-        """Write the batch at ``offset``; return its bytes to hash (one contiguous piece where it was staged)."""
+    def write(
+        self,
+        fd: int,
+        direct_fd: int | None,
+        pieces: list[bytes],
+        offset: int,
+        meanwhile: Callable[[list[bytes] | list[memoryview]], object] | None = None,
+    ) -> list[bytes] | list[memoryview]:
+        """Write the batch at ``offset``; return its bytes to hash (one contiguous piece where it was staged).
+
+        ``meanwhile`` is given those bytes before they are written, for work that reads them
+        while the write goes on (the receiver starts hashing them on another thread there); the
+        caller must let it finish before this writer's next batch overwrites the staging buffer."""
         total = sum(len(p) for p in pieces)
-        phase = offset % BLOCK
-        head = (BLOCK - phase) % BLOCK
-        body = max(total - head, 0) // BLOCK * BLOCK
-        if direct_fd is None or not self.direct or body < DIRECT_MIN_BYTES or total > self.capacity:
+        if not self._goes_direct(direct_fd, offset, total):
+            if meanwhile is not None:
+                meanwhile(pieces)
             write_all(fd, pieces, offset)
             start_writeback(fd, offset, total)
             return pieces
-        stage = self._staging()
-        end = phase
+        batch = self.staged(offset, total)
+        end = 0
         for piece in pieces:
-            stage[end : end + len(piece)] = piece
+            batch[end : end + len(piece)] = piece
             end += len(piece)
-        batch = stage[phase:end]
+        if meanwhile is not None:
+            meanwhile([batch])
+        self.write_staged(fd, direct_fd, offset, total)
+        return [batch]
+
+    def staged(self, offset: int, length: int) -> memoryview:
+        """The staging buffer's place for ``length`` (at most ``capacity``) bytes bound for ``offset``:
+        a caller that makes the bytes there (the ingest's sealing) saves copying them in;
+        ``write_staged`` writes them."""
+        if length > self.capacity:
+            raise ValueError(f"a staged batch is at most {self.capacity} bytes")
+        phase = offset % BLOCK
+        return self._staging()[phase : phase + length]
+
+    def write_staged(self, fd: int, direct_fd: int | None, offset: int, length: int) -> None:
+        """Write the ``length`` bytes put in ``staged(offset, length)``."""
+        phase = offset % BLOCK
+        stage = self._staging()
+        batch = stage[phase : phase + length]
+        if not self._goes_direct(direct_fd, offset, length):
+            _pwrite_all(fd, batch, offset)
+            start_writeback(fd, offset, length)
+            return
+        assert direct_fd is not None
+        head = (BLOCK - phase) % BLOCK
+        body = (length - head) // BLOCK * BLOCK
         if head:
             _pwrite_all(fd, batch[:head], offset)
         try:
@@ -99,7 +148,11 @@ class PartWriter:
             self._refused(None)
             done = 0
         _pwrite_all(fd, batch[head + done :], offset + head + done)  # the tail, or what was not written direct
-        return [batch]
+
+    def _goes_direct(self, direct_fd: int | None, offset: int, length: int) -> bool:
+        head = (BLOCK - offset % BLOCK) % BLOCK
+        body = max(length - head, 0) // BLOCK * BLOCK
+        return direct_fd is not None and self.direct and body >= DIRECT_MIN_BYTES and length <= self.capacity
 
     def _staging(self) -> memoryview:
         if self._stage is None:

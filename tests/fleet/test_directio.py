@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from central.uploads.partwriter import BLOCK, DIRECT_MIN_BYTES, PartWriter
+from fleet.directio import BLOCK, DIRECT_MIN_BYTES, PartWriter
 
 MiB = 1 << 20
 
