@@ -4,7 +4,8 @@ information-management officer, answered by reference.
 A request names a borough, a place in words, a time window (at most ``LONGEST_WINDOW``, not in
 the future), optionally officers' shoulder numbers, and a contact address. From the moment it is
 stored it protects, like a hold (``central.evidence.holds.REQUEST_HELD``, which every deletion
-query carries), every clip the borough's cameras recorded in the window widened by ``MARGIN``:
+query carries), every clip recorded in the borough (``holds.in_request_area``: docked at its
+stations or by its cameras) in the window widened by ``MARGIN``:
 nothing that could match is deleted while it is reviewed. Clips soft-deleted but not yet purged
 come back (``RetentionService.restore_held``). The officer then **narrows** it to the clips that
 match (only those stay protected) or **closes** it with an outcome the requester is told in
