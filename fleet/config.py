@@ -555,16 +555,22 @@ def _check_blobs(blobs: BlobSettings, where: str) -> None:
 
 
 def _check_proxies(proxies: list[str], where: str) -> None:
-    """Each an address or a network: ``*`` would let any client say who it is (the login throttle's key)."""
+    """Each an address or a network, never all of them: ``*`` or ``0.0.0.0/0`` would let any client
+    say who it is (the key of the login and form throttles)."""
     import ipaddress
 
     for entry in proxies:
         try:
-            ipaddress.ip_network(entry, strict=False)
+            network = ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise ConfigError(
                 f"{where}: trusted_proxies: {entry!r} is not an address or a network (list the balancers themselves)"
             ) from None
+        if network.prefixlen == 0:
+            raise ConfigError(
+                f"{where}: trusted_proxies: {entry!r} trusts every address, so any client could claim any "
+                "other's address (list the balancers themselves)"
+            )
 
 
 def _check_database(database: DatabaseSettings, where: str) -> None:

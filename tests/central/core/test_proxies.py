@@ -31,7 +31,7 @@ def test_the_client_address_is_read_from_x_forwarded_for_only_from_a_trusted_bal
         store.close()
 
 
-@pytest.mark.parametrize("entry", ["*", "balancer.internal", "10.0.0.300"])
+@pytest.mark.parametrize("entry", ["*", "balancer.internal", "10.0.0.300", "0.0.0.0/0", "::/0"])
 def test_trusted_proxies_are_addresses_or_networks_never_everyone(tmp_path, entry):
     with pytest.raises(ConfigError, match="trusted_proxies"):
         make_settings(tmp_path / "central", trusted_proxies=[entry])
