@@ -114,6 +114,8 @@ class ClipRetention(msgspec.Struct, kw_only=True):
     """None: not assessed yet (never deleted until it is)."""
     held_by: list[int]
     """Ids of the holds that protect it."""
+    requested_by: list[str] = []
+    """References of the public requests to keep footage that protect it."""
     deleted_at: datetime | None
     purged_at: datetime | None
     review: bool = False
@@ -496,7 +498,7 @@ class RetentionService:
         ).fetchone()
         if row is None:
             raise NotFound(f"no verified clip {clip_id}")
-        return _retention(row, holds.on_clip(db, clip_id))
+        return _retention(row, holds.on_clip(db, clip_id), holds.requests_on_clip(db, clip_id))
 
     def categorise(
         self, clip_id: str, request: CategoriesRequest, actor: str, now: datetime | None = None
@@ -595,7 +597,7 @@ class RetentionService:
                 + " ORDER BY r.retain_until, r.clip_id LIMIT ?",
                 [to_iso(now or utc_now()), *(after or ()), limit],
             ).fetchall()
-            return [_retention(r, holds.on_clip(db, r[0])) for r in rows]
+            return [_retention(r, holds.on_clip(db, r[0]), holds.requests_on_clip(db, r[0])) for r in rows]
 
     def review(self, clip_id: str, request: ReviewRequest, actor: str, now: datetime | None = None) -> ClipRetention:
         """Record a reviewer's decision: retain for another period, or dispose (a soft delete,
@@ -824,7 +826,7 @@ class RetentionService:
             return holds.listing(db, active, limit, borough)
 
 
-def _retention(row, held_by: list[int]) -> ClipRetention:
+def _retention(row, held_by: list[int], requested_by: list[str]) -> ClipRetention:
     """(clip_id, recorded_at, categories, retain_until, deleted_at, purged_at, review) → ClipRetention."""
     return ClipRetention(
         clip_id=row[0],
@@ -832,6 +834,7 @@ def _retention(row, held_by: list[int]) -> ClipRetention:
         categories=json.loads(row[2]),
         retain_until=from_iso(row[3]) if row[3] else None,
         held_by=held_by,
+        requested_by=requested_by,
         deleted_at=from_iso(row[4]) if row[4] else None,
         purged_at=from_iso(row[5]) if row[5] else None,
         review=bool(row[6]),

@@ -298,6 +298,7 @@ class EvidencePages(DashboardPages):
             categories=sorted(retention.rules().categories),
             can_restore=allowed(request, "admin"),
             can_custody=allowed(request, "auditor"),
+            can_requests=allowed(request, "information_manager"),
         )
 
     @post(

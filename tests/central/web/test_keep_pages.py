@@ -150,3 +150,16 @@ def test_a_borough_officer_sees_and_acts_on_their_borough_only(site):
 def test_a_supervisor_has_no_queue(site):
     log_in(site, "s.uper")
     assert site.get("/keep-requests").status_code == 403
+
+
+def test_a_clip_page_names_the_public_requests_keeping_it(site):
+    from tests.central.evidence.test_clips import RECORDED, upload
+
+    day = utc_now() - timedelta(days=2)
+    at = day.replace(hour=21, minute=10, second=0, microsecond=0)
+    clip_id = upload(site, b"footage" * 50, serial="BWV-Camden", hours=(at - RECORDED).total_seconds() / 3600)
+    reference = reference_of(send(site))
+    log_in(site, "s.uper")
+    page = site.get(f"/clips/{clip_id}").text
+    assert f"public request {reference}" in page and f'href="/keep-requests/{reference}"' not in page
+    assert site.get(f"/api/v1/clips/{clip_id}/retention", headers=ADMIN).json()["requested_by"] == [reference]
