@@ -13,8 +13,9 @@ each change in what is held (``holds.announce_holds``), so their copies are kept
 
 What the public is ever shown is the reference, the state and its meaning in plain words, the
 dates, and counts: never footage, never the place, the shoulder numbers or the contact given.
-Footage already purged is answered from the audit trail ("deleted on …, under the 31-day rule");
-a request that finds only purged footage is closed at once with that answer.
+Footage already purged is answered from the audit trail ("fewer than 5 recordings … deleted on or
+before …, under the force's retention rules": no small count, no staff decision; ``Deleted``); a
+request that finds only purged footage is closed at once with that answer.
 
 Submissions are throttled per client address and for the form as a whole (the login
 throttle's machinery, ``central.access.login_throttle.FormThrottle``), in the transaction that
@@ -24,7 +25,6 @@ reference and the words its requester is told are ``central.evidence.keep_reques
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -214,9 +214,7 @@ class KeepRequests:
             # Footage a retention period ended comes back for review; what a reviewer decided to dispose
             # of stays deleted (the request still stops its purge), for a person to weigh, not the form.
             self.retention.restore_held(db, _not_disposed(db, live), f"public request {reference}", "public", now)
-            gone = deleted_from_audit(
-                db, _area_clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=False), self._default_days()
-            )
+            gone = deleted_from_audit(db, _area_clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=False))
             if gone is not None and not live:
                 self._close(db, reference, ALREADY_DELETED, gone.sentence(), "central", now)
             holds.announce_holds(
@@ -246,7 +244,7 @@ class KeepRequests:
         ).fetchone()
         received, state, review_by, outcome = from_iso(r[0]), r[1], from_iso(r[2]), r[3]
         kept = db.execute("SELECT count(*) FROM keep_request_clips WHERE reference = ?", [reference]).fetchone()[0]
-        gone = deleted_from_audit(db, _area_clips(db, r[4], r[5], r[6], alive=False), self._default_days())
+        gone = deleted_from_audit(db, _area_clips(db, r[4], r[5], r[6], alive=False), before=received)
         if state == "open":
             headline = "We are reviewing your request"
             explanation = (
@@ -592,34 +590,22 @@ def _area_clips(
     return sorted(set(at_central) | set(reported))
 
 
-def deleted_from_audit(db, clip_ids: list[str], default_days: int) -> Deleted | None:
-    """When and under which rule these (purged) clips were deleted, as the audit trail records it."""
+def deleted_from_audit(db, clip_ids: list[str], before: datetime | None = None) -> Deleted | None:
+    """How many of these (purged) clips were deleted, and when the last was, as the audit trail
+    records it; ``before``: only those whose last deletion was by then (a request's receipt: what
+    its review released and the rules deleted later had not "already" been deleted)."""
     if not clip_ids:
         return None
     found = db.execute(
-        f"SELECT a.object_id, a.at, a.actor, c.categories FROM audit a JOIN clips c ON c.clip_id = a.object_id "
-        f"WHERE a.object_type = 'clip' AND a.action = 'soft-delete' AND {db.dialect.any_of('a.object_id')} "
-        "ORDER BY a.id",
+        f"SELECT a.object_id, a.at FROM audit a WHERE a.object_type = 'clip' AND a.action = 'soft-delete' "
+        f"AND {db.dialect.any_of('a.object_id')} ORDER BY a.id",
         [db.dialect.many(clip_ids)],
     ).fetchall()
-    last: dict[str, tuple] = {r[0]: r for r in found}  # a restored clip deleted again: its last deletion
-    if not last:
+    last = {clip_id: from_iso(at) for clip_id, at in found}  # a restored clip deleted again: its last deletion
+    days = sorted(at.date() for at in last.values() if before is None or at <= before)
+    if not days:
         return None
-    days = sorted(from_iso(r[1]).date() for r in last.values())
-    rules = {
-        f"the {default_days}-day rule"
-        if actor == "retention-job" and json.loads(categories) == []
-        else "its retention period"
-        if actor == "retention-job"
-        else "a reviewer's decision"
-        for _, _, actor, categories in last.values()
-    }
-    return Deleted(
-        clips=len(clip_ids),
-        first=days[0],
-        last=days[-1],
-        rule=" and ".join(sorted(rules)) if len(rules) < 3 else "the force's retention rules",
-    )
+    return Deleted(clips=len(days), last=days[-1])
 
 
 def counts_by_borough_month(

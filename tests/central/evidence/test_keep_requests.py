@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,8 @@ from central.evidence import audit
 from central.evidence.holds import HELD
 from central.evidence.keep_request_form import (
     CROCKFORD,
+    FEWEST_COUNTED,
+    OUTCOMES,
     FormErrors,
     NewRequest,
     new_reference,
@@ -25,7 +28,8 @@ from central.evidence.keep_requests import (
     counts_by_borough_month,
 )
 from central.evidence.retention import HoldRequest, ReviewRequest
-from fleet.clock import to_iso
+from central.web import suppression
+from fleet.clock import to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from tests.central.evidence.test_retention import T0, put_clip, service_for, state
 
@@ -135,7 +139,8 @@ def test_a_request_on_footage_already_purged_gets_the_truthful_answer(env):
     status = ask(requests)
     assert status.state == "closed" and status.headline == "The footage had already been deleted"
     assert status.deleted == (
-        "A recording from that time and place had already been deleted on 1 February 2026, under the 31-day rule."
+        "Fewer than 5 recordings from that time and place had already been deleted on or before 1 February 2026, "
+        "under the force's retention rules."
     )
     again = requests.status(status.reference.lower().replace("-", " "), "browser:p2")
     assert again.deleted == status.deleted and again.state == "closed"
@@ -376,3 +381,44 @@ def test_an_ipv6_line_is_one_client_whatever_address_of_its_64_it_uses(env):
     with pytest.raises(TooManyRequests, match="your address"):
         ask(requests, place="2001:db8:1:2::ffff")
     assert ask(requests, place="2001:db8:1:3::1").reference  # another /64: another line
+
+
+def test_the_answer_about_deleted_footage_gives_no_small_count_and_no_reviewers_decision(env):
+    store, blobs, retention, requests, clock = env
+    disposed = put_clip(store, blobs, INCIDENT, tags=["use_of_force"])  # reviewed, not deleted unseen
+    routine = clip(env, INCIDENT + timedelta(minutes=5))
+    many = [clip(env, INCIDENT + timedelta(days=1, minutes=m)) for m in range(FEWEST_COUNTED + 1)]
+    retention.assess()
+    retention.run(T0 + timedelta(days=33))  # the routine ones, under the 31-day rule
+    retention.review(disposed, ReviewRequest(decision="dispose", reason="in error"), "r", now=T0 + timedelta(days=46))
+    later = utc_now() + timedelta(days=8)  # a reviewer's deletion is audited when it happens
+    retention.run(later)
+    assert {state(store, c) for c in [disposed, routine, *many]} == {(1, 1)}
+    clock.now = later + timedelta(hours=1)
+    few = ask(requests, place="a")
+    assert few.state == "closed" and re.fullmatch(
+        r"Fewer than 5 recordings from that time and place had already been deleted on or before \d{1,2} \w+ 20\d\d, "
+        r"under the force's retention rules\.",
+        few.deleted or "",
+    ), few.deleted
+    assert requests.status(few.reference, "browser:b").deleted == few.deleted
+    counted = ask(requests, start=INCIDENT + timedelta(days=1), place="c")
+    assert counted.deleted == (
+        f"{FEWEST_COUNTED + 1} recordings from that time and place had already been deleted on or before "
+        "3 February 2026, under the force's retention rules."
+    )
+    assert FEWEST_COUNTED == suppression.THRESHOLD  # the public figures' rule, for the same reason
+
+
+def test_footage_released_by_a_review_and_deleted_later_was_not_already_deleted(env):
+    store, _blobs, retention, requests, _clock = env
+    kept, released = clip(env, INCIDENT), clip(env, INCIDENT + timedelta(minutes=10))
+    retention.assess()
+    reference = ask(requests).reference
+    requests.narrow(reference, [kept], "the one that matches", "im.officer")
+    requests.close(reference, "concluded", "done", "im.officer")
+    retention.run(T0 + timedelta(days=31, hours=22))
+    retention.run(T0 + timedelta(days=40))
+    assert state(store, released) == (1, 1) and state(store, kept) == (1, 1)
+    told = requests.status(reference, "browser:p2")
+    assert told.deleted is None and told.explanation == OUTCOMES["concluded"]  # nothing of the review's choice
