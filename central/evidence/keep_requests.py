@@ -32,7 +32,7 @@ import msgspec
 
 from central.access.login_throttle import FormThrottle
 from central.core.database import Database
-from central.evidence import audit, holds
+from central.evidence import audit, holds, keep_request_escalation
 from central.evidence.holds import REQUEST_HELD, STAFF_HELD
 from central.evidence.keep_request_form import (
     ALREADY_DELETED,
@@ -82,6 +82,8 @@ class QueueRow(msgspec.Struct, kw_only=True):
     """The earliest moment a clip this request protects would otherwise be deleted (None: closed)."""
     protected: int
     """Clips at central this request protects now."""
+    overdue: bool = False
+    """Open past its review date (``keep_request_escalation``)."""
     outcome: str | None = None
     note: str | None = None
     narrowed_at: datetime | None = None
@@ -281,9 +283,9 @@ class KeepRequests:
     # -- the information-management officer's side ------------------------------------------
 
     def queue(self, borough: str | None, which: str = "active", limit: int = 200) -> list[QueueRow]:
-        """Open and narrowed requests (``which``: "active"), soonest deadline first (the ``limit`` soonest
-        to be reviewed, so a flood of new ones never pushes an older one off); or the closed ones,
-        newest first. ``borough``: that borough's only."""
+        """Open and narrowed requests (``which``: "active"): the overdue first, longest overdue at the
+        top, then soonest deadline first (the ``limit`` soonest to be reviewed, so a flood of new ones
+        never pushes an older one off); or the closed ones, newest first. ``borough``: that borough's only."""
         states = {"active": ("open", "narrowed"), "closed": ("closed",)}[which]
         with self.writer.read() as db:
             rows = db.execute(
@@ -298,7 +300,9 @@ class KeepRequests:
             ).fetchall()
             found = [self._row(db, r) for r in rows]
         if which == "active":
-            found.sort(key=lambda q: (q.deadline or q.review_by, q.reference))
+            found.sort(
+                key=lambda q: (not q.overdue, q.review_by if q.overdue else q.deadline or q.review_by, q.reference)
+            )
         return found
 
     def request(self, reference: str) -> tuple[QueueRow, list[MatchingClip]]:
@@ -499,6 +503,7 @@ class KeepRequests:
             deadline=None,
             protected=0,
         )
+        row.overdue = keep_request_escalation.is_overdue(row.state, row.review_by, self.clock())
         if counted and row.state != "closed":
             row.protected, row.deadline = self._protection(db, row)
         return row

@@ -9,10 +9,12 @@ import pytest
 
 from central.evidence import audit
 from central.evidence.holds import HELD
+from central.evidence.keep_request_escalation import escalate, overdue_count
 from central.evidence.keep_request_form import (
     CROCKFORD,
     FEWEST_COUNTED,
     OUTCOMES,
+    REVIEW_DAYS,
     FormErrors,
     NewRequest,
     new_reference,
@@ -422,3 +424,32 @@ def test_footage_released_by_a_review_and_deleted_later_was_not_already_deleted(
     assert state(store, released) == (1, 1) and state(store, kept) == (1, 1)
     told = requests.status(reference, "browser:p2")
     assert told.deleted is None and told.explanation == OUTCOMES["concluded"]  # nothing of the review's choice
+
+
+def test_a_request_past_its_review_date_is_escalated_and_keeps_its_footage(env):
+    store, _blobs, retention, requests, clock = env
+    footage = clip(env, INCIDENT)
+    retention.assess()
+    late = ask(requests, place="a").reference  # to be reviewed within REVIEW_DAYS
+    clock.now += timedelta(days=5)
+    sooner = ask(requests, start=INCIDENT - timedelta(hours=12), place="b").reference  # an earlier deadline
+    barnet = ask(requests, borough="Barnet", place="c").reference
+    assert [r.reference for r in requests.queue("Camden")] == [sooner, late]  # soonest deadline first
+    clock.now = T0 + timedelta(days=2 + REVIEW_DAYS, hours=1)  # the first is past its review date
+    queue = requests.queue(None)
+    assert [(r.reference, r.overdue) for r in queue] == [(late, True), (sooner, False), (barnet, False)]
+    assert requests.request(late)[0].overdue
+    with store.writer.read() as db:
+        counts = [overdue_count(db, b, clock.now) for b in (None, "Camden", "Barnet")]
+    assert counts == [1, 1, 0]
+    assert escalate(store.writer, clock.now) == 1
+    assert escalate(store.writer, clock.now) == 0  # audited once
+    with store.writer.read() as db:
+        trail = [(r.actor, r.action) for r in audit.records_for(db, "keep_request", late)]
+    assert trail[0] == ("central", "keep-request-overdue")
+    retention.run(T0 + timedelta(days=90))  # long after: never released for being late
+    assert state(store, footage) == (0, 0) and requests.request(late)[0].state == "open"
+    requests.narrow(late, [footage], "reviewed at last", "im.officer")
+    assert not requests.request(late)[0].overdue  # reviewed: no longer overdue
+    with store.writer.read() as db:
+        assert overdue_count(db, None, clock.now) == 0

@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from central.core.app import create_app
 from central.core.providers import services
 from central.evidence.keep_requests import ADDRESS_FREE
-from fleet.clock import utc_now
+from fleet.clock import to_iso, utc_now
 from tests.central.conftest import ADMIN
 from tests.central.web.test_dashboard import PASSWORD, csrf_of, log_in
 
@@ -150,3 +150,34 @@ def test_a_borough_officer_sees_and_acts_on_their_borough_only(site):
 def test_a_supervisor_has_no_queue(site):
     log_in(site, "s.uper")
     assert site.get("/keep-requests").status_code == 403
+
+
+def overdue(site, reference: str) -> None:
+    """Make a request's review date pass (as days going by would)."""
+    with services(site.app).store.writer.write() as db:
+        db.execute(
+            "UPDATE keep_requests SET review_by = ? WHERE reference = ?",
+            [to_iso(utc_now() - timedelta(days=1)), reference],
+        )
+
+
+def alert_count(page: str, key: str) -> int | None:
+    found = re.search(rf'data-alert="{key}">\s*<a [^>]+><span class="n">(\d+)</span>', page)
+    return int(found.group(1)) if found else None
+
+
+def test_requests_past_their_review_date_head_the_queue_and_the_overview_counts_them(site):
+    camden_late, camden = reference_of(send(site)), reference_of(send(site))
+    barnet_late = reference_of(send(site, borough="Barnet"))
+    overdue(site, camden_late)
+    overdue(site, barnet_late)
+    log_in(site, "im.camden")
+    assert alert_count(site.get("/").text, "keep_overdue") == 1  # Camden's only
+    queue = site.get("/keep-requests").text
+    assert queue.index(camden_late) < queue.index(camden) and "1 request not reviewed by the date" in queue
+    assert re.search(rf"{camden_late}.*?, overdue</span>", queue, re.S) and barnet_late not in queue
+    assert 'id="overdue"' in site.get(f"/keep-requests/{camden_late}").text
+    log_in(site, "im.force")
+    assert alert_count(site.get("/").text, "keep_overdue") == 2
+    log_in(site, "s.uper")  # cannot act on the queue: not shown the alert
+    assert alert_count(site.get("/").text, "keep_overdue") is None
