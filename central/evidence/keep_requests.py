@@ -57,6 +57,8 @@ ADDRESS_FREE = 5
 """Requests from one client address before it waits (growing waits, as for logins)."""
 ALL_FREE = 200
 """Requests from everyone together before the form waits: ~100 times the expected rate."""
+MOST_CLOSED_AT_ONCE = 200
+"""Requests one bulk close may name: the queue shows at most this many."""
 LOOKUP_MISSES_FREE = 20
 """Status lookups of a reference that does not exist, from one address, before it waits."""
 CONTACT_KEPT = timedelta(days=90)
@@ -408,6 +410,27 @@ class KeepRequests:
             return self._row(
                 db, db.execute(f"SELECT {_COLUMNS} FROM keep_requests WHERE reference = ?", [reference]).fetchone()
             )
+
+    def close_many(self, references: list[str], outcome: str, note: str, actor: str) -> int:
+        """Close several requests with one outcome and note, each as ``close`` would (and audited
+        so), in one transaction: all of them, or none when any cannot be closed. How many."""
+        if outcome not in OUTCOMES:
+            raise BadRequest(f"unknown outcome {outcome!r}; outcomes are {', '.join(OUTCOMES)}")
+        if not note.strip():
+            raise BadRequest("say why (the note goes into the audit trail; the requesters are told the outcome only)")
+        chosen = sorted(set(references))
+        if not chosen:
+            raise BadRequest("choose the requests to close")
+        if len(chosen) > MOST_CLOSED_AT_ONCE:
+            raise BadRequest(f"close at most {MOST_CLOSED_AT_ONCE} requests at once")
+        now = self.clock()
+        with self.writer.write() as db:
+            for reference in chosen:
+                if self._open_row(db, reference).state == "closed":
+                    raise Conflict(f"request {reference} is closed already: nothing was closed")
+            for reference in chosen:
+                self._close(db, reference, outcome, note.strip(), actor, now)
+        return len(chosen)
 
     def _close(self, db, reference: str, outcome: str, note: str, actor: str, now: datetime) -> None:
         request = self._open_row(db, reference)

@@ -172,6 +172,7 @@ DONE = {
     "withdrawn": "share link withdrawn",
     "narrowed": "request narrowed: only the chosen clips are kept for it",
     "closed": "request closed",
+    "closed_many": "requests closed",
 }
 FAILED = {"chain_broken": "chain BROKEN: see the check below"}
 """What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never

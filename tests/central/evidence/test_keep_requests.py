@@ -26,6 +26,7 @@ from central.evidence.keep_requests import (
     ALL_FREE,
     CONTACT_KEPT,
     LOOKUP_MISSES_FREE,
+    MOST_CLOSED_AT_ONCE,
     KeepRequests,
     counts_by_borough_month,
 )
@@ -453,3 +454,40 @@ def test_a_request_past_its_review_date_is_escalated_and_keeps_its_footage(env):
     assert not requests.request(late)[0].overdue  # reviewed: no longer overdue
     with store.writer.read() as db:
         assert overdue_count(db, None, clock.now) == 0
+
+
+def test_several_requests_are_closed_at_once_each_as_if_alone_or_none_is(env):
+    store, _blobs, retention, requests, _clock = env
+    footage = clip(env, INCIDENT)
+    retention.assess()
+    first, second, third = (ask(requests, place=p).reference for p in "abc")
+    for wrong, message in (
+        (dict(outcome="bored"), "unknown outcome"),
+        (dict(note=" "), "say why"),
+        (dict(references=[]), "choose the requests"),
+        (dict(references=[f"KF-{n:04d}-0000-0000" for n in range(MOST_CLOSED_AT_ONCE + 1)]), "at most 200"),
+    ):
+        call = {**dict(references=[first], outcome="withdrawn", note="asked to", actor="im.officer"), **wrong}
+        with pytest.raises(BadRequest, match=message):
+            requests.close_many(**call)
+    requests.close(third, "withdrawn", "asked to", "im.officer")
+    with pytest.raises(Conflict, match=f"{third} is closed already"):
+        requests.close_many([first, third], "withdrawn", "x", "im.officer")
+    with pytest.raises(NotFound):
+        requests.close_many([first, "KF-0000-0000-0000"], "withdrawn", "x", "im.officer")
+    assert {r.reference for r in requests.queue(None)} == {first, second}  # none of them was closed
+    assert requests.close_many([second, first, second], "not_actionable", "repeats KF-X", "im.officer") == 2
+    assert requests.queue(None) == []
+    with store.writer.read() as db:
+        for reference in (first, second):
+            (closed,) = [r for r in audit.records_for(db, "keep_request", reference) if r.action.endswith("close")]
+            assert (closed.actor, closed.detail) == ("im.officer", "not_actionable: repeats KF-X")
+        released = [r.detail for r in audit.records_for(db, "clip", footage) if r.action == "release"]
+    assert sorted(released) == sorted(
+        [
+            *(f"public request {r} closed (not_actionable)" for r in (first, second)),
+            f"public request {third} closed (withdrawn)",
+        ]
+    )
+    retention.run(T0 + timedelta(days=32))
+    assert state(store, footage) == (1, 0)  # back to the normal rules

@@ -181,3 +181,31 @@ def test_requests_past_their_review_date_head_the_queue_and_the_overview_counts_
     assert alert_count(site.get("/").text, "keep_overdue") == 2
     log_in(site, "s.uper")  # cannot act on the queue: not shown the alert
     assert alert_count(site.get("/").text, "keep_overdue") is None
+
+
+def test_several_requests_are_closed_at_once_but_only_of_the_officers_borough(site):
+    camden = [reference_of(send(site)) for _ in range(2)]
+    barnet = reference_of(send(site, borough="Barnet"))
+    log_in(site, "im.camden")
+    token = csrf_of(site.get("/keep-requests").text)
+    close = {"outcome": "not_actionable", "note": "repeats of one request"}
+    sneaked = site.post(
+        "/keep-requests/bulk-close", data={"csrf_token": token, "reference": [*camden, barnet], **close}
+    )
+    assert sneaked.status_code == 403 and barnet in sneaked.text
+    forged = site.post("/keep-requests/bulk-close", data={"reference": camden, **close})  # from another site
+    assert forged.status_code == 403
+    assert site.post("/keep-requests/bulk-close", data={"csrf_token": token, **close}).status_code == 400
+    assert len(re.findall(r'name="reference" value="KF-', site.get("/keep-requests").text)) == 2  # nothing closed
+    closed = site.post(
+        "/keep-requests/bulk-close", data={"csrf_token": token, "reference": camden, **close}, follow_redirects=False
+    )
+    assert closed.status_code == 303 and closed.headers["location"] == "/keep-requests?done=closed_many"
+    assert "requests closed" in site.get(closed.headers["location"]).text
+    for reference in camden:
+        told = site.get(f"{FORM}/status", params={"reference": reference}).text
+        assert "We could not act on this request" in told and "repeats of one request" not in told
+    with services(site.app).store.writer.read() as db:
+        states = dict(db.execute("SELECT reference, state FROM keep_requests").fetchall())
+        audited = db.execute("SELECT count(*) FROM audit WHERE action = 'keep-request-close'").fetchone()[0]
+    assert states == {camden[0]: "closed", camden[1]: "closed", barnet: "open"} and audited == 2
