@@ -32,7 +32,7 @@ import msgspec
 
 from central.access.login_throttle import FormThrottle
 from central.core.database import Database
-from central.evidence import audit, holds, keep_request_escalation
+from central.evidence import audit, holds, keep_request_cap, keep_request_escalation
 from central.evidence.holds import REQUEST_HELD, STAFF_HELD
 from central.evidence.keep_request_form import (
     ALREADY_DELETED,
@@ -158,7 +158,17 @@ class KeepRequests:
         """Store a request and protect what it could match, in one transaction with its throttle count.
 
         A crash before the commit leaves nothing (the requester saw no reference); after it, the
-        request protects from then on, the stations hear of it with the commit."""
+        request protects from then on, the stations hear of it with the commit. Past the borough's
+        cap (``keep_request_cap``) nothing is stored but the refusal: counted and audited."""
+        try:
+            return self._submit(new, place)
+        except keep_request_cap.BoroughFull as refused:
+            with self.writer.write() as db:
+                self.throttle.admit(db, place)
+                keep_request_cap.record_refusal(db, refused, (new.happened_from, new.happened_to), place)
+            raise
+
+    def _submit(self, new: NewRequest, place: str) -> PublicStatus:
         now = self.clock()
         problem = window_problem(new.happened_from, new.happened_to, now)
         if problem or new.happened_to <= new.happened_from:
@@ -168,6 +178,7 @@ class KeepRequests:
         hold_from, hold_to = new.happened_from - MARGIN, new.happened_to + MARGIN
         with self.writer.write() as db:
             self.throttle.admit(db, place)
+            keep_request_cap.check(db, new.borough, self.settings.keep_requests.per_borough_per_day, now)
             reference = None
             while reference is None:  # 60 random bits: a collision is a curiosity, not a plan
                 reference = new_reference()

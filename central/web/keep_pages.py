@@ -24,6 +24,7 @@ from central.access import login_csrf
 from central.access.auth import Caller, user_with
 from central.access.scope import LISTS, Scoped, form_text, in_form, in_path, no_borough, touches
 from central.core.providers import Injected
+from central.evidence.keep_request_cap import BoroughFull
 from central.evidence.keep_request_form import (
     LONGEST_WINDOW,
     MARGIN,
@@ -148,6 +149,19 @@ class PublicKeepFootage(DashboardPages):
             )
         except FormErrors as exc:
             return _form(request, login_csrf_key, settings, keep_requests, values=values, errors=exc.errors, status=400)
+        except BoroughFull as exc:
+            return _form(
+                request,
+                login_csrf_key,
+                settings,
+                keep_requests,
+                values=values,
+                status=429,
+                headers=exc.headers,
+                message=f"We could not take your request: {exc.message}. Nothing was sent, and what you typed is "
+                "still below. So that no footage is deleted, please phone 101 now (or go to any police station) "
+                "and ask for footage to be kept, giving the borough, the place, the date and the times.",
+            )
         except TooManyRequests as exc:
             return _form(
                 request,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from central.evidence import audit
 from central.evidence.holds import HELD
+from central.evidence.keep_request_cap import BoroughFull
 from central.evidence.keep_request_escalation import escalate, overdue_count
 from central.evidence.keep_request_form import (
     CROCKFORD,
@@ -33,6 +35,7 @@ from central.evidence.keep_requests import (
 from central.evidence.retention import HoldRequest, ReviewRequest
 from central.web import suppression
 from fleet.clock import to_iso, utc_now
+from fleet.config import KeepRequestSettings
 from fleet.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from tests.central.evidence.test_retention import T0, put_clip, service_for, state
 
@@ -61,6 +64,15 @@ def env(tmp_path):
     requests = KeepRequests(store.writer, services.changes, services.retention, services.settings, clock)
     yield store, blobs, services.retention, requests, clock
     store.close()
+
+
+def capped(env, per_borough_per_day: int) -> KeepRequests:
+    """The service of ``env`` (its database, its clock) with another cap on a borough's day."""
+    store, _blobs, retention, requests, clock = env
+    settings = msgspec.structs.replace(
+        requests.settings, keep_requests=KeepRequestSettings(per_borough_per_day=per_borough_per_day)
+    )
+    return KeepRequests(store.writer, requests.changes, retention, settings, clock)
 
 
 def clip(env, at: datetime, borough: str = "Camden") -> str:
@@ -354,7 +366,8 @@ def test_a_request_never_undoes_a_reviewers_disposal(env):
 
 
 def test_a_flood_of_new_requests_never_pushes_an_older_one_off_the_queue(env):
-    _store, _blobs, _retention, requests, clock = env
+    _store, _blobs, _retention, _requests, clock = env
+    requests = capped(env, 10**4)  # the throttles' flood, to one borough: the cap has tests of its own
     genuine = ask(requests, place="198.51.100.7").reference  # the soonest review date of all
     clock.now += timedelta(minutes=1)
     for n in range(ALL_FREE - 1):
@@ -367,7 +380,8 @@ def test_a_flood_of_new_requests_never_pushes_an_older_one_off_the_queue(env):
 
 
 def test_a_flood_never_shuts_the_form_to_someone_who_has_not_asked_before(env):
-    _store, _blobs, _retention, requests, _clock = env
+    _store, _blobs, _retention, _requests, _clock = env
+    requests = capped(env, 10**4)
     for n in range(ALL_FREE):  # a botnet: every address new, one request each
         ask(requests, place=f"203.0.113.{n}")
     with pytest.raises(TooManyRequests, match="very busy"):
@@ -491,3 +505,47 @@ def test_several_requests_are_closed_at_once_each_as_if_alone_or_none_is(env):
     )
     retention.run(T0 + timedelta(days=32))
     assert state(store, footage) == (1, 0)  # back to the normal rules
+
+
+def test_a_borough_takes_its_days_cap_of_requests_then_asks_for_a_phone_call(env):
+    store, _blobs, _retention, _requests, clock = env
+    requests = capped(env, 3)
+    first = ask(requests, place="198.51.100.1").reference
+    clock.now += timedelta(hours=1)
+    for n in range(2):
+        ask(requests, place=f"198.51.100.{n + 2}")
+    for n in range(4):  # a flood past the cap, every address new: refused, nothing stored, never an error
+        with pytest.raises(BoroughFull, match="as many requests for Camden today") as refused:
+            ask(requests, place=f"203.0.113.{n}")
+    assert refused.value.status_code == 429
+    assert int(refused.value.headers["Retry-After"]) == 23 * 3600 + 1  # when the first leaves the 24 hours
+    assert ask(requests, borough="Barnet", place="198.51.100.9").state == "open"  # another borough's day
+    with store.writer.read() as db:
+        stored = db.execute("SELECT borough, count(*) FROM keep_requests GROUP BY 1 ORDER BY 1").fetchall()
+        refusals = db.execute(
+            "SELECT object_type, object_id, place, detail FROM audit WHERE action = 'keep-request-refused'"
+        ).fetchall()
+    assert [tuple(r) for r in stored] == [("Barnet", 1), ("Camden", 3)]
+    assert [(r[0], r[1], r[2]) for r in refusals] == [("borough", "Camden", f"browser:203.0.113.{n}") for n in range(4)]
+    assert all("someone@example.org" not in r[3] and "High Street" not in r[3] for r in refusals)
+    clock.now += timedelta(hours=23, seconds=1)  # the first request's 24 hours are over
+    assert ask(requests, place="198.51.100.20").reference != first
+    with pytest.raises(BoroughFull):
+        ask(requests, place="198.51.100.21")
+
+
+def test_the_refusals_past_the_cap_are_throttled_like_requests(env):
+    _store, _blobs, _retention, _requests, _clock = env
+    requests = capped(env, 1)
+    ask(requests, place="198.51.100.1")
+    for _ in range(ADDRESS_FREE - 1):
+        with pytest.raises(BoroughFull):
+            ask(requests, place="203.0.113.9")
+    with pytest.raises(BoroughFull):
+        ask(requests, place="203.0.113.9")  # counted: the address's last before its wait
+    with pytest.raises(TooManyRequests, match="too many requests from your address"):
+        ask(requests, place="203.0.113.9")
+
+
+def test_a_borough_takes_50_requests_a_day_unless_configured():
+    assert KeepRequestSettings().per_borough_per_day == 50

@@ -11,6 +11,7 @@ from litestar.testing import TestClient
 
 from central.core.app import create_app
 from central.core.providers import services
+from central.evidence.keep_request_form import parse_form
 from central.evidence.keep_requests import ADDRESS_FREE
 from fleet.clock import to_iso, utc_now
 from tests.central.conftest import ADMIN
@@ -209,3 +210,19 @@ def test_several_requests_are_closed_at_once_but_only_of_the_officers_borough(si
         states = dict(db.execute("SELECT reference, state FROM keep_requests").fetchall())
         audited = db.execute("SELECT count(*) FROM audit WHERE action = 'keep-request-close'").fetchone()[0]
     assert states == {camden[0]: "closed", camden[1]: "closed", barnet: "open"} and audited == 2
+
+
+def test_past_a_boroughs_cap_the_form_asks_for_a_phone_call_and_keeps_what_was_typed(site):
+    keep_requests = services(site.app).keep_requests
+    cap = keep_requests.settings.keep_requests.per_borough_per_day
+    for n in range(cap):  # a day's requests, from as many people
+        keep_requests.submit(parse_form(fields(), keep_requests.boroughs(), utc_now()), f"browser:198.51.100.{n}")
+    refused = send(site, place="by the war memorial")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert "as many requests for Camden today" in refused.text and "phone 101" in refused.text
+    assert "by the war memorial" in refused.text and "jo.public@example.org" in refused.text  # still in the form
+    assert send(site, borough="Barnet").status_code == 303
+    with services(site.app).store.writer.read() as db:
+        assert db.execute("SELECT count(*) FROM keep_requests WHERE borough = 'Camden'").fetchone()[0] == cap
+        (refusal,) = db.execute("SELECT detail FROM audit WHERE action = 'keep-request-refused'").fetchall()
+    assert "war memorial" not in refusal[0] and "jo.public" not in refusal[0]
