@@ -5,7 +5,9 @@ included) until an information-management officer has looked at it, so the form 
 to keep footage from being deleted without anyone deciding it should be. The throttles
 (``central.access.login_throttle.FormThrottle``) bound what one address, and everyone together,
 may send; this bounds what one borough takes in any 24 hours, whoever sends it:
-``[keep_requests] per_borough_per_day`` (docs/contracts.md says why 50).
+``[keep_requests] per_borough_per_day`` (docs/contracts.md says why 50). A request closed since
+(a flood closed in bulk as "not actionable") no longer counts, so the officers who dealt with a
+flood open the form again; nobody else can.
 
 Past it a request is refused (``BoroughFull``, 429) and nothing of it is stored: the form says so,
 keeps what the requester typed and asks them to phone instead, so no request is lost unseen. The
@@ -15,6 +17,7 @@ the contact, the place or the shoulder numbers).
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from central.evidence import audit
@@ -37,15 +40,19 @@ class BoroughFull(TooManyRequests):
 
 
 def check(db, borough: str, cap: int, now: datetime) -> None:
-    """BoroughFull when ``borough`` took ``cap`` requests in the 24 hours before ``now``. Inside the
-    transaction that stores the request (central's writes are serialised), so the cap is exact."""
+    """BoroughFull when ``borough`` took ``cap`` requests, not closed since, in the 24 hours before
+    ``now``. Inside the transaction that stores the request (central's writes are serialised), so
+    the cap is exact."""
     taken, oldest = db.execute(
-        "SELECT count(*), min(received_at) FROM keep_requests WHERE borough = ? AND received_at > ?",
+        "SELECT count(*), min(received_at) FROM keep_requests WHERE borough = ? AND received_at > ? "
+        "AND state != 'closed'",
         [borough, to_iso(now - DAY)],
     ).fetchone()
     if taken >= cap:
-        frees_at = from_iso(oldest) + DAY  # when the oldest of them leaves the 24 hours
-        raise BoroughFull(borough, cap, max(1, int((frees_at - now).total_seconds()) + 1))
+        # When the oldest of them leaves the 24 hours, in whole hours: not the minute another member
+        # of the public asked.
+        wait = math.ceil((from_iso(oldest) + DAY - now).total_seconds() / 3600) * 3600
+        raise BoroughFull(borough, cap, max(3600, wait))
 
 
 def record_refusal(db, refused: BoroughFull, window: tuple[datetime, datetime], place: str) -> None:

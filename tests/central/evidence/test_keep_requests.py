@@ -518,7 +518,7 @@ def test_a_borough_takes_its_days_cap_of_requests_then_asks_for_a_phone_call(env
         with pytest.raises(BoroughFull, match="as many requests for Camden today") as refused:
             ask(requests, place=f"203.0.113.{n}")
     assert refused.value.status_code == 429
-    assert int(refused.value.headers["Retry-After"]) == 23 * 3600 + 1  # when the first leaves the 24 hours
+    assert int(refused.value.headers["Retry-After"]) == 23 * 3600  # when the first leaves the 24 hours, in hours
     assert ask(requests, borough="Barnet", place="198.51.100.9").state == "open"  # another borough's day
     with store.writer.read() as db:
         stored = db.execute("SELECT borough, count(*) FROM keep_requests GROUP BY 1 ORDER BY 1").fetchall()
@@ -528,10 +528,17 @@ def test_a_borough_takes_its_days_cap_of_requests_then_asks_for_a_phone_call(env
     assert [tuple(r) for r in stored] == [("Barnet", 1), ("Camden", 3)]
     assert [(r[0], r[1], r[2]) for r in refusals] == [("borough", "Camden", f"browser:203.0.113.{n}") for n in range(4)]
     assert all("someone@example.org" not in r[3] and "High Street" not in r[3] for r in refusals)
-    clock.now += timedelta(hours=23, seconds=1)  # the first request's 24 hours are over
+    clock.now += timedelta(minutes=1)
+    with pytest.raises(BoroughFull) as refused:
+        ask(requests, place="203.0.113.50")
+    assert int(refused.value.headers["Retry-After"]) == 23 * 3600  # rounded up: no other requester's minute
+    clock.now += timedelta(hours=23)  # the first request's 24 hours are over
     assert ask(requests, place="198.51.100.20").reference != first
     with pytest.raises(BoroughFull):
         ask(requests, place="198.51.100.21")
+    flood = [r.reference for r in requests.queue("Camden")]
+    requests.close_many(flood, "not_actionable", "a flood", "im.officer")  # the officers dealt with it
+    assert ask(requests, place="198.51.100.22").state == "open"  # the borough's form takes requests again
 
 
 def test_the_refusals_past_the_cap_are_throttled_like_requests(env):
