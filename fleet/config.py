@@ -213,6 +213,14 @@ class DisclosureSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """The longest a share link for a partner may live."""
 
 
+class KeepRequestSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[keep_requests]`` in central's file: the public's requests to keep footage."""
+
+    per_borough_per_day: Annotated[int, Meta(ge=1, le=10_000)] = 50
+    """Requests one borough takes from the public form in any 24 hours; past it the form asks the
+    requester to phone instead (docs/contracts.md says why 50)."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -243,6 +251,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     ``X-Forwarded-For`` is ignored. ``[]``: believe no one."""
     tls: ServerTlsSettings | None = None
     disclosure: DisclosureSettings = msgspec.field(default_factory=DisclosureSettings)
+    keep_requests: KeepRequestSettings = msgspec.field(default_factory=KeepRequestSettings)
 
     @property
     def anchors_file(self) -> Path:

@@ -13,7 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from central.core.leadership import Leadership, when_leading, when_leading_async
 from central.core.services import Services
-from central.evidence import audit
+from central.evidence import audit, keep_request_escalation
 from central.uploads.receiver import UploadReceiver
 from fleet.clock import utc_now
 
@@ -56,6 +56,16 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
         minute=30,
         id="keep-request-contacts",
         executor="threads",
+    )
+    # Hourly: a public request past its review date is written to the audit trail (once), besides
+    # heading the queue and the overview's alerts; it is never closed or released for being late.
+    scheduler.add_job(
+        led(partial(keep_request_escalation.escalate, services.store.writer)),
+        "interval",
+        hours=1,
+        id="keep-request-overdue",
+        executor="threads",
+        next_run_time=utc_now() + timedelta(minutes=2),
     )
     # New clips get their end of retention soon after they are verified.
     scheduler.add_job(led(retention.assess), "interval", minutes=10, id="retention-assess", executor="threads")

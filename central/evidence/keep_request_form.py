@@ -6,7 +6,8 @@ message for the person filling it in), and so is any window a request is stored 
 footage). References are ``KF-`` and 12 Crockford base-32 characters (60 random bits): short
 enough to read over the phone, forgiving of how a person types or says them. The plain-language
 outcomes the requester may be told are ``OUTCOMES``; footage a request came too late for is told
-as ``Deleted.sentence``. The service that stores requests is ``central.evidence.keep_requests``.
+as ``Deleted.sentence`` (no small count, no staff decision). The service that stores requests is
+``central.evidence.keep_requests``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ OLDEST = timedelta(days=7 * 366)
 """Nothing recorded longer ago than this is kept but as evidence under the force's own rules."""
 REVIEW_DAYS = 10
 """The requester is promised an answer within this many days."""
+FEWEST_COUNTED = 5
+"""Deleted recordings are counted to the public only from this many: the public figures' threshold
+(``central.web.suppression.THRESHOLD``, which this package may not import; a test holds them equal)."""
 LOCAL = ZoneInfo("Europe/London")
 """The times the public types are the force's local times."""
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -66,22 +70,24 @@ class NewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class Deleted(msgspec.Struct, kw_only=True):
-    """Footage a request came too late for, from the audit trail."""
+    """Footage a request came too late for, from the audit trail: how many recordings were
+    deleted before the request arrived, and the day the last of them was."""
 
     clips: int
-    first: date
     last: date
-    rule: str
-    """Why, in words: "the 31-day rule", "its retention period", "a reviewer's decision"."""
 
     def sentence(self) -> str:
-        when = (
-            f"on {self.first:%-d %B %Y}"
-            if self.first == self.last
-            else (f"between {self.first:%-d %B %Y} and {self.last:%-d %B %Y}")
+        """What the public is told: a count of fewer than ``FEWEST_COUNTED`` is never given exactly
+        (with the borough and the window the requester chose, it would say how many recordings
+        officers made there), and no rule is named: whether the 31-day rule or a reviewer's
+        decision deleted a recording is a staff decision the force does not publish."""
+        what = (
+            f"{self.clips:,} recordings" if self.clips >= FEWEST_COUNTED else f"Fewer than {FEWEST_COUNTED} recordings"
         )
-        what = "A recording" if self.clips == 1 else f"{self.clips} recordings"
-        return f"{what} from that time and place had already been deleted {when}, under {self.rule}."
+        return (
+            f"{what} from that time and place had already been deleted on or before {self.last:%-d %B %Y}, "
+            "under the force's retention rules."
+        )
 
 
 class PublicStatus(msgspec.Struct, kw_only=True):

@@ -14,8 +14,9 @@ each change in what is held (``holds.announce_holds``), so their copies are kept
 
 What the public is ever shown is the reference, the state and its meaning in plain words, the
 dates, and counts: never footage, never the place, the shoulder numbers or the contact given.
-Footage already purged is answered from the audit trail ("deleted on …, under the 31-day rule");
-a request that finds only purged footage is closed at once with that answer.
+Footage already purged is answered from the audit trail ("fewer than 5 recordings … deleted on or
+before …, under the force's retention rules": no small count, no staff decision; ``Deleted``); a
+request that finds only purged footage is closed at once with that answer.
 
 Submissions are throttled per client address and for the form as a whole (the login
 throttle's machinery, ``central.access.login_throttle.FormThrottle``), in the transaction that
@@ -25,7 +26,6 @@ reference and the words its requester is told are ``central.evidence.keep_reques
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -33,7 +33,7 @@ import msgspec
 
 from central.access.login_throttle import FormThrottle
 from central.core.database import Database
-from central.evidence import audit, holds
+from central.evidence import audit, holds, keep_request_cap, keep_request_escalation
 from central.evidence.holds import REQUEST_HELD, STAFF_HELD
 from central.evidence.keep_request_form import (
     ALREADY_DELETED,
@@ -58,6 +58,8 @@ ADDRESS_FREE = 5
 """Requests from one client address before it waits (growing waits, as for logins)."""
 ALL_FREE = 200
 """Requests from everyone together before the form waits: ~100 times the expected rate."""
+MOST_CLOSED_AT_ONCE = 200
+"""Requests one bulk close may name: the queue shows at most this many."""
 LOOKUP_MISSES_FREE = 20
 """Status lookups of a reference that does not exist, from one address, before it waits."""
 CONTACT_KEPT = timedelta(days=90)
@@ -83,6 +85,8 @@ class QueueRow(msgspec.Struct, kw_only=True):
     """The earliest moment a clip this request protects would otherwise be deleted (None: closed)."""
     protected: int
     """Clips at central this request protects now."""
+    overdue: bool = False
+    """Open past its review date (``keep_request_escalation``)."""
     outcome: str | None = None
     note: str | None = None
     narrowed_at: datetime | None = None
@@ -155,7 +159,17 @@ class KeepRequests:
         """Store a request and protect what it could match, in one transaction with its throttle count.
 
         A crash before the commit leaves nothing (the requester saw no reference); after it, the
-        request protects from then on, the stations hear of it with the commit."""
+        request protects from then on, the stations hear of it with the commit. Past the borough's
+        cap (``keep_request_cap``) nothing is stored but the refusal: counted and audited."""
+        try:
+            return self._submit(new, place)
+        except keep_request_cap.BoroughFull as refused:
+            with self.writer.write() as db:
+                self.throttle.admit(db, place)
+                keep_request_cap.record_refusal(db, refused, (new.happened_from, new.happened_to), place)
+            raise
+
+    def _submit(self, new: NewRequest, place: str) -> PublicStatus:
         now = self.clock()
         problem = window_problem(new.happened_from, new.happened_to, now)
         if problem or new.happened_to <= new.happened_from:
@@ -165,6 +179,7 @@ class KeepRequests:
         hold_from, hold_to = new.happened_from - MARGIN, new.happened_to + MARGIN
         with self.writer.write() as db:
             self.throttle.admit(db, place)
+            keep_request_cap.check(db, new.borough, self.settings.keep_requests.per_borough_per_day, now)
             reference = None
             while reference is None:  # 60 random bits: a collision is a curiosity, not a plan
                 reference = new_reference()
@@ -215,9 +230,7 @@ class KeepRequests:
             # Footage a retention period ended comes back for review; what a reviewer decided to dispose
             # of stays deleted (the request still stops its purge), for a person to weigh, not the form.
             self.retention.restore_held(db, _not_disposed(db, live), f"public request {reference}", "public", now)
-            gone = deleted_from_audit(
-                db, _area_clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=False), self._default_days()
-            )
+            gone = deleted_from_audit(db, _area_clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=False))
             if gone is not None and not live:
                 self._close(db, reference, ALREADY_DELETED, gone.sentence(), "central", now)
             holds.announce_holds(
@@ -247,7 +260,7 @@ class KeepRequests:
         ).fetchone()
         received, state, review_by, outcome = from_iso(r[0]), r[1], from_iso(r[2]), r[3]
         kept = db.execute("SELECT count(*) FROM keep_request_clips WHERE reference = ?", [reference]).fetchone()[0]
-        gone = deleted_from_audit(db, _area_clips(db, r[4], r[5], r[6], alive=False), self._default_days())
+        gone = deleted_from_audit(db, _area_clips(db, r[4], r[5], r[6], alive=False), before=received)
         if state == "open":
             headline = "We are reviewing your request"
             explanation = (
@@ -284,9 +297,9 @@ class KeepRequests:
     # -- the information-management officer's side ------------------------------------------
 
     def queue(self, borough: str | None, which: str = "active", limit: int = 200) -> list[QueueRow]:
-        """Open and narrowed requests (``which``: "active"), soonest deadline first (the ``limit`` soonest
-        to be reviewed, so a flood of new ones never pushes an older one off); or the closed ones,
-        newest first. ``borough``: that borough's only."""
+        """Open and narrowed requests (``which``: "active"): the overdue first, longest overdue at the
+        top, then soonest deadline first (the ``limit`` soonest to be reviewed, so a flood of new ones
+        never pushes an older one off); or the closed ones, newest first. ``borough``: that borough's only."""
         states = {"active": ("open", "narrowed"), "closed": ("closed",)}[which]
         with self.writer.read() as db:
             rows = db.execute(
@@ -301,7 +314,9 @@ class KeepRequests:
             ).fetchall()
             found = [self._row(db, r) for r in rows]
         if which == "active":
-            found.sort(key=lambda q: (q.deadline or q.review_by, q.reference))
+            found.sort(
+                key=lambda q: (not q.overdue, q.review_by if q.overdue else q.deadline or q.review_by, q.reference)
+            )
         return found
 
     def request(self, reference: str) -> tuple[QueueRow, list[MatchingClip]]:
@@ -409,6 +424,27 @@ class KeepRequests:
                 db, db.execute(f"SELECT {_COLUMNS} FROM keep_requests WHERE reference = ?", [reference]).fetchone()
             )
 
+    def close_many(self, references: list[str], outcome: str, note: str, actor: str) -> int:
+        """Close several requests with one outcome and note, each as ``close`` would (and audited
+        so), in one transaction: all of them, or none when any cannot be closed. How many."""
+        if outcome not in OUTCOMES:
+            raise BadRequest(f"unknown outcome {outcome!r}; outcomes are {', '.join(OUTCOMES)}")
+        if not note.strip():
+            raise BadRequest("say why (the note goes into the audit trail; the requesters are told the outcome only)")
+        chosen = sorted(set(references))
+        if not chosen:
+            raise BadRequest("choose the requests to close")
+        if len(chosen) > MOST_CLOSED_AT_ONCE:
+            raise BadRequest(f"close at most {MOST_CLOSED_AT_ONCE} requests at once")
+        now = self.clock()
+        with self.writer.write() as db:
+            for reference in chosen:
+                if self._open_row(db, reference).state == "closed":
+                    raise Conflict(f"request {reference} is closed already: nothing was closed")
+            for reference in chosen:
+                self._close(db, reference, outcome, note.strip(), actor, now)
+        return len(chosen)
+
     def _close(self, db, reference: str, outcome: str, note: str, actor: str, now: datetime) -> None:
         request = self._open_row(db, reference)
         window = (request.borough, to_iso(request.hold_from), to_iso(request.hold_to))
@@ -503,6 +539,7 @@ class KeepRequests:
             deadline=None,
             protected=0,
         )
+        row.overdue = keep_request_escalation.is_overdue(row.state, row.review_by, self.clock())
         if counted and row.state != "closed":
             row.protected, row.deadline = self._protection(db, row)
         return row
@@ -609,34 +646,22 @@ def _area_clips(
     return sorted(set(at_central) | set(reported))
 
 
-def deleted_from_audit(db, clip_ids: list[str], default_days: int) -> Deleted | None:
-    """When and under which rule these (purged) clips were deleted, as the audit trail records it."""
+def deleted_from_audit(db, clip_ids: list[str], before: datetime | None = None) -> Deleted | None:
+    """How many of these (purged) clips were deleted, and when the last was, as the audit trail
+    records it; ``before``: only those whose last deletion was by then (a request's receipt: what
+    its review released and the rules deleted later had not "already" been deleted)."""
     if not clip_ids:
         return None
     found = db.execute(
-        f"SELECT a.object_id, a.at, a.actor, c.categories FROM audit a JOIN clips c ON c.clip_id = a.object_id "
-        f"WHERE a.object_type = 'clip' AND a.action = 'soft-delete' AND {db.dialect.any_of('a.object_id')} "
-        "ORDER BY a.id",
+        f"SELECT a.object_id, a.at FROM audit a WHERE a.object_type = 'clip' AND a.action = 'soft-delete' "
+        f"AND {db.dialect.any_of('a.object_id')} ORDER BY a.id",
         [db.dialect.many(clip_ids)],
     ).fetchall()
-    last: dict[str, tuple] = {r[0]: r for r in found}  # a restored clip deleted again: its last deletion
-    if not last:
+    last = {clip_id: from_iso(at) for clip_id, at in found}  # a restored clip deleted again: its last deletion
+    days = sorted(at.date() for at in last.values() if before is None or at <= before)
+    if not days:
         return None
-    days = sorted(from_iso(r[1]).date() for r in last.values())
-    rules = {
-        f"the {default_days}-day rule"
-        if actor == "retention-job" and json.loads(categories) == []
-        else "its retention period"
-        if actor == "retention-job"
-        else "a reviewer's decision"
-        for _, _, actor, categories in last.values()
-    }
-    return Deleted(
-        clips=len(clip_ids),
-        first=days[0],
-        last=days[-1],
-        rule=" and ".join(sorted(rules)) if len(rules) < 3 else "the force's retention rules",
-    )
+    return Deleted(clips=len(days), last=days[-1])
 
 
 def counts_by_borough_month(

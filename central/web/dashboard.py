@@ -37,6 +37,7 @@ from central.access.users import SESSION_HOURS, UserService
 from central.core.providers import Injected
 from central.core.store import CentralStore
 from central.events import claims
+from central.evidence import keep_request_escalation
 from central.registry.devices import FLAG_SQL, DeviceService
 from central.registry.lifecycle import LIFECYCLE_STATES
 from central.registry.stations import StationService
@@ -67,6 +68,10 @@ ALERTS = [
     ("stale", "Not docked for too long", "/devices?flag=stale"),
 ]
 
+
+KEEP_OVERDUE = "keep_overdue"
+"""The alert of the public's requests to keep footage not reviewed by the date promised
+(``central.evidence.keep_request_escalation``): shown to those who work the queue."""
 
 REFUSALS_SHOWN = timedelta(days=30)
 """Refused station events count as an alert this long; the Stations page lists the latest whatever their age."""
@@ -119,6 +124,7 @@ def overview(
         refused = claims.refusals_count(
             db, to_iso(now - REFUSALS_SHOWN), owners.stations_of(within) if within is not None else None
         )
+        overdue = keep_request_escalation.overdue_count(db, within, now)
     counts = devices.flag_counts(within)
     stations = [s for s in station_service.all(now) if within in (None, s.borough)]
     offline_after = timedelta(hours=24)
@@ -137,6 +143,7 @@ def overview(
             refused,
             "/stations#refusals",
         ),
+        (KEEP_OVERDUE, "Requests to keep footage past their review date", overdue, "/keep-requests"),
     ]
     return Overview(
         total=sum(by_state.values()),
@@ -165,6 +172,7 @@ DONE = {
     "withdrawn": "share link withdrawn",
     "narrowed": "request narrowed: only the chosen clips are kept for it",
     "closed": "request closed",
+    "closed_many": "requests closed",
 }
 FAILED = {"chain_broken": "chain BROKEN: see the check below"}
 """What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never
@@ -425,6 +433,8 @@ class DashboardController(DashboardPages):
         stations: Injected[StationService],
     ) -> Template:
         data = overview(store, owners, devices, stations, within.borough)
+        if not _allowed(principal_of(request), "information_manager"):
+            data.alerts = [a for a in data.alerts if a[0] != KEEP_OVERDUE]
         chart = charts.bar_chart(
             "Cameras per borough",
             [(b, n) for b, _, n in data.by_borough[:32]],

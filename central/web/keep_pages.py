@@ -6,7 +6,8 @@ form is protected like the login form (a signed double-submit CSRF token,
 ``central.access.login_csrf``) and throttled per client address by the request service
 (``central.evidence.keep_requests``). They show the reference, the state and dates, never
 footage and never what the requester told us. The queue is for information managers (and
-admins); a borough's information manager sees and acts on that borough's requests only.
+admins); a borough's information manager sees and acts on that borough's requests only, one at a
+time or closing several at once (each named in the form, so the scope guard checks every one).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from litestar.response import Redirect, Template
 
 from central.access import login_csrf
 from central.access.auth import Caller, user_with
-from central.access.scope import LISTS, Scoped, in_path, no_borough, touches
+from central.access.scope import LISTS, Scoped, form_text, in_form, in_path, no_borough, touches
 from central.core.providers import Injected
+from central.evidence.keep_request_cap import BoroughFull
 from central.evidence.keep_request_form import (
     LONGEST_WINDOW,
     MARGIN,
@@ -32,7 +34,7 @@ from central.evidence.keep_request_form import (
     PublicStatus,
     parse_form,
 )
-from central.evidence.keep_requests import KeepRequests
+from central.evidence.keep_requests import MOST_CLOSED_AT_ONCE, KeepRequests
 from central.web.dashboard import FORM, DashboardPages, back, client_place, field, login_form, page, signed_form_token
 from fleet.clock import utc_now
 from fleet.config import CentralSettings
@@ -147,6 +149,19 @@ class PublicKeepFootage(DashboardPages):
             )
         except FormErrors as exc:
             return _form(request, login_csrf_key, settings, keep_requests, values=values, errors=exc.errors, status=400)
+        except BoroughFull as exc:
+            return _form(
+                request,
+                login_csrf_key,
+                settings,
+                keep_requests,
+                values=values,
+                status=429,
+                headers=exc.headers,
+                message=f"We could not take your request: {exc.message}. Nothing was sent, and what you typed is "
+                "still below. So that no footage is deleted, please phone 101 now (or go to any police station) "
+                "and ask for footage to be kept, giving the borough, the place, the date and the times.",
+            )
         except TooManyRequests as exc:
             return _form(
                 request,
@@ -297,3 +312,20 @@ class KeepRequestPages(DashboardPages):
     ) -> Redirect:
         keep_requests.close(reference, field(form, "outcome", 40), field(form, "note"), principal.name)
         return back(f"/keep-requests/{reference}", done="closed")
+
+    @post(
+        "/bulk-close",
+        summary="Close several requests with one outcome",
+        guards=[user_with("information_manager")],
+        opt=FORM,
+        scope=touches(in_form("keep_request", "reference")),
+        sync_to_thread=True,
+    )
+    def bulk_close(
+        self, principal: Caller, form: Injected[FormMultiDict], keep_requests: Injected[KeepRequests]
+    ) -> Redirect:
+        references = [form_text(r) for r in form.getall("reference", [])]
+        if len(references) > MOST_CLOSED_AT_ONCE:
+            raise BadRequest(f"close at most {MOST_CLOSED_AT_ONCE} requests at once")
+        keep_requests.close_many(references, field(form, "outcome", 40), field(form, "note"), principal.name)
+        return back("/keep-requests", done="closed_many")

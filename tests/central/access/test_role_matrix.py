@@ -74,6 +74,7 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /keep-requests/{reference:str}": frozenset({"information_manager", "admin"}),
     "POST /keep-requests/{reference:str}/narrow": frozenset({"information_manager", "admin"}),
     "POST /keep-requests/{reference:str}/close": frozenset({"information_manager", "admin"}),
+    "POST /keep-requests/bulk-close": frozenset({"information_manager", "admin"}),
     # what stations do; of the users only admins upload
     "POST /api/v1/uploads": ADMIN | {"station"},
     "HEAD /api/v1/uploads/{upload_id:str}": ADMIN | {"station"},

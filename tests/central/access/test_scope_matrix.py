@@ -79,6 +79,7 @@ SCOPE: dict[str, str] = {
     "GET /keep-requests/{reference:str}": TOUCHES,
     "POST /keep-requests/{reference:str}/narrow": TOUCHES,
     "POST /keep-requests/{reference:str}/close": TOUCHES,
+    "POST /keep-requests/bulk-close": TOUCHES,  # each request it names (tests/central/web/test_keep_pages.py)
     # a station's own uploads and events
     "POST /api/v1/uploads": TOUCHES,
     "HEAD /api/v1/uploads/{upload_id:str}": TOUCHES,
@@ -326,6 +327,7 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "POST /officers/assign": {"device_serial": side.serial, "officer_id": side.officer_id},
         "POST /officers/unassign": {"device_serial": side.serial},
         "POST /clips/{clip_id:str}/attribution": {"officer_id": side.officer_id, "reason": "matrix"},
+        "POST /keep-requests/bulk-close": {"reference": values["reference"], "outcome": "withdrawn", "note": "matrix"},
     }.get(route)
     if form is not None:
         return method, path + query, {"data": form}

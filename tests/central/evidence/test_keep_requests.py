@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from central.evidence import audit
 from central.evidence.holds import HELD
+from central.evidence.keep_request_cap import BoroughFull
+from central.evidence.keep_request_escalation import escalate, overdue_count
 from central.evidence.keep_request_form import (
     CROCKFORD,
+    FEWEST_COUNTED,
+    OUTCOMES,
+    REVIEW_DAYS,
     FormErrors,
     NewRequest,
     new_reference,
@@ -21,11 +28,14 @@ from central.evidence.keep_requests import (
     ALL_FREE,
     CONTACT_KEPT,
     LOOKUP_MISSES_FREE,
+    MOST_CLOSED_AT_ONCE,
     KeepRequests,
     counts_by_borough_month,
 )
 from central.evidence.retention import HoldRequest, ReviewRequest
-from fleet.clock import to_iso
+from central.web import suppression
+from fleet.clock import to_iso, utc_now
+from fleet.config import KeepRequestSettings
 from fleet.errors import BadRequest, Conflict, NotFound, TooManyRequests
 from tests.central.evidence.test_retention import T0, put_clip, service_for, state
 
@@ -56,6 +66,15 @@ def env(tmp_path):
     requests = KeepRequests(store.writer, services.changes, services.retention, services.settings, clock)
     yield store, blobs, services.retention, requests, clock
     store.close()
+
+
+def capped(env, per_borough_per_day: int) -> KeepRequests:
+    """The service of ``env`` (its database, its clock) with another cap on a borough's day."""
+    store, _blobs, retention, requests, clock = env
+    settings = msgspec.structs.replace(
+        requests.settings, keep_requests=KeepRequestSettings(per_borough_per_day=per_borough_per_day)
+    )
+    return KeepRequests(store.writer, requests.changes, retention, settings, clock)
 
 
 def clip(env, at: datetime, borough: str = "Camden") -> str:
@@ -144,7 +163,8 @@ def test_a_request_on_footage_already_purged_gets_the_truthful_answer(env):
     status = ask(requests)
     assert status.state == "closed" and status.headline == "The footage had already been deleted"
     assert status.deleted == (
-        "A recording from that time and place had already been deleted on 1 February 2026, under the 31-day rule."
+        "Fewer than 5 recordings from that time and place had already been deleted on or before 1 February 2026, "
+        "under the force's retention rules."
     )
     again = requests.status(status.reference.lower().replace("-", " "), "browser:p2")
     assert again.deleted == status.deleted and again.state == "closed"
@@ -375,7 +395,8 @@ def test_a_request_never_undoes_a_reviewers_disposal(env):
 
 
 def test_a_flood_of_new_requests_never_pushes_an_older_one_off_the_queue(env):
-    _store, _blobs, _retention, requests, clock = env
+    _store, _blobs, _retention, _requests, clock = env
+    requests = capped(env, 10**4)  # the throttles' flood, to one borough: the cap has tests of its own
     genuine = ask(requests, place="198.51.100.7").reference  # the soonest review date of all
     clock.now += timedelta(minutes=1)
     for n in range(ALL_FREE - 1):
@@ -388,7 +409,8 @@ def test_a_flood_of_new_requests_never_pushes_an_older_one_off_the_queue(env):
 
 
 def test_a_flood_never_shuts_the_form_to_someone_who_has_not_asked_before(env):
-    _store, _blobs, _retention, requests, _clock = env
+    _store, _blobs, _retention, _requests, _clock = env
+    requests = capped(env, 10**4)
     for n in range(ALL_FREE):  # a botnet: every address new, one request each
         ask(requests, place=f"203.0.113.{n}")
     with pytest.raises(TooManyRequests, match="very busy"):
@@ -405,3 +427,161 @@ def test_an_ipv6_line_is_one_client_whatever_address_of_its_64_it_uses(env):
     with pytest.raises(TooManyRequests, match="your address"):
         ask(requests, place="2001:db8:1:2::ffff")
     assert ask(requests, place="2001:db8:1:3::1").reference  # another /64: another line
+
+
+def test_the_answer_about_deleted_footage_gives_no_small_count_and_no_reviewers_decision(env):
+    store, blobs, retention, requests, clock = env
+    disposed = put_clip(store, blobs, INCIDENT, tags=["use_of_force"])  # reviewed, not deleted unseen
+    routine = clip(env, INCIDENT + timedelta(minutes=5))
+    many = [clip(env, INCIDENT + timedelta(days=1, minutes=m)) for m in range(FEWEST_COUNTED + 1)]
+    retention.assess()
+    retention.run(T0 + timedelta(days=33))  # the routine ones, under the 31-day rule
+    retention.review(disposed, ReviewRequest(decision="dispose", reason="in error"), "r", now=T0 + timedelta(days=46))
+    later = utc_now() + timedelta(days=8)  # a reviewer's deletion is audited when it happens
+    retention.run(later)
+    assert {state(store, c) for c in [disposed, routine, *many]} == {(1, 1)}
+    clock.now = later + timedelta(hours=1)
+    few = ask(requests, place="a")
+    assert few.state == "closed" and re.fullmatch(
+        r"Fewer than 5 recordings from that time and place had already been deleted on or before \d{1,2} \w+ 20\d\d, "
+        r"under the force's retention rules\.",
+        few.deleted or "",
+    ), few.deleted
+    assert requests.status(few.reference, "browser:b").deleted == few.deleted
+    counted = ask(requests, start=INCIDENT + timedelta(days=1), place="c")
+    assert counted.deleted == (
+        f"{FEWEST_COUNTED + 1} recordings from that time and place had already been deleted on or before "
+        "3 February 2026, under the force's retention rules."
+    )
+    assert FEWEST_COUNTED == suppression.THRESHOLD  # the public figures' rule, for the same reason
+
+
+def test_footage_released_by_a_review_and_deleted_later_was_not_already_deleted(env):
+    store, _blobs, retention, requests, _clock = env
+    kept, released = clip(env, INCIDENT), clip(env, INCIDENT + timedelta(minutes=10))
+    retention.assess()
+    reference = ask(requests).reference
+    requests.narrow(reference, [kept], "the one that matches", "im.officer")
+    requests.close(reference, "concluded", "done", "im.officer")
+    retention.run(T0 + timedelta(days=31, hours=22))
+    retention.run(T0 + timedelta(days=40))
+    assert state(store, released) == (1, 1) and state(store, kept) == (1, 1)
+    told = requests.status(reference, "browser:p2")
+    assert told.deleted is None and told.explanation == OUTCOMES["concluded"]  # nothing of the review's choice
+
+
+def test_a_request_past_its_review_date_is_escalated_and_keeps_its_footage(env):
+    store, _blobs, retention, requests, clock = env
+    footage = clip(env, INCIDENT)
+    retention.assess()
+    late = ask(requests, place="a").reference  # to be reviewed within REVIEW_DAYS
+    clock.now += timedelta(days=5)
+    sooner = ask(requests, start=INCIDENT - timedelta(hours=12), place="b").reference  # an earlier deadline
+    barnet = ask(requests, borough="Barnet", place="c").reference
+    assert [r.reference for r in requests.queue("Camden")] == [sooner, late]  # soonest deadline first
+    clock.now = T0 + timedelta(days=2 + REVIEW_DAYS, hours=1)  # the first is past its review date
+    queue = requests.queue(None)
+    assert [(r.reference, r.overdue) for r in queue] == [(late, True), (sooner, False), (barnet, False)]
+    assert requests.request(late)[0].overdue
+    with store.writer.read() as db:
+        counts = [overdue_count(db, b, clock.now) for b in (None, "Camden", "Barnet")]
+    assert counts == [1, 1, 0]
+    assert escalate(store.writer, clock.now) == 1
+    assert escalate(store.writer, clock.now) == 0  # audited once
+    with store.writer.read() as db:
+        trail = [(r.actor, r.action) for r in audit.records_for(db, "keep_request", late)]
+    assert trail[0] == ("central", "keep-request-overdue")
+    retention.run(T0 + timedelta(days=90))  # long after: never released for being late
+    assert state(store, footage) == (0, 0) and requests.request(late)[0].state == "open"
+    requests.narrow(late, [footage], "reviewed at last", "im.officer")
+    assert not requests.request(late)[0].overdue  # reviewed: no longer overdue
+    with store.writer.read() as db:
+        assert overdue_count(db, None, clock.now) == 0
+
+
+def test_several_requests_are_closed_at_once_each_as_if_alone_or_none_is(env):
+    store, _blobs, retention, requests, _clock = env
+    footage = clip(env, INCIDENT)
+    retention.assess()
+    first, second, third = (ask(requests, place=p).reference for p in "abc")
+    for wrong, message in (
+        (dict(outcome="bored"), "unknown outcome"),
+        (dict(note=" "), "say why"),
+        (dict(references=[]), "choose the requests"),
+        (dict(references=[f"KF-{n:04d}-0000-0000" for n in range(MOST_CLOSED_AT_ONCE + 1)]), "at most 200"),
+    ):
+        call = {**dict(references=[first], outcome="withdrawn", note="asked to", actor="im.officer"), **wrong}
+        with pytest.raises(BadRequest, match=message):
+            requests.close_many(**call)
+    requests.close(third, "withdrawn", "asked to", "im.officer")
+    with pytest.raises(Conflict, match=f"{third} is closed already"):
+        requests.close_many([first, third], "withdrawn", "x", "im.officer")
+    with pytest.raises(NotFound):
+        requests.close_many([first, "KF-0000-0000-0000"], "withdrawn", "x", "im.officer")
+    assert {r.reference for r in requests.queue(None)} == {first, second}  # none of them was closed
+    assert requests.close_many([second, first, second], "not_actionable", "repeats KF-X", "im.officer") == 2
+    assert requests.queue(None) == []
+    with store.writer.read() as db:
+        for reference in (first, second):
+            (closed,) = [r for r in audit.records_for(db, "keep_request", reference) if r.action.endswith("close")]
+            assert (closed.actor, closed.detail) == ("im.officer", "not_actionable: repeats KF-X")
+        released = [r.detail for r in audit.records_for(db, "clip", footage) if r.action == "release"]
+    assert sorted(released) == sorted(
+        [
+            *(f"public request {r} closed (not_actionable)" for r in (first, second)),
+            f"public request {third} closed (withdrawn)",
+        ]
+    )
+    retention.run(T0 + timedelta(days=32))
+    assert state(store, footage) == (1, 0)  # back to the normal rules
+
+
+def test_a_borough_takes_its_days_cap_of_requests_then_asks_for_a_phone_call(env):
+    store, _blobs, _retention, _requests, clock = env
+    requests = capped(env, 3)
+    first = ask(requests, place="198.51.100.1").reference
+    clock.now += timedelta(hours=1)
+    for n in range(2):
+        ask(requests, place=f"198.51.100.{n + 2}")
+    for n in range(4):  # a flood past the cap, every address new: refused, nothing stored, never an error
+        with pytest.raises(BoroughFull, match="as many requests for Camden today") as refused:
+            ask(requests, place=f"203.0.113.{n}")
+    assert refused.value.status_code == 429
+    assert int(refused.value.headers["Retry-After"]) == 23 * 3600  # when the first leaves the 24 hours, in hours
+    assert ask(requests, borough="Barnet", place="198.51.100.9").state == "open"  # another borough's day
+    with store.writer.read() as db:
+        stored = db.execute("SELECT borough, count(*) FROM keep_requests GROUP BY 1 ORDER BY 1").fetchall()
+        refusals = db.execute(
+            "SELECT object_type, object_id, place, detail FROM audit WHERE action = 'keep-request-refused'"
+        ).fetchall()
+    assert [tuple(r) for r in stored] == [("Barnet", 1), ("Camden", 3)]
+    assert [(r[0], r[1], r[2]) for r in refusals] == [("borough", "Camden", f"browser:203.0.113.{n}") for n in range(4)]
+    assert all("someone@example.org" not in r[3] and "High Street" not in r[3] for r in refusals)
+    clock.now += timedelta(minutes=1)
+    with pytest.raises(BoroughFull) as refused:
+        ask(requests, place="203.0.113.50")
+    assert int(refused.value.headers["Retry-After"]) == 23 * 3600  # rounded up: no other requester's minute
+    clock.now += timedelta(hours=23)  # the first request's 24 hours are over
+    assert ask(requests, place="198.51.100.20").reference != first
+    with pytest.raises(BoroughFull):
+        ask(requests, place="198.51.100.21")
+    flood = [r.reference for r in requests.queue("Camden")]
+    requests.close_many(flood, "not_actionable", "a flood", "im.officer")  # the officers dealt with it
+    assert ask(requests, place="198.51.100.22").state == "open"  # the borough's form takes requests again
+
+
+def test_the_refusals_past_the_cap_are_throttled_like_requests(env):
+    _store, _blobs, _retention, _requests, _clock = env
+    requests = capped(env, 1)
+    ask(requests, place="198.51.100.1")
+    for _ in range(ADDRESS_FREE - 1):
+        with pytest.raises(BoroughFull):
+            ask(requests, place="203.0.113.9")
+    with pytest.raises(BoroughFull):
+        ask(requests, place="203.0.113.9")  # counted: the address's last before its wait
+    with pytest.raises(TooManyRequests, match="too many requests from your address"):
+        ask(requests, place="203.0.113.9")
+
+
+def test_a_borough_takes_50_requests_a_day_unless_configured():
+    assert KeepRequestSettings().per_borough_per_day == 50

@@ -11,8 +11,9 @@ from litestar.testing import TestClient
 
 from central.core.app import create_app
 from central.core.providers import services
+from central.evidence.keep_request_form import parse_form
 from central.evidence.keep_requests import ADDRESS_FREE
-from fleet.clock import utc_now
+from fleet.clock import to_iso, utc_now
 from tests.central.conftest import ADMIN
 from tests.central.web.test_dashboard import PASSWORD, csrf_of, log_in
 
@@ -150,6 +151,81 @@ def test_a_borough_officer_sees_and_acts_on_their_borough_only(site):
 def test_a_supervisor_has_no_queue(site):
     log_in(site, "s.uper")
     assert site.get("/keep-requests").status_code == 403
+
+
+def overdue(site, reference: str) -> None:
+    """Make a request's review date pass (as days going by would)."""
+    with services(site.app).store.writer.write() as db:
+        db.execute(
+            "UPDATE keep_requests SET review_by = ? WHERE reference = ?",
+            [to_iso(utc_now() - timedelta(days=1)), reference],
+        )
+
+
+def alert_count(page: str, key: str) -> int | None:
+    found = re.search(rf'data-alert="{key}">\s*<a [^>]+><span class="n">(\d+)</span>', page)
+    return int(found.group(1)) if found else None
+
+
+def test_requests_past_their_review_date_head_the_queue_and_the_overview_counts_them(site):
+    camden_late, camden = reference_of(send(site)), reference_of(send(site))
+    barnet_late = reference_of(send(site, borough="Barnet"))
+    overdue(site, camden_late)
+    overdue(site, barnet_late)
+    log_in(site, "im.camden")
+    assert alert_count(site.get("/").text, "keep_overdue") == 1  # Camden's only
+    queue = site.get("/keep-requests").text
+    assert queue.index(camden_late) < queue.index(camden) and "1 request not reviewed by the date" in queue
+    assert re.search(rf"{camden_late}.*?, overdue</span>", queue, re.S) and barnet_late not in queue
+    assert 'id="overdue"' in site.get(f"/keep-requests/{camden_late}").text
+    log_in(site, "im.force")
+    assert alert_count(site.get("/").text, "keep_overdue") == 2
+    log_in(site, "s.uper")  # cannot act on the queue: not shown the alert
+    assert alert_count(site.get("/").text, "keep_overdue") is None
+
+
+def test_several_requests_are_closed_at_once_but_only_of_the_officers_borough(site):
+    camden = [reference_of(send(site)) for _ in range(2)]
+    barnet = reference_of(send(site, borough="Barnet"))
+    log_in(site, "im.camden")
+    token = csrf_of(site.get("/keep-requests").text)
+    close = {"outcome": "not_actionable", "note": "repeats of one request"}
+    sneaked = site.post(
+        "/keep-requests/bulk-close", data={"csrf_token": token, "reference": [*camden, barnet], **close}
+    )
+    assert sneaked.status_code == 403 and barnet in sneaked.text
+    forged = site.post("/keep-requests/bulk-close", data={"reference": camden, **close})  # from another site
+    assert forged.status_code == 403
+    assert site.post("/keep-requests/bulk-close", data={"csrf_token": token, **close}).status_code == 400
+    assert len(re.findall(r'name="reference" value="KF-', site.get("/keep-requests").text)) == 2  # nothing closed
+    closed = site.post(
+        "/keep-requests/bulk-close", data={"csrf_token": token, "reference": camden, **close}, follow_redirects=False
+    )
+    assert closed.status_code == 303 and closed.headers["location"] == "/keep-requests?done=closed_many"
+    assert "requests closed" in site.get(closed.headers["location"]).text
+    for reference in camden:
+        told = site.get(f"{FORM}/status", params={"reference": reference}).text
+        assert "We could not act on this request" in told and "repeats of one request" not in told
+    with services(site.app).store.writer.read() as db:
+        states = dict(db.execute("SELECT reference, state FROM keep_requests").fetchall())
+        audited = db.execute("SELECT count(*) FROM audit WHERE action = 'keep-request-close'").fetchone()[0]
+    assert states == {camden[0]: "closed", camden[1]: "closed", barnet: "open"} and audited == 2
+
+
+def test_past_a_boroughs_cap_the_form_asks_for_a_phone_call_and_keeps_what_was_typed(site):
+    keep_requests = services(site.app).keep_requests
+    cap = keep_requests.settings.keep_requests.per_borough_per_day
+    for n in range(cap):  # a day's requests, from as many people
+        keep_requests.submit(parse_form(fields(), keep_requests.boroughs(), utc_now()), f"browser:198.51.100.{n}")
+    refused = send(site, place="by the war memorial")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert "as many requests for Camden today" in refused.text and "phone 101" in refused.text
+    assert "by the war memorial" in refused.text and "jo.public@example.org" in refused.text  # still in the form
+    assert send(site, borough="Barnet").status_code == 303
+    with services(site.app).store.writer.read() as db:
+        assert db.execute("SELECT count(*) FROM keep_requests WHERE borough = 'Camden'").fetchone()[0] == cap
+        (refusal,) = db.execute("SELECT detail FROM audit WHERE action = 'keep-request-refused'").fetchall()
+    assert "war memorial" not in refusal[0] and "jo.public" not in refusal[0]
 
 
 def test_a_clip_page_names_the_public_requests_keeping_it(site):
