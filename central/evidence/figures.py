@@ -11,12 +11,13 @@ first seven characters and a range is a text comparison on either database.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from central.evidence import keep_requests
-from fleet.clock import from_iso
+from central.evidence.keep_request_form import FIGURE_OUTCOMES
+from fleet.clock import from_iso, to_iso, utc_now
 
 MonthRow = tuple[str, str | None, int, int, int]
 """(month ``YYYY-MM``, borough or None, clips, of them marked evidential, distinct cameras)."""
@@ -92,5 +93,46 @@ class RequestCounts(msgspec.Struct, frozen=True, kw_only=True):
 def keep_request_counts(db, month: str, as_of: str) -> RequestCounts:
     """Requests to keep footage received in ``month`` (``YYYY-MM``), by borough, and their
     outcomes as they stood at ``as_of`` (the month's publication): the same answer whenever asked."""
-    rows = keep_requests.counts_by_borough_month(db, month, month, from_iso(as_of))
+    rows = counts_by_borough_month(db, month, month, from_iso(as_of))
     return RequestCounts(received={r.borough: r.received for r in rows}, outcomes={r.borough: r.outcomes for r in rows})
+
+
+class MonthCounts(msgspec.Struct, kw_only=True):
+    """Requests received in one borough in one month, by their outcome (``FIGURE_OUTCOMES``)."""
+
+    borough: str
+    month: str
+    """YYYY-MM, of receipt (UTC)."""
+    received: int
+    outcomes: dict[str, int]
+
+
+def counts_by_borough_month(
+    db, first_month: str | None = None, last_month: str | None = None, as_of: datetime | None = None
+) -> list[MonthCounts]:
+    """Requests received per borough and month (``YYYY-MM`` of receipt, between the months given),
+    each with its outcome as it stood at ``as_of`` (default: now): "under_review", "footage_kept"
+    (narrowed), or the outcome it was closed with. For the open figures: no personal data, and the
+    same answer for the same ``as_of`` whatever happened since. Inside the caller's read."""
+    at = to_iso(as_of or utc_now())
+    month = "substr(received_at, 1, 7)"
+    where = ["received_at <= :at"]
+    if first_month:
+        where.append(f"{month} >= :first")
+    if last_month:
+        where.append(f"{month} <= :last")
+    rows = db.execute(
+        f"SELECT borough, {month}, CASE WHEN closed_at IS NOT NULL AND closed_at <= :at THEN outcome "
+        "WHEN narrowed_at IS NOT NULL AND narrowed_at <= :at THEN 'footage_kept' ELSE 'under_review' END, count(*) "
+        f"FROM keep_requests WHERE {' AND '.join(where)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        {"at": at, "first": first_month, "last": last_month},
+    ).fetchall()
+    found: dict[tuple[str, str], MonthCounts] = {}
+    for borough, month_of, outcome, n in rows:
+        counts = found.setdefault(
+            (borough, month_of),
+            MonthCounts(borough=borough, month=month_of, received=0, outcomes=dict.fromkeys(FIGURE_OUTCOMES, 0)),
+        )
+        counts.received += n
+        counts.outcomes[outcome] += n
+    return list(found.values())

@@ -204,3 +204,21 @@ def window_problem(start: datetime, end: datetime, now: datetime) -> tuple[str, 
     if start < now - OLDEST:
         return "date", f"we keep no routine footage from before {(now - OLDEST):%Y}"
     return None
+
+
+def public_answer(state: str, outcome: str | None, review_by: datetime, kept: int) -> tuple[str, str]:
+    """What the requester is told of their request: (headline, explanation), in plain words."""
+    if state == "open":
+        return "We are reviewing your request", (
+            "Until we have reviewed it, no recording from the time and place you gave will be deleted. "
+            f"An information-management officer will review it by {review_by:%-d %B %Y}."
+        )
+    if state == "narrowed":
+        return "We are keeping the recordings that match your request", (
+            f"We have reviewed your request and are keeping {kept} recording{'s' * (kept != 1)} that "
+            f"match{'es' * (kept == 1)} it. "
+            "They will not be deleted while your request is open."
+        )
+    if outcome == ALREADY_DELETED:
+        return "The footage had already been deleted", "We could not keep any recording for your request."
+    return "Your request is closed", OUTCOMES.get(outcome or "", "")

@@ -33,20 +33,18 @@ import msgspec
 
 from central.access.login_throttle import FormThrottle
 from central.core.database import Database
-from central.evidence import audit, holds, keep_request_cap, keep_request_escalation
-from central.evidence.holds import REQUEST_HELD, STAFF_HELD
+from central.evidence import audit, holds, keep_request_area, keep_request_cap, keep_request_escalation
 from central.evidence.keep_request_form import (
     ALREADY_DELETED,
-    FIGURE_OUTCOMES,
     MARGIN,
     OUTCOMES,
     REVIEW_DAYS,
-    Deleted,
     FormErrors,
     NewRequest,
     PublicStatus,
     new_reference,
     normal_reference,
+    public_answer,
     window_problem,
 )
 from central.evidence.retention import RetentionService
@@ -106,26 +104,6 @@ class MatchingClip(msgspec.Struct, kw_only=True):
     purged_at: datetime | None
     kept: bool
     """Chosen when the request was narrowed."""
-
-
-class OverRetention(msgspec.Struct, kw_only=True):
-    """A borough's clips past their end of retention that only public requests keep."""
-
-    borough: str
-    clips: int
-    longest_days: int
-    """How long past its end of retention the longest-kept of them is."""
-    mean_days: float
-
-
-class MonthCounts(msgspec.Struct, kw_only=True):
-    """Requests received in one borough in one month, by their outcome (``FIGURE_OUTCOMES``)."""
-
-    borough: str
-    month: str
-    """YYYY-MM, of receipt (UTC)."""
-    received: int
-    outcomes: dict[str, int]
 
 
 class KeepRequests:
@@ -212,7 +190,7 @@ class KeepRequests:
                 detail=f"{new.borough}, {to_iso(hold_from)} to {to_iso(hold_to)} (the window given, widened by "
                 f"{MARGIN.total_seconds() / 3600:g} h)",
             )
-            live = _area_clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=True)
+            live = keep_request_area.clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=True)
             audit.record_many(
                 db,
                 [
@@ -229,12 +207,18 @@ class KeepRequests:
             )
             # Footage a retention period ended comes back for review; what a reviewer decided to dispose
             # of stays deleted (the request still stops its purge), for a person to weigh, not the form.
-            self.retention.restore_held(db, _not_disposed(db, live), f"public request {reference}", "public", now)
-            gone = deleted_from_audit(db, _area_clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=False))
+            self.retention.restore_held(
+                db, keep_request_area.not_disposed(db, live), f"public request {reference}", "public", now
+            )
+            gone = keep_request_area.deleted_from_audit(
+                db, keep_request_area.clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=False)
+            )
             if gone is not None and not live:
                 self._close(db, reference, ALREADY_DELETED, gone.sentence(), "central", now)
             holds.announce_holds(
-                db, self.changes, _area_clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), stations=True)
+                db,
+                self.changes,
+                keep_request_area.clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), stations=True),
             )
             return self._status(db, reference)
 
@@ -260,26 +244,10 @@ class KeepRequests:
         ).fetchone()
         received, state, review_by, outcome = from_iso(r[0]), r[1], from_iso(r[2]), r[3]
         kept = db.execute("SELECT count(*) FROM keep_request_clips WHERE reference = ?", [reference]).fetchone()[0]
-        gone = deleted_from_audit(db, _area_clips(db, r[4], r[5], r[6], alive=False), before=received)
-        if state == "open":
-            headline = "We are reviewing your request"
-            explanation = (
-                "Until we have reviewed it, no recording from the time and place you gave will be deleted. "
-                f"An information-management officer will review it by {review_by:%-d %B %Y}."
-            )
-        elif state == "narrowed":
-            headline = "We are keeping the recordings that match your request"
-            explanation = (
-                f"We have reviewed your request and are keeping {kept} recording{'s' * (kept != 1)} that "
-                f"match{'es' * (kept == 1)} it. "
-                "They will not be deleted while your request is open."
-            )
-        elif outcome == ALREADY_DELETED:
-            headline = "The footage had already been deleted"
-            explanation = "We could not keep any recording for your request."
-        else:
-            headline = "Your request is closed"
-            explanation = OUTCOMES.get(outcome or "", "")
+        gone = keep_request_area.deleted_from_audit(
+            db, keep_request_area.clips(db, r[4], r[5], r[6], alive=False), before=received
+        )
+        headline, explanation = public_answer(state, outcome, review_by, kept)
         return PublicStatus(
             reference=reference,
             received_on=received.date(),
@@ -327,7 +295,7 @@ class KeepRequests:
                 raise NotFound(f"no request {reference}")
             request = self._row(db, row)
             kept = {r[0] for r in db.execute("SELECT clip_id FROM keep_request_clips WHERE reference = ?", [reference])}
-            area, params = _area(request.borough, to_iso(request.hold_from), to_iso(request.hold_to))
+            area, params = keep_request_area.query(request.borough, to_iso(request.hold_from), to_iso(request.hold_to))
             clips = [
                 MatchingClip(
                     clip_id=c[0],
@@ -361,7 +329,9 @@ class KeepRequests:
             request = self._open_row(db, reference)
             if request.state != "open":
                 raise Conflict(f"request {reference} is {request.state}: only an open request is narrowed")
-            area = _area_clips(db, request.borough, to_iso(request.hold_from), to_iso(request.hold_to), alive=True)
+            area = keep_request_area.clips(
+                db, request.borough, to_iso(request.hold_from), to_iso(request.hold_to), alive=True
+            )
             outside = sorted(set(clip_ids) - set(area))
             if outside:
                 raise BadRequest(
@@ -402,7 +372,9 @@ class KeepRequests:
             holds.announce_holds(
                 db,
                 self.changes,
-                _area_clips(db, request.borough, to_iso(request.hold_from), to_iso(request.hold_to), stations=True),
+                keep_request_area.clips(
+                    db, request.borough, to_iso(request.hold_from), to_iso(request.hold_to), stations=True
+                ),
             )
             return self._row(
                 db, db.execute(f"SELECT {_COLUMNS} FROM keep_requests WHERE reference = ?", [reference]).fetchone()
@@ -449,7 +421,7 @@ class KeepRequests:
         request = self._open_row(db, reference)
         window = (request.borough, to_iso(request.hold_from), to_iso(request.hold_to))
         was = (
-            _area_clips(db, *window, alive=True)
+            keep_request_area.clips(db, *window, alive=True)
             if request.state == "open"
             else [r[0] for r in db.execute("SELECT clip_id FROM keep_request_clips WHERE reference = ?", [reference])]
         )
@@ -479,7 +451,7 @@ class KeepRequests:
                 for c in was
             ],
         )
-        stations = _area_clips(db, *window, stations=True) if request.state == "open" else was
+        stations = keep_request_area.clips(db, *window, stations=True) if request.state == "open" else was
         holds.announce_holds(db, self.changes, stations)
 
     def forget_contacts(self) -> int:
@@ -549,7 +521,7 @@ class KeepRequests:
         otherwise be deleted. With none at central yet, the day a clip recorded at the window's start
         would be due under the default rule."""
         if row.state == "open":
-            area, params = _area(row.borough, to_iso(row.hold_from), to_iso(row.hold_to))
+            area, params = keep_request_area.query(row.borough, to_iso(row.hold_from), to_iso(row.hold_to))
             found = db.execute(
                 f"SELECT count(*), min(r.retain_until) FROM ({area}) a JOIN clip_retention r ON r.clip_id = a.clip_id "
                 "WHERE r.deleted_at IS NULL",
@@ -564,132 +536,14 @@ class KeepRequests:
         default = row.hold_from + timedelta(days=self._default_days())
         return found[0], from_iso(found[1]) if found[1] else (default if row.state == "open" else None)
 
-    def over_retention(self, borough: str | None, now: datetime | None = None) -> list[OverRetention]:
+    def over_retention(self, borough: str | None, now: datetime | None = None) -> list[keep_request_area.OverRetention]:
         """Per borough: clips past their end of retention that public requests alone keep, and for how long."""
         now = now or self.clock()
         with self.writer.read() as db:
-            rows = db.execute(
-                "SELECT COALESCE(s.borough, d.borough) AS b, r.retain_until FROM clip_retention r "
-                "JOIN clips c ON c.clip_id = r.clip_id LEFT JOIN stations s ON s.station_id = c.station_id "
-                "LEFT JOIN devices d ON d.serial = c.device_serial "
-                f"WHERE r.deleted_at IS NULL AND r.retain_until <= ? AND {REQUEST_HELD} AND NOT {STAFF_HELD}"
-                + (" AND COALESCE(s.borough, d.borough) = ?" if borough is not None else ""),
-                [to_iso(now), *([borough] if borough is not None else [])],
-            ).fetchall()
-        by: dict[str, list[float]] = {}
-        for name, until in rows:
-            by.setdefault(name, []).append((now - from_iso(until)).total_seconds() / 86400)
-        return [
-            OverRetention(borough=b, clips=len(days), longest_days=int(max(days)), mean_days=sum(days) / len(days))
-            for b, days in sorted(by.items())
-        ]
+            return keep_request_area.kept_only_by_requests(db, borough, now)
 
 
 _COLUMNS = (
     "reference, borough, place, happened_from, happened_to, hold_from, hold_to, shoulder_numbers, contact, "
     "received_at, review_by, state, outcome, note, narrowed_at, narrowed_by, closed_at, closed_by"
 )
-
-
-def _not_disposed(db, clip_ids: list[str]) -> list[str]:
-    """Of these clips, those a reviewer has not disposed of (``RetentionService.review``)."""
-    if not clip_ids:
-        return []
-    disposed = {
-        r[0]
-        for r in db.execute(
-            "SELECT object_id FROM audit WHERE object_type = 'clip' AND action = 'soft-delete' "
-            f"AND detail = 'disposed of at review' AND {db.dialect.any_of('object_id')}",
-            [db.dialect.many(clip_ids)],
-        )
-    }
-    return [c for c in clip_ids if c not in disposed]
-
-
-def _area(borough: str, hold_from: str, hold_to: str) -> tuple[str, list[str]]:
-    """The ids of the verified clips at central a request's area covers (``in_request_area``: by
-    the borough's stations or its cameras), as a query and its parameters; each branch an index."""
-    window = "state = 'verified' AND recorded_at >= ? AND recorded_at < ?"
-    return (
-        f"SELECT clip_id FROM clips WHERE station_id IN (SELECT station_id FROM stations WHERE borough = ?) "
-        f"AND {window} UNION SELECT clip_id FROM clips WHERE device_serial IN "
-        f"(SELECT serial FROM devices WHERE borough = ?) AND {window}",
-        [borough, hold_from, hold_to] * 2,
-    )
-
-
-def _area_clips(
-    db, borough: str, hold_from: str, hold_to: str, *, alive: bool = True, stations: bool = False
-) -> list[str]:
-    """The clips a request's window covers: at central and not purged (``alive``), or purged
-    (not ``alive``); ``stations``: also those central knows only from a station's events."""
-    area, params = _area(borough, hold_from, hold_to)
-    purged = "IS NULL" if alive or stations else "IS NOT NULL"
-    at_central = [
-        r[0]
-        for r in db.execute(
-            f"SELECT a.clip_id FROM ({area}) a LEFT JOIN clip_retention r ON r.clip_id = a.clip_id "
-            f"WHERE r.purged_at {purged}",
-            params,
-        )
-    ]
-    if not stations:
-        return at_central
-    reported = [
-        r[0]
-        for r in db.execute(
-            "SELECT clip_id FROM attributions WHERE device_serial IN (SELECT serial FROM devices WHERE borough = ?) "
-            "AND recorded_at >= ? AND recorded_at < ?",
-            [borough, hold_from, hold_to],
-        )
-    ]
-    return sorted(set(at_central) | set(reported))
-
-
-def deleted_from_audit(db, clip_ids: list[str], before: datetime | None = None) -> Deleted | None:
-    """How many of these (purged) clips were deleted, and when the last was, as the audit trail
-    records it; ``before``: only those whose last deletion was by then (a request's receipt: what
-    its review released and the rules deleted later had not "already" been deleted)."""
-    if not clip_ids:
-        return None
-    found = db.execute(
-        f"SELECT a.object_id, a.at FROM audit a WHERE a.object_type = 'clip' AND a.action = 'soft-delete' "
-        f"AND {db.dialect.any_of('a.object_id')} ORDER BY a.id",
-        [db.dialect.many(clip_ids)],
-    ).fetchall()
-    last = {clip_id: from_iso(at) for clip_id, at in found}  # a restored clip deleted again: its last deletion
-    days = sorted(at.date() for at in last.values() if before is None or at <= before)
-    if not days:
-        return None
-    return Deleted(clips=len(days), last=days[-1])
-
-
-def counts_by_borough_month(
-    db, first_month: str | None = None, last_month: str | None = None, as_of: datetime | None = None
-) -> list[MonthCounts]:
-    """Requests received per borough and month (``YYYY-MM`` of receipt, between the months given),
-    each with its outcome as it stood at ``as_of`` (default: now): "under_review", "footage_kept"
-    (narrowed), or the outcome it was closed with. For the open figures: no personal data, and the
-    same answer for the same ``as_of`` whatever happened since. Inside the caller's read."""
-    at = to_iso(as_of or utc_now())
-    month = "substr(received_at, 1, 7)"
-    where = ["received_at <= :at"]
-    if first_month:
-        where.append(f"{month} >= :first")
-    if last_month:
-        where.append(f"{month} <= :last")
-    rows = db.execute(
-        f"SELECT borough, {month}, CASE WHEN closed_at IS NOT NULL AND closed_at <= :at THEN outcome "
-        "WHEN narrowed_at IS NOT NULL AND narrowed_at <= :at THEN 'footage_kept' ELSE 'under_review' END, count(*) "
-        f"FROM keep_requests WHERE {' AND '.join(where)} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        {"at": at, "first": first_month, "last": last_month},
-    ).fetchall()
-    found: dict[tuple[str, str], MonthCounts] = {}
-    for borough, month_of, outcome, n in rows:
-        counts = found.setdefault(
-            (borough, month_of),
-            MonthCounts(borough=borough, month=month_of, received=0, outcomes=dict.fromkeys(FIGURE_OUTCOMES, 0)),
-        )
-        counts.received += n
-        counts.outcomes[outcome] += n
-    return list(found.values())

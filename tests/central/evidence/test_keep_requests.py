@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from central.evidence import audit
+from central.evidence.figures import counts_by_borough_month
 from central.evidence.holds import HELD
 from central.evidence.keep_request_cap import BoroughFull
 from central.evidence.keep_request_escalation import escalate, overdue_count
@@ -30,7 +31,6 @@ from central.evidence.keep_requests import (
     LOOKUP_MISSES_FREE,
     MOST_CLOSED_AT_ONCE,
     KeepRequests,
-    counts_by_borough_month,
 )
 from central.evidence.retention import HoldRequest, ReviewRequest
 from central.web import suppression

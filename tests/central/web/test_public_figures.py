@@ -18,7 +18,7 @@ from central.access.auth import Caller, provide_principal, user_with
 from central.access.scope import PUBLIC, check_declarations
 from central.core.app import create_app
 from central.core.providers import services
-from central.evidence import audit, keep_requests
+from central.evidence import audit
 from central.evidence import figures as evidence
 from central.web.public_figures import PublicFigures
 from fleet.clock import from_iso, to_iso
@@ -302,7 +302,7 @@ def test_requests_to_keep_footage_are_counted_with_their_outcome_as_published(cl
         assert value(body, "keep_requests", outcome="footage_kept") == (None, "withheld")
         assert value(body, "keep_requests", outcome="withdrawn") == (None, "fewer than 5")
         with store.writer.read() as db:
-            [camden] = keep_requests.counts_by_borough_month(db, MARCH, MARCH, from_iso(body["published_at"]))
+            [camden] = evidence.counts_by_borough_month(db, MARCH, MARCH, from_iso(body["published_at"]))
         assert (camden.received, camden.outcomes["footage_kept"], camden.outcomes["under_review"]) == (12, 6, 6)
     finally:
         store.close()
