@@ -325,3 +325,84 @@ def test_the_borough_table_never_gives_back_a_total_the_outcome_table_withholds(
     assert value(body, "keep_requests", outcome="received") == (None, "withheld")
     boroughs = [value(body, "keep_requests", b, "received")[1] for b in ("Camden", "Barnet")]
     assert "withheld" in boroughs
+
+
+def _reader_can_pin(body: dict) -> dict[str, set[int]]:
+    """What the documented reader (docs/contracts.md, "Suppression") learns of each "fewer than 5"
+    request outcome: a small count is 0..4, a withheld one lies between 5 and the smallest count shown
+    in its table, and the boroughs' requests and the outcomes add up to the same total."""
+    import itertools
+
+    rows = [f for f in body["figures"] if f["measure"] == "keep_requests"]
+    total = next(f for f in rows if f["borough"] == "All boroughs" and f["outcome"] == "received")
+    by_borough = [f for f in rows if f["borough"] != "All boroughs"]
+    by_outcome = [f for f in rows if f["borough"] == "All boroughs" and f["outcome"] != "received"]
+
+    def ranges(table):
+        shown = [int(f["value"]) for f in table if f["status"] == "shown"]
+        ceiling = min(shown) if shown else 60
+        return [
+            [int(f["value"])]
+            if f["status"] == "shown"
+            else range(5)
+            if f["status"] == "fewer than 5"
+            else range(5, ceiling + 1)
+            for f in table
+        ]
+
+    sums = {sum(v) for v in itertools.product(*ranges(by_borough))}
+    if total["status"] == "shown":
+        sums &= {int(total["value"])}
+    possible: dict[str, set[int]] = {f["outcome"]: set() for f in by_outcome if f["status"] == "fewer than 5"}
+    for values in itertools.product(*ranges(by_outcome)):
+        if sum(values) in sums:
+            for f, v in zip(by_outcome, values, strict=True):
+                if f["outcome"] in possible:
+                    possible[f["outcome"]].add(v)
+    return possible
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 3: keep_total_hidden withholds the smallest shown borough, whose value the reader "
+    "bounds by the next one shown: the total, and so the outcomes' zeros, come back",
+)
+def test_a_withheld_borough_bounded_by_the_one_shown_gives_no_outcome_away(client, settings, monkeypatch):
+    """The case the earlier review fixed (Camden 5, Barnet 5, outcomes 5 and 5): Camden is now withheld,
+    but a withheld count is at most the smallest shown (Barnet's 5), so Camden is 5, the total 10, and
+    each outcome shown "fewer than 5" is 0 (the two withheld outcomes are 5 or more each)."""
+    from central.evidence.keep_request_form import FIGURE_OUTCOMES
+
+    add_clips(settings, MARCH, "camden", 40)
+    add_clips(settings, MARCH, "barnet", 40)
+    zero = dict.fromkeys(FIGURE_OUTCOMES, 0)
+    counts = evidence.RequestCounts(
+        received={"Camden": 5, "Barnet": 5},
+        outcomes={"Camden": {**zero, "under_review": 5}, "Barnet": {**zero, "footage_kept": 5}},
+    )
+    monkeypatch.setattr(evidence, "keep_request_counts", lambda db, month, as_of: counts)
+    possible = _reader_can_pin(figures(client))
+    assert possible and all(values == set(range(5)) for values in possible.values()), possible
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 7: each table is protected alone, but a borough's cameras in service are at most its "
+    "clips: the clips table's small counts cap the cameras', and the cameras' total then pins a small count",
+)
+def test_cameras_in_service_cannot_be_pinned_by_the_clips_table_beside_them(settings, client, monkeypatch):
+    add_clips(settings, MARCH, "barnet", 4, cameras=4)
+    add_clips(settings, MARCH, "camden", 5, cameras=4)
+    counts = evidence.RequestCounts(received={"Ealing": 0}, outcomes={})  # a third borough in the tables
+    monkeypatch.setattr(evidence, "keep_request_counts", lambda db, month, as_of: counts)
+    body = figures(client)
+    clips = {b: value(body, "clips_uploaded", b) for b in ("Barnet", "Camden", "Ealing", "All boroughs")}
+    cameras = {b: value(body, "cameras_in_service", b) for b in ("Barnet", "Camden", "Ealing", "All boroughs")}
+    # What a reader can work out: clips Barnet + Ealing = total - Camden's (when shown), each camera count
+    # at most its borough's clips, and the cameras add up to their total when it is shown.
+    if clips["Camden"][1] == "shown" and clips["All boroughs"][1] == "shown" and cameras["All boroughs"][1] == "shown":
+        others = clips["All boroughs"][0] - clips["Camden"][0]  # clips of Barnet and Ealing together
+        camden_at_least = cameras["All boroughs"][0] - others  # cameras there are at most their clips
+        assert not (cameras["Camden"][1] == "fewer than 5" and camden_at_least >= 4), (
+            f"Camden's cameras in service, shown 'fewer than 5', are {camden_at_least} or more: exactly 4"
+        )
