@@ -240,12 +240,15 @@ def _unseen(db, key: str) -> bool:
 
 def _network(place: str) -> str:
     """The client a form counts as one: an IPv6 address by its /64 (one subscriber's line hands
-    out a whole /64, so counting single addresses would let one line send without end)."""
+    out a whole /64, so counting single addresses would let one line send without end); an IPv4
+    address by itself, also when seen as IPv6 (``::ffff:a.b.c.d``, whose /64 every IPv4 client shares)."""
     kind, _, host = place.partition(":")  # "browser:<address>" (``client_place``)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return place
+    if address.version == 6 and address.ipv4_mapped is not None:  # IPv4 through a dual-stack socket
+        return f"{kind}:{address.ipv4_mapped}"
     if address.version == 6:
         return f"{kind}:{ipaddress.ip_network(f'{address}/64', strict=False)}"
     return place

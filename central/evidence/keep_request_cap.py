@@ -7,7 +7,9 @@ to keep footage from being deleted without anyone deciding it should be. The thr
 may send; this bounds what one borough takes in any 24 hours, whoever sends it:
 ``[keep_requests] per_borough_per_day`` (docs/contracts.md says why 50). A request closed since
 (a flood closed in bulk as "not actionable") no longer counts, so the officers who dealt with a
-flood open the form again; nobody else can.
+flood open the form again; nobody else can. A request closed at once because its footage was
+already deleted still counts: such requests need no officer, and each answers whether any
+recording was made in a window, so they must not be free.
 
 Past it a request is refused (``BoroughFull``, 429) and nothing of it is stored: the form says so,
 keeps what the requester typed and asks them to phone instead, so no request is lost unseen. The
@@ -40,12 +42,12 @@ class BoroughFull(TooManyRequests):
 
 
 def check(db, borough: str, cap: int, now: datetime) -> None:
-    """BoroughFull when ``borough`` took ``cap`` requests, not closed since, in the 24 hours before
+    """BoroughFull when ``borough`` took ``cap`` requests, not closed by an officer since, in the 24 hours before
     ``now``. Inside the transaction that stores the request (central's writes are serialised), so
     the cap is exact."""
     taken, oldest = db.execute(
         "SELECT count(*), min(received_at) FROM keep_requests WHERE borough = ? AND received_at > ? "
-        "AND state != 'closed'",
+        "AND (state != 'closed' OR outcome = 'already_deleted')",
         [borough, to_iso(now - DAY)],
     ).fetchone()
     if taken >= cap:

@@ -6,7 +6,7 @@ message for the person filling it in), and so is any window a request is stored 
 footage). References are ``KF-`` and 12 Crockford base-32 characters (60 random bits): short
 enough to read over the phone, forgiving of how a person types or says them. The plain-language
 outcomes the requester may be told are ``OUTCOMES``; footage a request came too late for is told
-as ``Deleted.sentence`` (no small count, no staff decision). The service that stores requests is
+as ``Deleted.sentence`` (no count, no staff decision). The service that stores requests is
 ``central.evidence.keep_requests``.
 """
 
@@ -29,9 +29,6 @@ OLDEST = timedelta(days=7 * 366)
 """Nothing recorded longer ago than this is kept but as evidence under the force's own rules."""
 REVIEW_DAYS = 10
 """The requester is promised an answer within this many days."""
-FEWEST_COUNTED = 5
-"""Deleted recordings are counted to the public only from this many: the public figures' threshold
-(``central.web.suppression.THRESHOLD``, which this package may not import; a test holds them equal)."""
 LOCAL = ZoneInfo("Europe/London")
 """The times the public types are the force's local times."""
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -77,17 +74,18 @@ class Deleted(msgspec.Struct, kw_only=True):
     last: date
 
     def sentence(self) -> str:
-        """What the public is told: a count of fewer than ``FEWEST_COUNTED`` is never given exactly
-        (with the borough and the window the requester chose, it would say how many recordings
-        officers made there), and no rule is named: whether the 31-day rule or a reviewer's
-        decision deleted a recording is a staff decision the force does not publish."""
-        what = (
-            f"{self.clips:,} recordings" if self.clips >= FEWEST_COUNTED else f"Fewer than {FEWEST_COUNTED} recordings"
-        )
+        """What the public is told: no count (with a borough and a window the requester chooses, a
+        count, or the difference of two, would say how many recordings officers made there) and no
+        rule (whether the 31-day rule or a reviewer's decision deleted a recording is a staff
+        decision the force does not publish)."""
         return (
-            f"{what} from that time and place had already been deleted on or before {self.last:%-d %B %Y}, "
+            f"Recordings from that time and place had already been deleted on or before {self.last:%-d %B %Y}, "
             "under the force's retention rules."
         )
+
+    def note(self) -> str:
+        """What the information-management officer is told (the request's closing note)."""
+        return f"{self.clips:,} recordings had already been deleted, the last on {self.last:%-d %B %Y}"
 
 
 class PublicStatus(msgspec.Struct, kw_only=True):
@@ -147,7 +145,8 @@ def _text(value: str, name: str, shortest: int, longest: int, errors: dict[str, 
 def parse_form(fields: dict[str, str], boroughs: list[str], now: datetime) -> NewRequest:
     """The public form's fields (strings as posted) as a request, or FormErrors naming every wrong field.
 
-    The window is a date and two local times; an end earlier than the start is the next day."""
+    The window is a date and two local times; an end earlier than the start is the next day (on
+    the calendar, whatever the clocks did that night)."""
     errors: dict[str, str] = {}
     borough = fields.get("borough", "").strip()
     if borough not in boroughs:
@@ -177,20 +176,30 @@ def parse_form(fields: dict[str, str], boroughs: list[str], now: datetime) -> Ne
         else:
             times[key] = (int(value[:2]), int(value[3:5]))
     if day is not None and len(times) == 2:
-        start = datetime(day.year, day.month, day.day, *times["time_from"], tzinfo=LOCAL).astimezone(UTC)
-        end = datetime(day.year, day.month, day.day, *times["time_to"], tzinfo=LOCAL).astimezone(UTC)
-        if end == start:
+        if times["time_to"] == times["time_from"]:
             errors["time_to"] = "the end must be later than the start"
-        elif end < start:
-            end += timedelta(days=1)  # past midnight
-        problem = window_problem(start, end, now)
-        if problem:
-            errors[problem[0]] = problem[1]
+        else:
+            end_day = day + timedelta(days=1) if times["time_to"] < times["time_from"] else day  # past midnight
+            start = _utc(day, times["time_from"], earliest=True)
+            end = _utc(end_day, times["time_to"], earliest=False)
+            problem = window_problem(start, end, now)
+            if problem:
+                errors[problem[0]] = problem[1]
     if errors or start is None or end is None:
         raise FormErrors(errors)
     return NewRequest(
         borough=borough, place=place, happened_from=start, happened_to=end, shoulder_numbers=shoulders, contact=contact
     )
+
+
+def _utc(day: date, time: tuple[int, int], *, earliest: bool) -> datetime:
+    """A local wall-clock time as UTC. The hour the clocks go back happens twice and the hour they
+    go forward never: of the two readings, the earlier for a window's start and the later for its
+    end, so a window is only ever widened."""
+    readings = [
+        datetime(day.year, day.month, day.day, *time, tzinfo=LOCAL, fold=fold).astimezone(UTC) for fold in (0, 1)
+    ]
+    return min(readings) if earliest else max(readings)
 
 
 def window_problem(start: datetime, end: datetime, now: datetime) -> tuple[str, str] | None:

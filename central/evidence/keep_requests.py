@@ -214,7 +214,7 @@ class KeepRequests:
                 db, keep_request_area.clips(db, new.borough, to_iso(hold_from), to_iso(hold_to), alive=False)
             )
             if gone is not None and not live:
-                self._close(db, reference, ALREADY_DELETED, gone.sentence(), "central", now)
+                self._close(db, reference, ALREADY_DELETED, gone.note(), "central", now)
             holds.announce_holds(
                 db,
                 self.changes,
