@@ -626,7 +626,7 @@ def test_two_requests_cannot_be_subtracted_to_count_deleted_recordings(env):
     narrow = ask(requests, start=INCIDENT, hours=1, place="b")  # 20:00 to 23:00: the five
     assert wide.state == narrow.state == "closed"
     assert wide.deleted == narrow.deleted and not re.search(r"\d+ recordings|fewer than", wide.deleted or "", re.I)
-    notes = sorted((r.note or "").split(",")[0] for r in requests.queue(None, "closed"))  # the officer is told the counts
+    notes = sorted((r.note or "").split(",")[0] for r in requests.queue(None, "closed"))  # the officer has counts
     assert notes == ["5 recordings had already been deleted", "7 recordings had already been deleted"]
 
 
