@@ -34,7 +34,9 @@ LOCAL = ZoneInfo("Europe/London")
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _REFERENCE = re.compile(r"^(?:KF)?([0-9A-Z]{12})$")
 _SHOULDER = re.compile(r"^[A-Z0-9]{1,10}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""Control characters, C1 included, and the bidirectional marks and overrides, which would make
+what an officer reads on the queue differ from what was stored."""
 
 OUTCOMES = {
     "no_matching_footage": "We looked at the footage from that time and place and found no recording that matches "

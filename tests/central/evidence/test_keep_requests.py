@@ -328,6 +328,12 @@ def test_the_form_checks_every_field_with_a_clear_message(env):
         parse_form({**good, "date": "2026-11-20", "time_from": "11:00", "time_to": "13:00"}, ["Camden"], now)
     with pytest.raises(FormErrors, match="no routine footage"):
         parse_form({**good, "date": "2016-11-19"}, ["Camden"], now)
+    for hidden in ("\x00", "\x1b[2J", "\x85", "\u202e", "\u2066", "\u200f"):  # C0, C1, bidirectional
+        with pytest.raises(FormErrors) as refused:
+            parse_form(
+                {**good, "place": f"High St {hidden}gnp.exe", "contact": f"a{hidden}@example.org"}, ["Camden"], now
+            )
+        assert set(refused.value.errors) == {"place", "contact"}, hidden
 
 
 def test_the_service_refuses_a_whole_borough_for_a_year_whatever_the_form_said(env):
