@@ -189,7 +189,7 @@ class FormThrottle:
         self.clock = clock
 
     def _keys(self, place: str) -> dict[str, str]:
-        return {"address": f"{self.form}:{_network(place)}", "all": f"{self.form}:all"}
+        return {"address": f"{self.form}:{client_network(place)}", "all": f"{self.form}:all"}
 
     def admit(self, db, place: str, *, count: bool = True) -> None:
         """Refuse (TooManyRequests) while the address or the form is locked; else count this submission
@@ -238,7 +238,7 @@ def _unseen(db, key: str) -> bool:
     return db.execute("SELECT 1 FROM login_throttle WHERE key = ?", [key]).fetchone() is None
 
 
-def _network(place: str) -> str:
+def client_network(place: str) -> str:
     """The client a form counts as one: an IPv6 address by its /64 (one subscriber's line hands
     out a whole /64, so counting single addresses would let one line send without end); an IPv4
     address by itself, also when seen as IPv6 (``::ffff:a.b.c.d``, whose /64 every IPv4 client shares)."""

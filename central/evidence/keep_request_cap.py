@@ -13,8 +13,8 @@ recording was made in a window, so they must not be free.
 
 Past it a request is refused (``BoroughFull``, 429) and nothing of it is stored: the form says so,
 keeps what the requester typed and asks them to phone instead, so no request is lost unseen. The
-refusal is counted by the form's throttle and audited (the borough, the window, the address; never
-the contact, the place or the shoulder numbers).
+refusal is counted by the form's throttle and audited (the borough, the window, the address's
+pseudonym of the day; never the contact, the place or the shoulder numbers).
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def check(db, borough: str, cap: int, now: datetime) -> None:
 
 
 def record_refusal(db, refused: BoroughFull, window: tuple[datetime, datetime], place: str) -> None:
-    """The refusal in the audit trail: which borough, which window and from where, so that a
-    flood is seen and a requester who phones can be matched; nothing the requester wrote."""
+    """The refusal in the audit trail: which borough, which window and from where (``place``: the
+    address's pseudonym, ``central.access.pseudonyms``), so that a flood is seen and a requester who
+    phones can be matched; nothing the requester wrote."""
     audit.record(
         db,
         actor="public",

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from central.access.login_throttle import FormThrottle
+from central.access.pseudonyms import pseudonym
 from central.core.database import Database
 from central.evidence import audit, holds, keep_request_area, keep_request_cap, keep_request_escalation
 from central.evidence.keep_request_form import (
@@ -144,7 +145,9 @@ class KeepRequests:
         except keep_request_cap.BoroughFull as refused:
             with self.writer.write() as db:
                 self.throttle.admit(db, place)
-                keep_request_cap.record_refusal(db, refused, (new.happened_from, new.happened_to), place)
+                keep_request_cap.record_refusal(
+                    db, refused, (new.happened_from, new.happened_to), pseudonym(db, place, self.clock())
+                )
             raise
 
     def _submit(self, new: NewRequest, place: str) -> PublicStatus:
@@ -158,6 +161,7 @@ class KeepRequests:
         with self.writer.write() as db:
             self.throttle.admit(db, place)
             keep_request_cap.check(db, new.borough, self.settings.keep_requests.per_borough_per_day, now)
+            recorded_from = pseudonym(db, place, now)  # the audit keeps no address (central.access.pseudonyms)
             reference = None
             while reference is None:  # 60 random bits: a collision is a curiosity, not a plan
                 reference = new_reference()
@@ -186,7 +190,7 @@ class KeepRequests:
                 action="keep-request",
                 object_type="keep_request",
                 object_id=reference,
-                place=place,
+                place=recorded_from,
                 detail=f"{new.borough}, {to_iso(hold_from)} to {to_iso(hold_to)} (the window given, widened by "
                 f"{MARGIN.total_seconds() / 3600:g} h)",
             )
@@ -199,7 +203,7 @@ class KeepRequests:
                         action="hold",
                         object_type="clip",
                         object_id=c,
-                        place=place,
+                        place=recorded_from,
                         detail=f"public request {reference}",
                     )
                     for c in live

@@ -558,7 +558,8 @@ def test_a_borough_takes_its_days_cap_of_requests_then_asks_for_a_phone_call(env
             "SELECT object_type, object_id, place, detail FROM audit WHERE action = 'keep-request-refused'"
         ).fetchall()
     assert [tuple(r) for r in stored] == [("Barnet", 1), ("Camden", 3)]
-    assert [(r[0], r[1], r[2]) for r in refusals] == [("borough", "Camden", f"browser:203.0.113.{n}") for n in range(4)]
+    assert [(r[0], r[1]) for r in refusals] == [("borough", "Camden")] * 4
+    assert len({r[2] for r in refusals}) == 4 and all(re.fullmatch("public:[0-9a-f]{16}", r[2]) for r in refusals)
     assert all("someone@example.org" not in r[3] and "High Street" not in r[3] for r in refusals)
     clock.now += timedelta(minutes=1)
     with pytest.raises(BoroughFull) as refused:
@@ -648,3 +649,23 @@ def test_requests_on_deleted_footage_count_against_the_boroughs_day(env):
     assert first.state == second.state == "closed"
     with pytest.raises(BoroughFull):
         ask(requests, place="c")
+
+
+def test_the_audit_keeps_a_pseudonym_of_the_day_never_the_requesters_address(env):
+    store, _blobs, _retention, requests, clock = env
+    clip(env, INCIDENT + timedelta(minutes=10))
+    clock.now = INCIDENT + timedelta(days=1)
+    ask(requests, place="2001:db8:1:2::7")
+    ask(requests, place="2001:db8:1:2::8", start=INCIDENT + timedelta(hours=2))  # the same /64: one client
+    ask(requests, place="198.51.100.4", start=INCIDENT + timedelta(hours=4))
+    clock.now += timedelta(days=1)
+    ask(requests, place="2001:db8:1:2::7", start=INCIDENT + timedelta(hours=6))  # the next day
+    clock.now += timedelta(days=3)
+    ask(requests, place="198.51.100.5", start=INCIDENT + timedelta(hours=8))
+    with store.writer.read() as db:
+        places = [r[0] for r in db.execute("SELECT place FROM audit WHERE action = 'keep-request' ORDER BY id")]
+        everything = " ".join(str(v) for row in db.execute("SELECT * FROM audit") for v in row)
+        keys = sorted(r[0] for r in db.execute("SELECT name FROM signing_keys WHERE name LIKE 'client_pseudonym:%'"))
+    assert places[0] == places[1] and len(set(places)) == 4  # a /64 is one client, within its day only
+    assert "2001:db8" not in everything and "198.51.100" not in everything
+    assert keys == ["client_pseudonym:2026-01-06"]  # the earlier days' keys are gone: unlinkable
