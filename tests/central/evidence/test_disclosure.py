@@ -526,11 +526,6 @@ def test_a_zip_entry_python_cannot_read_is_not_a_traceback(client, case, tmp_pat
     assert capsys.readouterr().out.startswith("NOT INTACT")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 6: parse_range int()s an unbounded run of digits; past Python's 4,300-digit limit "
-    "it raises ValueError, a 500 (with a traceback in the log) from anyone holding a share link",
-)
 def test_a_range_of_absurd_length_through_a_share_link_is_416_not_500(client, case):
     link = share(client).json()["path"]
     clip_id = next(iter(case.uploaded))
