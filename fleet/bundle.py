@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Protocol
+from typing import Annotated, BinaryIO, NamedTuple, Protocol
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -129,62 +129,182 @@ ALLOWED_EXTRA_FIELDS = {0x0001, 0x5455, 0x7875}
 STORED_FLAGS = 0x0808
 """A data descriptor follows the bytes (as central streams them), names in UTF-8: nothing else."""
 LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+CENTRAL_RECORD = struct.Struct("<28x3H12x")
+"""A directory record's fixed part, read for its name, extra field and comment lengths."""
+
+
+MAX_DIRECTORY = 16 << 20
+"""The largest zip directory read (about 70,000 clips' entries): zipfile holds every record of it in
+memory, and a hostile directory of tiny records would take gigabytes."""
+END_RECORD, END_RECORD_64, LOCATOR_64 = struct.Struct("<4s4H2LH"), struct.Struct("<4sQ2H2L4Q"), struct.Struct("<4sLQL")
+
+
+class _End(NamedTuple):
+    """The zip's end records as zipfile finds them."""
+
+    at: int
+    """Where the directory must end: the zip64 end record, else the end record."""
+    entries: int
+    directory_size: int
+    after: int
+    """Bytes after the end record, or said to be there: a comment, or anything put there."""
+
+
+def _end_record(f: BinaryIO) -> _End | None:
+    """The end record as zipfile finds it (the last 22 bytes, else the last record in a trailing
+    comment), with the zip64 record before it; None where zipfile will find none."""
+    end = f.seek(0, os.SEEK_END)
+    tail_at = max(end - END_RECORD.size - (1 << 16), 0)
+    f.seek(tail_at)
+    tail = f.read()
+    at = len(tail) - END_RECORD.size
+    if tail[at : at + 4] != b"PK\x05\x06" or tail[-2:] != b"\0\0":
+        at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < END_RECORD.size:
+        return None
+    fields = END_RECORD.unpack_from(tail, at)
+    entries = fields[4] if fields[3] == fields[4] else -1
+    found = _End(tail_at + at, entries, fields[5], len(tail) - at - END_RECORD.size + fields[7])
+    before = b""
+    if found.at >= LOCATOR_64.size + END_RECORD_64.size:
+        f.seek(found.at - LOCATOR_64.size - END_RECORD_64.size)
+        before = f.read(END_RECORD_64.size + LOCATOR_64.size)
+    if before[END_RECORD_64.size :][:4] == b"PK\x06\x07" and before[:4] == b"PK\x06\x06":
+        zip64 = END_RECORD_64.unpack(before[: END_RECORD_64.size])
+        found = _End(found.at - len(before), zip64[7], zip64[8], found.after)
+    return found
 
 
 class _Zip:
-    def __init__(self, archive: zipfile.ZipFile, path: Path) -> None:
-        self.archive = archive
-        self.path = path
+    """A zip package, its layout checked before any entry is read. An entry is then read as the
+    stored bytes where its local header says they start, never through zipfile's reader: its CRC
+    check, decryption and decompression would turn a changed or hostile entry into an exception
+    (or a bomb) instead of a problem named."""
 
-    def layout_problems(self) -> list[str]:
+    def __init__(self, archive: zipfile.ZipFile, file: BinaryIO, end: _End) -> None:
+        self.archive = archive
+        self.file = file
+        self.end = end
+        self.spans: dict[int, tuple[int, int]] = {}
+        """Each entry's bytes (start, length), by the offset of its local header."""
+        self.unread: dict[int, str] = {}
+        """Why an entry cannot be read, by the offset of its local header."""
+        self.problems = self._layout()
+
+    def _layout(self) -> list[str]:
         """How the file's bytes differ from one plain run of entries: anything another unzip tool
         could read differently from this one (bytes before, between or after the entries, an
         entry's local header unlike its central record, fields that rename, links, folders)."""
         problems: list[str] = []
         infos = sorted(self.archive.infolist(), key=lambda i: i.header_offset)
-        with open(self.path, "rb") as f:
-            at = 0
-            for info in infos:
-                where = f"zip entry {info.filename!r}"
-                if info.header_offset != at:
-                    return [f"{where}: bytes at {at} that no entry accounts for (something was put in the zip)"]
+        f = self.file
+        at: int | None = 0
+        for info in infos:
+            where = f"zip entry {info.filename!r}"
+            if at is not None and info.header_offset != at:
+                problems.append(
+                    f"{where}: bytes at {at} that no entry accounts for (something was put in the zip)"
+                    if info.header_offset > at
+                    else f"{where}: it overlaps the entry before it"
+                )
+            f.seek(info.header_offset)
+            header = f.read(LOCAL_HEADER.size)
+            if len(header) < LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+                problems.append(f"{where}: no entry where the zip's directory says one starts")
+                self.unread[info.header_offset], at = problems[-1], None
+                continue
+            _, _, flags, method, _, _, crc, compressed, size, name_len, extra_len = LOCAL_HEADER.unpack(header)
+            name, extra = f.read(name_len), f.read(extra_len)
+            local_name = name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+            start = info.header_offset + LOCAL_HEADER.size + name_len + extra_len
+            self.spans[info.header_offset] = (start, info.compress_size)
+            at = start + info.compress_size
+            if flags & 0x08:  # the data descriptor: [signature] CRC, sizes (8 bytes each with zip64)
+                if crc or (compressed, size) not in ((0, 0), (0xFFFFFFFF, 0xFFFFFFFF)) or any(_zip64_sizes(extra)):
+                    problems.append(f"{where}: sizes in its local header as well as after its bytes")
                 f.seek(at)
-                fields = LOCAL_HEADER.unpack(f.read(LOCAL_HEADER.size))
-                signature, flags, method, name_len, extra_len = fields[0], fields[2], fields[3], fields[9], fields[10]
-                name, extra = f.read(name_len), f.read(extra_len)
-                if signature != b"PK\x03\x04":
-                    return [f"{where}: no entry where the zip's directory says one starts"]
-                local_name = name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
-                if local_name != info.orig_filename or flags != info.flag_bits or method != info.compress_type:
-                    problems.append(f"{where}: its local header differs from the zip's directory")
-                if flags & ~STORED_FLAGS or method != zipfile.ZIP_STORED:
-                    problems.append(f"{where}: compressed or flagged as no package is")
-                unknown = _extra_ids(extra) | _extra_ids(info.extra)
-                if unknown - ALLOWED_EXTRA_FIELDS:
-                    problems.append(
-                        f"{where}: extra fields {sorted(unknown - ALLOWED_EXTRA_FIELDS)} (one may rename it)"
-                    )
-                mode = info.external_attr >> 16
-                if info.is_dir() or (info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG)):
-                    problems.append(f"{where}: not a plain file (a folder or a link)")
-                at += LOCAL_HEADER.size + name_len + extra_len + info.compress_size
-                if flags & 0x08:  # the data descriptor: [signature] CRC, sizes (8 bytes each with zip64)
-                    f.seek(at)
-                    first = f.read(4)
-                    at += (4 if first == b"PK\x07\x08" else 0) + 4 + (16 if 0x0001 in _extra_ids(extra) else 8)
-            end = os.fstat(f.fileno()).st_size
-            f.seek(max(end - 22, 0))
-            if getattr(self.archive, "start_dir", at) != at or f.read(4) != b"PK\x05\x06" or self.archive.comment:
-                problems.append("the zip has bytes after its last entry or a comment: something was put in it")
+                descriptor = f.read(4 + LOCAL_HEADER.size)  # enough for any form of it
+                skip = 4 if descriptor[:4] == b"PK\x07\x08" else 0
+                form = "<L2Q" if 0x0001 in _extra_ids(extra) else "<3L"
+                if len(descriptor) >= skip + struct.calcsize(form):
+                    crc, compressed, size = struct.unpack_from(form, descriptor, skip)
+                at += skip + struct.calcsize(form)
+            elif compressed == size == 0xFFFFFFFF and len(sizes := _zip64_sizes(extra)) == 2:
+                size, compressed = sizes
+            if (
+                local_name != info.orig_filename
+                or flags != info.flag_bits
+                or method != info.compress_type
+                or (crc, compressed, size) != (info.CRC, info.compress_size, info.file_size)
+            ):
+                problems.append(f"{where}: its local header differs from the zip's directory")
+            if flags & ~STORED_FLAGS or method != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                problems.append(f"{where}: compressed or flagged as no package is")
+            unknown = _extra_ids(extra) | _extra_ids(info.extra)
+            if not (_extra_exact(extra) and _extra_exact(info.extra)):
+                problems.append(f"{where}: an extra field runs past its end")
+            elif unknown - ALLOWED_EXTRA_FIELDS:
+                problems.append(f"{where}: extra fields {sorted(unknown - ALLOWED_EXTRA_FIELDS)} (one may rename it)")
+            mode = info.external_attr >> 16
+            if info.is_dir() or (info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG)):
+                problems.append(f"{where}: not a plain file (a folder or a link)")
+        infos = self.archive.infolist()
+        moved = at is not None and self.archive.start_dir != at
+        if moved or self._directory_end(infos) != self.end.at or self.end.after:
+            problems.append("the zip has bytes after its last entry or a comment: something was put in it")
+        elif self.end.entries != len(infos):
+            problems.append(f"the zip's end record counts {self.end.entries} entries, not the {len(infos)} it has")
         return problems
+
+    def _directory_end(self, infos: list[zipfile.ZipInfo]) -> int:
+        """Where the directory's records end by the lengths they give (zipfile stops reading at
+        the size the end record gives, and would not see a last name that runs past it)."""
+        at = self.archive.start_dir
+        for info in infos:
+            self.file.seek(at)
+            record = self.file.read(CENTRAL_RECORD.size)
+            if len(record) < CENTRAL_RECORD.size:
+                return -1
+            lengths = CENTRAL_RECORD.unpack(record)
+            if lengths != (len(_raw_name(info)), len(info.extra), len(info.comment)):
+                return -1
+            at += CENTRAL_RECORD.size + sum(lengths)
+        return at
 
     def names(self) -> list[str]:
         return sorted(i.filename for i in self.archive.infolist() if not i.is_dir())
 
     def pieces(self, name: str) -> Iterator[bytes]:
-        with self.archive.open(name) as f:
-            while piece := f.read(READ_PIECE):
-                yield piece
+        offset = self.archive.getinfo(name).header_offset  # of the entry zipfile would read
+        if offset not in self.spans:
+            raise _Refused(self.unread[offset])
+        start, left = self.spans[offset]
+        self.file.seek(start)
+        while left > 0 and (piece := self.file.read(min(READ_PIECE, left))):
+            left -= len(piece)
+            yield piece
+
+
+def _extra_exact(extra: bytes) -> bool:
+    at = 0
+    while at + 4 <= len(extra):
+        at += 4 + struct.unpack_from("<H", extra, at + 2)[0]
+    return at == len(extra)
+
+
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    return info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+
+
+def _zip64_sizes(extra: bytes) -> tuple[int, ...]:
+    """The sizes in a local header's zip64 field (uncompressed, then compressed)."""
+    at = 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack_from("<2H", extra, at)
+        if kind == 0x0001 and size >= 16 and at + 20 <= len(extra):
+            return struct.unpack_from("<2Q", extra, at + 4)
+        at += 4 + size
+    return ()
 
 
 def _extra_ids(extra: bytes) -> set[int]:
@@ -235,18 +355,31 @@ def verify(path: str | Path, trusted_keys: list[str] | None = None) -> Verdict:
     if path.is_dir():
         return _verify(_Folder(path), trusted_keys)
     try:
-        with zipfile.ZipFile(path) as archive:
-            package = _Zip(archive, path)
-            verdict = _verify(package, trusted_keys)
-            layout = package.layout_problems()
-            if layout:
-                verdict.problems[:0] = layout
-                verdict.ok = verdict.intact = False
-            return verdict
+        with open(path, "rb") as f:
+            end = _end_record(f)
+            if end is None:
+                raise zipfile.BadZipFile("no zip end record")
+            if end.directory_size > MAX_DIRECTORY:
+                return Verdict(
+                    ok=False,
+                    intact=False,
+                    problems=[f"the zip's directory is larger than any this format writes ({MAX_DIRECTORY} bytes)"],
+                )
+            try:
+                archive = zipfile.ZipFile(f)
+            except (ValueError, NotImplementedError) as exc:  # a name not UTF-8 as flagged, an unknown version
+                raise zipfile.BadZipFile(exc) from None
+            with archive:
+                package = _Zip(archive, f, end)
+                verdict = _verify(package, trusted_keys)
     except FileNotFoundError:
         raise FleetError(f"{path}: no such file or folder") from None
     except (zipfile.BadZipFile, OSError) as exc:
         raise FleetError(f"{path}: not a disclosure package (a folder or a zip): {exc}") from None
+    if package.problems:  # an entry the layout found unreadable is named there, not twice
+        verdict.problems = package.problems + [p for p in verdict.problems if p not in package.problems]
+        verdict.ok = verdict.intact = False
+    return verdict
 
 
 def _verify(package: _Package, trusted_keys: list[str] | None) -> Verdict:
@@ -295,10 +428,14 @@ def _check(package: _Package, trusted_keys: list[str] | None) -> Verdict:
             for piece in package.pieces(name):
                 digest.update(piece)
                 size += len(piece)
+                if size > entry.size:  # whatever follows, it has changed: read no more of it
+                    break
         except _Refused as exc:
             problems.append(str(exc))
             continue
-        if size != entry.size or digest.hexdigest() != entry.sha256:
+        if size > entry.size:
+            problems.append(f"{name} has changed: larger than the {entry.size} bytes the index says")
+        elif size != entry.size or digest.hexdigest() != entry.sha256:
             problems.append(
                 f"{name} has changed: {size} bytes with SHA-256 {digest.hexdigest()}, "
                 f"the index says {entry.size} bytes with SHA-256 {entry.sha256}"
@@ -359,21 +496,36 @@ def cmd_verify_bundle(args: argparse.Namespace) -> int:
         if bad:
             raise FleetError(f"--public-key {bad[0]!r}: a public key is 64 hex digits")
     verdict = verify(args.path, keys)
+    case = _shown(verdict.case_ref or "")
     if args.json:
-        sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(verdict)) + b"\n")
+        text = _shown(msgspec.json.format(msgspec.json.encode(verdict)).decode(), keep="\n")
+        sys.stdout.buffer.write(text.encode() + b"\n")
     elif verdict.ok:
-        print(f"intact: case {verdict.case_ref}, {verdict.clips} clip(s), {verdict.files} file(s) as signed")
+        print(f"intact: case {case}, {verdict.clips} clip(s), {verdict.files} file(s) as signed")
         print(f"signed by a key you gave (fingerprint {verdict.signed_by})")
     elif verdict.intact and keys is None:
-        print(f"intact as signed: case {verdict.case_ref}, {verdict.clips} clip(s), {verdict.files} file(s)")
+        print(f"intact as signed: case {case}, {verdict.clips} clip(s), {verdict.files} file(s)")
         print(
             f"NOT CHECKED: signed by key {verdict.signed_by}, which anyone could have made. Get central's keys "
             "from the force (GET /api/v1/disclosure/keys), never from the package, and give one as --public-key"
         )
     else:
-        print(f"NOT INTACT: {os.fspath(args.path)}")
+        print(f"NOT INTACT: {_shown(os.fspath(args.path))}")
         for problem in verdict.problems:
-            print(f"  - {problem}")
+            print(f"  - {_shown(problem)}")
     if verdict.ok:
         return 0
     return EXIT_UNTRUSTED if verdict.intact and keys is None else 1
+
+
+def _shown(text: str, keep: str = "") -> str:
+    """``text`` with every character a terminal might act on (escapes, bidi overrides) written as
+    a JSON-style escape: names in a package are the forger's, and could rewrite the lines above."""
+    return "".join(c if c.isprintable() or c in keep else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    if ord(c) <= 0xFFFF:
+        return f"\\u{ord(c):04x}"
+    high, low = divmod(ord(c) - 0x10000, 0x400)
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"

@@ -24,7 +24,8 @@ from fleet.protocol import ClipInfo, ClipPage
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
 log = logging.getLogger(__name__)
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
+"""ASCII digits only, and few enough for a 64-bit size: int() of thousands of digits raises."""
 
 
 def _cursor_encode(clip: ClipInfo) -> str:
@@ -41,7 +42,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """One ``bytes=a-b`` range as (start, end-exclusive), None for the whole file."""
     if not header:
         return None
-    match = RANGE.match(header.strip())
+    match = RANGE.fullmatch(header.strip())
     if not match or match.groups() == ("", ""):
         raise RangeNotSatisfiable(
             f"unsupported Range {header[:60]!r}: use one 'bytes=start-end'",

@@ -4,7 +4,11 @@ import re
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from central.core.providers import services
+from central.evidence.clips import parse_range
+from fleet.errors import RangeNotSatisfiable
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, patch
 from tests.station.conftest import RECORDED
@@ -105,6 +109,23 @@ def test_bad_list_parameters_are_400(client):
         assert r.status_code == 400, (params, r.text)
 
 
+@pytest.mark.parametrize(
+    "header",
+    ["bytes=" + "9" * 20 + "-", "bytes=-" + "1" * 5000, "bytes=\u0661-", "bytes=0-1, 5-6", "items=0-1"],
+)
+def test_a_range_this_server_does_not_read_is_416_naming_the_size(header):
+    with pytest.raises(RangeNotSatisfiable) as refused:
+        parse_range(header, 3000)
+    assert refused.value.headers == {"Content-Range": "bytes */3000"}
+
+
+def test_a_range_of_19_digits_is_read_as_a_number():
+    assert parse_range("bytes=0-" + "9" * 19, 3000) == (0, 3000)
+    assert parse_range("bytes=-" + "9" * 19, 3000) == (0, 3000)
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range("bytes=" + "9" * 19 + "-", 3000)
+
+
 def test_content_streams_with_ranges_and_is_logged(client, settings):
     data = os.urandom(3_000_000)
     clip_id = upload(client, data)
@@ -115,8 +136,9 @@ def test_content_streams_with_ranges_and_is_logged(client, settings):
     assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
     tail = client.get(f"/api/v1/clips/{clip_id}/content", headers={**ADMIN, "Range": "bytes=-10"})
     assert tail.content == data[-10:]
-    bad = client.get(f"/api/v1/clips/{clip_id}/content", headers={**ADMIN, "Range": f"bytes={len(data)}-"})
-    assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{len(data)}"
+    for bad_range in (f"bytes={len(data)}-", "bytes=" + "9" * 5000 + "-"):
+        bad = client.get(f"/api/v1/clips/{clip_id}/content", headers={**ADMIN, "Range": bad_range})
+        assert bad.status_code == 416 and bad.headers["Content-Range"] == f"bytes */{len(data)}"
     from central.core.store import CentralStore
     from central.evidence.clip_records import ClipRecords
 

@@ -20,6 +20,7 @@ from central.uploads.blobstore import FilesystemBlobStore
 from fleet import bundle
 from fleet.cli import main as fleet_main
 from fleet.clock import to_iso, utc_now
+from fleet.errors import FleetError
 from fleet.keyfile import write_key_file
 from tests.central.conftest import ADMIN, make_settings
 from tests.central.evidence.test_clips import upload
@@ -489,11 +490,6 @@ def _patched_entry(raw: bytes, name: str, local_at: int, central_at: int, patch)
     return bytes(out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 4: a clip's bytes changed inside the zip fail zipfile's CRC check, reported as "
-    "'not a disclosure package' with exit 2 instead of NOT INTACT naming the clip, exit 1",
-)
 def test_a_clip_changed_inside_the_zip_is_named_with_exit_status_1(client, case, tmp_path, capsys):
     genuine = export(client, tmp_path).read_bytes()
     clip_id, data = next(iter(case.uploaded.items()))
@@ -507,11 +503,6 @@ def test_a_clip_changed_inside_the_zip_is_named_with_exit_status_1(client, case,
     assert out.startswith("NOT INTACT") and f"clips/{clip_id}.mp4 has changed" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 4: an entry flagged encrypted, or stored with a method zipfile cannot read, is a "
-    "traceback (RuntimeError / NotImplementedError) from fleet verify-bundle, not exit 1",
-)
 @pytest.mark.parametrize("how", ["encrypted", "deflate64"])
 def test_a_zip_entry_python_cannot_read_is_not_a_traceback(client, case, tmp_path, capsys, how):
     genuine = export(client, tmp_path).read_bytes()
@@ -526,13 +517,83 @@ def test_a_zip_entry_python_cannot_read_is_not_a_traceback(client, case, tmp_pat
     assert capsys.readouterr().out.startswith("NOT INTACT")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 6: parse_range int()s an unbounded run of digits; past Python's 4,300-digit limit "
-    "it raises ValueError, a 500 (with a traceback in the log) from anyone holding a share link",
-)
 def test_a_range_of_absurd_length_through_a_share_link_is_416_not_500(client, case):
     link = share(client).json()["path"]
     clip_id = next(iter(case.uploaded))
     for absurd in ("bytes=" + "9" * 5000 + "-", "bytes=-" + "1" * 5000):
         assert client.get(f"{link}/clips/{clip_id}", headers={"Range": absurd}).status_code == 416
+
+
+def test_no_byte_of_the_zips_structure_changed_gives_a_traceback_or_a_pass(client, case, tmp_path):
+    """Every byte outside the files' own bytes, changed: a problem named or "not a package", never
+    an exception, and never a pass unless the byte is one no tool reads a file by (times, versions,
+    permissions, disk numbers, index.sig's trailing newline)."""
+    genuine = export(client, tmp_path).read_bytes()
+    keys = central_keys(client)
+    with zipfile.ZipFile(io.BytesIO(genuine)) as archive:
+        contents = [archive.read(i) for i in archive.infolist() if i.filename != bundle.SIGNATURE]
+    spans = [(genuine.index(data), genuine.index(data) + len(data)) for data in contents]
+    path, passed = tmp_path / "changed.zip", []
+    for at in range(len(genuine)):
+        if any(start <= at < end for start, end in spans):
+            continue
+        forged = bytearray(genuine)
+        forged[at] ^= 0xFF
+        path.write_bytes(bytes(forged))
+        with contextlib.suppress(FleetError):
+            if bundle.verify(path, keys).ok:
+                passed.append(at)
+    entries, harmless = 8, 4 + 4 + 2 + 4 + 4 + 4 + 2 + 2  # times, versions (twice), disk, attributes
+    assert len(passed) <= entries * harmless + 4 + 1, passed  # and the end record's disk numbers, a newline
+    for cut in range(0, len(genuine), 97):
+        path.write_bytes(genuine[:cut])
+        with contextlib.suppress(FleetError):
+            assert not bundle.verify(path, keys).ok
+
+
+def test_a_name_past_the_directorys_end_or_a_miscounted_directory_fails(client, case, tmp_path):
+    """zipfile reads no further than the size the end record gives, so a last name that runs past
+    it reads the same to Python and differently to `unzip`."""
+    genuine = export(client, tmp_path).read_bytes()
+    last = genuine.rindex(b"PK\x01\x02")
+    longer = bytearray(genuine)
+    struct.pack_into("<H", longer, last + 28, struct.unpack_from("<H", genuine, last + 28)[0] + 4)
+    miscounted = bytearray(genuine)
+    end = genuine.rindex(b"PK\x05\x06")
+    struct.pack_into("<2H", miscounted, end + 8, 7, 7)
+    for forged in (longer, miscounted):
+        path = tmp_path / "forged.zip"
+        path.write_bytes(bytes(forged))
+        verdict = bundle.verify(path, central_keys(client))
+        assert not verdict.ok and not verdict.intact, verdict
+
+
+def test_a_zip_directory_larger_than_any_package_is_refused_unread(tmp_path, capsys):
+    """A directory of millions of tiny records would take gigabytes of memory to list."""
+    path = tmp_path / "huge.zip"
+    with open(path, "wb") as f:
+        f.write(b"\0" * 64)
+        f.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, bundle.MAX_DIRECTORY + 1, 0, 0))
+    assert fleet_main(["verify-bundle", str(path)]) == 1
+    assert "directory is larger than any this format writes" in capsys.readouterr().out
+
+
+def test_an_entry_larger_than_listed_is_read_no_further(client, case, tmp_path, monkeypatch):
+    folder = unpacked(export(client, tmp_path), tmp_path)
+    clip_id, data = next(iter(case.uploaded.items()))
+    (folder / "clips" / f"{clip_id}.mp4").write_bytes(data + b"\0" * (3 * bundle.READ_PIECE))
+    monkeypatch.setattr(bundle, "READ_PIECE", 1024)
+    verdict = bundle.verify(folder, central_keys(client))
+    assert f"clips/{clip_id}.mp4 has changed: larger than the {len(data)} bytes the index says" in verdict.problems
+
+
+def test_control_characters_in_a_package_are_printed_escaped(client, case, tmp_path, capsys):
+    """A name is the forger's: an escape sequence in it could clear the screen and print a pass."""
+    folder = unpacked(export(client, tmp_path), tmp_path)
+    (folder / "clips" / "\x1b[2J\x1b[Hintact\u202e.mp4").write_bytes(b"planted")
+    assert fleet_main(["verify-bundle", str(folder), "--public-key", central_keys(client)[0]]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out and "\\u001b[2J\\u001b[Hintact\\u202e.mp4" in out
+    assert fleet_main(["verify-bundle", str(folder), "--json", "--public-key", central_keys(client)[0]]) == 1
+    printed = capsys.readouterr().out
+    assert "\u202e" not in printed and any("\u202e" in p for p in msgspec.json.decode(printed)["problems"])
