@@ -34,6 +34,14 @@ def decode_cursor(cursor: str, count: int) -> tuple[str, ...]:
     return parts
 
 
+def cursor_id(part: str) -> int:
+    """A cursor's row id: ASCII digits that fit a 64-bit integer (``"²".isdigit()`` is true, and
+    SQLite refuses what does not fit); BadRequest for anything else."""
+    if not (part.isascii() and part.isdigit()) or len(part) > 18:
+        raise BadRequest("cursor is not one this server gave out")
+    return int(part)
+
+
 def decode_time_cursor(cursor: str) -> tuple[str, str]:
     """A (time, key) cursor: the time must be one of ours, so it compares as stored text does."""
     moment, key = decode_cursor(cursor, 2)

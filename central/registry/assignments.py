@@ -20,7 +20,7 @@ from central.access.scope import LISTS, Scoped, in_json, in_path, touches
 from central.core.csvhttp import CSV, csv_response
 from central.core.database import Database
 from central.core.openapi import errors
-from central.core.pagination import CURSOR_HELP, decode_cursor, decode_time_cursor, page_response
+from central.core.pagination import CURSOR_HELP, cursor_id, decode_cursor, decode_time_cursor, page_response
 from central.core.providers import Injected
 from central.evidence import audit
 from central.evidence.holds import announce_reattributed
@@ -28,7 +28,7 @@ from central.registry import attribution
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, Conflict, NotFound
+from fleet.errors import Conflict, NotFound
 from fleet.events import OfficerId, PersonalIssue
 from fleet.protocol import Serial
 
@@ -273,10 +273,8 @@ class AssignmentService:
         """Newest first; ``before`` is the (started_at, id) keyset of the last row of the previous page."""
         where, params = [], []
         if before is not None:
-            if not before[1].isdigit():
-                raise BadRequest("cursor is not one this server gave out")
             where.append("(a.started_at, a.id) < (?, ?)")
-            params.extend([before[0], int(before[1])])
+            params.extend([before[0], cursor_id(before[1])])
         if officer_id:
             where.append("a.officer_id = ?")
             params.append(officer_id)
@@ -529,12 +527,8 @@ class AssignmentController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
         cursor: Annotated[str | None, QueryParameter(max_length=200, description=CURSOR_HELP)] = None,
     ) -> Response[list[ConflictInfo]]:
-        before = decode_cursor(cursor, 1)[0] if cursor else None
-        if before is not None and not before.isdigit():
-            raise BadRequest("cursor is not one this server gave out")
-        rows = assignments.conflicts(
-            within.narrow(borough), open_only, limit + 1, int(before) if before is not None else None
-        )
+        before = cursor_id(decode_cursor(cursor, 1)[0]) if cursor else None
+        rows = assignments.conflicts(within.narrow(borough), open_only, limit + 1, before)
         return page_response(rows, limit, lambda c: (c.id,))
 
     @post(

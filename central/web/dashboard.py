@@ -223,8 +223,9 @@ def _error_page(request: Request, exc: Exception) -> Response:
         return Redirect(
             f"/login?next={quote(request.url.path + ('?' + request.url.query if request.url.query else ''))}"
         )
+    headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
-        status, message = exc.status_code, exc.message
+        status, message, headers = exc.status_code, exc.message, dict(exc.headers or {})
     elif isinstance(exc, NotFoundException):
         status, message = 404, "no such page"
     elif isinstance(exc, ValidationException):
@@ -236,6 +237,7 @@ def _error_page(request: Request, exc: Exception) -> Response:
     return Template(
         template_name="error.html",
         status_code=status,
+        headers=headers,  # Retry-After on a 429, Content-Range on a 416
         context={"status": status, "message": message, "me": None, "nav": [], "here": ""},
     )
 

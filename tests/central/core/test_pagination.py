@@ -47,3 +47,15 @@ def test_unattributed_pages_oldest_first(client):
 def test_a_cursor_we_did_not_give_out_is_a_400(client, path, cursor):
     response = client.get(path, params={"cursor": cursor}, headers=ADMIN)
     assert response.status_code == 400 and "cursor" in response.json()["message"]
+
+
+@pytest.mark.parametrize("key", ["²", "9" * 20, "١٢"])  # a superscript, past 64 bits, Arabic-Indic digits
+def test_a_cursor_whose_row_id_is_not_a_plain_number_is_a_400(client, key):
+    from central.core.pagination import encode_cursor
+
+    for path, cursor in (
+        ("/api/v1/assignments", encode_cursor("2026-01-01T00:00:00.000000Z", key)),
+        ("/api/v1/conflicts", encode_cursor(key)),
+    ):
+        response = client.get(path, params={"cursor": cursor}, headers=ADMIN)
+        assert response.status_code == 400 and "cursor" in response.json()["message"], (path, response.text)
