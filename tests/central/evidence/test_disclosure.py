@@ -2,8 +2,8 @@
 
 import contextlib
 import io
-import re
 import os
+import re
 import shutil
 import struct
 import zipfile
