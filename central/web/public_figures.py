@@ -288,9 +288,19 @@ class PublicFigures:
         deleted: dict[str, int] = {}
         for borough, n in purged.items():
             deleted[_area(borough)] = deleted.get(_area(borough), 0) + n
+        clip_counts = {a: by_area.get(a, (0, 0, 0))[0] for a in areas}
+        camera_counts = {a: by_area.get(a, (0, 0, 0))[2] for a in areas}
+        clip_status, clip_total = suppression.protect(clip_counts)
+        # a borough's cameras are at most its clips (and at least one where it has any): protected
+        # with the clips table beside them, never alone
         out = [
-            *_table(month, "cameras_in_service", {a: by_area.get(a, (0, 0, 0))[2] for a in areas}),
-            *_table(month, "clips_uploaded", {a: by_area.get(a, (0, 0, 0))[0] for a in areas}),
+            *_table(
+                month,
+                "cameras_in_service",
+                camera_counts,
+                suppression.protect_bounded(camera_counts, clip_counts, clip_status),
+            ),
+            *_table(month, "clips_uploaded", clip_counts, (clip_status, clip_total)),
         ]
         uploaded = sum(n for n, _, _ in by_area.values())
         marked = sum(m for _, m, _ in by_area.values())
@@ -301,23 +311,21 @@ class PublicFigures:
             _figure(month, "evidential_share", ALL, marked, status, unit="clips", outcome="clips_marked_evidential"),
             *_table(month, "deleted_default_rule", {a: deleted.get(a, 0) for a in areas}),
         ]
-        # Two tables with one total, the requests received: by borough, and by outcome. Each is
-        # protected as a table; where either must withhold the total, both do.
+        # Two tables with one total, the requests received: by borough, and by outcome, protected
+        # together (``protect_shared``); with no safe way to publish the outcomes, they are left out.
         received = {a: requests.received.get(a, 0) for a in areas}
         outcomes: dict[str, int] = {}
         for per_borough in requests.outcomes.values():
             for outcome, n in per_borough.items():
                 outcomes[outcome] = outcomes.get(outcome, 0) + n
-        by_borough, borough_total = suppression.protect(received)
-        by_outcome, outcome_total = suppression.protect(outcomes)
-        total = borough_total if borough_total == outcome_total else suppression.WITHHELD
-        if total == suppression.WITHHELD:  # neither table may then add up to it (the attack review)
-            by_borough = suppression.keep_total_hidden(received, by_borough)
-            by_outcome = suppression.keep_total_hidden(outcomes, by_outcome)
+        by_borough, by_outcome, total = suppression.protect_shared(received, outcomes)
         total_requests = sum(received.values())
         out += [_figure(month, "keep_requests", a, received[a], by_borough[a], outcome="received") for a in areas]
         out.append(_figure(month, "keep_requests", ALL, total_requests, total, outcome="received"))
-        out += [_figure(month, "keep_requests", ALL, outcomes[o], by_outcome[o], outcome=o) for o in sorted(outcomes)]
+        if by_outcome is not None:
+            out += [
+                _figure(month, "keep_requests", ALL, outcomes[o], by_outcome[o], outcome=o) for o in sorted(outcomes)
+            ]
         return out
 
     def _compute(self, month: str, counts: _Counts) -> MonthFigures:
@@ -357,9 +365,12 @@ def _figure(
     )
 
 
-def _table(month: str, measure: str, counts: dict[str, int], outcome: str = "") -> Iterable[Figure]:
-    """A borough table and its all-boroughs total, small counts protected."""
-    statuses, total_status = suppression.protect(counts)
+def _table(
+    month: str, measure: str, counts: dict[str, int], protected: tuple[dict[str, Status], Status] | None = None
+) -> Iterable[Figure]:
+    """A borough table and its all-boroughs total, small counts protected (``protected``: as
+    already decided with a table beside it)."""
+    statuses, total_status = protected or suppression.protect(counts)
     for area in sorted(counts):
-        yield _figure(month, measure, area, counts[area], statuses[area], outcome=outcome)
-    yield _figure(month, measure, ALL, sum(counts.values()), total_status, outcome=outcome)
+        yield _figure(month, measure, area, counts[area], statuses[area])
+    yield _figure(month, measure, ALL, sum(counts.values()), total_status)

@@ -362,11 +362,6 @@ def _reader_can_pin(body: dict) -> dict[str, set[int]]:
     return possible
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 3: keep_total_hidden withholds the smallest shown borough, whose value the reader "
-    "bounds by the next one shown: the total, and so the outcomes' zeros, come back",
-)
 def test_a_withheld_borough_bounded_by_the_one_shown_gives_no_outcome_away(client, settings, monkeypatch):
     """The case the earlier review fixed (Camden 5, Barnet 5, outcomes 5 and 5): Camden is now withheld,
     but a withheld count is at most the smallest shown (Barnet's 5), so Camden is 5, the total 10, and
@@ -385,11 +380,6 @@ def test_a_withheld_borough_bounded_by_the_one_shown_gives_no_outcome_away(clien
     assert possible and all(values == set(range(5)) for values in possible.values()), possible
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 7: each table is protected alone, but a borough's cameras in service are at most its "
-    "clips: the clips table's small counts cap the cameras', and the cameras' total then pins a small count",
-)
 def test_cameras_in_service_cannot_be_pinned_by_the_clips_table_beside_them(settings, client, monkeypatch):
     add_clips(settings, MARCH, "barnet", 4, cameras=4)
     add_clips(settings, MARCH, "camden", 5, cameras=4)
