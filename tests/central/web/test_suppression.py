@@ -13,6 +13,8 @@ import pytest
 
 from central.web.suppression import SHOWN, SMALL, WITHHELD, protect, protect_bounded, protect_shared, share_status
 
+pytestmark = pytest.mark.sqlite_only  # no database: pure functions of the counts
+
 TRIED = (0, 1, 2, 4, 5, 6, 9, 12)
 
 
@@ -127,7 +129,7 @@ def test_a_shared_total_the_labels_alone_would_pin_leaves_the_second_table_out()
     assert second is None and total == WITHHELD and set(first.values()) == {SMALL}
 
 
-@pytest.mark.parametrize("boroughs", [2, 3])
+@pytest.mark.parametrize("boroughs", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_cameras_beside_clips_narrow_no_small_count(boroughs):
     """Cameras are at most their borough's clips and at least 1 where it has clips: with both tables
     and both totals in hand, a small camera count is still anything its own borough's row allows,
