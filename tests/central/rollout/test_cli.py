@@ -12,6 +12,7 @@ from tests.test_cli import ROOT, run_cli
 # Their configs name no database: the commands run on SQLite whatever the test's database, so once.
 pytestmark = pytest.mark.sqlite_only
 
+
 def test_plan_of_the_reference_scenario_reads_well_and_exports(tmp_path):
     table = run_cli("rollout", "plan", cwd=ROOT)
     assert table.returncode == 0, table.stderr
