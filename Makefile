@@ -39,11 +39,17 @@ services:  ## install Debian's postgresql and haproxy for the tests when they ar
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 		--no-install-recommends postgresql haproxy >/dev/null; }
 
+# The tests keep compiled modules even where the environment sets PYTHONDONTWRITEBYTECODE: the
+# suite starts hundreds of Python processes (commands, stations, centrals, each pytest worker),
+# and each compiled the whole stack again (~0.5 s a process; pytest's assertion rewriting
+# ~8 s a worker).
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest
+
 test: $(STAMP) browser services lint  ## lint, then run the whole test suite (central's on SQLite and PostgreSQL)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(PYTEST) -n 2 $(PYTEST_ARGS)
 
 test-fast: $(STAMP) lint  ## lint, then the quick lane (SQLite only; no real processes, browser, fuzzing or long property runs; under 2 minutes)
-	FLEET_TEST_DATABASES=sqlite $(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
+	FLEET_TEST_DATABASES=sqlite $(PYTEST) -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 # Lint: ruff (lint and format), mypy (strict on the kernel, checked everywhere; its cache in
 # .mypy_cache/ makes a second run take ~1 s) and the layer contracts (import-linter).
@@ -61,21 +67,21 @@ SEEDS ?= 200
 CLUSTER_SEEDS ?= 20
 faults: $(STAMP) browser services  ## the fault suite over many seeds (SEEDS=200, CLUSTER_SEEDS=20); tables in bench/out/faults*.md
 	@mkdir -p bench/out && rm -f bench/out/faults.jsonl bench/out/faults-cluster.jsonl
-	FAULTS_RESULTS=$(CURDIR)/bench/out/faults.jsonl $(BIN)/python -m pytest tests/faults/test_scenarios.py -n 2 \
+	FAULTS_RESULTS=$(CURDIR)/bench/out/faults.jsonl $(PYTEST) tests/faults/test_scenarios.py -n 2 \
 		-q --fault-seeds $(SEEDS) -k scenario $(PYTEST_ARGS); status=$$?; \
 		$(BIN)/python -m tests.faults.report bench/out/faults.jsonl $(SEEDS) || status=1; \
-		FAULTS_RESULTS=$(CURDIR)/bench/out/faults-cluster.jsonl $(BIN)/python -m pytest \
+		FAULTS_RESULTS=$(CURDIR)/bench/out/faults-cluster.jsonl $(PYTEST) \
 		tests/faults/test_cluster_scenarios.py -n 2 -q --cluster-seeds $(CLUSTER_SEEDS) -k scenario $(PYTEST_ARGS) \
 		|| status=1; \
 		$(BIN)/python -m tests.faults.report bench/out/faults-cluster.jsonl $(CLUSTER_SEEDS) || status=1; exit $$status
 
 screenshots: $(STAMP) browser  ## the browser tests, saving the dashboard's pages to docs/screenshots/
-	SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q
+	SCREENSHOT_DIR=docs/screenshots $(PYTEST) tests/browser -q
 
 # The suite runs the same fuzz bounded (5 examples an operation); this is the long mode.
 FUZZ_EXAMPLES ?= 500
 fuzz: $(STAMP)  ## schemathesis against central's API, FUZZ_EXAMPLES=500 per operation plus the coverage phase
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/central/core/test_api_fuzz.py -n 2 -q --timeout=0 \
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTEST) tests/central/core/test_api_fuzz.py -n 2 -q --timeout=0 \
 		-p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP)  ## run the benchmarks; results go to bench/out/ and are quoted in BENCHMARKS.md

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,8 @@ class Listener:
         self._stopping = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(target=self._run, name="notifications", daemon=True)
+        self._wake_channel = f"fleet_listener_{uuid.uuid4().hex}"
+        """This listener's own channel: ``stop`` notifies it to end the wait at once."""
         self.listening = threading.Event()
         """Set once LISTEN is in place (tests wait for it before notifying)."""
 
@@ -65,7 +68,20 @@ class Listener:
     def stop(self) -> None:
         self._stopping.set()
         if self._thread.is_alive():
+            self._wake()
             self._thread.join(timeout=10)
+
+    def _wake(self) -> None:
+        """End the thread's wait for notifications now, not at its next timeout: every central's
+        shutdown waited up to a second for it."""
+        if self._conn is None:  # connecting: it looks at the stop before it listens
+            return
+        assert isinstance(self.database, PostgresDatabase)
+        try:
+            with psycopg.connect(self.database.url, autocommit=True, connect_timeout=1) as conn:
+                conn.execute("SELECT pg_notify(%s, '')", [self._wake_channel])
+        except psycopg.Error:
+            pass  # the database is away: the thread sees the stop at its timeout, as before
 
     def _run(self) -> None:
         first = True
@@ -97,13 +113,15 @@ class Listener:
             return
         assert isinstance(self.database, PostgresDatabase)
         self._conn = psycopg.connect(self.database.url, autocommit=True, application_name="fleet-central-listen")
-        for channel in self._callbacks:
+        for channel in [*self._callbacks, self._wake_channel]:
             self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         self.listening.set()
 
     def _listen(self) -> None:
         while not self._stopping.is_set() and self._conn is not None:
             for note in self._conn.notifies(timeout=1.0):
+                if self._stopping.is_set():
+                    break
                 for callback in self._callbacks.get(note.channel, ()):
                     self._call(callback, note.payload)
 

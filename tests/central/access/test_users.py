@@ -109,6 +109,7 @@ def _cli(*args, stdin: str = ""):
 
 
 @pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
+@pytest.mark.sqlite_only  # its config names no database: SQLite whatever the test's database, so once
 def test_the_user_and_token_commands(tmp_path):
     config = tmp_path / "central.toml"
     config.write_text('data_dir = "central"\nadmin_token = "t"\n')

@@ -49,6 +49,7 @@ def test_officer_detail_and_scoping(client):
 
 
 @pytest.mark.slow  # a CLI in a subprocess: the whole suite, not test-fast
+@pytest.mark.sqlite_only  # its config names no database: SQLite whatever the test's database, so once
 def test_cli_import_and_export(tmp_path):
     import subprocess
     import sys

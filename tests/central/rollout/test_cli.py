@@ -9,6 +9,9 @@ import pytest
 from tests.central.rollout.test_service import BOROUGHS, SCENARIO
 from tests.test_cli import ROOT, run_cli
 
+# Their configs name no database: the commands run on SQLite whatever the test's database, so once.
+pytestmark = pytest.mark.sqlite_only
+
 
 def test_plan_of_the_reference_scenario_reads_well_and_exports(tmp_path):
     table = run_cli("rollout", "plan", cwd=ROOT)
