@@ -197,6 +197,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     review.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     review.set_defaults(handler=cmd_retention_review)
 
+    from central.firmware import cli as firmware_cli  # here: it borrows central_services from this module
+
+    firmware_cli.register(commands)
+
 
 def _read_password(from_stdin: bool) -> str:
     import sys
