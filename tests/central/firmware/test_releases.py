@@ -127,7 +127,7 @@ def test_the_same_release_again_is_the_same_release_and_other_bytes_are_a_confli
     again, created_again = add(services, tmp_path, ARTIFACT, sign(vendor, ARTIFACT))
     assert created and not created_again and again == first
     other = os.urandom(100)
-    with pytest.raises(Conflict, match="already Axon Body 2 1.0.0, with other bytes"):
+    with pytest.raises(Conflict, match=r"already Axon Body 2 1\.0\.0, with other bytes"):
         add(services, tmp_path, other, sign(vendor, other))
     assert stored(services) == (1, [])
     # the same bytes for another model are another release, sharing the blob
