@@ -13,7 +13,7 @@ from fleet.config import CentralSettings, settings_from_dict
 from fleet.errors import ConfigError
 from fleet.firmware import parse_public_key, parse_signature, public_key_hex
 
-KEY = Ed25519PrivateKey.generate().public_key()  # a TEST key, made for these tests
+KEY = Ed25519PrivateKey.from_private_bytes(b"\x07" * 32).public_key()  # a TEST key, not a secret
 RAW = KEY.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
@@ -28,6 +28,7 @@ def central(**firmware) -> CentralSettings:
         base64.b64encode(RAW).decode(),
         KEY.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode(),
     ],
+    ids=["hex", "base64", "pem"],
 )
 def test_a_release_key_may_be_hex_base64_or_pem(given):
     assert public_key_hex(parse_public_key(given)) == RAW.hex()
@@ -54,6 +55,7 @@ def test_a_release_key_may_be_hex_base64_or_pem(given):
             r"release_keys\[0\]: not a readable PEM public key",
         ),
     ],
+    ids=["garbage", "short", "twice", "not-ed25519", "bad-pem"],
 )
 def test_a_bad_release_key_stops_the_config_with_a_clear_error(keys, message):
     with pytest.raises(ConfigError, match=r"\[firmware\] " + message):
