@@ -28,6 +28,9 @@ functions, inside their own transaction where the change must commit with theirs
                keep_requests, keep_request_clips, case_shares, case_share_clips
     rollout/   plans the roll-out and hands cameras out in bulk through the registry
                tables: rollout_proposals, rollout_items, checking (temporary)
+    firmware/  holds what central gives the cameras themselves: vendor-signed firmware releases
+               (artifacts in the blob store) and camera profiles by scope, explained per camera
+               tables: firmware_releases, camera_profiles
     web/       the dashboard's pages, over the other packages' services
                tables: none
 

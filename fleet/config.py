@@ -221,6 +221,17 @@ class KeepRequestSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     requester to phone instead (docs/contracts.md says why 50)."""
 
 
+class FirmwareSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[firmware]`` in central's file: firmware releases (docs/firmware.md)."""
+
+    release_keys: list[str] = []
+    """Ed25519 public keys (64 hex digits, the base64 of the 32 bytes, or a PEM ``PUBLIC KEY``) of
+    the vendors who sign firmware releases: a release is accepted only when one of them signed
+    it. None: every release is refused."""
+    max_artifact_bytes: Annotated[int, Meta(ge=1024, le=16 * GiB)] = 512 * MiB
+    """The largest firmware artifact central takes."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -252,6 +263,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     tls: ServerTlsSettings | None = None
     disclosure: DisclosureSettings = msgspec.field(default_factory=DisclosureSettings)
     keep_requests: KeepRequestSettings = msgspec.field(default_factory=KeepRequestSettings)
+    firmware: FirmwareSettings = msgspec.field(default_factory=FirmwareSettings)
 
     @property
     def anchors_file(self) -> Path:
@@ -441,6 +453,7 @@ def settings_from_dict(
             _check_server_tls(settings.tls, base, f"{where}: [tls]")
         if settings.disclosure.signing_key is not None:
             _check_key_source(settings.disclosure.signing_key, base, f"{where}: [disclosure] signing_key")
+        _check_release_keys(settings.firmware.release_keys, f"{where}: [firmware] release_keys")
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
@@ -580,6 +593,22 @@ def _check_proxies(proxies: list[str], where: str) -> None:
                 f"{where}: trusted_proxies: {entry!r} trusts every address, so any client could claim any "
                 "other's address (list the balancers themselves)"
             )
+
+
+def _check_release_keys(keys: list[str], where: str) -> None:
+    """Each key an Ed25519 public key, none given twice: a typo is found at start-up, not when a
+    vendor's release is refused."""
+    from fleet.firmware import parse_public_key, public_key_hex
+
+    seen: dict[str, int] = {}
+    for n, text in enumerate(keys):
+        try:
+            key = public_key_hex(parse_public_key(text))
+        except ValueError as exc:
+            raise ConfigError(f"{where}[{n}]: {exc}") from None
+        if key in seen:
+            raise ConfigError(f"{where}[{n}]: the same key as release_keys[{seen[key]}]")
+        seen[key] = n
 
 
 def _check_database(database: DatabaseSettings, where: str) -> None:

@@ -38,6 +38,8 @@ from central.evidence.custody import CustodyController
 from central.evidence.disclosure import DisclosureController
 from central.evidence.retention import RetentionController
 from central.evidence.shares import ShareController
+from central.firmware.profiles import ProfileController
+from central.firmware.releases import ReleaseController
 from central.registry.assignments import AssignmentController
 from central.registry.devices import DeviceController
 from central.registry.officers import OfficerController
@@ -108,6 +110,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             await receiver.recover()
             services = build_services(settings, store, blobs)
             services.disclosure.signer()  # a signing key that cannot be read stops central here, saying why
+            services.releases.sweep_staging()  # firmware uploads a crash cut short
             with store.writer.write() as db:
                 audit.record_config(db, msgspec.to_builtins(settings))
             adopted = services.retention.adopt_configured()
@@ -168,6 +171,8 @@ def create_app(settings: CentralSettings) -> Litestar:
             CustodyController,
             DisclosureController,
             ShareController,
+            ReleaseController,
+            ProfileController,
             DashboardController,
             PeoplePages,
             EvidencePages,

@@ -69,7 +69,7 @@ def register(groups: argparse._SubParsersAction) -> None:
         "add-user",
         help="add a user with a role (password asked, or --password-stdin)",
         description="Add a person who uses central's dashboard or API. Roles: admin, "
-        "fleet_manager (devices, stations), planner (roll-out), supervisor "
+        "fleet_manager (devices, stations, firmware, camera profiles), planner (roll-out), supervisor "
         "(assignments, unattributed clips, holds, footage; --borough limits "
         "them to one), auditor (audit trail, read only), information_manager (the public's "
         "requests to keep footage; --borough limits them to one), viewer (read only).",
@@ -196,6 +196,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     review.add_argument("--reason", required=True, help="why (goes into the audit trail)")
     review.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     review.set_defaults(handler=cmd_retention_review)
+
+    from central.firmware import cli as firmware_cli  # here: it borrows central_services from this module
+
+    firmware_cli.register(commands)
 
 
 def _read_password(from_stdin: bool) -> str:

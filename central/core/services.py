@@ -30,6 +30,8 @@ from central.evidence.disclosure import DisclosureService
 from central.evidence.keep_requests import KeepRequests
 from central.evidence.retention import RetentionService
 from central.evidence.shares import ShareService
+from central.firmware.profiles import ProfileService
+from central.firmware.releases import ReleaseService
 from central.registry.assignments import AssignmentService
 from central.registry.devices import DeviceService
 from central.registry.fleet_health import FleetHealth
@@ -65,6 +67,10 @@ class Services:
     disclosure: DisclosureService
     shares: ShareService
     keep_requests: KeepRequests
+    releases: ReleaseService
+    """Firmware releases: vendor-signed artifacts in the blob store (``central.firmware.releases``)."""
+    profiles: ProfileService
+    """Camera profiles by scope, and each camera's explained (``central.firmware.profiles``)."""
     public_figures: PublicFigures
     """The published months' figures, computed once each in this process (``central.web.public_figures``)."""
 
@@ -139,6 +145,8 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         disclosure=disclosure,
         shares=ShareService(store.writer, blobs, disclosure, settings),
         keep_requests=KeepRequests(store.writer, changes, retention, settings),
+        releases=ReleaseService(store.writer, blobs, settings),
+        profiles=ProfileService(store.writer),
         public_figures=PublicFigures(store.writer, stations),
     )
 

@@ -10,13 +10,22 @@ from central.core.database import Database, PostgresDatabase, SqliteDatabase, mi
 from central.events import schema as events_schema
 from central.evidence import audit
 from central.evidence import schema as evidence_schema
+from central.firmware import schema as firmware_schema
 from central.registry import schema as registry_schema
 from central.rollout import schema as rollout_schema
 from central.uploads import schema as uploads_schema
 from fleet import sqlite
 from fleet.config import CentralSettings
 
-SCHEMAS = (uploads_schema, evidence_schema, events_schema, registry_schema, rollout_schema, access_schema)
+SCHEMAS = (
+    uploads_schema,
+    evidence_schema,
+    events_schema,
+    registry_schema,
+    rollout_schema,
+    access_schema,
+    firmware_schema,
+)
 """Each package's tables and schema steps (``central.core.migrations``)."""
 MIGRATIONS = migrations.assemble(SCHEMAS)
 """One script per schema version, each package's share in its place."""

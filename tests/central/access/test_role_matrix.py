@@ -147,6 +147,17 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /api/v1/rollout/proposals/import.csv": frozenset({"planner", "admin"}),
     "POST /api/v1/rollout/proposals/{proposal_id:int}/commit": frozenset({"planner", "admin"}),
     "POST /api/v1/rollout/proposals/{proposal_id:int}/discard": frozenset({"planner", "admin"}),
+    # firmware releases: fleet managers add and withdraw; stations fetch them to update cameras
+    "POST /api/v1/firmware/releases": frozenset({"fleet_manager", "admin"}),
+    "GET /api/v1/firmware/releases": frozenset({"station", "fleet_manager", "admin"}),
+    "GET /api/v1/firmware/releases/{release_id:int}": frozenset({"station", "fleet_manager", "admin"}),
+    "GET /api/v1/firmware/releases/{release_id:int}/artifact": frozenset({"station", "fleet_manager", "admin"}),
+    "POST /api/v1/firmware/releases/{release_id:int}/withdraw": frozenset({"fleet_manager", "admin"}),
+    # camera profiles: the force's settings, read by all; fleet managers set them
+    "GET /api/v1/profiles": EVERYONE,
+    "GET /api/v1/profiles/{scope_key:str}": EVERYONE,
+    "PUT /api/v1/profiles/{scope_key:str}": frozenset({"fleet_manager", "admin"}),
+    "GET /api/v1/devices/{serial:str}/profile": EVERYONE,
 }
 
 SAMPLE = {
@@ -165,6 +176,8 @@ SAMPLE = {
     "decision": "commit",
     "file_path": "fleet.css",
     "reference": "KF-0000-0000-0000",
+    "release_id": "1",
+    "scope_key": "default",
 }
 QUERY = {"/api/v1/changes": "?borough=Camden", "/api/v1/changes/snapshot": "?borough=Camden"}
 

@@ -148,6 +148,17 @@ SCOPE: dict[str, str] = {
     "POST /api/v1/rollout/proposals/import.csv": FORCE_WIDE,
     "POST /api/v1/rollout/proposals/{proposal_id:int}/commit": FORCE_WIDE,
     "POST /api/v1/rollout/proposals/{proposal_id:int}/discard": FORCE_WIDE,
+    # firmware releases are the force's, of no borough: any station reads them; only force-wide users
+    # change them. Profiles are settings, nobody's records; a camera's effective profile is its borough's.
+    "POST /api/v1/firmware/releases": FORCE_WIDE,
+    "GET /api/v1/firmware/releases": NO_BOROUGH,
+    "GET /api/v1/firmware/releases/{release_id:int}": NO_BOROUGH,
+    "GET /api/v1/firmware/releases/{release_id:int}/artifact": NO_BOROUGH,
+    "POST /api/v1/firmware/releases/{release_id:int}/withdraw": FORCE_WIDE,
+    "GET /api/v1/profiles": NO_BOROUGH,
+    "GET /api/v1/profiles/{scope_key:str}": NO_BOROUGH,
+    "PUT /api/v1/profiles/{scope_key:str}": FORCE_WIDE,
+    "GET /api/v1/devices/{serial:str}/profile": TOUCHES,
 }
 NO_INSIDE = {
     "POST /api/v1/cases/{case_ref:str}/clips",
@@ -309,6 +320,8 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "decision": "commit",
         "file_path": "fleet.css",
         "reference": "KF-0000-0000-0000",
+        "release_id": "1",
+        "scope_key": "default",
     }
     path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], template)
     query = {

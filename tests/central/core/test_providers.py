@@ -93,6 +93,7 @@ def test_only_streaming_uploads_and_the_long_poll_run_on_the_loop(tmp_path):
         "PATCH /api/v1/uploads/{upload_id:str}",
         "DELETE /api/v1/uploads/{upload_id:str}",
         "GET /api/v1/changes",
+        "POST /api/v1/firmware/releases",  # the artifact streams to its staging file
     }
     assert {"POST /api/v1/events", "HEAD /api/v1/uploads/{upload_id:str}", "GET /", "GET /healthz"} <= on_threads
 

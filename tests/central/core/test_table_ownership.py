@@ -51,6 +51,11 @@ SHARED_READS = {
         "planning, checking a proposal and progress are set-based queries over the whole registry "
         "(one per rule, ~20,000 cameras), joined with the roll-out's own tables",
     ),
+    "firmware": (
+        {"devices", "assignments", "officers"},
+        "a camera's effective profile is decided by its model, its borough and the role of the officer it "
+        "is issued to: one indexed lookup by serial (``profiles.ProfileService.explain``)",
+    ),
     "web": (
         {"devices", "conflicts", "attributions", "clips", "clip_retention", "audit", "officers", "assignments"},
         "the dashboard's read-only counts and listings",

@@ -1,0 +1,228 @@
+"""``fleet central firmware …`` and ``fleet central profile …``: releases and camera profiles.
+
+Straight on central's database and blob store, like ``fleet central officers``, whether or not
+central is serving. The actor in the audit trail is ``cli:<login>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+from typing import get_args
+
+import msgspec
+
+from central.core.cli import central_services
+from fleet.errors import FleetError
+from fleet.profiles import SETTINGS, CameraSettings, FrameRate, Mount, Resolution
+
+
+def _config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    firmware = commands.add_parser(
+        "firmware",
+        help="firmware releases: add (signature checked), list, withdraw",
+        description="Vendor-signed firmware artifacts, one per camera model and version (docs/firmware.md).",
+    )
+    actions = firmware.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        help="add a release: the artifact, checked against [firmware] release_keys",
+        description="The signature is the vendor's Ed25519 signature (base64) over the release statement "
+        "(docs/firmware.md). A release that fails the check is refused and audited; nothing is stored.",
+    )
+    add.add_argument("artifact", metavar="FILE", help="the firmware artifact")
+    add.add_argument("--model", required=True, help="the camera model it is for (as the registry names it)")
+    add.add_argument("--version", required=True, help="its version (as the camera reports it)")
+    signature = add.add_mutually_exclusive_group(required=True)
+    signature.add_argument("--signature", metavar="BASE64", help="the signature, base64")
+    signature.add_argument("--signature-file", metavar="FILE", help="a file holding the signature, base64")
+    add.add_argument("--notes", default="", help="release notes (at most 2,000 characters)")
+    add.add_argument("--json", action="store_true", help="write the release as JSON")
+    _config(add)
+    add.set_defaults(handler=cmd_firmware_add)
+    listing = actions.add_parser("list", help="list releases, newest first", description="Releases, newest first.")
+    listing.add_argument("--model", help="only this model's")
+    state = listing.add_mutually_exclusive_group()
+    state.add_argument("--withdrawn", action="store_true", help="only withdrawn releases")
+    state.add_argument("--current", action="store_true", help="only releases not withdrawn")
+    listing.add_argument("--json", action="store_true", help="write JSON")
+    _config(listing)
+    listing.set_defaults(handler=cmd_firmware_list)
+    withdraw = actions.add_parser(
+        "withdraw",
+        help="withdraw a release (audited; the artifact is kept)",
+        description="A withdrawn release is never offered to a camera again; it stays listed, and its "
+        "artifact is kept.",
+    )
+    withdraw.add_argument("release_id", type=int, metavar="ID", help="the release's number (see list)")
+    withdraw.add_argument("--reason", required=True, help="why (goes into the audit trail)")
+    _config(withdraw)
+    withdraw.set_defaults(handler=cmd_firmware_withdraw)
+
+    profile = commands.add_parser(
+        "profile",
+        help="camera profiles: set, show, explain a camera's",
+        description="The settings cameras must carry, by scope: default < model:<model> < borough:<borough> "
+        "< role:<role> (the more specific wins, each setting on its own; docs/firmware.md).",
+    )
+    steps = profile.add_subparsers(dest="action", metavar="ACTION", required=True)
+    set_ = steps.add_parser(
+        "set",
+        help="set some of a scope's settings (the others stay as they are)",
+        description="Change what SCOPE sets: each option given replaces that setting, --unset removes one "
+        "(it then comes from a less specific scope). Audited with the values before and after.",
+    )
+    set_.add_argument("scope", metavar="SCOPE", help="default, model:<model>, borough:<borough> or role:<role>")
+    set_.add_argument("--pre-record-s", type=int, metavar="N", help="seconds of pre-record (0-120)")
+    set_.add_argument("--resolution", choices=get_args(Resolution), help="video resolution")
+    set_.add_argument("--frame-rate", type=int, choices=get_args(FrameRate), help="frames a second")
+    set_.add_argument("--audio", choices=("on", "off"), help="record sound")
+    set_.add_argument("--recording-indicator", choices=("on", "off"), help="the red recording light")
+    set_.add_argument("--mount", choices=get_args(Mount), help="where the camera is worn")
+    set_.add_argument(
+        "--unset", action="append", default=[], choices=SETTINGS, metavar="SETTING", help="stop setting this here"
+    )
+    set_.add_argument("--json", action="store_true", help="write the profile as JSON")
+    _config(set_)
+    set_.set_defaults(handler=cmd_profile_set)
+    show = steps.add_parser("show", help="every scope's profile, or one", description="What each scope sets.")
+    show.add_argument("scope", metavar="SCOPE", nargs="?", help="only this scope (default: every profile)")
+    show.add_argument("--json", action="store_true", help="write JSON")
+    _config(show)
+    show.set_defaults(handler=cmd_profile_show)
+    why = steps.add_parser(
+        "explain",
+        help="a camera's effective settings, each with the scope it came from",
+        description="Each setting's value for the camera and where it came from, e.g. 'mount = head from: role armed'.",
+    )
+    why.add_argument("serial", metavar="SERIAL", help="the camera's serial")
+    why.add_argument("--json", action="store_true", help="write JSON")
+    _config(why)
+    why.set_defaults(handler=cmd_profile_explain)
+
+
+def _actor() -> str:
+    return "cli:" + getpass.getuser()
+
+
+def _print_json(value) -> int:
+    print(msgspec.json.encode(value).decode())
+    return 0
+
+
+def cmd_firmware_add(args: argparse.Namespace) -> int:
+    signature = args.signature
+    if args.signature_file is not None:
+        try:
+            signature = Path(args.signature_file).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FleetError(f"cannot read the signature from {args.signature_file}: {exc}") from None
+    artifact = Path(args.artifact)
+    if not artifact.is_file():
+        raise FleetError(f"no artifact file {artifact}")
+    with central_services(args.config) as services:
+        try:
+            staged = services.releases.stage_file(artifact)
+        except OSError as exc:
+            raise FleetError(f"cannot read {artifact}: {exc}") from None
+        release, created = services.releases.add(
+            staged, model=args.model, version=args.version, signature=signature, actor=_actor(), notes=args.notes
+        )
+    if args.json:
+        return _print_json(release)
+    print(
+        f"release {release.id}: {release.model} {release.version}, {release.size} bytes, sha256 {release.sha256}, "
+        f"signed by {release.signed_by}" + ("" if created else " (released already, the same bytes)")
+    )
+    return 0
+
+
+def cmd_firmware_list(args: argparse.Namespace) -> int:
+    withdrawn = True if args.withdrawn else False if args.current else None
+    with central_services(args.config) as services:
+        releases = services.releases.releases(args.model, withdrawn)
+    if args.json:
+        return _print_json(releases)
+    for r in releases:
+        state = f"withdrawn {r.withdrawn_at:%Y-%m-%d}: {r.withdrawn_reason}" if r.withdrawn_at else "current"
+        print(f"{r.id:5} {r.model:20} {r.version:12} {r.size:>12,} {r.added_at:%Y-%m-%d} {state}")
+    print(f"{len(releases)} release(s)")
+    return 0
+
+
+def cmd_firmware_withdraw(args: argparse.Namespace) -> int:
+    with central_services(args.config) as services:
+        release = services.releases.withdraw(args.release_id, args.reason, _actor())
+    print(f"release {release.id} ({release.model} {release.version}) withdrawn")
+    return 0
+
+
+def _given(args: argparse.Namespace) -> dict[str, object]:
+    onoff = {"on": True, "off": False}
+    given: dict[str, object] = {
+        "pre_record_s": args.pre_record_s,
+        "resolution": args.resolution,
+        "frame_rate": args.frame_rate,
+        "audio": onoff.get(args.audio) if args.audio else None,
+        "recording_indicator": onoff.get(args.recording_indicator) if args.recording_indicator else None,
+        "mount": args.mount,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def cmd_profile_set(args: argparse.Namespace) -> int:
+    given = _given(args)
+    both = sorted(set(given) & set(args.unset))
+    if both:
+        raise FleetError(f"{', '.join(both)}: both set and --unset")
+    if not given and not args.unset:
+        raise FleetError("nothing to change: give a setting (e.g. --mount head) or --unset SETTING")
+    with central_services(args.config) as services:
+        current = msgspec.structs.asdict(services.profiles.get(args.scope).settings)
+        merged = {**current, **given} | dict.fromkeys(args.unset)
+        try:
+            settings = msgspec.convert(merged, CameraSettings)
+        except msgspec.ValidationError as exc:
+            raise FleetError(f"profile {args.scope}: {exc}") from None
+        profile = services.profiles.set(args.scope, settings, _actor())
+    if args.json:
+        return _print_json(profile)
+    _print_profile(profile)
+    return 0
+
+
+def _print_profile(profile) -> None:
+    values = msgspec.structs.asdict(profile.settings)
+    shown = ", ".join(f"{k} = {v}" for k, v in values.items() if v is not None) or "nothing (no profile)"
+    print(f"{profile.scope}: {shown}")
+
+
+def cmd_profile_show(args: argparse.Namespace) -> int:
+    with central_services(args.config) as services:
+        profiles = [services.profiles.get(args.scope)] if args.scope else services.profiles.all()
+    if args.json:
+        return _print_json(profiles[0] if args.scope else profiles)
+    for profile in profiles:
+        _print_profile(profile)
+    if not args.scope:
+        print(f"{len(profiles)} profile(s); a setting no profile sets has its built-in value")
+    return 0
+
+
+def cmd_profile_explain(args: argparse.Namespace) -> int:
+    with central_services(args.config) as services:
+        answer = services.profiles.explain(args.serial)
+    if args.json:
+        return _print_json(answer)
+    held = f", issued to {answer.officer_id} ({answer.role})" if answer.officer_id else ", issued to no one"
+    print(f"{answer.serial}: model {answer.model or '-'}, borough {answer.borough or '-'}{held}")
+    for line in answer.lines:
+        print(f"  {line}")
+    sys.stdout.flush()
+    return 0

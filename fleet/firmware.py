@@ -1,0 +1,132 @@
+"""Firmware releases: what a vendor signs, and how central (and, later, a station) checks it.
+
+A release is one artifact (opaque bytes) for one camera model and version. The vendor signs
+its **release statement** with an Ed25519 key whose public half is in central's
+``[firmware] release_keys``. The statement is this JSON, UTF-8, with no spaces, its keys in
+this (alphabetical) order, so a vendor can make it with any JSON library that sorts keys
+(``json.dumps(s, sort_keys=True, separators=(",", ":"))``) or with ``printf``:
+
+    {"format":"bwv-firmware-release/1","model":"Axon Body 2","sha256":"<64 hex>","size":<bytes>,"version":"1.4.3"}
+
+``sha256`` is the artifact's SHA-256 (lower-case hex) and ``size`` its length in bytes: the
+signature binds the bytes to their model and version, so an artifact signed for one model is
+refused for another, and a tampered or truncated artifact for all. ``format`` names this
+layout: a new layout gets a new name, never a changed meaning. docs/firmware.md has the
+vendor's commands.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Annotated
+
+import msgspec
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+from msgspec import Meta, Struct
+
+STATEMENT_FORMAT = "bwv-firmware-release/1"
+
+Model = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9 ._+()-]*[A-Za-z0-9._+)-])?$(?!\n)",
+        description="a camera model as the registry knows it (e.g. 'Axon Body 2'): letters, digits, "
+        "spaces inside, . _ + ( ) -",
+    ),
+]
+Version = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$(?!\n)",
+        description="a firmware version as the camera reports it (e.g. '1.4.3'): letters, digits, . _ + -",
+    ),
+]
+Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)")]
+
+
+class ReleaseStatement(Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a release's signature covers. Fields in alphabetical order: msgspec encodes them in
+    declaration order, so the bytes are the sorted-keys JSON a vendor makes."""
+
+    format: str = STATEMENT_FORMAT
+    model: Model
+    sha256: Sha256
+    size: Annotated[int, Meta(ge=0, le=2**62)]
+    version: Version
+
+
+def statement_bytes(*, model: str, version: str, sha256: str, size: int) -> bytes:
+    """The exact bytes a release's signature is over."""
+    return msgspec.json.encode(ReleaseStatement(model=model, sha256=sha256, size=size, version=version))
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """An Ed25519 public key given as 64 hex digits, the base64 of its 32 bytes, or a PEM
+    ``PUBLIC KEY``; ValueError saying which forms are taken otherwise."""
+    text = text.strip()
+    raw: bytes | None = None
+    if text.startswith("-----BEGIN"):
+        try:
+            key = load_pem_public_key(text.encode())
+        except (ValueError, UnsupportedAlgorithm):
+            raise ValueError("not a readable PEM public key") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"a PEM public key, but not Ed25519 ({type(key).__name__})")
+        return key
+    if len(text) == 64:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = None
+    if raw is None:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+    if raw is None or len(raw) != 32:
+        raise ValueError(
+            "not an Ed25519 public key: give 64 hex digits, the base64 of its 32 bytes, or a PEM 'PUBLIC KEY'"
+        )
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_key_hex(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def key_fingerprint(key: Ed25519PublicKey) -> str:
+    """A short name for a release key (as ``fleet verify-bundle`` names its keys): the first
+    16 hex digits of the SHA-256 of its 32 bytes, in groups of four."""
+    digest = hashlib.sha256(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()[:16]
+    return ":".join(digest[i : i + 4] for i in range(0, 16, 4))
+
+
+def parse_signature(text: str) -> bytes:
+    """A signature as base64 (standard or URL-safe alphabet) of its 64 bytes; ValueError otherwise."""
+    text = text.strip()
+    try:
+        raw = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the signature is not base64") from None
+    if len(raw) != 64:
+        raise ValueError(f"an Ed25519 signature is 64 bytes; this one is {len(raw)}")
+    return raw
+
+
+def signed_by(statement: bytes, signature: bytes, keys: list[Ed25519PublicKey]) -> Ed25519PublicKey | None:
+    """The first of ``keys`` under which ``signature`` verifies ``statement``; None for none."""
+    for key in keys:
+        try:
+            key.verify(signature, statement)
+        except InvalidSignature:
+            continue
+        return key
+    return None

@@ -1,0 +1,104 @@
+"""``fleet central firmware …`` and ``fleet central profile …``, through the command line's main (in process)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from central.core.services import open_services
+from central.registry.devices import DeviceRegistration
+from fleet.cli import main
+from fleet.config import CentralSettings, load_settings
+from fleet.firmware import public_key_hex
+from tests.central.firmware.conftest import MODEL, sign
+from tests.support.databases import BACKEND
+
+
+@pytest.fixture
+def config(tmp_path, vendor):
+    url = BACKEND.url_for(tmp_path / "data")
+    path = tmp_path / "central.toml"
+    path.write_text(
+        'data_dir = "data"\nadmin_token = "t"\n'
+        + (f'[database]\nurl = "{url}"\n' if url else "")
+        + f'[firmware]\nrelease_keys = ["{public_key_hex(vendor.public_key())}"]\n'
+    )
+    return str(path)
+
+
+def fleet(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_firmware_add_list_withdraw(capsys, tmp_path, config, vendor):
+    data = os.urandom(3000)
+    (tmp_path / "fw.bin").write_bytes(data)
+    (tmp_path / "fw.sig").write_text(sign(vendor, data, version="1.4.3") + "\n")
+    base = ("central", "firmware")
+    code, out, err = fleet(
+        capsys,
+        *base,
+        "add",
+        str(tmp_path / "fw.bin"),
+        "--model",
+        MODEL,
+        "--version",
+        "1.4.3",
+        "--signature-file",
+        str(tmp_path / "fw.sig"),
+        "--config",
+        config,
+    )
+    assert code == 0, err
+    assert out.startswith(f"release 1: {MODEL} 1.4.3, 3000 bytes")
+    code, _, err = fleet(
+        capsys,
+        *base,
+        "add",
+        str(tmp_path / "fw.bin"),
+        "--model",
+        MODEL,
+        "--version",
+        "1.4.4",
+        "--signature",
+        sign(vendor, data, version="1.4.3"),
+        "--config",
+        config,
+    )
+    assert code == 2 and err.startswith("fleet: error: the signature does not verify") and "Traceback" not in err
+    code, out, _ = fleet(capsys, *base, "list", "--json", "--config", config)
+    assert code == 0 and [(r["id"], r["version"]) for r in json.loads(out)] == [(1, "1.4.3")]
+    assert fleet(capsys, *base, "withdraw", "1", "--reason", "recalled", "--config", config)[0] == 0
+    code, _, err = fleet(capsys, *base, "withdraw", "1", "--reason", "recalled", "--config", config)
+    assert code == 2 and "withdrawn already" in err
+    code, out, _ = fleet(capsys, *base, "list", "--current", "--config", config)
+    assert out.strip() == "0 release(s)"
+
+
+def test_profile_set_show_explain(capsys, config):
+    with open_services(load_settings(config, CentralSettings)) as services:
+        services.devices.register([DeviceRegistration(serial="BWV-1", model=MODEL, borough="Camden")], "t")
+    base = ("central", "profile")
+    assert fleet(capsys, *base, "set", "default", "--pre-record-s", "45", "--audio", "off", "--config", config)[0] == 0
+    code, out, _ = fleet(capsys, *base, "set", "borough:Camden", "--mount", "head", "--config", config)
+    assert code == 0 and out.strip() == "borough:Camden: mount = head"
+    code, out, _ = fleet(capsys, *base, "set", "default", "--unset", "audio", "--config", config)
+    assert out.strip() == "default: pre_record_s = 45"
+    code, _, err = fleet(capsys, *base, "set", "default", "--pre-record-s", "500", "--config", config)
+    assert code == 2 and "pre_record_s" in err and "<= 120" in err
+    code, _, err = fleet(capsys, *base, "set", "role:sniper", "--mount", "head", "--config", config)
+    assert code == 2 and "not an officer role" in err
+    assert fleet(capsys, *base, "set", "default", "--config", config)[0] == 2  # nothing to change
+    code, out, _ = fleet(capsys, *base, "show", "--json", "--config", config)
+    assert [p["scope"] for p in json.loads(out)] == ["default", "borough:Camden"]
+    code, out, _ = fleet(capsys, *base, "explain", "BWV-1", "--config", config)
+    assert code == 0
+    assert "  pre_record_s = 45 from: force default" in out and "  mount = head from: borough Camden" in out
+    code, out, _ = fleet(capsys, *base, "explain", "BWV-1", "--json", "--config", config)
+    assert json.loads(out)["settings"]["mount"] == "head"
+    code, _, err = fleet(capsys, *base, "explain", "BWV-404", "--config", config)
+    assert code == 2 and "no camera BWV-404" in err
