@@ -102,3 +102,20 @@ def test_profile_set_show_explain(capsys, config):
     assert json.loads(out)["settings"]["mount"] == "head"
     code, _, err = fleet(capsys, *base, "explain", "BWV-404", "--config", config)
     assert code == 2 and "no camera BWV-404" in err
+
+
+# -- attack23: findings (failing tests; production code unchanged) ---------------------------------
+
+
+@pytest.mark.sqlite_only  # PostgreSQL's out-of-range error already ends as `fleet: error:`
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 4: `fleet central firmware withdraw ID` takes any int: one past 64 bits ends in a "
+    "traceback (OverflowError from SQLite) and exit 1, not `fleet: error:` and exit 2",
+)
+def test_finding4_withdraw_with_an_id_past_64_bits_is_a_clear_error(capsys, config):
+    try:
+        code, _, err = fleet(capsys, "central", "firmware", "withdraw", str(2**64), "--reason", "x", "--config", config)
+    except Exception as exc:  # what main let escape is what the user's terminal shows as a traceback
+        pytest.fail(f"a traceback: {type(exc).__name__}: {exc}")
+    assert code == 2 and err.startswith("fleet: error:") and "Traceback" not in err

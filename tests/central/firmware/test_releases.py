@@ -18,9 +18,10 @@ from central.core.store import CentralStore
 from central.evidence import audit
 from central.firmware import releases as releases_module
 from central.firmware.releases import BLOB_PREFIX
+from fleet.config import ConfigError
 from fleet.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from fleet.firmware import statement_bytes
-from tests.central.conftest import ADMIN, CAMDEN
+from tests.central.conftest import ADMIN, CAMDEN, make_settings
 from tests.central.firmware.conftest import LIMIT, MODEL, audit_actions, firmware_settings, sign
 
 ARTIFACT = os.urandom(5000)
@@ -229,3 +230,65 @@ def test_the_blob_keys_of_releases_are_never_a_clips():
     """Retention purges the blobs of clips, named by clip id (a UUID): a release's key cannot be one."""
     key = releases_module.BLOB_PREFIX + hashlib.sha256(b"x").hexdigest()
     assert not all(c in "0123456789abcdef-" for c in key)
+
+
+# -- attack23: findings (failing tests; production code unchanged) ---------------------------------
+
+SMALL_ORDER_KEYS = [
+    "0100000000000000000000000000000000000000000000000000000000000000",  # the identity
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # order 2
+    "0000000000000000000000000000000000000000000000000000000000000080",  # order 4
+    "0000000000000000000000000000000000000000000000000000000000000000",  # order 4
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+]
+OFF_CURVE_KEY = (2).to_bytes(32, "little").hex()  # y = 2: no x makes it a point of the curve
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 1: a small-order Ed25519 release key is accepted, and under it R=identity, S=0 "
+    "verifies every statement: anyone can sign any artifact for any model and version",
+)
+def test_finding1_a_small_order_release_key_lets_no_one_forge_a_release(tmp_path):
+    try:
+        settings = make_settings(
+            tmp_path / "central", firmware={"release_keys": [SMALL_ORDER_KEYS[0]], "max_artifact_bytes": LIMIT}
+        )
+    except ConfigError:
+        return  # refused when the config loads: fixed
+    forged = base64.b64encode(bytes.fromhex(SMALL_ORDER_KEYS[0]) + bytes(32)).decode()  # no private key needed
+    store = CentralStore.open(settings)
+    try:
+        services = build_services(settings, store)
+        for version in ("6.6.6", "6.6.7"):  # the same forged signature, any statement
+            with pytest.raises(BadRequest):
+                add(services, tmp_path, b"malicious firmware " + version.encode(), forged, MODEL, version)
+    finally:
+        store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 1: release_keys takes 32 bytes that are no curve point, or a point of small order, "
+    "although docs/contracts.md says a key that is not an Ed25519 public key stops central",
+)
+@pytest.mark.parametrize("key", [*SMALL_ORDER_KEYS, OFF_CURVE_KEY])
+def test_finding1_a_release_key_of_small_order_or_off_the_curve_stops_the_config(tmp_path, key):
+    with pytest.raises(ConfigError, match=r"\[firmware\] release_keys\[0\]"):
+        make_settings(tmp_path / "central", firmware={"release_keys": [key]})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding 2: notes are checked for length only; a NUL is stored on SQLite, and on PostgreSQL "
+    "fails the INSERT after the blob is stored, leaving an orphan blob with no crash at all",
+)
+def test_finding2_notes_a_database_cannot_keep_are_refused_before_anything_is_stored(tmp_path, vendor):
+    with TestClient(create_app(firmware_settings(tmp_path / "central", vendor)), raise_server_exceptions=False) as c:
+        query = {"model": MODEL, "version": "3.0.0", "signature": sign(vendor, ARTIFACT, version="3.0.0")}
+        query["notes"] = "fixes\x00"
+        answer = c.post("/api/v1/firmware/releases", params=query, content=ARTIFACT, headers=ADMIN)
+        assert answer.status_code == 400, answer.text
+        blobs = tmp_path / "central" / "blobs"
+        assert not any(p.name.startswith(BLOB_PREFIX) for p in blobs.rglob("*")), "an orphan blob was left"
