@@ -95,7 +95,61 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
         raise ValueError(
             "not an Ed25519 public key: give 64 hex digits, the base64 of its 32 bytes, or a PEM 'PUBLIC KEY'"
         )
+    problem = _point_problem(raw)
+    if problem:
+        raise ValueError(f"not an Ed25519 public key a vendor could hold: {problem}")
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+# Curve25519 in Edwards form (RFC 8032 §5.1): only to check a configured key, never to sign or verify.
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_L = 2**252 + 27742317777372353535851937790883648493
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _point_problem(raw: bytes) -> str | None:
+    """Why these 32 bytes are no vendor's public key, or None. A real key is a multiple of the base
+    point, so of the prime order L; a point of small order (the identity among them) verifies a
+    signature made with no private key at all, and bytes off the curve are no point. (``cryptography``
+    loads either without complaint: its verification would then accept a forgery.)"""
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    sign = raw[31] >> 7
+    if y >= _P:
+        return "not in canonical form"
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P  # RFC 8032 §5.1.3
+    if v * x * x % _P == (-u) % _P:
+        x = x * _SQRT_M1 % _P
+    if v * x * x % _P != u:
+        return "not a point on the curve"
+    if x == 0 and sign:
+        return "not in canonical form"
+    if x & 1 != sign:
+        x = _P - x
+    point = (x, y)
+    if point == (0, 1) or _times(_L, point) != (0, 1):
+        return "not of the prime order every real key has (a small-order part lets a signature be forged)"
+    return None
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """Two points added (the complete twisted Edwards addition, a = -1)."""
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2 % _P
+    return (
+        (x1 * y2 + y1 * x2) * pow(1 + t, _P - 2, _P) % _P,
+        (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P,
+    )
+
+
+def _times(n: int, point: tuple[int, int]) -> tuple[int, int]:
+    result = (0, 1)
+    while n:
+        if n & 1:
+            result = _add(result, point)
+        point, n = _add(point, point), n >> 1
+    return result
 
 
 def public_key_hex(key: Ed25519PublicKey) -> str:

@@ -15,12 +15,19 @@ from typing import get_args
 import msgspec
 
 from central.core.cli import central_services
-from fleet.errors import FleetError
+from fleet.errors import BadRequest, FleetError
 from fleet.profiles import SETTINGS, CameraSettings, FrameRate, Mount, Resolution
 
 
 def _config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+
+
+def _release_id(text: str) -> int:
+    """A release's number as the API's path takes it (1 to 2**62)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 1 <= int(text) <= 2**62:
+        raise BadRequest(f"{text[:40]!r} is not a release's number (see: fleet central firmware list)")
+    return int(text)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -60,7 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="A withdrawn release is never offered to a camera again; it stays listed, and its "
         "artifact is kept.",
     )
-    withdraw.add_argument("release_id", type=int, metavar="ID", help="the release's number (see list)")
+    withdraw.add_argument("release_id", metavar="ID", help="the release's number (see list)")
     withdraw.add_argument("--reason", required=True, help="why (goes into the audit trail)")
     _config(withdraw)
     withdraw.set_defaults(handler=cmd_firmware_withdraw)
@@ -158,7 +165,7 @@ def cmd_firmware_list(args: argparse.Namespace) -> int:
 
 def cmd_firmware_withdraw(args: argparse.Namespace) -> int:
     with central_services(args.config) as services:
-        release = services.releases.withdraw(args.release_id, args.reason, _actor())
+        release = services.releases.withdraw(_release_id(args.release_id), args.reason, _actor())
     print(f"release {release.id} ({release.model} {release.version}) withdrawn")
     return 0
 

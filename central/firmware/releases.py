@@ -73,7 +73,13 @@ STALE_STAGING_S = 3600.0
 STREAMS = "the artifact streams from the request to a staging file; every write and the commit run on worker threads"
 
 ReleasePath = Annotated[int, PathParameter(ge=1, le=2**62, description="the release's number")]
-Notes = Annotated[str, msgspec.Meta(max_length=2000)]
+Notes = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=2000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+    ),
+]
+"""Free text, lines allowed; no control character (PostgreSQL keeps no NUL) nor bidirectional override."""
 
 
 class Release(msgspec.Struct, kw_only=True):

@@ -108,11 +108,6 @@ def test_profile_set_show_explain(capsys, config):
 
 
 @pytest.mark.sqlite_only  # PostgreSQL's out-of-range error already ends as `fleet: error:`
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 4: `fleet central firmware withdraw ID` takes any int: one past 64 bits ends in a "
-    "traceback (OverflowError from SQLite) and exit 1, not `fleet: error:` and exit 2",
-)
 def test_finding4_withdraw_with_an_id_past_64_bits_is_a_clear_error(capsys, config):
     try:
         code, _, err = fleet(capsys, "central", "firmware", "withdraw", str(2**64), "--reason", "x", "--config", config)

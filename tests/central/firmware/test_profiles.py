@@ -169,11 +169,6 @@ def test_the_profile_routes_end_to_end(tmp_path):
 # -- attack23: findings (failing tests; production code unchanged) ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 3: a borough scope's name may hold control and bidi characters (NUL, CR, TAB, U+202E): "
-    "the profile is kept, audited and listed, matches no camera, and can be shown as another borough's",
-)
 @pytest.mark.parametrize("name", ["Cam%0Dden", "Cam%09den", "%E2%80%AEnedmaC"])
 def test_finding3_a_borough_scope_with_control_or_bidi_characters_is_refused(tmp_path, name):
     with TestClient(create_app(firmware_settings(tmp_path / "central", None)), raise_server_exceptions=False) as c:

@@ -18,8 +18,7 @@ from central.core.store import CentralStore
 from central.evidence import audit
 from central.firmware import releases as releases_module
 from central.firmware.releases import BLOB_PREFIX
-from fleet.config import ConfigError
-from fleet.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from fleet.errors import BadRequest, ConfigError, Conflict, NotFound, PayloadTooLarge
 from fleet.firmware import statement_bytes
 from tests.central.conftest import ADMIN, CAMDEN, make_settings
 from tests.central.firmware.conftest import LIMIT, MODEL, audit_actions, firmware_settings, sign
@@ -245,11 +244,6 @@ SMALL_ORDER_KEYS = [
 OFF_CURVE_KEY = (2).to_bytes(32, "little").hex()  # y = 2: no x makes it a point of the curve
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1: a small-order Ed25519 release key is accepted, and under it R=identity, S=0 "
-    "verifies every statement: anyone can sign any artifact for any model and version",
-)
 def test_finding1_a_small_order_release_key_lets_no_one_forge_a_release(tmp_path):
     try:
         settings = make_settings(
@@ -268,22 +262,12 @@ def test_finding1_a_small_order_release_key_lets_no_one_forge_a_release(tmp_path
         store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1: release_keys takes 32 bytes that are no curve point, or a point of small order, "
-    "although docs/contracts.md says a key that is not an Ed25519 public key stops central",
-)
 @pytest.mark.parametrize("key", [*SMALL_ORDER_KEYS, OFF_CURVE_KEY])
 def test_finding1_a_release_key_of_small_order_or_off_the_curve_stops_the_config(tmp_path, key):
     with pytest.raises(ConfigError, match=r"\[firmware\] release_keys\[0\]"):
         make_settings(tmp_path / "central", firmware={"release_keys": [key]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 2: notes are checked for length only; a NUL is stored on SQLite, and on PostgreSQL "
-    "fails the INSERT after the blob is stored, leaving an orphan blob with no crash at all",
-)
 def test_finding2_notes_a_database_cannot_keep_are_refused_before_anything_is_stored(tmp_path, vendor):
     with TestClient(create_app(firmware_settings(tmp_path / "central", vendor)), raise_server_exceptions=False) as c:
         query = {"model": MODEL, "version": "3.0.0", "signature": sign(vendor, ARTIFACT, version="3.0.0")}
