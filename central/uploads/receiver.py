@@ -15,11 +15,12 @@ import binascii
 import errno
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from io import FileIO
 from pathlib import Path
 
 from central.access.auth import Principal
+from central.core.directbody import DirectBody
 from central.core.store import CentralStore
 from central.uploads.blobstore import BlobStore
 from central.uploads.body import RequestBody
@@ -35,7 +37,7 @@ from central.uploads.records import Upload
 from central.uploads.service import UploadService
 from central.uploads.staged import StagedUploads, staging_for
 from fleet.clock import utc_now
-from fleet.directio import DIRECT_MIN_BYTES, PartWriter
+from fleet.directio import BLOCK, DIRECT_MIN_BYTES, PartWriter
 from fleet.errors import (
     BadRequest,
     BlobStoreUnavailable,
@@ -64,6 +66,11 @@ INLINE_BYTES = 256 << 10
 """A batch this small, with nothing queued before it, is written and hashed on the event loop:
 handing it to the thread and back costs more than the work (a small clip is one such batch).
 The event loop has its own PartWriter (and staging buffer) for these."""
+DIRECT_BATCH_BYTES = 4 << 20
+"""A body read direct (``DirectBody``) is read into aligned buffers of this size, each then
+written and hashed from where it was read."""
+KEPT_BUFFER_SETS = 4
+"""Sets of those buffers kept for the next PATCH once one ends (one set per PATCH at a time)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ class _Sink:
         self.writers = writers
         self.count = 0
         self._in_flight: deque[asyncio.Future] = deque()
+        self._last_job: Future | None = None
 
     def _hash(self, pieces: list[bytes] | list[memoryview]) -> None:
         for piece in pieces:
@@ -155,6 +163,37 @@ class _Sink:
         self._in_flight.append(asyncio.get_running_loop().run_in_executor(self.writers.pool, self._write, pieces))
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
+
+    def _write_staged(self, writer: PartWriter, length: int) -> None:
+        """On the pool's thread: a batch the event loop read into ``writer``'s staging buffer,
+        hashed on the hasher's thread while it is written from there."""
+        offset = self.offset + self.count
+        hashing = self.writers.hasher.submit(self._hash, [writer.staged(offset, length)])
+        try:
+            writer.write_staged(self.fd, self.direct_fd, offset, length)
+        finally:
+            wait([hashing])  # the buffer is lent to the next read once the hash has read it
+        hashing.result()
+        self.count += length
+
+    async def feed_staged(self, writer: PartWriter, length: int) -> None:
+        """Hand over a batch read straight into ``writer``'s staging buffer (``DirectBody``)."""
+        job = self.writers.pool.submit(self._write_staged, writer, length)
+        self._last_job = job
+        self._in_flight.append(asyncio.wrap_future(job))
+        if len(self._in_flight) > self.MAX_IN_FLIGHT:
+            await self._in_flight.popleft()
+
+    def after_last_batch(self, then: Callable[[], None]) -> None:
+        """Call ``then`` on the event loop once every batch handed over has been written and
+        hashed (at once if none is left), whatever became of the request meanwhile: the
+        buffers they are read from may be lent again only then."""
+        job = self._last_job
+        if job is None or job.done():
+            then()
+            return
+        loop = asyncio.get_running_loop()
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(then))  # the pool's one thread runs them in order
 
     async def drain_quietly(self) -> None:
         """After a failure: let queued pieces finish before the file is truncated."""
@@ -209,6 +248,8 @@ class UploadReceiver:
         )
         """The pool thread's batches are FLUSH_BYTES and one piece at most."""
         self._hashes: dict[str, tuple[int, object]] = {}
+        self._buffer_sets: list[list[PartWriter]] = []
+        """Buffers PATCH bodies were read into (``_read_direct``), for the next: made once, not per chunk."""
         self._creating: dict[str, asyncio.Lock] = {}
         """Clips whose creation requests are being handled, and how many want each (event loop only)."""
         self._wanting: Counter[str] = Counter()
@@ -449,8 +490,10 @@ class UploadReceiver:
         body: AsyncIterator[bytes],
         *,
         just_created: bool = False,
+        direct: DirectBody | None = None,
     ) -> Upload:
         """``just_created``: this request made the upload (and so may write it): one read fewer.
+        ``direct``: the same body, to be read into the receiver's own buffers (a .part upload).
 
         Its reads go to a worker thread, as every database call of a coroutine here: on the
         event loop a read that waits (PostgreSQL down: up to ``READ_WAIT_S``) stalled every
@@ -474,7 +517,7 @@ class UploadReceiver:
                 return await asyncio.to_thread(self._account_for_missing_part, upload)
             whole = await self._whole_hash(upload)
             try:
-                return await self._receive(upload, whole, checksum, body)
+                return await self._receive(upload, whole, checksum, direct or body)
             except OSError as exc:
                 raise storage_error(exc) from exc
 
@@ -483,7 +526,7 @@ class UploadReceiver:
         upload: Upload,
         whole,
         checksum: Checksum | None,
-        body: AsyncIterator[bytes],
+        body: AsyncIterator[bytes] | DirectBody,
         *,
         new: UploadMetadata | None = None,
     ) -> Upload:
@@ -500,18 +543,11 @@ class UploadReceiver:
                 new_checksum(checksum.algorithm) if checksum else None,
                 self._writers,
             )
-            batch: list[bytes] = []
-            batched = 0
-            reader = RequestBody(body, room, self.body_idle_timeout_s, upload.upload_id)
             try:
-                async for piece in reader.pieces():
-                    batch.append(piece)
-                    batched += len(piece)
-                    if batched >= FLUSH_BYTES or len(batch) >= MAX_BATCH_PIECES:
-                        await sink.feed(batch)
-                        batch, batched = [], 0
-                if batch:
-                    await sink.feed(batch)
+                if isinstance(body, DirectBody):
+                    cut_short = await self._read_direct(body, sink, upload, room)
+                else:
+                    cut_short = await self._read_pieces(body, sink, upload, room)
                 await sink.drain()
             except OSError as exc:
                 await sink.drain_quietly()
@@ -521,16 +557,16 @@ class UploadReceiver:
                 await sink.drain_quietly()
                 f.truncate(upload.offset)
                 raise
-            if checksum is not None and (reader.cut_short or sink.chunk.digest() != checksum.digest):
+            if checksum is not None and (cut_short or sink.chunk.digest() != checksum.digest):
                 f.truncate(upload.offset)
-                if reader.cut_short:  # nothing counted; the client resumes from the same offset
+                if cut_short:  # nothing counted; the client resumes from the same offset
                     return await self._create_row(upload, new) if new is not None else upload
                 raise ChecksumMismatch(
                     f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
                     f"it was discarded, send it again from offset {upload.offset}"
                 )
             new_offset = upload.offset + sink.count
-            if new_offset == upload.length and not reader.cut_short:
+            if new_offset == upload.length and not cut_short:
                 # fsync, blob store and the one commit (which records the offset too) in one hop to a
                 # worker thread: a small clip is three hops' worth of work for a few microseconds each.
                 return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
@@ -546,6 +582,59 @@ class UploadReceiver:
             upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset, fsync_fd)
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
+
+    async def _read_pieces(self, body: AsyncIterator[bytes], sink: _Sink, upload: Upload, room: int) -> bool:
+        """Hand the body's pieces to ``sink`` in batches; whether it was cut short."""
+        batch: list[bytes] = []
+        batched = 0
+        reader = RequestBody(body, room, self.body_idle_timeout_s, upload.upload_id)
+        async for piece in reader.pieces():
+            batch.append(piece)
+            batched += len(piece)
+            if batched >= FLUSH_BYTES or len(batch) >= MAX_BATCH_PIECES:
+                await sink.feed(batch)
+                batch, batched = [], 0
+        if batch:
+            await sink.feed(batch)
+        return reader.cut_short
+
+    async def _read_direct(self, body: DirectBody, sink: _Sink, upload: Upload, room: int) -> bool:
+        """Read the body into aligned buffers and hand each to ``sink`` as it fills (no copying:
+        it is written and hashed from there); whether it was cut short."""
+        if body.length > room:
+            raise PayloadTooLarge(f"more bytes than Upload-Length allows ({room} left)")
+        buffers = self._buffer_sets.pop() if self._buffer_sets else _buffer_set()
+        try:
+            offset = upload.offset
+            for turn in itertools.count():
+                if body.ended:
+                    break
+                writer = buffers[turn % len(buffers)]  # free: the sink keeps fewer batches in flight
+                length = min(DIRECT_BATCH_BYTES - offset % BLOCK, body.remaining + body.spilled)
+                n = await body.readinto(writer.staged(offset, length), self.body_idle_timeout_s)
+                if n:
+                    await sink.feed_staged(writer, n)
+                    offset += n
+                if n < length:
+                    break
+        finally:
+            sink.after_last_batch(lambda: self._keep_buffers(buffers))
+        if body.complete:
+            return False
+        if body.gone:
+            log.info("upload %s: body cut short after %d bytes (client gone)", upload.upload_id, offset - upload.offset)
+        else:
+            log.warning(
+                "upload %s: no bytes for %.0f s after %d; ending the request (what arrived is kept)",
+                upload.upload_id,
+                self.body_idle_timeout_s,
+                offset - upload.offset,
+            )
+        return True
+
+    def _keep_buffers(self, buffers: list[PartWriter]) -> None:
+        if len(self._buffer_sets) < KEPT_BUFFER_SETS:
+            self._buffer_sets.append(buffers)
 
     async def _open_part(self, upload: Upload, room: int) -> tuple[FileIO, int | None]:
         """The part file for a PATCH, opened on a worker thread (a disk that stalls stalls no other
@@ -814,6 +903,11 @@ def _lock_part(fd: int, upload_id: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise Locked(f"another central process is writing upload {upload_id}", headers={"Retry-After": "1"}) from None
+
+
+def _buffer_set() -> list[PartWriter]:
+    """One more than the sink keeps in flight: one is read into while the others are written."""
+    return [PartWriter(capacity=DIRECT_BATCH_BYTES) for _ in range(_Sink.MAX_IN_FLIGHT + 1)]
 
 
 async def _no_bytes() -> AsyncIterator[bytes]:
