@@ -180,6 +180,7 @@ class DirectBody(asyncio.BufferedProtocol):
             self.http.direct_body_done()
 
     def _wake(self) -> None:
+        self._target = None  # full: what comes next goes to the spill buffer
         if self.remaining:
             self.http.pause_reading()  # until the next buffer is lent
         if self._waiter is not None and not self._waiter.done():
