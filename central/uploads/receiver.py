@@ -72,8 +72,8 @@ written and hashed from where it was read."""
 DIRECT_IN_FLIGHT = 3
 """Batches of a direct body handed over and not yet written and hashed, at most."""
 DIRECT_WRITERS = 2
-"""Threads writing those batches: two writes at once took ~15 % less time than one after the
-other on a virtual disk (a GiB in 4 MiB direct writes)."""
+"""Threads writing those batches: on this kind of virtual disk a GiB in 4 MiB direct writes took
+0.50 s two at a time against 0.56 s one after the other."""
 KEPT_BUFFER_SETS = 2
 """Sets of those buffers kept for the next PATCH once one ends (one set per PATCH at a time)."""
 
@@ -126,6 +126,9 @@ class _Sink:
     received piece: every call hands the GIL back and forth with the event loop. The pool
     keeps batches in arrival order; at most ``MAX_IN_FLIGHT`` batches are queued, which
     bounds memory and how long the end of a chunk waits for the queue to drain.
+
+    A body read direct (``feed_staged``) needs no copy: each batch is already in an aligned
+    buffer of its own, hashed and written from there.
     """
 
     MAX_IN_FLIGHT = 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import time
 
 import httpx
@@ -15,6 +16,7 @@ from central.core.directbody import DIRECT_BODY_MIN_BYTES, DirectBody, wants_dir
 from central.core.httpserver import _receive_through
 from tests.central.conftest import ADMIN, TUS, create, make_settings, patch
 from tests.central.serving import serving
+from tests.support.pki import Pki
 
 BIG = 3 * (1 << 20) + 12_345
 """Over DIRECT_BODY_MIN_BYTES, and not a whole number of blocks."""
@@ -136,6 +138,30 @@ def test_what_arrived_before_the_client_went_away_is_kept(served):
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
         done = patch(client, location, sent, data[sent:], headers=ADMIN)
     assert done.headers["fleet-clip-state"] == "verified"
+
+
+def test_a_large_patch_over_tls_is_read_direct(tmp_path, monkeypatch):
+    lent: list[int] = []
+    readinto = DirectBody.readinto
+
+    async def counted(self, view, idle_timeout_s):
+        lent.append(len(view))
+        return await readinto(self, view, idle_timeout_s)
+
+    monkeypatch.setattr(DirectBody, "readinto", counted)
+    pki = Pki.make(tmp_path / "pki")
+    data = os.urandom(BIG)
+    with (
+        serving(make_settings(tmp_path / "central", tls=pki.server())) as port,
+        httpx.Client(
+            base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=pki.ca_bundle)
+        ) as client,
+    ):
+        location = create(client, data, headers=ADMIN).headers["location"]
+        done = patch(client, location, 0, data, headers=ADMIN)
+        assert (done.status_code, done.headers["fleet-clip-state"]) == (204, "verified")
+        assert client.head(location, headers={**ADMIN, **TUS}).headers["upload-offset"] == str(len(data))
+    assert sum(lent) >= len(data)
 
 
 @pytest.mark.parametrize(
