@@ -7,6 +7,9 @@ h11 parser. ``BoundedHttpTools`` counts a head's bytes as they arrive; past
 client still sends for ``LINGER_S`` (so the client reads the answer rather than a reset)
 and closes the connection.
 
+A large tus PATCH's body is read by the event loop straight into the upload receiver's
+buffers, past httptools and uvicorn's copies of it (``central.core.directbody``).
+
 Over TLS (``[tls]``) the context is central's own (``fleet.tls``), kept by ``ServerTls`` so
 SIGHUP loads a renewed certificate into it; the names of a verified client certificate are
 put in each request's scope (``scope["extensions"]["tls"]``, the ASGI TLS extension's place)
@@ -18,10 +21,12 @@ from __future__ import annotations
 import logging
 import ssl
 
+import httptools
 import msgspec
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from central.core.directbody import PIECE_BYTES, RECEIVE_IDLE_S, SCOPE_KEY, DirectBody, wants_direct_body
 from central.core.headers import HEADERS
 from fleet import tls
 from fleet.config import CentralSettings, ServerTlsSettings
@@ -41,6 +46,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._in_body = False
         self._refused = False
         self._tls: dict[object, object] | None = None
+        self._direct: DirectBody | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -65,14 +71,65 @@ class BoundedHttpTools(HttpToolsProtocol):
         super().data_received(data)
         if not self._in_body and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
             self._refuse()
+        direct = self._direct
+        if direct is not None and not direct.installed and direct.remaining and not self.transport.is_closing():
+            direct.installed = True  # the rest of the body goes straight into the handler's buffers
+            self.transport.set_protocol(direct)
 
     def on_headers_complete(self) -> None:
         self._in_body, self._head_bytes = True, 0
         super().on_headers_complete()
+        length = 0 if self.pipeline else wants_direct_body(self.scope["method"], self.scope["headers"])
+        if length:  # (a request queued behind another's answer is parsed as usual)
+            direct = self._direct = DirectBody(self, length)
+            self.scope.setdefault("extensions", {})[SCOPE_KEY] = direct  # type: ignore[assignment]
+            self.cycle.receive = _receive_through(direct, self.cycle.receive)  # type: ignore[method-assign]
+
+    def on_body(self, body: bytes) -> None:
+        if self._direct is not None and not self.cycle.response_complete:
+            self._direct.early(body)
+        else:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_body = False
+        self._direct = None  # (the parser saw the whole body: it came with the head)
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self._direct is not None and self._direct.installed:
+            self._direct.discard()  # answered before the body's end: the rest is read and dropped
+        super().on_response_complete()
+
+    # The HTTP side of a DirectBody (central.core.directbody.HttpSide).
+
+    def direct_body_done(self) -> None:
+        """The direct body's last byte is in: a fresh parser takes the connection's next request."""
+        self._direct = None
+        self.transport.set_protocol(self)
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn makes its parser
+        self.on_message_complete()
+        self.flow.resume_reading()
+        if self.cycle.response_complete and self.timeout_keep_alive_task is None and not self.transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+    def pause_reading(self) -> None:
+        self.flow.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.flow.resume_reading()
+
+    def continue_if_expected(self) -> None:
+        """Say "100 Continue" to a client waiting for it, as uvicorn's ``receive`` does."""
+        if self.cycle.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.cycle.waiting_for_100_continue = False
+
+    def body_bytes_arrived(self) -> None:
+        self._unset_keepalive_if_required()
 
     def eof_received(self) -> None:
         if self._refused:
@@ -106,6 +163,26 @@ class BoundedHttpTools(HttpToolsProtocol):
             + body
         )
         self.loop.call_later(LINGER_S, self.transport.close)
+
+
+def _receive_through(direct: DirectBody, receive):
+    """The ASGI ``receive`` of a request whose body is read direct: its body from ``direct``, in
+    pieces, for any reader that does not lend buffers; then uvicorn's own."""
+
+    async def receive_direct():
+        if direct.ended:
+            if direct.complete:
+                return await receive()
+            return {"type": "http.disconnect"}
+        buffer = memoryview(bytearray(min(PIECE_BYTES, direct.remaining + direct.spilled)))
+        n = 0
+        while not n and not direct.ended:
+            n = await direct.readinto(buffer, idle_timeout_s=RECEIVE_IDLE_S)
+        if not n:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": bytes(buffer[:n]), "more_body": not direct.complete}
+
+    return receive_direct
 
 
 class ServerTls:

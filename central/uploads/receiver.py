@@ -15,11 +15,12 @@ import binascii
 import errno
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from io import FileIO
 from pathlib import Path
 
 from central.access.auth import Principal
+from central.core.directbody import DirectBody
 from central.core.store import CentralStore
 from central.uploads.blobstore import BlobStore
 from central.uploads.body import RequestBody
@@ -35,7 +37,7 @@ from central.uploads.records import Upload
 from central.uploads.service import UploadService
 from central.uploads.staged import StagedUploads, staging_for
 from fleet.clock import utc_now
-from fleet.directio import DIRECT_MIN_BYTES, PartWriter
+from fleet.directio import BLOCK, DIRECT_MIN_BYTES, PartWriter
 from fleet.errors import (
     BadRequest,
     BlobStoreUnavailable,
@@ -64,6 +66,16 @@ INLINE_BYTES = 256 << 10
 """A batch this small, with nothing queued before it, is written and hashed on the event loop:
 handing it to the thread and back costs more than the work (a small clip is one such batch).
 The event loop has its own PartWriter (and staging buffer) for these."""
+DIRECT_BATCH_BYTES = 4 << 20
+"""A body read direct (``DirectBody``) is read into aligned buffers of this size, each then
+written and hashed from where it was read."""
+DIRECT_IN_FLIGHT = 3
+"""Batches of a direct body handed over and not yet written and hashed, at most."""
+DIRECT_WRITERS = 2
+"""Threads writing those batches: on this kind of virtual disk a GiB in 4 MiB direct writes took
+0.50 s two at a time against 0.56 s one after the other."""
+KEPT_BUFFER_SETS = 2
+"""Sets of those buffers kept for the next PATCH once one ends (one set per PATCH at a time)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,8 @@ class _Writers:
     """Hashes each batch while ``pool`` writes it."""
     loop_writer: PartWriter
     """The event loop's, for batches of at most INLINE_BYTES."""
+    direct: ThreadPoolExecutor
+    """Writes the batches of bodies read direct, each from its own buffer (``DirectBody``)."""
 
 
 class _Sink:
@@ -112,6 +126,9 @@ class _Sink:
     received piece: every call hands the GIL back and forth with the event loop. The pool
     keeps batches in arrival order; at most ``MAX_IN_FLIGHT`` batches are queued, which
     bounds memory and how long the end of a chunk waits for the queue to drain.
+
+    A body read direct (``feed_staged``) needs no copy: each batch is already in an aligned
+    buffer of its own, hashed and written from there.
     """
 
     MAX_IN_FLIGHT = 2
@@ -122,6 +139,8 @@ class _Sink:
         self.writers = writers
         self.count = 0
         self._in_flight: deque[asyncio.Future] = deque()
+        self._jobs: list[Future] = []
+        """The direct batches' hashing and writing jobs not yet seen done."""
 
     def _hash(self, pieces: list[bytes] | list[memoryview]) -> None:
         for piece in pieces:
@@ -156,10 +175,48 @@ class _Sink:
         if len(self._in_flight) > self.MAX_IN_FLIGHT:
             await self._in_flight.popleft()
 
+    async def feed_staged(self, writer: PartWriter, length: int) -> None:
+        """Hand over a batch the event loop read straight into ``writer``'s staging buffer
+        (``DirectBody``): hashed from there on the hasher's thread (which takes batches in
+        order) while one of the direct pool's threads writes it (two batches' writes may
+        overlap: the device takes them faster so). At most ``DIRECT_IN_FLIGHT`` batches are
+        out; a buffer is lent to the next read only when its batch is hashed and written."""
+        offset = self.offset + self.count
+        self.count += length  # used only once every batch is in (``drain``): a failure counts nothing
+        jobs = (
+            self.writers.hasher.submit(self._hash, [writer.staged(offset, length)]),
+            self.writers.direct.submit(writer.write_staged, self.fd, self.direct_fd, offset, length),
+        )
+        self._jobs = [job for job in self._jobs if not job.done()] + list(jobs)
+        self._in_flight.append(asyncio.ensure_future(_both(*jobs)))
+        if len(self._in_flight) > DIRECT_IN_FLIGHT:
+            await self._in_flight.popleft()
+
+    def after_last_batch(self, then: Callable[[], None]) -> None:
+        """Call ``then`` on the event loop once every batch handed over has been written and
+        hashed (at once if none is left), whatever became of the request meanwhile: the
+        buffers they were read into may be lent again only then."""
+        pending = [job for job in self._jobs if not job.done()]
+        if not pending:
+            then()
+            return
+        loop = asyncio.get_running_loop()
+        left = [len(pending)]
+
+        def one_done(_: Future) -> None:
+            left[0] -= 1
+            if not left[0]:
+                loop.call_soon_threadsafe(then)
+
+        for job in pending:
+            job.add_done_callback(one_done)
+
     async def drain_quietly(self) -> None:
-        """After a failure: let queued pieces finish before the file is truncated."""
+        """After a failure: let queued pieces finish before the file is truncated (and its
+        descriptors closed)."""
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         self._in_flight.clear()
+        wait(self._jobs)  # a batch whose wait was cancelled with its request (no wait once all are done)
 
     async def drain(self) -> None:
         """Wait for every piece; the first failure (a full disk) is raised after all have run."""
@@ -168,6 +225,14 @@ class _Sink:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+async def _both(hashed: Future, written: Future) -> None:
+    """Both jobs of a direct batch done; the first failure raised."""
+    results = await asyncio.gather(asyncio.wrap_future(hashed), asyncio.wrap_future(written), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class _NotStored(Exception):
@@ -204,11 +269,18 @@ class UploadReceiver:
         self._locks: dict[str, asyncio.Lock] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="upload-write")
         self._hasher = ThreadPoolExecutor(1, thread_name_prefix="upload-hash")
+        self._direct_pool = ThreadPoolExecutor(DIRECT_WRITERS, thread_name_prefix="upload-direct")
         self._writers = _Writers(
-            self._pool, PartWriter(capacity=2 * FLUSH_BYTES), self._hasher, PartWriter(capacity=INLINE_BYTES)
+            self._pool,
+            PartWriter(capacity=2 * FLUSH_BYTES),
+            self._hasher,
+            PartWriter(capacity=INLINE_BYTES),
+            self._direct_pool,
         )
         """The pool thread's batches are FLUSH_BYTES and one piece at most."""
         self._hashes: dict[str, tuple[int, object]] = {}
+        self._buffer_sets: list[list[PartWriter]] = []
+        """Buffers PATCH bodies were read into (``_read_direct``), for the next: made once, not per chunk."""
         self._creating: dict[str, asyncio.Lock] = {}
         """Clips whose creation requests are being handled, and how many want each (event loop only)."""
         self._wanting: Counter[str] = Counter()
@@ -423,6 +495,7 @@ class UploadReceiver:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._direct_pool.shutdown(wait=True)
         self._hasher.shutdown(wait=True)
         if self.staged is not None:
             self.staged.close()
@@ -449,8 +522,10 @@ class UploadReceiver:
         body: AsyncIterator[bytes],
         *,
         just_created: bool = False,
+        direct: DirectBody | None = None,
     ) -> Upload:
         """``just_created``: this request made the upload (and so may write it): one read fewer.
+        ``direct``: the same body, to be read into the receiver's own buffers (a .part upload).
 
         Its reads go to a worker thread, as every database call of a coroutine here: on the
         event loop a read that waits (PostgreSQL down: up to ``READ_WAIT_S``) stalled every
@@ -474,7 +549,7 @@ class UploadReceiver:
                 return await asyncio.to_thread(self._account_for_missing_part, upload)
             whole = await self._whole_hash(upload)
             try:
-                return await self._receive(upload, whole, checksum, body)
+                return await self._receive(upload, whole, checksum, direct or body)
             except OSError as exc:
                 raise storage_error(exc) from exc
 
@@ -483,7 +558,7 @@ class UploadReceiver:
         upload: Upload,
         whole,
         checksum: Checksum | None,
-        body: AsyncIterator[bytes],
+        body: AsyncIterator[bytes] | DirectBody,
         *,
         new: UploadMetadata | None = None,
     ) -> Upload:
@@ -500,18 +575,11 @@ class UploadReceiver:
                 new_checksum(checksum.algorithm) if checksum else None,
                 self._writers,
             )
-            batch: list[bytes] = []
-            batched = 0
-            reader = RequestBody(body, room, self.body_idle_timeout_s, upload.upload_id)
             try:
-                async for piece in reader.pieces():
-                    batch.append(piece)
-                    batched += len(piece)
-                    if batched >= FLUSH_BYTES or len(batch) >= MAX_BATCH_PIECES:
-                        await sink.feed(batch)
-                        batch, batched = [], 0
-                if batch:
-                    await sink.feed(batch)
+                if isinstance(body, DirectBody):
+                    cut_short = await self._read_direct(body, sink, upload, room)
+                else:
+                    cut_short = await self._read_pieces(body, sink, upload, room)
                 await sink.drain()
             except OSError as exc:
                 await sink.drain_quietly()
@@ -521,16 +589,16 @@ class UploadReceiver:
                 await sink.drain_quietly()
                 f.truncate(upload.offset)
                 raise
-            if checksum is not None and (reader.cut_short or sink.chunk.digest() != checksum.digest):
+            if checksum is not None and (cut_short or sink.chunk.digest() != checksum.digest):
                 f.truncate(upload.offset)
-                if reader.cut_short:  # nothing counted; the client resumes from the same offset
+                if cut_short:  # nothing counted; the client resumes from the same offset
                     return await self._create_row(upload, new) if new is not None else upload
                 raise ChecksumMismatch(
                     f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
                     f"it was discarded, send it again from offset {upload.offset}"
                 )
             new_offset = upload.offset + sink.count
-            if new_offset == upload.length and not reader.cut_short:
+            if new_offset == upload.length and not cut_short:
                 # fsync, blob store and the one commit (which records the offset too) in one hop to a
                 # worker thread: a small clip is three hops' worth of work for a few microseconds each.
                 return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
@@ -546,6 +614,59 @@ class UploadReceiver:
             upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset, fsync_fd)
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
+
+    async def _read_pieces(self, body: AsyncIterator[bytes], sink: _Sink, upload: Upload, room: int) -> bool:
+        """Hand the body's pieces to ``sink`` in batches; whether it was cut short."""
+        batch: list[bytes] = []
+        batched = 0
+        reader = RequestBody(body, room, self.body_idle_timeout_s, upload.upload_id)
+        async for piece in reader.pieces():
+            batch.append(piece)
+            batched += len(piece)
+            if batched >= FLUSH_BYTES or len(batch) >= MAX_BATCH_PIECES:
+                await sink.feed(batch)
+                batch, batched = [], 0
+        if batch:
+            await sink.feed(batch)
+        return reader.cut_short
+
+    async def _read_direct(self, body: DirectBody, sink: _Sink, upload: Upload, room: int) -> bool:
+        """Read the body into aligned buffers and hand each to ``sink`` as it fills (no copying:
+        it is written and hashed from there); whether it was cut short."""
+        if body.length > room:
+            raise PayloadTooLarge(f"more bytes than Upload-Length allows ({room} left)")
+        buffers = self._buffer_sets.pop() if self._buffer_sets else _buffer_set()
+        try:
+            offset = upload.offset
+            for turn in itertools.count():
+                if body.ended:
+                    break
+                writer = buffers[turn % len(buffers)]  # free: the sink keeps fewer batches in flight
+                length = min(DIRECT_BATCH_BYTES - offset % BLOCK, body.remaining + body.spilled)
+                n = await body.readinto(writer.staged(offset, length), self.body_idle_timeout_s)
+                if n:
+                    await sink.feed_staged(writer, n)
+                    offset += n
+                if n < length:
+                    break
+        finally:
+            sink.after_last_batch(lambda: self._keep_buffers(buffers))
+        if body.complete:
+            return False
+        if body.gone:
+            log.info("upload %s: body cut short after %d bytes (client gone)", upload.upload_id, offset - upload.offset)
+        else:
+            log.warning(
+                "upload %s: no bytes for %.0f s after %d; ending the request (what arrived is kept)",
+                upload.upload_id,
+                self.body_idle_timeout_s,
+                offset - upload.offset,
+            )
+        return True
+
+    def _keep_buffers(self, buffers: list[PartWriter]) -> None:
+        if len(self._buffer_sets) < KEPT_BUFFER_SETS:
+            self._buffer_sets.append(buffers)
 
     async def _open_part(self, upload: Upload, room: int) -> tuple[FileIO, int | None]:
         """The part file for a PATCH, opened on a worker thread (a disk that stalls stalls no other
@@ -814,6 +935,11 @@ def _lock_part(fd: int, upload_id: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise Locked(f"another central process is writing upload {upload_id}", headers={"Retry-After": "1"}) from None
+
+
+def _buffer_set() -> list[PartWriter]:
+    """One more than the sink keeps in flight: one is read into while the others are written."""
+    return [PartWriter(capacity=DIRECT_BATCH_BYTES) for _ in range(DIRECT_IN_FLIGHT + 1)]
 
 
 async def _no_bytes() -> AsyncIterator[bytes]:

@@ -10,6 +10,7 @@ from litestar.params import PathParameter
 
 from central.access.auth import Caller, station_or_user_with
 from central.access.scope import OWN_RECORDS, in_path, touches
+from central.core.directbody import direct_body
 from central.core.openapi import empty, errors
 from central.core.providers import Injected
 from central.uploads.receiver import Checksum, UploadReceiver
@@ -195,7 +196,9 @@ class UploadController(Controller):
         _require_tus(request)
         checksum = _upload_checksum(request)
         offset = _int_header(request, "Upload-Offset")
-        upload = await receiver.append(principal, upload_id, offset, checksum, request.stream())
+        upload = await receiver.append(
+            principal, upload_id, offset, checksum, request.stream(), direct=direct_body(request.scope)
+        )
         return Response(content=None, status_code=204, headers=_state_headers(upload))
 
     @delete(
