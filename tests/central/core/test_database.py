@@ -175,6 +175,29 @@ def test_many_rows_insert_alike_on_both_engines_whatever_their_values(tmp_path):
         store.close()
 
 
+def test_many_plain_rows_keep_every_character_and_fail_together_alike_on_both_engines(tmp_path):
+    """A plain INSERT of many rows goes by COPY on PostgreSQL: text with tabs, line ends,
+    backslashes, quotes and ``\\N`` comes back as given, bytes too; a duplicate key fails every
+    row of the statement, as one INSERT would on either engine."""
+    store = central_store(tmp_path / "central")
+    tricky = ["a\tb", "line\nnext\r\n", "back\\slash", "\\N", 'it\'s "q"', "", "Łódź ✓ \u202e"]
+    try:
+        with store.writer.write() as db:
+            db.executemany(
+                "INSERT INTO signing_keys (name, key) VALUES (?, ?)",
+                [(text, text.encode() + b"\x00\\") for text in tricky],
+            )
+        with store.writer.read() as db:
+            back = {r[0]: bytes(r[1]) for r in db.execute("SELECT name, key FROM signing_keys")}
+        assert back == {text: text.encode() + b"\x00\\" for text in tricky}
+        with pytest.raises(Exception), store.writer.write() as db:  # noqa: B017 - each engine's own integrity error
+            db.executemany("INSERT INTO signing_keys (name, key) VALUES (?, ?)", [("new", b"1"), ("a\tb", b"2")])
+        with store.writer.read() as db:
+            assert db.execute("SELECT count(*) FROM signing_keys WHERE name = 'new'").fetchone()[0] == 0
+    finally:
+        store.close()
+
+
 def test_many_rows_given_as_one_parameter_read_as_a_table_alike_on_both_engines(tmp_path):
     """``rows_of``: a run's rows as one table (one statement for the run), with their types, NULLs,
     quotes and floats to the last bit, on either engine."""
