@@ -33,6 +33,9 @@ SPILL_BYTES = 256 << 10
 ``readinto``); once it is full the socket is not read until a buffer is lent."""
 PIECE_BYTES = 1 << 20
 """The size of the pieces served to a reader that does not lend buffers (the ASGI ``receive``)."""
+DROPPED = memoryview(bytearray(64 << 10))
+"""Where the bytes of a body nobody reads land, for every connection at once: they are dropped,
+so one buffer serves them all (a refused body must cost the server no memory of its own)."""
 RECEIVE_IDLE_S = 3600.0
 """How long the ASGI ``receive`` waits for a byte: as uvicorn's, in effect for ever (the upload
 receiver has its own idle timeout)."""
@@ -77,6 +80,7 @@ class HttpSide(Protocol):
     def resume_reading(self) -> None: ...
     def continue_if_expected(self) -> None: ...
     def body_bytes_arrived(self) -> None: ...
+    def close_unless_done_within_keep_alive(self) -> None: ...
 
 
 class DirectBody(asyncio.BufferedProtocol):
@@ -92,7 +96,8 @@ class DirectBody(asyncio.BufferedProtocol):
         self.gone = False
         """The client went away (or half-closed) before the body's end."""
         self._spill = bytearray()
-        self._scratch = memoryview(bytearray(SPILL_BYTES))
+        self._scratch: memoryview | None = None
+        """Made when a byte comes with no buffer lent (never for a body refused before it came)."""
         self._target: memoryview | None = None
         self._into_target = False
         self._filled = 0
@@ -145,9 +150,13 @@ class DirectBody(asyncio.BufferedProtocol):
             self._target, self._waiter = None, None
 
     def discard(self) -> None:
-        """The answer is sent and nobody reads the rest: read it and drop it."""
+        """The answer is sent and nobody reads the rest: read it and drop it, within the
+        keep-alive time (a client dribbling the rest of a huge body would otherwise hold the
+        connection for ever: body bytes keep the keep-alive timer from starting)."""
         self._discarding = True
         self._spill.clear()
+        self._scratch = None
+        self.http.close_unless_done_within_keep_alive()
         self.http.resume_reading()
 
     # -- the transport's side (asyncio.BufferedProtocol) ------------------------------------
@@ -162,6 +171,10 @@ class DirectBody(asyncio.BufferedProtocol):
             self._into_target = True
             return self._target[self._filled : self._filled + self.remaining]
         self._into_target = False
+        if self._discarding:
+            return DROPPED[: self.remaining]
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(SPILL_BYTES))
         return self._scratch[: self.remaining]
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -173,6 +186,7 @@ class DirectBody(asyncio.BufferedProtocol):
             if self._filled == len(self._target) or not self.remaining:
                 self._wake()
         elif not self._discarding:
+            assert self._scratch is not None  # get_buffer made it
             self._spill += self._scratch[:nbytes]
             if len(self._spill) >= SPILL_BYTES and self.remaining:
                 self.http.pause_reading()

@@ -18,6 +18,7 @@ for ``central.access`` to match against a station's token.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 
@@ -47,6 +48,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._refused = False
         self._tls: dict[object, object] | None = None
         self._direct: DirectBody | None = None
+        self._drop_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -106,6 +108,9 @@ class BoundedHttpTools(HttpToolsProtocol):
     def direct_body_done(self) -> None:
         """The direct body's last byte is in: a fresh parser takes the connection's next request."""
         self._direct = None
+        if self._drop_deadline is not None:
+            self._drop_deadline.cancel()
+            self._drop_deadline = None
         self.transport.set_protocol(self)
         self.parser = httptools.HttpRequestParser(self)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn makes its parser
@@ -115,6 +120,17 @@ class BoundedHttpTools(HttpToolsProtocol):
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )
+
+    def close_unless_done_within_keep_alive(self) -> None:
+        """A body being dropped after its answer must end within the keep-alive time, or the
+        connection is closed (as a connection idle after its answer would be)."""
+        if self._drop_deadline is None:
+            self._drop_deadline = self.loop.call_later(self.timeout_keep_alive, self._close_if_still_dropping)
+
+    def _close_if_still_dropping(self) -> None:
+        self._drop_deadline = None
+        if self._direct is not None and not self.transport.is_closing():
+            self.transport.close()
 
     def pause_reading(self) -> None:
         self.flow.pause_reading()

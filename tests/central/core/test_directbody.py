@@ -237,12 +237,6 @@ def test_a_reader_that_lends_no_buffer_gets_the_direct_body_through_asgi_receive
     assert http.done  # the connection went back to the HTTP parser at the body's last byte
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1: every unauthenticated large PATCH head allocates a DirectBody with a 256 KiB "
-    "scratch buffer; after the 401 the body is 'discarded' for as long as Content-Length says, and each "
-    "byte that arrives cancels the keep-alive timer, so one byte per connection pins 256 KiB for ever",
-)
 def test_refused_large_patches_do_not_pin_memory_per_connection(served):
     port, _ = served
     connections = 200
