@@ -15,7 +15,8 @@ request's scope (``direct_body``); anything else that reads the body reads it th
 ASGI ``receive`` as usual, served from here. When the body's last byte (Content-Length) is
 in, the connection goes back to a fresh HTTP parser for the next request; a body the
 handler never read (a request refused first) is read and dropped after the answer, as
-uvicorn does, so the connection stays usable.
+uvicorn does, so the connection stays usable; into one buffer shared by every connection, and
+only for the keep-alive time, after which the connection is closed.
 """
 
 from __future__ import annotations
