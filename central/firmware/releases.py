@@ -46,6 +46,7 @@ from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
 from central.uploads.blobstore import BlobStore
+from central.uploads.body import RequestBody
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge
@@ -58,7 +59,7 @@ from fleet.firmware import (
     signed_by,
     statement_bytes,
 )
-from fleet.hashing import fsync_dir
+from fleet.hashing import copy_and_hash, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ class ReleaseService:
         self.blobs = blobs
         self.keys = [parse_public_key(k) for k in settings.firmware.release_keys]  # checked when the file loaded
         self.max_bytes = settings.firmware.max_artifact_bytes
+        self.idle_timeout_s = settings.limits.body_idle_timeout_s
         self.staging_dir = Path(settings.data_dir) / STAGING
 
     # -- receiving ------------------------------------------------------------------------
@@ -193,16 +195,23 @@ class ReleaseService:
         return Staging(self.staging_dir, self.max_bytes)
 
     def stage_file(self, source: Path) -> Staged:
-        """A file on this machine, staged as an upload's body would be (the CLI)."""
-        staging = self.stage()
+        """A file on this machine, staged as an upload's body would be (the CLI): copied and hashed
+        in one pass (``fleet.hashing.copy_and_hash``), bounded as an upload is."""
+        too_large = PayloadTooLarge(
+            f"the artifact is over [firmware] max_artifact_bytes ({self.max_bytes} bytes); nothing was stored"
+        )
+        if source.stat().st_size > self.max_bytes:
+            raise too_large
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        path = self.staging_dir / f"{secrets.token_hex(16)}.part"
         try:
-            with open(source, "rb") as f:
-                while piece := f.read(WRITE_PIECE):
-                    staging.write(piece)
-            return staging.finish()
+            copied = copy_and_hash(source, path)
+            if copied.size > self.max_bytes:  # it grew while it was copied
+                raise too_large
         except BaseException:
-            staging.discard()
+            path.unlink(missing_ok=True)
             raise
+        return Staged(path, copied.sha256, copied.size)
 
     def sweep_staging(self, older_than_s: float = STALE_STAGING_S) -> int:
         """Remove ``.part`` files no running upload is writing (left by a crash); at start-up."""
@@ -422,19 +431,29 @@ class ReleaseController(Controller):
         signature: Annotated[str, QueryParameter(description="base64 Ed25519 signature of the release statement")],
         notes: FromQuery[str] = "",
     ) -> Response[Release]:
+        too_large = (
+            f"the artifact is over [firmware] max_artifact_bytes ({releases.max_bytes} bytes); nothing was stored"
+        )
         declared = request.headers.get("content-length", "")
         if declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > releases.max_bytes:
-            raise PayloadTooLarge(
-                f"the artifact is over [firmware] max_artifact_bytes ({releases.max_bytes} bytes); nothing was stored"
-            )
+            raise PayloadTooLarge(too_large)
         staging = await anyio.to_thread.run_sync(releases.stage)
+        # Read as a tus body is: a stall or a client gone ends it (never an upload held open for ever).
+        body = RequestBody(
+            request.stream(), releases.max_bytes, releases.idle_timeout_s, f"firmware {model[:40]!r}", too_large
+        )
         try:
             gathered = bytearray()
-            async for piece in request.stream():
+            async for piece in body.pieces():
                 gathered += piece
                 if len(gathered) >= WRITE_PIECE:
                     await anyio.to_thread.run_sync(staging.write, bytes(gathered))
                     gathered.clear()
+            if body.cut_short:
+                raise BadRequest(
+                    f"the artifact did not arrive whole ({body.seen} bytes, then the connection stalled or closed); "
+                    "nothing was stored"
+                )
             await anyio.to_thread.run_sync(staging.write, bytes(gathered))
             staged = await anyio.to_thread.run_sync(staging.finish)
         except BaseException:

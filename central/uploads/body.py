@@ -15,8 +15,12 @@ log = logging.getLogger(__name__)
 class RequestBody:
     """A request body's pieces; a body that stalls or breaks ends it (``cut_short``), keeping what came."""
 
-    def __init__(self, body: AsyncIterator[bytes], room: int, idle_timeout_s: float, upload_id: str) -> None:
+    def __init__(
+        self, body: AsyncIterator[bytes], room: int, idle_timeout_s: float, upload_id: str, too_large: str = ""
+    ) -> None:
+        """``too_large``: what a body past ``room`` is told (by default, as a tus upload is)."""
         self.body, self.room, self.idle_timeout_s, self.upload_id = body, room, idle_timeout_s, upload_id
+        self.too_large = too_large or f"more bytes than Upload-Length allows ({room} left)"
         self.seen = 0
         self.cut_short = False
 
@@ -48,6 +52,6 @@ class RequestBody:
                 return
             self.seen += len(piece)
             if self.seen > self.room:
-                raise PayloadTooLarge(f"more bytes than Upload-Length allows ({self.room} left)")
+                raise PayloadTooLarge(self.too_large)
             if piece:
                 yield piece

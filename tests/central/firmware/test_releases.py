@@ -8,6 +8,7 @@ import json
 import os
 import time
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
@@ -276,3 +277,41 @@ def test_finding2_notes_a_database_cannot_keep_are_refused_before_anything_is_st
         assert answer.status_code == 400, answer.text
         blobs = tmp_path / "central" / "blobs"
         assert not any(p.name.startswith(BLOB_PREFIX) for p in blobs.rglob("*")), "an orphan blob was left"
+
+
+def test_an_upload_that_stalls_is_ended_and_leaves_nothing(tmp_path, vendor):
+    """Through a real server: the head and half the artifact, then nothing. Central ends the
+    request after ``[limits] body_idle_timeout_s`` (as a tus body), keeps no staging file and
+    stores nothing, rather than holding the upload open for as long as the client likes."""
+    import socket
+    from urllib.parse import urlencode
+
+    from tests.central.serving import serving
+
+    settings = msgspec.structs.replace(
+        firmware_settings(tmp_path / "central", vendor),
+        limits=msgspec.structs.replace(make_settings(tmp_path / "central").limits, body_idle_timeout_s=0.5),
+    )
+    query = urlencode({"model": MODEL, "version": "4.0.0", "signature": sign(vendor, ARTIFACT, version="4.0.0")})
+    with serving(settings) as port, socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(
+            f"POST /api/v1/firmware/releases?{query} HTTP/1.1\r\nHost: central\r\n"
+            f"Authorization: {ADMIN['Authorization']}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {len(ARTIFACT)}\r\n\r\n".encode()
+            + ARTIFACT[: len(ARTIFACT) // 2]
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:  # the socket's own timeout is the deadline
+            more = sock.recv(65536)
+            assert more, "central closed the connection without an answer"
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"did not arrive whole" in answer or b"nothing was stored" in answer
+    staging = tmp_path / "central" / releases_module.STAGING
+    assert not list(staging.glob("*.part")), "a staging file was left"
+    store = CentralStore.open(settings)
+    try:
+        with store.writer.read() as db:
+            assert db.execute("SELECT count(*) FROM firmware_releases").fetchone()[0] == 0
+    finally:
+        store.close()
