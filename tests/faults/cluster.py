@@ -32,8 +32,10 @@ from pathlib import Path
 
 import httpx
 
+from central.uploads.s3parts import TAILS
 from tests.e2e.harness import wait_until
-from tests.faults.scenario import STATION_SETTINGS, STATIONS, KiB, MiB, Plan, Runner, Step
+from tests.faults.scenario import LIMITS, STATION_SETTINGS, STATIONS, KiB, MiB, Plan, Runner, Step
+from tests.support.s3server import s3_settings
 
 CLUSTER_MENU = (
     "kill_replica_mid_upload",
@@ -135,13 +137,19 @@ class ClusterRunner(Runner):
         number = wait_until(lambda: next((n for n in self.numbers() if caught(n)), None), 60, what, interval=0.02)
         self.kill_replica(number)
 
+    UPLOAD_MIB = (1, 2)
+    """The sizes of the clips docked for ``kill_replica_mid_upload``, in MiB."""
+    UPLOAD_SCALE = 1
+    """``kill_replica_mid_upload``'s seeded byte count is multiplied by this: where in a clip it dies."""
+
     def fault_kill_replica_mid_upload(self, step: Step) -> None:
         proxy = self.proxies[step.station]
         proxy.bandwidth(512 * KiB)  # a 256 KiB PATCH takes half a second
         before = proxy.bytes_up
-        self.dock(step.station, 3, min_size=1 * MiB, max_size=2 * MiB)
-        wait_until(lambda: proxy.bytes_up - before > step.value, 60, "an upload under way")
-        self._kill_the_replica(self.writing_part, "a replica writing an upload's part file")
+        low, high = self.UPLOAD_MIB
+        self.dock(step.station, 3, min_size=low * MiB, max_size=high * MiB)
+        wait_until(lambda: proxy.bytes_up - before > step.value * self.UPLOAD_SCALE, 60, "an upload under way")
+        self._kill_the_replica(self.writing_part, "a replica writing an upload")
         proxy.bandwidth(None)
 
     def fault_kill_replica_mid_events(self, step: Step) -> None:
@@ -276,3 +284,45 @@ class ClusterRunner(Runner):
         for sid in STATIONS:
             if not self.cluster.processes[sid].alive():
                 self.cluster.start_station(sid)
+
+
+class S3ClusterRunner(ClusterRunner):
+    """``ClusterRunner`` with the clips' bytes in an S3 bucket (moto's server in this process), so
+    that a replica SIGKILLed mid-upload dies with its upload staged in the bucket: a tail object
+    and the parts of a multipart upload (``central.uploads.s3parts``), never a local file. The
+    clips of that fault are larger than a part (5 MiB), and the kill falls anywhere in the first
+    six: before the first part, while it is sent, or after it."""
+
+    UPLOAD_MIB = (6, 8)
+    UPLOAD_SCALE = 6
+
+    def fault_kill_replica_mid_upload(self, step: Step) -> None:
+        # Nothing else uploading: the replica seen receiving a PATCH is receiving one of these clips.
+        wait_until(self._stations_idle, 90, "the stations idle before the large clips", interval=0.3)
+        super().fault_kill_replica_mid_upload(step)
+
+    def cluster_options(self) -> dict:
+        return super().cluster_options() | {"central_tables": {"limits": LIMITS, "blobs": s3_settings()}}
+
+    def writing_part(self, number: int) -> bool:
+        """Replica ``number`` is receiving a PATCH (the bytes go to the bucket: no file to see)."""
+        return self.in_flight(number, "uploads") > 0
+
+    def stored_blobs(self) -> int:
+        """The bucket's objects outside the staging prefix, and no multipart upload left unfinished."""
+        import boto3
+
+        blobs = self.cluster.central_tables["blobs"]
+        client = boto3.client(
+            "s3",
+            endpoint_url=blobs["endpoint_url"],
+            region_name=blobs["region"],
+            aws_access_key_id=blobs["access_key_id"],
+            aws_secret_access_key=blobs["secret_access_key"],
+        )
+        keys = [
+            o["Key"]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=blobs["bucket"])
+            for o in page.get("Contents", [])
+        ]
+        return sum(1 for k in keys if not k.startswith(TAILS))

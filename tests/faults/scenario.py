@@ -184,6 +184,10 @@ class Runner:
         """More of ``Cluster``'s options (replicas, database): one central on SQLite here."""
         return {}
 
+    def stored_blobs(self) -> int:
+        """How many clip blobs central's store holds (the checker's count of duplicates)."""
+        return sum(1 for p in (self.cluster.central_data() / "blobs").rglob("*") if p.is_file())
+
     def lap(self, name: str) -> None:
         now = time.monotonic()
         self.laps[name] = round(now - self._lap_at, 1)
@@ -508,7 +512,7 @@ class Runner:
             path = self.cluster.dock_dir(folder[0]) / folder[1]
             assert (path / "INGESTED.json").exists(), f"{folder} never ingested"
         self.cluster.stop_processes()  # central and the stations; its database (PostgreSQL) still up
-        blobs = sum(1 for p in (self.cluster.central_data() / "blobs").rglob("*") if p.is_file())
+        blobs = self.stored_blobs()
         state = read_state(self.cluster.central_data(), self.cluster.database_url)
         verdict = check(self.history, clips, blobs, state.events)
         check_effects(

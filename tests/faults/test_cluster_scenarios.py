@@ -3,11 +3,23 @@ and while leading, PostgreSQL and the balancer restarted under load; every clip 
 dock's telemetry is at central exactly once and intact, every event applied once, the audit
 chain intact."""
 
-from tests.faults.cluster import CLUSTER_MENU, ClusterRunner, cluster_plan
+from tests.faults.cluster import CLUSTER_MENU, ClusterRunner, S3ClusterRunner, cluster_plan
 
 
 def test_cluster_scenario_loses_duplicates_and_corrupts_nothing(cluster_seed, tmp_path, record_outcome):
     outcome = ClusterRunner(cluster_plan(cluster_seed), tmp_path / "cluster").run()
+    record_outcome(outcome)
+    print(outcome.as_dict())
+    assert outcome.verdict.valid, "\n".join(outcome.verdict.problems)
+    assert outcome.verdict.clips["recovered"] > 0, "no fault hit a clip in flight: the scenario tested nothing"
+
+
+def test_cluster_scenario_with_clips_staged_in_s3_loses_duplicates_and_corrupts_nothing(
+    cluster_seed, tmp_path, record_outcome
+):
+    """The same faults with the bytes in a bucket: a replica killed mid-upload leaves its upload
+    staged there (a tail, parts), and the other replica resumes it from what was acknowledged."""
+    outcome = S3ClusterRunner(cluster_plan(cluster_seed), tmp_path / "cluster").run()
     record_outcome(outcome)
     print(outcome.as_dict())
     assert outcome.verdict.valid, "\n".join(outcome.verdict.problems)
