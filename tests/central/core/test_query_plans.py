@@ -12,13 +12,16 @@ so a plan on a test's few rows says nothing about the Met's; its speed is measur
 """
 
 import hashlib
+import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from litestar.testing import TestClient
 
 from central.core.app import create_app
 from central.core.providers import services
+from fleet.clock import utc_now
 from tests.central.conftest import ADMIN, CAMDEN, TUS, checksum, metadata, patch
 from tests.central.fleetdata import docked, ingested, out, post
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
@@ -104,4 +107,31 @@ def test_uploads_events_and_the_feed_read_growing_tables_by_index_only(traced):
     assert len({s for s in statements if DML.match(s)}) > 30  # the trace saw the paths above
     with services(client.app).store.writer.read() as db:
         found = full_scans(db, statements, GROWING)
+    assert not found, report(found)
+
+
+@pytest.mark.sqlite_only
+def test_the_retention_job_deletes_and_purges_a_batch_by_its_index_not_by_scanning(traced):
+    """Each batch's UPDATEs and purge list are bounded by the batch's keys along the index that
+    listed it. (They once named the batch's ids instead, which SQLite looked up by key but
+    PostgreSQL met with a scan of every clip, once a batch: that is measured by ``make bench``,
+    ``bench retention``; here, that SQLite reads these statements' rows by index too.)"""
+    client, statements = traced
+    for n in range(4):
+        upload_whole(client, f"clip to expire {n}".encode())
+    retention = services(client.app).retention
+    later = utc_now() + timedelta(days=400)
+    assert retention.run(later).soft_deleted == 4
+    assert retention.run(later + timedelta(days=retention.rules().recovery_days + 1)).purged == 4
+
+    batch_writes = [
+        s
+        for s in statements
+        if re.match(
+            r"\s*(UPDATE clip_retention (INDEXED BY \w+ )?SET (deleted|purged)_at|INSERT INTO purge_pending)", s
+        )
+    ]
+    assert len(batch_writes) == 3  # the soft deletion's UPDATE, the purge's list and its UPDATE
+    with services(client.app).store.writer.write() as db:  # the connection with the job's temporary held_now
+        found = full_scans(db, batch_writes, (*GROWING, "clip_retention"))
     assert not found, report(found)
