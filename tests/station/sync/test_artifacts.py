@@ -20,6 +20,7 @@ from fleet.errors import ConfigError
 from fleet.events import CameraUpdate, CameraUpdateRelease, Snapshot, StationPolicy
 from fleet.firmware import parse_public_key, public_key_hex
 from simulation.camera import SimCamera
+from station.node import StationNode
 from station.sync import artifacts as artifacts_module
 from station.sync.artifacts import ArtifactFetcher, artifact_path
 from station.sync.changes import FeedFollower
@@ -256,3 +257,35 @@ def test_offers_come_with_the_snapshot_after_an_expired_cursor(store):
     FeedFollower(client, store.mirror, FAST, wait_s=0).poll_once()
     assert store.updates.offer("BWV-000999") is None
     assert store.updates.offer("BWV-000123").profile == {"audio": True} and store.mirror.cursor() == 900
+
+
+def test_a_running_station_fetches_and_hands_over_through_its_jobs(central, vendor, tmp_path):
+    """The node wires it: its firmware job fetches with its link and its own release keys, its dock job
+    ingests and then hands over."""
+    settings = settings_from_dict(
+        {
+            "station_id": "camden",
+            "borough": "Camden",
+            "central_url": "http://central.local",
+            "token": "camden-test-token",
+            "data_dir": str(tmp_path / "data"),
+            "dock_dir": str(tmp_path / "dock"),
+            "station_key": {"file": key_file(tmp_path)},
+            "firmware": {"release_keys": [public_key_hex(vendor.public_key())]},
+        },
+        StationSettings,
+    )
+    link = httpx.Client(base_url="http://central.local", transport=Recording(central._transport), headers=STATION)
+    node = StationNode(settings, client=link, policy=FAST)
+    try:
+        offer(node.store, release_of(central))
+        camera = SimCamera("BWV-000123")
+        folder = camera.dock(tmp_path / "dock", [], battery=charged())
+        node.scan_dock()
+        assert not (folder / "update").exists()  # the artifact is not here yet
+        assert node.guarded("firmware", node.artifacts.run_once)().verified == [central.release["sha256"]]
+        node.scan_dock()
+        assert (folder / "update" / "firmware.bin").read_bytes() == ARTIFACT
+        assert [e["deployment_id"] for e in events(node.store, "camera_update_offered")] == [12]
+    finally:
+        node.stop()
