@@ -236,7 +236,7 @@ class DockUpdates:
                 firmware=firmware,
                 profile=offer.profile if offer.release is None else None,
             )
-            _write_new(update_fd, f".{MANIFEST_FILE}.tmp", msgspec.json.encode(manifest), MANIFEST_FILE)
+            dock.write_atomic_at(update_fd, MANIFEST_FILE, msgspec.json.encode(manifest))
             os.fsync(opened.fd)
         finally:
             os.close(update_fd)
@@ -283,9 +283,7 @@ def _copy_checked(source: Path, update_fd: int, sha256: str, size: int) -> None:
             while piece := f.read(PIECE):
                 digest.update(piece)
                 written += len(piece)
-                view = memoryview(piece)
-                while view:
-                    view = view[os.write(out, view) :]
+                dock.write_all(out, piece)
         os.fsync(out)
     finally:
         os.close(out)
@@ -294,16 +292,3 @@ def _copy_checked(source: Path, update_fd: int, sha256: str, size: int) -> None:
         raise StaleArtifact(f"the station's copy of artifact {sha256[:16]}… no longer matches its release")
     os.replace(part, FIRMWARE_FILE, src_dir_fd=update_fd, dst_dir_fd=update_fd)
     os.fsync(update_fd)
-
-
-def _write_new(dir_fd: int, tmp: str, data: bytes, name: str) -> None:
-    fd = os.open(tmp, _NEW_FILE, 0o644, dir_fd=dir_fd)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.fsync(dir_fd)

@@ -190,16 +190,22 @@ def test_an_artifact_no_offer_names_is_deleted_after_a_day(central, store, vendo
     assert not artifact_path(store, sha).exists() and store.updates.artifacts() == []
 
 
-def test_the_stations_release_keys_are_checked_when_its_file_loads(tmp_path):
-    base = {
+def camden(tmp_path, **extra) -> dict:
+    """A station's settings (before they are checked)."""
+    return {
         "station_id": "camden",
         "borough": "Camden",
-        "central_url": "http://127.0.0.1:8000",
-        "token": "t",
-        "data_dir": str(tmp_path / "d"),
-        "dock_dir": str(tmp_path / "k"),
+        "central_url": "http://central.local",
+        "token": "camden-test-token",
+        "data_dir": str(tmp_path / "data"),
+        "dock_dir": str(tmp_path / "dock"),
         "station_key": {"file": key_file(tmp_path)},
+        **extra,
     }
+
+
+def test_the_stations_release_keys_are_checked_when_its_file_loads(tmp_path):
+    base = camden(tmp_path)
     key = Ed25519PrivateKey.generate().public_key()
     good = settings_from_dict({**base, "firmware": {"release_keys": [public_key_hex(key)]}}, StationSettings)
     assert parse_public_key(good.firmware.release_keys[0]) == key
@@ -262,19 +268,8 @@ def test_offers_come_with_the_snapshot_after_an_expired_cursor(store):
 def test_a_running_station_fetches_and_hands_over_through_its_jobs(central, vendor, tmp_path):
     """The node wires it: its firmware job fetches with its link and its own release keys, its dock job
     ingests and then hands over."""
-    settings = settings_from_dict(
-        {
-            "station_id": "camden",
-            "borough": "Camden",
-            "central_url": "http://central.local",
-            "token": "camden-test-token",
-            "data_dir": str(tmp_path / "data"),
-            "dock_dir": str(tmp_path / "dock"),
-            "station_key": {"file": key_file(tmp_path)},
-            "firmware": {"release_keys": [public_key_hex(vendor.public_key())]},
-        },
-        StationSettings,
-    )
+    keys = {"release_keys": [public_key_hex(vendor.public_key())]}
+    settings = settings_from_dict(camden(tmp_path, firmware=keys), StationSettings)
     link = httpx.Client(base_url="http://central.local", transport=Recording(central._transport), headers=STATION)
     node = StationNode(settings, client=link, policy=FAST)
     try:
