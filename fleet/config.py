@@ -307,6 +307,15 @@ class StationKeySettings(KeySource, kw_only=True, forbid_unknown_fields=True):
     ``fleet station rotate-key`` has re-wrapped every clip's data key under the current one."""
 
 
+class StationFirmwareSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[firmware]`` in a station's file: whose firmware it hands to cameras (docs/firmware.md)."""
+
+    release_keys: list[str] = []
+    """Ed25519 public keys of the vendors whose releases this station hands to cameras (as central's
+    ``[firmware] release_keys``): a downloaded artifact is kept only when one of them signed it, so
+    the station never takes central's word alone. None: no release is handed to a camera."""
+
+
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """A station node's config file."""
 
@@ -369,6 +378,7 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Needed when the local API listens beyond loopback."""
     tls: StationTlsSettings | None = None
     station_key: StationKeySettings = msgspec.field(default_factory=StationKeySettings)
+    firmware: StationFirmwareSettings = msgspec.field(default_factory=StationFirmwareSettings)
 
 
 SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
@@ -472,6 +482,7 @@ def settings_from_dict(
         if settings.tls is not None:
             _check_station_tls(settings.tls, settings.central_url, base, f"{where}: [tls]")
         _check_station_key(settings.station_key, base, f"{where}: [station_key]")
+        _check_release_keys(settings.firmware.release_keys, f"{where}: [firmware] release_keys")
     return settings
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import typing
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from msgspec import Meta, Raw, Struct
 
@@ -107,7 +107,43 @@ class ClipDamaged(Struct, tag_field="kind", tag="clip_damaged", kw_only=True):
     reason: Annotated[str, Meta(max_length=500)]
 
 
-Event = CameraDocked | ClipIngested | ClipVerified | CheckedOut | CheckedIn | BadFolder | ClipDamaged
+DeploymentId = Annotated[int, Meta(ge=1, le=2**62)]
+Attempt = Annotated[int, Meta(ge=1, le=1000)]
+
+
+class CameraUpdateOffered(Struct, tag_field="kind", tag="camera_update_offered", kw_only=True):
+    """The station wrote a deployment's update into a docked camera's folder (docs/firmware.md)."""
+
+    serial: Serial
+    deployment_id: DeploymentId
+    attempt: Attempt
+    at: AwareDatetime
+
+
+class CameraUpdateResult(Struct, tag_field="kind", tag="camera_update_result", kw_only=True):
+    """A camera's ``device.json`` reported how an update went: ``version`` is the firmware it runs
+    after the attempt (unchanged on a failure)."""
+
+    serial: Serial
+    deployment_id: DeploymentId
+    attempt: Attempt
+    ok: bool
+    version: Annotated[str, Meta(max_length=64)] = ""
+    error: Annotated[str, Meta(max_length=500)] | None = None
+    at: AwareDatetime
+
+
+Event = (
+    CameraDocked
+    | ClipIngested
+    | ClipVerified
+    | CheckedOut
+    | CheckedIn
+    | BadFolder
+    | ClipDamaged
+    | CameraUpdateOffered
+    | CameraUpdateResult
+)
 
 
 def kind_of(item: Struct) -> str:
@@ -235,7 +271,34 @@ class ClipHold(Struct, kw_only=True, tag_field="kind", tag="clip_hold"):
     held: bool = True
 
 
-ChangeItem = Officer | DeviceEntry | PersonalIssue | StationPolicy | ClipHold
+class CameraUpdateRelease(Struct, kw_only=True):
+    """The release a deployment offers: what the station downloads and checks (``fleet.firmware``)."""
+
+    id: int
+    model: str
+    version: str
+    sha256: Sha256Hex
+    size: Quantity
+    signature: str
+
+
+class CameraUpdate(Struct, kw_only=True, tag_field="kind", tag="camera_update"):
+    """A deployment's offer to one camera (``active`` False: withdrawn). A station keeps at most one
+    offer per camera: a newer deployment's replaces an older one's (docs/firmware.md)."""
+
+    serial: Serial
+    deployment_id: DeploymentId
+    active: bool = True
+    release: CameraUpdateRelease | None = None
+    profile: dict[str, Any] | None = None
+    """A profile deployment: the camera's whole effective profile (``fleet.profiles``)."""
+    min_charge_pct: Annotated[float, Meta(ge=0, le=100)] = 50.0
+    max_temperature_c: float = 40.0
+    attempt: Attempt = 1
+    """The attempt to make next: 1 + the camera's failures so far."""
+
+
+ChangeItem = Officer | DeviceEntry | PersonalIssue | StationPolicy | ClipHold | CameraUpdate
 
 
 class Change(Struct, kw_only=True):
@@ -262,3 +325,5 @@ class Snapshot(Struct, kw_only=True):
     policy: StationPolicy
     held_clips: list[str] = []
     """Clips of the borough's stations that a hold protects."""
+    camera_updates: list[CameraUpdate] = []
+    """The active offers to the borough's cameras."""

@@ -10,7 +10,7 @@ import base64
 import binascii
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -48,6 +48,17 @@ class Battery(Struct, kw_only=True):
     design_mah: Annotated[int, Meta(gt=0, le=2**62)] | None = None
 
 
+class UpdateReport(Struct, kw_only=True):
+    """(Extension) ``device.json``'s ``update``: how the last update the station left in ``update/``
+    went. Loosely typed on purpose: a report out of shape is ignored (never sent), it never makes
+    the folder bad, since that would keep the camera's clips from being ingested."""
+
+    deployment_id: int
+    attempt: int
+    ok: bool
+    error: str | None = None
+
+
 class DeviceInfo(Struct, kw_only=True):
     """``device.json``: the camera's identity and telemetry at docking."""
 
@@ -57,6 +68,10 @@ class DeviceInfo(Struct, kw_only=True):
     docked_at: AwareDatetime | None = None
     battery: Battery | None = None
     storage_used_bytes: Quantity | None = None
+    update: UpdateReport | None = None
+    """(Extension) The outcome of the update found in ``update/`` at the last dock (docs/firmware.md)."""
+    profile_sha256: str | None = None
+    """(Extension) The SHA-256 of the settings the camera carries, as sorted compact JSON."""
 
 
 class ClipSidecar(Struct, kw_only=True):
@@ -85,6 +100,31 @@ class IngestedFile(Struct, kw_only=True):
     station_id: str
     ingested_at: datetime
     clips: list[IngestedEntry]
+
+
+UPDATE_FORMAT = "bwv-dock-update/1"
+
+
+class ManifestFirmware(Struct, kw_only=True):
+    model: str
+    version: str
+    sha256: Sha256Hex
+    size: Quantity
+    signature: str
+    """The vendor's Ed25519 signature over the release statement (``fleet.firmware``), base64."""
+    file: str = "firmware.bin"
+
+
+class UpdateManifest(Struct, kw_only=True):
+    """(Extension) ``update/manifest.json``: what the station asks a docked camera to apply, written
+    last (docs/firmware.md, "The dock inbox: the update folder")."""
+
+    format: str = UPDATE_FORMAT
+    deployment_id: int
+    serial: Serial
+    attempt: int
+    firmware: ManifestFirmware | None = None
+    profile: dict[str, Any] | None = None
 
 
 # -- tus Upload-Metadata -------------------------------------------------------------------
@@ -237,6 +277,40 @@ class ClipTransfer(Struct, kw_only=True):
     uploaded_bytes: int = 0
 
 
+class OfferStatus(Struct, kw_only=True):
+    """A deployment's offer to one of the station's cameras, not handed over yet, and why."""
+
+    serial: str
+    deployment_id: int
+    attempt: int
+    update: str
+    """What it brings: ``firmware <model> <version>`` or ``profile``."""
+    waiting: str
+
+
+class ArtifactStatus(Struct, kw_only=True):
+    sha256: str
+    release_id: int
+    size: int
+    state: Literal["verified", "failed"]
+    verified_at: datetime | None = None
+    failures: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    unused_since: datetime | None = None
+    """No offer names it since then: deleted a day later."""
+
+
+class FirmwareStatus(Struct, kw_only=True):
+    """(Extension) Deployments at the station (docs/firmware.md)."""
+
+    offers: list[OfferStatus] = []
+    artifacts: list[ArtifactStatus] = []
+    """Artifacts kept (verified) or failing (nothing kept but a resumable part)."""
+    last_failure: str | None = None
+    last_failure_at: datetime | None = None
+
+
 class StationStatus(Struct, kw_only=True):
     station_id: str
     borough: str
@@ -266,3 +340,4 @@ class StationStatus(Struct, kw_only=True):
     upload_window_open: bool = True
     bandwidth_limit_mbps: float = 0.0
     """The station's upload cap; 0: none."""
+    firmware: FirmwareStatus = msgspec.field(default_factory=FirmwareStatus)

@@ -2,6 +2,12 @@
 
 Used by the demo, the tests and the benchmarks, so every one of them docks cameras the
 same way a real dock would: clips and sidecars first, ``DOCKED`` last.
+
+A ``SimCamera`` also keeps what a camera carries between docks (its firmware, its settings) and
+takes the update a station leaves in its folder (docs/firmware.md): when it is taken out of the
+dock it reads ``update/`` if ``manifest.json`` is there, checks the artifact, applies it (failing
+as often as ``UpdateFailures`` says for its model, deterministically), removes ``update/``, and
+reports the outcome and its version in its next ``device.json``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from pathlib import Path
 import msgspec
 
 from fleet.clock import utc_now
-from fleet.protocol import Battery, ClipSidecar, DeviceInfo
+from fleet.profiles import settings_sha256
+from fleet.protocol import Battery, ClipSidecar, DeviceInfo, UpdateManifest, UpdateReport
 
 TAGS = ["stop_and_search", "domestic_abuse", "public_order", "use_of_force", "traffic", "arrest"]
 
@@ -63,6 +70,10 @@ def dock_camera(
     battery_pct: float = 35.0,
     marker: bool = True,
     battery: Battery | None = None,
+    model: str = "Axon Body 2",
+    firmware: str = "1.4.2",
+    update: UpdateReport | None = None,
+    profile_sha256: str | None = None,
 ) -> Path:
     """Write one camera's folder; ``DOCKED`` is written last (omit it with marker=False)."""
     docked_at = docked_at or utc_now()
@@ -83,8 +94,8 @@ def dock_camera(
         (folder / "clips" / f"{stem}.json").write_bytes(msgspec.json.encode(sidecar))
     device = DeviceInfo(
         serial=serial,
-        model="Axon Body 2",
-        firmware="1.4.2",
+        model=model,
+        firmware=firmware,
         docked_at=docked_at,
         battery=battery
         or Battery(
@@ -96,6 +107,8 @@ def dock_camera(
             design_mah=3000,
         ),
         storage_used_bytes=sum(c.size for c in clips),
+        update=update,
+        profile_sha256=profile_sha256,
     )
     (folder / "device.json").write_bytes(msgspec.json.encode(device))
     if marker:
@@ -139,3 +152,95 @@ def undock(folder: Path) -> None:
     gone = folder.with_name(f".undocked-{folder.name}")
     os.rename(folder, gone)
     shutil.rmtree(gone)
+
+
+UPDATE_DIR = "update"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class UpdateFailures:
+    """How often a simulated camera's update fails, by model (``default`` for the others). The draw
+    is a function of the seed, the camera and the attempt alone, so a run repeats exactly whatever
+    order cameras dock in."""
+
+    by_model: dict[str, float] = field(default_factory=dict)
+    default: float = 0.0
+    seed: int = 0
+
+    def fails(self, serial: str, model: str, deployment_id: int, attempt: int) -> bool:
+        rate = self.by_model.get(model, self.default)
+        return random.Random(f"{self.seed}:{serial}:{deployment_id}:{attempt}").random() < rate
+
+
+@dataclass
+class SimCamera:
+    """One camera across its docks: what it runs, what it carries, and its last update's outcome."""
+
+    serial: str
+    model: str = "Axon Body 2"
+    firmware: str = "1.4.2"
+    settings: dict | None = None
+    """The profile it applied last (None: as it left the factory)."""
+    report: UpdateReport | None = None
+    """The outcome of its last update, reported in every ``device.json`` until the next update."""
+    failures: UpdateFailures = field(default_factory=UpdateFailures)
+
+    def dock(self, dock_dir: str | Path, clips: list[SimClip], **kwargs) -> Path:
+        """``dock_camera`` with what this camera runs and reports."""
+        return dock_camera(
+            dock_dir,
+            self.serial,
+            clips,
+            model=self.model,
+            firmware=self.firmware,
+            update=self.report,
+            profile_sha256=settings_sha256(self.settings) if self.settings is not None else None,
+            **kwargs,
+        )
+
+    def take_update(self, folder: Path) -> UpdateReport | None:
+        """Read and apply the update the station left in ``update/`` (only once ``manifest.json`` is
+        there), then remove ``update/``; None when there was none."""
+        manifest_path = folder / UPDATE_DIR / MANIFEST
+        if not manifest_path.is_file():
+            return None
+        try:
+            manifest = msgspec.json.decode(manifest_path.read_bytes(), type=UpdateManifest)
+        except msgspec.DecodeError:
+            shutil.rmtree(folder / UPDATE_DIR)
+            return None  # no deployment to report against
+        error = self._apply(folder / UPDATE_DIR, manifest)
+        shutil.rmtree(folder / UPDATE_DIR)
+        self.report = UpdateReport(
+            deployment_id=manifest.deployment_id, attempt=manifest.attempt, ok=error is None, error=error
+        )
+        return self.report
+
+    def _apply(self, update: Path, manifest: UpdateManifest) -> str | None:
+        """Why the update failed, or None once applied."""
+        if manifest.serial != self.serial:
+            return f"the manifest is for {manifest.serial}"
+        if manifest.firmware is not None:
+            if manifest.firmware.model != self.model:
+                return f"firmware for {manifest.firmware.model}, this camera is a {self.model}"
+            artifact = update / manifest.firmware.file
+            if not artifact.is_file() or artifact.stat().st_size != manifest.firmware.size:
+                return "the artifact is missing or of the wrong size"
+            with open(artifact, "rb") as f:
+                if hashlib.file_digest(f, "sha256").hexdigest() != manifest.firmware.sha256:
+                    return "the artifact does not match its SHA-256"
+        elif manifest.profile is None:
+            return "the manifest holds neither firmware nor a profile"
+        if self.failures.fails(self.serial, self.model, manifest.deployment_id, manifest.attempt):
+            return "flash verify failed" if manifest.firmware is not None else "settings rejected"
+        if manifest.firmware is not None:
+            self.firmware = manifest.firmware.version
+        else:
+            self.settings = manifest.profile
+        return None
+
+    def undock(self, folder: Path) -> None:
+        """Taken out of the dock: the update left for it is applied (it reboots into it), the folder goes."""
+        self.take_update(folder)
+        undock(folder)

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.errors import FleetError
 from fleet.keyfile import write_key_file
-from simulation.camera import dock_camera, random_shift, undock
+from simulation.camera import SimCamera, random_shift
 from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import FleetProcess, all_clips, free_port, start_central, stop_on_sigterm
 from simulation.postgres import LocalPostgres
@@ -144,6 +144,8 @@ class Demo:
     lock: threading.Lock = field(default_factory=threading.Lock)
     desk_ports: dict[str, int] = field(default_factory=dict)
     in_dock: set[str] = field(default_factory=set)
+    sim_cameras: dict[str, SimCamera] = field(default_factory=dict)
+    """Each camera as it is between docks (its firmware and settings, its last update's outcome)."""
     checkouts: int = 0
     database: str = "sqlite"
     replicas: int = 1
@@ -160,6 +162,9 @@ class Demo:
         """Each station's own pool of cameras: the same ones dock again and again."""
         first = self.stations.index(station_id) * 1000 + 1
         return [f"BWV-{n:06d}" for n in range(first, first + self.CAMERAS_PER_STATION)]
+
+    def camera(self, serial: str) -> SimCamera:
+        return self.sim_cameras.setdefault(serial, SimCamera(serial))
 
     def officers(self, station_id: str) -> list[str]:
         return [f"{station_id[:2].upper()}{n:04d}" for n in range(1, self.OFFICERS_PER_STATION + 1)]
@@ -347,9 +352,8 @@ class Demo:
             return
         serial = rng.choice(free)
         clips = random_shift(rng, rng.randint(1, 4), min_size=64 * 1024, max_size=max_clip_bytes)
-        dock_camera(
+        self.camera(serial).dock(
             self.dock_dir(station_id),
-            serial,
             clips,
             battery_pct=rng.uniform(82, 100),
             folder_name=f"{serial}-{time.time_ns()}",
@@ -365,7 +369,7 @@ class Demo:
             for folder in self.dock_dir(station_id).iterdir():
                 if (folder / "INGESTED.json").exists() and not any((folder / "clips").iterdir()):
                     serial = folder.name.rsplit("-", 1)[0]
-                    undock(folder)
+                    self.camera(serial).undock(folder)
                     self.in_dock.discard(serial)
                     if rng.random() < 0.7:
                         self.check_out(station_id, serial, rng.choice(self.officers(station_id)))

@@ -214,23 +214,33 @@ class CameraFolder:
             os.fsync(self.clips_fd)
 
     def write_atomic(self, name: str, data: bytes) -> None:
-        """Replace ``name`` in the folder durably. A link planted under the temporary name is
-        removed, not written through; the rename replaces a link under ``name`` itself."""
-        tmp = f".{name}.tmp"
-        try:
-            os.unlink(tmp, dir_fd=self.fd)
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=self.fd)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        os.fsync(self.fd)
+        """Replace ``name`` in the folder durably (``write_atomic_at``)."""
+        write_atomic_at(self.fd, name, data)
+
+
+def write_atomic_at(dir_fd: int, name: str, data: bytes) -> None:
+    """Replace ``name`` in the folder ``dir_fd`` durably: ``.<name>.tmp``, fsync, rename, fsync the
+    folder. A link planted under the temporary name is removed, not written through; the rename
+    replaces a link under ``name`` itself."""
+    tmp = f".{name}.tmp"
+    try:
+        os.unlink(tmp, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def docked_folders(dock_dir: Path) -> list[Path]:

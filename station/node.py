@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.errors import FleetError
+from fleet.firmware import parse_public_key
 from fleet.lockfile import FileClaim
 from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
@@ -26,12 +27,14 @@ from station.desk import Desk
 from station.ingest import Ingestor
 from station.keys import check_keys_cover, load_keyring
 from station.store import StationStore
+from station.sync.artifacts import ArtifactFetcher
 from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
 from station.sync.events import EventSender
 from station.sync.link import build_client, plain_http_problem
 from station.sync.window import UploadWindow
 from station.throttle import from_mbps
+from station.updates import DockUpdates
 
 if TYPE_CHECKING:
     from station.api import DeskServer  # imported by start(), and only when the desk API is on
@@ -107,6 +110,9 @@ class StationNode:
             reserve_bytes=settings.min_free_bytes,
         )
         self.desk = Desk(self.store, settings.station_id, settings.borough, on_event=self.wake_events)
+        release_keys = [parse_public_key(k) for k in settings.firmware.release_keys]  # checked when the file loaded
+        self.artifacts = ArtifactFetcher(self.client, self.store, self.policy, release_keys)
+        self.dock_updates = DockUpdates(self.store, settings.dock_dir, release_keys)
         self.uplink = EventSender(
             self.client,
             self.store,
@@ -165,7 +171,14 @@ class StationNode:
         self.recover()
         s = self.settings
         now = utc_now()
-        self.scheduler.add_job(self.ingestor.scan, "interval", seconds=s.scan_interval_s, id="scan", next_run_time=now)
+        self.scheduler.add_job(self.scan_dock, "interval", seconds=s.scan_interval_s, id="scan", next_run_time=now)
+        self.scheduler.add_job(
+            self.guarded("firmware", self.artifacts.run_once),
+            "interval",
+            seconds=s.sync_interval_s,
+            id="firmware",
+            next_run_time=now,
+        )
         self.scheduler.add_job(
             self.guarded("sync", self._sync_pass), "interval", seconds=s.sync_interval_s, id="sync", next_run_time=now
         )
@@ -193,6 +206,14 @@ class StationNode:
         log.info("station %s (%s) watching %s, syncing to %s", s.station_id, s.borough, s.dock_dir, s.central_url)
         if (clear := plain_http_problem(s.central_url)) is not None:
             log.warning("%s", clear)
+
+    def scan_dock(self) -> None:
+        """Ingest what docked, then hand updates to the cameras the ingest has finished with (one
+        job: the two never work on a folder at once)."""
+        self.ingestor.scan()
+        report = self.dock_updates.scan()
+        if report.handed_over or report.results:
+            self.wake_events()
 
     def wake_sync(self) -> None:
         self.sync.wake()
@@ -236,6 +257,7 @@ class StationNode:
             self._stopped.set()
         self.sync.stopping.set()
         self.feed.stopping.set()
+        self.artifacts.stopping.set()
         if self.api is not None:
             self.api.stop()
         if self.scheduler.running:

@@ -6,9 +6,10 @@ import shutil
 
 from fleet.clock import utc_now
 from fleet.config import StationSettings
-from fleet.protocol import FailedFolder, StationStatus
+from fleet.protocol import ArtifactStatus, FailedFolder, FirmwareStatus, OfferStatus, StationStatus
 from station.ingest import KEPT_IN_RESERVE
 from station.store import StationStore
+from station.sync.artifacts import artifact_path
 from station.sync.link import plain_http_problem
 from station.sync.window import UploadWindow
 
@@ -28,6 +29,54 @@ def station_status(settings: StationSettings, store: StationStore) -> StationSta
         upload_window=str(window) if (window := UploadWindow.of(settings)) else None,
         upload_window_open=window is None or window.is_open(utc_now()),
         bandwidth_limit_mbps=settings.bandwidth_limit_mbps,
+        firmware=firmware_status(store),
+    )
+
+
+def firmware_status(store: StationStore) -> FirmwareStatus:
+    """The offers not handed over yet and why, the artifacts kept or failing, the last failure."""
+    artifacts = {a.sha256: a for a in store.updates.artifacts()}
+    offers = []
+    for offer, waiting in store.updates.offers():
+        release = offer.release
+        artifact = artifacts.get(release.sha256) if release else None
+        if release is not None and artifact is not None and artifact.state == "failed":
+            waiting = f"the artifact of release {release.id} failed (retried): {artifact.last_error}"
+        elif release is not None and (artifact is None or not artifact_path(store, release.sha256).exists()):
+            waiting = f"the artifact of release {release.id} is not downloaded yet"
+        elif waiting is None or waiting.startswith("the artifact"):  # the camera's own reason stays
+            waiting = "waiting for the camera to dock"
+        if waiting.startswith("handed over"):
+            continue
+        offers.append(
+            OfferStatus(
+                serial=offer.serial,
+                deployment_id=offer.deployment_id,
+                attempt=offer.attempt,
+                update=f"firmware {release.model} {release.version}" if release else "profile",
+                waiting=waiting,
+            )
+        )
+    failed = [a for a in artifacts.values() if a.last_error_at is not None]
+    last = max(failed, key=lambda a: a.last_error_at or utc_now()) if failed else None
+    return FirmwareStatus(
+        offers=offers,
+        artifacts=[
+            ArtifactStatus(
+                sha256=a.sha256,
+                release_id=a.release_id,
+                size=a.size,
+                state="verified" if a.state == "verified" else "failed",
+                verified_at=a.verified_at,
+                failures=a.failures,
+                last_error=a.last_error if a.state == "failed" else None,
+                next_attempt_at=a.next_attempt_at,
+                unused_since=a.unused_since,
+            )
+            for a in artifacts.values()
+        ],
+        last_failure=last.last_error if last else None,
+        last_failure_at=last.last_error_at if last else None,
     )
 
 
@@ -99,6 +148,7 @@ def render_status(status: StationStatus) -> None:
     table.add_row("cameras checked out", str(status.checked_out))
     table.add_row("mirrored from central", ", ".join(f"{k}: {v}" for k, v in status.mirrored.items()) or "-")
     console.print(table)
+    _render_firmware(console, status.firmware)
     if status.failed_folders:
         bad = Table(title="Dock folders not ingested (left in place)")
         bad.add_column("folder")
@@ -122,3 +172,25 @@ def render_status(status: StationStatus) -> None:
                     Text(c.last_error or ""),
                 )
             console.print(t)
+
+
+def _render_firmware(console, firmware: FirmwareStatus) -> None:
+    from collections import Counter
+
+    from rich.table import Table
+    from rich.text import Text
+
+    if not firmware.offers and not firmware.artifacts and firmware.last_failure is None:
+        return
+    table = Table(title="Updates for docked cameras (docs/firmware.md)", show_header=False)
+    kept = [a for a in firmware.artifacts if a.state == "verified"]
+    table.add_row("artifacts kept", f"{len(kept)} ({_size(sum(a.size for a in kept))})")
+    for a in firmware.artifacts:
+        if a.state == "failed":
+            table.add_row(Text(f"release {a.release_id} failing"), Text(f"{a.failures}x: {a.last_error or ''}"))
+    if firmware.last_failure:
+        at = firmware.last_failure_at.isoformat() if firmware.last_failure_at else "-"
+        table.add_row("last failure", Text(f"{at}: {firmware.last_failure}"))
+    for why, count in Counter(o.waiting for o in firmware.offers).most_common(10):
+        table.add_row(f"{count} offer(s) waiting", Text(why))
+    console.print(table)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -17,15 +16,14 @@ from central.access.scope import LISTS, Scoped, in_path, touches
 from central.core.openapi import errors
 from central.core.pagination import decode_time_cursor, encode_cursor
 from central.core.providers import Injected
+from central.core.ranges import parse_range
 from central.evidence.clip_records import ClipRecords
 from central.uploads.blobstore import BlobStore
-from fleet.errors import BadRequest, NotFound, RangeNotSatisfiable
+from fleet.errors import BadRequest, NotFound
 from fleet.protocol import ClipInfo, ClipPage
 
 ClipId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the clip's UUID")]
 log = logging.getLogger(__name__)
-RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
-"""ASCII digits only, and few enough for a 64-bit size: int() of thousands of digits raises."""
 
 
 def _cursor_encode(clip: ClipInfo) -> str:
@@ -36,29 +34,6 @@ def _cursor_encode(clip: ClipInfo) -> str:
 
 def _cursor_decode(cursor: str) -> tuple[str, str]:
     return decode_time_cursor(cursor)
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """One ``bytes=a-b`` range as (start, end-exclusive), None for the whole file."""
-    if not header:
-        return None
-    match = RANGE.fullmatch(header.strip())
-    if not match or match.groups() == ("", ""):
-        raise RangeNotSatisfiable(
-            f"unsupported Range {header[:60]!r}: use one 'bytes=start-end'",
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-    first, last = match.groups()
-    if first == "":
-        start, end = max(0, size - int(last)), size
-    else:
-        start = int(first)
-        end = min(size, int(last) + 1) if last else size
-    if start >= size or start >= end:
-        raise RangeNotSatisfiable(
-            f"Range {header[:60]!r} is outside the {size}-byte clip", headers={"Content-Range": f"bytes */{size}"}
-        )
-    return start, end
 
 
 class ClipController(Controller):

@@ -28,8 +28,8 @@ from central.access.scope import in_path, touches
 from central.core.database import Database
 from central.core.openapi import errors
 from central.core.providers import Injected
+from central.core.ranges import parse_range
 from central.evidence import audit
-from central.evidence.clips import parse_range
 from central.evidence.disclosure import CaseClip, CaseFile, DisclosureService
 from central.evidence.retention import Text
 from central.uploads.blobstore import BlobStore

@@ -44,6 +44,7 @@ from central.access.scope import FORCE_WIDE, no_borough
 from central.core.database import Database
 from central.core.openapi import errors
 from central.core.providers import Injected
+from central.core.ranges import parse_range
 from central.evidence import audit
 from central.uploads.blobstore import BlobStore
 from central.uploads.body import RequestBody
@@ -360,7 +361,8 @@ class ReleaseService:
         with self.writer.read() as db:
             return [_release(r) for r in db.execute(sql + " ORDER BY id DESC", params)]
 
-    def artifact(self, release: Release) -> Iterator[bytes]:
+    def artifact(self, release: Release, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The artifact's bytes (from ``start`` to ``end`` exclusive: a station resuming a download)."""
         key = BLOB_PREFIX + release.sha256
         try:
             self.blobs.size(key)
@@ -369,7 +371,7 @@ class ReleaseService:
             raise NotFound(
                 f"the artifact of release {release.id} is missing from the blob store; this is logged for the operators"
             ) from None
-        return self.blobs.read(key)
+        return self.blobs.read(key, start, end)
 
     # -- withdrawing ----------------------------------------------------------------------
 
@@ -496,28 +498,48 @@ class ReleaseController(Controller):
 
     @get(
         "/{release_id:int}/artifact",
-        summary="A release's artifact (streamed); a withdrawn release's is 410 to stations",
+        summary="A release's artifact (streamed; Range supported, so a station resumes a cut download); "
+        "a withdrawn release's is 410 to stations",
         media_type="application/octet-stream",
         guards=[station_or_user_with("fleet_manager")],
         scope=RELEASES,
-        responses=errors(410),
+        responses={
+            206: ResponseSpec(
+                data_container=bytes,
+                media_type="application/octet-stream",
+                description="The bytes of the Range asked for (Content-Range says which)",
+            ),
+            **errors(410, 416),
+        },
         sync_to_thread=True,
     )
-    def get_artifact(self, principal: Caller, releases: Injected[ReleaseService], release_id: ReleasePath) -> Stream:
+    def get_artifact(
+        self, request: Request, principal: Caller, releases: Injected[ReleaseService], release_id: ReleasePath
+    ) -> Stream:
         release = releases.release(release_id)
         if release.withdrawn_at is not None and principal.is_station:
             raise Gone(
                 f"release {release_id} ({release.model} {release.version}) was withdrawn: "
                 f"{release.withdrawn_reason}; no camera is to be given it"
             )
+        span = parse_range(request.headers.get("range"), release.size, "artifact")
+        start, end = span or (0, release.size)
         headers = {
-            "Content-Length": str(release.size),
+            "Accept-Ranges": "bytes",
+            "Content-Length": str(end - start),
             "ETag": f'"{release.sha256}"',
             "Fleet-Artifact-Sha256": release.sha256,
             "Content-Disposition": f'attachment; filename="firmware-{release.id}.bin"',
         }
+        if span:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{release.size}"
         # A plain iterator: Litestar takes each piece on a worker thread, so a slow store never blocks the loop.
-        return Stream(releases.artifact(release), headers=headers, media_type="application/octet-stream")
+        return Stream(
+            releases.artifact(release, start, end),
+            status_code=206 if span else 200,
+            headers=headers,
+            media_type="application/octet-stream",
+        )
 
     @post(
         "/{release_id:int}/withdraw",

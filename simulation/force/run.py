@@ -29,7 +29,7 @@ import httpx
 
 from fleet.errors import FleetError
 from fleet.protocol import Battery
-from simulation.camera import dock_camera, undock
+from simulation.camera import SimCamera
 from simulation.force.cluster import SimCluster
 from simulation.force.usage import Docking, Layout, Month, UsageModel
 
@@ -178,6 +178,8 @@ class Simulation:
         self._generated = 0
         self._order = 0
         self.records: list[DockRecord] = []
+        self.cameras: dict[str, SimCamera] = {}
+        """Each camera as it is between docks (its firmware, its last update's outcome)."""
         self.pending: list[deque[DockRecord]] = [deque() for _ in layout.stations]
         self.seen_done: dict[int, float] = {}
         self._undocked_at = 0.0
@@ -258,14 +260,16 @@ class Simulation:
         start = self.sim_start + timedelta(hours=self.plan.outage_start_h)
         return start, start + timedelta(hours=self.plan.outage_hours)
 
+    def camera(self, serial: str) -> SimCamera:
+        return self.cameras.setdefault(serial, SimCamera(serial))
+
     def _dock_due(self, now: datetime, most: int = DOCK_BATCH) -> None:
         outage_start, outage_end = self.outage_window
         while self.queue and self.queue[0][0] <= now and most > 0:
             most -= 1
             _, _, d = heapq.heappop(self.queue)
-            folder = dock_camera(
+            folder = self.camera(d.serial).dock(
                 self.cluster.dock_dir(d.station),
-                d.serial,
                 d.clips,
                 folder_name=d.folder_name,
                 docked_at=d.at,
@@ -306,7 +310,7 @@ class Simulation:
             for record in settled:
                 queue.remove(record)
                 del self.seen_done[id(record)]
-                undock(record.folder)
+                self.camera(record.serial).undock(record.folder)
 
     def _outage_step(self, phase: str, now: datetime, start: datetime, end: datetime) -> str:
         """before → down (central stopped) → restarting → after; central is started and stopped off this thread."""

@@ -4,6 +4,8 @@
     outbox                                              outbox.py      (Outbox)
     officers, devices, personal_issues, held_clips      mirror.py      (Mirror)
     checkouts                                           checkouts.py   (Checkouts)
+    camera_updates, firmware_artifacts,                 updates.py     (Updates; the feed's offers
+      update_handovers, update_results                                  through put_offer)
     meta (one key per owner)                            meta.py
 
 ``StationStore`` (database.py) opens the file once per process and holds one of each; the

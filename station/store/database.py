@@ -15,6 +15,7 @@ from station.store.mirror import Mirror
 from station.store.outbox import Outbox
 from station.store.queue import ClipQueue
 from station.store.schema import MIGRATIONS
+from station.store.updates import Updates
 
 CENTRAL_TLS_PROBLEM = "central_tls_problem"
 PROBE_WAIT_S = 0.2
@@ -27,7 +28,7 @@ class _RolledBack(Exception):
 
 class StationStore:
     """The station's database and files, opened once per process; each table's reads and writes
-    are its owner's (``queue``, ``outbox``, ``mirror``, ``checkouts``)."""
+    are its owner's (``queue``, ``outbox``, ``mirror``, ``checkouts``, ``updates``)."""
 
     def __init__(
         self, data_dir: str | Path, *, read_only: bool = False, upgrade: bool = True, keys: Keyring | None = None
@@ -64,6 +65,7 @@ class StationStore:
             raise
         self.writer = sqlite.Writer(self.db)
         self.outbox = Outbox(self.writer)
+        self.updates = Updates(self.writer, self.outbox)
         self.mirror = Mirror(self.writer)
         self.checkouts = Checkouts(self.writer)
         self.queue = ClipQueue(self.writer, self.outbox, self.checkouts)

@@ -14,9 +14,18 @@ from collections.abc import Iterable
 import msgspec
 
 from fleet.clock import to_iso
-from fleet.events import ChangeItem, ClipHold, DeviceEntry, Officer, PersonalIssue, Snapshot, StationPolicy
+from fleet.events import (
+    CameraUpdate,
+    ChangeItem,
+    ClipHold,
+    DeviceEntry,
+    Officer,
+    PersonalIssue,
+    Snapshot,
+    StationPolicy,
+)
 from fleet.sqlite import Writer
-from station.store import meta
+from station.store import meta, updates
 
 POLICY_KEY = "station_policy"
 CURSOR_KEY = "feed_cursor"
@@ -66,10 +75,14 @@ def _put(db: sqlite3.Connection, item: ChangeItem) -> None:
             db.execute("INSERT INTO held_clips (clip_id) VALUES (?) ON CONFLICT DO NOTHING", [item.clip_id])
         case ClipHold():
             db.execute("DELETE FROM held_clips WHERE clip_id = ?", [item.clip_id])
+        case CameraUpdate():
+            updates.put_offer(db, item)  # its table's owner
 
 
 class Mirror:
-    """Every read and write of ``officers``, ``devices``, ``personal_issues`` and ``held_clips``."""
+    """Every read and write of ``officers``, ``devices``, ``personal_issues`` and ``held_clips``; the
+    feed's offers go to ``camera_updates`` through its owner (``station.store.updates``), in the
+    same transaction as the cursor."""
 
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
@@ -101,6 +114,7 @@ class Mirror:
             ]
             for item in items:
                 _put(db, item)
+            updates.replace_offers(db, snapshot.camera_updates)
             meta.put(db, CURSOR_KEY, str(snapshot.cursor))
 
     def policy(self) -> StationPolicy | None:

@@ -133,4 +133,48 @@ MIGRATIONS = [
     ALTER TABLE clips ADD COLUMN wrapped_key BLOB;
     CREATE INDEX clips_wrapped_by ON clips (wrapped_by) WHERE wrapped_key IS NOT NULL;
     """,
+    # v8: deployments (docs/firmware.md): central's offers to this borough's cameras (one per camera),
+    # the artifacts downloaded for them, the updates written into docked folders, the cameras' reports.
+    """
+    CREATE TABLE camera_updates (
+        serial          TEXT PRIMARY KEY,
+        deployment_id   INTEGER NOT NULL,
+        sha256          TEXT,
+        body            TEXT NOT NULL,
+        received_at     TEXT NOT NULL,
+        waiting         TEXT
+    );
+    CREATE INDEX camera_updates_sha256 ON camera_updates (sha256) WHERE sha256 IS NOT NULL;
+    CREATE TABLE firmware_artifacts (
+        sha256          TEXT PRIMARY KEY,
+        release_id      INTEGER NOT NULL,
+        size            INTEGER NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('verified', 'failed')),
+        verified_at     TEXT,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error      TEXT,
+        last_error_at   TEXT,
+        unused_since    TEXT
+    );
+    CREATE TABLE update_handovers (
+        folder          TEXT NOT NULL,
+        serial          TEXT NOT NULL,
+        deployment_id   INTEGER NOT NULL,
+        attempt         INTEGER NOT NULL,
+        at              TEXT NOT NULL,
+        PRIMARY KEY (folder, deployment_id, attempt)
+    );
+    CREATE TABLE update_results (
+        serial          TEXT NOT NULL,
+        deployment_id   INTEGER NOT NULL,
+        attempt         INTEGER NOT NULL,
+        ok              INTEGER NOT NULL,
+        version         TEXT NOT NULL,
+        error           TEXT,
+        folder          TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        PRIMARY KEY (serial, deployment_id, attempt)
+    );
+    """,
 ]

@@ -36,6 +36,8 @@ def test_the_kinds_on_the_wire_stay_the_same():
         "checked_in",
         "bad_folder",
         "clip_damaged",
+        "camera_update_offered",
+        "camera_update_result",
     )
     assert len(set(EVENT_KINDS)) == len(typing.get_args(Event))
     assert [kind_of(e) for e in EVENTS] == ["clip_verified", "checked_out", "bad_folder"]

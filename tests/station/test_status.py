@@ -32,11 +32,12 @@ def test_a_database_that_cannot_be_written_is_in_the_json_and_the_table(store, t
     finally:
         store.db.execute("PRAGMA query_only = OFF")
     as_json = msgspec.json.decode(msgspec.json.encode(status))
-    assert list(as_json)[-4:] == [
+    assert list(as_json)[-5:] == [
         "problems",
         "upload_window",
         "upload_window_open",
         "bandwidth_limit_mbps",
+        "firmware",
     ]  # new keys go last (docs/contracts.md §4)
     assert as_json["problems"] == ["station database cannot be written: attempt to write a readonly database"]
     render_status(status)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from central.core.providers import services
-from central.evidence.clips import parse_range
+from central.core.ranges import parse_range
 from fleet.errors import RangeNotSatisfiable
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, patch

@@ -323,3 +323,34 @@ def _length(answer: bytes) -> int:
     head = answer.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
     found = re.search(r"^content-length: *(\d+)", head, re.M)
     return int(found.group(1)) if found else 0
+
+
+def test_an_artifact_is_served_in_ranges_so_a_station_resumes_a_cut_download(tmp_path, vendor):
+    """206 with Content-Range for one range (from an offset, a span, a suffix); 416 naming the size for a
+    range outside the artifact or one this server does not read; the whole artifact without Range."""
+    with TestClient(create_app(firmware_settings(tmp_path / "central", vendor)), raise_server_exceptions=False) as c:
+        query = {"model": MODEL, "version": "2.0.0", "signature": sign(vendor, ARTIFACT, version="2.0.0")}
+        release = c.post("/api/v1/firmware/releases", params=query, content=ARTIFACT, headers=ADMIN).json()
+        url = f"/api/v1/firmware/releases/{release['id']}/artifact"
+        size = len(ARTIFACT)
+
+        whole = c.get(url, headers=CAMDEN)
+        assert whole.status_code == 200 and whole.content == ARTIFACT
+        assert whole.headers["accept-ranges"] == "bytes" and "content-range" not in whole.headers
+        for header, (start, end) in {
+            "bytes=1234-": (1234, size),
+            "bytes=10-19": (10, 20),
+            "bytes=-100": (size - 100, size),
+            f"bytes=4990-{size + 50}": (4990, size),
+        }.items():
+            part = c.get(url, headers={**CAMDEN, "Range": header})
+            assert part.status_code == 206, (header, part.text)
+            assert part.content == ARTIFACT[start:end], header
+            assert part.headers["content-range"] == f"bytes {start}-{end - 1}/{size}"
+            assert part.headers["content-length"] == str(end - start)
+            assert part.headers["fleet-artifact-sha256"] == release["sha256"]
+        for header in (f"bytes={size}-", "bytes=20-10", "bytes=0-1, 5-6", "items=0-1"):
+            refused = c.get(url, headers={**CAMDEN, "Range": header})
+            assert refused.status_code == 416, (header, refused.text)
+            assert refused.json()["error"] == "range_not_satisfiable"
+            assert refused.headers["content-range"] == f"bytes */{size}"

@@ -1,0 +1,294 @@
+"""Updates handed to docked cameras through the dock inbox (docs/firmware.md, docs/contracts.md §3).
+
+Each pass looks at every docked folder the ingest has finished (``INGESTED.json`` written, no clip
+left), and:
+
+- records the outcome the camera's ``device.json`` reports for an update (``update``), with its
+  ``camera_update_result`` event, once per (camera, deployment, attempt);
+- hands over the camera's offer when it may be: the artifact verified here (or a profile), the
+  camera's model the release's, its dock reading charged and cool enough by the offer's policy,
+  and no report already in for this attempt (a retry is central's to offer, as attempt + 1).
+
+The order of durable steps of a hand-over (a crash at any point is harmless):
+
+1. ``update/`` is emptied of what an earlier, interrupted write left (never followed: a link goes);
+2. the artifact is copied to ``update/firmware.bin.part`` while hashed, fsynced, checked against
+   the release, and renamed to ``firmware.bin``;
+3. ``manifest.json`` is written the same way (``.manifest.json.tmp``, fsync, rename), **last**: a
+   camera reads ``update/`` only once it is there;
+4. the hand-over and its ``camera_update_offered`` event are recorded in one transaction: **the
+   commit point**. A crash before it leaves an update the next pass writes again from step 1.
+
+The camera folder is written only through its descriptors (``dock.CameraFolder``), never through a
+path resolved again, so nothing outside it is touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fleet.clock import utc_now
+from fleet.errors import DockFolderError
+from fleet.events import CameraUpdate, CameraUpdateResult
+from fleet.logs import Repeats
+from fleet.profiles import settings_sha256
+from fleet.protocol import DeviceInfo, ManifestFirmware, UpdateManifest
+from station import dock
+from station.store import StationStore
+from station.sync.artifacts import artifact_path, signature_refusal
+
+log = logging.getLogger(__name__)
+
+UPDATE_DIR = "update"
+FIRMWARE_FILE = "firmware.bin"
+MANIFEST_FILE = "manifest.json"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+PIECE = 1 << 20
+
+
+class StaleArtifact(Exception):
+    """The station's kept artifact no longer hashes to its release (its disk): fetched again, never handed over."""
+
+
+@dataclass
+class UpdatesReport:
+    handed_over: list[str] = field(default_factory=list)
+    results: list[str] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)
+
+
+class DockUpdates:
+    """Hands offers to docked cameras and collects their reports."""
+
+    def __init__(self, store: StationStore, dock_dir: str | Path, keys: list[Ed25519PublicKey]) -> None:
+        self.store = store
+        self.updates = store.updates
+        self.dock_dir = Path(dock_dir)
+        self.keys = keys
+        self._settled: dict[str, tuple[tuple[int, int], int]] = {}
+        """Folders looked at, with their ``dock.stamp`` and the updates' version then: skipped until either moves."""
+        self._repeats = Repeats(log)
+
+    def scan(self) -> UpdatesReport:
+        """One pass over the docked folders; never raises for a folder, the disk or the database."""
+        report = UpdatesReport()
+        try:
+            version = self.updates.version()
+            folders = dock.docked_folders(self.dock_dir)
+        except (sqlite3.Error, OSError) as exc:
+            self._repeats.warning("updates", "dock updates not looked at: %s", exc)
+            return report
+        for folder in folders:
+            name = dock.display_name(folder.name)
+            before = dock.stamp(folder)
+            if self._settled.get(name) == (before, version):
+                continue
+            try:
+                self.visit(folder, report)
+                version = self.updates.version()
+                self._settled[name] = (dock.stamp(folder), version)
+                self._repeats.clear(name)
+            except (DockFolderError, OSError, sqlite3.Error) as exc:
+                if dock.still_docked(folder):
+                    self._repeats.warning(name, "dock folder %s: update not handed over: %s", name, exc)
+        docked = {dock.display_name(f.name) for f in folders}
+        self._settled = {n: v for n, v in self._settled.items() if n in docked}
+        return report
+
+    def visit(self, folder: Path, report: UpdatesReport) -> None:
+        with dock.CameraFolder(folder) as opened:
+            if opened.lstat(dock.INGESTED_FILE) is None or opened.clip_names():
+                return  # the ingest has not finished with it: its rules come first
+            try:
+                device = msgspec.json.decode(opened.read_bytes(dock.DEVICE_FILE, dock.MAX_JSON_BYTES), type=DeviceInfo)
+            except msgspec.DecodeError as exc:  # rewritten since it was ingested
+                raise DockFolderError(opened.name, f"{dock.DEVICE_FILE}: {exc}") from None
+            if device.update is not None and self._record_result(opened.name, device):
+                report.results.append(opened.name)
+            offer = self.updates.offer(device.serial)
+            if offer is None or self.updates.handed_over(opened.name, offer.deployment_id, offer.attempt):
+                return
+            why = self.waiting(offer, device)
+            if why is None:
+                try:
+                    self._write(opened, offer)
+                except DockFolderError as exc:
+                    why = f"the update could not be written into {opened.name}: {exc.reason}"
+                except StaleArtifact as exc:
+                    assert offer.release is not None
+                    self.updates.artifact_failed(offer.release, str(exc), 0.0)  # fetched again at once
+                    why = str(exc)
+                else:
+                    self.updates.record_handover(opened.name, offer)
+                    log.info(
+                        "update of deployment %d (attempt %d) handed to %s in %s",
+                        offer.deployment_id,
+                        offer.attempt,
+                        device.serial,
+                        opened.name,
+                    )
+                    report.handed_over.append(opened.name)
+                    return
+            self.updates.set_waiting(offer.serial, offer.deployment_id, why)
+            report.waiting[device.serial] = why
+
+    def _record_result(self, folder: str, device: DeviceInfo) -> bool:
+        """The camera's report as an event, once; a report out of range is logged and ignored."""
+        report = device.update
+        assert report is not None
+        if not (1 <= report.deployment_id <= 2**62 and 1 <= report.attempt <= 1000):
+            self._repeats.warning(
+                f"{folder}:report", "dock folder %s: update report out of range ignored: %s", folder, report
+            )
+            return False
+        event = CameraUpdateResult(
+            serial=device.serial,
+            deployment_id=report.deployment_id,
+            attempt=report.attempt,
+            ok=report.ok,
+            version=device.firmware[:64],
+            error=None if report.error is None else report.error[:500],
+            at=utc_now(),
+        )
+        added = self.updates.record_result(folder, event)
+        if added:
+            outcome = "updated" if report.ok else f"failed: {report.error or 'no reason given'}"
+            log.info(
+                "camera %s reports deployment %d attempt %d %s (firmware %s)",
+                device.serial,
+                report.deployment_id,
+                report.attempt,
+                outcome,
+                device.firmware or "-",
+            )
+        return added
+
+    def waiting(self, offer: CameraUpdate, device: DeviceInfo) -> str | None:
+        """Why the offer is not handed to this docked camera now; None when it may be."""
+        done = self.updates.result(offer.serial, offer.deployment_id, offer.attempt)
+        if done is not None:
+            outcome = "succeeded" if done.ok else f"failed ({done.error or 'no reason given'})"
+            return f"attempt {offer.attempt} {outcome}: waiting for central's next word on this camera"
+        release = offer.release
+        if release is not None:
+            if device.model and device.model != release.model:
+                return f"the camera reports model {device.model!r}; the release is for {release.model!r}"
+            if device.firmware == release.version:
+                return f"the camera already runs {release.version}"
+        elif offer.profile is not None:
+            if device.profile_sha256 == settings_sha256(offer.profile):
+                return "the camera already carries this profile"
+        else:
+            return "the offer holds neither a release nor a profile"
+        battery = device.battery
+        if battery is None:
+            return "the camera's dock reading has no battery level"
+        if battery.level_pct < offer.min_charge_pct:
+            return f"charged {battery.level_pct:g}%, below the deployment's {offer.min_charge_pct:g}%"
+        if battery.temperature_c is None:
+            return "the camera's dock reading has no temperature"
+        if battery.temperature_c > offer.max_temperature_c:
+            return f"at {battery.temperature_c:g} °C, over the deployment's {offer.max_temperature_c:g} °C"
+        if (holder := self.store.checkouts.holder(offer.serial)) is not None:
+            return f"checked out to {holder}"
+        if release is not None:
+            artifact = self.updates.artifact(release.sha256)
+            if artifact is not None and artifact.state == "failed":
+                return f"the artifact of release {release.id} failed (retried): {artifact.last_error}"
+            if artifact is None or not artifact_path(self.store, release.sha256).exists():
+                return f"the artifact of release {release.id} is not downloaded yet"
+            if (why := signature_refusal(release, self.keys)) is not None:
+                return why
+        return None
+
+    # -- writing the update folder --------------------------------------------------------
+
+    def _write(self, opened: dock.CameraFolder, offer: CameraUpdate) -> None:
+        update_fd = _fresh_update_dir(opened)
+        try:
+            firmware = None
+            if offer.release is not None:
+                release = offer.release
+                _copy_checked(artifact_path(self.store, release.sha256), update_fd, release.sha256, release.size)
+                firmware = ManifestFirmware(
+                    model=release.model,
+                    version=release.version,
+                    sha256=release.sha256,
+                    size=release.size,
+                    signature=release.signature,
+                    file=FIRMWARE_FILE,
+                )
+            manifest = UpdateManifest(
+                deployment_id=offer.deployment_id,
+                serial=offer.serial,
+                attempt=offer.attempt,
+                firmware=firmware,
+                profile=offer.profile if offer.release is None else None,
+            )
+            dock.write_atomic_at(update_fd, MANIFEST_FILE, msgspec.json.encode(manifest))
+            os.fsync(opened.fd)
+        finally:
+            os.close(update_fd)
+
+
+def _fresh_update_dir(opened: dock.CameraFolder) -> int:
+    """``update/``, emptied of whatever an earlier write or the camera left, as a descriptor. A link or
+    a file standing for the folder is removed (never followed); a folder inside it is refused."""
+    st = opened.lstat(UPDATE_DIR)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        os.unlink(UPDATE_DIR, dir_fd=opened.fd)
+        st = None
+    if st is None:
+        os.mkdir(UPDATE_DIR, 0o755, dir_fd=opened.fd)
+    try:
+        fd = os.open(UPDATE_DIR, _DIR_FLAGS, dir_fd=opened.fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise DockFolderError(opened.name, "update/ was replaced while it was opened") from None
+        raise
+    try:
+        for name in os.listdir(fd):
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise DockFolderError(
+                    opened.name, f"update/{dock.display_name(name)} is a folder; the station writes none"
+                )
+            os.unlink(name, dir_fd=fd)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _copy_checked(source: Path, update_fd: int, sha256: str, size: int) -> None:
+    """The artifact into ``update/firmware.bin`` (``.part``, fsync, rename), hashed as it is copied: a
+    station copy that no longer matches (its disk) is never handed over."""
+    part = f"{FIRMWARE_FILE}.part"
+    digest = hashlib.sha256()
+    written = 0
+    out = os.open(part, _NEW_FILE, 0o644, dir_fd=update_fd)
+    try:
+        with open(source, "rb") as f:
+            while piece := f.read(PIECE):
+                digest.update(piece)
+                written += len(piece)
+                dock.write_all(out, piece)
+        os.fsync(out)
+    finally:
+        os.close(out)
+    if written != size or digest.hexdigest() != sha256:
+        os.unlink(part, dir_fd=update_fd)
+        raise StaleArtifact(f"the station's copy of artifact {sha256[:16]}… no longer matches its release")
+    os.replace(part, FIRMWARE_FILE, src_dir_fd=update_fd, dst_dir_fd=update_fd)
+    os.fsync(update_fd)
