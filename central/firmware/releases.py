@@ -57,10 +57,10 @@ from fleet.firmware import (
     Model,
     Version,
     key_fingerprint,
-    parse_public_key,
     parse_signature,
     signed_by,
     statement_bytes,
+    trusted_keys,
 )
 from fleet.hashing import copy_and_hash, fsync_dir
 
@@ -203,7 +203,7 @@ class ReleaseService:
     def __init__(self, writer: Database, blobs: BlobStore, settings: CentralSettings) -> None:
         self.writer = writer
         self.blobs = blobs
-        self.keys = [parse_public_key(k) for k in settings.firmware.release_keys]  # checked when the file loaded
+        self.keys = trusted_keys(settings.firmware.release_keys)  # checked when the file loaded
         self.max_bytes = settings.firmware.max_artifact_bytes
         self.idle_timeout_s = settings.limits.body_idle_timeout_s
         self.staging_dir = Path(settings.data_dir) / STAGING
@@ -327,7 +327,16 @@ class ReleaseService:
             self._refuse(actor, model, version, staged, f"unreadable signature: {exc}")
             raise BadRequest(f"signature: {exc}; nothing was stored") from None
         statement = statement_bytes(model=model, version=version, sha256=staged.sha256, size=staged.size)
-        key = signed_by(statement, raw, self.keys)
+        key = signed_by(statement, raw, [k.key for k in self.keys if k.may_sign(model)])
+        elsewhere = None if key is not None else signed_by(statement, raw, [k.key for k in self.keys])
+        if elsewhere is not None:  # a vendor's key, signing for a model that is not the vendor's
+            models = next(k.models for k in self.keys if k.key is elsewhere) or ()
+            fingerprint = key_fingerprint(elsewhere)
+            self._refuse(actor, model, version, staged, f"signed by release key {fingerprint}, not one for {model}")
+            raise BadRequest(
+                f"the signature verifies under release key {fingerprint}, which may sign only for "
+                f"{', '.join(sorted(models))}, not for {model}; nothing was stored ([firmware] release_keys)"
+            )
         if key is None:
             self._refuse(actor, model, version, staged, "the signature verifies under no release key")
             raise BadRequest(
