@@ -15,6 +15,7 @@ personal issue, or its first pool checkout) and in service (docked with clips).
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections import Counter, defaultdict
 from datetime import date, datetime
@@ -282,26 +283,23 @@ class RolloutService:
                     + " in service has a replacement proposed or committed, or none is in service"
                 )
             stock = self._free_devices(db, None)
-            delivered: dict[str, list[str]] = {}
             items: list[ProposalItem] = []
             short: Counter[str] = Counter()
-            for need in needs:
-                if need.borough not in delivered:
-                    delivered[need.borough] = self._free_devices(db, need.borough)
-                taken = _take(delivered[need.borough], stock, 1)
-                if not taken:
-                    short[need.borough] += 1
-                    continue
-                items.append(
+            for borough, group in itertools.groupby(needs, key=lambda n: n.borough):  # needs come by borough
+                wanting = list(group)
+                taken = _take(self._free_devices(db, borough), stock, len(wanting))
+                short[borough] = len(wanting) - len(taken)
+                items += [
                     ProposalItem(
-                        device_serial=taken[0],
-                        borough=need.borough,
+                        device_serial=serial,
+                        borough=borough,
                         mode=need.mode,
                         officer_id=need.officer_id,
                         station_id=need.station_id,
                         replaces=need.serial,
                     )
-                )
+                    for serial, need in zip(taken, wanting, strict=False)
+                ]
             if not items:
                 raise Conflict(
                     f"no camera is free to replace {model}'s {len(needs)}: none in stock (nor delivered and "
