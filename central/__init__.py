@@ -17,16 +17,17 @@ functions, inside their own transaction where the change must commit with theirs
     events/    takes in what stations report (events, stored, acknowledged, then applied
                through the packages that own what they change) and feeds back what they mirror
                tables: events, changes, station_refusals, ingest_claims
-    registry/  knows the fleet: cameras, officers, who held what (so whose clip is whose),
-               conflicts, and each station as central hears from it
+    registry/  knows the fleet: cameras and their models (withdrawn ones too), officers, who
+               held what (so whose clip is whose), conflicts, and each station as central hears from it
                tables: devices, device_history, battery_readings, officers, assignments,
-               conflicts, attributions, stations, station_samples
+               conflicts, attributions, stations, station_samples, withdrawn_models
     evidence/  keeps footage as evidence: clip records, retention, holds, the public's requests
                to keep footage, disclosure to prosecutors and partners, custody, audit
                tables: clips, clip_retention, access_log, audit, audit_head, audit_anchors, holds, case_clips,
                retention_rules, purge_pending, config_seen, held_now (temporary),
                keep_requests, keep_request_clips, case_shares, case_share_clips
-    rollout/   plans the roll-out and hands cameras out in bulk through the registry
+    rollout/   plans the roll-out and hands cameras out in bulk through the registry, and
+               swaps a withdrawn model's cameras for others the same way
                tables: rollout_proposals, rollout_items, checking (temporary)
     firmware/  holds what central gives the cameras themselves: vendor-signed firmware releases
                (artifacts in the blob store) and camera profiles by scope, explained per camera

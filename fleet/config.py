@@ -221,13 +221,24 @@ class KeepRequestSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     requester to phone instead (docs/contracts.md says why 50)."""
 
 
+class ReleaseKey(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A release key that may sign only for some camera models (a vendor's own):
+    ``{ key = "<public key>", models = ["Axon Body 2", "Axon Body 3"] }``."""
+
+    key: str
+    """The Ed25519 public key, in any form a plain entry takes."""
+    models: Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(min_length=1)]
+    """The camera models (as the registry names them) it may sign releases for."""
+
+
 class FirmwareSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """``[firmware]`` in central's file: firmware releases (docs/firmware.md)."""
 
-    release_keys: list[str] = []
+    release_keys: list[str | ReleaseKey] = []
     """Ed25519 public keys (64 hex digits, the base64 of the 32 bytes, or a PEM ``PUBLIC KEY``) of
     the vendors who sign firmware releases: a release is accepted only when one of them signed
-    it. None: every release is refused."""
+    it. A plain key may sign for any model; ``{ key = "...", models = [...] }`` only for those
+    models. None: every release is refused."""
     max_artifact_bytes: Annotated[int, Meta(ge=1024, le=16 * GiB)] = 512 * MiB
     """The largest firmware artifact central takes."""
 
@@ -606,17 +617,23 @@ def _check_proxies(proxies: list[str], where: str) -> None:
             )
 
 
-def _check_release_keys(keys: list[str], where: str) -> None:
-    """Each key an Ed25519 public key, none given twice: a typo is found at start-up, not when a
-    vendor's release is refused."""
-    from fleet.firmware import parse_public_key, public_key_hex
+def _check_release_keys(keys: list[str | ReleaseKey], where: str) -> None:
+    """Each key an Ed25519 public key, none given twice, each model it is limited to a model's
+    name: a typo is found at start-up, not when a vendor's release is refused."""
+    from fleet.firmware import Model, parse_public_key, public_key_hex
 
     seen: dict[str, int] = {}
-    for n, text in enumerate(keys):
+    for n, entry in enumerate(keys):
+        text = entry if isinstance(entry, str) else entry.key
         try:
             key = public_key_hex(parse_public_key(text))
         except ValueError as exc:
             raise ConfigError(f"{where}[{n}]: {exc}") from None
+        for model in [] if isinstance(entry, str) else entry.models:
+            try:
+                msgspec.convert(model, Model)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"{where}[{n}]: models: {model[:64]!r} is not a camera model's name: {exc}") from None
         if key in seen:
             raise ConfigError(f"{where}[{n}]: the same key as release_keys[{seen[key]}]")
         seen[key] = n

@@ -20,7 +20,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Annotated
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Protocol
 
 import msgspec
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -173,6 +175,36 @@ def parse_signature(text: str) -> bytes:
     if len(raw) != 64:
         raise ValueError(f"an Ed25519 signature is 64 bytes; this one is {len(raw)}")
     return raw
+
+
+class KeyEntry(Protocol):
+    """A release key limited to some models, as configured (``fleet.config.ReleaseKey``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def models(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A configured release key, and the models it may sign for (None: any)."""
+
+    key: Ed25519PublicKey
+    models: frozenset[str] | None = None
+
+    def may_sign(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+def trusted_keys(entries: Iterable[str | KeyEntry]) -> list[TrustedKey]:
+    """``[firmware] release_keys`` as keys with their models (each entry checked when the file loaded)."""
+    return [
+        TrustedKey(parse_public_key(e))
+        if isinstance(e, str)
+        else TrustedKey(parse_public_key(e.key), frozenset(e.models))
+        for e in entries
+    ]
 
 
 def signed_by(statement: bytes, signature: bytes, keys: list[Ed25519PublicKey]) -> Ed25519PublicKey | None:

@@ -44,6 +44,7 @@ from central.registry.assignments import AssignmentController
 from central.registry.devices import DeviceController
 from central.registry.officers import OfficerController
 from central.registry.stations import StationController
+from central.rollout.replacements import ModelController
 from central.rollout.service import RolloutController
 from central.uploads.blobstore import open_blob_store
 from central.uploads.receiver import UploadReceiver
@@ -51,6 +52,7 @@ from central.uploads.tus import UploadController
 from central.web.case_pages import CasePages, SharedPages
 from central.web.dashboard import DashboardController
 from central.web.evidence_pages import ChainCheck, EvidencePages
+from central.web.firmware_pages import FirmwarePages
 from central.web.keep_pages import KeepRequestPages, PublicKeepFootage
 from central.web.people_pages import PeoplePages
 from central.web.public_pages import PublicData, PublicPage
@@ -167,6 +169,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             AssignmentController,
             StationController,
             RolloutController,
+            ModelController,
             RetentionController,
             CustodyController,
             DisclosureController,
@@ -177,6 +180,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             PeoplePages,
             EvidencePages,
             RolloutPages,
+            FirmwarePages,
             CasePages,
             SharedPages,
             PublicKeepFootage,

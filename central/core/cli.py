@@ -200,6 +200,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     from central.firmware import cli as firmware_cli  # here: it borrows central_services from this module
 
     firmware_cli.register(commands)
+    from central.rollout import model_cli  # the same
+
+    model_cli.register(commands)
 
 
 def _read_password(from_stdin: bool) -> str:

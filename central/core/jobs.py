@@ -57,6 +57,15 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
         id="keep-request-contacts",
         executor="threads",
     )
+    # Daily too: firmware artifacts no release names (a crash during an addition), a day old at least.
+    scheduler.add_job(
+        led(services.releases.sweep_orphans),
+        "cron",
+        hour=settings.retention.job_hour_utc,
+        minute=45,
+        id="firmware-orphans",
+        executor="threads",
+    )
     # Hourly: a public request past its review date is written to the audit trail (once), besides
     # heading the queue and the overview's alerts; it is never closed or released for being late.
     scheduler.add_job(

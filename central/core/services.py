@@ -35,8 +35,10 @@ from central.firmware.releases import ReleaseService
 from central.registry.assignments import AssignmentService
 from central.registry.devices import DeviceService
 from central.registry.fleet_health import FleetHealth
+from central.registry.models import ModelService
 from central.registry.officers import OfficerService
 from central.registry.stations import StationService
+from central.rollout.replacements import Replacements
 from central.rollout.service import RolloutService
 from central.uploads.blobstore import BlobStore, open_blob_store
 from central.uploads.receiver import UploadReceiver
@@ -61,6 +63,10 @@ class Services:
     assignments: AssignmentService
     health: FleetHealth
     rollout: RolloutService
+    models: ModelService
+    """Camera models and their withdrawal (``central.registry.models``)."""
+    replacements: Replacements
+    """A withdrawn model's cameras swapped through the roll-out (``central.rollout.replacements``)."""
     users: UserService
     retention: RetentionService
     owners: OwnerLookup
@@ -126,6 +132,8 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
     stations = StationService(store.writer, settings)
     retention = RetentionService(store.writer, changes, blobs, settings)
     disclosure = DisclosureService(store.writer, blobs, settings)
+    rollout = RolloutService(store.writer, changes, settings)
+    models = ModelService(store.writer)
     return Services(
         settings=settings,
         store=store,
@@ -138,7 +146,9 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         officers=OfficerService(store.writer, changes),
         assignments=AssignmentService(store.writer, changes),
         health=FleetHealth(store.writer, settings, stations, changes),
-        rollout=RolloutService(store.writer, changes, settings),
+        rollout=rollout,
+        models=models,
+        replacements=Replacements(store.writer, models, rollout),
         users=UserService(store.writer),
         owners=OwnerLookup(store.writer, settings),
         retention=retention,

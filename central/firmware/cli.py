@@ -71,6 +71,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     withdraw.add_argument("--reason", required=True, help="why (goes into the audit trail)")
     _config(withdraw)
     withdraw.set_defaults(handler=cmd_firmware_withdraw)
+    sweep = actions.add_parser(
+        "sweep",
+        help="delete artifacts no release names (left by a crash during an addition)",
+        description="Deletes firmware-<sha256> blobs that no release names and that were stored more than "
+        "--grace-hours ago (an addition still under way is never swept), each deletion audited. Central "
+        "runs this daily by itself.",
+    )
+    sweep.add_argument(
+        "--grace-hours", type=float, default=24.0, metavar="H", help="keep orphans younger than this (default 24)"
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    sweep.add_argument("--json", action="store_true", help="write the result as JSON")
+    _config(sweep)
+    sweep.set_defaults(handler=cmd_firmware_sweep)
 
     profile = commands.add_parser(
         "profile",
@@ -167,6 +181,23 @@ def cmd_firmware_withdraw(args: argparse.Namespace) -> int:
     with central_services(args.config) as services:
         release = services.releases.withdraw(_release_id(args.release_id), args.reason, _actor())
     print(f"release {release.id} ({release.model} {release.version}) withdrawn")
+    return 0
+
+
+def cmd_firmware_sweep(args: argparse.Namespace) -> int:
+    if not 1 <= args.grace_hours <= 24 * 365:
+        raise FleetError("--grace-hours: between 1 and 8760 (an addition under way must never be swept)")
+    with central_services(args.config) as services:
+        result = services.releases.sweep_orphans(args.grace_hours * 3600, dry_run=args.dry_run, actor=_actor())
+    if args.json:
+        return _print_json(result)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"{verb} {len(result.deleted)} artifact(s) no release names ({result.deleted_bytes:,} bytes); "
+        f"kept {result.young} younger than {args.grace_hours:g} h and {result.named} that releases name"
+    )
+    for key in result.deleted:
+        print(f"  {key}")
     return 0
 
 

@@ -12,11 +12,13 @@ The durable steps of an addition, and what a crash at each leaves:
    removed at central's next start (``sweep_staging``).
 2. the signature is checked; a refusal is audited and the ``.part`` file removed.
 3. the artifact goes into the blob store under ``firmware-<sha256>`` (content-addressed, a key
-   no clip has, so retention never sees it). A crash here leaves a blob that no release names:
-   the next upload of the same bytes adopts it; otherwise it stays until swept by hand
-   (docs/firmware.md, "Orphans").
+   no clip has, so retention never sees it), put again unless a release names it already (so an
+   orphan being adopted is fresh). A crash here leaves a blob that no release names: the next
+   upload of the same bytes adopts it; otherwise the orphan sweep deletes it once it is older
+   than a grace period (``sweep_orphans``: a daily job, and ``fleet central firmware sweep``).
 4. the release row and its audit record commit in one transaction: the commit point. A row
-   never names a blob that is not complete.
+   never names a blob that is not complete: the blob is checked inside that transaction, and
+   the sweep deletes only inside one of its own, so the two never cross.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -50,15 +53,15 @@ from central.uploads.blobstore import BlobStore
 from central.uploads.body import RequestBody
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge
+from fleet.errors import BadRequest, Conflict, Gone, NotFound, PayloadTooLarge, ServiceUnavailable
 from fleet.firmware import (
     Model,
     Version,
     key_fingerprint,
-    parse_public_key,
     parse_signature,
     signed_by,
     statement_bytes,
+    trusted_keys,
 )
 from fleet.hashing import copy_and_hash, fsync_dir
 
@@ -72,6 +75,10 @@ WRITE_PIECE = 1 << 20
 """Bytes gathered from the request before each write on a worker thread."""
 STALE_STAGING_S = 3600.0
 """A ``.part`` file untouched this long belongs to no upload still running."""
+ORPHAN_GRACE_S = 24 * 3600.0
+"""An artifact blob no release names is deleted only once stored this long ago: an addition
+still under way (its blob put, its row not yet committed) is never swept from under it."""
+BLOB_KEY = re.compile(r"^firmware-[0-9a-f]{64}$")
 STREAMS = "the artifact streams from the request to a staging file; every write and the commit run on worker threads"
 
 ReleasePath = Annotated[int, PathParameter(ge=1, le=2**62, description="the release's number")]
@@ -101,6 +108,18 @@ class Release(msgspec.Struct, kw_only=True):
     withdrawn_at: datetime | None = None
     withdrawn_by: str | None = None
     withdrawn_reason: str | None = None
+
+
+class Sweep(msgspec.Struct, kw_only=True):
+    """What an orphan sweep found: artifact blobs no release names."""
+
+    deleted: list[str]
+    """Keys deleted (with ``dry_run``: those it would delete)."""
+    deleted_bytes: int
+    young: int
+    """Orphans stored within the grace period, kept (an addition may be under way)."""
+    named: int
+    """Blobs a release names (kept)."""
 
 
 class WithdrawRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -185,7 +204,7 @@ class ReleaseService:
     def __init__(self, writer: Database, blobs: BlobStore, settings: CentralSettings) -> None:
         self.writer = writer
         self.blobs = blobs
-        self.keys = [parse_public_key(k) for k in settings.firmware.release_keys]  # checked when the file loaded
+        self.keys = trusted_keys(settings.firmware.release_keys)  # checked when the file loaded
         self.max_bytes = settings.firmware.max_artifact_bytes
         self.idle_timeout_s = settings.limits.body_idle_timeout_s
         self.staging_dir = Path(settings.data_dir) / STAGING
@@ -250,13 +269,21 @@ class ReleaseService:
             if existing is not None:
                 return existing, False
             blob_key = BLOB_PREFIX + staged.sha256
-            if not self.blobs.exists(blob_key):  # content-addressed: bytes kept already are kept once
+            with self.writer.read() as db:
+                named = db.execute("SELECT 1 FROM firmware_releases WHERE sha256 = ?", [staged.sha256]).fetchone()
+            # Content-addressed: bytes a release keeps are kept once. An orphan is put again, so that
+            # it is young and the sweep leaves it be while this addition completes.
+            if named is None or not self.blobs.exists(blob_key):
                 self.blobs.put(staged.path, blob_key, staged.sha256)
             # The commit point: a crash before it leaves a blob no release names (never a row without its blob).
             with self.writer.write() as db:
                 existing = self._existing(db, model, version, staged)
                 if existing is not None:
                     return existing, False
+                if not self.blobs.exists(blob_key):  # swept since it was put: only if this took a grace period
+                    raise ServiceUnavailable(
+                        f"the artifact's blob {blob_key} was swept while this release was being added; send it again"
+                    )
                 row = db.execute(
                     "INSERT INTO firmware_releases (model, version, sha256, size, signature, signed_by, blob_key, "
                     "notes, added_at, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -301,7 +328,16 @@ class ReleaseService:
             self._refuse(actor, model, version, staged, f"unreadable signature: {exc}")
             raise BadRequest(f"signature: {exc}; nothing was stored") from None
         statement = statement_bytes(model=model, version=version, sha256=staged.sha256, size=staged.size)
-        key = signed_by(statement, raw, self.keys)
+        key = signed_by(statement, raw, [k.key for k in self.keys if k.may_sign(model)])
+        elsewhere = None if key is not None else signed_by(statement, raw, [k.key for k in self.keys])
+        if elsewhere is not None:  # a vendor's key, signing for a model that is not the vendor's
+            models = next(k.models for k in self.keys if k.key is elsewhere) or ()
+            fingerprint = key_fingerprint(elsewhere)
+            self._refuse(actor, model, version, staged, f"signed by release key {fingerprint}, not one for {model}")
+            raise BadRequest(
+                f"the signature verifies under release key {fingerprint}, which may sign only for "
+                f"{', '.join(sorted(models))}, not for {model}; nothing was stored ([firmware] release_keys)"
+            )
         if key is None:
             self._refuse(actor, model, version, staged, "the signature verifies under no release key")
             raise BadRequest(
@@ -335,6 +371,51 @@ class ReleaseService:
                 "a version is released once: give the new artifact a new version"
             )
         return release
+
+    # -- the orphan sweep -------------------------------------------------------------------
+
+    def sweep_orphans(self, grace_s: float = ORPHAN_GRACE_S, *, dry_run: bool = False, actor: str = "central") -> Sweep:
+        """Delete artifact blobs that no release names, stored more than ``grace_s`` ago (a crash
+        between an addition's blob and its row leaves one); each deletion audited
+        (``firmware-orphan-deleted``). Each is checked again and deleted inside a write
+        transaction, so an addition adopting it commits either before (and it is kept) or after
+        (and finds it gone: ``add`` checks inside its own)."""
+        now = time.time()
+        listed = [(key, at) for key, at in self.blobs.keys(BLOB_PREFIX) if BLOB_KEY.match(key)]
+        with self.writer.read() as db:
+            named = {r[0] for r in db.execute("SELECT DISTINCT sha256 FROM firmware_releases")}
+        orphans = [(key, at) for key, at in listed if key[len(BLOB_PREFIX) :] not in named]
+        old = [key for key, at in orphans if now - at >= grace_s]
+        result = Sweep(deleted=[], deleted_bytes=0, young=len(orphans) - len(old), named=len(listed) - len(orphans))
+        for key in old:
+            with self.writer.write() as db:
+                if db.execute("SELECT 1 FROM firmware_releases WHERE sha256 = ?", [key[len(BLOB_PREFIX) :]]).fetchone():
+                    result.named += 1
+                    continue
+                try:
+                    size = self.blobs.size(key)
+                    stored = self.blobs.stored_at(key)
+                except FileNotFoundError:
+                    continue
+                if time.time() - stored < grace_s:  # put again since it was listed
+                    result.young += 1
+                    continue
+                result.deleted.append(key)
+                result.deleted_bytes += size
+                if dry_run:
+                    continue
+                self.blobs.delete(key)
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="firmware-orphan-deleted",
+                    object_type="firmware_blob",
+                    object_id=key,
+                    detail=f"{size} bytes no release names, stored {to_iso(datetime.fromtimestamp(stored, UTC))}",
+                )
+        if result.deleted and not dry_run:
+            log.info("deleted %d firmware artifact(s) no release names", len(result.deleted))
+        return result
 
     # -- reading --------------------------------------------------------------------------
 

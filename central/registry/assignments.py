@@ -26,6 +26,7 @@ from central.evidence import audit
 from central.evidence.holds import announce_reattributed
 from central.registry import attribution
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
+from central.registry.models import refuse_if_withdrawn
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import Conflict, NotFound
@@ -164,7 +165,8 @@ class AssignmentService:
         now = to_iso(utc_now())
         with self.writer.write() as db:
             device = db.execute(
-                "SELECT lifecycle, borough, assignment_mode FROM devices WHERE serial = ?", [request.device_serial]
+                "SELECT lifecycle, borough, assignment_mode, model FROM devices WHERE serial = ?",
+                [request.device_serial],
             ).fetchone()
             if device is None:
                 raise NotFound(f"no camera {request.device_serial} in the registry")
@@ -173,9 +175,10 @@ class AssignmentService:
             ).fetchone()
             if officer is None:
                 raise NotFound(f"no officer {request.officer_id}")
-            lifecycle, borough, mode = device
+            lifecycle, borough, mode, model = device
             if lifecycle in UNISSUABLE:
                 raise Conflict(f"camera {request.device_serial} is {lifecycle}; it cannot be issued")
+            refuse_if_withdrawn(db, request.device_serial, model, "issued")
             if not officer[1]:
                 raise Conflict(f"officer {request.officer_id} is inactive")
             if (mode or mode_for(borough or officer[0])) == "pool":

@@ -16,6 +16,7 @@ TABLES = frozenset(
         "attributions",
         "stations",
         "station_samples",
+        "withdrawn_models",
     }
 )
 
@@ -214,5 +215,24 @@ STEPS = [
     CREATE INDEX conflicts_b ON conflicts (assignment_b);
     """,
         part=4,
+    ),
+    # v24 belongs to the deployments of firmware and profiles (built on another branch): this
+    # empty step only keeps the global numbering without a gap here, and must go when that
+    # branch's v24 arrives (``migrations.assemble`` refuses two v24s, so it cannot be missed).
+    Step(24, ""),
+    # v25: camera models withdrawn from service (not fit for purpose), whose cameras are swapped
+    # for others through the roll-out's proposals (central.rollout.replacements) ...
+    Step(
+        25,
+        """
+    CREATE TABLE withdrawn_models (
+        model           TEXT PRIMARY KEY,
+        withdrawn_at    TEXT NOT NULL,
+        withdrawn_by    TEXT NOT NULL,
+        reason          TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX devices_model ON devices (model, serial);
+    """,
+        part=1,
     ),
 ]

@@ -36,4 +36,13 @@ STEPS = [
     """,
         part=1,
     ),
+    # v25 (part 2): a replacement names the withdrawn camera it replaces (central.rollout.replacements).
+    Step(
+        25,
+        """
+    ALTER TABLE rollout_items ADD COLUMN replaces TEXT;
+    CREATE INDEX rollout_items_replaces ON rollout_items (replaces) WHERE replaces IS NOT NULL;
+    """,
+        part=2,
+    ),
 ]

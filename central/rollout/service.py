@@ -15,6 +15,7 @@ personal issue, or its first pool checkout) and in service (docked with clips).
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections import Counter, defaultdict
 from datetime import date, datetime
@@ -32,6 +33,8 @@ from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
 from central.registry import assignments
+from central.registry.models import NOT_HANDED_OUT, withdrawal_of
+from central.rollout import swap
 from central.rollout.plan import Plan, Wave, week_of, week_start
 from central.rollout.plan import plan as make_plan
 from central.rollout.scenario import Rollout, load_rollout
@@ -61,6 +64,8 @@ class ProposalItem(msgspec.Struct, kw_only=True):
     """Personal issue: the officer who gets the camera."""
     station_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     """Pool: the station whose pool it joins."""
+    replaces: Serial | None = None
+    """The camera of a withdrawn model this one replaces (``central.rollout.replacements``)."""
 
 
 class BoroughCount(msgspec.Struct, kw_only=True):
@@ -120,9 +125,9 @@ def _proposal_detail(db, proposal_id: int, left_without: dict[str, int] | None =
     if head is None:
         raise NotFound(f"no roll-out proposal {proposal_id}")
     items = [
-        ProposalItem(device_serial=r[0], borough=r[1], mode=r[2], officer_id=r[3], station_id=r[4])
+        ProposalItem(device_serial=r[0], borough=r[1], mode=r[2], officer_id=r[3], station_id=r[4], replaces=r[5])
         for r in db.execute(
-            "SELECT device_serial, borough, mode, officer_id, station_id FROM rollout_items "
+            "SELECT device_serial, borough, mode, officer_id, station_id, replaces FROM rollout_items "
             "WHERE proposal_id = ? "
             "ORDER BY borough, officer_id NULLS FIRST, station_id NULLS FIRST, device_serial",
             [proposal_id],
@@ -263,6 +268,50 @@ class RolloutService:
             proposal_id = self._store(db, items, actor, now, description)
             return _proposal_detail(db, proposal_id, left_without)
 
+    def propose_replacements(self, model: str, boroughs: list[str], actor: str) -> Proposal:
+        """Pair each camera of a withdrawn model still in service (``swap.needing_replacement``) with
+        a camera free to hand out, its borough's first, then the stock's; nothing changes until commit."""
+        now = to_iso(utc_now())
+        with self.writer.write() as db:
+            if withdrawal_of(db, model) is None:
+                raise Conflict(f"model {model[:64]!r} is not withdrawn: withdraw it first (docs/firmware.md)")
+            needs = swap.needing_replacement(db, model, boroughs)
+            if not needs:
+                raise Conflict(
+                    f"nothing to replace: every camera of {model}"
+                    + (f" in {', '.join(boroughs)}" if boroughs else "")
+                    + " in service has a replacement proposed or committed, or none is in service"
+                )
+            stock = self._free_devices(db, None)
+            items: list[ProposalItem] = []
+            short: Counter[str] = Counter()
+            for borough, group in itertools.groupby(needs, key=lambda n: n.borough):  # needs come by borough
+                wanting = list(group)
+                taken = _take(self._free_devices(db, borough), stock, len(wanting))
+                short[borough] = len(wanting) - len(taken)
+                items += [
+                    ProposalItem(
+                        device_serial=serial,
+                        borough=borough,
+                        mode=need.mode,
+                        officer_id=need.officer_id,
+                        station_id=need.station_id,
+                        replaces=need.serial,
+                    )
+                    for serial, need in zip(taken, wanting, strict=False)
+                ]
+            if not items:
+                raise Conflict(
+                    f"no camera is free to replace {model}'s {len(needs)}: none in stock (nor delivered and "
+                    "unplaced) of a model in service; register more, then propose again"
+                )
+            problems = self._problems(db, items, proposal_id=None)
+            if problems:
+                raise Conflict(_listing("the replacements cannot be proposed", problems))
+            description = f"replacing withdrawn {model}" + (f" in {', '.join(boroughs)}" if boroughs else "")
+            proposal_id = self._store(db, items, actor, now, description)
+            return _proposal_detail(db, proposal_id, dict(short))
+
     def import_proposal(self, items: list[ProposalItem], actor: str, description: str = "imported CSV") -> Proposal:
         """A planner's own spreadsheet as a proposal: checked as at commit, then stored for review."""
         if not items:
@@ -351,6 +400,21 @@ class RolloutService:
                         ),
                     )
                     for i in items
+                ],
+            )
+            audit.record_many(
+                db,
+                [
+                    dict(
+                        actor=actor,
+                        action="replace",
+                        object_type="device",
+                        object_id=i.replaces,
+                        at=since,
+                        detail=f"{where}: replaced by {i.device_serial}; to be returned",
+                    )
+                    for i in items
+                    if i.replaces is not None
                 ],
             )
             for i in items:
@@ -479,7 +543,7 @@ class RolloutService:
     @staticmethod
     def _free_devices(db, borough: str | None) -> list[str]:
         """Cameras free to hand out, in serial order: in stock (``borough`` None), or delivered to
-        ``borough`` and not yet placed; never held, never in an open proposal."""
+        ``borough`` and not yet placed; never held, never in an open proposal, never of a withdrawn model."""
         where = (
             "lifecycle = 'in_stock'"
             if borough is None
@@ -489,7 +553,7 @@ class RolloutService:
         return [
             r[0]
             for r in db.execute(
-                f"""SELECT serial FROM devices d WHERE {where}
+                f"""SELECT serial FROM devices d WHERE {where} AND {NOT_HANDED_OUT}
                AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.device_serial = d.serial AND a.ended_at IS NULL)
                AND NOT EXISTS (SELECT 1 FROM rollout_items i JOIN rollout_proposals p ON p.id = i.proposal_id
                                WHERE i.device_serial = d.serial AND p.state = 'proposed')
@@ -562,12 +626,12 @@ class RolloutService:
         problems: list[str] = []
         db.execute(
             "CREATE TEMP TABLE IF NOT EXISTS checking (device_serial TEXT, officer_id TEXT, mode TEXT, "
-            "borough TEXT, station_id TEXT)"
+            "borough TEXT, station_id TEXT, replaces TEXT)"
         )
         db.execute("DELETE FROM checking")
         db.executemany(
-            "INSERT INTO checking VALUES (?, ?, ?, ?, ?)",
-            [(i.device_serial, i.officer_id, i.mode, i.borough, i.station_id) for i in items],
+            "INSERT INTO checking VALUES (?, ?, ?, ?, ?, ?)",
+            [(i.device_serial, i.officer_id, i.mode, i.borough, i.station_id, i.replaces) for i in items],
         )
         for serial, n in db.execute(
             "SELECT device_serial, count(*) FROM checking GROUP BY device_serial HAVING count(*) > 1"
@@ -620,9 +684,12 @@ class RolloutService:
             )
         for officer, serial in db.execute(
             "SELECT c.officer_id, a.device_serial FROM checking c JOIN assignments a "
-            "ON a.officer_id = c.officer_id AND a.ended_at IS NULL WHERE c.officer_id IS NOT NULL"
+            "ON a.officer_id = c.officer_id AND a.ended_at IS NULL WHERE c.officer_id IS NOT NULL "
+            # A replacement's officer keeps the camera it replaces until that one is returned.
+            "AND (c.replaces IS NULL OR a.device_serial != c.replaces)"
         ):
             problems.append(f"officer {officer}: already holds {serial}")
+        problems += swap.problems(db, proposal_id)
         for serial, other in db.execute(
             "SELECT c.device_serial, i.proposal_id FROM checking c JOIN rollout_items i "
             "ON i.device_serial = c.device_serial JOIN rollout_proposals p ON p.id = i.proposal_id "
@@ -656,8 +723,8 @@ class RolloutService:
         ).fetchone()[0]
         db.executemany(
             "INSERT INTO rollout_items (proposal_id, device_serial, borough, mode, officer_id, "
-            "station_id) VALUES (?, ?, ?, ?, ?, ?)",
-            [(proposal_id, i.device_serial, i.borough, i.mode, i.officer_id, i.station_id) for i in items],
+            "station_id, replaces) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(proposal_id, i.device_serial, i.borough, i.mode, i.officer_id, i.station_id, i.replaces) for i in items],
         )
         audit.record(
             db,

@@ -50,6 +50,15 @@ class BlobStore(Protocol):
         """Delete these blobs durably (the retention job's purge); missing ones are no error."""
         ...
 
+    def keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, when it was stored, in POSIX seconds) of every complete blob whose key starts with
+        ``prefix`` (two characters at least): what a sweep of one kind of blob walks."""
+        ...
+
+    def stored_at(self, key: str) -> float:
+        """When the blob under ``key`` was stored (POSIX seconds); FileNotFoundError for none."""
+        ...
+
 
 class FilesystemBlobStore:
     """Blobs under ``root/<key[:2]>/<key>``: two-character fan-out keeps folders small."""
@@ -95,6 +104,24 @@ class FilesystemBlobStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        if len(prefix) < 2:
+            raise ValueError("a blob prefix has two characters at least (the fan-out folder)")
+        folder = self.root / check_key(prefix)[:2]
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(prefix):
+                try:
+                    yield entry.name, entry.stat().st_mtime
+                except FileNotFoundError:
+                    pass  # deleted since the folder was read
+
+    def stored_at(self, key: str) -> float:
+        return self._path(key).stat().st_mtime
 
     def delete_many(self, keys: list[str]) -> None:
         folders: set[str] = set()

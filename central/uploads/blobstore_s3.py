@@ -273,6 +273,19 @@ class S3BlobStore:
     def delete(self, key: str) -> None:
         self._call("delete_object", key)
 
+    def keys(self, prefix: str) -> Iterator[tuple[str, float]]:
+        params: dict[str, Any] = {"Prefix": self.prefix + check_key(prefix)}
+        while True:
+            page = self._call("list_objects_v2", **params)
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix) :], item["LastModified"].timestamp()
+            if not page.get("IsTruncated"):
+                return
+            params["ContinuationToken"] = page["NextContinuationToken"]
+
+    def stored_at(self, key: str) -> float:
+        return self._call("head_object", key)["LastModified"].timestamp()
+
     def delete_many(self, keys: list[str]) -> None:
         for at in range(0, len(keys), DELETE_BATCH):
             batch = [{"Key": self.prefix + check_key(key)} for key in keys[at : at + DELETE_BATCH]]

@@ -38,6 +38,7 @@ from central.core.providers import Injected
 from central.core.store import CentralStore
 from central.events import claims
 from central.evidence import keep_request_escalation
+from central.firmware.profiles import ProfileService
 from central.registry.devices import FLAG_SQL, DeviceService
 from central.registry.lifecycle import LIFECYCLE_STATES
 from central.registry.stations import StationService
@@ -52,6 +53,9 @@ NAV = [
     ("/devices", "Devices", "viewer"),
     ("/officers", "Officers", "viewer"),
     ("/rollout", "Roll-out", "viewer"),
+    ("/models", "Models", "viewer"),
+    ("/profiles", "Profiles", "viewer"),
+    ("/firmware", "Firmware", "fleet_manager"),
     ("/clips", "Clips", "supervisor"),
     ("/cases", "Cases", "supervisor"),
     ("/audit", "Audit", "auditor"),
@@ -553,10 +557,12 @@ class DashboardController(DashboardPages):
         request: Request,
         principal: Caller,
         devices: Injected[DeviceService],
+        profiles: Injected[ProfileService],
         settings: Injected[CentralSettings],
         serial: Annotated[str, PathParameter(max_length=64)],
     ) -> Template:
         detail = devices.detail(serial)
+        profile = profiles.explain(serial)
         threshold = settings.fleet.replace_below_soh_pct
         soh = [(p.at, p.soh_pct) for p in detail.battery if p.soh_pct is not None]
         forecast = []
@@ -576,4 +582,4 @@ class DashboardController(DashboardPages):
             )
             + (f"; forecast to reach {threshold:.0f} % on {detail.device.replace_by:%Y-%m-%d}" if forecast else ""),
         )
-        return page(request, "device.html", d=detail, chart=chart, soh=soh[-10:][::-1])
+        return page(request, "device.html", d=detail, chart=chart, soh=soh[-10:][::-1], profile=profile)

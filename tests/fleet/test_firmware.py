@@ -54,12 +54,52 @@ def test_a_release_key_may_be_hex_base64_or_pem(given):
             ["-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"],
             r"release_keys\[0\]: not a readable PEM public key",
         ),
+        ([{"key": "nope", "models": ["A"]}], r"release_keys\[0\]: not an Ed25519 public key"),
+        ([RAW.hex(), {"key": RAW.hex(), "models": ["A"]}], r"release_keys\[1\]: the same key as release_keys\[0\]"),
+        ([{"key": RAW.hex(), "models": ["Axon\nBody"]}], r"release_keys\[0\]: models: 'Axon\\nBody' is not a camera"),
     ],
-    ids=["garbage", "short", "twice", "not-ed25519", "bad-pem"],
+    ids=[
+        "garbage",
+        "short",
+        "twice",
+        "not-ed25519",
+        "bad-pem",
+        "table-garbage",
+        "table-twice",
+        "table-bad-model",
+    ],
 )
 def test_a_bad_release_key_stops_the_config_with_a_clear_error(keys, message):
     with pytest.raises(ConfigError, match=r"\[firmware\] " + message):
         central(release_keys=keys)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"key": RAW.hex(), "models": []}, "Expected `array` of length >= 1 - at `$.firmware.release_keys[0].models`"),
+        ({"key": RAW.hex()}, "Object missing required field `models` - at `$.firmware.release_keys[0]`"),
+        ({"key": RAW.hex(), "models": ["A"], "model": "B"}, "unknown field `model` - at `$.firmware.release_keys[0]`"),
+        (5, "Expected `str | object`, got `int` - at `$.firmware.release_keys[0]`"),
+    ],
+    ids=["no-models", "missing-models", "typo", "neither"],
+)
+def test_a_malformed_release_key_entry_is_a_clear_error(entry, message):
+    with pytest.raises(ConfigError) as refused:
+        central(release_keys=[entry])
+    assert message in str(refused.value)
+
+
+def test_a_release_key_may_be_limited_to_some_models_beside_plain_keys():
+    from fleet.config import ReleaseKey
+    from fleet.firmware import trusted_keys
+
+    other = Ed25519PrivateKey.from_private_bytes(b"\x09" * 32).public_key()  # a TEST key, not a secret
+    keys = central(release_keys=[public_key_hex(other), {"key": RAW.hex(), "models": ["Axon Body 2"]}])
+    assert keys.firmware.release_keys == [public_key_hex(other), ReleaseKey(key=RAW.hex(), models=["Axon Body 2"])]
+    plain, limited = trusted_keys(keys.firmware.release_keys)
+    assert plain.may_sign("Axon Body 2") and plain.may_sign("Other")
+    assert limited.may_sign("Axon Body 2") and not limited.may_sign("Axon Body 3")
 
 
 def test_the_artifact_limit_is_bounded():

@@ -42,6 +42,10 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /logout": USERS,
     "GET /officers": USERS,
     "GET /rollout": USERS,
+    "GET /models": USERS,
+    "GET /models/{model:str}": USERS,
+    "GET /profiles": USERS,
+    "GET /firmware": frozenset({"fleet_manager", "admin"}),
     "POST /officers/assign": FOOTAGE,
     "POST /officers/unassign": FOOTAGE,
     "POST /rollout/proposals/{proposal_id:int}/{decision:str}": frozenset({"planner", "admin"}),
@@ -158,6 +162,13 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /api/v1/profiles/{scope_key:str}": EVERYONE,
     "PUT /api/v1/profiles/{scope_key:str}": frozenset({"fleet_manager", "admin"}),
     "GET /api/v1/devices/{serial:str}/profile": EVERYONE,
+    # camera models: everyone reads them and a withdrawn one's swap; fleet managers withdraw and
+    # propose replacements (planners commit them, as every roll-out proposal)
+    "GET /api/v1/models": USERS,
+    "POST /api/v1/models/{model:str}/withdraw": frozenset({"fleet_manager", "admin"}),
+    "POST /api/v1/models/{model:str}/replacements": frozenset({"fleet_manager", "admin"}),
+    "GET /api/v1/models/{model:str}/swap": USERS,
+    "GET /api/v1/models/{model:str}/cameras": USERS,
 }
 
 SAMPLE = {
@@ -178,6 +189,7 @@ SAMPLE = {
     "reference": "KF-0000-0000-0000",
     "release_id": "1",
     "scope_key": "default",
+    "model": "AB2",
 }
 QUERY = {"/api/v1/changes": "?borough=Camden", "/api/v1/changes/snapshot": "?borough=Camden"}
 

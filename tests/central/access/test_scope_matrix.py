@@ -50,6 +50,10 @@ SCOPE: dict[str, str] = {
     "GET /officers/conflicts": LISTS,
     "GET /clips": LISTS,
     "GET /rollout": NO_BOROUGH,
+    "GET /models": NO_BOROUGH,
+    "GET /models/{model:str}": FORCE_WIDE,
+    "GET /profiles": NO_BOROUGH,
+    "GET /firmware": NO_BOROUGH,
     "POST /rollout/proposals/{proposal_id:int}/{decision:str}": FORCE_WIDE,
     "POST /officers/assign": TOUCHES,
     "POST /officers/unassign": TOUCHES,
@@ -159,6 +163,12 @@ SCOPE: dict[str, str] = {
     "GET /api/v1/profiles/{scope_key:str}": NO_BOROUGH,
     "PUT /api/v1/profiles/{scope_key:str}": FORCE_WIDE,
     "GET /api/v1/devices/{serial:str}/profile": TOUCHES,
+    # camera models and their swap figures by borough are the force's; the cameras' list names holders
+    "GET /api/v1/models": NO_BOROUGH,
+    "POST /api/v1/models/{model:str}/withdraw": FORCE_WIDE,
+    "POST /api/v1/models/{model:str}/replacements": FORCE_WIDE,
+    "GET /api/v1/models/{model:str}/swap": NO_BOROUGH,
+    "GET /api/v1/models/{model:str}/cameras": FORCE_WIDE,
 }
 NO_INSIDE = {
     "POST /api/v1/cases/{case_ref:str}/clips",
@@ -322,6 +332,7 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "reference": "KF-0000-0000-0000",
         "release_id": "1",
         "scope_key": "default",
+        "model": "AB2",
     }
     path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], template)
     query = {

@@ -47,9 +47,10 @@ SHARED_READS = {
         "cameras' clips (``holds.REQUEST_HELD``, the same statement)",
     ),
     "rollout": (
-        {"devices", "assignments", "officers", "device_history"},
+        {"devices", "assignments", "officers", "device_history", "withdrawn_models"},
         "planning, checking a proposal and progress are set-based queries over the whole registry "
-        "(one per rule, ~20,000 cameras), joined with the roll-out's own tables",
+        "(one per rule, ~20,000 cameras), joined with the roll-out's own tables; a withdrawn model's "
+        "cameras are never handed out (one rule of the check, ``swap.problems``)",
     ),
     "firmware": (
         {"devices", "assignments", "officers"},

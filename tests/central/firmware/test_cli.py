@@ -114,3 +114,13 @@ def test_finding4_withdraw_with_an_id_past_64_bits_is_a_clear_error(capsys, conf
     except Exception as exc:  # what main let escape is what the user's terminal shows as a traceback
         pytest.fail(f"a traceback: {type(exc).__name__}: {exc}")
     assert code == 2 and err.startswith("fleet: error:") and "Traceback" not in err
+
+
+def test_firmware_sweep(capsys, config):
+    code, out, err = fleet(capsys, "central", "firmware", "sweep", "--dry-run", "--config", config)
+    assert code == 0, err
+    assert out.startswith("would delete 0 artifact(s) no release names (0 bytes); kept 0 younger than 24 h")
+    code, out, err = fleet(capsys, "central", "firmware", "sweep", "--grace-hours", "0", "--config", config)
+    assert code == 2 and "--grace-hours: between 1 and 8760" in err
+    code, out, err = fleet(capsys, "central", "firmware", "sweep", "--json", "--config", config)
+    assert code == 0 and json.loads(out) == {"deleted": [], "deleted_bytes": 0, "young": 0, "named": 0}

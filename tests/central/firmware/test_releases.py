@@ -115,6 +115,50 @@ def test_without_release_keys_every_release_is_refused(tmp_path, vendor):
         store.close()
 
 
+def test_a_key_bound_to_a_vendors_models_signs_only_for_those(tmp_path, vendor):
+    from fleet.firmware import key_fingerprint, public_key_hex
+
+    other = Ed25519PrivateKey.generate()  # another vendor's TEST key, with no limit
+    settings = make_settings(
+        tmp_path / "central",
+        firmware={
+            "release_keys": [
+                {"key": public_key_hex(vendor.public_key()), "models": [MODEL, "Axon Body 3"]},
+                public_key_hex(other.public_key()),
+            ],
+            "max_artifact_bytes": LIMIT,
+        },
+    )
+    store = CentralStore.open(settings)
+    try:
+        services = build_services(settings, store)
+        release, created = add(services, tmp_path, ARTIFACT, sign(vendor, ARTIFACT))
+        assert created and release.signed_by == key_fingerprint(vendor.public_key())
+        foreign = ARTIFACT[::-1]
+        with pytest.raises(
+            BadRequest, match=r"which may sign only for Axon Body 2, Axon Body 3, not for Motorola V300"
+        ):
+            add(services, tmp_path, foreign, sign(vendor, foreign, model="Motorola V300"), model="Motorola V300")
+        assert stored(services) == (1, [])
+        assert not services.blobs.exists(BLOB_PREFIX + hashlib.sha256(foreign).hexdigest())
+        refused = [a for a in audit_actions(services, "firmware_release") if a[0] == "firmware-refused"]
+        assert refused == [
+            (
+                "firmware-refused",
+                "Motorola V300 1.0.0",
+                f"signed by release key {key_fingerprint(vendor.public_key())}, not one for Motorola V300; "
+                f"sha256 {hashlib.sha256(foreign).hexdigest()}, {len(foreign)} bytes",
+            )
+        ]
+        # A plain key still signs for any model.
+        _, created = add(
+            services, tmp_path, foreign, sign(other, foreign, model="Motorola V300"), model="Motorola V300"
+        )
+        assert created
+    finally:
+        store.close()
+
+
 def test_an_artifact_over_the_limit_is_refused_and_leaves_nothing(services, vendor, tmp_path):
     big = os.urandom(LIMIT + 1)
     with pytest.raises(PayloadTooLarge, match="max_artifact_bytes"):
