@@ -321,10 +321,11 @@ class StationKeySettings(KeySource, kw_only=True, forbid_unknown_fields=True):
 class StationFirmwareSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """``[firmware]`` in a station's file: whose firmware it hands to cameras (docs/firmware.md)."""
 
-    release_keys: list[str] = []
-    """Ed25519 public keys of the vendors whose releases this station hands to cameras (as central's
-    ``[firmware] release_keys``): a downloaded artifact is kept only when one of them signed it, so
-    the station never takes central's word alone. None: no release is handed to a camera."""
+    release_keys: list[str | ReleaseKey] = []
+    """Ed25519 public keys of the vendors whose releases this station hands to cameras, each
+    optionally limited to its models (as central's ``[firmware] release_keys``): a downloaded
+    artifact is kept only when one of them, for its model, signed it, so the station never takes
+    central's word alone. None: no release is handed to a camera."""
 
 
 class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.errors import FleetError
-from fleet.firmware import parse_public_key
+from fleet.firmware import trusted_keys
 from fleet.lockfile import FileClaim
 from fleet.logs import Repeats
 from fleet.retry import RetryPolicy
@@ -110,7 +110,7 @@ class StationNode:
             reserve_bytes=settings.min_free_bytes,
         )
         self.desk = Desk(self.store, settings.station_id, settings.borough, on_event=self.wake_events)
-        release_keys = [parse_public_key(k) for k in settings.firmware.release_keys]  # checked when the file loaded
+        release_keys = trusted_keys(settings.firmware.release_keys)  # checked when the file loaded
         self.artifacts = ArtifactFetcher(self.client, self.store, self.policy, release_keys)
         self.dock_updates = DockUpdates(self.store, settings.dock_dir, release_keys)
         self.uplink = EventSender(

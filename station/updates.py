@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fleet.clock import utc_now
 from fleet.errors import DockFolderError
 from fleet.events import CameraUpdate, CameraUpdateResult
+from fleet.firmware import TrustedKey
 from fleet.logs import Repeats
 from fleet.profiles import settings_sha256
 from fleet.protocol import DeviceInfo, ManifestFirmware, UpdateManifest
@@ -71,7 +71,7 @@ class UpdatesReport:
 class DockUpdates:
     """Hands offers to docked cameras and collects their reports."""
 
-    def __init__(self, store: StationStore, dock_dir: str | Path, keys: list[Ed25519PublicKey]) -> None:
+    def __init__(self, store: StationStore, dock_dir: str | Path, keys: list[TrustedKey]) -> None:
         self.store = store
         self.updates = store.updates
         self.dock_dir = Path(dock_dir)

@@ -30,12 +30,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fleet.clock import utc_now
 from fleet.errors import TransientTransferError
 from fleet.events import CameraUpdateRelease
-from fleet.firmware import parse_signature, signed_by, statement_bytes
+from fleet.firmware import TrustedKey, parse_signature, signed_by, statement_bytes
 from fleet.hashing import fsync_dir
 from fleet.retry import RetryPolicy, as_transfer_error
 from station.store import StationStore
@@ -54,7 +53,7 @@ def artifact_path(store: StationStore, sha256: str) -> Path:
     return store.data_dir / FIRMWARE_DIR / sha256
 
 
-def signature_refusal(release: CameraUpdateRelease, keys: list[Ed25519PublicKey]) -> str | None:
+def signature_refusal(release: CameraUpdateRelease, keys: list[TrustedKey]) -> str | None:
     """Why this station will not hand this release to a camera, judged on its signature alone; None if
     the signature verifies under one of the station's release keys."""
     if not keys:
@@ -64,10 +63,10 @@ def signature_refusal(release: CameraUpdateRelease, keys: list[Ed25519PublicKey]
     except ValueError as exc:
         return f"release {release.id}: {exc}"
     statement = statement_bytes(model=release.model, version=release.version, sha256=release.sha256, size=release.size)
-    if signed_by(statement, signature, keys) is None:
+    if signed_by(statement, signature, [k.key for k in keys if k.may_sign(release.model)]) is None:
         return (
             f"release {release.id} ({release.model} {release.version}): its signature verifies under no key of "
-            "this station's [firmware] release_keys"
+            "this station's [firmware] release_keys for that model"
         )
     return None
 
@@ -86,9 +85,7 @@ class FetchReport:
 class ArtifactFetcher:
     """Downloads, checks and keeps the artifacts the station's offers name; deletes the unnamed."""
 
-    def __init__(
-        self, client: httpx.Client, store: StationStore, policy: RetryPolicy, keys: list[Ed25519PublicKey]
-    ) -> None:
+    def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, keys: list[TrustedKey]) -> None:
         self.client = client
         self.store = store
         self.updates = store.updates

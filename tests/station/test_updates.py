@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.events import CameraUpdate, CameraUpdateRelease
-from fleet.firmware import statement_bytes
+from fleet.firmware import TrustedKey, statement_bytes
 from fleet.profiles import settings_sha256
 from fleet.protocol import Battery
 from simulation.camera import SimCamera, SimClip, UpdateFailures
@@ -66,7 +66,7 @@ class Station:
 
     def __init__(self, store, dock_dir, keys) -> None:
         self.ingestor = Ingestor(store, "camden", dock_dir)
-        self.updates = DockUpdates(store, dock_dir, keys)
+        self.updates = DockUpdates(store, dock_dir, [TrustedKey(k) for k in keys])
 
     def scan(self):
         self.ingestor.scan()
@@ -117,7 +117,7 @@ def test_a_verified_release_is_handed_to_a_camera_once_its_folder_is_ingested(st
     assert (offered["serial"], offered["deployment_id"], offered["attempt"]) == ("BWV-000123", 12, 1)
     assert (
         station.scan().handed_over == []
-        and DockUpdates(store, dock_dir, [vendor.public_key()]).scan() == type(report)()
+        and DockUpdates(store, dock_dir, [TrustedKey(vendor.public_key())]).scan() == type(report)()
     )  # a restarted station does not hand it over twice in the same folder
     assert len(events(store, "camera_update_offered")) == 1
     assert firmware_status(store).offers == []  # handed over: not waiting
@@ -255,7 +255,7 @@ def test_the_cameras_report_is_sent_once_and_a_failure_waits_for_the_next_attemp
     assert not (second / "update").exists()  # a retry is central's to offer
 
     station.ingestor.ingest_folder(second)  # ingested again (a restart before INGESTED.json)
-    assert DockUpdates(store, dock_dir, [vendor.public_key()]).scan().results == []
+    assert DockUpdates(store, dock_dir, [TrustedKey(vendor.public_key())]).scan().results == []
     camera.undock(second)
     camera.dock(dock_dir, [], battery=charged(), folder_name="c")  # the same report at a later dock
     station.scan()

@@ -18,7 +18,7 @@ from central.core.providers import services
 from fleet.config import StationSettings, settings_from_dict
 from fleet.errors import ConfigError
 from fleet.events import CameraUpdate, CameraUpdateRelease, Snapshot, StationPolicy
-from fleet.firmware import parse_public_key, public_key_hex
+from fleet.firmware import TrustedKey, public_key_hex, trusted_keys
 from simulation.camera import SimCamera
 from station.node import StationNode
 from station.sync import artifacts as artifacts_module
@@ -88,7 +88,8 @@ class Recording(httpx.BaseTransport):
 def fetcher_for(central, store, keys) -> tuple[ArtifactFetcher, Recording]:
     transport = Recording(central._transport)
     client = httpx.Client(base_url="http://central.local", transport=transport, headers=STATION)
-    return ArtifactFetcher(client, store, FAST, keys), transport
+    trusted = [k if isinstance(k, TrustedKey) else TrustedKey(k) for k in keys]
+    return ArtifactFetcher(client, store, FAST, trusted), transport
 
 
 def test_an_offered_artifact_is_downloaded_once_checked_and_kept(central, store, vendor):
@@ -150,7 +151,9 @@ def test_bytes_changed_at_central_are_refused_and_deleted(central, store, vendor
     assert store.updates.artifact(sha).state == "failed"
 
 
-@pytest.mark.parametrize("case", ["wrong signature", "key not in the station's list", "no key at all"])
+@pytest.mark.parametrize(
+    "case", ["wrong signature", "key not in the station's list", "key for other models", "no key at all"]
+)
 def test_a_release_the_stations_keys_do_not_verify_is_never_downloaded(central, store, vendor, case):
     release = release_of(central)
     keys = [vendor.public_key()]
@@ -158,6 +161,8 @@ def test_a_release_the_stations_keys_do_not_verify_is_never_downloaded(central, 
         release = release_of(central, signature=sign(vendor, ARTIFACT, version="9.9.9"))  # signed for another version
     elif case == "key not in the station's list":
         keys = [Ed25519PrivateKey.generate().public_key()]
+    elif case == "key for other models":  # the vendor's key, limited to models this release is not for
+        keys = [TrustedKey(vendor.public_key(), frozenset({"Another Vendor Cam"}))]
     else:
         keys = []
     offer(store, release)
@@ -208,7 +213,7 @@ def test_the_stations_release_keys_are_checked_when_its_file_loads(tmp_path):
     base = camden(tmp_path)
     key = Ed25519PrivateKey.generate().public_key()
     good = settings_from_dict({**base, "firmware": {"release_keys": [public_key_hex(key)]}}, StationSettings)
-    assert parse_public_key(good.firmware.release_keys[0]) == key
+    assert trusted_keys(good.firmware.release_keys) == [TrustedKey(key)]
     with pytest.raises(ConfigError, match=r"\[firmware\] release_keys\[0\]: not an Ed25519 public key"):
         settings_from_dict({**base, "firmware": {"release_keys": ["00" * 31]}}, StationSettings)
     b64 = base64.b64encode(bytes.fromhex(public_key_hex(key))).decode()
