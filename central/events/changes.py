@@ -34,6 +34,7 @@ from central.registry import officers as registry_officers
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, CursorExpired
 from fleet.events import (
+    CameraUpdate,
     Change,
     ChangeItem,
     ChangePage,
@@ -67,6 +68,8 @@ def _key(item: ChangeItem) -> tuple[str, str]:
             return "policy", ""
         case ClipHold():
             return "clip_hold", item.clip_id
+        case CameraUpdate():
+            return "camera_update", item.serial
 
 
 def policy_for(settings: CentralSettings, borough: str) -> StationPolicy:

@@ -32,6 +32,8 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.events import (
     BadFolder,
     CameraDocked,
+    CameraUpdateOffered,
+    CameraUpdateResult,
     CheckedIn,
     CheckedOut,
     ClipDamaged,
@@ -87,6 +89,8 @@ def subject_of(event: Event) -> str:
             return event.device_serial
         case BadFolder():
             return event.folder
+        case CameraUpdateOffered() | CameraUpdateResult():
+            return event.serial
 
 
 # -- clips -----------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ from fleet.config import FleetSettings
 from fleet.events import (
     BadFolder,
     CameraDocked,
+    CameraUpdateOffered,
+    CameraUpdateResult,
     CheckedIn,
     CheckedOut,
     ClipDamaged,
@@ -398,6 +400,8 @@ class Projector:
         CheckedIn: _checked_in,
         BadFolder: None,
         ClipDamaged: _damaged,
+        CameraUpdateOffered: None,
+        CameraUpdateResult: None,
     }
     _admissions: ClassVar[
         dict[type, Callable[[Projector, Any, dict[str, claims.StationClock], list[Any]], list[Any]]]
@@ -409,6 +413,8 @@ class Projector:
         CheckedIn: _admit_pool_events,
         BadFolder: _admit_own_dock,
         ClipDamaged: _admit_damaged,
+        CameraUpdateOffered: _admit_own_dock,
+        CameraUpdateResult: _admit_own_dock,
     }
     """What a station may claim, by event kind (``central.events.claims``): a kind with no rule here is
     never applied (``tests/central/events/test_claims.py`` fails for one)."""
