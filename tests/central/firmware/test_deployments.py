@@ -5,6 +5,7 @@ phase fails too often; resumed, aborted and rolled back by people, every decisio
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -191,34 +192,35 @@ def test_the_same_target_is_split_the_same_way_and_a_camera_already_updated_is_n
     assert "no camera matches the target" in none_match["message"]
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "message"),
-    [
-        ({"release_id": 999}, 404, "no firmware release 999"),
-        ({}, 400, "of a release"),
-        ({"release_id": "R", "profiles": True}, 400, ""),
-        ({"phases": []}, 400, "at least one phase"),
-        ({"phases": [{"share_pct": 10}, {"share_pct": 5}, {"share_pct": 100}]}, 400, "must increase"),
-        ({"phases": [{"share_pct": 101}]}, 400, ""),
-        ({"phases": [{"share_pct": 10}, {"share_pct": 50}]}, 400, "make its share 100"),
-        ({"phases": [{"share_pct": 10, "boroughs": ["Camden"]}, {"share_pct": 100}]}, 400, "either share_pct"),
-        ({"phases": [{"boroughs": ["Camden"]}, {"boroughs": ["Camden"]}]}, 400, "in phase 1 already"),
-        ({"target": {"boroughs": ["Camdem"]}}, 400, "Camdem"),
-        ({"target": {"stations": ["nowhere"]}}, 400, "no station 'nowhere'"),
-        ({"target": {"boroughs": []}}, 400, ""),
-        ({"target": {"models": ["Other"]}}, 400, "may name only that model"),
-        ({"reason": " "}, 400, ""),
-        ({"surprise": 1}, 400, ""),
-    ],
-)
-def test_a_deployment_out_of_shape_is_refused_in_the_one_error_shape(client, body, status, message):
+REFUSED: list[tuple[dict[str, Any], int, str]] = [
+    ({"release_id": 999}, 404, "no firmware release 999"),
+    ({}, 400, "of a release"),
+    ({"release_id": "R", "profiles": True}, 400, "of a release"),
+    ({"phases": []}, 400, "at least one phase"),
+    ({"phases": [{"share_pct": 10}, {"share_pct": 5}, {"share_pct": 100}]}, 400, "must increase"),
+    ({"phases": [{"share_pct": 101}]}, 400, "share_pct"),
+    ({"phases": [{"share_pct": 10}, {"share_pct": 50}]}, 400, "make its share 100"),
+    ({"phases": [{"share_pct": 10, "boroughs": ["Camden"]}, {"share_pct": 100}]}, 400, "either share_pct"),
+    ({"phases": [{"boroughs": ["Camden"]}, {"boroughs": ["Camden"]}]}, 400, "in phase 1 already"),
+    ({"target": {"boroughs": ["Camdem"]}}, 400, "Camdem"),
+    ({"target": {"stations": ["nowhere"]}}, 400, "no station 'nowhere'"),
+    ({"target": {"boroughs": []}}, 400, "boroughs"),
+    ({"target": {"models": ["Other"]}}, 400, "may name only that model"),
+    ({"reason": " "}, 400, "reason"),
+    ({"surprise": 1}, 400, "surprise"),
+    ({"policy": {"max_attempts": 0}}, 400, "max_attempts"),
+]
+
+
+def test_a_deployment_out_of_shape_is_refused_in_the_one_error_shape(client):
     release_id = release(client)
-    if "release_id" not in body and body.get("profiles") is None and body != {}:
-        body = {"release_id": release_id, **body}
-    elif body.get("release_id") == "R":
-        body = {**body, "release_id": release_id}
-    answer = create(client, status, **body)
-    assert "message" in answer and message in answer["message"], answer
+    for body, status, message in REFUSED:
+        if body.get("release_id") == "R":
+            body = {**body, "release_id": release_id}
+        elif body and "release_id" not in body:
+            body = {"release_id": release_id, **body}
+        answer = create(client, status, **body)
+        assert answer["error"] and message in answer["message"] + str(answer.get("extra", "")), (body, answer)
     assert client.get(URL, headers=ADMIN).json() == []
 
 
