@@ -29,8 +29,10 @@ functions, inside their own transaction where the change must commit with theirs
     rollout/   plans the roll-out and hands cameras out in bulk through the registry
                tables: rollout_proposals, rollout_items, checking (temporary)
     firmware/  holds what central gives the cameras themselves: vendor-signed firmware releases
-               (artifacts in the blob store) and camera profiles by scope, explained per camera
-               tables: firmware_releases, camera_profiles
+               (artifacts in the blob store), camera profiles by scope, explained per camera, and
+               their deployments in phases that pause themselves
+               tables: firmware_releases, camera_profiles, deployments, deployment_phases,
+               deployment_cameras
     web/       the dashboard's pages, over the other packages' services
                tables: none
 

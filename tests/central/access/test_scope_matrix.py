@@ -159,6 +159,16 @@ SCOPE: dict[str, str] = {
     "GET /api/v1/profiles/{scope_key:str}": NO_BOROUGH,
     "PUT /api/v1/profiles/{scope_key:str}": FORCE_WIDE,
     "GET /api/v1/devices/{serial:str}/profile": TOUCHES,
+    # deployments are the force's, as the releases they deliver: read by any fleet manager, decided
+    # only force-wide (a pause stops every borough's cameras)
+    "POST /api/v1/deployments": FORCE_WIDE,
+    "GET /api/v1/deployments": NO_BOROUGH,
+    "GET /api/v1/deployments/{deployment_id:int}": NO_BOROUGH,
+    "GET /api/v1/deployments/{deployment_id:int}/cameras": NO_BOROUGH,
+    "POST /api/v1/deployments/{deployment_id:int}/pause": FORCE_WIDE,
+    "POST /api/v1/deployments/{deployment_id:int}/resume": FORCE_WIDE,
+    "POST /api/v1/deployments/{deployment_id:int}/abort": FORCE_WIDE,
+    "POST /api/v1/deployments/{deployment_id:int}/rollback": FORCE_WIDE,
 }
 NO_INSIDE = {
     "POST /api/v1/cases/{case_ref:str}/clips",
@@ -321,6 +331,7 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "file_path": "fleet.css",
         "reference": "KF-0000-0000-0000",
         "release_id": "1",
+    "deployment_id": "1",
         "scope_key": "default",
     }
     path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], template)
