@@ -331,7 +331,7 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "file_path": "fleet.css",
         "reference": "KF-0000-0000-0000",
         "release_id": "1",
-    "deployment_id": "1",
+        "deployment_id": "1",
         "scope_key": "default",
     }
     path = re.sub(r"\{(\w+):\w+\}", lambda m: values[m.group(1)], template)

@@ -19,8 +19,8 @@ from litestar.testing import TestClient
 
 from central.core.app import create_app
 from central.core.providers import services
-from tests.central.conftest import ADMIN, CAMDEN, TUS, checksum, metadata, patch
 from fleet.events import CameraUpdateOffered, CameraUpdateResult
+from tests.central.conftest import ADMIN, CAMDEN, TUS, checksum, metadata, patch
 from tests.central.fleetdata import docked, ingested, out, post
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
 
