@@ -129,7 +129,7 @@ def test_deployment_results_and_offers_read_growing_tables_by_index_only(traced)
         ).json()["items"]
     ]
     statements.clear()
-    reports = []
+    reports: list[CameraUpdateOffered | CameraUpdateResult] = []
     for serial in offered:
         reports.append(CameraUpdateOffered(serial=serial, deployment_id=deployment, attempt=1))
         reports.append(CameraUpdateResult(serial=serial, deployment_id=deployment, attempt=1, ok=True))
