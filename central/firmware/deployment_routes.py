@@ -90,7 +90,10 @@ class DeploymentController(Controller):
             CameraState | None, QueryParameter(name="state", description="only cameras in this state")
         ] = None,
         cursor: Annotated[
-            str | None, QueryParameter(max_length=64, description="next_cursor of the previous page")
+            str | None,
+            QueryParameter(
+                max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="next_cursor of the previous page"
+            ),
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> CameraPage:

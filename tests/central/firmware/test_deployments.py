@@ -439,6 +439,7 @@ def test_cameras_are_listed_a_page_at_a_time(client):
     assert len(cameras(client, d["id"], limit=7)) == 30
     assert client.get(f"{URL}/{d['id']}/cameras", params={"limit": 0}, headers=ADMIN).status_code == 400
     assert client.get(f"{URL}/{d['id']}/cameras", params={"state": "x"}, headers=ADMIN).status_code == 400
+    assert client.get(f"{URL}/{d['id']}/cameras", params={"cursor": "a\x00"}, headers=ADMIN).status_code == 400
     assert [x["id"] for x in client.get(URL, params={"state": "running"}, headers=ADMIN).json()] == [d["id"]]
     assert client.get(URL, params={"state": "completed"}, headers=ADMIN).json() == []
 
