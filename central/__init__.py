@@ -30,8 +30,10 @@ functions, inside their own transaction where the change must commit with theirs
                swaps a withdrawn model's cameras for others the same way
                tables: rollout_proposals, rollout_items, checking (temporary)
     firmware/  holds what central gives the cameras themselves: vendor-signed firmware releases
-               (artifacts in the blob store) and camera profiles by scope, explained per camera
-               tables: firmware_releases, camera_profiles
+               (artifacts in the blob store), camera profiles by scope, explained per camera, and
+               their deployments in phases that pause themselves
+               tables: firmware_releases, camera_profiles, deployments, deployment_phases,
+               deployment_cameras
     web/       the dashboard's pages, over the other packages' services
                tables: none
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import typing
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from msgspec import Meta, Raw, Struct
 
 from fleet.battery import HealthPolicy
+from fleet.firmware import Model, Sha256, Version
 from fleet.protocol import AwareDatetime, DeviceInfo, Quantity, Serial, Sha256Hex, Tag
 
 OfficerId = Annotated[
@@ -107,30 +108,36 @@ class ClipDamaged(Struct, tag_field="kind", tag="clip_damaged", kw_only=True):
     reason: Annotated[str, Meta(max_length=500)]
 
 
-DeploymentId = Annotated[int, Meta(ge=1, le=2**62)]
+RowId = Annotated[int, Meta(ge=1, le=2**62)]
+DeploymentId = RowId
 Attempt = Annotated[int, Meta(ge=1, le=1000)]
+"""Which attempt at a camera's update: 1 + the camera's failures in the deployment so far."""
 
 
 class CameraUpdateOffered(Struct, tag_field="kind", tag="camera_update_offered", kw_only=True):
-    """The station wrote a deployment's update into a docked camera's folder (docs/firmware.md)."""
+    """(Extension) The station wrote a deployment's update into a docked camera's folder
+    (``update/manifest.json``, docs/firmware.md)."""
 
     serial: Serial
     deployment_id: DeploymentId
     attempt: Attempt
-    at: AwareDatetime
+    at: AwareDatetime | None = None
+    """When it was written, by the station's clock (None: the envelope's ``at``, which is the same)."""
 
 
 class CameraUpdateResult(Struct, tag_field="kind", tag="camera_update_result", kw_only=True):
-    """A camera's ``device.json`` reported how an update went: ``version`` is the firmware it runs
-    after the attempt (unchanged on a failure)."""
+    """(Extension) A camera reported the outcome of an update in its ``device.json``."""
 
     serial: Serial
     deployment_id: DeploymentId
     attempt: Attempt
     ok: bool
-    version: Annotated[str, Meta(max_length=64)] = ""
+    version: Annotated[str, Meta(max_length=64)] | None = None
+    """The firmware the camera reports after the attempt (unchanged when it failed)."""
     error: Annotated[str, Meta(max_length=500)] | None = None
-    at: AwareDatetime
+    """The camera's reason for a failure."""
+    at: AwareDatetime | None = None
+    """When the station read the report, by its clock (None: the envelope's ``at``)."""
 
 
 Event = (
@@ -272,30 +279,41 @@ class ClipHold(Struct, kw_only=True, tag_field="kind", tag="clip_hold"):
 
 
 class CameraUpdateRelease(Struct, kw_only=True):
-    """The release a deployment offers: what the station downloads and checks (``fleet.firmware``)."""
+    """The firmware a ``camera_update`` offers: what the station downloads
+    (``GET /api/v1/firmware/releases/{id}/artifact``) and checks before a camera is given it."""
 
-    id: int
-    model: str
-    version: str
-    sha256: Sha256Hex
+    id: RowId
+    model: Model
+    version: Version
+    sha256: Sha256
     size: Quantity
-    signature: str
+    signature: Annotated[str, Meta(max_length=200)]
+    """The vendor's Ed25519 signature over the release statement, base64 (``fleet.firmware``)."""
+
+
+ProfileValue = int | float | str | bool
+Percent = Annotated[float, Meta(ge=0, le=100)]
 
 
 class CameraUpdate(Struct, kw_only=True, tag_field="kind", tag="camera_update"):
-    """A deployment's offer to one camera (``active`` False: withdrawn). A station keeps at most one
-    offer per camera: a newer deployment's replaces an older one's (docs/firmware.md)."""
+    """A deployment's offer to one camera: firmware (``release``) or settings (``profile``).
+
+    ``active`` False withdraws the offer (the deployment paused or was aborted; the camera was
+    updated, gave up or left the target). A station keeps at most one offer per camera: a newer
+    deployment's item replaces an older one's (docs/firmware.md)."""
 
     serial: Serial
     deployment_id: DeploymentId
     active: bool = True
     release: CameraUpdateRelease | None = None
-    profile: dict[str, Any] | None = None
-    """A profile deployment: the camera's whole effective profile (``fleet.profiles``)."""
-    min_charge_pct: Annotated[float, Meta(ge=0, le=100)] = 50.0
-    max_temperature_c: float = 40.0
+    """None: a profile deployment."""
+    profile: Annotated[dict[str, ProfileValue], Meta(max_length=64)] | None = None
+    """The camera's whole effective profile (``fleet.profiles.CameraSettings``'s fields), for a
+    profile deployment; kept as a mapping so a station passes a newer central's settings on unchanged."""
+    min_charge_pct: Percent = 50.0
+    max_temperature_c: Annotated[float, Meta(ge=-50, le=150)] = 40.0
     attempt: Attempt = 1
-    """The attempt to make next: 1 + the camera's failures so far."""
+    """The attempt the station should make next."""
 
 
 ChangeItem = Officer | DeviceEntry | PersonalIssue | StationPolicy | ClipHold | CameraUpdate
@@ -326,4 +344,4 @@ class Snapshot(Struct, kw_only=True):
     held_clips: list[str] = []
     """Clips of the borough's stations that a hold protects."""
     camera_updates: list[CameraUpdate] = []
-    """The active offers to the borough's cameras."""
+    """The offers now active for the borough's cameras (``active`` True each)."""

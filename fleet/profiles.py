@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Annotated, Literal, get_args
 
 import msgspec
@@ -156,7 +157,7 @@ def _text(value: object) -> str:
     return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
-def settings_sha256(settings: dict[str, object]) -> str:
+def settings_sha256(settings: Mapping[str, object]) -> str:
     """The SHA-256 of a camera's settings as sorted compact JSON: what a camera that applied a profile
     reports as ``profile_sha256`` in its ``device.json`` (docs/firmware.md)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -38,6 +38,7 @@ from central.evidence.custody import CustodyController
 from central.evidence.disclosure import DisclosureController
 from central.evidence.retention import RetentionController
 from central.evidence.shares import ShareController
+from central.firmware.deployment_routes import DeploymentController
 from central.firmware.profiles import ProfileController
 from central.firmware.releases import ReleaseController
 from central.registry.assignments import AssignmentController
@@ -175,6 +176,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             DisclosureController,
             ShareController,
             ReleaseController,
+            DeploymentController,
             ProfileController,
             DashboardController,
             PeoplePages,

@@ -30,6 +30,7 @@ from central.evidence.disclosure import DisclosureService
 from central.evidence.keep_requests import KeepRequests
 from central.evidence.retention import RetentionService
 from central.evidence.shares import ShareService
+from central.firmware.deployments import DeploymentService
 from central.firmware.profiles import ProfileService
 from central.firmware.releases import ReleaseService
 from central.registry.assignments import AssignmentService
@@ -77,6 +78,8 @@ class Services:
     """Firmware releases: vendor-signed artifacts in the blob store (``central.firmware.releases``)."""
     profiles: ProfileService
     """Camera profiles by scope, and each camera's explained (``central.firmware.profiles``)."""
+    deployments: DeploymentService
+    """Releases and profiles delivered in phases that pause themselves (``central.firmware.deployments``)."""
     public_figures: PublicFigures
     """The published months' figures, computed once each in this process (``central.web.public_figures``)."""
 
@@ -157,6 +160,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         keep_requests=KeepRequests(store.writer, changes, retention, settings),
         releases=ReleaseService(store.writer, blobs, settings),
         profiles=ProfileService(store.writer),
+        deployments=DeploymentService(store.writer, changes, settings),
         public_figures=PublicFigures(store.writer, stations),
     )
 

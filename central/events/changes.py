@@ -28,6 +28,7 @@ from central.core.notifications import CHANGES, notify
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence.holds import held_clips_of_borough
+from central.firmware.deployments import active_offers
 from central.registry import assignments
 from central.registry import devices as registry_devices
 from central.registry import officers as registry_officers
@@ -210,6 +211,7 @@ class ChangeLog:
             devices = registry_devices.entries_of_borough(db, borough)
             issues = assignments.personal_issues_of_borough(db, borough)
             held = held_clips_of_borough(db, borough, self.settings)
+            offers = active_offers(db, borough)
         return Snapshot(
             cursor=head,
             officers=officers,
@@ -217,6 +219,7 @@ class ChangeLog:
             personal_issues=issues,
             policy=policy_for(self.settings, borough),
             held_clips=held,
+            camera_updates=offers,
         )
 
     def trim(self) -> int:

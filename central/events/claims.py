@@ -26,6 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from central.evidence import audit
+from central.firmware import deployments
 from central.registry import attribution, checkouts, devices
 from central.uploads import records as upload_records
 from fleet.clock import from_iso, to_iso, utc_now
@@ -40,6 +41,7 @@ from fleet.events import (
     ClipIngested,
     ClipVerified,
     Event,
+    kind_of,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ Refusal = tuple[str, int, str, str, str, str]
 
 PoolEvent = CheckedOut | CheckedIn
 """What a station's desk reports about its pool cameras."""
+UpdateEvent = CameraUpdateOffered | CameraUpdateResult
+"""What a station reports about a deployment's update of one of its cameras."""
 
 
 def refuse(db, refusals: Sequence[Refusal]) -> None:
@@ -258,6 +262,32 @@ def admit_pool_events(
             accepted.append(a)
             continue
         refused.append((a.station, a.seq, kind, serial, reason, a.at))
+    refuse(db, refused)
+    return accepted
+
+
+# -- deployments ----------------------------------------------------------------------------------
+
+
+def admit_updates(db, run: list[Applied[UpdateEvent]]) -> list[Applied[UpdateEvent]]:
+    """A station reports the hand-over and the outcome of updates of its own borough's cameras, in
+    deployments that offered them; anything else is refused."""
+    known = deployments.targeted(db, ((a.event.deployment_id, a.event.serial) for a in run))
+    accepted: list[Applied[UpdateEvent]] = []
+    refused: list[Refusal] = []
+    for a in run:
+        e = a.event
+        found = known.get((e.deployment_id, e.serial))
+        if found is None:
+            reason = f"camera {e.serial} is not in deployment {e.deployment_id}"
+        elif found[1] != a.borough:
+            reason = f"camera {e.serial} is registered to {found[1] or 'no borough'}, not to {a.borough}"
+        elif found[0] == "waiting":
+            reason = f"deployment {e.deployment_id} has not offered camera {e.serial} yet (its phase is not open)"
+        else:
+            accepted.append(a)
+            continue
+        refused.append((a.station, a.seq, kind_of(e), e.serial, reason, a.at))
     refuse(db, refused)
     return accepted
 

@@ -32,12 +32,15 @@ import msgspec
 from central.events import claims
 from central.events.changes import ChangeLog
 from central.evidence import audit, holds
+from central.firmware import deployments
 from central.registry import attribution, battery, checkouts, devices, docking, stations
 from fleet.clock import from_iso, to_iso, to_iso_many, utc_now
 from fleet.config import FleetSettings
 from fleet.events import (
     BadFolder,
     CameraDocked,
+    CameraUpdateOffered,
+    CameraUpdateResult,
     CheckedIn,
     CheckedOut,
     ClipDamaged,
@@ -187,6 +190,12 @@ class Projector:
 
     def _admit_damaged(self, db, clocks: Clocks, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamaged]]:
         return claims.admit_damaged(db, run)
+
+    def _admit_updates(
+        self, db, clocks: Clocks, run: list[Applied[claims.UpdateEvent]]
+    ) -> list[Applied[claims.UpdateEvent]]:
+        # Station time orders nothing here: a camera's outcome is judged against the deployment itself.
+        return claims.admit_updates(db, run)
 
     def _admit_own_dock(self, db, clocks: Clocks, run: list[Applied[BadFolder]]) -> list[Applied[BadFolder]]:
         return run  # a folder of its own dock it could not read: about the station itself, and applied to nothing
@@ -388,6 +397,14 @@ class Projector:
                 checkouts.find_conflicts(db, assignment_id)
                 reattribute(db, self.changes, e.device_serial, a.at, docked_end)
 
+    # -- deployments: a camera handed its update, and its outcome (the phase rules, at once) ----
+
+    def _update_handed(self, db, run: list[Applied[CameraUpdateOffered]]) -> None:
+        deployments.record_handed(db, [(a.event, a.at) for a in run])
+
+    def _update_results(self, db, run: list[Applied[CameraUpdateResult]]) -> None:
+        deployments.apply_results(db, self.changes, [(a.event, a.at) for a in run])
+
     # Each run goes to the rule and the handler of its kind, keyed by the events' type: the
     # one place the checker takes the pairing on trust (a handler names the kind it takes).
     _handlers: ClassVar[dict[type, Callable[[Projector, Any, list[Any]], None] | None]] = {
@@ -398,6 +415,8 @@ class Projector:
         CheckedIn: _checked_in,
         BadFolder: None,
         ClipDamaged: _damaged,
+        CameraUpdateOffered: _update_handed,
+        CameraUpdateResult: _update_results,
     }
     _admissions: ClassVar[
         dict[type, Callable[[Projector, Any, dict[str, claims.StationClock], list[Any]], list[Any]]]
@@ -409,6 +428,8 @@ class Projector:
         CheckedIn: _admit_pool_events,
         BadFolder: _admit_own_dock,
         ClipDamaged: _admit_damaged,
+        CameraUpdateOffered: _admit_updates,
+        CameraUpdateResult: _admit_updates,
     }
     """What a station may claim, by event kind (``central.events.claims``): a kind with no rule here is
     never applied (``tests/central/events/test_claims.py`` fails for one)."""

@@ -1,4 +1,5 @@
-"""``fleet central firmware …`` and ``fleet central profile …``: releases and camera profiles.
+"""``fleet central firmware …``, ``fleet central profile …`` and ``fleet central deploy …``: releases,
+camera profiles, and their deployments.
 
 Straight on central's database and blob store, like ``fleet central officers``, whether or not
 central is serving. The actor in the audit trail is ``cli:<login>``.
@@ -15,6 +16,8 @@ from typing import get_args
 import msgspec
 
 from central.core.cli import central_services
+from central.firmware.deployments import DecisionRequest, Deployment, DeploymentRequest
+from central.firmware.phases import PhaseSpec
 from fleet.errors import BadRequest, FleetError
 from fleet.profiles import SETTINGS, CameraSettings, FrameRate, Mount, Resolution
 
@@ -30,7 +33,18 @@ def _release_id(text: str) -> int:
     return int(text)
 
 
+def _deployment_id(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 1 <= int(text) <= 2**62:
+        raise BadRequest(f"{text[:40]!r} is not a deployment's number (see: fleet central deploy list)")
+    return int(text)
+
+
 def register(commands: argparse._SubParsersAction) -> None:
+    _register_firmware(commands)
+    _register_deploy(commands)
+
+
+def _register_firmware(commands: argparse._SubParsersAction) -> None:
     firmware = commands.add_parser(
         "firmware",
         help="firmware releases: add (signature checked), list, withdraw",
@@ -264,3 +278,172 @@ def cmd_profile_explain(args: argparse.Namespace) -> int:
         print(f"  {line}")
     sys.stdout.flush()
     return 0
+
+
+# -- fleet central deploy ------------------------------------------------------------------------
+
+
+def _register_deploy(commands: argparse._SubParsersAction) -> None:
+    deploy = commands.add_parser(
+        "deploy",
+        help="deployments of a release or the profiles, in phases that pause themselves",
+        description="Deliver a firmware release or the camera profiles to a target of cameras, phase by phase; a "
+        "phase whose failures pass its threshold pauses the deployment (docs/firmware.md).",
+    )
+    actions = deploy.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = actions.add_parser(
+        "create",
+        help="create a deployment (its first phase opens at once)",
+        description="The target is frozen now: every option given narrows it (repeat an option for several "
+        "values). Phases: --phase 1 --phase 10 --phase 100 (cumulative shares) or --phase boroughs=A,B (a borough "
+        "wave); the last phase takes every camera left. Default: 1, 10, 50, 100.",
+    )
+    what = create.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--release", metavar="ID", help="the firmware release to deploy (see: fleet central firmware list)"
+    )
+    what.add_argument("--profiles", action="store_true", help="deploy each camera's effective profile")
+    create.add_argument("--model", action="append", help="only cameras of this model (profiles)")
+    create.add_argument("--borough", action="append", help="only cameras of this borough")
+    create.add_argument("--station", action="append", help="only cameras whose home station is this one")
+    create.add_argument("--serial", action="append", help="only this camera")
+    create.add_argument("--from-version", action="append", help="only cameras now reporting this firmware version")
+    create.add_argument("--phase", action="append", metavar="SHARE|boroughs=A,B", help="a phase, in order")
+    create.add_argument("--max-failure-pct", type=float, default=5.0, help="each phase's failure threshold (5)")
+    create.add_argument("--min-results", type=int, default=3, help="results before a phase is judged (3)")
+    create.add_argument("--max-attempts", type=int, default=3, help="failures before a camera is given up (3)")
+    create.add_argument("--min-charge-pct", type=float, default=50.0, help="a camera is updated only this charged (50)")
+    create.add_argument("--max-temperature-c", type=float, default=40.0, help="and no hotter than this (40)")
+    create.add_argument("--reason", required=True, help="why (goes into the audit trail)")
+    create.add_argument("--json", action="store_true", help="write the deployment as JSON")
+    _config(create)
+    create.set_defaults(handler=cmd_deploy_create)
+    listing = actions.add_parser("list", help="deployments, newest first", description="Deployments, newest first.")
+    listing.add_argument(
+        "--state", choices=("running", "paused", "completed", "aborted", "rolled_back"), help="only these"
+    )
+    listing.add_argument("--json", action="store_true", help="write JSON")
+    _config(listing)
+    listing.set_defaults(handler=cmd_deploy_list)
+    show = actions.add_parser(
+        "show", help="one deployment, each phase with its figures", description="A deployment and its phases."
+    )
+    show.add_argument("deployment_id", metavar="ID", help="the deployment's number (see list)")
+    show.add_argument("--json", action="store_true", help="write JSON")
+    _config(show)
+    show.set_defaults(handler=cmd_deploy_show)
+    for name, text in (
+        ("pause", "pause a running deployment: every standing offer is withdrawn"),
+        ("resume", "resume a paused deployment: offered again; only what comes after is judged"),
+        ("abort", "abort: every camera without a final state is cancelled"),
+        ("rollback", "roll a paused or aborted release deployment back to the release its cameras came from"),
+    ):
+        decision = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + " (audited).")
+        decision.add_argument("deployment_id", metavar="ID", help="the deployment's number (see list)")
+        decision.add_argument("--reason", required=True, help="why (goes into the audit trail)")
+        decision.add_argument("--json", action="store_true", help="write the deployment as JSON")
+        _config(decision)
+        decision.set_defaults(handler=cmd_deploy_decide, decision=name)
+
+
+def _phases(texts: list[str] | None, max_failure_pct: float, min_results: int) -> list[dict]:
+    phases: list[dict] = []
+    for text in texts or ["1", "10", "50", "100"]:
+        rule = {"max_failure_pct": max_failure_pct, "min_results": min_results}
+        if text.startswith("boroughs="):
+            phases.append({"boroughs": [b.strip() for b in text.removeprefix("boroughs=").split(",")], **rule})
+            continue
+        try:
+            phases.append({"share_pct": float(text.rstrip("%")), **rule})
+        except ValueError:
+            raise FleetError(f"--phase {text!r}: a share (e.g. 10) or boroughs=A,B") from None
+    return phases
+
+
+def cmd_deploy_create(args: argparse.Namespace) -> int:
+    target = {
+        "models": args.model,
+        "boroughs": args.borough,
+        "stations": args.station,
+        "serials": args.serial,
+        "from_versions": args.from_version,
+    }
+    body = {
+        "reason": args.reason,
+        "release_id": int(args.release) if args.release and args.release.isdigit() else args.release,
+        "profiles": args.profiles,
+        "target": {k: v for k, v in target.items() if v is not None},
+        "phases": _phases(args.phase, args.max_failure_pct, args.min_results),
+        "policy": {
+            "max_attempts": args.max_attempts,
+            "min_charge_pct": args.min_charge_pct,
+            "max_temperature_c": args.max_temperature_c,
+        },
+    }
+    try:
+        request = msgspec.convert(body, DeploymentRequest)
+    except msgspec.ValidationError as exc:
+        raise FleetError(f"deploy create: {exc}") from None
+    with central_services(args.config) as services:
+        deployment = services.deployments.create(request, _actor())
+    if args.json:
+        return _print_json(deployment)
+    _print_deployment(deployment)
+    return 0
+
+
+def cmd_deploy_list(args: argparse.Namespace) -> int:
+    with central_services(args.config) as services:
+        deployments = services.deployments.deployments(args.state)
+    if args.json:
+        return _print_json(deployments)
+    for d in deployments:
+        f = d.figures
+        print(
+            f"{d.id:5} {_what(d):32} {d.state:11} {f.updated:>6}/{f.cameras:<6} updated, {f.failed} failed, "
+            f"{d.created_at:%Y-%m-%d}"
+        )
+    print(f"{len(deployments)} deployment(s)")
+    return 0
+
+
+def cmd_deploy_show(args: argparse.Namespace) -> int:
+    with central_services(args.config) as services:
+        deployment = services.deployments.deployment(_deployment_id(args.deployment_id))
+    if args.json:
+        return _print_json(deployment)
+    _print_deployment(deployment)
+    return 0
+
+
+def cmd_deploy_decide(args: argparse.Namespace) -> int:
+    try:
+        reason = msgspec.convert({"reason": args.reason}, DecisionRequest).reason
+    except msgspec.ValidationError as exc:
+        raise FleetError(f"--reason: {exc}") from None
+    deployment_id = _deployment_id(args.deployment_id)
+    with central_services(args.config) as services:
+        act = getattr(services.deployments, args.decision)
+        deployment = act(deployment_id, reason, _actor())
+    if args.json:
+        return _print_json(deployment)
+    if args.decision == "rollback":
+        print(f"deployment {deployment_id} rolled back by deployment {deployment.id}:")
+    _print_deployment(deployment)
+    return 0
+
+
+def _what(d: Deployment) -> str:
+    return f"{d.release.model} {d.release.version}" if d.release else "the profiles"
+
+
+def _print_deployment(d: Deployment) -> None:
+    print(f"deployment {d.id}: {_what(d)}, {d.state}; {d.decision} ({d.decided_by}, {d.decided_at:%Y-%m-%d %H:%M})")
+    for p in d.phases:
+        f = p.figures
+        what = PhaseSpec(share_pct=p.share_pct, boroughs=p.boroughs).describe()
+        print(
+            f"  phase {p.number} ({what}, max {p.max_failure_pct:g} % failures): {p.state:7} {f.cameras} camera(s), "
+            f"{f.updated} updated, {f.failed} failed, {f.gave_up} gave up, {f.cancelled} cancelled, "
+            f"{f.outstanding} outstanding"
+        )

@@ -146,26 +146,10 @@ class ProfileService:
     def explain(self, serial: str) -> EffectiveProfile:
         """A camera's effective profile and where each setting came from."""
         with self.writer.read() as db:
-            camera = db.execute(
-                "SELECT d.serial, d.model, d.borough, a.officer_id, o.role FROM devices d "
-                "LEFT JOIN assignments a ON a.device_serial = d.serial AND a.ended_at IS NULL "
-                "LEFT JOIN officers o ON o.officer_id = a.officer_id "
-                "WHERE d.serial = ? ORDER BY a.started_at DESC NULLS LAST LIMIT 1",
-                [serial],
-            ).fetchone()
-            if camera is None:
-                raise NotFound(f"no camera {serial}")
-            _, model, borough, officer_id, role = camera
-            scopes = [ProfileScope(kind="default")]
-            scopes += [ProfileScope(kind="model", name=model)] if model else []
-            scopes += [ProfileScope(kind="borough", name=borough)] if borough else []
-            scopes += [ProfileScope(kind="role", name=role)] if role else []
-            by_key = {s.key: s for s in scopes}
-            rows = db.execute(
-                f"SELECT scope, settings FROM camera_profiles WHERE {db.dialect.any_of('scope')}",
-                [db.dialect.many(by_key)],
-            ).fetchall()
-        resolved = resolve([Layer(scope=by_key[r[0]], settings=_settings(r[1])) for r in rows])
+            found = cameras_resolved(db, [serial])
+        if serial not in found:
+            raise NotFound(f"no camera {serial}")
+        (model, borough, officer_id, role), resolved = found[serial]
         return EffectiveProfile(
             serial=serial,
             model=model,
@@ -176,6 +160,47 @@ class ProfileService:
             explanation=resolved,
             lines=explain(resolved),
         )
+
+
+KINDS = ("model", "borough", "role")
+Holder = tuple[str, str | None, str | None, str | None]
+"""A camera's (model, borough, officer it is issued to now, that officer's role)."""
+
+
+def cameras_resolved(db, serials: list[str]) -> dict[str, tuple[Holder, list[ResolvedSetting]]]:
+    """Each of these cameras (those registered) with its settings resolved from the profiles that
+    apply to it: one query for the cameras, one for the profiles, however many cameras."""
+    rows = db.execute(
+        "SELECT d.serial, d.model, d.borough, a.officer_id, o.role FROM devices d "
+        "LEFT JOIN assignments a ON a.device_serial = d.serial AND a.ended_at IS NULL "
+        "LEFT JOIN officers o ON o.officer_id = a.officer_id "
+        f"WHERE {db.dialect.any_of('d.serial')} ORDER BY d.serial, a.started_at DESC NULLS LAST",
+        [db.dialect.many(serials)],
+    ).fetchall()
+    holders: dict[str, Holder] = {}
+    for serial, model, borough, officer_id, role in rows:
+        holders.setdefault(serial, (model, borough, officer_id, role))  # the latest holding, if several
+    wanted: dict[str, ProfileScope] = {"default": ProfileScope(kind="default")}
+    for model, borough, _, role in holders.values():
+        for kind, name in zip(KINDS, (model, borough, role), strict=True):
+            if name:
+                scope = ProfileScope(kind=kind, name=name)  # type: ignore[arg-type]
+                wanted[scope.key] = scope
+    profiles = {
+        r[0]: Layer(scope=wanted[r[0]], settings=_settings(r[1]))
+        for r in db.execute(
+            f"SELECT scope, settings FROM camera_profiles WHERE {db.dialect.any_of('scope')}",
+            [db.dialect.many(wanted)],
+        )
+    }
+    resolved = {}
+    for serial, holder in holders.items():
+        model, borough, _, role = holder
+        keys = ["default"] + [
+            f"{kind}:{name}" for kind, name in zip(KINDS, (model, borough, role), strict=True) if name
+        ]
+        resolved[serial] = (holder, resolve([profiles[k] for k in keys if k in profiles]))
+    return resolved
 
 
 PROFILES = no_borough("camera profiles are the force's settings, nobody's records")

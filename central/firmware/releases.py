@@ -421,10 +421,7 @@ class ReleaseService:
 
     @staticmethod
     def _one(db, release_id: int) -> Release:
-        row = db.execute(f"SELECT {COLUMNS} FROM firmware_releases WHERE id = ?", [release_id]).fetchone()
-        if row is None:
-            raise NotFound(f"no firmware release {release_id}")
-        return _release(row)
+        return read(db, release_id)
 
     def release(self, release_id: int) -> Release:
         with self.writer.read() as db:
@@ -480,6 +477,22 @@ class ReleaseService:
                 detail=f"{release.model} {release.version}: {reason.strip()}",
             )
             return self._one(db, release_id)
+
+
+def read(db, release_id: int) -> Release:
+    """One release, in the caller's transaction; NotFound when there is none."""
+    row = db.execute(f"SELECT {COLUMNS} FROM firmware_releases WHERE id = ?", [release_id]).fetchone()
+    if row is None:
+        raise NotFound(f"no firmware release {release_id}")
+    return _release(row)
+
+
+def of_version(db, model: str, version: str) -> Release | None:
+    """The release of this model and version, if central holds one."""
+    row = db.execute(
+        f"SELECT {COLUMNS} FROM firmware_releases WHERE model = ? AND version = ?", [model, version]
+    ).fetchone()
+    return None if row is None else _release(row)
 
 
 RELEASES = no_borough("firmware releases are the force's, of no borough: any station may fetch them")

@@ -1,10 +1,10 @@
-"""The firmware package's tables: firmware releases and camera profiles."""
+"""The firmware package's tables: firmware releases, camera profiles, and their deployments."""
 
 from __future__ import annotations
 
 from central.core.migrations import Step
 
-TABLES = frozenset({"firmware_releases", "camera_profiles"})
+TABLES = frozenset({"firmware_releases", "camera_profiles", "deployments", "deployment_phases", "deployment_cameras"})
 
 STEPS = [
     # v23: vendor-signed firmware releases (the artifact in the blob store under
@@ -38,6 +38,65 @@ STEPS = [
         updated_at      TEXT NOT NULL,
         updated_by      TEXT NOT NULL
     ) WITHOUT ROWID;
+    """,
+    ),
+    # v24: deployments of a release or of the profiles, in phases; each targeted camera's state.
+    # ``lock`` (the release's model, or 'profiles') is unique among running and paused
+    # deployments: one at a time per model. ``base_results`` / ``base_failures``: a phase's
+    # figures when a person last resumed it (the pause rule judges what came after).
+    Step(
+        24,
+        """
+    CREATE TABLE deployments (
+        id              INTEGER PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('release', 'profiles')),
+        release_id      INTEGER REFERENCES firmware_releases (id),
+        lock            TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('running', 'paused', 'completed', 'aborted', 'rolled_back')),
+        target          TEXT NOT NULL,
+        policy          TEXT NOT NULL,
+        reason          TEXT NOT NULL,
+        rollback_of     INTEGER REFERENCES deployments (id),
+        created_at      TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        decided_at      TEXT NOT NULL,
+        decided_by      TEXT NOT NULL,
+        decision        TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX deployments_one_at_a_time ON deployments (lock) WHERE state IN ('running', 'paused');
+    CREATE TABLE deployment_phases (
+        deployment_id   INTEGER NOT NULL REFERENCES deployments (id),
+        phase           INTEGER NOT NULL,
+        share_pct       REAL,
+        boroughs        TEXT,
+        max_failure_pct REAL NOT NULL,
+        min_results     INTEGER NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('waiting', 'open', 'done')),
+        opened_at       TEXT,
+        done_at         TEXT,
+        base_results    INTEGER NOT NULL DEFAULT 0,
+        base_failures   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (deployment_id, phase)
+    );
+    CREATE TABLE deployment_cameras (
+        deployment_id   INTEGER NOT NULL REFERENCES deployments (id),
+        serial          TEXT NOT NULL,
+        phase           INTEGER NOT NULL,
+        state           TEXT NOT NULL
+            CHECK (state IN ('waiting', 'offered', 'updated', 'failed', 'gave_up', 'cancelled')),
+        from_version    TEXT NOT NULL,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        results         INTEGER NOT NULL DEFAULT 0,
+        profile         TEXT,
+        handed_attempt  INTEGER,
+        handed_at       TEXT,
+        result_at       TEXT,
+        version         TEXT,
+        error           TEXT,
+        PRIMARY KEY (deployment_id, serial)
+    );
+    CREATE INDEX deployment_cameras_phase ON deployment_cameras (deployment_id, phase, state);
+    CREATE INDEX deployment_cameras_serial ON deployment_cameras (serial, state);
     """,
     ),
 ]

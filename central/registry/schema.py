@@ -216,10 +216,6 @@ STEPS = [
     """,
         part=4,
     ),
-    # v24 belongs to the deployments of firmware and profiles (built on another branch): this
-    # empty step only keeps the global numbering without a gap here, and must go when that
-    # branch's v24 arrives (``migrations.assemble`` refuses two v24s, so it cannot be missed).
-    Step(24, ""),
     # v25: camera models withdrawn from service (not fit for purpose), whose cameras are swapped
     # for others through the roll-out's proposals (central.rollout.replacements) ...
     Step(

@@ -284,7 +284,7 @@ class Updates:
                     event.version,
                     event.error,
                     folder,
-                    to_iso(event.at),
+                    to_iso(event.at or utc_now()),  # the station always sets it
                 ],
             ).rowcount
             if added:

@@ -30,12 +30,13 @@ def docked(
     design: int = 3000,
     temp: float = 30.0,
     cycles: int = 100,
+    firmware: str = "1.4.2",
 ) -> CameraDocked:
     return CameraDocked(
         device=DeviceInfo(
             serial=serial,
             model="Axon Body 2",
-            firmware="1.4.2",
+            firmware=firmware,
             docked_at=at(hours),
             battery=Battery(
                 level_pct=level, temperature_c=temp, cycle_count=cycles, full_charge_mah=full, design_mah=design

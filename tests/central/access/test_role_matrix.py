@@ -169,6 +169,15 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /api/v1/models/{model:str}/replacements": frozenset({"fleet_manager", "admin"}),
     "GET /api/v1/models/{model:str}/swap": USERS,
     "GET /api/v1/models/{model:str}/cameras": USERS,
+    # deployments: the force's, read and decided by fleet managers; stations learn offers from the feed
+    "POST /api/v1/deployments": frozenset({"fleet_manager", "admin"}),
+    "GET /api/v1/deployments": frozenset({"fleet_manager", "admin"}),
+    "GET /api/v1/deployments/{deployment_id:int}": frozenset({"fleet_manager", "admin"}),
+    "GET /api/v1/deployments/{deployment_id:int}/cameras": frozenset({"fleet_manager", "admin"}),
+    "POST /api/v1/deployments/{deployment_id:int}/pause": frozenset({"fleet_manager", "admin"}),
+    "POST /api/v1/deployments/{deployment_id:int}/resume": frozenset({"fleet_manager", "admin"}),
+    "POST /api/v1/deployments/{deployment_id:int}/abort": frozenset({"fleet_manager", "admin"}),
+    "POST /api/v1/deployments/{deployment_id:int}/rollback": frozenset({"fleet_manager", "admin"}),
 }
 
 SAMPLE = {
@@ -188,6 +197,7 @@ SAMPLE = {
     "file_path": "fleet.css",
     "reference": "KF-0000-0000-0000",
     "release_id": "1",
+    "deployment_id": "1",
     "scope_key": "default",
     "model": "AB2",
 }

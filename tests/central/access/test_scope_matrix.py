@@ -169,6 +169,16 @@ SCOPE: dict[str, str] = {
     "POST /api/v1/models/{model:str}/replacements": FORCE_WIDE,
     "GET /api/v1/models/{model:str}/swap": NO_BOROUGH,
     "GET /api/v1/models/{model:str}/cameras": FORCE_WIDE,
+    # deployments are the force's, as the releases they deliver: read by any fleet manager, decided
+    # only force-wide (a pause stops every borough's cameras)
+    "POST /api/v1/deployments": FORCE_WIDE,
+    "GET /api/v1/deployments": NO_BOROUGH,
+    "GET /api/v1/deployments/{deployment_id:int}": NO_BOROUGH,
+    "GET /api/v1/deployments/{deployment_id:int}/cameras": NO_BOROUGH,
+    "POST /api/v1/deployments/{deployment_id:int}/pause": FORCE_WIDE,
+    "POST /api/v1/deployments/{deployment_id:int}/resume": FORCE_WIDE,
+    "POST /api/v1/deployments/{deployment_id:int}/abort": FORCE_WIDE,
+    "POST /api/v1/deployments/{deployment_id:int}/rollback": FORCE_WIDE,
 }
 NO_INSIDE = {
     "POST /api/v1/cases/{case_ref:str}/clips",
@@ -331,6 +341,7 @@ def _request(route: str, side: Side) -> tuple[str, str, dict]:
         "file_path": "fleet.css",
         "reference": "KF-0000-0000-0000",
         "release_id": "1",
+        "deployment_id": "1",
         "scope_key": "default",
         "model": "AB2",
     }

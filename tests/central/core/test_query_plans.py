@@ -22,6 +22,7 @@ from litestar.testing import TestClient
 from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import utc_now
+from fleet.events import CameraUpdateOffered, CameraUpdateResult
 from tests.central.conftest import ADMIN, CAMDEN, TUS, checksum, metadata, patch
 from tests.central.fleetdata import docked, ingested, out, post
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
@@ -40,6 +41,7 @@ GROWING = (
     "holds",
     "case_clips",
     "conflicts",
+    "deployment_cameras",
 )
 """Tables with rows per clip, event, camera or change: tens of thousands to millions at the Met."""
 
@@ -134,4 +136,38 @@ def test_the_retention_job_deletes_and_purges_a_batch_by_its_index_not_by_scanni
     assert len(batch_writes) == 3  # the soft deletion's UPDATE, the purge's list and its UPDATE
     with services(client.app).store.writer.write() as db:  # the connection with the job's temporary held_now
         found = full_scans(db, batch_writes, (*GROWING, "clip_retention"))
+    assert not found, report(found)
+
+
+@pytest.mark.sqlite_only
+def test_deployment_results_and_offers_read_growing_tables_by_index_only(traced):
+    """A station's reports of updates, the phase rules they set off, and the snapshot's offers."""
+    client, statements = traced
+    serials = [f"BWV-{n}" for n in range(6)]
+    post(client, CAMDEN, [docked(s) for s in serials])
+    created = client.post(
+        "/api/v1/deployments/",
+        headers=ADMIN,
+        json={"profiles": True, "reason": "plans", "phases": [{"share_pct": 50}, {"share_pct": 100}]},
+    )
+    assert created.status_code == 201, created.text
+    deployment = created.json()["id"]
+    offered = [
+        c["serial"]
+        for c in client.get(
+            f"/api/v1/deployments/{deployment}/cameras", params={"state": "offered"}, headers=ADMIN
+        ).json()["items"]
+    ]
+    statements.clear()
+    reports: list[CameraUpdateOffered | CameraUpdateResult] = []
+    for serial in offered:
+        reports.append(CameraUpdateOffered(serial=serial, deployment_id=deployment, attempt=1))
+        reports.append(CameraUpdateResult(serial=serial, deployment_id=deployment, attempt=1, ok=True))
+    post(client, CAMDEN, reports, first_seq=7)
+    assert client.get(f"/api/v1/deployments/{deployment}", headers=ADMIN).json()["phases"][1]["state"] == "open"
+    assert client.get("/api/v1/changes/snapshot", headers=CAMDEN).json()["camera_updates"]
+
+    assert len({s for s in statements if DML.match(s)}) > 10
+    with services(client.app).store.writer.read() as db:
+        found = full_scans(db, statements, GROWING)
     assert not found, report(found)

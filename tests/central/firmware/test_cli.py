@@ -124,3 +124,50 @@ def test_firmware_sweep(capsys, config):
     assert code == 2 and "--grace-hours: between 1 and 8760" in err
     code, out, err = fleet(capsys, "central", "firmware", "sweep", "--json", "--config", config)
     assert code == 0 and json.loads(out) == {"deleted": [], "deleted_bytes": 0, "young": 0, "named": 0}
+
+
+def test_deploy_create_list_show_pause_resume_abort_rollback(capsys, tmp_path, config, vendor):
+    with open_services(load_settings(config, CentralSettings)) as services:
+        services.devices.register([DeviceRegistration(serial=f"BWV-{n}", model=MODEL) for n in range(10)], "t")
+    for version in ("1.4.2", "1.5.0"):
+        data = os.urandom(1000)
+        (tmp_path / "fw.bin").write_bytes(data)
+        code, _, err = fleet(
+            capsys, "central", "firmware", "add", str(tmp_path / "fw.bin"), "--model", MODEL, "--version", version,
+            "--signature", sign(vendor, data, version=version), "--config", config,
+        )  # fmt: skip
+        assert code == 0, err
+    base = ("central", "deploy")
+    code, out, err = fleet(
+        capsys, *base, "create", "--release", "2", "--phase", "20", "--phase", "100", "--max-failure-pct", "10",
+        "--reason", "new clock", "--json", "--config", config,
+    )  # fmt: skip
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["id"] == 1 and [p["figures"]["cameras"] for p in created["phases"]] == [2, 8]
+    assert created["phases"][0]["max_failure_pct"] == 10 and created["created_by"].startswith("cli:")
+    code, out, err = fleet(capsys, *base, "create", "--release", "2", "--reason", "again", "--config", config)
+    assert code != 0 and "deployment 1 of model Axon Body 2 is running" in err and "Traceback" not in err
+    code, out, _ = fleet(capsys, *base, "list", "--config", config)
+    assert code == 0 and "Axon Body 2 1.5.0" in out and "running" in out and out.endswith("1 deployment(s)\n")
+    code, out, _ = fleet(capsys, *base, "show", "1", "--config", config)
+    assert code == 0 and "phase 1 (20 %, max 10 % failures): open" in out
+    for decision, state in (("pause", "paused"), ("resume", "running"), ("pause", "paused")):
+        code, out, err = fleet(capsys, *base, decision, "1", "--reason", "checking", "--json", "--config", config)
+        assert code == 0 and json.loads(out)["state"] == state, err
+    code, _, err = fleet(capsys, *base, "rollback", "1", "--reason", "x", "--config", config)
+    assert code != 0 and "updated no camera" in err
+    code, out, err = fleet(capsys, *base, "abort", "1", "--reason", "wrong build", "--config", config)
+    assert code == 0 and "aborted" in out and "cancelled" in out, err
+    code, out, _ = fleet(capsys, *base, "list", "--state", "aborted", "--json", "--config", config)
+    assert [d["id"] for d in json.loads(out)] == [1]
+    for bad in (
+        ("show", "x"),
+        ("show", "99"),
+        ("pause", "1", "--reason", " "),
+        ("create", "--profiles", "--phase", "q"),
+    ):
+        code, _, err = fleet(
+            capsys, *base, *bad, *(("--reason", "r") if bad[0] == "create" else ()), "--config", config
+        )
+        assert code != 0 and err.startswith("fleet: error:") and "Traceback" not in err, err
