@@ -56,7 +56,8 @@ def test_a_cameras_latest_clip_moves_once_a_transaction_as_its_runs_would_move_i
         [ingested("NEW", 5), docked("NEW", 6, clips=1), ingested("NEW", 1.5), docked("OLD", 6, clips=2)],
         hours=[6, 6, 6, 6],
     )
-    post(client, CAMDEN, [ingested("OLD", 2), docked("OLD", 7, clips=1), ingested("OLD", 4)], first_seq=5, hours=[7] * 3)
+    later = [ingested("OLD", 2), docked("OLD", 7, clips=1), ingested("OLD", 4)]
+    post(client, CAMDEN, later, first_seq=5, hours=[7] * 3)
     latest = dict(read(client, "SELECT serial, last_clip_at FROM devices ORDER BY serial"))
     assert latest == {"NEW": to_iso(at(1.5)), "OLD": to_iso(at(4))}
     assert read(client, "SELECT count(*) FROM attributions") == [(4,)]
