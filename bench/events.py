@@ -378,7 +378,7 @@ IN_PROCESS_APPLIED_S: dict[str, list[float]] = {}
 
 def apply_everything(events) -> float:
     """Seconds to apply every acknowledged event, a transaction at a time as the projection worker
-    sizes them (without its pauses: nothing else wants the writer here)."""
+    sizes them when no station is sending (without its pauses: nothing else wants the writer here)."""
     from central.events.log import ProjectionWorker
 
     batch = ProjectionWorker.BATCH_MIN
@@ -388,7 +388,9 @@ def apply_everything(events) -> float:
         applied = events.apply_pending(limit=batch)
         if not applied:
             return time.perf_counter() - start
-        batch = ProjectionWorker.next_batch(batch, applied, time.perf_counter() - began)
+        batch = ProjectionWorker.next_batch(
+            batch, applied, time.perf_counter() - began, ProjectionWorker.QUIET_TRANSACTION_S
+        )
 
 
 def bare_sqlite(root: Path, stations: list[Station], plan: list[list[Batch]], senders: int) -> float:

@@ -174,6 +174,10 @@ class SqliteConnection(sqlite3.Connection):
 
     dialect = SQLITE
 
+    def fetch_bytes(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> sqlite3.Cursor:
+        """``execute`` (``PostgresConnection.fetch_bytes``: results in binary there)."""
+        return self.execute(sql, params)
+
 
 class SqliteDatabase(sqlite.Writer):
     """``fleet.sqlite.Writer`` on central's file, its connections saying their dialect."""
@@ -306,6 +310,13 @@ class PostgresConnection:
             if any(binary):
                 query = _binary_placeholders(query, binary)
         return self.raw.execute(query, params, prepare=False if _of_many(params) else None)
+
+    def fetch_bytes(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> psycopg.Cursor[Any]:
+        """``execute``, its results in binary: a ``bytea`` column comes as it is stored, where in text
+        the server spells every byte as two hex digits and the client reads them back (the
+        projection reads every event's body: ~3 µs a row less). Only for columns of text, integers
+        and bytes: the loaders for text results (``numeric``) do not apply."""
+        return self.raw.execute(postgres_placeholders(sql), params, binary=True)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> psycopg.Cursor[Any]:
         """Many rows: an INSERT of plain values goes by ``COPY`` (``_copied``), or with ``ON

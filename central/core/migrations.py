@@ -27,10 +27,14 @@ class Step:
     sql: str
     part: int = 1
     """Where this share runs among the version's shares (1, 2, …)."""
+    postgres: str = ""
+    """Statements run on PostgreSQL only, after ``sql``'s (translated): what SQLite has no word for,
+    such as a table's storage parameters or dropping the ``rowid`` column emulated there."""
 
 
-def assemble(schemas: Iterable[ModuleType]) -> list[str]:
-    """The migrations, one script per version, from each package's ``STEPS``.
+def assemble(schemas: Iterable[ModuleType], *, postgres: bool = False) -> list[str]:
+    """The migrations, one script per version, from each package's ``STEPS`` (with their
+    PostgreSQL-only statements when ``postgres``).
 
     Refuses a gap in the versions or in a version's parts, and two shares in one place:
     either would make the order in which statements run a matter of chance."""
@@ -52,7 +56,15 @@ def assemble(schemas: Iterable[ModuleType]) -> list[str]:
     for version, parts in versions.items():
         if parts != list(range(1, len(parts) + 1)):
             raise ValueError(f"schema v{version}'s parts must run 1, 2, … without a gap: {parts}")
-    return ["\n".join(steps[version, part][1].sql for part in parts) for version, parts in versions.items()]
+    return [
+        "\n".join(
+            text
+            for part in parts
+            for text in (steps[version, part][1].sql, steps[version, part][1].postgres if postgres else "")
+            if text
+        )
+        for version, parts in versions.items()
+    ]
 
 
 def owners(schemas: Iterable[ModuleType]) -> dict[str, str]:

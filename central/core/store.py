@@ -29,6 +29,8 @@ SCHEMAS = (
 """Each package's tables and schema steps (``central.core.migrations``)."""
 MIGRATIONS = migrations.assemble(SCHEMAS)
 """One script per schema version, each package's share in its place."""
+POSTGRES_MIGRATIONS = migrations.assemble(SCHEMAS, postgres=True)
+"""The same, with the statements for PostgreSQL only (translated from SQLite's dialect as they run)."""
 
 
 class CentralStore:
@@ -47,7 +49,7 @@ class CentralStore:
         if url is not None:
             postgres = PostgresDatabase(url, readers=readers)
             try:
-                migrate_postgres(postgres, MIGRATIONS)
+                migrate_postgres(postgres, POSTGRES_MIGRATIONS)
             except BaseException:
                 postgres.close()
                 raise

@@ -140,11 +140,27 @@ def admit_ingests(
         attribute.append(a)
         (now if upload is not None and upload[3] == "verified" else held).append(a)
     refuse(db, refused)
-    db.executemany(
-        "INSERT INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [(a.event.clip_id, a.station, a.seq, a.at, a.event.device_serial, a.event.size, a.event.sha256) for a in held],
-    )
+    if held:  # one statement over the run's rows as one table (``rows_of``): no per-value work on this side
+        db.execute(
+            "INSERT INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
+            "SELECT v.clip, v.station, v.seq, v.at, v.serial, v.size, v.sha256 FROM "
+            + db.dialect.rows_of("clip TEXT, station TEXT, seq BIGINT, at TEXT, serial TEXT, size BIGINT, sha256 TEXT")
+            + " WHERE true ON CONFLICT DO NOTHING",
+            [
+                db.dialect.rows(
+                    {
+                        "clip": a.event.clip_id,
+                        "station": a.station,
+                        "seq": a.seq,
+                        "at": a.at,
+                        "serial": a.event.device_serial,
+                        "size": a.event.size,
+                        "sha256": a.event.sha256,
+                    }
+                    for a in held
+                )
+            ],
+        )
     return attribute, now
 
 

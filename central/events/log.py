@@ -94,12 +94,19 @@ class EventLog:
         self.pending = threading.Event()
         """Set when there are acknowledged events to apply (wakes the projection worker)."""
         self._ingesting = 0
+        self._ingested_at = 0.0
+        """When the last acknowledgement ended (``time.monotonic``)."""
         self._count_lock = threading.Lock()
 
     @property
     def ingesting(self) -> bool:
         """A batch is being acknowledged: the projection worker lets it have the database first."""
         return self._ingesting > 0
+
+    def quiet_for(self) -> float:
+        """Seconds since the last acknowledgement ended (0 while one is under way)."""
+        with self._count_lock:
+            return 0.0 if self._ingesting else time.monotonic() - self._ingested_at
 
     def ingest(self, station_id: str, borough: str, body: bytes, now: datetime | None = None) -> EventAck:
         with self._count_lock:
@@ -109,6 +116,7 @@ class EventLog:
         finally:
             with self._count_lock:
                 self._ingesting -= 1
+                self._ingested_at = time.monotonic()
 
     def _ingest(self, station_id: str, borough: str, body: bytes, now: datetime | None) -> EventAck:
         batch, decoded = decode_batch(body)
@@ -194,8 +202,8 @@ class EventLog:
             if not taken:
                 return 0
             # One statement, a range of the key for each station (a join on the ranges as a table
-            # was planned as a scan of every event on PostgreSQL).
-            rows = db.execute(
+            # was planned as a scan of every event on PostgreSQL); the bodies as they are stored.
+            rows = db.fetch_bytes(
                 " UNION ALL ".join(
                     [
                         "SELECT station_id, seq, station_at, body, sent_at FROM events WHERE station_id = ? "
@@ -285,17 +293,22 @@ class ProjectionWorker:
     """Acknowledging comes first, but under a sustained burst the projection still moves (``BATCH_MIN``
     events a transaction then, as acknowledgements wait for it)."""
     TRANSACTION_S = 0.1
-    """About how long one apply transaction should take. Long enough that a run's few statements and
-    its commit (a flush to disk) serve thousands of events, short enough that an acknowledgement
-    waiting for the writer waits little. (The event loop's reads do not wait for the writer: they
-    have connections of their own.)"""
+    """About how long one apply transaction should take while stations are sending. Long enough that a
+    run's few statements and its commit (a flush to disk) serve thousands of events, short enough
+    that an acknowledgement waiting for the writer waits little. (The event loop's reads do not
+    wait for the writer: they have connections of their own.)"""
+    QUIET_S, QUIET_TRANSACTION_S = 0.5, 0.5
+    """Once no acknowledgement has come for ``QUIET_S`` (a burst is over, a backlog is left), transactions
+    of about ``QUIET_TRANSACTION_S``: each commit and each statement serves five times the events,
+    and the first acknowledgement to come waits at most that long."""
     BATCH_MIN, BATCH_MAX = 200, 20_000
     """Events applied per transaction, sized by ``next_batch`` within these."""
     PAUSE_S = 0.001
     """Between transactions: long enough for a request waiting on the writer to take it."""
 
     def _run(self) -> None:
-        batch = self.BATCH_MIN
+        batches = {self.TRANSACTION_S: self.BATCH_MIN, self.QUIET_TRANSACTION_S: self.BATCH_MIN}
+        """The transaction's size for each of the two aims, each sized by ``next_batch``."""
         while not self._stopping.is_set():
             self.log.pending.wait(timeout=5.0)
             self.log.pending.clear()
@@ -310,25 +323,27 @@ class ProjectionWorker:
                     last = time.monotonic()
                     # In a burst of acknowledgements (waited MAX_YIELD_S), a short transaction: they wait for it.
                     bursting = self.log.ingesting
-                    applied = self.log.apply_pending(limit=self.BATCH_MIN if bursting else batch)
+                    aim = self.QUIET_TRANSACTION_S if self.log.quiet_for() >= self.QUIET_S else self.TRANSACTION_S
+                    applied = self.log.apply_pending(limit=self.BATCH_MIN if bursting else batches[aim])
                     if not applied:
                         break
                     if not bursting:
-                        batch = self.next_batch(batch, applied, time.monotonic() - last)
+                        batches[aim] = self.next_batch(batches[aim], applied, time.monotonic() - last, aim)
                     self._stopping.wait(self.PAUSE_S)
             except Exception:  # logged; the events stay stored and are retried on the next wake
                 log.exception("applying events failed; they stay stored and will be retried")
                 self._stopping.wait(5.0)
 
     @classmethod
-    def next_batch(cls, batch: int, applied: int, seconds: float) -> int:
-        """The next transaction's size: twice this one's while a full one takes less than
-        ``TRANSACTION_S``, half when one takes more than twice it. (Not this one's pace times the
+    def next_batch(cls, batch: int, applied: int, seconds: float, aim: float | None = None) -> int:
+        """The next transaction's size: twice this one's while a full one takes less than ``aim``
+        (``TRANSACTION_S``), half when one takes more than twice it. (Not this one's pace times the
         time: a small transaction's fixed costs, a commit and a few statements a station, make
         its pace slow, and the batch would stay small.)"""
-        if applied >= batch and seconds < cls.TRANSACTION_S:
+        aim = cls.TRANSACTION_S if aim is None else aim
+        if applied >= batch and seconds < aim:
             batch *= 2
-        elif seconds > 2 * cls.TRANSACTION_S:
+        elif seconds > 2 * aim:
             batch //= 2
         return max(cls.BATCH_MIN, min(cls.BATCH_MAX, batch))
 

@@ -155,6 +155,9 @@ class Projector:
         self.changes = changes
         """The changes feed, for the registry changes events cause (a lost camera docking)."""
         self.policy = battery.health_policy(fleet)
+        self._latest_clips: dict[str, str] = {}
+        """{camera: its latest clip's time} of the clips applied so far in ``apply``: moved on once,
+        at its end (``attribution.move_latest_clips``), not at every run of clips."""
 
     def apply(self, db, events: Sequence[Applied[Event]]) -> None:
         """Apply events of one or more stations, each station's in its seq order; what a station may
@@ -165,12 +168,14 @@ class Projector:
         tolerance = timedelta(minutes=self.fleet.event_clock_tolerance_minutes)
         latest = stations.latest_at(db, dict.fromkeys(a.station for a in events))
         clocks = {station: claims.StationClock(at, tolerance) for station, at in latest.items()}
+        self._latest_clips = {}
         for run in merged_runs(events):
             kind = type(run[0].event)
             run = self._admissions[kind](self, db, clocks, run)
             handler = self._handlers[kind]
             if run and handler is not None:
                 handler(self, db, run)
+        attribution.move_latest_clips(db, self._latest_clips)
         stations.set_latest_at(db, {station: clock.latest for station, clock in clocks.items()})
 
     def _admit_dockings(self, db, clocks: Clocks, run: list[Applied[CameraDocked]]) -> list[Applied[CameraDocked]]:
@@ -269,6 +274,8 @@ class Projector:
                     )
                 )
         first_seen = docking.record(db, rows, readings)  # registered in its first docking station's borough
+        for serial in first_seen:  # clips before its first docking moved no camera's latest clip: there was none
+            self._latest_clips.pop(serial, None)
         first_at: dict[str, str] = {}
         for r in rows:
             first_at.setdefault(r["serial"], r["station"])
@@ -322,7 +329,8 @@ class Projector:
             {"clip": a.event.clip_id, "serial": a.event.device_serial, "at": recorded, "station": a.station}
             for a, recorded in zip(run, to_iso_many([a.event.recorded_at for a in run]), strict=True)
         ]
-        attribution.record_ingested(db, rows)
+        attribution.attribute_ingested(db, rows)
+        attribution.latest_clips(rows, self._latest_clips)  # moved at the end of ``apply``
         # Chain of custody, first link, once the verified upload agrees (the others wait for it).
         if upload_verified:
             audit.record_many(

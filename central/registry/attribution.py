@@ -25,6 +25,12 @@ def record_ingested(db, clips: Sequence[dict]) -> None:
     """Clips a station ingested ({clip, serial, at, station}): attributed to the holder at ``at``
     (a clip reported before keeps its row), and each camera's latest clip moves on. A run of
     clips is two statements, however long: its rows as one table (``rows_of``)."""
+    attribute_ingested(db, clips)
+    move_latest_clips(db, latest_clips(clips))
+
+
+def attribute_ingested(db, clips: Sequence[dict]) -> None:
+    """``record_ingested``'s attributions alone (its caller moves the cameras' latest clips)."""
     if not clips:
         return
     holder = ACTIVE_AT.replace(":serial", "v.serial").replace(":at", "v.at")
@@ -35,10 +41,24 @@ def record_ingested(db, clips: Sequence[dict]) -> None:
             WHERE true ON CONFLICT (clip_id) DO NOTHING""",
         [db.dialect.rows(clips)],
     )
-    latest: dict[str, str] = {}
-    for c in clips:  # a camera's latest of the run (times of one width compare as text)
+
+
+def latest_clips(clips: Sequence[dict], latest: dict[str, str] | None = None) -> dict[str, str]:
+    """{serial: its latest clip's ``at``} of these clips, merged into ``latest`` (times of one width
+    compare as text)."""
+    latest = {} if latest is None else latest
+    for c in clips:
         if c["at"] > latest.get(c["serial"], ""):
             latest[c["serial"]] = c["at"]
+    return latest
+
+
+def move_latest_clips(db, latest: dict[str, str]) -> None:
+    """Each camera's latest clip moves on to ``latest``'s time ({serial: at}), never back: one
+    statement for any number of cameras (the projection's once a transaction, not once a run:
+    a row rewritten once, not at every run of its clips)."""
+    if not latest:
+        return
     db.execute(
         f"""UPDATE devices SET last_clip_at = {db.dialect.greatest("COALESCE(last_clip_at, '')", "v.at")}
             FROM {db.dialect.rows_of("serial TEXT, at TEXT")} WHERE devices.serial = v.serial""",

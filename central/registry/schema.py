@@ -231,4 +231,19 @@ STEPS = [
     """,
         part=1,
     ),
+    # v26, PostgreSQL only: the projection writes these tables for every event. A camera's row is
+    # rewritten at each docking and each run of its clips: with room on its page the new version
+    # stays there (a HOT update) instead of going into each of the table's ten indexes. SQLite's
+    # implicit ``rowid``, emulated on PostgreSQL by an identity column, is read by nothing here: a
+    # sequence and a unique index less on each insert.
+    Step(
+        26,
+        "",
+        postgres="""
+    ALTER TABLE devices SET (fillfactor = 50);
+    ALTER TABLE devices DROP COLUMN rowid;
+    ALTER TABLE attributions DROP COLUMN rowid;
+    ALTER TABLE battery_readings DROP COLUMN rowid;
+    """,
+    ),
 ]

@@ -121,3 +121,16 @@ def test_v22_moves_each_verified_clips_retention_to_its_own_table(tmp_path):
         ("kept", "2027-01-01", 1, "2026-06-01", None, None),
     ]  # a clip still being received gets its row when it is verified
     assert not columns & {"retain_until", "review", "kept_until", "deleted_at", "purged_at"}
+
+
+def test_a_step_for_postgresql_only_runs_there_after_its_shares_for_both():
+    schema = _schema(
+        "a",
+        migrations.Step(1, "CREATE TABLE a (x);"),
+        migrations.Step(2, "", postgres="ALTER TABLE a SET (fillfactor = 50);"),
+    )
+    assert [sqlite.split_statements(s) for s in migrations.assemble([schema])] == [["CREATE TABLE a (x);"], []]
+    assert [sqlite.split_statements(s) for s in migrations.assemble([schema], postgres=True)] == [
+        ["CREATE TABLE a (x);"],
+        ["ALTER TABLE a SET (fillfactor = 50);"],
+    ]

@@ -264,3 +264,5 @@ def test_the_projection_sizes_its_transactions_by_their_time():
     assert worker.next_batch(400, 400, slow) == worker.next_batch(400, 10, slow) == 200
     assert worker.next_batch(worker.BATCH_MAX, worker.BATCH_MAX, quick) == worker.BATCH_MAX
     assert worker.next_batch(worker.BATCH_MIN, worker.BATCH_MIN, slow) == worker.BATCH_MIN
+    # Once stations are quiet, longer transactions: sized against their own aim.
+    assert worker.next_batch(400, 400, slow, worker.QUIET_TRANSACTION_S) == 800

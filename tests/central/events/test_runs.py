@@ -46,6 +46,23 @@ def test_a_run_of_clips_is_attributed_to_each_holder_and_moves_each_cameras_late
     assert read(client, "SELECT count(*) FROM attributions") == [(9,)]
 
 
+def test_a_cameras_latest_clip_moves_once_a_transaction_as_its_runs_would_move_it(client):
+    # Clips of a camera central has not heard of move no camera's latest clip (there is none); its
+    # first docking registers it, and only the clips after that count. Each camera's latest clip
+    # is moved at the end of the transaction, as the runs one by one would have left it.
+    post(
+        client,
+        CAMDEN,
+        [ingested("NEW", 5), docked("NEW", 6, clips=1), ingested("NEW", 1.5), docked("OLD", 6, clips=2)],
+        hours=[6, 6, 6, 6],
+    )
+    later = [ingested("OLD", 2), docked("OLD", 7, clips=1), ingested("OLD", 4)]
+    post(client, CAMDEN, later, first_seq=5, hours=[7] * 3)
+    latest = dict(read(client, "SELECT serial, last_clip_at FROM devices ORDER BY serial"))
+    assert latest == {"NEW": to_iso(at(1.5)), "OLD": to_iso(at(4))}
+    assert read(client, "SELECT count(*) FROM attributions") == [(4,)]
+
+
 def test_a_run_of_dockings_registers_finds_and_audits_each_camera_in_order(client):
     client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "LOST", "borough": "Camden"}])
     client.post("/api/v1/devices/LOST/lifecycle", headers=ADMIN, json={"state": "lost", "reason": "test"})
