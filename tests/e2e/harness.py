@@ -88,6 +88,8 @@ class Cluster:
     station_settings: dict[str, Any] = field(default_factory=dict)
     central_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Extra tables of central's config, e.g. ``{"limits": {"uploads_in_flight": 2}}``."""
+    station_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra tables of every station's config, e.g. ``{"firmware": {"release_keys": [...]}}``."""
     port: int = field(default_factory=free_port)
     processes: dict[str, Process] = field(default_factory=dict)
     launchers: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -171,6 +173,8 @@ class Cluster:
         if not key.exists():
             write_new_key(key)  # a fresh TEST key for this test's station, never a secret
         text += '[station_key]\nfile = "station.key"\n'
+        for table, values in self.station_tables.items():
+            text += f"[{table}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
         (folder / "station.toml").write_text(text)
         return folder / "station.toml"
 
@@ -346,4 +350,6 @@ def _toml(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
