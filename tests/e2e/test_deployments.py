@@ -278,6 +278,14 @@ def test_a_failing_model_pauses_its_deployment_before_the_next_phase_and_another
         "offers withdrawn after the abort",
         check=cluster.check_alive,
     )
+    # What the resumed deployment had written into the canary, still docked, is taken back: none
+    # of them flashes the aborted release when it is taken out.
+    wait_until(
+        lambda: not any(dock.has_update(s) for s in canary), DEADLINE, "the aborted update taken back from the docks"
+    )
+    for serial in canary:
+        dock.undock(serial)
+        assert dock.cameras[serial].firmware == "1.4.2"
     cams = cameras_of(cluster, failing["id"])
     assert {cams[s]["state"] for s in later} == {"cancelled"}
     assert [a for a, _, _ in central_audit(cluster, failing["id"])][-2:] == ["deployment-resume", "deployment-abort"]
