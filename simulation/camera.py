@@ -207,13 +207,11 @@ class SimCamera:
             return None
         try:
             manifest = msgspec.json.decode(manifest_path.read_bytes(), type=UpdateManifest)
-        except FileNotFoundError:
-            return None  # taken back by the station (its offer withdrawn) as the camera came out
         except msgspec.DecodeError:
-            shutil.rmtree(folder / UPDATE_DIR, ignore_errors=True)
+            shutil.rmtree(folder / UPDATE_DIR)
             return None  # no deployment to report against
         error = self._apply(folder / UPDATE_DIR, manifest)
-        shutil.rmtree(folder / UPDATE_DIR, ignore_errors=True)
+        shutil.rmtree(folder / UPDATE_DIR)
         self.report = UpdateReport(
             deployment_id=manifest.deployment_id, attempt=manifest.attempt, ok=error is None, error=error
         )

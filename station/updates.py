@@ -117,11 +117,7 @@ class DockUpdates:
             if device.update is not None and self._record_result(opened.name, device):
                 report.results.append(opened.name)
             offer = self.updates.offer(device.serial)
-            if offer is None:
-                if _take_back(opened):
-                    log.info("update taken back from %s: its offer was withdrawn (a pause, an abort)", opened.name)
-                return
-            if self.updates.handed_over(opened.name, offer.deployment_id, offer.attempt):
+            if offer is None or self.updates.handed_over(opened.name, offer.deployment_id, offer.attempt):
                 return
             why = self.waiting(offer, device)
             if why is None:
@@ -244,39 +240,6 @@ class DockUpdates:
             os.fsync(opened.fd)
         finally:
             os.close(update_fd)
-
-
-def _take_back(opened: dock.CameraFolder) -> bool:
-    """Remove an update written into a camera still docked whose offer has ended (a pause, an abort):
-    ``manifest.json`` first, so a camera never finds a manifest without its artifact, then the rest
-    of what the station writes (never following a link). True if a manifest was removed."""
-    st = opened.lstat(UPDATE_DIR)
-    if st is None or not stat.S_ISDIR(st.st_mode):
-        return False
-    try:
-        fd = os.open(UPDATE_DIR, _DIR_FLAGS, dir_fd=opened.fd)
-    except FileNotFoundError:  # the camera took it meanwhile
-        return False
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            return False
-        raise
-    removed = False
-    try:
-        for name in (MANIFEST_FILE, f".{MANIFEST_FILE}.tmp", FIRMWARE_FILE, f"{FIRMWARE_FILE}.part"):
-            try:
-                os.unlink(name, dir_fd=fd)
-                removed = removed or name == MANIFEST_FILE
-            except FileNotFoundError:
-                continue
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.rmdir(UPDATE_DIR, dir_fd=opened.fd)  # only if empty: nothing of the camera's is touched
-    except OSError:
-        pass
-    return removed
 
 
 def _fresh_update_dir(opened: dock.CameraFolder) -> int:

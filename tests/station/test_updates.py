@@ -287,29 +287,6 @@ def test_a_camera_undocked_before_it_read_the_update_is_offered_it_again(store, 
     assert result["ok"] is True and result["version"] == "1.4.3" and result["error"] is None
 
 
-def test_an_update_left_in_a_docked_camera_is_taken_back_when_its_offer_is_withdrawn(store, dock_dir, vendor):
-    """A pause or an abort reaches a camera still in the dock: it never flashes what was stopped
-    (tests/e2e/test_deployments.py found the update still there after an abort)."""
-    release = release_for(vendor)
-    keep_artifact(store, release)
-    offer(store, release=release)
-    camera = SimCamera("BWV-000123")
-    station = Station(store, dock_dir, [vendor.public_key()])
-    folder = camera.dock(dock_dir, [], battery=charged())
-    assert station.scan().handed_over == [folder.name]
-    (folder / "update" / "notes.txt").write_text("the camera's own")  # never the station's to remove
-    store.mirror.apply([CameraUpdate(serial="BWV-000123", deployment_id=12, active=False)], cursor=2)
-    station.scan()
-    assert sorted(p.name for p in (folder / "update").iterdir()) == ["notes.txt"]
-    (folder / "update" / "notes.txt").unlink()
-    store.mirror.apply([CameraUpdate(serial="BWV-000123", deployment_id=12, release=release)], cursor=3)
-    store.mirror.apply([CameraUpdate(serial="BWV-000123", deployment_id=12, active=False)], cursor=4)
-    station.scan()
-    assert not (folder / "update").exists()
-    camera.undock(folder)
-    assert camera.firmware == "1.4.2" and camera.report is None
-
-
 def test_a_profile_is_handed_over_without_an_artifact_and_its_hash_reported(store, dock_dir, vendor):
     offer(store, profile=PROFILE)
     camera = SimCamera("BWV-000123")
