@@ -11,7 +11,7 @@ left), and:
 
 The order of durable steps of a hand-over (a crash at any point is harmless):
 
-1. ``update/`` is emptied of what an earlier, interrupted write left (never followed: a link goes);
+1. ``update/`` is emptied of what an earlier write left, ``manifest.json`` first (never followed: a link goes);
 2. the artifact is copied to ``update/firmware.bin.part`` while hashed, fsynced, checked against
    the release, and renamed to ``firmware.bin``;
 3. ``manifest.json`` is written the same way (``.manifest.json.tmp``, fsync, rename), **last**: a
@@ -258,17 +258,26 @@ def _fresh_update_dir(opened: dock.CameraFolder) -> int:
             raise DockFolderError(opened.name, "update/ was replaced while it was opened") from None
         raise
     try:
-        for name in os.listdir(fd):
-            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                raise DockFolderError(
-                    opened.name, f"update/{dock.display_name(name)} is a folder; the station writes none"
-                )
-            os.unlink(name, dir_fd=fd)
-        os.fsync(fd)
+        _empty(opened, fd)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _empty(opened: dock.CameraFolder, update_fd: int) -> None:
+    """Remove what ``update/`` holds, ``manifest.json`` first and durably: a kill part way must never
+    leave a manifest naming an artifact already removed (the camera would read it as an update)."""
+    try:
+        os.unlink(MANIFEST_FILE, dir_fd=update_fd)
+        os.fsync(update_fd)
+    except FileNotFoundError:
+        pass
+    for name in os.listdir(update_fd):
+        if stat.S_ISDIR(os.stat(name, dir_fd=update_fd, follow_symlinks=False).st_mode):
+            raise DockFolderError(opened.name, f"update/{dock.display_name(name)} is a folder; the station writes none")
+        os.unlink(name, dir_fd=update_fd)
+    os.fsync(update_fd)
 
 
 def _copy_checked(source: Path, update_fd: int, sha256: str, size: int) -> None:

@@ -77,9 +77,6 @@ def test_whatever_the_camera_left_in_update_is_removed_never_followed_or_read(st
     assert (update / "firmware.bin").read_bytes() == ARTIFACT and not (update / "firmware.bin").is_symlink()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="attack: a kill while update/ is emptied leaves the old manifest without its artifact"
-)
 def test_a_kill_while_an_old_update_is_cleared_never_leaves_a_manifest_without_its_artifact(
     store, dock_dir, vendor, monkeypatch
 ):
