@@ -37,7 +37,7 @@ from pathlib import Path
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from fleet.clock import utc_now
+from fleet.clock import to_iso, utc_now
 from fleet.errors import DockFolderError
 from fleet.events import CameraUpdate, CameraUpdateResult
 from fleet.logs import Repeats
@@ -110,14 +110,16 @@ class DockUpdates:
         with dock.CameraFolder(folder) as opened:
             if opened.lstat(dock.INGESTED_FILE) is None or opened.clip_names():
                 return  # the ingest has not finished with it: its rules come first
+            raw = opened.read_bytes(dock.DEVICE_FILE, dock.MAX_JSON_BYTES)
             try:
-                device = msgspec.json.decode(opened.read_bytes(dock.DEVICE_FILE, dock.MAX_JSON_BYTES), type=DeviceInfo)
+                device = msgspec.json.decode(raw, type=DeviceInfo)
             except msgspec.DecodeError as exc:  # rewritten since it was ingested
                 raise DockFolderError(opened.name, f"{dock.DEVICE_FILE}: {exc}") from None
+            docking = docking_of(device, raw)
             if device.update is not None and self._record_result(opened.name, device):
                 report.results.append(opened.name)
             offer = self.updates.offer(device.serial)
-            if offer is None or self.updates.handed_over(opened.name, offer.deployment_id, offer.attempt):
+            if offer is None or self.updates.handed_over(opened.name, docking, offer.deployment_id, offer.attempt):
                 return
             why = self.waiting(offer, device)
             if why is None:
@@ -130,7 +132,7 @@ class DockUpdates:
                     self.updates.artifact_failed(offer.release, str(exc), 0.0)  # fetched again at once
                     why = str(exc)
                 else:
-                    self.updates.record_handover(opened.name, offer)
+                    self.updates.record_handover(opened.name, docking, offer)
                     log.info(
                         "update of deployment %d (attempt %d) handed to %s in %s",
                         offer.deployment_id,
@@ -240,6 +242,14 @@ class DockUpdates:
             os.fsync(opened.fd)
         finally:
             os.close(update_fd)
+
+
+def docking_of(device: DeviceInfo, raw: bytes) -> str:
+    """What tells one docking of a camera from another in the same folder name (a dock may name its
+    folders by slot): the camera and its ``docked_at``, or, without one, its ``device.json`` itself."""
+    if device.docked_at is not None:
+        return f"{device.serial} docked {to_iso(device.docked_at)}"
+    return f"{device.serial} device.json {hashlib.sha256(raw).hexdigest()}"
 
 
 def _fresh_update_dir(opened: dock.CameraFolder) -> int:
