@@ -184,7 +184,9 @@ class DockUpdates:
             return f"attempt {offer.attempt} {outcome}: waiting for central's next word on this camera"
         release = offer.release
         if release is not None:
-            if device.model and device.model != release.model:
+            if not device.model:  # a release signed for one model reaches only cameras that say they are of it
+                return f"the camera's dock reading gives no model; the release is for {release.model!r}"
+            if device.model != release.model:
                 return f"the camera reports model {device.model!r}; the release is for {release.model!r}"
             if device.firmware == release.version:
                 return f"the camera already runs {release.version}"

@@ -198,7 +198,6 @@ def test_a_report_for_another_deployment_is_sent_as_it_came(store, dock_dir, ven
 # -- central's word is not taken -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="attack: a camera with no model in device.json is given any model's firmware")
 def test_a_camera_that_gives_no_model_is_never_given_firmware(store, dock_dir, vendor):
     """A release signed for one model must reach only cameras that say they are of that model."""
     ready(store, vendor)
