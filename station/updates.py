@@ -41,7 +41,7 @@ from fleet.clock import to_iso, utc_now
 from fleet.errors import DockFolderError
 from fleet.events import CameraUpdate, CameraUpdateResult
 from fleet.logs import Repeats
-from fleet.profiles import settings_sha256
+from fleet.profiles import CameraSettings, settings_sha256
 from fleet.protocol import DeviceInfo, ManifestFirmware, UpdateManifest
 from station import dock
 from station.store import StationStore
@@ -191,6 +191,8 @@ class DockUpdates:
             if device.firmware == release.version:
                 return f"the camera already runs {release.version}"
         elif offer.profile is not None:
+            if (why := profile_refusal(offer.profile)) is not None:
+                return why
             if device.profile_sha256 == settings_sha256(offer.profile):
                 return "the camera already carries this profile"
         else:
@@ -244,6 +246,16 @@ class DockUpdates:
             os.fsync(opened.fd)
         finally:
             os.close(update_fd)
+
+
+def profile_refusal(profile: dict) -> str | None:
+    """Why a profile offer is not for a camera: a setting ``fleet.profiles`` does not know, or a value
+    outside its bounds (central's word is not taken for what a camera is told to run)."""
+    try:
+        msgspec.convert(profile, CameraSettings)
+    except msgspec.ValidationError as exc:
+        return f"the profile offered is not one cameras take: {exc}"
+    return None
 
 
 def docking_of(device: DeviceInfo, raw: bytes) -> str:

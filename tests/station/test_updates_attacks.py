@@ -207,9 +207,6 @@ def test_a_camera_that_gives_no_model_is_never_given_firmware(store, dock_dir, v
     assert "model" in report.waiting["BWV-000123"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="attack: a profile offer out of fleet.profiles' bounds is written into the camera's folder"
-)
 @pytest.mark.parametrize(
     "profile",
     [
