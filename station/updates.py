@@ -151,28 +151,34 @@ class DockUpdates:
         assert report is not None
         if not (1 <= report.deployment_id <= 2**62 and 1 <= report.attempt <= 1000):
             self._repeats.warning(
-                f"{folder}:report", "dock folder %s: update report out of range ignored: %s", folder, report
+                f"{folder}:report",
+                "dock folder %s: update report out of range ignored (deployment %d, attempt %d)",
+                folder,
+                report.deployment_id,
+                report.attempt,
             )
             return False
+        # The camera's words go to the log, the status and central's pages: printable (no line break to
+        # forge a log line, no terminal escape, no bidirectional override) and cut to the event's bounds.
         event = CameraUpdateResult(
             serial=device.serial,
             deployment_id=report.deployment_id,
             attempt=report.attempt,
             ok=report.ok,
-            version=device.firmware[:64],
-            error=None if report.error is None else report.error[:500],
+            version=dock.display_name(device.firmware)[:64],
+            error=None if report.error is None else dock.display_name(report.error[:500])[:500],
             at=utc_now(),
         )
         added = self.updates.record_result(folder, event)
         if added:
-            outcome = "updated" if report.ok else f"failed: {report.error or 'no reason given'}"
+            outcome = "updated" if event.ok else f"failed: {event.error or 'no reason given'}"
             log.info(
                 "camera %s reports deployment %d attempt %d %s (firmware %s)",
                 device.serial,
-                report.deployment_id,
-                report.attempt,
+                event.deployment_id,
+                event.attempt,
                 outcome,
-                device.firmware or "-",
+                event.version or "-",
             )
         return added
 

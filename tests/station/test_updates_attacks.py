@@ -141,10 +141,6 @@ def test_a_dock_slot_reused_by_another_camera_or_the_same_one_again_is_handed_th
     assert len(events(store, "camera_update_offered")) == 4  # one event per docking, however often recorded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a report's error and version are logged and sent with control characters, unbounded in the log",
-)
 def test_a_hostile_report_cannot_forge_log_lines_or_smuggle_control_characters(store, dock_dir, vendor, caplog):
     ready(store, vendor)
     forged = "flash failed\n2026-11-20 18:04:05,000 INFO station: all cameras updated\x1b[2J\u202edetaw" + "x" * 500_000
@@ -154,6 +150,8 @@ def test_a_hostile_report_cannot_forge_log_lines_or_smuggle_control_characters(s
         report=UpdateReport(deployment_id=12, attempt=1, ok=False, error=forged),
     )
     camera.dock(dock_dir, [], battery=charged())
+    out_of_range = UpdateReport(deployment_id=0, attempt=1, ok=False, error=forged)
+    SimCamera("BWV-000999", report=out_of_range).dock(dock_dir, [], battery=charged())
     with caplog.at_level(logging.INFO):
         assert Station(store, dock_dir, [vendor.public_key()]).scan().results
     for record in caplog.records:
