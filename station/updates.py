@@ -158,15 +158,18 @@ class DockUpdates:
                 report.attempt,
             )
             return False
+        ok, error = report.ok, report.error
+        if ok and (contradiction := self._contradicted(device)) is not None:
+            ok, error = False, contradiction
         # The camera's words go to the log, the status and central's pages: printable (no line break to
         # forge a log line, no terminal escape, no bidirectional override) and cut to the event's bounds.
         event = CameraUpdateResult(
             serial=device.serial,
             deployment_id=report.deployment_id,
             attempt=report.attempt,
-            ok=report.ok,
+            ok=ok,
             version=dock.display_name(device.firmware)[:64],
-            error=None if report.error is None else dock.display_name(report.error[:500])[:500],
+            error=None if error is None else dock.display_name(error[:500])[:500],
             at=utc_now(),
         )
         added = self.updates.record_result(folder, event)
@@ -181,6 +184,26 @@ class DockUpdates:
                 event.version or "-",
             )
         return added
+
+    def _contradicted(self, device: DeviceInfo) -> str | None:
+        """Why a reported success is not one, by the camera's own reading against the offer of that
+        deployment (when the station holds it): central would count the camera updated and never offer
+        the update again. Central gets the version, not the settings' hash: only the station can tell."""
+        report = device.update
+        offer = self.updates.offer(device.serial)
+        if report is None or offer is None or offer.deployment_id != report.deployment_id:
+            return None
+        if offer.release is not None and device.firmware != offer.release.version:
+            return (
+                f"the camera reports success but runs {device.firmware!r}, not the release's {offer.release.version!r}"
+            )
+        if (
+            offer.release is None
+            and offer.profile is not None
+            and device.profile_sha256 != settings_sha256(offer.profile)
+        ):
+            return "the camera reports success but its settings (profile_sha256) are not the profile's"
+        return None
 
     def waiting(self, offer: CameraUpdate, device: DeviceInfo) -> str | None:
         """Why the offer is not handed to this docked camera now; None when it may be."""

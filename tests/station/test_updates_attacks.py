@@ -164,7 +164,6 @@ def test_a_hostile_report_cannot_forge_log_lines_or_smuggle_control_characters(s
         assert waiting.waiting.isprintable()
 
 
-@pytest.mark.xfail(strict=True, reason="attack: ok:true is sent though the camera's firmware or settings say otherwise")
 @pytest.mark.parametrize("kind", ["firmware", "profile"])
 def test_a_success_the_cameras_own_reading_contradicts_is_sent_as_a_failure(store, dock_dir, vendor, kind):
     """``ok: true`` from a camera that still runs the old version (or carries other settings): central
