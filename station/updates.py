@@ -25,6 +25,7 @@ path resolved again, so nothing outside it is touched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -55,6 +56,8 @@ MANIFEST_FILE = "manifest.json"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 PIECE = 1 << 20
+CAMERA_ROOM_KEPT = 1 << 20
+"""Room a hand-over leaves free on the camera beyond its update: the manifest, the camera's own writes."""
 
 
 class StaleArtifact(Exception):
@@ -250,31 +253,72 @@ class DockUpdates:
     # -- writing the update folder --------------------------------------------------------
 
     def _write(self, opened: dock.CameraFolder, offer: CameraUpdate) -> None:
+        """Steps 1 to 3; whatever fails part way is taken out again, so nothing of a failed write (a
+        part filling the camera's storage) leaves the dock on the camera."""
         update_fd = _fresh_update_dir(opened)
         try:
-            firmware = None
-            if offer.release is not None:
-                release = offer.release
-                _copy_checked(artifact_path(self.store, release.sha256), update_fd, release.sha256, release.size)
-                firmware = ManifestFirmware(
-                    model=release.model,
-                    version=release.version,
-                    sha256=release.sha256,
-                    size=release.size,
-                    signature=release.signature,
-                    file=FIRMWARE_FILE,
+            try:
+                self._fill(opened, update_fd, offer)
+            finally:
+                os.close(update_fd)
+        except Exception:
+            with contextlib.suppress(OSError, DockFolderError):  # else the next pass empties it
+                _remove_update_dir(opened)
+            raise
+
+    def _fill(self, opened: dock.CameraFolder, update_fd: int, offer: CameraUpdate) -> None:
+        firmware = None
+        if offer.release is not None:
+            release = offer.release
+            if (free := free_bytes(update_fd)) < release.size + CAMERA_ROOM_KEPT:
+                raise DockFolderError(
+                    opened.name,
+                    f"no room on the camera: {free} bytes free, the update needs {release.size} "
+                    f"and {CAMERA_ROOM_KEPT} are kept free",
                 )
-            manifest = UpdateManifest(
-                deployment_id=offer.deployment_id,
-                serial=offer.serial,
-                attempt=offer.attempt,
-                firmware=firmware,
-                profile=offer.profile if offer.release is None else None,
+            _copy_checked(artifact_path(self.store, release.sha256), update_fd, release.sha256, release.size)
+            firmware = ManifestFirmware(
+                model=release.model,
+                version=release.version,
+                sha256=release.sha256,
+                size=release.size,
+                signature=release.signature,
+                file=FIRMWARE_FILE,
             )
-            dock.write_atomic_at(update_fd, MANIFEST_FILE, msgspec.json.encode(manifest))
-            os.fsync(opened.fd)
+        manifest = UpdateManifest(
+            deployment_id=offer.deployment_id,
+            serial=offer.serial,
+            attempt=offer.attempt,
+            firmware=firmware,
+            profile=offer.profile if offer.release is None else None,
+        )
+        dock.write_atomic_at(update_fd, MANIFEST_FILE, msgspec.json.encode(manifest))
+        os.fsync(opened.fd)
+
+
+def free_bytes(fd: int) -> int:
+    """Room left (to an unprivileged writer) on the file system of the folder ``fd``: the camera's storage."""
+    st = os.fstatvfs(fd)
+    return st.f_bavail * st.f_frsize
+
+
+def _remove_update_dir(opened: dock.CameraFolder) -> bool:
+    """Take ``update/`` out of the camera's folder, ``manifest.json`` first (a link or a file standing
+    for it goes, never followed); True if there was one."""
+    st = opened.lstat(UPDATE_DIR)
+    if st is None:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        fd = _open_update_dir(opened)
+        try:
+            _empty(opened, fd)
         finally:
-            os.close(update_fd)
+            os.close(fd)
+        os.rmdir(UPDATE_DIR, dir_fd=opened.fd)
+    else:
+        os.unlink(UPDATE_DIR, dir_fd=opened.fd)
+    os.fsync(opened.fd)
+    return True
 
 
 def profile_refusal(profile: dict) -> str | None:
@@ -304,18 +348,22 @@ def _fresh_update_dir(opened: dock.CameraFolder) -> int:
         st = None
     if st is None:
         os.mkdir(UPDATE_DIR, 0o755, dir_fd=opened.fd)
-    try:
-        fd = os.open(UPDATE_DIR, _DIR_FLAGS, dir_fd=opened.fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise DockFolderError(opened.name, "update/ was replaced while it was opened") from None
-        raise
+    fd = _open_update_dir(opened)
     try:
         _empty(opened, fd)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _open_update_dir(opened: dock.CameraFolder) -> int:
+    try:
+        return os.open(UPDATE_DIR, _DIR_FLAGS, dir_fd=opened.fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise DockFolderError(opened.name, "update/ was replaced while it was opened") from None
+        raise
 
 
 def _empty(opened: dock.CameraFolder, update_fd: int) -> None:
