@@ -122,7 +122,10 @@ class DockUpdates:
             if device.update is not None and self._record_result(opened.name, device):
                 report.results.append(opened.name)
             offer = self.updates.offer(device.serial)
-            if offer is None or self.updates.handed_over(opened.name, docking, offer.deployment_id, offer.attempt):
+            if offer is None:
+                self._take_back(opened, "no update is offered to this camera now")
+                return
+            if self.updates.handed_over(opened.name, docking, offer.deployment_id, offer.attempt):
                 return
             why = self.waiting(offer, device)
             if why is None:
@@ -145,8 +148,24 @@ class DockUpdates:
                     )
                     report.handed_over.append(opened.name)
                     return
+            why = self._take_back(opened, why) or why
             self.updates.set_waiting(offer.serial, offer.deployment_id, why)
             report.waiting[device.serial] = why
+
+    def _take_back(self, opened: dock.CameraFolder, why: str) -> str | None:
+        """``update/`` holds only what this station hands this docking now: an update written before
+        its offer was withdrawn (a deployment paused or aborted), or one left from an earlier dock that
+        the camera's reading no longer passes, is taken out, so the camera never applies it at undock.
+        Its hand-over is forgotten: the offer back (resumed), it is handed over again. Returns why it
+        could not be taken out, if so."""
+        try:
+            if not _remove_update_dir(opened):
+                return None
+        except DockFolderError as exc:
+            return f"{why}; the update in the camera's folder could not be taken out: {exc.reason}"
+        self.updates.forget_handovers(opened.name)
+        log.info("update taken out of %s: %s", opened.name, why)
+        return None
 
     def _record_result(self, folder: str, device: DeviceInfo) -> bool:
         """The camera's report as an event, once; a report out of range is logged and ignored."""

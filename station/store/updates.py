@@ -269,6 +269,11 @@ class Updates:
                 )
         return bool(added)
 
+    def forget_handovers(self, folder: str) -> None:
+        """The update was taken out of the folder: a later hand-over there is a new one."""
+        with self.writer.write() as db:
+            db.execute("DELETE FROM update_handovers WHERE folder = ?", [folder])
+
     def result(self, serial: str, deployment_id: int, attempt: int) -> Result | None:
         with self.writer.read() as db:
             row = db.execute(

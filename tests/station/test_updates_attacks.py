@@ -261,10 +261,6 @@ def test_a_write_that_fails_half_way_leaves_no_part_on_the_camera(store, dock_di
 # -- withdrawn offers ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: a paused or aborted deployment's update stays in a docked camera's folder and is applied at undock",
-)
 @pytest.mark.parametrize("kind", ["release", "profile"])
 def test_an_offer_withdrawn_while_the_camera_sits_in_the_dock_takes_its_update_back(store, dock_dir, vendor, kind):
     """Central paused (its failure threshold) or aborted the deployment: a camera still docked must not
@@ -291,10 +287,6 @@ def test_an_offer_withdrawn_while_the_camera_sits_in_the_dock_takes_its_update_b
     assert camera.report is None and camera.firmware == "1.4.2" and camera.settings is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="attack: an update left from an earlier dock is applied though the camera fails the deployment's gates now",
-)
 def test_a_docked_camera_whose_charge_fell_below_the_gate_is_not_left_an_earlier_update(store, dock_dir, vendor):
     """Back in the dock with an update it never read (it stays on its storage), but now too flat for the
     deployment's policy: the update is taken back, not applied at undock."""
