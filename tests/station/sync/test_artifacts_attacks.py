@@ -160,18 +160,15 @@ def test_an_offer_out_of_range_is_skipped_and_the_feed_goes_on(store, field):
     assert store.updates.offer("BWV-000123") is None and store.mirror.cursor() == 5
 
 
-@pytest.mark.xfail(
-    strict=True, reason="attack: artifact downloads ignore min_free_bytes and can fill the station's disk"
-)
 def test_offers_that_would_cut_into_the_stations_reserve_are_not_downloaded(store, vendor):
     """Clips are footage: a download that would leave less than ``min_free_bytes`` free waits."""
     offer(store, signed(vendor))
     hostile = Hostile(lambda header: httpx.Response(200, headers={"Fleet-Artifact-Sha256": SHA}, content=ARTIFACT))
     free = shutil.disk_usage(store.data_dir).free
-    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [vendor.public_key()], reserve_bytes=free)  # type: ignore[call-arg]
+    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [vendor.public_key()], reserve_bytes=free)
     report = fetcher.run_once()
     assert "room" in report.failed[SHA] and hostile.ranges == [] and folder_files(store) == []
-    fetcher.reserve_bytes = 0  # type: ignore[attr-defined]
+    fetcher.reserve_bytes = 0
     assert fetcher.run_once(force=True).verified == [SHA]
 
 
