@@ -300,3 +300,49 @@ def test_a_docked_camera_whose_charge_fell_below_the_gate_is_not_left_an_earlier
     shutil.copytree(dock_dir / ".gone" / "update", second / "update")
     assert "below" in station.scan().waiting["BWV-000123"]
     assert update_files(second) == []
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "done"),
+    [
+        ("firmware.bin.part", False),  # copied, before its rename
+        ("firmware.bin.part", True),  # renamed, before the manifest
+        (".manifest.json.tmp", False),  # the manifest written, before its rename
+        (".manifest.json.tmp", True),  # the manifest in place, before the commit point
+    ],
+)
+def test_a_kill_at_each_write_of_a_hand_over_never_shows_a_manifest_without_its_artifact(
+    store, dock_dir, vendor, monkeypatch, kill_at, done
+):
+    ready(store, vendor)
+    folder = SimCamera("BWV-000123").dock(dock_dir, [], battery=charged())
+    real_replace = os.replace
+
+    def replace(src, dst, **kwargs):
+        if src == kill_at and not done:
+            raise KeyboardInterrupt(f"killed before renaming {src}")
+        real_replace(src, dst, **kwargs)
+        if src == kill_at:
+            raise KeyboardInterrupt(f"killed after renaming {src}")
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        Station(store, dock_dir, [vendor.public_key()]).scan()
+    monkeypatch.undo()
+    if "manifest.json" in update_files(folder):
+        assert (folder / "update" / "firmware.bin").read_bytes() == ARTIFACT
+    assert events(store, "camera_update_offered") == []
+    assert Station(store, dock_dir, [vendor.public_key()]).scan().handed_over == [folder.name]
+    assert update_files(folder) == ["firmware.bin", "manifest.json"]
+    assert (folder / "update" / "firmware.bin").read_bytes() == ARTIFACT
+    assert len(events(store, "camera_update_offered")) == 1
+
+
+@pytest.mark.parametrize("name", ["slot\n03 INFO forged", "slot-\udcff", "slot-\u202e30"])
+def test_a_folder_with_an_odd_name_is_handed_its_update_and_named_printably(store, dock_dir, vendor, caplog, name):
+    ready(store, vendor)
+    folder = SimCamera("BWV-000123").dock(dock_dir, [], battery=charged(), folder_name=name)
+    with caplog.at_level(logging.INFO):
+        [shown] = Station(store, dock_dir, [vendor.public_key()]).scan().handed_over
+    assert shown.isprintable() and update_files(folder) == ["firmware.bin", "manifest.json"]
+    assert all(r.getMessage().isprintable() for r in caplog.records)
