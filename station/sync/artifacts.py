@@ -152,9 +152,13 @@ class ArtifactFetcher:
         candidate = final  # renamed before a crash that came before the record: checked again
         if not final.exists():
             self._check_room(release, part)
-            for attempt in self.policy.retrying():
-                with attempt:
-                    self._download(release, part)
+            try:
+                for attempt in self.policy.retrying():
+                    with attempt:
+                        self._download(release, part)
+            except ArtifactRefused:  # central sent what the release is not (another hash, too many bytes)
+                part.unlink(missing_ok=True)
+                raise
             candidate = part
         try:
             self._check(release, candidate)
