@@ -7,7 +7,9 @@ left), and:
   ``camera_update_result`` event, once per (camera, deployment, attempt);
 - hands over the camera's offer when it may be: the artifact verified here (or a profile), the
   camera's model the release's, its dock reading charged and cool enough by the offer's policy,
-  and no report already in for this attempt (a retry is central's to offer, as attempt + 1).
+  and no report already in for this attempt (a retry is central's to offer, as attempt + 1);
+- takes back an update it wrote that is no longer to be applied (its offer withdrawn, or the camera's
+  reading no longer passing the gates), so ``update/`` holds only what this docking is handed now.
 
 The order of durable steps of a hand-over (a crash at any point is harmless):
 
