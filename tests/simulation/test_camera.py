@@ -115,3 +115,25 @@ def test_a_profile_is_applied_and_its_hash_reported(tmp_path):
     assert camera.settings == settings and camera.firmware == "1.4.2"
     reported = device(camera.dock(tmp_path, [], folder_name="BWV-000123"))
     assert reported["profile_sha256"] == settings_sha256(settings) and reported["update"]["ok"] is True
+
+
+@pytest.mark.parametrize("case", ["a path out of update/", "a link", "another format"])
+def test_a_manifest_naming_a_file_outside_its_folder_or_of_another_format_is_refused(tmp_path, case):
+    """A camera reads only ``update/<file>`` (a plain name, a regular file) of the format it knows:
+    a manifest (whoever wrote it) never has it flash a file from elsewhere on its storage."""
+    camera = SimCamera("BWV-000123")
+    folder = leave_update(camera.dock(tmp_path, [], folder_name="BWV-000123"))
+    (folder / "outside.bin").write_bytes(FIRMWARE)
+    (folder / "update" / "firmware.bin").unlink()
+    manifest = msgspec.json.decode((folder / "update" / "manifest.json").read_bytes(), type=UpdateManifest)
+    assert manifest.firmware is not None
+    if case == "a path out of update/":
+        manifest.firmware.file = "../outside.bin"
+    elif case == "a link":
+        (folder / "update" / "firmware.bin").symlink_to(folder / "outside.bin")
+    else:
+        (folder / "update" / "firmware.bin").write_bytes(FIRMWARE)
+        manifest.format = "bwv-dock-update/2"
+    (folder / "update" / "manifest.json").write_bytes(msgspec.json.encode(manifest))
+    report = camera.take_update(folder)
+    assert report is not None and not report.ok and camera.firmware == "1.4.2", report
