@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.events import CameraUpdate, CameraUpdateRelease
-from fleet.firmware import statement_bytes
+from fleet.firmware import TrustedKey, statement_bytes
 from station.sync import artifacts as artifacts_module
 from station.sync.artifacts import ArtifactFetcher, artifact_path
 from station.sync.changes import FeedFollower
@@ -116,7 +116,7 @@ def test_a_central_that_lies_about_ranges_or_bytes_never_gets_them_kept(store, v
         return httpx.Response(200, content=os.urandom(len(ARTIFACT)))
 
     offer(store, signed(vendor))
-    fetcher = ArtifactFetcher(Hostile(answer).client(), store, FAST, [vendor.public_key()])
+    fetcher = ArtifactFetcher(Hostile(answer).client(), store, FAST, [TrustedKey(vendor.public_key())])
     for _ in range(3):  # pass after pass: never kept, never more than the release's size on disk
         report = fetcher.run_once(force=True)
         assert report.verified == [] and SHA in report.failed, report
@@ -132,7 +132,7 @@ def test_a_whole_body_answered_to_a_resume_is_taken_from_its_start(store, vendor
     resume_from(store, 50_000)
     offer(store, signed(vendor))
     hostile = Hostile(lambda header: httpx.Response(200, headers={"Fleet-Artifact-Sha256": SHA}, content=ARTIFACT))
-    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [vendor.public_key()])
+    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [TrustedKey(vendor.public_key())])
     assert fetcher.run_once().verified == [SHA] and hostile.ranges == ["bytes=50000-"]
     assert artifact_path(store, SHA).read_bytes() == ARTIFACT and folder_files(store) == [SHA]
 
@@ -144,7 +144,8 @@ def test_a_release_validly_signed_for_another_model_is_kept_but_only_as_that_mod
     release = signed(vendor, model="Axon Body 3")
     offer(store, release)
     hostile = Hostile(lambda header: httpx.Response(200, headers={"Fleet-Artifact-Sha256": SHA}, content=ARTIFACT))
-    assert ArtifactFetcher(hostile.client(), store, FAST, [vendor.public_key()]).run_once().verified == [SHA]
+    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [TrustedKey(vendor.public_key())])
+    assert fetcher.run_once().verified == [SHA]
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,7 @@ def test_offers_that_would_cut_into_the_stations_reserve_are_not_downloaded(stor
     offer(store, signed(vendor))
     hostile = Hostile(lambda header: httpx.Response(200, headers={"Fleet-Artifact-Sha256": SHA}, content=ARTIFACT))
     free = shutil.disk_usage(store.data_dir).free
-    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [vendor.public_key()], reserve_bytes=free)
+    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [TrustedKey(vendor.public_key())], reserve_bytes=free)
     report = fetcher.run_once()
     assert "room" in report.failed[SHA] and hostile.ranges == [] and folder_files(store) == []
     fetcher.reserve_bytes = 0
@@ -180,7 +181,7 @@ def test_a_kill_at_each_step_of_a_download_keeps_only_the_checked_artifact_recor
 ):
     offer(store, signed(vendor))
     hostile = Hostile(lambda header: httpx.Response(200, headers={"Fleet-Artifact-Sha256": SHA}, content=ARTIFACT))
-    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [vendor.public_key()])
+    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [TrustedKey(vendor.public_key())])
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt(f"killed at {kill_at}")
@@ -194,7 +195,7 @@ def test_a_kill_at_each_step_of_a_download_keeps_only_the_checked_artifact_recor
     with pytest.raises(KeyboardInterrupt):
         fetcher.run_once()
     monkeypatch.undo()
-    restarted = ArtifactFetcher(hostile.client(), store, FAST, [vendor.public_key()])
+    restarted = ArtifactFetcher(hostile.client(), store, FAST, [TrustedKey(vendor.public_key())])
     assert restarted.run_once().verified == [SHA]
     assert folder_files(store) == [SHA] and artifact_path(store, SHA).read_bytes() == ARTIFACT
     assert len(hostile.ranges) == 1  # the bytes that arrived were kept: not fetched again
