@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import zlib
 from collections import deque
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
     from fleet.cipher import Sealer
+
+log = logging.getLogger(__name__)
 
 COPY_BUFFER_BYTES = 4 << 20
 
@@ -375,21 +378,24 @@ class _DirectSource:
         """Fill ``view`` from ``offset``; the part filled (shorter only at the end of the file)."""
         got = 0
         while got < len(view):
+            direct = self.direct
             try:
                 n = os.preadv(self.fd, [view[got:]], offset + got)
             except OSError as exc:
-                if exc.errno != errno.EINVAL or not self.direct:
+                if exc.errno != errno.EINVAL or not direct:
                     raise
                 self._buffered()  # a direct read refused (an alignment this filesystem does not take)
                 continue
             if not n:
                 break
             got += n
-            if self.direct and got % BLOCK:
+            if direct and got % BLOCK:
                 break  # a direct read ends short only at the end of the file
         return view[:got]
 
     def _buffered(self) -> None:
+        if self.direct:
+            log.info("direct reads refused; this file is read through the page cache")
         self.direct = False
         fcntl.fcntl(self.fd, fcntl.F_SETFL, self._flags)
 
