@@ -9,13 +9,20 @@ CPU per GiB, against under 1 s written direct (docs/benchmarks-history.md, "Wher
 write's time goes").
 
 Direct I/O needs the file offset, the length and the memory address aligned to the device's
-block. So a batch is copied once into an aligned staging buffer, placed so that its first
-block boundary falls on a page; the aligned middle is written direct, the head and tail
-(under a block each) through the page cache. A filesystem that refuses O_DIRECT, a batch with
-no whole block in it, or any refusal of a direct write gets plain writes: the bytes on disk
-are the same, only the path there differs. Not thread-safe: each writing thread (the
-receiver's pool thread, its event loop for small batches, an ingest's copying thread) owns
-its own instance.
+block. Two writers here:
+
+- ``PartWriter`` (central's receiver): a batch is copied once into an aligned staging buffer,
+  placed so that its first block boundary falls on a page; the aligned middle is written
+  direct, the head and tail (under a block each) through the page cache. Not thread-safe:
+  each writing thread (the receiver's pool thread, its event loop for small batches) owns its
+  own instance.
+- ``DirectAppender`` (the sealed ingest): the caller makes a whole file's bytes block by block
+  in the appender's buffers; what a block leaves past its last whole page is carried to the
+  front of the next, so every write is direct but the file's last partial page; the writes
+  run on threads of their own.
+
+A filesystem that refuses O_DIRECT, a batch with no whole block in it, or any refusal of a
+direct write gets plain writes: the bytes on disk are the same, only the path there differs.
 """
 
 from __future__ import annotations

@@ -199,14 +199,22 @@ class _Hashes:
 
     def feed(self, data: bytes | memoryview) -> None:
         self.wait()  # at most one block hashes behind the one being copied
+        self.submit(data)
+
+    def submit(self, data: bytes | memoryview) -> list[Future[None]]:
+        """Hash ``data`` after the blocks given before it, without waiting for them; what to wait
+        for before ``data``'s memory is used again (nothing: a small block is hashed here)."""
         if len(data) <= INLINE_HASH_BYTES:
+            self.wait()
             self.digest.update(data)
             if self.chunks is not None:
                 self.chunks.update(memoryview(data))
-            return
-        self._pending = [_hasher.submit(self.digest.update, data)]
+            return []
+        futures = [_hasher.submit(self.digest.update, data)]
         if self.chunks is not None:
-            self._pending.append(_chunk_hasher.submit(self.chunks.update, memoryview(data)))
+            futures.append(_chunk_hasher.submit(self.chunks.update, memoryview(data)))
+        self._pending = [f for f in self._pending if not f.done()] + futures
+        return futures
 
     def wait(self) -> None:
         for future in self._pending:
@@ -274,6 +282,8 @@ SEAL_WRITERS = 2
 """Direct writes in flight at once in a sealed copy: with one, the device idles between them."""
 SEAL_READERS = 2
 """Reads in flight at once in a sealed copy (direct reads have no kernel read-ahead)."""
+HASH_LAG = 2
+"""Blocks a sealed copy's hashing may fall behind its reading (a read buffer each)."""
 
 
 def copy_hash_and_seal(
@@ -303,12 +313,14 @@ def copy_hash_and_seal(
     """
     block = max(sealer.segment_bytes, COPY_BUFFER_BYTES // sealer.segment_bytes * sealer.segment_bytes)
     blocks = max(1, -(-size // block))  # an empty clip still seals its one empty segment
-    # Block n is read into buffer n % len(buffers), SEAL_READERS blocks ahead of the one sealed;
-    # a buffer is read into again only once its block is sealed and hashed (``_Hashes.feed`` of
-    # the next block waits for that hash). Each has room for a block and a page more: the last
-    # read asks for more than is left (whole pages, as a direct read must), so that a file that
-    # grew while it was copied shows.
-    buffers = [take_buffer(block + 2 * BLOCK) for _ in range(SEAL_READERS + 2)]
+    # Block n is read into buffer n % len(buffers), SEAL_READERS blocks ahead of the one sealed,
+    # and hashed as soon as it is read (the hasher works through a queue of up to HASH_LAG
+    # blocks, so it never waits for this thread's writes); a buffer is read into again only once
+    # its block is sealed and hashed. Each has room for a block and a page more: the last read
+    # asks for more than is left (whole pages, as a direct read must), so that a file that grew
+    # while it was copied shows.
+    buffers = [take_buffer(block + 2 * BLOCK) for _ in range(SEAL_READERS + HASH_LAG + 1)]
+    hashed: list[list[Future[None]]] = [[] for _ in buffers]
     hashes = _Hashes(chunk_bytes, chunk_algorithm)
     copied = 0
     try:
@@ -327,6 +339,8 @@ def copy_hash_and_seal(
                 out.carry(sealer.header)
 
                 def read(n: int) -> Future[memoryview]:
+                    for hashing in hashed[n % len(buffers)]:
+                        hashing.result()  # the block before in this buffer is hashed
                     left = size - n * block
                     asked = block if left > block else -(-(left + 1) // BLOCK) * BLOCK
                     return reader.submit(source.read, memoryview(buffers[n % len(buffers)])[:asked], n * block)
@@ -340,7 +354,7 @@ def copy_hash_and_seal(
                     copied += min(len(data), expected + 1)  # one byte more: the file grew while copied
                     if len(data) != expected:
                         break
-                    hashes.feed(data)
+                    hashed[n % len(buffers)] = hashes.submit(data)
                     length = sealer.sealed_length(len(data))
                     sealer.seal(data, out.reserve(length))
                     out.commit(length)
