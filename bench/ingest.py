@@ -175,6 +175,7 @@ def child_ingest(tree: Path, dock: Path, data: Path) -> float:
     """Seconds ``tree``'s code takes to ingest ``dock`` (in a process of its own, timed there)."""
     code = (
         "import sys, time; from pathlib import Path; from bench.ingest import one_ingest; "
+        "import fleet.config, station.ingest, station.store; "  # imported before the clock starts
         "began = time.perf_counter(); one_ingest(Path(sys.argv[1]), Path(sys.argv[2])); "
         "print(time.perf_counter() - began)"
     )

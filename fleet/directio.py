@@ -27,6 +27,7 @@ direct write gets plain writes: the bytes on disk are the same, only the path th
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import mmap
@@ -172,6 +173,25 @@ class PartWriter:
     def _refused(self, path: Path | None) -> None:
         self.direct = False
         log.info("direct I/O refused%s; uploads are written through the page cache", f" for {path}" if path else "")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_fallocate = getattr(_libc, "fallocate64", None) or getattr(_libc, "fallocate", None)
+if _fallocate is not None:
+    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def preallocate(fd: int, length: int) -> bool:
+    """Give the file ``length`` bytes of disk now (fallocate: read as zeros until written); False where
+    the filesystem cannot. Not ``os.posix_fallocate``, which falls back to writing zeros."""
+    if _fallocate is None or not length:
+        return False
+    if _fallocate(fd, 0, 0, length) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(code, os.strerror(code))
 
 
 _spare: dict[int, list[mmap.mmap]] = {}

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import crc32c
 
-from fleet.directio import BLOCK, DIRECT_MIN_BYTES, DirectAppender, give_back, take_buffer
+from fleet.cipher import sealed_size
+from fleet.directio import BLOCK, DIRECT_MIN_BYTES, DirectAppender, give_back, preallocate, take_buffer
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -329,6 +330,10 @@ def copy_hash_and_seal(
             open(dst, "w+b", buffering=0) as fout,
             ThreadPoolExecutor(max_workers=SEAL_READERS, thread_name_prefix="reader") as reader,
         ):
+            # The sealed file's disk space at once: direct writes then fill allocated blocks and
+            # never extend the file, so the filesystem runs them side by side (ext4 serialises
+            # writes that extend a file), and a full disk shows before a byte is copied.
+            preallocate(fout.fileno(), sealed_size(size, sealer.segment_bytes))
             with DirectAppender(
                 fout.fileno(),
                 Path(dst),

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet import hashing
 from fleet.cipher import (
     HEADER_BYTES,
     SEGMENT_BYTES,
@@ -322,3 +323,11 @@ def test_a_descriptor_passed_in_is_left_open_with_its_flags(tmp_path):
         os.close(fd)
     assert result.sha256 == hashlib.sha256(data).hexdigest()
     assert read_all(tmp_path / "dst", key, len(data)) == data
+
+
+def test_a_sealed_copy_is_the_same_where_space_cannot_be_preallocated(tmp_path, monkeypatch):
+    monkeypatch.setattr(hashing, "preallocate", lambda fd, length: False)
+    data = os.urandom(5 * SEGMENT_BYTES + 3)
+    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES)
+    assert path.stat().st_size == sealed_size(len(data), SEGMENT_BYTES)
+    assert read_all(path, key, len(data), piece=1 << 20) == data

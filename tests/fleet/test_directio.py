@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet import directio
-from fleet.directio import BLOCK, DIRECT_MIN_BYTES, DirectAppender, PartWriter, take_buffer
+from fleet.directio import BLOCK, DIRECT_MIN_BYTES, DirectAppender, PartWriter, preallocate, take_buffer
 
 MiB = 1 << 20
 
@@ -237,3 +237,12 @@ def test_a_failed_write_is_raised_and_the_buffers_are_kept_for_the_next_stream(t
     assert not others and size % BLOCK == 0 and len(kept) == 3  # two in flight and the one being made
     last = kept[-1]
     assert take_buffer(size) is last
+
+
+def test_preallocated_space_reads_as_zeros_and_the_file_has_its_length(tmp_path):
+    with open(tmp_path / "x.part", "w+b", buffering=0) as f:
+        if not preallocate(f.fileno(), 3 * BLOCK + 5):
+            pytest.skip("this filesystem cannot preallocate")
+        assert os.fstat(f.fileno()).st_size == 3 * BLOCK + 5
+        assert os.fstat(f.fileno()).st_blocks * 512 >= 3 * BLOCK + 5  # the space is taken now
+    assert (tmp_path / "x.part").read_bytes() == bytes(3 * BLOCK + 5)
