@@ -1,4 +1,5 @@
-"""P1 ingest: copy + hash + encrypt + fsync + queue of ≥ 1 GiB of clips, against ``cp`` + ``sync``.
+"""P1 ingest: copy + hash + encrypt + fsync + queue of ≥ 1 GiB of clips, against ``cp`` + ``sync``
+(``sync`` of the copies and their folder, so only these bytes).
 
 Each round (cp+sync, the station's ingest, the same ingest with a plain copy instead of the
 sealed one, openssl dgst) runs on the same files, the writers in rotating order, with the page
@@ -102,7 +103,9 @@ def run(
             target = fresh("cp")
             target.mkdir(parents=True)
             subprocess.run(["cp", *map(str, files), str(target)], check=True)
-            subprocess.run(["sync"], check=True)
+            # `sync` of these files and their folder (fsync each, as ingest does its own): a bare
+            # `sync` writes out every process's dirty pages, on a shared host others' too.
+            subprocess.run(["sync", *(str(target / f.name) for f in files), str(target)], check=True)
 
         def ingest() -> None:
             one_ingest(root / "dock", fresh("station"))
