@@ -165,6 +165,7 @@ def run(
         if with_stages:
             result["stages"] = stages(files, root / "stages", rounds)
         shutil.rmtree(root / "pristine")
+        shutil.rmtree(root / "runs")  # the timed runs are over: their GiBs are not needed for the next part
         if rss_clip:
             result["peak_rss_4gib_clip_mib"] = peak_rss_ingest(root / "rss", rss_clip)
             if before:
@@ -287,6 +288,7 @@ def stages(files: list[Path], root: Path, rounds: int) -> dict[str, dict[str, fl
             cpu = time.process_time()
             wall = timed(step)
             measured[name].append((wall, time.process_time() - cpu))
+    shutil.rmtree(root)
     return {
         name: {
             "wall_s": median([w for w, _ in runs]),
