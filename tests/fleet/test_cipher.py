@@ -26,6 +26,7 @@ from fleet.cipher import (
 from fleet.directio import BLOCK, PartWriter
 from fleet.errors import ConfigError, DamagedCopyError
 from fleet.hashing import copy_hash_and_seal
+from tests.support.directio import direct_io_works
 
 SEG = 4096  # small segments, so that "several segments" stays small
 CLIP = "6a1b2c3d-0000-4000-8000-000000000001"
@@ -238,6 +239,13 @@ def test_a_sealed_copy_is_written_past_the_page_cache_where_the_filesystem_allow
     assert read_all(path, key, len(data), piece=1 << 20) == data
 
 
+def _round_trip_of_several_blocks(tmp_path, name: str = "sealed") -> None:
+    data = os.urandom(9 * SEGMENT_BYTES + 5)
+    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES, name=name)
+    assert path.stat().st_size == sealed_size(len(data), SEGMENT_BYTES)
+    assert read_all(path, key, len(data), piece=1 << 20) == data
+
+
 def test_a_sealed_copy_is_the_same_where_direct_io_is_refused(tmp_path, monkeypatch):
     real_open = os.open
 
@@ -247,22 +255,12 @@ def test_a_sealed_copy_is_the_same_where_direct_io_is_refused(tmp_path, monkeypa
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", refusing)
-    data = os.urandom(9 * SEGMENT_BYTES + 5)
-    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES)
-    assert read_all(path, key, len(data), piece=1 << 20) == data
-
-
-def _direct_ok(tmp_path) -> bool:
-    (tmp_path / "probe").touch()
-    probe = PartWriter(BLOCK).open_direct(tmp_path / "probe")
-    if probe is not None:
-        os.close(probe)
-    return probe is not None
+    _round_trip_of_several_blocks(tmp_path)
 
 
 def test_the_source_is_read_past_the_page_cache_where_the_filesystem_allows(tmp_path, monkeypatch):
     """Every byte of the camera's file is read once, through an O_DIRECT descriptor, at page-aligned offsets."""
-    if not _direct_ok(tmp_path):
+    if not direct_io_works(tmp_path):
         pytest.skip("this filesystem refuses O_DIRECT")
     reads: list[tuple[bool, int]] = []
     real_preadv = os.preadv
@@ -289,9 +287,7 @@ def test_a_source_is_read_through_the_page_cache_where_direct_reads_are_refused(
         return real_fcntl(fd, command, *args)
 
     monkeypatch.setattr(fcntl, "fcntl", refusing_flags)
-    data = os.urandom(9 * SEGMENT_BYTES + 5)
-    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES)
-    assert read_all(path, key, len(data), piece=1 << 20) == data
+    _round_trip_of_several_blocks(tmp_path)
     monkeypatch.setattr(fcntl, "fcntl", real_fcntl)
 
     refused = 0
@@ -304,9 +300,8 @@ def test_a_source_is_read_through_the_page_cache_where_direct_reads_are_refused(
         return real_preadv(fd, buffers, offset)
 
     monkeypatch.setattr(os, "preadv", refusing_reads)
-    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES, name="again")
-    assert read_all(path, key, len(data), piece=1 << 20) == data
-    assert refused or not _direct_ok(tmp_path)  # where direct reads are taken, they were refused and redone
+    _round_trip_of_several_blocks(tmp_path, name="again")
+    assert refused or not direct_io_works(tmp_path)  # where direct reads are taken, they were refused and redone
 
 
 def test_a_descriptor_passed_in_is_left_open_with_its_flags(tmp_path):
@@ -327,7 +322,4 @@ def test_a_descriptor_passed_in_is_left_open_with_its_flags(tmp_path):
 
 def test_a_sealed_copy_is_the_same_where_space_cannot_be_preallocated(tmp_path, monkeypatch):
     monkeypatch.setattr(hashing, "preallocate", lambda fd, length: False)
-    data = os.urandom(5 * SEGMENT_BYTES + 3)
-    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES)
-    assert path.stat().st_size == sealed_size(len(data), SEGMENT_BYTES)
-    assert read_all(path, key, len(data), piece=1 << 20) == data
+    _round_trip_of_several_blocks(tmp_path)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fleet import directio
 from fleet.directio import BLOCK, DIRECT_MIN_BYTES, DirectAppender, PartWriter, preallocate, take_buffer
+from tests.support.directio import direct_io_works
 
 MiB = 1 << 20
 
@@ -155,14 +156,6 @@ def test_a_refused_direct_write_is_written_through_the_cache_and_direct_io_is_gi
     assert part.read_bytes() == data + data
 
 
-def _direct_supported(tmp_path) -> bool:
-    (tmp_path / "probe").touch()
-    probe = PartWriter(BLOCK).open_direct(tmp_path / "probe")
-    if probe is not None:
-        os.close(probe)
-    return probe is not None
-
-
 class _WritesByKind:
     """Every os.pwrite as (direct?, length, offset), direct told by the descriptor's flags."""
 
@@ -208,12 +201,12 @@ def test_an_appended_stream_lands_byte_for_byte_every_direct_write_on_whole_page
     assert (tmp_path / "x.part").read_bytes() == expected
     buffered = [(n, at) for direct, n, at in writes.calls if not direct]
     assert all(n % BLOCK == 0 and at % BLOCK == 0 for direct, n, at in writes.calls if direct)
-    if _direct_supported(tmp_path):  # only the last partial page goes through the page cache
+    if direct_io_works(tmp_path):  # only the last partial page goes through the page cache
         assert buffered == ([(len(expected) % BLOCK, len(expected) // BLOCK * BLOCK)] if len(expected) % BLOCK else [])
 
 
 def test_an_appended_stream_is_the_same_where_direct_writes_are_refused(tmp_path, monkeypatch):
-    if not _direct_supported(tmp_path):
+    if not direct_io_works(tmp_path):
         pytest.skip("this filesystem refuses O_DIRECT")
     rng = random.Random(5)
     blocks = [rng.randbytes(4 * MiB - 3) for _ in range(3)]
