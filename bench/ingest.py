@@ -250,7 +250,7 @@ def stages(files: list[Path], root: Path, rounds: int) -> dict[str, dict[str, fl
                 pass
             os.close(fd)
 
-    def two_at_once(job: Callable[[int], None], count: int) -> None:
+    def two_at_once(job: Callable[[int], object], count: int) -> None:
         """``job(0..count-1)``, two at a time (as the ingest keeps two reads and two writes in flight)."""
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(job, range(count)))
@@ -259,9 +259,12 @@ def stages(files: list[Path], root: Path, rounds: int) -> dict[str, dict[str, fl
         buffers = [memoryview(mmap.mmap(-1, block)) for _ in range(2)]
         for f in files:
             fd = os.open(f, os.O_RDONLY | os.O_DIRECT)
+
+            def read(n: int, fd: int = fd) -> int:  # two reads may share a buffer: nothing looks at it
+                return os.preadv(fd, [buffers[n % 2]], n * block)
+
             try:
-                # (two reads may share a buffer: what they read is not looked at)
-                two_at_once(lambda n, fd=fd: os.preadv(fd, [buffers[n % 2]], n * block), -(-f.stat().st_size // block))
+                two_at_once(read, -(-f.stat().st_size // block))
             finally:
                 os.close(fd)
 
@@ -269,7 +272,7 @@ def stages(files: list[Path], root: Path, rounds: int) -> dict[str, dict[str, fl
         fd = os.open(root / f"direct-{next(names)}", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
         try:
             preallocate(fd, nbytes)
-            two_at_once(lambda n: os.pwrite(fd, data, n * block) and None, nbytes // block)
+            two_at_once(lambda n: os.pwrite(fd, data, n * block), nbytes // block)
             os.fsync(fd)
         finally:
             os.close(fd)
