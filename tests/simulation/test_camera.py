@@ -81,7 +81,7 @@ def test_failures_follow_the_rate_of_each_model_and_repeat_with_the_seed(tmp_pat
 
     def run(model: str, seed: int = 7) -> list[bool]:
         outcomes = []
-        for n in range(400):
+        for n in range(200):
             serial = f"BWV-{n:06d}"
             camera = SimCamera(serial, model=model, failures=UpdateFailures(failures.by_model, seed=seed))
             folder = leave_update(camera.dock(tmp_path / model / str(seed), [], folder_name=serial), model=model)
@@ -95,10 +95,10 @@ def test_failures_follow_the_rate_of_each_model_and_repeat_with_the_seed(tmp_pat
 
     body2 = run("Axon Body 2")
     assert 0.22 < body2.count(False) / len(body2) < 0.38
-    assert run("Axon Body 3") == [False] * 400
+    assert run("Axon Body 3") == [False] * 200
     assert run("Axon Body 2") == body2  # the same seed: the same cameras fail
     assert run("Axon Body 2", seed=8) != body2
-    assert run("Other Model") == [True] * 400
+    assert run("Other Model") == [True] * 200
 
 
 def test_a_retry_is_a_new_draw(tmp_path):

@@ -121,6 +121,7 @@ def station_order(scenario: Scenario) -> list[str]:
     return [s for s, evs in scenario.ordered().items() for _ in evs]
 
 
+@pytest.mark.slow  # a long property run: the whole suite, not the quick lane
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_conflicts_and_attributions_do_not_depend_on_arrival_order(data):
