@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from bench import events, fleet, ingest, pages, peer, retention, rollout, upload, writes
 from bench.common import save
@@ -51,6 +52,12 @@ def main() -> None:
         help="upload: central serves HTTPS (a throwaway CA); the baseline pays for TLS too",
     )
     parser.add_argument(
+        "--before",
+        default=None,
+        help="ingest: a checkout of older code (e.g. `git archive` of a commit) whose ingest runs side by side",
+    )
+    parser.add_argument("--stages", action="store_true", help="ingest: also time each step of a sealed ingest alone")
+    parser.add_argument(
         "--engines",
         default=",".join(ENGINES),
         help=f"events, retention, pages: the databases to run on, comma-separated (default: {','.join(ENGINES)})",
@@ -70,6 +77,8 @@ def main() -> None:
             clip_size=(16 << 20) if args.quick else 128 << 20,
             rounds=args.rounds,
             rss_clip=(64 << 20) if args.quick else 4 * gib,
+            before=Path(args.before).resolve() if args.before else None,
+            with_stages=args.stages,
         )
         print(json.dumps({k: v for k, v in result.items() if k != "seconds"}, indent=2))
         save("ingest", result)

@@ -1,21 +1,31 @@
-"""P1 ingest: copy + hash + encrypt + fsync + queue of ≥ 1 GiB of clips, against ``cp`` + ``sync``.
+"""P1 ingest: copy + hash + encrypt + fsync + queue of ≥ 1 GiB of clips, against ``cp`` + ``sync``
+(``sync`` of the copies and their folder, so only these bytes).
 
 Each round (cp+sync, the station's ingest, the same ingest with a plain copy instead of the
 sealed one, openssl dgst) runs on the same files, the writers in rotating order, with the page
 cache dropped before each run when the kernel allows it; medians and ratios are reported.
 "ingest-plain" is the ingest as it was before clips were sealed at rest (the kernel copies,
 ``copy_and_hash``), everything else alike, so the cost of sealing is measured side by side.
-Also: peak RSS of a station process ingesting one 4 GiB clip (sealed).
+With ``before=TREE`` (``--before DIR``: a checkout of older code, e.g. ``git archive``), an
+"ingest-before" side runs that tree's ingest in a process of its own, timed there, in the same
+rounds. Also: peak RSS of a station process ingesting one 4 GiB clip (sealed), and with
+``stages`` what each step of a sealed ingest costs alone (``stages``).
 """
 
 from __future__ import annotations
 
-import resource
+import hashlib
+import mmap
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.common import bench_keys, drop_caches, machine, median, mib_s, save, timed
@@ -64,7 +74,14 @@ def restore_dock(pristine: Path, dock: Path) -> None:
     shutil.copytree(pristine, dock)
 
 
-def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip: int = 4 * GiB) -> dict:
+def run(
+    total: int = GiB,
+    clip_size: int = 128 << 20,
+    rounds: int = 3,
+    rss_clip: int = 4 * GiB,
+    before: Path | None = None,
+    with_stages: bool = False,
+) -> dict:
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir=Path.cwd()))
     try:
         pristine = make_dock(root / "pristine", total, clip_size)
@@ -72,6 +89,9 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
         nbytes = sum(f.stat().st_size for f in files)
         dropped = drop_caches()
         times: dict[str, list[float]] = {"cp+sync": [], "ingest": [], "ingest-plain": [], "openssl": []}
+        if before:
+            times["ingest-before"] = []
+        loads: list[float] = []
 
         outputs = iter(range(1_000_000))
 
@@ -84,7 +104,9 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
             target = fresh("cp")
             target.mkdir(parents=True)
             subprocess.run(["cp", *map(str, files), str(target)], check=True)
-            subprocess.run(["sync"], check=True)
+            # `sync` of these files and their folder (fsync each, as ingest does its own): a bare
+            # `sync` writes out every process's dirty pages, on a shared host others' too.
+            subprocess.run(["sync", *(str(target / f.name) for f in files), str(target)], check=True)
 
         def ingest() -> None:
             one_ingest(root / "dock", fresh("station"))
@@ -95,8 +117,16 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
         def openssl() -> None:
             subprocess.run(["openssl", "dgst", "-sha256", *map(str, files)], check=True, capture_output=True)
 
-        runs = {"cp+sync": cp_sync, "ingest": ingest, "ingest-plain": ingest_plain, "openssl": openssl}
+        runs: dict[str, Callable[[], object]] = {
+            "cp+sync": cp_sync,
+            "ingest": ingest,
+            "ingest-plain": ingest_plain,
+            "openssl": openssl,
+        }
         writers = ["cp+sync", "ingest", "ingest-plain"]
+        if before:
+            runs["ingest-before"] = lambda: child_ingest(before, root / "dock", fresh("before"))
+            writers.append("ingest-before")
         # The disk here is virtual: a run right after a GiB of writes is slowed while the host
         # drains them. So one unrecorded warm-up of each writer, then each round rotates which
         # writer goes first, so each follows the others' writes equally often.
@@ -105,16 +135,22 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
             drop_caches()
             runs[name]()
         for r in range(rounds):
-            for name in ["openssl", *writers[r % 3 :], *writers[: r % 3]]:
+            k = r % len(writers)
+            for name in ["openssl", *writers[k:], *writers[:k]]:
                 restore_dock(pristine, root / "dock")
                 drop_caches()
-                times[name].append(timed(runs[name]))
+                if name == "ingest-before":  # timed in its own process, without its start-up
+                    times[name].append(float(runs[name]()))  # type: ignore[arg-type]
+                else:
+                    times[name].append(timed(runs[name]))
+            loads.append(os.getloadavg()[0])
         medians = {k: median(v) for k, v in times.items()}
         result = {
             "machine": machine(),
             "bytes": nbytes,
             "files": len(files),
             "rounds": rounds,
+            "load_average_1min_after_each_round": loads,
             "page_cache_dropped": dropped,
             "seconds": times,
             "median_s": medians,
@@ -124,26 +160,163 @@ def run(total: int = GiB, clip_size: int = 128 << 20, rounds: int = 3, rss_clip:
             "ratio_ingest_vs_ingest_plain": medians["ingest-plain"] / medians["ingest"],
             "ratio_ingest_vs_openssl": medians["openssl"] / medians["ingest"],
         }
+        if before:
+            result["ratio_ingest_before_vs_cp_sync"] = medians["cp+sync"] / medians["ingest-before"]
+            result["ratio_ingest_vs_ingest_before"] = medians["ingest-before"] / medians["ingest"]
+        if with_stages:
+            result["stages"] = stages(files, root / "stages", rounds)
         shutil.rmtree(root / "pristine")
+        shutil.rmtree(root / "runs")  # the timed runs are over: their GiBs are not needed for the next part
         if rss_clip:
             result["peak_rss_4gib_clip_mib"] = peak_rss_ingest(root / "rss", rss_clip)
+            if before:
+                result["peak_rss_4gib_clip_mib_before"] = peak_rss_ingest(root / "rss-before", rss_clip, before)
         return result
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def peak_rss_ingest(root: Path, size: int) -> float:
-    """Peak RSS of a fresh process that ingests one clip of ``size`` bytes."""
+def child_ingest(tree: Path, dock: Path, data: Path) -> float:
+    """Seconds ``tree``'s code takes to ingest ``dock`` (in a process of its own, timed there)."""
+    code = (
+        "import sys, time; from pathlib import Path; from bench.ingest import one_ingest; "
+        "import fleet.config, station.ingest, station.store; "  # imported before the clock starts
+        "began = time.perf_counter(); one_ingest(Path(sys.argv[1]), Path(sys.argv[2])); "
+        "print(time.perf_counter() - began)"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(dock.resolve()), str(data.resolve())],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(ran.stdout.split()[-1])
+
+
+def peak_rss_ingest(root: Path, size: int, tree: Path | None = None) -> float:
+    """Peak RSS of a fresh process that ingests one clip of ``size`` bytes (with ``tree``'s code)."""
     dock = root / "dock"
     dock_camera(dock, "BWV-000002", [SimClip(size, utc_now(), clip_id=str(uuid.uuid4()), seed=1)], folder_name="cam")
+    # The child reports its own high-water mark (VmHWM): a child's ru_maxrss starts from its
+    # parent's RSS at the fork (Linux keeps the larger across exec), and this process is bigger.
     code = (
-        "import sys; from bench.ingest import one_ingest; from pathlib import Path; "
-        "one_ingest(Path(sys.argv[1]), Path(sys.argv[2]))"
+        "import re, sys; from bench.ingest import one_ingest; from pathlib import Path; "
+        "one_ingest(Path(sys.argv[1]), Path(sys.argv[2])); "
+        "print(re.search(r'VmHWM:\\s*(\\d+) kB', open('/proc/self/status').read())[1])"
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-c", code, str(dock), str(root / "station")], check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(dock.resolve()), str((root / "station").resolve())],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)} if tree else None,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(ran.stdout.split()[-1]) / 1024
+
+
+def stages(files: list[Path], root: Path, rounds: int) -> dict[str, dict[str, float]]:
+    """Each step of a sealed ingest of ``files`` alone, as an ingest does it (4 MiB blocks), wall and
+    CPU seconds (medians): which one sets the pace, and whether the disk can read and write at once."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from fleet.cipher import SEGMENT_BYTES, TAG_BYTES
+    from fleet.directio import preallocate
+    from fleet.hashing import COPY_BUFFER_BYTES, new_checksum
+
+    block = COPY_BUFFER_BYTES
+    nbytes = sum(f.stat().st_size for f in files)
+    data = memoryview(mmap.mmap(-1, block))
+    data[:] = os.urandom(block)
+    sealed = memoryview(mmap.mmap(-1, block + block // SEGMENT_BYTES * TAG_BYTES))
+    root.mkdir(parents=True)
+    names = iter(range(1_000_000))
+
+    def in_memory(step: Callable[[], object]) -> Callable[[], None]:
+        def steps() -> None:
+            for _ in range(nbytes // block):
+                step()
+
+        return steps
+
+    def read_cached() -> None:  # as cp and openssl read: through the page cache, its read-ahead
+        buffer = memoryview(bytearray(block))
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            while os.readv(fd, [buffer]):
+                pass
+            os.close(fd)
+
+    def two_at_once(job: Callable[[int], object], count: int) -> None:
+        """``job(0..count-1)``, two at a time (as the ingest keeps two reads and two writes in flight)."""
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(job, range(count)))
+
+    def read_direct() -> None:  # as the ingest reads
+        buffers = [memoryview(mmap.mmap(-1, block)) for _ in range(2)]
+        for f in files:
+            fd = os.open(f, os.O_RDONLY | os.O_DIRECT)
+
+            def read(n: int, fd: int = fd) -> int:  # two reads may share a buffer: nothing looks at it
+                return os.preadv(fd, [buffers[n % 2]], n * block)
+
+            try:
+                two_at_once(read, -(-f.stat().st_size // block))
+            finally:
+                os.close(fd)
+
+    def write_direct() -> None:  # as the ingest writes: preallocated, two in flight, one fsync
+        fd = os.open(root / f"direct-{next(names)}", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+        try:
+            preallocate(fd, nbytes)
+            two_at_once(lambda n: os.pwrite(fd, data, n * block), nbytes // block)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_and_write() -> None:
+        reading = threading.Thread(target=read_direct)
+        reading.start()
+        write_direct()
+        reading.join()
+
+    sha256, crc = hashlib.sha256(), new_checksum("crc32c")
+    aead, nonce = AESGCM(os.urandom(32)), os.urandom(12)
+
+    def seal() -> None:
+        for at in range(0, block, SEGMENT_BYTES):
+            out = at // SEGMENT_BYTES * (SEGMENT_BYTES + TAG_BYTES)
+            piece = data[at : at + SEGMENT_BYTES]
+            aead.encrypt_into(nonce, piece, b"aad", sealed[out : out + SEGMENT_BYTES + TAG_BYTES])
+
+    steps: dict[str, Callable[[], None]] = {
+        "read cold through the page cache (as cp)": read_cached,
+        "read cold direct, two in flight (as ingest)": read_direct,
+        "SHA-256 (in memory)": in_memory(lambda: sha256.update(data)),
+        "CRC-32C chunk checksums (in memory)": in_memory(lambda: crc.update(data)),
+        "AES-256-GCM seal, 1 MiB segments (in memory)": in_memory(seal),
+        "write direct, two in flight, + fsync": write_direct,
+        "read direct while writing direct (the disk's floor)": read_and_write,
+    }
+    measured: dict[str, list[tuple[float, float]]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            drop_caches()
+            cpu = time.process_time()
+            wall = timed(step)
+            measured[name].append((wall, time.process_time() - cpu))
+    shutil.rmtree(root)
+    return {
+        name: {
+            "wall_s": median([w for w, _ in runs]),
+            "cpu_s": median([c for _, c in runs]),
+            "MiB_per_s": mib_s(nbytes, median([w for w, _ in runs])),
+        }
+        for name, runs in measured.items()
+    }
 
 
 if __name__ == "__main__":

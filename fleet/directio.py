@@ -9,22 +9,33 @@ CPU per GiB, against under 1 s written direct (docs/benchmarks-history.md, "Wher
 write's time goes").
 
 Direct I/O needs the file offset, the length and the memory address aligned to the device's
-block. So a batch is copied once into an aligned staging buffer, placed so that its first
-block boundary falls on a page; the aligned middle is written direct, the head and tail
-(under a block each) through the page cache. A filesystem that refuses O_DIRECT, a batch with
-no whole block in it, or any refusal of a direct write gets plain writes: the bytes on disk
-are the same, only the path there differs. Not thread-safe: each writing thread (the
-receiver's pool thread, its event loop for small batches, an ingest's copying thread) owns
-its own instance.
+block. Two writers here:
+
+- ``PartWriter`` (central's receiver): a batch is copied once into an aligned staging buffer,
+  placed so that its first block boundary falls on a page; the aligned middle is written
+  direct, the head and tail (under a block each) through the page cache. Not thread-safe:
+  each writing thread (the receiver's pool thread, its event loop for small batches) owns its
+  own instance.
+- ``DirectAppender`` (the sealed ingest): the caller makes a whole file's bytes block by block
+  in the appender's buffers; what a block leaves past its last whole page is carried to the
+  front of the next, so every write is direct but the file's last partial page; the writes
+  run on threads of their own.
+
+A filesystem that refuses O_DIRECT, a batch with no whole block in it, or any refusal of a
+direct write gets plain writes: the bytes on disk are the same, only the path there differs.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import mmap
 import os
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -162,3 +173,141 @@ class PartWriter:
     def _refused(self, path: Path | None) -> None:
         self.direct = False
         log.info("direct I/O refused%s; uploads are written through the page cache", f" for {path}" if path else "")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_fallocate = getattr(_libc, "fallocate64", None) or getattr(_libc, "fallocate", None)
+if _fallocate is not None:
+    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+
+
+def preallocate(fd: int, length: int) -> bool:
+    """Give the file ``length`` bytes of disk now (fallocate: read as zeros until written); False where
+    the filesystem cannot. Not ``os.posix_fallocate``, which falls back to writing zeros."""
+    if _fallocate is None or not length:
+        return False
+    if _fallocate(fd, 0, 0, length) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(code, os.strerror(code))
+
+
+_spare: dict[int, list[mmap.mmap]] = {}
+_spare_lock = threading.Lock()
+SPARE_BUFFERS = 8
+"""Page-aligned buffers of each size kept for the next copy: on this VM, touching fresh memory
+costs about 0.6 s of kernel CPU per GiB, so a sealed ingest reuses its few buffers clip after clip."""
+
+
+def take_buffer(size: int) -> mmap.mmap:
+    """A page-aligned buffer of ``size`` bytes (one kept from an earlier copy, else a new one)."""
+    with _spare_lock:
+        kept = _spare.get(size)
+        if kept:
+            return kept.pop()
+    return mmap.mmap(-1, size)
+
+
+def give_back(buffers: list[mmap.mmap]) -> None:
+    """Keep these buffers for the next ``take_buffer`` (a few of each size; the rest are let go)."""
+    with _spare_lock:
+        for buffer in buffers:
+            kept = _spare.setdefault(len(buffer), [])
+            if len(kept) < SPARE_BUFFERS:
+                kept.append(buffer)
+
+
+class DirectAppender:
+    """Writes a file from offset 0 as a stream of blocks made in place, every whole page of it direct.
+
+    The caller makes each block straight into a page-aligned buffer (``reserve``, then
+    ``commit``), and a writing thread writes it while the next is made. What a block leaves over
+    past its last whole page (under a page) is carried to the front of the next buffer, so every
+    write starts on a page boundary and goes direct whatever the blocks' lengths: only the
+    stream's last partial page goes through the page cache (at ``close``). ``writers`` writes
+    are in flight at once, so the device has the next one queued when one ends; each has its own
+    buffer, plus the one being made. Where the filesystem refuses direct I/O the same bytes are
+    written through the page cache."""
+
+    def __init__(self, fd: int, path: Path, capacity: int, *, writers: int = 2, direct: bool = True) -> None:
+        self._fd = fd
+        self._size = -(-(capacity + BLOCK) // BLOCK) * BLOCK
+        self._buffers = [take_buffer(self._size) for _ in range(writers + 1)]
+        self._views = [memoryview(b) for b in self._buffers]
+        self._direct_fd = PartWriter(0).open_direct(path) if direct else None
+        self._direct = self._direct_fd is not None
+        self._pool = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="direct-writer")
+        self._writes: deque[Future[None]] = deque()
+        self._writers = writers
+        self._count = 0
+        self._carry = b""
+        self.offset = 0
+        """Bytes handed to the writing threads so far (always a whole number of pages)."""
+
+    def carry(self, data: bytes) -> None:
+        """Put ``data`` (under a page, e.g. a file header) in front of the next block."""
+        if len(self._carry) + len(data) >= BLOCK:
+            raise ValueError("carried bytes must stay under a page")
+        self._carry += data
+
+    def reserve(self, length: int) -> memoryview:
+        """A buffer for the next block of ``length`` bytes (at most the capacity): make them there, then ``commit``."""
+        if len(self._carry) + length > self._size:
+            raise ValueError(f"a block is at most {self._size - BLOCK} bytes")
+        if len(self._writes) == self._writers:
+            self._writes.popleft().result()  # the buffer this block goes into is written: free
+        view = self._views[self._count % len(self._views)]
+        view[: len(self._carry)] = self._carry
+        return view[len(self._carry) : len(self._carry) + length]
+
+    def commit(self, length: int) -> None:
+        """Write the block made in the last ``reserve``'s buffer (its whole pages; the rest is carried)."""
+        view = self._views[self._count % len(self._views)]
+        end = len(self._carry) + length
+        whole = end // BLOCK * BLOCK
+        self._carry = bytes(view[whole:end])
+        if whole:
+            self._writes.append(self._pool.submit(self._write, view[:whole], self.offset))
+            self.offset += whole
+            self._count += 1
+
+    def _write(self, view: memoryview, offset: int) -> None:
+        done = 0
+        if self._direct and self._direct_fd is not None:
+            try:
+                done = os.pwrite(self._direct_fd, view, offset)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                if self._direct:
+                    log.info("direct I/O refused; this file is written through the page cache")
+                self._direct = False
+        if done < len(view):  # refused, or a short direct write: the rest through the page cache
+            _pwrite_all(self._fd, view[done:], offset + done)
+            start_writeback(self._fd, offset + done, len(view) - done)
+
+    def close(self, *, complete: bool = True) -> int:
+        """Wait for the writes; with ``complete``, write the carried tail. The stream's length."""
+        try:
+            while self._writes:
+                self._writes.popleft().result()
+            if complete and self._carry:
+                _pwrite_all(self._fd, memoryview(self._carry), self.offset)
+                self.offset += len(self._carry)
+                self._carry = b""
+            return self.offset
+        finally:
+            self._pool.shutdown(wait=True)
+            if self._direct_fd is not None:
+                os.close(self._direct_fd)
+                self._direct_fd = None
+            give_back(self._buffers)
+            self._buffers, self._views = [], []
+
+    def __enter__(self) -> DirectAppender:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.close(complete=exc_type is None)

@@ -7,7 +7,9 @@ half-written file under its final name, whatever moment the process dies.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
+import logging
 import os
 import zlib
 from collections import deque
@@ -18,14 +20,15 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import crc32c
 
-from fleet.directio import DIRECT_MIN_BYTES, PartWriter
+from fleet.cipher import sealed_size
+from fleet.directio import BLOCK, DIRECT_MIN_BYTES, DirectAppender, give_back, preallocate, take_buffer
 
 if TYPE_CHECKING:
-    from io import FileIO
-
     from _typeshed import ReadableBuffer
 
     from fleet.cipher import Sealer
+
+log = logging.getLogger(__name__)
 
 COPY_BUFFER_BYTES = 4 << 20
 
@@ -197,14 +200,22 @@ class _Hashes:
 
     def feed(self, data: bytes | memoryview) -> None:
         self.wait()  # at most one block hashes behind the one being copied
+        self.submit(data)
+
+    def submit(self, data: bytes | memoryview) -> list[Future[None]]:
+        """Hash ``data`` after the blocks given before it, without waiting for them; what to wait
+        for before ``data``'s memory is used again (nothing: a small block is hashed here)."""
         if len(data) <= INLINE_HASH_BYTES:
+            self.wait()
             self.digest.update(data)
             if self.chunks is not None:
                 self.chunks.update(memoryview(data))
-            return
-        self._pending = [_hasher.submit(self.digest.update, data)]
+            return []
+        futures = [_hasher.submit(self.digest.update, data)]
         if self.chunks is not None:
-            self._pending.append(_chunk_hasher.submit(self.chunks.update, memoryview(data)))
+            futures.append(_chunk_hasher.submit(self.chunks.update, memoryview(data)))
+        self._pending = [f for f in self._pending if not f.done()] + futures
+        return futures
 
     def wait(self) -> None:
         for future in self._pending:
@@ -268,6 +279,14 @@ def _write_all(f: BinaryIO, view: memoryview) -> None:
         view = view[written:]
 
 
+SEAL_WRITERS = 2
+"""Direct writes in flight at once in a sealed copy: with one, the device idles between them."""
+SEAL_READERS = 2
+"""Reads in flight at once in a sealed copy (direct reads have no kernel read-ahead)."""
+HASH_LAG = 2
+"""Blocks a sealed copy's hashing may fall behind its reading (a read buffer each)."""
+
+
 def copy_hash_and_seal(
     src: str | os.PathLike[str] | int,
     dst: str | os.PathLike[str],
@@ -280,81 +299,133 @@ def copy_hash_and_seal(
 ) -> CopyResult:
     """Copy ``src`` (``size`` bytes expected) to ``dst`` sealed (fleet/cipher.py), hashing the original bytes.
 
-    One sequential pass in bounded memory, four things at once: a helper thread reads the next
-    block, another hashes this one (SHA-256 and the upload's chunk checksums, both of the camera's
-    bytes), this thread seals it, and a writing thread writes the one before (AES-GCM, hashlib
-    and the system calls release the GIL). The bytes pass through this process: they must, to
-    be encrypted. They are read into the same
-    few buffers over and over, and written past the page cache where the filesystem allows it
-    (``fleet.directio``): fresh memory for every block, and the copy into new cache pages that
-    the final fsync then writes out, were most of a sealed copy's CPU on a VM whose free memory
-    the host takes back. A source longer or shorter than ``size`` is reported in the result's
-    size (the caller refuses the copy); what was written is then not a valid sealed file.
-    ``fsync`` as in ``copy_and_hash``.
+    One sequential pass in bounded memory, several things at once: reading threads read the
+    next blocks, a helper thread hashes this one (SHA-256 and the upload's chunk checksums, both
+    of the camera's bytes), this thread seals it straight into a staging buffer, and writing
+    threads write the blocks before it (``fleet.directio.DirectAppender``); AES-GCM, hashlib and
+    the system calls release the GIL, so they overlap on two cores. The bytes pass through this
+    process (they must, to be encrypted), and past the page cache both ways where the
+    filesystems allow it (``O_DIRECT``): the kernel's copy of every byte into or out of cache
+    pages was a third of a sealed copy's CPU, fresh cache pages a large part of the rest on a VM
+    whose free memory the host takes back. The few page-aligned buffers are reused from clip to
+    clip. A source longer or shorter than ``size`` is reported in the result's size (the caller
+    refuses the copy); what was written is then not a valid sealed file. ``fsync`` as in
+    ``copy_and_hash``.
     """
     block = max(sealer.segment_bytes, COPY_BUFFER_BYTES // sealer.segment_bytes * sealer.segment_bytes)
-    # Two writers, alternating, so that block n is sealed into one's staging buffer while the
-    # writing thread writes block n-1 from the other's.
-    writers = [PartWriter(capacity=sealer.sealed_length(block)) for _ in range(2)]
-    # Block n is read into buffer n % 3: read n+1 while n is sealed and hashed; by the time n+3
-    # is read, n's hash was waited for (``_Hashes.feed`` of n+1) and n was sealed.
-    buffers = [memoryview(bytearray(min(block, size))) for _ in range(3)]
-    with open(src, "rb", buffering=0, closefd=not isinstance(src, int)) as fin, open(dst, "w+b", buffering=0) as fout:
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fin.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        direct_fd = writers[0].open_direct(Path(dst)) if size >= DIRECT_MIN_BYTES else None
-        try:
-            hashes = _Hashes(chunk_bytes, chunk_algorithm)
-            _write_all(fout, memoryview(sealer.header))
-            written = len(sealer.header)
-            copied = 0
-            n = 0
-            writes: deque[Future[None]] = deque()
-            with (
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="reader") as reader,
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as writing,
-            ):
-                upcoming = reader.submit(_read_into, fin, buffers[0][: min(block, size)])
-                while True:
-                    data = upcoming.result()
-                    copied += len(data)
-                    n += 1
-                    if copied >= size:  # one byte more means the file grew while it was copied
-                        upcoming = reader.submit(_read_into, fin, memoryview(bytearray(1)))
-                    else:
-                        upcoming = reader.submit(_read_into, fin, buffers[n % 3][: min(block, size - copied)])
-                    if not data and (copied or size):
-                        break  # shorter than expected (an empty clip still seals its one empty segment)
-                    hashes.feed(data)
-                    writer = writers[n % 2]
-                    if len(writes) == 2:
-                        writes.popleft().result()  # this writer's previous block is written: its buffer is free
-                    sealed = sealer.seal(data, writer.staged(written, sealer.sealed_length(len(data))))
-                    writes.append(writing.submit(writer.write_staged, fout.fileno(), direct_fd, written, len(sealed)))
-                    written += len(sealed)
-                    if copied >= size:
-                        copied += len(upcoming.result())
+    blocks = max(1, -(-size // block))  # an empty clip still seals its one empty segment
+    # Block n is read into buffer n % len(buffers), SEAL_READERS blocks ahead of the one sealed,
+    # and hashed as soon as it is read (the hasher works through a queue of up to HASH_LAG
+    # blocks, so it never waits for this thread's writes); a buffer is read into again only once
+    # its block is sealed and hashed. Each has room for a block and a page more: the last read
+    # asks for more than is left (whole pages, as a direct read must), so that a file that grew
+    # while it was copied shows.
+    buffers = [take_buffer(block + 2 * BLOCK) for _ in range(SEAL_READERS + HASH_LAG + 1)]
+    hashed: list[list[Future[None]]] = [[] for _ in buffers]
+    hashes = _Hashes(chunk_bytes, chunk_algorithm)
+    copied = 0
+    try:
+        with (
+            _DirectSource(src) as source,
+            open(dst, "w+b", buffering=0) as fout,
+            ThreadPoolExecutor(max_workers=SEAL_READERS, thread_name_prefix="reader") as reader,
+        ):
+            # The sealed file's disk space at once: direct writes then fill allocated blocks and
+            # never extend the file, so the filesystem runs them side by side (ext4 serialises
+            # writes that extend a file), and a full disk shows before a byte is copied.
+            preallocate(fout.fileno(), sealed_size(size, sealer.segment_bytes))
+            with DirectAppender(
+                fout.fileno(),
+                Path(dst),
+                sealer.sealed_length(block),
+                writers=SEAL_WRITERS,
+                direct=size >= DIRECT_MIN_BYTES,
+            ) as out:
+                out.carry(sealer.header)
+
+                def read(n: int) -> Future[memoryview]:
+                    for hashing in hashed[n % len(buffers)]:
+                        hashing.result()  # the block before in this buffer is hashed
+                    left = size - n * block
+                    asked = block if left > block else -(-(left + 1) // BLOCK) * BLOCK
+                    return reader.submit(source.read, memoryview(buffers[n % len(buffers)])[:asked], n * block)
+
+                reads = deque(read(n) for n in range(min(SEAL_READERS, blocks)))
+                for n in range(blocks):
+                    data = reads.popleft().result()
+                    if n + len(reads) + 1 < blocks:
+                        reads.append(read(n + len(reads) + 1))
+                    expected = min(block, size - n * block)
+                    copied += min(len(data), expected + 1)  # one byte more: the file grew while copied
+                    if len(data) != expected:
                         break
-                for done in writes:
-                    done.result()
+                    hashed[n % len(buffers)] = hashes.submit(data)
+                    length = sealer.sealed_length(len(data))
+                    sealer.seal(data, out.reserve(length))
+                    out.commit(length)
             digest, chunks = hashes.finish()
-        finally:
-            if direct_fd is not None:
-                os.close(direct_fd)
-        if fsync:
-            os.fsync(fout.fileno())
+            if fsync:
+                os.fsync(fout.fileno())
+    finally:
+        hashes.wait()  # nothing reads the buffers any more
+        give_back(buffers)
     return CopyResult(copied, digest, chunks)
 
 
-def _read_into(f: FileIO, view: memoryview) -> memoryview:
-    """Fill ``view`` from ``f``; the part filled (shorter only at the end of the file)."""
-    got = 0
-    while got < len(view):
-        n = f.readinto(view[got:])
-        if not n:
-            break
-        got += n
-    return view[:got]
+class _DirectSource:
+    """A file read at given offsets, past the page cache where its filesystem allows (``O_DIRECT``).
+
+    A descriptor passed in is read as it is (its flags restored at the end), a path is opened
+    here. Direct reads need page-aligned buffers, offsets and lengths: the copy's are."""
+
+    def __init__(self, src: str | os.PathLike[str] | int) -> None:
+        self._owned = not isinstance(src, int)
+        self.fd = os.open(src, os.O_RDONLY) if not isinstance(src, int) else src
+        self._flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        self.direct = False
+        if hasattr(os, "O_DIRECT"):
+            try:
+                fcntl.fcntl(self.fd, fcntl.F_SETFL, self._flags | os.O_DIRECT)
+                self.direct = True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+        if not self.direct and hasattr(os, "posix_fadvise"):  # a larger read-ahead window
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+    def read(self, view: memoryview, offset: int) -> memoryview:
+        """Fill ``view`` from ``offset``; the part filled (shorter only at the end of the file)."""
+        got = 0
+        while got < len(view):
+            direct = self.direct
+            try:
+                n = os.preadv(self.fd, [view[got:]], offset + got)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not direct:
+                    raise
+                self._buffered()  # a direct read refused (an alignment this filesystem does not take)
+                continue
+            if not n:
+                break
+            got += n
+            if direct and got % BLOCK:
+                break  # a direct read ends short only at the end of the file
+        return view[:got]
+
+    def _buffered(self) -> None:
+        if self.direct:
+            log.info("direct reads refused; this file is read through the page cache")
+        self.direct = False
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, self._flags)
+
+    def __enter__(self) -> _DirectSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._owned:
+            os.close(self.fd)
+        elif self.direct:
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, self._flags)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

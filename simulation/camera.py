@@ -25,7 +25,7 @@ import msgspec
 
 from fleet.clock import utc_now
 from fleet.profiles import settings_sha256
-from fleet.protocol import Battery, ClipSidecar, DeviceInfo, UpdateManifest, UpdateReport
+from fleet.protocol import UPDATE_FORMAT, Battery, ClipSidecar, DeviceInfo, UpdateManifest, UpdateReport
 
 TAGS = ["stop_and_search", "domestic_abuse", "public_order", "use_of_force", "traffic", "arrest"]
 
@@ -219,14 +219,19 @@ class SimCamera:
 
     def _apply(self, update: Path, manifest: UpdateManifest) -> str | None:
         """Why the update failed, or None once applied."""
+        if manifest.format != UPDATE_FORMAT:
+            return f"a manifest of format {manifest.format!r}, this camera reads {UPDATE_FORMAT!r}"
         if manifest.serial != self.serial:
             return f"the manifest is for {manifest.serial}"
         if manifest.firmware is not None:
             if manifest.firmware.model != self.model:
                 return f"firmware for {manifest.firmware.model}, this camera is a {self.model}"
-            artifact = update / manifest.firmware.file
-            if not artifact.is_file() or artifact.stat().st_size != manifest.firmware.size:
-                return "the artifact is missing or of the wrong size"
+            name = manifest.firmware.file
+            if name in ("", ".", "..") or "/" in name or "\\" in name:
+                return f"the manifest names {name!r}, not a file of update/"
+            artifact = update / name
+            if artifact.is_symlink() or not artifact.is_file() or artifact.stat().st_size != manifest.firmware.size:
+                return "the artifact is missing, not a regular file, or of the wrong size"
             with open(artifact, "rb") as f:
                 if hashlib.file_digest(f, "sha256").hexdigest() != manifest.firmware.sha256:
                     return "the artifact does not match its SHA-256"

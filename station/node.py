@@ -111,7 +111,9 @@ class StationNode:
         )
         self.desk = Desk(self.store, settings.station_id, settings.borough, on_event=self.wake_events)
         release_keys = trusted_keys(settings.firmware.release_keys)  # checked when the file loaded
-        self.artifacts = ArtifactFetcher(self.client, self.store, self.policy, release_keys)
+        self.artifacts = ArtifactFetcher(
+            self.client, self.store, self.policy, release_keys, reserve_bytes=settings.min_free_bytes
+        )
         self.dock_updates = DockUpdates(self.store, settings.dock_dir, release_keys)
         self.uplink = EventSender(
             self.client,

@@ -7,11 +7,13 @@ left), and:
   ``camera_update_result`` event, once per (camera, deployment, attempt);
 - hands over the camera's offer when it may be: the artifact verified here (or a profile), the
   camera's model the release's, its dock reading charged and cool enough by the offer's policy,
-  and no report already in for this attempt (a retry is central's to offer, as attempt + 1).
+  and no report already in for this attempt (a retry is central's to offer, as attempt + 1);
+- takes back an update it wrote that is no longer to be applied (its offer withdrawn, or the camera's
+  reading no longer passing the gates), so ``update/`` holds only what this docking is handed now.
 
 The order of durable steps of a hand-over (a crash at any point is harmless):
 
-1. ``update/`` is emptied of what an earlier, interrupted write left (never followed: a link goes);
+1. ``update/`` is emptied of what an earlier write left, ``manifest.json`` first (never followed: a link goes);
 2. the artifact is copied to ``update/firmware.bin.part`` while hashed, fsynced, checked against
    the release, and renamed to ``firmware.bin``;
 3. ``manifest.json`` is written the same way (``.manifest.json.tmp``, fsync, rename), **last**: a
@@ -25,6 +27,7 @@ path resolved again, so nothing outside it is touched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -36,12 +39,12 @@ from pathlib import Path
 
 import msgspec
 
-from fleet.clock import utc_now
+from fleet.clock import to_iso, utc_now
 from fleet.errors import DockFolderError
 from fleet.events import CameraUpdate, CameraUpdateResult
 from fleet.firmware import TrustedKey
 from fleet.logs import Repeats
-from fleet.profiles import settings_sha256
+from fleet.profiles import CameraSettings, settings_sha256
 from fleet.protocol import DeviceInfo, ManifestFirmware, UpdateManifest
 from station import dock
 from station.store import StationStore
@@ -55,6 +58,8 @@ MANIFEST_FILE = "manifest.json"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 PIECE = 1 << 20
+CAMERA_ROOM_KEPT = 1 << 20
+"""Room a hand-over leaves free on the camera beyond its update: the manifest, the camera's own writes."""
 
 
 class StaleArtifact(Exception):
@@ -110,14 +115,19 @@ class DockUpdates:
         with dock.CameraFolder(folder) as opened:
             if opened.lstat(dock.INGESTED_FILE) is None or opened.clip_names():
                 return  # the ingest has not finished with it: its rules come first
+            raw = opened.read_bytes(dock.DEVICE_FILE, dock.MAX_JSON_BYTES)
             try:
-                device = msgspec.json.decode(opened.read_bytes(dock.DEVICE_FILE, dock.MAX_JSON_BYTES), type=DeviceInfo)
+                device = msgspec.json.decode(raw, type=DeviceInfo)
             except msgspec.DecodeError as exc:  # rewritten since it was ingested
                 raise DockFolderError(opened.name, f"{dock.DEVICE_FILE}: {exc}") from None
+            docking = docking_of(device, raw)
             if device.update is not None and self._record_result(opened.name, device):
                 report.results.append(opened.name)
             offer = self.updates.offer(device.serial)
-            if offer is None or self.updates.handed_over(opened.name, offer.deployment_id, offer.attempt):
+            if offer is None:
+                self._take_back(opened, "no update is offered to this camera now")
+                return
+            if self.updates.handed_over(opened.name, docking, offer.deployment_id, offer.attempt):
                 return
             why = self.waiting(offer, device)
             if why is None:
@@ -130,7 +140,7 @@ class DockUpdates:
                     self.updates.artifact_failed(offer.release, str(exc), 0.0)  # fetched again at once
                     why = str(exc)
                 else:
-                    self.updates.record_handover(opened.name, offer)
+                    self.updates.record_handover(opened.name, docking, offer)
                     log.info(
                         "update of deployment %d (attempt %d) handed to %s in %s",
                         offer.deployment_id,
@@ -140,8 +150,24 @@ class DockUpdates:
                     )
                     report.handed_over.append(opened.name)
                     return
+            why = self._take_back(opened, why) or why
             self.updates.set_waiting(offer.serial, offer.deployment_id, why)
             report.waiting[device.serial] = why
+
+    def _take_back(self, opened: dock.CameraFolder, why: str) -> str | None:
+        """``update/`` holds only what this station hands this docking now: an update written before
+        its offer was withdrawn (a deployment paused or aborted), or one left from an earlier dock that
+        the camera's reading no longer passes, is taken out, so the camera never applies it at undock.
+        Its hand-over is forgotten: the offer back (resumed), it is handed over again. Returns why it
+        could not be taken out, if so."""
+        try:
+            if not _remove_update_dir(opened):
+                return None
+        except DockFolderError as exc:
+            return f"{why}; the update in the camera's folder could not be taken out: {exc.reason}"
+        self.updates.forget_handovers(opened.name)
+        log.info("update taken out of %s: %s", opened.name, why)
+        return None
 
     def _record_result(self, folder: str, device: DeviceInfo) -> bool:
         """The camera's report as an event, once; a report out of range is logged and ignored."""
@@ -149,30 +175,59 @@ class DockUpdates:
         assert report is not None
         if not (1 <= report.deployment_id <= 2**62 and 1 <= report.attempt <= 1000):
             self._repeats.warning(
-                f"{folder}:report", "dock folder %s: update report out of range ignored: %s", folder, report
+                f"{folder}:report",
+                "dock folder %s: update report out of range ignored (deployment %d, attempt %d)",
+                folder,
+                report.deployment_id,
+                report.attempt,
             )
             return False
+        ok, error = report.ok, report.error
+        if ok and (contradiction := self._contradicted(device)) is not None:
+            ok, error = False, contradiction
+        # The camera's words go to the log, the status and central's pages: printable (no line break to
+        # forge a log line, no terminal escape, no bidirectional override) and cut to the event's bounds.
         event = CameraUpdateResult(
             serial=device.serial,
             deployment_id=report.deployment_id,
             attempt=report.attempt,
-            ok=report.ok,
-            version=device.firmware[:64],
-            error=None if report.error is None else report.error[:500],
+            ok=ok,
+            version=dock.display_name(device.firmware)[:64],
+            error=None if error is None else dock.display_name(error[:500])[:500],
             at=utc_now(),
         )
         added = self.updates.record_result(folder, event)
         if added:
-            outcome = "updated" if report.ok else f"failed: {report.error or 'no reason given'}"
+            outcome = "updated" if event.ok else f"failed: {event.error or 'no reason given'}"
             log.info(
                 "camera %s reports deployment %d attempt %d %s (firmware %s)",
                 device.serial,
-                report.deployment_id,
-                report.attempt,
+                event.deployment_id,
+                event.attempt,
                 outcome,
-                device.firmware or "-",
+                event.version or "-",
             )
         return added
+
+    def _contradicted(self, device: DeviceInfo) -> str | None:
+        """Why a reported success is not one, by the camera's own reading against the offer of that
+        deployment (when the station holds it): central would count the camera updated and never offer
+        the update again. Central gets the version, not the settings' hash: only the station can tell."""
+        report = device.update
+        offer = self.updates.offer(device.serial)
+        if report is None or offer is None or offer.deployment_id != report.deployment_id:
+            return None
+        if offer.release is not None and device.firmware != offer.release.version:
+            return (
+                f"the camera reports success but runs {device.firmware!r}, not the release's {offer.release.version!r}"
+            )
+        if (
+            offer.release is None
+            and offer.profile is not None
+            and device.profile_sha256 != settings_sha256(offer.profile)
+        ):
+            return "the camera reports success but its settings (profile_sha256) are not the profile's"
+        return None
 
     def waiting(self, offer: CameraUpdate, device: DeviceInfo) -> str | None:
         """Why the offer is not handed to this docked camera now; None when it may be."""
@@ -182,11 +237,15 @@ class DockUpdates:
             return f"attempt {offer.attempt} {outcome}: waiting for central's next word on this camera"
         release = offer.release
         if release is not None:
-            if device.model and device.model != release.model:
+            if not device.model:  # a release signed for one model reaches only cameras that say they are of it
+                return f"the camera's dock reading gives no model; the release is for {release.model!r}"
+            if device.model != release.model:
                 return f"the camera reports model {device.model!r}; the release is for {release.model!r}"
             if device.firmware == release.version:
                 return f"the camera already runs {release.version}"
         elif offer.profile is not None:
+            if (why := profile_refusal(offer.profile)) is not None:
+                return why
             if device.profile_sha256 == settings_sha256(offer.profile):
                 return "the camera already carries this profile"
         else:
@@ -215,31 +274,90 @@ class DockUpdates:
     # -- writing the update folder --------------------------------------------------------
 
     def _write(self, opened: dock.CameraFolder, offer: CameraUpdate) -> None:
+        """Steps 1 to 3; whatever fails part way is taken out again, so nothing of a failed write (a
+        part filling the camera's storage) leaves the dock on the camera."""
         update_fd = _fresh_update_dir(opened)
         try:
-            firmware = None
-            if offer.release is not None:
-                release = offer.release
-                _copy_checked(artifact_path(self.store, release.sha256), update_fd, release.sha256, release.size)
-                firmware = ManifestFirmware(
-                    model=release.model,
-                    version=release.version,
-                    sha256=release.sha256,
-                    size=release.size,
-                    signature=release.signature,
-                    file=FIRMWARE_FILE,
+            try:
+                self._fill(opened, update_fd, offer)
+            finally:
+                os.close(update_fd)
+        except Exception:
+            with contextlib.suppress(OSError, DockFolderError):  # else the next pass empties it
+                _remove_update_dir(opened)
+            raise
+
+    def _fill(self, opened: dock.CameraFolder, update_fd: int, offer: CameraUpdate) -> None:
+        firmware = None
+        if offer.release is not None:
+            release = offer.release
+            if (free := free_bytes(update_fd)) < release.size + CAMERA_ROOM_KEPT:
+                raise DockFolderError(
+                    opened.name,
+                    f"no room on the camera: {free} bytes free, the update needs {release.size} "
+                    f"and {CAMERA_ROOM_KEPT} are kept free",
                 )
-            manifest = UpdateManifest(
-                deployment_id=offer.deployment_id,
-                serial=offer.serial,
-                attempt=offer.attempt,
-                firmware=firmware,
-                profile=offer.profile if offer.release is None else None,
+            _copy_checked(artifact_path(self.store, release.sha256), update_fd, release.sha256, release.size)
+            firmware = ManifestFirmware(
+                model=release.model,
+                version=release.version,
+                sha256=release.sha256,
+                size=release.size,
+                signature=release.signature,
+                file=FIRMWARE_FILE,
             )
-            dock.write_atomic_at(update_fd, MANIFEST_FILE, msgspec.json.encode(manifest))
-            os.fsync(opened.fd)
+        manifest = UpdateManifest(
+            deployment_id=offer.deployment_id,
+            serial=offer.serial,
+            attempt=offer.attempt,
+            firmware=firmware,
+            profile=offer.profile if offer.release is None else None,
+        )
+        dock.write_atomic_at(update_fd, MANIFEST_FILE, msgspec.json.encode(manifest))
+        os.fsync(opened.fd)
+
+
+def free_bytes(fd: int) -> int:
+    """Room left (to an unprivileged writer) on the file system of the folder ``fd``: the camera's storage."""
+    st = os.fstatvfs(fd)
+    return st.f_bavail * st.f_frsize
+
+
+def _remove_update_dir(opened: dock.CameraFolder) -> bool:
+    """Take ``update/`` out of the camera's folder, ``manifest.json`` first (a link or a file standing
+    for it goes, never followed); True if there was one."""
+    st = opened.lstat(UPDATE_DIR)
+    if st is None:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        fd = _open_update_dir(opened)
+        try:
+            _empty(opened, fd)
         finally:
-            os.close(update_fd)
+            os.close(fd)
+        os.rmdir(UPDATE_DIR, dir_fd=opened.fd)
+    else:
+        os.unlink(UPDATE_DIR, dir_fd=opened.fd)
+    os.fsync(opened.fd)
+    return True
+
+
+def profile_refusal(profile: dict) -> str | None:
+    """Why a profile offer is not for a camera: a setting ``fleet.profiles`` does not know, or a value
+    outside its bounds (central's word is not taken for what a camera is told to run)."""
+    try:
+        msgspec.convert(profile, CameraSettings)
+    except msgspec.ValidationError as exc:
+        return f"the profile offered is not one cameras take: {exc}"
+    return None
+
+
+def docking_of(device: DeviceInfo, raw: bytes) -> str:
+    """What tells one docking of a camera from another in the same folder name (a dock may name its
+    folders by slot): the camera and its ``docked_at``, or, without one, its ``device.json`` itself."""
+    if device.docked_at is not None:
+        return f"{device.serial} docked {to_iso(device.docked_at)}"
+    return f"{device.serial} device.json {hashlib.sha256(raw).hexdigest()}"
 
 
 def _fresh_update_dir(opened: dock.CameraFolder) -> int:
@@ -251,24 +369,37 @@ def _fresh_update_dir(opened: dock.CameraFolder) -> int:
         st = None
     if st is None:
         os.mkdir(UPDATE_DIR, 0o755, dir_fd=opened.fd)
+    fd = _open_update_dir(opened)
     try:
-        fd = os.open(UPDATE_DIR, _DIR_FLAGS, dir_fd=opened.fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise DockFolderError(opened.name, "update/ was replaced while it was opened") from None
-        raise
-    try:
-        for name in os.listdir(fd):
-            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                raise DockFolderError(
-                    opened.name, f"update/{dock.display_name(name)} is a folder; the station writes none"
-                )
-            os.unlink(name, dir_fd=fd)
-        os.fsync(fd)
+        _empty(opened, fd)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _open_update_dir(opened: dock.CameraFolder) -> int:
+    try:
+        return os.open(UPDATE_DIR, _DIR_FLAGS, dir_fd=opened.fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise DockFolderError(opened.name, "update/ was replaced while it was opened") from None
+        raise
+
+
+def _empty(opened: dock.CameraFolder, update_fd: int) -> None:
+    """Remove what ``update/`` holds, ``manifest.json`` first and durably: a kill part way must never
+    leave a manifest naming an artifact already removed (the camera would read it as an update)."""
+    try:
+        os.unlink(MANIFEST_FILE, dir_fd=update_fd)
+        os.fsync(update_fd)
+    except FileNotFoundError:
+        pass
+    for name in os.listdir(update_fd):
+        if stat.S_ISDIR(os.stat(name, dir_fd=update_fd, follow_symlinks=False).st_mode):
+            raise DockFolderError(opened.name, f"update/{dock.display_name(name)} is a folder; the station writes none")
+        os.unlink(name, dir_fd=update_fd)
+    os.fsync(update_fd)
 
 
 def _copy_checked(source: Path, update_fd: int, sha256: str, size: int) -> None:

@@ -63,7 +63,8 @@ class EffectiveProfile(msgspec.Struct, kw_only=True):
     model: str
     borough: str | None
     officer_id: str | None
-    """The officer the camera is issued to now (personal issue or a pool checkout), if any."""
+    """The officer the camera is personally issued to now, if any: a pool camera's checkout gives it
+    no role profile (settings reach a camera at the dock, and the next wearer may have another role)."""
     role: str | None
     settings: CameraSettings
     explanation: list[ResolvedSetting]
@@ -164,7 +165,7 @@ class ProfileService:
 
 KINDS = ("model", "borough", "role")
 Holder = tuple[str, str | None, str | None, str | None]
-"""A camera's (model, borough, officer it is issued to now, that officer's role)."""
+"""A camera's (model, borough, officer it is personally issued to now, that officer's role)."""
 
 
 def cameras_resolved(db, serials: list[str]) -> dict[str, tuple[Holder, list[ResolvedSetting]]]:
@@ -172,7 +173,7 @@ def cameras_resolved(db, serials: list[str]) -> dict[str, tuple[Holder, list[Res
     apply to it: one query for the cameras, one for the profiles, however many cameras."""
     rows = db.execute(
         "SELECT d.serial, d.model, d.borough, a.officer_id, o.role FROM devices d "
-        "LEFT JOIN assignments a ON a.device_serial = d.serial AND a.ended_at IS NULL "
+        "LEFT JOIN assignments a ON a.device_serial = d.serial AND a.ended_at IS NULL AND a.mode = 'personal' "
         "LEFT JOIN officers o ON o.officer_id = a.officer_id "
         f"WHERE {db.dialect.any_of('d.serial')} ORDER BY d.serial, a.started_at DESC NULLS LAST",
         [db.dialect.many(serials)],

@@ -177,4 +177,9 @@ MIGRATIONS = [
         PRIMARY KEY (serial, deployment_id, attempt)
     );
     """,
+    # A hand-over belongs to one docking of one camera, not to a folder name: a dock may name its
+    # folders by slot, and a camera taken out before it read its update is handed it again.
+    """
+    ALTER TABLE update_handovers ADD COLUMN docking TEXT NOT NULL DEFAULT '';
+    """,
 ]

@@ -229,37 +229,50 @@ class Updates:
 
     # -- the dock ----------------------------------------------------------------------------
 
-    def handed_over(self, folder: str, deployment_id: int, attempt: int) -> bool:
+    def handed_over(self, folder: str, docking: str, deployment_id: int, attempt: int) -> bool:
+        """Whether this docking (``docking_of``) in this folder was handed this update already."""
         with self.writer.read() as db:
             return (
                 db.execute(
-                    "SELECT 1 FROM update_handovers WHERE folder = ? AND deployment_id = ? AND attempt = ?",
-                    [folder, deployment_id, attempt],
+                    "SELECT 1 FROM update_handovers "
+                    "WHERE folder = ? AND deployment_id = ? AND attempt = ? AND docking = ?",
+                    [folder, deployment_id, attempt, docking],
                 ).fetchone()
                 is not None
             )
 
-    def record_handover(self, folder: str, offer: CameraUpdate, at: datetime | None = None) -> None:
-        """The update is in the folder (manifest written): record it and its event, in one transaction."""
+    def record_handover(self, folder: str, docking: str, offer: CameraUpdate, at: datetime | None = None) -> bool:
+        """The update is in the folder (manifest written): record it and its event, in one transaction,
+        once per docking (a hand-over of an earlier docking in the same folder name is replaced).
+        True when it was new."""
         at = at or utc_now()
         with self.writer.write() as db:
-            db.execute(
-                "INSERT INTO update_handovers (folder, serial, deployment_id, attempt, at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                [folder, offer.serial, offer.deployment_id, offer.attempt, to_iso(at)],
-            )
+            added = db.execute(
+                """INSERT INTO update_handovers (folder, serial, deployment_id, attempt, at, docking)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (folder, deployment_id, attempt) DO UPDATE SET serial = excluded.serial,
+                       at = excluded.at, docking = excluded.docking WHERE docking IS NOT excluded.docking""",
+                [folder, offer.serial, offer.deployment_id, offer.attempt, to_iso(at), docking],
+            ).rowcount
             db.execute(
                 "UPDATE camera_updates SET waiting = ? WHERE serial = ?",
                 [f"handed over in {folder}: waiting for the camera's report at its next dock", offer.serial],
             )
-            self.outbox.append(
-                [
-                    CameraUpdateOffered(
-                        serial=offer.serial, deployment_id=offer.deployment_id, attempt=offer.attempt, at=at
-                    )
-                ],
-                at,
-            )
+            if added:
+                self.outbox.append(
+                    [
+                        CameraUpdateOffered(
+                            serial=offer.serial, deployment_id=offer.deployment_id, attempt=offer.attempt, at=at
+                        )
+                    ],
+                    at,
+                )
+        return bool(added)
+
+    def forget_handovers(self, folder: str) -> None:
+        """The update was taken out of the folder: a later hand-over there is a new one."""
+        with self.writer.write() as db:
+            db.execute("DELETE FROM update_handovers WHERE folder = ?", [folder])
 
     def result(self, serial: str, deployment_id: int, attempt: int) -> Result | None:
         with self.writer.read() as db:

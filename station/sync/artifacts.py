@@ -13,6 +13,7 @@ have the size and SHA-256 the signature covers. The order of durable steps:
 4. the artifact is recorded verified: **the commit point**. A crash between 3 and 4 leaves the
    file, which the next pass checks again and records.
 
+A download that would cut into the station's ``min_free_bytes`` waits (retried with backoff).
 Artifacts no offer names for a day are deleted. Downloads go through the station's link and its
 retry policy (quick retries inside a pass, a persisted backoff between passes); the upload
 window does not apply: artifacts are small and come down.
@@ -24,6 +25,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -75,6 +77,10 @@ class ArtifactRefused(Exception):
     """The artifact (or its signature) is not what the release says: what was fetched is deleted."""
 
 
+class NoRoom(Exception):
+    """The download would cut into the station's ``min_free_bytes``: it waits (retried with backoff)."""
+
+
 @dataclass
 class FetchReport:
     verified: list[str] = field(default_factory=list)
@@ -85,8 +91,17 @@ class FetchReport:
 class ArtifactFetcher:
     """Downloads, checks and keeps the artifacts the station's offers name; deletes the unnamed."""
 
-    def __init__(self, client: httpx.Client, store: StationStore, policy: RetryPolicy, keys: list[TrustedKey]) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        store: StationStore,
+        policy: RetryPolicy,
+        keys: list[TrustedKey],
+        reserve_bytes: int = 0,
+    ) -> None:
         self.client = client
+        self.reserve_bytes = reserve_bytes
+        """The station's ``min_free_bytes``: a download never cuts into it (footage and the database come first)."""
         self.store = store
         self.updates = store.updates
         self.policy = policy
@@ -114,7 +129,7 @@ class ArtifactFetcher:
                 try:
                     self.fetch(release)
                 except Exception as exc:  # recorded, shown in the status, retried with backoff
-                    error = f"{exc}" if isinstance(exc, ArtifactRefused) else f"{as_transfer_error(exc)}"
+                    error = f"{exc}" if isinstance(exc, ArtifactRefused | NoRoom) else f"{as_transfer_error(exc)}"
                     failures = (known.failures if known is not None and known.state == "failed" else 0) + 1
                     delay = self.policy.backoff_delay(failures, exc)
                     self.updates.artifact_failed(release, error, delay)
@@ -135,9 +150,14 @@ class ArtifactFetcher:
         part = final.with_name(f"{release.sha256}.part")
         candidate = final  # renamed before a crash that came before the record: checked again
         if not final.exists():
-            for attempt in self.policy.retrying():
-                with attempt:
-                    self._download(release, part)
+            self._check_room(release, part)
+            try:
+                for attempt in self.policy.retrying():
+                    with attempt:
+                        self._download(release, part)
+            except ArtifactRefused:  # central sent what the release is not (another hash, too many bytes)
+                part.unlink(missing_ok=True)
+                raise
             candidate = part
         try:
             self._check(release, candidate)
@@ -147,6 +167,17 @@ class ArtifactFetcher:
         if candidate == part:
             os.replace(part, final)
             fsync_dir(self.folder)
+
+    def _check_room(self, release: CameraUpdateRelease, part: Path) -> None:
+        """Refuse (for now: retried with backoff) a download that would cut into the reserve."""
+        have = part.stat().st_size if part.exists() else 0
+        needed = max(0, release.size - have)
+        free = shutil.disk_usage(self.folder).free
+        if free - needed < self.reserve_bytes:
+            raise NoRoom(
+                f"no room for the {release.size}-byte artifact of release {release.id}: {free} bytes free, "
+                f"{needed} to fetch, {self.reserve_bytes} kept in reserve (min_free_bytes)"
+            )
 
     def _download(self, release: CameraUpdateRelease, part: Path) -> None:
         have = part.stat().st_size if part.exists() else 0

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fleet import hashing
 from fleet.cipher import (
     HEADER_BYTES,
     SEGMENT_BYTES,
@@ -25,6 +26,7 @@ from fleet.cipher import (
 from fleet.directio import BLOCK, PartWriter
 from fleet.errors import ConfigError, DamagedCopyError
 from fleet.hashing import copy_hash_and_seal
+from tests.support.directio import direct_io_works
 
 SEG = 4096  # small segments, so that "several segments" stays small
 CLIP = "6a1b2c3d-0000-4000-8000-000000000001"
@@ -237,6 +239,13 @@ def test_a_sealed_copy_is_written_past_the_page_cache_where_the_filesystem_allow
     assert read_all(path, key, len(data), piece=1 << 20) == data
 
 
+def _round_trip_of_several_blocks(tmp_path, name: str = "sealed") -> None:
+    data = os.urandom(9 * SEGMENT_BYTES + 5)
+    path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES, name=name)
+    assert path.stat().st_size == sealed_size(len(data), SEGMENT_BYTES)
+    assert read_all(path, key, len(data), piece=1 << 20) == data
+
+
 def test_a_sealed_copy_is_the_same_where_direct_io_is_refused(tmp_path, monkeypatch):
     real_open = os.open
 
@@ -246,6 +255,71 @@ def test_a_sealed_copy_is_the_same_where_direct_io_is_refused(tmp_path, monkeypa
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", refusing)
+    _round_trip_of_several_blocks(tmp_path)
+
+
+def test_the_source_is_read_past_the_page_cache_where_the_filesystem_allows(tmp_path, monkeypatch):
+    """Every byte of the camera's file is read once, through an O_DIRECT descriptor, at page-aligned offsets."""
+    if not direct_io_works(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    reads: list[tuple[bool, int]] = []
+    real_preadv = os.preadv
+
+    def counting(fd, buffers, offset):
+        n = real_preadv(fd, buffers, offset)
+        reads.append((bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT), offset))
+        return n
+
+    monkeypatch.setattr(os, "preadv", counting)
     data = os.urandom(9 * SEGMENT_BYTES + 5)
     path, key = seal(tmp_path, data, segment_bytes=SEGMENT_BYTES)
+    assert reads and all(direct and offset % BLOCK == 0 for direct, offset in reads)
+    assert sorted(offset for _, offset in reads) == list(range(0, len(data), 4 * SEGMENT_BYTES))  # once each
     assert read_all(path, key, len(data), piece=1 << 20) == data
+
+
+def test_a_source_is_read_through_the_page_cache_where_direct_reads_are_refused(tmp_path, monkeypatch):
+    real_fcntl, real_preadv = fcntl.fcntl, os.preadv
+
+    def refusing_flags(fd, command, *args):
+        if command == fcntl.F_SETFL and args and args[0] & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_fcntl(fd, command, *args)
+
+    monkeypatch.setattr(fcntl, "fcntl", refusing_flags)
+    _round_trip_of_several_blocks(tmp_path)
+    monkeypatch.setattr(fcntl, "fcntl", real_fcntl)
+
+    refused = 0
+
+    def refusing_reads(fd, buffers, offset):  # a filesystem that takes the flag, then refuses a read
+        nonlocal refused
+        if real_fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused += 1
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", refusing_reads)
+    _round_trip_of_several_blocks(tmp_path, name="again")
+    assert refused or not direct_io_works(tmp_path)  # where direct reads are taken, they were refused and redone
+
+
+def test_a_descriptor_passed_in_is_left_open_with_its_flags(tmp_path):
+    data = os.urandom(3 * SEGMENT_BYTES + 11)
+    (tmp_path / "src").write_bytes(data)
+    fd = os.open(tmp_path / "src", os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        key = new_data_key()
+        result = copy_hash_and_seal(fd, tmp_path / "dst", Sealer(key, CLIP, len(data)), len(data))
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) == flags
+        assert os.fstat(fd)  # still open
+    finally:
+        os.close(fd)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    assert read_all(tmp_path / "dst", key, len(data)) == data
+
+
+def test_a_sealed_copy_is_the_same_where_space_cannot_be_preallocated(tmp_path, monkeypatch):
+    monkeypatch.setattr(hashing, "preallocate", lambda fd, length: False)
+    _round_trip_of_several_blocks(tmp_path)

@@ -1,6 +1,7 @@
-"""PartWriter: batches land byte for byte at their offsets, whichever path each part took."""
+"""PartWriter and DirectAppender: bytes land byte for byte at their offsets, whichever path each part took."""
 
 import errno
+import fcntl
 import os
 import random
 
@@ -8,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.directio import BLOCK, DIRECT_MIN_BYTES, PartWriter
+from fleet import directio
+from fleet.directio import BLOCK, DIRECT_MIN_BYTES, DirectAppender, PartWriter, preallocate, take_buffer
+from tests.support.directio import direct_io_works
 
 MiB = 1 << 20
 
@@ -151,3 +154,88 @@ def test_a_refused_direct_write_is_written_through_the_cache_and_direct_io_is_gi
         os.close(direct)
     assert all(call[0] == fd for call in counting.calls)
     assert part.read_bytes() == data + data
+
+
+class _WritesByKind:
+    """Every os.pwrite as (direct?, length, offset), direct told by the descriptor's flags."""
+
+    def __init__(self, monkeypatch, refuse_direct: bool = False) -> None:
+        self.calls: list[tuple[bool, int, int]] = []
+        real = os.pwrite
+
+        def pwrite(fd, data, offset):
+            direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+            if refuse_direct and direct:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            self.calls.append((direct, len(data), offset))
+            return real(fd, data, offset)
+
+        monkeypatch.setattr(os, "pwrite", pwrite)
+
+
+def _append(path, blocks: list[bytes], head: bytes = b"", writers: int = 2) -> None:
+    with open(path, "w+b", buffering=0) as f, DirectAppender(f.fileno(), path, 4 * MiB, writers=writers) as out:
+        out.carry(head)
+        for block in blocks:
+            out.reserve(len(block))[:] = block
+            out.commit(len(block))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    head=st.binary(max_size=40),
+    sizes=st.lists(st.sampled_from([0, 1, 100, BLOCK - 1, BLOCK, 4 * MiB - 7, 4 * MiB]), max_size=5),
+    writers=st.integers(1, 3),
+    seed=st.integers(0, 1000),
+)
+def test_an_appended_stream_lands_byte_for_byte_every_direct_write_on_whole_pages(
+    tmp_path_factory, monkeypatch, head, sizes, writers, seed
+):
+    tmp_path = tmp_path_factory.mktemp("append")
+    rng = random.Random(seed)
+    blocks = [rng.randbytes(n) for n in sizes]
+    with monkeypatch.context() as patched:
+        writes = _WritesByKind(patched)
+        _append(tmp_path / "x.part", blocks, head, writers)
+    expected = head + b"".join(blocks)
+    assert (tmp_path / "x.part").read_bytes() == expected
+    buffered = [(n, at) for direct, n, at in writes.calls if not direct]
+    assert all(n % BLOCK == 0 and at % BLOCK == 0 for direct, n, at in writes.calls if direct)
+    if direct_io_works(tmp_path):  # only the last partial page goes through the page cache
+        assert buffered == ([(len(expected) % BLOCK, len(expected) // BLOCK * BLOCK)] if len(expected) % BLOCK else [])
+
+
+def test_an_appended_stream_is_the_same_where_direct_writes_are_refused(tmp_path, monkeypatch):
+    if not direct_io_works(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    rng = random.Random(5)
+    blocks = [rng.randbytes(4 * MiB - 3) for _ in range(3)]
+    with monkeypatch.context() as patched:
+        writes = _WritesByKind(patched, refuse_direct=True)
+        _append(tmp_path / "x.part", blocks, b"header")
+    assert (tmp_path / "x.part").read_bytes() == b"header" + b"".join(blocks)
+    assert writes.calls and not any(direct for direct, _, _ in writes.calls)
+
+
+def test_a_failed_write_is_raised_and_the_buffers_are_kept_for_the_next_stream(tmp_path, monkeypatch):
+    def failing(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(directio, "_spare", {})
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "pwrite", failing)
+        with pytest.raises(OSError, match="No space"):
+            _append(tmp_path / "x.part", [b"x" * (4 * MiB)] * 4, writers=2)
+    (size, kept), *others = directio._spare.items()
+    assert not others and size % BLOCK == 0 and len(kept) == 3  # two in flight and the one being made
+    last = kept[-1]
+    assert take_buffer(size) is last
+
+
+def test_preallocated_space_reads_as_zeros_and_the_file_has_its_length(tmp_path):
+    with open(tmp_path / "x.part", "w+b", buffering=0) as f:
+        if not preallocate(f.fileno(), 3 * BLOCK + 5):
+            pytest.skip("this filesystem cannot preallocate")
+        assert os.fstat(f.fileno()).st_size == 3 * BLOCK + 5
+        assert os.fstat(f.fileno()).st_blocks * 512 >= 3 * BLOCK + 5  # the space is taken now
+    assert (tmp_path / "x.part").read_bytes() == bytes(3 * BLOCK + 5)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -121,6 +122,7 @@ def station_order(scenario: Scenario) -> list[str]:
     return [s for s, evs in scenario.ordered().items() for _ in evs]
 
 
+@pytest.mark.slow  # a long property run: the whole suite, not the quick lane
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_conflicts_and_attributions_do_not_depend_on_arrival_order(data):

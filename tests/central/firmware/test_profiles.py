@@ -26,6 +26,7 @@ from fleet.profiles import (
 )
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.firmware.conftest import MODEL, audit_actions, firmware_settings
+from tests.central.fleetdata import docked, out, post
 
 
 def camera(services, serial: str, borough: str, officer: tuple[str, str] | None = None, model: str = MODEL) -> None:
@@ -164,6 +165,23 @@ def test_the_profile_routes_end_to_end(tmp_path):
         assert c.get("/api/v1/devices/BWV-B1/profile", headers=CAMDEN).status_code == 403  # another borough's
         assert c.get("/api/v1/devices/BWV-B1/profile", headers=BARNET).status_code == 200
         assert c.get("/api/v1/devices/BWV-NONE/profile", headers=ADMIN).status_code == 404
+
+
+def test_a_pool_camera_checked_out_to_an_armed_officer_takes_no_role_profile(tmp_path):
+    """Settings reach a camera at the dock; a pool camera goes to whoever comes next, so the role of
+    the officer who has it out now must not decide them (docs/firmware.md, "Scopes and precedence")."""
+    with TestClient(create_app(firmware_settings(tmp_path / "central", None)), raise_server_exceptions=False) as c:
+        c.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden", "role": "armed"}])
+        c.post(
+            "/api/v1/devices/",
+            headers=ADMIN,
+            json=[{"serial": "BWV-P1", "borough": "Camden", "model": MODEL, "assignment_mode": "pool"}],
+        ).raise_for_status()
+        c.put("/api/v1/profiles/role:armed", headers=ADMIN, json={"mount": "head"}).raise_for_status()
+        post(c, CAMDEN, [docked("BWV-P1"), out("BWV-P1", "PC1")])
+        assert c.get("/api/v1/devices/BWV-P1", headers=ADMIN).json()["device"]["holder"] == "PC1"  # out now
+        explained = c.get("/api/v1/devices/BWV-P1/profile", headers=ADMIN).json()
+        assert explained["role"] is None and "mount = shoulder from: built-in" in explained["lines"]
 
 
 # -- attack23: findings (failing tests; production code unchanged) ---------------------------------

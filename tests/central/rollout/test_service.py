@@ -203,6 +203,7 @@ def test_progress_counts_planned_delivered_issued_in_service(rolling):
     assert csv.splitlines()[0] == "week,starts,borough,planned,delivered,issued,in_service"
 
 
+@pytest.mark.slow  # the Met's scale: the whole suite, not the quick lane
 def test_full_scale_allocation_20000_devices_to_20000_officers(tmp_path):
     """The Met's size: 20,000 officers across 32 boroughs, 20,000 serials, one proposal, one commit."""
     from central.core.services import build_services
