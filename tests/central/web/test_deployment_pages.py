@@ -16,11 +16,17 @@ from tests.central.fleetdata import docked
 from tests.central.web.test_dashboard import PASSWORD, csrf_of, log_in
 
 
+class Serving(Central):
+    deployment: int
+    canary: list[str]
+    """The canary's cameras: the first updated, the second failed, the third not heard of yet."""
+
+
 @pytest.fixture
 def central(tmp_path, vendor):
     """30 cameras on 1.4.2, a deployment of 1.5.0 whose canary (3 cameras) had one failure; a fleet
     manager and a viewer."""
-    c = Central(
+    c = Serving(
         create_app(firmware_settings(tmp_path / "central", vendor)),
         base_url="https://central.test",
         raise_server_exceptions=False,
