@@ -20,7 +20,7 @@ functions, inside their own transaction where the change must commit with theirs
     registry/  knows the fleet: cameras and their models (withdrawn ones too), officers, who
                held what (so whose clip is whose), conflicts, and each station as central hears from it
                tables: devices, device_history, battery_readings, officers, assignments,
-               conflicts, attributions, stations, station_samples, withdrawn_models
+               conflicts, attributions, stations, station_samples, withdrawn_models, firmware_seen
     evidence/  keeps footage as evidence: clip records, retention, holds, the public's requests
                to keep footage, disclosure to prosecutors and partners, custody, audit
                tables: clips, clip_retention, access_log, audit, audit_head, audit_anchors, holds, case_clips,

@@ -52,6 +52,7 @@ from central.uploads.receiver import UploadReceiver
 from central.uploads.tus import UploadController
 from central.web.case_pages import CasePages, SharedPages
 from central.web.dashboard import DashboardController
+from central.web.deployment_pages import DeploymentPages
 from central.web.evidence_pages import ChainCheck, EvidencePages
 from central.web.firmware_pages import FirmwarePages
 from central.web.keep_pages import KeepRequestPages, PublicKeepFootage
@@ -183,6 +184,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             EvidencePages,
             RolloutPages,
             FirmwarePages,
+            DeploymentPages,
             CasePages,
             SharedPages,
             PublicKeepFootage,

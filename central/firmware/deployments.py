@@ -159,6 +159,17 @@ class DeploymentCamera(msgspec.Struct, kw_only=True):
     result_at: datetime | None
 
 
+class CameraHistory(msgspec.Struct, kw_only=True):
+    """One deployment that targeted a camera, and how its attempts went (a camera's page)."""
+
+    deployment_id: int
+    kind: Literal["release", "profiles"]
+    release: ReleaseRef | None
+    deployment_state: State
+    created_at: datetime
+    camera: DeploymentCamera
+
+
 class CameraPage(msgspec.Struct, kw_only=True):
     items: list[DeploymentCamera]
     next_cursor: str | None = None
@@ -478,6 +489,32 @@ def _cancel_departed(db, feed: Feed, deployment: _Row) -> None:
         _withdraw(db, feed, deployment, [serial for serial, _ in gone])
 
 
+def camera_left(db, feed: Feed, serial: str, lifecycle: str, actor: str) -> list[int]:
+    """A camera retired, lost or sent to repair (the registry's lifecycle change, in its transaction)
+    leaves every running or paused deployment that has not finished with it: cancelled at once,
+    its offer withdrawn, and the phase rules of a running one applied (its phase may now close).
+    The ids of the deployments it left."""
+    if lifecycle in ELIGIBLE:
+        return []
+    rows = db.execute(
+        "SELECT c.deployment_id, c.state, p.state FROM deployment_cameras c "
+        "JOIN deployments p ON p.id = c.deployment_id WHERE c.serial = ? "
+        "AND c.state IN ('waiting', 'offered', 'failed') AND p.state IN ('running', 'paused') "
+        "ORDER BY c.deployment_id",
+        [serial],
+    ).fetchall()
+    now = to_iso(utc_now())
+    for deployment_id, state, running in rows:
+        deployment = _load(db, deployment_id)
+        _cancel(db, deployment_id, {serial: f"left the target: {lifecycle}"})
+        _audit(db, deployment_id, "deployment-camera-cancelled", actor, f"{serial} left the target: {lifecycle}")
+        if running == "running":
+            if state in ACTIVE:
+                _withdraw(db, feed, deployment, [serial])
+            _advance(db, feed, deployment_id, now)
+    return [r[0] for r in rows]
+
+
 def _total(figures: list[Figures]) -> Figures:
     return Figures(
         cameras=sum(f.cameras for f in figures),
@@ -770,6 +807,24 @@ class DeploymentService:
             self._abort(db, deployment_id, reason, actor, "aborted", "deployment-abort")
             return self._view(db, deployment_id)
 
+    def release_withdrawn(self, db, release_id: int, reason: str, actor: str) -> list[int]:
+        """A release was withdrawn (in the caller's transaction): its running and paused deployments
+        are aborted, their offers withdrawn, so no station hands over an artifact central now refuses
+        (410). Aborted rather than paused: a withdrawal is final, so such a deployment could never
+        resume; aborting frees its model for the next release at once and still allows a rollback.
+        The ids of the deployments aborted."""
+        ids = [
+            r[0]
+            for r in db.execute(
+                "SELECT id FROM deployments WHERE release_id = ? AND state IN ('running', 'paused') ORDER BY id",
+                [release_id],
+            )
+        ]
+        for deployment_id in ids:
+            why = f"release {release_id} withdrawn: {reason}"[:500]
+            self._abort(db, deployment_id, why, actor, "aborted", "deployment-abort")
+        return ids
+
     def _abort(self, db, deployment_id: int, reason: str, actor: str, state: str, action: str) -> _Row:
         """Every camera without a final state is cancelled; a running deployment's offers end."""
         allowed = ("running", "paused") if state == "aborted" else ("paused", "aborted")
@@ -839,12 +894,23 @@ class DeploymentService:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    def deployments(self, state: str | None = None) -> list[Deployment]:
-        """Newest first."""
+    def deployments(
+        self, state: str | None = None, *, before: int | None = None, limit: int | None = None
+    ) -> list[Deployment]:
+        """Newest first (``before``: only those older than this deployment; ``limit``: at most so many)."""
+        where, params = [], []  # type: list[str], list[object]
+        if state:
+            where.append("state = ?")
+            params.append(state)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        sql = "SELECT id FROM deployments" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         with self.writer.read() as db:
-            sql = "SELECT id FROM deployments" + (" WHERE state = ?" if state else "") + " ORDER BY id DESC"
-            ids = [r[0] for r in db.execute(sql, [state] if state else [])]
-            return [self._view(db, i) for i in ids]
+            return [self._view(db, r[0]) for r in db.execute(sql, params).fetchall()]
 
     def deployment(self, deployment_id: int) -> Deployment:
         with self.writer.read() as db:
@@ -864,27 +930,34 @@ class DeploymentService:
                 where.append("serial > ?")
                 params.append(after)
             rows = db.execute(
-                "SELECT serial, phase, state, failures, from_version, version, error, handed_attempt, handed_at, "
-                f"result_at FROM deployment_cameras WHERE {' AND '.join(where)} ORDER BY serial LIMIT ?",
+                f"SELECT {_CAMERA_COLUMNS} FROM deployment_cameras c WHERE {' AND '.join(where)} "
+                "ORDER BY serial LIMIT ?",
                 [*params, limit + 1],
             ).fetchall()
-        items = [
-            DeploymentCamera(
-                serial=r[0],
-                phase=r[1] + 1,
-                state=r[2],
-                failures=r[3],
-                attempt=r[3] + 1,
-                from_version=r[4],
-                version=r[5],
-                error=r[6],
-                handed_attempt=r[7],
-                handed_at=from_iso(r[8]) if r[8] else None,
-                result_at=from_iso(r[9]) if r[9] else None,
-            )
-            for r in rows[:limit]
-        ]
+        items = [_camera(r) for r in rows[:limit]]
         return CameraPage(items=items, next_cursor=items[-1].serial if len(rows) > limit else None)
+
+    def of_camera(self, serial: str) -> list[CameraHistory]:
+        """The deployments that targeted this camera, newest first, each with the camera's state in it."""
+        with self.writer.read() as db:
+            rows = db.execute(
+                f"SELECT p.id, p.kind, p.release_id, p.state, p.created_at, {_CAMERA_COLUMNS} "
+                "FROM deployment_cameras c JOIN deployments p ON p.id = c.deployment_id "
+                "WHERE c.serial = ? ORDER BY p.id DESC",
+                [serial],
+            ).fetchall()
+            found = {r[2]: releases.read(db, r[2]) for r in rows if r[2] is not None}
+        return [
+            CameraHistory(
+                deployment_id=r[0],
+                kind=r[1],
+                release=_ref(found[r[2]]) if r[2] is not None else None,
+                deployment_state=r[3],
+                created_at=from_iso(r[4]),
+                camera=_camera(r[5:]),
+            )
+            for r in rows
+        ]
 
     @staticmethod
     def _view(db, deployment_id: int) -> Deployment:
@@ -913,7 +986,7 @@ class DeploymentService:
         return Deployment(
             id=row[0],
             kind=row[1],
-            release=ReleaseRef(id=release.id, model=release.model, version=release.version) if release else None,
+            release=_ref(release) if release else None,
             state=row[3],
             target=msgspec.json.decode(row[4], type=Target),
             policy=msgspec.json.decode(row[5], type=Policy),
@@ -927,6 +1000,32 @@ class DeploymentService:
             phases=phases,
             figures=_shown(_total(list(figures.values()))),
         )
+
+
+_CAMERA_COLUMNS = (
+    "c.serial, c.phase, c.state, c.failures, c.from_version, c.version, c.error, c.handed_attempt, c.handed_at, "
+    "c.result_at"
+)
+
+
+def _camera(r) -> DeploymentCamera:
+    return DeploymentCamera(
+        serial=r[0],
+        phase=r[1] + 1,
+        state=r[2],
+        failures=r[3],
+        attempt=r[3] + 1,
+        from_version=r[4],
+        version=r[5],
+        error=r[6],
+        handed_attempt=r[7],
+        handed_at=from_iso(r[8]) if r[8] else None,
+        result_at=from_iso(r[9]) if r[9] else None,
+    )
+
+
+def _ref(release: releases.Release) -> ReleaseRef:
+    return ReleaseRef(id=release.id, model=release.model, version=release.version)
 
 
 def _shown(f: Figures) -> PhaseFigures:

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import anyio.to_thread
 import msgspec
@@ -198,12 +198,20 @@ def _checked(value: str, kind, what: str) -> str:
         raise BadRequest(f"{what} {value[:80]!r} is not valid: {exc}") from None
 
 
+class Deployments(Protocol):
+    """What a withdrawal ends (``central.firmware.deployments.DeploymentService``, which reads
+    releases itself: injected here rather than imported)."""
+
+    def release_withdrawn(self, db, release_id: int, reason: str, actor: str) -> list[int]: ...
+
+
 class ReleaseService:
     """Adds, lists, serves and withdraws firmware releases; the only writer of ``firmware_releases``."""
 
-    def __init__(self, writer: Database, blobs: BlobStore, settings: CentralSettings) -> None:
+    def __init__(self, writer: Database, blobs: BlobStore, settings: CentralSettings, deployments: Deployments) -> None:
         self.writer = writer
         self.blobs = blobs
+        self.deployments = deployments
         self.keys = trusted_keys(settings.firmware.release_keys)  # checked when the file loaded
         self.max_bytes = settings.firmware.max_artifact_bytes
         self.idle_timeout_s = settings.limits.body_idle_timeout_s
@@ -454,7 +462,9 @@ class ReleaseService:
     # -- withdrawing ----------------------------------------------------------------------
 
     def withdraw(self, release_id: int, reason: str, actor: str) -> Release:
-        """Mark a release withdrawn (audited): never offered again; its artifact is kept."""
+        """Mark a release withdrawn (audited): never offered again; its artifact is kept. Its running
+        and paused deployments are aborted in the same transaction (their offers withdrawn), so no
+        station goes on handing out an artifact that now answers 410."""
         if not reason.strip() or len(reason) > 500:
             raise BadRequest("a withdrawal needs a reason (at most 500 characters)")
         with self.writer.write() as db:
@@ -476,6 +486,7 @@ class ReleaseService:
                 object_id=str(release_id),
                 detail=f"{release.model} {release.version}: {reason.strip()}",
             )
+            self.deployments.release_withdrawn(db, release_id, reason.strip(), actor)
             return self._one(db, release_id)
 
 

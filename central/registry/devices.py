@@ -25,6 +25,7 @@ from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
 from central.evidence.audit import AuditRecord
+from central.firmware import deployments
 from central.registry import lifecycle
 from fleet import csvio
 from fleet.clock import from_iso, to_iso, utc_now
@@ -96,6 +97,14 @@ class BatteryPoint(msgspec.Struct, kw_only=True):
     station_id: str | None
 
 
+class FirmwareSeen(msgspec.Struct, kw_only=True):
+    """A firmware version a camera reported at a docking, when central first heard it there."""
+
+    at: datetime
+    firmware: str
+    station_id: str | None
+
+
 class DeviceDetail(msgspec.Struct, kw_only=True):
     device: DeviceSummary
     telemetry: dict[str, Any] | None
@@ -103,6 +112,8 @@ class DeviceDetail(msgspec.Struct, kw_only=True):
     lifecycle_history: list[LifecycleChange]
     battery: list[BatteryPoint]
     audit: list[AuditRecord]
+    firmware_history: list[FirmwareSeen] = []
+    """The firmware versions it reported over time, oldest first (a row each time it changed)."""
 
 
 Borough = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -344,6 +355,13 @@ class DeviceService:
                 )
             ]
             trail = audit.records_for(db, "device", serial)
+            firmware = [
+                FirmwareSeen(at=from_iso(r[0]), firmware=r[1], station_id=r[2])
+                for r in db.execute(
+                    "SELECT at, firmware, station_id FROM firmware_seen WHERE serial = ? ORDER BY at DESC LIMIT 200",
+                    [serial],
+                )
+            ]
         return DeviceDetail(
             device=device,
             telemetry=json.loads(telemetry) if telemetry else None,
@@ -351,6 +369,7 @@ class DeviceService:
             lifecycle_history=history,
             battery=readings[::-1],
             audit=trail,
+            firmware_history=_changes(firmware[::-1]),
         )
 
     def register(self, devices: list[DeviceRegistration], actor: str) -> RegistrationResult:
@@ -475,7 +494,19 @@ class DeviceService:
                 assignment_mode=mode,
             )
             self.changes.emit(db, entry, borough, target_borough)
+            # Retired, lost or in repair: out of its deployments now, not when their rules next run.
+            deployments.camera_left(db, self.changes, serial, request.state, actor)
         return self.summary(serial)
+
+
+def _changes(seen: list[FirmwareSeen]) -> list[FirmwareSeen]:
+    """Each version from when it was first reported: a docking reported late (by the camera's time)
+    may repeat the version before it, which changed nothing."""
+    kept: list[FirmwareSeen] = []
+    for s in seen:
+        if not kept or kept[-1].firmware != s.firmware:
+            kept.append(s)
+    return kept
 
 
 ASSIGNMENT_COLUMNS = (

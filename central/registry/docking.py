@@ -47,6 +47,16 @@ DOCKING_COLUMNS = (
 """``Docking``'s fields as ``rows_of`` reads them (``drop`` is one value for the run)."""
 
 
+SEEN = (
+    "INSERT INTO firmware_seen (serial, at, firmware, station_id) "
+    "SELECT v.serial, v.docked_at, v.firmware, v.station "
+    "FROM {rows} LEFT JOIN devices d ON d.serial = v.serial "
+    "WHERE v.firmware <> '' AND (d.firmware IS NULL OR d.firmware <> v.firmware) ON CONFLICT DO NOTHING"
+)
+"""A docking that reports another firmware than central holds for the camera (or a camera's first):
+kept before the docking's upsert replaces it, so a camera's versions over time are a row each."""
+
+
 def _layers(dockings: Sequence[Docking]) -> list[list[Docking]]:
     """The dockings in order, cut where a camera comes again (a run has one docking a camera,
     ``projection.in_runs``, so mostly one layer): each layer meets a camera once."""
@@ -108,6 +118,10 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
                    THEN excluded.last_station ELSE devices.last_station END,
                last_docked_at = {latest}"""
     for layer in _layers(dockings):  # one statement may not meet a camera twice
+        db.execute(
+            SEEN.format(rows=db.dialect.rows_of("serial TEXT, firmware TEXT, docked_at TEXT, station TEXT")),
+            [db.dialect.rows({k: d[k] for k in ("serial", "firmware", "docked_at", "station")} for d in layer)],
+        )
         db.execute(upsert, {"dockings": db.dialect.rows(layer), "drop": layer[0]["drop"]})
     if readings:
         db.executemany(

@@ -17,6 +17,7 @@ TABLES = frozenset(
         "stations",
         "station_samples",
         "withdrawn_models",
+        "firmware_seen",
     }
 )
 
@@ -230,6 +231,24 @@ STEPS = [
     CREATE INDEX devices_model ON devices (model, serial);
     """,
         part=1,
+    ),
+    # v27: the firmware versions each camera reported at its dockings, a row each time the version
+    # central held for it changed (a camera's page shows its firmware over time); the cameras known
+    # already start with the version they last reported.
+    Step(
+        27,
+        """
+    CREATE TABLE firmware_seen (
+        serial          TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        firmware        TEXT NOT NULL,
+        station_id      TEXT,
+        PRIMARY KEY (serial, at, firmware)
+    ) WITHOUT ROWID;
+    INSERT INTO firmware_seen (serial, at, firmware, station_id)
+        SELECT serial, COALESCE(last_docked_at, registered_at), firmware, last_station FROM devices
+        WHERE firmware <> '';
+    """,
     ),
     # v26, PostgreSQL only: the projection writes these tables for every event. A camera's row is
     # rewritten at each docking and each run of its clips: with room on its page the new version

@@ -38,6 +38,7 @@ from central.core.providers import Injected
 from central.core.store import CentralStore
 from central.events import claims
 from central.evidence import keep_request_escalation
+from central.firmware.deployments import DeploymentService
 from central.firmware.profiles import ProfileService
 from central.registry.devices import FLAG_SQL, DeviceService
 from central.registry.lifecycle import LIFECYCLE_STATES
@@ -56,6 +57,7 @@ NAV = [
     ("/models", "Models", "viewer"),
     ("/profiles", "Profiles", "viewer"),
     ("/firmware", "Firmware", "fleet_manager"),
+    ("/deployments", "Deployments", "fleet_manager"),
     ("/clips", "Clips", "supervisor"),
     ("/cases", "Cases", "supervisor"),
     ("/audit", "Audit", "auditor"),
@@ -177,6 +179,10 @@ DONE = {
     "narrowed": "request narrowed: only the chosen clips are kept for it",
     "closed": "request closed",
     "closed_many": "requests closed",
+    "paused": "deployment paused: its offers are withdrawn",
+    "resumed": "deployment resumed",
+    "aborted": "deployment aborted: its outstanding cameras are cancelled",
+    "rolled_back": "rolled back: this is the deployment taking the cameras back",
 }
 FAILED = {"chain_broken": "chain BROKEN: see the check below"}
 """What a page may say after a form (``?done=KEY``, ``?error=KEY``): only these words, never
@@ -558,11 +564,14 @@ class DashboardController(DashboardPages):
         principal: Caller,
         devices: Injected[DeviceService],
         profiles: Injected[ProfileService],
+        deployments: Injected[DeploymentService],
         settings: Injected[CentralSettings],
         serial: Annotated[str, PathParameter(max_length=64)],
     ) -> Template:
         detail = devices.detail(serial)
         profile = profiles.explain(serial)
+        # Deployments are read by those who may read them through the API (fleet managers, admins).
+        targeted = deployments.of_camera(serial) if _allowed(principal, "fleet_manager") else None
         threshold = settings.fleet.replace_below_soh_pct
         soh = [(p.at, p.soh_pct) for p in detail.battery if p.soh_pct is not None]
         forecast = []
@@ -582,4 +591,12 @@ class DashboardController(DashboardPages):
             )
             + (f"; forecast to reach {threshold:.0f} % on {detail.device.replace_by:%Y-%m-%d}" if forecast else ""),
         )
-        return page(request, "device.html", d=detail, chart=chart, soh=soh[-10:][::-1], profile=profile)
+        return page(
+            request,
+            "device.html",
+            d=detail,
+            chart=chart,
+            soh=soh[-10:][::-1],
+            profile=profile,
+            deployments=targeted,
+        )

@@ -42,6 +42,7 @@ GROWING = (
     "case_clips",
     "conflicts",
     "deployment_cameras",
+    "firmware_seen",
 )
 """Tables with rows per clip, event, camera or change: tens of thousands to millions at the Met."""
 

@@ -462,3 +462,92 @@ def test_a_vendor_key_is_needed_only_to_add_releases(tmp_path):
     with serving(tmp_path / "c", None) as c:
         fleet(c)
         assert create(c, profiles=True)["figures"]["cameras"] == 30
+
+
+# -- what other changes end: a release withdrawn, a camera out of service ----------------------------
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["running", "paused"])
+def test_withdrawing_a_release_aborts_its_deployments_in_the_same_transaction(client, paused):
+    release_id = release(client)
+    d = create(client, release_id=release_id, phases=[{"share_pct": 50}, {"share_pct": 100}])
+    offered = set(cameras(client, d["id"], state="offered"))
+    results(client, d["id"], dict.fromkeys(sorted(offered)[:2], True))
+    if paused:
+        decide(client, d["id"], "pause", reason="looking at the canary")
+    assert (standing(client, CAMDEN) | standing(client, BARNET)) == (
+        set() if paused else offered - set(sorted(offered)[:2])
+    )
+    withdrawn = client.post(
+        f"/api/v1/firmware/releases/{release_id}/withdraw", json={"reason": "bricks on a cold dock"}, headers=ADMIN
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    d = show(client, d["id"])
+    assert d["state"] == "aborted" and d["figures"]["updated"] == 2 and d["figures"]["cancelled"] == 28
+    assert d["decision"] == f"aborted: release {release_id} withdrawn: bricks on a cold dock"
+    assert standing(client, CAMDEN) | standing(client, BARNET) == set()  # no station hands over a 410
+    assert audit_trail(client, d["id"])[-1] == ("deployment-abort", "admin")
+    camera = next(iter(cameras(client, d["id"], state="cancelled").values()))
+    assert camera["error"] == f"aborted: release {release_id} withdrawn: bricks on a cold dock"
+    # A result already on its way still counts (a rollback needs to know), and the model is free again.
+    late = sorted(offered)[2]
+    results(client, d["id"], {late: True})
+    assert cameras(client, d["id"])[late]["state"] == "updated"
+    assert create(client, release_id=release(client, "1.5.1"))["state"] == "running"
+
+
+def test_withdrawing_a_release_leaves_other_models_and_finished_deployments_alone(client):
+    first = release(client)
+    d = create(client, release_id=first, target={"serials": CAMDEN_CAMERAS[:2]}, phases=[{"share_pct": 100}])
+    results(client, d["id"], dict.fromkeys(CAMDEN_CAMERAS[:2], True))
+    assert show(client, d["id"])["state"] == "completed"
+    profiles = create(client, profiles=True, target={"serials": BARNET_CAMERAS[:3]}, phases=[{"share_pct": 100}])
+    assert client.post(f"/api/v1/firmware/releases/{first}/withdraw", json={"reason": "x"}, headers=ADMIN).is_success
+    assert show(client, d["id"])["state"] == "completed"
+    assert show(client, profiles["id"])["state"] == "running" and len(standing(client, BARNET)) == 3
+
+
+def lifecycle(c, serial: str, state: str, reason: str = "handed in") -> None:
+    answer = c.post(f"/api/v1/devices/{serial}/lifecycle", headers=ADMIN, json={"state": state, "reason": reason})
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_camera_lost_retired_or_sent_to_repair_leaves_its_deployments_at_once(client):
+    release_id = release(client)
+    d = create(client, release_id=release_id, phases=[{"share_pct": 10}, {"share_pct": 100}])
+    canary = sorted(cameras(client, d["id"], state="offered"))
+    assert len(canary) == 3
+    waiting = sorted(cameras(client, d["id"], state="waiting"))
+    results(client, d["id"], dict.fromkeys(canary[:2], True))
+    assert show(client, d["id"])["phases"][1]["state"] == "waiting"  # 2 of 3: the canary is still open
+    lifecycle(client, canary[2], "lost", "left on a bus")
+    camera = cameras(client, d["id"])[canary[2]]
+    assert camera["state"] == "cancelled" and camera["error"] == "left the target: lost"
+    assert canary[2] not in standing(client, CAMDEN) | standing(client, BARNET)
+    # Its phase has every camera final now: the next one opened in the same transaction.
+    after = show(client, d["id"])
+    assert [p["state"] for p in after["phases"]] == ["done", "open"]
+    assert ("deployment-camera-cancelled", "admin") in audit_trail(client, d["id"])
+    # A camera of the open phase retired, one sent to repair: each out, its offer withdrawn.
+    lifecycle(client, waiting[0], "retired")
+    lifecycle(client, waiting[1], "repair", "cracked lens")
+    states = cameras(client, d["id"])
+    assert states[waiting[0]]["error"] == "left the target: retired"
+    assert states[waiting[1]]["error"] == "left the target: repair"
+    assert not {waiting[0], waiting[1]} & (standing(client, CAMDEN) | standing(client, BARNET))
+    assert show(client, d["id"])["figures"]["cancelled"] == 3
+
+
+def test_a_camera_leaving_a_paused_deployment_is_cancelled_and_nothing_is_offered(client):
+    release_id = release(client)
+    d = create(client, release_id=release_id, phases=[{"share_pct": 50}, {"share_pct": 100}])
+    decide(client, d["id"], "pause", reason="night shift")
+    waiting = sorted(cameras(client, d["id"], state="waiting"))[0]
+    lifecycle(client, waiting, "repair", "cracked lens")
+    assert cameras(client, d["id"])[waiting]["state"] == "cancelled"
+    assert show(client, d["id"])["state"] == "paused"
+    assert standing(client, CAMDEN) | standing(client, BARNET) == set()
+    lifecycle(
+        client, sorted(cameras(client, d["id"], state="offered"))[0], "in_stock", "back to stores"
+    )  # eligible: stays
+    assert show(client, d["id"])["figures"]["cancelled"] == 1
