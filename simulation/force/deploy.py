@@ -158,7 +158,8 @@ def sample(admin: httpx.Client, log: DeployLog, sim_h: float) -> None:
     if log.deployment_id is None:
         return
     view = _ok(admin.get(f"/api/v1/deployments/{log.deployment_id}"), "reading the deployment")
-    open_phase = next((p["number"] for p in view["phases"] if p["state"] == "open"), None)
+    # The latest open phase: an earlier one stays open for its stragglers once 90 % closed it.
+    open_phase = max((p["number"] for p in view["phases"] if p["state"] == "open"), default=None)
     f = view["figures"]
     log.samples.append(DeploySample(sim_h, view["state"], open_phase, f["updated"], f["failed"], f["gave_up"]))
 
