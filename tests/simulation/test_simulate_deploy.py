@@ -24,8 +24,9 @@ def test_a_release_reaches_the_force_phase_after_phase_and_nothing_is_lost(tmp_p
     assert deploy["cameras"] == 300 and deploy["version"] == "1.5.0-sim"
     first, second = deploy["phases"]
     assert (first["cameras"], second["cameras"]) == (30, 270)
-    # The canary phase closed on its results and the next opened: the deployment moved on by itself.
-    assert first["state"] == "done" and first["updated"] >= 27
+    # The canary phase's results (90 % of it at least) opened the next: the deployment moved on by
+    # itself. The canary itself may stay open for a straggler that has not docked again.
+    assert first["state"] in ("open", "done") and first["updated"] >= 27
     assert second["state"] in ("open", "done") and second["updated"] > 0
     assert deploy["state"] in ("running", "completed") and deploy["figures"]["failed"] == 0
 
