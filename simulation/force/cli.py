@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import shlex
@@ -49,7 +50,18 @@ processes on it behind HAProxy, the stations talking to the balancer. Then the r
 leading the jobs that run once is SIGKILLed a third of the way through the month
 (--kill-replica-at) and started again at once: another replica takes the jobs over, the
 stations' requests it held are retried, and the check still finds nothing lost. The outage
-stops every replica."""
+stops every replica.
+
+With --deploy a firmware release goes to every camera during the month (docs/firmware.md): a
+throwaway vendor key (a SIMULATION key, new every run, its private half never written) is trusted
+in central's and every station's [firmware] release_keys; every camera is registered at central,
+a release of a few KiB is added, signed, and deployed to all of them in phases of 1, 10, 50 and
+100 % (each pausing the deployment when more than --deploy-max-failure-pct of its cameras fail;
+charge gate 20 %, the simulated docks reading the battery at a shift's end). Stations hand the
+update to each camera that docks; the camera applies it when taken out of the dock, failing
+--deploy-failure-rate of its attempts. The summary adds the share of cameras updated by
+simulated day, failed attempts, and the deployment's final state and phases; the check and the
+clip latencies are the usual ones, to compare with a run without --deploy."""
 
 
 def _default_workdir() -> Path:
@@ -173,11 +185,37 @@ def register(groups: argparse._SubParsersAction) -> None:
         metavar="S",
         help="after the month, give up waiting for the backlog to drain after this many wall seconds (default: 600)",
     )
+    add(
+        "--deploy",
+        action="store_true",
+        help="deploy a firmware release to every camera during the month (a SIMULATION vendor key, new every run)",
+    )
+    add(
+        "--deploy-failure-rate",
+        type=float,
+        default=0.02,
+        metavar="SHARE",
+        help="with --deploy: share of update attempts that fail on the camera (default: 0.02)",
+    )
+    add(
+        "--deploy-max-failure-pct",
+        type=float,
+        default=5.0,
+        metavar="PCT",
+        help="with --deploy: a phase pauses the deployment when over this %% of its cameras failed (default: 5)",
+    )
+    add(
+        "--deploy-phases",
+        default="1,10,50,100",
+        metavar="PCTS",
+        help="with --deploy: the phases' cumulative shares of the cameras, the last 100 (default: 1,10,50,100)",
+    )
     sim.set_defaults(handler=cmd_simulate)
 
 
 def plan_from(args: argparse.Namespace):
     """Validate the options into a Plan; FleetError (one line, exit 2) for anything out of range."""
+    from simulation.force.deploy import DeployPlan
     from simulation.force.run import Plan
     from simulation.force.usage import UsageModel
 
@@ -208,6 +246,9 @@ def plan_from(args: argparse.Namespace):
         args.kill_replica_at is None or args.replicas > 1,
         "--kill-replica-at needs --replicas 2 or more (another replica takes over)",
     )
+    need(0 <= args.deploy_failure_rate <= 1, "--deploy-failure-rate must be between 0 and 1")
+    need(0 <= args.deploy_max_failure_pct <= 100, "--deploy-max-failure-pct must be between 0 and 100")
+    phases = _phases(args.deploy_phases)
     kill_at = args.kill_replica_at
     if kill_at is None and args.replicas > 1:
         kill_at = args.days * 24 / 3
@@ -226,6 +267,11 @@ def plan_from(args: argparse.Namespace):
         database=args.database,
         replicas=args.replicas,
         kill_replica_at_hours=kill_at,
+        deploy=DeployPlan(
+            failure_rate=args.deploy_failure_rate, max_failure_pct=args.deploy_max_failure_pct, phases_pct=phases
+        )
+        if args.deploy
+        else None,
         model=UsageModel(
             shifts_per_week=args.shifts_per_week,
             clips_per_shift=args.clips_per_shift,
@@ -242,11 +288,25 @@ def plan_from(args: argparse.Namespace):
     return plan
 
 
+def _phases(text: str) -> tuple[float, ...]:
+    """``--deploy-phases``: increasing shares, each in (0, 100], the last 100 (as central takes them)."""
+    try:
+        shares = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise FleetError(f"--deploy-phases: {text!r} is not a list of numbers such as 1,10,50,100") from None
+    if not 1 <= len(shares) <= 20 or shares[-1] != 100 or any(not 0 < s <= 100 for s in shares):
+        raise FleetError("--deploy-phases: 1 to 20 shares between 0 and 100, the last 100 (e.g. 1,10,50,100)")
+    if any(b <= a for a, b in itertools.pairwise(shares)):
+        raise FleetError("--deploy-phases: each share must be larger than the one before")
+    return shares
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from simulation.force.check import check, wait_until_applied
     from simulation.force.cluster import SimCluster, prepare_workdir
+    from simulation.force.deploy import finish
     from simulation.force.keep_requests import exercise
     from simulation.force.progress import Progress
     from simulation.force.report import summarise, table, write_json
@@ -280,7 +340,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     stop_on_sigterm()
     try:
         cluster.start_database()
-        cluster.write_configs()
+        cluster.write_configs([simulation.vendor_key.public_hex] if simulation.vendor_key is not None else None)
         with Progress(console, plan) as progress:
             outcome = simulation.run(progress.update)
         wall["setup"] = simulation.mono0 - started
@@ -290,6 +350,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if wait_until_applied(cluster.central_db, timeout=120):
             with cluster.admin() as admin:
                 result = check(outcome.records, layout.stations, admin, cluster.central_db, seed=plan.seed)
+        if outcome.deploy is not None:
+            with cluster.admin() as admin:
+                finish(admin, outcome.deploy)
         wall["check"] = time.monotonic() - checked
         asked = time.monotonic()
         console.print("the public asks to keep footage; an information manager decides; retention runs 40 days on…")

@@ -145,8 +145,10 @@ class SimCluster:
         with psycopg.connect(self.postgres.url(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE central")
 
-    def write_configs(self) -> None:
-        """Fresh SIMULATION tokens every run; central keeps only their hashes."""
+    def write_configs(self, release_keys: list[str] | None = None) -> None:
+        """Fresh SIMULATION tokens every run; central keeps only their hashes. ``release_keys``: the
+        vendor public keys central and every station trust for firmware (``--deploy``)."""
+        firmware = {"firmware": {"release_keys": release_keys}} if release_keys else {}
         tokens = {s.station_id: "sim-" + secrets.token_urlsafe(12) for s in self.stations}
         job_hour = (datetime.now(UTC).hour + 12) % 24
         write_toml(
@@ -160,6 +162,7 @@ class SimCluster:
                 # The deletion job is not what is simulated: twelve hours away, it never runs during a run.
                 "retention": {"job_hour_utc": job_hour},
                 **({"database": {"url": self.postgres.url("central")}} if self.postgres is not None else {}),
+                **firmware,
                 "stations": {
                     s.station_id: {
                         "borough": s.borough,
@@ -188,6 +191,7 @@ class SimCluster:
                     "api_port": self.desk_ports[index],
                     **timers,
                     "station_key": {"file": "station.key"},  # a SIMULATION key, made with its data
+                    **firmware,
                 },
                 "SIMULATION station written by `fleet simulate`: its token is new every run.",
             )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from simulation.force.check import Check, counts
+from simulation.force.deploy import VERSION, DeployLog
 from simulation.force.run import Outcome, Plan
 
 PEAK_WINDOW_S = 5.0
@@ -196,6 +197,8 @@ def summarise(
     else:
         summary["ok"] = False
     summary["keep_requests"] = keep_requests
+    if plan.deploy is not None and outcome.deploy is not None:
+        summary["deploy"] = deployment(outcome.deploy, plan)
     summary["samples"] = {
         "columns": [
             "wall_s",
@@ -220,6 +223,78 @@ def summarise(
         ],
     }
     return summary
+
+
+def deployment(log: DeployLog, plan: Plan) -> dict:
+    """``--deploy``: the cameras' own account by day, next to central's, and the deployment at the end."""
+    assert plan.deploy is not None
+    by_day = []
+    for d in log.days:
+        seen = [s for s in log.samples if s.sim_h < d.day * 24]  # central's last word that day
+        last = seen[-1] if seen else None
+        by_day.append(
+            {
+                "day": d.day,
+                "updated": d.updated,
+                "updated_pct": round(100 * d.updated / plan.devices, 1),
+                "failed_attempts": d.failed_attempts,
+                "cameras_failing": d.cameras_failing,
+                "central": None
+                if last is None
+                else {
+                    "state": last.state,
+                    "open_phase": last.open_phase,
+                    "updated": last.updated,
+                    "failed": last.failed,
+                },
+            }
+        )
+    final = log.final
+    return {
+        "version": VERSION,
+        "failure_rate": plan.deploy.failure_rate,
+        "max_failure_pct": plan.deploy.max_failure_pct,
+        "deployment_id": log.deployment_id,
+        "cameras": log.cameras,
+        "by_day": by_day,
+        "state": final["state"] if final else None,
+        "decision": final["decision"] if final else None,
+        "figures": final["figures"] if final else None,
+        "phases": [
+            {"number": p["number"], "share_pct": p["share_pct"], "state": p["state"], **p["figures"]}
+            for p in (final["phases"] if final else [])
+        ],
+    }
+
+
+def _deploy_rows(dep: dict) -> list[tuple[str, str]]:
+    f = dep["figures"] or {}
+    rows = [
+        (
+            "deployment",
+            f"{dep['state']} ({dep['decision']}): {f.get('updated', 0):,} of {dep['cameras']:,} cameras "
+            f"updated, {f.get('failed', 0)} with a failure, {f.get('gave_up', 0)} gave up, "
+            f"{f.get('outstanding', 0):,} outstanding",
+        ),
+        (
+            "deployment phases",
+            "; ".join(
+                f"{p['number']}: {p['share_pct']} % {p['state']} "
+                f"({p['updated']:,}/{p['cameras']:,}, {p['failed']} failed)"
+                for p in dep["phases"]
+            ),
+        ),
+        ("updated by day", ", ".join(f"d{d['day']} {d['updated_pct']} %" for d in dep["by_day"])),
+    ]
+    if dep["by_day"]:
+        last = dep["by_day"][-1]
+        rows.append(
+            (
+                "failed update attempts",
+                f"{last['failed_attempts']:,} on the cameras; {last['cameras_failing']} cameras' last attempt failed",
+            )
+        )
+    return rows
 
 
 def _round(value: float | None) -> float | None:
@@ -345,6 +420,8 @@ def table(summary: dict):
                 f"{k['held_back']:,} held back; wrongful deletions: {k['wrongful_deletions']}",
             )
         )
+    if summary.get("deploy"):
+        rows += _deploy_rows(summary["deploy"])
     rows.append(("CPU", ", ".join(f"{k} {v:.0f} s" for k, v in summary["cpu_s"].items())))
     rows.append(
         (

@@ -29,12 +29,17 @@ import httpx
 
 from fleet.errors import FleetError
 from fleet.protocol import Battery
-from simulation.camera import SimCamera
+from simulation.camera import SimCamera, UpdateFailures, undock
+from simulation.force import deploy as deploying
 from simulation.force.cluster import SimCluster
 from simulation.force.usage import Docking, Layout, Month, UsageModel
 
 DONE_SETTLE_S = 0.5
 """A folder is taken out of the dock this long after it was seen ingested (the station may still be wiping it)."""
+DEPLOY_SETTLE_S = 2.0
+"""… with ``--deploy``: the station hands updates over after ingesting a whole pass of folders, so
+a camera stays docked a little longer (2 s is five simulated hours at 10 s a day: a night's charge).
+A camera taken out before its update was written is offered it again at its next dock."""
 DOCK_BATCH = 100
 """At most this many cameras dock per pass of the driver, so it also takes ingested ones out when behind."""
 UNDOCK_WINDOW = 64
@@ -70,6 +75,8 @@ class Plan:
     kill_replica_at_hours: float | None = None
     """When the leading replica is SIGKILLed (and started again at once), in hours from the start of
     the month; None: never."""
+    deploy: deploying.DeployPlan | None = None
+    """A firmware release to every camera during the month (``simulation.force.deploy``); None: none."""
 
     @property
     def outage_start_h(self) -> float:
@@ -160,6 +167,7 @@ class Outcome:
     wall_epoch: float
     """``time.time()`` when the month started: the zero of every ``wall`` above."""
     kill: KillLog = field(default_factory=KillLog)
+    deploy: deploying.DeployLog | None = None
 
 
 def month_start(days: int, now: datetime) -> datetime:
@@ -191,6 +199,10 @@ class Simulation:
         self.mono0 = 0.0
         self.epoch0 = 0.0
         self._stop_sampling = threading.Event()
+        self.deploy = deploying.DeployLog() if plan.deploy is not None else None
+        self.vendor_key = deploying.VendorKey() if plan.deploy is not None else None
+        self._failures = UpdateFailures(default=plan.deploy.failure_rate if plan.deploy else 0.0, seed=plan.seed)
+        self._failed_attempts = 0
 
     # -- clock -----------------------------------------------------------------------------
 
@@ -209,6 +221,9 @@ class Simulation:
         plan = self.plan
         self.outage.startup_s = self.cluster.start_central()
         self.cluster.start_hosts()
+        if self.deploy is not None and self.vendor_key is not None and plan.deploy is not None:
+            with self.cluster.admin() as admin:
+                deploying.start(admin, self.layout, self.vendor_key, plan.deploy, plan.seed, self.deploy)
         end = self.sim_start + timedelta(days=plan.days)
         outage_start, outage_end = self.outage_window
         self._generate_through(self.sim_start + timedelta(days=1))
@@ -224,6 +239,7 @@ class Simulation:
                 self._undock_ingested()
                 phase = self._outage_step(phase, now, outage_start, outage_end)
                 self._kill_step(now)
+                self._count_days(now)
                 if progress:
                     progress(self, now)
                 if now >= end and not self.queue and self._generated >= plan.days and phase == "after":
@@ -232,6 +248,7 @@ class Simulation:
                 time.sleep(TICK_S)
             month_wall = self.wall()
             drained = self._drain(progress)
+            self._count_days(end, final=True)
         finally:
             self._stop_sampling.set()
             sampler.join(timeout=30)
@@ -245,7 +262,21 @@ class Simulation:
             drain_wall_s=self.wall() - month_wall,
             drained=drained,
             wall_epoch=self.epoch0,
+            deploy=self.deploy,
         )
+
+    def _count_days(self, now: datetime, final: bool = False) -> None:
+        """With ``--deploy``: the cameras' account at the end of each simulated day (the last one, the
+        month's last day, once everything is in: its cameras taken out of the dock after the drain)."""
+        if self.deploy is None:
+            return
+        while len(self.deploy.days) < self.plan.days:
+            day = len(self.deploy.days)
+            if day == self.plan.days - 1 and not final:
+                return
+            if now < self.sim_start + timedelta(days=day + 1):
+                return
+            deploying.count_day(self.deploy, day + 1, list(self.cameras.values()), self._failed_attempts)
 
     def _generate_through(self, moment: datetime) -> None:
         """Keep the next day's dockings queued ahead of the clock (night shifts dock the morning after)."""
@@ -261,7 +292,10 @@ class Simulation:
         return start, start + timedelta(hours=self.plan.outage_hours)
 
     def camera(self, serial: str) -> SimCamera:
-        return self.cameras.setdefault(serial, SimCamera(serial))
+        camera = self.cameras.get(serial)
+        if camera is None:
+            camera = self.cameras[serial] = SimCamera(serial, model=deploying.MODEL, failures=self._failures)
+        return camera
 
     def _dock_due(self, now: datetime, most: int = DOCK_BATCH) -> None:
         outage_start, outage_end = self.outage_window
@@ -297,6 +331,7 @@ class Simulation:
         if now - self._undocked_at < UNDOCK_EVERY_S:
             return
         self._undocked_at = now
+        settle = DEPLOY_SETTLE_S if self.deploy is not None else DONE_SETTLE_S
         for queue in self.pending:
             for record in itertools.islice(queue, UNDOCK_WINDOW):
                 if record.wall_ingested is None and _ingested(record.folder):
@@ -305,12 +340,15 @@ class Simulation:
             settled = [
                 r
                 for r in itertools.islice(queue, UNDOCK_WINDOW)
-                if r.wall_ingested is not None and now - self.seen_done[id(r)] >= DONE_SETTLE_S
+                if r.wall_ingested is not None and now - self.seen_done[id(r)] >= settle
             ]
             for record in settled:
                 queue.remove(record)
                 del self.seen_done[id(record)]
-                self.camera(record.serial).undock(record.folder)
+                report = self.camera(record.serial).take_update(record.folder)  # it reboots into it
+                undock(record.folder)
+                if report is not None and not report.ok:
+                    self._failed_attempts += 1
 
     def _outage_step(self, phase: str, now: datetime, start: datetime, end: datetime) -> str:
         """before → down (central stopped) → restarting → after; central is started and stopped off this thread."""
@@ -395,6 +433,12 @@ class Simulation:
                 failed_folders=sum(len(s["failed_folders"]) for s in statuses),
             )
         )
+        if self.deploy is not None:
+            try:
+                with self.cluster.admin() as admin:
+                    deploying.sample(admin, self.deploy, self.sim_hours(self.sim_now()))
+            except (httpx.HTTPError, FleetError):
+                pass  # central is down (the outage): the cameras' own account goes on
 
     def _drain(self, progress) -> bool:
         """After the month: until every camera is ingested and a sample finds every clip and event at central."""

@@ -33,6 +33,11 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
         (["--replicas", "0"], "--replicas must be between 1 and 8"),
         (["--replicas", "2"], "--replicas N share one PostgreSQL: give --database postgresql"),
         (["--database", "postgresql", "--kill-replica-at", "5"], "--kill-replica-at needs --replicas 2 or more"),
+        (["--deploy-failure-rate", "1.5"], "--deploy-failure-rate must be between 0 and 1"),
+        (["--deploy-max-failure-pct", "-1"], "--deploy-max-failure-pct must be between 0 and 100"),
+        (["--deploy-phases", "1,ten,100"], "--deploy-phases: '1,ten,100' is not a list of numbers"),
+        (["--deploy-phases", "1,10,50"], "the last 100"),
+        (["--deploy-phases", "50,10,100"], "each share must be larger than the one before"),
         (
             ["--database", "postgresql", "--replicas", "2", "--days", "1", "--outage", "0", "--kill-replica-at", "24"],
             "--kill-replica-at must fall inside the month",
@@ -240,3 +245,14 @@ def test_with_replicas_the_leader_is_killed_a_third_of_the_way_through_unless_to
     two = plan("--database", "postgresql", "--replicas", "2")
     assert (two.replicas, two.kill_replica_at_hours) == (2, 240.0)
     assert plan("--database", "postgresql", "--replicas", "2", "--kill-replica-at", "100").kill_replica_at_hours == 100
+
+
+def test_deploy_options_make_the_deploy_plan():
+    from simulation.force.cli import plan_from, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    assert plan_from(parser.parse_args(["simulate"])).deploy is None
+    plan = plan_from(parser.parse_args(["simulate", "--deploy", "--deploy-phases", "5,100"]))
+    assert plan.deploy is not None
+    assert (plan.deploy.phases_pct, plan.deploy.failure_rate, plan.deploy.max_failure_pct) == ((5.0, 100.0), 0.02, 5.0)
