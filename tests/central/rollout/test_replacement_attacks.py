@@ -1,0 +1,42 @@
+"""Attacks on withdrawing a model and swapping its cameras: hostile names, scoped callers, repeats."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.central.conftest import ADMIN
+from tests.central.firmware.conftest import vendor
+from tests.central.firmware.test_deployments import client, send
+from tests.central.fleetdata import docked
+
+__all__ = ["client", "vendor"]  # the fixtures, reused
+
+HOSTILE = ["Axon\x00Body", "Axon\u202eBody", "Axon\x1bBody"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_model_name_with_a_nul_control_or_bidi_character_is_a_4xx_never_a_500(client, name):
+    quoted = name.replace("\x00", "%00").replace("\x1b", "%1B").replace("\u202e", "%E2%80%AE")
+    answers = [
+        client.post(f"/api/v1/models/{quoted}/withdraw", json={"reason": "unfit"}, headers=ADMIN),
+        client.post(f"/api/v1/models/{quoted}/replacements", json={}, headers=ADMIN),
+        client.post("/api/v1/models/Axon%20Body%202/replacements", json={"boroughs": [name]}, headers=ADMIN),
+        client.get(f"/api/v1/models/{quoted}/swap", headers=ADMIN),
+        client.get(f"/api/v1/models/{quoted}/cameras", headers=ADMIN),
+        client.get(f"/models/{quoted}", headers=ADMIN),
+        client.get("/api/v1/firmware/releases", params={"model": name}, headers=ADMIN),
+    ]
+    assert [a.status_code for a in answers if a.status_code >= 500] == [], [a.text for a in answers]
+
+
+def test_a_station_cannot_launder_a_withdrawn_camera_by_docking_it_as_another_model(client):
+    withdrawn = client.post(
+        "/api/v1/models/Axon%20Body%202/withdraw", json={"reason": "unfit", "propose": False}, headers=ADMIN
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    relabelled = docked("BWV-C001", 3)
+    relabelled.device.model = "Axon Body 3"  # what a stolen Camden token claims the camera is now
+    send(client, "camden", [relabelled])
+    assert client.get("/api/v1/devices/BWV-C001", headers=ADMIN).json()["device"]["model"] == "Axon Body 2"
+    swapped = {c["serial"] for c in client.get("/api/v1/models/Axon%20Body%202/cameras", headers=ADMIN).json()}
+    assert "BWV-C001" in swapped  # still to be swapped, never handed out again
