@@ -40,3 +40,26 @@ def test_a_station_cannot_launder_a_withdrawn_camera_by_docking_it_as_another_mo
     assert client.get("/api/v1/devices/BWV-C001", headers=ADMIN).json()["device"]["model"] == "Axon Body 2"
     swapped = {c["serial"] for c in client.get("/api/v1/models/Axon%20Body%202/cameras", headers=ADMIN).json()}
     assert "BWV-C001" in swapped  # still to be swapped, never handed out again
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_camera_registered_with_a_hostile_model_name_is_refused_with_a_4xx(client, name):
+    row = {"serial": "BWV-X001", "model": name, "borough": "Camden", "home_station": "camden"}
+    answer = client.post("/api/v1/devices/", headers=ADMIN, json=[row])
+    assert 400 <= answer.status_code < 500, answer.text
+
+
+def test_a_model_registered_is_one_that_can_be_withdrawn(client):
+    row = {"serial": "BWV-X001", "model": "A" * 100, "borough": "Camden", "home_station": "camden"}
+    answer = client.post("/api/v1/devices/", headers=ADMIN, json=[row])
+    assert answer.status_code == 400, answer.text  # no route could name a model this long to withdraw it
+
+
+def test_a_model_name_is_escaped_on_the_models_pages(client):
+    name = "<img src=x onerror=alert(1)>"
+    row = {"serial": "BWV-X001", "model": name, "borough": "Camden", "home_station": "camden"}
+    client.post("/api/v1/devices/", headers=ADMIN, json=[row])
+    client.post(f"/api/v1/models/{name}/withdraw", json={"reason": "unfit"}, headers=ADMIN)
+    for path in ("/models", f"/models/{name}", "/devices/BWV-X001"):
+        page = client.get(path, headers=ADMIN)
+        assert name not in page.text, path
