@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import uuid
 
-from central.firmware.releases import BLOB_PREFIX
 from tests.central.firmware.conftest import sign
 from tests.central.firmware.test_releases import add
 from tests.central.firmware.test_sweep import backend
