@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
+from central.core.providers import services
+from fleet.errors import Conflict
 from tests.central.conftest import ADMIN
 from tests.central.firmware.conftest import vendor
 from tests.central.firmware.test_deployments import client, send
 from tests.central.fleetdata import docked
+from tests.central.rollout.test_replacements import MODEL, fleet
 
-__all__ = ["client", "vendor"]  # the fixtures, reused
+__all__ = ["client", "fleet", "vendor"]  # the fixtures, reused
 
 HOSTILE = ["Axon\x00Body", "Axon\u202eBody", "Axon\x1bBody"]
 
@@ -63,3 +68,28 @@ def test_a_model_name_is_escaped_on_the_models_pages(client):
     for path in ("/models", f"/models/{name}", "/devices/BWV-X001"):
         page = client.get(path, headers=ADMIN)
         assert name not in page.text, path
+
+
+def test_a_replacement_proposal_committed_twice_at_once_is_committed_once(fleet):
+    withdrawn = fleet.post(f"{MODEL}/withdraw", json={"reason": "unfit"}, headers=ADMIN)
+    proposal_id = withdrawn.json()["proposal"]["id"]
+    rollout = services(fleet.app).rollout
+    outcomes: list[str] = []
+
+    def commit() -> None:
+        try:
+            rollout.commit(proposal_id, "planner")
+            outcomes.append("committed")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=commit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["committed", "conflict"]
+    held = fleet.get("/api/v1/assignments?officer_id=PC1&active=true", headers=ADMIN).json()
+    assert len(held) == 2  # the old camera and one replacement, not two
+    again = fleet.post(f"{MODEL}/replacements", json={}, headers=ADMIN)
+    assert again.status_code == 409
