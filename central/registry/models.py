@@ -129,6 +129,11 @@ class ModelService:
         reason = reason.strip()
         if not reason or len(reason) > 500:
             raise BadRequest("a withdrawal needs a reason (at most 500 characters)")
+        if not model.strip():
+            raise BadRequest(
+                "name the model to withdraw (the cameras whose model central never learnt are of no one model: "
+                "retire them one by one)"
+            )
         with self.writer.write() as db:
             cameras = db.execute("SELECT count(*) FROM devices WHERE model = ?", [model]).fetchone()[0]
             if not cameras:

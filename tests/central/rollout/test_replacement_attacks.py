@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from central.core.providers import services
-from fleet.errors import Conflict
+from fleet.errors import BadRequest, Conflict
 from tests.central.conftest import ADMIN
 from tests.central.firmware.conftest import vendor
 from tests.central.firmware.test_deployments import client, send
@@ -93,3 +93,10 @@ def test_a_replacement_proposal_committed_twice_at_once_is_committed_once(fleet)
     assert len(held) == 2  # the old camera and one replacement, not two
     again = fleet.post(f"{MODEL}/replacements", json={}, headers=ADMIN)
     assert again.status_code == 409
+
+
+def test_the_cameras_of_no_known_model_are_not_a_model_to_withdraw(fleet):
+    assert fleet.post("/api/v1/devices/", json=[{"serial": "BWV-ANON-1"}], headers=ADMIN).status_code == 201
+    with pytest.raises(BadRequest):  # the CLI passes any string: `fleet central model withdraw ""`
+        services(fleet.app).replacements.withdraw("", "unfit", "fm")
+    assert services(fleet.app).models.withdrawals() == []
