@@ -100,3 +100,10 @@ def test_the_cameras_of_no_known_model_are_not_a_model_to_withdraw(fleet):
     with pytest.raises(BadRequest):  # the CLI passes any string: `fleet central model withdraw ""`
         services(fleet.app).replacements.withdraw("", "unfit", "fm")
     assert services(fleet.app).models.withdrawals() == []
+
+
+def test_a_huge_list_of_boroughs_to_replace_in_is_refused_before_it_holds_the_write_lock(fleet):
+    fleet.post(f"{MODEL}/withdraw", json={"reason": "unfit", "propose": False}, headers=ADMIN)
+    boroughs = [f"Borough {n:06}" for n in range(20_000)]
+    answer = fleet.post(f"{MODEL}/replacements", json={"boroughs": boroughs}, headers=ADMIN)
+    assert answer.status_code == 400, answer.text[:200]
