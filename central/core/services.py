@@ -137,6 +137,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
     disclosure = DisclosureService(store.writer, blobs, settings)
     rollout = RolloutService(store.writer, changes, settings)
     models = ModelService(store.writer)
+    deployments = DeploymentService(store.writer, changes, settings)
     return Services(
         settings=settings,
         store=store,
@@ -158,9 +159,9 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         disclosure=disclosure,
         shares=ShareService(store.writer, blobs, disclosure, settings),
         keep_requests=KeepRequests(store.writer, changes, retention, settings),
-        releases=ReleaseService(store.writer, blobs, settings),
+        releases=ReleaseService(store.writer, blobs, settings, on_withdraw=deployments.release_withdrawn),
         profiles=ProfileService(store.writer),
-        deployments=DeploymentService(store.writer, changes, settings),
+        deployments=deployments,
         public_figures=PublicFigures(store.writer, stations),
     )
 

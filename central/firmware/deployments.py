@@ -771,6 +771,16 @@ class DeploymentService:
             self._abort(db, deployment_id, reason, actor, "aborted", "deployment-abort")
             return self._view(db, deployment_id)
 
+    def release_withdrawn(self, db, release_id: int, reason: str, actor: str) -> None:
+        """A release withdrawn (in its transaction): its running or paused deployments are aborted, so
+        their offers end and no station hands a camera an artifact it downloaded already."""
+        for (deployment_id,) in db.execute(
+            "SELECT id FROM deployments WHERE release_id = ? AND state IN ('running', 'paused') ORDER BY id",
+            [release_id],
+        ).fetchall():
+            why = f"release {release_id} withdrawn: {reason}"
+            self._abort(db, deployment_id, why, actor, "aborted", "deployment-abort")
+
     def _abort(self, db, deployment_id: int, reason: str, actor: str, state: str, action: str) -> _Row:
         """Every camera without a final state is cancelled; a running deployment's offers end."""
         allowed = ("running", "paused") if state == "aborted" else ("paused", "aborted")

@@ -29,11 +29,11 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
@@ -201,8 +201,17 @@ def _checked(value: str, kind, what: str) -> str:
 class ReleaseService:
     """Adds, lists, serves and withdraws firmware releases; the only writer of ``firmware_releases``."""
 
-    def __init__(self, writer: Database, blobs: BlobStore, settings: CentralSettings) -> None:
+    def __init__(
+        self,
+        writer: Database,
+        blobs: BlobStore,
+        settings: CentralSettings,
+        on_withdraw: Callable[[Any, int, str, str], None] | None = None,
+    ) -> None:
         self.writer = writer
+        self.on_withdraw = on_withdraw
+        """Called in the withdrawal's transaction (db, release, reason, actor): the deployments
+        delivering it end there, so no station hands a camera what it already downloaded."""
         self.blobs = blobs
         self.keys = trusted_keys(settings.firmware.release_keys)  # checked when the file loaded
         self.max_bytes = settings.firmware.max_artifact_bytes
@@ -454,7 +463,8 @@ class ReleaseService:
     # -- withdrawing ----------------------------------------------------------------------
 
     def withdraw(self, release_id: int, reason: str, actor: str) -> Release:
-        """Mark a release withdrawn (audited): never offered again; its artifact is kept."""
+        """Mark a release withdrawn (audited): never offered again (its running or paused deployments
+        are aborted in the same transaction); its artifact is kept."""
         if not reason.strip() or len(reason) > 500:
             raise BadRequest("a withdrawal needs a reason (at most 500 characters)")
         with self.writer.write() as db:
@@ -476,6 +486,8 @@ class ReleaseService:
                 object_id=str(release_id),
                 detail=f"{release.model} {release.version}: {reason.strip()}",
             )
+            if self.on_withdraw is not None:
+                self.on_withdraw(db, release_id, reason.strip(), actor)
             return self._one(db, release_id)
 
 
