@@ -287,7 +287,7 @@ def admit_pool_events(
 
 def admit_updates(db, run: list[Applied[UpdateEvent]]) -> list[Applied[UpdateEvent]]:
     """A station reports the hand-over and the outcome of updates of its own borough's cameras, in
-    deployments that offered them; anything else is refused."""
+    deployments that offered them, for attempts offered; anything else is refused."""
     known = deployments.targeted(db, ((a.event.deployment_id, a.event.serial) for a in run))
     accepted: list[Applied[UpdateEvent]] = []
     refused: list[Refusal] = []
@@ -300,6 +300,13 @@ def admit_updates(db, run: list[Applied[UpdateEvent]]) -> list[Applied[UpdateEve
             reason = f"camera {e.serial} is registered to {found[1] or 'no borough'}, not to {a.borough}"
         elif found[0] == "waiting":
             reason = f"deployment {e.deployment_id} has not offered camera {e.serial} yet (its phase is not open)"
+        elif e.attempt > found[2]:
+            # A result for an attempt never offered would count a failure, and its number would make
+            # every real result of a lower attempt look like a repeat, ignored for ever.
+            reason = (
+                f"deployment {e.deployment_id} offered camera {e.serial} up to attempt {found[2]}, "
+                f"not attempt {e.attempt}"
+            )
         else:
             accepted.append(a)
             continue

@@ -529,19 +529,20 @@ def _total(figures: list[Figures]) -> Figures:
 # -- what stations report (the projection, in its transaction) -------------------------------------
 
 
-def targeted(db, pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tuple[str, str | None]]:
-    """{(deployment, serial): (the camera's state in it, the borough it is registered to)} of those
-    that a deployment targets."""
+def targeted(db, pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tuple[str, str | None, int]]:
+    """{(deployment, serial): (the camera's state in it, the borough it is registered to, the latest
+    attempt offered)} of those that a deployment targets."""
     pairs = list(dict.fromkeys(pairs))
     if not pairs:
         return {}
     rows = db.execute(
-        "SELECT c.deployment_id, c.serial, c.state, d.borough FROM deployment_cameras c "
+        "SELECT c.deployment_id, c.serial, c.state, d.borough, c.failures FROM deployment_cameras c "
         f"LEFT JOIN devices d ON d.serial = c.serial WHERE {db.dialect.any_of('c.serial')}",
         [db.dialect.many({serial for _, serial in pairs})],
     ).fetchall()
     wanted = set(pairs)
-    return {(r[0], r[1]): (r[2], r[3]) for r in rows if (r[0], r[1]) in wanted}
+    # Each failure counted is followed by the next attempt's offer (``_items``): none beyond it was offered.
+    return {(r[0], r[1]): (r[2], r[3], min(r[4] + 1, 1000)) for r in rows if (r[0], r[1]) in wanted}
 
 
 Reported = tuple[EventT, str]

@@ -78,7 +78,7 @@ STALE_STAGING_S = 3600.0
 ORPHAN_GRACE_S = 24 * 3600.0
 """An artifact blob no release names is deleted only once stored this long ago: an addition
 still under way (its blob put, its row not yet committed) is never swept from under it."""
-BLOB_KEY = re.compile(r"^firmware-[0-9a-f]{64}$")
+BLOB_KEY = re.compile(r"^firmware-[0-9a-f]{64}\Z")  # \Z: $ would match before a final line end
 STREAMS = "the artifact streams from the request to a staging file; every write and the commit run on worker threads"
 
 ReleasePath = Annotated[int, PathParameter(ge=1, le=2**62, description="the release's number")]

@@ -27,6 +27,7 @@ from central.evidence import audit
 from central.evidence.audit import AuditRecord
 from central.firmware import deployments
 from central.registry import lifecycle
+from central.registry.models import ModelName
 from fleet import csvio
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
@@ -117,12 +118,11 @@ class DeviceDetail(msgspec.Struct, kw_only=True):
 
 
 Borough = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Text = Annotated[str, msgspec.Meta(max_length=128)]
 
 
 class DeviceRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     serial: Serial
-    model: Text = ""
+    model: ModelName = ""
     borough: Borough | None = None
     home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     assignment_mode: AssignmentMode | None = None

@@ -89,7 +89,9 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
                v.level, v.short, v.hot, 1
            FROM {db.dialect.rows_of(DOCKING_COLUMNS, ":dockings")} WHERE true
            ON CONFLICT (serial) DO UPDATE SET
-               model = CASE WHEN excluded.model != '' THEN excluded.model ELSE devices.model END,
+               -- the registry's model stands once known: a station relabelling a camera would take it out
+               -- of its model's withdrawal (handed out again) and its model's deployments and release keys
+               model = CASE WHEN devices.model = '' THEN excluded.model ELSE devices.model END,
                firmware = CASE WHEN excluded.firmware != '' THEN excluded.firmware ELSE devices.firmware END,
                home_station = COALESCE(devices.home_station, excluded.home_station),
                borough = COALESCE(devices.borough, excluded.borough),

@@ -22,6 +22,11 @@ from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, Conflict, NotFound
 
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=r"\S")]
+ModelName = Annotated[
+    str, msgspec.Meta(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*$")
+]
+"""A model as a camera is registered with: at most 64 characters (what a route may name, to withdraw
+it), no control character (PostgreSQL keeps no NUL) nor bidirectional override (shown on pages)."""
 
 NOT_HANDED_OUT = "NOT EXISTS (SELECT 1 FROM withdrawn_models w WHERE w.model = d.model)"
 """A condition on ``devices d``: its model is not withdrawn (what may be handed out)."""
@@ -124,6 +129,11 @@ class ModelService:
         reason = reason.strip()
         if not reason or len(reason) > 500:
             raise BadRequest("a withdrawal needs a reason (at most 500 characters)")
+        if not model.strip():
+            raise BadRequest(
+                "name the model to withdraw (the cameras whose model central never learnt are of no one model: "
+                "retire them one by one)"
+            )
         with self.writer.write() as db:
             cameras = db.execute("SELECT count(*) FROM devices WHERE model = ?", [model]).fetchone()[0]
             if not cameras:

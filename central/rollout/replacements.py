@@ -48,8 +48,8 @@ class WithdrawResult(msgspec.Struct, kw_only=True):
 
 
 class ReplaceRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    boroughs: list[Borough] = []
-    """Only these boroughs' cameras; empty: every borough's."""
+    boroughs: Annotated[list[Borough], msgspec.Meta(max_length=64)] = []
+    """Only these boroughs' cameras (at most 64, as a deployment's target); empty: every borough's."""
 
 
 class Replacements:

@@ -113,6 +113,7 @@ def needing_replacement(db, model: str, boroughs: list[str]) -> list[Need]:
         [model],
     ).fetchall()
     needs: dict[str, Need] = {}
+    wanted = set(boroughs)
     for serial, borough, home, mode, officer, officer_borough in rows:
         if serial in needs:
             continue
@@ -122,7 +123,7 @@ def needing_replacement(db, model: str, boroughs: list[str]) -> list[Need]:
             need = Need(serial, borough, "pool", None, home)
         else:
             continue
-        if not boroughs or need.borough in boroughs:
+        if not wanted or need.borough in wanted:
             needs[serial] = need
     return sorted(needs.values(), key=lambda n: (n.borough, n.serial))
 
