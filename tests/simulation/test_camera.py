@@ -64,7 +64,10 @@ def test_an_update_without_its_manifest_is_not_read(tmp_path):
 @pytest.mark.parametrize(
     ("change", "error"),
     [
-        ({"data": FIRMWARE[:-1] + b"\0", "sha256": hashlib.sha256(FIRMWARE).hexdigest()}, "does not match its SHA-256"),
+        (
+            {"data": FIRMWARE[:-1] + bytes([FIRMWARE[-1] ^ 1]), "sha256": hashlib.sha256(FIRMWARE).hexdigest()},
+            "does not match its SHA-256",
+        ),
         ({"model": "Axon Body 3"}, "this camera is a Axon Body 2"),
     ],
 )

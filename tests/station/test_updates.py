@@ -167,7 +167,7 @@ def test_an_artifact_the_stations_keys_no_longer_verify_is_not_handed_over(store
 def test_a_kept_artifact_damaged_on_the_stations_disk_is_never_handed_over(store, dock_dir, vendor):
     release = release_for(vendor)
     keep_artifact(store, release)
-    artifact_path(store, release.sha256).write_bytes(ARTIFACT[:-1] + b"\0")
+    artifact_path(store, release.sha256).write_bytes(ARTIFACT[:-1] + bytes([ARTIFACT[-1] ^ 1]))  # one bit flipped
     offer(store, release=release)
     folder = SimCamera("BWV-000123").dock(dock_dir, [], battery=charged())
     report = Station(store, dock_dir, [vendor.public_key()]).scan()
