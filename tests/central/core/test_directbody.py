@@ -237,6 +237,7 @@ def test_a_reader_that_lends_no_buffer_gets_the_direct_body_through_asgi_receive
     assert http.done  # the connection went back to the HTTP parser at the body's last byte
 
 
+@pytest.mark.slow  # hundreds of MiB through a real server: the whole suite, not the quick lane
 def test_refused_large_patches_do_not_pin_memory_per_connection(served):
     port, _ = served
     connections = 200
