@@ -241,6 +241,9 @@ class FirmwareSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     models. None: every release is refused."""
     max_artifact_bytes: Annotated[int, Meta(ge=1024, le=16 * GiB)] = 512 * MiB
     """The largest firmware artifact central takes."""
+    phase_check_seconds: Annotated[float, Meta(ge=1, le=86_400)] = 300
+    """How often the elected job judges running deployments' phases again (a soak ends with the
+    clock; results arriving are judged as they arrive)."""
 
 
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -76,6 +76,14 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
         executor="threads",
         next_run_time=utc_now() + timedelta(minutes=2),
     )
+    # A deployment's phase whose soak has ended opens the next without waiting for a result to arrive.
+    scheduler.add_job(
+        led(services.deployments.advance_running),
+        "interval",
+        seconds=settings.firmware.phase_check_seconds,
+        id="deployment-phases",
+        executor="threads",
+    )
     # New clips get their end of retention soon after they are verified.
     scheduler.add_job(led(retention.assess), "interval", minutes=10, id="retention-assess", executor="threads")
     # The audit chain's anchors and head go to the file kept outside the database (first at start-up).

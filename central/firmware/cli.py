@@ -17,7 +17,7 @@ import msgspec
 
 from central.core.cli import central_services
 from central.firmware.deployments import DecisionRequest, Deployment, DeploymentRequest
-from central.firmware.phases import PhaseSpec
+from central.firmware.phases import DEFAULT_SOAK_HOURS, PhaseSpec
 from fleet.errors import BadRequest, FleetError
 from fleet.profiles import SETTINGS, CameraSettings, FrameRate, Mount, Resolution
 
@@ -311,6 +311,13 @@ def _register_deploy(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--phase", action="append", metavar="SHARE|boroughs=A,B", help="a phase, in order")
     create.add_argument("--max-failure-pct", type=float, default=5.0, help="each phase's failure threshold (5)")
     create.add_argument("--min-results", type=int, default=3, help="results before a phase is judged (3)")
+    create.add_argument(
+        "--soak-hours",
+        type=float,
+        default=DEFAULT_SOAK_HOURS,
+        help=f"a phase open this long with enough results, failures within its threshold, opens the next "
+        f"({DEFAULT_SOAK_HOURS:g})",
+    )
     create.add_argument("--max-attempts", type=int, default=3, help="failures before a camera is given up (3)")
     create.add_argument("--min-charge-pct", type=float, default=50.0, help="a camera is updated only this charged (50)")
     create.add_argument("--max-temperature-c", type=float, default=40.0, help="and no hotter than this (40)")
@@ -346,10 +353,10 @@ def _register_deploy(commands: argparse._SubParsersAction) -> None:
         decision.set_defaults(handler=cmd_deploy_decide, decision=name)
 
 
-def _phases(texts: list[str] | None, max_failure_pct: float, min_results: int) -> list[dict]:
+def _phases(texts: list[str] | None, max_failure_pct: float, min_results: int, soak_hours: float) -> list[dict]:
     phases: list[dict] = []
     for text in texts or ["1", "10", "50", "100"]:
-        rule = {"max_failure_pct": max_failure_pct, "min_results": min_results}
+        rule = {"max_failure_pct": max_failure_pct, "min_results": min_results, "soak_hours": soak_hours}
         if text.startswith("boroughs="):
             phases.append({"boroughs": [b.strip() for b in text.removeprefix("boroughs=").split(",")], **rule})
             continue
@@ -373,7 +380,7 @@ def cmd_deploy_create(args: argparse.Namespace) -> int:
         "release_id": int(args.release) if args.release and args.release.isdigit() else args.release,
         "profiles": args.profiles,
         "target": {k: v for k, v in target.items() if v is not None},
-        "phases": _phases(args.phase, args.max_failure_pct, args.min_results),
+        "phases": _phases(args.phase, args.max_failure_pct, args.min_results, args.soak_hours),
         "policy": {
             "max_attempts": args.max_attempts,
             "min_charge_pct": args.min_charge_pct,
@@ -437,13 +444,18 @@ def _what(d: Deployment) -> str:
     return f"{d.release.model} {d.release.version}" if d.release else "the profiles"
 
 
+def _soak(hours: float | None) -> str:
+    return f", soak {hours:g} h" if hours is not None else ""
+
+
 def _print_deployment(d: Deployment) -> None:
     print(f"deployment {d.id}: {_what(d)}, {d.state}; {d.decision} ({d.decided_by}, {d.decided_at:%Y-%m-%d %H:%M})")
     for p in d.phases:
         f = p.figures
         what = PhaseSpec(share_pct=p.share_pct, boroughs=p.boroughs).describe()
         print(
-            f"  phase {p.number} ({what}, max {p.max_failure_pct:g} % failures): {p.state:7} {f.cameras} camera(s), "
+            f"  phase {p.number} ({what}, max {p.max_failure_pct:g} % failures{_soak(p.soak_hours)}): {p.state:7} "
+            f"{f.cameras} camera(s), "
             f"{f.updated} updated, {f.failed} failed, {f.gave_up} gave up, {f.cancelled} cancelled, "
             f"{f.outstanding} outstanding"
         )

@@ -110,6 +110,8 @@ class PhaseView(msgspec.Struct, kw_only=True):
     boroughs: list[str] | None
     max_failure_pct: float
     min_results: int
+    soak_hours: float | None
+    """None: a deployment made before soaks, whose phases wait for their cameras."""
     state: Literal["waiting", "open", "done"]
     opened_at: datetime | None
     figures: PhaseFigures
@@ -338,25 +340,35 @@ class _Phase:
     spec: PhaseSpec
     state: str
     opened_at: str | None
+    resumed_at: str | None
     rule: Rule
+
+    def running_hours(self, now: str) -> float:
+        """How long the phase has been running: since it opened, or since a person last resumed it."""
+        if self.opened_at is None:
+            return 0.0
+        since = max(from_iso(t) for t in (self.opened_at, self.resumed_at) if t is not None)
+        return max((from_iso(now) - since).total_seconds() / 3600, 0.0)
 
 
 def _phases(db, deployment_id: int) -> list[_Phase]:
     rows = db.execute(
-        "SELECT phase, share_pct, boroughs, max_failure_pct, min_results, state, opened_at, base_results, "
-        "base_failures FROM deployment_phases WHERE deployment_id = ? ORDER BY phase",
+        "SELECT phase, share_pct, boroughs, max_failure_pct, min_results, soak_hours, state, opened_at, resumed_at, "
+        "base_results, base_failures FROM deployment_phases WHERE deployment_id = ? ORDER BY phase",
         [deployment_id],
     ).fetchall()
     found = []
-    for phase, share, boroughs, max_failure, min_results, state, opened_at, base_results, base_failures in rows:
+    for row in rows:
+        phase, share, boroughs, max_failure, min_results, soak, state, opened, resumed = row[:9]
         spec = PhaseSpec(
             share_pct=share,
             boroughs=msgspec.json.decode(boroughs) if boroughs else None,
             max_failure_pct=max_failure,
             min_results=min_results,
+            soak_hours=soak if soak is not None else 0.0,
         )
-        rule = Rule(max_failure, min_results, base_results, base_failures)
-        found.append(_Phase(phase, spec, state, opened_at, rule))
+        rule = Rule(max_failure, min_results, base_results=row[9], base_failures=row[10], soak_hours=soak)
+        found.append(_Phase(phase, spec, state, opened, resumed, rule))
     return found
 
 
@@ -398,7 +410,8 @@ def _advance(db, feed: Feed, deployment_id: int, now: str) -> None:
                     [now, deployment_id, p.number],
                 )
         judged = [(figures.get(p.number, Figures()), p.rule) for p in phases]
-        decision = rules.decide(judged, len(opened))
+        running_hours = opened[-1].running_hours(now) if opened else 0.0
+        decision = rules.decide(judged, len(opened), running_hours)
         if decision == "pause":
             over = [
                 f"phase {p.number + 1}: {rules.describe(f)}, over {p.rule.max_failure_pct:g} % failures"
@@ -418,10 +431,15 @@ def _advance(db, feed: Feed, deployment_id: int, now: str) -> None:
             return
         if decision is None:
             return
-        _open_phase(db, feed, deployment, phases[len(opened)], now)
+        after = ""
+        if opened:
+            newest = opened[-1]
+            why = rules.why_open_next(figures.get(newest.number, Figures()), newest.rule, running_hours)
+            after = f" after phase {newest.number + 1}: {why}"
+        _open_phase(db, feed, deployment, phases[len(opened)], now, after)
 
 
-def _open_phase(db, feed: Feed, deployment: _Row, phase: _Phase, now: str) -> None:
+def _open_phase(db, feed: Feed, deployment: _Row, phase: _Phase, now: str, after: str = "") -> None:
     """Offer the phase's cameras, but for those that left the target since it was frozen (retired,
     lost, in repair) or reached the release's version by other means: those are cancelled."""
     waiting = _serials(db, deployment.id, ["waiting"], phase.number)
@@ -447,7 +465,7 @@ def _open_phase(db, feed: Feed, deployment: _Row, phase: _Phase, now: str) -> No
         "UPDATE deployment_phases SET state = 'open', opened_at = ? WHERE deployment_id = ? AND phase = ?",
         [now, deployment.id, phase.number],
     )
-    text = f"phase {phase.number + 1} ({phase.spec.describe()}) opened: {len(offered)} camera(s) offered" + (
+    text = f"phase {phase.number + 1} ({phase.spec.describe()}) opened{after}: {len(offered)} camera(s) offered" + (
         f", {len(left)} cancelled (left the target or already updated)" if left else ""
     )
     db.execute(
@@ -705,8 +723,10 @@ class DeploymentService:
         chosen = rules.select(deployment_id, [Candidate(s, b) for s, (b, _) in cameras.items()], request.phases)
         db.execute(
             "INSERT INTO deployment_phases (deployment_id, phase, share_pct, boroughs, max_failure_pct, min_results, "
-            f"state) SELECT ?, phase, share, boroughs, max_failure, min_results, 'waiting' FROM "
-            f"{db.dialect.rows_of('phase BIGINT, share FLOAT, boroughs TEXT, max_failure FLOAT, min_results BIGINT')}",
+            "soak_hours, state) SELECT ?, phase, share, boroughs, max_failure, min_results, soak, 'waiting' FROM "
+            + db.dialect.rows_of(
+                "phase BIGINT, share FLOAT, boroughs TEXT, max_failure FLOAT, min_results BIGINT, soak FLOAT"
+            ),
             [
                 deployment_id,
                 db.dialect.rows(
@@ -716,6 +736,7 @@ class DeploymentService:
                         "boroughs": _encoder.encode(p.boroughs).decode() if p.boroughs else None,
                         "max_failure": p.max_failure_pct,
                         "min_results": p.min_results,
+                        "soak": p.soak_hours,
                     }
                     for n, p in enumerate(request.phases)
                 ),
@@ -793,9 +814,9 @@ class DeploymentService:
             figures = _figures(db, deployment_id)
             for phase, f in figures.items():
                 db.execute(
-                    "UPDATE deployment_phases SET base_results = ?, base_failures = ? "
+                    "UPDATE deployment_phases SET base_results = ?, base_failures = ?, resumed_at = ? "
                     "WHERE deployment_id = ? AND phase = ?",
-                    [f.results, f.failed, deployment_id, phase],
+                    [f.results, f.failed, now, deployment_id, phase],
                 )
             _decide(db, deployment_id, "running", actor, f"resumed: {reason}", now)
             _audit(db, deployment_id, "deployment-resume", actor, reason)
@@ -882,6 +903,17 @@ class DeploymentService:
             )
             created = self._create(db, request, actor, rollback_of=deployment_id)
             return self._view(db, created)
+
+    def advance_running(self) -> int:
+        """Judge every running deployment's phases again (the scheduled job): a soak ends with the
+        clock, not with a result arriving. Each deployment in its own transaction. Returns how many
+        were judged."""
+        with self.writer.read() as db:
+            running = [r[0] for r in db.execute("SELECT id FROM deployments WHERE state = 'running' ORDER BY id")]
+        for deployment_id in running:
+            with self.writer.write() as db:
+                _advance(db, self.changes, deployment_id, to_iso(utc_now()))
+        return len(running)
 
     @staticmethod
     def _in_state(db, deployment_id: int, allowed: tuple[str, ...], verb: str) -> _Row:
@@ -978,6 +1010,7 @@ class DeploymentService:
                 boroughs=p.spec.boroughs,
                 max_failure_pct=p.spec.max_failure_pct,
                 min_results=p.spec.min_results,
+                soak_hours=p.rule.soak_hours,
                 state=p.state,  # type: ignore[arg-type]
                 opened_at=from_iso(p.opened_at) if p.opened_at else None,
                 figures=_shown(figures.get(p.number, Figures())),

@@ -34,6 +34,9 @@ MAX_PHASES = 20
 OPEN_NEXT_AT = 0.9
 """The next phase opens when this share of the open phase's cameras has a final state (with the
 failures within the threshold): a camera that never docks does not hold up the force."""
+DEFAULT_SOAK_HOURS = 72.0
+"""Three days: long enough for a canary's early results to come in from cameras used every day,
+short enough that cameras docked once a week do not hold a force's roll-out back by weeks."""
 Decision = Literal["pause", "open_next", "complete"]
 
 
@@ -47,7 +50,11 @@ class PhaseSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_failure_pct: Annotated[float, Meta(ge=0, le=100)] = 5.0
     """The deployment pauses itself when cameras with a failure pass this share of those with a result."""
     min_results: Annotated[int, Meta(ge=1, le=100_000)] = 3
-    """Results needed before the pause rule judges the phase."""
+    """Results needed before the pause rule judges the phase, and before its soak may open the next."""
+    soak_hours: Annotated[float, Meta(ge=0, le=2160)] = DEFAULT_SOAK_HOURS
+    """Once the phase has been open (or, after a pause, running again) this long, with at least
+    ``min_results`` results and the failures within the threshold, the next phase opens even if
+    many of its cameras have not docked since: most report only at their next shift's dock."""
 
     def describe(self) -> str:
         return f"{self.share_pct:g} %" if self.share_pct is not None else "boroughs " + ", ".join(self.boroughs or [])
@@ -157,6 +164,8 @@ class Rule:
     base_results: int = 0
     base_failures: int = 0
     """The phase's figures when a person last resumed it: what came after is judged."""
+    soak_hours: float | None = None
+    """None: no soak (deployments made before soaks existed wait for their cameras)."""
 
 
 def over_threshold(figures: Figures, rule: Rule) -> bool:
@@ -173,18 +182,30 @@ def within_threshold(figures: Figures, rule: Rule) -> bool:
     return failures * 100 <= rule.max_failure_pct * max(results, 0)
 
 
-def may_open_next(figures: Figures, rule: Rule) -> bool:
-    """Every camera of the phase has a final state, or 90 % have with the failures within the threshold."""
+def why_open_next(figures: Figures, rule: Rule, running_hours: float) -> str | None:
+    """Why the next phase may open after this one, in words, or None while it may not: every camera
+    of the phase has a final state; or 90 % have, with the failures within the threshold; or the
+    phase has run ``running_hours`` (since it opened or was last resumed) past its soak with at
+    least ``min_results`` results, the failures within the threshold."""
     if figures.final >= figures.cameras:
-        return True
-    return figures.final >= OPEN_NEXT_AT * figures.cameras and within_threshold(figures, rule)
+        return "every camera final"
+    if not within_threshold(figures, rule):
+        return None
+    if figures.final >= OPEN_NEXT_AT * figures.cameras:
+        return f"{figures.final} of {figures.cameras} cameras final"
+    results = figures.results - rule.base_results
+    if rule.soak_hours is not None and running_hours >= rule.soak_hours and results >= rule.min_results:
+        failures = figures.failed - rule.base_failures
+        return f"soaked {rule.soak_hours:g} h with {results} result(s), {failures} with a failure"
+    return None
 
 
-def decide(phases: Sequence[tuple[Figures, Rule]], opened: int) -> Decision | None:
-    """What a running deployment does now, given every phase's figures and rule (in order) and how
-    many phases are open (the first ``opened``): pause when an open phase is over its threshold;
-    otherwise open the next phase when the newest allows it; complete when the last phase is open
-    and every camera of every phase has a final state."""
+def decide(phases: Sequence[tuple[Figures, Rule]], opened: int, running_hours: float = 0.0) -> Decision | None:
+    """What a running deployment does now, given every phase's figures and rule (in order), how
+    many phases are open (the first ``opened``) and how long the newest has been running: pause
+    when an open phase is over its threshold; otherwise open the next phase when the newest allows
+    it (``why_open_next``); complete when the last phase is open and every camera of every phase
+    has a final state."""
     if opened == 0:
         return "open_next"
     if any(over_threshold(f, r) for f, r in phases[:opened]):
@@ -192,7 +213,7 @@ def decide(phases: Sequence[tuple[Figures, Rule]], opened: int) -> Decision | No
     if opened >= len(phases):
         return "complete" if all(f.final >= f.cameras for f, _ in phases) else None
     newest, rule = phases[opened - 1]
-    return "open_next" if may_open_next(newest, rule) else None
+    return "open_next" if why_open_next(newest, rule, running_hours) is not None else None
 
 
 def describe(figures: Figures) -> str:

@@ -99,4 +99,14 @@ STEPS = [
     CREATE INDEX deployment_cameras_serial ON deployment_cameras (serial, state);
     """,
     ),
+    # v28: a phase's soak (the next phase opens once it has run this long with enough results and
+    # few enough failures; NULL for deployments made before, which wait for their cameras) and when
+    # a person last resumed it (the soak counts again from then).
+    Step(
+        28,
+        """
+    ALTER TABLE deployment_phases ADD COLUMN soak_hours REAL;
+    ALTER TABLE deployment_phases ADD COLUMN resumed_at TEXT;
+    """,
+    ),
 ]

@@ -210,6 +210,22 @@ def register(groups: argparse._SubParsersAction) -> None:
         metavar="PCTS",
         help="with --deploy: the phases' cumulative shares of the cameras, the last 100 (default: 1,10,50,100)",
     )
+    add(
+        "--deploy-min-results",
+        type=int,
+        default=20,
+        metavar="N",
+        help="with --deploy: results a phase needs before it is judged (default: 20, so that one failure alone "
+        "does not pass a 5 %% threshold)",
+    )
+    add(
+        "--deploy-soak-hours",
+        type=float,
+        default=72.0,
+        metavar="H",
+        help="with --deploy: simulated hours a phase soaks before the next opens with enough good results "
+        "(default: 72, central's)",
+    )
     sim.set_defaults(handler=cmd_simulate)
 
 
@@ -248,6 +264,8 @@ def plan_from(args: argparse.Namespace):
     )
     need(0 <= args.deploy_failure_rate <= 1, "--deploy-failure-rate must be between 0 and 1")
     need(0 <= args.deploy_max_failure_pct <= 100, "--deploy-max-failure-pct must be between 0 and 100")
+    need(0 <= args.deploy_soak_hours <= 2160, "--deploy-soak-hours must be between 0 and 2160")
+    need(1 <= args.deploy_min_results <= 100_000, "--deploy-min-results must be between 1 and 100000")
     phases = _phases(args.deploy_phases)
     kill_at = args.kill_replica_at
     if kill_at is None and args.replicas > 1:
@@ -268,7 +286,11 @@ def plan_from(args: argparse.Namespace):
         replicas=args.replicas,
         kill_replica_at_hours=kill_at,
         deploy=DeployPlan(
-            failure_rate=args.deploy_failure_rate, max_failure_pct=args.deploy_max_failure_pct, phases_pct=phases
+            failure_rate=args.deploy_failure_rate,
+            max_failure_pct=args.deploy_max_failure_pct,
+            phases_pct=phases,
+            min_results=args.deploy_min_results,
+            soak_hours=args.deploy_soak_hours,
         )
         if args.deploy
         else None,

@@ -149,6 +149,9 @@ class SimCluster:
         """Fresh SIMULATION tokens every run; central keeps only their hashes. ``release_keys``: the
         vendor public keys central and every station trust for firmware (``--deploy``)."""
         firmware = {"firmware": {"release_keys": release_keys}} if release_keys else {}
+        # Central judges deployments' phases every two simulated hours or so (a soak ends with the clock).
+        phase_check = {"phase_check_seconds": max(1.0, self.day_seconds / 12)}
+        central_firmware = {"firmware": {"release_keys": release_keys, **phase_check}} if release_keys else {}
         tokens = {s.station_id: "sim-" + secrets.token_urlsafe(12) for s in self.stations}
         job_hour = (datetime.now(UTC).hour + 12) % 24
         write_toml(
@@ -162,7 +165,7 @@ class SimCluster:
                 # The deletion job is not what is simulated: twelve hours away, it never runs during a run.
                 "retention": {"job_hour_utc": job_hour},
                 **({"database": {"url": self.postgres.url("central")}} if self.postgres is not None else {}),
-                **firmware,
+                **central_firmware,
                 "stations": {
                     s.station_id: {
                         "borough": s.borough,

@@ -51,6 +51,11 @@ class DeployPlan:
     max_attempts: int = 3
     phases_pct: tuple[float, ...] = (1.0, 10.0, 50.0, 100.0)
     """The phases' cumulative shares of the cameras (central's default)."""
+    min_results: int = 20
+    """Each phase's results before it is judged: with a 5 % threshold, fewer than 20 make one failure
+    alone a pause, and at a 2 % failure rate a canary's first results would pause it one run in three."""
+    soak_hours: float = 72.0
+    """Each phase's soak in *simulated* hours (central's default); central is given it in wall hours."""
 
 
 @dataclass
@@ -111,8 +116,11 @@ def artifact(seed: int) -> bytes:
     return random.Random(f"firmware:{seed}").randbytes(ARTIFACT_BYTES)
 
 
-def start(admin: httpx.Client, layout: Layout, key: VendorKey, plan: DeployPlan, seed: int, log: DeployLog) -> None:
-    """Register every camera, add the release and create the deployment (central serving)."""
+def start(
+    admin: httpx.Client, layout: Layout, key: VendorKey, plan: DeployPlan, seed: int, log: DeployLog, speed: float
+) -> None:
+    """Register every camera, add the release and create the deployment (central serving). ``speed``:
+    simulated seconds per wall second (central's clock is the wall's, so a soak is divided by it)."""
     cameras = [
         {
             "serial": c.serial,
@@ -143,7 +151,15 @@ def start(admin: httpx.Client, layout: Layout, key: VendorKey, plan: DeployPlan,
             json={
                 "release_id": release["id"],
                 "reason": "fleet simulate --deploy: the month's release to every camera",
-                "phases": [{"share_pct": p, "max_failure_pct": plan.max_failure_pct} for p in plan.phases_pct],
+                "phases": [
+                    {
+                        "share_pct": p,
+                        "max_failure_pct": plan.max_failure_pct,
+                        "min_results": plan.min_results,
+                        "soak_hours": plan.soak_hours / speed,
+                    }
+                    for p in plan.phases_pct
+                ],
                 "policy": {"max_attempts": plan.max_attempts, "min_charge_pct": MIN_CHARGE_PCT},
             },
         ),

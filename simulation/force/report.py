@@ -254,6 +254,8 @@ def deployment(log: DeployLog, plan: Plan) -> dict:
         "version": VERSION,
         "failure_rate": plan.deploy.failure_rate,
         "max_failure_pct": plan.deploy.max_failure_pct,
+        "min_results": plan.deploy.min_results,
+        "soak_hours": plan.deploy.soak_hours,
         "deployment_id": log.deployment_id,
         "cameras": log.cameras,
         "by_day": by_day,

@@ -223,7 +223,7 @@ class Simulation:
         self.cluster.start_hosts()
         if self.deploy is not None and self.vendor_key is not None and plan.deploy is not None:
             with self.cluster.admin() as admin:
-                deploying.start(admin, self.layout, self.vendor_key, plan.deploy, plan.seed, self.deploy)
+                deploying.start(admin, self.layout, self.vendor_key, plan.deploy, plan.seed, self.deploy, plan.speed)
         end = self.sim_start + timedelta(days=plan.days)
         outage_start, outage_end = self.outage_window
         self._generate_through(self.sim_start + timedelta(days=1))

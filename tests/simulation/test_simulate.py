@@ -35,6 +35,8 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
         (["--database", "postgresql", "--kill-replica-at", "5"], "--kill-replica-at needs --replicas 2 or more"),
         (["--deploy-failure-rate", "1.5"], "--deploy-failure-rate must be between 0 and 1"),
         (["--deploy-max-failure-pct", "-1"], "--deploy-max-failure-pct must be between 0 and 100"),
+        (["--deploy-soak-hours", "-1"], "--deploy-soak-hours must be between 0 and 2160"),
+        (["--deploy-min-results", "0"], "--deploy-min-results must be between 1 and 100000"),
         (["--deploy-phases", "1,ten,100"], "--deploy-phases: '1,ten,100' is not a list of numbers"),
         (["--deploy-phases", "1,10,50"], "the last 100"),
         (["--deploy-phases", "50,10,100"], "each share must be larger than the one before"),
@@ -256,3 +258,6 @@ def test_deploy_options_make_the_deploy_plan():
     plan = plan_from(parser.parse_args(["simulate", "--deploy", "--deploy-phases", "5,100"]))
     assert plan.deploy is not None
     assert (plan.deploy.phases_pct, plan.deploy.failure_rate, plan.deploy.max_failure_pct) == ((5.0, 100.0), 0.02, 5.0)
+    assert plan.deploy.soak_hours == 72.0  # central's default, in simulated hours
+    soaked = plan_from(parser.parse_args(["simulate", "--deploy", "--deploy-soak-hours", "12"]))
+    assert soaked.deploy is not None and soaked.deploy.soak_hours == 12.0 and soaked.deploy.min_results == 20

@@ -47,7 +47,7 @@ def test_failures_over_the_threshold_pause_the_deployment_before_its_next_phase(
         tmp_path,
         *("--days", "3", *EVERY_DAY),
         *("--deploy", "--deploy-phases", "10,100", "--deploy-failure-rate", "0.5"),
-        *("--deploy-max-failure-pct", "5"),
+        *("--deploy-max-failure-pct", "5", "--deploy-min-results", "3"),
         timeout=300,
     )
     assert_nothing_lost(summary)  # the updates' failures cost no clip

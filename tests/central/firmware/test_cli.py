@@ -140,18 +140,19 @@ def test_deploy_create_list_show_pause_resume_abort_rollback(capsys, tmp_path, c
     base = ("central", "deploy")
     code, out, err = fleet(
         capsys, *base, "create", "--release", "2", "--phase", "20", "--phase", "100", "--max-failure-pct", "10",
-        "--reason", "new clock", "--json", "--config", config,
+        "--soak-hours", "24", "--reason", "new clock", "--json", "--config", config,
     )  # fmt: skip
     assert code == 0, err
     created = json.loads(out)
     assert created["id"] == 1 and [p["figures"]["cameras"] for p in created["phases"]] == [2, 8]
     assert created["phases"][0]["max_failure_pct"] == 10 and created["created_by"].startswith("cli:")
+    assert [p["soak_hours"] for p in created["phases"]] == [24, 24]
     code, out, err = fleet(capsys, *base, "create", "--release", "2", "--reason", "again", "--config", config)
     assert code != 0 and "deployment 1 of model Axon Body 2 is running" in err and "Traceback" not in err
     code, out, _ = fleet(capsys, *base, "list", "--config", config)
     assert code == 0 and "Axon Body 2 1.5.0" in out and "running" in out and out.endswith("1 deployment(s)\n")
     code, out, _ = fleet(capsys, *base, "show", "1", "--config", config)
-    assert code == 0 and "phase 1 (20 %, max 10 % failures): open" in out
+    assert code == 0 and "phase 1 (20 %, max 10 % failures, soak 24 h): open" in out
     for decision, state in (("pause", "paused"), ("resume", "running"), ("pause", "paused")):
         code, out, err = fleet(capsys, *base, decision, "1", "--reason", "checking", "--json", "--config", config)
         assert code == 0 and json.loads(out)["state"] == state, err
@@ -166,6 +167,7 @@ def test_deploy_create_list_show_pause_resume_abort_rollback(capsys, tmp_path, c
         ("show", "99"),
         ("pause", "1", "--reason", " "),
         ("create", "--profiles", "--phase", "q"),
+        ("create", "--profiles", "--soak-hours", "-1"),
     ):
         code, _, err = fleet(
             capsys, *base, *bad, *(("--reason", "r") if bad[0] == "create" else ()), "--config", config

@@ -5,6 +5,8 @@ phase fails too often; resumed, aborted and rolled back by people, every decisio
 from __future__ import annotations
 
 import os
+import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from litestar.testing import TestClient
 
 from central.core.app import create_app
 from central.core.providers import services
+from fleet.clock import to_iso, utc_now
 from fleet.events import CameraUpdateOffered, CameraUpdateResult
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.firmware.conftest import MODEL, firmware_settings, sign
@@ -30,8 +33,8 @@ class Central(TestClient):
     seq: dict[str, int]
 
 
-def serving(data_dir, vendor: Ed25519PrivateKey | None) -> Central:
-    c = Central(create_app(firmware_settings(data_dir, vendor)), raise_server_exceptions=False)
+def serving(data_dir, vendor: Ed25519PrivateKey | None, **firmware) -> Central:
+    c = Central(create_app(firmware_settings(data_dir, vendor, **firmware)), raise_server_exceptions=False)
     c.vendor = vendor or Ed25519PrivateKey.generate()
     c.seq = {"camden": 0, "barnet": 0}
     return c
@@ -322,6 +325,86 @@ def test_the_next_phase_opens_at_ninety_percent_and_the_deployment_completes_whe
     send(client, "camden", [docked(s, 2, firmware="1.5.0") for s in CAMDEN_CAMERAS])  # what they run now
     send(client, "barnet", [docked(s, 2, firmware="1.5.0") for s in BARNET_CAMERAS])
     assert create(client, release_id=release_id, expect=409)["message"].startswith("no camera matches")
+
+
+def hours_ago(c, deployment_id: int, column: str, hours: float) -> None:
+    """Move a phase's opening (or its last resume) back in time: the soak ends with the clock."""
+    with services(c.app).store.writer.write() as db:
+        db.execute(
+            f"UPDATE deployment_phases SET {column} = ? WHERE deployment_id = ? AND {column} IS NOT NULL",
+            [to_iso(utc_now() - timedelta(hours=hours)), deployment_id],
+        )
+
+
+def advance(c) -> None:
+    """What the elected ``deployment-phases`` job does every ``phase_check_seconds``."""
+    assert services(c.app).deployments.advance_running() >= 0
+
+
+def test_a_phase_that_soaked_with_enough_good_results_opens_the_next_without_waiting_for_its_stragglers(client):
+    release_id = release(client)
+    d = create(
+        client,
+        release_id=release_id,
+        phases=[{"share_pct": 50, "min_results": 3, "soak_hours": 72}, {"share_pct": 100}],
+    )
+    assert d["phases"][0]["soak_hours"] == 72 and d["phases"][1]["soak_hours"] == 72  # the default
+    canary = sorted(cameras(client, d["id"], state="offered"))
+    assert len(canary) == 15
+    results(client, d["id"], dict.fromkeys(canary[:3], True))
+    advance(client)
+    assert show(client, d["id"])["phases"][1]["state"] == "waiting"  # three results, but not three days yet
+    hours_ago(client, d["id"], "opened_at", 73)
+    advance(client)
+    d = show(client, d["id"])
+    assert d["phases"][1]["state"] == "open" and d["phases"][0]["state"] == "open"  # its stragglers stay offered
+    assert "phase 2 (100 %) opened after phase 1: soaked 72 h with 3 result(s), 0 with a failure" in d["decision"]
+    assert len(standing(client, CAMDEN) | standing(client, BARNET)) == 30 - 3
+    # The canary's late results are still judged: failures found after the soak pause everything.
+    results(client, d["id"], dict.fromkeys(canary[3:6], False))
+    d = show(client, d["id"])
+    assert d["state"] == "paused" and "phase 1" in d["decision"]
+    assert standing(client, CAMDEN) | standing(client, BARNET) == set()
+
+
+@pytest.mark.slow  # waits out a soak of a second and the job's interval
+def test_the_scheduled_job_opens_the_next_phase_once_the_soak_has_ended(tmp_path, vendor):
+    """Through the app's own scheduler and leadership: no result arrives after the soak ends."""
+    with serving(tmp_path / "central", vendor, phase_check_seconds=1) as c:
+        fleet(c)
+        d = create(
+            c,
+            release_id=release(c),
+            phases=[{"share_pct": 50, "min_results": 3, "soak_hours": 1 / 3600}, {"share_pct": 100}],
+        )
+        canary = sorted(cameras(c, d["id"], state="offered"))
+        results(c, d["id"], dict.fromkeys(canary[:3], True))
+        deadline = time.monotonic() + 30
+        while show(c, d["id"])["phases"][1]["state"] != "open":
+            assert time.monotonic() < deadline, "the job never opened phase 2"
+            time.sleep(0.1)
+        assert "soaked" in show(c, d["id"])["decision"]
+
+
+def test_a_resume_restarts_the_soak_and_only_results_after_it_count(client):
+    release_id = release(client)
+    d = create(
+        client,
+        release_id=release_id,
+        phases=[{"share_pct": 50, "min_results": 3, "soak_hours": 24}, {"share_pct": 100}],
+    )
+    canary = sorted(cameras(client, d["id"], state="offered"))
+    results(client, d["id"], dict.fromkeys(canary[:3], True))
+    decide(client, d["id"], "pause", reason="a complaint about the new firmware's clock")
+    hours_ago(client, d["id"], "opened_at", 100)
+    decide(client, d["id"], "resume", reason="the complaint was about something else")
+    results(client, d["id"], dict.fromkeys(canary[3:6], True))
+    advance(client)
+    assert show(client, d["id"])["phases"][1]["state"] == "waiting"  # resumed just now
+    hours_ago(client, d["id"], "resumed_at", 25)
+    advance(client)
+    d = show(client, d["id"])
+    assert d["phases"][1]["state"] == "open" and "soaked 24 h with 3 result(s)" in d["decision"]
 
 
 def test_a_camera_that_keeps_failing_gives_up_and_a_repeated_result_counts_once(client):

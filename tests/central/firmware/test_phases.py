@@ -17,6 +17,7 @@ from central.firmware.phases import (
     select,
     share_count,
     validate,
+    why_open_next,
 )
 from fleet.errors import BadRequest
 
@@ -154,3 +155,35 @@ def test_the_next_phase_waits_for_ninety_percent_within_the_threshold():
     assert decide([(Figures(cameras=2, updated=1, results=1), rule)], 1) is None
     assert decide([(Figures(cameras=2, updated=2, results=2), rule)], 1) == "complete"
     assert decide([(Figures(), rule)], 0) == "open_next"
+
+
+def test_a_soaked_phase_opens_the_next_with_enough_results_within_the_threshold_and_not_before():
+    rule = Rule(5, 3, soak_hours=72)
+    waiting = Figures()
+    canary = Figures(cameras=200, updated=3, results=3)
+    assert decide([(canary, rule), (waiting, rule)], 1, running_hours=71.9) is None
+    assert decide([(canary, rule), (waiting, rule)], 1, running_hours=72) == "open_next"
+    assert why_open_next(canary, rule, 72) == "soaked 72 h with 3 result(s), 0 with a failure"
+    # too few results however long it soaked: nothing is known yet
+    assert decide([(Figures(cameras=200, updated=2, results=2), rule), (waiting, rule)], 1, 1000) is None
+    # one failure in three is over 5 % (and pauses)
+    failing = Figures(cameras=200, updated=2, failed=1, results=3)
+    assert why_open_next(failing, rule, 1000) is None
+    assert decide([(failing, rule), (waiting, rule)], 1, 1000) == "pause"
+    # under min_results a failure pauses nothing, and the soak opens nothing either
+    assert why_open_next(Figures(cameras=200, updated=1, failed=1, results=2), Rule(5, 3, soak_hours=0), 5) is None
+    # after a resume only the results since count toward min_results
+    resumed = Rule(5, 3, base_results=3, base_failures=1, soak_hours=72)
+    assert why_open_next(Figures(cameras=200, updated=4, failed=1, results=5), resumed, 100) is None
+    assert why_open_next(Figures(cameras=200, updated=5, failed=1, results=6), resumed, 100) is not None
+    # a deployment made before soaks waits for its cameras
+    assert why_open_next(canary, Rule(5, 3), 10_000) is None
+
+
+@given(figures, st.floats(0, 100), st.integers(1, 50), st.floats(0, 500), st.floats(0, 1000))
+def test_a_phase_over_its_threshold_never_opens_the_next_whatever_its_soak(f, max_failure_pct, min_results, soak, h):
+    rule = Rule(max_failure_pct, min_results, soak_hours=soak)
+    if over_threshold(f, rule):
+        assert decide([(f, rule), (Figures(), rule)], 1, h) == "pause"
+    if why_open_next(f, rule, h) is not None and f.final < f.cameras:
+        assert not over_threshold(f, rule)
