@@ -46,6 +46,9 @@ ACTIVE = ("offered", "failed")
 FINAL = ("updated", "gave_up", "cancelled")
 ELIGIBLE = ("in_stock", "allocated", "issued", "in_service")
 """Lifecycle states a deployment may target: never retired, lost or in repair."""
+DEPARTED = ("repair", "lost", "retired")
+"""The other lifecycle states (``central.registry.lifecycle``, tested): a camera in one of these
+leaves the deployments it is in."""
 CENTRAL = "central"
 """The actor of what the phase rules decide."""
 Reason = Annotated[
@@ -495,12 +498,15 @@ def _cancel(db, deployment_id: int, why: dict[str, str]) -> None:
 
 
 def _cancel_departed(db, feed: Feed, deployment: _Row) -> None:
-    """Cameras retired, lost or sent to repair since their phase opened leave the deployment."""
+    """Cameras retired, lost or sent to repair since their phase opened leave the deployment. Read
+    from the few such cameras (by the lifecycle index) to the deployment's rows, not the other way:
+    this runs each time results are applied, and a deployment may hold the whole force."""
+    marks = ", ".join("?" * len(DEPARTED))
     gone = db.execute(
-        "SELECT c.serial, d.lifecycle FROM deployment_cameras c JOIN devices d ON d.serial = c.serial "
-        "WHERE c.deployment_id = ? AND c.state IN ('offered', 'failed') "
-        f"AND d.lifecycle NOT IN ({', '.join(repr(s) for s in ELIGIBLE)})",
-        [deployment.id],
+        "SELECT d.serial, d.lifecycle FROM devices d JOIN deployment_cameras c "
+        "ON c.deployment_id = ? AND c.serial = d.serial "
+        f"WHERE d.lifecycle IN ({marks}) AND c.state IN ('offered', 'failed') ORDER BY d.serial",
+        [deployment.id, *DEPARTED],
     ).fetchall()
     if gone:
         _cancel(db, deployment.id, {serial: f"left the target: {lifecycle}" for serial, lifecycle in gone})

@@ -101,12 +101,15 @@ STEPS = [
     ),
     # v28: a phase's soak (the next phase opens once it has run this long with enough results and
     # few enough failures; NULL for deployments made before, which wait for their cameras) and when
-    # a person last resumed it (the soak counts again from then).
+    # a person last resumed it (the soak counts again from then). The phases' figures, counted each
+    # time results are applied, read from an index that holds all they need (not the table's rows).
     Step(
         28,
         """
     ALTER TABLE deployment_phases ADD COLUMN soak_hours REAL;
     ALTER TABLE deployment_phases ADD COLUMN resumed_at TEXT;
+    DROP INDEX deployment_cameras_phase;
+    CREATE INDEX deployment_cameras_phase ON deployment_cameras (deployment_id, phase, state, failures, results);
     """,
     ),
 ]

@@ -635,3 +635,10 @@ def test_a_camera_leaving_a_paused_deployment_is_cancelled_and_nothing_is_offere
         client, sorted(cameras(client, d["id"], state="offered"))[0], "in_stock", "back to stores"
     )  # eligible: stays
     assert show(client, d["id"])["figures"]["cancelled"] == 1
+
+
+def test_every_lifecycle_state_is_either_eligible_or_departed():
+    from central.firmware.deployments import DEPARTED, ELIGIBLE
+    from central.registry.lifecycle import LIFECYCLE_STATES
+
+    assert sorted(ELIGIBLE + DEPARTED) == sorted(LIFECYCLE_STATES) and not set(ELIGIBLE) & set(DEPARTED)
