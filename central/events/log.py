@@ -14,7 +14,6 @@ import logging
 import sqlite3
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -98,9 +97,6 @@ class EventLog:
         self._ingested_at = 0.0
         """When the last acknowledgement ended (``time.monotonic``)."""
         self._count_lock = threading.Lock()
-        self._ahead_pool: ThreadPoolExecutor | None = None
-        self._ahead: tuple[list[tuple[str, int, int]], Future[list[_Stored]]] | None = None
-        """The next transaction's events, being read ahead: (the spans, the read)."""
 
     @property
     def ingesting(self) -> bool:
@@ -189,79 +185,44 @@ class EventLog:
     def apply_pending(self, limit: int = 2000) -> int:
         """Apply up to ``limit`` acknowledged events not yet applied, in one transaction: every station
         behind takes its share (one station's long backlog delays no other), and the stations' events
-        are applied together (``projection.merged_runs``: a few statements however many stations).
-
-        The events are read and decoded a transaction ahead (``_read_ahead``): the next
-        transaction's, on a reader connection and a thread of their own, while this one's are
-        applied (on PostgreSQL the server's work and this process's then overlap; on SQLite the
-        engine's and the decoding). Stored events never change, so what was read ahead is what
-        a read now would give; the ranges it covers are checked, and what it lacks is read here."""
+        are applied together (``projection.merged_runs``: a few statements however many stations)."""
         with self.writer.write() as db:
             behind = stations.behind(db)
-            taken = _shares(behind, limit)
+            share = max(100, limit // max(1, len(behind)))
+            taken: list[tuple[str, int, int]] = []
+            boroughs: dict[str, str] = {}
+            room = limit
+            for station_id, borough, done, acked in behind:
+                if room <= 0:
+                    break
+                upto = min(acked, done + share, done + room)
+                taken.append((station_id, done, upto))
+                boroughs[station_id] = borough
+                room -= upto - done
             if not taken:
                 return 0
-            boroughs = {station_id: borough for station_id, borough, _, _ in behind}
-            rows = self._stored(db, taken)
-            after = {station_id: upto for station_id, _, upto in taken}
-            self._read_ahead(_shares([(s, b, after.get(s, done), acked) for s, b, done, acked in behind], limit))
+            # One statement, a range of the key for each station (a join on the ranges as a table
+            # was planned as a scan of every event on PostgreSQL); the bodies as they are stored.
+            rows = db.fetch_bytes(
+                " UNION ALL ".join(
+                    [
+                        "SELECT station_id, seq, station_at, body, sent_at FROM events WHERE station_id = ? "
+                        "AND seq > ? AND seq <= ?"
+                    ]
+                    * len(taken)
+                )
+                + " ORDER BY 1, 2",
+                [value for span in taken for value in span],
+            ).fetchall()
             events = [
-                Applied(station_id, boroughs[station_id], seq, at, event, sent_at)
-                for station_id, seq, at, event, sent_at in rows
-                if event is not None
+                Applied(r[0], boroughs[r[0]], r[1], r[2], event, r[4])
+                for r in rows
+                if (event := _decode_stored(bytes(r[3]))) is not None
             ]
             if events:
                 self._apply_contained(db, events)
             stations.applied(db, {r[0]: r[1] for r in rows})  # each station's last
         return len(rows)
-
-    def _stored(self, db, taken: list[tuple[str, int, int]]) -> list[_Stored]:
-        """The events of each (station, after seq, up to seq), in station and seq order: those read
-        ahead, and the rest read now."""
-        ahead = self._take_ahead()
-        rows: list[_Stored] = []
-        unread: list[tuple[str, int, int]] = []
-        for station_id, done, upto in taken:
-            start, end, read = ahead.get(station_id, (upto, upto, []))
-            if start > done:  # not read from where this station is: all of it now
-                unread.append((station_id, done, upto))
-                continue
-            rows.extend(r for r in read if done < r[1] <= upto)
-            if end < upto:
-                unread.append((station_id, max(done, end), upto))
-        if unread:
-            rows.extend(_read_stored(db, unread))
-            rows.sort(key=lambda r: (r[0], r[1]))
-        return rows
-
-    def _read_ahead(self, spans: list[tuple[str, int, int]]) -> None:
-        """Read and decode these spans' events on the read-ahead thread (``_stored`` takes them)."""
-        if not spans:
-            return
-        if self._ahead_pool is None:
-            self._ahead_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-read-ahead")
-        self._ahead = (spans, self._ahead_pool.submit(self._read_spans, spans))
-
-    def _read_spans(self, spans: list[tuple[str, int, int]]) -> list[_Stored]:
-        with self.writer.read() as db:
-            return _read_stored(db, spans)
-
-    def _take_ahead(self) -> dict[str, tuple[int, int, list[_Stored]]]:
-        """{station: (after seq, up to seq, its events)} read ahead; empty when the read failed (the
-        events are read in the transaction then, as ever)."""
-        if self._ahead is None:
-            return {}
-        spans, future = self._ahead
-        self._ahead = None
-        try:
-            read = future.result()
-        except Exception:  # noqa: BLE001 -- a read ahead is an optimisation: the transaction reads instead
-            log.debug("reading events ahead failed; reading them in the transaction", exc_info=True)
-            return {}
-        by_station: dict[str, list[_Stored]] = {}
-        for r in read:
-            by_station.setdefault(r[0], []).append(r)
-        return {station_id: (done, upto, by_station.get(station_id, [])) for station_id, done, upto in spans}
 
     def _apply_contained(self, db, events: list[Applied]) -> None:
         """Apply events inside a savepoint. Should they raise, each station's are applied again on their
@@ -421,38 +382,6 @@ def _decode_stored(body: bytes) -> Event | None:
 
 def _kind_of(event: Event | None, raw: msgspec.Raw) -> str:
     return kind_of(event) if event is not None else (_kind_or_none(raw) or "unknown")
-
-
-_Stored = tuple[str, int, str, Event | None, str | None]
-"""A stored event read for the projection: (station, seq, station time, the event or None for a kind
-this central does not know, the batch's sending time)."""
-
-
-def _shares(behind: list[tuple[str, str, int, int]], limit: int) -> list[tuple[str, int, int]]:
-    """(station, after seq, up to seq) of a transaction of ``limit`` events: each station behind
-    ((station, borough, applied, acknowledged)) takes its share, in station order."""
-    behind = [b for b in behind if b[2] < b[3]]
-    share = max(100, limit // max(1, len(behind)))
-    taken: list[tuple[str, int, int]] = []
-    room = limit
-    for station_id, _, done, acked in behind:
-        if room <= 0:
-            break
-        upto = min(acked, done + share, done + room)
-        taken.append((station_id, done, upto))
-        room -= upto - done
-    return taken
-
-
-def _read_stored(db, spans: list[tuple[str, int, int]]) -> list[_Stored]:
-    """The events of each (station, after seq, up to seq), decoded, in station and seq order."""
-    # One statement, a range of the key for each station (a join on the ranges as a table was
-    # planned as a scan of every event on PostgreSQL); the bodies as they are stored.
-    one = "SELECT station_id, seq, station_at, body, sent_at FROM events WHERE station_id = ? AND seq > ? AND seq <= ?"
-    rows = db.fetch_bytes(
-        " UNION ALL ".join([one] * len(spans)) + " ORDER BY 1, 2", [value for span in spans for value in span]
-    ).fetchall()
-    return [(r[0], r[1], r[2], _decode_stored(bytes(r[3])), r[4]) for r in rows]
 
 
 class EventsController(Controller):
