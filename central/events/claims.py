@@ -145,7 +145,10 @@ def admit_ingests(
             "INSERT INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
             "SELECT v.clip, v.station, v.seq, v.at, v.serial, v.size, v.sha256 FROM "
             + db.dialect.rows_of("clip TEXT, station TEXT, seq BIGINT, at TEXT, serial TEXT, size BIGINT, sha256 TEXT")
-            + " WHERE true ON CONFLICT DO NOTHING",
+            + " "
+            + db.dialect.if_absent(
+                "ingest_claims", "ingest_claims.clip_id = v.clip AND ingest_claims.station_id = v.station"
+            ),
             [
                 db.dialect.rows(
                     {

@@ -324,6 +324,8 @@ class ProjectionWorker:
                     # In a burst of acknowledgements (waited MAX_YIELD_S), a short transaction: they wait for it.
                     bursting = self.log.ingesting
                     aim = self.QUIET_TRANSACTION_S if self.log.quiet_for() >= self.QUIET_S else self.TRANSACTION_S
+                    # A quiet transaction starts no smaller than a busy one, not from BATCH_MIN again.
+                    batches[aim] = max(batches[aim], batches[self.TRANSACTION_S])
                     applied = self.log.apply_pending(limit=self.BATCH_MIN if bursting else batches[aim])
                     if not applied:
                         break

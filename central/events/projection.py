@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -59,9 +58,10 @@ Clocks = dict[str, claims.StationClock]
 """Each station's clock (``claims.StationClock``), by station."""
 
 
-@dataclass(frozen=True)
-class Applied(Generic[E_co]):
-    """A stored event on its way to the projection (``Applied[CheckedOut]``: a checkout)."""
+class Applied(msgspec.Struct, Generic[E_co], frozen=True):
+    """A stored event on its way to the projection (``Applied[CheckedOut]``: a checkout). A Struct,
+    not a dataclass: one is made for every event applied, and a frozen dataclass's ``__init__``
+    cost ~0.6 µs of the ~15 µs the projection's process spends on an event."""
 
     station: str
     borough: str

@@ -34,13 +34,18 @@ def attribute_ingested(db, clips: Sequence[dict]) -> None:
     if not clips:
         return
     holder = ACTIVE_AT.replace(":serial", "v.serial").replace(":at", "v.at")
-    db.execute(
-        f"""INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id)
-            SELECT v.clip, v.serial, v.at, v.station, (SELECT officer_id {holder}), (SELECT id {holder})
+    if db.dialect.postgres:  # the holder looked up once a clip (a lateral join), not once a column
+        select = f"""SELECT v.clip, v.serial, v.at, v.station, h.officer_id, h.id
             FROM {db.dialect.rows_of("clip TEXT, serial TEXT, at TEXT, station TEXT")}
-            WHERE true ON CONFLICT (clip_id) DO NOTHING""",
-        [db.dialect.rows(clips)],
+            LEFT JOIN LATERAL (SELECT officer_id, id {holder}) AS h ON true"""
+    else:
+        select = f"""SELECT v.clip, v.serial, v.at, v.station, (SELECT officer_id {holder}), (SELECT id {holder})
+            FROM {db.dialect.rows_of("clip TEXT, serial TEXT, at TEXT, station TEXT")}"""
+    statement = (
+        "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id) "
+        f"{select} {db.dialect.if_absent('attributions', 'attributions.clip_id = v.clip')}"
     )
+    db.execute(statement, [db.dialect.rows(clips)])
 
 
 def latest_clips(clips: Sequence[dict], latest: dict[str, str] | None = None) -> dict[str, str]:
