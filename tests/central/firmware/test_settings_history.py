@@ -107,6 +107,11 @@ def test_a_profile_deployment_reported_applied_confirms_the_version_it_offered(c
     failed = history(client, "BWV-C002")
     assert failed["carried"] is None and {v["status"] for v in failed["items"]} <= {"pending", "superseded"}
 
+    html = client.get("/devices/BWV-C001", headers=ADMIN)
+    assert html.status_code == 200, html.text
+    assert 'class="settings-history"' in html.text and f"deployment {d['id']}" in html.text
+    assert '<span class="tag warn">pending</span>' in html.text and '<span class="tag ok">confirmed</span>' in html.text
+
     # Set back to what the camera carries: the new version is confirmed already, by that report.
     client.put("/api/v1/profiles/borough:Camden", json={"mount": "head"}, headers=ADMIN)
     back = history(client, "BWV-C001")["items"][0]
@@ -135,6 +140,9 @@ def test_the_history_is_paged_newest_first(client):
         if (cursor := page["next_cursor"]) is None:
             break
     assert seen == [14, 13, 12, 11, 10, 30]
+    after = history(client, "BWV-B001", limit=5)["next_cursor"]
+    older = client.get("/devices/BWV-B001", headers=ADMIN, params={"settings_after": after}).text
+    assert "pre_record_s = 30 from: built-in" in older and "pre_record_s = 14" not in older.split("settings-history")[1]
 
 
 @pytest.mark.parametrize(
