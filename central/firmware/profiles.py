@@ -212,12 +212,15 @@ def cameras_resolved(db, serials: list[str]) -> dict[str, tuple[Holder, list[Res
         )
     }
     resolved = {}
+    alike: dict[tuple[str, str | None, str | None], list[ResolvedSetting]] = {}
     for serial, holder in holders.items():
         model, borough, _, role = holder
-        keys = ["default"] + [
-            f"{kind}:{name}" for kind, name in zip(KINDS, (model, borough, role), strict=True) if name
-        ]
-        resolved[serial] = (holder, resolve([profiles[k] for k in keys if k in profiles]))
+        if (model, borough, role) not in alike:  # a force's cameras share a few hundred combinations
+            keys = ["default"] + [
+                f"{kind}:{name}" for kind, name in zip(KINDS, (model, borough, role), strict=True) if name
+            ]
+            alike[model, borough, role] = resolve([profiles[k] for k in keys if k in profiles])
+        resolved[serial] = (holder, alike[model, borough, role])
     return resolved
 
 

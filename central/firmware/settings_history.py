@@ -76,6 +76,14 @@ class SettingsHistory(msgspec.Struct, kw_only=True):
     next_cursor: str | None = None
 
 
+def _printable(text: str) -> str:
+    """A cause as one printable line: a person's reason may hold line breaks, terminal escapes or a
+    bidirectional override, which would forge lines in ``fleet central profile history``'s output."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _text(settings: CameraSettings) -> str:
     """A camera's whole settings as JSON, the form a profile deployment's offer keeps them in."""
     return _encoder.encode(msgspec.structs.asdict(settings)).decode()
@@ -97,10 +105,8 @@ def _latest(db, serials: Sequence[str]) -> dict[str, tuple[str, str | None, int 
     """{serial: (its latest settings, and the camera's confirmation of those settings as it stands:
     when, by which deployment, at which station)}."""
     rows = db.execute(
-        "SELECT serial, settings, confirmed_at, deployment_id, station_id FROM ("
-        "SELECT serial, settings, confirmed_at, deployment_id, station_id, "
-        "row_number() OVER (PARTITION BY serial ORDER BY id DESC) AS n "
-        f"FROM camera_settings WHERE {db.dialect.any_of('serial')}) latest WHERE n = 1",
+        "SELECT serial, settings, confirmed_at, deployment_id, station_id FROM camera_settings WHERE id IN ("
+        f"SELECT max(id) FROM camera_settings WHERE {db.dialect.any_of('serial')} GROUP BY serial)",
         [db.dialect.many(serials)],
     ).fetchall()
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
@@ -129,20 +135,15 @@ def observe(db, serials: Iterable[str], cause: str, actor: str, now: str | None 
     resolved = profiles.cameras_resolved(db, serials)
     latest = _latest(db, list(resolved))
     rows: list[dict[str, object]] = []
+    texts: dict[int, tuple[str, str]] = {}  # cameras alike share their resolution (``cameras_resolved``)
+    cause, actor = _printable(cause)[:500], _printable(actor)[:200]
     for serial, (_, settings) in resolved.items():
-        text = _text(effective(settings))
+        if id(settings) not in texts:
+            texts[id(settings)] = (_text(effective(settings)), _encoder.encode(settings).decode())
+        text, sources = texts[id(settings)]
         if serial in latest and latest[serial][0] == text:
             continue
-        rows.append(
-            {
-                "serial": serial,
-                "at": now,
-                "cause": cause[:500],
-                "actor": actor[:200],
-                "settings": text,
-                "sources": _encoder.encode(settings).decode(),
-            }
-        )
+        rows.append({"serial": serial, "at": now, "cause": cause, "actor": actor, "settings": text, "sources": sources})
     if not rows:
         return 0
     carried = _carried(db, [str(r["serial"]) for r in rows])

@@ -164,3 +164,19 @@ def test_a_borough_user_reads_only_its_own_boroughs_cameras_history_and_stations
     for station in (CAMDEN, BARNET):  # a station has no business with a camera's history
         assert client.get("/api/v1/devices/BWV-C001/settings", headers=station).status_code == 403
     assert client.get("/api/v1/devices/BWV-NONE/settings", headers=ADMIN).status_code == 404
+
+
+def test_a_hostile_reason_becomes_one_printable_line_of_its_cause_and_is_escaped_on_the_page(client):
+    client.put("/api/v1/profiles/role:armed", json={"mount": "head"}, headers=ADMIN).raise_for_status()
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC9", "borough": "Camden", "role": "armed"}])
+    camera = {"serial": "BWV-P1", "model": "Axon Body 2", "borough": "Camden", "assignment_mode": "personal"}
+    client.post("/api/v1/devices/", headers=ADMIN, json=[camera]).raise_for_status()
+    issued = client.post("/api/v1/assignments", headers=ADMIN, json={"device_serial": "BWV-P1", "officer_id": "PC9"})
+    assert issued.status_code == 201, issued.text
+    reason = "done\nfleet: forged line\x1b[2J\u202e<script>alert(1)</script>"
+    ended = client.post("/api/v1/assignments/BWV-P1/end", headers=ADMIN, json={"reason": reason})
+    assert ended.status_code == 200, ended.text
+    cause = history(client, "BWV-P1")["items"][0]["cause"]
+    assert cause.isprintable() and "\\n" in cause and "\\u202e" in cause and cause.startswith("issue to PC9 ended")
+    page = client.get("/devices/BWV-P1", headers=ADMIN).text
+    assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
