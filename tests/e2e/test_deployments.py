@@ -445,8 +445,11 @@ class LyingCamera(SimCamera):
         )
 
 
-def test_a_profile_deployment_delivered_at_the_dock_is_confirmed_by_the_camera_in_its_settings_history(make_cluster):
-    cluster, _ = firmware_cluster(make_cluster, ("camden",))
+@pytest.mark.parametrize("database", BACKENDS)
+def test_a_profile_deployment_delivered_at_the_dock_is_confirmed_by_the_camera_in_its_settings_history(
+    make_cluster, database
+):
+    cluster, _ = firmware_cluster(make_cluster, ("camden",), database)
     cluster.start_central()
     cluster.start_station("camden")
     dock = Dock(cluster)
