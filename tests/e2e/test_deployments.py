@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.firmware import public_key_hex
-from simulation.camera import MANIFEST, UPDATE_DIR, SimCamera, UpdateFailures, dock_camera
+from simulation.camera import MANIFEST, UPDATE_DIR, SimCamera, UpdateFailures
 from tests.central.firmware.conftest import sign
 from tests.e2e.harness import Cluster, wait_until
 from tests.support.databases import BACKENDS
@@ -432,17 +432,8 @@ HOSTILE = "<script>alert(1)</script>\u202e\x1b[2J\n" + "f" * 300
 class LyingCamera(SimCamera):
     """A camera that says it applied the profile but reports settings (their hash) it was never given."""
 
-    def dock(self, dock_dir: str | Path, clips, **kwargs) -> Path:
-        return dock_camera(
-            dock_dir,
-            self.serial,
-            clips,
-            model=self.model,
-            firmware=self.firmware,
-            update=self.report,
-            profile_sha256=HOSTILE,
-            **kwargs,
-        )
+    def profile_sha256(self) -> str | None:
+        return HOSTILE
 
 
 @pytest.mark.parametrize("database", BACKENDS)
