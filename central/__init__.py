@@ -31,9 +31,9 @@ functions, inside their own transaction where the change must commit with theirs
                tables: rollout_proposals, rollout_items, checking (temporary)
     firmware/  holds what central gives the cameras themselves: vendor-signed firmware releases
                (artifacts in the blob store), camera profiles by scope, explained per camera, and
-               their deployments in phases that pause themselves
+               their deployments in phases that pause themselves, and each camera's settings over time
                tables: firmware_releases, camera_profiles, deployments, deployment_phases,
-               deployment_cameras
+               deployment_cameras, camera_settings
     web/       the dashboard's pages, over the other packages' services
                tables: none
 

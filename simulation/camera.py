@@ -195,9 +195,13 @@ class SimCamera:
             model=self.model,
             firmware=self.firmware,
             update=self.report,
-            profile_sha256=settings_sha256(self.settings) if self.settings is not None else None,
+            profile_sha256=self.profile_sha256(),
             **kwargs,
         )
+
+    def profile_sha256(self) -> str | None:
+        """What its ``device.json`` reports of the settings it carries (None: as it left the factory)."""
+        return settings_sha256(self.settings) if self.settings is not None else None
 
     def take_update(self, folder: Path) -> UpdateReport | None:
         """Read and apply the update the station left in ``update/`` (only once ``manifest.json`` is

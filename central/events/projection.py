@@ -31,7 +31,7 @@ import msgspec
 from central.events import claims
 from central.events.changes import ChangeLog
 from central.evidence import audit, holds
-from central.firmware import deployments
+from central.firmware import deployments, settings_history
 from central.registry import attribution, battery, checkouts, devices, docking, stations
 from fleet.clock import from_iso, to_iso, to_iso_many, utc_now
 from fleet.config import FleetSettings
@@ -412,6 +412,7 @@ class Projector:
 
     def _update_results(self, db, run: list[Applied[CameraUpdateResult]]) -> None:
         deployments.apply_results(db, self.changes, [(a.event, a.at) for a in run])
+        settings_history.confirm(db, [(a.event, a.station) for a in run])
 
     # Each run goes to the rule and the handler of its kind, keyed by the events' type: the
     # one place the checker takes the pairing on trust (a handler names the kind it takes).

@@ -140,6 +140,21 @@ def _register_firmware(commands: argparse._SubParsersAction) -> None:
     why.add_argument("--json", action="store_true", help="write JSON")
     _config(why)
     why.set_defaults(handler=cmd_profile_explain)
+    past = steps.add_parser(
+        "history",
+        help="a camera's settings over time, confirmed by the camera or pending",
+        description="Each version of the camera's settings, newest first: when and why it changed, where each "
+        "setting came from, and whether the camera confirmed carrying it (a profile deployment it reported "
+        "applied) or it is pending (superseded: never carried, a later one came after).",
+    )
+    past.add_argument("serial", metavar="SERIAL", help="the camera's serial")
+    past.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="at most this many versions, newest first (1-200)"
+    )
+    past.add_argument("--cursor", metavar="CURSOR", help="the next_cursor of the previous page (--json)")
+    past.add_argument("--json", action="store_true", help="write JSON (a page, with next_cursor)")
+    _config(past)
+    past.set_defaults(handler=cmd_profile_history)
 
 
 def _actor() -> str:
@@ -276,6 +291,28 @@ def cmd_profile_explain(args: argparse.Namespace) -> int:
     print(f"{answer.serial}: model {answer.model or '-'}, borough {answer.borough or '-'}{held}")
     for line in answer.lines:
         print(f"  {line}")
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_profile_history(args: argparse.Namespace) -> int:
+    with central_services(args.config) as services:
+        page = services.profiles.history(args.serial, args.cursor, args.limit)
+    if args.json:
+        return _print_json(page)
+    carried = page.carried
+    if carried is not None and carried.confirmed_at is not None:
+        when = f"{carried.confirmed_at:%Y-%m-%d %H:%M}"
+        print(f"{page.serial}: carries version {carried.id} (confirmed {when}, deployment {carried.deployment_id})")
+    else:
+        print(f"{page.serial}: no settings confirmed by the camera yet")
+    for v in page.items:
+        confirmed = f" {v.confirmed_at:%Y-%m-%d %H:%M} at {v.station_id or '-'}" if v.confirmed_at else ""
+        print(f"  {v.id} {v.at:%Y-%m-%d %H:%M} {v.status}{confirmed}: {v.cause} (by {v.actor}) {v.source}")
+        for line in v.lines:
+            print(f"      {line}")
+    if page.next_cursor:
+        print(f"  (older: --cursor {page.next_cursor})")
     sys.stdout.flush()
     return 0
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, get, put
-from litestar.params import JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from central.access.auth import Caller, station_or_user_with, user_with
 from central.access.scope import FORCE_WIDE, in_path, no_borough, touches
@@ -23,6 +23,8 @@ from central.core.database import Database
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
+from central.firmware import settings_history
+from central.firmware.settings_history import SettingsHistory
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.profiles import (
@@ -140,6 +142,13 @@ class ProfileService:
                 object_id=target.key,
                 detail=f"before {before}; after {text}",
             )
+            settings_history.observe(
+                db,
+                settings_history.in_scope(db, target.kind, target.name),
+                f"profile {target.key} {'set' if text != '{}' else 'removed'}",
+                actor,
+                now,
+            )
         if text == "{}":
             return Profile(scope=target.key, settings=settings)
         return Profile(scope=target.key, settings=settings, updated_at=from_iso(now), updated_by=actor)
@@ -161,6 +170,14 @@ class ProfileService:
             explanation=resolved,
             lines=explain(resolved),
         )
+
+    def history(self, serial: str, cursor: str | None = None, limit: int = settings_history.PAGE) -> SettingsHistory:
+        """The camera's settings over time, newest first: each version, where it came from, and
+        whether the camera confirmed it (``central.firmware.settings_history``)."""
+        with self.writer.read() as db:
+            if db.execute("SELECT 1 FROM devices WHERE serial = ?", [serial]).fetchone() is None:
+                raise NotFound(f"no camera {serial}")
+            return settings_history.read(db, serial, cursor, limit)
 
 
 KINDS = ("model", "borough", "role")
@@ -195,12 +212,15 @@ def cameras_resolved(db, serials: list[str]) -> dict[str, tuple[Holder, list[Res
         )
     }
     resolved = {}
+    alike: dict[tuple[str, str | None, str | None], list[ResolvedSetting]] = {}
     for serial, holder in holders.items():
         model, borough, _, role = holder
-        keys = ["default"] + [
-            f"{kind}:{name}" for kind, name in zip(KINDS, (model, borough, role), strict=True) if name
-        ]
-        resolved[serial] = (holder, resolve([profiles[k] for k in keys if k in profiles]))
+        if (model, borough, role) not in alike:  # a force's cameras share a few hundred combinations
+            keys = ["default"] + [
+                f"{kind}:{name}" for kind, name in zip(KINDS, (model, borough, role), strict=True) if name
+            ]
+            alike[model, borough, role] = resolve([profiles[k] for k in keys if k in profiles])
+        resolved[serial] = (holder, alike[model, borough, role])
     return resolved
 
 
@@ -258,3 +278,24 @@ class ProfileController(Controller):
         self, principal: Caller, profiles: Injected[ProfileService], serial: SerialPath
     ) -> EffectiveProfile:
         return profiles.explain(serial)
+
+    @get(
+        "/api/v1/devices/{serial:str}/settings",
+        summary="A camera's settings over time: each change, where it came from, confirmed by the camera or pending",
+        guards=[user_with("viewer")],
+        scope=touches(in_path("device", "serial")),
+        responses=errors(404),
+        sync_to_thread=True,
+    )
+    def camera_settings(
+        self,
+        principal: Caller,
+        profiles: Injected[ProfileService],
+        serial: SerialPath,
+        cursor: Annotated[
+            str | None,
+            QueryParameter(max_length=64, pattern=r"^[A-Za-z0-9_=-]+$", description="next_cursor of the previous page"),
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=settings_history.MAX_PAGE)] = settings_history.PAGE,
+    ) -> SettingsHistory:
+        return profiles.history(serial, cursor, limit)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from central.core.migrations import Step
 
-TABLES = frozenset({"firmware_releases", "camera_profiles", "deployments", "deployment_phases", "deployment_cameras"})
+TABLES = frozenset(
+    {
+        "firmware_releases",
+        "camera_profiles",
+        "deployments",
+        "deployment_phases",
+        "deployment_cameras",
+        "camera_settings",
+    }
+)
 
 STEPS = [
     # v23: vendor-signed firmware releases (the artifact in the blob store under
@@ -110,6 +119,26 @@ STEPS = [
     ALTER TABLE deployment_phases ADD COLUMN resumed_at TEXT;
     DROP INDEX deployment_cameras_phase;
     CREATE INDEX deployment_cameras_phase ON deployment_cameras (deployment_id, phase, state, failures, results);
+    """,
+    ),
+    # v29: each camera's settings over time (``central.firmware.settings_history``): a row each time its
+    # effective profile changed, confirmed when the camera reports the profile deployment applied.
+    Step(
+        29,
+        """
+    CREATE TABLE camera_settings (
+        id              INTEGER PRIMARY KEY,
+        serial          TEXT NOT NULL,
+        at              TEXT NOT NULL,
+        cause           TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        settings        TEXT NOT NULL,
+        sources         TEXT,
+        confirmed_at    TEXT,
+        deployment_id   INTEGER REFERENCES deployments (id),
+        station_id      TEXT
+    );
+    CREATE INDEX camera_settings_serial ON camera_settings (serial, id);
     """,
     ),
 ]

@@ -24,6 +24,7 @@ from central.core.pagination import CURSOR_HELP, cursor_id, decode_cursor, decod
 from central.core.providers import Injected
 from central.evidence import audit
 from central.evidence.holds import announce_reattributed
+from central.firmware import settings_history
 from central.registry import attribution
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from central.registry.models import refuse_if_withdrawn
@@ -138,6 +139,7 @@ def allocate(db, items: Sequence[Allocation], actor: str, now: str, why: str) ->
             if previous[i.device_serial] != ("issued" if i.mode == "personal" else "allocated")
         ],
     )
+    settings_history.observe(db, (i.device_serial for i in items), f"handed out: {why}", actor, now)
     return models
 
 
@@ -221,6 +223,7 @@ class AssignmentService:
                 detail=f"personal issue to {request.officer_id}. {request.reason}".strip(),
             )
             announce_reattributed(db, self.changes, attribution.reattribute(db, request.device_serial, now))
+            settings_history.observe(db, [request.device_serial], f"issued to {request.officer_id}", actor, now)
             self.changes.emit(
                 db,
                 PersonalIssue(device_serial=request.device_serial, officer_id=request.officer_id, since=from_iso(now)),
@@ -252,6 +255,7 @@ class AssignmentService:
             )
             announce_reattributed(db, self.changes, attribution.reattribute(db, serial, now))
             if row[3] == "personal":
+                settings_history.observe(db, [serial], f"issue to {row[2]} ended: {reason}", actor, now)
                 boroughs = db.execute(
                     "SELECT (SELECT borough FROM officers WHERE officer_id = ?), "
                     "(SELECT borough FROM devices WHERE serial = ?)",

@@ -25,7 +25,7 @@ from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
 from central.evidence.audit import AuditRecord
-from central.firmware import deployments
+from central.firmware import deployments, settings_history
 from central.registry import lifecycle
 from central.registry.models import ModelName
 from fleet import csvio
@@ -405,6 +405,7 @@ class DeviceService:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(serial, now, actor, "central", None, state_of[serial], "registered") for serial in new],
             )
+            settings_history.observe(db, new, "registered", actor, now)
             audit.record_many(
                 db,
                 [
@@ -496,6 +497,10 @@ class DeviceService:
             self.changes.emit(db, entry, borough, target_borough)
             # Retired, lost or in repair: out of its deployments now, not when their rules next run.
             deployments.camera_left(db, self.changes, serial, request.state, actor)
+            if target_borough != borough:
+                settings_history.observe(
+                    db, [serial], f"moved to borough {target_borough or '(stores)'}", actor, to_iso(now)
+                )
         return self.summary(serial)
 
 

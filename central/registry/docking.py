@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 from central.evidence import audit
+from central.firmware import settings_history
 from fleet.events import DeviceEntry
 
 
@@ -131,7 +132,10 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
             "temperature_c, level_pct, full_mah, design_mah) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             readings,
         )
-    return [serial for serial in serials if serial not in known]
+    first = [serial for serial in serials if serial not in known]
+    if first:
+        settings_history.observe(db, first, "first seen docking", "central", dockings[0]["now"])
+    return first
 
 
 def put_in_service(db, serials: Sequence[str]) -> list[tuple[str, str]]:

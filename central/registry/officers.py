@@ -20,6 +20,7 @@ from central.core.csvhttp import CSV, IMPORT_ERRORS, csv_body, csv_response
 from central.core.database import Database
 from central.core.providers import Injected
 from central.evidence import audit
+from central.firmware import settings_history
 from central.registry.devices import ASSIGNMENT_COLUMNS, AssignmentInfo, _assignment
 from fleet import csvio
 from fleet.clock import to_iso, utc_now
@@ -130,6 +131,23 @@ class OfficerService:
                     )
                 )
             audit.record_many(db, records)
+            # An officer's new role changes the settings of the cameras issued to them personally.
+            recast = [o.officer_id for o in changed if (b := known.get(o.officer_id)) and b.role != o.role]
+            if recast:
+                settings_history.observe(
+                    db,
+                    (
+                        r[0]
+                        for r in db.execute(
+                            "SELECT device_serial FROM assignments WHERE ended_at IS NULL AND mode = 'personal' "
+                            f"AND {db.dialect.any_of('officer_id')}",
+                            [db.dialect.many(recast)],
+                        )
+                    ),
+                    "its holder's role changed",
+                    actor,
+                    now,
+                )
             updated = sum(1 for o in changed if o.officer_id in known)
             created = len(changed) - updated
         return ImportResult(created=created, updated=updated, unchanged=unchanged)

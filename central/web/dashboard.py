@@ -567,9 +567,18 @@ class DashboardController(DashboardPages):
         deployments: Injected[DeploymentService],
         settings: Injected[CentralSettings],
         serial: Annotated[str, PathParameter(max_length=64)],
+        settings_after: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=64,
+                pattern=r"^[A-Za-z0-9_=-]+$",
+                description="the settings history's next page",
+            ),
+        ] = None,
     ) -> Template:
         detail = devices.detail(serial)
         profile = profiles.explain(serial)
+        settings_history = profiles.history(serial, settings_after, 20)
         # Deployments are read by those who may read them through the API (fleet managers, admins).
         targeted = deployments.of_camera(serial) if _allowed(principal, "fleet_manager") else None
         threshold = settings.fleet.replace_below_soh_pct
@@ -598,5 +607,6 @@ class DashboardController(DashboardPages):
             chart=chart,
             soh=soh[-10:][::-1],
             profile=profile,
+            settings_history=settings_history,
             deployments=targeted,
         )

@@ -417,3 +417,158 @@ def test_a_station_offline_during_the_deployment_catches_up_and_updates_while_ce
         "AB2-barnet": ("updated", "1.4.3"),
         "AB2-camden": ("updated", "1.4.3"),
     }
+
+
+def settings_history(cluster: Cluster, serial: str) -> dict:
+    with cluster.admin() as admin:
+        return admin.get(f"/api/v1/devices/{serial}/settings").raise_for_status().json()
+
+
+HOSTILE = "<script>alert(1)</script>\u202e\x1b[2J\n" + "f" * 300
+"""What a camera that lies puts in its ``device.json`` as its settings' hash."""
+
+
+@dataclass
+class LyingCamera(SimCamera):
+    """A camera that says it applied the profile but reports settings (their hash) it was never given."""
+
+    def profile_sha256(self) -> str | None:
+        return HOSTILE
+
+
+@pytest.mark.parametrize("database", BACKENDS)
+def test_a_profile_deployment_delivered_at_the_dock_is_confirmed_by_the_camera_in_its_settings_history(
+    make_cluster, database
+):
+    cluster, _ = firmware_cluster(make_cluster, ("camden",), database)
+    cluster.start_central()
+    cluster.start_station("camden")
+    dock = Dock(cluster)
+    dock.add(SimCamera("AB2-armed", AB2, "1.4.2"), "camden")
+    dock.add(LyingCamera("AB2-liar", AB2, "1.4.2"), "camden")
+    for serial in dock.cameras:
+        dock.dock(serial)
+    wait_until(lambda: registered(cluster, dock.cameras), DEADLINE, "both registered", check=cluster.check_alive)
+    with cluster.admin() as admin:
+        admin.put("/api/v1/profiles/borough:Camden", json={"mount": "head", "pre_record_s": 60}).raise_for_status()
+    before = settings_history(cluster, "AB2-armed")
+    assert before["carried"] is None and before["items"][0]["status"] == "pending"
+    assert before["items"][0]["cause"] == "profile borough:Camden set"
+
+    created = deploy(cluster, {"profiles": True, "phases": [{"share_pct": 100, "max_failure_pct": 100}]})
+
+    def decided() -> bool:
+        dock.cycle()
+        return phase_states(cluster, created["id"]) == ("completed", ["done"])
+
+    wait_until(decided, DEADLINE, "the profile applied and reported", check=cluster.check_alive)
+    offered = {"pre_record_s": 60, "resolution": "1080p", "frame_rate": 30, "audio": True}
+    assert dock.cameras["AB2-armed"].settings == {**offered, "recording_indicator": True, "mount": "head"}
+    cams = cameras_of(cluster, created["id"])
+    assert cams["AB2-armed"]["state"] == "updated"
+    # The liar's report of success is contradicted by its own reading at the station: a failure.
+    assert cams["AB2-liar"]["state"] in ("failed", "gave_up")
+    assert "profile_sha256" in cams["AB2-liar"]["error"]
+
+    history = settings_history(cluster, "AB2-armed")
+    confirmed = history["items"][0]
+    assert confirmed["status"] == "confirmed" and confirmed["deployment_id"] == created["id"]
+    assert confirmed["station_id"] == "camden" and confirmed["settings"]["mount"] == "head"
+    assert confirmed["source"] == "from: borough Camden, built-in"
+    assert history["carried"]["id"] == confirmed["id"]
+    cli = fleet_json(cluster, "profile", "history", "AB2-armed")
+    assert cli["carried"]["id"] == confirmed["id"] and cli["items"][0]["status"] == "confirmed"
+    liar = settings_history(cluster, "AB2-liar")
+    assert liar["carried"] is None and liar["items"][0]["status"] == "pending"
+    with cluster.admin() as admin:
+        page = admin.get("/devices/AB2-liar").raise_for_status().text
+    assert "<script>alert(1)" not in page and "\u202e" not in page
+
+
+def test_a_rollback_puts_the_updated_cameras_back_on_the_version_they_came_from(make_cluster):
+    cluster, vendor = firmware_cluster(make_cluster, ("camden",))
+    cluster.start_central()
+    cluster.start_station("camden")
+    dock = Dock(cluster)
+    for n in (1, 2, 3):
+        dock.add(SimCamera(f"AB2-{n}", AB2, "1.4.2"), "camden")
+        dock.dock(f"AB2-{n}")
+    wait_until(
+        lambda: registered(cluster, dock.cameras), DEADLINE, "every camera registered", check=cluster.check_alive
+    )
+    dock.undock("AB2-3")  # out on patrol all along: the deployment stays running
+    old = release(cluster, vendor, AB2, "1.4.2")
+    new = release(cluster, vendor, AB2, "1.4.3")
+    first = deploy(cluster, {"release_id": new["id"], "phases": [{"share_pct": 100}]})
+
+    def two_updated() -> bool:
+        dock.cycle()
+        try:
+            cams = cameras_of(cluster, first["id"])
+        except httpx.TransportError:
+            return False
+        return cams["AB2-1"]["state"] == cams["AB2-2"]["state"] == "updated"
+
+    wait_until(two_updated, DEADLINE, "two cameras updated", check=cluster.check_alive)
+    assert {dock.cameras[s].firmware for s in ("AB2-1", "AB2-2")} == {"1.4.3"}
+    assert deployment(cluster, first["id"])["state"] == "running"
+
+    fleet_json(cluster, "deploy", "abort", str(first["id"]), "--reason", "e2e: the clock drifts worse")
+    back = fleet_json(cluster, "deploy", "rollback", str(first["id"]), "--reason", "e2e: back to 1.4.2")
+    assert back["release"]["id"] == old["id"] and back["rollback_of"] == first["id"]
+    assert set(cameras_of(cluster, back["id"])) == {"AB2-1", "AB2-2"}  # only those the first one updated
+
+    def rolled_back() -> bool:
+        dock.cycle()
+        return phase_states(cluster, back["id"]) == ("completed", ["done"])
+
+    wait_until(rolled_back, DEADLINE, "the rollback applied and reported", check=cluster.check_alive)
+    assert {dock.cameras[s].firmware for s in ("AB2-1", "AB2-2")} == {"1.4.2"}
+    assert dock.cameras["AB2-3"].firmware == "1.4.2" and "AB2-3" not in dock.received
+    assert deployment(cluster, first["id"])["state"] == "rolled_back"
+    assert {c["version"] for c in cameras_of(cluster, back["id"]).values()} == {"1.4.2"}
+    assert [a for a, _, _ in central_audit(cluster, first["id"])][-2:] == ["deployment-abort", "deployment-rollback"]
+    wait_until(lambda: not offers(cluster, "camden", back["id"]), DEADLINE, "the rollback's offers ended")
+
+
+def test_a_camera_that_fails_max_attempts_times_gives_up_and_is_not_offered_again(make_cluster):
+    cluster, vendor = firmware_cluster(make_cluster, ("camden",))
+    cluster.start_central()
+    cluster.start_station("camden")
+    dock = Dock(cluster)
+    dock.add(SimCamera("AB2-bad", AB2, "1.4.2", failures=UpdateFailures(by_model={AB2: 1.0})), "camden")
+    dock.dock("AB2-bad")
+    wait_until(lambda: registered(cluster, ["AB2-bad"]), DEADLINE, "registered", check=cluster.check_alive)
+    added = release(cluster, vendor, AB2, "1.4.3")
+    created = deploy(
+        cluster,
+        {
+            "release_id": added["id"],
+            "phases": [{"share_pct": 100, "max_failure_pct": 100}],  # the rules never pause it: it gives up
+            "policy": {"max_attempts": 2},
+        },
+    )
+
+    def given_up() -> bool:
+        dock.cycle()
+        return phase_states(cluster, created["id"]) == ("completed", ["done"])
+
+    wait_until(given_up, DEADLINE, "two failed attempts, then given up", check=cluster.check_alive)
+    [camera] = cameras_of(cluster, created["id"]).values()
+    assert camera["state"] == "gave_up" and camera["failures"] == 2 and camera["error"] == "flash verify failed"
+    assert dock.received["AB2-bad"] == [created["id"], created["id"]]  # attempts 1 and 2, no third
+    assert dock.cameras["AB2-bad"].firmware == "1.4.2"
+    figures = deployment(cluster, created["id"])["phases"][0]["figures"]
+    assert figures["gave_up"] == 1 and figures["updated"] == 0
+    wait_until(lambda: not offers(cluster, "camden", created["id"]), DEADLINE, "the offer withdrawn at the station")
+    # Docked again (its report of attempt 2 read once more): nothing is written for it. A pass ingests
+    # what docked, then hands updates over; a camera docked after this one's ingest is ingested by a
+    # later pass, so once it is, the pass that could have handed this one an update is over.
+    dock.undock("AB2-bad")
+    folder = dock.dock("AB2-bad")
+    wait_until(lambda: (folder / "INGESTED.json").is_file(), DEADLINE, "docked again", check=cluster.check_alive)
+    dock.add(SimCamera("AB3-later", AB3, "2.0.0"), "camden")
+    later = dock.dock("AB3-later")
+    wait_until(lambda: (later / "INGESTED.json").is_file(), DEADLINE, "a later pass", check=cluster.check_alive)
+    assert not dock.has_update("AB2-bad") and dock.received["AB2-bad"] == [created["id"], created["id"]]
+    assert cameras_of(cluster, created["id"])["AB2-bad"]["state"] == "gave_up"

@@ -165,6 +165,7 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /api/v1/profiles/{scope_key:str}": EVERYONE,
     "PUT /api/v1/profiles/{scope_key:str}": frozenset({"fleet_manager", "admin"}),
     "GET /api/v1/devices/{serial:str}/profile": EVERYONE,
+    "GET /api/v1/devices/{serial:str}/settings": USERS,
     # camera models: everyone reads them and a withdrawn one's swap; fleet managers withdraw and
     # propose replacements (planners commit them, as every roll-out proposal)
     "GET /api/v1/models": USERS,

@@ -166,6 +166,7 @@ SCOPE: dict[str, str] = {
     "GET /api/v1/profiles/{scope_key:str}": NO_BOROUGH,
     "PUT /api/v1/profiles/{scope_key:str}": FORCE_WIDE,
     "GET /api/v1/devices/{serial:str}/profile": TOUCHES,
+    "GET /api/v1/devices/{serial:str}/settings": TOUCHES,
     # camera models and their swap figures by borough are the force's; the cameras' list names holders
     "GET /api/v1/models": NO_BOROUGH,
     "POST /api/v1/models/{model:str}/withdraw": FORCE_WIDE,

@@ -43,6 +43,7 @@ GROWING = (
     "conflicts",
     "deployment_cameras",
     "firmware_seen",
+    "camera_settings",
 )
 """Tables with rows per clip, event, camera or change: tens of thousands to millions at the Met."""
 

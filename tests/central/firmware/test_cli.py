@@ -102,6 +102,17 @@ def test_profile_set_show_explain(capsys, config):
     assert json.loads(out)["settings"]["mount"] == "head"
     code, _, err = fleet(capsys, *base, "explain", "BWV-404", "--config", config)
     assert code == 2 and "no camera BWV-404" in err
+    code, out, _ = fleet(capsys, *base, "history", "BWV-1", "--limit", "2", "--config", config)
+    assert code == 0 and out.startswith("BWV-1: no settings confirmed by the camera yet"), out
+    assert " pending: profile default set (by " in out and "from: borough Camden, force default, built-in" in out
+    assert "(older: --cursor " in out
+    code, out, _ = fleet(capsys, *base, "history", "BWV-1", "--json", "--config", config)
+    page = json.loads(out)
+    assert [v["cause"] for v in page["items"]][-1] == "registered" and page["items"][0]["status"] == "pending"
+    code, _, err = fleet(capsys, *base, "history", "BWV-1", "--limit", "0", "--config", config)
+    assert code == 2 and "limit is 1 to 200" in err
+    code, _, err = fleet(capsys, *base, "history", "BWV-1", "--cursor", "%%%", "--config", config)
+    assert code == 2 and "cursor" in err
 
 
 # -- attack23: findings (failing tests; production code unchanged) ---------------------------------
