@@ -200,9 +200,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     add(
         "--deploy-max-failure-pct",
         type=float,
-        default=5.0,
+        default=10.0,
         metavar="PCT",
-        help="with --deploy: a phase pauses the deployment when over this %% of its cameras failed (default: 5)",
+        help="with --deploy: a phase pauses the deployment when over this %% of its cameras failed (default: 10)",
     )
     add(
         "--deploy-phases",
