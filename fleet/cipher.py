@@ -19,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Generator, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,6 +40,8 @@ _HEADER = struct.Struct(">6sBBI8s")
 HEADER_BYTES = _HEADER.size
 MAX_SEGMENT_BYTES = 64 << 20
 """A header claiming more is damaged (this bounds what a reader allocates)."""
+SEGMENTS_AHEAD = 3
+"""Segments a reader of a range keeps read and authenticated ahead of its caller."""
 
 
 def new_data_key() -> bytes:
@@ -202,15 +207,46 @@ class SealedReader:
                 self.clip_id, f"segment {index} failed authentication (altered, corrupted or out of place)"
             ) from None
 
-    def read_range(self, at: int, length: int, piece_size: int) -> Iterator[bytes]:
-        """Bytes ``at``..``at+length`` of the original clip, in pieces of at most ``piece_size``."""
+    def read_range(self, at: int, length: int, piece_size: int) -> Generator[bytes]:
+        """Bytes ``at``..``at+length`` of the original clip, in pieces of at most ``piece_size``.
+
+        Over more than one segment, the next ones are read and authenticated on a helper thread
+        while the caller uses this one (an upload sends it: the disk, AES and the socket then
+        work at once, not in turn). A segment is handed out only once authenticated, in order:
+        a damaged one still ends the range before any of its bytes."""
         if at < 0 or length < 0 or at + length > self.size:
             raise ValueError(f"range {at}+{length} outside a clip of {self.size} bytes")
+        if not length:
+            return
         end = at + length
-        while at < end:
-            index = at // self.segment_bytes
-            start = index * self.segment_bytes
-            data = memoryview(self.segment(index))[at - start : min(end - start, self.segment_bytes)]
-            for n in range(0, len(data), piece_size):
-                yield bytes(data[n : n + piece_size])
-            at += len(data)
+        first, last = at // self.segment_bytes, (end - 1) // self.segment_bytes
+        with closing(self._segments(first, last)) as segments:
+            for index, plain in zip(range(first, last + 1), segments, strict=True):
+                start = index * self.segment_bytes
+                if at == start and end - start >= len(plain) and piece_size >= len(plain):
+                    yield plain  # the whole segment in one piece: no copy
+                    at += len(plain)
+                    continue
+                data = memoryview(plain)[at - start : min(end - start, self.segment_bytes)]
+                for n in range(0, len(data), piece_size):
+                    yield bytes(data[n : n + piece_size])
+                at += len(data)
+
+    def _segments(self, first: int, last: int) -> Generator[bytes]:
+        """Segments ``first``..``last`` in order, up to ``SEGMENTS_AHEAD`` read ahead on a helper thread."""
+        if first == last:
+            yield self.segment(first)
+            return
+        os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)  # a larger kernel read-ahead too
+        with ThreadPoolExecutor(1, thread_name_prefix="segments-ahead") as ahead:
+            pending: deque[Future[bytes]] = deque()
+            following = first
+            try:
+                while pending or following <= last:
+                    while following <= last and len(pending) < SEGMENTS_AHEAD:
+                        pending.append(ahead.submit(self.segment, following))
+                        following += 1
+                    yield pending.popleft().result()
+            finally:  # the caller stopped early (or a segment failed): no more reads of this file
+                for future in pending:
+                    future.cancel()

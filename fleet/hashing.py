@@ -415,8 +415,10 @@ class _DirectSource:
     def _buffered(self) -> None:
         if self.direct:
             log.info("direct reads refused; this file is read through the page cache")
-        self.direct = False
+        # The flag first: another reader thread that sees ``direct`` False must find it cleared
+        # (the other order let it read direct with no fallback, and fail the ingest).
         fcntl.fcntl(self.fd, fcntl.F_SETFL, self._flags)
+        self.direct = False
 
     def __enter__(self) -> _DirectSource:
         return self

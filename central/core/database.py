@@ -201,7 +201,12 @@ class SqliteDatabase(sqlite.Writer):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        super().__init__(sqlite.open_database(path, factory=SqliteConnection), readers=path, factory=SqliteConnection)
+        super().__init__(
+            sqlite.open_database(path, factory=SqliteConnection),
+            readers=path,
+            factory=SqliteConnection,
+            group_commit=True,  # many uploads commit at once, each on its own worker thread
+        )
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:

@@ -12,7 +12,7 @@ Transfer states of a clip::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -284,10 +284,14 @@ class ClipQueue:
 
     def claim_due(self, limit: int, now: datetime | None = None, *, routine: bool = True) -> list[QueuedClip]:
         """Mark up to ``limit`` due clips 'uploading' and return them, evidential first.
-        ``routine`` False (outside the upload window): only evidential and held clips."""
+        ``routine`` False (outside the upload window): only evidential and held clips.
+
+        The claim's commit is not synced: 'uploading' acknowledges nothing, and a claim a power
+        cut takes back leaves the clip queued, where ``recover_interrupted`` would put it anyway.
+        The next durable commit (the WAL is synced whole) makes it durable with its own."""
         now_iso = to_iso(now or utc_now())
         urgent_only = "" if routine else f"AND (evidential = 1 OR {held('clips.clip_id')})"
-        with self.writer.write() as db:
+        with self.writer.write(durable=False) as db:
             rows = db.execute(
                 f"""SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
                           evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
@@ -334,17 +338,26 @@ class ClipQueue:
         with self.writer.write() as db:
             db.execute("UPDATE clips SET uploaded_bytes = ? WHERE clip_id = ?", [uploaded_bytes, clip_id])
 
-    def mark_verified(self, clip_id: str) -> None:
+    def mark_verified(self, clip_ids: str | Sequence[str]) -> None:
+        """Central verified these clips: one durable commit for them all (the sync worker gathers
+        the clips its uploads finished meanwhile, so one fsync serves several)."""
+        ids = [clip_ids] if isinstance(clip_ids, str) else list(clip_ids)
+        if not ids:
+            return
         now = to_iso(utc_now())
         with self.writer.write() as db:
-            changed = db.execute(
-                """UPDATE clips SET state = 'verified', verified_at = ?, uploaded_bytes = size,
-                       last_error = NULL, next_attempt_at = NULL, attempts = attempts + 1
-                   WHERE clip_id = ? AND state != 'verified'""",
-                [now, clip_id],
-            ).rowcount
-            if changed:
-                self.outbox.append([ClipVerified(clip_id=clip_id)])
+            newly = [
+                clip_id
+                for clip_id in ids
+                if db.execute(
+                    """UPDATE clips SET state = 'verified', verified_at = ?, uploaded_bytes = size,
+                           last_error = NULL, next_attempt_at = NULL, attempts = attempts + 1
+                       WHERE clip_id = ? AND state != 'verified'""",
+                    [now, clip_id],
+                ).rowcount
+            ]
+            if newly:
+                self.outbox.append([ClipVerified(clip_id=clip_id) for clip_id in newly])
             meta.put(db, LAST_SYNC_OK, now)
 
     def mark_waiting(self, clip_id: str, error: str, next_attempt_at: datetime) -> None:

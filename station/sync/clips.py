@@ -24,7 +24,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -98,31 +98,55 @@ class SyncWorker:
         self._woken.set()
 
     def run_once(self) -> SyncReport:
-        """Upload every clip that is due, until none is left or central stops answering."""
+        """Upload every clip that is due, until none is left or central stops answering.
+
+        Clips central verified are marked so here, between claims, all those finished meanwhile
+        in one durable commit (group commit: one fsync for several clips, not one each). A clip
+        central verified but not yet marked is only sent again after a crash (central finds it
+        verified); its local copy is never purged before the mark is durable."""
         report = SyncReport()
+        verified: list[str] = []
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="upload") as pool:
-            running: dict[Future, QueuedClip] = {}
-            while not self.stopping.is_set():
-                self._woken.clear()
-                if not report.central_unreachable:
-                    free = self.concurrency - len(running)
-                    routine = self.window is None or self.window.is_open(utc_now())
-                    for clip in self.store.queue.claim_due(free, routine=routine) if free else []:
-                        running[pool.submit(self._upload, clip, report)] = clip
-                if not running:
-                    if self._woken.is_set() and not report.central_unreachable:
-                        continue
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    running.pop(future)
-                    future.result()
+            running: dict[Future[bool], QueuedClip] = {}
+            try:
+                while not self.stopping.is_set():
+                    self._woken.clear()
+                    self._mark_verified(verified, report)
+                    if not report.central_unreachable:
+                        free = self.concurrency - len(running)
+                        routine = self.window is None or self.window.is_open(utc_now())
+                        for clip in self.store.queue.claim_due(free, routine=routine) if free else []:
+                            running[pool.submit(self._upload, clip, report)] = clip
+                    if not running:
+                        if self._woken.is_set() and not report.central_unreachable:
+                            continue
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        clip = running.pop(future)
+                        if future.result():
+                            verified.append(clip.clip_id)
+            finally:
+                for future in as_completed(running):  # the pool's shutdown waits for them anyway
+                    if not future.exception() and future.result():
+                        verified.append(running[future].clip_id)
+                self._mark_verified(verified, report)
         return report
 
-    def _upload(self, clip: QueuedClip, report: SyncReport) -> None:
+    def _mark_verified(self, clip_ids: list[str], report: SyncReport) -> None:
+        if not clip_ids:
+            return
+        self.store.queue.mark_verified(clip_ids)
+        report.verified.extend(clip_ids)
+        for clip_id in clip_ids:
+            log.info("clip %s verified at central", clip_id)
+        clip_ids.clear()
+
+    def _upload(self, clip: QueuedClip, report: SyncReport) -> bool:
+        """One clip's upload; True once central verified it (marked so by ``run_once``)."""
         if self.stopping.is_set():
             self.store.queue.release([clip.clip_id])
-            return
+            return False
         try:
             self.uploader.upload(clip)
         except DamagedCopyError as exc:
@@ -138,7 +162,7 @@ class SyncWorker:
                 log.error("clip %s refused by central, not retried: %s", clip.clip_id, error)
                 self.store.queue.mark_failed(clip.clip_id, str(error))
                 report.failed.append(clip.clip_id)
-                return
+                return False
             delay = self.policy.backoff_delay(clip.attempts + 1, error)
             reason = f"{REFUSED_ONCE}{error}" if isinstance(error, PermanentTransferError) else str(error)
             self.store.queue.mark_waiting(clip.clip_id, reason, utc_now() + timedelta(seconds=delay))
@@ -147,9 +171,8 @@ class SyncWorker:
                 report.central_unreachable = True  # no answer at all: stop claiming more this pass
             log.warning("clip %s will be retried in %.1fs: %s", clip.clip_id, delay, error)
         else:
-            self.store.queue.mark_verified(clip.clip_id)
-            report.verified.append(clip.clip_id)
-            log.info("clip %s verified at central", clip.clip_id)
+            return True
+        return False
 
 
 def purge_local_copies(store: StationStore, grace: timedelta) -> int:

@@ -5,6 +5,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -167,16 +168,30 @@ def test_a_segment_from_another_clip_is_refused_even_under_the_same_key(tmp_path
             reader.segment(1)
 
 
-def test_a_read_stops_at_the_damaged_segment_having_returned_only_genuine_bytes(tmp_path):
-    size = 4 * SEG
+@pytest.mark.parametrize(("at", "piece"), [(100, 1000), (0, SEG), (0, 3 * SEG)])
+def test_a_read_stops_at_the_damaged_segment_having_returned_only_genuine_bytes(tmp_path, at, piece):
+    """Segments are read ahead on a helper thread; the damaged one still ends the read in its turn."""
+    size = 6 * SEG
     data = os.urandom(size)
     path, key = seal(tmp_path, data)
     flip(HEADER_BYTES + 2 * (SEG + TAG_BYTES) + 1)(path)
     got = []
-    with SealedReader(path, key, CLIP, size) as reader, pytest.raises(DamagedCopyError):
-        for piece in reader.read_range(100, size - 100, 1000):
-            got.append(piece)
-    assert b"".join(got) == data[100 : 2 * SEG]
+    with SealedReader(path, key, CLIP, size) as reader, pytest.raises(DamagedCopyError, match="segment 2"):
+        for p in reader.read_range(at, size - at, piece):
+            got.append(p)
+    assert b"".join(got) == data[at : 2 * SEG]
+
+
+def test_a_read_left_early_stops_reading_ahead(tmp_path):
+    size = 40 * SEG
+    data = os.urandom(size)
+    path, key = seal(tmp_path, data)
+    with SealedReader(path, key, CLIP, size) as reader:
+        pieces = reader.read_range(0, size, SEG)
+        assert next(pieces) == data[:SEG]
+        assert any(t.name.startswith("segments-ahead") for t in threading.enumerate())
+        pieces.close()  # as an upload cut short closes its body
+        assert not any(t.name.startswith("segments-ahead") for t in threading.enumerate())
 
 
 def test_the_wrong_data_key_is_refused(tmp_path):

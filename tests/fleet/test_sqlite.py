@@ -144,3 +144,44 @@ def test_a_threads_reader_connection_is_closed_when_the_thread_ends(tmp_path):
         r.execute("SELECT 1")
     writer.close()
     assert open_files(tmp_path / "x.db") == 0
+
+
+def test_a_grouped_durable_write_returns_only_after_a_wal_fsync_that_saw_its_commit(tmp_path, monkeypatch):
+    """Group commit: several writers may share one fsync, but none returns before an fsync of
+    the WAL begun once its row was committed (what a power cut could otherwise take back)."""
+    path = tmp_path / "x.db"
+    db = open_database(path)
+    migrate(db, STEPS)
+    writer = Writer(db, group_commit=True)
+    watcher = open_database(path)
+    real_fsync = os.fsync
+    seen_at_fsync: list[set[int]] = []
+    lock = threading.Lock()
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("x.db-wal"):
+            with lock:
+                seen_at_fsync.append({x for (x,) in watcher.execute("SELECT x FROM a")})
+        real_fsync(fd)
+
+    monkeypatch.setattr("fleet.sqlite.os.fsync", fsync)
+    returned: list[tuple[int, int]] = []
+
+    def write(n):
+        with writer.write() as w:
+            w.execute("INSERT INTO a (x) VALUES (?)", [n])
+        with lock:
+            returned.append((n, len(seen_at_fsync)))
+
+    threads = [threading.Thread(target=lambda k=k: [write(k * 100 + i) for i in range(25)]) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(returned) == 150
+    for n, fsyncs_by_then in returned:
+        assert any(n in seen for seen in seen_at_fsync[:fsyncs_by_then]), n
+    assert 1 <= len(seen_at_fsync) <= 150
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again between writes
+    watcher.close()
+    writer.close()

@@ -2,6 +2,7 @@ import threading
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from fleet.clock import utc_now
 from simulation.camera import SimClip, dock_camera
@@ -289,3 +290,55 @@ def test_a_location_pointing_to_another_host_is_refused_and_nothing_is_sent_ther
     assert report.verified == [] and sent_elsewhere == []
     [row] = store.db.execute("SELECT state, last_error FROM clips").fetchall()
     assert row[0] == "waiting" and "points away from http://central" in row[1]
+
+
+def test_clips_verified_together_are_marked_in_one_durable_commit_with_an_event_each(store, dock_dir):
+    dock(store, dock_dir, [SimClip(100, RECORDED) for _ in range(3)])
+    claimed = [c.clip_id for c in store.queue.claim_due(3)]
+    events_before = store.outbox.pending_count()
+    seen: list[str] = []
+    store.db.set_trace_callback(seen.append)
+    store.queue.mark_verified(claimed)
+    store.db.set_trace_callback(None)
+    assert seen.count("BEGIN IMMEDIATE") == 1 and "PRAGMA synchronous=NORMAL" not in seen  # one FULL commit
+    assert set(states(store).values()) == {"verified"}
+    assert store.outbox.pending_count() == events_before + 3  # a ClipVerified each
+    store.queue.mark_verified(claimed)  # again (a retry after a crash): no second event
+    assert store.outbox.pending_count() == events_before + 3
+
+
+def test_a_claim_is_committed_without_syncing(store, dock_dir):
+    """'uploading' acknowledges nothing: a claim lost in a power cut leaves the clip queued,
+    where recover_interrupted would put it anyway."""
+    dock(store, dock_dir, [SimClip(100, RECORDED)])
+    seen: list[str] = []
+    store.db.set_trace_callback(seen.append)
+    [clip] = store.queue.claim_due(1)
+    store.db.set_trace_callback(None)
+    assert seen[0] == "PRAGMA synchronous=NORMAL" and seen[-1] == "PRAGMA synchronous=FULL"
+    assert states(store) == {clip.clip_id: "uploading"}
+    store.close()
+    again = station_store(store.data_dir)
+    try:
+        assert again.queue.recover_interrupted() == 1
+        assert states(again) == {clip.clip_id: "queued"}
+    finally:
+        again.close()
+
+
+def test_clips_central_verified_are_marked_so_when_the_pass_fails_before_marking_them(store, dock_dir, monkeypatch):
+    dock(store, dock_dir, [SimClip(100, RECORDED) for _ in range(3)])
+    w = worker(store, FakeTus(), concurrency=2)
+    claim_due = store.queue.claim_due
+    claims = []
+
+    def claim_then_fail(limit, **kw):
+        claims.append(limit)
+        if len(claims) > 1:
+            raise RuntimeError("the disk went away")
+        return claim_due(limit, **kw)
+
+    monkeypatch.setattr(store.queue, "claim_due", claim_then_fail)
+    with pytest.raises(RuntimeError, match="the disk went away"):
+        w.run_once()
+    assert sorted(states(store).values()) == ["queued", "verified", "verified"]
