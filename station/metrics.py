@@ -88,21 +88,21 @@ class StationCollector(Collector):
         )
         yield gauge("fleet_station_pending_clips", "Clips waiting for upload", rows=[(summary["pending_clips"],)])
         yield gauge("fleet_station_pending_bytes", "Bytes waiting for upload", rows=[(summary["pending_bytes"],)])
-        if (oldest := summary["oldest_pending_recorded_at"]) is not None:
-            yield gauge(
-                "fleet_station_oldest_pending_clip_age_seconds",
-                "Since the oldest clip waiting for upload was recorded (absent: nothing waits)",
-                rows=[(max(0.0, (utc_now() - oldest).total_seconds()),)],
-            )
+        oldest = summary["oldest_pending_recorded_at"]
+        yield gauge(
+            "fleet_station_oldest_pending_clip_age_seconds",
+            "Since the oldest clip waiting for upload was recorded (no sample: nothing waits)",
+            rows=[(max(0.0, (utc_now() - oldest).total_seconds()),)] if oldest else [],
+        )
         yield gauge(
             "fleet_station_pending_events", "Events in the outbox not yet acknowledged", rows=[(pending_events,)]
         )
-        if (last := summary["last_sync_ok_at"]) is not None:
-            yield gauge(
-                "fleet_station_last_sync_success_timestamp_seconds",
-                "When a sync pass last reached central (Unix time; absent: never)",
-                rows=[(last.timestamp(),)],
-            )
+        last = summary["last_sync_ok_at"]
+        yield gauge(
+            "fleet_station_last_sync_success_timestamp_seconds",
+            "When a sync pass last reached central (Unix time; no sample: never)",
+            rows=[(last.timestamp(),)] if last else [],
+        )
         yield gauge(
             "fleet_station_failed_folders",
             "Dock folders that could not be ingested",

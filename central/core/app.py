@@ -95,6 +95,7 @@ def healthz(
     tags=["health"],
     media_type=CONTENT_TYPE,
     responses=openapi.errors(401, 403),
+    security=[{openapi.BEARER: []}],  # it takes no principal: describe() would not say so
     scope=no_borough("counts and timings, every borough's alike: the scraper's token or a force-wide admin"),
     sync_to_thread=True,  # the collector reads the database
 )

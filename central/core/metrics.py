@@ -50,9 +50,11 @@ class CentralMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "fleet_central_http_requests", "HTTP requests answered, by route template", ["method", "route", "code"],
+            "fleet_central_http_requests",
+            "HTTP requests answered, by route template",
+            ["method", "route", "code"],
             registry=r,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
             "fleet_central_http_request_duration_seconds",
             "Time from a request's arrival to the end of its answer, by route template",
@@ -100,9 +102,11 @@ class CentralMetrics:
             "fleet_central_job_runs", "Scheduled jobs run by this process, by outcome", ["job", "outcome"], registry=r
         )
         self.job_duration = Gauge(
-            "fleet_central_job_last_duration_seconds", "How long the job's last run in this process took", ["job"],
+            "fleet_central_job_last_duration_seconds",
+            "How long the job's last run in this process took",
+            ["job"],
             registry=r,
-        )  # fmt: skip
+        )
         self.job_last_success = Gauge(
             "fleet_central_job_last_success_timestamp_seconds",
             "When the job last ended without an error in this process (Unix time)",
@@ -209,6 +213,11 @@ class RequestMetricsMiddleware:
 
         try:
             await self.app(scope, receive, sending)
+        except Exception as exc:
+            # Raised past the route's middleware (admission's 429/503) and answered by the app's
+            # exception handlers, outside this middleware: the answer is the error's status.
+            status = getattr(exc, "status_code", 500)
+            raise
         finally:
             method = scope.get("method", "")
             route = scope.get("path_template") or "unmatched"
@@ -244,17 +253,23 @@ class CentralCollector(Collector):
         yield gauge(
             "fleet_central_leader", "1 while this replica leads the jobs that run once", rows=[(self.leading(),)]
         )
-        if (checked := self.chain()) is not None:
-            at, intact, records = checked
-            yield gauge("fleet_central_audit_chain_intact", "1 if the last check found the audit chain intact",
-                        rows=[(intact,)])  # fmt: skip
-            yield gauge(
-                "fleet_central_audit_chain_checked_timestamp_seconds",
-                "When this replica last recomputed the audit chain (Unix time)",
-                rows=[(at.timestamp(),)],
-            )
-            yield gauge("fleet_central_audit_chain_records", "Audit records the last check went through",
-                        rows=[(records,)])  # fmt: skip
+        # Declared on every replica; a sample only where the chain was checked (the leader, once its job ran).
+        checked = self.chain()
+        yield gauge(
+            "fleet_central_audit_chain_intact",
+            "1 if this replica's last check found the audit chain intact, 0 if broken",
+            rows=[(checked[1],)] if checked else [],
+        )
+        yield gauge(
+            "fleet_central_audit_chain_checked_timestamp_seconds",
+            "When this replica last recomputed the audit chain (Unix time)",
+            rows=[(checked[0].timestamp(),)] if checked else [],
+        )
+        yield gauge(
+            "fleet_central_audit_chain_records",
+            "Audit records this replica's last check went through",
+            rows=[(checked[2],)] if checked else [],
+        )
         yield from disk_gauges("fleet_central", Path(self.settings.data_dir))
         yield from guarded("fleet_central", self._from_database)
 
