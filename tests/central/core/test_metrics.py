@@ -99,9 +99,7 @@ def test_routes_are_labelled_by_their_template_never_the_raw_path(client):
     assert "beef" not in text and "SECRET" not in text
     samples = scrape(client)
     assert (
-        value(
-            samples, "fleet_central_http_requests_total", method="GET", route="/api/v1/clips/{clip_id}", code="404"
-        )
+        value(samples, "fleet_central_http_requests_total", method="GET", route="/api/v1/clips/{clip_id}", code="404")
         == 1
     )
     assert (
