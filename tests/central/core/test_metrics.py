@@ -175,7 +175,7 @@ def test_refusals_are_counted_by_code_and_lane(tmp_path):
 def _client_key(headers) -> str:
     from central.core.admission import client_of
 
-    return client_of({"headers": [(b"authorization", headers["Authorization"].encode())]})
+    return client_of({"headers": [(b"authorization", headers["Authorization"].encode())]})  # type: ignore[arg-type]
 
 
 def test_a_database_that_does_not_answer_is_a_gauge_not_a_failed_scrape(client):
