@@ -39,6 +39,7 @@ REFUSALS = frozenset({429, 503, 507})
 """The answers that mean "later": a client over its share, central at its limit, a full disk."""
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 """Seconds; the last ones for large uploads' PATCH requests and the changes feed's long poll."""
+HOLD_KINDS = ("clip", "officer", "case")
 FLAGS = ("short_shift", "over_temp", "capacity_drop", "stale")
 """The battery and contact flags the fleet-health job sets on cameras (``central.registry.fleet_health``)."""
 
@@ -277,10 +278,14 @@ class CentralCollector(Collector):
         with self.database.read() as db:
             # The partial index uploads_expiry holds exactly the uploads under way.
             receiving = db.execute("SELECT count(*) FROM uploads WHERE state = 'receiving'").fetchone()[0]
+            # Each kind from its partial index of the holds in force (released ones are never read).
             holds = db.execute(
-                "SELECT kind, count(*) FROM holds WHERE released_at IS NULL GROUP BY kind ORDER BY kind"
+                " UNION ALL ".join(
+                    f"SELECT '{kind}', count(*) FROM holds WHERE kind = '{kind}' AND released_at IS NULL"
+                    for kind in HOLD_KINDS
+                )
             ).fetchall()
-            # One pass over the cameras (tens of thousands for a whole force, never clips).
+            # One pass over the cameras: tens of thousands for a whole force (never clips), a few ms.
             flags = db.execute(
                 "SELECT COALESCE(borough, ''), "
                 + ", ".join(f"sum(flag_{flag})" for flag in FLAGS)
@@ -291,10 +296,7 @@ class CentralCollector(Collector):
                 "oldest_pending_recorded_at FROM stations ORDER BY station_id"
             ).fetchall()
         yield gauge("fleet_central_uploads_in_progress", "Uploads created and not yet verified", rows=[(receiving,)])
-        by_kind = dict.fromkeys(("clip", "officer", "case"), 0) | dict(holds)
-        yield gauge(
-            "fleet_central_holds_active", "Holds in force (never released), by kind", ["kind"], sorted(by_kind.items())
-        )
+        yield gauge("fleet_central_holds_active", "Holds in force (never released), by kind", ["kind"], holds)
         yield gauge(
             "fleet_central_devices",
             "Cameras not retired, by borough ('' for none: in stock)",
