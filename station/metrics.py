@@ -10,6 +10,7 @@ registry of its own: a host running several stations serves each at its own desk
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import Metric
@@ -30,32 +31,27 @@ class StationMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.uploads_verified = Counter(
-            "fleet_station_uploads_verified", "Clips uploaded and verified by central", registry=r
+        counter = partial(Counter, registry=self.registry)
+        self.uploads_verified = counter("fleet_station_uploads_verified", "Clips uploaded and verified by central")
+        self.upload_verified_bytes = counter(
+            "fleet_station_upload_verified_bytes", "Bytes of the clips uploaded and verified by central"
         )
-        self.upload_verified_bytes = Counter(
-            "fleet_station_upload_verified_bytes", "Bytes of the clips uploaded and verified by central", registry=r
-        )
-        self.upload_failures = Counter(
+        self.upload_failures = counter(
             "fleet_station_upload_failures",
             "Upload attempts that did not end verified: retried (later), refused (for good), damaged (the "
             "station's copy)",
             ["outcome"],
-            registry=r,
         )
-        self.verification_failures = Counter(
+        self.verification_failures = counter(
             "fleet_station_upload_verification_failures",
             "Uploads central refused for a checksum mismatch (460): bytes changed on the way",
-            registry=r,
         )
-        self.events_acknowledged = Counter(
+        self.events_acknowledged = counter(
             "fleet_station_events_acknowledged",
             "Events central acknowledged (the outbox's acked seq moved)",
-            registry=r,
         )
-        self.event_send_failures = Counter(
-            "fleet_station_event_send_failures", "Event batches not delivered (retried with backoff)", registry=r
+        self.event_send_failures = counter(
+            "fleet_station_event_send_failures", "Event batches not delivered (retried with backoff)"
         )
         for outcome in UPLOAD_FAILURES:
             self.upload_failures.labels(outcome)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from functools import wraps
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,87 +50,77 @@ class CentralMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
+        counter, gauge_ = partial(Counter, registry=self.registry), partial(Gauge, registry=self.registry)
+        histogram = partial(Histogram, registry=self.registry)
+        self.requests = counter(
             "fleet_central_http_requests",
             "HTTP requests answered, by route template",
             ["method", "route", "code"],
-            registry=r,
         )
-        self.latency = Histogram(
+        self.latency = histogram(
             "fleet_central_http_request_duration_seconds",
             "Time from a request's arrival to the end of its answer, by route template",
             ["method", "route"],
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.refusals = Counter(
+        self.refusals = counter(
             "fleet_central_http_refusals",
             "Requests told to come back later: 429 (a client over its share), 503 (central at its limit "
             "or its database away), 507 (disk full)",
             ["code", "lane"],
-            registry=r,
         )
-        self.uploads_verified = Counter(
-            "fleet_central_uploads_verified", "Clips whose upload this process verified and stored", registry=r
+        self.uploads_verified = counter(
+            "fleet_central_uploads_verified", "Clips whose upload this process verified and stored"
         )
-        self.upload_verified_bytes = Counter(
-            "fleet_central_upload_verified_bytes", "Bytes of the clips this process verified and stored", registry=r
+        self.upload_verified_bytes = counter(
+            "fleet_central_upload_verified_bytes", "Bytes of the clips this process verified and stored"
         )
-        self.upload_received_bytes = Counter(
-            "fleet_central_upload_received_bytes", "Upload bytes received and made durable by this process", registry=r
+        self.upload_received_bytes = counter(
+            "fleet_central_upload_received_bytes", "Upload bytes received and made durable by this process"
         )
-        self.verification_failures = Counter(
+        self.verification_failures = counter(
             "fleet_central_upload_verification_failures",
             "Uploads refused for a checksum that did not match: a chunk's Upload-Checksum, or the whole file's SHA-256",
             ["check"],
-            registry=r,
         )
-        self.events_received = Counter(
+        self.events_received = counter(
             "fleet_central_events_received",
             "Events stations sent, by outcome: stored (new) or duplicate (already stored)",
             ["outcome"],
-            registry=r,
         )
-        self.events_acknowledged = Counter(
+        self.events_acknowledged = counter(
             "fleet_central_events_acknowledged",
             "Events acknowledged to their station (its gap-free acked_seq moved past them)",
-            registry=r,
         )
-        self.events_applied = Counter(
-            "fleet_central_events_applied", "Events the projection applied to fleet state (the leader)", registry=r
+        self.events_applied = counter(
+            "fleet_central_events_applied", "Events the projection applied to fleet state (the leader)"
         )
-        self.job_runs = Counter(
-            "fleet_central_job_runs", "Scheduled jobs run by this process, by outcome", ["job", "outcome"], registry=r
+        self.job_runs = counter(
+            "fleet_central_job_runs", "Scheduled jobs run by this process, by outcome", ["job", "outcome"]
         )
-        self.job_duration = Gauge(
+        self.job_duration = gauge_(
             "fleet_central_job_last_duration_seconds",
             "How long the job's last run in this process took",
             ["job"],
-            registry=r,
         )
-        self.job_last_success = Gauge(
+        self.job_last_success = gauge_(
             "fleet_central_job_last_success_timestamp_seconds",
             "When the job last ended without an error in this process (Unix time)",
             ["job"],
-            registry=r,
         )
-        self.retention_deleted = Counter(
+        self.retention_deleted = counter(
             "fleet_central_retention_deleted_clips",
             "Clips retention deleted: soft_deleted (hidden, recoverable for the recovery period), purged "
             "(bytes deleted)",
             ["stage"],
-            registry=r,
         )
-        self.retention_held_back = Gauge(
+        self.retention_held_back = gauge_(
             "fleet_central_retention_held_back_clips",
             "Clips past their retention that a hold kept, at this process's last retention run",
-            registry=r,
         )
-        self.retention_review_due = Gauge(
+        self.retention_review_due = gauge_(
             "fleet_central_retention_review_due_clips",
             "Clips past a reviewed retention period waiting for a reviewer, at this process's last retention run",
-            registry=r,
         )
         for check in ("chunk", "file"):
             self.verification_failures.labels(check)
@@ -149,14 +140,8 @@ class CentralMetrics:
 
         @wraps(run)
         def counted(*args: Any, **kwargs: Any) -> T:
-            started = time.monotonic()
-            try:
-                result = run(*args, **kwargs)
-            except BaseException:
-                self._ran(job, "failed", started)
-                raise
-            self._ran(job, "ok", started)
-            return result
+            with self._running(job):
+                return run(*args, **kwargs)
 
         return counted
 
@@ -166,16 +151,20 @@ class CentralMetrics:
 
         @wraps(run)
         async def counted(*args: Any, **kwargs: Any) -> Any:
-            started = time.monotonic()
-            try:
-                result = await run(*args, **kwargs)
-            except BaseException:
-                self._ran(job, "failed", started)
-                raise
-            self._ran(job, "ok", started)
-            return result
+            with self._running(job):
+                return await run(*args, **kwargs)
 
         return counted
+
+    @contextmanager
+    def _running(self, job: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self._ran(job, "failed", started)
+            raise
+        self._ran(job, "ok", started)
 
     def _ran(self, job: str, outcome: str, started: float) -> None:
         self.job_runs.labels(job, outcome).inc()

@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import pytest
 from litestar.testing import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from simulation.camera import SimClip, dock_camera
 from station.api import create_desk_app
@@ -13,6 +12,7 @@ from station.ingest import Ingestor
 from station.metrics import StationCollector, StationMetrics
 from tests.station.conftest import RECORDED
 from tests.station.test_status import settings_for
+from tests.support.promql import scraped
 
 SCRAPER = {"Authorization": "Bearer station-metrics-test-token"}  # test values, not secrets
 DESK = {"Authorization": "Bearer desk-test-token"}
@@ -24,16 +24,6 @@ def desk(store, tmp_path, **extra) -> TestClient:
     metrics.registry.register(StationCollector(settings, store))
     node = SimpleNamespace(settings=settings, store=store, metrics=metrics)
     return TestClient(create_desk_app(node), base_url="http://127.0.0.1")  # type: ignore[arg-type]
-
-
-def samples(response) -> dict[tuple[str, tuple], float]:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
 
 
 @pytest.mark.parametrize(
@@ -54,14 +44,14 @@ def test_the_metrics_token_or_else_whoever_may_read_status(store, tmp_path, extr
 
 def test_the_queue_its_depth_and_the_age_of_its_oldest_clip(store, tmp_path):
     with desk(store, tmp_path) as client:
-        empty = samples(client.get("/metrics"))
+        empty = scraped(client.get("/metrics"))
         assert empty[("fleet_station_pending_clips", ())] == 0
         assert not any(name == "fleet_station_oldest_pending_clip_age_seconds" for name, _ in empty)
         assert empty[("fleet_station_metrics_database_up", ())] == 1
         assert empty[("fleet_station_info", (("borough", "Camden"), ("station", "camden")))] == 1
         dock_camera(tmp_path / "dock", "BWV-000001", [SimClip(1000, RECORDED), SimClip(2000, RECORDED)])
         Ingestor(store, "camden", tmp_path / "dock").scan()
-        queued = samples(client.get("/metrics"))
+        queued = scraped(client.get("/metrics"))
     assert queued[("fleet_station_pending_clips", ())] == 2
     assert queued[("fleet_station_pending_bytes", ())] == 3000
     assert queued[("fleet_station_clips", (("state", "queued"),))] == 2
@@ -72,6 +62,6 @@ def test_the_queue_its_depth_and_the_age_of_its_oldest_clip(store, tmp_path):
 def test_a_closed_database_is_a_gauge_not_a_failed_scrape(store, tmp_path):
     with desk(store, tmp_path) as client:
         store.close()
-        down = samples(client.get("/metrics"))
+        down = scraped(client.get("/metrics"))
     assert down[("fleet_station_metrics_database_up", ())] == 0
     assert down[("fleet_station_data_dir_free_bytes", ())] > 0

@@ -45,3 +45,21 @@ def exposed_names(exposition: str) -> set[str]:
             if kind in ("histogram", "summary"):
                 names.update(name + suffix for suffix in HISTOGRAM_SUFFIXES)
     return names
+
+
+def samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, keyed by (name, sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    }
+
+
+def scraped(response) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``samples`` of a ``/metrics`` answer, checked to be one in the text format every Prometheus reads."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return samples(response.text)

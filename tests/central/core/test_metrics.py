@@ -8,27 +8,19 @@ from pathlib import Path
 
 import pytest
 from litestar.testing import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from central.core.app import create_app
 from central.core.providers import services
 from tests.central.conftest import ADMIN, CAMDEN, create, make_settings, patch
 from tests.central.fleetdata import docked, post
+from tests.support.promql import scraped
 
 ROOT = Path(__file__).parents[3]
 SCRAPER = {"Authorization": "Bearer metrics-test-token"}  # test value, not a secret
 
 
 def scrape(client, headers=SCRAPER) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample, keyed by (name, sorted labels)."""
-    response = client.get("/metrics", headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
+    return scraped(client.get("/metrics", headers=headers))
 
 
 def value(samples, name: str, **labels: str) -> float:
