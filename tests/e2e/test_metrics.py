@@ -111,3 +111,27 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_each_replica_is_scraped_on_its_own_one_leads_and_the_database_figures_agree(make_cluster):
+    cluster = make_cluster(replicas=2, database="postgresql", central_tables={"metrics": {"token": CENTRAL_SCRAPER}})
+    cluster.start_central()
+    cluster.start_station("camden")
+    shift = random_shift(random.Random(6), 2, min_size=1000, max_size=50_000)
+    dock_camera(cluster.dock_dir("camden"), "BWV-000002", shift)
+    wait_until(
+        lambda: cluster.verified([c.clip_id for c in shift]), 60, "the clips verified", check=cluster.check_alive
+    )
+    urls = [cluster.replica_url(n) for n in (1, 2)]
+
+    def agreed() -> list[str] | None:
+        texts = [scrape(url, CENTRAL_SCRAPER) for url in urls]
+        leaders = [value(t, "fleet_central_leader") for t in texts]
+        seen = [value(t, "fleet_central_devices", borough="Camden") for t in texts]
+        return texts if sorted(leaders) == [0, 1] and seen == [1, 1] else None
+
+    texts = wait_until(agreed, 30, "one leader, and both replicas reading the same camera", check=cluster.check_alive)
+    # Each replica counts what it received itself: together, every clip once.
+    assert sum(value(t, "fleet_central_uploads_verified_total") for t in texts) == 2
+    [leader] = [t for t in texts if value(t, "fleet_central_leader") == 1]
+    assert value(leader, "fleet_central_events_applied_total") >= 1  # the projection runs on the leader alone
