@@ -46,9 +46,7 @@ def test_the_scraper_token_and_a_force_wide_admin_read_it_nobody_else(client):
         assert client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 403, name
     assert client.get("/metrics", headers=ADMIN).status_code == 200
     assert client.get("/metrics", headers=SCRAPER).status_code == 200
-
-
-def test_the_scraper_token_opens_nothing_but_metrics(client):
+    # ... and that token opens nothing else
     for path in ("/api/v1/devices", "/api/v1/clips", "/api/v1/stations"):
         assert client.get(path, headers=SCRAPER).status_code == 401, path
     page = client.get("/", headers=SCRAPER, follow_redirects=False)
@@ -150,6 +148,14 @@ def test_jobs_retention_and_the_audit_chain_once_they_run(client):
     assert value(samples, "fleet_central_audit_chain_intact") == 1
     assert value(samples, "fleet_central_audit_chain_records") > 0
     assert ("fleet_central_retention_deleted_clips_total", (("stage", "purged"),)) in samples
+    # every metric central serves is in docs/metrics.md
+    documented = set(re.findall(r"`(fleet_central_\w+)`", (ROOT / "docs" / "metrics.md").read_text()))
+    exposed = {
+        line.split()[2]
+        for line in client.get("/metrics", headers=SCRAPER).text.splitlines()
+        if line.startswith("# TYPE")
+    }
+    assert exposed <= documented, sorted(exposed - documented)
 
 
 def test_refusals_are_counted_by_code_and_lane(tmp_path):
@@ -180,13 +186,3 @@ def test_a_database_that_does_not_answer_is_a_gauge_not_a_failed_scrape(client):
 
 def _refuse():
     raise OSError("the database is away")
-
-
-def test_every_metric_is_documented(client):
-    documented = set(re.findall(r"`(fleet_central_\w+)`", (ROOT / "docs" / "metrics.md").read_text()))
-    exposed = {
-        line.split()[2]
-        for line in client.get("/metrics", headers=SCRAPER).text.splitlines()
-        if line.startswith("# TYPE")
-    }
-    assert exposed <= documented, sorted(exposed - documented)
