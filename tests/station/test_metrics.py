@@ -3,16 +3,20 @@
 
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from litestar.testing import TestClient
 
+from fleet.metrics import exposition
 from simulation.camera import SimClip, dock_camera
 from station.api import create_desk_app
 from station.ingest import Ingestor
 from station.metrics import StationCollector, StationMetrics
 from tests.station.conftest import RECORDED
+from tests.station.sync.fake_tus import FakeTus
+from tests.station.sync.test_clips import dock, worker
 from tests.station.test_status import settings_for
-from tests.support.promql import scraped
+from tests.support.promql import samples, scraped
 
 SCRAPER = {"Authorization": "Bearer station-metrics-test-token"}  # test values, not secrets
 DESK = {"Authorization": "Bearer desk-test-token"}
@@ -65,3 +69,24 @@ def test_a_closed_database_is_a_gauge_not_a_failed_scrape(store, tmp_path):
         down = scraped(client.get("/metrics"))
     assert down[("fleet_station_metrics_database_up", ())] == 0
     assert down[("fleet_station_data_dir_free_bytes", ())] > 0
+
+
+def test_uploads_refusals_and_retries_are_counted(store, dock_dir):
+
+    dock(store, dock_dir, [SimClip(1000, RECORDED)])
+    server = FakeTus()
+    server.fault = lambda request: (
+        httpx.Response(460, json={"message": "checksum mismatch"}) if request.method == "PATCH" else None
+    )
+    sync = worker(store, server, concurrency=1)
+    sync.metrics = metrics = StationMetrics()
+    assert sync.run_once().waiting
+    store.db.execute("UPDATE clips SET next_attempt_at = ?", ["2000-01-01T00:00:00Z"])
+    server.fault = None
+    assert sync.run_once().verified
+    figures = samples(exposition(metrics.registry).decode())
+    assert figures[("fleet_station_upload_verification_failures_total", ())] == 1
+    assert figures[("fleet_station_upload_failures_total", (("outcome", "retried"),))] == 1
+    assert figures[("fleet_station_upload_failures_total", (("outcome", "refused"),))] == 0
+    assert figures[("fleet_station_uploads_verified_total", ())] == 1
+    assert figures[("fleet_station_upload_verified_bytes_total", ())] == 1000
