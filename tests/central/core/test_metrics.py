@@ -53,6 +53,7 @@ def test_the_scraper_token_and_a_force_wide_admin_read_it_nobody_else(client):
     assert page.status_code == 302 and page.headers["location"].startswith("/login")
 
 
+@pytest.mark.slow  # an app of its own: the whole suite, not test-fast
 def test_without_a_token_configured_only_an_admin_scrapes(tmp_path):
     with TestClient(create_app(make_settings(tmp_path / "c")), raise_server_exceptions=False) as client:
         assert client.get("/metrics", headers=SCRAPER).status_code == 401
@@ -118,6 +119,7 @@ def test_events_received_acknowledged_and_applied_and_the_station_seen(client):
     assert value(samples, "fleet_central_devices_flagged", borough="Camden", flag="stale") == 0
 
 
+@pytest.mark.slow  # an app of its own: the whole suite, not test-fast
 def test_battery_flags_are_counted_by_borough(client):
     post(client, CAMDEN, [docked("BWV-1", temp=60.0), docked("BWV-2", 1)])
     services(client.app).health.run()
@@ -126,6 +128,7 @@ def test_battery_flags_are_counted_by_borough(client):
     assert value(samples, "fleet_central_devices_flagged", borough="Camden", flag="short_shift") == 0
 
 
+@pytest.mark.slow  # an app of its own: the whole suite, not test-fast
 def test_holds_in_force_by_kind(client):
     for ref in ("OP-1", "OP-2"):
         held = client.post("/api/v1/holds", headers=ADMIN, json={"kind": "case", "case_ref": ref, "reason": "op"})
@@ -158,6 +161,7 @@ def test_jobs_retention_and_the_audit_chain_once_they_run(client):
     assert exposed <= documented, sorted(exposed - documented)
 
 
+@pytest.mark.slow  # an app of its own: the whole suite, not test-fast
 def test_refusals_are_counted_by_code_and_lane(tmp_path):
     settings = make_settings(
         tmp_path / "central", metrics={"token": "metrics-test-token"}, limits={"per_client_in_flight": 1}
@@ -176,6 +180,7 @@ def _client_key(headers) -> str:
     return client_of({"headers": [(b"authorization", headers["Authorization"].encode())]})  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # an app of its own: the whole suite, not test-fast
 def test_a_database_that_does_not_answer_is_a_gauge_not_a_failed_scrape(client):
     store = services(client.app).store
     store.writer.read = _refuse  # type: ignore[method-assign]
