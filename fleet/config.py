@@ -104,6 +104,23 @@ class AuditSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     write-once storage). Default: ``audit-anchors.jsonl`` in the data directory."""
     publish_minutes: PositiveFloat = 60.0
     """How often new anchors and the head are published."""
+    verify_hours: PositiveFloat = 24.0
+    """How often the leading replica recomputes the whole chain (the ``fleet_central_audit_chain_*``
+    metrics report the last result; docs/metrics.md)."""
+
+
+class MetricsSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[metrics]``: who may scrape ``/metrics`` (SECURITY.md). Without a token, central's
+    answers only an admin and a station's only what may read its desk API."""
+
+    token: str | None = None
+    token_env: str | None = None
+    token_sha256: Sha256Hex | None = None
+    """The scraper's bearer token's SHA-256 instead of the token (central's file then holds no usable secret)."""
+
+    @property
+    def configured(self) -> bool:
+        return self.token is not None or self.token_env is not None or self.token_sha256 is not None
 
 
 class DashboardSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -278,6 +295,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     disclosure: DisclosureSettings = msgspec.field(default_factory=DisclosureSettings)
     keep_requests: KeepRequestSettings = msgspec.field(default_factory=KeepRequestSettings)
     firmware: FirmwareSettings = msgspec.field(default_factory=FirmwareSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
     @property
     def anchors_file(self) -> Path:
@@ -394,6 +412,8 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     tls: StationTlsSettings | None = None
     station_key: StationKeySettings = msgspec.field(default_factory=StationKeySettings)
     firmware: StationFirmwareSettings = msgspec.field(default_factory=StationFirmwareSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    """``/metrics`` on the desk API (``api_port``): with a token, only it scrapes; without, as ``/status``."""
 
 
 SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
@@ -463,6 +483,8 @@ def settings_from_dict(
         resolve_secret(settings, "admin_token", where)
         for station_id, entry in settings.stations.items():
             resolve_secret(entry, "token", f"{where}: [stations.{station_id}]")
+        if settings.metrics.configured:
+            resolve_secret(settings.metrics, "token", f"{where}: [metrics]")
         settings.data_dir = _resolve_path(base, settings.data_dir)
         for key in ("boroughs", "scenario"):
             if getattr(settings.rollout, key) is not None:
@@ -483,6 +505,8 @@ def settings_from_dict(
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
         resolve_secret(settings, "token", where)
+        if settings.metrics.configured:
+            resolve_secret(settings.metrics, "token", f"{where}: [metrics]")
         if settings.api_token is not None or settings.api_token_env is not None:
             resolve_secret(settings, "api_token", where)
         elif settings.api_port is not None and settings.api_host not in ("127.0.0.1", "localhost", "::1"):

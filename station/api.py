@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import getpass
+import hashlib
 import hmac
 import logging
 import threading
@@ -34,9 +35,10 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 from uvicorn.loops.auto import auto_loop_factory
 
-from fleet.config import StationSettings
+from fleet.config import StationSettings, token_sha256
 from fleet.errors import ApiError, FleetError, Forbidden, Unauthorized, UnsupportedMediaType
 from fleet.events import OfficerId
+from fleet.metrics import CONTENT_TYPE, exposition
 from fleet.protocol import ErrorBody, Serial, StationStatus
 from station.store.checkouts import Checkout
 
@@ -129,6 +131,22 @@ def create_desk_app(node: StationNode) -> Litestar:
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise Unauthorized("this desk API needs 'Authorization: Bearer <api_token>'")
 
+    scraper = bytes.fromhex(token_sha256(node.settings.metrics, "token")) if node.settings.metrics.configured else None
+
+    def may_scrape(request: Request) -> None:
+        """With a ``[metrics]`` token, only it reads ``/metrics``; without one, whoever may read ``/status``."""
+        if scraper is None:
+            authorize(request)
+            return
+        given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), scraper):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <[metrics] token>'")
+
+    @get("/metrics", summary="Prometheus metrics of this station (docs/metrics.md)", sync_to_thread=True)
+    def metrics(request: Request) -> Response:
+        may_scrape(request)
+        return Response(exposition(node.metrics.registry), media_type=CONTENT_TYPE)
+
     @get("/healthz", summary="The station process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "station_id": node.settings.station_id}
@@ -160,7 +178,7 @@ def create_desk_app(node: StationNode) -> Litestar:
         return node.desk.checkin(data.device_serial, by=data.by or operator)
 
     return Litestar(
-        route_handlers=[healthz, status, checkouts, checkout, checkin],
+        route_handlers=[healthz, status, metrics, checkouts, checkout, checkin],
         middleware=[from_the_desk_only(node.settings)],
         exception_handlers={
             ApiError: lambda _, exc: _error(exc.status_code, exc.code, exc.message),

@@ -26,6 +26,7 @@ from fleet.retry import RetryPolicy
 from station.desk import Desk
 from station.ingest import Ingestor
 from station.keys import check_keys_cover, load_keyring
+from station.metrics import StationCollector, StationMetrics
 from station.store import StationStore
 from station.sync.artifacts import ArtifactFetcher
 from station.sync.changes import FeedFollower
@@ -93,12 +94,16 @@ class StationNode:
             throttle=from_mbps(settings.bandwidth_limit_mbps),
             on_progress=self.store.queue.set_progress,
         )
+        self.metrics = StationMetrics()
+        """This node's counters and its queue, for ``/metrics`` on the desk API (``station.metrics``)."""
+        self.metrics.registry.register(StationCollector(settings, self.store))
         self.sync = SyncWorker(
             self.store,
             self.uploader,
             self.policy,
             concurrency=settings.concurrent_uploads,
             window=UploadWindow.of(settings),
+            metrics=self.metrics,
         )
         self.ingestor = Ingestor(
             self.store,
@@ -121,6 +126,7 @@ class StationNode:
             self.policy,
             batch_size=settings.events_batch,
             heartbeat=timedelta(seconds=settings.heartbeat_s),
+            metrics=self.metrics,
         )
         # The long poll gets a client of its own, so it never holds an upload's connection.
         self.feed_client = build_client(settings, self.store.set_central_tls_problem)

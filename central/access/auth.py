@@ -80,6 +80,8 @@ class TokenRegistry:
             self._entries.append((bytes.fromhex(token_sha256(entry, "token")), station))
             if entry.next_token_sha256 is not None:  # a rotation under way: the new token works too
                 self._entries.append((bytes.fromhex(entry.next_token_sha256), station))
+        self._scraper = bytes.fromhex(token_sha256(settings.metrics, "token")) if settings.metrics.configured else None
+        """The ``[metrics]`` token's hash: it reads ``/metrics`` and nothing else (it is no principal)."""
 
     def resolve(self, authorization: str | None) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
@@ -108,6 +110,13 @@ class TokenRegistry:
             if hmac.compare_digest(known, digest):
                 found = principal
         return found
+
+    def is_scraper(self, authorization: str | None) -> bool:
+        """Whether ``authorization`` carries the ``[metrics]`` token (compared in constant time)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if self._scraper is None or scheme.lower() != "bearer" or not token.strip():
+            return False
+        return hmac.compare_digest(hashlib.sha256(token.strip().encode()).digest(), self._scraper)
 
     def certified(self, connection: ASGIConnection, principal: Principal) -> Principal:
         """A station's principal only with its certificate, when central asks for them (a stolen
@@ -205,6 +214,18 @@ def user_with(role: str):
         (await authenticate(connection)).require_user(role)
 
     return guard
+
+
+async def metrics_scraper(connection, _handler) -> None:
+    """The route guard of ``/metrics``: the ``[metrics]`` token (a monitoring system's, good for
+    nothing else), or a force-wide admin; anyone else 401/403 like any route (SECURITY.md)."""
+    tokens = services(connection.app).tokens
+    if tokens.is_scraper(connection.headers.get("authorization")):
+        return
+    principal = await authenticate(connection)
+    principal.require_user("admin")
+    if principal.acts_for is not None:
+        raise Forbidden(f"{principal.name} acts for {principal.acts_for} only; /metrics shows every borough")
 
 
 async def stations_only(connection, _handler) -> None:

@@ -6,8 +6,8 @@ requests at once; past that central answers **503** with ``Retry-After``. One cl
 bearer token or session) may hold only part of a lane, so a station retrying hard cannot
 starve the others: past that it gets **429** with ``Retry-After``. ``Retry-After`` is
 spread over ``[retry_after_s, 2 × retry_after_s]`` so that stations told to wait come back
-at different moments rather than as one herd. ``/healthz`` is never refused: a saturated
-central is still alive.
+at different moments rather than as one herd. ``/healthz`` and ``/metrics`` are never
+refused: a saturated central is still alive, and its refusals are what a scrape should show.
 
 The counters live in one ``Admission`` per process and change only on the event loop, so
 they need no lock.
@@ -41,7 +41,7 @@ class Overloaded(ApiError):
 
 def lane_of(method: str, path: str) -> str | None:
     """The lane a request queues in; None for requests never refused (health checks)."""
-    if path == "/healthz":
+    if path in ("/healthz", "/metrics"):
         return None
     if path.startswith("/api/v1/uploads") and method in ("PATCH", "POST"):
         return "uploads"

@@ -18,7 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from central.access import login_csrf
-from central.access.auth import TokenRegistry, provide_principal
+from central.access.auth import TokenRegistry, metrics_scraper, provide_principal
 from central.access.scope import check_declarations, enforce_scope, no_borough, provide_within
 from central.core import openapi, providers
 from central.core.admission import Admission, AdmissionMiddleware
@@ -26,6 +26,7 @@ from central.core.errors import EXCEPTION_HANDLERS, error_response
 from central.core.headers import STATIC_PATH, add_security_headers
 from central.core.jobs import build_scheduler, stop_scheduler
 from central.core.leadership import Leadership
+from central.core.metrics import CentralCollector, CentralMetrics, RequestMetricsMiddleware
 from central.core.notifications import CHANGES, EVENTS, Listener
 from central.core.providers import Injected
 from central.core.services import AppServices, build_services
@@ -61,6 +62,7 @@ from central.web.public_pages import PublicData, PublicPage
 from central.web.rollout_pages import RolloutPages
 from fleet import __version__
 from fleet.config import CentralSettings
+from fleet.metrics import CONTENT_TYPE, exposition
 from fleet.protocol import Health
 
 
@@ -83,6 +85,22 @@ def healthz(
     if not ok:
         return error_response(503, "unavailable", "database not reachable")
     return Response(Health(status="ok", version=__version__, load=admission.load(), leading=leadership.leading))
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics of this replica (docs/metrics.md)",
+    description="The text exposition format. Needs the `[metrics]` token, or a force-wide admin.",
+    guards=[metrics_scraper],
+    tags=["health"],
+    media_type=CONTENT_TYPE,
+    responses=openapi.errors(401, 403),
+    security=[{openapi.BEARER: []}],  # it takes no principal: describe() would not say so
+    scope=no_borough("counts and timings, every borough's alike: the scraper's token or a force-wide admin"),
+    sync_to_thread=True,  # the collector reads the database
+)
+def metrics_endpoint(metrics: Injected[CentralMetrics]) -> Response:
+    return Response(exposition(metrics.registry), media_type=CONTENT_TYPE)
 
 
 WEB = Path(__file__).parents[1] / "web"
@@ -109,10 +127,11 @@ def create_app(settings: CentralSettings) -> Litestar:
                 expiry=timedelta(hours=settings.upload_expiry_hours),
                 body_idle_timeout_s=settings.limits.body_idle_timeout_s,
                 station_boroughs={station: entry.borough for station, entry in settings.stations.items()},
+                metrics=metrics,
             )
             opened.callback(receiver.close)
             await receiver.recover()
-            services = build_services(settings, store, blobs)
+            services = build_services(settings, store, blobs, metrics)
             services.disclosure.signer()  # a signing key that cannot be read stops central here, saying why
             services.releases.sweep_staging()  # firmware uploads a crash cut short
             with store.writer.write() as db:
@@ -139,7 +158,16 @@ def create_app(settings: CentralSettings) -> Litestar:
             opened.callback(leadership.stop)
             projection.start()
             opened.callback(projection.stop)
-            scheduler = build_scheduler(services, receiver, leadership)
+            chain_check = ChainCheck()
+            scheduler = build_scheduler(services, receiver, leadership, chain_check)
+            collector = CentralCollector(
+                store.writer,
+                settings,
+                leading=lambda: leadership.leading,
+                chain=lambda: (c[0], c[1].intact, c[1].records) if (c := chain_check.last) else None,
+            )
+            metrics.registry.register(collector)
+            opened.callback(metrics.registry.unregister, collector)
             providers.keep(
                 app,
                 AppServices.serving(
@@ -149,7 +177,7 @@ def create_app(settings: CentralSettings) -> Litestar:
                     admission=admission,
                     scheduler=scheduler,
                     login_csrf_key=login_csrf.signing_key(store.writer),
-                    chain_check=ChainCheck(),
+                    chain_check=chain_check,
                     leadership=leadership,
                 ),
             )
@@ -158,10 +186,12 @@ def create_app(settings: CentralSettings) -> Litestar:
             yield
 
     admission = Admission(settings.limits)
+    metrics = CentralMetrics()
     openapi_config = openapi.config()
     app = Litestar(
         route_handlers=[
             healthz,
+            metrics_endpoint,
             UploadController,
             ClipController,
             EventsController,
@@ -201,7 +231,11 @@ def create_app(settings: CentralSettings) -> Litestar:
             **providers.dependencies(),
         },
         guards=[enforce_scope],
-        middleware=[DefineMiddleware(AdmissionMiddleware, admission=admission)],
+        # Outermost first: the request metrics see every answer, admission's refusals included.
+        middleware=[
+            DefineMiddleware(RequestMetricsMiddleware, metrics=metrics),
+            DefineMiddleware(AdmissionMiddleware, admission=admission),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         lifespan=[lifespan],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -15,17 +17,29 @@ from central.core.leadership import Leadership, when_leading, when_leading_async
 from central.core.services import Services
 from central.evidence import audit, keep_request_escalation
 from central.uploads.receiver import UploadReceiver
+from central.web.evidence_pages import ChainCheck
 from fleet.clock import utc_now
 
+log = logging.getLogger(__name__)
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
-def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Leadership) -> AsyncIOScheduler:
+def build_scheduler(
+    services: Services, receiver: UploadReceiver, leadership: Leadership, chain_check: ChainCheck
+) -> AsyncIOScheduler:
     """Must be started inside the running loop (a lifespan hook), never at import.
 
-    Every replica schedules every job; each runs only where ``leadership`` says this process leads."""
-    settings, health, retention = services.settings, services.health, services.retention
-    led, led_async = partial(when_leading, leadership), partial(when_leading_async, leadership)
+    Every replica schedules every job; each runs only where ``leadership`` says this process leads.
+    Each run is counted and timed by job id (``fleet_central_job_*``, docs/metrics.md); a replica
+    that does not lead counts nothing."""
+    settings, health, retention, metrics = services.settings, services.health, services.retention, services.metrics
+
+    def led(job: Callable[..., object], name: str) -> Callable[..., object]:
+        return when_leading(leadership, metrics.timed(name, job))
+
+    def led_async(job: Callable[..., Any], name: str) -> Callable[..., Any]:
+        return when_leading_async(leadership, metrics.timed_async(name, job))
+
     scheduler = AsyncIOScheduler(
         timezone="UTC",
         job_defaults={"coalesce": True, "max_instances": 1},
@@ -33,11 +47,14 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
     )
     # On the loop, like the receiver's requests: an upload is only forgotten when no PATCH holds its asyncio lock.
     scheduler.add_job(
-        led_async(receiver.expire), "interval", minutes=settings.expiry_check_minutes, id="expire-uploads"
+        led_async(receiver.expire, "expire-uploads"),
+        "interval",
+        minutes=settings.expiry_check_minutes,
+        id="expire-uploads",
     )
     # The health job reads and writes SQLite for a while: off the event loop, in apscheduler's pool.
     scheduler.add_job(
-        led(health.run),
+        led(health.run, "fleet-health"),
         "interval",
         minutes=settings.fleet.health_check_minutes,
         id="fleet-health",
@@ -46,11 +63,16 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
     )
     # Daily: soft-delete what retention ended and no hold protects, purge after recovery.
     scheduler.add_job(
-        led(retention.run), "cron", hour=settings.retention.job_hour_utc, minute=0, id="retention", executor="threads"
+        led(retention.run, "retention"),
+        "cron",
+        hour=settings.retention.job_hour_utc,
+        minute=0,
+        id="retention",
+        executor="threads",
     )
     # Daily too: a closed public request's contact address is erased once it is no longer needed.
     scheduler.add_job(
-        led(services.keep_requests.forget_contacts),
+        led(services.keep_requests.forget_contacts, "keep-request-contacts"),
         "cron",
         hour=settings.retention.job_hour_utc,
         minute=30,
@@ -59,7 +81,7 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
     )
     # Daily too: firmware artifacts no release names (a crash during an addition), a day old at least.
     scheduler.add_job(
-        led(services.releases.sweep_orphans),
+        led(services.releases.sweep_orphans, "firmware-orphans"),
         "cron",
         hour=settings.retention.job_hour_utc,
         minute=45,
@@ -69,7 +91,7 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
     # Hourly: a public request past its review date is written to the audit trail (once), besides
     # heading the queue and the overview's alerts; it is never closed or released for being late.
     scheduler.add_job(
-        led(partial(keep_request_escalation.escalate, services.store.writer)),
+        led(partial(keep_request_escalation.escalate, services.store.writer), "keep-request-overdue"),
         "interval",
         hours=1,
         id="keep-request-overdue",
@@ -85,10 +107,12 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
         executor="threads",
     )
     # New clips get their end of retention soon after they are verified.
-    scheduler.add_job(led(retention.assess), "interval", minutes=10, id="retention-assess", executor="threads")
+    scheduler.add_job(
+        led(retention.assess, "retention-assess"), "interval", minutes=10, id="retention-assess", executor="threads"
+    )
     # The audit chain's anchors and head go to the file kept outside the database (first at start-up).
     scheduler.add_job(
-        led(partial(audit.publish, services.store.writer, settings.anchors_file)),
+        led(partial(audit.publish, services.store.writer, settings.anchors_file), "publish-anchors"),
         "interval",
         minutes=settings.audit.publish_minutes,
         id="publish-anchors",
@@ -98,14 +122,35 @@ def build_scheduler(services: Services, receiver: UploadReceiver, leadership: Le
     # Every replica (no leader needed: a published month never changes) works out the latest
     # public figures before the first visitor asks, a minute after start-up and then hourly.
     scheduler.add_job(
-        services.public_figures.warm,
+        metrics.timed("public-figures", services.public_figures.warm),
         "interval",
         hours=1,
         id="public-figures",
         executor="threads",
         next_run_time=utc_now() + timedelta(minutes=1),
     )
+    # The whole audit chain recomputed (and checked against the published anchors): what the
+    # audit page's button does, by the leader, so a broken chain raises an alert without anyone
+    # asking (fleet_central_audit_chain_intact). Not at start-up: on a large force it takes a while.
+    scheduler.add_job(
+        led(partial(verify_chain, services, chain_check), "verify-audit-chain"),
+        "interval",
+        hours=settings.audit.verify_hours,
+        id="verify-audit-chain",
+        executor="threads",
+        next_run_time=utc_now() + timedelta(minutes=5),
+    )
     return scheduler
+
+
+def verify_chain(services: Services, chain_check: ChainCheck) -> bool:
+    """Recompute the audit chain, keep the result for the audit page and ``/metrics``; whether it is intact."""
+    published = audit.read_published(services.settings.anchors_file)
+    report = audit.verify_database(services.store.writer, published)
+    chain_check.last = (utc_now(), report, len(published), "central (scheduled check)")
+    if not report.intact:
+        log.error("the audit chain is broken at record %s: %s", report.first_broken, report.reason)
+    return report.intact
 
 
 async def stop_scheduler(scheduler: AsyncIOScheduler) -> None:

@@ -8,7 +8,8 @@ completes each operation once, before the document is first built (lazily, on re
 - a route that takes the caller (``principal``) needs the bearer token: 401 and 403;
 - a route with parameters or a body: 400; with a path parameter: 404 (no such thing); with
   a JSON body: 413 (over the request size limit);
-- a route admission control may refuse (``central.core.admission.lane_of``: all but ``/healthz``):
+- a route admission control may refuse (``central.core.admission.lane_of``: all but ``/healthz``
+  and ``/metrics``):
   429 and 503, with Retry-After;
 - whatever else a route can answer (409, 415, ...) its decorator declares with ``errors()``,
   and a success without a body (tus) with ``empty()``.

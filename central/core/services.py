@@ -21,6 +21,7 @@ from central.access.scope import OwnerLookup
 from central.access.users import UserService
 from central.core.admission import Admission
 from central.core.leadership import Leadership
+from central.core.metrics import CentralMetrics
 from central.core.store import CentralStore
 from central.events.changes import ChangeLog
 from central.events.log import EventLog
@@ -82,6 +83,8 @@ class Services:
     """Releases and profiles delivered in phases that pause themselves (``central.firmware.deployments``)."""
     public_figures: PublicFigures
     """The published months' figures, computed once each in this process (``central.web.public_figures``)."""
+    metrics: CentralMetrics
+    """This process's counters for ``/metrics`` (``central.core.metrics``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -123,17 +126,24 @@ class AppServices(Services):
         )
 
 
-PLAIN_VALUES = frozenset({"settings", "admission", "login_csrf_key", "chain_check", "leadership"})
+PLAIN_VALUES = frozenset({"settings", "admission", "login_csrf_key", "chain_check", "leadership", "metrics"})
 """Fields that never touch the database, the disk or the network: any handler may take them
 (the others are services: see the event-loop rule in ``central.core.providers``)."""
 
 
-def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobStore | None = None) -> Services:
-    """The feature services over ``store`` (``blobs``: the configured blob store when not given)."""
+def build_services(
+    settings: CentralSettings,
+    store: CentralStore,
+    blobs: BlobStore | None = None,
+    metrics: CentralMetrics | None = None,
+) -> Services:
+    """The feature services over ``store`` (``blobs``: the configured blob store when not given;
+    ``metrics``: the app's, when serving)."""
     blobs = blobs or open_blob_store(settings)
+    metrics = metrics or CentralMetrics()
     changes = ChangeLog(store.writer, settings)
     stations = StationService(store.writer, settings)
-    retention = RetentionService(store.writer, changes, blobs, settings)
+    retention = RetentionService(store.writer, changes, blobs, settings, metrics)
     disclosure = DisclosureService(store.writer, blobs, settings)
     rollout = RolloutService(store.writer, changes, settings)
     models = ModelService(store.writer)
@@ -145,7 +155,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         blobs=blobs,
         changes=changes,
         stations=stations,
-        events=EventLog(store.writer, Projector(settings.fleet, changes)),
+        events=EventLog(store.writer, Projector(settings.fleet, changes), metrics),
         devices=DeviceService(store.writer, changes),
         officers=OfficerService(store.writer, changes),
         assignments=AssignmentService(store.writer, changes),
@@ -163,6 +173,7 @@ def build_services(settings: CentralSettings, store: CentralStore, blobs: BlobSt
         profiles=ProfileService(store.writer),
         deployments=deployments,
         public_figures=PublicFigures(store.writer, stations),
+        metrics=metrics,
     )
 
 

@@ -27,6 +27,7 @@ from central.access.scope import OWN_RECORDS
 from central.core import database
 from central.core.database import Database
 from central.core.leadership import Leadership
+from central.core.metrics import CentralMetrics
 from central.core.notifications import EVENTS, notify
 from central.core.openapi import errors
 from central.core.providers import Injected
@@ -88,9 +89,11 @@ class EventLog:
     from ``applied_seq`` after the restart.
     """
 
-    def __init__(self, writer: Database, projector: Projector) -> None:
+    def __init__(self, writer: Database, projector: Projector, metrics: CentralMetrics | None = None) -> None:
         self.writer = writer
         self.projector = projector
+        self.metrics = metrics or CentralMetrics()
+        """Events received, acknowledged and applied by this process (``central.core.metrics``)."""
         self.pending = threading.Event()
         """Set when there are acknowledged events to apply (wakes the projection worker)."""
         self._ingesting = 0
@@ -123,7 +126,7 @@ class EventLog:
         now = now or utc_now()
         received = to_iso(now)
         with self.writer.write() as db:
-            acked = stations.heard_from(db, station_id, borough)
+            acked = before = stations.heard_from(db, station_id, borough)
             envelopes = {e.seq: e for e in batch.events}
             seqs = sorted(envelopes)
             stored = {}
@@ -167,6 +170,9 @@ class EventLog:
                 notify(db, EVENTS, station_id)  # the leading replica's projection, wherever it runs
         if new:
             self.pending.set()
+        self.metrics.events_received.labels("stored").inc(len(new))
+        self.metrics.events_received.labels("duplicate").inc(len(seqs) - len(new))
+        self.metrics.events_acknowledged.inc(max(0, acked - before))
         return EventAck(acked_seq=acked, stored=len(new), duplicates=len(seqs) - len(new))
 
     @staticmethod
@@ -222,6 +228,7 @@ class EventLog:
             if events:
                 self._apply_contained(db, events)
             stations.applied(db, {r[0]: r[1] for r in rows})  # each station's last
+        self.metrics.events_applied.inc(len(rows))  # committed
         return len(rows)
 
     def _apply_contained(self, db, events: list[Applied]) -> None:

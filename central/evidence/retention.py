@@ -34,6 +34,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from central.access.auth import Caller, user_with
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
 from central.core.database import Database
+from central.core.metrics import CentralMetrics
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, decode_time_cursor, page_response
 from central.core.providers import Injected
@@ -173,7 +174,16 @@ class RulesChange(msgspec.Struct, kw_only=True):
 
 
 class RetentionService:
-    def __init__(self, writer: Database, changes, blobs: BlobStore, settings: CentralSettings) -> None:
+    def __init__(
+        self,
+        writer: Database,
+        changes,
+        blobs: BlobStore,
+        settings: CentralSettings,
+        metrics: CentralMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics or CentralMetrics()
+        """Clips deleted and held back by this process's runs (``central.core.metrics``)."""
         self.writer = writer
         self.changes = changes
         self.blobs = blobs
@@ -430,6 +440,7 @@ class RetentionService:
                 "AND clip_id NOT IN (SELECT clip_id FROM held_now)",
                 [cutoff],
             ).fetchone()[0]
+        self.metrics.retention_report(report)
         return report
 
     def _sweep(self) -> int:

@@ -20,7 +20,7 @@ import logging
 import os
 import uuid
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from central.access.auth import Principal
 from central.core.directbody import DirectBody
+from central.core.metrics import CentralMetrics
 from central.core.store import CentralStore
 from central.uploads.blobstore import BlobStore
 from central.uploads.body import RequestBody
@@ -256,8 +257,11 @@ class UploadReceiver:
         expiry: timedelta,
         body_idle_timeout_s: float = 60.0,
         station_boroughs: Mapping[str, str] | None = None,
+        metrics: CentralMetrics | None = None,
     ) -> None:
         self.uploads = UploadService(store.writer, station_boroughs)
+        self.metrics = metrics or CentralMetrics()
+        """Uploads verified, bytes received, checksums refused (``central.core.metrics``)."""
         self.body_idle_timeout_s = body_idle_timeout_s
         """A PATCH whose body stalls this long is ended (what arrived is kept): a dead link must not
         hold its place in central's upload lane (central/core/admission.py) for ever."""
@@ -355,8 +359,11 @@ class UploadReceiver:
             existing = await asyncio.to_thread(self.uploads.upload_for_clip, clip_id)
             if existing is None and whole:
                 # A zero-byte clip is whole with no body at all: stored and verified like any other.
-                return await self._create_whole(
-                    principal, meta, length, raw_metadata, checksum, body if body is not None else _no_bytes()
+                return await self._counted(
+                    0,
+                    self._create_whole(
+                        principal, meta, length, raw_metadata, checksum, body if body is not None else _no_bytes()
+                    ),
                 ), True
             upload, created = await asyncio.to_thread(self.create, principal, length, raw_metadata)
         if body is None:
@@ -544,14 +551,29 @@ class UploadReceiver:
             if offset != upload.offset:
                 raise OffsetMismatch(f"Upload-Offset {offset} does not match the server's {upload.offset}")
             if upload.staged:
-                return await self._staged().append(upload, checksum, body)
+                return await self._counted(upload.offset, self._staged().append(upload, checksum, body))
             if upload.offset and await asyncio.to_thread(self._part_short_of, upload):
                 return await asyncio.to_thread(self._account_for_missing_part, upload)
             whole = await self._whole_hash(upload)
             try:
-                return await self._receive(upload, whole, checksum, direct or body)
+                return await self._counted(upload.offset, self._receive(upload, whole, checksum, direct or body))
             except OSError as exc:
                 raise storage_error(exc) from exc
+
+    async def _counted(self, before: int, receiving: Awaitable[Upload]) -> Upload:
+        """``receiving`` (an upload not verified, at offset ``before``), its bytes and outcome counted."""
+        try:
+            upload = await receiving
+        except ChecksumMismatch as exc:
+            # Every whole-file mismatch (here and in ``staged``) resets the upload to 0 and says so;
+            # a chunk's refusal keeps the offset.
+            self.metrics.verification_failures.labels("file" if "reset to offset 0" in exc.message else "chunk").inc()
+            raise
+        self.metrics.upload_received_bytes.inc(max(0, upload.offset - before))
+        if upload.verified:
+            self.metrics.uploads_verified.inc()
+            self.metrics.upload_verified_bytes.inc(upload.length)
+        return upload
 
     async def _receive(
         self,

@@ -34,6 +34,7 @@ import httpx
 from fleet.cipher import SealedReader
 from fleet.clock import utc_now
 from fleet.errors import (
+    ChecksumMismatch,
     ConfigError,
     DamagedCopyError,
     PermanentTransferError,
@@ -43,6 +44,7 @@ from fleet.errors import (
 from fleet.hashing import new_checksum
 from fleet.protocol import CLIP_STATE_HEADER, TUS_VERSION, UploadMetadata, encode_upload_metadata
 from fleet.retry import RetryPolicy, as_transfer_error
+from station.metrics import StationMetrics
 from station.store import StationStore
 from station.store.queue import QueuedClip
 from station.sync.errors import error_from_response
@@ -83,8 +85,10 @@ class SyncWorker:
         *,
         concurrency: int = 2,
         window: UploadWindow | None = None,
+        metrics: StationMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or StationMetrics()
         self.window = window
         """Outside it only evidential and held clips are claimed (None: any clip, any time)."""
         self.uploader = uploader
@@ -153,24 +157,31 @@ class SyncWorker:
             # Not central's refusal nor a passing fault: the station's copy itself is bad. Failed at
             # once, for a person to look at (`fleet station status`); it is never marked verified.
             log.error("clip %s not uploaded: %s", clip.clip_id, exc)
+            self.metrics.upload_failures.labels("damaged").inc()
             self.store.queue.mark_failed(clip.clip_id, str(exc), damaged=True)
             report.failed.append(clip.clip_id)
         except Exception as exc:  # every failure is recorded against the clip, none escapes
             error = as_transfer_error(exc)
+            if error.status == ChecksumMismatch.status_code:
+                self.metrics.verification_failures.inc()
             if isinstance(error, PermanentTransferError) and clip.last_error == f"{REFUSED_ONCE}{error}":
                 # Refused twice in the same words: the request itself is refused, not a damaged copy.
                 log.error("clip %s refused by central, not retried: %s", clip.clip_id, error)
+                self.metrics.upload_failures.labels("refused").inc()
                 self.store.queue.mark_failed(clip.clip_id, str(error))
                 report.failed.append(clip.clip_id)
                 return False
             delay = self.policy.backoff_delay(clip.attempts + 1, error)
             reason = f"{REFUSED_ONCE}{error}" if isinstance(error, PermanentTransferError) else str(error)
             self.store.queue.mark_waiting(clip.clip_id, reason, utc_now() + timedelta(seconds=delay))
+            self.metrics.upload_failures.labels("retried").inc()
             report.waiting.append(clip.clip_id)
             if error.status is None:
                 report.central_unreachable = True  # no answer at all: stop claiming more this pass
             log.warning("clip %s will be retried in %.1fs: %s", clip.clip_id, delay, error)
         else:
+            self.metrics.uploads_verified.inc()  # central verified it; marked so by run_once
+            self.metrics.upload_verified_bytes.inc(clip.size)
             return True
         return False
 

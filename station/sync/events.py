@@ -21,6 +21,7 @@ from fleet.clock import utc_now
 from fleet.errors import PermanentTransferError
 from fleet.events import Backlog, EventAck, RawEventBatch, RawEventEnvelope
 from fleet.retry import RetryPolicy, as_transfer_error
+from station.metrics import StationMetrics
 from station.store import StationStore
 from station.sync.errors import error_from_response
 
@@ -48,8 +49,10 @@ class EventSender:
         *,
         batch_size: int = 1000,
         heartbeat: timedelta = timedelta(seconds=60),
+        metrics: StationMetrics | None = None,
     ) -> None:
         self.client = client
+        self.metrics = metrics or StationMetrics()
         self.store = store
         self.outbox = store.outbox
         self.policy = policy
@@ -82,6 +85,7 @@ class EventSender:
                         break
             except Exception as exc:  # recorded and retried later with backoff, never raised into the job
                 error = as_transfer_error(exc)
+                self.metrics.event_send_failures.inc()
                 self._failures += 1
                 delay = self.policy.backoff_delay(self._failures, error)
                 self._not_before = utc_now() + timedelta(seconds=delay)
@@ -109,6 +113,7 @@ class EventSender:
                 before,
             )
         self.outbox.acknowledge(ack.acked_seq)
+        self.metrics.events_acknowledged.inc(max(0, ack.acked_seq - before))
         first = self.outbox.pending(1)
         if first and first[0].seq != ack.acked_seq + 1:
             log.error(

@@ -25,6 +25,8 @@ PUBLIC = "public"
 POLICY: dict[str, frozenset[str] | str] = {
     # health, login and the API document need no token
     "GET /healthz": PUBLIC,
+    # Prometheus's scrape: the [metrics] token (tests/central/core/test_metrics.py) or an admin
+    "GET /metrics": ADMIN,
     "GET /login": PUBLIC,
     "POST /login": PUBLIC,
     # the dashboard's stylesheets: the login page needs them before anyone has logged in

@@ -32,6 +32,8 @@ NO_BOROUGH, FORCE_WIDE, TOUCHES, LISTS, FOR_ANYONE = "no borough", "force-wide",
 
 SCOPE: dict[str, str] = {
     "GET /healthz": NO_BOROUGH,
+    # every borough's counts alike: only the [metrics] token or a force-wide admin (its own guard)
+    "GET /metrics": NO_BOROUGH,
     "GET /static/{file_path:path}": NO_BOROUGH,
     "HEAD /static/{file_path:path}": NO_BOROUGH,
     "GET /login": NO_BOROUGH,

@@ -173,3 +173,18 @@ def test_deployment_results_and_offers_read_growing_tables_by_index_only(traced)
     with services(client.app).store.writer.read() as db:
         found = full_scans(db, statements, GROWING)
     assert not found, report(found)
+
+
+@pytest.mark.sqlite_only
+def test_a_scrape_of_metrics_reads_no_growing_table_but_the_cameras(traced):
+    """A scrape every 15 s on every replica: its queries use partial indexes or small tables; the
+    one pass it makes is over the cameras (tens of thousands for the Met, never its clips)."""
+    client, statements = traced
+    client.post("/api/v1/holds", headers=ADMIN, json={"kind": "case", "case_ref": "OP-1", "reason": "op"})
+    post(client, CAMDEN, [docked("BWV-1")])
+    statements.clear()
+    assert client.get("/metrics", headers=ADMIN).status_code == 200
+    assert statements, "the trace saw the scrape"
+    with services(client.app).store.writer.read() as db:
+        found = full_scans(db, statements, [t for t in GROWING if t != "devices"])
+    assert not found, report(found)

@@ -57,6 +57,11 @@ SHARED_READS = {
         "a camera's effective profile is decided by its model, its borough and the role of the officer it "
         "is issued to: one indexed lookup by serial (``profiles.ProfileService.explain``)",
     ),
+    "core": (
+        {"uploads", "holds", "devices", "stations"},
+        "the /metrics collector's aggregate counts at scrape time (``metrics.CentralCollector``): uploads "
+        "under way and holds in force from their partial indexes, cameras and stations by borough",
+    ),
     "web": (
         {"devices", "conflicts", "attributions", "clips", "clip_retention", "audit", "officers", "assignments"},
         "the dashboard's read-only counts and listings",
