@@ -100,7 +100,7 @@ def build_scheduler(
     )
     # A deployment's phase whose soak has ended opens the next without waiting for a result to arrive.
     scheduler.add_job(
-        led(services.deployments.advance_running),
+        led(services.deployments.advance_running, "deployment-phases"),
         "interval",
         seconds=settings.firmware.phase_check_seconds,
         id="deployment-phases",

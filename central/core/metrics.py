@@ -96,17 +96,17 @@ class CentralMetrics:
             "fleet_central_events_applied", "Events the projection applied to fleet state (the leader)"
         )
         self.job_runs = counter(
-            "fleet_central_job_runs", "Scheduled jobs run by this process, by outcome", ["job", "outcome"]
+            "fleet_central_job_runs", "Scheduled jobs run by this process, by outcome", ["task", "outcome"]
         )
         self.job_duration = gauge_(
             "fleet_central_job_last_duration_seconds",
             "How long the job's last run in this process took",
-            ["job"],
+            ["task"],
         )
         self.job_last_success = gauge_(
             "fleet_central_job_last_success_timestamp_seconds",
             "When the job last ended without an error in this process (Unix time)",
-            ["job"],
+            ["task"],
         )
         self.retention_deleted = counter(
             "fleet_central_retention_deleted_clips",

@@ -145,9 +145,9 @@ def test_jobs_retention_and_the_audit_chain_once_they_run(client):
         scheduler.get_job(job).func()  # as the scheduler calls it, on this thread
     samples = scrape(client)
     assert value(samples, "fleet_central_leader") == 1
-    assert value(samples, "fleet_central_job_runs_total", job="retention", outcome="ok") == 1
-    assert value(samples, "fleet_central_job_last_success_timestamp_seconds", job="retention") > 0
-    assert value(samples, "fleet_central_job_runs_total", job="expire-uploads", outcome="ok") == 0  # declared at 0
+    assert value(samples, "fleet_central_job_runs_total", task="retention", outcome="ok") == 1
+    assert value(samples, "fleet_central_job_last_success_timestamp_seconds", task="retention") > 0
+    assert value(samples, "fleet_central_job_runs_total", task="expire-uploads", outcome="ok") == 0  # declared at 0
     assert value(samples, "fleet_central_audit_chain_intact") == 1
     assert value(samples, "fleet_central_audit_chain_records") > 0
     assert ("fleet_central_retention_deleted_clips_total", (("stage", "purged"),)) in samples
@@ -159,6 +159,9 @@ def test_jobs_retention_and_the_audit_chain_once_they_run(client):
         if line.startswith("# TYPE")
     }
     assert exposed <= documented, sorted(exposed - documented)
+    # Prometheus gives every series of a target ``job`` and ``instance``: a metric's own would be renamed
+    reserved = [(name, labels) for name, labels in samples if {k for k, _ in labels} & {"job", "instance"}]
+    assert not reserved, reserved
 
 
 @pytest.mark.slow  # an app of its own: the whole suite, not test-fast

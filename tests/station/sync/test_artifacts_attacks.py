@@ -167,8 +167,9 @@ def test_offers_that_would_cut_into_the_stations_reserve_are_not_downloaded(stor
     """Clips are footage: a download that would leave less than ``min_free_bytes`` free waits."""
     offer(store, signed(vendor))
     hostile = Hostile(lambda header: httpx.Response(200, headers={"Fleet-Artifact-Sha256": SHA}, content=ARTIFACT))
-    free = shutil.disk_usage(store.data_dir).free
-    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [TrustedKey(vendor.public_key())], reserve_bytes=free)
+    # The disk's whole size: no download can leave that much free, however much other processes free meanwhile.
+    whole = shutil.disk_usage(store.data_dir).total
+    fetcher = ArtifactFetcher(hostile.client(), store, FAST, [TrustedKey(vendor.public_key())], reserve_bytes=whole)
     report = fetcher.run_once()
     assert "room" in report.failed[SHA] and hostile.ranges == [] and folder_files(store) == []
     fetcher.reserve_bytes = 0
