@@ -75,12 +75,12 @@ def _layers(dockings: Sequence[Docking]) -> list[list[Docking]]:
 def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[str]:
     """A run of dockings and their battery readings; the cameras first seen here, in run order."""
     serials = list(dict.fromkeys(d["serial"] for d in dockings))
-    known = {
-        serial
-        for (serial,) in db.execute(
-            f"SELECT serial FROM devices WHERE {db.dialect.any_of('serial')}", [db.dialect.many(serials)]
-        )
-    }
+    known = dict(
+        db.execute(
+            f"SELECT serial, model = '' OR borough IS NULL FROM devices WHERE {db.dialect.any_of('serial')}",
+            [db.dialect.many(serials)],
+        ).fetchall()
+    )
     latest = db.dialect.greatest("COALESCE(devices.last_docked_at, '')", "excluded.last_docked_at")
     upsert = f"""INSERT INTO devices (serial, model, firmware, lifecycle, borough, home_station, registered_by,
                registered_at, last_docked_at, last_station, telemetry, battery_soh, battery_cycles,
@@ -135,6 +135,9 @@ def record(db, dockings: Sequence[Docking], readings: Sequence[tuple]) -> list[s
     first = [serial for serial in serials if serial not in known]
     if first:
         settings_history.observe(db, first, "first seen docking", "central", dockings[0]["now"])
+    # A camera registered without its model or borough takes them from its first docking: its profile changes.
+    if filled := [serial for serial, unknown in known.items() if unknown]:
+        settings_history.observe(db, filled, "first docking", "central", dockings[0]["now"])
     return first
 
 

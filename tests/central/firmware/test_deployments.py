@@ -407,6 +407,24 @@ def test_a_resume_restarts_the_soak_and_only_results_after_it_count(client):
     assert d["phases"][1]["state"] == "open" and "soaked 24 h with 3 result(s)" in d["decision"]
 
 
+def test_the_job_leaves_a_paused_deployment_and_one_made_before_soaks_as_they_are(client):
+    d = create(client, release_id=release(client), phases=[{"share_pct": 50, "soak_hours": 1}, {"share_pct": 100}])
+    canary = sorted(cameras(client, d["id"], state="offered"))
+    results(client, d["id"], dict.fromkeys(canary[:3], True))
+    decide(client, d["id"], "pause", reason="a complaint")
+    hours_ago(client, d["id"], "opened_at", 100)
+    advance(client)
+    assert show(client, d["id"])["state"] == "paused" and show(client, d["id"])["phases"][1]["state"] == "waiting"
+    with services(client.app).store.writer.write() as db:  # as v28 left a deployment made before it
+        db.execute("UPDATE deployment_phases SET soak_hours = NULL WHERE deployment_id = ?", [d["id"]])
+    decide(client, d["id"], "resume", reason="the complaint was about something else")
+    results(client, d["id"], dict.fromkeys(canary[3:6], True))
+    hours_ago(client, d["id"], "resumed_at", 100)
+    advance(client)
+    shown = show(client, d["id"])
+    assert shown["phases"][1]["state"] == "waiting" and shown["phases"][0]["soak_hours"] is None
+
+
 def test_a_camera_that_keeps_failing_gives_up_and_a_repeated_result_counts_once(client):
     release_id = release(client)
     d = create(

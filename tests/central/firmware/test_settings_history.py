@@ -12,6 +12,7 @@ from fleet.profiles import CameraSettings
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.firmware.test_deployments import create, fleet, offers, send, serving
 from tests.central.firmware.test_profiles import camera
+from tests.central.fleetdata import docked
 
 
 @pytest.fixture
@@ -180,3 +181,15 @@ def test_a_hostile_reason_becomes_one_printable_line_of_its_cause_and_is_escaped
     assert cause.isprintable() and "\\n" in cause and "\\u202e" in cause and cause.startswith("issue to PC9 ended")
     page = client.get("/devices/BWV-P1", headers=ADMIN).text
     assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
+
+
+def test_a_camera_registered_without_model_or_borough_takes_them_from_its_first_docking_as_a_version(client):
+    """Its first docking gives it the station's borough and its own model: its profile changes."""
+    client.put("/api/v1/profiles/borough:Camden", json={"mount": "head"}, headers=ADMIN).raise_for_status()
+    client.put("/api/v1/profiles/model:Axon Body 2", json={"frame_rate": 50}, headers=ADMIN).raise_for_status()
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-N1"}]).raise_for_status()
+    send(client, "camden", [docked("BWV-N1", 2)])
+    effective = client.get("/api/v1/devices/BWV-N1/profile", headers=ADMIN).json()["settings"]
+    assert effective["mount"] == "head" and effective["frame_rate"] == 50
+    newest = history(client, "BWV-N1")["items"][0]
+    assert newest["settings"] == effective and newest["cause"] == "first docking"
