@@ -17,6 +17,7 @@ one ends, central offers again what another running deployment holds for that ca
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +34,7 @@ from central.firmware.phases import Candidate, Figures, PhaseSpec, Rule
 from central.firmware.profiles import cameras_resolved, effective
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
-from fleet.errors import BadRequest, Conflict, NotFound
+from fleet.errors import BadRequest, Conflict, FleetError, NotFound
 from fleet.events import CameraUpdate, CameraUpdateOffered, CameraUpdateRelease, CameraUpdateResult, ChangeItem
 from fleet.firmware import Model, Version
 from fleet.profiles import BoroughName
@@ -44,6 +45,8 @@ CameraState = Literal["waiting", "offered", "updated", "failed", "gave_up", "can
 ACTIVE = ("offered", "failed")
 """A camera's states in which its offer stands (while the deployment runs)."""
 FINAL = ("updated", "gave_up", "cancelled")
+log = logging.getLogger(__name__)
+
 ELIGIBLE = ("in_stock", "allocated", "issued", "in_service")
 """Lifecycle states a deployment may target: never retired, lost or in repair."""
 DEPARTED = ("repair", "lost", "retired")
@@ -916,9 +919,16 @@ class DeploymentService:
         were judged."""
         with self.writer.read() as db:
             running = [r[0] for r in db.execute("SELECT id FROM deployments WHERE state = 'running' ORDER BY id")]
+        failed: list[int] = []
         for deployment_id in running:
-            with self.writer.write() as db:
-                _advance(db, self.changes, deployment_id, to_iso(utc_now()))
+            try:
+                with self.writer.write() as db:
+                    _advance(db, self.changes, deployment_id, to_iso(utc_now()))
+            except Exception:  # one deployment's fault must not hold the others' phases back
+                log.exception("judging deployment %d's phases failed", deployment_id)
+                failed.append(deployment_id)
+        if failed:
+            raise FleetError(f"judging the phases of deployment(s) {', '.join(map(str, failed))} failed (see the log)")
         return len(running)
 
     @staticmethod

@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import to_iso, utc_now
+from fleet.errors import FleetError
 from fleet.events import CameraUpdateOffered, CameraUpdateResult
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.firmware.conftest import MODEL, firmware_settings, sign
@@ -384,6 +385,30 @@ def test_the_scheduled_job_opens_the_next_phase_once_the_soak_has_ended(tmp_path
             assert time.monotonic() < deadline, "the job never opened phase 2"
             time.sleep(0.1)
         assert "soaked" in show(c, d["id"])["decision"]
+
+
+def test_one_deployment_that_cannot_be_judged_does_not_hold_the_others_back(client, monkeypatch):
+    from central.firmware import deployments
+
+    soaked = [{"share_pct": 50, "min_results": 3, "soak_hours": 1}, {"share_pct": 100}]
+    broken = create(client, release_id=release(client), phases=soaked)
+    fine = create(client, profiles=True, phases=soaked)
+    for d in (broken, fine):
+        hours_ago(client, d["id"], "opened_at", 2)
+    results(
+        client, fine["id"], dict.fromkeys(sorted(cameras(client, fine["id"], state="offered"))[:3], True), version=None
+    )
+    judge = deployments._advance
+
+    def failing(db, feed, deployment_id, now):
+        if deployment_id == broken["id"]:
+            raise RuntimeError("a fault in one deployment")
+        judge(db, feed, deployment_id, now)
+
+    monkeypatch.setattr(deployments, "_advance", failing)
+    with pytest.raises(FleetError, match=f"deployment\\(s\\) {broken['id']} failed"):
+        services(client.app).deployments.advance_running()
+    assert show(client, fine["id"])["phases"][1]["state"] == "open"
 
 
 def test_a_resume_restarts_the_soak_and_only_results_after_it_count(client):
