@@ -378,6 +378,16 @@ def _phases(db, deployment_id: int) -> list[_Phase]:
     return found
 
 
+def _soak_ended(phases: list[_Phase], now: str) -> bool:
+    """A phase waits, and the newest open one has run its soak: the clock may open the next (the
+    rules decide, with the figures); the only judgement time alone can change."""
+    opened = [p for p in phases if p.state != "waiting"]
+    if not opened or len(opened) == len(phases):
+        return False
+    newest = opened[-1]
+    return newest.rule.soak_hours is not None and newest.running_hours(now) >= newest.rule.soak_hours
+
+
 def _figures(db, deployment_id: int) -> dict[int, Figures]:
     """Each phase's figures, in one pass over the deployment's cameras."""
     counts: dict[int, dict[str, int]] = {}
@@ -914,13 +924,16 @@ class DeploymentService:
             return self._view(db, created)
 
     def advance_running(self) -> int:
-        """Judge every running deployment's phases again (the scheduled job): a soak ends with the
-        clock, not with a result arriving. Each deployment in its own transaction. Returns how many
-        were judged."""
+        """Judge again the running deployments whose newest phase's soak has ended while a phase
+        still waits (the scheduled job): a soak ends with the clock, not with a result arriving;
+        everything else is judged as results and lifecycle changes are applied. Each deployment in
+        its own transaction. Returns how many were judged."""
+        now = to_iso(utc_now())
         with self.writer.read() as db:
             running = [r[0] for r in db.execute("SELECT id FROM deployments WHERE state = 'running' ORDER BY id")]
+            due = [d for d in running if _soak_ended(_phases(db, d), now)]
         failed: list[int] = []
-        for deployment_id in running:
+        for deployment_id in due:
             try:
                 with self.writer.write() as db:
                     _advance(db, self.changes, deployment_id, to_iso(utc_now()))
@@ -929,7 +942,7 @@ class DeploymentService:
                 failed.append(deployment_id)
         if failed:
             raise FleetError(f"judging the phases of deployment(s) {', '.join(map(str, failed))} failed (see the log)")
-        return len(running)
+        return len(due)
 
     @staticmethod
     def _in_state(db, deployment_id: int, allowed: tuple[str, ...], verb: str) -> _Row:

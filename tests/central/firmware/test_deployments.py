@@ -337,9 +337,10 @@ def hours_ago(c, deployment_id: int, column: str, hours: float) -> None:
         )
 
 
-def advance(c) -> None:
-    """What the elected ``deployment-phases`` job does every ``phase_check_seconds``."""
-    assert services(c.app).deployments.advance_running() >= 0
+def advance(c) -> int:
+    """What the elected ``deployment-phases`` job does every ``phase_check_seconds``: how many
+    deployments it judged (those whose newest phase's soak has ended, a phase still waiting)."""
+    return services(c.app).deployments.advance_running()
 
 
 def test_a_phase_that_soaked_with_enough_good_results_opens_the_next_without_waiting_for_its_stragglers(client):
@@ -353,10 +354,11 @@ def test_a_phase_that_soaked_with_enough_good_results_opens_the_next_without_wai
     canary = sorted(cameras(client, d["id"], state="offered"))
     assert len(canary) == 15
     results(client, d["id"], dict.fromkeys(canary[:3], True))
-    advance(client)
+    assert advance(client) == 0  # nothing the clock can change yet: not even read
     assert show(client, d["id"])["phases"][1]["state"] == "waiting"  # three results, but not three days yet
     hours_ago(client, d["id"], "opened_at", 73)
-    advance(client)
+    assert advance(client) == 1
+    assert advance(client) == 0  # the last phase is open: the clock has nothing left to open
     d = show(client, d["id"])
     assert d["phases"][1]["state"] == "open" and d["phases"][0]["state"] == "open"  # its stragglers stay offered
     assert "phase 2 (100 %) opened after phase 1: soaked 72 h with 3 result(s), 0 with a failure" in d["decision"]
