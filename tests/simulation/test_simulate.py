@@ -257,7 +257,7 @@ def test_deploy_options_make_the_deploy_plan():
     assert plan_from(parser.parse_args(["simulate"])).deploy is None
     plan = plan_from(parser.parse_args(["simulate", "--deploy", "--deploy-phases", "5,100"]))
     assert plan.deploy is not None
-    assert (plan.deploy.phases_pct, plan.deploy.failure_rate, plan.deploy.max_failure_pct) == ((5.0, 100.0), 0.02, 5.0)
+    assert (plan.deploy.phases_pct, plan.deploy.failure_rate, plan.deploy.max_failure_pct) == ((5.0, 100.0), 0.02, 10.0)
     assert plan.deploy.soak_hours == 72.0  # central's default, in simulated hours
     soaked = plan_from(parser.parse_args(["simulate", "--deploy", "--deploy-soak-hours", "12"]))
     assert soaked.deploy is not None and soaked.deploy.soak_hours == 12.0 and soaked.deploy.min_results == 20
