@@ -37,6 +37,7 @@ def test_every_command_and_option_has_help():
                 assert action.help, f"fleet {' '.join(path)} {action.option_strings[0]} has no help"
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_help_runs_for_every_command(capsys):
     """In this process for each command (a process each took 30 s of the suite); the real
     entry point once, below."""
@@ -201,6 +202,7 @@ def test_status_does_not_wait_for_the_station_holding_the_write_lock(tmp_path):
         ('station_id = "x"\nsurprise = 1', "unknown field `"),
     ],
 )
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_bad_config_is_one_line_and_exit_2(tmp_path, content, message):
     path = tmp_path / "s.toml"
     if content is not None:

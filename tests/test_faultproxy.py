@@ -404,6 +404,7 @@ def test_stall_holds_both_directions_until_resume(echo_server, clients):
         assert recv_exactly(sock, len(want)) == want
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_delay_holds_each_piece_then_forwards_it_in_order(echo_server, clients):
     with FaultProxy("127.0.0.1", echo_server.port) as proxy:
         sock = clients(proxy.address)

@@ -226,6 +226,7 @@ shifts = st.builds(
 )
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 @settings(max_examples=300, deadline=None)
 @given(rows=st.lists(shifts, max_size=8))
 def test_write_then_read_gives_back_equal_structs(rows):

@@ -79,6 +79,7 @@ def test_an_artifact_that_fails_the_cameras_own_checks_keeps_the_old_version(tmp
     assert camera.firmware == "1.4.2" and not (folder / "update").exists()
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_failures_follow_the_rate_of_each_model_and_repeat_with_the_seed(tmp_path):
     failures = UpdateFailures(by_model={"Axon Body 2": 0.3, "Axon Body 3": 1.0}, default=0.0, seed=7)
 

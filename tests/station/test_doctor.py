@@ -110,6 +110,7 @@ def test_each_problem_is_found_with_what_to_do(tmp_path, central, pki, monkeypat
     assert all(f.todo for f in findings if f.verdict != "ok")
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_a_central_it_cannot_trust_or_reach_and_a_certificate_near_its_end(tmp_path, pki):
     near_end = pki.ca.issue_cert("127.0.0.1", not_after=datetime.now(UTC) + timedelta(days=5))
     near = pki._write("near-end", near_end)

@@ -329,6 +329,7 @@ def test_a_successful_login_gives_back_what_its_address_was_counted(clocked):
     assert isinstance(attempt(users, "j.smith", PASSWORD), int)
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_right_logins_after_an_address_lockout_neither_lock_it_again_nor_keep_its_count(clocked):
     from central.access.login_throttle import ADDRESS_FREE, FORGET_AFTER_S, MAX_LOCK_S
 

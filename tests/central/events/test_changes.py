@@ -105,6 +105,7 @@ def test_pages_are_bounded_and_say_there_is_more(client):
     assert pages == 3 and len(seen) == len(set(seen)) == 2500
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_a_long_poll_returns_when_a_change_arrives(client):
     cursor = feed(client, CAMDEN)["cursor"]
     result = {}

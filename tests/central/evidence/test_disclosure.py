@@ -347,6 +347,7 @@ def test_a_share_link_opens_nothing_else(client, case):
     assert client.get("/shared/" + "A" * 43).status_code == 404
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_a_withdrawn_or_expired_link_says_so(client, case):
     link = share(client).json()["path"]
     withdrawn = client.post("/api/v1/cases/OP-7/shares/1/withdraw", headers=ADMIN)

@@ -553,6 +553,7 @@ def test_the_retention_commands(tmp_path):
         max_size=20,
     )
 )
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_the_sql_fast_path_gives_the_same_end_as_the_rules(tmp_path_factory, moments):
     store, blobs, services = service_for(tmp_path_factory.mktemp("fast"))
     try:

@@ -79,6 +79,7 @@ def test_firmware_add_list_withdraw(capsys, tmp_path, config, vendor):
     assert out.strip() == "0 release(s)"
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_profile_set_show_explain(capsys, config):
     with open_services(load_settings(config, CentralSettings)) as services:
         services.devices.register([DeviceRegistration(serial="BWV-1", model=MODEL, borough="Camden")], "t")
@@ -137,6 +138,7 @@ def test_firmware_sweep(capsys, config):
     assert code == 0 and json.loads(out) == {"deleted": [], "deleted_bytes": 0, "young": 0, "named": 0}
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_deploy_create_list_show_pause_resume_abort_rollback(capsys, tmp_path, config, vendor):
     with open_services(load_settings(config, CentralSettings)) as services:
         services.devices.register([DeviceRegistration(serial=f"BWV-{n}", model=MODEL) for n in range(10)], "t")

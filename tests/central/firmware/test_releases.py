@@ -324,6 +324,7 @@ def test_finding2_notes_a_database_cannot_keep_are_refused_before_anything_is_st
         assert not any(p.name.startswith(BLOB_PREFIX) for p in blobs.rglob("*")), "an orphan blob was left"
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_an_upload_that_stalls_is_ended_and_leaves_nothing(tmp_path, vendor):
     """Through a real server: the head and half the artifact, then nothing. Central ends the
     request after ``[limits] body_idle_timeout_s`` (as a tus body), keeps no staging file and

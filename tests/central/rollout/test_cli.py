@@ -13,6 +13,7 @@ from tests.test_cli import ROOT, run_cli
 pytestmark = pytest.mark.sqlite_only
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_plan_of_the_reference_scenario_reads_well_and_exports(tmp_path):
     table = run_cli("rollout", "plan", cwd=ROOT)
     assert table.returncode == 0, table.stderr
@@ -24,6 +25,7 @@ def test_plan_of_the_reference_scenario_reads_well_and_exports(tmp_path):
     assert csv.splitlines()[0] == "station_id,borough,dock_slots,officers,docks_needed,shortfall"
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_plan_refuses_bad_input_in_one_line(tmp_path):
     missing = run_cli("rollout", "plan", cwd=tmp_path)
     assert missing.returncode == 2 and "file not found" in missing.stderr and "Traceback" not in missing.stderr

@@ -105,6 +105,7 @@ def test_with_mutual_tls_a_stations_token_needs_its_own_certificate(tmp_path, pk
             client.get("/api/v1/changes/", params={"since": 0})
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_a_station_refuses_a_central_it_cannot_trust_saying_why_in_its_status(tmp_path, pki):
     store = StationStore(tmp_path / "station")
     cases = [
@@ -135,6 +136,7 @@ def test_a_station_refuses_a_central_it_cannot_trust_saying_why_in_its_status(tm
     store.close()
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_a_pinned_certificate_is_trusted_alone(tmp_path, pki):
     pinned = pki.server("pinned")
     settings = central_settings(tmp_path / "pinned", pinned)
@@ -193,6 +195,7 @@ def test_plain_http_to_another_machine_is_called_out():
     assert "cross the network in clear" in (plain_http_problem("http://central.met.police.uk") or "")
 
 
+@pytest.mark.slow  # 1-2 s: the whole suite runs it, the quick lane stays under 2 minutes
 def test_a_pinned_chain_file_pins_its_leaf_not_the_ca_that_signed_it(tmp_path, pki):
     """Central's certificate file is its chain, the leaf first (``[tls] certificate``): pinned as it
     is, the intermediate in it must not become a trust anchor, or any certificate that CA signs
