@@ -40,13 +40,13 @@ from fleet.firmware import Model, Version
 from fleet.profiles import BoroughName
 from fleet.protocol import Serial
 
+log = logging.getLogger(__name__)
+
 State = Literal["running", "paused", "completed", "aborted", "rolled_back"]
 CameraState = Literal["waiting", "offered", "updated", "failed", "gave_up", "cancelled"]
 ACTIVE = ("offered", "failed")
 """A camera's states in which its offer stands (while the deployment runs)."""
 FINAL = ("updated", "gave_up", "cancelled")
-log = logging.getLogger(__name__)
-
 ELIGIBLE = ("in_stock", "allocated", "issued", "in_service")
 """Lifecycle states a deployment may target: never retired, lost or in repair."""
 DEPARTED = ("repair", "lost", "retired")
@@ -371,8 +371,7 @@ def _phases(db, deployment_id: int) -> list[_Phase]:
             boroughs=msgspec.json.decode(boroughs) if boroughs else None,
             max_failure_pct=max_failure,
             min_results=min_results,
-            soak_hours=soak if soak is not None else 0.0,
-        )
+        )  # its soak is the rule's: None for a deployment made before soaks
         rule = Rule(max_failure, min_results, base_results=row[9], base_failures=row[10], soak_hours=soak)
         found.append(_Phase(phase, spec, state, opened, resumed, rule))
     return found
