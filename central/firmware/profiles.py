@@ -24,18 +24,17 @@ from central.core.openapi import errors
 from central.core.providers import Injected
 from central.evidence import audit
 from central.firmware import settings_history
+from central.firmware.resolution import cameras_resolved, stored_settings
 from central.firmware.settings_history import SettingsHistory
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.profiles import (
     CameraSettings,
-    Layer,
     ProfileScope,
     ResolvedSetting,
     effective,
     explain,
     parse_scope,
-    resolve,
 )
 
 SerialPath = Annotated[str, PathParameter(min_length=1, max_length=64, description="the camera's serial")]
@@ -84,10 +83,6 @@ def _scope(text: str) -> ProfileScope:
         raise BadRequest(str(exc)) from None
 
 
-def _settings(text: str) -> CameraSettings:
-    return msgspec.json.decode(text, type=CameraSettings)
-
-
 class ProfileService:
     """The only writer of ``camera_profiles``."""
 
@@ -101,7 +96,10 @@ class ProfileService:
                 "SELECT scope, settings, updated_at, updated_by FROM camera_profiles "
                 "ORDER BY CASE kind WHEN 'default' THEN 0 WHEN 'model' THEN 1 WHEN 'borough' THEN 2 ELSE 3 END, name"
             ).fetchall()
-        return [Profile(scope=r[0], settings=_settings(r[1]), updated_at=from_iso(r[2]), updated_by=r[3]) for r in rows]
+        return [
+            Profile(scope=r[0], settings=stored_settings(r[1]), updated_at=from_iso(r[2]), updated_by=r[3])
+            for r in rows
+        ]
 
     def get(self, scope: str) -> Profile:
         """One scope's profile; a scope with none answers empty settings."""
@@ -112,7 +110,7 @@ class ProfileService:
             ).fetchone()
         if row is None:
             return Profile(scope=key, settings=CameraSettings())
-        return Profile(scope=key, settings=_settings(row[0]), updated_at=from_iso(row[1]), updated_by=row[2])
+        return Profile(scope=key, settings=stored_settings(row[0]), updated_at=from_iso(row[1]), updated_by=row[2])
 
     def set(self, scope: str, settings: CameraSettings, actor: str) -> Profile:
         """Replace what ``scope`` sets (no setting at all: the scope's profile is removed); audited
@@ -180,50 +178,6 @@ class ProfileService:
             return settings_history.read(db, serial, cursor, limit)
 
 
-KINDS = ("model", "borough", "role")
-Holder = tuple[str, str | None, str | None, str | None]
-"""A camera's (model, borough, officer it is personally issued to now, that officer's role)."""
-
-
-def cameras_resolved(db, serials: list[str]) -> dict[str, tuple[Holder, list[ResolvedSetting]]]:
-    """Each of these cameras (those registered) with its settings resolved from the profiles that
-    apply to it: one query for the cameras, one for the profiles, however many cameras."""
-    rows = db.execute(
-        "SELECT d.serial, d.model, d.borough, a.officer_id, o.role FROM devices d "
-        "LEFT JOIN assignments a ON a.device_serial = d.serial AND a.ended_at IS NULL AND a.mode = 'personal' "
-        "LEFT JOIN officers o ON o.officer_id = a.officer_id "
-        f"WHERE {db.dialect.any_of('d.serial')} ORDER BY d.serial, a.started_at DESC NULLS LAST",
-        [db.dialect.many(serials)],
-    ).fetchall()
-    holders: dict[str, Holder] = {}
-    for serial, model, borough, officer_id, role in rows:
-        holders.setdefault(serial, (model, borough, officer_id, role))  # the latest holding, if several
-    wanted: dict[str, ProfileScope] = {"default": ProfileScope(kind="default")}
-    for model, borough, _, role in holders.values():
-        for kind, name in zip(KINDS, (model, borough, role), strict=True):
-            if name:
-                scope = ProfileScope(kind=kind, name=name)  # type: ignore[arg-type]
-                wanted[scope.key] = scope
-    profiles = {
-        r[0]: Layer(scope=wanted[r[0]], settings=_settings(r[1]))
-        for r in db.execute(
-            f"SELECT scope, settings FROM camera_profiles WHERE {db.dialect.any_of('scope')}",
-            [db.dialect.many(wanted)],
-        )
-    }
-    resolved = {}
-    alike: dict[tuple[str, str | None, str | None], list[ResolvedSetting]] = {}
-    for serial, holder in holders.items():
-        model, borough, _, role = holder
-        if (model, borough, role) not in alike:  # a force's cameras share a few hundred combinations
-            keys = ["default"] + [
-                f"{kind}:{name}" for kind, name in zip(KINDS, (model, borough, role), strict=True) if name
-            ]
-            alike[model, borough, role] = resolve([profiles[k] for k in keys if k in profiles])
-        resolved[serial] = (holder, alike[model, borough, role])
-    return resolved
-
-
 PROFILES = no_borough("camera profiles are the force's settings, nobody's records")
 
 
@@ -287,7 +241,7 @@ class ProfileController(Controller):
         responses=errors(404),
         sync_to_thread=True,
     )
-    def camera_settings(
+    def camerastored_settings(
         self,
         principal: Caller,
         profiles: Injected[ProfileService],

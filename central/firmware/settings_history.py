@@ -28,7 +28,7 @@ from typing import Literal
 import msgspec
 
 from central.core.pagination import cursor_id, decode_cursor, encode_cursor
-from central.firmware import profiles
+from central.firmware.resolution import cameras_resolved
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest
 from fleet.events import CameraUpdateResult
@@ -132,7 +132,7 @@ def observe(db, serials: Iterable[str], cause: str, actor: str, now: str | None 
     if not serials:
         return 0
     now = now or to_iso(utc_now())
-    resolved = profiles.cameras_resolved(db, serials)
+    resolved = cameras_resolved(db, serials)
     latest = _latest(db, list(resolved))
     rows: list[dict[str, object]] = []
     texts: dict[int, tuple[str, str]] = {}  # cameras alike share their resolution (``cameras_resolved``)
