@@ -132,11 +132,13 @@ class Dialect:
 
     def join_each(self, table: str, alias: str, index: str, on: str) -> str:
         """``JOIN table alias ON on``, looked up by ``index`` for each row on its left: SQLite's
-        ``INDEXED BY``; PostgreSQL's ``LATERAL``, whose planner otherwise misjudged a join on a
-        time window (a hold's) and hashed the whole table instead of probing it a few times."""
+        ``CROSS JOIN`` (its planner keeps that order) and ``INDEXED BY``, which otherwise scanned
+        the big table first and probed the few rows on its left (every clip for no open request);
+        PostgreSQL's ``LATERAL``, whose planner otherwise misjudged a join on a time window (a
+        hold's) and hashed the whole table instead of probing it a few times."""
         if self.postgres:
             return f"CROSS JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {on} OFFSET 0) {alias}"
-        return f"JOIN {table} {alias} INDEXED BY {index} ON {on}"
+        return f"CROSS JOIN {table} {alias} INDEXED BY {index} ON {on}"
 
     def without_rowid(self) -> str:
         """SQLite's ``WITHOUT ROWID`` (a table stored as its key's b-tree); nothing on PostgreSQL (a heap)."""

@@ -99,6 +99,16 @@ def held_clips(dialect: Dialect) -> str:
         "attributions_unattributed",
         "a.officer_id IS NULL AND a.recorded_at >= h.window_from AND a.recorded_at < h.window_to",
     )
+    in_window = "{0}.recorded_at >= r.hold_from AND {0}.recorded_at < r.hold_to"
+    by_station = dialect.join_each(
+        "clips", "rc", "clips_station", f"rc.station_id = s.station_id AND {in_window.format('rc')}"
+    )
+    by_camera = dialect.join_each(
+        "clips", "rc", "clips_device", f"rc.device_serial = d.serial AND {in_window.format('rc')}"
+    )
+    attributed_by_camera = dialect.join_each(
+        "attributions", "a", "attributions_device", f"a.device_serial = d.serial AND {in_window.format('a')}"
+    )
     return f"""
 SELECT clip_id FROM holds WHERE kind = 'clip' AND released_at IS NULL
 UNION SELECT cc.clip_id FROM case_clips cc JOIN holds h ON h.kind = 'case'
@@ -107,14 +117,11 @@ UNION SELECT a.clip_id FROM holds h {officers} WHERE h.kind = 'officer' AND h.re
 UNION SELECT a.clip_id FROM holds h {nobody} WHERE h.kind = 'officer' AND h.released_at IS NULL
 UNION SELECT kc.clip_id FROM keep_request_clips kc JOIN keep_requests r ON r.reference = kc.reference
       AND r.state = 'narrowed'
-UNION SELECT rc.clip_id FROM keep_requests r JOIN stations s ON s.borough = r.borough
-      JOIN clips rc ON rc.station_id = s.station_id AND rc.recorded_at >= r.hold_from AND rc.recorded_at < r.hold_to
+UNION SELECT rc.clip_id FROM keep_requests r JOIN stations s ON s.borough = r.borough {by_station}
       WHERE r.state = 'open'
-UNION SELECT rc.clip_id FROM keep_requests r JOIN devices d ON d.borough = r.borough
-      JOIN clips rc ON rc.device_serial = d.serial AND rc.recorded_at >= r.hold_from AND rc.recorded_at < r.hold_to
+UNION SELECT rc.clip_id FROM keep_requests r JOIN devices d ON d.borough = r.borough {by_camera}
       WHERE r.state = 'open'
-UNION SELECT a.clip_id FROM keep_requests r JOIN devices d ON d.borough = r.borough
-      JOIN attributions a ON a.device_serial = d.serial AND a.recorded_at >= r.hold_from AND a.recorded_at < r.hold_to
+UNION SELECT a.clip_id FROM keep_requests r JOIN devices d ON d.borough = r.borough {attributed_by_camera}
       WHERE r.state = 'open'"""
 
 

@@ -40,18 +40,34 @@ def scans(conn, statement: str, growing: Iterable[str]) -> list[str]:
     partial = {
         name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '% WHERE %'")
     }
+    index_of = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'").fetchall())
     rows = conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
     plan = [row[-1] for row in rows]
     bounded = re.search(r"\bLIMIT\b", statement, re.I) and not any("TEMP B-TREE" in step for step in plan)
-    tables = "|".join(growing)
-    found = [
-        step
-        for step in plan
-        if (m := re.match(rf"SCAN ({tables})\b(?: USING (?:COVERING )?INDEX (\w+))?", step))
-        and not bounded
-        and m.group(2) not in partial
-    ]
+    growing = set(growing)
+    aliases = _aliases(statement)
+    found = []
+    for step in plan:
+        m = re.match(r"SCAN (\w+)\b(?: USING (?:COVERING )?INDEX (\w+))?", step)
+        if not m or bounded or m.group(2) in partial:
+            continue
+        # A plan names a table by its alias in the statement ("SCAN rc"): the index's table, or the alias's.
+        table = index_of.get(m.group(2) or "") or aliases.get(m.group(1), m.group(1))
+        if table in growing:
+            found.append(step if table == m.group(1) else f"{step} ({table})")
     return found + _lists_scanned_per_row(rows)
+
+
+KEYWORDS = {"on", "where", "join", "left", "cross", "inner", "natural", "using", "indexed", "group", "order", "limit"}
+
+
+def _aliases(statement: str) -> dict[str, str]:
+    """{alias: table} of ``FROM table alias`` and ``JOIN table [AS] alias`` in the statement."""
+    return {
+        alias: table
+        for table, alias in re.findall(r"\b(?:FROM|JOIN)\s+(\w+)\s+(?:AS\s+)?(\w+)", statement, re.I)
+        if alias.lower() not in KEYWORDS
+    }
 
 
 def _lists_scanned_per_row(rows) -> list[str]:
