@@ -198,7 +198,8 @@ class AlertService:
             stored = {(a.kind, a.borough or FORCE): a for a in state.alerts(db)}
             queued, recent = outbox.counts(db), outbox.recent(db, limit)
         for key, alert in stored.items():
-            found.setdefault(key, alert.count)
+            if key[1] == FORCE:  # the audit chain: what the leader found at its last check
+                found.setdefault(key, alert.count)
         active = [
             Active(
                 kind=kind,
