@@ -7,10 +7,10 @@ from tenacity import wait_none
 
 from central.core.services import Services, build_services
 from central.registry import stations
-from tests.central.conftest import central_store, make_settings
-from tests.central.alerts.receivers import Mailbox, WebhookReceiver, smtp_server
 from fleet.clock import to_iso
 from fleet.retry import RetryPolicy
+from tests.central.alerts.receivers import Mailbox, WebhookReceiver, smtp_server
+from tests.central.conftest import central_store, make_settings
 
 SECRET = "a-test-webhook-secret-of-40-characters!!"  # a test value, not a secret
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -49,6 +49,6 @@ def receiver() -> Iterator[WebhookReceiver]:
 def mailbox() -> Iterator[Mailbox]:
     box = Mailbox()
     server = smtp_server(box)
-    box.port = server.port  # type: ignore[attr-defined]
+    box.port = server.port
     yield box
     server.stop()

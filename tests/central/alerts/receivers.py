@@ -92,6 +92,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.mails: list[Message] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.port = 0
 
     async def handle_DATA(self, server, session, envelope) -> str:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
