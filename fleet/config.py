@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta, Struct
@@ -263,22 +263,6 @@ class FirmwareSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     clock; results arriving are judged as they arrive)."""
 
 
-ALERT_KINDS = (
-    "replace_soon",
-    "short_shift",
-    "over_temp",
-    "capacity_drop",
-    "lost",
-    "stale",
-    "failed_uploads",
-    "conflicts",
-    "unattributed",
-    "station_refusals",
-    "keep_overdue",
-    "station_silent",
-    "audit_chain",
-)
-"""The alerts central pushes (``central.alerts.conditions`` says what each counts; docs/alerts.md)."""
 AlertKind = Literal[
     "replace_soon",
     "short_shift",
@@ -294,6 +278,8 @@ AlertKind = Literal[
     "station_silent",
     "audit_chain",
 ]
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+"""The alerts central pushes (``central.alerts.conditions`` says what each counts; docs/alerts.md)."""
 DestinationName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$(?!\n)")]
 EmailAddress = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$(?!\n)")]
 
