@@ -34,6 +34,9 @@ functions, inside their own transaction where the change must commit with theirs
                their deployments in phases that pause themselves, and each camera's settings over time
                tables: firmware_releases, camera_profiles, deployments, deployment_phases,
                deployment_cameras, camera_settings
+    alerts/    pushes what needs a person (the dashboard's alerts, a silent station, a broken
+               audit chain) to webhooks and mailboxes, as digests from an outbox
+               tables: alerts, alert_notices, alert_messages
     web/       the dashboard's pages, over the other packages' services
                tables: none
 

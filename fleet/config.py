@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta, Struct
@@ -263,6 +263,91 @@ class FirmwareSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     clock; results arriving are judged as they arrive)."""
 
 
+AlertKind = Literal[
+    "replace_soon",
+    "short_shift",
+    "over_temp",
+    "capacity_drop",
+    "lost",
+    "stale",
+    "failed_uploads",
+    "conflicts",
+    "unattributed",
+    "station_refusals",
+    "keep_overdue",
+    "station_silent",
+    "audit_chain",
+]
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+"""The alerts central pushes (``central.alerts.conditions`` says what each counts; docs/alerts.md)."""
+DestinationName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$(?!\n)")]
+EmailAddress = Annotated[str, Meta(max_length=254, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$(?!\n)")]
+
+
+class SmtpSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[alerts.smtp]``: the mail relay alerts are sent through (stdlib ``smtplib``)."""
+
+    host: Annotated[str, Meta(min_length=1, max_length=253)]
+    port: Port = 25
+    from_address: EmailAddress
+    """The sender (``From:``) of every alert mail."""
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    """``starttls``: upgrade the connection (refused if the relay cannot); ``tls``: TLS from the first
+    byte (port 465); ``none``: plain, for a relay on this host or a trusted segment only."""
+    ca_bundle: str | None = None
+    """CA certificates (PEM) that may sign the relay's certificate; unset: the system's."""
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    """Give ``username`` with one of ``password``, ``password_env``, ``password_file``; neither: no AUTH."""
+    timeout_s: PositiveFloat = 30.0
+
+
+class AlertDestination(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[alerts.destinations.<name>]``: a webhook or a list of mailboxes, and what it wants."""
+
+    webhook_url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$(?!\n)", max_length=2000)] | None = None
+    """POSTed a signed JSON digest (docs/alerts.md says how to verify it)."""
+    secret: str | None = None
+    secret_env: str | None = None
+    secret_file: str | None = None
+    """The webhook's shared secret (one of the three; at least 32 characters): signs each request."""
+    email_to: list[EmailAddress] = []
+    """Mailboxes sent the digest through ``[alerts.smtp]``."""
+    boroughs: list[Annotated[str, Meta(min_length=1)]] | None = None
+    """Only these boroughs' alerts (each a borough of a ``[stations.*]``); unset: force-wide, every
+    borough's and the force's own (a broken audit chain)."""
+    kinds: list[AlertKind] | None = None
+    """Only these kinds of alert; unset: every kind."""
+
+    @property
+    def channel(self) -> Literal["webhook", "email"]:
+        return "webhook" if self.webhook_url is not None else "email"
+
+
+class AlertSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[alerts]``: alerts that need a person, pushed by central as digests (docs/alerts.md)."""
+
+    dashboard_url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$(?!\n)")] | None = None
+    """The dashboard's address as people reach it, for the links in alerts; unset: central's own host and port."""
+    digest_minutes: Annotated[float, Meta(ge=1, le=1440)] = 15.0
+    """How often the elected job gathers what changed into one message per destination."""
+    remind_hours: Annotated[float, Meta(ge=1, le=24 * 30)] = 24.0
+    """An alert still active is told again (with every other active one) after this long."""
+    station_silent_hours: PositiveFloat = 3.0
+    """A station not heard from (events or heartbeat) for this long is an alert."""
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 10
+    """Deliveries of one message tried before it is given up (shown by the CLI and /metrics)."""
+    retry_initial_s: PositiveFloat = 30.0
+    retry_max_s: PositiveFloat = 1800.0
+    """Backoff between attempts grows from ``retry_initial_s`` to at most this (full jitter)."""
+    timeout_s: PositiveFloat = 10.0
+    """A webhook request's connect and read timeout."""
+    smtp: SmtpSettings | None = None
+    destinations: dict[DestinationName, AlertDestination] = {}
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -296,6 +381,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     keep_requests: KeepRequestSettings = msgspec.field(default_factory=KeepRequestSettings)
     firmware: FirmwareSettings = msgspec.field(default_factory=FirmwareSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
 
     @property
     def anchors_file(self) -> Path:
@@ -419,23 +505,29 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
 SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
 
 
-def resolve_secret(owner: Any, key: str, where: str) -> None:
-    """Fill ``owner.<key>`` from ``owner.<key>_env`` when the secret is given by name.
+def resolve_secret(owner: Any, key: str, where: str, *, base: Path | None = None) -> None:
+    """Fill ``owner.<key>`` from ``owner.<key>_env`` (or ``<key>_file``, where the setting has one)
+    when the secret is given by name.
 
     Central's secrets may also be given as ``<key>_sha256``; then ``<key>`` stays None.
     """
     inline, env_name = getattr(owner, key), getattr(owner, f"{key}_env")
     hashed = getattr(owner, f"{key}_sha256", None)
+    file = getattr(owner, f"{key}_file", None)
     given = [
         name
-        for name, value in ((key, inline), (f"{key}_env", env_name), (f"{key}_sha256", hashed))
+        for name, value in ((key, inline), (f"{key}_env", env_name), (f"{key}_sha256", hashed), (f"{key}_file", file))
         if value is not None
     ]
     if len(given) > 1:
         raise ConfigError(f"{where}: give only one of {', '.join(given)}")
     if hashed is not None:
         return
-    if env_name is not None:
+    if file is not None:
+        path = Path(_resolve_path(base or Path.cwd(), file))
+        setattr(owner, f"{key}_file", str(path))
+        setattr(owner, key, _read_secret_file(path, f"{where}: {key}_file"))
+    elif env_name is not None:
         value = os.environ.get(env_name)
         if not value:
             raise ConfigError(f"{where}: {key}_env names ${env_name}, which is not set")
@@ -444,6 +536,27 @@ def resolve_secret(owner: Any, key: str, where: str) -> None:
         raise ConfigError(f"{where}: {key} (or {key}_env) is required")
     elif not inline.strip():
         raise ConfigError(f"{where}: {key} must not be empty")
+
+
+def _read_secret_file(path: Path, where: str) -> str:
+    """A secret kept in a file of its own (its first line), readable by its owner only."""
+    import stat
+
+    try:
+        info = path.stat()
+        if info.st_mode & 0o077:
+            raise ConfigError(
+                f"{where}: {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o}): "
+                f"`chmod 600 {path}`"
+            )
+        text = path.read_text(encoding="utf-8").split("\n", 1)[0].strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {path} is not text") from None
+    if not text:
+        raise ConfigError(f"{where}: {path} is empty")
+    return text
 
 
 def _resolve_path(base: Path, value: str) -> str:
@@ -501,6 +614,7 @@ def settings_from_dict(
         if settings.disclosure.signing_key is not None:
             _check_key_source(settings.disclosure.signing_key, base, f"{where}: [disclosure] signing_key")
         _check_release_keys(settings.firmware.release_keys, f"{where}: [firmware] release_keys")
+        _check_alerts(settings, base, f"{where}: [alerts]")
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
@@ -665,6 +779,49 @@ def _check_release_keys(keys: list[str | ReleaseKey], where: str) -> None:
         if key in seen:
             raise ConfigError(f"{where}[{n}]: the same key as release_keys[{seen[key]}]")
         seen[key] = n
+
+
+MIN_WEBHOOK_SECRET = 32
+"""Characters of a webhook's shared secret at least (``openssl rand -hex 32`` gives 64)."""
+
+
+def _check_alerts(settings: CentralSettings, base: Path, where: str) -> None:
+    """Each destination is one webhook (with its secret) or mailboxes (with ``[alerts.smtp]``), names
+    known boroughs, and has its secrets resolved: a typo stops central, not the first alert."""
+    alerts = settings.alerts
+    if alerts.smtp is not None:
+        smtp = alerts.smtp
+        if smtp.ca_bundle is not None:
+            smtp.ca_bundle = _resolve_path(base, smtp.ca_bundle)
+        given = [k for k in ("password", "password_env", "password_file") if getattr(smtp, k) is not None]
+        if (smtp.username is None) != (not given):
+            raise ConfigError(f"{where} smtp: give username with password (or password_env, password_file), or neither")
+        if given:
+            resolve_secret(smtp, "password", f"{where} smtp", base=base)
+    boroughs = {entry.borough for entry in settings.stations.values()}
+    for name, dest in alerts.destinations.items():
+        here = f"{where} destinations.{name}"
+        if (dest.webhook_url is None) == (not dest.email_to):
+            raise ConfigError(f"{here}: give webhook_url or email_to (one destination, one channel)")
+        secrets = [k for k in ("secret", "secret_env", "secret_file") if getattr(dest, k) is not None]
+        if dest.webhook_url is not None:
+            resolve_secret(dest, "secret", here, base=base)
+            if len(dest.secret or "") < MIN_WEBHOOK_SECRET:
+                raise ConfigError(
+                    f"{here}: the secret has fewer than {MIN_WEBHOOK_SECRET} characters (`openssl rand -hex 32`)"
+                )
+        elif secrets:
+            raise ConfigError(f"{here}: {', '.join(secrets)} only go with webhook_url")
+        elif alerts.smtp is None:
+            raise ConfigError(f"{here}: email_to needs [alerts.smtp] (the mail relay)")
+        for borough in dest.boroughs or []:
+            if borough not in boroughs:
+                raise ConfigError(
+                    f"{here}: boroughs: {borough[:64]!r} is no station's borough "
+                    f"(known: {', '.join(sorted(boroughs)) or 'none'})"
+                )
+        if dest.boroughs == [] or dest.kinds == []:
+            raise ConfigError(f"{here}: an empty list would send nothing; leave the key out for all")
 
 
 def _check_database(database: DatabaseSettings, where: str) -> None:

@@ -20,6 +20,7 @@ from litestar.template.config import TemplateConfig
 from central.access import login_csrf
 from central.access.auth import TokenRegistry, metrics_scraper, provide_principal
 from central.access.scope import check_declarations, enforce_scope, no_borough, provide_within
+from central.alerts.collector import AlertCollector
 from central.core import openapi, providers
 from central.core.admission import Admission, AdmissionMiddleware
 from central.core.errors import EXCEPTION_HANDLERS, error_response
@@ -168,6 +169,11 @@ def create_app(settings: CentralSettings) -> Litestar:
             )
             metrics.registry.register(collector)
             opened.callback(metrics.registry.unregister, collector)
+            alert_collector = AlertCollector(store.writer)
+            metrics.registry.register(alert_collector)
+            opened.callback(metrics.registry.unregister, alert_collector)
+            # The leader's last check of the audit chain: a broken chain is an alert.
+            services.alerts.chain_intact = lambda: c[1].intact if (c := chain_check.last) else None
             providers.keep(
                 app,
                 AppServices.serving(

@@ -203,6 +203,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     from central.rollout import model_cli  # the same
 
     model_cli.register(commands)
+    from central.alerts import cli as alerts_cli  # the same
+
+    alerts_cli.register(commands)
 
 
 def _read_password(from_stdin: bool) -> str:

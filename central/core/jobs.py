@@ -13,6 +13,7 @@ from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from central.alerts.service import DELIVER_EVERY
 from central.core.leadership import Leadership, when_leading, when_leading_async
 from central.core.services import Services
 from central.evidence import audit, keep_request_escalation
@@ -43,7 +44,8 @@ def build_scheduler(
     scheduler = AsyncIOScheduler(
         timezone="UTC",
         job_defaults={"coalesce": True, "max_instances": 1},
-        executors={"default": {"type": "asyncio"}, "threads": ThreadPoolExecutor(1)},
+        # Alerts on a thread of their own: a webhook or a relay that times out never holds the other jobs up.
+        executors={"default": {"type": "asyncio"}, "threads": ThreadPoolExecutor(1), "alerts": ThreadPoolExecutor(1)},
     )
     # On the loop, like the receiver's requests: an upload is only forgotten when no PATCH holds its asyncio lock.
     scheduler.add_job(
@@ -140,6 +142,23 @@ def build_scheduler(
         executor="threads",
         next_run_time=utc_now() + timedelta(minutes=5),
     )
+    if settings.alerts.destinations:
+        # What needs a person, as one digest per destination; then the retries as they fall due.
+        scheduler.add_job(
+            led(services.alerts.run, "alerts-digest"),
+            "interval",
+            minutes=settings.alerts.digest_minutes,
+            id="alerts-digest",
+            executor="alerts",
+            next_run_time=utc_now() + timedelta(minutes=1),
+        )
+        scheduler.add_job(
+            led(services.alerts.deliver, "alerts-deliver"),
+            "interval",
+            seconds=DELIVER_EVERY.total_seconds(),
+            id="alerts-deliver",
+            executor="alerts",
+        )
     return scheduler
 
 

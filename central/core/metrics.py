@@ -122,12 +122,24 @@ class CentralMetrics:
             "fleet_central_retention_review_due_clips",
             "Clips past a reviewed retention period waiting for a reviewer, at this process's last retention run",
         )
+        self.alert_deliveries = counter(
+            "fleet_central_alert_deliveries",
+            "Attempts to deliver an alert message (docs/alerts.md), by destination and outcome: sent, retry "
+            "(failed, tried again later), gave_up (failed for good: see fleet central alerts list)",
+            ["destination", "outcome"],
+        )
         for check in ("chunk", "file"):
             self.verification_failures.labels(check)
         for outcome in ("stored", "duplicate"):
             self.events_received.labels(outcome)
         for stage in ("soft_deleted", "purged"):
             self.retention_deleted.labels(stage)
+
+    def known_destinations(self, names: Iterable[str]) -> None:
+        """Each alert destination's series exist (at 0) from start-up."""
+        for name in names:
+            for outcome in ("sent", "retry", "gave_up"):
+                self.alert_deliveries.labels(name, outcome)
 
     def known_job(self, job: str) -> None:
         """A job's series exist (at 0) from start-up, not only once it first ran."""

@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from central.access.auth import TokenRegistry
 from central.access.scope import OwnerLookup
 from central.access.users import UserService
+from central.alerts.service import AlertService
 from central.core.admission import Admission
 from central.core.leadership import Leadership
 from central.core.metrics import CentralMetrics
@@ -85,6 +86,8 @@ class Services:
     """The published months' figures, computed once each in this process (``central.web.public_figures``)."""
     metrics: CentralMetrics
     """This process's counters for ``/metrics`` (``central.core.metrics``)."""
+    alerts: AlertService
+    """Alerts that need a person, pushed as digests to webhooks and mailboxes (``central.alerts``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -148,6 +151,8 @@ def build_services(
     rollout = RolloutService(store.writer, changes, settings)
     models = ModelService(store.writer)
     deployments = DeploymentService(store.writer, changes, settings)
+    owners = OwnerLookup(store.writer, settings)
+    devices = DeviceService(store.writer, changes)
     return Services(
         settings=settings,
         store=store,
@@ -156,7 +161,7 @@ def build_services(
         changes=changes,
         stations=stations,
         events=EventLog(store.writer, Projector(settings.fleet, changes), metrics),
-        devices=DeviceService(store.writer, changes),
+        devices=devices,
         officers=OfficerService(store.writer, changes),
         assignments=AssignmentService(store.writer, changes),
         health=FleetHealth(store.writer, settings, stations, changes),
@@ -164,7 +169,7 @@ def build_services(
         models=models,
         replacements=Replacements(store.writer, models, rollout),
         users=UserService(store.writer),
-        owners=OwnerLookup(store.writer, settings),
+        owners=owners,
         retention=retention,
         disclosure=disclosure,
         shares=ShareService(store.writer, blobs, disclosure, settings),
@@ -174,6 +179,7 @@ def build_services(
         deployments=deployments,
         public_figures=PublicFigures(store.writer, stations),
         metrics=metrics,
+        alerts=AlertService(store.writer, settings, owners, devices, stations, metrics),
     )
 
 

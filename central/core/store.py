@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from central.access import schema as access_schema
+from central.alerts import schema as alerts_schema
 from central.core import migrations
 from central.core.database import Database, PostgresDatabase, SqliteDatabase, migrate_postgres
 from central.events import schema as events_schema
@@ -25,6 +26,7 @@ SCHEMAS = (
     rollout_schema,
     access_schema,
     firmware_schema,
+    alerts_schema,
 )
 """Each package's tables and schema steps (``central.core.migrations``)."""
 MIGRATIONS = migrations.assemble(SCHEMAS)

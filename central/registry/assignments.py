@@ -37,6 +37,15 @@ from fleet.protocol import Serial
 UNISSUABLE = ("repair", "lost", "retired")
 
 
+def open_conflicts_count(db, borough: str | None = None) -> int:
+    """Assignment conflicts not yet resolved, of one borough or all. Inside the caller's read."""
+    return db.execute(
+        "SELECT count(*) FROM conflicts WHERE resolved_at IS NULL"
+        + (" AND borough = ?" if borough is not None else ""),
+        [borough] if borough is not None else [],
+    ).fetchone()[0]
+
+
 class IssueRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     device_serial: Serial
     officer_id: OfficerId

@@ -21,6 +21,16 @@ ACTIVE_AT = """FROM (SELECT officer_id, id, ended_at FROM assignments WHERE devi
 (One index probe, however long the camera's history.)"""
 
 
+def unattributed_count(db, borough: str | None = None) -> int:
+    """Clips attributed to nobody (the supervisors' queue), of one borough's cameras or all (inside a read)."""
+    return db.execute(
+        f"SELECT count(*) FROM attributions {db.dialect.indexed_by('attributions_unattributed')} "
+        "WHERE officer_id IS NULL"
+        + (" AND device_serial IN (SELECT serial FROM devices WHERE borough = ?)" if borough is not None else ""),
+        [borough] if borough is not None else [],
+    ).fetchone()[0]
+
+
 def record_ingested(db, clips: Sequence[dict]) -> None:
     """Clips a station ingested ({clip, serial, at, station}): attributed to the holder at ``at``
     (a clip reported before keeps its row), and each camera's latest clip moves on. A run of

@@ -34,17 +34,17 @@ from central.access.scope import (
     touches,
 )
 from central.access.users import SESSION_HOURS, UserService
+from central.alerts import conditions
 from central.core.providers import Injected
 from central.core.store import CentralStore
 from central.events import claims
-from central.evidence import keep_request_escalation
 from central.firmware.deployments import DeploymentService
 from central.firmware.profiles import ProfileService
 from central.registry.devices import FLAG_SQL, DeviceService
 from central.registry.lifecycle import LIFECYCLE_STATES
 from central.registry.stations import StationService
 from central.web import charts
-from fleet.clock import to_iso, utc_now
+from fleet.clock import utc_now
 from fleet.config import CentralSettings
 from fleet.errors import ApiError, BadRequest, NotFound, TooManyRequests, Unauthorized
 
@@ -65,22 +65,9 @@ NAV = [
 ]
 """(path, label, role): the navigation each user sees."""
 
-ALERTS = [
-    ("replace_soon", "Batteries to replace within 30 days", "/devices?flag=replace_soon"),
-    ("short_shift", "Won't last a shift", "/devices?flag=short_shift"),
-    ("over_temp", "Over temperature at the last docking", "/devices?flag=over_temp"),
-    ("capacity_drop", "Sudden capacity drop", "/devices?flag=capacity_drop"),
-    ("lost", "Lost cameras", "/devices?flag=lost"),
-    ("stale", "Not docked for too long", "/devices?flag=stale"),
-]
-
-
-KEEP_OVERDUE = "keep_overdue"
-"""The alert of the public's requests to keep footage not reviewed by the date promised
-(``central.evidence.keep_request_escalation``): shown to those who work the queue."""
-
-REFUSALS_SHOWN = timedelta(days=30)
-"""Refused station events count as an alert this long; the Stations page lists the latest whatever their age."""
+ALERTS = [(kind.key, kind.label, kind.link) for kind in conditions.KINDS if kind.link.startswith("/devices?flag=")]
+"""The cameras' alert flags (the Devices page's filter)."""
+KEEP_OVERDUE = conditions.KEEP_OVERDUE
 
 
 class Overview(msgspec.Struct, kw_only=True):
@@ -116,40 +103,16 @@ def overview(
             params,
         ):
             boroughs.setdefault(borough, {})[lifecycle] = n
-        conflicts = db.execute(
-            "SELECT count(*) FROM conflicts WHERE resolved_at IS NULL"
-            + (" AND borough = :b" if within is not None else ""),
-            params,
-        ).fetchone()[0]
-        unattributed = db.execute(
-            f"SELECT count(*) FROM attributions {db.dialect.indexed_by('attributions_unattributed')} "
-            "WHERE officer_id IS NULL"
-            + (" AND device_serial IN (SELECT serial FROM devices WHERE borough = :b)" if within is not None else ""),
-            params,
-        ).fetchone()[0]
-        refused = claims.refusals_count(
-            db, to_iso(now - REFUSALS_SHOWN), owners.stations_of(within) if within is not None else None
-        )
-        overdue = keep_request_escalation.overdue_count(db, within, now)
-    counts = devices.flag_counts(within)
     stations = [s for s in station_service.all(now) if within in (None, s.borough)]
+    counts = conditions.counts(store.writer, owners, devices, stations, within, now)
     offline_after = timedelta(hours=24)
     gone = {s.station_id for s in stations if s.last_seen_at is None or now - s.last_seen_at > offline_after}
     offline = len(gone)
     stale = sum(1 for s in stations if s.stale and s.station_id not in gone)
-    failed = sum(s.failed_clips for s in stations)
-    alerts = [(key, label, counts[key], link) for key, label, link in ALERTS]
-    alerts += [
-        ("failed_uploads", "Failed uploads at stations", failed, "/stations"),
-        ("conflicts", "Open assignment conflicts", conflicts, "/officers/conflicts"),
-        ("unattributed", "Clips attributed to nobody", unattributed, "/clips?state=unattributed"),
-        (
-            "station_refusals",
-            f"Station events refused (security), last {REFUSALS_SHOWN.days} days",
-            refused,
-            "/stations#refusals",
-        ),
-        (KEEP_OVERDUE, "Requests to keep footage past their review date", overdue, "/keep-requests"),
+    alerts = [
+        (kind.key, kind.label, counts[kind.key], conditions.link(kind.key, within or ""))
+        for kind in conditions.KINDS
+        if kind.dashboard
     ]
     return Overview(
         total=sum(by_state.values()),

@@ -63,7 +63,7 @@ SHARED_READS = {
         "under way and holds in force from their partial indexes, cameras and stations by borough",
     ),
     "web": (
-        {"devices", "conflicts", "attributions", "clips", "clip_retention", "audit", "officers", "assignments"},
+        {"devices", "attributions", "clips", "clip_retention", "audit", "officers", "assignments"},
         "the dashboard's read-only counts and listings",
     ),
 }
