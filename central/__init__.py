@@ -9,7 +9,7 @@ functions, inside their own transaction where the change must commit with theirs
     core/      builds central and holds what every package shares: the app factory, the
                database (SQLite or PostgreSQL) and its migration runner, errors, OpenAPI,
                pagination, jobs, CLI
-               tables: schema_version (PostgreSQL only)
+               tables: job_runs, schema_version (PostgreSQL only)
     access/    decides who may do what: users, API tokens, sessions, logins, borough scope
                tables: users, api_tokens, sessions, login_throttle, signing_keys
     uploads/   receives clips over tus and records each upload until its clip is verified

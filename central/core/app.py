@@ -166,6 +166,7 @@ def create_app(settings: CentralSettings) -> Litestar:
                 settings,
                 leading=lambda: leadership.leading,
                 chain=lambda: (c[0], c[1].intact, c[1].records) if (c := chain_check.last) else None,
+                jobs=lambda: metrics.jobs,
             )
             metrics.registry.register(collector)
             opened.callback(metrics.registry.unregister, collector)

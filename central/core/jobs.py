@@ -6,14 +6,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from functools import partial
-from typing import Any
+from functools import partial, wraps
+from typing import Any, TypeVar
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from central.alerts.service import DELIVER_EVERY
+from central.core import job_runs
 from central.core.leadership import Leadership, when_leading, when_leading_async
 from central.core.services import Services
 from central.evidence import audit, keep_request_escalation
@@ -22,6 +23,7 @@ from central.web.evidence_pages import ChainCheck
 from fleet.clock import utc_now
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
@@ -35,11 +37,41 @@ def build_scheduler(
     that does not lead counts nothing."""
     settings, health, retention, metrics = services.settings, services.health, services.retention, services.metrics
 
+    writer = services.store.writer
+
+    def recorded(name: str, job: Callable[..., T]) -> Callable[..., T]:
+        """``job``, counted and timed in this process, its outcome kept in ``job_runs`` for every replica."""
+        timed = metrics.timed(name, job)
+
+        @wraps(job)
+        def run(*args: Any, **kwargs: Any) -> T:
+            try:
+                result = timed(*args, **kwargs)
+            except BaseException as exc:
+                job_runs.ran(writer, name, exc, leadership.name)
+                raise
+            job_runs.ran(writer, name, None, leadership.name)
+            return result
+
+        return run
+
     def led(job: Callable[..., object], name: str) -> Callable[..., object]:
-        return when_leading(leadership, metrics.timed(name, job))
+        return when_leading(leadership, recorded(name, job))
 
     def led_async(job: Callable[..., Any], name: str) -> Callable[..., Any]:
-        return when_leading_async(leadership, metrics.timed_async(name, job))
+        timed = metrics.timed_async(name, job)
+
+        @wraps(job)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = await timed(*args, **kwargs)
+            except BaseException as exc:
+                await asyncio.to_thread(job_runs.ran, writer, name, exc, leadership.name)
+                raise
+            await asyncio.to_thread(job_runs.ran, writer, name, None, leadership.name)
+            return result
+
+        return when_leading_async(leadership, run)
 
     scheduler = AsyncIOScheduler(
         timezone="UTC",
@@ -124,7 +156,7 @@ def build_scheduler(
     # Every replica (no leader needed: a published month never changes) works out the latest
     # public figures before the first visitor asks, a minute after start-up and then hourly.
     scheduler.add_job(
-        metrics.timed("public-figures", services.public_figures.warm),
+        recorded("public-figures", services.public_figures.warm),
         "interval",
         hours=1,
         id="public-figures",
@@ -159,6 +191,7 @@ def build_scheduler(
             id="alerts-deliver",
             executor="alerts",
         )
+    job_runs.scheduled(writer, metrics.jobs)
     return scheduler
 
 

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from central.core import job_runs
 from central.core.admission import lane_of
 from central.core.database import Database
 from fleet import __version__
@@ -50,6 +51,8 @@ class CentralMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.jobs: set[str] = set()
+        """The scheduled jobs' names (``task``): their last success is read from ``job_runs`` at scrape time."""
         counter, gauge_ = partial(Counter, registry=self.registry), partial(Gauge, registry=self.registry)
         histogram = partial(Histogram, registry=self.registry)
         self.requests = counter(
@@ -103,11 +106,6 @@ class CentralMetrics:
             "How long the job's last run in this process took",
             ["task"],
         )
-        self.job_last_success = gauge_(
-            "fleet_central_job_last_success_timestamp_seconds",
-            "When the job last ended without an error in this process (Unix time)",
-            ["task"],
-        )
         self.retention_deleted = counter(
             "fleet_central_retention_deleted_clips",
             "Clips retention deleted: soft_deleted (hidden, recoverable for the recovery period), purged "
@@ -143,6 +141,7 @@ class CentralMetrics:
 
     def known_job(self, job: str) -> None:
         """A job's series exist (at 0) from start-up, not only once it first ran."""
+        self.jobs.add(job)
         for outcome in ("ok", "failed"):
             self.job_runs.labels(job, outcome)
 
@@ -181,8 +180,6 @@ class CentralMetrics:
     def _ran(self, job: str, outcome: str, started: float) -> None:
         self.job_runs.labels(job, outcome).inc()
         self.job_duration.labels(job).set(time.monotonic() - started)
-        if outcome == "ok":
-            self.job_last_success.labels(job).set(time.time())
 
     def retention_report(self, report: Any) -> None:
         """A retention run's ``JobReport`` (``central.evidence.retention``)."""
@@ -243,11 +240,14 @@ class CentralCollector(Collector):
         *,
         leading: Callable[[], bool],
         chain: Callable[[], tuple[datetime, bool, int] | None],
+        jobs: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.database = database
         self.settings = settings
         self.leading = leading
         self.chain = chain
+        self.jobs = jobs
+        """The scheduled jobs' names, whose last success (``central.core.job_runs``) is reported."""
         """The last check of the audit chain in this process: (when, intact, records), or None."""
 
     def collect(self) -> Iterator[Metric]:
@@ -277,6 +277,7 @@ class CentralCollector(Collector):
 
     def _from_database(self) -> Iterable[Metric]:
         with self.database.read() as db:
+            successes = job_runs.last_successes(db, self.jobs())
             # The partial index uploads_expiry holds exactly the uploads under way.
             receiving = db.execute("SELECT count(*) FROM uploads WHERE state = 'receiving'").fetchone()[0]
             # Each kind from its partial index of the holds in force (released ones are never read).
@@ -346,4 +347,11 @@ class CentralCollector(Collector):
             "When the oldest clip waiting at the station was recorded, as it last reported (Unix time; absent: none)",
             ["station", "borough"],
             [(r[0], r[1], _timestamp(r[6])) for r in rows if r[6]],
+        )
+        yield gauge(
+            "fleet_central_job_last_success_timestamp_seconds",
+            "When the job last ended without an error on any replica, or was first scheduled if it never "
+            "has (Unix time; from the database: the same on every replica, kept across restarts)",
+            ["task"],
+            [(task, _timestamp(at)) for task, at in successes],
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 from central.access import schema as access_schema
 from central.alerts import schema as alerts_schema
 from central.core import migrations
+from central.core import schema as core_schema
 from central.core.database import Database, PostgresDatabase, SqliteDatabase, migrate_postgres
 from central.events import schema as events_schema
 from central.evidence import audit
@@ -19,6 +20,7 @@ from fleet import sqlite
 from fleet.config import CentralSettings
 
 SCHEMAS = (
+    core_schema,
     uploads_schema,
     evidence_schema,
     events_schema,

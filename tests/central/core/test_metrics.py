@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,49 @@ def test_a_database_that_does_not_answer_is_a_gauge_not_a_failed_scrape(client):
 
 def _refuse():
     raise OSError("the database is away")
+
+
+def test_a_jobs_last_success_is_the_databases_so_a_restart_or_another_replica_forgets_nothing(tmp_path):
+    """Before its first run a job reports when it was first scheduled (a fresh install is no alert,
+    and one that never succeeds becomes one); after a run, every later process reports that run."""
+    settings = make_settings(tmp_path / "central", metrics={"token": "metrics-test-token"})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        first = scrape(client)
+        scheduled = value(first, "fleet_central_job_last_success_timestamp_seconds", task="retention")
+        assert scheduled > 0
+        services(client.app).scheduler.get_job("retention").func()
+        ran = value(scrape(client), "fleet_central_job_last_success_timestamp_seconds", task="retention")
+        assert ran >= scheduled
+        with services(client.app).store.writer.read() as db:
+            (replica,) = db.execute("SELECT last_replica FROM job_runs WHERE task = 'retention'").fetchone()
+        assert replica == services(client.app).leadership.name
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:  # restarted
+        again = scrape(client)
+        assert value(again, "fleet_central_job_last_success_timestamp_seconds", task="retention") == ran
+        assert value(again, "fleet_central_job_runs_total", task="retention", outcome="ok") == 0  # this process's own
+
+
+def test_a_failed_run_is_kept_with_its_error_and_leaves_the_last_success_alone(client):
+    app_services = services(client.app)
+    job = app_services.scheduler.get_job("publish-anchors")
+    deadline = time.monotonic() + 30  # the scheduler publishes once at start-up: let that run end first
+    while time.monotonic() < deadline:
+        with app_services.store.writer.read() as db:
+            if db.execute("SELECT last_success_at FROM job_runs WHERE task = 'publish-anchors'").fetchone()[0]:
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the start-up's publishing of the anchors never ended")
+    before = value(scrape(client), "fleet_central_job_last_success_timestamp_seconds", task="publish-anchors")
+    anchors = Path(app_services.settings.anchors_file)
+    anchors.unlink(missing_ok=True)
+    (anchors / "in the way").mkdir(parents=True)  # a folder where the file goes: not even root writes it
+    with pytest.raises(OSError):
+        job.func()
+    with app_services.store.writer.read() as db:
+        failed_at, error = db.execute(
+            "SELECT last_failure_at, last_error FROM job_runs WHERE task = 'publish-anchors'"
+        ).fetchone()
+    assert failed_at and error
+    assert value(scrape(client), "fleet_central_job_last_success_timestamp_seconds", task="publish-anchors") == before
+    assert value(scrape(client), "fleet_central_job_runs_total", task="publish-anchors", outcome="failed") == 1  # ours alone
