@@ -243,4 +243,4 @@ def test_a_failed_run_is_kept_with_its_error_and_leaves_the_last_success_alone(c
         ).fetchone()
     assert failed_at and error
     assert value(scrape(client), "fleet_central_job_last_success_timestamp_seconds", task="publish-anchors") == before
-    assert value(scrape(client), "fleet_central_job_runs_total", task="publish-anchors", outcome="failed") == 1  # ours alone
+    assert value(scrape(client), "fleet_central_job_runs_total", task="publish-anchors", outcome="failed") == 1  # ours
