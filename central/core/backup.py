@@ -33,8 +33,9 @@ import psycopg
 
 from central.core.database import redacted
 from central.core.store import MIGRATIONS, CentralStore
-from central.evidence import audit
+from central.evidence import audit, clip_records
 from central.evidence.signing import GENERATED_KEY
+from central.registry import stations
 from fleet import __version__
 from fleet.backup import Manifest, copy_sqlite, install_file, read_backup, schema_version, stamp, write_backup
 from fleet.clock import to_iso, utc_now
@@ -84,13 +85,11 @@ def backup(settings: CentralSettings, parent: Path, name: str | None = None) -> 
 
 def _figures(db: Any) -> dict[str, object]:
     """What the manifest tells a person about the moment the backup holds."""
-    head = db.execute("SELECT last_id, last_hash FROM audit_head WHERE one = 1").fetchone()
-    stations = db.execute("SELECT station_id, acked_seq FROM stations ORDER BY station_id").fetchall()
-    clips = db.execute("SELECT COUNT(*) FROM clips").fetchone()[0]
+    head = audit.head(db)
     return {
-        "audit_head": {"id": head[0], "hash": head[1]} if head else {"id": 0, "hash": audit.GENESIS},
-        "acked_seq": {r[0]: r[1] for r in stations},
-        "clips": clips,
+        "audit_head": {"id": head[0], "hash": head[1]},
+        "acked_seq": stations.acknowledged(db),
+        "clips": clip_records.count(db),
     }
 
 
