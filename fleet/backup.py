@@ -149,6 +149,14 @@ def install_file(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def install_sqlite(source: Path, target: Path) -> None:
+    """Put a backed-up database in place of ``target``; the replaced one's ``-wal`` and ``-shm`` go
+    first (SQLite would otherwise apply the old log to the restored file)."""
+    for extra in ("-wal", "-shm", "-journal"):
+        target.with_name(target.name + extra).unlink(missing_ok=True)
+    install_file(source, target)
+
+
 def stamp() -> str:
     """A backup's default name part: its UTC time, sortable."""
     return utc_now().strftime("%Y%m%dT%H%M%SZ")

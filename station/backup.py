@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleet import __version__
-from fleet.backup import Manifest, copy_sqlite, install_file, read_backup, schema_version, stamp, write_backup
+from fleet.backup import Manifest, copy_sqlite, install_sqlite, read_backup, schema_version, stamp, write_backup
 from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.errors import FleetError
@@ -73,9 +73,7 @@ def restore(settings: StationSettings, folder: Path, *, replace: bool = False) -
         target = Path(settings.data_dir) / DATABASE_FILE
         if target.exists() and not replace:
             raise FleetError(f"{target} exists: give --replace to put the backup in its place")
-        for extra in ("-wal", "-shm", "-journal"):
-            target.with_name(target.name + extra).unlink(missing_ok=True)
-        install_file(folder / DATABASE_FILE, target)
+        install_sqlite(folder / DATABASE_FILE, target)
         store = StationStore(settings.data_dir)  # migrates an older schema
         try:
             store.outbox.mark_rejoining()

@@ -37,7 +37,16 @@ from central.evidence import audit, clip_records
 from central.evidence.signing import GENERATED_KEY
 from central.registry import stations
 from fleet import __version__
-from fleet.backup import Manifest, copy_sqlite, install_file, read_backup, schema_version, stamp, write_backup
+from fleet.backup import (
+    Manifest,
+    copy_sqlite,
+    install_file,
+    install_sqlite,
+    read_backup,
+    schema_version,
+    stamp,
+    write_backup,
+)
 from fleet.clock import to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import FleetError
@@ -173,9 +182,7 @@ def restore(settings: CentralSettings, folder: Path, *, replace: bool = False) -
 def _restore_sqlite(source: Path, target: Path, replace: bool) -> None:
     if target.exists() and not replace:
         raise FleetError(f"{target} exists: restore into an empty data folder, or give --replace to overwrite it")
-    for extra in ("-wal", "-shm", "-journal"):  # the replaced database's own; never applied to the backup
-        target.with_name(target.name + extra).unlink(missing_ok=True)
-    install_file(source, target)
+    install_sqlite(source, target)
 
 
 def _restore_postgres(dump: Path, url: str, replace: bool) -> None:
