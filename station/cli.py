@@ -119,6 +119,50 @@ def register(groups: argparse._SubParsersAction) -> None:
     rotate.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
     rotate.set_defaults(handler=cmd_rotate_key)
 
+    save = commands.add_parser(
+        "backup",
+        help="back up the station's database while it runs (not its footage)",
+        description="One moment of the station's database (SQLite's online backup), written to a new "
+        "folder under --to with a manifest. It holds the queue, the event outbox, the mirror and the "
+        "clips' wrapped data keys; not the footage, nor the station key (docs/backup.md).",
+    )
+    save.add_argument("--to", required=True, metavar="DIR", help="the folder the backup's own folder is made in")
+    save.add_argument("--name", help="the backup folder's name (default: station-<id>-<UTC time>)")
+    save.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    save.set_defaults(handler=cmd_backup)
+    back = commands.add_parser(
+        "restore",
+        help="put a backup in place of the station's database (the station stopped)",
+        description="Check the backup's manifest, install it as the station's database and mark it to "
+        "rejoin: at its first contact the station numbers its new events after those central holds, "
+        "and asks central about clips whose copies are gone (docs/backup.md).",
+    )
+    back.add_argument("backup", metavar="BACKUP", help="the backup's folder")
+    back.add_argument("--replace", action="store_true", help="overwrite the database that is there")
+    back.add_argument("--config", required=True, metavar="FILE", help="the station's TOML config file")
+    back.set_defaults(handler=cmd_restore)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from station import backup
+
+    settings = load_settings(args.config, StationSettings)
+    folder, manifest = backup.backup(settings, Path(args.to), args.name)
+    print(f"backup written to {folder}: schema v{manifest.schema_version}, {manifest.details['clips']} clips")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from station import backup
+
+    settings = load_settings(args.config, StationSettings)
+    manifest = backup.restore(settings, Path(args.backup), replace=args.replace)
+    print(
+        f"restored the backup taken {manifest.created_at:%Y-%m-%dT%H:%M:%SZ}; start the station: it rejoins "
+        "central and asks it about clips whose copies are gone"
+    )
+    return 0
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from station.node import StationNode, run_nodes

@@ -197,6 +197,33 @@ def register(groups: argparse._SubParsersAction) -> None:
     review.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     review.set_defaults(handler=cmd_retention_review)
 
+    save = commands.add_parser(
+        "backup",
+        help="back up central's database while it runs (a folder with a manifest)",
+        description="One moment of central's database, taken while it serves (SQLite's online backup, or "
+        "pg_dump on one snapshot), written to a new folder under --to with a manifest (schema version, "
+        "engine, time, each file's SHA-256). It holds password and token hashes, never tokens, and the "
+        "disclosure signing key central made itself, if any: keep it as you keep that key. Not the "
+        "footage: the blob store protects itself (docs/backup.md).",
+    )
+    save.add_argument("--to", required=True, metavar="DIR", help="the folder the backup's own folder is made in")
+    save.add_argument("--name", help="the backup folder's name (default: central-<UTC time>)")
+    save.add_argument("--json", action="store_true", help="write the manifest as JSON")
+    save.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    save.set_defaults(handler=cmd_backup)
+    back = commands.add_parser(
+        "restore",
+        help="restore a backup into central's (empty) database; central stopped",
+        description="Check the backup's manifest and every file's SHA-256, refuse a schema newer than this "
+        "program (an older one is migrated), refuse a database that is not empty unless --replace, restore, "
+        "and record the restore in the audit trail and the published anchors file. Stop central first. "
+        "Stations then resend what they hold that the backup lacks (docs/backup.md).",
+    )
+    back.add_argument("backup", metavar="BACKUP", help="the backup's folder")
+    back.add_argument("--replace", action="store_true", help="overwrite a database that is there already")
+    back.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
+    back.set_defaults(handler=cmd_restore)
+
     from central.firmware import cli as firmware_cli  # here: it borrows central_services from this module
 
     firmware_cli.register(commands)
@@ -311,6 +338,36 @@ def cmd_retention_apply(args: argparse.Namespace) -> int:
         if change.applied
         else "retention rules unchanged"
     )
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from central.core import backup
+
+    settings = load_settings(args.config, CentralSettings)
+    folder, manifest = backup.backup(settings, Path(args.to), args.name)
+    if args.json:
+        return _print_json(manifest)
+    head = manifest.details.get("audit_head")
+    print(
+        f"backup written to {folder}: {manifest.engine}, schema v{manifest.schema_version}, "
+        f"{manifest.details.get('clips')} clip records, audit record {head['id'] if isinstance(head, dict) else 0}"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from central.core import backup
+
+    settings = load_settings(args.config, CentralSettings)
+    restored = backup.restore(settings, Path(args.backup), replace=args.replace)
+    taken = restored.manifest.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(
+        f"restored the backup taken {taken} (schema v{restored.manifest.schema_version}, now "
+        f"v{restored.migrated_to}); the audit chain carries on from record {restored.audit_head[0]}, "
+        f"recorded in {settings.anchors_file}"
+    )
+    print("start central: stations resend the events and clips it lacks (docs/backup.md, 'After a restore')")
     return 0
 
 

@@ -55,6 +55,8 @@ class ChainReport(Struct, kw_only=True):
     first_broken: int | None = None
     """The id of the first record that does not match (or where one is missing)."""
     reason: str | None = None
+    lost_at_restores: list[str] = []
+    """Each restore the published anchors record, with the records it rolled back (in words)."""
 
 
 class PublishedAnchor(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -65,6 +67,10 @@ class PublishedAnchor(Struct, kw_only=True, forbid_unknown_fields=True):
     published_at: datetime
     head: bool = False
     """The chain's last record when published (anchors proper fall every ``ANCHOR_EVERY``)."""
+    restored: str | None = None
+    """Set on the line ``fleet central restore`` appends: the chain was rolled back to this record
+    (the backup's head; the text names the backup). Anchors published before it for later
+    records belong to what the restore lost: listed by ``verify``, no longer matched."""
 
 
 def record_hash(row: tuple, prev_hash: str) -> str:
@@ -180,9 +186,7 @@ def verify(db, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
 def _verify(db, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
     prev, expected_id, count = GENESIS, 1, 0
     anchors = dict(db.execute("SELECT audit_id, hash FROM audit_anchors").fetchall())
-    outside: dict[int, PublishedAnchor] = {}
-    for anchor in published:
-        outside.setdefault(anchor.audit_id, anchor)
+    outside, lost = current_anchors(published)
     for row in db.execute(f"SELECT {COLUMNS}, prev_hash, hash FROM audit ORDER BY id"):
         content, prev_hash, stored = tuple(row[:8]), row[8], row[9]
         if content[0] != expected_id:
@@ -247,7 +251,40 @@ def _verify(db, published: Sequence[PublishedAnchor] = ()) -> ChainReport:
             reason=f"the chain's head says {last_id} records ending in {last_hash[:12]}…; "
             f"{count} are there (records at the end were removed)",
         )
-    return ChainReport(records=count, intact=True, last_hash=prev)
+    return ChainReport(records=count, intact=True, last_hash=prev, lost_at_restores=lost)
+
+
+def current_anchors(published: Sequence[PublishedAnchor]) -> tuple[dict[int, PublishedAnchor], list[str]]:
+    """The published anchors the chain must match now, by record, and what each restore rolled back.
+
+    Lines are read in the order they were appended: the first anchor for a record counts, until a
+    restore line rolls the chain back below it (that anchor then names a record the restore lost);
+    the restore line itself is an anchor (the backup's head must be what the chain holds there)."""
+    outside: dict[int, PublishedAnchor] = {}
+    lost: list[str] = []
+    for anchor in published:
+        if anchor.restored is not None:
+            gone = sorted(i for i in outside if i > anchor.audit_id)
+            for i in gone:
+                del outside[i]
+            rolled = (
+                "no published record"
+                if not gone
+                else f"record {gone[0]}"
+                if gone[-1] == anchor.audit_id + 1
+                else f"records {anchor.audit_id + 1}..{gone[-1]}"
+            )
+            lost.append(f"restored {to_iso(anchor.published_at)} from {anchor.restored}: {rolled} lost")
+            if anchor.audit_id:
+                outside[anchor.audit_id] = outside.get(anchor.audit_id, anchor)
+            continue
+        outside.setdefault(anchor.audit_id, anchor)
+    return outside, lost
+
+
+def head(db) -> tuple[int, str]:
+    """The chain's last record: (id, hash); (0, GENESIS) when empty."""
+    return _head(db)
 
 
 def records_for(db, object_type: str, object_id: str, limit: int = 200) -> list[AuditRecord]:
@@ -308,7 +345,7 @@ def publish(database, path: Path, now: datetime | None = None) -> int:
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read()
         complete = data.rfind(b"\n") + 1
-        last = max((a.audit_id for a in _parse_published(data[:complete], path)), default=0)
+        last = max(current_anchors(_parse_published(data[:complete], path))[0], default=0)
         with database.snapshot() as db:
             rows = db.execute(
                 "SELECT audit_id, hash FROM audit_anchors WHERE audit_id > ? ORDER BY audit_id", [last]
@@ -330,6 +367,31 @@ def publish(database, path: Path, now: datetime | None = None) -> int:
     if created:
         fsync_dir(path.parent)
     return len(lines)
+
+
+def publish_restore(path: Path, audit_id: int, hash_: str, backup: str, now: datetime | None = None) -> None:
+    """Append the line that says the chain was rolled back to record ``audit_id`` by a restore."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    line = PublishedAnchor(audit_id=audit_id, hash=hash_, published_at=now or utc_now(), restored=backup)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        complete = data.rfind(b"\n") + 1
+        os.ftruncate(fd, complete)  # a line a crash cut short is dropped, as publish does
+        os.lseek(fd, complete, os.SEEK_SET)
+        view = memoryview(_anchor_line.encode(line) + b"\n")
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        fsync_dir(path.parent)
 
 
 # -- configuration changes -------------------------------------------------------------------

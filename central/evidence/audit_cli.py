@@ -71,6 +71,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             else "; no published anchors to check against"
         )
         print(f"audit trail intact: {report.records} records, last hash {report.last_hash}{checked}")
+        for restore in report.lost_at_restores:
+            print(f"  {restore}")
     else:
         print(
             f"audit trail BROKEN at record {report.first_broken}: {report.reason} "

@@ -153,3 +153,8 @@ def _clip(row) -> ClipInfo:
         verified_at=from_iso(row[11]) if row[11] else None,
         pre_record_s=row[12],
     )
+
+
+def count(db) -> int:
+    """Clip records of every state (a backup's manifest says how many it holds)."""
+    return db.execute("SELECT COUNT(*) FROM clips").fetchone()[0]

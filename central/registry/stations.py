@@ -245,3 +245,8 @@ class StationController(Controller):
             if station.station_id == station_id:
                 return station
         raise NotFound(f"no station {station_id}")
+
+
+def acknowledged(db) -> dict[str, int]:
+    """Each station's acknowledged seq (a backup's manifest says how far it holds each station's events)."""
+    return dict(db.execute("SELECT station_id, acked_seq FROM stations ORDER BY station_id").fetchall())

@@ -299,10 +299,17 @@ class UploadReceiver:
 
     # -- creation / lookup / termination ---------------------------------------------------
 
-    def create(self, principal: Principal, length: int, raw_metadata: str) -> tuple[Upload, bool]:
-        """Create the upload for a clip, or return the one it already has (idempotent by clip_id)."""
+    def create(
+        self, principal: Principal, length: int, raw_metadata: str, *, adopting: bool = True
+    ) -> tuple[Upload, bool]:
+        """Create the upload for a clip, or return the one it already has (idempotent by clip_id).
+        ``adopting`` False: the caller has just found no blob to adopt."""
         meta = self._creation(length, raw_metadata)
         existing = self.uploads.upload_for_clip(str(meta.clip_id))
+        if existing is None and adopting:
+            adopted = self.adopt(principal, meta, length, raw_metadata)
+            if adopted is not None:
+                return adopted, True
         if existing is None and self.staged is not None:
             upload_id = uuid.uuid4().hex
             upload = self.staged.create(upload_id, meta, raw_metadata, length, principal.station_id)
@@ -357,7 +364,10 @@ class UploadReceiver:
         clip_id = str(meta.clip_id)
         async with self._turn_to_create(clip_id):
             existing = await asyncio.to_thread(self.uploads.upload_for_clip, clip_id)
-            if existing is None and whole:
+            adopted = None if existing else await asyncio.to_thread(self.adopt, principal, meta, length, raw_metadata)
+            if adopted is not None:  # stored already: a body, if any, is read and dropped below
+                upload, created = adopted, True
+            elif existing is None and whole:
                 # A zero-byte clip is whole with no body at all: stored and verified like any other.
                 return await self._counted(
                     0,
@@ -365,7 +375,10 @@ class UploadReceiver:
                         principal, meta, length, raw_metadata, checksum, body if body is not None else _no_bytes()
                     ),
                 ), True
-            upload, created = await asyncio.to_thread(self.create, principal, length, raw_metadata)
+            else:
+                upload, created = await asyncio.to_thread(
+                    self.create, principal, length, raw_metadata, adopting=existing is not None
+                )
         if body is None:
             return upload, created
         if upload.offset == 0 and not upload.verified:
@@ -431,6 +444,35 @@ class UploadReceiver:
             upload.station_id,
             utc_now() + self.expiry,
         )
+
+    def adopt(self, principal: Principal, meta: UploadMetadata, length: int, raw_metadata: str) -> Upload | None:
+        """A clip central has no upload of whose bytes are in the blob store already, whole and
+        matching the declared SHA-256: recorded verified at once, nothing sent again.
+
+        Central restored from a backup lost the records of clips verified after it, never their
+        blobs (stations resend; a station that deleted its copy still gets its clip back), and a
+        whole clip's creation that died between storing and committing leaves one too. Costs one
+        existence check per new upload; the blob is hashed only when it is there."""
+        clip_id = str(meta.clip_id)
+        try:
+            if not self.blobs.exists(clip_id) or self.blobs.size(clip_id) != length:
+                return None
+            if self._blob_sha256(clip_id) != meta.sha256:
+                log.warning("clip %s: the blob store holds other bytes than the ones declared; not adopted", clip_id)
+                return None
+        except BlobStoreUnavailable:
+            return None  # the upload goes on as usual; storing it later says what is wrong
+        upload = self.uploads.record_stored_upload(
+            uuid.uuid4().hex, meta, raw_metadata, length, principal.station_id, clip_id
+        )
+        log.warning(
+            "clip %s (%d bytes) was in the blob store without a record (a restore, or a crash before the commit): "
+            "adopted for %s, verified",
+            clip_id,
+            length,
+            principal.name,
+        )
+        return upload
 
     def _creation(self, length: int, raw_metadata: str) -> UploadMetadata:
         if length > self.max_upload_bytes:

@@ -52,8 +52,10 @@ class StationStore:
             self.db = sqlite.open_database(self.path)
             # A purged clip's wrapped data key is overwritten, not only unlinked from the b-tree.
             self.db.execute("PRAGMA secure_delete = ON")
+        new = False
         try:
             if upgrade and not read_only:
+                new = sqlite.check_version(self.db, MIGRATIONS) == 0
                 sqlite.migrate(self.db, MIGRATIONS)
             elif (version := sqlite.check_version(self.db, MIGRATIONS)) < len(MIGRATIONS):
                 raise FleetError(
@@ -65,6 +67,8 @@ class StationStore:
             raise
         self.writer = sqlite.Writer(self.db)
         self.outbox = Outbox(self.writer)
+        if new:  # a replaced station's first database goes on after its events central holds
+            self.outbox.mark_rejoining()
         self.updates = Updates(self.writer, self.outbox)
         self.mirror = Mirror(self.writer)
         self.checkouts = Checkouts(self.writer)

@@ -1,6 +1,6 @@
 """The ``meta`` table: the station's few single values, each key kept by one owner.
 
-``last_sync_ok_at`` (queue), ``outbox_acked_seq`` (outbox), ``feed_cursor`` and
+``last_sync_ok_at`` (queue), ``outbox_acked_seq`` and ``outbox_rejoin_from`` (outbox), ``feed_cursor`` and
 ``station_policy`` (mirror), ``write_probe`` (the database's write probe, never committed),
 ``central_tls_problem`` (the store itself, for ``station.sync.link``), ``updates_version`` (updates).
 Called with the connection of the owner's own read or write.

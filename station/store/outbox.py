@@ -20,6 +20,10 @@ from fleet.sqlite import Writer
 from station.store import meta
 
 ACKED_SEQ = "outbox_acked_seq"
+REJOIN_FROM = "outbox_rejoin_from"
+"""Set on a database that may continue a station central already knows (a new database, one
+restored from a backup): the last seq of the station's earlier life it holds. Until central's
+first answer, events after it may be numbered where central already has others (``rejoin``)."""
 _encoder = msgspec.json.Encoder()
 
 
@@ -71,6 +75,49 @@ class Outbox:
         a time, so no late reply can overtake a newer one."""
         with self.writer.write() as db:
             meta.put(db, ACKED_SEQ, str(acked_seq))
+
+    def rejoin_from(self) -> int | None:
+        with self.writer.read() as db:
+            value = meta.get(db, REJOIN_FROM)
+        return int(value) if value is not None else None
+
+    def mark_rejoining(self) -> None:
+        """This database continues the station from its last event (a new one, or a restored backup)."""
+        with self.writer.write() as db:
+            meta.put(db, REJOIN_FROM, str(self.last_seq()))
+
+    def rejoin(self, central_acked: int) -> int:
+        """Central's first answer to a rejoining database: it holds the station's events up to
+        ``central_acked``. Events this database wrote after its earlier life (after ``REJOIN_FROM``)
+        are numbered after central's, in one transaction, so none lands on a seq central holds with
+        other bytes; returns how far they moved (0: central holds nothing beyond this database)."""
+        with self.writer.write() as db:
+            start = self.rejoin_from()
+            if start is None:
+                return 0
+            shift = max(0, central_acked - start)
+            if shift:
+                # Two steps: moving each up at once would meet the next one's seq on the way.
+                db.execute("UPDATE outbox SET seq = -seq WHERE seq > ?", [start])
+                db.execute("UPDATE outbox SET seq = -seq + ? WHERE seq < 0", [shift])
+                db.execute(
+                    "UPDATE sqlite_sequence SET seq = MAX(seq + ?, ?) WHERE name = 'outbox'", [shift, central_acked]
+                )
+                db.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT 'outbox', ? "
+                    "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')",
+                    [central_acked],
+                )
+            meta.put(db, ACKED_SEQ, str(central_acked))
+            db.execute("DELETE FROM meta WHERE key = ?", [REJOIN_FROM])
+        return shift
+
+    def verified_clips_after(self, seq: int) -> list[str]:
+        """Clips this station's ``clip_verified`` events after ``seq`` name: the ones a central
+        restored to an earlier point may have lost."""
+        with self.writer.read() as db:
+            rows = db.execute("SELECT body FROM outbox WHERE seq > ? AND kind = 'clip_verified'", [seq]).fetchall()
+        return [msgspec.json.decode(bytes(r[0]))["clip_id"] for r in rows]
 
     def events(self, after: int = 0) -> list[tuple[int, str, str, bytes]]:
         """(seq, kind, at, body) of every kept event: the station's side of the event log."""

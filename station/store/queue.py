@@ -7,6 +7,9 @@ Transfer states of a clip::
        ▲           │
        └─ waiting ◀┘ (transient failure: attempts, next_attempt_at, last_error persisted)
                    └──▶ failed (permanent refusal, with reason; `fleet station retry` requeues)
+
+A verified clip central may have lost (restored to a point before it verified the clip) is
+listed in ``clip_rechecks`` until central is asked again (docs/backup.md); its copy is kept.
 """
 
 from __future__ import annotations
@@ -118,6 +121,35 @@ _CLIP_COLUMNS = (
 _INSERT_CLIP = (
     f"INSERT OR IGNORE INTO clips ({', '.join(_CLIP_COLUMNS)}) VALUES ({', '.join(':' + c for c in _CLIP_COLUMNS)})"
 )
+
+_QUEUED_COLUMNS = """clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
+    evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
+    chunk_checksums, last_error, wrapped_by, wrapped_key, pre_record_s"""
+
+
+def _queued(r) -> QueuedClip:
+    return QueuedClip(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        from_iso(r[4]),
+        r[5],
+        r[6],
+        json.loads(r[7]),
+        bool(r[8]),
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+        json.loads(r[14]) if r[14] else None,
+        r[15],
+        r[16],
+        r[17],
+        r[18],
+    )
+
 
 _PENDING_SQL = """SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(recorded_at) FROM clips
                   WHERE state IN ('queued', 'uploading', 'waiting')"""
@@ -293,42 +325,56 @@ class ClipQueue:
         urgent_only = "" if routine else f"AND (evidential = 1 OR {held('clips.clip_id')})"
         with self.writer.write(durable=False) as db:
             rows = db.execute(
-                f"""SELECT clip_id, sha256, size, device_serial, recorded_at, filename, duration_s, tags,
-                          evidential, local_path, attempts, upload_url, chunk_bytes, chunk_algorithm,
-                          chunk_checksums, last_error, wrapped_by, wrapped_key, pre_record_s
-                   FROM clips
+                f"""SELECT {_QUEUED_COLUMNS} FROM clips
                    WHERE state IN ('queued', 'waiting') AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
                    {urgent_only}
                    ORDER BY evidential DESC, recorded_at, clip_id
                    LIMIT ?""",
                 [now_iso, limit],
             ).fetchall()
-            claimed = [
-                QueuedClip(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    from_iso(r[4]),
-                    r[5],
-                    r[6],
-                    json.loads(r[7]),
-                    bool(r[8]),
-                    r[9],
-                    r[10],
-                    r[11],
-                    r[12],
-                    r[13],
-                    json.loads(r[14]) if r[14] else None,
-                    r[15],
-                    r[16],
-                    r[17],
-                    r[18],
-                )
-                for r in rows
-            ]
+            claimed = [_queued(r) for r in rows]
             db.executemany("UPDATE clips SET state = 'uploading' WHERE clip_id = ?", [(c.clip_id,) for c in claimed])
         return claimed
+
+    # -- after central's restore (docs/backup.md) -------------------------------------------
+
+    def recheck(self, clip_ids: Sequence[str]) -> int:
+        """Central may have lost these verified clips (restored to an earlier point): ask it again
+        before anything else (their local copies are kept meanwhile)."""
+        with self.writer.write() as db:
+            return sum(
+                db.execute(
+                    "INSERT INTO clip_rechecks (clip_id) SELECT clip_id FROM clips WHERE clip_id = ? "
+                    "AND state = 'verified' ON CONFLICT DO NOTHING",
+                    [c],
+                ).rowcount
+                for c in clip_ids
+            )
+
+    def rechecking(self) -> int:
+        with self.writer.read() as db:
+            return db.execute("SELECT COUNT(*) FROM clip_rechecks").fetchone()[0]
+
+    def to_recheck(self, limit: int) -> list[QueuedClip]:
+        with self.writer.read() as db:
+            rows = db.execute(
+                f"SELECT {_QUEUED_COLUMNS} FROM clips WHERE clip_id IN (SELECT clip_id FROM clip_rechecks) "
+                "ORDER BY evidential DESC, recorded_at LIMIT ?",
+                [limit],
+            ).fetchall()
+        return [_queued(r) for r in rows]
+
+    def rechecked(self, clip_id: str, *, verified: bool, upload_url: str | None = None) -> None:
+        """Central's answer: it has the clip (nothing to do: the old "verified" event is resent), or it
+        must be sent again (queued, from its local copy; it is verified again, with a new event)."""
+        with self.writer.write() as db:
+            db.execute("DELETE FROM clip_rechecks WHERE clip_id = ?", [clip_id])
+            if not verified:
+                db.execute(
+                    """UPDATE clips SET state = 'queued', upload_url = ?, uploaded_bytes = 0, next_attempt_at = NULL
+                       WHERE clip_id = ? AND state = 'verified'""",
+                    [upload_url, clip_id],
+                )
 
     def set_upload_url(self, clip_id: str, url: str | None) -> None:
         with self.writer.write() as db:
@@ -412,6 +458,7 @@ class ClipQueue:
                     f"""SELECT clip_id, local_path FROM clips c
                    WHERE state = 'verified' AND local_path IS NOT NULL AND verified_at <= ?
                      AND {not_held("c.clip_id")}
+                     AND NOT EXISTS (SELECT 1 FROM clip_rechecks r WHERE r.clip_id = c.clip_id)
                    ORDER BY verified_at LIMIT ?""",
                     [cutoff, limit],
                 ).fetchall()

@@ -182,4 +182,11 @@ MIGRATIONS = [
     """
     ALTER TABLE update_handovers ADD COLUMN docking TEXT NOT NULL DEFAULT '';
     """,
+    # v10: clips a central restored to an earlier point may have lost: asked again before the
+    # station's events are resent (docs/backup.md); their local copies are kept meanwhile.
+    """
+    CREATE TABLE clip_rechecks (
+        clip_id         TEXT PRIMARY KEY REFERENCES clips (clip_id)
+    );
+    """,
 ]

@@ -60,6 +60,10 @@ server offers it): one request and one round trip instead of two. After a cut, t
 creation finds the upload and resumes it as usual; at most this much is sent twice."""
 SEND_PIECE = 4 << 20
 READ_PIECE = 1 << 20
+LOST_AT_RESTORE = (
+    "lost: central was restored to a point before it verified this clip, its blob store does not hold it, "
+    "and this station deleted its copy after that verification (docs/backup.md)"
+)
 REFUSED_ONCE = "refused once, trying again: "
 """A refusal (4xx) is final only when it comes twice in the same words: a byte flipped on the
 way can turn a good request into a bad one (``Upload-Metadata`` turned into a header central
@@ -110,6 +114,8 @@ class SyncWorker:
         verified); its local copy is never purged before the mark is durable."""
         report = SyncReport()
         verified: list[str] = []
+        if not self._recheck(report):
+            return report
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="upload") as pool:
             running: dict[Future[bool], QueuedClip] = {}
             try:
@@ -137,6 +143,33 @@ class SyncWorker:
                 self._mark_verified(verified, report)
         return report
 
+    def _recheck(self, report: SyncReport) -> bool:
+        """Ask central about each clip it may have lost in a restore (one creation request each,
+        no bytes): still verified there (or its blob adopted again), nothing to do; else queued to
+        send again, or, with no local copy left, failed as lost, for a person. False: central did
+        not answer (the rest wait for the next pass)."""
+        while not self.stopping.is_set():
+            clips = self.store.queue.to_recheck(100)
+            if not clips:
+                return True
+            for clip in clips:
+                try:
+                    url, _, verified = self.uploader.probe(clip)
+                except Exception as exc:  # asked again next pass; events wait meanwhile
+                    log.warning("clip %s not checked again with central: %s", clip.clip_id, as_transfer_error(exc))
+                    report.central_unreachable = True
+                    return False
+                self.store.queue.rechecked(clip.clip_id, verified=verified, upload_url=None if verified else url)
+                if verified:
+                    continue
+                if clip.local_path is None or not self.store.local_path(clip.local_path).is_file():
+                    log.error("clip %s lost at central's restore, and this station has no copy left", clip.clip_id)
+                    self.store.queue.mark_failed(clip.clip_id, LOST_AT_RESTORE)
+                    report.failed.append(clip.clip_id)
+                else:
+                    log.warning("clip %s lost at central's restore: sending it again", clip.clip_id)
+        return False
+
     def _mark_verified(self, clip_ids: list[str], report: SyncReport) -> None:
         if not clip_ids:
             return
@@ -153,6 +186,11 @@ class SyncWorker:
             return False
         try:
             self.uploader.upload(clip)
+        except ClipLost as exc:
+            log.error("clip %s lost: %s", clip.clip_id, exc)
+            self.metrics.upload_failures.labels("refused").inc()
+            self.store.queue.mark_failed(clip.clip_id, f"lost: {exc}")
+            report.failed.append(clip.clip_id)
         except DamagedCopyError as exc:
             # Not central's refusal nor a passing fault: the station's copy itself is bad. Failed at
             # once, for a person to look at (`fleet station status`); it is never marked verified.
@@ -200,6 +238,10 @@ def purge_local_copies(store: StationStore, grace: timedelta) -> int:
 # -- one clip over tus ----------------------------------------------------------------------
 
 
+class ClipLost(PermanentTransferError):
+    """Neither this station nor central holds the clip's bytes: failed at once, for a person."""
+
+
 class UploadGone(TransientTransferError):
     """The upload URL is no longer known at central (tus: 404/410); the clip is not refused."""
 
@@ -234,11 +276,13 @@ class TusUploader:
 
     def upload(self, clip: QueuedClip) -> None:
         """Return once central has verified the clip; raise TransferError otherwise."""
-        if clip.local_path is None:
-            raise PermanentTransferError("no local copy of this clip is left to upload")
-        path = self.store.local_path(clip.local_path)
-        if not path.is_file():
-            raise PermanentTransferError(f"local copy is missing: {path}")
+        path = self.store.local_path(clip.local_path) if clip.local_path is not None else None
+        if path is None or not path.is_file():
+            # A station restored from a backup lists clips whose copies went with the old disk:
+            # central may have them (sent before the failure); else they are lost, said at once.
+            if self.probe(clip)[2]:
+                return
+            raise ClipLost(f"no local copy of this clip is left ({path or 'deleted'}) and central does not hold it")
         state = {"url": clip.upload_url}
         read = self._reader(clip, path)
         try:
@@ -306,25 +350,19 @@ class TusUploader:
     def _plainly_done(self, offset: int, clip: QueuedClip) -> bool:
         return self.plain_tus and offset == clip.size
 
+    def probe(self, clip: QueuedClip) -> tuple[str, int, bool]:
+        """A creation request without bytes (idempotent by clip id): the upload's URL, offset and
+        whether central holds the clip verified (or adopted its blob, central/uploads/receiver.py)."""
+        for attempt in self.policy.retrying():
+            with attempt:
+                response = self.client.post(UPLOADS_PATH, headers=self._creation_headers(clip))
+                self._raise_for(response, (200, 201))
+                offset, verified = self._offset_and_state(response, default_offset=0)
+                return self._location(response), offset, verified
+        raise AssertionError("unreachable: retrying re-raises")
+
     def _create(self, clip: QueuedClip, read: Reader) -> tuple[str, tuple[int, bool]]:
-        meta = UploadMetadata(
-            # The queue holds the canonical text of the sidecar's UUID (ingest writes
-            # str(UUID)), so the header carries the very same text.
-            clip_id=uuid.UUID(clip.clip_id),
-            sha256=clip.sha256,
-            device_serial=clip.device_serial,
-            recorded_at=clip.recorded_at,
-            filename=clip.filename,
-            evidential=clip.evidential,
-            tags=clip.tags,
-            duration_s=clip.duration_s,
-            pre_record_s=clip.pre_record_s,
-        )
-        headers = {
-            "Tus-Resumable": TUS_VERSION,
-            "Upload-Length": str(clip.size),
-            "Upload-Metadata": encode_upload_metadata(meta),
-        }
+        headers = self._creation_headers(clip)
         body = None
         if 0 < clip.size <= min(WHOLE_AT_CREATION_BYTES, self.chunk_bytes) and self._offers("creation-with-upload"):
             [(_, length, checksum)] = self._chunks(clip, read, 0)
@@ -338,6 +376,9 @@ class TusUploader:
             body = self._body(read, 0, length)
         response = self.client.post(UPLOADS_PATH, headers=headers, content=body)
         self._raise_for(response, (200, 201))
+        return self._location(response), self._offset_and_state(response, default_offset=0)
+
+    def _location(self, response: httpx.Response) -> str:
         location = response.headers.get("Location")
         if not location:
             raise TransientTransferError("central created the upload but sent no Location")
@@ -346,7 +387,27 @@ class TusUploader:
         if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
             # The footage and the token go only where central_url (and its TLS check) says.
             raise PermanentTransferError(f"central's Location {location[:200]!r} points away from {base}")
-        return str(url), self._offset_and_state(response, default_offset=0)
+        return str(url)
+
+    def _creation_headers(self, clip: QueuedClip) -> dict[str, str]:
+        meta = UploadMetadata(
+            # The queue holds the canonical text of the sidecar's UUID (ingest writes
+            # str(UUID)), so the header carries the very same text.
+            clip_id=uuid.UUID(clip.clip_id),
+            sha256=clip.sha256,
+            device_serial=clip.device_serial,
+            recorded_at=clip.recorded_at,
+            filename=clip.filename,
+            evidential=clip.evidential,
+            tags=clip.tags,
+            duration_s=clip.duration_s,
+            pre_record_s=clip.pre_record_s,
+        )
+        return {
+            "Tus-Resumable": TUS_VERSION,
+            "Upload-Length": str(clip.size),
+            "Upload-Metadata": encode_upload_metadata(meta),
+        }
 
     def _offers(self, extension: str) -> bool:
         """Whether the server lists a tus extension (asked once; an older central lacks some)."""

@@ -71,6 +71,16 @@ class EventSender:
             if not force and self._not_before is not None and now < self._not_before:
                 return report
             try:
+                if self.outbox.rejoin_from() is not None:
+                    self._rejoin()
+                rechecking = self.store.queue.rechecking()
+                if rechecking:
+                    # Sent after them: central's claims would refuse a "verified" report for a clip
+                    # it lost before the station has sent or found it again.
+                    report.error = (
+                        f"waiting for {rechecking} clip(s) to be checked again with central after its restore"
+                    )
+                    return report
                 while True:
                     pending = self.outbox.pending(self.batch_size)
                     heartbeat_due = self._last_contact is None or now - self._last_contact >= self.heartbeat
@@ -81,7 +91,7 @@ class EventSender:
                     report.sent += len(pending)
                     progressed = self._take(ack, report.acked_seq)
                     report.acked_seq = ack.acked_seq
-                    if not pending or not progressed:
+                    if not pending or not progressed or self.store.queue.rechecking():
                         break
             except Exception as exc:  # recorded and retried later with backoff, never raised into the job
                 error = as_transfer_error(exc)
@@ -106,12 +116,17 @@ class EventSender:
                 "the fleet team reconciles the two"
             )
         if ack.acked_seq < before:
+            lost = self.outbox.verified_clips_after(ack.acked_seq)
             log.warning(
-                "central acknowledges events only up to seq %d (it had %d): was it restored from a "
-                "backup? Sending them again",
+                "central acknowledges events only up to seq %d (it had %d): restored from a backup? Sending "
+                "them again, after checking with it the %d clip(s) it had verified since",
                 ack.acked_seq,
                 before,
+                len(lost),
             )
+            with self.store.writer.write():  # one transaction: a crash never forgets which to check
+                self.outbox.acknowledge(ack.acked_seq)
+                self.store.queue.recheck(lost)
         self.outbox.acknowledge(ack.acked_seq)
         self.metrics.events_acknowledged.inc(max(0, ack.acked_seq - before))
         first = self.outbox.pending(1)
@@ -123,6 +138,17 @@ class EventSender:
                 first[0].seq - 1,
             )
         return ack.acked_seq > before
+
+    def _rejoin(self) -> None:
+        """A new or restored database's first word with central: learn how far central holds this
+        station's events, and number this database's own after them."""
+        ack = self._send([])
+        if self.outbox.rejoin(ack.acked_seq):
+            log.warning(
+                "central holds this station's events up to seq %d, beyond what this database had (a replaced or "
+                "restored station): its own events now follow them",
+                ack.acked_seq,
+            )
 
     def _send(self, pending: list[RawEventEnvelope]) -> EventAck:
         body = _encoder.encode(RawEventBatch(sent_at=utc_now(), events=pending, backlog=self.backlog()))
