@@ -326,6 +326,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     port: Port = 8000
     admin_token: str | None = None
     admin_token_env: str | None = None
+    admin_token_credential: str | None = None
     admin_token_sha256: Sha256Hex | None = None
     stations: dict[StationId, StationEntry] = {}
     max_upload_bytes: PositiveInt = 64 * GiB
@@ -334,6 +335,8 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """An unfinished upload untouched this long is removed (tus expiration)."""
     expiry_check_minutes: PositiveFloat = 30.0
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line on stderr, for a log platform (docs/deploy.md)."""
     fleet: FleetSettings = msgspec.field(default_factory=FleetSettings)
     rollout: RolloutFiles = msgspec.field(default_factory=RolloutFiles)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
@@ -448,6 +451,8 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Backoff between attempts grows from ``retry_initial_s`` to at most this (full jitter)."""
     request_timeout_s: PositiveFloat = 30.0
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line on stderr, for a log platform (docs/deploy.md)."""
     events_interval_s: PositiveFloat = 5.0
     """How often unsent events go up (ingest and checkouts also send at once)."""
     events_linger_s: NonNegativeFloat = 0.0
