@@ -91,6 +91,7 @@ def test_each_unit_runs_a_real_command_with_a_config_that_loads_with_the_credent
     assert settings.data_dir in " ".join(service["ReadWritePaths"]).replace("%i", instance)
 
 
+@pytest.mark.slow  # ~1 s a unit: the whole suite runs it, the quick lane stays under 2 minutes
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not on this machine")
 @pytest.mark.parametrize("name", UNITS)
 def test_systemd_analyze_verifies_each_unit(name, tmp_path):
