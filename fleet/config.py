@@ -1,7 +1,9 @@
 """Configuration files (docs/contracts.md §4): TOML decoded into strict msgspec Structs.
 
 Config Structs forbid unknown keys so a typo is a clear error at start-up. Any secret may
-be given as ``<key>_env = "VAR"`` instead of inline. Relative paths are taken relative to
+be given as ``<key>_env = "VAR"`` instead of inline; the secrets a systemd unit hands over
+(docs/deploy.md) also as ``<key>_credential = "NAME"``, read from ``$CREDENTIALS_DIRECTORY/NAME``
+(``LoadCredential=``). Relative paths are taken relative to
 the config file, so a config folder can be moved as a whole.
 """
 
@@ -175,6 +177,7 @@ class BlobSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     access_key_id: str | None = None
     secret_access_key: str | None = None
     secret_access_key_env: str | None = None
+    secret_access_key_credential: str | None = None
     """Give both key settings or neither: without them boto3 finds credentials itself
     (``AWS_*`` variables, a shared credentials file, an instance role)."""
     multipart_threshold_bytes: PartBytes = 16 * MiB
@@ -197,6 +200,8 @@ class DatabaseSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """PostgreSQL, e.g. ``postgresql://fleet@db.internal/fleet``; its password through ``url_env``."""
     url_env: str | None = None
     """The name of an environment variable holding the whole URL (it carries the password)."""
+    url_credential: str | None = None
+    """Or a systemd credential's name holding it (``LoadCredential=``; docs/deploy.md)."""
     readers: Annotated[int, Meta(ge=1, le=64)] = 8
     """PostgreSQL connections each central process keeps for reads (besides its one for writes)."""
 
@@ -348,6 +353,56 @@ class AlertSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     destinations: dict[DestinationName, AlertDestination] = {}
 
 
+UserRole = Literal["admin", "fleet_manager", "planner", "supervisor", "auditor", "information_manager", "viewer"]
+"""A dashboard user's role (``central.access.users`` says what each may do)."""
+BOROUGH_ROLES = ("supervisor", "information_manager")
+"""Roles a user may hold for one borough only."""
+
+
+class OidcGroup(Struct, kw_only=True, forbid_unknown_fields=True):
+    """What one directory group gives its members: ``{ role = "supervisor", borough = "Camden" }``."""
+
+    role: UserRole
+    borough: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    """Only for a supervisor or an information manager: the borough they act for (unset: force-wide)."""
+
+
+class OidcSettings(Struct, kw_only=True, forbid_unknown_fields=True):
+    """``[oidc]`` in central's file: staff sign in through the force's directory (OpenID Connect,
+    docs/sign-in.md). Local passwords keep working beside it (break-glass accounts)."""
+
+    issuer: Annotated[str, Meta(pattern=r"^https?://[^\s]+$(?!\n)")]
+    """The directory's issuer URL, exactly as its ID tokens name it (its discovery document is
+    ``<issuer>/.well-known/openid-configuration``). https://, or http:// on loopback for a test."""
+    client_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    client_secret: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    """A file holding the client secret, readable by central's user only."""
+    client_secret_credential: str | None = None
+    redirect_url: Annotated[str, Meta(pattern=r"^https?://[^\s]+/login/oidc/callback$(?!\n)")]
+    """The address the directory sends browsers back to: central's public address (the balancer's)
+    followed by ``/login/oidc/callback``, registered with the directory as this client's redirect URI."""
+    display_name: Annotated[str, Meta(min_length=1, max_length=80)] = "the force's directory"
+    """Shown on the login page: "Sign in with <display_name>"."""
+    scopes: list[Annotated[str, Meta(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$(?!\n)")]] = msgspec.field(
+        default_factory=lambda: ["openid", "profile", "email"]
+    )
+    """Scopes asked for; ``openid`` is always among them."""
+    groups_claim: Annotated[str, Meta(min_length=1)] = "groups"
+    """The ID token's (or userinfo's) claim listing the user's groups (or roles)."""
+    name_claim: Annotated[str, Meta(min_length=1)] = "preferred_username"
+    """The claim that names the user in central (lower-cased; a character outside a-z, 0-9, '.', '_',
+    '-' becomes '-'); the link to the directory is its ``sub``, never this name."""
+    groups: dict[str, OidcGroup] = {}
+    """Directory group → role (and borough). A user whose groups match none is refused; one in
+    several gets the first that matches, in this file's order: list the strongest first."""
+    ca_bundle: str | None = None
+    """CA certificates (PEM) to trust for the directory's HTTPS, instead of the system's."""
+    timeout_s: Annotated[float, Meta(gt=0, le=60)] = 10.0
+    """How long central waits for the directory (discovery, keys, the token exchange)."""
+
+
 class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Central's config file."""
 
@@ -356,6 +411,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     port: Port = 8000
     admin_token: str | None = None
     admin_token_env: str | None = None
+    admin_token_credential: str | None = None
     admin_token_sha256: Sha256Hex | None = None
     stations: dict[StationId, StationEntry] = {}
     max_upload_bytes: PositiveInt = 64 * GiB
@@ -364,6 +420,8 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """An unfinished upload untouched this long is removed (tus expiration)."""
     expiry_check_minutes: PositiveFloat = 30.0
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line on stderr, for a log platform (docs/deploy.md)."""
     fleet: FleetSettings = msgspec.field(default_factory=FleetSettings)
     rollout: RolloutFiles = msgspec.field(default_factory=RolloutFiles)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
@@ -382,6 +440,7 @@ class CentralSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     firmware: FirmwareSettings = msgspec.field(default_factory=FirmwareSettings)
     metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    oidc: OidcSettings | None = None
 
     @property
     def anchors_file(self) -> Path:
@@ -445,6 +504,8 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     dock_dir: str
     token: str | None = None
     token_env: str | None = None
+    token_credential: str | None = None
+    """The token as a systemd credential's name (``LoadCredential=``; docs/deploy.md)."""
     scan_interval_s: PositiveFloat = 2.0
     """How often the dock folder is scanned for newly docked cameras."""
     sync_interval_s: PositiveFloat = 10.0
@@ -476,6 +537,8 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """Backoff between attempts grows from ``retry_initial_s`` to at most this (full jitter)."""
     request_timeout_s: PositiveFloat = 30.0
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line on stderr, for a log platform (docs/deploy.md)."""
     events_interval_s: PositiveFloat = 5.0
     """How often unsent events go up (ingest and checkouts also send at once)."""
     events_linger_s: NonNegativeFloat = 0.0
@@ -506,22 +569,18 @@ SettingsT = TypeVar("SettingsT", CentralSettings, StationSettings)
 
 
 def resolve_secret(owner: Any, key: str, where: str, *, base: Path | None = None) -> None:
-    """Fill ``owner.<key>`` from ``owner.<key>_env`` (or ``<key>_file``, where the setting has one)
-    when the secret is given by name.
+    """Fill ``owner.<key>`` from ``owner.<key>_env`` (or ``_file``, ``_credential`` where the
+    setting has them) when the secret is given by name.
 
     Central's secrets may also be given as ``<key>_sha256``; then ``<key>`` stays None.
     """
-    inline, env_name = getattr(owner, key), getattr(owner, f"{key}_env")
-    hashed = getattr(owner, f"{key}_sha256", None)
-    file = getattr(owner, f"{key}_file", None)
-    given = [
-        name
-        for name, value in ((key, inline), (f"{key}_env", env_name), (f"{key}_sha256", hashed), (f"{key}_file", file))
-        if value is not None
-    ]
+    sources = ("", "_env", "_file", "_credential", "_sha256")
+    given = [key + suffix for suffix in sources if getattr(owner, key + suffix, None) is not None]
     if len(given) > 1:
         raise ConfigError(f"{where}: give only one of {', '.join(given)}")
-    if hashed is not None:
+    inline, env_name = getattr(owner, key), getattr(owner, f"{key}_env")
+    file, credential = getattr(owner, f"{key}_file", None), getattr(owner, f"{key}_credential", None)
+    if getattr(owner, f"{key}_sha256", None) is not None:
         return
     if file is not None:
         path = Path(_resolve_path(base or Path.cwd(), file))
@@ -532,19 +591,37 @@ def resolve_secret(owner: Any, key: str, where: str, *, base: Path | None = None
         if not value:
             raise ConfigError(f"{where}: {key}_env names ${env_name}, which is not set")
         setattr(owner, key, value)
+    elif credential is not None:
+        path = credential_path(credential, f"{where}: {key}_credential")
+        setattr(owner, key, _read_secret_file(path, f"{where}: {key}_credential", private=False))
     elif inline is None:
         raise ConfigError(f"{where}: {key} (or {key}_env) is required")
     elif not inline.strip():
         raise ConfigError(f"{where}: {key} must not be empty")
 
 
-def _read_secret_file(path: Path, where: str) -> str:
-    """A secret kept in a file of its own (its first line), readable by its owner only."""
+def credential_path(name: str, where: str) -> Path:
+    """``$CREDENTIALS_DIRECTORY/<name>``: a credential systemd loaded for this unit (``LoadCredential=``)."""
+    if "/" in name or name in ("", ".", ".."):
+        raise ConfigError(f"{where}: a credential is a name, not a path")
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        raise ConfigError(
+            f"{where}: credential {name!r} needs $CREDENTIALS_DIRECTORY "
+            "(set by systemd for a unit with LoadCredential=)"
+        )
+    return Path(folder) / name
+
+
+def _read_secret_file(path: Path, where: str, *, private: bool = True) -> str:
+    """A secret kept in a file of its own (its first line). ``private``: readable by its owner only
+    (a file named in the config); a credential's folder is the service's own (systemd's, or a
+    container's secrets), whatever its files' modes."""
     import stat
 
     try:
         info = path.stat()
-        if info.st_mode & 0o077:
+        if private and info.st_mode & 0o077:
             raise ConfigError(
                 f"{where}: {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):04o}): "
                 f"`chmod 600 {path}`"
@@ -615,10 +692,12 @@ def settings_from_dict(
             _check_key_source(settings.disclosure.signing_key, base, f"{where}: [disclosure] signing_key")
         _check_release_keys(settings.firmware.release_keys, f"{where}: [firmware] release_keys")
         _check_alerts(settings, base, f"{where}: [alerts]")
+        if settings.oidc is not None:
+            _check_oidc(settings.oidc, base, f"{where}: [oidc]")
         if (settings.rollout.boroughs is None) != (settings.rollout.scenario is None):
             raise ConfigError(f"{where}: [rollout] needs both boroughs and scenario")
     else:
-        resolve_secret(settings, "token", where)
+        resolve_secret(settings, "token", where, base=base)
         if settings.metrics.configured:
             resolve_secret(settings.metrics, "token", f"{where}: [metrics]")
         if settings.api_token is not None or settings.api_token_env is not None:
@@ -714,7 +793,15 @@ def _check_key_source(source: KeySource, base: Path, where: str, *, required: bo
         raise ConfigError(f"{where}: credential is a name, not a path")
 
 
-S3_ONLY = ("bucket", "endpoint_url", "region", "access_key_id", "secret_access_key", "secret_access_key_env")
+S3_ONLY = (
+    "bucket",
+    "endpoint_url",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "secret_access_key_env",
+    "secret_access_key_credential",
+)
 
 
 def _check_blobs(blobs: BlobSettings, where: str) -> None:
@@ -731,7 +818,7 @@ def _check_blobs(blobs: BlobSettings, where: str) -> None:
         blobs.stage_uploads = True
     if blobs.bucket is None:
         raise ConfigError(f'{where}: backend = "s3" needs bucket')
-    if blobs.secret_access_key is not None or blobs.secret_access_key_env is not None:
+    if any(getattr(blobs, f"secret_access_key{s}") is not None for s in ("", "_env", "_credential")):
         resolve_secret(blobs, "secret_access_key", where)
     if (blobs.access_key_id is None) != (blobs.secret_access_key is None):
         raise ConfigError(
@@ -827,10 +914,11 @@ def _check_alerts(settings: CentralSettings, base: Path, where: str) -> None:
 def _check_database(database: DatabaseSettings, where: str) -> None:
     """The URL given inline or by variable (not both), a PostgreSQL URL libpq can read. The
     messages never repeat it: it carries the password."""
-    if database.url_env is not None:
+    if database.url_env is not None or database.url_credential is not None:
         resolve_secret(database, "url", where)
         if not re.match(r"^postgres(ql)?://", database.url or ""):
-            raise ConfigError(f"{where}: ${database.url_env} is not a postgresql:// URL")
+            named = f"${database.url_env}" if database.url_env else f"credential {database.url_credential}"
+            raise ConfigError(f"{where}: {named} is not a postgresql:// URL")
     if database.url is None:
         return
     from psycopg import conninfo
@@ -842,6 +930,30 @@ def _check_database(database: DatabaseSettings, where: str) -> None:
             f"{where}: url is not a valid PostgreSQL URL (a character in the password may need "
             "percent-encoding, e.g. % as %25)"
         ) from None
+
+
+def _check_oidc(oidc: OidcSettings, base: Path, where: str) -> None:
+    """The directory's address is HTTPS (plain HTTP only on loopback, for tests), the secret is
+    resolved, each group's borough goes with a role that has one."""
+    from urllib.parse import urlsplit
+
+    for key in ("issuer", "redirect_url"):
+        url = urlsplit(getattr(oidc, key))
+        if url.scheme != "https" and url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"{where}: {key} must be https:// (plain http:// only on loopback, for a test)")
+    oidc.issuer = oidc.issuer.rstrip("/")
+    resolve_secret(oidc, "client_secret", where, base=base)
+    if "openid" not in oidc.scopes:
+        oidc.scopes = ["openid", *oidc.scopes]
+    if not oidc.groups:
+        raise ConfigError(f"{where}: groups maps no directory group to a role, so nobody could sign in")
+    for group, grant in oidc.groups.items():
+        if grant.borough is not None and grant.role not in BOROUGH_ROLES:
+            raise ConfigError(
+                f"{where}: groups.{group!r}: only a {' or an '.join(BOROUGH_ROLES)} has a borough, not a {grant.role}"
+            )
+    if oidc.ca_bundle is not None:
+        _tls_files(oidc, ("ca_bundle",), base, where)
 
 
 def token_sha256(owner: Any, key: str) -> str:

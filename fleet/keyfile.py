@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from fleet.cipher import parse_key
-from fleet.config import KeySource
+from fleet.config import KeySource, credential_path
 from fleet.errors import ConfigError
 
 
@@ -27,13 +27,7 @@ def read_key(source: KeySource, where: str) -> bytes:
             raise ConfigError(f"{where}: env names ${source.env}, which is not set")
         return parse_key(value, f"{where}: ${source.env}")
     assert source.credential is not None
-    folder = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not folder:
-        raise ConfigError(
-            f"{where}: credential {source.credential!r} needs $CREDENTIALS_DIRECTORY "
-            "(set by systemd for a unit with LoadCredential=)"
-        )
-    return _read_key_file(Path(folder) / source.credential, where, private=False)
+    return _read_key_file(credential_path(source.credential, where), where, private=False)
 
 
 def _read_key_file(path: Path, where: str, *, private: bool = True) -> bytes:

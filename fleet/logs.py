@@ -1,20 +1,57 @@
-"""Logging set up once per process: one line per event on stderr, quiet libraries."""
+"""Logging set up once per process: one line per event on stderr, quiet libraries.
+
+``log_format = "json"`` (or ``--log-format json``) writes one JSON object a line for a force's
+log platform: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, and ``fields``
+(what the call passed as ``extra=``) and ``exception`` when there are any (docs/deploy.md).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from fleet.errors import ConfigError
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+FORMATS = ("text", "json")
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
-def configure_logging(level: str = "info") -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line; a value JSON cannot hold is written as its ``str``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES and not k.startswith("_")}
+        if fields:
+            entry["fields"] = fields
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "info", format: str = "text") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ConfigError(f"log_level {level!r} is not one of debug, info, warning, error")
+    if format not in FORMATS:
+        raise ConfigError(f"log_format {format!r} is not one of {', '.join(FORMATS)}")
     logging.basicConfig(level=numeric, format=FORMAT, force=True)
+    if format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     for noisy in ("apscheduler", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 

@@ -40,6 +40,11 @@ def register(groups: argparse._SubParsersAction) -> None:
         action="append",
         help="the station's TOML config file; repeat it to run several stations in this one process",
     )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text or one JSON object each, instead of the config's log_format (docs/deploy.md)",
+    )
     run.set_defaults(handler=cmd_run)
 
     status = commands.add_parser(
@@ -171,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ids = [s.station_id for s in settings]
     if len(set(ids)) != len(ids):
         raise FleetError(f"--config names the same station twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
-    configure_logging(settings[0].log_level)
+    configure_logging(settings[0].log_level, args.log_format or settings[0].log_format)
     run_nodes([StationNode(s) for s in settings])
     return 0
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from central.core.migrations import Step
 
-TABLES = frozenset({"users", "api_tokens", "sessions", "login_throttle", "signing_keys"})
+TABLES = frozenset(
+    {"users", "api_tokens", "sessions", "login_throttle", "signing_keys", "directory_identities", "directory_sign_ins"}
+)
 
 STEPS = [
     # v12: users with a role, their API tokens (hashed) and browser sessions (hashed ids).
@@ -60,6 +62,31 @@ STEPS = [
     CREATE TABLE signing_keys (
         name            TEXT PRIMARY KEY,
         key             BLOB NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    ),
+    # v32: staff who sign in through the force's directory (OpenID Connect, central.access.oidc):
+    # which directory subject is which user (the link is the issuer and subject, never a name), and
+    # the sign-ins begun and not yet finished (state, nonce, PKCE verifier), kept here so the
+    # directory may send the browser back to any replica, and each is used once.
+    Step(
+        32,
+        """
+    CREATE TABLE directory_identities (
+        issuer          TEXT NOT NULL,
+        subject         TEXT NOT NULL,
+        user            TEXT NOT NULL UNIQUE REFERENCES users (name),
+        groups          TEXT NOT NULL,
+        signed_in_at    TEXT NOT NULL,
+        PRIMARY KEY (issuer, subject)
+    ) WITHOUT ROWID;
+    CREATE TABLE directory_sign_ins (
+        state_sha256    TEXT PRIMARY KEY,
+        browser_sha256  TEXT NOT NULL,
+        nonce           TEXT NOT NULL,
+        code_verifier   TEXT NOT NULL,
+        next            TEXT NOT NULL,
+        created_at      TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
     ),

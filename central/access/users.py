@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, get_args
 
 import msgspec
 
@@ -34,12 +34,11 @@ from central.access.login_throttle import LoginThrottle
 from central.core.database import Database
 from central.evidence import audit
 from fleet.clock import from_iso, to_iso, utc_now
-from fleet.errors import BadRequest, Conflict, NotFound, Unauthorized
+from fleet.config import BOROUGH_ROLES, UserRole
+from fleet.errors import ApiError, BadRequest, Conflict, NotFound, Unauthorized
 
-Role = Literal["admin", "fleet_manager", "planner", "supervisor", "auditor", "information_manager", "viewer"]
-ROLES: tuple[str, ...] = ("admin", "fleet_manager", "planner", "supervisor", "auditor", "information_manager", "viewer")
-BOROUGH_ROLES = ("supervisor", "information_manager")
-"""Roles a user may hold for one borough only."""
+Role = UserRole
+ROLES: tuple[str, ...] = get_args(UserRole)
 UserName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$(?!\n)")]
 
 TOKEN_PREFIX = "bwv_"
@@ -95,6 +94,21 @@ class NewToken(msgspec.Struct, kw_only=True):
     token: str
     """Shown once: central keeps only its hash."""
     info: ApiToken
+
+
+class DirectoryMember(msgspec.Struct, kw_only=True):
+    """Someone the force's directory vouched for (a validated ID token), and what their groups give."""
+
+    issuer: str
+    subject: str
+    name: str
+    """The user name central gives them when it first sees them (``central.access.oidc``)."""
+    groups: list[str]
+    """Every group the directory listed (kept with the link, for the audit's and the admin's eyes)."""
+    matched: list[str] = []
+    """The groups that gave the role (empty when none did)."""
+    role: str = "viewer"
+    borough: str | None = None
 
 
 class Session(msgspec.Struct, kw_only=True):
@@ -281,18 +295,102 @@ class UserService:
                 )
                 self.throttle.failed(db, name[:64], place, counted)
             raise Unauthorized("wrong user name or password")
-        cookie = secrets.token_urlsafe(32)
-        now = utc_now()
-        session = Session(user=user, csrf=secrets.token_urlsafe(32), expires_at=now + timedelta(hours=SESSION_HOURS))
         with self.writer.write() as db:
-            db.execute("DELETE FROM sessions WHERE expires_at <= ?", [to_iso(now)])
-            db.execute(
-                'INSERT INTO sessions (id_sha256, "user", csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
-                [sha256_hex(cookie), user.name, session.csrf, to_iso(now), to_iso(session.expires_at)],
-            )
+            cookie, session = _start_session(db, user)
             audit.record(db, actor=user.name, action="login", object_type="user", object_id=user.name, place=place)
             self.throttle.succeeded(db, user.name, place, counted)
         return cookie, session
+
+    def directory_sign_in(self, member: DirectoryMember, place: str) -> tuple[str, Session]:
+        """A new session for someone the directory vouched for, their user made or brought up to
+        date first: the role and borough are the directory's groups' at this sign-in, for every
+        session of theirs from now on. The link is the directory's subject, never the name, so a
+        directory account can never take over a local one of the same name (refused: Conflict).
+        A disabled user stays disabled whatever the directory says. Audited either way."""
+        now = to_iso(utc_now())
+        refused: ApiError | None = None
+        with self.writer.write() as db:
+            row = db.execute(
+                'SELECT "user" FROM directory_identities WHERE issuer = ? AND subject = ?',
+                [member.issuer, member.subject],
+            ).fetchone()
+            name = row[0] if row else member.name
+            user = self._user(db, name) if row else None
+            if row is None and db.execute("SELECT 1 FROM users WHERE name = ?", [name]).fetchone():
+                refused = Conflict(
+                    f"the directory names you {name}, which is another account here: ask an administrator"
+                )
+            elif user is not None and user.disabled_at is not None:
+                refused = Unauthorized(f"user {name} is disabled here")
+            if refused is not None:
+                _refusal(db, member, place, refused.message)
+            else:
+                cookie, session = self._bring_up_to_date(db, member, name, user, now, place)
+        if refused is not None:
+            raise refused
+        return cookie, session
+
+    def _bring_up_to_date(
+        self, db, member: DirectoryMember, name: str, user: User | None, now: str, place: str
+    ) -> tuple[str, Session]:
+        groups = msgspec.json.encode(member.groups).decode()
+        actor = f"directory:{member.issuer}"
+        if user is None:
+            db.execute(
+                "INSERT INTO users (name, role, borough, password_hash, created_at, created_by) "
+                "VALUES (?, ?, ?, NULL, ?, ?)",
+                [name, member.role, member.borough, now, actor],
+            )
+            db.execute(
+                'INSERT INTO directory_identities (issuer, subject, "user", groups, signed_in_at) '
+                "VALUES (?, ?, ?, ?, ?)",
+                [member.issuer, member.subject, name, groups, now],
+            )
+            audit.record(
+                db,
+                actor=actor,
+                action="user-add",
+                object_type="user",
+                object_id=name,
+                detail=f"subject {member.subject}, {_grant(member)}",
+            )
+        else:
+            db.execute("UPDATE users SET role = ?, borough = ? WHERE name = ?", [member.role, member.borough, name])
+            db.execute(
+                "UPDATE directory_identities SET groups = ?, signed_in_at = ? WHERE issuer = ? AND subject = ?",
+                [groups, now, member.issuer, member.subject],
+            )
+            if (user.role, user.borough) != (member.role, member.borough):
+                audit.record(
+                    db,
+                    actor=actor,
+                    action="user-role",
+                    object_type="user",
+                    object_id=name,
+                    detail=f"{_grant(user)} → {_grant(member)}, from the directory's groups",
+                )
+        cookie, session = _start_session(db, self._user(db, name))
+        audit.record(
+            db,
+            actor=name,
+            action="login",
+            object_type="user",
+            object_id=name,
+            place=place,
+            detail=f"through the directory: groups {', '.join(member.matched)} → {_grant(member)}",
+        )
+        return cookie, session
+
+    def directory_refused(self, member: DirectoryMember, place: str, reason: str) -> None:
+        """Audit a sign-in the directory vouched for but central refuses (the groups give no role).
+        A linked user's sessions end too: the directory has just said they may do nothing here."""
+        with self.writer.write() as db:
+            _refusal(db, member, place, reason)
+
+    def directory_user(self, name: str) -> bool:
+        """Whether ``name`` signs in through the directory."""
+        with self.writer.read() as db:
+            return db.execute('SELECT 1 FROM directory_identities WHERE "user" = ?', [name]).fetchone() is not None
 
     def session(self, cookie: str) -> Session | None:
         digest = sha256_hex(cookie)
@@ -306,13 +404,49 @@ class UserService:
             return None
         return Session(user=_user(row[3:]), csrf=row[1], expires_at=from_iso(row[2]))
 
-    def logout(self, cookie: str, place: str) -> None:
+    def logout(self, cookie: str, place: str) -> str | None:
+        """End the session; the name of its user (None: there was no such session)."""
         with self.writer.write() as db:
             row = db.execute(
                 'DELETE FROM sessions WHERE id_sha256 = ? RETURNING "user"', [sha256_hex(cookie)]
             ).fetchone()
             if row:
                 audit.record(db, actor=row[0], action="logout", object_type="user", object_id=row[0], place=place)
+        return row[0] if row else None
+
+
+def _start_session(db, user: User) -> tuple[str, Session]:
+    """A new browser session for ``user`` (its cookie value, and the session), in ``db``'s transaction."""
+    cookie = secrets.token_urlsafe(32)
+    now = utc_now()
+    session = Session(user=user, csrf=secrets.token_urlsafe(32), expires_at=now + timedelta(hours=SESSION_HOURS))
+    db.execute("DELETE FROM sessions WHERE expires_at <= ?", [to_iso(now)])
+    db.execute(
+        'INSERT INTO sessions (id_sha256, "user", csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
+        [sha256_hex(cookie), user.name, session.csrf, to_iso(now), to_iso(session.expires_at)],
+    )
+    return cookie, session
+
+
+def _refusal(db, member: DirectoryMember, place: str, reason: str) -> None:
+    """A refused directory sign-in, audited; a linked user's sessions ended."""
+    row = db.execute(
+        'SELECT "user" FROM directory_identities WHERE issuer = ? AND subject = ?', [member.issuer, member.subject]
+    ).fetchone()
+    ended = db.execute('DELETE FROM sessions WHERE "user" = ?', [row[0]]).rowcount if row else 0
+    audit.record(
+        db,
+        actor=f"directory:{member.issuer}",
+        action="login-failed",
+        object_type="user",
+        object_id=row[0] if row else member.name,
+        place=place,
+        detail=f"subject {member.subject}: {reason}" + (f"; their {ended} session(s) ended" if ended else ""),
+    )
+
+
+def _grant(who) -> str:
+    return f"role {who.role}" + (f" for {who.borough}" if who.borough else " force-wide")
 
 
 _USER_COLUMNS = "name, role, borough, created_at, created_by, disabled_at, password_hash IS NOT NULL"

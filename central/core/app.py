@@ -19,6 +19,7 @@ from litestar.template.config import TemplateConfig
 
 from central.access import login_csrf
 from central.access.auth import TokenRegistry, metrics_scraper, provide_principal
+from central.access.oidc import DirectorySignIn
 from central.access.scope import check_declarations, enforce_scope, no_borough, provide_within
 from central.alerts.collector import AlertCollector
 from central.core import openapi, providers
@@ -186,6 +187,7 @@ def create_app(settings: CentralSettings) -> Litestar:
                     login_csrf_key=login_csrf.signing_key(store.writer),
                     chain_check=chain_check,
                     leadership=leadership,
+                    directory=DirectorySignIn(settings.oidc, store.writer, services.users),
                 ),
             )
             scheduler.start()

@@ -41,6 +41,11 @@ def register(groups: argparse._SubParsersAction) -> None:
         metavar="N",
         help="listen on this port instead of the config's (several replicas on one machine: docs/deployment.md)",
     )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text or one JSON object each, instead of the config's log_format (docs/deploy.md)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     officers = commands.add_parser(
@@ -448,7 +453,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The app checks its blob store at start-up too, but a failure there reaches uvicorn as a traceback:
     # checked here first, a missing bucket is one line and exit 2.
     open_blob_store(settings).check()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, args.log_format or settings.log_format)
     server_tls = ServerTls(settings.tls) if settings.tls is not None else None
     logging.getLogger(__name__).info(
         "central on %s://%s:%d, data in %s",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from central.access.auth import TokenRegistry
+from central.access.oidc import DirectorySignIn
 from central.access.scope import OwnerLookup
 from central.access.users import UserService
 from central.alerts.service import AlertService
@@ -103,6 +104,8 @@ class AppServices(Services):
     """The audit page's last chain check (who asked, when, what it found)."""
     leadership: Leadership
     """Whether this process runs the jobs that run once (``central.core.leadership``)."""
+    directory: DirectorySignIn
+    """Staff sign-in through the force's directory (``[oidc]``; ``central.access.oidc``)."""
 
     @classmethod
     def serving(
@@ -116,6 +119,7 @@ class AppServices(Services):
         login_csrf_key: bytes,
         chain_check: ChainCheck,
         leadership: Leadership,
+        directory: DirectorySignIn,
     ) -> AppServices:
         return cls(
             **{f.name: getattr(services, f.name) for f in fields(Services)},
@@ -126,6 +130,7 @@ class AppServices(Services):
             login_csrf_key=login_csrf_key,
             chain_check=chain_check,
             leadership=leadership,
+            directory=directory,
         )
 
 

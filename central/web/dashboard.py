@@ -20,8 +20,9 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from central.access import login_csrf
+from central.access import login_csrf, oidc
 from central.access.auth import SESSION_COOKIE, Caller, authenticate, check_csrf, principal_of, user_with
+from central.access.oidc import DirectorySignIn
 from central.access.scope import (
     LISTS,
     OwnerLookup,
@@ -236,6 +237,7 @@ def _login_form(
             "error": error,
             "name": name,
             "login_csrf": token,
+            "directory": settings.oidc.display_name if settings.oidc else None,
             "me": None,
             "nav": [],
             "here": "/login",
@@ -260,6 +262,18 @@ def signed_form_token(
         path=path,
         secure=settings.dashboard.secure_cookies,
         max_age=login_csrf.MAX_AGE_S,
+    )
+
+
+def _session_cookie(value: str, settings: CentralSettings) -> Cookie:
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=value,
+        httponly=True,
+        secure=settings.dashboard.secure_cookies,
+        samesite="lax",
+        path="/",
+        max_age=SESSION_HOURS * 3600,
     )
 
 
@@ -364,23 +378,82 @@ class DashboardController(DashboardPages):
             return _login_form(
                 request, login_csrf_key, settings, target, name, exc.status_code, exc.message, exc.headers
             )
-        secure = settings.dashboard.secure_cookies
         return Redirect(
             target,
             status_code=303,
             cookies=[
-                Cookie(
-                    key=SESSION_COOKIE,
-                    value=cookie,
-                    httponly=True,
-                    secure=secure,
-                    samesite="lax",
-                    path="/",
-                    max_age=SESSION_HOURS * 3600,
-                ),
+                _session_cookie(cookie, settings),
                 Cookie(key=login_csrf.COOKIE, value="", max_age=0, path="/login"),
             ],
         )
+
+    @get(
+        "/login/oidc",
+        summary="Sign in through the force's directory",
+        scope=no_borough("signing in"),
+        sync_to_thread=True,
+    )
+    def directory_login(
+        self,
+        request: Request,
+        directory: Injected[DirectorySignIn],
+        login_csrf_key: Injected[bytes],
+        settings: Injected[CentralSettings],
+        next_path: Annotated[str | None, QueryParameter(name="next", max_length=2000)] = None,
+    ) -> Response:
+        """To the directory, with this browser's sign-in kept (``central.access.oidc``)."""
+        target = _safe_next(next_path)
+        try:
+            url, browser = directory.begin(target)
+        except ApiError as exc:
+            return _login_form(request, login_csrf_key, settings, target, "", exc.status_code, exc.message)
+        return Redirect(
+            url,
+            status_code=303,
+            cookies=[
+                Cookie(
+                    key=oidc.COOKIE,
+                    value=browser,
+                    httponly=True,
+                    secure=settings.dashboard.secure_cookies,
+                    samesite="lax",  # sent when the directory sends the browser back (a top-level GET)
+                    path="/login/oidc",
+                    max_age=int(oidc.PENDING.total_seconds()),
+                )
+            ],
+        )
+
+    @get(
+        "/login/oidc/callback",
+        summary="Back from the force's directory",
+        scope=no_borough("signing in"),
+        sync_to_thread=True,
+    )
+    def directory_callback(
+        self,
+        request: Request,
+        directory: Injected[DirectorySignIn],
+        login_csrf_key: Injected[bytes],
+        settings: Injected[CentralSettings],
+        oauth_state: Annotated[str, QueryParameter(name="state", max_length=2000)] = "",
+        code: Annotated[str | None, QueryParameter(max_length=4000)] = None,
+        error: Annotated[str | None, QueryParameter(max_length=2000)] = None,
+    ) -> Response:
+        """The directory's answer: a session, or the login page saying why not (every refusal audited)."""
+        done = Cookie(key=oidc.COOKIE, value="", max_age=0, path="/login/oidc")
+        try:
+            cookie, _session, target = directory.finish(
+                state=oauth_state,
+                code=code,
+                error=error,
+                browser=request.cookies.get(oidc.COOKIE),
+                place=client_place(request),
+            )
+        except ApiError as exc:
+            page = _login_form(request, login_csrf_key, settings, "/", "", exc.status_code, exc.message)
+            page.cookies.append(done)
+            return page
+        return Redirect(target, status_code=303, cookies=[_session_cookie(cookie, settings), done])
 
     @post(
         "/logout",
@@ -391,11 +464,20 @@ class DashboardController(DashboardPages):
         sync_to_thread=True,
     )
     def logout(
-        self, request: Request, principal: Caller, form: Injected[FormMultiDict], users: Injected[UserService]
+        self,
+        request: Request,
+        principal: Caller,
+        form: Injected[FormMultiDict],
+        users: Injected[UserService],
+        directory: Injected[DirectorySignIn],
     ) -> Response:
-        place = client_place(request)
-        users.logout(request.cookies.get(SESSION_COOKIE, ""), place)
-        return Redirect("/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")])
+        """The session ends here; someone who signed in through the directory is then sent to its
+        end-session page too, so the next person at a shared terminal is not signed in as them."""
+        name = users.logout(request.cookies.get(SESSION_COOKIE, ""), client_place(request))
+        after = directory.logout_url() if name is not None and users.directory_user(name) else None
+        return Redirect(
+            after or "/login", status_code=303, cookies=[Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/")]
+        )
 
     @get("/", summary="Overview", guards=[user_with("viewer")], scope=LISTS, sync_to_thread=True)
     def overview_page(

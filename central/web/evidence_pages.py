@@ -89,6 +89,7 @@ ACTIONS = (
     "login-throttled",
     "logout",
     "user-add",
+    "user-role",
     "token-create",
     "token-revoke",
     "config-change",

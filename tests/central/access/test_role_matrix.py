@@ -29,6 +29,9 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /metrics": ADMIN,
     "GET /login": PUBLIC,
     "POST /login": PUBLIC,
+    # staff sign-in through the force's directory (tests/central/web/test_directory_sign_in.py)
+    "GET /login/oidc": PUBLIC,
+    "GET /login/oidc/callback": PUBLIC,
     # the dashboard's stylesheets: the login page needs them before anyone has logged in
     "GET /static/{file_path:path}": PUBLIC,
     "HEAD /static/{file_path:path}": PUBLIC,

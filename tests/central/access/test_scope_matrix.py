@@ -38,6 +38,8 @@ SCOPE: dict[str, str] = {
     "HEAD /static/{file_path:path}": NO_BOROUGH,
     "GET /login": NO_BOROUGH,
     "POST /login": NO_BOROUGH,
+    "GET /login/oidc": NO_BOROUGH,
+    "GET /login/oidc/callback": NO_BOROUGH,
     "POST /logout": NO_BOROUGH,
     # the public figures: the same for anyone, no borough's records
     "GET /public/figures": FOR_ANYONE,
