@@ -11,7 +11,8 @@ functions, inside their own transaction where the change must commit with theirs
                pagination, jobs, CLI
                tables: job_runs, schema_version (PostgreSQL only)
     access/    decides who may do what: users, API tokens, sessions, logins, borough scope
-               tables: users, api_tokens, sessions, login_throttle, signing_keys
+               tables: users, api_tokens, sessions, login_throttle, signing_keys, directory_identities,
+               directory_sign_ins
     uploads/   receives clips over tus and records each upload until its clip is verified
                tables: uploads
     events/    takes in what stations report (events, stored, acknowledged, then applied

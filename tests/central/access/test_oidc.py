@@ -164,6 +164,7 @@ def test_bad_oidc_settings_are_clear_errors_at_start_up(oidc, message, monkeypat
 
 def test_the_client_secret_from_a_systemd_credential_or_a_file(tmp_path, monkeypatch):
     (tmp_path / "oidc-secret").write_text("from-systemd\n")
+    (tmp_path / "oidc-secret").chmod(0o600)  # a file named in the config is readable by its owner only
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     base = {"issuer": "http://127.0.0.1:8080", "client_id": "c", "redirect_url": "http://localhost/login/oidc/callback"}
     groups = {"groups": {"G": {"role": "viewer"}}}
