@@ -67,8 +67,8 @@ def test_every_config_setting_is_documented(kind):
             fields += msgspec.structs.fields(table)
             continue
         entries = typing.get_args(field.type)[-1] if typing.get_origin(field.type) is dict else None
-        if isinstance(entries, type) and issubclass(entries, msgspec.Struct):  # [a.destinations.<name>]
-            assert f".{field.name}." in example, field.name
+        if isinstance(entries, type) and issubclass(entries, msgspec.Struct):  # [a.destinations.<name>], [a.groups]
+            assert f".{field.name}." in example or f".{field.name}]" in example, field.name
             fields += msgspec.structs.fields(entries)
             continue
         assert f"{field.name} =" in example or f"{field.name}_env =" in example, field.name
