@@ -59,7 +59,7 @@ class ChainReport(Struct, kw_only=True):
     """Each restore the published anchors record, with the records it rolled back (in words)."""
 
 
-class PublishedAnchor(Struct, kw_only=True, forbid_unknown_fields=True):
+class PublishedAnchor(Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """One line of the published anchors file: the chain's hash at a record, as it was then."""
 
     audit_id: int
