@@ -48,7 +48,8 @@ def configs(tmp_path_factory) -> dict[tuple[str, ...], Path]:
     central.write_text(
         f'data_dir = "{root / "central"}"\nadmin_token = "admin-test-token"\n'
         '[stations.camden]\nborough = "Camden"\ntoken = "camden-test-token"\n'
-        f'[rollout]\nboroughs = "{ROOT / "config" / "boroughs.toml"}"\nscenario = "{ROOT / "config" / "rollout.toml"}"\n'
+        f'[rollout]\nboroughs = "{ROOT / "config" / "boroughs.toml"}"\n'
+        f'scenario = "{ROOT / "config" / "rollout.toml"}"\n'
     )
     with central_services(str(central)) as services:
         services.users.add(LONG_USER, "admin", "test", password="correct horse battery")
