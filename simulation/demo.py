@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -28,10 +29,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.errors import FleetError
 from fleet.keyfile import write_key_file
-from simulation.camera import SimCamera, random_shift
+from simulation.camera import SimCamera
 from simulation.haproxy import LocalHAProxy
 from simulation.local_cluster import FleetProcess, all_clips, free_port, start_central, stop_on_sigterm
 from simulation.postgres import LocalPostgres
+from simulation.shifts import SHIFT_HOURS, Pack, clips_of_shift, demo_scenario, packs
 from station.keys import write_new_key
 
 DEMO_USER = "demo-admin"
@@ -87,7 +89,24 @@ def register(groups: argparse._SubParsersAction) -> None:
         type=float,
         default=3.0,
         metavar="SECONDS",
-        help="a camera docks somewhere every this many seconds (default: 3)",
+        help="after the first shift (every camera out at once), a shift starts somewhere every this many "
+        "seconds (default: 3)",
+    )
+    demo.add_argument(
+        "--shift-seconds",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help=f"the compressed clock: a {SHIFT_HOURS}-hour shift lasts this long (default: 30; the first "
+        "shift, already under way when the demo starts, ends within 2 seconds)",
+    )
+    demo.add_argument(
+        "--offline-seconds",
+        type=float,
+        default=45.0,
+        metavar="SECONDS",
+        help="after the first shift the last station goes offline (its node stopped) for this long while its "
+        "cameras still dock, then catches up (default: 45; 0: never)",
     )
     demo.add_argument(
         "--max-clip-mib", type=float, default=8.0, metavar="MIB", help="largest simulated clip in MiB (default: 8)"
@@ -147,6 +166,22 @@ class Demo:
     sim_cameras: dict[str, SimCamera] = field(default_factory=dict)
     """Each camera as it is between docks (its firmware and settings, its last update's outcome)."""
     checkouts: int = 0
+    refused: int = 0
+    """Checkouts the desk refused (the battery gate, an officer already holding a camera)."""
+    packs: dict[str, Pack] = field(default_factory=dict)
+    on_shift: dict[str, tuple[str, datetime, float]] = field(default_factory=dict)
+    """Cameras out now: serial -> (officer, checked out at, when the shift ends on the monotonic clock)."""
+    idle: dict[str, float] = field(default_factory=dict)
+    """Cameras undocked and ready at their station's desk: serial -> since when (monotonic)."""
+    benched: set[str] = field(default_factory=set)
+    """Cameras the desk refused for their battery: they stay in the station (the fleet manager's list)."""
+    recorded_on_shift: int = 0
+    shifts_done: int = 0
+    hold: str | None = None
+    """The hold the demo placed (a complaint about an officer's shift), as a line for the summary."""
+    offline: str | None = None
+    offline_until: float | None = None
+    went_offline: bool = False
     database: str = "sqlite"
     replicas: int = 1
     postgres: LocalPostgres | None = None
@@ -208,10 +243,15 @@ class Demo:
             lines += ['client_ca = "../tls/stations-ca.pem"', ""]
         reference = Path(__file__).resolve().parents[1] / "config"
         if (reference / "boroughs.toml").is_file() and (reference / "rollout.toml").is_file():
-            # The reference roll-out (the Met's 2015-16 scenario), so /api/v1/rollout/ has a plan to show.
-            for name in ("boroughs.toml", "rollout.toml"):
-                shutil.copyfile(reference / name, self.root / "central" / name)
+            # The reference roll-out (the Met's 32 boroughs and rates) moved to the demo's present, so
+            # progress against plan means something: week 1 is this week.
+            shutil.copyfile(reference / "boroughs.toml", self.root / "central" / "boroughs.toml")
+            scenario = demo_scenario(reference / "rollout.toml", datetime.now(UTC).date())
+            (self.root / "central" / "rollout.toml").write_text(scenario)
             lines += ["[rollout]", 'boroughs = "boroughs.toml"', 'scenario = "rollout.toml"', ""]
+        if (reference / "retention.toml").is_file():  # the categories the demo's clips are tagged with
+            shutil.copyfile(reference / "retention.toml", self.root / "central" / "retention.toml")
+            lines += ["[retention]", 'rules = "retention.toml"', ""]
         for station_id in self.stations:
             token = f"demo-{station_id}-" + secrets.token_urlsafe(12)
             lines += [
@@ -345,17 +385,21 @@ class Demo:
             verify=self.verify,
         ).raise_for_status()
 
-    def dock_one(self, rng: random.Random, max_clip_bytes: int) -> None:
-        station_id = rng.choice(self.stations)
-        free = [c for c in self.cameras(station_id) if c not in self.in_dock]
-        if not free:
-            return
-        serial = rng.choice(free)
-        clips = random_shift(rng, rng.randint(1, 4), min_size=64 * 1024, max_size=max_clip_bytes)
+    def station_of(self, serial: str) -> str:
+        return next(s for s in self.stations if serial in self.cameras(s))
+
+    def first_dock(self, rng: random.Random) -> None:
+        """The start of the day: every camera sits in its dock (no clips yet), reporting its pack."""
+        for index, station_id in enumerate(self.stations):
+            for serial, pack in zip(self.cameras(station_id), packs(index, self.CAMERAS_PER_STATION, rng), strict=True):
+                self.packs[serial] = pack
+                self.dock(station_id, serial, [], rng)
+
+    def dock(self, station_id: str, serial: str, clips: list, rng: random.Random) -> None:
         self.camera(serial).dock(
             self.dock_dir(station_id),
             clips,
-            battery_pct=rng.uniform(82, 100),
+            battery=self.packs[serial].reading(rng),
             folder_name=f"{serial}-{time.time_ns()}",
         )
         with self.lock:
@@ -363,29 +407,91 @@ class Demo:
             for c in clips:
                 self.docked.append(DockedClip(c.clip_id, station_id, hashlib.sha256(c.content()).hexdigest(), c.size))
 
-    def undock_ingested(self, rng: random.Random) -> None:
-        """Take cameras out of docks once ingested; most go straight out on a shift (desk API)."""
+    def undock_ingested(self) -> None:
+        """Take cameras out of their docks once ingested: they wait at the desk for the next shift."""
         for station_id in self.stations:
             for folder in self.dock_dir(station_id).iterdir():
                 if (folder / "INGESTED.json").exists() and not any((folder / "clips").iterdir()):
                     serial = folder.name.rsplit("-", 1)[0]
                     self.camera(serial).undock(folder)
                     self.in_dock.discard(serial)
-                    if rng.random() < 0.7:
-                        self.check_out(station_id, serial, rng.choice(self.officers(station_id)))
+                    if serial not in self.benched:
+                        self.idle[serial] = time.monotonic()
 
-    def check_out(self, station_id: str, serial: str, officer: str) -> None:
-        """At the station desk; refusals (that officer already has a camera) are part of the day."""
+    def start_shift(self, serial: str, rng: random.Random, seconds: float) -> bool:
+        """An officer without a camera checks this one out at the desk (refusals are part of the day)."""
+        station_id = self.station_of(serial)
+        if station_id == self.offline:
+            return False
+        holding = {officer for officer, _, _ in self.on_shift.values()}
+        free = [o for o in self.officers(station_id) if o not in holding]
+        if not free:
+            return False
+        officer = rng.choice(free)
         try:
             r = httpx.post(
                 f"http://127.0.0.1:{self.desk_ports[station_id]}/checkouts",
                 timeout=5,
-                json={"device_serial": serial, "officer_id": officer, "by": "demo desk"},
+                json={"device_serial": serial, "officer_id": officer, "by": "demo desk sergeant"},
             )
         except httpx.TransportError:
-            return
+            return False
         if r.status_code == 201:
             self.checkouts += 1
+            self.idle.pop(serial, None)
+            self.on_shift[serial] = (officer, datetime.now(UTC), time.monotonic() + seconds * rng.uniform(0.8, 1.2))
+            return True
+        if r.status_code == 409:
+            self.refused += 1
+            if "should not go out" in r.text:  # its pack: the sergeant hands out another
+                self.idle.pop(serial, None)
+                self.benched.add(serial)
+        return False  # 404: the officers have not reached the station's list yet; the next loop tries again
+
+    def end_shifts(self, rng: random.Random, max_clip_bytes: int, *, all_now: bool = False) -> None:
+        """Cameras whose shift is over dock with what their officer recorded (the dock checks them in)."""
+        now = time.monotonic()
+        for serial, (officer, out_at, ends) in list(self.on_shift.items()):
+            if not all_now and now < ends:
+                continue
+            back_at = datetime.now(UTC)
+            clips = clips_of_shift(rng, out_at, back_at, min_size=64 * 1024, max_size=max_clip_bytes)
+            self.dock(self.station_of(serial), serial, clips, rng)
+            del self.on_shift[serial]
+            self.recorded_on_shift += len(clips)
+            self.shifts_done += 1
+            if self.hold is None:
+                self.place_hold(officer, out_at - timedelta(minutes=1), back_at + timedelta(minutes=1))
+
+    def place_hold(self, officer: str, window_from: datetime, window_to: datetime) -> None:
+        """A complaint about an officer's shift: everything they recorded in it is kept (central's API)."""
+        r = httpx.post(
+            f"{self.url}/api/v1/holds",
+            timeout=10,
+            verify=self.verify,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            json={
+                "kind": "officer",
+                "officer_id": officer,
+                "window_from": window_from.isoformat(),
+                "window_to": window_to.isoformat(),
+                "reason": "DEMO: a complaint from a member of the public about a stop during this shift",
+            },
+        )
+        if r.status_code == 201:
+            self.hold = (
+                f"hold {r.json()['id']} on officer {officer}'s shift ({window_from:%H:%M:%S}-{window_to:%H:%M:%S})"
+            )
+
+    def set_offline(self, station_id: str, seconds: float) -> None:
+        """The station drops off the network (its node stopped): its cameras still dock; it catches up later."""
+        self.offline, self.offline_until, self.went_offline = station_id, time.monotonic() + seconds, True
+        self.processes[station_id].stop(timeout=15)
+
+    def back_online(self) -> None:
+        if self.offline is not None:
+            self.processes[self.offline].start()
+            self.offline = self.offline_until = None
 
     def refresh_statuses(self) -> None:
         def one(station_id: str) -> None:
@@ -423,8 +529,8 @@ class Demo:
         return {c["clip_id"] for c in clips if expected.get(c["clip_id"]) == c["sha256"]}
 
     def check_alive(self) -> None:
-        for proc in self.processes.values():
-            if not proc.alive():
+        for name, proc in self.processes.items():
+            if name != self.offline and not proc.alive():
                 raise FleetError(f"{proc.name} exited unexpectedly (status {proc.returncode}); see {proc.log}")
 
     def stop(self) -> None:
@@ -499,21 +605,24 @@ def summary_table(demo: Demo, at_central: set[str]):
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.live import Live
+
+    from fleet.console import console as make_console
 
     stations = [s.strip() for s in args.stations.split(",") if s.strip()]
     if not stations or len(set(stations)) != len(stations):
         raise FleetError("--stations needs one or more distinct station ids")
     if args.interval <= 0 or args.max_clip_mib <= 0.0625:
         raise FleetError("--interval must be positive and --max-clip-mib at least 0.0625")
+    if args.shift_seconds <= 0 or args.offline_seconds < 0:
+        raise FleetError("--shift-seconds must be positive and --offline-seconds at least 0")
     if args.replicas < 1 or (args.replicas > 1 and args.database != "postgresql"):
         raise FleetError("--replicas N share one PostgreSQL: give --database postgresql (and N >= 1)")
     if args.tls and args.replicas > 1:
         raise FleetError(
             "--tls serves one central itself; with --replicas the balancer would terminate TLS (not in the demo)"
         )
-    console = Console()
+    console = make_console()
     root = Path(args.dir).resolve()
     demo = Demo(
         root=root,
@@ -560,31 +669,49 @@ def run_demo(args: argparse.Namespace) -> int:
             console.print(
                 f"  replicas         {demo.replicas} on ports {ports}, HAProxy on {demo.port} (round-robin)\n"
             )
+        console.print(
+            f"  the day          a {SHIFT_HOURS}-hour shift passes in {args.shift_seconds:g} s: officers check "
+            "cameras out at the desk, record, dock at the end (their clips are attributed to them)\n"
+        )
         started = time.monotonic()
-        next_dock = started
+        first_shift = min(args.shift_seconds, 2.0)
+        next_shift: float | None = None  # after the first shift: one starts every --interval
         at_central: set[str] = set()
+        demo.first_dock(rng)
+
+        def step(ending: bool = False) -> None:
+            nonlocal next_shift, at_central
+            demo.undock_ingested()
+            now = time.monotonic()
+            if next_shift is None:  # the first shift: every camera out as soon as the desk can
+                for serial in list(demo.idle):
+                    demo.start_shift(serial, rng, first_shift)
+                if demo.shifts_done:
+                    next_shift = now
+            elif not ending and now >= next_shift and demo.idle:
+                demo.start_shift(min(demo.idle, key=demo.idle.__getitem__), rng, args.shift_seconds)
+                next_shift = now + args.interval
+            demo.end_shifts(rng, max_clip, all_now=ending)
+            if demo.shifts_done and not demo.went_offline and args.offline_seconds and len(stations) > 1:
+                demo.set_offline(stations[-1], args.offline_seconds)
+            if demo.offline is not None and (ending or now >= (demo.offline_until or 0)):
+                demo.back_online()
+            demo.refresh_statuses()
+            at_central = demo.verified_at_central()
+            live.update(summary_table(demo, at_central))
+            demo.check_alive()
+
         with Live(summary_table(demo, at_central), console=console, refresh_per_second=2, transient=False) as live:
             while args.duration is None or time.monotonic() - started < args.duration:
-                if time.monotonic() >= next_dock:
-                    demo.dock_one(rng, max_clip)
-                    next_dock += args.interval
-                demo.undock_ingested(rng)
-                demo.refresh_statuses()
-                at_central = demo.verified_at_central()
-                live.update(summary_table(demo, at_central))
-                demo.check_alive()
+                step()
                 time.sleep(0.5)
             if args.duration is None:
                 return 0
             deadline = time.monotonic() + args.drain_timeout
             while time.monotonic() < deadline:
-                demo.undock_ingested(rng)
-                demo.refresh_statuses()
-                at_central = demo.verified_at_central()
-                live.update(summary_table(demo, at_central))
-                if len(at_central) == len(demo.docked):
+                step(ending=True)  # the end of the day: every camera out docks, the offline station is back
+                if not demo.on_shift and len(at_central) == len(demo.docked):
                     break
-                demo.check_alive()
                 time.sleep(0.5)
         missing = [c for c in demo.docked if c.clip_id not in at_central]
         total = sum(c.size for c in demo.docked)
@@ -594,8 +721,11 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{len(missing)} missing.[/]"
         )
         console.print(
-            f"{demo.checkouts} pool checkouts at the station desks; "
-            f"see {demo.url}/api/v1/assignments and /api/v1/devices/"
+            f"{demo.shifts_done} shifts: {demo.checkouts} pool checkouts at the station desks ({demo.refused} "
+            f"refused), {demo.recorded_on_shift} clips recorded on shift and attributed to their officers; "
+            f"{len(demo.benched)} cameras kept back for their batteries (see {demo.url}/devices); "
+            f"{demo.hold or 'no hold placed'}; {stations[-1] if demo.went_offline else 'no station'} was "
+            "offline for a while and caught up"
         )
         for clip in missing[:20]:
             console.print(f"  not verified: {clip.clip_id} (docked at {clip.station_id})")

@@ -348,9 +348,10 @@ def cmd_checkouts(args: argparse.Namespace) -> int:
             ).decode()
         )
         return 0
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
+
+    from fleet.console import console
 
     table = Table(title=f"Checked out ({len(rows)})")
     for column in ("camera", "officer", "out since", "charge", "by"):
@@ -363,5 +364,5 @@ def cmd_checkouts(args: argparse.Namespace) -> int:
             f"{c.battery_pct:.0f}%" if c.battery_pct is not None else "?",
             Text(c.out_by),
         )  # free text: never console markup
-    Console().print(table)
+    console().print(table)
     return 0

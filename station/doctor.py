@@ -254,9 +254,10 @@ def _gib(n: float) -> str:
 
 
 def render(findings: list[Finding]) -> None:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
+
+    from fleet.console import console
 
     table = Table(title="fleet station doctor", show_lines=True)
     for column in ("check", "", "found", "what to do"):
@@ -264,4 +265,4 @@ def render(findings: list[Finding]) -> None:
     style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
     for f in findings:
         table.add_row(f.check, Text(f.verdict, style=style[f.verdict]), Text(f.found), Text(f.todo))
-    Console().print(table)
+    console().print(table)

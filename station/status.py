@@ -118,13 +118,14 @@ def _size(n: float) -> str:
 
 
 def render_status(status: StationStatus) -> None:
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from fleet.console import console as make_console
+
     # Folder names and reasons come from the dock, errors from central: shown as text, never
     # read as console markup (a folder named "[/]" stopped this command; others restyled it).
-    console = Console()
+    console = make_console()
     for problem in status.problems:
         console.print(Text(problem, style="bold red"))
     table = Table(title=f"Station {status.station_id} ({status.borough})", show_header=False)

@@ -127,6 +127,7 @@ def register(groups: argparse._SubParsersAction) -> None:
         "list", help="list tokens (never the tokens themselves)", description="Tokens with their user, label and state."
     )
     tokens.add_argument("--user", help="only this user's")
+    tokens.add_argument("--json", action="store_true", help="write JSON")
     tokens.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     tokens.set_defaults(handler=cmd_token_list)
     revoke = token_actions.add_parser(
@@ -308,6 +309,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 def cmd_token_list(args: argparse.Namespace) -> int:
     with central_services(args.config) as services:
         tokens = services.users.tokens(args.user)
+    if args.json:
+        return _print_json(tokens)
     for t in tokens:
         state = "revoked" if t.revoked_at else (f"expires {t.expires_at:%Y-%m-%d}" if t.expires_at else "live")
         print(f"{t.id:5} {t.user:24} {t.label:32} {state}")

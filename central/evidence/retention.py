@@ -23,6 +23,7 @@ their local copies are not purged either), is ``central.evidence.holds``'s.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -70,6 +71,40 @@ def _in_batch(column: str, alias: str = "") -> str:
     PostgreSQL met ``= ANY`` of 50,000 ids with a scan of the whole table, once a batch."""
     key = f"({alias}{column}, {alias}clip_id)"
     return f"{key} > (?, ?) AND {key} <= (?, ?)"
+
+
+RULES_IN_FORCE = "(SELECT rules FROM retention_rules WHERE one = 1)"
+"""The rules applied last (JSON, NULL before any), as a subquery a caller's statement reads them
+by: the clip's verification reads them in its own UPDATE, so they are the ones in force when it commits."""
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded(rules: str) -> RetentionRules:
+    return msgspec.json.decode(rules, type=RetentionRules)
+
+
+def assess_verified(
+    db, clip_id: str, recorded_at: datetime, tags: list[str], evidential: bool, rules: str | None
+) -> None:
+    """A clip just verified gets its retention row, assessed already: its categories (from the
+    camera's tags and evidential flag) and end of retention under ``rules`` (``RULES_IN_FORCE``
+    read in the caller's transaction, so a rules change committed meanwhile is never overwritten:
+    it waits for this transaction's lock and then reassesses every clip). Without rules yet (a
+    central that never started its service) the row stays unassessed: the daily job assesses it.
+    Inside the upload's transaction: one INSERT, and an UPDATE of the clip's categories only for
+    a clip that has any."""
+    if rules is None:
+        db.execute("INSERT INTO clip_retention (clip_id) VALUES (?) ON CONFLICT DO NOTHING", [clip_id])
+        return
+    in_force = _decoded(rules)
+    names = categories_of(in_force, tags, evidential)
+    until, review = assessment(in_force, recorded_at, names)
+    if names:
+        db.execute("UPDATE clips SET categories = ? WHERE clip_id = ?", [json.dumps(names), clip_id])
+    db.execute(
+        "INSERT INTO clip_retention (clip_id, retain_until, review) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        [clip_id, to_iso(until), int(review)],
+    )
 
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-
-from rich.console import Console
 from rich.table import Table
 
 from central.rollout.plan import Plan
 from central.rollout.scenario import Rollout
 from central.rollout.storage import StorageForecast
-
-
-def _console() -> Console:
-    # Piped into a file or a pager, tables keep their width instead of folding at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+from fleet.console import console as make_console
 
 
 def print_plan(plan: Plan, storage: StorageForecast, rollout: Rollout, show: str) -> None:
-    console = _console()
+    console = make_console()
     verdict = "[green]feasible[/]" if plan.feasible else "[red]not feasible[/]"
     finish = f"week {plan.finish_week}, by {plan.finish_date}" if plan.finish_week else "never (see below)"
     console.print(f"[bold]{plan.scenario}[/]")
@@ -114,7 +107,7 @@ def print_plan(plan: Plan, storage: StorageForecast, rollout: Rollout, show: str
 
 
 def print_proposal(proposal, items: bool = False) -> None:
-    console = _console()
+    console = make_console()
     console.print(
         f"[bold]proposal {proposal.id}[/] ({proposal.state}) by {proposal.created_by}: {proposal.description}"
     )
@@ -139,7 +132,7 @@ def print_proposal(proposal, items: bool = False) -> None:
 
 
 def print_progress(progress, borough: str) -> None:
-    console = _console()
+    console = make_console()
     table = Table(
         title=f"Progress vs plan: {'the force' if borough == 'all' else borough} (cumulative; now week "
         f"{progress.current_week})"

@@ -324,8 +324,7 @@ def _phases(text: str) -> tuple[float, ...]:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from fleet.console import console as make_console
     from simulation.force.check import check, wait_until_applied
     from simulation.force.cluster import SimCluster, prepare_workdir
     from simulation.force.deploy import finish
@@ -337,7 +336,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulation.local_cluster import stop_on_sigterm
 
     plan = plan_from(args)
-    console = Console()
+    console = make_console()
     started = time.monotonic()
     root = (args.workdir or _default_workdir()).resolve()
     out = (args.out or root / "summary.json").resolve()

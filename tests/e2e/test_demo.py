@@ -1,9 +1,13 @@
 import re
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 
 def test_demo_runs_and_verifies_every_docked_clip(tmp_path):
+    """...and looks like a force's day: clips attributed to the officers who checked the cameras
+    out, battery flags, a hold, categorised clips, a station that was offline, a roll-out from today."""
     result = subprocess.run(
         [
             sys.executable,
@@ -49,3 +53,18 @@ def test_demo_runs_and_verifies_every_docked_clip(tmp_path):
     boroughs, scenario = settings.rollout.boroughs, settings.rollout.scenario
     assert boroughs is not None and scenario is not None
     assert len(load_rollout(boroughs, scenario).boroughs) == 32
+    assert scenario is not None
+    start = load_rollout(boroughs, scenario).scenario.start
+    monday = datetime.now(UTC).date() - timedelta(days=datetime.now(UTC).weekday())
+    assert start in (monday, monday - timedelta(weeks=1))  # week 1 is this week (a Monday may pass mid-test)
+    assert "offline for a while and caught up" in text and "lewisham" in text
+
+    central = sqlite3.connect(f"file:{tmp_path / 'demo' / 'central' / 'data' / 'central.db'}?mode=ro", uri=True)
+    attributed, clips = central.execute("SELECT count(officer_id), count(*) FROM attributions").fetchone()
+    assert clips == int(match[1]) and attributed == clips  # every clip was recorded on a checked-out camera
+    short, hot = central.execute("SELECT sum(flag_short_shift), sum(flag_over_temp) FROM devices").fetchone()
+    assert short >= 2 and hot == 1
+    assert central.execute("SELECT count(*) FROM holds WHERE kind = 'officer'").fetchone()[0] == 1
+    unassessed = central.execute("SELECT count(*) FROM clip_retention WHERE retain_until IS NULL").fetchone()[0]
+    assert unassessed == 0  # assessed as each clip was verified, not by tonight's job
+    central.close()

@@ -8,6 +8,7 @@ import pytest
 
 from central.core.providers import services
 from central.core.ranges import parse_range
+from central.evidence.retention_rules import Category, RetentionRules
 from fleet.errors import RangeNotSatisfiable
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, patch
@@ -161,3 +162,45 @@ def test_a_missing_blob_is_a_clear_404_not_a_crash(client, settings):
             blob.unlink()
     r = client.get(f"/api/v1/clips/{clip_id}/content", headers=ADMIN)
     assert r.status_code == 404 and "missing from the blob store" in r.json()["message"]
+
+
+def test_a_clip_is_assessed_for_retention_when_it_is_verified(client):
+    """'Kept until' is known from the first minute, under the rules in force when the clip lands."""
+    plain = upload(client, os.urandom(700))
+    evidential = upload(client, os.urandom(700), hours=1, evidential=True)
+    first = client.get(f"/api/v1/clips/{plain}/retention", headers=ADMIN).json()
+    assert first["categories"] == [] and first["retain_until"].startswith("2026-12-21T14:00:00")
+    kept = client.get(f"/api/v1/clips/{evidential}/retention", headers=ADMIN).json()
+    assert kept["categories"] == ["evidential"] and kept["review"] is True
+    assert kept["retain_until"].startswith("2032-11-20T15:00:00")
+    retention = services(client.app).retention
+    longer = RetentionRules(default_days=60, categories={"evidential": Category(years=6, review=True)})
+    assert retention.apply_rules(longer, "test").applied
+    later = upload(client, os.urandom(700), hours=2)
+    assert (
+        client.get(f"/api/v1/clips/{later}/retention", headers=ADMIN)
+        .json()["retain_until"]
+        .startswith("2027-01-19T16:00:00")
+    )
+    assert retention.run().assessed == 0  # nothing was left for the job
+
+
+def test_a_clip_verified_before_any_rules_waits_for_the_job_and_no_badge_says_kept(client):
+    """The job stays the safety net; until it has run, the pages say the clip is not assessed."""
+    from tests.central.web.test_dashboard import log_in
+
+    retention = services(client.app).retention
+    with retention.writer.write() as db:
+        db.execute("DELETE FROM retention_rules")
+    clip_id = upload(client, os.urandom(700))
+    assert client.get(f"/api/v1/clips/{clip_id}/retention", headers=ADMIN).json()["retain_until"] is None
+    services(client.app).users.add("s.uper", "supervisor", "test", password="correct horse battery")
+    client.base_url = "https://central.test"  # session cookies are Secure
+    log_in(client, "s.uper")
+    for page in (client.get(f"/clips/{clip_id}").text, client.get("/clips").text):
+        assert "not assessed" in page and 'class="tag ok">kept' not in page
+    assert retention.run().assessed == 1
+    assert (
+        client.get(f"/api/v1/clips/{clip_id}/retention", headers=ADMIN).json()["retain_until"].startswith("2026-12-21")
+    )
+    assert 'class="tag ok">kept' in client.get(f"/clips/{clip_id}").text
