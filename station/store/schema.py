@@ -182,4 +182,10 @@ MIGRATIONS = [
     """
     ALTER TABLE update_handovers ADD COLUMN docking TEXT NOT NULL DEFAULT '';
     """,
+    # v10: when each offer last moved (``updates_version`` then: the offer, or the camera's report),
+    # so the dock pass looks again at a settled folder only when its own camera's offer moved, not
+    # every docked folder at every offer or report that reaches the station.
+    """
+    ALTER TABLE camera_updates ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
