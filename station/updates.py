@@ -36,6 +36,7 @@ import sqlite3
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
@@ -81,15 +82,25 @@ class DockUpdates:
         self.updates = store.updates
         self.dock_dir = Path(dock_dir)
         self.keys = keys
-        self._settled: dict[str, tuple[tuple[int, int], int]] = {}
-        """Folders looked at, with their ``dock.stamp`` and the updates' version then: skipped until either moves."""
+        self._settled: dict[str, _Settled] = {}
+        """Folders looked at: skipped until the folder or what was decided on for its camera moves."""
+        self._signatures: dict[tuple, str | None] = {}
+        """Each release's signature judged once: the station's keys are read at start-up only."""
+        self._hashed: dict[str, tuple[int, ...]] = {}
+        """Kept artifacts hashed whole by this process: sha256 → the file's identity then (``_identity``)."""
         self._repeats = Repeats(log)
 
     def scan(self) -> UpdatesReport:
-        """One pass over the docked folders; never raises for a folder, the disk or the database."""
+        """One pass over the docked folders; never raises for a folder, the disk or the database.
+
+        A folder settled before is looked at again only when it changed (``dock.stamp``) or the
+        offer of the camera found in it moved (its report, a new attempt, a withdrawal; an artifact
+        verified or dropped moves them all): an offer reaching one camera no longer sends the pass
+        through every docked folder. The marks are read before the folders are: a move during a
+        visit is seen at the next pass."""
         report = UpdatesReport()
         try:
-            version = self.updates.version()
+            marks = self.updates.marks()
             folders = dock.docked_folders(self.dock_dir)
         except (sqlite3.Error, OSError) as exc:
             self._repeats.warning("updates", "dock updates not looked at: %s", exc)
@@ -97,12 +108,12 @@ class DockUpdates:
         for folder in folders:
             name = dock.display_name(folder.name)
             before = dock.stamp(folder)
-            if self._settled.get(name) == (before, version):
+            settled = self._settled.get(name)
+            if settled is not None and settled.stamp == before and settled.marks == marks.of(settled.serial):
                 continue
             try:
-                self.visit(folder, report)
-                version = self.updates.version()
-                self._settled[name] = (dock.stamp(folder), version)
+                serial = self.visit(folder, report)
+                self._settled[name] = _Settled(dock.stamp(folder), serial, marks.of(serial))
                 self._repeats.clear(name)
             except (DockFolderError, OSError, sqlite3.Error) as exc:
                 if dock.still_docked(folder):
@@ -111,10 +122,12 @@ class DockUpdates:
         self._settled = {n: v for n, v in self._settled.items() if n in docked}
         return report
 
-    def visit(self, folder: Path, report: UpdatesReport) -> None:
+    def visit(self, folder: Path, report: UpdatesReport) -> str | None:
+        """Record the camera's report, hand over its offer or take back what no longer stands; the
+        camera's serial (None when the folder was not read: the ingest has not finished with it)."""
         with dock.CameraFolder(folder) as opened:
             if opened.lstat(dock.INGESTED_FILE) is None or opened.clip_names():
-                return  # the ingest has not finished with it: its rules come first
+                return None  # the ingest has not finished with it: its rules come first
             raw = opened.read_bytes(dock.DEVICE_FILE, dock.MAX_JSON_BYTES)
             try:
                 device = msgspec.json.decode(raw, type=DeviceInfo)
@@ -126,9 +139,9 @@ class DockUpdates:
             offer = self.updates.offer(device.serial)
             if offer is None:
                 self._take_back(opened, "no update is offered to this camera now")
-                return
+                return device.serial
             if self.updates.handed_over(opened.name, docking, offer.deployment_id, offer.attempt):
-                return
+                return device.serial
             why = self.waiting(offer, device)
             if why is None:
                 try:
@@ -149,10 +162,11 @@ class DockUpdates:
                         opened.name,
                     )
                     report.handed_over.append(opened.name)
-                    return
+                    return device.serial
             why = self._take_back(opened, why) or why
             self.updates.set_waiting(offer.serial, offer.deployment_id, why)
             report.waiting[device.serial] = why
+            return device.serial
 
     def _take_back(self, opened: dock.CameraFolder, why: str) -> str | None:
         """``update/`` holds only what this station hands this docking now: an update written before
@@ -267,7 +281,10 @@ class DockUpdates:
                 return f"the artifact of release {release.id} failed (retried): {artifact.last_error}"
             if artifact is None or not artifact_path(self.store, release.sha256).exists():
                 return f"the artifact of release {release.id} is not downloaded yet"
-            if (why := signature_refusal(release, self.keys)) is not None:
+            signed = msgspec.structs.astuple(release)
+            if signed not in self._signatures:
+                self._signatures[signed] = signature_refusal(release, self.keys)
+            if (why := self._signatures[signed]) is not None:
                 return why
         return None
 
@@ -297,7 +314,7 @@ class DockUpdates:
                     f"no room on the camera: {free} bytes free, the update needs {release.size} "
                     f"and {CAMERA_ROOM_KEPT} are kept free",
                 )
-            _copy_checked(artifact_path(self.store, release.sha256), update_fd, release.sha256, release.size)
+            self._copy_artifact(release.sha256, release.size, update_fd)
             firmware = ManifestFirmware(
                 model=release.model,
                 version=release.version,
@@ -315,6 +332,32 @@ class DockUpdates:
         )
         dock.write_atomic_at(update_fd, MANIFEST_FILE, msgspec.json.encode(manifest))
         os.fsync(opened.fd)
+
+    def _copy_artifact(self, sha256: str, size: int, update_fd: int) -> None:
+        """The kept artifact into ``update/firmware.bin``: hashed as it is copied the first time this
+        process hands it over (and again whenever the file is not the one hashed: replaced, rewritten,
+        truncated), copied by the kernel after that. A release goes to hundreds of cameras at a
+        station; its bytes were checked when downloaded, and the camera checks them itself."""
+        with open(artifact_path(self.store, sha256), "rb") as source:
+            identity = _identity(os.fstat(source.fileno()))
+            hashed = self._hashed.get(sha256) == identity
+            _copy_checked(source, update_fd, sha256, size, hash_it=not hashed)
+            if not hashed:
+                self._hashed[sha256] = identity
+
+
+@dataclass(frozen=True)
+class _Settled:
+    stamp: tuple[int, int]
+    serial: str | None
+    """The camera found in the folder (None: not read yet)."""
+    marks: tuple[int, int | None]
+    """``Marks.of(serial)`` when it was looked at."""
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """What changes when a file is replaced or written to (its inode, size, modification and change times)."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def free_bytes(fd: int) -> int:
@@ -402,24 +445,44 @@ def _empty(opened: dock.CameraFolder, update_fd: int) -> None:
     os.fsync(update_fd)
 
 
-def _copy_checked(source: Path, update_fd: int, sha256: str, size: int) -> None:
-    """The artifact into ``update/firmware.bin`` (``.part``, fsync, rename), hashed as it is copied: a
-    station copy that no longer matches (its disk) is never handed over."""
+def _copy_checked(source: BinaryIO, update_fd: int, sha256: str, size: int, *, hash_it: bool = True) -> None:
+    """The artifact into ``update/firmware.bin`` (``.part``, fsync, rename); with ``hash_it``, hashed
+    as it is copied: a station copy that no longer matches (its disk) is never handed over. Without,
+    only its size is checked (the kernel copies it)."""
     part = f"{FIRMWARE_FILE}.part"
     digest = hashlib.sha256()
     written = 0
     out = os.open(part, _NEW_FILE, 0o644, dir_fd=update_fd)
     try:
-        with open(source, "rb") as f:
-            while piece := f.read(PIECE):
+        if hash_it:
+            while piece := source.read(PIECE):
                 digest.update(piece)
                 written += len(piece)
                 dock.write_all(out, piece)
+        else:
+            written = _copy_by_kernel(source, out)
         os.fsync(out)
     finally:
         os.close(out)
-    if written != size or digest.hexdigest() != sha256:
+    if written != size or (hash_it and digest.hexdigest() != sha256):
         os.unlink(part, dir_fd=update_fd)
         raise StaleArtifact(f"the station's copy of artifact {sha256[:16]}… no longer matches its release")
     os.replace(part, FIRMWARE_FILE, src_dir_fd=update_fd, dst_dir_fd=update_fd)
     os.fsync(update_fd)
+
+
+def _copy_by_kernel(source: BinaryIO, out: int) -> int:
+    """Copy the whole of ``source`` into ``out`` without passing it through Python (``sendfile``; a
+    plain read and write where the camera's file system refuses it). The bytes copied."""
+    written = 0
+    try:
+        while copied := os.sendfile(out, source.fileno(), written, PIECE):
+            written += copied
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+        source.seek(written)
+        while piece := source.read(PIECE):
+            dock.write_all(out, piece)
+            written += len(piece)
+    return written

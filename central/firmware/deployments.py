@@ -388,22 +388,82 @@ def _soak_ended(phases: list[_Phase], now: str) -> bool:
 
 
 def _figures(db, deployment_id: int) -> dict[int, Figures]:
-    """Each phase's figures, in one pass over the deployment's cameras."""
-    counts: dict[int, dict[str, int]] = {}
-    for phase, state, failed, with_result, n in db.execute(
-        "SELECT phase, state, CASE WHEN failures > 0 THEN 1 ELSE 0 END, CASE WHEN results > 0 THEN 1 ELSE 0 END, "
-        "COUNT(*) FROM deployment_cameras WHERE deployment_id = ? GROUP BY 1, 2, 3, 4",
-        [deployment_id],
-    ):
-        c = counts.setdefault(
-            phase, dict.fromkeys(("cameras", "updated", "failed", "gave_up", "cancelled", "results"), 0)
+    """Each phase's figures: its counters (kept by ``_set_cameras``), not a count of its cameras."""
+    return {
+        r[0]: Figures(*r[1:])
+        for r in db.execute(
+            f"SELECT phase, {', '.join(COUNTED)} FROM deployment_phases WHERE deployment_id = ?", [deployment_id]
         )
-        c["cameras"] += n
-        c["failed"] += n if failed else 0
-        c["results"] += n if with_result else 0
-        if state in ("updated", "gave_up", "cancelled"):
-            c[state] += n
-    return {phase: Figures(**c) for phase, c in counts.items()}
+    }
+
+
+# -- the cameras' states and the phases' counters --------------------------------------------------
+
+COUNTED = ("cameras", "updated", "failed", "gave_up", "cancelled", "results")
+"""``deployment_phases``' counters, in ``Figures``' order: kept with every change of a camera's state,
+failures or results, so that the phase rules read a phase's figures, not all its cameras."""
+_SETTABLE = {
+    "state": "TEXT",
+    "failures": "BIGINT",
+    "results": "BIGINT",
+    "profile": "TEXT",
+    "error": "TEXT",
+    "result_at": "TEXT",
+    "version": "TEXT",
+}
+"""The columns of ``deployment_cameras`` that ``_set_cameras`` writes, and their types."""
+
+
+def _counts(state: str, failures: int, results: int) -> tuple[int, ...]:
+    """What one camera adds to its phase's counters (``COUNTED``)."""
+    return (1, state == "updated", failures > 0, state == "gave_up", state == "cancelled", results > 0)
+
+
+def _set_cameras(db, deployment_id: int, changes: dict[str, dict[str, object]]) -> None:
+    """Change cameras of a deployment ({serial: {column: value}}, every camera the same columns of
+    ``_SETTABLE``), and their phases' counters by the difference, in the caller's transaction.
+
+    The only writer of a camera's ``state``, ``failures`` and ``results`` once it is created (and
+    of the counters once its phase is), so the counters cannot drift from the rows they count. The
+    rows before are read here, in the same transaction, never taken from the caller."""
+    if not changes:
+        return
+    columns = list(next(iter(changes.values())))
+    if any(list(c) != columns for c in changes.values()) or not set(columns) <= set(_SETTABLE):
+        raise ValueError(f"cameras changed with different or unknown columns: {columns}")
+    before = db.execute(
+        "SELECT serial, phase, state, failures, results FROM deployment_cameras "
+        f"WHERE deployment_id = ? AND {db.dialect.any_of('serial')}",
+        [deployment_id, db.dialect.many(changes)],
+    ).fetchall()
+    moved: dict[int, list[int]] = {}
+    for serial, phase, state, failures, results in before:
+        change = changes[serial]
+        after = _counts(
+            str(change.get("state", state)),
+            int(change.get("failures", failures)),  # type: ignore[call-overload]
+            int(change.get("results", results)),  # type: ignore[call-overload]
+        )
+        delta = moved.setdefault(phase, [0] * len(COUNTED))
+        for i, (new, old) in enumerate(zip(after, _counts(state, failures, results), strict=True)):
+            delta[i] += new - old
+    db.execute(
+        f"UPDATE deployment_cameras SET {', '.join(f'{c} = v.{c}' for c in columns)} "
+        f"FROM {db.dialect.rows_of(', '.join(['serial TEXT', *(f'{c} {_SETTABLE[c]}' for c in columns)]))} "
+        "WHERE deployment_cameras.deployment_id = ? AND deployment_cameras.serial = v.serial",
+        [db.dialect.rows({"serial": s, **c} for s, c in changes.items()), deployment_id],
+    )
+    moved = {phase: delta for phase, delta in moved.items() if any(delta)}
+    if moved:
+        db.execute(
+            f"UPDATE deployment_phases SET {', '.join(f'{c} = deployment_phases.{c} + v.{c}' for c in COUNTED)} "
+            f"FROM {db.dialect.rows_of(', '.join(['phase BIGINT', *(f'{c} BIGINT' for c in COUNTED)]))} "
+            "WHERE deployment_phases.deployment_id = ? AND deployment_phases.phase = v.phase",
+            [
+                db.dialect.rows({"phase": p, **dict(zip(COUNTED, d, strict=True))} for p, d in sorted(moved.items())),
+                deployment_id,
+            ],
+        )
 
 
 def _advance(db, feed: Feed, deployment_id: int, now: str) -> None:
@@ -470,12 +530,7 @@ def _open_phase(db, feed: Feed, deployment: _Row, phase: _Phase, now: str, after
     _cancel(db, deployment.id, left)
     offered = [s for s in waiting if s not in left]
     profiles = _profiles(db, offered) if deployment.kind == "profiles" else {}
-    db.execute(
-        "UPDATE deployment_cameras SET state = 'offered', profile = v.profile "
-        f"FROM {db.dialect.rows_of('serial TEXT, profile TEXT')} "
-        "WHERE deployment_cameras.deployment_id = ? AND deployment_cameras.serial = v.serial",
-        [db.dialect.rows({"serial": s, "profile": profiles.get(s)} for s in offered), deployment.id],
-    )
+    _set_cameras(db, deployment.id, {s: {"state": "offered", "profile": profiles.get(s)} for s in offered})
     db.execute(
         "UPDATE deployment_phases SET state = 'open', opened_at = ? WHERE deployment_id = ? AND phase = ?",
         [now, deployment.id, phase.number],
@@ -500,13 +555,7 @@ def _profiles(db, serials: list[str]) -> dict[str, str]:
 
 
 def _cancel(db, deployment_id: int, why: dict[str, str]) -> None:
-    if why:
-        db.execute(
-            f"UPDATE deployment_cameras SET state = 'cancelled', error = v.error "
-            f"FROM {db.dialect.rows_of('serial TEXT, error TEXT')} "
-            "WHERE deployment_cameras.deployment_id = ? AND deployment_cameras.serial = v.serial",
-            [db.dialect.rows({"serial": s, "error": e} for s, e in why.items()), deployment_id],
-        )
+    _set_cameras(db, deployment_id, {s: {"state": "cancelled", "error": e} for s, e in why.items()})
 
 
 def _cancel_departed(db, feed: Feed, deployment: _Row) -> None:
@@ -608,52 +657,55 @@ def record_handed(db, run: Sequence[Reported[CameraUpdateOffered]]) -> None:
 
 def apply_results(db, feed: Feed, run: Sequence[Reported[CameraUpdateResult]]) -> None:
     """Cameras' outcomes, each counted once (a result for an attempt counted already is a repeat);
-    then the phase rules of every running deployment they touched."""
+    then the phase rules of every running deployment they touched. Each deployment's cameras are
+    read once and written once for the whole run (``_set_cameras``, with the phases' counters)."""
     now = to_iso(utc_now())
-    loaded: dict[int, _Row] = {}
-    ended: dict[int, list[str]] = {}
-    again: dict[int, list[str]] = {}
-    for e, station_at in run:
-        deployment = loaded.get(e.deployment_id) or loaded.setdefault(e.deployment_id, _load(db, e.deployment_id))
-        row = db.execute(
-            "SELECT state, failures, results FROM deployment_cameras WHERE deployment_id = ? AND serial = ?",
-            [e.deployment_id, e.serial],
-        ).fetchone()
-        state, failures, results = row
-        if e.attempt <= results:
-            continue  # told already (a station resends nothing, but a repeat changes nothing)
-        ok, error = e.ok, e.error
-        expected = deployment.release.version if deployment.release is not None else None
-        if ok and expected is not None and e.version is not None and e.version != expected:
-            ok, error = False, f"reported success but runs {e.version}, not {expected}"
-        before = state
-        if ok:
-            state = "updated"  # whatever it was: the camera runs it (a rollback must know)
-        else:
-            failures += 1
-            if state in ("offered", "failed"):
-                state = "gave_up" if failures >= deployment.policy.max_attempts else "failed"
-        db.execute(
-            "UPDATE deployment_cameras SET state = ?, failures = ?, results = ?, result_at = ?, version = ?, "
-            "error = ? WHERE deployment_id = ? AND serial = ?",
-            [
-                state,
-                failures,
-                e.attempt,
-                to_iso(e.at) if e.at else station_at,
-                e.version,
-                None if ok else (error or "failed (no reason given)"),
-                e.deployment_id,
-                e.serial,
-            ],
-        )
-        if deployment.state != "running" or before not in ACTIVE:
-            continue
-        (again if state == "failed" else ended).setdefault(e.deployment_id, []).append(e.serial)
-    for deployment_id, serials in ended.items():
-        _withdraw(db, feed, loaded[deployment_id], serials)
-    for deployment_id, serials in again.items():
-        _offer(db, feed, loaded[deployment_id], serials)  # the next attempt
+    by_deployment: dict[int, list[Reported[CameraUpdateResult]]] = {}
+    for reported in run:
+        by_deployment.setdefault(reported[0].deployment_id, []).append(reported)
+    loaded = {deployment_id: _load(db, deployment_id) for deployment_id in by_deployment}
+    for deployment_id, reports in by_deployment.items():
+        deployment = loaded[deployment_id]
+        rows = {
+            r[0]: (r[1], r[2], r[3])
+            for r in db.execute(
+                "SELECT serial, state, failures, results FROM deployment_cameras "
+                f"WHERE deployment_id = ? AND {db.dialect.any_of('serial')}",
+                [deployment_id, db.dialect.many({e.serial for e, _ in reports})],
+            )
+        }
+        changes: dict[str, dict[str, object]] = {}
+        offer: dict[str, bool] = {}
+        """The cameras whose offer changes: True, offered again (the next attempt); False, ended."""
+        for e, station_at in reports:
+            state, failures, results = rows[e.serial]
+            if e.attempt <= results:
+                continue  # told already (a station resends nothing, but a repeat changes nothing)
+            ok, error = e.ok, e.error
+            expected = deployment.release.version if deployment.release is not None else None
+            if ok and expected is not None and e.version is not None and e.version != expected:
+                ok, error = False, f"reported success but runs {e.version}, not {expected}"
+            before = state
+            if ok:
+                state = "updated"  # whatever it was: the camera runs it (a rollback must know)
+            else:
+                failures += 1
+                if state in ACTIVE:
+                    state = "gave_up" if failures >= deployment.policy.max_attempts else "failed"
+            rows[e.serial] = (state, failures, e.attempt)
+            changes[e.serial] = {
+                "state": state,
+                "failures": failures,
+                "results": e.attempt,
+                "result_at": to_iso(e.at) if e.at else station_at,
+                "version": e.version,
+                "error": None if ok else (error or "failed (no reason given)"),
+            }
+            if deployment.state == "running" and before in ACTIVE:
+                offer[e.serial] = state == "failed"  # a camera's last result in the run decides
+        _set_cameras(db, deployment_id, changes)
+        _withdraw(db, feed, deployment, [serial for serial, again in offer.items() if not again])
+        _offer(db, feed, deployment, [serial for serial, again in offer.items() if again])  # the next attempt
     for deployment_id, deployment in loaded.items():
         if deployment.state == "running":
             _advance(db, feed, deployment_id, now)
@@ -741,9 +793,11 @@ class DeploymentService:
         chosen = rules.select(deployment_id, [Candidate(s, b) for s, (b, _) in cameras.items()], request.phases)
         db.execute(
             "INSERT INTO deployment_phases (deployment_id, phase, share_pct, boroughs, max_failure_pct, min_results, "
-            "soak_hours, state) SELECT ?, phase, share, boroughs, max_failure, min_results, soak, 'waiting' FROM "
+            "soak_hours, state, cameras) SELECT ?, phase, share, boroughs, max_failure, min_results, soak, 'waiting', "
+            "cameras FROM "
             + db.dialect.rows_of(
-                "phase BIGINT, share FLOAT, boroughs TEXT, max_failure FLOAT, min_results BIGINT, soak FLOAT"
+                "phase BIGINT, share FLOAT, boroughs TEXT, max_failure FLOAT, min_results BIGINT, soak FLOAT, "
+                "cameras BIGINT"
             ),
             [
                 deployment_id,
@@ -755,6 +809,7 @@ class DeploymentService:
                         "max_failure": p.max_failure_pct,
                         "min_results": p.min_results,
                         "soak": p.soak_hours,
+                        "cameras": len(chosen[n]),  # the phase's counters start here (``_set_cameras``)
                     }
                     for n, p in enumerate(request.phases)
                 ),
@@ -872,11 +927,8 @@ class DeploymentService:
         now = to_iso(utc_now())
         if deployment.state == "running":
             _withdraw(db, self.changes, deployment, _serials(db, deployment_id, ACTIVE))
-        db.execute(
-            "UPDATE deployment_cameras SET state = 'cancelled', error = ? "
-            "WHERE deployment_id = ? AND state IN ('waiting', 'offered', 'failed')",
-            [f"{state.replace('_', ' ')}: {reason}", deployment_id],
-        )
+        why = f"{state.replace('_', ' ')}: {reason}"
+        _cancel(db, deployment_id, dict.fromkeys(_serials(db, deployment_id, ("waiting", *ACTIVE)), why))
         _decide(db, deployment_id, state, actor, f"{state.replace('_', ' ')}: {reason}", now)
         _audit(db, deployment_id, action, actor, reason)
         return deployment

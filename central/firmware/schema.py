@@ -141,4 +141,31 @@ STEPS = [
     CREATE INDEX camera_settings_serial ON camera_settings (serial, id);
     """,
     ),
+    # v33: each phase's figures kept as counters, changed with its cameras' rows in one transaction
+    # (``central.firmware.deployments._set_cameras``), so that applying a batch of results no longer
+    # counts all of a deployment's cameras (a GROUP BY over 20,000 rows, inside the write
+    # transaction uploads wait for). Existing deployments' counters are counted here once.
+    Step(
+        33,
+        """
+    ALTER TABLE deployment_phases ADD COLUMN cameras INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deployment_phases ADD COLUMN updated INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deployment_phases ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deployment_phases ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deployment_phases ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deployment_phases ADD COLUMN results INTEGER NOT NULL DEFAULT 0;
+    UPDATE deployment_phases SET cameras = f.cameras, updated = f.updated, failed = f.failed,
+        gave_up = f.gave_up, cancelled = f.cancelled, results = f.results
+    FROM (
+        SELECT deployment_id, phase, COUNT(*) AS cameras,
+            SUM(CASE WHEN state = 'updated' THEN 1 ELSE 0 END) AS updated,
+            SUM(CASE WHEN failures > 0 THEN 1 ELSE 0 END) AS failed,
+            SUM(CASE WHEN state = 'gave_up' THEN 1 ELSE 0 END) AS gave_up,
+            SUM(CASE WHEN state = 'cancelled' THEN 1 ELSE 0 END) AS cancelled,
+            SUM(CASE WHEN results > 0 THEN 1 ELSE 0 END) AS results
+        FROM deployment_cameras GROUP BY deployment_id, phase
+    ) AS f
+    WHERE deployment_phases.deployment_id = f.deployment_id AND deployment_phases.phase = f.phase;
+    """,
+    ),
 ]

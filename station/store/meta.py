@@ -2,7 +2,8 @@
 
 ``last_sync_ok_at`` (queue), ``outbox_acked_seq`` and ``outbox_rejoin_from`` (outbox), ``feed_cursor`` and
 ``station_policy`` (mirror), ``write_probe`` (the database's write probe, never committed),
-``central_tls_problem`` (the store itself, for ``station.sync.link``), ``updates_version`` (updates).
+``central_tls_problem`` (the store itself, for ``station.sync.link``), ``updates_version`` and
+``updates_all_moved`` (updates).
 Called with the connection of the owner's own read or write.
 """
 

@@ -189,4 +189,10 @@ MIGRATIONS = [
         clip_id         TEXT PRIMARY KEY REFERENCES clips (clip_id)
     );
     """,
+    # v11: when each offer last moved (``updates_version`` then: the offer, or the camera's report),
+    # so the dock pass looks again at a settled folder only when its own camera's offer moved, not
+    # every docked folder at every offer or report that reaches the station.
+    """
+    ALTER TABLE camera_updates ADD COLUMN moved INTEGER NOT NULL DEFAULT 0;
+    """,
 ]

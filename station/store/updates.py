@@ -6,8 +6,10 @@ they need, what the dock handed over and what the cameras reported.
     update_handovers     an update written into a docked camera's folder (one per folder and attempt)
     update_results       what cameras reported, once per (camera, deployment, attempt)
 
-``meta`` key ``updates_version`` counts changes to what the dock decides on (an offer, an artifact
-verified or dropped), so the dock pass looks again at a folder it had settled only when it moved.
+``meta`` key ``updates_version`` counts changes to what the dock decides on, so the dock pass looks
+again at a folder it had settled only when what it decided on moved: a camera's offer or report
+stamps that camera's offer (``camera_updates.moved``); an artifact verified or dropped, or a
+snapshot of every offer, stamps them all (``meta`` key ``updates_all_moved``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from station.store import meta
 from station.store.outbox import Outbox
 
 VERSION_KEY = "updates_version"
+ALL_MOVED_KEY = "updates_all_moved"
 _offer_decoder = msgspec.json.Decoder(CameraUpdate)
 
 
@@ -74,7 +77,7 @@ def put_offer(db: sqlite3.Connection, item: CameraUpdate) -> None:
                 to_iso(utc_now()),
             ],
         )
-    _moved(db)
+    _moved(db, item.serial)  # a withdrawn offer's row is gone: its absence is the change
 
 
 def replace_offers(db: sqlite3.Connection, items: Iterable[CameraUpdate]) -> None:
@@ -85,8 +88,27 @@ def replace_offers(db: sqlite3.Connection, items: Iterable[CameraUpdate]) -> Non
     _moved(db)
 
 
-def _moved(db: sqlite3.Connection) -> None:
-    meta.put(db, VERSION_KEY, str(int(meta.get(db, VERSION_KEY) or 0) + 1))
+def _moved(db: sqlite3.Connection, serial: str | None = None) -> None:
+    """What the dock decides on moved: this camera's offer or report, or (no serial) anything."""
+    version = int(meta.get(db, VERSION_KEY) or 0) + 1
+    meta.put(db, VERSION_KEY, str(version))
+    if serial is None:
+        meta.put(db, ALL_MOVED_KEY, str(version))
+    else:
+        db.execute("UPDATE camera_updates SET moved = ? WHERE serial = ?", [version, serial])
+
+
+@dataclass(frozen=True)
+class Marks:
+    """When what the dock decides on last moved: everything, and each camera's offer (a camera
+    without one is absent)."""
+
+    all_moved: int
+    offers: dict[str, int]
+
+    def of(self, serial: str | None) -> tuple[int, int | None]:
+        """The marks a folder of this camera was settled with: it is looked at again once either moves."""
+        return self.all_moved, self.offers.get(serial) if serial is not None else None
 
 
 def _artifact(r) -> Artifact:
@@ -116,9 +138,12 @@ class Updates:
         self.writer = writer
         self.outbox = outbox
 
-    def version(self) -> int:
+    def marks(self) -> Marks:
         with self.writer.read() as db:
-            return int(meta.get(db, VERSION_KEY) or 0)
+            return Marks(
+                all_moved=int(meta.get(db, ALL_MOVED_KEY) or 0),
+                offers=dict(db.execute("SELECT serial, moved FROM camera_updates").fetchall()),
+            )
 
     # -- offers ------------------------------------------------------------------------------
 
@@ -143,16 +168,12 @@ class Updates:
 
     def wanted_releases(self) -> list[CameraUpdateRelease]:
         """One release per artifact some offer names (the newest offer's word on it)."""
-        with self.writer.read() as db:
+        with self.writer.read() as db:  # SQLite: MAX() picks the row its other columns come from
             rows = db.execute(
-                "SELECT body FROM camera_updates WHERE sha256 IS NOT NULL ORDER BY deployment_id DESC"
+                "SELECT body, MAX(deployment_id) FROM camera_updates WHERE sha256 IS NOT NULL GROUP BY sha256"
             ).fetchall()
-        wanted: dict[str, CameraUpdateRelease] = {}
-        for (body,) in rows:
-            release = _offer_decoder.decode(body).release
-            if release is not None:
-                wanted.setdefault(release.sha256, release)
-        return list(wanted.values())
+        decoded = (_offer_decoder.decode(body).release for body, _ in rows)  # one an artifact, not one a camera
+        return [release for release in decoded if release is not None]
 
     # -- artifacts ---------------------------------------------------------------------------
 
@@ -302,5 +323,5 @@ class Updates:
             ).rowcount
             if added:
                 self.outbox.append([event], event.at)
-                _moved(db)
+                _moved(db, event.serial)
         return bool(added)

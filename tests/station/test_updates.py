@@ -333,3 +333,69 @@ def test_a_report_out_of_range_is_ignored_and_never_makes_the_folder_bad(store, 
     report = Station(store, dock_dir, []).scan()
     assert report.results == [] and events(store, "camera_update_result") == []
     assert (folder / "INGESTED.json").exists() and store.queue.summary()["failed_folders"] == []
+
+
+def test_a_settled_folder_is_looked_at_again_only_when_its_own_cameras_offer_moves(
+    store, dock_dir, vendor, monkeypatch
+):
+    release = release_for(vendor)
+    keep_artifact(store, release)
+    station = Station(store, dock_dir, [vendor.public_key()])
+    looked: list[str] = []
+    visit = DockUpdates.visit
+
+    def counted(self, folder, report):
+        looked.append(folder.name)
+        return visit(self, folder, report)
+
+    monkeypatch.setattr(DockUpdates, "visit", counted)
+    SimCamera("BWV-000123").dock(dock_dir, [], battery=charged(pct=30), folder_name="mine")
+    SimCamera("BWV-000456").dock(dock_dir, [], battery=charged(), folder_name="other")
+    offer(store, release=release)
+    station.scan()
+    assert sorted(looked) == ["mine", "other"]  # each looked at once: mine waits for a charge
+
+    looked.clear()
+    offer(store, serial="BWV-000456", release=release, cursor=2)  # another camera's offer
+    assert station.scan().handed_over == ["other"] and looked == ["other"]
+    looked.clear()
+    station.scan()
+    assert looked == []  # the hand-over's own move is not seen as a move of mine
+    offer(store, release=release, attempt=2, cursor=3)  # my camera's offer moves
+    assert "charged 30%" in station.scan().waiting["BWV-000123"] and looked == ["mine"]
+    looked.clear()
+    store.updates.artifact_verified(release)  # an artifact verified again: every folder's decision may move
+    station.scan()
+    assert sorted(looked) == ["mine", "other"]
+    looked.clear()
+    station.scan()
+    assert looked == []
+
+
+def test_a_kept_artifact_is_hashed_once_then_copied_unless_the_file_changed(store, dock_dir, vendor, monkeypatch):
+    import station.updates as updates
+
+    hashed: list[bool] = []
+    copy = updates._copy_checked
+
+    def counted(*args, hash_it=True):
+        hashed.append(hash_it)
+        return copy(*args, hash_it=hash_it)
+
+    monkeypatch.setattr(updates, "_copy_checked", counted)
+    release = release_for(vendor)
+    keep_artifact(store, release)
+    station = Station(store, dock_dir, [vendor.public_key()])
+    for n in range(3):
+        offer(store, serial=f"BWV-00000{n}", release=release, cursor=n + 1)
+        SimCamera(f"BWV-00000{n}").dock(dock_dir, [], battery=charged(), folder_name=f"f{n}")
+    assert sorted(station.scan().handed_over) == ["f0", "f1", "f2"]
+    assert hashed == [True, False, False]  # one release, hundreds of cameras: its bytes hashed once
+    assert all((dock_dir / f"f{n}" / "update" / "firmware.bin").read_bytes() == ARTIFACT for n in range(3))
+
+    # The kept file damaged since (rewritten in place, its size kept): hashed again, and refused.
+    artifact_path(store, release.sha256).write_bytes(ARTIFACT[:-1] + bytes([ARTIFACT[-1] ^ 1]))
+    offer(store, serial="BWV-000009", release=release, cursor=9)
+    folder = SimCamera("BWV-000009").dock(dock_dir, [], battery=charged(), folder_name="f9")
+    assert "no longer matches" in station.scan().waiting["BWV-000009"]
+    assert hashed[-1] is True and not (folder / "update" / "firmware.bin").exists()
