@@ -157,7 +157,10 @@ def test_an_answer_is_used_once_and_only_by_the_browser_that_began_it(browser, p
     assert browser.get(theirs, follow_redirects=False).status_code == 400
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/x", "javascript:alert(1)", "/\\evil.example", "/\t/evil.example"],
+)
 def test_no_open_redirect_after_a_directory_sign_in(browser, provider, target):
     provider.set_user("sub-6", preferred_username="n.ext", groups=["BWV-Viewers"])
     assert sign_in(browser, provider, "sub-6", next_path=target)[0].headers["location"] == "/"
