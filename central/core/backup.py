@@ -39,6 +39,7 @@ from central.registry import stations
 from fleet import __version__
 from fleet.backup import (
     Manifest,
+    check_sqlite,
     copy_sqlite,
     install_file,
     install_sqlite,
@@ -137,7 +138,7 @@ def _postgres_backup(url: str, target: Path) -> tuple[dict[str, object], int]:
 
 def restore(settings: CentralSettings, folder: Path, *, replace: bool = False) -> Restored:
     """Put the backup in ``folder`` into the database ``settings`` name (see the module's docstring)."""
-    manifest = read_backup(folder, "central")
+    manifest = read_backup(folder, "central", [DATABASE_FILE if settings.database.url is None else DUMP_FILE])
     if manifest.schema_version > len(MIGRATIONS):
         raise FleetError(
             f"the backup's schema is v{manifest.schema_version}, newer than this program's v{len(MIGRATIONS)}: "
@@ -152,12 +153,13 @@ def restore(settings: CentralSettings, folder: Path, *, replace: bool = False) -
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     if engine == "sqlite":
+        check_sqlite(folder / DATABASE_FILE, manifest)
         _restore_sqlite(folder / DATABASE_FILE, data_dir / DATABASE_FILE, replace)
     else:
         assert settings.database.url is not None
         _restore_postgres(folder / DUMP_FILE, settings.database.url, replace)
     key = folder / GENERATED_KEY
-    if key.is_file() and not (data_dir / GENERATED_KEY).exists():
+    if GENERATED_KEY in manifest.files and not (data_dir / GENERATED_KEY).exists():
         install_file(key, data_dir / GENERATED_KEY)
         os.chmod(data_dir / GENERATED_KEY, 0o600)
     store = CentralStore.open(settings)  # migrates an older schema, as a starting central would

@@ -1,0 +1,29 @@
+"""``fleet central restore`` of a backup someone changed: refused before the database it would
+replace is touched (a backup folder is files anyone with access to its disk can change)."""
+
+import json
+
+import pytest
+
+from central.core import backup
+from fleet.errors import FleetError
+from fleet.hashing import file_sha256
+from tests.central.conftest import central_store, make_settings
+
+pytestmark = pytest.mark.sqlite_only  # the SQLite file itself; a dump is checked by pg_restore
+
+
+def test_a_swapped_database_is_refused_and_the_one_in_place_kept(tmp_path):
+    settings = make_settings(tmp_path / "central")
+    central_store(tmp_path / "central").close()
+    folder, _ = backup.backup(settings, tmp_path / "backups", "b1")
+    swapped = folder / backup.DATABASE_FILE
+    swapped.write_bytes(b"SQLite format 3\x00" + b"\x00" * 4080)  # what a careless or hostile hand put there
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][backup.DATABASE_FILE] = {"sha256": file_sha256(swapped), "size": swapped.stat().st_size}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    live = tmp_path / "central" / backup.DATABASE_FILE
+    before = file_sha256(live)
+    with pytest.raises(FleetError, match="nothing was restored"):
+        backup.restore(settings, folder, replace=True)
+    assert file_sha256(live) == before
