@@ -6,13 +6,13 @@ import json
 import pytest
 
 from central.core import backup
+from central.core.leadership import Leadership
 from fleet.errors import FleetError
 from fleet.hashing import file_sha256
 from tests.central.conftest import central_store, make_settings
 
-pytestmark = pytest.mark.sqlite_only  # the SQLite file itself; a dump is checked by pg_restore
 
-
+@pytest.mark.sqlite_only  # the SQLite file itself; a dump is checked by pg_restore
 def test_a_swapped_database_is_refused_and_the_one_in_place_kept(tmp_path):
     settings = make_settings(tmp_path / "central")
     central_store(tmp_path / "central").close()
@@ -27,3 +27,19 @@ def test_a_swapped_database_is_refused_and_the_one_in_place_kept(tmp_path):
     with pytest.raises(FleetError, match="nothing was restored"):
         backup.restore(settings, folder, replace=True)
     assert file_sha256(live) == before
+
+
+def test_a_restore_while_central_serves_the_database_is_refused(tmp_path):
+    settings = make_settings(tmp_path / "central")
+    store = central_store(tmp_path / "central")
+    try:
+        folder, _ = backup.backup(settings, tmp_path / "backups", "b1")
+        serving = Leadership(store.writer, settings.data_dir).start()  # as a running central holds it
+        try:
+            assert serving.wait(30)
+            with pytest.raises(FleetError, match="central is running on"):
+                backup.restore(settings, folder, replace=True)
+        finally:
+            serving.stop()
+    finally:
+        store.close()
