@@ -103,7 +103,10 @@ def member_of(claims: dict[str, Any], oidc: OidcSettings) -> DirectoryMember:
     """Who the claims name, their groups, and what the first matching group gives (``matched``
     empty: nothing)."""
     listed = claims.get(oidc.groups_claim) or []
-    groups = [listed] if isinstance(listed, str) else [g for g in listed if isinstance(g, str)]
+    if isinstance(listed, str):
+        groups = [listed]
+    else:  # a list of names; anything else (a number, an object) names no group
+        groups = [g for g in listed if isinstance(g, str)] if isinstance(listed, list) else []
     member = DirectoryMember(
         issuer=oidc.issuer, subject=claims["sub"], name=user_name(claims, oidc.name_claim), groups=groups[:200]
     )
