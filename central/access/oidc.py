@@ -239,6 +239,8 @@ class DirectorySignIn:
             raise SignInRefused(f"the directory refused the sign-in ({exc.error}): sign in again") from None
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"{self.oidc.display_name} cannot be reached: {type(exc).__name__}") from None
+        except ValueError:  # a token or userinfo answer that is no JSON object (a proxy's error page)
+            raise ServiceUnavailable(f"{self.oidc.display_name} answered the sign-in with no JSON object") from None
         return claims
 
     def _validated(self, raw: str, nonce: str, access_token: str | None) -> dict[str, Any]:
