@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import pytest
 from joserfc import jwt
@@ -113,8 +114,9 @@ def test_the_first_group_in_the_files_order_gives_the_role():
     assert (member.role, member.borough, member.matched) == ("admin", None, ["BWV-Admins"])
     member = member_of({"sub": "s", "groups": "BWV-Sup-Camden"}, oidc)  # one group as a string
     assert (member.role, member.borough) == ("supervisor", "Camden")
-    odd = [[1, None, {"a": 1}], 5, {"BWV-Admins": 1}]
-    for nothing in ({"sub": "s"}, {"sub": "s", "groups": ["Canteen"]}, *({"sub": "s", "groups": g} for g in odd)):
+    odd: list[object] = [[1, None, {"a": 1}], 5, {"BWV-Admins": 1}]
+    claims: list[dict[str, Any]] = [{"sub": "s"}, {"sub": "s", "groups": ["Canteen"]}]
+    for nothing in claims + [{"sub": "s", "groups": g} for g in odd]:
         assert member_of(nothing, oidc).matched == []
 
 

@@ -215,10 +215,11 @@ def test_an_unreachable_directory_is_a_clear_503_and_local_logins_still_work(tmp
 @contextmanager
 def garbled_directory():
     """A directory whose discovery document is right but whose token endpoint answers an HTML page."""
+    where: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            base = f"http://127.0.0.1:{self.server.server_port}"
+            base = where[0]
             document = {
                 "issuer": base,
                 "authorization_endpoint": f"{base}/authorize",
@@ -242,9 +243,10 @@ def garbled_directory():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    where.append(f"http://127.0.0.1:{server.server_port}")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield where[0]
     finally:
         server.shutdown()
         server.server_close()
