@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -31,6 +31,7 @@ from fleet.hashing import file_sha256, fsync_dir, fsync_file
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
 
 class BackupFile(Struct, kw_only=True):
@@ -70,15 +71,19 @@ def write_backup(
     for stale in parent.glob(".*.tmp"):  # a backup a crash interrupted: never complete, never used
         shutil.rmtree(stale, ignore_errors=True)
     work = parent / f".{name}.tmp"
-    work.mkdir()
+    # Private to the user taking it, whatever their umask: it holds password and token hashes,
+    # personal data and perhaps a signing key.
+    work.mkdir(mode=PRIVATE_DIR)
+    os.chmod(work, PRIVATE_DIR)
     try:
         manifest = fill(work)
         files = {}
         for path in sorted(work.iterdir()):
+            os.chmod(path, PRIVATE_FILE)
             fsync_file(path)
             files[path.name] = BackupFile(sha256=file_sha256(path), size=path.stat().st_size)
         manifest = msgspec.structs.replace(manifest, files=files)
-        with open(work / MANIFEST, "wb") as f:
+        with os.fdopen(os.open(work / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as f:
             f.write(_encoder.encode(manifest) + b"\n")
             f.flush()
             os.fsync(f.fileno())
@@ -91,8 +96,9 @@ def write_backup(
     return final, manifest
 
 
-def read_backup(folder: Path, kind: str) -> Manifest:
-    """The manifest, once every file it lists is there with its size and SHA-256; else a clear error."""
+def read_backup(folder: Path, kind: str, required: Collection[str] = ()) -> Manifest:
+    """The manifest, once every file it lists is there with its size and SHA-256, the ``required``
+    ones among them, and no other file beside them; else a clear error."""
     path = folder / MANIFEST
     try:
         manifest = _decoder.decode(path.read_bytes())
@@ -104,10 +110,19 @@ def read_backup(folder: Path, kind: str) -> Manifest:
         raise FleetError(f"{folder} is a backup of format {manifest.format}; this program reads up to {FORMAT}")
     if manifest.kind != kind:
         raise FleetError(f"{folder} is a {manifest.kind}'s backup, not a {kind}'s")
+    unlisted = sorted(set(required) - manifest.files.keys())
+    if unlisted:
+        raise FleetError(f"{folder}: the manifest does not list {unlisted[0]} (changed, or not this kind of backup)")
+    try:
+        extra = sorted({p.name for p in folder.iterdir()} - manifest.files.keys() - {MANIFEST})
+    except OSError as exc:
+        raise FleetError(f"{folder}: cannot list the backup ({exc.strerror})") from None
+    if extra:
+        raise FleetError(f"{folder}: {extra[0]} is not in the manifest (added since the backup was taken)")
     for name, expected in manifest.files.items():
         file = folder / name
-        if "/" in name or name.startswith(".") or not file.is_file():
-            raise FleetError(f"{folder}: {name} is listed in the manifest but missing")
+        if "/" in name or "\\" in name or name.startswith(".") or not file.is_file() or file.is_symlink():
+            raise FleetError(f"{folder}: {name!r} is listed in the manifest but missing")
         if file.stat().st_size != expected.size or file_sha256(file) != expected.sha256:
             raise FleetError(f"{folder}: {name} does not match its SHA-256 in the manifest (damaged or changed)")
     return manifest
@@ -138,6 +153,26 @@ def schema_version(path: Path) -> int:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
     finally:
         db.close()
+
+
+def check_sqlite(path: Path, manifest: Manifest) -> None:
+    """A backed-up SQLite file is whole and of the schema its manifest names, checked before it
+    replaces anything (a file swapped with its manifest's hashes rewritten, a manifest that lies)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        try:
+            checked = db.execute("PRAGMA quick_check").fetchone()[0]
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise FleetError(f"{path} is not a whole SQLite database ({exc}): nothing was restored") from None
+    if checked != "ok":
+        raise FleetError(f"{path} is damaged ({checked}): nothing was restored")
+    if version != manifest.schema_version:
+        raise FleetError(
+            f"{path} has schema v{version}, its manifest says v{manifest.schema_version}: nothing was restored"
+        )
 
 
 def install_file(source: Path, target: Path) -> None:

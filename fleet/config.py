@@ -364,7 +364,10 @@ class OidcGroup(Struct, kw_only=True, forbid_unknown_fields=True):
 
     role: UserRole
     borough: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
-    """Only for a supervisor or an information manager: the borough they act for (unset: force-wide)."""
+    """Only for a supervisor or an information manager: the borough they act for."""
+    force_wide: bool = False
+    """A supervisor or an information manager for the whole force: said, never implied by a
+    borough left out (a group meant for one borough would give every borough's footage)."""
 
 
 class OidcSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -948,9 +951,15 @@ def _check_oidc(oidc: OidcSettings, base: Path, where: str) -> None:
     if not oidc.groups:
         raise ConfigError(f"{where}: groups maps no directory group to a role, so nobody could sign in")
     for group, grant in oidc.groups.items():
-        if grant.borough is not None and grant.role not in BOROUGH_ROLES:
+        if (grant.borough is not None or grant.force_wide) and grant.role not in BOROUGH_ROLES:
             raise ConfigError(
-                f"{where}: groups.{group!r}: only a {' or an '.join(BOROUGH_ROLES)} has a borough, not a {grant.role}"
+                f"{where}: groups.{group!r}: only a {' or an '.join(BOROUGH_ROLES)} has a borough (or is "
+                f"force_wide), not a {grant.role}"
+            )
+        if grant.role in BOROUGH_ROLES and (grant.borough is None) == (not grant.force_wide):
+            raise ConfigError(
+                f'{where}: groups.{group!r}: a {grant.role} acts for one borough (borough = "...") or, said '
+                "outright, for the whole force (force_wide = true): give exactly one"
             )
     if oidc.ca_bundle is not None:
         _tls_files(oidc, ("ca_bundle",), base, where)

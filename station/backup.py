@@ -14,7 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleet import __version__
-from fleet.backup import Manifest, copy_sqlite, install_sqlite, read_backup, schema_version, stamp, write_backup
+from fleet.backup import (
+    Manifest,
+    check_sqlite,
+    copy_sqlite,
+    install_sqlite,
+    read_backup,
+    schema_version,
+    stamp,
+    write_backup,
+)
 from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.errors import FleetError
@@ -59,7 +68,8 @@ def backup(settings: StationSettings, parent: Path, name: str | None = None) -> 
 
 def restore(settings: StationSettings, folder: Path, *, replace: bool = False) -> Manifest:
     """Install the backup as this station's database (the station stopped), marked to rejoin."""
-    manifest = read_backup(folder, "station")
+    manifest = read_backup(folder, "station", [DATABASE_FILE])
+    check_sqlite(folder / DATABASE_FILE, manifest)
     if manifest.schema_version > len(MIGRATIONS):
         raise FleetError(
             f"the backup's schema is v{manifest.schema_version}, newer than this program's v{len(MIGRATIONS)}"

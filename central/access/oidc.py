@@ -103,7 +103,10 @@ def member_of(claims: dict[str, Any], oidc: OidcSettings) -> DirectoryMember:
     """Who the claims name, their groups, and what the first matching group gives (``matched``
     empty: nothing)."""
     listed = claims.get(oidc.groups_claim) or []
-    groups = [listed] if isinstance(listed, str) else [g for g in listed if isinstance(g, str)]
+    if isinstance(listed, str):
+        groups = [listed]
+    else:  # a list of names; anything else (a number, an object) names no group
+        groups = [g for g in listed if isinstance(g, str)] if isinstance(listed, list) else []
     member = DirectoryMember(
         issuer=oidc.issuer, subject=claims["sub"], name=user_name(claims, oidc.name_claim), groups=groups[:200]
     )
@@ -236,6 +239,8 @@ class DirectorySignIn:
             raise SignInRefused(f"the directory refused the sign-in ({exc.error}): sign in again") from None
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"{self.oidc.display_name} cannot be reached: {type(exc).__name__}") from None
+        except ValueError:  # a token or userinfo answer that is no JSON object (a proxy's error page)
+            raise ServiceUnavailable(f"{self.oidc.display_name} answered the sign-in with no JSON object") from None
         return claims
 
     def _validated(self, raw: str, nonce: str, access_token: str | None) -> dict[str, Any]:

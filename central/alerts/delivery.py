@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from central.alerts import outbox
 from central.alerts.outbox import Pending
-from central.core.database import Database
+from central.core.database import Database, without_passwords
 from central.core.metrics import CentralMetrics
 from fleet.errors import PermanentTransferError
 from fleet.retry import RetryPolicy, as_transfer_error
@@ -64,7 +64,7 @@ def deliver_due(
             attempts = message.attempts + 1
             if isinstance(error, PermanentTransferError) or attempts >= max_attempts:
                 with writer.write() as db:
-                    outbox.give_up(db, message.id, now, str(error))
+                    outbox.give_up(db, message.id, now, without_passwords(str(error)))
                 log.error(
                     "alerts: message %s to %s given up after %d attempt(s): %s",
                     message.message_id,
@@ -77,7 +77,7 @@ def deliver_due(
             else:
                 when = now + timedelta(seconds=policy.backoff_delay(attempts, error))
                 with writer.write() as db:
-                    outbox.retry_later(db, message.id, when, str(error))
+                    outbox.retry_later(db, message.id, when, without_passwords(str(error)))
                 log.warning(
                     "alerts: message %s to %s not delivered (%s); next attempt at %s",
                     message.message_id,

@@ -46,17 +46,18 @@ def verify(secret: str, body: bytes, timestamp: str, signature: str, *, now: flo
 def post(client: httpx.Client, url: str, secret: str, message_id: str, body: bytes) -> None:
     """One attempt; a TransientTransferError when a later one may succeed, PermanentTransferError when not."""
     timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        ID: message_id,
+        TIMESTAMP: str(timestamp),
+        SIGNATURE: sign(secret, timestamp, body),
+    }
     try:
-        answer = client.post(
-            url,
-            content=body,
-            headers={
-                "Content-Type": "application/json",
-                ID: message_id,
-                TIMESTAMP: str(timestamp),
-                SIGNATURE: sign(secret, timestamp, body),
-            },
-        )
+        # The status says it all: the answer's body is never read, so a receiver that sends a
+        # large one, or sends it slowly or not at all after its 2xx, neither fills central's
+        # memory nor holds up the next message, nor has a delivered message sent again.
+        with client.stream("POST", url, content=body, headers=headers) as answer:
+            pass
     except httpx.TransportError as exc:
         raise TransientTransferError(f"webhook unreachable: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
     if answer.is_success:

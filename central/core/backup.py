@@ -32,6 +32,7 @@ from typing import Any
 import psycopg
 
 from central.core.database import redacted
+from central.core.leadership import LEAD_FILE, LEAD_LOCK
 from central.core.store import MIGRATIONS, CentralStore
 from central.evidence import audit, clip_records
 from central.evidence.signing import GENERATED_KEY
@@ -39,6 +40,7 @@ from central.registry import stations
 from fleet import __version__
 from fleet.backup import (
     Manifest,
+    check_sqlite,
     copy_sqlite,
     install_file,
     install_sqlite,
@@ -50,6 +52,7 @@ from fleet.backup import (
 from fleet.clock import to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import FleetError
+from fleet.lockfile import FileClaim
 
 DATABASE_FILE = "central.db"
 DUMP_FILE = "central.pgdump"
@@ -137,7 +140,7 @@ def _postgres_backup(url: str, target: Path) -> tuple[dict[str, object], int]:
 
 def restore(settings: CentralSettings, folder: Path, *, replace: bool = False) -> Restored:
     """Put the backup in ``folder`` into the database ``settings`` name (see the module's docstring)."""
-    manifest = read_backup(folder, "central")
+    manifest = read_backup(folder, "central", [DATABASE_FILE if settings.database.url is None else DUMP_FILE])
     if manifest.schema_version > len(MIGRATIONS):
         raise FleetError(
             f"the backup's schema is v{manifest.schema_version}, newer than this program's v{len(MIGRATIONS)}: "
@@ -152,12 +155,21 @@ def restore(settings: CentralSettings, folder: Path, *, replace: bool = False) -
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     if engine == "sqlite":
-        _restore_sqlite(folder / DATABASE_FILE, data_dir / DATABASE_FILE, replace)
+        check_sqlite(folder / DATABASE_FILE, manifest)
+        # The lead of a central serving this folder (central.core.leadership): held meanwhile, so
+        # none starts while its database is replaced.
+        lead = FileClaim(data_dir / LEAD_FILE)
+        if not lead.try_take("fleet central restore"):
+            raise FleetError(f"central is running on {data_dir} ({lead.holder()}): stop it before a restore")
+        try:
+            _restore_sqlite(folder / DATABASE_FILE, data_dir / DATABASE_FILE, replace)
+        finally:
+            lead.let_go()
     else:
         assert settings.database.url is not None
         _restore_postgres(folder / DUMP_FILE, settings.database.url, replace)
     key = folder / GENERATED_KEY
-    if key.is_file() and not (data_dir / GENERATED_KEY).exists():
+    if GENERATED_KEY in manifest.files and not (data_dir / GENERATED_KEY).exists():
         install_file(key, data_dir / GENERATED_KEY)
         os.chmod(data_dir / GENERATED_KEY, 0o600)
     store = CentralStore.open(settings)  # migrates an older schema, as a starting central would
@@ -188,6 +200,10 @@ def _restore_sqlite(source: Path, target: Path, replace: bool) -> None:
 def _restore_postgres(dump: Path, url: str, replace: bool) -> None:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
+            leads = conn.execute("SELECT pg_try_advisory_lock(%s)", [LEAD_LOCK]).fetchone()[0]  # type: ignore[index]
+            if not leads:  # a replica leads: central is serving this database
+                raise FleetError(f"central is running on {redacted(url)}: stop every replica before a restore")
+            conn.execute("SELECT pg_advisory_unlock(%s)", [LEAD_LOCK])
             tables = conn.execute("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema()").fetchone()[0]  # type: ignore[index]
             if tables and not replace:
                 raise FleetError(

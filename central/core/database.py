@@ -586,6 +586,16 @@ def redacted(url: str) -> str:
     return conninfo.make_conninfo("", **params)
 
 
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:]*):[^\s@/]*@")
+_PARAM_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd|secret|token)(\s*=\s*)('[^']*'|\"[^\"]*\"|[^\s&;,]+)")
+
+
+def without_passwords(text: str) -> str:
+    """``text`` (an error's message) with any URL's password and any ``password=...`` taken out:
+    what is kept in the database and shown by a command (a database URL in a driver's message)."""
+    return _PARAM_PASSWORD.sub(r"\1\2***", _URL_PASSWORD.sub(r"\1:***@", text))
+
+
 # -- the database's own trouble ---------------------------------------------------------------
 
 _SQLITE_TROUBLE = {

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from central.core.database import Database
+from central.core.database import Database, without_passwords
 from fleet.clock import to_iso, utc_now
 
 log = logging.getLogger(__name__)
 ERROR_CHARS = 500
-"""A failure's message kept (the log has it whole)."""
+"""A failure's message kept (the log has it whole), without any password in it (a database URL in a
+driver's message): every replica, every backup and whoever reads the table sees it."""
 
 
 def scheduled(writer: Database, tasks: Iterable[str]) -> None:
@@ -42,7 +43,7 @@ def ran(writer: Database, task: str, error: BaseException | None, replica: str) 
                     "UPDATE job_runs SET last_success_at = ?, last_replica = ? WHERE task = ?", [now, replica, task]
                 )
             else:
-                text = f"{type(error).__name__}: {error}"[:ERROR_CHARS]
+                text = without_passwords(f"{type(error).__name__}: {error}")[:ERROR_CHARS]
                 db.execute(
                     "UPDATE job_runs SET last_failure_at = ?, last_error = ?, last_replica = ? WHERE task = ?",
                     [now, text, replica, task],

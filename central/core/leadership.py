@@ -36,6 +36,8 @@ from fleet.lockfile import FileClaim
 log = logging.getLogger(__name__)
 
 LEAD_LOCK = 0x466C6565_744C4541  # "FleetLEA"
+LEAD_FILE = "central.lead"
+"""On SQLite, the file in central's data folder whose flock is the lead."""
 
 T = TypeVar("T")
 
@@ -45,7 +47,7 @@ class Leadership:
 
     def __init__(self, database: Database, data_dir: str | Path, *, check_s: float = 1.0) -> None:
         self.database = database
-        self._claim = FileClaim(Path(data_dir) / "central.lead")
+        self._claim = FileClaim(Path(data_dir) / LEAD_FILE)
         self.check_s = check_s
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._leading = threading.Event()

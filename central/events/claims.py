@@ -203,6 +203,14 @@ def admit_damaged(db, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamag
     return accepted
 
 
+def waiting(db, clip_id: str, station_id: str) -> tuple[int, str] | None:
+    """(size, SHA-256) of ``station_id``'s ingest report of ``clip_id`` still waiting for its upload."""
+    row = db.execute(
+        "SELECT size, sha256 FROM ingest_claims WHERE clip_id = ? AND station_id = ?", [clip_id, station_id]
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> None:
     """The upload of ``clip_id`` is verified: a waiting ingest claim joins the chain if it matches,
     else is refused and its attribution undone (the uploading station's own report attributes it)."""

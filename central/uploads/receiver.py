@@ -76,6 +76,9 @@ DIRECT_WRITERS = 2
 """Threads writing those batches: on this kind of virtual disk a GiB in 4 MiB direct writes took
 0.50 s two at a time against 0.56 s one after the other."""
 KEPT_BUFFER_SETS = 2
+NOT_ADOPTED_KEPT = 10_000
+"""(clip, SHA-256) pairs whose blob was hashed and held other bytes, remembered (then forgotten all at
+once): a station creating and terminating such an upload again does not have central hash it again."""
 """Sets of those buffers kept for the next PATCH once one ends (one set per PATCH at a time)."""
 
 
@@ -288,6 +291,7 @@ class UploadReceiver:
         self._creating: dict[str, asyncio.Lock] = {}
         """Clips whose creation requests are being handled, and how many want each (event loop only)."""
         self._wanting: Counter[str] = Counter()
+        self._not_adopted: set[tuple[str, str]] = set()
         self.staged: StagedUploads | None = staging_for(
             blobs, self.uploads, expiry=expiry, body_idle_timeout_s=body_idle_timeout_s
         )
@@ -447,21 +451,49 @@ class UploadReceiver:
 
     def adopt(self, principal: Principal, meta: UploadMetadata, length: int, raw_metadata: str) -> Upload | None:
         """A clip central has no upload of whose bytes are in the blob store already, whole and
-        matching the declared SHA-256: recorded verified at once, nothing sent again.
+        matching the declared SHA-256: recorded verified at once, nothing sent again. None: the
+        blob store holds nothing for this clip, the upload goes on as usual.
 
         Central restored from a backup lost the records of clips verified after it, never their
         blobs (stations resend; a station that deleted its copy still gets its clip back), and a
         whole clip's creation that died between storing and committing leaves one too. Costs one
-        existence check per new upload; the blob is hashed only when it is there."""
+        existence check per new upload; the blob is hashed only when it is there.
+
+        Adopted only for the station whose report of the clip's ingest, with this size and
+        SHA-256, waits for the upload (a station resends its reports before asking again): a
+        clip's id and SHA-256 are in disclosure packages and custody reports, and another
+        station's token naming them must neither claim the footage for its own borough nor
+        replace the bytes with its own (423 meanwhile: the right station's report may be on its
+        way). Bytes other than the ones declared are never replaced by an upload (409, for a
+        person), and hashed once per process, not at every creation."""
         clip_id = str(meta.clip_id)
         try:
-            if not self.blobs.exists(clip_id) or self.blobs.size(clip_id) != length:
+            if not self.blobs.exists(clip_id):
                 return None
-            if self._blob_sha256(clip_id) != meta.sha256:
-                log.warning("clip %s: the blob store holds other bytes than the ones declared; not adopted", clip_id)
-                return None
+            stored = self.blobs.size(clip_id)
         except BlobStoreUnavailable:
             return None  # the upload goes on as usual; storing it later says what is wrong
+        held = f"central holds bytes for clip {clip_id} without a record of them (restored from a backup?)"
+        if stored != length or (clip_id, meta.sha256) in self._not_adopted:
+            raise Conflict(f"{held}, and they are not the {length} bytes declared: a person must look")
+        if principal.station_id is None or not self.uploads.reported_ingest(
+            clip_id, principal.station_id, meta.sha256, length
+        ):
+            log.warning("clip %s is in the blob store without a record; not adopted for %s", clip_id, principal.name)
+            raise Locked(
+                f"{held}: they are taken back for the station that reports the clip's ingest first",
+                headers={"Retry-After": "60"},
+            )
+        try:
+            matches = self._blob_sha256(clip_id) == meta.sha256
+        except BlobStoreUnavailable:
+            return None
+        if not matches:
+            log.warning("clip %s: the blob store holds other bytes than the ones declared; not adopted", clip_id)
+            if len(self._not_adopted) >= NOT_ADOPTED_KEPT:
+                self._not_adopted.clear()
+            self._not_adopted.add((clip_id, meta.sha256))
+            raise Conflict(f"{held}, and they are not the bytes declared: a person must look")
         upload = self.uploads.record_stored_upload(
             uuid.uuid4().hex, meta, raw_metadata, length, principal.station_id, clip_id
         )

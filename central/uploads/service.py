@@ -44,6 +44,11 @@ class UploadService:
         with self.writer.read() as db:
             return records.by(db, "clip_id", clip_id)
 
+    def reported_ingest(self, clip_id: str, station_id: str, sha256: str, size: int) -> bool:
+        """Whether ``station_id`` reported the ingest of this very clip (its claim waits for the upload)."""
+        with self.writer.read() as db:
+            return claims.waiting(db, clip_id, station_id) == (size, sha256)
+
     def create_upload(
         self,
         upload_id: str,

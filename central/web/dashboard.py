@@ -186,8 +186,15 @@ def _allowed(principal, role: str) -> bool:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site (never //host or a scheme): no open redirect after login."""
-    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+    """Only a path on this site (never //host or a scheme): no open redirect after login. A browser
+    reads a backslash as a slash and drops tabs and newlines, so ``/\\host`` is ``//host`` to it."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or urlsplit(target).netloc
+        or any(c == "\\" or ord(c) < 0x20 or c == "\x7f" for c in target)
+    ):
         return "/"
     return target
 

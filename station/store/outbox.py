@@ -9,7 +9,7 @@ seq is kept beside it (``meta``); what comes after it is still to send.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 import msgspec
@@ -50,13 +50,14 @@ class Outbox:
             value = meta.get(db, ACKED_SEQ)
         return int(value) if value is not None else 0
 
-    def pending(self, limit: int) -> list[RawEventEnvelope]:
-        """Events after the last acknowledged one, in seq order, each exactly as written here (sent
-        as is, so both logs hold the same bytes)."""
+    def pending(self, limit: int, before: int | None = None) -> list[RawEventEnvelope]:
+        """Events after the last acknowledged one (and before ``before``), in seq order, each exactly
+        as written here (sent as is, so both logs hold the same bytes)."""
         acked = self.acked_seq()
         with self.writer.read() as db:
             rows = db.execute(
-                "SELECT seq, at, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", [acked, limit]
+                "SELECT seq, at, body FROM outbox WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
+                [acked, before if before is not None else 2**63 - 1, limit],
             ).fetchall()
         return [RawEventEnvelope(seq=r[0], at=from_iso(r[1]), event=msgspec.Raw(bytes(r[2]))) for r in rows]
 
@@ -118,6 +119,24 @@ class Outbox:
         with self.writer.read() as db:
             rows = db.execute("SELECT body FROM outbox WHERE seq > ? AND kind = 'clip_verified'", [seq]).fetchall()
         return [msgspec.json.decode(bytes(r[0]))["clip_id"] for r in rows]
+
+    def first_verified_of(self, clip_ids: Collection[str]) -> int | None:
+        """The seq of the first unacknowledged ``clip_verified`` event naming one of these clips."""
+        wanted = set(clip_ids)
+        with self.writer.read() as db:
+            rows = db.execute(
+                "SELECT seq, body FROM outbox WHERE seq > ? AND kind = 'clip_verified' ORDER BY seq",
+                [self.acked_seq()],
+            )
+            return next((seq for seq, body in rows if msgspec.json.decode(bytes(body))["clip_id"] in wanted), None)
+
+    def unacked_ingests(self) -> set[str]:
+        """Clips whose ``clip_ingested`` event central does not hold yet."""
+        with self.writer.read() as db:
+            rows = db.execute(
+                "SELECT body FROM outbox WHERE seq > ? AND kind = 'clip_ingested'", [self.acked_seq()]
+            ).fetchall()
+        return {msgspec.json.decode(bytes(r[0]))["clip_id"] for r in rows}
 
     def events(self, after: int = 0) -> list[tuple[int, str, str, bytes]]:
         """(seq, kind, at, body) of every kept event: the station's side of the event log."""

@@ -14,8 +14,9 @@ listed in ``clip_rechecks`` until central is asked again (docs/backup.md); its c
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -355,14 +356,18 @@ class ClipQueue:
         with self.writer.read() as db:
             return db.execute("SELECT COUNT(*) FROM clip_rechecks").fetchone()[0]
 
-    def to_recheck(self, limit: int) -> list[QueuedClip]:
+    def rechecking_ids(self) -> list[str]:
+        with self.writer.read() as db:
+            return [r[0] for r in db.execute("SELECT clip_id FROM clip_rechecks").fetchall()]
+
+    def to_recheck(self, limit: int, excluding: Collection[str] = ()) -> list[QueuedClip]:
+        """Clips to ask central about again, but for ``excluding`` (not to be asked yet)."""
         with self.writer.read() as db:
             rows = db.execute(
                 f"SELECT {_QUEUED_COLUMNS} FROM clips WHERE clip_id IN (SELECT clip_id FROM clip_rechecks) "
-                "ORDER BY evidential DESC, recorded_at LIMIT ?",
-                [limit],
-            ).fetchall()
-        return [_queued(r) for r in rows]
+                "ORDER BY evidential DESC, recorded_at"
+            )
+            return list(itertools.islice((_queued(r) for r in rows if r[0] not in excluding), limit))
 
     def rechecked(self, clip_id: str, *, verified: bool, upload_url: str | None = None) -> None:
         """Central's answer: it has the clip (nothing to do: the old "verified" event is resent), or it

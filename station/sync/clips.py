@@ -149,12 +149,20 @@ class SyncWorker:
         send again, or, with no local copy left, failed as lost, for a person. False: central did
         not answer (the rest wait for the next pass)."""
         while not self.stopping.is_set():
-            clips = self.store.queue.to_recheck(100)
+            # Asked once central holds the clip's ingest report (the events job sends it): central
+            # takes back a blob it holds only for the station that reported the ingest.
+            clips = self.store.queue.to_recheck(100, excluding=self.store.outbox.unacked_ingests())
             if not clips:
                 return True
             for clip in clips:
                 try:
                     url, _, verified = self.uploader.probe(clip)
+                except PermanentTransferError as exc:  # central holds other bytes under its id: for a person
+                    log.error("clip %s refused when checked again with central: %s", clip.clip_id, exc)
+                    self.store.queue.rechecked(clip.clip_id, verified=False)
+                    self.store.queue.mark_failed(clip.clip_id, f"refused when checked again: {exc}")
+                    report.failed.append(clip.clip_id)
+                    continue
                 except Exception as exc:  # asked again next pass; events wait meanwhile
                     log.warning("clip %s not checked again with central: %s", clip.clip_id, as_transfer_error(exc))
                     report.central_unreachable = True

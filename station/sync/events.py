@@ -73,17 +73,20 @@ class EventSender:
             try:
                 if self.outbox.rejoin_from() is not None:
                     self._rejoin()
-                rechecking = self.store.queue.rechecking()
-                if rechecking:
-                    # Sent after them: central's claims would refuse a "verified" report for a clip
-                    # it lost before the station has sent or found it again.
-                    report.error = (
-                        f"waiting for {rechecking} clip(s) to be checked again with central after its restore"
-                    )
-                    return report
                 while True:
-                    pending = self.outbox.pending(self.batch_size)
+                    # Sent up to the first "verified" report of a clip central may have lost, until the
+                    # station has sent or found it again (central's claims would refuse it as a lie);
+                    # the ingest reports before it go first: central takes a blob it holds back only
+                    # for the station that reported the clip's ingest.
+                    rechecking = self.store.queue.rechecking_ids()
+                    barrier = self.outbox.first_verified_of(rechecking) if rechecking else None
+                    pending = self.outbox.pending(self.batch_size, before=barrier)
                     heartbeat_due = self._last_contact is None or now - self._last_contact >= self.heartbeat
+                    if barrier is not None and not pending:
+                        report.error = (
+                            f"waiting for {len(rechecking)} clip(s) to be checked again with central after its restore"
+                        )
+                        break
                     if not pending and not heartbeat_due:
                         break
                     ack = self._send(pending)
@@ -91,7 +94,7 @@ class EventSender:
                     report.sent += len(pending)
                     progressed = self._take(ack, report.acked_seq)
                     report.acked_seq = ack.acked_seq
-                    if not pending or not progressed or self.store.queue.rechecking():
+                    if not pending or not progressed:
                         break
             except Exception as exc:  # recorded and retried later with backoff, never raised into the job
                 error = as_transfer_error(exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import pytest
 from joserfc import jwt
@@ -113,7 +114,9 @@ def test_the_first_group_in_the_files_order_gives_the_role():
     assert (member.role, member.borough, member.matched) == ("admin", None, ["BWV-Admins"])
     member = member_of({"sub": "s", "groups": "BWV-Sup-Camden"}, oidc)  # one group as a string
     assert (member.role, member.borough) == ("supervisor", "Camden")
-    for nothing in ({"sub": "s"}, {"sub": "s", "groups": ["Canteen"]}, {"sub": "s", "groups": [1, None, {"a": 1}]}):
+    odd: list[object] = [[1, None, {"a": 1}], 5, {"BWV-Admins": 1}]
+    claims: list[dict[str, Any]] = [{"sub": "s"}, {"sub": "s", "groups": ["Canteen"]}]
+    for nothing in claims + [{"sub": "s", "groups": g} for g in odd]:
         assert member_of(nothing, oidc).matched == []
 
 
@@ -134,6 +137,9 @@ def test_user_names_are_made_acceptable():
         ({"redirect_url": "https://fleet.example/elsewhere"}, "redirect_url"),
         ({"groups": {}}, "nobody could sign in"),
         ({"groups": {"G": {"role": "viewer", "borough": "Camden"}}}, "only a supervisor or an information_manager"),
+        ({"groups": {"G": {"role": "viewer", "force_wide": True}}}, "only a supervisor or an information_manager"),
+        ({"groups": {"G": {"role": "supervisor"}}}, "force_wide = true"),  # a borough left out: never force-wide
+        ({"groups": {"G": {"role": "supervisor", "borough": "Camden", "force_wide": True}}}, "give exactly one"),
         ({"groups": {"G": {"role": "superuser"}}}, "superuser"),
         ({"client_secret": None}, "client_secret (or client_secret_env) is required"),
         ({"client_secret_env": "NOT_SET_ANYWHERE"}, "NOT_SET_ANYWHERE, which is not set"),

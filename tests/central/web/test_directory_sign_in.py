@@ -3,7 +3,11 @@ own), central's dashboard in a browser's shoes, each refusal audited."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -157,7 +161,10 @@ def test_an_answer_is_used_once_and_only_by_the_browser_that_began_it(browser, p
     assert browser.get(theirs, follow_redirects=False).status_code == 400
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/x", "javascript:alert(1)", "/\\evil.example", "/\t/evil.example"],
+)
 def test_no_open_redirect_after_a_directory_sign_in(browser, provider, target):
     provider.set_user("sub-6", preferred_username="n.ext", groups=["BWV-Viewers"])
     assert sign_in(browser, provider, "sub-6", next_path=target)[0].headers["location"] == "/"
@@ -203,3 +210,62 @@ def test_an_unreachable_directory_is_a_clear_503_and_local_logins_still_work(tmp
         assert answer.status_code == 503 and "cannot be reached" in answer.text
         services(c.app).users.add("v.iewer", "viewer", "test", password=PASSWORD)
         assert log_in(c).status_code == 303
+
+
+@contextmanager
+def garbled_directory():
+    """A directory whose discovery document is right but whose token endpoint answers an HTML page."""
+    where: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            base = where[0]
+            document = {
+                "issuer": base,
+                "authorization_endpoint": f"{base}/authorize",
+                "token_endpoint": f"{base}/token",
+                "jwks_uri": f"{base}/jwks",
+            }
+            self._answer(json.dumps(document).encode(), "application/json")
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self._answer(b"<html>502 Bad Gateway</html>", "text/html")
+
+        def _answer(self, body: bytes, kind: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    where.append(f"http://127.0.0.1:{server.server_port}")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield where[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_directory_answering_no_json_is_a_clear_503_not_a_500(tmp_path):
+    with garbled_directory() as issuer:
+        settings = make_settings(
+            tmp_path / "central",
+            oidc={
+                "issuer": issuer,
+                "client_id": "bwv-fleet",
+                "client_secret": "x",
+                "redirect_url": CALLBACK,
+                "groups": GROUPS,
+            },
+        )
+        with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+            started = c.get("/login/oidc", follow_redirects=False)
+            state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+            answer = c.get("/login/oidc/callback", params={"state": state, "code": "a-code"})
+            assert answer.status_code == 503 and "no JSON object" in answer.text
