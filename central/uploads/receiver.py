@@ -76,10 +76,10 @@ DIRECT_WRITERS = 2
 """Threads writing those batches: on this kind of virtual disk a GiB in 4 MiB direct writes took
 0.50 s two at a time against 0.56 s one after the other."""
 KEPT_BUFFER_SETS = 2
+"""Sets of those buffers kept for the next PATCH once one ends (one set per PATCH at a time)."""
 NOT_ADOPTED_KEPT = 10_000
 """(clip, SHA-256) pairs whose blob was hashed and held other bytes, remembered (then forgotten all at
 once): a station creating and terminating such an upload again does not have central hash it again."""
-"""Sets of those buffers kept for the next PATCH once one ends (one set per PATCH at a time)."""
 
 
 @dataclass(frozen=True)
