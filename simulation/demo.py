@@ -408,11 +408,15 @@ class Demo:
                 self.docked.append(DockedClip(c.clip_id, station_id, hashlib.sha256(c.content()).hexdigest(), c.size))
 
     def undock_ingested(self) -> None:
-        """Take cameras out of their docks once ingested: they wait at the desk for the next shift."""
+        """Take the demo's cameras out of their docks once ingested: they wait at the desk for the
+        next shift. A folder someone else docked (the README invites it) is the station's and theirs."""
         for station_id in self.stations:
+            own = set(self.cameras(station_id))
             for folder in self.dock_dir(station_id).iterdir():
+                serial = folder.name.rsplit("-", 1)[0]
+                if serial not in own:
+                    continue
                 if (folder / "INGESTED.json").exists() and not any((folder / "clips").iterdir()):
-                    serial = folder.name.rsplit("-", 1)[0]
                     self.camera(serial).undock(folder)
                     self.in_dock.discard(serial)
                     if serial not in self.benched:
