@@ -149,6 +149,8 @@ class SyncWorker:
         send again, or, with no local copy left, failed as lost, for a person. False: central did
         not answer (the rest wait for the next pass)."""
         while not self.stopping.is_set():
+            if not self.store.queue.rechecking():  # nearly always: no restore to catch up with
+                return True
             # Asked once central holds the clip's ingest report (the events job sends it): central
             # takes back a blob it holds only for the station that reported the ingest.
             clips = self.store.queue.to_recheck(100, excluding=self.store.outbox.unacked_ingests())

@@ -342,3 +342,17 @@ def test_clips_central_verified_are_marked_so_when_the_pass_fails_before_marking
     with pytest.raises(RuntimeError, match="the disk went away"):
         w.run_once()
     assert sorted(states(store).values()) == ["queued", "verified", "verified"]
+
+
+def test_a_pass_with_nothing_to_check_again_reads_no_unsent_event(store, dock_dir, monkeypatch):
+    """Clips to ask central about again exist only after its restore; the events not yet sent (thousands
+    during an outage) are read for them then, not decoded at every upload pass."""
+    server = FakeTus()
+    dock(store, dock_dir, [SimClip(size=10_000, recorded_at=RECORDED)])
+
+    def unexpected():
+        raise AssertionError("the unsent events were read with nothing to check again")
+
+    monkeypatch.setattr(store.outbox, "unacked_ingests", unexpected)
+    report = worker(store, server).run_once()
+    assert not report.failed and set(states(store).values()) == {"verified"}
