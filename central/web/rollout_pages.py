@@ -26,7 +26,7 @@ def _at(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
-def plan_window(start: date, weeks: int, now: datetime) -> tuple[datetime, datetime]:
+def _plan_window(start: date, weeks: int, now: datetime) -> tuple[datetime, datetime]:
     """What the burn-up shows: from the plan's first week to the end of its last, or to now when
     that is later (a plan under way or overrun); a plan of ten weeks is not drawn as a sliver
     of the years since the data began."""
@@ -79,7 +79,7 @@ class RolloutPages(DashboardPages):
             ],
             y_label="officers",
             y_min=0,
-            x_range=plan_window(plan.start, len(plan.weeks), now),
+            x_range=_plan_window(plan.start, len(plan.weeks), now),
             description=f"week {progress.current_week}: {done[-1].issued if done else 0:,} issued against "
             f"{done[-1].planned if done else 0:,} planned",
         )
