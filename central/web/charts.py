@@ -10,7 +10,7 @@ single reading, two readings a minute apart and a year of readings all read clea
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
 from itertools import pairwise
@@ -85,10 +85,12 @@ class Labels:
         self.boxes.append(box)
 
 
-def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float:
+def _linear(lo: float, hi: float, out_lo: float, out_hi: float) -> Callable[[float], float]:
+    """lo..hi onto out_lo..out_hi; a span of nothing onto the middle."""
     if hi == lo:
-        return (out_lo + out_hi) / 2
-    return out_lo + (value - lo) * (out_hi - out_lo) / (hi - lo)
+        return lambda _: (out_lo + out_hi) / 2
+    slope = (out_hi - out_lo) / (hi - lo)
+    return lambda value: out_lo + (value - lo) * slope
 
 
 # --- the value axis -------------------------------------------------------------------------
@@ -196,10 +198,14 @@ def _ticks(t0: datetime, t1: datetime, step: timedelta | tuple[str, int]) -> Ite
 
 
 def _utc(t: datetime) -> datetime:
+    if t.tzinfo is UTC:
+        return t
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def time_ticks(t0: datetime, t1: datetime, x, plot: tuple[float, float]) -> list[tuple[float, str]]:
+def time_ticks(
+    t0: datetime, t1: datetime, x: Callable[[datetime], float], plot: tuple[float, float]
+) -> list[tuple[float, str]]:
     """The densest round ticks whose labels fit side by side between ``plot``'s edges."""
     room = plot[1] - plot[0]
     span = (t1 - t0).total_seconds()
@@ -244,8 +250,12 @@ def time_chart(
     left = max(36.0, max(text_width(axis.label(v)) for v in axis.ticks) + 12)
     plot = (left, WIDTH - RIGHT)
     one_instant = t0 == t1
-    x = lambda t: _scale(t.timestamp(), t0.timestamp(), t1.timestamp(), *plot)  # noqa: E731
-    y = lambda v: _scale(v, axis.bottom, axis.top, HEIGHT - BOTTOM, TOP)  # noqa: E731
+    across = _linear(t0.timestamp(), t1.timestamp(), *plot)
+    y = _linear(axis.bottom, axis.top, HEIGHT - BOTTOM, TOP)
+
+    def x(t: datetime) -> float:
+        return across(t.timestamp())
+
     labels = Labels(WIDTH, HEIGHT)
     shapes = []
     # The unit, then a legend when there is more than one line, along the top.
@@ -285,7 +295,7 @@ def time_chart(
     for name, pts, style in series:
         if not pts:
             continue
-        if len({t for t, _ in pts}) > 1:
+        if pts[0][0] != pts[-1][0]:  # sorted: more than one instant
             path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
             shapes.append(f'<polyline class="series {style}" points="{path}"><title>{escape(name)}</title></polyline>')
         if len(pts) == 1 or style == "solid":
