@@ -32,7 +32,7 @@ from fleet import csvio
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import AssignmentMode, DeviceEntry
-from fleet.protocol import Serial
+from fleet.protocol import BoroughName, Serial
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -117,13 +117,10 @@ class DeviceDetail(msgspec.Struct, kw_only=True):
     """The firmware versions it reported over time, oldest first (a row each time it changed)."""
 
 
-Borough = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-
-
 class DeviceRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     serial: Serial
     model: ModelName = ""
-    borough: Borough | None = None
+    borough: BoroughName | None = None
     home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     assignment_mode: AssignmentMode | None = None
 
@@ -136,7 +133,7 @@ class RegistrationResult(msgspec.Struct, kw_only=True):
 class LifecycleRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     state: lifecycle.Lifecycle
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-    borough: Borough | None = None
+    borough: BoroughName | None = None
     home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
