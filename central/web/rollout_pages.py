@@ -85,6 +85,7 @@ class RolloutPages(DashboardPages):
         )
         latest = {r.borough: r for r in progress.rows if r.week == progress.current_week and r.borough != "all"}
         proposals = rollout.proposals("proposed", 20)
+        committed = rollout.proposals("committed", 5)
         return page(
             request,
             "rollout.html",
@@ -95,6 +96,7 @@ class RolloutPages(DashboardPages):
             borough=borough or "",
             now=done[-1] if done else None,
             proposals=proposals,
+            committed=committed,
             can_plan=allowed(request, "planner"),
         )
 
