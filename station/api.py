@@ -95,7 +95,9 @@ CSP = "; ".join(
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: under it a browser sends ``Origin: null`` with the page's own form posts,
+    # which the Origin check must refuse; same-origin still sends nothing to another site.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 

@@ -167,7 +167,7 @@ class Desk:
             if unfit and override is None:
                 raise BatteryGateRefused(
                     f"camera {serial} should not go out: {'; '.join(unfit)}{self._instead(serial, now)}, "
-                    "or a supervisor may hand this one out with a reason (--override-reason)"
+                    "or a supervisor may hand this one out with a reason"
                 )
             checkouts.check_out(serial, officer_id, now, charge.estimated_pct, by, charge.docking_id)
             self.store.outbox.append(
