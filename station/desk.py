@@ -90,7 +90,7 @@ class Desk:
     def policy(self) -> StationPolicy:
         return self.mirror.policy() or StationPolicy()
 
-    def charge(self, serial: str, now: datetime | None = None) -> Charge | None:
+    def charge(self, serial: str, now: datetime | None = None, policy: StationPolicy | None = None) -> Charge | None:
         """The camera's charge from its last docking here, unless it was checked out from that docking."""
         now = now or utc_now()
         with self.store.writer.read():
@@ -109,7 +109,7 @@ class Desk:
         return Charge(
             level,
             dock.ingested_at,
-            estimate_charge(level, dock.ingested_at, now, self.policy()),
+            estimate_charge(level, dock.ingested_at, now, policy or self.policy()),
             dock.docking_id,
             pack,
         )
@@ -187,11 +187,13 @@ class Desk:
             device_serial=serial, officer_id=officer_id, out_at=now, battery_pct=charge.estimated_pct, out_by=by
         )
 
-    def standing(self, serial: str, now: datetime | None = None) -> Standing | None:
+    def standing(
+        self, serial: str, now: datetime | None = None, policy: StationPolicy | None = None
+    ) -> Standing | None:
         """Where a camera docked here stands at the desk now; None for a camera that is not the
         pool's (personally issued, or for personal issue). The same checks as ``checkout``."""
         now = now or utc_now()
-        policy = self.policy()
+        policy = policy or self.policy()
         last = self.store.checkouts.history(serial, limit=1)
         if last and last[0].in_at is None:
             out = last[0]
@@ -204,7 +206,7 @@ class Desk:
             return None
         if device is not None and device.lifecycle in UNAVAILABLE:
             return Standing(serial, "unavailable", UNAVAILABLE[device.lifecycle])
-        charge = self.charge(serial, now)
+        charge = self.charge(serial, now, policy)
         if charge is None:
             return Standing(serial, "undocked", "not docked here since it was last out: dock it first")
         if charge.estimated_pct is None or charge.estimated_pct < policy.min_checkout_pct:
@@ -216,19 +218,19 @@ class Desk:
 
     def rack(self, now: datetime | None = None, limit: int = 500) -> list[Standing]:
         """The pool cameras docked here, each as it stands now, the most recently docked first."""
-        now = now or utc_now()
-        found = (self.standing(serial, now) for serial in self.store.queue.recently_docked(limit=limit))
+        now, policy = now or utc_now(), self.policy()
+        found = (self.standing(serial, now, policy) for serial in self.store.queue.recently_docked(limit=limit))
         return [standing for standing in found if standing is not None]
 
     def ready(self, now: datetime | None = None, limit: int = 3, *, but: str | None = None) -> list[str]:
         """Pool cameras in this station's docks that would pass every check now: charged, fit for
         a shift, not out, not personal issue or unavailable. Up to ``limit``, most recently docked first."""
-        now = now or utc_now()
+        now, policy = now or utc_now(), self.policy()
         found = []
         for serial in self.store.queue.recently_docked(limit=500):
             if serial == but:
                 continue
-            standing = self.standing(serial, now)
+            standing = self.standing(serial, now, policy)
             if standing is not None and standing.state == "available":
                 found.append(serial)
                 if len(found) == limit:
