@@ -221,3 +221,22 @@ def test_a_form_post_without_a_session_changes_nothing(remote_desk, store, dock_
     assert sent.url.path == "/desk/sign-in" and not checked_out(store)
     api = remote_desk.get("/checkouts", headers={"Authorization": f"Bearer {ACCESS_CODE}"})
     assert msgspec.json.decode(api.content) == []
+
+
+OPEN_PAGE_ROUTES = {"/", "/desk/sign-in", "/desk/sign-out", "/desk/desk.css"}
+"""The page's routes a browser reaches before signing in: the way in, the way out, the look."""
+
+
+def test_every_other_page_route_needs_a_signed_in_browser(store, dock_dir):
+    from station.web.page import DeskPage, owns
+
+    app = create_desk_app(node(store, dock_dir, api_token=ACCESS_CODE))
+    decided = {
+        route.path: any(
+            getattr(g, "__func__", None) is DeskPage.guard for h in route.route_handlers for g in h.guards or ()
+        )
+        for route in app.routes
+        if owns(route.path)
+    }
+    assert {path for path, guarded in decided.items() if not guarded} == OPEN_PAGE_ROUTES
+    assert {"/desk", "/desk/checkouts", "/desk/checkins"} <= set(decided)
