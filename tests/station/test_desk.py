@@ -304,3 +304,27 @@ def test_the_rack_is_the_checkouts_rules_camera_by_camera(store, desk, mirror, d
         "BWV-OUT": ("out", "PC1001"),
     }
     assert desk.ready() == ["BWV-FREE"]
+
+
+def test_the_command_line_names_its_flag_for_the_override(tmp_path, capsys):
+    from fleet.cli import main
+    from tests.station.conftest import key_file
+
+    (tmp_path / "dock").mkdir()
+    config = tmp_path / "station.toml"
+    config.write_text(
+        'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:9"\ntoken = "t"\n'
+        f'data_dir = "data"\ndock_dir = "dock"\n[station_key]\nfile = "{key_file(tmp_path)}"\n'
+    )
+    store = station_store(tmp_path / "data")
+    try:
+        store.mirror.apply([Officer(officer_id="PC1001", borough="Camden"), StationPolicy()], cursor=1)
+        dock_pack(store, tmp_path / "dock", "BWV-WORN", full=2300)
+    finally:
+        store.close()
+    assert main(["station", "checkout", "BWV-WORN", "PC1001", "--config", str(config)]) == 2
+    assert (
+        capsys.readouterr()
+        .err.rstrip()
+        .endswith("a supervisor may hand this one out with a reason (--override-reason)")
+    )
