@@ -40,7 +40,15 @@ from litestar.types import ASGIApp, HTTPRequestEvent, HTTPScope, Message, Receiv
 from uvicorn.loops.auto import auto_loop_factory
 
 from fleet.config import StationSettings, token_sha256
-from fleet.errors import ApiError, FleetError, Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from fleet.errors import (
+    ApiError,
+    BadRequest,
+    FleetError,
+    Forbidden,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from fleet.events import OfficerId
 from fleet.metrics import CONTENT_TYPE, exposition
 from fleet.protocol import ErrorBody, Serial, StationStatus
@@ -81,6 +89,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 FORM = "application/x-www-form-urlencoded"
 FORM_MAX_BYTES = 16 * 1024
+FORM_MAX_FIELDS = 20
 """The desk page's forms are a few short fields."""
 
 CSP = "; ".join(
@@ -166,7 +175,10 @@ def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIAp
                 raise PayloadTooLarge(f"a desk form is under {FORM_MAX_BYTES // 1024} KiB")
             if not message.get("more_body", False):
                 break
-        fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=FORM_MAX_FIELDS)
+        except ValueError:
+            raise BadRequest(f"a desk form has at most {FORM_MAX_FIELDS} fields") from None
         given = fields.get(page.CSRF_FIELD, [""])[0]
         if not hmac.compare_digest(given.encode(), csrf.encode()):
             raise Forbidden(
