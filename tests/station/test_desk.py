@@ -306,6 +306,7 @@ def test_the_rack_is_the_checkouts_rules_camera_by_camera(store, desk, mirror, d
     assert desk.ready() == ["BWV-FREE"]
 
 
+@pytest.mark.slow  # the command line opens the station's store as an operator's run does
 def test_the_command_line_names_its_flag_for_the_override(tmp_path, capsys):
     from fleet.cli import main
     from tests.station.conftest import key_file
