@@ -13,7 +13,8 @@ FleetError                      anything this system raises on purpose
     ├── Forbidden               403 known token, not allowed
     ├── NotFound                404 no such resource
     ├── Conflict                409 contradicting re-creation, a refused checkout, ...
-    │   └── OffsetMismatch      409 the client's Upload-Offset is not central's (ask HEAD)
+    │   ├── OffsetMismatch      409 the client's Upload-Offset is not central's (ask HEAD)
+    │   └── BatteryGateRefused  409 a pack unfit for a shift; a supervisor may hand it out with a reason
     ├── Gone                    410 expired or terminated upload
     │   └── CursorExpired       410 a changes cursor older than central's history
     ├── PreconditionFailed      412 unsupported tus version
@@ -118,6 +119,10 @@ class OffsetMismatch(Conflict):
     """The client's idea of the upload offset is stale; it should ask HEAD and resume (409)."""
 
     code = "offset_mismatch"
+
+
+class BatteryGateRefused(Conflict):
+    """The desk's battery gate refused a camera that a supervisor may still hand out, with a reason."""
 
 
 class Gone(ApiError):

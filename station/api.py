@@ -8,7 +8,11 @@ A web page open on the station PC must not drive the desk (``from_the_desk_only`
 request is refused (403) unless its ``Host`` names this desk (a loopback name or
 ``api_host``, with ``api_port``: a DNS-rebound name does not) and its ``Origin``, if any, is
 the desk itself; a state-changing request needs ``Content-Type: application/json`` (415),
-which a plain HTML form or a ``no-cors`` fetch from another site cannot send.
+which a plain HTML form or a ``no-cors`` fetch from another site cannot send. The one
+exception is the desk's own page (``station.web.page``, under ``/desk``): its forms post
+``application/x-www-form-urlencoded`` carrying the desk's check token, compared here before
+any handler runs (403 without it). Every answer carries a Content-Security-Policy that
+allows no script at all, and no framing.
 """
 
 from __future__ import annotations
@@ -23,24 +27,33 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
-from litestar.datastructures import Headers
+from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
-from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPRequestEvent, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 from uvicorn.loops.auto import auto_loop_factory
 
 from fleet.config import StationSettings, token_sha256
-from fleet.errors import ApiError, FleetError, Forbidden, Unauthorized, UnsupportedMediaType
+from fleet.errors import (
+    ApiError,
+    BadRequest,
+    FleetError,
+    Forbidden,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from fleet.events import OfficerId
 from fleet.metrics import CONTENT_TYPE, exposition
 from fleet.protocol import ErrorBody, Serial, StationStatus
 from station.store.checkouts import Checkout
+from station.web import page
 
 if TYPE_CHECKING:
     from station.node import StationNode
@@ -74,8 +87,45 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def from_the_desk_only(settings: StationSettings) -> Callable[[ASGIApp], ASGIApp]:
-    """ASGI middleware: refuse what a browser page from elsewhere could send (module docstring)."""
+FORM = "application/x-www-form-urlencoded"
+FORM_MAX_BYTES = 16 * 1024
+FORM_MAX_FIELDS = 20
+"""The desk page's forms are a few short fields."""
+
+CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "style-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    # Not no-referrer: under it a browser sends ``Origin: null`` with the page's own form posts,
+    # which the Origin check must refuse; same-origin still sends nothing to another site.
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    """On every answer, including errors no route produced: nothing the desk sends runs script,
+    is framed, or is cached (it names officers and cameras); the page's stylesheet may be."""
+    if message["type"] != "http.response.start":
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    for name, value in SECURITY_HEADERS.items():
+        headers[name] = value
+    if scope.get("path") != page.STYLESHEET_PATH:
+        headers["Cache-Control"] = "no-store"
+
+
+def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIApp], ASGIApp]:
+    """ASGI middleware: refuse what a browser page from elsewhere could send (module docstring).
+    ``csrf``: the check token the desk page's forms carry."""
     names = LOOPBACK_NAMES | {settings.api_host.lower()}
     # Bound to every interface, the desk is reached by names it cannot know; it then has a
     # bearer token (fleet.config insists), which a page from another site cannot send.
@@ -88,7 +138,8 @@ def from_the_desk_only(settings: StationSettings) -> Callable[[ASGIApp], ASGIApp
         except ValueError:
             return None
 
-    def check(scope: HTTPScope) -> None:
+    def check(scope: HTTPScope) -> bool:
+        """Refuse what no page of this desk sends; True for the page's own form post (its token is checked next)."""
         headers = Headers.from_scope(scope)
         host = where(headers.get("host", ""))
         if (
@@ -106,13 +157,50 @@ def from_the_desk_only(settings: StationSettings) -> Callable[[ASGIApp], ASGIApp
             if parts.scheme != "http" or where(parts.netloc) != host:
                 raise Forbidden(f"requests from another site (Origin {origin!r}) may not use this desk")
         media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
-        if scope["method"] not in SAFE_METHODS and media_type != "application/json":
-            raise UnsupportedMediaType(f"send Content-Type: application/json, not {media_type or 'none'!r}")
+        if scope["method"] in SAFE_METHODS or media_type == "application/json":
+            return False
+        if media_type == FORM and page.owns(scope["path"]):
+            return True
+        raise UnsupportedMediaType(f"send Content-Type: application/json, not {media_type or 'none'!r}")
+
+    async def checked_form(receive: Receive) -> Receive:
+        """The form's body, read whole (it is small), its check token compared, then replayed to the app."""
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if len(body) > FORM_MAX_BYTES:
+                raise PayloadTooLarge(f"a desk form is under {FORM_MAX_BYTES // 1024} KiB")
+            if not message.get("more_body", False):
+                break
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=FORM_MAX_FIELDS)
+        except ValueError:
+            raise BadRequest(f"a desk form has at most {FORM_MAX_FIELDS} fields") from None
+        given = fields.get(page.CSRF_FIELD, [""])[0]
+        if not hmac.compare_digest(given.encode(), csrf.encode()):
+            raise Forbidden(
+                "this form did not come from this desk's own page, or the page is older than the "
+                "station's last restart: open the desk page again and repeat what you did"
+            )
+        replayed = False
+
+        async def replay() -> ReceiveMessage:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            whole: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+            return whole
+
+        return replay
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == ScopeType.HTTP:  # the desk serves no websockets
-                check(scope)
+            if scope["type"] == ScopeType.HTTP and check(scope):  # the desk serves no websockets
+                receive = await checked_form(receive)
             await app(scope, receive, send)
 
         return guarded
@@ -177,17 +265,26 @@ def create_desk_app(node: StationNode) -> Litestar:
         authorize(request)
         return node.desk.checkin(data.device_serial, by=data.by or operator)
 
+    def api_error(request: Request, exc: ApiError) -> Response:
+        if page.owns(request.url.path):
+            return desk_page.error(request, exc)
+        return _error(exc.status_code, exc.code, exc.message)
+
+    def http_error(request: Request, exc: HTTPException) -> Response:
+        if page.owns(request.url.path):
+            return desk_page.error(request, exc)
+        return _error(
+            exc.status_code,
+            "bad_request" if exc.status_code == 400 else "error",
+            f"{exc.detail}: {exc.extra}" if exc.extra else exc.detail,
+        )
+
+    desk_page = page.desk_page(node, operator)
     return Litestar(
-        route_handlers=[healthz, status, metrics, checkouts, checkout, checkin],
-        middleware=[from_the_desk_only(node.settings)],
-        exception_handlers={
-            ApiError: lambda _, exc: _error(exc.status_code, exc.code, exc.message),
-            HTTPException: lambda _, exc: _error(
-                exc.status_code,
-                "bad_request" if exc.status_code == 400 else "error",
-                f"{exc.detail}: {exc.extra}" if exc.extra else exc.detail,
-            ),
-        },
+        route_handlers=[healthz, status, metrics, checkouts, checkout, checkin, *desk_page.routes()],
+        middleware=[from_the_desk_only(node.settings, desk_page.csrf)],
+        before_send=[add_security_headers],
+        exception_handlers={ApiError: api_error, HTTPException: http_error},
         logging_config=None,
         debug=False,
     )

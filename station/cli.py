@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from fleet.config import StationSettings, load_settings
-from fleet.errors import FleetError
+from fleet.errors import BatteryGateRefused, FleetError
 from fleet.logs import configure_logging
 
 if TYPE_CHECKING:  # the commands import these where they use them
@@ -306,6 +306,8 @@ def cmd_checkout(args: argparse.Namespace) -> int:
     try:
         with _writing(store):
             out = desk.checkout(args.serial, args.officer, by=_operator(args), override=args.override_reason)
+    except BatteryGateRefused as refused:
+        raise BatteryGateRefused(f"{refused.message} (--override-reason)") from None
     finally:
         store.close()
     charge = f", charged ~{out.battery_pct:.0f}%" if out.battery_pct is not None else ""

@@ -13,12 +13,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
 from fleet.battery import unfit_for_shift
 from fleet.clock import utc_now
-from fleet.errors import BadRequest, Conflict, NotFound
+from fleet.errors import BadRequest, BatteryGateRefused, Conflict, NotFound
 from fleet.events import CheckedIn, CheckedOut, OfficerId, StationPolicy
 from fleet.protocol import Battery, DeviceInfo, Serial
 from station.store import StationStore
@@ -58,6 +59,19 @@ def _valid(kind, value: str, what: str) -> str:
         raise BadRequest(f"{value.strip()!r} is not a valid {what}") from None
 
 
+@dataclass(frozen=True)
+class Standing:
+    """A pool camera docked here as the desk sees it now (the desk page's rack)."""
+
+    serial: str
+    state: Literal["available", "out", "charging", "refused", "undocked", "unavailable"]
+    """``refused``: by the battery gate (a supervisor may override); ``undocked``: checked in by hand."""
+    why: str
+    officer_id: str | None = None
+    since: datetime | None = None
+    """When it went out, for a camera ``out``."""
+
+
 class Desk:
     def __init__(
         self,
@@ -76,7 +90,7 @@ class Desk:
     def policy(self) -> StationPolicy:
         return self.mirror.policy() or StationPolicy()
 
-    def charge(self, serial: str, now: datetime | None = None) -> Charge | None:
+    def charge(self, serial: str, now: datetime | None = None, policy: StationPolicy | None = None) -> Charge | None:
         """The camera's charge from its last docking here, unless it was checked out from that docking."""
         now = now or utc_now()
         with self.store.writer.read():
@@ -95,7 +109,7 @@ class Desk:
         return Charge(
             level,
             dock.ingested_at,
-            estimate_charge(level, dock.ingested_at, now, self.policy()),
+            estimate_charge(level, dock.ingested_at, now, policy or self.policy()),
             dock.docking_id,
             pack,
         )
@@ -151,9 +165,9 @@ class Desk:
                 )
             unfit = unfit_for_shift(charge.battery, policy.health())
             if unfit and override is None:
-                raise Conflict(
+                raise BatteryGateRefused(
                     f"camera {serial} should not go out: {'; '.join(unfit)}{self._instead(serial, now)}, "
-                    "or a supervisor may hand this one out with a reason (--override-reason)"
+                    "or a supervisor may hand this one out with a reason"
                 )
             checkouts.check_out(serial, officer_id, now, charge.estimated_pct, by, charge.docking_id)
             self.store.outbox.append(
@@ -173,28 +187,54 @@ class Desk:
             device_serial=serial, officer_id=officer_id, out_at=now, battery_pct=charge.estimated_pct, out_by=by
         )
 
+    def standing(
+        self, serial: str, now: datetime | None = None, policy: StationPolicy | None = None
+    ) -> Standing | None:
+        """Where a camera docked here stands at the desk now; None for a camera that is not the
+        pool's (personally issued, or for personal issue). The same checks as ``checkout``."""
+        now = now or utc_now()
+        policy = policy or self.policy()
+        last = self.store.checkouts.history(serial, limit=1)
+        if last and last[0].in_at is None:
+            out = last[0]
+            return Standing(
+                serial, "out", f"with officer {out.officer_id}", officer_id=out.officer_id, since=out.out_at
+            )
+        device = self.mirror.device(serial)
+        mode = device.assignment_mode if device and device.assignment_mode else policy.assignment_mode
+        if mode == "personal" or self.mirror.issued_to(serial) is not None:
+            return None
+        if device is not None and device.lifecycle in UNAVAILABLE:
+            return Standing(serial, "unavailable", UNAVAILABLE[device.lifecycle])
+        charge = self.charge(serial, now, policy)
+        if charge is None:
+            return Standing(serial, "undocked", "not docked here since it was last out: dock it first")
+        if charge.estimated_pct is None or charge.estimated_pct < policy.min_checkout_pct:
+            known = "unknown" if charge.estimated_pct is None else f"about {charge.estimated_pct:.0f}%"
+            return Standing(serial, "charging", f"charged to {known}; needs {policy.min_checkout_pct:.0f}%")
+        if unfit := unfit_for_shift(charge.battery, policy.health()):
+            return Standing(serial, "refused", "; ".join(unfit))
+        return Standing(serial, "available", f"charged to about {charge.estimated_pct:.0f}%")
+
+    def rack(self, now: datetime | None = None, limit: int = 500) -> list[Standing]:
+        """The pool cameras docked here, each as it stands now, the most recently docked first."""
+        now, policy = now or utc_now(), self.policy()
+        found = (self.standing(serial, now, policy) for serial in self.store.queue.recently_docked(limit=limit))
+        return [standing for standing in found if standing is not None]
+
     def ready(self, now: datetime | None = None, limit: int = 3, *, but: str | None = None) -> list[str]:
         """Pool cameras in this station's docks that would pass every check now: charged, fit for
         a shift, not out, not personal issue or unavailable. Up to ``limit``, most recently docked first."""
-        now = now or utc_now()
-        policy = self.policy()
+        now, policy = now or utc_now(), self.policy()
         found = []
         for serial in self.store.queue.recently_docked(limit=500):
-            if serial == but or self.store.checkouts.holder(serial) is not None:
+            if serial == but:
                 continue
-            device = self.mirror.device(serial)
-            if device is not None and (device.lifecycle in UNAVAILABLE or device.assignment_mode == "personal"):
-                continue
-            if self.mirror.issued_to(serial) is not None:
-                continue
-            charge = self.charge(serial, now)
-            if charge is None or charge.estimated_pct is None or charge.estimated_pct < policy.min_checkout_pct:
-                continue
-            if unfit_for_shift(charge.battery, policy.health()):
-                continue
-            found.append(serial)
-            if len(found) == limit:
-                break
+            standing = self.standing(serial, now, policy)
+            if standing is not None and standing.state == "available":
+                found.append(serial)
+                if len(found) == limit:
+                    break
         return found
 
     def _instead(self, serial: str, now: datetime) -> str:

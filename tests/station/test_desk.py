@@ -280,3 +280,52 @@ def test_the_gate_uses_centrals_thresholds(store, desk, mirror, dock_dir):
     dock_pack(store, dock_dir, "BWV-1", full=2400)  # 9.6 h: short of a 10-hour shift
     mirror.apply([StationPolicy(min_checkout_pct=80, shift_hours=8, replace_below_soh_pct=70)], cursor=5)
     assert desk.checkout("BWV-1", "PC1001", by="sgt").device_serial == "BWV-1"
+
+
+def test_the_rack_is_the_checkouts_rules_camera_by_camera(store, desk, mirror, dock_dir):
+    """Each pool camera docked here as ``checkout`` would judge it now; personal-issue ones are not the pool's."""
+    for serial in ("BWV-OUT", "BWV-BACK", "BWV-REPAIR", "BWV-MINE", "BWV-FREE"):
+        dock(store, dock_dir, serial)
+    desk.checkout("BWV-OUT", "PC1001", by="sgt")
+    desk.checkout("BWV-BACK", "PC1002", by="sgt")
+    desk.checkin("BWV-BACK", by="sgt")
+    mirror.apply(
+        [
+            DeviceEntry(serial="BWV-REPAIR", lifecycle="repair", borough="Camden"),
+            PersonalIssue(device_serial="BWV-MINE", officer_id="PC1002", since=RECORDED),
+        ],
+        cursor=5,
+    )
+    rack = {s.serial: (s.state, s.officer_id) for s in desk.rack()}
+    assert rack == {
+        "BWV-FREE": ("available", None),
+        "BWV-REPAIR": ("unavailable", None),
+        "BWV-BACK": ("undocked", None),
+        "BWV-OUT": ("out", "PC1001"),
+    }
+    assert desk.ready() == ["BWV-FREE"]
+
+
+@pytest.mark.slow  # the command line opens the station's store as an operator's run does
+def test_the_command_line_names_its_flag_for_the_override(tmp_path, capsys):
+    from fleet.cli import main
+    from tests.station.conftest import key_file
+
+    (tmp_path / "dock").mkdir()
+    config = tmp_path / "station.toml"
+    config.write_text(
+        'station_id = "camden"\nborough = "Camden"\ncentral_url = "http://127.0.0.1:9"\ntoken = "t"\n'
+        f'data_dir = "data"\ndock_dir = "dock"\n[station_key]\nfile = "{key_file(tmp_path)}"\n'
+    )
+    store = station_store(tmp_path / "data")
+    try:
+        store.mirror.apply([Officer(officer_id="PC1001", borough="Camden"), StationPolicy()], cursor=1)
+        dock_pack(store, tmp_path / "dock", "BWV-WORN", full=2300)
+    finally:
+        store.close()
+    assert main(["station", "checkout", "BWV-WORN", "PC1001", "--config", str(config)]) == 2
+    assert (
+        capsys.readouterr()
+        .err.rstrip()
+        .endswith("a supervisor may hand this one out with a reason (--override-reason)")
+    )

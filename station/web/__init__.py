@@ -1,0 +1,1 @@
+"""The desk page: the station desk in a sergeant's browser, served with the desk API."""
