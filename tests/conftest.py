@@ -15,7 +15,7 @@ def pytest_xdist_make_scheduler(config, log):
     """Tests handed out one at a time as workers free up (the longest first, as sorted below),
     but a module of ``SHARED_PER_MODULE`` whole to one worker. (xdist's ``--dist loadgroup``
     would say so with marks, but under pytest 9.2 its renaming of node ids has no effect.)"""
-    from xdist.scheduler import LoadScopeScheduling
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
     class OneWorkerPerSharedModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
