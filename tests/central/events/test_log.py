@@ -318,8 +318,9 @@ def test_a_batch_is_acknowledged_while_another_replica_holds_the_write_lock(clie
 
     from central.core import database
 
-    store = services(client.app).store
-    with psycopg.connect(store.url, autocommit=True) as other:
+    url = services(client.app).store.url
+    assert url is not None
+    with psycopg.connect(url, autocommit=True) as other:
         other.execute("BEGIN")
         other.execute("SELECT pg_advisory_xact_lock(%s)", [database.WRITE_LOCK])
         r = client.post("/api/v1/events/", content=batch([docked("A"), docked("B")]), headers=CAMDEN)
