@@ -1,0 +1,48 @@
+"""``make screenshots`` end to end on a small force: built, served, signed in, every page saved."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from simulation.force.monday import READY
+from simulation.screenshots import HEIGHT, SHOTS, WIDTH
+from tests.test_cli import ROOT
+
+
+def screenshots(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "simulation.screenshots", "--quick", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def png_size(path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.mark.slow
+def test_every_page_is_saved_from_a_built_force_and_an_error_page_stops_the_run(tmp_path):
+    state, out = tmp_path / "state", tmp_path / "out"
+    done = screenshots("--state", str(state), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for shot in SHOTS:  # each page answered, not an error page nor the login form (the run checks both)
+        assert png_size(out / f"{shot.name}.png") == (WIDTH, HEIGHT), shot.name
+
+    # the state is kept and reused; a page that answers with an error stops the run, in one line
+    ready = json.loads((state / READY).read_text())
+    (state / READY).write_text(json.dumps({**ready, "held_clip": "no-such-clip"}))
+    again = screenshots("--state", str(state), "--out", str(tmp_path / "again"))
+    assert "reusing the force" in again.stdout
+    assert again.returncode == 1
+    assert again.stderr.startswith("error: /clips/no-such-clip answered 404") and "Traceback" not in again.stderr
