@@ -236,7 +236,10 @@ def _monday(config: Path, layout, clips: list[str], holds: int) -> dict:
             )
     with open_services(settings) as services:
         services.officers.upsert(officers, "import:hr")
-        pool = {borough: iter(o.officer_id for o in officers if o.borough == borough) for borough in per_borough}
+        without_camera: dict[str, list[str]] = {borough: [] for borough in per_borough}
+        for officer in officers:
+            without_camera[officer.borough].append(officer.officer_id)
+        pool = {borough: iter(ids) for borough, ids in without_camera.items()}
         issued = 0
         for camera, borough in zip(layout.cameras, borough_of, strict=True):
             if settings.fleet.assignment_mode(borough) != "personal":
