@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -39,8 +40,17 @@ def test_every_page_is_saved_from_a_built_force_and_an_error_page_stops_the_run(
     for shot in SHOTS:  # each page answered, not an error page nor the login form (the run checks both)
         assert png_size(out / f"{shot.name}.png") == (WIDTH, HEIGHT), shot.name
 
-    # the state is kept and reused; a page that answers with an error stops the run, in one line
     ready = json.loads((state / READY).read_text())
+    with sqlite3.connect(f"file:{state / 'central' / 'data' / 'central.db'}?mode=ro", uri=True) as db:
+        issued = db.execute(
+            "SELECT d.borough = o.borough FROM assignments a JOIN devices d ON d.serial = a.device_serial "
+            "JOIN officers o ON o.officer_id = a.officer_id WHERE a.ended_at IS NULL"
+        ).fetchall()
+        registered = db.execute("SELECT count(*) FROM devices").fetchone()[0]
+    assert len(issued) == ready["counts"]["issued"] == registered  # every camera docked, each to its borough's officer
+    assert all(same for (same,) in issued)
+
+    # the state is kept and reused; a page that answers with an error stops the run, in one line
     (state / READY).write_text(json.dumps({**ready, "held_clip": "no-such-clip"}))
     again = screenshots("--state", str(state), "--out", str(tmp_path / "again"))
     assert "reusing the force" in again.stdout
