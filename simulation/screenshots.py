@@ -137,18 +137,21 @@ def main(argv: list[str] | None = None) -> int:
         description="Save the dashboard's pages, as a fleet manager sees them on a Monday, from a force-sized "
         "central (built with `fleet simulate`'s pipeline, kept and reused).",
     )
-    parser.add_argument("--out", type=Path, default=monday.ROOT / "docs" / "screenshots", help="where the PNGs go")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where the PNGs go (default: docs/screenshots; needed with --quick)"
+    )
     parser.add_argument(
         "--state", type=Path, default=monday.STATE_DIR, help=f"where the force is kept (default: {monday.STATE_DIR})"
     )
     parser.add_argument("--fresh", action="store_true", help="build the force again even if one is kept")
     parser.add_argument("--quick", action="store_true", help="a small force (60 cameras, 3 days): for the test")
     args = parser.parse_args(argv)
+    if args.quick and (args.out is None or args.state == monday.STATE_DIR):
+        parser.error("--quick needs --out and --state: the small force's pictures never replace the README's")
+    out = args.out or monday.ROOT / "docs" / "screenshots"
     started = time.monotonic()
     try:
-        saved = run(
-            args.out.resolve(), args.state.resolve(), monday.QUICK if args.quick else monday.FORCE, fresh=args.fresh
-        )
+        saved = run(out.resolve(), args.state.resolve(), monday.QUICK if args.quick else monday.FORCE, fresh=args.fresh)
     except FleetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

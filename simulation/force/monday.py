@@ -104,15 +104,20 @@ class Built:
         ready = root / READY
         if not ready.is_file():
             return None
-        data = json.loads(ready.read_text())
-        return cls(**{**data, "size": Size(**data["size"])})
+        try:
+            data = json.loads(ready.read_text())
+            return cls(**{**data, "size": Size(**data["size"])})
+        except (ValueError, TypeError, KeyError):  # an older version's: built again
+            return None
 
 
 def state(root: Path, size: Size, work: Path, *, fresh: bool = False, log=print) -> Built:
     """The state under ``root``: the one there if complete and of this size, else built anew
     (in ``work``, a fast folder, then central's part copied to ``root``)."""
     built = None if fresh else Built.read(root)
-    if built is not None and built.size == size:
+    if built is not None and built.size != size:
+        raise FleetError(f"{root} holds a force of another size: give another folder, or build it again (fresh)")
+    if built is not None:
         log(f"reusing the force built {built.built_at} in {root} (FRESH=1 builds it again)")
         return built
     return build(root, size, work, log=log)

@@ -8,11 +8,13 @@ import sqlite3
 import struct
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 
-from simulation.force.monday import READY
-from simulation.screenshots import HEIGHT, SHOTS, WIDTH
+from fleet.errors import FleetError
+from simulation.force.monday import FORCE, QUICK, READY, Built, state
+from simulation.screenshots import HEIGHT, SHOTS, WIDTH, main
 from tests.test_cli import ROOT
 
 
@@ -56,3 +58,22 @@ def test_every_page_is_saved_from_a_built_force_and_an_error_page_stops_the_run(
     assert "reusing the force" in again.stdout
     assert again.returncode == 1
     assert again.stderr.startswith("error: /clips/no-such-clip answered 404") and "Traceback" not in again.stderr
+
+
+def test_the_small_force_never_writes_over_the_readme_pictures_nor_the_kept_force(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--quick"])
+    assert exit_.value.code == 2 and "--quick needs --out and --state" in capsys.readouterr().err
+
+    kept = Built(
+        size=FORCE,
+        built_at="2026-12-07T06:00:00+00:00",
+        build_s=900.0,
+        worn_serial="BWV-000016",
+        held_clip="c1",
+        counts={},
+    )
+    (tmp_path / READY).write_text(json.dumps(asdict(kept)))
+    with pytest.raises(FleetError, match="holds a force of another size"):
+        state(tmp_path, QUICK, tmp_path / "work")
+    assert Built.read(tmp_path) == kept  # left as it was
