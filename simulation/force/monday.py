@@ -138,6 +138,10 @@ def build(root: Path, size: Size, work: Path, *, log=print) -> Built:
     root.mkdir(parents=True)
     (root / BUILDING).write_text("a screenshots state being built; cleared by the next build\n")
     prepare_workdir(work)
+    # Central's folder is the kept one from the start (the stations' stay in the fast folder): served
+    # later from the same place, central sees the same settings, not a config change to audit.
+    (root / "central").mkdir()
+    (work / "central").symlink_to(root / "central", target_is_directory=True)
     plan = Plan(
         devices=size.devices,
         boroughs=size.boroughs,
@@ -178,8 +182,7 @@ def build(root: Path, size: Size, work: Path, *, log=print) -> Built:
     log("the Monday's office work: officers, issues, holds, the retention job…")
     clips = [clip_id for record in outcome.records for clip_id, _, _ in record.clips]
     monday = _monday(config, layout, clips, size.holds)
-    shutil.copytree(work / "central", root / "central")  # the stations' folders are not needed: only central serves
-    shutil.rmtree(work)
+    shutil.rmtree(work)  # the stations' folders (the link to central's is removed, not followed)
     built = Built(
         size=size,
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
