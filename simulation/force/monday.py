@@ -34,6 +34,9 @@ READY = "READY"
 BUILDING = "BUILDING"
 USER = "f.manager"
 PASSWORD = "screenshots password"  # a SCREENSHOTS value for a throwaway central, not a secret
+DRAIN_TIMEOUT_S = 1800.0
+"""After the month, how long the stations may take to hand everything over: a host busy with other
+work took over the simulation's own 10 minutes."""
 WORN_SHARE = 0.06
 """Cameras on an old pack: some won't last a shift, some are due for replacement."""
 HOT_SHARE = 0.002
@@ -151,6 +154,7 @@ def build(root: Path, size: Size, work: Path, *, log=print) -> Built:
         outage_at_hours=(size.days - 5) * 24 + 6 if size.outage_hours else None,
         day_seconds=size.day_seconds,
         hosts=size.hosts,
+        drain_timeout_s=DRAIN_TIMEOUT_S,
         model=UsageModel(
             clips_per_shift=size.clips_per_shift, evidential_share=0.05, worn_share=WORN_SHARE, hot_share=HOT_SHARE
         ),
@@ -176,9 +180,10 @@ def build(root: Path, size: Size, work: Path, *, log=print) -> Built:
 
         outcome = simulation.run(progress)
         if not outcome.drained or not wait_until_applied(cluster.central_db, timeout=300):
-            raise FleetError(f"the simulated month did not drain into central; see {work / 'logs'}")
+            raise FleetError(f"the simulated month did not drain into central; see {root / 'logs'}")
     finally:
         cluster.stop_all()
+        shutil.copytree(work / "logs", root / "logs", dirs_exist_ok=True)  # the work folder goes; its logs stay
     log("the Monday's office work: officers, issues, holds, the retention job…")
     clips = [clip_id for record in outcome.records for clip_id, _, _ in record.clips]
     monday = _monday(config, layout, clips, size.holds)
