@@ -133,21 +133,21 @@ def print_proposal(proposal, items: bool = False) -> None:
 
 def progress_lines(rows, current_week: int) -> list:
     """The weeks worth a line: each week something moved, the first, the last and the current
-    one; a run of weeks where nothing moved becomes one ``int`` (how many weeks it hides), so a
-    plan that started years ago does not print hundreds of identical rows (``--json`` and
+    one; a run of weeks where nothing moved becomes one ``(first, last)`` pair of its weeks, so
+    a plan that started years ago does not print hundreds of identical rows (``--json`` and
     ``--csv`` keep every week)."""
     lines: list = []
-    hidden = 0
+    hidden: list[int] = []
     previous = None
     for index, row in enumerate(rows):
         figures = (row.planned, row.delivered, row.issued, row.in_service)
         if figures != previous or index == 0 or index == len(rows) - 1 or row.week == current_week:
             if hidden:
-                lines.append(hidden)
-                hidden = 0
+                lines.append((hidden[0], hidden[-1]))
+                hidden = []
             lines.append(row)
         else:
-            hidden += 1
+            hidden.append(row.week)
         previous = figures
     return lines
 
@@ -162,8 +162,10 @@ def print_progress(progress, borough: str) -> None:
         table.add_column(column, justify="right")
     rows = [row for row in progress.rows if row.borough == borough]
     for line in progress_lines(rows, progress.current_week):
-        if isinstance(line, int):
-            table.add_row("…", f"{line:,} week{'s' if line != 1 else ''} unchanged", "", "", "", "", style="dim")
+        if isinstance(line, tuple):
+            first, last = line
+            weeks = str(first) if first == last else f"{first}-{last}"
+            table.add_row(weeks, "no change", "", "", "", "", style="dim")
             continue
         style = "bold" if line.week == progress.current_week else None
         table.add_row(
