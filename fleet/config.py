@@ -19,6 +19,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from fleet.errors import ConfigError
+from fleet.protocol import BoroughName, readable
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 PositiveInt = Annotated[int, Meta(gt=0)]
@@ -35,7 +36,7 @@ DEFAULT_CHUNK_BYTES = 64 * MiB
 class StationEntry(Struct, kw_only=True, forbid_unknown_fields=True):
     """A station central accepts: ``[stations.<station_id>]``."""
 
-    borough: Annotated[str, Meta(min_length=1)]
+    borough: BoroughName
     token: str | None = None
     token_env: str | None = None
     token_sha256: Sha256Hex | None = None
@@ -52,7 +53,7 @@ class FleetSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """``[fleet]`` in central's file: assignment policy, battery thresholds, staleness."""
 
     default_assignment_mode: AssignmentModeSetting = "pool"
-    assignment_modes: dict[str, AssignmentModeSetting] = {}
+    assignment_modes: dict[BoroughName, AssignmentModeSetting] = {}
     """Per-borough policy, e.g. ``{Camden = "personal"}``; others use the default."""
     min_checkout_pct: Annotated[float, Meta(ge=0, le=100)] = 80.0
     """A pool camera is handed out only when charged at least this much."""
@@ -320,7 +321,7 @@ class AlertDestination(Struct, kw_only=True, forbid_unknown_fields=True):
     """The webhook's shared secret (one of the three; at least 32 characters): signs each request."""
     email_to: list[EmailAddress] = []
     """Mailboxes sent the digest through ``[alerts.smtp]``."""
-    boroughs: list[Annotated[str, Meta(min_length=1)]] | None = None
+    boroughs: list[BoroughName] | None = None
     """Only these boroughs' alerts (each a borough of a ``[stations.*]``); unset: force-wide, every
     borough's and the force's own (a broken audit chain)."""
     kinds: list[AlertKind] | None = None
@@ -363,7 +364,7 @@ class OidcGroup(Struct, kw_only=True, forbid_unknown_fields=True):
     """What one directory group gives its members: ``{ role = "supervisor", borough = "Camden" }``."""
 
     role: UserRole
-    borough: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    borough: BoroughName | None = None
     """Only for a supervisor or an information manager: the borough they act for."""
     force_wide: bool = False
     """A supervisor or an information manager for the whole force: said, never implied by a
@@ -501,7 +502,7 @@ class StationSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     """A station node's config file."""
 
     station_id: StationId
-    borough: Annotated[str, Meta(min_length=1)]
+    borough: BoroughName
     central_url: Annotated[str, Meta(pattern=r"^https?://")]
     data_dir: str
     dock_dir: str
@@ -670,7 +671,7 @@ def settings_from_dict(
     try:
         settings = msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {readable(str(exc))}") from None
     base = base or Path.cwd()
     if isinstance(settings, CentralSettings):
         resolve_secret(settings, "admin_token", where)

@@ -25,25 +25,13 @@ from msgspec import Meta, Struct
 
 from fleet.events import OfficerRole
 from fleet.firmware import Model
+from fleet.protocol import BoroughName
 
 Resolution = Literal["720p", "1080p", "1440p"]
 FrameRate = Literal[25, 30, 50, 60]
 Mount = Literal["shoulder", "head"]
 ScopeKind = Literal["default", "model", "borough", "role"]
 PreRecordSeconds = Annotated[int, Meta(ge=0, le=120, description="seconds of video kept from before recording starts")]
-BoroughName = Annotated[
-    str,
-    Meta(
-        min_length=1,
-        max_length=64,
-        pattern=r"^[^\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-        r"(?:[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*"
-        r"[^\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069])?$",
-    ),
-]
-"""A borough's name as the stations' config gives it: printable, no bidirectional override (a name
-shown reversed would read as another borough's), no space at either end."""
-
 PRECEDENCE: tuple[ScopeKind, ...] = ("default", "model", "borough", "role")
 """Scopes from the least specific to the most: a later one's setting wins."""
 

@@ -27,6 +27,37 @@ CLIP_STATE_HEADER = "Fleet-Clip-State"
 Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)", description="SHA-256, lowercase hex")]
 AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
 Serial = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$(?!\n)")]
+_PRINTABLE_NAME = (
+    r"^[^\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+    r"(?:[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*"
+    r"[^\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069])?$(?!\n)"
+)
+BoroughName = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=_PRINTABLE_NAME,
+    ),
+]
+"""A borough's name as config files and the registry give it: printable (a newline in a name
+broke every alert digest to its destination), no bidirectional override (a name shown reversed
+would read as another borough's), no space at either end."""
+_MEANINGS = {
+    _PRINTABLE_NAME: "a printable name (no line break, control character or bidirectional mark; no space at "
+    "either end)",
+}
+
+
+def readable(message: str) -> str:
+    """A validation message with a pattern a person cannot read put in words (msgspec quotes the
+    regular expression): "Expected `str` matching regex '^[^\\s…' - at `$.borough`" says
+    "Expected a printable name (…) - at `$.borough`"."""
+    for pattern, meaning in _MEANINGS.items():
+        message = message.replace(f"`str` matching regex {pattern!r}", meaning)
+    return message
+
+
 Tag = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$(?!\n)")]
 Quantity = Annotated[int, Meta(ge=0, le=2**62)]
 """A count or size a station reports: central stores it in a 64-bit SQLite integer, so a value past

@@ -55,14 +55,17 @@ class Principal:
             raise Forbidden(f"{self.name} is not a station")
         return self.station_id, self.borough
 
-    def require_user(self, role: str = "admin") -> None:
-        """People with the role (admin has every role; every user is a viewer), never station tokens."""
+    def require_user(self, *roles: str) -> None:
+        """People with one of the roles (admin when none is named; admin has every role; every user is
+        a viewer), never station tokens."""
+        wanted = roles or ("admin",)
         if (
             self.is_station
             or not self.roles
-            or (role not in self.roles and "admin" not in self.roles and role != "viewer")
+            or ("admin" not in self.roles and "viewer" not in wanted and not self.roles & set(wanted))
         ):
-            raise Forbidden(f"{self.name} may not do this (needs role {role!r})")
+            needs = " or ".join(repr(r) for r in wanted)
+            raise Forbidden(f"{self.name} may not do this (needs role {needs})")
 
 
 class TokenRegistry:
@@ -206,12 +209,12 @@ async def provide_principal(request: Request) -> Principal:
     return await authenticate(request)
 
 
-def user_with(role: str):
-    """A route guard: only users with ``role`` (or admin). Guards run before the body is read,
-    so a caller without the right is told 403 whatever it sent."""
+def user_with(*roles: str):
+    """A route guard: only users with one of ``roles`` (or admin). Guards run before the body is
+    read, so a caller without the right is told 403 whatever it sent."""
 
     async def guard(connection, _handler) -> None:  # async: Litestar runs a sync guard on a worker thread
-        (await authenticate(connection)).require_user(role)
+        (await authenticate(connection)).require_user(*roles)
 
     return guard
 

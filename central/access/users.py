@@ -13,10 +13,11 @@ Roles: ``admin`` (everything), ``fleet_manager`` (devices, stations), ``planner`
 allocation), ``supervisor`` (assignments, unattributed clips, holds, footage; for their
 borough when they have one), ``auditor`` (audit trail and custody, read only),
 ``information_manager`` (the public's requests to keep footage: their queue, narrowing and
-closing them; for their borough when they have one), ``viewer`` (fleet data, read only).
+closing them; finding a clip from a complaint by its record, holding it and printing its chain
+of custody; for their borough when they have one), ``viewer`` (fleet data, read only).
 Every user can read fleet data; only admin and supervisors see footage: seeing a camera's
-battery does not grant seeing its clips (an information manager sees which clips a request
-matches, never their content).
+battery does not grant seeing its clips (an information manager sees clips' records, which
+officer, camera and time, never their content).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ from fleet.errors import ApiError, BadRequest, Conflict, NotFound, Unauthorized
 
 Role = UserRole
 ROLES: tuple[str, ...] = get_args(UserRole)
+CLIP_FINDERS = ("supervisor", "information_manager")
+"""Who finds clips by their record (officer, camera, time) and holds them; footage itself stays
+the supervisors' (and admins')."""
+CUSTODY_READERS = ("auditor", "information_manager")
+"""Who reads and prints a clip's chain of custody."""
 UserName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$(?!\n)")]
 
 TOKEN_PREFIX = "bwv_"

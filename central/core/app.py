@@ -53,6 +53,7 @@ from central.rollout.service import RolloutController
 from central.uploads.blobstore import open_blob_store
 from central.uploads.receiver import UploadReceiver
 from central.uploads.tus import UploadController
+from central.web import long_values
 from central.web.case_pages import CasePages, SharedPages
 from central.web.dashboard import DashboardController
 from central.web.deployment_pages import DeploymentPages
@@ -107,6 +108,12 @@ def metrics_endpoint(metrics: Injected[CentralMetrics]) -> Response:
 
 WEB = Path(__file__).parents[1] / "web"
 STATIC_FILES = no_borough("the dashboard's stylesheets")
+
+
+def _template_helpers(engine: JinjaTemplateEngine) -> None:
+    """What every page's template may call: long values shortened the one way."""
+    engine.engine.globals.update(long_value=long_values.long_value)
+    engine.engine.filters["hashes_shortened"] = long_values.hashes_shortened
 
 
 def create_app(settings: CentralSettings) -> Litestar:
@@ -248,7 +255,9 @@ def create_app(settings: CentralSettings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[add_security_headers],
         lifespan=[lifespan],
-        template_config=TemplateConfig(directory=WEB / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=WEB / "templates", engine=JinjaTemplateEngine, engine_callback=_template_helpers
+        ),
         openapi_config=openapi_config,
         logging_config=None,  # the process configures logging once (fleet.logs)
         debug=False,

@@ -77,7 +77,8 @@ def register(groups: argparse._SubParsersAction) -> None:
         "fleet_manager (devices, stations, firmware, camera profiles), planner (roll-out), supervisor "
         "(assignments, unattributed clips, holds, footage; --borough limits "
         "them to one), auditor (audit trail, read only), information_manager (the public's "
-        "requests to keep footage; --borough limits them to one), viewer (read only).",
+        "requests to keep footage; finding, holding and the custody report of clips, never their "
+        "content; --borough limits them to one), viewer (read only).",
     )
     users.add_argument("name", metavar="NAME", help="the user name (lower case, e.g. j.smith)")
     users.add_argument("--role", required=True, choices=ROLES, help="what the user may do (see above)")

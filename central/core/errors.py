@@ -20,7 +20,7 @@ from litestar.types import ExceptionHandlersMap
 from central.core import database
 from central.core.providers import services
 from fleet.errors import ApiError, InsufficientStorage
-from fleet.protocol import TUS_VERSION, ErrorBody
+from fleet.protocol import TUS_VERSION, ErrorBody, readable
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def handle_api_error(request: Request, exc: ApiError) -> Response:
 def handle_http_exception(request: Request, exc: HTTPException) -> Response:
     details = None
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
-        details = [{k: str(v) for k, v in item.items()} for item in exc.extra if isinstance(item, dict)]
+        details = [{k: readable(str(v)) for k, v in item.items()} for item in exc.extra if isinstance(item, dict)]
     message = exc.detail or CODES.get(exc.status_code, "error")
     if details:
         message = f"{message}: " + "; ".join(f"{d.get('key', '')} {d.get('message', '')}".strip() for d in details)

@@ -16,6 +16,7 @@ from litestar.response import Template
 
 from central.access.auth import Caller, user_with
 from central.access.scope import in_path, touches
+from central.access.users import CUSTODY_READERS
 from central.core.csvhttp import CSV, csv_response
 from central.core.providers import Injected
 from central.core.store import CentralStore
@@ -71,7 +72,7 @@ class CustodyController(Controller):
     @get(
         "/{clip_id:str}/custody",
         summary="The clip's chain of custody, oldest first",
-        guards=[user_with("auditor")],
+        guards=[user_with(*CUSTODY_READERS)],
         scope=touches(in_path("clip", "clip_id")),
         sync_to_thread=True,
     )
@@ -88,7 +89,7 @@ class CustodyController(Controller):
     @get(
         "/{clip_id:str}/custody.csv",
         summary="The chain of custody as CSV",
-        guards=[user_with("auditor")],
+        guards=[user_with(*CUSTODY_READERS)],
         media_type=CSV,
         scope=touches(in_path("clip", "clip_id")),
         sync_to_thread=True,
@@ -106,7 +107,7 @@ class CustodyController(Controller):
     @get(
         "/{clip_id:str}/custody.html",
         summary="The chain of custody as a printable page",
-        guards=[user_with("auditor")],
+        guards=[user_with(*CUSTODY_READERS)],
         scope=touches(in_path("clip", "clip_id")),
         sync_to_thread=True,
     )

@@ -34,6 +34,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 
 from central.access.auth import Caller, user_with
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_json, in_path, touches
+from central.access.users import CLIP_FINDERS
 from central.core.database import Database
 from central.core.metrics import CentralMetrics
 from central.core.openapi import errors
@@ -926,10 +927,10 @@ class RetentionController(Controller):
         "/holds",
         status_code=201,
         summary="Place a hold: on a clip, an officer and time window, or a case",
-        guards=[user_with("supervisor")],
+        guards=[user_with(*CLIP_FINDERS)],
         responses=errors(404),
-        description="A supervisor for one borough holds that borough's clips and officers; case holds are "
-        "force-wide (a case may span boroughs).",
+        description="A supervisor or information manager for one borough holds that borough's clips and "
+        "officers; case holds are force-wide (a case may span boroughs).",
         scope=touches(in_json("clip", "clip_id"), in_json("officer", "officer_id"), in_json("case", "case_ref")),
         sync_to_thread=True,
     )

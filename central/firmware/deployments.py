@@ -37,8 +37,7 @@ from fleet.config import CentralSettings
 from fleet.errors import BadRequest, Conflict, FleetError, NotFound
 from fleet.events import CameraUpdate, CameraUpdateOffered, CameraUpdateRelease, CameraUpdateResult, ChangeItem
 from fleet.firmware import Model, Version
-from fleet.profiles import BoroughName
-from fleet.protocol import Serial
+from fleet.protocol import BoroughName, Serial
 
 log = logging.getLogger(__name__)
 

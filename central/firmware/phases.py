@@ -28,7 +28,7 @@ import msgspec
 from msgspec import Meta
 
 from fleet.errors import BadRequest
-from fleet.profiles import BoroughName
+from fleet.protocol import BoroughName
 
 MAX_PHASES = 20
 OPEN_NEXT_AT = 0.9

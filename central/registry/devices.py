@@ -9,8 +9,9 @@ changes go down the changes feed to the stations of the borough concerned.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -32,7 +33,7 @@ from fleet import csvio
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import AssignmentMode, DeviceEntry
-from fleet.protocol import Serial
+from fleet.protocol import BoroughName, Serial
 
 DeviceFlag = Literal["short_shift", "over_temp", "capacity_drop", "stale", "replace_soon", "lost"]
 REPLACE_SOON_DAYS = 90
@@ -117,13 +118,10 @@ class DeviceDetail(msgspec.Struct, kw_only=True):
     """The firmware versions it reported over time, oldest first (a row each time it changed)."""
 
 
-Borough = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-
-
 class DeviceRegistration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     serial: Serial
     model: ModelName = ""
-    borough: Borough | None = None
+    borough: BoroughName | None = None
     home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
     assignment_mode: AssignmentMode | None = None
 
@@ -136,7 +134,7 @@ class RegistrationResult(msgspec.Struct, kw_only=True):
 class LifecycleRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     state: lifecycle.Lifecycle
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-    borough: Borough | None = None
+    borough: BoroughName | None = None
     home_station: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
@@ -198,7 +196,26 @@ FLAG_SQL: dict[str, Callable[[Dialect], str]] = {
 """Each alert flag as a condition on ``devices d``, in the connection's dialect."""
 
 
-def _flag_params(now: datetime) -> dict[str, str]:
+MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+"""A calendar month, as a browser's month field sends it (2026-12)."""
+ReplaceBy = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=MONTH,
+        description="only cameras due for replacement by the end of this month (YYYY-MM), those overdue included",
+    ),
+]
+
+
+def month_after(month: str) -> datetime:
+    """The first moment (UTC) after the month ``YYYY-MM``: what is due by its end is due before this."""
+    if not re.fullmatch(MONTH, month):
+        raise BadRequest(f"replace by: {month!r} is not a month (YYYY-MM)")
+    year, number = int(month[:4]), int(month[5:])
+    return datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
+
+
+def _flag_params(now: datetime) -> dict[str, Any]:
     return {"replace_soon": to_iso(now + timedelta(days=REPLACE_SOON_DAYS))}
 
 
@@ -268,11 +285,46 @@ class DeviceService:
         flag: str | None = None,
         station: str | None = None,
         q: str | None = None,
+        replace_by: str | None = None,
         after: str | None = None,
         limit: int = 100,
     ) -> DevicePage:
         now = utc_now()
-        where, params = [], {"limit": limit + 1, **_flag_params(now)}
+        sql, params = self._filtered(now, borough, lifecycle_state, flag, station, q, replace_by, after)
+        with self.writer.read() as db:
+            rows = db.execute(sql + " ORDER BY d.serial LIMIT :limit", {**params, "limit": limit + 1}).fetchall()
+        more = len(rows) > limit
+        items = [_summary(r, now) for r in rows[:limit]]
+        return DevicePage(items=items, next_cursor=items[-1].serial if more else None)
+
+    def matching(
+        self,
+        *,
+        borough: str | None = None,
+        lifecycle_state: str | None = None,
+        flag: str | None = None,
+        station: str | None = None,
+        q: str | None = None,
+        replace_by: str | None = None,
+    ) -> list[DeviceSummary]:
+        """Every camera the filters of ``page`` match, by serial (an export of what the page lists)."""
+        now = utc_now()
+        sql, params = self._filtered(now, borough, lifecycle_state, flag, station, q, replace_by, None)
+        with self.writer.read() as db:
+            return [_summary(r, now) for r in db.execute(sql + " ORDER BY d.serial", params)]
+
+    def _filtered(
+        self,
+        now: datetime,
+        borough: str | None,
+        lifecycle_state: str | None,
+        flag: str | None,
+        station: str | None,
+        q: str | None,
+        replace_by: str | None,
+        after: str | None,
+    ) -> tuple[str, dict[str, Any]]:
+        where, params = [], _flag_params(now)
         for column, value in (("d.borough", borough), ("d.lifecycle", lifecycle_state), ("d.last_station", station)):
             if value is not None:
                 where.append(f"{column} = :{column[2:]}")
@@ -282,19 +334,13 @@ class DeviceService:
         if q:  # either case, as SQLite's LIKE matches (PostgreSQL's is case-sensitive)
             where.append("(lower(d.serial) LIKE lower(:q) OR lower(a.officer_id) LIKE lower(:q))")
             params["q"] = f"%{q}%"
+        if replace_by:
+            where.append("d.replace_by IS NOT NULL AND d.replace_by < :replace_before")
+            params["replace_before"] = to_iso(month_after(replace_by))
         if after:
             where.append("d.serial > :after")
             params["after"] = after
-        sql = (
-            summary_sql(self.writer.dialect)
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY d.serial LIMIT :limit"
-        )
-        with self.writer.read() as db:
-            rows = db.execute(sql, params).fetchall()
-        more = len(rows) > limit
-        items = [_summary(r, now) for r in rows[:limit]]
-        return DevicePage(items=items, next_cursor=items[-1].serial if more else None)
+        return summary_sql(self.writer.dialect) + (" WHERE " + " AND ".join(where) if where else ""), params
 
     def flag_counts(self, borough: str | None = None) -> dict[str, int]:
         """How many cameras each alert flag marks now (the overview's alert cards), of one borough or all."""
@@ -554,6 +600,7 @@ class DeviceController(Controller):
         flag: FromQuery[DeviceFlag | None] = None,
         station: Annotated[str | None, QueryParameter(description="where it last docked")] = None,
         q: Annotated[str | None, QueryParameter(max_length=64, description="serial or holder contains")] = None,
+        replace_by: ReplaceBy = None,
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> DevicePage:
@@ -563,22 +610,39 @@ class DeviceController(Controller):
             flag=flag,
             station=station,
             q=q,
+            replace_by=replace_by,
             after=cursor,
             limit=limit,
         )
 
     @get(
         "/export.csv",
-        summary="Every camera (or one borough's) as CSV, for spreadsheets",
+        summary="The cameras the list's filters match (every camera without one) as CSV, for spreadsheets",
         media_type=CSV,
         guards=[station_or_user_with("viewer")],
         scope=LISTS,
         sync_to_thread=True,
     )
     def export_csv(
-        self, within: Scoped, devices: Injected[DeviceService], borough: FromQuery[str | None] = None
+        self,
+        within: Scoped,
+        devices: Injected[DeviceService],
+        borough: FromQuery[str | None] = None,
+        lifecycle_state: Annotated[lifecycle.Lifecycle | None, QueryParameter(name="lifecycle")] = None,
+        flag: FromQuery[DeviceFlag | None] = None,
+        station: Annotated[str | None, QueryParameter(description="where it last docked")] = None,
+        q: Annotated[str | None, QueryParameter(max_length=64, description="serial or holder contains")] = None,
+        replace_by: ReplaceBy = None,
     ) -> Response:
-        return csv_response(devices.all(within.narrow(borough)), DeviceSummary, "devices.csv")
+        found = devices.matching(
+            borough=within.narrow(borough),
+            lifecycle_state=lifecycle_state,
+            flag=flag,
+            station=station,
+            q=q,
+            replace_by=replace_by,
+        )
+        return csv_response(found, DeviceSummary, "devices.csv")
 
     @post(
         "/import.csv",

@@ -25,11 +25,11 @@ from central.rollout import swap
 from central.rollout.service import Proposal, RolloutService
 from central.rollout.swap import SwapCamera, SwapStatus
 from fleet.errors import Conflict
+from fleet.protocol import BoroughName
 
 ModelPath = Annotated[
     str, PathParameter(min_length=1, max_length=64, description="the camera model, as the registry names it")
 ]
-Borough = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class WithdrawRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -48,7 +48,7 @@ class WithdrawResult(msgspec.Struct, kw_only=True):
 
 
 class ReplaceRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    boroughs: Annotated[list[Borough], msgspec.Meta(max_length=64)] = []
+    boroughs: Annotated[list[BoroughName], msgspec.Meta(max_length=64)] = []
     """Only these boroughs' cameras (at most 64, as a deployment's target); empty: every borough's."""
 
 

@@ -131,6 +131,27 @@ def print_proposal(proposal, items: bool = False) -> None:
         console.print(table)
 
 
+def progress_lines(rows, current_week: int) -> list:
+    """The weeks worth a line: each week something moved, the first, the last and the current
+    one; a run of weeks where nothing moved becomes one ``int`` (how many weeks it hides), so a
+    plan that started years ago does not print hundreds of identical rows (``--json`` and
+    ``--csv`` keep every week)."""
+    lines: list = []
+    hidden = 0
+    previous = None
+    for index, row in enumerate(rows):
+        figures = (row.planned, row.delivered, row.issued, row.in_service)
+        if figures != previous or index == 0 or index == len(rows) - 1 or row.week == current_week:
+            if hidden:
+                lines.append(hidden)
+                hidden = 0
+            lines.append(row)
+        else:
+            hidden += 1
+        previous = figures
+    return lines
+
+
 def print_progress(progress, borough: str) -> None:
     console = make_console()
     table = Table(
@@ -139,17 +160,19 @@ def print_progress(progress, borough: str) -> None:
     )
     for column in ("week", "starts", "planned", "delivered", "issued", "in service"):
         table.add_column(column, justify="right")
-    for row in progress.rows:
-        if row.borough != borough:
+    rows = [row for row in progress.rows if row.borough == borough]
+    for line in progress_lines(rows, progress.current_week):
+        if isinstance(line, int):
+            table.add_row("…", f"{line:,} week{'s' if line != 1 else ''} unchanged", "", "", "", "", style="dim")
             continue
-        style = "bold" if row.week == progress.current_week else None
+        style = "bold" if line.week == progress.current_week else None
         table.add_row(
-            str(row.week),
-            str(row.starts),
-            f"{row.planned:,}",
-            f"{row.delivered:,}",
-            f"{row.issued:,}",
-            f"{row.in_service:,}",
+            str(line.week),
+            str(line.starts),
+            f"{line.planned:,}",
+            f"{line.delivered:,}",
+            f"{line.issued:,}",
+            f"{line.in_service:,}",
             style=style,
         )
     console.print(table)

@@ -34,7 +34,7 @@ from central.access.scope import (
     no_borough,
     touches,
 )
-from central.access.users import SESSION_HOURS, UserService
+from central.access.users import CLIP_FINDERS, SESSION_HOURS, UserService
 from central.alerts import conditions
 from central.core.providers import Injected
 from central.core.store import CentralStore
@@ -49,7 +49,7 @@ from fleet.clock import utc_now
 from fleet.config import CentralSettings
 from fleet.errors import ApiError, BadRequest, NotFound, TooManyRequests, Unauthorized
 
-NAV = [
+NAV: list[tuple[str, str, str | tuple[str, ...]]] = [
     ("/", "Overview", "viewer"),
     ("/stations", "Stations", "viewer"),
     ("/devices", "Devices", "viewer"),
@@ -59,12 +59,12 @@ NAV = [
     ("/profiles", "Profiles", "viewer"),
     ("/firmware", "Firmware", "fleet_manager"),
     ("/deployments", "Deployments", "fleet_manager"),
-    ("/clips", "Clips", "supervisor"),
+    ("/clips", "Clips", CLIP_FINDERS),
     ("/cases", "Cases", "supervisor"),
     ("/audit", "Audit", "auditor"),
     ("/keep-requests", "Requests to keep footage", "information_manager"),
 ]
-"""(path, label, role): the navigation each user sees."""
+"""(path, label, role or roles): the navigation each user sees."""
 
 ALERTS = [(kind.key, kind.label, kind.link) for kind in conditions.KINDS if kind.link.startswith("/devices?flag=")]
 """The cameras' alert flags (the Devices page's filter)."""
@@ -162,7 +162,7 @@ def _recent_refusals(store: CentralStore, owners: OwnerLookup, within: str | Non
 
 def page(request: Request, template: str, **context) -> Template:
     principal = principal_of(request)
-    nav = [(path, label) for path, label, role in NAV if _allowed(principal, role)]
+    nav = [(path, label) for path, label, role in NAV if _allowed(principal, *_tuple(role))]
     return Template(
         template_name=template,
         context={
@@ -177,9 +177,13 @@ def page(request: Request, template: str, **context) -> Template:
     )
 
 
-def _allowed(principal, role: str) -> bool:
+def _tuple(role: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (role,) if isinstance(role, str) else role
+
+
+def _allowed(principal, *roles: str) -> bool:
     try:
-        principal.require_user(role)
+        principal.require_user(*roles)
         return True
     except ApiError:
         return False
@@ -332,8 +336,9 @@ def client_place(request: Request) -> str:
     return f"browser:{request.client.host if request.client else '-'}"
 
 
-def allowed(request: Request, role: str) -> bool:
-    return _allowed(principal_of(request), role)
+def allowed(request: Request, *roles: str) -> bool:
+    """Whether the caller has one of ``roles`` (what a page shows of the forms it holds)."""
+    return _allowed(principal_of(request), *roles)
 
 
 class DashboardController(DashboardPages):
@@ -570,6 +575,7 @@ class DashboardController(DashboardPages):
         borough: Annotated[str | None, QueryParameter(max_length=64)] = None,
         lifecycle: Annotated[str | None, QueryParameter(max_length=32)] = None,
         flag: Annotated[str | None, QueryParameter(max_length=32)] = None,
+        replace_by: Annotated[str | None, QueryParameter(max_length=64)] = None,
         after: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> Template:
         if lifecycle and lifecycle not in LIFECYCLE_STATES:
@@ -582,10 +588,17 @@ class DashboardController(DashboardPages):
             lifecycle_state=lifecycle or None,
             flag=flag or None,
             q=q or None,
+            replace_by=replace_by or None,
             after=after or None,
             limit=50,
         )
-        filters = {"q": q or "", "borough": borough or "", "lifecycle": lifecycle or "", "flag": flag or ""}
+        filters = {
+            "q": q or "",
+            "borough": borough or "",
+            "lifecycle": lifecycle or "",
+            "flag": flag or "",
+            "replace_by": replace_by or "",
+        }
         with store.writer.read() as db:
             boroughs = [
                 r[0]
@@ -601,6 +614,7 @@ class DashboardController(DashboardPages):
             states=LIFECYCLE_STATES,
             flags=[(k, label) for k, label, _ in ALERTS],
             next_query="&".join(f"{k}={quote(v)}" for k, v in filters.items() if v),
+            this_month=f"{utc_now():%Y-%m}",
         )
 
     @get(

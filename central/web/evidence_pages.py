@@ -1,13 +1,15 @@
 """Dashboard: footage (search, retention and hold actions, playback) and the audit trail.
 
-Footage pages are for supervisors and admins, as the clip API is; a supervisor for one
-borough sees that borough's cameras' clips. Playback streams from the clip API, so every
+Footage pages are for supervisors and admins, as the clip API is; information managers find
+clips by their record, hold them and print their custody, never playing them. A supervisor or
+information manager for one borough sees that borough's cameras' clips. Playback streams from the clip API, so every
 view is audited there. Custody reports link to the API's printable page and CSV.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -20,6 +22,7 @@ from litestar.response import Redirect, Template
 
 from central.access.auth import Caller, user_with
 from central.access.scope import FORCE_WIDE, LISTS, Scoped, in_form, in_path, touches
+from central.access.users import CLIP_FINDERS, CUSTODY_READERS
 from central.core.database import Dialect
 from central.core.providers import Injected
 from central.core.store import CentralStore
@@ -118,13 +121,22 @@ class ClipRow(msgspec.Struct, kw_only=True):
     size: int
 
 
-def _day(value: str | None, name: str) -> str | None:
+MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?")
+"""A search's time bound, in UTC as the pages show times: a day, or a day and a time (a
+complaint's "about 14:30"), as a browser's date or datetime-local field sends it."""
+
+
+def _moment(value: str | None, name: str) -> str | None:
     if not value:
         return None
     try:
+        if not MOMENT.fullmatch(value):
+            raise ValueError(value)
         return to_iso(datetime.fromisoformat(value).replace(tzinfo=UTC))
     except ValueError:
-        raise BadRequest(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
+        raise BadRequest(
+            f"{name}: {value!r} is not a date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM)"
+        ) from None
 
 
 def search_clips(
@@ -142,7 +154,7 @@ def search_clips(
         params["device"] = filters["device"]
     times = []  # on recorded_at alone: what clips_categorised answers by itself, with the category
     for key, op in (("recorded_from", ">="), ("recorded_to", "<")):
-        moment = _day(filters[key], key.replace("_", " "))
+        moment = _moment(filters[key], key.replace("_", " "))
         if moment:
             times.append(f"c.recorded_at {op} :{key}")
             params[key] = moment
@@ -216,7 +228,7 @@ ClipIdPath = Annotated[str, PathParameter(min_length=1, max_length=64)]
 class EvidencePages(DashboardPages):
     path = "/"
 
-    @get("/clips", summary="Search clips", guards=[user_with("supervisor")], scope=LISTS, sync_to_thread=True)
+    @get("/clips", summary="Search clips", guards=[user_with(*CLIP_FINDERS)], scope=LISTS, sync_to_thread=True)
     def clips_page(
         self,
         request: Request,
@@ -225,8 +237,8 @@ class EvidencePages(DashboardPages):
         store: Injected[CentralStore],
         officer: Annotated[str | None, QueryParameter(max_length=64)] = None,
         device: Annotated[str | None, QueryParameter(max_length=64)] = None,
-        recorded_from: Annotated[str | None, QueryParameter(max_length=10)] = None,
-        recorded_to: Annotated[str | None, QueryParameter(max_length=10)] = None,
+        recorded_from: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        recorded_to: Annotated[str | None, QueryParameter(max_length=64)] = None,
         category: Annotated[str | None, QueryParameter(max_length=64)] = None,
         clip_state: Annotated[str | None, QueryParameter(name="state", max_length=16)] = None,
         before: Annotated[str | None, QueryParameter(max_length=120)] = None,
@@ -266,7 +278,7 @@ class EvidencePages(DashboardPages):
     @get(
         "/clips/{clip_id:str}",
         summary="One clip: retention, holds, playback",
-        guards=[user_with("supervisor")],
+        guards=[user_with(*CLIP_FINDERS)],
         scope=touches(in_path("clip", "clip_id")),
         sync_to_thread=True,
     )
@@ -298,14 +310,15 @@ class EvidencePages(DashboardPages):
             holds=holds,
             categories=sorted(retention.rules().categories),
             can_restore=allowed(request, "admin"),
-            can_custody=allowed(request, "auditor"),
+            supervises=allowed(request, "supervisor"),
+            can_custody=allowed(request, *CUSTODY_READERS),
             can_requests=allowed(request, "information_manager"),
         )
 
     @post(
         "/clips/{clip_id:str}/hold",
         summary="Hold a clip",
-        guards=[user_with("supervisor")],
+        guards=[user_with(*CLIP_FINDERS)],
         opt=FORM,
         scope=touches(in_path("clip", "clip_id")),
         sync_to_thread=True,

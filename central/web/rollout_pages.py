@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from litestar import Request, get, post
@@ -16,11 +16,35 @@ from central.core.providers import Injected
 from central.rollout.service import PLAN_FIGURES, RolloutService
 from central.web import charts
 from central.web.dashboard import FORM, DashboardPages, allowed, back, page
+from fleet.clock import utc_now
 from fleet.errors import BadRequest
 
+WEEK = timedelta(days=7)
 
-def _at(day) -> datetime:
+
+def _at(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
+
+
+def _plan_window(start: date, weeks: int, now: datetime) -> tuple[datetime, datetime]:
+    """What the burn-up shows: from the plan's first week to the end of its last, or to now when
+    that is later (a plan under way or overrun); a plan of ten weeks is not drawn as a sliver
+    of the years since the data began."""
+    return _at(start), max(_at(start) + WEEK * max(weeks, 1), now)
+
+
+def _cumulative(
+    start: date, weekly: list[tuple[date, int]], now: datetime | None = None
+) -> list[tuple[datetime, float]]:
+    """Running totals as a line from nothing at the plan's start, each week's total at its end
+    (the week under way: at ``now``)."""
+    if not weekly:
+        return []
+    points: list[tuple[datetime, float]] = [(_at(start), 0)]
+    for starts, total in weekly:
+        end = _at(starts) + WEEK
+        points.append((max(_at(start), min(end, now)) if now is not None else end, total))
+    return points
 
 
 class RolloutPages(DashboardPages):
@@ -45,19 +69,23 @@ class RolloutPages(DashboardPages):
         scope = borough or "all"
         rows = [r for r in progress.rows if r.borough == scope]
         done = [r for r in rows if r.week <= progress.current_week]
+        now = utc_now()
+        planned = _cumulative(plan.start, [(r.starts, r.planned) for r in rows])
         chart = charts.time_chart(
             f"Roll-out burn-up: {borough or 'the whole force'}",
             [
-                ("planned: officers equipped", [(_at(r.starts), r.planned) for r in rows], "dashed"),
-                ("issued", [(_at(r.starts), r.issued) for r in done], "solid"),
+                ("planned: officers equipped", planned, "dashed"),
+                ("issued", _cumulative(plan.start, [(r.starts, r.issued) for r in done], now), "solid"),
             ],
             y_label="officers",
             y_min=0,
+            x_range=_plan_window(plan.start, len(plan.weeks), now),
             description=f"week {progress.current_week}: {done[-1].issued if done else 0:,} issued against "
             f"{done[-1].planned if done else 0:,} planned",
         )
         latest = {r.borough: r for r in progress.rows if r.week == progress.current_week and r.borough != "all"}
         proposals = rollout.proposals("proposed", 20)
+        committed = rollout.proposals("committed", 5)
         return page(
             request,
             "rollout.html",
@@ -68,6 +96,7 @@ class RolloutPages(DashboardPages):
             borough=borough or "",
             now=done[-1] if done else None,
             proposals=proposals,
+            committed=committed,
             can_plan=allowed(request, "planner"),
         )
 

@@ -48,28 +48,11 @@ def fleet(tmp_path_factory):
         f.write(
             f'[rollout]\nboroughs = "{ROOT / "config" / "boroughs.toml"}"\n'
             f'scenario = "{ROOT / "config" / "rollout.toml"}"\n'
+            # the fleet health job every few seconds: a docking's battery forecast (replace by) shows at once
+            "[fleet]\nhealth_check_minutes = 0.05\n"
         )
     for name, role in (("f.manager", "admin"), ("s.uper", "supervisor")):
-        added = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fleet.cli",
-                "central",
-                "add-user",
-                name,
-                "--role",
-                role,
-                "--password-stdin",
-                "--config",
-                str(config),
-            ],
-            input=PASSWORD + "\n",
-            text=True,
-            capture_output=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        assert added.returncode == 0, added.stderr
+        add_user(cluster, name, role)
     cluster.start_central()
     with cluster.admin() as admin:
         admin.post(
@@ -107,6 +90,78 @@ def fleet(tmp_path_factory):
         )
     yield cluster, clip
     cluster.stop_all()
+
+
+def add_user(cluster: Cluster, name: str, role: str, borough: str | None = None) -> None:
+    """A dashboard user with PASSWORD, added as an operator does (``fleet central add-user``)."""
+    added = subprocess.run(
+        [sys.executable, "-m", "fleet.cli", "central", "add-user", name, "--role", role, "--password-stdin"]
+        + (["--borough", borough] if borough else [])
+        + ["--config", str(cluster.config_path)],
+        input=PASSWORD + "\n",
+        text=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert added.returncode == 0, added.stderr
+
+
+class Task:
+    """A user's task in the browser, counted in the steps the user takes: each call here (open a
+    page, click, fill a field, choose from a list, download, print) is one step, written to
+    ``log`` as the user would say it, so a test can pin how long a task is."""
+
+    def __init__(self, page, base: str) -> None:
+        self.page = page
+        self.base = base
+        self.log: list[str] = []
+
+    @property
+    def steps(self) -> int:
+        return len(self.log)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{n}. {step}" for n, step in enumerate(self.log, 1))
+
+    def open(self, path: str) -> None:
+        """Type an address (or follow a bookmark)."""
+        self.log.append(f"open {path}")
+        self.page.goto(self.base + path)
+
+    def log_in(self, name: str) -> None:
+        """Open the dashboard, fill the login form, send it: four steps."""
+        self.open("/")
+        self.fill("User name", name)
+        self.fill("Password", PASSWORD)
+        self.click("button", "Log in")
+        self.page.wait_for_url(lambda url: "/login" not in url)
+
+    def click(self, role: str, name, within=None) -> None:
+        """Click the link or button with this accessible name (in ``within``, a part of the page)."""
+        self.log.append(f"click the {role} {name!r}")
+        (within or self.page).get_by_role(role, name=name).click()
+        self.page.wait_for_load_state()
+
+    def fill(self, label: str, text: str, within=None) -> None:
+        self.log.append(f"fill {label!r} with {text!r}")
+        (within or self.page).get_by_label(label, exact=True).fill(text)
+
+    def choose(self, label: str, option: str, within=None) -> None:
+        self.log.append(f"choose {option!r} in {label!r}")
+        (within or self.page).get_by_label(label, exact=True).select_option(option)
+
+    def download(self, role: str, name, within=None) -> Path:
+        """Click what downloads a file; where the browser saved it."""
+        self.log.append(f"download through the {role} {name!r}")
+        with self.page.expect_download() as started:
+            (within or self.page).get_by_role(role, name=name).click()
+        return Path(started.value.path())
+
+    def print(self) -> bytes:
+        """Print the page (as PDF: what headless Chromium prints to); the page stays in print media."""
+        self.log.append("print the page")
+        self.page.emulate_media(media="print")
+        return self.page.pdf()
 
 
 class Watched:

@@ -127,3 +127,21 @@ def test_tls_files_are_checked_when_the_config_loads(tmp_path):
         station_with({"ca_bundle": pki.ca_bundle, "certificate": server["certificate"]})
     with pytest.raises(ConfigError, match=r"central_url http://central is not https://"):
         station_with({"ca_bundle": pki.ca_bundle}, url="http://central")
+
+
+@pytest.mark.parametrize("borough", ["Camden\n", "Cam\nden", " Camden", "Camden\u202e"])
+def test_a_borough_name_must_be_printable_wherever_a_config_gives_one(borough):
+    """A newline in a borough's name (the last one slipped past ``$``) broke every alert digest
+    to its destination; each place a config names a borough refuses it when central starts."""
+    places = [
+        {"stations": {"camden": {"borough": borough, "token": "t"}}},
+        {"fleet": {"assignment_modes": {borough: "pool"}}},
+        {"oidc": {"groups": {"g": {"role": "supervisor", "borough": borough}}}},
+    ]
+    for place in places:
+        with pytest.raises(ConfigError, match=r"Expected a printable name .* at .*(borough|modes)") as refused:
+            settings_from_dict({"data_dir": "x", "admin_token": "a", **place}, CentralSettings)
+        assert "regex" not in str(refused.value)
+    with pytest.raises(ConfigError, match="borough"):
+        settings_from_dict({**STATION, "borough": borough}, StationSettings)
+    assert settings_from_dict({**STATION, "borough": "Barking and Dagenham"}, StationSettings).borough

@@ -19,6 +19,9 @@ ROLES = ("viewer", "fleet_manager", "planner", "supervisor", "auditor", "informa
 USERS = frozenset(ROLES)
 EVERYONE = USERS | {"station"}
 FOOTAGE = frozenset({"supervisor", "admin"})
+CLIP_RECORDS = FOOTAGE | {"information_manager"}
+"""Clips' records (officer, camera, time) and holds: information managers too, never the footage."""
+CUSTODY = frozenset({"auditor", "information_manager", "admin"})
 ADMIN = frozenset({"admin"})
 PUBLIC = "public"
 
@@ -57,9 +60,9 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /officers/assign": FOOTAGE,
     "POST /officers/unassign": FOOTAGE,
     "POST /rollout/proposals/{proposal_id:int}/{decision:str}": frozenset({"planner", "admin"}),
-    "GET /clips": FOOTAGE,
-    "GET /clips/{clip_id:str}": FOOTAGE,
-    "POST /clips/{clip_id:str}/hold": FOOTAGE,
+    "GET /clips": CLIP_RECORDS,
+    "GET /clips/{clip_id:str}": CLIP_RECORDS,
+    "POST /clips/{clip_id:str}/hold": CLIP_RECORDS,
     "POST /clips/{clip_id:str}/release/{hold_id:int}": FOOTAGE,
     "POST /clips/{clip_id:str}/categories": FOOTAGE,
     "POST /clips/{clip_id:str}/restore": ADMIN,
@@ -105,7 +108,7 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /api/v1/clips/{clip_id:str}/retention": FOOTAGE,
     "POST /api/v1/clips/{clip_id:str}/categories": FOOTAGE,
     "GET /api/v1/holds": FOOTAGE,
-    "POST /api/v1/holds": FOOTAGE,
+    "POST /api/v1/holds": CLIP_RECORDS,
     "POST /api/v1/holds/{hold_id:int}/release": FOOTAGE,
     "POST /api/v1/cases/{case_ref:str}/clips": FOOTAGE,
     "GET /api/v1/cases/{case_ref:str}": FOOTAGE,
@@ -120,10 +123,10 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /api/v1/retention/reviews": ADMIN,
     "GET /api/v1/retention/digest": ADMIN,
     "POST /api/v1/retention/run": ADMIN,
-    # the audit trail: auditors (and admins)
-    "GET /api/v1/clips/{clip_id:str}/custody": frozenset({"auditor", "admin"}),
-    "GET /api/v1/clips/{clip_id:str}/custody.csv": frozenset({"auditor", "admin"}),
-    "GET /api/v1/clips/{clip_id:str}/custody.html": frozenset({"auditor", "admin"}),
+    # a clip's chain of custody: auditors, and information managers who print it for a complaint
+    "GET /api/v1/clips/{clip_id:str}/custody": CUSTODY,
+    "GET /api/v1/clips/{clip_id:str}/custody.csv": CUSTODY,
+    "GET /api/v1/clips/{clip_id:str}/custody.html": CUSTODY,
     # fleet data: every user reads; stations read their own borough's
     "GET /api/v1/devices": EVERYONE,
     "GET /api/v1/devices/export.csv": EVERYONE,

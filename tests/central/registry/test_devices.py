@@ -74,6 +74,13 @@ def test_bad_lifecycle_requests_are_4xx(client):
     assert client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "bad serial!"}]).status_code == 400
 
 
+def test_a_borough_with_a_line_break_is_refused_in_words(client):
+    refused = client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-1", "borough": "Camden\n"}])
+    assert refused.status_code == 400
+    message = refused.json()["message"]
+    assert "printable name" in message and "regex" not in message, message
+
+
 def test_battery_flags_from_dock_telemetry(client):
     post(
         client,

@@ -212,6 +212,8 @@ def test_the_rollout_page_shows_the_verdict_and_a_planner_commits_a_proposal(tmp
         assert f"Proposal {proposal['id']}" in page
         done = c.post(f"/rollout/proposals/{proposal['id']}/commit", data={"csrf_token": csrf_of(page)})
         assert "proposal committed" in done.text
+        assert f"Proposal {proposal['id']}: " in done.text.split('id="committed"')[1]  # no longer to review, but shown
+        assert "committed by p.lanner" in done.text
         assert proposal["items"][0]["device_serial"] == "NEW-1"
         assert c.get("/api/v1/devices/NEW-1", headers=ADMIN).json()["device"]["borough"] == "Camden"  # committed
 

@@ -79,8 +79,9 @@ def test_the_firmware_page_lists_releases_by_model_for_fleet_managers(central):
     releases = services(central.app).releases.releases()
     assert f'<h2 id="m1">{MODEL}</h2>' in text
     for r in releases:
-        # The hash shortened, the whole of it one click away (in a field to select and copy).
-        assert f"<code>{r.sha256[:12]}…</code>" in text and f'value="{r.sha256}"' in text
+        # The hash shortened, the whole of it one click away (as text one click selects).
+        assert f'<code title="{r.sha256}">{r.sha256[:12]}…</code>' in text
+        assert f'<code class="whole">{r.sha256}</code>' in text
         assert f"<code>{r.signed_by}</code>" in text and f"{r.size:,}" in text
     assert "withdrawn</span>" in text and "bricks cameras on a cold dock" in text
     assert re.search(r'<nav aria-label="Main">.*href="/firmware"', text, re.S)
