@@ -11,8 +11,8 @@ the desk itself; a state-changing request needs ``Content-Type: application/json
 which a plain HTML form or a ``no-cors`` fetch from another site cannot send. The one
 exception is the desk's own page (``station.web.page``, under ``/desk``): its forms post
 ``application/x-www-form-urlencoded`` carrying the desk's check token, compared here before
-any handler runs (403 without it). Every answer carries a Content-Security-Policy that
-allows no script at all, and no framing.
+any handler runs (403 without it); its paths take nothing else (415). Every answer carries
+a Content-Security-Policy that allows no script at all, and no framing.
 """
 
 from __future__ import annotations
@@ -157,10 +157,16 @@ def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIAp
             if parts.scheme != "http" or where(parts.netloc) != host:
                 raise Forbidden(f"requests from another site (Origin {origin!r}) may not use this desk")
         media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
-        if scope["method"] in SAFE_METHODS or media_type == "application/json":
+        if scope["method"] in SAFE_METHODS:
             return False
-        if media_type == FORM and page.owns(scope["path"]):
-            return True
+        # The page's paths take its forms only, so every post to them has its token compared: the
+        # form parser reads a form body labelled JSON all the same.
+        if page.owns(scope["path"]):
+            if media_type == FORM:
+                return True
+            raise UnsupportedMediaType(f"the desk page takes its own forms ({FORM}), not {media_type or 'none'!r}")
+        if media_type == "application/json":
+            return False
         raise UnsupportedMediaType(f"send Content-Type: application/json, not {media_type or 'none'!r}")
 
     async def checked_form(receive: Receive) -> Receive:

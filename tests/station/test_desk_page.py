@@ -155,6 +155,19 @@ def test_the_json_api_still_takes_no_form(desk, store, dock_dir):
     assert sent.status_code == 415 and sent.json()["error"] == "unsupported_media_type"
 
 
+@pytest.mark.parametrize("path", ["/desk/checkouts", "/desk/checkins", "/desk/sign-in", "/desk/sign-out"])
+@pytest.mark.parametrize("media_type", ["application/json", "application/json; charset=utf-8"])
+def test_the_pages_forms_take_no_json_so_none_escapes_the_check_token(desk, store, dock_dir, path, media_type):
+    """The check token is compared on form posts only: a page path that took JSON (or a form body
+    labelled JSON, which the form parser reads all the same) would act with no token at all."""
+    dock(store, dock_dir, "BWV-1")
+    fields = b"device_serial=BWV-1&officer_id=PC1"
+    for body in (fields, b'{"device_serial": "BWV-1", "officer_id": "PC1"}'):
+        refused = desk.post(path, content=body, headers={"Content-Type": media_type})
+        assert refused.status_code == 415 and "form" in line(refused, "failed"), refused.text
+    assert desk.get("/checkouts").json() == [] and not checked_out(store)
+
+
 def test_a_form_too_large_is_refused(desk):
     assert desk.post("/desk/checkins", data={"csrf_token": "x" * 20_000}).status_code == 413
     many = desk.post("/desk/checkins", data={f"field{i}": "x" for i in range(50)})
