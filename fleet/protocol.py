@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -30,6 +31,8 @@ Serial = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]
 _UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff"
 """Control characters, line and paragraph separators (a mail header refuses them as it does a line
 feed), bidirectional marks, and the zero-width space, word joiner and BOM (invisible)."""
+UNPRINTABLE = re.compile(f"[{_UNPRINTABLE}]")
+"""Any one of those, in free text a person types that central keeps and shows (who, why)."""
 _PRINTABLE_NAME = rf"^[^\s{_UNPRINTABLE}](?:[^{_UNPRINTABLE}]*[^\s{_UNPRINTABLE}])?$(?!\n)"
 BoroughName = Annotated[
     str,

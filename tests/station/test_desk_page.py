@@ -119,6 +119,24 @@ def test_the_battery_gate_asks_for_a_supervisor_and_a_reason_then_hands_the_came
     assert (sent.by, sent.override) == ("PS Khan", "no other camera fits this officer's kit")
 
 
+@pytest.mark.parametrize("by, reason", [("PS\x00Khan", ""), ("PS Khan", "no other\x00camera"), ("PS\u202eKhan", "")])
+def test_a_name_or_reason_central_cannot_keep_is_refused_at_the_desk(desk, store, dock_dir, by, reason):
+    """A NUL in who handed a camera out (or why) made central, on PostgreSQL, refuse the checkout as
+    an event it could not apply: the camera was out at the desk and not at central. A control
+    character or bidirectional mark is refused as a clear 400, by the page and the API alike."""
+    dock(store, dock_dir, "BWV-1")
+    refused = checkout(desk, by=by, override_reason=reason)
+    assert refused.status_code == 400 and "control character" in line(refused, "failed")
+    api = desk.post(
+        "/checkouts", json={"device_serial": "BWV-1", "officer_id": "PC1", "by": by, "override_reason": reason}
+    )
+    assert api.status_code == 400 and "control character" in api.json()["message"]
+    assert desk.get("/checkouts").json() == [] and not checked_out(store)
+    checkout(desk)
+    back = desk.post("/checkins", json={"device_serial": "BWV-1", "by": "PS\x00Khan"})
+    assert back.status_code == 400 and len(desk.get("/checkouts").json()) == 1
+
+
 # -- the desk's protections, kept for the page ------------------------------------------------
 
 
