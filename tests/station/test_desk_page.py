@@ -207,6 +207,16 @@ def test_the_page_has_no_script_and_a_policy_that_allows_none(desk, store, dock_
     assert "cache-control" not in css.headers
 
 
+def test_what_a_sergeant_types_comes_back_as_text_never_as_markup(desk, store, dock_dir):
+    """The form refilled after the battery gate's refusal, and the cameras out with who handed them."""
+    dock_pack(store, dock_dir, "BWV-WORN", full=2300)
+    hostile = "\"><img src=x alt='PS"
+    refilled = checkout(desk, "BWV-WORN", by=hostile)
+    assert refilled.status_code == 409 and 'value="&#34;&gt;&lt;img src=x alt=&#39;PS"' in refilled.text
+    handed = checkout(desk, "BWV-WORN", by=hostile, override_reason="<b>no other</b>")
+    assert "<td>&#34;&gt;&lt;img src=x alt=&#39;PS</td>" in handed.text and "<img" not in handed.text
+
+
 def test_a_wrong_query_is_a_line_on_a_page(desk):
     wrong = desk.get("/desk", params={"checked_out": "B" * 200})
     assert wrong.status_code == 400 and wrong.headers["content-type"].startswith("text/html")
