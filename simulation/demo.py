@@ -647,6 +647,7 @@ def run_demo(args: argparse.Namespace) -> int:
         demo.start_database()
         demo.write_configs()
         demo.start()
+        desks = "  ".join(f"http://127.0.0.1:{demo.desk_ports[s]}/desk" for s in stations)
         console.print(f"""
   dashboard        {demo.url}/   (log in as {DEMO_USER}; the password is in {root / "dashboard-login.txt"})
   central API      {demo.url}/api/v1/clips   (Authorization: Bearer <token in {root / "admin-token.txt"}>)
@@ -655,7 +656,8 @@ def run_demo(args: argparse.Namespace) -> int:
   fleet            {demo.url}/api/v1/devices/  /api/v1/stations/  /api/v1/assignments?active=true
   roll-out         {demo.url}/api/v1/rollout/plan  /api/v1/rollout/progress   (or: fleet rollout plan)
   try              curl -H "Authorization: Bearer $(cat {root / "admin-token.txt"})" {demo.url}/api/v1/clips?limit=5
-  station desk     fleet station checkouts --config {demo.station_config(stations[0])}   (or http://127.0.0.1:{demo.desk_ports[stations[0]]}/checkouts)
+  station desks    {desks}   (a sergeant's page: cameras out and in)
+  desk, CLI        fleet station checkouts --config {demo.station_config(stations[0])}
   station status   fleet station status --config {demo.station_config(stations[0])}
   dock a camera    drop a folder into {demo.dock_dir(stations[0])}/ (format: docs/contracts.md §3)
 """)

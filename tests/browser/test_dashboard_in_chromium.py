@@ -107,13 +107,10 @@ def test_the_rollout_page_shows_the_verdict_and_burn_up(chromium, fleet, screens
     page.close()
 
 
-def test_pages_fit_a_tablet_and_work_from_the_keyboard(chromium, fleet):
+def test_pages_work_from_the_keyboard_on_a_tablet(chromium, fleet):
+    """(Every page's width at a tablet's and a laptop's: test_layout_in_chromium.py.)"""
     page = logged_in(chromium, fleet, "f.manager")
     page.set_viewport_size({"width": 768, "height": 1024})
-    for path in ("/", "/devices", "/devices/BWV-000001", "/officers", "/clips", "/audit", "/rollout", "/stations"):
-        page.goto(base(fleet) + path)
-        # wide tables scroll inside their own box; the page itself never scrolls sideways
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
     page.goto(base(fleet) + "/devices")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from central.web import charts
 
+pytestmark = pytest.mark.sqlite_only  # no database: a run on each would only repeat it
+
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

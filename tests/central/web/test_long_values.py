@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from central.web.long_values import hashes_shortened, long_value
+
+pytestmark = pytest.mark.sqlite_only  # no database: a run on each would only repeat it
 
 DIGEST = hashlib.sha256(b"footage").hexdigest()
 
