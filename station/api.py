@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
@@ -123,9 +124,11 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
         headers["Cache-Control"] = "no-store"
 
 
-def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIApp], ASGIApp]:
+def from_the_desk_only(
+    settings: StationSettings, form_token: Callable[[ASGIConnection], str]
+) -> Callable[[ASGIApp], ASGIApp]:
     """ASGI middleware: refuse what a browser page from elsewhere could send (module docstring).
-    ``csrf``: the check token the desk page's forms carry."""
+    ``form_token``: the check token the desk page's forms carry, for the browser asking."""
     names = LOOPBACK_NAMES | {settings.api_host.lower()}
     # Bound to every interface, the desk is reached by names it cannot know; it then has a
     # bearer token (fleet.config insists), which a page from another site cannot send.
@@ -169,7 +172,7 @@ def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIAp
             return False
         raise UnsupportedMediaType(f"send Content-Type: application/json, not {media_type or 'none'!r}")
 
-    async def checked_form(receive: Receive) -> Receive:
+    async def checked_form(receive: Receive, csrf: str) -> Receive:
         """The form's body, read whole (it is small), its check token compared, then replayed to the app."""
         body = b""
         while True:
@@ -206,7 +209,7 @@ def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIAp
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == ScopeType.HTTP and check(scope):  # the desk serves no websockets
-                receive = await checked_form(receive)
+                receive = await checked_form(receive, form_token(ASGIConnection(scope)))
             await app(scope, receive, send)
 
         return guarded
@@ -288,7 +291,7 @@ def create_desk_app(node: StationNode) -> Litestar:
     desk_page = page.desk_page(node, operator)
     return Litestar(
         route_handlers=[healthz, status, metrics, checkouts, checkout, checkin, *desk_page.routes()],
-        middleware=[from_the_desk_only(node.settings, desk_page.csrf)],
+        middleware=[from_the_desk_only(node.settings, desk_page.form_token)],
         before_send=[add_security_headers],
         exception_handlers={ApiError: api_error, HTTPException: http_error},
         logging_config=None,

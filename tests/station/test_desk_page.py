@@ -265,6 +265,22 @@ def test_a_form_post_without_a_session_changes_nothing(remote_desk, store, dock_
     assert msgspec.json.decode(api.content) == []
 
 
+def test_the_token_the_sign_in_page_shows_anyone_opens_no_signed_in_browsers_forms(remote_desk, store, dock_dir):
+    """Beyond loopback anyone who reaches the desk reads its sign-in page. Its check token must not
+    pass for a sergeant's signed-in browser: a form another page makes it post would then act with
+    only SameSite and Origin in the way. Each session's forms carry a token of their own."""
+    dock(store, dock_dir, "BWV-1")
+    anyones = csrf_of(remote_desk.get("/desk/sign-in"))  # what a browser with no session is shown
+    signed_in = remote_desk.post("/desk/sign-in", data={"csrf_token": anyones, "token": ACCESS_CODE})
+    own = csrf_of(signed_in)
+    assert own != anyones
+    fields = {"device_serial": "BWV-1", "officer_id": "PC1"}
+    refused = remote_desk.post("/desk/checkouts", data={"csrf_token": anyones, **fields})
+    assert refused.status_code == 403 and not checked_out(store)
+    assert remote_desk.post("/desk/sign-out", data={"csrf_token": anyones}).status_code == 403
+    assert line(remote_desk.post("/desk/checkouts", data={"csrf_token": own, **fields}), "done").startswith("BWV-1")
+
+
 OPEN_PAGE_ROUTES = {"/", "/desk/sign-in", "/desk/sign-out", "/desk/desk.css"}
 """The page's routes a browser reaches before signing in: the way in, the way out, the look."""
 
