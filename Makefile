@@ -84,8 +84,10 @@ faults: $(STAMP) browser services  ## the fault suite over many seeds (SEEDS=200
 		|| status=1; \
 		$(BIN)/python -m tests.faults.report bench/out/faults-cluster.jsonl $(CLUSTER_SEEDS) || status=1; exit $$status
 
-screenshots: $(STAMP) browser  ## the browser tests, saving the dashboard's pages to docs/screenshots/
-	SCREENSHOT_DIR=docs/screenshots $(PYTEST) tests/browser -q
+# The README's pictures come from a force-sized central (20,000 cameras, five weeks, built with
+# `fleet simulate`'s pipeline), kept in .screenshots-state/ and reused: FRESH=1 builds it again.
+screenshots: $(STAMP) browser  ## save the dashboard's pages to docs/screenshots/ from a force-sized central (FRESH=1 rebuilds it)
+	$(BIN)/python -m simulation.screenshots $(if $(FRESH),--fresh)
 
 # The suite runs the same fuzz bounded (5 examples an operation); this is the long mode.
 FUZZ_EXAMPLES ?= 500

@@ -5,6 +5,25 @@ LONGEST_FIRST = ("tests/simulation/", "tests/faults/", "tests/e2e/", "tests/brow
 folder first: up to a minute a test."""
 
 
+SHARED_PER_MODULE = ("tests/browser/",)
+"""Folders whose modules share one costly fixture (a cluster and a browser) among their tests:
+each module's tests go to one worker, which starts it once, not once a worker that was handed
+some of them."""
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Tests handed out one at a time as workers free up (the longest first, as sorted below),
+    but a module of ``SHARED_PER_MODULE`` whole to one worker. (xdist's ``--dist loadgroup``
+    would say so with marks, but under pytest 9.2 its renaming of node ids has no effect.)"""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class OneWorkerPerSharedModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid.split("::", 1)[0] if nodeid.startswith(SHARED_PER_MODULE) else nodeid
+
+    return OneWorkerPerSharedModule(config, log)
+
+
 def pytest_collection_modifyitems(items):
     """xdist hands tests out in this order: a long one handed out last kept one worker busy
     while the other had nothing left, so they start first (the rest keep their order)."""

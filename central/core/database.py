@@ -9,6 +9,10 @@ caller the same two things on either engine:
   serialises them; on PostgreSQL through a transaction-level advisory lock, so the code's
   read-then-write steps (the audit chain's head, an allocation, a cursor) stay correct
   with any number of central replicas writing at once.
+- ``write_concurrently()``: one transaction that need not wait for the others, for a write
+  whose correctness rests on its own rows' locks alone (an event batch: its station's row and
+  its events). On PostgreSQL it runs beside the serialised writes, on a connection of its own;
+  on SQLite it is ``write()`` (the file has one writer).
 - ``read()``: a connection for reads that never waits for the writer (SQLite's WAL readers;
   PostgreSQL's pooled connections in autocommit), and ``snapshot()`` for a read that must
   see one moment (the audit chain's verification).
@@ -24,7 +28,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -173,8 +177,12 @@ class Database(Protocol):
     """What the packages are given (as ``writer``): see the module's docstring."""
 
     dialect: Dialect
+    concurrent_writes: bool
+    """Whether ``write_concurrently`` runs beside ``write`` (PostgreSQL) or waits for it (SQLite)."""
 
     def write(self, *, durable: bool = True, wait_s: float | None = None) -> Any: ...
+
+    def write_concurrently(self) -> Any: ...
 
     def read(self) -> Any: ...
 
@@ -200,6 +208,7 @@ class SqliteDatabase(sqlite.Writer):
     """``fleet.sqlite.Writer`` on central's file, its connections saying their dialect."""
 
     dialect = SQLITE
+    concurrent_writes = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -209,6 +218,10 @@ class SqliteDatabase(sqlite.Writer):
             factory=SqliteConnection,
             group_commit=True,  # many uploads commit at once, each on its own worker thread
         )
+
+    def write_concurrently(self) -> AbstractContextManager[sqlite3.Connection]:
+        """``write()``: the file has one writer."""
+        return self.write()
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -477,33 +490,48 @@ def _coerce(values: list[Any], cast: str) -> bool:
 
 
 class PostgresDatabase:
-    """Central's state in PostgreSQL: one writing connection per process, a pool for reads."""
+    """Central's state in PostgreSQL: one writing connection per process, a pool for reads, a pool
+    for the writes that run beside it (``write_concurrently``)."""
 
     dialect = POSTGRESQL
+    concurrent_writes = True
 
-    def __init__(self, url: str, *, readers: int = 8, application_name: str = "fleet-central") -> None:
+    def __init__(
+        self, url: str, *, readers: int = 8, concurrent_writers: int = 4, application_name: str = "fleet-central"
+    ) -> None:
         self.url = url
         self._kwargs = {"autocommit": True, "application_name": application_name, "options": SESSION, **KEEPALIVE}
         self._lock = threading.RLock()
         self._writer: PostgresConnection | None = None
-        self.pool = ConnectionPool(
-            url,
+        self.pool = self._pool("readers", readers)
+        self.concurrent = self._pool("concurrent writers", concurrent_writers)
+        """Connections for ``write_concurrently``: as many of those transactions at once, each
+        waiting at most ``READ_WAIT_S`` for one (then 503, busy)."""
+        try:
+            self.pool.open(wait=True, timeout=30.0)
+            self.concurrent.open(wait=True, timeout=30.0)
+        except psycopg.Error as exc:
+            self._close_pools()
+            raise FleetError(f"cannot connect to PostgreSQL at {redacted(url)}: {exc}") from None
+        except Exception as exc:  # the pool's own timeout (PoolTimeout) wraps the reason
+            self._close_pools()
+            raise FleetError(f"cannot connect to PostgreSQL at {redacted(url)}: {exc}") from None
+
+    def _pool(self, name: str, size: int) -> ConnectionPool:
+        return ConnectionPool(
+            self.url,
             min_size=1,
-            max_size=readers,
+            max_size=size,
             kwargs=self._kwargs,
             configure=_configure,
             open=False,
-            name="readers",
+            name=name,
             timeout=READ_WAIT_S,
         )
-        try:
-            self.pool.open(wait=True, timeout=30.0)
-        except psycopg.Error as exc:
-            self.pool.close()
-            raise FleetError(f"cannot connect to PostgreSQL at {redacted(url)}: {exc}") from None
-        except Exception as exc:  # the pool's own timeout (PoolTimeout) wraps the reason
-            self.pool.close()
-            raise FleetError(f"cannot connect to PostgreSQL at {redacted(url)}: {exc}") from None
+
+    def _close_pools(self, timeout_s: float = 30.0) -> None:
+        self.pool.close(timeout=timeout_s)
+        self.concurrent.close(timeout=timeout_s)
 
     def connect(self) -> PostgresConnection:
         """A connection of its own (autocommit), for a caller that keeps it: the caller closes it."""
@@ -546,6 +574,16 @@ class PostgresDatabase:
                 raw.execute("COMMIT")
 
     @contextmanager
+    def write_concurrently(self) -> Iterator[PostgresConnection]:
+        """One transaction without the write lock, on a pooled connection of its own: it runs while
+        ``write()``'s run, here and on every replica. Only for a write that takes part in none of
+        their read-then-write steps (the audit chain, the changes feed, an allocation) and whose
+        rows' own locks keep it correct; a read inside it sees only what others committed (its
+        own connection is not ``read()``'s)."""
+        with self.concurrent.connection() as raw, raw.transaction():
+            yield PostgresConnection(raw)
+
+    @contextmanager
     def read(self) -> Iterator[PostgresConnection]:
         if self._lock._is_owned():  # type: ignore[attr-defined]  # inside a write: see its changes
             with self._lock:
@@ -572,7 +610,7 @@ class PostgresDatabase:
             if self._writer is not None:
                 self._writer.raw.close()
                 self._writer = None
-        self.pool.close(timeout=timeout_s)
+        self._close_pools(timeout_s)
 
 
 def redacted(url: str) -> str:

@@ -103,8 +103,14 @@ class EventLog:
 
     @property
     def ingesting(self) -> bool:
-        """A batch is being acknowledged: the projection worker lets it have the database first."""
+        """A batch is being acknowledged."""
         return self._ingesting > 0
+
+    @property
+    def ingest_waits(self) -> bool:
+        """A batch being acknowledged waits for the projection's transaction (SQLite's one writer):
+        the projection worker lets it have the database first. On PostgreSQL the two run at once."""
+        return self.ingesting and not self.writer.concurrent_writes
 
     def quiet_for(self) -> float:
         """Seconds since the last acknowledgement ended (0 while one is under way)."""
@@ -125,7 +131,11 @@ class EventLog:
         batch, decoded = decode_batch(body)
         now = now or utc_now()
         received = to_iso(now)
-        with self.writer.write() as db:
+        # Beside the other writes (on PostgreSQL): a batch writes its station's row and its events,
+        # nothing another writer reads before it writes. The row's lock (``heard_from``) keeps
+        # one station's batches in turn, so its acked seq moves over a gap-free run, committed
+        # with the run's events: whoever reads that seq finds every event up to it.
+        with self.writer.write_concurrently() as db:
             acked = before = stations.heard_from(db, station_id, borough)
             envelopes = {e.seq: e for e in batch.events}
             seqs = sorted(envelopes)
@@ -324,12 +334,12 @@ class ProjectionWorker:
             try:
                 last = time.monotonic()
                 while not self._stopping.is_set():
-                    if self.log.ingesting and time.monotonic() - last < self.MAX_YIELD_S:
+                    if self.log.ingest_waits and time.monotonic() - last < self.MAX_YIELD_S:
                         self._stopping.wait(0.005)
                         continue
                     last = time.monotonic()
                     # In a burst of acknowledgements (waited MAX_YIELD_S), a short transaction: they wait for it.
-                    bursting = self.log.ingesting
+                    bursting = self.log.ingest_waits
                     aim = self.QUIET_TRANSACTION_S if self.log.quiet_for() >= self.QUIET_S else self.TRANSACTION_S
                     # A quiet transaction starts no smaller than a busy one, not from BATCH_MIN again.
                     batches[aim] = max(batches[aim], batches[self.TRANSACTION_S])

@@ -87,20 +87,25 @@ def in_runs(events: Sequence[Applied[Event]]) -> list[Applied[Event]]:
     two events of other kinds (a checkout, a check-in, a verification: applied where they
     stand), dockings and ingests are put in *generations* per camera: a camera's ingests
     before its first docking here, its first docking, the ingests after it, its second
-    docking, … Every camera's own events keep their order, the dockings keep theirs (the
-    station's clock judges them in order), and each generation is one run of dockings and one
+    docking, … (a docking's generation is never lower than the docking's before it). Every
+    camera's own events keep their order, the dockings keep theirs (the station's clock judges
+    them in order), and each generation is one run of dockings and one
     run of ingests for all cameras at once."""
     ordered: list[Applied[Event]] = []
     segment: list[Applied[Event]] = []
 
     def flush() -> None:
         dockings: dict[str, int] = {}
+        # The last docking's generation: a docking's is never lower, so the dockings of all cameras
+        # keep their seq order (a camera's second docking numbered 2 before another's first, as 1,
+        # was judged after it, and the station's clock refused it as back-dated).
+        level = 0
         keyed = []
         for a in segment:
             e = a.event
             if isinstance(e, CameraDocked):
-                generation = dockings[e.device.serial] = dockings.get(e.device.serial, 0) + 1
-                keyed.append(((generation, 0, a.seq), a))
+                level = dockings[e.device.serial] = max(level, dockings.get(e.device.serial, 0) + 1)
+                keyed.append(((level, 0, a.seq), a))
             else:
                 assert isinstance(e, ClipIngested)
                 keyed.append(((dockings.get(e.device_serial, 0), 1, a.seq), a))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -79,6 +80,11 @@ class UsageModel:
     away_share: float = 0.05
     min_clip_bytes: int = 1024
     max_clip_bytes: int = 8 * 1024
+    worn_share: float = 0.0
+    """Share of cameras on an old pack (capacity 69-84 % of design, fading ten times faster), so the
+    fleet's flags have something to show; 0 for the month the benchmarks measure."""
+    hot_share: float = 0.0
+    """Chance a docking reports its pack over temperature (46-52 °C)."""
 
 
 @dataclass
@@ -214,21 +220,33 @@ class Month:
                     station=station,
                     serial=camera.serial,
                     clips=clips,
-                    battery=_battery(rng, camera, self._shifts[index]),
+                    battery=_battery(rng, camera, self._shifts[index], model),
                 )
             )
         dockings.sort(key=lambda d: (d.at, d.serial))
         return dockings
 
 
-def _battery(rng: random.Random, camera: Camera, shifts: int) -> Battery:
+def has_worn_pack(serial: str, share: float) -> bool:
+    """Whether a camera is on an old pack (``UsageModel.worn_share``): chosen by serial, not drawn,
+    so the benchmarks' month (no worn packs) keeps its random stream."""
+    return share > 0 and zlib.crc32(serial.encode()) % 10_000 < share * 10_000
+
+
+def _battery(rng: random.Random, camera: Camera, shifts: int, model: UsageModel) -> Battery:
     cycles = camera.start_cycles + shifts
     capacity = camera.start_capacity * (1 - 0.0002 * shifts)
+    if has_worn_pack(camera.serial, model.worn_share):
+        cycles += 600
+        capacity = camera.start_capacity * (0.84 - 0.002 * shifts)
     level = round(rng.uniform(8, 60), 1)
+    temperature = round(rng.uniform(24, 38), 1)
+    if model.hot_share and rng.random() < model.hot_share:
+        temperature = round(rng.uniform(46, 52), 1)
     return Battery(
         level_pct=level,
         voltage_mv=int(3300 + 9 * level),
-        temperature_c=round(rng.uniform(24, 38), 1),
+        temperature_c=temperature,
         cycle_count=cycles,
         full_charge_mah=int(DESIGN_MAH * capacity),
         design_mah=DESIGN_MAH,

@@ -8,7 +8,7 @@ import pytest
 from fleet.cli import main
 from simulation.force.report import drain, peak_rate, percentiles
 from simulation.force.run import OutageLog, Outcome, Plan, Sample, month_start
-from simulation.force.usage import Month, UsageModel, build_layout
+from simulation.force.usage import Month, UsageModel, build_layout, has_worn_pack
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -261,3 +261,17 @@ def test_deploy_options_make_the_deploy_plan():
     assert plan.deploy.soak_hours == 72.0  # central's default, in simulated hours
     soaked = plan_from(parser.parse_args(["simulate", "--deploy", "--deploy-soak-hours", "12"]))
     assert soaked.deploy is not None and soaked.deploy.soak_hours == 12.0 and soaked.deploy.min_results == 20
+
+
+def test_worn_and_hot_packs_only_when_asked_and_the_month_otherwise_unchanged():
+    plain, asked = dockings(5), dockings(5, model=UsageModel(worn_share=0.1, hot_share=0.01))
+    worn_only = dockings(5, model=UsageModel(worn_share=0.1))  # chosen by serial: the same dockings and clips
+    assert [(d.folder_name, d.clips) for d in plain] == [(d.folder_name, d.clips) for d in worn_only]
+    health = [100 * d.battery.full_charge_mah / d.battery.design_mah for d in plain]
+    assert min(health) >= 81 and max(d.battery.temperature_c for d in plain) <= 38
+    worn = [d for d in asked if has_worn_pack(d.serial, 0.1)]
+    assert 0.07 < len({d.serial for d in worn}) / len({d.serial for d in asked}) < 0.13  # a tenth of the cameras
+    assert all(100 * d.battery.full_charge_mah / d.battery.design_mah < 84.1 for d in worn)
+    assert min(100 * d.battery.full_charge_mah / d.battery.design_mah for d in worn) < 80  # some due for replacement
+    hot = [d for d in asked if d.battery.temperature_c > 45]
+    assert 0.005 < len(hot) / len(asked) < 0.02

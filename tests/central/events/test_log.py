@@ -266,3 +266,65 @@ def test_the_projection_sizes_its_transactions_by_their_time():
     assert worker.next_batch(worker.BATCH_MIN, worker.BATCH_MIN, slow) == worker.BATCH_MIN
     # Once stations are quiet, longer transactions: sized against their own aim.
     assert worker.next_batch(400, 400, slow, worker.QUIET_TRANSACTION_S) == 800
+
+
+@pytest.mark.slow
+def test_batches_sent_at_once_are_each_acknowledged_gap_free_and_applied_once(settings):
+    """Stations send at once, each station's batches racing their own resends, while the projection
+    worker applies: every event is acknowledged gap-free, applied exactly once, none refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from litestar.testing import TestClient
+
+    from central.core.app import create_app
+    from tests.e2e.harness import wait_until
+
+    boroughs, batches, size = {"camden": "Camden", "kentish": "Camden", "barnet": "Barnet"}, 20, 10
+    bodies = {
+        station: [
+            batch([docked(f"{station}-{first + n}", (first + n) / 100) for n in range(size)], first)
+            for first in range(1, batches * size, size)
+        ]
+        for station in boroughs
+    }
+    total = batches * size
+    with TestClient(create_app(settings)) as client:
+        events = services(client.app).events
+
+        def send_all(station: str) -> list[int]:
+            return [events.ingest(station, boroughs[station], body).acked_seq for body in bodies[station]]
+
+        with ThreadPoolExecutor(2 * len(boroughs)) as pool:
+            acks = list(pool.map(send_all, [*boroughs, *boroughs]))  # each station's batches twice, at once
+        for acked in acks:
+            assert acked == sorted(acked) and acked[-1] == total  # never back, and to the last seq
+        wait_until(
+            lambda: all(s["applied_seq"] == total for s in client.get("/api/v1/stations/", headers=ADMIN).json()),
+            60,
+            "the projection worker applying every station's events",
+        )
+        assert count(client, "events") == count(client, "battery_readings") == total * len(boroughs)
+        assert count(client, "station_refusals") == 0
+        stations = {s["station_id"]: s for s in client.get("/api/v1/stations/", headers=ADMIN).json()}
+        assert all(stations[station]["acked_seq"] == total for station in boroughs)
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql_only
+def test_a_batch_is_acknowledged_while_another_replica_holds_the_write_lock(client):
+    """An acknowledgement writes only its station's row and events: it does not wait for central's
+    serialised writes (the projection, the audit chain), on this replica or another."""
+    import psycopg
+
+    from central.core import database
+
+    url = services(client.app).store.url
+    assert url is not None
+    with psycopg.connect(url, autocommit=True) as other:
+        other.execute("BEGIN")
+        other.execute("SELECT pg_advisory_xact_lock(%s)", [database.WRITE_LOCK])
+        r = client.post("/api/v1/events/", content=batch([docked("A"), docked("B")]), headers=CAMDEN)
+        assert r.status_code == 200 and r.json()["acked_seq"] == 2, r.text  # else 503 after lock_timeout
+        other.execute("COMMIT")
+    services(client.app).events.apply_all()
+    assert client.get("/api/v1/stations/camden", headers=ADMIN).json()["applied_seq"] == 2

@@ -3,10 +3,16 @@ the effects of applying its events one by one in seq order."""
 
 import uuid
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from central.core.providers import services
+from central.events.projection import Applied, in_runs
 from central.evidence import audit
 from central.registry import attribution, devices, docking
 from fleet.clock import to_iso
+from fleet.events import CameraDocked
 from tests.central.conftest import ADMIN, CAMDEN, central_store
 from tests.central.fleetdata import at, back, docked, ingested, out, post
 
@@ -305,3 +311,48 @@ def test_two_runs_in_one_transaction_naming_the_same_clip_attribute_it_once(tmp_
             assert db.execute("SELECT count(*) FROM attributions").fetchone()[0] == 2
     finally:
         store.close()
+
+
+def test_a_backlog_of_dockings_hours_apart_is_judged_in_the_stations_order(client):
+    # A station's backlog after an outage: A docks at 1 h and again at 3 h, then B first docks at
+    # 5 h. Put in runs, A's second docking must not be judged after B's (the station's clock
+    # would take 5 h, then 3 h, for a back-dated event and refuse A's docking).
+    post(client, CAMDEN, [docked("A", 1), docked("A", 3), docked("B", 5)], hours=[1, 3, 5])
+    post(
+        client,
+        CAMDEN,
+        [docked("C", 7), ingested("C", 7.5), docked("C", 9), docked("D", 10)],
+        first_seq=4,
+        hours=[7, 8, 9, 10],
+    )
+    assert read(client, "SELECT count(*) FROM station_refusals") == [(0,)]
+    readings = read(client, "SELECT serial, count(*) FROM battery_readings GROUP BY serial ORDER BY serial")
+    assert readings == [("A", 2), ("B", 1), ("C", 2), ("D", 1)]
+
+
+@pytest.mark.sqlite_only  # no database
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABC"), st.booleans()), max_size=30))
+def test_runs_keep_each_cameras_order_and_the_dockings_order(events):
+    applied = [
+        Applied(
+            station="camden",
+            borough="Camden",
+            seq=seq,
+            at=to_iso(at(seq)),
+            event=docked(serial, seq) if is_docking else ingested(serial, seq),
+        )
+        for seq, (serial, is_docking) in enumerate(events, start=1)
+    ]
+    ordered = in_runs(applied)
+    assert sorted(a.seq for a in ordered) == [a.seq for a in applied]
+    docking_seqs = [a.seq for a in ordered if isinstance(a.event, CameraDocked)]
+    assert docking_seqs == sorted(docking_seqs)
+    for camera in "ABC":
+        own = [
+            a.seq
+            for a in ordered
+            if getattr(a.event, "device_serial", None) == camera
+            or (isinstance(a.event, CameraDocked) and a.event.device.serial == camera)
+        ]
+        assert own == sorted(own)
