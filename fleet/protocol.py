@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -27,11 +28,12 @@ CLIP_STATE_HEADER = "Fleet-Clip-State"
 Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$(?!\n)", description="SHA-256, lowercase hex")]
 AwareDatetime = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
 Serial = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$(?!\n)")]
-_PRINTABLE_NAME = (
-    r"^[^\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-    r"(?:[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]*"
-    r"[^\s\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069])?$(?!\n)"
-)
+_UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028\u2029\u202a-\u202e\u2060\u2066-\u2069\ufeff"
+"""Control characters, line and paragraph separators (a mail header refuses them as it does a line
+feed), bidirectional marks, and the zero-width space, word joiner and BOM (invisible)."""
+UNPRINTABLE = re.compile(f"[{_UNPRINTABLE}]")
+"""Any one of those, in free text a person types that central keeps and shows (who, why)."""
+_PRINTABLE_NAME = rf"^[^\s{_UNPRINTABLE}](?:[^{_UNPRINTABLE}]*[^\s{_UNPRINTABLE}])?$(?!\n)"
 BoroughName = Annotated[
     str,
     Meta(
@@ -41,11 +43,12 @@ BoroughName = Annotated[
     ),
 ]
 """A borough's name as config files and the registry give it: printable (a newline in a name
-broke every alert digest to its destination), no bidirectional override (a name shown reversed
-would read as another borough's), no space at either end."""
+broke every alert digest to its destination), no bidirectional override nor invisible character
+(a name shown reversed, or "Camden" and a zero-width space, would read as another borough's), no
+space at either end."""
 _MEANINGS = {
-    _PRINTABLE_NAME: "a printable name (no line break, control character or bidirectional mark; no space at "
-    "either end)",
+    _PRINTABLE_NAME: "a printable name (no line break, control character, bidirectional mark or invisible "
+    "character; no space at either end)",
 }
 
 

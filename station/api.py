@@ -11,8 +11,8 @@ the desk itself; a state-changing request needs ``Content-Type: application/json
 which a plain HTML form or a ``no-cors`` fetch from another site cannot send. The one
 exception is the desk's own page (``station.web.page``, under ``/desk``): its forms post
 ``application/x-www-form-urlencoded`` carrying the desk's check token, compared here before
-any handler runs (403 without it). Every answer carries a Content-Security-Policy that
-allows no script at all, and no framing.
+any handler runs (403 without it); its paths take nothing else (415). Every answer carries
+a Content-Security-Policy that allows no script at all, and no framing.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
@@ -123,9 +124,11 @@ async def add_security_headers(message: Message, scope: Scope) -> None:
         headers["Cache-Control"] = "no-store"
 
 
-def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIApp], ASGIApp]:
+def from_the_desk_only(
+    settings: StationSettings, form_token: Callable[[ASGIConnection], str]
+) -> Callable[[ASGIApp], ASGIApp]:
     """ASGI middleware: refuse what a browser page from elsewhere could send (module docstring).
-    ``csrf``: the check token the desk page's forms carry."""
+    ``form_token``: the check token the desk page's forms carry, for the browser asking."""
     names = LOOPBACK_NAMES | {settings.api_host.lower()}
     # Bound to every interface, the desk is reached by names it cannot know; it then has a
     # bearer token (fleet.config insists), which a page from another site cannot send.
@@ -157,13 +160,19 @@ def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIAp
             if parts.scheme != "http" or where(parts.netloc) != host:
                 raise Forbidden(f"requests from another site (Origin {origin!r}) may not use this desk")
         media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
-        if scope["method"] in SAFE_METHODS or media_type == "application/json":
+        if scope["method"] in SAFE_METHODS:
             return False
-        if media_type == FORM and page.owns(scope["path"]):
-            return True
+        # The page's paths take its forms only, so every post to them has its token compared: the
+        # form parser reads a form body labelled JSON all the same.
+        if page.owns(scope["path"]):
+            if media_type == FORM:
+                return True
+            raise UnsupportedMediaType(f"the desk page takes its own forms ({FORM}), not {media_type or 'none'!r}")
+        if media_type == "application/json":
+            return False
         raise UnsupportedMediaType(f"send Content-Type: application/json, not {media_type or 'none'!r}")
 
-    async def checked_form(receive: Receive) -> Receive:
+    async def checked_form(receive: Receive, csrf: str) -> Receive:
         """The form's body, read whole (it is small), its check token compared, then replayed to the app."""
         body = b""
         while True:
@@ -200,7 +209,7 @@ def from_the_desk_only(settings: StationSettings, csrf: str) -> Callable[[ASGIAp
     def middleware(app: ASGIApp) -> ASGIApp:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == ScopeType.HTTP and check(scope):  # the desk serves no websockets
-                receive = await checked_form(receive)
+                receive = await checked_form(receive, form_token(ASGIConnection(scope)))
             await app(scope, receive, send)
 
         return guarded
@@ -282,7 +291,7 @@ def create_desk_app(node: StationNode) -> Litestar:
     desk_page = page.desk_page(node, operator)
     return Litestar(
         route_handlers=[healthz, status, metrics, checkouts, checkout, checkin, *desk_page.routes()],
-        middleware=[from_the_desk_only(node.settings, desk_page.csrf)],
+        middleware=[from_the_desk_only(node.settings, desk_page.form_token)],
         before_send=[add_security_headers],
         exception_handlers={ApiError: api_error, HTTPException: http_error},
         logging_config=None,

@@ -21,7 +21,7 @@ from fleet.battery import unfit_for_shift
 from fleet.clock import utc_now
 from fleet.errors import BadRequest, BatteryGateRefused, Conflict, NotFound
 from fleet.events import CheckedIn, CheckedOut, OfficerId, StationPolicy
-from fleet.protocol import Battery, DeviceInfo, Serial
+from fleet.protocol import UNPRINTABLE, Battery, DeviceInfo, Serial
 from station.store import StationStore
 from station.store.checkouts import Checkout
 
@@ -57,6 +57,14 @@ def _valid(kind, value: str, what: str) -> str:
         return msgspec.convert(value.strip(), kind)
     except msgspec.ValidationError:
         raise BadRequest(f"{value.strip()!r} is not a valid {what}") from None
+
+
+def _printable(value: str, what: str) -> str:
+    """Free text sent to central with a checkout (who, why): central's audit keeps it, where
+    PostgreSQL keeps no NUL (it refused the whole checkout), and its pages show it."""
+    if UNPRINTABLE.search(value):
+        raise BadRequest(f"the {what} has a control character or a bidirectional mark: type it again")
+    return value
 
 
 @dataclass(frozen=True)
@@ -122,8 +130,9 @@ class Desk:
         ``override``: a supervisor's reason for handing out a camera the battery gate refuses
         (sent to central with the checkout and audited there); it never overrides the charge."""
         now = now or utc_now()
-        override = (override or "").strip() or None
+        override = _printable(override or "", "reason").strip() or None
         serial, officer_id = _valid(Serial, serial, "camera serial"), _valid(OfficerId, officer_id, "officer id")
+        by = _printable(by, "name of who hands it out")
         policy = self.policy()
         officer = self.mirror.officer(officer_id)
         if officer is None:
@@ -246,7 +255,7 @@ class Desk:
     def checkin(self, serial: str, *, by: str, now: datetime | None = None) -> Checkout:
         """Take a camera back by hand (docking it checks it in by itself)."""
         now = now or utc_now()
-        serial = _valid(Serial, serial, "camera serial")
+        serial, by = _valid(Serial, serial, "camera serial"), _printable(by, "name of who takes it back")
         with self.store.writer.write():
             officer_id = self.store.checkouts.check_in(serial, now, "manual", by)
             if officer_id is None:

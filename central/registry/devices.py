@@ -196,8 +196,9 @@ FLAG_SQL: dict[str, Callable[[Dialect], str]] = {
 """Each alert flag as a condition on ``devices d``, in the connection's dialect."""
 
 
-MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
-"""A calendar month, as a browser's month field sends it (2026-12)."""
+MONTH = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+"""A calendar month, as a browser's month field sends it (2026-12); ASCII digits only (``\\d`` takes
+any script's)."""
 ReplaceBy = Annotated[
     str | None,
     QueryParameter(
@@ -212,6 +213,8 @@ def month_after(month: str) -> datetime:
     if not re.fullmatch(MONTH, month):
         raise BadRequest(f"replace by: {month!r} is not a month (YYYY-MM)")
     year, number = int(month[:4]), int(month[5:])
+    if not 1 <= year < 9999:  # no year 0, and the month after December 9999 is past what a date holds
+        raise BadRequest(f"replace by: {month!r} is not a month (YYYY-MM) of the years 0001 to 9998")
     return datetime(year + number // 12, number % 12 + 1, 1, tzinfo=UTC)
 
 

@@ -10,9 +10,8 @@ tooltip shows it too. A print-only copy keeps whole hashes on paper (a chain of 
 from __future__ import annotations
 
 import re
-from html import escape
 
-from markupsafe import Markup
+from markupsafe import Markup, escape  # as the templates escape (html.escape writes ' as &#x27;, they as &#39;)
 
 SHOWN = 12
 """Hex digits shown: enough to tell two hashes apart at a glance and to search for one."""

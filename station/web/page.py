@@ -12,6 +12,8 @@ How it keeps the desk's security model (a page of another site must not drive th
   keep in step with the JSON API. Each form carries the desk's check token, which
   ``station.api.from_the_desk_only`` compares before any handler runs; it is made when the
   process starts and is only ever in this desk's own pages, which another site cannot read.
+  With sign-in, a browser's token is bound to its session (``form_token``): the one the
+  sign-in page shows anyone who reaches the desk passes for no signed-in browser.
   The middleware's Host and Origin checks apply to these posts too (DNS rebinding, a form on
   another site), and only the page's own paths take a form: the JSON API still takes JSON only.
 - Beyond loopback the desk has an ``api_token``; the page then asks for it once in a sign-in
@@ -24,6 +26,7 @@ on the page, the form filled in as it was sent, never a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -95,7 +98,7 @@ def _local(moment: datetime) -> str:
 
 @dataclass
 class DeskPage:
-    """The page's routes and renderings for one desk; ``csrf`` is what its forms must carry."""
+    """The page's routes and renderings for one desk; ``csrf``: the secret its forms' tokens come from."""
 
     node: StationNode
     operator: str
@@ -120,13 +123,20 @@ class DeskPage:
         if not self.signed_in(connection):
             raise Unauthorized("sign in to the desk first")
 
-    def html(self, template: str, status: int = 200, **context) -> Response:
+    def form_token(self, connection: ASGIConnection) -> str:
+        """The check token this browser's forms carry: with sign-in, bound to its session cookie."""
+        session_id = connection.cookies.get(COOKIE) if self.needs_sign_in else None
+        if not session_id:
+            return self.csrf
+        return hmac.new(self.csrf.encode(), session_id.encode(), hashlib.sha256).hexdigest()
+
+    def html(self, connection: ASGIConnection, template: str, status: int = 200, **context) -> Response:
         settings = self.node.settings
         body = self.templates.get_template(template).render(
             station_id=settings.station_id,
             borough=settings.borough,
-            csrf=self.csrf,
-            signed_in=self.needs_sign_in and template != "sign_in.html",
+            csrf=self.form_token(connection),
+            signed_in=self.needs_sign_in and self.signed_in(connection),  # a sign-out button for those signed in
             done=context.pop("done", None),
             failed=context.pop("failed", None),
             **context,
@@ -134,10 +144,17 @@ class DeskPage:
         return Response(body, status_code=status, media_type=MediaType.HTML)
 
     def desk(
-        self, status: int = 200, *, form: CheckoutForm | None = None, gated: bool = False, **lines: str | None
+        self,
+        connection: ASGIConnection,
+        status: int = 200,
+        *,
+        form: CheckoutForm | None = None,
+        gated: bool = False,
+        **lines: str | None,
     ) -> Response:
         desk = self.node.desk
         return self.html(
+            connection,
             "desk.html",
             status,
             form=form or CheckoutForm(),
@@ -160,7 +177,7 @@ class DeskPage:
             status, line = exc.status_code, exc.detail
         else:
             status, line = 500, "the desk could not do that; the station's log says why"
-        return self.html("error.html", status, failed=line)
+        return self.html(request, "error.html", status, failed=line)
 
     def done_line(self, checked_out: str | None, checked_in: str | None) -> str | None:
         """What the last form did, read back from the desk (a link can only show what is true)."""
@@ -187,13 +204,14 @@ class DeskPage:
 
         @get(PREFIX, guards=[page.guard], include_in_schema=False, sync_to_thread=True)
         def show(
+            request: Request,
             checked_out: Annotated[str | None, QueryParameter(max_length=64)] = None,
             checked_in: Annotated[str | None, QueryParameter(max_length=64)] = None,
         ) -> Response:
-            return page.desk(done=page.done_line(checked_out, checked_in))
+            return page.desk(request, done=page.done_line(checked_out, checked_in))
 
         @post(f"{PREFIX}/checkouts", guards=[page.guard], include_in_schema=False, sync_to_thread=True)
-        def check_out(data: Annotated[CheckoutForm, FORM_BODY]) -> Response:
+        def check_out(request: Request, data: Annotated[CheckoutForm, FORM_BODY]) -> Response:
             by, reason = data.by.strip(), data.override_reason.strip()
             try:
                 if len(by) > 64 or len(reason) > 500:
@@ -204,32 +222,32 @@ class DeskPage:
                     data.device_serial, data.officer_id, by=by or page.operator, override=reason or None
                 )
             except BatteryGateRefused as refused:
-                return page.desk(refused.status_code, form=data, gated=True, failed=refused.message)
+                return page.desk(request, refused.status_code, form=data, gated=True, failed=refused.message)
             except ApiError as refused:
-                return page.desk(refused.status_code, form=data, gated=bool(reason), failed=refused.message)
+                return page.desk(request, refused.status_code, form=data, gated=bool(reason), failed=refused.message)
             return Redirect(PREFIX, status_code=SEE_OTHER, query_params={"checked_out": out.device_serial})
 
         @post(f"{PREFIX}/checkins", guards=[page.guard], include_in_schema=False, sync_to_thread=True)
-        def check_in(data: Annotated[CheckinForm, FORM_BODY]) -> Response:
+        def check_in(request: Request, data: Annotated[CheckinForm, FORM_BODY]) -> Response:
             try:
                 back = page.node.desk.checkin(data.device_serial, by=page.operator)
             except ApiError as refused:
-                return page.desk(refused.status_code, failed=refused.message)
+                return page.desk(request, refused.status_code, failed=refused.message)
             return Redirect(PREFIX, status_code=SEE_OTHER, query_params={"checked_in": back.device_serial})
 
         @get(f"{PREFIX}/sign-in", include_in_schema=False)
         async def sign_in_form(request: Request) -> Response:
             if page.signed_in(request):
                 return Redirect(PREFIX, status_code=SEE_OTHER)
-            return page.html("sign_in.html")
+            return page.html(request, "sign_in.html")
 
         @post(f"{PREFIX}/sign-in", include_in_schema=False)
-        async def sign_in(data: Annotated[SignInForm, FORM_BODY]) -> Response:
+        async def sign_in(request: Request, data: Annotated[SignInForm, FORM_BODY]) -> Response:
             token = page.node.settings.api_token
             if token is None:
                 return Redirect(PREFIX, status_code=SEE_OTHER)
             if not hmac.compare_digest(data.token.strip().encode(), token.encode()):
-                return page.html("sign_in.html", 401, failed="that is not this desk's access code")
+                return page.html(request, "sign_in.html", 401, failed="that is not this desk's access code")
             return Redirect(
                 PREFIX,
                 status_code=SEE_OTHER,

@@ -1,10 +1,13 @@
 import hashlib
+import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from fleet.config import CentralSettings, StationSettings, load_settings, settings_from_dict, token_sha256
 from fleet.errors import ConfigError
+from fleet.protocol import BoroughName
 
 STATION = {
     "station_id": "camden",
@@ -129,7 +132,9 @@ def test_tls_files_are_checked_when_the_config_loads(tmp_path):
         station_with({"ca_bundle": pki.ca_bundle}, url="http://central")
 
 
-@pytest.mark.parametrize("borough", ["Camden\n", "Cam\nden", " Camden", "Camden\u202e"])
+@pytest.mark.parametrize(
+    "borough", ["Camden\n", "Cam\nden", " Camden", "Camden\u202e", "Cam\u2028den", "Cam\u2029den", "Camden\u200b"]
+)
 def test_a_borough_name_must_be_printable_wherever_a_config_gives_one(borough):
     """A newline in a borough's name (the last one slipped past ``$``) broke every alert digest
     to its destination; each place a config names a borough refuses it when central starts."""
@@ -145,3 +150,20 @@ def test_a_borough_name_must_be_printable_wherever_a_config_gives_one(borough):
     with pytest.raises(ConfigError, match="borough"):
         settings_from_dict({**STATION, "borough": borough}, StationSettings)
     assert settings_from_dict({**STATION, "borough": "Barking and Dagenham"}, StationSettings).borough
+
+
+def test_no_character_a_line_breaks_at_nor_an_invisible_one_is_in_a_borough_name():
+    """A mail header refuses a value ``str.splitlines`` splits (U+2028 and U+2029 as well as a line
+    feed), so such a name broke every alert mail as a newline did; a zero-width character makes
+    a second "Camden" that reads as the first."""
+    invisible = {"\u200b", "\u2060", "\ufeff"}
+    accepted = []
+    for code in range(sys.maxunicode + 1):
+        c = chr(code)
+        if len(f"a{c}b".splitlines()) > 1 or c in invisible:
+            try:
+                msgspec.convert(f"Cam{c}den", BoroughName)
+                accepted.append(c)
+            except msgspec.ValidationError:
+                pass
+    assert accepted == []

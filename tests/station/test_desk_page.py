@@ -119,6 +119,24 @@ def test_the_battery_gate_asks_for_a_supervisor_and_a_reason_then_hands_the_came
     assert (sent.by, sent.override) == ("PS Khan", "no other camera fits this officer's kit")
 
 
+@pytest.mark.parametrize("by, reason", [("PS\x00Khan", ""), ("PS Khan", "no other\x00camera"), ("PS\u202eKhan", "")])
+def test_a_name_or_reason_central_cannot_keep_is_refused_at_the_desk(desk, store, dock_dir, by, reason):
+    """A NUL in who handed a camera out (or why) made central, on PostgreSQL, refuse the checkout as
+    an event it could not apply: the camera was out at the desk and not at central. A control
+    character or bidirectional mark is refused as a clear 400, by the page and the API alike."""
+    dock(store, dock_dir, "BWV-1")
+    refused = checkout(desk, by=by, override_reason=reason)
+    assert refused.status_code == 400 and "control character" in line(refused, "failed")
+    api = desk.post(
+        "/checkouts", json={"device_serial": "BWV-1", "officer_id": "PC1", "by": by, "override_reason": reason}
+    )
+    assert api.status_code == 400 and "control character" in api.json()["message"]
+    assert desk.get("/checkouts").json() == [] and not checked_out(store)
+    checkout(desk)
+    back = desk.post("/checkins", json={"device_serial": "BWV-1", "by": "PS\x00Khan"})
+    assert back.status_code == 400 and len(desk.get("/checkouts").json()) == 1
+
+
 # -- the desk's protections, kept for the page ------------------------------------------------
 
 
@@ -155,6 +173,19 @@ def test_the_json_api_still_takes_no_form(desk, store, dock_dir):
     assert sent.status_code == 415 and sent.json()["error"] == "unsupported_media_type"
 
 
+@pytest.mark.parametrize("path", ["/desk/checkouts", "/desk/checkins", "/desk/sign-in", "/desk/sign-out"])
+@pytest.mark.parametrize("media_type", ["application/json", "application/json; charset=utf-8"])
+def test_the_pages_forms_take_no_json_so_none_escapes_the_check_token(desk, store, dock_dir, path, media_type):
+    """The check token is compared on form posts only: a page path that took JSON (or a form body
+    labelled JSON, which the form parser reads all the same) would act with no token at all."""
+    dock(store, dock_dir, "BWV-1")
+    fields = b"device_serial=BWV-1&officer_id=PC1"
+    for body in (fields, b'{"device_serial": "BWV-1", "officer_id": "PC1"}'):
+        refused = desk.post(path, content=body, headers={"Content-Type": media_type})
+        assert refused.status_code == 415 and "form" in line(refused, "failed"), refused.text
+    assert desk.get("/checkouts").json() == [] and not checked_out(store)
+
+
 def test_a_form_too_large_is_refused(desk):
     assert desk.post("/desk/checkins", data={"csrf_token": "x" * 20_000}).status_code == 413
     many = desk.post("/desk/checkins", data={f"field{i}": "x" for i in range(50)})
@@ -174,6 +205,16 @@ def test_the_page_has_no_script_and_a_policy_that_allows_none(desk, store, dock_
     css = desk.get("/desk/desk.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert "cache-control" not in css.headers
+
+
+def test_what_a_sergeant_types_comes_back_as_text_never_as_markup(desk, store, dock_dir):
+    """The form refilled after the battery gate's refusal, and the cameras out with who handed them."""
+    dock_pack(store, dock_dir, "BWV-WORN", full=2300)
+    hostile = "\"><img src=x alt='PS"
+    refilled = checkout(desk, "BWV-WORN", by=hostile)
+    assert refilled.status_code == 409 and 'value="&#34;&gt;&lt;img src=x alt=&#39;PS"' in refilled.text
+    handed = checkout(desk, "BWV-WORN", by=hostile, override_reason="<b>no other</b>")
+    assert "<td>&#34;&gt;&lt;img src=x alt=&#39;PS</td>" in handed.text and "<img" not in handed.text
 
 
 def test_a_wrong_query_is_a_line_on_a_page(desk):
@@ -222,6 +263,22 @@ def test_a_form_post_without_a_session_changes_nothing(remote_desk, store, dock_
     assert sent.url.path == "/desk/sign-in" and not checked_out(store)
     api = remote_desk.get("/checkouts", headers={"Authorization": f"Bearer {ACCESS_CODE}"})
     assert msgspec.json.decode(api.content) == []
+
+
+def test_the_token_the_sign_in_page_shows_anyone_opens_no_signed_in_browsers_forms(remote_desk, store, dock_dir):
+    """Beyond loopback anyone who reaches the desk reads its sign-in page. Its check token must not
+    pass for a sergeant's signed-in browser: a form another page makes it post would then act with
+    only SameSite and Origin in the way. Each session's forms carry a token of their own."""
+    dock(store, dock_dir, "BWV-1")
+    anyones = csrf_of(remote_desk.get("/desk/sign-in"))  # what a browser with no session is shown
+    signed_in = remote_desk.post("/desk/sign-in", data={"csrf_token": anyones, "token": ACCESS_CODE})
+    own = csrf_of(signed_in)
+    assert own != anyones
+    fields = {"device_serial": "BWV-1", "officer_id": "PC1"}
+    refused = remote_desk.post("/desk/checkouts", data={"csrf_token": anyones, **fields})
+    assert refused.status_code == 403 and not checked_out(store)
+    assert remote_desk.post("/desk/sign-out", data={"csrf_token": anyones}).status_code == 403
+    assert line(remote_desk.post("/desk/checkouts", data={"csrf_token": own, **fields}), "done").startswith("BWV-1")
 
 
 OPEN_PAGE_ROUTES = {"/", "/desk/sign-in", "/desk/sign-out", "/desk/desk.css"}

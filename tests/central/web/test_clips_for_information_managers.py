@@ -89,3 +89,18 @@ def test_another_boroughs_clip_is_out_of_reach(complaint):
     assert client.post(f"/clips/{barnet}/hold", data={"reason": "complaint", "csrf_token": token}).status_code == 403
     assert client.get(f"/api/v1/clips/{barnet}/custody.html").status_code == 403
     assert barnet[:13] not in client.get("/clips").text
+
+
+def test_naming_another_boroughs_camera_or_a_borough_finds_nothing_of_it(complaint):
+    """The filters narrow within the borough, never widen it: naming Barnet's camera, or every
+    state, time and page key, still lists only Camden's cameras' clips."""
+    client, *_, barnet = complaint
+    for params in (
+        {"device": "BWV-B1"},
+        {"device": "BWV-B1", "state": "kept", "recorded_from": "2000-01-01", "recorded_to": "2100-01-01"},
+        {"before": "9999-12-31T00:00:00Z|z"},
+    ):
+        found = client.get("/clips", params=params)
+        assert found.status_code == 200 and barnet[:13] not in found.text, params
+    assert client.get("/api/v1/devices/export.csv", params={"borough": "Barnet"}).status_code == 403
+    assert "BWV-B1" not in client.get("/api/v1/devices/export.csv").text

@@ -82,6 +82,19 @@ def test_the_export_takes_the_lists_filters_and_a_scoped_caller_gets_its_borough
     assert "BARNET-DUE" not in serials(station)  # a station reads its own borough's cameras
 
 
+@pytest.mark.parametrize("month", ["0000-01", "0000-12", "9999-12", "\u0662\u0660\u0662\u0666-12"])
+def test_a_month_no_date_can_hold_is_a_clear_400_not_a_500(fleet_to_replace, month):
+    """Four digits, a dash and 01-12 is not enough: there is no year 0, the month after December
+    9999 is past what a date holds, and digits are ASCII ones (another script's digits are no month)."""
+    client = fleet_to_replace
+    for path in ("/api/v1/devices/", "/api/v1/devices/export.csv"):
+        refused = client.get(path, params={"replace_by": month}, headers=ADMIN)
+        assert refused.status_code == 400 and "replace" in refused.text, (path, refused.text)
+    log_in(client)
+    page = client.get("/devices", params={"replace_by": month})
+    assert page.status_code == 400 and "is not a month (YYYY-MM)" in page.text
+
+
 @pytest.mark.parametrize("month", ["2026-13", "december", "2026-12-01"])
 def test_a_month_that_is_no_month_is_a_clear_400(fleet_to_replace, month):
     client = fleet_to_replace

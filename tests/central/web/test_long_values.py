@@ -34,3 +34,23 @@ def test_hashes_in_free_text_are_shortened_and_the_rest_escaped():
     assert shown.endswith("</span>; ok") and shown.count(DIGEST) == 3
     assert str(hashes_shortened("retention rules v3, 20260101")) == "retention rules v3, 20260101"
     assert str(hashes_shortened(None)) == ""
+
+
+def test_a_hostile_long_value_stays_text_in_the_title_the_summary_and_the_whole():
+    """A long value is not always a digest a program wrote (an id a station sent): its quotes cannot
+    end the tooltip's attribute, and its cut never splits an escape into markup."""
+    hostile = '"><img src=x onerror=alert(1)>&' + "a" * 40
+    parsed = ET.fromstring(str(long_value(hostile)))  # well-formed: every attribute closed where it should be
+    assert [e.tag for e in parsed.iter()] == ["span", "details", "summary", "code", "code", "code"]
+    assert parsed.find("details/summary/code").get("title") == hostile
+    assert parsed.find("details/summary/code").text == hostile[:12] + "…"
+    assert parsed.find("details/code[@class='whole']").text == hostile
+
+
+def test_free_text_is_escaped_as_the_templates_escape_it():
+    """One escaping on a page: an apostrophe in an audit detail reads the same whether or not the
+    detail holds a hash (the sergeant's override reason, searched for as the page shows it)."""
+    from markupsafe import escape
+
+    reason = 'officer\'s own camera <in repair> & "spare"'
+    assert str(hashes_shortened(reason)) == str(escape(reason))
