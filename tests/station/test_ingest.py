@@ -234,6 +234,23 @@ def test_interrupted_wipe_with_a_lone_sidecar_is_finished(store, dock_dir):
     assert report.bad_folders == [] and os.listdir(folder / "clips") == []
 
 
+def test_the_wipe_removes_every_video_before_any_sidecar(store, dock_dir, rng, monkeypatch):
+    """The videos go several at once; a crash among them must still leave no video without its sidecar."""
+    folder = dock_camera(dock_dir, "BWV-000001", random_shift(rng, 5, min_size=1, max_size=10_000))
+    removed = []
+    original = CameraFolder.remove_clip_file
+
+    def recording(self, name):
+        removed.append(name)
+        original(self, name)
+
+    monkeypatch.setattr(CameraFolder, "remove_clip_file", recording)
+    Ingestor(store, "camden", dock_dir).scan()
+    suffixes = [os.path.splitext(name)[1] for name in removed]
+    assert suffixes == [".mp4"] * 5 + [".json"] * 5, removed
+    assert os.listdir(folder / "clips") == []
+
+
 # -- the dock inbox is hostile input -------------------------------------------------------
 # A dock folder is written by whoever holds the camera: links, special files and planted
 # names must never make the station read, upload or delete anything outside that folder.
