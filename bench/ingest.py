@@ -7,8 +7,10 @@ cache dropped before each run when the kernel allows it; medians and ratios are 
 "ingest-plain" is the ingest as it was before clips were sealed at rest (the kernel copies,
 ``copy_and_hash``), everything else alike, so the cost of sealing is measured side by side.
 With ``before=TREE`` (``--before DIR``: a checkout of older code, e.g. ``git archive``), an
-"ingest-before" side runs that tree's ingest in a process of its own, timed there, in the same
-rounds. Also: peak RSS of a station process ingesting one 4 GiB clip (sealed), and with
+"ingest-before" side runs that tree's ingest in a process of its own, timed there by this file's
+``one_ingest``, in the same rounds. Each ingest is timed from its station's database open to its
+camera wiped (a station opens its database once, not per camera); creating and closing that new
+database is reported apart. Also: peak RSS of a station process ingesting one 4 GiB clip (sealed), and with
 ``stages`` what each step of a sealed ingest costs alone (``stages``).
 """
 
@@ -42,22 +44,29 @@ def make_dock(root: Path, total: int, clip_size: int) -> Path:
     return dock
 
 
-def one_ingest(dock: Path, data: Path, sealed: bool = True) -> None:
+def one_ingest(dock: Path, data: Path, sealed: bool = True) -> tuple[float, float]:
+    """Ingest ``dock``'s camera into a new station in ``data``: (seconds the ingest took, seconds
+    creating and closing the station's database took). A station opens its database once and
+    ingests camera after camera, so only the first is the ingest's; the second is reported apart."""
     from fleet.config import DEFAULT_CHUNK_BYTES
     from station import ingest
     from station.store import StationStore
 
-    store = StationStore(data, keys=bench_keys())
     real = ingest.copy_hash_and_seal
     if not sealed:  # the copy as it was before sealing: for comparison only, never in a station
         ingest.copy_hash_and_seal = _plain_copy  # type: ignore[assignment]
+    began = time.perf_counter()
+    store = StationStore(data, keys=bench_keys())
+    opened = time.perf_counter()
     try:
         folder = dock / "cam"
         # As a station runs: the upload's chunk checksums are computed in the same pass.
         ingest.Ingestor(store, "bench", dock, chunk_bytes=DEFAULT_CHUNK_BYTES).ingest_folder(folder)
+        ingested = time.perf_counter()
     finally:
         ingest.copy_hash_and_seal = real
         store.close()
+    return ingested - opened, (opened - began) + (time.perf_counter() - ingested)
 
 
 def _plain_copy(src, dst, _sealer, _size, chunk_bytes=None, **options):
@@ -91,6 +100,8 @@ def run(
         times: dict[str, list[float]] = {"cp+sync": [], "ingest": [], "ingest-plain": [], "openssl": []}
         if before:
             times["ingest-before"] = []
+        database: dict[str, list[float]] = {name: [] for name in times if name.startswith("ingest")}
+        """Seconds each ingest side spent creating and closing its new station's database (not the ingest's)."""
         loads: list[float] = []
 
         outputs = iter(range(1_000_000))
@@ -108,25 +119,22 @@ def run(
             # `sync` writes out every process's dirty pages, on a shared host others' too.
             subprocess.run(["sync", *(str(target / f.name) for f in files), str(target)], check=True)
 
-        def ingest() -> None:
-            one_ingest(root / "dock", fresh("station"))
+        def ingest() -> tuple[float, float]:
+            return one_ingest(root / "dock", fresh("station"))
 
-        def ingest_plain() -> None:
-            one_ingest(root / "dock", fresh("plain"), sealed=False)
+        def ingest_plain() -> tuple[float, float]:
+            return one_ingest(root / "dock", fresh("plain"), sealed=False)
 
         def openssl() -> None:
             subprocess.run(["openssl", "dgst", "-sha256", *map(str, files)], check=True, capture_output=True)
 
-        runs: dict[str, Callable[[], object]] = {
-            "cp+sync": cp_sync,
-            "ingest": ingest,
-            "ingest-plain": ingest_plain,
-            "openssl": openssl,
-        }
-        writers = ["cp+sync", "ingest", "ingest-plain"]
+        runs: dict[str, Callable[[], object]] = {"cp+sync": cp_sync, "openssl": openssl}
+        ingests: dict[str, Callable[[], tuple[float, float]]] = {"ingest": ingest, "ingest-plain": ingest_plain}
+        """The ingest sides time themselves (the "before" one in its own process)."""
         if before:
-            runs["ingest-before"] = lambda: child_ingest(before, root / "dock", fresh("before"))
-            writers.append("ingest-before")
+            ingests["ingest-before"] = lambda: child_ingest(before, root / "dock", fresh("before"))
+        runs.update(ingests)
+        writers = ["cp+sync", *ingests]
         # The disk here is virtual: a run right after a GiB of writes is slowed while the host
         # drains them. So one unrecorded warm-up of each writer, then each round rotates which
         # writer goes first, so each follows the others' writes equally often.
@@ -139,8 +147,10 @@ def run(
             for name in ["openssl", *writers[k:], *writers[:k]]:
                 restore_dock(pristine, root / "dock")
                 drop_caches()
-                if name == "ingest-before":  # timed in its own process, without its start-up
-                    times[name].append(float(runs[name]()))  # type: ignore[arg-type]
+                if name in ingests:
+                    ingest_s, database_s = ingests[name]()
+                    times[name].append(ingest_s)
+                    database[name].append(database_s)
                 else:
                     times[name].append(timed(runs[name]))
             loads.append(os.getloadavg()[0])
@@ -154,6 +164,7 @@ def run(
             "page_cache_dropped": dropped,
             "seconds": times,
             "median_s": medians,
+            "database_create_and_close_median_s": {k: median(v) for k, v in database.items()},
             "MiB_per_s": {k: mib_s(nbytes, v) for k, v in medians.items()},
             "ratio_ingest_vs_cp_sync": medians["cp+sync"] / medians["ingest"],
             "ratio_ingest_plain_vs_cp_sync": medians["cp+sync"] / medians["ingest-plain"],
@@ -176,23 +187,24 @@ def run(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def child_ingest(tree: Path, dock: Path, data: Path) -> float:
-    """Seconds ``tree``'s code takes to ingest ``dock`` (in a process of its own, timed there)."""
+def child_ingest(tree: Path, dock: Path, data: Path) -> tuple[float, float]:
+    """``one_ingest`` of ``dock`` with ``tree``'s code, in a process of its own: the timing is this
+    file's, so both sides are timed alike whatever the older tree's benchmark timed."""
     code = (
-        "import sys, time; from pathlib import Path; from bench.ingest import one_ingest; "
-        "import fleet.config, station.ingest, station.store; "  # imported before the clock starts
-        "began = time.perf_counter(); one_ingest(Path(sys.argv[1]), Path(sys.argv[2])); "
-        "print(time.perf_counter() - began)"
+        "import runpy, sys; from pathlib import Path; "
+        "one_ingest = runpy.run_path(sys.argv[3])['one_ingest']; "
+        "print(*one_ingest(Path(sys.argv[1]), Path(sys.argv[2])))"
     )
     ran = subprocess.run(
-        [sys.executable, "-c", code, str(dock.resolve()), str(data.resolve())],
+        [sys.executable, "-c", code, str(dock.resolve()), str(data.resolve()), str(Path(__file__).resolve())],
         cwd=tree,
         env={**os.environ, "PYTHONPATH": str(tree)},
         check=True,
         capture_output=True,
         text=True,
     )
-    return float(ran.stdout.split()[-1])
+    ingest_s, database_s = ran.stdout.split()[-2:]
+    return float(ingest_s), float(database_s)
 
 
 def peak_rss_ingest(root: Path, size: int, tree: Path | None = None) -> float:

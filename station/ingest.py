@@ -36,6 +36,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -55,6 +56,9 @@ from station.store.queue import KnownClip, NewClip
 log = logging.getLogger(__name__)
 
 TRANSIENT_RETRY = timedelta(seconds=60)
+
+WIPE_THREADS = 4
+"""Camera files removed at once by the wipe (see ``Ingestor._wipe``)."""
 
 KEPT_IN_RESERVE = "kept in reserve"
 """Ends the reason of a folder held back so the disk keeps its reserve: no write failed."""
@@ -340,11 +344,21 @@ class Ingestor:
         opened.write_atomic(dock.INGESTED_FILE, msgspec.json.format(msgspec.json.encode(record)))
 
     def _wipe(self, opened: dock.CameraFolder, stems: list[str]) -> None:
-        """The "wipe camera" step: only ever after INGESTED.json is durable, and only names in ``clips/``."""
+        """The "wipe camera" step: only ever after INGESTED.json is durable, and only names in ``clips/``.
+
+        Every video goes before any sidecar: a sidecar left alone is recognised through
+        INGESTED.json on restart. The videos go several at once: where the dock's filesystem is
+        mounted with ``discard``, removing a file waits for the device to discard its blocks
+        (a 128 MiB clip about 30 ms here), and the device takes several discards at once."""
+        videos = [f"{stem}{dock.VIDEO_SUFFIX}" for stem in stems]
+        if len(videos) > 1:
+            with ThreadPoolExecutor(min(WIPE_THREADS, len(videos)), thread_name_prefix="wipe") as pool:
+                list(pool.map(opened.remove_clip_file, videos))
+        else:
+            for video in videos:
+                opened.remove_clip_file(video)
         for stem in stems:
-            # Video first: a sidecar left alone is recognised through INGESTED.json on restart.
-            for suffix in (dock.VIDEO_SUFFIX, dock.SIDECAR_SUFFIX):
-                opened.remove_clip_file(f"{stem}{suffix}")
+            opened.remove_clip_file(f"{stem}{dock.SIDECAR_SUFFIX}")
         if stems:
             opened.sync_clips()
 

@@ -1,3 +1,4 @@
+import errno
 import hashlib
 import json
 import logging
@@ -9,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from fleet.config import StationSettings, settings_from_dict
+from fleet.hashing import COPY_BUFFER_BYTES, _DirectSource
 from simulation.camera import SimClip, dock_camera, random_shift
 from station import ingest as ingest_module
 from station.dock import CameraFolder, DockFolderError
@@ -232,6 +234,23 @@ def test_interrupted_wipe_with_a_lone_sidecar_is_finished(store, dock_dir):
     sidecar.write_bytes(saved)  # as if the crash came between the video and the sidecar unlink
     report = Ingestor(store, "camden", dock_dir).scan()
     assert report.bad_folders == [] and os.listdir(folder / "clips") == []
+
+
+def test_the_wipe_removes_every_video_before_any_sidecar(store, dock_dir, rng, monkeypatch):
+    """The videos go several at once; a crash among them must still leave no video without its sidecar."""
+    folder = dock_camera(dock_dir, "BWV-000001", random_shift(rng, 5, min_size=1, max_size=10_000))
+    removed = []
+    original = CameraFolder.remove_clip_file
+
+    def recording(self, name):
+        removed.append(name)
+        original(self, name)
+
+    monkeypatch.setattr(CameraFolder, "remove_clip_file", recording)
+    Ingestor(store, "camden", dock_dir).scan()
+    suffixes = [os.path.splitext(name)[1] for name in removed]
+    assert suffixes == [".mp4"] * 5 + [".json"] * 5, removed
+    assert os.listdir(folder / "clips") == []
 
 
 # -- the dock inbox is hostile input -------------------------------------------------------
@@ -497,6 +516,36 @@ def test_a_disk_filling_up_mid_copy_removes_the_partial_copy_and_says_so_once(tm
         store.close()
     finally:
         disk.unmount()
+
+
+def test_a_camera_file_that_fails_to_read_mid_copy_leaves_nothing_queued(store, dock_dir, monkeypatch):
+    """The camera's storage failing after a clip's first block: no row, no copy, the camera untouched."""
+    small, large = SimClip(1000, RECORDED), SimClip(COPY_BUFFER_BYTES + 1000, RECORDED)
+    folder = dock_camera(dock_dir, "BWV-000001", [small, large])
+    on_camera = {p.name: p.read_bytes() for p in (folder / "clips").iterdir()}
+    real = _DirectSource.read
+    reads = []
+
+    def failing(self, view, offset):
+        reads.append(offset)
+        if offset:  # only the large clip has a block past the first
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self, view, offset)
+
+    monkeypatch.setattr(_DirectSource, "read", failing)
+    report = Ingestor(store, "camden", dock_dir).scan()
+    assert report.bad_folders == [folder.name] and any(reads)
+    assert "Input/output error" in failed_reason(store, folder.name)
+    assert clip_rows(store) == [] and os.listdir(store.tmp_dir) == [] and os.listdir(store.clips_dir) == []
+    assert {p.name: p.read_bytes() for p in (folder / "clips").iterdir()} == on_camera
+    assert not (folder / "INGESTED.json").exists()
+
+    monkeypatch.setattr(_DirectSource, "read", real)  # the storage answers again: the retry takes both
+    store.queue.retry_transient_folders()
+    Ingestor(store, "camden", dock_dir).scan()
+    assert sorted(r[0] for r in clip_rows(store)) == sorted([small.clip_id, large.clip_id])
+    [video] = [data for name, data in on_camera.items() if name.endswith(".mp4") and len(data) == large.size]
+    assert plain_copy(store, large.clip_id) == video
 
 
 def test_a_database_that_cannot_be_written_is_reported_and_loses_nothing(store, dock_dir, monkeypatch, caplog):
