@@ -12,8 +12,8 @@ With ``before=TREE`` (``--before DIR``: a checkout of older code, e.g. ``git arc
 clips queued and ``INGESTED.json`` written (copy + hash + encrypt + fsync + queue: what issue 21
 names the ingest, and what ``cp`` + ``sync`` compares with); the camera's wipe after it is timed
 apart, and the whole dock pass (ingest and wipe) reported beside it (a station opens its database
-once, not per camera: creating and closing that new database is reported apart too). Also: peak RSS of a station process ingesting one 4 GiB clip (sealed), and with
-``stages`` what each step of a sealed ingest costs alone (``stages``).
+once, not per camera: creating and closing that new database is reported apart too). Also: peak
+RSS of a station process ingesting one 4 GiB clip (sealed), and with ``stages`` what each step of a sealed ingest costs alone (``stages``).
 """
 
 from __future__ import annotations
