@@ -13,7 +13,8 @@ clips queued and ``INGESTED.json`` written (copy + hash + encrypt + fsync + queu
 names the ingest, and what ``cp`` + ``sync`` compares with); the camera's wipe after it is timed
 apart, and the whole dock pass (ingest and wipe) reported beside it (a station opens its database
 once, not per camera: creating and closing that new database is reported apart too). Also: peak
-RSS of a station process ingesting one 4 GiB clip (sealed), and with ``stages`` what each step of a sealed ingest costs alone (``stages``).
+RSS of a station process ingesting one 4 GiB clip (sealed), and with ``stages`` what each step
+of a sealed ingest costs alone (``stages``).
 """
 
 from __future__ import annotations
