@@ -9,9 +9,12 @@ cache dropped before each run when the kernel allows it; medians and ratios are 
 With ``before=TREE`` (``--before DIR``: a checkout of older code, e.g. ``git archive``), an
 "ingest-before" side runs that tree's ingest in a process of its own, timed there by this file's
 ``one_ingest``, in the same rounds. Each ingest is timed from its station's database open to its
-camera wiped (a station opens its database once, not per camera); creating and closing that new
-database is reported apart. Also: peak RSS of a station process ingesting one 4 GiB clip (sealed), and with
-``stages`` what each step of a sealed ingest costs alone (``stages``).
+clips queued and ``INGESTED.json`` written (copy + hash + encrypt + fsync + queue: what issue 21
+names the ingest, and what ``cp`` + ``sync`` compares with); the camera's wipe after it is timed
+apart, and the whole dock pass (ingest and wipe) reported beside it (a station opens its database
+once, not per camera: creating and closing that new database is reported apart too). Also: peak
+RSS of a station process ingesting one 4 GiB clip (sealed), and with ``stages`` what each step
+of a sealed ingest costs alone (``stages``).
 """
 
 from __future__ import annotations
@@ -44,15 +47,27 @@ def make_dock(root: Path, total: int, clip_size: int) -> Path:
     return dock
 
 
-def one_ingest(dock: Path, data: Path, sealed: bool = True) -> tuple[float, float]:
-    """Ingest ``dock``'s camera into a new station in ``data``: (seconds the ingest took, seconds
-    creating and closing the station's database took). A station opens its database once and
-    ingests camera after camera, so only the first is the ingest's; the second is reported apart."""
+def one_ingest(dock: Path, data: Path, sealed: bool = True) -> tuple[float, float, float]:
+    """Ingest ``dock``'s camera into a new station in ``data``: (seconds the ingest took to its
+    clips queued, seconds creating and closing the station's database took, seconds wiping the
+    camera took). A station opens its database once and ingests camera after camera, so only the
+    first is the ingest's; the wipe comes after the ingest's commit, on the camera's storage."""
     from fleet.config import DEFAULT_CHUNK_BYTES
     from station import ingest
     from station.store import StationStore
 
     real = ingest.copy_hash_and_seal
+    real_wipe = ingest.Ingestor._wipe
+    wiping: list[float] = []
+
+    def timed_wipe(self, *args, **kwargs):
+        began = time.perf_counter()
+        try:
+            return real_wipe(self, *args, **kwargs)
+        finally:
+            wiping.append(time.perf_counter() - began)
+
+    ingest.Ingestor._wipe = timed_wipe  # type: ignore[method-assign]
     if not sealed:  # the copy as it was before sealing: for comparison only, never in a station
         ingest.copy_hash_and_seal = _plain_copy  # type: ignore[assignment]
     began = time.perf_counter()
@@ -65,8 +80,10 @@ def one_ingest(dock: Path, data: Path, sealed: bool = True) -> tuple[float, floa
         ingested = time.perf_counter()
     finally:
         ingest.copy_hash_and_seal = real
+        ingest.Ingestor._wipe = real_wipe  # type: ignore[method-assign]
         store.close()
-    return ingested - opened, (opened - began) + (time.perf_counter() - ingested)
+    wiped = sum(wiping)
+    return ingested - opened - wiped, (opened - began) + (time.perf_counter() - ingested), wiped
 
 
 def _plain_copy(src, dst, _sealer, _size, chunk_bytes=None, **options):
@@ -102,6 +119,8 @@ def run(
             times["ingest-before"] = []
         database: dict[str, list[float]] = {name: [] for name in times if name.startswith("ingest")}
         """Seconds each ingest side spent creating and closing its new station's database (not the ingest's)."""
+        wipes: dict[str, list[float]] = {name: [] for name in times if name.startswith("ingest")}
+        """Seconds each ingest side spent wiping the camera after its commit."""
         loads: list[float] = []
 
         outputs = iter(range(1_000_000))
@@ -119,17 +138,17 @@ def run(
             # `sync` writes out every process's dirty pages, on a shared host others' too.
             subprocess.run(["sync", *(str(target / f.name) for f in files), str(target)], check=True)
 
-        def ingest() -> tuple[float, float]:
+        def ingest() -> tuple[float, float, float]:
             return one_ingest(root / "dock", fresh("station"))
 
-        def ingest_plain() -> tuple[float, float]:
+        def ingest_plain() -> tuple[float, float, float]:
             return one_ingest(root / "dock", fresh("plain"), sealed=False)
 
         def openssl() -> None:
             subprocess.run(["openssl", "dgst", "-sha256", *map(str, files)], check=True, capture_output=True)
 
         runs: dict[str, Callable[[], object]] = {"cp+sync": cp_sync, "openssl": openssl}
-        ingests: dict[str, Callable[[], tuple[float, float]]] = {"ingest": ingest, "ingest-plain": ingest_plain}
+        ingests: dict[str, Callable[[], tuple[float, float, float]]] = {"ingest": ingest, "ingest-plain": ingest_plain}
         """The ingest sides time themselves (the "before" one in its own process)."""
         if before:
             ingests["ingest-before"] = lambda: child_ingest(before, root / "dock", fresh("before"))
@@ -148,9 +167,10 @@ def run(
                 restore_dock(pristine, root / "dock")
                 drop_caches()
                 if name in ingests:
-                    ingest_s, database_s = ingests[name]()
+                    ingest_s, database_s, wipe_s = ingests[name]()
                     times[name].append(ingest_s)
                     database[name].append(database_s)
+                    wipes[name].append(wipe_s)
                 else:
                     times[name].append(timed(runs[name]))
             loads.append(os.getloadavg()[0])
@@ -165,6 +185,9 @@ def run(
             "seconds": times,
             "median_s": medians,
             "database_create_and_close_median_s": {k: median(v) for k, v in database.items()},
+            "camera_wipe_median_s": {k: median(v) for k, v in wipes.items()},
+            "ratio_dock_pass_vs_cp_sync": medians["cp+sync"]
+            / median([i + w for i, w in zip(times["ingest"], wipes["ingest"], strict=True)]),
             "MiB_per_s": {k: mib_s(nbytes, v) for k, v in medians.items()},
             "ratio_ingest_vs_cp_sync": medians["cp+sync"] / medians["ingest"],
             "ratio_ingest_plain_vs_cp_sync": medians["cp+sync"] / medians["ingest-plain"],
@@ -187,7 +210,7 @@ def run(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def child_ingest(tree: Path, dock: Path, data: Path) -> tuple[float, float]:
+def child_ingest(tree: Path, dock: Path, data: Path) -> tuple[float, float, float]:
     """``one_ingest`` of ``dock`` with ``tree``'s code, in a process of its own: the timing is this
     file's, so both sides are timed alike whatever the older tree's benchmark timed."""
     code = (
@@ -203,8 +226,8 @@ def child_ingest(tree: Path, dock: Path, data: Path) -> tuple[float, float]:
         capture_output=True,
         text=True,
     )
-    ingest_s, database_s = ran.stdout.split()[-2:]
-    return float(ingest_s), float(database_s)
+    ingest_s, database_s, wipe_s = ran.stdout.split()[-3:]
+    return float(ingest_s), float(database_s), float(wipe_s)
 
 
 def peak_rss_ingest(root: Path, size: int, tree: Path | None = None) -> float:
