@@ -4,11 +4,14 @@ Built with the real pipeline, not written into tables: ``fleet simulate``'s mont
 under uvicorn, real station nodes, cameras docking on a compressed clock: battery telemetry,
 clips uploaded over tus, events, the audit chain), five weeks of it ending last night, with
 fewer clips than the benchmark's month (the pages show counts, not bytes) and some worn and
-hot battery packs so the fleet's flags have something to flag. Then the Monday's office work
-through central's own services, as the commands and pages do it: the officers imported, each
-camera issued to one (``assignments.issue``), clips held for complaints, the retention job run
-now (the month's oldest routine clips are past their 31 days), and a user to sign in as. The
-roll-out scenario is the reference one moved to the data's present: week 1 is the month's first.
+hot battery packs so the fleet's flags have something to flag. The roll-out scenario is the
+reference one moved to the data's present: week 1 is the month's first. Before the month, the
+roll-out's office work through central's own services, as the commands and pages do it: the
+officers imported, then each borough's cameras registered on delivery and issued to its officers
+(``assignments.issue``) in the weeks of the borough's waves, so central attributes each clip at
+ingest to whoever held its camera then. After it, the Monday's: clips held for complaints, the
+retention job run now (the month's oldest routine clips are past their 31 days), and a user to
+sign in as.
 
 The state is kept under a folder (``STATE_DIR``) and reused until asked for a fresh one; a
 ``READY`` file written last says it is complete, with the options it was built with.
@@ -20,9 +23,10 @@ import json
 import shutil
 import time
 import tomllib
-from collections import Counter
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from collections import Counter, defaultdict
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fleet.errors import FleetError
@@ -41,6 +45,8 @@ WORN_SHARE = 0.06
 """Cameras on an old pack: some won't last a shift, some are due for replacement."""
 HOT_SHARE = 0.002
 """Dockings over temperature: a handful a day across the force."""
+ISSUE_AT = timedelta(hours=8)
+"""When on its Monday a wave's cameras are handed out: the first parade."""
 HOLD_REASONS = ("complaint CMP-{n:04d}", "IOPC referral {n:04d}", "subject access request SAR-{n:04d}")
 
 
@@ -76,14 +82,15 @@ QUICK = Size(
     devices=60,
     boroughs=2,
     stations_per_borough=1,
-    days=3,
-    day_seconds=1.0,
+    days=8,
+    day_seconds=0.375,
     hosts=1,
     clips_per_shift=1.0,
     outage_hours=0.0,
     holds=2,
 )
-"""Small enough for a test: every page has rows, built in seconds."""
+"""Small enough for a test: every page has rows, built in seconds; eight days, so that the
+roll-out's second week starts inside the data whatever the weekday."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ class Built:
     """A camera on a worn pack: its battery health page."""
     held_clip: str
     counts: dict[str, int]
+    issued_by_week: dict[str, int] = field(default_factory=dict)
+    """Cameras issued by the Monday of their week: the burn-up's steps."""
 
     @staticmethod
     def config(root: Path) -> Path:
@@ -170,6 +179,8 @@ def build(root: Path, size: Size, work: Path, *, log=print) -> Built:
     try:
         cluster.write_configs()
         _configure_central(config, simulation.sim_start)
+        log("the roll-out before the month: officers, each borough's cameras registered and issued…")
+        office = _roll_out(config, layout, simulation.sim_start, simulation.sim_start + timedelta(days=plan.days))
         last_line = [0.0]
 
         def progress(sim, now: datetime) -> None:
@@ -184,9 +195,9 @@ def build(root: Path, size: Size, work: Path, *, log=print) -> Built:
     finally:
         cluster.stop_all()
         shutil.copytree(work / "logs", root / "logs", dirs_exist_ok=True)  # the work folder goes; its logs stay
-    log("the Monday's office work: officers, issues, holds, the retention job…")
+    log("the Monday's office work: holds, the retention job…")
     clips = [clip_id for record in outcome.records for clip_id, _, _ in record.clips]
-    monday = _monday(config, layout, clips, size.holds)
+    monday = _monday(config, layout, clips, size.holds, office)
     shutil.rmtree(work)  # the stations' folders (the link to central's is removed, not followed)
     built = Built(
         size=size,
@@ -224,22 +235,70 @@ def _configure_central(config: Path, data_start: datetime) -> None:
     write_toml(config, values, "SCREENSHOTS configuration written by `make screenshots`: tokens are new every build.")
 
 
-def _monday(config: Path, layout, clips: list[str], holds: int) -> dict:
-    """Officers, a camera issued to each, holds, the retention job, the user: central's services."""
+@contextmanager
+def _central_clock(moment: datetime):
+    """Central's services stamp ``moment`` as now: the build does in minutes what a force did over
+    weeks (the HR import, deliveries and issues before the month's clips), and the burn-up and the
+    clips' attribution read those stamps. Every module that stamps an import, a registration or an
+    issue (its rows, history and audit record) reads the clock through its own name."""
+    from unittest import mock
+
+    with ExitStack() as stack:
+        for module in (
+            "central.registry.officers",
+            "central.registry.devices",
+            "central.registry.assignments",
+            "central.evidence.audit",
+        ):
+            stack.enter_context(mock.patch(f"{module}.utc_now", return_value=moment))
+        yield
+
+
+def _issue_dates(
+    rollout_plan, cameras_of: dict[str, list], start: datetime, end: datetime
+) -> list[tuple[datetime, list]]:
+    """(when, cameras) handed out: each borough's cameras shared among its waves as the plan shares
+    them, each on its wave's Monday, clamped into the data (a wave planned before the month is done
+    on its first day; one after it, on its last). In time order."""
+    waves: dict[str, list] = defaultdict(list)
+    for wave in rollout_plan.waves:
+        waves[wave.borough].append(wave)
+    batches: list[tuple[datetime, list]] = []
+    for borough, cameras in cameras_of.items():
+        planned = waves.get(borough) or []
+        total = sum(w.cameras for w in planned)
+        if not total:  # outside the plan: handed out at the start
+            batches.append((start, cameras))
+            continue
+        done, given = 0, 0
+        for wave in planned:
+            done += wave.cameras
+            upto = round(len(cameras) * done / total)
+            when = min(max(datetime.combine(wave.starts, datetime.min.time(), UTC) + ISSUE_AT, start), end)
+            if upto > given:
+                batches.append((when, cameras[given:upto]))
+            given = upto
+    return sorted(batches, key=lambda batch: batch[0])
+
+
+def _roll_out(config: Path, layout, start: datetime, end: datetime) -> dict:
+    """Before the month (central not serving yet): the officers imported at its start, then each
+    borough's cameras registered as delivered (model, borough, home station) and issued, one to an
+    officer, in the weeks the roll-out plan hands them out."""
     from central.core.services import open_services
-    from central.evidence.retention import HoldRequest
     from central.registry.assignments import IssueRequest
+    from central.registry.devices import DeviceRegistration
     from fleet.config import CentralSettings, load_settings
-    from fleet.errors import Conflict, NotFound
     from fleet.events import Officer
-    from simulation.force.usage import has_worn_pack
+    from simulation.force.deploy import MODEL
 
     settings = load_settings(config, CentralSettings)
-    borough_of = [layout.stations[camera.home].borough for camera in layout.cameras]
-    per_borough = Counter(borough_of)
+    cameras_of: dict[str, list] = defaultdict(list)
+    for camera in layout.cameras:
+        cameras_of[layout.stations[camera.home].borough].append(camera)
     officers: list[Officer] = []
-    for borough, cameras in per_borough.items():  # a few more officers than cameras: the roll-out goes on
-        for k in range(cameras + max(1, cameras // 10)):
+    for borough, cameras in cameras_of.items():  # a few more officers than cameras: the roll-out goes on
+        for k in range(len(cameras) + max(1, len(cameras) // 10)):
             officers.append(
                 Officer(
                     officer_id=f"PC{len(officers) + 1:05d}",
@@ -247,40 +306,70 @@ def _monday(config: Path, layout, clips: list[str], holds: int) -> dict:
                     role="response" if k % 3 else "neighbourhood",
                 )
             )
+    pool: dict[str, list[str]] = defaultdict(list)
+    for officer in officers:
+        pool[officer.borough].append(officer.officer_id)
+    without_camera = {borough: iter(ids) for borough, ids in pool.items()}
+    issued: Counter[str] = Counter()  # by the Monday of the week
     with open_services(settings) as services:
-        services.officers.upsert(officers, "import:hr")
-        without_camera: dict[str, list[str]] = {borough: [] for borough in per_borough}
-        for officer in officers:
-            without_camera[officer.borough].append(officer.officer_id)
-        pool = {borough: iter(ids) for borough, ids in without_camera.items()}
-        issued = 0
-        for camera, borough in zip(layout.cameras, borough_of, strict=True):
-            if settings.fleet.assignment_mode(borough) != "personal":
-                continue
-            try:
-                services.assignments.issue(
-                    IssueRequest(device_serial=camera.serial, officer_id=next(pool[borough])),
-                    "s.sergeant",
-                    settings.fleet.assignment_mode,
+        with _central_clock(start):
+            services.officers.upsert(officers, "import:hr")
+        for when, cameras in _issue_dates(services.rollout.plan(), cameras_of, start, end):
+            borough = layout.stations[cameras[0].home].borough
+            with _central_clock(when):
+                services.devices.register(
+                    [
+                        DeviceRegistration(
+                            serial=c.serial,
+                            model=MODEL,
+                            borough=borough,
+                            home_station=layout.stations[c.home].station_id,
+                        )
+                        for c in cameras
+                    ],
+                    "l.logistics",
                 )
-                issued += 1
-            except (NotFound, Conflict):  # never docked (not in the registry), or in repair
-                continue
+                if settings.fleet.assignment_mode(borough) != "personal":
+                    continue  # a pool borough's cameras are signed out at the desk, not issued
+                for camera in cameras:
+                    services.assignments.issue(
+                        IssueRequest(device_serial=camera.serial, officer_id=next(without_camera[borough])),
+                        "s.sergeant",
+                        settings.fleet.assignment_mode,
+                    )
+            issued[str(when.date() - timedelta(days=when.weekday()))] += len(cameras)
+    return {"officers": len(officers), "issued": sum(issued.values()), "issued_by_week": dict(sorted(issued.items()))}
+
+
+def _monday(config: Path, layout, clips: list[str], holds: int, office: dict) -> dict:
+    """Holds, the retention job, the user: central's services."""
+    from central.core.services import open_services
+    from central.evidence.retention import HoldRequest
+    from central.registry import attribution
+    from fleet.config import CentralSettings, load_settings
+    from simulation.force.usage import has_worn_pack
+
+    settings = load_settings(config, CentralSettings)
+    with open_services(settings) as services:
         held = clips[:: max(1, len(clips) // holds)][:holds]
         for n, clip_id in enumerate(held):
             reason = HOLD_REASONS[n % len(HOLD_REASONS)].format(n=2231 + n)
             services.retention.place_hold(HoldRequest(kind="clip", clip_id=clip_id, reason=reason), "i.manager")
         report = services.retention.run()
         services.users.add(USER, "admin", "screenshots", password=PASSWORD)
+        with services.store.writer.read() as db:
+            unattributed = attribution.unattributed_count(db)
     return {
         "worn_serial": next(c.serial for c in layout.cameras if has_worn_pack(c.serial, WORN_SHARE)),
         "held_clip": held[0],
         "counts": {
             "cameras": len(layout.cameras),
-            "officers": len(officers),
-            "issued": issued,
+            "officers": office["officers"],
+            "issued": office["issued"],
             "clips": len(clips),
+            "attributed": len(clips) - unattributed,
             "held": len(held),
             "soft_deleted": report.soft_deleted,
         },
+        "issued_by_week": office["issued_by_week"],
     }

@@ -49,11 +49,33 @@ def test_every_page_is_saved_from_a_built_force_and_an_error_page_stops_the_run(
             "JOIN officers o ON o.officer_id = a.officer_id WHERE a.ended_at IS NULL"
         ).fetchall()
         registered = db.execute("SELECT count(*) FROM devices").fetchone()[0]
+        lifecycles = {state for (state,) in db.execute("SELECT DISTINCT lifecycle FROM devices")}
+        # each clip and whether its camera had been issued when it was recorded, and to whom it went
+        after_issue = db.execute(
+            "SELECT t.officer_id IS NOT NULL FROM attributions t JOIN assignments a "
+            "ON a.device_serial = t.device_serial AND a.started_at <= t.recorded_at"
+        ).fetchall()
+        before_issue = db.execute(
+            "SELECT count(*) FROM attributions t WHERE t.officer_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+            "assignments a WHERE a.device_serial = t.device_serial AND a.started_at <= t.recorded_at)"
+        ).fetchone()[0]
+        issued_weekly = db.execute(
+            "SELECT DISTINCT date(started_at, 'weekday 1', '-7 days') FROM assignments"
+        ).fetchall()
         changes = db.execute("SELECT detail FROM audit WHERE action = 'config-change'").fetchall()
     assert ("first start with this configuration",) in changes
     assert [d for (d,) in changes if "→" in d] == []  # served from where it was built: no setting changed
-    assert len(issued) == ready["counts"]["issued"] == registered  # every camera docked, each to its borough's officer
+    assert len(issued) == ready["counts"]["issued"] == registered  # every camera, to its borough's officer
     assert all(same for (same,) in issued)
+    # issued before the month, the dockings kept them issued (in service once their clips came), not reset
+    assert lifecycles <= {"issued", "in_service"} and "in_service" in lifecycles
+    # clips recorded after their camera's issue went to its officer at ingest; none before it
+    assert len(after_issue) > 0 and sum(a for (a,) in after_issue) > 0.9 * len(after_issue)
+    assert before_issue == 0
+    assert ready["counts"]["attributed"] == sum(a for (a,) in after_issue)
+    # the roll-out's burn-up rises over more than one week, as the plan's waves hand cameras out
+    assert len(issued_weekly) > 1 and len(ready["issued_by_week"]) > 1
+    assert sum(ready["issued_by_week"].values()) == len(issued)
 
     # the state is kept and reused; a page that answers with an error stops the run, in one line
     (state / READY).write_text(json.dumps({**ready, "held_clip": "no-such-clip"}))
