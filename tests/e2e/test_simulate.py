@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.simulation.small_force import assert_nothing_lost, simulate
 
 
+@pytest.mark.force
 def test_a_small_force_through_an_outage_loses_nothing(tmp_path):
     summary, printed = simulate(tmp_path)
     assert_nothing_lost(summary)
