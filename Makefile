@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-force test-fast lint fix bench faults fuzz install clean help browser services screenshots
+.PHONY: demo test test-long test-fast lint fix bench faults fuzz install clean help browser services screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,11 +56,11 @@ IN_TEST_TMP = $(if $(TEST_TMP),--basetemp=$(TEST_TMP)) $(PYTEST_ARGS); status=$$
 
 # Three workers on two cores: a third of the suite's time is its tests waiting on the processes
 # they start (centrals, stations, PostgreSQL, Chromium), time a third worker fills.
-test: $(STAMP) browser services lint  ## lint, then run the test suite (central's on SQLite and PostgreSQL; the whole-force runs are test-force)
-	$(PYTEST) -n 3 -m "not force" $(IN_TEST_TMP)
+test: $(STAMP) browser services lint  ## lint, then run the test suite CI runs (central's on SQLite and PostgreSQL; the runs of minutes are test-long)
+	$(PYTEST) -n 3 -m "not long" $(IN_TEST_TMP)
 
-test-force: $(STAMP) services  ## the whole simulated forces end to end (fleet simulate, replicas, deployments, screenshots): ~5 minutes
-	$(PYTEST) -n 2 -m force $(IN_TEST_TMP)
+test-long: $(STAMP) browser services  ## the runs of minutes marked long (whole simulated forces, PostgreSQL and S3 twins of long runs): ~8 minutes
+	$(PYTEST) -n 2 -m long $(IN_TEST_TMP)
 
 test-fast: $(STAMP) lint  ## lint, then the quick lane (SQLite only; no real processes, browser, fuzzing or long property runs; under 2 minutes)
 	FLEET_TEST_DATABASES=sqlite $(PYTEST) -n 2 -q -m "not slow" $(IN_TEST_TMP)

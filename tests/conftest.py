@@ -1,5 +1,7 @@
 """The whole suite's order: its longest tests first."""
 
+import pytest
+
 LONGEST_FIRST = ("tests/simulation/", "tests/faults/", "tests/e2e/", "tests/browser/")
 """The real-process tests (simulated forces, fault scenarios, clusters, Chromium), longest
 folder first: up to a minute a test."""
@@ -9,6 +11,21 @@ SHARED_PER_MODULE = ("tests/browser/",)
 """Folders whose modules share one costly fixture (a cluster and a browser) among their tests:
 each module's tests go to one worker, which starts it once, not once a worker that was handed
 some of them."""
+
+
+LONG_TWINS = (
+    "tests/e2e/test_backup.py::test_central_restored_to_an_earlier_point_and_the_station_carries_on[postgresql]",
+    "tests/central/evidence/test_retention.py::test_a_simulated_year[postgresql]",
+    "tests/faults/test_cluster_scenarios.py::test_cluster_scenario_with_clips_staged_in_s3",
+)
+"""Runs of a minute or more whose twin on the other engine or store ``make test`` keeps: ``make
+test-long`` runs these (the suite on two cores is held under 15 minutes)."""
+
+
+def pytest_itemcollected(item):
+    """``LONG_TWINS`` marked ``long``."""
+    if item.nodeid.startswith(LONG_TWINS):
+        item.add_marker(pytest.mark.long)
 
 
 def pytest_xdist_make_scheduler(config, log):

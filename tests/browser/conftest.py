@@ -14,22 +14,11 @@ import pytest
 from fleet.clock import utc_now
 from fleet.protocol import Battery
 from simulation.camera import SimClip, dock_camera
+from simulation.screenshots import CHROMIUM, FLAGS  # the one Chromium, launched alike
 from tests.e2e.harness import Cluster, wait_until
 from tests.test_cli import ROOT
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "browser test password"  # a test value, not a secret
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-"""What this machine's closed network needs (see the env notes): no background connections."""
 
 
 def pytest_collection_modifyitems(items):

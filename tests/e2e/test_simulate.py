@@ -8,7 +8,7 @@ import pytest
 from tests.simulation.small_force import assert_nothing_lost, simulate
 
 
-@pytest.mark.force
+@pytest.mark.long
 def test_a_small_force_through_an_outage_loses_nothing(tmp_path):
     summary, printed = simulate(tmp_path)
     assert_nothing_lost(summary)

@@ -35,7 +35,7 @@ def png_size(path) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.force
+@pytest.mark.long
 def test_every_page_is_saved_from_a_built_force_and_an_error_page_stops_the_run(tmp_path):
     state, out = tmp_path / "state", tmp_path / "out"
     done = screenshots("--state", str(state), "--out", str(out))

@@ -6,7 +6,7 @@ import pytest
 
 from tests.simulation.small_force import assert_nothing_lost, simulate
 
-pytestmark = [pytest.mark.slow, pytest.mark.force]
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 EVERY_DAY = ("--shifts-per-week", "7")
 """Every camera docks every day: the release reaches it at one dock and its report at the next."""

@@ -5,7 +5,7 @@ import pytest
 
 from tests.simulation.small_force import assert_nothing_lost, simulate
 
-pytestmark = [pytest.mark.slow, pytest.mark.force]
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def test_a_small_force_on_two_replicas_loses_nothing_when_the_leader_is_killed(tmp_path):
