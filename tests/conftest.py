@@ -16,6 +16,7 @@ some of them."""
 LONG_TWINS = (
     "tests/e2e/test_backup.py::test_central_restored_to_an_earlier_point_and_the_station_carries_on[postgresql]",
     "tests/central/evidence/test_retention.py::test_a_simulated_year[postgresql]",
+    "tests/central/events/test_conflict_order.py::test_conflicts_and_attributions_do_not_depend_on_arrival_order[postgresql]",
     "tests/faults/test_cluster_scenarios.py::test_cluster_scenario_with_clips_staged_in_s3",
 )
 """Runs of a minute or more whose twin on the other engine or store ``make test`` keeps: ``make
