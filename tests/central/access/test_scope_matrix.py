@@ -464,7 +464,7 @@ def test_the_role_by_scope_matrix_of_writes(world, route):
 def test_lists_show_a_scoped_caller_nothing_of_another_borough(world):
     """Every list read by the scoped callers in one world (reads change nothing the next shows)."""
     client, inside, outside, callers = world
-    problems = []
+    problems: list[tuple] = []
     for route in LIST_READS:
         for who in ("station", "supervisor@Camden"):
             role, headers = callers[who]
