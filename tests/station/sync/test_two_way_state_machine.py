@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from litestar import Litestar
 from litestar.testing import TestClient
 
 from central.core.app import create_app
@@ -57,11 +58,22 @@ class FaultyTransport(httpx.BaseTransport):
 
 
 class TwoWaySync(RuleBasedStateMachine):
+    base: Path | None = None
+    """The folder each run's central and station live in, emptied between runs."""
+    app: Litestar | None = None
+    """Central's app, built once: a run's crash is the end of its lifespan, a restart the start
+    of another (all central keeps between requests is opened there, from its files). Building
+    the app is most of a second; crashing and restarting is not."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.root = Path(tempfile.mkdtemp(prefix="two-way-sm-"))
-        self.settings = make_settings(self.root / "central")
-        self.central = TestClient(create_app(self.settings), base_url="http://central.local")
+        if TwoWaySync.base is None:
+            TwoWaySync.base = Path(tempfile.mkdtemp(prefix="two-way-sm-"))
+        self.root = TwoWaySync.base / "run"
+        if TwoWaySync.app is None:
+            TwoWaySync.app = create_app(make_settings(self.root / "central"))
+        self.central_app = TwoWaySync.app
+        self.central = TestClient(self.central_app, base_url="http://central.local")
         self.central.__enter__()
         self.offline = False
         self.transport = FaultyTransport(self)
@@ -141,7 +153,7 @@ class TwoWaySync(RuleBasedStateMachine):
     @rule()
     def central_crashes(self) -> None:
         self.central.__exit__(None, None, None)
-        self.central = TestClient(create_app(self.settings), base_url="http://central.local")
+        self.central = TestClient(self.central_app, base_url="http://central.local")
         self.central.__enter__()
 
     # -- changes coming down ---------------------------------------------------------------------
@@ -214,6 +226,13 @@ class TwoWaySyncMachine(TwoWaySync):
             self.teardown_check()
         finally:
             super().teardown()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _runs_in_the_tests_folder(tmp_path_factory):
+    TwoWaySync.base = tmp_path_factory.mktemp("two-way")
+    yield
+    TwoWaySync.base = TwoWaySync.app = None
 
 
 TwoWaySyncMachine.TestCase.settings = settings(
