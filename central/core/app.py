@@ -11,6 +11,7 @@ from pathlib import Path
 
 import msgspec
 from litestar import Litestar, Response, get
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -117,11 +118,17 @@ def _template_helpers(engine: JinjaTemplateEngine) -> None:
 
 
 def create_app(settings: CentralSettings) -> Litestar:
-    """Build central; resources open in the lifespan, so building has no side effects."""
-    data_dir = Path(settings.data_dir)
+    """Build central; resources open in the lifespan, so building has no side effects.
+
+    The lifespan opens what ``providers.settings_of(app)`` names: the tests start one built app again on
+    another test's folder and database (``tests/central/apps.py``), as building the routes takes
+    most of a second and starting it a fifth. Settings of another shape (limits, stations) are
+    another app."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        settings = providers.settings_of(app)
+        data_dir = Path(settings.data_dir)
         # Whatever was opened is closed again, also when a later step of the start-up fails.
         async with AsyncExitStack() as opened:
             blobs = open_blob_store(settings)
@@ -259,6 +266,7 @@ def create_app(settings: CentralSettings) -> Litestar:
             directory=WEB / "templates", engine=JinjaTemplateEngine, engine_callback=_template_helpers
         ),
         openapi_config=openapi_config,
+        state=State({"settings": settings}),  # read through providers.settings_of
         logging_config=None,  # the process configures logging once (fleet.logs)
         debug=False,
     )

@@ -42,12 +42,19 @@ from litestar.routes import HTTPRoute
 
 if TYPE_CHECKING:
     from central.core.services import AppServices
+    from fleet.config import CentralSettings
 
 T = TypeVar("T")
 
 Injected: TypeAlias = NamedDependency[SkipValidation[T]]
 """A handler's parameter ``devices: Injected[DeviceService]`` receives the dependency of its
 name. Litestar does not check it on every request: ``check_handlers`` checks the type once."""
+
+
+def settings_of(app: Litestar) -> CentralSettings:
+    """The settings the app's lifespan opens (``create_app`` sets them; a test may set others of
+    the same shape before a start: ``tests/central/apps.py``)."""
+    return app.state.settings
 
 
 def services(app: Litestar) -> AppServices:

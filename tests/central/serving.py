@@ -11,9 +11,9 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from central.core.app import create_app
 from central.core.httpserver import ServerTls, uvicorn_config
 from fleet.config import CentralSettings
+from tests.central.apps import app_for
 
 
 @contextmanager
@@ -24,16 +24,17 @@ def serving(settings: CentralSettings, server_tls: ServerTls | None = None) -> I
         server_tls = ServerTls(settings.tls)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn_config(create_app(settings), settings, server_tls=server_tls))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "central did not start"
-        time.sleep(0.02)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    with app_for(settings) as app:
+        server = uvicorn.Server(uvicorn_config(app, settings, server_tls=server_tls))
+        thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "central did not start"
+            time.sleep(0.02)
+        try:
+            yield sock.getsockname()[1]
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)
+            sock.close()

@@ -1,0 +1,57 @@
+"""Central's app for a test, built once and started again on each test's own folder and database.
+
+Building central's app (its ~280 routes' signatures, dependencies and handler maps) takes most
+of a second on these hosts, starting it a fifth: about half the time of the suite's central tests
+was building apps. An app's lifespan opens everything central keeps from ``app.state.settings``
+(``central.core.app.create_app``), so an app whose lifespan has ended serves the next test's
+settings as a new one would, if they are of the same shape: everything but the data folder and
+the database the same (the limits its admission was built with, the stations, the keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
+from litestar import Litestar
+
+from central.core.app import create_app
+from fleet.config import CentralSettings
+
+_FREE: dict[bytes, list[Litestar]] = {}
+"""Apps not serving a test now, by the shape of the settings they were built with."""
+
+
+def _shape(settings: CentralSettings) -> bytes:
+    where = msgspec.structs.replace(settings.database, url=None)
+    text = msgspec.json.encode(msgspec.structs.replace(settings, database=where))
+    return text.replace(msgspec.json.encode(settings.data_dir)[1:-1], b"<data_dir>")
+
+
+@contextmanager
+def app_for(settings: CentralSettings) -> Iterator[Litestar]:
+    """An app of ``settings``' shape, not started, whose lifespan opens ``settings``."""
+    free = _FREE.setdefault(_shape(settings), [])
+    app = free.pop() if free else _built(settings)
+    app.state.settings = settings
+    try:
+        yield app
+    finally:
+        if not app.state.serving:  # a server that did not stop keeps its app
+            free.append(app)
+
+
+def _built(settings: CentralSettings) -> Litestar:
+    app = create_app(settings)
+    app.state.serving = False
+
+    def started() -> None:
+        app.state.serving = True
+
+    def stopped() -> None:  # after the lifespan has closed all it opened
+        app.state.serving = False
+
+    app.on_startup.append(started)
+    app.on_shutdown.append(stopped)
+    return app
