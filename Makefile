@@ -59,7 +59,7 @@ IN_TEST_TMP = $(if $(TEST_TMP),--basetemp=$(TEST_TMP)) $(PYTEST_ARGS); status=$$
 test: $(STAMP) browser services lint  ## lint, then run the test suite CI runs (central's on SQLite and PostgreSQL; the runs of minutes are test-long)
 	$(PYTEST) -n 3 -m "not long" $(IN_TEST_TMP)
 
-test-long: $(STAMP) browser services  ## the runs of minutes marked long (whole simulated forces, PostgreSQL and S3 twins of long runs): ~8 minutes
+test-long: $(STAMP) browser services  ## the runs of minutes marked long (whole simulated forces, PostgreSQL and S3 twins and extra seeds of long runs): ~10 minutes
 	$(PYTEST) -n 2 -m long $(IN_TEST_TMP)
 
 test-fast: $(STAMP) lint  ## lint, then the quick lane (SQLite only; no real processes, browser, fuzzing or long property runs; under 2 minutes)

@@ -20,9 +20,11 @@ LONG_TWINS = (
     "tests/central/evidence/test_retention.py::test_a_simulated_year[postgresql]",
     "tests/central/events/test_conflict_order.py::test_conflicts_and_attributions_do_not_depend_on_arrival_order[postgresql]",
     "tests/faults/test_cluster_scenarios.py::test_cluster_scenario_with_clips_staged_in_s3",
+    "tests/faults/test_scenarios.py::test_scenario_loses_duplicates_and_corrupts_nothing[seed1]",
+    "tests/faults/test_scenarios.py::test_scenario_loses_duplicates_and_corrupts_nothing[seed2]",
 )
-"""Runs of a minute or more whose twin on the other engine or store ``make test`` keeps: ``make
-test-long`` runs these (the suite on two cores is held under 15 minutes)."""
+"""Runs of a minute or more whose twin on the other engine or store, or whose first seed, ``make
+test`` keeps: ``make test-long`` runs these (the suite on two cores is held under 15 minutes)."""
 
 
 def pytest_itemcollected(item):
