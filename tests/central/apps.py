@@ -2,7 +2,7 @@
 
 Building central's app (its ~280 routes' signatures, dependencies and handler maps) takes most
 of a second on these hosts, starting it a fifth: about half the time of the suite's central tests
-was building apps. An app's lifespan opens everything central keeps from ``app.state.settings``
+was building apps. An app's lifespan opens everything central keeps from ``providers.settings_of(app)``
 (``central.core.app.create_app``), so an app whose lifespan has ended serves the next test's
 settings as a new one would, if they are of the same shape: everything but the data folder and
 the database the same (the limits its admission was built with, the stations, the keys).

@@ -18,15 +18,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from litestar import Litestar
 from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import from_iso
 from fleet.events import BadFolder, CheckedIn, CheckedOut, Event
 from station.sync.changes import FeedFollower
 from station.sync.events import EventSender
+from tests.central.apps import app_for
 from tests.central.conftest import ADMIN, make_settings
 from tests.central.fleetdata import docked
 from tests.station.conftest import FAST, station_store
@@ -59,20 +58,15 @@ class FaultyTransport(httpx.BaseTransport):
 
 class TwoWaySync(RuleBasedStateMachine):
     base: Path | None = None
-    """The folder each run's central and station live in, emptied between runs."""
-    app: Litestar | None = None
-    """Central's app, built once: a run's crash is the end of its lifespan, a restart the start
-    of another (all central keeps between requests is opened there, from its files). Building
-    the app is most of a second; crashing and restarting is not."""
+    """The folder the runs' folders are made in (pytest's, while the module runs)."""
 
     def __init__(self) -> None:
         super().__init__()
-        if TwoWaySync.base is None:
-            TwoWaySync.base = Path(tempfile.mkdtemp(prefix="two-way-sm-"))
-        self.root = TwoWaySync.base / "run"
-        if TwoWaySync.app is None:
-            TwoWaySync.app = create_app(make_settings(self.root / "central"))
-        self.central_app = TwoWaySync.app
+        self.root = Path(tempfile.mkdtemp(prefix="two-way-sm-", dir=TwoWaySync.base))
+        # Central's app, started again after each crash (the end of its lifespan; all central keeps
+        # between requests is opened there, from its files) and handed on to the next run.
+        self.central_app_for = app_for(make_settings(self.root / "central"))
+        self.central_app = self.central_app_for.__enter__()
         self.central = TestClient(self.central_app, base_url="http://central.local")
         self.central.__enter__()
         self.offline = False
@@ -96,6 +90,7 @@ class TwoWaySync(RuleBasedStateMachine):
         self.client.close()
         self.store.close()
         self.central.__exit__(None, None, None)
+        self.central_app_for.__exit__(None, None, None)
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- the station changes things (each change writes its events in one transaction) ----------
@@ -232,7 +227,7 @@ class TwoWaySyncMachine(TwoWaySync):
 def _runs_in_the_tests_folder(tmp_path_factory):
     TwoWaySync.base = tmp_path_factory.mktemp("two-way")
     yield
-    TwoWaySync.base = TwoWaySync.app = None
+    TwoWaySync.base = None
 
 
 TwoWaySyncMachine.TestCase.settings = settings(
