@@ -4,8 +4,8 @@ Built with the real pipeline, not written into tables: ``fleet simulate``'s mont
 under uvicorn, real station nodes, cameras docking on a compressed clock: battery telemetry,
 clips uploaded over tus, events, the audit chain), five weeks of it ending last night, with
 fewer clips than the benchmark's month (the pages show counts, not bytes) and some worn and
-hot battery packs so the fleet's flags have something to flag. The roll-out scenario is the
-reference one moved to the data's present: week 1 is the month's first. Before the month, the
+hot battery packs so the fleet's flags have something to flag. The force is near the end of its
+roll-out: the reference scenario moved so that its week 1 is 26 weeks before the month. Before it, the
 roll-out's office work through central's own services, as the commands and pages do it: the
 officers imported, then each borough's cameras registered on delivery and issued to its officers
 (``assignments.issue``) in the weeks of the borough's waves, so central attributes each clip at
@@ -211,8 +211,15 @@ def build(root: Path, size: Size, work: Path, *, log=print) -> Built:
     return built
 
 
+ROLLED_OUT_WEEKS = 26
+"""How far into its roll-out the force is when the month starts: a fleet manager's Monday near its
+end, most boroughs' cameras issued before the month (so its clips are attributed), the last waves
+in it, as the plan's deliveries allow."""
+
+
 def _configure_central(config: Path, data_start: datetime) -> None:
-    """The reference boroughs, roll-out (moved to the data's present) and retention rules."""
+    """The reference boroughs, roll-out (moved so that its week 1 is ``ROLLED_OUT_WEEKS`` before the
+    month) and retention rules."""
     from simulation.local_cluster import write_toml
     from simulation.shifts import demo_scenario
 
@@ -220,7 +227,7 @@ def _configure_central(config: Path, data_start: datetime) -> None:
     reference = ROOT / "config"
     shutil.copyfile(reference / "boroughs.toml", folder / "boroughs.toml")
     shutil.copyfile(reference / "retention.toml", folder / "retention.toml")
-    scenario = demo_scenario(reference / "rollout.toml", data_start.date())
+    scenario = demo_scenario(reference / "rollout.toml", data_start.date() - timedelta(weeks=ROLLED_OUT_WEEKS))
     (folder / "rollout.toml").write_text(scenario.replace("Demo roll-out", "Roll-out"))
     values = tomllib.loads(config.read_text())
     values["rollout"] = {"boroughs": "boroughs.toml", "scenario": "rollout.toml"}
@@ -258,8 +265,8 @@ def _issue_dates(
     rollout_plan, cameras_of: dict[str, list], start: datetime, end: datetime
 ) -> list[tuple[datetime, list]]:
     """(when, cameras) handed out: each borough's cameras shared among its waves as the plan shares
-    them, each on its wave's Monday, clamped into the data (a wave planned before the month is done
-    on its first day; one after it, on its last). In time order."""
+    them, each on its wave's Monday (a wave planned after the month is done on its last day). In
+    time order."""
     waves: dict[str, list] = defaultdict(list)
     for wave in rollout_plan.waves:
         waves[wave.borough].append(wave)
@@ -274,7 +281,7 @@ def _issue_dates(
         for wave in planned:
             done += wave.cameras
             upto = round(len(cameras) * done / total)
-            when = min(max(datetime.combine(wave.starts, datetime.min.time(), UTC) + ISSUE_AT, start), end)
+            when = min(datetime.combine(wave.starts, datetime.min.time(), UTC) + ISSUE_AT, end)
             if upto > given:
                 batches.append((when, cameras[given:upto]))
             given = upto
@@ -312,9 +319,10 @@ def _roll_out(config: Path, layout, start: datetime, end: datetime) -> dict:
     without_camera = {borough: iter(ids) for borough, ids in pool.items()}
     issued: Counter[str] = Counter()  # by the Monday of the week
     with open_services(settings) as services:
-        with _central_clock(start):
+        handed_out = _issue_dates(services.rollout.plan(), cameras_of, start, end)
+        with _central_clock(min([start, *(when for when, _ in handed_out)])):  # before any issue
             services.officers.upsert(officers, "import:hr")
-        for when, cameras in _issue_dates(services.rollout.plan(), cameras_of, start, end):
+        for when, cameras in handed_out:
             borough = layout.stations[cameras[0].home].borough
             with _central_clock(when):
                 services.devices.register(
