@@ -4,8 +4,9 @@ Building central's app (its ~280 routes' signatures, dependencies and handler ma
 of a second on these hosts, starting it a fifth: about half the time of the suite's central tests
 was building apps. An app's lifespan opens everything central keeps from ``providers.settings_of(app)``
 (``central.core.app.create_app``), so an app whose lifespan has ended serves the next test's
-settings as a new one would, if they are of the same shape: everything but the data folder and
-the database the same (the limits its admission was built with, the stations, the keys).
+settings as a new one would. What ``create_app`` reads of the settings itself, outside the
+lifespan, is ``settings.limits`` (its admission's lanes): apps are kept by those. Its metrics
+object lives as long as the app, so a test that reads counters from zero builds its own.
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ from contextlib import contextmanager
 
 import msgspec
 from litestar import Litestar
+from litestar.testing import TestClient
 
 from central.core.app import create_app
 from fleet.config import CentralSettings
 
 _FREE: dict[bytes, list[Litestar]] = {}
-"""Apps not serving a test now, by the shape of the settings they were built with."""
+"""Apps not serving a test now, by the limits they were built with."""
 
 
 def _shape(settings: CentralSettings) -> bytes:
-    where = msgspec.structs.replace(settings.database, url=None)
-    text = msgspec.json.encode(msgspec.structs.replace(settings, database=where))
-    return text.replace(msgspec.json.encode(settings.data_dir)[1:-1], b"<data_dir>")
+    return msgspec.json.encode(settings.limits)
 
 
 @contextmanager
@@ -40,6 +40,13 @@ def app_for(settings: CentralSettings) -> Iterator[Litestar]:
     finally:
         if not app.state.serving:  # a server that did not stop keeps its app
             free.append(app)
+
+
+@contextmanager
+def central_client(settings: CentralSettings, client: type[TestClient] = TestClient, **options) -> Iterator[TestClient]:
+    """A test client (``client``, with ``options``) started on an app of ``settings`` (``app_for``)."""
+    with app_for(settings) as app, client(app, **options) as started:
+        yield started
 
 
 def _built(settings: CentralSettings) -> Litestar:

@@ -11,14 +11,13 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
 from station.sync.changes import FeedFollower
 from station.sync.clips import SyncWorker, TusUploader, purge_local_copies
 from station.sync.events import EventSender
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, make_settings
 from tests.station.conftest import FAST, RECORDED, station_store
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
@@ -29,7 +28,7 @@ STATION = {"Authorization": "Bearer camden-test-token"}  # test value, not a sec
 
 @pytest.fixture
 def central(tmp_path):
-    with TestClient(create_app(make_settings(tmp_path / "central")), base_url="http://central.local") as client:
+    with central_client(make_settings(tmp_path / "central"), base_url="http://central.local") as client:
         yield client
 
 

@@ -3,9 +3,8 @@
 import os
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, create, make_settings
 
 ROUTES = [
@@ -66,7 +65,7 @@ def refusing(tmp_path_factory):
     """One central for the refusals below: each is refused before it could change anything, and
     none is about the database (so they run on SQLite only), so one app serves them all."""
     settings = make_settings(tmp_path_factory.mktemp("refusing") / "central", database={})  # SQLite whatever ran before
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with central_client(settings, raise_server_exceptions=False) as client:
         yield client
 
 
@@ -152,9 +151,6 @@ def test_a_station_token_rotation_through_the_app_ends_with_the_old_token_refuse
     # SECURITY.md's procedure, step by step, as central's config and its HTTP answers see it.
     import hashlib
 
-    from litestar.testing import TestClient
-
-    from central.core.app import create_app
     from tests.central.conftest import make_settings
 
     old, new = {"Authorization": "Bearer camden-test-token"}, {"Authorization": "Bearer camden-new-token"}
@@ -162,7 +158,7 @@ def test_a_station_token_rotation_through_the_app_ends_with_the_old_token_refuse
 
     def answers(station: dict) -> dict[str, int]:
         settings = make_settings(tmp_path / "central", stations={"camden": station})
-        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        with central_client(settings, raise_server_exceptions=False) as client:
             return {
                 name: client.get("/api/v1/stations/camden", headers=headers).status_code
                 for name, headers in (("old", old), ("new", new))

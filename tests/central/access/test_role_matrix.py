@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
+from tests.central.apps import central_client
 from tests.central.conftest import CAMDEN, make_settings
 
 ROLES = ("viewer", "fleet_manager", "planner", "supervisor", "auditor", "information_manager", "admin")
@@ -235,8 +234,8 @@ def test_every_route_has_a_policy(client):
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory):
     """One central for every route: the sample ids do not exist, so the calls change nothing that matters."""
-    with TestClient(
-        create_app(make_settings(tmp_path_factory.mktemp("matrix") / "central")), raise_server_exceptions=False
+    with central_client(
+        make_settings(tmp_path_factory.mktemp("matrix") / "central"), raise_server_exceptions=False
     ) as client:
         users = services(client.app).users
         headers = {"station": CAMDEN}

@@ -16,15 +16,14 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
-from litestar.testing import TestClient
 
 from central.access import scope
-from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import to_iso
 from fleet.events import ClipIngested
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.access.test_role_matrix import POLICY, PUBLIC, app_routes
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, make_settings
 from tests.central.fleetdata import at, docked, post
 
@@ -314,7 +313,7 @@ def _identifiers(side: Side) -> list[str]:
 
 @pytest.fixture
 def world(tmp_path):
-    with TestClient(create_app(make_settings(tmp_path / "central")), raise_server_exceptions=False) as client:
+    with central_client(make_settings(tmp_path / "central"), raise_server_exceptions=False) as client:
         inside, outside = _build(client)
         users = services(client.app).users
         users.add("s.camden", "supervisor", "test", borough="Camden")

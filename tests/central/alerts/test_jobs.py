@@ -3,12 +3,11 @@
 import time
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import utc_now
 from tests.central.alerts.conftest import SECRET
+from tests.central.apps import central_client
 from tests.central.conftest import make_settings
 
 
@@ -20,7 +19,7 @@ def test_a_running_central_sends_its_digest_through_the_elected_job(tmp_path, re
         tmp_path / "central",
         alerts={"destinations": {"ops": {"webhook_url": receiver.url, "secret": SECRET}}},
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with central_client(settings, raise_server_exceptions=False) as client:
         scheduler = services(client.app).scheduler
         assert {"alerts-digest", "alerts-deliver"} <= {job.id for job in scheduler.get_jobs()}
         scheduler.modify_job("alerts-digest", next_run_time=utc_now())

@@ -15,11 +15,9 @@ import re
 import traceback
 from pathlib import Path
 
-from litestar.testing import TestClient
-
-from central.core.app import create_app
 from central.core.providers import services
 from tests.central.access.test_role_matrix import POLICY, QUERY, SAMPLE
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, CAMDEN, create, make_settings, patch
 from tests.central.fleetdata import batch, docked
 
@@ -54,8 +52,8 @@ def on_the_loop(monkeypatch, app) -> list[list[str]]:
 
 
 def test_no_route_reads_or_writes_the_database_on_the_event_loop(tmp_path, monkeypatch):
-    with TestClient(
-        create_app(make_settings(tmp_path / "central")), base_url="https://central.test", raise_server_exceptions=False
+    with central_client(
+        make_settings(tmp_path / "central"), base_url="https://central.test", raise_server_exceptions=False
     ) as client:
         users = services(client.app).users
         users.add("s.camden", "supervisor", "test", borough="Camden")
@@ -110,7 +108,7 @@ def test_the_upload_receiver_never_writes_on_the_event_loop(tmp_path, monkeypatc
             )
         return original(self, *args, **kwargs)
 
-    with TestClient(create_app(make_settings(tmp_path / "central")), raise_server_exceptions=False) as client:
+    with central_client(make_settings(tmp_path / "central"), raise_server_exceptions=False) as client:
         database = type(services(client.app).store.writer)
         original = database.write
         monkeypatch.setattr(database, "write", noted)

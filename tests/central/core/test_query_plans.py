@@ -17,13 +17,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from central.web.evidence_pages import search_clips
 from fleet.clock import utc_now
 from fleet.events import CameraUpdateOffered, CameraUpdateResult
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, CAMDEN, TUS, checksum, metadata, patch
 from tests.central.fleetdata import docked, ingested, out, post
 from tests.support.query_plans import DML, full_scans, report, trace_every_connection
@@ -53,7 +52,7 @@ GROWING = (
 def traced(monkeypatch, settings):
     """Central under the test client, with every statement on every connection recorded."""
     statements = trace_every_connection(monkeypatch)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with central_client(settings, raise_server_exceptions=False) as client:
         statements.clear()  # start-up's own work (recovery, adopting retention rules) runs once, not per clip
         yield client, statements
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from central.core.app import create_app
 from central.core.providers import services
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN
 from tests.central.evidence.test_clips import upload
 from tests.central.web.test_dashboard import PASSWORD, log_in
@@ -34,9 +34,8 @@ def assert_secure(response) -> None:
 
 @pytest.fixture
 def signed_in(settings):
-    from litestar.testing import TestClient
 
-    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+    with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
         services(c.app).users.add("f.manager", "admin", "test", password=PASSWORD)
         log_in(c, "f.manager")
         yield c

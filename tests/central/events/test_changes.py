@@ -6,6 +6,7 @@ import pytest
 
 from central.core.providers import services
 from fleet.clock import utc_now
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, central_store, make_settings
 
 
@@ -77,12 +78,9 @@ def test_personal_issue_reaches_the_officers_station(client):
 
 
 def test_a_cursor_outside_the_history_asks_for_the_snapshot(tmp_path):
-    from litestar.testing import TestClient
-
-    from central.core.app import create_app
 
     settings = make_settings(tmp_path / "c", fleet={"change_history": 100})
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with central_client(settings, raise_server_exceptions=False) as client:
         officers(client, *({"officer_id": f"PC{i}", "borough": "Camden"} for i in range(300)))
         services(client.app).changes.trim()
         r = client.get("/api/v1/changes/", params={"since": 5}, headers=CAMDEN)

@@ -5,6 +5,7 @@ import pytest
 
 from central.core.providers import services
 from central.events.log import ProjectionWorker
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
@@ -141,18 +142,16 @@ def test_checkin_closes_the_checkout_with_the_station_time(client):
 
 def test_acknowledged_events_are_applied_after_a_crash_before_projection(settings):
     """Acknowledged means stored: if central dies before applying, the restart applies them."""
-    from litestar.testing import TestClient
 
-    from central.core.app import create_app
     from tests.central.fleetdata import batch
 
-    with TestClient(create_app(settings)) as client, pytest.MonkeyPatch.context() as patch:
+    with central_client(settings) as client, pytest.MonkeyPatch.context() as patch:
         services(client.app).events.pending.clear()
         patch.setattr(services(client.app).events, "apply_pending", lambda limit=2000: 0)  # the projection never runs
         r = client.post("/api/v1/events/", content=batch([docked("A"), docked("B")]), headers=CAMDEN)
         assert r.json()["acked_seq"] == 2
         assert client.get("/api/v1/devices/A", headers=ADMIN).status_code == 404
-    with TestClient(create_app(settings)) as client:  # the restart
+    with central_client(settings) as client:  # the restart
         from tests.e2e.harness import wait_until
 
         wait_until(
@@ -274,9 +273,6 @@ def test_batches_sent_at_once_are_each_acknowledged_gap_free_and_applied_once(se
     worker applies: every event is acknowledged gap-free, applied exactly once, none refused."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from litestar.testing import TestClient
-
-    from central.core.app import create_app
     from tests.e2e.harness import wait_until
 
     boroughs, batches, size = {"camden": "Camden", "kentish": "Camden", "barnet": "Barnet"}, 20, 10
@@ -288,7 +284,7 @@ def test_batches_sent_at_once_are_each_acknowledged_gap_free_and_applied_once(se
         for station in boroughs
     }
     total = batches * size
-    with TestClient(create_app(settings)) as client:
+    with central_client(settings) as client:
         events = services(client.app).events
 
         def send_all(station: str) -> list[int]:

@@ -23,6 +23,7 @@ from fleet.cli import main as fleet_main
 from fleet.clock import to_iso, utc_now
 from fleet.errors import FleetError
 from fleet.keyfile import write_key_file
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, make_settings
 from tests.central.evidence.test_clips import upload
 from tests.e2e.harness import wait_until
@@ -244,16 +245,13 @@ def test_export_is_refused_for_an_unknown_case_a_scoped_supervisor_and_bad_input
 
 @pytest.mark.sqlite_only
 def test_a_central_on_one_machine_makes_its_key_once_and_keeps_it(tmp_path):
-    from litestar.testing import TestClient
-
-    from central.core.app import create_app
 
     settings = make_settings(tmp_path / "central", disclosure={})
-    with TestClient(create_app(settings)) as first:
+    with central_client(settings) as first:
         key = central_keys(first)
     path = tmp_path / "central" / GENERATED_KEY
     assert path.stat().st_mode & 0o777 == 0o600
-    with TestClient(create_app(settings)) as again:
+    with central_client(settings) as again:
         assert central_keys(again) == key
 
 
@@ -271,7 +269,7 @@ def test_a_configured_key_signs_a_key_file_open_to_others_stops_central(tmp_path
     settings = make_settings(
         tmp_path / "central", disclosure={"signing_key": {"file": str(key_file)}, "previous_public_keys": [old]}
     )
-    with TestClient(create_app(settings)) as client:
+    with central_client(settings) as client:
         published = client.get("/api/v1/disclosure/keys").json()
     assert [(k["public_key"], k["current"]) for k in published] == [
         (seed.public_key().public_bytes_raw().hex(), True),
@@ -286,12 +284,9 @@ def test_a_configured_key_signs_a_key_file_open_to_others_stops_central(tmp_path
 @pytest.mark.postgresql_only
 @pytest.mark.slow
 def test_replicas_without_a_configured_key_refuse_to_export_and_record_nothing(tmp_path):
-    from litestar.testing import TestClient
-
-    from central.core.app import create_app
 
     settings = make_settings(tmp_path / "central", disclosure={})
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with central_client(settings, raise_server_exceptions=False) as client:
         clip_id = upload(client, os.urandom(100))
         client.post("/api/v1/holds", headers=ADMIN, json={"kind": "case", "case_ref": "OP-7", "reason": "r"})
         client.post("/api/v1/cases/OP-7/clips", headers=ADMIN, json={"clip_ids": [clip_id], "reason": "r"})

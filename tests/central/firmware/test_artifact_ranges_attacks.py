@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.firmware.conftest import MODEL, firmware_settings, sign
 
@@ -19,7 +18,7 @@ URL = "/api/v1/firmware/releases"
 
 @pytest.fixture
 def central(tmp_path, vendor):
-    with TestClient(create_app(firmware_settings(tmp_path / "central", vendor)), raise_server_exceptions=False) as c:
+    with central_client(firmware_settings(tmp_path / "central", vendor), raise_server_exceptions=False) as c:
         for version in ("2.0.0", "2.0.1"):
             query = {"model": MODEL, "version": version, "signature": sign(vendor, ARTIFACT, version=version)}
             assert c.post(URL, params=query, content=ARTIFACT, headers=ADMIN).status_code == 201

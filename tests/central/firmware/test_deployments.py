@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -13,11 +15,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import to_iso, utc_now
 from fleet.errors import FleetError
 from fleet.events import CameraUpdateOffered, CameraUpdateResult
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.firmware.conftest import MODEL, firmware_settings, sign
 from tests.central.fleetdata import docked, post
@@ -34,11 +36,13 @@ class Central(TestClient):
     seq: dict[str, int]
 
 
-def serving(data_dir, vendor: Ed25519PrivateKey | None, **firmware) -> Central:
-    c = Central(create_app(firmware_settings(data_dir, vendor, **firmware)), raise_server_exceptions=False)
-    c.vendor = vendor or Ed25519PrivateKey.generate()
-    c.seq = {"camden": 0, "barnet": 0}
-    return c
+@contextmanager
+def serving(data_dir, vendor: Ed25519PrivateKey | None, **firmware) -> Iterator[Central]:
+    settings = firmware_settings(data_dir, vendor, **firmware)
+    with central_client(settings, Central, raise_server_exceptions=False) as c:
+        c.vendor = vendor or Ed25519PrivateKey.generate()
+        c.seq = {"camden": 0, "barnet": 0}
+        yield c
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.registry.assignments import IssueRequest
 from central.registry.devices import DeviceRegistration
 from fleet.errors import BadRequest, NotFound
@@ -24,6 +22,7 @@ from fleet.profiles import (
     parse_scope,
     resolve,
 )
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, BARNET, CAMDEN
 from tests.central.firmware.conftest import MODEL, audit_actions, firmware_settings
 from tests.central.fleetdata import docked, out, post
@@ -138,7 +137,7 @@ def test_scopes_parse_and_print_alike():
 
 
 def test_the_profile_routes_end_to_end(tmp_path):
-    with TestClient(create_app(firmware_settings(tmp_path / "central", None)), raise_server_exceptions=False) as c:
+    with central_client(firmware_settings(tmp_path / "central", None), raise_server_exceptions=False) as c:
         c.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden", "role": "armed"}])
         c.post(
             "/api/v1/devices/",
@@ -170,7 +169,7 @@ def test_the_profile_routes_end_to_end(tmp_path):
 def test_a_pool_camera_checked_out_to_an_armed_officer_takes_no_role_profile(tmp_path):
     """Settings reach a camera at the dock; a pool camera goes to whoever comes next, so the role of
     the officer who has it out now must not decide them (docs/firmware.md, "Scopes and precedence")."""
-    with TestClient(create_app(firmware_settings(tmp_path / "central", None)), raise_server_exceptions=False) as c:
+    with central_client(firmware_settings(tmp_path / "central", None), raise_server_exceptions=False) as c:
         c.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden", "role": "armed"}])
         c.post(
             "/api/v1/devices/",
@@ -189,7 +188,7 @@ def test_a_pool_camera_checked_out_to_an_armed_officer_takes_no_role_profile(tmp
 
 @pytest.mark.parametrize("name", ["Cam%0Dden", "Cam%09den", "%E2%80%AEnedmaC"])
 def test_finding3_a_borough_scope_with_control_or_bidi_characters_is_refused(tmp_path, name):
-    with TestClient(create_app(firmware_settings(tmp_path / "central", None)), raise_server_exceptions=False) as c:
+    with central_client(firmware_settings(tmp_path / "central", None), raise_server_exceptions=False) as c:
         answer = c.put(f"/api/v1/profiles/borough:{name}", headers=ADMIN, json={"recording_indicator": False})
         assert answer.status_code == 400, answer.text
         assert c.get("/api/v1/profiles", headers=ADMIN).json() == []

@@ -12,9 +12,7 @@ import time
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.services import build_services
 from central.core.store import CentralStore
 from central.evidence import audit
@@ -22,6 +20,7 @@ from central.firmware import releases as releases_module
 from central.firmware.releases import BLOB_PREFIX
 from fleet.errors import BadRequest, ConfigError, Conflict, NotFound, PayloadTooLarge
 from fleet.firmware import statement_bytes
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, CAMDEN, make_settings
 from tests.central.firmware.conftest import LIMIT, MODEL, audit_actions, firmware_settings, sign
 
@@ -238,7 +237,7 @@ def test_the_statement_is_the_sorted_keys_json_a_vendor_makes():
 def test_the_release_routes_end_to_end(tmp_path, vendor):
     """One HTTP pass: add (201, then 200 for the same bytes), refusals in the one error shape, a
     station reads and downloads, a withdrawn artifact is 410 to stations."""
-    with TestClient(create_app(firmware_settings(tmp_path / "central", vendor)), raise_server_exceptions=False) as c:
+    with central_client(firmware_settings(tmp_path / "central", vendor), raise_server_exceptions=False) as c:
         query = {"model": MODEL, "version": "2.0.0", "signature": sign(vendor, ARTIFACT, version="2.0.0")}
         url = "/api/v1/firmware/releases"
         created = c.post(url, params=query, content=ARTIFACT, headers=ADMIN)
@@ -315,7 +314,7 @@ def test_finding1_a_release_key_of_small_order_or_off_the_curve_stops_the_config
 
 
 def test_finding2_notes_a_database_cannot_keep_are_refused_before_anything_is_stored(tmp_path, vendor):
-    with TestClient(create_app(firmware_settings(tmp_path / "central", vendor)), raise_server_exceptions=False) as c:
+    with central_client(firmware_settings(tmp_path / "central", vendor), raise_server_exceptions=False) as c:
         query = {"model": MODEL, "version": "3.0.0", "signature": sign(vendor, ARTIFACT, version="3.0.0")}
         query["notes"] = "fixes\x00"
         answer = c.post("/api/v1/firmware/releases", params=query, content=ARTIFACT, headers=ADMIN)
@@ -373,7 +372,7 @@ def _length(answer: bytes) -> int:
 def test_an_artifact_is_served_in_ranges_so_a_station_resumes_a_cut_download(tmp_path, vendor):
     """206 with Content-Range for one range (from an offset, a span, a suffix); 416 naming the size for a
     range outside the artifact or one this server does not read; the whole artifact without Range."""
-    with TestClient(create_app(firmware_settings(tmp_path / "central", vendor)), raise_server_exceptions=False) as c:
+    with central_client(firmware_settings(tmp_path / "central", vendor), raise_server_exceptions=False) as c:
         query = {"model": MODEL, "version": "2.0.0", "signature": sign(vendor, ARTIFACT, version="2.0.0")}
         release = c.post("/api/v1/firmware/releases", params=query, content=ARTIFACT, headers=ADMIN).json()
         url = f"/api/v1/firmware/releases/{release['id']}/artifact"

@@ -6,11 +6,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import utc_now
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, BARNET, make_settings
 from tests.central.fleetdata import T0, out, post
 
@@ -23,7 +22,7 @@ def fleet(tmp_path):
     """Camden issues personally, Barnet pools. Of the old model: BWV-OLD-1 issued to PC1 in Camden,
     BWV-OLD-2 in Barnet's pool at its station, BWV-OLD-3 in stock; and three new cameras in stock."""
     settings = make_settings(tmp_path / "central", fleet={"assignment_modes": {"Camden": "personal", "Barnet": "pool"}})
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with central_client(settings, raise_server_exceptions=False) as c:
         officers = [
             {"officer_id": "PC1", "borough": "Camden", "role": "response"},
             {"officer_id": "PC2", "borough": "Camden", "role": "response"},

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.rollout.service import ProposalItem, ProposeRequest
 from fleet import csvio
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, CAMDEN, make_settings
 
 BOROUGHS = """
@@ -51,7 +50,7 @@ def rolling(tmp_path, files):
         rollout={"boroughs": str(files / "boroughs.toml"), "scenario": str(files / "rollout.toml")},
         fleet={"assignment_modes": {"Camden": "personal", "Barnet": "pool"}},
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with central_client(settings, raise_server_exceptions=False) as c:
         officers = [
             {
                 "officer_id": f"PC{i:03d}",
@@ -318,7 +317,7 @@ def test_pool_waves_fill_every_station_by_dock_slots(tmp_path, files):
         rollout={"boroughs": str(files / "boroughs.toml"), "scenario": str(files / "rollout.toml")},
         fleet={"assignment_modes": {"Camden": "pool"}},
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with central_client(settings, raise_server_exceptions=False) as c:
         c.post(
             "/api/v1/officers/",
             json=[{"officer_id": f"PC{i}", "borough": "Camden", "role": "response"} for i in range(40)],

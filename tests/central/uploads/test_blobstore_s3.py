@@ -23,6 +23,7 @@ from fleet.cli import main
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.errors import BlobStoreUnavailable, ConfigError
 from fleet.protocol import CLIP_STATE_HEADER
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, CAMDEN, TUS, create, make_settings, patch
 from tests.central.evidence.test_retention import RULES, T0, _toml, put_clip, state
 from tests.support.s3server import blob_settings, s3_settings
@@ -277,7 +278,7 @@ def test_the_app_does_not_start_without_its_bucket(tmp_path):
 def central(tmp_path, request):
     """Central on the bucket, uploads in progress staged in it or in .part files."""
     settings = make_settings(tmp_path / "central", blobs=s3_settings(stage_uploads=request.param))
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with central_client(settings, raise_server_exceptions=False) as client:
         yield client, services(client.app).blobs, settings
 
 
@@ -339,7 +340,7 @@ def test_a_clip_stored_just_before_a_crash_is_recorded_at_start_up(tmp_path):
     """Stored in the bucket, then central died before committing: recovery reads it back and records it."""
     settings = make_settings(tmp_path / "central", blobs=s3_settings(stage_uploads=False))
     data = os.urandom(10_000)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with central_client(settings, raise_server_exceptions=False) as client:
         blobs, receiver = services(client.app).blobs, services(client.app).receiver
         location = create(client, data).headers["Location"]
         upload = receiver.uploads.upload(location.rsplit("/", 1)[-1])
@@ -348,7 +349,7 @@ def test_a_clip_stored_just_before_a_crash_is_recorded_at_start_up(tmp_path):
         part.write_bytes(data)
         receiver.uploads.set_offset(upload.upload_id, len(data), upload.expires_at)
         blobs.put(part, upload.clip_id, upload.sha256)  # the crash: stored, never committed
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with central_client(settings, raise_server_exceptions=False) as client:
         assert client.get(f"/api/v1/clips/{upload.clip_id}", headers=ADMIN).json()["state"] == "verified"
         assert client.get(f"/api/v1/clips/{upload.clip_id}/content", headers=ADMIN).content == data
 

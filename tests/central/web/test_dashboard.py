@@ -6,10 +6,9 @@ import re
 import time
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, CAMDEN, central_store
 from tests.central.fleetdata import docked, post
 
@@ -19,7 +18,7 @@ PASSWORD = "correct horse battery"  # a test value, not a secret
 @pytest.fixture
 def browser(settings):
     """A client on https (session cookies are Secure), with a viewer and a planner account."""
-    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+    with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
         services(c.app).users.add("v.iewer", "viewer", "test", password=PASSWORD)
         services(c.app).users.add("p.lanner", "planner", "test", password=PASSWORD)
         yield c
@@ -193,13 +192,12 @@ def test_a_clip_is_held_and_categorised_from_its_page_and_the_audit_page_shows_i
 
 
 def test_the_rollout_page_shows_the_verdict_and_a_planner_commits_a_proposal(tmp_path):
-    from central.core.app import create_app
     from tests.central.conftest import make_settings
 
     settings = make_settings(
         tmp_path / "c", rollout={"boroughs": "config/boroughs.toml", "scenario": "config/rollout.toml"}
     )
-    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+    with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
         services(c.app).users.add("p.lanner", "planner", "test", password=PASSWORD)
         c.post(
             "/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden", "role": "response"}]

@@ -8,8 +8,8 @@ import re
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from central.core.app import create_app
 from central.core.providers import services
+from tests.central.apps import central_client
 from tests.central.firmware.conftest import firmware_settings
 from tests.central.firmware.test_deployments import Central, cameras, create, fleet, release, results, send
 from tests.central.fleetdata import docked
@@ -26,13 +26,10 @@ class Serving(Central):
 def central(tmp_path, vendor):
     """30 cameras on 1.4.2, a deployment of 1.5.0 whose canary (3 cameras) had one failure; a fleet
     manager and a viewer."""
-    c = Serving(
-        create_app(firmware_settings(tmp_path / "central", vendor)),
-        base_url="https://central.test",
-        raise_server_exceptions=False,
-    )
-    c.vendor, c.seq = vendor, {"camden": 0, "barnet": 0}
-    with c:
+    settings = firmware_settings(tmp_path / "central", vendor)
+    options = {"base_url": "https://central.test", "raise_server_exceptions": False}
+    with central_client(settings, Serving, **options) as c:
+        c.vendor, c.seq = vendor, {"camden": 0, "barnet": 0}
         fleet(c)
         s = services(c.app)
         s.users.add("f.leet", "fleet_manager", "test", password=PASSWORD)

@@ -12,11 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from litestar.testing import TestClient
 
 from central.access import oidc
-from central.core.app import create_app
 from central.core.providers import services
+from tests.central.apps import central_client
 from tests.central.conftest import make_settings
 from tests.central.web.test_dashboard import PASSWORD, csrf_of, log_in
 from tests.support.oidc_provider import running_provider
@@ -50,7 +49,7 @@ def browser(tmp_path, provider):
             "groups": GROUPS,
         },
     )
-    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+    with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
         yield c
 
 
@@ -205,7 +204,7 @@ def test_an_unreachable_directory_is_a_clear_503_and_local_logins_still_work(tmp
             "groups": GROUPS,
         },
     )
-    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+    with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
         answer = c.get("/login/oidc")
         assert answer.status_code == 503 and "cannot be reached" in answer.text
         services(c.app).users.add("v.iewer", "viewer", "test", password=PASSWORD)
@@ -264,7 +263,7 @@ def test_a_directory_answering_no_json_is_a_clear_503_not_a_500(tmp_path):
                 "groups": GROUPS,
             },
         )
-        with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+        with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
             started = c.get("/login/oidc", follow_redirects=False)
             state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
             answer = c.get("/login/oidc/callback", params={"state": state, "code": "a-code"})

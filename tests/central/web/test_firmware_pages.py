@@ -8,13 +8,12 @@ import re
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from central.registry.devices import DeviceRegistration
 from fleet.firmware import public_key_hex
 from fleet.profiles import CameraSettings
+from tests.central.apps import central_client
 from tests.central.conftest import make_settings
 from tests.central.firmware.conftest import sign
 from tests.central.web.test_dashboard import PASSWORD, log_in
@@ -32,7 +31,7 @@ def central(tmp_path):
         firmware={"release_keys": [public_key_hex(vendor.public_key())]},
         fleet={"assignment_modes": {"Camden": "personal"}},
     )
-    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+    with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
         s = services(c.app)
         s.users.add("v.iewer", "viewer", "test", password=PASSWORD)
         s.users.add("f.leet", "fleet_manager", "test", password=PASSWORD)

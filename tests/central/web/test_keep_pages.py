@@ -7,13 +7,12 @@ import re
 from datetime import timedelta
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from central.evidence.keep_request_form import parse_form
 from central.evidence.keep_requests import ADDRESS_FREE
 from fleet.clock import to_iso, utc_now
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN
 from tests.central.web.test_dashboard import PASSWORD, csrf_of, log_in
 
@@ -23,7 +22,7 @@ FORM = "/public/keep-footage"
 @pytest.fixture
 def site(settings):
     """Central on https (its cookies are Secure), information managers for Camden and force-wide."""
-    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+    with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
         users = services(c.app).users
         users.add("im.camden", "information_manager", "test", password=PASSWORD, borough="Camden")
         users.add("im.force", "information_manager", "test", password=PASSWORD)

@@ -12,16 +12,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from litestar import get
 from litestar.di import Provide
-from litestar.testing import TestClient
 
 from central.access.auth import Caller, provide_principal, user_with
 from central.access.scope import PUBLIC, check_declarations
-from central.core.app import create_app
 from central.core.providers import services
 from central.evidence import audit
 from central.evidence import figures as evidence
 from central.web.public_figures import PublicFigures
 from fleet.clock import from_iso, to_iso
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, central_store
 
 MARCH = "2025-03"
@@ -154,7 +153,7 @@ def test_a_month_is_the_same_asked_twice_on_another_replica_and_after_later_mont
         store.close()
     again = PublicFigures(services(client.app).store.writer, services(client.app).stations)  # another replica
     assert again.month(MARCH)[0] == services(client.app).public_figures.month(MARCH)[0]
-    with TestClient(create_app(settings)) as other:
+    with central_client(settings) as other:
         assert other.get(f"/public/figures.csv?month={MARCH}").text == first
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
+from tests.central.apps import central_client
 from tests.central.web.test_dashboard import PASSWORD, csrf_of, login_csrf_of
 
 
@@ -18,8 +17,8 @@ from tests.central.web.test_dashboard import PASSWORD, csrf_of, login_csrf_of
 def replicas(settings):
     """Two apps on one database, each a client on https (session cookies are Secure)."""
     with (
-        TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as one,
-        TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as two,
+        central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as one,
+        central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as two,
     ):
         services(one.app).users.add("v.iewer", "viewer", "test", password=PASSWORD)
         yield one, two

@@ -7,11 +7,9 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
 
-from litestar.testing import TestClient
-
-from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import utc_now
+from tests.central.apps import central_client
 from tests.central.conftest import make_settings
 from tests.central.web.test_dashboard import PASSWORD, log_in
 from tests.test_cli import ROOT
@@ -29,7 +27,7 @@ def burn_up(tmp_path, start) -> tuple[ET.Element, int]:
         tmp_path / "c",
         rollout={"boroughs": str(ROOT / "config" / "boroughs.toml"), "scenario": str(tmp_path / "rollout.toml")},
     )
-    with TestClient(create_app(settings), base_url="https://central.test", raise_server_exceptions=False) as c:
+    with central_client(settings, base_url="https://central.test", raise_server_exceptions=False) as c:
         services(c.app).users.add("v.iewer", "viewer", "test", password=PASSWORD)
         log_in(c)
         page = c.get("/rollout").text

@@ -1,8 +1,7 @@
 import httpx
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
+from tests.central.apps import central_client
 from tests.central.conftest import make_settings
 
 STATION = {"Authorization": "Bearer camden-test-token"}  # test value, not a secret
@@ -11,8 +10,8 @@ STATION = {"Authorization": "Bearer camden-test-token"}  # test value, not a sec
 @pytest.fixture
 def central(tmp_path):
     """The real central app, with a short change history (so a cursor can expire)."""
-    with TestClient(
-        create_app(make_settings(tmp_path / "central", fleet={"change_history": 100})), base_url="http://central.local"
+    with central_client(
+        make_settings(tmp_path / "central", fleet={"change_history": 100}), base_url="http://central.local"
     ) as client:
         yield client
 

@@ -11,9 +11,7 @@ import httpx
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from fleet.config import StationSettings, settings_from_dict
 from fleet.errors import ConfigError
@@ -24,6 +22,7 @@ from station.node import StationNode
 from station.sync import artifacts as artifacts_module
 from station.sync.artifacts import ArtifactFetcher, artifact_path
 from station.sync.changes import FeedFollower
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN
 from tests.central.firmware.conftest import MODEL, firmware_settings, sign
 from tests.station.conftest import FAST, key_file
@@ -41,7 +40,7 @@ def vendor() -> Ed25519PrivateKey:
 @pytest.fixture
 def central(tmp_path, vendor):
     """The real central app, holding the vendor's key and one release of ``ARTIFACT``."""
-    with TestClient(create_app(firmware_settings(tmp_path / "central", vendor, max_artifact_bytes=1 << 20))) as c:
+    with central_client(firmware_settings(tmp_path / "central", vendor, max_artifact_bytes=1 << 20)) as c:
         query = {"model": MODEL, "version": "1.4.3", "signature": sign(vendor, ARTIFACT, version="1.4.3")}
         created = c.post("/api/v1/firmware/releases", params=query, content=ARTIFACT, headers=ADMIN)
         assert created.status_code == 201, created.text

@@ -7,6 +7,7 @@ from fleet.errors import PermanentTransferError, TransientTransferError
 from simulation.camera import SimClip, dock_camera
 from station.ingest import Ingestor
 from station.sync.clips import TusUploader
+from tests.central.apps import central_client
 from tests.station.conftest import FAST, RECORDED
 from tests.station.sync.fake_tus import FakeTus
 
@@ -263,9 +264,7 @@ def test_an_upload_gone_at_central_mid_way_is_created_again_not_failed(store, do
 
 @pytest.mark.parametrize("whole_at_creation", [True, False])
 def test_a_zero_byte_clip_is_verified_by_centrals_app(store, dock_dir, tmp_path, monkeypatch, whole_at_creation):
-    from litestar.testing import TestClient
 
-    from central.core.app import create_app
     from station.sync import clips as uploader_module
     from tests.central.conftest import ADMIN, CAMDEN, make_settings
 
@@ -273,7 +272,7 @@ def test_a_zero_byte_clip_is_verified_by_centrals_app(store, dock_dir, tmp_path,
         monkeypatch.setattr(uploader_module, "WHOLE_AT_CREATION_BYTES", -1)
     [clip] = queue(store, dock_dir, SimClip(0, RECORDED))
     assert clip.size == 0
-    with TestClient(create_app(make_settings(tmp_path / "central")), base_url="http://central.local") as central:
+    with central_client(make_settings(tmp_path / "central"), base_url="http://central.local") as central:
         central.headers.update(CAMDEN)
         TusUploader(central, store, FAST, chunk_bytes=CHUNK).upload(clip)
         listed = central.get(f"/api/v1/clips/{clip.clip_id}", headers=ADMIN).json()

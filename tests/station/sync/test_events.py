@@ -4,12 +4,11 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from litestar.testing import TestClient
 
-from central.core.app import create_app
 from central.core.providers import services
 from fleet.clock import utc_now
 from station.sync.events import EventSender
+from tests.central.apps import central_client
 from tests.central.conftest import ADMIN, make_settings
 from tests.central.fleetdata import docked
 from tests.station.conftest import FAST
@@ -62,17 +61,17 @@ def test_after_central_is_restored_from_a_backup_the_newer_events_go_again(tmp_p
 
     settings = make_settings(tmp_path / "central")
     store.outbox.append([docked("BWV-1"), docked("BWV-2")])
-    with TestClient(create_app(settings), base_url="http://central.local") as central:
+    with central_client(settings, base_url="http://central.local") as central:
         EventSender(station_client(central), store, FAST).run_once()
     backup = tmp_path / "backup"
     shutil.copytree(tmp_path / "central", backup)
     store.outbox.append([docked("BWV-3")])
-    with TestClient(create_app(settings), base_url="http://central.local") as central:
+    with central_client(settings, base_url="http://central.local") as central:
         assert EventSender(station_client(central), store, FAST).run_once().acked_seq == 3
     shutil.rmtree(tmp_path / "central")
     shutil.copytree(backup, tmp_path / "central")  # central loses seq 3
     store.outbox.append([docked("BWV-4")])
-    with TestClient(create_app(settings), base_url="http://central.local") as central:
+    with central_client(settings, base_url="http://central.local") as central:
         sender = EventSender(station_client(central), store, FAST)
         sender.run_once()
         assert sender.run_once(force=True).acked_seq == 4
