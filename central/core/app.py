@@ -122,8 +122,8 @@ def create_app(settings: CentralSettings) -> Litestar:
 
     The lifespan opens what ``providers.settings_of(app)`` names: the tests start one built app again on
     another test's folder and database (``tests/central/apps.py``), as building the routes takes
-    most of a second and starting it a fifth. Settings of another shape (limits, stations) are
-    another app."""
+    most of a second and starting it a fifth. Building reads ``settings.limits`` alone (admission's
+    lanes): settings with other limits are another app."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

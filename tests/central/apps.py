@@ -12,7 +12,8 @@ object lives as long as the app, so a test that reads counters from zero builds 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar, overload
 
 import msgspec
 from litestar import Litestar
@@ -20,6 +21,8 @@ from litestar.testing import TestClient
 
 from central.core.app import create_app
 from fleet.config import CentralSettings
+
+ClientT = TypeVar("ClientT", bound=TestClient)
 
 _FREE: dict[bytes, list[Litestar]] = {}
 """Apps not serving a test now, by the limits they were built with."""
@@ -42,9 +45,19 @@ def app_for(settings: CentralSettings) -> Iterator[Litestar]:
             free.append(app)
 
 
-@contextmanager
-def central_client(settings: CentralSettings, client: type[TestClient] = TestClient, **options) -> Iterator[TestClient]:
+@overload
+def central_client(settings: CentralSettings, **options: Any) -> AbstractContextManager[TestClient]: ...
+@overload
+def central_client(
+    settings: CentralSettings, client: type[ClientT], **options: Any
+) -> AbstractContextManager[ClientT]: ...
+def central_client(settings: CentralSettings, client: type = TestClient, **options: Any) -> AbstractContextManager:
     """A test client (``client``, with ``options``) started on an app of ``settings`` (``app_for``)."""
+    return _started(settings, client, options)
+
+
+@contextmanager
+def _started(settings: CentralSettings, client: type, options: dict[str, Any]) -> Iterator[Any]:
     with app_for(settings) as app, client(app, **options) as started:
         yield started
 
