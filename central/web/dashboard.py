@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -158,6 +158,12 @@ def _recent_refusals(store: CentralStore, owners: OwnerLookup, within: str | Non
     stations = owners.stations_of(within) if within is not None else None
     with store.writer.read() as db:
         return claims.recent_refusals(db, stations=stations)
+
+
+def filter_query(filters: dict[str, str]) -> str:
+    """A list page's filters as its next page's and its export's query: the ones set, each value
+    percent-encoded (a search for "Smith & Jones" or "#4" stays one value)."""
+    return urlencode({k: v for k, v in filters.items() if v})
 
 
 def page(request: Request, template: str, **context) -> Template:
@@ -613,7 +619,7 @@ class DashboardController(DashboardPages):
             boroughs=boroughs,
             states=LIFECYCLE_STATES,
             flags=[(k, label) for k, label, _ in ALERTS],
-            next_query="&".join(f"{k}={quote(v)}" for k, v in filters.items() if v),
+            next_query=filter_query(filters),
             this_month=f"{utc_now():%Y-%m}",
         )
 

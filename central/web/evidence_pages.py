@@ -31,7 +31,7 @@ from central.evidence.clip_records import ClipRecords
 from central.evidence.holds import held_clips
 from central.evidence.retention import CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest, RetentionService
 from central.registry.assignments import AssignmentService, AttributeRequest
-from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page
+from central.web.dashboard import FORM, DashboardPages, allowed, back, field, filter_query, page
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
 from fleet.errors import BadRequest, NotFound
@@ -263,7 +263,7 @@ class EvidencePages(DashboardPages):
         rows = search_clips(store, filters, within.borough, keyset)
         more = len(rows) > PAGE
         rows = rows[:PAGE]
-        query = "&".join(f"{k}={v}" for k, v in filters.items() if v)
+        query = filter_query(filters)
         return page(
             request,
             "clips.html",
@@ -469,7 +469,7 @@ class EvidencePages(DashboardPages):
             filters=filters,
             actions=ACTIONS,
             check=chain_check.last,
-            query="&".join(f"{k}={v}" for k, v in filters.items() if v),
+            query=filter_query(filters),
             next_before=rows[PAGE - 1][0] if more else None,
         )
 

@@ -16,7 +16,7 @@ from central.core.providers import Injected
 from central.core.store import CentralStore
 from central.registry.assignments import AssignmentService, IssueRequest
 from central.registry.officers import OfficerService
-from central.web.dashboard import FORM, DashboardPages, allowed, back, field, page
+from central.web.dashboard import FORM, DashboardPages, allowed, back, field, filter_query, page
 from fleet.config import CentralSettings
 from fleet.errors import ApiError, BadRequest, Conflict
 
@@ -71,7 +71,7 @@ class PeoplePages(DashboardPages):
             filters=filters,
             boroughs=boroughs,
             can_assign=allowed(request, "supervisor"),
-            next_query="&".join(f"{k}={v}" for k, v in filters.items() if v),
+            next_query=filter_query(filters),
         )
 
     @post(

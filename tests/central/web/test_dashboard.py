@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -150,6 +151,21 @@ def test_a_supervisor_assigns_and_bulk_unassigns_on_the_officers_page(staffed):
     )
     assert "assignments ended" in ended.text
     assert staffed.get("/api/v1/assignments?active=true", headers=ADMIN).json() == []
+
+
+def test_a_search_with_an_ampersand_pages_on_as_the_same_search(browser):
+    """The next page's link carries the filters percent-encoded: "Smith & Jones #2" is one value, not
+    a search for "Smith " and a stray parameter (nor cut at the "#")."""
+    officers = [{"officer_id": f"PC{i:03}", "borough": "Camden", "name": f"Smith & Jones #{i}"} for i in range(60)]
+    officers.append({"officer_id": "PC999", "borough": "Camden", "name": "Smith Else"})
+    browser.post("/api/v1/officers/", headers=ADMIN, json=officers).raise_for_status()
+    log_in(browser)
+    first = browser.get("/officers", params={"q": "Smith & Jones #"}).text
+    link = html.unescape(re.search(r'<a rel="next" href="([^"]+)"', first).group(1))
+    assert link.startswith("/officers?q=Smith+%26+Jones+%23&after=")
+    second = browser.get(link).text
+    shown = set(re.findall(r">(PC\d{3})<", first)) | set(re.findall(r">(PC\d{3})<", second))
+    assert shown == {o["officer_id"] for o in officers[:60]}  # every match over two pages, and nothing else
 
 
 def test_a_viewer_sees_officers_but_no_assign_form(staffed):
