@@ -706,6 +706,11 @@ def settings_from_dict(
             resolve_secret(settings.metrics, "token", f"{where}: [metrics]")
         if settings.api_token is not None or settings.api_token_env is not None:
             resolve_secret(settings, "api_token", where)
+            if settings.api_token is not None and len(settings.api_token.strip()) < MIN_ACCESS_CODE:
+                raise ConfigError(
+                    f"{where}: api_token has fewer than {MIN_ACCESS_CODE} characters: the desk's access code "
+                    "checks cameras out; make a long random one (`openssl rand -hex 16`)"
+                )
         elif settings.api_port is not None and settings.api_host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(
                 f"{where}: api_host {settings.api_host!r} is not loopback: set api_token "
@@ -871,6 +876,11 @@ def _check_release_keys(keys: list[str | ReleaseKey], where: str) -> None:
             raise ConfigError(f"{where}[{n}]: the same key as release_keys[{seen[key]}]")
         seen[key] = n
 
+
+MIN_ACCESS_CODE = 16
+"""Characters of a desk's ``api_token`` at least (``openssl rand -hex 16`` gives 32): with the desk's
+lockout of wrong codes (``station.access_code``), far more guesses than a station's network
+could send in the code's lifetime."""
 
 MIN_WEBHOOK_SECRET = 32
 """Characters of a webhook's shared secret at least (``openssl rand -hex 32`` gives 64)."""

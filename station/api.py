@@ -53,6 +53,7 @@ from fleet.errors import (
 from fleet.events import OfficerId
 from fleet.metrics import CONTENT_TYPE, exposition
 from fleet.protocol import ErrorBody, Serial, StationStatus
+from station.access_code import AccessCode, client_address
 from station.store.checkouts import Checkout
 from station.web import page
 
@@ -219,13 +220,14 @@ def from_the_desk_only(
 
 def create_desk_app(node: StationNode) -> Litestar:
     token = node.settings.api_token
+    access = AccessCode(token) if token is not None else None
     operator = getpass.getuser()
 
     def authorize(request: Request) -> None:
-        if token is None:
+        if access is None:
             return
-        given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        given = (request.headers.get("authorization") or "").removeprefix("Bearer ")
+        if not access.check(given, client_address(request)):
             raise Unauthorized("this desk API needs 'Authorization: Bearer <api_token>'")
 
     scraper = bytes.fromhex(token_sha256(node.settings.metrics, "token")) if node.settings.metrics.configured else None
@@ -288,7 +290,7 @@ def create_desk_app(node: StationNode) -> Litestar:
             f"{exc.detail}: {exc.extra}" if exc.extra else exc.detail,
         )
 
-    desk_page = page.desk_page(node, operator)
+    desk_page = page.desk_page(node, operator, access)
     return Litestar(
         route_handlers=[healthz, status, metrics, checkouts, checkout, checkin, *desk_page.routes()],
         middleware=[from_the_desk_only(node.settings, desk_page.form_token)],

@@ -77,7 +77,7 @@ def test_every_config_setting_is_documented(kind):
 def test_example_configs_load(monkeypatch):
     monkeypatch.setenv("FLEET_ADMIN_TOKEN", "x")
     monkeypatch.setenv("FLEET_TOKEN_CAMDEN", "y")
-    monkeypatch.setenv("FLEET_DESK_TOKEN", "z")
+    monkeypatch.setenv("FLEET_DESK_TOKEN", "z" * 16)
     assert load_settings(ROOT / "config" / "central.example.toml", CentralSettings).stations["barnet"]
     assert load_settings(ROOT / "config" / "station.example.toml", StationSettings).chunk_bytes == 64 << 20
 

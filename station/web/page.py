@@ -45,7 +45,8 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect
 
-from fleet.errors import ApiError, BadRequest, BatteryGateRefused, Unauthorized
+from fleet.errors import ApiError, BadRequest, BatteryGateRefused, TooManyRequests, Unauthorized
+from station.access_code import AccessCode, client_address
 from station.web.sessions import COOKIE, IDLE, DeskSessions
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class DeskPage:
     operator: str
     csrf: str
     sessions: DeskSessions
+    access: AccessCode | None = None
+    """The desk's access code (``station.access_code``); None: no sign-in (loopback only)."""
 
     def __post_init__(self) -> None:
         self.templates = jinja2.Environment(
@@ -113,7 +116,7 @@ class DeskPage:
 
     @property
     def needs_sign_in(self) -> bool:
-        return self.node.settings.api_token is not None
+        return self.access is not None
 
     def signed_in(self, connection: ASGIConnection) -> bool:
         return not self.needs_sign_in or self.sessions.valid(connection.cookies.get(COOKIE))
@@ -243,10 +246,15 @@ class DeskPage:
 
         @post(f"{PREFIX}/sign-in", include_in_schema=False)
         async def sign_in(request: Request, data: Annotated[SignInForm, FORM_BODY]) -> Response:
-            token = page.node.settings.api_token
-            if token is None:
+            if page.access is None:
                 return Redirect(PREFIX, status_code=SEE_OTHER)
-            if not hmac.compare_digest(data.token.strip().encode(), token.encode()):
+            try:
+                right = page.access.check(data.token, client_address(request))
+            except TooManyRequests as locked:
+                response = page.html(request, "sign_in.html", 429, failed=locked.message)
+                response.headers.update(locked.headers)
+                return response
+            if not right:
                 return page.html(request, "sign_in.html", 401, failed="that is not this desk's access code")
             return Redirect(
                 PREFIX,
@@ -277,6 +285,7 @@ class DeskPage:
         return [home, show, check_out, check_in, sign_in_form, sign_in, sign_out, stylesheet]
 
 
-def desk_page(node: StationNode, operator: str) -> DeskPage:
-    """The page of this desk, with a fresh check token for its forms (see the module docstring)."""
-    return DeskPage(node, operator, csrf=secrets.token_urlsafe(32), sessions=DeskSessions())
+def desk_page(node: StationNode, operator: str, access: AccessCode | None) -> DeskPage:
+    """The page of this desk, with a fresh check token for its forms (see the module docstring);
+    ``access``: the desk's access code, shared with its API (None: the desk has none)."""
+    return DeskPage(node, operator, csrf=secrets.token_urlsafe(32), sessions=DeskSessions(), access=access)

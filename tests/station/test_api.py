@@ -66,11 +66,11 @@ def test_refusals_have_one_error_shape(api, store, dock_dir, body, status, error
 
 
 def test_a_token_is_checked_when_configured(store, dock_dir):
-    app = create_desk_app(node(store, dock_dir, api_token="desk-test-token"))  # test value, not a secret
+    app = create_desk_app(node(store, dock_dir, api_token="desk-api-test-token"))  # test value, not a secret
     with TestClient(app, base_url="http://127.0.0.1") as client:
         assert client.get("/checkouts").status_code == 401
         assert client.get("/checkouts", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert client.get("/checkouts", headers={"Authorization": "Bearer desk-test-token"}).status_code == 200
+        assert client.get("/checkouts", headers={"Authorization": "Bearer desk-api-test-token"}).status_code == 200
         assert client.get("/healthz").status_code == 200
 
 

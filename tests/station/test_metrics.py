@@ -19,7 +19,7 @@ from tests.station.test_status import settings_for
 from tests.support.promql import samples, scraped
 
 SCRAPER = {"Authorization": "Bearer station-metrics-test-token"}  # test values, not secrets
-DESK = {"Authorization": "Bearer desk-test-token"}
+DESK = {"Authorization": "Bearer desk-api-test-token"}
 
 
 def desk(store, tmp_path, **extra) -> TestClient:
@@ -34,8 +34,12 @@ def desk(store, tmp_path, **extra) -> TestClient:
     ("extra", "allowed", "refused"),
     [
         ({}, [{}], []),  # loopback, no token anywhere: as /status
-        ({"api_token": "desk-test-token"}, [DESK], [{}, SCRAPER]),
-        ({"api_token": "desk-test-token", "metrics": {"token": "station-metrics-test-token"}}, [SCRAPER], [{}, DESK]),
+        ({"api_token": "desk-api-test-token"}, [DESK], [{}, SCRAPER]),
+        (
+            {"api_token": "desk-api-test-token", "metrics": {"token": "station-metrics-test-token"}},
+            [SCRAPER],
+            [{}, DESK],
+        ),
     ],
 )
 def test_the_metrics_token_or_else_whoever_may_read_status(store, tmp_path, extra, allowed, refused):

@@ -1,0 +1,80 @@
+"""The desk's access code (``api_token``): the one check of it, and wrong guesses locked out.
+
+Beyond loopback the desk answers anyone on the station's network, and its code checks cameras
+out. Both ways in (the API's bearer header and the page's sign-in form) ask ``AccessCode``:
+compared in constant time, and each client address's wrong codes counted. From its
+``FREE``-th wrong code in a row an address is locked for ``BASE_LOCK_S``, doubled at every
+further one, at most ``MAX_LOCK_S``; while locked, every attempt is refused unchecked (429
+with ``Retry-After``). A count is forgotten ``FORGET_AFTER_S`` after its last wrong code, and
+the right code clears it. An attempt is counted before it is compared and given back when it
+was right, so attempts sent all at once are held to the count as if sent one by one.
+
+The counts live in this process's memory (a desk has one process; a restart, which an
+attacker on the network cannot cause, forgets them). Central's dashboard keeps its own in
+its database (``central.access.login_throttle``): several replicas share them there.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from litestar.connection import ASGIConnection
+
+from fleet.errors import TooManyRequests
+
+FREE = 5
+"""Wrong codes in a row from one address before it is locked."""
+BASE_LOCK_S = 30.0
+MAX_LOCK_S = 15 * 60.0
+FORGET_AFTER_S = 60 * 60.0
+MOST = 4096
+"""Addresses counted at once; the one counted least recently goes first."""
+
+
+class AccessCode:
+    def __init__(self, code: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._code = code.encode()
+        self.clock = clock
+        self._counts: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
+        """{address: (wrong codes in a row, when the last was counted, locked until)}."""
+        self._lock = threading.Lock()
+
+    def check(self, given: str, address: str) -> bool:
+        """Whether ``given`` is the code; refused (TooManyRequests) while ``address`` is locked out."""
+        self._admit(address)
+        if hmac.compare_digest(given.strip().encode(), self._code):
+            with self._lock:
+                self._counts.pop(address, None)
+            return True
+        return False
+
+    def _admit(self, address: str) -> None:
+        """Refuse while locked; else count this attempt as wrong (given back by ``check`` if right)."""
+        now = self.clock()
+        with self._lock:
+            wrong, last, locked_until = self._counts.pop(address, (0, now, 0.0))
+            if now - last > FORGET_AFTER_S:
+                wrong, locked_until = 0, 0.0
+            if locked_until > now:
+                self._counts[address] = (wrong, last, locked_until)
+                wait = math.ceil(locked_until - now)
+                raise TooManyRequests(
+                    f"too many wrong access codes from this address: try again in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            wrong += 1
+            if wrong >= FREE:
+                locked_until = now + min(MAX_LOCK_S, BASE_LOCK_S * 2 ** (wrong - FREE))
+            self._counts[address] = (wrong, now, locked_until)
+            while len(self._counts) > MOST:
+                self._counts.popitem(last=False)
+
+
+def client_address(connection: ASGIConnection) -> str:
+    """Whom a desk request came from, as counted (the desk is reached directly, never through a proxy)."""
+    return connection.client.host if connection.client is not None else "unknown"
