@@ -333,6 +333,9 @@ class DeskServer:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # Reached directly, never through a proxy: a client's X-Forwarded-For (uvicorn trusts it
+            # from loopback by default) must not name another address to the access code's lockout.
+            proxy_headers=False,
             timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from litestar.testing import TestClient
 
@@ -93,3 +94,30 @@ def test_a_short_access_code_is_refused_at_start_up(code):
             },
             StationSettings,
         )
+
+
+def test_a_forwarded_for_header_names_no_other_address_to_the_real_desk_server(store, dock_dir):
+    """uvicorn would take X-Forwarded-For from a loopback client as its address: a guesser rotating it
+    would never be locked out. The desk is reached directly and counts the connection's own address."""
+    from simulation.local_cluster import free_port
+    from station.api import DeskServer
+
+    server = DeskServer(node(store, dock_dir, api_port=PORT, api_token=ACCESS_CODE), "127.0.0.1", free_port())
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.server.config.port}/checkouts"
+        answers = [
+            httpx.get(
+                url,
+                headers={
+                    "Authorization": "Bearer guess",
+                    "X-Forwarded-For": f"10.1.2.{n}",
+                    "Host": f"127.0.0.1:{PORT}",
+                },
+                timeout=5,
+            ).status_code
+            for n in range(FREE + 1)
+        ]
+    finally:
+        server.stop()
+    assert answers == [401] * FREE + [429]
