@@ -26,6 +26,7 @@ from fleet import csvio
 from fleet.clock import to_iso, utc_now
 from fleet.errors import BadRequest, NotFound
 from fleet.events import Officer, OfficerRole
+from fleet.protocol import UNPRINTABLE, BoroughName, readable
 
 MAX_IMPORT = 200_000
 OfficerPath = Annotated[str, PathParameter(min_length=1, max_length=32, description="shoulder or warrant number")]
@@ -91,6 +92,7 @@ class OfficerService:
                 f"officer ids appear more than once: {', '.join(dupes[:5])}"
                 + (f" and {len(dupes) - 5} more" if len(dupes) > 5 else "")
             )
+        _check_printable(officers)
         now = to_iso(utc_now())
         # In bulk: one read of who is known, one statement of rows, one of audit records (an import
         # is thousands of officers, and on PostgreSQL every statement is a round trip).
@@ -200,6 +202,23 @@ class OfficerService:
                 )
             ]
         return OfficerDetail(officer=_officer(row), holding=[a for a in history if a.ended_at is None], history=history)
+
+
+def _check_printable(officers: list[Officer]) -> None:
+    """Refuse an import whose borough is not a printable name, or whose team or name holds a line
+    break, control or invisible character: what central keeps it shows on pages, in exports and in
+    digests, and sends to stations. (Checked here, not in the ``Officer`` wire type: stations decode
+    officers central stored before this check, and must not stop at one.)"""
+    for o in officers:
+        try:
+            msgspec.convert(o.borough, BoroughName)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"officer {o.officer_id}: borough {o.borough!r}: {readable(str(exc))}") from None
+        for field, value in (("team", o.team), ("name", o.name)):
+            if UNPRINTABLE.search(value):
+                raise BadRequest(
+                    f"officer {o.officer_id}: {field} {value!r} holds a line break, control or invisible character"
+                )
 
 
 def officers_from_csv(text: str) -> list[Officer]:

@@ -30,6 +30,33 @@ def test_a_bad_csv_imports_nothing_and_names_the_line(client):
     assert client.get("/api/v1/officers/", headers=ADMIN).json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("borough", "Camden\u200b"),  # reads as Camden, is another borough
+        ("borough", "Cam\u2028den"),  # a line separator: broke the digests' lines
+        ("borough", " Camden"),
+        ("borough", "\u202eNEDMAC"),  # shown reversed
+        ("team", "Team A\nBcc: x@example.org"),
+        ("name", "A. Smith\x00"),
+    ],
+)
+def test_an_officer_with_an_unprintable_borough_team_or_name_is_refused_whole(client, field, value):
+    officers = [{"officer_id": "PC1", "borough": "Camden"}, {"officer_id": "PC2", "borough": "Camden", field: value}]
+    r = client.post("/api/v1/officers/", headers=ADMIN, json=officers)
+    assert r.status_code == 400 and r.json()["message"].startswith(f"officer PC2: {field} ")
+    assert client.get("/api/v1/officers/", headers=ADMIN).json()["items"] == []  # nothing imported
+    row = {"officer_id": "PC2", "borough": "Camden", "team": "", "role": "other", "name": "", field: value}
+    csv = (
+        "officer_id,borough,team,role,name\n"
+        + ",".join(f'"{row[k]}"' for k in ("officer_id", "borough", "team", "role", "name"))
+        + "\n"
+    )
+    r = client.post("/api/v1/officers/import.csv", content=csv.encode(), headers={**ADMIN, "Content-Type": "text/csv"})
+    assert r.status_code == 400, r.text  # by the check or by the CSV reader before it (a NUL, a line break)
+    assert client.get("/api/v1/officers/", headers=ADMIN).json()["items"] == []
+
+
 def test_officer_detail_and_scoping(client):
     client.post(
         "/api/v1/officers/",
