@@ -191,11 +191,3 @@ def chromium(browser_process):
     watched = Watched(browser_process)
     yield watched
     assert watched.violations == [], "Content-Security-Policy violations"
-
-
-@pytest.fixture
-def screenshots(tmp_path) -> Path:
-    """Where page screenshots go: docs/screenshots/ under `make screenshots`, else a temp folder."""
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder

@@ -33,12 +33,11 @@ def test_a_wrong_password_is_refused_on_the_page(chromium, fleet):
     page.close()
 
 
-def test_overview_filter_and_battery_chart(chromium, fleet, screenshots):
+def test_overview_filter_and_battery_chart(chromium, fleet):
     page = logged_in(chromium, fleet, "f.manager")
     page.goto(base(fleet) + "/")
     assert page.locator('[data-state="allocated"] .n').inner_text() == "2"  # two of three: one docked, in service
     assert page.locator('[data-state="in_service"] .n').inner_text() == "1"
-    page.screenshot(path=str(screenshots / "overview.png"), full_page=True)
 
     page.goto(base(fleet) + "/devices")
     page.get_by_label("State").select_option("in_service")
@@ -48,7 +47,6 @@ def test_overview_filter_and_battery_chart(chromium, fleet, screenshots):
     page.get_by_label("State").select_option("")
     page.get_by_role("button", name="Filter").click()
     assert page.locator("#devices tbody tr").count() == 3
-    page.screenshot(path=str(screenshots / "devices.png"), full_page=True)
 
     page.get_by_role("link", name="BWV-000001").click()
     chart = page.locator("#battery-chart svg")
@@ -57,11 +55,10 @@ def test_overview_filter_and_battery_chart(chromium, fleet, screenshots):
     assert len(points) == 6  # one per docking
     heights = [float(p.split(",")[1]) for p in points]
     assert heights == sorted(heights)  # health falls docking after docking (y grows downwards)
-    page.screenshot(path=str(screenshots / "device.png"), full_page=True)
     page.close()
 
 
-def test_a_supervisor_assigns_a_camera_and_holds_a_clip(chromium, fleet, screenshots):
+def test_a_supervisor_assigns_a_camera_and_holds_a_clip(chromium, fleet):
     cluster, clip = fleet
     page = logged_in(chromium, fleet, "s.uper")
     page.goto(base(fleet) + "/officers")
@@ -70,40 +67,35 @@ def test_a_supervisor_assigns_a_camera_and_holds_a_clip(chromium, fleet, screens
     page.get_by_role("button", name="Issue").click()
     assert page.get_by_role("status").inner_text() == "camera issued"
     assert "BWV-000002" in page.locator("#officers tbody tr", has_text="PC2").inner_text()
-    page.screenshot(path=str(screenshots / "officers.png"), full_page=True)
 
     page.goto(base(fleet) + "/clips")
-    page.screenshot(path=str(screenshots / "clips.png"), full_page=True)
     page.locator("#clips").get_by_role("link", name=re.compile(clip.clip_id[:13])).click()
     hold = page.locator('form[action$="/hold"]')
     hold.get_by_label("Reason").fill("complaint CMP-2231")
     hold.get_by_role("button", name="Place a hold").click()
     assert page.get_by_role("status").inner_text() == "held"
     assert "complaint CMP-2231" in page.locator("#holds").inner_text()
-    page.screenshot(path=str(screenshots / "clip.png"), full_page=True)
     with cluster.admin() as admin:
         assert admin.get(f"/api/v1/clips/{clip.clip_id}/retention").json()["held_by"]
     page.close()
 
 
-def test_the_audit_page_shows_the_hold_and_verifies_the_chain(chromium, fleet, screenshots):
+def test_the_audit_page_shows_the_hold_and_verifies_the_chain(chromium, fleet):
     page = logged_in(chromium, fleet, "f.manager")
     page.goto(base(fleet) + "/audit?action=login")
     assert page.locator("#audit tbody tr").count() >= 1
     page.get_by_role("button", name="Verify the chain now").click()
     assert page.get_by_role("status").inner_text() == "chain intact"
     assert "chain intact" in page.locator("#chain").inner_text()
-    page.screenshot(path=str(screenshots / "audit.png"), full_page=True)
     page.close()
 
 
-def test_the_rollout_page_shows_the_verdict_and_burn_up(chromium, fleet, screenshots):
+def test_the_rollout_page_shows_the_verdict_and_burn_up(chromium, fleet):
     page = logged_in(chromium, fleet, "f.manager")
     page.goto(base(fleet) + "/rollout")
     assert "not feasible" in page.locator("#verdict").inner_text()  # the reference scenario: deliveries bind
     assert page.locator("#burn-up svg polyline.dashed").count() == 1
     assert page.locator("#boroughs tbody tr").count() == 32
-    page.screenshot(path=str(screenshots / "rollout.png"), full_page=True)
     page.close()
 
 

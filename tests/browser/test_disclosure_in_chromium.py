@@ -9,7 +9,7 @@ from tests.browser.test_dashboard_in_chromium import base, logged_in
 from tests.e2e.harness import wait_until
 
 
-def test_a_share_link_is_made_opened_by_its_receiver_and_then_expires(chromium, fleet, screenshots):
+def test_a_share_link_is_made_opened_by_its_receiver_and_then_expires(chromium, fleet):
     cluster, clip = fleet
     with cluster.admin() as admin:
         admin.post("/api/v1/holds", json={"kind": "case", "case_ref": "OP-1", "reason": "op 1"}).raise_for_status()
@@ -22,7 +22,6 @@ def test_a_share_link_is_made_opened_by_its_receiver_and_then_expires(chromium, 
     page.get_by_role("button", name="Make a share link").click()
     link = page.get_by_label("the new share link").input_value()
     assert "/shared/" in link
-    page.screenshot(path=str(screenshots / "case.png"), full_page=True)
     page.goto(base(fleet) + "/cases/OP-1")  # shown once: the case page itself never shows a link
     assert page.get_by_label("the new share link").count() == 0
     assert "IOPC, A. Jones" in page.locator("table").last.inner_text()

@@ -32,11 +32,10 @@ def tab_to(page, target: str, most: int = 25) -> None:
     raise AssertionError(f"Tab never reached {target}")
 
 
-def test_the_public_form_on_a_phone_with_the_keyboard_alone(chromium, fleet, screenshots):
+def test_the_public_form_on_a_phone_with_the_keyboard_alone(chromium, fleet):
     page = phone(chromium)
     page.goto(base(fleet) + "/public/keep-footage")
     assert fits(page)
-    page.screenshot(path=str(screenshots / "keep-footage-phone.png"), full_page=True)
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Tab")
@@ -83,7 +82,6 @@ def test_the_public_form_on_a_phone_with_the_keyboard_alone(chromium, fleet, scr
     for private in ("jo.public", "1234AB", "High Street", "library"):
         assert private not in text
     assert fits(page)
-    page.screenshot(path=str(screenshots / "keep-footage-received-phone.png"), full_page=True)
 
     page.locator("#lookup").focus()
     page.keyboard.type(reference.lower().replace("-", " "))
@@ -93,7 +91,7 @@ def test_the_public_form_on_a_phone_with_the_keyboard_alone(chromium, fleet, scr
     page.close()
 
 
-def test_the_officer_narrows_a_request_to_the_clip_that_matches(chromium, fleet, screenshots):
+def test_the_officer_narrows_a_request_to_the_clip_that_matches(chromium, fleet):
     _cluster, clip = fleet
     recorded = clip.recorded_at.astimezone(LONDON)
     public = phone(chromium)
@@ -118,7 +116,6 @@ def test_the_officer_narrows_a_request_to_the_clip_that_matches(chromium, fleet,
     page.goto(base(fleet) + "/keep-requests")
     row = page.locator("#requests tbody tr", has_text=reference)
     assert "open" in row.inner_text() and row.locator(".tag").count() == 1  # its deadline
-    page.screenshot(path=str(screenshots / "keep-requests.png"), full_page=True)
     row.get_by_role("link", name=reference).click()
     assert page.locator("#place").inner_text() == "<b>Camden Road</b> by the bus stop"  # shown as text
     page.get_by_label(f"keep clip {clip.clip_id}").check()
@@ -127,7 +124,6 @@ def test_the_officer_narrows_a_request_to_the_clip_that_matches(chromium, fleet,
     assert page.get_by_role("status").inner_text().startswith("request narrowed")
     assert page.locator("#state").inner_text() == "narrowed"
     assert "kept for this request" in page.locator("#clips").inner_text()
-    page.screenshot(path=str(screenshots / "keep-request.png"), full_page=True)
     page.close()
 
     public.goto(base(fleet) + f"/public/keep-footage/status?reference={reference}")

@@ -48,7 +48,7 @@ def central(tmp_path_factory):
     cluster.stop_all()
 
 
-def test_the_public_reads_the_figures_with_no_script_from_the_keyboard_on_a_phone(chromium, central, screenshots):
+def test_the_public_reads_the_figures_with_no_script_from_the_keyboard_on_a_phone(chromium, central):
     cluster, _latest, earlier = central
     context = chromium.browser.new_context(java_script_enabled=False, viewport={"width": 375, "height": 740})
     page = context.new_page()
@@ -62,7 +62,6 @@ def test_the_public_reads_the_figures_with_no_script_from_the_keyboard_on_a_phon
     assert uploads.locator("tr", has_text="All boroughs").locator("td").inner_text() == "63"
     assert page.locator("figure svg").count() == 6  # a chart per measure
     assert page.get_by_role("heading", name="How each figure is made").is_visible()
-    page.screenshot(path=str(screenshots / "public-figures.png"), full_page=True)
 
     # the keyboard alone: past the skip link to the month picker, choose the month before, show it
     page.keyboard.press("Tab")

@@ -158,7 +158,7 @@ def test_a_sergeant_checks_a_camera_out_and_back_in(chromium, desk):
     assert sergeant.steps == 5
 
 
-def test_the_battery_gate_refuses_and_a_supervisor_hands_the_camera_out_with_a_reason(chromium, desk, screenshots):
+def test_the_battery_gate_refuses_and_a_supervisor_hands_the_camera_out_with_a_reason(chromium, desk):
     sergeant = Sergeant(chromium.new_page())
     sergeant.opens(f"{desk.url}/desk")
     worn_row = sergeant.page.get_by_role("row").filter(has_text="BWV-000777").inner_text()
@@ -171,7 +171,6 @@ def test_the_battery_gate_refuses_and_a_supervisor_hands_the_camera_out_with_a_r
     assert "take another camera instead (ready now: BWV-000456" in refusal  # what to do instead
     assert desk.api_checkouts() == []
     assert sergeant.page.get_by_label("Camera serial", exact=True).input_value() == "BWV-000777"  # kept as typed
-    sergeant.page.screenshot(path=str(screenshots / "station-desk-battery-gate.png"), full_page=True)
     sergeant.types("Supervisor", "PS Khan")
     sergeant.types("Reason", "officer's own camera in repair; spare battery issued")
     sergeant.presses("Check out with this reason")
