@@ -2,7 +2,10 @@
 
 Beyond loopback the desk answers anyone on the station's network, and its code checks cameras
 out. Both ways in (the API's bearer header and the page's sign-in form) ask ``AccessCode``:
-compared in constant time, and each client address's wrong codes counted. From its
+compared in constant time (as SHA-256 digests, so not even its length shows), and each client
+address's wrong codes counted. Only a code given is a guess: a request with none (an image tag
+on any page the sergeant's browser opens, a scraper without the code) counts for nothing, else
+any web page could lock the desk's own browser out. From its
 ``FREE``-th wrong code in a row an address is locked for ``BASE_LOCK_S``, doubled at every
 further one, at most ``MAX_LOCK_S``; while locked, every attempt is refused unchecked (429
 with ``Retry-After``). A count is forgotten ``FORGET_AFTER_S`` after its last wrong code, and
@@ -16,6 +19,7 @@ its database (``central.access.login_throttle``): several replicas share them th
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import threading
@@ -36,18 +40,33 @@ MOST = 4096
 """Addresses counted at once; the one counted least recently goes first."""
 
 
+def _sha256(code: str) -> bytes:
+    """A code as compared: without the spaces around it, as typed or as set (the config strips it to count it)."""
+    return hashlib.sha256(code.strip().encode()).digest()
+
+
 class AccessCode:
     def __init__(self, code: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self._code = code.encode()
+        self._sha256 = _sha256(code)
         self.clock = clock
         self._counts: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
         """{address: (wrong codes in a row, when the last was counted, locked until)}."""
         self._lock = threading.Lock()
 
+    @classmethod
+    def hashed(cls, sha256_hex: str, clock: Callable[[], float] = time.monotonic) -> AccessCode:
+        """A code known by its SHA-256 (hex) only, as ``fleet.config.token_sha256`` gives it."""
+        access = cls("", clock)
+        access._sha256 = bytes.fromhex(sha256_hex)
+        return access
+
     def check(self, given: str, address: str) -> bool:
-        """Whether ``given`` is the code; refused (TooManyRequests) while ``address`` is locked out."""
+        """Whether ``given`` is the code; refused (TooManyRequests) while ``address`` is locked out.
+        Nothing given is no guess: False, uncounted."""
+        if not given.strip():
+            return False
         self._admit(address)
-        if hmac.compare_digest(given.strip().encode(), self._code):
+        if hmac.compare_digest(_sha256(given), self._sha256):
             with self._lock:
                 self._counts.pop(address, None)
             return True
@@ -73,6 +92,13 @@ class AccessCode:
             self._counts[address] = (wrong, now, locked_until)
             while len(self._counts) > MOST:
                 self._counts.popitem(last=False)
+
+
+def bearer_code(connection: ASGIConnection) -> str:
+    """The code in an ``Authorization: Bearer <code>`` header (the scheme in any case, RFC 9110
+    11.1); "" for none or another scheme (a browser's Basic credentials are no guess)."""
+    scheme, _, code = (connection.headers.get("authorization") or "").strip().partition(" ")
+    return code if scheme.lower() == "bearer" else ""
 
 
 def client_address(connection: ASGIConnection) -> str:

@@ -53,7 +53,7 @@ from fleet.errors import (
 from fleet.events import OfficerId
 from fleet.metrics import CONTENT_TYPE, exposition
 from fleet.protocol import ErrorBody, Serial, StationStatus
-from station.access_code import AccessCode, client_address
+from station.access_code import AccessCode, bearer_code, client_address
 from station.store.checkouts import Checkout
 from station.web import page
 
@@ -226,8 +226,7 @@ def create_desk_app(node: StationNode) -> Litestar:
     def authorize(request: Request) -> None:
         if access is None:
             return
-        given = (request.headers.get("authorization") or "").removeprefix("Bearer ")
-        if not access.check(given, client_address(request)):
+        if not access.check(bearer_code(request), client_address(request)):
             raise Unauthorized("this desk API needs 'Authorization: Bearer <api_token>'")
 
     scraper = bytes.fromhex(token_sha256(node.settings.metrics, "token")) if node.settings.metrics.configured else None

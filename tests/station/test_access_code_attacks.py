@@ -1,0 +1,108 @@
+"""The desk's access code attacked: from a web page in the sergeant's browser, from another
+address on the station's network, and against the real desk server where uvicorn's behaviour counts."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections import Counter
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+
+from station.access_code import FREE, AccessCode
+from station.api import create_desk_app
+from tests.station.test_access_code import CODE
+from tests.station.test_api import node
+from tests.station.test_desk_page import ACCESS_CODE, DESK, PORT, csrf_of
+
+RIGHT = {"Authorization": f"Bearer {ACCESS_CODE}"}
+
+
+def sign_in(desk: TestClient, code: str = ACCESS_CODE) -> httpx.Response:
+    return desk.post("/desk/sign-in", data={"csrf_token": csrf_of(desk.get("/desk/sign-in")), "token": code})
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        {},  # an <img src="http://desk/status"> on any page the sergeant opens: no Origin, no code
+        {"Authorization": ""},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic dXNlcjpwYXNz"},  # http://user:pass@desk/... asks the browser for Basic
+    ],
+)
+def test_asking_without_a_code_is_no_guess_and_locks_nobody_out(store, dock_dir, sent):
+    """Only a code given is a guess. Counting every request without one let any web page the
+    sergeant opened lock the desk's browser out (a few image tags, again every 15 minutes), and a
+    scraper without the code lock out its host."""
+    app = create_desk_app(node(store, dock_dir, api_port=PORT, api_token=ACCESS_CODE))
+    with TestClient(app, base_url=DESK) as desk:
+        for path in ["/status", "/checkouts", "/metrics"] * FREE:
+            assert desk.get(path, headers=sent).status_code == 401, path
+        assert desk.get("/checkouts", headers=RIGHT).status_code == 200
+        assert sign_in(desk).url.path == "/desk"
+
+
+def test_an_empty_sign_in_form_is_no_guess(store, dock_dir):
+    app = create_desk_app(node(store, dock_dir, api_port=PORT, api_token=ACCESS_CODE))
+    with TestClient(app, base_url=DESK) as desk:
+        for _ in range(FREE):
+            assert sign_in(desk, "  ").status_code == 401
+        assert sign_in(desk).url.path == "/desk"
+
+
+def test_the_bearer_scheme_is_read_in_any_case(store, dock_dir):
+    """RFC 9110 11.1: an authentication scheme is case-insensitive; ``bearer <code>`` is the right code."""
+    app = create_desk_app(node(store, dock_dir, api_port=PORT, api_token=ACCESS_CODE))
+    with TestClient(app, base_url=DESK) as desk:
+        for scheme in ["bearer", "BEARER", "Bearer"]:
+            assert desk.get("/checkouts", headers={"Authorization": f"{scheme} {ACCESS_CODE}"}).status_code == 200
+
+
+def test_a_code_configured_with_spaces_around_it_is_the_code_without_them():
+    """The check strips what is typed (and the HTTP header is stripped anyway), and the length check at
+    start-up strips the setting: the setting must be stripped too, else the right code never matched."""
+    access = AccessCode(f"  {CODE}\n")
+    assert access.check(CODE, "10.0.0.9") is True
+    assert access.check(f" {CODE} ", "10.0.0.9") is True
+
+
+def test_a_signed_in_browser_works_on_while_its_address_is_locked(store, dock_dir):
+    """Locking an address (the sergeant's own, by someone sharing it) stops new sign-ins, not a
+    browser already signed in: its session is its proof, not the code."""
+    app = create_desk_app(node(store, dock_dir, api_port=PORT, api_token=ACCESS_CODE))
+    with TestClient(app, base_url=DESK) as desk:
+        assert sign_in(desk).url.path == "/desk"
+        for _ in range(FREE):
+            assert desk.get("/checkouts", headers={"Authorization": "Bearer guess"}).status_code == 401
+        assert desk.get("/checkouts", headers=RIGHT).status_code == 429
+        assert desk.get("/desk").status_code == 200
+
+
+@pytest.mark.slow
+def test_a_burst_of_guesses_in_parallel_gets_its_free_guesses_and_no_more_from_the_real_server(store, dock_dir):
+    """Guesses sent all at once over many connections, by bearer header and by sign-in form alike."""
+    from simulation.local_cluster import free_port
+    from station.api import DeskServer
+
+    port = free_port()
+    server = DeskServer(node(store, dock_dir, api_port=port, api_token=ACCESS_CODE), "127.0.0.1", port)
+    server.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10) as browser:
+            csrf = csrf_of(browser.get("/desk/sign-in"))
+
+        def guess(n: int) -> int:
+            with httpx.Client(base_url=base, timeout=10) as client:
+                if n % 2:
+                    return client.post("/desk/sign-in", data={"csrf_token": csrf, "token": f"guess-{n}"}).status_code
+                return client.get("/checkouts", headers={"Authorization": f"Bearer guess-{n}"}).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = Counter(pool.map(guess, range(6 * FREE)))
+        right = httpx.get(f"{base}/checkouts", headers=RIGHT, timeout=10).status_code
+    finally:
+        server.stop()
+    assert answers == {401: FREE, 429: 5 * FREE} and right == 429
