@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections import Counter
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -12,11 +13,14 @@ from litestar.testing import TestClient
 
 from station.access_code import FREE, AccessCode
 from station.api import create_desk_app
+from station.metrics import StationCollector, StationMetrics
 from tests.station.test_access_code import CODE
 from tests.station.test_api import node
 from tests.station.test_desk_page import ACCESS_CODE, DESK, PORT, csrf_of
+from tests.station.test_status import settings_for
 
 RIGHT = {"Authorization": f"Bearer {ACCESS_CODE}"}
+SCRAPER_TOKEN = "station-metrics-attack-token"  # a test value, not a secret
 
 
 def sign_in(desk: TestClient, code: str = ACCESS_CODE) -> httpx.Response:
@@ -66,6 +70,25 @@ def test_a_code_configured_with_spaces_around_it_is_the_code_without_them():
     access = AccessCode(f"  {CODE}\n")
     assert access.check(CODE, "10.0.0.9") is True
     assert access.check(f" {CODE} ", "10.0.0.9") is True
+
+
+def metrics_desk(store, tmp_path) -> TestClient:
+    settings = settings_for(store, tmp_path, api_token=ACCESS_CODE, metrics={"token": SCRAPER_TOKEN})
+    metrics = StationMetrics()
+    metrics.registry.register(StationCollector(settings, store))
+    served = SimpleNamespace(settings=settings, store=store, metrics=metrics)
+    return TestClient(create_desk_app(served), base_url="http://127.0.0.1")  # type: ignore[arg-type]
+
+
+def test_the_metrics_token_is_locked_out_like_the_access_code_but_counted_apart(store, tmp_path):
+    """Without a lockout ``/metrics`` answered every guess at its token; counted with the access
+    code, a scraper with a stale token would lock the desk's own browser out."""
+    with metrics_desk(store, tmp_path) as desk:
+        for _ in range(FREE):
+            assert desk.get("/metrics", headers={"Authorization": "Bearer guess"}).status_code == 401
+        locked = desk.get("/metrics", headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"})
+        assert locked.status_code == 429
+        assert desk.get("/status", headers=RIGHT).status_code == 200
 
 
 def test_a_signed_in_browser_works_on_while_its_address_is_locked(store, dock_dir):
