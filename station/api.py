@@ -75,11 +75,12 @@ class CheckinRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     by: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 
-def _error(status: int, code: str, message: str) -> Response:
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
         msgspec.json.encode(ErrorBody(status=status, error=code, message=message)),
         status_code=status,
         media_type="application/json",
+        headers=headers,
     )
 
 
@@ -278,7 +279,7 @@ def create_desk_app(node: StationNode) -> Litestar:
     def api_error(request: Request, exc: ApiError) -> Response:
         if page.owns(request.url.path):
             return desk_page.error(request, exc)
-        return _error(exc.status_code, exc.code, exc.message)
+        return _error(exc.status_code, exc.code, exc.message, exc.headers)  # a 429's Retry-After
 
     def http_error(request: Request, exc: HTTPException) -> Response:
         if page.owns(request.url.path):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from station.access_code import FREE, AccessCode
+from station.access_code import BASE_LOCK_S, FREE, AccessCode
 from station.api import create_desk_app
 from station.metrics import StationCollector, StationMetrics
 from tests.station.test_access_code import CODE
@@ -89,6 +89,16 @@ def test_the_metrics_token_is_locked_out_like_the_access_code_but_counted_apart(
         locked = desk.get("/metrics", headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"})
         assert locked.status_code == 429
         assert desk.get("/status", headers=RIGHT).status_code == 200
+
+
+def test_the_api_says_when_to_come_back_as_the_page_does(store, dock_dir):
+    """The desk API's 429 carries ``Retry-After`` (docs/contracts.md): a client that retries reads it."""
+    app = create_desk_app(node(store, dock_dir, api_port=PORT, api_token=ACCESS_CODE))
+    with TestClient(app, base_url=DESK) as desk:
+        for _ in range(FREE):
+            desk.get("/checkouts", headers={"Authorization": "Bearer guess"})
+        locked = desk.get("/checkouts", headers=RIGHT)
+    assert locked.status_code == 429 and locked.headers.get("retry-after") == str(int(BASE_LOCK_S))
 
 
 def test_a_signed_in_browser_works_on_while_its_address_is_locked(store, dock_dir):
