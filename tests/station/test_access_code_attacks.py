@@ -9,9 +9,10 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from litestar.connection import ASGIConnection
 from litestar.testing import TestClient
 
-from station.access_code import BASE_LOCK_S, FREE, AccessCode
+from station.access_code import BASE_LOCK_S, FREE, AccessCode, client_address
 from station.api import create_desk_app
 from station.metrics import StationCollector, StationMetrics
 from tests.station.test_access_code import CODE
@@ -139,3 +140,39 @@ def test_a_burst_of_guesses_in_parallel_gets_its_free_guesses_and_no_more_from_t
     finally:
         server.stop()
     assert answers == {401: FREE, 429: 5 * FREE} and right == 429
+
+
+@pytest.mark.slow
+def test_a_local_user_gets_no_fresh_guesses_from_other_loopback_addresses_of_the_real_server(store, dock_dir):
+    """Any of 127.0.0.0/8 reaches a desk on 127.0.0.1, with no privilege: counted each apart, a
+    local user had five guesses from each of 16 million addresses. Loopback is one place."""
+    from simulation.local_cluster import free_port
+    from station.api import DeskServer
+
+    port = free_port()
+    server = DeskServer(node(store, dock_dir, api_port=port, api_token=ACCESS_CODE), "127.0.0.1", port)
+    server.start()
+
+    def guess(source: str) -> int:
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=10) as client:
+            return client.get(
+                f"http://127.0.0.1:{port}/checkouts", headers={"Authorization": "Bearer guess"}
+            ).status_code
+
+    try:
+        answers = [guess(f"127.0.{n}.{n + 2}") for n in range(FREE + 1)]
+    finally:
+        server.stop()
+    assert answers == [401] * FREE + [429]
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [("127.0.0.1", "::1"), ("127.0.0.1", "127.8.9.10"), ("::ffff:127.0.0.1", "::1"), ("::ffff:10.0.0.9", "10.0.0.9")],
+)
+def test_one_host_is_one_address_however_its_socket_spells_it(one, other):
+    def connection(host: str) -> ASGIConnection:
+        return ASGIConnection({"type": "http", "client": (host, 50000), "headers": []})  # type: ignore[arg-type]
+
+    assert client_address(connection(one)) == client_address(connection(other))
+    assert client_address(connection("10.0.0.9")) != client_address(connection("10.0.0.10"))
