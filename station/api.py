@@ -93,6 +93,8 @@ FORM = "application/x-www-form-urlencoded"
 FORM_MAX_BYTES = 16 * 1024
 FORM_MAX_FIELDS = 20
 """The desk page's forms are a few short fields."""
+BODY_MAX_BYTES = 64 * 1024
+"""Any desk request's body at most (its JSON is a few short fields too), not Litestar's 10 MB each."""
 
 CSP = "; ".join(
     [
@@ -296,6 +298,7 @@ def create_desk_app(node: StationNode) -> Litestar:
         middleware=[from_the_desk_only(node.settings, desk_page.form_token)],
         before_send=[add_security_headers],
         exception_handlers={ApiError: api_error, HTTPException: http_error},
+        request_max_body_size=BODY_MAX_BYTES,
         logging_config=None,
         debug=False,
     )
@@ -336,6 +339,9 @@ class DeskServer:
             # Reached directly, never through a proxy: a client's X-Forwarded-For (uvicorn trusts it
             # from loopback by default) must not name another address to the access code's lockout.
             proxy_headers=False,
+            # h11 refuses a request head over 16 KiB; httptools holds an unfinished one however long
+            # it grows (eight 40 MiB Authorization headers: 375 MiB). The desk's requests are few and small.
+            http="h11",
             timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)

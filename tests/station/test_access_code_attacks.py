@@ -176,3 +176,37 @@ def test_one_host_is_one_address_however_its_socket_spells_it(one, other):
 
     assert client_address(connection(one)) == client_address(connection(other))
     assert client_address(connection("10.0.0.9")) != client_address(connection("10.0.0.10"))
+
+
+@pytest.mark.slow
+def test_an_oversized_header_is_refused_unread_by_the_real_server(store, dock_dir):
+    """Headers are held in memory until they end: uvicorn's httptools parser has no limit, and eight
+    unfinished 40 MiB Authorization headers grew the station by 375 MiB, from anyone on the network.
+    The desk speaks h11, which refuses a head over 16 KiB."""
+    from simulation.local_cluster import free_port
+    from station.api import DeskServer
+
+    port = free_port()
+    server = DeskServer(node(store, dock_dir, api_port=port, api_token=ACCESS_CODE), "127.0.0.1", port)
+    server.start()
+    try:
+        huge = {"Authorization": "Bearer " + "a" * (1 << 20)}
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/status", headers=huge, timeout=10).status_code
+        except httpx.TransportError:  # reset before its answer was read: refused as well
+            answer = None
+        works = httpx.get(f"http://127.0.0.1:{port}/status", headers=RIGHT, timeout=10).status_code
+    finally:
+        server.stop()
+    assert answer in (None, 400, 431) and works == 200
+
+
+def test_a_body_beyond_any_desk_request_is_refused_before_it_is_read(store, dock_dir):
+    """The desk's requests are a few short fields: not Litestar's 10 MB default held in memory per request,
+    before the access code is even asked for."""
+    app = create_desk_app(node(store, dock_dir, api_port=PORT, api_token=ACCESS_CODE))
+    with TestClient(app, base_url=DESK) as desk:
+        sent = desk.post(
+            "/checkouts", content=b'{"by": "' + b"a" * (1 << 20) + b'"}', headers={"Content-Type": "application/json"}
+        )
+    assert sent.status_code == 413
