@@ -711,6 +711,13 @@ def settings_from_dict(
                     f"{where}: api_token has fewer than {MIN_ACCESS_CODE} characters: the desk's access code "
                     "checks cameras out; make a long random one (`openssl rand -hex 16`)"
                 )
+            code = (settings.api_token or "").strip()
+            if not (code.isascii() and code.isprintable()):
+                # The page's form takes any text, but an HTTP header is read as Latin-1: the API never matched.
+                raise ConfigError(
+                    f"{where}: api_token has a character that is not printable ASCII: the desk's API could "
+                    "never be given it in its Authorization header (`openssl rand -hex 16` makes a good one)"
+                )
         elif settings.api_port is not None and settings.api_host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(
                 f"{where}: api_host {settings.api_host!r} is not loopback: set api_token "

@@ -12,6 +12,7 @@ import pytest
 from litestar.connection import ASGIConnection
 from litestar.testing import TestClient
 
+from fleet.errors import ConfigError
 from station.access_code import BASE_LOCK_S, FREE, AccessCode, client_address
 from station.api import create_desk_app
 from station.metrics import StationCollector, StationMetrics
@@ -210,3 +211,10 @@ def test_a_body_beyond_any_desk_request_is_refused_before_it_is_read(store, dock
             "/checkouts", content=b'{"by": "' + b"a" * (1 << 20) + b'"}', headers={"Content-Type": "application/json"}
         )
     assert sent.status_code == 413
+
+
+@pytest.mark.parametrize("code", ["dësk-cödé-ünïcode-1234", "desk-code-with\ttab-inside"])
+def test_an_access_code_no_header_can_carry_is_refused_at_start_up(store, dock_dir, code):
+    """A header is read as Latin-1: a code of other characters worked in the page's form, never in the API."""
+    with pytest.raises(ConfigError, match="api_token has a character that is not printable ASCII"):
+        node(store, dock_dir, api_port=PORT, api_token=code)
