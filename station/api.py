@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qs, urlsplit
 
+import h11
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
@@ -38,6 +39,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import JSONBody, QueryParameter
 from litestar.types import ASGIApp, HTTPRequestEvent, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 from uvicorn.loops.auto import auto_loop_factory
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from fleet.config import StationSettings, token_sha256
 from fleet.errors import (
@@ -325,6 +327,51 @@ def _desk_loop() -> asyncio.AbstractEventLoop:
         return _shared_loop
 
 
+class DeskHttp(H11Protocol):
+    """uvicorn's h11 protocol, with a request given ``REQUEST_S`` to arrive whole (its head and its
+    small body) from its connection, or from the last answer on a kept-alive one. uvicorn sets no
+    such limit: connections that send half a request and wait hold a file handle each for ever,
+    and about a thousand of them (systemd's soft limit) left the station unable to open a file,
+    a socket or its database, for its sync as for its desk."""
+
+    REQUEST_S = 10.0
+    """A sergeant's browser or a desk client sends its whole request at once."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._request_deadline: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE and self.conn.their_state is not h11.SEND_BODY:
+            self._disarm()  # the request is in whole: the handler takes its time
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()  # the next request on this connection has its own REQUEST_S
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._request_deadline = self.loop.call_later(self.REQUEST_S, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._request_deadline is not None:
+            self._request_deadline.cancel()
+            self._request_deadline = None
+
+    def _too_slow(self) -> None:
+        self._request_deadline = None
+        if not self.transport.is_closing():
+            log.info("desk: closed a connection whose request did not arrive whole in %.0f s", self.REQUEST_S)
+            self.transport.close()
+
+
 class DeskServer:
     """uvicorn on the process's desk loop (``_desk_loop``), started and stopped by the node."""
 
@@ -340,8 +387,9 @@ class DeskServer:
             # from loopback by default) must not name another address to the access code's lockout.
             proxy_headers=False,
             # h11 refuses a request head over 16 KiB; httptools holds an unfinished one however long
-            # it grows (eight 40 MiB Authorization headers: 375 MiB). The desk's requests are few and small.
-            http="h11",
+            # it grows (eight 40 MiB Authorization headers: 375 MiB). The desk's requests are few and
+            # small, and each must arrive whole in DeskHttp.REQUEST_S.
+            http=DeskHttp,
             timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)

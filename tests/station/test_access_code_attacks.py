@@ -218,3 +218,37 @@ def test_an_access_code_no_header_can_carry_is_refused_at_start_up(store, dock_d
     """A header is read as Latin-1: a code of other characters worked in the page's form, never in the API."""
     with pytest.raises(ConfigError, match="api_token has a character that is not printable ASCII"):
         node(store, dock_dir, api_port=PORT, api_token=code)
+
+
+@pytest.mark.slow
+def test_a_request_that_never_arrives_whole_is_closed_and_whole_ones_are_answered(store, dock_dir, monkeypatch):
+    """Half a request, then nothing: uvicorn waited for ever, a file handle held each, and about a
+    thousand such connections left the station without handles for its sync as for its desk. The
+    desk closes a connection whose request has not arrived whole in ``DeskHttp.REQUEST_S``."""
+    import socket
+    import time
+
+    from simulation.local_cluster import free_port
+    from station.api import DeskHttp, DeskServer
+
+    monkeypatch.setattr(DeskHttp, "REQUEST_S", 0.5)
+    port = free_port()
+    server = DeskServer(node(store, dock_dir, api_port=port, api_token=ACCESS_CODE), "127.0.0.1", port)
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(f"GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer ".encode())
+            deadline = time.monotonic() + 10
+            closed = False
+            slow.settimeout(0.2)
+            while not closed and time.monotonic() < deadline:
+                try:
+                    closed = slow.recv(4096) == b""
+                except TimeoutError:
+                    continue  # still open: wait on, to the deadline
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=RIGHT, timeout=10) as kept:
+            answers = [kept.get("/status").status_code for _ in range(3)]  # one kept-alive connection, re-armed
+    finally:
+        server.stop()
+    assert closed, "the half-sent request's connection was still open"
+    assert answers == [200, 200, 200]
