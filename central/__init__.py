@@ -17,7 +17,7 @@ functions, inside their own transaction where the change must commit with theirs
                tables: uploads
     events/    takes in what stations report (events, stored, acknowledged, then applied
                through the packages that own what they change) and feeds back what they mirror
-               tables: events, changes, station_refusals, ingest_claims
+               tables: events, changes, station_refusals
     registry/  knows the fleet: cameras and their models (withdrawn ones too), officers, who
                held what (so whose clip is whose), conflicts, and each station as central hears from it
                tables: devices, device_history, battery_readings, officers, assignments,

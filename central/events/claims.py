@@ -14,7 +14,7 @@ as of its place in the station's seq order (the same batch's docking registers t
 checkout then names), and acknowledging stays a durable store and nothing more (the hot path).
 
 An ingest reported before its upload exists is attributed at once (an officer hold must reach
-the station before the clip leaves it), but its custody record waits here (``ingest_claims``)
+the station before the clip leaves it), but its custody record waits (in the clip's attribution row)
 until the upload is verified: it joins the chain only if that upload came from the same station
 with the same size and SHA-256; otherwise the claim is refused and its attribution undone.
 """
@@ -104,15 +104,14 @@ def admit_ingests(
     db, run: list[Applied[ClipIngested]]
 ) -> tuple[list[Applied[ClipIngested]], list[Applied[ClipIngested]]]:
     """Sort a run of ``clip_ingested`` (of one or more stations) into (to attribute, whose custody
-    record can be written now); refused ones are recorded, the rest wait in ``ingest_claims`` for
-    their upload. A clip of another borough's camera is refused as its docking would be (its
-    upload, if any, stays: evidence)."""
+    record can be written now); refused ones are recorded. The others' claims wait for their
+    upload in their attribution rows (``claim_fields``, written with the attribution). A clip of
+    another borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
     registered = devices.registered_to(db, (a.event.device_serial for a in run))
     uploads = upload_records.of_clips(db, (a.event.clip_id for a in run))
     reported = attribution.reporters(db, (a.event.clip_id for a in run))
     attribute: list[Applied[ClipIngested]] = []
     now: list[Applied[ClipIngested]] = []
-    held: list[Applied[ClipIngested]] = []
     refused: list[Refusal] = []
     for a in run:
         e, station_id = a.event, a.station
@@ -138,33 +137,15 @@ def admit_ingests(
             continue  # said again (the same station, the same clip): nothing new
         reported[e.clip_id] = station_id
         attribute.append(a)
-        (now if upload is not None and upload[3] == "verified" else held).append(a)
+        if upload is not None and upload[3] == "verified":
+            now.append(a)
     refuse(db, refused)
-    if held:  # one statement over the run's rows as one table (``rows_of``): no per-value work on this side
-        db.execute(
-            "INSERT INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
-            "SELECT v.clip, v.station, v.seq, v.at, v.serial, v.size, v.sha256 FROM "
-            + db.dialect.rows_of("clip TEXT, station TEXT, seq BIGINT, at TEXT, serial TEXT, size BIGINT, sha256 TEXT")
-            + " "
-            + db.dialect.if_absent(
-                "ingest_claims", "ingest_claims.clip_id = v.clip AND ingest_claims.station_id = v.station"
-            ),
-            [
-                db.dialect.rows(
-                    {
-                        "clip": a.event.clip_id,
-                        "station": a.station,
-                        "seq": a.seq,
-                        "at": a.at,
-                        "serial": a.event.device_serial,
-                        "size": a.event.size,
-                        "sha256": a.event.sha256,
-                    }
-                    for a in held
-                )
-            ],
-        )
     return attribute, now
+
+
+def claim_fields(a: Applied[ClipIngested]) -> dict:
+    """The claim a clip's attribution row keeps until its upload is verified (``settle``)."""
+    return {"seq": a.seq, "station_at": a.at, "size": a.event.size, "sha256": a.event.sha256}
 
 
 def admit_verified(db, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVerified]]:
@@ -205,23 +186,18 @@ def admit_damaged(db, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamag
 
 def waiting(db, clip_id: str, station_id: str) -> tuple[int, str] | None:
     """(size, SHA-256) of ``station_id``'s ingest report of ``clip_id`` still waiting for its upload."""
-    row = db.execute(
-        "SELECT size, sha256 FROM ingest_claims WHERE clip_id = ? AND station_id = ?", [clip_id, station_id]
-    ).fetchone()
-    return (row[0], row[1]) if row else None
+    return attribution.waiting_claim(db, clip_id, station_id)
 
 
 def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> None:
     """The upload of ``clip_id`` is verified: a waiting ingest claim joins the chain if it matches,
     else is refused and its attribution undone (the uploading station's own report attributes it)."""
-    for claimant, seq, station_at, serial, claimed_size, claimed_sha in db.execute(
-        "DELETE FROM ingest_claims WHERE clip_id = ? RETURNING station_id, seq, station_at, device_serial, "
-        "size, sha256",
-        [clip_id],
-    ).fetchall():
+    claim = attribution.take_claim(db, clip_id)
+    if claim is not None:
+        claimant, seq, station_at, serial, claimed_size, claimed_sha = claim
         if claimant == station_id and claimed_size == size and claimed_sha == sha256:
             audit.record(db, **ingest_record(claimant, clip_id, serial, size, sha256, station_at))
-            continue
+            return
         reason = (
             f"clip {clip_id} was uploaded by {_station(station_id)}, not by {claimant}"
             if claimant != station_id

@@ -330,8 +330,15 @@ class Projector:
 
     def _ingested(self, db, run: list[Applied[ClipIngested]]) -> None:
         run, upload_verified = claims.admit_ingests(db, run)
+        settled = {id(a) for a in upload_verified}  # the others' claims wait in their rows for the upload
         rows = [
-            {"clip": a.event.clip_id, "serial": a.event.device_serial, "at": recorded, "station": a.station}
+            {
+                "clip": a.event.clip_id,
+                "serial": a.event.device_serial,
+                "at": recorded,
+                "station": a.station,
+                **({} if id(a) in settled else claims.claim_fields(a)),
+            }
             for a, recorded in zip(run, to_iso_many([a.event.recorded_at for a in run]), strict=True)
         ]
         attribution.attribute_ingested(db, rows)

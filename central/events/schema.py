@@ -1,10 +1,11 @@
-"""The events package's tables: the event log, the changes feed, refused claims, waiting ingest claims."""
+"""The events package's tables: the event log, the changes feed, refused claims. (Ingest claims
+waiting for their upload live in their clips' attribution rows since v34: ``central.registry.attribution``.)"""
 
 from __future__ import annotations
 
 from central.core.migrations import Step
 
-TABLES = frozenset({"events", "changes", "station_refusals", "ingest_claims"})
+TABLES = frozenset({"events", "changes", "station_refusals"})
 
 STEPS = [
     # v2: events from stations, stored by (station, seq) (between the registry's stations and devices).
@@ -75,5 +76,17 @@ STEPS = [
     ALTER TABLE events ADD COLUMN sent_at TEXT;
     """,
         part=3,
+    ),
+    # v34: the waiting ingest claims move into their clips' attribution rows (part 1 made the
+    # columns); a claim's attribution is its station's own (``claims.admit_ingests``).
+    Step(
+        34,
+        """
+    UPDATE attributions SET claim_seq = c.seq, claim_station_at = c.station_at, claim_size = c.size,
+        claim_sha256 = c.sha256
+    FROM ingest_claims AS c WHERE c.clip_id = attributions.clip_id AND c.station_id = attributions.station_id;
+    DROP TABLE ingest_claims;
+    """,
+        part=2,
     ),
 ]

@@ -2,8 +2,10 @@
 
 ``attributions`` has a row for each clip a station reported ingesting, naming the officer
 whose assignment (personal issue or pool checkout) covered the clip's ``recorded_at`` (the
-camera's clock), or nobody. An assignment that starts, ends or moves re-attributes the
-clips its interval covers; a clip a supervisor attributed by hand keeps its officer.
+camera's clock), or nobody; and, until the clip's upload is verified, the station's report
+(its claim: ``central.events.claims``), whose custody record waits for it. An assignment that
+starts, ends or moves re-attributes the clips its interval covers; a clip a supervisor
+attributed by hand keeps its officer.
 
 SQL only, run inside the caller's transaction (the projection's, a supervisor's). Whoever
 changes an attribution tells ``central.evidence.holds`` (an officer hold may now cover the
@@ -39,23 +41,60 @@ def record_ingested(db, clips: Sequence[dict]) -> None:
     move_latest_clips(db, latest_clips(clips))
 
 
+_ROWS = "clip TEXT, serial TEXT, at TEXT, station TEXT, seq BIGINT, station_at TEXT, size BIGINT, sha256 TEXT"
+_CLAIM = {"seq": None, "station_at": None, "size": None, "sha256": None}
+"""A clip's row without a waiting claim (its upload was verified first, or it is not a station's report)."""
+
+
 def attribute_ingested(db, clips: Sequence[dict]) -> None:
-    """``record_ingested``'s attributions alone (its caller moves the cameras' latest clips)."""
+    """``record_ingested``'s attributions alone (its caller moves the cameras' latest clips). A clip
+    whose ingest report waits for its upload (``central.events.claims``) carries the claim: ``seq``,
+    ``station_at``, ``size``, ``sha256``; kept in its row until ``take_claim``."""
     if not clips:
         return
     holder = ACTIVE_AT.replace(":serial", "v.serial").replace(":at", "v.at")
+    claim = "v.seq, v.station_at, v.size, v.sha256"
     if db.dialect.postgres:  # the holder looked up once a clip (a lateral join), not once a column
-        select = f"""SELECT v.clip, v.serial, v.at, v.station, h.officer_id, h.id
-            FROM {db.dialect.rows_of("clip TEXT, serial TEXT, at TEXT, station TEXT")}
+        select = f"""SELECT v.clip, v.serial, v.at, v.station, h.officer_id, h.id, {claim}
+            FROM {db.dialect.rows_of(_ROWS)}
             LEFT JOIN LATERAL (SELECT officer_id, id {holder}) AS h ON true"""
     else:
-        select = f"""SELECT v.clip, v.serial, v.at, v.station, (SELECT officer_id {holder}), (SELECT id {holder})
-            FROM {db.dialect.rows_of("clip TEXT, serial TEXT, at TEXT, station TEXT")}"""
+        select = f"""SELECT v.clip, v.serial, v.at, v.station, (SELECT officer_id {holder}), (SELECT id {holder}),
+            {claim} FROM {db.dialect.rows_of(_ROWS)}"""
     statement = (
-        "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id) "
+        "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id, "
+        "claim_seq, claim_station_at, claim_size, claim_sha256) "
         f"{select} {db.dialect.if_absent('attributions', 'attributions.clip_id = v.clip')}"
     )
-    db.execute(statement, [db.dialect.rows(clips)])
+    db.execute(statement, [db.dialect.rows({**_CLAIM, **c} for c in clips)])
+
+
+def waiting_claim(db, clip_id: str, station_id: str) -> tuple[int, str] | None:
+    """(size, SHA-256) of ``station_id``'s ingest report of ``clip_id`` still waiting for its upload."""
+    row = db.execute(
+        "SELECT claim_size, claim_sha256 FROM attributions WHERE clip_id = ? AND station_id = ? "
+        "AND claim_seq IS NOT NULL",
+        [clip_id, station_id],
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def take_claim(db, clip_id: str) -> tuple[str, int, str, str, int, str] | None:
+    """The ingest report of ``clip_id`` that waited for its upload, taken off its row: (station, seq,
+    station time, camera, size, SHA-256), or None."""
+    row = db.execute(
+        "SELECT station_id, claim_seq, claim_station_at, device_serial, claim_size, claim_sha256 FROM attributions "
+        "WHERE clip_id = ? AND claim_seq IS NOT NULL",
+        [clip_id],
+    ).fetchone()
+    if row is None:
+        return None
+    db.execute(
+        "UPDATE attributions SET claim_seq = NULL, claim_station_at = NULL, claim_size = NULL, claim_sha256 = NULL "
+        "WHERE clip_id = ?",
+        [clip_id],
+    )
+    return tuple(row)
 
 
 def latest_clips(clips: Sequence[dict], latest: dict[str, str] | None = None) -> dict[str, str]:

@@ -265,4 +265,18 @@ STEPS = [
     ALTER TABLE battery_readings DROP COLUMN rowid;
     """,
     ),
+    # v34: a station's report of ingesting a clip, waiting for the clip's verified upload before its
+    # custody record joins the chain, kept in the clip's attribution row (one row a clip, not two:
+    # the projection's largest cost after the attribution itself was its claim's row and index).
+    # ``claim_seq`` is NULL once the upload settled it. The rows move here from ``ingest_claims``
+    # (part 2, the events package's).
+    Step(
+        34,
+        """
+    ALTER TABLE attributions ADD COLUMN claim_seq INTEGER;
+    ALTER TABLE attributions ADD COLUMN claim_station_at TEXT;
+    ALTER TABLE attributions ADD COLUMN claim_size INTEGER;
+    ALTER TABLE attributions ADD COLUMN claim_sha256 TEXT;
+    """,
+    ),
 ]

@@ -123,6 +123,37 @@ def test_v22_moves_each_verified_clips_retention_to_its_own_table(tmp_path):
     assert not columns & {"retain_until", "review", "kept_until", "deleted_at", "purged_at"}
 
 
+def test_v34_moves_each_waiting_ingest_claim_into_its_clips_attribution_row(tmp_path):
+    db = sqlite.open_database(tmp_path / "central.db")
+    try:
+        sqlite.migrate(db, MIGRATIONS[:33])
+        for clip, station in (("waits", "camden"), ("settled", "camden"), ("other", "barnet")):
+            db.execute(
+                "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id) VALUES (?, 'BWV-1', "
+                "'2026-01-01T10:00:00Z', ?)",
+                [clip, station],
+            )
+        db.execute(
+            "INSERT INTO ingest_claims (clip_id, station_id, seq, station_at, device_serial, size, sha256) "
+            "VALUES ('waits', 'camden', 7, '2026-01-01T11:00:00Z', 'BWV-1', 100, 'ab'), "
+            "('other', 'barnet', 9, '2026-01-01T12:00:00Z', 'BWV-1', 200, 'cd')"
+        )
+        db.commit()
+        sqlite.migrate(db, MIGRATIONS[:34])
+        rows = db.execute(
+            "SELECT clip_id, claim_seq, claim_station_at, claim_size, claim_sha256 FROM attributions ORDER BY 1"
+        ).fetchall()
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+    assert [tuple(r) for r in rows] == [
+        ("other", 9, "2026-01-01T12:00:00Z", 200, "cd"),
+        ("settled", None, None, None, None),
+        ("waits", 7, "2026-01-01T11:00:00Z", 100, "ab"),
+    ]
+    assert "ingest_claims" not in tables
+
+
 def test_a_step_for_postgresql_only_runs_there_after_its_shares_for_both():
     schema = _schema(
         "a",

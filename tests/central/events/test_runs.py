@@ -248,7 +248,8 @@ def _final_state(data_dir, limit: int, stations_events=STATIONS_EVENTS) -> dict[
             "ORDER BY serial, at, station_id",
             "attributions": "SELECT clip_id, device_serial, recorded_at, station_id, officer_id FROM attributions "
             "ORDER BY clip_id",
-            "ingest_claims": "SELECT clip_id, station_id, seq, station_at FROM ingest_claims ORDER BY clip_id",
+            "ingest_claims": "SELECT clip_id, station_id, claim_seq, claim_station_at, claim_size, claim_sha256 "
+            "FROM attributions WHERE claim_seq IS NOT NULL ORDER BY clip_id",
             "assignments": "SELECT device_serial, officer_id, mode, started_at, ended_at, station_id, ended_by, "
             "end_reason FROM assignments ORDER BY device_serial, started_at",
             "conflicts": "SELECT kind, borough, device_serial, officer_id, detail FROM conflicts ORDER BY detail",
