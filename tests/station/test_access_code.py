@@ -6,11 +6,10 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from fleet.config import StationSettings, settings_from_dict
 from fleet.errors import ConfigError, TooManyRequests
 from station.access_code import BASE_LOCK_S, FORGET_AFTER_S, FREE, MAX_LOCK_S, AccessCode
 from station.api import create_desk_app
-from tests.station.test_api import node
+from tests.station.test_api import desk_settings, node
 from tests.station.test_desk_page import ACCESS_CODE, DESK, PORT, csrf_of, line
 
 CODE = "correct-desk-code-for-tests"  # a test value, not a secret
@@ -82,18 +81,7 @@ def test_the_page_and_the_api_share_one_count_and_a_locked_page_says_when_to_com
 @pytest.mark.parametrize("code", ["short-code", " " * 20 + "x"])
 def test_a_short_access_code_is_refused_at_start_up(code):
     with pytest.raises(ConfigError, match="api_token has fewer than 16 characters"):
-        settings_from_dict(
-            {
-                "station_id": "camden",
-                "borough": "Camden",
-                "central_url": "http://127.0.0.1:9",
-                "token": "t",
-                "data_dir": "d",
-                "dock_dir": "k",
-                "api_token": code,
-            },
-            StationSettings,
-        )
+        desk_settings(api_token=code)
 
 
 def test_a_forwarded_for_header_names_no_other_address_to_the_real_desk_server(store, dock_dir):

@@ -12,19 +12,24 @@ from station.desk import Desk
 from tests.station.test_desk import dock
 
 
-def node(store, dock_dir, **extra):
-    settings = settings_from_dict(
+def desk_settings(data_dir="d", dock_dir="k", **extra) -> StationSettings:
+    """A station's settings for its desk's tests (``extra``: the desk's own, checked as at start-up)."""
+    return settings_from_dict(
         {
             "station_id": "camden",
             "borough": "Camden",
             "central_url": "http://127.0.0.1:9",
             "token": "t",
-            "data_dir": str(store.data_dir),
+            "data_dir": str(data_dir),
             "dock_dir": str(dock_dir),
             **extra,
         },
         StationSettings,
     )
+
+
+def node(store, dock_dir, **extra):
+    settings = desk_settings(store.data_dir, dock_dir, **extra)
     mirror = store.mirror
     mirror.apply([Officer(officer_id="PC1", borough="Camden"), StationPolicy()], cursor=2)
     return SimpleNamespace(settings=settings, store=store, desk=Desk(store, "camden"))
@@ -78,19 +83,7 @@ def test_a_non_loopback_desk_needs_a_token():
     from fleet.errors import ConfigError
 
     with pytest.raises(ConfigError, match="api_token"):
-        settings_from_dict(
-            {
-                "station_id": "camden",
-                "borough": "Camden",
-                "central_url": "http://127.0.0.1:9",
-                "token": "t",
-                "data_dir": "d",
-                "dock_dir": "k",
-                "api_host": "0.0.0.0",
-                "api_port": 8101,
-            },
-            StationSettings,
-        )
+        desk_settings(api_host="0.0.0.0", api_port=8101)
 
 
 def test_the_desks_of_one_process_share_a_loop_and_a_port_in_use_fails_only_its_own(store, dock_dir):
