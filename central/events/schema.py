@@ -6,6 +6,8 @@ from __future__ import annotations
 from central.core.migrations import Step
 
 TABLES = frozenset({"events", "changes", "station_refusals"})
+DROPPED = frozenset({"ingest_claims"})
+"""Tables this package had, dropped by a later step (their steps stay: a database migrates through them)."""
 
 STEPS = [
     # v2: events from stations, stored by (station, seq) (between the registry's stations and devices).
@@ -77,14 +79,10 @@ STEPS = [
     """,
         part=3,
     ),
-    # v34: the waiting ingest claims move into their clips' attribution rows (part 1 made the
-    # columns); a claim's attribution is its station's own (``claims.admit_ingests``).
+    # v34: the waiting ingest claims moved into their clips' attribution rows (part 1, the registry's).
     Step(
         34,
         """
-    UPDATE attributions SET claim_seq = c.seq, claim_station_at = c.station_at, claim_size = c.size,
-        claim_sha256 = c.sha256
-    FROM ingest_claims AS c WHERE c.clip_id = attributions.clip_id AND c.station_id = attributions.station_id;
     DROP TABLE ingest_claims;
     """,
         part=2,

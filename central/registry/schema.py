@@ -268,8 +268,9 @@ STEPS = [
     # v34: a station's report of ingesting a clip, waiting for the clip's verified upload before its
     # custody record joins the chain, kept in the clip's attribution row (one row a clip, not two:
     # the projection's largest cost after the attribution itself was its claim's row and index).
-    # ``claim_seq`` is NULL once the upload settled it. The rows move here from ``ingest_claims``
-    # (part 2, the events package's).
+    # ``claim_seq`` is NULL once the upload settled it. The waiting claims move here from the
+    # events package's ``ingest_claims`` (a claim's attribution is its own station's:
+    # ``claims.admit_ingests``), which part 2 drops.
     Step(
         34,
         """
@@ -277,6 +278,9 @@ STEPS = [
     ALTER TABLE attributions ADD COLUMN claim_station_at TEXT;
     ALTER TABLE attributions ADD COLUMN claim_size INTEGER;
     ALTER TABLE attributions ADD COLUMN claim_sha256 TEXT;
+    UPDATE attributions SET claim_seq = c.seq, claim_station_at = c.station_at, claim_size = c.size,
+        claim_sha256 = c.sha256
+    FROM ingest_claims AS c WHERE c.clip_id = attributions.clip_id AND c.station_id = attributions.station_id;
     """,
     ),
 ]
