@@ -13,6 +13,15 @@ from tests.support.faultproxy import FaultProxy
 MiB = 1 << 20
 
 
+def _where_things_are(cluster) -> str:
+    """What a failure should show: central's files and the end of its log (a blob count that was once
+    0 for three verified clips, and passed alone, left nothing to go on)."""
+    files = sorted(str(p.relative_to(cluster.root)) for p in cluster.root.rglob("*") if p.is_file())
+    log = cluster.root / "central.log"
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no central.log)"
+    return f"files under the cluster: {files[:80]}\ncentral's log, its end:\n{tail}"
+
+
 def assert_exactly_once(cluster, want):
     at_central = list(cluster.central_clips())
     ids = [c["clip_id"] for c in at_central]
@@ -21,7 +30,7 @@ def assert_exactly_once(cluster, want):
     for c in at_central:
         assert (c["sha256"], c["size"], c["state"]) == (*want[c["clip_id"]], "verified")
     blobs = [p for p in (cluster.central_data() / "blobs").rglob("*") if p.is_file()]
-    assert len(blobs) == len(want), "one blob per clip"
+    assert len(blobs) == len(want), f"one blob per clip; {_where_things_are(cluster)}"
     for blob in blobs:
         assert hashlib.sha256(blob.read_bytes()).hexdigest() in {s for s, _ in want.values()}
 
