@@ -706,12 +706,12 @@ def settings_from_dict(
             resolve_secret(settings.metrics, "token", f"{where}: [metrics]")
         if settings.api_token is not None or settings.api_token_env is not None:
             resolve_secret(settings, "api_token", where)
-            if settings.api_token is not None and len(settings.api_token.strip()) < MIN_ACCESS_CODE:
+            code = (settings.api_token or "").strip()
+            if len(code) < MIN_ACCESS_CODE:
                 raise ConfigError(
                     f"{where}: api_token has fewer than {MIN_ACCESS_CODE} characters: the desk's access code "
                     "checks cameras out; make a long random one (`openssl rand -hex 16`)"
                 )
-            code = (settings.api_token or "").strip()
             if not (code.isascii() and code.isprintable()):
                 # The page's form takes any text, but an HTTP header is read as Latin-1: the API never matched.
                 raise ConfigError(

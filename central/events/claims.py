@@ -185,7 +185,8 @@ def admit_damaged(db, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamag
 
 
 def waiting(db, clip_id: str, station_id: str) -> tuple[int, str] | None:
-    """(size, SHA-256) of ``station_id``'s ingest report of ``clip_id`` still waiting for its upload."""
+    """(size, SHA-256) of ``station_id``'s ingest report of ``clip_id`` still waiting for its upload
+    (kept in the clip's attribution row; the uploads package asks here, as its layer allows)."""
     return attribution.waiting_claim(db, clip_id, station_id)
 
 

@@ -4,12 +4,11 @@ import os
 import uuid
 
 import pytest
-from litestar.testing import TestClient
 
 from central.core.store import CentralStore
 from fleet.config import CentralSettings, settings_from_dict
 from fleet.protocol import UploadMetadata, encode_upload_metadata
-from tests.central.apps import app_for
+from tests.central.apps import central_client
 from tests.station.conftest import RECORDED
 from tests.support.databases import BACKEND, BACKENDS
 
@@ -84,7 +83,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def client(settings):
-    with app_for(settings) as app, TestClient(app, raise_server_exceptions=False) as c:
+    with central_client(settings, raise_server_exceptions=False) as c:
         yield c
 
 
