@@ -273,4 +273,5 @@ def create_app(settings: CentralSettings) -> Litestar:
     openapi.describe(app)
     check_declarations(app, skip_prefix=openapi_config.path or "/schema")
     providers.check_handlers(app)
+    providers.resolve_in_turn(app)
     return app

@@ -66,30 +66,35 @@ class FilesystemBlobStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root = str(self.root)
 
     def _path(self, key: str) -> Path:
-        key = check_key(key)
-        return self.root / key[:2] / key
+        return Path(self._file(key))
+
+    def _file(self, key: str) -> str:
+        """The blob's path as a string: every upload asks twice, and pathlib cost more than the stat."""
+        key = check_key(key)  # refuses a key that could leave the store
+        return f"{self._root}/{key[:2]}/{key}"
 
     def check(self) -> None:
         pass  # the folder was made by the constructor
 
     def put(self, source: Path, key: str, sha256: str | None = None) -> None:
-        target = self._path(key)
-        created = not target.parent.exists()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if created:
+        target = self._file(key)
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):  # a fan-out folder's first blob
+            os.makedirs(folder, exist_ok=True)
             fsync_dir(self.root)
         os.replace(source, target)
         # The target's folder only: should a power cut bring the source's name back too, the
         # receiver's start-up removes .part files that no upload is receiving.
-        fsync_dir(target.parent)
+        fsync_dir(folder)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._file(key))
 
     def size(self, key: str) -> int:
-        return self._path(key).stat().st_size
+        return os.stat(self._file(key)).st_size
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         with open(self._path(key), "rb") as f:
@@ -125,12 +130,11 @@ class FilesystemBlobStore:
 
     def delete_many(self, keys: list[str]) -> None:
         folders: set[str] = set()
-        root = str(self.root)
         for key in keys:  # strings, not Paths: a purge deletes millions, and pathlib cost most of it
-            folder = f"{root}/{check_key(key)[:2]}"  # check_key refuses a key that could leave the store
+            target = self._file(key)
             try:
-                os.unlink(f"{folder}/{key}")
-                folders.add(folder)
+                os.unlink(target)
+                folders.add(os.path.dirname(target))
             except FileNotFoundError:
                 pass
         for folder in sorted(folders):  # one fsync per folder, so a purge stays done after a power cut

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import logging
 import os
+import threading
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -67,6 +68,11 @@ INLINE_BYTES = 256 << 10
 """A batch this small, with nothing queued before it, is written and hashed on the event loop:
 handing it to the thread and back costs more than the work (a small clip is one such batch).
 The event loop has its own PartWriter (and staging buffer) for these."""
+HELD_WHOLE_BYTES = INLINE_BYTES
+"""A new clip whole in its creation request and this small is read into memory first, then
+checked, written, stored and committed in one hop to a worker thread (``_store_held``): four
+hops (its upload, its blob, its part file, its commit) each cost more than a 64 KiB clip's own
+work on a busy host. Larger clips are streamed to disk as they arrive."""
 DIRECT_BATCH_BYTES = 4 << 20
 """A body read direct (``DirectBody``) is read into aligned buffers of this size, each then
 written and hashed from where it was read."""
@@ -292,6 +298,7 @@ class UploadReceiver:
         """Clips whose creation requests are being handled, and how many want each (event loop only)."""
         self._wanting: Counter[str] = Counter()
         self._not_adopted: set[tuple[str, str]] = set()
+        self._held_writers = threading.local()
         self.staged: StagedUploads | None = staging_for(
             blobs, self.uploads, expiry=expiry, body_idle_timeout_s=body_idle_timeout_s
         )
@@ -367,6 +374,10 @@ class UploadReceiver:
         meta = self._creation(length, raw_metadata)
         clip_id = str(meta.clip_id)
         async with self._turn_to_create(clip_id):
+            if whole and body is not None and 0 < length <= HELD_WHOLE_BYTES:
+                stored, body = await self._create_held(principal, meta, length, raw_metadata, checksum, body)
+                if stored is not None:
+                    return stored, True
             existing = await asyncio.to_thread(self.uploads.upload_for_clip, clip_id)
             adopted = None if existing else await asyncio.to_thread(self.adopt, principal, meta, length, raw_metadata)
             if adopted is not None:  # stored already: a body, if any, is read and dropped below
@@ -390,6 +401,119 @@ class UploadReceiver:
         async for _ in body:  # bytes central holds already: read and drop them
             pass
         return upload, created
+
+    async def _create_held(
+        self,
+        principal: Principal,
+        meta: UploadMetadata,
+        length: int,
+        raw_metadata: str,
+        checksum: Checksum | None,
+        body: AsyncIterator[bytes],
+    ) -> tuple[Upload | None, AsyncIterator[bytes]]:
+        """A small whole clip (``HELD_WHOLE_BYTES``): its body read into memory, then, if the clip
+        is new to central, stored and recorded verified in one hop to a worker thread. Otherwise
+        (the clip has an upload or a blob already, or the body was cut short) None and the same
+        body again, with its cut, for the usual way."""
+        upload_id = uuid.uuid4().hex
+        reader = RequestBody(body, length, self.body_idle_timeout_s, upload_id)
+        pieces = [piece async for piece in reader.pieces()]
+        if not reader.cut_short and sum(map(len, pieces)) == length:
+            try:
+                stored = await asyncio.to_thread(
+                    self._store_held, upload_id, principal, meta, length, raw_metadata, checksum, pieces
+                )
+            except ChecksumMismatch as exc:
+                self._count_refusal(exc)
+                raise
+            if stored is not None:
+                self._count(0, stored)
+                return stored, _replayed(pieces)
+        return None, _replayed(pieces, cut_short=reader.cut_short)
+
+    def _store_held(
+        self,
+        upload_id: str,
+        principal: Principal,
+        meta: UploadMetadata,
+        length: int,
+        raw_metadata: str,
+        checksum: Checksum | None,
+        pieces: list[bytes],
+    ) -> Upload | None:
+        """On a worker thread: a new clip's bytes, all in ``pieces``, checked, written to its part
+        file, fsynced, stored in the blob store and recorded verified (``_store_and_commit``);
+        None if the clip has an upload or a blob already. A failure leaves nothing behind."""
+        clip_id = str(meta.clip_id)
+        if self.uploads.upload_for_clip(clip_id) is not None:
+            return None
+        try:
+            if self.blobs.exists(clip_id):
+                return None  # the usual way adopts it, or says why not
+        except BlobStoreUnavailable:
+            pass  # as in ``adopt``: storing it says what is wrong
+        upload = Upload(
+            upload_id, clip_id, principal.station_id, length, 0, raw_metadata, meta.sha256, "receiving", None
+        )
+        part = self.part(upload_id)
+        try:
+            stored = self._write_and_store(upload, part, checksum, pieces, meta)
+        except _NotStored as failure:
+            part.unlink(missing_ok=True)
+            if isinstance(failure.cause, BlobStoreUnavailable):
+                log.warning("upload %s: clip %s not stored: %s", upload_id, clip_id, failure.cause)
+            if isinstance(failure.cause, OSError):
+                raise storage_error(failure.cause) from failure.cause
+            raise failure.cause from None
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise storage_error(exc) from exc
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        log.info("clip %s verified (%d bytes, sha256 %s)", clip_id, length, upload.sha256)
+        return stored
+
+    def _write_and_store(
+        self, upload: Upload, part: Path, checksum: Checksum | None, pieces: list[bytes], meta: UploadMetadata
+    ) -> Upload:
+        """``_store_held``'s work: the part file made, written, checked and stored."""
+        fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        direct_fd = None
+        try:
+            _lock_part(fd, upload.upload_id)  # a replica starting up removes part files no one holds
+            writer = self._held_writer()
+            direct_fd = writer.open_direct(part)
+            whole = hashlib.sha256()
+            chunk = new_checksum(checksum.algorithm) if checksum else None
+            for piece in writer.write(fd, direct_fd, pieces, 0):
+                whole.update(piece)
+                if chunk is not None:
+                    chunk.update(piece)
+            if checksum is not None and chunk is not None and chunk.digest() != checksum.digest:
+                raise ChecksumMismatch(
+                    f"the chunk's {checksum.algorithm} does not match Upload-Checksum; "
+                    "it was discarded, send it again from offset 0"
+                )
+            digest = whole.hexdigest()
+            if digest != upload.sha256:
+                log.warning("upload %s: whole-file SHA-256 mismatch, reset to 0", upload.upload_id)
+                raise ChecksumMismatch(
+                    f"the received file's SHA-256 {digest} does not match the declared {upload.sha256}; "
+                    "the upload was reset to offset 0: send the clip again"
+                )
+            return self._store_and_commit(upload, fd, meta)
+        finally:
+            os.close(fd)
+            if direct_fd is not None:
+                os.close(direct_fd)
+
+    def _held_writer(self) -> PartWriter:
+        """This worker thread's own PartWriter for held clips (a staging buffer is one thread's)."""
+        writer = getattr(self._held_writers, "writer", None)
+        if writer is None:
+            writer = self._held_writers.writer = PartWriter(capacity=HELD_WHOLE_BYTES)
+        return writer
 
     @asynccontextmanager
     async def _turn_to_create(self, clip_id: str):
@@ -639,15 +763,21 @@ class UploadReceiver:
         try:
             upload = await receiving
         except ChecksumMismatch as exc:
-            # Every whole-file mismatch (here and in ``staged``) resets the upload to 0 and says so;
-            # a chunk's refusal keeps the offset.
-            self.metrics.verification_failures.labels("file" if "reset to offset 0" in exc.message else "chunk").inc()
+            self._count_refusal(exc)
             raise
+        self._count(before, upload)
+        return upload
+
+    def _count(self, before: int, upload: Upload) -> None:
         self.metrics.upload_received_bytes.inc(max(0, upload.offset - before))
         if upload.verified:
             self.metrics.uploads_verified.inc()
             self.metrics.upload_verified_bytes.inc(upload.length)
-        return upload
+
+    def _count_refusal(self, exc: ChecksumMismatch) -> None:
+        # Every whole-file mismatch (here and in ``staged``) resets the upload to 0 and says so;
+        # a chunk's refusal keeps the offset.
+        self.metrics.verification_failures.labels("file" if "reset to offset 0" in exc.message else "chunk").inc()
 
     async def _receive(
         self,
@@ -1036,6 +1166,14 @@ def _lock_part(fd: int, upload_id: str) -> None:
 def _buffer_set() -> list[PartWriter]:
     """One more than the sink keeps in flight: one is read into while the others are written."""
     return [PartWriter(capacity=DIRECT_BATCH_BYTES) for _ in range(DIRECT_IN_FLIGHT + 1)]
+
+
+async def _replayed(pieces: list[bytes], *, cut_short: bool = False) -> AsyncIterator[bytes]:
+    """A body read already, given again; ``cut_short``: ended as it was, by a broken connection."""
+    for piece in pieces:
+        yield piece
+    if cut_short:
+        raise ConnectionResetError("the body was cut short")
 
 
 async def _no_bytes() -> AsyncIterator[bytes]:

@@ -7,11 +7,14 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from litestar import Litestar, get
+from litestar import Litestar, Request, get
+from litestar._kwargs import kwargs_model
+from litestar.di import NamedDependency, Provide
 from litestar.routes import HTTPRoute
+from litestar.testing import TestClient
 
 from central.core.app import create_app
-from central.core.providers import Injected, check_handlers, dependencies
+from central.core.providers import Injected, check_handlers, dependencies, resolve_in_turn
 from central.core.services import PLAIN_VALUES, AppServices
 from central.registry.devices import DeviceService
 from central.registry.officers import OfficerService
@@ -111,3 +114,54 @@ def test_nothing_but_the_providers_reads_app_state():
         if re.search(r"\bapp\.state\b", line)
     ]
     assert readers == [], "reach services through central.core.providers (a dependency, or services(app))"
+
+
+def test_dependencies_are_resolved_in_turn_without_a_task_group(monkeypatch):
+    """Litestar made a task group for every request whose handler has two independent dependencies
+    (litestar#4563); in turn, each still gets what it depends on."""
+
+    async def first() -> int:
+        return 1
+
+    def second() -> int:
+        return 2
+
+    def third(first: NamedDependency[int], second: NamedDependency[int]) -> int:
+        return first + second
+
+    @get("/sum")
+    async def total(
+        first: NamedDependency[int], second: NamedDependency[int], third: NamedDependency[int], request: Request
+    ) -> dict:
+        return {"sum": first + second + third}
+
+    app = Litestar(
+        [total],
+        dependencies={
+            "first": Provide(first),
+            "second": Provide(second, sync_to_thread=False),
+            "third": Provide(third, sync_to_thread=False),
+        },
+    )
+    (route,) = [r for r in app.routes if isinstance(r, HTTPRoute) and r.path == "/sum"]
+    assert max(len(batch) for _, model in route.route_handler_map.values() for batch in model.dependency_batches) == 2
+    resolve_in_turn(app)
+
+    def no_task_group():
+        raise AssertionError("a task group was made to resolve dependencies")
+
+    monkeypatch.setattr(kwargs_model, "create_task_group", no_task_group)
+    with TestClient(app) as client:
+        assert client.get("/sum").json() == {"sum": 6}
+
+
+def test_every_route_of_central_resolves_its_dependencies_in_turn(tmp_path):
+    app = create_app(make_settings(tmp_path / "central"))
+    batches = [
+        (route.path, len(batch))
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        for _, model in route.route_handler_map.values()
+        for batch in model.dependency_batches
+    ]
+    assert batches and all(size == 1 for _, size in batches), [b for b in batches if b[1] > 1]
