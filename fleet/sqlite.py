@@ -131,6 +131,9 @@ class Writer:
         if group_commit:
             main = next(row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main")
             self._wal = Path(f"{main}-wal")
+        self._syncing_normal = False
+        """The connection is at ``synchronous=NORMAL`` for good (group commit, from the first write on;
+        migrations before it commit at FULL)."""
         self._committed = 0
         """How many grouped commits have completed (under ``_lock``)."""
         self._synced = 0
@@ -168,8 +171,11 @@ class Writer:
             if conn.in_transaction:  # nested: the outer transaction commits
                 yield self.db
                 return
-            if not durable or grouped:
+            if (not durable or grouped) and not self._syncing_normal:
                 conn.execute("PRAGMA synchronous=NORMAL")
+                # With group commit every write commits so (a durable one then waits for its WAL
+                # sync): the connection stays at NORMAL, two statements fewer in every write.
+                self._syncing_normal = self._wal is not None
             if wait_s is not None:
                 busy_ms = conn.execute("PRAGMA busy_timeout").fetchone()[0]
                 conn.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
@@ -187,7 +193,7 @@ class Writer:
             finally:
                 if wait_s is not None:
                     conn.execute(f"PRAGMA busy_timeout={busy_ms}")
-                if not durable or grouped:
+                if (not durable or grouped) and not self._syncing_normal:
                     conn.execute("PRAGMA synchronous=FULL")
         if grouped:
             self._sync_through(mine)

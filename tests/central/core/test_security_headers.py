@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,19 @@ def test_api_viewers_are_off_and_no_page_loads_a_script_from_elsewhere(signed_in
         assert r.status_code == 404, viewer
     for path in ["/login", *PAGES]:
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", signed_in.get(path).text), path
+
+
+def test_a_header_an_answer_sets_itself_is_replaced_not_doubled():
+    import asyncio
+
+    from central.core.headers import CSP, add_security_headers
+
+    headers = [(b"Content-Security-Policy", b"default-src *"), (b"cache-control", b"max-age=60")]
+    message: Any = {"type": "http.response.start", "status": 200, "headers": headers}
+    scope: Any = {"path": "/api/v1/x", "route_handler": None}
+    asyncio.run(add_security_headers(message, scope))
+    names = [name.lower() for name, _ in headers]
+    assert sorted(names) == sorted(set(names))  # nothing twice
+    values = {name.lower(): value for name, value in headers}
+    assert values[b"content-security-policy"] == CSP.encode() and values[b"cache-control"] == b"no-store"
+    assert values[b"x-frame-options"] == b"DENY" and values[b"x-content-type-options"] == b"nosniff"
