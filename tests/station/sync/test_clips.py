@@ -356,3 +356,15 @@ def test_a_pass_with_nothing_to_check_again_reads_no_unsent_event(store, dock_di
     monkeypatch.setattr(store.outbox, "unacked_ingests", unexpected)
     report = worker(store, server).run_once()
     assert not report.failed and set(states(store).values()) == {"verified"}
+
+
+@pytest.mark.parametrize("central_url", ["http://central.example:8000", "https://central.example/fleet"])
+def test_uploads_go_where_httpx_puts_the_path_under_central_url(store, central_url):
+    """The uploads URL is made once, the way httpx makes a relative one at each request (under a
+    central_url's own path, behind a proxy that serves central below one)."""
+    from fleet.retry import RetryPolicy
+    from station.sync.clips import UPLOADS_PATH
+
+    with httpx.Client(base_url=central_url) as client:
+        uploader = TusUploader(client, store, RetryPolicy())
+        assert uploader._uploads == client.build_request("POST", UPLOADS_PATH).url
