@@ -10,7 +10,7 @@ import pytest
 from central.access.auth import Principal
 from central.evidence.clip_records import ClipRecords
 from central.uploads.blobstore import FilesystemBlobStore
-from central.uploads.receiver import Checksum, UploadReceiver
+from central.uploads.receiver import HELD_WHOLE_BYTES, Checksum, UploadReceiver
 from central.uploads.service import UploadService
 from fleet.clock import utc_now
 from fleet.errors import ChecksumMismatch, Locked
@@ -311,6 +311,54 @@ def test_a_whole_clip_cut_short_in_its_creation_is_an_upload_to_resume(parts, wi
     assert uploads_of(store).upload(upload.upload_id).offset == kept and r.part(upload.upload_id).stat().st_size == kept
     done = asyncio.run(r.append(CAMDEN, upload.upload_id, kept, None, body(data[kept:])))
     assert done.verified
+
+
+def test_a_held_clip_and_one_streamed_are_stored_alike_and_counted(parts, monkeypatch):
+    """Either side of HELD_WHOLE_BYTES: one durable commit, the blob, and the same counts."""
+    store, blobs, _ = parts
+    r = receiver(parts)
+    commits = _writes(store, monkeypatch)
+    held, streamed = os.urandom(HELD_WHOLE_BYTES), os.urandom(HELD_WHOLE_BYTES + 1)
+    for data in (held, streamed):
+        upload, created = asyncio.run(
+            r.create_with_body(CAMDEN, len(data), metadata(data), sha256_checksum(data), body(data), whole=True)
+        )
+        assert created and upload.verified and b"".join(blobs.read(upload.clip_id)) == data
+    assert commits == [True, True]
+    assert r.metrics.uploads_verified._value.get() == 2
+    assert r.metrics.upload_verified_bytes._value.get() == len(held) + len(streamed)
+    assert r.metrics.upload_received_bytes._value.get() == len(held) + len(streamed)
+
+
+@pytest.mark.parametrize("failure", ["chunk", "file"])
+def test_a_held_clip_refused_is_counted_as_its_kind_of_refusal(parts, failure):
+    data = os.urandom(20_000)
+    r = receiver(parts)
+    meta = metadata(data if failure == "chunk" else b"other bytes")
+    with pytest.raises(ChecksumMismatch):
+        asyncio.run(
+            r.create_with_body(
+                CAMDEN, len(data), meta, sha256_checksum(b"x" if failure == "chunk" else data), body(data), whole=True
+            )
+        )
+    assert r.metrics.verification_failures.labels(failure)._value.get() == 1
+    assert r.metrics.uploads_verified._value.get() == 0
+
+
+def test_a_held_clip_whose_upload_was_made_before_goes_into_that_upload(parts):
+    """A creation without bytes first (offset 0), then the whole clip in a second creation: held,
+    found to have an upload, and appended to it as the bytes of a PATCH would be."""
+    store, blobs, _ = parts
+    data = os.urandom(30_000)
+    r = receiver(parts)
+    meta = metadata(data)
+    first, created = asyncio.run(r.create_with_body(CAMDEN, len(data), meta, None, None))
+    assert created and first.offset == 0
+    again, created = asyncio.run(
+        r.create_with_body(CAMDEN, len(data), meta, sha256_checksum(data), body(data[:9000], data[9000:]), whole=True)
+    )
+    assert not created and again.upload_id == first.upload_id and again.verified
+    assert b"".join(blobs.read(again.clip_id)) == data and uploads_of(store).receiving_uploads() == []
 
 
 def test_a_second_creation_of_a_clip_waits_for_the_first_then_finds_its_upload(parts):
