@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from io import FileIO
 from pathlib import Path
+from typing import TypeVar
 
 from central.access.auth import Principal
 from central.core.directbody import DirectBody
@@ -56,6 +57,8 @@ from fleet.hashing import CHUNK_CHECKSUMS, new_checksum
 from fleet.protocol import UploadMetadata, decode_upload_metadata
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CHECKSUM_ALGORITHMS = {name: new_checksum(name).digest_size for name in CHUNK_CHECKSUMS}
 """Upload-Checksum algorithms central checks, with their digest sizes (fleet/hashing.py's list)."""
@@ -420,8 +423,10 @@ class UploadReceiver:
         pieces = [piece async for piece in reader.pieces()]
         if not reader.cut_short and sum(map(len, pieces)) == length:
             try:
-                stored = await asyncio.to_thread(
-                    self._store_held, upload_id, principal, meta, length, raw_metadata, checksum, pieces
+                stored = await _to_the_end(
+                    asyncio.to_thread(
+                        self._store_held, upload_id, principal, meta, length, raw_metadata, checksum, pieces
+                    )
                 )
             except ChecksumMismatch as exc:
                 self._count_refusal(exc)
@@ -972,7 +977,7 @@ class UploadReceiver:
                 "the upload was reset to offset 0: send the clip again"
             )
         try:
-            upload = await asyncio.to_thread(self._store_and_commit, upload, fsync_fd, new)
+            upload = await _to_the_end(asyncio.to_thread(self._store_and_commit, upload, fsync_fd, new))
         except _NotStored as failure:
             if new is None:
                 self._hashes[upload.upload_id] = (upload.length, whole)
@@ -1166,6 +1171,27 @@ def _lock_part(fd: int, upload_id: str) -> None:
 def _buffer_set() -> list[PartWriter]:
     """One more than the sink keeps in flight: one is read into while the others are written."""
     return [PartWriter(capacity=DIRECT_BATCH_BYTES) for _ in range(DIRECT_IN_FLIGHT + 1)]
+
+
+async def _to_the_end(work: Awaitable[T]) -> T:
+    """``work`` (a hop to a worker thread that stores a clip) awaited to its end even when the request
+    is cancelled meanwhile (the client or the server went away), and only then the cancellation
+    raised: the caller's locks (the clip's turn to create, the upload's) and descriptors are held
+    for as long as the thread uses them. Let go early, another creation of the clip stored its
+    own bytes under the same key beside this one (the last rename won, the first commit was
+    recorded), and the thread fsynced a descriptor closed, or reused, under it."""
+    done = asyncio.ensure_future(work)
+    cancelled: asyncio.CancelledError | None = None
+    while not done.done():
+        try:
+            await asyncio.wait([done])
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        if not done.cancelled():
+            done.exception()  # retrieved: what the thread raised goes with the cancellation
+        raise cancelled
+    return done.result()
 
 
 async def _replayed(pieces: list[bytes], *, cut_short: bool = False) -> AsyncIterator[bytes]:

@@ -3,6 +3,9 @@
 import asyncio
 import hashlib
 import os
+import threading
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,7 +16,7 @@ from central.uploads.blobstore import FilesystemBlobStore
 from central.uploads.receiver import HELD_WHOLE_BYTES, Checksum, UploadReceiver
 from central.uploads.service import UploadService
 from fleet.clock import utc_now
-from fleet.errors import ChecksumMismatch, Locked
+from fleet.errors import ChecksumMismatch, Conflict, Locked
 from fleet.protocol import decode_upload_metadata
 from tests.central.conftest import central_store, metadata
 
@@ -409,3 +412,53 @@ def test_a_patch_refused_midway_leaves_the_running_hash_as_it_was(parts):
     with pytest.raises(PayloadTooLarge):
         asyncio.run(r.append(CAMDEN, upload.upload_id, 1 << 20, None, body(data[1 << 20 :], b"too much")))
     assert asyncio.run(r.append(CAMDEN, upload.upload_id, 1 << 20, None, body(data[1 << 20 :]))).verified
+
+
+HACKNEY = Principal("station:hackney", station_id="hackney")
+
+
+@pytest.mark.parametrize("size", [HELD_WHOLE_BYTES, HELD_WHOLE_BYTES + 1], ids=["held", "streamed"])
+def test_a_creation_cancelled_while_its_clip_is_stored_keeps_its_turn_until_the_thread_is_done(
+    parts, monkeypatch, size
+):
+    """A creation cancelled (its client or the server gone) while a worker thread stores its clip:
+    another station's creation of the same clip id waits for that thread, then is refused;
+    the blob and the record both are the first clip's."""
+    store, blobs, _ = parts
+    clip = str(uuid.uuid4())
+    good, other = os.urandom(size), os.urandom(size)
+    r = receiver(parts)
+    storing, go_on = threading.Event(), threading.Event()
+    real_put = blobs.put
+
+    def put(source, key, sha256=None):
+        if sha256 == hashlib.sha256(good).hexdigest():
+            storing.set()
+            go_on.wait(60)
+        real_put(source, key, sha256)
+
+    monkeypatch.setattr(blobs, "put", put)
+
+    async def scenario():
+        first = asyncio.create_task(
+            r.create_with_body(CAMDEN, size, metadata(good, clip), None, body(good), whole=True)
+        )
+        deadline = time.monotonic() + 30
+        while not storing.is_set():
+            assert time.monotonic() < deadline, "the first creation never reached the blob store"
+            await asyncio.sleep(0.001)
+        first.cancel()
+        second = asyncio.create_task(
+            r.create_with_body(HACKNEY, size, metadata(other, clip), None, body(other), whole=True)
+        )
+        while not (second.done() or r._wanting.get(clip) == 2):  # stored beside it, or waiting its turn
+            assert time.monotonic() < deadline, "the second creation neither ran nor waited"
+            await asyncio.sleep(0.001)
+        go_on.set()
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first, asyncio.CancelledError) and isinstance(second, Conflict)
+    assert ClipRecords(store.writer).clip(clip).sha256 == hashlib.sha256(good).hexdigest()
+    assert b"".join(blobs.read(clip)) == good
+    assert not list(r.dir.glob("*.part"))
