@@ -835,14 +835,14 @@ class UploadReceiver:
                 return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
             fsync_fd: int | None = f.fileno()
             if new is not None:  # cut short: keep what arrived, as a PATCH would
-                await asyncio.to_thread(os.fsync, f.fileno())
+                await _to_the_end(asyncio.to_thread(os.fsync, f.fileno()))
                 await self._create_row(upload, new)
                 fsync_fd = None
             # The fsync and the offset's commit in one hop to a worker thread (each hop is a wait
             # for a thread on a busy host). Counted while the part is still this request's (its
             # lock goes with ``f``): no other replica's PATCH cuts the file back to the old offset
             # in between.
-            upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset, fsync_fd)
+            upload = await _to_the_end(asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset, fsync_fd))
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
 

@@ -462,3 +462,45 @@ def test_a_creation_cancelled_while_its_clip_is_stored_keeps_its_turn_until_the_
     assert ClipRecords(store.writer).clip(clip).sha256 == hashlib.sha256(good).hexdigest()
     assert b"".join(blobs.read(clip)) == good
     assert not list(r.dir.glob("*.part"))
+
+
+def test_a_patch_cancelled_while_its_bytes_are_synced_keeps_the_part_file_open_until_they_are(parts, monkeypatch):
+    """The fsync before an offset is counted runs on a worker thread: a PATCH cancelled meanwhile
+    closed the part file under it, and the thread synced a descriptor closed, or reused, then
+    counted the bytes."""
+    data = os.urandom(200_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    part = str(r.part(upload.upload_id))
+    syncing, go_on = threading.Event(), threading.Event()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if threading.current_thread() is not threading.main_thread() and not syncing.is_set():
+            syncing.set()
+            go_on.wait(60)
+            try:
+                synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except FileNotFoundError:
+                synced.append("closed")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    async def scenario():
+        patching = asyncio.create_task(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:1000])))
+        deadline = time.monotonic() + 30
+        while not syncing.is_set():
+            assert time.monotonic() < deadline, "the PATCH never synced its bytes"
+            await asyncio.sleep(0.001)
+        patching.cancel()
+        for _ in range(20):  # the cancellation's turn on the loop
+            await asyncio.sleep(0)
+        go_on.set()
+        return await asyncio.gather(patching, return_exceptions=True)
+
+    (outcome,) = asyncio.run(scenario())
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert synced == [part]
+    assert uploads_of(parts[0]).upload(upload.upload_id).offset == 1000
