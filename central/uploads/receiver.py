@@ -1011,9 +1011,24 @@ class UploadReceiver:
             raise _NotStored(exc) from exc
         if new is None:
             return self._commit_verified(upload)
-        return self.uploads.record_stored_upload(
+        recorded = self.uploads.record_stored_upload(
             upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
         )
+        if (recorded.sha256, recorded.length) != (upload.sha256, upload.length):
+            # Another replica stored and recorded other bytes under this clip id between this one's
+            # checks and its commit: the rename above replaced them. Never "verified" for the record
+            # of other bytes; the blob no longer matches its record, which a person must mend.
+            log.error(
+                "clip %s: upload %s replaced the blob of upload %s (SHA-256 %s) with other bytes (SHA-256 %s) "
+                "created at once on another replica: the blob no longer matches its record",
+                upload.clip_id,
+                upload.upload_id,
+                recorded.upload_id,
+                recorded.sha256,
+                upload.sha256,
+            )
+            raise Conflict(f"clip {upload.clip_id} already has an upload with a different sha256 or length")
+        return recorded
 
     def _part_short_of(self, upload: Upload) -> bool:
         """Whether this process's .part file lacks bytes the upload counts (missing, or shorter)."""
