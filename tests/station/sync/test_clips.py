@@ -368,3 +368,18 @@ def test_uploads_go_where_httpx_puts_the_path_under_central_url(store, central_u
     with httpx.Client(base_url=central_url) as client:
         uploader = TusUploader(client, store, RetryPolicy())
         assert uploader._uploads == client.build_request("POST", UPLOADS_PATH).url
+
+
+def test_a_central_below_a_path_is_resumed_below_it_too(store, dock_dir):
+    """Behind a proxy that serves central below central_url's path, central answers a creation
+    with the Location it knows (``/api/v1/uploads/<id>``): its PATCHes and HEADs go below that
+    path as the creation did, not to the proxy's root."""
+    dock(store, dock_dir, [SimClip(200_000, RECORDED)])
+    server = FakeTus()
+    client = httpx.Client(base_url="http://central/fleet", transport=server.transport())
+    uploader = TusUploader(client, store, FAST, chunk_bytes=64 * 1024)
+    report = SyncWorker(store, uploader, FAST, concurrency=1).run_once()
+    assert len(report.verified) == 1
+    assert server.requests and all(path.startswith("/fleet/api/v1/uploads") for _, path in server.requests), (
+        server.requests
+    )
