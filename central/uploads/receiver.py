@@ -1179,11 +1179,18 @@ def _lock_part(fd: int, upload_id: str) -> None:
     """The part file's exclusive lock for as long as ``fd`` is open: replicas sharing the uploads
     folder never write one upload at once (a process's own requests take turns on an asyncio
     lock first). The kernel lets go when the process dies, so a dead replica's upload is at
-    once free to resume elsewhere."""
+    once free to resume elsewhere. A file removed before its lock was taken is no one's to write:
+    a replica starting up removes a part file no one holds, and one just made is held only from
+    here (written all the same, it was missing when moved into the blob store: a 500)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise Locked(f"another central process is writing upload {upload_id}", headers={"Retry-After": "1"}) from None
+    if os.fstat(fd).st_nlink == 0:
+        raise Locked(
+            f"another central process removed upload {upload_id}'s part file as it was opened",
+            headers={"Retry-After": "1"},
+        )
 
 
 def _buffer_set() -> list[PartWriter]:

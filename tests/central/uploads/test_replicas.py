@@ -184,3 +184,29 @@ def test_a_clip_created_at_once_on_two_replicas_keeps_the_recorded_bytes(parts):
         asyncio.run(scenario())
     recorded = ClipRecords(store.writer).clip(clip)
     assert hashlib.sha256(b"".join(blobs.read(clip))).hexdigest() == recorded.sha256
+
+
+@pytest.mark.parametrize("size", [HELD_WHOLE_BYTES, HELD_WHOLE_BYTES + 1], ids=["held", "streamed"])
+def test_a_part_file_removed_by_a_replica_starting_up_as_it_was_made_is_refused_for_a_retry(parts, monkeypatch, size):  # noqa: F811
+    """A whole clip's part file has no row, and is locked only once made: a replica's start-up
+    that removes it in between leaves the creation writing a file that is gone (423, not a 500)."""
+    from central.uploads import receiver as receiving
+
+    data = os.urandom(size)
+    one, other = receiver(parts), receiver(parts)
+    real_lock = receiving._lock_part
+    removed: list[bool] = []
+
+    def lock_part(fd, upload_id):
+        if not removed:
+            removed.append(True)
+            asyncio.run(other.recover())  # on this worker thread, as another process would
+        real_lock(fd, upload_id)
+
+    monkeypatch.setattr(receiving, "_lock_part", lock_part)
+    with pytest.raises(Locked, match="removed"):
+        asyncio.run(one.create_with_body(CAMDEN, size, metadata(data), None, body(data), whole=True))
+    assert removed and not list(one.dir.glob("*.part"))
+    monkeypatch.undo()
+    upload, created = asyncio.run(one.create_with_body(CAMDEN, size, metadata(data), None, body(data), whole=True))
+    assert created and upload.verified
