@@ -525,3 +525,42 @@ def test_a_held_clip_in_tiny_pieces_is_held_in_about_its_own_size(parts, monkeyp
     upload, _ = asyncio.run(r.create_with_body(CAMDEN, len(data), metadata(data), None, body(*pieces), whole=True))
     assert upload.verified and len(held) == 1
     assert held[0] < 2 * len(data)
+
+
+def test_a_retried_final_patch_waits_for_a_cancelled_one_still_storing_the_clip(parts, monkeypatch):
+    """The last PATCH of an upload cancelled while a worker thread moves its part file into the
+    blob store: a retry meanwhile is told 423, never cuts the part file back to the counted offset
+    under the move (which stored a clip cut short, then said verified)."""
+    store, blobs, _ = parts
+    data = os.urandom(200_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    assert asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:100_000]))).offset == 100_000
+    storing, go_on = threading.Event(), threading.Event()
+    real_put = blobs.put
+
+    def put(source, key, sha256=None):
+        if not storing.is_set():  # the first PATCH's only
+            storing.set()
+            go_on.wait(60)
+        real_put(source, key, sha256)
+
+    monkeypatch.setattr(blobs, "put", put)
+
+    async def scenario():
+        last = asyncio.create_task(r.append(CAMDEN, upload.upload_id, 100_000, None, body(data[100_000:])))
+        deadline = time.monotonic() + 30
+        while not storing.is_set():
+            assert time.monotonic() < deadline, "the last PATCH never reached the blob store"
+            await asyncio.sleep(0.001)
+        last.cancel()
+        try:
+            with pytest.raises(Locked):
+                await r.append(CAMDEN, upload.upload_id, 100_000, None, body(data[100_000:]))
+        finally:
+            go_on.set()
+        return await asyncio.gather(last, return_exceptions=True)
+
+    (outcome,) = asyncio.run(scenario())
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert uploads_of(store).upload(upload.upload_id).verified and b"".join(blobs.read(upload.clip_id)) == data
