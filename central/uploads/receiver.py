@@ -1199,12 +1199,13 @@ def _buffer_set() -> list[PartWriter]:
 
 
 async def _to_the_end(work: Awaitable[T]) -> T:
-    """``work`` (a hop to a worker thread that stores a clip) awaited to its end even when the request
-    is cancelled meanwhile (the client or the server went away), and only then the cancellation
-    raised: the caller's locks (the clip's turn to create, the upload's) and descriptors are held
-    for as long as the thread uses them. Let go early, another creation of the clip stored its
-    own bytes under the same key beside this one (the last rename won, the first commit was
-    recorded), and the thread fsynced a descriptor closed, or reused, under it."""
+    """``work`` (a hop to a worker thread that syncs, counts or stores a clip's bytes) awaited to its
+    end even when the request is cancelled meanwhile (the client or the server went away), and only
+    then the cancellation raised: the caller's locks (the clip's turn to create, the upload's) and
+    its part file's descriptor are held for as long as the thread uses them. Let go early, another
+    creation of the clip stored its own bytes under the same key beside this one (the last rename
+    won, the first commit was recorded), a retried PATCH cut the part file back under the move into
+    the blob store, and the thread fsynced a descriptor closed, or reused, under it."""
     done = asyncio.ensure_future(work)
     cancelled: asyncio.CancelledError | None = None
     while not done.done():
