@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from io import FileIO
 from pathlib import Path
+from typing import TypeVar
 
 from central.access.auth import Principal
 from central.core.directbody import DirectBody
@@ -56,6 +57,8 @@ from fleet.hashing import CHUNK_CHECKSUMS, new_checksum
 from fleet.protocol import UploadMetadata, decode_upload_metadata
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CHECKSUM_ALGORITHMS = {name: new_checksum(name).digest_size for name in CHUNK_CHECKSUMS}
 """Upload-Checksum algorithms central checks, with their digest sizes (fleet/hashing.py's list)."""
@@ -417,11 +420,16 @@ class UploadReceiver:
         body again, with its cut, for the usual way."""
         upload_id = uuid.uuid4().hex
         reader = RequestBody(body, length, self.body_idle_timeout_s, upload_id)
-        pieces = [piece async for piece in reader.pieces()]
-        if not reader.cut_short and sum(map(len, pieces)) == length:
+        held = bytearray()
+        async for piece in reader.pieces():
+            held += piece  # one buffer: a body sent two bytes at a time, kept as its pieces, took 22 times its size
+        pieces = [bytes(held)] if held else []
+        if not reader.cut_short and len(held) == length:
             try:
-                stored = await asyncio.to_thread(
-                    self._store_held, upload_id, principal, meta, length, raw_metadata, checksum, pieces
+                stored = await _to_the_end(
+                    asyncio.to_thread(
+                        self._store_held, upload_id, principal, meta, length, raw_metadata, checksum, pieces
+                    )
                 )
             except ChecksumMismatch as exc:
                 self._count_refusal(exc)
@@ -830,14 +838,14 @@ class UploadReceiver:
                 return await self._finish(upload, running, fsync_fd=f.fileno(), new=new)
             fsync_fd: int | None = f.fileno()
             if new is not None:  # cut short: keep what arrived, as a PATCH would
-                await asyncio.to_thread(os.fsync, f.fileno())
+                await _to_the_end(asyncio.to_thread(os.fsync, f.fileno()))
                 await self._create_row(upload, new)
                 fsync_fd = None
             # The fsync and the offset's commit in one hop to a worker thread (each hop is a wait
             # for a thread on a busy host). Counted while the part is still this request's (its
             # lock goes with ``f``): no other replica's PATCH cuts the file back to the old offset
             # in between.
-            upload = await asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset, fsync_fd)
+            upload = await _to_the_end(asyncio.to_thread(self._commit_offset, upload.upload_id, new_offset, fsync_fd))
         self._hashes[upload.upload_id] = (new_offset, running)
         return upload
 
@@ -972,7 +980,7 @@ class UploadReceiver:
                 "the upload was reset to offset 0: send the clip again"
             )
         try:
-            upload = await asyncio.to_thread(self._store_and_commit, upload, fsync_fd, new)
+            upload = await _to_the_end(asyncio.to_thread(self._store_and_commit, upload, fsync_fd, new))
         except _NotStored as failure:
             if new is None:
                 self._hashes[upload.upload_id] = (upload.length, whole)
@@ -1003,9 +1011,24 @@ class UploadReceiver:
             raise _NotStored(exc) from exc
         if new is None:
             return self._commit_verified(upload)
-        return self.uploads.record_stored_upload(
+        recorded = self.uploads.record_stored_upload(
             upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
         )
+        if (recorded.sha256, recorded.length) != (upload.sha256, upload.length):
+            # Another replica stored and recorded other bytes under this clip id between this one's
+            # checks and its commit: the rename above replaced them. Never "verified" for the record
+            # of other bytes; the blob no longer matches its record, which a person must mend.
+            log.error(
+                "clip %s: upload %s replaced the blob of upload %s (SHA-256 %s) with other bytes (SHA-256 %s) "
+                "created at once on another replica: the blob no longer matches its record",
+                upload.clip_id,
+                upload.upload_id,
+                recorded.upload_id,
+                recorded.sha256,
+                upload.sha256,
+            )
+            raise Conflict(f"clip {upload.clip_id} already has an upload with a different sha256 or length")
+        return recorded
 
     def _part_short_of(self, upload: Upload) -> bool:
         """Whether this process's .part file lacks bytes the upload counts (missing, or shorter)."""
@@ -1156,16 +1179,45 @@ def _lock_part(fd: int, upload_id: str) -> None:
     """The part file's exclusive lock for as long as ``fd`` is open: replicas sharing the uploads
     folder never write one upload at once (a process's own requests take turns on an asyncio
     lock first). The kernel lets go when the process dies, so a dead replica's upload is at
-    once free to resume elsewhere."""
+    once free to resume elsewhere. A file removed before its lock was taken is no one's to write:
+    a replica starting up removes a part file no one holds, and one just made is held only from
+    here (written all the same, it was missing when moved into the blob store: a 500)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise Locked(f"another central process is writing upload {upload_id}", headers={"Retry-After": "1"}) from None
+    if os.fstat(fd).st_nlink == 0:
+        raise Locked(
+            f"another central process removed upload {upload_id}'s part file as it was opened",
+            headers={"Retry-After": "1"},
+        )
 
 
 def _buffer_set() -> list[PartWriter]:
     """One more than the sink keeps in flight: one is read into while the others are written."""
     return [PartWriter(capacity=DIRECT_BATCH_BYTES) for _ in range(DIRECT_IN_FLIGHT + 1)]
+
+
+async def _to_the_end(work: Awaitable[T]) -> T:
+    """``work`` (a hop to a worker thread that syncs, counts or stores a clip's bytes) awaited to its
+    end even when the request is cancelled meanwhile (the client or the server went away), and only
+    then the cancellation raised: the caller's locks (the clip's turn to create, the upload's) and
+    its part file's descriptor are held for as long as the thread uses them. Let go early, another
+    creation of the clip stored its own bytes under the same key beside this one (the last rename
+    won, the first commit was recorded), a retried PATCH cut the part file back under the move into
+    the blob store, and the thread fsynced a descriptor closed, or reused, under it."""
+    done = asyncio.ensure_future(work)
+    cancelled: asyncio.CancelledError | None = None
+    while not done.done():
+        try:
+            await asyncio.wait([done])
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        if not done.cancelled():
+            done.exception()  # retrieved: what the thread raised goes with the cancellation
+        raise cancelled
+    return done.result()
 
 
 async def _replayed(pieces: list[bytes], *, cut_short: bool = False) -> AsyncIterator[bytes]:

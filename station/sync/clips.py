@@ -399,7 +399,12 @@ class TusUploader:
         location = response.headers.get("Location")
         if not location:
             raise TransientTransferError("central created the upload but sent no Location")
-        url = self.client.base_url.join(location)
+        if location.startswith(UPLOADS_PATH):
+            # Central's own path for it: below central_url's path, as the creation was (behind a
+            # proxy that serves central below a path, central does not know that path).
+            url = self._uploads.join(location.removeprefix(UPLOADS_PATH))
+        else:
+            url = self.client.base_url.join(location)
         base = self.client.base_url
         if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
             # The footage and the token go only where central_url (and its TLS check) says.

@@ -4,6 +4,7 @@ and SHA-256 (disclosure packages, custody reports) neither claims nor replaces i
 
 import hashlib
 import logging
+import os
 import uuid
 
 from central.core.providers import services
@@ -72,3 +73,32 @@ def test_a_station_reporting_other_bytes_for_a_blob_gets_it_hashed_once(client, 
     hashed = [m for m in caplog.messages if "holds other bytes" in m]
     assert len(hashed) == 1
     assert stored(client, clip_id) == blob
+
+
+def test_a_held_clip_whose_commit_fails_after_its_blob_is_stored_is_taken_back_for_its_station(
+    client, tmp_path, monkeypatch
+):
+    """The database refuses the one commit of a small clip whole in its creation, after its blob is
+    stored: the answer is a 5xx with nothing left in the uploads folder and no record; once the
+    station has reported the clip's ingest, its retry takes the blob back."""
+    import sqlite3
+
+    data = os.urandom(20_000)
+    clip_id = str(uuid.uuid4())
+    receiver = services(client.app).receiver
+
+    def refused(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(receiver.uploads, "record_stored_upload", refused)
+    r = whole(client, data, clip_id, CAMDEN)
+    assert 500 <= r.status_code < 600 and r.headers.get("content-type", "").startswith("application/json")
+    assert stored(client, clip_id) == data and not list(receiver.dir.glob("*.part"))
+    assert client.get(f"/api/v1/clips/{clip_id}", headers=ADMIN).status_code == 404
+    monkeypatch.undo()
+
+    assert whole(client, data, clip_id, CAMDEN).status_code == 423  # no ingest reported yet
+    post(client, CAMDEN, [ingested("BWV-000123", 1, clip_id=clip_id, data=data)])
+    r = whole(client, data, clip_id, CAMDEN)
+    assert r.status_code == 201 and r.headers[CLIP_STATE_HEADER] == "verified"
+    assert client.get(f"/api/v1/clips/{clip_id}", headers=ADMIN).json()["station_id"] == "camden"

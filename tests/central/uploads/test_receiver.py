@@ -3,6 +3,10 @@
 import asyncio
 import hashlib
 import os
+import sys
+import threading
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,7 +17,7 @@ from central.uploads.blobstore import FilesystemBlobStore
 from central.uploads.receiver import HELD_WHOLE_BYTES, Checksum, UploadReceiver
 from central.uploads.service import UploadService
 from fleet.clock import utc_now
-from fleet.errors import ChecksumMismatch, Locked
+from fleet.errors import ChecksumMismatch, Conflict, Locked
 from fleet.protocol import decode_upload_metadata
 from tests.central.conftest import central_store, metadata
 
@@ -409,3 +413,154 @@ def test_a_patch_refused_midway_leaves_the_running_hash_as_it_was(parts):
     with pytest.raises(PayloadTooLarge):
         asyncio.run(r.append(CAMDEN, upload.upload_id, 1 << 20, None, body(data[1 << 20 :], b"too much")))
     assert asyncio.run(r.append(CAMDEN, upload.upload_id, 1 << 20, None, body(data[1 << 20 :]))).verified
+
+
+HACKNEY = Principal("station:hackney", station_id="hackney")
+
+
+@pytest.mark.parametrize("size", [HELD_WHOLE_BYTES, HELD_WHOLE_BYTES + 1], ids=["held", "streamed"])
+def test_a_creation_cancelled_while_its_clip_is_stored_keeps_its_turn_until_the_thread_is_done(
+    parts, monkeypatch, size
+):
+    """A creation cancelled (its client or the server gone) while a worker thread stores its clip:
+    another station's creation of the same clip id waits for that thread, then is refused;
+    the blob and the record both are the first clip's."""
+    store, blobs, _ = parts
+    clip = str(uuid.uuid4())
+    good, other = os.urandom(size), os.urandom(size)
+    r = receiver(parts)
+    storing, go_on = threading.Event(), threading.Event()
+    real_put = blobs.put
+
+    def put(source, key, sha256=None):
+        if sha256 == hashlib.sha256(good).hexdigest():
+            storing.set()
+            go_on.wait(60)
+        real_put(source, key, sha256)
+
+    monkeypatch.setattr(blobs, "put", put)
+
+    async def scenario():
+        first = asyncio.create_task(
+            r.create_with_body(CAMDEN, size, metadata(good, clip), None, body(good), whole=True)
+        )
+        deadline = time.monotonic() + 30
+        while not storing.is_set():
+            assert time.monotonic() < deadline, "the first creation never reached the blob store"
+            await asyncio.sleep(0.001)
+        first.cancel()
+        second = asyncio.create_task(
+            r.create_with_body(HACKNEY, size, metadata(other, clip), None, body(other), whole=True)
+        )
+        while not (second.done() or r._wanting.get(clip) == 2):  # stored beside it, or waiting its turn
+            assert time.monotonic() < deadline, "the second creation neither ran nor waited"
+            await asyncio.sleep(0.001)
+        go_on.set()
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first, asyncio.CancelledError) and isinstance(second, Conflict)
+    assert ClipRecords(store.writer).clip(clip).sha256 == hashlib.sha256(good).hexdigest()
+    assert b"".join(blobs.read(clip)) == good
+    assert not list(r.dir.glob("*.part"))
+
+
+def test_a_patch_cancelled_while_its_bytes_are_synced_keeps_the_part_file_open_until_they_are(parts, monkeypatch):
+    """The fsync before an offset is counted runs on a worker thread: a PATCH cancelled meanwhile
+    closed the part file under it, and the thread synced a descriptor closed, or reused, then
+    counted the bytes."""
+    data = os.urandom(200_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    part = str(r.part(upload.upload_id))
+    syncing, go_on = threading.Event(), threading.Event()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if threading.current_thread() is not threading.main_thread() and not syncing.is_set():
+            syncing.set()
+            go_on.wait(60)
+            try:
+                synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except FileNotFoundError:
+                synced.append("closed")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+    async def scenario():
+        patching = asyncio.create_task(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:1000])))
+        deadline = time.monotonic() + 30
+        while not syncing.is_set():
+            assert time.monotonic() < deadline, "the PATCH never synced its bytes"
+            await asyncio.sleep(0.001)
+        patching.cancel()
+        for _ in range(20):  # the cancellation's turn on the loop
+            await asyncio.sleep(0)
+        go_on.set()
+        return await asyncio.gather(patching, return_exceptions=True)
+
+    (outcome,) = asyncio.run(scenario())
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert synced == [part]
+    assert uploads_of(parts[0]).upload(upload.upload_id).offset == 1000
+
+
+def test_a_held_clip_in_tiny_pieces_is_held_in_about_its_own_size(parts, monkeypatch):
+    """A client may send a small clip's body a couple of bytes at a time (each a piece): held as a
+    list of them, 256 KiB took 5.7 MB, and the upload lane admits hundreds of such requests at once."""
+    data = os.urandom(64 << 10)
+    r = receiver(parts)
+    held: list[int] = []
+    real = r._store_held
+
+    def store_held(*args):
+        pieces = args[-1]
+        held.append(sys.getsizeof(pieces) + sum(sys.getsizeof(piece) for piece in pieces))
+        return real(*args)
+
+    monkeypatch.setattr(r, "_store_held", store_held)
+    pieces = [data[i : i + 2] for i in range(0, len(data), 2)]
+    upload, _ = asyncio.run(r.create_with_body(CAMDEN, len(data), metadata(data), None, body(*pieces), whole=True))
+    assert upload.verified and len(held) == 1
+    assert held[0] < 2 * len(data)
+
+
+def test_a_retried_final_patch_waits_for_a_cancelled_one_still_storing_the_clip(parts, monkeypatch):
+    """The last PATCH of an upload cancelled while a worker thread moves its part file into the
+    blob store: a retry meanwhile is told 423, never cuts the part file back to the counted offset
+    under the move (which stored a clip cut short, then said verified)."""
+    store, blobs, _ = parts
+    data = os.urandom(200_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    assert asyncio.run(r.append(CAMDEN, upload.upload_id, 0, None, body(data[:100_000]))).offset == 100_000
+    storing, go_on = threading.Event(), threading.Event()
+    real_put = blobs.put
+
+    def put(source, key, sha256=None):
+        if not storing.is_set():  # the first PATCH's only
+            storing.set()
+            go_on.wait(60)
+        real_put(source, key, sha256)
+
+    monkeypatch.setattr(blobs, "put", put)
+
+    async def scenario():
+        last = asyncio.create_task(r.append(CAMDEN, upload.upload_id, 100_000, None, body(data[100_000:])))
+        deadline = time.monotonic() + 30
+        while not storing.is_set():
+            assert time.monotonic() < deadline, "the last PATCH never reached the blob store"
+            await asyncio.sleep(0.001)
+        last.cancel()
+        try:
+            with pytest.raises(Locked):
+                await r.append(CAMDEN, upload.upload_id, 100_000, None, body(data[100_000:]))
+        finally:
+            go_on.set()
+        return await asyncio.gather(last, return_exceptions=True)
+
+    (outcome,) = asyncio.run(scenario())
+    assert isinstance(outcome, asyncio.CancelledError)
+    assert uploads_of(store).upload(upload.upload_id).verified and b"".join(blobs.read(upload.clip_id)) == data

@@ -4,13 +4,16 @@ import asyncio
 import hashlib
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from fleet.errors import Locked, OffsetMismatch
+from central.evidence.clip_records import ClipRecords
+from central.uploads.receiver import HELD_WHOLE_BYTES
+from fleet.errors import Conflict, Locked, OffsetMismatch
 from tests.central.conftest import metadata
-from tests.central.uploads.test_receiver import CAMDEN, body, parts, receiver  # noqa: F401 -- parts is a fixture
+from tests.central.uploads.test_receiver import CAMDEN, HACKNEY, body, parts, receiver  # noqa: F401 -- parts is a fixture
 
 
 def locked(path) -> bool:
@@ -130,3 +133,80 @@ def test_replicas_whose_uploads_folders_are_not_shared_restart_an_upload_never_f
             r.close()
         for store in stores:
             store.close()
+
+
+def _created_at_once_on_two_replicas(parts, size: int):  # noqa: F811
+    """Camden's creation of a clip on one replica, and Hackney's of the same clip id with other
+    bytes on another, run between the first one's checks and its blob's rename."""
+    _store, blobs, _ = parts
+    clip = str(uuid.uuid4())
+    camden, hackney = os.urandom(size), os.urandom(size)
+    one, other = receiver(parts), receiver(parts)
+    real_put = blobs.put
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+
+        def put(source, key, sha256=None):
+            if sha256 == hashlib.sha256(camden).hexdigest():
+                asyncio.run_coroutine_threadsafe(
+                    other.create_with_body(HACKNEY, size, metadata(hackney, clip), None, body(hackney), whole=True),
+                    loop,
+                ).result()
+            real_put(source, key, sha256)
+
+        blobs.put = put
+        try:
+            return await one.create_with_body(CAMDEN, size, metadata(camden, clip), None, body(camden), whole=True)
+        finally:
+            blobs.put = real_put
+
+    return clip, scenario
+
+
+@pytest.mark.parametrize("size", [HELD_WHOLE_BYTES, HELD_WHOLE_BYTES + 1], ids=["held", "streamed"])
+def test_a_clip_created_at_once_on_two_replicas_is_never_verified_for_the_other_bytes(parts, size, caplog):  # noqa: F811
+    _clip, scenario = _created_at_once_on_two_replicas(parts, size)
+    with pytest.raises(Conflict):
+        asyncio.run(scenario())
+    assert any(r.levelname == "ERROR" and "no longer matches its record" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: two replicas storing one clip id at once both rename into the blob's key (the last wins) "
+    "and the first commit is recorded; the blob store has no put that refuses to replace a blob",
+)
+def test_a_clip_created_at_once_on_two_replicas_keeps_the_recorded_bytes(parts):  # noqa: F811
+    store, blobs, _ = parts
+    clip, scenario = _created_at_once_on_two_replicas(parts, 5000)
+    with pytest.raises(Conflict):
+        asyncio.run(scenario())
+    recorded = ClipRecords(store.writer).clip(clip)
+    assert hashlib.sha256(b"".join(blobs.read(clip))).hexdigest() == recorded.sha256
+
+
+@pytest.mark.parametrize("size", [HELD_WHOLE_BYTES, HELD_WHOLE_BYTES + 1], ids=["held", "streamed"])
+def test_a_part_file_removed_by_a_replica_starting_up_as_it_was_made_is_refused_for_a_retry(parts, monkeypatch, size):  # noqa: F811
+    """A whole clip's part file has no row, and is locked only once made: a replica's start-up
+    that removes it in between leaves the creation writing a file that is gone (423, not a 500)."""
+    from central.uploads import receiver as receiving
+
+    data = os.urandom(size)
+    one, other = receiver(parts), receiver(parts)
+    real_lock = receiving._lock_part
+    removed: list[bool] = []
+
+    def lock_part(fd, upload_id):
+        if not removed:
+            removed.append(True)
+            asyncio.run(other.recover())  # on this worker thread, as another process would
+        real_lock(fd, upload_id)
+
+    monkeypatch.setattr(receiving, "_lock_part", lock_part)
+    with pytest.raises(Locked, match="removed"):
+        asyncio.run(one.create_with_body(CAMDEN, size, metadata(data), None, body(data), whole=True))
+    assert removed and not list(one.dir.glob("*.part"))
+    monkeypatch.undo()
+    upload, created = asyncio.run(one.create_with_body(CAMDEN, size, metadata(data), None, body(data), whole=True))
+    assert created and upload.verified

@@ -368,3 +368,53 @@ def test_uploads_go_where_httpx_puts_the_path_under_central_url(store, central_u
     with httpx.Client(base_url=central_url) as client:
         uploader = TusUploader(client, store, RetryPolicy())
         assert uploader._uploads == client.build_request("POST", UPLOADS_PATH).url
+
+
+def test_a_central_below_a_path_is_resumed_below_it_too(store, dock_dir):
+    """Behind a proxy that serves central below central_url's path, central answers a creation
+    with the Location it knows (``/api/v1/uploads/<id>``): its PATCHes and HEADs go below that
+    path as the creation did, not to the proxy's root."""
+    dock(store, dock_dir, [SimClip(200_000, RECORDED)])
+    server = FakeTus()
+    client = httpx.Client(base_url="http://central/fleet", transport=server.transport())
+    uploader = TusUploader(client, store, FAST, chunk_bytes=64 * 1024)
+    report = SyncWorker(store, uploader, FAST, concurrency=1).run_once()
+    assert len(report.verified) == 1
+    assert server.requests and all(path.startswith("/fleet/api/v1/uploads") for _, path in server.requests), (
+        server.requests
+    )
+
+
+@pytest.mark.parametrize("state", ["verified", "receiving"])
+def test_a_creation_answer_whose_location_points_away_sends_nothing_there(store, dock_dir, state):
+    """A small clip whole in its creation: answered verified, its Location is never followed (the
+    clip is done); answered otherwise, a Location away from central is refused, as ever."""
+    from fleet.protocol import CLIP_STATE_HEADER
+
+    dock(store, dock_dir, [SimClip(1000, RECORDED)])
+    server = FakeTus(creation_with_upload=True)
+    sent_elsewhere = []
+
+    def fault(request):
+        if request.url.host != "central":
+            sent_elsewhere.append(request)
+            return httpx.Response(204)
+        if request.method == "POST":
+            server.fault = None  # central takes the bytes; its answer is rewritten
+            try:
+                upload = server.handle(request)
+            finally:
+                server.fault = fault
+            headers = httpx.Headers(upload.headers)
+            headers["Location"], headers[CLIP_STATE_HEADER] = "http://collector.example/up/1", state
+            return httpx.Response(upload.status_code, headers=headers)
+        return None
+
+    server.fault = fault
+    report = worker(store, server).run_once()
+    assert sent_elsewhere == []
+    [(kept, last_error)] = store.db.execute("SELECT state, last_error FROM clips").fetchall()
+    if state == "verified":
+        assert report.verified and kept == "verified"
+    else:
+        assert not report.verified and kept == "waiting" and "points away from http://central" in last_error
