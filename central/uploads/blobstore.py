@@ -1,20 +1,28 @@
 """Where verified clips live: one small interface, a filesystem and an S3 backend (central/uploads/blobstore_s3.py).
 
 A blob appears under its key only complete and durable: ``put`` returns only once the
-bytes are stored and checked, and a failed ``put`` leaves nothing under the key. The
-filesystem store moves an fsynced file into place with an atomic rename and fsyncs the
-folder. ``open_blob_store`` picks the backend from ``[blobs]`` in central's config.
+bytes are stored and checked, and a failed ``put`` leaves nothing under the key. A blob is
+never replaced: a ``put`` under a key that holds one succeeds only for the same bytes (a
+retry, after which the blob counts as stored now), and raises ``BlobTaken`` for others (two
+replicas storing one clip id at once: the first stored stands, as its record does). The filesystem store links an fsynced file into
+place (a link, unlike a rename, never lands over a file) and fsyncs the folder; the S3 store
+writes only if the key holds nothing (``If-None-Match: *``). ``open_blob_store`` picks the
+backend from ``[blobs]`` in central's config.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from fleet.config import CentralSettings
-from fleet.hashing import fsync_dir
+from fleet.errors import Conflict
+from fleet.hashing import file_sha256, fsync_dir
+
+log = logging.getLogger(__name__)
 
 READ_PIECE = 1 << 20
 
@@ -26,6 +34,24 @@ def check_key(key: str) -> str:
     return key
 
 
+class BlobTaken(Conflict):
+    """A ``put`` of other bytes under a key that holds a blob (409): blobs are never replaced."""
+
+
+def same_bytes(key: str, stored_sha256: str | None, sha256: str | None) -> None:
+    """A ``put`` under a key that holds a blob already: fine for the same bytes, else BlobTaken."""
+    if stored_sha256 is None or stored_sha256 != sha256:
+        log.error(
+            "clip %s: the blob store holds other bytes (SHA-256 %s) than a new copy's (%s); it keeps them",
+            key,
+            stored_sha256,
+            sha256,
+        )
+        raise BlobTaken(
+            f"central holds other bytes for clip {key}, stored first: they are kept, and a person must look"
+        )
+
+
 class BlobStore(Protocol):
     def check(self) -> None:
         """At start-up: raise ConfigError if this store cannot be used, so central does not serve without it."""
@@ -34,7 +60,8 @@ class BlobStore(Protocol):
         """Take ownership of the complete, fsynced ``source`` file and store it under ``key``.
 
         ``sha256`` is the clip's verified digest: a backend that re-reads the file checks it and
-        keeps it with the blob. Raises (and stores nothing) when the store fails."""
+        keeps it with the blob. Raises (and stores nothing) when the store fails; BlobTaken when
+        the key holds other bytes (never replaced)."""
 
     def exists(self, key: str) -> bool:
         """True only for a complete blob."""
@@ -85,10 +112,17 @@ class FilesystemBlobStore:
         if not os.path.isdir(folder):  # a fan-out folder's first blob
             os.makedirs(folder, exist_ok=True)
             fsync_dir(self.root)
-        os.replace(source, target)
-        # The target's folder only: should a power cut bring the source's name back too, the
-        # receiver's start-up removes .part files that no upload is receiving.
-        fsync_dir(folder)
+        try:
+            os.link(source, target)  # never over a blob (a rename would replace it)
+        except FileExistsError:
+            same_bytes(key, file_sha256(target), sha256 or file_sha256(source))
+            os.utime(target)  # stored again, so stored now (the firmware sweep spares a fresh blob)
+        else:
+            # The target's folder only: should a power cut bring the source's name back, the
+            # receiver's start-up removes .part files that no upload is receiving (or stores
+            # the one an upload is, again: the same bytes).
+            fsync_dir(folder)
+        os.unlink(source)
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._file(key))

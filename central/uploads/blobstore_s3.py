@@ -36,9 +36,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from central.uploads.blobstore import READ_PIECE, check_key
+from central.uploads.blobstore import READ_PIECE, check_key, same_bytes
 from fleet.config import BlobSettings
 from fleet.errors import BlobStoreUnavailable, ConfigError
+from fleet.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +150,20 @@ class S3BlobStore:
     def put(self, source: Path, key: str, sha256: str | None = None) -> None:
         check_key(key)
         size = source.stat().st_size
-        metadata = {"sha256": sha256} if sha256 else {}
+        sha256 = sha256 or file_sha256(source)  # every object says its SHA-256: a second put compares it
+        metadata = {"sha256": sha256}
         with open(source, "rb") as f:
-            if size < self.settings.multipart_threshold_bytes:
-                etag = self._put_whole(f, key, sha256, metadata)
-            else:
-                etag = self._put_parts(f, key, size, sha256, metadata)
-        self._check_stored(key, size, etag, metadata)
+            try:
+                if size < self.settings.multipart_threshold_bytes:
+                    etag = self._put_whole(f, key, sha256, metadata)
+                else:
+                    etag = self._put_parts(f, key, size, sha256, metadata)
+            except FileExistsError:  # the key holds an object, which is never replaced
+                etag = None
+        if etag is None:
+            self._same_as_stored(key, size, sha256)
+        else:
+            self._check_stored(key, size, etag, metadata)
         try:
             source.unlink()  # a crash before this: recovery stores the file again (same key, same bytes)
         except OSError as exc:
@@ -165,7 +173,7 @@ class S3BlobStore:
         data = f.read()  # below the multipart threshold, so bounded
         md5 = hashlib.md5(data, usedforsecurity=False)
         _same_sha256(key, hashlib.sha256(data).hexdigest(), sha256)
-        self._call("put_object", key, Body=data, ContentMD5=_b64(md5.digest()), Metadata=metadata)
+        self._call("put_object", key, Body=data, ContentMD5=_b64(md5.digest()), Metadata=metadata, IfNoneMatch="*")
         return f'"{md5.hexdigest()}"'
 
     def _put_parts(self, f: BinaryIO, key: str, size: int, sha256: str | None, metadata: dict[str, str]) -> str:
@@ -174,7 +182,9 @@ class S3BlobStore:
         upload_id = self._call("create_multipart_upload", key, Metadata=metadata)["UploadId"]
         try:
             parts, md5s = self._send_parts(f, key, upload_id, part_bytes, sha256)
-            self._call("complete_multipart_upload", key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            self._call(
+                "complete_multipart_upload", key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+            )
         except BaseException:
             self._abort(key, upload_id)
             raise
@@ -224,6 +234,21 @@ class S3BlobStore:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.prefix + key, UploadId=upload_id)
         except (BotoCoreError, ClientError) as exc:  # invisible anyway; start-up aborts it
             log.warning("could not abort the multipart upload of clip %s (%s)", key, _reason(exc))
+
+    def _same_as_stored(self, key: str, size: int, sha256: str | None) -> None:
+        """The key held an object already (a retry of this clip, or another replica's copy of it):
+        fine if it is these bytes (its size and SHA-256), else BlobTaken; it is kept either way."""
+        head = self._call("head_object", key)
+        stored = head.get("Metadata", {}).get("sha256") if head["ContentLength"] == size else None
+        same_bytes(key, stored, sha256)
+        # Stored again, so stored now (the firmware sweep spares a fresh blob): copied onto itself.
+        self._call(
+            "copy_object",
+            key,
+            CopySource={"Bucket": self.bucket, "Key": self.prefix + key},
+            MetadataDirective="REPLACE",
+            Metadata={"sha256": stored},
+        )
 
     def _check_stored(self, key: str, size: int, etag: str, metadata: dict[str, str]) -> None:
         """What the bucket now shows under the key is what was sent, or it is deleted and we raise."""
@@ -312,6 +337,8 @@ class S3BlobStore:
                 return None
             if _status(exc) == 404 and key is not None and operation in ("head_object", "get_object"):
                 raise FileNotFoundError(f"no blob {key} in bucket {self.bucket}") from None
+            if _status(exc) == 412 and operation in ("put_object", "complete_multipart_upload"):
+                raise FileExistsError(f"blob {key} is in bucket {self.bucket} already") from None
             raise BlobStoreUnavailable(f"blob store: {operation} {key or ''} failed: {_reason(exc)}") from exc
         except BotoCoreError as exc:
             raise BlobStoreUnavailable(f"blob store: {operation} {key or ''} failed: {exc}") from exc

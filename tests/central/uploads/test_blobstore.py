@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from central.uploads.blobstore import READ_PIECE, FilesystemBlobStore
+from central.uploads.blobstore import READ_PIECE, BlobTaken, FilesystemBlobStore
 from tests.support.s3server import blob_settings
 
 
@@ -66,10 +66,48 @@ def test_delete_and_delete_many_ignore_missing_keys(blobs, source):
     assert [blobs.exists(k) for k in ("k1", "k2", "k3")] == [False, False, False]
 
 
-def test_put_again_replaces_the_blob(blobs, source):
-    blobs.put(source(b"first"), "again")
-    blobs.put(source(b"second"), "again")
-    assert b"".join(blobs.read("again")) == b"second"
+@pytest.mark.parametrize("declared", [True, False], ids=["sha256 given", "sha256 not given"])
+def test_a_blob_is_never_replaced_and_put_again_is_fine_for_the_same_bytes(blobs, source, declared):
+    """Two replicas storing one clip id at once: the first stored stands, a retry of it is fine."""
+
+    def put(data: bytes) -> None:
+        blobs.put(source(data), "again", hashlib.sha256(data).hexdigest() if declared else None)
+
+    put(b"first")
+    again = source(b"first")
+    blobs.put(again, "again", hashlib.sha256(b"first").hexdigest() if declared else None)  # a retry
+    assert not again.exists()  # taken, as by any put that succeeds
+    with pytest.raises(BlobTaken):
+        put(b"second")
+    with pytest.raises(BlobTaken):
+        put(b"first, longer")
+    assert b"".join(blobs.read("again")) == b"first"
+
+
+def test_a_blob_taken_at_once_by_another_writer_is_kept(blobs, source, monkeypatch):
+    """The key is free when the put begins and taken before it lands (another replica): the
+    bytes there first stay."""
+    if isinstance(blobs, FilesystemBlobStore):
+        real_link = os.link
+
+        def link(src, dst, *args, **kwargs):
+            with open(dst, "wb") as f:  # the other replica's blob lands first
+                f.write(b"theirs")
+            return real_link(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr("central.uploads.blobstore.os.link", link)
+    else:
+        real_call = blobs._call
+
+        def call(operation, key=None, **params):
+            if operation == "put_object" and key == "raced":
+                real_call("put_object", key, Body=b"theirs", Metadata={"sha256": hashlib.sha256(b"theirs").hexdigest()})
+            return real_call(operation, key, **params)
+
+        monkeypatch.setattr(blobs, "_call", call)
+    with pytest.raises(BlobTaken):
+        blobs.put(source(b"ours"), "raced", hashlib.sha256(b"ours").hexdigest())
+    assert b"".join(blobs.read("raced")) == b"theirs"
 
 
 @pytest.mark.parametrize("key", ["", "../escape", "a/b", ".hidden"])

@@ -165,25 +165,18 @@ def _created_at_once_on_two_replicas(parts, size: int):  # noqa: F811
 
 
 @pytest.mark.parametrize("size", [HELD_WHOLE_BYTES, HELD_WHOLE_BYTES + 1], ids=["held", "streamed"])
-def test_a_clip_created_at_once_on_two_replicas_is_never_verified_for_the_other_bytes(parts, size, caplog):  # noqa: F811
-    _clip, scenario = _created_at_once_on_two_replicas(parts, size)
-    with pytest.raises(Conflict):
-        asyncio.run(scenario())
-    assert any(r.levelname == "ERROR" and "no longer matches its record" in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: two replicas storing one clip id at once both rename into the blob's key (the last wins) "
-    "and the first commit is recorded; the blob store has no put that refuses to replace a blob",
-)
-def test_a_clip_created_at_once_on_two_replicas_keeps_the_recorded_bytes(parts):  # noqa: F811
-    store, blobs, _ = parts
-    clip, scenario = _created_at_once_on_two_replicas(parts, 5000)
+def test_a_clip_created_at_once_on_two_replicas_keeps_the_bytes_stored_first(parts, size, caplog):  # noqa: F811
+    """The second replica's copy is refused (409) and never replaces the first's blob: the blob
+    matches its record, and nothing of the refused copy is left."""
+    store, blobs, uploads = parts
+    clip, scenario = _created_at_once_on_two_replicas(parts, size)
     with pytest.raises(Conflict):
         asyncio.run(scenario())
     recorded = ClipRecords(store.writer).clip(clip)
+    assert recorded.state == "verified"
     assert hashlib.sha256(b"".join(blobs.read(clip))).hexdigest() == recorded.sha256
+    assert not list(uploads.glob("*.part"))
+    assert any(r.levelname == "ERROR" and "other bytes" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("size", [HELD_WHOLE_BYTES, HELD_WHOLE_BYTES + 1], ids=["held", "streamed"])
