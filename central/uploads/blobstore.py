@@ -4,10 +4,11 @@ A blob appears under its key only complete and durable: ``put`` returns only onc
 bytes are stored and checked, and a failed ``put`` leaves nothing under the key. A blob is
 never replaced: a ``put`` under a key that holds one succeeds only for the same bytes (a
 retry, after which the blob counts as stored now), and raises ``BlobTaken`` for others (two
-replicas storing one clip id at once: the first stored stands, as its record does). The filesystem store links an fsynced file into
-place (a link, unlike a rename, never lands over a file) and fsyncs the folder; the S3 store
-writes only if the key holds nothing (``If-None-Match: *``). ``open_blob_store`` picks the
-backend from ``[blobs]`` in central's config.
+replicas storing one clip id at once: the first stored stands, as its record does). The
+filesystem store links an fsynced file into place (a link, unlike a rename, never lands over
+a file) and fsyncs the folder; the S3 store writes only if the key holds nothing
+(``If-None-Match: *``). ``open_blob_store`` picks the backend from ``[blobs]`` in central's
+config.
 """
 
 from __future__ import annotations
