@@ -455,4 +455,4 @@ def test_synced_settles_past_skipped_statements_and_raises_the_first_real_error(
     else:
         with pytest.raises(psycopg.Error, match=first):
             conn.synced()
-    assert conn._pipe.syncs == len(raises) + 1  # type: ignore[union-attr]
+    assert conn._pipe.syncs == len(raises) + 1
