@@ -28,7 +28,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -203,6 +203,13 @@ class SqliteConnection(sqlite3.Connection):
         """``execute`` (``PostgresConnection.fetch_bytes``: results in binary there)."""
         return self.execute(sql, params)
 
+    def pipelined(self) -> AbstractContextManager[None]:
+        """``PostgresConnection.pipelined``: SQLite has no round trips to save."""
+        return nullcontext()
+
+    def synced(self) -> None:
+        """``PostgresConnection.synced``: every statement's outcome is known already."""
+
 
 class SqliteDatabase(sqlite.Writer):
     """``fleet.sqlite.Writer`` on central's file, its connections saying their dialect."""
@@ -335,6 +342,8 @@ class PostgresConnection:
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self._pipe: psycopg.Pipeline | None = None
+        """The pipeline ``pipelined`` is in, if any."""
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> psycopg.Cursor[Any]:
         if not params:  # psycopg reads no placeholders (and no %) in a statement without parameters
@@ -345,6 +354,48 @@ class PostgresConnection:
             if any(binary):
                 query = _binary_placeholders(query, binary)
         return self.raw.execute(query, params, prepare=False if _of_many(params) else None)
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Statements sent without waiting for each one's answer (psycopg's pipeline mode): a
+        statement whose result is read waits for everything before it; the others' errors are
+        raised at a later statement or at ``synced``. For a run of many statements on one
+        connection (the projection), where each waited a round trip: PostgreSQL on another
+        machine makes that a network's. Inside it COPY is not allowed (PostgreSQL's rule):
+        ``executemany`` sends arrays instead."""
+        with self.raw.pipeline() as pipe:
+            self._pipe = pipe
+            try:
+                yield
+            finally:
+                self._pipe = None
+
+    def synced(self) -> None:
+        """In ``pipelined``: wait for every statement sent so far and raise the first one's error
+        (a savepoint is released, or rolled back, only once its statements are known to have
+        run). After an error PostgreSQL skips what follows up to the next sync (psycopg raises
+        ``PipelineAborted`` for those) and psycopg may leave results unread: synced again until
+        none is left."""
+        if self._pipe is None:
+            return
+        first: psycopg.Error | None = None
+        for _ in range(SYNC_ROUNDS):
+            try:
+                self._pipe.sync()
+            except psycopg.errors.PipelineAborted:
+                continue  # skipped because of an error raised already
+            except psycopg.Error as exc:
+                if self.raw.broken or self.raw.closed:
+                    raise
+                first = first or exc
+                continue
+            if first is not None:
+                raise first
+            return
+        raise first or FleetError("the database connection's pipeline did not settle")
+
+    def _pipelined(self) -> bool:
+        return self._pipe is not None
 
     def fetch_bytes(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> psycopg.Cursor[Any]:
         """``execute``, its results in binary: a ``bytea`` column comes as it is stored, where in text
@@ -359,7 +410,7 @@ class PostgresConnection:
         execution a row (pipelined)."""
         cursor = self.raw.cursor()
         rows = list(rows)
-        if len(rows) > 1 and self._copied(cursor, sql, rows):
+        if len(rows) > 1 and not self._pipelined() and self._copied(cursor, sql, rows):
             pass
         elif len(rows) > 1 and (columns := self._unnested(sql, rows)) is not None:
             statement, arrays = columns
@@ -446,6 +497,8 @@ _INSERT_VALUES = re.compile(
     r"^\s*INSERT INTO (\w+) \(([^)]*)\)\s*VALUES\s*\(([?,\s]*)\)\s*(ON CONFLICT(?: \([\w, ]*\))? DO NOTHING)?\s*$",
     re.IGNORECASE,
 )
+SYNC_ROUNDS = 100
+"""``synced`` gives up (the connection is in a state it does not know) after this many syncs."""
 _COLUMN_TYPES: dict[str, dict[str, str]] = {}
 """Each table's column types, read once a process (the schema is the same in every database of it)."""
 

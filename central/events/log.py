@@ -236,7 +236,8 @@ class EventLog:
                 if (event := _decode_stored(bytes(r[3]))) is not None
             ]
             if events:
-                self._apply_contained(db, events)
+                with db.pipelined():  # the projection's statements go without a round trip each
+                    self._apply_contained(db, events)
             stations.applied(db, {r[0]: r[1] for r in rows})  # each station's last
         self.metrics.events_applied.inc(len(rows))  # committed
         return len(rows)
@@ -377,16 +378,28 @@ def _centrals_condition(exc: BaseException) -> bool:
 
 @contextmanager
 def _savepoint(db):
+    """The run's statements undone together if any fails. Pipelined (PostgreSQL), a statement's
+    error may come only at the next read: ``synced`` brings it here, before the release."""
     db.execute("SAVEPOINT apply_run")
     try:
         yield
+        db.synced()
     except BaseException as exc:
+        failure: BaseException = exc
+        try:
+            db.synced()  # what is still in flight runs (or fails) before the rollback, not instead of it
+        except (sqlite3.Error, psycopg.Error) as unread:
+            if database.trouble(unread) is not None:
+                failure = unread  # central's own condition is the cause: the run waits, nothing is refused
         try:
             db.execute("ROLLBACK TO apply_run")
             db.execute("RELEASE apply_run")
+            db.synced()
         except (sqlite3.Error, psycopg.Error):
-            raise exc from None  # the database ended the transaction itself (a full disk, I/O): its cause counts
-        raise
+            raise failure from None  # the database ended the transaction itself (a full disk, I/O): its cause counts
+        if failure is exc:
+            raise
+        raise failure from exc
     db.execute("RELEASE apply_run")
 
 

@@ -391,3 +391,68 @@ def test_a_write_gives_up_behind_a_replica_frozen_in_its_write(tmp_path):
     finally:
         frozen.close()
         store.close()
+
+
+def test_pipelined_statements_run_alike_and_an_unread_failure_comes_at_synced(tmp_path):
+    """Inside ``pipelined`` (PostgreSQL's pipeline mode; nothing on SQLite) what is read comes back
+    as ever, many rows still insert (arrays, not COPY), and a failing statement nobody reads
+    raises at ``synced`` at the latest, after which a savepoint's rollback leaves the rest."""
+    store = central_store(tmp_path / "central")
+    try:
+        with store.writer.write() as db, db.pipelined():
+            db.execute("INSERT INTO signing_keys (name, key) VALUES (?, ?)", ["kept", b"1"])
+            db.executemany("INSERT INTO signing_keys (name, key) VALUES (?, ?)", [("m1", b"2"), ("m2", b"3")])
+            assert db.execute("SELECT count(*) FROM signing_keys").fetchone()[0] == 3
+            db.execute("SAVEPOINT s")
+            with pytest.raises(Exception):  # noqa: B017 - each engine's own integrity error
+                db.execute("INSERT INTO signing_keys (name, key) VALUES (?, ?)", ["kept", b"again"])
+                db.execute("UPDATE signing_keys SET key = ? WHERE name = ?", [b"9", "m1"])  # skipped after it
+                db.synced()
+            db.synced()  # nothing left: settles quietly
+            db.execute("ROLLBACK TO s")
+            db.execute("RELEASE s")
+            db.synced()
+        with store.writer.read() as db:
+            rows = {r[0]: bytes(r[1]) for r in db.execute("SELECT name, key FROM signing_keys")}
+        assert rows == {"kept": b"1", "m1": b"2", "m2": b"3"}
+    finally:
+        store.close()
+
+
+class _Pipe:
+    """A pipeline whose syncs raise what it is given, in turn, then settle."""
+
+    def __init__(self, *raises: BaseException) -> None:
+        self.raises = list(raises)
+        self.syncs = 0
+
+    def sync(self) -> None:
+        self.syncs += 1
+        if self.raises:
+            raise self.raises.pop(0)
+
+
+@pytest.mark.parametrize(
+    "raises, first",
+    [
+        ([psycopg.errors.PipelineAborted("pipeline aborted")], None),
+        ([psycopg.errors.UniqueViolation("dup"), psycopg.errors.PipelineAborted("pipeline aborted")], "dup"),
+        ([psycopg.errors.PipelineAborted("a"), psycopg.errors.UniqueViolation("dup")], "dup"),
+    ],
+)
+def test_synced_settles_past_skipped_statements_and_raises_the_first_real_error(raises, first):
+    """After an error PostgreSQL skips the statements up to the next sync (``PipelineAborted``), and
+    psycopg may leave results unread: ``synced`` syncs until none is left, then raises the first
+    real error, if any."""
+
+    class _Raw:
+        broken = closed = False
+
+    conn = database.PostgresConnection(_Raw())  # type: ignore[arg-type]
+    conn._pipe = _Pipe(*raises)  # type: ignore[assignment]
+    if first is None:
+        conn.synced()
+    else:
+        with pytest.raises(psycopg.Error, match=first):
+            conn.synced()
+    assert conn._pipe.syncs == len(raises) + 1

@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 
 import msgspec
+import pytest
 
 from central.core.providers import services
 from central.evidence import audit
@@ -278,6 +279,33 @@ def test_an_event_central_cannot_apply_is_refused_and_stops_no_other_station(cli
     assert [(s, seq, kind) for s, seq, kind, _ in refusals(client)] == [("camden", 2, "camera_docked")]
     assert "could not apply" in refusals(client)[0][3]
     assert services(client.app).events.apply_all() == 0  # nothing left to retry
+
+
+@pytest.mark.parametrize("then", ["nothing", "a python error"])
+def test_a_statement_that_fails_unread_is_refused_like_any_other_failure(client, monkeypatch, then):
+    """On PostgreSQL the projection's statements are pipelined: a failing one whose result nobody
+    reads raises only later. Its run's savepoint waits for it before it is released (or, when
+    Python fails meanwhile, before it is rolled back), so the event is still refused on its own
+    and every other is applied."""
+    from central.events.projection import Projector
+
+    docked_handler = Projector._handlers[type(docked("X"))]
+    assert docked_handler is not None
+
+    def failing(self, db, run):
+        docked_handler(self, db, run)
+        if any(a.event.device.serial == "CAM-POISON" for a in run):
+            db.execute("INSERT INTO stations (station_id, borough) VALUES ('camden', 'Camden')")  # there already
+            if then == "a python error":
+                raise OverflowError("after a statement that failed unread")
+
+    monkeypatch.setitem(Projector._handlers, type(docked("X")), failing)
+    post(client, CAMDEN, [docked("CAM-1", 1), docked("CAM-POISON", 2), docked("CAM-2", 3)]).raise_for_status()
+    for serial in ("CAM-1", "CAM-2"):
+        assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial
+    assert client.get("/api/v1/devices/CAM-POISON", headers=ADMIN).status_code == 404
+    assert [(s, seq, kind) for s, seq, kind, _ in refusals(client)] == [("camden", 2, "camera_docked")]
+    assert services(client.app).events.apply_all() == 0
 
 
 def test_an_ingest_of_another_boroughs_camera_is_refused_and_its_clip_kept(client):
