@@ -57,14 +57,24 @@ UpdateEvent = CameraUpdateOffered | CameraUpdateResult
 
 
 def refuse(db, refusals: Sequence[Refusal]) -> None:
+    """Record refused events. A refusal must always be storable, or the transaction it is part of
+    fails on every retry and no station's events are applied: a subject a station wrote (a clip
+    id, a folder) has its NUL characters spelt out, which PostgreSQL's text cannot hold."""
     if not refusals:
         return
     now = to_iso(utc_now())
     db.executemany(
         "INSERT INTO station_refusals (station_id, seq, kind, subject, reason, station_at, at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(*r, now) for r in refusals],
+        [
+            (station, seq, kind, _storable(subject), _storable(reason), at, now)
+            for station, seq, kind, subject, reason, at in refusals
+        ],
     )
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\\x00")
 
 
 def ingest_record(station_id: str, clip_id: str, serial: str, size: int, sha256: str, station_at: str) -> dict:

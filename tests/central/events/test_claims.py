@@ -17,7 +17,7 @@ import pytest
 from central.core.providers import services
 from central.evidence import audit
 from fleet.clock import from_iso
-from fleet.events import EventBatch, EventEnvelope
+from fleet.events import BadFolder, ClipDamaged, ClipVerified, EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
 from tests.central.evidence.test_clips import upload
@@ -308,6 +308,29 @@ def test_a_statement_that_fails_unread_is_refused_like_any_other_failure(client,
     assert services(client.app).events.apply_all() == 0
 
 
+@pytest.mark.parametrize(
+    "poison",
+    [
+        BadFolder(folder="DCIM\x00", reason="unreadable"),
+        ClipVerified(clip_id="clip\x00"),
+        ClipDamaged(clip_id="clip\x00", reason="bad"),
+    ],
+    ids=["bad_folder", "clip_verified", "clip_damaged"],
+)
+def test_an_event_naming_a_nul_character_is_refused_and_stops_no_other_station(client, poison):
+    """PostgreSQL's text holds no NUL: such a clip id fails its statements, and its refusal, which
+    names it, is stored all the same (else every retry of every station's events failed with it)."""
+    post(client, CAMDEN, [docked("CAM-1"), poison, docked("CAM-2", 2)]).raise_for_status()
+    post(client, BARNET, [docked("B-1")]).raise_for_status()
+    for serial in ("CAM-1", "CAM-2", "B-1"):
+        assert client.get(f"/api/v1/devices/{serial}", headers=ADMIN).status_code == 200, serial
+    assert client.get("/api/v1/stations/camden", headers=ADMIN).json()["applied_seq"] == 3
+    assert client.get("/api/v1/stations/barnet", headers=ADMIN).json()["applied_seq"] == 1
+    refused = [] if isinstance(poison, BadFolder) else [("camden", 2)]  # a bad folder is only noted
+    assert [(s, seq) for s, seq, _, _ in refusals(client)] == refused
+    assert services(client.app).events.apply_all() == 0
+
+
 def test_an_ingest_of_another_boroughs_camera_is_refused_and_its_clip_kept(client):
     # Camden's station uploads bytes it says came off Barnet's camera: the clip is kept (evidence
     # is never refused), but Camden cannot speak for Barnet's camera: no ingest record, no attribution.
@@ -337,7 +360,6 @@ def test_every_event_kind_has_a_rule_for_what_a_station_may_claim():
 
 
 def test_a_verified_report_about_another_stations_clip_is_refused(client):
-    from fleet.events import ClipVerified
 
     client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Camden"}])
     data = os.urandom(1500)
@@ -404,7 +426,6 @@ def test_a_database_that_cannot_be_written_for_a_while_refuses_no_event(client, 
 
 
 def test_a_damaged_copy_is_in_the_clips_custody_when_its_own_station_says_so(client):
-    from fleet.events import ClipDamaged
 
     client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Camden"}])
     clip = ingested("BWV-000123", 2)
