@@ -26,6 +26,9 @@ from fleet.hashing import file_sha256, fsync_dir
 log = logging.getLogger(__name__)
 
 READ_PIECE = 1 << 20
+PUT_ATTEMPTS = 3
+"""A ``put`` meets a blob under its key, which is deleted before it is compared (the firmware
+sweep): the put stores the bytes again, this many times at most."""
 
 
 def check_key(key: str) -> str:
@@ -113,16 +116,23 @@ class FilesystemBlobStore:
         if not os.path.isdir(folder):  # a fan-out folder's first blob
             os.makedirs(folder, exist_ok=True)
             fsync_dir(self.root)
-        try:
-            os.link(source, target)  # never over a blob (a rename would replace it)
-        except FileExistsError:
-            same_bytes(key, file_sha256(target), sha256 or file_sha256(source))
-            os.utime(target)  # stored again, so stored now (the firmware sweep spares a fresh blob)
-        else:
-            # The target's folder only: should a power cut bring the source's name back, the
-            # receiver's start-up removes .part files that no upload is receiving (or stores
-            # the one an upload is, again: the same bytes).
-            fsync_dir(folder)
+        for attempt in range(PUT_ATTEMPTS):
+            try:
+                os.link(source, target)  # never over a blob (a rename would replace it)
+            except FileExistsError:
+                try:
+                    same_bytes(key, file_sha256(target), sha256 or file_sha256(source))
+                    os.utime(target)  # stored again, so stored now (the firmware sweep spares a fresh blob)
+                except FileNotFoundError:
+                    if attempt + 1 == PUT_ATTEMPTS or not source.exists():
+                        raise
+                    continue  # deleted since it was met (the firmware sweep): the key is free again
+            else:
+                # The target's folder only: should a power cut bring the source's name back, the
+                # receiver's start-up removes .part files that no upload is receiving (or stores
+                # the one an upload is, again: the same bytes).
+                fsync_dir(folder)
+            break
         os.unlink(source)
 
     def exists(self, key: str) -> bool:

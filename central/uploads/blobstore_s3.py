@@ -36,7 +36,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from central.uploads.blobstore import READ_PIECE, check_key, same_bytes
+from central.uploads.blobstore import PUT_ATTEMPTS, READ_PIECE, check_key, same_bytes
 from fleet.config import BlobSettings
 from fleet.errors import BlobStoreUnavailable, ConfigError
 from fleet.hashing import file_sha256
@@ -152,18 +152,25 @@ class S3BlobStore:
         size = source.stat().st_size
         sha256 = sha256 or file_sha256(source)  # every object says its SHA-256: a second put compares it
         metadata = {"sha256": sha256}
-        with open(source, "rb") as f:
+        for attempt in range(PUT_ATTEMPTS):
+            with open(source, "rb") as f:
+                try:
+                    if size < self.settings.multipart_threshold_bytes:
+                        etag = self._put_whole(f, key, sha256, metadata)
+                    else:
+                        etag = self._put_parts(f, key, size, sha256, metadata)
+                except FileExistsError:  # the key holds an object, which is never replaced
+                    etag = None
+            if etag is not None:
+                self._check_stored(key, size, etag, metadata)
+                break
             try:
-                if size < self.settings.multipart_threshold_bytes:
-                    etag = self._put_whole(f, key, sha256, metadata)
-                else:
-                    etag = self._put_parts(f, key, size, sha256, metadata)
-            except FileExistsError:  # the key holds an object, which is never replaced
-                etag = None
-        if etag is None:
-            self._same_as_stored(key, size, sha256)
-        else:
-            self._check_stored(key, size, etag, metadata)
+                self._same_as_stored(key, size, sha256)
+                break
+            except FileNotFoundError:
+                if attempt + 1 == PUT_ATTEMPTS:
+                    raise
+                # deleted since it was met (the firmware sweep): the key is free again
         try:
             source.unlink()  # a crash before this: recovery stores the file again (same key, same bytes)
         except OSError as exc:
@@ -335,7 +342,7 @@ class S3BlobStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return None
-            if _status(exc) == 404 and key is not None and operation in ("head_object", "get_object"):
+            if _status(exc) == 404 and key is not None and operation in ("head_object", "get_object", "copy_object"):
                 raise FileNotFoundError(f"no blob {key} in bucket {self.bucket}") from None
             if _status(exc) == 412 and operation in ("put_object", "complete_multipart_upload"):
                 raise FileExistsError(f"blob {key} is in bucket {self.bucket} already") from None

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from central.uploads.blobstore import READ_PIECE, BlobTaken, FilesystemBlobStore
+from fleet.hashing import file_sha256
 from tests.support.s3server import blob_settings
 
 
@@ -108,6 +109,41 @@ def test_a_blob_taken_at_once_by_another_writer_is_kept(blobs, source, monkeypat
     with pytest.raises(BlobTaken):
         blobs.put(source(b"ours"), "raced", hashlib.sha256(b"ours").hexdigest())
     assert b"".join(blobs.read("raced")) == b"theirs"
+
+
+@pytest.mark.parametrize("when", ["compared", "refreshed"])
+def test_a_blob_deleted_while_a_put_of_the_same_bytes_compares_it_is_stored_again(blobs, source, monkeypatch, when):
+    """A put of bytes the store holds meets the blob, and the firmware sweep deletes it before the
+    put has compared it, or refreshed its time: the put stores the bytes again, as if the key had
+    been free, never fails on the blob it no longer finds."""
+    data = b"an orphaned artifact"
+    sha = hashlib.sha256(data).hexdigest()
+    blobs.put(source(data), "orphan", sha)
+    swept: list[str] = []
+    if isinstance(blobs, FilesystemBlobStore):
+        module = "central.uploads.blobstore"
+        name, real = ("file_sha256", file_sha256) if when == "compared" else ("os.utime", os.utime)
+
+        def sweep_first(path, *args, **kwargs):
+            if not swept and str(path).endswith("/orphan"):
+                swept.append(blobs.delete("orphan") or "orphan")
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(f"{module}.{name}", sweep_first)
+    else:
+        real_call = blobs._call
+        operation = "head_object" if when == "compared" else "copy_object"
+
+        def call(op, key=None, **params):
+            if op == operation and not swept:
+                swept.append(blobs.delete("orphan") or "orphan")
+            return real_call(op, key, **params)
+
+        monkeypatch.setattr(blobs, "_call", call)
+    again = source(data)
+    blobs.put(again, "orphan", sha)
+    assert swept and not again.exists()
+    assert b"".join(blobs.read("orphan")) == data
 
 
 @pytest.mark.parametrize("key", ["", "../escape", "a/b", ".hidden"])
