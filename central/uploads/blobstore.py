@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fleet.config import CentralSettings
-from fleet.errors import Conflict
+from fleet.errors import ConfigError, Conflict
 from fleet.hashing import file_sha256, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,22 @@ class FilesystemBlobStore:
         return f"{self._root}/{key[:2]}/{key}"
 
     def check(self) -> None:
-        pass  # the folder was made by the constructor
+        """The folder was made by the constructor; a blob is linked into place (a rename would
+        replace one), so a filesystem that cannot hard-link (FAT, some network shares) is refused
+        here, not at every upload."""
+        probe = self.root / f".link-check-{os.getpid()}"
+        linked = probe.with_suffix(".linked")
+        try:
+            probe.touch()
+            os.link(probe, linked)
+        except OSError as exc:
+            raise ConfigError(
+                f"blob store {self.root}: its filesystem cannot hard-link files ({exc.strerror or exc}), "
+                "which storing a clip needs: put central's data_dir on one that can (ext4, XFS, ZFS) or use S3"
+            ) from None
+        finally:
+            linked.unlink(missing_ok=True)
+            probe.unlink(missing_ok=True)
 
     def put(self, source: Path, key: str, sha256: str | None = None) -> None:
         target = self._file(key)

@@ -1,11 +1,13 @@
 """The blob-store contract, held by every backend: the filesystem one and S3 (on a local moto server)."""
 
+import errno
 import hashlib
 import os
 
 import pytest
 
 from central.uploads.blobstore import READ_PIECE, BlobTaken, FilesystemBlobStore
+from fleet.errors import ConfigError
 from fleet.hashing import file_sha256
 from tests.support.s3server import blob_settings
 
@@ -144,6 +146,22 @@ def test_a_blob_deleted_while_a_put_of_the_same_bytes_compares_it_is_stored_agai
     blobs.put(again, "orphan", sha)
     assert swept and not again.exists()
     assert b"".join(blobs.read("orphan")) == data
+
+
+def test_a_filesystem_without_hard_links_is_refused_at_start_up_and_the_check_leaves_nothing(tmp_path, monkeypatch):
+    """A blob is linked into place (a rename would replace one): on a filesystem that cannot link
+    (FAT, some network shares) every upload failed with a 500, so central does not start there."""
+    blobs = FilesystemBlobStore(tmp_path / "blobs")
+    blobs.check()
+    assert os.listdir(blobs.root) == []
+
+    def no_links(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr("central.uploads.blobstore.os.link", no_links)
+    with pytest.raises(ConfigError, match="cannot hard-link"):
+        blobs.check()
+    assert os.listdir(blobs.root) == []
 
 
 @pytest.mark.parametrize("key", ["", "../escape", "a/b", ".hidden"])
