@@ -1113,6 +1113,11 @@ class UploadReceiver:
             if current is None or current.verified:
                 return  # finished or removed by another replica since the list was read
             upload, part = current, self.part(upload.upload_id)
+            if exists and part.stat().st_nlink > 1:
+                # Linked into the filesystem blob store, a crash before its own name was removed: the
+                # bytes are stored, and cutting the part back to its counted offset would cut the blob.
+                part.unlink()
+                exists = False
             if not exists:
                 try:
                     self._account_for_missing_part(upload)

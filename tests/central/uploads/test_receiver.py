@@ -146,6 +146,27 @@ def test_recovery_records_a_blob_moved_before_the_crash(parts, committed):
     assert ClipRecords(store.writer).clip(upload.clip_id).state == "verified"
 
 
+@pytest.mark.parametrize("committed", [0, 4_000, 10_000])
+def test_recovery_never_cuts_a_blob_its_part_file_is_still_linked_to(parts, committed):
+    """The blob store links a part file into place, then removes the part's name: a crash between
+    the two leaves both names on one file. Recovery cutting the part back to its counted offset cut
+    the stored blob with it; the blob stands, and its upload is recorded verified."""
+    store, blobs, _ = parts
+    data = os.urandom(10_000)
+    r = receiver(parts)
+    upload, _ = r.create(CAMDEN, len(data), metadata(data))
+    part = r.part(upload.upload_id)
+    part.write_bytes(data)
+    uploads_of(store).set_offset(upload.upload_id, committed, utc_now() + timedelta(hours=1))
+    blob = blobs._path(upload.clip_id)
+    blob.parent.mkdir(exist_ok=True)
+    os.link(part, blob)  # the blob store's link; the crash comes before it removes the part's name
+    asyncio.run(receiver(parts).recover())
+    assert b"".join(blobs.read(upload.clip_id)) == data
+    assert uploads_of(store).upload(upload.upload_id).verified
+    assert not part.exists()
+
+
 def test_recovery_finishes_an_upload_whose_last_byte_was_committed(parts):
     store, _, _ = parts
     data = os.urandom(10_000)
