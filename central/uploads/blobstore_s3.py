@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000
 """S3's limit on the parts of one object: the part size grows for clips that would need more."""
+COPY_MAX_BYTES = 5 * 1024**3
+"""The largest object S3 copies in one request (CopyObject); larger ones are copied part by part."""
 DELETE_BATCH = 1000
 """Keys per ``DeleteObjects`` request, S3's maximum."""
 
@@ -248,14 +250,34 @@ class S3BlobStore:
         head = self._call("head_object", key)
         stored = head.get("Metadata", {}).get("sha256") if head["ContentLength"] == size else None
         same_bytes(key, stored, sha256)
-        # Stored again, so stored now (the firmware sweep spares a fresh blob): copied onto itself.
-        self._call(
-            "copy_object",
-            key,
-            CopySource={"Bucket": self.bucket, "Key": self.prefix + key},
-            MetadataDirective="REPLACE",
-            Metadata={"sha256": stored},
-        )
+        self._refresh(key, size, {"sha256": stored})
+
+    def _refresh(self, key: str, size: int, metadata: dict[str, str]) -> None:
+        """Stored again, so stored now (the firmware sweep spares a fresh blob): copied onto itself.
+        S3 copies at most 5 GiB in one request (a clip may be 64): a larger object part by part,
+        the same bytes over themselves."""
+        source = {"Bucket": self.bucket, "Key": self.prefix + key}
+        if size <= COPY_MAX_BYTES:
+            self._call("copy_object", key, CopySource=source, MetadataDirective="REPLACE", Metadata=metadata)
+            return
+        part_bytes = max(self.settings.part_bytes, -(-size // MAX_PARTS))
+        upload_id = self._call("create_multipart_upload", key, Metadata=metadata)["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, part_bytes), 1):
+                copied = self._call(
+                    "upload_part_copy",
+                    key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{min(start + part_bytes, size) - 1}",
+                )
+                parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+            self._call("complete_multipart_upload", key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+        except BaseException:
+            self._abort(key, upload_id)
+            raise
 
     def _check_stored(self, key: str, size: int, etag: str, metadata: dict[str, str]) -> None:
         """What the bucket now shows under the key is what was sent, or it is deleted and we raise."""
@@ -342,7 +364,17 @@ class S3BlobStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return None
-            if _status(exc) == 404 and key is not None and operation in ("head_object", "get_object", "copy_object"):
+            if (
+                _status(exc) == 404
+                and key is not None
+                and operation
+                in (
+                    "head_object",
+                    "get_object",
+                    "copy_object",
+                    "upload_part_copy",
+                )
+            ):
                 raise FileNotFoundError(f"no blob {key} in bucket {self.bucket}") from None
             if _status(exc) == 412 and operation in ("put_object", "complete_multipart_upload"):
                 raise FileExistsError(f"blob {key} is in bucket {self.bucket} already") from None

@@ -114,6 +114,27 @@ def test_parts_grow_so_a_clip_never_needs_more_than_s3_allows(s3, tmp_path, monk
     assert b"".join(s3.read("few-parts")) == data
 
 
+@pytest.mark.parametrize("size", [1000, BIG])
+def test_a_put_again_of_a_blob_larger_than_s3_copies_at_once_is_refreshed_part_by_part(s3, tmp_path, monkeypatch, size):
+    """The same bytes put again refresh the object's time by copying it onto itself; S3 refuses a
+    CopyObject of more than 5 GiB (a clip may be 64), so a larger one is copied in parts."""
+    data = os.urandom(size)
+    sha = hashlib.sha256(data).hexdigest()
+    s3.put(source(tmp_path, data), "large", sha)
+    monkeypatch.setattr("central.uploads.blobstore_s3.COPY_MAX_BYTES", size - 1)  # this one is "over 5 GiB"
+    real_call = s3._call
+
+    def call(operation, key=None, **params):
+        if operation == "copy_object":
+            raise BlobStoreUnavailable("blob store: copy_object large failed: InvalidRequest: source too large")
+        return real_call(operation, key, **params)
+
+    monkeypatch.setattr(s3, "_call", call)
+    s3.put(source(tmp_path, data), "large", sha)
+    assert b"".join(s3.read("large")) == data and unfinished(s3) == []
+    assert s3.client.head_object(Bucket=s3.bucket, Key="large")["Metadata"] == {"sha256": sha}
+
+
 def test_a_failure_mid_multipart_leaves_nothing_visible_and_a_retry_succeeds(s3, tmp_path):
     data = os.urandom(BIG)
     path = source(tmp_path, data)
