@@ -252,7 +252,7 @@ class S3BlobStore:
         same_bytes(key, stored, sha256)
         self._refresh(key, size, {"sha256": stored})
 
-    def _refresh(self, key: str, size: int, metadata: dict[str, str]) -> None:
+    def _refresh(self, key: str, size: int, metadata: dict[str, Any]) -> None:
         """Stored again, so stored now (the firmware sweep spares a fresh blob): copied onto itself.
         S3 copies at most 5 GiB in one request (a clip may be 64): a larger object part by part,
         the same bytes over themselves."""

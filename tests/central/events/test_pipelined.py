@@ -48,6 +48,7 @@ def client(client, monkeypatch):
 def _handler_that(monkeypatch, then):
     """The docking handler, ``then(db, run)`` called after it."""
     docked_handler = Projector._handlers[type(docked("X"))]
+    assert docked_handler is not None
 
     def handler(self, db, run):
         docked_handler(self, db, run)
@@ -69,6 +70,7 @@ def _writer_out_of_pipeline(client) -> None:
 @pytest.mark.parametrize("where", ["first", "last"])
 def test_the_writer_killed_mid_run_refuses_nothing_and_the_next_run_applies_all(client, monkeypatch, where):
     url = services(client.app).store.url
+    assert url is not None
     killed: list[int] = []
 
     def kill(db, run):
@@ -99,6 +101,7 @@ def test_the_writer_killed_mid_run_refuses_nothing_and_the_next_run_applies_all(
 @pytest.mark.parametrize("then", ["nothing", "a python error", "a read"])
 def test_a_lock_that_does_not_come_mid_run_refuses_nothing(client, monkeypatch, then):
     url = services(client.app).store.url
+    assert url is not None
     _send(client, CAMDEN, [docked("CAM-1")])
     services(client.app).events.apply_all()
     writer = services(client.app).store.writer
