@@ -26,6 +26,7 @@ import functools
 import hashlib
 import logging
 import threading
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -104,10 +105,43 @@ class S3BlobStore:
                 raise ConfigError(f"{where}: {_reason(exc)}") from None
         except BotoCoreError as exc:
             raise ConfigError(f"{where} cannot be used: {exc}") from None
+        self._check_conditional_writes(where)
         if not self.stages_uploads:
             self._abort_unfinished()
         # Staged, the bucket's multipart uploads are uploads in progress, other replicas' too: the
         # upload-expiry job aborts those no upload names (central.uploads.staged, ``sweep``).
+
+    def _check_conditional_writes(self, where: str) -> None:
+        """A blob is never replaced only because a write lands where the key holds nothing
+        (If-None-Match: *): a store that ignores the header replaces blobs silently, one that
+        refuses it fails every upload. Either is refused here, with a probe no blob key can name."""
+        probe = {"Bucket": self.bucket, "Key": f"{self.prefix}.conditional-write-check-{uuid.uuid4().hex}"}
+        honoured = False
+        try:
+            self.client.put_object(**probe, Body=b"", IfNoneMatch="*")
+            try:
+                self.client.put_object(**probe, Body=b"", IfNoneMatch="*")
+            except ClientError as exc:
+                if _status(exc) != 412:
+                    raise
+                honoured = True
+        except ClientError as exc:
+            raise ConfigError(
+                f"{where} refuses a conditional write (If-None-Match: *), which storing a clip needs: "
+                f"{_reason(exc)}; use a store that supports it (AWS S3, recent MinIO or Ceph)"
+            ) from None
+        except BotoCoreError as exc:
+            raise ConfigError(f"{where} cannot be used: {exc}") from None
+        finally:
+            try:
+                self.client.delete_object(**probe)
+            except (BotoCoreError, ClientError) as exc:
+                log.warning("could not remove the conditional-write probe %s (%s)", probe["Key"], _reason(exc))
+        if not honoured:
+            raise ConfigError(
+                f"{where} ignores a conditional write (If-None-Match: *): a second copy of a clip would "
+                "replace the first; use a store that supports it (AWS S3, recent MinIO or Ceph)"
+            )
 
     def _create_bucket(self, where: str) -> None:
         params: dict[str, Any] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from botocore.exceptions import EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from litestar.testing import TestClient
 
 from central.core.app import create_app
@@ -190,6 +190,27 @@ def test_start_up_aborts_the_multipart_uploads_a_crash_left_when_uploads_are_not
     assert unfinished(s3) == ["crashed"]
     s3.check()
     assert unfinished(s3) == []
+
+
+@pytest.mark.parametrize("store", ["ignores it", "refuses it"])
+def test_a_store_without_conditional_writes_is_refused_at_start_up_and_the_check_leaves_nothing(s3, monkeypatch, store):
+    """A blob is never replaced only because S3 writes where the key holds nothing (If-None-Match):
+    an S3-compatible store that ignores the header would let a second copy replace the first
+    silently, one that refuses it would answer every upload 503. Central does not start on either."""
+    s3.check()
+    assert objects(s3) == []
+    real_put = s3.client.put_object
+
+    def put_object(**params):
+        if params.pop("IfNoneMatch", None) is not None and store == "refuses it":
+            error = {"Error": {"Code": "NotImplemented", "Message": "If-None-Match"}}
+            raise ClientError({**error, "ResponseMetadata": {"HTTPStatusCode": 501}}, "PutObject")
+        return real_put(**params)
+
+    monkeypatch.setattr(s3.client, "put_object", put_object)
+    with pytest.raises(ConfigError, match="If-None-Match"):
+        s3.check()
+    assert objects(s3) == []
 
 
 def test_a_store_that_cannot_be_reached_is_unavailable_not_a_crash(s3):
