@@ -392,7 +392,9 @@ class PostgresConnection:
             if first is not None:
                 raise first
             return
-        raise first or FleetError("the database connection's pipeline did not settle")
+        # A connection in a state nothing here knows: central's own trouble (``trouble``: broken),
+        # never a statement's fault, so no event is refused for it.
+        raise first or psycopg.OperationalError("the database connection's pipeline did not settle")
 
     def _pipelined(self) -> bool:
         return self._pipe is not None

@@ -136,7 +136,8 @@ class FilesystemBlobStore:
                 os.link(source, target)  # never over a blob (a rename would replace it)
             except FileExistsError:
                 try:
-                    same_bytes(key, file_sha256(target), sha256 or file_sha256(source))
+                    held = file_sha256(target) if os.stat(target).st_size == os.stat(source).st_size else None
+                    same_bytes(key, held, sha256 or file_sha256(source))  # other sizes: other bytes, unread
                     os.utime(target)  # stored again, so stored now (the firmware sweep spares a fresh blob)
                 except FileNotFoundError:
                     if attempt + 1 == PUT_ATTEMPTS or not source.exists():

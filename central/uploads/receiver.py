@@ -248,6 +248,11 @@ async def _both(hashed: Future, written: Future) -> None:
             raise result
 
 
+class _LinkedPart(Exception):
+    """The .part file is also a stored blob's name (the filesystem blob store links it into place;
+    a replica sharing the uploads folder died before removing the part's own name)."""
+
+
 class _NotStored(Exception):
     """The blob store failed after every byte was counted; ``cause`` is what it raised."""
 
@@ -763,6 +768,8 @@ class UploadReceiver:
             whole = await self._whole_hash(upload)
             try:
                 return await self._counted(upload.offset, self._receive(upload, whole, checksum, direct or body))
+            except _LinkedPart:  # written to, it would cut the blob it is linked to: recorded as it is
+                return await asyncio.to_thread(self._account_for_missing_part, upload)
             except OSError as exc:
                 raise storage_error(exc) from exc
 
@@ -924,6 +931,8 @@ class UploadReceiver:
         direct_fd = None
         try:
             _lock_part(f.fileno(), upload.upload_id)
+            if os.fstat(f.fileno()).st_nlink > 1:
+                raise _LinkedPart  # stored: a replica sharing this folder died before removing its name
             # The row as it is now, under the lock: another replica may have written this upload (or
             # finished it) between this request's read and its lock. Only the offset read here is cut to.
             now = self.uploads.upload(upload.upload_id)
@@ -1037,6 +1046,16 @@ class UploadReceiver:
         except FileNotFoundError:
             return True
 
+    @staticmethod
+    def _unlink_if_linked(part: Path) -> None:
+        """Remove a part file's name that is also a stored blob's (a crash between the blob store's
+        link and the part's removal): nothing may write to it."""
+        try:
+            if part.stat().st_nlink > 1:
+                part.unlink()
+        except FileNotFoundError:
+            pass
+
     def _account_for_missing_part(self, upload: Upload) -> Upload:
         """Counted bytes this process's .part file does not hold: either the clip reached the blob
         store and the commit that records it failed (a full database), or the bytes are not here:
@@ -1046,7 +1065,9 @@ class UploadReceiver:
         if self.blobs.exists(upload.clip_id) and self._blob_sha256(upload.clip_id) == upload.sha256:
             log.info("clip %s was stored before its commit failed: recorded now", upload.clip_id)
             self._hashes.pop(upload.upload_id, None)
+            self._unlink_if_linked(self.part(upload.upload_id))
             return self._commit_verified(upload)
+        self._unlink_if_linked(self.part(upload.upload_id))  # another clip's blob is not this part
         self.part(upload.upload_id).touch()
         self.uploads.set_offset(upload.upload_id, 0, utc_now() + self.expiry)
         self._hashes.pop(upload.upload_id, None)

@@ -456,3 +456,17 @@ def test_synced_settles_past_skipped_statements_and_raises_the_first_real_error(
         with pytest.raises(psycopg.Error, match=first):
             conn.synced()
     assert conn._pipe.syncs == len(raises) + 1
+
+
+def test_a_pipeline_that_never_settles_is_centrals_trouble_not_a_statements_fault():
+    """``synced`` gives up after SYNC_ROUNDS: the projection must then wait and retry, never
+    refuse an event for it (``trouble`` says "broken")."""
+
+    class _Raw:
+        broken = closed = False
+
+    conn = database.PostgresConnection(_Raw())  # type: ignore[arg-type]
+    conn._pipe = _Pipe(*[psycopg.errors.PipelineAborted("pipeline aborted")] * (database.SYNC_ROUNDS + 1))  # type: ignore[assignment]
+    with pytest.raises(psycopg.Error) as raised:
+        conn.synced()
+    assert database.trouble(raised.value) == "broken"

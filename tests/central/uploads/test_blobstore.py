@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from central.uploads import blobstore
 from central.uploads.blobstore import READ_PIECE, BlobTaken, FilesystemBlobStore
 from fleet.errors import ConfigError
 from fleet.hashing import file_sha256
@@ -174,3 +175,20 @@ def test_keys_that_could_leave_the_store_are_refused(blobs, source, key):
         blobs.exists(key)
     with pytest.raises(ValueError):
         blobs.delete_many(["fine", key])
+
+
+def test_a_put_of_another_size_is_refused_without_reading_the_blob(tmp_path, source, monkeypatch):
+    """Other sizes are other bytes: a clip of up to 64 GiB is not read back to say so."""
+    blobs = FilesystemBlobStore(tmp_path / "blobs")
+    blobs.put(source(b"stored first"), "sized")
+    read: list[str] = []
+    real = blobstore.file_sha256
+
+    def hashed(path) -> str:
+        read.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(blobstore, "file_sha256", hashed)
+    with pytest.raises(BlobTaken):
+        blobs.put(source(b"longer bytes than those"), "sized", hashlib.sha256(b"longer bytes than those").hexdigest())
+    assert not any(path.endswith("/sized") for path in read)

@@ -203,3 +203,34 @@ def test_a_part_file_removed_by_a_replica_starting_up_as_it_was_made_is_refused_
     monkeypatch.undo()
     upload, created = asyncio.run(one.create_with_body(CAMDEN, size, metadata(data), None, body(data), whole=True))
     assert created and upload.verified
+
+
+@pytest.mark.parametrize("counted", [0, 100_000], ids=["nothing counted", "a chunk counted"])
+def test_a_part_linked_into_the_blob_store_by_a_replica_that_died_is_never_cut(parts, counted):  # noqa: F811
+    """The filesystem blob store links a finished part into place, then removes the part's name: a
+    replica killed in between leaves one file under both names. The station's retried PATCH on
+    another replica sharing the uploads folder must not cut the part back to the counted offset
+    (the blob with it): the clip is recorded from its blob, and the part's name goes."""
+    _store, blobs, _uploads = parts
+    data = os.urandom(200_000)
+    one, other = receiver(parts), receiver(parts)
+    upload, _ = one.create(CAMDEN, len(data), metadata(data))
+    if counted:
+        asyncio.run(one.append(CAMDEN, upload.upload_id, 0, None, body(data[:counted])))
+    part = one.part(upload.upload_id)
+    with open(part, "r+b") as f:  # the last PATCH's bytes, fsynced, linked as the blob: then the crash
+        f.seek(counted)
+        f.write(data[counted:])
+    target = blobs._path(upload.clip_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.link(part, target)
+    sizes_while_read: list[int] = []
+
+    async def retried():
+        sizes_while_read.append(target.stat().st_size)
+        yield data[counted:]
+
+    done = asyncio.run(other.append(CAMDEN, upload.upload_id, counted, None, retried()))
+    assert done.verified and b"".join(blobs.read(upload.clip_id)) == data
+    assert all(size == len(data) for size in sizes_while_read)  # the blob was never cut
+    assert not part.exists() and target.stat().st_nlink == 1
