@@ -42,10 +42,12 @@ def test_overview_filter_and_battery_chart(chromium, fleet):
     page.goto(base(fleet) + "/devices")
     page.get_by_label("State").select_option("in_service")
     page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"lifecycle=in_service"))  # the filtered page loaded, not the one before
     rows = page.locator("#devices tbody tr")
     assert rows.count() == 1 and "BWV-000001" in rows.first.inner_text()
     page.get_by_label("State").select_option("")
     page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"lifecycle=(&|$)"))
     assert page.locator("#devices tbody tr").count() == 3
 
     page.get_by_role("link", name="BWV-000001").click()
