@@ -11,6 +11,7 @@ state in seq order (``applied_seq`` per station), in larger transactions, off th
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -411,7 +412,16 @@ def _decode_stored(body: bytes) -> Event | None:
 
 
 def _kind_of(event: Event | None, raw: msgspec.Raw) -> str:
-    return kind_of(event) if event is not None else (_kind_or_none(raw) or "unknown")
+    """The kind stored beside an event's body: an unknown kind as the station spelt it, if it could
+    be a kind at all; else "unknown" (the body keeps it). A NUL in it failed the batch on
+    PostgreSQL (a 400 at every resend, the station's outbox stuck) where SQLite stored it."""
+    if event is not None:
+        return kind_of(event)
+    kind = _kind_or_none(raw)
+    return kind if kind is not None and _PLAUSIBLE_KIND.fullmatch(kind) else "unknown"
+
+
+_PLAUSIBLE_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class EventsController(Controller):

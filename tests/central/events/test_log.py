@@ -67,6 +67,18 @@ def test_unknown_event_kinds_are_kept_but_not_applied(client):
     assert services(client.app).events.events("camden")[0][1] == "firmware_flashed"
 
 
+@pytest.mark.parametrize("kind", ["x\u0000y", "Firmware Flashed!", "k" * 65])
+def test_an_unknown_kind_that_cannot_be_a_kind_is_kept_as_unknown_on_both_engines(client, kind):
+    """Kept, acknowledged, not applied, like any unknown kind; stored as "unknown" (its body keeps
+    the station's spelling): a NUL there was a 400 at every resend on PostgreSQL."""
+    event = msgspec.json.encode({"kind": kind, "version": "2.0"})
+    body = b'{"sent_at":"2026-11-20T14:00:00Z","events":[{"seq":1,"at":"2026-11-20T14:00:00Z","event":' + event + b"}]}"
+    r = client.post("/api/v1/events/", content=body, headers=CAMDEN)
+    assert r.status_code == 200 and r.json()["acked_seq"] == 1
+    [(seq, stored_kind, _at, stored_body)] = services(client.app).events.events("camden")
+    assert (seq, stored_kind, stored_body) == (1, "unknown", event)
+
+
 def test_bad_batches_are_refused_clearly(client):
     for body, fragment in [
         (b"not json", "event batch"),
