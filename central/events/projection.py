@@ -163,6 +163,8 @@ class Projector:
         self._latest_clips: dict[str, str] = {}
         """{camera: its latest clip's time} of the clips applied so far in ``apply``: moved on once,
         at its end (``attribution.move_latest_clips``), not at every run of clips."""
+        self._new_clips: list[str] = []
+        """The clips ``apply`` attributed: the held ones among them announced once, at its end."""
 
     def apply(self, db, events: Sequence[Applied[Event]]) -> None:
         """Apply events of one or more stations, each station's in its seq order; what a station may
@@ -174,6 +176,7 @@ class Projector:
         latest = stations.latest_at(db, dict.fromkeys(a.station for a in events))
         clocks = {station: claims.StationClock(at, tolerance) for station, at in latest.items()}
         self._latest_clips = {}
+        self._new_clips = []
         for run in merged_runs(events):
             kind = type(run[0].event)
             run = self._admissions[kind](self, db, clocks, run)
@@ -181,6 +184,10 @@ class Projector:
             if run and handler is not None:
                 handler(self, db, run)
         attribution.move_latest_clips(db, self._latest_clips)
+        # An officer hold placed before these clips reached central covers them already. Looked up once
+        # (a read waits for every statement before it), with their state at the end: a later run of
+        # this transaction that re-attributed one has announced it then, and this is the latest word.
+        holds.announce_holds(db, self.changes, self._new_clips, held_only=True)
         stations.set_latest_at(db, {station: clock.latest for station, clock in clocks.items()})
 
     def _admit_dockings(self, db, clocks: Clocks, run: list[Applied[CameraDocked]]) -> list[Applied[CameraDocked]]:
@@ -354,8 +361,7 @@ class Projector:
                     for a in upload_verified
                 ],
             )
-        # An officer hold placed before these clips reached central covers them already.
-        holds.announce_holds(db, self.changes, [r["clip"] for r in rows], held_only=True)
+        self._new_clips += (r["clip"] for r in rows)  # their holds announced at the end of ``apply``
 
     def _verified(self, db, run: list[Applied[ClipVerified]]) -> None:
         devices.record_uploads(db, [{"at": a.at, "clip": a.event.clip_id} for a in run])

@@ -1,8 +1,9 @@
 """A clip belongs to whoever held the camera at recorded_at, however late the events arrive."""
 
 from central.core.providers import services
+from central.evidence import holds
 from tests.central.conftest import ADMIN, CAMDEN, KENTISH
-from tests.central.fleetdata import at, back, docked, ingested, out, post
+from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
 
 def owner(client, clip_id):
@@ -95,6 +96,25 @@ def test_a_clip_that_reaches_central_after_an_officer_hold_is_held_at_its_statio
     assert _holds_in_feed(client) == [(inside.clip_id, True)]
 
 
+def test_clips_held_on_arrival_are_all_announced_however_many_lookups_they_take(client, monkeypatch):
+    monkeypatch.setattr(holds, "HOLDS_CHUNK", 2)  # five clips: three lookups
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
+    client.post(
+        "/api/v1/holds",
+        headers=ADMIN,
+        json={
+            "kind": "officer",
+            "officer_id": "PC1",
+            "window_from": at(0).isoformat(),
+            "window_to": at(4).isoformat(),
+            "reason": "complaint",
+        },
+    )
+    inside = [ingested("A", h) for h in (1.5, 2, 2.5, 3, 3.5)]
+    post(client, CAMDEN, [docked("A"), out("A", "PC1"), docked("A", 8, clips=6), *inside, ingested("A", 6)])
+    assert sorted(_holds_in_feed(client)) == sorted((c.clip_id, True) for c in inside)
+
+
 def test_a_late_checkout_that_moves_a_clip_out_of_an_officer_hold_tells_the_station(client):
     client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
     client.post(
@@ -114,6 +134,40 @@ def test_a_late_checkout_that_moves_a_clip_out_of_an_officer_hold_tells_the_stat
     post(client, KENTISH, [docked("A", 0.5), out("A", "PC7")], hours=[0.5, 1])  # reported late: it was PC7's
     assert owner(client, clip.clip_id) == "PC7"
     assert _holds_in_feed(client) == [(clip.clip_id, True), (clip.clip_id, False)]
+
+
+def test_a_clip_moved_out_of_a_hold_in_the_transaction_that_brought_it_is_not_held_at_its_station(
+    applied_by_the_test,
+):
+    """Its ingest and the late checkout that makes it PC7's are applied together: the station's last
+    word about the clip is that nothing holds it (new clips' holds are looked up at the end)."""
+    client = applied_by_the_test
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
+    client.post(
+        "/api/v1/holds",
+        headers=ADMIN,
+        json={
+            "kind": "officer",
+            "officer_id": "PC1",
+            "window_from": at(0).isoformat(),
+            "window_to": at(4).isoformat(),
+            "reason": "complaint",
+        },
+    )
+    clip = ingested("A", 2)
+    for headers, events, hours in (
+        (CAMDEN, [docked("A", 3, clips=1), clip], [3.0, 3.0]),
+        (KENTISH, [docked("A", 0.5), out("A", "PC7")], [0.5, 1.0]),
+    ):
+        sent = client.post(
+            "/api/v1/events/",
+            content=batch(events, 1, hours=hours),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert sent.status_code == 200
+    assert services(client.app).events.apply_pending() == 4  # one transaction
+    assert owner(client, clip.clip_id) == "PC7"
+    assert [held for clip_id, held in _holds_in_feed(client) if clip_id == clip.clip_id][-1:] in ([], [False])
 
 
 def test_a_checkout_past_the_battery_gate_is_audited_with_the_supervisors_reason(client):

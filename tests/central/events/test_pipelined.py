@@ -4,8 +4,6 @@ transaction runs on a connection out of pipeline mode."""
 
 from __future__ import annotations
 
-import threading
-
 import psycopg
 import pytest
 from psycopg import pq
@@ -33,16 +31,9 @@ def _readings(client) -> int:
 
 
 @pytest.fixture
-def client(client, monkeypatch):
-    """The test applies the events itself: the app's projection worker finds none to apply."""
-    events = services(client.app).events
-    apply_pending = events.apply_pending
-
-    def in_the_test_only(limit: int = 2000) -> int:
-        return apply_pending(limit) if threading.current_thread() is threading.main_thread() else 0
-
-    monkeypatch.setattr(events, "apply_pending", in_the_test_only)
-    return client
+def client(applied_by_the_test):
+    """The test applies the events itself (``conftest.applied_by_the_test``)."""
+    return applied_by_the_test
 
 
 def _handler_that(monkeypatch, then):
