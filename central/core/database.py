@@ -95,16 +95,6 @@ class Dialect:
             return Json(list(rows), dumps=_json_text)
         return _json_text(list(rows))
 
-    def if_absent(self, table: str, match: str) -> str:
-        """The tail of an ``INSERT … SELECT`` that skips the rows whose key ``table`` has already
-        (``match``: the condition on ``table``'s columns, qualified by its name, and the new row's),
-        for rows whose keys are distinct among themselves. SQLite: ``ON CONFLICT DO NOTHING``;
-        PostgreSQL: an anti-join, where ON CONFLICT's speculative insertion cost ~1 µs a row more
-        (central's writes are serialised, so no other transaction inserts the key meanwhile)."""
-        if self.postgres:
-            return f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {match})"
-        return "WHERE true ON CONFLICT DO NOTHING"
-
     def greatest(self, *expressions: str) -> str:
         return f"{'GREATEST' if self.postgres else 'MAX'}({', '.join(expressions)})"
 

@@ -112,16 +112,19 @@ def subject_of(event: Event) -> str:
 
 def admit_ingests(
     db, run: list[Applied[ClipIngested]]
-) -> tuple[list[Applied[ClipIngested]], list[Applied[ClipIngested]]]:
-    """Sort a run of ``clip_ingested`` (of one or more stations) into (to attribute, whose custody
-    record can be written now); refused ones are recorded. The others' claims wait for their
-    upload in their attribution rows (``claim_fields``, written with the attribution). A clip of
-    another borough's camera is refused as its docking would be (its upload, if any, stays: evidence)."""
+) -> tuple[list[Applied[ClipIngested]], list[Applied[ClipIngested]], set[str]]:
+    """Sort a run of ``clip_ingested`` (of one or more stations) into (each clip's first report in the
+    run: to attribute; its later reports; the clips whose upload is verified, whose custody record
+    can be written now); refused ones are recorded. A clip of another borough's camera is refused
+    as its docking would be (its upload, if any, stays: evidence). Whether a clip was reported
+    before is settled after its attribution is tried (``settle_reported``): one lookup of the few
+    clips that had a row already, not of every clip. The others' claims wait for their upload in
+    their attribution rows (``claim_fields``, written with the attribution)."""
     registered = devices.registered_to(db, (a.event.device_serial for a in run))
     uploads = upload_records.of_clips(db, (a.event.clip_id for a in run))
-    reported = attribution.reporters(db, (a.event.clip_id for a in run))
-    attribute: list[Applied[ClipIngested]] = []
-    now: list[Applied[ClipIngested]] = []
+    first: dict[str, Applied[ClipIngested]] = {}
+    later: list[Applied[ClipIngested]] = []
+    verified: set[str] = set()
     refused: list[Refusal] = []
     for a in run:
         e, station_id = a.event, a.station
@@ -138,19 +141,45 @@ def admit_ingests(
             reason = f"clip {e.clip_id}: reported size {e.size} bytes, its upload has {upload[1]}"
         elif upload is not None and upload[2] != e.sha256:
             reason = f"clip {e.clip_id}: reported SHA-256 {e.sha256}, its upload has {upload[2]}"
-        elif reported.get(e.clip_id, station_id) != station_id:
-            reason = f"clip {e.clip_id} was reported by station {reported[e.clip_id]}, not by {station_id}"
         if reason is not None:
             refused.append((station_id, a.seq, "clip_ingested", e.clip_id, reason, a.at))
-            continue
-        if e.clip_id in reported:
-            continue  # said again (the same station, the same clip): nothing new
-        reported[e.clip_id] = station_id
-        attribute.append(a)
-        if upload is not None and upload[3] == "verified":
-            now.append(a)
+        elif e.clip_id in first:
+            later.append(a)
+        else:
+            first[e.clip_id] = a
+            if upload is not None and upload[3] == "verified":
+                verified.add(e.clip_id)
     refuse(db, refused)
-    return attribute, now
+    return list(first.values()), later, verified
+
+
+def settle_reported(
+    db, first: list[Applied[ClipIngested]], later: list[Applied[ClipIngested]], attributed: set[str]
+) -> list[Applied[ClipIngested]]:
+    """After ``admit_ingests``' reports were attributed: those whose rows were made (``attributed``),
+    the clips new to central. Each other report names a clip reported before (earlier in the run or
+    in another): by the same station, nothing new; by another, refused."""
+    owners: dict[str, str | None] = {a.event.clip_id: a.station for a in first if a.event.clip_id in attributed}
+    again = [a for a in first if a.event.clip_id not in attributed] + later
+    if not again:
+        return first
+    owners |= attribution.reporters(db, (a.event.clip_id for a in again if a.event.clip_id not in owners))
+    refuse(
+        db,
+        [
+            (
+                a.station,
+                a.seq,
+                "clip_ingested",
+                a.event.clip_id,
+                f"clip {a.event.clip_id} was reported by station {owners.get(a.event.clip_id)}, not by {a.station}",
+                a.at,
+            )
+            for a in sorted(again, key=lambda a: (a.station, a.seq))
+            if owners.get(a.event.clip_id) != a.station
+        ],
+    )
+    return [a for a in first if a.event.clip_id in attributed]
 
 
 def claim_fields(a: Applied[ClipIngested]) -> dict:

@@ -336,21 +336,24 @@ class Projector:
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
 
     def _ingested(self, db, run: list[Applied[ClipIngested]]) -> None:
-        run, upload_verified = claims.admit_ingests(db, run)
-        settled = {id(a) for a in upload_verified}  # the others' claims wait in their rows for the upload
+        first, later, verified = claims.admit_ingests(db, run)
         rows = [
             {
                 "clip": a.event.clip_id,
                 "serial": a.event.device_serial,
                 "at": recorded,
                 "station": a.station,
-                **({} if id(a) in settled else claims.claim_fields(a)),
+                # the others' claims wait in their rows for the upload
+                **({} if a.event.clip_id in verified else claims.claim_fields(a)),
             }
-            for a, recorded in zip(run, to_iso_many([a.event.recorded_at for a in run]), strict=True)
+            for a, recorded in zip(first, to_iso_many([a.event.recorded_at for a in first]), strict=True)
         ]
-        attribution.attribute_ingested(db, rows)
-        attribution.latest_clips(rows, self._latest_clips)  # moved at the end of ``apply``
+        attributed = attribution.attribute_ingested(db, rows)
+        new = claims.settle_reported(db, first, later, attributed)
+        attribution.latest_clips([r for r in rows if r["clip"] in attributed], self._latest_clips)  # moved at the end
+        self._new_clips += (a.event.clip_id for a in new)  # their holds announced at the end of ``apply``
         # Chain of custody, first link, once the verified upload agrees (the others wait for it).
+        upload_verified = [a for a in new if a.event.clip_id in verified]
         if upload_verified:
             audit.record_many(
                 db,
@@ -361,7 +364,6 @@ class Projector:
                     for a in upload_verified
                 ],
             )
-        self._new_clips += (r["clip"] for r in rows)  # their holds announced at the end of ``apply``
 
     def _verified(self, db, run: list[Applied[ClipVerified]]) -> None:
         devices.record_uploads(db, [{"at": a.at, "clip": a.event.clip_id} for a in run])

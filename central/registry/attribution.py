@@ -46,12 +46,17 @@ _CLAIM = {"seq": None, "station_at": None, "size": None, "sha256": None}
 """A clip's row without a waiting claim (its upload was verified first, or it is not a station's report)."""
 
 
-def attribute_ingested(db, clips: Sequence[dict]) -> None:
-    """``record_ingested``'s attributions alone (its caller moves the cameras' latest clips). A clip
-    whose ingest report waits for its upload (``central.events.claims``) carries the claim: ``seq``,
-    ``station_at``, ``size``, ``sha256``; kept in its row until ``take_claim``."""
+def attribute_ingested(db, clips: Sequence[dict]) -> set[str]:
+    """``record_ingested``'s attributions alone (its caller moves the cameras' latest clips); the clips
+    whose rows it made (a clip with a row already keeps it). A clip whose ingest report waits for
+    its upload (``central.events.claims``) carries the claim: ``seq``, ``station_at``, ``size``,
+    ``sha256``; kept in its row until ``take_claim``. The clips' keys are distinct among themselves.
+
+    ``ON CONFLICT`` checks each new row against the key's index. An anti-join (``NOT EXISTS``) let
+    PostgreSQL's planner hash every attribution for each run while the table was under a few
+    hundred thousand rows (14 µs a clip at 200,000, growing with the table)."""
     if not clips:
-        return
+        return set()
     holder = ACTIVE_AT.replace(":serial", "v.serial").replace(":at", "v.at")
     claim = "v.seq, v.station_at, v.size, v.sha256"
     if db.dialect.postgres:  # the holder looked up once a clip (a lateral join), not once a column
@@ -64,9 +69,9 @@ def attribute_ingested(db, clips: Sequence[dict]) -> None:
     statement = (
         "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id, "
         "claim_seq, claim_station_at, claim_size, claim_sha256) "
-        f"{select} {db.dialect.if_absent('attributions', 'attributions.clip_id = v.clip')}"
+        f"{select} WHERE true ON CONFLICT (clip_id) DO NOTHING RETURNING clip_id"  # WHERE: SQLite's parser
     )
-    db.execute(statement, [db.dialect.rows({**_CLAIM, **c} for c in clips)])
+    return {r[0] for r in db.execute(statement, [db.dialect.rows({**_CLAIM, **c} for c in clips)])}
 
 
 def waiting_claim(db, clip_id: str, station_id: str) -> tuple[int, str] | None:

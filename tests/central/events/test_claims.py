@@ -93,6 +93,43 @@ def test_a_forged_ingest_of_another_stations_verified_clip_is_refused(client):
     assert client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
 
 
+def test_a_clip_reported_before_then_by_another_station_and_again_by_its_own_in_one_transaction(
+    applied_by_the_test,
+):
+    """Kentish reported the clip; later, in one transaction, Camden claims it (first: the run puts
+    stations in order), then Kentish says it again: Camden's claim is refused (the clip is
+    Kentish's), Kentish's repeat is nothing new."""
+    client = applied_by_the_test
+    clip = ingested("BWV-000123", 2)
+    post(client, KENTISH, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    for headers, first_seq in ((CAMDEN, 1), (KENTISH, 3)):
+        sent = client.post(
+            "/api/v1/events/",
+            content=batch([clip], first_seq, hours=[4.0]),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert sent.status_code == 200
+    assert services(client.app).events.apply_pending() == 2
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("camden", 1, "clip_ingested")]
+    assert "reported by station kentish" in refusals(client)[0][3]
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "kentish"
+
+
+def test_two_stations_reporting_a_new_clip_in_one_run_the_first_in_the_run_keeps_it(applied_by_the_test):
+    client = applied_by_the_test
+    clip = ingested("BWV-000123", 2)
+    for headers in (CAMDEN, KENTISH):
+        sent = client.post(
+            "/api/v1/events/",
+            content=batch([docked("BWV-000123", 3, clips=1), clip], 1, hours=[3.0, 3.0]),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        assert sent.status_code == 200
+    assert services(client.app).events.apply_pending() == 4
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("kentish", 2, "clip_ingested")]
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+
+
 def test_an_ingest_whose_size_or_hash_differs_from_the_upload_is_refused(client):
     data = os.urandom(3000)
     clip_id = upload(client, data, hours=2)

@@ -298,15 +298,17 @@ def test_a_camera_new_to_central_docked_at_two_boroughs_in_one_run_is_the_first_
 
 
 def test_two_runs_in_one_transaction_naming_the_same_clip_attribute_it_once(tmp_path):
-    """``if_absent`` (NOT EXISTS on PostgreSQL) sees the rows its transaction's earlier statements wrote."""
+    """The insert skips a clip its transaction's earlier statements attributed, and says which rows it made."""
     store = central_store(tmp_path / "central")
     clip = str(uuid.uuid4())
     row = {"clip": clip, "serial": "A", "at": "2026-01-01T00:00:00.000000Z", "station": "camden"}
     try:
         with store.writer.write() as db:
             docking.record(db, [_docking("A")], [])
-            attribution.attribute_ingested(db, [row])
-            attribution.attribute_ingested(db, [{**row, "station": "barnet"}, {**row, "clip": str(uuid.uuid4())}])
+            assert attribution.attribute_ingested(db, [row]) == {clip}
+            other = str(uuid.uuid4())
+            again = attribution.attribute_ingested(db, [{**row, "station": "barnet"}, {**row, "clip": other}])
+            assert again == {other}
             found = db.execute("SELECT station_id FROM attributions WHERE clip_id = ?", [clip]).fetchall()
             assert [r[0] for r in found] == ["camden"]
             assert db.execute("SELECT count(*) FROM attributions").fetchone()[0] == 2
