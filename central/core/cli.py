@@ -450,6 +450,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from central.core.httpserver import ServerTls, uvicorn_config
     from central.core.providers import started
     from central.uploads.blobstore import open_blob_store
+    from fleet import heap
 
     settings = load_settings(args.config, CentralSettings)
     if args.port is not None and not 0 < args.port < 65536:
@@ -471,6 +472,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGHUP, lambda _sig, _frame: server_tls.reload())
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            heap.settle()  # the app has started: what it made lives as long as the process
+
         def handle_exit(self, sig, frame) -> None:
             # Long polls answer at once (an empty page) instead of holding the shutdown up.
             serving = started(app)
