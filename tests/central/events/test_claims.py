@@ -7,6 +7,7 @@ and shown as a security alert, and changes nothing: no fleet state, no chain of 
 from __future__ import annotations
 
 import os
+import random
 import re
 import uuid
 from datetime import timedelta
@@ -16,6 +17,8 @@ import pytest
 
 from central.core.providers import services
 from central.evidence import audit
+from central.registry import attribution, devices
+from central.uploads import records as upload_records
 from fleet.clock import from_iso
 from fleet.events import BadFolder, ClipDamaged, ClipVerified, EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
@@ -474,3 +477,125 @@ def test_a_damaged_copy_is_in_the_clips_custody_when_its_own_station_says_so(cli
     records = client.get(f"/api/v1/clips/{clip.clip_id}/custody", headers=ADMIN).json()
     said = [(r["action"], r["place"], r["detail"]) for r in records if r["action"] == "damaged-at-station"]
     assert len(said) == 1 and said[0][1] == "camden" and "segment 3 failed authentication" in said[0][2]
+
+
+# -- clip reports judged as the rules always were: every clip looked up first (``_as_before``) -----
+
+_BOROUGH = {"barnet": "Barnet", "camden": "Camden", "kentish": "Camden"}
+_TOKENS = {"barnet": BARNET, "camden": CAMDEN, "kentish": KENTISH}
+
+
+def _as_before(registered, uploads, reported, run):
+    """The rules before ``settle_reported`` (``git show 8f47f41:central/events/claims.py``), as a model:
+    ``run``'s reports ((station, seq, event), in the run's order) judged one after another against
+    the clips' reporters looked up first. (refused {(station, seq)}, {clip: station} attributed,
+    {clip: station} whose custody record is written now)."""
+    reported = dict(reported)
+    refused: set[tuple[str, int]] = set()
+    attributed: dict[str, str] = {}
+    custody_now: dict[str, str] = {}
+    for station, seq, e in run:
+        upload = uploads.get(e.clip_id)
+        if (
+            registered.get(e.device_serial, _BOROUGH[station]) != _BOROUGH[station]
+            or (upload is not None and (upload[0] != station or upload[1] != e.size or upload[2] != e.sha256))
+            or reported.get(e.clip_id, station) != station
+        ):
+            refused.add((station, seq))
+            continue
+        if e.clip_id in reported:
+            continue
+        reported[e.clip_id] = attributed[e.clip_id] = station
+        if upload is not None and upload[3] == "verified":
+            custody_now[e.clip_id] = station
+    return refused, attributed, custody_now
+
+
+def _one_transaction_as_before(client, reports: dict[str, list], seqs: dict[str, int]) -> None:
+    """Send each station's reports (one batch each), apply them in one transaction, and check what it
+    did against ``_as_before`` run on the state before it: refusals, attributions, custody records."""
+    run = [
+        (station, seqs[station] + i, e) for station in sorted(reports) for i, e in enumerate(reports[station])
+    ]  # a run of stations' reports: each station's in seq order, the stations in order (``merged_runs``)
+    clips = list(dict.fromkeys(e.clip_id for _, _, e in run))
+    store = services(client.app).store
+
+    def ingest_records(db) -> dict[str, list[str]]:
+        rows = db.execute(
+            f"SELECT object_id, place FROM audit WHERE action = 'ingest' AND {db.dialect.any_of('object_id')}",
+            [db.dialect.many(clips)],
+        ).fetchall()
+        found: dict[str, list[str]] = {}
+        for clip_id, place in rows:
+            found.setdefault(clip_id, []).append(place)
+        return found
+
+    with store.writer.read() as db:
+        registered = devices.registered_to(db, (e.device_serial for _, _, e in run))
+        uploads = upload_records.of_clips(db, clips)
+        reported = attribution.reporters(db, clips)
+        records_before = ingest_records(db)
+        refusals_before = len(refusals(client))
+    refused, attributed, custody_now = _as_before(registered, uploads, reported, run)
+    for station, events in reports.items():
+        sent = client.post(
+            "/api/v1/events/",
+            content=batch(events, seqs[station], hours=[5.0] * len(events)),
+            headers={**_TOKENS[station], "Content-Type": "application/json"},
+        )
+        assert sent.status_code == 200
+        seqs[station] += len(events)
+    assert services(client.app).events.apply_pending() == len(run)  # one transaction
+    with store.writer.read() as db:
+        owners = attribution.reporters(db, clips)
+        records = ingest_records(db)
+    assert {(s, q) for s, q, k, _ in refusals(client)[refusals_before:]} == refused
+    assert owners == {**reported, **attributed}
+    for clip_id in clips:
+        new_records = records.get(clip_id, [])[len(records_before.get(clip_id, [])) :]
+        assert new_records == ([custody_now[clip_id]] if clip_id in custody_now else []), clip_id
+
+
+@pytest.mark.slow
+def test_clip_reports_of_many_stations_in_one_transaction_are_judged_as_they_always_were(applied_by_the_test):
+    """Clips uploaded (verified or in progress) by one station or another, or not; reported before by
+    one or another; then reported by up to three stations of two boroughs, each once or twice,
+    rightly or with another size, all in one transaction; a camera of Camden's or one central never
+    heard of. What was refused, attributed and put in custody is what the old rules gave."""
+    client = applied_by_the_test
+    rng = random.Random(5)
+    seqs = {"barnet": 1, "camden": 1, "kentish": 1}
+    client.post(
+        "/api/v1/events/",
+        content=batch([docked("BWV-000123", 0, clips=1)], 1, hours=[0.5]),
+        headers={**CAMDEN, "Content-Type": "application/json"},
+    )
+    seqs["camden"] = 2
+    services(client.app).events.apply_pending()
+    scenarios = []
+    for _ in range(160):
+        serial = rng.choice(["BWV-000123", "BWV-NEVER-SEEN"])
+        data = os.urandom(rng.randint(50, 400))
+        uploaded = rng.choice([None, "camden", "kentish", "barnet"])
+        if uploaded is not None:
+            finish = rng.random() < 0.6
+            clip_id = upload(client, data, headers=_TOKENS[uploaded], hours=2, serial=serial, finish=finish)
+        else:
+            clip_id = str(uuid.uuid4())
+        scenarios.append((ingested(serial, 2, clip_id, data), ingested(serial, 2, clip_id)))  # right, wrong size
+    before: dict[str, list] = {}
+    for right, _ in scenarios:
+        reporter = rng.choice([None, None, "camden", "kentish", "barnet"])
+        if reporter is not None:
+            before.setdefault(reporter, []).append(right)
+    _one_transaction_as_before(client, before, seqs)
+    now: dict[str, list] = {}
+    for right, wrong in scenarios:
+        for station in ("barnet", "camden", "kentish"):
+            now.setdefault(station, []).extend(
+                rng.choice([[], [], [right], [wrong], [right, right], [wrong, right], [right, wrong]])
+            )
+    rng.shuffle(now["camden"])  # a station's reports of different clips in any order
+    _one_transaction_as_before(client, now, seqs)
+    again: dict[str, list] = {s: [right for right, _ in scenarios if rng.random() < 0.3] for s in seqs}
+    _one_transaction_as_before(client, again, seqs)
