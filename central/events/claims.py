@@ -121,7 +121,7 @@ def admit_ingests(
     clips that had a row already, not of every clip. The others' claims wait for their upload in
     their attribution rows (``claim_fields``, written with the attribution)."""
     registered = devices.registered_to(db, (a.event.device_serial for a in run))
-    uploads = upload_records.of_clips(db, (a.event.clip_id for a in run))
+    uploads = upload_records.of_clips(db, (a.event.clip_id for a in run if "\x00" not in a.event.clip_id))
     first: dict[str, Applied[ClipIngested]] = {}
     later: list[Applied[ClipIngested]] = []
     verified: set[str] = set()
@@ -130,7 +130,11 @@ def admit_ingests(
         e, station_id = a.event, a.station
         upload = uploads.get(e.clip_id)
         reason = None
-        if registered.get(e.device_serial, a.borough) != a.borough:
+        if "\x00" in e.clip_id:
+            # SQLite reads a JSON string up to its NUL (another clip's id, whose checks it passed);
+            # PostgreSQL cannot store one.
+            reason = f"clip {e.clip_id}: a clip id cannot hold a NUL character"
+        elif registered.get(e.device_serial, a.borough) != a.borough:
             reason = (
                 f"clip {e.clip_id} is of camera {e.device_serial}, registered to {registered[e.device_serial]}, "
                 f"not to {a.borough}"

@@ -133,6 +133,23 @@ def test_two_stations_reporting_a_new_clip_in_one_run_the_first_in_the_run_keeps
     assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
 
 
+def test_a_clip_id_with_a_nul_character_is_refused_and_claims_no_other_clip(client):
+    """SQLite reads a string of JSON up to a NUL: "X\\x00" was attributed as clip X, past the checks
+    against X's upload and reporter (looked up under the whole id, they found nothing), so a
+    station of the borough took a clip another uploaded, whose own report was then refused."""
+    data = os.urandom(3000)
+    clip_id = upload(client, data, hours=2)  # Camden's, verified
+    forged = ingested("BWV-000123", 2, clip_id + "\x00", data)
+    post(client, KENTISH, [docked("BWV-000123", 1, clips=1), forged], hours=[1, 1])
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), ingested("BWV-000123", 2, clip_id, data)], hours=[3, 3])
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("kentish", 2, "clip_ingested")]
+    assert "NUL" in refusals(client)[0][3]
+    assert client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+    assert custody(client, clip_id) == [("upload-verified", "central"), ("ingest", "camden")]
+    with services(client.app).store.writer.read() as db:
+        assert db.execute("SELECT count(*) FROM attributions").fetchone()[0] == 1
+
+
 def test_an_ingest_whose_size_or_hash_differs_from_the_upload_is_refused(client):
     data = os.urandom(3000)
     clip_id = upload(client, data, hours=2)
