@@ -170,6 +170,72 @@ def test_a_clip_moved_out_of_a_hold_in_the_transaction_that_brought_it_is_not_he
     assert [held for clip_id, held in _holds_in_feed(client) if clip_id == clip.clip_id][-1:] in ([], [False])
 
 
+def _hold_pc1(client) -> None:
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
+    placed = client.post(
+        "/api/v1/holds",
+        headers=ADMIN,
+        json={
+            "kind": "officer",
+            "officer_id": "PC1",
+            "window_from": at(0).isoformat(),
+            "window_to": at(4).isoformat(),
+            "reason": "complaint",
+        },
+    )
+    assert placed.status_code < 300, placed.text
+
+
+def _send(client, headers, events, first_seq: int, hours: list[float]) -> None:
+    sent = client.post(
+        "/api/v1/events/",
+        content=batch(events, first_seq, hours=hours),
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert sent.status_code == 200
+
+
+def test_a_clip_moved_into_a_hold_in_the_transaction_that_brought_it_is_held_at_its_station(applied_by_the_test):
+    """PC7's when it arrives, PC1's (held) by a late check-in and checkout applied with it: the
+    station's last word about the clip is that it is held."""
+    client = applied_by_the_test
+    _hold_pc1(client)
+    _send(client, KENTISH, [docked("A", 0.5), out("A", "PC7")], 1, [0.5, 1.0])
+    assert services(client.app).events.apply_pending() == 2
+    clip = ingested("A", 2)
+    _send(client, CAMDEN, [docked("A", 3, clips=1), clip], 1, [3.0, 3.0])
+    _send(client, KENTISH, [back("A", "PC7"), out("A", "PC1")], 3, [1.2, 1.5])
+    assert services(client.app).events.apply_pending() == 4  # one transaction
+    assert owner(client, clip.clip_id) == "PC1"
+    assert [held for clip_id, held in _holds_in_feed(client) if clip_id == clip.clip_id][-1:] == [True]
+
+
+def test_a_held_clip_new_to_central_is_announced_once_when_its_transaction_is_applied_again_in_parts(
+    applied_by_the_test, monkeypatch
+):
+    """The announcement at the end of the transaction fails once: the stations' events are applied again
+    station by station, and the clip is announced once, by its own station's part."""
+    client = applied_by_the_test
+    _hold_pc1(client)
+    announce = holds.announce_holds
+    failed: list[int] = []
+
+    def fails_once(db, changes, clip_ids, *, held_only=False):
+        if held_only and clip_ids and not failed:
+            failed.append(len(clip_ids))
+            raise RuntimeError("the feed failed")
+        announce(db, changes, clip_ids, held_only=held_only)
+
+    monkeypatch.setattr(holds, "announce_holds", fails_once)
+    clip = ingested("A", 2)
+    _send(client, CAMDEN, [docked("A", 0.5), out("A", "PC1"), docked("A", 3, clips=1), clip], 1, [0.5, 1, 3, 3])
+    _send(client, KENTISH, [docked("K", 6, clips=1), ingested("K", 5)], 1, [6.0, 6.0])  # in no hold
+    assert services(client.app).events.apply_pending() == 6  # one transaction, applied again in parts
+    assert failed == [2]
+    assert owner(client, clip.clip_id) == "PC1"
+    assert _holds_in_feed(client) == [(clip.clip_id, True)]
+
+
 def test_a_checkout_past_the_battery_gate_is_audited_with_the_supervisors_reason(client):
     from fleet.events import CheckedOut
 
