@@ -2,7 +2,9 @@
 
 from central.core.providers import services
 from central.evidence import holds
-from tests.central.conftest import ADMIN, CAMDEN, KENTISH
+from central.evidence.keep_request_form import NewRequest
+from fleet.clock import to_iso
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
 
@@ -234,6 +236,40 @@ def test_a_held_clip_new_to_central_is_announced_once_when_its_transaction_is_ap
     assert failed == [2]
     assert owner(client, clip.clip_id) == "PC1"
     assert _holds_in_feed(client) == [(clip.clip_id, True)]
+
+
+def test_clips_a_keep_request_covers_are_announced_held_when_they_arrive_with_others_in_one_transaction(
+    applied_by_the_test, monkeypatch
+):
+    """An open public request in Camden before the clips came: those recorded in its window, of two
+    stations of the borough in one transaction, more than a lookup takes, are held at their
+    station; Barnet's in the same window and Camden's outside it are not."""
+    client = applied_by_the_test
+    monkeypatch.setattr(holds, "HOLDS_CHUNK", 2)
+    services(client.app).keep_requests.submit(
+        NewRequest(
+            borough="Camden",
+            place="outside 12 High Street",
+            happened_from=at(2),
+            happened_to=at(2.5),
+            contact="someone@example.org",
+        ),
+        "browser:p1",
+    )
+    with services(client.app).store.writer.read() as db:
+        hold_from, hold_to = db.execute("SELECT hold_from, hold_to FROM keep_requests").fetchone()
+    hours = [0.25 * i for i in range(1, 24)]  # 0.25 h to 5.75 h
+    camden = [ingested("A", h) for h in hours[::2]]
+    kentish = [ingested("K", h) for h in hours[1::2]]
+    barnet = [ingested("B", h) for h in hours]
+    _send(client, CAMDEN, [docked("A", 6, clips=len(camden)), *camden], 1, [6.0] * (len(camden) + 1))
+    _send(client, KENTISH, [docked("K", 6, clips=len(kentish)), *kentish], 1, [6.0] * (len(kentish) + 1))
+    _send(client, BARNET, [docked("B", 6, clips=len(barnet)), *barnet], 1, [6.0] * (len(barnet) + 1))
+    assert services(client.app).events.apply_pending() == len(camden) + len(kentish) + len(barnet) + 3
+    inside = [c.clip_id for c in camden + kentish if hold_from <= to_iso(c.recorded_at) < hold_to]
+    assert 2 < len(inside) < len(camden + kentish)
+    assert sorted(_holds_in_feed(client)) == sorted((clip_id, True) for clip_id in inside)
+    assert _holds_in_feed(client, "Barnet") == []
 
 
 def test_a_checkout_past_the_battery_gate_is_audited_with_the_supervisors_reason(client):
