@@ -77,6 +77,16 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\\x00")
 
 
+NUL_ID = "a clip id cannot hold a NUL character"
+"""Why a report of such a clip is refused: SQLite reads a string of JSON up to its NUL (another
+clip's id, whose checks the report then passed), PostgreSQL's text cannot hold one."""
+
+
+def _clip_ids(run: Sequence[Applied[ClipIngested] | Applied[ClipVerified] | Applied[ClipDamaged]]) -> list[str]:
+    """The run's clip ids that can name a clip, to look up: not one with a NUL (``NUL_ID``)."""
+    return [a.event.clip_id for a in run if "\x00" not in a.event.clip_id]
+
+
 def ingest_record(station_id: str, clip_id: str, serial: str, size: int, sha256: str, station_at: str) -> dict:
     """The chain of custody's first link: the station copied the clip off the camera in its dock."""
     return dict(
@@ -121,7 +131,7 @@ def admit_ingests(
     clips that had a row already, not of every clip. The others' claims wait for their upload in
     their attribution rows (``claim_fields``, written with the attribution)."""
     registered = devices.registered_to(db, (a.event.device_serial for a in run))
-    uploads = upload_records.of_clips(db, (a.event.clip_id for a in run if "\x00" not in a.event.clip_id))
+    uploads = upload_records.of_clips(db, _clip_ids(run))
     first: dict[str, Applied[ClipIngested]] = {}
     later: list[Applied[ClipIngested]] = []
     verified: set[str] = set()
@@ -131,9 +141,7 @@ def admit_ingests(
         upload = uploads.get(e.clip_id)
         reason = None
         if "\x00" in e.clip_id:
-            # SQLite reads a JSON string up to its NUL (another clip's id, whose checks it passed);
-            # PostgreSQL cannot store one.
-            reason = f"clip {e.clip_id}: a clip id cannot hold a NUL character"
+            reason = f"clip {e.clip_id}: {NUL_ID}"
         elif registered.get(e.device_serial, a.borough) != a.borough:
             reason = (
                 f"clip {e.clip_id} is of camera {e.device_serial}, registered to {registered[e.device_serial]}, "
@@ -193,7 +201,7 @@ def claim_fields(a: Applied[ClipIngested]) -> dict:
 
 def admit_verified(db, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVerified]]:
     """ "Central verified this clip" from the station that uploaded it; about another's, refused."""
-    uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, (a.event.clip_id for a in run)).items()}
+    uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, _clip_ids(run)).items()}
     accepted: list[Applied[ClipVerified]] = []
     refused: list[Refusal] = []
     for a in run:
@@ -212,7 +220,7 @@ def admit_verified(db, run: list[Applied[ClipVerified]]) -> list[Applied[ClipVer
 
 def admit_damaged(db, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamaged]]:
     """ "My copy of this clip is damaged" from the station that reported or uploaded it; about another's, refused."""
-    clip_ids = [a.event.clip_id for a in run]
+    clip_ids = _clip_ids(run)
     reported = attribution.reporters(db, clip_ids)
     uploads = {clip: upload[0] for clip, upload in upload_records.of_clips(db, clip_ids).items()}
     accepted: list[Applied[ClipDamaged]] = []

@@ -150,6 +150,25 @@ def test_a_clip_id_with_a_nul_character_is_refused_and_claims_no_other_clip(clie
         assert db.execute("SELECT count(*) FROM attributions").fetchone()[0] == 1
 
 
+def test_verified_and_damaged_reports_of_a_clip_id_with_a_nul_are_refused_as_of_no_clip_of_the_station(client):
+    """Looked up among the others of their run: PostgreSQL could not take the id, and the whole
+    transaction was applied again station by station, then this station's events one at a time."""
+    good = ingested("BWV-000123", 2)
+    nul = "\x00" + good.clip_id
+    post(
+        client,
+        CAMDEN,
+        [docked("BWV-000123", 3, clips=1), good, ClipVerified(clip_id=nul), ClipDamaged(clip_id=nul, reason="x")],
+        hours=[3, 3, 3, 3],
+    )
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [
+        ("camden", 3, "clip_verified"),
+        ("camden", 4, "clip_damaged"),
+    ]
+    assert not any("could not apply" in reason for *_, reason in refusals(client))
+    assert client.get(f"/api/v1/clips/{good.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+
+
 def test_an_ingest_whose_size_or_hash_differs_from_the_upload_is_refused(client):
     data = os.urandom(3000)
     clip_id = upload(client, data, hours=2)
