@@ -16,11 +16,12 @@ import msgspec
 import pytest
 
 from central.core.providers import services
+from central.events.projection import Applied, merged_runs
 from central.evidence import audit
 from central.registry import attribution, devices
 from central.uploads import records as upload_records
 from fleet.clock import from_iso
-from fleet.events import BadFolder, ClipDamaged, ClipVerified, EventBatch, EventEnvelope
+from fleet.events import BadFolder, ClipDamaged, ClipIngested, ClipVerified, EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
 from tests.central.evidence.test_clips import upload
@@ -550,9 +551,14 @@ def _as_before(registered, uploads, reported, run):
 def _one_transaction_as_before(client, reports: dict[str, list], seqs: dict[str, int]) -> None:
     """Send each station's reports (one batch each), apply them in one transaction, and check what it
     did against ``_as_before`` run on the state before it: refusals, attributions, custody records."""
-    run = [
-        (station, seqs[station] + i, e) for station in sorted(reports) for i, e in enumerate(reports[station])
-    ]  # a run of stations' reports: each station's in seq order, the stations in order (``merged_runs``)
+    # The reports in the order the projection applies them (``merged_runs``: each station's in seq
+    # order, interleaved by the runs other events split them into); other events are the model's to skip.
+    stored = [
+        Applied(station, _BOROUGH[station], seqs[station] + i, "", e)
+        for station in sorted(reports)
+        for i, e in enumerate(reports[station])
+    ]
+    run = [(a.station, a.seq, a.event) for r in merged_runs(stored) for a in r if isinstance(a.event, ClipIngested)]
     clips = list(dict.fromkeys(e.clip_id for _, _, e in run))
     store = services(client.app).store
 
@@ -581,7 +587,7 @@ def _one_transaction_as_before(client, reports: dict[str, list], seqs: dict[str,
         )
         assert sent.status_code == 200
         seqs[station] += len(events)
-    assert services(client.app).events.apply_pending() == len(run)  # one transaction
+    assert services(client.app).events.apply_pending() == len(stored)  # one transaction
     with store.writer.read() as db:
         owners = attribution.reporters(db, clips)
         records = ingest_records(db)
@@ -596,8 +602,9 @@ def _one_transaction_as_before(client, reports: dict[str, list], seqs: dict[str,
 def test_clip_reports_of_many_stations_in_one_transaction_are_judged_as_they_always_were(applied_by_the_test):
     """Clips uploaded (verified or in progress) by one station or another, or not; reported before by
     one or another; then reported by up to three stations of two boroughs, each once or twice,
-    rightly or with another size, all in one transaction; a camera of Camden's or one central never
-    heard of. What was refused, attributed and put in custody is what the old rules gave."""
+    rightly or with another size, all in one transaction (two stations' reports in two runs, a
+    docking between); a camera of Camden's or one central never heard of. What was refused,
+    attributed and put in custody is what the old rules gave."""
     client = applied_by_the_test
     rng = random.Random(5)
     seqs = {"barnet": 1, "camden": 1, "kentish": 1}
@@ -632,6 +639,8 @@ def test_clip_reports_of_many_stations_in_one_transaction_are_judged_as_they_alw
                 rng.choice([[], [], [right], [wrong], [right, right], [wrong, right], [right, wrong]])
             )
     rng.shuffle(now["camden"])  # a station's reports of different clips in any order
+    for station in ("camden", "kentish"):  # split into runs by a docking: a clip's reports in two of them
+        now[station].insert(len(now[station]) // 2, docked(f"CAM-{station}", 5))
     _one_transaction_as_before(client, now, seqs)
     again: dict[str, list] = {s: [right for right, _ in scenarios if rng.random() < 0.3] for s in seqs}
     _one_transaction_as_before(client, again, seqs)
