@@ -17,6 +17,7 @@ from fleet.config import StationSettings, settings_from_dict
 from fleet.errors import ConfigError
 from fleet.events import CameraUpdate, CameraUpdateRelease, Snapshot, StationPolicy
 from fleet.firmware import TrustedKey, public_key_hex, trusted_keys
+from fleet.retry import RetryPolicy
 from simulation.camera import SimCamera
 from station.node import StationNode
 from station.sync import artifacts as artifacts_module
@@ -84,11 +85,18 @@ class Recording(httpx.BaseTransport):
         return httpx.Response(response.status_code, headers=response.headers, stream=Cut(), request=request)
 
 
-def fetcher_for(central, store, keys) -> tuple[ArtifactFetcher, Recording]:
+def fetcher_for(central, store, keys, policy: RetryPolicy = FAST) -> tuple[ArtifactFetcher, Recording]:
     transport = Recording(central._transport)
     client = httpx.Client(base_url="http://central.local", transport=transport, headers=STATION)
     trusted = [k if isinstance(k, TrustedKey) else TrustedKey(k) for k in keys]
-    return ArtifactFetcher(client, store, FAST, trusted), transport
+    return ArtifactFetcher(client, store, policy, trusted), transport
+
+
+class _MinuteBackoff(RetryPolicy):
+    """Backoff of a minute between passes: the policy's own is fully jittered, and may be a millisecond."""
+
+    def backoff_delay(self, attempt_number: int, exc: BaseException) -> float:
+        return 60.0
 
 
 def test_an_offered_artifact_is_downloaded_once_checked_and_kept(central, store, vendor):
@@ -176,7 +184,7 @@ def test_a_withdrawn_release_is_a_failure_retried_later_not_a_crash(central, sto
     central.post(
         f"/api/v1/firmware/releases/{central.release['id']}/withdraw", json={"reason": "recalled"}, headers=ADMIN
     )
-    fetcher, _ = fetcher_for(central, store, [vendor.public_key()])
+    fetcher, _ = fetcher_for(central, store, [vendor.public_key()], _MinuteBackoff(quick_attempts=1))
     report = fetcher.run_once()
     assert "410" in report.failed[central.release["sha256"]] and "recalled" in report.failed[central.release["sha256"]]
     assert fetcher.run_once().failed == {}  # within its backoff: not asked again
