@@ -241,6 +241,22 @@ def waiting(db, clip_id: str, station_id: str) -> tuple[int, str] | None:
     return attribution.waiting_claim(db, clip_id, station_id)
 
 
+def claimed_elsewhere(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> str | None:
+    """Why ``station_id`` may not upload these bytes as ``clip_id`` (None: it may). A station that
+    reported copying the clip off its camera, and whose report waits for the upload, named its
+    bytes: other bytes under that id from anyone else are refused before they are stored. Else
+    another station of the borough, told the id of a held clip, could upload its own bytes first:
+    verified, they won the clip, the true report was refused and the true upload met a 409. The
+    same bytes from another station (a camera copied at two docks) are welcome."""
+    claim = attribution.claimant(db, clip_id)
+    if claim is None or claim[0] == station_id or (claim[1], claim[2]) == (size, sha256):
+        return None
+    return (
+        f"clip {clip_id} was reported copied off its camera by station {claim[0]} with other bytes "
+        "than these: not taken from another station (a person must look)"
+    )
+
+
 def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> None:
     """The upload of ``clip_id`` is verified: a waiting ingest claim joins the chain if it matches,
     else is refused and its attribution undone (the uploading station's own report attributes it)."""

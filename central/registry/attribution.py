@@ -84,6 +84,15 @@ def waiting_claim(db, clip_id: str, station_id: str) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
+def claimant(db, clip_id: str) -> tuple[str, int, str] | None:
+    """(station, size, SHA-256) of the ingest report of ``clip_id`` waiting for its upload, whoever made it."""
+    row = db.execute(
+        "SELECT station_id, claim_size, claim_sha256 FROM attributions WHERE clip_id = ? AND claim_seq IS NOT NULL",
+        [clip_id],
+    ).fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
 def take_claim(db, clip_id: str) -> tuple[str, int, str, str, int, str] | None:
     """The ingest report of ``clip_id`` that waited for its upload, taken off its row: (station, seq,
     station time, camera, size, SHA-256), or None."""

@@ -325,6 +325,8 @@ class UploadReceiver:
         ``adopting`` False: the caller has just found no blob to adopt."""
         meta = self._creation(length, raw_metadata)
         existing = self.uploads.upload_for_clip(str(meta.clip_id))
+        if existing is None:
+            self.uploads.refuse_if_claimed_elsewhere(str(meta.clip_id), principal.station_id, meta.sha256, length)
         if existing is None and adopting:
             adopted = self.adopt(principal, meta, length, raw_metadata)
             if adopted is not None:
@@ -391,6 +393,9 @@ class UploadReceiver:
             if adopted is not None:  # stored already: a body, if any, is read and dropped below
                 upload, created = adopted, True
             elif existing is None and whole:
+                await asyncio.to_thread(
+                    self.uploads.refuse_if_claimed_elsewhere, clip_id, principal.station_id, meta.sha256, length
+                )
                 # A zero-byte clip is whole with no body at all: stored and verified like any other.
                 return await self._counted(
                     0,
@@ -460,6 +465,7 @@ class UploadReceiver:
         clip_id = str(meta.clip_id)
         if self.uploads.upload_for_clip(clip_id) is not None:
             return None
+        self.uploads.refuse_if_claimed_elsewhere(clip_id, principal.station_id, meta.sha256, length)
         try:
             if self.blobs.exists(clip_id):
                 return None  # the usual way adopts it, or says why not

@@ -18,6 +18,7 @@ from central.registry import devices
 from central.uploads import records
 from central.uploads.records import Upload
 from fleet.clock import from_iso, to_iso, utc_now
+from fleet.errors import Conflict
 from fleet.protocol import UploadMetadata
 
 
@@ -48,6 +49,14 @@ class UploadService:
         """Whether ``station_id`` reported the ingest of this very clip (its claim waits for the upload)."""
         with self.writer.read() as db:
             return claims.waiting(db, clip_id, station_id) == (size, sha256)
+
+    def refuse_if_claimed_elsewhere(self, clip_id: str, station_id: str | None, sha256: str, size: int) -> None:
+        """A new upload of bytes other than the ones another station reported for this clip: 409
+        (``claims.claimed_elsewhere``), before anything is stored."""
+        with self.writer.read() as db:
+            reason = claims.claimed_elsewhere(db, clip_id, station_id, sha256, size)
+        if reason is not None:
+            raise Conflict(reason)
 
     def create_upload(
         self,

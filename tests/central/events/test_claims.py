@@ -6,6 +6,7 @@ and shown as a security alert, and changes nothing: no fleet state, no chain of 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -23,7 +24,7 @@ from central.uploads import records as upload_records
 from fleet.clock import from_iso
 from fleet.events import BadFolder, ClipDamaged, ClipIngested, ClipVerified, EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, patch
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, checksum, patch
 from tests.central.evidence.test_clips import upload
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
 
@@ -195,6 +196,57 @@ def test_an_ingest_before_its_upload_joins_the_chain_when_the_upload_matches(cli
     upload_reported(client, clip, data)
     assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
     assert refusals(client) == [] and chain_intact(client)
+
+
+def _forged_upload(client, clip, data: bytes, way: str, headers=KENTISH):
+    """Another station's upload of ``clip``'s id with ``data``: created, then a PATCH; or whole in its
+    creation request (small: stored in one hop; large: streamed)."""
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=hashlib.sha256(data).hexdigest(),
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    tus = {**headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)}
+    if way == "created":
+        return client.post("/api/v1/uploads/", headers=tus)
+    return client.post(
+        "/api/v1/uploads/",
+        headers={**tus, "Content-Type": "application/offset+octet-stream", "Upload-Checksum": checksum(data)},
+        content=data,
+    )
+
+
+@pytest.mark.parametrize(
+    ("way", "size"), [("created", 3000), ("whole in its creation", 3000), ("whole in its creation", 300_000)]
+)
+def test_another_stations_upload_of_other_bytes_than_a_reported_clips_is_refused(client, way, size):
+    """Camden reported copying the clip off its camera; before its upload, Kentish (told the id of the
+    held clip, say) uploads bytes of its own under that id: refused, nothing stored; Camden's upload
+    then goes through, and the clip and its custody are Camden's."""
+    data, forged = os.urandom(size), os.urandom(size)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    refused = _forged_upload(client, clip, forged, way)
+    assert refused.status_code == 409, refused.text
+    assert "reported copied off its camera by station camden" in refused.text
+    serving = services(client.app)
+    assert serving.receiver.uploads.upload_for_clip(clip.clip_id) is None
+    assert not serving.blobs.exists(clip.clip_id)
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
+
+
+def test_another_stations_upload_of_the_very_bytes_a_station_reported_is_taken(client):
+    """A camera copied at two docks: the bytes are the camera's whichever station sends them."""
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, KENTISH, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    upload_reported(client, clip, data, headers=CAMDEN)
+    upload = services(client.app).receiver.uploads.upload_for_clip(clip.clip_id)
+    assert upload is not None and upload.verified and upload.station_id == "camden"
 
 
 def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(client):
