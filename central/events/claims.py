@@ -21,7 +21,7 @@ with the same size and SHA-256; otherwise the claim is refused and its attributi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -257,13 +257,23 @@ def claimed_elsewhere(db, clip_id: str, station_id: str | None, sha256: str, siz
     )
 
 
-def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> None:
+def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int, boroughs: Mapping[str, str]) -> None:
     """The upload of ``clip_id`` is verified: a waiting ingest claim joins the chain if it matches,
-    else is refused and its attribution undone (the uploading station's own report attributes it)."""
+    else is refused and its attribution undone (the uploading station's own report attributes it).
+
+    A claim matches the upload's bytes (size and SHA-256) and comes from the uploading station, or
+    from another station of its borough (``boroughs``: each station's): a camera copied at two docks
+    of a borough, reported by one and uploaded by the other. Refusing that claim left the clip with
+    no attribution at all (the uploader's own report had been refused as the second), so no officer
+    hold covered it."""
     claim = attribution.take_claim(db, clip_id)
     if claim is not None:
         claimant, seq, station_at, serial, claimed_size, claimed_sha = claim
-        if claimant == station_id and claimed_size == size and claimed_sha == sha256:
+        same_bytes = claimed_size == size and claimed_sha == sha256
+        one_borough = claimant == station_id or (
+            station_id is not None and boroughs.get(claimant, "?") == boroughs.get(station_id, "!")
+        )
+        if same_bytes and one_borough:
             audit.record(db, **ingest_record(claimant, clip_id, serial, size, sha256, station_at))
             return
         reason = (

@@ -163,7 +163,7 @@ class UploadService:
         if clip:
             clip_id, station_id, sha256, size, serial = clip
             # A station's ingest reported before this upload joins the chain now, if it matches.
-            claims.settle(db, clip_id, station_id, sha256, size)
+            claims.settle(db, clip_id, station_id, sha256, size, self.station_boroughs)
             audit.record(
                 db,
                 actor=f"station:{station_id}" if station_id else "upload",

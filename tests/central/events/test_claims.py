@@ -249,6 +249,21 @@ def test_another_stations_upload_of_the_very_bytes_a_station_reported_is_taken(c
     assert upload is not None and upload.verified and upload.station_id == "camden"
 
 
+def test_a_clip_copied_at_two_docks_of_a_borough_stays_attributed_whichever_station_uploads_it(client):
+    """Kentish reported the clip first; Camden, where the camera docked too, reported it (the second
+    report: refused) and uploads the very same bytes. Kentish's report joins the chain: the clip
+    keeps its attribution, and with it the officer holds that cover it."""
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, KENTISH, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    post(client, CAMDEN, [docked("BWV-000123", 4, clips=1), clip], hours=[4, 4])
+    assert [(s, q) for s, q, _, _ in refusals(client)] == [("camden", 2)]
+    upload_reported(client, clip, data, headers=CAMDEN)
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "kentish"
+    assert custody(client, clip.clip_id) == [("ingest", "kentish"), ("upload-verified", "central")]
+    assert [(s, q) for s, q, _, _ in refusals(client)] == [("camden", 2)] and chain_intact(client)
+
+
 def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(client):
     """The claim came first (no upload yet to check it against); the upload settles it."""
     data = os.urandom(3000)
