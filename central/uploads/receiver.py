@@ -324,9 +324,7 @@ class UploadReceiver:
         """Create the upload for a clip, or return the one it already has (idempotent by clip_id).
         ``adopting`` False: the caller has just found no blob to adopt."""
         meta = self._creation(length, raw_metadata)
-        existing = self.uploads.upload_for_clip(str(meta.clip_id))
-        if existing is None:
-            self.uploads.refuse_if_claimed_elsewhere(str(meta.clip_id), principal.station_id, meta.sha256, length)
+        existing = self.uploads.upload_for_new_clip(str(meta.clip_id), principal.station_id, meta.sha256, length)
         if existing is None and adopting:
             adopted = self.adopt(principal, meta, length, raw_metadata)
             if adopted is not None:
@@ -388,14 +386,13 @@ class UploadReceiver:
                 stored, body = await self._create_held(principal, meta, length, raw_metadata, checksum, body)
                 if stored is not None:
                     return stored, True
-            existing = await asyncio.to_thread(self.uploads.upload_for_clip, clip_id)
+            existing = await asyncio.to_thread(
+                self.uploads.upload_for_new_clip, clip_id, principal.station_id, meta.sha256, length
+            )
             adopted = None if existing else await asyncio.to_thread(self.adopt, principal, meta, length, raw_metadata)
             if adopted is not None:  # stored already: a body, if any, is read and dropped below
                 upload, created = adopted, True
             elif existing is None and whole:
-                await asyncio.to_thread(
-                    self.uploads.refuse_if_claimed_elsewhere, clip_id, principal.station_id, meta.sha256, length
-                )
                 # A zero-byte clip is whole with no body at all: stored and verified like any other.
                 return await self._counted(
                     0,
@@ -463,9 +460,8 @@ class UploadReceiver:
         file, fsynced, stored in the blob store and recorded verified (``_store_and_commit``);
         None if the clip has an upload or a blob already. A failure leaves nothing behind."""
         clip_id = str(meta.clip_id)
-        if self.uploads.upload_for_clip(clip_id) is not None:
+        if self.uploads.upload_for_new_clip(clip_id, principal.station_id, meta.sha256, length) is not None:
             return None
-        self.uploads.refuse_if_claimed_elsewhere(clip_id, principal.station_id, meta.sha256, length)
         try:
             if self.blobs.exists(clip_id):
                 return None  # the usual way adopts it, or says why not

@@ -50,13 +50,15 @@ class UploadService:
         with self.writer.read() as db:
             return claims.waiting(db, clip_id, station_id) == (size, sha256)
 
-    def refuse_if_claimed_elsewhere(self, clip_id: str, station_id: str | None, sha256: str, size: int) -> None:
-        """A new upload of bytes other than the ones another station reported for this clip: 409
-        (``claims.claimed_elsewhere``), before anything is stored."""
+    def upload_for_new_clip(self, clip_id: str, station_id: str | None, sha256: str, size: int) -> Upload | None:
+        """The clip's upload, if it has one. If not, these bytes may become it unless another station
+        reported the clip with other bytes (``claims.claimed_elsewhere``): 409, before anything is
+        stored. One read for both."""
         with self.writer.read() as db:
-            reason = claims.claimed_elsewhere(db, clip_id, station_id, sha256, size)
-        if reason is not None:
-            raise Conflict(reason)
+            existing = records.by(db, "clip_id", clip_id)
+            if existing is None and (reason := claims.claimed_elsewhere(db, clip_id, station_id, sha256, size)):
+                raise Conflict(reason)
+        return existing
 
     def create_upload(
         self,
