@@ -1,4 +1,4 @@
-"""A long-running process's heap once it has started (central's server, a station's nodes)."""
+"""A long-running process's heap once it has started (central's server)."""
 
 from __future__ import annotations
 

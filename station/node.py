@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from fleet import heap
 from fleet.clock import utc_now
 from fleet.config import StationSettings
 from fleet.errors import FleetError
@@ -318,7 +317,6 @@ def run_nodes(nodes: list[StationNode]) -> None:
         for node in nodes:
             node.start()
             started.append(node)
-        heap.settle()  # the nodes have started: what they made lives as long as the process
         stop.wait()
     finally:  # in parallel: each stop waits for its own jobs to finish
         stoppers = [threading.Thread(target=node.stop, name=f"stop-{node.settings.station_id}") for node in started]
