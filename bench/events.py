@@ -209,9 +209,15 @@ def _station_events(
 
 
 def make_batches(
-    stations: list[Station], total: int, batch: int, devices: int = 20_000, seed: int = 3
+    stations: list[Station],
+    total: int,
+    batch: int,
+    devices: int = 20_000,
+    seed: int = 3,
+    after: list[list[Batch]] | None = None,
 ) -> list[list[Batch]]:
-    """Every station's batches, in seq order, encoded once (seqs from 1 per station)."""
+    """Every station's batches, in seq order, encoded once (seqs from 1 per station, or from the end
+    of each station's batches in ``after``: a plan sent before this one, ``known_fleet``)."""
     rng = random.Random(seed)
     start = utc_now() - timedelta(days=1)
     encode = msgspec.json.encode
@@ -219,7 +225,8 @@ def make_batches(
     for i, station in enumerate(stations):
         count = total // len(stations) + (1 if i < total % len(stations) else 0)
         events = _station_events(rng, i, len(stations), count, devices, start)
-        batches, seq, at = [], 0, start
+        first = after[i][-1].last_seq if after and after[i] else 0
+        batches, seq, at = [], first, start
         while chunk := list(itertools.islice(events, batch)):
             envelopes = []
             for event in chunk:
@@ -234,6 +241,47 @@ def make_batches(
             body = encode(EventBatch(sent_at=utc_now(), events=envelopes))
             rows = [(e.seq, kind_of(e.event), to_iso(e.at), encode(e.event)) for e in envelopes]
             batches.append(Batch(station, seq, body, rows))
+        plan.append(batches)
+    return plan
+
+
+def known_fleet(stations: list[Station], batch: int, devices: int = 20_000, seed: int = 5) -> list[list[Batch]]:
+    """Every camera docked once at its home station, two to three days ago: sent and applied before the
+    clock starts, so that the plan measured (``make_batches(…, after=this)``) is a force's ordinary
+    day, every camera known to central. Without it, most of the plan's dockings are of cameras new to
+    central (registered, their first settings, firmware and custody records): a roll-out's first day."""
+    rng = random.Random(seed)
+    start = utc_now() - timedelta(days=3)
+    encode = msgspec.json.encode
+    plan = []
+    for i, station in enumerate(stations):
+        own = list(range(i, devices, len(stations)))
+        step = timedelta(days=1) / max(1, len(own))
+        envelopes = []
+        for seq, n in enumerate(own, start=1):
+            at = start + step * seq
+            device = DeviceInfo(
+                serial=f"BWV-{n:06d}",
+                model="Axon Body 3",
+                firmware="1.12.4",
+                docked_at=at,
+                battery=Battery(
+                    level_pct=round(rng.uniform(5, 100), 1),
+                    voltage_mv=rng.randint(3500, 4200),
+                    temperature_c=round(rng.uniform(18, 40), 1),
+                    cycle_count=rng.randint(20, 900),
+                    full_charge_mah=rng.randint(2530, 3000),
+                    design_mah=3000,
+                ),
+            )
+            event = CameraDocked(device=device, folder=f"BWV-{n:06d}-{at:%Y%m%dT%H%M%S}", clip_count=0)
+            envelopes.append(EventEnvelope(seq=seq, at=at, event=event))
+        batches = []
+        for b in range(0, len(envelopes), batch):
+            chunk = envelopes[b : b + batch]
+            body = encode(EventBatch(sent_at=utc_now(), events=chunk))
+            rows = [(e.seq, kind_of(e.event), to_iso(e.at), encode(e.event)) for e in chunk]
+            batches.append(Batch(station, chunk[-1].seq, body, rows))
         plan.append(batches)
     return plan
 
@@ -290,8 +338,15 @@ def _check_ack(b: Batch, acked: int) -> None:
 
 
 def over_http(
-    root: Path, stations: list[Station], plan: list[list[Batch]], senders: int, url: str | None = None
+    root: Path,
+    stations: list[Station],
+    plan: list[list[Batch]],
+    senders: int,
+    url: str | None = None,
+    before: list[list[Batch]] | None = None,
 ) -> float:
+    """Seconds to acknowledge ``plan`` over HTTP (``APPLIED_S``: until it is applied too). ``before``:
+    batches sent and applied first, untimed (``known_fleet``)."""
     central = Central(root, stations, url=url)
     headers = {
         s.station_id: {"Authorization": f"Bearer {s.token}", "Content-Type": "application/json"} for s in stations
@@ -311,6 +366,9 @@ def over_http(
             yield send
 
     try:
+        if before:
+            in_threads(before, senders, sender)
+            wait_applied(central, sum(b[-1].last_seq for b in before if b))
         start = time.perf_counter()
         acked_s = in_threads(plan, senders, sender)
         wait_applied(central, sum(b[-1].last_seq for b in plan if b))

@@ -10,6 +10,10 @@ stations, 2 senders, the same encoded batches). Then each tree's in-process cost
 (``bench.apply_cost``, PostgreSQL, CPU µs an event of client and server). Prints every run,
 then medians and each tree's ratio to the first: the way to compare code before and after a
 change when the host's noise swamps separate runs.
+
+``--known-fleet``: every camera docks once before the clock starts (``bench.events.known_fleet``,
+untimed), so the events measured are an ordinary day's, every camera known to central; without
+it most dockings are of cameras new to central, as on a roll-out's first day. HTTP only.
 """
 
 from __future__ import annotations
@@ -31,13 +35,16 @@ COST_EVENTS, COST_BATCH = 60_000, 10_000
 
 
 def main(argv: list[str]) -> dict:
+    known = "--known-fleet" in argv
+    argv = [a for a in argv if a != "--known-fleet"]
     rounds, total = int(argv[0]), int(argv[1])
     trees = {name: str(Path(tree).resolve()) for name, tree in (arg.split("=", 1) for arg in argv[2:])}
     cost_script = str(Path(__file__).with_name("apply_cost.py").resolve())
     root = Path(tempfile.mkdtemp(prefix="bench-events-side-", dir=Path.cwd()))
     found = Databases(root / "databases")
     fleet = events.make_stations(8)
-    plan = events.make_batches(fleet, total, 1000)
+    before = events.known_fleet(fleet, 1000) if known else None
+    plan = events.make_batches(fleet, total, 1000, after=before)
     count = sum(len(b.rows) for batches in plan for b in batches)
     here = Path.cwd()
     os.chdir(root)  # so each central imports its own tree (PYTHONPATH), not the current directory's
@@ -53,7 +60,7 @@ def main(argv: list[str]) -> dict:
                     where = root / f"{engine}-{name}-{r}"
                     os.environ["PYTHONPATH"] = trees[name]
                     try:
-                        seconds = events.over_http(where, fleet, plan, 2, found.url(engine))
+                        seconds = events.over_http(where, fleet, plan, 2, found.url(engine), before)
                     finally:
                         del os.environ["PYTHONPATH"]
                     acked[engine][name].append(count / seconds)
@@ -64,7 +71,7 @@ def main(argv: list[str]) -> dict:
                         f"applied {applied[engine][name][-1]:,.0f}/s",
                         flush=True,
                     )
-            for name in order:
+            for name in order if not known else ():  # in process: the roll-out day's plan only
                 done = subprocess.run(
                     [
                         sys.executable,
@@ -92,7 +99,9 @@ def main(argv: list[str]) -> dict:
                 "applied_ratio_to_first": {n: medians[n]["applied"] / medians[names[0]]["applied"] for n in names},
             }
         keys = ("events_per_s", "client_us", "server_us", "writer_us", "wal_bytes")
-        result["in_process_cost"] = {n: {key: median([c[key] for c in costs[n]]) for key in keys} for n in names}
+        if not known:
+            result["in_process_cost"] = {n: {key: median([c[key] for c in costs[n]]) for key in keys} for n in names}
+        result["known_fleet"] = known
         return result
     finally:
         os.chdir(here)
