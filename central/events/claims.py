@@ -15,8 +15,11 @@ checkout then names), and acknowledging stays a durable store and nothing more (
 
 An ingest reported before its upload exists is attributed at once (an officer hold must reach
 the station before the clip leaves it), but its custody record waits (in the clip's attribution row)
-until the upload is verified: it joins the chain only if that upload came from the same station
-with the same size and SHA-256; otherwise the claim is refused and its attribution undone.
+until the upload is verified: it joins the chain only if that upload has the same size and
+SHA-256 and came from the same station, or another of its borough (a camera copied at two docks);
+otherwise the claim is refused and its attribution undone. Meanwhile the claim names the clip's
+bytes: another station's upload of other bytes under its id is refused before it is stored
+(``claimed_elsewhere``).
 """
 
 from __future__ import annotations
