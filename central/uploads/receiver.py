@@ -348,9 +348,13 @@ class UploadReceiver:
             # Not fsynced: an empty file has nothing to lose, and if a power cut takes it back,
             # ``recover`` (or the first PATCH) finds it missing and starts the upload at 0 again.
             part.touch()
-            upload = self.uploads.create_upload(
-                upload_id, meta, raw_metadata, length, principal.station_id, utc_now() + self.expiry
-            )
+            try:
+                upload = self.uploads.create_upload(
+                    upload_id, meta, raw_metadata, length, principal.station_id, utc_now() + self.expiry
+                )
+            except BaseException:  # refused (another station's report names other bytes), or failed
+                part.unlink(missing_ok=True)
+                raise
             if upload.upload_id == upload_id:
                 log.info(
                     "upload %s created for clip %s (%d bytes) by %s", upload_id, meta.clip_id, length, principal.name
@@ -1022,9 +1026,15 @@ class UploadReceiver:
             raise _NotStored(exc) from exc
         if new is None:
             return self._commit_verified(upload)
-        recorded = self.uploads.record_stored_upload(
-            upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
-        )
+        try:
+            recorded = self.uploads.record_stored_upload(
+                upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
+            )
+        except Conflict:
+            # Another station's report of the clip, applied since the creation's check, names other
+            # bytes: the blob just stored is this upload's alone (the clip had no upload), and goes.
+            self.blobs.delete(upload.clip_id)
+            raise
         if (recorded.sha256, recorded.length) != (upload.sha256, upload.length):
             # Another replica stored and recorded other bytes under this clip id between this one's
             # checks and its commit: the rename above replaced them. Never "verified" for the record

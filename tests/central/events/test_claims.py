@@ -239,6 +239,46 @@ def test_another_stations_upload_of_other_bytes_than_a_reported_clips_is_refused
     assert refusals(client) == [] and chain_intact(client)
 
 
+@pytest.mark.parametrize(
+    ("way", "size"), [("created", 3000), ("whole in its creation", 3000), ("whole in its creation", 300_000)]
+)
+def test_a_report_applied_while_another_stations_upload_of_other_bytes_is_on_its_way_refuses_it(
+    client, monkeypatch, way, size
+):
+    """Kentish's upload of its own bytes under the id passes the claim check before Camden's report is
+    applied; the report is applied before Kentish's upload gets its row (a large whole clip: the whole
+    transfer long). The row is not made: refused as if the report had come first, nothing stored, and
+    Camden's upload then goes through."""
+    data, forged = os.urandom(size), os.urandom(size)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1)], hours=[3])
+    uploads = services(client.app).receiver.uploads
+    reported: list = []
+
+    def report_first(original):
+        def wrapped(*args, **kwargs):
+            if not reported:
+                reported.append(post(client, CAMDEN, [clip], first_seq=2, hours=[3]))
+            return original(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(uploads, "create_upload", report_first(uploads.create_upload))
+    monkeypatch.setattr(uploads, "record_stored_upload", report_first(uploads.record_stored_upload))
+    refused = _forged_upload(client, clip, forged, way)
+    assert reported and reported[0].status_code == 200, reported
+    assert refused.status_code == 409, refused.text
+    assert "reported copied off its camera by station camden" in refused.text
+    serving = services(client.app)
+    assert uploads.upload_for_clip(clip.clip_id) is None
+    assert not serving.blobs.exists(clip.clip_id)
+    assert not list(serving.receiver.dir.glob("*.part"))
+    monkeypatch.undo()
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
+
+
 def test_another_stations_upload_of_the_very_bytes_a_station_reported_is_taken(client):
     """A camera copied at two docks: the bytes are the camera's whichever station sends them."""
     data = os.urandom(3000)
