@@ -325,6 +325,17 @@ class UploadReceiver:
         ``adopting`` False: the caller has just found no blob to adopt."""
         meta = self._creation(length, raw_metadata)
         existing = self.uploads.upload_for_new_clip(str(meta.clip_id), principal.station_id, meta.sha256, length)
+        if existing is not None and self._squatted(principal, existing, meta, length):
+            log.warning(
+                "upload %s of clip %s by station %s, unfinished, is removed: station %s reported the clip's ingest",
+                existing.upload_id,
+                existing.clip_id,
+                existing.station_id,
+                principal.station_id,
+            )
+            self._delete(existing)
+            self._hashes.pop(existing.upload_id, None)
+            existing = self.uploads.upload_for_new_clip(str(meta.clip_id), principal.station_id, meta.sha256, length)
         if existing is None and adopting:
             adopted = self.adopt(principal, meta, length, raw_metadata)
             if adopted is not None:
@@ -653,6 +664,19 @@ class UploadReceiver:
         if length > self.max_upload_bytes:
             raise PayloadTooLarge(f"Upload-Length {length} is over this server's limit of {self.max_upload_bytes}")
         return decode_upload_metadata(raw_metadata)
+
+    def _squatted(self, principal: Principal, existing: Upload, meta: UploadMetadata, length: int) -> bool:
+        """Whether ``existing`` is another station's unfinished upload of the very bytes whose ingest
+        ``principal``'s station reported (its claim waits for the upload): that station takes the
+        clip's upload over. Kept, it met 423 until the other's upload expired, and every PATCH (of
+        bytes refused at the end, say) put that off: a clip's id and SHA-256 are in custody reports."""
+        return (
+            not existing.verified
+            and principal.station_id is not None
+            and existing.station_id != principal.station_id
+            and (existing.sha256, existing.length) == (meta.sha256, length)
+            and self.uploads.reported_ingest(existing.clip_id, principal.station_id, meta.sha256, length)
+        )
 
     def _existing(self, principal: Principal, existing: Upload, meta: UploadMetadata, length: int) -> Upload:
         """The clip's upload, made before: the same clip, and this caller may go on with it."""

@@ -279,6 +279,49 @@ def test_a_report_applied_while_another_stations_upload_of_other_bytes_is_on_its
     assert refusals(client) == [] and chain_intact(client)
 
 
+@pytest.mark.parametrize("other", [KENTISH, BARNET])
+@pytest.mark.parametrize("way", ["created", "whole in its creation"])
+def test_another_stations_unfinished_upload_declaring_a_reported_clips_bytes_does_not_lock_out_its_reporter(
+    client, other, way
+):
+    """Kentish (or Barnet) read the clip's id and SHA-256 off a custody report and creates an upload
+    declaring them, then sends other bytes (refused at the end, back to 0) or none, and keeps it
+    alive: Camden, whose report of those very bytes waits, met 423 until that upload expired, for
+    ever while it is kept alive. Camden's own upload takes its place; the squatter's is gone."""
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=clip.sha256,
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    tus = {**other, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)}
+    squat = client.post("/api/v1/uploads/", headers=tus)
+    assert squat.status_code == 201, squat.text
+    lie = patch(client, squat.headers["Location"], 0, os.urandom(3000), headers=other)
+    assert lie.status_code == 460, lie.text
+    camden = {**CAMDEN, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)}
+    if way == "created":
+        r = client.post("/api/v1/uploads/", headers=camden)
+        assert r.status_code == 201, r.text
+        assert patch(client, r.headers["Location"], 0, data).status_code == 204
+    else:
+        r = client.post(
+            "/api/v1/uploads/",
+            headers={**camden, "Content-Type": "application/offset+octet-stream", "Upload-Checksum": checksum(data)},
+            content=data,
+        )
+        assert r.status_code == 201, r.text
+    assert client.head(squat.headers["Location"], headers={**other, **TUS}).status_code == 404
+    upload = services(client.app).receiver.uploads.upload_for_clip(clip.clip_id)
+    assert upload is not None and upload.verified and upload.station_id == "camden"
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
+
+
 def test_another_stations_upload_of_the_very_bytes_a_station_reported_is_taken(client):
     """A camera copied at two docks: the bytes are the camera's whichever station sends them."""
     data = os.urandom(3000)
