@@ -1056,7 +1056,7 @@ class UploadReceiver:
             )
         except Conflict:
             # Another station's report of the clip, applied since the creation's check, names other
-            # bytes: the blob just stored is this upload's alone (the clip had no upload), and goes.
+            # bytes: the blob just stored is these bytes (a put never replaces a blob), and goes.
             self.blobs.delete(upload.clip_id)
             raise
         if (recorded.sha256, recorded.length) != (upload.sha256, upload.length):
