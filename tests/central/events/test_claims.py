@@ -6,6 +6,7 @@ and shown as a security alert, and changes nothing: no fleet state, no chain of 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
@@ -277,6 +278,79 @@ def test_a_report_applied_while_another_stations_upload_of_other_bytes_is_on_its
     upload_reported(client, clip, data)
     assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
     assert refusals(client) == [] and chain_intact(client)
+
+
+@pytest.mark.parametrize(
+    "spelling", [str.upper, lambda clip_id: clip_id.replace("-", ""), lambda clip_id: "{" + clip_id + "}"]
+)
+def test_another_stations_other_bytes_under_a_reported_clips_id_spelt_otherwise_are_refused(client, spelling):
+    """The id in Upload-Metadata in capitals, without its hyphens or in braces names the same clip:
+    refused all the same, or refused as no id at all."""
+    data, forged = os.urandom(3000), os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=hashlib.sha256(forged).hexdigest(),
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    header = encode_upload_metadata(meta).replace(
+        base64.b64encode(clip.clip_id.encode()).decode(), base64.b64encode(spelling(clip.clip_id).encode()).decode()
+    )
+    assert header != encode_upload_metadata(meta)
+    r = client.post(
+        "/api/v1/uploads/",
+        headers={
+            **KENTISH,
+            **TUS,
+            "Upload-Length": "3000",
+            "Upload-Metadata": header,
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": checksum(forged),
+        },
+        content=forged,
+    )
+    assert r.status_code in (400, 409), r.text
+    assert services(client.app).receiver.uploads.upload_for_clip(clip.clip_id) is None
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+
+
+@pytest.mark.parametrize("size", [3000, 300_000])
+def test_another_stations_whole_upload_declaring_a_reported_clips_bytes_but_sending_others_stores_nothing(client, size):
+    """Upload-Metadata lies: the SHA-256 and length Camden reported, other bytes sent whole: refused
+    when they are hashed, nothing kept, and Camden's upload goes through."""
+    data = os.urandom(size)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=clip.sha256,
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    forged = os.urandom(size)
+    r = client.post(
+        "/api/v1/uploads/",
+        headers={
+            **KENTISH,
+            **TUS,
+            "Upload-Length": str(size),
+            "Upload-Metadata": encode_upload_metadata(meta),
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": checksum(forged),
+        },
+        content=forged,
+    )
+    assert r.status_code == 460, r.text
+    serving = services(client.app)
+    assert serving.receiver.uploads.upload_for_clip(clip.clip_id) is None
+    assert not serving.blobs.exists(clip.clip_id) and not list(serving.receiver.dir.glob("*.part"))
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
 
 
 @pytest.mark.parametrize("other", [KENTISH, BARNET])
