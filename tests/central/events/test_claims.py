@@ -25,9 +25,19 @@ from central.uploads import records as upload_records
 from fleet.clock import from_iso
 from fleet.events import BadFolder, ClipDamaged, ClipIngested, ClipVerified, EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, checksum, patch
+from tests.central.apps import central_client
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, checksum, make_settings, patch
 from tests.central.evidence.test_clips import upload
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
+from tests.support.s3server import s3_settings
+
+
+@pytest.fixture(params=["disk", "s3"])
+def blob_client(request, tmp_path):
+    """A central whose clips go to its own disk, or to an S3 bucket (moto), a new clip's staged there."""
+    extra = {"blobs": s3_settings()} if request.param == "s3" else {}
+    with central_client(make_settings(tmp_path / "central", **extra), raise_server_exceptions=False) as c:
+        yield c
 
 
 def refusals(client, station: str | None = None) -> list[tuple[str, int, str, str]]:
@@ -244,12 +254,13 @@ def test_another_stations_upload_of_other_bytes_than_a_reported_clips_is_refused
     ("way", "size"), [("created", 3000), ("whole in its creation", 3000), ("whole in its creation", 300_000)]
 )
 def test_a_report_applied_while_another_stations_upload_of_other_bytes_is_on_its_way_refuses_it(
-    client, monkeypatch, way, size
+    blob_client, monkeypatch, way, size
 ):
     """Kentish's upload of its own bytes under the id passes the claim check before Camden's report is
     applied; the report is applied before Kentish's upload gets its row (a large whole clip: the whole
     transfer long). The row is not made: refused as if the report had come first, nothing stored, and
     Camden's upload then goes through."""
+    client = blob_client
     data, forged = os.urandom(size), os.urandom(size)
     clip = ingested("BWV-000123", 2, data=data)
     post(client, CAMDEN, [docked("BWV-000123", 3, clips=1)], hours=[3])
@@ -356,12 +367,13 @@ def test_another_stations_whole_upload_declaring_a_reported_clips_bytes_but_send
 @pytest.mark.parametrize("other", [KENTISH, BARNET])
 @pytest.mark.parametrize("way", ["created", "whole in its creation"])
 def test_another_stations_unfinished_upload_declaring_a_reported_clips_bytes_does_not_lock_out_its_reporter(
-    client, other, way
+    blob_client, other, way
 ):
     """Kentish (or Barnet) read the clip's id and SHA-256 off a custody report and creates an upload
     declaring them, then sends other bytes (refused at the end, back to 0) or none, and keeps it
     alive: Camden, whose report of those very bytes waits, met 423 until that upload expired, for
     ever while it is kept alive. Camden's own upload takes its place; the squatter's is gone."""
+    client = blob_client
     data = os.urandom(3000)
     clip = ingested("BWV-000123", 2, data=data)
     post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
