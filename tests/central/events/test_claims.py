@@ -433,6 +433,49 @@ def test_a_clip_copied_at_two_docks_of_a_borough_stays_attributed_whichever_stat
     assert [(s, q) for s, q, _, _ in refusals(client)] == [("camden", 2)] and chain_intact(client)
 
 
+@pytest.mark.parametrize("way", ["created", "whole in its creation"])
+def test_a_crash_while_a_waiting_claim_is_settled_leaves_it_waiting_and_the_upload_is_finished_again(
+    client, monkeypatch, way
+):
+    """Kentish uploads the very bytes Camden reported; the verified commit dies in ``claims.settle``:
+    nothing of it stays (the claim waits, no custody record, the clip not verified), and the
+    upload's retry (from the offset its HEAD gives; Camden, whose claim lets it adopt the stored blob)
+    finishes it with Camden's ingest in the chain once."""
+    from central.uploads import service
+
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    settle = service.claims.settle
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine failed here")
+
+    monkeypatch.setattr(service.claims, "settle", crash)
+    failed = _forged_upload(client, clip, data, way)
+    if way == "created":
+        assert failed.status_code == 201
+        failed = patch(client, failed.headers["Location"], 0, data, headers=KENTISH)
+    assert failed.status_code == 500
+    serving = services(client.app)
+    upload = serving.receiver.uploads.upload_for_clip(clip.clip_id)
+    assert upload is None or not upload.verified
+    with serving.store.writer.read() as db:
+        assert attribution.waiting_claim(db, clip.clip_id, "camden") == (3000, clip.sha256)
+    assert custody(client, clip.clip_id) == []
+    monkeypatch.setattr(service.claims, "settle", settle)
+    if way == "created":
+        location = _forged_upload(client, clip, data, way).headers["Location"]
+        offset = int(client.head(location, headers={**KENTISH, **TUS}).headers["Upload-Offset"])
+        again = patch(client, location, offset, data[offset:], headers=KENTISH)
+        assert again.status_code == 204, again.text
+    else:
+        assert _forged_upload(client, clip, data, way).status_code == 423  # the blob is Camden's to adopt
+        upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
+
+
 def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(client):
     """The claim came first (no upload yet to check it against); the upload settles it."""
     data = os.urandom(3000)
