@@ -325,6 +325,17 @@ class UploadReceiver:
         ``adopting`` False: the caller has just found no blob to adopt."""
         meta = self._creation(length, raw_metadata)
         existing = self.uploads.upload_for_new_clip(str(meta.clip_id), principal.station_id, meta.sha256, length)
+        if existing is not None and self._squatted(principal, existing, meta, length):
+            log.warning(
+                "upload %s of clip %s by station %s, unfinished, is removed: station %s reported the clip's ingest",
+                existing.upload_id,
+                existing.clip_id,
+                existing.station_id,
+                principal.station_id,
+            )
+            self._delete(existing)
+            self._hashes.pop(existing.upload_id, None)
+            existing = self.uploads.upload_for_new_clip(str(meta.clip_id), principal.station_id, meta.sha256, length)
         if existing is None and adopting:
             adopted = self.adopt(principal, meta, length, raw_metadata)
             if adopted is not None:
@@ -348,9 +359,13 @@ class UploadReceiver:
             # Not fsynced: an empty file has nothing to lose, and if a power cut takes it back,
             # ``recover`` (or the first PATCH) finds it missing and starts the upload at 0 again.
             part.touch()
-            upload = self.uploads.create_upload(
-                upload_id, meta, raw_metadata, length, principal.station_id, utc_now() + self.expiry
-            )
+            try:
+                upload = self.uploads.create_upload(
+                    upload_id, meta, raw_metadata, length, principal.station_id, utc_now() + self.expiry
+                )
+            except BaseException:  # refused (another station's report names other bytes), or failed
+                part.unlink(missing_ok=True)
+                raise
             if upload.upload_id == upload_id:
                 log.info(
                     "upload %s created for clip %s (%d bytes) by %s", upload_id, meta.clip_id, length, principal.name
@@ -649,6 +664,19 @@ class UploadReceiver:
         if length > self.max_upload_bytes:
             raise PayloadTooLarge(f"Upload-Length {length} is over this server's limit of {self.max_upload_bytes}")
         return decode_upload_metadata(raw_metadata)
+
+    def _squatted(self, principal: Principal, existing: Upload, meta: UploadMetadata, length: int) -> bool:
+        """Whether ``existing`` is another station's unfinished upload of the very bytes whose ingest
+        ``principal``'s station reported (its claim waits for the upload): that station takes the
+        clip's upload over. Kept, it met 423 until the other's upload expired, and every PATCH (of
+        bytes refused at the end, say) put that off: a clip's id and SHA-256 are in custody reports."""
+        return (
+            not existing.verified
+            and principal.station_id is not None
+            and existing.station_id != principal.station_id
+            and (existing.sha256, existing.length) == (meta.sha256, length)
+            and self.uploads.reported_ingest(existing.clip_id, principal.station_id, meta.sha256, length)
+        )
 
     def _existing(self, principal: Principal, existing: Upload, meta: UploadMetadata, length: int) -> Upload:
         """The clip's upload, made before: the same clip, and this caller may go on with it."""
@@ -1022,9 +1050,15 @@ class UploadReceiver:
             raise _NotStored(exc) from exc
         if new is None:
             return self._commit_verified(upload)
-        recorded = self.uploads.record_stored_upload(
-            upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
-        )
+        try:
+            recorded = self.uploads.record_stored_upload(
+                upload.upload_id, new, upload.metadata, upload.length, upload.station_id, upload.clip_id
+            )
+        except Conflict:
+            # Another station's report of the clip, applied since the creation's check, names other
+            # bytes: the blob just stored is these bytes (a put never replaces a blob), and goes.
+            self.blobs.delete(upload.clip_id)
+            raise
         if (recorded.sha256, recorded.length) != (upload.sha256, upload.length):
             # Another replica stored and recorded other bytes under this clip id between this one's
             # checks and its commit: the rename above replaced them. Never "verified" for the record

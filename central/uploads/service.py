@@ -80,6 +80,7 @@ class UploadService:
             existing = self.upload_for_clip(str(meta.clip_id))
             if existing:
                 return existing
+            self._refuse_if_claimed_elsewhere(db, meta, length, station_id)
             self._insert(db, upload_id, meta, raw_metadata, length, station_id, expires_at, staging)
         return self.written(upload_id)
 
@@ -99,11 +100,20 @@ class UploadService:
             existing = self.upload_for_clip(str(meta.clip_id))
             if existing:
                 return existing
+            self._refuse_if_claimed_elsewhere(db, meta, length, station_id)
             self._insert(db, upload_id, meta, raw_metadata, length, station_id, None)
             self._verify(db, upload_id, blob_key)
         return Upload(
             upload_id, str(meta.clip_id), station_id, length, length, raw_metadata, meta.sha256, "verified", None
         )
+
+    @staticmethod
+    def _refuse_if_claimed_elsewhere(db, meta: UploadMetadata, length: int, station_id: str | None) -> None:
+        """``upload_for_new_clip``'s refusal again, in the transaction that makes the clip's upload: a
+        report applied after that check (a large whole clip's check comes before its whole transfer)
+        names the clip's bytes all the same."""
+        if reason := claims.claimed_elsewhere(db, str(meta.clip_id), station_id, meta.sha256, length):
+            raise Conflict(reason)
 
     @staticmethod
     def _insert(

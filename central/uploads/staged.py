@@ -92,15 +92,19 @@ class StagedUploads:
         """On a worker thread: the upload with its multipart upload begun, or the clip's existing one."""
         clip_id = str(meta.clip_id)
         multipart_id = self.parts.begin(clip_id, meta.sha256)
-        upload = self.uploads.create_upload(
-            upload_id,
-            meta,
-            raw_metadata,
-            length,
-            station_id,
-            utc_now() + self.expiry,
-            staging=(multipart_id, self.parts.part_bytes(length)),
-        )
+        try:
+            upload = self.uploads.create_upload(
+                upload_id,
+                meta,
+                raw_metadata,
+                length,
+                station_id,
+                utc_now() + self.expiry,
+                staging=(multipart_id, self.parts.part_bytes(length)),
+            )
+        except BaseException:  # refused (another station's report names other bytes), or failed
+            self._abort_quietly(clip_id, multipart_id)
+            raise
         if upload.multipart_id != multipart_id:  # the clip had an upload already
             self._abort_quietly(clip_id, multipart_id)
         return upload

@@ -6,6 +6,7 @@ and shown as a security alert, and changes nothing: no fleet state, no chain of 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import random
@@ -24,9 +25,19 @@ from central.uploads import records as upload_records
 from fleet.clock import from_iso
 from fleet.events import BadFolder, ClipDamaged, ClipIngested, ClipVerified, EventBatch, EventEnvelope
 from fleet.protocol import UploadMetadata, encode_upload_metadata
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, checksum, patch
+from tests.central.apps import central_client
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, checksum, make_settings, patch
 from tests.central.evidence.test_clips import upload
 from tests.central.fleetdata import at, back, batch, docked, ingested, out, post
+from tests.support.s3server import s3_settings
+
+
+@pytest.fixture(params=["disk", "s3"])
+def blob_client(request, tmp_path):
+    """A central whose clips go to its own disk, or to an S3 bucket (moto), a new clip's staged there."""
+    extra = {"blobs": s3_settings()} if request.param == "s3" else {}
+    with central_client(make_settings(tmp_path / "central", **extra), raise_server_exceptions=False) as c:
+        yield c
 
 
 def refusals(client, station: str | None = None) -> list[tuple[str, int, str, str]]:
@@ -239,6 +250,164 @@ def test_another_stations_upload_of_other_bytes_than_a_reported_clips_is_refused
     assert refusals(client) == [] and chain_intact(client)
 
 
+@pytest.mark.parametrize(
+    ("way", "size"), [("created", 3000), ("whole in its creation", 3000), ("whole in its creation", 300_000)]
+)
+def test_a_report_applied_while_another_stations_upload_of_other_bytes_is_on_its_way_refuses_it(
+    blob_client, monkeypatch, way, size
+):
+    """Kentish's upload of its own bytes under the id passes the claim check before Camden's report is
+    applied; the report is applied before Kentish's upload gets its row (a large whole clip: the whole
+    transfer long). The row is not made: refused as if the report had come first, nothing stored, and
+    Camden's upload then goes through."""
+    client = blob_client
+    data, forged = os.urandom(size), os.urandom(size)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1)], hours=[3])
+    uploads = services(client.app).receiver.uploads
+    reported: list = []
+
+    def report_first(original):
+        def wrapped(*args, **kwargs):
+            if not reported:
+                reported.append(post(client, CAMDEN, [clip], first_seq=2, hours=[3]))
+            return original(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(uploads, "create_upload", report_first(uploads.create_upload))
+    monkeypatch.setattr(uploads, "record_stored_upload", report_first(uploads.record_stored_upload))
+    refused = _forged_upload(client, clip, forged, way)
+    assert reported and reported[0].status_code == 200, reported
+    assert refused.status_code == 409, refused.text
+    assert "reported copied off its camera by station camden" in refused.text
+    serving = services(client.app)
+    assert uploads.upload_for_clip(clip.clip_id) is None
+    assert not serving.blobs.exists(clip.clip_id)
+    assert not list(serving.receiver.dir.glob("*.part"))
+    monkeypatch.undo()
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
+
+
+@pytest.mark.parametrize(
+    "spelling", [str.upper, lambda clip_id: clip_id.replace("-", ""), lambda clip_id: "{" + clip_id + "}"]
+)
+def test_another_stations_other_bytes_under_a_reported_clips_id_spelt_otherwise_are_refused(client, spelling):
+    """The id in Upload-Metadata in capitals, without its hyphens or in braces names the same clip:
+    refused all the same, or refused as no id at all."""
+    data, forged = os.urandom(3000), os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=hashlib.sha256(forged).hexdigest(),
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    header = encode_upload_metadata(meta).replace(
+        base64.b64encode(clip.clip_id.encode()).decode(), base64.b64encode(spelling(clip.clip_id).encode()).decode()
+    )
+    assert header != encode_upload_metadata(meta)
+    r = client.post(
+        "/api/v1/uploads/",
+        headers={
+            **KENTISH,
+            **TUS,
+            "Upload-Length": "3000",
+            "Upload-Metadata": header,
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": checksum(forged),
+        },
+        content=forged,
+    )
+    assert r.status_code in (400, 409), r.text
+    assert services(client.app).receiver.uploads.upload_for_clip(clip.clip_id) is None
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+
+
+@pytest.mark.parametrize("size", [3000, 300_000])
+def test_another_stations_whole_upload_declaring_a_reported_clips_bytes_but_sending_others_stores_nothing(client, size):
+    """Upload-Metadata lies: the SHA-256 and length Camden reported, other bytes sent whole: refused
+    when they are hashed, nothing kept, and Camden's upload goes through."""
+    data = os.urandom(size)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=clip.sha256,
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    forged = os.urandom(size)
+    r = client.post(
+        "/api/v1/uploads/",
+        headers={
+            **KENTISH,
+            **TUS,
+            "Upload-Length": str(size),
+            "Upload-Metadata": encode_upload_metadata(meta),
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": checksum(forged),
+        },
+        content=forged,
+    )
+    assert r.status_code == 460, r.text
+    serving = services(client.app)
+    assert serving.receiver.uploads.upload_for_clip(clip.clip_id) is None
+    assert not serving.blobs.exists(clip.clip_id) and not list(serving.receiver.dir.glob("*.part"))
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+
+
+@pytest.mark.parametrize("other", [KENTISH, BARNET])
+@pytest.mark.parametrize("way", ["created", "whole in its creation"])
+def test_another_stations_unfinished_upload_declaring_a_reported_clips_bytes_does_not_lock_out_its_reporter(
+    blob_client, other, way
+):
+    """Kentish (or Barnet) read the clip's id and SHA-256 off a custody report and creates an upload
+    declaring them, then sends other bytes (refused at the end, back to 0) or none, and keeps it
+    alive: Camden, whose report of those very bytes waits, met 423 until that upload expired, for
+    ever while it is kept alive. Camden's own upload takes its place; the squatter's is gone."""
+    client = blob_client
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=clip.sha256,
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    tus = {**other, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)}
+    squat = client.post("/api/v1/uploads/", headers=tus)
+    assert squat.status_code == 201, squat.text
+    lie = patch(client, squat.headers["Location"], 0, os.urandom(3000), headers=other)
+    assert lie.status_code == 460, lie.text
+    camden = {**CAMDEN, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)}
+    if way == "created":
+        r = client.post("/api/v1/uploads/", headers=camden)
+        assert r.status_code == 201, r.text
+        assert patch(client, r.headers["Location"], 0, data).status_code == 204
+    else:
+        r = client.post(
+            "/api/v1/uploads/",
+            headers={**camden, "Content-Type": "application/offset+octet-stream", "Upload-Checksum": checksum(data)},
+            content=data,
+        )
+        assert r.status_code == 201, r.text
+    assert client.head(squat.headers["Location"], headers={**other, **TUS}).status_code == 404
+    upload = services(client.app).receiver.uploads.upload_for_clip(clip.clip_id)
+    assert upload is not None and upload.verified and upload.station_id == "camden"
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
+
+
 def test_another_stations_upload_of_the_very_bytes_a_station_reported_is_taken(client):
     """A camera copied at two docks: the bytes are the camera's whichever station sends them."""
     data = os.urandom(3000)
@@ -262,6 +431,49 @@ def test_a_clip_copied_at_two_docks_of_a_borough_stays_attributed_whichever_stat
     assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "kentish"
     assert custody(client, clip.clip_id) == [("ingest", "kentish"), ("upload-verified", "central")]
     assert [(s, q) for s, q, _, _ in refusals(client)] == [("camden", 2)] and chain_intact(client)
+
+
+@pytest.mark.parametrize("way", ["created", "whole in its creation"])
+def test_a_crash_while_a_waiting_claim_is_settled_leaves_it_waiting_and_the_upload_is_finished_again(
+    client, monkeypatch, way
+):
+    """Kentish uploads the very bytes Camden reported; the verified commit dies in ``claims.settle``:
+    nothing of it stays (the claim waits, no custody record, the clip not verified), and the
+    upload's retry (from the offset its HEAD gives; Camden, whose claim lets it adopt the stored blob)
+    finishes it with Camden's ingest in the chain once."""
+    from central.uploads import service
+
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    settle = service.claims.settle
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine failed here")
+
+    monkeypatch.setattr(service.claims, "settle", crash)
+    failed = _forged_upload(client, clip, data, way)
+    if way == "created":
+        assert failed.status_code == 201
+        failed = patch(client, failed.headers["Location"], 0, data, headers=KENTISH)
+    assert failed.status_code == 500
+    serving = services(client.app)
+    upload = serving.receiver.uploads.upload_for_clip(clip.clip_id)
+    assert upload is None or not upload.verified
+    with serving.store.writer.read() as db:
+        assert attribution.waiting_claim(db, clip.clip_id, "camden") == (3000, clip.sha256)
+    assert custody(client, clip.clip_id) == []
+    monkeypatch.setattr(service.claims, "settle", settle)
+    if way == "created":
+        location = _forged_upload(client, clip, data, way).headers["Location"]
+        offset = int(client.head(location, headers={**KENTISH, **TUS}).headers["Upload-Offset"])
+        again = patch(client, location, offset, data[offset:], headers=KENTISH)
+        assert again.status_code == 204, again.text
+    else:
+        assert _forged_upload(client, clip, data, way).status_code == 423  # the blob is Camden's to adopt
+        upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
 
 
 def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(client):

@@ -369,3 +369,19 @@ def test_start_up_leaves_staged_uploads_in_the_bucket(replicas, bucket):
     S3BlobStore(bucket.settings).check()  # another replica starting
     assert unfinished(bucket) == [upload.clip_id]
     assert send(one, upload.upload_id, PART, data[PART:]).verified
+
+
+def test_a_staged_creation_refused_at_its_commit_leaves_no_multipart_upload(replicas, bucket, monkeypatch):
+    """The claim check, made again in the creation's transaction, refuses it after its multipart
+    upload began (another station's report of other bytes was applied meanwhile): the multipart
+    upload is aborted, not left for the bucket's lifecycle rule."""
+    one, _ = replicas
+    data = os.urandom(1000)
+
+    def claimed_meanwhile(*args, **kwargs):
+        raise Conflict("clip reported copied off its camera by station kentish with other bytes")
+
+    monkeypatch.setattr(one.uploads, "create_upload", claimed_meanwhile)
+    with pytest.raises(Conflict):
+        one.create(CAMDEN, len(data), metadata(data))
+    assert unfinished(bucket) == [] and one.uploads.receiving_uploads() == []
