@@ -16,7 +16,8 @@ checkout then names), and acknowledging stays a durable store and nothing more (
 An ingest reported before its upload exists is attributed at once (an officer hold must reach
 the station before the clip leaves it), but its custody record waits (in the clip's attribution row)
 until the upload is verified: it joins the chain only if that upload has the same size and
-SHA-256 and came from the same station, or another of its borough (a camera copied at two docks);
+SHA-256 and came from the same station, another of its borough (a camera copied at two docks), or
+anyone if the camera is registered to the report's borough (``_may_have_copied``);
 otherwise the claim is refused and its attribution undone. Meanwhile the claim names the clip's
 bytes: another station's upload of other bytes under its id is refused before it is stored
 (``claimed_elsewhere``).
@@ -260,23 +261,34 @@ def claimed_elsewhere(db, clip_id: str, station_id: str | None, sha256: str, siz
     )
 
 
+def _may_have_copied(db, claimant: str, uploader: str | None, serial: str, boroughs: Mapping[str, str]) -> bool:
+    """Whether ``claimant`` may have copied a clip ``uploader`` (None: a person) uploaded: a station of
+    the uploader's borough, or of the borough the clip's camera is registered to."""
+    theirs = boroughs.get(claimant)
+    if theirs is None:
+        return False
+    if uploader is not None and boroughs.get(uploader) == theirs:
+        return True
+    return devices.registered_to(db, [serial]).get(serial) == theirs
+
+
 def settle(db, clip_id: str, station_id: str | None, sha256: str, size: int, boroughs: Mapping[str, str]) -> None:
     """The upload of ``clip_id`` is verified: a waiting ingest claim joins the chain if it matches,
     else is refused and its attribution undone (the uploading station's own report attributes it).
 
     A claim matches the upload's bytes (size and SHA-256) and comes from the uploading station, or
-    from another station of its borough (``boroughs``: each station's): a camera copied at two docks
-    of a borough, reported by one and uploaded by the other. Refusing that claim left the clip with
-    no attribution at all (the uploader's own report had been refused as the second), so no officer
-    hold covered it."""
+    from one that may have copied the clip too: another of the uploader's borough (``boroughs``:
+    each station's), or one of the borough the camera is registered to, whoever uploads (a camera
+    docked at its own borough's station and at another's, or the footage sent by a person). The
+    claim named those bytes before any upload was verified: its station had them. Refusing it left
+    the clip with no attribution at all (the uploader's own report, the second, had been refused,
+    or another borough's report of the camera is refused), so no officer hold covered it. A claim
+    of another borough's station on an unregistered camera uploaded by another borough stays refused."""
     claim = attribution.take_claim(db, clip_id)
     if claim is not None:
         claimant, seq, station_at, serial, claimed_size, claimed_sha = claim
         same_bytes = claimed_size == size and claimed_sha == sha256
-        one_borough = claimant == station_id or (
-            station_id is not None and boroughs.get(claimant, "?") == boroughs.get(station_id, "!")
-        )
-        if same_bytes and one_borough:
+        if same_bytes and (claimant == station_id or _may_have_copied(db, claimant, station_id, serial, boroughs)):
             audit.record(db, **ingest_record(claimant, clip_id, serial, size, sha256, station_at))
             return
         reason = (

@@ -476,6 +476,20 @@ def test_a_crash_while_a_waiting_claim_is_settled_leaves_it_waiting_and_the_uplo
     assert refusals(client) == [] and chain_intact(client)
 
 
+@pytest.mark.parametrize("uploader", ["barnet", "a person"])
+def test_a_clip_its_boroughs_station_reported_stays_its_whoever_uploads_the_very_bytes(client, uploader):
+    """Camden's camera docked at Camden (reported) and at Barnet, whose report of another borough's
+    camera is refused but whose upload is kept (evidence); or a person sends the footage. Camden's
+    report named those bytes before any upload: it joins the chain, and the clip stays attributed."""
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    upload_reported(client, clip, data, headers=BARNET if uploader == "barnet" else ADMIN)
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert refusals(client) == [] and chain_intact(client)
+
+
 def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(client):
     """The claim came first (no upload yet to check it against); the upload settles it."""
     data = os.urandom(3000)
