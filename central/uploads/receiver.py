@@ -1060,17 +1060,18 @@ class UploadReceiver:
             self.blobs.delete(upload.clip_id)
             raise
         if (recorded.sha256, recorded.length) != (upload.sha256, upload.length):
-            # Another replica stored and recorded other bytes under this clip id between this one's
-            # checks and its commit: the rename above replaced them. Never "verified" for the record
-            # of other bytes; the blob no longer matches its record, which a person must mend.
+            # Another replica recorded other bytes under this clip id between this one's checks and
+            # its commit. A blob is never replaced, so its put should have met this one's blob (or
+            # this one its): kept as a guard. Never "verified" for the record of other bytes; a
+            # person must see which bytes the blob holds.
             log.error(
-                "clip %s: upload %s replaced the blob of upload %s (SHA-256 %s) with other bytes (SHA-256 %s) "
-                "created at once on another replica: the blob no longer matches its record",
+                "clip %s: upload %s stored bytes of SHA-256 %s, but upload %s, made at once on another replica, "
+                "recorded other bytes (SHA-256 %s) under the clip: a person must compare the blob with its record",
                 upload.clip_id,
                 upload.upload_id,
+                upload.sha256,
                 recorded.upload_id,
                 recorded.sha256,
-                upload.sha256,
             )
             raise Conflict(f"clip {upload.clip_id} already has an upload with a different sha256 or length")
         return recorded
