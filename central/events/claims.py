@@ -125,12 +125,14 @@ def subject_of(event: Event) -> str:
 
 
 def admit_ingests(
-    db, run: list[Applied[ClipIngested]]
+    db, run: list[Applied[ClipIngested]], boroughs: Mapping[str, str]
 ) -> tuple[list[Applied[ClipIngested]], list[Applied[ClipIngested]], set[str]]:
     """Sort a run of ``clip_ingested`` (of one or more stations) into (each clip's first report in the
     run: to attribute; its later reports; the clips whose upload is verified, whose custody record
     can be written now); refused ones are recorded. A clip of another borough's camera is refused
-    as its docking would be (its upload, if any, stays: evidence). Whether a clip was reported
+    as its docking would be (its upload, if any, stays: evidence); one another station is still
+    uploading stands if that station may have copied it too and declares the same bytes
+    (``_copied_too``: the same as when the report comes first). Whether a clip was reported
     before is settled after its attribution is tried (``settle_reported``): one lookup of the few
     clips that had a row already, not of every clip. The others' claims wait for their upload in
     their attribution rows (``claim_fields``, written with the attribution)."""
@@ -151,7 +153,7 @@ def admit_ingests(
                 f"clip {e.clip_id} is of camera {e.device_serial}, registered to {registered[e.device_serial]}, "
                 f"not to {a.borough}"
             )
-        elif upload is not None and upload[0] != station_id:
+        elif upload is not None and upload[0] != station_id and not _copied_too(db, a, upload, boroughs):
             reason = f"clip {e.clip_id} is uploaded by {_station(upload[0])}, not by {station_id}"
         elif upload is not None and upload[1] != e.size:
             reason = f"clip {e.clip_id}: reported size {e.size} bytes, its upload has {upload[1]}"
@@ -167,6 +169,19 @@ def admit_ingests(
                 verified.add(e.clip_id)
     refuse(db, refused)
     return list(first.values()), later, verified
+
+
+def _copied_too(db, a: Applied[ClipIngested], upload: tuple, boroughs: Mapping[str, str]) -> bool:
+    """Whether a report of a clip another station (or a person) is still uploading stands, as it would
+    had it come first (``settle``): the upload declares the very bytes it names, and its station
+    may have copied the clip too (``_may_have_copied``). Once verified, the clip's SHA-256 is in
+    custody reports and proves nothing: a report then needs its own station's upload."""
+    station, length, sha256, state = upload
+    return (
+        state != "verified"
+        and (length, sha256) == (a.event.size, a.event.sha256)
+        and _may_have_copied(db, a.station, station, a.event.device_serial, boroughs)
+    )
 
 
 def settle_reported(

@@ -163,6 +163,8 @@ class Projector:
         self._latest_clips: dict[str, str] = {}
         """{camera: its latest clip's time} of the clips applied so far in ``apply``: moved on once,
         at its end (``attribution.move_latest_clips``), not at every run of clips."""
+        self._boroughs = {station: entry.borough for station, entry in changes.settings.stations.items()}
+        """Each configured station's borough (who may have copied a clip another uploads: ``claims``)."""
         self._new_clips: list[str] = []
         """The clips ``apply`` attributed: the held ones among them announced once, at its end."""
 
@@ -336,7 +338,7 @@ class Projector:
     # -- clips: attribution to the officer holding the camera at recorded_at -------------------
 
     def _ingested(self, db, run: list[Applied[ClipIngested]]) -> None:
-        first, later, verified = claims.admit_ingests(db, run)
+        first, later, verified = claims.admit_ingests(db, run, self._boroughs)
         rows = [
             {
                 "clip": a.event.clip_id,

@@ -490,6 +490,42 @@ def test_a_clip_its_boroughs_station_reported_stays_its_whoever_uploads_the_very
     assert refusals(client) == [] and chain_intact(client)
 
 
+def test_a_report_arriving_while_another_station_of_its_borough_uploads_the_very_bytes_stands(client):
+    """The same clip and stations as a report made first (``…two_docks…``), in the other order: Kentish's
+    upload is under way when Camden's report comes. It stands, and joins the chain at the upload's end."""
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    meta = UploadMetadata(
+        clip_id=uuid.UUID(clip.clip_id),
+        sha256=clip.sha256,
+        device_serial=clip.device_serial,
+        recorded_at=clip.recorded_at,
+        filename="c.mp4",
+    )
+    created = client.post(
+        "/api/v1/uploads/",
+        headers={**KENTISH, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)},
+    )
+    assert created.status_code == 201
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
+    assert refusals(client) == []
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+    assert patch(client, created.headers["Location"], 0, data, headers=KENTISH).status_code == 204
+    assert custody(client, clip.clip_id) == [("ingest", "camden"), ("upload-verified", "central")]
+    assert chain_intact(client)
+
+
+def test_a_report_of_a_clip_another_station_has_verified_needs_its_own_upload_even_with_the_right_bytes(client):
+    """Once verified, a clip's SHA-256 is in custody reports: naming it proves nothing."""
+    data = os.urandom(3000)
+    clip = ingested("BWV-000123", 2, data=data)
+    post(client, CAMDEN, [docked("BWV-000123", 3, clips=1)], hours=[3])
+    upload_reported(client, clip, data, headers=KENTISH)
+    post(client, CAMDEN, [clip], first_seq=2, hours=[3])
+    assert [(s, q, k) for s, q, k, _ in refusals(client)] == [("camden", 2, "clip_ingested")]
+    assert "uploaded by" in refusals(client)[0][3]
+
+
 def test_a_claim_on_a_clip_another_station_then_uploads_is_refused_and_undone(client):
     """The claim came first (no upload yet to check it against); the upload settles it."""
     data = os.urandom(3000)
@@ -826,9 +862,18 @@ def _as_before(registered, uploads, reported, run):
     custody_now: dict[str, str] = {}
     for station, seq, e in run:
         upload = uploads.get(e.clip_id)
+        # A rule added since (``claims._copied_too``): a report stands beside another station's upload
+        # still under way of the very bytes, when that station is of its borough or the camera is its borough's.
+        copied_too = (
+            upload is not None
+            and upload[3] != "verified"
+            and (upload[1], upload[2]) == (e.size, e.sha256)
+            and _BOROUGH[station] in (_BOROUGH.get(upload[0]), registered.get(e.device_serial))
+        )
         if (
             registered.get(e.device_serial, _BOROUGH[station]) != _BOROUGH[station]
-            or (upload is not None and (upload[0] != station or upload[1] != e.size or upload[2] != e.sha256))
+            or (upload is not None and upload[0] != station and not copied_too)
+            or (upload is not None and (upload[1] != e.size or upload[2] != e.sha256))
             or reported.get(e.clip_id, station) != station
         ):
             refused.add((station, seq))
