@@ -257,7 +257,8 @@ def admit_damaged(db, run: list[Applied[ClipDamaged]]) -> list[Applied[ClipDamag
 def waiting(db, clip_id: str, station_id: str) -> tuple[int, str] | None:
     """(size, SHA-256) of ``station_id``'s ingest report of ``clip_id`` still waiting for its upload
     (kept in the clip's attribution row; the uploads package asks here, as its layer allows)."""
-    return attribution.waiting_claim(db, clip_id, station_id)
+    claim = attribution.claimant(db, clip_id)
+    return (claim[1], claim[2]) if claim is not None and claim[0] == station_id else None
 
 
 def claimed_elsewhere(db, clip_id: str, station_id: str | None, sha256: str, size: int) -> str | None:

@@ -74,16 +74,6 @@ def attribute_ingested(db, clips: Sequence[dict]) -> set[str]:
     return {r[0] for r in db.execute(statement, [db.dialect.rows({**_CLAIM, **c} for c in clips)])}
 
 
-def waiting_claim(db, clip_id: str, station_id: str) -> tuple[int, str] | None:
-    """(size, SHA-256) of ``station_id``'s ingest report of ``clip_id`` still waiting for its upload."""
-    row = db.execute(
-        "SELECT claim_size, claim_sha256 FROM attributions WHERE clip_id = ? AND station_id = ? "
-        "AND claim_seq IS NOT NULL",
-        [clip_id, station_id],
-    ).fetchone()
-    return (row[0], row[1]) if row else None
-
-
 def claimant(db, clip_id: str) -> tuple[str, int, str] | None:
     """(station, size, SHA-256) of the ingest report of ``clip_id`` waiting for its upload, whoever made it."""
     row = db.execute(

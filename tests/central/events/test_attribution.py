@@ -75,10 +75,10 @@ def _holds_in_feed(client, borough="Camden"):
     ]
 
 
-def test_a_clip_that_reaches_central_after_an_officer_hold_is_held_at_its_station_too(client):
-    """The complaint came first; the officer's camera docked afterwards."""
+def _hold_pc1(client) -> None:
+    """A complaint's officer hold on PC1 (of Camden), from 0 h to 4 h."""
     client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
-    hold = client.post(
+    placed = client.post(
         "/api/v1/holds",
         headers=ADMIN,
         json={
@@ -89,7 +89,12 @@ def test_a_clip_that_reaches_central_after_an_officer_hold_is_held_at_its_statio
             "reason": "complaint",
         },
     )
-    assert hold.status_code == 201
+    assert placed.status_code == 201, placed.text
+
+
+def test_a_clip_that_reaches_central_after_an_officer_hold_is_held_at_its_station_too(client):
+    """The complaint came first; the officer's camera docked afterwards."""
+    _hold_pc1(client)
     inside, outside = ingested("A", 2), ingested("A", 6)
     post(
         client, CAMDEN, [docked("A"), out("A", "PC1"), docked("A", 8, clips=2), inside, outside], hours=[0, 1, 8, 8, 8]
@@ -100,36 +105,14 @@ def test_a_clip_that_reaches_central_after_an_officer_hold_is_held_at_its_statio
 
 def test_clips_held_on_arrival_are_all_announced_however_many_lookups_they_take(client, monkeypatch):
     monkeypatch.setattr(holds, "HOLDS_CHUNK", 2)  # five clips: three lookups
-    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
-    client.post(
-        "/api/v1/holds",
-        headers=ADMIN,
-        json={
-            "kind": "officer",
-            "officer_id": "PC1",
-            "window_from": at(0).isoformat(),
-            "window_to": at(4).isoformat(),
-            "reason": "complaint",
-        },
-    )
+    _hold_pc1(client)
     inside = [ingested("A", h) for h in (1.5, 2, 2.5, 3, 3.5)]
     post(client, CAMDEN, [docked("A"), out("A", "PC1"), docked("A", 8, clips=6), *inside, ingested("A", 6)])
     assert sorted(_holds_in_feed(client)) == sorted((c.clip_id, True) for c in inside)
 
 
 def test_a_late_checkout_that_moves_a_clip_out_of_an_officer_hold_tells_the_station(client):
-    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
-    client.post(
-        "/api/v1/holds",
-        headers=ADMIN,
-        json={
-            "kind": "officer",
-            "officer_id": "PC1",
-            "window_from": at(0).isoformat(),
-            "window_to": at(4).isoformat(),
-            "reason": "complaint",
-        },
-    )
+    _hold_pc1(client)
     clip = ingested("A", 2)
     post(client, CAMDEN, [docked("A", 3, clips=1), clip], hours=[3, 3])
     assert owner(client, clip.clip_id) is None and _holds_in_feed(client) == [(clip.clip_id, True)]  # maybe PC1's
@@ -144,18 +127,7 @@ def test_a_clip_moved_out_of_a_hold_in_the_transaction_that_brought_it_is_not_he
     """Its ingest and the late checkout that makes it PC7's are applied together: the station's last
     word about the clip is that nothing holds it (new clips' holds are looked up at the end)."""
     client = applied_by_the_test
-    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
-    client.post(
-        "/api/v1/holds",
-        headers=ADMIN,
-        json={
-            "kind": "officer",
-            "officer_id": "PC1",
-            "window_from": at(0).isoformat(),
-            "window_to": at(4).isoformat(),
-            "reason": "complaint",
-        },
-    )
+    _hold_pc1(client)
     clip = ingested("A", 2)
     for headers, events, hours in (
         (CAMDEN, [docked("A", 3, clips=1), clip], [3.0, 3.0]),
@@ -170,22 +142,6 @@ def test_a_clip_moved_out_of_a_hold_in_the_transaction_that_brought_it_is_not_he
     assert services(client.app).events.apply_pending() == 4  # one transaction
     assert owner(client, clip.clip_id) == "PC7"
     assert [held for clip_id, held in _holds_in_feed(client) if clip_id == clip.clip_id][-1:] in ([], [False])
-
-
-def _hold_pc1(client) -> None:
-    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC1", "borough": "Camden"}])
-    placed = client.post(
-        "/api/v1/holds",
-        headers=ADMIN,
-        json={
-            "kind": "officer",
-            "officer_id": "PC1",
-            "window_from": at(0).isoformat(),
-            "window_to": at(4).isoformat(),
-            "reason": "complaint",
-        },
-    )
-    assert placed.status_code < 300, placed.text
 
 
 def _send(client, headers, events, first_seq: int, hours: list[float]) -> None:

@@ -62,15 +62,21 @@ def chain_intact(client) -> bool:
     return audit.verify_database(services(client.app).store.writer).intact
 
 
-def upload_reported(client, clip, data: bytes, headers=CAMDEN) -> None:
-    """Upload the clip a station reported (same id, SHA-256 and recording time)."""
-    meta = UploadMetadata(
+def upload_metadata(clip, sha256: str | None = None) -> UploadMetadata:
+    """The Upload-Metadata of the clip a station reported (its id and recording time); its SHA-256, or
+    ``sha256`` (other bytes under its id)."""
+    return UploadMetadata(
         clip_id=uuid.UUID(clip.clip_id),
-        sha256=clip.sha256,
+        sha256=sha256 or clip.sha256,
         device_serial=clip.device_serial,
         recorded_at=clip.recorded_at,
         filename="c.mp4",
     )
+
+
+def upload_reported(client, clip, data: bytes, headers=CAMDEN) -> None:
+    """Upload the clip a station reported (same id, SHA-256 and recording time)."""
+    meta = upload_metadata(clip)
     r = client.post(
         "/api/v1/uploads/",
         headers={**headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)},
@@ -212,13 +218,7 @@ def test_an_ingest_before_its_upload_joins_the_chain_when_the_upload_matches(cli
 def _forged_upload(client, clip, data: bytes, way: str, headers=KENTISH):
     """Another station's upload of ``clip``'s id with ``data``: created, then a PATCH; or whole in its
     creation request (small: stored in one hop; large: streamed)."""
-    meta = UploadMetadata(
-        clip_id=uuid.UUID(clip.clip_id),
-        sha256=hashlib.sha256(data).hexdigest(),
-        device_serial=clip.device_serial,
-        recorded_at=clip.recorded_at,
-        filename="c.mp4",
-    )
+    meta = upload_metadata(clip, hashlib.sha256(data).hexdigest())
     tus = {**headers, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)}
     if way == "created":
         return client.post("/api/v1/uploads/", headers=tus)
@@ -300,13 +300,7 @@ def test_another_stations_other_bytes_under_a_reported_clips_id_spelt_otherwise_
     data, forged = os.urandom(3000), os.urandom(3000)
     clip = ingested("BWV-000123", 2, data=data)
     post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
-    meta = UploadMetadata(
-        clip_id=uuid.UUID(clip.clip_id),
-        sha256=hashlib.sha256(forged).hexdigest(),
-        device_serial=clip.device_serial,
-        recorded_at=clip.recorded_at,
-        filename="c.mp4",
-    )
+    meta = upload_metadata(clip, hashlib.sha256(forged).hexdigest())
     header = encode_upload_metadata(meta).replace(
         base64.b64encode(clip.clip_id.encode()).decode(), base64.b64encode(spelling(clip.clip_id).encode()).decode()
     )
@@ -336,13 +330,7 @@ def test_another_stations_whole_upload_declaring_a_reported_clips_bytes_but_send
     data = os.urandom(size)
     clip = ingested("BWV-000123", 2, data=data)
     post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
-    meta = UploadMetadata(
-        clip_id=uuid.UUID(clip.clip_id),
-        sha256=clip.sha256,
-        device_serial=clip.device_serial,
-        recorded_at=clip.recorded_at,
-        filename="c.mp4",
-    )
+    meta = upload_metadata(clip)
     forged = os.urandom(size)
     r = client.post(
         "/api/v1/uploads/",
@@ -377,13 +365,7 @@ def test_another_stations_unfinished_upload_declaring_a_reported_clips_bytes_doe
     data = os.urandom(3000)
     clip = ingested("BWV-000123", 2, data=data)
     post(client, CAMDEN, [docked("BWV-000123", 3, clips=1), clip], hours=[3, 3])
-    meta = UploadMetadata(
-        clip_id=uuid.UUID(clip.clip_id),
-        sha256=clip.sha256,
-        device_serial=clip.device_serial,
-        recorded_at=clip.recorded_at,
-        filename="c.mp4",
-    )
+    meta = upload_metadata(clip)
     tus = {**other, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)}
     squat = client.post("/api/v1/uploads/", headers=tus)
     assert squat.status_code == 201, squat.text
@@ -461,7 +443,7 @@ def test_a_crash_while_a_waiting_claim_is_settled_leaves_it_waiting_and_the_uplo
     upload = serving.receiver.uploads.upload_for_clip(clip.clip_id)
     assert upload is None or not upload.verified
     with serving.store.writer.read() as db:
-        assert attribution.waiting_claim(db, clip.clip_id, "camden") == (3000, clip.sha256)
+        assert attribution.claimant(db, clip.clip_id) == ("camden", 3000, clip.sha256)
     assert custody(client, clip.clip_id) == []
     monkeypatch.setattr(service.claims, "settle", settle)
     if way == "created":
@@ -495,13 +477,7 @@ def test_a_report_arriving_while_another_station_of_its_borough_uploads_the_very
     upload is under way when Camden's report comes. It stands, and joins the chain at the upload's end."""
     data = os.urandom(3000)
     clip = ingested("BWV-000123", 2, data=data)
-    meta = UploadMetadata(
-        clip_id=uuid.UUID(clip.clip_id),
-        sha256=clip.sha256,
-        device_serial=clip.device_serial,
-        recorded_at=clip.recorded_at,
-        filename="c.mp4",
-    )
+    meta = upload_metadata(clip)
     created = client.post(
         "/api/v1/uploads/",
         headers={**KENTISH, **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": encode_upload_metadata(meta)},
