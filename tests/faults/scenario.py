@@ -74,8 +74,10 @@ QUIET_TIMEOUT_S = 240.0
 REPLY_DELAY_S = 1.5
 """Latency on replies while central is killed before its reply: the window to kill it in,
 and under the station's request timeout (3 s) so that uploads keep going meanwhile."""
-FORGOTTEN_ACK = "restored from a backup?"
-"""What a station logs when central acknowledges fewer of its events than it had (station.sync.events)."""
+FORGOTTEN_ACK = "central acknowledges events only up to seq"
+"""What a station logs when central acknowledges fewer of its events than it had (station.sync.events).
+Only that: a whole clip's creation killed between storing its blob and committing its row
+acknowledged nothing, and the station's retry may meet a 423 naming a restore too (central.uploads.receiver)."""
 ROOMY = 512 * MiB
 """A small disk's size until its fault comes, and after: earlier and later steps' clips must not meet it."""
 STATION_RESERVE = 5 * MiB

@@ -53,3 +53,16 @@ def test_the_line_a_station_logs_when_central_takes_back_an_acknowledgement_is_t
 
     source = re.sub(r'"\s*\n\s*"', "", inspect.getsource(events))  # adjacent literals joined
     assert FORGOTTEN_ACK in source
+
+
+def test_a_retry_meeting_a_blob_stored_without_its_row_is_not_read_as_a_forgotten_acknowledgement():
+    """A replica killed between storing a whole clip and committing it acknowledged nothing; the
+    station's retry may be told 423 until its report is applied, and that line names a restore too."""
+    import inspect
+
+    from central.uploads import receiver
+    from tests.faults.scenario import FORGOTTEN_ACK
+
+    source = inspect.getsource(receiver)
+    assert "restored from a backup?" in source
+    assert FORGOTTEN_ACK not in source
