@@ -240,6 +240,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     from central.alerts import cli as alerts_cli  # the same
 
     alerts_cli.register(commands)
+    from central.events import cli as claims_cli  # the same
+
+    claims_cli.register(commands)
 
 
 def _read_password(from_stdin: bool) -> str:

@@ -321,6 +321,65 @@ def _station(station_id: str | None) -> str:
     return f"station {station_id}" if station_id else "a user at central"
 
 
+# -- a person's word on a report that waits for its upload -----------------------------------------
+
+Claim = tuple[str, int, str, str, int, str]
+"""(station, seq, station time, camera, size, SHA-256) of a report of copying a clip off its camera."""
+
+
+def refuse_waiting(db, clip_id: str, actor: str, reason: str) -> Claim | None:
+    """A person refuses the report of ``clip_id`` that waits for its upload (``fleet central claims
+    refuse``): recorded against its station as any refusal is, its attribution undone (unless a
+    person made it), audited. None: no report of the clip waits.
+
+    A report made first naming other bytes than the camera's refuses every other station's
+    upload of the clip (``claimed_elsewhere``: 409, "a person must look"), and the true station's
+    report of it (``settle_reported``). This is what that person does about it."""
+    claim = attribution.take_claim(db, clip_id)
+    if claim is None:
+        return None
+    station, seq, station_at, serial, size, sha256 = claim
+    refuse(db, [(station, seq, "clip_ingested", clip_id, f"refused by {actor}: {reason}", station_at)])
+    attribution.withdraw(db, clip_id, station)
+    audit.record(
+        db,
+        actor=actor,
+        action="claim-refused",
+        object_type="clip",
+        object_id=clip_id,
+        detail=f"station {station}'s report (event {seq}) of copying it off camera {serial}, {size} bytes, "
+        f"sha256 {sha256}: {reason}",
+    )
+    return station, seq, station_at, serial, size, sha256
+
+
+def reinstated(db, clip_id: str, actor: str, station: str, seq: int, instead_of: str) -> None:
+    """A person put ``station``'s refused report of ``clip_id`` in the place of ``instead_of``'s
+    (``central.events.decisions``): audited beside the refusal."""
+    audit.record(
+        db,
+        actor=actor,
+        action="claim-reinstated",
+        object_type="clip",
+        object_id=clip_id,
+        detail=f"station {station}'s report (event {seq}) applied in place of station {instead_of}'s",
+    )
+
+
+def refused_reports(db, clip_id: str) -> list[tuple[str, int, str, str]]:
+    """(station, seq, reason, when refused) of the refused reports of copying ``clip_id`` off its
+    camera, oldest first: what a person deciding its claim reads. A scan of the refusals (none
+    is indexed by its subject; they are few, and this is read by hand)."""
+    return [
+        tuple(r)
+        for r in db.execute(
+            "SELECT station_id, seq, reason, at FROM station_refusals WHERE kind = 'clip_ingested' AND subject = ? "
+            "ORDER BY id",
+            [clip_id],
+        )
+    ]
+
+
 # -- cameras ---------------------------------------------------------------------------------------
 
 

@@ -276,6 +276,22 @@ class EventLog:
             total += count
         return total
 
+    def apply_again(self, db, station_id: str, seq: int, kind: type[Event]) -> Applied | None:
+        """Apply one stored event of ``station_id`` again, in the caller's transaction (a person put a
+        refused report back: ``central.events.decisions``); the event, or None if the log holds no
+        event of that kind there."""
+        row = db.fetch_bytes(
+            "SELECT e.station_at, e.body, e.sent_at, s.borough FROM events e JOIN stations s USING (station_id) "
+            "WHERE e.station_id = ? AND e.seq = ?",
+            [station_id, seq],
+        ).fetchone()
+        event = _decode_stored(bytes(row[1])) if row is not None else None
+        if not isinstance(event, kind):
+            return None
+        applied = Applied(station_id, row[3], seq, row[0], event, row[2])
+        self.projector.apply(db, [applied])
+        return applied
+
     def events(self, station_id: str, after: int = 0) -> list[tuple[int, str, str, bytes]]:
         """(seq, kind, station_at, body) of a station's events: central's side of the log."""
         with self.writer.read() as db:

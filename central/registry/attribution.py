@@ -74,31 +74,34 @@ def attribute_ingested(db, clips: Sequence[dict]) -> set[str]:
     return {r[0] for r in db.execute(statement, [db.dialect.rows({**_CLAIM, **c} for c in clips)])}
 
 
-def claimant(db, clip_id: str) -> tuple[str, int, str] | None:
-    """(station, size, SHA-256) of the ingest report of ``clip_id`` waiting for its upload, whoever made it."""
-    row = db.execute(
-        "SELECT station_id, claim_size, claim_sha256 FROM attributions WHERE clip_id = ? AND claim_seq IS NOT NULL",
-        [clip_id],
-    ).fetchone()
-    return (row[0], row[1], row[2]) if row else None
-
-
-def take_claim(db, clip_id: str) -> tuple[str, int, str, str, int, str] | None:
-    """The ingest report of ``clip_id`` that waited for its upload, taken off its row: (station, seq,
+def claim_of(db, clip_id: str) -> tuple[str, int, str, str, int, str] | None:
+    """The ingest report of ``clip_id`` waiting for its upload, whoever made it: (station, seq,
     station time, camera, size, SHA-256), or None."""
     row = db.execute(
         "SELECT station_id, claim_seq, claim_station_at, device_serial, claim_size, claim_sha256 FROM attributions "
         "WHERE clip_id = ? AND claim_seq IS NOT NULL",
         [clip_id],
     ).fetchone()
-    if row is None:
+    return tuple(row) if row else None
+
+
+def claimant(db, clip_id: str) -> tuple[str, int, str] | None:
+    """(station, size, SHA-256) of the ingest report of ``clip_id`` waiting for its upload, whoever made it."""
+    claim = claim_of(db, clip_id)
+    return (claim[0], claim[4], claim[5]) if claim else None
+
+
+def take_claim(db, clip_id: str) -> tuple[str, int, str, str, int, str] | None:
+    """The ingest report of ``clip_id`` that waited for its upload (``claim_of``), taken off its row."""
+    claim = claim_of(db, clip_id)
+    if claim is None:
         return None
     db.execute(
         "UPDATE attributions SET claim_seq = NULL, claim_station_at = NULL, claim_size = NULL, claim_sha256 = NULL "
         "WHERE clip_id = ?",
         [clip_id],
     )
-    return tuple(row)
+    return claim
 
 
 def latest_clips(clips: Sequence[dict], latest: dict[str, str] | None = None) -> dict[str, str]:

@@ -1,0 +1,102 @@
+"""A person's word on a report of a clip that waits for its upload (``fleet central claims``).
+
+A station that reports copying a clip off its camera names the clip's bytes, and until its upload
+is verified those bytes are the only ones central takes under that id (``claims.claimed_elsewhere``).
+A report made first naming other bytes (a stolen token, a station's fault) therefore refuses the
+true station's upload (409, "a person must look") and its report. Here that person sees the
+clip's reports and its upload (``show``), refuses the waiting report, and may put another
+station's refused report of the clip in its place (``refuse``): applied as if it had come first,
+its claim then waits for that station's upload (``fleet station retry`` there) and joins the chain
+of custody when it matches. One transaction: either all of it, or nothing and the reason.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from central.events import claims
+from central.events.log import EventLog
+from central.registry import attribution
+from central.uploads import records as upload_records
+from fleet.errors import Conflict, NotFound
+from fleet.events import ClipIngested
+
+
+class Report(msgspec.Struct, kw_only=True):
+    station_id: str
+    seq: int
+    refused: str | None = None
+    """Why it was refused (None: it waits for its upload)."""
+
+
+class ClipClaims(msgspec.Struct, kw_only=True):
+    """What a person deciding a clip's claim reads."""
+
+    clip_id: str
+    waiting: Report | None
+    """The report that waits for the clip's upload, whose bytes alone central takes meanwhile."""
+    waiting_size: int | None = None
+    waiting_sha256: str | None = None
+    reported_by: str | None = None
+    """The station the clip's attribution names (the report applied), if any."""
+    upload: dict | None = None
+    """The clip's upload at central: its station (None: a person), size, SHA-256 and state."""
+    refused: list[Report] = []
+
+
+class Decision(msgspec.Struct, kw_only=True):
+    clip_id: str
+    refused: Report
+    reinstated: Report | None = None
+
+
+def show(log: EventLog, clip_id: str) -> ClipClaims:
+    with log.writer.read() as db:
+        waiting = attribution.claim_of(db, clip_id)
+        upload = upload_records.of_clips(db, [clip_id]).get(clip_id)
+        return ClipClaims(
+            clip_id=clip_id,
+            waiting=Report(station_id=waiting[0], seq=waiting[1]) if waiting else None,
+            waiting_size=waiting[4] if waiting else None,
+            waiting_sha256=waiting[5] if waiting else None,
+            reported_by=attribution.reporters(db, [clip_id]).get(clip_id),
+            upload=dict(zip(("station_id", "size", "sha256", "state"), upload, strict=True)) if upload else None,
+            refused=[
+                Report(station_id=station, seq=seq, refused=reason)
+                for station, seq, reason, _ in claims.refused_reports(db, clip_id)
+            ],
+        )
+
+
+def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | None = None) -> Decision:
+    """Refuse the report of ``clip_id`` that waits for its upload; with ``instead``, apply that
+    station's latest refused report of the clip in its place. NotFound or Conflict, and nothing
+    changed, when either cannot be done."""
+    if not reason.strip():
+        raise Conflict("say why the report is refused (--reason): it is audited")
+    with log.writer.write() as db:
+        reason = reason.strip()
+        claim = claims.refuse_waiting(db, clip_id, actor, reason)
+        if claim is None:
+            raise NotFound(f"no report of clip {clip_id} waits for its upload: there is nothing to refuse")
+        decision = Decision(clip_id=clip_id, refused=Report(station_id=claim[0], seq=claim[1], refused=reason))
+        if instead is None:
+            return decision
+        if instead == claim[0]:
+            raise Conflict(f"station {instead}'s is the report refused: name the station whose report should stand")
+        earlier = [seq for station, seq, _, _ in claims.refused_reports(db, clip_id) if station == instead]
+        if not earlier:
+            raise NotFound(f"station {instead} has no refused report of clip {clip_id} to put in its place")
+        seq = earlier[-1]
+        try:
+            applied = log.apply_again(db, instead, seq, ClipIngested)
+        except Exception as exc:  # the whole decision is rolled back; the person reads why
+            raise Conflict(f"station {instead}'s event {seq} cannot be applied ({type(exc).__name__}: {exc})") from None
+        if applied is None or applied.event.clip_id != clip_id:
+            raise Conflict(f"station {instead}'s event {seq} is not a report of clip {clip_id} that central can apply")
+        if attribution.reporters(db, [clip_id]).get(clip_id) != instead:
+            again = [r for s, q, r, _ in claims.refused_reports(db, clip_id) if (s, q) == (instead, seq)]
+            raise Conflict(f"station {instead}'s report of clip {clip_id} is refused again: {again[-1]}")
+        claims.reinstated(db, clip_id, actor, instead, seq, claim[0])
+        decision.reinstated = Report(station_id=instead, seq=seq)
+        return decision

@@ -1,0 +1,160 @@
+"""A person's word on a report of a clip that waits for its upload (``central.events.decisions``,
+``fleet central claims``): the report another station made first with other bytes, refused, and
+the true station's report put in its place."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from central.core.providers import services
+from central.events import decisions
+from fleet.cli import main
+from fleet.errors import Conflict, NotFound
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
+from tests.central.events.test_claims import _forged_upload, chain_intact, custody, refusals, upload_reported
+from tests.central.fleetdata import docked, ingested, post
+from tests.support.databases import BACKEND
+
+SERIAL = "BWV-000123"
+
+
+def _blocked(client):
+    """Kentish reports copying the clip first, naming other bytes than the camera's; Camden, whose
+    dock copied it, is refused twice: its report (another station's came first) and its upload (409,
+    "a person must look"). The clip's (true) bytes and Camden's report."""
+    data, forged = os.urandom(3000), os.urandom(3000)
+    true = ingested(SERIAL, 2, data=data)
+    fake = ingested(SERIAL, 2, clip_id=true.clip_id, data=forged)
+    post(client, CAMDEN, [docked(SERIAL, 1)], hours=[1])
+    post(client, KENTISH, [fake], hours=[3])
+    post(client, CAMDEN, [docked(SERIAL, 3, clips=1), true], first_seq=2, hours=[3, 3])
+    refused = _forged_upload(client, true, data, "whole in its creation", headers=CAMDEN)
+    assert refused.status_code == 409 and "a person must look" in refused.text
+    assert [(s, q) for s, q, _, _ in refusals(client)] == [("camden", 3)]
+    return data, true
+
+
+def _audit(client, clip_id: str) -> list[tuple[str, str, str]]:
+    with services(client.app).store.writer.read() as db:
+        rows = db.execute(
+            "SELECT actor, action, detail FROM audit WHERE object_id = ? AND action LIKE 'claim-%' ORDER BY id",
+            [clip_id],
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def test_a_report_made_first_with_other_bytes_is_refused_and_the_true_stations_put_in_its_place(client):
+    data, clip = _blocked(client)
+    events = services(client.app).events
+    seen = decisions.show(events, clip.clip_id)
+    assert (seen.waiting.station_id, seen.waiting.seq, seen.reported_by) == ("kentish", 1, "kentish")
+    assert [(r.station_id, r.seq) for r in seen.refused] == [("camden", 3)] and seen.upload is None
+
+    decision = decisions.refuse(events, clip.clip_id, "cli:imo", " not the camera's footage ", instead="camden")
+    assert (decision.refused.station_id, decision.refused.seq, decision.refused.refused) == (
+        "kentish",
+        1,
+        "not the camera's footage",
+    )
+    assert (decision.reinstated.station_id, decision.reinstated.seq) == ("camden", 3)
+    seen = decisions.show(events, clip.clip_id)
+    assert (seen.waiting.station_id, seen.waiting_size, seen.reported_by) == ("camden", 3000, "camden")
+
+    upload_reported(client, clip, data)  # ``fleet station retry`` at Camden
+    assert sorted(custody(client, clip.clip_id)) == [  # the person's word is in the clip's custody too
+        ("claim-refused", "central"),
+        ("claim-reinstated", "central"),
+        ("ingest", "camden"),
+        ("upload-verified", "central"),
+    ]
+    attributed = client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()
+    assert attributed["station_id"] == "camden"
+    assert ("kentish", 1, "clip_ingested", "refused by cli:imo: not the camera's footage") in refusals(client)
+    (refusal, reinstatement) = _audit(client, clip.clip_id)
+    assert refusal[:2] == ("cli:imo", "claim-refused") and "station kentish's report (event 1)" in refusal[2]
+    assert reinstatement[:2] == ("cli:imo", "claim-reinstated") and "in place of station kentish's" in reinstatement[2]
+    assert chain_intact(client)
+
+
+def test_a_refused_report_alone_lets_the_true_bytes_in_unattributed(client):
+    """Without --instead the clip's bytes are taken from whoever has them, and nobody's report names it:
+    the supervisors attribute it by hand."""
+    data, clip = _blocked(client)
+    decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "a stolen token")
+    upload_reported(client, clip, data)
+    assert custody(client, clip.clip_id) == [("claim-refused", "central"), ("upload-verified", "central")]
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 404
+    assert chain_intact(client)
+
+
+def _unchanged(client, clip_id: str) -> None:
+    seen = decisions.show(services(client.app).events, clip_id)
+    assert (seen.waiting.station_id, seen.reported_by) == ("kentish", "kentish")
+    assert _audit(client, clip_id) == []
+    assert [(s, q) for s, q, _, _ in refusals(client)] == [("camden", 3)]
+
+
+def test_what_cannot_be_done_is_refused_with_its_reason_and_changes_nothing(client):
+    _, clip = _blocked(client)
+    events = services(client.app).events
+    with pytest.raises(Conflict, match="say why"):
+        decisions.refuse(events, clip.clip_id, "cli:imo", "  ")
+    with pytest.raises(Conflict, match="station kentish's is the report refused"):
+        decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead="kentish")
+    with pytest.raises(NotFound, match="station barnet has no refused report of clip"):
+        decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead="barnet")
+    _unchanged(client, clip.clip_id)
+    with pytest.raises(NotFound, match=r"no report of clip .* waits for its upload"):
+        decisions.refuse(events, "7d0e5a3c-0000-4000-8000-000000000000", "cli:imo", "why")
+
+
+def test_a_report_put_back_that_is_refused_again_changes_nothing(client):
+    """Barnet's report of Camden's camera is refused whenever it is applied: put back, it is refused
+    again, and the whole decision with it (Kentish's report still waits)."""
+    _, clip = _blocked(client)
+    post(client, BARNET, [clip], hours=[3])
+    with pytest.raises(Conflict, match=r"station barnet's report of clip .* is refused again: .*registered to Camden"):
+        decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "why", instead="barnet")
+    seen = decisions.show(services(client.app).events, clip.clip_id)
+    assert (seen.waiting.station_id, len(seen.refused), _audit(client, clip.clip_id)) == ("kentish", 2, [])
+
+
+def _config(tmp_path) -> str:
+    data_dir = tmp_path / "central"
+    database = BACKEND.url_for(data_dir)
+    path = tmp_path / "central.toml"
+    path.write_text(
+        f'data_dir = "{data_dir}"\nadmin_token = "admin-test-token"\n'
+        + (f'[database]\nurl = "{database}"\n' if database else "")
+        + '[stations.camden]\nborough = "Camden"\ntoken = "camden-test-token"\n'
+        + '[stations.kentish]\nborough = "Camden"\ntoken = "kentish-test-token"\n'
+    )
+    return str(path)
+
+
+def test_the_commands_show_and_refuse_a_waiting_report_and_say_what_is_wrong(client, tmp_path, capsys):
+    _, clip = _blocked(client)
+    path = _config(tmp_path)
+    assert main(["central", "claims", "show", clip.clip_id, "--config", path]) == 0
+    out = capsys.readouterr().out
+    assert f"waiting: station kentish's report (event 1), 3000 bytes, sha256 {clip.sha256}" not in out  # other bytes
+    assert "waiting: station kentish's report (event 1), 3000 bytes" in out
+    assert "refused: station camden's report (event 3): clip" in out and "upload: none" in out
+
+    assert main(["central", "claims", "refuse", clip.clip_id, "--reason", "", "--config", path]) == 2
+    assert "say why the report is refused" in capsys.readouterr().err
+    command = ["central", "claims", "refuse", clip.clip_id, "--reason", "forged", "--instead", "camden"]
+    assert main([*command, "--json", "--config", path]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["refused"]["station_id"] == "kentish" and decision["reinstated"] == {
+        "station_id": "camden",
+        "seq": 3,
+        "refused": None,
+    }
+    assert main(["central", "claims", "show", clip.clip_id, "--json", "--config", path]) == 0
+    assert json.loads(capsys.readouterr().out)["waiting"]["station_id"] == "camden"
+    assert main(["central", "claims", "refuse", "no-such-clip", "--reason", "x", "--config", path]) == 2
+    assert "no report of clip no-such-clip waits for its upload" in capsys.readouterr().err
