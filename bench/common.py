@@ -64,3 +64,16 @@ def bench_keys():
     from fleet.cipher import Keyring
 
     return Keyring(bytes.fromhex("be" * 32))
+
+
+def side_by_side_args(argv: list[str], leading: Callable[[list[str]], bool], doc: str) -> list[str]:
+    """The arguments of a side-by-side run: those before the trees, checked by ``leading``, then
+    NAME=TREE, each TREE a folder. Else ``doc`` on stderr and exit 2, never a traceback."""
+    import sys
+
+    first = [a for a in argv if "=" not in a]
+    trees = [a for a in argv if "=" in a]
+    if not trees or not leading(first) or not all(Path(a.split("=", 1)[1]).is_dir() for a in trees):
+        print(doc, file=sys.stderr)
+        sys.exit(2)
+    return argv

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from bench import events
-from bench.common import median
+from bench.common import median, side_by_side_args
 from bench.databases import ENGINES, Databases
 
 COST_EVENTS, COST_BATCH = 60_000, 10_000
@@ -109,5 +109,11 @@ def main(argv: list[str]) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _numbers(first: list[str]) -> bool:
+    """ROUNDS and EVENTS, whole numbers above 0 (and ``--known-fleet`` anywhere)."""
+    numbers = [a for a in first if a != "--known-fleet"]
+    return len(numbers) == 2 and all(a.isdigit() and int(a) > 0 for a in numbers)
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1:]), indent=1))
+    print(json.dumps(main(side_by_side_args(sys.argv[1:], _numbers, __doc__ or "")), indent=1))

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from bench import peer
-from bench.common import median
+from bench.common import median, side_by_side_args
 from bench.upload import Central
 
 SIZE = 1 << 30
@@ -158,5 +158,10 @@ def station_client(rounds: int, trees: dict[str, str]) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _rounds_and_clients(first: list[str]) -> bool:
+    """ROUNDS, a whole number above 0, and CLIENTS."""
+    return len(first) == 2 and first[0].isdigit() and int(first[0]) > 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1:])))
+    print(json.dumps(main(side_by_side_args(sys.argv[1:], _rounds_and_clients, __doc__ or ""))))
