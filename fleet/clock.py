@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import msgspec
+
+LONDON = ZoneInfo("Europe/London")
+"""The force's local time: what people read on its pages and type into its forms."""
 
 
 def utc_now() -> datetime:

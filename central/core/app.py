@@ -54,7 +54,7 @@ from central.rollout.service import RolloutController
 from central.uploads.blobstore import open_blob_store
 from central.uploads.receiver import UploadReceiver
 from central.uploads.tus import UploadController
-from central.web import long_values
+from central.web import local_time, long_values
 from central.web.case_pages import CasePages, SharedPages
 from central.web.dashboard import DashboardController
 from central.web.deployment_pages import DeploymentPages
@@ -112,9 +112,10 @@ STATIC_FILES = no_borough("the dashboard's stylesheets")
 
 
 def _template_helpers(engine: JinjaTemplateEngine) -> None:
-    """What every page's template may call: long values shortened the one way."""
+    """What every page's template may call: long values shortened the one way, times in London's."""
     engine.engine.globals.update(long_value=long_values.long_value)
     engine.engine.filters["hashes_shortened"] = long_values.hashes_shortened
+    engine.engine.filters["local"] = local_time.local
 
 
 def create_app(settings: CentralSettings) -> Litestar:

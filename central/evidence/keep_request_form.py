@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import msgspec
 
+from fleet.clock import LONDON
 from fleet.errors import BadRequest
 
 MARGIN = timedelta(hours=1)
@@ -29,7 +29,7 @@ OLDEST = timedelta(days=7 * 366)
 """Nothing recorded longer ago than this is kept but as evidence under the force's own rules."""
 REVIEW_DAYS = 10
 """The requester is promised an answer within this many days."""
-LOCAL = ZoneInfo("Europe/London")
+LOCAL = LONDON
 """The times the public types are the force's local times."""
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _REFERENCE = re.compile(r"^(?:KF)?([0-9A-Z]{12})$")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -31,6 +31,7 @@ from central.evidence.clip_records import ClipRecords
 from central.evidence.holds import held_clips
 from central.evidence.retention import CategoriesRequest, HoldRequest, ReleaseRequest, RestoreRequest, RetentionService
 from central.registry.assignments import AssignmentService, AttributeRequest
+from central.web import local_time
 from central.web.dashboard import FORM, DashboardPages, allowed, back, field, filter_query, page
 from fleet.clock import from_iso, to_iso, utc_now
 from fleet.config import CentralSettings
@@ -122,8 +123,8 @@ class ClipRow(msgspec.Struct, kw_only=True):
 
 
 MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?)?")
-"""A search's time bound, in UTC as the pages show times: a day, or a day and a time (a
-complaint's "about 14:30"), as a browser's date or datetime-local field sends it."""
+"""A search's time bound, in London time as the pages show times (``local_time``): a day, or a
+day and a time (a complaint's "about 14:30"), as a browser's date or datetime-local field sends it."""
 
 
 def _moment(value: str | None, name: str) -> str | None:
@@ -132,7 +133,7 @@ def _moment(value: str | None, name: str) -> str | None:
     try:
         if not MOMENT.fullmatch(value):
             raise ValueError(value)
-        return to_iso(datetime.fromisoformat(value).replace(tzinfo=UTC))
+        return to_iso(local_time.moment_typed(value))
     except ValueError:
         raise BadRequest(
             f"{name}: {value!r} is not a date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM)"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.clock import from_iso, utc_now
+from fleet.clock import LONDON, from_iso, utc_now
 from fleet.protocol import Battery
 from simulation.camera import SimClip, dock_camera
 from tests.browser.conftest import Task, add_user
@@ -89,9 +89,9 @@ def force(fleet):
         for at, battery in fading(now, reaches):
             dock_camera(dock, serial, [], docked_at=at, battery=battery)
     yesterday = (now - timedelta(days=1)).date()
-    complaint = SimClip(size=48_000, recorded_at=datetime.combine(yesterday, time(14, 20), UTC))
-    later = SimClip(size=48_000, recorded_at=datetime.combine(yesterday, time(16, 40), UTC))
-    colleague = SimClip(size=48_000, recorded_at=datetime.combine(yesterday, time(14, 25), UTC))
+    complaint = SimClip(size=48_000, recorded_at=datetime.combine(yesterday, time(14, 20), LONDON).astimezone(UTC))
+    later = SimClip(size=48_000, recorded_at=datetime.combine(yesterday, time(16, 40), LONDON).astimezone(UTC))
+    colleague = SimClip(size=48_000, recorded_at=datetime.combine(yesterday, time(14, 25), LONDON).astimezone(UTC))
     healthy = Battery(level_pct=60, temperature_c=25, cycle_count=40, full_charge_mah=2990, design_mah=3000)
     dock_camera(dock, "BWV-000013", [complaint, later, colleague], docked_at=now - timedelta(hours=2), battery=healthy)
     clips = {complaint.clip_id: None, later.clip_id: None, colleague.clip_id: None}
@@ -182,8 +182,8 @@ def test_an_information_manager_holds_a_complaints_clip_and_prints_its_custody(c
     task.log_in("i.manager")
     task.click("link", "Clips", within=nav(task))
     task.fill("Officer", "PC3")  # the complaint: PC3, yesterday at about half past two
-    task.fill("Recorded from (UTC)", f"{complaint_day}T14:00")
-    task.fill("until (UTC)", f"{complaint_day}T15:00")
+    task.fill("Recorded from (London time)", f"{complaint_day}T14:00")
+    task.fill("until (London time)", f"{complaint_day}T15:00")
     task.click("button", "Search")
     found = task.page.locator("#clips tbody tr")
     assert found.count() == 1 and "PC3" in found.first.inner_text()  # not PC3's 16:40 clip, not PC4's 14:25

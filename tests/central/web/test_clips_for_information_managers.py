@@ -3,7 +3,7 @@ and prints its chain of custody, in their own borough, never seeing the footage 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -104,3 +104,17 @@ def test_naming_another_boroughs_camera_or_a_borough_finds_nothing_of_it(complai
         assert found.status_code == 200 and barnet[:13] not in found.text, params
     assert client.get("/api/v1/devices/export.csv", params={"borough": "Barnet"}).status_code == 403
     assert "BWV-B1" not in client.get("/api/v1/devices/export.csv").text
+
+
+def test_a_summer_complaints_time_is_searched_and_shown_in_london_time(complaint):
+    """A complaint of "about half past two" on 1 July is 13:30 UTC: the search reads London time, as
+    the public's form does, and the page names the zone."""
+    client, *_ = complaint
+    summer = datetime(2026, 7, 1, 13, 20, tzinfo=UTC)  # 14:20 BST
+    clip_id = upload(client, b"july" * 100, hours=(summer - RECORDED).total_seconds() / 3600)
+    found = client.get("/clips", params={"recorded_from": "2026-07-01T14:00", "recorded_to": "2026-07-01T15:00"}).text
+    assert clip_id[:13] in found and "2026-07-01 14:20 BST" in found
+    earlier = client.get("/clips", params={"recorded_from": "2026-07-01T13:00", "recorded_to": "2026-07-01T14:00"})
+    assert clip_id[:13] not in earlier.text  # 13:20 UTC is not "about ten past one"
+    assert "Recorded from (London time)" in found
+    assert "2026-07-01 14:20:00 BST" in client.get(f"/clips/{clip_id}").text
