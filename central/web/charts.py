@@ -18,6 +18,9 @@ from typing import NamedTuple
 
 from markupsafe import Markup
 
+from central.web import local_time
+from fleet.clock import LONDON
+
 WIDTH, HEIGHT = 640, 240
 RIGHT, TOP, BOTTOM = 16, 30, 30
 FONT = 11
@@ -147,7 +150,7 @@ def value_axis(values: Sequence[float], y_min: float | None, y_max: float | None
 
 # --- the time axis --------------------------------------------------------------------------
 
-_SECOND, _DAY = timedelta(seconds=1), timedelta(days=1)
+_SECOND, _HOUR, _DAY = timedelta(seconds=1), timedelta(hours=1), timedelta(days=1)
 _MONTH, _YEAR = "month", "year"
 _STEPS: list[tuple[timedelta | tuple[str, int], str]] = [
     *((timedelta(seconds=s), "%H:%M:%S") for s in (1, 5, 10, 15, 30)),
@@ -206,18 +209,33 @@ def _utc(t: datetime) -> datetime:
 def time_ticks(
     t0: datetime, t1: datetime, x: Callable[[datetime], float], plot: tuple[float, float]
 ) -> list[tuple[float, str]]:
-    """The densest round ticks whose labels fit side by side between ``plot``'s edges."""
+    """The densest round ticks whose labels fit side by side between ``plot``'s edges, round in
+    London time as the pages show times (``central.web.local_time``): midnights are London's."""
     room = plot[1] - plot[0]
     span = (t1 - t0).total_seconds()
     for step, fmt in _STEPS:
         if span / _approx(step) > room / 30:  # far too many to fit: skip without listing them
             continue
-        ticks = list(_ticks(t0, t1, step))
-        labels = [(x(t), t.strftime(_CONTEXT.get(fmt, fmt) if i == 0 else fmt)) for i, t in enumerate(ticks)]
+        ticks = _local_ticks(t0, t1, step)
+        labels = [(x(t), wall.strftime(_CONTEXT.get(fmt, fmt) if i == 0 else fmt)) for i, (t, wall) in enumerate(ticks)]
         boxes = [text_box(px, 0, text, "middle") for px, text in labels]
         if all(not a.overlaps(b) for a, b in pairwise(boxes)):
-            return labels or [(x(t0), t0.strftime(_CONTEXT["%H:%M:%S"]))]
+            return labels or [(x(t0), local_time.local(t0, _CONTEXT["%H:%M:%S"]))]
     return []
+
+
+def _local_ticks(t0: datetime, t1: datetime, step: timedelta | tuple[str, int]) -> list[tuple[datetime, datetime]]:
+    """(instant, London wall time) of the round London times in [t0, t1]. The round times are
+    found on the wall clock (``_ticks`` on it as if it were UTC); one the clocks skip, or one
+    of the hour they repeat that falls outside the span, is left out."""
+    wall0, wall1 = (t.astimezone(LONDON).replace(tzinfo=None) for t in (t0, t1))
+    ticks: list[tuple[datetime, datetime]] = []
+    for fake in _ticks(wall0.replace(tzinfo=UTC) - _HOUR, wall1.replace(tzinfo=UTC) + _HOUR, step):
+        wall = fake.replace(tzinfo=None)
+        at = wall.replace(tzinfo=LONDON).astimezone(UTC)
+        if t0 <= at <= t1 and at.astimezone(LONDON).replace(tzinfo=None) == wall and (not ticks or at > ticks[-1][0]):
+            ticks.append((at, wall))
+    return ticks
 
 
 # --- the charts -----------------------------------------------------------------------------
@@ -276,7 +294,7 @@ def time_chart(
         labels.place(axis.label(value), [(left - 6, y(value) + FONT * 0.35, "end")])
     base = HEIGHT - 7
     if one_instant:
-        labels.place(t0.strftime("%d %b %Y %H:%M"), [(x(t0), base, "middle")])
+        labels.place(local_time.local(t0, "%d %b %Y %H:%M"), [(x(t0), base, "middle")])
     else:
         for px, text in time_ticks(t0, t1, x, plot):
             shapes.append(

@@ -123,7 +123,7 @@ def test_a_single_reading_is_one_marker_with_its_value_and_one_date():
     svg = chart([(T0, 2.5)], y_min=0)
     assert [c.get("cx") for c in svg.iter(SVG + "circle")] != [] and len(list(svg.iter(SVG + "circle"))) == 1
     assert list(svg.iter(SVG + "polyline")) == []  # no line from nowhere
-    assert x_labels(svg) == ["02 Mar 2026 09:30"]
+    assert x_labels(svg) == ["02 Mar 2026 09:30 GMT"]  # London time, as the pages show times
     assert "2.5 hours" in [label for label, _ in text_boxes(svg)]
 
 
@@ -148,6 +148,30 @@ def test_two_readings_a_minute_apart_are_ticked_in_minutes_or_seconds():
 def test_the_time_ticks_are_read_at_the_data_span(shape, pattern):
     dates = x_labels(chart(SHAPES[shape]))
     assert len(dates) >= 3 and all(re.fullmatch(pattern, d) for d in dates[1:]), dates
+
+
+def test_a_summers_ticks_are_round_in_london_time():
+    """A day of readings in July: the hours ticked are London's (BST), and a week's days start at
+    London's midnight (23:00 UTC the day before), where each tick is drawn."""
+    july = datetime(2026, 7, 1, 6, 0, tzinfo=UTC)
+    day = chart([(july + timedelta(hours=h), h) for h in range(0, 13)])
+    assert x_labels(day)[0] == "01 Jul 2026 08:00" and x_labels(day)[1:3] == ["10:00", "12:00"]
+    t0, t1 = datetime(2026, 7, 1, 12, tzinfo=UTC), datetime(2026, 7, 8, 12, tzinfo=UTC)
+    week = chart([(t0, 1), (t1, 2)])
+    plot = next(week.iter(SVG + "line"))
+    left, right = float(plot.get("x1")), float(plot.get("x2"))
+    midnight = datetime(2026, 7, 1, 23, tzinfo=UTC)  # 2 July, 00:00 BST
+    ticks = [float(t.get("x1")) for t in week.iter(SVG + "line") if "tick" in (t.get("class") or "")]
+    assert x_labels(week)[0] == "02 Jul 2026"
+    assert ticks[0] == pytest.approx(left + (right - left) * ((midnight - t0) / (t1 - t0)), abs=0.2)
+
+
+def test_the_hours_the_clocks_skip_or_repeat_are_ticked_once_and_in_order():
+    for t0 in (datetime(2026, 3, 29, 0, tzinfo=UTC), datetime(2026, 10, 25, 0, tzinfo=UTC)):
+        ticks = charts._local_ticks(t0, t0 + timedelta(hours=3), timedelta(minutes=30))
+        instants = [at for at, _ in ticks]
+        assert instants == sorted(set(instants)) and all(t0 <= at <= t0 + timedelta(hours=3) for at in instants)
+        assert all(wall.minute in (0, 30) for _, wall in ticks)
 
 
 def test_a_count_axis_starts_at_zero_and_fits_the_data_with_headroom():
