@@ -281,14 +281,13 @@ class EventLog:
         refused report back: ``central.events.decisions``); the event, or None if the log holds no
         event of that kind there."""
         row = db.fetch_bytes(
-            "SELECT e.station_at, e.body, e.sent_at, s.borough FROM events e JOIN stations s USING (station_id) "
-            "WHERE e.station_id = ? AND e.seq = ?",
-            [station_id, seq],
+            "SELECT station_at, body, sent_at FROM events WHERE station_id = ? AND seq = ?", [station_id, seq]
         ).fetchone()
         event = _decode_stored(bytes(row[1])) if row is not None else None
-        if not isinstance(event, kind):
+        borough = stations.borough_of(db, station_id)
+        if not isinstance(event, kind) or borough is None:
             return None
-        applied = Applied(station_id, row[3], seq, row[0], event, row[2])
+        applied = Applied(station_id, borough, seq, row[0], event, row[2])
         self.projector.apply(db, [applied])
         return applied
 

@@ -112,6 +112,12 @@ def applied(db, seqs: dict[str, int]) -> None:
     )
 
 
+def borough_of(db, station_id: str) -> str | None:
+    """The borough a station's token spoke for when central last heard from it (None: never)."""
+    row = db.execute("SELECT borough FROM stations WHERE station_id = ?", [station_id]).fetchone()
+    return row[0] if row else None
+
+
 def latest_at(db, station_ids: Iterable[str]) -> dict[str, str | None]:
     """The latest station time of an event central accepted from each of these stations (None: none
     yet; ``central.events.claims``)."""
