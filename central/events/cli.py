@@ -43,7 +43,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "'fleet station retry' at that station so that its upload goes again. All or nothing.",
     )
     refuse.add_argument("clip_id", metavar="CLIP")
-    refuse.add_argument("--reason", required=True, help="why (goes into the audit trail)")
+    refuse.add_argument(
+        "--reason",
+        required=True,
+        help="why, in one printable line of at most 500 characters (goes into the audit trail)",
+    )
     refuse.add_argument("--instead", metavar="STATION", help="the station whose refused report should stand")
     refuse.add_argument("--json", action="store_true", help="write the decision as JSON")
     refuse.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")

@@ -12,7 +12,7 @@ import pytest
 from central.core.providers import services
 from central.events import decisions
 from fleet.cli import main
-from fleet.errors import Conflict, NotFound
+from fleet.errors import BadRequest, Conflict, NotFound
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.events.test_claims import _forged_upload, chain_intact, custody, refusals, upload_reported
 from tests.central.fleetdata import docked, ingested, post
@@ -100,7 +100,7 @@ def _unchanged(client, clip_id: str) -> None:
 def test_what_cannot_be_done_is_refused_with_its_reason_and_changes_nothing(client):
     _, clip = _blocked(client)
     events = services(client.app).events
-    with pytest.raises(Conflict, match="say why"):
+    with pytest.raises(BadRequest, match="say why"):
         decisions.refuse(events, clip.clip_id, "cli:imo", "  ")
     with pytest.raises(Conflict, match="station kentish's is the report refused"):
         decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead="kentish")
@@ -158,3 +158,26 @@ def test_the_commands_show_and_refuse_a_waiting_report_and_say_what_is_wrong(cli
     assert json.loads(capsys.readouterr().out)["waiting"]["station_id"] == "camden"
     assert main(["central", "claims", "refuse", "no-such-clip", "--reason", "x", "--config", path]) == 2
     assert "no report of clip no-such-clip waits for its upload" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("words", "said"),
+    [
+        (["show", "\udcff"], "is not a clip id"),  # a byte that is not UTF-8 on the command line
+        (["refuse", "\udcff", "--reason", "forged"], "is not a clip id"),
+        (["refuse", "CLIP", "--reason", "forged \udcff"], "one printable line"),
+        (["refuse", "CLIP", "--reason", "forged\nclip verified by station camden"], "one printable line"),
+        (["refuse", "CLIP", "--reason", "forged \u202edegami"], "one printable line"),  # reads right to left
+        (["refuse", "CLIP", "--reason", "x" * 501], "at most 500 characters"),
+        (["refuse", "CLIP", "--reason", "forged", "--instead", "\udcff"], "is not a station id"),
+    ],
+)
+def test_what_a_person_mistypes_is_one_line_and_exit_2_and_changes_nothing(client, tmp_path, capsys, words, said):
+    """The reason goes into the audit trail and the clip's custody report: a line break or a
+    bidirectional mark there makes it say what the person did not write."""
+    _, clip = _blocked(client)
+    words = [clip.clip_id if w == "CLIP" else w for w in words]
+    assert main(["central", "claims", *words, "--config", _config(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1, err
+    _unchanged(client, clip.clip_id)
