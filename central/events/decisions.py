@@ -50,7 +50,8 @@ class ClipClaims(msgspec.Struct, kw_only=True):
 
 class Decision(msgspec.Struct, kw_only=True):
     clip_id: str
-    refused: Report
+    refused: Report | None
+    """None: no report waited (a report put back after a refusal made without ``instead``)."""
     reinstated: Report | None = None
 
 
@@ -76,19 +77,30 @@ def show(log: EventLog, clip_id: str) -> ClipClaims:
 def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | None = None) -> Decision:
     """Refuse the report of ``clip_id`` that waits for its upload; with ``instead``, apply that
     station's latest refused report of the clip in its place. BadRequest (what the person typed),
-    NotFound or Conflict, and nothing changed, when either cannot be done."""
+    NotFound or Conflict, and nothing changed, when either cannot be done.
+
+    With ``instead`` and no report waiting, that station's report is put back where no station's
+    stands: a refusal made without ``instead`` (a slip) left the clip with no attribution row, which
+    no supervisor can attribute and no officer hold covers, and this is its only way back."""
     _check_clip_id(clip_id)
     reason = _checked_reason(reason)
     if instead is not None:
         _check_station_id(instead)
     with log.writer.write() as db:
         claim = claims.refuse_waiting(db, clip_id, actor, reason)
-        if claim is None:
+        if claim is None and instead is None:
             raise NotFound(f"no report of clip {clip_id} waits for its upload: there is nothing to refuse")
-        decision = Decision(clip_id=clip_id, refused=Report(station_id=claim[0], seq=claim[1], refused=reason))
+        if claim is None and (standing := attribution.reporters(db, [clip_id]).get(clip_id)) is not None:
+            raise Conflict(
+                f"no report of clip {clip_id} waits for its upload, and station {standing}'s stands: "
+                "there is nothing to refuse or to put a report in place of"
+            )
+        decision = Decision(
+            clip_id=clip_id, refused=Report(station_id=claim[0], seq=claim[1], refused=reason) if claim else None
+        )
         if instead is None:
             return decision
-        if instead == claim[0]:
+        if claim is not None and instead == claim[0]:
             raise Conflict(f"station {instead}'s is the report refused: name the station whose report should stand")
         earlier = [seq for station, seq, _, _ in claims.refused_reports(db, clip_id) if station == instead]
         if not earlier:
@@ -103,7 +115,7 @@ def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | 
         if attribution.reporters(db, [clip_id]).get(clip_id) != instead:
             again = [r for s, q, r, _ in claims.refused_reports(db, clip_id) if (s, q) == (instead, seq)]
             raise Conflict(f"station {instead}'s report of clip {clip_id} is refused again: {again[-1]}")
-        claims.reinstated(db, clip_id, actor, instead, seq, claim[0])
+        claims.reinstated(db, clip_id, actor, instead, seq, claim[0] if claim else None, reason)
         decision.reinstated = Report(station_id=instead, seq=seq)
         return decision
 

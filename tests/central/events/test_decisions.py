@@ -181,3 +181,45 @@ def test_what_a_person_mistypes_is_one_line_and_exit_2_and_changes_nothing(clien
     err = capsys.readouterr().err
     assert said in err and err.count("\n") == 1, err
     _unchanged(client, clip.clip_id)
+
+
+@pytest.mark.parametrize("uploaded", [False, True])
+def test_a_refusal_made_without_instead_is_put_right_by_naming_the_station_after(client, uploaded):
+    """A tired person refuses the false report and forgets --instead. Camden's retry then brings the
+    clip in attributed to nobody, and with no attribution row at all: in no supervisor's queue, under
+    no officer hold, and with no row to attribute by hand. The same command naming Camden puts its
+    report in, whether its upload has been verified since (custody from Camden's time) or not."""
+    data, clip = _blocked(client)
+    events = services(client.app).events
+    decisions.refuse(events, clip.clip_id, "cli:imo", "forged")
+    if uploaded:
+        upload_reported(client, clip, data)
+    decision = decisions.refuse(events, clip.clip_id, "cli:imo", "forgot --instead", instead="camden")
+    assert decision.refused is None and (decision.reinstated.station_id, decision.reinstated.seq) == ("camden", 3)
+    if not uploaded:
+        assert decisions.show(events, clip.clip_id).waiting.station_id == "camden"
+        upload_reported(client, clip, data)
+    assert sorted(custody(client, clip.clip_id)) == [
+        ("claim-refused", "central"),
+        ("claim-reinstated", "central"),
+        ("ingest", "camden"),
+        ("upload-verified", "central"),
+    ]
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+    assert "forgot --instead" in _audit(client, clip.clip_id)[-1][2]
+    assert chain_intact(client)
+
+
+def test_a_report_is_put_back_only_where_none_stands(client):
+    """Once Camden's upload settled its report, nothing waits and its report stands: Kentish's put in
+    its place, or Camden's put back again, is refused and changes nothing."""
+    data, clip = _blocked(client)
+    events = services(client.app).events
+    decisions.refuse(events, clip.clip_id, "cli:imo", "forged", instead="camden")
+    upload_reported(client, clip, data)
+    audited = _audit(client, clip.clip_id)
+    for station in ("kentish", "camden"):
+        with pytest.raises(Conflict, match=r"no report of clip .* waits for its upload, and station camden's stands"):
+            decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead=station)
+    assert _audit(client, clip.clip_id) == audited and len(refusals(client)) == 2
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
