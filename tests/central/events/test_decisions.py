@@ -13,6 +13,7 @@ from central.core.providers import services
 from central.events import decisions
 from fleet.cli import main
 from fleet.errors import BadRequest, Conflict, NotFound
+from fleet.events import ClipDamaged
 from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
 from tests.central.events.test_claims import _forged_upload, chain_intact, custody, refusals, upload_reported
 from tests.central.fleetdata import docked, ingested, post
@@ -223,3 +224,29 @@ def test_a_report_is_put_back_only_where_none_stands(client):
             decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead=station)
     assert _audit(client, clip.clip_id) == audited and len(refusals(client)) == 2
     assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+
+
+def _by_hand(client, clip_id: str) -> None:
+    """A supervisor attributes the clip to PC1 while Kentish's report of it waits."""
+    officer = {"officer_id": "PC1", "borough": "Camden", "role": "response"}
+    client.post("/api/v1/officers/", json=[officer], headers=ADMIN).raise_for_status()
+    attributed = {"officer_id": "PC1", "reason": "seen on the footage"}
+    client.post(f"/api/v1/clips/{clip_id}/attribution", json=attributed, headers=ADMIN).raise_for_status()
+
+
+@pytest.mark.parametrize("instead", [None, "camden"])
+def test_a_hand_attributed_clips_refused_report_no_longer_makes_its_station_the_clips(client, instead):
+    """The supervisor's word on the officer stays; Kentish's refused report no longer names Kentish
+    the clip's station (whose say-so, such as "my copy is damaged", went into the clip's custody),
+    and Camden's report can be put in its place."""
+    data, clip = _blocked(client)
+    _by_hand(client, clip.clip_id)
+    decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "forged", instead=instead)
+    post(client, KENTISH, [ClipDamaged(clip_id=clip.clip_id, reason="segment 1 failed")], first_seq=2, hours=[5])
+    assert ("kentish", 2, "clip_damaged") in [(s, q, k) for s, q, k, _ in refusals(client)]
+    upload_reported(client, clip, data)
+    attributed = client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()
+    assert (attributed["station_id"], attributed["officer_id"], attributed["resolved_by"]) == (instead, "PC1", "admin")
+    assert ("ingest", "camden") in custody(client, clip.clip_id) or instead is None
+    assert "damaged-at-station" not in dict(custody(client, clip.clip_id))
+    assert chain_intact(client)
