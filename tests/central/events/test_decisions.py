@@ -250,3 +250,15 @@ def test_a_hand_attributed_clips_refused_report_no_longer_makes_its_station_the_
     assert ("ingest", "camden") in custody(client, clip.clip_id) or instead is None
     assert "damaged-at-station" not in dict(custody(client, clip.clip_id))
     assert chain_intact(client)
+
+
+def test_a_report_put_back_where_none_waits_that_is_refused_again_changes_nothing(client):
+    _, clip = _blocked(client)
+    events = services(client.app).events
+    decisions.refuse(events, clip.clip_id, "cli:imo", "forged")
+    post(client, BARNET, [clip], hours=[3])
+    before = (refusals(client), _audit(client, clip.clip_id))
+    with pytest.raises(Conflict, match=r"station barnet's report of clip .* is refused again: .*registered to Camden"):
+        decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead="barnet")
+    assert (refusals(client), _audit(client, clip.clip_id)) == before
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 404
