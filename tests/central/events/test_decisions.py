@@ -234,16 +234,19 @@ def _by_hand(client, clip_id: str) -> None:
     client.post(f"/api/v1/clips/{clip_id}/attribution", json=attributed, headers=ADMIN).raise_for_status()
 
 
-@pytest.mark.parametrize("instead", [None, "camden"])
-def test_a_hand_attributed_clips_refused_report_no_longer_makes_its_station_the_clips(client, instead):
+@pytest.mark.parametrize(("instead", "later"), [(None, False), ("camden", False), ("camden", True)])
+def test_a_hand_attributed_clips_refused_report_no_longer_makes_its_station_the_clips(client, instead, later):
     """The supervisor's word on the officer stays; Kentish's refused report no longer names Kentish
     the clip's station (whose say-so, such as "my copy is damaged", went into the clip's custody),
-    and Camden's report can be put in its place."""
+    and Camden's report can be put in its place, at once or after the refusal."""
     data, clip = _blocked(client)
     _by_hand(client, clip.clip_id)
-    decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "forged", instead=instead)
+    events = services(client.app).events
+    decisions.refuse(events, clip.clip_id, "cli:imo", "forged", instead=None if later else instead)
     post(client, KENTISH, [ClipDamaged(clip_id=clip.clip_id, reason="segment 1 failed")], first_seq=2, hours=[5])
     assert ("kentish", 2, "clip_damaged") in [(s, q, k) for s, q, k, _ in refusals(client)]
+    if later:
+        decisions.refuse(events, clip.clip_id, "cli:imo", "forgot --instead", instead=instead)
     upload_reported(client, clip, data)
     attributed = client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()
     assert (attributed["station_id"], attributed["officer_id"], attributed["resolved_by"]) == (instead, "PC1", "admin")
