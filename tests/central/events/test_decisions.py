@@ -14,8 +14,16 @@ from central.events import decisions
 from fleet.cli import main
 from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import ClipDamaged
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
-from tests.central.events.test_claims import _forged_upload, chain_intact, custody, refusals, upload_reported
+from fleet.protocol import encode_upload_metadata
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS
+from tests.central.events.test_claims import (
+    _forged_upload,
+    chain_intact,
+    custody,
+    refusals,
+    upload_metadata,
+    upload_reported,
+)
 from tests.central.fleetdata import docked, ingested, post
 from tests.support.databases import BACKEND
 
@@ -265,3 +273,23 @@ def test_a_report_put_back_where_none_waits_that_is_refused_again_changes_nothin
         decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead="barnet")
     assert (refusals(client), _audit(client, clip.clip_id)) == before
     assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 404
+
+
+def test_a_report_put_back_while_the_false_reports_station_uploads_its_bytes_changes_nothing(client):
+    """Kentish's upload of the bytes its report named is under way: Camden's report put back would be
+    refused at once (another station uploads the clip), so the decision is, whole, and says why."""
+    _, clip = _blocked(client)
+    forged = decisions.show(services(client.app).events, clip.clip_id)
+    created = client.post(
+        "/api/v1/uploads/",
+        headers={
+            **KENTISH,
+            **TUS,
+            "Upload-Length": str(forged.waiting_size),
+            "Upload-Metadata": encode_upload_metadata(upload_metadata(clip, forged.waiting_sha256)),
+        },
+    )
+    assert created.status_code == 201, created.text
+    with pytest.raises(Conflict, match=r"refused again: clip .* is uploaded by station kentish, not by camden"):
+        decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "forged", instead="camden")
+    _unchanged(client, clip.clip_id)
