@@ -353,16 +353,17 @@ def refuse_waiting(db, clip_id: str, actor: str, reason: str) -> Claim | None:
     return station, seq, station_at, serial, size, sha256
 
 
-def reinstated(db, clip_id: str, actor: str, station: str, seq: int, instead_of: str) -> None:
-    """A person put ``station``'s refused report of ``clip_id`` in the place of ``instead_of``'s
-    (``central.events.decisions``): audited beside the refusal."""
+def reinstated(db, clip_id: str, actor: str, station: str, seq: int, instead_of: str | None, reason: str) -> None:
+    """A person put ``station``'s refused report of ``clip_id`` in the place of ``instead_of``'s (None:
+    of none, a refusal made before: ``central.events.decisions``): audited beside the refusal."""
+    place = f"in place of station {instead_of}'s" if instead_of else "where no station's stood"
     audit.record(
         db,
         actor=actor,
         action="claim-reinstated",
         object_type="clip",
         object_id=clip_id,
-        detail=f"station {station}'s report (event {seq}) applied in place of station {instead_of}'s",
+        detail=f"station {station}'s report (event {seq}) applied {place}: {reason}",
     )
 
 

@@ -40,10 +40,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Refuse the clip's waiting report: recorded against its station as a refusal, its "
         "attribution undone, audited with the reason. With --instead STATION, that station's refused "
         "report of the clip is applied in its place, as if it had come first; then run "
-        "'fleet station retry' at that station so that its upload goes again. All or nothing.",
+        "'fleet station retry' at that station so that its upload goes again. When no report waits (one "
+        "refused without --instead) and no station's stands, --instead STATION puts that station's back. "
+        "All or nothing.",
     )
     refuse.add_argument("clip_id", metavar="CLIP")
-    refuse.add_argument("--reason", required=True, help="why (goes into the audit trail)")
+    refuse.add_argument(
+        "--reason",
+        required=True,
+        help="why, in one printable line of at most 500 characters (goes into the audit trail)",
+    )
     refuse.add_argument("--instead", metavar="STATION", help="the station whose refused report should stand")
     refuse.add_argument("--json", action="store_true", help="write the decision as JSON")
     refuse.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
@@ -86,10 +92,12 @@ def cmd_refuse(args: argparse.Namespace) -> int:
     if args.json:
         print(msgspec.json.encode(decision).decode())
         return 0
-    print(f"station {decision.refused.station_id}'s report of clip {decision.clip_id} refused")
+    if decision.refused is not None:
+        print(f"station {decision.refused.station_id}'s report of clip {decision.clip_id} refused")
     if decision.reinstated is not None:
         print(
-            f"station {decision.reinstated.station_id}'s report (event {decision.reinstated.seq}) applied in its "
-            f"place: run 'fleet station retry' at {decision.reinstated.station_id} so that its upload goes again"
+            f"station {decision.reinstated.station_id}'s report (event {decision.reinstated.seq}) of clip "
+            f"{decision.clip_id} applied: run 'fleet station retry' at {decision.reinstated.station_id} "
+            "so that its upload goes again"
         )
     return 0

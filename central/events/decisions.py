@@ -18,8 +18,12 @@ from central.events import claims
 from central.events.log import EventLog
 from central.registry import attribution
 from central.uploads import records as upload_records
-from fleet.errors import Conflict, NotFound
+from fleet.config import StationId
+from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import ClipIngested
+from fleet.protocol import UNPRINTABLE
+
+REASON_MAX = 500
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -46,11 +50,13 @@ class ClipClaims(msgspec.Struct, kw_only=True):
 
 class Decision(msgspec.Struct, kw_only=True):
     clip_id: str
-    refused: Report
+    refused: Report | None
+    """None: no report waited (a report put back after a refusal made without ``instead``)."""
     reinstated: Report | None = None
 
 
 def show(log: EventLog, clip_id: str) -> ClipClaims:
+    _check_clip_id(clip_id)
     with log.writer.read() as db:
         waiting = attribution.claim_of(db, clip_id)
         upload = upload_records.of_clips(db, [clip_id]).get(clip_id)
@@ -70,19 +76,31 @@ def show(log: EventLog, clip_id: str) -> ClipClaims:
 
 def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | None = None) -> Decision:
     """Refuse the report of ``clip_id`` that waits for its upload; with ``instead``, apply that
-    station's latest refused report of the clip in its place. NotFound or Conflict, and nothing
-    changed, when either cannot be done."""
-    if not reason.strip():
-        raise Conflict("say why the report is refused (--reason): it is audited")
+    station's latest refused report of the clip in its place. BadRequest (what the person typed),
+    NotFound or Conflict, and nothing changed, when either cannot be done.
+
+    With ``instead`` and no report waiting, that station's report is put back where no station's
+    stands: a refusal made without ``instead`` (a slip) left the clip with no attribution row, which
+    no supervisor can attribute and no officer hold covers, and this is its only way back."""
+    _check_clip_id(clip_id)
+    reason = _checked_reason(reason)
+    if instead is not None:
+        _check_station_id(instead)
     with log.writer.write() as db:
-        reason = reason.strip()
         claim = claims.refuse_waiting(db, clip_id, actor, reason)
-        if claim is None:
+        if claim is None and instead is None:
             raise NotFound(f"no report of clip {clip_id} waits for its upload: there is nothing to refuse")
-        decision = Decision(clip_id=clip_id, refused=Report(station_id=claim[0], seq=claim[1], refused=reason))
+        if claim is None and (standing := attribution.reporters(db, [clip_id]).get(clip_id)) is not None:
+            raise Conflict(
+                f"no report of clip {clip_id} waits for its upload, and station {standing}'s stands: "
+                "there is nothing to refuse or to put a report in place of"
+            )
+        decision = Decision(
+            clip_id=clip_id, refused=Report(station_id=claim[0], seq=claim[1], refused=reason) if claim else None
+        )
         if instead is None:
             return decision
-        if instead == claim[0]:
+        if claim is not None and instead == claim[0]:
             raise Conflict(f"station {instead}'s is the report refused: name the station whose report should stand")
         earlier = [seq for station, seq, _, _ in claims.refused_reports(db, clip_id) if station == instead]
         if not earlier:
@@ -97,6 +115,42 @@ def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | 
         if attribution.reporters(db, [clip_id]).get(clip_id) != instead:
             again = [r for s, q, r, _ in claims.refused_reports(db, clip_id) if (s, q) == (instead, seq)]
             raise Conflict(f"station {instead}'s report of clip {clip_id} is refused again: {again[-1]}")
-        claims.reinstated(db, clip_id, actor, instead, seq, claim[0])
+        claims.reinstated(db, clip_id, actor, instead, seq, claim[0] if claim else None, reason)
         decision.reinstated = Report(station_id=instead, seq=seq)
         return decision
+
+
+def _check_clip_id(clip_id: str) -> None:
+    """A clip id as a person typed it: text the database can hold (a byte of the command line that
+    is not UTF-8 comes as a lone surrogate, which no encoder takes)."""
+    if not _encodable(clip_id) or "\x00" in clip_id:
+        raise BadRequest(f"{clip_id!r} is not a clip id")
+
+
+def _check_station_id(station_id: str) -> None:
+    try:
+        msgspec.convert(station_id, StationId)
+    except msgspec.ValidationError:
+        raise BadRequest(f"--instead {station_id!r} is not a station id") from None
+
+
+def _checked_reason(reason: str) -> str:
+    """The reason, trimmed: one printable line of at most ``REASON_MAX`` characters. It goes into the
+    audit trail, the refusal and the clip's custody report, where a line break or a bidirectional
+    mark would make it say what the person did not write."""
+    reason = reason.strip()
+    if not reason:
+        raise BadRequest("say why the report is refused (--reason): it is audited")
+    if not _encodable(reason) or UNPRINTABLE.search(reason):
+        raise BadRequest("--reason must be one printable line (no line break, control character or bidirectional mark)")
+    if len(reason) > REASON_MAX:
+        raise BadRequest(f"--reason must be at most {REASON_MAX} characters, not {len(reason)}")
+    return reason
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -69,7 +69,13 @@ def attribute_ingested(db, clips: Sequence[dict]) -> set[str]:
     statement = (
         "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, assignment_id, "
         "claim_seq, claim_station_at, claim_size, claim_sha256) "
-        f"{select} WHERE true ON CONFLICT (clip_id) DO NOTHING RETURNING clip_id"  # WHERE: SQLite's parser
+        f"{select} WHERE true "  # WHERE: SQLite's parser
+        # A row no station's report names (a person attributed the clip by hand, then a report was
+        # refused: ``withdraw``) takes this report; the person's officer stays.
+        "ON CONFLICT (clip_id) DO UPDATE SET device_serial = excluded.device_serial, "
+        "recorded_at = excluded.recorded_at, station_id = excluded.station_id, claim_seq = excluded.claim_seq, "
+        "claim_station_at = excluded.claim_station_at, claim_size = excluded.claim_size, "
+        "claim_sha256 = excluded.claim_sha256 WHERE attributions.station_id IS NULL RETURNING clip_id"
     )
     return {r[0] for r in db.execute(statement, [db.dialect.rows({**_CLAIM, **c} for c in clips)])}
 
@@ -155,9 +161,15 @@ def reporters(db, clip_ids: Iterable[str]) -> dict[str, str | None]:
 
 
 def withdraw(db, clip_id: str, station_id: str) -> None:
-    """A station's report of a clip was refused after all: its attribution goes, unless a person made it."""
+    """A station's report of a clip was refused after all: its attribution goes. A person's (by hand)
+    stays, naming no station: the refused one's say about the clip (that its copy is damaged, say)
+    would go into the clip's custody, and another station's report could never take its place."""
     db.execute(
         "DELETE FROM attributions WHERE clip_id = ? AND station_id = ? AND resolved_by IS NULL", [clip_id, station_id]
+    )
+    db.execute(
+        "UPDATE attributions SET station_id = NULL WHERE clip_id = ? AND station_id = ? AND resolved_by IS NOT NULL",
+        [clip_id, station_id],
     )
 
 

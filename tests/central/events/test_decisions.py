@@ -12,9 +12,18 @@ import pytest
 from central.core.providers import services
 from central.events import decisions
 from fleet.cli import main
-from fleet.errors import Conflict, NotFound
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH
-from tests.central.events.test_claims import _forged_upload, chain_intact, custody, refusals, upload_reported
+from fleet.errors import BadRequest, Conflict, NotFound
+from fleet.events import ClipDamaged
+from fleet.protocol import encode_upload_metadata
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS
+from tests.central.events.test_claims import (
+    _forged_upload,
+    chain_intact,
+    custody,
+    refusals,
+    upload_metadata,
+    upload_reported,
+)
 from tests.central.fleetdata import docked, ingested, post
 from tests.support.databases import BACKEND
 
@@ -100,7 +109,7 @@ def _unchanged(client, clip_id: str) -> None:
 def test_what_cannot_be_done_is_refused_with_its_reason_and_changes_nothing(client):
     _, clip = _blocked(client)
     events = services(client.app).events
-    with pytest.raises(Conflict, match="say why"):
+    with pytest.raises(BadRequest, match="say why"):
         decisions.refuse(events, clip.clip_id, "cli:imo", "  ")
     with pytest.raises(Conflict, match="station kentish's is the report refused"):
         decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead="kentish")
@@ -158,3 +167,129 @@ def test_the_commands_show_and_refuse_a_waiting_report_and_say_what_is_wrong(cli
     assert json.loads(capsys.readouterr().out)["waiting"]["station_id"] == "camden"
     assert main(["central", "claims", "refuse", "no-such-clip", "--reason", "x", "--config", path]) == 2
     assert "no report of clip no-such-clip waits for its upload" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("words", "said"),
+    [
+        (["show", "\udcff"], "is not a clip id"),  # a byte that is not UTF-8 on the command line
+        (["refuse", "\udcff", "--reason", "forged"], "is not a clip id"),
+        (["refuse", "CLIP", "--reason", "forged \udcff"], "one printable line"),
+        (["refuse", "CLIP", "--reason", "forged\nclip verified by station camden"], "one printable line"),
+        (["refuse", "CLIP", "--reason", "forged \u202edegami"], "one printable line"),  # reads right to left
+        (["refuse", "CLIP", "--reason", "x" * 501], "at most 500 characters"),
+        (["refuse", "CLIP", "--reason", "forged", "--instead", "\udcff"], "is not a station id"),
+    ],
+)
+def test_what_a_person_mistypes_is_one_line_and_exit_2_and_changes_nothing(client, tmp_path, capsys, words, said):
+    """The reason goes into the audit trail and the clip's custody report: a line break or a
+    bidirectional mark there makes it say what the person did not write."""
+    _, clip = _blocked(client)
+    words = [clip.clip_id if w == "CLIP" else w for w in words]
+    assert main(["central", "claims", *words, "--config", _config(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1, err
+    _unchanged(client, clip.clip_id)
+
+
+@pytest.mark.parametrize("uploaded", [False, True])
+def test_a_refusal_made_without_instead_is_put_right_by_naming_the_station_after(client, uploaded):
+    """A tired person refuses the false report and forgets --instead. Camden's retry then brings the
+    clip in attributed to nobody, and with no attribution row at all: in no supervisor's queue, under
+    no officer hold, and with no row to attribute by hand. The same command naming Camden puts its
+    report in, whether its upload has been verified since (custody from Camden's time) or not."""
+    data, clip = _blocked(client)
+    events = services(client.app).events
+    decisions.refuse(events, clip.clip_id, "cli:imo", "forged")
+    if uploaded:
+        upload_reported(client, clip, data)
+    decision = decisions.refuse(events, clip.clip_id, "cli:imo", "forgot --instead", instead="camden")
+    assert decision.refused is None and (decision.reinstated.station_id, decision.reinstated.seq) == ("camden", 3)
+    if not uploaded:
+        assert decisions.show(events, clip.clip_id).waiting.station_id == "camden"
+        upload_reported(client, clip, data)
+    assert sorted(custody(client, clip.clip_id)) == [
+        ("claim-refused", "central"),
+        ("claim-reinstated", "central"),
+        ("ingest", "camden"),
+        ("upload-verified", "central"),
+    ]
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+    assert "forgot --instead" in _audit(client, clip.clip_id)[-1][2]
+    assert chain_intact(client)
+
+
+def test_a_report_is_put_back_only_where_none_stands(client):
+    """Once Camden's upload settled its report, nothing waits and its report stands: Kentish's put in
+    its place, or Camden's put back again, is refused and changes nothing."""
+    data, clip = _blocked(client)
+    events = services(client.app).events
+    decisions.refuse(events, clip.clip_id, "cli:imo", "forged", instead="camden")
+    upload_reported(client, clip, data)
+    audited = _audit(client, clip.clip_id)
+    for station in ("kentish", "camden"):
+        with pytest.raises(Conflict, match=r"no report of clip .* waits for its upload, and station camden's stands"):
+            decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead=station)
+    assert _audit(client, clip.clip_id) == audited and len(refusals(client)) == 2
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()["station_id"] == "camden"
+
+
+def _by_hand(client, clip_id: str) -> None:
+    """A supervisor attributes the clip to PC1 while Kentish's report of it waits."""
+    officer = {"officer_id": "PC1", "borough": "Camden", "role": "response"}
+    client.post("/api/v1/officers/", json=[officer], headers=ADMIN).raise_for_status()
+    attributed = {"officer_id": "PC1", "reason": "seen on the footage"}
+    client.post(f"/api/v1/clips/{clip_id}/attribution", json=attributed, headers=ADMIN).raise_for_status()
+
+
+@pytest.mark.parametrize(("instead", "later"), [(None, False), ("camden", False), ("camden", True)])
+def test_a_hand_attributed_clips_refused_report_no_longer_makes_its_station_the_clips(client, instead, later):
+    """The supervisor's word on the officer stays; Kentish's refused report no longer names Kentish
+    the clip's station (whose say-so, such as "my copy is damaged", went into the clip's custody),
+    and Camden's report can be put in its place, at once or after the refusal."""
+    data, clip = _blocked(client)
+    _by_hand(client, clip.clip_id)
+    events = services(client.app).events
+    decisions.refuse(events, clip.clip_id, "cli:imo", "forged", instead=None if later else instead)
+    post(client, KENTISH, [ClipDamaged(clip_id=clip.clip_id, reason="segment 1 failed")], first_seq=2, hours=[5])
+    assert ("kentish", 2, "clip_damaged") in [(s, q, k) for s, q, k, _ in refusals(client)]
+    if later:
+        decisions.refuse(events, clip.clip_id, "cli:imo", "forgot --instead", instead=instead)
+    upload_reported(client, clip, data)
+    attributed = client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).json()
+    assert (attributed["station_id"], attributed["officer_id"], attributed["resolved_by"]) == (instead, "PC1", "admin")
+    assert ("ingest", "camden") in custody(client, clip.clip_id) or instead is None
+    assert "damaged-at-station" not in dict(custody(client, clip.clip_id))
+    assert chain_intact(client)
+
+
+def test_a_report_put_back_where_none_waits_that_is_refused_again_changes_nothing(client):
+    _, clip = _blocked(client)
+    events = services(client.app).events
+    decisions.refuse(events, clip.clip_id, "cli:imo", "forged")
+    post(client, BARNET, [clip], hours=[3])
+    before = (refusals(client), _audit(client, clip.clip_id))
+    with pytest.raises(Conflict, match=r"station barnet's report of clip .* is refused again: .*registered to Camden"):
+        decisions.refuse(events, clip.clip_id, "cli:imo", "why", instead="barnet")
+    assert (refusals(client), _audit(client, clip.clip_id)) == before
+    assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 404
+
+
+def test_a_report_put_back_while_the_false_reports_station_uploads_its_bytes_changes_nothing(client):
+    """Kentish's upload of the bytes its report named is under way: Camden's report put back would be
+    refused at once (another station uploads the clip), so the decision is, whole, and says why."""
+    _, clip = _blocked(client)
+    forged = decisions.show(services(client.app).events, clip.clip_id)
+    created = client.post(
+        "/api/v1/uploads/",
+        headers={
+            **KENTISH,
+            **TUS,
+            "Upload-Length": str(forged.waiting_size),
+            "Upload-Metadata": encode_upload_metadata(upload_metadata(clip, forged.waiting_sha256)),
+        },
+    )
+    assert created.status_code == 201, created.text
+    with pytest.raises(Conflict, match=r"refused again: clip .* is uploaded by station kentish, not by camden"):
+        decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "forged", instead="camden")
+    _unchanged(client, clip.clip_id)
