@@ -118,6 +118,13 @@ def borough_of(db, station_id: str) -> str | None:
     return row[0] if row else None
 
 
+def applying(db, station_id: str) -> bool:
+    """Whether central holds events of this station acknowledged and not applied yet (a report it
+    sent, of a clip's ingest say, may be among them)."""
+    row = db.execute("SELECT applied_seq < acked_seq FROM stations WHERE station_id = ?", [station_id]).fetchone()
+    return bool(row and row[0])
+
+
 def latest_at(db, station_ids: Iterable[str]) -> dict[str, str | None]:
     """The latest station time of an event central accepted from each of these stations (None: none
     yet; ``central.events.claims``)."""

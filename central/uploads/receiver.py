@@ -634,9 +634,13 @@ class UploadReceiver:
             clip_id, principal.station_id, meta.sha256, length
         ):
             log.warning("clip %s is in the blob store without a record; not adopted for %s", clip_id, principal.name)
+            # The station's report may be among its events acknowledged and not yet applied (the
+            # projection's leader replaced, say): asked again in seconds, not in a minute.
+            soon = principal.station_id is not None and self.uploads.reports_pending(principal.station_id)
             raise Locked(
-                f"{held}: they are taken back for the station that reports the clip's ingest first",
-                headers={"Retry-After": "60"},
+                f"{held}: they are taken back for the station that reports the clip's ingest first"
+                + ("; this station's latest reports are being applied" if soon else ""),
+                headers={"Retry-After": "5" if soon else "60"},
             )
         try:
             matches = self._blob_sha256(clip_id) == meta.sha256

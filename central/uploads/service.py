@@ -14,7 +14,7 @@ from datetime import datetime
 from central.core.database import Database
 from central.events import claims
 from central.evidence import audit, clip_records
-from central.registry import devices
+from central.registry import devices, stations
 from central.uploads import records
 from central.uploads.records import Upload
 from fleet.clock import from_iso, to_iso, utc_now
@@ -49,6 +49,11 @@ class UploadService:
         """Whether ``station_id`` reported the ingest of this very clip (its claim waits for the upload)."""
         with self.writer.read() as db:
             return claims.waiting(db, clip_id, station_id) == (size, sha256)
+
+    def reports_pending(self, station_id: str) -> bool:
+        """Whether ``station_id``'s acknowledged reports are still being applied (``stations.applying``)."""
+        with self.writer.read() as db:
+            return stations.applying(db, station_id)
 
     def upload_for_new_clip(self, clip_id: str, station_id: str | None, sha256: str, size: int) -> Upload | None:
         """The clip's upload, if it has one. If not, these bytes may become it unless another station

@@ -9,7 +9,7 @@ import uuid
 
 from central.core.providers import services
 from fleet.protocol import CLIP_STATE_HEADER
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, TUS, create, metadata
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, create, metadata
 from tests.central.fleetdata import ingested, post
 
 
@@ -102,3 +102,25 @@ def test_a_held_clip_whose_commit_fails_after_its_blob_is_stored_is_taken_back_f
     r = whole(client, data, clip_id, CAMDEN)
     assert r.status_code == 201 and r.headers[CLIP_STATE_HEADER] == "verified"
     assert client.get(f"/api/v1/clips/{clip_id}", headers=ADMIN).json()["station_id"] == "camden"
+
+
+def test_a_station_whose_report_is_acknowledged_but_not_yet_applied_is_asked_again_in_seconds(
+    client, blob, tmp_path, monkeypatch
+):
+    """A replica killed between storing a whole clip and its commit: the station's retry meets the
+    blob before its report of the clip is applied (the projection's leader replaced, say). It is
+    told to come back in 5 s, not 60; a station with nothing on its way, in a minute."""
+    clip_id = orphan(client, tmp_path, blob)
+    events = services(client.app).events
+    apply_pending = events.apply_pending
+    monkeypatch.setattr(events, "apply_pending", lambda limit=2000: 0)  # acknowledged, not applied
+    post(client, CAMDEN, [ingested("BWV-000123", 1, clip_id=clip_id, data=blob)])
+    r = whole(client, blob, clip_id, CAMDEN)
+    assert r.status_code == 423 and r.headers["Retry-After"] == "5", r.text
+    assert "this station's latest reports are being applied" in r.json()["message"]
+    r = whole(client, blob, clip_id, KENTISH)  # nothing of Kentish's on its way
+    assert r.status_code == 423 and r.headers["Retry-After"] == "60"
+    monkeypatch.setattr(events, "apply_pending", apply_pending)
+    events.apply_all()
+    r = whole(client, blob, clip_id, CAMDEN)
+    assert r.status_code == 201 and r.headers[CLIP_STATE_HEADER] == "verified"
