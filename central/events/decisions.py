@@ -95,6 +95,12 @@ def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | 
                 f"no report of clip {clip_id} waits for its upload, and station {standing}'s stands: "
                 "there is nothing to refuse or to put a report in place of"
             )
+        upload = upload_records.of_clips(db, [clip_id]).get(clip_id)
+        if claim is not None and upload is not None and upload[0] == claim[0] and upload[3] != "verified":
+            raise Conflict(  # finished, its bytes would be the clip's evidence, and refusing its report no help
+                f"station {claim[0]} is uploading clip {clip_id} (the bytes its report named): replace its token "
+                "first, stop that upload (DELETE /api/v1/uploads/ID as admin), then decide"
+            )
         decision = Decision(
             clip_id=clip_id, refused=Report(station_id=claim[0], seq=claim[1], refused=reason) if claim else None
         )

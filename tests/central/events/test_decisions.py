@@ -276,8 +276,9 @@ def test_a_report_put_back_where_none_waits_that_is_refused_again_changes_nothin
 
 
 def test_a_report_put_back_while_the_false_reports_station_uploads_its_bytes_changes_nothing(client):
-    """Kentish's upload of the bytes its report named is under way: Camden's report put back would be
-    refused at once (another station uploads the clip), so the decision is, whole, and says why."""
+    """Kentish's upload of the bytes its report named is under way: finished, its bytes would be the
+    clip's evidence whatever is decided about its report. The decision is refused whole, with or
+    without --instead, saying what to do; once the admin has stopped that upload it goes through."""
     _, clip = _blocked(client)
     forged = decisions.show(services(client.app).events, clip.clip_id)
     created = client.post(
@@ -290,6 +291,11 @@ def test_a_report_put_back_while_the_false_reports_station_uploads_its_bytes_cha
         },
     )
     assert created.status_code == 201, created.text
-    with pytest.raises(Conflict, match=r"refused again: clip .* is uploaded by station kentish, not by camden"):
-        decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "forged", instead="camden")
-    _unchanged(client, clip.clip_id)
+    for instead in ("camden", None):  # without --instead too: finished, its bytes would be the clip's
+        with pytest.raises(Conflict, match=r"station kentish is uploading clip .*: replace its token first"):
+            decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "forged", instead=instead)
+        _unchanged(client, clip.clip_id)
+    upload_id = created.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+    assert client.delete(f"/api/v1/uploads/{upload_id}", headers={**ADMIN, **TUS}).status_code == 204
+    decision = decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "forged", instead="camden")
+    assert decision.reinstated.station_id == "camden"
