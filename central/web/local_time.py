@@ -20,7 +20,13 @@ def local(value: datetime | date | str | None, fmt: str = "%Y-%m-%d %H:%M") -> s
     """``value`` (aware, naive UTC, a stored RFC 3339 string, or a plain date) as London reads it."""
     if value is None or value == "":
         return "-"
-    moment = from_iso(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        try:
+            moment: datetime | date = from_iso(value)
+        except ValueError:
+            return value  # not a stored time (a station's own text, say): shown as it is, not a 500
+    else:
+        moment = value
     if not isinstance(moment, datetime):
         return moment.strftime(fmt)  # a day, not a moment: no zone moves it
     here = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).astimezone(LONDON)

@@ -20,6 +20,7 @@ from central.web.local_time import local, moment_typed
         (date(2026, 6, 30), "%Y-%m-%d", "2026-06-30"),  # a day is no moment: nothing moves it
         (None, "%Y-%m-%d", "-"),
         ("", "%Y-%m-%d", "-"),
+        ("not a time", "%Y-%m-%d", "not a time"),  # shown as it is: one odd value never breaks a page
     ],
 )
 def test_a_moment_is_shown_in_london_time_with_its_zone(value, fmt, shown):
