@@ -51,6 +51,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="why, in one printable line of at most 500 characters (goes into the audit trail)",
     )
     refuse.add_argument("--instead", metavar="STATION", help="the station whose refused report should stand")
+    refuse.add_argument(
+        "--event",
+        type=int,
+        metavar="SEQ",
+        help="with --instead: which of its refused reports (the event show lists; default: its latest)",
+    )
     refuse.add_argument("--json", action="store_true", help="write the decision as JSON")
     refuse.add_argument("--config", required=True, metavar="FILE", help="central's TOML config file")
     refuse.set_defaults(handler=cmd_refuse)
@@ -80,14 +86,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         print("  upload: none")
     for r in found.refused:
-        print(f"  refused: station {r.station_id}'s report (event {r.seq}): {r.refused}")
+        named = f", {r.size} bytes, sha256 {r.sha256}" if r.sha256 is not None else ""
+        print(f"  refused: station {r.station_id}'s report (event {r.seq}{named}): {r.refused}")
     return 0
 
 
 def cmd_refuse(args: argparse.Namespace) -> int:
     with central_services(args.config) as services:
         decision = decisions.refuse(
-            services.events, args.clip_id, "cli:" + getpass.getuser(), args.reason, instead=args.instead
+            services.events,
+            args.clip_id,
+            "cli:" + getpass.getuser(),
+            args.reason,
+            instead=args.instead,
+            event=args.event,
         )
     if args.json:
         print(msgspec.json.encode(decision).decode())

@@ -31,6 +31,9 @@ class Report(msgspec.Struct, kw_only=True):
     seq: int
     refused: str | None = None
     """Why it was refused (None: it waits for its upload)."""
+    size: int | None = None
+    sha256: str | None = None
+    """The bytes a refused report named, from the event log (None: not a report central can read)."""
 
 
 class ClipClaims(msgspec.Struct, kw_only=True):
@@ -68,15 +71,29 @@ def show(log: EventLog, clip_id: str) -> ClipClaims:
             reported_by=attribution.reporters(db, [clip_id]).get(clip_id),
             upload=dict(zip(("station_id", "size", "sha256", "state"), upload, strict=True)) if upload else None,
             refused=[
-                Report(station_id=station, seq=seq, refused=reason)
+                _refused(log, db, station, seq, reason)
                 for station, seq, reason, _ in claims.refused_reports(db, clip_id)
             ],
         )
 
 
-def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | None = None) -> Decision:
+def _refused(log: EventLog, db, station: str, seq: int, reason: str) -> Report:
+    stored = log.stored(db, station, seq, ClipIngested)
+    return Report(
+        station_id=station,
+        seq=seq,
+        refused=reason,
+        size=stored.event.size if stored else None,
+        sha256=stored.event.sha256 if stored else None,
+    )
+
+
+def refuse(
+    log: EventLog, clip_id: str, actor: str, reason: str, instead: str | None = None, event: int | None = None
+) -> Decision:
     """Refuse the report of ``clip_id`` that waits for its upload; with ``instead``, apply that
-    station's latest refused report of the clip in its place. BadRequest (what the person typed),
+    station's refused report of the clip in its place: ``event`` (its seq, as ``show`` lists it), or
+    its latest (a station reports a clip once; several mean its token lied too). BadRequest (what the person typed),
     NotFound or Conflict, and nothing changed, when either cannot be done.
 
     With ``instead`` and no report waiting, that station's report is put back where no station's
@@ -86,6 +103,8 @@ def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | 
     reason = _checked_reason(reason)
     if instead is not None:
         _check_station_id(instead)
+    if event is not None and (instead is None or not 1 <= event <= 2**62):
+        raise BadRequest("--event names one of the --instead station's refused reports (a number from show)")
     with log.writer.write() as db:
         claim = claims.refuse_waiting(db, clip_id, actor, reason)
         if claim is None and instead is None:
@@ -111,7 +130,12 @@ def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | 
         earlier = [seq for station, seq, _, _ in claims.refused_reports(db, clip_id) if station == instead]
         if not earlier:
             raise NotFound(f"station {instead} has no refused report of clip {clip_id} to put in its place")
-        seq = earlier[-1]
+        if event is not None and event not in earlier:
+            raise NotFound(
+                f"station {instead}'s event {event} is not one of its refused reports of clip {clip_id} "
+                f"({', '.join(map(str, earlier))}: see fleet central claims show)"
+            )
+        seq = earlier[-1] if event is None else event
         try:
             applied = log.apply_again(db, instead, seq, ClipIngested)
         except Exception as exc:  # the whole decision is rolled back; the person reads why
@@ -122,7 +146,7 @@ def refuse(log: EventLog, clip_id: str, actor: str, reason: str, instead: str | 
             again = [r for s, q, r, _ in claims.refused_reports(db, clip_id) if (s, q) == (instead, seq)]
             raise Conflict(f"station {instead}'s report of clip {clip_id} is refused again: {again[-1]}")
         claims.reinstated(db, clip_id, actor, instead, seq, claim[0] if claim else None, reason)
-        decision.reinstated = Report(station_id=instead, seq=seq)
+        decision.reinstated = Report(station_id=instead, seq=seq, size=applied.event.size, sha256=applied.event.sha256)
         return decision
 
 

@@ -33,7 +33,7 @@ from central.core.notifications import EVENTS, notify
 from central.core.openapi import errors
 from central.core.providers import Injected
 from central.events import claims
-from central.events.projection import Applied, Projector
+from central.events.projection import Applied, EventT, Projector
 from central.registry import stations
 from fleet.clock import to_iso, to_iso_many, utc_now
 from fleet.errors import BadRequest, Conflict
@@ -276,10 +276,9 @@ class EventLog:
             total += count
         return total
 
-    def apply_again(self, db, station_id: str, seq: int, kind: type[Event]) -> Applied | None:
-        """Apply one stored event of ``station_id`` again, in the caller's transaction (a person put a
-        refused report back: ``central.events.decisions``); the event, or None if the log holds no
-        event of that kind there."""
+    def stored(self, db, station_id: str, seq: int, kind: type[EventT]) -> Applied[EventT] | None:
+        """One stored event of ``station_id``, as the projection would apply it, if it is of ``kind``
+        (None: the log holds no such event there, or central no longer knows the station)."""
         row = db.fetch_bytes(
             "SELECT station_at, body, sent_at FROM events WHERE station_id = ? AND seq = ?", [station_id, seq]
         ).fetchone()
@@ -287,8 +286,14 @@ class EventLog:
         borough = stations.borough_of(db, station_id)
         if not isinstance(event, kind) or borough is None:
             return None
-        applied = Applied(station_id, borough, seq, row[0], event, row[2])
-        self.projector.apply(db, [applied])
+        return Applied(station_id, borough, seq, row[0], event, row[2])
+
+    def apply_again(self, db, station_id: str, seq: int, kind: type[EventT]) -> Applied[EventT] | None:
+        """Apply one stored event of ``station_id`` again, in the caller's transaction (a person put a
+        refused report back: ``central.events.decisions``); the event, or None (``stored``)."""
+        applied = self.stored(db, station_id, seq, kind)
+        if applied is not None:
+            self.projector.apply(db, [applied])
         return applied
 
     def events(self, station_id: str, after: int = 0) -> list[tuple[int, str, str, bytes]]:

@@ -151,7 +151,8 @@ def test_the_commands_show_and_refuse_a_waiting_report_and_say_what_is_wrong(cli
     out = capsys.readouterr().out
     assert f"waiting: station kentish's report (event 1), 3000 bytes, sha256 {clip.sha256}" not in out  # other bytes
     assert "waiting: station kentish's report (event 1), 3000 bytes" in out
-    assert "refused: station camden's report (event 3): clip" in out and "upload: none" in out
+    assert f"refused: station camden's report (event 3, 3000 bytes, sha256 {clip.sha256}): clip" in out
+    assert "upload: none" in out
 
     assert main(["central", "claims", "refuse", clip.clip_id, "--reason", "", "--config", path]) == 2
     assert "say why the report is refused" in capsys.readouterr().err
@@ -162,6 +163,8 @@ def test_the_commands_show_and_refuse_a_waiting_report_and_say_what_is_wrong(cli
         "station_id": "camden",
         "seq": 3,
         "refused": None,
+        "size": 3000,
+        "sha256": clip.sha256,
     }
     assert main(["central", "claims", "show", clip.clip_id, "--json", "--config", path]) == 0
     assert json.loads(capsys.readouterr().out)["waiting"]["station_id"] == "camden"
@@ -299,3 +302,32 @@ def test_a_report_put_back_while_the_false_reports_station_uploads_its_bytes_cha
     assert client.delete(f"/api/v1/uploads/{upload_id}", headers={**ADMIN, **TUS}).status_code == 204
     decision = decisions.refuse(services(client.app).events, clip.clip_id, "cli:imo", "forged", instead="camden")
     assert decision.reinstated.station_id == "camden"
+
+
+def test_the_refused_report_put_back_is_the_one_named_and_show_says_which_bytes_each_named(client):
+    """Camden's token reported the clip twice (the second with other bytes: its token lied too). Show
+    lists the bytes each refused report named; --event puts back the one the person chose, and
+    without it the latest goes back."""
+    data, clip = _blocked(client)
+    other = ingested(SERIAL, 2, clip_id=clip.clip_id, data=os.urandom(2000))
+    post(client, CAMDEN, [other], first_seq=4, hours=[4])
+    events = services(client.app).events
+    seen = decisions.show(events, clip.clip_id)
+    assert [(r.seq, r.size, r.sha256) for r in seen.refused] == [(3, 3000, clip.sha256), (4, 2000, other.sha256)]
+    with pytest.raises(BadRequest, match="--event names one of the --instead station's"):
+        decisions.refuse(events, clip.clip_id, "cli:imo", "forged", event=3)
+    with pytest.raises(NotFound, match=r"station camden's event 2 is not one of its refused reports .* \(3, 4:"):
+        decisions.refuse(events, clip.clip_id, "cli:imo", "forged", instead="camden", event=2)
+    _unchanged_but(client, clip.clip_id, refused=[("camden", 3), ("camden", 4)])
+    decision = decisions.refuse(events, clip.clip_id, "cli:imo", "forged", instead="camden", event=3)
+    assert (decision.reinstated.station_id, decision.reinstated.seq) == ("camden", 3)
+    assert decisions.show(events, clip.clip_id).waiting_sha256 == clip.sha256
+    upload_reported(client, clip, data)
+    assert ("ingest", "camden") in custody(client, clip.clip_id) and chain_intact(client)
+
+
+def _unchanged_but(client, clip_id: str, refused: list[tuple[str, int]]) -> None:
+    seen = decisions.show(services(client.app).events, clip_id)
+    assert (seen.waiting.station_id, seen.reported_by) == ("kentish", "kentish")
+    assert _audit(client, clip_id) == []
+    assert [(s, q) for s, q, _, _ in refusals(client)] == refused
