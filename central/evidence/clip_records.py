@@ -69,6 +69,15 @@ def abandon(db, clip_id: str, upload_id: str) -> None:
     db.execute("DELETE FROM clips WHERE clip_id = ? AND upload_id = ? AND state = 'receiving'", [clip_id, upload_id])
 
 
+def camera_and_time(db, clip_id: str) -> tuple[str, str] | None:
+    """(camera, recorded_at) of a clip verified at central, or None: what its attribution is made
+    of when no station's report made one (``AssignmentService.attribute``)."""
+    row = db.execute(
+        "SELECT device_serial, recorded_at FROM clips WHERE clip_id = ? AND state = 'verified'", [clip_id]
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 class ClipRecords:
     """The clip API's reads, and its access log (every view and download, also in the audit chain)."""
 

@@ -22,7 +22,7 @@ from central.core.database import Database
 from central.core.openapi import errors
 from central.core.pagination import CURSOR_HELP, cursor_id, decode_cursor, decode_time_cursor, page_response
 from central.core.providers import Injected
-from central.evidence import audit
+from central.evidence import audit, clip_records
 from central.evidence.holds import announce_reattributed
 from central.firmware import settings_history
 from central.registry import attribution
@@ -407,31 +407,45 @@ class AssignmentService:
 
     def attribution(self, clip_id: str) -> Attribution:
         with self.writer.read() as db:
-            row = db.execute(
-                "SELECT clip_id, device_serial, recorded_at, station_id, officer_id, resolved_by "
-                "FROM attributions WHERE clip_id = ?",
-                [clip_id],
-            ).fetchone()
-        if row is None:
+            found = _attribution_of(db, clip_id)
+        if found is None:
             raise NotFound(f"no clip {clip_id} has been reported by a station")
-        return _attribution(row)
+        return found
 
     def attribute(self, clip_id: str, request: AttributeRequest, actor: str) -> Attribution:
+        """A supervisor's attribution. A verified clip no station's report attributed (a person's
+        upload, reports refused) is attributed here too: it had no way into anyone's queue."""
         with self.writer.write() as db:
-            before = self.attribution(clip_id)
+            before = _attribution_of(db, clip_id)
+            verified = clip_records.camera_and_time(db, clip_id) if before is None else None
+            if before is None and verified is None:
+                raise NotFound(f"no clip {clip_id} has been reported by a station or verified at central")
             if db.execute("SELECT 1 FROM officers WHERE officer_id = ?", [request.officer_id]).fetchone() is None:
                 raise NotFound(f"no officer {request.officer_id}")
-            attribution.by_hand(db, clip_id, request.officer_id, actor, to_iso(utc_now()))
+            now = to_iso(utc_now())
+            if verified is not None:
+                attribution.by_hand_first(db, clip_id, *verified, request.officer_id, actor, now)
+            else:
+                attribution.by_hand(db, clip_id, request.officer_id, actor, now)
             audit.record(
                 db,
                 actor=actor,
                 action="attribute",
                 object_type="clip",
                 object_id=clip_id,
-                detail=f"{before.officer_id or 'unattributed'} → {request.officer_id}: {request.reason}",
+                detail=f"{(before and before.officer_id) or 'unattributed'} → {request.officer_id}: {request.reason}",
             )
             announce_reattributed(db, self.changes, [clip_id])
         return self.attribution(clip_id)
+
+
+def _attribution_of(db, clip_id: str) -> Attribution | None:
+    row = db.execute(
+        "SELECT clip_id, device_serial, recorded_at, station_id, officer_id, resolved_by FROM attributions "
+        "WHERE clip_id = ?",
+        [clip_id],
+    ).fetchone()
+    return _attribution(row) if row else None
 
 
 def _attribution(r) -> Attribution:

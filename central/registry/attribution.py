@@ -180,3 +180,14 @@ def by_hand(db, clip_id: str, officer_id: str, actor: str, at: str) -> None:
         "resolved_at = ? WHERE clip_id = ?",
         [officer_id, actor, at, clip_id],
     )
+
+
+def by_hand_first(db, clip_id: str, serial: str, recorded_at: str, officer_id: str, actor: str, at: str) -> None:
+    """A supervisor attributes a verified clip no station's report attributed (uploaded by a person,
+    its reports refused): its row is made here, naming no station, so that a station's report
+    applied later takes it (``attribute_ingested``) and the supervisor's officer stays."""
+    db.execute(
+        "INSERT INTO attributions (clip_id, device_serial, recorded_at, station_id, officer_id, resolved_by, "
+        "resolved_at) VALUES (?, ?, ?, NULL, ?, ?, ?) ON CONFLICT (clip_id) DO NOTHING",
+        [clip_id, serial, recorded_at, officer_id, actor, at],
+    )

@@ -54,6 +54,34 @@ def test_a_supervisor_attributes_by_hand_and_it_sticks(client):
     )
 
 
+def test_a_verified_clip_no_station_reported_is_attributed_by_hand_and_a_report_after_takes_its_row(client):
+    """A clip uploaded with no station's report (a person's upload, reports refused) had no attribution
+    row: in no supervisor's queue, and its attribution by hand was a 404. It is made by hand now,
+    naming no station; the station's report applied after takes the row, keeping the officer."""
+    from tests.central.evidence.test_clips import upload
+
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC9", "borough": "Camden"}])
+    data = b"footage" * 100
+    clip_id = upload(client, data)  # verified; Camden's report of it not yet applied
+    assert client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).status_code == 404
+    r = client.post(
+        f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN, json={"officer_id": "PC9", "reason": "duty log"}
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["officer_id"], r.json()["station_id"], r.json()["resolved_by"]) == ("PC9", None, "admin")
+    post(client, CAMDEN, [docked("BWV-000123", 1, clips=1), ingested("BWV-000123", 0, clip_id=clip_id, data=data)])
+    taken = client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).json()
+    assert (taken["officer_id"], taken["station_id"]) == ("PC9", "camden")
+    custody = [c["action"] for c in client.get(f"/api/v1/clips/{clip_id}/custody", headers=ADMIN).json()]
+    assert "ingest" in custody and "attribute" in custody
+    missing = client.post(
+        "/api/v1/clips/7d0e5a3c-0000-4000-8000-000000000000/attribution",
+        headers=ADMIN,
+        json={"officer_id": "PC9", "reason": "x"},
+    )
+    assert missing.status_code == 404 and "reported by a station or verified at central" in missing.text
+
+
 def test_a_late_checkin_moves_back_the_end_a_later_docking_gave_the_checkout(client):
     """Station A (offline) checked the camera out at 1 h and in by hand at 3 h; it docked at B at 8 h,
     and B's events are applied first."""

@@ -96,6 +96,12 @@ def test_a_refused_report_alone_lets_the_true_bytes_in_unattributed(client):
     upload_reported(client, clip, data)
     assert custody(client, clip.clip_id) == [("claim-refused", "central"), ("upload-verified", "central")]
     assert client.get(f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN).status_code == 404
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PC9", "borough": "Camden"}])
+    r = client.post(
+        f"/api/v1/clips/{clip.clip_id}/attribution", headers=ADMIN, json={"officer_id": "PC9", "reason": "duty log"}
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["officer_id"], r.json()["station_id"], r.json()["resolved_by"]) == ("PC9", None, "admin")
     assert chain_intact(client)
 
 
