@@ -72,17 +72,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     if found.waiting is not None:
         print(
             f"  waiting: station {found.waiting.station_id}'s report (event {found.waiting.seq}), "
-            f"{found.waiting_size} bytes, sha256 {found.waiting_sha256}"
+            f"{found.waiting.size} bytes, sha256 {found.waiting.sha256}"
         )
     else:
         print("  waiting: no report waits for its upload")
     print(f"  attributed from: {'station ' + found.reported_by if found.reported_by else 'no report'}")
     if found.upload is not None:
-        who = f"station {found.upload['station_id']}" if found.upload["station_id"] else "a user at central"
-        print(
-            f"  upload: by {who}, {found.upload['size']} bytes, sha256 {found.upload['sha256']}, "
-            f"{found.upload['state']}"
-        )
+        who = f"station {found.upload.station_id}" if found.upload.station_id else "a user at central"
+        print(f"  upload: by {who}, {found.upload.size} bytes, sha256 {found.upload.sha256}, {found.upload.state}")
     else:
         print("  upload: none")
     for r in found.refused:

@@ -16,6 +16,7 @@ import msgspec
 
 from central.events import claims
 from central.events.log import EventLog
+from central.events.projection import Applied
 from central.registry import attribution
 from central.uploads import records as upload_records
 from fleet.config import StationId
@@ -27,13 +28,23 @@ REASON_MAX = 500
 
 
 class Report(msgspec.Struct, kw_only=True):
+    """A station's report of copying a clip off its camera, and the bytes it named (from the event
+    log; None where central cannot read it)."""
+
     station_id: str
     seq: int
     refused: str | None = None
-    """Why it was refused (None: it waits for its upload)."""
+    """Why it was refused (None: it waits for its upload, or was put back)."""
     size: int | None = None
     sha256: str | None = None
-    """The bytes a refused report named, from the event log (None: not a report central can read)."""
+
+
+class UploadSeen(msgspec.Struct, kw_only=True):
+    station_id: str | None
+    """None: a person's upload."""
+    size: int
+    sha256: str
+    state: str
 
 
 class ClipClaims(msgspec.Struct, kw_only=True):
@@ -42,12 +53,9 @@ class ClipClaims(msgspec.Struct, kw_only=True):
     clip_id: str
     waiting: Report | None
     """The report that waits for the clip's upload, whose bytes alone central takes meanwhile."""
-    waiting_size: int | None = None
-    waiting_sha256: str | None = None
     reported_by: str | None = None
     """The station the clip's attribution names (the report applied), if any."""
-    upload: dict | None = None
-    """The clip's upload at central: its station (None: a person), size, SHA-256 and state."""
+    upload: UploadSeen | None = None
     refused: list[Report] = []
 
 
@@ -65,24 +73,25 @@ def show(log: EventLog, clip_id: str) -> ClipClaims:
         upload = upload_records.of_clips(db, [clip_id]).get(clip_id)
         return ClipClaims(
             clip_id=clip_id,
-            waiting=Report(station_id=waiting[0], seq=waiting[1]) if waiting else None,
-            waiting_size=waiting[4] if waiting else None,
-            waiting_sha256=waiting[5] if waiting else None,
+            waiting=Report(station_id=waiting[0], seq=waiting[1], size=waiting[4], sha256=waiting[5])
+            if waiting
+            else None,
             reported_by=attribution.reporters(db, [clip_id]).get(clip_id),
-            upload=dict(zip(("station_id", "size", "sha256", "state"), upload, strict=True)) if upload else None,
+            upload=UploadSeen(station_id=upload[0], size=upload[1], sha256=upload[2], state=upload[3])
+            if upload
+            else None,
             refused=[
-                _refused(log, db, station, seq, reason)
+                _report(log.stored(db, station, seq, ClipIngested), station, seq, reason)
                 for station, seq, reason, _ in claims.refused_reports(db, clip_id)
             ],
         )
 
 
-def _refused(log: EventLog, db, station: str, seq: int, reason: str) -> Report:
-    stored = log.stored(db, station, seq, ClipIngested)
+def _report(stored: Applied[ClipIngested] | None, station: str, seq: int, refused: str | None) -> Report:
     return Report(
         station_id=station,
         seq=seq,
-        refused=reason,
+        refused=refused,
         size=stored.event.size if stored else None,
         sha256=stored.event.sha256 if stored else None,
     )
@@ -91,14 +100,13 @@ def _refused(log: EventLog, db, station: str, seq: int, reason: str) -> Report:
 def refuse(
     log: EventLog, clip_id: str, actor: str, reason: str, instead: str | None = None, event: int | None = None
 ) -> Decision:
-    """Refuse the report of ``clip_id`` that waits for its upload; with ``instead``, apply that
-    station's refused report of the clip in its place: ``event`` (its seq, as ``show`` lists it), or
-    its latest (a station reports a clip once; several mean its token lied too). BadRequest (what the person typed),
-    NotFound or Conflict, and nothing changed, when either cannot be done.
+    """Refuse the report of ``clip_id`` that waits for its upload; with ``instead``, put that
+    station's refused report of the clip in its place (``put_back``). BadRequest (what the person
+    typed), NotFound or Conflict, and nothing changed, when any of it cannot be done.
 
     With ``instead`` and no report waiting, that station's report is put back where no station's
-    stands: a refusal made without ``instead`` (a slip) left the clip with no attribution row, which
-    no supervisor can attribute and no officer hold covers, and this is its only way back."""
+    stands: a refusal made without ``instead`` (a slip) left the clip with no attribution row, and
+    this is its way back."""
     _check_clip_id(clip_id)
     reason = _checked_reason(reason)
     if instead is not None:
@@ -120,34 +128,38 @@ def refuse(
                 f"station {claim[0]} is uploading clip {clip_id} (the bytes its report named): replace its token "
                 "first, stop that upload (DELETE /api/v1/uploads/ID as admin), then decide"
             )
-        decision = Decision(
-            clip_id=clip_id, refused=Report(station_id=claim[0], seq=claim[1], refused=reason) if claim else None
-        )
+        refused = Report(station_id=claim[0], seq=claim[1], refused=reason) if claim else None
         if instead is None:
-            return decision
+            return Decision(clip_id=clip_id, refused=refused)
         if claim is not None and instead == claim[0]:
             raise Conflict(f"station {instead}'s is the report refused: name the station whose report should stand")
-        earlier = [seq for station, seq, _, _ in claims.refused_reports(db, clip_id) if station == instead]
-        if not earlier:
-            raise NotFound(f"station {instead} has no refused report of clip {clip_id} to put in its place")
-        if event is not None and event not in earlier:
-            raise NotFound(
-                f"station {instead}'s event {event} is not one of its refused reports of clip {clip_id} "
-                f"({', '.join(map(str, earlier))}: see fleet central claims show)"
-            )
-        seq = earlier[-1] if event is None else event
-        try:
-            applied = log.apply_again(db, instead, seq, ClipIngested)
-        except Exception as exc:  # the whole decision is rolled back; the person reads why
-            raise Conflict(f"station {instead}'s event {seq} cannot be applied ({type(exc).__name__}: {exc})") from None
-        if applied is None or applied.event.clip_id != clip_id:
-            raise Conflict(f"station {instead}'s event {seq} is not a report of clip {clip_id} that central can apply")
-        if attribution.reporters(db, [clip_id]).get(clip_id) != instead:
-            again = [r for s, q, r, _ in claims.refused_reports(db, clip_id) if (s, q) == (instead, seq)]
-            raise Conflict(f"station {instead}'s report of clip {clip_id} is refused again: {again[-1]}")
-        claims.reinstated(db, clip_id, actor, instead, seq, claim[0] if claim else None, reason)
-        decision.reinstated = Report(station_id=instead, seq=seq, size=applied.event.size, sha256=applied.event.sha256)
-        return decision
+        reinstated = _put_back(log, db, clip_id, instead, event)
+        claims.reinstated(db, clip_id, actor, instead, reinstated.seq, claim[0] if claim else None, reason)
+        return Decision(clip_id=clip_id, refused=refused, reinstated=reinstated)
+
+
+def _put_back(log: EventLog, db, clip_id: str, station: str, event: int | None) -> Report:
+    """Apply ``station``'s refused report of ``clip_id`` again (``event``, or its latest: a station
+    reports a clip once, several mean its token lied too); Conflict if it is refused again."""
+    earlier = [seq for s, seq, _, _ in claims.refused_reports(db, clip_id) if s == station]
+    if not earlier:
+        raise NotFound(f"station {station} has no refused report of clip {clip_id} to put in its place")
+    if event is not None and event not in earlier:
+        raise NotFound(
+            f"station {station}'s event {event} is not one of its refused reports of clip {clip_id} "
+            f"({', '.join(map(str, earlier))}: see fleet central claims show)"
+        )
+    seq = earlier[-1] if event is None else event
+    try:
+        applied = log.apply_again(db, station, seq, ClipIngested)
+    except Exception as exc:  # the whole decision is rolled back; the person reads why
+        raise Conflict(f"station {station}'s event {seq} cannot be applied ({type(exc).__name__}: {exc})") from None
+    if applied is None or applied.event.clip_id != clip_id:
+        raise Conflict(f"station {station}'s event {seq} is not a report of clip {clip_id} that central can apply")
+    if attribution.reporters(db, [clip_id]).get(clip_id) != station:
+        again = [r for s, q, r, _ in claims.refused_reports(db, clip_id) if (s, q) == (station, seq)]
+        raise Conflict(f"station {station}'s report of clip {clip_id} is refused again: {again[-1]}")
+    return _report(applied, station, seq, None)
 
 
 def _check_clip_id(clip_id: str) -> None:

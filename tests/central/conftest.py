@@ -76,6 +76,20 @@ def make_settings(data_dir, **overrides) -> CentralSettings:
     )
 
 
+def config_file(tmp_path, extra: str = "") -> str:
+    """central.toml for a ``fleet central`` command on the test's central (data under
+    ``tmp_path / "central"``, as ``settings`` puts it, on the test's database), then ``extra``."""
+    data_dir = tmp_path / "central"
+    database = BACKEND.url_for(data_dir)
+    path = tmp_path / "central.toml"
+    path.write_text(
+        f'data_dir = "{data_dir}"\nadmin_token = "admin-test-token"\n'
+        + (f'[database]\nurl = "{database}"\n' if database else "")
+        + extra
+    )
+    return str(path)
+
+
 @pytest.fixture
 def settings(tmp_path):
     return make_settings(tmp_path / "central")

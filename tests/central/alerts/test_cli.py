@@ -5,20 +5,15 @@ import json
 from fleet.cli import main
 from tests.central.alerts.conftest import SECRET, T0, alert_services
 from tests.central.alerts.receivers import WebhookReceiver, free_port
-from tests.support.databases import BACKEND
+from tests.central.conftest import config_file
 
 
 def config(tmp_path, url: str) -> str:
-    data_dir = tmp_path / "central"
-    database = BACKEND.url_for(data_dir)
-    path = tmp_path / "central.toml"
-    path.write_text(
-        f'data_dir = "{data_dir}"\nadmin_token = "admin-test-token"\n'
-        + (f'[database]\nurl = "{database}"\n' if database else "")
-        + f'[alerts.destinations.ops]\nwebhook_url = "{url}"\nsecret = "{SECRET}"\n'
-        + '[stations.barnet]\nborough = "Barnet"\ntoken = "barnet-test-token"\n'
+    return config_file(
+        tmp_path,
+        f'[alerts.destinations.ops]\nwebhook_url = "{url}"\nsecret = "{SECRET}"\n'
+        '[stations.barnet]\nborough = "Barnet"\ntoken = "barnet-test-token"\n',
     )
-    return str(path)
 
 
 def test_test_sends_a_signed_test_message_and_says_when_it_cannot(tmp_path, receiver, capsys):

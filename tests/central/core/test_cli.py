@@ -9,14 +9,9 @@ import pytest
 
 from central.core import services
 from fleet.cli import main
+from tests.central.conftest import config_file
 
 pytestmark = pytest.mark.sqlite_only  # SQLite's own write lock
-
-
-def _config(tmp_path) -> str:
-    path = tmp_path / "central.toml"
-    path.write_text(f'data_dir = "{tmp_path / "central"}"\nadmin_token = "admin-test-token"\n')
-    return str(path)
 
 
 def _failing(message: str):
@@ -31,7 +26,7 @@ def _failing(message: str):
 def test_a_database_another_process_keeps_locked_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     """SQLite's write lock held past the command's wait (central's own long transaction, a backup)."""
     monkeypatch.setattr(services, "open_services", _failing("database is locked"))
-    assert main(["central", "users", "--config", _config(tmp_path)]) == 2
+    assert main(["central", "users", "--config", config_file(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fleet: error: central's database is busy (database is locked)") and "Traceback" not in err
 
@@ -39,4 +34,4 @@ def test_a_database_another_process_keeps_locked_is_one_line_and_exit_2(tmp_path
 def test_another_database_error_is_not_taken_for_a_busy_one(tmp_path, monkeypatch):
     monkeypatch.setattr(services, "open_services", _failing("no such table: users"))
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
-        main(["central", "users", "--config", _config(tmp_path)])
+        main(["central", "users", "--config", config_file(tmp_path)])

@@ -15,7 +15,7 @@ from fleet.cli import main
 from fleet.errors import BadRequest, Conflict, NotFound
 from fleet.events import ClipDamaged
 from fleet.protocol import encode_upload_metadata
-from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS
+from tests.central.conftest import ADMIN, BARNET, CAMDEN, KENTISH, TUS, config_file
 from tests.central.events.test_claims import (
     _forged_upload,
     chain_intact,
@@ -25,7 +25,6 @@ from tests.central.events.test_claims import (
     upload_reported,
 )
 from tests.central.fleetdata import docked, ingested, post
-from tests.support.databases import BACKEND
 
 SERIAL = "BWV-000123"
 
@@ -70,7 +69,7 @@ def test_a_report_made_first_with_other_bytes_is_refused_and_the_true_stations_p
     )
     assert (decision.reinstated.station_id, decision.reinstated.seq) == ("camden", 3)
     seen = decisions.show(events, clip.clip_id)
-    assert (seen.waiting.station_id, seen.waiting_size, seen.reported_by) == ("camden", 3000, "camden")
+    assert (seen.waiting.station_id, seen.waiting.size, seen.reported_by) == ("camden", 3000, "camden")
 
     upload_reported(client, clip, data)  # ``fleet station retry`` at Camden
     assert sorted(custody(client, clip.clip_id)) == [  # the person's word is in the clip's custody too
@@ -138,16 +137,11 @@ def test_a_report_put_back_that_is_refused_again_changes_nothing(client):
 
 
 def _config(tmp_path) -> str:
-    data_dir = tmp_path / "central"
-    database = BACKEND.url_for(data_dir)
-    path = tmp_path / "central.toml"
-    path.write_text(
-        f'data_dir = "{data_dir}"\nadmin_token = "admin-test-token"\n'
-        + (f'[database]\nurl = "{database}"\n' if database else "")
-        + '[stations.camden]\nborough = "Camden"\ntoken = "camden-test-token"\n'
-        + '[stations.kentish]\nborough = "Camden"\ntoken = "kentish-test-token"\n'
+    return config_file(
+        tmp_path,
+        '[stations.camden]\nborough = "Camden"\ntoken = "camden-test-token"\n'
+        '[stations.kentish]\nborough = "Camden"\ntoken = "kentish-test-token"\n',
     )
-    return str(path)
 
 
 def test_the_commands_show_and_refuse_a_waiting_report_and_say_what_is_wrong(client, tmp_path, capsys):
@@ -295,8 +289,8 @@ def test_a_report_put_back_while_the_false_reports_station_uploads_its_bytes_cha
         headers={
             **KENTISH,
             **TUS,
-            "Upload-Length": str(forged.waiting_size),
-            "Upload-Metadata": encode_upload_metadata(upload_metadata(clip, forged.waiting_sha256)),
+            "Upload-Length": str(forged.waiting.size),
+            "Upload-Metadata": encode_upload_metadata(upload_metadata(clip, forged.waiting.sha256)),
         },
     )
     assert created.status_code == 201, created.text
@@ -327,7 +321,7 @@ def test_the_refused_report_put_back_is_the_one_named_and_show_says_which_bytes_
     _unchanged_but(client, clip.clip_id, refused=[("camden", 3), ("camden", 4)])
     decision = decisions.refuse(events, clip.clip_id, "cli:imo", "forged", instead="camden", event=3)
     assert (decision.reinstated.station_id, decision.reinstated.seq) == ("camden", 3)
-    assert decisions.show(events, clip.clip_id).waiting_sha256 == clip.sha256
+    assert decisions.show(events, clip.clip_id).waiting.sha256 == clip.sha256
     upload_reported(client, clip, data)
     assert ("ingest", "camden") in custody(client, clip.clip_id) and chain_intact(client)
 
