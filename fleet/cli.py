@@ -3,12 +3,14 @@
 Sub-command groups come from the packages that own them, found through the
 ``fleet.commands`` entry-point group (``station``, ``central``, ``demo``), so this kernel
 imports neither station nor central. Every FleetError becomes one line on stderr and
-exit status 2; nothing reaches the user as a traceback.
+exit status 2, as does an SQLite database another process kept locked past the command's wait;
+nothing reaches the user as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from importlib.metadata import entry_points
 
@@ -37,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except FleetError as exc:
         print(f"fleet: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        # Another process (central serving, a backup) kept the database past this command's wait;
+        # its transaction was rolled back.
+        print(f"fleet: error: the database is busy ({exc}): nothing was changed, run it again", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader went away (`fleet rollout plan | head`): not an error worth a traceback.

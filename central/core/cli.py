@@ -495,21 +495,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def central_services(config: str) -> Iterator[Services]:
     """Central's services straight on its database: these commands work whether or not
     central is serving (SQLite WAL; writes take their turn)."""
-    import sqlite3
-
     from central.core.services import open_services
 
-    settings = load_settings(config, CentralSettings)
-    try:
-        with open_services(settings) as services:
-            yield services
-    except sqlite3.OperationalError as exc:
-        if "locked" not in str(exc) and "busy" not in str(exc):
-            raise
-        raise FleetError(  # one line, not a traceback: the transaction was rolled back
-            f"central's database is busy ({exc}): another process kept it for longer than this command "
-            "waits; nothing was changed, run the command again"
-        ) from None
+    with open_services(load_settings(config, CentralSettings)) as services:
+        yield services
 
 
 def _print_json(value) -> int:

@@ -1,4 +1,4 @@
-"""``fleet central`` commands straight on central's database (``central.core.cli.central_services``)."""
+"""``fleet central`` commands straight on central's database: a database kept busy is one line (``fleet.cli``)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def test_a_database_another_process_keeps_locked_is_one_line_and_exit_2(tmp_path
     monkeypatch.setattr(services, "open_services", _failing("database is locked"))
     assert main(["central", "users", "--config", config_file(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("fleet: error: central's database is busy (database is locked)") and "Traceback" not in err
+    assert err.startswith("fleet: error: the database is busy (database is locked): nothing was changed")
+    assert "Traceback" not in err
 
 
 def test_another_database_error_is_not_taken_for_a_busy_one(tmp_path, monkeypatch):
