@@ -82,6 +82,21 @@ def test_a_verified_clip_no_station_reported_is_attributed_by_hand_and_a_report_
     assert missing.status_code == 404 and "reported by a station or verified at central" in missing.text
 
 
+def test_another_boroughs_supervisor_cannot_attribute_a_clip_no_station_reported(client):
+    """The clip's borough is its camera's, row or no row: Barnet's supervisor may not make Camden's."""
+    from tests.central.evidence.test_clips import upload
+
+    users = services(client.app).users
+    users.add("s.barnet", "supervisor", "test", borough="Barnet", password=None)
+    barnet = {"Authorization": f"Bearer {users.create_token('s.barnet', 'test', 'test').token}"}
+    client.post("/api/v1/devices/", headers=ADMIN, json=[{"serial": "BWV-000123", "borough": "Camden"}])
+    client.post("/api/v1/officers/", headers=ADMIN, json=[{"officer_id": "PB1", "borough": "Barnet"}])
+    clip_id = upload(client, b"camden footage" * 50)
+    r = client.post(f"/api/v1/clips/{clip_id}/attribution", headers=barnet, json={"officer_id": "PB1", "reason": "x"})
+    assert r.status_code in (403, 404), r.text
+    assert client.get(f"/api/v1/clips/{clip_id}/attribution", headers=ADMIN).status_code == 404  # nothing made
+
+
 def test_a_late_checkin_moves_back_the_end_a_later_docking_gave_the_checkout(client):
     """Station A (offline) checked the camera out at 1 h and in by hand at 3 h; it docked at B at 8 h,
     and B's events are applied first."""
